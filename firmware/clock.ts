@@ -1,0 +1,70 @@
+import { existsSync } from 'node:fs';
+
+/**
+ * Time as the runtime sees it. Injected everywhere (store TTL, backoff, token expiry) so tests can step
+ * the wall clock by days without touching the monotonic one, the way an RTC-less Pi does when NTP syncs.
+ */
+export interface Clock {
+  /** Wall-clock milliseconds since the Unix epoch. May jump in either direction. */
+  wallMs(): number;
+  /** Monotonic milliseconds since an arbitrary origin; never jumps, resets at reboot. */
+  monoMs(): number;
+  /** True when the wall clock is known to be synchronised (NTP); false on a fresh RTC-less boot. */
+  wallSynced(): boolean;
+}
+
+/** systemd-timesyncd touches this file once the clock is synchronised. */
+const TIMESYNC_FLAG_PATH = '/run/systemd/timesync/synchronized';
+
+export const systemClock: Clock = {
+  wallMs: () => Date.now(),
+  monoMs: () => performance.now(),
+  wallSynced: () => existsSync(TIMESYNC_FLAG_PATH),
+};
+
+/** A clock for tests and the sim board: both time bases move only when told to. */
+export class ManualClock implements Clock {
+  private wall: number;
+  private mono: number;
+  private synced: boolean;
+
+  constructor(opts: { wallMs?: number; monoMs?: number; synced?: boolean } = {}) {
+    this.wall = opts.wallMs ?? Date.UTC(2026, 0, 1);
+    this.mono = opts.monoMs ?? 1_000_000;
+    this.synced = opts.synced ?? true;
+  }
+
+  wallMs(): number {
+    return this.wall;
+  }
+
+  monoMs(): number {
+    return this.mono;
+  }
+
+  wallSynced(): boolean {
+    return this.synced;
+  }
+
+  /** Time passes: both clocks advance together. */
+  advance(ms: number): void {
+    this.wall += ms;
+    this.mono += ms;
+  }
+
+  /** The wall clock is stepped (NTP sync, operator); monotonic time does not move. */
+  stepWall(ms: number): void {
+    this.wall += ms;
+  }
+
+  setSynced(synced: boolean): void {
+    this.synced = synced;
+  }
+
+  /** A reboot: monotonic time restarts near zero, the wall clock is whatever the board boots with. */
+  reboot(opts: { wallMs: number; synced: boolean }): void {
+    this.mono = 1_000;
+    this.wall = opts.wallMs;
+    this.synced = opts.synced;
+  }
+}

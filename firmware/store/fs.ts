@@ -1,0 +1,100 @@
+import * as fs from 'node:fs/promises';
+import { constants } from 'node:fs';
+
+/**
+ * Every file operation the store makes goes through this interface. Production uses node:fs; the
+ * power-cut simulator (test/support) swaps in a layer that records which bytes were synced.
+ * Contract: `write` and `read` are positional (pwrite/pread); `datasync` makes the file's data and size
+ * durable; a created, renamed or unlinked name is durable only after `syncDir` of its parent.
+ */
+export interface StoreFile {
+  write(buf: Buffer, position: number): Promise<void>;
+  /** Reads up to buf.length bytes at position; returns how many were read (0 at end of file). */
+  read(buf: Buffer, position: number): Promise<number>;
+  datasync(): Promise<void>;
+  truncate(length: number): Promise<void>;
+  size(): Promise<number>;
+  close(): Promise<void>;
+}
+
+export type OpenMode =
+  | 'read' // existing file, read only
+  | 'readwrite' // existing file, read and write
+  | 'create'; // new file, fails if it exists (O_EXCL)
+
+export interface StoreFs {
+  open(path: string, mode: OpenMode): Promise<StoreFile>;
+  /** Names in a directory; [] when the directory does not exist. */
+  readdir(dir: string): Promise<string[]>;
+  mkdir(dir: string): Promise<void>;
+  unlink(path: string): Promise<void>;
+  rename(from: string, to: string): Promise<void>;
+  syncDir(dir: string): Promise<void>;
+}
+
+class NodeFile implements StoreFile {
+  constructor(private readonly handle: fs.FileHandle) {}
+
+  async write(buf: Buffer, position: number): Promise<void> {
+    let done = 0;
+    // A short write is legal for pwrite; loop until the whole buffer is down.
+    while (done < buf.length) {
+      const { bytesWritten } = await this.handle.write(buf, done, buf.length - done, position + done);
+      done += bytesWritten;
+    }
+  }
+
+  async read(buf: Buffer, position: number): Promise<number> {
+    const { bytesRead } = await this.handle.read(buf, 0, buf.length, position);
+    return bytesRead;
+  }
+
+  datasync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
+  truncate(length: number): Promise<void> {
+    return this.handle.truncate(length);
+  }
+
+  async size(): Promise<number> {
+    return (await this.handle.stat()).size;
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+const OPEN_FLAGS: Record<OpenMode, number> = {
+  read: constants.O_RDONLY,
+  readwrite: constants.O_RDWR,
+  create: constants.O_RDWR | constants.O_CREAT | constants.O_EXCL,
+};
+
+export const nodeFs: StoreFs = {
+  async open(path, mode) {
+    return new NodeFile(await fs.open(path, OPEN_FLAGS[mode], 0o640));
+  },
+  async readdir(dir) {
+    try {
+      return await fs.readdir(dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+  },
+  async mkdir(dir) {
+    await fs.mkdir(dir, { recursive: true, mode: 0o750 });
+  },
+  unlink: (path) => fs.unlink(path),
+  rename: (from, to) => fs.rename(from, to),
+  async syncDir(dir) {
+    const handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
+    try {
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+  },
+};

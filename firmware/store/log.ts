@@ -1,0 +1,315 @@
+import { join } from 'node:path';
+import { systemClock, type Clock } from '../clock.js';
+import { CHECKPOINT_SLOT_BYTES, CheckpointFile, LANES_MAX, type CheckpointState } from './checkpoint.js';
+import { StoreError, fromFsError } from './errors.js';
+import { nodeFs, type StoreFs } from './fs.js';
+import { Lane, type LaneHost } from './lane.js';
+import { acquireLock, releaseLock } from './lock.js';
+import { resolveOptions, type ResolvedOptions, type RingLogOptions } from './options.js';
+import { SEAL_RECORD_BYTES } from './record.js';
+import { recoverLane } from './recover.js';
+import { Retention } from './retention.js';
+import { StoreClock } from './store-clock.js';
+import type { Batch } from './batch.js';
+import type { DamageReport, LaneStats, LogStats } from './types.js';
+
+const LANE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,47}$/;
+/** Even with no acks, the checkpoint is rewritten this often so the store clock survives a restart. */
+const CLOCK_CHECKPOINT_MS = 60_000;
+
+export interface Counters {
+  expiredRecords: number;
+  droppedRecords: number;
+  corruptRecords: number;
+  corruptBytes: number;
+  lastSyncLatencyMs: number;
+  syncCount: number;
+}
+
+/**
+ * The ring log: lanes of append-only segment files, one group-commit loop for all of them, a shared
+ * quota, checkpointed cursors and a store clock for TTLs. See ARCHITECTURE.md (store).
+ */
+export class RingLog implements LaneHost {
+  readonly opts: ResolvedOptions;
+  readonly fs: StoreFs;
+  readonly counters: Counters = { expiredRecords: 0, droppedRecords: 0, corruptRecords: 0, corruptBytes: 0, lastSyncLatencyMs: 0, syncCount: 0 };
+  readonly lanes = new Map<string, Lane>();
+  readonly damage: DamageReport[] = [];
+  private readonly clock: Clock;
+  private storeClock!: StoreClock;
+  private checkpoint: CheckpointFile | null = null;
+  private generation = 0;
+  private lastSegmentNo = 0;
+  diskBytes = CHECKPOINT_SLOT_BYTES * 2;
+  private reservedBytes = 0;
+  private commitScheduled = false;
+  private commitRun: Promise<void> | null = null;
+  private mutex: Promise<unknown> = Promise.resolve();
+  private checkpointTimer: NodeJS.Timeout | null = null;
+  private checkpointRun: Promise<void> | null = null;
+  private checkpointAgain = false;
+  private lastCheckpointStoreMs = 0;
+  private syncTimer: NodeJS.Timeout | null = null;
+  private maintenanceTimer: NodeJS.Timeout | null = null;
+  private readonly retention: Retention;
+  private closing = false;
+  private readonly onDamage: ((r: DamageReport) => void) | undefined;
+
+  private constructor(opts: RingLogOptions) {
+    this.opts = resolveOptions(opts);
+    this.fs = opts.fs ?? nodeFs;
+    this.clock = opts.clock ?? systemClock;
+    this.onDamage = opts.onDamage;
+    this.retention = new Retention(this);
+  }
+
+  static async open(opts: RingLogOptions): Promise<RingLog> {
+    const log = new RingLog(opts);
+    await log.init();
+    return log;
+  }
+
+  private async init(): Promise<void> {
+    const { dir, readOnly } = this.opts;
+    if (!readOnly) {
+      await this.fs.mkdir(join(dir, 'lanes'));
+      if (this.fs === nodeFs) await acquireLock(dir);
+    }
+    const { checkpoint, state } = await CheckpointFile.open(this.fs, dir, readOnly);
+    this.checkpoint = checkpoint;
+    this.generation = state?.generation ?? 0;
+    this.lastSegmentNo = state?.lastSegmentNo ?? 0;
+    this.storeClock = new StoreClock(this.clock, state);
+    this.lastCheckpointStoreMs = this.storeClock.nowMs();
+    for (const name of (await this.fs.readdir(join(dir, 'lanes'))).sort()) {
+      if (!LANE_NAME.test(name)) continue;
+      const lane = new Lane(name, join(dir, 'lanes'), this);
+      await recoverLane(lane, this, state?.lanes.get(name));
+      for (const seg of lane.segments) this.lastSegmentNo = Math.max(this.lastSegmentNo, seg.no);
+      this.lanes.set(name, lane);
+    }
+    if (readOnly) return;
+    this.maintenanceTimer = setInterval(() => void this.maintain(), this.opts.retentionIntervalMs).unref();
+    if (this.opts.syncMode === 'interval') {
+      this.syncTimer = setInterval(() => void this.syncAll().catch(() => undefined), this.opts.syncIntervalMs).unref();
+    }
+  }
+
+  /** The lane called `name`, created (durably) on first use. */
+  async lane(name: string): Promise<Lane> {
+    this.assertOpen();
+    const existing = this.lanes.get(name);
+    if (existing) return existing;
+    if (!LANE_NAME.test(name)) throw new StoreError('INVALID', `lane name "${name}" must match ${LANE_NAME}`);
+    if (this.lanes.size >= LANES_MAX) throw new StoreError('INVALID', `at most ${LANES_MAX} lanes ("LANES_MAX")`);
+    if (this.opts.readOnly) throw new StoreError('INVALID', `lane "${name}" does not exist (log opened read-only)`);
+    const lane = new Lane(name, join(this.opts.dir, 'lanes'), this);
+    try {
+      await this.fs.mkdir(lane.dir);
+      await this.fs.syncDir(join(this.opts.dir, 'lanes'));
+    } catch (err) {
+      throw fromFsError(err, `create lane ${lane.dir}`);
+    }
+    this.lanes.set(name, this.lanes.get(name) ?? lane);
+    return this.lanes.get(name)!;
+  }
+
+  storeNowMs(): number {
+    return this.storeClock.nowMs();
+  }
+
+  wallNowMs(): number {
+    return this.clock.wallMs();
+  }
+
+  nextSegmentNo(): number {
+    return ++this.lastSegmentNo;
+  }
+
+  assertOpen(): void {
+    if (this.closing) throw new StoreError('CLOSED', `ring log ${this.opts.dir} is closed`);
+  }
+
+  reserveAppend(bytes: number): void {
+    if (this.opts.quotaPolicy === 'reject-new' && this.diskBytes + this.reservedBytes + bytes > this.opts.quotaBytes) {
+      void this.maintain();
+      throw new StoreError('FULL', `ring log ${this.opts.dir} is at its quota of ${this.opts.quotaBytes} bytes ("quotaBytes", reject-new)`);
+    }
+    this.reservedBytes += bytes;
+  }
+
+  releaseReserved(bytes: number): void {
+    this.reservedBytes -= bytes;
+  }
+
+  diskBytesChanged(delta: number): void {
+    this.diskBytes += delta;
+  }
+
+  reportDamage(report: DamageReport): void {
+    if (this.damage.some((d) => d.segment === report.segment && d.lane === report.lane && d.fromByte === report.fromByte)) return;
+    if (this.damage.length < 1000) this.damage.push(report);
+    this.counters.corruptRecords++;
+    this.counters.corruptBytes += report.toByte - report.fromByte;
+    this.onDamage?.(report);
+  }
+
+  countExpired(records: number): void {
+    this.counters.expiredRecords += records;
+  }
+
+  countCorrupt(records: number, bytes: number): void {
+    this.counters.corruptRecords += records;
+    this.counters.corruptBytes += bytes;
+  }
+
+  /** Runs `fn` with no commit round, retention pass or quota drop in progress. */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.mutex.then(fn);
+    this.mutex = run.catch(() => undefined);
+    return run;
+  }
+
+  scheduleCommit(): void {
+    if (this.commitScheduled) return;
+    this.commitScheduled = true;
+    setImmediate(() => {
+      this.commitScheduled = false;
+      if (!this.commitRun) this.commitRun = this.runCommits().finally(() => (this.commitRun = null));
+    });
+  }
+
+  private async runCommits(): Promise<void> {
+    while ([...this.lanes.values()].some((l) => l.hasQueued())) {
+      await this.exclusive(() => this.commitRound());
+    }
+  }
+
+  /** One group commit: at most one batch per lane written, then one fdatasync per touched file. */
+  private async commitRound(): Promise<void> {
+    const written: Array<{ lane: Lane; batch: Batch }> = [];
+    for (const lane of this.lanes.values()) {
+      const batch = lane.takeBatch();
+      if (!batch) continue;
+      try {
+        if (this.opts.quotaPolicy === 'drop-oldest') await this.retention.makeRoom(lane, batch.bytes + SEAL_RECORD_BYTES, written);
+        await lane.writeBatch(batch);
+        written.push({ lane, batch });
+      } catch (err) {
+        await lane.failBatch(batch, fromFsError(err, `append to lane ${lane.name}`));
+      }
+    }
+    if (this.opts.syncMode !== 'always') {
+      for (const { lane, batch } of written) lane.commitBatch(batch);
+      return;
+    }
+    const started = performance.now();
+    await Promise.all(
+      written.map(async ({ lane, batch }) => {
+        try {
+          await this.syncLane(lane);
+          lane.commitBatch(batch);
+        } catch (err) {
+          await lane.failBatch(batch, fromFsError(err, `sync lane ${lane.name}`));
+        }
+      }),
+    );
+    this.counters.lastSyncLatencyMs = performance.now() - started;
+    this.counters.syncCount++;
+  }
+
+  private async syncLane(lane: Lane): Promise<void> {
+    await lane.activeFile!.datasync();
+    if (lane.dirSyncPending) {
+      lane.dirSyncPending = false;
+      await this.fs.syncDir(lane.dir);
+    }
+  }
+
+  /** interval mode: the periodic sync; also the final sync at close. */
+  private syncAll(): Promise<void> {
+    return this.exclusive(async () => {
+      for (const lane of this.lanes.values()) if (lane.activeFile) await this.syncLane(lane);
+      this.counters.syncCount++;
+    });
+  }
+
+  markCheckpointDirty(): void {
+    if (this.checkpointTimer || this.closing) return;
+    this.checkpointTimer = setTimeout(() => {
+      this.checkpointTimer = null;
+      void this.writeCheckpoint().catch(() => undefined);
+    }, this.opts.checkpointIntervalMs).unref();
+  }
+
+  /** Writes cursors and the clock anchor; then retention may delete what the new checkpoint covers. */
+  async writeCheckpoint(): Promise<void> {
+    if (!this.checkpoint) return;
+    if (this.checkpointRun) {
+      this.checkpointAgain = true;
+      return this.checkpointRun;
+    }
+    this.checkpointRun = (async () => {
+      do {
+        this.checkpointAgain = false;
+        const state: CheckpointState = {
+          generation: ++this.generation,
+          ...this.storeClock.snapshot(),
+          lastSegmentNo: this.lastSegmentNo,
+          lanes: new Map([...this.lanes].map(([name, l]) => [name, { ackedSeq: l.ackedSeq(), nextSeq: l.nextSeq }])),
+        };
+        await this.checkpoint!.write(state);
+        this.lastCheckpointStoreMs = state.storeMs;
+        for (const [name, cursor] of state.lanes) this.lanes.get(name)!.durableAckedSeq = cursor.ackedSeq;
+      } while (this.checkpointAgain);
+    })().finally(() => (this.checkpointRun = null));
+    await this.checkpointRun;
+    if (!this.closing) await this.exclusive(() => this.retention.sweep());
+  }
+
+  private async maintain(): Promise<void> {
+    if (this.closing) return;
+    this.storeClock.creditDowntime();
+    try {
+      if (this.storeClock.nowMs() - this.lastCheckpointStoreMs >= CLOCK_CHECKPOINT_MS) await this.writeCheckpoint();
+      else await this.exclusive(() => this.retention.sweep());
+    } catch {
+      // Retried on the next pass; append paths report I/O errors to their callers.
+    }
+  }
+
+  stats(): LogStats {
+    const lanes: LaneStats[] = [...this.lanes.values()].map((l) => this.retention.laneStats(l));
+    return {
+      lanes,
+      ...this.counters,
+      segmentCount: lanes.reduce((n, l) => n + l.segments, 0),
+      bytesOnDisk: this.diskBytes,
+      quotaBytes: this.opts.quotaBytes,
+    };
+  }
+
+  /** Flushes what producers are waiting on, writes a final checkpoint and releases every file. */
+  async close(): Promise<void> {
+    if (this.closing) return;
+    this.closing = true;
+    for (const t of [this.checkpointTimer, this.syncTimer, this.maintenanceTimer]) if (t) clearTimeout(t);
+    if (this.opts.readOnly) return;
+    while (this.commitScheduled || this.commitRun) {
+      await new Promise((r) => setImmediate(r));
+      await this.commitRun;
+    }
+    if (this.opts.syncMode !== 'always') await this.syncAll().catch(() => undefined);
+    await this.writeCheckpoint().catch(() => undefined);
+    for (const lane of this.lanes.values()) {
+      lane.rejectQueued(new StoreError('CLOSED', 'ring log closed'));
+      await lane.activeFile?.close().catch(() => undefined);
+      lane.activeFile = null;
+      await lane.readState.file?.close().catch(() => undefined);
+      lane.readState.file = null;
+    }
+    await this.checkpoint?.close().catch(() => undefined);
+    if (this.fs === nodeFs) await releaseLock(this.opts.dir);
+  }
+}

@@ -1,0 +1,94 @@
+import type { Clock } from '../clock.js';
+import { StoreError } from './errors.js';
+import type { StoreFs } from './fs.js';
+import type { DamageReport, QuotaPolicy, SyncMode } from './types.js';
+
+const MiB = 1024 * 1024;
+
+export interface RingLogOptions {
+  /** Data directory; created if missing. */
+  dir: string;
+  /** Size at which a segment file is sealed and a new one started, bytes. Default 16 MiB. */
+  segmentBytes?: number;
+  /** Largest record (32-byte header + properties + body), bytes. Default 256 KiB. */
+  recordBytesMax?: number;
+  /** Bytes on disk the whole log may use (segments + checkpoint), bytes. Default 1 GiB. */
+  quotaBytes?: number;
+  /** What a full log does: delete the oldest segment, or fail appends with FULL. Default drop-oldest. */
+  quotaPolicy?: QuotaPolicy;
+  /** Default time to live per record, seconds; 0 = never expire. Default 7200. */
+  ttlSecs?: number;
+  /** always: append resolves after fdatasync (group commit); interval: after write, synced every syncIntervalMs; none: tests/benchmarks only. */
+  syncMode?: SyncMode;
+  /** interval mode: the sync period; always mode: unused (a batch starts as soon as the previous sync ends). ms. Default 10. */
+  syncIntervalMs?: number;
+  /** Most bytes one group commit writes before its fdatasync, bytes. Default 4 MiB. */
+  groupCommitBytesMax?: number;
+  /** Appended bytes waiting for a commit before append refuses with BUSY, bytes. Default 64 MiB. */
+  appendQueueBytesMax?: number;
+  /** Shortest gap between two checkpoint writes, ms. Default 1000. */
+  checkpointIntervalMs?: number;
+  /** How often expired or fully acknowledged segments are looked for, ms. Default 1000. */
+  retentionIntervalMs?: number;
+  /** Open for inspection only: no lock, no truncation, no writes. */
+  readOnly?: boolean;
+  fs?: StoreFs;
+  clock?: Clock;
+  /** Called for each damaged region found (at open or while reading). */
+  onDamage?: (report: DamageReport) => void;
+}
+
+export type ResolvedOptions = Required<Omit<RingLogOptions, 'fs' | 'clock' | 'onDamage'>>;
+
+export const DEFAULTS: Omit<ResolvedOptions, 'dir'> = {
+  segmentBytes: 16 * MiB,
+  recordBytesMax: 256 * 1024,
+  quotaBytes: 1024 * MiB,
+  quotaPolicy: 'drop-oldest',
+  ttlSecs: 7200,
+  syncMode: 'always',
+  syncIntervalMs: 10,
+  groupCommitBytesMax: 4 * MiB,
+  appendQueueBytesMax: 64 * MiB,
+  checkpointIntervalMs: 1000,
+  retentionIntervalMs: 1000,
+  readOnly: false,
+};
+
+function invalid(message: string): StoreError {
+  return new StoreError('INVALID', message);
+}
+
+function checkRange(name: string, value: number, min: number, max: number, unit: string): void {
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw invalid(`"${name}" must be an integer between ${min} and ${max} ${unit}, got ${value}`);
+  }
+}
+
+/** Validates options with errors that name the option, the way an operator reads them. */
+export function resolveOptions(opts: RingLogOptions): ResolvedOptions {
+  if (typeof opts.dir !== 'string' || opts.dir.length === 0) throw invalid('"dir" must be a non-empty path');
+  const o: ResolvedOptions = { ...DEFAULTS, ...stripUndefined(opts) } as ResolvedOptions;
+  checkRange('segmentBytes', o.segmentBytes, 64 * 1024, 1024 * MiB, 'bytes');
+  checkRange('recordBytesMax', o.recordBytesMax, 1024, Math.min(16 * MiB, o.segmentBytes / 4), 'bytes');
+  checkRange('quotaBytes', o.quotaBytes, 4 * o.segmentBytes, Number.MAX_SAFE_INTEGER, 'bytes (at least 4 segments)');
+  checkRange('ttlSecs', o.ttlSecs, 0, 10 * 365 * 86_400, 'seconds');
+  checkRange('syncIntervalMs', o.syncIntervalMs, 1, 60_000, 'ms');
+  checkRange('groupCommitBytesMax', o.groupCommitBytesMax, o.recordBytesMax, o.segmentBytes / 2, 'bytes');
+  checkRange('appendQueueBytesMax', o.appendQueueBytesMax, o.groupCommitBytesMax, 1024 * MiB, 'bytes');
+  checkRange('checkpointIntervalMs', o.checkpointIntervalMs, 1, 3_600_000, 'ms');
+  checkRange('retentionIntervalMs', o.retentionIntervalMs, 10, 3_600_000, 'ms');
+  if (o.quotaPolicy !== 'drop-oldest' && o.quotaPolicy !== 'reject-new') {
+    throw invalid(`"quotaPolicy" must be "drop-oldest" or "reject-new", got ${JSON.stringify(o.quotaPolicy)}`);
+  }
+  if (o.syncMode !== 'always' && o.syncMode !== 'interval' && o.syncMode !== 'none') {
+    throw invalid(`"syncMode" must be "always", "interval" or "none", got ${JSON.stringify(o.syncMode)}`);
+  }
+  return o;
+}
+
+function stripUndefined<T extends object>(obj: T): Partial<T> {
+  const out: Partial<T> = {};
+  for (const [k, v] of Object.entries(obj)) if (v !== undefined) (out as Record<string, unknown>)[k] = v;
+  return out;
+}

@@ -1,0 +1,139 @@
+import type { StoreFile } from './fs.js';
+import type { Lane, LaneHost } from './lane.js';
+import { FLAG_SEAL, HEADER_BYTES, decodeProperties, parseRecord } from './record.js';
+import { READ_CHUNK_BYTES, findNextRecord, type SegmentInfo } from './segment.js';
+import type { StoredRecord } from './types.js';
+
+/** Default and ceiling for one read call. */
+export const READ_RECORDS_DEFAULT = 500;
+export const READ_RECORDS_MAX = 10_000;
+export const READ_BYTES_DEFAULT = 1024 * 1024;
+
+/** Per-lane reader state: one open segment handle and where the last read stopped. */
+export interface ReadState {
+  file: StoreFile | null;
+  fileSegment: SegmentInfo | null;
+  /** Where a read continuing at `seq` resumes without a seek. */
+  position: { seg: SegmentInfo; offset: number; seq: number } | null;
+  /** Expired records up to here are already counted, so re-reads do not count them twice. */
+  expiredThroughSeq: number;
+  chain: Promise<void>;
+}
+
+interface Cursor {
+  seq: number;
+  out: StoredRecord[];
+  bytes: number;
+  recordsMax: number;
+  bytesMax: number;
+  nowStoreMs: number;
+}
+
+export async function readLane(
+  lane: Lane,
+  host: LaneHost,
+  fromSeq: number,
+  limits: { recordsMax?: number; bytesMax?: number },
+): Promise<StoredRecord[]> {
+  const cursor: Cursor = {
+    seq: Math.max(1, Math.floor(fromSeq)),
+    out: [],
+    bytes: 0,
+    recordsMax: Math.min(limits.recordsMax ?? READ_RECORDS_DEFAULT, READ_RECORDS_MAX),
+    bytesMax: limits.bytesMax ?? READ_BYTES_DEFAULT,
+    nowStoreMs: host.storeNowMs(),
+  };
+  while (cursor.out.length < cursor.recordsMax && cursor.bytes < cursor.bytesMax && cursor.seq <= lane.visibleSeq) {
+    const seg = lane.segments.find((s) => !s.deleted && s.records > 0 && s.lastSeq >= cursor.seq);
+    if (!seg) break;
+    const done = await readSegment(lane, host, seg, cursor);
+    if (done) {
+      cursor.seq = Math.max(cursor.seq, seg.lastSeq + 1);
+      lane.readState.position = null;
+    }
+  }
+  const first = cursor.out[0];
+  if (first) lane.sampleAge(first.seq, first.enqueuedAtMs);
+  return cursor.out;
+}
+
+function startOffset(lane: Lane, seg: SegmentInfo, seq: number): number {
+  const p = lane.readState.position;
+  if (p && p.seg === seg && p.seq === seq) return p.offset;
+  let offset = 0;
+  for (const [indexSeq, indexOffset] of seg.index) {
+    if (indexSeq > seq) break;
+    offset = indexOffset;
+  }
+  return offset;
+}
+
+async function fileFor(lane: Lane, host: LaneHost, seg: SegmentInfo): Promise<StoreFile> {
+  const state = lane.readState;
+  if (state.file && state.fileSegment === seg) return state.file;
+  const previous = state.file;
+  state.file = null;
+  state.fileSegment = null;
+  await previous?.close().catch(() => undefined);
+  state.file = await host.fs.open(seg.path, 'read');
+  state.fileSegment = seg;
+  return state.file;
+}
+
+/** Reads one chunk of `seg` into the cursor; returns true when the segment holds nothing more for it. */
+async function readSegment(lane: Lane, host: LaneHost, seg: SegmentInfo, cursor: Cursor): Promise<boolean> {
+  const file = await fileFor(lane, host, seg);
+  const limit = seg.durableBytes;
+  const recordBytesMax = host.opts.recordBytesMax;
+  let offset = startOffset(lane, seg, cursor.seq);
+  if (offset >= limit) return true;
+  const want = Math.min(limit - offset, Math.max(READ_CHUNK_BYTES, recordBytesMax));
+  const chunk = Buffer.allocUnsafe(want);
+  const got = await file.read(chunk, offset);
+  if (got === 0) return true; // the file is shorter than we believed: nothing more to read in it
+  let pos = 0;
+  while (pos < got) {
+    const res = parseRecord(chunk, pos, got, recordBytesMax);
+    if (res.kind === 'short') {
+      if (pos > 0 && offset + got < limit) break;
+      return true; // a record cut off at the segment's readable end: nothing more here
+    }
+    if (res.kind === 'bad') {
+      const from = offset + pos;
+      const next = await findNextRecord(file, from + 1, limit, cursor.seq - 1, recordBytesMax);
+      noteDamage(host, lane, seg, from, next < 0 ? limit : next);
+      if (next < 0) return true;
+      lane.readState.position = { seg, offset: next, seq: cursor.seq };
+      return false;
+    }
+    const h = res.header;
+    if (h.flags & FLAG_SEAL) return true;
+    pos += h.totalBytes;
+    if (h.seq < cursor.seq) continue;
+    if (h.expiresAtStoreMs !== 0 && h.expiresAtStoreMs <= cursor.nowStoreMs) {
+      if (h.seq > lane.readState.expiredThroughSeq) {
+        host.countExpired(1);
+        lane.readState.expiredThroughSeq = h.seq;
+      }
+    } else {
+      const start = pos - h.totalBytes + HEADER_BYTES;
+      cursor.out.push({
+        seq: h.seq,
+        enqueuedAtMs: h.enqueuedAtMs,
+        expiresAtStoreMs: h.expiresAtStoreMs,
+        properties: h.propsBytes ? (decodeProperties(chunk, start, start + h.propsBytes) ?? {}) : {},
+        body: chunk.subarray(start + h.propsBytes, start + h.propsBytes + h.bodyBytes),
+      });
+      cursor.bytes += h.totalBytes;
+    }
+    cursor.seq = h.seq + 1;
+    if (cursor.out.length >= cursor.recordsMax || cursor.bytes >= cursor.bytesMax) break;
+  }
+  offset += pos;
+  lane.readState.position = { seg, offset, seq: cursor.seq };
+  return offset >= limit && seg !== lane.active;
+}
+
+function noteDamage(host: LaneHost, lane: Lane, seg: SegmentInfo, fromByte: number, toByte: number): void {
+  host.reportDamage({ lane: lane.name, segment: seg.name, fromByte, toByte, kind: 'corrupt' });
+}

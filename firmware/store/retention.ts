@@ -1,0 +1,110 @@
+import type { Batch } from './batch.js';
+import { StoreError } from './errors.js';
+import type { Lane } from './lane.js';
+import type { RingLog } from './log.js';
+import type { SegmentInfo } from './segment.js';
+import type { LaneStats } from './types.js';
+
+type DropReason = 'quota' | 'retired';
+
+/** Records of `seg` above the lane's acked seq (exact at segment edges, proportional inside). */
+function unackedIn(seg: SegmentInfo, acked: number): number {
+  if (seg.records === 0 || seg.lastSeq <= acked) return 0;
+  if (seg.firstSeq > acked) return seg.records;
+  const span = seg.lastSeq - seg.firstSeq + 1;
+  return Math.ceil((seg.records * (seg.lastSeq - acked)) / span);
+}
+
+/**
+ * Whole-segment deletion: retention (all records acknowledged or expired) and the quota. Records are
+ * never rewritten in place; space comes back one segment file at a time.
+ */
+export class Retention {
+  constructor(private readonly log: RingLog) {}
+
+  /** drop-oldest: deletes the oldest segments (any lane) until `needBytes` more fit under the quota. */
+  async makeRoom(lane: Lane, needBytes: number, written: Array<{ batch: Batch }>): Promise<void> {
+    const busy = new Set<SegmentInfo | null | undefined>(written.map((w) => w.batch.segment));
+    busy.add(lane.active);
+    while (this.log.diskBytes + needBytes > this.log.opts.quotaBytes) {
+      let victim: { lane: Lane; seg: SegmentInfo } | null = null;
+      for (const l of this.log.lanes.values()) {
+        for (const seg of l.segments) {
+          if (busy.has(seg)) continue;
+          if (!victim || seg.no < victim.seg.no) victim = { lane: l, seg };
+          break;
+        }
+      }
+      if (!victim) {
+        throw new StoreError('FULL', `ring log ${this.log.opts.dir}: no segment left to drop under "quotaBytes" ${this.log.opts.quotaBytes}`);
+      }
+      await this.drop(victim.lane, victim.seg, 'quota');
+    }
+  }
+
+  /** Deletes segments whose records are all acknowledged (as of the last durable checkpoint) or expired. */
+  async sweep(): Promise<void> {
+    const now = this.log.storeNowMs();
+    for (const lane of this.log.lanes.values()) {
+      for (const seg of [...lane.segments]) {
+        const isActive = seg === lane.active;
+        if (isActive && (lane.hasQueued() || seg.bytes !== seg.durableBytes)) continue;
+        const acked = seg.records > 0 && seg.lastSeq <= lane.durableAckedSeq;
+        const expired = seg.records > 0 && !seg.neverExpires && seg.maxExpiresAtStoreMs <= now;
+        const empty = seg.records === 0 && !isActive;
+        if (acked || expired || empty) {
+          if (expired && !acked) {
+            const counted = Math.max(lane.durableAckedSeq, lane.readState.expiredThroughSeq);
+            this.log.countExpired(unackedIn(seg, counted));
+          }
+          await this.drop(lane, seg, 'retired');
+        }
+      }
+    }
+  }
+
+  private async drop(lane: Lane, seg: SegmentInfo, reason: DropReason): Promise<void> {
+    if (seg === lane.active) {
+      const file = lane.activeFile;
+      lane.activeFile = null;
+      lane.rollNext = true;
+      await file?.close().catch(() => undefined);
+    }
+    seg.deleted = true;
+    lane.segments.splice(lane.segments.indexOf(seg), 1);
+    if (reason === 'quota') this.log.counters.droppedRecords += unackedIn(seg, lane.ackedSeq());
+    if (lane.readState.position?.seg === seg) lane.readState.position = null;
+    try {
+      await this.log.fs.unlink(seg.path);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+    // No directory fsync: a deletion that a power cut undoes brings back records that are acknowledged
+    // (skipped by the cursor), expired (skipped by TTL) or dropped (delivered late, at-least-once).
+    this.log.diskBytesChanged(-seg.bytes);
+  }
+
+  laneStats(lane: Lane): LaneStats {
+    const acked = lane.ackedSeq();
+    let pendingRecords = 0;
+    let pendingBytes = 0;
+    let oldest: SegmentInfo | null = null;
+    for (const seg of lane.segments) {
+      const unacked = unackedIn(seg, acked);
+      if (unacked === 0) continue;
+      oldest ??= seg;
+      pendingRecords += unacked;
+      pendingBytes += Math.round((seg.durableBytes * unacked) / seg.records);
+    }
+    const oldestAt = oldest ? lane.oldestPendingEnqueuedAtMs(oldest) : 0;
+    return {
+      lane: lane.name,
+      pendingRecords,
+      pendingBytes,
+      oldestPendingAgeMs: oldest ? Math.max(0, this.log.wallNowMs() - oldestAt) : 0,
+      ackedSeq: acked,
+      lastSeq: lane.visibleSeq,
+      segments: lane.segments.length,
+    };
+  }
+}

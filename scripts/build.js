@@ -1,0 +1,33 @@
+// Bundles the runtime (and the benchmarks) with esbuild. Native addons and packages that load them
+// stay external: they are shipped beside the bundle, built for the target architecture.
+import { build } from 'esbuild';
+import { statSync } from 'node:fs';
+
+/** Packages with native addons or runtime file lookups that must not be inlined. */
+export const EXTERNAL_PACKAGES = ['onoff', 'epoll', 'i2c-bus', 'serialport', '@serialport/*', 'better-sqlite3', 'classic-level'];
+
+const targets = [
+  { entry: 'firmware/main.ts', out: 'dist/outpost.js', banner: '#!/usr/bin/env node' },
+  { entry: 'bench/run.ts', out: 'dist/bench.js' },
+];
+
+const wanted = process.argv.slice(2);
+for (const t of targets) {
+  if (wanted.length > 0 && !wanted.includes(t.entry)) continue;
+  await build({
+    entryPoints: [t.entry],
+    outfile: t.out,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    sourcemap: 'linked',
+    external: EXTERNAL_PACKAGES,
+    // CommonJS dependencies inside an ESM bundle still call require(): give them one.
+    banner: {
+      js: `${t.banner ?? ''}\nimport { createRequire as __outpostCreateRequire } from 'node:module';\nconst require = __outpostCreateRequire(import.meta.url);`,
+    },
+    logLevel: 'warning',
+  });
+  console.log(`built ${t.out} (${statSync(t.out).size} bytes)`);
+}
