@@ -1,0 +1,196 @@
+import net from 'node:net';
+import { once } from 'node:events';
+import { setTimeout as sleep } from 'node:timers/promises';
+
+/**
+ * A TCP proxy on loopback that stands in for the gateway's uplink: tests put it between outpost and a real
+ * broker and make the "link" fail the ways cellular links fail.
+ *
+ * - `pass()`: bytes flow both ways.
+ * - `cut()`: every open connection is closed at once (RST by default, FIN with `{ reset: false }`).
+ * - `blackhole()`: sockets stay open, nothing is forwarded, no FIN and no RST — the proxy stops reading, so
+ *   the bytes wait in kernel buffers, exactly as a TCP sender's unacknowledged data waits while every packet
+ *   is dropped. New connections are accepted but never reach the broker until `pass()`.
+ * - `refuse()`: new connections are reset as soon as they are accepted; open ones are left alone.
+ * - `throttle(bytesPerSec)`: each direction of each connection is held to that rate; `throttle(null)` lifts it.
+ */
+export type ProxyMode = 'pass' | 'blackhole' | 'refuse';
+
+export interface FaultProxyOptions {
+  /** Port of the broker the proxy forwards to, on `targetHost`. */
+  targetPort: number;
+  /** Default 127.0.0.1. */
+  targetHost?: string;
+  /** Port to listen on; default 0 (an ephemeral port). */
+  listenPort?: number;
+}
+
+/** Throttled writes go out in slices of 1/THROTTLE_SLICES_PER_SEC of the rate, so the rate is smooth. */
+const THROTTLE_SLICES_PER_SEC = 20;
+
+function deferred(): { promise: Promise<void>; resolve: () => void } {
+  let resolve = () => {};
+  const promise = new Promise<void>((r) => (resolve = r));
+  return { promise, resolve };
+}
+
+/** Waits for `event`, or for the socket to close first (which `events.once` would wait through forever). */
+function settle(socket: net.Socket, event: 'connect' | 'drain'): Promise<string> {
+  return new Promise((resolve) => {
+    const done = (name: string) => () => {
+      socket.off(event, onEvent);
+      socket.off('close', onClose);
+      resolve(name);
+    };
+    const onEvent = done(event);
+    const onClose = done('close');
+    socket.once(event, onEvent);
+    socket.once('close', onClose);
+  });
+}
+
+interface Pair {
+  client: net.Socket;
+  upstream: net.Socket | null;
+}
+
+export class FaultProxy {
+  readonly port: number;
+  private modeNow: ProxyMode = 'pass';
+  private throttleBytesPerSec: number | null = null;
+  private readonly pairs = new Set<Pair>();
+  /** Resolved and replaced each time the mode changes, so forwarders blocked by a black hole wake up. */
+  private modeChanged = deferred();
+  private closed = false;
+  /** Connections accepted since start (including refused ones). */
+  acceptedCount = 0;
+  bytesToTarget = 0;
+  bytesToClient = 0;
+
+  private constructor(
+    private readonly server: net.Server,
+    private readonly opts: Required<FaultProxyOptions>,
+  ) {
+    this.port = (server.address() as net.AddressInfo).port;
+  }
+
+  static async start(options: FaultProxyOptions): Promise<FaultProxy> {
+    const opts = { targetHost: '127.0.0.1', listenPort: 0, ...options };
+    const server = net.createServer({ pauseOnConnect: true });
+    server.listen(opts.listenPort, '127.0.0.1');
+    await once(server, 'listening');
+    const proxy = new FaultProxy(server, opts);
+    server.on('connection', (socket) => proxy.accept(socket));
+    return proxy;
+  }
+
+  get mode(): ProxyMode {
+    return this.modeNow;
+  }
+
+  /** Connections currently open through the proxy. */
+  get connectionCount(): number {
+    return this.pairs.size;
+  }
+
+  pass(): void {
+    this.setMode('pass');
+  }
+
+  blackhole(): void {
+    this.setMode('blackhole');
+  }
+
+  refuse(): void {
+    this.setMode('refuse');
+  }
+
+  throttle(bytesPerSec: number | null): void {
+    if (bytesPerSec !== null && !(bytesPerSec >= 1)) {
+      throw new RangeError(`"bytesPerSec" must be at least 1 or null, got ${bytesPerSec}`);
+    }
+    this.throttleBytesPerSec = bytesPerSec;
+  }
+
+  /** Closes every open connection; RST unless `reset: false` (then FIN). The mode is unchanged. */
+  cut(opts: { reset?: boolean } = {}): void {
+    for (const pair of [...this.pairs]) this.drop(pair, opts.reset ?? true);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    this.cut();
+    this.setMode(this.modeNow);
+    this.server.close();
+    await once(this.server, 'close');
+  }
+
+  private setMode(mode: ProxyMode): void {
+    this.modeNow = mode;
+    const previous = this.modeChanged;
+    this.modeChanged = deferred();
+    previous.resolve();
+  }
+
+  private accept(client: net.Socket): void {
+    this.acceptedCount += 1;
+    if (this.closed || this.modeNow === 'refuse') {
+      client.resetAndDestroy();
+      return;
+    }
+    const pair: Pair = { client, upstream: null };
+    this.pairs.add(pair);
+    client.on('error', () => this.drop(pair, true));
+    client.on('close', () => this.drop(pair, false));
+    void this.connectUpstream(pair);
+  }
+
+  private async connectUpstream(pair: Pair): Promise<void> {
+    await this.passable(pair);
+    if (!this.pairs.has(pair)) return;
+    const upstream = net.connect(this.opts.targetPort, this.opts.targetHost);
+    pair.upstream = upstream;
+    upstream.on('error', () => this.drop(pair, true));
+    upstream.on('close', () => this.drop(pair, false));
+    if ((await settle(upstream, 'connect')) !== 'connect') return;
+    void this.forward(pair, pair.client, upstream, 'toTarget');
+    void this.forward(pair, upstream, pair.client, 'toClient');
+  }
+
+  /** Waits while the link is black-holed; false once the pair is gone. */
+  private async passable(pair: Pair): Promise<boolean> {
+    while (this.modeNow === 'blackhole' && this.pairs.has(pair)) await this.modeChanged.promise;
+    return this.pairs.has(pair);
+  }
+
+  private async forward(pair: Pair, from: net.Socket, to: net.Socket, direction: 'toTarget' | 'toClient') {
+    try {
+      for await (const chunk of from as AsyncIterable<Buffer>) {
+        let rest = chunk;
+        while (rest.length > 0) {
+          if (!(await this.passable(pair))) return;
+          const rate = this.throttleBytesPerSec;
+          const sliceBytes = rate === null ? rest.length : Math.max(1, Math.floor(rate / THROTTLE_SLICES_PER_SEC));
+          const slice = rest.subarray(0, sliceBytes);
+          rest = rest.subarray(slice.length);
+          if (direction === 'toTarget') this.bytesToTarget += slice.length;
+          else this.bytesToClient += slice.length;
+          if (!to.write(slice) && (await settle(to, 'drain')) !== 'drain') return;
+          if (rate !== null) await sleep((slice.length * 1000) / rate);
+        }
+      }
+      to.end();
+    } catch {
+      this.drop(pair, true);
+    }
+  }
+
+  private drop(pair: Pair, reset: boolean): void {
+    if (!this.pairs.delete(pair)) return;
+    for (const socket of [pair.client, pair.upstream]) {
+      if (socket === null || socket.destroyed) continue;
+      if (reset) socket.resetAndDestroy();
+      else socket.end(() => socket.destroy());
+    }
+  }
+}
