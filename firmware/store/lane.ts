@@ -9,7 +9,7 @@ import { emptySegment, type SegmentInfo } from './segment.js';
 import type { AppendInput, DamageReport, StoredRecord } from './types.js';
 
 /** Enqueue-time samples kept per lane for the oldest-pending statistic. */
-const AGE_SAMPLES_MAX = 256;
+const AGE_SAMPLES_MAX = 4096;
 
 /** What a lane needs from the log that owns it. */
 export interface LaneHost {
@@ -58,8 +58,11 @@ export class Lane {
   dirSyncPending = false;
   readonly readState: ReadState = { file: null, fileSegment: null, position: null, expiredThroughSeq: 0, chain: Promise.resolve() };
   private readonly listeners = new Set<(lastSeq: number) => void>();
-  /** (seq, enqueue wall ms) of the first record of recent reads: the oldest-pending age without a seek. */
-  private readonly ageSamples: Array<[number, number]> = [];
+  /** (seq, enqueue wall ms) of recently read records, a ring: the oldest-pending age without a seek. */
+  private readonly ageSeqs = new Float64Array(AGE_SAMPLES_MAX);
+  private readonly ageTimes = new Float64Array(AGE_SAMPLES_MAX);
+  private ageHead = 0;
+  private ageCount = 0;
 
   constructor(
     readonly name: string,
@@ -278,20 +281,27 @@ export class Lane {
     return run;
   }
 
-  /** Called by the reader with the first record of each read. */
+  /** Called by the reader for every record it returns (two typed-array writes, no allocation). */
   sampleAge(seq: number, enqueuedAtMs: number): void {
-    const last = this.ageSamples[this.ageSamples.length - 1];
-    if (last && last[0] >= seq) return;
-    if (this.ageSamples.length >= AGE_SAMPLES_MAX) this.ageSamples.shift();
-    this.ageSamples.push([seq, enqueuedAtMs]);
+    const last = this.ageCount > 0 ? this.ageSeqs[(this.ageHead + this.ageCount - 1) % AGE_SAMPLES_MAX]! : 0;
+    if (seq <= last) return;
+    const slot = (this.ageHead + this.ageCount) % AGE_SAMPLES_MAX;
+    this.ageSeqs[slot] = seq;
+    this.ageTimes[slot] = enqueuedAtMs;
+    if (this.ageCount < AGE_SAMPLES_MAX) this.ageCount++;
+    else this.ageHead = (this.ageHead + 1) % AGE_SAMPLES_MAX;
   }
 
   /** Enqueue time of the oldest unacknowledged record, given the first segment holding one. */
   oldestPendingEnqueuedAtMs(seg: SegmentInfo): number {
-    while (this.ageSamples.length > 0 && this.ageSamples[0]![0] <= this.acked) this.ageSamples.shift();
+    while (this.ageCount > 0 && this.ageSeqs[this.ageHead]! <= this.acked) {
+      this.ageHead = (this.ageHead + 1) % AGE_SAMPLES_MAX;
+      this.ageCount--;
+    }
     if (seg.firstSeq > this.acked) return seg.firstEnqueuedAtMs;
-    const sample = this.ageSamples[0];
-    return sample && sample[0] <= seg.lastSeq ? sample[1] : seg.firstEnqueuedAtMs;
+    // The first sample above the cursor is the oldest pending record when the reader saw it; if the
+    // reader has not got that far, the segment's first record is the best bound we have without a read.
+    return this.ageCount > 0 && this.ageSeqs[this.ageHead]! <= seg.lastSeq ? this.ageTimes[this.ageHead]! : seg.firstEnqueuedAtMs;
   }
 
   onDurable(listener: (lastSeq: number) => void): () => void {

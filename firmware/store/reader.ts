@@ -52,8 +52,6 @@ export async function readLane(
       lane.readState.position = null;
     }
   }
-  const first = cursor.out[0];
-  if (first) lane.sampleAge(first.seq, first.enqueuedAtMs);
   return cursor.out;
 }
 
@@ -125,6 +123,7 @@ async function readSegment(lane: Lane, host: LaneHost, seg: SegmentInfo, cursor:
         body: chunk.subarray(start + h.propsBytes, start + h.propsBytes + h.bodyBytes),
       });
       cursor.bytes += h.totalBytes;
+      lane.sampleAge(h.seq, h.enqueuedAtMs);
     }
     cursor.seq = h.seq + 1;
     if (cursor.out.length >= cursor.recordsMax || cursor.bytes >= cursor.bytesMax) break;

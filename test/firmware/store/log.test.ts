@@ -1,0 +1,167 @@
+import t from 'tap';
+import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { ManualClock } from '../../../firmware/clock.js';
+import { RingLog } from '../../../firmware/store/log.js';
+import type { RingLogOptions } from '../../../firmware/store/options.js';
+import { tempDir } from '../../support/tmp.js';
+
+const SMALL: Partial<RingLogOptions> = { segmentBytes: 64 * 1024, quotaBytes: 4 * 1024 * 1024, recordBytesMax: 8 * 1024, groupCommitBytesMax: 16 * 1024 };
+
+async function drain(lane: Awaited<ReturnType<RingLog['lane']>>, from = 1) {
+  const out = [];
+  for (;;) {
+    const recs = await lane.read(from, { recordsMax: 97 });
+    if (recs.length === 0) return out;
+    out.push(...recs);
+    from = recs[recs.length - 1]!.seq + 1;
+  }
+}
+
+t.test('appends come back in order with their properties, across segments and a reopen', async (t) => {
+  const dir = tempDir(t);
+  const log = await RingLog.open({ dir, ...SMALL });
+  const lane = await log.lane('upstream');
+  const seqs = await Promise.all(
+    Array.from({ length: 2000 }, (_, i) => lane.append({ body: Buffer.from(`msg-${i}`), properties: { i: String(i) } })),
+  );
+  t.same(seqs, Array.from({ length: 2000 }, (_, i) => i + 1), 'seqs are 1..n in append order');
+  const recs = await drain(lane);
+  t.equal(recs.length, 2000);
+  t.ok(recs.every((r, i) => r.body.toString() === `msg-${i}` && r.properties.i === String(i)));
+  t.ok(log.stats().segmentCount > 1, 'more than one segment was used');
+  await log.close();
+
+  const again = await RingLog.open({ dir, ...SMALL });
+  const lane2 = await again.lane('upstream');
+  const recs2 = await drain(lane2);
+  t.equal(recs2.length, 2000, 'everything is still there after a reopen');
+  t.equal(await lane2.append({ body: Buffer.from('next') }), 2001, 'seqs continue after a reopen');
+  await again.close();
+});
+
+t.test('ack moves the cursor; the checkpoint keeps it across a reopen; acked segments are deleted', async (t) => {
+  const dir = tempDir(t);
+  const clock = new ManualClock();
+  const opts = { dir, ...SMALL, clock, checkpointIntervalMs: 5 };
+  const log = await RingLog.open(opts);
+  const lane = await log.lane('upstream');
+  for (let i = 0; i < 1000; i++) void lane.append({ body: Buffer.alloc(200, i & 0xff) });
+  await lane.append({ body: Buffer.from('last') });
+  const segmentsBefore = readdirSync(join(dir, 'lanes', 'upstream')).length;
+  lane.ack(900);
+  lane.ack(10); // backwards: ignored
+  t.equal(lane.ackedSeq(), 900);
+  await log.writeCheckpoint();
+  const segmentsAfter = readdirSync(join(dir, 'lanes', 'upstream')).length;
+  t.ok(segmentsAfter < segmentsBefore, `acked segments deleted (${segmentsBefore} -> ${segmentsAfter})`);
+  const first = (await lane.read(1, { recordsMax: 1 }))[0]!;
+  t.ok(first.seq <= 901, 'reading from the start finds at most the acked segments gone');
+  await log.close();
+
+  const again = await RingLog.open(opts);
+  const lane2 = await again.lane('upstream');
+  t.equal(lane2.ackedSeq(), 900, 'cursor survives the reopen');
+  const rest = await drain(lane2, lane2.ackedSeq() + 1);
+  t.same(rest.map((r) => r.seq), Array.from({ length: 101 }, (_, i) => 901 + i));
+  lane2.ack(10_000);
+  t.equal(lane2.ackedSeq(), 1001, 'ack never passes the last seq');
+  await again.close();
+});
+
+t.test('a second process cannot open a locked directory; a stale lock is taken over', async (t) => {
+  const dir = tempDir(t);
+  const log = await RingLog.open({ dir, ...SMALL });
+  await log.close();
+  writeFileSync(join(dir, 'LOCK'), '1\n'); // pid 1 is alive: a live owner
+  await t.rejects(RingLog.open({ dir, ...SMALL }), { code: 'LOCKED' });
+  writeFileSync(join(dir, 'LOCK'), '999999999\n'); // no such process
+  const again = await RingLog.open({ dir, ...SMALL });
+  await again.close();
+});
+
+t.test('bad options and arguments are refused with the option named', async (t) => {
+  const dir = tempDir(t);
+  await t.rejects(RingLog.open({ dir, segmentBytes: 12 }), { code: 'INVALID', message: /"segmentBytes" must be an integer between/ });
+  await t.rejects(RingLog.open({ dir, quotaBytes: 1024 }), { message: /"quotaBytes"/ });
+  await t.rejects(RingLog.open({ dir, syncMode: 'sometimes' as never }), { message: /"syncMode"/ });
+  await t.rejects(RingLog.open({ dir, quotaPolicy: 'panic' as never }), { message: /"quotaPolicy"/ });
+  const log = await RingLog.open({ dir, ...SMALL });
+  await t.rejects(log.lane('../etc'), { code: 'INVALID' });
+  const lane = await log.lane('upstream');
+  await t.rejects(lane.append({ body: Buffer.alloc(9000) }), { code: 'TOO_LARGE', message: /recordBytesMax/ });
+  await t.rejects(lane.append({ body: 'text' as never }), { code: 'INVALID' });
+  await t.rejects(lane.append({ body: Buffer.from('x'), ttlSecs: -1 }), { message: /ttlSecs/ });
+  await log.close();
+  await t.rejects(lane.append({ body: Buffer.from('x') }), { code: 'CLOSED' });
+});
+
+t.test('lanes are independent: own seqs, own cursors, own files', async (t) => {
+  const dir = tempDir(t);
+  const log = await RingLog.open({ dir, ...SMALL });
+  const a = await log.lane('upstream');
+  const b = await log.lane('priority.high');
+  await a.append({ body: Buffer.from('a1') });
+  await b.append({ body: Buffer.from('b1') });
+  await a.append({ body: Buffer.from('a2') });
+  t.same((await drain(a)).map((r) => r.body.toString()), ['a1', 'a2']);
+  t.same((await drain(b)).map((r) => r.body.toString()), ['b1']);
+  a.ack(2);
+  t.equal(b.ackedSeq(), 0);
+  t.same(log.stats().lanes.map((l) => [l.lane, l.pendingRecords]), [
+    ['upstream', 0],
+    ['priority.high', 1],
+  ]);
+  await log.close();
+});
+
+t.test('onDurable fires after each group commit with the last durable seq', async (t) => {
+  const dir = tempDir(t);
+  const log = await RingLog.open({ dir, ...SMALL });
+  const lane = await log.lane('upstream');
+  const seen: number[] = [];
+  const off = lane.onDurable((seq) => seen.push(seq));
+  await Promise.all([1, 2, 3].map((i) => lane.append({ body: Buffer.from(String(i)) })));
+  t.equal(seen[seen.length - 1], 3);
+  t.equal(lane.lastDurableSeq(), 3);
+  off();
+  await lane.append({ body: Buffer.from('4') });
+  t.equal(seen[seen.length - 1], 3, 'unsubscribed listener is not called');
+  await log.close();
+});
+
+t.test('interval and none sync modes resolve on write and are readable', async (t) => {
+  for (const syncMode of ['interval', 'none'] as const) {
+    const dir = tempDir(t);
+    const log = await RingLog.open({ dir, ...SMALL, syncMode, syncIntervalMs: 5 });
+    const lane = await log.lane('upstream');
+    await Promise.all(Array.from({ length: 300 }, (_, i) => lane.append({ body: Buffer.from(String(i)) })));
+    t.equal((await drain(lane)).length, 300, `${syncMode}: all readable`);
+    await log.close();
+    const again = await RingLog.open({ dir, ...SMALL, syncMode });
+    t.equal((await drain(await again.lane('upstream'))).length, 300, `${syncMode}: all there after close/reopen`);
+    await again.close();
+  }
+});
+
+t.test('stats report pending records, bytes and the oldest pending age', async (t) => {
+  const dir = tempDir(t);
+  const clock = new ManualClock();
+  const log = await RingLog.open({ dir, ...SMALL, clock });
+  const lane = await log.lane('upstream');
+  await lane.append({ body: Buffer.alloc(100) });
+  clock.advance(5000);
+  await lane.append({ body: Buffer.alloc(100) });
+  let s = log.stats().lanes[0]!;
+  t.equal(s.pendingRecords, 2);
+  t.equal(s.pendingBytes, 2 * 132);
+  t.equal(s.oldestPendingAgeMs, 5000);
+  await lane.read(1);
+  lane.ack(1);
+  s = log.stats().lanes[0]!;
+  t.equal(s.pendingRecords, 1);
+  t.equal(s.oldestPendingAgeMs, 0, 'the remaining record was enqueued now');
+  t.ok(log.stats().bytesOnDisk >= statSync(join(dir, 'checkpoint')).size);
+  t.ok(log.stats().syncCount >= 2 && log.stats().lastSyncLatencyMs >= 0);
+  await log.close();
+});
