@@ -1,0 +1,126 @@
+// The store benchmark's printout: engine table, crash/backlog table, targets, then one JSON line last.
+import { fmt, formatTable, median, type ChildResult } from './harness.js';
+import type { EngineResult } from './store-workload.js';
+
+export type EngineName = 'outpost' | 'sqlite' | 'level';
+
+export interface BacklogResult {
+  fill: ChildResult;
+  opened: ChildResult[];
+  reader: ChildResult;
+}
+
+export interface ReportInput {
+  records: number;
+  repeats: number;
+  fillBytes: number;
+  fsType: string;
+  results: Record<EngineName, EngineResult[]>;
+  backlog: BacklogResult;
+}
+
+const ENGINE_LABELS: Record<EngineName, string> = {
+  outpost: 'outpost ring log (always, group commit)',
+  sqlite: 'better-sqlite3 (WAL, sync=NORMAL, tx 500)',
+  level: 'classic-level (batch 500, sync: true)',
+};
+
+/** The issue's targets: ratios from one run, bytes per 256-B record, open ms and RSS MB. */
+const TARGETS = {
+  appendVsSqlite: 2,
+  appendVsLevel: 8,
+  drainVsSqlite: 3,
+  bytesPerRecordMax: 300,
+  openMs1GiBMax: 500,
+  rssMbMax: 80,
+};
+
+function spread(values: number[]): string {
+  return `${fmt(Math.min(...values))}–${fmt(Math.max(...values))}`;
+}
+
+export function report(input: ReportInput): void {
+  const { results, backlog } = input;
+  const med = (engine: EngineName, key: keyof EngineResult): number => median(results[engine].map((r) => r[key]));
+  const engines = Object.keys(results) as EngineName[];
+
+  console.log(`\nStore benchmark: ${fmt(input.records)} records of 256 B, medians of ${input.repeats} runs per engine (${input.fsType})`);
+  console.log(
+    formatTable(
+      ['engine', 'append rec/s', '(range)', 'drain rec/s', '(range)', 'disk B/record', 'peak RSS MB', 'append s', 'drain s', 'retire ms'],
+      engines.map((e) => [
+        ENGINE_LABELS[e],
+        fmt(med(e, 'appendPerSec')),
+        spread(results[e].map((r) => r.appendPerSec)),
+        fmt(med(e, 'drainPerSec')),
+        spread(results[e].map((r) => r.drainPerSec)),
+        fmt(med(e, 'bytesPerRecord'), 1),
+        fmt(med(e, 'rssMb'), 1),
+        fmt(med(e, 'appendMs') / 1000, 2),
+        fmt(med(e, 'drainMs') / 1000, 2),
+        fmt(med(e, 'retireMs')),
+      ]),
+    ),
+  );
+  const syncs = med('outpost', 'appendSyncs');
+  console.log(
+    `outpost group commit: ${fmt(syncs)} syncs during append, ${fmt(med('outpost', 'recordsPerSync'))} records/sync; ` +
+      `write_bytes ${fmt(med('outpost', 'writeBytes'))} (cancelled ${fmt(med('outpost', 'cancelledWriteBytes'))})`,
+  );
+
+  const openMs = backlog.opened.map((o) => Number(o.openMs));
+  const openMedian = median(openMs);
+  const backlogRss = Math.max(Number(backlog.fill.rssMb), Number(backlog.reader.rssMb), ...backlog.opened.map((o) => Number(o.rssMb)));
+  console.log(`\nBacklog after SIGKILL (outpost, ${fmt(Number(backlog.fill.bytesOnDisk) / 2 ** 20)} MiB on disk)`);
+  console.log(
+    formatTable(
+      ['phase', 'figure'],
+      [
+        ['fill (syncMode none), records', `${fmt(Number(backlog.fill.records))} in ${fmt(Number(backlog.fill.fillMs))} ms`],
+        ['segments at SIGKILL', fmt(Number(backlog.fill.segments))],
+        ['open + lane, first after SIGKILL, ms', fmt(openMs[0] ?? NaN, 1)],
+        [`open + lane, median of ${openMs.length} (each after SIGKILL), ms`, fmt(openMedian, 1)],
+        ['damage reports at first open', fmt(Number(backlog.opened[0]?.damaged ?? NaN))],
+        ['pending records seen at open', fmt(Number(backlog.opened[0]?.pendingRecords ?? NaN))],
+        ['peak RSS: filler / opener / reader, MB', [backlog.fill.rssMb, backlog.opened[0]?.rssMb, backlog.reader.rssMb].map((v) => fmt(Number(v), 1)).join(' / ')],
+        ['reader drained (with acks), records', `${fmt(Number(backlog.reader.drained))} at ${fmt(Number(backlog.reader.drainPerSec))}/s`],
+      ],
+    ),
+  );
+
+  const summary = {
+    appendVsSqlite: med('outpost', 'appendPerSec') / med('sqlite', 'appendPerSec'),
+    appendVsLevel: med('outpost', 'appendPerSec') / med('level', 'appendPerSec'),
+    drainVsSqlite: med('outpost', 'drainPerSec') / med('sqlite', 'drainPerSec'),
+    bytesPerRecord: med('outpost', 'bytesPerRecord'),
+    openMs1GiB: openMedian,
+    rssMb: backlogRss,
+  };
+  const rows: Array<[string, number, string, boolean, number]> = [
+    ['durable append vs SQLite', summary.appendVsSqlite, `≥ ${TARGETS.appendVsSqlite}×`, summary.appendVsSqlite >= TARGETS.appendVsSqlite, 2],
+    ['durable append vs LevelDB', summary.appendVsLevel, `≥ ${TARGETS.appendVsLevel}×`, summary.appendVsLevel >= TARGETS.appendVsLevel, 2],
+    ['drain vs SQLite', summary.drainVsSqlite, `≥ ${TARGETS.drainVsSqlite}×`, summary.drainVsSqlite >= TARGETS.drainVsSqlite, 2],
+    ['disk bytes written per 256-B record', summary.bytesPerRecord, `≤ ${TARGETS.bytesPerRecordMax}`, summary.bytesPerRecord <= TARGETS.bytesPerRecordMax, 1],
+    ['open 1 GiB log after SIGKILL, ms', summary.openMs1GiB, `≤ ${TARGETS.openMs1GiBMax}`, summary.openMs1GiB <= TARGETS.openMs1GiBMax, 1],
+    ['peak RSS with 1 GiB backlog, MB', summary.rssMb, `≤ ${TARGETS.rssMbMax}`, summary.rssMb <= TARGETS.rssMbMax, 1],
+  ];
+  console.log('\nTargets (issue 2)');
+  console.log(formatTable(['target', 'measured', 'goal', 'result'], rows.map(([label, v, goal, pass, digits]) => [label, fmt(v, digits), goal, pass ? 'PASS' : 'MISS'])));
+
+  const round = (v: number, digits = 2): number => Number(v.toFixed(digits));
+  const json: Record<string, number | string> = {};
+  for (const [key, value] of Object.entries(summary)) json[key] = round(value);
+  for (const e of engines) {
+    json[`${e}AppendPerSec`] = Math.round(med(e, 'appendPerSec'));
+    json[`${e}DrainPerSec`] = Math.round(med(e, 'drainPerSec'));
+    json[`${e}BytesPerRecord`] = round(med(e, 'bytesPerRecord'), 1);
+    json[`${e}RssMb`] = round(med(e, 'rssMb'), 1);
+  }
+  json.outpostRecordsPerSync = round(med('outpost', 'recordsPerSync'), 0);
+  json.openMsFirst = round(openMs[0] ?? NaN, 1);
+  json.records = input.records;
+  json.repeats = input.repeats;
+  json.backlogBytes = Number(backlog.fill.bytesOnDisk);
+  json.misses = rows.filter((r) => !r[3]).length;
+  console.log(JSON.stringify(json));
+}
