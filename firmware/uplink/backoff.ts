@@ -1,0 +1,63 @@
+import { UplinkError } from './types.js';
+
+/** Reconnect backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015). */
+export interface BackoffOptions {
+  /** Ceiling of the first delay, ms. Default 500. */
+  baseMs?: number;
+  /** Largest ceiling any delay can reach, ms. Default 60,000. */
+  maxMs?: number;
+  /** Growth of the ceiling per failed attempt. Default 2. */
+  factor?: number;
+  /** Uniform [0, 1) source; injected so tests can pin the jitter. Default Math.random. */
+  random?: () => number;
+}
+
+export const BACKOFF_BASE_MS_DEFAULT = 500;
+export const BACKOFF_MAX_MS_DEFAULT = 60_000;
+/** The ceiling stops growing here anyway (base × factor^attempt passes any sane max); bounds the exponent. */
+const BACKOFF_ATTEMPTS_COUNTED_MAX = 64;
+
+export class Backoff {
+  private readonly baseMs: number;
+  private readonly maxMs: number;
+  private readonly factor: number;
+  private readonly random: () => number;
+  private attempt = 0;
+
+  constructor(opts: BackoffOptions = {}) {
+    this.baseMs = opts.baseMs ?? BACKOFF_BASE_MS_DEFAULT;
+    this.maxMs = opts.maxMs ?? BACKOFF_MAX_MS_DEFAULT;
+    this.factor = opts.factor ?? 2;
+    this.random = opts.random ?? Math.random;
+    const bad = (message: string) => new UplinkError('INVALID', message);
+    if (!(this.baseMs >= 1)) throw bad(`"backoffBaseMs" must be at least 1 ms, got ${this.baseMs}`);
+    if (!(this.maxMs >= this.baseMs)) throw bad(`"backoffMaxMs" must be at least "backoffBaseMs" (${this.baseMs} ms), got ${this.maxMs}`);
+    if (!(this.factor >= 1)) throw bad(`"backoffFactor" must be at least 1, got ${this.factor}`);
+  }
+
+  /** Ceiling of the next delay: base × factor^attempts, capped at max. */
+  ceilingMs(): number {
+    return Math.min(this.maxMs, this.baseMs * this.factor ** this.attempt);
+  }
+
+  /** True once failures have pushed the ceiling to the maximum. */
+  atMax(): boolean {
+    return this.ceilingMs() >= this.maxMs;
+  }
+
+  /**
+   * The delay before the next attempt: uniform in [0, ceiling). Full jitter rather than equal jitter because
+   * a fleet of gateways behind one cell tower loses and regains the link together; spreading them over the
+   * whole window is what keeps them from reconnecting in lockstep.
+   */
+  nextDelayMs(): number {
+    const delay = Math.floor(this.random() * this.ceilingMs());
+    this.attempt = Math.min(this.attempt + 1, BACKOFF_ATTEMPTS_COUNTED_MAX);
+    return delay;
+  }
+
+  /** After a successful connect, or when the link is known to be back. */
+  reset(): void {
+    this.attempt = 0;
+  }
+}

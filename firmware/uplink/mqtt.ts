@@ -1,0 +1,188 @@
+import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import { UPSTREAM_KEY, compileTopicTemplate } from './message.js';
+import { UplinkError, type UplinkMessage, type UplinkTransport } from './types.js';
+
+/** Options of the `mqtt` transport (board.json `uplink` with `"protocol": "mqtt"`). */
+export interface MqttTransportOptions {
+  /** Broker address, `mqtt://host:port` (TCP) or `mqtts://host:port` (TLS). */
+  url: string;
+  /** This gateway's id: the `{gatewayId}` of topics and stable message ids. */
+  gatewayId: string;
+  /** MQTT client id; fixed so the broker keeps the session across reconnects. Default `outpost-<gatewayId>`. */
+  clientId?: string;
+  username?: string;
+  password?: string;
+  /** PEM CA certificate(s) that sign the broker's certificate (mqtts). Default: the system's roots. */
+  ca?: string | Buffer;
+  /** PEM client certificate and key for brokers that authenticate by certificate (AWS IoT Core). */
+  cert?: string | Buffer;
+  key?: string | Buffer;
+  /** Default `outpost/{gatewayId}/{deviceId}/telemetry`; placeholders: gatewayId, deviceId, lane, seq, messageId. */
+  topicTemplate?: string;
+  /** 5 (MQTT 5: ids and times travel as user properties) or 4 (MQTT 3.1.1: no properties). Default 5. */
+  protocolVersion?: 4 | 5;
+  /** Keepalive, seconds; a silent link is noticed after 1.5× this. Default 30. */
+  keepaliveSecs?: number;
+  /** How long one connect attempt (TCP, TLS, CONNACK) may take, ms. Default 10,000. */
+  connectTimeoutMs?: number;
+  /** MQTT 5: how long the broker keeps the session (and its queue) after a disconnect, seconds. Default 7 days. */
+  sessionExpirySecs?: number;
+}
+
+export const MQTT_TOPIC_TEMPLATE_DEFAULT = 'outpost/{gatewayId}/{deviceId}/telemetry';
+const KEEPALIVE_SECS_DEFAULT = 30;
+const CONNECT_TIMEOUT_MS_DEFAULT = 10_000;
+const SESSION_EXPIRY_SECS_DEFAULT = 7 * 86_400;
+/** `close()` waits this long for the DISCONNECT to go out before it destroys the socket. */
+const CLOSE_GRACE_MS = 2_000;
+
+type Resolved = Required<Omit<MqttTransportOptions, 'username' | 'password' | 'ca' | 'cert' | 'key'>> &
+  Pick<MqttTransportOptions, 'username' | 'password' | 'ca' | 'cert' | 'key'>;
+
+function validate(options: MqttTransportOptions): Resolved {
+  const bad = (message: string) => new UplinkError('INVALID', message);
+  if (!/^mqtts?:\/\/[^/]+/.test(options.url ?? '')) throw bad(`"url" must be mqtt://host:port or mqtts://host:port, got ${JSON.stringify(options.url)}`);
+  if (!options.gatewayId) throw bad('"gatewayId" must be a non-empty string');
+  if ((options.cert === undefined) !== (options.key === undefined)) throw bad('"cert" and "key" must be given together');
+  const o: Resolved = {
+    ...options,
+    clientId: options.clientId ?? `outpost-${options.gatewayId}`,
+    topicTemplate: options.topicTemplate ?? MQTT_TOPIC_TEMPLATE_DEFAULT,
+    protocolVersion: options.protocolVersion ?? 5,
+    keepaliveSecs: options.keepaliveSecs ?? KEEPALIVE_SECS_DEFAULT,
+    connectTimeoutMs: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT,
+    sessionExpirySecs: options.sessionExpirySecs ?? SESSION_EXPIRY_SECS_DEFAULT,
+  };
+  if (o.protocolVersion !== 4 && o.protocolVersion !== 5) throw bad(`"protocolVersion" must be 4 or 5, got ${o.protocolVersion}`);
+  const range = (name: keyof Resolved, value: number, min: number, max: number, unit: string) => {
+    if (!Number.isInteger(value) || value < min || value > max) throw bad(`"${name}" must be an integer from ${min} to ${max} ${unit}, got ${value}`);
+  };
+  range('keepaliveSecs', o.keepaliveSecs, 1, 65_535, 'seconds');
+  range('connectTimeoutMs', o.connectTimeoutMs, 100, 300_000, 'ms');
+  range('sessionExpirySecs', o.sessionExpirySecs, 1, 0xffff_ffff, 'seconds');
+  return o;
+}
+
+function clientOptions(o: Resolved): IClientOptions {
+  return {
+    clientId: o.clientId,
+    protocolVersion: o.protocolVersion,
+    // A persistent session keeps the broker's side (subscriptions, QoS 1 state) across our reconnects.
+    clean: false,
+    // The pump owns reconnect and backoff; a second retry loop inside mqtt.js would fight it.
+    reconnectPeriod: 0,
+    connectTimeout: o.connectTimeoutMs,
+    keepalive: o.keepaliveSecs,
+    username: o.username,
+    password: o.password,
+    ca: o.ca,
+    cert: o.cert,
+    key: o.key,
+    rejectUnauthorized: true,
+    ...(o.protocolVersion === 5 ? { properties: { sessionExpiryInterval: o.sessionExpirySecs } } : {}),
+  };
+}
+
+function publishOptions(o: Resolved, message: UplinkMessage): IClientPublishOptions {
+  if (o.protocolVersion !== 5) return { qos: 1 };
+  return {
+    qos: 1,
+    properties: {
+      ...(message.contentType ? { contentType: message.contentType } : {}),
+      userProperties: {
+        ...message.properties,
+        [UPSTREAM_KEY.messageId]: message.messageId,
+        [UPSTREAM_KEY.enqueuedAt]: new Date(message.enqueuedAtMs).toISOString(),
+        [UPSTREAM_KEY.deviceId]: message.deviceId,
+        ...(message.contentEncoding ? { 'content-encoding': message.contentEncoding } : {}),
+      },
+    },
+  };
+}
+
+/** The `mqtt` transport: mqtt.js v5 to any MQTT 3.1.1/5 broker, QoS 1, one connection per `connect()`. */
+export function createMqttTransport(options: MqttTransportOptions): UplinkTransport {
+  const o = validate(options);
+  const topicFor = compileTopicTemplate(o.topicTemplate, o.gatewayId);
+  const listeners = new Set<(cause: Error) => void>();
+  // mqtt.js never settles QoS 1 callbacks of a `clean: false` client that closes without reconnecting (its
+  // outgoing store waits for a reconnect that will not come), so each publish's rejecter is kept here.
+  const pending = new Set<(err: Error) => void>();
+  let client: MqttClient | null = null;
+  let connected = false;
+  let abortConnect: ((err: Error) => void) | null = null;
+
+  function lose(c: MqttClient, cause: Error): void {
+    if (client !== c) return;
+    const wasConnected = connected;
+    client = null;
+    connected = false;
+    c.removeAllListeners();
+    c.on('error', () => {});
+    c.end(true);
+    abortConnect?.(cause);
+    abortConnect = null;
+    for (const reject of pending) reject(cause);
+    pending.clear();
+    if (wasConnected) for (const listener of listeners) listener(cause);
+  }
+
+  function connect(): Promise<void> {
+    if (client !== null) lose(client, new UplinkError('CLOSED', 'replaced by a new connect()'));
+    const c = mqtt.connect(o.url, clientOptions(o));
+    client = c;
+    return new Promise((resolve, reject) => {
+      abortConnect = reject;
+      let lastError: Error | null = null;
+      c.on('error', (err) => (lastError = err));
+      c.once('connect', () => {
+        connected = true;
+        abortConnect = null;
+        resolve();
+      });
+      c.on('close', () => {
+        const why = lastError?.message ?? 'connection closed';
+        const code = connected ? 'DISCONNECTED' : 'CONNECT';
+        const what = connected ? `connection to ${o.url} lost` : `cannot connect to ${o.url}`;
+        lose(c, new UplinkError(code, `${what}: ${why}`, { cause: lastError }));
+      });
+    });
+  }
+
+  function publish(message: UplinkMessage): Promise<void> {
+    const c = client;
+    if (c === null || !connected) return Promise.reject(new UplinkError('DISCONNECTED', `not connected to ${o.url}`));
+    return new Promise((resolve, reject) => {
+      pending.add(reject);
+      c.publish(topicFor(message), message.body, publishOptions(o, message), (err) => {
+        pending.delete(reject);
+        if (err) reject(new UplinkError('REJECTED', `publish of ${message.messageId} failed: ${err.message}`, { cause: err }));
+        else resolve();
+      });
+    });
+  }
+
+  async function close(): Promise<void> {
+    const c = client;
+    if (c === null) return;
+    await new Promise<void>((resolve) => {
+      const timer = setTimeout(resolve, CLOSE_GRACE_MS);
+      c.end(false, {}, () => (clearTimeout(timer), resolve()));
+    });
+    lose(c, new UplinkError('CLOSED', 'closed'));
+  }
+
+  return {
+    protocol: 'mqtt',
+    connect,
+    publish,
+    onDisconnect(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async destroy() {
+      if (client !== null) lose(client, new UplinkError('CLOSED', 'destroyed'));
+    },
+    close,
+  };
+}

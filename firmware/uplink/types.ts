@@ -1,0 +1,76 @@
+/**
+ * The uplink contract. A transport is one connection to one cloud endpoint; the pump owns everything around
+ * it (reconnect, backoff, watchdog, ordering). Rules every implementation keeps:
+ *
+ * - `connect()` makes ONE attempt. It never retries on its own and never reconnects after a loss: two retry
+ *   loops fighting over one link is how edgeHub ends up stalled after a flaky network.
+ * - `publish()` resolves only on the broker's acknowledgement (PUBACK), and rejects — never hangs — when the
+ *   connection drops first or `destroy()` is called. Publishes are sent in call order.
+ * - Every connection loss after `connect()` resolved is reported once through `onDisconnect`, with the cause.
+ * - `destroy()` tears the connection down at once without waiting on the peer (the watchdog calls it on a
+ *   connection that hangs); `close()` says goodbye first. Both may be called at any time, more than once.
+ */
+
+export interface UplinkMessage {
+  /** Stable across retries and restarts: `<gatewayId>:<lane>:<seq>`, so the far side can drop duplicates. */
+  messageId: string;
+  lane: string;
+  seq: number;
+  /** The device the message is from: the gateway itself or one of its child devices. */
+  deviceId: string;
+  /** When the gateway stored it, ms since the epoch by the gateway's wall clock then. */
+  enqueuedAtMs: number;
+  /** MIME type of the body, e.g. `application/json`; empty when unknown. */
+  contentType: string;
+  /** Encoding of the body, e.g. `utf-8`; empty when unknown. */
+  contentEncoding: string;
+  /** Application properties, as the producer set them. */
+  properties: Record<string, string>;
+  body: Buffer;
+}
+
+/** Twin access where the cloud has twins (IoT Hub); the twin and settings hooks use it. */
+export interface TwinChannel {
+  /** The full twin, `{ desired, reported }`, each with its `$version`. */
+  get(): Promise<{ desired: Record<string, unknown>; reported: Record<string, unknown> }>;
+  /** Sends a reported-properties patch; resolves when the cloud accepted it. */
+  patchReported(patch: Record<string, unknown>): Promise<void>;
+  /** Desired-property patches pushed by the cloud while connected; returns an unsubscribe. */
+  onDesired(listener: (patch: Record<string, unknown>) => void): () => void;
+}
+
+export interface MethodResponse {
+  status: number;
+  payload: unknown;
+}
+
+/** Direct methods (cloud → gateway calls) where the cloud has them. */
+export type MethodHandler = (payload: unknown) => Promise<MethodResponse>;
+
+export interface UplinkTransport {
+  /** `mqtt` or `azure`, for status and logs. */
+  readonly protocol: string;
+  connect(): Promise<void>;
+  publish(message: UplinkMessage): Promise<void>;
+  onDisconnect(listener: (cause: Error) => void): () => void;
+  destroy(): Promise<void>;
+  close(): Promise<void>;
+  /** Present when the cloud keeps twins for this connection (azure). */
+  readonly twin?: TwinChannel;
+  /** Present when the cloud can call methods on this connection (azure); handlers survive reconnects. */
+  onMethod?(name: string, handler: MethodHandler): void;
+}
+
+export type UplinkErrorCode = 'CONNECT' | 'TIMEOUT' | 'DISCONNECTED' | 'REJECTED' | 'CLOSED' | 'INVALID';
+
+/** What the outside world sees of an uplink failure; `cause` keeps the library's own error. */
+export class UplinkError extends Error {
+  constructor(
+    readonly code: UplinkErrorCode,
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'UplinkError';
+  }
+}
