@@ -295,13 +295,7 @@ export class RingLog implements LaneHost {
     if (this.closing) return;
     this.closing = true;
     for (const t of [this.checkpointTimer, this.syncTimer, this.maintenanceTimer]) if (t) clearTimeout(t);
-    if (this.opts.readOnly) return;
-    while (this.commitScheduled || this.commitRun) {
-      await new Promise((r) => setImmediate(r));
-      await this.commitRun;
-    }
-    if (this.opts.syncMode !== 'always') await this.syncAll().catch(() => undefined);
-    await this.writeCheckpoint().catch(() => undefined);
+    if (!this.opts.readOnly) await this.flushForClose();
     for (const lane of this.lanes.values()) {
       lane.rejectQueued(new StoreError('CLOSED', 'ring log closed'));
       await lane.activeFile?.close().catch(() => undefined);
@@ -310,6 +304,15 @@ export class RingLog implements LaneHost {
       lane.readState.file = null;
     }
     await this.checkpoint?.close().catch(() => undefined);
-    if (this.fs === nodeFs) await releaseLock(this.opts.dir);
+    if (this.fs === nodeFs && !this.opts.readOnly) await releaseLock(this.opts.dir);
+  }
+
+  private async flushForClose(): Promise<void> {
+    while (this.commitScheduled || this.commitRun) {
+      await new Promise((r) => setImmediate(r));
+      await this.commitRun;
+    }
+    if (this.opts.syncMode !== 'always') await this.syncAll().catch(() => undefined);
+    await this.writeCheckpoint().catch(() => undefined);
   }
 }
