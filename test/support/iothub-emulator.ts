@@ -42,6 +42,8 @@ export class IotHubEmulator {
   private readonly twins = new Map<string, TwinState>();
   private readonly clients = new Map<string, Client>();
   private readonly subscriptions = new Map<string, Set<string>>();
+  /** Host names devices were told to dial (ours, or a proxy's in front of us). */
+  private readonly hostNames = new Set<string>();
   private readonly pendingMethods = new Map<string, PendingMethod>();
   private readonly telemetryListeners = new Set<(record: TelemetryRecord) => void>();
   private nextRequestId = 1;
@@ -81,17 +83,22 @@ export class IotHubEmulator {
     return `localhost:${this.port}`;
   }
 
-  /** Registers a SAS device and returns its connection string. */
-  addDevice(deviceId: string): string {
+  /**
+   * Registers a SAS device and returns its connection string. `hostName` is what the device dials, e.g.
+   * a fault proxy's `localhost:<port>`; the SAS token and username must name that host.
+   */
+  addDevice(deviceId: string, hostName = this.hostName): string {
     const key = randomBytes(32).toString('base64');
     this.keys.set(deviceId, key);
-    return `HostName=${this.hostName};DeviceId=${deviceId};SharedAccessKey=${key}`;
+    this.hostNames.add(hostName);
+    return `HostName=${hostName};DeviceId=${deviceId};SharedAccessKey=${key}`;
   }
 
   /** Registers an X.509 device; it must present a certificate from `ca` with CN = deviceId. */
-  addX509Device(deviceId: string): string {
+  addX509Device(deviceId: string, hostName = this.hostName): string {
     this.keys.set(deviceId, '');
-    return `HostName=${this.hostName};DeviceId=${deviceId};x509=true`;
+    this.hostNames.add(hostName);
+    return `HostName=${hostName};DeviceId=${deviceId};x509=true`;
   }
 
   isConnected(deviceId: string): boolean {
@@ -164,12 +171,14 @@ export class IotHubEmulator {
 
   private authenticate(client: Client, username: string | undefined, password: Buffer | undefined): boolean {
     const key = this.keys.get(client.id);
-    if (key === undefined || !username?.startsWith(`${this.hostName}/${client.id}/`)) return false;
+    const hostName = username?.slice(0, username.indexOf('/'));
+    if (key === undefined || hostName === undefined || !this.hostNames.has(hostName)) return false;
+    if (!username!.startsWith(`${hostName}/${client.id}/`)) return false;
     if (key === '') {
       const socket = client.conn as tls.TLSSocket;
       return socket.authorized && socket.getPeerCertificate().subject?.CN === client.id;
     }
-    return password !== undefined && sasValid(password.toString(), key, `${this.hostName}/devices/${client.id}`);
+    return password !== undefined && sasValid(password.toString(), key, `${hostName}/devices/${client.id}`);
   }
 
   private onDevicePublish(client: Client, packet: AedesPublishPacket): void {

@@ -1,0 +1,205 @@
+import azureDevice from 'azure-iot-device';
+import { Mqtt } from 'azure-iot-device-mqtt';
+import { UPSTREAM_KEY } from './message.js';
+import { UplinkError, type MethodHandler, type TwinChannel, type UplinkMessage, type UplinkTransport } from './types.js';
+
+// azure-iot-device is CommonJS; Node's ESM loader cannot see `Message`, which it re-exports through a getter.
+const { Client, Message } = azureDevice;
+type DeviceClient = InstanceType<typeof Client>;
+type Twin = Awaited<ReturnType<DeviceClient['getTwin']>>;
+
+/** Options of the `azure` transport (board.json `uplink` with `"protocol": "azure"`). */
+export interface AzureTransportOptions {
+  /**
+   * `HostName=<hub>;DeviceId=<id>;SharedAccessKey=<key>` (SAS), or `HostName=<hub>;DeviceId=<id>;x509=true`
+   * with `cert` and `key`. `HostName` may carry a port (`localhost:8884`): the SDK connects to
+   * `mqtts://<HostName>`, and mqtt.js takes the port from that URL.
+   */
+  connectionString: string;
+  /** PEM CA certificate(s) for the hub's TLS certificate. Default: the system's roots. */
+  ca?: string;
+  /** PEM device certificate and key, for X.509 authentication. */
+  cert?: string;
+  key?: string;
+  /** MQTT keepalive, seconds. Default 60 (the SDK's own 180 leaves a dead link unnoticed for 4.5 minutes). */
+  keepaliveSecs?: number;
+}
+
+const KEEPALIVE_SECS_DEFAULT = 60;
+/** `close()` waits this long for a polite disconnect before it gives up on the connection, ms. */
+const CLOSE_GRACE_MS = 2_000;
+/** IoT Hub's own upper bound for a direct method's response payload (128 KiB). */
+const METHOD_RESPONSE_BYTES_MAX = 128 * 1024;
+/** The pump owns retries; the SDK's retry policy would otherwise retry every operation on its own schedule. */
+const NO_RETRY = { shouldRetry: () => false, nextRetryTimeout: () => -1 };
+
+function validate(options: AzureTransportOptions): Required<Pick<AzureTransportOptions, 'keepaliveSecs'>> & AzureTransportOptions {
+  const bad = (message: string) => new UplinkError('INVALID', message);
+  const cs = options.connectionString ?? '';
+  if (!/(^|;)HostName=[^;]+/.test(cs) || !/(^|;)DeviceId=[^;]+/.test(cs)) {
+    throw bad('"connectionString" must contain HostName=... and DeviceId=...');
+  }
+  const x509 = /(^|;)x509=true/i.test(cs);
+  if (!x509 && !/(^|;)SharedAccessKey=[^;]+/.test(cs) && !/(^|;)SharedAccessSignature=/.test(cs)) {
+    throw bad('"connectionString" needs SharedAccessKey=..., SharedAccessSignature=... or x509=true');
+  }
+  if (x509 && (options.cert === undefined || options.key === undefined)) throw bad('"cert" and "key" are required with x509=true');
+  const keepaliveSecs = options.keepaliveSecs ?? KEEPALIVE_SECS_DEFAULT;
+  if (!Number.isInteger(keepaliveSecs) || keepaliveSecs < 1 || keepaliveSecs > 1_740) {
+    throw bad(`"keepaliveSecs" must be an integer from 1 to 1740 seconds (IoT Hub's maximum), got ${keepaliveSecs}`);
+  }
+  return { ...options, keepaliveSecs };
+}
+
+/**
+ * Builds the IoT Hub message. Child devices' messages go out on the gateway's own device connection (IoT
+ * Hub's MQTT endpoint cannot publish on behalf of another identity on one connection), so the originating
+ * device is named in the application property `outpost-device-id` — routes and consumers filter on it.
+ * The enqueue time goes in `iothub-creation-time-utc`, which IoT Hub takes as the message's creation time.
+ */
+function toAzureMessage(message: UplinkMessage): InstanceType<typeof Message> {
+  const out = new Message(message.body);
+  out.messageId = message.messageId;
+  if (message.contentType) out.contentType = message.contentType as typeof out.contentType;
+  if (message.contentEncoding) out.contentEncoding = message.contentEncoding as typeof out.contentEncoding;
+  for (const [key, value] of Object.entries(message.properties)) out.properties.add(key, value);
+  out.properties.add(UPSTREAM_KEY.deviceId, message.deviceId);
+  out.properties.add('iothub-creation-time-utc', new Date(message.enqueuedAtMs).toISOString());
+  return out;
+}
+
+/** The `azure` transport: azure-iot-device + azure-iot-device-mqtt, a fresh SDK client per `connect()`. */
+export function createAzureTransport(options: AzureTransportOptions): UplinkTransport {
+  const o = validate(options);
+  const listeners = new Set<(cause: Error) => void>();
+  const desiredListeners = new Set<(patch: Record<string, unknown>) => void>();
+  const methods = new Map<string, MethodHandler>();
+  // Rejecters of sends in flight: an SDK client torn down mid-send does not always call back.
+  const pending = new Set<(err: Error) => void>();
+  let client: DeviceClient | null = null;
+  let connected = false;
+  let twin: Twin | null = null;
+
+  function lose(c: DeviceClient, cause: Error, closing = false): void {
+    if (client !== c) return;
+    const wasConnected = connected;
+    client = null;
+    connected = false;
+    twin = null;
+    c.removeAllListeners();
+    c.on('error', () => {});
+    // Not awaited: over a black-holed link the SDK's close waits for PUBACKs that will never come.
+    if (!closing) c.close().catch(() => {});
+    for (const reject of pending) reject(cause);
+    pending.clear();
+    if (wasConnected) for (const listener of listeners) listener(cause);
+  }
+
+  function attachMethod(c: DeviceClient, name: string, handler: MethodHandler): void {
+    c.onDeviceMethod(name, (request, response) => {
+      handler(request.payload).then(
+        (result) => {
+          const bytes = Buffer.byteLength(JSON.stringify(result.payload ?? null));
+          if (bytes > METHOD_RESPONSE_BYTES_MAX) return response.send(500, { message: `response of ${bytes} bytes is over IoT Hub's limit` });
+          return response.send(result.status, result.payload);
+        },
+        (err: unknown) => response.send(500, { message: err instanceof Error ? err.message : String(err) }),
+      ).catch(() => {});
+    });
+  }
+
+  async function connect(): Promise<void> {
+    if (client !== null) lose(client, new UplinkError('CLOSED', 'replaced by a new connect()'));
+    const c = Client.fromConnectionString(o.connectionString, Mqtt);
+    client = c;
+    c.setRetryPolicy(NO_RETRY);
+    c.on('error', (err: Error) => lose(c, new UplinkError('DISCONNECTED', `IoT Hub error: ${err.message}`, { cause: err })));
+    c.on('disconnect', (reason?: { transportError?: Error }) => {
+      const why = reason?.transportError?.message ?? 'disconnected';
+      lose(c, new UplinkError('DISCONNECTED', `IoT Hub connection lost: ${why}`, { cause: reason?.transportError }));
+    });
+    try {
+      await c.setOptions({ ca: o.ca, cert: o.cert, key: o.key, keepalive: o.keepaliveSecs });
+      await c.open();
+    } catch (err) {
+      lose(c, new UplinkError('CLOSED', 'connect failed'));
+      throw new UplinkError('CONNECT', `cannot connect to IoT Hub: ${(err as Error).message}`, { cause: err });
+    }
+    if (client !== c) throw new UplinkError('CONNECT', 'connection torn down while connecting');
+    connected = true;
+    for (const [name, handler] of methods) attachMethod(c, name, handler);
+    if (desiredListeners.size > 0) await currentTwin();
+  }
+
+  async function currentTwin(): Promise<Twin> {
+    const c = client;
+    if (c === null || !connected) throw new UplinkError('DISCONNECTED', 'not connected to IoT Hub');
+    if (twin !== null) return twin;
+    const fresh = await c.getTwin();
+    if (client !== c) throw new UplinkError('DISCONNECTED', 'connection lost while fetching the twin');
+    fresh.on('properties.desired', (patch: Record<string, unknown>) => {
+      for (const listener of desiredListeners) listener(patch);
+    });
+    twin = fresh;
+    return fresh;
+  }
+
+  const twinChannel: TwinChannel = {
+    async get() {
+      const t = await currentTwin();
+      // A fresh GET each time: the twin may have changed while we were offline.
+      await t.get();
+      return { desired: { ...t.properties.desired }, reported: { ...t.properties.reported } };
+    },
+    async patchReported(patch) {
+      const t = await currentTwin();
+      await new Promise<void>((resolve, reject) =>
+        t.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())),
+      );
+    },
+    onDesired(listener) {
+      desiredListeners.add(listener);
+      if (connected) currentTwin().catch(() => {});
+      return () => desiredListeners.delete(listener);
+    },
+  };
+
+  function publish(message: UplinkMessage): Promise<void> {
+    const c = client;
+    if (c === null || !connected) return Promise.reject(new UplinkError('DISCONNECTED', 'not connected to IoT Hub'));
+    return new Promise((resolve, reject) => {
+      pending.add(reject);
+      c.sendEvent(toAzureMessage(message)).then(
+        () => (pending.delete(reject), resolve()),
+        (err: Error) => (pending.delete(reject), reject(new UplinkError('REJECTED', `send of ${message.messageId} failed: ${err.message}`, { cause: err }))),
+      );
+    });
+  }
+
+  return {
+    protocol: 'azure',
+    connect,
+    publish,
+    onDisconnect(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    async destroy() {
+      if (client !== null) lose(client, new UplinkError('CLOSED', 'destroyed'));
+    },
+    async close() {
+      const c = client;
+      if (c === null) return;
+      let timer: NodeJS.Timeout | undefined;
+      const grace = new Promise<void>((resolve) => (timer = setTimeout(resolve, CLOSE_GRACE_MS)));
+      await Promise.race([c.close().catch(() => {}), grace]);
+      clearTimeout(timer);
+      lose(c, new UplinkError('CLOSED', 'closed'), true);
+    },
+    twin: twinChannel,
+    onMethod(name, handler) {
+      methods.set(name, handler);
+      if (client !== null && connected) attachMethod(client, name, handler);
+    },
+  };
+}

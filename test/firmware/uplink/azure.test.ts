@@ -1,0 +1,91 @@
+import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { createTransport } from '../../../firmware/uplink/transports.js';
+import { Pump } from '../../../firmware/uplink/pump.js';
+import { RECORD_KEY } from '../../../firmware/uplink/message.js';
+import { FaultProxy } from '../../support/fault-proxy.js';
+import { IotHubEmulator } from '../../support/iothub-emulator.js';
+import { MemoryLane } from '../../support/memory-lane.js';
+import { checkDelivery } from '../../support/delivery.js';
+
+/** The azure transport with the real azure-iot-device SDK, against the IoT Hub emulator over TLS. */
+
+async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+t.test('telemetry in order across outages, twin GET/PATCH, desired patch, method', async (t) => {
+  const hub = await IotHubEmulator.start();
+  t.teardown(() => hub.stop());
+  const proxy = await FaultProxy.start({ targetPort: hub.port });
+  t.teardown(() => proxy.close());
+  const transport = createTransport({
+    protocol: 'azure',
+    connectionString: hub.addDevice('gw-az', `localhost:${proxy.port}`),
+    ca: hub.ca.cert,
+  });
+  const desired: Record<string, unknown>[] = [];
+  transport.twin!.onDesired((patch) => desired.push(patch));
+  transport.onMethod!('ping', async (payload) => ({ status: 200, payload: { pong: payload } }));
+  const resyncOrder: string[] = [];
+  const lane = new MemoryLane('telemetry');
+  const pump = new Pump({
+    gatewayId: 'gw-az',
+    transport,
+    lanes: [{ lane }],
+    publishTimeoutMs: 1_000,
+    backoff: { baseMs: 50, maxMs: 300 },
+    resyncHooks: [
+      { name: 'settings', run: async () => void resyncOrder.push('settings') },
+      {
+        name: 'twin',
+        run: async (tr) => {
+          resyncOrder.push('twin');
+          await tr.twin!.patchReported({ outpost: { connects: resyncOrder.length / 2 } });
+        },
+      },
+    ],
+  });
+  pump.start();
+  t.teardown(() => pump.stop());
+
+  const total = 600;
+  for (let i = 1; i <= total; i += 1) {
+    await lane.append({ body: Buffer.from(String(i)), properties: { [RECORD_KEY.deviceId]: i % 2 ? 'child-a' : 'gw-az', n: String(i) } });
+    if (i % 150 === 0) {
+      await until('some telemetry', () => hub.telemetry.length >= i - 100);
+      proxy.cut();
+    }
+  }
+  await until('all telemetry', () => new Set(hub.telemetry.map((r) => r.body.toString())).size === total);
+  const values = hub.telemetry.map((r) => Number(r.body.toString()));
+  t.same(checkDelivery(values, total, 100).problems, [], 'in stored order, replays only within the window');
+  t.ok(pump.status().connects >= 4, `reconnected after each cut (${pump.status().connects} connects)`);
+  t.match(hub.telemetry.find((r) => r.body.toString() === '1')?.properties, {
+    '$.mid': 'gw-az:telemetry:1',
+    'outpost-device-id': 'child-a',
+    n: '1',
+    'iothub-creation-time-utc': /^\d{4}-\d\d-\d\dT/,
+  });
+
+  t.same(resyncOrder.slice(0, 2), ['settings', 'twin'], 'hooks run in order on connect');
+  t.equal(resyncOrder.length, pump.status().connects * 2, 'and again on every reconnect');
+  t.match(hub.twin('gw-az').reported, { outpost: { connects: pump.status().connects } }, 'reported PATCH landed');
+  const twin = await transport.twin!.get();
+  t.match(twin.reported, { outpost: { connects: pump.status().connects } }, 'twin GET sees it');
+
+  hub.patchDesired('gw-az', { ttlSecs: 600 });
+  await until('desired patch', () => desired.some((p) => p.ttlSecs === 600));
+  await until('method subscription', () => hub.isSubscribed('gw-az', '$iothub/methods/POST/#'));
+  t.same(await hub.invokeMethod('gw-az', 'ping', { n: 1 }), { status: 200, payload: { pong: { n: 1 } } });
+});
+
+t.test('bad azure options are refused by name', async (t) => {
+  t.throws(() => createTransport({ protocol: 'azure', connectionString: 'DeviceId=x;SharedAccessKey=y' }), /"connectionString" must contain HostName/);
+  t.throws(() => createTransport({ protocol: 'azure', connectionString: 'HostName=h;DeviceId=x;x509=true' }), /"cert" and "key" are required/);
+  t.throws(() => createTransport({ protocol: 'nope' } as never), /"protocol" must be one of mqtt, azure/);
+});

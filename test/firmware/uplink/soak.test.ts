@@ -1,0 +1,97 @@
+import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RingLog } from '../../../firmware/store/log.js';
+import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
+import { Pump } from '../../../firmware/uplink/pump.js';
+import { Mosquitto } from '../../support/brokers.js';
+import { Subscriber, checkDelivery } from '../../support/delivery.js';
+import { FaultProxy } from '../../support/fault-proxy.js';
+import { tempDir } from '../../support/tmp.js';
+
+/**
+ * Outage soak: the real ring log, the real pump, mosquitto behind the fault proxy. Messages are produced at
+ * a steady rate while the proxy cuts, black-holes and refuses the link at random; a subscriber straight at
+ * the broker must get every message, in order, duplicates only within the in-flight window.
+ * The issue's full figure (100,000 messages) runs with SOAK_MESSAGES=100000; the suite keeps it short.
+ */
+
+const MESSAGES = Number(process.env.SOAK_MESSAGES ?? 20_000);
+const PRODUCE_PER_SEC = 1_000;
+const OUTAGES_MIN = 20;
+const INFLIGHT_MAX = 100;
+const SEED = Number(process.env.SOAK_SEED ?? Date.now() % 100_000);
+
+/** mulberry32: a seeded generator, so a failing run can be repeated with SOAK_SEED. */
+function seeded(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let x = Math.imul(a ^ (a >>> 15), 1 | a);
+    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
+    return ((x ^ (x >>> 14)) >>> 0) / 4_294_967_296;
+  };
+}
+
+t.test(`${MESSAGES} messages through ${OUTAGES_MIN}+ random outages arrive in order (seed ${SEED})`, async (t) => {
+  const random = seeded(SEED);
+  const broker = await Mosquitto.start();
+  t.teardown(() => broker.stop());
+  const proxy = await FaultProxy.start({ targetPort: broker.port });
+  t.teardown(() => proxy.close());
+  const sub = await Subscriber.start(broker.url, 'outpost/gw-soak/+/telemetry');
+  t.teardown(() => sub.close());
+  const log = await RingLog.open({ dir: tempDir(t), ttlSecs: 0 });
+  t.teardown(() => log.close());
+  const lane = await log.lane('telemetry');
+  const transport = createMqttTransport({
+    url: `mqtt://127.0.0.1:${proxy.port}`,
+    gatewayId: 'gw-soak',
+    keepaliveSecs: 2,
+    connectTimeoutMs: 1_000,
+  });
+  const pump = new Pump({
+    gatewayId: 'gw-soak',
+    transport,
+    lanes: [{ lane }],
+    inflightMax: INFLIGHT_MAX,
+    connectTimeoutMs: 1_500,
+    publishTimeoutMs: 1_000,
+    backoff: { baseMs: 50, maxMs: 500 },
+  });
+  pump.start();
+  t.teardown(() => pump.stop());
+
+  const produced = (async () => {
+    const started = Date.now();
+    for (let i = 1; i <= MESSAGES; i += 1) {
+      await lane.append({ body: Buffer.from(String(i)) });
+      const aheadMs = (i * 1000) / PRODUCE_PER_SEC - (Date.now() - started);
+      if (aheadMs > 5) await sleep(aheadMs);
+    }
+  })();
+
+  let outages = 0;
+  const kinds = { cut: 0, blackhole: 0, refuse: 0 };
+  let producing = true;
+  void produced.finally(() => (producing = false));
+  while (producing || outages < OUTAGES_MIN) {
+    await sleep(150 + random() * 300);
+    const kind = (['cut', 'blackhole', 'refuse'] as const)[Math.floor(random() * 3)]!;
+    kinds[kind] += 1;
+    outages += 1;
+    if (kind === 'cut') proxy.cut();
+    if (kind === 'blackhole') proxy.blackhole();
+    if (kind === 'refuse') (proxy.refuse(), proxy.cut());
+    await sleep(100 + random() * 800);
+    proxy.pass();
+  }
+  await produced;
+  t.ok(outages >= OUTAGES_MIN, `${outages} outages: ${JSON.stringify(kinds)}`);
+  t.ok(await sub.waitForDistinct(MESSAGES, 60_000), 'every message reached the broker');
+  const result = checkDelivery(sub.values, MESSAGES, INFLIGHT_MAX);
+  t.same(result.problems, [], 'in order, nothing lost, replays only within the window');
+  t.comment(`replays ${result.replays}, duplicates ${result.duplicates}, connects ${pump.status().connects}`);
+  t.ok(pump.status().connects > OUTAGES_MIN / 2, 'the pump reconnected after the outages');
+  await pump.stop();
+  t.equal(lane.ackedSeq(), lane.lastDurableSeq(), 'the store cursor caught up');
+});
