@@ -1,0 +1,135 @@
+import { access } from 'node:fs/promises';
+import { basename, dirname, join, resolve } from 'node:path';
+import { DRIVERS } from '../../drivers/registry.js';
+import { parseBuses } from './buses.js';
+import { DEVICE_ID_PATTERN, parseDevices } from './devices.js';
+import { ConfigError } from './errors.js';
+import { displayPath, LayeredDocument, readJsonObject } from './layers.js';
+import type { ConfigNode } from './node.js';
+import { parseStorage, type StorageConfig } from './storage.js';
+import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
+
+/** A variant may extend a base which may extend another; deeper chains are a mistake (or a cycle). */
+export const BOARD_EXTENDS_DEPTH_MAX = 4;
+export const VARIANT_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
+
+const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices'];
+const VARIANT_FIELDS = ['variant', 'extends', 'description', 'buses', 'devices', 'storage'];
+/** Sections of board.json layered over the variant; the rest belong to board.json alone. */
+const OVERRIDABLE_FIELDS = ['buses', 'devices', 'storage'];
+
+interface VariantLayer {
+  file: string;
+  json: Record<string, unknown>;
+}
+
+interface Hardware {
+  description: string;
+  buses: Record<string, BusConfig>;
+  devices: DeviceConfig[];
+  storage: StorageConfig;
+}
+
+/**
+ * Loads the active board: board.json, the variant it names from `boardsDir` (default: boards/ next to
+ * board.json) and the bases that variant extends, merged and validated. Throws ConfigError naming the file,
+ * the JSON path and what was expected.
+ */
+export async function loadBoard(boardJsonPath: string, opts: { boardsDir?: string } = {}): Promise<LoadedBoard> {
+  const file = resolve(boardJsonPath);
+  const top = await readJsonObject(file);
+  const topDoc = new LayeredDocument(file);
+  topDoc.apply(top, file);
+  const topNode = topDoc.root();
+  topNode.keys(TOP_FIELDS);
+  const variantNode = topNode.field('board');
+  const variant = variantNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'a variant name like "rpi4"' });
+  const boardsDir = resolve(opts.boardsDir ?? join(dirname(file), 'boards'));
+  const layers = await loadVariantChain(boardsDir, variant, variantNode);
+
+  const merged = new LayeredDocument(file);
+  for (const layer of layers) merged.apply(pick(layer.json, VARIANT_FIELDS.filter((f) => f !== 'variant' && f !== 'extends')), layer.file);
+  merged.apply(pick(top, OVERRIDABLE_FIELDS), file);
+  const hardware = parseHardware(merged.root());
+
+  const identityNode = topNode.field('identity');
+  identityNode.keys(['gatewayId']);
+  const gatewayId = identityNode.field('gatewayId').string({
+    pattern: DEVICE_ID_PATTERN, describe: 'a gateway id (IoT Hub device id rules)',
+  });
+  return {
+    file,
+    variant,
+    variantFile: layers[layers.length - 1]!.file,
+    description: hardware.description,
+    identity: { gatewayId },
+    storage: { ...hardware.storage, dataDir: resolve(dirname(file), hardware.storage.dataDir) },
+    uplink: top['uplink'],
+    routes: top['routes'],
+    hub: top['hub'],
+    buses: hardware.buses,
+    devices: hardware.devices,
+  };
+}
+
+/** Validates one variant file from boards/ (with the bases it extends) on its own, without a board.json. */
+export async function loadVariant(variantFile: string): Promise<Hardware & { variant: string }> {
+  const file = resolve(variantFile);
+  const variant = basename(file, '.json');
+  const layers = await loadVariantChain(dirname(file), variant, undefined);
+  const merged = new LayeredDocument(file);
+  for (const layer of layers) merged.apply(pick(layer.json, ['description', 'buses', 'devices', 'storage']), layer.file);
+  return { variant, ...parseHardware(merged.root()) };
+}
+
+function parseHardware(root: ConfigNode): Hardware {
+  const buses = parseBuses(root.field('buses'));
+  return {
+    description: root.field('description').string({ default: '' }),
+    buses,
+    devices: root.field('devices').missing ? [] : parseDevices(root.field('devices'), buses, DRIVERS),
+    storage: parseStorage(root.field('storage')),
+  };
+}
+
+/** Base first, the named variant last. `reference` is the field that named the variant, for errors. */
+async function loadVariantChain(boardsDir: string, variant: string, reference: ConfigNode | undefined): Promise<VariantLayer[]> {
+  const chain: VariantLayer[] = [];
+  let name = variant;
+  let ref = reference;
+  for (let depth = 0; ; depth++) {
+    if (depth >= BOARD_EXTENDS_DEPTH_MAX) {
+      ref?.fail(`a chain of at most ${BOARD_EXTENDS_DEPTH_MAX} variant files (is there a cycle?)`);
+    }
+    const file = join(boardsDir, `${name}.json`);
+    if (ref && !(await exists(file))) ref.fail(`the name of a variant file in ${displayPath(boardsDir)}`);
+    const json = await readJsonObject(file);
+    const doc = new LayeredDocument(file);
+    doc.apply(json, file);
+    const node = doc.root();
+    node.keys(VARIANT_FIELDS);
+    node.field('variant').oneOf([name]);
+    chain.unshift({ file, json });
+    const extendsNode = node.field('extends');
+    if (extendsNode.missing) return chain;
+    name = extendsNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'the name of a base variant file' });
+    ref = extendsNode;
+  }
+}
+
+async function exists(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+function pick(json: Record<string, unknown>, keys: readonly string[]): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of keys) if (json[key] !== undefined) out[key] = json[key];
+  return out;
+}
+
+export { ConfigError };

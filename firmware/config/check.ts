@@ -1,0 +1,72 @@
+import { loadBoard, loadVariant } from './board.js';
+import { ConfigError } from './errors.js';
+import { displayPath, readJsonObject } from './layers.js';
+import type { DeviceConfig } from './types.js';
+
+export type BoardCheckResult =
+  | { ok: true; file: string; summary: string }
+  | { ok: false; file: string; error: ConfigError };
+
+/**
+ * Validates a board file without starting anything. A file with a "variant" field is a variant from boards/
+ * (checked with the bases it extends); anything else is a top-level board.json (checked with its variant).
+ */
+export async function checkBoard(file: string): Promise<BoardCheckResult> {
+  const shown = displayPath(file);
+  try {
+    const json = await readJsonObject(file);
+    if ('variant' in json) {
+      const variant = await loadVariant(file);
+      return { ok: true, file: shown, summary: `variant ${variant.variant}: ${describeDevices(variant.devices, Object.keys(variant.buses).length)}` };
+    }
+    const board = await loadBoard(file);
+    return {
+      ok: true,
+      file: shown,
+      summary: `board ${board.identity.gatewayId} on variant ${board.variant}: ${describeDevices(board.devices, Object.keys(board.buses).length)}`,
+    };
+  } catch (error) {
+    if (error instanceof ConfigError) return { ok: false, file: shown, error };
+    throw error;
+  }
+}
+
+function describeDevices(devices: DeviceConfig[], busCount: number): string {
+  const enabled = devices.filter((device) => device.status === 'okay').length;
+  return `${busCount} buses, ${devices.length} devices (${enabled} okay, ${devices.length - enabled} disabled)`;
+}
+
+const USAGE = 'usage: outpost board check [file ...]   (default: board.json)';
+
+/**
+ * `outpost board check [file ...]`: prints one line per file and returns the exit code: 0 when every file
+ * is valid, 1 when any is not, 2 for a usage error.
+ */
+export async function runBoardCheckCli(
+  args: string[],
+  io: { out: (line: string) => void; err: (line: string) => void } = {
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  },
+): Promise<number> {
+  if (args.some((arg) => arg === '-h' || arg === '--help')) {
+    io.out(USAGE);
+    return 0;
+  }
+  const unknown = args.find((arg) => arg.startsWith('-'));
+  if (unknown) {
+    io.err(`unknown option ${unknown}\n${USAGE}`);
+    return 2;
+  }
+  let failed = 0;
+  for (const file of args.length > 0 ? args : ['board.json']) {
+    const result = await checkBoard(file);
+    if (result.ok) {
+      io.out(`ok    ${result.file}: ${result.summary}`);
+    } else {
+      failed++;
+      io.err(`error ${result.error.message}`);
+    }
+  }
+  return failed === 0 ? 0 : 1;
+}

@@ -1,0 +1,68 @@
+import type { AnyDriverDefinition } from '../../drivers/model.js';
+import type { ConfigNode } from './node.js';
+import type { BusConfig, DeviceConfig } from './types.js';
+
+/** IoT Hub device id rules: up to 128 of ASCII letters, digits and - . % _ * ? ! ( ) , : = @ $ ' */
+export const DEVICE_ID_PATTERN = /^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$/;
+/** Faster polling than this buys nothing from these sensors (a BME280 forced measurement alone takes ~10 ms)
+ * and would fill the log quickly. */
+export const POLL_INTERVAL_MS_MIN = 100;
+export const POLL_INTERVAL_MS_MAX = 86_400_000;
+
+const COMMON_FIELDS = ['compatible', 'bus', 'status', 'label'];
+
+export function parseDevices(
+  node: ConfigNode,
+  buses: Record<string, BusConfig>,
+  drivers: ReadonlyMap<string, AnyDriverDefinition>,
+): DeviceConfig[] {
+  const devices: DeviceConfig[] = [];
+  const claimed = new Map<string, string>();
+  for (const id of node.keys()) {
+    const deviceNode = node.field(id);
+    if (!DEVICE_ID_PATTERN.test(id)) deviceNode.fail('a device id of at most 128 letters, digits or -.%_*?!(),:=@$\'');
+    const device = parseDevice(id, deviceNode, buses, drivers);
+    devices.push(device);
+    if (device.status !== 'okay') continue;
+    const driver = drivers.get(device.compatible) as AnyDriverDefinition;
+    for (const claim of driver.claims(device.settings)) {
+      const key = `${device.bus}/${claim}`;
+      const holder = claimed.get(key);
+      if (holder !== undefined) deviceNode.fail(`a device not sharing ${claim} on bus "${device.bus}" with device "${holder}"`);
+      claimed.set(key, id);
+    }
+  }
+  return devices;
+}
+
+function parseDevice(
+  id: string,
+  node: ConfigNode,
+  buses: Record<string, BusConfig>,
+  drivers: ReadonlyMap<string, AnyDriverDefinition>,
+): DeviceConfig {
+  const compatible = node.field('compatible').oneOf([...drivers.keys()]);
+  const driver = drivers.get(compatible) as AnyDriverDefinition;
+  const polled = driver.pollIntervalMsDefault !== undefined;
+  node.keys([...COMMON_FIELDS, ...(polled ? ['pollIntervalMs'] : []), ...driver.settingsFields]);
+  const busNode = node.field('bus');
+  const busId = busNode.string();
+  const bus = buses[busId];
+  if (!bus || bus.kind !== driver.busKind) {
+    const candidates = Object.values(buses).filter((b) => b.kind === driver.busKind).map((b) => `"${b.id}"`);
+    busNode.fail(`the id of a ${driver.busKind} bus declared under "buses" (${candidates.join(', ') || 'none declared'})`);
+  }
+  return {
+    id,
+    compatible,
+    bus: busId,
+    status: node.field('status').oneOf(['okay', 'disabled'], { default: 'okay' }),
+    label: node.field('label').optionalString(),
+    pollIntervalMs: polled
+      ? node.field('pollIntervalMs').integer({
+          min: POLL_INTERVAL_MS_MIN, max: POLL_INTERVAL_MS_MAX, unit: 'ms', default: driver.pollIntervalMsDefault,
+        })
+      : undefined,
+    settings: driver.parseSettings(node),
+  };
+}

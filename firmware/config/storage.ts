@@ -1,0 +1,86 @@
+import type { ConfigNode } from './node.js';
+
+const MIB_BYTES = 1024 * 1024;
+const GIB_BYTES = 1024 * MIB_BYTES;
+
+/** Smallest and largest ring-log segment: below 1 MiB the per-segment overhead dominates; above 1 GiB a
+ * quota drop (whole segments) throws away too much at once. */
+export const STORAGE_SEGMENT_BYTES_MIN = MIB_BYTES;
+export const STORAGE_SEGMENT_BYTES_MAX = GIB_BYTES;
+/** The quota must hold several segments, so dropping the oldest whole segment frees a small share of it. */
+export const STORAGE_QUOTA_SEGMENTS_MIN = 4;
+
+export type QuotaPolicy = 'drop-oldest' | 'reject-new';
+export type SyncMode = 'always' | 'interval' | 'none';
+
+/** The `storage` section of board.json: the ring log on local disk (see firmware/store). */
+export interface StorageConfig {
+  /** Directory holding the log segments and checkpoints; relative paths are resolved against board.json. Default "./data". */
+  dataDir: string;
+  /** Size of one log segment file in bytes. Default 16 MiB, between 1 MiB and 1 GiB. */
+  segmentBytes: number;
+  /** Largest single record in bytes. Default 256 KiB; at most segmentBytes. */
+  recordBytesMax: number;
+  /** Disk space the log may use, in bytes. Default 1 GiB; at least 4 × segmentBytes. */
+  quotaBytes: number;
+  /** What happens when the quota is reached. Default "drop-oldest". */
+  quotaPolicy: QuotaPolicy;
+  /** Age after which an unsent record is dropped, in seconds. Default 7200. */
+  ttlSecs: number;
+  /** When appended records are fsynced. Default "interval". */
+  syncMode: SyncMode;
+  /** Group-commit window for syncMode "interval", in milliseconds. Default 10. */
+  syncIntervalMs: number;
+  /** How often the read cursor checkpoint is persisted, in milliseconds. Default 1000. */
+  checkpointIntervalMs: number;
+}
+
+export const STORAGE_DEFAULTS: Readonly<StorageConfig> = {
+  dataDir: './data',
+  segmentBytes: 16 * MIB_BYTES,
+  recordBytesMax: 256 * 1024,
+  quotaBytes: GIB_BYTES,
+  quotaPolicy: 'drop-oldest',
+  ttlSecs: 7200,
+  syncMode: 'interval',
+  syncIntervalMs: 10,
+  checkpointIntervalMs: 1000,
+};
+
+const STORAGE_FIELDS = Object.keys(STORAGE_DEFAULTS);
+/** A TTL longer than a year is almost certainly a unit mistake (ms written as secs). */
+const STORAGE_TTL_SECS_MAX = 365 * 24 * 3600;
+const STORAGE_INTERVAL_MS_MAX = 3_600_000;
+/** 1 TiB: larger quotas are beyond any SD card or eMMC these boards carry. */
+const STORAGE_QUOTA_BYTES_MAX = 1024 * GIB_BYTES;
+
+export function parseStorage(node: ConfigNode): StorageConfig {
+  if (node.missing) return { ...STORAGE_DEFAULTS };
+  node.keys(STORAGE_FIELDS);
+  const d = STORAGE_DEFAULTS;
+  const segmentBytes = node.field('segmentBytes').integer({
+    min: STORAGE_SEGMENT_BYTES_MIN, max: STORAGE_SEGMENT_BYTES_MAX, unit: 'bytes', default: d.segmentBytes,
+  });
+  return {
+    dataDir: node.field('dataDir').string({ default: d.dataDir }),
+    segmentBytes,
+    recordBytesMax: node.field('recordBytesMax').integer({
+      min: 1, max: segmentBytes, unit: 'bytes, at most segmentBytes', default: Math.min(d.recordBytesMax, segmentBytes),
+    }),
+    quotaBytes: node.field('quotaBytes').integer({
+      min: STORAGE_QUOTA_SEGMENTS_MIN * segmentBytes,
+      max: STORAGE_QUOTA_BYTES_MAX,
+      unit: `bytes, at least ${STORAGE_QUOTA_SEGMENTS_MIN} × segmentBytes`,
+      default: d.quotaBytes,
+    }),
+    quotaPolicy: node.field('quotaPolicy').oneOf(['drop-oldest', 'reject-new'], { default: d.quotaPolicy }),
+    ttlSecs: node.field('ttlSecs').integer({ min: 1, max: STORAGE_TTL_SECS_MAX, unit: 's', default: d.ttlSecs }),
+    syncMode: node.field('syncMode').oneOf(['always', 'interval', 'none'], { default: d.syncMode }),
+    syncIntervalMs: node.field('syncIntervalMs').integer({
+      min: 1, max: STORAGE_INTERVAL_MS_MAX, unit: 'ms', default: d.syncIntervalMs,
+    }),
+    checkpointIntervalMs: node.field('checkpointIntervalMs').integer({
+      min: 1, max: STORAGE_INTERVAL_MS_MAX, unit: 'ms', default: d.checkpointIntervalMs,
+    }),
+  };
+}
