@@ -106,9 +106,10 @@ export function parseRmc(fields: string[]): RmcFix | undefined {
   const date = /^(\d{2})(\d{2})(\d{2})$/.exec(fields[8]!);
   let utc: string | null = null;
   if (time && date) {
-    // RMC carries a two-digit year; receivers of this era report 20yy.
+    // RMC carries a two-digit year. GPS time starts in 1980, so 80-99 are 19yy and the rest 20yy.
+    const century = Number(date[3]) >= 80 ? '19' : '20';
     const seconds = Number(time[3]).toFixed(3).padStart(6, '0');
-    utc = `20${date[3]}-${date[2]}-${date[1]}T${time[1]}:${time[2]}:${seconds}Z`;
+    utc = `${century}${date[3]}-${date[2]}-${date[1]}T${time[1]}:${time[2]}:${seconds}Z`;
   }
   const knots = nmeaNumber(fields[6]);
   return {
