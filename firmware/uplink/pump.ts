@@ -1,10 +1,27 @@
 import { systemClock, type Clock } from '../clock.js';
-import { Backoff, type BackoffOptions } from './backoff.js';
+import { Backoff } from './backoff.js';
 import { DrainSession, type DrainLimits, type PumpLane } from './drain.js';
+import {
+  resolveLimits,
+  validateLanes,
+  type LimitName,
+  type LinkState,
+  type PumpOptions,
+  type PumpStatus,
+} from './pump-options.js';
 import { RateMeter, TokenBucket } from './rate.js';
-import { UplinkError, type UplinkTransport } from './types.js';
+import { UplinkError } from './types.js';
 
 export type { PumpLane } from './drain.js';
+export {
+  INFLIGHT_MESSAGES_DEFAULT,
+  INFLIGHT_MESSAGES_HARD_MAX,
+  type LinkState,
+  type PumpLaneConfig,
+  type PumpOptions,
+  type PumpStatus,
+  type ResyncHook,
+} from './pump-options.js';
 
 /**
  * The drain pump: the only reader of the upstream lanes. It connects the transport, runs the resync hooks,
@@ -12,116 +29,6 @@ export type { PumpLane } from './drain.js';
  * contiguous broker acknowledgements. When the connection dies it re-reads from the acked cursor, so the
  * only duplicates are what was in flight. It never gives up: every failure ends in backoff and a new attempt.
  */
-
-/**
- * The window's hard ceiling. mqtt.js's default message-id provider hands out ids 1..65,535 and wraps; a
- * window anywhere near that would reuse an id still in flight and silently lose its completion.
- */
-export const INFLIGHT_MESSAGES_HARD_MAX = 4_096;
-export const INFLIGHT_MESSAGES_DEFAULT = 100;
-
-export interface PumpLaneConfig {
-  lane: PumpLane;
-  /** Share of the window when several lanes have backlog; a lane of weight 1 is never starved. Default 1. */
-  weight?: number;
-}
-
-/** Run on every (re)connect, in order, before the drain: settings and identities, then twins. */
-export interface ResyncHook {
-  name: string;
-  run(transport: UplinkTransport): Promise<void>;
-}
-
-export interface PumpOptions {
-  /** This gateway's id; the first part of every stable message id. */
-  gatewayId: string;
-  transport: UplinkTransport;
-  /** Lanes in priority order (first = highest); each drains in its own stored order. At least one. */
-  lanes: PumpLaneConfig[];
-  clock?: Clock;
-  /** Publishes awaiting PUBACK at once, messages. Default 100, at most INFLIGHT_MESSAGES_HARD_MAX. */
-  inflightMax?: number;
-  /** Records read from a lane per read, records. Default 256. */
-  readBatchRecordsMax?: number;
-  /** Bytes read from a lane per read, bytes. Default 1 MiB. */
-  readBatchBytesMax?: number;
-  /** Contiguously acknowledged records between two store acks, records. Default 64. */
-  ackBatchRecords?: number;
-  /** Cap on body bytes sent per second, for metered links; 0 = none. Default 0. */
-  maxBytesPerSec?: number;
-  /** A connect attempt that has not succeeded by then is torn down, ms. Default 15,000. */
-  connectTimeoutMs?: number;
-  /** A publish unacknowledged for this long means the link is dead (a black hole); torn down, ms. Default 20,000. */
-  publishTimeoutMs?: number;
-  /** Longest a single resync hook may run, ms. Default 30,000. */
-  resyncTimeoutMs?: number;
-  backoff?: BackoffOptions;
-  resyncHooks?: ResyncHook[];
-  /** Backlog bytes and age from the store (RingLog.stats()); without it status counts records only. */
-  backlogStats?: () => { bytes: number; oldestAgeMs: number };
-  /** Every error the pump recovers from, for the log. */
-  onError?: (err: Error) => void;
-}
-
-export type LinkState = 'stopped' | 'connecting' | 'resyncing' | 'up' | 'backoff';
-
-export interface PumpStatus {
-  link: LinkState;
-  protocol: string;
-  lastError: { message: string; code: string | null; atWallMs: number } | null;
-  /** The last link-up notice (interface, modem hook, signal) and when it came. */
-  lastWake: { reason: string; atWallMs: number } | null;
-  /** Wall time of the current connection's start; null when not up. */
-  connectedSinceWallMs: number | null;
-  connects: number;
-  /** Ceiling of the next backoff delay, ms. */
-  backoffCeilingMs: number;
-  inflight: number;
-  backlog: { records: number; bytes: number | null; oldestAgeMs: number | null };
-  /** Messages acknowledged per second over the last ten seconds. */
-  drainRatePerSec: number;
-  /** Backlog ÷ drain rate; null while nothing drains. */
-  etaSecs: number | null;
-}
-
-const LIMIT_RANGES = {
-  inflightMax: [1, INFLIGHT_MESSAGES_HARD_MAX, INFLIGHT_MESSAGES_DEFAULT, 'messages'],
-  readBatchRecordsMax: [1, 10_000, 256, 'records'],
-  readBatchBytesMax: [1_024, 64 * 1024 * 1024, 1024 * 1024, 'bytes'],
-  ackBatchRecords: [1, 100_000, 64, 'records'],
-  maxBytesPerSec: [0, 1024 * 1024 * 1024, 0, 'bytes/s'],
-  connectTimeoutMs: [100, 600_000, 15_000, 'ms'],
-  publishTimeoutMs: [100, 600_000, 20_000, 'ms'],
-  resyncTimeoutMs: [100, 600_000, 30_000, 'ms'],
-} as const;
-type LimitName = keyof typeof LIMIT_RANGES;
-/** Lanes a pump may drain; the weighted pick walks all of them per message. */
-const PUMP_LANES_MAX = 16;
-const LANE_WEIGHT_MAX = 1_000;
-
-function resolveLimits(opts: PumpOptions): Record<LimitName, number> {
-  const out = {} as Record<LimitName, number>;
-  for (const [name, [min, max, fallback, unit]] of Object.entries(LIMIT_RANGES) as Array<[LimitName, (typeof LIMIT_RANGES)[LimitName]]>) {
-    const value = opts[name] ?? fallback;
-    if (!Number.isInteger(value) || value < min || value > max) {
-      throw new UplinkError('INVALID', `"${name}" must be an integer from ${min} to ${max} ${unit}, got ${value}`);
-    }
-    out[name] = value;
-  }
-  return out;
-}
-
-function validateLanes(lanes: PumpLaneConfig[]): Array<{ lane: PumpLane; weight: number }> {
-  if (!Array.isArray(lanes) || lanes.length === 0 || lanes.length > PUMP_LANES_MAX) {
-    throw new UplinkError('INVALID', `"lanes" must list 1 to ${PUMP_LANES_MAX} lanes, got ${lanes?.length}`);
-  }
-  return lanes.map(({ lane, weight = 1 }) => {
-    if (!Number.isInteger(weight) || weight < 1 || weight > LANE_WEIGHT_MAX) {
-      throw new UplinkError('INVALID', `"weight" of lane "${lane.name}" must be an integer from 1 to ${LANE_WEIGHT_MAX}, got ${weight}`);
-    }
-    return { lane, weight };
-  });
-}
 
 export class Pump {
   private readonly limits: Record<LimitName, number>;
@@ -141,6 +48,8 @@ export class Pump {
   /** Set by wake() while connecting: the attempt in progress is abandoned and the next one starts at once. */
   private skipBackoff = false;
   private interruptSleep: (() => void) | null = null;
+  /** Monotonic time the current backoff sleep ends; null when not sleeping. */
+  private sleepUntilMonoMs: number | null = null;
   private watchdog: NodeJS.Timeout | null = null;
 
   constructor(private readonly opts: PumpOptions) {
@@ -209,6 +118,7 @@ export class Pump {
       connectedSinceWallMs: this.connectedSinceWallMs,
       connects: this.connects,
       backoffCeilingMs: this.backoff.ceilingMs(),
+      retryInMs: this.sleepUntilMonoMs === null ? null : Math.max(0, this.sleepUntilMonoMs - this.clock.monoMs()),
       inflight: this.session?.inflight ?? 0,
       backlog: { records, bytes: extra?.bytes ?? null, oldestAgeMs: extra?.oldestAgeMs ?? null },
       drainRatePerSec: rate,
@@ -313,12 +223,14 @@ export class Pump {
 
   private sleep(ms: number): Promise<void> {
     this.link = 'backoff';
+    this.sleepUntilMonoMs = this.clock.monoMs() + ms;
     return new Promise((resolve) => {
       const timer = setTimeout(finish, ms);
       const self = this;
       function finish(): void {
         clearTimeout(timer);
         self.interruptSleep = null;
+        self.sleepUntilMonoMs = null;
         resolve();
       }
       this.interruptSleep = finish;

@@ -1,0 +1,28 @@
+import t from 'tap';
+import { Backoff } from '../../../firmware/uplink/backoff.js';
+
+t.test('full jitter: delays are uniform below a ceiling that doubles up to the maximum', async (t) => {
+  const draws = [0.5, 0.999, 0, 0.25, 0.999, 0.999, 0.999];
+  const backoff = new Backoff({ baseMs: 100, maxMs: 1_000, random: () => draws.shift()! });
+  t.same(
+    Array.from({ length: 7 }, () => backoff.nextDelayMs()),
+    [50, 199, 0, 200, 999, 999, 999],
+    'ceilings 100, 200, 400, 800, then capped at 1000',
+  );
+  t.ok(backoff.atMax());
+  backoff.reset();
+  t.equal(backoff.ceilingMs(), 100, 'reset starts over at the base');
+});
+
+t.test('defaults: 500 ms base, 60 s maximum', async (t) => {
+  const backoff = new Backoff({ random: () => 0.999_999 });
+  for (let i = 0; i < 100; i += 1) backoff.nextDelayMs();
+  t.equal(backoff.ceilingMs(), 60_000);
+  t.equal(backoff.nextDelayMs(), 59_999);
+});
+
+t.test('options are checked by name', async (t) => {
+  t.throws(() => new Backoff({ baseMs: 0 }), /"backoffBaseMs" must be at least 1 ms/);
+  t.throws(() => new Backoff({ baseMs: 10, maxMs: 5 }), /"backoffMaxMs" must be at least/);
+  t.throws(() => new Backoff({ factor: 0.5 }), /"backoffFactor" must be at least 1/);
+});
