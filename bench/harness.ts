@@ -31,6 +31,28 @@ export function peakRssMb(): number {
   return process.resourceUsage().maxRSS / 1024;
 }
 
+/** How often the memory sampler looks, ms: often enough to catch the young generation at its fullest. */
+const MEMORY_SAMPLE_MS = 50;
+
+/**
+ * Samples the heap and off-heap buffers while a phase runs, so a peak RSS can be split into V8 heap
+ * (young + old generation) and Buffer memory. Returns a function that stops sampling and gives the maxima.
+ */
+export function sampleMemory(): () => { heapTotalMbMax: number; arrayBuffersMbMax: number } {
+  const max = { heapTotalMbMax: 0, arrayBuffersMbMax: 0 };
+  const look = (): void => {
+    const m = process.memoryUsage();
+    max.heapTotalMbMax = Math.max(max.heapTotalMbMax, m.heapTotal / 2 ** 20);
+    max.arrayBuffersMbMax = Math.max(max.arrayBuffersMbMax, m.arrayBuffers / 2 ** 20);
+  };
+  const timer = setInterval(look, MEMORY_SAMPLE_MS);
+  return () => {
+    clearInterval(timer);
+    look();
+    return max;
+  };
+}
+
 export function median(values: number[]): number {
   const sorted = values.filter((v) => Number.isFinite(v)).sort((a, b) => a - b);
   if (sorted.length === 0) return NaN;

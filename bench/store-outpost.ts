@@ -2,12 +2,16 @@
 import { nodeFs, type StoreFile, type StoreFs } from '../firmware/store/fs.js';
 import type { Lane } from '../firmware/store/lane.js';
 import { RingLog } from '../firmware/store/log.js';
-import { peakRssMb, send } from './harness.js';
+import { envInt, peakRssMb, sampleMemory, send } from './harness.js';
 import { BATCH_RECORDS, TTL_SECS, body, expectNext, measureLife, type EngineResult } from './store-workload.js';
 
 const MiB = 1024 * 1024;
-/** Appends awaiting durability at once: enough to fill several group commits, bounded like a real producer. */
-export const APPEND_WINDOW_RECORDS = 4096;
+/**
+ * Appends awaiting durability at once, bounded like a real producer. In steady state one group commit
+ * syncs while the next fills, so a commit carries about half the window. OUTPOST_BENCH_APPEND_WINDOW overrides.
+ */
+const APPEND_WINDOW_RECORDS_DEFAULT = 4096;
+const APPEND_WINDOW_RECORDS = envInt('OUTPOST_BENCH_APPEND_WINDOW', APPEND_WINDOW_RECORDS_DEFAULT);
 /** How long the drained log may take to delete its segments on its own (checkpoint timer, then sweep), ms. */
 const RETIRE_WAIT_MS_MAX = 10_000;
 const RETIRE_POLL_MS = 20;
@@ -111,6 +115,7 @@ export async function outpostLife(dir: string, records: number): Promise<EngineR
  * reports, then keeps appending until the parent SIGKILLs it: no seal, no final checkpoint, a torn tail.
  */
 export async function fillThenWaitForKill(dir: string, bytes: number): Promise<never> {
+  const stopSampling = sampleMemory();
   const log = await RingLog.open({ dir, syncMode: 'none', quotaBytes: 4 * bytes });
   const lane = await log.lane('upstream');
   const recordBytes = RECORD_HEADER_BYTES + body(0).length;
@@ -118,7 +123,7 @@ export async function fillThenWaitForKill(dir: string, bytes: number): Promise<n
   const t0 = performance.now();
   await appendRange(lane, 0, records);
   const stats = log.stats();
-  await send({ filled: true, records, fillMs: performance.now() - t0, bytesOnDisk: stats.bytesOnDisk, segments: stats.segmentCount, rssMb: peakRssMb() });
+  await send({ filled: true, records, fillMs: performance.now() - t0, bytesOnDisk: stats.bytesOnDisk, segments: stats.segmentCount, rssMb: peakRssMb(), ...stopSampling() });
   await appendRange(lane, records, records + FILL_EXTRA_RECORDS_MAX);
   return waitForKill();
 }
@@ -144,6 +149,7 @@ function waitForKill(): Promise<never> {
 
 /** Opens the 1 GiB log and drains `records` of its backlog with acks: peak RSS with the backlog present. */
 export async function drainBacklog(dir: string, bytes: number, records: number): Promise<Record<string, number>> {
+  const stopSampling = sampleMemory();
   const log = await RingLog.open({ dir, syncMode: 'always', quotaBytes: 4 * bytes });
   const lane = await log.lane('upstream');
   const t0 = performance.now();
@@ -159,5 +165,5 @@ export async function drainBacklog(dir: string, bytes: number, records: number):
   const drainMs = performance.now() - t0;
   const bytesOnDisk = log.stats().bytesOnDisk;
   await log.close();
-  return { drained, drainPerSec: drained / (drainMs / 1000), bytesOnDisk, rssMb: peakRssMb() };
+  return { drained, drainPerSec: drained / (drainMs / 1000), bytesOnDisk, rssMb: peakRssMb(), ...stopSampling() };
 }

@@ -47,7 +47,7 @@ export function report(input: ReportInput): void {
   console.log(`\nStore benchmark: ${fmt(input.records)} records of 256 B, medians of ${input.repeats} runs per engine (${input.fsType})`);
   console.log(
     formatTable(
-      ['engine', 'append rec/s', '(range)', 'drain rec/s', '(range)', 'disk B/record', 'peak RSS MB', 'append s', 'drain s', 'retire ms'],
+      ['engine', 'append rec/s', '(range)', 'drain rec/s', '(range)', 'disk B/record', 'peak RSS MB', 'append CPU µs/rec', 'drain CPU µs/rec', 'retire ms'],
       engines.map((e) => [
         ENGINE_LABELS[e],
         fmt(med(e, 'appendPerSec')),
@@ -56,8 +56,8 @@ export function report(input: ReportInput): void {
         spread(results[e].map((r) => r.drainPerSec)),
         fmt(med(e, 'bytesPerRecord'), 1),
         fmt(med(e, 'rssMb'), 1),
-        fmt(med(e, 'appendMs') / 1000, 2),
-        fmt(med(e, 'drainMs') / 1000, 2),
+        fmt(med(e, 'appendCpuUsPerRecord'), 2),
+        fmt(med(e, 'drainCpuUsPerRecord'), 2),
         fmt(med(e, 'retireMs')),
       ]),
     ),
@@ -65,8 +65,10 @@ export function report(input: ReportInput): void {
   const syncs = med('outpost', 'appendSyncs');
   console.log(
     `outpost group commit: ${fmt(syncs)} syncs during append, ${fmt(med('outpost', 'recordsPerSync'))} records/sync; ` +
-      `write_bytes ${fmt(med('outpost', 'writeBytes'))} (cancelled ${fmt(med('outpost', 'cancelledWriteBytes'))})`,
+      `write_bytes ${fmt(med('outpost', 'writeBytes'))} (cancelled ${fmt(med('outpost', 'cancelledWriteBytes'))}); ` +
+      `V8 heap max ${fmt(med('outpost', 'heapTotalMbMax'), 1)} MB, Buffers max ${fmt(med('outpost', 'arrayBuffersMbMax'), 1)} MB`,
   );
+  console.log('CPU µs/rec is user + system time of the whole engine process per record: steadier than rates on a shared machine.');
 
   const openMs = backlog.opened.map((o) => Number(o.openMs));
   const openMedian = median(openMs);
@@ -83,6 +85,7 @@ export function report(input: ReportInput): void {
         ['damage reports at first open', fmt(Number(backlog.opened[0]?.damaged ?? NaN))],
         ['pending records seen at open', fmt(Number(backlog.opened[0]?.pendingRecords ?? NaN))],
         ['peak RSS: filler / opener / reader, MB', [backlog.fill.rssMb, backlog.opened[0]?.rssMb, backlog.reader.rssMb].map((v) => fmt(Number(v), 1)).join(' / ')],
+        ['reader V8 heap max / Buffers max, MB', `${fmt(Number(backlog.reader.heapTotalMbMax), 1)} / ${fmt(Number(backlog.reader.arrayBuffersMbMax), 1)}`],
         ['reader drained (with acks), records', `${fmt(Number(backlog.reader.drained))} at ${fmt(Number(backlog.reader.drainPerSec))}/s`],
       ],
     ),
@@ -115,7 +118,10 @@ export function report(input: ReportInput): void {
     json[`${e}DrainPerSec`] = Math.round(med(e, 'drainPerSec'));
     json[`${e}BytesPerRecord`] = round(med(e, 'bytesPerRecord'), 1);
     json[`${e}RssMb`] = round(med(e, 'rssMb'), 1);
+    json[`${e}AppendCpuUsPerRecord`] = round(med(e, 'appendCpuUsPerRecord'));
   }
+  json.appendCpuVsSqlite = round(med('sqlite', 'appendCpuUsPerRecord') / med('outpost', 'appendCpuUsPerRecord'));
+  json.drainCpuVsSqlite = round(med('sqlite', 'drainCpuUsPerRecord') / med('outpost', 'drainCpuUsPerRecord'));
   json.outpostRecordsPerSync = round(med('outpost', 'recordsPerSync'), 0);
   json.openMsFirst = round(openMs[0] ?? NaN, 1);
   json.records = input.records;

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { ioCounters, peakRssMb } from './harness.js';
+import { ioCounters, peakRssMb, sampleMemory } from './harness.js';
 
 /** The workload every engine runs: the issue's figures. */
 export const BODY_BYTES = 256;
@@ -32,6 +32,17 @@ export interface EngineResult extends Record<string, number> {
   cancelledWriteBytes: number;
   bytesPerRecord: number;
   rssMb: number;
+  /** CPU time of the whole process (all threads: main, libuv pool, GC helpers) per record, µs. */
+  appendCpuUsPerRecord: number;
+  drainCpuUsPerRecord: number;
+  heapTotalMbMax: number;
+  arrayBuffersMbMax: number;
+}
+
+/** user + system CPU since `since`, µs. */
+function cpuUsSince(since: NodeJS.CpuUsage): number {
+  const used = process.cpuUsage(since);
+  return used.user + used.system;
 }
 
 /**
@@ -49,12 +60,17 @@ export async function measureLife(
   },
 ): Promise<EngineResult> {
   const io0 = ioCounters();
+  const stopSampling = sampleMemory();
   await phases.open();
+  const cpu0 = process.cpuUsage();
   const t0 = performance.now();
   await phases.append();
   const t1 = performance.now();
+  const appendCpuUs = cpuUsSince(cpu0);
+  const cpu1 = process.cpuUsage();
   const drained = await phases.drain();
   const t2 = performance.now();
+  const drainCpuUs = cpuUsSince(cpu1);
   if (drained !== records) throw new Error(`drained ${drained} records in order, expected ${records}`);
   const extra = phases.extra?.() ?? {};
   await phases.retire();
@@ -72,6 +88,9 @@ export async function measureLife(
     cancelledWriteBytes: io1.cancelledWriteBytes - io0.cancelledWriteBytes,
     bytesPerRecord: writeBytes / records,
     rssMb: peakRssMb(),
+    appendCpuUsPerRecord: appendCpuUs / records,
+    drainCpuUsPerRecord: drainCpuUs / records,
+    ...stopSampling(),
     ...extra,
   };
 }
