@@ -90,7 +90,10 @@ export class CheckpointFile {
     private readonly readOnly: boolean,
   ) {}
 
-  /** Opens (creating if needed) the checkpoint file and returns the newest valid state, if any. */
+  /**
+   * Opens (creating if needed) the checkpoint file and returns the newest valid state, if any. The caller
+   * must sync `dir` before relying on a newly created file's name.
+   */
   static async open(
     fs: StoreFs,
     dir: string,
@@ -100,10 +103,8 @@ export class CheckpointFile {
     const names = await fs.readdir(dir);
     if (!names.includes(CHECKPOINT_FILE)) {
       if (readOnly) return { checkpoint: null, state: null };
+      // Created empty: a slot that was never written reads as blank, and the caller syncs the directory.
       const file = await fs.open(path, 'create');
-      await file.write(Buffer.alloc(2 * CHECKPOINT_SLOT_BYTES), 0);
-      await file.datasync();
-      await fs.syncDir(dir);
       return { checkpoint: new CheckpointFile(file, false), state: null };
     }
     const file = await fs.open(path, readOnly ? 'read' : 'readwrite');

@@ -77,6 +77,9 @@ export class RingLog implements LaneHost {
       if (this.fs === nodeFs) await acquireLock(dir);
     }
     const { checkpoint, state } = await CheckpointFile.open(this.fs, dir, readOnly);
+    // lanes/ and the checkpoint may have just been created (or recreated after a power cut took their
+    // names): their directory entries must be durable before anything in them is acknowledged.
+    if (!readOnly) await this.fs.syncDir(dir);
     this.checkpoint = checkpoint;
     this.generation = state?.generation ?? 0;
     this.lastSegmentNo = state?.lastSegmentNo ?? 0;

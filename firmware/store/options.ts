@@ -69,7 +69,7 @@ function checkRange(name: string, value: number, min: number, max: number, unit:
 export function resolveOptions(opts: RingLogOptions): ResolvedOptions {
   if (typeof opts.dir !== 'string' || opts.dir.length === 0) throw invalid('"dir" must be a non-empty path');
   const o: ResolvedOptions = { ...DEFAULTS, ...stripUndefined(opts) } as ResolvedOptions;
-  checkRange('segmentBytes', o.segmentBytes, 64 * 1024, 1024 * MiB, 'bytes');
+  checkRange('segmentBytes', o.segmentBytes, 4096, 1024 * MiB, 'bytes');
   checkRange('recordBytesMax', o.recordBytesMax, 1024, Math.min(16 * MiB, o.segmentBytes / 4), 'bytes');
   checkRange('quotaBytes', o.quotaBytes, 4 * o.segmentBytes, Number.MAX_SAFE_INTEGER, 'bytes (at least 4 segments)');
   checkRange('ttlSecs', o.ttlSecs, 0, 10 * 365 * 86_400, 'seconds');
