@@ -4,6 +4,7 @@ import type { DeviceConfig, GpioBusConfig } from '../../../firmware/config/types
 import type { BusProvider } from '../../../drivers/buses.js';
 import { FakeGpioController } from '../../../drivers/gpio/fake.js';
 import { startDevices, type DeviceManager } from '../../../drivers/index.js';
+import { DEVICE_SINK_INFLIGHT_MAX } from '../../../drivers/runner.js';
 import { ManualTimers } from '../../../drivers/timers.js';
 import { boardWith, recordingSink } from '../../fixtures/boards.js';
 
@@ -128,4 +129,23 @@ t.test('a pin that cannot be opened faults the device and is retried with backof
   await timers.advance(8000);
   t.equal(manager.status()[0]!.state, 'ok', 'recovers by itself');
   t.equal(sink.messages.length, 1, 'and reports the input state');
+});
+
+t.test('an event storm against a stalled sink is bounded: excess readings are dropped and counted', async (t) => {
+  const clock = new ManualClock();
+  const timers = new ManualTimers(clock);
+  const gpio = new FakeGpioController();
+  const buses: BusProvider = { gpio: async () => gpio, i2c: async () => { throw new Error(); }, serial: () => { throw new Error(); }, close: async () => {} };
+  let pending = 0;
+  const stalledSink = () => { pending++; return new Promise<void>(() => {}); };
+  const door = { id: 'door', compatible: 'outpost,gpio-input', bus: 'gpio', settings: { pin: 17, debounceMs: 0, activeLow: false, activeName: 'a', inactiveName: 'i' } };
+  const manager = await startDevices(boardWith([GPIO_BUS], [door]), stalledSink, { buses, clock, timers });
+  t.teardown(() => manager.close());
+  await timers.advance(1);
+  for (let i = 0; i < 40; i++) {
+    gpio.drive(17, i % 2 === 0 ? 1 : 0);
+    await timers.advance(1);
+  }
+  t.equal(pending, DEVICE_SINK_INFLIGHT_MAX, 'never more than the in-flight limit handed to the sink');
+  t.match(manager.status()[0], { state: 'ok', counters: { readings: DEVICE_SINK_INFLIGHT_MAX, dropped: 41 - DEVICE_SINK_INFLIGHT_MAX } });
 });
