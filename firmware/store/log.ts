@@ -13,6 +13,10 @@ import { StoreClock } from './store-clock.js';
 import type { Batch } from './batch.js';
 import type { DamageReport, LaneStats, LogStats } from './types.js';
 
+function stripUndefinedSettings<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
 const LANE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,47}$/;
 /** Even with no acks, the checkpoint is rewritten this often so the store clock survives a restart. */
 const CLOCK_CHECKPOINT_MS = 60_000;
@@ -41,6 +45,7 @@ export class RingLog implements LaneHost {
   private checkpoint: CheckpointFile | null = null;
   private generation = 0;
   private lastSegmentNo = 0;
+  /** Segment bytes plus the checkpoint, counted as its two slots from the start (reserved, not yet written). */
   diskBytes = CHECKPOINT_SLOT_BYTES * 2;
   private reservedBytes = 0;
   private commitScheduled = false;
@@ -280,6 +285,20 @@ export class RingLog implements LaneHost {
     } catch {
       // Retried on the next pass; append paths report I/O errors to their callers.
     }
+  }
+
+  /**
+   * Applies settings pushed from the cloud while running: the default TTL for new records, the quota and
+   * its policy. Validated like the options at open (an INVALID error names the field); a lower quota takes
+   * effect at the next write or retention pass. The caller persists them.
+   */
+  applySettings(settings: { ttlSecs?: number; quotaBytes?: number; quotaPolicy?: ResolvedOptions['quotaPolicy'] }): void {
+    const next = resolveOptions({ ...this.opts, ...stripUndefinedSettings(settings) });
+    const mutable = this.opts as { -readonly [K in keyof ResolvedOptions]: ResolvedOptions[K] };
+    mutable.ttlSecs = next.ttlSecs;
+    mutable.quotaBytes = next.quotaBytes;
+    mutable.quotaPolicy = next.quotaPolicy;
+    void this.maintain();
   }
 
   stats(): LogStats {

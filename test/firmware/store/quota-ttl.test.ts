@@ -10,8 +10,9 @@ const QUOTA = 4 * SEG;
 const OPTS = { segmentBytes: SEG, quotaBytes: QUOTA, recordBytesMax: 8 * 1024, groupCommitBytesMax: 16 * 1024 };
 const DAY_MS = 86_400_000;
 
+/** Bytes on disk as the quota counts them: the checkpoint always as its two 4 KiB slots (reserved up front). */
 function bytesOnDisk(dir: string): number {
-  let total = statSync(join(dir, 'checkpoint')).size;
+  let total = Math.max(statSync(join(dir, 'checkpoint')).size, 8192);
   for (const lane of readdirSync(join(dir, 'lanes'))) {
     for (const f of readdirSync(join(dir, 'lanes', lane))) total += statSync(join(dir, 'lanes', lane, f)).size;
   }
@@ -140,5 +141,23 @@ t.test('TTL across a reboot with synced clocks on both sides: real downtime coun
   clock.setSynced(true);
   await new Promise((r) => setTimeout(r, 50)); // the maintenance pass credits the downtime
   t.equal((await lane.read(1)).length, 0, 'the known two hours of downtime expired it');
+  await log.close();
+});
+
+t.test('settings applied live: TTL for new records, a lower quota enforced at once, bad values named', async (t) => {
+  const dir = tempDir(t);
+  const clock = new ManualClock();
+  const log = await RingLog.open({ dir, ...OPTS, quotaBytes: 8 * SEG, clock, ttlSecs: 3600 });
+  const lane = await log.lane('upstream');
+  await Promise.all(Array.from({ length: 1500 }, () => lane.append({ body: Buffer.alloc(200) })));
+  t.ok(bytesOnDisk(dir) > QUOTA, 'more than the new quota on disk');
+  log.applySettings({ ttlSecs: 10, quotaBytes: QUOTA });
+  await lane.append({ body: Buffer.from('short-lived') });
+  t.ok(bytesOnDisk(dir) <= QUOTA, 'the lower quota holds after the next write');
+  clock.advance(11_000);
+  const left = await lane.read(1, { recordsMax: 5000 });
+  t.notOk(left.some((r) => r.body.toString() === 'short-lived'), 'the new default TTL applied to the new record');
+  t.ok(left.length > 0, 'older records keep the TTL they were stored with');
+  t.throws(() => log.applySettings({ quotaBytes: 5 }), { code: 'INVALID', message: /"quotaBytes"/ });
   await log.close();
 });
