@@ -20,8 +20,6 @@ export interface DrainLimits {
   readBatchRecordsMax: number;
   readBatchBytesMax: number;
   ackBatchRecords: number;
-  /** 0 = no cap. */
-  maxBytesPerSec: number;
 }
 
 /** A failed read (disk error) is tried again after this long rather than dropping the connection. */
@@ -67,7 +65,8 @@ export interface DrainHost {
   readonly gatewayId: string;
   readonly limits: DrainLimits;
   readonly delivered: RateMeter;
-  readonly bucket: TokenBucket | null;
+  /** Rate 0 = no cap. */
+  readonly bucket: TokenBucket;
   reportError(err: unknown): void;
 }
 
@@ -141,6 +140,13 @@ export class DrainSession {
     while (!this.ended && this.inflightCount > 0) await Promise.race([this.sleep(), this.done]);
   }
 
+  /** The bandwidth cap changed: a throttle wait computed at the old rate is cut short. */
+  rateChanged(): void {
+    if (this.throttleTimer !== null) clearTimeout(this.throttleTimer);
+    this.throttleTimer = null;
+    this.notify();
+  }
+
   /** Stops taking new records from the buffers; in-flight ones still complete. */
   pause(): void {
     this.paused = true;
@@ -206,7 +212,7 @@ export class DrainSession {
       if (cursor === null) return;
       const record = cursor.buffer[0]!;
       const message = recordToMessage(this.host.gatewayId, cursor.lane.name, record);
-      const waitMs = this.host.bucket?.take(message.body.length) ?? 0;
+      const waitMs = this.host.bucket.take(message.body.length);
       if (waitMs > 0) {
         this.throttleTimer ??= setTimeout(() => ((this.throttleTimer = null), this.notify()), waitMs);
         return;

@@ -72,6 +72,6 @@ export function compileTopicTemplate(template: string, gatewayId: string): (mess
 }
 
 /** Device ids may contain `/`, `+` and `#` (IoT Hub allows the latter two); in a topic they would change its meaning. */
-function topicLevelSafe(value: string): string {
+export function topicLevelSafe(value: string): string {
   return value.replace(/[/+#%]/g, (c) => `%${c.charCodeAt(0).toString(16).toUpperCase()}`);
 }

@@ -1,6 +1,6 @@
 import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
-import { UPSTREAM_KEY, compileTopicTemplate } from './message.js';
-import { UplinkError, type UplinkMessage, type UplinkTransport } from './types.js';
+import { UPSTREAM_KEY, compileTopicTemplate, topicLevelSafe } from './message.js';
+import { UplinkError, type ConfigTopicChannel, type UplinkMessage, type UplinkTransport } from './types.js';
 
 /** Options of the `mqtt` transport (board.json `uplink` with `"protocol": "mqtt"`). */
 export interface MqttTransportOptions {
@@ -19,6 +19,8 @@ export interface MqttTransportOptions {
   key?: string | Buffer;
   /** Default `outpost/{gatewayId}/{deviceId}/telemetry`; placeholders: gatewayId, deviceId, lane, seq, messageId. */
   topicTemplate?: string;
+  /** Retained settings document for this gateway; placeholder: gatewayId. Default `outpost/{gatewayId}/config`. */
+  configTopic?: string;
   /** 5 (MQTT 5: ids and times travel as user properties) or 4 (MQTT 3.1.1: no properties). Default 5. */
   protocolVersion?: 4 | 5;
   /** Keepalive, seconds; a silent link is noticed after 1.5× this. Default 30. */
@@ -30,6 +32,7 @@ export interface MqttTransportOptions {
 }
 
 export const MQTT_TOPIC_TEMPLATE_DEFAULT = 'outpost/{gatewayId}/{deviceId}/telemetry';
+export const MQTT_CONFIG_TOPIC_DEFAULT = 'outpost/{gatewayId}/config';
 const KEEPALIVE_SECS_DEFAULT = 30;
 const CONNECT_TIMEOUT_MS_DEFAULT = 10_000;
 const SESSION_EXPIRY_SECS_DEFAULT = 7 * 86_400;
@@ -48,6 +51,7 @@ function validate(options: MqttTransportOptions): Resolved {
     ...options,
     clientId: options.clientId ?? `outpost-${options.gatewayId}`,
     topicTemplate: options.topicTemplate ?? MQTT_TOPIC_TEMPLATE_DEFAULT,
+    configTopic: options.configTopic ?? MQTT_CONFIG_TOPIC_DEFAULT,
     protocolVersion: options.protocolVersion ?? 5,
     keepaliveSecs: options.keepaliveSecs ?? KEEPALIVE_SECS_DEFAULT,
     connectTimeoutMs: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT,
@@ -57,6 +61,9 @@ function validate(options: MqttTransportOptions): Resolved {
   const range = (name: keyof Resolved, value: number, min: number, max: number, unit: string) => {
     if (!Number.isInteger(value) || value < min || value > max) throw bad(`"${name}" must be an integer from ${min} to ${max} ${unit}, got ${value}`);
   };
+  if (!/^[^+#]+$/.test(o.configTopic) || /\{(?!gatewayId\})/.test(o.configTopic)) {
+    throw bad(`"configTopic" must be a topic without + or # whose only placeholder is {gatewayId}, got ${JSON.stringify(o.configTopic)}`);
+  }
   range('keepaliveSecs', o.keepaliveSecs, 1, 65_535, 'seconds');
   range('connectTimeoutMs', o.connectTimeoutMs, 100, 300_000, 'ms');
   range('sessionExpirySecs', o.sessionExpirySecs, 1, 0xffff_ffff, 'seconds');
@@ -105,6 +112,8 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
   const o = validate(options);
   const topicFor = compileTopicTemplate(o.topicTemplate, o.gatewayId);
   const listeners = new Set<(cause: Error) => void>();
+  const configTopic = o.configTopic.replace('{gatewayId}', topicLevelSafe(o.gatewayId));
+  const configListeners = new Set<(payload: Buffer) => void>();
   // mqtt.js never settles QoS 1 callbacks of a `clean: false` client that closes without reconnecting (its
   // outgoing store waits for a reconnect that will not come), so each publish's rejecter is kept here.
   const pending = new Set<(err: Error) => void>();
@@ -135,6 +144,9 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
       abortConnect = reject;
       let lastError: Error | null = null;
       c.on('error', (err) => (lastError = err));
+      c.on('message', (topic, payload) => {
+        if (topic === configTopic) for (const listener of configListeners) listener(payload);
+      });
       c.once('connect', () => {
         connected = true;
         abortConnect = null;
@@ -162,6 +174,23 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
     });
   }
 
+  const configChannel: ConfigTopicChannel = {
+    topic: configTopic,
+    async subscribe() {
+      const c = client;
+      if (c === null || !connected) throw new UplinkError('DISCONNECTED', `not connected to ${o.url}`);
+      const granted = await c.subscribeAsync(configTopic, { qos: 1 }).catch((err: Error) => {
+        throw new UplinkError('REJECTED', `subscribe to ${configTopic} failed: ${err.message}`, { cause: err });
+      });
+      // SUBACK code 0x80 (MQTT 3.1.1) or >= 0x80 (MQTT 5): the broker refused, e.g. by its ACL.
+      if (granted.some((g) => g.qos >= 0x80)) throw new UplinkError('REJECTED', `the broker refused a subscription to ${configTopic}`);
+    },
+    onMessage(listener) {
+      configListeners.add(listener);
+      return () => configListeners.delete(listener);
+    },
+  };
+
   async function close(): Promise<void> {
     const c = client;
     if (c === null) return;
@@ -184,5 +213,6 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
       if (client !== null) lose(client, new UplinkError('CLOSED', 'destroyed'));
     },
     close,
+    configTopic: configChannel,
   };
 }

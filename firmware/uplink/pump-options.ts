@@ -71,6 +71,8 @@ export interface PumpStatus {
   /** Time left in the current backoff sleep, ms; null when not in backoff. */
   retryInMs: number | null;
   inflight: number;
+  /** The bandwidth cap in force, bytes/s; 0 = none. */
+  maxBytesPerSec: number;
   backlog: { records: number; bytes: number | null; oldestAgeMs: number | null };
   /** Messages acknowledged per second over the last ten seconds. */
   drainRatePerSec: number;
@@ -78,7 +80,7 @@ export interface PumpStatus {
   etaSecs: number | null;
 }
 
-const LIMIT_RANGES = {
+export const LIMIT_RANGES = {
   inflightMax: [1, INFLIGHT_MESSAGES_HARD_MAX, INFLIGHT_MESSAGES_DEFAULT, 'messages'],
   readBatchRecordsMax: [1, 10_000, 256, 'records'],
   readBatchBytesMax: [1_024, 64 * 1024 * 1024, 1024 * 1024, 'bytes'],
@@ -93,15 +95,18 @@ export type LimitName = keyof typeof LIMIT_RANGES;
 const PUMP_LANES_MAX = 16;
 const LANE_WEIGHT_MAX = 1_000;
 
+/** Returns `value` if it is within the limit's range; throws an error naming the limit otherwise. */
+export function checkLimit(name: LimitName, value: number): number {
+  const [min, max, , unit] = LIMIT_RANGES[name];
+  if (!Number.isInteger(value) || value < min || value > max) {
+    throw new UplinkError('INVALID', `"${name}" must be an integer from ${min} to ${max} ${unit}, got ${value}`);
+  }
+  return value;
+}
+
 export function resolveLimits(opts: PumpOptions): Record<LimitName, number> {
   const out = {} as Record<LimitName, number>;
-  for (const [name, [min, max, fallback, unit]] of Object.entries(LIMIT_RANGES) as Array<[LimitName, (typeof LIMIT_RANGES)[LimitName]]>) {
-    const value = opts[name] ?? fallback;
-    if (!Number.isInteger(value) || value < min || value > max) {
-      throw new UplinkError('INVALID', `"${name}" must be an integer from ${min} to ${max} ${unit}, got ${value}`);
-    }
-    out[name] = value;
-  }
+  for (const name of Object.keys(LIMIT_RANGES) as LimitName[]) out[name] = checkLimit(name, opts[name] ?? LIMIT_RANGES[name][2]);
   return out;
 }
 

@@ -2,6 +2,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { Backoff } from './backoff.js';
 import { DrainSession, type DrainLimits, type PumpLane } from './drain.js';
 import {
+  checkLimit,
   resolveLimits,
   validateLanes,
   type LimitName,
@@ -36,7 +37,7 @@ export class Pump {
   private readonly clock: Clock;
   private readonly backoff: Backoff;
   private readonly delivered: RateMeter;
-  private readonly bucket: TokenBucket | null;
+  private readonly bucket: TokenBucket;
   private link: LinkState = 'stopped';
   private lastError: PumpStatus['lastError'] = null;
   private lastWake: PumpStatus['lastWake'] = null;
@@ -59,7 +60,7 @@ export class Pump {
     this.clock = opts.clock ?? systemClock;
     this.backoff = new Backoff(opts.backoff);
     this.delivered = new RateMeter(this.clock);
-    this.bucket = this.limits.maxBytesPerSec > 0 ? new TokenBucket(this.limits.maxBytesPerSec, this.clock) : null;
+    this.bucket = new TokenBucket(this.limits.maxBytesPerSec, this.clock);
     opts.transport.onDisconnect((cause) => this.session?.end(cause));
   }
 
@@ -82,6 +83,13 @@ export class Pump {
       void this.opts.transport.destroy();
     }
     this.lastWake = { reason, atWallMs: this.clock.wallMs() };
+  }
+
+  /** Changes the bandwidth cap live (cloud-pushed settings); 0 lifts it. Validated as the option is. */
+  setMaxBytesPerSec(bytesPerSec: number): void {
+    this.limits.maxBytesPerSec = checkLimit('maxBytesPerSec', bytesPerSec);
+    this.bucket.setRate(bytesPerSec);
+    this.session?.rateChanged();
   }
 
   /** Stops taking records, lets in-flight publishes finish (bounded by publishTimeoutMs), acks, closes. */
@@ -120,6 +128,7 @@ export class Pump {
       backoffCeilingMs: this.backoff.ceilingMs(),
       retryInMs: this.sleepUntilMonoMs === null ? null : Math.max(0, this.sleepUntilMonoMs - this.clock.monoMs()),
       inflight: this.session?.inflight ?? 0,
+      maxBytesPerSec: this.limits.maxBytesPerSec,
       backlog: { records, bytes: extra?.bytes ?? null, oldestAgeMs: extra?.oldestAgeMs ?? null },
       drainRatePerSec: rate,
       etaSecs: rate > 0 ? records / rate : records === 0 ? 0 : null,

@@ -3,7 +3,7 @@ import type { Clock } from '../clock.js';
 /**
  * A token bucket for `maxBytesPerSec` on metered cellular links. It may go into debt by one message, so a
  * message larger than a second's worth of bytes still goes out (then the bucket waits it off) instead of
- * blocking the lane forever.
+ * blocking the lane forever. A rate of 0 means no cap; the rate can change live (cloud-pushed settings).
  */
 export class TokenBucket {
   private tokens: number;
@@ -12,15 +12,27 @@ export class TokenBucket {
   static readonly BURST_SECS = 1;
 
   constructor(
-    private readonly bytesPerSec: number,
+    private bytesPerSec: number,
     private readonly clock: Clock,
   ) {
     this.tokens = bytesPerSec * TokenBucket.BURST_SECS;
     this.lastMs = clock.monoMs();
   }
 
+  get rate(): number {
+    return this.bytesPerSec;
+  }
+
+  /** A new cap starts with a full burst: the debt of the old rate would otherwise be paid off at the new one. */
+  setRate(bytesPerSec: number): void {
+    this.bytesPerSec = bytesPerSec;
+    this.tokens = bytesPerSec * TokenBucket.BURST_SECS;
+    this.lastMs = this.clock.monoMs();
+  }
+
   /** Takes `bytes` and returns 0, or returns how many ms to wait before trying again (nothing taken). */
   take(bytes: number): number {
+    if (this.bytesPerSec === 0) return 0;
     const now = this.clock.monoMs();
     const capacity = this.bytesPerSec * TokenBucket.BURST_SECS;
     this.tokens = Math.min(capacity, this.tokens + ((now - this.lastMs) * this.bytesPerSec) / 1000);

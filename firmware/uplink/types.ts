@@ -39,6 +39,20 @@ export interface TwinChannel {
   onDesired(listener: (patch: Record<string, unknown>) => void): () => void;
 }
 
+/**
+ * A retained configuration topic where the cloud is a plain MQTT broker (no twins). The broker sends a
+ * topic's retained message on every SUBSCRIBE, so subscribing at each connect doubles as a "GET" of the
+ * current document; later publishes arrive live.
+ */
+export interface ConfigTopicChannel {
+  /** The topic, placeholders filled in, for status and logs. */
+  readonly topic: string;
+  /** Subscribes (QoS 1) on the current connection; resolves on SUBACK, rejects when not connected. */
+  subscribe(): Promise<void>;
+  /** Every message on the topic, retained or live (an empty payload clears it); returns an unsubscribe. */
+  onMessage(listener: (payload: Buffer) => void): () => void;
+}
+
 export interface MethodResponse {
   status: number;
   payload: unknown;
@@ -57,11 +71,14 @@ export interface UplinkTransport {
   close(): Promise<void>;
   /** Present when the cloud keeps twins for this connection (azure). */
   readonly twin?: TwinChannel;
+  /** Present when the cloud pushes configuration on a retained topic (mqtt). */
+  readonly configTopic?: ConfigTopicChannel;
   /** Present when the cloud can call methods on this connection (azure); handlers survive reconnects. */
   onMethod?(name: string, handler: MethodHandler): void;
 }
 
-export type UplinkErrorCode = 'CONNECT' | 'TIMEOUT' | 'DISCONNECTED' | 'REJECTED' | 'CLOSED' | 'INVALID';
+/** IO: a local file (saved settings) could not be written. */
+export type UplinkErrorCode = 'CONNECT' | 'TIMEOUT' | 'DISCONNECTED' | 'REJECTED' | 'CLOSED' | 'INVALID' | 'IO';
 
 /** What the outside world sees of an uplink failure; `cause` keeps the library's own error. */
 export class UplinkError extends Error {

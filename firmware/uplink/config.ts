@@ -1,0 +1,221 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { ConfigError } from '../config/errors.js';
+import { displayPath } from '../config/layers.js';
+import { ConfigNode } from '../config/node.js';
+import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
+import { compileTopicTemplate } from './message.js';
+import { LIMIT_RANGES } from './pump-options.js';
+import type { TransportConfig } from './transports.js';
+
+/**
+ * The `uplink` section of board.json. Absent means `{ "protocol": "none" }`: no cloud (the sim board).
+ *
+ *   {
+ *     "protocol": "mqtt",                      // "mqtt" | "azure" | "none"
+ *     // mqtt: any MQTT 3.1.1/5 broker
+ *     "url": "mqtts://broker.example:8883",    // required
+ *     "username": "gw-17", "password": "...",  // optional
+ *     "caFile": "certs/ca.pem",                // PEM; mqtts only; default the system's roots
+ *     "certFile": "certs/gw.pem", "keyFile": "certs/gw.key",  // client certificate, both or neither
+ *     "topicTemplate": "outpost/{gatewayId}/{deviceId}/telemetry",
+ *     "configTopic": "outpost/{gatewayId}/config",   // retained cloud settings (ttlSecs, quotaBytes, maxBytesPerSec)
+ *     "protocolVersion": 5,                    // 4 (3.1.1) or 5
+ *     // azure: IoT Hub, with exactly one of
+ *     "connectionString": "HostName=...;DeviceId=...;SharedAccessKey=...",
+ *     "connectionStringFile": "/etc/outpost/connection-string",  // kept out of board.json
+ *     // plus caFile, certFile, keyFile as above (x509=true in the connection string needs cert and key)
+ *     // both protocols
+ *     "inflightMax": 100,                      // publishes awaiting PUBACK at once
+ *     "maxBytesPerSec": 0,                     // body bytes per second, 0 = no cap (metered cellular)
+ *     "backoff": { "baseMs": 500, "maxMs": 60000 },
+ *     "interfaces": ["eth0", "wwan0"],         // reconnect at once when one of these comes up
+ *     "modemFlagPath": "/run/outpost/link-up", // a dialer hook touches this on link-up
+ *     "priorityLanes": [{ "lane": "alarms", "weight": 4 }]  // drained beside "upstream" (weight 1)
+ *   }
+ *
+ * Relative file paths are resolved against the directory of board.json. Parsing checks shapes only;
+ * `loadUplinkFiles` reads the files at start, with errors that name the field and the file.
+ */
+
+export interface UplinkCommonConfig {
+  /** The board file the section came from, as shown in errors. */
+  boardFile: string;
+  inflightMax: number;
+  /** Bytes per second, 0 = no cap. The cloud may override it (see settings.ts). */
+  maxBytesPerSec: number;
+  backoff: { baseMs: number; maxMs: number };
+  interfaces: string[];
+  /** Absolute path, or undefined for no modem hook. */
+  modemFlagPath: string | undefined;
+  priorityLanes: Array<{ lane: string; weight: number }>;
+  /** Absolute paths of PEM files. */
+  caFile: string | undefined;
+  certFile: string | undefined;
+  keyFile: string | undefined;
+}
+
+export interface MqttUplinkConfig extends UplinkCommonConfig {
+  protocol: 'mqtt';
+  url: string;
+  username: string | undefined;
+  password: string | undefined;
+  topicTemplate: string | undefined;
+  configTopic: string | undefined;
+  protocolVersion: 4 | 5;
+}
+
+export interface AzureUplinkConfig extends UplinkCommonConfig {
+  protocol: 'azure';
+  connectionString: string | undefined;
+  /** Absolute path of a file holding the connection string. */
+  connectionStringFile: string | undefined;
+}
+
+export type UplinkConfig = { protocol: 'none' } | MqttUplinkConfig | AzureUplinkConfig;
+
+const COMMON_FIELDS = ['protocol', 'inflightMax', 'maxBytesPerSec', 'backoff', 'interfaces', 'modemFlagPath', 'priorityLanes', 'caFile', 'certFile', 'keyFile'];
+const MQTT_FIELDS = [...COMMON_FIELDS, 'url', 'username', 'password', 'topicTemplate', 'configTopic', 'protocolVersion'];
+const AZURE_FIELDS = [...COMMON_FIELDS, 'connectionString', 'connectionStringFile'];
+/** Linux interface names: IFNAMSIZ is 16 bytes with the terminating NUL. */
+const INTERFACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$/;
+const INTERFACES_MAX = 16;
+/** The ring log's lane name rule (firmware/store), repeated here so a bad name fails at config time. */
+const LANE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,47}$/;
+/** Lanes besides "upstream"; the pump drains at most 16 lanes. */
+const PRIORITY_LANES_MAX = 15;
+const LANE_WEIGHT_MAX = 1_000;
+const BACKOFF_MS_MAX = 3_600_000;
+/** PEM files hold a certificate chain or a CA bundle (Debian's whole bundle is about 220 KiB). */
+const PEM_FILE_BYTES_MAX = 1024 * 1024;
+const CONNECTION_STRING_FILE_BYTES_MAX = 4 * 1024;
+
+/** Validates board.json's `uplink` value (as the board loader hands it over) from `boardFile`. */
+export function parseUplinkConfig(value: unknown, boardFile: string): UplinkConfig {
+  const shown = displayPath(boardFile);
+  const node = new ConfigNode(value, '$.uplink', () => shown);
+  if (node.missing) return { protocol: 'none' };
+  const protocol = node.field('protocol').oneOf(['mqtt', 'azure', 'none'] as const);
+  // "none" accepts every known field, so a cloud can be switched off without deleting its settings.
+  node.keys(protocol === 'mqtt' ? MQTT_FIELDS : protocol === 'azure' ? AZURE_FIELDS : [...new Set([...MQTT_FIELDS, ...AZURE_FIELDS])]);
+  if (protocol === 'none') return { protocol };
+  const baseDir = dirname(resolve(boardFile));
+  const file = (key: string) => {
+    const path = node.field(key).optionalString();
+    return path === undefined ? undefined : resolve(baseDir, path);
+  };
+  const common = parseCommon(node, shown, file);
+  if ((common.certFile === undefined) !== (common.keyFile === undefined)) node.field(common.certFile ? 'keyFile' : 'certFile').fail('certFile and keyFile given together');
+  if (protocol === 'mqtt') return parseMqtt(node, common);
+  const connectionString = node.field('connectionString').optionalString();
+  const connectionStringFile = file('connectionStringFile');
+  if ((connectionString === undefined) === (connectionStringFile === undefined)) {
+    node.field('connectionString').fail('exactly one of connectionString and connectionStringFile');
+  }
+  return { protocol, ...common, connectionString, connectionStringFile };
+}
+
+function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) => string | undefined): UplinkCommonConfig {
+  const limit = (key: 'inflightMax' | 'maxBytesPerSec') => {
+    const [min, max, fallback, unit] = LIMIT_RANGES[key];
+    return node.field(key).integer({ min, max, unit, default: fallback });
+  };
+  const backoff = node.field('backoff');
+  backoff.optionalRecord();
+  if (!backoff.missing) backoff.keys(['baseMs', 'maxMs']);
+  const baseMs = backoff.missing ? BACKOFF_BASE_MS_DEFAULT : backoff.field('baseMs').integer({ min: 1, max: BACKOFF_MS_MAX, unit: 'ms', default: BACKOFF_BASE_MS_DEFAULT });
+  const maxMs = backoff.missing ? BACKOFF_MAX_MS_DEFAULT : backoff.field('maxMs').integer({ min: baseMs, max: BACKOFF_MS_MAX, unit: 'ms, at least baseMs', default: Math.max(baseMs, BACKOFF_MAX_MS_DEFAULT) });
+  const interfacesNode = node.field('interfaces');
+  const interfaces = interfacesNode.missing
+    ? []
+    : interfacesNode.items(`a list of at most ${INTERFACES_MAX} interface names`, 0, INTERFACES_MAX).map((item) =>
+        item.string({ pattern: INTERFACE_NAME, describe: 'a network interface name like "eth0"' }),
+      );
+  return {
+    boardFile,
+    inflightMax: limit('inflightMax'),
+    maxBytesPerSec: limit('maxBytesPerSec'),
+    backoff: { baseMs, maxMs },
+    interfaces,
+    modemFlagPath: file('modemFlagPath'),
+    priorityLanes: parsePriorityLanes(node.field('priorityLanes')),
+    caFile: file('caFile'),
+    certFile: file('certFile'),
+    keyFile: file('keyFile'),
+  };
+}
+
+function parsePriorityLanes(node: ConfigNode): Array<{ lane: string; weight: number }> {
+  if (node.missing) return [];
+  const seen = new Set<string>(['upstream']);
+  return node.items(`a list of at most ${PRIORITY_LANES_MAX} lanes`, 0, PRIORITY_LANES_MAX).map((item) => {
+    item.keys(['lane', 'weight']);
+    const laneNode = item.field('lane');
+    const lane = laneNode.string({ pattern: LANE_NAME, describe: 'a lane name (letters, digits, . _ -), not "upstream" nor a repeat' });
+    if (seen.has(lane)) laneNode.fail('a lane name (letters, digits, . _ -), not "upstream" nor a repeat');
+    seen.add(lane);
+    return { lane, weight: item.field('weight').integer({ min: 1, max: LANE_WEIGHT_MAX, default: 1 }) };
+  });
+}
+
+function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConfig {
+  const url = node.field('url').string({ pattern: /^mqtts?:\/\/[^/]+/, describe: 'mqtt://host:port or mqtts://host:port' });
+  const templateNode = node.field('topicTemplate');
+  const topicTemplate = templateNode.optionalString();
+  if (topicTemplate !== undefined) {
+    try {
+      compileTopicTemplate(topicTemplate, 'gateway');
+    } catch (err) {
+      templateNode.fail(`a topic template: ${(err as Error).message}`);
+    }
+  }
+  const configTopicNode = node.field('configTopic');
+  const configTopic = configTopicNode.optionalString();
+  if (configTopic !== undefined && (/[+#]/.test(configTopic) || /\{(?!gatewayId\})/.test(configTopic))) {
+    configTopicNode.fail('a topic without + or # whose only placeholder is {gatewayId}');
+  }
+  if (common.caFile !== undefined && !url.startsWith('mqtts:')) node.field('caFile').fail('no caFile with a plain mqtt:// url');
+  return {
+    protocol: 'mqtt',
+    ...common,
+    url,
+    username: node.field('username').optionalString(),
+    password: node.field('password').optionalString(),
+    topicTemplate,
+    configTopic,
+    protocolVersion: node.field('protocolVersion').integer({ min: 4, max: 5, default: 5 }) as 4 | 5,
+  };
+}
+
+/** Reads a file named by field `key`; every failure names the board file, the field and the file. */
+async function readNamedFile(config: UplinkCommonConfig, key: string, path: string, bytesMax: number, expected: string): Promise<string> {
+  const where = { file: config.boardFile, jsonPath: `$.uplink.${key}` };
+  let text: string;
+  try {
+    const bytes = await readFile(path);
+    if (bytes.length > bytesMax) throw new ConfigError('UNREADABLE', where, `${expected} of at most ${bytesMax} bytes`, `${path}: ${bytes.length} bytes`);
+    text = bytes.toString('utf8');
+  } catch (err) {
+    if (err instanceof ConfigError) throw err;
+    throw new ConfigError('UNREADABLE', where, `a readable file (${expected})`, `${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+  }
+  if (expected === 'PEM' && !text.includes('-----BEGIN ')) throw new ConfigError('INVALID', where, 'a PEM file (-----BEGIN ...)', `${path}: no PEM block`);
+  return text;
+}
+
+/** Reads the CA, certificate, key and connection string files and builds the transport's options. */
+export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConfig, gatewayId: string): Promise<TransportConfig> {
+  const pem = (key: 'caFile' | 'certFile' | 'keyFile') => {
+    const path = config[key];
+    return path === undefined ? Promise.resolve(undefined) : readNamedFile(config, key, path, PEM_FILE_BYTES_MAX, 'PEM');
+  };
+  const [ca, cert, key] = await Promise.all([pem('caFile'), pem('certFile'), pem('keyFile')]);
+  if (config.protocol === 'mqtt') {
+    const { url, username, password, topicTemplate, configTopic, protocolVersion } = config;
+    return { protocol: 'mqtt', url, gatewayId, username, password, topicTemplate, configTopic, protocolVersion, ca, cert, key };
+  }
+  const connectionString = config.connectionStringFile === undefined
+    ? config.connectionString!
+    : (await readNamedFile(config, 'connectionStringFile', config.connectionStringFile, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
+  return { protocol: 'azure', connectionString, ca, cert, key };
+}

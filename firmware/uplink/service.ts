@@ -1,0 +1,191 @@
+import { systemClock, type Clock } from '../clock.js';
+import { ConfigError } from '../config/errors.js';
+import type { RingLog } from '../store/log.js';
+import { loadUplinkFiles, type AzureUplinkConfig, type UplinkConfig } from './config.js';
+import { watchLink, type LinkWatch } from './link-watch.js';
+import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
+import { CloudSettingsManager, type SettingsStatus } from './settings.js';
+import { createTransport } from './transports.js';
+import type { UplinkTransport } from './types.js';
+
+/** The lane everything bound for the cloud goes through (firmware/runtime.ts opens it under the same name). */
+export const UPSTREAM_LANE_NAME = 'upstream';
+
+export interface UplinkServiceOptions {
+  config: UplinkConfig;
+  /** board.json's identity.gatewayId: the first part of every stable message id. */
+  gatewayId: string;
+  log: RingLog;
+  /** Where cloud-pushed settings are saved: the ring log's data dir. */
+  dataDir: string;
+  clock?: Clock;
+  /** Every error the uplink recovers from (link failures, refused settings), for the journal. */
+  onError?: (err: Error) => void;
+  /** Where interface state is read. Default /sys/class/net; tests and the benchmark pass a temp dir. */
+  sysClassNetDir?: string;
+  /** Pump limits board.json does not expose (timeouts, batches), for tests and the benchmark. */
+  pumpOverrides?: Partial<Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>>;
+}
+
+export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
+  /** `disabled` when board.json says `"protocol": "none"`. */
+  link: LinkState | 'disabled';
+  protocol: UplinkConfig['protocol'];
+  /** Last seen state of each watched interface. */
+  interfaces: Record<string, 'up' | 'down'>;
+  /** Cloud-pushed settings in force; null when the uplink is disabled. */
+  settings: SettingsStatus | null;
+}
+
+export interface UplinkService {
+  readonly protocol: UplinkConfig['protocol'];
+  status(): UplinkStatus;
+  /** The link is back (SIGUSR2, a dialer callback): connect now instead of sleeping out the backoff. */
+  wake(reason: string): void;
+  /**
+   * Adds a step to every (re)connect, run after the ones before it and before the drain (the settings hook
+   * is always first; identities, then twins, come next). A hook added while connected runs from the next connect.
+   */
+  addResyncHook(hook: ResyncHook): void;
+  /** Lets in-flight publishes finish, saves settings, closes the connection. */
+  stop(): Promise<void>;
+}
+
+/** Sums the store's view of the pump's lanes: bytes pending and the oldest record's age. */
+function backlogOf(log: RingLog, lanes: string[]): { records: number; bytes: number; oldestAgeMs: number } {
+  let records = 0;
+  let bytes = 0;
+  let oldestAgeMs = 0;
+  for (const lane of log.stats().lanes) {
+    if (!lanes.includes(lane.lane)) continue;
+    records += lane.pendingRecords;
+    bytes += lane.pendingBytes;
+    oldestAgeMs = Math.max(oldestAgeMs, lane.oldestPendingAgeMs);
+  }
+  return { records, bytes, oldestAgeMs };
+}
+
+function disabledService(log: RingLog): UplinkService {
+  return {
+    protocol: 'none',
+    status: () => ({
+      link: 'disabled',
+      protocol: 'none',
+      lastError: null,
+      lastWake: null,
+      connectedSinceWallMs: null,
+      connects: 0,
+      backoffCeilingMs: 0,
+      retryInMs: null,
+      inflight: 0,
+      maxBytesPerSec: 0,
+      backlog: backlogOf(log, [UPSTREAM_LANE_NAME]),
+      drainRatePerSec: 0,
+      etaSecs: null,
+      interfaces: {},
+      settings: null,
+    }),
+    wake: () => {},
+    addResyncHook: () => {},
+    stop: async () => {},
+  };
+}
+
+/** IoT Hub knows the gateway by the connection string's DeviceId; message ids must use the same name. */
+function checkDeviceId(config: AzureUplinkConfig, connectionString: string, gatewayId: string): void {
+  const deviceId = /(?:^|;)DeviceId=([^;]+)/.exec(connectionString)?.[1];
+  if (deviceId !== undefined && deviceId !== gatewayId) {
+    const field = config.connectionStringFile === undefined ? 'connectionString' : 'connectionStringFile';
+    throw new ConfigError('INVALID', { file: config.boardFile, jsonPath: `$.uplink.${field}` }, `DeviceId=${gatewayId} (identity.gatewayId)`, `DeviceId=${deviceId}`);
+  }
+}
+
+/**
+ * Starts the uplink: loads the certificate files and the saved cloud settings (so they hold before the
+ * first connect), then runs the pump over the upstream lane (and any priority lanes) with the settings
+ * hook first on every connect, and wakes it whenever a watched interface or the modem hook reports link-up.
+ */
+export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkService> {
+  const { config, log } = opts;
+  if (config.protocol === 'none') return disabledService(log);
+  const clock = opts.clock ?? systemClock;
+  const onError = opts.onError ?? (() => {});
+  const transportConfig = await loadUplinkFiles(config, opts.gatewayId);
+  if (transportConfig.protocol === 'azure' && config.protocol === 'azure') checkDeviceId(config, transportConfig.connectionString, opts.gatewayId);
+  const transport = createTransport(transportConfig);
+
+  const lanes: PumpLaneConfig[] = [];
+  for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
+  lanes.push({ lane: await log.lane(UPSTREAM_LANE_NAME), weight: 1 });
+  const laneNames = lanes.map(({ lane }) => lane.name);
+  // The hook list is read at every connect, so hooks added later join from the next connect on.
+  const resyncHooks: ResyncHook[] = [];
+  const pump = new Pump({
+    ...opts.pumpOverrides,
+    gatewayId: opts.gatewayId,
+    transport,
+    lanes,
+    clock,
+    inflightMax: config.inflightMax,
+    maxBytesPerSec: config.maxBytesPerSec,
+    backoff: config.backoff,
+    resyncHooks,
+    backlogStats: () => backlogOf(log, laneNames),
+    onError,
+  });
+
+  const settings = new CloudSettingsManager({
+    dataDir: opts.dataDir,
+    // The log's settings at start are the board's (storage section); the cloud's override them.
+    baseline: { ttlSecs: log.opts.ttlSecs, quotaBytes: log.opts.quotaBytes, maxBytesPerSec: config.maxBytesPerSec },
+    target: { applyStore: (s) => log.applySettings(s), setMaxBytesPerSec: (n) => pump.setMaxBytesPerSec(n) },
+    clock,
+    onError,
+  });
+  await settings.load();
+  const unsubscribes = listenForSettings(transport, settings);
+  resyncHooks.push(settingsHook(transport, settings));
+
+  const watch: LinkWatch | null =
+    config.interfaces.length > 0 || config.modemFlagPath !== undefined
+      ? watchLink({ interfaces: config.interfaces, modemFlagPath: config.modemFlagPath, sysClassNetDir: opts.sysClassNetDir, onUp: (why) => pump.wake(why) })
+      : null;
+  pump.start();
+
+  return {
+    protocol: config.protocol,
+    status: () => ({ ...pump.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status() }),
+    wake: (reason) => pump.wake(reason),
+    addResyncHook: (hook) => void resyncHooks.push(hook),
+    async stop() {
+      watch?.stop();
+      await pump.stop();
+      for (const unsubscribe of unsubscribes) unsubscribe();
+      await settings.flush();
+    },
+  };
+}
+
+/** Settings pushed while connected: desired-property patches (azure) or config topic messages (mqtt). */
+function listenForSettings(transport: UplinkTransport, settings: CloudSettingsManager): Array<() => void> {
+  const out: Array<() => void> = [];
+  if (transport.twin !== undefined) out.push(transport.twin.onDesired((patch) => void settings.fromTwinPatch(patch)));
+  const topic = transport.configTopic;
+  if (topic !== undefined) out.push(topic.onMessage((payload) => void settings.fromConfigMessage(payload, `mqtt:${topic.topic}`)));
+  return out;
+}
+
+/**
+ * First on every connect. azure: a twin GET, since patches sent while offline were missed. mqtt: a
+ * SUBSCRIBE, which makes the broker send the retained document; it is applied when it arrives (normally in
+ * the same round trip as the SUBACK) rather than waited for, because a broker with no document sends nothing.
+ */
+function settingsHook(transport: UplinkTransport, settings: CloudSettingsManager): ResyncHook {
+  return {
+    name: 'settings',
+    async run() {
+      if (transport.twin !== undefined) settings.fromTwinDesired((await transport.twin.get()).desired);
+      else if (transport.configTopic !== undefined) await transport.configTopic.subscribe();
+    },
+  };
+}

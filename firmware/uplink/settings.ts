@@ -1,0 +1,201 @@
+import type { Clock } from '../clock.js';
+import { loadSettingsFile, saveSettingsFile } from './settings-file.js';
+import { UplinkError } from './types.js';
+
+/**
+ * Settings the cloud may push to a gateway: the ring log's TTL and quota and the drain's bandwidth cap.
+ * They override the board's values (the baseline) key by key; removing an override restores the baseline.
+ *
+ * - mqtt: a retained JSON document on the config topic, `{ "ttlSecs": n, "quotaBytes": n, "maxBytesPerSec": n }`.
+ *   It is the whole state: keys it leaves out fall back to the board, an empty payload clears them all,
+ *   and a key outpost does not know refuses the document (a typo must not pass silently).
+ * - azure: the same keys among the gateway twin's desired properties. A twin GET at each connect is the
+ *   whole state; a desired patch changes only the keys it names (null removes one), as IoT Hub defines.
+ *   Other desired properties belong to other modules and are left alone.
+ *
+ * A document with any bad value is refused whole, with a reason, and counted; nothing crashes.
+ */
+export interface CloudSettings {
+  ttlSecs?: number;
+  quotaBytes?: number;
+  maxBytesPerSec?: number;
+}
+export type SettingName = keyof CloudSettings;
+
+/** [min, max, unit] per setting; the store checks the quota against its segment size on top. */
+const SETTING_RULES: Record<SettingName, readonly [number, number, string]> = {
+  // As board.json's storage.ttlSecs: more than a year is almost certainly ms written as seconds.
+  ttlSecs: [1, 365 * 86_400, 's'],
+  quotaBytes: [1, 1024 ** 4, 'bytes'],
+  maxBytesPerSec: [0, 1024 ** 3, 'bytes/s'],
+};
+const SETTING_NAMES = Object.keys(SETTING_RULES) as SettingName[];
+/** A settings document is a few dozen bytes; a large one is refused unparsed. */
+export const SETTINGS_DOCUMENT_BYTES_MAX = 4 * 1024;
+
+/** Where settings take effect: the ring log (may refuse, e.g. a quota below its minimum) and the pump. */
+export interface SettingsTarget {
+  applyStore(settings: { ttlSecs: number; quotaBytes: number }): void;
+  setMaxBytesPerSec(bytesPerSec: number): void;
+}
+
+export interface SettingsStatus {
+  /** What is in force: the board's values with the cloud's overrides on top. */
+  effective: Required<CloudSettings>;
+  overrides: CloudSettings;
+  /** `mqtt:<topic>`, `twin`, `saved:<source>` (loaded from the data dir), or null while the board's values hold. */
+  source: string | null;
+  /** Documents accepted since start (the saved one included). */
+  accepted: number;
+  refused: number;
+  lastRefusal: { reason: string; source: string; atWallMs: number } | null;
+}
+
+function checkValue(name: SettingName, value: unknown): number {
+  const [min, max, unit] = SETTING_RULES[name];
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new UplinkError('INVALID', `"${name}" must be an integer from ${min} to ${max} ${unit}, got ${JSON.stringify(value)}`);
+  }
+  return value;
+}
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** Keys in a fixed order, so two equal override sets serialise equally (and an unchanged one is not rewritten). */
+function canonical(settings: CloudSettings): CloudSettings {
+  const out: CloudSettings = {};
+  for (const name of SETTING_NAMES) if (settings[name] !== undefined) out[name] = settings[name];
+  return out;
+}
+
+export class CloudSettingsManager {
+  private overrides: CloudSettings = {};
+  private source: string | null = null;
+  private accepted = 0;
+  private refused = 0;
+  private lastRefusal: SettingsStatus['lastRefusal'] = null;
+  private writing: Promise<void> | null = null;
+  /** A newer state arrived while a write ran: one more write follows, never a queue of them. */
+  private writeAgain = false;
+
+  constructor(
+    private readonly opts: {
+      dataDir: string;
+      /** The board's values, in force where the cloud sets nothing. */
+      baseline: Required<CloudSettings>;
+      target: SettingsTarget;
+      clock: Clock;
+      onError: (err: Error) => void;
+    },
+  ) {}
+
+  /** Applies the saved overrides, if any; a bad or unreadable file is reported and the board's values hold. */
+  async load(): Promise<void> {
+    try {
+      const doc = await loadSettingsFile(this.opts.dataDir);
+      if (doc !== null) this.replaceWith(doc.overrides, `saved:${doc.source}`, true, false);
+    } catch (err) {
+      this.opts.onError(err as Error);
+    }
+  }
+
+  /** An mqtt config message: the whole state as JSON; empty clears every override. */
+  fromConfigMessage(payload: Buffer, source: string): boolean {
+    if (payload.length > SETTINGS_DOCUMENT_BYTES_MAX) return this.refuse(`${payload.length} bytes is over ${SETTINGS_DOCUMENT_BYTES_MAX}`, source);
+    if (payload.length === 0) return this.replaceWith({}, source, true);
+    let doc: unknown;
+    try {
+      doc = JSON.parse(payload.toString('utf8'));
+    } catch (err) {
+      return this.refuse(`not JSON: ${(err as Error).message}`, source);
+    }
+    return this.replaceWith(doc, source, true);
+  }
+
+  /** The twin's full desired properties (GET at connect): the settings keys among them are the whole state. */
+  fromTwinDesired(desired: Record<string, unknown>): boolean {
+    return this.replaceWith(desired, 'twin', false);
+  }
+
+  /** A desired-properties patch: only the keys it names change; null removes an override. */
+  fromTwinPatch(patch: Record<string, unknown>): boolean {
+    const next: Record<string, unknown> = { ...this.overrides };
+    for (const name of SETTING_NAMES) {
+      if (!(name in patch)) continue;
+      if (patch[name] === null) delete next[name];
+      else next[name] = patch[name];
+    }
+    return this.replaceWith(next, 'twin', false);
+  }
+
+  status(): SettingsStatus {
+    return {
+      effective: this.effective(this.overrides),
+      overrides: { ...this.overrides },
+      source: this.source,
+      accepted: this.accepted,
+      refused: this.refused,
+      lastRefusal: this.lastRefusal,
+    };
+  }
+
+  /** Waits for the write in progress (stop, tests). */
+  async flush(): Promise<void> {
+    while (this.writing !== null) await this.writing;
+  }
+
+  private effective(overrides: CloudSettings): Required<CloudSettings> {
+    return { ...this.opts.baseline, ...overrides };
+  }
+
+  /** Validates `doc` as a whole state, applies it, persists it when it changed. `strict` refuses unknown keys. */
+  private replaceWith(doc: unknown, source: string, strict: boolean, save = true): boolean {
+    if (!isObject(doc)) return this.refuse('expected a JSON object', source);
+    const next: CloudSettings = {};
+    try {
+      for (const [key, value] of Object.entries(doc)) {
+        if (SETTING_NAMES.includes(key as SettingName)) next[key as SettingName] = checkValue(key as SettingName, value);
+        else if (strict) throw new UplinkError('INVALID', `unknown setting "${key}"; known: ${SETTING_NAMES.join(', ')}`);
+      }
+      const effective = this.effective(next);
+      // The store validates first and changes nothing when it refuses, so a refused document leaves all as it was.
+      this.opts.target.applyStore({ ttlSecs: effective.ttlSecs, quotaBytes: effective.quotaBytes });
+      this.opts.target.setMaxBytesPerSec(effective.maxBytesPerSec);
+    } catch (err) {
+      return this.refuse((err as Error).message, source);
+    }
+    const changed = JSON.stringify(canonical(next)) !== JSON.stringify(canonical(this.overrides));
+    this.overrides = canonical(next);
+    this.source = Object.keys(this.overrides).length > 0 ? source : null;
+    this.accepted += 1;
+    // A retained document comes again at every connect; rewriting an unchanged file would only wear the flash.
+    if (changed && save) this.persist();
+    return true;
+  }
+
+  private refuse(reason: string, source: string): false {
+    this.refused += 1;
+    this.lastRefusal = { reason, source, atWallMs: this.opts.clock.wallMs() };
+    this.opts.onError(new UplinkError('INVALID', `cloud settings from ${source} refused: ${reason}`));
+    return false;
+  }
+
+  private persist(): void {
+    if (this.writing !== null) {
+      this.writeAgain = true;
+      return;
+    }
+    const doc = { overrides: this.overrides, source: this.source ?? 'board', savedAtWallMs: this.opts.clock.wallMs() };
+    this.writing = saveSettingsFile(this.opts.dataDir, doc)
+      .catch((err: Error) => this.opts.onError(new UplinkError('IO', `cannot save cloud settings: ${err.message}`, { cause: err })))
+      .finally(() => {
+        this.writing = null;
+        if (this.writeAgain) {
+          this.writeAgain = false;
+          this.persist();
+        }
+      });
+  }
+}
