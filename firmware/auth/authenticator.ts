@@ -1,0 +1,112 @@
+import type { TLSSocket } from 'node:tls';
+import type { Clock } from '../clock.js';
+import type { IdentityCache } from './cache.js';
+import { DEVICE_ID_PATTERN, normalizeThumbprint } from './identity.js';
+import { FailureLimiter } from './limiter.js';
+import { parseSasToken, verifySas } from './sas.js';
+
+/** Why a connection was refused; counted per reason in the hub's status. */
+export type AuthRefusal =
+  | 'malformed'
+  | 'unknown-device'
+  | 'disabled'
+  | 'expired'
+  | 'audience'
+  | 'signature'
+  | 'certificate'
+  | 'rate-limited';
+
+export interface AuthLimits {
+  /** Failed attempts per client id and per remote address before further attempts are refused. Default 5. */
+  authFailuresMax: number;
+  /** Window those failures are counted in, seconds. Default 60. */
+  authFailureWindowSecs: number;
+  /** Allowance for a child's clock being off when checking SAS expiry, seconds. Default 300 (IoT Hub's 5 min). */
+  tokenSkewSecs: number;
+}
+
+export interface ConnectAttempt {
+  clientId: string;
+  username: string | undefined;
+  password: Buffer | undefined;
+  /** The TLS socket when the child came in over TLS; certificates are read from it. */
+  tls: TLSSocket | null;
+  remoteAddress: string;
+}
+
+/** Keys remembered by the failure limiter, entries; bounds memory under a flood of random client ids. */
+const LIMITER_KEYS_MAX = 10_000;
+/** MQTT password bytes worth looking at: a SAS token is well under 1 KiB. */
+const PASSWORD_BYTES_MAX = 2_048;
+
+/**
+ * Decides CONNECTs from the identity cache alone, so children authenticate with the cloud unreachable.
+ * IoT Hub's MQTT rules: client id = device id, username `<host>/<deviceId>/?api-version=...`, password a SAS
+ * token for `<host>/devices/<deviceId>` — or no password and a client certificate (thumbprint or CA-signed).
+ */
+export class Authenticator {
+  private readonly byClient: FailureLimiter;
+  private readonly byAddress: FailureLimiter;
+
+  constructor(
+    private readonly cache: IdentityCache,
+    private readonly clock: Clock,
+    private readonly gatewayHostNames: readonly string[],
+    private readonly limits: AuthLimits,
+    /** Told about every unknown device id, so the sync can look it up once. */
+    private readonly onUnknown: (deviceId: string) => void = () => {},
+  ) {
+    const windowMs = limits.authFailureWindowSecs * 1000;
+    this.byClient = new FailureLimiter(clock, limits.authFailuresMax, windowMs, LIMITER_KEYS_MAX);
+    this.byAddress = new FailureLimiter(clock, limits.authFailuresMax, windowMs, LIMITER_KEYS_MAX);
+  }
+
+  audiences(): string[] {
+    const hub = this.cache.hubHostName;
+    return hub === null ? [...this.gatewayHostNames] : [...this.gatewayHostNames, hub];
+  }
+
+  /** Null when the device may connect, else why not. Failures count toward the rate limits. */
+  authenticate(attempt: ConnectAttempt): AuthRefusal | null {
+    if (this.byClient.blocked(attempt.clientId) || this.byAddress.blocked(attempt.remoteAddress)) return 'rate-limited';
+    const refusal = this.check(attempt);
+    if (refusal !== null) {
+      this.byClient.fail(attempt.clientId);
+      this.byAddress.fail(attempt.remoteAddress);
+    }
+    return refusal;
+  }
+
+  private check(attempt: ConnectAttempt): AuthRefusal | null {
+    const { clientId, username, password } = attempt;
+    if (!DEVICE_ID_PATTERN.test(clientId) || typeof username !== 'string' || username.length > PASSWORD_BYTES_MAX) return 'malformed';
+    const [host, userDeviceId] = username.split('/');
+    if (userDeviceId !== clientId) return 'malformed';
+    if (!this.audiences().some((a) => a.toLowerCase() === host.toLowerCase())) return 'audience';
+    const identity = this.cache.get(clientId);
+    if (identity === undefined) {
+      this.onUnknown(clientId);
+      return 'unknown-device';
+    }
+    if (identity.status !== 'enabled') return 'disabled';
+    const auth = identity.auth;
+    if (auth.type === 'sas') {
+      if (password === undefined || password.length > PASSWORD_BYTES_MAX) return 'malformed';
+      const token = parseSasToken(password.toString('utf8'));
+      if (token === null) return 'malformed';
+      const keys = auth.secondaryKey === undefined ? [auth.primaryKey] : [auth.primaryKey, auth.secondaryKey];
+      return verifySas(token, { deviceId: clientId, audiences: this.audiences(), keys, nowMs: this.clock.wallMs(), skewSecs: this.limits.tokenSkewSecs });
+    }
+    const socket = attempt.tls;
+    if (socket === null) return 'certificate';
+    const cert = socket.getPeerCertificate();
+    if (cert === null || cert === undefined || Object.keys(cert).length === 0) return 'certificate';
+    if (auth.type === 'x509-thumbprint') {
+      const presented = [normalizeThumbprint(cert.fingerprint ?? ''), normalizeThumbprint(cert.fingerprint256 ?? '')];
+      const allowed = [auth.primaryThumbprint, auth.secondaryThumbprint].filter((t): t is string => t !== undefined);
+      return allowed.some((t) => presented.includes(t)) ? null : 'certificate';
+    }
+    // x509-ca: the TLS layer verified the chain against the trust bundle; the CN names the device.
+    return socket.authorized && cert.subject?.CN === clientId ? null : 'certificate';
+  }
+}

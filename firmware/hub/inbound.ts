@@ -1,0 +1,63 @@
+import type { TwinStore } from '../twin/store.js';
+import { patchProblem, type Props } from '../twin/merge.js';
+import type { MethodBroker, MethodTarget } from './methods.js';
+import type { Router } from './router.js';
+import { topic, type Inbound } from './topics.js';
+
+/**
+ * What the hub does with each accepted publish. Resolving means "done, PUBACK it": telemetry only once
+ * durable in every lane it was routed to; twin and method requests once answered or handed off.
+ */
+
+export interface InboundContext {
+  router: Router;
+  twins: TwinStore;
+  methods: MethodBroker;
+  target: MethodTarget;
+}
+
+const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+function parseJson(payload: Buffer): { value: unknown } | null {
+  try {
+    return { value: JSON.parse(payload.toString('utf8')) };
+  } catch {
+    return null;
+  }
+}
+
+export async function handleInbound(ctx: InboundContext, deviceId: string, inbound: Inbound, payload: Buffer): Promise<void> {
+  const reply = (t: string, body: Buffer) => ctx.target.deliver(deviceId, t, body, 0).catch(() => {});
+  switch (inbound.kind) {
+    case 'telemetry':
+      await ctx.router.submit(deviceId, payload, inbound.properties, { contentType: inbound.contentType, contentEncoding: inbound.contentEncoding });
+      return;
+    case 'twin-get': {
+      const twin = ctx.twins.get(deviceId);
+      await reply(topic.twinResponse(200, inbound.rid), json({
+        desired: { ...twin.desired, $version: twin.desiredVersion },
+        reported: { ...twin.reported, $version: twin.reportedVersion },
+      }));
+      return;
+    }
+    case 'twin-reported': {
+      const parsed = parseJson(payload);
+      const problem = parsed === null ? 'body is not JSON' : patchProblem(parsed.value);
+      if (problem !== null) return void (await reply(topic.twinResponse(400, inbound.rid), json({ message: problem })));
+      try {
+        const version = await ctx.twins.patchReported(deviceId, parsed!.value as Props);
+        await reply(topic.twinResponse(204, inbound.rid, version), Buffer.alloc(0));
+      } catch (err) {
+        await reply(topic.twinResponse(400, inbound.rid), json({ message: (err as Error).message }));
+      }
+      return;
+    }
+    case 'method-response':
+      ctx.methods.onResponse(deviceId, inbound.rid, inbound.status, payload);
+      return;
+    case 'method-call':
+      // Not awaited: the caller's PUBACK must not wait on another device; the answer comes on its own topic.
+      void ctx.methods.invoke(inbound.targetId, inbound.method, payload).then((result) => reply(topic.methodCallResult(result.status, inbound.rid), result.payload));
+      return;
+  }
+}

@@ -1,0 +1,158 @@
+import { readFile } from 'node:fs/promises';
+import { systemClock, type Clock } from '../clock.js';
+import { Authenticator } from '../auth/authenticator.js';
+import { IdentityCache } from '../auth/cache.js';
+import { ScopeSync, type ScopeBrokerOptions } from '../auth/scope-sync.js';
+import type { RingLog } from '../store/log.js';
+import { TwinStore } from '../twin/store.js';
+import { TwinSync } from '../twin/sync.js';
+import type { ResyncHook } from '../uplink/pump-options.js';
+import type { UplinkTransport } from '../uplink/types.js';
+import { parseHubConfig, type HubConfig } from './config.js';
+import { EndpointDelivery } from './endpoints.js';
+import { CLOUD_INVOKE_METHOD, MethodBroker, cloudMethodHandler } from './methods.js';
+import { parseRoutes } from './routes.js';
+import { Router } from './router.js';
+import { HubServer, type Refusal, type TlsMaterial } from './server.js';
+import { handleInbound } from './inbound.js';
+import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
+
+export { UPSTREAM_LANE } from './router.js';
+export { HubConfigError } from './config.js';
+export { RouteError } from './condition.js';
+
+/** What the hub needs of the uplink service: a place to run work on every (re)connect. */
+export interface HubUplink {
+  addResyncHook(hook: ResyncHook): void;
+}
+
+export interface StartHubOptions {
+  /** board.json's `hub` and `routes` sections, unvalidated. */
+  config: { hub?: unknown; routes?: unknown };
+  /** Names the config file in errors. Default "board.json". */
+  configFile?: string;
+  gatewayId: string;
+  log: RingLog;
+  /** Identity cache, key file and twins live here. */
+  dataDir: string;
+  clock?: Clock;
+  uplink?: HubUplink;
+  /** mqtt uplinks: the broker the retained scope document is read from. */
+  scopeBroker?: ScopeBrokerOptions;
+  onError?: (err: Error) => void;
+}
+
+export interface HubStatus {
+  connected: string[];
+  refusals: Partial<Record<Refusal, number>>;
+  /** Unacknowledged records per local endpoint lane, by "<deviceId>/inputs/<name>". */
+  localBacklog: Record<string, number>;
+  unrouted: number;
+  identities: { devices: number; scopeVersion: number; syncs: number; errors: number };
+  ports: { tcp: number | null; tls: number | null };
+}
+
+export interface HubService {
+  router: Router;
+  methods: MethodBroker;
+  status(): HubStatus;
+  /** Re-reads the scope now (operator command, tests); rejects if the cloud cannot be read. */
+  refreshIdentities(): Promise<void>;
+  stop(): Promise<void>;
+}
+
+async function loadTls(config: HubConfig): Promise<TlsMaterial | null> {
+  if (config.tls === null) return null;
+  const read = async (p: string, field: string) => {
+    try {
+      return await readFile(p, 'utf8');
+    } catch (err) {
+      throw new Error(`hub.tls.${field}: cannot read ${p}: ${(err as Error).message}`, { cause: err });
+    }
+  };
+  return { cert: await read(config.tls.certPath, 'certPath'), key: await read(config.tls.keyPath, 'keyPath') };
+}
+
+export async function startHub(opts: StartHubOptions): Promise<HubService> {
+  const config = parseHubConfig(opts.config, opts.configFile);
+  const routes = parseRoutes(config.routes, opts.configFile);
+  const clock = opts.clock ?? systemClock;
+  const onError = opts.onError ?? (() => {});
+  const tlsMaterial = await loadTls(config);
+  const cache = await IdentityCache.open(opts.dataDir);
+  const twins = await TwinStore.open(opts.dataDir);
+  const router = await Router.create(opts.log, routes);
+  let server: HubServer | null = null;
+  const scope = new ScopeSync({
+    cache, gatewayId: opts.gatewayId, clock, refreshSecs: config.identityRefreshSecs, broker: opts.scopeBroker, onError,
+    onChange: () => server?.updateTrust(tlsMaterial, cache.trustBundle),
+  });
+  const auth = new Authenticator(cache, clock, config.hostNames, config, (id) => scope.requestDevice(id));
+  const target = {
+    isConnected: (id: string) => server?.isConnected(id) ?? false,
+    isSubscribed: (id: string, filter: string) => server?.isSubscribed(id, filter) ?? false,
+    deliver: (id: string, t: string, p: Buffer, qos: 0 | 1) => server?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
+  };
+  const methods = new MethodBroker(target, config.methodTimeoutSecs * 1000);
+  const endpoints = router.localEndpoints().map((e) => new EndpointDelivery(e, target));
+  const twinSync = new TwinSync({
+    store: twins, gatewayId: opts.gatewayId, onError,
+    deliverDesired: async (id, patch, version) => {
+      if (!target.isSubscribed(id, DESIRED_SUBSCRIPTION)) return false;
+      return target.deliver(id, topic.desiredPatch(version), Buffer.from(JSON.stringify({ ...patch, $version: version })), 0).then(() => true, () => false);
+    },
+  });
+  const resumeChild = (id: string) => {
+    for (const e of endpoints) if (e.deviceId === id) e.resume();
+    void twinSync.deliver(id).catch(onError);
+  };
+  server = await HubServer.start(config, auth, clock, {
+    onPublish: (deviceId, inbound, payload) => handleInbound({ router, twins, methods, target }, deviceId, inbound, payload),
+    onConnected: resumeChild,
+    onDisconnected: (id) => {
+      for (const e of endpoints) if (e.deviceId === id) e.pause();
+      methods.onDisconnected(id);
+    },
+    onSubscribed: (id, filter) => {
+      if (filter === DEVICEBOUND_SUBSCRIPTION(id) || filter === DESIRED_SUBSCRIPTION) resumeChild(id);
+    },
+  }, tlsMaterial, cache.trustBundle);
+  const revoked = cache.onRevoked((ids) => ids.forEach((id) => server?.drop(id)));
+  const registered = new WeakSet<UplinkTransport>();
+  opts.uplink?.addResyncHook(scope.hook);
+  opts.uplink?.addResyncHook(twinSync.hook);
+  opts.uplink?.addResyncHook({
+    name: 'hub-methods',
+    run: async (transport) => {
+      if (transport.onMethod === undefined || registered.has(transport)) return;
+      registered.add(transport);
+      transport.onMethod(CLOUD_INVOKE_METHOD, cloudMethodHandler(methods));
+    },
+  });
+  scope.start();
+
+  return {
+    router,
+    methods,
+    refreshIdentities: () => scope.refresh(),
+    status: () => ({
+      connected: server?.connected() ?? [],
+      refusals: Object.fromEntries(server?.refusals ?? []),
+      localBacklog: Object.fromEntries(endpoints.map((e, i) => [`${router.localEndpoints()[i].deviceId}/inputs/${router.localEndpoints()[i].input}`, e.backlog()])),
+      unrouted: router.unrouted,
+      identities: { devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors },
+      ports: server?.ports() ?? { tcp: null, tls: null },
+    }),
+    async stop() {
+      scope.stop();
+      revoked();
+      methods.stop();
+      for (const e of endpoints) e.close();
+      const s = server;
+      server = null;
+      await s?.stop();
+      cache.close();
+      twins.close();
+    },
+  };
+}

@@ -1,0 +1,102 @@
+import { METHOD_SUBSCRIPTION, topic } from './topics.js';
+
+/**
+ * Direct methods to children, answered locally: from another child (`$outpost/methods/POST/...`) or from
+ * the cloud through the gateway (see `cloudMethodHandler`). A target that is not connected, or not
+ * listening for methods, gets the caller a 404 at once; one that does not answer in time, a 504.
+ */
+
+export interface MethodTarget {
+  isConnected(deviceId: string): boolean;
+  isSubscribed(deviceId: string, filter: string): boolean;
+  deliver(deviceId: string, topic: string, payload: Buffer, qos: 0 | 1): Promise<void>;
+}
+
+export interface MethodResult {
+  status: number;
+  payload: Buffer;
+}
+
+/** Calls awaiting an answer across all children; past it callers get 429. */
+export const PENDING_METHODS_MAX = 256;
+/** IoT Hub's bound on a method request or response payload, bytes. */
+export const METHOD_PAYLOAD_BYTES_MAX = 128 * 1024;
+
+const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+export class MethodBroker {
+  private readonly pending = new Map<string, { deviceId: string; resolve: (r: MethodResult) => void; timer: NodeJS.Timeout }>();
+  private nextRid = 1;
+
+  constructor(
+    private readonly target: MethodTarget,
+    private readonly timeoutMs: number,
+  ) {}
+
+  invoke(deviceId: string, method: string, payload: Buffer, timeoutMs = this.timeoutMs): Promise<MethodResult> {
+    if (!this.target.isConnected(deviceId) || !this.target.isSubscribed(deviceId, METHOD_SUBSCRIPTION)) {
+      return Promise.resolve({ status: 404, payload: json({ message: `device "${deviceId}" is not connected or not listening for methods` }) });
+    }
+    if (this.pending.size >= PENDING_METHODS_MAX) {
+      return Promise.resolve({ status: 429, payload: json({ message: `${PENDING_METHODS_MAX} method calls already pending ("PENDING_METHODS_MAX")` }) });
+    }
+    if (payload.length > METHOD_PAYLOAD_BYTES_MAX) {
+      return Promise.resolve({ status: 413, payload: json({ message: `method payload over ${METHOD_PAYLOAD_BYTES_MAX} bytes` }) });
+    }
+    const rid = (this.nextRid++).toString(16);
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        this.pending.delete(rid);
+        resolve({ status: 504, payload: json({ message: `method "${method}" on "${deviceId}" timed out after ${timeoutMs} ms` }) });
+      }, timeoutMs);
+      this.pending.set(rid, { deviceId, resolve, timer });
+      this.target.deliver(deviceId, topic.methodRequest(method, rid), payload, 0).catch(() => this.settle(deviceId, rid, 404, json({ message: `device "${deviceId}" went away` })));
+    });
+  }
+
+  /** A child answered `$iothub/methods/res/<status>/?$rid=`; only the device that was asked may answer. */
+  onResponse(deviceId: string, rid: string, status: number, payload: Buffer): void {
+    this.settle(deviceId, rid, status, payload);
+  }
+
+  onDisconnected(deviceId: string): void {
+    for (const [rid, call] of this.pending) {
+      if (call.deviceId === deviceId) this.settle(deviceId, rid, 404, json({ message: `device "${deviceId}" disconnected` }));
+    }
+  }
+
+  private settle(deviceId: string, rid: string, status: number, payload: Buffer): void {
+    const call = this.pending.get(rid);
+    if (call === undefined || call.deviceId !== deviceId) return;
+    this.pending.delete(rid);
+    clearTimeout(call.timer);
+    call.resolve({ status, payload });
+  }
+
+  stop(): void {
+    for (const [rid, call] of this.pending) this.settle(call.deviceId, rid, 503, json({ message: 'hub stopping' }));
+  }
+}
+
+/** Name of the gateway method the cloud calls to reach a child: payload `{deviceId, methodName, payload, responseTimeoutInSeconds?}`. */
+export const CLOUD_INVOKE_METHOD = 'outpost.invokeChild';
+const TIMEOUT_SECS_MAX = 300;
+
+export function cloudMethodHandler(methods: MethodBroker) {
+  return async (request: unknown): Promise<{ status: number; payload: unknown }> => {
+    const r = (typeof request === 'object' && request !== null ? request : {}) as Record<string, unknown>;
+    if (typeof r.deviceId !== 'string' || typeof r.methodName !== 'string' || !/^[A-Za-z0-9_.-]{1,128}$/.test(r.methodName)) {
+      return { status: 400, payload: { message: `${CLOUD_INVOKE_METHOD} needs {"deviceId": string, "methodName": string, "payload": any}` } };
+    }
+    const secs = r.responseTimeoutInSeconds;
+    const timeoutMs = typeof secs === 'number' && secs > 0 && secs <= TIMEOUT_SECS_MAX ? secs * 1000 : undefined;
+    const result = await methods.invoke(r.deviceId, r.methodName, json(r.payload ?? null), timeoutMs);
+    let payload: unknown = null;
+    try {
+      payload = result.payload.length === 0 ? null : JSON.parse(result.payload.toString('utf8'));
+    } catch {
+      payload = result.payload.toString('utf8');
+    }
+    return { status: result.status, payload };
+  };
+}

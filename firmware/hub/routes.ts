@@ -1,0 +1,220 @@
+import { CONDITION_CHARS_MAX, CONDITION_DEPTH_MAX, RouteError, type Condition, type Operand } from './condition.js';
+
+/**
+ * Routes, a subset of IoT Edge's syntax:
+ *
+ *   FROM /messages/* [WHERE <condition>] INTO $upstream
+ *   FROM /messages/devices/<deviceId>/* [WHERE <condition>] INTO BrokeredEndpoint("/devices/<id>/inputs/<name>")
+ *
+ * Keywords are case-insensitive. Errors say what was expected and at which character.
+ */
+
+export type Endpoint = { kind: 'upstream' } | { kind: 'local'; deviceId: string; input: string };
+
+export interface Route {
+  name: string;
+  /** Only messages from this device; null means every device. */
+  fromDeviceId: string | null;
+  condition: Condition | null;
+  endpoint: Endpoint;
+}
+
+/** Longest route text, characters. */
+export const ROUTE_CHARS_MAX = 2_048;
+/** Tokens in one route; a bound on parser work for hostile input. */
+const TOKENS_MAX = 512;
+const DEVICE_ID = /^[A-Za-z0-9\-.:_@!(),=$'%*?]{1,128}$/;
+const INPUT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+
+type Token = { kind: 'word' | 'string' | 'number' | 'op' | 'punct'; text: string; at: number };
+
+function tokenize(text: string, name: string): Token[] {
+  const tokens: Token[] = [];
+  const rules: Array<[Token['kind'], RegExp]> = [
+    ['string', /'(?:[^'\\]|\\.)*'|"(?:[^"\\]|\\.)*"/y],
+    ['number', /-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?(?![A-Za-z_$])/y],
+    ['op', /!=|<>|<=|>=|=|<|>/y],
+    ['punct', /[(),]/y],
+    ['word', /[A-Za-z_$/][A-Za-z0-9_$.\-/*:@]*/y],
+  ];
+  let at = 0;
+  while (at < text.length) {
+    if (/\s/.test(text[at])) {
+      at += 1;
+      continue;
+    }
+    const matched = rules.find(([, re]) => ((re.lastIndex = at), re.test(text)));
+    if (matched === undefined) throw new RouteError(`route "${name}": unexpected character ${JSON.stringify(text[at])} at ${at}`);
+    const [kind, re] = matched;
+    tokens.push({ kind, text: text.slice(at, re.lastIndex), at });
+    at = re.lastIndex;
+    if (tokens.length > TOKENS_MAX) throw new RouteError(`route "${name}" has more than ${TOKENS_MAX} tokens`);
+  }
+  return tokens;
+}
+
+class Parser {
+  private index = 0;
+
+  constructor(
+    private readonly tokens: Token[],
+    private readonly name: string,
+    private readonly length: number,
+  ) {}
+
+  fail(expected: string): never {
+    const token = this.tokens[this.index];
+    const found = token === undefined ? 'end of route' : `"${token.text}" at ${token.at}`;
+    throw new RouteError(`route "${this.name}": expected ${expected}, found ${found}`);
+  }
+
+  peek(): Token | undefined {
+    return this.tokens[this.index];
+  }
+
+  isKeyword(word: string): boolean {
+    const token = this.peek();
+    return token?.kind === 'word' && token.text.toUpperCase() === word;
+  }
+
+  keyword(word: string): void {
+    if (!this.isKeyword(word)) this.fail(word);
+    this.index += 1;
+  }
+
+  take(kind: Token['kind'], expected: string): Token {
+    const token = this.peek();
+    if (token?.kind !== kind) this.fail(expected);
+    this.index += 1;
+    return token;
+  }
+
+  atEnd(): boolean {
+    return this.index >= this.tokens.length;
+  }
+
+  position(): number {
+    return this.peek()?.at ?? this.length;
+  }
+
+  condition(depth: number): Condition {
+    if (depth > CONDITION_DEPTH_MAX) throw new RouteError(`route "${this.name}": condition nested deeper than ${CONDITION_DEPTH_MAX}`);
+    let left = this.conjunction(depth);
+    while (this.isKeyword('OR')) {
+      this.index += 1;
+      left = { op: 'or', left, right: this.conjunction(depth + 1) };
+    }
+    return left;
+  }
+
+  private conjunction(depth: number): Condition {
+    let left = this.negation(depth);
+    while (this.isKeyword('AND')) {
+      this.index += 1;
+      left = { op: 'and', left, right: this.negation(depth + 1) };
+    }
+    return left;
+  }
+
+  private negation(depth: number): Condition {
+    if (depth > CONDITION_DEPTH_MAX) throw new RouteError(`route "${this.name}": condition nested deeper than ${CONDITION_DEPTH_MAX}`);
+    if (this.isKeyword('NOT')) {
+      this.index += 1;
+      return { op: 'not', inner: this.negation(depth + 1) };
+    }
+    if (this.peek()?.text === '(') {
+      this.index += 1;
+      const inner = this.condition(depth + 1);
+      if (this.take('punct', '")"').text !== ')') this.fail('")"');
+      return inner;
+    }
+    if (this.isKeyword('IS_DEFINED')) {
+      this.index += 1;
+      if (this.take('punct', '"("').text !== '(') this.fail('"("');
+      const operand = this.operand();
+      if (!('ref' in operand)) this.fail('a property name');
+      if (this.take('punct', '")"').text !== ')') this.fail('")"');
+      return { op: 'defined', ref: operand.ref };
+    }
+    const left = this.operand();
+    const opText = this.take('op', 'a comparison (=, !=, <, <=, >, >=)').text;
+    const op = opText === '<>' ? '!=' : (opText as '=' | '!=' | '<' | '<=' | '>' | '>=');
+    return { op, left, right: this.operand() };
+  }
+
+  private operand(): Operand {
+    const token = this.peek();
+    if (token === undefined) this.fail('a property, string or number');
+    this.index += 1;
+    if (token.kind === 'string') return { literal: token.text.slice(1, -1).replace(/\\(.)/g, '$1') };
+    if (token.kind === 'number') return { literal: Number(token.text) };
+    if (token.kind !== 'word') return this.index -= 1, this.fail('a property, string or number');
+    const upper = token.text.toUpperCase();
+    if (upper === 'TRUE' || upper === 'FALSE') return { literal: upper === 'TRUE' };
+    if (upper === 'NULL') return { literal: null };
+    const ref = token.text.split('.');
+    if (ref.some((part) => part.length === 0) || token.text.includes('/') || token.text.includes('*')) {
+      this.index -= 1;
+      this.fail('a property name');
+    }
+    if (ref[0].startsWith('$') && !['$deviceId', '$connectionDeviceId', '$contentType', '$contentEncoding', '$body'].includes(ref[0])) {
+      this.index -= 1;
+      this.fail('$deviceId, $connectionDeviceId, $contentType, $contentEncoding or $body');
+    }
+    if (ref[0] === '$connectionDeviceId') ref[0] = '$deviceId';
+    return { ref };
+  }
+}
+
+function parseSource(text: string, name: string): string | null {
+  if (text === '/messages/*') return null;
+  const match = /^\/messages\/devices\/([^/]+)\/\*$/.exec(text);
+  if (match === null || !DEVICE_ID.test(match[1])) {
+    throw new RouteError(`route "${name}": FROM must be /messages/* or /messages/devices/<deviceId>/*, got "${text}"`);
+  }
+  return match[1];
+}
+
+function parseEndpoint(p: Parser, name: string): Endpoint {
+  const token = p.take('word', '$upstream or BrokeredEndpoint("/devices/<id>/inputs/<name>")');
+  if (token.text === '$upstream') return { kind: 'upstream' };
+  if (token.text.toLowerCase() !== 'brokeredendpoint') p.fail('$upstream or BrokeredEndpoint');
+  if (p.take('punct', '"("').text !== '(') p.fail('"("');
+  const target = p.take('string', 'a quoted "/devices/<id>/inputs/<name>"').text.slice(1, -1);
+  if (p.take('punct', '")"').text !== ')') p.fail('")"');
+  const match = /^\/devices\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
+  if (match === null || !DEVICE_ID.test(match[1]) || !INPUT_NAME.test(match[2])) {
+    throw new RouteError(`route "${name}": BrokeredEndpoint must be "/devices/<deviceId>/inputs/<input>", got "${target}"`);
+  }
+  return { kind: 'local', deviceId: match[1], input: match[2] };
+}
+
+/** Parses one route; throws RouteError naming the route and the position of the problem. */
+export function parseRoute(name: string, text: string): Route {
+  if (typeof text !== 'string' || text.length > ROUTE_CHARS_MAX) throw new RouteError(`route "${name}" must be a string of at most ${ROUTE_CHARS_MAX} characters`);
+  const p = new Parser(tokenize(text, name), name, text.length);
+  p.keyword('FROM');
+  const fromDeviceId = parseSource(p.take('word', 'a source such as /messages/*').text, name);
+  let condition: Condition | null = null;
+  if (p.isKeyword('WHERE')) {
+    p.keyword('WHERE');
+    const start = p.position();
+    condition = p.condition(0);
+    if (p.position() - start > CONDITION_CHARS_MAX) throw new RouteError(`route "${name}": WHERE clause longer than ${CONDITION_CHARS_MAX} characters`);
+  }
+  p.keyword('INTO');
+  const endpoint = parseEndpoint(p, name);
+  if (!p.atEnd()) p.fail('end of route');
+  return { name, fromDeviceId, condition, endpoint };
+}
+
+export function parseRoutes(routes: Record<string, string>, file = 'board.json'): Route[] {
+  return Object.entries(routes).map(([name, text]) => {
+    try {
+      return parseRoute(name, text);
+    } catch (err) {
+      if (err instanceof RouteError) throw new RouteError(`${file}: routes.${name}: ${err.message}`);
+      throw err;
+    }
+  });
+}

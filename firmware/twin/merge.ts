@@ -1,0 +1,60 @@
+/** JSON merge patches (RFC 7386) as IoT Hub applies them to twins: null deletes, objects merge, `$` keys are metadata. */
+
+export type Props = Record<string, unknown>;
+
+/** Nesting IoT Hub allows in twin properties, levels. */
+export const TWIN_DEPTH_MAX = 10;
+/** IoT Hub's size limit for each of the desired and reported sections, bytes. */
+export const TWIN_SECTION_BYTES_MAX = 32 * 1024;
+
+export const isProps = (v: unknown): v is Props => typeof v === 'object' && v !== null && !Array.isArray(v);
+
+/** Applies `patch` to `target` in place; null removes the key. */
+export function applyPatch(target: Props, patch: Props): void {
+  for (const [key, value] of Object.entries(patch)) {
+    if (key.startsWith('$')) continue;
+    if (value === null) delete target[key];
+    else if (isProps(value)) {
+      const child = isProps(target[key]) ? (target[key] as Props) : {};
+      applyPatch(child, value);
+      target[key] = child;
+    } else target[key] = value;
+  }
+}
+
+/** Folds a later patch into an earlier pending one, keeping nulls: the cloud must still delete those keys. */
+export function foldPatch(pending: Props, patch: Props): void {
+  for (const [key, value] of Object.entries(patch)) {
+    if (key.startsWith('$')) continue;
+    if (isProps(value) && isProps(pending[key])) foldPatch(pending[key] as Props, value);
+    else pending[key] = isProps(value) ? structuredClone(value) : value;
+  }
+}
+
+/** The patch that turns `from` into `to` (both without metadata): changed keys, and null for removed ones. */
+export function diff(from: Props, to: Props): Props {
+  const out: Props = {};
+  for (const key of Object.keys(from)) if (!key.startsWith('$') && !(key in to)) out[key] = null;
+  for (const [key, value] of Object.entries(to)) {
+    if (key.startsWith('$')) continue;
+    const before = from[key];
+    if (isProps(value) && isProps(before)) {
+      const inner = diff(before, value);
+      if (Object.keys(inner).length > 0) out[key] = inner;
+    } else if (JSON.stringify(before) !== JSON.stringify(value)) out[key] = value;
+  }
+  return out;
+}
+
+/** Why a patch from a child is refused, or null; bounds depth and size as IoT Hub does. */
+export function patchProblem(patch: unknown): string | null {
+  if (!isProps(patch)) return 'a twin patch must be a JSON object';
+  const depthOk = (v: unknown, depth: number): boolean =>
+    !isProps(v) || (depth <= TWIN_DEPTH_MAX && Object.values(v).every((c) => depthOk(c, depth + 1)));
+  if (!depthOk(patch, 1)) return `twin patch nested deeper than ${TWIN_DEPTH_MAX} levels`;
+  return null;
+}
+
+export function withoutMetadata(props: Props): Props {
+  return Object.fromEntries(Object.entries(props).filter(([key]) => !key.startsWith('$')));
+}
