@@ -70,9 +70,15 @@ export class DeviceRunner {
     try {
       const bus = await this.hooks.bus();
       if (generation !== this.generation) return;
-      this.instance = this.driver.create(this.context(generation), bus);
-      await this.instance.init();
-      if (generation !== this.generation) return;
+      const instance = this.driver.create(this.context(generation), bus);
+      this.instance = instance;
+      await instance.init();
+      if (generation !== this.generation) {
+        // Stopped (or faulted) while init ran: whatever init opened after the stop's close must go too,
+        // or its timers and ports keep the process alive after shutdown.
+        await instance.close().catch(() => undefined);
+        return;
+      }
       this.markOk();
       if (this.linkState) this.instance.onLinkState?.(this.linkState);
       if (this.instance.sample) await this.poll(generation);

@@ -1,59 +1,126 @@
+import { systemClock, type Clock } from './clock.js';
+import type { LoadedBoard } from './config/index.js';
+import { createBusProvider, startDevices, type DeviceManager, type DeviceStatus, type DriverLog } from '../drivers/index.js';
 import { RingLog } from './store/log.js';
-import type { RingLogOptions } from './store/options.js';
+import type { Lane } from './store/lane.js';
 import type { LogStats } from './store/types.js';
+import { RECORD_KEY } from './uplink/message.js';
 
 /** The lane everything bound for the cloud goes through, in stored order. */
 export const UPSTREAM_LANE = 'upstream';
 /** How often the status line is printed while running, ms. */
 export const STATUS_INTERVAL_MS = 5000;
 
-export interface RuntimeConfig {
-  variant: string;
-  gatewayId: string;
-  storage: RingLogOptions;
-}
-
 export interface RuntimeStatus {
   variant: string;
   gatewayId: string;
   link: 'up' | 'down' | 'disabled';
   store: LogStats;
+  devices: DeviceStatus[];
 }
 
-/** Wiring and lifecycle of one gateway process: open the store first, stop in reverse order. */
-export class Runtime {
-  private log: RingLog | null = null;
+export interface RuntimeOptions {
+  clock?: Clock;
+  log?: DriverLog;
+  /** Overrides board.json's storage.dataDir (tests, OUTPOST_DATA_DIR). */
+  dataDir?: string;
+}
 
-  constructor(private readonly config: RuntimeConfig) {}
+/** Wiring and lifecycle of one gateway process: store first, then producers; stopped in reverse order. */
+export class Runtime {
+  private ringLog: RingLog | null = null;
+  private devices: DeviceManager | null = null;
+
+  constructor(
+    readonly board: LoadedBoard,
+    private readonly opts: RuntimeOptions = {},
+  ) {}
+
+  get dataDir(): string {
+    return this.opts.dataDir ?? this.board.storage.dataDir;
+  }
 
   async start(): Promise<void> {
-    this.log = await RingLog.open(this.config.storage);
-    await this.log.lane(UPSTREAM_LANE);
+    const clock = this.opts.clock ?? systemClock;
+    const { storage } = this.board;
+    this.ringLog = await RingLog.open({
+      dir: this.dataDir,
+      segmentBytes: storage.segmentBytes,
+      recordBytesMax: storage.recordBytesMax,
+      quotaBytes: storage.quotaBytes,
+      quotaPolicy: storage.quotaPolicy,
+      ttlSecs: storage.ttlSecs,
+      syncMode: storage.syncMode,
+      syncIntervalMs: storage.syncIntervalMs,
+      checkpointIntervalMs: storage.checkpointIntervalMs,
+      clock,
+    });
+    const upstream = await this.ringLog.lane(UPSTREAM_LANE);
+    this.devices = await startDevices(this.board, (msg) => appendReading(upstream, msg), {
+      buses: createBusProvider(this.board, { clock }),
+      clock,
+      log: this.opts.log,
+    });
   }
 
   get store(): RingLog {
-    if (!this.log) throw new Error('runtime not started');
-    return this.log;
+    if (!this.ringLog) throw new Error('runtime not started');
+    return this.ringLog;
   }
 
   status(): RuntimeStatus {
-    return { variant: this.config.variant, gatewayId: this.config.gatewayId, link: 'disabled', store: this.store.stats() };
+    return {
+      variant: this.board.variant,
+      gatewayId: this.board.identity.gatewayId,
+      link: 'disabled',
+      store: this.store.stats(),
+      devices: this.devices?.status() ?? [],
+    };
   }
 
-  /** Stop intake, flush and checkpoint the log, release files. */
+  /** Stop intake (devices), then flush and checkpoint the log and release its files. */
   async stop(): Promise<void> {
-    const log = this.log;
-    this.log = null;
+    const devices = this.devices;
+    const log = this.ringLog;
+    this.devices = null;
+    this.ringLog = null;
+    await devices?.close();
     await log?.close();
   }
+}
+
+/** A driver reading becomes an upstream record: the device id and content type travel as record keys. */
+async function appendReading(lane: Lane, msg: { deviceId: string; body: Buffer; properties: Record<string, string> }): Promise<void> {
+  const { 'content-type': contentType, 'content-encoding': contentEncoding, ...rest } = msg.properties;
+  await lane.append({
+    body: msg.body,
+    properties: {
+      ...rest,
+      [RECORD_KEY.deviceId]: msg.deviceId,
+      ...(contentType ? { [RECORD_KEY.contentType]: contentType } : {}),
+      ...(contentEncoding ? { [RECORD_KEY.contentEncoding]: contentEncoding } : {}),
+    },
+  });
 }
 
 export function formatStatus(s: RuntimeStatus): string {
   const up = s.store.lanes.find((l) => l.lane === UPSTREAM_LANE);
   const usedPct = ((100 * s.store.bytesOnDisk) / s.store.quotaBytes).toFixed(1);
+  const readings = s.devices
+    .filter((d) => d.state !== 'disabled')
+    .map((d) => `${d.id}:${d.state === 'ok' ? summarize(d.lastReading?.values) : d.state}`)
+    .join(' ');
   return (
     `outpost ${s.gatewayId} [${s.variant}] link=${s.link} backlog=${up?.pendingRecords ?? 0} rec/${up?.pendingBytes ?? 0} B ` +
     `oldest=${((up?.oldestPendingAgeMs ?? 0) / 1000).toFixed(1)}s disk=${s.store.bytesOnDisk} B (${usedPct}% of quota) ` +
-    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords}`
+    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords} | ${readings}`
   );
+}
+
+function summarize(values: Record<string, unknown> | undefined): string {
+  if (!values) return 'waiting';
+  const first = Object.entries(values).find(([, v]) => typeof v === 'number' || typeof v === 'boolean');
+  if (!first) return 'ok';
+  const [key, v] = first;
+  return `${key}=${typeof v === 'number' ? Number(v.toFixed(2)) : v}`;
 }

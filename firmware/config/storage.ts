@@ -10,6 +10,9 @@ export const STORAGE_SEGMENT_BYTES_MAX = GIB_BYTES;
 /** The quota must hold several segments, so dropping the oldest whole segment frees a small share of it. */
 export const STORAGE_QUOTA_SEGMENTS_MIN = 4;
 
+/** A record must fit its 32-byte header and some payload; four must fit a segment so rolls stay rare. */
+const RECORD_BYTES_MIN = 1024;
+
 export type QuotaPolicy = 'drop-oldest' | 'reject-new';
 export type SyncMode = 'always' | 'interval' | 'none';
 
@@ -19,7 +22,7 @@ export interface StorageConfig {
   dataDir: string;
   /** Size of one log segment file in bytes. Default 16 MiB, between 1 MiB and 1 GiB. */
   segmentBytes: number;
-  /** Largest single record in bytes. Default 256 KiB; at most segmentBytes. */
+  /** Largest single record in bytes. Default 256 KiB; between 1 KiB and segmentBytes / 4. */
   recordBytesMax: number;
   /** Disk space the log may use, in bytes. Default 1 GiB; at least 4 × segmentBytes. */
   quotaBytes: number;
@@ -27,9 +30,9 @@ export interface StorageConfig {
   quotaPolicy: QuotaPolicy;
   /** Age after which an unsent record is dropped, in seconds. Default 7200. */
   ttlSecs: number;
-  /** When appended records are fsynced. Default "interval". */
+  /** When appended records are fsynced: "always" acknowledges only durable records (group commit). Default "always". */
   syncMode: SyncMode;
-  /** Group-commit window for syncMode "interval", in milliseconds. Default 10. */
+  /** Sync period for syncMode "interval", in milliseconds. Default 10. */
   syncIntervalMs: number;
   /** How often the read cursor checkpoint is persisted, in milliseconds. Default 1000. */
   checkpointIntervalMs: number;
@@ -42,7 +45,7 @@ export const STORAGE_DEFAULTS: Readonly<StorageConfig> = {
   quotaBytes: GIB_BYTES,
   quotaPolicy: 'drop-oldest',
   ttlSecs: 7200,
-  syncMode: 'interval',
+  syncMode: 'always',
   syncIntervalMs: 10,
   checkpointIntervalMs: 1000,
 };
@@ -65,7 +68,7 @@ export function parseStorage(node: ConfigNode): StorageConfig {
     dataDir: node.field('dataDir').string({ default: d.dataDir }),
     segmentBytes,
     recordBytesMax: node.field('recordBytesMax').integer({
-      min: 1, max: segmentBytes, unit: 'bytes, at most segmentBytes', default: Math.min(d.recordBytesMax, segmentBytes),
+      min: RECORD_BYTES_MIN, max: segmentBytes / 4, unit: 'bytes, at most segmentBytes / 4', default: Math.min(d.recordBytesMax, segmentBytes / 4),
     }),
     quotaBytes: node.field('quotaBytes').integer({
       min: STORAGE_QUOTA_SEGMENTS_MIN * segmentBytes,

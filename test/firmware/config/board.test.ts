@@ -42,7 +42,7 @@ t.test('the shipped board.json selects the sim board and loads with storage defa
   t.equal(board.storage.dataDir, join(ROOT, 'data'), 'dataDir resolves against board.json');
   t.match(board.storage, {
     segmentBytes: 16 * 1024 * 1024, recordBytesMax: 256 * 1024, quotaBytes: 1024 ** 3, quotaPolicy: 'drop-oldest',
-    ttlSecs: 7200, syncMode: 'interval', syncIntervalMs: 10, checkpointIntervalMs: 1000,
+    ttlSecs: 7200, syncMode: 'always', syncIntervalMs: 10, checkpointIntervalMs: 1000,
   });
   const gps = board.buses['serial0'];
   t.match(gps, { provider: 'sim', replayFile: join(BOARDS_DIR, 'sim-data', 'gps-track.nmea') }, 'replay file resolves against sim.json');
