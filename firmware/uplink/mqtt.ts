@@ -126,8 +126,9 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
     const wasConnected = connected;
     client = null;
     connected = false;
-    c.removeAllListeners();
-    c.on('error', () => {});
+    // Our listeners stay (each checks `client === c`): removeAllListeners() would also strip mqtt.js's own
+    // 'close' handler, which clears its CONNACK timer, and a connect torn down early would then hold the
+    // process open for connectTimeoutMs.
     c.end(true);
     abortConnect?.(cause);
     abortConnect = null;
@@ -145,9 +146,10 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
       let lastError: Error | null = null;
       c.on('error', (err) => (lastError = err));
       c.on('message', (topic, payload) => {
-        if (topic === configTopic) for (const listener of configListeners) listener(payload);
+        if (client === c && topic === configTopic) for (const listener of configListeners) listener(payload);
       });
       c.once('connect', () => {
+        if (client !== c) return;
         connected = true;
         abortConnect = null;
         resolve();
