@@ -121,7 +121,7 @@ t.test('protocol "none": status says disabled and nothing else happens', async (
   const service = await startUplink({ config: parseUplinkConfig(undefined, 'board.json'), gatewayId: 'gw-n', log, dataDir });
   t.match(service.status(), { link: 'disabled', protocol: 'none', backlog: { records: 1, bytes: Number }, settings: null });
   service.wake('test');
-  service.addResyncHook({ name: 'never', run: async () => t.fail('a disabled uplink runs no hooks') });
+  service.addResyncHook({ name: 'never', run: async () => void t.fail('a disabled uplink runs no hooks') });
   await service.stop();
   await t.rejects(readFile(path.join(dataDir, SETTINGS_FILE_NAME)), { code: 'ENOENT' }, 'no settings file');
 });
