@@ -6,6 +6,8 @@ import { CHILD_FLAG, serveChild, type BenchModule } from './harness.js';
 /** Benchmarks by name. Static imports inside the loaders keep each one in the esbuild bundle. */
 const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   store: async () => (await import('./store.js')).default,
+  uplink: async () => (await import('./uplink.js')).default,
+  powercut: async () => (await import('./powercut.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {

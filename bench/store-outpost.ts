@@ -36,6 +36,26 @@ async function appendRange(lane: Lane, from: number, to: number): Promise<void> 
   await Promise.all(window);
 }
 
+/** Records per appendBatch call: the peers' transaction and batch size (BATCH_RECORDS). */
+const APPEND_BATCH_CALLS_IN_FLIGHT = Math.max(1, Math.floor(APPEND_WINDOW_RECORDS / BATCH_RECORDS));
+
+/** Appends records [from, to) in appendBatch calls of BATCH_RECORDS, the same window of records in flight. */
+async function appendRangeBatched(lane: Lane, from: number, to: number): Promise<void> {
+  const window: Array<Promise<number> | undefined> = new Array(APPEND_BATCH_CALLS_IN_FLIGHT);
+  let call = 0;
+  for (let i = from; i < to; i += BATCH_RECORDS, call++) {
+    const slot = call % APPEND_BATCH_CALLS_IN_FLIGHT;
+    if (window[slot]) await window[slot];
+    const inputs = [];
+    for (let k = i; k < Math.min(to, i + BATCH_RECORDS); k++) inputs.push({ body: body(k), ttlSecs: TTL_SECS });
+    window[slot] = lane.appendBatch(inputs);
+  }
+  await Promise.all(window);
+}
+
+/** How a producer hands records to the log: one append() per record, or appendBatch() of BATCH_RECORDS. */
+export type AppendMode = 'single' | 'batch';
+
 /** File operations and bytes by file kind: where the disk writes of a run come from. */
 type FsTally = Record<'segmentWrites' | 'segmentBytes' | 'segmentSyncs' | 'checkpointWrites' | 'checkpointSyncs' | 'dirSyncs', number>;
 
@@ -68,7 +88,7 @@ function tracingFs(tally: FsTally): StoreFs {
 }
 
 /** The workload: durable appends through group commit, ordered drain with acks, retention deletes. */
-export async function outpostLife(dir: string, records: number): Promise<EngineResult> {
+export async function outpostLife(dir: string, records: number, mode: AppendMode = 'single'): Promise<EngineResult> {
   const tally: FsTally = { segmentWrites: 0, segmentBytes: 0, segmentSyncs: 0, checkpointWrites: 0, checkpointSyncs: 0, dirSyncs: 0 };
   const fs = process.env.OUTPOST_BENCH_TRACE_FS === '1' ? tracingFs(tally) : undefined;
   let log!: RingLog;
@@ -81,7 +101,7 @@ export async function outpostLife(dir: string, records: number): Promise<EngineR
       lane = await log.lane('upstream');
     },
     async append() {
-      await appendRange(lane, 0, records);
+      await (mode === 'batch' ? appendRangeBatched : appendRange)(lane, 0, records);
       appendSyncs = log.stats().syncCount;
     },
     async drain() {
@@ -121,10 +141,10 @@ export async function fillThenWaitForKill(dir: string, bytes: number): Promise<n
   const recordBytes = RECORD_HEADER_BYTES + body(0).length;
   const records = Math.ceil(bytes / recordBytes);
   const t0 = performance.now();
-  await appendRange(lane, 0, records);
+  await appendRangeBatched(lane, 0, records);
   const stats = log.stats();
   await send({ filled: true, records, fillMs: performance.now() - t0, bytesOnDisk: stats.bytesOnDisk, segments: stats.segmentCount, rssMb: peakRssMb(), ...stopSampling() });
-  await appendRange(lane, records, records + FILL_EXTRA_RECORDS_MAX);
+  await appendRangeBatched(lane, records, records + FILL_EXTRA_RECORDS_MAX);
   return waitForKill();
 }
 

@@ -19,7 +19,7 @@ const FILL_BYTES_DEFAULT = GiB;
 const OPENS_DEFAULT = 5;
 /** Records the backlog reader drains while its peak RSS is watched (about 144 MB of the backlog). */
 const BACKLOG_DRAIN_RECORDS = 500_000;
-const ENGINES: EngineName[] = ['outpost', 'sqlite', 'level'];
+const ENGINES: EngineName[] = ['outpost', 'outpost-batch', 'sqlite', 'level'];
 /** statfs f_type values (linux/magic.h) for the file systems worth naming. */
 const FS_MAGIC: Record<number, string> = { 0xef53: 'ext2/3/4', 0x01021994: 'tmpfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs' };
 
@@ -29,7 +29,9 @@ async function child(role: string, args: Record<string, unknown>): Promise<Recor
   const bytes = Number(args.bytes);
   switch (role) {
     case 'outpost':
-      return outpostLife(dir, records);
+      return outpostLife(dir, records, 'single');
+    case 'outpost-batch':
+      return outpostLife(dir, records, 'batch');
     case 'sqlite':
       return sqliteLife(dir, records);
     case 'level':
@@ -94,7 +96,7 @@ async function run(): Promise<void> {
   const fsType = fsTypeOfTmp();
   if (fsType === 'tmpfs') console.log(`store: WARNING ${tmpdir()} is tmpfs: fsync costs nothing there, figures mean little`);
   console.log(`store: ${records} records x ${repeats} runs per engine in ${tmpdir()} (${fsType}), backlog ${fillBytes} bytes`);
-  const results: Record<EngineName, EngineResult[]> = { outpost: [], sqlite: [], level: [] };
+  const results: Record<EngineName, EngineResult[]> = { outpost: [], 'outpost-batch': [], sqlite: [], level: [] };
   // Engines take turns within each repeat, so a noisy minute on the shared machine hits all of them.
   for (let r = 1; r <= repeats; r++) {
     for (const engine of ENGINES) {

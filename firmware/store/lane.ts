@@ -1,5 +1,5 @@
 import { join } from 'node:path';
-import { Batch } from './batch.js';
+import { Batch, BufferPool } from './batch.js';
 import { StoreError, fromFsError } from './errors.js';
 import type { StoreFile, StoreFs } from './fs.js';
 import type { ResolvedOptions } from './options.js';
@@ -7,6 +7,21 @@ import { readLane, type ReadState } from './reader.js';
 import { FLAG_SEAL, SEAL_RECORD_BYTES, encodeProperties, encodeRecord, encodeSealBody, recordBytes } from './record.js';
 import { emptySegment, type SegmentInfo } from './segment.js';
 import type { AppendInput, DamageReport, StoredRecord } from './types.js';
+
+/** Records one appendBatch call may carry. */
+export const APPEND_BATCH_RECORDS_MAX = 10_000;
+
+interface Prepared {
+  props: Buffer | null;
+  total: number;
+  ttlSecs: number;
+  body: Buffer;
+}
+
+function waitFor(batch: Batch): Promise<number> {
+  const seq = batch.lastSeq;
+  return new Promise((resolve, reject) => batch.wait({ seq, resolve, reject }));
+}
 
 /** Enqueue-time samples kept per lane for the oldest-pending statistic. */
 const AGE_SAMPLES_MAX = 4096;
@@ -48,6 +63,7 @@ export class Lane {
   /** Highest seq readers may see: synced in always mode, written otherwise. */
   visibleSeq = 0;
   private readonly queue: Batch[] = [];
+  private readonly buffers = new BufferPool();
   private queuedBytes = 0;
   /** Projected size of the active segment once every queued batch is written. */
   private tailBytes = 0;
@@ -56,7 +72,7 @@ export class Lane {
   rollNext = true;
   /** A segment was created since the last sync: its directory entry needs a directory fsync. */
   dirSyncPending = false;
-  readonly readState: ReadState = { file: null, fileSegment: null, position: null, expiredThroughSeq: 0, chain: Promise.resolve() };
+  readonly readState: ReadState = { file: null, fileSegment: null, position: null, chunk: null, expiredThroughSeq: 0, chain: Promise.resolve() };
   private readonly listeners = new Set<(lastSeq: number) => void>();
   /** (seq, enqueue wall ms) of recently read records, a ring: the oldest-pending age without a seek. */
   private readonly ageSeqs = new Float64Array(AGE_SAMPLES_MAX);
@@ -81,13 +97,47 @@ export class Lane {
   append(input: AppendInput): Promise<number> {
     try {
       this.host.assertOpen();
-      return this.enqueue(input);
+      const prepared = this.prepare(input);
+      this.admit(prepared.total);
+      const batch = this.encode(prepared, this.host.wallNowMs(), this.host.storeNowMs());
+      const seq = batch.lastSeq;
+      return new Promise<number>((resolve, reject) => batch.wait({ seq, resolve, reject }));
     } catch (err) {
       return Promise.reject(err);
     }
   }
 
-  private enqueue(input: AppendInput): Promise<number> {
+  /**
+   * Appends several records with one promise, resolved with the last seq once all are durable. All or
+   * nothing at the door: a record that is too large or a full quota fails the call before any is stored.
+   */
+  appendBatch(inputs: AppendInput[]): Promise<number> {
+    try {
+      this.host.assertOpen();
+      if (inputs.length === 0 || inputs.length > APPEND_BATCH_RECORDS_MAX) {
+        throw new StoreError('INVALID', `appendBatch takes 1..${APPEND_BATCH_RECORDS_MAX} records ("APPEND_BATCH_RECORDS_MAX"), got ${inputs.length}`);
+      }
+      const prepared = inputs.map((input) => this.prepare(input));
+      this.admit(prepared.reduce((sum, p) => sum + p.total, 0));
+      const waits: Array<Promise<number>> = [];
+      let current: Batch | null = null;
+      // One clock reading for the whole call: its records were handed over at the same moment.
+      const wallMs = this.host.wallNowMs();
+      const storeMs = this.host.storeNowMs();
+      for (const p of prepared) {
+        const batch = this.encode(p, wallMs, storeMs);
+        if (current && batch !== current) waits.push(waitFor(current));
+        current = batch;
+      }
+      waits.push(waitFor(current!));
+      const lastSeq = current!.lastSeq;
+      return Promise.all(waits).then(() => lastSeq);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+  }
+
+  private prepare(input: AppendInput): Prepared {
     const opts = this.host.opts;
     if (!Buffer.isBuffer(input.body)) throw new StoreError('INVALID', `append to lane "${this.name}": body must be a Buffer`);
     const props = encodeProperties(input.properties);
@@ -95,16 +145,26 @@ export class Lane {
     if (total > opts.recordBytesMax) {
       throw new StoreError('TOO_LARGE', `record of ${total} bytes exceeds "recordBytesMax" (${opts.recordBytesMax}) on lane "${this.name}"`);
     }
-    if (this.queuedBytes + total > opts.appendQueueBytesMax) {
-      throw new StoreError('FULL', `lane "${this.name}": ${this.queuedBytes} bytes await commit, over "appendQueueBytesMax"`);
-    }
-    this.host.reserveAppend(total);
     const ttlSecs = input.ttlSecs ?? opts.ttlSecs;
     if (!Number.isInteger(ttlSecs) || ttlSecs < 0) throw new StoreError('INVALID', `"ttlSecs" must be a non-negative integer, got ${ttlSecs}`);
+    return { props, total, ttlSecs, body: input.body };
+  }
+
+  /** Bounds the bytes waiting for a commit, and the quota under reject-new, for `bytes` more. */
+  private admit(bytes: number): void {
+    if (this.queuedBytes + bytes > this.host.opts.appendQueueBytesMax) {
+      throw new StoreError('FULL', `lane "${this.name}": ${this.queuedBytes} bytes await commit, over "appendQueueBytesMax"`);
+    }
+    this.host.reserveAppend(bytes);
+  }
+
+  /** Frames one record into the open batch (opening a new one at a segment or batch boundary). */
+  private encode(p: Prepared, wallMs: number, storeMs: number): Batch {
+    const opts = this.host.opts;
     let batch = this.queue[this.queue.length - 1];
-    const rollNeeded = this.tailBytes + total + SEAL_RECORD_BYTES > opts.segmentBytes;
-    if (!batch || rollNeeded || batch.bytes + total > opts.groupCommitBytesMax) {
-      batch = new Batch(Math.min(opts.groupCommitBytesMax, total * 64));
+    const rollNeeded = this.tailBytes + p.total + SEAL_RECORD_BYTES > opts.segmentBytes;
+    if (!batch || rollNeeded || batch.bytes + p.total > opts.groupCommitBytesMax) {
+      batch = new Batch(this.buffers, p.total);
       if (rollNeeded) {
         batch.rollBefore = true;
         this.tailBytes = 0;
@@ -112,19 +172,21 @@ export class Lane {
       this.queue.push(batch);
     }
     const seq = this.nextSeq++;
-    const rec = {
-      seq,
-      flags: 0,
-      enqueuedAtMs: this.host.wallNowMs(),
-      expiresAtStoreMs: ttlSecs === 0 ? 0 : this.host.storeNowMs() + ttlSecs * 1000,
-      props,
-      body: input.body,
-    };
-    this.tailBytes += total;
-    this.queuedBytes += total;
-    const promise = new Promise<number>((resolve, reject) => batch.add(rec, total, { resolve, reject }));
+    batch.add(
+      {
+        seq,
+        flags: 0,
+        enqueuedAtMs: wallMs,
+        expiresAtStoreMs: p.ttlSecs === 0 ? 0 : storeMs + p.ttlSecs * 1000,
+        props: p.props,
+        body: p.body,
+      },
+      p.total,
+    );
+    this.tailBytes += p.total;
+    this.queuedBytes += p.total;
     this.host.scheduleCommit();
-    return promise;
+    return batch;
   }
 
   hasQueued(): boolean {

@@ -15,9 +15,19 @@ export interface ReadState {
   fileSegment: SegmentInfo | null;
   /** Where a read continuing at `seq` resumes without a seek. */
   position: { seg: SegmentInfo; offset: number; seq: number } | null;
+  /** The last chunk read, served again while reads continue inside it. */
+  chunk: Chunk | null;
   /** Expired records up to here are already counted, so re-reads do not count them twice. */
   expiredThroughSeq: number;
   chain: Promise<void>;
+}
+
+export interface Chunk {
+  seg: SegmentInfo;
+  /** Segment offset of buf[0]. */
+  base: number;
+  buf: Buffer;
+  got: number;
 }
 
 interface Cursor {
@@ -78,26 +88,44 @@ async function fileFor(lane: Lane, host: LaneHost, seg: SegmentInfo): Promise<St
   return state.file;
 }
 
+/**
+ * The chunk a read needs: the cached one when `offset` falls inside it (a 500-record read uses a slice of
+ * a 1 MiB chunk; the next read continues from the same chunk without I/O), else a fresh read. A chunk is
+ * never overwritten: records handed out earlier keep pointing into it.
+ */
+async function chunkAt(lane: Lane, seg: SegmentInfo, file: StoreFile, offset: number, limit: number, recordBytesMax: number): Promise<Chunk> {
+  const cached = lane.readState.chunk;
+  if (cached && cached.seg === seg && offset >= cached.base && offset < cached.base + cached.got) {
+    // A record cut off at the chunk's end needs a fresh read starting at it.
+    const res = parseRecord(cached.buf, offset - cached.base, cached.got, recordBytesMax);
+    if (res.kind !== 'short' || cached.base + cached.got >= limit) return cached;
+  }
+  const want = Math.min(limit - offset, Math.max(READ_CHUNK_BYTES, recordBytesMax));
+  const buf = Buffer.allocUnsafe(want);
+  const got = await file.read(buf, offset);
+  const chunk: Chunk = { seg, base: offset, buf, got };
+  lane.readState.chunk = chunk;
+  return chunk;
+}
+
 /** Reads one chunk of `seg` into the cursor; returns true when the segment holds nothing more for it. */
 async function readSegment(lane: Lane, host: LaneHost, seg: SegmentInfo, cursor: Cursor): Promise<boolean> {
   const file = await fileFor(lane, host, seg);
   const limit = seg.durableBytes;
   const recordBytesMax = host.opts.recordBytesMax;
-  let offset = startOffset(lane, seg, cursor.seq);
+  const offset = startOffset(lane, seg, cursor.seq);
   if (offset >= limit) return true;
-  const want = Math.min(limit - offset, Math.max(READ_CHUNK_BYTES, recordBytesMax));
-  const chunk = Buffer.allocUnsafe(want);
-  const got = await file.read(chunk, offset);
+  const { buf: chunk, base, got } = await chunkAt(lane, seg, file, offset, limit, recordBytesMax);
   if (got === 0) return true; // the file is shorter than we believed: nothing more to read in it
-  let pos = 0;
+  let pos = offset - base;
   while (pos < got) {
     const res = parseRecord(chunk, pos, got, recordBytesMax);
     if (res.kind === 'short') {
-      if (pos > 0 && offset + got < limit) break;
+      if (pos > offset - base && base + got < limit) break;
       return true; // a record cut off at the segment's readable end: nothing more here
     }
     if (res.kind === 'bad') {
-      const from = offset + pos;
+      const from = base + pos;
       const next = await findNextRecord(file, from + 1, limit, cursor.seq - 1, recordBytesMax);
       noteDamage(host, lane, seg, from, next < 0 ? limit : next);
       if (next < 0) return true;
@@ -128,9 +156,9 @@ async function readSegment(lane: Lane, host: LaneHost, seg: SegmentInfo, cursor:
     cursor.seq = h.seq + 1;
     if (cursor.out.length >= cursor.recordsMax || cursor.bytes >= cursor.bytesMax) break;
   }
-  offset += pos;
-  lane.readState.position = { seg, offset, seq: cursor.seq };
-  return offset >= limit && seg !== lane.active;
+  const end = base + pos;
+  lane.readState.position = { seg, offset: end, seq: cursor.seq };
+  return end >= limit && seg !== lane.active;
 }
 
 function noteDamage(host: LaneHost, lane: Lane, seg: SegmentInfo, fromByte: number, toByte: number): void {

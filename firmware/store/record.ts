@@ -93,21 +93,30 @@ export function recordBytes(props: Buffer | null, body: Buffer): number {
 export function encodeRecord(target: Buffer, offset: number, rec: EncodeInput): number {
   const propsBytes = rec.props ? rec.props.length : 0;
   const total = HEADER_BYTES + propsBytes + rec.body.length;
-  assert(offset + total <= target.length, 'encodeRecord: target too small');
-  assert(Number.isSafeInteger(rec.seq) && rec.seq > 0, 'encodeRecord: bad seq');
+  assert(offset + total <= target.length && rec.seq > 0, 'encodeRecord: target too small or bad seq');
   target[offset + 4] = RECORD_MAGIC;
   target[offset + 5] = rec.flags;
   target.writeUInt16LE(propsBytes, offset + 6);
   target.writeUInt32LE(rec.body.length, offset + 8);
   target.writeUInt32LE(rec.seq % 0x1_0000_0000, offset + 12);
   target.writeUInt32LE(Math.floor(rec.seq / 0x1_0000_0000), offset + 16);
-  target.writeUIntLE(clampU48(rec.enqueuedAtMs), offset + 20, 6);
-  target.writeUIntLE(clampU48(rec.expiresAtStoreMs), offset + 26, 6);
+  writeU48(target, clampU48(rec.enqueuedAtMs), offset + 20);
+  writeU48(target, clampU48(rec.expiresAtStoreMs), offset + 26);
   let pos = offset + HEADER_BYTES;
-  if (rec.props) pos += rec.props.copy(target, pos);
-  rec.body.copy(target, pos);
+  if (rec.props) {
+    target.set(rec.props, pos);
+    pos += rec.props.length;
+  }
+  // TypedArray.set stays inside V8 for small bodies; Buffer.copy crosses into C++ for each record.
+  target.set(rec.body, pos);
   target.writeUInt32LE(crc32(target.subarray(offset + 4, offset + total)), offset);
   return total;
+}
+
+/** writeUIntLE(…, 6) is generic and slow on the hot path; two fixed-width writes do the same. */
+function writeU48(target: Buffer, value: number, offset: number): void {
+  target.writeUInt32LE(value % 0x1_0000_0000, offset);
+  target.writeUInt16LE(Math.floor(value / 0x1_0000_0000), offset + 4);
 }
 
 function clampU48(value: number): number {

@@ -165,3 +165,22 @@ t.test('stats report pending records, bytes and the oldest pending age', async (
   t.ok(log.stats().syncCount >= 2 && log.stats().lastSyncLatencyMs >= 0);
   await log.close();
 });
+
+t.test('appendBatch: one promise for many records, all-or-nothing at the door, order kept with single appends', async (t) => {
+  const dir = tempDir(t);
+  const log = await RingLog.open({ dir, ...SMALL });
+  const lane = await log.lane('upstream');
+  const single = lane.append({ body: Buffer.from('first') });
+  const last = await lane.appendBatch(Array.from({ length: 1500 }, (_, i) => ({ body: Buffer.from(`b${i}`.padEnd(100)), properties: { i: String(i) } })));
+  t.equal(await single, 1);
+  t.equal(last, 1501, 'resolves with the last seq once all are durable');
+  const recs = await drain(lane);
+  t.equal(recs.length, 1501);
+  t.same(recs.slice(1, 4).map((r) => r.body.toString().trim()), ["b0", "b1", "b2"]);
+  t.ok(log.stats().segmentCount > 1, 'the batch spanned segments');
+  await t.rejects(lane.appendBatch([{ body: Buffer.from('ok') }, { body: Buffer.alloc(9000) }]), { code: 'TOO_LARGE' });
+  await t.rejects(lane.appendBatch([]), { code: 'INVALID' });
+  t.equal((await drain(lane, 1502)).length, 0, 'a refused batch stored nothing');
+  t.equal(await lane.append({ body: Buffer.from('after') }), 1502);
+  await log.close();
+});

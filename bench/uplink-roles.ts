@@ -1,0 +1,154 @@
+// The child-process roles of `npm run bench -- uplink`: each runs in its own process so its peak RSS is its own.
+import mqtt, { type IClientPublishOptions } from 'mqtt';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RingLog } from '../firmware/store/log.js';
+import { parseUplinkConfig } from '../firmware/uplink/config.js';
+import { UPSTREAM_KEY } from '../firmware/uplink/message.js';
+import { startUplink, UPSTREAM_LANE_NAME } from '../firmware/uplink/service.js';
+import { Subscriber } from '../test/support/delivery.js';
+import { FaultProxy } from '../test/support/fault-proxy.js';
+import { freshDir, median, peakRssMb, removeDir, sampleMemory } from './harness.js';
+
+export const GATEWAY_ID = 'gw-bench';
+/** A typical small telemetry reading (a JSON object of a few fields). */
+export const BODY_BYTES = 200;
+/** Both sides keep this many publishes awaiting PUBACK: outpost's default window. */
+export const WINDOW_MESSAGES = 100;
+/** Appends awaited together while filling the backlog. */
+const FILL_BATCH_RECORDS = 2_000;
+/** How often the drain's progress is polled, ms; well below the drain's duration. */
+const POLL_MS = 5;
+/** Link-up runs: the backoff ceiling grows from base to max in a few refused attempts. */
+const LINK_BACKOFF = { baseMs: 100, maxMs: 3_000 };
+/** A link-up that has not delivered after this long is a failure, not a figure. */
+const LINK_UP_TIMEOUT_MS = 30_000;
+
+function body(i: number): Buffer {
+  return Buffer.from(JSON.stringify({ n: i, t: 21.5, rh: 40.25 }).padEnd(BODY_BYTES));
+}
+
+/** Fills the upstream lane with `records` durable records (not timed: the drain is what is measured). */
+export async function fill(dir: string, records: number): Promise<Record<string, unknown>> {
+  const log = await RingLog.open({ dir, syncMode: 'interval', ttlSecs: 0 });
+  const lane = await log.lane(UPSTREAM_LANE_NAME);
+  for (let from = 1; from <= records; from += FILL_BATCH_RECORDS) {
+    const batch: Array<Promise<number>> = [];
+    for (let i = from; i < from + FILL_BATCH_RECORDS && i <= records; i += 1) batch.push(lane.append({ body: body(i) }));
+    await Promise.all(batch);
+  }
+  const bytesOnDisk = log.stats().bytesOnDisk;
+  await log.close();
+  return { bytesOnDisk };
+}
+
+async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(POLL_MS);
+  }
+}
+
+/** outpost drains the filled log to the broker: RingLog + Pump + mqtt transport, through startUplink. */
+export async function drainOutpost(dir: string, url: string, records: number): Promise<Record<string, unknown>> {
+  const log = await RingLog.open({ dir, ttlSecs: 0 });
+  const lane = await log.lane(UPSTREAM_LANE_NAME);
+  const config = parseUplinkConfig({ protocol: 'mqtt', url, inflightMax: WINDOW_MESSAGES }, join(dir, 'board.json'));
+  const stopSampling = sampleMemory();
+  const started = performance.now();
+  const service = await startUplink({ config, gatewayId: GATEWAY_ID, log, dataDir: dir });
+  await until('the drain', () => lane.ackedSeq() >= records, 30 * 60_000);
+  const drainMs = performance.now() - started;
+  const memory = stopSampling();
+  await service.stop();
+  await log.close();
+  return { drainMs, perSec: (records * 1000) / drainMs, rssMb: peakRssMb(), ...memory };
+}
+
+/** Raw mqtt.js: the same topic, body size and user properties, QoS 1, the same window, bodies from memory. */
+export async function drainRaw(url: string, records: number): Promise<Record<string, unknown>> {
+  const client = await mqtt.connectAsync(url, { clientId: `raw-${GATEWAY_ID}`, protocolVersion: 5, reconnectPeriod: 0 });
+  const topic = `outpost/${GATEWAY_ID}/${GATEWAY_ID}/telemetry`;
+  const stopSampling = sampleMemory();
+  const started = performance.now();
+  let next = 1;
+  let acked = 0;
+  await new Promise<void>((resolve, reject) => {
+    const send = (): void => {
+      const i = next++;
+      const options: IClientPublishOptions = {
+        qos: 1,
+        properties: {
+          userProperties: {
+            [UPSTREAM_KEY.messageId]: `${GATEWAY_ID}:${UPSTREAM_LANE_NAME}:${i}`,
+            [UPSTREAM_KEY.enqueuedAt]: new Date().toISOString(),
+            [UPSTREAM_KEY.deviceId]: GATEWAY_ID,
+          },
+        },
+      };
+      client.publish(topic, body(i), options, (err) => {
+        if (err) return reject(err);
+        acked += 1;
+        if (acked === records) resolve();
+        else if (next <= records) send();
+      });
+    };
+    for (let k = 0; k < WINDOW_MESSAGES && next <= records; k += 1) send();
+  });
+  const drainMs = performance.now() - started;
+  const memory = stopSampling();
+  await client.endAsync();
+  return { drainMs, perSec: (records * 1000) / drainMs, rssMb: peakRssMb(), ...memory };
+}
+
+async function setOperstate(sysDir: string, up: boolean): Promise<void> {
+  await mkdir(join(sysDir, 'wwan0'), { recursive: true });
+  await writeFile(join(sysDir, 'wwan0', 'operstate'), up ? 'up\n' : 'down\n');
+  await writeFile(join(sysDir, 'wwan0', 'carrier'), up ? '1\n' : '0\n');
+}
+
+/**
+ * Link-up → first backlog message at the broker, `runs` times: the proxy refuses and the interface is down
+ * until the backoff ceiling reaches its maximum and a record waits; then both come back and the clock runs
+ * until a subscriber straight at the broker has the record.
+ */
+export async function linkUp(brokerPort: number, brokerUrl: string, runs: number): Promise<Record<string, unknown>> {
+  const dir = await freshDir('linkup');
+  const proxy = await FaultProxy.start({ targetPort: brokerPort });
+  const sub = await Subscriber.start(brokerUrl, `outpost/${GATEWAY_ID}-link/+/telemetry`);
+  const log = await RingLog.open({ dir: join(dir, 'data'), ttlSecs: 0 });
+  const lane = await log.lane(UPSTREAM_LANE_NAME);
+  const sysDir = join(dir, 'sys');
+  await setOperstate(sysDir, true);
+  const config = parseUplinkConfig(
+    { protocol: 'mqtt', url: `mqtt://127.0.0.1:${proxy.port}`, interfaces: ['wwan0'], backoff: LINK_BACKOFF },
+    join(dir, 'board.json'),
+  );
+  const service = await startUplink({ config, gatewayId: `${GATEWAY_ID}-link`, log, dataDir: join(dir, 'data'), sysClassNetDir: sysDir });
+  const timesMs: number[] = [];
+  try {
+    for (let run = 1; run <= runs; run += 1) {
+      await setOperstate(sysDir, false);
+      proxy.refuse();
+      proxy.cut();
+      const iv = setInterval(() => console.log(JSON.stringify(service.status())), 1000);
+      await until('the backoff maximum', () => service.status().backoffCeilingMs >= LINK_BACKOFF.maxMs && service.status().link === 'backoff', LINK_UP_TIMEOUT_MS);
+      clearInterval(iv);
+      await lane.append({ body: Buffer.from(String(run)) });
+      proxy.pass();
+      const restored = performance.now();
+      await setOperstate(sysDir, true);
+      await until('the first backlog message', () => sub.values.includes(run), LINK_UP_TIMEOUT_MS);
+      timesMs.push(performance.now() - restored);
+    }
+  } finally {
+    await service.stop();
+    await log.close();
+    await sub.close();
+    await proxy.close();
+    await removeDir(dir);
+  }
+  return { linkUpMs: median(timesMs), linkUpMsMax: Math.max(...timesMs), linkUpMsMin: Math.min(...timesMs), runs };
+}
