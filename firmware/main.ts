@@ -39,6 +39,7 @@ async function run(args: string[]): Promise<number> {
   const loaded = await board(args);
   const runtime = new Runtime(loaded, { dataDir: process.env.OUTPOST_DATA_DIR ? resolve(process.env.OUTPOST_DATA_DIR) : undefined });
   await runtime.start();
+  process.on('SIGUSR2', () => runtime.wake('SIGUSR2'));
   process.stdout.write(`outpost ready: board ${loaded.variant} (${loaded.variantFile}), data in ${runtime.dataDir}\n`);
   const timer = setInterval(() => process.stdout.write(`${formatStatus(runtime.status())}\n`), STATUS_INTERVAL_MS);
   await stopped;

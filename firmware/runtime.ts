@@ -5,6 +5,8 @@ import { RingLog } from './store/log.js';
 import type { Lane } from './store/lane.js';
 import type { LogStats } from './store/types.js';
 import { RECORD_KEY } from './uplink/message.js';
+import { parseUplinkConfig } from './uplink/config.js';
+import { startUplink, type UplinkService, type UplinkStatus } from './uplink/service.js';
 
 /** The lane everything bound for the cloud goes through, in stored order. */
 export const UPSTREAM_LANE = 'upstream';
@@ -14,7 +16,8 @@ export const STATUS_INTERVAL_MS = 5000;
 export interface RuntimeStatus {
   variant: string;
   gatewayId: string;
-  link: 'up' | 'down' | 'disabled';
+  link: UplinkStatus['link'];
+  uplink: UplinkStatus | null;
   store: LogStats;
   devices: DeviceStatus[];
 }
@@ -30,6 +33,7 @@ export interface RuntimeOptions {
 export class Runtime {
   private ringLog: RingLog | null = null;
   private devices: DeviceManager | null = null;
+  private uplink: UplinkService | null = null;
 
   constructor(
     readonly board: LoadedBoard,
@@ -56,6 +60,14 @@ export class Runtime {
       clock,
     });
     const upstream = await this.ringLog.lane(UPSTREAM_LANE);
+    this.uplink = await startUplink({
+      config: parseUplinkConfig(this.board.uplink, this.board.file),
+      gatewayId: this.board.identity.gatewayId,
+      log: this.ringLog,
+      dataDir: this.dataDir,
+      clock,
+      onError: (err) => this.opts.log?.warn({ err: err.message }, 'uplink'),
+    });
     this.devices = await startDevices(this.board, (msg) => appendReading(upstream, msg), {
       buses: createBusProvider(this.board, { clock }),
       clock,
@@ -69,22 +81,35 @@ export class Runtime {
   }
 
   status(): RuntimeStatus {
+    const uplink = this.uplink?.status() ?? null;
+    const store = this.store.stats();
+    const backlogRecords = store.lanes.find((l) => l.lane === UPSTREAM_LANE)?.pendingRecords ?? 0;
+    this.devices?.setLinkState({ online: uplink?.link === 'up', backlogRecords });
     return {
       variant: this.board.variant,
       gatewayId: this.board.identity.gatewayId,
-      link: 'disabled',
-      store: this.store.stats(),
+      link: uplink?.link ?? 'disabled',
+      uplink,
+      store,
       devices: this.devices?.status() ?? [],
     };
   }
 
-  /** Stop intake (devices), then flush and checkpoint the log and release its files. */
+  /** The link is back (SIGUSR2 from a modem hook): connect now instead of sleeping out the backoff. */
+  wake(reason: string): void {
+    this.uplink?.wake(reason);
+  }
+
+  /** Stop intake (devices), let in-flight publishes finish, then flush and checkpoint the log. */
   async stop(): Promise<void> {
     const devices = this.devices;
+    const uplink = this.uplink;
     const log = this.ringLog;
     this.devices = null;
+    this.uplink = null;
     this.ringLog = null;
     await devices?.close();
+    await uplink?.stop();
     await log?.close();
   }
 }
