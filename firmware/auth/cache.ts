@@ -1,3 +1,4 @@
+import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import nodePersist from 'node-persist';
 import { SCOPE_DEVICES_MAX, type AuthSpec, type Identity, type ScopeDocument } from './identity.js';
@@ -49,6 +50,8 @@ export class IdentityCache {
   ) {}
 
   static async open(dataDir: string): Promise<IdentityCache> {
+    // 0700: the sealed records are safe anywhere, but the key file beside them is the whole secret.
+    await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const key = await loadOrCreateKey(path.join(dataDir, KEY_FILE_NAME));
     const storage = nodePersist.create({ dir: path.join(dataDir, 'identities'), writeQueue: false, expiredInterval: false, forgiveParseErrors: true });
     await storage.init();

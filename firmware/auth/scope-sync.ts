@@ -24,6 +24,14 @@ export interface ScopeBrokerOptions {
 export const SCOPE_TWIN_PROPERTY = 'outpostScope';
 /** How long a retained scope document may take to arrive after subscribing, ms. */
 const RETAINED_WAIT_MS = 5_000;
+/** A scope read that has not finished by then is abandoned (a twin GET on a dying link may never settle), ms. */
+const REFRESH_TIMEOUT_MS = 15_000;
+/**
+ * A desired-properties change is read after this quiet period, ms. The SDK also reports the whole desired
+ * section when it fetches the twin at connect; reading then would race the resync hook's own read, and
+ * concurrent twin GETs on one SDK client can leave one never answered.
+ */
+export const DESIRED_SETTLE_MS = 500;
 /** Targeted refreshes for unknown devices: at most one per this period, so random ids cannot flood the cloud, ms. */
 const UNKNOWN_REFRESH_INTERVAL_MS = 10_000;
 /** Unknown ids remembered between full refreshes, ids; each gets at most one targeted refresh. */
@@ -70,6 +78,7 @@ export class ScopeSync {
   private online = false;
   private timer: NodeJS.Timeout | null = null;
   private running: Promise<void> | null = null;
+  private desiredTimer: NodeJS.Timeout | null = null;
   private lastTargetedMonoMs = -Infinity;
   private readonly askedFor = new Set<string>();
   private readonly watched = new WeakSet<UplinkTransport>();
@@ -83,6 +92,7 @@ export class ScopeSync {
     name: 'identities',
     run: async (transport: UplinkTransport): Promise<void> => {
       this.attach(transport);
+      this.cancelDesired();
       await this.refresh();
     },
   };
@@ -95,6 +105,7 @@ export class ScopeSync {
   }
 
   stop(): void {
+    this.cancelDesired();
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.online = false;
@@ -108,8 +119,15 @@ export class ScopeSync {
     transport.onDisconnect(() => (this.online = false));
     // Twin desired patches arrive while connected; a patch touching the scope means a fresh full read.
     transport.twin?.onDesired((patch) => {
-      if (SCOPE_TWIN_PROPERTY in patch) void this.refresh().catch(() => {});
+      if (!(SCOPE_TWIN_PROPERTY in patch)) return;
+      this.cancelDesired();
+      this.desiredTimer = setTimeout(() => void this.refresh().catch(() => {}), DESIRED_SETTLE_MS);
     });
+  }
+
+  private cancelDesired(): void {
+    if (this.desiredTimer !== null) clearTimeout(this.desiredTimer);
+    this.desiredTimer = null;
   }
 
   /** An unknown device tried to connect: look it up once, if online and not asked for too recently. */
@@ -124,7 +142,16 @@ export class ScopeSync {
 
   /** One full read of the scope; concurrent callers share it. Errors are reported and rethrown. */
   refresh(): Promise<void> {
-    this.running ??= this.readAndApply().finally(() => (this.running = null));
+    if (this.running === null) {
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`scope read took longer than ${REFRESH_TIMEOUT_MS} ms`)), REFRESH_TIMEOUT_MS);
+      });
+      this.running = Promise.race([this.readAndApply(), timeout]).finally(() => {
+        clearTimeout(timer);
+        this.running = null;
+      });
+    }
     return this.running;
   }
 

@@ -145,6 +145,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     }),
     async stop() {
       scope.stop();
+      twinSync.stop();
       revoked();
       methods.stop();
       for (const e of endpoints) e.close();

@@ -1,4 +1,5 @@
 import type { TwinChannel, UplinkTransport } from '../uplink/types.js';
+import { DESIRED_SETTLE_MS } from '../auth/scope-sync.js';
 import { isProps, type Props } from './merge.js';
 import type { TwinStore } from './store.js';
 
@@ -26,6 +27,7 @@ export interface TwinSyncOptions {
 
 export class TwinSync {
   private readonly watched = new WeakSet<UplinkTransport>();
+  private desiredTimer: NodeJS.Timeout | null = null;
   pushes = 0;
 
   constructor(private readonly opts: TwinSyncOptions) {}
@@ -37,13 +39,22 @@ export class TwinSync {
       if (twin === undefined) return;
       if (!this.watched.has(transport)) {
         this.watched.add(transport);
-        // Desired changes while connected: the patch alone lacks the children's full sections, so re-read.
-        twin.onDesired(() => void this.pull(twin).catch((err: Error) => this.opts.onError?.(err)));
+        // Desired changes while connected: re-read after a quiet period (see DESIRED_SETTLE_MS for why).
+        twin.onDesired(() => {
+          this.stop();
+          this.desiredTimer = setTimeout(() => void this.pull(twin).catch((err: Error) => this.opts.onError?.(err)), DESIRED_SETTLE_MS);
+        });
       }
+      this.stop();
       await this.push(twin);
       await this.pull(twin);
     },
   };
+
+  stop(): void {
+    if (this.desiredTimer !== null) clearTimeout(this.desiredTimer);
+    this.desiredTimer = null;
+  }
 
   /** All pending reported patches in one gateway-twin patch; each is cleared only if nothing newer arrived. */
   async push(twin: TwinChannel): Promise<void> {
