@@ -5,7 +5,7 @@ import { loadUplinkFiles, type AzureUplinkConfig, type UplinkConfig } from './co
 import { watchLink, type LinkWatch } from './link-watch.js';
 import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
-import { createTransport } from './transports.js';
+import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
 
 /** The lane everything bound for the cloud goes through (firmware/runtime.ts opens it under the same name). */
@@ -112,7 +112,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const onError = opts.onError ?? (() => {});
   const transportConfig = await loadUplinkFiles(config, opts.gatewayId);
   if (transportConfig.protocol === 'azure' && config.protocol === 'azure') checkDeviceId(config, transportConfig.connectionString, opts.gatewayId);
-  const transport = createTransport(transportConfig);
+  const transport = await loadTransport(transportConfig);
 
   const lanes: PumpLaneConfig[] = [];
   for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
