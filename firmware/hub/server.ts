@@ -39,7 +39,6 @@ interface ClientState {
   tokens: number;
   refillMonoMs: number;
   subscriptions: Set<string>;
-  nextMessageId: number;
   acks: Map<number, { resolve: () => void; reject: (err: Error) => void }>;
 }
 
@@ -122,15 +121,19 @@ export class HubServer {
     return new Promise((resolve, reject) => {
       const packet = { cmd: 'publish' as const, topic, payload, qos, retain: false, dup: false };
       if (qos === 0) return state.client.publish(packet, (err) => (err ? reject(err) : resolve()));
-      const messageId = state.nextMessageId;
-      state.nextMessageId = messageId >= MESSAGE_ID_MAX ? 1 : messageId + 1;
-      state.acks.get(messageId)?.reject(new Error(`message id ${messageId} reused before its PUBACK`));
-      state.acks.set(messageId, { resolve, reject });
-      state.client.publish({ ...packet, messageId }, (err) => {
-        if (err) {
-          state.acks.delete(messageId);
-          reject(err);
-        }
+      const client = state.client as Client & { _nextId?: number };
+      client.publish(packet, (err) => {
+        if (err) reject(err);
+      });
+      // aedes picks the packet identifier itself (it drops ours) in a setImmediate queued by publish();
+      // this one runs right after it, before any PUBACK can arrive, and reads the id it took.
+      setImmediate(() => {
+        const next = client._nextId;
+        if (this.states.get(deviceId) !== state) return reject(new Error(`device "${deviceId}" disconnected`));
+        if (typeof next !== 'number') return reject(new Error('aedes no longer exposes _nextId; cannot match PUBACKs'));
+        const messageId = next === 1 ? MESSAGE_ID_MAX : next - 1;
+        state.acks.get(messageId)?.reject(new Error(`message id ${messageId} reused before its PUBACK`));
+        state.acks.set(messageId, { resolve, reject });
       });
     });
   }
@@ -202,7 +205,7 @@ export class HubServer {
     const previous = this.states.get(client.id);
     if (previous !== undefined) this.onGone(previous.client);
     const burst = this.config.publishBurst;
-    this.states.set(client.id, { client, inflight: 0, tokens: burst, refillMonoMs: this.clock.monoMs(), subscriptions: new Set(), nextMessageId: 1, acks: new Map() });
+    this.states.set(client.id, { client, inflight: 0, tokens: burst, refillMonoMs: this.clock.monoMs(), subscriptions: new Set(), acks: new Map() });
     this.handlers.onConnected(client.id);
   }
 
