@@ -6,7 +6,8 @@ import { Runtime, STATUS_INTERVAL_MS, formatStatus } from './runtime.js';
 const USAGE = `usage: outpost [run] [--board FILE]
        outpost log <stat|verify|dump> [--dir DATA_DIR] ...
        outpost board check [FILE ...]
-The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir.`;
+The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir and
+OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port).`;
 /** A graceful stop that takes longer than this is cut short: systemd would SIGKILL us anyway. */
 const STOP_TIMEOUT_MS = 10_000;
 
@@ -37,7 +38,11 @@ function stopSignal(): Promise<string> {
 async function run(args: string[]): Promise<number> {
   const stopped = stopSignal();
   const loaded = await board(args);
-  const runtime = new Runtime(loaded, { dataDir: process.env.OUTPOST_DATA_DIR ? resolve(process.env.OUTPOST_DATA_DIR) : undefined });
+  const hubPort = process.env.OUTPOST_HUB_PORT;
+  const runtime = new Runtime(loaded, {
+    dataDir: process.env.OUTPOST_DATA_DIR ? resolve(process.env.OUTPOST_DATA_DIR) : undefined,
+    hubPort: hubPort === undefined ? undefined : Number(hubPort),
+  });
   await runtime.start();
   process.on('SIGUSR2', () => runtime.wake('SIGUSR2'));
   process.stdout.write(`outpost ready: board ${loaded.variant} (${loaded.variantFile}), data in ${runtime.dataDir}\n`);

@@ -2,10 +2,11 @@ import { systemClock, type Clock } from './clock.js';
 import type { LoadedBoard } from './config/index.js';
 import { createBusProvider, startDevices, type DeviceManager, type DeviceStatus, type DriverLog } from '../drivers/index.js';
 import { RingLog } from './store/log.js';
-import type { Lane } from './store/lane.js';
 import type { LogStats } from './store/types.js';
-import { RECORD_KEY } from './uplink/message.js';
-import { parseUplinkConfig } from './uplink/config.js';
+import { readFile } from 'node:fs/promises';
+import { startHub, type HubService } from './hub/index.js';
+import type { ScopeBrokerOptions } from './auth/scope-sync.js';
+import { parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import { startUplink, type UplinkService, type UplinkStatus } from './uplink/service.js';
 
 /** The lane everything bound for the cloud goes through, in stored order. */
@@ -19,6 +20,7 @@ export interface RuntimeStatus {
   link: UplinkStatus['link'];
   uplink: UplinkStatus | null;
   store: LogStats;
+  hub: ReturnType<HubService['status']> | null;
   devices: DeviceStatus[];
 }
 
@@ -27,6 +29,8 @@ export interface RuntimeOptions {
   log?: DriverLog;
   /** Overrides board.json's storage.dataDir (tests, OUTPOST_DATA_DIR). */
   dataDir?: string;
+  /** Overrides the hub's plain-TCP port (0 = any free port: tests, a second gateway on one machine). */
+  hubPort?: number;
 }
 
 /** Wiring and lifecycle of one gateway process: store first, then producers; stopped in reverse order. */
@@ -34,6 +38,7 @@ export class Runtime {
   private ringLog: RingLog | null = null;
   private devices: DeviceManager | null = null;
   private uplink: UplinkService | null = null;
+  private hub: HubService | null = null;
 
   constructor(
     readonly board: LoadedBoard,
@@ -59,20 +64,41 @@ export class Runtime {
       checkpointIntervalMs: storage.checkpointIntervalMs,
       clock,
     });
-    const upstream = await this.ringLog.lane(UPSTREAM_LANE);
+    await this.ringLog.lane(UPSTREAM_LANE);
+    const uplinkConfig = parseUplinkConfig(this.board.uplink, this.board.file);
     this.uplink = await startUplink({
-      config: parseUplinkConfig(this.board.uplink, this.board.file),
+      config: uplinkConfig,
       gatewayId: this.board.identity.gatewayId,
       log: this.ringLog,
       dataDir: this.dataDir,
       clock,
       onError: (err) => this.opts.log?.warn({ err: err.message }, 'uplink'),
     });
-    this.devices = await startDevices(this.board, (msg) => appendReading(upstream, msg), {
+    this.hub = await startHub({
+      config: { hub: this.hubSection(), routes: this.board.routes },
+      configFile: this.board.file,
+      gatewayId: this.board.identity.gatewayId,
+      log: this.ringLog,
+      dataDir: this.dataDir,
+      clock,
+      uplink: this.uplink,
+      scopeBroker: await scopeBrokerFor(uplinkConfig),
+      onError: (err) => this.opts.log?.warn({ err: err.message }, 'hub'),
+    });
+    const router = this.hub.router;
+    // The gateway's own devices go through the same router as children: routes apply to them too.
+    this.devices = await startDevices(this.board, (msg) => submitReading(router, msg), {
       buses: createBusProvider(this.board, { clock }),
       clock,
       log: this.opts.log,
     });
+  }
+
+  private hubSection(): unknown {
+    if (this.opts.hubPort === undefined) return this.board.hub;
+    const hub = (this.board.hub ?? {}) as Record<string, unknown>;
+    const tcp = (hub.tcp ?? {}) as Record<string, unknown>;
+    return { ...hub, tcp: { ...tcp, port: this.opts.hubPort } };
   }
 
   get store(): RingLog {
@@ -91,6 +117,7 @@ export class Runtime {
       link: uplink?.link ?? 'disabled',
       uplink,
       store,
+      hub: this.hub?.status() ?? null,
       devices: this.devices?.status() ?? [],
     };
   }
@@ -102,30 +129,36 @@ export class Runtime {
 
   /** Stop intake (devices), let in-flight publishes finish, then flush and checkpoint the log. */
   async stop(): Promise<void> {
-    const devices = this.devices;
-    const uplink = this.uplink;
-    const log = this.ringLog;
+    const { devices, hub, uplink, ringLog } = this;
     this.devices = null;
+    this.hub = null;
     this.uplink = null;
     this.ringLog = null;
     await devices?.close();
+    await hub?.stop();
     await uplink?.stop();
-    await log?.close();
+    await ringLog?.close();
   }
 }
 
-/** A driver reading becomes an upstream record: the device id and content type travel as record keys. */
-async function appendReading(lane: Lane, msg: { deviceId: string; body: Buffer; properties: Record<string, string> }): Promise<void> {
+/** A driver reading enters the router like a child's telemetry; content type and encoding travel as metadata. */
+async function submitReading(router: HubService['router'], msg: { deviceId: string; body: Buffer; properties: Record<string, string> }): Promise<void> {
   const { 'content-type': contentType, 'content-encoding': contentEncoding, ...rest } = msg.properties;
-  await lane.append({
-    body: msg.body,
-    properties: {
-      ...rest,
-      [RECORD_KEY.deviceId]: msg.deviceId,
-      ...(contentType ? { [RECORD_KEY.contentType]: contentType } : {}),
-      ...(contentEncoding ? { [RECORD_KEY.contentEncoding]: contentEncoding } : {}),
-    },
-  });
+  await router.submit(msg.deviceId, msg.body, rest, { contentType, contentEncoding });
+}
+
+/** With an mqtt uplink the identity scope document is read from the same broker, with the same credentials. */
+async function scopeBrokerFor(config: UplinkConfig): Promise<ScopeBrokerOptions | undefined> {
+  if (config.protocol !== 'mqtt') return undefined;
+  const read = (path: string | undefined) => (path ? readFile(path) : Promise.resolve(undefined));
+  return {
+    url: config.url,
+    ca: await read(config.caFile),
+    cert: await read(config.certFile),
+    key: await read(config.keyFile),
+    username: config.username,
+    password: config.password,
+  };
 }
 
 export function formatStatus(s: RuntimeStatus): string {

@@ -14,7 +14,7 @@ const READINGS_WAIT_MS_MAX = 15_000;
 
 t.test('the sim board runs the pipeline: device readings land durably in the upstream lane', async (t) => {
   const dataDir = tempDir(t);
-  const runtime = new Runtime(await loadBoard(BOARD), { dataDir });
+  const runtime = new Runtime(await loadBoard(BOARD), { dataDir, hubPort: 0 });
   await runtime.start();
   const started = Date.now();
   while (runtime.status().store.lanes[0]!.lastSeq < 5 && Date.now() - started < READINGS_WAIT_MS_MAX) {
@@ -40,7 +40,7 @@ t.test('the bundled gateway starts, reports ready, and stops cleanly on SIGTERM'
   const dataDir = tempDir(t);
   const entry = await bundleForChild(fileURLToPath(new URL('../../firmware/main.ts', import.meta.url)), tempDir(t));
   const proc = spawn(process.execPath, [entry, 'run', '--board', BOARD], {
-    env: { ...process.env, OUTPOST_DATA_DIR: dataDir },
+    env: { ...process.env, OUTPOST_DATA_DIR: dataDir, OUTPOST_HUB_PORT: '0' },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
