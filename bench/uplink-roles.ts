@@ -29,6 +29,9 @@ function body(i: number): Buffer {
   return Buffer.from(JSON.stringify({ n: i, t: 21.5, rh: 40.25 }).padEnd(BODY_BYTES));
 }
 
+/** Raw mqtt.js takes its bodies from a small prebuilt pool, so it pays for neither JSON nor a disk. */
+const RAW_BODY_POOL_RECORDS = 4_096;
+
 /** Fills the upstream lane with `records` durable records (not timed: the drain is what is measured). */
 export async function fill(dir: string, records: number): Promise<Record<string, unknown>> {
   const log = await RingLog.open({ dir, syncMode: 'interval', ttlSecs: 0 });
@@ -43,16 +46,17 @@ export async function fill(dir: string, records: number): Promise<Record<string,
   return { bytesOnDisk };
 }
 
-async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
+async function until(what: string, check: () => boolean, timeoutMs: number, state: () => unknown = () => ''): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} ${JSON.stringify(state())}`);
     await sleep(POLL_MS);
   }
 }
 
 /** outpost drains the filled log to the broker: RingLog + Pump + mqtt transport, through startUplink. */
 export async function drainOutpost(dir: string, url: string, records: number): Promise<Record<string, unknown>> {
+  const startRssMb = peakRssMb();
   const log = await RingLog.open({ dir, ttlSecs: 0 });
   const lane = await log.lane(UPSTREAM_LANE_NAME);
   const config = parseUplinkConfig({ protocol: 'mqtt', url, inflightMax: WINDOW_MESSAGES }, join(dir, 'board.json'));
@@ -64,13 +68,15 @@ export async function drainOutpost(dir: string, url: string, records: number): P
   const memory = stopSampling();
   await service.stop();
   await log.close();
-  return { drainMs, perSec: (records * 1000) / drainMs, rssMb: peakRssMb(), ...memory };
+  return { drainMs, perSec: (records * 1000) / drainMs, rssMb: peakRssMb(), startRssMb, ...memory};
 }
 
 /** Raw mqtt.js: the same topic, body size and user properties, QoS 1, the same window, bodies from memory. */
 export async function drainRaw(url: string, records: number): Promise<Record<string, unknown>> {
+  const startRssMb = peakRssMb();
   const client = await mqtt.connectAsync(url, { clientId: `raw-${GATEWAY_ID}`, protocolVersion: 5, reconnectPeriod: 0 });
   const topic = `outpost/${GATEWAY_ID}/${GATEWAY_ID}/telemetry`;
+  const pool = Array.from({ length: RAW_BODY_POOL_RECORDS }, (_, i) => body(i));
   const stopSampling = sampleMemory();
   const started = performance.now();
   let next = 1;
@@ -88,7 +94,7 @@ export async function drainRaw(url: string, records: number): Promise<Record<str
           },
         },
       };
-      client.publish(topic, body(i), options, (err) => {
+      client.publish(topic, pool[i % RAW_BODY_POOL_RECORDS]!, options, (err) => {
         if (err) return reject(err);
         acked += 1;
         if (acked === records) resolve();
@@ -100,7 +106,7 @@ export async function drainRaw(url: string, records: number): Promise<Record<str
   const drainMs = performance.now() - started;
   const memory = stopSampling();
   await client.endAsync();
-  return { drainMs, perSec: (records * 1000) / drainMs, rssMb: peakRssMb(), ...memory };
+  return { drainMs, perSec: (records * 1000) / drainMs, rssMb: peakRssMb(), startRssMb, ...memory };
 }
 
 async function setOperstate(sysDir: string, up: boolean): Promise<void> {
@@ -133,14 +139,13 @@ export async function linkUp(brokerPort: number, brokerUrl: string, runs: number
       await setOperstate(sysDir, false);
       proxy.refuse();
       proxy.cut();
-      const iv = setInterval(() => console.log(JSON.stringify(service.status())), 1000);
-      await until('the backoff maximum', () => service.status().backoffCeilingMs >= LINK_BACKOFF.maxMs && service.status().link === 'backoff', LINK_UP_TIMEOUT_MS);
-      clearInterval(iv);
+      const atMax = () => service.status().backoffCeilingMs >= LINK_BACKOFF.maxMs && service.status().link === 'backoff';
+      await until('the backoff maximum', atMax, LINK_UP_TIMEOUT_MS, () => service.status());
       await lane.append({ body: Buffer.from(String(run)) });
       proxy.pass();
       const restored = performance.now();
       await setOperstate(sysDir, true);
-      await until('the first backlog message', () => sub.values.includes(run), LINK_UP_TIMEOUT_MS);
+      await until('the first backlog message', () => sub.values.includes(run), LINK_UP_TIMEOUT_MS, () => service.status());
       timesMs.push(performance.now() - restored);
     }
   } finally {
