@@ -123,8 +123,14 @@ function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) =>
   const backoff = node.field('backoff');
   backoff.optionalRecord();
   if (!backoff.missing) backoff.keys(['baseMs', 'maxMs']);
-  const baseMs = backoff.missing ? BACKOFF_BASE_MS_DEFAULT : backoff.field('baseMs').integer({ min: 1, max: BACKOFF_MS_MAX, unit: 'ms', default: BACKOFF_BASE_MS_DEFAULT });
-  const maxMs = backoff.missing ? BACKOFF_MAX_MS_DEFAULT : backoff.field('maxMs').integer({ min: baseMs, max: BACKOFF_MS_MAX, unit: 'ms, at least baseMs', default: Math.max(baseMs, BACKOFF_MAX_MS_DEFAULT) });
+  const baseMs = backoff.missing
+    ? BACKOFF_BASE_MS_DEFAULT
+    : backoff.field('baseMs').integer({ min: 1, max: BACKOFF_MS_MAX, unit: 'ms', default: BACKOFF_BASE_MS_DEFAULT });
+  const maxMs = backoff.missing
+    ? BACKOFF_MAX_MS_DEFAULT
+    : backoff.field('maxMs').integer({
+        min: baseMs, max: BACKOFF_MS_MAX, unit: 'ms, at least baseMs', default: Math.max(baseMs, BACKOFF_MAX_MS_DEFAULT),
+      });
   const interfacesNode = node.field('interfaces');
   const interfaces = interfacesNode.missing
     ? []
