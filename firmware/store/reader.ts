@@ -1,13 +1,18 @@
 import type { StoreFile } from './fs.js';
 import type { Lane, LaneHost } from './lane.js';
 import { FLAG_SEAL, HEADER_BYTES, decodeProperties, parseRecord } from './record.js';
-import { READ_CHUNK_BYTES, findNextRecord, type SegmentInfo } from './segment.js';
+import { findNextRecord, type SegmentInfo } from './segment.js';
 import type { StoredRecord } from './types.js';
 
 /** Default and ceiling for one read call. */
 export const READ_RECORDS_DEFAULT = 500;
 export const READ_RECORDS_MAX = 10_000;
 export const READ_BYTES_DEFAULT = 1024 * 1024;
+/**
+ * Bytes per pread while draining. Returned records point into their chunk, so a chunk lives until the
+ * caller drops its records; 256 KiB keeps that garbage (and RSS) small at ~900 records per syscall.
+ */
+const READER_CHUNK_BYTES = 256 * 1024;
 
 /** Per-lane reader state: one open segment handle and where the last read stopped. */
 export interface ReadState {
@@ -100,7 +105,7 @@ async function chunkAt(lane: Lane, seg: SegmentInfo, file: StoreFile, offset: nu
     const res = parseRecord(cached.buf, offset - cached.base, cached.got, recordBytesMax);
     if (res.kind !== 'short' || cached.base + cached.got >= limit) return cached;
   }
-  const want = Math.min(limit - offset, Math.max(READ_CHUNK_BYTES, recordBytesMax));
+  const want = Math.min(limit - offset, Math.max(READER_CHUNK_BYTES, recordBytesMax));
   const buf = Buffer.allocUnsafe(want);
   const got = await file.read(buf, offset);
   const chunk: Chunk = { seg, base: offset, buf, got };

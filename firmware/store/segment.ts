@@ -128,13 +128,15 @@ export async function scanSegment(
   size: number,
   seg: SegmentInfo,
   recordBytesMax: number,
-  onRecord?: (h: RecordHeader, buf: Buffer, pos: number) => void,
 ): Promise<ScanResult> {
   const result: ScanResult = { validEnd: 0, sealed: false, damage: [] };
   let offset = 0;
   let prevSeq = 0;
+  // One buffer for the whole scan: open reads a 16 MiB tail, and a fresh buffer per window would leave
+  // megabytes of garbage (and RSS) behind. Nothing read here outlives the scan.
+  const scratch = Buffer.allocUnsafe(Math.min(size, READ_CHUNK_BYTES + recordBytesMax));
   while (offset < size) {
-    const window = await readWindow(file, offset, size, recordBytesMax);
+    const window = await readWindow(file, offset, size, recordBytesMax, scratch);
     let pos = 0;
     let advanced = false;
     const atEof = offset + window.length >= size;
@@ -150,7 +152,6 @@ export async function scanSegment(
           result.sealed = true;
         } else {
           noteRecord(seg, h, offset + pos);
-          onRecord?.(h, window, pos);
         }
         prevSeq = h.seq;
         pos += h.totalBytes;
@@ -158,7 +159,7 @@ export async function scanSegment(
         advanced = true;
         continue;
       }
-      const next = await findNextRecord(file, offset + pos + 1, size, prevSeq, recordBytesMax);
+      const next = await findNextRecord(file, offset + pos + 1, size, prevSeq, recordBytesMax, scratch);
       if (next < 0) return result;
       result.damage.push({ fromByte: offset + pos, toByte: next });
       offset = next;
@@ -173,9 +174,9 @@ export async function scanSegment(
   return result;
 }
 
-async function readWindow(file: StoreFile, offset: number, size: number, recordBytesMax: number): Promise<Buffer> {
+async function readWindow(file: StoreFile, offset: number, size: number, recordBytesMax: number, scratch?: Buffer): Promise<Buffer> {
   const want = Math.min(size - offset, READ_CHUNK_BYTES + recordBytesMax);
-  const buf = Buffer.allocUnsafe(want);
+  const buf = scratch && scratch.length >= want ? scratch.subarray(0, want) : Buffer.allocUnsafe(want);
   const got = await file.read(buf, offset);
   return got === want ? buf : buf.subarray(0, got);
 }
@@ -190,10 +191,11 @@ export async function findNextRecord(
   size: number,
   prevSeq: number,
   recordBytesMax: number,
+  scratch?: Buffer,
 ): Promise<number> {
   let offset = from;
   while (offset + HEADER_BYTES <= size) {
-    const window = await readWindow(file, offset, size, recordBytesMax);
+    const window = await readWindow(file, offset, size, recordBytesMax, scratch);
     const scanEnd = Math.min(window.length, READ_CHUNK_BYTES);
     for (let pos = 0; pos < scanEnd; pos++) {
       if (window[pos + 4] !== RECORD_MAGIC) continue;
