@@ -1,7 +1,9 @@
 // `npm run bench -- uplink`: a backlog drained through outpost (RingLog + Pump + mqtt transport) to a
 // local mosquitto against raw mqtt.js publishing the same records with the same window and QoS 1; the time
 // from link-up to the first backlog message at the broker; peak RSS during the drain. Each side runs in
-// its own child process. OUTPOST_BENCH_UPLINK_RECORDS shrinks the backlog for a quick run.
+// its own child process. OUTPOST_BENCH_UPLINK_RECORDS shrinks the backlog for a quick run. Peak RSS is
+// mostly V8's heap sizing, not live data: NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=32"
+// reaches every child alike and shows the figure under launch-time heap limits.
 import { existsSync } from 'node:fs';
 import { envInt, fmt, formatTable, freshDir, removeDir, runChild, type BenchModule, type ChildResult } from './harness.js';
 import { BODY_BYTES, WINDOW_MESSAGES, drainOutpost, drainRaw, fill, linkUp } from './uplink-roles.js';
