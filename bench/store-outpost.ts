@@ -82,7 +82,7 @@ function tracingFs(tally: FsTally): StoreFs {
   };
   return {
     ...nodeFs,
-    open: async (path, mode) => wrap(path, await nodeFs.open(path, mode)),
+    open: async (path, mode, options) => wrap(path, await nodeFs.open(path, mode, options)),
     syncDir: (dir) => (tally.dirSyncs++, nodeFs.syncDir(dir)),
   };
 }

@@ -22,8 +22,17 @@ export type OpenMode =
   | 'readwrite' // existing file, read and write
   | 'create'; // new file, fails if it exists (O_EXCL)
 
+export interface OpenOptions {
+  /**
+   * O_DSYNC: each write returns only once its data (and the size needed to read it) is on stable
+   * storage, like write + fdatasync in one thread-pool request. Group commit uses it so the sync runs
+   * while JavaScript frames the next batch, instead of waiting for an event-loop turn between the two.
+   */
+  dsync?: boolean;
+}
+
 export interface StoreFs {
-  open(path: string, mode: OpenMode): Promise<StoreFile>;
+  open(path: string, mode: OpenMode, options?: OpenOptions): Promise<StoreFile>;
   /** Names in a directory; [] when the directory does not exist. */
   readdir(dir: string): Promise<string[]>;
   mkdir(dir: string): Promise<void>;
@@ -73,8 +82,9 @@ const OPEN_FLAGS: Record<OpenMode, number> = {
 };
 
 export const nodeFs: StoreFs = {
-  async open(path, mode) {
-    return new NodeFile(await fs.open(path, OPEN_FLAGS[mode], 0o640));
+  async open(path, mode, options) {
+    const flags = OPEN_FLAGS[mode] | (options?.dsync ? constants.O_DSYNC : 0);
+    return new NodeFile(await fs.open(path, flags, 0o640));
   },
   async readdir(dir) {
     try {

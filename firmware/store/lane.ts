@@ -237,9 +237,12 @@ export class Lane {
   async failBatch(batch: Batch, err: Error): Promise<void> {
     batch.rejectAll(err);
     const seg = batch.segment;
-    if (batch.segmentOffset < 0 || seg?.bytes === batch.segmentOffset) this.host.releaseReserved(batch.bytes);
     this.rollNext = true;
-    if (!seg || seg.bytes === seg.durableBytes) return;
+    const written = seg !== null && batch.segmentOffset >= 0 && seg.bytes > batch.segmentOffset;
+    if (!written) this.host.releaseReserved(batch.bytes);
+    if (!seg || batch.segmentOffset < 0) return;
+    // Even a write that failed may have left bytes behind (O_DSYNC reports the sync's failure on the
+    // write): cut back to the last durable byte whatever the in-memory size says.
     const lost = seg.bytes - seg.durableBytes;
     try {
       await this.activeFile?.truncate(seg.durableBytes);
@@ -258,7 +261,7 @@ export class Lane {
     const seg = emptySegment(no, baseSeq, '');
     seg.path = join(this.dir, seg.name);
     try {
-      this.activeFile = await this.host.fs.open(seg.path, 'create');
+      this.activeFile = await this.host.fs.open(seg.path, 'create', { dsync: this.host.opts.syncMode === 'always' });
     } catch (err) {
       throw fromFsError(err, `create ${seg.path}`);
     }

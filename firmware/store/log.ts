@@ -228,7 +228,8 @@ export class RingLog implements LaneHost {
   }
 
   private async syncLane(lane: Lane): Promise<void> {
-    await lane.activeFile!.datasync();
+    // always mode writes through O_DSYNC: the data is durable once the write returned.
+    if (this.opts.syncMode !== 'always') await lane.activeFile!.datasync();
     if (lane.dirSyncPending) {
       lane.dirSyncPending = false;
       await this.fs.syncDir(lane.dir);

@@ -19,7 +19,8 @@ export async function recoverLane(lane: Lane, host: LaneHost, cursor: LaneCursor
     const { name, parsed } = found[i]!;
     const seg = emptySegment(parsed.no, parsed.baseSeq, `${lane.dir}/${name}`);
     const isLast = i === found.length - 1;
-    const file = await fs.open(seg.path, isLast && !opts.readOnly ? 'readwrite' : 'read');
+    const writable = isLast && !opts.readOnly;
+    const file = await fs.open(seg.path, writable ? 'readwrite' : 'read', { dsync: writable && opts.syncMode === 'always' });
     let keepOpen = false;
     try {
       keepOpen = await recoverSegment(lane, host, seg, file, isLast);

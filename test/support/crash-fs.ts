@@ -1,4 +1,4 @@
-import type { OpenMode, StoreFile, StoreFs } from '../../firmware/store/fs.js';
+import type { OpenMode, OpenOptions, StoreFile, StoreFs } from '../../firmware/store/fs.js';
 
 /**
  * An in-memory file system that records every operation the store makes and which data was synced, so
@@ -20,7 +20,8 @@ type Entry = { kind: 'dir' } | { kind: 'file'; ino: number };
 
 /** A sync site to skip, named by operation and a function on the caller's stack (the mutation check). */
 export interface DisabledSite {
-  op: 'datasync' | 'syncdir';
+  /** 'dsync': an O_DSYNC open whose writes then behave as plain (unsynced) writes. */
+  op: 'datasync' | 'syncdir' | 'dsync';
   fn: string;
 }
 
@@ -58,7 +59,7 @@ export class SimFs implements StoreFs {
     return true;
   }
 
-  async open(path: string, mode: OpenMode): Promise<StoreFile> {
+  async open(path: string, mode: OpenMode, options?: OpenOptions): Promise<StoreFile> {
     const { dir, name } = this.split(path);
     const parent = this.dirs.get(dir);
     if (!parent) throw errno('ENOENT', path);
@@ -72,10 +73,11 @@ export class SimFs implements StoreFs {
     }
     if (!e) throw errno('ENOENT', path);
     if (e.kind !== 'file') throw errno('EISDIR', path);
-    return this.handle(e.ino, mode === 'read');
+    const dsync = options?.dsync === true && !this.skip('dsync');
+    return this.handle(e.ino, mode === 'read', dsync);
   }
 
-  private handle(ino: number, readOnly: boolean): StoreFile {
+  private handle(ino: number, readOnly: boolean, dsync: boolean): StoreFile {
     const fs = this;
     return {
       async write(buf, pos) {
@@ -86,6 +88,11 @@ export class SimFs implements StoreFs {
         buf.copy(next, pos);
         fs.files.set(ino, next);
         fs.ops.push({ t: 'write', ino, pos, data: Buffer.from(buf) });
+        // O_DSYNC: the write is durable when it returns, as if an fdatasync followed it at once; a failed
+        // sync is reported by the write, and then its bytes are of unknown state (left unsynced here).
+        if (!dsync) return;
+        if (fs.failDatasyncIn > 0 && --fs.failDatasyncIn === 0) throw errno('EIO', `dsync write ino ${ino}`);
+        fs.ops.push({ t: 'datasync', ino });
       },
       async read(buf, pos) {
         const cur = fs.files.get(ino)!;

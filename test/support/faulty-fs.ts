@@ -1,4 +1,4 @@
-import type { OpenMode, StoreFile, StoreFs } from '../../firmware/store/fs.js';
+import type { OpenMode, OpenOptions, StoreFile, StoreFs } from '../../firmware/store/fs.js';
 import { nodeFs } from '../../firmware/store/fs.js';
 
 export type FsOp = 'write' | 'datasync' | 'syncDir' | 'open' | 'truncate' | 'unlink';
@@ -30,14 +30,16 @@ export class FaultyFs implements StoreFs {
     throw err;
   }
 
-  async open(path: string, mode: OpenMode): Promise<StoreFile> {
+  async open(path: string, mode: OpenMode, options?: OpenOptions): Promise<StoreFile> {
     this.check('open', path);
-    const inner = await nodeFs.open(path, mode);
+    const inner = await nodeFs.open(path, mode, options);
     const check = (op: FsOp) => this.check(op, path);
     return {
       async write(buf, position) {
         check('write');
-        return inner.write(buf, position);
+        await inner.write(buf, position);
+        // An O_DSYNC write reports a failed sync as its own failure, after the bytes went out.
+        if (options?.dsync) check('datasync');
       },
       read: (buf, position) => inner.read(buf, position),
       async datasync() {
