@@ -4,6 +4,7 @@ import type { RingLogOptions } from '../../firmware/store/options.js';
 import { parseRecord } from '../../firmware/store/record.js';
 import { crashState, SimFs, type DisabledSite, type Fate } from './crash-fs.js';
 import { prng } from './prng.js';
+import { walkLane } from './read-lane.js';
 
 /**
  * The power-cut simulator: run a workload on a recording fs, then for every op index build possible
@@ -222,19 +223,13 @@ async function checkLanes(
     if (cursor > maxAck) fail(`lane ${name}: cursor ${cursor} is past every ack issued (${maxAck})`);
     const present = new Map<number, string>();
     if (lane) {
-      let from = cursor + 1;
       let prev = cursor;
-      for (;;) {
-        const recs = await lane.read(from, { recordsMax: 1000 });
-        if (recs.length === 0) break;
-        for (const r of recs) {
-          const body = r.body.toString();
-          if (r.seq <= prev) fail(`lane ${name}: seq ${r.seq} after ${prev} (duplicate or out of order)`);
-          if (!journal.attempted.has(body)) fail(`lane ${name}: seq ${r.seq} holds bytes no one appended`);
-          prev = r.seq;
-          present.set(r.seq, body);
-        }
-        from = prev + 1;
+      for await (const r of walkLane(lane, cursor + 1)) {
+        const body = r.body.toString();
+        if (r.seq <= prev) fail(`lane ${name}: seq ${r.seq} after ${prev} (duplicate or out of order)`);
+        if (!journal.attempted.has(body)) fail(`lane ${name}: seq ${r.seq} holds bytes no one appended`);
+        prev = r.seq;
+        present.set(r.seq, body);
       }
     }
     const maxResolved = resolved.reduce((m, r) => Math.max(m, r.seq), 0);

@@ -4,6 +4,7 @@ import { fileURLToPath } from 'node:url';
 import { RingLog } from '../../../firmware/store/log.js';
 import { bundleForChild } from '../../support/bundle.js';
 import { prng, testSeed } from '../../support/prng.js';
+import { walkLane } from '../../support/read-lane.js';
 import { tempDir } from '../../support/tmp.js';
 
 /**
@@ -59,19 +60,13 @@ t.test(`${CYCLES} SIGKILL cycles lose no acknowledged record`, async (t) => {
     const cursor = lane.ackedSeq();
     if (cursor > maxAckReported) throw new Error(`cursor ${cursor} is past any ack the child made (seed ${seed})`);
     const seen = new Map<number, string>();
-    let from = cursor + 1;
     let prev = cursor;
-    for (;;) {
-      const recs = await lane.read(from, { recordsMax: 1000 });
-      if (recs.length === 0) break;
-      for (const r of recs) {
-        if (r.seq <= prev) throw new Error(`out of order: ${r.seq} after ${prev} (seed ${seed})`);
-        prev = r.seq;
-        const id = r.body.toString().split(':')[0]!;
-        if (!/^c\d+-\d+$/.test(id)) throw new Error(`invented record ${r.seq}: ${r.body.toString().slice(0, 40)} (seed ${seed})`);
-        seen.set(r.seq, id);
-      }
-      from = prev + 1;
+    for await (const r of walkLane(lane, cursor + 1)) {
+      if (r.seq <= prev) throw new Error(`out of order: ${r.seq} after ${prev} (seed ${seed})`);
+      prev = r.seq;
+      const id = r.body.toString().split(':')[0]!;
+      if (!/^c\d+-\d+$/.test(id)) throw new Error(`invented record ${r.seq}: ${r.body.toString().slice(0, 40)} (seed ${seed})`);
+      seen.set(r.seq, id);
     }
     for (const [seq, id] of acknowledged) {
       if (seq <= cursor) continue;
