@@ -43,7 +43,7 @@ export interface LaneHost {
   countExpired(records: number): void;
   countCorrupt(records: number, bytes: number): void;
   scheduleCommit(): void;
-  markCheckpointDirty(): void;
+  markCheckpointDirty(records: number): void;
   assertOpen(): void;
 }
 
@@ -313,8 +313,9 @@ export class Lane {
     this.host.assertOpen();
     const target = Math.min(Math.floor(seq), this.nextSeq - 1);
     if (!(target > this.acked)) return;
+    const advanced = target - this.acked;
     this.acked = target;
-    this.host.markCheckpointDirty();
+    this.host.markCheckpointDirty(advanced);
   }
 
   ackedSeq(): number {

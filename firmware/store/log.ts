@@ -55,6 +55,8 @@ export class RingLog implements LaneHost {
   private checkpointRun: Promise<void> | null = null;
   private checkpointAgain = false;
   private lastCheckpointStoreMs = 0;
+  /** Acknowledgements since the last checkpoint began (see markCheckpointDirty). */
+  private ackedSinceCheckpoint = 0;
   private syncTimer: NodeJS.Timeout | null = null;
   private maintenanceTimer: NodeJS.Timeout | null = null;
   private readonly retention: Retention;
@@ -244,8 +246,21 @@ export class RingLog implements LaneHost {
     });
   }
 
-  markCheckpointDirty(): void {
-    if (this.checkpointTimer || this.closing) return;
+  /**
+   * An ack moved a cursor by `records`. The checkpoint follows within checkpointIntervalMs, or at once
+   * when checkpointAckRecords acknowledgements piled up: after a crash the pump redelivers what the last
+   * checkpoint missed, so a fast drain must not leave a whole interval's worth of messages behind.
+   */
+  markCheckpointDirty(records: number): void {
+    if (this.closing) return;
+    this.ackedSinceCheckpoint += records;
+    if (this.ackedSinceCheckpoint >= this.opts.checkpointAckRecords) {
+      if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
+      this.checkpointTimer = null;
+      if (!this.checkpointRun) void this.writeCheckpoint().catch(() => undefined);
+      return;
+    }
+    if (this.checkpointTimer) return;
     this.checkpointTimer = setTimeout(() => {
       this.checkpointTimer = null;
       void this.writeCheckpoint().catch(() => undefined);
@@ -262,6 +277,7 @@ export class RingLog implements LaneHost {
     this.checkpointRun = (async () => {
       do {
         this.checkpointAgain = false;
+        this.ackedSinceCheckpoint = 0;
         const state: CheckpointState = {
           generation: ++this.generation,
           ...this.storeClock.snapshot(),

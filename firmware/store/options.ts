@@ -28,6 +28,8 @@ export interface RingLogOptions {
   appendQueueBytesMax?: number;
   /** Shortest gap between two checkpoint writes, ms. Default 1000. */
   checkpointIntervalMs?: number;
+  /** Acknowledged records that trigger a checkpoint before checkpointIntervalMs is up, records. Default 2000. */
+  checkpointAckRecords?: number;
   /** How often expired or fully acknowledged segments are looked for, ms. Default 1000. */
   retentionIntervalMs?: number;
   /** Open for inspection only: no lock, no truncation, no writes. */
@@ -51,6 +53,7 @@ export const DEFAULTS: Omit<ResolvedOptions, 'dir'> = {
   groupCommitBytesMax: 4 * MiB,
   appendQueueBytesMax: 64 * MiB,
   checkpointIntervalMs: 1000,
+  checkpointAckRecords: 2000,
   retentionIntervalMs: 1000,
   readOnly: false,
 };
@@ -77,6 +80,7 @@ export function resolveOptions(opts: RingLogOptions): ResolvedOptions {
   checkRange('groupCommitBytesMax', o.groupCommitBytesMax, o.recordBytesMax, o.segmentBytes / 2, 'bytes');
   checkRange('appendQueueBytesMax', o.appendQueueBytesMax, o.groupCommitBytesMax, 1024 * MiB, 'bytes');
   checkRange('checkpointIntervalMs', o.checkpointIntervalMs, 1, 3_600_000, 'ms');
+  checkRange('checkpointAckRecords', o.checkpointAckRecords, 1, 10_000_000, 'records');
   checkRange('retentionIntervalMs', o.retentionIntervalMs, 10, 3_600_000, 'ms');
   if (o.quotaPolicy !== 'drop-oldest' && o.quotaPolicy !== 'reject-new') {
     throw invalid(`"quotaPolicy" must be "drop-oldest" or "reject-new", got ${JSON.stringify(o.quotaPolicy)}`);

@@ -1,7 +1,8 @@
 import t from 'tap';
-import { readdirSync, statSync, writeFileSync } from 'node:fs';
+import { readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManualClock } from '../../../firmware/clock.js';
+import { decodeCheckpoint } from '../../../firmware/store/checkpoint.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import type { RingLogOptions } from '../../../firmware/store/options.js';
 import { tempDir } from '../../support/tmp.js';
@@ -182,5 +183,25 @@ t.test('appendBatch: one promise for many records, all-or-nothing at the door, o
   await t.rejects(lane.appendBatch([]), { code: 'INVALID' });
   t.equal((await drain(lane, 1502)).length, 0, 'a refused batch stored nothing');
   t.equal(await lane.append({ body: Buffer.from('after') }), 1502);
+  await log.close();
+});
+
+t.test('a fast drain checkpoints every checkpointAckRecords acks, not only once per interval', async (t) => {
+  const dir = tempDir(t);
+  const log = await RingLog.open({ dir, ...SMALL, checkpointIntervalMs: 3_600_000, checkpointAckRecords: 100 });
+  const lane = await log.lane('upstream');
+  await lane.appendBatch(Array.from({ length: 300 }, () => ({ body: Buffer.from('x') })));
+  const durableAcked = () => {
+    const file = readFileSync(join(dir, 'checkpoint'));
+    const slots = [decodeCheckpoint(file.subarray(0, 4096)), decodeCheckpoint(file.subarray(4096, 8192))].filter((s) => s !== null);
+    const newest = slots.sort((a, b) => b.generation - a.generation)[0];
+    return newest?.lanes.get('upstream')?.ackedSeq ?? 0;
+  };
+  lane.ack(50);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(durableAcked(), 0, '50 acks: the checkpoint waits for its interval');
+  lane.ack(250);
+  await new Promise((r) => setTimeout(r, 50));
+  t.equal(durableAcked(), 250, '200 more acks: checkpointed at once');
   await log.close();
 });
