@@ -7,6 +7,7 @@ import { Mosquitto } from '../../support/brokers.js';
 import { Subscriber, checkDelivery } from '../../support/delivery.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { tempDir } from '../../support/tmp.js';
+import { prng } from '../../support/prng.js';
 
 /**
  * Outage soak: the real ring log, the real pump, mosquitto behind the fault proxy. Messages are produced at
@@ -22,19 +23,9 @@ const OUTAGES_MIN = 20;
 const INFLIGHT_MAX = 100;
 const SEED = Number(process.env.SOAK_SEED ?? Date.now() % 100_000);
 
-/** mulberry32: a seeded generator, so a failing run can be repeated with SOAK_SEED. */
-function seeded(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let x = Math.imul(a ^ (a >>> 15), 1 | a);
-    x = (x + Math.imul(x ^ (x >>> 7), 61 | x)) ^ x;
-    return ((x ^ (x >>> 14)) >>> 0) / 4_294_967_296;
-  };
-}
 
 t.test(`${MESSAGES} messages through ${OUTAGES_MIN}+ random outages arrive in order (seed ${SEED})`, async (t) => {
-  const random = seeded(SEED);
+  const random = prng(SEED); // replay a failing run with SOAK_SEED
   const broker = await Mosquitto.start();
   t.teardown(() => broker.stop());
   const proxy = await FaultProxy.start({ targetPort: broker.port });
