@@ -4,7 +4,6 @@ import { statfsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { envInt, freshDir, removeDir, runChild, type BenchModule, type ChildResult } from './harness.js';
 import { drainBacklog, fillThenWaitForKill, openThenWaitForKill, outpostLife } from './store-outpost.js';
-import { levelLife, sqliteLife } from './store-peers.js';
 import { report, type BacklogResult, type EngineName } from './store-report.js';
 import type { EngineResult } from './store-workload.js';
 
@@ -32,10 +31,12 @@ async function child(role: string, args: Record<string, unknown>): Promise<Recor
       return outpostLife(dir, records, 'single');
     case 'outpost-batch':
       return outpostLife(dir, records, 'batch');
+    // The peers load native libraries (SQLite, LevelDB): imported only by their own children, so
+    // outpost's child RSS does not carry them.
     case 'sqlite':
-      return sqliteLife(dir, records);
+      return (await import('./store-peers.js')).sqliteLife(dir, records);
     case 'level':
-      return levelLife(dir, records);
+      return (await import('./store-peers.js')).levelLife(dir, records);
     case 'fill':
       return fillThenWaitForKill(dir, bytes);
     case 'open':
