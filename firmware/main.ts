@@ -1,15 +1,21 @@
 import { resolve } from 'node:path';
 import { loadBoard, runBoardCheckCli, type LoadedBoard } from './config/index.js';
+import { createLogger, logLevelFromEnv, type Logger } from './ops/logger.js';
+import { RecentErrors } from './ops/report.js';
+import { Ops } from './ops/service.js';
+import { runStatusCli } from './ops/status-cli.js';
 import { runLogCli } from './store/cli.js';
-import { Runtime, STATUS_INTERVAL_MS, formatStatus } from './runtime.js';
+import { Runtime, formatStatus } from './runtime.js';
 
 const USAGE = `usage: outpost [run] [--board FILE]
+       outpost status [--json] [--watch] [--socket PATH]
        outpost log <stat|verify|dump> [--dir DATA_DIR] ...
        outpost board check [FILE ...]
 The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir and
-OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port).`;
-/** A graceful stop that takes longer than this is cut short: systemd would SIGKILL us anyway. */
-const STOP_TIMEOUT_MS = 10_000;
+OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs are JSON lines on stdout at
+OUTPOST_LOG_LEVEL (default info).`;
+/** A graceful stop that takes longer than this is cut short: it stays under systemd's TimeoutStopSec (20 s). */
+export const STOP_TIMEOUT_MS = 15_000;
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -21,12 +27,12 @@ async function board(args: string[]): Promise<LoadedBoard> {
 }
 
 /** Resolves on the first SIGINT/SIGTERM. Installed before start-up so a signal during start is not fatal. */
-function stopSignal(): Promise<string> {
+function stopSignal(logger: Logger): Promise<string> {
   return new Promise((done) => {
     let stopping = false;
     // A second signal while stopping must not kill the flush half-way: STOP_TIMEOUT_MS bounds the stop.
     const onSignal = (signal: string) => {
-      process.stdout.write(stopping ? `outpost: ${signal}, already stopping\n` : `outpost: ${signal}, stopping\n`);
+      logger.info({ signal }, stopping ? `outpost: ${signal}, already stopping` : `outpost: ${signal}, stopping`);
       stopping = true;
       done(signal);
     };
@@ -35,36 +41,55 @@ function stopSignal(): Promise<string> {
   });
 }
 
-async function run(args: string[]): Promise<number> {
-  const stopped = stopSignal();
+async function run(args: string[], logger: Logger): Promise<number> {
+  const stopped = stopSignal(logger);
   const loaded = await board(args);
+  // The sections that most often need a look on a support call; secrets in them are redacted by field name.
+  logger.debug({ uplink: loaded.uplink, hub: loaded.hub, metrics: loaded.metrics ?? null }, 'board sections');
   const hubPort = process.env.OUTPOST_HUB_PORT;
+  const errors = new RecentErrors();
   const runtime = new Runtime(loaded, {
     dataDir: process.env.OUTPOST_DATA_DIR ? resolve(process.env.OUTPOST_DATA_DIR) : undefined,
     hubPort: hubPort === undefined ? undefined : Number(hubPort),
+    log: logger,
+    onError: (source, err) => {
+      errors.add(source, err);
+      logger.warn({ source, err }, `${source}: ${err.message}`);
+    },
   });
   await runtime.start();
   process.on('SIGUSR2', () => runtime.wake('SIGUSR2'));
-  process.stdout.write(`outpost ready: board ${loaded.variant} (${loaded.variantFile}), data in ${runtime.dataDir}\n`);
-  const timer = setInterval(() => process.stdout.write(`${formatStatus(runtime.status())}\n`), STATUS_INTERVAL_MS);
+  // READY=1 goes out from here: the store is open and the hub listens.
+  const ops = await Ops.start({ runtime, logger, errors });
+  const hub = runtime.status().hub?.ports;
+  logger.info(
+    { board: loaded.variant, dataDir: runtime.dataDir, hubPort: hub?.tcp ?? null, hubTlsPort: hub?.tls ?? null, statusSocket: ops.socketPath, metricsPort: ops.metricsPort },
+    `outpost ready: board ${loaded.variant} (${loaded.variantFile}), data in ${runtime.dataDir}`,
+  );
   await stopped;
-  clearInterval(timer);
   const forced = setTimeout(() => {
-    process.stderr.write(`outpost: stop took longer than ${STOP_TIMEOUT_MS} ms, exiting\n`);
+    logger.error(`outpost: stop took longer than ${STOP_TIMEOUT_MS} ms, exiting`);
     process.exit(1);
   }, STOP_TIMEOUT_MS).unref();
+  await ops.stopping();
   const final = runtime.status();
   await runtime.stop();
   clearTimeout(forced);
-  process.stdout.write(`${formatStatus(final)}\noutpost stopped\n`);
+  logger.info(formatStatus(final));
+  logger.info('outpost stopped');
+  await ops.close();
   return 0;
 }
 
-async function main(argv: string[]): Promise<number> {
+async function main(argv: string[], logger: Logger): Promise<number> {
   const [command = 'run', ...rest] = argv;
   switch (command) {
     case 'run':
-      return run(rest);
+      return run(rest, logger);
+    case 'status': {
+      const dataDir = process.env.OUTPOST_DATA_DIR ?? (await board(rest).then((b) => b.storage.dataDir, () => '.'));
+      return runStatusCli(rest, resolve(dataDir));
+    }
     case 'log': {
       const dataDir = flag(rest, '--dir') ?? process.env.OUTPOST_DATA_DIR ?? (await board(rest)).storage.dataDir;
       return runLogCli(rest, resolve(dataDir));
@@ -79,12 +104,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-main(process.argv.slice(2)).then(
+const logger = createLogger({ level: logLevelFromEnv() });
+const argv = process.argv.slice(2);
+main(argv, logger).then(
   (code) => {
     process.exitCode = code;
   },
   (err: unknown) => {
-    process.stderr.write(`outpost: ${err instanceof Error ? err.message : String(err)}\n`);
+    const message = `outpost: ${err instanceof Error ? err.message : String(err)}`;
+    // The service logs to the journal as JSON; an operator at a shell reads plain text.
+    if ((argv[0] ?? 'run') === 'run') logger.fatal({ err }, message);
+    else process.stderr.write(`${message}\n`);
     process.exitCode = 1;
   },
 );

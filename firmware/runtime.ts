@@ -8,11 +8,10 @@ import { startHub, type HubService } from './hub/index.js';
 import type { ScopeBrokerOptions } from './auth/scope-sync.js';
 import { parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import { startUplink, type UplinkService, type UplinkStatus } from './uplink/service.js';
+import { registerSecret } from './ops/redact.js';
 
 /** The lane everything bound for the cloud goes through, in stored order. */
 export const UPSTREAM_LANE = 'upstream';
-/** How often the status line is printed while running, ms. */
-export const STATUS_INTERVAL_MS = 5000;
 
 export interface RuntimeStatus {
   variant: string;
@@ -27,6 +26,8 @@ export interface RuntimeStatus {
 export interface RuntimeOptions {
   clock?: Clock;
   log?: DriverLog;
+  /** Every error the runtime recovers from, by source (`uplink`, `hub`), for the status socket and the journal. */
+  onError?: (source: string, err: Error) => void;
   /** Overrides board.json's storage.dataDir (tests, OUTPOST_DATA_DIR). */
   dataDir?: string;
   /** Overrides the hub's plain-TCP port (0 = any free port: tests, a second gateway on one machine). */
@@ -66,13 +67,14 @@ export class Runtime {
     });
     await this.ringLog.lane(UPSTREAM_LANE);
     const uplinkConfig = parseUplinkConfig(this.board.uplink, this.board.file);
+    registerUplinkSecrets(uplinkConfig);
     this.uplink = await startUplink({
       config: uplinkConfig,
       gatewayId: this.board.identity.gatewayId,
       log: this.ringLog,
       dataDir: this.dataDir,
       clock,
-      onError: (err) => this.opts.log?.warn({ err: err.message }, 'uplink'),
+      onError: (err) => this.reportError('uplink', err),
     });
     this.hub = await startHub({
       config: { hub: this.hubSection(), routes: this.board.routes },
@@ -83,7 +85,7 @@ export class Runtime {
       clock,
       uplink: this.uplink,
       scopeBroker: await scopeBrokerFor(uplinkConfig),
-      onError: (err) => this.opts.log?.warn({ err: err.message }, 'hub'),
+      onError: (err) => this.reportError('hub', err),
     });
     const router = this.hub.router;
     // The gateway's own devices go through the same router as children: routes apply to them too.
@@ -92,6 +94,11 @@ export class Runtime {
       clock,
       log: this.opts.log,
     });
+  }
+
+  private reportError(source: string, err: Error): void {
+    if (this.opts.onError) this.opts.onError(source, err);
+    else this.opts.log?.warn({ err: err.message }, source);
   }
 
   private hubSection(): unknown {
@@ -145,6 +152,18 @@ export class Runtime {
 async function submitReading(router: HubService['router'], msg: { deviceId: string; body: Buffer; properties: Record<string, string> }): Promise<void> {
   const { 'content-type': contentType, 'content-encoding': contentEncoding, ...rest } = msg.properties;
   await router.submit(msg.deviceId, msg.body, rest, { contentType, contentEncoding });
+}
+
+/**
+ * The uplink's own credentials are known here: registered with the log scrubber, they are removed from any
+ * log line, even a bare key inside an SDK's error message that no pattern would recognise.
+ */
+function registerUplinkSecrets(config: UplinkConfig): void {
+  if (config.protocol === 'mqtt') registerSecret(config.password);
+  if (config.protocol === 'azure' && config.connectionString) {
+    registerSecret(config.connectionString);
+    registerSecret(/SharedAccessKey=([^;]+)/i.exec(config.connectionString)?.[1]);
+  }
 }
 
 /** With an mqtt uplink the identity scope document is read from the same broker, with the same credentials. */

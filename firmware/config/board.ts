@@ -6,6 +6,7 @@ import { DEVICE_ID_PATTERN, parseDevices } from './devices.js';
 import { ConfigError } from './errors.js';
 import { displayPath, LayeredDocument, readJsonObject } from './layers.js';
 import type { ConfigNode } from './node.js';
+import { parseMetrics } from './metrics.js';
 import { parseStorage, type StorageConfig } from './storage.js';
 import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
 
@@ -13,7 +14,7 @@ import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
 export const BOARD_EXTENDS_DEPTH_MAX = 4;
 export const VARIANT_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
-const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices'];
+const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics'];
 const VARIANT_FIELDS = ['variant', 'extends', 'description', 'buses', 'devices', 'storage'];
 /** Sections of board.json layered over the variant; the rest belong to board.json alone. */
 const OVERRIDABLE_FIELDS = ['buses', 'devices', 'storage'];
@@ -67,6 +68,7 @@ export async function loadBoard(boardJsonPath: string, opts: { boardsDir?: strin
     uplink: top['uplink'],
     routes: top['routes'],
     hub: top['hub'],
+    metrics: parseMetrics(topNode.field('metrics')),
     buses: hardware.buses,
     devices: hardware.devices,
   };

@@ -1,3 +1,4 @@
+import type { MetricsConfig } from './metrics.js';
 import type { StorageConfig } from './storage.js';
 
 export type BusKind = 'gpio' | 'i2c' | 'serial';
@@ -71,6 +72,8 @@ export interface LoadedBoard {
   uplink: unknown;
   routes: unknown;
   hub: unknown;
+  /** Prometheus endpoint on loopback; null or absent when board.json has no `metrics` section. */
+  metrics?: MetricsConfig | null;
   buses: Record<string, BusConfig>;
   /** Every declared device, including disabled ones, in file order. */
   devices: DeviceConfig[];

@@ -1,0 +1,47 @@
+import { formatDuration, type StatusReport } from './report.js';
+
+/** The readable `outpost status` output: one block, the lines an operator on a support call reads out. */
+export function formatReport(r: StatusReport): string {
+  const lines = [
+    `outpost ${r.gatewayId} [${r.variant}] pid ${r.pid}, up ${formatDuration(r.uptimeSecs)}`,
+    `link:      ${r.link} (${r.protocol})${r.lastUplinkError ? `, last error: ${r.lastUplinkError.message}` : ''}`,
+    'backlog:',
+    ...r.lanes.map((l) => `  ${l.lane.padEnd(20)} ${String(l.records).padStart(9)} rec ${String(l.bytes).padStart(12)} B  oldest ${formatDuration(l.oldestAgeSecs)}`),
+    `drain:     ${r.drain.ratePerSec} rec/s, ETA ${formatDuration(r.drain.etaSecs)}`,
+    `ingest:    ${r.ingest.ratePerSec} rec/s (${r.ingest.bytesPerSec} B/s)`,
+    `quota:     ${r.quota.usedBytes} of ${r.quota.quotaBytes} B (${r.quota.usedPct}%), ${quotaOutlook(r)}`,
+    `counters:  expired ${r.counters.expired}, dropped ${r.counters.dropped}, corrupt ${r.counters.corrupt}`,
+    `children:  ${r.children.length}${r.children.length > 0 ? ` (${r.children.join(', ')})` : ''}`,
+    `devices:   ${r.devices.ok} ok, ${r.devices.faulted.length} faulted${r.devices.faulted.map((d) => `\n  ${d.id}: ${d.error ?? 'faulted'}`).join('')}`,
+    `errors:    ${r.errors.length === 0 ? 'none' : ''}`,
+    ...r.errors.slice(-5).map((e) => `  ${new Date(e.atWallMs).toISOString()} ${e.source}: ${e.message}`),
+  ];
+  if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
+  return lines.join('\n');
+}
+
+function quotaOutlook(r: StatusReport): string {
+  const ttl = r.quota.ttlSecs > 0 ? formatDuration(r.quota.ttlSecs) : 'none';
+  switch (r.quota.limitedBy) {
+    case 'none':
+      return `not growing (TTL ${ttl})`;
+    case 'ttl':
+      return `lasts ${formatDuration(r.quota.lastsSecs)} at this rate, longer than the TTL (${ttl}): records expire first`;
+    case 'quota':
+      return `full in ${formatDuration(r.quota.lastsSecs)} at this rate, before the TTL (${ttl}): oldest data will be dropped`;
+  }
+}
+
+/** Width of the progress bar in `--watch`, characters. */
+const PROGRESS_BAR_CHARS = 24;
+
+/** One line for `outpost status --watch` while a backlog drains; `startRecords` is the backlog when watching began. */
+export function formatProgress(r: StatusReport, startRecords: number): string {
+  const left = r.lanes.reduce((n, l) => n + l.records, 0);
+  const done = startRecords > 0 ? Math.min(1, Math.max(0, (startRecords - left) / startRecords)) : 1;
+  const filled = Math.round(done * PROGRESS_BAR_CHARS);
+  return (
+    `[${'#'.repeat(filled)}${'.'.repeat(PROGRESS_BAR_CHARS - filled)}] ${(done * 100).toFixed(0).padStart(3)}% ` +
+    `${left} rec left, ${r.drain.ratePerSec} rec/s, ETA ${formatDuration(r.drain.etaSecs)}, link ${r.link}`
+  );
+}

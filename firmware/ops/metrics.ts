@@ -1,0 +1,73 @@
+import { createServer, type Server } from 'node:http';
+import type { StatusReport } from './report.js';
+
+/** Loopback only: metrics name devices and children, and a gateway's LAN is not trusted. */
+export const METRICS_HOST = '127.0.0.1';
+
+type Sample = [labels: Record<string, string>, value: number];
+
+/** Prometheus text exposition format 0.0.4 of one status report. */
+export function renderMetrics(r: StatusReport, rssBytes: number): string {
+  const out: string[] = [];
+  const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: Sample[]) => {
+    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    for (const [labels, value] of samples) out.push(`${name}${labelText(labels)} ${Number.isFinite(value) ? value : 'NaN'}`);
+  };
+  const lanes = (pick: (l: StatusReport['lanes'][number]) => number): Sample[] => r.lanes.map((l) => [{ lane: l.lane }, pick(l)]);
+  metric('outpost_link_up', 'gauge', 'Whether the uplink is connected (1) or not (0).', [[{ protocol: r.protocol, state: r.link }, r.link === 'up' ? 1 : 0]]);
+  metric('outpost_backlog_records', 'gauge', 'Records stored and not yet acknowledged, per lane.', lanes((l) => l.records));
+  metric('outpost_backlog_bytes', 'gauge', 'Bytes stored and not yet acknowledged, per lane.', lanes((l) => l.bytes));
+  metric('outpost_backlog_oldest_age_seconds', 'gauge', 'Age of the oldest unacknowledged record, per lane.', lanes((l) => l.oldestAgeSecs));
+  metric('outpost_drain_rate_records_per_second', 'gauge', 'Records acknowledged by the cloud per second.', [[{}, r.drain.ratePerSec]]);
+  metric('outpost_ingest_rate_records_per_second', 'gauge', 'Records appended to the log per second.', [[{}, r.ingest.ratePerSec]]);
+  metric('outpost_store_bytes', 'gauge', 'Bytes the ring log holds on disk.', [[{}, r.quota.usedBytes]]);
+  metric('outpost_store_quota_bytes', 'gauge', 'Disk quota of the ring log.', [[{}, r.quota.quotaBytes]]);
+  metric('outpost_store_quota_lasts_seconds', 'gauge', 'Time until the quota is full at the current growth (NaN: not growing).', [[{}, r.quota.lastsSecs ?? NaN]]);
+  metric('outpost_store_ttl_seconds', 'gauge', 'Time to live of stored records.', [[{}, r.quota.ttlSecs]]);
+  metric('outpost_records_expired_total', 'counter', 'Records removed because their TTL ran out.', [[{}, r.counters.expired]]);
+  metric('outpost_records_dropped_total', 'counter', 'Records dropped to stay within the quota.', [[{}, r.counters.dropped]]);
+  metric('outpost_records_corrupt_total', 'counter', 'Records skipped because their CRC failed.', [[{}, r.counters.corrupt]]);
+  metric('outpost_hub_children_connected', 'gauge', 'Child devices connected to the local hub.', [[{}, r.children.length]]);
+  metric('outpost_devices_ok', 'gauge', 'Attached devices sampling normally.', [[{}, r.devices.ok]]);
+  metric('outpost_device_faulted', 'gauge', 'Attached devices in the faulted state.', r.devices.faulted.map((d) => [{ device: d.id }, 1]));
+  metric('outpost_errors_recent', 'gauge', 'Errors in the recent-errors ring.', [[{}, r.errors.length]]);
+  metric('outpost_uptime_seconds', 'gauge', 'Seconds since the gateway started.', [[{}, r.uptimeSecs]]);
+  metric('outpost_process_resident_memory_bytes', 'gauge', 'Resident set size of the gateway process.', [[{}, rssBytes]]);
+  return `${out.join('\n')}\n`;
+}
+
+function labelText(labels: Record<string, string>): string {
+  const entries = Object.entries(labels);
+  if (entries.length === 0) return '';
+  const escape = (v: string) => v.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"');
+  return `{${entries.map(([k, v]) => `${k}="${escape(v)}"`).join(',')}}`;
+}
+
+export interface MetricsServer {
+  port: number;
+  close(): Promise<void>;
+}
+
+/** Serves GET /metrics on METRICS_HOST:port (0 = any free port, for tests); everything else is 404. */
+export async function serveMetrics(port: number, report: () => StatusReport): Promise<MetricsServer> {
+  const server: Server = createServer((req, res) => {
+    if (req.method !== 'GET' || (req.url ?? '/').split('?')[0] !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics\n');
+      return;
+    }
+    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics(report(), process.memoryUsage.rss()));
+  });
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', (err) => reject(new Error(`metrics.port ${port}: ${err.message}`, { cause: err })));
+    server.listen(port, METRICS_HOST, resolve);
+  });
+  const address = server.address();
+  return {
+    port: typeof address === 'object' && address ? address.port : port,
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.closeAllConnections();
+        server.close(() => resolve());
+      }),
+  };
+}

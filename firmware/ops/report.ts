@@ -1,0 +1,148 @@
+import type { RuntimeStatus } from '../runtime.js';
+import { scrubText } from './redact.js';
+
+/** Errors kept for `outpost status`: enough to see a pattern, bounded so a flapping link cannot grow memory. */
+export const RECENT_ERRORS_MAX = 20;
+/** Error text is cut here: one line per error in the status output. */
+const ERROR_MESSAGE_CHARS_MAX = 300;
+/** Ingest samples kept; with one sample a second this is the rate's window. */
+export const INGEST_SAMPLES_MAX = 30;
+
+export interface RecentError {
+  atWallMs: number;
+  source: string;
+  message: string;
+}
+
+/** A bounded ring of the latest errors, already scrubbed of secrets. */
+export class RecentErrors {
+  private readonly items: RecentError[] = [];
+  total = 0;
+
+  add(source: string, err: unknown, atWallMs = Date.now()): void {
+    const text = err instanceof Error ? err.message : String(err);
+    this.items.push({ atWallMs, source, message: scrubText(text).slice(0, ERROR_MESSAGE_CHARS_MAX) });
+    if (this.items.length > RECENT_ERRORS_MAX) this.items.shift();
+    this.total++;
+  }
+
+  list(): RecentError[] {
+    return [...this.items];
+  }
+}
+
+/** Records appended per second over the last INGEST_SAMPLES_MAX samples (sum of every lane's last seq). */
+export class IngestRate {
+  private readonly samples: Array<{ monoMs: number; appended: number }> = [];
+
+  sample(status: RuntimeStatus, monoMs: number): void {
+    const appended = status.store.lanes.reduce((sum, lane) => sum + lane.lastSeq, 0);
+    this.samples.push({ monoMs, appended });
+    if (this.samples.length > INGEST_SAMPLES_MAX) this.samples.shift();
+  }
+
+  perSec(): number {
+    const first = this.samples[0];
+    const last = this.samples[this.samples.length - 1];
+    if (!first || !last || last.monoMs <= first.monoMs) return 0;
+    return Math.max(0, ((last.appended - first.appended) * 1000) / (last.monoMs - first.monoMs));
+  }
+}
+
+export interface StatusReport {
+  gatewayId: string;
+  variant: string;
+  pid: number;
+  uptimeSecs: number;
+  link: string;
+  protocol: string;
+  lastUplinkError: { message: string; atWallMs: number } | null;
+  lanes: Array<{ lane: string; records: number; bytes: number; oldestAgeSecs: number }>;
+  drain: { ratePerSec: number; etaSecs: number | null };
+  ingest: { ratePerSec: number; bytesPerSec: number };
+  quota: {
+    usedBytes: number;
+    quotaBytes: number;
+    usedPct: number;
+    /** Time until the quota is full at the current net growth; null when the log is not growing. */
+    lastsSecs: number | null;
+    ttlSecs: number;
+    /** Which limit removes data first: `ttl` (records expire before the quota fills) or `quota`. */
+    limitedBy: 'ttl' | 'quota' | 'none';
+  };
+  counters: { expired: number; dropped: number; corrupt: number };
+  children: string[];
+  devices: { ok: number; faulted: Array<{ id: string; error: string | null }> };
+  errors: RecentError[];
+  metricsPort: number | null;
+}
+
+export interface ReportContext {
+  ingest: IngestRate;
+  errors: RecentErrors;
+  ttlSecs: number;
+  startedMonoMs: number;
+  nowMonoMs: number;
+  metricsPort: number | null;
+}
+
+export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport {
+  const lanes = s.store.lanes.map((l) => ({
+    lane: l.lane, records: l.pendingRecords, bytes: l.pendingBytes, oldestAgeSecs: Math.round(l.oldestPendingAgeMs / 1000),
+  }));
+  const pendingRecords = lanes.reduce((n, l) => n + l.records, 0);
+  const pendingBytes = lanes.reduce((n, l) => n + l.bytes, 0);
+  const drainPerSec = s.uplink?.drainRatePerSec ?? 0;
+  const ingestPerSec = ctx.ingest.perSec();
+  // Bytes per record from what is pending: the store does not count appended bytes, and the pending
+  // records are the ones that will fill the quota.
+  const recordBytes = pendingRecords > 0 ? pendingBytes / pendingRecords : 0;
+  const growthBytesPerSec = (ingestPerSec - drainPerSec) * recordBytes;
+  const freeBytes = Math.max(0, s.store.quotaBytes - s.store.bytesOnDisk);
+  const lastsSecs = growthBytesPerSec > 0 ? Math.round(freeBytes / growthBytesPerSec) : null;
+  const ttlSecs = s.uplink?.settings?.effective.ttlSecs ?? ctx.ttlSecs;
+  const limitedBy = lastsSecs === null ? 'none' : ttlSecs > 0 && lastsSecs > ttlSecs ? 'ttl' : 'quota';
+  const faulted = s.devices.filter((d) => d.state === 'faulted');
+  const uplinkError = s.uplink?.lastError ?? null;
+  return {
+    gatewayId: s.gatewayId,
+    variant: s.variant,
+    pid: process.pid,
+    uptimeSecs: Math.round((ctx.nowMonoMs - ctx.startedMonoMs) / 1000),
+    link: s.link,
+    protocol: s.uplink?.protocol ?? 'none',
+    lastUplinkError: uplinkError && { message: scrubText(uplinkError.message), atWallMs: uplinkError.atWallMs },
+    lanes,
+    drain: { ratePerSec: round1(drainPerSec), etaSecs: s.uplink?.etaSecs === null || s.uplink === null ? null : Math.round(s.uplink.etaSecs) },
+    ingest: { ratePerSec: round1(ingestPerSec), bytesPerSec: Math.round(ingestPerSec * recordBytes) },
+    quota: {
+      usedBytes: s.store.bytesOnDisk,
+      quotaBytes: s.store.quotaBytes,
+      usedPct: round1((100 * s.store.bytesOnDisk) / s.store.quotaBytes),
+      lastsSecs,
+      ttlSecs,
+      limitedBy,
+    },
+    counters: { expired: s.store.expiredRecords, dropped: s.store.droppedRecords, corrupt: s.store.corruptRecords },
+    children: s.hub?.connected ?? [],
+    devices: {
+      ok: s.devices.filter((d) => d.state === 'ok').length,
+      faulted: faulted.map((d) => ({ id: d.id, error: d.lastError === undefined ? null : scrubText(d.lastError) })),
+    },
+    errors: ctx.errors.list(),
+    metricsPort: ctx.metricsPort,
+  };
+}
+
+function round1(n: number): number {
+  return Math.round(n * 10) / 10;
+}
+
+/** "1h 02m", "45s": durations an operator reads at a glance. */
+export function formatDuration(secs: number | null): string {
+  if (secs === null) return '—';
+  if (secs < 60) return `${Math.round(secs)}s`;
+  if (secs < 3600) return `${Math.floor(secs / 60)}m ${String(Math.round(secs % 60)).padStart(2, '0')}s`;
+  if (secs < 86_400) return `${Math.floor(secs / 3600)}h ${String(Math.floor((secs % 3600) / 60)).padStart(2, '0')}m`;
+  return `${Math.floor(secs / 86_400)}d ${Math.floor((secs % 86_400) / 3600)}h`;
+}
