@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what the tests need from outside npm: Debian's mosquitto (a real broker), socat (pseudo-terminal
-# pairs for serial tests) and openssl (test certificates). Runs before `npm test`; does nothing when all
+# pairs for serial tests), openssl (test certificates) and systemd (systemd-analyze verify for the unit,
+# systemd-notify for the notify test; the package installs fine in a container without systemd running). Runs before `npm test`; does nothing when all
 # are present. Also runs `npm ci` on a fresh clone so `npm test` alone works.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || need+=(mos
 command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "install-system-deps: installing ${need[*]}"
