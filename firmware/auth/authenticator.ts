@@ -1,7 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.js';
 import type { IdentityCache } from './cache.js';
-import { DEVICE_ID_PATTERN, normalizeThumbprint } from './identity.js';
+import { normalizeThumbprint, splitConnectionId } from './identity.js';
 import { FailureLimiter } from './limiter.js';
 import { parseSasToken, verifySas } from './sas.js';
 
@@ -43,6 +43,8 @@ const PASSWORD_BYTES_MAX = 2_048;
  * Decides CONNECTs from the identity cache alone, so children authenticate with the cloud unreachable.
  * IoT Hub's MQTT rules: client id = device id, username `<host>/<deviceId>/?api-version=...`, password a SAS
  * token for `<host>/devices/<deviceId>` — or no password and a client certificate (thumbprint or CA-signed).
+ * Modules (IoT Edge): client id `<deviceId>/<moduleId>`, username `<host>/<deviceId>/<moduleId>/?...`, SAS
+ * resource `<host>/devices/<deviceId>/modules/<moduleId>`.
  */
 export class Authenticator {
   private readonly byClient: FailureLimiter;
@@ -79,9 +81,12 @@ export class Authenticator {
 
   private check(attempt: ConnectAttempt): AuthRefusal | null {
     const { clientId, username, password } = attempt;
-    if (!DEVICE_ID_PATTERN.test(clientId) || typeof username !== 'string' || username.length > PASSWORD_BYTES_MAX) return 'malformed';
-    const [host, userDeviceId] = username.split('/');
-    if (userDeviceId !== clientId) return 'malformed';
+    const connection = splitConnectionId(clientId);
+    if (connection === null || typeof username !== 'string' || username.length > PASSWORD_BYTES_MAX) return 'malformed';
+    const levels = username.split('/');
+    const host = levels[0];
+    const userClientId = connection.moduleId === null ? levels[1] : `${levels[1]}/${levels[2]}`;
+    if (userClientId !== clientId) return 'malformed';
     if (!this.audiences().some((a) => a.toLowerCase() === host.toLowerCase())) return 'audience';
     const identity = this.cache.get(clientId);
     if (identity === undefined) {
@@ -95,7 +100,8 @@ export class Authenticator {
       const token = parseSasToken(password.toString('utf8'));
       if (token === null) return 'malformed';
       const keys = auth.secondaryKey === undefined ? [auth.primaryKey] : [auth.primaryKey, auth.secondaryKey];
-      return verifySas(token, { deviceId: clientId, audiences: this.audiences(), keys, nowMs: this.clock.wallMs(), skewSecs: this.limits.tokenSkewSecs });
+      const resourcePath = connection.moduleId === null ? clientId : `${connection.deviceId}/modules/${connection.moduleId}`;
+      return verifySas(token, { deviceId: resourcePath, audiences: this.audiences(), keys, nowMs: this.clock.wallMs(), skewSecs: this.limits.tokenSkewSecs });
     }
     const socket = attempt.tls;
     if (socket === null) return 'certificate';

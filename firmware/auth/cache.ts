@@ -1,7 +1,7 @@
 import { mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import nodePersist from 'node-persist';
-import { SCOPE_DEVICES_MAX, type AuthSpec, type Identity, type ScopeDocument } from './identity.js';
+import { SCOPE_IDENTITIES_MAX, type AuthSpec, type Identity, type ScopeDocument } from './identity.js';
 import { loadOrCreateKey, seal, unseal } from './seal.js';
 
 /**
@@ -64,7 +64,7 @@ export class IdentityCache {
     const meta = (await this.storage.getItem(META_KEY)) as StoredMeta | undefined;
     if (meta !== undefined) this.meta = meta;
     for (const key of await this.storage.keys()) {
-      if (!key.startsWith(DEVICE_KEY_PREFIX) || this.identities.size >= SCOPE_DEVICES_MAX) continue;
+      if (!key.startsWith(DEVICE_KEY_PREFIX) || this.identities.size >= SCOPE_IDENTITIES_MAX) continue;
       const stored = (await this.storage.getItem(key)) as StoredIdentity | undefined;
       if (stored === undefined) continue;
       const auth = JSON.parse(unseal(this.key, stored.deviceId, stored.sealedAuth)) as AuthSpec;

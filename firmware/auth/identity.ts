@@ -15,10 +15,20 @@
  *       "auth": { "type": "sas", "primaryKey": "<base64>", "secondaryKey": "<base64>" } },
  *     { "deviceId": "cam-2", "status": "disabled", "version": 1,
  *       "auth": { "type": "x509-thumbprint", "primaryThumbprint": "<sha1 or sha256 hex>" } },
- *     { "deviceId": "plc-3", "status": "enabled", "version": 1, "auth": { "type": "x509-ca" } }
- *   ]
+ *     { "deviceId": "plc-3", "status": "enabled", "version": 1, "auth": { "type": "x509-ca" },
+ *       "modules": [                     // optional: the device's module identities (array, or object keyed by id)
+ *         { "moduleId": "filter", "status": "enabled", "version": 1, "auth": { "type": "sas", "primaryKey": "<base64>" } }
+ *       ] }
+ *   ],
+ *   "modules": [ ... ]                   // optional: modules of the gateway itself (IoT Edge's own modules), same shape
  * }
  * ```
+ *
+ * Module identities (IoT Edge's dialect): a module connects with MQTT client id `<deviceId>/<moduleId>` and a
+ * SAS token for `<host>/devices/<deviceId>/modules/<moduleId>`. The cache keeps each as an `Identity` whose
+ * `deviceId` is that client id (the "connection id"); its twin, methods and input lanes are keyed by it too.
+ * Removing or disabling a device entry removes or disables its modules with it. Documents without `modules`
+ * (every document before modules existed) mean exactly what they meant before.
  *
  * The document is the whole scope: a device missing from it is removed (revoked). For `mqtt` uplinks it is a
  * retained message on `outpost/<gatewayId>/scope`; for `azure`, the gateway twin's desired property
@@ -31,6 +41,7 @@ export type AuthSpec =
   | { type: 'x509-ca' };
 
 export interface Identity {
+  /** The MQTT client id: the device id, or `<deviceId>/<moduleId>` for a module identity. */
   deviceId: string;
   /** The gateway this device belongs to. */
   parent: string;
@@ -53,6 +64,20 @@ export const SCOPE_SCHEMA = 'outpost-scope/1';
 export const SCOPE_DEVICES_MAX = 1_000;
 /** IoT Hub device ids: up to 128 characters; `/`, `+` and `#` excluded so an id is always one topic level. */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9\-.:_@!(),=$'%*?]{1,128}$/;
+/** Identities (devices plus modules) one scope may hold; bounds the cache whatever the mix. */
+export const SCOPE_IDENTITIES_MAX = 2_000;
+/** IoT Hub module ids follow the device id rules. */
+export const MODULE_ID_PATTERN = DEVICE_ID_PATTERN;
+/** Modules one device (or the gateway) may have; IoT Edge deployments run a few dozen at most. */
+export const MODULES_PER_DEVICE_MAX = 50;
+
+/** A client id is a device id or `<deviceId>/<moduleId>`; null when it is neither. */
+export function splitConnectionId(connectionId: string): { deviceId: string; moduleId: string | null } | null {
+  const parts = connectionId.split('/');
+  if (parts.length === 1 && DEVICE_ID_PATTERN.test(parts[0])) return { deviceId: parts[0], moduleId: null };
+  if (parts.length === 2 && DEVICE_ID_PATTERN.test(parts[0]) && MODULE_ID_PATTERN.test(parts[1])) return { deviceId: parts[0], moduleId: parts[1] };
+  return null;
+}
 /** A SAS key is 16 to 64 bytes, base64 (IoT Hub's own rule). */
 const SAS_KEY_PATTERN = /^[A-Za-z0-9+/]{20,88}={0,2}$/;
 /** SHA-1 (40) or SHA-256 (64) hex, colons allowed as openssl prints them. */
@@ -106,15 +131,42 @@ function parseAuth(value: unknown, at: string): AuthSpec {
   }
 }
 
-function parseDevice(value: unknown, at: string, gatewayId: string): Identity {
+/** One device or module entry; `idField` names its id field and `prefix` makes a module's connection id. */
+function parseEntry(value: unknown, at: string, gatewayId: string, idField: 'deviceId' | 'moduleId', prefix = ''): Identity {
   if (!isObject(value)) throw new ScopeError(`${at} must be an object`);
-  const { deviceId, status = 'enabled', version = 1 } = value;
-  if (typeof deviceId !== 'string' || !DEVICE_ID_PATTERN.test(deviceId)) {
-    throw new ScopeError(`${at}.deviceId must match ${DEVICE_ID_PATTERN}, got ${JSON.stringify(deviceId)}`);
+  const { [idField]: id, status = 'enabled', version = 1 } = value;
+  if (typeof id !== 'string' || !DEVICE_ID_PATTERN.test(id)) {
+    throw new ScopeError(`${at}.${idField} must match ${DEVICE_ID_PATTERN}, got ${JSON.stringify(id)}`);
   }
+  const deviceId = prefix + id;
   if (status !== 'enabled' && status !== 'disabled') throw new ScopeError(`${at}.status of "${deviceId}" must be "enabled" or "disabled"`);
   if (!Number.isSafeInteger(version) || (version as number) < 0) throw new ScopeError(`${at}.version of "${deviceId}" must be a non-negative integer`);
   return { deviceId, parent: gatewayId, status, auth: parseAuth(value.auth, `${at}.auth`), version: version as number };
+}
+
+/** A twin cannot patch array elements, so a list may also be an object keyed by id (null entries removed). */
+function entryList(value: unknown, idField: string): unknown {
+  return isObject(value)
+    ? Object.entries(value).filter(([, d]) => d !== null).map(([id, d]) => (isObject(d) ? { ...d, [idField]: id } : d))
+    : value;
+}
+
+/** A device's (or the gateway's) `modules`, flattened to identities; a disabled owner disables them all. */
+function parseModules(value: unknown, at: string, gatewayId: string, owner: string, ownerStatus: Identity['status']): Identity[] {
+  if (value === undefined || value === null) return [];
+  const list = entryList(value, 'moduleId');
+  if (!Array.isArray(list) || list.length > MODULES_PER_DEVICE_MAX) {
+    throw new ScopeError(`${at} must be an array or object of at most ${MODULES_PER_DEVICE_MAX} modules`);
+  }
+  return list.map((m: unknown, i: number) => {
+    const identity = parseEntry(m, `${at}[${i}]`, gatewayId, 'moduleId', `${owner}/`);
+    return ownerStatus === 'disabled' ? { ...identity, status: 'disabled' } : identity;
+  });
+}
+
+function parseDevice(value: unknown, at: string, gatewayId: string): Identity[] {
+  const device = parseEntry(value, at, gatewayId, 'deviceId');
+  return [device, ...parseModules((value as Json).modules, `${at}.modules`, gatewayId, device.deviceId, device.status)];
 }
 
 /** Validates a scope document for `gatewayId`; errors name the JSON path. Never trusts the sender's shape. */
@@ -131,19 +183,21 @@ export function parseScopeDocument(value: unknown, gatewayId: string): ScopeDocu
   if (trustBundle !== null && (typeof trustBundle !== 'string' || !trustBundle.includes('-----BEGIN CERTIFICATE-----') || trustBundle.length > PEM_BYTES_MAX)) {
     throw new ScopeError(`scope.trustBundle must be PEM certificates, at most ${PEM_BYTES_MAX} bytes`);
   }
-  // A twin cannot patch array elements, so `devices` may also be an object keyed by device id.
-  const list = isObject(value.devices)
-    ? Object.entries(value.devices).filter(([, d]) => d !== null).map(([deviceId, d]) => (isObject(d) ? { ...d, deviceId } : d))
-    : value.devices;
+  const list = entryList(value.devices, 'deviceId');
   if (!Array.isArray(list) || list.length > SCOPE_DEVICES_MAX) {
     throw new ScopeError(`scope.devices must be an array or object of at most ${SCOPE_DEVICES_MAX} devices`);
   }
   const seen = new Set<string>();
-  const devices = list.map((d: unknown, i: number) => {
-    const identity = parseDevice(d, `scope.devices[${i}]`, gatewayId);
-    if (seen.has(identity.deviceId)) throw new ScopeError(`scope.devices[${i}].deviceId "${identity.deviceId}" is listed twice`);
-    seen.add(identity.deviceId);
-    return identity;
-  });
+  const devices: Identity[] = [];
+  const add = (identities: Identity[], at: string) => {
+    for (const identity of identities) {
+      if (seen.has(identity.deviceId)) throw new ScopeError(`${at}: "${identity.deviceId}" is listed twice`);
+      seen.add(identity.deviceId);
+      devices.push(identity);
+    }
+  };
+  list.forEach((d: unknown, i: number) => add(parseDevice(d, `scope.devices[${i}]`, gatewayId), `scope.devices[${i}]`));
+  add(parseModules(value.modules, 'scope.modules', gatewayId, gatewayId, 'enabled'), 'scope.modules');
+  if (devices.length > SCOPE_IDENTITIES_MAX) throw new ScopeError(`scope holds ${devices.length} devices and modules, more than ${SCOPE_IDENTITIES_MAX}`);
   return { gatewayId, version: value.version as number, hubHostName: hubHostName as string | null, trustBundle: trustBundle as string | null, devices };
 }

@@ -54,6 +54,7 @@ export function parseSasToken(text: string): SasToken | null {
 }
 
 export interface SasCheck {
+  /** The resource path after `devices/`: a device id, or `<deviceId>/modules/<moduleId>` for a module. */
   deviceId: string;
   /** Host names the token may name: the gateway's own and the hub's. */
   audiences: readonly string[];

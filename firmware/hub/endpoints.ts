@@ -8,7 +8,7 @@ import type { MethodTarget } from './methods.js';
  * Delivers one local endpoint's lane to its device while it is connected and subscribed to cloud-to-device
  * messages — the topic unmodified SDK device clients already listen on (`client.on('message')`) — with the
  * input named in the property bag (`inputName`, and `$.to` = `/devices/<id>/inputs/<name>` as IoT Edge sets
- * it). The lane is acked only over contiguous PUBACKs, so messages survive outages and restarts; a message
+ * it); a module gets them on its inputs topic, as IoT Edge delivers them. The lane is acked only over contiguous PUBACKs, so messages survive outages and restarts; a message
  * in flight when the child drops is sent again (at-least-once).
  */
 
@@ -82,11 +82,12 @@ export class EndpointDelivery {
     const bag: Record<string, string> = {};
     for (const [key, value] of Object.entries(record.properties)) if (!key.startsWith('$')) bag[key] = value;
     bag.inputName = input;
-    bag['$.to'] = `/devices/${this.deviceId}/inputs/${input}`;
+    const [device, moduleId] = this.deviceId.split('/');
+    bag['$.to'] = moduleId === undefined ? `/devices/${device}/inputs/${input}` : `/devices/${device}/modules/${moduleId}/inputs/${input}`;
     bag['$.cdid'] = record.properties[RECORD_KEY.deviceId] ?? '';
     if (record.properties[RECORD_KEY.contentType]) bag['$.ct'] = record.properties[RECORD_KEY.contentType];
     if (record.properties[RECORD_KEY.contentEncoding]) bag['$.ce'] = record.properties[RECORD_KEY.contentEncoding];
-    this.target.deliver(this.deviceId, topic.deviceBound(this.deviceId, bag), record.body, 1).then(
+    this.target.deliver(this.deviceId, topic.deviceBound(this.deviceId, bag, input), record.body, 1).then(
       () => {
         if (generation !== this.generation) return;
         this.inflight.set(record.seq, true);

@@ -75,7 +75,7 @@ async function loadTls(config: HubConfig): Promise<TlsMaterial | null> {
 
 export async function startHub(opts: StartHubOptions): Promise<HubService> {
   const config = parseHubConfig(opts.config, opts.configFile);
-  const routes = parseRoutes(config.routes, opts.configFile);
+  const routes = parseRoutes(config.routes, opts.configFile, opts.gatewayId);
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
   const tlsMaterial = await loadTls(config);

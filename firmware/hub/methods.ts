@@ -78,7 +78,7 @@ export class MethodBroker {
   }
 }
 
-/** Name of the gateway method the cloud calls to reach a child: payload `{deviceId, methodName, payload, responseTimeoutInSeconds?}`. */
+/** Name of the gateway method the cloud calls to reach a child: payload `{deviceId, moduleId?, methodName, payload, responseTimeoutInSeconds?}`. */
 export const CLOUD_INVOKE_METHOD = 'outpost.invokeChild';
 const TIMEOUT_SECS_MAX = 300;
 
@@ -90,7 +90,9 @@ export function cloudMethodHandler(methods: MethodBroker) {
     }
     const secs = r.responseTimeoutInSeconds;
     const timeoutMs = typeof secs === 'number' && secs > 0 && secs <= TIMEOUT_SECS_MAX ? secs * 1000 : undefined;
-    const result = await methods.invoke(r.deviceId, r.methodName, json(r.payload ?? null), timeoutMs);
+    if (r.moduleId !== undefined && typeof r.moduleId !== 'string') return { status: 400, payload: { message: `${CLOUD_INVOKE_METHOD}: "moduleId" must be a string` } };
+    const target = r.moduleId === undefined ? r.deviceId : `${r.deviceId}/${r.moduleId}`;
+    const result = await methods.invoke(target, r.methodName, json(r.payload ?? null), timeoutMs);
     let payload: unknown = null;
     try {
       payload = result.payload.length === 0 ? null : JSON.parse(result.payload.toString('utf8'));

@@ -5,10 +5,13 @@ import { CONDITION_CHARS_MAX, CONDITION_DEPTH_MAX, RouteError, type Condition, t
  *
  *   FROM /messages/* [WHERE <condition>] INTO $upstream
  *   FROM /messages/devices/<deviceId>/* [WHERE <condition>] INTO BrokeredEndpoint("/devices/<id>/inputs/<name>")
+ *   ... INTO BrokeredEndpoint("/modules/<moduleId>/inputs/<name>")       (a module of this gateway, IoT Edge's form)
+ *   ... INTO BrokeredEndpoint("/devices/<id>/modules/<moduleId>/inputs/<name>")  (a module of a child device)
  *
  * Keywords are case-insensitive. Errors say what was expected and at which character.
  */
 
+/** A local endpoint's `deviceId` is the target's connection id: a device id or `<deviceId>/<moduleId>`. */
 export type Endpoint = { kind: 'upstream' } | { kind: 'local'; deviceId: string; input: string };
 
 export interface Route {
@@ -175,22 +178,36 @@ function parseSource(text: string, name: string): string | null {
   return match[1];
 }
 
-function parseEndpoint(p: Parser, name: string): Endpoint {
+const ENDPOINT_FORMS = '"/devices/<deviceId>/inputs/<input>", "/modules/<moduleId>/inputs/<input>" or "/devices/<deviceId>/modules/<moduleId>/inputs/<input>"';
+
+/** The connection id a BrokeredEndpoint path names, or null when it names none. */
+function endpointTarget(target: string, gatewayId: string | undefined): { deviceId: string; input: string } | null {
+  const device = /^\/devices\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
+  if (device !== null) return DEVICE_ID.test(device[1]) && INPUT_NAME.test(device[2]) ? { deviceId: device[1], input: device[2] } : null;
+  const own = /^\/modules\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
+  if (own !== null && gatewayId !== undefined) return DEVICE_ID.test(own[1]) && INPUT_NAME.test(own[2]) ? { deviceId: `${gatewayId}/${own[1]}`, input: own[2] } : null;
+  const child = /^\/devices\/([^/]+)\/modules\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
+  if (child !== null && DEVICE_ID.test(child[1]) && DEVICE_ID.test(child[2]) && INPUT_NAME.test(child[3])) return { deviceId: `${child[1]}/${child[2]}`, input: child[3] };
+  return null;
+}
+
+function parseEndpoint(p: Parser, name: string, gatewayId: string | undefined): Endpoint {
   const token = p.take('word', '$upstream or BrokeredEndpoint("/devices/<id>/inputs/<name>")');
   if (token.text === '$upstream') return { kind: 'upstream' };
   if (token.text.toLowerCase() !== 'brokeredendpoint') p.fail('$upstream or BrokeredEndpoint');
   if (p.take('punct', '"("').text !== '(') p.fail('"("');
   const target = p.take('string', 'a quoted "/devices/<id>/inputs/<name>"').text.slice(1, -1);
   if (p.take('punct', '")"').text !== ')') p.fail('")"');
-  const match = /^\/devices\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (match === null || !DEVICE_ID.test(match[1]) || !INPUT_NAME.test(match[2])) {
-    throw new RouteError(`route "${name}": BrokeredEndpoint must be "/devices/<deviceId>/inputs/<input>", got "${target}"`);
-  }
-  return { kind: 'local', deviceId: match[1], input: match[2] };
+  const local = endpointTarget(target, gatewayId);
+  if (local === null) throw new RouteError(`route "${name}": BrokeredEndpoint must be ${ENDPOINT_FORMS}, got "${target}"`);
+  return { kind: 'local', ...local };
 }
 
-/** Parses one route; throws RouteError naming the route and the position of the problem. */
-export function parseRoute(name: string, text: string): Route {
+/**
+ * Parses one route; throws RouteError naming the route and the position of the problem. `gatewayId` owns the
+ * modules `/modules/<moduleId>/...` names; without it that form is refused.
+ */
+export function parseRoute(name: string, text: string, gatewayId?: string): Route {
   if (typeof text !== 'string' || text.length > ROUTE_CHARS_MAX) throw new RouteError(`route "${name}" must be a string of at most ${ROUTE_CHARS_MAX} characters`);
   const p = new Parser(tokenize(text, name), name, text.length);
   p.keyword('FROM');
@@ -203,15 +220,15 @@ export function parseRoute(name: string, text: string): Route {
     if (p.position() - start > CONDITION_CHARS_MAX) throw new RouteError(`route "${name}": WHERE clause longer than ${CONDITION_CHARS_MAX} characters`);
   }
   p.keyword('INTO');
-  const endpoint = parseEndpoint(p, name);
+  const endpoint = parseEndpoint(p, name, gatewayId);
   if (!p.atEnd()) p.fail('end of route');
   return { name, fromDeviceId, condition, endpoint };
 }
 
-export function parseRoutes(routes: Record<string, string>, file = 'board.json'): Route[] {
+export function parseRoutes(routes: Record<string, string>, file = 'board.json', gatewayId?: string): Route[] {
   return Object.entries(routes).map(([name, text]) => {
     try {
-      return parseRoute(name, text);
+      return parseRoute(name, text, gatewayId);
     } catch (err) {
       if (err instanceof RouteError) throw new RouteError(`${file}: routes.${name}: ${err.message}`);
       throw err;

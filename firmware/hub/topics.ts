@@ -2,14 +2,21 @@
  * The IoT Hub device MQTT dialect (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub) plus
  * outpost's one addition for child-to-child methods, and the ACL: a device publishes and subscribes only on
  * its own topics. `$iothub/...` topics carry no device id; they belong to whoever is connected.
+ *
+ * Every function takes the connection id: a device id, or `<deviceId>/<moduleId>` for a module (IoT Edge's
+ * dialect), whose telemetry is `devices/{d}/modules/{m}/messages/events/{props}`, whose downstream messages
+ * arrive on `devices/{d}/modules/{m}/inputs/{input}/{props}`, and whose `$iothub/twin` and `$iothub/methods`
+ * topics are its module twin and module methods.
  */
+
+import { splitConnectionId } from '../auth/identity.js';
 
 export type Inbound =
   | { kind: 'telemetry'; properties: Record<string, string>; contentType: string; contentEncoding: string }
   | { kind: 'twin-get'; rid: string }
   | { kind: 'twin-reported'; rid: string }
   | { kind: 'method-response'; rid: string; status: number }
-  /** `$outpost/methods/POST/<targetId>/<method>/?$rid=<rid>`: call a method on another child. */
+  /** `$outpost/methods/POST/<targetId>/<method>/?$rid=<rid>`: call a method on another child (targetId may be `<d>/<m>`). */
   | { kind: 'method-call'; rid: string; targetId: string; method: string };
 
 /** Application properties one message may carry; IoT Hub allows 81 system + application together. */
@@ -17,7 +24,12 @@ export const PROPERTIES_MAX = 64;
 /** `$rid` is an opaque request id echoed back; a bound keeps responses small. */
 const RID_CHARS_MAX = 64;
 const METHOD_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
-const DEVICE_ID_LEVEL = /^[A-Za-z0-9\-.:_@!(),=$'%*?]{1,128}$/;
+
+/** The topic prefix a connection's own device-scoped topics start with. */
+function ownPrefix(connectionId: string): string {
+  const id = splitConnectionId(connectionId);
+  return id === null || id.moduleId === null ? `devices/${connectionId}` : `devices/${id.deviceId}/modules/${id.moduleId}`;
+}
 
 /** System properties IoT Hub devices may set in the bag, mapped to outpost's application properties. */
 const SYSTEM_PROPERTY_NAMES: Record<string, string> = { '$.mid': 'child-message-id', '$.cid': 'correlation-id' };
@@ -64,7 +76,7 @@ export function parsePropertyBag(bag: string): Omit<Extract<Inbound, { kind: 'te
 
 /** Classifies a child's PUBLISH; null means not allowed for this device (ACL) or malformed. */
 export function classifyPublish(deviceId: string, topic: string): Inbound | null {
-  const events = `devices/${deviceId}/messages/events`;
+  const events = `${ownPrefix(deviceId)}/messages/events`;
   if (topic === events || topic.startsWith(`${events}/`)) {
     const bag = parsePropertyBag(topic.slice(events.length + 1));
     return bag === null ? null : { kind: 'telemetry', ...bag };
@@ -77,8 +89,8 @@ export function classifyPublish(deviceId: string, topic: string): Inbound | null
   if (path === '$iothub/twin/PATCH/properties/reported/') return { kind: 'twin-reported', rid };
   const res = /^\$iothub\/methods\/res\/(\d{3})\/$/.exec(path);
   if (res !== null) return { kind: 'method-response', rid, status: Number(res[1]) };
-  const call = /^\$outpost\/methods\/POST\/([^/]+)\/([^/]+)\/$/.exec(path);
-  if (call !== null && DEVICE_ID_LEVEL.test(call[1]) && METHOD_NAME_PATTERN.test(call[2])) {
+  const call = /^\$outpost\/methods\/POST\/([^/]+(?:\/[^/]+)?)\/([^/]+)\/$/.exec(path);
+  if (call !== null && splitConnectionId(call[1]) !== null && METHOD_NAME_PATTERN.test(call[2])) {
     return { kind: 'method-call', rid, targetId: call[1], method: call[2] };
   }
   return null;
@@ -87,7 +99,7 @@ export function classifyPublish(deviceId: string, topic: string): Inbound | null
 /** Filters a child may subscribe to: its own downstream topics only, never another device's. */
 export function subscriptionAllowed(deviceId: string, filter: string): boolean {
   const own = [
-    `devices/${deviceId}/messages/devicebound/#`,
+    DEVICEBOUND_SUBSCRIPTION(deviceId),
     '$iothub/twin/res/#',
     '$iothub/twin/PATCH/properties/desired/#',
     '$iothub/methods/POST/#',
@@ -102,15 +114,22 @@ export const topic = {
   desiredPatch: (version: number) => `$iothub/twin/PATCH/properties/desired/?$version=${version}`,
   methodRequest: (method: string, rid: string) => `$iothub/methods/POST/${method}/?$rid=${rid}`,
   methodCallResult: (status: number, rid: string) => `$outpost/methods/res/${status}/?$rid=${rid}`,
-  /** Cloud-to-device and local endpoint messages; the bag says which input a local message is for. */
-  deviceBound: (deviceId: string, properties: Record<string, string>) => {
+  /**
+   * Cloud-to-device and local endpoint messages. A device gets them on its devicebound topic, the bag saying
+   * which input a local message is for; a module (which has no cloud-to-device) on its inputs topic.
+   */
+  deviceBound: (deviceId: string, properties: Record<string, string>, input = '') => {
     const bag = Object.entries(properties)
       .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
       .join('&');
+    const id = splitConnectionId(deviceId);
+    if (id !== null && id.moduleId !== null) return `${ownPrefix(deviceId)}/inputs/${input}/${bag}`;
     return `devices/${deviceId}/messages/devicebound/${bag}`;
   },
 };
 
 export const METHOD_SUBSCRIPTION = '$iothub/methods/POST/#';
-export const DEVICEBOUND_SUBSCRIPTION = (deviceId: string) => `devices/${deviceId}/messages/devicebound/#`;
+/** What a connection subscribes to for its downstream messages: devicebound for devices, inputs for modules. */
+export const DEVICEBOUND_SUBSCRIPTION = (deviceId: string) =>
+  splitConnectionId(deviceId)?.moduleId ? `${ownPrefix(deviceId)}/inputs/#` : `devices/${deviceId}/messages/devicebound/#`;
 export const DESIRED_SUBSCRIPTION = '$iothub/twin/PATCH/properties/desired/#';
