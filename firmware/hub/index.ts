@@ -5,6 +5,7 @@ import { IdentityCache } from '../auth/cache.js';
 import { ScopeSync, type ScopeBrokerOptions } from '../auth/scope-sync.js';
 import type { RingLog } from '../store/log.js';
 import { TwinStore } from '../twin/store.js';
+import { MqttTwinSync } from '../twin/mqtt-sync.js';
 import { TwinSync } from '../twin/sync.js';
 import type { ResyncHook } from '../uplink/pump-options.js';
 import type { UplinkTransport } from '../uplink/types.js';
@@ -37,7 +38,7 @@ export interface StartHubOptions {
   dataDir: string;
   clock?: Clock;
   uplink?: HubUplink;
-  /** mqtt uplinks: the broker the retained scope document is read from. */
+  /** mqtt uplinks: the broker the retained scope document is read from, and twins are synced through. */
   scopeBroker?: ScopeBrokerOptions;
   onError?: (err: Error) => void;
 }
@@ -121,6 +122,10 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   const registered = new WeakSet<UplinkTransport>();
   opts.uplink?.addResyncHook(scope.hook);
   opts.uplink?.addResyncHook(twinSync.hook);
+  const mqttTwins = opts.scopeBroker === undefined ? null : new MqttTwinSync({
+    store: twins, gatewayId: opts.gatewayId, broker: opts.scopeBroker, onError, deliver: (id) => twinSync.deliver(id),
+  });
+  if (mqttTwins !== null) opts.uplink?.addResyncHook(mqttTwins.hook);
   opts.uplink?.addResyncHook({
     name: 'hub-methods',
     run: async (transport) => {
@@ -146,6 +151,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     async stop() {
       scope.stop();
       twinSync.stop();
+      await mqttTwins?.stop();
       revoked();
       methods.stop();
       for (const e of endpoints) e.close();

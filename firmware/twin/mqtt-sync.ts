@@ -1,0 +1,117 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import { splitConnectionId } from '../auth/identity.js';
+import type { ScopeBrokerOptions } from '../auth/scope-sync.js';
+import type { UplinkTransport } from '../uplink/types.js';
+import { TWIN_SECTION_BYTES_MAX, isProps } from './merge.js';
+import type { TwinStore } from './store.js';
+
+/**
+ * Twins over an mqtt uplink, which has no twin service of its own. Topics on the uplink's broker:
+ *
+ *   outpost/{gatewayId}/twin/{deviceId}/reported   gateway → cloud, QoS 1, not retained: one reported patch
+ *                                                  (JSON merge patch, null deletes) per child with changes.
+ *                                                  The cloud side keeps a persistent subscription and merges.
+ *   outpost/{gatewayId}/twin/{deviceId}/desired    cloud → gateway, retained: the child's whole desired
+ *                                                  section, `{"$version": n, ...}`; n must grow with changes.
+ *
+ * `{deviceId}` is the connection id, so a module's twin is `.../twin/{deviceId}/{moduleId}/...`. The gateway's
+ * own twin uses its gateway id. On every uplink (re)connect (a resync hook) this opens its own connection to
+ * the broker, pushes the pending patches — each cleared only after its PUBACK, and only if no newer local patch
+ * arrived meanwhile — and subscribes to the desired documents: the retained ones arrive at once, later changes
+ * while the link is up. Each is stored by $version and the difference delivered to the connected child.
+ */
+
+/** Connect and push, bounded so a dying link cannot hold up the other resync hooks, ms. */
+const SYNC_TIMEOUT_MS = 15_000;
+
+export function twinTopic(gatewayId: string, deviceId: string, section: 'reported' | 'desired'): string {
+  return `outpost/${gatewayId}/twin/${deviceId}/${section}`;
+}
+
+export interface MqttTwinSyncOptions {
+  store: TwinStore;
+  gatewayId: string;
+  broker: ScopeBrokerOptions;
+  /** Sends the child what it has not seen of its desired section (TwinSync.deliver). */
+  deliver(deviceId: string): Promise<void>;
+  onError?: (err: Error) => void;
+}
+
+export class MqttTwinSync {
+  private client: MqttClient | null = null;
+  private readonly watched = new WeakSet<UplinkTransport>();
+  pushes = 0;
+  /** Desired documents refused (bad topic, JSON or size); counted, never thrown at the broker. */
+  refused = 0;
+
+  constructor(private readonly opts: MqttTwinSyncOptions) {}
+
+  readonly hook = {
+    name: 'twins-mqtt',
+    run: async (transport: UplinkTransport): Promise<void> => {
+      if (transport.twin !== undefined) return;
+      if (!this.watched.has(transport)) {
+        this.watched.add(transport);
+        transport.onDisconnect(() => void this.stop());
+      }
+      await this.stop();
+      let timer: NodeJS.Timeout | undefined;
+      const timeout = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`twin sync took longer than ${SYNC_TIMEOUT_MS} ms`)), SYNC_TIMEOUT_MS);
+      });
+      try {
+        await Promise.race([this.sync(), timeout]);
+      } catch (err) {
+        await this.stop();
+        throw err;
+      } finally {
+        clearTimeout(timer);
+      }
+    },
+  };
+
+  private async sync(): Promise<void> {
+    const b = this.opts.broker;
+    const client = await mqtt.connectAsync(b.url, {
+      ca: b.ca, cert: b.cert, key: b.key, username: b.username, password: b.password,
+      clean: true, reconnectPeriod: 0, connectTimeout: SYNC_TIMEOUT_MS,
+    });
+    this.client = client;
+    client.on('error', (err) => this.opts.onError?.(err));
+    for (const item of this.opts.store.pending()) {
+      await client.publishAsync(twinTopic(this.opts.gatewayId, item.deviceId, 'reported'), JSON.stringify(item.patch), { qos: 1 });
+      this.pushes += 1;
+      await this.opts.store.pushed(item.deviceId, item.generation);
+    }
+    client.on('message', (topic, payload) => void this.onDesired(topic, payload).catch((err: Error) => this.opts.onError?.(err)));
+    const base = `outpost/${this.opts.gatewayId}/twin`;
+    await client.subscribeAsync([`${base}/+/desired`, `${base}/+/+/desired`], { qos: 1 });
+  }
+
+  private async onDesired(topic: string, payload: Buffer): Promise<void> {
+    const prefix = `outpost/${this.opts.gatewayId}/twin/`;
+    const deviceId = topic.slice(prefix.length, -'/desired'.length);
+    let doc: unknown = null;
+    try {
+      doc = payload.length <= TWIN_SECTION_BYTES_MAX ? JSON.parse(payload.toString('utf8')) : null;
+    } catch {
+      doc = null;
+    }
+    // An empty retained message clears the topic; it says nothing about the twin.
+    if (payload.length === 0) return;
+    if (splitConnectionId(deviceId) === null || !isProps(doc) || !Number.isSafeInteger(doc.$version) || (doc.$version as number) < 1) {
+      this.refused += 1;
+      this.opts.onError?.(new Error(`${topic}: desired document must be a JSON object of at most ${TWIN_SECTION_BYTES_MAX} bytes with a positive integer "$version"`));
+      return;
+    }
+    await this.opts.store.setDesired(deviceId, doc, doc.$version as number);
+    if (deviceId !== this.opts.gatewayId) await this.opts.deliver(deviceId);
+  }
+
+  /** Ends the broker connection (uplink down, or a new sync starting). */
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = null;
+    await client?.endAsync(true).catch(() => {});
+  }
+}
