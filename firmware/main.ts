@@ -1,5 +1,7 @@
-import { resolve } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { loadBoard, runBoardCheckCli, type LoadedBoard } from './config/index.js';
+import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logLevelFromEnv, type Logger } from './ops/logger.js';
 import { RecentErrors } from './ops/report.js';
 import { Ops } from './ops/service.js';
@@ -43,6 +45,9 @@ function stopSignal(logger: Logger): Promise<string> {
 
 async function run(args: string[], logger: Logger): Promise<number> {
   const stopped = stopSignal(logger);
+  // import.meta.url is the bundle's own file: a release keeps its manifest and node_modules beside it.
+  const release = checkReleaseAddons(dirname(fileURLToPath(import.meta.url)));
+  if (release) logger.info({ release }, `outpost ${release.version} release for ${release.target}, node ${process.version}`);
   const loaded = await board(args);
   // The sections that most often need a look on a support call; secrets in them are redacted by field name.
   logger.debug({ uplink: loaded.uplink, hub: loaded.hub, metrics: loaded.metrics ?? null }, 'board sections');

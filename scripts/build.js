@@ -2,16 +2,28 @@
 // stay external: they are shipped beside the bundle, built for the target architecture.
 import { build } from 'esbuild';
 import { statSync } from 'node:fs';
-import { dirname } from 'node:path';
+import { dirname, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { EXTERNAL_PACKAGES } from './externals.js';
 
-/** Packages with native addons or runtime file lookups that must not be inlined. */
-export const EXTERNAL_PACKAGES = ['onoff', 'epoll', 'i2c-bus', 'serialport', '@serialport/*', 'better-sqlite3', 'classic-level'];
+const ZLIB_COMPAT = resolve(dirname(fileURLToPath(import.meta.url)), '../firmware/ops/zlib-compat.ts');
+
+/**
+ * Sends the gateway's zlib imports through firmware/ops/zlib-compat.ts, which supplies zlib.crc32 on Node
+ * before 20.15: the armv7 release ships Node 20.11.0, the newest Node 20 published for that target.
+ */
+const zlibCompat = {
+  name: 'zlib-compat',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?zlib$/ }, (args) => (args.importer === ZLIB_COMPAT ? undefined : { path: ZLIB_COMPAT }));
+  },
+};
 
 const targets = [
   // 2 MiB semi-spaces: V8 sizes the young generation from the machine's RAM, and bursts of short-lived
   // records then inflate RSS by tens of MB; capped, a gateway stays near 60-75 MB (npm run bench -- store).
   // Only the young generation is capped: an old-space limit would turn a large backlog into a crash.
-  { entry: 'firmware/main.ts', out: 'dist/outpost.js', banner: '#!/usr/bin/env -S node --max-semi-space-size=2' },
+  { entry: 'firmware/main.ts', out: 'dist/outpost.js', banner: '#!/usr/bin/env -S node --max-semi-space-size=2', plugins: [zlibCompat] },
   // Split: each benchmark (and its peers' code) is a chunk loaded only by the run that needs it, so a
   // store child's RSS is not inflated by the Azure SDK the uplink benchmark bundles.
   { entry: 'bench/run.ts', out: 'dist/bench/run.js', split: true },
@@ -29,11 +41,13 @@ for (const t of targets) {
     target: 'node20',
     sourcemap: 'linked',
     external: EXTERNAL_PACKAGES,
+    plugins: t.plugins ?? [],
     // CommonJS dependencies inside an ESM bundle still call require(): give them one.
     banner: {
       js: `${t.banner ?? ''}\nimport { createRequire as __outpostCreateRequire } from 'node:module';\nconst require = __outpostCreateRequire(import.meta.url);`,
     },
     logLevel: 'warning',
   });
-  console.log(`built ${t.out} (${statSync(t.out).size} bytes)`);
+  const bytes = statSync(t.out).size;
+  console.log(`built ${t.out}: ${bytes} bytes (${(bytes / 2 ** 20).toFixed(2)} MiB)${t.split ? ' entry chunk' : ', the whole gateway; native addons ship beside it'}`);
 }

@@ -1,0 +1,64 @@
+#!/bin/sh
+# Installs this outpost release as a systemd service: the program in $PREFIX (default /opt/outpost), board.json
+# and boards/ in /etc/outpost (an existing board.json is kept), the ring log in /var/lib/outpost, and an
+# `outpost` command in /usr/local/bin. `install.sh --check` only checks that this system can run the release.
+set -eu
+
+here=$(cd "$(dirname "$0")" && pwd)
+PREFIX=${PREFIX:-/opt/outpost}
+CONF_DIR=/etc/outpost
+# The native addons are built against Debian 12's C library; older ones fail at load with a symbol error.
+GLIBC_MIN=2.34
+
+fail() {
+  echo "outpost install: $*" >&2
+  exit 1
+}
+
+target=$(sed -n 's/.*"target": *"\([^"]*\)".*/\1/p' "$here/release.json")
+[ -n "$target" ] || fail "$here/release.json names no target: is this an unpacked outpost release?"
+
+glibc=$(getconf GNU_LIBC_VERSION 2>/dev/null | awk '{ print $2 }' || true)
+[ -n "$glibc" ] || fail "cannot read the C library version (getconf GNU_LIBC_VERSION); this release needs glibc >= $GLIBC_MIN (Raspberry Pi OS Bookworm or later)"
+if [ "$(printf '%s\n%s\n' "$GLIBC_MIN" "$glibc" | sort -V | head -n 1)" != "$GLIBC_MIN" ]; then
+  fail "this system has glibc $glibc; outpost needs glibc $GLIBC_MIN or newer, i.e. Raspberry Pi OS Bookworm (Debian 12) or later. Bullseye and older are not supported: upgrade the OS."
+fi
+
+machine=$(uname -m)
+case "$target:$machine" in
+  linux-x64:x86_64 | linux-arm64:aarch64 | linux-armv7:armv7l | linux-armv7:armv8l) ;;
+  linux-armv7:aarch64) fail "this is the 32-bit (armv7) release but the kernel is 64-bit ($machine): install the linux-arm64 release, or run a 32-bit OS" ;;
+  *) fail "this release is for $target but this machine is $machine" ;;
+esac
+
+if [ "${1:-}" = "--check" ]; then
+  echo "outpost install: ok: glibc $glibc, $machine, release for $target"
+  exit 0
+fi
+[ "$(id -u)" -eq 0 ] || fail "run as root (sudo $0)"
+
+# The service's user; the groups own /dev/gpiochip*, /dev/i2c-* and serial ports on Raspberry Pi OS and
+# are created here on other systems so the unit's SupplementaryGroups= resolves.
+for group in gpio i2c dialout; do getent group "$group" >/dev/null || groupadd --system "$group"; done
+getent passwd outpost >/dev/null || useradd --system --user-group --no-create-home --home-dir /var/lib/outpost --shell /usr/sbin/nologin outpost
+
+if systemctl is-active --quiet outpost 2>/dev/null; then systemctl stop outpost; fi
+install -d -m 0755 "$PREFIX" "$CONF_DIR"
+rm -rf "$PREFIX/node_modules" "$PREFIX/bin"
+cp -a "$here/bin" "$here/node_modules" "$here/outpost.js" "$here/outpost.js.map" "$here/package.json" "$here/release.json" "$here/README.md" "$PREFIX/"
+[ -e "$CONF_DIR/board.json" ] || install -m 0644 "$here/board.json" "$CONF_DIR/board.json"
+rm -rf "$CONF_DIR/boards"
+cp -a "$here/boards" "$CONF_DIR/boards"
+sed "s|/opt/outpost|$PREFIX|g" "$here/outpost.service" > /etc/systemd/system/outpost.service
+cat > /usr/local/bin/outpost <<WRAPPER
+#!/bin/sh
+# outpost status | log stat | board check, against the installed service's board and data.
+export OUTPOST_BOARD=\${OUTPOST_BOARD:-$CONF_DIR/board.json} OUTPOST_DATA_DIR=\${OUTPOST_DATA_DIR:-/var/lib/outpost}
+exec "$PREFIX/bin/node" --max-semi-space-size=2 "$PREFIX/outpost.js" "\$@"
+WRAPPER
+chmod 0755 /usr/local/bin/outpost
+
+systemctl daemon-reload
+systemctl enable outpost
+[ "${1:-}" = "--no-start" ] || systemctl restart outpost
+echo "outpost install: installed $target release in $PREFIX; edit $CONF_DIR/board.json, then: systemctl status outpost; outpost status"

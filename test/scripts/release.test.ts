@@ -1,0 +1,123 @@
+import { spawn, spawnSync } from 'node:child_process';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import t from 'tap';
+import { tempDir } from '../support/tmp.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+/** Building three targets (two cross-compiled) and starting two under qemu takes minutes on 2 cores. */
+const RELEASE_TEST_TIMEOUT_MS = 15 * 60_000;
+/** A release that has not said "outpost ready" by then is broken; qemu makes start-up ~10x slower. */
+const READY_TIMEOUT_MS = 120_000;
+/** Set by .ci/run after scripts/install-release-deps.sh installed the cross compilers and qemu-user-static. */
+const CROSS = process.env.OUTPOST_RELEASE_CROSS === '1';
+
+interface Target {
+  name: string;
+  /** How to run a binary of this target here; empty for the host's own. */
+  emulator: string[];
+}
+const TARGETS: Target[] = [
+  { name: 'linux-x64', emulator: [] },
+  { name: 'linux-arm64', emulator: ['qemu-aarch64-static', '-L', '/usr/aarch64-linux-gnu'] },
+  { name: 'linux-armv7', emulator: ['qemu-arm-static', '-L', '/usr/arm-linux-gnueabihf'] },
+];
+const built = CROSS ? TARGETS : TARGETS.filter((x) => x.emulator.length === 0);
+
+t.setTimeout(RELEASE_TEST_TIMEOUT_MS);
+if (!CROSS) t.comment('linux-arm64 and linux-armv7 skipped: set OUTPOST_RELEASE_CROSS=1 after scripts/install-release-deps.sh (.ci/run does)');
+
+const outDir = tempDir(t);
+const build = spawnSync(process.execPath, [join(ROOT, 'scripts/release.js'), ...built.map((x) => x.name)], {
+  cwd: ROOT, env: { ...process.env, OUTPOST_RELEASE_DIR: outDir }, encoding: 'utf8',
+});
+
+function unpack(t: Parameters<typeof tempDir>[0], target: string): string {
+  const dir = tempDir(t);
+  const run = spawnSync('tar', ['-xzf', join(outDir, `outpost-${VERSION}-${target}.tar.gz`), '-C', dir]);
+  if (run.status !== 0) throw new Error(`tar: ${run.stderr.toString()}`);
+  return join(dir, `outpost-${VERSION}-${target}`);
+}
+
+/** Starts the unpacked release from its own directory with nothing from the repository on its paths. */
+function startRelease(dir: string, target: Target, dataDir: string): Promise<{ code: number | null; out: string; ready: boolean }> {
+  const [command, ...prefix] = [...target.emulator, join(dir, 'bin/node')];
+  const proc = spawn(command!, [...prefix, join(dir, 'outpost.js'), 'run', '--board', join(dir, 'board.json')], {
+    cwd: dir, env: { PATH: '/usr/bin:/bin', OUTPOST_DATA_DIR: dataDir, OUTPOST_HUB_PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  let ready = false;
+  const timer = setTimeout(() => proc.kill('SIGKILL'), READY_TIMEOUT_MS);
+  proc.stdout.on('data', (d: Buffer) => {
+    out += d.toString();
+    if (!ready && out.includes('"msg":"outpost ready')) {
+      ready = true;
+      proc.kill('SIGTERM');
+    }
+  });
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  return new Promise((resolve) => proc.on('close', (code) => (clearTimeout(timer), resolve({ code, out, ready }))));
+}
+
+t.test('npm run release builds one tarball per target', async (t) => {
+  t.equal(build.status, 0, build.stderr.slice(-4000));
+  t.match(build.stdout, /built dist\/outpost\.js: \d+ bytes/, 'the bundle size is reported');
+  for (const target of built) t.match(build.stdout, new RegExp(`release ${target.name}: .*outpost-${VERSION}-${target.name}\\.tar\\.gz \\([\\d.]+ MiB`));
+});
+
+for (const target of built) {
+  t.test(`${target.name}: unpacked in a temp dir, the release starts on its own and reports ready`, async (t) => {
+    const dir = unpack(t, target.name);
+    for (const file of ['bin/node', 'outpost.js', 'package.json', 'release.json', 'outpost.service', 'install.sh', 'board.json', 'boards/sim.json', 'README.md', 'node_modules/i2c-bus/build/Release/i2c.node', 'node_modules/epoll/build/Release/epoll.node']) {
+      t.ok(existsSync(join(dir, file)), file);
+    }
+    const run = await startRelease(dir, target, tempDir(t));
+    t.ok(run.ready, run.ready ? 'reported ready' : `never ready:\n${run.out.slice(-3000)}`);
+    t.equal(run.code, 0, 'stopped cleanly on SIGTERM');
+    t.match(run.out, new RegExp(`release for ${target.name}, node v20\\.`), 'it runs its own Node 20 and loaded its addons');
+  });
+}
+
+t.test('a native addon of the wrong architecture makes the release fail at start, naming the addon', async (t) => {
+  const dir = unpack(t, 'linux-x64');
+  // An arm64 build of a real addon, in place of the x64 one.
+  copyFileSync(join(ROOT, 'node_modules/@serialport/bindings-cpp/prebuilds/linux-arm64/@serialport+bindings-cpp.armv8.glibc.node'), join(dir, 'node_modules/i2c-bus/build/Release/i2c.node'));
+  const run = await startRelease(dir, TARGETS[0]!, tempDir(t));
+  t.notOk(run.ready, 'never ready');
+  t.equal(run.code, 1);
+  t.match(run.out, /native addon \\"i2c-bus\\" of this linux-x64 release does not load on this linux-x64 machine/);
+});
+
+t.test('install.sh refuses glibc older than 2.34 and the wrong architecture with a clear message', async (t) => {
+  const dir = unpack(t, 'linux-x64');
+  const ok = spawnSync(join(dir, 'install.sh'), ['--check'], { encoding: 'utf8' });
+  t.equal(ok.status, 0, ok.stderr);
+  t.match(ok.stdout, /ok: glibc 2\.\d+, x86_64, release for linux-x64/);
+  // Raspberry Pi OS Bullseye's C library, reported by a getconf found first on PATH.
+  const fakeBin = tempDir(t);
+  writeFileSync(join(fakeBin, 'getconf'), '#!/bin/sh\necho "glibc 2.31"\n');
+  chmodSync(join(fakeBin, 'getconf'), 0o755);
+  const old = spawnSync(join(dir, 'install.sh'), ['--check'], { encoding: 'utf8', env: { ...process.env, PATH: `${fakeBin}:${process.env.PATH}` } });
+  t.equal(old.status, 1);
+  t.match(old.stderr, /this system has glibc 2\.31; outpost needs glibc 2\.34 or newer, i\.e\. Raspberry Pi OS Bookworm \(Debian 12\) or later/);
+  const manifest = join(dir, 'release.json');
+  writeFileSync(manifest, readFileSync(manifest, 'utf8').replace('"linux-x64"', '"linux-arm64"'));
+  const arch = spawnSync(join(dir, 'install.sh'), ['--check'], { encoding: 'utf8' });
+  t.equal(arch.status, 1);
+  t.match(arch.stderr, /this release is for linux-arm64 but this machine is x86_64/);
+});
+
+if (CROSS) {
+  t.test('under qemu too: an x64 addon in the arm64 release makes it fail', async (t) => {
+    const arm = unpack(t, 'linux-arm64');
+    const x64 = unpack(t, 'linux-x64');
+    mkdirSync(join(arm, 'node_modules/epoll/build/Release'), { recursive: true });
+    copyFileSync(join(x64, 'node_modules/epoll/build/Release/epoll.node'), join(arm, 'node_modules/epoll/build/Release/epoll.node'));
+    const run = await startRelease(arm, TARGETS[1]!, tempDir(t));
+    t.notOk(run.ready);
+    t.equal(run.code, 1);
+    t.match(run.out, /native addon \\"epoll\\" of this linux-arm64 release does not load on this linux-arm64 machine/);
+  });
+}
