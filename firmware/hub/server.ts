@@ -5,6 +5,7 @@ import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
 import type { Clock } from '../clock.js';
 import type { Authenticator, AuthRefusal } from '../auth/authenticator.js';
 import type { HubConfig } from './config.js';
+import { guardSocket } from './packet-guard.js';
 import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js';
 
 /**
@@ -14,8 +15,10 @@ import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js'
  */
 
 export type PublishRefusal = 'acl' | 'message-size' | 'inflight' | 'rate' | 'store' | 'will';
+/** A packet whose fixed header announced more than `packetBytesMax`; the connection is closed unread. */
+export type PacketRefusal = 'packet-size';
 export type ConnectRefusal = AuthRefusal | 'clients-max';
-export type Refusal = ConnectRefusal | PublishRefusal | 'subscribe-acl' | 'protocol' | 'tls';
+export type Refusal = ConnectRefusal | PublishRefusal | PacketRefusal | 'subscribe-acl' | 'protocol' | 'tls';
 
 export interface ServerHandlers {
   /** Must resolve only when the publish has been dealt with (telemetry: durable); then it is PUBACKed. */
@@ -30,6 +33,12 @@ export interface TlsMaterial {
   key: string;
 }
 
+/**
+ * Room in a packet beyond the message (topic + payload, bounded by `messageBytesMax`): fixed header, topic
+ * length, packet id and MQTT 5 properties, bytes. Publishes between the two limits still get the counted
+ * 'message-size' refusal; past the sum the connection closes before the body is read.
+ */
+const PACKET_OVERHEAD_BYTES_MAX = 8 * 1024;
 /** MQTT packet identifiers run 1..65,535 and wrap. */
 const MESSAGE_ID_MAX = 65_535;
 
@@ -60,14 +69,18 @@ export class HubServer {
     const broker = await Aedes.createBroker({ concurrency: config.clientsMax, connectTimeout: 10_000 });
     const server = new HubServer(broker, config, auth, clock, handlers);
     server.install();
+    const handle = (socket: net.Socket) => {
+      guardSocket(socket, config.messageBytesMax + PACKET_OVERHEAD_BYTES_MAX, (verdict) => server.count(verdict === 'too-big' ? 'packet-size' : 'protocol'));
+      broker.handle(socket);
+    };
     if (config.tcp !== null) {
-      server.tcpServer = net.createServer((socket) => broker.handle(socket));
+      server.tcpServer = net.createServer(handle);
       server.tcpServer.on('error', () => server.count('protocol'));
       server.tcpServer.listen(config.tcp.port, config.tcp.host);
       await once(server.tcpServer, 'listening');
     }
     if (config.tls !== null && tlsMaterial !== null) {
-      server.tlsServer = tls.createServer(server.tlsOptions(tlsMaterial, trustBundle), (socket) => broker.handle(socket));
+      server.tlsServer = tls.createServer(server.tlsOptions(tlsMaterial, trustBundle), handle);
       server.tlsServer.on('tlsClientError', () => server.count('tls'));
       server.tlsServer.listen(config.tls.port, config.tls.host);
       await once(server.tlsServer, 'listening');

@@ -1,0 +1,76 @@
+import t from 'tap';
+import net from 'node:net';
+import { once } from 'node:events';
+import path from 'node:path';
+import { startHub } from '../../../firmware/hub/index.js';
+import { PacketSizeGuard } from '../../../firmware/hub/packet-guard.js';
+import { RingLog } from '../../../firmware/store/log.js';
+import { publishScope } from '../../../scripts/publish-scope.js';
+import { AedesBroker } from '../../support/brokers.js';
+import { mqttChild, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
+import { tempDir } from '../../support/tmp.js';
+
+/** Oversize packets are refused from their fixed header, before aedes buffers their body. */
+
+const keyA = newKey();
+
+/** An MQTT fixed header: type/flags byte and the remaining length as a variable byte integer. */
+function fixedHeader(firstByte: number, remainingBytes: number): Buffer {
+  const out = [firstByte];
+  do {
+    let byte = remainingBytes % 128;
+    remainingBytes = Math.floor(remainingBytes / 128);
+    if (remainingBytes > 0) byte |= 0x80;
+    out.push(byte);
+  } while (remainingBytes > 0);
+  return Buffer.from(out);
+}
+
+t.test('the guard follows packet boundaries across any chunking', async (t) => {
+  const small = Buffer.concat([fixedHeader(0x30, 200), Buffer.alloc(200, 1), fixedHeader(0xc0, 0), fixedHeader(0x30, 1000), Buffer.alloc(1000, 2)]);
+  const wrongOk: number[] = [];
+  for (let cut = 0; cut <= small.length; cut += 1) {
+    const guard = new PacketSizeGuard(1_004);
+    if (guard.feed(small.subarray(0, cut)) !== 'ok' || guard.feed(small.subarray(cut)) !== 'ok') wrongOk.push(cut);
+  }
+  t.same(wrongOk, [], 'packets within the limit pass, however the stream is cut');
+  const big = Buffer.concat([fixedHeader(0x30, 10), Buffer.alloc(10), fixedHeader(0x30, 1_002)]);
+  const missed: number[] = [];
+  for (let cut = 0; cut <= big.length; cut += 1) {
+    const guard = new PacketSizeGuard(1_004);
+    const first = guard.feed(big.subarray(0, cut));
+    if ((first === 'ok' ? guard.feed(big.subarray(cut)) : first) !== 'too-big') missed.push(cut);
+  }
+  t.same(missed, [], 'a packet one byte over the limit is caught, however the stream is cut');
+  t.equal(new PacketSizeGuard(1_004).feed(Buffer.from([0x30, 0xff, 0xff, 0xff, 0xff, 0x01])), 'malformed', 'a remaining length over 4 bytes');
+  t.throws(() => new PacketSizeGuard(0), /"packetBytesMax" must be an integer of at least 2, got 0/);
+});
+
+t.test('the hub closes a connection whose packet header announces more than the limit', async (t) => {
+  const dir = tempDir(t, 'outpost-hub-packet-');
+  const broker = await AedesBroker.start();
+  t.teardown(() => broker.stop());
+  await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'child-a', key: keyA }]));
+  const log = await RingLog.open({ dir: path.join(dir, 'log') });
+  t.teardown(() => log.close());
+  const hub = await startHub({ config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url } });
+  t.teardown(() => hub.stop());
+  await hub.refreshIdentities();
+  const port = hub.status().ports.tcp!;
+
+  const raw = net.connect(port, '127.0.0.1');
+  await once(raw, 'connect');
+  const rawClosed = once(raw, 'close');
+  raw.write(fixedHeader(0x10, 100 * 1024 * 1024));
+  await rawClosed;
+  t.equal(hub.status().refusals['packet-size'], 1, 'a 100 MiB CONNECT is refused from its 5 header bytes, before any body is sent');
+
+  const a = await mqttChild(port, 'child-a', sasPassword('child-a', keyA));
+  t.teardown(() => a.endAsync(true));
+  await a.publishAsync('devices/child-a/messages/events/', Buffer.alloc(200 * 1024, 7), { qos: 1 });
+  t.pass('a 200 KiB publish, under the limit, is accepted');
+  const closed = new Promise<void>((resolve) => a.once('close', () => resolve()));
+  a.stream.write(Buffer.concat([fixedHeader(0x32, 200 * 1024 * 1024), Buffer.from([0, 1, 0x61])]));
+  await closed;
+  t.equal(hub.status().refusals['packet-size'], 2, 'a 200 MiB PUBLISH header from an authenticated child closes it at once');
+});
