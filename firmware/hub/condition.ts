@@ -5,7 +5,10 @@
  *   primary   := '(' condition ')' | 'IS_DEFINED' '(' ref ')' | operand op operand
  *   op        := '=' | '!=' | '<>' | '<' | '<=' | '>' | '>='
  *   operand   := ref | 'string' | number | true | false
- *   ref       := name (an application property) | $deviceId | $contentType | $contentEncoding | $body.a.b
+ *   ref       := name (an application property) | $deviceId | $moduleId | $contentType | $contentEncoding | $body.a.b
+ *
+ * `$deviceId` (alias `$connectionDeviceId`) is the sending device; for a module, the device it belongs to, as
+ * in IoT Hub, with `$moduleId` (alias `$connectionModuleId`) naming the module (undefined for a device).
  *
  * Application properties are strings; compared with a number they are read as numbers when they are numeric
  * (IoT Hub would call that a type mismatch and never match, which makes `temp > 30` useless on MQTT devices).
@@ -21,6 +24,7 @@ export type Condition =
   | { op: '=' | '!=' | '<' | '<=' | '>' | '>='; left: Operand; right: Operand };
 
 export interface RoutedMessage {
+  /** Connection id of the sender: a device id or `<deviceId>/<moduleId>`. */
   deviceId: string;
   properties: Record<string, string>;
   contentType: string;
@@ -60,7 +64,8 @@ export function evaluate(condition: Condition, message: RoutedMessage): boolean 
   };
   const resolve = (ref: string[]): Value => {
     const [head, ...rest] = ref;
-    if (head === '$deviceId') return message.deviceId;
+    if (head === '$deviceId') return message.deviceId.split('/')[0];
+    if (head === '$moduleId') return message.deviceId.split('/')[1];
     if (head === '$contentType') return message.contentType;
     if (head === '$contentEncoding') return message.contentEncoding;
     if (head === '$body') {

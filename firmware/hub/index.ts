@@ -46,7 +46,7 @@ export interface StartHubOptions {
 export interface HubStatus {
   connected: string[];
   refusals: Partial<Record<Refusal, number>>;
-  /** Unacknowledged records per local endpoint lane, by "<deviceId>/inputs/<name>". */
+  /** Unacknowledged records per local endpoint lane, by "<connection id>/inputs/<name>" (modules: "<d>/<m>/inputs/<name>"). */
   localBacklog: Record<string, number>;
   unrouted: number;
   identities: { devices: number; scopeVersion: number; syncs: number; errors: number };

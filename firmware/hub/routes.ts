@@ -4,6 +4,8 @@ import { CONDITION_CHARS_MAX, CONDITION_DEPTH_MAX, RouteError, type Condition, t
  * Routes, a subset of IoT Edge's syntax:
  *
  *   FROM /messages/* [WHERE <condition>] INTO $upstream
+ *   FROM /messages/modules/<moduleId>/* or /messages/modules/<moduleId>/outputs/*  (a module of this gateway)
+ *   FROM /messages/devices/<deviceId>/modules/<moduleId>/*                          (a module of a child)
  *   FROM /messages/devices/<deviceId>/* [WHERE <condition>] INTO BrokeredEndpoint("/devices/<id>/inputs/<name>")
  *   ... INTO BrokeredEndpoint("/modules/<moduleId>/inputs/<name>")       (a module of this gateway, IoT Edge's form)
  *   ... INTO BrokeredEndpoint("/devices/<id>/modules/<moduleId>/inputs/<name>")  (a module of a child device)
@@ -16,7 +18,7 @@ export type Endpoint = { kind: 'upstream' } | { kind: 'local'; deviceId: string;
 
 export interface Route {
   name: string;
-  /** Only messages from this device; null means every device. */
+  /** Only messages from this connection (a device, or `<deviceId>/<moduleId>`); null means every one. */
   fromDeviceId: string | null;
   condition: Condition | null;
   endpoint: Endpoint;
@@ -160,22 +162,29 @@ class Parser {
       this.index -= 1;
       this.fail('a property name');
     }
-    if (ref[0].startsWith('$') && !['$deviceId', '$connectionDeviceId', '$contentType', '$contentEncoding', '$body'].includes(ref[0])) {
+    const system = ['$deviceId', '$connectionDeviceId', '$moduleId', '$connectionModuleId', '$contentType', '$contentEncoding', '$body'];
+    if (ref[0].startsWith('$') && !system.includes(ref[0])) {
       this.index -= 1;
-      this.fail('$deviceId, $connectionDeviceId, $contentType, $contentEncoding or $body');
+      this.fail(system.join(', '));
     }
     if (ref[0] === '$connectionDeviceId') ref[0] = '$deviceId';
+    if (ref[0] === '$connectionModuleId') ref[0] = '$moduleId';
     return { ref };
   }
 }
 
-function parseSource(text: string, name: string): string | null {
+const SOURCE_FORMS = '/messages/*, /messages/devices/<deviceId>/*, /messages/modules/<moduleId>/*, /messages/modules/<moduleId>/outputs/* or /messages/devices/<deviceId>/modules/<moduleId>/*';
+
+/** The connection id a FROM clause names, or null for every sender. IoT Edge's outputs are not told apart. */
+function parseSource(text: string, name: string, gatewayId: string | undefined): string | null {
   if (text === '/messages/*') return null;
-  const match = /^\/messages\/devices\/([^/]+)\/\*$/.exec(text);
-  if (match === null || !DEVICE_ID.test(match[1])) {
-    throw new RouteError(`route "${name}": FROM must be /messages/* or /messages/devices/<deviceId>/*, got "${text}"`);
-  }
-  return match[1];
+  const device = /^\/messages\/devices\/([^/]+)\/\*$/.exec(text);
+  if (device !== null && DEVICE_ID.test(device[1])) return device[1];
+  const own = /^\/messages\/modules\/([^/]+)\/(?:outputs\/)?\*$/.exec(text);
+  if (own !== null && gatewayId !== undefined && DEVICE_ID.test(own[1])) return `${gatewayId}/${own[1]}`;
+  const child = /^\/messages\/devices\/([^/]+)\/modules\/([^/]+)\/(?:outputs\/)?\*$/.exec(text);
+  if (child !== null && DEVICE_ID.test(child[1]) && DEVICE_ID.test(child[2])) return `${child[1]}/${child[2]}`;
+  throw new RouteError(`route "${name}": FROM must be ${SOURCE_FORMS}, got "${text}"`);
 }
 
 const ENDPOINT_FORMS = '"/devices/<deviceId>/inputs/<input>", "/modules/<moduleId>/inputs/<input>" or "/devices/<deviceId>/modules/<moduleId>/inputs/<input>"';
@@ -211,7 +220,7 @@ export function parseRoute(name: string, text: string, gatewayId?: string): Rout
   if (typeof text !== 'string' || text.length > ROUTE_CHARS_MAX) throw new RouteError(`route "${name}" must be a string of at most ${ROUTE_CHARS_MAX} characters`);
   const p = new Parser(tokenize(text, name), name, text.length);
   p.keyword('FROM');
-  const fromDeviceId = parseSource(p.take('word', 'a source such as /messages/*').text, name);
+  const fromDeviceId = parseSource(p.take('word', 'a source such as /messages/*').text, name, gatewayId);
   let condition: Condition | null = null;
   if (p.isKeyword('WHERE')) {
     p.keyword('WHERE');

@@ -23,6 +23,7 @@ const keyAnalyzer = newKey();
 const routes = {
   up: 'FROM /messages/* INTO $upstream',
   toAnalyzer: 'FROM /messages/devices/child-a/* INTO BrokeredEndpoint("/modules/analyzer/inputs/in1")',
+  fromFilter: 'FROM /messages/devices/child-a/modules/filter/* WHERE $connectionModuleId = \'filter\' AND $deviceId = \'child-a\' INTO BrokeredEndpoint("/modules/analyzer/inputs/filtered")',
 };
 
 const scope = (version: number) => ({
@@ -103,14 +104,16 @@ t.test('module telemetry, inputs from routes, module twin and module methods (mq
   const device = await mqttChild(port, 'child-a', sasPassword('child-a', keyA));
   t.teardown(() => device.endAsync(true));
   await device.publishAsync('devices/child-a/messages/events/temp=40', '{"temp":40}', { qos: 1 });
-  t.same(hub.status().localBacklog, { 'gw-1/analyzer/inputs/in1': 1 }, "the gateway module's input waits in its lane");
+  t.same(hub.status().localBacklog, { 'gw-1/analyzer/inputs/in1': 1, 'gw-1/analyzer/inputs/filtered': 1 }, "the gateway module's inputs wait in their lanes");
   const analyzer = await moduleChild(port, 'gw-1', 'analyzer', keyAnalyzer);
   t.teardown(() => analyzer.endAsync(true));
   const inputs: string[] = [];
   analyzer.on('message', (topic, payload) => inputs.push(`${topic} ${payload.toString()}`));
   await analyzer.subscribeAsync('devices/gw-1/modules/analyzer/inputs/#', { qos: 1 });
-  await until('input delivered and acked', () => inputs.length === 1 && hub.status().localBacklog['gw-1/analyzer/inputs/in1'] === 0);
-  t.match(inputs[0], /^devices\/gw-1\/modules\/analyzer\/inputs\/in1\/\S*temp=40\S* \{"temp":40\}$/, 'on its inputs topic, input named in the path');
+  await until('inputs delivered and acked', () => inputs.length === 2 && Object.values(hub.status().localBacklog).every((n) => n === 0));
+  inputs.sort();
+  t.match(inputs[0], /^devices\/gw-1\/modules\/analyzer\/inputs\/filtered\/\S*kind=filtered\S* \{"v":1\}$/, "a module's messages routed by module source and $connectionModuleId");
+  t.match(inputs[1], /^devices\/gw-1\/modules\/analyzer\/inputs\/in1\/\S*temp=40\S* \{"temp":40\}$/, 'on its inputs topic, input named in the path');
 
   const filterReplies = responses(filter);
   const deviceReplies = responses(device);
@@ -171,6 +174,14 @@ t.test('the azure-iot-device ModuleClient connects through the hub with GatewayH
     result = await hub.methods.invoke('gw-1/analyzer', 'ping', Buffer.from('{}'));
   }
   t.same([result.status, JSON.parse(result.payload.toString())], [200, { pong: 'module' }], 'SDK module method answered');
+});
+
+t.test('route sources and targets for modules', async (t) => {
+  const { parseRoute } = await import('../../../firmware/hub/routes.js');
+  const route = parseRoute('r', 'FROM /messages/modules/filter/outputs/* INTO BrokeredEndpoint("/modules/analyzer/inputs/in1")', 'gw-1');
+  t.same([route.fromDeviceId, route.endpoint], ['gw-1/filter', { kind: 'local', deviceId: 'gw-1/analyzer', input: 'in1' }], "IoT Edge's form names this gateway's modules");
+  t.throws(() => parseRoute('r', 'FROM /messages/* INTO BrokeredEndpoint("/modules/analyzer/inputs/in1")'), /route "r": BrokeredEndpoint must be "\/devices\/<deviceId>\/inputs\/<input>", "\/modules/, 'without a gateway id the module form is refused, naming the forms');
+  t.throws(() => parseRoute('r', 'FROM /messages/modules/a/b/* INTO $upstream', 'gw-1'), /route "r": FROM must be \/messages\/\*, /);
 });
 
 t.test('scope documents: modules are optional, named in errors, and follow their device', async (t) => {
