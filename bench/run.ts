@@ -8,6 +8,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   store: async () => (await import('./store.js')).default,
   uplink: async () => (await import('./uplink.js')).default,
   powercut: async () => (await import('./powercut.js')).default,
+  ship: async () => (await import('./ship.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {
