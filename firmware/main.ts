@@ -17,7 +17,7 @@ The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides 
 OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs are JSON lines on stdout at
 OUTPOST_LOG_LEVEL (default info).`;
 /** A graceful stop that takes longer than this is cut short: it stays under systemd's TimeoutStopSec (20 s). */
-export const STOP_TIMEOUT_MS = 15_000;
+const STOP_TIMEOUT_MS = 15_000;
 
 function flag(args: string[], name: string): string | undefined {
   const i = args.indexOf(name);
@@ -65,7 +65,11 @@ async function run(args: string[], logger: Logger): Promise<number> {
   await runtime.start();
   process.on('SIGUSR2', () => runtime.wake('SIGUSR2'));
   // READY=1 goes out from here: the store is open and the hub listens.
-  const ops = await Ops.start({ runtime, logger, errors });
+  const ops = await Ops.start({ runtime, logger, errors }).catch(async (err: unknown) => {
+    // A metrics port in use must not leave the hub and the log open behind a process that cannot serve.
+    await runtime.stop();
+    throw err;
+  });
   const hub = runtime.status().hub?.ports;
   logger.info(
     { board: loaded.variant, dataDir: runtime.dataDir, hubPort: hub?.tcp ?? null, hubTlsPort: hub?.tls ?? null, statusSocket: ops.socketPath, metricsPort: ops.metricsPort },
@@ -118,8 +122,14 @@ main(argv, logger).then(
   (err: unknown) => {
     const message = `outpost: ${err instanceof Error ? err.message : String(err)}`;
     // The service logs to the journal as JSON; an operator at a shell reads plain text.
-    if ((argv[0] ?? 'run') === 'run') logger.fatal({ err }, message);
-    else process.stderr.write(`${message}\n`);
-    process.exitCode = 1;
+    if ((argv[0] ?? 'run') !== 'run') {
+      process.stderr.write(`${message}\n`);
+      process.exitCode = 1;
+      return;
+    }
+    // A gateway that failed to start exits now (the log line is written synchronously): whatever it had
+    // opened must not keep a half-started process alive, and systemd restarts it.
+    logger.fatal({ err }, message);
+    process.exit(1);
   },
 );

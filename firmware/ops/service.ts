@@ -34,7 +34,12 @@ export class Ops {
 
   static async start(opts: OpsOptions): Promise<Ops> {
     const ops = new Ops(opts);
-    await ops.open();
+    try {
+      await ops.open();
+    } catch (err) {
+      await ops.stopping();
+      throw err;
+    }
     return ops;
   }
 

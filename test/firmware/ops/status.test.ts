@@ -1,3 +1,6 @@
+import { once } from 'node:events';
+import { cpSync, writeFileSync } from 'node:fs';
+import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
@@ -13,6 +16,7 @@ import { RingLog } from '../../../firmware/store/log.js';
 import { Runtime, UPSTREAM_LANE } from '../../../firmware/runtime.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { tempDir } from '../../support/tmp.js';
+import { bundleGateway, startGateway } from './gateway-process.js';
 
 const BOARD = fileURLToPath(new URL('../../../board.json', import.meta.url));
 /** Records waiting when the uplink comes up: enough for several progress lines on a loopback broker. */
@@ -29,7 +33,7 @@ function collect(): { stream: PassThrough; text(): string } {
   return { stream, text: () => text };
 }
 
-async function startGateway(t: Parameters<typeof tempDir>[0], board: LoadedBoard, dataDir: string) {
+async function startInProcess(t: Parameters<typeof tempDir>[0], board: LoadedBoard, dataDir: string) {
   const errors = new RecentErrors();
   const runtime = new Runtime(board, { dataDir, hubPort: 0, onError: (source, err) => errors.add(source, err) });
   await runtime.start();
@@ -44,7 +48,7 @@ async function startGateway(t: Parameters<typeof tempDir>[0], board: LoadedBoard
 
 t.test('outpost status answers over the unix socket: readable, --json, and metrics on loopback', async (t) => {
   const board = { ...(await loadBoard(BOARD)), metrics: { port: 0 } };
-  const { ops, errors } = await startGateway(t, board, tempDir(t));
+  const { ops, errors } = await startInProcess(t, board, tempDir(t));
   errors.add('uplink', new Error('cannot connect to mqtt://gw:pw-in-error-1@broker: ECONNREFUSED'));
   const socket = ops.socketPath!;
 
@@ -107,11 +111,24 @@ t.test('--watch prints a progress line while a long backlog drains, then returns
   const broker = await AedesBroker.start();
   t.teardown(() => broker.stop());
   const board = { ...(await loadBoard(BOARD)), uplink: { protocol: 'mqtt', url: broker.url, protocolVersion: 4, inflightMax: 10 } };
-  const { ops } = await startGateway(t, board, dataDir);
+  const { ops } = await startInProcess(t, board, dataDir);
   const out = collect();
   t.equal(await runStatusCli(['--watch', '--socket', ops.socketPath!], '/nonexistent', out.stream), 0);
   const lines = out.text().trim().split('\n');
   t.match(lines[0], /^\[[#.]{24}\] +\d+% \d+ rec left, [\d.]+ rec\/s, ETA .+, link (up|connecting|backoff|down)$/, lines[0]);
   t.equal(lines[lines.length - 1], 'backlog drained');
   t.match(lines[lines.length - 2], /\[#{24}\] 100% 0 rec left/);
+});
+
+t.test('a metrics port in use fails start-up, naming metrics.port, and the process exits', async (t) => {
+  const blocker = createServer().listen(0, '127.0.0.1');
+  await once(blocker, 'listening');
+  t.teardown(() => void blocker.close());
+  const port = (blocker.address() as AddressInfo).port;
+  const dir = tempDir(t);
+  cpSync(fileURLToPath(new URL('../../../boards/', import.meta.url)), join(dir, 'boards'), { recursive: true });
+  writeFileSync(join(dir, 'board.json'), JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: { port } }));
+  const gw = startGateway(await bundleGateway(tempDir(t)), ['run', '--board', join(dir, 'board.json')], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' });
+  t.equal(await gw.exited(), 1, 'exits instead of lingering half-started');
+  t.match(String(gw.lines().find((l) => l.level === 'fatal')?.msg), new RegExp(`metrics\\.port ${port}: listen EADDRINUSE`));
 });
