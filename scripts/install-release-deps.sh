@@ -4,6 +4,7 @@
 # qemu's -L uses) and qemu-user-static. .ci/run calls this and then sets OUTPOST_RELEASE_CROSS=1; `npm test`
 # alone builds and starts only the linux-x64 release. Does nothing when everything is present.
 set -euo pipefail
+script_dir=$(cd "$(dirname "$0")" && pwd)
 
 need=()
 command -v aarch64-linux-gnu-g++ >/dev/null 2>&1 || need+=(g++-aarch64-linux-gnu)
@@ -13,15 +14,6 @@ command -v qemu-aarch64-static >/dev/null 2>&1 && command -v qemu-arm-static >/d
 [ -e /usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 ] || need+=(libc6-dev-armhf-cross)
 command -v g++ >/dev/null 2>&1 && command -v make >/dev/null 2>&1 || need+=(g++ make)
 
-if [ ${#need[@]} -gt 0 ]; then
-  echo "install-release-deps: installing ${need[*]}"
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-      echo "install-release-deps: need root (or sudo) to install: ${need[*]}" >&2
-      exit 1
-    fi
-  fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=lib/apt-install.sh
+. "$script_dir/lib/apt-install.sh"
+apt_install install-release-deps "${need[@]}"

@@ -4,6 +4,7 @@
 # systemd-notify for the notify test; the package installs fine in a container without systemd running). Runs before `npm test`; does nothing when all
 # are present. Also runs `npm ci` on a fresh clone so `npm test` alone works.
 set -euo pipefail
+script_dir=$(cd "$(dirname "$0")" && pwd)
 cd "$(dirname "$0")/.."
 
 need=()
@@ -13,18 +14,9 @@ command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
 
-if [ ${#need[@]} -gt 0 ]; then
-  echo "install-system-deps: installing ${need[*]}"
-  sudo=""
-  if [ "$(id -u)" -ne 0 ]; then
-    if command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
-      echo "install-system-deps: need root (or sudo) to install: ${need[*]}" >&2
-      exit 1
-    fi
-  fi
-  $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
-fi
+# shellcheck source=lib/apt-install.sh
+. "$script_dir/lib/apt-install.sh"
+apt_install install-system-deps "${need[@]}"
 
 if [ ! -d node_modules ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "install-system-deps: node_modules missing or stale, running npm ci"
