@@ -15,6 +15,8 @@ import { makeSasToken } from '../firmware/auth/sas.js';
 import { envInt, fmt, formatTable, freshDir, median, removeDir, type BenchModule } from './harness.js';
 
 const REPO = resolve('.');
+/** The V8 flags every launcher passes (the systemd unit among them): the gateway measured as shipped. */
+const NODE_FLAGS = (JSON.parse(readFileSync(join(REPO, 'scripts/node-flags.json'), 'utf8')) as { flags: string[] }).flags;
 const GATEWAY_ID = 'outpost-sim';
 const HUB_HOST = 'bench.example.net';
 const TARGETS = { readyMs: 1_000, rssMb: 80 };
@@ -123,7 +125,7 @@ function peakRssMb(pid: number): number {
 async function underLoad(loadSecs: number, flood: boolean): Promise<{ rssMb: number; acked: number }> {
   const dir = await freshDir('ship-load');
   const children = await seedChildren(join(dir, 'data'), flood ? FLOOD_CHILDREN : PACED_CHILDREN);
-  const gw = await startGateway(process.execPath, ['--max-semi-space-size=2', join(REPO, 'dist/outpost.js'), 'run', '--board', boardDir(dir, flood)], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, dir);
+  const gw = await startGateway(process.execPath, [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardDir(dir, flood)], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, dir);
   const acked = await load(gw.hubPort, children, loadSecs, flood ? null : PACED_RATE_PER_CHILD_PER_SEC);
   const rssMb = peakRssMb(gw.pid);
   await gw.stop();
@@ -135,7 +137,7 @@ async function x64(loadSecs: number): Promise<{ readyMs: number; paced: { rssMb:
   const readies: number[] = [];
   for (let i = 0; i < READY_RUNS; i++) {
     const dir = await freshDir('ship-ready');
-    const gw = await startGateway(process.execPath, ['--max-semi-space-size=2', join(REPO, 'dist/outpost.js'), 'run', '--board', boardDir(dir)], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, dir);
+    const gw = await startGateway(process.execPath, [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardDir(dir)], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, dir);
     readies.push(gw.readyMs);
     await gw.stop();
     await removeDir(dir);
@@ -158,7 +160,7 @@ async function arm64UnderQemu(): Promise<{ readyMs: number | null; why: string }
   const root = join(dir, `outpost-${version}-linux-arm64`);
   const readies: number[] = [];
   for (let i = 0; i < QEMU_READY_RUNS; i++) {
-    const args = ['-L', '/usr/aarch64-linux-gnu', join(root, 'bin/node'), '--max-semi-space-size=2', join(root, 'outpost.js'), 'run', '--board', join(root, 'board.json')];
+    const args = ['-L', '/usr/aarch64-linux-gnu', join(root, 'bin/node'), ...NODE_FLAGS, join(root, 'outpost.js'), 'run', '--board', join(root, 'board.json')];
     const gw = await startGateway('qemu-aarch64-static', args, { OUTPOST_DATA_DIR: join(dir, `data-${i}`), OUTPOST_HUB_PORT: '0' }, root);
     readies.push(gw.readyMs);
     await gw.stop();

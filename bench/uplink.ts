@@ -1,9 +1,8 @@
 // `npm run bench -- uplink`: a backlog drained through outpost (RingLog + Pump + mqtt transport) to a
 // local mosquitto against raw mqtt.js publishing the same records with the same window and QoS 1; the time
 // from link-up to the first backlog message at the broker; peak RSS during the drain. Each side runs in
-// its own child process. OUTPOST_BENCH_UPLINK_RECORDS shrinks the backlog for a quick run. Peak RSS is
-// mostly V8's heap sizing, not live data: NODE_OPTIONS="--max-semi-space-size=1 --max-old-space-size=32"
-// reaches every child alike and shows the figure under launch-time heap limits.
+// its own child process, with the V8 flags `npm run bench` passes, which are the gateway's own
+// (scripts/node-flags.json). OUTPOST_BENCH_UPLINK_RECORDS shrinks the backlog for a quick run.
 import { existsSync } from 'node:fs';
 import { envInt, fmt, formatTable, freshDir, removeDir, runChild, type BenchModule, type ChildResult } from './harness.js';
 import { BODY_BYTES, WINDOW_MESSAGES, drainOutpost, drainRaw, fill, linkUp } from './uplink-roles.js';
@@ -66,7 +65,7 @@ async function run(): Promise<void> {
   const rows = [
     ['raw mqtt.js', fmt(Number(raw.perSec)), fmt(Number(raw.drainMs) / 1000, 1), fmt(Number(raw.startRssMb), 1), fmt(Number(raw.rssMb), 1), fmt(Number(raw.heapTotalMbMax), 1), '', ''],
     ['outpost', fmt(Number(outpost.perSec)), fmt(Number(outpost.drainMs) / 1000, 1), fmt(Number(outpost.startRssMb), 1), fmt(rssMb, 1), fmt(Number(outpost.heapTotalMbMax), 1), fmt(drainVsRaw, 2), ''],
-    ['link-up → first msg', '', '', '', '', '', '', `${fmt(linkUpMs)} (min ${fmt(Number(link.linkUpMsMin))}, max ${fmt(Number(link.linkUpMsMax))})`],
+    ['link-up → first msg', '', '', '', '', '', '', `${fmt(linkUpMs)} (min ${fmt(Number(link.linkUpMsMin))}, max ${fmt(Number(link.linkUpMsMax))}, timeouts ${fmt(Number(link.timeouts))})`],
   ];
   console.log(formatTable(['uplink', 'msgs/s', 'drain s', 'RSS at start MiB', 'peak RSS MiB', 'peak heap MiB', 'vs raw', `link-up ms, median of ${runs}`], rows));
   console.log(
@@ -80,6 +79,7 @@ async function run(): Promise<void> {
       records,
       drainVsRaw: Number(drainVsRaw.toFixed(3)),
       linkUpMs: Math.round(linkUpMs),
+      linkUpTimeouts: Number(link.timeouts),
       rssMb: Number(rssMb.toFixed(1)),
       outpostPerSec: Math.round(Number(outpost.perSec)),
       rawPerSec: Math.round(Number(raw.perSec)),

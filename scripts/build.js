@@ -1,10 +1,13 @@
 // Bundles the runtime (and the benchmarks) with esbuild. Native addons and packages that load them
 // stay external: they are shipped beside the bundle, built for the target architecture.
 import { build } from 'esbuild';
-import { statSync } from 'node:fs';
+import { readFileSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXTERNAL_PACKAGES } from './externals.js';
+
+/** V8 flags every launcher passes; see the file for why. */
+const NODE_FLAGS = JSON.parse(readFileSync(new URL('./node-flags.json', import.meta.url), 'utf8')).flags;
 
 const ZLIB_COMPAT = resolve(dirname(fileURLToPath(import.meta.url)), '../firmware/ops/zlib-compat.ts');
 
@@ -20,10 +23,8 @@ const zlibCompat = {
 };
 
 const targets = [
-  // 2 MiB semi-spaces: V8 sizes the young generation from the machine's RAM, and bursts of short-lived
-  // records then inflate RSS by tens of MB; capped, a gateway stays near 60-75 MB (npm run bench -- store).
-  // Only the young generation is capped: an old-space limit would turn a large backlog into a crash.
-  { entry: 'firmware/main.ts', out: 'dist/outpost.js', banner: '#!/usr/bin/env -S node --max-semi-space-size=2', plugins: [zlibCompat] },
+  // The shebang carries the same V8 flags as every other launcher (scripts/node-flags.json).
+  { entry: 'firmware/main.ts', out: 'dist/outpost.js', banner: `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`, plugins: [zlibCompat] },
   // Split: each benchmark (and its peers' code) is a chunk loaded only by the run that needs it, so a
   // store child's RSS is not inflated by the Azure SDK the uplink benchmark bundles.
   { entry: 'bench/run.ts', out: 'dist/bench/run.js', split: true },

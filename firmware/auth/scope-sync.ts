@@ -45,7 +45,7 @@ export function scopeTopic(gatewayId: string): string {
 export async function fetchRetained(options: ScopeBrokerOptions, topic: string, waitMs = RETAINED_WAIT_MS): Promise<Buffer | null> {
   const client = await mqtt.connectAsync(options.url, {
     ca: options.ca, cert: options.cert, key: options.key, username: options.username, password: options.password,
-    clean: true, reconnectPeriod: 0, connectTimeout: waitMs,
+    clean: true, reconnectPeriod: 0, connectTimeout: waitMs, writeCache: false,
   });
   try {
     const arrived = new Promise<Buffer | null>((resolve) => {

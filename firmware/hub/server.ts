@@ -4,6 +4,7 @@ import { once } from 'node:events';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
 import type { Clock } from '../clock.js';
 import type { Authenticator, AuthRefusal } from '../auth/authenticator.js';
+import { useCompactMqttEncoder } from '../mqtt-encoder.js';
 import type { HubConfig } from './config.js';
 import { guardSocket } from './packet-guard.js';
 import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js';
@@ -66,6 +67,7 @@ export class HubServer {
   ) {}
 
   static async start(config: HubConfig, auth: Authenticator, clock: Clock, handlers: ServerHandlers, tlsMaterial: TlsMaterial | null, trustBundle: string | null): Promise<HubServer> {
+    useCompactMqttEncoder();
     const broker = await Aedes.createBroker({ concurrency: config.clientsMax, connectTimeout: 10_000 });
     const server = new HubServer(broker, config, auth, clock, handlers);
     server.install();

@@ -74,7 +74,7 @@ export class MqttTwinSync {
     const b = this.opts.broker;
     const client = await mqtt.connectAsync(b.url, {
       ca: b.ca, cert: b.cert, key: b.key, username: b.username, password: b.password,
-      clean: true, reconnectPeriod: 0, connectTimeout: SYNC_TIMEOUT_MS,
+      clean: true, reconnectPeriod: 0, connectTimeout: SYNC_TIMEOUT_MS, writeCache: false,
     });
     this.client = client;
     client.on('error', (err) => this.opts.onError?.(err));

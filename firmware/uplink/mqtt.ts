@@ -1,4 +1,5 @@
 import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import { useCompactMqttEncoder } from '../mqtt-encoder.js';
 import { UPSTREAM_KEY, compileTopicTemplate, topicLevelSafe } from './message.js';
 import { UplinkError, type ConfigTopicChannel, type UplinkMessage, type UplinkTransport } from './types.js';
 
@@ -86,6 +87,8 @@ function clientOptions(o: Resolved): IClientOptions {
     cert: o.cert,
     key: o.key,
     rejectUnauthorized: true,
+    // mqtt.js's own switch for the shared encoder's number cache (see firmware/mqtt-encoder.ts).
+    writeCache: false,
     ...(o.protocolVersion === 5 ? { properties: { sessionExpiryInterval: o.sessionExpirySecs } } : {}),
   };
 }
@@ -110,6 +113,7 @@ function publishOptions(o: Resolved, message: UplinkMessage): IClientPublishOpti
 /** The `mqtt` transport: mqtt.js v5 to any MQTT 3.1.1/5 broker, QoS 1, one connection per `connect()`. */
 export function createMqttTransport(options: MqttTransportOptions): UplinkTransport {
   const o = validate(options);
+  useCompactMqttEncoder();
   const topicFor = compileTopicTemplate(o.topicTemplate, o.gatewayId);
   const listeners = new Set<(cause: Error) => void>();
   const configTopic = o.configTopic.replace('{gatewayId}', topicLevelSafe(o.gatewayId));

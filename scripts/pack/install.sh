@@ -54,7 +54,7 @@ cat > /usr/local/bin/outpost <<WRAPPER
 #!/bin/sh
 # outpost status | log stat | board check, against the installed service's board and data.
 export OUTPOST_BOARD=\${OUTPOST_BOARD:-$CONF_DIR/board.json} OUTPOST_DATA_DIR=\${OUTPOST_DATA_DIR:-/var/lib/outpost}
-exec "$PREFIX/bin/node" --max-semi-space-size=2 "$PREFIX/outpost.js" "\$@"
+exec "$PREFIX/bin/node" --max-semi-space-size=2 --heap-growing-percent=20 "$PREFIX/outpost.js" "\$@"
 WRAPPER
 chmod 0755 /usr/local/bin/outpost
 
