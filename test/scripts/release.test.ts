@@ -67,6 +67,16 @@ t.test('npm run release builds one tarball per target', async (t) => {
   for (const target of built) t.match(build.stdout, new RegExp(`release ${target.name}: .*outpost-${VERSION}-${target.name}\\.tar\\.gz \\([\\d.]+ MiB`));
 });
 
+t.test('the bundle is ASCII (V8 keeps its source one byte per character) and leaves blob upload out', async (t) => {
+  const bundle = readFileSync(join(ROOT, 'dist/outpost.js'), 'latin1');
+  const nonAscii = /[^\x00-\x7f]/.exec(bundle);
+  t.equal(nonAscii, null, nonAscii ? `non-ASCII at byte ${nonAscii.index}: ${JSON.stringify(bundle.slice(nonAscii.index - 60, nonAscii.index + 20))}` : 'ASCII only');
+  t.notOk(bundle.includes('node_modules/@azure/storage-blob/'), '@azure/storage-blob is not bundled');
+  t.ok(bundle.includes('outpost does not ship @azure/storage-blob'), 'uploadToBlob fails with a clear message instead');
+  // The Azure device SDK itself is there: the azure transport is part of the gateway.
+  t.ok(bundle.includes('node_modules/azure-iot-device-mqtt/'), 'azure-iot-device-mqtt is bundled');
+});
+
 for (const target of built) {
   t.test(`${target.name}: unpacked in a temp dir, the release starts on its own and reports ready`, async (t) => {
     const dir = unpack(t, target.name);
