@@ -1,3 +1,4 @@
+import { RECORD_BYTES_MAX_DEFAULT } from '../store/options.js';
 import type { ConfigNode } from './node.js';
 
 const MIB_BYTES = 1024 * 1024;
@@ -41,7 +42,7 @@ export interface StorageConfig {
 export const STORAGE_DEFAULTS: Readonly<StorageConfig> = {
   dataDir: './data',
   segmentBytes: 16 * MIB_BYTES,
-  recordBytesMax: 256 * 1024,
+  recordBytesMax: RECORD_BYTES_MAX_DEFAULT,
   quotaBytes: GIB_BYTES,
   quotaPolicy: 'drop-oldest',
   ttlSecs: 7200,

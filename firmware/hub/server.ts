@@ -5,6 +5,7 @@ import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
 import type { Clock } from '../clock.js';
 import type { Authenticator, AuthRefusal } from '../auth/authenticator.js';
 import { useCompactMqttEncoder } from '../mqtt-encoder.js';
+import { StoreError } from '../store/errors.js';
 import type { HubConfig } from './config.js';
 import { guardSocket } from './packet-guard.js';
 import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js';
@@ -266,7 +267,10 @@ export class HubServer {
       },
       (err: Error) => {
         state.inflight -= 1;
-        refuse('store', err.message);
+        // Within messageBytesMax, but the record (body + the properties its topic carries) is over the store's
+        // limit or the property map's: the message's fault, not the store's.
+        const tooLarge = (err instanceof StoreError && err.code === 'TOO_LARGE') || err instanceof RangeError;
+        refuse(tooLarge ? 'message-size' : 'store', err.message);
       },
     );
   }

@@ -10,7 +10,7 @@ export interface RingLogOptions {
   dir: string;
   /** Size at which a segment file is sealed and a new one started, bytes. Default 16 MiB. */
   segmentBytes?: number;
-  /** Largest record (32-byte header + properties + body), bytes. Default 256 KiB. */
+  /** Largest record (32-byte header + properties + body), bytes. Default 264 KiB (RECORD_BYTES_MAX_DEFAULT). */
   recordBytesMax?: number;
   /** Bytes on disk the whole log may use (segments + checkpoint), bytes. Default 1 GiB. */
   quotaBytes?: number;
@@ -42,9 +42,16 @@ export interface RingLogOptions {
 
 export type ResolvedOptions = Required<Omit<RingLogOptions, 'fs' | 'clock' | 'onDamage'>>;
 
+/**
+ * Default record limit: a hub message at IoT Hub's 256 KiB (topic + payload, the hub's messageBytesMax) plus
+ * room for the properties the hub stores with it (the topic's property bag, device and module ids, times)
+ * and the record header. At exactly 256 KiB, a message the hub had accepted could not be stored.
+ */
+export const RECORD_BYTES_MAX_DEFAULT = 264 * 1024;
+
 export const DEFAULTS: Omit<ResolvedOptions, 'dir'> = {
   segmentBytes: 16 * MiB,
-  recordBytesMax: 256 * 1024,
+  recordBytesMax: RECORD_BYTES_MAX_DEFAULT,
   quotaBytes: 1024 * MiB,
   quotaPolicy: 'drop-oldest',
   ttlSecs: 7200,

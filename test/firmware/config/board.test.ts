@@ -41,7 +41,7 @@ t.test('the shipped board.json selects the sim board and loads with storage defa
   t.equal(board.variantFile, join(BOARDS_DIR, 'sim.json'));
   t.equal(board.storage.dataDir, join(ROOT, 'data'), 'dataDir resolves against board.json');
   t.match(board.storage, {
-    segmentBytes: 16 * 1024 * 1024, recordBytesMax: 256 * 1024, quotaBytes: 1024 ** 3, quotaPolicy: 'drop-oldest',
+    segmentBytes: 16 * 1024 * 1024, recordBytesMax: 264 * 1024, quotaBytes: 1024 ** 3, quotaPolicy: 'drop-oldest',
     ttlSecs: 7200, syncMode: 'always', syncIntervalMs: 10, checkpointIntervalMs: 1000,
   });
   const gps = board.buses['serial0'];

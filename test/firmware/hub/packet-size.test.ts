@@ -2,7 +2,7 @@ import t from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import path from 'node:path';
-import { startHub } from '../../../firmware/hub/index.js';
+import { startHub, UPSTREAM_LANE } from '../../../firmware/hub/index.js';
 import { PacketSizeGuard } from '../../../firmware/hub/packet-guard.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { publishScope } from '../../../scripts/publish-scope.js';
@@ -73,4 +73,47 @@ t.test('the hub closes a connection whose packet header announces more than the 
   a.stream.write(Buffer.concat([fixedHeader(0x32, 200 * 1024 * 1024), Buffer.from([0, 1, 0x61])]));
   await closed;
   t.equal(hub.status().refusals['packet-size'], 2, 'a 200 MiB PUBLISH header from an authenticated child closes it at once');
+});
+
+t.test('a message at exactly the hub limit is stored; a record over the store limit is a counted message-size refusal', async (t) => {
+  const dir = tempDir(t, 'outpost-hub-exact-');
+  const broker = await AedesBroker.start();
+  t.teardown(() => broker.stop());
+  await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'child-a', key: keyA }]));
+  // The store's default record limit, as the gateway runs it.
+  const log = await RingLog.open({ dir: path.join(dir, 'log') });
+  t.teardown(() => log.close());
+  const hub = await startHub({ config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url } });
+  t.teardown(() => hub.stop());
+  await hub.refreshIdentities();
+  const port = hub.status().ports.tcp!;
+  const messageBytesMax = 256 * 1024;
+
+  const a = await mqttChild(port, 'child-a', sasPassword('child-a', keyA));
+  t.teardown(() => a.endAsync(true));
+  // 64 properties (the most a topic may carry) with long values, and a payload filling the rest exactly.
+  const bag = Array.from({ length: 64 }, (_, i) => `k${i}=${'v'.repeat(900)}`).join('&');
+  const topic = `devices/child-a/messages/events/${bag}`;
+  const payload = Buffer.alloc(messageBytesMax - Buffer.byteLength(topic), 7);
+  await a.publishAsync(topic, payload, { qos: 1 });
+  const [record] = await (await log.lane(UPSTREAM_LANE)).read(1);
+  t.equal(record?.body.length, payload.length, 'the record holds the whole payload');
+  t.equal(record?.properties['k63'], 'v'.repeat(900), 'and its properties');
+  t.equal(hub.status().refusals['message-size'] ?? 0, 0);
+  t.equal(hub.status().refusals.store ?? 0, 0, 'the store took it');
+
+  // Under messageBytesMax and a legal MQTT topic (65,535 bytes, the most a topic length can say), but its
+  // 64 properties plus the ids the hub adds encode to more than the record format's 65,535 bytes of properties.
+  const prefix = 'devices/child-a/messages/events/';
+  const keys = Array.from({ length: 64 }, (_, i) => `k${i}`);
+  const fixed = prefix.length + keys.reduce((n, k) => n + k.length + 1, 0) + keys.length - 1;
+  const each = Math.floor((65_535 - fixed) / keys.length);
+  const values = keys.map((_, i) => 'v'.repeat(i === keys.length - 1 ? 65_535 - fixed - each * (keys.length - 1) : each));
+  const fullTopic = prefix + keys.map((k, i) => `${k}=${values[i]}`).join('&');
+  t.equal(Buffer.byteLength(fullTopic), 65_535);
+  const closed = new Promise<void>((resolve) => a.once('close', () => resolve()));
+  a.publish(fullTopic, 'x', { qos: 1 });
+  await closed;
+  t.equal(hub.status().refusals['message-size'], 1, "counted as the message's size, not as a store failure");
+  t.equal(hub.status().refusals.store ?? 0, 0);
 });
