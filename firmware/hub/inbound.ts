@@ -30,7 +30,7 @@ export async function handleInbound(ctx: InboundContext, deviceId: string, inbou
   const reply = (t: string, body: Buffer) => ctx.target.deliver(deviceId, t, body, 0).catch(() => {});
   switch (inbound.kind) {
     case 'telemetry':
-      await ctx.router.submit(deviceId, payload, inbound.properties, { contentType: inbound.contentType, contentEncoding: inbound.contentEncoding });
+      await ctx.router.submit(deviceId, payload, inbound.properties, { contentType: inbound.contentType, contentEncoding: inbound.contentEncoding, outputName: inbound.outputName });
       return;
     case 'twin-get': {
       const twin = ctx.twins.get(deviceId);

@@ -21,6 +21,8 @@ export const LOCAL_KEY = { input: '$input', ...RECORD_KEY } as const;
 export interface SubmitMeta {
   contentType?: string;
   contentEncoding?: string;
+  /** The module output the message was sent to (`$.on`); none for devices and plain sendEvent. */
+  outputName?: string;
 }
 
 /** A lane-safe name for a local endpoint: short, stable across restarts, no user text in file names. */
@@ -32,6 +34,13 @@ export interface LocalEndpointLane {
   deviceId: string;
   input: string;
   lane: Lane;
+}
+
+/** A route's output filter: null takes every message, '*' any sent to an output, else that output only. */
+function outputMatches(fromOutput: string | null, outputName: string): boolean {
+  if (fromOutput === null) return true;
+  if (fromOutput === '*') return outputName !== '';
+  return fromOutput === outputName;
 }
 
 export class Router {
@@ -76,6 +85,7 @@ export class Router {
     const targets = new Map<string, Endpoint>();
     for (const route of this.routes) {
       if (route.fromDeviceId !== null && route.fromDeviceId !== deviceId) continue;
+      if (!outputMatches(route.fromOutput, meta.outputName ?? '')) continue;
       if (route.condition !== null && !evaluate(route.condition, message)) continue;
       const key = route.endpoint.kind === 'upstream' ? '$upstream' : endpointLaneName(route.endpoint.deviceId, route.endpoint.input);
       targets.set(key, route.endpoint);
@@ -87,6 +97,7 @@ export class Router {
     const base: Record<string, string> = { ...properties, [RECORD_KEY.deviceId]: deviceId };
     if (message.contentType) base[RECORD_KEY.contentType] = message.contentType;
     if (message.contentEncoding) base[RECORD_KEY.contentEncoding] = message.contentEncoding;
+    if (meta.outputName) base[RECORD_KEY.outputName] = meta.outputName;
     const appends = [...targets].map(([key, endpoint]) => {
       if (endpoint.kind === 'upstream') return this.upstream.append({ body, properties: base });
       return this.locals.get(key)!.lane.append({ body, properties: { ...base, [LOCAL_KEY.input]: endpoint.input } });

@@ -1,11 +1,13 @@
+import { OUTPUT_NAME } from './topics.js';
 import { CONDITION_CHARS_MAX, CONDITION_DEPTH_MAX, RouteError, type Condition, type Operand } from './condition.js';
 
 /**
  * Routes, a subset of IoT Edge's syntax:
  *
  *   FROM /messages/* [WHERE <condition>] INTO $upstream
- *   FROM /messages/modules/<moduleId>/* or /messages/modules/<moduleId>/outputs/*  (a module of this gateway)
- *   FROM /messages/devices/<deviceId>/modules/<moduleId>/*                          (a module of a child)
+ *   FROM /messages/modules/<moduleId>/*                                  (a module of this gateway, every message)
+ *   FROM /messages/modules/<moduleId>/outputs/* or .../outputs/<output>  (what it sent to any output, or to one)
+ *   FROM /messages/devices/<deviceId>/modules/<moduleId>/* (or /outputs/... likewise)  (a module of a child)
  *   FROM /messages/devices/<deviceId>/* [WHERE <condition>] INTO BrokeredEndpoint("/devices/<id>/inputs/<name>")
  *   ... INTO BrokeredEndpoint("/modules/<moduleId>/inputs/<name>")       (a module of this gateway, IoT Edge's form)
  *   ... INTO BrokeredEndpoint("/devices/<id>/modules/<moduleId>/inputs/<name>")  (a module of a child device)
@@ -20,6 +22,8 @@ export interface Route {
   name: string;
   /** Only messages from this connection (a device, or `<deviceId>/<moduleId>`); null means every one. */
   fromDeviceId: string | null;
+  /** Only messages sent to this module output (`$.on`); '*' any output; null every message. */
+  fromOutput: string | null;
   condition: Condition | null;
   endpoint: Endpoint;
 }
@@ -173,17 +177,26 @@ class Parser {
   }
 }
 
-const SOURCE_FORMS = '/messages/*, /messages/devices/<deviceId>/*, /messages/modules/<moduleId>/*, /messages/modules/<moduleId>/outputs/* or /messages/devices/<deviceId>/modules/<moduleId>/*';
+const SOURCE_FORMS = '/messages/*, /messages/devices/<deviceId>/*, /messages/modules/<moduleId>/*, /messages/modules/<moduleId>/outputs/<output or *> or /messages/devices/<deviceId>/modules/<moduleId>/(* or outputs/<output or *>)';
 
-/** The connection id a FROM clause names, or null for every sender. IoT Edge's outputs are not told apart. */
-function parseSource(text: string, name: string, gatewayId: string | undefined): string | null {
-  if (text === '/messages/*') return null;
+/** `*` (every message), `outputs/*` (any output) or `outputs/<name>`; undefined when it is none of these. */
+function outputFilter(tail: string): string | null | undefined {
+  if (tail === '*') return null;
+  const output = /^outputs\/(\*|[^/]+)$/.exec(tail)?.[1];
+  return output !== undefined && (output === '*' || OUTPUT_NAME.test(output)) ? output : undefined;
+}
+
+/** The connection id a FROM clause names (null for every sender) and the module output it takes. */
+function parseSource(text: string, name: string, gatewayId: string | undefined): { fromDeviceId: string | null; fromOutput: string | null } {
+  if (text === '/messages/*') return { fromDeviceId: null, fromOutput: null };
   const device = /^\/messages\/devices\/([^/]+)\/\*$/.exec(text);
-  if (device !== null && DEVICE_ID.test(device[1])) return device[1];
-  const own = /^\/messages\/modules\/([^/]+)\/(?:outputs\/)?\*$/.exec(text);
-  if (own !== null && gatewayId !== undefined && DEVICE_ID.test(own[1])) return `${gatewayId}/${own[1]}`;
-  const child = /^\/messages\/devices\/([^/]+)\/modules\/([^/]+)\/(?:outputs\/)?\*$/.exec(text);
-  if (child !== null && DEVICE_ID.test(child[1]) && DEVICE_ID.test(child[2])) return `${child[1]}/${child[2]}`;
+  if (device !== null && DEVICE_ID.test(device[1])) return { fromDeviceId: device[1], fromOutput: null };
+  const own = /^\/messages\/modules\/([^/]+)\/(.+)$/.exec(text);
+  const ownOutput = own === null ? undefined : outputFilter(own[2]);
+  if (own !== null && ownOutput !== undefined && gatewayId !== undefined && DEVICE_ID.test(own[1])) return { fromDeviceId: `${gatewayId}/${own[1]}`, fromOutput: ownOutput };
+  const child = /^\/messages\/devices\/([^/]+)\/modules\/([^/]+)\/(.+)$/.exec(text);
+  const childOutput = child === null ? undefined : outputFilter(child[3]);
+  if (child !== null && childOutput !== undefined && DEVICE_ID.test(child[1]) && DEVICE_ID.test(child[2])) return { fromDeviceId: `${child[1]}/${child[2]}`, fromOutput: childOutput };
   throw new RouteError(`route "${name}": FROM must be ${SOURCE_FORMS}, got "${text}"`);
 }
 
@@ -220,7 +233,7 @@ export function parseRoute(name: string, text: string, gatewayId?: string): Rout
   if (typeof text !== 'string' || text.length > ROUTE_CHARS_MAX) throw new RouteError(`route "${name}" must be a string of at most ${ROUTE_CHARS_MAX} characters`);
   const p = new Parser(tokenize(text, name), name, text.length);
   p.keyword('FROM');
-  const fromDeviceId = parseSource(p.take('word', 'a source such as /messages/*').text, name, gatewayId);
+  const { fromDeviceId, fromOutput } = parseSource(p.take('word', 'a source such as /messages/*').text, name, gatewayId);
   let condition: Condition | null = null;
   if (p.isKeyword('WHERE')) {
     p.keyword('WHERE');
@@ -231,7 +244,7 @@ export function parseRoute(name: string, text: string, gatewayId?: string): Rout
   p.keyword('INTO');
   const endpoint = parseEndpoint(p, name, gatewayId);
   if (!p.atEnd()) p.fail('end of route');
-  return { name, fromDeviceId, condition, endpoint };
+  return { name, fromDeviceId, fromOutput, condition, endpoint };
 }
 
 export function parseRoutes(routes: Record<string, string>, file = 'board.json', gatewayId?: string): Route[] {

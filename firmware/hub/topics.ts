@@ -12,7 +12,8 @@
 import { splitConnectionId } from '../auth/identity.js';
 
 export type Inbound =
-  | { kind: 'telemetry'; properties: Record<string, string>; contentType: string; contentEncoding: string }
+  /** outputName: `$.on`, the module output a message was sent to (ModuleClient.sendOutputEvent); '' for none. */
+  | { kind: 'telemetry'; properties: Record<string, string>; contentType: string; contentEncoding: string; outputName: string }
   | { kind: 'twin-get'; rid: string }
   | { kind: 'twin-reported'; rid: string }
   | { kind: 'method-response'; rid: string; status: number }
@@ -30,6 +31,9 @@ function ownPrefix(connectionId: string): string {
   const id = splitConnectionId(connectionId);
   return id === null || id.moduleId === null ? `devices/${connectionId}` : `devices/${id.deviceId}/modules/${id.moduleId}`;
 }
+
+/** A module output's name (`$.on`): what a route's `/outputs/<name>` can name. */
+export const OUTPUT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** System properties IoT Hub devices may set in the bag, mapped to outpost's application properties. */
 const SYSTEM_PROPERTY_NAMES: Record<string, string> = { '$.mid': 'child-message-id', '$.cid': 'correlation-id' };
@@ -52,8 +56,12 @@ export function parsePropertyBag(bag: string): Omit<Extract<Inbound, { kind: 'te
   const properties: Record<string, string> = {};
   let contentType = '';
   let contentEncoding = '';
+  let outputName = '';
   let count = 0;
-  for (const part of bag.split('&')) {
+  // sendOutputEvent ends the bag with '/' (azure-iot-device-mqtt), as IoT Hub and edgeHub accept; a '/' in a
+  // key or value would be percent-encoded, so a bare one at the end is only a separator.
+  const text = bag.endsWith('/') ? bag.slice(0, -1) : bag;
+  for (const part of text.split('&')) {
     if (part === '') continue;
     const eq = part.indexOf('=');
     let key: string;
@@ -67,11 +75,15 @@ export function parsePropertyBag(bag: string): Omit<Extract<Inbound, { kind: 'te
     if (key.length === 0 || key.length > 255 || (count += 1) > PROPERTIES_MAX) return null;
     if (key === '$.ct') contentType = value;
     else if (key === '$.ce') contentEncoding = value;
+    else if (key === '$.on') {
+      if (!OUTPUT_NAME.test(value)) return null;
+      outputName = value;
+    }
     else if (key in SYSTEM_PROPERTY_NAMES) properties[SYSTEM_PROPERTY_NAMES[key]] = value;
     // Other system properties ($.to, $.uid, ...) are the hub's to set, not a child's; `$` keys are reserved.
     else if (!key.startsWith('$')) properties[key] = value;
   }
-  return { properties, contentType, contentEncoding };
+  return { properties, contentType, contentEncoding, outputName };
 }
 
 /** Classifies a child's PUBLISH; null means not allowed for this device (ACL) or malformed. */

@@ -11,6 +11,8 @@ export const RECORD_KEY = {
   deviceId: '$deviceId',
   contentType: '$contentType',
   contentEncoding: '$contentEncoding',
+  /** The module output a child module sent the message to (IoT Edge's `$.on`). */
+  outputName: '$outputName',
 } as const;
 
 /** Properties outpost adds to every upstream message, under these names, for the far side to use. */

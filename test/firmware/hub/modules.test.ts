@@ -23,6 +23,7 @@ const keyAnalyzer = newKey();
 const routes = {
   up: 'FROM /messages/* INTO $upstream',
   toAnalyzer: 'FROM /messages/devices/child-a/* INTO BrokeredEndpoint("/modules/analyzer/inputs/in1")',
+  alerts: 'FROM /messages/devices/child-a/modules/filter/outputs/alerts INTO BrokeredEndpoint("/modules/analyzer/inputs/alerts")',
   fromFilter: 'FROM /messages/devices/child-a/modules/filter/* WHERE $connectionModuleId = \'filter\' AND $deviceId = \'child-a\' INTO BrokeredEndpoint("/modules/analyzer/inputs/filtered")',
 };
 
@@ -104,7 +105,7 @@ t.test('module telemetry, inputs from routes, module twin and module methods (mq
   const device = await mqttChild(port, 'child-a', sasPassword('child-a', keyA));
   t.teardown(() => device.endAsync(true));
   await device.publishAsync('devices/child-a/messages/events/temp=40', '{"temp":40}', { qos: 1 });
-  t.same(hub.status().localBacklog, { 'gw-1/analyzer/inputs/in1': 1, 'gw-1/analyzer/inputs/filtered': 1 }, "the gateway module's inputs wait in their lanes");
+  t.same(hub.status().localBacklog, { 'gw-1/analyzer/inputs/in1': 1, 'gw-1/analyzer/inputs/alerts': 0, 'gw-1/analyzer/inputs/filtered': 1 }, "the gateway module's inputs wait in their lanes");
   const analyzer = await moduleChild(port, 'gw-1', 'analyzer', keyAnalyzer);
   t.teardown(() => analyzer.endAsync(true));
   const inputs: string[] = [];
@@ -176,10 +177,39 @@ t.test('the azure-iot-device ModuleClient connects through the hub with GatewayH
   t.same([result.status, JSON.parse(result.payload.toString())], [200, { pong: 'module' }], 'SDK module method answered');
 });
 
+t.test('module outputs: sendOutputEvent reaches only the routes for its output, and the output name is kept', async (t) => {
+  const certs = await hubCerts(tempDir(t, 'outpost-hub-output-certs-'));
+  const { hub, log } = await setup(t, certs);
+  const gateway = `GatewayHostName=localhost:${hub.status().ports.tls}`;
+  const analyzer = ModuleClient.fromConnectionString(`HostName=${HUB_HOST};DeviceId=gw-1;ModuleId=analyzer;SharedAccessKey=${keyAnalyzer};${gateway}`, Mqtt);
+  const filter = ModuleClient.fromConnectionString(`HostName=${HUB_HOST};DeviceId=child-a;ModuleId=filter;SharedAccessKey=${keyFilter};${gateway}`, Mqtt);
+  for (const client of [analyzer, filter]) {
+    await client.setOptions({ ca: certs.ca.cert });
+    await client.open();
+    t.teardown(() => client.close());
+  }
+  const inputs: string[] = [];
+  analyzer.on('inputMessage', (input: string, message: azureDevice.Message) => {
+    inputs.push(`${input}:${message.getData().toString()}`);
+    analyzer.complete(message, () => {});
+  });
+  await filter.sendOutputEvent('alerts', new Message('hot'));
+  await filter.sendOutputEvent('other', new Message('fine'));
+  await until('the analyzer got its inputs', () => inputs.length === 3);
+  t.same(inputs.sort(), ['alerts:hot', 'filtered:fine', 'filtered:hot'], '/outputs/alerts takes only the alerts output; /* takes both');
+  const upstream = await (await log.lane(UPSTREAM_LANE)).read(1);
+  t.same(upstream.map((r) => [r.body.toString(), r.properties[RECORD_KEY.outputName]]), [['hot', 'alerts'], ['fine', 'other']], 'the output name is stored with the record');
+});
+
 t.test('route sources and targets for modules', async (t) => {
   const { parseRoute } = await import('../../../firmware/hub/routes.js');
   const route = parseRoute('r', 'FROM /messages/modules/filter/outputs/* INTO BrokeredEndpoint("/modules/analyzer/inputs/in1")', 'gw-1');
-  t.same([route.fromDeviceId, route.endpoint], ['gw-1/filter', { kind: 'local', deviceId: 'gw-1/analyzer', input: 'in1' }], "IoT Edge's form names this gateway's modules");
+  t.same([route.fromDeviceId, route.fromOutput, route.endpoint], ['gw-1/filter', '*', { kind: 'local', deviceId: 'gw-1/analyzer', input: 'in1' }], "IoT Edge's form names this gateway's modules");
+  t.equal(parseRoute('r', 'FROM /messages/modules/filter/outputs/out1 INTO $upstream', 'gw-1').fromOutput, 'out1', 'one output');
+  t.equal(parseRoute('r', 'FROM /messages/devices/d/modules/m/outputs/out-2 INTO $upstream').fromOutput, 'out-2', "a child's module output");
+  t.equal(parseRoute('r', 'FROM /messages/modules/filter/* INTO $upstream', 'gw-1').fromOutput, null, 'every message of the module');
+  t.throws(() => parseRoute('r', 'FROM /messages/modules/filter/outputs/a b INTO $upstream', 'gw-1'), /route "r"/);
+  t.throws(() => parseRoute('r', 'FROM /messages/modules/filter/outputs/ INTO $upstream', 'gw-1'), /FROM must be/);
   t.throws(() => parseRoute('r', 'FROM /messages/* INTO BrokeredEndpoint("/modules/analyzer/inputs/in1")'), /route "r": BrokeredEndpoint must be "\/devices\/<deviceId>\/inputs\/<input>", "\/modules/, 'without a gateway id the module form is refused, naming the forms');
   t.throws(() => parseRoute('r', 'FROM /messages/modules/a/b/* INTO $upstream', 'gw-1'), /route "r": FROM must be \/messages\/\*, /);
 });
