@@ -150,8 +150,8 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     }),
     async stop() {
       scope.stop();
-      twinSync.stop();
-      await mqttTwins?.stop();
+      twinSync.close();
+      await mqttTwins?.close();
       revoked();
       methods.stop();
       for (const e of endpoints) e.close();

@@ -2,6 +2,7 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { splitConnectionId } from '../auth/identity.js';
 import type { ScopeBrokerOptions } from '../auth/scope-sync.js';
 import type { UplinkTransport } from '../uplink/types.js';
+import { LivePush } from './live-push.js';
 import { TWIN_SECTION_BYTES_MAX, isProps } from './merge.js';
 import type { TwinStore } from './store.js';
 
@@ -19,10 +20,15 @@ import type { TwinStore } from './store.js';
  * the broker, pushes the pending patches — each cleared only after its PUBACK, and only if no newer local patch
  * arrived meanwhile — and subscribes to the desired documents: the retained ones arrive at once, later changes
  * while the link is up. Each is stored by $version and the difference delivered to the connected child.
+ * While connected, reported patches go up as they come (LivePush); a twin connection that drops while the
+ * uplink stays up is opened again by itself rather than at the next uplink reconnect.
  */
 
 /** Connect and push, bounded so a dying link cannot hold up the other resync hooks, ms. */
 const SYNC_TIMEOUT_MS = 15_000;
+/** A twin connection that drops while the uplink stays up is opened again after this, doubling per failure, ms. */
+const TWIN_RECONNECT_DELAY_MS_MIN = 1_000;
+const TWIN_RECONNECT_DELAY_MS_MAX = 30_000;
 
 export function twinTopic(gatewayId: string, deviceId: string, section: 'reported' | 'desired'): string {
   return `outpost/${gatewayId}/twin/${deviceId}/${section}`;
@@ -39,12 +45,27 @@ export interface MqttTwinSyncOptions {
 
 export class MqttTwinSync {
   private client: MqttClient | null = null;
+  /** The uplink transport while it is connected; the twin connection follows it. */
+  private transport: UplinkTransport | null = null;
   private readonly watched = new WeakSet<UplinkTransport>();
+  private readonly livePush: LivePush;
+  private readonly unsubscribe: () => void;
+  private retryTimer: NodeJS.Timeout | null = null;
+  private retryDelayMs = TWIN_RECONNECT_DELAY_MS_MIN;
   pushes = 0;
   /** Desired documents refused (bad topic, JSON or size); counted, never thrown at the broker. */
   refused = 0;
+  /** Times the twin connection dropped while the uplink stayed up and was opened again. */
+  reconnects = 0;
 
-  constructor(private readonly opts: MqttTwinSyncOptions) {}
+  constructor(private readonly opts: MqttTwinSyncOptions) {
+    this.livePush = new LivePush(async () => {
+      if (this.client?.connected) await this.pushPending(this.client);
+    }, (err) => this.opts.onError?.(err));
+    this.unsubscribe = opts.store.onReported(() => {
+      if (this.client !== null) this.livePush.schedule();
+    });
+  }
 
   readonly hook = {
     name: 'twins-mqtt',
@@ -52,23 +73,32 @@ export class MqttTwinSync {
       if (transport.twin !== undefined) return;
       if (!this.watched.has(transport)) {
         this.watched.add(transport);
-        transport.onDisconnect(() => void this.stop());
+        transport.onDisconnect(() => {
+          if (this.transport === transport) this.transport = null;
+          void this.stop();
+        });
       }
-      await this.stop();
-      let timer: NodeJS.Timeout | undefined;
-      const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`twin sync took longer than ${SYNC_TIMEOUT_MS} ms`)), SYNC_TIMEOUT_MS);
-      });
-      try {
-        await Promise.race([this.sync(), timeout]);
-      } catch (err) {
-        await this.stop();
-        throw err;
-      } finally {
-        clearTimeout(timer);
-      }
+      this.transport = transport;
+      await this.resync();
     },
   };
+
+  private async resync(): Promise<void> {
+    await this.stop();
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`twin sync took longer than ${SYNC_TIMEOUT_MS} ms`)), SYNC_TIMEOUT_MS);
+    });
+    try {
+      await Promise.race([this.sync(), timeout]);
+      this.retryDelayMs = TWIN_RECONNECT_DELAY_MS_MIN;
+    } catch (err) {
+      await this.stop();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
 
   private async sync(): Promise<void> {
     const b = this.opts.broker;
@@ -78,14 +108,41 @@ export class MqttTwinSync {
     });
     this.client = client;
     client.on('error', (err) => this.opts.onError?.(err));
+    // Dropped on its own (stop() forgets the client first): the uplink may still be up, so open it again.
+    client.on('close', () => {
+      if (this.client === client) this.lost(client);
+    });
+    await this.livePush.serial(() => this.pushPending(client));
+    client.on('message', (topic, payload) => void this.onDesired(topic, payload).catch((err: Error) => this.opts.onError?.(err)));
+    const base = `outpost/${this.opts.gatewayId}/twin`;
+    await client.subscribeAsync([`${base}/+/desired`, `${base}/+/+/desired`], { qos: 1 });
+  }
+
+  /** Pending reported patches, each cleared only after its PUBACK and only if nothing newer arrived. */
+  private async pushPending(client: MqttClient): Promise<void> {
     for (const item of this.opts.store.pending()) {
       await client.publishAsync(twinTopic(this.opts.gatewayId, item.deviceId, 'reported'), JSON.stringify(item.patch), { qos: 1 });
       this.pushes += 1;
       await this.opts.store.pushed(item.deviceId, item.generation);
     }
-    client.on('message', (topic, payload) => void this.onDesired(topic, payload).catch((err: Error) => this.opts.onError?.(err)));
-    const base = `outpost/${this.opts.gatewayId}/twin`;
-    await client.subscribeAsync([`${base}/+/desired`, `${base}/+/+/desired`], { qos: 1 });
+  }
+
+  private lost(client: MqttClient): void {
+    this.client = null;
+    void client.endAsync(true).catch(() => {});
+    if (this.transport === null || this.retryTimer !== null) return;
+    this.opts.onError?.(new Error(`twin connection to ${this.opts.broker.url} lost; opening it again in ${this.retryDelayMs} ms`));
+    this.retryTimer = setTimeout(() => {
+      this.retryTimer = null;
+      if (this.transport === null) return;
+      this.reconnects += 1;
+      this.resync().catch((err: Error) => {
+        this.opts.onError?.(err);
+        this.retryDelayMs = Math.min(this.retryDelayMs * 2, TWIN_RECONNECT_DELAY_MS_MAX);
+        // resync() ended with stop(), which does not schedule: schedule the next attempt here.
+        if (this.client === null && this.transport !== null) this.lost(client);
+      });
+    }, this.retryDelayMs);
   }
 
   private async onDesired(topic: string, payload: Buffer): Promise<void> {
@@ -110,8 +167,18 @@ export class MqttTwinSync {
 
   /** Ends the broker connection (uplink down, or a new sync starting). */
   async stop(): Promise<void> {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    this.livePush.cancel();
     const client = this.client;
     this.client = null;
     await client?.endAsync(true).catch(() => {});
+  }
+
+  /** The hub is stopping. */
+  async close(): Promise<void> {
+    this.transport = null;
+    this.unsubscribe();
+    await this.stop();
   }
 }

@@ -39,6 +39,7 @@ export class TwinStore {
   private readonly twins = new Map<string, TwinDoc>();
   /** Writes go out one at a time, each with the latest doc, so an older one can never land last. */
   private writes: Promise<unknown> = Promise.resolve();
+  private readonly reportedListeners = new Set<() => void>();
 
   private constructor(private readonly storage: ReturnType<typeof nodePersist.create>) {}
 
@@ -81,7 +82,14 @@ export class TwinStore {
     doc.pendingGeneration += 1;
     doc.reportedVersion += 1;
     await this.save(deviceId, doc);
+    for (const listener of this.reportedListeners) listener();
     return doc.reportedVersion;
+  }
+
+  /** Called after each reported patch is saved (a sync pushes it while the link is up); returns an unsubscribe. */
+  onReported(listener: () => void): () => void {
+    this.reportedListeners.add(listener);
+    return () => void this.reportedListeners.delete(listener);
   }
 
   /** Pending reported patches, with the generation to pass to `pushed` once the cloud accepted them. */

@@ -1,6 +1,7 @@
 import type { TwinChannel, UplinkTransport } from '../uplink/types.js';
 import { DESIRED_SETTLE_MS } from '../auth/scope-sync.js';
 import { isProps, type Props } from './merge.js';
+import { LivePush } from './live-push.js';
 import type { TwinStore } from './store.js';
 
 /**
@@ -28,9 +29,20 @@ export interface TwinSyncOptions {
 export class TwinSync {
   private readonly watched = new WeakSet<UplinkTransport>();
   private desiredTimer: NodeJS.Timeout | null = null;
+  /** The twin of the connected uplink, once resynced; null while down. Reported patches go up through it live. */
+  private live: TwinChannel | null = null;
+  private readonly livePush: LivePush;
+  private readonly unsubscribe: () => void;
   pushes = 0;
 
-  constructor(private readonly opts: TwinSyncOptions) {}
+  constructor(private readonly opts: TwinSyncOptions) {
+    this.livePush = new LivePush(async () => {
+      if (this.live !== null) await this.push(this.live);
+    }, (err) => this.opts.onError?.(err));
+    this.unsubscribe = opts.store.onReported(() => {
+      if (this.live !== null) this.livePush.schedule();
+    });
+  }
 
   readonly hook = {
     name: 'twins',
@@ -39,6 +51,9 @@ export class TwinSync {
       if (twin === undefined) return;
       if (!this.watched.has(transport)) {
         this.watched.add(transport);
+        transport.onDisconnect(() => {
+          if (this.live === twin) this.live = null;
+        });
         // Desired changes while connected: re-read after a quiet period (see DESIRED_SETTLE_MS for why).
         twin.onDesired(() => {
           this.stop();
@@ -46,14 +61,26 @@ export class TwinSync {
         });
       }
       this.stop();
-      await this.push(twin);
+      this.live = null;
+      await this.livePush.serial(() => this.push(twin));
       await this.pull(twin);
+      this.live = twin;
+      // Patches that came in during the resync.
+      if (this.opts.store.pending().length > 0) this.livePush.schedule();
     },
   };
 
   stop(): void {
     if (this.desiredTimer !== null) clearTimeout(this.desiredTimer);
     this.desiredTimer = null;
+  }
+
+  /** The hub is stopping: no more live pushes. */
+  close(): void {
+    this.stop();
+    this.live = null;
+    this.livePush.cancel();
+    this.unsubscribe();
   }
 
   /** All pending reported patches in one gateway-twin patch; each is cleared only if nothing newer arrived. */

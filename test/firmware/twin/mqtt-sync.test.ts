@@ -103,3 +103,61 @@ t.test('reported patches reach the broker once, after PUBACK; desired documents 
   await until('v5 delivered on reconnect', () => later.length === 1);
   t.same(later, [{ rate: 6, $version: 5 }], 'a change made while the child was away is delivered when it subscribes');
 });
+
+t.test('while the uplink is up, reported patches go up at once, and a dropped twin connection opens again by itself', async (t) => {
+  const dir = tempDir(t, 'outpost-twin-live-');
+  const mosquitto = await Mosquitto.start({ persistence: false });
+  t.teardown(() => mosquitto.stop());
+  const proxy = await FaultProxy.start({ targetPort: mosquitto.port });
+  t.teardown(() => proxy.close());
+  await publishScope({ url: mosquitto.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'child-a', key: keyA }]));
+  const log = await RingLog.open({ dir: path.join(dir, 'log') });
+  t.teardown(() => log.close());
+  const hooks = new HookList();
+  const errors: string[] = [];
+  const hub = await startHub({
+    config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'),
+    uplink: hooks, scopeBroker: { url: `mqtt://127.0.0.1:${proxy.port}` }, onError: (err) => errors.push(err.message),
+  });
+  t.teardown(() => hub.stop());
+  await hub.refreshIdentities();
+  const twinHook = hooks.hooks.find((h) => h.name === 'twins-mqtt')!;
+  // The uplink itself goes straight to the broker: only the twin connection crosses the proxy.
+  const transport = createMqttTransport({ url: mosquitto.url, gatewayId: 'gw-1' });
+  await transport.connect();
+  t.teardown(() => transport.close());
+
+  const cloud = await mqtt.connectAsync(mosquitto.url, { reconnectPeriod: 0 });
+  t.teardown(() => cloud.endAsync(true));
+  const reported: unknown[] = [];
+  cloud.on('message', (_topic, payload) => reported.push(JSON.parse(payload.toString())));
+  await cloud.subscribeAsync(twinTopic('gw-1', 'child-a', 'reported'), { qos: 1 });
+  const child = await mqttChild(hub.status().ports.tcp!, 'child-a', sasPassword('child-a', keyA));
+  t.teardown(() => child.endAsync(true));
+  const desired: unknown[] = [];
+  child.on('message', (topic, payload) => {
+    if (topic.startsWith('$iothub/twin/PATCH/properties/desired/')) desired.push(JSON.parse(payload.toString()));
+  });
+  await child.subscribeAsync(['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#'], { qos: 0 });
+
+  await twinHook.run(transport);
+  await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=1', '{"x":1}', { qos: 1 });
+  await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=2', '{"y":2}', { qos: 1 });
+  await until('the live push', () => reported.length >= 1);
+  t.same(reported, [{ x: 1, y: 2 }], 'pushed while connected, no reconnect needed; patches close together go as one');
+
+  proxy.cut();
+  await until('the drop noticed', () => errors.some((e) => e.includes('twin connection') && e.includes('lost')));
+  await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"$version":1,"rate":5}', { qos: 1, retain: true });
+  await until('desired at the child through the reopened connection', () => desired.length === 1, 15_000);
+  t.same(desired, [{ rate: 5, $version: 1 }], 'the twin connection came back while the uplink stayed up');
+  await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=3', '{"z":3}', { qos: 1 });
+  await until('the next live push', () => reported.length === 2);
+  t.same(reported[1], { z: 3 }, 'and live pushes resume on it');
+
+  // The uplink goes down: the twin connection follows it and is not reopened.
+  await transport.close();
+  await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=4', '{"w":4}', { qos: 1 });
+  await sleep(1_500);
+  t.equal(reported.length, 2, 'nothing is pushed while the uplink is down');
+});

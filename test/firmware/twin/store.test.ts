@@ -2,7 +2,8 @@ import t from 'tap';
 import { TwinStore } from '../../../firmware/twin/store.js';
 import { TwinSync } from '../../../firmware/twin/sync.js';
 import { parseHubConfig } from '../../../firmware/hub/config.js';
-import type { TwinChannel } from '../../../firmware/uplink/types.js';
+import type { TwinChannel, UplinkTransport } from '../../../firmware/uplink/types.js';
+import { until } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
 
 /** Offline reported patches, desired differences by $version, persistence across restarts. */
@@ -39,6 +40,34 @@ t.test('reported patches merge offline, survive a restart and are pushed once', 
     ['dev-1', { color: null, rate: 20 }, 5],
   ], 'each child gets only what changed, once per $version');
   t.same(store.get('gw').desired, { mode: 'eco' }, "the gateway's own desired properties, without outpost's keys");
+});
+
+t.test('azure: reported patches go up through the gateway twin while connected, not only at the next reconnect', async (t) => {
+  const store = await TwinStore.open(tempDir(t, 'outpost-twin-live-'));
+  t.teardown(() => store.close());
+  const pushed: Record<string, unknown>[] = [];
+  const twin: TwinChannel = {
+    get: async () => ({ desired: { $version: 1 }, reported: {} }),
+    patchReported: async (patch) => void pushed.push(patch),
+    onDesired: () => () => {},
+  };
+  const disconnects: Array<(cause: Error) => void> = [];
+  const transport = { twin, onDisconnect: (l: (cause: Error) => void) => (disconnects.push(l), () => {}) } as unknown as UplinkTransport;
+  const sync = new TwinSync({ store, gatewayId: 'gw', deliverDesired: async () => true });
+  t.teardown(() => sync.close());
+  await store.patchReported('dev-1', { before: 1 });
+  await sync.hook.run(transport);
+  t.same(pushed, [{ outpostChildren: { 'dev-1': { before: 1 } } }], 'the resync pushes what waited');
+  await store.patchReported('dev-1', { a: 1 });
+  await store.patchReported('gw', { up: true });
+  await until('the live push', () => pushed.length === 2 && store.pending().length === 0);
+  t.same(pushed[1], { up: true, outpostChildren: { 'dev-1': { a: 1 } } }, "one push for the patches close together, the gateway's own at the top");
+  t.same(store.pending(), [], 'nothing left pending');
+  disconnects.forEach((l) => l(new Error('link down')));
+  await store.patchReported('dev-1', { b: 2 });
+  await new Promise((resolve) => setTimeout(resolve, 500));
+  t.equal(pushed.length, 2, 'nothing goes up while the link is down');
+  t.same(store.pending().map((p) => p.patch), [{ b: 2 }], 'it waits, pending, for the next resync');
 });
 
 t.test('config errors name the file and the JSON path', async (t) => {
