@@ -36,7 +36,7 @@ function describeDevices(devices: DeviceConfig[], busCount: number): string {
   return `${busCount} buses, ${devices.length} devices (${enabled} okay, ${devices.length - enabled} disabled)`;
 }
 
-const USAGE = 'usage: outpost board check [file ...]   (default: board.json)';
+const USAGE = 'usage: outpost board check [file ...]   (default: $OUTPOST_BOARD, else board.json)';
 
 /**
  * `outpost board check [file ...]`: prints one line per file and returns the exit code: 0 when every file
@@ -48,6 +48,7 @@ export async function runBoardCheckCli(
     out: (line) => process.stdout.write(`${line}\n`),
     err: (line) => process.stderr.write(`${line}\n`),
   },
+  env: NodeJS.ProcessEnv = process.env,
 ): Promise<number> {
   if (args.some((arg) => arg === '-h' || arg === '--help')) {
     io.out(USAGE);
@@ -59,7 +60,8 @@ export async function runBoardCheckCli(
     return 2;
   }
   let failed = 0;
-  for (const file of args.length > 0 ? args : ['board.json']) {
+  // Without files, the active board, as `outpost run` finds it (the installed wrapper sets OUTPOST_BOARD).
+  for (const file of args.length > 0 ? args : [env.OUTPOST_BOARD || 'board.json']) {
     const result = await checkBoard(file);
     if (result.ok) {
       io.out(`ok    ${result.file}: ${result.summary}`);

@@ -119,6 +119,36 @@ t.test('install.sh refuses glibc older than 2.34 and the wrong architecture with
   t.match(arch.stderr, /this release is for linux-arm64 but this machine is x86_64/);
 });
 
+t.test('install.sh installs for real (in a private mount namespace): user, groups, unit, wrapper; the service starts as its user', async (t) => {
+  const probe = spawnSync('unshare', ['-m', 'true']);
+  if (probe.status !== 0) {
+    t.comment(`skipped: no private mount namespace here (unshare -m: ${probe.stderr.toString().trim()}); needs root`);
+    return;
+  }
+  const dir = unpack(t, 'linux-x64');
+  const root = tempDir(t);
+  const run = spawnSync('unshare', ['-m', join(ROOT, 'test/scripts/install-ns.sh'), root, dir], { encoding: 'utf8', timeout: READY_TIMEOUT_MS });
+  t.equal(run.status, 0, `${run.stdout}${run.stderr}`);
+  t.match(run.stdout, /outpost install: installed linux-x64 release in \/opt\/outpost/);
+  const passwd = readFileSync(join(root, 'etc/passwd'), 'utf8');
+  t.match(passwd, /^outpost:x:\d+:\d+::\/var\/lib\/outpost:\/usr\/sbin\/nologin$/m, 'a system user without a login shell');
+  const group = readFileSync(join(root, 'etc/group'), 'utf8');
+  for (const g of ['gpio', 'i2c', 'dialout']) t.match(group, new RegExp(`^${g}:`, 'm'), `group ${g} exists for SupplementaryGroups=`);
+  t.equal(readFileSync(join(root, 'etc/systemd/system/outpost.service'), 'utf8'), readFileSync(join(ROOT, 'scripts/systemd/outpost.service'), 'utf8'), 'the unit as shipped');
+  t.ok(existsSync(join(root, 'opt/outpost/bin/node')) && existsSync(join(root, 'opt/outpost/outpost.js')), 'the program in /opt/outpost');
+  t.same(readFileSync(join(root, 'systemctl.log'), 'utf8').trim().split('\n'), [
+    'is-active --quiet outpost', 'daemon-reload', 'enable outpost', 'restart outpost',
+    'is-active --quiet outpost', 'daemon-reload', 'enable outpost',
+  ], 'enabled and started; the second run (--no-start) does not start it');
+  const service = readFileSync(join(root, 'service.log'), 'utf8');
+  t.match(service, /"msg":"outpost ready/, 'the unit\'s ExecStart, run as User=outpost, reports ready');
+  const status = JSON.parse(readFileSync(join(root, 'status.log'), 'utf8')) as { gatewayId?: string; variant?: string };
+  t.same([status.gatewayId, status.variant], ['outpost-sim', 'sim'], '`outpost status` (the installed wrapper) reaches it over the status socket');
+  t.match(readFileSync(join(root, 'reinstall.log'), 'utf8'), /outpost install: installed/);
+  t.match(readFileSync(join(root, 'etc/outpost/board.json'), 'utf8'), /"site-42"/, 'a reinstall keeps the edited board.json');
+  t.match(readFileSync(join(root, 'board-check.log'), 'utf8'), /^ok +\/etc\/outpost\/board\.json: board site-42 on variant sim: /m, '`outpost board check` checks the installed board');
+});
+
 if (CROSS) {
   t.test('under qemu too: an x64 addon in the arm64 release makes it fail', async (t) => {
     const arm = unpack(t, 'linux-arm64');

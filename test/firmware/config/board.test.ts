@@ -189,8 +189,10 @@ t.test('outpost board check prints one line per file and returns the exit code',
   t.teardown(() => process.chdir(cwd));
   t.equal(await runBoardCheckCli(['boards/rpi4.json', 'boards/sim.json'], io), 0);
   t.match(out, [/^ok {4}boards\/rpi4\.json: variant rpi4: 3 buses, 8 devices \(4 okay, 4 disabled\)$/, /^ok {4}boards\/sim\.json/]);
-  t.equal(await runBoardCheckCli([], io), 1, 'default file is board.json, which is broken here');
+  t.equal(await runBoardCheckCli([], io, {}), 1, 'default file is board.json, which is broken here');
   t.equal(err.at(-1), 'error board.json: $.storage.segmentBytes: expected an integer between 1048576 and 1073741824 (bytes), got 12');
+  t.equal(await runBoardCheckCli([], io, { OUTPOST_BOARD: 'boards/sim.json' }), 0, 'OUTPOST_BOARD names the active board, as for outpost run');
+  t.match(out.at(-1), /^ok {4}boards\/sim\.json: /);
   t.equal(await runBoardCheckCli(['--all'], io), 2, 'unknown option is a usage error');
   t.equal(await runBoardCheckCli(['missing.json'], io), 1);
   t.equal(err.at(-1), 'error missing.json: $: expected a readable board file, got ENOENT');
