@@ -1,51 +1,20 @@
 import { join } from 'node:path';
+import { AgeRing } from './age-ring.js';
+import { prepareRecord, waitFor, type Prepared } from './append.js';
 import { Batch, BufferPool } from './batch.js';
 import { StoreError, fromFsError } from './errors.js';
-import type { StoreFile, StoreFs } from './fs.js';
-import type { ResolvedOptions } from './options.js';
+import type { StoreFile } from './fs.js';
+import type { LaneHost } from './lane-host.js';
 import { readLane, type ReadState } from './reader.js';
-import { FLAG_SEAL, SEAL_RECORD_BYTES, encodeProperties, encodeRecord, encodeSealBody, recordBytes } from './record.js';
-import { emptySegment, type SegmentInfo } from './segment.js';
-import type { AppendInput, DamageReport, StoredRecord } from './types.js';
+import { SEAL_RECORD_BYTES } from './record.js';
+import type { SegmentInfo } from './segment.js';
+import { createSegment, cutBackToDurable, sealSegment } from './segment-write.js';
+import type { AppendInput, StoredRecord } from './types.js';
+
+export type { LaneHost } from './lane-host.js';
 
 /** Records one appendBatch call may carry. */
 export const APPEND_BATCH_RECORDS_MAX = 10_000;
-
-interface Prepared {
-  props: Buffer | null;
-  total: number;
-  ttlSecs: number;
-  body: Buffer;
-}
-
-function waitFor(batch: Batch): Promise<number> {
-  const seq = batch.lastSeq;
-  return new Promise((resolve, reject) => batch.wait({ seq, resolve, reject }));
-}
-
-/** Enqueue-time samples kept per lane for the oldest-pending statistic. */
-const AGE_SAMPLES_MAX = 4096;
-
-/** What a lane needs from the log that owns it. */
-export interface LaneHost {
-  readonly opts: ResolvedOptions;
-  readonly fs: StoreFs;
-  storeNowMs(): number;
-  wallNowMs(): number;
-  nextSegmentNo(): number;
-  /** Reserves bytes for an append under reject-new; throws FULL when the quota would be exceeded. */
-  reserveAppend(bytes: number): void;
-  /** Gives back a reservation once its bytes are counted on disk, or failed. */
-  releaseReserved(bytes: number): void;
-  /** Bytes a segment file gained (+) or lost (-) on disk. */
-  diskBytesChanged(delta: number): void;
-  reportDamage(report: DamageReport): void;
-  countExpired(records: number): void;
-  countCorrupt(records: number, bytes: number): void;
-  scheduleCommit(): void;
-  markCheckpointDirty(records: number): void;
-  assertOpen(): void;
-}
 
 /**
  * One named lane of the log: its own segment files in lanes/<name>/ and its own sequence numbers.
@@ -74,11 +43,8 @@ export class Lane {
   dirSyncPending = false;
   readonly readState: ReadState = { file: null, fileSegment: null, position: null, chunk: null, expiredThroughSeq: 0, chain: Promise.resolve() };
   private readonly listeners = new Set<(lastSeq: number) => void>();
-  /** (seq, enqueue wall ms) of recently read records, a ring: the oldest-pending age without a seek. */
-  private readonly ageSeqs = new Float64Array(AGE_SAMPLES_MAX);
-  private readonly ageTimes = new Float64Array(AGE_SAMPLES_MAX);
-  private ageHead = 0;
-  private ageCount = 0;
+  /** Enqueue times of recently read records: the oldest-pending age without a seek. */
+  private readonly ages = new AgeRing();
 
   constructor(
     readonly name: string,
@@ -97,7 +63,7 @@ export class Lane {
   append(input: AppendInput): Promise<number> {
     try {
       this.host.assertOpen();
-      const prepared = this.prepare(input);
+      const prepared = prepareRecord(this.name, this.host.opts, input);
       this.admit(prepared.total);
       const batch = this.encode(prepared, this.host.wallNowMs(), this.host.storeNowMs());
       const seq = batch.lastSeq;
@@ -117,7 +83,7 @@ export class Lane {
       if (inputs.length === 0 || inputs.length > APPEND_BATCH_RECORDS_MAX) {
         throw new StoreError('INVALID', `appendBatch takes 1..${APPEND_BATCH_RECORDS_MAX} records ("APPEND_BATCH_RECORDS_MAX"), got ${inputs.length}`);
       }
-      const prepared = inputs.map((input) => this.prepare(input));
+      const prepared = inputs.map((input) => prepareRecord(this.name, this.host.opts, input));
       this.admit(prepared.reduce((sum, p) => sum + p.total, 0));
       const waits: Array<Promise<number>> = [];
       let current: Batch | null = null;
@@ -135,19 +101,6 @@ export class Lane {
     } catch (err) {
       return Promise.reject(err);
     }
-  }
-
-  private prepare(input: AppendInput): Prepared {
-    const opts = this.host.opts;
-    if (!Buffer.isBuffer(input.body)) throw new StoreError('INVALID', `append to lane "${this.name}": body must be a Buffer`);
-    const props = encodeProperties(input.properties);
-    const total = recordBytes(props, input.body);
-    if (total > opts.recordBytesMax) {
-      throw new StoreError('TOO_LARGE', `record of ${total} bytes exceeds "recordBytesMax" (${opts.recordBytesMax}) on lane "${this.name}"`);
-    }
-    const ttlSecs = input.ttlSecs ?? opts.ttlSecs;
-    if (!Number.isInteger(ttlSecs) || ttlSecs < 0) throw new StoreError('INVALID', `"ttlSecs" must be a non-negative integer, got ${ttlSecs}`);
-    return { props, total, ttlSecs, body: input.body };
   }
 
   /** Bounds the bytes waiting for a commit, and the quota under reject-new, for `bytes` more. */
@@ -241,30 +194,14 @@ export class Lane {
     const written = seg !== null && batch.segmentOffset >= 0 && seg.bytes > batch.segmentOffset;
     if (!written) this.host.releaseReserved(batch.bytes);
     if (!seg || batch.segmentOffset < 0) return;
-    // Even a write that failed may have left bytes behind (O_DSYNC reports the sync's failure on the
-    // write): cut back to the last durable byte whatever the in-memory size says.
-    const lost = seg.bytes - seg.durableBytes;
-    try {
-      await this.activeFile?.truncate(seg.durableBytes);
-    } catch {
-      // The file keeps bytes of unknown state past durableBytes; readers stop at durableBytes and the
-      // segment is never appended to again, so they stay invisible until recovery judges them by CRC.
-    }
-    seg.bytes = seg.durableBytes;
-    this.host.diskBytesChanged(-lost);
+    await cutBackToDurable(this.host, seg, this.activeFile);
   }
 
   /** Seals the active segment (when it has records) and creates the next one. */
   private async roll(baseSeq: number): Promise<SegmentInfo> {
     await this.sealActive();
-    const no = this.host.nextSegmentNo();
-    const seg = emptySegment(no, baseSeq, '');
-    seg.path = join(this.dir, seg.name);
-    try {
-      this.activeFile = await this.host.fs.open(seg.path, 'create', { dsync: this.host.opts.syncMode === 'always' });
-    } catch (err) {
-      throw fromFsError(err, `create ${seg.path}`);
-    }
+    const { seg, file } = await createSegment(this.host, this.dir, baseSeq);
+    this.activeFile = file;
     this.segments.push(seg);
     this.rollNext = false;
     this.dirSyncPending = true;
@@ -274,8 +211,8 @@ export class Lane {
   }
 
   /**
-   * Appends a seal record so the next open learns this segment from its last 72 bytes. The seal is not
-   * synced on its own: if it is lost, open scans the segment instead, which is slower but as correct.
+   * Seals the active segment, if any, and closes its file (see sealSegment); the next write starts a new
+   * segment.
    */
   async sealActive(): Promise<void> {
     const seg = this.active;
@@ -285,27 +222,7 @@ export class Lane {
       await file?.close().catch(() => undefined);
       return;
     }
-    if (seg.records > 0 && seg.bytes === seg.durableBytes) {
-      const body = encodeSealBody({
-        firstSeq: seg.firstSeq,
-        lastSeq: seg.lastSeq,
-        records: seg.records,
-        maxExpiresAtStoreMs: seg.neverExpires ? 0 : seg.maxExpiresAtStoreMs,
-        firstEnqueuedAtMs: seg.firstEnqueuedAtMs,
-      });
-      const buf = Buffer.alloc(SEAL_RECORD_BYTES);
-      encodeRecord(buf, 0, { seq: seg.lastSeq + 1, flags: FLAG_SEAL, enqueuedAtMs: 0, expiresAtStoreMs: 0, props: null, body });
-      try {
-        await file.write(buf, seg.bytes);
-        seg.bytes += SEAL_RECORD_BYTES;
-        seg.durableBytes = seg.bytes;
-        this.host.diskBytesChanged(SEAL_RECORD_BYTES);
-      } catch {
-        // Unsealed segments are scanned at open instead; nothing is lost.
-      }
-    }
-    seg.sealed = true;
-    await file.close().catch(() => undefined);
+    await sealSegment(this.host, seg, file);
   }
 
   /** Marks everything up to `seq` delivered. The cursor only moves forward and never past the last seq. */
@@ -349,25 +266,12 @@ export class Lane {
 
   /** Called by the reader for every record it returns (two typed-array writes, no allocation). */
   sampleAge(seq: number, enqueuedAtMs: number): void {
-    const last = this.ageCount > 0 ? this.ageSeqs[(this.ageHead + this.ageCount - 1) % AGE_SAMPLES_MAX]! : 0;
-    if (seq <= last) return;
-    const slot = (this.ageHead + this.ageCount) % AGE_SAMPLES_MAX;
-    this.ageSeqs[slot] = seq;
-    this.ageTimes[slot] = enqueuedAtMs;
-    if (this.ageCount < AGE_SAMPLES_MAX) this.ageCount++;
-    else this.ageHead = (this.ageHead + 1) % AGE_SAMPLES_MAX;
+    this.ages.sample(seq, enqueuedAtMs);
   }
 
   /** Enqueue time of the oldest unacknowledged record, given the first segment holding one. */
   oldestPendingEnqueuedAtMs(seg: SegmentInfo): number {
-    while (this.ageCount > 0 && this.ageSeqs[this.ageHead]! <= this.acked) {
-      this.ageHead = (this.ageHead + 1) % AGE_SAMPLES_MAX;
-      this.ageCount--;
-    }
-    if (seg.firstSeq > this.acked) return seg.firstEnqueuedAtMs;
-    // The first sample above the cursor is the oldest pending record when the reader saw it; if the
-    // reader has not got that far, the segment's first record is the best bound we have without a read.
-    return this.ageCount > 0 && this.ageSeqs[this.ageHead]! <= seg.lastSeq ? this.ageTimes[this.ageHead]! : seg.firstEnqueuedAtMs;
+    return this.ages.oldestPendingEnqueuedAtMs(this.acked, seg);
   }
 
   onDurable(listener: (lastSeq: number) => void): () => void {

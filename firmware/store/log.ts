@@ -1,25 +1,20 @@
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
-import { CHECKPOINT_SLOT_BYTES, CheckpointFile, LANES_MAX, type CheckpointState } from './checkpoint.js';
+import { CHECKPOINT_SLOT_BYTES, CheckpointFile, LANES_MAX } from './checkpoint.js';
+import { CheckpointScheduler } from './checkpoint-schedule.js';
+import { CommitLoop } from './commit.js';
 import { StoreError, fromFsError } from './errors.js';
 import { nodeFs, type StoreFs } from './fs.js';
 import { Lane, type LaneHost } from './lane.js';
 import { acquireLock, releaseLock } from './lock.js';
 import { resolveOptions, type ResolvedOptions, type RingLogOptions } from './options.js';
-import { SEAL_RECORD_BYTES } from './record.js';
 import { recoverLane } from './recover.js';
 import { Retention } from './retention.js';
+import { applyRuntimeSettings, type RuntimeSettings } from './settings.js';
 import { StoreClock } from './store-clock.js';
-import type { Batch } from './batch.js';
 import type { DamageReport, LaneStats, LogStats } from './types.js';
 
-function stripUndefinedSettings<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
-}
-
 const LANE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,47}$/;
-/** Even with no acks, the checkpoint is rewritten this often so the store clock survives a restart. */
-const CLOCK_CHECKPOINT_MS = 60_000;
 
 export interface Counters {
   expiredRecords: number;
@@ -43,20 +38,13 @@ export class RingLog implements LaneHost {
   private readonly clock: Clock;
   private storeClock!: StoreClock;
   private checkpoint: CheckpointFile | null = null;
-  private generation = 0;
+  private checkpoints!: CheckpointScheduler;
   private lastSegmentNo = 0;
   /** Segment bytes plus the checkpoint, counted as its two slots from the start (reserved, not yet written). */
   diskBytes = CHECKPOINT_SLOT_BYTES * 2;
   private reservedBytes = 0;
-  private commitScheduled = false;
-  private commitRun: Promise<void> | null = null;
+  private readonly commits: CommitLoop;
   private mutex: Promise<unknown> = Promise.resolve();
-  private checkpointTimer: NodeJS.Timeout | null = null;
-  private checkpointRun: Promise<void> | null = null;
-  private checkpointAgain = false;
-  private lastCheckpointStoreMs = 0;
-  /** Acknowledgements since the last checkpoint began (see markCheckpointDirty). */
-  private ackedSinceCheckpoint = 0;
   private syncTimer: NodeJS.Timeout | null = null;
   private maintenanceTimer: NodeJS.Timeout | null = null;
   private readonly retention: Retention;
@@ -69,6 +57,7 @@ export class RingLog implements LaneHost {
     this.clock = opts.clock ?? systemClock;
     this.onDamage = opts.onDamage;
     this.retention = new Retention(this);
+    this.commits = new CommitLoop(this, this.retention);
   }
 
   static async open(opts: RingLogOptions): Promise<RingLog> {
@@ -88,10 +77,16 @@ export class RingLog implements LaneHost {
     // names): their directory entries must be durable before anything in them is acknowledged.
     if (!readOnly) await this.fs.syncDir(dir);
     this.checkpoint = checkpoint;
-    this.generation = state?.generation ?? 0;
     this.lastSegmentNo = state?.lastSegmentNo ?? 0;
     this.storeClock = new StoreClock(this.clock, state);
-    this.lastCheckpointStoreMs = this.storeClock.nowMs();
+    const host = {
+      opts: this.opts,
+      lanes: this.lanes,
+      isClosing: () => this.closing,
+      lastSegmentNo: () => this.lastSegmentNo,
+      sweep: () => this.exclusive(() => this.retention.sweep()),
+    };
+    this.checkpoints = new CheckpointScheduler(host, checkpoint, this.storeClock, state?.generation ?? 0);
     for (const name of (await this.fs.readdir(join(dir, 'lanes'))).sort()) {
       if (!LANE_NAME.test(name)) continue;
       const lane = new Lane(name, join(dir, 'lanes'), this);
@@ -102,7 +97,7 @@ export class RingLog implements LaneHost {
     if (readOnly) return;
     this.maintenanceTimer = setInterval(() => void this.maintain(), this.opts.retentionIntervalMs).unref();
     if (this.opts.syncMode === 'interval') {
-      this.syncTimer = setInterval(() => void this.syncAll().catch(() => undefined), this.opts.syncIntervalMs).unref();
+      this.syncTimer = setInterval(() => void this.commits.syncAll().catch(() => undefined), this.opts.syncIntervalMs).unref();
     }
   }
 
@@ -181,123 +176,26 @@ export class RingLog implements LaneHost {
     return run;
   }
 
+  /** An append is waiting: a group-commit round runs on the next turn of the event loop (see CommitLoop). */
   scheduleCommit(): void {
-    if (this.commitScheduled) return;
-    this.commitScheduled = true;
-    setImmediate(() => {
-      this.commitScheduled = false;
-      if (!this.commitRun) this.commitRun = this.runCommits().finally(() => (this.commitRun = null));
-    });
+    this.commits.schedule();
   }
 
-  private async runCommits(): Promise<void> {
-    while ([...this.lanes.values()].some((l) => l.hasQueued())) {
-      await this.exclusive(() => this.commitRound());
-    }
-  }
-
-  /** One group commit: at most one batch per lane written, then one fdatasync per touched file. */
-  private async commitRound(): Promise<void> {
-    const written: Array<{ lane: Lane; batch: Batch }> = [];
-    for (const lane of this.lanes.values()) {
-      const batch = lane.takeBatch();
-      if (!batch) continue;
-      try {
-        if (this.opts.quotaPolicy === 'drop-oldest') await this.retention.makeRoom(lane, batch.bytes + SEAL_RECORD_BYTES, written);
-        await lane.writeBatch(batch);
-        written.push({ lane, batch });
-      } catch (err) {
-        await lane.failBatch(batch, fromFsError(err, `append to lane ${lane.name}`));
-      }
-    }
-    if (this.opts.syncMode !== 'always') {
-      for (const { lane, batch } of written) lane.commitBatch(batch);
-      return;
-    }
-    const started = performance.now();
-    await Promise.all(
-      written.map(async ({ lane, batch }) => {
-        try {
-          await this.syncLane(lane);
-          lane.commitBatch(batch);
-        } catch (err) {
-          await lane.failBatch(batch, fromFsError(err, `sync lane ${lane.name}`));
-        }
-      }),
-    );
-    this.counters.lastSyncLatencyMs = performance.now() - started;
-    this.counters.syncCount++;
-  }
-
-  private async syncLane(lane: Lane): Promise<void> {
-    // always mode writes through O_DSYNC: the data is durable once the write returned.
-    if (this.opts.syncMode !== 'always') await lane.activeFile!.datasync();
-    if (lane.dirSyncPending) {
-      lane.dirSyncPending = false;
-      await this.fs.syncDir(lane.dir);
-    }
-  }
-
-  /** interval mode: the periodic sync; also the final sync at close. */
-  private syncAll(): Promise<void> {
-    return this.exclusive(async () => {
-      for (const lane of this.lanes.values()) if (lane.activeFile) await this.syncLane(lane);
-      this.counters.syncCount++;
-    });
-  }
-
-  /**
-   * An ack moved a cursor by `records`. The checkpoint follows within checkpointIntervalMs, or at once
-   * when checkpointAckRecords acknowledgements piled up: after a crash the pump redelivers what the last
-   * checkpoint missed, so a fast drain must not leave a whole interval's worth of messages behind.
-   */
+  /** An ack moved a cursor by `records`: the checkpoint follows (see CheckpointScheduler.markDirty). */
   markCheckpointDirty(records: number): void {
-    if (this.closing) return;
-    this.ackedSinceCheckpoint += records;
-    if (this.ackedSinceCheckpoint >= this.opts.checkpointAckRecords) {
-      if (this.checkpointTimer) clearTimeout(this.checkpointTimer);
-      this.checkpointTimer = null;
-      if (!this.checkpointRun) void this.writeCheckpoint().catch(() => undefined);
-      return;
-    }
-    if (this.checkpointTimer) return;
-    this.checkpointTimer = setTimeout(() => {
-      this.checkpointTimer = null;
-      void this.writeCheckpoint().catch(() => undefined);
-    }, this.opts.checkpointIntervalMs).unref();
+    this.checkpoints.markDirty(records);
   }
 
   /** Writes cursors and the clock anchor; then retention may delete what the new checkpoint covers. */
-  async writeCheckpoint(): Promise<void> {
-    if (!this.checkpoint) return;
-    if (this.checkpointRun) {
-      this.checkpointAgain = true;
-      return this.checkpointRun;
-    }
-    this.checkpointRun = (async () => {
-      do {
-        this.checkpointAgain = false;
-        this.ackedSinceCheckpoint = 0;
-        const state: CheckpointState = {
-          generation: ++this.generation,
-          ...this.storeClock.snapshot(),
-          lastSegmentNo: this.lastSegmentNo,
-          lanes: new Map([...this.lanes].map(([name, l]) => [name, { ackedSeq: l.ackedSeq(), nextSeq: l.nextSeq }])),
-        };
-        await this.checkpoint!.write(state);
-        this.lastCheckpointStoreMs = state.storeMs;
-        for (const [name, cursor] of state.lanes) this.lanes.get(name)!.durableAckedSeq = cursor.ackedSeq;
-      } while (this.checkpointAgain);
-    })().finally(() => (this.checkpointRun = null));
-    await this.checkpointRun;
-    if (!this.closing) await this.exclusive(() => this.retention.sweep());
+  writeCheckpoint(): Promise<void> {
+    return this.checkpoints.write();
   }
 
   private async maintain(): Promise<void> {
     if (this.closing) return;
     this.storeClock.creditDowntime();
     try {
-      if (this.storeClock.nowMs() - this.lastCheckpointStoreMs >= CLOCK_CHECKPOINT_MS) await this.writeCheckpoint();
+      if (this.checkpoints.clockDue()) await this.writeCheckpoint();
       else await this.exclusive(() => this.retention.sweep());
     } catch {
       // Retried on the next pass; append paths report I/O errors to their callers.
@@ -309,12 +207,8 @@ export class RingLog implements LaneHost {
    * its policy. Validated like the options at open (an INVALID error names the field); a lower quota takes
    * effect at the next write or retention pass. The caller persists them.
    */
-  applySettings(settings: { ttlSecs?: number; quotaBytes?: number; quotaPolicy?: ResolvedOptions['quotaPolicy'] }): void {
-    const next = resolveOptions({ ...this.opts, ...stripUndefinedSettings(settings) });
-    const mutable = this.opts as { -readonly [K in keyof ResolvedOptions]: ResolvedOptions[K] };
-    mutable.ttlSecs = next.ttlSecs;
-    mutable.quotaBytes = next.quotaBytes;
-    mutable.quotaPolicy = next.quotaPolicy;
+  applySettings(settings: RuntimeSettings): void {
+    applyRuntimeSettings(this.opts, settings);
     void this.maintain();
   }
 
@@ -333,7 +227,8 @@ export class RingLog implements LaneHost {
   async close(): Promise<void> {
     if (this.closing) return;
     this.closing = true;
-    for (const t of [this.checkpointTimer, this.syncTimer, this.maintenanceTimer]) if (t) clearTimeout(t);
+    this.checkpoints.stopTimer();
+    for (const t of [this.syncTimer, this.maintenanceTimer]) if (t) clearTimeout(t);
     if (!this.opts.readOnly) await this.flushForClose();
     for (const lane of this.lanes.values()) {
       lane.rejectQueued(new StoreError('CLOSED', 'ring log closed'));
@@ -347,11 +242,8 @@ export class RingLog implements LaneHost {
   }
 
   private async flushForClose(): Promise<void> {
-    while (this.commitScheduled || this.commitRun) {
-      await new Promise((r) => setImmediate(r));
-      await this.commitRun;
-    }
-    if (this.opts.syncMode !== 'always') await this.syncAll().catch(() => undefined);
+    await this.commits.drain();
+    if (this.opts.syncMode !== 'always') await this.commits.syncAll().catch(() => undefined);
     await this.writeCheckpoint().catch(() => undefined);
   }
 }
