@@ -152,12 +152,17 @@ t.test('while the uplink is up, reported patches go up at once, and a dropped tw
   await until('desired at the child through the reopened connection', () => desired.length === 1, 15_000);
   t.same(desired, [{ rate: 5, $version: 1 }], 'the twin connection came back while the uplink stayed up');
   await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=3', '{"z":3}', { qos: 1 });
-  await until('the next live push', () => reported.length === 2);
-  t.same(reported[1], { z: 3 }, 'and live pushes resume on it');
+  await until('the next live push', () => reported.some((r) => JSON.stringify(r) === '{"z":3}'));
+  // At least once: if the cut took the first push's PUBACK with it, that patch went up again on the new
+  // connection (a merge patch, so the same result); nothing else is repeated.
+  const first = JSON.stringify({ x: 1, y: 2 });
+  t.same(reported.filter((r) => JSON.stringify(r) !== first), [{ z: 3 }], 'and live pushes resume on it');
+  t.same(reported.at(-1), { z: 3 }, 'in order');
 
   // The uplink goes down: the twin connection follows it and is not reopened.
   await transport.close();
   await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=4', '{"w":4}', { qos: 1 });
+  const before = reported.length;
   await sleep(1_500);
-  t.equal(reported.length, 2, 'nothing is pushed while the uplink is down');
+  t.equal(reported.length, before, 'nothing is pushed while the uplink is down');
 });
