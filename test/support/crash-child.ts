@@ -36,8 +36,10 @@ async function consumer(): Promise<never> {
     const recs = await lane.read(readFrom, { recordsMax: 20 });
     if (recs.length > 0) {
       readFrom = recs[recs.length - 1]!.seq + 1;
-      lane.ack(readFrom - 1);
+      // Said before it is done: the checkpoint write runs on the thread pool and can land before a line
+      // printed after ack() leaves this process, so a kill in between would show a cursor nobody reported.
       process.stdout.write(`K ${readFrom - 1}\n`);
+      lane.ack(readFrom - 1);
     }
     await new Promise((r) => setTimeout(r, 3));
   }

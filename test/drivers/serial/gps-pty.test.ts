@@ -95,7 +95,7 @@ t.test('the port vanishing faults the device; it recovers when the port comes ba
   t.match(sink.messages[0]!.properties, { 'content-type': 'application/json', sensor: 'gps', compatible: 'nmea,gps' });
 
   await pty.stop();
-  // Generous: on a loaded CI machine serialport's poller can take seconds to see the EIO of a vanished pty.
+  // serialport's poller usually sees the vanished pty's EIO at once; the presence check (1 s) is the backstop.
   await waitFor('the fault', () => manager.status()[0]!.state === 'faulted', 20_000);
   t.match(reported.at(-1), { state: 'faulted' }, 'the fault is a reported property');
   t.ok(manager.status()[0]!.counters.busErrors >= 1);

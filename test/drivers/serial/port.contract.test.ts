@@ -1,9 +1,10 @@
+import { symlinkSync, unlinkSync } from 'node:fs';
 import { ReadlineParser } from '@serialport/parser-readline';
 import { SerialPort } from 'serialport';
 import t, { type Test } from 'tap';
 import { FakeSerialStream } from '../../../drivers/serial/fake.js';
 import type { SerialStream } from '../../../drivers/serial/port.js';
-import { serialportOpener } from '../../../drivers/serial/serialport.js';
+import { SERIAL_PRESENCE_CHECK_MS, serialportOpener } from '../../../drivers/serial/serialport.js';
 import { PtyPair, waitFor } from '../../support/pty.js';
 
 interface Harness {
@@ -75,4 +76,22 @@ contract('serialport on a socat pty pair', async (t) => {
     received,
     vanish: () => pty.stop(),
   };
+});
+
+t.test('a port whose device node goes away is closed and reported even while the tty still answers', async (t) => {
+  // A /dev/serial/by-id style link to a live pty: removing the link is all that happens, no hangup, so
+  // only the presence check (SERIAL_PRESENCE_CHECK_MS) can notice.
+  const dir = t.testdir({});
+  const pty = new PtyPair(dir);
+  await pty.start();
+  t.teardown(() => pty.stop());
+  const link = `${dir}/by-id`;
+  symlinkSync(pty.devicePath, link);
+  const stream = await serialportOpener({ path: link, baudRate: 9600 }).open();
+  t.teardown(() => stream.close());
+  let closedWith: Error | undefined | null = null;
+  stream.onClose((error) => (closedWith = error));
+  unlinkSync(link);
+  await waitFor('the close', () => closedWith !== null, SERIAL_PRESENCE_CHECK_MS * 10);
+  t.match(closedWith, { message: `${link} is gone` }, 'reported once, naming the path');
 });
