@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import net from 'node:net';
 import { once } from 'node:events';
 import path from 'node:path';
@@ -46,8 +46,9 @@ t.test('the guard follows packet boundaries across any chunking', async (t) => {
   t.throws(() => new PacketSizeGuard(0), /"packetBytesMax" must be an integer of at least 2, got 0/);
 });
 
-t.test('the hub closes a connection whose packet header announces more than the limit', async (t) => {
-  const dir = tempDir(t, 'outpost-hub-packet-');
+/** A hub on a real store (the store's default limits, as the gateway runs it) with child-a known. */
+async function setup(t: Test, prefix: string) {
+  const dir = tempDir(t, prefix);
   const broker = await AedesBroker.start();
   t.teardown(() => broker.stop());
   await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'child-a', key: keyA }]));
@@ -56,7 +57,11 @@ t.test('the hub closes a connection whose packet header announces more than the 
   const hub = await startHub({ config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url } });
   t.teardown(() => hub.stop());
   await hub.refreshIdentities();
-  const port = hub.status().ports.tcp!;
+  return { hub, log, port: hub.status().ports.tcp! };
+}
+
+t.test('the hub closes a connection whose packet header announces more than the limit', async (t) => {
+  const { hub, port } = await setup(t, 'outpost-hub-packet-');
 
   const raw = net.connect(port, '127.0.0.1');
   await once(raw, 'connect');
@@ -76,17 +81,7 @@ t.test('the hub closes a connection whose packet header announces more than the 
 });
 
 t.test('a message at exactly the hub limit is stored; a record over the store limit is a counted message-size refusal', async (t) => {
-  const dir = tempDir(t, 'outpost-hub-exact-');
-  const broker = await AedesBroker.start();
-  t.teardown(() => broker.stop());
-  await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'child-a', key: keyA }]));
-  // The store's default record limit, as the gateway runs it.
-  const log = await RingLog.open({ dir: path.join(dir, 'log') });
-  t.teardown(() => log.close());
-  const hub = await startHub({ config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url } });
-  t.teardown(() => hub.stop());
-  await hub.refreshIdentities();
-  const port = hub.status().ports.tcp!;
+  const { hub, log, port } = await setup(t, 'outpost-hub-exact-');
   const messageBytesMax = 256 * 1024;
 
   const a = await mqttChild(port, 'child-a', sasPassword('child-a', keyA));

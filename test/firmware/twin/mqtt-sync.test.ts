@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
@@ -16,8 +16,12 @@ import { tempDir } from '../../support/tmp.js';
 
 const keyA = newKey();
 
-t.test('reported patches reach the broker once, after PUBACK; desired documents reach the child by $version', async (t) => {
-  const dir = tempDir(t, 'outpost-twin-mqtt-');
+/**
+ * mosquitto, a hub whose twin connection goes through a fault proxy, and an mqtt uplink transport that
+ * goes straight to the broker (so the proxy cuts only the twin connection).
+ */
+async function setup(t: Test, prefix: string) {
+  const dir = tempDir(t, prefix);
   const mosquitto = await Mosquitto.start({ persistence: false });
   t.teardown(() => mosquitto.stop());
   const proxy = await FaultProxy.start({ targetPort: mosquitto.port });
@@ -37,6 +41,23 @@ t.test('reported patches reach the broker once, after PUBACK; desired documents 
   const transport = createMqttTransport({ url: mosquitto.url, gatewayId: 'gw-1' });
   await transport.connect();
   t.teardown(() => transport.close());
+  return { mosquitto, proxy, hub, errors, twinHook, transport };
+}
+
+/** child-a connected to the hub, subscribed to twin responses and desired patches (collected). */
+async function twinChild(t: Test, port: number) {
+  const child = await mqttChild(port, 'child-a', sasPassword('child-a', keyA));
+  t.teardown(() => child.endAsync(true));
+  const desired: unknown[] = [];
+  child.on('message', (topic, payload) => {
+    if (topic.startsWith('$iothub/twin/PATCH/properties/desired/')) desired.push(JSON.parse(payload.toString()));
+  });
+  await child.subscribeAsync(['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#'], { qos: 0 });
+  return { child, desired };
+}
+
+t.test('reported patches reach the broker once, after PUBACK; desired documents reach the child by $version', async (t) => {
+  const { mosquitto, proxy, hub, errors, twinHook, transport } = await setup(t, 'outpost-twin-mqtt-');
 
   const cloud = await mqtt.connectAsync(mosquitto.url, { reconnectPeriod: 0 });
   t.teardown(() => cloud.endAsync(true));
@@ -44,13 +65,7 @@ t.test('reported patches reach the broker once, after PUBACK; desired documents 
   cloud.on('message', (topic, payload) => reported.push([topic, JSON.parse(payload.toString())]));
   await cloud.subscribeAsync('outpost/gw-1/twin/+/reported', { qos: 1 });
 
-  const child = await mqttChild(hub.status().ports.tcp!, 'child-a', sasPassword('child-a', keyA));
-  t.teardown(() => child.endAsync(true));
-  const desired: unknown[] = [];
-  child.on('message', (topic, payload) => {
-    if (topic.startsWith('$iothub/twin/PATCH/properties/desired/')) desired.push(JSON.parse(payload.toString()));
-  });
-  await child.subscribeAsync(['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#'], { qos: 0 });
+  const { child, desired } = await twinChild(t, hub.status().ports.tcp!);
   await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=1', '{"a":1,"b":2}', { qos: 1 });
   await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=2', '{"a":null}', { qos: 1 });
 
@@ -105,40 +120,14 @@ t.test('reported patches reach the broker once, after PUBACK; desired documents 
 });
 
 t.test('while the uplink is up, reported patches go up at once, and a dropped twin connection opens again by itself', async (t) => {
-  const dir = tempDir(t, 'outpost-twin-live-');
-  const mosquitto = await Mosquitto.start({ persistence: false });
-  t.teardown(() => mosquitto.stop());
-  const proxy = await FaultProxy.start({ targetPort: mosquitto.port });
-  t.teardown(() => proxy.close());
-  await publishScope({ url: mosquitto.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'child-a', key: keyA }]));
-  const log = await RingLog.open({ dir: path.join(dir, 'log') });
-  t.teardown(() => log.close());
-  const hooks = new HookList();
-  const errors: string[] = [];
-  const hub = await startHub({
-    config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'),
-    uplink: hooks, scopeBroker: { url: `mqtt://127.0.0.1:${proxy.port}` }, onError: (err) => errors.push(err.message),
-  });
-  t.teardown(() => hub.stop());
-  await hub.refreshIdentities();
-  const twinHook = hooks.hooks.find((h) => h.name === 'twins-mqtt')!;
-  // The uplink itself goes straight to the broker: only the twin connection crosses the proxy.
-  const transport = createMqttTransport({ url: mosquitto.url, gatewayId: 'gw-1' });
-  await transport.connect();
-  t.teardown(() => transport.close());
+  const { mosquitto, proxy, hub, errors, twinHook, transport } = await setup(t, 'outpost-twin-live-');
 
   const cloud = await mqtt.connectAsync(mosquitto.url, { reconnectPeriod: 0 });
   t.teardown(() => cloud.endAsync(true));
   const reported: unknown[] = [];
   cloud.on('message', (_topic, payload) => reported.push(JSON.parse(payload.toString())));
   await cloud.subscribeAsync(twinTopic('gw-1', 'child-a', 'reported'), { qos: 1 });
-  const child = await mqttChild(hub.status().ports.tcp!, 'child-a', sasPassword('child-a', keyA));
-  t.teardown(() => child.endAsync(true));
-  const desired: unknown[] = [];
-  child.on('message', (topic, payload) => {
-    if (topic.startsWith('$iothub/twin/PATCH/properties/desired/')) desired.push(JSON.parse(payload.toString()));
-  });
-  await child.subscribeAsync(['$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#'], { qos: 0 });
+  const { child, desired } = await twinChild(t, hub.status().ports.tcp!);
 
   await twinHook.run(transport);
   await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=1', '{"x":1}', { qos: 1 });
