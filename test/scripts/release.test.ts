@@ -119,6 +119,37 @@ t.test('install.sh refuses glibc older than 2.34 and the wrong architecture with
   t.match(arch.stderr, /this release is for linux-arm64 but this machine is x86_64/);
 });
 
+t.test('the release bundle speaks Azure IoT Hub: the sim board\'s telemetry reaches the IoT Hub emulator, attributed', async (t) => {
+  const { IotHubEmulator } = await import('../support/iothub-emulator.js');
+  const hub = await IotHubEmulator.start();
+  t.teardown(() => hub.stop());
+  const dir = unpack(t, 'linux-x64');
+  writeFileSync(join(dir, 'ca.pem'), hub.ca.cert);
+  writeFileSync(join(dir, 'azure.json'), JSON.stringify({
+    board: 'sim',
+    identity: { gatewayId: 'gw-release' },
+    uplink: { protocol: 'azure', connectionString: hub.addDevice('gw-release'), caFile: 'ca.pem' },
+  }));
+  const proc = spawn(join(dir, 'bin/node'), [join(dir, 'outpost.js'), 'run', '--board', join(dir, 'azure.json')], {
+    cwd: dir, env: { PATH: '/usr/bin:/bin', OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.on('close', (code) => resolve(code)));
+  t.teardown(() => void proc.kill('SIGKILL'));
+  const deadline = Date.now() + READY_TIMEOUT_MS;
+  while (hub.telemetry.length < 2 && Date.now() < deadline && proc.exitCode === null) await new Promise((r) => setTimeout(r, 50));
+  t.ok(hub.telemetry.length >= 2, `telemetry at IoT Hub (${hub.telemetry.length} messages); gateway said: ${out.slice(-2000)}`);
+  const first = hub.telemetry[0];
+  t.equal(first?.deviceId, 'gw-release', 'sent on the gateway\'s own connection');
+  t.match(first?.properties, { '$.mid': /^gw-release:upstream:\d+$/ }, 'with its stable message id');
+  t.ok(first?.properties['outpost-device-id'], 'the originating device named in the properties');
+  proc.kill('SIGTERM');
+  t.equal(await exited, 0, 'and stops cleanly on SIGTERM');
+  t.notMatch(out, /storage-blob/, 'nothing asked for the blob upload SDK');
+});
+
 t.test('install.sh installs for real (in a private mount namespace): user, groups, unit, wrapper; the service starts as its user', async (t) => {
   const probe = spawnSync('unshare', ['-m', 'true']);
   if (probe.status !== 0) {
