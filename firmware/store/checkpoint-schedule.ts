@@ -45,7 +45,10 @@ export class CheckpointScheduler {
     if (this.ackedSince >= this.host.opts.checkpointAckRecords) {
       if (this.timer) clearTimeout(this.timer);
       this.timer = null;
-      if (!this.run) void this.write().catch(() => undefined);
+      // A checkpoint under way took its cursors before these acks: have it go round once more, or the
+      // last burst of a drain would wait for the 60 s clock checkpoint (and its segments with it).
+      if (this.run) this.again = true;
+      else void this.write().catch(() => undefined);
       return;
     }
     if (this.timer) return;
