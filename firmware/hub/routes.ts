@@ -1,4 +1,4 @@
-import { OUTPUT_NAME } from './topics.js';
+import { IO_NAME } from './topics.js';
 import { CONDITION_CHARS_MAX, CONDITION_DEPTH_MAX, RouteError, type Condition, type Operand } from './condition.js';
 
 /**
@@ -33,7 +33,6 @@ export const ROUTE_CHARS_MAX = 2_048;
 /** Tokens in one route; a bound on parser work for hostile input. */
 const TOKENS_MAX = 512;
 const DEVICE_ID = /^[A-Za-z0-9\-.:_@!(),=$'%*?]{1,128}$/;
-const INPUT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 type Token = { kind: 'word' | 'string' | 'number' | 'op' | 'punct'; text: string; at: number };
 
@@ -183,7 +182,7 @@ const SOURCE_FORMS = '/messages/*, /messages/devices/<deviceId>/*, /messages/mod
 function outputFilter(tail: string): string | null | undefined {
   if (tail === '*') return null;
   const output = /^outputs\/(\*|[^/]+)$/.exec(tail)?.[1];
-  return output !== undefined && (output === '*' || OUTPUT_NAME.test(output)) ? output : undefined;
+  return output !== undefined && (output === '*' || IO_NAME.test(output)) ? output : undefined;
 }
 
 /** The connection id a FROM clause names (null for every sender) and the module output it takes. */
@@ -205,11 +204,11 @@ const ENDPOINT_FORMS = '"/devices/<deviceId>/inputs/<input>", "/modules/<moduleI
 /** The connection id a BrokeredEndpoint path names, or null when it names none. */
 function endpointTarget(target: string, gatewayId: string | undefined): { deviceId: string; input: string } | null {
   const device = /^\/devices\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (device !== null) return DEVICE_ID.test(device[1]) && INPUT_NAME.test(device[2]) ? { deviceId: device[1], input: device[2] } : null;
+  if (device !== null) return DEVICE_ID.test(device[1]) && IO_NAME.test(device[2]) ? { deviceId: device[1], input: device[2] } : null;
   const own = /^\/modules\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (own !== null && gatewayId !== undefined) return DEVICE_ID.test(own[1]) && INPUT_NAME.test(own[2]) ? { deviceId: `${gatewayId}/${own[1]}`, input: own[2] } : null;
+  if (own !== null && gatewayId !== undefined) return DEVICE_ID.test(own[1]) && IO_NAME.test(own[2]) ? { deviceId: `${gatewayId}/${own[1]}`, input: own[2] } : null;
   const child = /^\/devices\/([^/]+)\/modules\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (child !== null && DEVICE_ID.test(child[1]) && DEVICE_ID.test(child[2]) && INPUT_NAME.test(child[3])) return { deviceId: `${child[1]}/${child[2]}`, input: child[3] };
+  if (child !== null && DEVICE_ID.test(child[1]) && DEVICE_ID.test(child[2]) && IO_NAME.test(child[3])) return { deviceId: `${child[1]}/${child[2]}`, input: child[3] };
   return null;
 }
 

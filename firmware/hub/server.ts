@@ -268,8 +268,8 @@ export class HubServer {
       (err: Error) => {
         state.inflight -= 1;
         // Within messageBytesMax, but the record (body + the properties its topic carries) is over the store's
-        // limit or the property map's: the message's fault, not the store's.
-        const tooLarge = (err instanceof StoreError && err.code === 'TOO_LARGE') || err instanceof RangeError;
+        // limits: the message's fault, not the store's.
+        const tooLarge = err instanceof StoreError && err.code === 'TOO_LARGE';
         refuse(tooLarge ? 'message-size' : 'store', err.message);
       },
     );

@@ -32,8 +32,8 @@ function ownPrefix(connectionId: string): string {
   return id === null || id.moduleId === null ? `devices/${connectionId}` : `devices/${id.deviceId}/modules/${id.moduleId}`;
 }
 
-/** A module output's name (`$.on`): what a route's `/outputs/<name>` can name. */
-export const OUTPUT_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
+/** A module input's or output's name (`$.on`, `/inputs/<name>`, a route's `/outputs/<name>`). */
+export const IO_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** System properties IoT Hub devices may set in the bag, mapped to outpost's application properties. */
 const SYSTEM_PROPERTY_NAMES: Record<string, string> = { '$.mid': 'child-message-id', '$.cid': 'correlation-id' };
@@ -76,7 +76,7 @@ export function parsePropertyBag(bag: string): Omit<Extract<Inbound, { kind: 'te
     if (key === '$.ct') contentType = value;
     else if (key === '$.ce') contentEncoding = value;
     else if (key === '$.on') {
-      if (!OUTPUT_NAME.test(value)) return null;
+      if (!IO_NAME.test(value)) return null;
       outputName = value;
     }
     else if (key in SYSTEM_PROPERTY_NAMES) properties[SYSTEM_PROPERTY_NAMES[key]] = value;

@@ -15,7 +15,13 @@ export interface Prepared {
 /** Checks one input to lane `laneName` (body, size, TTL) before anything of its call is queued. */
 export function prepareRecord(laneName: string, opts: ResolvedOptions, input: AppendInput): Prepared {
   if (!Buffer.isBuffer(input.body)) throw new StoreError('INVALID', `append to lane "${laneName}": body must be a Buffer`);
-  const props = encodeProperties(input.properties);
+  let props: Buffer | null;
+  try {
+    props = encodeProperties(input.properties);
+  } catch (err) {
+    // A key or value over the record format's lengths: the record is too large, like one over recordBytesMax.
+    throw new StoreError('TOO_LARGE', `append to lane "${laneName}": ${(err as Error).message}`);
+  }
   const total = recordBytes(props, input.body);
   if (total > opts.recordBytesMax) {
     throw new StoreError('TOO_LARGE', `record of ${total} bytes exceeds "recordBytesMax" (${opts.recordBytesMax}) on lane "${laneName}"`);

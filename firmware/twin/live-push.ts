@@ -8,12 +8,27 @@
 /** Reported patches arriving within this window go up in one push, ms. */
 export const REPORTED_PUSH_DELAY_MS = 200;
 
+import type { TwinStore } from './store.js';
+
 export class LivePush {
   private timer: NodeJS.Timeout | null = null;
   private chain: Promise<void> = Promise.resolve();
+  private readonly unsubscribe: () => void;
 
-  /** `push` sends what is pending, or does nothing when there is no live channel. */
-  constructor(private readonly push: () => Promise<void>, private readonly onError: (err: Error) => void) {}
+  /**
+   * Every reported patch in `store` schedules `push` while `isLive()`; `push` sends what is pending, or does
+   * nothing when the channel went away meanwhile.
+   */
+  constructor(
+    store: TwinStore,
+    isLive: () => boolean,
+    private readonly push: () => Promise<void>,
+    private readonly onError: (err: Error) => void,
+  ) {
+    this.unsubscribe = store.onReported(() => {
+      if (isLive()) this.schedule();
+    });
+  }
 
   schedule(): void {
     if (this.timer !== null) return;
@@ -33,5 +48,11 @@ export class LivePush {
   cancel(): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
+  }
+
+  /** No more pushes, and no more listening to the store. */
+  close(): void {
+    this.cancel();
+    this.unsubscribe();
   }
 }

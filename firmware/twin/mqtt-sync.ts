@@ -49,7 +49,6 @@ export class MqttTwinSync {
   private transport: UplinkTransport | null = null;
   private readonly watched = new WeakSet<UplinkTransport>();
   private readonly livePush: LivePush;
-  private readonly unsubscribe: () => void;
   private retryTimer: NodeJS.Timeout | null = null;
   private retryDelayMs = TWIN_RECONNECT_DELAY_MS_MIN;
   pushes = 0;
@@ -59,12 +58,9 @@ export class MqttTwinSync {
   reconnects = 0;
 
   constructor(private readonly opts: MqttTwinSyncOptions) {
-    this.livePush = new LivePush(async () => {
+    this.livePush = new LivePush(opts.store, () => this.client !== null, async () => {
       if (this.client?.connected) await this.pushPending(this.client);
     }, (err) => this.opts.onError?.(err));
-    this.unsubscribe = opts.store.onReported(() => {
-      if (this.client !== null) this.livePush.schedule();
-    });
   }
 
   readonly hook = {
@@ -130,8 +126,14 @@ export class MqttTwinSync {
   private lost(client: MqttClient): void {
     this.client = null;
     void client.endAsync(true).catch(() => {});
-    if (this.transport === null || this.retryTimer !== null) return;
+    if (this.transport === null) return;
     this.opts.onError?.(new Error(`twin connection to ${this.opts.broker.url} lost; opening it again in ${this.retryDelayMs} ms`));
+    this.scheduleReconnect();
+  }
+
+  /** Opens the twin connection again after retryDelayMs while the uplink is up; each failure doubles the wait. */
+  private scheduleReconnect(): void {
+    if (this.transport === null || this.retryTimer !== null) return;
     this.retryTimer = setTimeout(() => {
       this.retryTimer = null;
       if (this.transport === null) return;
@@ -139,8 +141,7 @@ export class MqttTwinSync {
       this.resync().catch((err: Error) => {
         this.opts.onError?.(err);
         this.retryDelayMs = Math.min(this.retryDelayMs * 2, TWIN_RECONNECT_DELAY_MS_MAX);
-        // resync() ended with stop(), which does not schedule: schedule the next attempt here.
-        if (this.client === null && this.transport !== null) this.lost(client);
+        this.scheduleReconnect();
       });
     }, this.retryDelayMs);
   }
@@ -178,7 +179,7 @@ export class MqttTwinSync {
   /** The hub is stopping. */
   async close(): Promise<void> {
     this.transport = null;
-    this.unsubscribe();
+    this.livePush.close();
     await this.stop();
   }
 }

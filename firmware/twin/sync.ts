@@ -32,16 +32,12 @@ export class TwinSync {
   /** The twin of the connected uplink, once resynced; null while down. Reported patches go up through it live. */
   private live: TwinChannel | null = null;
   private readonly livePush: LivePush;
-  private readonly unsubscribe: () => void;
   pushes = 0;
 
   constructor(private readonly opts: TwinSyncOptions) {
-    this.livePush = new LivePush(async () => {
+    this.livePush = new LivePush(opts.store, () => this.live !== null, async () => {
       if (this.live !== null) await this.push(this.live);
     }, (err) => this.opts.onError?.(err));
-    this.unsubscribe = opts.store.onReported(() => {
-      if (this.live !== null) this.livePush.schedule();
-    });
   }
 
   readonly hook = {
@@ -79,8 +75,7 @@ export class TwinSync {
   close(): void {
     this.stop();
     this.live = null;
-    this.livePush.cancel();
-    this.unsubscribe();
+    this.livePush.close();
   }
 
   /** All pending reported patches in one gateway-twin patch; each is cleared only if nothing newer arrived. */

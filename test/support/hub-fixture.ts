@@ -87,3 +87,10 @@ export async function mqttChild(port: number, deviceId: string, password: string
     connectTimeout: 5_000,
   });
 }
+
+/** Publishes what the hub must refuse and resolves once it has closed the connection (MQTT 3.1.1 has no refusal). */
+export async function publishRefused(client: MqttClient, topic: string, payload: string | Buffer): Promise<void> {
+  const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));
+  client.publish(topic, payload, { qos: 1 });
+  await closed;
+}

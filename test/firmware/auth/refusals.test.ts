@@ -6,7 +6,7 @@ import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { publishScope } from '../../../scripts/publish-scope.js';
 import { AedesBroker } from '../../support/brokers.js';
-import { mqttChild, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
+import { mqttChild, publishRefused, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
 
 /** Offline authentication from the identity cache, synced from a retained scope document (mqtt uplink). */
@@ -63,9 +63,7 @@ t.test("ACL: another device's topics are refused; revocation drops a live connec
   t.same(own.map((g) => g.qos), [1], 'its own cloud-to-device topic is granted');
   await t.rejects(a.subscribeAsync('devices/child-b/messages/devicebound/#', { qos: 1 }), /Subscribe error/, "another device's topic gets a failure SUBACK");
   t.equal(hub.status().refusals['subscribe-acl'], 1);
-  const closed = new Promise<void>((resolve) => a.once('close', () => resolve()));
-  a.publish('devices/child-b/messages/events/', 'spoof', { qos: 1 });
-  await closed;
+  await publishRefused(a, 'devices/child-b/messages/events/', 'spoof');
   t.equal(hub.status().refusals.acl, 1, "publishing as another device closes the connection, no PUBACK");
   await a.endAsync(true);
 

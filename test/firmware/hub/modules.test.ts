@@ -10,7 +10,7 @@ import { RingLog } from '../../../firmware/store/log.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
 import { publishScope } from '../../../scripts/publish-scope.js';
 import { AedesBroker } from '../../support/brokers.js';
-import { HUB_HOST, hubCerts, mqttChild, newKey, sasPassword, scopeDocument, until } from '../../support/hub-fixture.js';
+import { HUB_HOST, hubCerts, mqttChild, publishRefused, newKey, sasPassword, scopeDocument, until } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
 
 const { ModuleClient, Message } = azureDevice;
@@ -80,9 +80,7 @@ t.test('module identities: SAS for the module resource, and a module touches onl
   await t.rejects(m.subscribeAsync('devices/child-a/messages/devicebound/#', { qos: 1 }), /Subscribe error/, "its device's cloud-to-device topic is not");
   await t.rejects(m.subscribeAsync('devices/gw-1/modules/analyzer/inputs/#', { qos: 1 }), /Subscribe error/, "another module's inputs are not");
   t.equal(hub.status().refusals['subscribe-acl'], 2);
-  const closed = new Promise<void>((resolve) => m.once('close', () => resolve()));
-  m.publish('devices/child-a/messages/events/', 'spoof', { qos: 1 });
-  await closed;
+  await publishRefused(m, 'devices/child-a/messages/events/', 'spoof');
   t.equal(hub.status().refusals.acl, 1, "publishing as its device closes the module's connection");
 
   const device = await mqttChild(port, 'child-a', sasPassword('child-a', keyA));

@@ -7,7 +7,7 @@ import { PacketSizeGuard } from '../../../firmware/hub/packet-guard.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { publishScope } from '../../../scripts/publish-scope.js';
 import { AedesBroker } from '../../support/brokers.js';
-import { mqttChild, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
+import { mqttChild, publishRefused, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
 
 /** Oversize packets are refused from their fixed header, before aedes buffers their body. */
@@ -106,9 +106,7 @@ t.test('a message at exactly the hub limit is stored; a record over the store li
   const values = keys.map((_, i) => 'v'.repeat(i === keys.length - 1 ? 65_535 - fixed - each * (keys.length - 1) : each));
   const fullTopic = prefix + keys.map((k, i) => `${k}=${values[i]}`).join('&');
   t.equal(Buffer.byteLength(fullTopic), 65_535);
-  const closed = new Promise<void>((resolve) => a.once('close', () => resolve()));
-  a.publish(fullTopic, 'x', { qos: 1 });
-  await closed;
+  await publishRefused(a, fullTopic, 'x');
   t.equal(hub.status().refusals['message-size'], 1, "counted as the message's size, not as a store failure");
   t.equal(hub.status().refusals.store ?? 0, 0);
 });

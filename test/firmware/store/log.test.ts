@@ -91,6 +91,7 @@ t.test('bad options and arguments are refused with the option named', async (t) 
   await t.rejects(log.lane('../etc'), { code: 'INVALID' });
   const lane = await log.lane('upstream');
   await t.rejects(lane.append({ body: Buffer.alloc(9000) }), { code: 'TOO_LARGE', message: /recordBytesMax/ });
+  await t.rejects(lane.append({ body: Buffer.from('x'), properties: { big: 'v'.repeat(70_000) } }), { code: 'TOO_LARGE', message: /lane "upstream": property "big" value/ });
   await t.rejects(lane.append({ body: 'text' as never }), { code: 'INVALID' });
   await t.rejects(lane.append({ body: Buffer.from('x'), ttlSecs: -1 }), { message: /ttlSecs/ });
   await log.close();
