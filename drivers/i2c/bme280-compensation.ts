@@ -40,12 +40,36 @@ export function parseBme280Calibration(low: Buffer, high: Buffer): Bme280Calibra
   };
 }
 
+/**
+ * Datasheet sections 3.4.1-3.4.3 and the reset values in 5.4.7-5.4.9: a measurement that was skipped (its
+ * oversampling is 0, or the part reset since it was configured) leaves 0x80000 in a 20-bit data register and
+ * 0x8000 in the 16-bit humidity one. Compensated, these look like plausible weather, so they are not compensated.
+ */
+export const BME280_ADC_SKIPPED_20_BIT = 0x80000;
+export const BME280_ADC_SKIPPED_16_BIT = 0x8000;
+
+/**
+ * Datasheet section 1, Table 1 (operating range): -40..85 °C, 300..1100 hPa, 0..100 %RH. Bosch's
+ * BME280_SensorAPI clamps its compensated values to these limits; so does this driver, and says it did.
+ */
+export const BME280_TEMPERATURE_C_MIN = -40;
+export const BME280_TEMPERATURE_C_MAX = 85;
+export const BME280_PRESSURE_PA_MIN = 30_000;
+export const BME280_PRESSURE_PA_MAX = 110_000;
+export const BME280_HUMIDITY_PERCENT_MIN = 0;
+export const BME280_HUMIDITY_PERCENT_MAX = 100;
+
+export type Bme280Quantity = 'temperatureC' | 'pressurePa' | 'humidityPercent';
+
 export interface Bme280Compensated {
-  temperatureC: number;
-  pressurePa: number;
-  humidityPercent: number;
-  /** The datasheet's t_fine, exposed for tests against its worked example. */
-  tFine: number;
+  /** null when the measurement was skipped (a P or H value cannot be compensated without T either). */
+  temperatureC: number | null;
+  pressurePa: number | null;
+  humidityPercent: number | null;
+  /** Quantities whose compensated value fell outside Table 1's range and were clamped to it. */
+  clamped: Bme280Quantity[];
+  /** The datasheet's t_fine, exposed for tests against its worked example; null when T was skipped. */
+  tFine: number | null;
 }
 
 /** Section 8.1 bme280_compensate_T_double, P_double and H_double, in that order (P and H need t_fine). */
@@ -53,16 +77,27 @@ export function compensateBme280(
   cal: Bme280Calibration,
   adc: { temperature: number; pressure: number; humidity: number },
 ): Bme280Compensated {
+  if (adc.temperature === BME280_ADC_SKIPPED_20_BIT) {
+    return { temperatureC: null, pressurePa: null, humidityPercent: null, clamped: [], tFine: null };
+  }
   const t1 = (adc.temperature / 16384 - cal.digT1 / 1024) * cal.digT2;
   const t2Base = adc.temperature / 131072 - cal.digT1 / 8192;
   const t2 = t2Base * t2Base * cal.digT3;
+  // t_fine stays unclamped, as in Bosch's code: P and H are compensated with the die's own temperature.
   const tFine = Math.trunc(t1 + t2);
-  return {
-    temperatureC: (t1 + t2) / 5120,
-    pressurePa: compensatePressure(cal, tFine, adc.pressure),
-    humidityPercent: compensateHumidity(cal, tFine, adc.humidity),
-    tFine,
+  const clamped: Bme280Quantity[] = [];
+  const clamp = (quantity: Bme280Quantity, value: number, min: number, max: number): number => {
+    if (value >= min && value <= max) return value;
+    clamped.push(quantity);
+    return value < min ? min : max;
   };
+  const temperatureC = clamp('temperatureC', (t1 + t2) / 5120, BME280_TEMPERATURE_C_MIN, BME280_TEMPERATURE_C_MAX);
+  const pressurePa = adc.pressure === BME280_ADC_SKIPPED_20_BIT ? null
+    : clamp('pressurePa', compensatePressure(cal, tFine, adc.pressure), BME280_PRESSURE_PA_MIN, BME280_PRESSURE_PA_MAX);
+  const humidityPercent = adc.humidity === BME280_ADC_SKIPPED_16_BIT ? null
+    : clamp('humidityPercent', compensateHumidity(cal, tFine, adc.humidity),
+      BME280_HUMIDITY_PERCENT_MIN, BME280_HUMIDITY_PERCENT_MAX);
+  return { temperatureC, pressurePa, humidityPercent, clamped, tFine };
 }
 
 function compensatePressure(cal: Bme280Calibration, tFine: number, adcP: number): number {
@@ -72,8 +107,9 @@ function compensatePressure(cal: Bme280Calibration, tFine: number, adcP: number)
   var2 = var2 / 4 + cal.digP4 * 65536;
   var1 = ((cal.digP3 * var1 * var1) / 524288 + cal.digP2 * var1) / 524288;
   var1 = (1 + var1 / 32768) * cal.digP1;
-  // The datasheet returns 0 here to avoid dividing by zero (dig_P1 of 0 means unprogrammed NVM).
-  if (var1 === 0) return 0;
+  // A divisor of zero or below (dig_P1 of 0 is unprogrammed NVM) gives no pressure; -Infinity makes the
+  // caller clamp it to the minimum and flag it, where Bosch's code returns the minimum without saying so.
+  if (var1 <= 0) return -Infinity;
   let p = 1048576 - adcP;
   p = ((p - var2 / 4096) * 6250) / var1;
   var1 = (cal.digP9 * p * p) / 2147483648;
@@ -85,6 +121,5 @@ function compensateHumidity(cal: Bme280Calibration, tFine: number, adcH: number)
   let h = tFine - 76800;
   h = (adcH - (cal.digH4 * 64 + (cal.digH5 / 16384) * h))
     * ((cal.digH2 / 65536) * (1 + (cal.digH6 / 67108864) * h * (1 + (cal.digH3 / 67108864) * h)));
-  h = h * (1 - (cal.digH1 * h) / 524288);
-  return Math.min(100, Math.max(0, h));
+  return h * (1 - (cal.digH1 * h) / 524288);
 }

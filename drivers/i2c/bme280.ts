@@ -66,9 +66,6 @@ class Bme280 implements DriverInstance {
     const low = await this.bus.readRegister(address, BME280_CALIB_LOW_REGISTER, BME280_CALIB_LOW_BYTES);
     const high = await this.bus.readRegister(address, BME280_CALIB_HIGH_REGISTER, BME280_CALIB_HIGH_BYTES);
     this.calibration = parseBme280Calibration(low, high);
-    const code = OVERSAMPLING_CODES[this.ctx.settings.oversampling]!;
-    // Section 5.4.3: ctrl_hum only takes effect after the next write to ctrl_meas, which sample() does.
-    await this.bus.write(address, Buffer.from([BME280_REG.ctrlHum, code]));
     await this.bus.write(address, Buffer.from([BME280_REG.config, 0x00]));
   }
 
@@ -77,6 +74,9 @@ class Bme280 implements DriverInstance {
     const cal = this.calibration;
     if (!cal) throw new Error('bme280: sample() before init()');
     const code = OVERSAMPLING_CODES[oversampling]!;
+    // Section 5.4.3: ctrl_hum takes effect at the next ctrl_meas write. It is written before every one
+    // because a brown-out resets it to 0 (humidity skipped) while the calibration, in NVM, survives.
+    await this.bus.write(address, Buffer.from([BME280_REG.ctrlHum, code]));
     await this.bus.write(address, Buffer.from([BME280_REG.ctrlMeas, (code << 5) | (code << 2) | BME280_MODE_FORCED]));
     await sleep(this.ctx.timers, bme280MeasurementMs(oversampling));
     await this.waitStatusClear(BME280_STATUS_MEASURING, 'measurement');
@@ -92,6 +92,7 @@ class Bme280 implements DriverInstance {
       temperatureC: round(result.temperatureC, 2),
       pressurePa: round(result.pressurePa, 1),
       humidityPercent: round(result.humidityPercent, 2),
+      outOfRange: result.clamped.length === 0 ? null : result.clamped.join(','),
     };
   }
 
@@ -109,7 +110,8 @@ class Bme280 implements DriverInstance {
   }
 }
 
-function round(value: number, decimals: number): number {
+function round(value: number | null, decimals: number): number | null {
+  if (value === null) return null;
   const factor = 10 ** decimals;
   return Math.round(value * factor) / factor;
 }
