@@ -2,7 +2,9 @@ import type { ConfigNode } from '../../firmware/config/node.js';
 import { defineDriver, type DriverContext, type DriverInstance, type ReadingValues } from '../model.js';
 import { SerialLines } from './line-device.js';
 import { SERIAL_LINE_BYTES_MAX } from './lines.js';
-import { parseGga, parseNmea, parseRmc, type GgaFix, type RmcFix } from './nmea.js';
+import { GPS_EPOCH_SENTENCES_MAX, GpsEpochAssembler, type GpsEpoch } from './gps-epoch.js';
+import { GpsDateTracker, gpsReading } from './gps-reading.js';
+import { parseGga, parseNmea, parseRmc, parseZda } from './nmea.js';
 import type { SerialOpener } from './port.js';
 
 export interface GpsSettings {
@@ -11,19 +13,21 @@ export interface GpsSettings {
 }
 
 /**
- * An NMEA 0183 GPS receiver. GGA (position, quality, satellites, altitude) and RMC (validity, date, speed,
- * course) are merged from any talker (GP, GN, GL...); every other sentence, proprietary ones included, is
- * ignored; a line that is not a sentence or fails its checksum is counted as malformed. Each poll reports
- * the latest fix once, so a 1 Hz receiver does not fill the log at 1 Hz.
+ * An NMEA 0183 GPS receiver. GGA (position, quality, satellites, altitude), RMC (validity, position, date,
+ * speed, course) and ZDA (date) from any talker (GP, GN, GL...) are gathered per epoch (GpsEpochAssembler), so
+ * a reading never mixes two epochs; every other sentence, proprietary ones included, is ignored; a line that
+ * is not a sentence, is longer than NMEA allows or fails its checksum is counted as malformed. Each poll
+ * reports the latest whole epoch once, so a 1 Hz receiver does not fill the log at 1 Hz.
  */
 class Gps implements DriverInstance {
   private readonly lines: SerialLines;
-  private gga: GgaFix | undefined;
-  private rmc: RmcFix | undefined;
-  private fresh = false;
+  private readonly epochs = new GpsEpochAssembler((epoch) => this.onEpoch(epoch));
+  private readonly dates: GpsDateTracker;
+  private latest: ReadingValues | undefined;
 
   constructor(private readonly ctx: DriverContext<GpsSettings>, opener: SerialOpener) {
     this.lines = new SerialLines(ctx as DriverContext<unknown>, opener, ctx.settings.lineBytesMax, (line) => this.onLine(line));
+    this.dates = new GpsDateTracker(ctx.clock);
   }
 
   init(): Promise<void> {
@@ -31,24 +35,9 @@ class Gps implements DriverInstance {
   }
 
   async sample(): Promise<ReadingValues | undefined> {
-    if (!this.fresh) return undefined;
-    this.fresh = false;
-    const gga = this.gga;
-    const rmc = this.rmc;
-    const fix = (rmc?.valid ?? true) && gga !== undefined && gga.quality !== 'none' && gga.latitudeDeg !== null;
-    return {
-      fix,
-      quality: gga?.quality ?? 'none',
-      latitudeDeg: fix ? round(gga!.latitudeDeg!, 7) : null,
-      longitudeDeg: fix ? round(gga!.longitudeDeg!, 7) : null,
-      altitudeM: fix ? gga!.altitudeM : null,
-      satellites: gga?.satellites ?? null,
-      hdop: gga?.hdop ?? null,
-      speedMps: fix ? rmc?.speedMps ?? null : null,
-      courseDeg: fix ? rmc?.courseDeg ?? null : null,
-      utc: rmc?.utc ?? null,
-      navStatus: rmc?.navStatus ?? null,
-    };
+    const latest = this.latest;
+    this.latest = undefined;
+    return latest;
   }
 
   close(): Promise<void> {
@@ -61,24 +50,29 @@ class Gps implements DriverInstance {
       this.ctx.malformed(parsed.reason);
       return;
     }
-    const { type, fields } = parsed.sentence;
+    const { talker, type, fields } = parsed.sentence;
+    const address = `${talker}${type}`;
+    let result: ReturnType<GpsEpochAssembler['add']> | undefined;
     if (type === 'GGA') {
       const gga = parseGga(fields);
       if (!gga) return this.ctx.malformed('GGA with too few fields');
-      this.gga = gga;
-      this.fresh = true;
+      result = this.epochs.add(address, gga.timeMs, (epoch) => epoch.ggas.push({ talker, gga }));
     } else if (type === 'RMC') {
       const rmc = parseRmc(fields);
       if (!rmc) return this.ctx.malformed('RMC with too few fields');
-      this.rmc = rmc;
-      this.fresh = true;
+      result = this.epochs.add(address, rmc.timeMs, (epoch) => { epoch.rmc = rmc; });
+    } else if (type === 'ZDA') {
+      const zda = parseZda(fields);
+      if (!zda) return this.ctx.malformed('ZDA with too few fields');
+      result = this.epochs.add(address, zda.timeMs, (epoch) => { epoch.zdaDate = zda.date; });
     }
+    if (result === 'refused') this.ctx.malformed(`more than ${GPS_EPOCH_SENTENCES_MAX} sentences in one epoch`);
   }
-}
 
-function round(value: number, decimals: number): number {
-  const factor = 10 ** decimals;
-  return Math.round(value * factor) / factor;
+  private onEpoch(epoch: GpsEpoch): void {
+    if (epoch.ggas.length === 0 && epoch.rmc === undefined) return;
+    this.latest = gpsReading(epoch, this.dates.dateOf(epoch));
+  }
 }
 
 export const gpsDriver = defineDriver<GpsSettings, 'serial'>({

@@ -34,19 +34,19 @@ t.test('GPS over a real pty: split lines, bad checksums, garbage and over-long l
   await gps.init();
   t.teardown(() => gps.close());
   const send = await openPeer(t, pty);
-  const [gga, rmc] = sentences('south-east.nmea');
+  const [gga, rmc, nextGga, nextRmc] = sentences('south-east.nmea');
 
-  // One sentence in three writes, the split falling inside the checksum.
+  // One sentence in three writes, the split falling inside the checksum; the next epoch's GGA ends the first.
   await send(gga!.slice(0, 10));
   await send(gga!.slice(10, -1));
-  await send(`${gga!.slice(-1)}\r\n`);
+  await send(`${gga!.slice(-1)}\r\n${rmc}\r\n${nextGga}\r\n`);
   t.match(await nextSample(gps), { fix: true, latitudeDeg: -37.787, longitudeDeg: 175.2793 }, 'a sentence split across writes decodes');
 
   const badChecksum = `${rmc!.slice(0, -2)}${rmc!.slice(-2) === '00' ? '01' : '00'}`;
   await send(`${badChecksum}\r\n`);
   await send(Buffer.from([0x00, 0xff, 0x13, 0x37, 0x0d, 0x0a]));
   await send(`$GPGGA,${'9'.repeat(SERIAL_LINE_BYTES_MAX + 100)}*00\r\n`);
-  await send(`${rmc}\r\n`);
+  await send(`${nextRmc}\r\n`);
   await waitFor('three malformed lines', () => ctx.malformedReasons.length >= 3);
   t.equal(ctx.malformedReasons[0], 'checksum mismatch');
   t.equal(ctx.malformedReasons[1], 'non-printable bytes');
@@ -89,7 +89,9 @@ t.test('the port vanishing faults the device; it recovers when the port comes ba
   await waitFor('the gps to start', () => manager.status()[0]!.state === 'ok');
   let send = await openPeer(t, pty);
   const lines = sentences('mixed-talkers.nmea');
-  await send(`${lines[0]}\r\n`);
+  // A whole epoch (GPGGA, GLGGA, GNRMC), then the next epoch's first sentence, which ends it.
+  const twoEpochs = `${lines.slice(0, 4).join('\r\n')}\r\n`;
+  await send(twoEpochs);
   await waitFor('a reading', () => sink.messages.length === 1);
   t.match(sink.readings()[0], { fix: true, latitudeDeg: 44.0582 });
   t.match(sink.messages[0]!.properties, { 'content-type': 'application/json', sensor: 'gps', compatible: 'nmea,gps' });
@@ -104,7 +106,7 @@ t.test('the port vanishing faults the device; it recovers when the port comes ba
   await waitFor('recovery after the backoff', () => manager.status()[0]!.state === 'ok', 10_000);
   t.same(reported.at(-1), { state: 'ok', fault: null }, 'recovery clears the fault');
   send = await openPeer(t, pty);
-  await send(`${lines[0]}\r\n${lines[2]}\r\n`);
+  await send(twoEpochs);
   await waitFor('a full fix after recovery', () => sink.readings().some((reading) => reading['speedMps'] === 0.257));
   t.match(sink.readings().at(-1), { fix: true, latitudeDeg: 44.0582, speedMps: 0.257 });
 });
