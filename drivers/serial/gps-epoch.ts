@@ -59,7 +59,8 @@ export class GpsEpochAssembler {
       apply(open.epoch);
     } else {
       if (open !== undefined) this.end(open);
-      open = { epoch: { timeMs, ggas: [], rmc: undefined, zdaDate: null }, addresses: new Set([address]), delivered: false };
+      const epoch: GpsEpoch = { timeMs, ggas: [], rmc: undefined, zdaDate: null };
+      open = { epoch, addresses: new Set([address]), delivered: false };
       this.current = open;
       apply(open.epoch);
     }

@@ -42,8 +42,10 @@ t.test('humidity matches the integer formula across its range and clamps at 0 an
     const atLimit = result.humidityPercent === 0 || result.humidityPercent === 100;
     t.same(result.clamped, atLimit ? ['humidityPercent'] : [], `adc_H ${adcH} is flagged only if it was clamped`);
   }
-  t.match(compensateBme280(DATASHEET_CALIBRATION, { ...DATASHEET_ADC, humidity: 0 }), { humidityPercent: 0, clamped: ['humidityPercent'] });
-  t.match(compensateBme280(DATASHEET_CALIBRATION, { ...DATASHEET_ADC, humidity: 65535 }), { humidityPercent: 100, clamped: ['humidityPercent'] });
+  const dry = compensateBme280(DATASHEET_CALIBRATION, { ...DATASHEET_ADC, humidity: 0 });
+  t.match(dry, { humidityPercent: 0, clamped: ['humidityPercent'] });
+  const wet = compensateBme280(DATASHEET_CALIBRATION, { ...DATASHEET_ADC, humidity: 65535 });
+  t.match(wet, { humidityPercent: 100, clamped: ['humidityPercent'] });
 });
 
 t.test('calibration readout decodes Table 16, including the split dig_H4/dig_H5 nibbles and signs', async (t) => {
@@ -84,7 +86,9 @@ t.test('init refuses a device that is not a BME280 and an absent one', async (t)
 });
 
 /** A driver on the datasheet fake at 0x76, initialised. */
-async function driverOnFake(): Promise<{ bus: FakeI2cBus; fake: FakeBme280; driver: ReturnType<typeof bme280Driver.create> }> {
+async function driverOnFake(): Promise<{
+  bus: FakeI2cBus; fake: FakeBme280; driver: ReturnType<typeof bme280Driver.create>;
+}> {
   const bus = new FakeI2cBus();
   const fake = new FakeBme280();
   bus.attach(0x76, fake);
@@ -99,7 +103,8 @@ t.test('the data registers\' skipped values are reported as not measured, not as
   fake.setAdc({ pressure: 0x80000 });
   t.same(await driver.sample!(), { temperatureC: 25.08, pressurePa: null, humidityPercent: 55, outOfRange: null });
   fake.setAdc({ pressure: DATASHEET_ADC.pressure, humidity: 0x8000 });
-  t.same(await driver.sample!(), { temperatureC: 25.08, pressurePa: 100653.3, humidityPercent: null, outOfRange: null });
+  t.same(await driver.sample!(),
+    { temperatureC: 25.08, pressurePa: 100653.3, humidityPercent: null, outOfRange: null });
   // Without a temperature there is no t_fine, so nothing can be compensated.
   fake.setAdc({ temperature: 0x80000, humidity: DATASHEET_ADC.humidity });
   t.same(await driver.sample!(), { temperatureC: null, pressurePa: null, humidityPercent: null, outOfRange: null });
@@ -110,7 +115,8 @@ t.test('results outside the operating range are clamped as Bosch\'s SensorAPI do
   const { fake, driver } = await driverOnFake();
   // Unclamped, adc_P 0xFFFFF compensates to about -14063 Pa.
   fake.setAdc({ pressure: 0xfffff });
-  t.same(await driver.sample!(), { temperatureC: 25.08, pressurePa: 30000, humidityPercent: 55, outOfRange: 'pressurePa' });
+  t.same(await driver.sample!(),
+    { temperatureC: 25.08, pressurePa: 30000, humidityPercent: 55, outOfRange: 'pressurePa' });
   fake.setAdc({ pressure: 0 });
   t.match(await driver.sample!(), { pressurePa: 110000, outOfRange: 'pressurePa' });
   fake.setAdc({ pressure: DATASHEET_ADC.pressure, temperature: 0xfffff });

@@ -42,13 +42,17 @@ t.test('a poll between a GGA and its RMC gets the previous epoch whole, never a 
   });
   t.equal(await poll(), undefined, 'a half-received epoch is not a reading');
   feed(rmc(epochFix(2), '230394', { speedKn: 3 }));
-  t.match(await poll(), { utc: '1994-03-23T12:00:02.000Z', latitudeDeg: 48.12, altitudeM: 520, satellites: 8, speedMps: 1.543 },
+  const whole = { utc: '1994-03-23T12:00:02.000Z', latitudeDeg: 48.12, altitudeM: 520, satellites: 8, speedMps: 1.543 };
+  t.match(await poll(), whole,
     'once the epoch holds every sentence the receiver sends, it is reported without waiting for the next');
 });
 
 t.test('an RMC-first receiver (u-blox order) is assembled the same way', async (t) => {
   const { feed, poll } = await gpsOnFakePort();
-  for (let k = 0; k < 3; k++) feed(rmc(epochFix(k, 'GN'), '110720', { mode: 'D', navStatus: 'S' }), gga(epochFix(k, 'GN')));
+  const ubloxEpoch = (k: number) => [
+    rmc(epochFix(k, 'GN'), '110720', { mode: 'D', navStatus: 'S' }), gga(epochFix(k, 'GN')),
+  ];
+  for (let k = 0; k < 3; k++) feed(...ubloxEpoch(k));
   feed(rmc(epochFix(3, 'GN'), '110720', { mode: 'D', navStatus: 'S' }));
   t.match(await poll(), { utc: '2020-07-11T12:00:02.000Z', latitudeDeg: 48.12, altitudeM: 520, navStatus: 'S' });
 });
@@ -124,6 +128,7 @@ t.test('NMEA 4.11 nav status V (none given) is not shown against a valid fix (13
     t.equal(parseRmc(sentence.ok ? sentence.sentence.fields : [])!.navStatus, status);
   }
   const { feed, poll } = await gpsOnFakePort();
-  for (let k = 0; k < 2; k++) feed(rmc(epochFix(k, 'GN'), '110720', { mode: 'D', navStatus: 'V' }), gga(epochFix(k, 'GN')));
+  const noStatus = (k: number) => rmc(epochFix(k, 'GN'), '110720', { mode: 'D', navStatus: 'V' });
+  for (let k = 0; k < 2; k++) feed(noStatus(k), gga(epochFix(k, 'GN')));
   t.match(await poll(), { fix: true, navStatus: null });
 });

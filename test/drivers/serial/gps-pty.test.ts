@@ -40,7 +40,8 @@ t.test('GPS over a real pty: split lines, bad checksums, garbage and over-long l
   await send(gga!.slice(0, 10));
   await send(gga!.slice(10, -1));
   await send(`${gga!.slice(-1)}\r\n${rmc}\r\n${nextGga}\r\n`);
-  t.match(await nextSample(gps), { fix: true, latitudeDeg: -37.787, longitudeDeg: 175.2793 }, 'a sentence split across writes decodes');
+  t.match(await nextSample(gps), { fix: true, latitudeDeg: -37.787, longitudeDeg: 175.2793 },
+    'a sentence split across writes decodes');
 
   const badChecksum = `${rmc!.slice(0, -2)}${rmc!.slice(-2) === '00' ? '01' : '00'}`;
   await send(`${badChecksum}\r\n`);
