@@ -11,6 +11,7 @@ export type AuthRefusal =
   | 'unknown-device'
   | 'disabled'
   | 'expired'
+  | 'token-lifetime'
   | 'audience'
   | 'signature'
   | 'certificate'
@@ -23,6 +24,8 @@ export interface AuthLimits {
   authFailureWindowSecs: number;
   /** Allowance for a child's clock being off when checking SAS expiry, seconds. Default 300 (IoT Hub's 5 min). */
   tokenSkewSecs: number;
+  /** Longest a SAS token may still be valid for when presented, seconds. Default 86,400 (see hub/config.ts). */
+  tokenLifetimeSecsMax: number;
 }
 
 export interface ConnectAttempt {
@@ -101,7 +104,8 @@ export class Authenticator {
       if (token === null) return 'malformed';
       const keys = auth.secondaryKey === undefined ? [auth.primaryKey] : [auth.primaryKey, auth.secondaryKey];
       const resourcePath = connection.moduleId === null ? clientId : `${connection.deviceId}/modules/${connection.moduleId}`;
-      return verifySas(token, { deviceId: resourcePath, audiences: this.audiences(), keys, nowMs: this.clock.wallMs(), skewSecs: this.limits.tokenSkewSecs });
+      return verifySas(token, { deviceId: resourcePath, audiences: this.audiences(), keys, nowMs: this.clock.wallMs(),
+        skewSecs: this.limits.tokenSkewSecs, lifetimeSecsMax: this.limits.tokenLifetimeSecsMax });
     }
     const socket = attempt.tls;
     if (socket === null) return 'certificate';

@@ -6,7 +6,8 @@ import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { publishScope } from '../../../scripts/publish-scope.js';
 import { AedesBroker } from '../../support/brokers.js';
-import { mqttChild, publishRefused, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
+import { makeSasToken } from '../../../firmware/auth/sas.js';
+import { HUB_HOST, mqttChild, publishRefused, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
 
 /** Offline authentication from the identity cache, synced from a retained scope document (mqtt uplink). */
@@ -54,6 +55,23 @@ t.test('refusals: bad signature, expired, wrong audience, unknown, disabled; cou
   t.ok(within.connected, 'expired by less than the skew allowance still connects');
   await within.endAsync();
   t.match(hub.status().refusals, { signature: 1, expired: 1, audience: 3, 'unknown-device': 1, disabled: 1, malformed: 1 });
+});
+
+t.test('SAS: no unbounded lifetime, no policy name, the device id matched case-sensitively (the host not)', async (t) => {
+  const { hub, port } = await setup(t, { tokenLifetimeSecsMax: 7_200 });
+  const nowSecs = Math.floor(Date.now() / 1000);
+  await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA, { expirySecs: 9_999_999_999 })), 'se=9999999999');
+  await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA, { expirySecs: nowSecs + 7_200 + 3_600 })), 'past the cap');
+  const capped = await mqttChild(port, 'child-a', sasPassword('child-a', keyA, { expirySecs: nowSecs + 7_000 }));
+  t.ok(capped.connected, 'a token within the cap connects');
+  await capped.endAsync();
+  await refused(t, mqttChild(port, 'child-a', `${sasPassword('child-a', keyA)}&skn=iothubowner`), 'a token naming a policy (skn)');
+  const upper = makeSasToken(`${HUB_HOST}/devices/CHILD-A`, keyA, nowSecs + 600);
+  await refused(t, mqttChild(port, 'child-a', upper), 'a token for CHILD-A signed with child-a\'s key');
+  const hostCase = await mqttChild(port, 'child-a', makeSasToken(`${HUB_HOST.toUpperCase()}/devices/child-a`, keyA, nowSecs + 600));
+  t.ok(hostCase.connected, 'the host name is compared case-insensitively');
+  await hostCase.endAsync();
+  t.match(hub.status().refusals, { 'token-lifetime': 2, malformed: 1, audience: 1 });
 });
 
 t.test("ACL: another device's topics are refused; revocation drops a live connection within 1 s", async (t) => {
