@@ -2,7 +2,7 @@ import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.js';
 import type { IdentityCache } from './cache.js';
 import { normalizeThumbprint, splitConnectionId } from './identity.js';
-import { FailureLimiter } from './limiter.js';
+import { AddressBackoff, FailureLimiter } from './limiter.js';
 import { parseSasToken, verifySas } from './sas.js';
 
 /** Why a connection was refused; counted per reason in the hub's status. */
@@ -18,7 +18,10 @@ export type AuthRefusal =
   | 'rate-limited';
 
 export interface AuthLimits {
-  /** Failed attempts per client id and per remote address before further attempts are refused. Default 5. */
+  /**
+   * Failed attempts per (client id, address) before that pair is refused for the rest of the window, and per
+   * address before the address backs off (1 s doubling, up to the window). Default 5.
+   */
   authFailuresMax: number;
   /** Window those failures are counted in, seconds. Default 60. */
   authFailureWindowSecs: number;
@@ -50,8 +53,8 @@ const PASSWORD_BYTES_MAX = 2_048;
  * resource `<host>/devices/<deviceId>/modules/<moduleId>`.
  */
 export class Authenticator {
-  private readonly byClient: FailureLimiter;
-  private readonly byAddress: FailureLimiter;
+  private readonly byPair: FailureLimiter;
+  private readonly byAddress: AddressBackoff;
 
   constructor(
     private readonly cache: IdentityCache,
@@ -62,8 +65,8 @@ export class Authenticator {
     private readonly onUnknown: (deviceId: string) => void = () => {},
   ) {
     const windowMs = limits.authFailureWindowSecs * 1000;
-    this.byClient = new FailureLimiter(clock, limits.authFailuresMax, windowMs, LIMITER_KEYS_MAX);
-    this.byAddress = new FailureLimiter(clock, limits.authFailuresMax, windowMs, LIMITER_KEYS_MAX);
+    this.byPair = new FailureLimiter(clock, limits.authFailuresMax, windowMs, LIMITER_KEYS_MAX);
+    this.byAddress = new AddressBackoff(clock, limits.authFailuresMax, windowMs, windowMs, LIMITER_KEYS_MAX);
   }
 
   audiences(): string[] {
@@ -73,12 +76,16 @@ export class Authenticator {
 
   /** Null when the device may connect, else why not. Failures count toward the rate limits. */
   authenticate(attempt: ConnectAttempt): AuthRefusal | null {
-    if (this.byClient.blocked(attempt.clientId) || this.byAddress.blocked(attempt.remoteAddress)) return 'rate-limited';
+    // A newline cannot occur in an address, so the pair key is unambiguous.
+    const pair = `${attempt.remoteAddress}\n${attempt.clientId}`;
+    if (this.byPair.blocked(pair) || this.byAddress.waiting(attempt.remoteAddress, pair)) return 'rate-limited';
     const refusal = this.check(attempt);
-    if (refusal !== null) {
-      this.byClient.fail(attempt.clientId);
-      this.byAddress.fail(attempt.remoteAddress);
+    if (refusal === null) {
+      this.byAddress.succeed(pair);
+      return null;
     }
+    this.byPair.fail(pair);
+    this.byAddress.fail(attempt.remoteAddress);
     return refusal;
   }
 

@@ -98,7 +98,7 @@ t.test("ACL: another device's topics are refused; revocation drops a live connec
   t.equal(hub.status().identities.scopeVersion, 2, 'an older scope document is ignored');
 });
 
-t.test('failed attempts are rate-limited per client id and address', async (t) => {
+t.test('failed attempts are rate-limited per (client id, address)', async (t) => {
   const { hub, port } = await setup(t, { authFailuresMax: 3 });
   for (let i = 0; i < 3; i += 1) await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyB)), `failure ${i + 1}`);
   await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA)), 'even a good token is refused while limited');
