@@ -80,7 +80,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
   const tlsMaterial = await loadTls(config);
-  const cache = await IdentityCache.open(opts.dataDir);
+  const cache = await IdentityCache.open(opts.dataDir, onError);
   const twins = await TwinStore.open(opts.dataDir);
   const router = await Router.create(opts.log, routes);
   let server: HubServer | null = null;
