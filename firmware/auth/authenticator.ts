@@ -1,6 +1,7 @@
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.js';
 import type { IdentityCache } from './cache.js';
+import type { AuthSpec } from './identity.js';
 import { normalizeThumbprint, splitConnectionId } from './identity.js';
 import { AddressBackoff, FailureLimiter } from './limiter.js';
 import { parseSasToken, verifySas } from './sas.js';
@@ -114,16 +115,26 @@ export class Authenticator {
       return verifySas(token, { deviceId: resourcePath, audiences: this.audiences(), keys, nowMs: this.clock.wallMs(),
         skewSecs: this.limits.tokenSkewSecs, lifetimeSecsMax: this.limits.tokenLifetimeSecsMax });
     }
-    const socket = attempt.tls;
+    return this.checkCertificate(clientId, auth, attempt.tls);
+  }
+
+  private checkCertificate(clientId: string, auth: AuthSpec, socket: TLSSocket | null): AuthRefusal | null {
     if (socket === null) return 'certificate';
     const cert = socket.getPeerCertificate();
     if (cert === null || cert === undefined || Object.keys(cert).length === 0) return 'certificate';
     if (auth.type === 'x509-thumbprint') {
-      const presented = [normalizeThumbprint(cert.fingerprint ?? ''), normalizeThumbprint(cert.fingerprint256 ?? '')];
+      // Nobody vouches for a self-signed certificate's dates but the gateway: the TLS layer did not judge it.
+      const nowMs = this.clock.wallMs();
+      const skewMs = this.limits.tokenSkewSecs * 1000;
+      if (!(Date.parse(cert.valid_from) - skewMs <= nowMs && nowMs <= Date.parse(cert.valid_to) + skewMs)) return 'certificate';
+      const presented = [normalizeThumbprint(cert.fingerprint256 ?? '')];
+      if (this.cache.thumbprintSha1) presented.push(normalizeThumbprint(cert.fingerprint ?? ''));
       const allowed = [auth.primaryThumbprint, auth.secondaryThumbprint].filter((t): t is string => t !== undefined);
       return allowed.some((t) => presented.includes(t)) ? null : 'certificate';
     }
-    // x509-ca: the TLS layer verified the chain against the trust bundle; the CN names the device.
+    // x509-ca: the TLS layer verified the chain (and its dates) against the trust bundle and nothing else
+    // (hub/server.ts); with no bundle there is nothing to chain to, whatever the socket says.
+    if (this.cache.trustBundle === null) return 'certificate';
     return socket.authorized && cert.subject?.CN === clientId ? null : 'certificate';
   }
 }

@@ -28,6 +28,8 @@ interface StoredMeta {
   scopeVersion: number;
   hubHostName: string | null;
   trustBundle: string | null;
+  /** Absent in caches written before it existed: false. */
+  thumbprintSha1?: boolean;
   syncedAtWallMs: number;
   /** A known text sealed with the key the records were sealed with: tells a replaced key file from rot. */
   keyCheck?: string;
@@ -173,6 +175,10 @@ export class IdentityCache {
     return this.meta.trustBundle;
   }
 
+  get thumbprintSha1(): boolean {
+    return this.meta.thumbprintSha1 === true;
+  }
+
   /** Called with the ids whose access was just withdrawn (removed or disabled). */
   onRevoked(listener: (deviceIds: string[]) => void): () => void {
     this.revokeListeners.add(listener);
@@ -202,7 +208,8 @@ export class IdentityCache {
       }
     }
     this.meta = {
-      scopeVersion: doc.version, hubHostName: doc.hubHostName, trustBundle: doc.trustBundle, syncedAtWallMs: nowWallMs,
+      scopeVersion: doc.version, hubHostName: doc.hubHostName, trustBundle: doc.trustBundle,
+      thumbprintSha1: doc.thumbprintSha1, syncedAtWallMs: nowWallMs,
       keyCheck: seal(this.key, KEY_CHECK_CONTEXT, KEY_CHECK_TEXT),
     };
     await this.storage.setItem(META_KEY, this.meta);
