@@ -1,4 +1,4 @@
-import { mkdir, rename } from 'node:fs/promises';
+import { chmod, mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import nodePersist from 'node-persist';
 import { SCOPE_IDENTITIES_MAX, type AuthSpec, type Identity, type ScopeDocument } from './identity.js';
@@ -87,6 +87,9 @@ export class IdentityCache {
     // 0700: the sealed records are safe anywhere, but the key file beside them is the whole secret.
     await mkdir(dataDir, { recursive: true, mode: 0o700 });
     const key = await openKey(path.join(dataDir, KEY_FILE_NAME), onProblem);
+    // node-persist makes its directory with the process umask (0755 outside systemd); records name devices.
+    await mkdir(path.join(dataDir, 'identities'), { recursive: true, mode: 0o700 });
+    await chmod(path.join(dataDir, 'identities'), 0o700);
     const storage = nodePersist.create({ dir: path.join(dataDir, 'identities'), writeQueue: false, expiredInterval: false, forgiveParseErrors: true });
     await storage.init();
     const cache = new IdentityCache(storage, key);

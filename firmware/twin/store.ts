@@ -1,3 +1,4 @@
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import nodePersist from 'node-persist';
 import {
@@ -66,6 +67,9 @@ export class TwinStore {
 
   /** `storeBytesMax`: the disk budget, bytes; default TWIN_STORE_BYTES_MAX. */
   static async open(dataDir: string, opts: { storeBytesMax?: number } = {}): Promise<TwinStore> {
+    // node-persist makes its directory with the process umask (0755 outside systemd); twins hold device state.
+    await mkdir(path.join(dataDir, 'twins'), { recursive: true, mode: 0o700 });
+    await chmod(path.join(dataDir, 'twins'), 0o700);
     const storage = nodePersist.create({ dir: path.join(dataDir, 'twins'), writeQueue: false, expiredInterval: false, forgiveParseErrors: true });
     await storage.init();
     const store = new TwinStore(storage, opts.storeBytesMax ?? TWIN_STORE_BYTES_MAX);

@@ -105,7 +105,7 @@ t.test('failed attempts are rate-limited per (client id, address)', async (t) =>
   t.equal(hub.status().refusals['rate-limited'], 1);
 });
 
-t.test('restart while offline keeps the identity cache; keys sealed; key file 0600', async (t) => {
+t.test('restart while offline keeps the identity cache; keys sealed; key file 0600, identities/ and twins/ 0700', async (t) => {
   const { hub, dir, broker, start } = await setup(t);
   await hub.stop();
   await broker.stop().catch(() => {});
@@ -116,6 +116,9 @@ t.test('restart while offline keeps the identity cache; keys sealed; key file 06
   t.ok(child.connected, 'child authenticates offline after the restart');
   await child.endAsync();
   t.equal((await stat(path.join(dir, 'data', 'identity.key'))).mode & 0o777, 0o600, 'key file mode 0600');
+  for (const sub of ['identities', 'twins']) {
+    t.equal((await stat(path.join(dir, 'data', sub))).mode & 0o777, 0o700, `${sub}/ is 0700 whatever the umask`);
+  }
   const files = await readdir(path.join(dir, 'data', 'identities'));
   const text = (await Promise.all(files.map((f) => readFile(path.join(dir, 'data', 'identities', f), 'utf8')))).join('\n');
   t.ok(text.includes('child-a'), 'identity records on disk');
