@@ -126,7 +126,8 @@ export class Authenticator {
       // Nobody vouches for a self-signed certificate's dates but the gateway: the TLS layer did not judge it.
       const nowMs = this.clock.wallMs();
       const skewMs = this.limits.tokenSkewSecs * 1000;
-      if (!(Date.parse(cert.valid_from) - skewMs <= nowMs && nowMs <= Date.parse(cert.valid_to) + skewMs)) return 'certificate';
+      const within = Date.parse(cert.valid_from) - skewMs <= nowMs && nowMs <= Date.parse(cert.valid_to) + skewMs;
+      if (!within) return 'certificate';
       const presented = [normalizeThumbprint(cert.fingerprint256 ?? '')];
       if (this.cache.thumbprintSha1) presented.push(normalizeThumbprint(cert.fingerprint ?? ''));
       const allowed = [auth.primaryThumbprint, auth.secondaryThumbprint].filter((t): t is string => t !== undefined);

@@ -99,7 +99,8 @@ export class IdentityCache {
       onProblem(new Error(`${where}: sealed with another key than ${path.join(dataDir, KEY_FILE_NAME)} ` +
         '(key file missing or replaced): identity cache dropped, it refills at the next scope sync'));
     } else if (report.damaged > 0) {
-      onProblem(new Error(`${where}: ${report.damaged} damaged identity record(s) skipped (${cache.damagedNames.join(', ')}); ` +
+      const names = cache.damagedNames.join(', ');
+      onProblem(new Error(`${where}: ${report.damaged} damaged identity record(s) skipped (${names}); ` +
         'those devices are refused until the next scope sync rewrites them'));
     }
     return cache;
@@ -123,7 +124,8 @@ export class IdentityCache {
       loaded += 1;
     }
     // A cache from before the key check: nothing unsealing at all means the key, not the records.
-    if (meta?.keyCheck === undefined && damaged > 0 && loaded === 0) return { damaged: 0, keyMismatch: await this.drop() };
+    const nothingUnsealed = damaged > 0 && loaded === 0;
+    if (meta?.keyCheck === undefined && nothingUnsealed) return { damaged: 0, keyMismatch: await this.drop() };
     return { damaged, keyMismatch: false };
   }
 

@@ -210,6 +210,8 @@ export function parseScopeDocument(value: unknown, gatewayId: string): ScopeDocu
   list.forEach((d: unknown, i: number) => add(parseDevice(d, `scope.devices[${i}]`, gatewayId), `scope.devices[${i}]`));
   add(parseModules(value.modules, 'scope.modules', gatewayId, gatewayId, 'enabled'), 'scope.modules');
   if (devices.length > SCOPE_IDENTITIES_MAX) throw new ScopeError(`scope holds ${devices.length} devices and modules, more than ${SCOPE_IDENTITIES_MAX}`);
-  return { gatewayId, version: value.version as number, hubHostName: hubHostName as string | null, trustBundle: trustBundle as string | null,
-    thumbprintSha1, devices };
+  return {
+    gatewayId, version: value.version as number, hubHostName: hubHostName as string | null,
+    trustBundle: trustBundle as string | null, thumbprintSha1, devices,
+  };
 }

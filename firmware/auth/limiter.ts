@@ -83,7 +83,8 @@ export class AddressBackoff {
     entry.lastFailMonoMs = now;
     const excess = entry.failures - this.failuresMax;
     // 2^20 s is far past any cap; the bound keeps the exponent from overflowing to Infinity.
-    if (excess > 0) entry.untilMonoMs = now + Math.min(ADDRESS_BACKOFF_MS_MIN * 2 ** Math.min(excess - 1, 20), this.backoffMsMax);
+    const waitMs = Math.min(ADDRESS_BACKOFF_MS_MIN * 2 ** Math.min(excess - 1, 20), this.backoffMsMax);
+    if (excess > 0) entry.untilMonoMs = now + waitMs;
   }
 
   succeed(clientKey: string): void {
@@ -96,7 +97,8 @@ export class AddressBackoff {
   private current(address: string) {
     const entry = this.addresses.get(address);
     if (entry === undefined) return undefined;
-    if (this.clock.monoMs() - entry.lastFailMonoMs >= Math.max(this.windowMs, entry.untilMonoMs - entry.lastFailMonoMs)) {
+    const keptMs = Math.max(this.windowMs, entry.untilMonoMs - entry.lastFailMonoMs);
+    if (this.clock.monoMs() - entry.lastFailMonoMs >= keptMs) {
       this.addresses.delete(address);
       return undefined;
     }

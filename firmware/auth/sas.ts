@@ -59,7 +59,10 @@ export function parseSasToken(text: string): SasToken | null {
   const slash = resource.indexOf('/');
   if (slash <= 0) return null;
   const host = resource.slice(0, slash).toLowerCase();
-  return { resourceRaw, host, path: resource.slice(slash + 1), expiryRaw, expirySecs: Number(expiryRaw), signature: Buffer.from(sigText, 'base64') };
+  return {
+    resourceRaw, host, path: resource.slice(slash + 1), expiryRaw, expirySecs: Number(expiryRaw),
+    signature: Buffer.from(sigText, 'base64'),
+  };
 }
 
 export interface SasCheck {

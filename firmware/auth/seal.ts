@@ -42,7 +42,9 @@ export async function loadOrCreateKey(path: string): Promise<Buffer> {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new SealError(`cannot create key file ${path}`, { cause: err });
   }
   const key = await readFile(path);
-  if (key.length !== KEY_BYTES) throw new KeyFileError(`key file ${path} must hold ${KEY_BYTES} bytes, has ${key.length}`);
+  if (key.length !== KEY_BYTES) {
+    throw new KeyFileError(`key file ${path} must hold ${KEY_BYTES} bytes, has ${key.length}`);
+  }
   // A copy restored from a backup may come back group-readable; a key others can read protects nothing.
   if (((await stat(path)).mode & 0o777) !== KEY_FILE_MODE) await chmod(path, KEY_FILE_MODE);
   return key;

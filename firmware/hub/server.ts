@@ -97,7 +97,8 @@ export class HubServer {
    * the right CN would pass as an x509-ca child. An empty list trusts nothing.
    */
   private tlsOptions(material: TlsMaterial, trustBundle: string | null): tls.SecureContextOptions & tls.TlsOptions {
-    return { cert: material.cert, key: material.key, requestCert: true, rejectUnauthorized: false, ca: trustBundle ?? [] };
+    const { cert, key } = material;
+    return { cert, key, requestCert: true, rejectUnauthorized: false, ca: trustBundle ?? [] };
   }
 
   /** New CA trust bundle from a scope sync: new TLS handshakes verify x509-ca children against it. */

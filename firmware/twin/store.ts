@@ -2,7 +2,8 @@ import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import nodePersist from 'node-persist';
 import {
-  TWIN_PENDING_BYTES_MAX, TWIN_SECTION_BYTES_MAX, applyPatch, diff, foldPatch, withoutIdleDeletes, withoutMetadata, type Props,
+  TWIN_PENDING_BYTES_MAX, TWIN_SECTION_BYTES_MAX, applyPatch, diff, foldPatch, withoutIdleDeletes, withoutMetadata,
+  type Props,
 } from './merge.js';
 
 /**
@@ -96,8 +97,12 @@ export class TwinStore {
     return this.totalBytes;
   }
 
+  private recordBytes(deviceId: string, doc: TwinDoc): number {
+    return Buffer.byteLength(JSON.stringify(doc)) + deviceId.length + RECORD_OVERHEAD_BYTES;
+  }
+
   private account(deviceId: string, doc: TwinDoc): void {
-    const bytes = Buffer.byteLength(JSON.stringify(doc)) + deviceId.length + RECORD_OVERHEAD_BYTES;
+    const bytes = this.recordBytes(deviceId, doc);
     this.totalBytes += bytes - (this.sizes.get(deviceId) ?? 0);
     this.sizes.set(deviceId, bytes);
   }
@@ -108,7 +113,9 @@ export class TwinStore {
   }
 
   private async save(deviceId: string, doc: TwinDoc): Promise<void> {
-    if (!this.twins.has(deviceId) && this.twins.size >= TWINS_MAX) this.refuse('twins-max', `twin store full (${TWINS_MAX} devices, "TWINS_MAX")`);
+    if (!this.twins.has(deviceId) && this.twins.size >= TWINS_MAX) {
+      this.refuse('twins-max', `twin store full (${TWINS_MAX} devices, "TWINS_MAX")`);
+    }
     this.twins.set(deviceId, doc);
     this.account(deviceId, doc);
     const write = this.writes.then(() => this.storage.setItem(deviceId, this.twins.get(deviceId)));
@@ -132,11 +139,13 @@ export class TwinStore {
     doc.pending ??= {};
     foldPatch(doc.pending, effective);
     if (Buffer.byteLength(JSON.stringify(doc.pending)) > TWIN_PENDING_BYTES_MAX) {
-      this.refuse('too-large', `reported changes of "${deviceId}" waiting for the cloud would exceed ${TWIN_PENDING_BYTES_MAX} bytes ("TWIN_PENDING_BYTES_MAX")`);
+      this.refuse('too-large', `reported changes of "${deviceId}" waiting for the cloud would exceed ` +
+        `${TWIN_PENDING_BYTES_MAX} bytes ("TWIN_PENDING_BYTES_MAX")`);
     }
-    const grownBytes = Buffer.byteLength(JSON.stringify(doc)) + deviceId.length + RECORD_OVERHEAD_BYTES - (this.sizes.get(deviceId) ?? 0);
+    const grownBytes = this.recordBytes(deviceId, doc) - (this.sizes.get(deviceId) ?? 0);
     if (grownBytes > 0 && this.totalBytes + grownBytes > this.storeBytesMax) {
-      this.refuse('disk-budget', `twin store would exceed its disk budget of ${this.storeBytesMax} bytes ("TWIN_STORE_BYTES_MAX")`);
+      this.refuse('disk-budget', `twin store would exceed its disk budget of ${this.storeBytesMax} bytes ` +
+        '("TWIN_STORE_BYTES_MAX")');
     }
     doc.pendingGeneration += 1;
     doc.reportedVersion += 1;

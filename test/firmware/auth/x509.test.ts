@@ -30,6 +30,7 @@ async function connects(port: number, certs: HubCerts, deviceId: string, cert: K
   }).then((c) => c.endAsync().then(() => true), () => false);
 }
 
+const certPaths = (c: HubCerts) => ({ certPath: c.certPath, keyPath: c.keyPath });
 const sha256 = (cert: KeyPair) => new X509Certificate(cert.cert).fingerprint256;
 const sha1 = (cert: KeyPair) => new X509Certificate(cert.cert).fingerprint;
 
@@ -42,7 +43,7 @@ async function setup(t: Test, clock: ManualClock) {
   const log = await RingLog.open({ dir: path.join(dir, 'log') });
   t.teardown(() => log.close());
   const hub = await startHub({
-    config: { hub: { tcp: false, tls: { host: '127.0.0.1', port: 0, certPath: certs.certPath, keyPath: certs.keyPath } } },
+    config: { hub: { tcp: false, tls: { host: '127.0.0.1', port: 0, ...certPaths(certs) } } },
     gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url }, clock,
   });
   t.teardown(() => hub.stop());
@@ -87,7 +88,8 @@ t.test('x509-ca: chains to the trust bundle connect; without a bundle a CA devic
   const children = [{ deviceId: 'plc-1', auth: { type: 'x509-ca' } }];
   await scope(1, children, { trustBundle: deviceCa.cert });
   t.ok(await connects(port, certs, 'plc-1', plc), 'CN = device id, chained to the bundle');
-  t.notOk(await connects(port, certs, 'plc-1', await certs.ca.issue('plc-1')), 'a certificate from another CA is refused');
+  t.notOk(await connects(port, certs, 'plc-1', await certs.ca.issue('plc-1')),
+    'a certificate from another CA is refused');
   await scope(2, children);
   t.notOk(await connects(port, certs, 'plc-1', plc), 'no bundle: refused even with the old chain');
   t.ok((hub.status().refusals.certificate ?? 0) >= 2, 'counted as certificate refusals');
@@ -102,7 +104,8 @@ t.test("x509-ca without a trust bundle: a CA Node trusts by default (a public CA
   await writeFile(publicCaPath, publicCa.cert);
   const broker = await AedesBroker.start();
   t.teardown(() => broker.stop());
-  await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'plc-1', auth: { type: 'x509-ca' } }]));
+  const plc = { deviceId: 'plc-1', auth: { type: 'x509-ca' } };
+  await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [plc]));
   const childPath = fileURLToPath(new URL('../../support/hub-child.ts', import.meta.url));
   const child = spawn(process.execPath, [...process.execArgv.filter((a) => a.includes('@tapjs/typescript')), childPath,
     dir, broker.url, certs.certPath, certs.keyPath], {
@@ -111,7 +114,8 @@ t.test("x509-ca without a trust bundle: a CA Node trusts by default (a public CA
   t.teardown(() => child.kill('SIGKILL'));
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const { tls: port } = JSON.parse((await lines.next()).value as string) as { tls: number };
-  t.notOk(await connects(port, certs, 'plc-1', await publicCa.issue('plc-1')), 'a "public" certificate with CN = plc-1 is refused');
+  const publicCert = await publicCa.issue('plc-1');
+  t.notOk(await connects(port, certs, 'plc-1', publicCert), 'a "public" certificate with CN = plc-1 is refused');
   child.kill('SIGTERM');
   const { refusals } = JSON.parse((await lines.next()).value as string) as { refusals: Record<string, number> };
   t.equal(refusals.certificate, 1, 'counted as a certificate refusal');
