@@ -1,8 +1,9 @@
 import type { TLSSocket } from 'node:tls';
 import type { Clock } from '../clock.js';
 import type { IdentityCache } from './cache.js';
+import type { AuthSpec } from './identity.js';
 import { normalizeThumbprint, splitConnectionId } from './identity.js';
-import { FailureLimiter } from './limiter.js';
+import { AddressBackoff, FailureLimiter } from './limiter.js';
 import { parseSasToken, verifySas } from './sas.js';
 
 /** Why a connection was refused; counted per reason in the hub's status. */
@@ -11,18 +12,24 @@ export type AuthRefusal =
   | 'unknown-device'
   | 'disabled'
   | 'expired'
+  | 'token-lifetime'
   | 'audience'
   | 'signature'
   | 'certificate'
   | 'rate-limited';
 
 export interface AuthLimits {
-  /** Failed attempts per client id and per remote address before further attempts are refused. Default 5. */
+  /**
+   * Failed attempts per (client id, address) before that pair is refused for the rest of the window, and per
+   * address before the address backs off (1 s doubling, up to the window). Default 5.
+   */
   authFailuresMax: number;
   /** Window those failures are counted in, seconds. Default 60. */
   authFailureWindowSecs: number;
   /** Allowance for a child's clock being off when checking SAS expiry, seconds. Default 300 (IoT Hub's 5 min). */
   tokenSkewSecs: number;
+  /** Longest a SAS token may still be valid for when presented, seconds. Default 86,400 (see hub/config.ts). */
+  tokenLifetimeSecsMax: number;
 }
 
 export interface ConnectAttempt {
@@ -47,8 +54,8 @@ const PASSWORD_BYTES_MAX = 2_048;
  * resource `<host>/devices/<deviceId>/modules/<moduleId>`.
  */
 export class Authenticator {
-  private readonly byClient: FailureLimiter;
-  private readonly byAddress: FailureLimiter;
+  private readonly byPair: FailureLimiter;
+  private readonly byAddress: AddressBackoff;
 
   constructor(
     private readonly cache: IdentityCache,
@@ -59,8 +66,8 @@ export class Authenticator {
     private readonly onUnknown: (deviceId: string) => void = () => {},
   ) {
     const windowMs = limits.authFailureWindowSecs * 1000;
-    this.byClient = new FailureLimiter(clock, limits.authFailuresMax, windowMs, LIMITER_KEYS_MAX);
-    this.byAddress = new FailureLimiter(clock, limits.authFailuresMax, windowMs, LIMITER_KEYS_MAX);
+    this.byPair = new FailureLimiter(clock, limits.authFailuresMax, windowMs, LIMITER_KEYS_MAX);
+    this.byAddress = new AddressBackoff(clock, limits.authFailuresMax, windowMs, windowMs, LIMITER_KEYS_MAX);
   }
 
   audiences(): string[] {
@@ -70,12 +77,16 @@ export class Authenticator {
 
   /** Null when the device may connect, else why not. Failures count toward the rate limits. */
   authenticate(attempt: ConnectAttempt): AuthRefusal | null {
-    if (this.byClient.blocked(attempt.clientId) || this.byAddress.blocked(attempt.remoteAddress)) return 'rate-limited';
+    // A newline cannot occur in an address, so the pair key is unambiguous.
+    const pair = `${attempt.remoteAddress}\n${attempt.clientId}`;
+    if (this.byPair.blocked(pair) || this.byAddress.waiting(attempt.remoteAddress, pair)) return 'rate-limited';
     const refusal = this.check(attempt);
-    if (refusal !== null) {
-      this.byClient.fail(attempt.clientId);
-      this.byAddress.fail(attempt.remoteAddress);
+    if (refusal === null) {
+      this.byAddress.succeed(pair);
+      return null;
     }
+    this.byPair.fail(pair);
+    this.byAddress.fail(attempt.remoteAddress);
     return refusal;
   }
 
@@ -101,18 +112,30 @@ export class Authenticator {
       if (token === null) return 'malformed';
       const keys = auth.secondaryKey === undefined ? [auth.primaryKey] : [auth.primaryKey, auth.secondaryKey];
       const resourcePath = connection.moduleId === null ? clientId : `${connection.deviceId}/modules/${connection.moduleId}`;
-      return verifySas(token, { deviceId: resourcePath, audiences: this.audiences(), keys, nowMs: this.clock.wallMs(), skewSecs: this.limits.tokenSkewSecs });
+      return verifySas(token, { deviceId: resourcePath, audiences: this.audiences(), keys, nowMs: this.clock.wallMs(),
+        skewSecs: this.limits.tokenSkewSecs, lifetimeSecsMax: this.limits.tokenLifetimeSecsMax });
     }
-    const socket = attempt.tls;
+    return this.checkCertificate(clientId, auth, attempt.tls);
+  }
+
+  private checkCertificate(clientId: string, auth: AuthSpec, socket: TLSSocket | null): AuthRefusal | null {
     if (socket === null) return 'certificate';
     const cert = socket.getPeerCertificate();
     if (cert === null || cert === undefined || Object.keys(cert).length === 0) return 'certificate';
     if (auth.type === 'x509-thumbprint') {
-      const presented = [normalizeThumbprint(cert.fingerprint ?? ''), normalizeThumbprint(cert.fingerprint256 ?? '')];
+      // Nobody vouches for a self-signed certificate's dates but the gateway: the TLS layer did not judge it.
+      const nowMs = this.clock.wallMs();
+      const skewMs = this.limits.tokenSkewSecs * 1000;
+      const within = Date.parse(cert.valid_from) - skewMs <= nowMs && nowMs <= Date.parse(cert.valid_to) + skewMs;
+      if (!within) return 'certificate';
+      const presented = [normalizeThumbprint(cert.fingerprint256 ?? '')];
+      if (this.cache.thumbprintSha1) presented.push(normalizeThumbprint(cert.fingerprint ?? ''));
       const allowed = [auth.primaryThumbprint, auth.secondaryThumbprint].filter((t): t is string => t !== undefined);
       return allowed.some((t) => presented.includes(t)) ? null : 'certificate';
     }
-    // x509-ca: the TLS layer verified the chain against the trust bundle; the CN names the device.
+    // x509-ca: the TLS layer verified the chain (and its dates) against the trust bundle and nothing else
+    // (hub/server.ts); with no bundle there is nothing to chain to, whatever the socket says.
+    if (this.cache.trustBundle === null) return 'certificate';
     return socket.authorized && cert.subject?.CN === clientId ? null : 'certificate';
   }
 }

@@ -9,12 +9,13 @@
  *   "gatewayId": "gw-1",                 // must equal this gateway's id, so a document meant for another is refused
  *   "version": 42,                       // increases with every change; an older document than the cache is ignored
  *   "hubHostName": "myhub.azure-devices.net",  // optional: a SAS audience besides the gateway's own host names
- *   "trustBundle": "-----BEGIN CERTIFICATE-----...", // optional: PEM CAs for "x509-ca" devices
+ *   "trustBundle": "-----BEGIN CERTIFICATE-----...", // PEM CAs for "x509-ca" devices; without it they are refused
+ *   "thumbprintSha1": false,             // optional: also accept SHA-1 thumbprints (see below); default false
  *   "devices": [                         // or an object keyed by device id (twin-friendly: patchable, null removes)
  *     { "deviceId": "sensor-1", "status": "enabled", "version": 3,
  *       "auth": { "type": "sas", "primaryKey": "<base64>", "secondaryKey": "<base64>" } },
  *     { "deviceId": "cam-2", "status": "disabled", "version": 1,
- *       "auth": { "type": "x509-thumbprint", "primaryThumbprint": "<sha1 or sha256 hex>" } },
+ *       "auth": { "type": "x509-thumbprint", "primaryThumbprint": "<sha256 hex>" } },
  *     { "deviceId": "plc-3", "status": "enabled", "version": 1, "auth": { "type": "x509-ca" },
  *       "modules": [                     // optional: the device's module identities (array, or object keyed by id)
  *         { "moduleId": "filter", "status": "enabled", "version": 1, "auth": { "type": "sas", "primaryKey": "<base64>" } }
@@ -29,6 +30,12 @@
  * `deviceId` is that client id (the "connection id"); its twin, methods and input lanes are keyed by it too.
  * Removing or disabling a device entry removes or disables its modules with it. Documents without `modules`
  * (every document before modules existed) mean exactly what they meant before.
+ *
+ * Thumbprints: IoT Hub still accepts SHA-1 and SHA-256 thumbprints for self-signed devices, while Azure's own
+ * tooling (az iot, since azure-iot-cli-extension 0.25) makes SHA-256 ones only. SHA-1 has practical chosen-prefix
+ * collisions, so a SHA-1 thumbprint is compared only when the document says `"thumbprintSha1": true` (a fleet
+ * registered before the switch); otherwise a device registered with one is refused until re-registered.
+ * The certificate's validity dates are checked against the gateway's clock either way.
  *
  * The document is the whole scope: a device missing from it is removed (revoked). For `mqtt` uplinks it is a
  * retained message on `outpost/<gatewayId>/scope`; for `azure`, the gateway twin's desired property
@@ -56,6 +63,8 @@ export interface ScopeDocument {
   version: number;
   hubHostName: string | null;
   trustBundle: string | null;
+  /** Whether SHA-1 thumbprints are compared (see above); false unless the document says so. */
+  thumbprintSha1: boolean;
   devices: Identity[];
 }
 
@@ -183,6 +192,8 @@ export function parseScopeDocument(value: unknown, gatewayId: string): ScopeDocu
   if (trustBundle !== null && (typeof trustBundle !== 'string' || !trustBundle.includes('-----BEGIN CERTIFICATE-----') || trustBundle.length > PEM_BYTES_MAX)) {
     throw new ScopeError(`scope.trustBundle must be PEM certificates, at most ${PEM_BYTES_MAX} bytes`);
   }
+  const thumbprintSha1 = value.thumbprintSha1 ?? false;
+  if (typeof thumbprintSha1 !== 'boolean') throw new ScopeError('scope.thumbprintSha1 must be true or false');
   const list = entryList(value.devices, 'deviceId');
   if (!Array.isArray(list) || list.length > SCOPE_DEVICES_MAX) {
     throw new ScopeError(`scope.devices must be an array or object of at most ${SCOPE_DEVICES_MAX} devices`);
@@ -199,5 +210,8 @@ export function parseScopeDocument(value: unknown, gatewayId: string): ScopeDocu
   list.forEach((d: unknown, i: number) => add(parseDevice(d, `scope.devices[${i}]`, gatewayId), `scope.devices[${i}]`));
   add(parseModules(value.modules, 'scope.modules', gatewayId, gatewayId, 'enabled'), 'scope.modules');
   if (devices.length > SCOPE_IDENTITIES_MAX) throw new ScopeError(`scope holds ${devices.length} devices and modules, more than ${SCOPE_IDENTITIES_MAX}`);
-  return { gatewayId, version: value.version as number, hubHostName: hubHostName as string | null, trustBundle: trustBundle as string | null, devices };
+  return {
+    gatewayId, version: value.version as number, hubHostName: hubHostName as string | null,
+    trustBundle: trustBundle as string | null, thumbprintSha1, devices,
+  };
 }

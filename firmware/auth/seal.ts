@@ -18,6 +18,14 @@ export class SealError extends Error {
   }
 }
 
+/** A key file that exists but cannot be a key (wrong length: truncated, or some other file). */
+export class KeyFileError extends SealError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'KeyFileError';
+  }
+}
+
 /** Reads the key file, creating it (0600, exclusive create) on first start. */
 export async function loadOrCreateKey(path: string): Promise<Buffer> {
   try {
@@ -34,7 +42,9 @@ export async function loadOrCreateKey(path: string): Promise<Buffer> {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new SealError(`cannot create key file ${path}`, { cause: err });
   }
   const key = await readFile(path);
-  if (key.length !== KEY_BYTES) throw new SealError(`key file ${path} must hold ${KEY_BYTES} bytes, has ${key.length}`);
+  if (key.length !== KEY_BYTES) {
+    throw new KeyFileError(`key file ${path} must hold ${KEY_BYTES} bytes, has ${key.length}`);
+  }
   // A copy restored from a backup may come back group-readable; a key others can read protects nothing.
   if (((await stat(path)).mode & 0o777) !== KEY_FILE_MODE) await chmod(path, KEY_FILE_MODE);
   return key;

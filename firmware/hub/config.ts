@@ -8,7 +8,8 @@
  *   "hostNames": ["gateway.local"],                           // what children put in GatewayHostName / SAS audience
  *   "clientsMax": 100, "messageBytesMax": 262144, "inflightMax": 16,
  *   "publishRatePerSec": 50, "publishBurst": 100,
- *   "identityRefreshSecs": 3600, "tokenSkewSecs": 300, "authFailuresMax": 5, "authFailureWindowSecs": 60,
+ *   "identityRefreshSecs": 3600, "tokenSkewSecs": 300, "tokenLifetimeSecsMax": 86400,
+ *   "authFailuresMax": 5, "authFailureWindowSecs": 60,
  *   "methodTimeoutSecs": 30
  * },
  * "routes": { "toCloud": "FROM /messages/* INTO $upstream" }
@@ -45,6 +46,11 @@ export interface HubConfig {
   /** Period of the identity scope refresh while online, seconds. Default 3600. */
   identityRefreshSecs: number;
   tokenSkewSecs: number;
+  /**
+   * Furthest ahead a child's SAS token may expire, seconds. Default 86,400: the device SDKs make 1-hour
+   * tokens and renew them, so a day leaves room for hand-made ones while a leaked `se=9999999999` is refused.
+   */
+  tokenLifetimeSecsMax: number;
   authFailuresMax: number;
   authFailureWindowSecs: number;
   /** How long a direct method may take before the caller gets 504, seconds. Default 30. */
@@ -68,6 +74,7 @@ const LIMITS = {
   publishBurst: [1, 100_000, 100, 'messages'],
   identityRefreshSecs: [60, 7 * 86_400, 3_600, 'seconds'],
   tokenSkewSecs: [0, 3_600, 300, 'seconds'],
+  tokenLifetimeSecsMax: [60, 365 * 86_400, 86_400, 'seconds'],
   authFailuresMax: [1, 1_000, 5, 'attempts'],
   authFailureWindowSecs: [1, 86_400, 60, 'seconds'],
   methodTimeoutSecs: [1, 300, 30, 'seconds'],

@@ -4,7 +4,7 @@ import { Authenticator } from '../auth/authenticator.js';
 import { IdentityCache } from '../auth/cache.js';
 import { ScopeSync, type ScopeBrokerOptions } from '../auth/scope-sync.js';
 import type { RingLog } from '../store/log.js';
-import { TwinStore } from '../twin/store.js';
+import { TwinStore, type TwinRefusal } from '../twin/store.js';
 import { MqttTwinSync } from '../twin/mqtt-sync.js';
 import { TwinSync } from '../twin/sync.js';
 import type { ResyncHook } from '../uplink/pump-options.js';
@@ -50,6 +50,8 @@ export interface HubStatus {
   localBacklog: Record<string, number>;
   unrouted: number;
   identities: { devices: number; scopeVersion: number; syncs: number; errors: number };
+  /** Twin store disk use and children's reported patches refused (by reason: size, disk budget, twin count). */
+  twins: { bytes: number; refusals: Partial<Record<TwinRefusal, number>> };
   ports: { tcp: number | null; tls: number | null };
 }
 
@@ -80,7 +82,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
   const tlsMaterial = await loadTls(config);
-  const cache = await IdentityCache.open(opts.dataDir);
+  const cache = await IdentityCache.open(opts.dataDir, onError);
   const twins = await TwinStore.open(opts.dataDir);
   const router = await Router.create(opts.log, routes);
   let server: HubServer | null = null;
@@ -146,6 +148,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
       localBacklog: Object.fromEntries(endpoints.map((e, i) => [`${router.localEndpoints()[i].deviceId}/inputs/${router.localEndpoints()[i].input}`, e.backlog()])),
       unrouted: router.unrouted,
       identities: { devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors },
+      twins: { bytes: twins.bytes, refusals: Object.fromEntries(twins.refusals) },
       ports: server?.ports() ?? { tcp: null, tls: null },
     }),
     async stop() {

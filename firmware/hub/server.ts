@@ -91,9 +91,14 @@ export class HubServer {
     return server;
   }
 
-  /** Client certificates are requested but judged by the authenticator, so SAS children need none. */
+  /**
+   * Client certificates are requested but judged by the authenticator, so SAS children need none. `ca` is
+   * always given: without it Node verifies against its public roots, and any public CA's certificate with
+   * the right CN would pass as an x509-ca child. An empty list trusts nothing.
+   */
   private tlsOptions(material: TlsMaterial, trustBundle: string | null): tls.SecureContextOptions & tls.TlsOptions {
-    return { cert: material.cert, key: material.key, requestCert: true, rejectUnauthorized: false, ...(trustBundle ? { ca: trustBundle } : {}) };
+    const { cert, key } = material;
+    return { cert, key, requestCert: true, rejectUnauthorized: false, ca: trustBundle ?? [] };
   }
 
   /** New CA trust bundle from a scope sync: new TLS handshakes verify x509-ca children against it. */

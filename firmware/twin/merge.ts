@@ -6,6 +6,11 @@ export type Props = Record<string, unknown>;
 export const TWIN_DEPTH_MAX = 10;
 /** IoT Hub's size limit for each of the desired and reported sections, bytes. */
 export const TWIN_SECTION_BYTES_MAX = 32 * 1024;
+/**
+ * Largest pending reported patch per twin, bytes. It goes to IoT Hub as one patch, which IoT Hub refuses past
+ * the section size; and without a bound, deletes of keys set and removed while offline pile up in it.
+ */
+export const TWIN_PENDING_BYTES_MAX = TWIN_SECTION_BYTES_MAX;
 
 export const isProps = (v: unknown): v is Props => typeof v === 'object' && v !== null && !Array.isArray(v);
 
@@ -20,6 +25,26 @@ export function applyPatch(target: Props, patch: Props): void {
       target[key] = child;
     } else target[key] = value;
   }
+}
+
+/**
+ * `patch` without the nulls that delete nothing: keys absent from `current` (the local reported section, which
+ * holds everything this gateway ever reported that was not deleted since). A child sending thousands of nulls
+ * for keys that never existed otherwise grows the pending patch, and the disk, while changing nothing.
+ */
+export function withoutIdleDeletes(patch: Props, current: Props): Props {
+  const out: Props = {};
+  for (const [key, value] of Object.entries(patch)) {
+    if (key.startsWith('$')) continue;
+    if (value === null) {
+      if (key in current) out[key] = null;
+    } else if (isProps(value)) {
+      const inner = withoutIdleDeletes(value, isProps(current[key]) ? (current[key] as Props) : {});
+      // An object left empty by the pruning still sets the key (merge-patch semantics) if it did not exist.
+      if (Object.keys(inner).length > 0 || !isProps(current[key])) out[key] = inner;
+    } else out[key] = value;
+  }
+  return out;
 }
 
 /** Folds a later patch into an earlier pending one, keeping nulls: the cloud must still delete those keys. */

@@ -1,6 +1,10 @@
+import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import nodePersist from 'node-persist';
-import { TWIN_SECTION_BYTES_MAX, applyPatch, diff, foldPatch, withoutMetadata, type Props } from './merge.js';
+import {
+  TWIN_PENDING_BYTES_MAX, TWIN_SECTION_BYTES_MAX, applyPatch, diff, foldPatch, withoutIdleDeletes, withoutMetadata,
+  type Props,
+} from './merge.js';
 
 /**
  * A twin per device (children and the gateway), persisted with node-persist under `<dataDir>/twins`.
@@ -25,9 +29,21 @@ export interface TwinDoc {
 
 /** Twins kept, devices; one per child plus the gateway. */
 export const TWINS_MAX = 1_001;
+/**
+ * Disk the twin documents may take together (as node-persist writes them), bytes. The data partition is shared
+ * with the ring log's quota; 16 MiB holds a full scope of 1,000 twins at 16 KiB each, and keeps a few children
+ * with maximal twins (four 32 KiB sections each) from filling the card. Only children's patches are refused
+ * past it: the cloud's desired state is always taken.
+ */
+export const TWIN_STORE_BYTES_MAX = 16 * 1024 * 1024;
+/** What node-persist adds around a document: `{"key":...,"value":...}` plus the id, bytes. */
+const RECORD_OVERHEAD_BYTES = 300;
+
+/** Why a child's reported patch was refused; counted in `TwinStore.refusals`. */
+export type TwinRefusal = 'too-large' | 'disk-budget' | 'twins-max';
 
 export class TwinError extends Error {
-  constructor(message: string) {
+  constructor(readonly code: TwinRefusal, message: string) {
     super(message);
     this.name = 'TwinError';
   }
@@ -40,16 +56,30 @@ export class TwinStore {
   /** Writes go out one at a time, each with the latest doc, so an older one can never land last. */
   private writes: Promise<unknown> = Promise.resolve();
   private readonly reportedListeners = new Set<() => void>();
+  /** Bytes each twin takes on disk, and their sum, for the disk budget. */
+  private readonly sizes = new Map<string, number>();
+  private totalBytes = 0;
+  readonly refusals = new Map<TwinRefusal, number>();
 
-  private constructor(private readonly storage: ReturnType<typeof nodePersist.create>) {}
+  private constructor(
+    private readonly storage: ReturnType<typeof nodePersist.create>,
+    private readonly storeBytesMax: number,
+  ) {}
 
-  static async open(dataDir: string): Promise<TwinStore> {
+  /** `storeBytesMax`: the disk budget, bytes; default TWIN_STORE_BYTES_MAX. */
+  static async open(dataDir: string, opts: { storeBytesMax?: number } = {}): Promise<TwinStore> {
+    // node-persist makes its directory with the process umask (0755 outside systemd); twins hold device state.
+    await mkdir(path.join(dataDir, 'twins'), { recursive: true, mode: 0o700 });
+    await chmod(path.join(dataDir, 'twins'), 0o700);
     const storage = nodePersist.create({ dir: path.join(dataDir, 'twins'), writeQueue: false, expiredInterval: false, forgiveParseErrors: true });
     await storage.init();
-    const store = new TwinStore(storage);
+    const store = new TwinStore(storage, opts.storeBytesMax ?? TWIN_STORE_BYTES_MAX);
     for (const key of await storage.keys()) {
       const doc = (await storage.getItem(key)) as TwinDoc | undefined;
-      if (doc !== undefined && store.twins.size < TWINS_MAX) store.twins.set(key, doc);
+      if (doc !== undefined && store.twins.size < TWINS_MAX) {
+        store.twins.set(key, doc);
+        store.account(key, doc);
+      }
     }
     return store;
   }
@@ -62,23 +92,61 @@ export class TwinStore {
     return [...this.twins.keys()];
   }
 
+  /** Bytes all twins take on disk. */
+  get bytes(): number {
+    return this.totalBytes;
+  }
+
+  private recordBytes(deviceId: string, doc: TwinDoc): number {
+    return Buffer.byteLength(JSON.stringify(doc)) + deviceId.length + RECORD_OVERHEAD_BYTES;
+  }
+
+  private account(deviceId: string, doc: TwinDoc): void {
+    const bytes = this.recordBytes(deviceId, doc);
+    this.totalBytes += bytes - (this.sizes.get(deviceId) ?? 0);
+    this.sizes.set(deviceId, bytes);
+  }
+
+  private refuse(code: TwinRefusal, message: string): never {
+    this.refusals.set(code, (this.refusals.get(code) ?? 0) + 1);
+    throw new TwinError(code, message);
+  }
+
   private async save(deviceId: string, doc: TwinDoc): Promise<void> {
-    if (!this.twins.has(deviceId) && this.twins.size >= TWINS_MAX) throw new TwinError(`twin store full (${TWINS_MAX} devices, "TWINS_MAX")`);
+    if (!this.twins.has(deviceId) && this.twins.size >= TWINS_MAX) {
+      this.refuse('twins-max', `twin store full (${TWINS_MAX} devices, "TWINS_MAX")`);
+    }
     this.twins.set(deviceId, doc);
+    this.account(deviceId, doc);
     const write = this.writes.then(() => this.storage.setItem(deviceId, this.twins.get(deviceId)));
     this.writes = write.catch(() => {});
     await write;
   }
 
-  /** A child's (or the gateway's) reported patch: applied locally and queued for the cloud. Returns the new version. */
+  /**
+   * A child's (or the gateway's) reported patch: applied locally and queued for the cloud. Returns the new
+   * version. A patch that changes nothing (deletes of absent keys only) is answered without a write.
+   * Refused with a TwinError past the section, pending or disk limits; nothing is changed then.
+   */
   async patchReported(deviceId: string, patch: Props): Promise<number> {
     const doc = structuredClone(this.get(deviceId));
-    applyPatch(doc.reported, patch);
+    const effective = withoutIdleDeletes(patch, doc.reported);
+    if (Object.keys(effective).length === 0) return doc.reportedVersion;
+    applyPatch(doc.reported, effective);
     if (Buffer.byteLength(JSON.stringify(doc.reported)) > TWIN_SECTION_BYTES_MAX) {
-      throw new TwinError(`reported properties of "${deviceId}" would exceed ${TWIN_SECTION_BYTES_MAX} bytes`);
+      this.refuse('too-large', `reported properties of "${deviceId}" would exceed ${TWIN_SECTION_BYTES_MAX} bytes`);
     }
     doc.pending ??= {};
-    foldPatch(doc.pending, patch);
+    foldPatch(doc.pending, effective);
+    if (Buffer.byteLength(JSON.stringify(doc.pending)) > TWIN_PENDING_BYTES_MAX) {
+      this.refuse('too-large', `reported changes of "${deviceId}" waiting for the cloud would exceed ` +
+        `${TWIN_PENDING_BYTES_MAX} bytes ("TWIN_PENDING_BYTES_MAX")`);
+    }
+    const grownBytes = this.recordBytes(deviceId, doc) - (this.sizes.get(deviceId) ?? 0);
+    if (grownBytes > 0 && this.totalBytes + grownBytes > this.storeBytesMax) {
+      this.refuse('disk-budget', `twin store would exceed its disk budget of ${this.storeBytesMax} bytes ` +
+        '("TWIN_STORE_BYTES_MAX")');
+    }
     doc.pendingGeneration += 1;
     doc.reportedVersion += 1;
     await this.save(deviceId, doc);

@@ -43,12 +43,20 @@ for group in gpio i2c dialout; do getent group "$group" >/dev/null || groupadd -
 getent passwd outpost >/dev/null || useradd --system --user-group --no-create-home --home-dir /var/lib/outpost --shell /usr/sbin/nologin outpost
 
 if systemctl is-active --quiet outpost 2>/dev/null; then systemctl stop outpost; fi
-install -d -m 0755 "$PREFIX" "$CONF_DIR"
+install -d -m 0755 "$PREFIX"
+# board.json holds uplink passwords and connection strings: readable by root and the service's group only.
+# A reinstall tightens what an older install.sh (0644 in a 0755 directory) left behind.
+install -d -m 0750 -o root -g outpost "$CONF_DIR"
+chown root:outpost "$CONF_DIR"
+chmod 0750 "$CONF_DIR"
 rm -rf "$PREFIX/node_modules" "$PREFIX/bin"
 cp -a "$here/bin" "$here/node_modules" "$here/outpost.js" "$here/outpost.js.map" "$here/package.json" "$here/release.json" "$here/README.md" "$PREFIX/"
-[ -e "$CONF_DIR/board.json" ] || install -m 0644 "$here/board.json" "$CONF_DIR/board.json"
+[ -e "$CONF_DIR/board.json" ] || install -m 0640 -o root -g outpost "$here/board.json" "$CONF_DIR/board.json"
+chown root:outpost "$CONF_DIR/board.json"
+chmod 0640 "$CONF_DIR/board.json"
 rm -rf "$CONF_DIR/boards"
 cp -a "$here/boards" "$CONF_DIR/boards"
+chown -R root:root "$CONF_DIR/boards"
 sed "s|/opt/outpost|$PREFIX|g" "$here/outpost.service" > /etc/systemd/system/outpost.service
 cat > /usr/local/bin/outpost <<WRAPPER
 #!/bin/sh
@@ -61,4 +69,5 @@ chmod 0755 /usr/local/bin/outpost
 systemctl daemon-reload
 systemctl enable outpost
 [ "${1:-}" = "--no-start" ] || systemctl restart outpost
-echo "outpost install: installed $target release in $PREFIX; edit $CONF_DIR/board.json, then: systemctl status outpost; outpost status"
+echo "outpost install: installed $target release in $PREFIX; edit $CONF_DIR/board.json, then: systemctl status outpost; sudo outpost status"
+echo "outpost install: $CONF_DIR/board.json is 0640 root:outpost; keep a connection string in its own file (uplink.connectionStringFile), made the same way: install -m 0640 -o root -g outpost <file> $CONF_DIR/connection-string"

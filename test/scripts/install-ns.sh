@@ -4,7 +4,8 @@
 # $1, so users, groups, the unit and the program land there and the host is untouched. systemctl is a stub
 # that logs its arguments (no systemd runs here). Then the installed unit's ExecStart is started as the
 # service user until it reports ready, and install.sh runs a second time over the first.
-# usage: install-ns.sh <root> <unpacked release> ; writes <root>/systemctl.log, <root>/service.log
+# usage: install-ns.sh <root> <unpacked release> ; writes <root>/systemctl.log, <root>/service.log,
+# <root>/modes.log and <root>/modes-reinstall.log (path, octal mode, owner:group per line)
 set -eu
 root=$1
 release=$2
@@ -43,7 +44,17 @@ RUNTIME_DIRECTORY="$root/run-outpost" /usr/local/bin/outpost status --json > "$r
 kill "$(cat "$root/service.pid")" 2>/dev/null || true
 wait 2>/dev/null || true
 
-# A second install over the first: an edited board.json stays.
+modes() {
+  stat -c '%n %a %U:%G' /etc/outpost /etc/outpost/board.json /var/lib/outpost/identities /var/lib/outpost/twins
+}
+modes > "$root/modes.log"
+
+# A second install over the first: an edited board.json stays, and the modes an older install.sh left
+# (board.json 0644 in a 0755 directory) are tightened.
 sed -i 's/"outpost-sim"/"site-42"/' /etc/outpost/board.json
+chmod 0755 /etc/outpost
+chmod 0644 /etc/outpost/board.json
+chown root:root /etc/outpost /etc/outpost/board.json
 PATH="$root/stub:$PATH" "$release/install.sh" --no-start > "$root/reinstall.log" 2>&1
+modes > "$root/modes-reinstall.log"
 /usr/local/bin/outpost board check > "$root/board-check.log" 2>&1 || true

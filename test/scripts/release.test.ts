@@ -150,7 +150,7 @@ t.test('the release bundle speaks Azure IoT Hub: the sim board\'s telemetry reac
   t.notMatch(out, /storage-blob/, 'nothing asked for the blob upload SDK');
 });
 
-t.test('install.sh installs for real (in a private mount namespace): user, groups, unit, wrapper; the service starts as its user', async (t) => {
+t.test('install.sh installs for real (in a private mount namespace): user, groups, unit, wrapper, file modes; the service starts as its user', async (t) => {
   const probe = spawnSync('unshare', ['-m', 'true']);
   if (probe.status !== 0) {
     t.comment(`skipped: no private mount namespace here (unshare -m: ${probe.stderr.toString().trim()}); needs root`);
@@ -177,6 +177,14 @@ t.test('install.sh installs for real (in a private mount namespace): user, group
   t.same([status.gatewayId, status.variant], ['outpost-sim', 'sim'], '`outpost status` (the installed wrapper) reaches it over the status socket');
   t.match(readFileSync(join(root, 'reinstall.log'), 'utf8'), /outpost install: installed/);
   t.match(readFileSync(join(root, 'etc/outpost/board.json'), 'utf8'), /"site-42"/, 'a reinstall keeps the edited board.json');
+  const expectedModes = [
+    '/etc/outpost 750 root:outpost', '/etc/outpost/board.json 640 root:outpost',
+    '/var/lib/outpost/identities 700 outpost:outpost', '/var/lib/outpost/twins 700 outpost:outpost',
+  ];
+  t.same(readFileSync(join(root, 'modes.log'), 'utf8').trim().split('\n'), expectedModes,
+    'board.json (passwords, connection strings) 0640 root:outpost in a 0750 directory; identities/ and twins/ 0700');
+  t.same(readFileSync(join(root, 'modes-reinstall.log'), 'utf8').trim().split('\n'), expectedModes,
+    'a reinstall tightens the 0644 board.json and 0755 directory an older install.sh left');
   t.match(readFileSync(join(root, 'board-check.log'), 'utf8'), /^ok +\/etc\/outpost\/board\.json: board site-42 on variant sim: /m, '`outpost board check` checks the installed board');
 });
 

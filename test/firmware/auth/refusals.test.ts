@@ -6,7 +6,8 @@ import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { publishScope } from '../../../scripts/publish-scope.js';
 import { AedesBroker } from '../../support/brokers.js';
-import { mqttChild, publishRefused, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
+import { makeSasToken } from '../../../firmware/auth/sas.js';
+import { HUB_HOST, mqttChild, publishRefused, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
 
 /** Offline authentication from the identity cache, synced from a retained scope document (mqtt uplink). */
@@ -45,7 +46,8 @@ t.test('refusals: bad signature, expired, wrong audience, unknown, disabled; cou
   await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyB)), 'signed with another key');
   await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA, { expirySecs: Math.floor(Date.now() / 1000) - 3_600 })), 'expired beyond the skew');
   await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA, { host: 'evil.example.net' }), { host: 'evil.example.net' }), 'audience not this gateway or hub');
-  await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA, { host: 'evil.example.net' })), 'token for another host, username for ours');
+  await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA, { host: 'evil.example.net' })),
+    'token for another host, username for ours');
   await refused(t, mqttChild(port, 'ghost', sasPassword('ghost', keyA)), 'unknown device');
   await refused(t, mqttChild(port, 'child-off', sasPassword('child-off', children[2].key)), 'disabled device');
   await refused(t, mqttChild(port, 'child-a', sasPassword('child-b', keyB), { clientId: 'child-a' }), "another device's token");
@@ -54,6 +56,27 @@ t.test('refusals: bad signature, expired, wrong audience, unknown, disabled; cou
   t.ok(within.connected, 'expired by less than the skew allowance still connects');
   await within.endAsync();
   t.match(hub.status().refusals, { signature: 1, expired: 1, audience: 3, 'unknown-device': 1, disabled: 1, malformed: 1 });
+});
+
+t.test('SAS: lifetime capped, no policy name, device id case-sensitive (the host not)', async (t) => {
+  const { hub, port } = await setup(t, { tokenLifetimeSecsMax: 7_200 });
+  const nowSecs = Math.floor(Date.now() / 1000);
+  await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA, { expirySecs: 9_999_999_999 })),
+    'se=9999999999');
+  await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA, { expirySecs: nowSecs + 7_200 + 3_600 })),
+    'past the cap');
+  const capped = await mqttChild(port, 'child-a', sasPassword('child-a', keyA, { expirySecs: nowSecs + 7_000 }));
+  t.ok(capped.connected, 'a token within the cap connects');
+  await capped.endAsync();
+  await refused(t, mqttChild(port, 'child-a', `${sasPassword('child-a', keyA)}&skn=iothubowner`),
+    'a token naming a policy (skn)');
+  const upper = makeSasToken(`${HUB_HOST}/devices/CHILD-A`, keyA, nowSecs + 600);
+  await refused(t, mqttChild(port, 'child-a', upper), 'a token for CHILD-A signed with child-a\'s key');
+  const upperHost = makeSasToken(`${HUB_HOST.toUpperCase()}/devices/child-a`, keyA, nowSecs + 600);
+  const hostCase = await mqttChild(port, 'child-a', upperHost);
+  t.ok(hostCase.connected, 'the host name is compared case-insensitively');
+  await hostCase.endAsync();
+  t.match(hub.status().refusals, { 'token-lifetime': 2, malformed: 1, audience: 1 });
 });
 
 t.test("ACL: another device's topics are refused; revocation drops a live connection within 1 s", async (t) => {
@@ -80,14 +103,16 @@ t.test("ACL: another device's topics are refused; revocation drops a live connec
   t.equal(hub.status().identities.scopeVersion, 2, 'an older scope document is ignored');
 });
 
-t.test('failed attempts are rate-limited per client id and address', async (t) => {
+t.test('failed attempts are rate-limited per (client id, address)', async (t) => {
   const { hub, port } = await setup(t, { authFailuresMax: 3 });
-  for (let i = 0; i < 3; i += 1) await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyB)), `failure ${i + 1}`);
-  await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA)), 'even a good token is refused while limited');
+  for (let i = 0; i < 3; i += 1) await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyB)),
+    `failure ${i + 1}`);
+  await refused(t, mqttChild(port, 'child-a', sasPassword('child-a', keyA)),
+    'even a good token is refused while limited');
   t.equal(hub.status().refusals['rate-limited'], 1);
 });
 
-t.test('restart while offline keeps the identity cache; keys sealed; key file 0600', async (t) => {
+t.test('restart offline keeps the identity cache; keys sealed; key file 0600, identities/ twins/ 0700', async (t) => {
   const { hub, dir, broker, start } = await setup(t);
   await hub.stop();
   await broker.stop().catch(() => {});
@@ -98,6 +123,9 @@ t.test('restart while offline keeps the identity cache; keys sealed; key file 06
   t.ok(child.connected, 'child authenticates offline after the restart');
   await child.endAsync();
   t.equal((await stat(path.join(dir, 'data', 'identity.key'))).mode & 0o777, 0o600, 'key file mode 0600');
+  for (const sub of ['identities', 'twins']) {
+    t.equal((await stat(path.join(dir, 'data', sub))).mode & 0o777, 0o700, `${sub}/ is 0700 whatever the umask`);
+  }
   const files = await readdir(path.join(dir, 'data', 'identities'));
   const text = (await Promise.all(files.map((f) => readFile(path.join(dir, 'data', 'identities', f), 'utf8')))).join('\n');
   t.ok(text.includes('child-a'), 'identity records on disk');

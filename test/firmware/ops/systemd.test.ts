@@ -41,9 +41,20 @@ t.test('systemd-analyze verify accepts the unit without a single warning', async
   // verify exits 0 on a misspelt setting and only warns: any output is a failure.
   t.equal(`${run.stdout}${run.stderr}`.trim(), '', 'no warnings');
   const text = readFileSync(UNIT, 'utf8');
-  for (const line of ['Type=notify', 'WatchdogSec=', 'Restart=always', 'StateDirectory=outpost', 'ProtectSystem=strict', 'NoNewPrivileges=yes', 'PrivateTmp=yes', 'SupplementaryGroups=gpio i2c dialout', 'After=network-online.target time-sync.target', 'Wants=network-online.target time-sync.target']) {
+  for (const line of ['Type=notify', 'WatchdogSec=', 'Restart=always', 'StateDirectory=outpost', 'ProtectSystem=strict', 'NoNewPrivileges=yes', 'PrivateTmp=yes', 'SupplementaryGroups=gpio i2c dialout', 'After=network-online.target time-sync.target', 'Wants=network-online.target time-sync.target',
+    'UMask=0077', 'CapabilityBoundingSet=\n', 'SystemCallFilter=@system-service', 'ProtectProc=invisible', 'ProcSubset=pid',
+    'ProtectKernelTunables=yes', 'MemoryMax=', 'DevicePolicy=closed', 'DeviceAllow=char-gpiochip rw', 'DeviceAllow=char-i2c rw']) {
     t.ok(text.includes(`\n${line}`), line);
   }
+});
+
+t.test('systemd-analyze security rates the unit at most 3.0 ("OK")', async (t) => {
+  const run = spawnSync('systemd-analyze', ['security', '--offline=yes', '--no-pager', UNIT], { encoding: 'utf8' });
+  if (run.error) return void t.comment(`skipped: systemd-analyze cannot run here (${run.error.message})`);
+  const match = /Overall exposure level for outpost\.service: (\d+\.\d) (\w+)/.exec(run.stdout);
+  t.ok(match !== null, 'systemd-analyze prints the overall exposure', { stderr: run.stderr });
+  t.comment(`exposure ${match?.[1]} ${match?.[2]}`);
+  t.ok(Number(match?.[1]) <= 3.0, `exposure ${match?.[1]} ${match?.[2]}`);
 });
 
 /** A stand-in for systemd's notify socket: perl (in every Debian) receives the datagrams, one line each. */
