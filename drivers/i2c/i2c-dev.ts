@@ -2,8 +2,9 @@ import { assertTransfer, hex, I2cError, type I2cBus } from './bus.js';
 
 /** The subset of i2c-bus's PromisifiedBus this adapter uses (the package ships no type declarations). */
 interface PromisifiedBus {
-  i2cWrite(address: number, length: number, buffer: Buffer): Promise<{ bytesWritten: number }>;
   i2cRead(address: number, length: number, buffer: Buffer): Promise<{ bytesRead: number }>;
+  sendByte(address: number, byte: number): Promise<void>;
+  writeI2cBlock(address: number, command: number, length: number, buffer: Buffer): Promise<{ bytesWritten: number }>;
   readI2cBlock(address: number, command: number, length: number, buffer: Buffer): Promise<{ bytesRead: number }>;
   close(): Promise<void>;
 }
@@ -36,9 +37,23 @@ class I2cDevBus implements I2cBus {
 
   constructor(private readonly bus: PromisifiedBus, private readonly device: string) {}
 
+  /**
+   * Writes go out as SMBus transfers, which put the same bytes on the wire as a plain write (SMBus 3.1 section
+   * 6.5.2 "send byte", Linux's I2C_SMBUS_I2C_BLOCK_DATA: address, first byte as the command, the rest as data).
+   * The kernel emulates SMBus on every plain-I2C adapter, but SMBus-only adapters (i2c-stub, many PC SMBus
+   * controllers) refuse a plain write with EOPNOTSUPP: found on a real kernel, where i2c-stub refused the
+   * BME280's register writes.
+   */
   async write(address: number, data: Buffer): Promise<void> {
     await this.transfer(address, data.length, async () => {
-      await this.bus.i2cWrite(address, data.length, data);
+      if (data.length === 1) {
+        await this.bus.sendByte(address, data[0]!);
+        return;
+      }
+      const { bytesWritten } = await this.bus.writeI2cBlock(address, data[0]!, data.length - 1, data.subarray(1));
+      if (bytesWritten !== data.length - 1) {
+        throw new I2cError('IO', `short write to ${hex(address)}: ${bytesWritten} of ${data.length - 1}`);
+      }
     });
   }
 

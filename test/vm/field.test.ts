@@ -1,0 +1,209 @@
+// The x64 release on a real Linux kernel (Debian's, under qemu): real install.sh, real systemd (Type=notify,
+// watchdog, stop), real i2c-dev on i2c-stub, a real 16550 UART. One VM for the whole file: a boot costs 20-100 s
+// under TCG, so the steps share it and run in order. See test/vm/README.md.
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import mqtt, { type MqttClient } from 'mqtt';
+import t from 'tap';
+import { freePort, Mosquitto } from '../support/brokers.js';
+import { mqttChild, newKey, sasPassword, scopeDocument } from '../support/hub-fixture.js';
+import { tempDir } from '../support/tmp.js';
+import { bme280Expected, bme280Registers, BME280_ADDRESS } from './bme280-stub.js';
+import { feedCapture } from './uart.js';
+import { GUEST_HOST_ADDRESS, Vm, vmImage } from './vm.js';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
+/** Image build (cached), release build, one boot plus a reboot and a watchdog restart under TCG. */
+const FIELD_TEST_TIMEOUT_MS = 25 * 60_000;
+/** The unit's WatchdogSec (scripts/systemd/outpost.service) plus RestartSec and a start under TCG. */
+const WATCHDOG_RESTART_WAIT_MS = 120_000;
+/** The unit's TimeoutStopSec: systemd SIGKILLs a stop that takes longer, and marks it failed. */
+const STOP_TIMEOUT_SECS = 20;
+const GATEWAY_ID = 'field-vm';
+const GUEST_HUB_PORT = 1883;
+const GUEST_BROKER_PORT = 1883;
+const NMEA_DIR = join(ROOT, '../shared/testdata/nmea');
+
+t.setTimeout(FIELD_TEST_TIMEOUT_MS);
+
+const built = await vmImage();
+if ('skip' in built) {
+  t.comment(`field VM skipped: ${built.skip}`);
+  t.pass('skipped: no VM on this machine');
+  process.exit(0);
+}
+
+t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 UART)', async (t) => {
+  const work = tempDir(t, 'outpost-vm-');
+  const share = join(work, 'share');
+  mkdirSync(share);
+  const releaseDir = join(work, 'release');
+  const release = spawnSync(process.execPath, [join(ROOT, 'scripts/release.js'), 'linux-x64'], {
+    cwd: ROOT, env: { ...process.env, OUTPOST_RELEASE_DIR: releaseDir }, encoding: 'utf8',
+  });
+  t.equal(release.status, 0, `the x64 release builds: ${release.stderr.slice(-500)}`);
+  const tarball = `outpost-${VERSION}-linux-x64.tar.gz`;
+  copyFileSync(join(releaseDir, tarball), join(share, tarball));
+
+  const broker = await Mosquitto.start();
+  t.teardown(() => broker.stop());
+  /** What reached the "cloud": every publish the gateway's uplink delivered, by topic. */
+  const cloud: Array<{ topic: string; body: string }> = [];
+  const consumer = await mqtt.connectAsync(broker.url, { clientId: 'cloud-consumer', reconnectPeriod: 200 });
+  t.teardown(() => consumer.endAsync());
+  consumer.on('message', (topic, body) => cloud.push({ topic, body: body.toString() }));
+  await consumer.subscribeAsync(`outpost/${GATEWAY_ID}/#`, { qos: 1 });
+  const hubPort = await freePort();
+  const childKey = newKey();
+  const board = {
+    board: 'rpi-base',
+    identity: { gatewayId: GATEWAY_ID },
+    uplink: { protocol: 'mqtt', url: `mqtt://${GUEST_HOST_ADDRESS}:${GUEST_BROKER_PORT}`, protocolVersion: 5 },
+    hub: { tcp: { host: '0.0.0.0', port: GUEST_HUB_PORT } },
+    buses: { 'i2c-1': { device: '/dev/i2c-0' }, serial0: { path: '/dev/ttyS1', baudRate: 9600 } },
+    devices: {
+      door: { status: 'disabled' }, 'relay1': { status: 'disabled' }, 'status-led': { status: 'disabled' },
+      env: { pollIntervalMs: 2000 }, gps: { status: 'okay', pollIntervalMs: 2000 },
+    },
+  };
+  writeFileSync(join(share, 'board.json'), `${JSON.stringify(board, null, 2)}\n`);
+  writeFileSync(join(share, 'bme280.sh'), bme280Registers().map(([reg, value]) =>
+    `i2cset -y 0 ${BME280_ADDRESS} 0x${reg.toString(16)} 0x${value.toString(16)} b`).join('\n'));
+  await consumer.publishAsync(`outpost/${GATEWAY_ID}/scope`,
+    JSON.stringify(scopeDocument(GATEWAY_ID, 1, [{ deviceId: 'child-1', key: childKey }])), { qos: 1, retain: true });
+
+  const vm = await Vm.boot({
+    image: built.image, workDir: work, share,
+    hostForwards: [{ hostPort: hubPort, guestPort: GUEST_HUB_PORT }],
+    guestForwards: [{ guestPort: GUEST_BROKER_PORT, hostPort: broker.port }],
+  }, (line) => t.comment(line));
+  t.teardown(() => vm.kill());
+
+  const outpost = (args: string): Promise<string> => vm.mustExec(`/usr/local/bin/outpost ${args}`);
+
+  t.test('install.sh for real; after a reboot the unit starts at boot and reaches READY through sd_notify', async (t) => {
+    await vm.mustExec(`modprobe i2c-dev && modprobe i2c-stub chip_addr=${BME280_ADDRESS}`);
+    t.match(await vm.mustExec('cat /sys/bus/i2c/devices/i2c-0/name'), /SMBus stub driver/, 'i2c-stub is /dev/i2c-0');
+    await vm.mustExec('sh /mnt/host/bme280.sh');
+    await vm.mustExec(`echo i2c-stub > /etc/modules-load.d/i2c-stub.conf
+  echo 'options i2c-stub chip_addr=${BME280_ADDRESS}' > /etc/modprobe.d/i2c-stub.conf
+  echo i2c-dev >> /etc/modules-load.d/i2c-stub.conf
+  install -d /etc/outpost && install -m 0640 /mnt/host/board.json /etc/outpost/board.json
+  tar -xzf /mnt/host/outpost-${VERSION}-linux-x64.tar.gz -C /root`);
+    const install = await vm.mustExec(`/root/outpost-${VERSION}-linux-x64/install.sh`, 180_000);
+    t.match(install, /installed linux-x64 release in \/opt\/outpost/);
+    t.equal((await vm.exec('id -nG outpost')).output.trim().split(' ').sort().join(' '), 'dialout gpio i2c outpost',
+      'the service user is in the device groups');
+    await vm.reboot();
+    t.comment('rebooted');
+    // The stub's registers are volatile: load them again before the service reads the chip (it retries faults).
+    await vm.mustExec('sh /mnt/host/bme280.sh');
+    const active = await vm.until('systemctl is-active outpost', 120_000);
+    t.equal(active.output.trim(), 'active', 'the unit is active after the reboot (Type=notify: READY=1 arrived)');
+    t.match(await vm.mustExec('systemctl show -p StatusText --value outpost'), /link|backlog/i,
+      'systemctl status shows the STATUS= line');
+    const status = JSON.parse(await outpost('status --json')) as { gatewayId: string };
+    t.equal(status.gatewayId, GATEWAY_ID, '`outpost status` answers over the runtime directory socket');
+    t.match(await vm.mustExec('journalctl -b -u outpost -o cat --no-pager'), /outpost ready/, 'journald has the logs');
+    const security = await vm.exec('systemd-analyze security outpost --no-pager | tail -1');
+    t.comment(`systemd-analyze security: ${security.output.trim()}`);
+    t.match(security.output, /Overall exposure level for outpost\.service: \d+\.\d/);
+  });
+
+  async function cloudSees(what: string, match: (m: { topic: string; body: string }) => boolean, timeoutMs: number) {
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const found = cloud.find(match);
+      if (found) return found;
+      if (Date.now() > deadline) throw new Error(`the cloud saw no ${what} within ${timeoutMs} ms (${cloud.length} messages)`);
+      await new Promise((r) => setTimeout(r, 250));
+    }
+  }
+
+  t.test('real I2C: the i2c-bus addon reads a BME280 register map on i2c-stub, and the cloud gets it', async (t) => {
+    const reading = await cloudSees('BME280 reading', (m) => m.topic.includes('/env/'), 120_000);
+    const body = JSON.parse(reading.body) as Record<string, number>;
+    const want = bme280Expected();
+    t.equal(body.temperatureC, Math.round(want.temperatureC * 100) / 100, 'temperature from the stub registers');
+    t.equal(body.pressurePa, Math.round(want.pressurePa * 10) / 10, 'pressure from the stub registers');
+    t.equal(body.humidityPercent, Math.round(want.humidityPercent * 100) / 100, 'humidity from the stub registers');
+  });
+
+  t.test('real UART: a receiver capture fed at 9600 baud into /dev/ttyS1 gives fixes at the cloud', async (t) => {
+    if (!existsSync(NMEA_DIR)) {
+      t.comment(`skipped: ${NMEA_DIR} is absent (the receiver captures live in ../shared/testdata/nmea)`);
+      return;
+    }
+    const feeding = feedCapture(vm.uartPath, join(NMEA_DIR, 'bu353s4.log'), 9600, 30_000);
+    const fix = await cloudSees('GPS fix', (m) => m.topic.includes('/gps/') && /"fix":true/.test(m.body), 60_000);
+    const body = JSON.parse(fix.body) as { latitudeDeg: number; longitudeDeg: number };
+    t.ok(body.latitudeDeg < -37 && body.latitudeDeg > -38.5, `latitude ${body.latitudeDeg} is Hamilton, NZ's`);
+    t.ok(body.longitudeDeg > 175 && body.longitudeDeg < 176, `longitude ${body.longitudeDeg} is Hamilton, NZ's`);
+    t.ok((await feeding) > 0, 'the capture went through the 16550');
+  });
+
+  let child: MqttClient | undefined;
+  const acked: string[] = [];
+
+  async function publishAcked(client: MqttClient, count: number, tag: string): Promise<void> {
+    for (let i = 0; i < count; i++) {
+      const body = `${tag}-${i}`;
+      await client.publishAsync('devices/child-1/messages/events/', body, { qos: 1 });
+      acked.push(body);
+    }
+  }
+
+  /** The child connects once the gateway has read the scope from the cloud broker. */
+  async function connectChild(): Promise<MqttClient> {
+    const deadline = Date.now() + 60_000;
+    for (;;) {
+      try {
+        return await mqttChild(hubPort, 'child-1', sasPassword('child-1', childKey));
+      } catch (err) {
+        if (Date.now() > deadline) throw err;
+        await new Promise((r) => setTimeout(r, 1000));
+      }
+    }
+  }
+
+  async function upstreamBodies(): Promise<Set<string>> {
+    const lines = (await outpost('log dump --from 1 --limit 100000')).split('\n').filter((l) => l.startsWith('{'));
+    return new Set(lines.map((l) => (JSON.parse(l) as { body?: string }).body ?? ''));
+  }
+
+  t.test('the watchdog restarts a stopped gateway; nothing a child saw PUBACKed is lost', async (t) => {
+    child = await connectChild();
+    // The backlog must stay in the log for the check: the cloud broker goes away.
+    await broker.halt();
+    await publishAcked(child, 200, 'before-watchdog');
+    child.end(true);
+    const pid = (await vm.mustExec('systemctl show -p MainPID --value outpost')).trim();
+    await vm.mustExec(`kill -STOP ${pid}`);
+    const restarted = await vm.until(`[ "$(systemctl show -p MainPID --value outpost)" != ${pid} ] &&
+      systemctl is-active outpost`, WATCHDOG_RESTART_WAIT_MS, 1000);
+    t.equal(restarted.code, 0, 'systemd killed the stopped gateway on its watchdog and started it again');
+    t.match(await vm.mustExec('journalctl -u outpost --no-pager | grep -i watchdog | head -3'), /[Ww]atchdog timeout/);
+    await vm.until('systemctl is-active outpost', 120_000);
+    const bodies = await upstreamBodies();
+    t.same(acked.filter((b) => !bodies.has(b)), [], 'every PUBACKed message is in the log after the watchdog kill');
+  });
+
+  t.test('systemctl stop under load finishes within TimeoutStopSec and loses nothing acked', async (t) => {
+    child = await connectChild();
+    const load = publishAcked(child, 300, 'under-stop').catch(() => {});
+    await new Promise((r) => setTimeout(r, 300));
+    const stop = await vm.exec('start=$(date +%s%N); systemctl stop outpost; echo $(( ($(date +%s%N) - start) / 1000000 ))');
+    await load;
+    child.end(true);
+    const stopMs = Number(stop.output.trim().split('\n').pop());
+    t.comment(`systemctl stop took ${stopMs} ms`);
+    t.ok(stopMs < STOP_TIMEOUT_SECS * 1000, `stopped within TimeoutStopSec (${stopMs} ms)`);
+    t.equal((await vm.exec('systemctl show -p Result --value outpost')).output.trim(), 'success',
+      'systemd records a clean stop, not a timeout or a kill');
+    const bodies = await upstreamBodies();
+    t.same(acked.filter((b) => !bodies.has(b)), [], 'every PUBACKed message is in the log after the stop');
+  });
+});

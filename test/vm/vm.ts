@@ -1,0 +1,244 @@
+// Boots the field VM (scripts/vm/build-image.sh) under qemu-system-x86_64 and talks to it: commands over a
+// virtio-serial control port answered by the guest's vm-agent, a read-only 9p share of a host folder, host port
+// forwards into the guest, guest forwards out to host services, and a second 16550 UART (ttyS1) on a host socket.
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync } from 'node:fs';
+import net from 'node:net';
+import { join, resolve } from 'node:path';
+import { promisify } from 'node:util';
+
+const run = promisify(execFile);
+const ROOT = resolve(import.meta.dirname, '../..');
+
+/** Boot to the agent's first word. Under TCG on a loaded 2-core machine the kernel + systemd take 20-100 s. */
+export const VM_BOOT_TIMEOUT_MS = 240_000;
+/** One command inside the guest; longer work is started in the background and polled. */
+export const VM_EXEC_TIMEOUT_MS = 120_000;
+/** The image build (mmdebstrap of a few hundred packages) when it is not cached yet. */
+const IMAGE_BUILD_TIMEOUT_MS = 15 * 60_000;
+/** The guest address that guest forwards answer on (inside qemu's user network; nothing leaves the host). */
+export const GUEST_HOST_ADDRESS = '10.0.2.100';
+
+export interface PortForward {
+  /** Port on 127.0.0.1 of the host. */
+  hostPort: number;
+  /** Port inside the guest. */
+  guestPort: number;
+}
+
+export interface VmOptions {
+  /** Folder made by build-image.sh (vmlinuz, initrd.img, root.ext4). */
+  image: string;
+  /** Per-VM folder: the root overlay, the data disk, sockets and the console log go here. */
+  workDir: string;
+  /** Host folder mounted read-only at /mnt/host in the guest. */
+  share?: string;
+  /** Host 127.0.0.1:hostPort reaches guestPort inside (e.g. the gateway's hub). */
+  hostForwards?: PortForward[];
+  /** Guest 10.0.2.100:guestPort reaches host 127.0.0.1:hostPort (e.g. a broker on the host). */
+  guestForwards?: PortForward[];
+  /** Size of the data disk (/dev/vdb, mounted at /var/lib/outpost), created empty on first boot. */
+  dataDiskMiB?: number;
+  memoryMiB?: number;
+}
+
+/** Builds (or finds in its cache) the VM image; a reason to skip where this machine cannot. */
+export async function vmImage(): Promise<{ image: string } | { skip: string }> {
+  if (process.platform !== 'linux' || process.arch !== 'x64') return { skip: 'the field VM needs an x86_64 Linux host' };
+  try {
+    const { stdout } = await run('bash', [join(ROOT, 'scripts/vm/build-image.sh')], {
+      timeout: IMAGE_BUILD_TIMEOUT_MS, maxBuffer: 64 << 20,
+    });
+    const image = stdout.trim().split('\n').pop() ?? '';
+    if (!existsSync(join(image, 'done'))) return { skip: `build-image.sh printed no image folder: ${stdout.slice(-200)}` };
+    return { image };
+  } catch (err) {
+    const e = err as { stderr?: string; message: string };
+    return { skip: `the VM image could not be built here: ${(e.stderr ?? e.message).slice(-400)}` };
+  }
+}
+
+export interface ExecResult {
+  code: number;
+  output: string;
+}
+
+export class Vm {
+  readonly consolePath: string;
+  /** Host unix socket of the guest's /dev/ttyS1 (connect to it to be the device on that UART). */
+  readonly uartPath: string;
+  private readonly ctlPath: string;
+  private ctl: net.Socket | undefined;
+  private buffered = '';
+  private nextId = 1;
+  private readonly waiting = new Map<string, (r: ExecResult) => void>();
+  private readyWaiters: Array<(bootId: string) => void> = [];
+  private lastBootId = '';
+  private exited: Promise<number | null>;
+
+  private constructor(private readonly qemu: ChildProcess, workDir: string) {
+    this.consolePath = join(workDir, 'console.log');
+    this.uartPath = join(workDir, 'uart1.sock');
+    this.ctlPath = join(workDir, 'ctl.sock');
+    this.exited = new Promise((res) => qemu.once('exit', (code) => res(code)));
+  }
+
+  static async boot(opts: VmOptions, log: (line: string) => void = () => {}): Promise<Vm> {
+    const overlay = join(opts.workDir, 'root.qcow2');
+    if (!existsSync(overlay)) {
+      await run('qemu-img', ['create', '-q', '-f', 'qcow2', '-F', 'raw', '-b', join(opts.image, 'root.ext4'), overlay]);
+    }
+    const data = join(opts.workDir, 'data.ext4');
+    if (!existsSync(data)) {
+      await run('truncate', ['-s', `${opts.dataDiskMiB ?? 256}M`, data]);
+      await run('mke2fs', ['-q', '-t', 'ext4', '-L', 'outpost-data', data]);
+    }
+    const vm = new Vm(spawn('qemu-system-x86_64', qemuArgs(opts, overlay, data), { stdio: ['ignore', 'ignore', 'pipe'] }),
+      opts.workDir);
+    vm.qemu.stderr?.on('data', (d: Buffer) => log(`qemu: ${d.toString().trim()}`));
+    log(`vm: booting ${opts.image} (TCG)`);
+    const started = Date.now();
+    await vm.connect();
+    await vm.waitReady('', VM_BOOT_TIMEOUT_MS);
+    log(`vm: agent ready after ${Date.now() - started} ms`);
+    if (opts.share) {
+      await vm.mustExec('mkdir -p /mnt/host && mount -t 9p -o trans=virtio,version=9p2000.L,ro host /mnt/host');
+    }
+    return vm;
+  }
+
+  /** Runs a bash script in the guest as root. */
+  exec(script: string, timeoutMs = VM_EXEC_TIMEOUT_MS): Promise<ExecResult> {
+    const id = String(this.nextId++);
+    return new Promise((res, rej) => {
+      const timer = setTimeout(() => {
+        this.waiting.delete(id);
+        rej(new Error(`vm: command timed out after ${timeoutMs} ms: ${script.slice(0, 200)}`));
+      }, timeoutMs);
+      this.waiting.set(id, (r) => { clearTimeout(timer); res(r); });
+      this.ctl?.write(`${id} ${Buffer.from(script).toString('base64')}\n`);
+    });
+  }
+
+  /** exec that fails with the guest's output when the script fails. */
+  async mustExec(script: string, timeoutMs = VM_EXEC_TIMEOUT_MS): Promise<string> {
+    const r = await this.exec(script, timeoutMs);
+    if (r.code !== 0) throw new Error(`vm: \`${script.slice(0, 300)}\` exited ${r.code}:\n${r.output.slice(-3000)}`);
+    return r.output;
+  }
+
+  /** Polls a guest command until it succeeds; the last result is returned either way. */
+  async until(script: string, timeoutMs: number, intervalMs = 500): Promise<ExecResult> {
+    const deadline = Date.now() + timeoutMs;
+    let last: ExecResult = { code: -1, output: '' };
+    while (Date.now() < deadline) {
+      last = await this.exec(script);
+      if (last.code === 0) return last;
+      await new Promise((r) => setTimeout(r, intervalMs));
+    }
+    return last;
+  }
+
+  /** Reboots the guest (same qemu process, same disks) and waits for the agent of the new boot. */
+  async reboot(): Promise<void> {
+    const before = this.lastBootId;
+    this.ctl?.write(`${this.nextId++} ${Buffer.from('systemctl reboot').toString('base64')}\n`);
+    await this.waitReady(before, VM_BOOT_TIMEOUT_MS);
+  }
+
+  console(): string {
+    return existsSync(this.consolePath) ? readFileSync(this.consolePath, 'utf8') : '';
+  }
+
+  /** Powers the VM off at once (qemu killed: the guest gets no shutdown). */
+  async kill(): Promise<void> {
+    this.ctl?.destroy();
+    if (this.qemu.exitCode === null) this.qemu.kill('SIGKILL');
+    await this.exited;
+  }
+
+  private async connect(): Promise<void> {
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      try {
+        this.ctl = await new Promise<net.Socket>((res, rej) => {
+          const s = net.connect(this.ctlPath, () => res(s));
+          s.once('error', rej);
+        });
+        break;
+      } catch (err) {
+        if (Date.now() > deadline || this.qemu.exitCode !== null) throw new Error(`vm: qemu did not start: ${String(err)}`);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    }
+    this.ctl.setEncoding('utf8');
+    this.ctl.on('data', (chunk: string) => this.onData(chunk));
+    this.ctl.on('error', () => {});
+  }
+
+  private onData(chunk: string): void {
+    this.buffered += chunk;
+    let nl: number;
+    while ((nl = this.buffered.indexOf('\n')) >= 0) {
+      const line = this.buffered.slice(0, nl);
+      this.buffered = this.buffered.slice(nl + 1);
+      const ready = /^AGENT-READY (\S+)/.exec(line);
+      if (ready) {
+        this.lastBootId = ready[1];
+        for (const w of this.readyWaiters.splice(0)) w(ready[1]);
+        continue;
+      }
+      const m = /^(\d+) (\d+) (\S*)$/.exec(line);
+      const done = m ? this.waiting.get(m[1]) : undefined;
+      if (m && done) {
+        this.waiting.delete(m[1]);
+        done({ code: Number(m[2]), output: Buffer.from(m[3], 'base64').toString('utf8') });
+      }
+    }
+  }
+
+  private waitReady(notBootId: string, timeoutMs: number): Promise<string> {
+    if (this.lastBootId && this.lastBootId !== notBootId) return Promise.resolve(this.lastBootId);
+    return new Promise((res, rej) => {
+      const timer = setTimeout(() => rej(new Error(`vm: no agent within ${timeoutMs} ms; console:\n${this.console().slice(-3000)}`)),
+        timeoutMs);
+      const waiter = (bootId: string): void => {
+        if (bootId === notBootId) { this.readyWaiters.push(waiter); return; }
+        clearTimeout(timer);
+        res(bootId);
+      };
+      this.readyWaiters.push(waiter);
+      void this.exited.then((code) => { clearTimeout(timer); rej(new Error(`vm: qemu exited (${code}); console:\n${this.console().slice(-3000)}`)); });
+    });
+  }
+}
+
+function qemuArgs(opts: VmOptions, overlay: string, data: string): string[] {
+  const w = opts.workDir;
+  const net = ['user', 'id=n0', 'restrict=on'];
+  for (const f of opts.hostForwards ?? []) net.push(`hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
+  // A cmd: guest forward starts one socat per guest connection (a tcp: chardev would carry only the first one).
+  for (const f of opts.guestForwards ?? []) {
+    net.push(`guestfwd=tcp:${GUEST_HOST_ADDRESS}:${f.guestPort}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`);
+  }
+  const args = [
+    '-machine', 'q35,accel=tcg', '-cpu', 'max', '-smp', '2', '-m', String(opts.memoryMiB ?? 1024),
+    '-nodefaults', '-no-user-config', '-display', 'none',
+    '-kernel', join(opts.image, 'vmlinuz'), '-initrd', join(opts.image, 'initrd.img'),
+    '-append', 'root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0',
+    '-serial', `file:${join(w, 'console.log')}`,
+    '-chardev', `socket,id=uart1,path=${join(w, 'uart1.sock')},server=on,wait=off`, '-serial', 'chardev:uart1',
+    '-drive', `file=${overlay},format=qcow2,if=virtio`,
+    '-drive', `file=${data},format=raw,if=virtio`,
+    '-chardev', `socket,id=ctl,path=${join(w, 'ctl.sock')},server=on,wait=off`,
+    '-device', 'virtio-serial', '-device', 'virtserialport,chardev=ctl,name=org.outpost.ctl',
+    '-netdev', net.join(','), '-device', 'virtio-net-pci,netdev=n0',
+  ];
+  if (opts.share) args.push('-virtfs', `local,path=${opts.share},mount_tag=host,security_model=none,readonly=on`);
+  return args;
+}
+
+/** Whether qemu-system-x86_64 is installed (the image build installs it when it can). */
+export function haveQemu(): boolean {
+  return spawnSync('qemu-system-x86_64', ['--version']).status === 0;
+}
