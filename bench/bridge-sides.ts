@@ -8,8 +8,9 @@ import { join } from 'node:path';
 import mqtt from 'mqtt';
 import { scopeTopic } from '../firmware/auth/scope-sync.js';
 import { freePort, MOSQUITTO_PATH, waitForPort } from '../test/support/brokers.js';
-import { processCounters } from './harness.js';
-import { childLogin, GATEWAY_ID, NODE_FLAGS, REPO, scopeDocument, seedChildren, startGateway, type Gateway } from './ship.js';
+import { processCounters, type ProcessCounters } from './harness.js';
+import { childLogin, GATEWAY_ID, NODE_FLAGS, REPO, scopeDocument, seedChildren, startGateway } from './ship.js';
+import type { Gateway } from './ship.js';
 
 export interface Child {
   id: string;
@@ -17,11 +18,7 @@ export interface Child {
 }
 
 /** What a side measured: peak RSS over both lives, bytes written to disk summed over them. */
-export interface SideCounters {
-  peakRssMb: number;
-  writeBytes: number;
-  cancelledWriteBytes: number;
-}
+export type SideCounters = ProcessCounters;
 
 export interface LocalSide {
   readonly name: string;
@@ -137,17 +134,20 @@ export async function mosquittoBridge(dir: string, cloudPort: number, childCount
   };
   return {
     name: 'mosquitto bridge',
-    settings: `mosquitto ${MOSQUITTO_PATH}: persistence true, autosave_on_changes true + autosave_interval 1 (whole DB ` +
-      'saved with fsync after each main-loop pass that changed it, PUBACKs already sent: no fsync per message), ' +
-      `bridge QoS 1, MQTT 3.1.1, cleansession false, local_cleansession false, restart_timeout ${BRIDGE_RESTART_SECS} s, ` +
-      `max_inflight_messages ${UPLINK_WINDOW_MESSAGES}, max_queued_messages ${BRIDGE_QUEUED_MESSAGES_MAX}, max_queued_bytes 0`,
+    settings: `mosquitto ${MOSQUITTO_PATH}: persistence true, autosave_on_changes true + autosave_interval 1 ` +
+      '(whole DB saved with fsync after each main-loop pass that changed it, PUBACKs already sent: ' +
+      'NO FSYNC PER MESSAGE before its PUBACK), bridge QoS 1, MQTT 3.1.1, cleansession false, ' +
+      `local_cleansession false, restart_timeout ${BRIDGE_RESTART_SECS} s, ` +
+      `max_inflight_messages ${UPLINK_WINDOW_MESSAGES}, ` +
+      `max_queued_messages ${BRIDGE_QUEUED_MESSAGES_MAX}, max_queued_bytes 0`,
     port,
     children: Array.from({ length: childCount }, (_, i) => ({ id: `bench-${i}`, key: '' })),
     async start() {
       const p = spawn(MOSQUITTO_PATH, ['-c', conf], { stdio: ['ignore', 'ignore', 'pipe'] });
       p.stderr!.on('data', (d: Buffer) => (output += d.toString()));
       proc = p;
-      const early = once(p, 'exit').then(([code]) => Promise.reject(new Error(`mosquitto exited (${code}):\n${output}`)));
+      const exitError = ([code]: unknown[]) => new Error(`mosquitto exited (${String(code)}):\n${output}`);
+      const early = once(p, 'exit').then((args) => Promise.reject(exitError(args)));
       early.catch(() => {});
       await Promise.race([waitForPort(port), early]);
       counters.watch(p.pid!);
@@ -167,12 +167,15 @@ export async function mosquittoBridge(dir: string, cloudPort: number, childCount
  * The cloud holds the children's retained scope document, as a site's cloud would: without one, every
  * connect's identity refresh waits out its retained-message wait before the drain starts.
  */
-export async function outpostGateway(dir: string, cloudPort: number, childCount: number, cloudUrl: string): Promise<LocalSide> {
+export async function outpostGateway(
+  dir: string, cloudPort: number, childCount: number, cloudUrl: string,
+): Promise<LocalSide> {
   const port = await freePort();
   const dataDir = join(dir, 'data');
   const children = await seedChildren(dataDir, childCount);
   await mqtt.connectAsync(cloudUrl, { clientId: 'bench-scope', protocolVersion: 4 }).then(async (client) => {
-    await client.publishAsync(scopeTopic(GATEWAY_ID), JSON.stringify(scopeDocument(children)), { qos: 1, retain: true });
+    const doc = JSON.stringify(scopeDocument(children));
+    await client.publishAsync(scopeTopic(GATEWAY_ID), doc, { qos: 1, retain: true });
     await client.endAsync();
   });
   cpSync(join(REPO, 'boards'), join(dir, 'boards'), { recursive: true });

@@ -41,6 +41,9 @@ interface Outcome {
   lost: number;
   linkUpMs: number;
   drainPerSec: number;
+  /** Connections the side opened towards the cloud while the link was down, and the outage's length. */
+  outageConnects: number;
+  outageSecs: number;
   counters: SideCounters;
 }
 
@@ -85,7 +88,8 @@ async function publishShare(client: MqttClient, id: string, values: number[], ac
       const value = values[next++]!;
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), PUBACK_TIMEOUT_MS)));
-      const publish = client.publishAsync(`devices/${id}/messages/events/`, body(value), { qos: 1 }).then(() => true, () => false);
+      const topic = `devices/${id}/messages/events/`;
+      const publish = client.publishAsync(topic, body(value), { qos: 1 }).then(() => true, () => false);
       if (await Promise.race([publish, timeout])) acked.add(value);
       clearTimeout(timer);
     }
@@ -101,9 +105,11 @@ async function publishPhase(side: LocalSide, messages: number): Promise<Set<numb
   }));
   for (const client of clients) client.on('error', () => {});
   await until('the children connected', () => clients.every((c) => c.connected), CONNECT_TIMEOUT_MS);
-  const shares = side.children.map((_, i) => Array.from({ length: messages }, (_, v) => v + 1).filter((v) => v % CHILDREN === i));
-  const publishing = Promise.all(clients.map((client, i) => publishShare(client, side.children[i]!.id, shares[i]!, acked)));
-  await until('half of the workload acknowledged', () => acked.size >= messages * KILL_AT_SHARE, PUBLISH_PHASE_TIMEOUT_MS);
+  const all = Array.from({ length: messages }, (_, v) => v + 1);
+  const shares = side.children.map((_, i) => all.filter((v) => v % CHILDREN === i));
+  const publishing = Promise.all(clients.map((c, i) => publishShare(c, side.children[i]!.id, shares[i]!, acked)));
+  const half = () => acked.size >= messages * KILL_AT_SHARE;
+  await until('half of the workload acknowledged', half, PUBLISH_PHASE_TIMEOUT_MS);
   await side.kill();
   await side.start();
   await publishing;
@@ -120,13 +126,17 @@ async function scenario(makeSide: SideMaker, messages: number): Promise<Outcome>
   const counter = await CloudCounter.start(cloud.url);
   const dir = await freshDir('bridge');
   const side = await makeSide(dir, proxy.port, cloud.url);
+  let stopped = false;
   try {
     await side.start();
-    await until(`${side.name} connected to the cloud`, () => proxy.connectionCount > 0 && proxy.bytesToClient > 0, CONNECT_TIMEOUT_MS);
+    const connected = () => proxy.connectionCount > 0 && proxy.bytesToClient > 0;
+    await until(`${side.name} connected to the cloud`, connected, CONNECT_TIMEOUT_MS);
     proxy.refuse();
     proxy.cut();
+    const outage = { atMs: performance.now(), accepted: proxy.acceptedCount };
     const acked = await publishPhase(side, messages);
-    console.log(`bridge: ${side.name}: ${fmt(acked.size)} of ${fmt(messages)} acknowledged to the children; link returns`);
+    console.log(`bridge: ${side.name}: ${fmt(acked.size)} of ${fmt(messages)} acknowledged to children; link returns`);
+    const outageConnects = proxy.acceptedCount - outage.accepted;
     proxy.pass();
     const passAtMs = performance.now();
     side.linkUp();
@@ -135,11 +145,14 @@ async function scenario(makeSide: SideMaker, messages: number): Promise<Outcome>
     await until('the drain', () => (counter.values.size >= acked.size && covered()) || quiet(), DRAIN_TIMEOUT_MS);
     const lost = [...acked].filter((v) => !counter.values.has(v)).length;
     const drainSecs = ((counter.lastAtMs ?? NaN) - (counter.firstAtMs ?? NaN)) / 1000;
-    const linkUpMs = (counter.firstAtMs ?? NaN) - passAtMs;
-    const counters = await side.stop();
-    return { acked: acked.size, delivered: counter.values.size, lost, linkUpMs, drainPerSec: counter.values.size / drainSecs, counters };
+    stopped = true;
+    return {
+      acked: acked.size, delivered: counter.values.size, lost, linkUpMs: (counter.firstAtMs ?? NaN) - passAtMs,
+      drainPerSec: counter.values.size / drainSecs, outageConnects, outageSecs: (passAtMs - outage.atMs) / 1000,
+      counters: await side.stop(),
+    };
   } finally {
-    await side.stop();
+    if (!stopped) await side.stop();
     await counter.close();
     await proxy.close();
     await cloud.stop();
@@ -152,18 +165,20 @@ function report(messages: number, sides: LocalSide[], outpost: Outcome, bridge: 
     `${CHILD_WINDOW_MESSAGES} in flight each, one SIGKILL at ${KILL_AT_SHARE * 100}%`);
   for (const side of sides) console.log(`  ${side.settings}`);
   const row = (name: string, o: Outcome) => [
-    name, fmt(o.acked), fmt(o.delivered), fmt(o.lost), fmt(o.linkUpMs), fmt(o.drainPerSec), fmt(o.counters.peakRssMb, 1),
-    fmt(o.counters.writeBytes / 2 ** 20, 1), fmt(o.counters.cancelledWriteBytes / 2 ** 20, 1),
+    name, fmt(o.acked), fmt(o.delivered), fmt(o.lost), fmt(o.linkUpMs), fmt(o.drainPerSec),
+    fmt(o.counters.peakRssMb, 1), fmt(o.counters.writeBytes / 2 ** 20, 1),
+    fmt(o.counters.cancelledWriteBytes / 2 ** 20, 1),
+    `${fmt(o.outageConnects)} in ${fmt(o.outageSecs)} s`,
   ];
-  console.log(formatTable(
-    ['local side', 'acked', 'delivered', 'lost', 'link-up ms', 'drain msgs/s', 'peak RSS MiB', 'disk written MiB', 'cancelled MiB'],
-    [row('mosquitto bridge', bridge), row('outpost', outpost)],
-  ));
+  const header = ['local side', 'acked', 'delivered', 'lost', 'link-up ms', 'drain msgs/s', 'peak RSS MiB',
+    'disk written MiB', 'cancelled MiB', 'connects during outage'];
+  console.log(formatTable(header, [row('mosquitto bridge', bridge), row('outpost', outpost)]));
   const round = (value: number, digits = 0) => Number(value.toFixed(digits));
   console.log(JSON.stringify({
     bench: 'bridge', messages,
     outpostLost: outpost.lost, bridgeLost: bridge.lost, outpostAcked: outpost.acked, bridgeAcked: bridge.acked,
-    linkUpVsBridge: round(outpost.linkUpMs / bridge.linkUpMs, 3), drainVsBridge: round(outpost.drainPerSec / bridge.drainPerSec, 3),
+    linkUpVsBridge: round(outpost.linkUpMs / bridge.linkUpMs, 3),
+    drainVsBridge: round(outpost.drainPerSec / bridge.drainPerSec, 3),
     outpostLinkUpMs: round(outpost.linkUpMs), bridgeLinkUpMs: round(bridge.linkUpMs),
     outpostDrainPerSec: round(outpost.drainPerSec), bridgeDrainPerSec: round(bridge.drainPerSec),
     outpostPeakRssMb: round(outpost.counters.peakRssMb, 1), bridgePeakRssMb: round(bridge.counters.peakRssMb, 1),

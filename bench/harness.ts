@@ -26,11 +26,17 @@ export function ioCounters(): { writeBytes: number; cancelledWriteBytes: number 
   return { writeBytes: field('write_bytes'), cancelledWriteBytes: field('cancelled_write_bytes') };
 }
 
+export interface ProcessCounters {
+  peakRssMb: number;
+  writeBytes: number;
+  cancelledWriteBytes: number;
+}
+
 /**
  * Another process's peak RSS (VmHWM, MiB) and disk counters (/proc/<pid>/io), or null once it is gone: a
  * caller that kills the process reads them just before.
  */
-export function processCounters(pid: number): { peakRssMb: number; writeBytes: number; cancelledWriteBytes: number } | null {
+export function processCounters(pid: number): ProcessCounters | null {
   try {
     const status = readFileSync(`/proc/${pid}/status`, 'utf8');
     const io = readFileSync(`/proc/${pid}/io`, 'utf8');
