@@ -168,6 +168,10 @@ export async function linkUp(brokerPort: number, brokerUrl: string, runs: number
   try {
     for (let run = 1; timesMs.length + failures.length < runs && attempts < runs + LINK_UP_RETRIES_MAX; run += 1) {
       attempts += 1;
+      // The outage starts on a drained, resynced connection. A cut during the resync hooks is lost by the
+      // pump (it has no session yet to end), which then reports "up" on a dead connection and never backs off.
+      const status = () => service.status();
+      await until('the link up before the outage', () => status().link === 'up', LINK_UP_TIMEOUT_MS, status);
       await setOperstate(sysDir, false);
       proxy.refuse();
       proxy.cut();
