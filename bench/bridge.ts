@@ -5,18 +5,22 @@
 // the children reconnect and finish, then the link returns. Measured per side: messages acknowledged to the
 // children against those the cloud received (lost), link-up → first message at the cloud, drain rate, peak
 // RSS and bytes written to disk (/proc/<pid>/io write_bytes) over both lives of the local process.
-// OUTPOST_BENCH_BRIDGE_MESSAGES sets the workload (a small number for a quick run).
+// OUTPOST_BENCH_BRIDGE_MESSAGES sets the workload and OUTPOST_BENCH_BRIDGE_RUNS the runs per side (small
+// numbers for a quick run).
 import { execFileSync } from 'node:child_process';
 import { join } from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { Mosquitto } from '../test/support/brokers.js';
 import { FaultProxy } from '../test/support/fault-proxy.js';
 import { mosquittoBridge, outpostGateway, type LocalSide, type SideCounters } from './bridge-sides.js';
-import { envInt, fmt, formatTable, freshDir, removeDir, type BenchModule } from './harness.js';
+import { envInt, fmt, formatTable, freshDir, median, removeDir, type BenchModule } from './harness.js';
 import { REPO } from './ship.js';
 import { until } from './uplink-roles.js';
 
-const MESSAGES_DEFAULT = 10_000;
+/** Enough for mosquitto's whole-database saves to show (they grow with the backlog), small enough for minutes. */
+const MESSAGES_DEFAULT = 5_000;
+/** Runs per side; the figures are their medians. */
+const RUNS_DEFAULT = 3;
 const CHILDREN = 10;
 /** Publishes each child keeps awaiting PUBACK: children of a busy site, not one message at a time. */
 const CHILD_WINDOW_MESSAGES = 4;
@@ -164,10 +168,26 @@ async function scenario(makeSide: SideMaker, messages: number): Promise<Outcome>
   }
 }
 
-function report(messages: number, sides: LocalSide[], outpost: Outcome, bridge: Outcome): void {
+/** Runs taken together: counts summed over them, rates and bytes their medians, RSS its peak. */
+function summarize(runs: Outcome[]): Outcome {
+  const sum = (pick: (o: Outcome) => number) => runs.reduce((total, o) => total + pick(o), 0);
+  const mid = (pick: (o: Outcome) => number) => median(runs.map(pick));
+  return {
+    acked: sum((o) => o.acked), delivered: sum((o) => o.delivered), lost: sum((o) => o.lost),
+    linkUpMs: mid((o) => o.linkUpMs), drainPerSec: mid((o) => o.drainPerSec),
+    outageConnects: sum((o) => o.outageConnects), outageSecs: sum((o) => o.outageSecs),
+    counters: {
+      peakRssMb: Math.max(...runs.map((o) => o.counters.peakRssMb)),
+      writeBytes: mid((o) => o.counters.writeBytes), cancelledWriteBytes: mid((o) => o.counters.cancelledWriteBytes),
+    },
+  };
+}
+
+function report(messages: number, runs: number, settings: string[], outpost: Outcome, bridge: Outcome): void {
   console.log(`\nbridge: ${fmt(messages)} messages of ${BODY_BYTES} B from ${CHILDREN} children, QoS 1, ` +
-    `${CHILD_WINDOW_MESSAGES} in flight each, one SIGKILL at ${KILL_AT_SHARE * 100}%`);
-  for (const side of sides) console.log(`  ${side.settings}`);
+    `${CHILD_WINDOW_MESSAGES} in flight each, one SIGKILL at ${KILL_AT_SHARE * 100}%; ${runs} runs per side, ` +
+    'alternating; counts summed over the runs, link-up, drain and disk bytes their medians, RSS the peak');
+  for (const line of settings) console.log(`  ${line}`);
   const row = (name: string, o: Outcome) => [
     name, fmt(o.acked), fmt(o.delivered), fmt(o.lost), fmt(o.linkUpMs), fmt(o.drainPerSec),
     fmt(o.counters.peakRssMb, 1), fmt(o.counters.writeBytes / 2 ** 20, 1),
@@ -175,11 +195,11 @@ function report(messages: number, sides: LocalSide[], outpost: Outcome, bridge: 
     `${fmt(o.outageConnects)} in ${fmt(o.outageSecs)} s`,
   ];
   const header = ['local side', 'acked', 'delivered', 'lost', 'link-up ms', 'drain msgs/s', 'peak RSS MiB',
-    'disk written MiB', 'cancelled MiB', 'connects during outage'];
+    'disk written MiB', 'cancelled MiB', 'connects during outages'];
   console.log(formatTable(header, [row('mosquitto bridge', bridge), row('outpost', outpost)]));
   const round = (value: number, digits = 0) => Number(value.toFixed(digits));
   console.log(JSON.stringify({
-    bench: 'bridge', messages,
+    bench: 'bridge', messages, runs,
     outpostLost: outpost.lost, bridgeLost: bridge.lost, outpostAcked: outpost.acked, bridgeAcked: bridge.acked,
     linkUpVsBridge: round(outpost.linkUpMs / bridge.linkUpMs, 3),
     drainVsBridge: round(outpost.drainPerSec / bridge.drainPerSec, 3),
@@ -192,16 +212,22 @@ function report(messages: number, sides: LocalSide[], outpost: Outcome, bridge: 
 
 async function run(): Promise<void> {
   const messages = envInt('OUTPOST_BENCH_BRIDGE_MESSAGES', MESSAGES_DEFAULT);
+  const runs = envInt('OUTPOST_BENCH_BRIDGE_RUNS', RUNS_DEFAULT);
   execFileSync(process.execPath, [join(REPO, 'scripts/build.js'), 'firmware/main.ts'], { cwd: REPO, stdio: 'inherit' });
-  const sides: LocalSide[] = [];
+  const settings = new Map<string, string>();
   const keep = (make: SideMaker): SideMaker => async (dir, port, url) => {
     const side = await make(dir, port, url);
-    sides.push(side);
+    settings.set(side.name, side.settings);
     return side;
   };
-  const bridge = await scenario(keep((dir, port) => mosquittoBridge(dir, port, CHILDREN)), messages);
-  const outpost = await scenario(keep((dir, port, url) => outpostGateway(dir, port, CHILDREN, url)), messages);
-  report(messages, sides, outpost, bridge);
+  const bridge: Outcome[] = [];
+  const outpost: Outcome[] = [];
+  // Alternating, so a change in the machine's load during the run falls on both sides alike.
+  for (let i = 0; i < runs; i += 1) {
+    bridge.push(await scenario(keep((dir, port) => mosquittoBridge(dir, port, CHILDREN)), messages));
+    outpost.push(await scenario(keep((dir, port, url) => outpostGateway(dir, port, CHILDREN, url)), messages));
+  }
+  report(messages, runs, [...settings.values()], summarize(outpost), summarize(bridge));
 }
 
 async function child(role: string): Promise<Record<string, unknown>> {
