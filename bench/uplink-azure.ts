@@ -14,7 +14,7 @@ import { GATEWAY_ID, LINK_UP_TIMEOUT_MS, setOperstate, until } from './uplink-ro
 
 /**
  * Where the pump is when the link returns. In a black hole a connect attempt hangs until the pump's
- * connectTimeoutMs (15 s by default) and the backoff sleeps between attempts are at most LINK_BACKOFF.maxMs,
+ * connectTimeoutMs (15 s by default) and the backoff sleeps between attempts are at most AZURE_BACKOFF.maxMs,
  * so `connecting` is where a returning link mostly finds it; `backoff` is the other case.
  */
 export type AzurePhase = 'connecting' | 'backoff';
