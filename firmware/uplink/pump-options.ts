@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
 import type { BackoffOptions } from './backoff.js';
+import type { DeadLetterStatus } from './dead-letter.js';
 import type { PumpLane } from './drain.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
@@ -47,6 +48,18 @@ export interface PumpOptions {
   publishTimeoutMs?: number;
   /** Longest a single resync hook may run, ms. Default 30,000. */
   resyncTimeoutMs?: number;
+  /**
+   * Tries per message before it goes to the dead-letter lane, counting refusals of the moment (quota), a
+   * connection that died with it the oldest in flight, and a PUBACK that never came while the broker still
+   * answered pings. Default 5. A permanent refusal (not authorized, too large) needs no second try.
+   */
+  publishAttemptsMax?: number;
+  /** A connection must last this long before the backoff starts over from its base, ms. Default 30,000. */
+  stableConnectionMs?: number;
+  /** How long a probe (PINGREQ on a link-up notice or a missing PUBACK) waits for its answer, ms. Default 2,000. */
+  probeTimeoutMs?: number;
+  /** The ring log's dead-letter lane; without one nothing is given up on and a refused message holds its lane. */
+  deadLetterLane?: Pick<PumpLane, 'append'>;
   backoff?: BackoffOptions;
   resyncHooks?: ResyncHook[];
   /** Backlog bytes and age from the store (RingLog.stats()); without it status counts records only. */
@@ -71,6 +84,10 @@ export interface PumpStatus {
   /** Time left in the current backoff sleep, ms; null when not in backoff. */
   retryInMs: number | null;
   inflight: number;
+  /** The window in force: inflightMax, or the server's Receive Maximum when lower; null when not connected. */
+  windowMax: number | null;
+  /** Messages moved to the dead-letter lane, by reason. */
+  deadLetters: DeadLetterStatus;
   /** The bandwidth cap in force, bytes/s; 0 = none. */
   maxBytesPerSec: number;
   backlog: { records: number; bytes: number | null; oldestAgeMs: number | null };
@@ -89,6 +106,11 @@ export const LIMIT_RANGES = {
   connectTimeoutMs: [100, 600_000, 15_000, 'ms'],
   publishTimeoutMs: [100, 600_000, 20_000, 'ms'],
   resyncTimeoutMs: [100, 600_000, 30_000, 'ms'],
+  publishAttemptsMax: [1, 1_000, 5, 'attempts'],
+  // A broker that accepts and then drops every connection would otherwise be hit ~200 times a minute.
+  stableConnectionMs: [0, 3_600_000, 30_000, 'ms'],
+  // Short: it runs when the link is suspected dead, and every ms of it is a ms of stall.
+  probeTimeoutMs: [50, 60_000, 2_000, 'ms'],
 } as const;
 export type LimitName = keyof typeof LIMIT_RANGES;
 /** Lanes a pump may drain; the weighted pick walks all of them per message. */

@@ -1,5 +1,6 @@
 import { systemClock, type Clock } from '../clock.js';
 import { Backoff } from './backoff.js';
+import { AttemptLedger, DeadLetters } from './dead-letter.js';
 import { DrainSession, type DrainLimits, type PumpLane } from './drain.js';
 import {
   checkLimit,
@@ -12,6 +13,11 @@ import {
 } from './pump-options.js';
 import { RateMeter, TokenBucket } from './rate.js';
 import { UplinkError } from './types.js';
+
+/** What Pump.stop may take when the caller names no budget: a third of the gateway's 15 s stop. */
+export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
+/** Of a stop's budget, kept back for the MQTT DISCONNECT after in-flight publishes are done, ms. */
+const STOP_CLOSE_RESERVE_MS = 1_000;
 
 export type { PumpLane } from './drain.js';
 export {
@@ -52,6 +58,11 @@ export class Pump {
   /** Monotonic time the current backoff sleep ends; null when not sleeping. */
   private sleepUntilMonoMs: number | null = null;
   private watchdog: NodeJS.Timeout | null = null;
+  /** One probe at a time: a wake storm (SIGUSR2 from a hook in a loop) must not become a PINGREQ storm. */
+  private probing = false;
+  private connectedAtMonoMs: number | null = null;
+  private readonly ledger: AttemptLedger;
+  private readonly deadLetters: DeadLetters | null;
 
   constructor(private readonly opts: PumpOptions) {
     if (!opts.gatewayId) throw new UplinkError('INVALID', '"gatewayId" must be a non-empty string');
@@ -61,7 +72,14 @@ export class Pump {
     this.backoff = new Backoff(opts.backoff);
     this.delivered = new RateMeter(this.clock);
     this.bucket = new TokenBucket(this.limits.maxBytesPerSec, this.clock);
-    opts.transport.onDisconnect((cause) => this.session?.end(cause));
+    const box = opts.deadLetterLane;
+    this.deadLetters = box === undefined ? null : new DeadLetters(box, () => this.clock.wallMs());
+    this.ledger = new AttemptLedger(box === undefined ? Infinity : this.limits.publishAttemptsMax);
+    // Our own teardowns (CLOSED) end the session first; any other loss is the broker's or the link's.
+    opts.transport.onDisconnect((cause) => {
+      const ours = cause instanceof UplinkError && cause.code === 'CLOSED';
+      this.session?.end(cause, ours ? undefined : 'connection-lost');
+    });
   }
 
   start(): void {
@@ -72,7 +90,9 @@ export class Pump {
 
   /**
    * The link is back (interface up, modem hook, SIGUSR2): forget the backoff and connect now. An attempt
-   * already under way began while the link was down, so it is abandoned rather than waited out.
+   * already under way began while the link was down, so it is abandoned rather than waited out. A
+   * connection that looks up may have died in the outage without a FIN (a black hole): it is probed, and
+   * replaced at once if it does not answer, instead of waiting out publishTimeoutMs.
    */
   wake(reason = 'wake'): void {
     if (this.stopping) return;
@@ -82,7 +102,23 @@ export class Pump {
       this.skipBackoff = true;
       void this.opts.transport.destroy();
     }
+    if (this.link === 'up' || this.link === 'resyncing') void this.probeAfterWake();
     this.lastWake = { reason, atWallMs: this.clock.wallMs() };
+  }
+
+  private async probeAfterWake(): Promise<void> {
+    if (this.probing) return;
+    this.probing = true;
+    const connects = this.connects;
+    const alive = await this.opts.transport.probe(this.limits.probeTimeoutMs);
+    this.probing = false;
+    // A connection made since the probe went out is not the one that failed it.
+    if (alive || this.stopping || connects !== this.connects) return;
+    const err = new UplinkError('TIMEOUT', `no answer to a probe within ${this.limits.probeTimeoutMs} ms after a link-up notice; reconnecting`);
+    this.reportError(err);
+    this.skipBackoff = true;
+    this.session?.end(err);
+    void this.opts.transport.destroy();
   }
 
   /** Changes the bandwidth cap live (cloud-pushed settings); 0 lifts it. Validated as the option is. */
@@ -92,23 +128,29 @@ export class Pump {
     this.session?.rateChanged();
   }
 
-  /** Stops taking records, lets in-flight publishes finish (bounded by publishTimeoutMs), acks, closes. */
-  async stop(): Promise<void> {
+  /**
+   * Stops taking records, lets in-flight publishes finish, acks, says goodbye — all within `budgetMs`, on any
+   * link. What is still in flight when the budget runs short is abandoned: it was never acked, so it goes
+   * again after the restart (at-least-once).
+   */
+  async stop(budgetMs = PUMP_STOP_BUDGET_MS_DEFAULT): Promise<void> {
     if (this.loop === null) return;
+    const deadline = this.clock.monoMs() + budgetMs;
+    const left = () => Math.max(0, deadline - this.clock.monoMs());
     this.stopping = true;
     this.interruptSleep?.();
     const session = this.session;
     if (session !== null) {
       session.pause();
-      const timer = setTimeout(() => void this.opts.transport.destroy(), this.limits.publishTimeoutMs);
-      await session.quiesce();
-      clearTimeout(timer);
+      const quiesced = await within(session.quiesce(), Math.min(this.limits.publishTimeoutMs, left() - STOP_CLOSE_RESERVE_MS));
       session.end();
+      if (!quiesced) await this.opts.transport.destroy();
     } else {
       await this.opts.transport.destroy();
     }
-    await this.loop;
-    await this.opts.transport.close();
+    // A resync hook may still be running (bounded by resyncTimeoutMs, longer than a stop): not waited out.
+    await within(this.loop, left());
+    if (!(await within(this.opts.transport.close(), left()))) await this.opts.transport.destroy();
     this.loop = null;
     this.link = 'stopped';
   }
@@ -128,6 +170,8 @@ export class Pump {
       backoffCeilingMs: this.backoff.ceilingMs(),
       retryInMs: this.sleepUntilMonoMs === null ? null : Math.max(0, this.sleepUntilMonoMs - this.clock.monoMs()),
       inflight: this.session?.inflight ?? 0,
+      windowMax: this.session?.windowMax ?? null,
+      deadLetters: this.deadLetters?.status() ?? { total: 0, byReason: {}, last: null },
       maxBytesPerSec: this.limits.maxBytesPerSec,
       backlog: { records, bytes: extra?.bytes ?? null, oldestAgeMs: extra?.oldestAgeMs ?? null },
       drainRatePerSec: rate,
@@ -145,6 +189,9 @@ export class Pump {
         this.reportError(err);
       }
       this.connectedSinceWallMs = null;
+      const upMs = this.connectedAtMonoMs === null ? 0 : this.clock.monoMs() - this.connectedAtMonoMs;
+      if (this.connectedAtMonoMs !== null && upMs >= this.limits.stableConnectionMs) this.backoff.reset();
+      this.connectedAtMonoMs = null;
       // On stop the connection is left for stop() to close politely (MQTT DISCONNECT).
       if (this.stopping) break;
       await this.opts.transport.destroy();
@@ -156,7 +203,8 @@ export class Pump {
   private async connect(): Promise<void> {
     this.link = 'connecting';
     await this.guard(this.opts.transport.connect(), this.limits.connectTimeoutMs, 'connect');
-    this.backoff.reset();
+    // Not reset here: a broker that accepts and then drops each connection must still see the backoff grow.
+    this.connectedAtMonoMs = this.clock.monoMs();
     this.connects += 1;
     this.connectedSinceWallMs = this.clock.wallMs();
   }
@@ -183,6 +231,9 @@ export class Pump {
         clock: this.clock,
         gatewayId: this.opts.gatewayId,
         limits: this.limits as DrainLimits,
+        windowMax: Math.min(this.limits.inflightMax, this.opts.transport.serverLimits?.().receiveMaximum ?? Infinity),
+        ledger: this.ledger,
+        deadLetters: this.deadLetters,
         delivered: this.delivered,
         bucket: this.bucket,
         reportError: (err) => this.reportError(err),
@@ -199,13 +250,22 @@ export class Pump {
     }
   }
 
-  /** A publish outstanding past publishTimeoutMs means packets vanish (black hole): tear down, start over. */
+  /**
+   * A publish outstanding past publishTimeoutMs: either packets vanish (a black hole) or the broker dropped
+   * that one message without a word (mosquitto over its message_size_limit). A probe tells them apart; only
+   * the second costs the message an attempt. Either way the connection is torn down and the drain starts over.
+   */
   private startWatchdog(session: DrainSession): void {
     const periodMs = Math.max(50, Math.floor(this.limits.publishTimeoutMs / 4));
     this.watchdog = setInterval(() => {
       const sentAtMs = session.oldestInflightSentAtMs();
-      if (sentAtMs === null || this.clock.monoMs() - sentAtMs < this.limits.publishTimeoutMs) return;
-      session.end(new UplinkError('TIMEOUT', `no PUBACK for ${this.limits.publishTimeoutMs} ms; tearing the connection down`));
+      if (this.probing || sentAtMs === null || this.clock.monoMs() - sentAtMs < this.limits.publishTimeoutMs) return;
+      this.probing = true;
+      void this.opts.transport.probe(this.limits.probeTimeoutMs).then((alive) => {
+        this.probing = false;
+        const why = alive ? 'the broker answers pings, so it dropped the message' : 'the link does not answer';
+        session.end(new UplinkError('TIMEOUT', `no PUBACK for ${this.limits.publishTimeoutMs} ms (${why}); tearing the connection down`), alive ? 'no-puback' : undefined);
+      });
     }, periodMs);
   }
 
@@ -251,5 +311,16 @@ export class Pump {
     const code = error instanceof UplinkError ? error.code : null;
     this.lastError = { message: error.message, code, atWallMs: this.clock.wallMs() };
     this.opts.onError?.(error);
+  }
+}
+
+/** True when `work` settled within `ms`; the timer never outlives the answer. */
+async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
+  try {
+    return await Promise.race([work.then(() => true, () => true), late]);
+  } finally {
+    clearTimeout(timer);
   }
 }
