@@ -74,6 +74,8 @@ export interface PumpStatus {
   link: LinkState;
   protocol: string;
   lastError: { message: string; code: string | null; atWallMs: number } | null;
+  /** The last probe of a connection that looked up (after a wake or a missing PUBACK): answered or not. */
+  lastProbe: { answered: boolean; atWallMs: number } | null;
   /** The last link-up notice (interface, modem hook, signal) and when it came. */
   lastWake: { reason: string; atWallMs: number } | null;
   /** Wall time of the current connection's start; null when not up. */

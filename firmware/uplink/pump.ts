@@ -12,6 +12,7 @@ import {
   type PumpStatus,
 } from './pump-options.js';
 import { RateMeter, TokenBucket } from './rate.js';
+import { deadline, within } from './timers.js';
 import { UplinkError } from './types.js';
 
 /** What Pump.stop may take when the caller names no budget: a third of the gateway's 15 s stop. */
@@ -47,6 +48,7 @@ export class Pump {
   private link: LinkState = 'stopped';
   private lastError: PumpStatus['lastError'] = null;
   private lastWake: PumpStatus['lastWake'] = null;
+  private lastProbe: PumpStatus['lastProbe'] = null;
   private connectedSinceWallMs: number | null = null;
   private connects = 0;
   private session: DrainSession | null = null;
@@ -58,7 +60,6 @@ export class Pump {
   /** Monotonic time the current backoff sleep ends; null when not sleeping. */
   private sleepUntilMonoMs: number | null = null;
   private watchdog: NodeJS.Timeout | null = null;
-  /** One probe at a time: a wake storm (SIGUSR2 from a hook in a loop) must not become a PINGREQ storm. */
   private probing = false;
   private connectedAtMonoMs: number | null = null;
   private readonly ledger: AttemptLedger;
@@ -107,18 +108,25 @@ export class Pump {
   }
 
   private async probeAfterWake(): Promise<void> {
-    if (this.probing) return;
-    this.probing = true;
     const connects = this.connects;
-    const alive = await this.opts.transport.probe(this.limits.probeTimeoutMs);
-    this.probing = false;
+    const answered = await this.probe();
     // A connection made since the probe went out is not the one that failed it.
-    if (alive || this.stopping || connects !== this.connects) return;
+    if (answered !== false || this.stopping || connects !== this.connects) return;
     const err = new UplinkError('TIMEOUT', `no answer to a probe within ${this.limits.probeTimeoutMs} ms after a link-up notice; reconnecting`);
     this.reportError(err);
     this.skipBackoff = true;
     this.session?.end(err);
     void this.opts.transport.destroy();
+  }
+
+  /** Null when a probe is already out: a wake storm (a hook in a loop) must not become a PINGREQ storm. */
+  private async probe(): Promise<boolean | null> {
+    if (this.probing) return null;
+    this.probing = true;
+    const answered = await this.opts.transport.probe(this.limits.probeTimeoutMs);
+    this.probing = false;
+    this.lastProbe = { answered, atWallMs: this.clock.wallMs() };
+    return answered;
   }
 
   /** Changes the bandwidth cap live (cloud-pushed settings); 0 lifts it. Validated as the option is. */
@@ -165,6 +173,7 @@ export class Pump {
       protocol: this.opts.transport.protocol,
       lastError: this.lastError,
       lastWake: this.lastWake,
+      lastProbe: this.lastProbe,
       connectedSinceWallMs: this.connectedSinceWallMs,
       connects: this.connects,
       backoffCeilingMs: this.backoff.ceilingMs(),
@@ -260,9 +269,8 @@ export class Pump {
     this.watchdog = setInterval(() => {
       const sentAtMs = session.oldestInflightSentAtMs();
       if (this.probing || sentAtMs === null || this.clock.monoMs() - sentAtMs < this.limits.publishTimeoutMs) return;
-      this.probing = true;
-      void this.opts.transport.probe(this.limits.probeTimeoutMs).then((alive) => {
-        this.probing = false;
+      void this.probe().then((alive) => {
+        if (alive === null) return;
         const why = alive ? 'the broker answers pings, so it dropped the message' : 'the link does not answer';
         session.end(new UplinkError('TIMEOUT', `no PUBACK for ${this.limits.publishTimeoutMs} ms (${why}); tearing the connection down`), alive ? 'no-puback' : undefined);
       });
@@ -275,19 +283,11 @@ export class Pump {
   }
 
   /** Races `work` against a timeout; on timeout the connection is torn down so `work` cannot linger. */
-  private async guard(work: Promise<void>, timeoutMs: number, what: string, destroy = true): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        if (destroy) void this.opts.transport.destroy();
-        reject(new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`));
-      }, timeoutMs);
+  private guard(work: Promise<void>, timeoutMs: number, what: string, destroy = true): Promise<void> {
+    return deadline(work, timeoutMs, () => {
+      if (destroy) void this.opts.transport.destroy();
+      return new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`);
     });
-    try {
-      await Promise.race([work, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   private sleep(ms: number): Promise<void> {
@@ -311,16 +311,5 @@ export class Pump {
     const code = error instanceof UplinkError ? error.code : null;
     this.lastError = { message: error.message, code, atWallMs: this.clock.wallMs() };
     this.opts.onError?.(error);
-  }
-}
-
-/** True when `work` settled within `ms`; the timer never outlives the answer. */
-async function within(work: Promise<unknown>, ms: number): Promise<boolean> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
-  try {
-    return await Promise.race([work.then(() => true, () => true), late]);
-  } finally {
-    clearTimeout(timer);
   }
 }

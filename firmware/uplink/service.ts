@@ -74,6 +74,7 @@ function disabledService(log: RingLog): UplinkService {
       protocol: 'none',
       lastError: null,
       lastWake: null,
+      lastProbe: null,
       connectedSinceWallMs: null,
       connects: 0,
       backoffCeilingMs: 0,

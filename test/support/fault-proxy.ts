@@ -11,6 +11,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
  * - `blackhole()`: sockets stay open, nothing is forwarded, no FIN and no RST — the proxy stops reading, so
  *   the bytes wait in kernel buffers, exactly as a TCP sender's unacknowledged data waits while every packet
  *   is dropped. New connections are accepted but never reach the broker until `pass()`.
+ * - `blackholeOpen()`: the connections open now go silent for good, as after a modem re-attach that lost the
+ *   carrier's NAT state (no FIN, no RST); new connections pass.
  * - `refuse()`: new connections are reset as soon as they are accepted; open ones are left alone.
  * - `throttle(bytesPerSec)`: each direction of each connection is held to that rate; `throttle(null)` lifts it.
  */
@@ -52,6 +54,8 @@ function settle(socket: net.Socket, event: 'connect' | 'drain'): Promise<string>
 interface Pair {
   client: net.Socket;
   upstream: net.Socket | null;
+  /** Black-holed by blackholeOpen(), whatever the mode. */
+  silenced: boolean;
 }
 
 export class FaultProxy {
@@ -105,6 +109,11 @@ export class FaultProxy {
     this.setMode('refuse');
   }
 
+  blackholeOpen(): void {
+    for (const pair of this.pairs) pair.silenced = true;
+    this.setMode(this.modeNow);
+  }
+
   throttle(bytesPerSec: number | null): void {
     if (bytesPerSec !== null && !(bytesPerSec >= 1)) {
       throw new RangeError(`"bytesPerSec" must be at least 1 or null, got ${bytesPerSec}`);
@@ -138,7 +147,7 @@ export class FaultProxy {
       client.resetAndDestroy();
       return;
     }
-    const pair: Pair = { client, upstream: null };
+    const pair: Pair = { client, upstream: null, silenced: false };
     this.pairs.add(pair);
     client.on('error', () => this.drop(pair, true));
     client.on('close', () => this.drop(pair, false));
@@ -159,7 +168,7 @@ export class FaultProxy {
 
   /** Waits while the link is black-holed; false once the pair is gone. */
   private async passable(pair: Pair): Promise<boolean> {
-    while (this.modeNow === 'blackhole' && this.pairs.has(pair)) await this.modeChanged.promise;
+    while ((this.modeNow === 'blackhole' || pair.silenced) && this.pairs.has(pair)) await this.modeChanged.promise;
     return this.pairs.has(pair);
   }
 
