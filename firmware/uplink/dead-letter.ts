@@ -38,40 +38,52 @@ interface Charge {
 }
 
 /**
- * Attempts per message, across connections. Only the message a failure points at is charged (the one the
- * broker refused, or the oldest unacknowledged when a connection dies), and a lane's charged message is
- * always its oldest undelivered one, so one entry per lane is enough: a charge for a later seq means the
- * earlier one left.
+ * Messages per lane with attempts on record. Only the messages a failure points at are charged (the one
+ * the broker refused, or the oldest unacknowledged when a connection dies), all within one window of the
+ * lane's acknowledged cursor; entries at or below it are dropped at every charge. Past this bound the
+ * lowest seq is forgotten: it may then be tried a few more times, never fewer.
+ */
+const CHARGED_SEQS_PER_LANE_MAX = 64;
+
+/**
+ * Attempts per message, across connections (not across restarts: a restart gives every message its budget
+ * back, which costs at most publishAttemptsMax more tries).
  */
 export class AttemptLedger {
-  private readonly byLane = new Map<string, Charge>();
+  private readonly byLane = new Map<string, Map<number, Charge>>();
 
   /** `attemptsMax` Infinity: nothing is ever given up on (a pump without a dead-letter lane). */
   constructor(private readonly attemptsMax: number) {}
 
-  /** Counts a failed attempt (`permanent`: the last one there will be); true once no attempt is left. */
-  charge(lane: string, seq: number, reason: string, permanent = false): boolean {
-    const now = this.byLane.get(lane);
-    const attempts = now !== undefined && now.seq === seq ? now.attempts + 1 : 1;
-    const exhausted = permanent || attempts >= this.attemptsMax;
-    this.byLane.set(lane, { seq, attempts, reason, exhausted, lettered: false });
+  /**
+   * Counts a failed attempt (`permanent`: the last one there will be); true once no attempt is left.
+   * `ackedSeq` is the lane's acknowledged cursor: charges at or below it are settled and dropped.
+   */
+  charge(lane: string, seq: number, reason: string, ackedSeq: number, permanent = false): boolean {
+    let charges = this.byLane.get(lane);
+    if (charges === undefined) this.byLane.set(lane, (charges = new Map()));
+    for (const charged of charges.keys()) if (charged <= ackedSeq) charges.delete(charged);
+    const now = charges.get(seq);
+    const attempts = (now?.attempts ?? 0) + 1;
+    const exhausted = (now?.exhausted ?? false) || permanent || attempts >= this.attemptsMax;
+    charges.set(seq, { seq, attempts, reason: now?.exhausted ? now.reason : reason, exhausted, lettered: now?.lettered ?? false });
+    if (charges.size > CHARGED_SEQS_PER_LANE_MAX) charges.delete(Math.min(...charges.keys()));
     return exhausted;
   }
 
   /** The spent budget of a message about to be sent again, or null while it may still be tried. */
   spent(lane: string, seq: number): Charge | null {
-    const now = this.byLane.get(lane);
-    return now !== undefined && now.seq === seq && now.exhausted ? now : null;
+    const now = this.byLane.get(lane)?.get(seq);
+    return now !== undefined && now.exhausted ? now : null;
   }
 
   lettered(lane: string, seq: number): void {
-    const now = this.byLane.get(lane);
-    if (now !== undefined && now.seq === seq) now.lettered = true;
+    const now = this.byLane.get(lane)?.get(seq);
+    if (now !== undefined) now.lettered = true;
   }
 
   attempts(lane: string, seq: number): number {
-    const now = this.byLane.get(lane);
-    return now !== undefined && now.seq === seq ? now.attempts : 0;
+    return this.byLane.get(lane)?.get(seq)?.attempts ?? 0;
   }
 }
 

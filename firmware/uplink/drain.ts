@@ -103,8 +103,14 @@ export class DrainSession {
   end(cause?: Error, charge?: string): void {
     if (this.ended) return;
     this.ended = true;
-    const oldest = charge === undefined ? null : this.oldestSent();
-    if (oldest !== null) this.host.ledger.charge(oldest.cursor.lane.name, oldest.entry.record.seq, charge!);
+    // A refusal being dead-lettered already explains a loss that follows it (mosquitto 2.0.11 may close
+    // the connection after a refusal): the innocent message behind it is not charged for it.
+    const explained = this.cursors.some((c) => c.inflight.some((e) => e.state === 'dead-lettering'));
+    const oldest = charge === undefined || explained ? null : this.oldestSent();
+    if (oldest !== null) {
+      const { cursor, entry } = oldest;
+      this.host.ledger.charge(cursor.lane.name, entry.record.seq, charge!, cursor.lane.ackedSeq());
+    }
     for (const unsubscribe of this.unsubscribes) unsubscribe();
     if (this.throttleTimer !== null) clearTimeout(this.throttleTimer);
     for (const cursor of this.cursors) {
@@ -240,7 +246,7 @@ export class DrainSession {
     this.inflightCount -= 1;
     const lane = cursor.lane.name;
     const seq = entry.record.seq;
-    const exhausted = this.host.ledger.charge(lane, seq, refusal.reason, refusal.permanent);
+    const exhausted = this.host.ledger.charge(lane, seq, refusal.reason, cursor.lane.ackedSeq(), refusal.permanent);
     this.host.reportError(error);
     if (exhausted) this.deadLetter(cursor, entry, refusal.reason, this.host.ledger.attempts(lane, seq));
     else this.end(error);

@@ -4,6 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { runLogCli } from '../../../firmware/store/cli.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { parseUplinkConfig } from '../../../firmware/uplink/config.js';
+import { AttemptLedger } from '../../../firmware/uplink/dead-letter.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
 import { UPSTREAM_LANE_NAME, startUplink } from '../../../firmware/uplink/service.js';
 import { Mosquitto } from '../../support/brokers.js';
@@ -64,4 +65,24 @@ t.test('a refused message lands in the deadletter lane with its reason; outpost 
     $deadLetterSeq: '2',
     $deadLetterAttempts: '1',
   });
+});
+
+t.test('the attempt ledger: budgets per message, a permanent refusal sticks, settled charges go', async (t) => {
+  const ledger = new AttemptLedger(3);
+  t.equal(ledger.charge('up', 7, 'connection-lost', 0), false);
+  t.equal(ledger.charge('up', 8, 'connection-lost', 0), false, 'another message has its own budget');
+  t.equal(ledger.charge('up', 7, 'mqtt5-0x97-quota-exceeded', 0), false);
+  t.equal(ledger.attempts('up', 7), 2, "8's charge did not reset 7's");
+  t.equal(ledger.charge('up', 7, 'connection-lost', 0), true, 'the third attempt spends the budget');
+  t.match(ledger.spent('up', 7), { attempts: 3, reason: 'connection-lost' });
+
+  t.equal(ledger.charge('up', 9, 'mqtt5-0x87-not-authorized', 0, true), true, 'a permanent refusal needs no second try');
+  ledger.lettered('up', 9);
+  // mosquitto 2.0.11 can close the connection right after a refusal: that loss must not undo it.
+  t.equal(ledger.charge('up', 9, 'connection-lost', 0), true, 'a later loss keeps it given up');
+  t.match(ledger.spent('up', 9), { reason: 'mqtt5-0x87-not-authorized', lettered: true });
+
+  ledger.charge('up', 20, 'connection-lost', 9);
+  t.equal(ledger.attempts('up', 7), 0, 'charges at or below the acked cursor are dropped');
+  t.equal(ledger.spent('other', 7), null, 'lanes are separate');
 });
