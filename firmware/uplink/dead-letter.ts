@@ -66,7 +66,8 @@ export class AttemptLedger {
     const now = charges.get(seq);
     const attempts = (now?.attempts ?? 0) + 1;
     const exhausted = (now?.exhausted ?? false) || permanent || attempts >= this.attemptsMax;
-    charges.set(seq, { seq, attempts, reason: now?.exhausted ? now.reason : reason, exhausted, lettered: now?.lettered ?? false });
+    const lettered = now?.lettered ?? false;
+    charges.set(seq, { seq, attempts, reason: now?.exhausted ? now.reason : reason, exhausted, lettered });
     if (charges.size > CHARGED_SEQS_PER_LANE_MAX) charges.delete(Math.min(...charges.keys()));
     return exhausted;
   }

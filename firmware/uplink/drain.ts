@@ -77,7 +77,8 @@ export class DrainSession {
     let oldest: { cursor: Cursor; entry: Inflight } | null = null;
     for (const cursor of this.cursors) {
       const entry = cursor.inflight.find((e) => e.state === 'sent');
-      if (entry !== undefined && (oldest === null || entry.sentAtMs < oldest.entry.sentAtMs)) oldest = { cursor, entry };
+      if (entry === undefined) continue;
+      if (oldest === null || entry.sentAtMs < oldest.entry.sentAtMs) oldest = { cursor, entry };
     }
     return oldest;
   }
@@ -257,18 +258,23 @@ export class DrainSession {
     entry.state = 'dead-lettering';
     const box = this.host.deadLetters;
     const what = `${this.host.gatewayId}:${cursor.lane.name}:${entry.record.seq}`;
-    if (box === null) return this.end(new UplinkError('REFUSED', `${what} cannot be delivered (${reason}) and there is no dead-letter lane`));
+    if (box === null) {
+      return this.end(new UplinkError('REFUSED', `${what} cannot be delivered (${reason}) and there is no dead-letter lane`));
+    }
     box.put(cursor.lane.name, entry.record, reason, attempts).then(
       () => {
         this.host.ledger.lettered(cursor.lane.name, entry.record.seq);
-        this.host.reportError(new UplinkError('REFUSED', `${what} moved to the dead-letter lane after ${attempts} attempts: ${reason}`));
+        const moved = `${what} moved to the dead-letter lane after ${attempts} attempts: ${reason}`;
+        this.host.reportError(new UplinkError('REFUSED', moved));
         if (this.ended) return;
         entry.state = 'done';
         cursor.shiftDone();
         this.flushAck(cursor, false);
         this.notify();
       },
-      (err: unknown) => this.end(new UplinkError('IO', `${what} could not be dead-lettered: ${(err as Error).message}`, { cause: err })),
+      (err: unknown) => {
+        this.end(new UplinkError('IO', `${what} could not be dead-lettered: ${(err as Error).message}`, { cause: err }));
+      },
     );
   }
 

@@ -1,4 +1,4 @@
-import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { useCompactMqttEncoder } from '../mqtt-encoder.js';
 import { UPSTREAM_KEY, compileTopicTemplate, topicLevelSafe } from './message.js';
 import { TOO_LARGE, publishFits, pubackRefusal } from './refusal.js';
@@ -161,7 +161,8 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
         // mqtt.js reports an incoming packet it cannot parse (mosquitto 2.0 answers a message over its
         // message_size_limit with a PUBACK reason MQTT 5 does not allow) and then keeps the socket open
         // with its parser stuck: nothing, not even a PINGRESP, is read again. Such a connection is lost.
-        if (connected) lose(c, new UplinkError('DISCONNECTED', `connection to ${o.url} unusable: ${err.message}`, { cause: err }));
+        if (!connected) return;
+        lose(c, new UplinkError('DISCONNECTED', `connection to ${o.url} unusable: ${err.message}`, { cause: err }));
       });
       c.on('message', (topic, payload) => {
         if (client === c && topic === configTopic) for (const listener of configListeners) listener(payload);
@@ -170,7 +171,10 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
         if (client !== c) return;
         connected = true;
         const properties = connack.properties;
-        limits = { receiveMaximum: properties?.receiveMaximum ?? null, packetBytesMax: properties?.maximumPacketSize ?? null };
+        limits = {
+          receiveMaximum: properties?.receiveMaximum ?? null,
+          packetBytesMax: properties?.maximumPacketSize ?? null,
+        };
         abortConnect = null;
         resolve();
       });
@@ -191,7 +195,9 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
     const { packetBytesMax } = limits;
     // A broker closes the connection on a packet over its Maximum Packet Size (mosquitto: DISCONNECT 0x95),
     // which would take the whole window down with it, again at every reconnect: never send one.
-    const packet = { cmd: 'publish', topic, payload: message.body, qos: 1, dup: false, retain: false, messageId: 1, properties: options.properties } as const;
+    const packet: IPublishPacket = { cmd: 'publish', topic, payload: message.body, qos: 1, dup: false, retain: false };
+    packet.messageId = 1;
+    packet.properties = options.properties;
     if (packetBytesMax !== null && !publishFits(packet, o.protocolVersion, packetBytesMax)) {
       const what = `publish of ${message.messageId} is over the broker's Maximum Packet Size (${packetBytesMax} bytes)`;
       return Promise.reject(new UplinkError('REFUSED', what, { refusal: TOO_LARGE }));
@@ -203,8 +209,11 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
         if (!err) resolve();
         else if (ack?.cmd === 'puback' && typeof ack.reasonCode === 'number') {
           const refusal = pubackRefusal(ack.reasonCode);
-          reject(new UplinkError('REFUSED', `the broker refused ${message.messageId}: ${err.message}`, { cause: err, refusal }));
-        } else reject(new UplinkError('REJECTED', `publish of ${message.messageId} failed: ${err.message}`, { cause: err }));
+          const what = `the broker refused ${message.messageId}: ${err.message}`;
+          reject(new UplinkError('REFUSED', what, { cause: err, refusal }));
+        } else {
+          reject(new UplinkError('REJECTED', `publish of ${message.messageId} failed: ${err.message}`, { cause: err }));
+        }
       });
     });
   }

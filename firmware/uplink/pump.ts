@@ -112,7 +112,8 @@ export class Pump {
     const answered = await this.probe();
     // A connection made since the probe went out is not the one that failed it.
     if (answered !== false || this.stopping || connects !== this.connects) return;
-    const err = new UplinkError('TIMEOUT', `no answer to a probe within ${this.limits.probeTimeoutMs} ms after a link-up notice; reconnecting`);
+    const what = `no answer to a probe within ${this.limits.probeTimeoutMs} ms after a link-up notice; reconnecting`;
+    const err = new UplinkError('TIMEOUT', what);
     this.reportError(err);
     this.skipBackoff = true;
     this.session?.end(err);
@@ -150,7 +151,8 @@ export class Pump {
     const session = this.session;
     if (session !== null) {
       session.pause();
-      const quiesced = await within(session.quiesce(), Math.min(this.limits.publishTimeoutMs, left() - STOP_CLOSE_RESERVE_MS));
+      const quiesceMs = Math.min(this.limits.publishTimeoutMs, left() - STOP_CLOSE_RESERVE_MS);
+      const quiesced = await within(session.quiesce(), quiesceMs);
       session.end();
       if (!quiesced) await this.opts.transport.destroy();
     } else {
@@ -272,7 +274,8 @@ export class Pump {
       void this.probe().then((alive) => {
         if (alive === null) return;
         const why = alive ? 'the broker answers pings, so it dropped the message' : 'the link does not answer';
-        session.end(new UplinkError('TIMEOUT', `no PUBACK for ${this.limits.publishTimeoutMs} ms (${why}); tearing the connection down`), alive ? 'no-puback' : undefined);
+        const what = `no PUBACK for ${this.limits.publishTimeoutMs} ms (${why}); tearing the connection down`;
+        session.end(new UplinkError('TIMEOUT', what), alive ? 'no-puback' : undefined);
       });
     }, periodMs);
   }
