@@ -24,6 +24,8 @@ export interface DrainHost {
   readonly limits: DrainLimits;
   /** Publishes in flight at once on this connection: ours and the server's Receive Maximum, the lower. */
   readonly windowMax: number;
+  /** The window this connection starts with; it grows by one per acknowledgement up to windowMax. */
+  readonly windowStart: number;
   readonly ledger: AttemptLedger;
   /** Null only where no dead-letter lane was given (tests): an undeliverable message then holds its lane. */
   readonly deadLetters: DeadLetters | null;
@@ -42,6 +44,9 @@ export class DrainSession {
   private readonly unsubscribes: Array<() => void> = [];
   private inflightCount = 0;
   private ended = false;
+  private window: number;
+  /** True once a loss charged a message in flight: the next connection starts its window small. */
+  lostInFlight = false;
   /** The run loop and, during a graceful stop, quiesce(): never more than two. */
   private waiters: Array<() => void> = [];
   private woken = false;
@@ -55,6 +60,7 @@ export class DrainSession {
     lanes: Array<{ lane: PumpLane; weight: number }>,
   ) {
     this.cursors = lanes.map(({ lane, weight }) => new Cursor(lane, weight));
+    this.window = Math.min(host.windowStart, host.windowMax);
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => {});
     for (const cursor of this.cursors) this.unsubscribes.push(cursor.lane.onDurable(() => this.notify()));
@@ -62,6 +68,11 @@ export class DrainSession {
 
   get windowMax(): number {
     return this.host.windowMax;
+  }
+
+  /** The window in force now (slow start after a loss). */
+  get windowNow(): number {
+    return this.window;
   }
 
   get inflight(): number {
@@ -111,6 +122,7 @@ export class DrainSession {
     if (oldest !== null) {
       const { cursor, entry } = oldest;
       this.host.ledger.charge(cursor.lane.name, entry.record.seq, charge!, cursor.lane.ackedSeq());
+      this.lostInFlight = true;
     }
     for (const unsubscribe of this.unsubscribes) unsubscribe();
     if (this.throttleTimer !== null) clearTimeout(this.throttleTimer);
@@ -194,7 +206,7 @@ export class DrainSession {
 
   /** Fills the window: picks lanes by weight, publishes in seq order within each lane. */
   private dispatch(): void {
-    while (!this.ended && !this.paused && this.inflightCount < this.host.windowMax) {
+    while (!this.ended && !this.paused && this.inflightCount < this.window) {
       const cursor = nextTurn(this.cursors);
       if (cursor === null) return;
       const record = cursor.buffer[0]!;
@@ -227,6 +239,7 @@ export class DrainSession {
     if (this.ended) return;
     entry.state = 'done';
     this.inflightCount -= 1;
+    this.window = Math.min(this.host.windowMax, this.window + 1);
     const delivered = cursor.shiftDone();
     if (delivered > 0) {
       this.host.delivered.add(delivered);

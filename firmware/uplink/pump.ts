@@ -17,6 +17,13 @@ import { UplinkError } from './types.js';
 
 /** What Pump.stop may take when the caller names no budget: a third of the gateway's 15 s stop. */
 export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
+/**
+ * The window after a connection died with messages in flight, messages; it doubles with every round of
+ * acknowledgements (TCP's slow start). A broker that closes the connection on one bad message often resets
+ * it with PUBACKs still unread, so a full window would be lost and charged again and again; starting small
+ * sends the suspect first and alone, and the window is back to full within a few round trips.
+ */
+const WINDOW_AFTER_LOSS_MESSAGES = 1;
 /** Of a stop's budget, kept back for the MQTT DISCONNECT after in-flight publishes are done, ms. */
 const STOP_CLOSE_RESERVE_MS = 1_000;
 
@@ -62,6 +69,7 @@ export class Pump {
   private watchdog: NodeJS.Timeout | null = null;
   private probing = false;
   private connectedAtMonoMs: number | null = null;
+  private lastSessionLost = false;
   private readonly ledger: AttemptLedger;
   private readonly deadLetters: DeadLetters | null;
 
@@ -243,6 +251,7 @@ export class Pump {
         gatewayId: this.opts.gatewayId,
         limits: this.limits as DrainLimits,
         windowMax: Math.min(this.limits.inflightMax, this.opts.transport.serverLimits?.().receiveMaximum ?? Infinity),
+        windowStart: this.lastSessionLost ? WINDOW_AFTER_LOSS_MESSAGES : Infinity,
         ledger: this.ledger,
         deadLetters: this.deadLetters,
         delivered: this.delivered,
@@ -257,6 +266,7 @@ export class Pump {
       await session.run();
     } finally {
       this.stopWatchdog();
+      this.lastSessionLost = session.lostInFlight;
       this.session = null;
     }
   }
