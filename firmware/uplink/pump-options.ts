@@ -13,6 +13,18 @@ import { UplinkError, type UplinkTransport } from './types.js';
 export const INFLIGHT_MESSAGES_HARD_MAX = 4_096;
 export const INFLIGHT_MESSAGES_DEFAULT = 100;
 
+/** What Pump.stop may take when the caller names no budget: a third of the gateway's 15 s stop. */
+export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
+/**
+ * The window after a connection died with messages in flight, messages; it doubles with every round of
+ * acknowledgements (TCP's slow start). A broker that closes the connection on one bad message often resets
+ * it with PUBACKs still unread, so a full window would be lost and charged again and again; starting small
+ * sends the suspect first and alone, and the window is back to full within a few round trips.
+ */
+export const WINDOW_AFTER_LOSS_MESSAGES = 1;
+/** Of a stop's budget, kept back for the MQTT DISCONNECT after in-flight publishes are done, ms. */
+export const STOP_CLOSE_RESERVE_MS = 1_000;
+
 export interface PumpLaneConfig {
   lane: PumpLane;
   /** Share of the window when several lanes have backlog; a lane of weight 1 is never starved. Default 1. */

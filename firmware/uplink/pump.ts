@@ -3,6 +3,9 @@ import { Backoff } from './backoff.js';
 import { AttemptLedger, DeadLetters } from './dead-letter.js';
 import { DrainSession, type DrainLimits, type PumpLane } from './drain.js';
 import {
+  PUMP_STOP_BUDGET_MS_DEFAULT,
+  STOP_CLOSE_RESERVE_MS,
+  WINDOW_AFTER_LOSS_MESSAGES,
   checkLimit,
   resolveLimits,
   validateLanes,
@@ -15,20 +18,9 @@ import { RateMeter, TokenBucket } from './rate.js';
 import { deadline, within } from './timers.js';
 import { UplinkError } from './types.js';
 
-/** What Pump.stop may take when the caller names no budget: a third of the gateway's 15 s stop. */
-export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
-/**
- * The window after a connection died with messages in flight, messages; it doubles with every round of
- * acknowledgements (TCP's slow start). A broker that closes the connection on one bad message often resets
- * it with PUBACKs still unread, so a full window would be lost and charged again and again; starting small
- * sends the suspect first and alone, and the window is back to full within a few round trips.
- */
-const WINDOW_AFTER_LOSS_MESSAGES = 1;
-/** Of a stop's budget, kept back for the MQTT DISCONNECT after in-flight publishes are done, ms. */
-const STOP_CLOSE_RESERVE_MS = 1_000;
-
 export type { PumpLane } from './drain.js';
 export {
+  PUMP_STOP_BUDGET_MS_DEFAULT,
   INFLIGHT_MESSAGES_DEFAULT,
   INFLIGHT_MESSAGES_HARD_MAX,
   type LinkState,
@@ -250,7 +242,7 @@ export class Pump {
         clock: this.clock,
         gatewayId: this.opts.gatewayId,
         limits: this.limits as DrainLimits,
-        windowMax: Math.min(this.limits.inflightMax, this.opts.transport.serverLimits?.().receiveMaximum ?? Infinity),
+        windowMax: Math.min(this.limits.inflightMax, this.receiveMaximum()),
         windowStart: this.lastSessionLost ? WINDOW_AFTER_LOSS_MESSAGES : Infinity,
         ledger: this.ledger,
         deadLetters: this.deadLetters,
@@ -293,6 +285,10 @@ export class Pump {
   private stopWatchdog(): void {
     if (this.watchdog !== null) clearInterval(this.watchdog);
     this.watchdog = null;
+  }
+
+  private receiveMaximum(): number {
+    return this.opts.transport.serverLimits?.().receiveMaximum ?? Infinity;
   }
 
   /** Races `work` against a timeout; on timeout the connection is torn down so `work` cannot linger. */
