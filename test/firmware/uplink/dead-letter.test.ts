@@ -18,7 +18,13 @@ import { tempDir } from '../../support/tmp.js';
  */
 
 const MiB = 1024 * 1024;
-const LOG_OPTIONS = { segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB, ttlSecs: 7_200 };
+const LOG_OPTIONS = {
+  segmentBytes: MiB,
+  groupCommitBytesMax: MiB / 2,
+  recordBytesMax: 64 * 1024,
+  quotaBytes: 64 * MiB,
+  ttlSecs: 7_200,
+};
 
 async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
   const deadline = Date.now() + timeoutMs;
@@ -30,7 +36,8 @@ async function until(what: string, check: () => boolean, timeoutMs = 15_000): Pr
 
 t.test('a refused message lands in the deadletter lane with its reason; outpost log dump shows it', async (t) => {
   // A queue limit: with mosquitto's unlimited 0, 2.0.11 also drops the connection after each refusal.
-  const broker = await Mosquitto.start({ acl: ['topic read outpost/#', 'topic write outpost/gw-dl/gw-dl/#'], extraConfig: ['max_queued_messages 1000'] });
+  const acl = ['topic read outpost/#', 'topic write outpost/gw-dl/gw-dl/#'];
+  const broker = await Mosquitto.start({ acl, extraConfig: ['max_queued_messages 1000'] });
   t.teardown(() => broker.stop());
   const sub = await Subscriber.start(broker.url, 'outpost/gw-dl/#', { protocolVersion: 5 });
   t.teardown(() => sub.close());
@@ -48,13 +55,19 @@ t.test('a refused message lands in the deadletter lane with its reason; outpost 
   await until('the upstream lane drained', () => upstream.ackedSeq() === 3);
   t.ok(await sub.waitForDistinct(2, 5_000));
   t.same(sub.values, [1, 3], 'the message behind the refused one went');
-  t.match(service.status().deadLetters, { total: 1, byReason: { 'mqtt5-0x87-not-authorized': 1 }, last: { lane: 'upstream', seq: 2 } });
+  t.match(service.status().deadLetters, {
+    total: 1,
+    byReason: { 'mqtt5-0x87-not-authorized': 1 },
+    last: { lane: 'upstream', seq: 2 },
+  });
 
   const lines: string[] = [];
-  const code = await runLogCli(['dump', '--lane', 'deadletter', '--dir', dataDir], dataDir, { out: (l) => lines.push(l), err: (l) => lines.push(l) });
+  const io = { out: (l: string) => lines.push(l), err: (l: string) => lines.push(l) };
+  const code = await runLogCli(['dump', '--lane', 'deadletter', '--dir', dataDir], dataDir, io);
   t.equal(code, 0);
   t.equal(lines.length, 1, 'one dead letter');
-  const dumped = JSON.parse(lines[0]!) as { body: string; expiresAtStoreMs: number; properties: Record<string, string> };
+  type Dumped = { body: string; expiresAtStoreMs: number; properties: Record<string, string> };
+  const dumped = JSON.parse(lines[0]!) as Dumped;
   t.equal(dumped.body, '2');
   t.ok(dumped.expiresAtStoreMs > 0, 'the log TTL applies to it');
   t.same(dumped.properties, {
@@ -76,7 +89,8 @@ t.test('the attempt ledger: budgets per message, a permanent refusal sticks, set
   t.equal(ledger.charge('up', 7, 'connection-lost', 0), true, 'the third attempt spends the budget');
   t.match(ledger.spent('up', 7), { attempts: 3, reason: 'connection-lost' });
 
-  t.equal(ledger.charge('up', 9, 'mqtt5-0x87-not-authorized', 0, true), true, 'a permanent refusal needs no second try');
+  const permanent = ledger.charge('up', 9, 'mqtt5-0x87-not-authorized', 0, true);
+  t.equal(permanent, true, 'a permanent refusal needs no second try');
   ledger.lettered('up', 9);
   // mosquitto 2.0.11 can close the connection right after a refusal: that loss must not undo it.
   t.equal(ledger.charge('up', 9, 'connection-lost', 0), true, 'a later loss keeps it given up');

@@ -79,7 +79,8 @@ t.test('a PUBACK mqtt.js cannot parse (over message_size_limit) is one loss, and
   const tooBig = settled(transport.publish(message(1, 'good', 1_500)));
   const behind = settled(transport.publish(message(2, 'good')));
   const [first, second] = await Promise.all([tooBig, behind]);
-  t.ok(first instanceof UplinkError && first.code === 'DISCONNECTED', `the unacknowledgeable one rejects: ${(first as Error).message}`);
+  const why = (first as Error).message;
+  t.ok(first instanceof UplinkError && first.code === 'DISCONNECTED', `the unacknowledgeable one rejects: ${why}`);
   t.ok(second instanceof UplinkError && second.code === 'DISCONNECTED', 'so does the one behind it');
   // The socket closes after the parse error: both events must come out as one loss.
   await sleep(SECOND_LOSS_GRACE_MS);

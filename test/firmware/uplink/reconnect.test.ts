@@ -31,11 +31,12 @@ async function rig(t: { teardown(fn: () => unknown): void }, gatewayId: string, 
   t.teardown(() => sub.close());
   const lane = new MemoryLane('upstream');
   const errors: string[] = [];
+  const proxyUrl = `mqtt://127.0.0.1:${proxy.port}`;
   // A keepalive far beyond the test, so only the pump's own checks can notice a silent connection.
   const makePump = () =>
     new Pump({
       gatewayId,
-      transport: createMqttTransport({ url: `mqtt://127.0.0.1:${proxy.port}`, gatewayId, protocolVersion: 4, keepaliveSecs: 600 }),
+      transport: createMqttTransport({ url: proxyUrl, gatewayId, protocolVersion: 4, keepaliveSecs: 600 }),
       lanes: [{ lane }],
       onError: (err) => errors.push(err.message),
       ...options,
@@ -43,9 +44,10 @@ async function rig(t: { teardown(fn: () => unknown): void }, gatewayId: string, 
   return { proxy, sub, lane, errors, makePump };
 }
 
-t.test('a broker that accepts and then drops every connection sees the backoff grow; a stable one resets it', async (t) => {
+t.test('a broker that accepts and drops every connection sees the backoff grow; a stable one resets it', async (t) => {
   const BASE_MS = 50;
-  const { proxy, makePump } = await rig(t, 'gw-flap', { backoff: { baseMs: BASE_MS, maxMs: 10_000, random: () => 0.999 }, stableConnectionMs: 1_000 });
+  const backoff = { baseMs: BASE_MS, maxMs: 10_000, random: () => 0.999 };
+  const { proxy, makePump } = await rig(t, 'gw-flap', { backoff, stableConnectionMs: 1_000 });
   const pump = makePump();
   pump.start();
   t.teardown(() => pump.stop());
@@ -54,16 +56,17 @@ t.test('a broker that accepts and then drops every connection sees the backoff g
     proxy.cut();
   }
   await until('connection 5', () => pump.status().connects === 5);
-  t.equal(pump.status().backoffCeilingMs, BASE_MS * 2 ** 4, 'four short-lived connections: the ceiling doubled four times');
+  t.equal(pump.status().backoffCeilingMs, BASE_MS * 2 ** 4, 'four short connections: the ceiling doubled 4 times');
   await until('connection 5 stable', () => Date.now() - (pump.status().connectedSinceWallMs ?? Date.now()) > 1_100);
   proxy.cut();
   await until('connection 6', () => pump.status().connects === 6);
   t.equal(pump.status().backoffCeilingMs, BASE_MS * 2, 'after a stable connection the backoff started over');
 });
 
-t.test('a wake on a connection the outage killed silently reconnects at once, not after the publish timeout', async (t) => {
+t.test('a wake on a connection an outage killed silently reconnects at once, not after the timeout', async (t) => {
   const PUBLISH_TIMEOUT_MS = 20_000;
-  const { proxy, sub, lane, errors, makePump } = await rig(t, 'gw-probe', { publishTimeoutMs: PUBLISH_TIMEOUT_MS, probeTimeoutMs: 500 });
+  const options = { publishTimeoutMs: PUBLISH_TIMEOUT_MS, probeTimeoutMs: 500 };
+  const { proxy, sub, lane, errors, makePump } = await rig(t, 'gw-probe', options);
   const pump = makePump();
   await fill(lane, 1, 10);
   pump.start();
@@ -82,11 +85,12 @@ t.test('a wake on a connection the outage killed silently reconnects at once, no
   t.ok(await sub.waitForDistinct(20, PUBLISH_TIMEOUT_MS / 2), 'the backlog went out on a new connection');
   t.same(checkDelivery(sub.values, 20, 100).problems, []);
   t.equal(pump.status().connects, 2);
-  t.ok(errors.some((e) => /no answer to a probe within 500 ms after a link-up notice/.test(e)), 'the probe found it dead');
+  const probeFailed = /no answer to a probe within 500 ms after a link-up notice/;
+  t.ok(errors.some((e) => probeFailed.test(e)), 'the probe found it dead');
   t.notOk(errors.some((e) => /no PUBACK for/.test(e)), 'not the publish timeout');
 });
 
-t.test('stop keeps its budget on a black-holed, busy link; what was in flight goes again after a restart', async (t) => {
+t.test('stop keeps its budget on a black-holed busy link; what was in flight goes after a restart', async (t) => {
   const STOP_BUDGET_MS = 2_000;
   /** Timers on a loaded two-core machine fire late by this much at most; the budget itself is the claim. */
   const SCHEDULING_SLACK_MS = 1_000;
