@@ -1,5 +1,6 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { AckHoldingTransport } from '../../support/ack-holding-transport.js';
 import { Mosquitto } from '../../support/brokers.js';
 import { Subscriber } from '../../support/delivery.js';
 import { MemoryLane } from '../../support/memory-lane.js';
@@ -168,4 +169,31 @@ t.test('a message mosquitto drops the connection over (MQTT 3.1.1) is moved asid
   // a message just before it while the window grows back after a loss (the reset ate that one's PUBACK).
   const connects = pump.status().connects;
   t.ok(connects <= ATTEMPTS + 3, `${connects} connections`);
+});
+
+t.test('a PUBACK that never comes while the broker answers pings costs attempts (no-puback)', async (t) => {
+  const broker = await Mosquitto.start({ extraConfig: [QUEUE_LIMITED] });
+  t.teardown(() => broker.stop());
+  const sub = await Subscriber.start(broker.url, 'outpost/gw-silent/#', { protocolVersion: 5 });
+  t.teardown(() => sub.close());
+  const lane = new MemoryLane('upstream');
+  const dead = new MemoryLane('deadletter');
+  await fill(lane, [1, 2, 3, 4].map((value) => ({ value })));
+  // The broker got seq 2 and acknowledged it; the transport never hands that PUBACK over, as a broker that
+  // drops a message without a word would behave. Everything else passes straight through.
+  const mqttTransport = createMqttTransport({ url: broker.url, gatewayId: 'gw-silent' });
+  const transport = new AckHoldingTransport(mqttTransport, (seq) => seq === 2);
+  const errors: string[] = [];
+  const backoff = { baseMs: 20, maxMs: 200 };
+  const onError = (err: Error) => errors.push(err.message);
+  const options = { publishTimeoutMs: 300, publishAttemptsMax: 2, backoff, onError };
+  const pump = new Pump({ gatewayId: 'gw-silent', transport, lanes: [{ lane }], deadLetterLane: dead, ...options });
+  pump.start();
+  t.teardown(() => pump.stop());
+  await until('the backlog drained', () => lane.ackedSeq() === 4);
+  const letters = (await deadLetters(dead)).map((p) => [p[DEAD_LETTER_KEY.seq], p[DEAD_LETTER_KEY.reason]]);
+  t.same(letters, [['2', 'no-puback']]);
+  const dropped = /the broker answers pings, so it dropped the message/;
+  t.ok(errors.some((e) => dropped.test(e)), 'the probe told a drop from a dead link');
+  t.equal(pump.status().lastProbe?.answered, true);
 });

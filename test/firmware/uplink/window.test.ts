@@ -3,10 +3,10 @@ import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises'
 import { AedesBroker, Mosquitto } from '../../support/brokers.js';
 import { Subscriber, checkDelivery } from '../../support/delivery.js';
 import { MemoryLane } from '../../support/memory-lane.js';
+import { AckHoldingTransport } from '../../support/ack-holding-transport.js';
 import { ReceiveMaximumProxy } from '../../support/receive-maximum-proxy.js';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { Pump } from '../../../firmware/uplink/pump.js';
-import type { UplinkMessage, UplinkTransport } from '../../../firmware/uplink/types.js';
 
 /** The in-flight window: its size, what its acknowledgements move, and how lanes share it. */
 
@@ -45,36 +45,6 @@ t.test("the window is the server's Receive Maximum when that is lower than infli
   t.equal(pump.status().connects, 1, 'one connection throughout');
 });
 
-/**
- * Real brokers PUBACK in the order they received (MQTT 4.6), so only a transport that holds the real
- * broker's PUBACKs and hands them over in another order can show that the store's cursor moves over
- * contiguous acknowledgements only. This is the one test double of the uplink: the order it produces is
- * one no broker here can.
- */
-class AckReorderingTransport implements UplinkTransport {
-  readonly protocol = 'reordering';
-  /** Seqs the broker acknowledged, held back until released. */
-  readonly held = new Map<number, () => void>();
-
-  constructor(private readonly inner: UplinkTransport) {}
-
-  connect = () => this.inner.connect();
-  probe = (timeoutMs: number) => this.inner.probe(timeoutMs);
-  onDisconnect = (listener: (cause: Error) => void) => this.inner.onDisconnect(listener);
-  destroy = () => this.inner.destroy();
-  close = () => this.inner.close();
-
-  async publish(message: UplinkMessage): Promise<void> {
-    await this.inner.publish(message);
-    await new Promise<void>((resolve) => this.held.set(message.seq, resolve));
-  }
-
-  release(seq: number): void {
-    this.held.get(seq)!();
-    this.held.delete(seq);
-  }
-}
-
 t.test('the ack only covers contiguous PUBACKs, whatever order they come in', async (t) => {
   const broker = await AedesBroker.start();
   t.teardown(() => broker.stop());
@@ -83,7 +53,7 @@ t.test('the ack only covers contiguous PUBACKs, whatever order they come in', as
   const lane = new MemoryLane('upstream');
   await fill(lane, 1, 6);
   const mqttTransport = createMqttTransport({ url: broker.url, gatewayId: 'gw-ooo', protocolVersion: 4 });
-  const transport = new AckReorderingTransport(mqttTransport);
+  const transport = new AckHoldingTransport(mqttTransport);
   const pump = new Pump({ gatewayId: 'gw-ooo', transport, lanes: [{ lane }], inflightMax: 6, ackBatchRecords: 1 });
   pump.start();
   t.teardown(() => pump.stop());
