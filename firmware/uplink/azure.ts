@@ -180,6 +180,9 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
     protocol: 'azure',
     connect,
     publish,
+    // The SDK has no round trip of its own to offer (its MQTT client's ping is internal): a wake while
+    // "connected" treats the connection as dead and reconnects, which costs one connect, never a stall.
+    probe: async () => false,
     onDisconnect(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

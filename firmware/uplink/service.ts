@@ -2,6 +2,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { ConfigError } from '../config/errors.js';
 import type { RingLog } from '../store/log.js';
 import { loadUplinkFiles, type AzureUplinkConfig, type UplinkConfig } from './config.js';
+import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
 import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
@@ -47,8 +48,8 @@ export interface UplinkService {
    * is always first; identities, then twins, come next). A hook added while connected runs from the next connect.
    */
   addResyncHook(hook: ResyncHook): void;
-  /** Lets in-flight publishes finish, saves settings, closes the connection. */
-  stop(): Promise<void>;
+  /** Lets in-flight publishes finish, saves settings, closes the connection; the pump's part within `budgetMs`. */
+  stop(budgetMs?: number): Promise<void>;
 }
 
 /** Sums the store's view of the pump's lanes: bytes pending and the oldest record's age. */
@@ -73,11 +74,14 @@ function disabledService(log: RingLog): UplinkService {
       protocol: 'none',
       lastError: null,
       lastWake: null,
+      lastProbe: null,
       connectedSinceWallMs: null,
       connects: 0,
       backoffCeilingMs: 0,
       retryInMs: null,
       inflight: 0,
+      windowMax: null,
+      deadLetters: { total: 0, byReason: {}, last: null },
       maxBytesPerSec: 0,
       backlog: backlogOf(log, [UPSTREAM_LANE_NAME]),
       drainRatePerSec: 0,
@@ -130,6 +134,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     maxBytesPerSec: config.maxBytesPerSec,
     backoff: config.backoff,
     resyncHooks,
+    deadLetterLane: await log.lane(DEAD_LETTER_LANE_NAME),
     backlogStats: () => backlogOf(log, laneNames),
     onError,
   });
@@ -157,9 +162,9 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     status: () => ({ ...pump.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status() }),
     wake: (reason) => pump.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
-    async stop() {
+    async stop(budgetMs) {
       watch?.stop();
-      await pump.stop();
+      await pump.stop(budgetMs);
       for (const unsubscribe of unsubscribes) unsubscribe();
       await settings.flush();
     },

@@ -112,6 +112,7 @@ export class FaultProxy {
 
   strand(): void {
     for (const pair of this.pairs) pair.stranded = true;
+    this.setMode(this.modeNow);
   }
 
   throttle(bytesPerSec: number | null): void {
