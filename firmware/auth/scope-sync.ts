@@ -69,6 +69,8 @@ export interface ScopeSyncOptions {
   clock: Clock;
   refreshSecs: number;
   broker?: ScopeBrokerOptions;
+  /** The uplink's link state. Without it, online means "a resync hook ran and no disconnect since". */
+  isOnline?: () => boolean;
   onChange?: (change: ScopeChange) => void;
   onError?: (err: Error) => void;
 }
@@ -99,7 +101,7 @@ export class ScopeSync {
 
   start(): void {
     this.timer = setInterval(() => {
-      if (this.online) void this.refresh().catch(() => {});
+      if (this.isOnline()) void this.refresh().catch(() => {});
     }, this.opts.refreshSecs * 1000);
     this.timer.unref();
   }
@@ -109,6 +111,10 @@ export class ScopeSync {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.online = false;
+  }
+
+  private isOnline(): boolean {
+    return this.opts.isOnline?.() ?? this.online;
   }
 
   private attach(transport: UplinkTransport): void {
@@ -133,7 +139,7 @@ export class ScopeSync {
   /** An unknown device tried to connect: look it up once, if online and not asked for too recently. */
   requestDevice(deviceId: string): void {
     const now = this.opts.clock.monoMs();
-    if (!this.online || this.askedFor.has(deviceId) || this.askedFor.size >= UNKNOWN_IDS_MAX) return;
+    if (!this.isOnline() || this.askedFor.has(deviceId) || this.askedFor.size >= UNKNOWN_IDS_MAX) return;
     if (now - this.lastTargetedMonoMs < UNKNOWN_REFRESH_INTERVAL_MS) return;
     this.askedFor.add(deviceId);
     this.lastTargetedMonoMs = now;

@@ -22,9 +22,11 @@ export { UPSTREAM_LANE } from './router.js';
 export { HubConfigError } from './config.js';
 export { RouteError } from './condition.js';
 
-/** What the hub needs of the uplink service: a place to run work on every (re)connect. */
+/** What the hub needs of the uplink service: a place to run work on every (re)connect, and its link state. */
 export interface HubUplink {
   addResyncHook(hook: ResyncHook): void;
+  /** True while connected; the periodic and unknown-device identity refreshes run only then. */
+  isLinkUp?(): boolean;
 }
 
 export interface StartHubOptions {
@@ -86,6 +88,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   let server: HubServer | null = null;
   const scope = new ScopeSync({
     cache, gatewayId: opts.gatewayId, clock, refreshSecs: config.identityRefreshSecs, broker: opts.scopeBroker, onError,
+    isOnline: opts.uplink?.isLinkUp?.bind(opts.uplink),
     onChange: () => server?.updateTrust(tlsMaterial, cache.trustBundle),
   });
   const auth = new Authenticator(cache, clock, config.hostNames, config, (id) => scope.requestDevice(id));

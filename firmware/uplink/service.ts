@@ -23,6 +23,11 @@ export interface UplinkServiceOptions {
   onError?: (err: Error) => void;
   /** Where interface state is read. Default /sys/class/net; tests and the benchmark pass a temp dir. */
   sysClassNetDir?: string;
+  /**
+   * Run on every connect after the settings hook, in order (identities, then twins). Given here, not added
+   * later, so that they exist before the first connect: a hook missing then misses that whole connection.
+   */
+  resyncHooks?: ResyncHook[];
   /** Pump limits board.json does not expose (timeouts, batches), for tests and the benchmark. */
   pumpOverrides?: Partial<Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>>;
 }
@@ -144,7 +149,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   });
   await settings.load();
   const unsubscribes = listenForSettings(transport, settings);
-  resyncHooks.push(settingsHook(transport, settings));
+  resyncHooks.push(settingsHook(transport, settings), ...(opts.resyncHooks ?? []));
 
   const watch: LinkWatch | null =
     config.interfaces.length > 0 || config.modemFlagPath !== undefined
