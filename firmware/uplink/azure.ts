@@ -99,6 +99,8 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
   let client: DeviceClient | null = null;
   let connected = false;
   let twin: Twin | null = null;
+  /** The desired section's $version as last read or patched: a patch at or below it is old news. */
+  let desiredVersion = 0;
   /** Rejects the `connect()` under way, so destroy() does not wait for the SDK to give up on its own. */
   let abortConnect: ((err: Error) => void) | null = null;
 
@@ -172,8 +174,18 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
     const fresh = await c.getTwin();
     if (client !== c) throw new UplinkError('DISCONNECTED', 'connection lost while fetching the twin');
     fresh.on('properties.desired', (patch: Record<string, unknown>) => {
+      // The SDK fires this event with its own whole desired section after every GET and when a listener is
+      // added, not only for patches: passed on, each GET would make the twin and scope syncs GET again,
+      // forever. Only a cloud patch (its own object) with a $version newer than the last seen is a change.
+      if (patch === fresh.properties.desired) return;
+      const version = patch.$version;
+      if (typeof version === 'number') {
+        if (version <= desiredVersion) return;
+        desiredVersion = version;
+      }
       for (const listener of desiredListeners) listener(patch);
     });
+    if (typeof fresh.properties.desired.$version === 'number') desiredVersion = fresh.properties.desired.$version;
     twin = fresh;
     return fresh;
   }
@@ -183,6 +195,8 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
       const t = await currentTwin();
       // A fresh GET each time: the twin may have changed while we were offline.
       await t.get();
+      const version = t.properties.desired.$version;
+      if (typeof version === 'number') desiredVersion = version;
       return { desired: { ...t.properties.desired }, reported: { ...t.properties.reported } };
     },
     async patchReported(patch) {
