@@ -88,6 +88,16 @@ function forceEnd(c: DeviceClient): void {
   inner.stream?.destroy();
 }
 
+/**
+ * The SDK reports a twin request IoT Hub answered with an error body (e.g. 400 for a key with '.') as a
+ * plain Error, and transport failures as azure-iot-common's typed errors (NotConnectedError, TimeoutError):
+ * the first is the cloud refusing this request, which sending it again cannot fix.
+ */
+function twinError(err: Error): UplinkError {
+  const refused = Object.getPrototypeOf(err) === Error.prototype;
+  return new UplinkError(refused ? 'REJECTED' : 'DISCONNECTED', `twin update failed: ${err.message}`, { cause: err });
+}
+
 /** The `azure` transport: azure-iot-device + azure-iot-device-mqtt, a fresh SDK client per `connect()`. */
 export function createAzureTransport(options: AzureTransportOptions): UplinkTransport {
   const o = validate(options);
@@ -202,7 +212,7 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
     async patchReported(patch) {
       const t = await currentTwin();
       await new Promise<void>((resolve, reject) =>
-        t.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())),
+        t.properties.reported.update(patch, (err?: Error) => (err ? reject(twinError(err)) : resolve())),
       );
     },
     onDesired(listener) {

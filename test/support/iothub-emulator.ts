@@ -209,8 +209,15 @@ export class IotHubEmulator {
       this.send(client.id, `$iothub/twin/res/200/?$rid=${rid}`, this.twin(client.id));
     } else if (pathPart === '$iothub/twin/PATCH/properties/reported/') {
       this.count(client.id, 'twin-patch');
+      const patch = JSON.parse(packet.payload.toString()) as Record<string, unknown>;
+      const bad = badKey(patch);
+      if (bad !== null) {
+        // IoT Hub's answer: 400 with an error body, and nothing of the patch applied.
+        const message = `Property name '${bad}' contains invalid characters ('.', '$' or space)`;
+        return this.send(client.id, `$iothub/twin/res/400/?$rid=${rid}`, { errorCode: 400004, message });
+      }
       const reported = this.twin(client.id).reported;
-      mergePatch(reported, JSON.parse(packet.payload.toString()) as Record<string, unknown>);
+      mergePatch(reported, patch);
       reported.$version = (reported.$version as number) + 1;
       this.send(client.id, `$iothub/twin/res/204/?$rid=${rid}&$version=${reported.$version}`, null);
     } else if (pathPart.startsWith('$iothub/methods/res/')) {
@@ -234,6 +241,16 @@ export class IotHubEmulator {
     // aedes calls the callback unconditionally; a device that vanished meanwhile is simply not answered.
     this.clients.get(deviceId)?.publish(packet, () => {});
   }
+}
+
+/** The first key, at any depth, that IoT Hub refuses in a twin document ('.', '$', space, control characters). */
+function badKey(doc: Record<string, unknown>): string | null {
+  for (const [key, value] of Object.entries(doc)) {
+    if (/[.$ \u0000-\u001f\u007f-\u009f]/.test(key)) return key;
+    const inner = typeof value === 'object' && value !== null && !Array.isArray(value) ? badKey(value as Record<string, unknown>) : null;
+    if (inner !== null) return inner;
+  }
+  return null;
 }
 
 /** JSON merge patch (RFC 7386), which is how IoT Hub applies twin patches: null deletes a key. */
