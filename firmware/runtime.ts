@@ -13,6 +13,11 @@ import { registerSecret } from './ops/redact.js';
 
 /** The lane everything bound for the cloud goes through, in stored order. */
 export const UPSTREAM_LANE = 'upstream';
+/**
+ * Of main.ts's 15 s stop, what the uplink may spend on in-flight PUBACKs and its goodbye, ms. What it
+ * abandons was not acked and goes again after the restart; the rest of the stop takes well under a second.
+ */
+const UPLINK_STOP_BUDGET_MS = 5_000;
 
 export interface RuntimeStatus {
   variant: string;
@@ -132,17 +137,23 @@ export class Runtime {
     this.uplink?.wake(reason);
   }
 
-  /** Stop intake (devices), let in-flight publishes finish, then flush and checkpoint the log. */
+  /**
+   * Stops within main.ts's budget on any link, with intake (children, devices) open as long as possible:
+   * the uplink gets UPLINK_STOP_BUDGET_MS for in-flight PUBACKs, then twins are saved and the log is closed
+   * (flushed, checkpointed) — from then on a child's publish is refused, never PUBACKed — and only then the
+   * hub and the devices, which stop at once.
+   */
   async stop(): Promise<void> {
     const { devices, hub, uplink, ringLog } = this;
     this.devices = null;
     this.hub = null;
     this.uplink = null;
     this.ringLog = null;
-    await devices?.close();
-    await hub?.stop();
-    await uplink?.stop();
+    await uplink?.stop(UPLINK_STOP_BUDGET_MS);
+    await hub?.saveTwins();
     await ringLog?.close();
+    await hub?.stop();
+    await devices?.close();
   }
 }
 

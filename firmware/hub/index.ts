@@ -61,6 +61,8 @@ export interface HubService {
   status(): HubStatus;
   /** Re-reads the scope now (operator command, tests); rejects if the cloud cannot be read. */
   refreshIdentities(): Promise<void>;
+  /** Every twin change so far on disk; the hub keeps serving. */
+  saveTwins(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -143,6 +145,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     router,
     methods,
     refreshIdentities: () => scope.refresh(),
+    saveTwins: () => twins.flush(),
     status: () => ({
       connected: server?.connected() ?? [],
       refusals: Object.fromEntries(server?.refusals ?? []),
@@ -162,6 +165,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
       server = null;
       await s?.stop();
       cache.close();
+      await twins.flush();
       twins.close();
     },
   };

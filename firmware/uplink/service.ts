@@ -52,8 +52,8 @@ export interface UplinkService {
    * is always first; identities, then twins, come next). A hook added while connected runs from the next connect.
    */
   addResyncHook(hook: ResyncHook): void;
-  /** Lets in-flight publishes finish, saves settings, closes the connection. */
-  stop(): Promise<void>;
+  /** Lets in-flight publishes finish, saves settings, closes the connection; the pump's part within `budgetMs`. */
+  stop(budgetMs?: number): Promise<void>;
 }
 
 /** Sums the store's view of the pump's lanes: bytes pending and the oldest record's age. */
@@ -162,13 +162,29 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     status: () => ({ ...pump.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status() }),
     wake: (reason) => pump.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
-    async stop() {
+    async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
       watch?.stop();
-      await pump.stop();
+      await withinBudget(pump.stop(), budgetMs, () => transport.destroy());
       for (const unsubscribe of unsubscribes) unsubscribe();
       await settings.flush();
     },
   };
+}
+
+/**
+ * A stop's wait for in-flight PUBACKs and the goodbye, ms: on a black-holed link they never come, and the
+ * pump alone would wait out publishTimeoutMs (20 s), past systemd's stop timeout. What is abandoned was not
+ * acked, so it goes again after the restart (at-least-once).
+ */
+const UPLINK_STOP_BUDGET_MS_DEFAULT = 5_000;
+
+/** Waits for `work` at most `budgetMs`; past that, `abandon` tears down whatever it waits on. */
+async function withinBudget(work: Promise<void>, budgetMs: number, abandon: () => Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), budgetMs)));
+  const outcome = await Promise.race([work.then(() => 'done' as const), late]);
+  clearTimeout(timer);
+  if (outcome === 'late') await abandon();
 }
 
 /** Settings pushed while connected: desired-property patches (azure) or config topic messages (mqtt). */

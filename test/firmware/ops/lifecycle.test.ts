@@ -4,13 +4,24 @@ import { closeSync, constants, cpSync, openSync, writeFileSync } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { IdentityCache } from '../../../firmware/auth/cache.js';
+import { parseScopeDocument } from '../../../firmware/auth/identity.js';
+import { FaultProxy } from '../../support/fault-proxy.js';
+import { mqttChild, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
+import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { createTestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
-import { bundleGateway, isReady, startGateway } from './gateway-process.js';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { READY_TIMEOUT_MS as READY_WAIT_MS, bundleGateway, isReady, startGateway } from './gateway-process.js';
 
 /** The gateway process through start-up and stop, as systemd and a modem hook drive it. */
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
+const GATEWAY_ID = 'gw-life';
+/** The README's promise for a stop on SIGTERM (main.ts's STOP_TIMEOUT_MS); systemd kills at 20 s. */
+const STOP_BUDGET_MS = 15_000;
+/** Child publishes acknowledged after the link went dark: the pump has them in flight, never acked. */
+const PUBLISHES_INTO_THE_HOLE = 20;
 
 function boardDir(t: Parameters<typeof tempDir>[0], board: Record<string, unknown>): string {
   const dir = tempDir(t);
@@ -45,4 +56,81 @@ t.test('SIGUSR2 during start-up (a modem hook at boot) does not kill the gateway
   await gw.waitFor(isReady, 'ready after the SIGUSR2');
   gw.proc.kill('SIGTERM');
   t.equal(await gw.exited(), 0, gw.output());
+});
+
+/** A gateway on the sim board with an azure uplink to the IoT Hub emulator through a fault proxy. */
+async function azureGateway(t: Parameters<typeof tempDir>[0], childKey: string) {
+  const iothub = await IotHubEmulator.start();
+  t.teardown(() => iothub.stop());
+  const proxy = await FaultProxy.start({ targetPort: iothub.port });
+  t.teardown(() => proxy.close());
+  const dataDir = tempDir(t);
+  const cache = await IdentityCache.open(dataDir);
+  await cache.applyScope(parseScopeDocument(scopeDocument(GATEWAY_ID, 1, [{ deviceId: 'child-1', key: childKey }]), GATEWAY_ID), Date.now());
+  cache.close();
+  const caFile = join(tempDir(t), 'ca.pem');
+  writeFileSync(caFile, iothub.ca.cert);
+  const connectionString = iothub.addDevice(GATEWAY_ID, `localhost:${proxy.port}`);
+  const board = boardDir(t, { board: 'sim', identity: { gatewayId: GATEWAY_ID }, uplink: { protocol: 'azure', connectionString, caFile } });
+  const start = async () => startGateway(await bundleGateway(tempDir(t)), ['run', '--board', board], { OUTPOST_DATA_DIR: dataDir, OUTPOST_HUB_PORT: '0' });
+  return { iothub, proxy, start };
+}
+
+async function timedStop(gw: ReturnType<typeof startGateway>): Promise<{ code: number | null; ms: number }> {
+  const at = Date.now();
+  gw.proc.kill('SIGTERM');
+  const code = await gw.exited();
+  return { code, ms: Date.now() - at };
+}
+
+t.test('SIGTERM while the azure connect hangs on a black-holed link: the process exits 0 within the budget', async (t) => {
+  const { proxy, start } = await azureGateway(t, newKey());
+  proxy.blackhole();
+  const gw = await start();
+  await gw.waitFor(isReady, 'ready');
+  const deadline = Date.now() + READY_WAIT_MS;
+  while (proxy.connectionCount === 0 && Date.now() < deadline) await sleep(20);
+  t.equal(proxy.connectionCount, 1, 'the SDK connect is under way into the black hole');
+  const { code, ms } = await timedStop(gw);
+  t.equal(code, 0, gw.output());
+  t.ok(ms < STOP_BUDGET_MS, `exited ${ms} ms after SIGTERM (nothing kept the event loop alive after "outpost stopped")`);
+});
+
+t.test('SIGTERM on a busy black-holed link: exits 0 within the budget; children are served until the log closes', async (t) => {
+  const key = newKey();
+  const { iothub, proxy, start } = await azureGateway(t, key);
+  const gw = await start();
+  const ready = await gw.waitFor(isReady, 'ready');
+  const child = await mqttChild(ready.hubPort as number, 'child-1', sasPassword('child-1', key));
+  t.teardown(() => child.endAsync(true));
+  await child.publishAsync('devices/child-1/messages/events/', 'before', { qos: 1 });
+  const deadline = Date.now() + READY_WAIT_MS;
+  while (!iothub.telemetry.some((r) => r.body.toString() === 'before') && Date.now() < deadline) await sleep(20);
+  t.ok(iothub.telemetry.some((r) => r.body.toString() === 'before'), 'telemetry flows while the link is up');
+
+  proxy.blackhole();
+  for (let i = 0; i < PUBLISHES_INTO_THE_HOLE; i += 1) await child.publishAsync('devices/child-1/messages/events/', `hole-${i}`, { qos: 1 });
+  const stopping = timedStop(gw);
+  await gw.waitFor((l) => /SIGTERM, stopping/.test(String(l.msg)), 'the stop to begin');
+  // The uplink is still waiting for its PUBACKs: the hub and the log still take a child's telemetry.
+  // mqtt.js leaves a publish pending forever when its connection closes first: race the close.
+  const closed = new Promise<string>((resolve) => child.once('close', () => resolve('connection closed')));
+  const acked = child.publishAsync('devices/child-1/messages/events/', 'during-stop', { qos: 1 }).then(() => 'acknowledged');
+  t.equal(await Promise.race([acked, closed]), 'acknowledged', 'a child publish during the uplink\'s stop is acknowledged');
+  const { code, ms } = await stopping;
+  t.equal(code, 0, gw.output());
+  t.ok(ms < STOP_BUDGET_MS, `exited ${ms} ms after SIGTERM`);
+  t.match(gw.output(), /outpost stopped/);
+
+  // After a restart with the link back, everything acknowledged arrives, the in-flight ones included.
+  proxy.pass();
+  const again = await start();
+  await again.waitFor(isReady, 'ready again');
+  const want = ['before', 'during-stop', ...Array.from({ length: PUBLISHES_INTO_THE_HOLE }, (_, i) => `hole-${i}`)];
+  const got = () => new Set(iothub.telemetry.map((r) => r.body.toString()));
+  const until = Date.now() + READY_WAIT_MS;
+  while (want.some((w) => !got().has(w)) && Date.now() < until) await sleep(50);
+  t.same(want.filter((w) => !got().has(w)), [], 'every acknowledged child message reached IoT Hub after the restart');
+  const second = await timedStop(again);
+  t.equal(second.code, 0, again.output());
 });
