@@ -12,6 +12,7 @@ import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { createTestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
 import { setTimeout as sleep } from 'node:timers/promises';
+import type { MqttClient } from 'mqtt';
 import { READY_TIMEOUT_MS as READY_WAIT_MS, bundleGateway, isReady, startGateway } from './gateway-process.js';
 
 /** The gateway process through start-up and stop, as systemd and a modem hook drive it. */
@@ -76,6 +77,12 @@ async function azureGateway(t: Parameters<typeof tempDir>[0], childKey: string) 
   return { iothub, proxy, start };
 }
 
+/** A QoS 1 publish: 'acknowledged', or 'connection closed' (mqtt.js would leave the publish pending forever). */
+function publishAcked(child: MqttClient, body: string): Promise<string> {
+  const closed = new Promise<string>((resolve) => child.once('close', () => resolve('connection closed')));
+  return Promise.race([child.publishAsync('devices/child-1/messages/events/', body, { qos: 1 }).then(() => 'acknowledged'), closed]);
+}
+
 async function timedStop(gw: ReturnType<typeof startGateway>): Promise<{ code: number | null; ms: number }> {
   const at = Date.now();
   gw.proc.kill('SIGTERM');
@@ -103,20 +110,17 @@ t.test('SIGTERM on a busy black-holed link: exits 0 within the budget; children 
   const ready = await gw.waitFor(isReady, 'ready');
   const child = await mqttChild(ready.hubPort as number, 'child-1', sasPassword('child-1', key));
   t.teardown(() => child.endAsync(true));
-  await child.publishAsync('devices/child-1/messages/events/', 'before', { qos: 1 });
+  t.equal(await publishAcked(child, 'before'), 'acknowledged');
   const deadline = Date.now() + READY_WAIT_MS;
   while (!iothub.telemetry.some((r) => r.body.toString() === 'before') && Date.now() < deadline) await sleep(20);
   t.ok(iothub.telemetry.some((r) => r.body.toString() === 'before'), 'telemetry flows while the link is up');
 
   proxy.blackhole();
-  for (let i = 0; i < PUBLISHES_INTO_THE_HOLE; i += 1) await child.publishAsync('devices/child-1/messages/events/', `hole-${i}`, { qos: 1 });
+  for (let i = 0; i < PUBLISHES_INTO_THE_HOLE; i += 1) t.equal(await publishAcked(child, `hole-${i}`), 'acknowledged', `hole-${i}`);
   const stopping = timedStop(gw);
   await gw.waitFor((l) => /SIGTERM, stopping/.test(String(l.msg)), 'the stop to begin');
   // The uplink is still waiting for its PUBACKs: the hub and the log still take a child's telemetry.
-  // mqtt.js leaves a publish pending forever when its connection closes first: race the close.
-  const closed = new Promise<string>((resolve) => child.once('close', () => resolve('connection closed')));
-  const acked = child.publishAsync('devices/child-1/messages/events/', 'during-stop', { qos: 1 }).then(() => 'acknowledged');
-  t.equal(await Promise.race([acked, closed]), 'acknowledged', 'a child publish during the uplink\'s stop is acknowledged');
+  t.equal(await publishAcked(child, 'during-stop'), 'acknowledged', 'a child publish during the uplink\'s stop is acknowledged');
   const { code, ms } = await stopping;
   t.equal(code, 0, gw.output());
   t.ok(ms < STOP_BUDGET_MS, `exited ${ms} ms after SIGTERM`);
