@@ -51,7 +51,8 @@ export interface HubStatus {
   /** Unacknowledged records per local endpoint lane, by "<connection id>/inputs/<name>" (modules: "<d>/<m>/inputs/<name>"). */
   localBacklog: Record<string, number>;
   unrouted: number;
-  identities: { devices: number; scopeVersion: number; syncs: number; errors: number };
+  /** `targetedReads`: scope reads set off by unknown device ids. */
+  identities: { devices: number; scopeVersion: number; syncs: number; errors: number; targetedReads: number };
   ports: { tcp: number | null; tls: number | null };
 }
 
@@ -151,7 +152,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
       refusals: Object.fromEntries(server?.refusals ?? []),
       localBacklog: Object.fromEntries(endpoints.map((e, i) => [`${router.localEndpoints()[i].deviceId}/inputs/${router.localEndpoints()[i].input}`, e.backlog()])),
       unrouted: router.unrouted,
-      identities: { devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors },
+      identities: { devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors, targetedReads: scope.targetedReads },
       ports: server?.ports() ?? { tcp: null, tls: null },
     }),
     async stop() {
