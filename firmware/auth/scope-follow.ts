@@ -10,6 +10,8 @@ import type { ScopeBrokerOptions } from './scope-sync.js';
 
 /** A dropped follower connection is opened again after this, ms (mqtt.js's reconnectPeriod). */
 const FOLLOW_RECONNECT_MS = 2_000;
+/** The follower's connect, bounded: the uplink to the same broker has just connected, so it is reachable, ms. */
+const FOLLOW_CONNECT_TIMEOUT_MS = 5_000;
 
 export class ScopeFollower {
   private client: MqttClient | null = null;
@@ -26,33 +28,28 @@ export class ScopeFollower {
     return this.client?.connected ?? false;
   }
 
-  /** Connects and subscribes; resolves once the retained document is applied, or after `waitMs` if there is none. */
-  async start(waitMs: number): Promise<void> {
+  /**
+   * Connects and subscribes; resolves on the SUBACK. The retained document follows it in the same round
+   * trip and is applied when it arrives rather than waited for: a broker with no document sends nothing,
+   * and the drain must not wait out a timeout for it.
+   */
+  async start(): Promise<void> {
     await this.stop();
     const b = this.broker;
     const client = await mqtt.connectAsync(b.url, {
       ca: b.ca, cert: b.cert, key: b.key, username: b.username, password: b.password,
-      clean: true, reconnectPeriod: FOLLOW_RECONNECT_MS, connectTimeout: waitMs, writeCache: false,
+      clean: true, reconnectPeriod: FOLLOW_RECONNECT_MS, connectTimeout: FOLLOW_CONNECT_TIMEOUT_MS, writeCache: false,
     });
     this.client = client;
     client.on('error', (err) => this.onError(err));
-    let timer: NodeJS.Timeout | undefined;
-    const first = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, waitMs);
-      client.on('message', (topic, payload, packet) => {
-        if (topic !== this.topic) return;
-        const applied = this.onDocument(payload).catch((err: Error) => this.onError(err));
-        if (packet.retain) void applied.then(resolve);
-      });
+    client.on('message', (topic, payload) => {
+      if (topic === this.topic) void this.onDocument(payload).catch((err: Error) => this.onError(err));
     });
     try {
       await client.subscribeAsync(this.topic, { qos: 1 });
-      await first;
     } catch (err) {
       await this.stop();
       throw err;
-    } finally {
-      clearTimeout(timer);
     }
   }
 

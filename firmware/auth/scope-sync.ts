@@ -110,7 +110,7 @@ export class ScopeSync {
     run: async (transport: UplinkTransport): Promise<void> => {
       this.attach(transport);
       this.cancelDesired();
-      if (transport.twin === undefined && this.follower !== null) await this.follower.start(RETAINED_WAIT_MS);
+      if (transport.twin === undefined && this.follower !== null) await this.follower.start();
       else await this.refresh();
     },
   };
@@ -159,8 +159,10 @@ export class ScopeSync {
   /** An unknown device tried to connect: read the scope if online, the cache is stale, and not read too recently. */
   requestDevice(deviceId: string): void {
     const now = this.opts.clock.monoMs();
-    if (!this.isOnline() || this.follower?.following || this.askedFor.has(deviceId) || this.askedFor.size >= UNKNOWN_IDS_MAX) return;
-    if (now - this.lastSyncMonoMs < this.unknownIntervalMs || now - this.lastTargetedMonoMs < this.unknownIntervalMs) return;
+    if (!this.isOnline() || this.follower?.following) return;
+    if (this.askedFor.has(deviceId) || this.askedFor.size >= UNKNOWN_IDS_MAX) return;
+    const interval = this.unknownIntervalMs;
+    if (now - this.lastSyncMonoMs < interval || now - this.lastTargetedMonoMs < interval) return;
     this.askedFor.add(deviceId);
     this.lastTargetedMonoMs = now;
     this.unknownIntervalMs = Math.min(this.unknownIntervalMs * 2, UNKNOWN_REFRESH_INTERVAL_MS_MAX);
@@ -206,7 +208,8 @@ export class ScopeSync {
   }
 
   private async apply(raw: unknown): Promise<void> {
-    const change = await this.opts.cache.applyScope(parseScopeDocument(raw, this.opts.gatewayId), this.opts.clock.wallMs());
+    const doc = parseScopeDocument(raw, this.opts.gatewayId);
+    const change = await this.opts.cache.applyScope(doc, this.opts.clock.wallMs());
     this.syncs += 1;
     this.lastSyncMonoMs = this.opts.clock.monoMs();
     if (change?.added.some((id) => this.askedFor.has(id))) this.unknownIntervalMs = UNKNOWN_REFRESH_INTERVAL_MS_MIN;

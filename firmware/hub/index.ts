@@ -152,7 +152,10 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
       refusals: Object.fromEntries(server?.refusals ?? []),
       localBacklog: Object.fromEntries(endpoints.map((e, i) => [`${router.localEndpoints()[i].deviceId}/inputs/${router.localEndpoints()[i].input}`, e.backlog()])),
       unrouted: router.unrouted,
-      identities: { devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors, targetedReads: scope.targetedReads },
+      identities: {
+        devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors,
+        targetedReads: scope.targetedReads,
+      },
       ports: server?.ports() ?? { tcp: null, tls: null },
     }),
     async stop() {

@@ -42,7 +42,7 @@ async function startTimeOf(pid: number): Promise<string | null> {
 
 async function self(): Promise<Holder> {
   const startTime = await startTimeOf(process.pid);
-  if (startTime === null) throw new StoreError('IO', `cannot read /proc/${process.pid}/stat for the data directory lock`);
+  if (startTime === null) throw new StoreError('IO', `cannot read /proc/${process.pid}/stat for the data dir lock`);
   return { pid: process.pid, bootId: await bootId(), startTime };
 }
 

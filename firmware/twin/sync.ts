@@ -137,7 +137,8 @@ export class TwinSync {
 
   private refuse(item: PendingPatch, err: Error): void {
     this.refused.set(item.deviceId, item.generation);
-    this.opts.onError?.(new Error(`reported properties of "${item.deviceId}" refused by IoT Hub: ${err.message}`, { cause: err }));
+    const message = `reported properties of "${item.deviceId}" refused by IoT Hub: ${err.message}`;
+    this.opts.onError?.(new Error(message, { cause: err }));
   }
 
   async pull(twin: TwinChannel): Promise<void> {

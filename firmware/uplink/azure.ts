@@ -81,7 +81,8 @@ interface SdkMqttClient {
  * transport → MqttBase → mqtt.js client); the azure tests pin it, and if it moved this falls back to close().
  */
 function forceEnd(c: DeviceClient): void {
-  const inner = (c as unknown as { _transport?: { _mqtt?: { _mqttClient?: SdkMqttClient } } })._transport?._mqtt?._mqttClient;
+  type Internals = { _transport?: { _mqtt?: { _mqttClient?: SdkMqttClient } } };
+  const inner = (c as unknown as Internals)._transport?._mqtt?._mqttClient;
   if (inner === undefined || typeof inner.end !== 'function') return;
   // end() is a no-op once a polite end(false) began, which the SDK's own close() may have started.
   inner.end(true);

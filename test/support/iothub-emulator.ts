@@ -247,7 +247,8 @@ export class IotHubEmulator {
 function badKey(doc: Record<string, unknown>): string | null {
   for (const [key, value] of Object.entries(doc)) {
     if (/[.$ \u0000-\u001f\u007f-\u009f]/.test(key)) return key;
-    const inner = typeof value === 'object' && value !== null && !Array.isArray(value) ? badKey(value as Record<string, unknown>) : null;
+    const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
+    const inner = isObject ? badKey(value as Record<string, unknown>) : null;
     if (inner !== null) return inner;
   }
   return null;

@@ -41,7 +41,8 @@ t.test('SIGUSR2 during start-up (a modem hook at boot) does not kill the gateway
   const ca = await createTestCa();
   t.teardown(() => ca.dispose());
   const server = await ca.issue('localhost', ['localhost']);
-  const board = boardDir(t, { board: 'sim', identity: { gatewayId: 'gw-life' }, hub: { tls: { port: 0, certPath, keyPath } } });
+  const hub = { tls: { port: 0, certPath, keyPath } };
+  const board = boardDir(t, { board: 'sim', identity: { gatewayId: GATEWAY_ID }, hub });
   const gw = startGateway(await bundleGateway(tempDir(t)), ['run', '--board', board], {
     OUTPOST_DATA_DIR: tempDir(t), OUTPOST_HUB_PORT: '0', OUTPOST_LOG_LEVEL: 'debug',
   });
@@ -67,20 +68,24 @@ async function azureGateway(t: Parameters<typeof tempDir>[0], childKey: string) 
   t.teardown(() => proxy.close());
   const dataDir = tempDir(t);
   const cache = await IdentityCache.open(dataDir);
-  await cache.applyScope(parseScopeDocument(scopeDocument(GATEWAY_ID, 1, [{ deviceId: 'child-1', key: childKey }]), GATEWAY_ID), Date.now());
+  const scope = scopeDocument(GATEWAY_ID, 1, [{ deviceId: 'child-1', key: childKey }]);
+  await cache.applyScope(parseScopeDocument(scope, GATEWAY_ID), Date.now());
   cache.close();
   const caFile = join(tempDir(t), 'ca.pem');
   writeFileSync(caFile, iothub.ca.cert);
   const connectionString = iothub.addDevice(GATEWAY_ID, `localhost:${proxy.port}`);
-  const board = boardDir(t, { board: 'sim', identity: { gatewayId: GATEWAY_ID }, uplink: { protocol: 'azure', connectionString, caFile } });
-  const start = async () => startGateway(await bundleGateway(tempDir(t)), ['run', '--board', board], { OUTPOST_DATA_DIR: dataDir, OUTPOST_HUB_PORT: '0' });
+  const uplink = { protocol: 'azure', connectionString, caFile };
+  const board = boardDir(t, { board: 'sim', identity: { gatewayId: GATEWAY_ID }, uplink });
+  const env = { OUTPOST_DATA_DIR: dataDir, OUTPOST_HUB_PORT: '0' };
+  const start = async () => startGateway(await bundleGateway(tempDir(t)), ['run', '--board', board], env);
   return { iothub, proxy, start };
 }
 
 /** A QoS 1 publish: 'acknowledged', or 'connection closed' (mqtt.js would leave the publish pending forever). */
 function publishAcked(child: MqttClient, body: string): Promise<string> {
   const closed = new Promise<string>((resolve) => child.once('close', () => resolve('connection closed')));
-  return Promise.race([child.publishAsync('devices/child-1/messages/events/', body, { qos: 1 }).then(() => 'acknowledged'), closed]);
+  const acked = child.publishAsync('devices/child-1/messages/events/', body, { qos: 1 }).then(() => 'acknowledged');
+  return Promise.race([acked, closed]);
 }
 
 async function timedStop(gw: ReturnType<typeof startGateway>): Promise<{ code: number | null; ms: number }> {
@@ -90,7 +95,7 @@ async function timedStop(gw: ReturnType<typeof startGateway>): Promise<{ code: n
   return { code, ms: Date.now() - at };
 }
 
-t.test('SIGTERM while the azure connect hangs on a black-holed link: the process exits 0 within the budget', async (t) => {
+t.test('SIGTERM while the azure connect hangs in a black hole: the process exits 0 within the budget', async (t) => {
   const { proxy, start } = await azureGateway(t, newKey());
   proxy.blackhole();
   const gw = await start();
@@ -100,10 +105,10 @@ t.test('SIGTERM while the azure connect hangs on a black-holed link: the process
   t.equal(proxy.connectionCount, 1, 'the SDK connect is under way into the black hole');
   const { code, ms } = await timedStop(gw);
   t.equal(code, 0, gw.output());
-  t.ok(ms < STOP_BUDGET_MS, `exited ${ms} ms after SIGTERM (nothing kept the event loop alive after "outpost stopped")`);
+  t.ok(ms < STOP_BUDGET_MS, `exited ${ms} ms after SIGTERM (nothing kept the event loop alive after the stop)`);
 });
 
-t.test('SIGTERM on a busy black-holed link: exits 0 within the budget; children are served until the log closes', async (t) => {
+t.test('SIGTERM on a busy black-holed link: exit 0 in budget, children served until the log closes', async (t) => {
   const key = newKey();
   const { iothub, proxy, start } = await azureGateway(t, key);
   const gw = await start();
@@ -116,11 +121,13 @@ t.test('SIGTERM on a busy black-holed link: exits 0 within the budget; children 
   t.ok(iothub.telemetry.some((r) => r.body.toString() === 'before'), 'telemetry flows while the link is up');
 
   proxy.blackhole();
-  for (let i = 0; i < PUBLISHES_INTO_THE_HOLE; i += 1) t.equal(await publishAcked(child, `hole-${i}`), 'acknowledged', `hole-${i}`);
+  for (let i = 0; i < PUBLISHES_INTO_THE_HOLE; i += 1) {
+    t.equal(await publishAcked(child, `hole-${i}`), 'acknowledged', `hole-${i}`);
+  }
   const stopping = timedStop(gw);
   await gw.waitFor((l) => /SIGTERM, stopping/.test(String(l.msg)), 'the stop to begin');
   // The uplink is still waiting for its PUBACKs: the hub and the log still take a child's telemetry.
-  t.equal(await publishAcked(child, 'during-stop'), 'acknowledged', 'a child publish during the uplink\'s stop is acknowledged');
+  t.equal(await publishAcked(child, 'during-stop'), 'acknowledged', 'a child publish during the uplink stop is acked');
   const { code, ms } = await stopping;
   t.equal(code, 0, gw.output());
   t.ok(ms < STOP_BUDGET_MS, `exited ${ms} ms after SIGTERM`);

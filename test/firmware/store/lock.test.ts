@@ -8,7 +8,9 @@ import { RingLog } from '../../../firmware/store/log.js';
 import { bundleForChild } from '../../support/bundle.js';
 import { tempDir } from '../../support/tmp.js';
 
-const SMALL = { segmentBytes: 64 * 1024, quotaBytes: 4 * 1024 * 1024, recordBytesMax: 8 * 1024, groupCommitBytesMax: 16 * 1024 };
+const SMALL = {
+  segmentBytes: 64 * 1024, quotaBytes: 4 * 1024 * 1024, recordBytesMax: 8 * 1024, groupCommitBytesMax: 16 * 1024,
+};
 const HOLDER = fileURLToPath(new URL('../../support/lock-holder.ts', import.meta.url));
 const bootId = () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();
 const startTime = (pid: number) => {
@@ -36,7 +38,8 @@ t.test('a lock naming a live pid that is not its holder is taken over (pid 1 aft
 
 t.test('a lock from another boot is taken over even when its pid and start time match a live process', async (t) => {
   const dir = tempDir(t);
-  writeFileSync(join(dir, 'LOCK'), JSON.stringify({ pid: 1, bootId: '00000000-0000-0000-0000-000000000000', startTime: startTime(1) }));
+  const otherBoot = '00000000-0000-0000-0000-000000000000';
+  writeFileSync(join(dir, 'LOCK'), JSON.stringify({ pid: 1, bootId: otherBoot, startTime: startTime(1) }));
   t.ok(await opens(dir), 'taken over');
 });
 
@@ -46,7 +49,8 @@ t.test('a live holder keeps the lock; once it is SIGKILLed the lock is taken ove
   const child = spawn(process.execPath, [bundle, dir], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => void child.kill('SIGKILL'));
   await once(child.stdout, 'data');
-  await t.rejects(RingLog.open({ dir, ...SMALL }), { code: 'LOCKED', message: new RegExp(`in use by process ${child.pid}`) });
+  const inUse = new RegExp(`in use by process ${child.pid}`);
+  await t.rejects(RingLog.open({ dir, ...SMALL }), { code: 'LOCKED', message: inUse });
   child.kill('SIGKILL');
   await once(child, 'exit');
   t.ok(JSON.parse(readFileSync(join(dir, 'LOCK'), 'utf8')).pid === child.pid, 'the dead holder left its lock behind');

@@ -20,7 +20,11 @@ const GATEWAY_ID = 'gw-idle';
 /** Each of the two observation windows: long enough for a GET loop (period ~300 ms) to show many times over. */
 const IDLE_WINDOW_MS = 30_000;
 
-t.test('an idle connected gateway makes no twin GETs; a real desired patch makes exactly one', { timeout: 120_000 }, async (t) => {
+const TEST_TIMEOUT_MS = 120_000;
+
+const TITLE = 'an idle connected gateway makes no twin GETs; a real desired patch makes exactly one';
+
+t.test(TITLE, { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const hub = await IotHubEmulator.start();
   t.teardown(() => hub.stop());
   const dir = tempDir(t);

@@ -90,7 +90,7 @@ t.test('bad azure options are refused by name', async (t) => {
   t.throws(() => createTransport({ protocol: 'nope' } as never), /"protocol" must be one of mqtt, azure/);
 });
 
-/** Bound on waits for things that happen at once after destroy(); the SDK left alone takes 60 s (its CONNACK timeout). */
+/** Bound on waits for what happens at once after destroy(); the SDK left alone takes 60 s (its CONNACK timeout). */
 const PROMPT_MS = 5_000;
 
 t.test('destroy() abandons a connect hung on a black-holed link and closes its socket', async (t) => {
@@ -113,7 +113,7 @@ t.test('destroy() abandons a connect hung on a black-holed link and closes its s
   // The link comes back. An abandoned connect whose socket were still open would now reach the hub.
   proxy.pass();
   await until('the proxy to drop the abandoned connection', () => proxy.connectionCount === 0, PROMPT_MS);
-  t.equal(hub.operations('gw-hole', 'connect'), 0, 'the abandoned attempt\'s socket was closed: it never reached the hub');
+  t.equal(hub.operations('gw-hole', 'connect'), 0, 'the abandoned socket was closed: it never reached the hub');
   await transport.connect();
   t.ok(hub.isConnected('gw-hole'), 'connects once the link is back');
   await transport.close();
