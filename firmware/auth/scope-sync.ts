@@ -159,10 +159,11 @@ export class ScopeSync {
   /** An unknown device tried to connect: read the scope if online, the cache is stale, and not read too recently. */
   requestDevice(deviceId: string): void {
     const now = this.opts.clock.monoMs();
-    if (!this.isOnline() || this.follower?.following) return;
-    if (this.askedFor.has(deviceId) || this.askedFor.size >= UNKNOWN_IDS_MAX) return;
+    // The cheap checks first: a flood of unknown CONNECTs must not cost a link-state query each.
     const interval = this.unknownIntervalMs;
     if (now - this.lastSyncMonoMs < interval || now - this.lastTargetedMonoMs < interval) return;
+    if (this.askedFor.has(deviceId) || this.askedFor.size >= UNKNOWN_IDS_MAX) return;
+    if (!this.isOnline() || this.follower?.following) return;
     this.askedFor.add(deviceId);
     this.lastTargetedMonoMs = now;
     this.unknownIntervalMs = Math.min(this.unknownIntervalMs * 2, UNKNOWN_REFRESH_INTERVAL_MS_MAX);

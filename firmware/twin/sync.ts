@@ -49,7 +49,10 @@ export class TwinSync {
   /** The twin of the connected uplink, once resynced; null while down. Reported patches go up through it live. */
   private live: TwinChannel | null = null;
   private readonly livePush: LivePush;
-  /** Per child, the generation of its pending patch the cloud refused: not sent again until it changes. */
+  /**
+   * Per child, the generation of its pending patch the cloud refused: not sent again until it changes.
+   * One entry per twin at most, so bounded by the twin store's TWINS_MAX.
+   */
   private readonly refused = new Map<string, number>();
   pushes = 0;
 
