@@ -24,6 +24,11 @@ export interface UplinkServiceOptions {
   onError?: (err: Error) => void;
   /** Where interface state is read. Default /sys/class/net; tests and the benchmark pass a temp dir. */
   sysClassNetDir?: string;
+  /**
+   * Run on every connect after the settings hook, in order (identities, then twins). Given here, not added
+   * later, so that they exist before the first connect: a hook missing then misses that whole connection.
+   */
+  resyncHooks?: ResyncHook[];
   /** Pump limits board.json does not expose (timeouts, batches), for tests and the benchmark. */
   pumpOverrides?: Partial<Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>>;
 }
@@ -149,7 +154,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   });
   await settings.load();
   const unsubscribes = listenForSettings(transport, settings);
-  resyncHooks.push(settingsHook(transport, settings));
+  resyncHooks.push(settingsHook(transport, settings), ...(opts.resyncHooks ?? []));
 
   const watch: LinkWatch | null =
     config.interfaces.length > 0 || config.modemFlagPath !== undefined
@@ -162,13 +167,31 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     status: () => ({ ...pump.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status() }),
     wake: (reason) => pump.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
-    async stop(budgetMs) {
+    async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
       watch?.stop();
-      await pump.stop(budgetMs);
+      // The pump abandons what it cannot finish within the budget; the race is the backstop for a transport
+      // whose teardown itself hangs.
+      await withinBudget(pump.stop(budgetMs), budgetMs, () => transport.destroy());
       for (const unsubscribe of unsubscribes) unsubscribe();
       await settings.flush();
     },
   };
+}
+
+/**
+ * A stop's wait for in-flight PUBACKs and the goodbye, ms: on a black-holed link they never come, and the
+ * pump alone would wait out publishTimeoutMs (20 s), past systemd's stop timeout. What is abandoned was not
+ * acked, so it goes again after the restart (at-least-once).
+ */
+const UPLINK_STOP_BUDGET_MS_DEFAULT = 5_000;
+
+/** Waits for `work` at most `budgetMs`; past that, `abandon` tears down whatever it waits on. */
+async function withinBudget(work: Promise<void>, budgetMs: number, abandon: () => Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), budgetMs)));
+  const outcome = await Promise.race([work.then(() => 'done' as const), late]);
+  clearTimeout(timer);
+  if (outcome === 'late') await abandon();
 }
 
 /** Settings pushed while connected: desired-property patches (azure) or config topic messages (mqtt). */
