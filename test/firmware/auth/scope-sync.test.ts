@@ -42,7 +42,8 @@ t.test('mqtt uplink: a scope update disabling a connected child drops it; unknow
   t.teardown(() => mosquitto.stop());
   const key = newKey();
   await publishScope({ url: mosquitto.url }, 'gw-live', scopeDocument('gw-live', 1, [{ deviceId: 'child-a', key }]));
-  const clock = new ManualClock();
+  // Real wall time: the children's SAS tokens expire an hour from now, within the hub's token lifetime cap.
+  const clock = new ManualClock({ wallMs: Date.now() });
   const { hub, identities } = await hubWith(t, 'gw-live', { scopeBroker: { url: mosquitto.url }, clock });
   const transport = createMqttTransport({ url: mosquitto.url, gatewayId: 'gw-live' });
   await transport.connect();
@@ -72,7 +73,8 @@ t.test('azure uplink: unknown ids make a scope read only while the cache is stal
   const iothub = await IotHubEmulator.start();
   t.teardown(() => iothub.stop());
   iothub.patchDesired('gw-unk', { outpostScope: scopeDocument('gw-unk', 1, [{ deviceId: 'child-a', key: newKey() }]) });
-  const clock = new ManualClock();
+  // Real wall time: the children's SAS tokens expire an hour from now, within the hub's token lifetime cap.
+  const clock = new ManualClock({ wallMs: Date.now() });
   const { hub, identities } = await hubWith(t, 'gw-unk', { clock });
   const connectionString = iothub.addDevice('gw-unk');
   const transport = createTransport({ protocol: 'azure', connectionString, ca: iothub.ca.cert });
