@@ -26,6 +26,31 @@ export function ioCounters(): { writeBytes: number; cancelledWriteBytes: number 
   return { writeBytes: field('write_bytes'), cancelledWriteBytes: field('cancelled_write_bytes') };
 }
 
+export interface ProcessCounters {
+  peakRssMb: number;
+  writeBytes: number;
+  cancelledWriteBytes: number;
+}
+
+/**
+ * Another process's peak RSS (VmHWM, MiB) and disk counters (/proc/<pid>/io), or null once it is gone: a
+ * caller that kills the process reads them just before.
+ */
+export function processCounters(pid: number): ProcessCounters | null {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+    const io = readFileSync(`/proc/${pid}/io`, 'utf8');
+    const field = (text: string, re: RegExp): number => Number(re.exec(text)?.[1] ?? NaN);
+    return {
+      peakRssMb: field(status, /^VmHWM:\s+(\d+) kB$/m) / 1024,
+      writeBytes: field(io, /^write_bytes: (\d+)$/m),
+      cancelledWriteBytes: field(io, /^cancelled_write_bytes: (\d+)$/m),
+    };
+  } catch {
+    return null;
+  }
+}
+
 /** Peak resident set size of this process so far, MiB (maxRSS is reported in KiB). */
 export function peakRssMb(): number {
   return process.resourceUsage().maxRSS / 1024;

@@ -12,13 +12,13 @@ import mqtt, { type MqttClient } from 'mqtt';
 import { IdentityCache } from '../firmware/auth/cache.js';
 import { parseScopeDocument, SCOPE_SCHEMA } from '../firmware/auth/identity.js';
 import { makeSasToken } from '../firmware/auth/sas.js';
-import { envInt, fmt, formatTable, freshDir, median, removeDir, type BenchModule } from './harness.js';
+import { envInt, fmt, formatTable, freshDir, median, processCounters, removeDir, type BenchModule } from './harness.js';
 
-const REPO = resolve('.');
+export const REPO = resolve('.');
 /** The V8 flags every launcher passes (the systemd unit among them): the gateway measured as shipped. */
-const NODE_FLAGS = (JSON.parse(readFileSync(join(REPO, 'scripts/node-flags.json'), 'utf8')) as { flags: string[] }).flags;
-const GATEWAY_ID = 'outpost-sim';
-const HUB_HOST = 'bench.example.net';
+export const NODE_FLAGS = (JSON.parse(readFileSync(join(REPO, 'scripts/node-flags.json'), 'utf8')) as { flags: string[] }).flags;
+export const GATEWAY_ID = 'outpost-sim';
+export const HUB_HOST = 'bench.example.net';
 const TARGETS = { readyMs: 1_000, rssMb: 80 };
 /** Start-ups measured per configuration; the median is reported. */
 const READY_RUNS = 5;
@@ -38,15 +38,17 @@ const FLOOD_CHILDREN = 5;
 const INFLIGHT_PER_CHILD = 8;
 const BODY = Buffer.from(JSON.stringify({ temperatureC: 21.5, humidityPct: 48.2, pad: 'x'.repeat(180) }));
 
-interface Gateway {
+export interface Gateway {
   pid: number;
   readyMs: number;
   hubPort: number;
   stop(): Promise<void>;
+  /** SIGKILL: a crash, nothing flushed on the way out. */
+  kill(): Promise<void>;
 }
 
 /** Spawns `command args`, resolves once it logs "outpost ready" with the time since spawn. */
-function startGateway(command: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<Gateway> {
+export function startGateway(command: string, args: string[], env: NodeJS.ProcessEnv, cwd: string): Promise<Gateway> {
   const started = performance.now();
   const proc = spawn(command, args, { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
@@ -64,6 +66,7 @@ function startGateway(command: string, args: string[], env: NodeJS.ProcessEnv, c
       resolvePromise({
         pid: proc.pid, readyMs: performance.now() - started, hubPort: Number((JSON.parse(line) as { hubPort: number }).hubPort),
         stop: async () => void (proc.kill('SIGTERM'), await exited),
+        kill: async () => void (proc.kill('SIGKILL'), await exited),
       });
     });
     proc.on('exit', (code) => reject(new Error(`gateway exited (${code}) before ready:\n${out}`)));
@@ -78,13 +81,26 @@ function boardDir(dir: string, flood = false): string {
   return join(dir, 'board.json');
 }
 
-async function seedChildren(dataDir: string, count: number): Promise<Array<{ id: string; key: string }>> {
+/** The scope document naming `children` (what the cloud publishes for the gateway, see firmware/auth/identity.ts). */
+export function scopeDocument(children: Array<{ id: string; key: string }>): Record<string, unknown> {
+  const devices = children.map((c) => ({ deviceId: c.id, status: 'enabled', version: 1, auth: { type: 'sas', primaryKey: c.key } }));
+  return { schema: SCOPE_SCHEMA, gatewayId: GATEWAY_ID, version: 1, hubHostName: HUB_HOST, devices };
+}
+
+export async function seedChildren(dataDir: string, count: number): Promise<Array<{ id: string; key: string }>> {
   const children = Array.from({ length: count }, (_, i) => ({ id: `bench-${i}`, key: Buffer.alloc(32, i + 1).toString('base64') }));
   const cache = await IdentityCache.open(dataDir);
-  const doc = { schema: SCOPE_SCHEMA, gatewayId: GATEWAY_ID, version: 1, hubHostName: HUB_HOST, devices: children.map((c) => ({ deviceId: c.id, status: 'enabled', version: 1, auth: { type: 'sas', primaryKey: c.key } })) };
-  await cache.applyScope(parseScopeDocument(doc, GATEWAY_ID), Date.now());
+  await cache.applyScope(parseScopeDocument(scopeDocument(children), GATEWAY_ID), Date.now());
   cache.close();
   return children;
+}
+
+/** A child's MQTT login at the hub: the IoT Hub device dialect with a SAS token valid for an hour. */
+export function childLogin(child: { id: string; key: string }): { clientId: string; username: string; password: string } {
+  return {
+    clientId: child.id, username: `${HUB_HOST}/${child.id}/?api-version=2021-04-12`,
+    password: makeSasToken(`${HUB_HOST}/devices/${child.id}`, child.key, Math.floor(Date.now() / 1000) + 3600),
+  };
 }
 
 /**
@@ -96,8 +112,7 @@ async function load(port: number, children: Array<{ id: string; key: string }>, 
   let acked = 0;
   let unacked = 0;
   const clients: MqttClient[] = await Promise.all(children.map((c) => mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
-    clientId: c.id, username: `${HUB_HOST}/${c.id}/?api-version=2021-04-12`, protocolVersion: 4, reconnectPeriod: 0,
-    password: makeSasToken(`${HUB_HOST}/devices/${c.id}`, c.key, Math.floor(Date.now() / 1000) + 3600),
+    ...childLogin(c), protocolVersion: 4, reconnectPeriod: 0,
   })));
   const gapMs = ratePerSec === null ? 0 : 1000 / ratePerSec;
   await Promise.all(clients.flatMap((client, i) => Array.from({ length: ratePerSec === null ? INFLIGHT_PER_CHILD : 1 }, async () => {
@@ -116,18 +131,13 @@ async function load(port: number, children: Array<{ id: string; key: string }>, 
   return acked;
 }
 
-function peakRssMb(pid: number): number {
-  const kb = /^VmHWM:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1];
-  return Number(kb) / 1024;
-}
-
 /** Starts the bundle, puts the load on it, returns its peak RSS and how many publishes were acknowledged. */
 async function underLoad(loadSecs: number, flood: boolean): Promise<{ rssMb: number; acked: number }> {
   const dir = await freshDir('ship-load');
   const children = await seedChildren(join(dir, 'data'), flood ? FLOOD_CHILDREN : PACED_CHILDREN);
   const gw = await startGateway(process.execPath, [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardDir(dir, flood)], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, dir);
   const acked = await load(gw.hubPort, children, loadSecs, flood ? null : PACED_RATE_PER_CHILD_PER_SEC);
-  const rssMb = peakRssMb(gw.pid);
+  const rssMb = processCounters(gw.pid)?.peakRssMb ?? NaN;
   await gw.stop();
   await removeDir(dir);
   return { rssMb, acked };

@@ -21,14 +21,23 @@ const FILL_BATCH_RECORDS = 2_000;
 /** How often the drain's progress is polled, ms; well below the drain's duration. */
 const POLL_MS = 5;
 /** Link-up runs: the backoff ceiling grows from base to max in a few refused attempts. */
-const LINK_BACKOFF = { baseMs: 100, maxMs: 3_000 };
+export const LINK_BACKOFF = { baseMs: 100, maxMs: 3_000 };
 /** A link-up that has not delivered after this long is a failure, not a figure. */
-const LINK_UP_TIMEOUT_MS = 30_000;
+export const LINK_UP_TIMEOUT_MS = 30_000;
 /** Link-up runs whose set-up (reaching the backoff maximum) may be retried, beyond the runs asked for. */
 const LINK_UP_RETRIES_MAX = 5;
 
 function body(i: number): Buffer {
   return Buffer.from(JSON.stringify({ n: i, t: 21.5, rh: 40.25 }).padEnd(BODY_BYTES));
+}
+
+/**
+ * CPU time this process spent since `from` (process.cpuUsage), user + system, µs per message: what a Pi's
+ * slower cores have to pay for each drained message, whatever this machine's wall-clock rate.
+ */
+function cpuUsPerMessage(from: NodeJS.CpuUsage, messages: number): number {
+  const used = process.cpuUsage(from);
+  return (used.user + used.system) / messages;
 }
 
 /** Raw mqtt.js takes its bodies from a small prebuilt pool, so it pays for neither JSON nor a disk. */
@@ -48,7 +57,7 @@ export async function fill(dir: string, records: number): Promise<Record<string,
   return { bytesOnDisk };
 }
 
-async function until(what: string, check: () => boolean, timeoutMs: number, state: () => unknown = () => ''): Promise<void> {
+export async function until(what: string, check: () => boolean, timeoutMs: number, state: () => unknown = () => ''): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} ${JSON.stringify(state())}`);
@@ -63,40 +72,56 @@ export async function drainOutpost(dir: string, url: string, records: number): P
   const lane = await log.lane(UPSTREAM_LANE_NAME);
   const config = parseUplinkConfig({ protocol: 'mqtt', url, inflightMax: WINDOW_MESSAGES }, join(dir, 'board.json'));
   const stopSampling = sampleMemory();
+  const cpuStart = process.cpuUsage();
   const started = performance.now();
   const service = await startUplink({ config, gatewayId: GATEWAY_ID, log, dataDir: dir });
   await until('the drain', () => lane.ackedSeq() >= records, 30 * 60_000);
   const drainMs = performance.now() - started;
+  const cpuUsPerMsg = cpuUsPerMessage(cpuStart, records);
   const memory = stopSampling();
   await service.stop();
   await log.close();
-  return { drainMs, perSec: (records * 1000) / drainMs, rssMb: peakRssMb(), startRssMb, ...memory};
+  return { drainMs, perSec: (records * 1000) / drainMs, cpuUsPerMsg, rssMb: peakRssMb(), startRssMb, ...memory };
 }
 
-/** Raw mqtt.js: the same topic, body size and user properties, QoS 1, the same window, bodies from memory. */
-export async function drainRaw(url: string, records: number): Promise<Record<string, unknown>> {
+/**
+ * The raw publishers, both QoS 1 with the same window and bodies from memory. `v5-props` is what outpost
+ * sends: MQTT 5 with its three user properties and a fresh ISO timestamp per message. `v311-bare` is the
+ * cheapest publisher there is: MQTT 3.1.1, the same topic and body, no properties at all.
+ */
+export type RawVariant = 'v5-props' | 'v311-bare';
+
+function rawOptions(variant: RawVariant, i: number): IClientPublishOptions {
+  if (variant === 'v311-bare') return { qos: 1 };
+  return {
+    qos: 1,
+    properties: {
+      userProperties: {
+        [UPSTREAM_KEY.messageId]: `${GATEWAY_ID}:${UPSTREAM_LANE_NAME}:${i}`,
+        [UPSTREAM_KEY.enqueuedAt]: new Date().toISOString(),
+        [UPSTREAM_KEY.deviceId]: GATEWAY_ID,
+      },
+    },
+  };
+}
+
+/** Raw mqtt.js publishes `records` messages of the drain's topic and body size, the same window and QoS 1. */
+export async function drainRaw(url: string, records: number, variant: RawVariant): Promise<Record<string, unknown>> {
   const startRssMb = peakRssMb();
-  const client = await mqtt.connectAsync(url, { clientId: `raw-${GATEWAY_ID}`, protocolVersion: 5, reconnectPeriod: 0 });
+  const protocolVersion = variant === 'v311-bare' ? 4 : 5;
+  const clientId = `raw-${variant}-${GATEWAY_ID}`;
+  const client = await mqtt.connectAsync(url, { clientId, protocolVersion, reconnectPeriod: 0 });
   const topic = `outpost/${GATEWAY_ID}/${GATEWAY_ID}/telemetry`;
   const pool = Array.from({ length: RAW_BODY_POOL_RECORDS }, (_, i) => body(i));
   const stopSampling = sampleMemory();
+  const cpuStart = process.cpuUsage();
   const started = performance.now();
   let next = 1;
   let acked = 0;
   await new Promise<void>((resolve, reject) => {
     const send = (): void => {
       const i = next++;
-      const options: IClientPublishOptions = {
-        qos: 1,
-        properties: {
-          userProperties: {
-            [UPSTREAM_KEY.messageId]: `${GATEWAY_ID}:${UPSTREAM_LANE_NAME}:${i}`,
-            [UPSTREAM_KEY.enqueuedAt]: new Date().toISOString(),
-            [UPSTREAM_KEY.deviceId]: GATEWAY_ID,
-          },
-        },
-      };
-      client.publish(topic, pool[i % RAW_BODY_POOL_RECORDS]!, options, (err) => {
+      client.publish(topic, pool[i % RAW_BODY_POOL_RECORDS]!, rawOptions(variant, i), (err) => {
         if (err) return reject(err);
         acked += 1;
         if (acked === records) resolve();
@@ -106,12 +131,13 @@ export async function drainRaw(url: string, records: number): Promise<Record<str
     for (let k = 0; k < WINDOW_MESSAGES && next <= records; k += 1) send();
   });
   const drainMs = performance.now() - started;
+  const cpuUsPerMsg = cpuUsPerMessage(cpuStart, records);
   const memory = stopSampling();
   await client.endAsync();
-  return { drainMs, perSec: (records * 1000) / drainMs, rssMb: peakRssMb(), startRssMb, ...memory };
+  return { drainMs, perSec: (records * 1000) / drainMs, cpuUsPerMsg, rssMb: peakRssMb(), startRssMb, ...memory };
 }
 
-async function setOperstate(sysDir: string, up: boolean): Promise<void> {
+export async function setOperstate(sysDir: string, up: boolean): Promise<void> {
   await mkdir(join(sysDir, 'wwan0'), { recursive: true });
   await writeFile(join(sysDir, 'wwan0', 'operstate'), up ? 'up\n' : 'down\n');
   await writeFile(join(sysDir, 'wwan0', 'carrier'), up ? '1\n' : '0\n');
@@ -142,6 +168,10 @@ export async function linkUp(brokerPort: number, brokerUrl: string, runs: number
   try {
     for (let run = 1; timesMs.length + failures.length < runs && attempts < runs + LINK_UP_RETRIES_MAX; run += 1) {
       attempts += 1;
+      // The outage starts on a drained, resynced connection. A cut during the resync hooks is lost by the
+      // pump (it has no session yet to end), which then reports "up" on a dead connection and never backs off.
+      const status = () => service.status();
+      await until('the link up before the outage', () => status().link === 'up', LINK_UP_TIMEOUT_MS, status);
       await setOperstate(sysDir, false);
       proxy.refuse();
       proxy.cut();

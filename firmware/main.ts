@@ -43,8 +43,23 @@ function stopSignal(logger: Logger): Promise<string> {
   });
 }
 
+/**
+ * SIGUSR2 (a modem hook: the link is up) wakes the uplink. Installed first, like the stop signals: Node's
+ * default action for SIGUSR2 is to exit, and a modem hook is most likely to fire at boot, during start-up.
+ * Until `wake` is set the signal is only logged: the pump's first connect is immediate anyway.
+ */
+function wakeSignal(logger: Logger): { wake: ((reason: string) => void) | null } {
+  const target: { wake: ((reason: string) => void) | null } = { wake: null };
+  process.on('SIGUSR2', () => {
+    if (target.wake === null) logger.info('outpost: SIGUSR2 during start-up; the uplink connects when it starts');
+    else target.wake('SIGUSR2');
+  });
+  return target;
+}
+
 async function run(args: string[], logger: Logger): Promise<number> {
   const stopped = stopSignal(logger);
+  const woken = wakeSignal(logger);
   // import.meta.url is the bundle's own file: a release keeps its manifest and node_modules beside it.
   const release = checkReleaseAddons(dirname(fileURLToPath(import.meta.url)));
   if (release) logger.info({ release }, `outpost ${release.version} release for ${release.target}, node ${process.version}`);
@@ -62,8 +77,8 @@ async function run(args: string[], logger: Logger): Promise<number> {
       logger.warn({ source, err }, `${source}: ${err.message}`);
     },
   });
+  woken.wake = (reason) => runtime.wake(reason);
   await runtime.start();
-  process.on('SIGUSR2', () => runtime.wake('SIGUSR2'));
   // READY=1 goes out from here: the store is open and the hub listens.
   const ops = await Ops.start({ runtime, logger, errors }).catch(async (err: unknown) => {
     // A metrics port in use must not leave the hub and the log open behind a process that cannot serve.

@@ -7,11 +7,17 @@ import { readFile } from 'node:fs/promises';
 import { startHub, type HubService } from './hub/index.js';
 import type { ScopeBrokerOptions } from './auth/scope-sync.js';
 import { parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
+import type { ResyncHook } from './uplink/pump-options.js';
 import { startUplink, type UplinkService, type UplinkStatus } from './uplink/service.js';
 import { registerSecret } from './ops/redact.js';
 
 /** The lane everything bound for the cloud goes through, in stored order. */
 export const UPSTREAM_LANE = 'upstream';
+/**
+ * Of main.ts's 15 s stop, what the uplink may spend on in-flight PUBACKs and its goodbye, ms. What it
+ * abandons was not acked and goes again after the restart; the rest of the stop takes well under a second.
+ */
+const UPLINK_STOP_BUDGET_MS = 5_000;
 
 export interface RuntimeStatus {
   variant: string;
@@ -52,30 +58,12 @@ export class Runtime {
 
   async start(): Promise<void> {
     const clock = this.opts.clock ?? systemClock;
-    const { storage } = this.board;
-    this.ringLog = await RingLog.open({
-      dir: this.dataDir,
-      segmentBytes: storage.segmentBytes,
-      recordBytesMax: storage.recordBytesMax,
-      quotaBytes: storage.quotaBytes,
-      quotaPolicy: storage.quotaPolicy,
-      ttlSecs: storage.ttlSecs,
-      syncMode: storage.syncMode,
-      syncIntervalMs: storage.syncIntervalMs,
-      checkpointIntervalMs: storage.checkpointIntervalMs,
-      clock,
-    });
-    await this.ringLog.lane(UPSTREAM_LANE);
+    this.ringLog = await openLog(this.board, this.dataDir, clock);
     const uplinkConfig = parseUplinkConfig(this.board.uplink, this.board.file);
     registerUplinkSecrets(uplinkConfig);
-    this.uplink = await startUplink({
-      config: uplinkConfig,
-      gatewayId: this.board.identity.gatewayId,
-      log: this.ringLog,
-      dataDir: this.dataDir,
-      clock,
-      onError: (err) => this.reportError('uplink', err),
-    });
+    // The hub's resync hooks (identities, twins, methods) must all exist before the uplink's first connect,
+    // or that whole connection runs without them: the hub starts first and hands its hooks to the uplink.
+    const hooks: ResyncHook[] = [];
     this.hub = await startHub({
       config: { hub: this.hubSection(), routes: this.board.routes },
       configFile: this.board.file,
@@ -83,9 +71,18 @@ export class Runtime {
       log: this.ringLog,
       dataDir: this.dataDir,
       clock,
-      uplink: this.uplink,
+      uplink: { addResyncHook: (hook) => void hooks.push(hook), isLinkUp: () => this.isLinkUp() },
       scopeBroker: await scopeBrokerFor(uplinkConfig),
       onError: (err) => this.reportError('hub', err),
+    });
+    this.uplink = await startUplink({
+      config: uplinkConfig,
+      gatewayId: this.board.identity.gatewayId,
+      log: this.ringLog,
+      dataDir: this.dataDir,
+      clock,
+      resyncHooks: hooks,
+      onError: (err) => this.reportError('uplink', err),
     });
     const router = this.hub.router;
     // The gateway's own devices go through the same router as children: routes apply to them too.
@@ -94,6 +91,12 @@ export class Runtime {
       clock,
       log: this.opts.log,
     });
+  }
+
+  /** Connected, or running the resync hooks on a fresh connection. */
+  private isLinkUp(): boolean {
+    const link = this.uplink?.status().link;
+    return link === 'up' || link === 'resyncing';
   }
 
   private reportError(source: string, err: Error): void {
@@ -134,18 +137,42 @@ export class Runtime {
     this.uplink?.wake(reason);
   }
 
-  /** Stop intake (devices), let in-flight publishes finish, then flush and checkpoint the log. */
+  /**
+   * Stops within main.ts's budget on any link, with intake (children, devices) open as long as possible:
+   * the uplink gets UPLINK_STOP_BUDGET_MS for in-flight PUBACKs, then twins are saved and the log is closed
+   * (flushed, checkpointed) — from then on a child's publish is refused, never PUBACKed — and only then the
+   * hub and the devices, which stop at once.
+   */
   async stop(): Promise<void> {
     const { devices, hub, uplink, ringLog } = this;
     this.devices = null;
     this.hub = null;
     this.uplink = null;
     this.ringLog = null;
-    await devices?.close();
-    await hub?.stop();
-    await uplink?.stop();
+    await uplink?.stop(UPLINK_STOP_BUDGET_MS);
+    await hub?.saveTwins();
     await ringLog?.close();
+    await hub?.stop();
+    await devices?.close();
   }
+}
+
+async function openLog(board: LoadedBoard, dir: string, clock: Clock): Promise<RingLog> {
+  const { storage } = board;
+  const log = await RingLog.open({
+    dir,
+    segmentBytes: storage.segmentBytes,
+    recordBytesMax: storage.recordBytesMax,
+    quotaBytes: storage.quotaBytes,
+    quotaPolicy: storage.quotaPolicy,
+    ttlSecs: storage.ttlSecs,
+    syncMode: storage.syncMode,
+    syncIntervalMs: storage.syncIntervalMs,
+    checkpointIntervalMs: storage.checkpointIntervalMs,
+    clock,
+  });
+  await log.lane(UPSTREAM_LANE);
+  return log;
 }
 
 /** A driver reading enters the router like a child's telemetry; content type and encoding travel as metadata. */

@@ -13,6 +13,8 @@ command -v mosquitto_pub >/dev/null 2>&1 || need+=(mosquitto-clients)
 command -v socat >/dev/null 2>&1 || need+=(socat)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
 command -v systemd-analyze >/dev/null 2>&1 || need+=(systemd)
+# Debian's Chromium for the technician page's browser tests (driven by playwright-core; no browser download).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
 
 # shellcheck source=lib/apt-install.sh
 . "$script_dir/lib/apt-install.sh"

@@ -3,12 +3,14 @@ import type { Clock } from '../clock.js';
 import type { UplinkTransport } from '../uplink/types.js';
 import type { IdentityCache, ScopeChange } from './cache.js';
 import { parseScopeDocument } from './identity.js';
+import { ScopeFollower } from './scope-follow.js';
 
 /**
  * Keeps the identity cache in step with the cloud: at every uplink (re)connect (a resync hook), every
- * `identityRefreshSecs` while connected, and once for an unknown device that tries to connect.
- * Sources: the gateway twin's desired `outpostScope` (azure), or a retained document on
- * `outpost/<gatewayId>/scope` (mqtt; see `scopeTopic`).
+ * `identityRefreshSecs` while connected, and for an unknown device that tries to connect while the cache is
+ * stale (backing off). Sources: the gateway twin's desired `outpostScope` (azure; patches to it are read at
+ * once), or a retained document on `outpost/<gatewayId>/scope` (mqtt; see `scopeTopic`), followed live
+ * while the uplink is up (ScopeFollower), which keeps the cache fresh without any reads of its own.
  */
 
 /** Where the mqtt uplink's broker is; the scope document is read from it with a short-lived connection. */
@@ -32,8 +34,13 @@ const REFRESH_TIMEOUT_MS = 15_000;
  * concurrent twin GETs on one SDK client can leave one never answered.
  */
 export const DESIRED_SETTLE_MS = 500;
-/** Targeted refreshes for unknown devices: at most one per this period, so random ids cannot flood the cloud, ms. */
-const UNKNOWN_REFRESH_INTERVAL_MS = 10_000;
+/**
+ * An unknown device id makes a full scope read only if the last one is older than this, and at most once
+ * per this period; each such read that does not find the id doubles it (random ids must not cost a metered
+ * link a read every few seconds), one that does resets it, ms.
+ */
+const UNKNOWN_REFRESH_INTERVAL_MS_MIN = 5 * 60_000;
+const UNKNOWN_REFRESH_INTERVAL_MS_MAX = 6 * 3_600_000;
 /** Unknown ids remembered between full refreshes, ids; each gets at most one targeted refresh. */
 const UNKNOWN_IDS_MAX = 1_000;
 
@@ -69,6 +76,8 @@ export interface ScopeSyncOptions {
   clock: Clock;
   refreshSecs: number;
   broker?: ScopeBrokerOptions;
+  /** The uplink's link state. Without it, online means "a resync hook ran and no disconnect since". */
+  isOnline?: () => boolean;
   onChange?: (change: ScopeChange) => void;
   onError?: (err: Error) => void;
 }
@@ -80,12 +89,20 @@ export class ScopeSync {
   private running: Promise<void> | null = null;
   private desiredTimer: NodeJS.Timeout | null = null;
   private lastTargetedMonoMs = -Infinity;
+  private lastSyncMonoMs = -Infinity;
+  private unknownIntervalMs = UNKNOWN_REFRESH_INTERVAL_MS_MIN;
+  private readonly follower: ScopeFollower | null;
   private readonly askedFor = new Set<string>();
   private readonly watched = new WeakSet<UplinkTransport>();
   syncs = 0;
   errors = 0;
+  /** Full reads an unknown device id set off (each costs the uplink a scope document). */
+  targetedReads = 0;
 
-  constructor(private readonly opts: ScopeSyncOptions) {}
+  constructor(private readonly opts: ScopeSyncOptions) {
+    this.follower = opts.broker === undefined ? null : new ScopeFollower(opts.broker, scopeTopic(opts.gatewayId),
+      (payload) => this.applyRetained(payload), (err) => opts.onError?.(err));
+  }
 
   /** The resync hook: runs on every uplink connect, before the drain. */
   readonly hook = {
@@ -93,13 +110,14 @@ export class ScopeSync {
     run: async (transport: UplinkTransport): Promise<void> => {
       this.attach(transport);
       this.cancelDesired();
-      await this.refresh();
+      if (transport.twin === undefined && this.follower !== null) await this.follower.start();
+      else await this.refresh();
     },
   };
 
   start(): void {
     this.timer = setInterval(() => {
-      if (this.online) void this.refresh().catch(() => {});
+      if (this.isOnline() && !this.follower?.following) void this.refresh().catch(() => {});
     }, this.opts.refreshSecs * 1000);
     this.timer.unref();
   }
@@ -109,6 +127,11 @@ export class ScopeSync {
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.online = false;
+    void this.follower?.stop();
+  }
+
+  private isOnline(): boolean {
+    return this.opts.isOnline?.() ?? this.online;
   }
 
   private attach(transport: UplinkTransport): void {
@@ -116,7 +139,10 @@ export class ScopeSync {
     this.online = true;
     if (this.watched.has(transport)) return;
     this.watched.add(transport);
-    transport.onDisconnect(() => (this.online = false));
+    transport.onDisconnect(() => {
+      this.online = false;
+      void this.follower?.stop();
+    });
     // Twin desired patches arrive while connected; a patch touching the scope means a fresh full read.
     transport.twin?.onDesired((patch) => {
       if (!(SCOPE_TWIN_PROPERTY in patch)) return;
@@ -130,13 +156,18 @@ export class ScopeSync {
     this.desiredTimer = null;
   }
 
-  /** An unknown device tried to connect: look it up once, if online and not asked for too recently. */
+  /** An unknown device tried to connect: read the scope if online, the cache is stale, and not read too recently. */
   requestDevice(deviceId: string): void {
     const now = this.opts.clock.monoMs();
-    if (!this.online || this.askedFor.has(deviceId) || this.askedFor.size >= UNKNOWN_IDS_MAX) return;
-    if (now - this.lastTargetedMonoMs < UNKNOWN_REFRESH_INTERVAL_MS) return;
+    // The cheap checks first: a flood of unknown CONNECTs must not cost a link-state query each.
+    const interval = this.unknownIntervalMs;
+    if (now - this.lastSyncMonoMs < interval || now - this.lastTargetedMonoMs < interval) return;
+    if (this.askedFor.has(deviceId) || this.askedFor.size >= UNKNOWN_IDS_MAX) return;
+    if (!this.isOnline() || this.follower?.following) return;
     this.askedFor.add(deviceId);
     this.lastTargetedMonoMs = now;
+    this.unknownIntervalMs = Math.min(this.unknownIntervalMs * 2, UNKNOWN_REFRESH_INTERVAL_MS_MAX);
+    this.targetedReads += 1;
     void this.refresh().catch(() => {});
   }
 
@@ -158,16 +189,33 @@ export class ScopeSync {
   private async readAndApply(): Promise<void> {
     try {
       const raw = await this.read();
-      if (raw === undefined) return;
-      const change = await this.opts.cache.applyScope(parseScopeDocument(raw, this.opts.gatewayId), this.opts.clock.wallMs());
-      this.syncs += 1;
-      this.askedFor.clear();
-      if (change !== null) this.opts.onChange?.(change);
+      if (raw !== undefined) await this.apply(raw);
     } catch (err) {
       this.errors += 1;
       this.opts.onError?.(err as Error);
       throw err;
     }
+  }
+
+  /** A retained document from the follower: applied like a read, errors counted and reported by the follower. */
+  private async applyRetained(payload: Buffer): Promise<void> {
+    if (payload.length === 0) return;
+    try {
+      await this.apply(JSON.parse(payload.toString('utf8')));
+    } catch (err) {
+      this.errors += 1;
+      throw err;
+    }
+  }
+
+  private async apply(raw: unknown): Promise<void> {
+    const doc = parseScopeDocument(raw, this.opts.gatewayId);
+    const change = await this.opts.cache.applyScope(doc, this.opts.clock.wallMs());
+    this.syncs += 1;
+    this.lastSyncMonoMs = this.opts.clock.monoMs();
+    if (change?.added.some((id) => this.askedFor.has(id))) this.unknownIntervalMs = UNKNOWN_REFRESH_INTERVAL_MS_MIN;
+    this.askedFor.clear();
+    if (change !== null) this.opts.onChange?.(change);
   }
 
   /** The raw document, or undefined when the cloud has none (the cache is then kept as it is). */

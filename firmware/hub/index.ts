@@ -22,9 +22,11 @@ export { UPSTREAM_LANE } from './router.js';
 export { HubConfigError } from './config.js';
 export { RouteError } from './condition.js';
 
-/** What the hub needs of the uplink service: a place to run work on every (re)connect. */
+/** What the hub needs of the uplink service: a place to run work on every (re)connect, and its link state. */
 export interface HubUplink {
   addResyncHook(hook: ResyncHook): void;
+  /** True while connected; the periodic and unknown-device identity refreshes run only then. */
+  isLinkUp?(): boolean;
 }
 
 export interface StartHubOptions {
@@ -49,7 +51,8 @@ export interface HubStatus {
   /** Unacknowledged records per local endpoint lane, by "<connection id>/inputs/<name>" (modules: "<d>/<m>/inputs/<name>"). */
   localBacklog: Record<string, number>;
   unrouted: number;
-  identities: { devices: number; scopeVersion: number; syncs: number; errors: number };
+  /** `targetedReads`: scope reads set off by unknown device ids. */
+  identities: { devices: number; scopeVersion: number; syncs: number; errors: number; targetedReads: number };
   /** Twin store disk use and children's reported patches refused (by reason: size, disk budget, twin count). */
   twins: { bytes: number; refusals: Partial<Record<TwinRefusal, number>> };
   ports: { tcp: number | null; tls: number | null };
@@ -61,6 +64,8 @@ export interface HubService {
   status(): HubStatus;
   /** Re-reads the scope now (operator command, tests); rejects if the cloud cannot be read. */
   refreshIdentities(): Promise<void>;
+  /** Every twin change so far on disk; the hub keeps serving. */
+  saveTwins(): Promise<void>;
   stop(): Promise<void>;
 }
 
@@ -88,6 +93,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   let server: HubServer | null = null;
   const scope = new ScopeSync({
     cache, gatewayId: opts.gatewayId, clock, refreshSecs: config.identityRefreshSecs, broker: opts.scopeBroker, onError,
+    isOnline: opts.uplink?.isLinkUp?.bind(opts.uplink),
     onChange: () => server?.updateTrust(tlsMaterial, cache.trustBundle),
   });
   const auth = new Authenticator(cache, clock, config.hostNames, config, (id) => scope.requestDevice(id));
@@ -142,12 +148,16 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     router,
     methods,
     refreshIdentities: () => scope.refresh(),
+    saveTwins: () => twins.flush(),
     status: () => ({
       connected: server?.connected() ?? [],
       refusals: Object.fromEntries(server?.refusals ?? []),
       localBacklog: Object.fromEntries(endpoints.map((e, i) => [`${router.localEndpoints()[i].deviceId}/inputs/${router.localEndpoints()[i].input}`, e.backlog()])),
       unrouted: router.unrouted,
-      identities: { devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors },
+      identities: {
+        devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors,
+        targetedReads: scope.targetedReads,
+      },
       twins: { bytes: twins.bytes, refusals: Object.fromEntries(twins.refusals) },
       ports: server?.ports() ?? { tcp: null, tls: null },
     }),
@@ -162,6 +172,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
       server = null;
       await s?.stop();
       cache.close();
+      await twins.flush();
       twins.close();
     },
   };

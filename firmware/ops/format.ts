@@ -11,6 +11,7 @@ export function formatReport(r: StatusReport): string {
     `ingest:    ${r.ingest.ratePerSec} rec/s (${r.ingest.bytesPerSec} B/s)`,
     `quota:     ${r.quota.usedBytes} of ${r.quota.quotaBytes} B (${r.quota.usedPct}%), ${quotaOutlook(r)}`,
     `counters:  expired ${r.counters.expired}, dropped ${r.counters.dropped}, corrupt ${r.counters.corrupt}`,
+    `dead:      ${r.deadLetters.total}${deadLetterReasons(r)} (outpost log dump --lane deadletter)`,
     `children:  ${r.children.length}${r.children.length > 0 ? ` (${r.children.join(', ')})` : ''}`,
     `devices:   ${r.devices.ok} ok, ${r.devices.faulted.length} faulted${r.devices.faulted.map((d) => `\n  ${d.id}: ${d.error ?? 'faulted'}`).join('')}`,
     `errors:    ${r.errors.length === 0 ? 'none' : ''}`,
@@ -18,6 +19,11 @@ export function formatReport(r: StatusReport): string {
   ];
   if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
   return lines.join('\n');
+}
+
+function deadLetterReasons(r: StatusReport): string {
+  const reasons = Object.entries(r.deadLetters.byReason).map(([reason, count]) => `${reason} ${count}`);
+  return reasons.length === 0 ? '' : `: ${reasons.join(', ')}`;
 }
 
 function quotaOutlook(r: StatusReport): string {

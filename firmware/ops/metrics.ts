@@ -27,6 +27,9 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
   metric('outpost_records_expired_total', 'counter', 'Records removed because their TTL ran out.', [[{}, r.counters.expired]]);
   metric('outpost_records_dropped_total', 'counter', 'Records dropped to stay within the quota.', [[{}, r.counters.dropped]]);
   metric('outpost_records_corrupt_total', 'counter', 'Records skipped because their CRC failed.', [[{}, r.counters.corrupt]]);
+  const deadLetters: Sample[] = Object.entries(r.deadLetters.byReason).map(([reason, count]) => [{ reason }, count]);
+  const deadHelp = 'Messages the cloud would not take, moved to the deadletter lane, by reason.';
+  metric('outpost_dead_letters_total', 'counter', deadHelp, deadLetters);
   metric('outpost_hub_children_connected', 'gauge', 'Child devices connected to the local hub.', [[{}, r.children.length]]);
   metric('outpost_devices_ok', 'gauge', 'Attached devices sampling normally.', [[{}, r.devices.ok]]);
   metric('outpost_device_faulted', 'gauge', 'Attached devices in the faulted state.', r.devices.faulted.map((d) => [{ device: d.id }, 1]));

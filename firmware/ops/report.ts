@@ -71,6 +71,8 @@ export interface StatusReport {
     limitedBy: 'ttl' | 'quota' | 'none';
   };
   counters: { expired: number; dropped: number; corrupt: number };
+  /** Messages the cloud would not take, moved to the `deadletter` lane since start, by reason. */
+  deadLetters: { total: number; byReason: Record<string, number> };
   children: string[];
   devices: { ok: number; faulted: Array<{ id: string; error: string | null }> };
   errors: RecentError[];
@@ -124,6 +126,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
       limitedBy,
     },
     counters: { expired: s.store.expiredRecords, dropped: s.store.droppedRecords, corrupt: s.store.corruptRecords },
+    deadLetters: { total: s.uplink?.deadLetters.total ?? 0, byReason: s.uplink?.deadLetters.byReason ?? {} },
     children: s.hub?.connected ?? [],
     devices: {
       ok: s.devices.filter((d) => d.state === 'ok').length,

@@ -198,6 +198,11 @@ export class TwinStore {
     await this.save(deviceId, { ...doc, delivered: structuredClone(doc.desired), deliveredVersion: version });
   }
 
+  /** Resolves once every write so far is on disk (a stop saves twins before the process exits). */
+  async flush(): Promise<void> {
+    await this.writes;
+  }
+
   close(): void {
     this.storage.stopWriteQueueInterval();
     this.storage.stopExpiredKeysInterval();

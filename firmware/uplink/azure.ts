@@ -68,6 +68,37 @@ function toAzureMessage(message: UplinkMessage): InstanceType<typeof Message> {
   return out;
 }
 
+/** The part of the mqtt.js client inside the SDK that `forceEnd` needs. */
+interface SdkMqttClient {
+  end(force: boolean, callback?: () => void): void;
+  stream?: { destroy(): void };
+}
+
+/**
+ * Destroys the socket under an SDK client at once. The SDK has no abort: its close() during a connect is
+ * deferred until the connect ends, and over a black-holed link its mqtt.js waits out a 60 s CONNACK timeout
+ * with the socket (and so the event loop) held open. The path is private to the SDK (client → Mqtt
+ * transport → MqttBase → mqtt.js client); the azure tests pin it, and if it moved this falls back to close().
+ */
+function forceEnd(c: DeviceClient): void {
+  type Internals = { _transport?: { _mqtt?: { _mqttClient?: SdkMqttClient } } };
+  const inner = (c as unknown as Internals)._transport?._mqtt?._mqttClient;
+  if (inner === undefined || typeof inner.end !== 'function') return;
+  // end() is a no-op once a polite end(false) began, which the SDK's own close() may have started.
+  inner.end(true);
+  inner.stream?.destroy();
+}
+
+/**
+ * The SDK reports a twin request IoT Hub answered with an error body (e.g. 400 for a key with '.') as a
+ * plain Error, and transport failures as azure-iot-common's typed errors (NotConnectedError, TimeoutError):
+ * the first is the cloud refusing this request, which sending it again cannot fix.
+ */
+function twinError(err: Error): UplinkError {
+  const refused = Object.getPrototypeOf(err) === Error.prototype;
+  return new UplinkError(refused ? 'REJECTED' : 'DISCONNECTED', `twin update failed: ${err.message}`, { cause: err });
+}
+
 /** The `azure` transport: azure-iot-device + azure-iot-device-mqtt, a fresh SDK client per `connect()`. */
 export function createAzureTransport(options: AzureTransportOptions): UplinkTransport {
   const o = validate(options);
@@ -79,6 +110,10 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
   let client: DeviceClient | null = null;
   let connected = false;
   let twin: Twin | null = null;
+  /** The desired section's $version as last read or patched: a patch at or below it is old news. */
+  let desiredVersion = 0;
+  /** Rejects the `connect()` under way, so destroy() does not wait for the SDK to give up on its own. */
+  let abortConnect: ((err: Error) => void) | null = null;
 
   function lose(c: DeviceClient, cause: Error, closing = false): void {
     if (client !== c) return;
@@ -88,8 +123,11 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
     twin = null;
     c.removeAllListeners();
     c.on('error', () => {});
+    forceEnd(c);
     // Not awaited: over a black-holed link the SDK's close waits for PUBACKs that will never come.
     if (!closing) c.close().catch(() => {});
+    abortConnect?.(cause);
+    abortConnect = null;
     for (const reject of pending) reject(cause);
     pending.clear();
     if (wasConnected) for (const listener of listeners) listener(cause);
@@ -118,13 +156,22 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
       const why = reason?.transportError?.message ?? 'disconnected';
       lose(c, new UplinkError('DISCONNECTED', `IoT Hub connection lost: ${why}`, { cause: reason?.transportError }));
     });
+    let abort: (err: Error) => void = () => {};
+    const aborted = new Promise<never>((_, reject) => (abort = reject));
+    abortConnect = abort;
     try {
-      await c.setOptions({ ca: o.ca, cert: o.cert, key: o.key, keepalive: o.keepaliveSecs });
-      await c.open();
+      await Promise.race([open(c), aborted]);
     } catch (err) {
       lose(c, new UplinkError('CLOSED', 'connect failed'));
       throw new UplinkError('CONNECT', `cannot connect to IoT Hub: ${(err as Error).message}`, { cause: err });
+    } finally {
+      if (abortConnect === abort) abortConnect = null;
     }
+  }
+
+  async function open(c: DeviceClient): Promise<void> {
+    await c.setOptions({ ca: o.ca, cert: o.cert, key: o.key, keepalive: o.keepaliveSecs });
+    await c.open();
     if (client !== c) throw new UplinkError('CONNECT', 'connection torn down while connecting');
     connected = true;
     for (const [name, handler] of methods) attachMethod(c, name, handler);
@@ -138,8 +185,18 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
     const fresh = await c.getTwin();
     if (client !== c) throw new UplinkError('DISCONNECTED', 'connection lost while fetching the twin');
     fresh.on('properties.desired', (patch: Record<string, unknown>) => {
+      // The SDK fires this event with its own whole desired section after every GET and when a listener is
+      // added, not only for patches: passed on, each GET would make the twin and scope syncs GET again,
+      // forever. Only a cloud patch (its own object) with a $version newer than the last seen is a change.
+      if (patch === fresh.properties.desired) return;
+      const version = patch.$version;
+      if (typeof version === 'number') {
+        if (version <= desiredVersion) return;
+        desiredVersion = version;
+      }
       for (const listener of desiredListeners) listener(patch);
     });
+    if (typeof fresh.properties.desired.$version === 'number') desiredVersion = fresh.properties.desired.$version;
     twin = fresh;
     return fresh;
   }
@@ -149,12 +206,14 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
       const t = await currentTwin();
       // A fresh GET each time: the twin may have changed while we were offline.
       await t.get();
+      const version = t.properties.desired.$version;
+      if (typeof version === 'number') desiredVersion = version;
       return { desired: { ...t.properties.desired }, reported: { ...t.properties.reported } };
     },
     async patchReported(patch) {
       const t = await currentTwin();
       await new Promise<void>((resolve, reject) =>
-        t.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())),
+        t.properties.reported.update(patch, (err?: Error) => (err ? reject(twinError(err)) : resolve())),
       );
     },
     onDesired(listener) {
@@ -180,6 +239,9 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
     protocol: 'azure',
     connect,
     publish,
+    // The SDK has no round trip of its own to offer (its MQTT client's ping is internal): a wake while
+    // "connected" treats the connection as dead and reconnects, which costs one connect, never a stall.
+    probe: async () => false,
     onDisconnect(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

@@ -1,19 +1,11 @@
 import type { Clock } from '../clock.js';
-import type { AppendInput, StoredRecord } from '../store/types.js';
+import { Cursor, nextTurn, takeTurn, type Inflight, type PumpLane } from './cursor.js';
+import type { AttemptLedger, DeadLetters } from './dead-letter.js';
 import { recordToMessage } from './message.js';
 import { RateMeter, TokenBucket } from './rate.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
-/** The store's lane, as the pump sees it (the same methods as firmware/store's `Lane`, no store internals). */
-export interface PumpLane {
-  readonly name: string;
-  append(input: AppendInput): Promise<number>;
-  read(fromSeq: number, limits?: { recordsMax?: number; bytesMax?: number }): Promise<StoredRecord[]>;
-  ack(seq: number): void;
-  ackedSeq(): number;
-  lastDurableSeq(): number;
-  onDurable(listener: (lastSeq: number) => void): () => void;
-}
+export type { PumpLane } from './cursor.js';
 
 export interface DrainLimits {
   inflightMax: number;
@@ -25,45 +17,18 @@ export interface DrainLimits {
 /** A failed read (disk error) is tried again after this long rather than dropping the connection. */
 const READ_RETRY_MS = 1_000;
 
-interface Inflight {
-  seq: number;
-  sentAtMs: number;
-  acked: boolean;
-}
-
-/** Per-lane state of one connection's drain. */
-class Cursor {
-  /** Smooth weighted round robin credit (nginx's algorithm): every ready lane gains its weight per pick. */
-  credit = 0;
-  nextSeq: number;
-  buffer: StoredRecord[] = [];
-  inflight: Inflight[] = [];
-  lastAckSent: number;
-  reading = false;
-  readRetry: NodeJS.Timeout | null = null;
-
-  constructor(
-    readonly lane: PumpLane,
-    readonly weight: number,
-  ) {
-    // Re-read from the acknowledged cursor: whatever was in flight when the last connection died goes again.
-    this.lastAckSent = lane.ackedSeq();
-    this.nextSeq = this.lastAckSent + 1;
-  }
-
-  /** Highest seq below which everything was acknowledged by the broker (or skipped as expired). */
-  frontier(): number {
-    if (this.inflight.length > 0) return this.inflight[0]!.seq - 1;
-    if (this.buffer.length > 0) return this.buffer[0]!.seq - 1;
-    return this.nextSeq - 1;
-  }
-}
-
 export interface DrainHost {
   readonly transport: UplinkTransport;
   readonly clock: Clock;
   readonly gatewayId: string;
   readonly limits: DrainLimits;
+  /** Publishes in flight at once on this connection: ours and the server's Receive Maximum, the lower. */
+  readonly windowMax: number;
+  /** The window this connection starts with; it grows by one per acknowledgement up to windowMax. */
+  readonly windowStart: number;
+  readonly ledger: AttemptLedger;
+  /** Null only where no dead-letter lane was given (tests): an undeliverable message then holds its lane. */
+  readonly deadLetters: DeadLetters | null;
   readonly delivered: RateMeter;
   /** Rate 0 = no cap. */
   readonly bucket: TokenBucket;
@@ -79,6 +44,9 @@ export class DrainSession {
   private readonly unsubscribes: Array<() => void> = [];
   private inflightCount = 0;
   private ended = false;
+  private window: number;
+  /** True once a loss charged a message in flight: the next connection starts its window small. */
+  lostInFlight = false;
   /** The run loop and, during a graceful stop, quiesce(): never more than two. */
   private waiters: Array<() => void> = [];
   private woken = false;
@@ -92,9 +60,19 @@ export class DrainSession {
     lanes: Array<{ lane: PumpLane; weight: number }>,
   ) {
     this.cursors = lanes.map(({ lane, weight }) => new Cursor(lane, weight));
+    this.window = Math.min(host.windowStart, host.windowMax);
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => {});
     for (const cursor of this.cursors) this.unsubscribes.push(cursor.lane.onDurable(() => this.notify()));
+  }
+
+  get windowMax(): number {
+    return this.host.windowMax;
+  }
+
+  /** The window in force now (slow start after a loss). */
+  get windowNow(): number {
+    return this.window;
   }
 
   get inflight(): number {
@@ -103,10 +81,15 @@ export class DrainSession {
 
   /** Send time (monotonic ms) of the oldest unacknowledged publish, for the watchdog; null when none. */
   oldestInflightSentAtMs(): number | null {
-    let oldest: number | null = null;
+    return this.oldestSent()?.entry.sentAtMs ?? null;
+  }
+
+  private oldestSent(): { cursor: Cursor; entry: Inflight } | null {
+    let oldest: { cursor: Cursor; entry: Inflight } | null = null;
     for (const cursor of this.cursors) {
-      const first = cursor.inflight.find((entry) => !entry.acked);
-      if (first !== undefined && (oldest === null || first.sentAtMs < oldest)) oldest = first.sentAtMs;
+      const entry = cursor.inflight.find((e) => e.state === 'sent');
+      if (entry === undefined) continue;
+      if (oldest === null || entry.sentAtMs < oldest.entry.sentAtMs) oldest = { cursor, entry };
     }
     return oldest;
   }
@@ -124,10 +107,23 @@ export class DrainSession {
     return this.done;
   }
 
-  /** Ends the session: `cause` for a failure, none for a clean stop. Flushes the acknowledged frontier. */
-  end(cause?: Error): void {
+  /**
+   * Ends the session: `cause` for a failure, none for a clean stop. Flushes the acknowledged frontier.
+   * `charge` (a reason) counts an attempt against the oldest unacknowledged publish: the broker answers in
+   * order, so when a connection dies under a window, that one is what it choked on, if anything was.
+   */
+  end(cause?: Error, charge?: string): void {
     if (this.ended) return;
     this.ended = true;
+    // A refusal being dead-lettered already explains a loss that follows it (mosquitto 2.0.11 may close
+    // the connection after a refusal): the innocent message behind it is not charged for it.
+    const explained = this.cursors.some((c) => c.inflight.some((e) => e.state === 'dead-lettering'));
+    const oldest = charge === undefined || explained ? null : this.oldestSent();
+    if (oldest !== null) {
+      const { cursor, entry } = oldest;
+      this.host.ledger.charge(cursor.lane.name, entry.record.seq, charge!, cursor.lane.ackedSeq());
+      this.lostInFlight = true;
+    }
     for (const unsubscribe of this.unsubscribes) unsubscribe();
     if (this.throttleTimer !== null) clearTimeout(this.throttleTimer);
     for (const cursor of this.cursors) {
@@ -210,54 +206,89 @@ export class DrainSession {
 
   /** Fills the window: picks lanes by weight, publishes in seq order within each lane. */
   private dispatch(): void {
-    while (!this.ended && !this.paused && this.inflightCount < this.host.limits.inflightMax) {
-      const cursor = this.pick();
+    while (!this.ended && !this.paused && this.inflightCount < this.window) {
+      const cursor = nextTurn(this.cursors);
       if (cursor === null) return;
       const record = cursor.buffer[0]!;
+      const spent = this.host.ledger.spent(cursor.lane.name, record.seq);
       const message = recordToMessage(this.host.gatewayId, cursor.lane.name, record);
-      const waitMs = this.host.bucket.take(message.body.length);
+      const waitMs = spent === null ? this.host.bucket.take(message.body.length) : 0;
       if (waitMs > 0) {
         this.throttleTimer ??= setTimeout(() => ((this.throttleTimer = null), this.notify()), waitMs);
         return;
       }
+      takeTurn(this.cursors, cursor);
       cursor.buffer.shift();
-      const entry: Inflight = { seq: record.seq, sentAtMs: this.host.clock.monoMs(), acked: false };
+      const entry: Inflight = { record, sentAtMs: this.host.clock.monoMs(), state: 'sent' };
       cursor.inflight.push(entry);
+      if (spent?.lettered) entry.state = 'done';
+      if (spent !== null) {
+        if (spent.lettered) this.flushAck(cursor, cursor.shiftDone() > 0);
+        else this.deadLetter(cursor, entry, spent.reason, spent.attempts);
+        continue;
+      }
       this.inflightCount += 1;
       this.host.transport.publish(message).then(
         () => this.onAcked(cursor, entry),
-        (err: unknown) => this.end(err instanceof Error ? err : new UplinkError('DISCONNECTED', String(err))),
+        (err: unknown) => this.onFailed(cursor, entry, err),
       );
     }
   }
 
-  private pick(): Cursor | null {
-    let total = 0;
-    let best: Cursor | null = null;
-    for (const cursor of this.cursors) {
-      if (cursor.buffer.length === 0) continue;
-      cursor.credit += cursor.weight;
-      total += cursor.weight;
-      if (best === null || cursor.credit > best.credit) best = cursor;
-    }
-    if (best !== null) best.credit -= total;
-    return best;
-  }
-
   private onAcked(cursor: Cursor, entry: Inflight): void {
     if (this.ended) return;
-    entry.acked = true;
+    entry.state = 'done';
     this.inflightCount -= 1;
-    let delivered = 0;
-    while (cursor.inflight.length > 0 && cursor.inflight[0]!.acked) {
-      cursor.inflight.shift();
-      delivered += 1;
-    }
+    this.window = Math.min(this.host.windowMax, this.window + 1);
+    const delivered = cursor.shiftDone();
     if (delivered > 0) {
       this.host.delivered.add(delivered);
       this.flushAck(cursor, false);
     }
     this.notify();
+  }
+
+  /**
+   * A refusal of this one message leaves the connection up: a permanent one (or one that used up the
+   * attempt budget) goes to the dead-letter lane, anything else is tried again on a new connection.
+   */
+  private onFailed(cursor: Cursor, entry: Inflight, err: unknown): void {
+    const error = err instanceof Error ? err : new UplinkError('DISCONNECTED', String(err));
+    const refusal = error instanceof UplinkError ? error.refusal : null;
+    if (this.ended) return;
+    if (refusal === null) return this.end(error, 'connection-lost');
+    this.inflightCount -= 1;
+    const lane = cursor.lane.name;
+    const seq = entry.record.seq;
+    const exhausted = this.host.ledger.charge(lane, seq, refusal.reason, cursor.lane.ackedSeq(), refusal.permanent);
+    this.host.reportError(error);
+    if (exhausted) this.deadLetter(cursor, entry, refusal.reason, this.host.ledger.attempts(lane, seq));
+    else this.end(error);
+  }
+
+  /** The original is acknowledged only once its copy is durable; a failed copy is tried on the next connection. */
+  private deadLetter(cursor: Cursor, entry: Inflight, reason: string, attempts: number): void {
+    entry.state = 'dead-lettering';
+    const box = this.host.deadLetters;
+    const what = `${this.host.gatewayId}:${cursor.lane.name}:${entry.record.seq}`;
+    if (box === null) {
+      return this.end(new UplinkError('REFUSED', `${what} cannot be delivered (${reason}) and there is no dead-letter lane`));
+    }
+    box.put(cursor.lane.name, entry.record, reason, attempts).then(
+      () => {
+        this.host.ledger.lettered(cursor.lane.name, entry.record.seq);
+        const moved = `${what} moved to the dead-letter lane after ${attempts} attempts: ${reason}`;
+        this.host.reportError(new UplinkError('REFUSED', moved));
+        if (this.ended) return;
+        entry.state = 'done';
+        cursor.shiftDone();
+        this.flushAck(cursor, false);
+        this.notify();
+      },
+      (err: unknown) => {
+        this.end(new UplinkError('IO', `${what} could not be dead-lettered: ${(err as Error).message}`, { cause: err }));
+      },
+    );
   }
 
   /** Acks the store in batches: each ack may dirty a checkpoint, so one per message would be waste. */

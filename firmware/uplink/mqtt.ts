@@ -1,7 +1,14 @@
-import mqtt, { type IClientOptions, type IClientPublishOptions, type MqttClient } from 'mqtt';
+import mqtt, { type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { useCompactMqttEncoder } from '../mqtt-encoder.js';
 import { UPSTREAM_KEY, compileTopicTemplate, topicLevelSafe } from './message.js';
-import { UplinkError, type ConfigTopicChannel, type UplinkMessage, type UplinkTransport } from './types.js';
+import { TOO_LARGE, publishFits, pubackRefusal } from './refusal.js';
+import {
+  UplinkError,
+  type ConfigTopicChannel,
+  type ServerLimits,
+  type UplinkMessage,
+  type UplinkTransport,
+} from './types.js';
 
 /** Options of the `mqtt` transport (board.json `uplink` with `"protocol": "mqtt"`). */
 export interface MqttTransportOptions {
@@ -123,6 +130,7 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
   const pending = new Set<(err: Error) => void>();
   let client: MqttClient | null = null;
   let connected = false;
+  let limits: ServerLimits = { receiveMaximum: null, packetBytesMax: null };
   let abortConnect: ((err: Error) => void) | null = null;
 
   function lose(c: MqttClient, cause: Error): void {
@@ -148,13 +156,25 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
     return new Promise((resolve, reject) => {
       abortConnect = reject;
       let lastError: Error | null = null;
-      c.on('error', (err) => (lastError = err));
+      c.on('error', (err) => {
+        lastError = err;
+        // mqtt.js reports an incoming packet it cannot parse (mosquitto 2.0 answers a message over its
+        // message_size_limit with a PUBACK reason MQTT 5 does not allow) and then keeps the socket open
+        // with its parser stuck: nothing, not even a PINGRESP, is read again. Such a connection is lost.
+        if (!connected) return;
+        lose(c, new UplinkError('DISCONNECTED', `connection to ${o.url} unusable: ${err.message}`, { cause: err }));
+      });
       c.on('message', (topic, payload) => {
         if (client === c && topic === configTopic) for (const listener of configListeners) listener(payload);
       });
-      c.once('connect', () => {
+      c.once('connect', (connack) => {
         if (client !== c) return;
         connected = true;
+        const properties = connack.properties;
+        limits = {
+          receiveMaximum: properties?.receiveMaximum ?? null,
+          packetBytesMax: properties?.maximumPacketSize ?? null,
+        };
         abortConnect = null;
         resolve();
       });
@@ -170,13 +190,51 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
   function publish(message: UplinkMessage): Promise<void> {
     const c = client;
     if (c === null || !connected) return Promise.reject(new UplinkError('DISCONNECTED', `not connected to ${o.url}`));
+    const topic = topicFor(message);
+    const options = publishOptions(o, message);
+    const { packetBytesMax } = limits;
+    // A broker closes the connection on a packet over its Maximum Packet Size (mosquitto: DISCONNECT 0x95),
+    // which would take the whole window down with it, again at every reconnect: never send one.
+    const packet: IPublishPacket = { cmd: 'publish', topic, payload: message.body, qos: 1, dup: false, retain: false };
+    packet.messageId = 1;
+    packet.properties = options.properties;
+    if (packetBytesMax !== null && !publishFits(packet, o.protocolVersion, packetBytesMax)) {
+      const what = `publish of ${message.messageId} is over the broker's Maximum Packet Size (${packetBytesMax} bytes)`;
+      return Promise.reject(new UplinkError('REFUSED', what, { refusal: TOO_LARGE }));
+    }
     return new Promise((resolve, reject) => {
       pending.add(reject);
-      c.publish(topicFor(message), message.body, publishOptions(o, message), (err) => {
+      c.publish(topic, message.body, options, (err, ack) => {
         pending.delete(reject);
-        if (err) reject(new UplinkError('REJECTED', `publish of ${message.messageId} failed: ${err.message}`, { cause: err }));
-        else resolve();
+        if (!err) resolve();
+        else if (ack?.cmd === 'puback' && typeof ack.reasonCode === 'number') {
+          const refusal = pubackRefusal(ack.reasonCode);
+          const what = `the broker refused ${message.messageId}: ${err.message}`;
+          reject(new UplinkError('REFUSED', what, { cause: err, refusal }));
+        } else {
+          reject(new UplinkError('REJECTED', `publish of ${message.messageId} failed: ${err.message}`, { cause: err }));
+        }
       });
+    });
+  }
+
+  /** PINGREQ on the live connection; any PINGRESP after it is the answer (keepalive pings are as good). */
+  function probe(timeoutMs: number): Promise<boolean> {
+    const c = client;
+    if (c === null || !connected) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const finish = (answered: boolean) => {
+        clearTimeout(timer);
+        c.off('packetreceive', onPacket);
+        c.off('close', onClose);
+        resolve(answered);
+      };
+      const onPacket = (packet: { cmd: string }) => packet.cmd === 'pingresp' && finish(true);
+      const onClose = () => finish(false);
+      const timer = setTimeout(() => finish(false), timeoutMs);
+      c.on('packetreceive', onPacket);
+      c.on('close', onClose);
+      c.sendPing();
     });
   }
 
@@ -211,6 +269,8 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
     protocol: 'mqtt',
     connect,
     publish,
+    probe,
+    serverLimits: () => limits,
     onDisconnect(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);

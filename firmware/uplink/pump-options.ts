@@ -1,5 +1,6 @@
 import type { Clock } from '../clock.js';
 import type { BackoffOptions } from './backoff.js';
+import type { DeadLetterStatus } from './dead-letter.js';
 import type { PumpLane } from './drain.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
@@ -11,6 +12,18 @@ import { UplinkError, type UplinkTransport } from './types.js';
  */
 export const INFLIGHT_MESSAGES_HARD_MAX = 4_096;
 export const INFLIGHT_MESSAGES_DEFAULT = 100;
+
+/** What Pump.stop may take when the caller names no budget: a third of the gateway's 15 s stop. */
+export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
+/**
+ * The window after a connection died with messages in flight, messages; it doubles with every round of
+ * acknowledgements (TCP's slow start). A broker that closes the connection on one bad message often resets
+ * it with PUBACKs still unread, so a full window would be lost and charged again and again; starting small
+ * sends the suspect first and alone, and the window is back to full within a few round trips.
+ */
+export const WINDOW_AFTER_LOSS_MESSAGES = 1;
+/** Of a stop's budget, kept back for the MQTT DISCONNECT after in-flight publishes are done, ms. */
+export const STOP_CLOSE_RESERVE_MS = 1_000;
 
 export interface PumpLaneConfig {
   lane: PumpLane;
@@ -47,6 +60,18 @@ export interface PumpOptions {
   publishTimeoutMs?: number;
   /** Longest a single resync hook may run, ms. Default 30,000. */
   resyncTimeoutMs?: number;
+  /**
+   * Tries per message before it goes to the dead-letter lane, counting refusals of the moment (quota), a
+   * connection that died with it the oldest in flight, and a PUBACK that never came while the broker still
+   * answered pings. Default 5. A permanent refusal (not authorized, too large) needs no second try.
+   */
+  publishAttemptsMax?: number;
+  /** A connection must last this long before the backoff starts over from its base, ms. Default 30,000. */
+  stableConnectionMs?: number;
+  /** How long a probe (PINGREQ on a link-up notice or a missing PUBACK) waits for its answer, ms. Default 2,000. */
+  probeTimeoutMs?: number;
+  /** The ring log's dead-letter lane; without one nothing is given up on and a refused message holds its lane. */
+  deadLetterLane?: Pick<PumpLane, 'append'>;
   backoff?: BackoffOptions;
   resyncHooks?: ResyncHook[];
   /** Backlog bytes and age from the store (RingLog.stats()); without it status counts records only. */
@@ -61,6 +86,8 @@ export interface PumpStatus {
   link: LinkState;
   protocol: string;
   lastError: { message: string; code: string | null; atWallMs: number } | null;
+  /** The last probe of a connection that looked up (after a wake or a missing PUBACK): answered or not. */
+  lastProbe: { answered: boolean; atWallMs: number } | null;
   /** The last link-up notice (interface, modem hook, signal) and when it came. */
   lastWake: { reason: string; atWallMs: number } | null;
   /** Wall time of the current connection's start; null when not up. */
@@ -71,6 +98,10 @@ export interface PumpStatus {
   /** Time left in the current backoff sleep, ms; null when not in backoff. */
   retryInMs: number | null;
   inflight: number;
+  /** The window in force: inflightMax, or the server's Receive Maximum when lower; null when not connected. */
+  windowMax: number | null;
+  /** Messages moved to the dead-letter lane, by reason. */
+  deadLetters: DeadLetterStatus;
   /** The bandwidth cap in force, bytes/s; 0 = none. */
   maxBytesPerSec: number;
   backlog: { records: number; bytes: number | null; oldestAgeMs: number | null };
@@ -89,6 +120,11 @@ export const LIMIT_RANGES = {
   connectTimeoutMs: [100, 600_000, 15_000, 'ms'],
   publishTimeoutMs: [100, 600_000, 20_000, 'ms'],
   resyncTimeoutMs: [100, 600_000, 30_000, 'ms'],
+  publishAttemptsMax: [1, 1_000, 5, 'attempts'],
+  // A broker that accepts and then drops every connection would otherwise be hit ~200 times a minute.
+  stableConnectionMs: [0, 3_600_000, 30_000, 'ms'],
+  // Short: it runs when the link is suspected dead, and every ms of it is a ms of stall.
+  probeTimeoutMs: [50, 60_000, 2_000, 'ms'],
 } as const;
 export type LimitName = keyof typeof LIMIT_RANGES;
 /** Lanes a pump may drain; the weighted pick walks all of them per message. */

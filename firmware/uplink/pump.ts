@@ -1,7 +1,11 @@
 import { systemClock, type Clock } from '../clock.js';
 import { Backoff } from './backoff.js';
+import { AttemptLedger, DeadLetters } from './dead-letter.js';
 import { DrainSession, type DrainLimits, type PumpLane } from './drain.js';
 import {
+  PUMP_STOP_BUDGET_MS_DEFAULT,
+  STOP_CLOSE_RESERVE_MS,
+  WINDOW_AFTER_LOSS_MESSAGES,
   checkLimit,
   resolveLimits,
   validateLanes,
@@ -11,10 +15,12 @@ import {
   type PumpStatus,
 } from './pump-options.js';
 import { RateMeter, TokenBucket } from './rate.js';
+import { deadline, within } from './timers.js';
 import { UplinkError } from './types.js';
 
 export type { PumpLane } from './drain.js';
 export {
+  PUMP_STOP_BUDGET_MS_DEFAULT,
   INFLIGHT_MESSAGES_DEFAULT,
   INFLIGHT_MESSAGES_HARD_MAX,
   type LinkState,
@@ -41,6 +47,7 @@ export class Pump {
   private link: LinkState = 'stopped';
   private lastError: PumpStatus['lastError'] = null;
   private lastWake: PumpStatus['lastWake'] = null;
+  private lastProbe: PumpStatus['lastProbe'] = null;
   private connectedSinceWallMs: number | null = null;
   private connects = 0;
   private session: DrainSession | null = null;
@@ -52,6 +59,11 @@ export class Pump {
   /** Monotonic time the current backoff sleep ends; null when not sleeping. */
   private sleepUntilMonoMs: number | null = null;
   private watchdog: NodeJS.Timeout | null = null;
+  private probing = false;
+  private connectedAtMonoMs: number | null = null;
+  private lastSessionLost = false;
+  private readonly ledger: AttemptLedger;
+  private readonly deadLetters: DeadLetters | null;
 
   constructor(private readonly opts: PumpOptions) {
     if (!opts.gatewayId) throw new UplinkError('INVALID', '"gatewayId" must be a non-empty string');
@@ -61,7 +73,14 @@ export class Pump {
     this.backoff = new Backoff(opts.backoff);
     this.delivered = new RateMeter(this.clock);
     this.bucket = new TokenBucket(this.limits.maxBytesPerSec, this.clock);
-    opts.transport.onDisconnect((cause) => this.session?.end(cause));
+    const box = opts.deadLetterLane;
+    this.deadLetters = box === undefined ? null : new DeadLetters(box, () => this.clock.wallMs());
+    this.ledger = new AttemptLedger(box === undefined ? Infinity : this.limits.publishAttemptsMax);
+    // Our own teardowns (CLOSED) end the session first; any other loss is the broker's or the link's.
+    opts.transport.onDisconnect((cause) => {
+      const ours = cause instanceof UplinkError && cause.code === 'CLOSED';
+      this.session?.end(cause, ours ? undefined : 'connection-lost');
+    });
   }
 
   start(): void {
@@ -72,7 +91,9 @@ export class Pump {
 
   /**
    * The link is back (interface up, modem hook, SIGUSR2): forget the backoff and connect now. An attempt
-   * already under way began while the link was down, so it is abandoned rather than waited out.
+   * already under way began while the link was down, so it is abandoned rather than waited out. A
+   * connection that looks up may have died in the outage without a FIN (a black hole): it is probed, and
+   * replaced at once if it does not answer, instead of waiting out publishTimeoutMs.
    */
   wake(reason = 'wake'): void {
     if (this.stopping) return;
@@ -82,7 +103,31 @@ export class Pump {
       this.skipBackoff = true;
       void this.opts.transport.destroy();
     }
+    if (this.link === 'up' || this.link === 'resyncing') void this.probeAfterWake();
     this.lastWake = { reason, atWallMs: this.clock.wallMs() };
+  }
+
+  private async probeAfterWake(): Promise<void> {
+    const connects = this.connects;
+    const answered = await this.probe();
+    // A connection made since the probe went out is not the one that failed it.
+    if (answered !== false || this.stopping || connects !== this.connects) return;
+    const what = `no answer to a probe within ${this.limits.probeTimeoutMs} ms after a link-up notice; reconnecting`;
+    const err = new UplinkError('TIMEOUT', what);
+    this.reportError(err);
+    this.skipBackoff = true;
+    this.session?.end(err);
+    void this.opts.transport.destroy();
+  }
+
+  /** Null when a probe is already out: a wake storm (a hook in a loop) must not become a PINGREQ storm. */
+  private async probe(): Promise<boolean | null> {
+    if (this.probing) return null;
+    this.probing = true;
+    const answered = await this.opts.transport.probe(this.limits.probeTimeoutMs);
+    this.probing = false;
+    this.lastProbe = { answered, atWallMs: this.clock.wallMs() };
+    return answered;
   }
 
   /** Changes the bandwidth cap live (cloud-pushed settings); 0 lifts it. Validated as the option is. */
@@ -92,23 +137,30 @@ export class Pump {
     this.session?.rateChanged();
   }
 
-  /** Stops taking records, lets in-flight publishes finish (bounded by publishTimeoutMs), acks, closes. */
-  async stop(): Promise<void> {
+  /**
+   * Stops taking records, lets in-flight publishes finish, acks, says goodbye — all within `budgetMs`, on any
+   * link. What is still in flight when the budget runs short is abandoned: it was never acked, so it goes
+   * again after the restart (at-least-once).
+   */
+  async stop(budgetMs = PUMP_STOP_BUDGET_MS_DEFAULT): Promise<void> {
     if (this.loop === null) return;
+    const deadline = this.clock.monoMs() + budgetMs;
+    const left = () => Math.max(0, deadline - this.clock.monoMs());
     this.stopping = true;
     this.interruptSleep?.();
     const session = this.session;
     if (session !== null) {
       session.pause();
-      const timer = setTimeout(() => void this.opts.transport.destroy(), this.limits.publishTimeoutMs);
-      await session.quiesce();
-      clearTimeout(timer);
+      const quiesceMs = Math.min(this.limits.publishTimeoutMs, left() - STOP_CLOSE_RESERVE_MS);
+      const quiesced = await within(session.quiesce(), quiesceMs);
       session.end();
+      if (!quiesced) await this.opts.transport.destroy();
     } else {
       await this.opts.transport.destroy();
     }
-    await this.loop;
-    await this.opts.transport.close();
+    // A resync hook may still be running (bounded by resyncTimeoutMs, longer than a stop): not waited out.
+    await within(this.loop, left());
+    if (!(await within(this.opts.transport.close(), left()))) await this.opts.transport.destroy();
     this.loop = null;
     this.link = 'stopped';
   }
@@ -123,11 +175,14 @@ export class Pump {
       protocol: this.opts.transport.protocol,
       lastError: this.lastError,
       lastWake: this.lastWake,
+      lastProbe: this.lastProbe,
       connectedSinceWallMs: this.connectedSinceWallMs,
       connects: this.connects,
       backoffCeilingMs: this.backoff.ceilingMs(),
       retryInMs: this.sleepUntilMonoMs === null ? null : Math.max(0, this.sleepUntilMonoMs - this.clock.monoMs()),
       inflight: this.session?.inflight ?? 0,
+      windowMax: this.session?.windowMax ?? null,
+      deadLetters: this.deadLetters?.status() ?? { total: 0, byReason: {}, last: null },
       maxBytesPerSec: this.limits.maxBytesPerSec,
       backlog: { records, bytes: extra?.bytes ?? null, oldestAgeMs: extra?.oldestAgeMs ?? null },
       drainRatePerSec: rate,
@@ -145,6 +200,9 @@ export class Pump {
         this.reportError(err);
       }
       this.connectedSinceWallMs = null;
+      const upMs = this.connectedAtMonoMs === null ? 0 : this.clock.monoMs() - this.connectedAtMonoMs;
+      if (this.connectedAtMonoMs !== null && upMs >= this.limits.stableConnectionMs) this.backoff.reset();
+      this.connectedAtMonoMs = null;
       // On stop the connection is left for stop() to close politely (MQTT DISCONNECT).
       if (this.stopping) break;
       await this.opts.transport.destroy();
@@ -156,7 +214,8 @@ export class Pump {
   private async connect(): Promise<void> {
     this.link = 'connecting';
     await this.guard(this.opts.transport.connect(), this.limits.connectTimeoutMs, 'connect');
-    this.backoff.reset();
+    // Not reset here: a broker that accepts and then drops each connection must still see the backoff grow.
+    this.connectedAtMonoMs = this.clock.monoMs();
     this.connects += 1;
     this.connectedSinceWallMs = this.clock.wallMs();
   }
@@ -183,6 +242,10 @@ export class Pump {
         clock: this.clock,
         gatewayId: this.opts.gatewayId,
         limits: this.limits as DrainLimits,
+        windowMax: Math.min(this.limits.inflightMax, this.receiveMaximum()),
+        windowStart: this.lastSessionLost ? WINDOW_AFTER_LOSS_MESSAGES : Infinity,
+        ledger: this.ledger,
+        deadLetters: this.deadLetters,
         delivered: this.delivered,
         bucket: this.bucket,
         reportError: (err) => this.reportError(err),
@@ -195,17 +258,27 @@ export class Pump {
       await session.run();
     } finally {
       this.stopWatchdog();
+      this.lastSessionLost = session.lostInFlight;
       this.session = null;
     }
   }
 
-  /** A publish outstanding past publishTimeoutMs means packets vanish (black hole): tear down, start over. */
+  /**
+   * A publish outstanding past publishTimeoutMs: either packets vanish (a black hole) or the broker dropped
+   * that one message without a word (mosquitto over its message_size_limit). A probe tells them apart; only
+   * the second costs the message an attempt. Either way the connection is torn down and the drain starts over.
+   */
   private startWatchdog(session: DrainSession): void {
     const periodMs = Math.max(50, Math.floor(this.limits.publishTimeoutMs / 4));
     this.watchdog = setInterval(() => {
       const sentAtMs = session.oldestInflightSentAtMs();
-      if (sentAtMs === null || this.clock.monoMs() - sentAtMs < this.limits.publishTimeoutMs) return;
-      session.end(new UplinkError('TIMEOUT', `no PUBACK for ${this.limits.publishTimeoutMs} ms; tearing the connection down`));
+      if (this.probing || sentAtMs === null || this.clock.monoMs() - sentAtMs < this.limits.publishTimeoutMs) return;
+      void this.probe().then((alive) => {
+        if (alive === null) return;
+        const why = alive ? 'the broker answers pings, so it dropped the message' : 'the link does not answer';
+        const what = `no PUBACK for ${this.limits.publishTimeoutMs} ms (${why}); tearing the connection down`;
+        session.end(new UplinkError('TIMEOUT', what), alive ? 'no-puback' : undefined);
+      });
     }, periodMs);
   }
 
@@ -214,20 +287,16 @@ export class Pump {
     this.watchdog = null;
   }
 
+  private receiveMaximum(): number {
+    return this.opts.transport.serverLimits?.().receiveMaximum ?? Infinity;
+  }
+
   /** Races `work` against a timeout; on timeout the connection is torn down so `work` cannot linger. */
-  private async guard(work: Promise<void>, timeoutMs: number, what: string, destroy = true): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => {
-        if (destroy) void this.opts.transport.destroy();
-        reject(new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`));
-      }, timeoutMs);
+  private guard(work: Promise<void>, timeoutMs: number, what: string, destroy = true): Promise<void> {
+    return deadline(work, timeoutMs, () => {
+      if (destroy) void this.opts.transport.destroy();
+      return new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`);
     });
-    try {
-      await Promise.race([work, timeout]);
-    } finally {
-      clearTimeout(timer);
-    }
   }
 
   private sleep(ms: number): Promise<void> {

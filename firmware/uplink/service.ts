@@ -2,6 +2,7 @@ import { systemClock, type Clock } from '../clock.js';
 import { ConfigError } from '../config/errors.js';
 import type { RingLog } from '../store/log.js';
 import { loadUplinkFiles, type AzureUplinkConfig, type UplinkConfig } from './config.js';
+import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
 import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
@@ -23,6 +24,11 @@ export interface UplinkServiceOptions {
   onError?: (err: Error) => void;
   /** Where interface state is read. Default /sys/class/net; tests and the benchmark pass a temp dir. */
   sysClassNetDir?: string;
+  /**
+   * Run on every connect after the settings hook, in order (identities, then twins). Given here, not added
+   * later, so that they exist before the first connect: a hook missing then misses that whole connection.
+   */
+  resyncHooks?: ResyncHook[];
   /** Pump limits board.json does not expose (timeouts, batches), for tests and the benchmark. */
   pumpOverrides?: Partial<Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>>;
 }
@@ -47,8 +53,8 @@ export interface UplinkService {
    * is always first; identities, then twins, come next). A hook added while connected runs from the next connect.
    */
   addResyncHook(hook: ResyncHook): void;
-  /** Lets in-flight publishes finish, saves settings, closes the connection. */
-  stop(): Promise<void>;
+  /** Lets in-flight publishes finish, saves settings, closes the connection; the pump's part within `budgetMs`. */
+  stop(budgetMs?: number): Promise<void>;
 }
 
 /** Sums the store's view of the pump's lanes: bytes pending and the oldest record's age. */
@@ -73,11 +79,14 @@ function disabledService(log: RingLog): UplinkService {
       protocol: 'none',
       lastError: null,
       lastWake: null,
+      lastProbe: null,
       connectedSinceWallMs: null,
       connects: 0,
       backoffCeilingMs: 0,
       retryInMs: null,
       inflight: 0,
+      windowMax: null,
+      deadLetters: { total: 0, byReason: {}, last: null },
       maxBytesPerSec: 0,
       backlog: backlogOf(log, [UPSTREAM_LANE_NAME]),
       drainRatePerSec: 0,
@@ -130,6 +139,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     maxBytesPerSec: config.maxBytesPerSec,
     backoff: config.backoff,
     resyncHooks,
+    deadLetterLane: await log.lane(DEAD_LETTER_LANE_NAME),
     backlogStats: () => backlogOf(log, laneNames),
     onError,
   });
@@ -144,7 +154,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   });
   await settings.load();
   const unsubscribes = listenForSettings(transport, settings);
-  resyncHooks.push(settingsHook(transport, settings));
+  resyncHooks.push(settingsHook(transport, settings), ...(opts.resyncHooks ?? []));
 
   const watch: LinkWatch | null =
     config.interfaces.length > 0 || config.modemFlagPath !== undefined
@@ -157,13 +167,31 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     status: () => ({ ...pump.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status() }),
     wake: (reason) => pump.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
-    async stop() {
+    async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
       watch?.stop();
-      await pump.stop();
+      // The pump abandons what it cannot finish within the budget; the race is the backstop for a transport
+      // whose teardown itself hangs.
+      await withinBudget(pump.stop(budgetMs), budgetMs, () => transport.destroy());
       for (const unsubscribe of unsubscribes) unsubscribe();
       await settings.flush();
     },
   };
+}
+
+/**
+ * A stop's wait for in-flight PUBACKs and the goodbye, ms: on a black-holed link they never come, and the
+ * pump alone would wait out publishTimeoutMs (20 s), past systemd's stop timeout. What is abandoned was not
+ * acked, so it goes again after the restart (at-least-once).
+ */
+const UPLINK_STOP_BUDGET_MS_DEFAULT = 5_000;
+
+/** Waits for `work` at most `budgetMs`; past that, `abandon` tears down whatever it waits on. */
+async function withinBudget(work: Promise<void>, budgetMs: number, abandon: () => Promise<void>): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<'late'>((resolve) => (timer = setTimeout(() => resolve('late'), budgetMs)));
+  const outcome = await Promise.race([work.then(() => 'done' as const), late]);
+  clearTimeout(timer);
+  if (outcome === 'late') await abandon();
 }
 
 /** Settings pushed while connected: desired-property patches (azure) or config topic messages (mqtt). */

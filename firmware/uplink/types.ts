@@ -5,7 +5,11 @@
  * - `connect()` makes ONE attempt. It never retries on its own and never reconnects after a loss: two retry
  *   loops fighting over one link is how edgeHub ends up stalled after a flaky network.
  * - `publish()` resolves only on the broker's acknowledgement (PUBACK), and rejects — never hangs — when the
- *   connection drops first or `destroy()` is called. Publishes are sent in call order.
+ *   connection drops first or `destroy()` is called. Publishes are sent in call order. A broker that refuses
+ *   this one message (an MQTT 5 reason code, a message over a size limit known before sending) is a
+ *   `REFUSED` error with its `refusal`: the connection stays up and nothing is reported to `onDisconnect`.
+ * - `probe()` asks the peer for a round trip on the current connection (MQTT PINGREQ) and says whether it
+ *   answered in time; it never throws and never tears the connection down itself.
  * - Every connection loss after `connect()` resolved is reported once through `onDisconnect`, with the cause.
  * - `destroy()` tears the connection down at once without waiting on the peer (the watchdog calls it on a
  *   connection that hangs); `close()` says goodbye first. Both may be called at any time, more than once.
@@ -61,11 +65,23 @@ export interface MethodResponse {
 /** Direct methods (cloud → gateway calls) where the cloud has them. */
 export type MethodHandler = (payload: unknown) => Promise<MethodResponse>;
 
+/** What the server said about the current connection (MQTT 5 CONNACK); null where it set no limit. */
+export interface ServerLimits {
+  /** Receive Maximum: QoS 1 publishes the server takes unacknowledged at once, messages. */
+  receiveMaximum: number | null;
+  /** Maximum Packet Size: the largest packet the server accepts, bytes. */
+  packetBytesMax: number | null;
+}
+
 export interface UplinkTransport {
   /** `mqtt` or `azure`, for status and logs. */
   readonly protocol: string;
   connect(): Promise<void>;
   publish(message: UplinkMessage): Promise<void>;
+  /** True when the peer answered a round trip within `timeoutMs`; false when not, or when not connected. */
+  probe(timeoutMs: number): Promise<boolean>;
+  /** The server's limits for the connection `connect()` made; absent where the protocol has none. */
+  serverLimits?(): ServerLimits;
   onDisconnect(listener: (cause: Error) => void): () => void;
   destroy(): Promise<void>;
   close(): Promise<void>;
@@ -77,17 +93,36 @@ export interface UplinkTransport {
   onMethod?(name: string, handler: MethodHandler): void;
 }
 
-/** IO: a local file (saved settings) could not be written. */
-export type UplinkErrorCode = 'CONNECT' | 'TIMEOUT' | 'DISCONNECTED' | 'REJECTED' | 'CLOSED' | 'INVALID' | 'IO';
+/** IO: a local file (saved settings) could not be written. REFUSED: the broker refused one message. */
+export type UplinkErrorCode =
+  | 'CONNECT'
+  | 'TIMEOUT'
+  | 'DISCONNECTED'
+  | 'REJECTED'
+  | 'REFUSED'
+  | 'CLOSED'
+  | 'INVALID'
+  | 'IO';
+
+/** Why a broker refused a message, and whether sending it again could ever succeed. */
+export interface Refusal {
+  /** Short and stable, for counters and the dead-letter record: `mqtt5-0x87-not-authorized`, `too-large`. */
+  reason: string;
+  /** True when the same bytes will be refused again (not authorized, too large); false for quota and the like. */
+  permanent: boolean;
+}
 
 /** What the outside world sees of an uplink failure; `cause` keeps the library's own error. */
 export class UplinkError extends Error {
+  readonly refusal: Refusal | null;
+
   constructor(
     readonly code: UplinkErrorCode,
     message: string,
-    options?: { cause?: unknown },
+    options?: { cause?: unknown; refusal?: Refusal },
   ) {
     super(message, options);
     this.name = 'UplinkError';
+    this.refusal = options?.refusal ?? null;
   }
 }

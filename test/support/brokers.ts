@@ -54,6 +54,10 @@ export async function waitForPort(port: number, timeoutMs = BROKER_START_TIMEOUT
 export interface MosquittoOptions {
   /** Keep sessions and queued messages in `<dir>/mosquitto.db` across `restart()`. Default true. */
   persistence?: boolean;
+  /** More mosquitto.conf lines (limits such as `max_packet_size 2000`). */
+  extraConfig?: string[];
+  /** An ACL file's lines (e.g. `topic write a/#`); without them every client may use every topic. */
+  acl?: string[];
 }
 
 /** A mosquitto process with its config and persistence file in a temp dir that outlives `restart()`. */
@@ -74,7 +78,7 @@ export class Mosquitto implements TestBroker {
     const dir = await mkdtemp(path.join(tmpdir(), 'outpost-mosquitto-'));
     for (let attempt = 1; ; attempt += 1) {
       const broker = new Mosquitto(dir, await freePort());
-      await broker.writeConfig(opts.persistence ?? true);
+      await broker.writeConfig(opts);
       try {
         await broker.launch();
         return broker;
@@ -142,7 +146,9 @@ export class Mosquitto implements TestBroker {
     return readFile(path.join(this.dir, 'mosquitto.conf'), 'utf8');
   }
 
-  private async writeConfig(persistence: boolean): Promise<void> {
+  private async writeConfig(opts: MosquittoOptions): Promise<void> {
+    const persistence = opts.persistence ?? true;
+    if (opts.acl !== undefined) await writeFile(path.join(this.dir, 'acl'), opts.acl.join('\n') + '\n');
     const lines = [
       `listener ${this.port} 127.0.0.1`,
       'allow_anonymous true',
@@ -157,6 +163,8 @@ export class Mosquitto implements TestBroker {
       'log_dest stderr',
       'log_type error',
       'log_type warning',
+      ...(opts.acl === undefined ? [] : [`acl_file ${this.dir}/acl`]),
+      ...(opts.extraConfig ?? []),
     ];
     await writeFile(path.join(this.dir, 'mosquitto.conf'), lines.join('\n') + '\n');
   }

@@ -12,6 +12,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
  *   the bytes wait in kernel buffers, exactly as a TCP sender's unacknowledged data waits while every packet
  *   is dropped. New connections are accepted but never reach the broker until `pass()`.
  * - `refuse()`: new connections are reset as soon as they are accepted; open ones are left alone.
+ * - `strand()`: every connection open now forwards nothing ever again, whatever the mode, and is never closed
+ *   by the proxy — as after a modem redial with a new address, where the old connections are silently dead
+ *   (a black hole holds bytes and `pass()` delivers them, as TCP would retransmit them; a stranded one never).
+ *   New connections follow the mode.
  * - `throttle(bytesPerSec)`: each direction of each connection is held to that rate; `throttle(null)` lifts it.
  */
 export type ProxyMode = 'pass' | 'blackhole' | 'refuse';
@@ -52,6 +56,7 @@ function settle(socket: net.Socket, event: 'connect' | 'drain'): Promise<string>
 interface Pair {
   client: net.Socket;
   upstream: net.Socket | null;
+  stranded: boolean;
 }
 
 export class FaultProxy {
@@ -105,6 +110,11 @@ export class FaultProxy {
     this.setMode('refuse');
   }
 
+  strand(): void {
+    for (const pair of this.pairs) pair.stranded = true;
+    this.setMode(this.modeNow);
+  }
+
   throttle(bytesPerSec: number | null): void {
     if (bytesPerSec !== null && !(bytesPerSec >= 1)) {
       throw new RangeError(`"bytesPerSec" must be at least 1 or null, got ${bytesPerSec}`);
@@ -138,7 +148,7 @@ export class FaultProxy {
       client.resetAndDestroy();
       return;
     }
-    const pair: Pair = { client, upstream: null };
+    const pair: Pair = { client, upstream: null, stranded: false };
     this.pairs.add(pair);
     client.on('error', () => this.drop(pair, true));
     client.on('close', () => this.drop(pair, false));
@@ -157,9 +167,9 @@ export class FaultProxy {
     void this.forward(pair, upstream, pair.client, 'toClient');
   }
 
-  /** Waits while the link is black-holed; false once the pair is gone. */
+  /** Waits while the link is black-holed or the pair stranded; false once the pair is gone. */
   private async passable(pair: Pair): Promise<boolean> {
-    while (this.modeNow === 'blackhole' && this.pairs.has(pair)) await this.modeChanged.promise;
+    while ((this.modeNow === 'blackhole' || pair.stranded) && this.pairs.has(pair)) await this.modeChanged.promise;
     return this.pairs.has(pair);
   }
 

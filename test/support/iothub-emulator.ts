@@ -34,6 +34,9 @@ const METHOD_TIMEOUT_MS_DEFAULT = 10_000;
 /** Telemetry kept for assertions; a test that needs more is doing something else. */
 const TELEMETRY_RECORDS_MAX = 1_000_000;
 
+/** What `operations()` counts, per device: accepted CONNECTs, twin GETs and reported PATCHes (refused ones too). */
+export type CountedOperation = 'connect' | 'twin-get' | 'twin-patch';
+
 type PendingMethod = { resolve: (r: MethodResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
 
 export class IotHubEmulator {
@@ -47,6 +50,7 @@ export class IotHubEmulator {
   private readonly pendingMethods = new Map<string, PendingMethod>();
   private readonly telemetryListeners = new Set<(record: TelemetryRecord) => void>();
   private nextRequestId = 1;
+  private readonly counts = new Map<string, number>();
 
   private constructor(
     readonly ca: TestCa,
@@ -69,7 +73,10 @@ export class IotHubEmulator {
     broker.authenticate = (client, username, password, done) => done(null, hub.authenticate(client, username, password));
     broker.on('publish', (packet, client) => client !== null && hub.onDevicePublish(client, packet));
     // 'client' comes before CONNACK, so a device is known as soon as its `open()` resolves.
-    broker.on('client', (client) => hub.clients.set(client.id, client));
+    broker.on('client', (client) => {
+      hub.clients.set(client.id, client);
+      hub.count(client.id, 'connect');
+    });
     broker.on('subscribe', (subs, client) => {
       const filters = hub.subscriptions.get(client.id) ?? new Set();
       for (const sub of subs) filters.add(sub.topic);
@@ -108,6 +115,15 @@ export class IotHubEmulator {
   /** True once the device subscribed to exactly this topic filter (e.g. `$iothub/methods/POST/#`). */
   isSubscribed(deviceId: string, filter: string): boolean {
     return this.subscriptions.get(deviceId)?.has(filter) ?? false;
+  }
+
+  /** How many times the device did `op` since the emulator started. */
+  operations(deviceId: string, op: CountedOperation): number {
+    return this.counts.get(`${op}:${deviceId}`) ?? 0;
+  }
+
+  private count(deviceId: string, op: CountedOperation): void {
+    this.counts.set(`${op}:${deviceId}`, this.operations(deviceId, op) + 1);
   }
 
   onTelemetry(listener: (record: TelemetryRecord) => void): () => void {
@@ -189,10 +205,19 @@ export class IotHubEmulator {
       const bag = new URLSearchParams(pathPart.slice(`devices/${client.id}/messages/events/`.length));
       this.record({ deviceId: client.id, properties: Object.fromEntries(bag), body: Buffer.from(packet.payload) });
     } else if (pathPart === '$iothub/twin/GET/') {
+      this.count(client.id, 'twin-get');
       this.send(client.id, `$iothub/twin/res/200/?$rid=${rid}`, this.twin(client.id));
     } else if (pathPart === '$iothub/twin/PATCH/properties/reported/') {
+      this.count(client.id, 'twin-patch');
+      const patch = JSON.parse(packet.payload.toString()) as Record<string, unknown>;
+      const bad = badKey(patch);
+      if (bad !== null) {
+        // IoT Hub's answer: 400 with an error body, and nothing of the patch applied.
+        const message = `Property name '${bad}' contains invalid characters ('.', '$' or space)`;
+        return this.send(client.id, `$iothub/twin/res/400/?$rid=${rid}`, { errorCode: 400004, message });
+      }
       const reported = this.twin(client.id).reported;
-      mergePatch(reported, JSON.parse(packet.payload.toString()) as Record<string, unknown>);
+      mergePatch(reported, patch);
       reported.$version = (reported.$version as number) + 1;
       this.send(client.id, `$iothub/twin/res/204/?$rid=${rid}&$version=${reported.$version}`, null);
     } else if (pathPart.startsWith('$iothub/methods/res/')) {
@@ -216,6 +241,17 @@ export class IotHubEmulator {
     // aedes calls the callback unconditionally; a device that vanished meanwhile is simply not answered.
     this.clients.get(deviceId)?.publish(packet, () => {});
   }
+}
+
+/** The first key, at any depth, that IoT Hub refuses in a twin document ('.', '$', space, control characters). */
+function badKey(doc: Record<string, unknown>): string | null {
+  for (const [key, value] of Object.entries(doc)) {
+    if (/[.$ \u0000-\u001f\u007f-\u009f]/.test(key)) return key;
+    const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
+    const inner = isObject ? badKey(value as Record<string, unknown>) : null;
+    if (inner !== null) return inner;
+  }
+  return null;
 }
 
 /** JSON merge patch (RFC 7386), which is how IoT Hub applies twin patches: null deletes a key. */

@@ -115,7 +115,7 @@ t.test('--watch prints a progress line while a long backlog drains, then returns
   const out = collect();
   t.equal(await runStatusCli(['--watch', '--socket', ops.socketPath!], '/nonexistent', out.stream), 0);
   const lines = out.text().trim().split('\n');
-  t.match(lines[0], /^\[[#.]{24}\] +\d+% \d+ rec left, [\d.]+ rec\/s, ETA .+, link (up|connecting|backoff|down)$/, lines[0]);
+  t.match(lines[0], /^\[[#.]{24}\] +\d+% \d+ rec left, [\d.]+ rec\/s, ETA .+, link (up|resyncing|connecting|backoff|down)$/, lines[0]);
   t.equal(lines[lines.length - 1], 'backlog drained');
   t.match(lines[lines.length - 2], /\[#{24}\] 100% 0 rec left/);
 });

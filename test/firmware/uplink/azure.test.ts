@@ -89,3 +89,32 @@ t.test('bad azure options are refused by name', async (t) => {
   t.throws(() => createTransport({ protocol: 'azure', connectionString: 'HostName=h;DeviceId=x;x509=true' }), /"cert" and "key" are required/);
   t.throws(() => createTransport({ protocol: 'nope' } as never), /"protocol" must be one of mqtt, azure/);
 });
+
+/** Bound on waits for what happens at once after destroy(); the SDK left alone takes 60 s (its CONNACK timeout). */
+const PROMPT_MS = 5_000;
+
+t.test('destroy() abandons a connect hung on a black-holed link and closes its socket', async (t) => {
+  const hub = await IotHubEmulator.start();
+  t.teardown(() => hub.stop());
+  const proxy = await FaultProxy.start({ targetPort: hub.port });
+  t.teardown(() => proxy.close());
+  const transport = createTransport({
+    protocol: 'azure',
+    connectionString: hub.addDevice('gw-hole', `localhost:${proxy.port}`),
+    ca: hub.ca.cert,
+  });
+  proxy.blackhole();
+  const connecting = transport.connect().then(() => 'connected', (err: Error) => err);
+  await until('the connect to reach the proxy', () => proxy.connectionCount === 1);
+  await transport.destroy();
+  const outcome = await Promise.race([connecting, sleep(PROMPT_MS).then(() => 'still pending')]);
+  t.match(outcome, { code: 'CONNECT', message: /destroyed/ }, 'connect() rejects at once, naming the destroy');
+
+  // The link comes back. An abandoned connect whose socket were still open would now reach the hub.
+  proxy.pass();
+  await until('the proxy to drop the abandoned connection', () => proxy.connectionCount === 0, PROMPT_MS);
+  t.equal(hub.operations('gw-hole', 'connect'), 0, 'the abandoned socket was closed: it never reached the hub');
+  await transport.connect();
+  t.ok(hub.isConnected('gw-hole'), 'connects once the link is back');
+  await transport.close();
+});

@@ -113,6 +113,27 @@ t.test('blackhole forwards nothing and closes nothing, then TCP delivers late', 
   await until('delivery after the link returns', () => open.text() === 'lost?' && late.text() === 'new');
 });
 
+t.test('strand leaves the open connections dead for good, new ones pass', async (t) => {
+  const echo = await echoServer(t);
+  const proxy = await proxyFor(t, echo.port);
+  const before = await connect(t, proxy.port);
+  proxy.blackhole();
+  before.socket.write('held');
+  const during = await connect(t, proxy.port);
+  during.socket.write('stuck');
+  proxy.strand();
+  proxy.pass();
+  const after = await connect(t, proxy.port);
+  after.socket.write('new');
+  // Held bytes go out as soon as pass() wakes the forwarders, before a new connection's round trip ends.
+  await until('the new connection echoed', () => after.text() === 'new');
+  t.equal(echo.received(), 'new', 'nothing from a stranded connection reached the broker');
+  t.equal(before.text() + during.text(), '', 'nothing came back on them');
+  t.equal(before.ended() ?? during.ended(), null, 'and neither was closed');
+  proxy.cut();
+  await until('stranded ones closed by cut', () => before.ended() !== null && during.ended() !== null);
+});
+
 t.test('refuse resets new connections and leaves open ones alone', async (t) => {
   const echo = await echoServer(t);
   const proxy = await proxyFor(t, echo.port);

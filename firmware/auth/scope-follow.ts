@@ -1,0 +1,61 @@
+import mqtt, { type MqttClient } from 'mqtt';
+import type { ScopeBrokerOptions } from './scope-sync.js';
+
+/**
+ * Over an mqtt uplink the scope document is a retained message: this stays subscribed to it while the
+ * uplink is up, so a revocation published by the cloud reaches the identity cache within a round trip
+ * instead of at the next hourly read. mqtt.js reconnects the subscription by itself if it drops while
+ * the uplink stays up, and the broker sends the retained document again on each resubscribe.
+ */
+
+/** A dropped follower connection is opened again after this, ms (mqtt.js's reconnectPeriod). */
+const FOLLOW_RECONNECT_MS = 2_000;
+/** The follower's connect, bounded: the uplink to the same broker has just connected, so it is reachable, ms. */
+const FOLLOW_CONNECT_TIMEOUT_MS = 5_000;
+
+export class ScopeFollower {
+  private client: MqttClient | null = null;
+
+  constructor(
+    private readonly broker: ScopeBrokerOptions,
+    private readonly topic: string,
+    /** Every message on the topic, retained or live; an empty payload clears it and is passed on too. */
+    private readonly onDocument: (payload: Buffer) => Promise<void>,
+    private readonly onError: (err: Error) => void,
+  ) {}
+
+  get following(): boolean {
+    return this.client?.connected ?? false;
+  }
+
+  /**
+   * Connects and subscribes; resolves on the SUBACK. The retained document follows it in the same round
+   * trip and is applied when it arrives rather than waited for: a broker with no document sends nothing,
+   * and the drain must not wait out a timeout for it.
+   */
+  async start(): Promise<void> {
+    await this.stop();
+    const b = this.broker;
+    const client = await mqtt.connectAsync(b.url, {
+      ca: b.ca, cert: b.cert, key: b.key, username: b.username, password: b.password,
+      clean: true, reconnectPeriod: FOLLOW_RECONNECT_MS, connectTimeout: FOLLOW_CONNECT_TIMEOUT_MS, writeCache: false,
+    });
+    this.client = client;
+    client.on('error', (err) => this.onError(err));
+    client.on('message', (topic, payload) => {
+      if (topic === this.topic) void this.onDocument(payload).catch((err: Error) => this.onError(err));
+    });
+    try {
+      await client.subscribeAsync(this.topic, { qos: 1 });
+    } catch (err) {
+      await this.stop();
+      throw err;
+    }
+  }
+
+  async stop(): Promise<void> {
+    const client = this.client;
+    this.client = null;
+    await client?.endAsync(true).catch(() => {});
+  }
+}
