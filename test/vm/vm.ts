@@ -76,7 +76,7 @@ export class Vm {
   private lastBootId = '';
   private exited: Promise<number | null>;
 
-  private constructor(private readonly qemu: ChildProcess, workDir: string) {
+  private constructor(private readonly qemu: ChildProcess, workDir: string, private readonly shared: boolean) {
     this.consolePath = join(workDir, 'console.log');
     this.uartPath = join(workDir, 'uart1.sock');
     this.ctlPath = join(workDir, 'ctl.sock');
@@ -93,17 +93,15 @@ export class Vm {
       await run('truncate', ['-s', `${opts.dataDiskMiB ?? 256}M`, data]);
       await run('mke2fs', ['-q', '-t', 'ext4', '-L', 'outpost-data', data]);
     }
-    const vm = new Vm(spawn('qemu-system-x86_64', qemuArgs(opts, overlay, data), { stdio: ['ignore', 'ignore', 'pipe'] }),
-      opts.workDir);
+    const qemu = spawn('qemu-system-x86_64', qemuArgs(opts, overlay, data), { stdio: ['ignore', 'ignore', 'pipe'] });
+    const vm = new Vm(qemu, opts.workDir, opts.share !== undefined);
     vm.qemu.stderr?.on('data', (d: Buffer) => log(`qemu: ${d.toString().trim()}`));
     log(`vm: booting ${opts.image} (TCG)`);
     const started = Date.now();
     await vm.connect();
     await vm.waitReady('', VM_BOOT_TIMEOUT_MS);
     log(`vm: agent ready after ${Date.now() - started} ms`);
-    if (opts.share) {
-      await vm.mustExec('mkdir -p /mnt/host && mount -t 9p -o trans=virtio,version=9p2000.L,ro host /mnt/host');
-    }
+    await vm.mountShare();
     return vm;
   }
 
@@ -144,6 +142,11 @@ export class Vm {
     const before = this.lastBootId;
     this.ctl?.write(`${this.nextId++} ${Buffer.from('systemctl reboot').toString('base64')}\n`);
     await this.waitReady(before, VM_BOOT_TIMEOUT_MS);
+    await this.mountShare();
+  }
+
+  private async mountShare(): Promise<void> {
+    if (this.shared) await this.mustExec('mkdir -p /mnt/host && mount -t 9p -o trans=virtio,version=9p2000.L,ro host /mnt/host');
   }
 
   console(): string {
