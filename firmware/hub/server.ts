@@ -7,7 +7,10 @@ import type { Authenticator, AuthRefusal } from '../auth/authenticator.js';
 import { useCompactMqttEncoder } from '../mqtt-encoder.js';
 import { StoreError } from '../store/errors.js';
 import type { HubConfig } from './config.js';
+import { ConnectionGate, socketsMax, type GateRefusal } from './gate.js';
 import { guardSocket } from './packet-guard.js';
+import { RefusalLog, type RefusalSource } from './refusal-log.js';
+import { PublishThrottle } from './throttle.js';
 import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js';
 
 /**
@@ -16,11 +19,20 @@ import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js'
  * and everything a child receives is sent to it directly by `deliver`.
  */
 
-export type PublishRefusal = 'acl' | 'message-size' | 'inflight' | 'rate' | 'store' | 'will';
+/**
+ * 'qos2': IoT Hub supports QoS 0 and 1 only and closes the connection of a device that publishes with QoS 2;
+ * so does the hub (aedes would hold each one until its PUBREL). 'malformed-topic': a NUL in the topic, which
+ * MQTT forbids (MQTT 3.1.1 §1.5.3). 'reserved-property': a message carried application properties with
+ * reserved names (`outpost-*`, `iothub-*`, `$...`); they are left out, the message itself is stored.
+ */
+export type PublishRefusal =
+  | 'acl' | 'message-size' | 'inflight' | 'rate' | 'store' | 'qos2' | 'malformed-topic' | 'reserved-property';
 /** A packet whose fixed header announced more than `packetBytesMax`; the connection is closed unread. */
 export type PacketRefusal = 'packet-size';
-export type ConnectRefusal = AuthRefusal | 'clients-max';
-export type Refusal = ConnectRefusal | PublishRefusal | PacketRefusal | 'subscribe-acl' | 'protocol' | 'tls';
+/** 'will': a CONNECT carried a last will; the connection is accepted, the will dropped (children get none). */
+export type ConnectRefusal = AuthRefusal | 'clients-max' | 'will' | GateRefusal;
+export type Refusal =
+  | ConnectRefusal | PublishRefusal | PacketRefusal | 'subscribe-acl' | 'method-acl' | 'protocol' | 'tls';
 
 export interface ServerHandlers {
   /** Must resolve only when the publish has been dealt with (telemetry: durable); then it is PUBACKed. */
@@ -44,18 +56,31 @@ const PACKET_OVERHEAD_BYTES_MAX = 8 * 1024;
 /** MQTT packet identifiers run 1..65,535 and wrap. */
 const MESSAGE_ID_MAX = 65_535;
 
+/** Printed with a refusal summary: the limit behind a reason, for the operator who must decide to raise it. */
+const REFUSAL_HINTS: Partial<Record<Refusal, string>> = {
+  rate: 'published more than hub.publishBurst messages ahead of hub.publishRatePerSec, disconnected',
+  inflight: 'more than hub.inflightMax publishes awaiting their PUBACK, disconnected',
+  'clients-max': 'hub.clientsMax children already connected',
+  'pending-max': 'hub.pendingConnectionsMax connections not yet authenticated',
+  'pending-per-address': 'hub.pendingPerAddressMax connections from one address not yet authenticated',
+  'connect-timeout': 'no accepted CONNECT within hub.connectTimeoutSecs',
+  'connections-max': 'sockets at hub.clientsMax + hub.pendingConnectionsMax, or at the file descriptor reserve',
+  'method-acl': 'child-to-child method not in hub.methods.allow',
+  qos2: 'QoS 2 publish (IoT Hub supports QoS 0 and 1), disconnected',
+};
+
 interface ClientState {
   client: Client;
   inflight: number;
-  tokens: number;
-  refillMonoMs: number;
+  throttle: PublishThrottle;
   subscriptions: Set<string>;
   acks: Map<number, { resolve: () => void; reject: (err: Error) => void }>;
 }
 
 export class HubServer {
-  readonly refusals = new Map<Refusal, number>();
   private readonly states = new Map<string, ClientState>();
+  private readonly refusalLog: RefusalLog<Refusal>;
+  private readonly gate: ConnectionGate;
   private tcpServer: net.Server | null = null;
   private tlsServer: tls.Server | null = null;
 
@@ -65,35 +90,67 @@ export class HubServer {
     private readonly auth: Authenticator,
     private readonly clock: Clock,
     private readonly handlers: ServerHandlers,
-  ) {}
+    onSummary: (text: string) => void,
+  ) {
+    this.refusalLog = new RefusalLog(clock, onSummary, REFUSAL_HINTS);
+    this.gate = new ConnectionGate(config, socketsMax(config), (reason, address) => this.count(reason, { address }));
+  }
 
-  static async start(config: HubConfig, auth: Authenticator, clock: Clock, handlers: ServerHandlers, tlsMaterial: TlsMaterial | null, trustBundle: string | null): Promise<HubServer> {
+  /** `onSummary` gets the rate-limited refusal summaries, for the journal. */
+  static async start(
+    config: HubConfig, auth: Authenticator, clock: Clock, handlers: ServerHandlers,
+    tls: { material: TlsMaterial | null; trustBundle: string | null }, onSummary: (text: string) => void,
+  ): Promise<HubServer> {
     useCompactMqttEncoder();
-    const broker = await Aedes.createBroker({ concurrency: config.clientsMax, connectTimeout: 10_000 });
-    const server = new HubServer(broker, config, auth, clock, handlers);
+    const connectTimeout = config.connectTimeoutSecs * 1000;
+    // maxInflightInbound bounds aedes's QoS 2 store per client should a QoS 2 publish ever get past the refusal.
+    const broker = await Aedes.createBroker({ concurrency: config.clientsMax, connectTimeout, maxInflightInbound: config.inflightMax });
+    const server = new HubServer(broker, config, auth, clock, handlers, onSummary);
     server.install();
+    await server.listen(tls.material, tls.trustBundle);
+    return server;
+  }
+
+  private async listen(material: TlsMaterial | null, trustBundle: string | null): Promise<void> {
+    const { config, broker } = this;
     const handle = (socket: net.Socket) => {
-      guardSocket(socket, config.messageBytesMax + PACKET_OVERHEAD_BYTES_MAX, (verdict) => server.count(verdict === 'too-big' ? 'packet-size' : 'protocol'));
+      const address = socket.remoteAddress;
+      guardSocket(socket, config.messageBytesMax + PACKET_OVERHEAD_BYTES_MAX, (verdict) => this.count(verdict === 'too-big' ? 'packet-size' : 'protocol', { address }));
       broker.handle(socket);
     };
     if (config.tcp !== null) {
-      server.tcpServer = net.createServer(handle);
-      server.tcpServer.on('error', () => server.count('protocol'));
-      server.tcpServer.listen(config.tcp.port, config.tcp.host);
-      await once(server.tcpServer, 'listening');
+      this.tcpServer = net.createServer((socket) => this.gate.admit(socket) && handle(socket));
+      await this.bind(this.tcpServer, config.tcp);
     }
-    if (config.tls !== null && tlsMaterial !== null) {
-      server.tlsServer = tls.createServer(server.tlsOptions(tlsMaterial, trustBundle), handle);
-      server.tlsServer.on('tlsClientError', () => server.count('tls'));
-      server.tlsServer.listen(config.tls.port, config.tls.host);
-      await once(server.tlsServer, 'listening');
+    if (config.tls !== null && material !== null) {
+      this.tlsServer = tls.createServer({ ...this.tlsOptions(material, trustBundle), handshakeTimeout: config.connectTimeoutSecs * 1000 }, handle);
+      // Before the TLS layer sees it: a refused socket costs no handshake.
+      this.tlsServer.prependListener('connection', (socket: net.Socket) => this.gate.admit(socket));
+      this.tlsServer.on('tlsClientError', (_err, socket) => this.count('tls', { address: socket.remoteAddress }));
+      await this.bind(this.tlsServer, config.tls);
     }
-    return server;
+  }
+
+  private async bind(server: net.Server, at: { host: string; port: number }): Promise<void> {
+    // A backstop below the gate's own count: Node closes what is over it without reading a byte.
+    server.maxConnections = this.gate.socketsMax;
+    server.on('error', () => this.count('protocol'));
+    server.listen(at.port, at.host);
+    await once(server, 'listening');
   }
 
   /** Client certificates are requested but judged by the authenticator, so SAS children need none. */
   private tlsOptions(material: TlsMaterial, trustBundle: string | null): tls.SecureContextOptions & tls.TlsOptions {
     return { cert: material.cert, key: material.key, requestCert: true, rejectUnauthorized: false, ...(trustBundle ? { ca: trustBundle } : {}) };
+  }
+
+  get refusals(): ReadonlyMap<Refusal, number> {
+    return this.refusalLog.totals;
+  }
+
+  /** Sockets open and not yet authenticated, for status. */
+  sockets(): { open: number; pending: number; max: number } {
+    return { open: this.gate.openSockets, pending: this.gate.pendingSockets, max: this.gate.socketsMax };
   }
 
   /** New CA trust bundle from a scope sync: new TLS handshakes verify x509-ca children against it. */
@@ -118,8 +175,8 @@ export class HubServer {
     return this.states.get(deviceId)?.subscriptions.has(filter) ?? false;
   }
 
-  count(reason: Refusal): void {
-    this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);
+  count(reason: Refusal, from?: RefusalSource): void {
+    this.refusalLog.count(reason, from);
   }
 
   /** Drops a child's connection (revocation); it may reconnect only if it still authenticates. */
@@ -156,11 +213,19 @@ export class HubServer {
 
   private install(): void {
     const b = this.broker;
-    b.preConnect = (_client, packet, done) => {
+    const from = (client: Client): RefusalSource => ({ clientId: client.id, address: (client.conn as net.Socket).remoteAddress });
+    b.preConnect = (client, packet, done) => {
       // The hub's lanes are the session store; an aedes session would re-send what the lanes re-send.
       packet.clean = true;
+      // A will would be published after the child is gone, with nobody to answer for it; children get none.
+      // It goes here, before aedes stores it: at close aedes authorises it while the client still counts as
+      // connected, so no later check can tell it from the child's own publish.
+      if (packet.will) {
+        packet.will = undefined;
+        this.count('will', { clientId: packet.clientId, address: (client.conn as net.Socket).remoteAddress });
+      }
       if (this.states.size >= this.config.clientsMax && !this.states.has(packet.clientId)) {
-        this.count('clients-max');
+        this.count('clients-max', { clientId: packet.clientId, address: (client.conn as net.Socket).remoteAddress });
         return done(null, false);
       }
       done(null, true);
@@ -175,13 +240,13 @@ export class HubServer {
         remoteAddress: socket.remoteAddress ?? 'unknown',
       });
       if (refusal === null) return done(null, true);
-      this.count(refusal);
+      this.count(refusal, from(client));
       const err = Object.assign(new Error(`refused: ${refusal}`), { returnCode: refusal === 'rate-limited' ? 3 : 5 });
       done(err as Parameters<typeof done>[0], false);
     };
     b.authorizeSubscribe = (client, sub, done) => {
       if (subscriptionAllowed(client.id, sub.topic)) return done(null, sub);
-      this.count('subscribe-acl');
+      this.count('subscribe-acl', from(client));
       done(null, null);
     };
     b.authorizePublish = (client, packet, done) => this.authorizePublish(client, packet as AedesPublishPacket, done);
@@ -200,8 +265,8 @@ export class HubServer {
       if (state?.client === client) for (const f of filters) state.subscriptions.delete(f);
     });
     // Malformed packets end the connection inside aedes; here they are only counted, never thrown.
-    b.on('clientError', () => this.count('protocol'));
-    b.on('connectionError', () => this.count('protocol'));
+    b.on('clientError', (client) => this.count('protocol', from(client)));
+    b.on('connectionError', (client) => this.count('protocol', from(client)));
     type Persistence = { outgoingClearMessageId(c: Client, p: { messageId?: number }): Promise<unknown> };
     const persistence = (b as unknown as { persistence: Persistence }).persistence;
     const clear = persistence.outgoingClearMessageId.bind(persistence);
@@ -220,8 +285,9 @@ export class HubServer {
   private onReady(client: Client): void {
     const previous = this.states.get(client.id);
     if (previous !== undefined) this.onGone(previous.client);
-    const burst = this.config.publishBurst;
-    this.states.set(client.id, { client, inflight: 0, tokens: burst, refillMonoMs: this.clock.monoMs(), subscriptions: new Set(), acks: new Map() });
+    this.gate.authenticated(client.conn as net.Socket);
+    const throttle = new PublishThrottle(this.config, this.clock.monoMs());
+    this.states.set(client.id, { client, inflight: 0, throttle, subscriptions: new Set(), acks: new Map() });
     this.handlers.onConnected(client.id);
   }
 
@@ -233,34 +299,46 @@ export class HubServer {
     this.handlers.onDisconnected(client.id);
   }
 
-  /** Token bucket per child on the monotonic clock: `publishBurst` at once, `publishRatePerSec` sustained. */
-  private takeToken(state: ClientState): boolean {
-    const now = this.clock.monoMs();
-    state.tokens = Math.min(this.config.publishBurst, state.tokens + ((now - state.refillMonoMs) * this.config.publishRatePerSec) / 1000);
-    state.refillMonoMs = now;
-    if (state.tokens < 1) return false;
-    state.tokens -= 1;
-    return true;
-  }
-
   private authorizePublish(client: Client | null, packet: AedesPublishPacket, done: (err?: Error | null) => void): void {
+    if (client === null || client.closed) return done(new Error('publish from a closed connection'));
+    // aedes writes CONNACK before it marks the client connected, and reads the next packets in between: an SDK
+    // sends what it queued as soon as CONNACK arrives. Such a publish waits for the connect to finish.
+    if (!client.connected) return void client.once('connected', () => this.authorizePublish(client, packet, done));
     const refuse = (reason: PublishRefusal, detail: string = reason) => {
-      this.count(reason);
+      this.count(reason, { clientId: client.id, address: (client.conn as net.Socket).remoteAddress });
       done(new Error(`publish refused (${detail}) on ${JSON.stringify(packet.topic.slice(0, 200))}`));
     };
-    // A last will is published after the child is gone, with nobody to tell; children get none.
-    if (client === null || !client.connected) return refuse('will');
     const state = this.states.get(client.id);
     if (state?.client !== client) return refuse('acl');
+    if (packet.qos === 2) return refuse('qos2');
+    if (packet.topic.includes('\u0000')) return refuse('malformed-topic');
     const inbound = classifyPublish(client.id, packet.topic);
     if (inbound === null) return refuse('acl');
     if (Buffer.byteLength(packet.topic) + packet.payload.length > this.config.messageBytesMax) return refuse('message-size');
     if (state.inflight >= this.config.inflightMax) return refuse('inflight');
-    if (!this.takeToken(state)) return refuse('rate');
+    const delayMs = state.throttle.take(this.clock.monoMs());
+    if (delayMs === 'refuse') return refuse('rate');
+    if (inbound.kind === 'telemetry' && inbound.reservedDropped > 0) this.count('reserved-property', { clientId: client.id, address: (client.conn as net.Socket).remoteAddress });
     // aedes would keep retained messages in memory without bound; nothing here is meant to be retained.
     packet.retain = false;
     state.inflight += 1;
-    this.handlers.onPublish(client.id, inbound, Buffer.from(packet.payload)).then(
+    const serve = () => {
+      if (client.closed) {
+        state.inflight -= 1;
+        return done(new Error('connection closed while its publish was throttled'));
+      }
+      this.serve(client.id, state, inbound, packet, done, refuse);
+    };
+    if (delayMs === 0) serve();
+    else setTimeout(serve, delayMs);
+  }
+
+  /** Hands an admitted publish on; `done` (the PUBACK) once it was dealt with. */
+  private serve(
+    id: string, state: ClientState, inbound: Inbound, packet: AedesPublishPacket,
+    done: (err?: Error | null) => void, refuse: (reason: PublishRefusal, detail: string) => void,
+  ): void {
+    this.handlers.onPublish(id, inbound, Buffer.from(packet.payload)).then(
       () => {
         state.inflight -= 1;
         done(null);
@@ -276,6 +354,8 @@ export class HubServer {
   }
 
   async stop(): Promise<void> {
+    this.gate.close();
+    this.refusalLog.stop();
     for (const state of this.states.values()) state.client.close();
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
     for (const s of [this.tcpServer, this.tlsServer]) {
