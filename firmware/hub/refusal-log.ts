@@ -81,7 +81,7 @@ export class RefusalLog<Reason extends string> {
 }
 
 function describe(from: RefusalSource): string {
-  const id = from.clientId === undefined ? '' : ` ${JSON.stringify(from.clientId.slice(0, CLIENT_ID_CHARS_MAX))}`;
-  const address = from.address === undefined ? '' : ` from ${from.address}`;
+  const id = typeof from.clientId !== 'string' ? '' : ` ${JSON.stringify(from.clientId.slice(0, CLIENT_ID_CHARS_MAX))}`;
+  const address = typeof from.address !== 'string' ? '' : ` from ${from.address}`;
   return id === '' && address === '' ? '' : ` (${`${id}${address}`.trim()})`;
 }

@@ -102,7 +102,9 @@ export class HubServer {
     tls: { material: TlsMaterial | null; trustBundle: string | null }, onSummary: (text: string) => void,
   ): Promise<HubServer> {
     useCompactMqttEncoder();
-    const connectTimeout = config.connectTimeoutSecs * 1000;
+    // The gate closes a socket that has not authenticated in connectTimeoutSecs; aedes's own timer is only a
+    // backstop behind it (were they equal, both would fire and count one timeout twice).
+    const connectTimeout = 2 * config.connectTimeoutSecs * 1000;
     // maxInflightInbound bounds aedes's QoS 2 store per client should a QoS 2 publish ever get past the refusal.
     const broker = await Aedes.createBroker({ concurrency: config.clientsMax, connectTimeout, maxInflightInbound: config.inflightMax });
     const server = new HubServer(broker, config, auth, clock, handlers, onSummary);
@@ -213,7 +215,8 @@ export class HubServer {
 
   private install(): void {
     const b = this.broker;
-    const from = (client: Client): RefusalSource => ({ clientId: client.id, address: (client.conn as net.Socket).remoteAddress });
+    // Before its CONNECT a client has no id (null), and its socket may be gone (no address).
+    const from = (client: Client): RefusalSource => ({ clientId: client.id ?? undefined, address: (client.conn as net.Socket | undefined)?.remoteAddress });
     b.preConnect = (client, packet, done) => {
       // The hub's lanes are the session store; an aedes session would re-send what the lanes re-send.
       packet.clean = true;
