@@ -15,7 +15,9 @@ import { MethodAcl } from './method-acl.js';
 import { CLOUD_INVOKE_METHOD, MethodBroker, cloudMethodHandler } from './methods.js';
 import { parseRoutes } from './routes.js';
 import { Router } from './router.js';
-import { HubServer, type Refusal, type TlsMaterial } from './server.js';
+import { HubServer } from './server.js';
+import type { TlsMaterial } from './listeners.js';
+import type { Refusal } from './refusals.js';
 import { handleInbound } from './inbound.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
 

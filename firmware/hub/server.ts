@@ -1,15 +1,16 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { once } from 'node:events';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
 import type { Clock } from '../clock.js';
-import type { Authenticator, AuthRefusal } from '../auth/authenticator.js';
+import type { Authenticator } from '../auth/authenticator.js';
 import { useCompactMqttEncoder } from '../mqtt-encoder.js';
 import { StoreError } from '../store/errors.js';
 import type { HubConfig } from './config.js';
-import { ConnectionGate, socketsMax, type GateRefusal } from './gate.js';
+import { ConnectionGate, socketsMax } from './gate.js';
+import { HubListeners, type TlsMaterial } from './listeners.js';
 import { guardSocket } from './packet-guard.js';
 import { RefusalLog, type RefusalSource } from './refusal-log.js';
+import { REFUSAL_HINTS, type PublishRefusal, type Refusal } from './refusals.js';
 import { PublishThrottle } from './throttle.js';
 import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js';
 
@@ -19,32 +20,12 @@ import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js'
  * and everything a child receives is sent to it directly by `deliver`.
  */
 
-/**
- * 'qos2': IoT Hub supports QoS 0 and 1 only and closes the connection of a device that publishes with QoS 2;
- * so does the hub (aedes would hold each one until its PUBREL). 'malformed-topic': a NUL in the topic, which
- * MQTT forbids (MQTT 3.1.1 §1.5.3). 'reserved-property': a message carried application properties with
- * reserved names (`outpost-*`, `iothub-*`, `$...`); they are left out, the message itself is stored.
- */
-export type PublishRefusal =
-  | 'acl' | 'message-size' | 'inflight' | 'rate' | 'store' | 'qos2' | 'malformed-topic' | 'reserved-property';
-/** A packet whose fixed header announced more than `packetBytesMax`; the connection is closed unread. */
-export type PacketRefusal = 'packet-size';
-/** 'will': a CONNECT carried a last will; the connection is accepted, the will dropped (children get none). */
-export type ConnectRefusal = AuthRefusal | 'clients-max' | 'will' | GateRefusal;
-export type Refusal =
-  | ConnectRefusal | PublishRefusal | PacketRefusal | 'subscribe-acl' | 'method-acl' | 'protocol' | 'tls';
-
 export interface ServerHandlers {
   /** Must resolve only when the publish has been dealt with (telemetry: durable); then it is PUBACKed. */
   onPublish(deviceId: string, inbound: Inbound, payload: Buffer): Promise<void>;
   onConnected(deviceId: string): void;
   onDisconnected(deviceId: string): void;
   onSubscribed(deviceId: string, filter: string): void;
-}
-
-export interface TlsMaterial {
-  cert: string;
-  key: string;
 }
 
 /**
@@ -55,19 +36,6 @@ export interface TlsMaterial {
 const PACKET_OVERHEAD_BYTES_MAX = 8 * 1024;
 /** MQTT packet identifiers run 1..65,535 and wrap. */
 const MESSAGE_ID_MAX = 65_535;
-
-/** Printed with a refusal summary: the limit behind a reason, for the operator who must decide to raise it. */
-const REFUSAL_HINTS: Partial<Record<Refusal, string>> = {
-  rate: 'published more than hub.publishBurst messages ahead of hub.publishRatePerSec, disconnected',
-  inflight: 'more than hub.inflightMax publishes awaiting their PUBACK, disconnected',
-  'clients-max': 'hub.clientsMax children already connected',
-  'pending-max': 'hub.pendingConnectionsMax connections not yet authenticated',
-  'pending-per-address': 'hub.pendingPerAddressMax connections from one address not yet authenticated',
-  'connect-timeout': 'no accepted CONNECT within hub.connectTimeoutSecs',
-  'connections-max': 'sockets at hub.clientsMax + hub.pendingConnectionsMax, or at the file descriptor reserve',
-  'method-acl': 'child-to-child method not in hub.methods.allow',
-  qos2: 'QoS 2 publish (IoT Hub supports QoS 0 and 1), disconnected',
-};
 
 interface ClientState {
   client: Client;
@@ -81,8 +49,7 @@ export class HubServer {
   private readonly states = new Map<string, ClientState>();
   private readonly refusalLog: RefusalLog<Refusal>;
   private readonly gate: ConnectionGate;
-  private tcpServer: net.Server | null = null;
-  private tlsServer: tls.Server | null = null;
+  private readonly listeners: HubListeners;
 
   constructor(
     private readonly broker: Aedes,
@@ -94,12 +61,13 @@ export class HubServer {
   ) {
     this.refusalLog = new RefusalLog(clock, onSummary, REFUSAL_HINTS);
     this.gate = new ConnectionGate(config, socketsMax(config), (reason, address) => this.count(reason, { address }));
+    this.listeners = new HubListeners(this.gate, (reason, address) => this.count(reason, { address }));
   }
 
   /** `onSummary` gets the rate-limited refusal summaries, for the journal. */
   static async start(
     config: HubConfig, auth: Authenticator, clock: Clock, handlers: ServerHandlers,
-    tls: { material: TlsMaterial | null; trustBundle: string | null }, onSummary: (text: string) => void,
+    tlsSetup: { material: TlsMaterial | null; trustBundle: string | null }, onSummary: (text: string) => void,
   ): Promise<HubServer> {
     useCompactMqttEncoder();
     // The gate closes a socket that has not authenticated in connectTimeoutSecs; aedes's own timer is only a
@@ -109,41 +77,13 @@ export class HubServer {
     const broker = await Aedes.createBroker({ concurrency: config.clientsMax, connectTimeout, maxInflightInbound: config.inflightMax });
     const server = new HubServer(broker, config, auth, clock, handlers, onSummary);
     server.install();
-    await server.listen(tls.material, tls.trustBundle);
-    return server;
-  }
-
-  private async listen(material: TlsMaterial | null, trustBundle: string | null): Promise<void> {
-    const { config, broker } = this;
     const handle = (socket: net.Socket) => {
       const address = socket.remoteAddress;
-      guardSocket(socket, config.messageBytesMax + PACKET_OVERHEAD_BYTES_MAX, (verdict) => this.count(verdict === 'too-big' ? 'packet-size' : 'protocol', { address }));
+      guardSocket(socket, config.messageBytesMax + PACKET_OVERHEAD_BYTES_MAX, (verdict) => server.count(verdict === 'too-big' ? 'packet-size' : 'protocol', { address }));
       broker.handle(socket);
     };
-    if (config.tcp !== null) {
-      this.tcpServer = net.createServer((socket) => this.gate.admit(socket) && handle(socket));
-      await this.bind(this.tcpServer, config.tcp);
-    }
-    if (config.tls !== null && material !== null) {
-      this.tlsServer = tls.createServer({ ...this.tlsOptions(material, trustBundle), handshakeTimeout: config.connectTimeoutSecs * 1000 }, handle);
-      // Before the TLS layer sees it: a refused socket costs no handshake.
-      this.tlsServer.prependListener('connection', (socket: net.Socket) => this.gate.admit(socket));
-      this.tlsServer.on('tlsClientError', (_err, socket) => this.count('tls', { address: socket.remoteAddress }));
-      await this.bind(this.tlsServer, config.tls);
-    }
-  }
-
-  private async bind(server: net.Server, at: { host: string; port: number }): Promise<void> {
-    // A backstop below the gate's own count: Node closes what is over it without reading a byte.
-    server.maxConnections = this.gate.socketsMax;
-    server.on('error', () => this.count('protocol'));
-    server.listen(at.port, at.host);
-    await once(server, 'listening');
-  }
-
-  /** Client certificates are requested but judged by the authenticator, so SAS children need none. */
-  private tlsOptions(material: TlsMaterial, trustBundle: string | null): tls.SecureContextOptions & tls.TlsOptions {
-    return { cert: material.cert, key: material.key, requestCert: true, rejectUnauthorized: false, ...(trustBundle ? { ca: trustBundle } : {}) };
+    await server.listeners.listen(config, tlsSetup.material, tlsSetup.trustBundle, handle);
+    return server;
   }
 
   get refusals(): ReadonlyMap<Refusal, number> {
@@ -157,12 +97,11 @@ export class HubServer {
 
   /** New CA trust bundle from a scope sync: new TLS handshakes verify x509-ca children against it. */
   updateTrust(material: TlsMaterial | null, trustBundle: string | null): void {
-    if (this.tlsServer !== null && material !== null) this.tlsServer.setSecureContext(this.tlsOptions(material, trustBundle));
+    this.listeners.updateTrust(material, trustBundle);
   }
 
   ports(): { tcp: number | null; tls: number | null } {
-    const port = (s: net.Server | null) => (s === null ? null : (s.address() as net.AddressInfo).port);
-    return { tcp: port(this.tcpServer), tls: port(this.tlsServer) };
+    return this.listeners.ports();
   }
 
   connected(): string[] {
@@ -361,10 +300,6 @@ export class HubServer {
     this.refusalLog.stop();
     for (const state of this.states.values()) state.client.close();
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
-    for (const s of [this.tcpServer, this.tlsServer]) {
-      if (s === null) continue;
-      s.close();
-      await once(s, 'close');
-    }
+    await this.listeners.close();
   }
 }
