@@ -50,6 +50,7 @@ export class HubServer {
   private readonly refusalLog: RefusalLog<Refusal>;
   private readonly gate: ConnectionGate;
   private readonly listeners: HubListeners;
+  private readonly countedErrors = new WeakSet<Error>();
 
   constructor(
     private readonly broker: Aedes,
@@ -114,6 +115,12 @@ export class HubServer {
 
   isSubscribed(deviceId: string, filter: string): boolean {
     return this.states.get(deviceId)?.subscriptions.has(filter) ?? false;
+  }
+
+  /** Marks an error the hub raised for a refusal it has already counted. */
+  private counted(err: Error): Error {
+    this.countedErrors.add(err);
+    return err;
   }
 
   count(reason: Refusal, from?: RefusalSource): void {
@@ -183,7 +190,7 @@ export class HubServer {
       });
       if (refusal === null) return done(null, true);
       this.count(refusal, from(client));
-      const err = Object.assign(new Error(`refused: ${refusal}`), { returnCode: refusal === 'rate-limited' ? 3 : 5 });
+      const err = Object.assign(this.counted(new Error(`refused: ${refusal}`)), { returnCode: refusal === 'rate-limited' ? 3 : 5 });
       done(err as Parameters<typeof done>[0], false);
     };
     b.authorizeSubscribe = (client, sub, done) => {
@@ -207,8 +214,10 @@ export class HubServer {
       if (state?.client === client) for (const f of filters) state.subscriptions.delete(f);
     });
     // Malformed packets end the connection inside aedes; here they are only counted, never thrown.
-    b.on('clientError', (client) => this.count('protocol', from(client)));
-    b.on('connectionError', (client) => this.count('protocol', from(client)));
+    // A refusal of ours ends the connection through aedes's error path too: it was counted by its reason.
+    const protocolError = (client: Client, err: Error) => this.countedErrors.has(err) || this.count('protocol', from(client));
+    b.on('clientError', protocolError);
+    b.on('connectionError', protocolError);
     type Persistence = { outgoingClearMessageId(c: Client, p: { messageId?: number }): Promise<unknown> };
     const persistence = (b as unknown as { persistence: Persistence }).persistence;
     const clear = persistence.outgoingClearMessageId.bind(persistence);
@@ -242,13 +251,13 @@ export class HubServer {
   }
 
   private authorizePublish(client: Client | null, packet: AedesPublishPacket, done: (err?: Error | null) => void): void {
-    if (client === null || client.closed) return done(new Error('publish from a closed connection'));
+    if (client === null || client.closed) return done(this.counted(new Error('publish from a closed connection')));
     // aedes writes CONNACK before it marks the client connected, and reads the next packets in between: an SDK
     // sends what it queued as soon as CONNACK arrives. Such a publish waits for the connect to finish.
     if (!client.connected) return void client.once('connected', () => this.authorizePublish(client, packet, done));
     const refuse = (reason: PublishRefusal, detail: string = reason) => {
       this.count(reason, { clientId: client.id, address: (client.conn as net.Socket).remoteAddress });
-      done(new Error(`publish refused (${detail}) on ${JSON.stringify(packet.topic.slice(0, 200))}`));
+      done(this.counted(new Error(`publish refused (${detail}) on ${JSON.stringify(packet.topic.slice(0, 200))}`)));
     };
     const state = this.states.get(client.id);
     if (state?.client !== client) return refuse('acl');
@@ -267,7 +276,7 @@ export class HubServer {
     const serve = () => {
       if (client.closed) {
         state.inflight -= 1;
-        return done(new Error('connection closed while its publish was throttled'));
+        return done(this.counted(new Error('connection closed while its publish was throttled')));
       }
       this.serve(client.id, state, inbound, packet, done, refuse);
     };

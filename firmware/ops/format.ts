@@ -12,12 +12,19 @@ export function formatReport(r: StatusReport): string {
     `quota:     ${r.quota.usedBytes} of ${r.quota.quotaBytes} B (${r.quota.usedPct}%), ${quotaOutlook(r)}`,
     `counters:  expired ${r.counters.expired}, dropped ${r.counters.dropped}, corrupt ${r.counters.corrupt}`,
     `children:  ${r.children.length}${r.children.length > 0 ? ` (${r.children.join(', ')})` : ''}`,
+    `refusals:  ${refusalsText(r.hubRefusals)}`,
     `devices:   ${r.devices.ok} ok, ${r.devices.faulted.length} faulted${r.devices.faulted.map((d) => `\n  ${d.id}: ${d.error ?? 'faulted'}`).join('')}`,
     `errors:    ${r.errors.length === 0 ? 'none' : ''}`,
     ...r.errors.slice(-5).map((e) => `  ${new Date(e.atWallMs).toISOString()} ${e.source}: ${e.message}`),
   ];
   if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
   return lines.join('\n');
+}
+
+/** "signature 3, connect-timeout 120": the busiest reason first. */
+function refusalsText(refusals: Record<string, number>): string {
+  const entries = Object.entries(refusals).sort((a, b) => b[1] - a[1]);
+  return entries.length === 0 ? 'none' : entries.map(([reason, n]) => `${reason} ${n}`).join(', ');
 }
 
 function quotaOutlook(r: StatusReport): string {

@@ -72,6 +72,8 @@ export interface StatusReport {
   };
   counters: { expired: number; dropped: number; corrupt: number };
   children: string[];
+  /** Hub refusals since start, by reason (auth failures, ACL, packet size, rate, connection floods, ...). */
+  hubRefusals: Record<string, number>;
   devices: { ok: number; faulted: Array<{ id: string; error: string | null }> };
   errors: RecentError[];
   metricsPort: number | null;
@@ -125,6 +127,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     },
     counters: { expired: s.store.expiredRecords, dropped: s.store.droppedRecords, corrupt: s.store.corruptRecords },
     children: s.hub?.connected ?? [],
+    hubRefusals: { ...(s.hub?.refusals ?? {}) },
     devices: {
       ok: s.devices.filter((d) => d.state === 'ok').length,
       faulted: faulted.map((d) => ({ id: d.id, error: d.lastError === undefined ? null : scrubText(d.lastError) })),
