@@ -9,6 +9,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   uplink: async () => (await import('./uplink.js')).default,
   powercut: async () => (await import('./powercut.js')).default,
   ship: async () => (await import('./ship.js')).default,
+  hostile: async () => (await import('./hostile.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {

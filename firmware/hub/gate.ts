@@ -56,6 +56,8 @@ export class ConnectionGate {
   /** By "<address>:<port>", which a TLS socket and the TCP socket under it share. */
   private readonly pending = new Map<string, Pending>();
   private readonly pendingByAddress = new Map<string, number>();
+  /** Called whenever acceptLimit() may have changed. */
+  onChange: () => void = () => {};
 
   constructor(
     private readonly limits: GateLimits,
@@ -69,6 +71,15 @@ export class ConnectionGate {
 
   get pendingSockets(): number {
     return this.pending.size;
+  }
+
+  /**
+   * A listener holding this many sockets or more can only be refused by the gate: at least that many minus
+   * the authenticated ones are pending, so the pending cap is full. Given to net.Server.maxConnections, it
+   * lets Node close a flood's connections in C++, before a socket object exists (counted on 'drop').
+   */
+  acceptLimit(): number {
+    return Math.min(this.socketsMax, this.open - this.pending.size + this.limits.pendingConnectionsMax);
   }
 
   /** Called for every accepted TCP socket; false when it was refused (and destroyed). */
@@ -92,13 +103,16 @@ export class ConnectionGate {
     socket.once('close', () => {
       this.open -= 1;
       this.settle(key);
+      this.onChange();
     });
+    this.onChange();
     return true;
   }
 
   /** The client on this socket has authenticated: it counts against clientsMax from now on, not as pending. */
   authenticated(socket: { remoteAddress?: string; remotePort?: number }): void {
     this.settle(`${socket.remoteAddress ?? 'unknown'}:${socket.remotePort ?? 0}`);
+    this.onChange();
   }
 
   private check(address: string): GateRefusal | null {

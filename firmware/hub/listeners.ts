@@ -20,8 +20,13 @@ export class HubListeners {
 
   constructor(
     private readonly gate: ConnectionGate,
-    private readonly count: (reason: 'tls' | 'protocol', address: string | undefined) => void,
-  ) {}
+    private readonly count: (reason: 'tls' | 'protocol' | 'pending-max', address: string | undefined) => void,
+  ) {
+    gate.onChange = () => {
+      const limit = gate.acceptLimit();
+      for (const s of [this.tcpServer, this.tlsServer]) if (s !== null) s.maxConnections = limit;
+    };
+  }
 
   async listen(config: HubConfig, material: TlsMaterial | null, trustBundle: string | null, handle: (socket: net.Socket) => void): Promise<void> {
     if (config.tcp !== null) {
@@ -39,8 +44,8 @@ export class HubListeners {
   }
 
   private async bind(server: net.Server, at: { host: string; port: number }): Promise<void> {
-    // A backstop at the gate's own bound: Node closes what is over it without reading a byte.
-    server.maxConnections = this.gate.socketsMax;
+    server.maxConnections = this.gate.acceptLimit();
+    server.on('drop', (data?: { remoteAddress?: string }) => this.count('pending-max', data?.remoteAddress));
     server.on('error', () => this.count('protocol', undefined));
     server.listen(at.port, at.host);
     await once(server, 'listening');
