@@ -82,7 +82,10 @@ export async function flood(port: number, secs: number): Promise<Record<string, 
     socket.once('connect', () => onConnect(socket));
     return socket;
   };
-  const badConnect = mqttPacket.generate({ cmd: 'connect', clientId: 'child-0', username: 'x/child-0/?api-version=2021-04-12', password: Buffer.from('SharedAccessSignature sr=x&sig=bad&se=1'), protocolVersion: 4, keepalive: 60, clean: true });
+  const badConnect = mqttPacket.generate({
+    cmd: 'connect', clientId: 'child-0', username: 'x/child-0/?api-version=2021-04-12', protocolVersion: 4,
+    password: Buffer.from('SharedAccessSignature sr=x&sig=bad&se=1'), keepalive: 60, clean: true,
+  });
   const oversize = Buffer.from([0x10, 0x80, 0x80, 0x80, 0x40]);
   const deadline = Date.now() + secs * 1000;
   const sockets = new Set<net.Socket>();
@@ -116,10 +119,12 @@ export interface GoodResult {
 /** GOOD_CHILDREN children, each publishing QoS 1 and waiting for its PUBACK, for `secs`. */
 export async function goodChildren(port: number, keys: Record<string, string>, secs: number): Promise<GoodResult> {
   const { sasPassword, HUB_HOST } = await import('../test/support/hub-fixture.js');
-  const result: GoodResult = { acked: 0, perSecond: Array.from({ length: secs }, () => 0), latenciesMs: [], disconnects: 0 };
-  const clients: MqttClient[] = await Promise.all(Object.entries(keys).map(([id, key]) => mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
-    clientId: id, username: `${HUB_HOST}/${id}/?api-version=2021-04-12`, password: sasPassword(id, key), protocolVersion: 4, reconnectPeriod: 0,
-  })));
+  const result: GoodResult = { acked: 0, perSecond: new Array<number>(secs).fill(0), latenciesMs: [], disconnects: 0 };
+  const connect = ([id, key]: [string, string]) => mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+    clientId: id, username: `${HUB_HOST}/${id}/?api-version=2021-04-12`, password: sasPassword(id, key),
+    protocolVersion: 4, reconnectPeriod: 0,
+  });
+  const clients: MqttClient[] = await Promise.all(Object.entries(keys).map(connect));
   const startedMs = performance.now();
   const deadlineMs = startedMs + secs * 1000;
   await Promise.all(clients.map(async (client) => {

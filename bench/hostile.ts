@@ -4,13 +4,20 @@
 // gateway's hub, the flood and the children are three processes. Reported: the children's throughput
 // (median of per-second counts) and PUBACK latency p99 in both runs, the ratio, disconnects of the good
 // children, and the longest gap of a 100 ms watchdog tick in the gateway process. The per-child rate limit
-// is lifted in both runs so throughput measures the hub, not the limit. OUTPOST_BENCH_HOSTILE_SECS shortens it.
+// is lifted in both runs so throughput measures the hub, not the limit. The two conditions alternate in
+// rounds (OUTPOST_BENCH_HOSTILE_ROUNDS); OUTPOST_BENCH_HOSTILE_SECS shortens the whole.
 import { randomBytes } from 'node:crypto';
 import type { ChildProcess } from 'node:child_process';
 import { envInt, fmt, formatTable, median, runChild, type BenchModule, type ChildResult } from './harness.js';
 import { GOOD_CHILDREN, flood, gateway, goodChildren, type GoodResult } from './hostile-roles.js';
 
+/** Seconds of each condition in all, split into rounds. */
 const SECS_DEFAULT = 60;
+/**
+ * Rounds of (no flood, flood), alternating: on a shared machine the background load drifts over minutes,
+ * and two long runs one after the other would compare two different machines.
+ */
+const ROUNDS_DEFAULT = 6;
 const TARGETS = { goodThroughputRatio: 0.8, goodDisconnects: 0 };
 
 async function child(role: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -54,31 +61,68 @@ async function phase(keys: Record<string, string>, secs: number, withFlood: bool
   return { good, gateway: await gatewayDone, flood: floodResult };
 }
 
+/** Both runs of every round, merged: per-second counts and latencies pooled, the worst gap, the median CPU. */
+interface Merged {
+  perSecond: number[];
+  latenciesMs: number[];
+  disconnects: number;
+  watchdogGapMaxMs: number;
+  hubCpuPct: number;
+}
+
+function merge(phases: Phase[]): Merged {
+  return {
+    perSecond: phases.flatMap((p) => p.good.perSecond),
+    latenciesMs: phases.flatMap((p) => p.good.latenciesMs),
+    disconnects: phases.reduce((n, p) => n + p.good.disconnects, 0),
+    watchdogGapMaxMs: Math.max(...phases.map((p) => Number(p.gateway.watchdogGapMaxMs))),
+    hubCpuPct: median(phases.map((p) => Number(p.gateway.cpuPct))),
+  };
+}
+
 async function run(): Promise<void> {
   const secs = envInt('OUTPOST_BENCH_HOSTILE_SECS', SECS_DEFAULT);
-  const keys = Object.fromEntries(Array.from({ length: GOOD_CHILDREN }, (_, i) => [`child-${i}`, randomBytes(32).toString('base64')]));
-  console.log(`hostile: ${GOOD_CHILDREN} children publishing QoS 1 (window 1 each) for ${secs} s, without and with a flood`);
-  const calm = await phase(keys, secs, false);
-  const stormy = await phase(keys, secs, true);
-  const rate = (p: Phase) => median(p.good.perSecond);
-  const ratio = rate(stormy) / rate(calm);
-  const row = (name: string, p: Phase) => [
-    name, fmt(rate(p)), fmt(percentile(p.good.latenciesMs, 50), 1), fmt(percentile(p.good.latenciesMs, 99), 1),
-    fmt(p.good.disconnects), fmt(Number(p.gateway.watchdogGapMaxMs)), fmt(Number(p.gateway.cpuPct)),
+  const rounds = envInt('OUTPOST_BENCH_HOSTILE_ROUNDS', ROUNDS_DEFAULT);
+  const roundSecs = Math.max(2, Math.round(secs / rounds));
+  const ids = Array.from({ length: GOOD_CHILDREN }, (_, i) => `child-${i}`);
+  const keys = Object.fromEntries(ids.map((id) => [id, randomBytes(32).toString('base64')]));
+  console.log(`hostile: ${GOOD_CHILDREN} children publishing QoS 1 (window 1 each); ${rounds} rounds of ${roundSecs} s`
+    + ' without, then with a flood');
+  const calmRuns: Phase[] = [];
+  const floodRuns: Phase[] = [];
+  for (let i = 0; i < rounds; i += 1) {
+    calmRuns.push(await phase(keys, roundSecs, false));
+    floodRuns.push(await phase(keys, roundSecs, true));
+  }
+  const calm = merge(calmRuns);
+  const stormy = merge(floodRuns);
+  const ratio = median(stormy.perSecond) / median(calm.perSecond);
+  const p99 = (m: Merged) => Math.round(percentile(m.latenciesMs, 99) * 10) / 10;
+  const row = (name: string, m: Merged) => [
+    name, fmt(median(m.perSecond)), fmt(percentile(m.latenciesMs, 50), 1), fmt(percentile(m.latenciesMs, 99), 1),
+    fmt(m.disconnects), fmt(m.watchdogGapMaxMs), fmt(m.hubCpuPct),
   ];
-  console.log(formatTable(['run', 'msg/s (median)', 'PUBACK p50 ms', 'PUBACK p99 ms', 'disconnects', 'watchdog gap max ms', 'hub CPU %'], [row('no flood', calm), row('flood', stormy)]));
-  console.log(`hostile: flood sent ${fmt(Number(stormy.flood?.opened))} idle connections, ${fmt(Number(stormy.flood?.authAttempts))} bad CONNECTs, ${fmt(Number(stormy.flood?.oversize))} oversize headers, using ${fmt(Number(stormy.flood?.cpuPct))}% CPU itself`);
-  console.log(`hostile: hub refusals during the flood ${String(stormy.gateway.refusals)}`);
+  const header = ['run', 'msg/s (median)', 'PUBACK p50 ms', 'PUBACK p99 ms', 'disconnects', 'watchdog gap', 'hub CPU%'];
+  console.log(formatTable(header, [row('no flood', calm), row('flood', stormy)]));
+  const sent = (key: string) => fmt(floodRuns.reduce((n, p) => n + Number(p.flood?.[key] ?? 0), 0));
+  const floodCpu = fmt(median(floodRuns.map((p) => Number(p.flood?.cpuPct))));
+  console.log(`hostile: flood sent ${sent('opened')} idle connections, ${sent('authAttempts')} bad CONNECTs, `
+    + `${sent('oversize')} oversize headers; CPU of the flood process ${floodCpu}%`);
+  const lastRefusals = String(floodRuns[floodRuns.length - 1]?.gateway.refusals);
+  console.log(`hostile: hub refusals in the last flood run ${lastRefusals}`);
   const result = {
     bench: 'hostile',
-    secs,
+    secs: rounds * roundSecs,
     goodThroughputRatio: Math.round(ratio * 1000) / 1000,
-    goodDisconnects: stormy.good.disconnects,
-    watchdogGapMaxMs: Number(stormy.gateway.watchdogGapMaxMs),
-    calm: { msgPerSec: rate(calm), pubackP99Ms: Math.round(percentile(calm.good.latenciesMs, 99) * 10) / 10, watchdogGapMaxMs: Number(calm.gateway.watchdogGapMaxMs) },
-    flood: { msgPerSec: rate(stormy), pubackP99Ms: Math.round(percentile(stormy.good.latenciesMs, 99) * 10) / 10 },
+    goodDisconnects: stormy.disconnects,
+    watchdogGapMaxMs: stormy.watchdogGapMaxMs,
+    calm: {
+      msgPerSec: median(calm.perSecond), pubackP99Ms: p99(calm),
+      watchdogGapMaxMs: calm.watchdogGapMaxMs, hubCpuPct: calm.hubCpuPct,
+    },
+    flood: { msgPerSec: median(stormy.perSecond), pubackP99Ms: p99(stormy), hubCpuPct: stormy.hubCpuPct },
     targets: TARGETS,
-    pass: ratio >= TARGETS.goodThroughputRatio && stormy.good.disconnects === TARGETS.goodDisconnects,
+    pass: ratio >= TARGETS.goodThroughputRatio && stormy.disconnects === TARGETS.goodDisconnects,
   };
   console.log(JSON.stringify(result));
 }

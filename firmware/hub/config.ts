@@ -57,7 +57,7 @@ export interface HubConfig {
   pendingConnectionsMax: number;
   /** Connections from one remote address that have not authenticated yet, sockets. Default 32. */
   pendingPerAddressMax: number;
-  /** Time from accept to an accepted CONNECT (TLS handshake included) before the socket is closed, seconds. Default 5. */
+  /** From accept to an accepted CONNECT (TLS handshake included), else the socket is closed, seconds. Default 5. */
   connectTimeoutSecs: number;
   /** Child-to-child direct methods a caller may make: none unless allowed (see method-acl.ts). */
   methods: { allow: MethodAllowRule[] };

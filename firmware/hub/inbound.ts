@@ -62,11 +62,14 @@ export async function handleInbound(ctx: InboundContext, deviceId: string, inbou
     case 'method-call':
       if (!ctx.methodAcl.allows(deviceId, inbound.targetId, inbound.method)) {
         ctx.onMethodRefused(deviceId);
-        const message = `"${deviceId}" may not call "${inbound.method}" on "${inbound.targetId}" (board.json hub.methods.allow)`;
+        const message = `"${deviceId}" may not call "${inbound.method}" on "${inbound.targetId}"`
+          + ' (board.json hub.methods.allow)';
         return void (await reply(topic.methodCallResult(403, inbound.rid), json({ message })));
       }
       // Not awaited: the caller's PUBACK must not wait on another device; the answer comes on its own topic.
-      void ctx.methods.invoke(inbound.targetId, inbound.method, payload, undefined, deviceId).then((result) => reply(topic.methodCallResult(result.status, inbound.rid), result.payload));
+      void ctx.methods
+        .invoke(inbound.targetId, inbound.method, payload, undefined, deviceId)
+        .then((result) => reply(topic.methodCallResult(result.status, inbound.rid), result.payload));
       return;
   }
 }

@@ -28,7 +28,9 @@ export class HubListeners {
     };
   }
 
-  async listen(config: HubConfig, material: TlsMaterial | null, trustBundle: string | null, handle: (socket: net.Socket) => void): Promise<void> {
+  async listen(
+    config: HubConfig, material: TlsMaterial | null, trustBundle: string | null, handle: (socket: net.Socket) => void,
+  ): Promise<void> {
     if (config.tcp !== null) {
       this.tcpServer = net.createServer((socket) => this.gate.admit(socket) && handle(socket));
       await this.bind(this.tcpServer, config.tcp);
@@ -53,12 +55,14 @@ export class HubListeners {
 
   /** Client certificates are requested but judged by the authenticator, so SAS children need none. */
   private tlsOptions(material: TlsMaterial, trustBundle: string | null): tls.SecureContextOptions & tls.TlsOptions {
-    return { cert: material.cert, key: material.key, requestCert: true, rejectUnauthorized: false, ...(trustBundle ? { ca: trustBundle } : {}) };
+    const ca = trustBundle ? { ca: trustBundle } : {};
+    return { cert: material.cert, key: material.key, requestCert: true, rejectUnauthorized: false, ...ca };
   }
 
   /** New CA trust bundle from a scope sync: new TLS handshakes verify x509-ca children against it. */
   updateTrust(material: TlsMaterial | null, trustBundle: string | null): void {
-    if (this.tlsServer !== null && material !== null) this.tlsServer.setSecureContext(this.tlsOptions(material, trustBundle));
+    if (this.tlsServer === null || material === null) return;
+    this.tlsServer.setSecureContext(this.tlsOptions(material, trustBundle));
   }
 
   ports(): { tcp: number | null; tls: number | null } {

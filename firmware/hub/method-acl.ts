@@ -6,7 +6,9 @@ import { HubConfigError } from './config.js';
  * another child (or on itself) only when board.json allows it:
  *
  * ```json
- * "hub": { "methods": { "allow": { "panel": ["pump-1/start", "pump-1/stop"], "*": ["logger/*"], "edge/filter": ["cam/m1/*"] } } }
+ * "hub": { "methods": { "allow": {
+ *   "panel": ["pump-1/start", "pump-1/stop"], "*": ["logger/*"], "edge/filter": ["cam/m1/*"]
+ * } } }
  * ```
  *
  * Keys are callers, values the `<target>/<method>` pairs they may call; a target is a device id or
@@ -37,28 +39,30 @@ function validId(text: string): boolean {
 export function parseMethodAllow(value: unknown, file: string): MethodAllowRule[] {
   if (value === undefined) return [];
   const at = 'hub.methods';
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw new HubConfigError(`${file}: ${at} must be an object`);
+  const bad = (message: string) => new HubConfigError(`${file}: ${message}`);
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`${at} must be an object`);
   const section = value as Record<string, unknown>;
-  for (const key of Object.keys(section)) if (key !== 'allow') throw new HubConfigError(`${file}: ${at}.${key} is not a known option`);
+  for (const key of Object.keys(section)) if (key !== 'allow') throw bad(`${at}.${key} is not a known option`);
   const allow = section.allow ?? {};
   if (typeof allow !== 'object' || allow === null || Array.isArray(allow)) {
-    throw new HubConfigError(`${file}: ${at}.allow must be an object of caller → ["<target>/<method>", ...]`);
+    throw bad(`${at}.allow must be an object of caller → ["<target>/<method>", ...]`);
   }
   const rules: MethodAllowRule[] = [];
   for (const [caller, targets] of Object.entries(allow)) {
     const where = `${at}.allow[${JSON.stringify(caller)}]`;
-    if (!validId(caller)) throw new HubConfigError(`${file}: ${where}: the caller must be a device id or "<deviceId>/<moduleId>"`);
-    if (!Array.isArray(targets)) throw new HubConfigError(`${file}: ${where} must be an array of "<target>/<method>"`);
+    if (!validId(caller)) throw bad(`${where}: the caller must be a device id or "<deviceId>/<moduleId>"`);
+    if (!Array.isArray(targets)) throw bad(`${where} must be an array of "<target>/<method>"`);
     targets.forEach((entry: unknown, i) => {
       const slash = typeof entry === 'string' ? entry.lastIndexOf('/') : -1;
       const target = slash > 0 ? (entry as string).slice(0, slash) : '';
       const method = slash > 0 ? (entry as string).slice(slash + 1) : '';
       if (!validId(target) || !SEGMENT.test(method)) {
-        throw new HubConfigError(`${file}: ${where}[${i}] must be "<target>/<method>" (target a device id or "<deviceId>/<moduleId>"), got ${JSON.stringify(entry)}`);
+        const what = '"<target>/<method>" (target a device id or "<deviceId>/<moduleId>")';
+        throw bad(`${where}[${i}] must be ${what}, got ${JSON.stringify(entry)}`);
       }
       rules.push({ caller, target, method });
     });
-    if (rules.length > METHOD_ALLOW_RULES_MAX) throw new HubConfigError(`${file}: ${at}.allow has more than ${METHOD_ALLOW_RULES_MAX} rules`);
+    if (rules.length > METHOD_ALLOW_RULES_MAX) throw bad(`${at}.allow has more than ${METHOD_ALLOW_RULES_MAX} rules`);
   }
   return rules;
 }
@@ -72,7 +76,9 @@ export class MethodAcl {
   private readonly rules: Array<{ caller: RegExp; target: RegExp; method: RegExp }>;
 
   constructor(rules: MethodAllowRule[]) {
-    this.rules = rules.map((r) => ({ caller: compile(r.caller), target: compile(r.target), method: compile(r.method) }));
+    this.rules = rules.map((r) => ({
+      caller: compile(r.caller), target: compile(r.target), method: compile(r.method),
+    }));
   }
 
   allows(caller: string, target: string, method: string): boolean {

@@ -26,15 +26,22 @@ export const PENDING_METHODS_MAX = 256;
 export const PENDING_METHODS_PER_CALLER_MAX = 16;
 /** Calls awaiting one target's answer: a target that never answers ties up this many, then its callers get 429. */
 export const PENDING_METHODS_PER_TARGET_MAX = 16;
-/** The caller of a method from the cloud (`outpost.invokeChild`): trusted, so only the table and target limits apply. */
+/** The cloud's calls (`outpost.invokeChild`): trusted, so only the table and per-target limits bind them. */
 export const CLOUD_CALLER = '$cloud';
 /** IoT Hub's bound on a method request or response payload, bytes. */
 export const METHOD_PAYLOAD_BYTES_MAX = 128 * 1024;
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
+interface PendingCall {
+  deviceId: string;
+  caller: string;
+  resolve: (r: MethodResult) => void;
+  timer: NodeJS.Timeout;
+}
+
 export class MethodBroker {
-  private readonly pending = new Map<string, { deviceId: string; caller: string; resolve: (r: MethodResult) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<string, PendingCall>();
   private nextRid = 1;
 
   constructor(
@@ -43,7 +50,9 @@ export class MethodBroker {
   ) {}
 
   /** `caller` is the calling child's connection id, or CLOUD_CALLER. */
-  invoke(deviceId: string, method: string, payload: Buffer, timeoutMs = this.timeoutMs, caller = CLOUD_CALLER): Promise<MethodResult> {
+  invoke(
+    deviceId: string, method: string, payload: Buffer, timeoutMs = this.timeoutMs, caller = CLOUD_CALLER,
+  ): Promise<MethodResult> {
     if (!this.target.isConnected(deviceId) || !this.target.isSubscribed(deviceId, METHOD_SUBSCRIPTION)) {
       return Promise.resolve({ status: 404, payload: json({ message: `device "${deviceId}" is not connected or not listening for methods` }) });
     }
@@ -65,7 +74,9 @@ export class MethodBroker {
 
   /** Why a new call from `caller` to `deviceId` must wait (429), or null. */
   private busy(deviceId: string, caller: string): string | null {
-    if (this.pending.size >= PENDING_METHODS_MAX) return `${PENDING_METHODS_MAX} method calls already pending ("PENDING_METHODS_MAX")`;
+    if (this.pending.size >= PENDING_METHODS_MAX) {
+      return `${PENDING_METHODS_MAX} method calls already pending ("PENDING_METHODS_MAX")`;
+    }
     let byCaller = 0;
     let byTarget = 0;
     for (const call of this.pending.values()) {
@@ -73,10 +84,12 @@ export class MethodBroker {
       if (call.deviceId === deviceId) byTarget += 1;
     }
     if (caller !== CLOUD_CALLER && byCaller >= PENDING_METHODS_PER_CALLER_MAX) {
-      return `"${caller}" already has ${PENDING_METHODS_PER_CALLER_MAX} method calls pending ("PENDING_METHODS_PER_CALLER_MAX")`;
+      return `"${caller}" already has ${PENDING_METHODS_PER_CALLER_MAX} method calls pending`
+        + ' ("PENDING_METHODS_PER_CALLER_MAX")';
     }
     if (byTarget >= PENDING_METHODS_PER_TARGET_MAX) {
-      return `"${deviceId}" already has ${PENDING_METHODS_PER_TARGET_MAX} method calls pending ("PENDING_METHODS_PER_TARGET_MAX")`;
+      return `"${deviceId}" already has ${PENDING_METHODS_PER_TARGET_MAX} method calls pending`
+        + ' ("PENDING_METHODS_PER_TARGET_MAX")';
     }
     return null;
   }

@@ -66,7 +66,8 @@ export class RefusalLog<Reason extends string> {
     const named = tallies.map((t) => `${t.reason} ${t.count}${t.source}`);
     const namedCount = tallies.reduce((n, t) => n + t.count, 0);
     if (namedCount < this.windowCount) named.push(`others ${this.windowCount - namedCount}`);
-    const hints = [...new Set(tallies.map((t) => t.reason))].flatMap((r) => (this.hints[r] ? [`${r}: ${this.hints[r]}`] : []));
+    const reasons = [...new Set(tallies.map((t) => t.reason))];
+    const hints = reasons.flatMap((r) => (this.hints[r] ? [`${r}: ${this.hints[r]}`] : []));
     const hintText = hints.length === 0 ? '' : ` (${hints.join('; ')})`;
     this.onSummary(`hub refused ${this.windowCount} (by reason and source): ${named.join(', ')}${hintText}`);
     this.window.clear();

@@ -75,12 +75,17 @@ export class HubServer {
     // backstop behind it (were they equal, both would fire and count one timeout twice).
     const connectTimeout = 2 * config.connectTimeoutSecs * 1000;
     // maxInflightInbound bounds aedes's QoS 2 store per client should a QoS 2 publish ever get past the refusal.
-    const broker = await Aedes.createBroker({ concurrency: config.clientsMax, connectTimeout, maxInflightInbound: config.inflightMax });
+    const broker = await Aedes.createBroker({
+      concurrency: config.clientsMax, connectTimeout, maxInflightInbound: config.inflightMax,
+    });
     const server = new HubServer(broker, config, auth, clock, handlers, onSummary);
     server.install();
     const handle = (socket: net.Socket) => {
       const address = socket.remoteAddress;
-      guardSocket(socket, config.messageBytesMax + PACKET_OVERHEAD_BYTES_MAX, (verdict) => server.count(verdict === 'too-big' ? 'packet-size' : 'protocol', { address }));
+      const packetBytesMax = config.messageBytesMax + PACKET_OVERHEAD_BYTES_MAX;
+      guardSocket(socket, packetBytesMax, (verdict) => {
+        server.count(verdict === 'too-big' ? 'packet-size' : 'protocol', { address });
+      });
       broker.handle(socket);
     };
     await server.listeners.listen(config, tlsSetup.material, tlsSetup.trustBundle, handle);
@@ -162,7 +167,9 @@ export class HubServer {
   private install(): void {
     const b = this.broker;
     // Before its CONNECT a client has no id (null), and its socket may be gone (no address).
-    const from = (client: Client): RefusalSource => ({ clientId: client.id ?? undefined, address: (client.conn as net.Socket | undefined)?.remoteAddress });
+    const from = (client: Client): RefusalSource => ({
+      clientId: client.id ?? undefined, address: (client.conn as net.Socket | undefined)?.remoteAddress,
+    });
     b.preConnect = (client, packet, done) => {
       // The hub's lanes are the session store; an aedes session would re-send what the lanes re-send.
       packet.clean = true;
@@ -190,7 +197,8 @@ export class HubServer {
       });
       if (refusal === null) return done(null, true);
       this.count(refusal, from(client));
-      const err = Object.assign(this.counted(new Error(`refused: ${refusal}`)), { returnCode: refusal === 'rate-limited' ? 3 : 5 });
+      const returnCode = refusal === 'rate-limited' ? 3 : 5;
+      const err = Object.assign(this.counted(new Error(`refused: ${refusal}`)), { returnCode });
       done(err as Parameters<typeof done>[0], false);
     };
     b.authorizeSubscribe = (client, sub, done) => {
@@ -215,7 +223,9 @@ export class HubServer {
     });
     // Malformed packets end the connection inside aedes; here they are only counted, never thrown.
     // A refusal of ours ends the connection through aedes's error path too: it was counted by its reason.
-    const protocolError = (client: Client, err: Error) => this.countedErrors.has(err) || this.count('protocol', from(client));
+    const protocolError = (client: Client, err: Error) => {
+      if (!this.countedErrors.has(err)) this.count('protocol', from(client));
+    };
     b.on('clientError', protocolError);
     b.on('connectionError', protocolError);
     type Persistence = { outgoingClearMessageId(c: Client, p: { messageId?: number }): Promise<unknown> };
@@ -255,8 +265,9 @@ export class HubServer {
     // aedes writes CONNACK before it marks the client connected, and reads the next packets in between: an SDK
     // sends what it queued as soon as CONNACK arrives. Such a publish waits for the connect to finish.
     if (!client.connected) return void client.once('connected', () => this.authorizePublish(client, packet, done));
+    const source = { clientId: client.id, address: (client.conn as net.Socket).remoteAddress };
     const refuse = (reason: PublishRefusal, detail: string = reason) => {
-      this.count(reason, { clientId: client.id, address: (client.conn as net.Socket).remoteAddress });
+      this.count(reason, source);
       done(this.counted(new Error(`publish refused (${detail}) on ${JSON.stringify(packet.topic.slice(0, 200))}`)));
     };
     const state = this.states.get(client.id);
@@ -269,7 +280,7 @@ export class HubServer {
     if (state.inflight >= this.config.inflightMax) return refuse('inflight');
     const delayMs = state.throttle.take(this.clock.monoMs());
     if (delayMs === 'refuse') return refuse('rate');
-    if (inbound.kind === 'telemetry' && inbound.reservedDropped > 0) this.count('reserved-property', { clientId: client.id, address: (client.conn as net.Socket).remoteAddress });
+    if (inbound.kind === 'telemetry' && inbound.reservedDropped > 0) this.count('reserved-property', source);
     // aedes would keep retained messages in memory without bound; nothing here is meant to be retained.
     packet.retain = false;
     state.inflight += 1;

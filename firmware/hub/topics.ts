@@ -14,7 +14,10 @@ import { splitConnectionId } from '../auth/identity.js';
 export type Inbound =
   /** outputName: `$.on`, the module output a message was sent to (ModuleClient.sendOutputEvent); '' for none. */
   /** reservedDropped: application properties with a reserved name (see isReservedName) the hub left out. */
-  | { kind: 'telemetry'; properties: Record<string, string>; contentType: string; contentEncoding: string; outputName: string; reservedDropped: number }
+  | {
+    kind: 'telemetry'; properties: Record<string, string>; contentType: string; contentEncoding: string;
+    outputName: string; reservedDropped: number;
+  }
   | { kind: 'twin-get'; rid: string }
   | { kind: 'twin-reported'; rid: string }
   | { kind: 'method-response'; rid: string; status: number }
