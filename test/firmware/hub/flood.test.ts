@@ -41,12 +41,14 @@ t.test('idle connections past the pending caps are refused at once and the rest 
   t.equal(acked, 20, 'the child connected before the flood gets every PUBACK during it');
 
   await until('the idle connections timed out', () => flood.closed() === 100 && spread.every((s) => s.closed() === 1), 15_000);
-  t.equal(h.hub.status().refusals['connect-timeout'], 30, 'each idle connection closed after connectTimeoutSecs, counted');
+  t.equal(h.hub.status().refusals['connect-timeout'], 30,
+    'each idle connection closed after connectTimeoutSecs, counted');
   t.equal(h.hub.status().refusals.protocol ?? 0, 0, 'and counted once: not also as a protocol error');
   const late = await connectChild(h, 'child-1', '127.0.0.2');
   t.teardown(() => late.endAsync(true));
   t.ok(late.connected, 'once they are gone, a child from the flooding address connects');
-  t.match(h.errors[0]?.message, /^hub refused 1 .*pending-per-address 1 \(from 127\.0\.0\.2\).*hub\.pendingPerAddressMax/, 'the first refusal is logged at once, naming the address and the limit');
+  t.match(h.errors[0]?.message, /^hub refused 1 .*pending-per-address 1 \(from 127\.0\.0\.2\).*hub\.pendingPerAddressMax/,
+    'the first refusal is logged at once, naming the address and the limit');
 });
 
 t.test('sockets stay below the file descriptor limit, leaving a reserve for the store and notifications', async (t) => {
@@ -63,13 +65,15 @@ t.test('refusal summaries: the first at once, then one per interval naming the b
   const log = new RefusalLog<'signature' | 'connect-timeout'>(systemClock, (s) => summaries.push(s), { 'connect-timeout': 'raise hub.connectTimeoutSecs' }, 200);
   t.teardown(() => log.stop());
   log.count('signature', { clientId: 'child-a', address: '10.0.0.7' });
-  t.same(summaries, ['hub refused 1 (by reason and source): signature 1 ("child-a" from 10.0.0.7)'], 'the first refusal is reported at once');
+  t.same(summaries, ['hub refused 1 (by reason and source): signature 1 ("child-a" from 10.0.0.7)'],
+    'the first refusal is reported at once');
   for (let i = 0; i < 5; i += 1) log.count('signature', { clientId: 'child-b', address: '10.0.0.8' });
   // More distinct sources than REFUSAL_SOURCES_MAX: those past it are counted, not remembered.
   for (let i = 0; i < 300; i += 1) log.count('connect-timeout', { address: `10.0.${i % 2}.${i}` });
   t.equal(summaries.length, 1, 'the rest wait for the interval');
   await until('the second summary', () => summaries.length === 2);
   t.match(summaries[1], /^hub refused 305 \(by reason and source\): signature 5 \("child-b" from 10\.0\.0\.8\), connect-timeout 1 \(from 10\.0\.0\.0\), /);
-  t.match(summaries[1], /, others 293 \(connect-timeout: raise hub\.connectTimeoutSecs\)$/, `at most ${REFUSAL_SUMMARY_SOURCES_MAX} sources named, the rest counted, the limit hinted`);
+  t.match(summaries[1], /, others 293 \(connect-timeout: raise hub\.connectTimeoutSecs\)$/,
+    `at most ${REFUSAL_SUMMARY_SOURCES_MAX} sources named, the rest counted, the limit hinted`);
   t.equal(log.totals.get('connect-timeout'), 300, 'totals count everything');
 });

@@ -54,13 +54,15 @@ t.test('a will in CONNECT is dropped and counted: a child that vanishes publishe
 t.test('QoS 2 closes the connection as IoT Hub does; a NUL in a topic is refused', async (t) => {
   const h = await hostileHub(t);
   const a = await connectChild(h, 'child-0');
-  t.equal(await publishOutcome(a, 'devices/child-0/messages/events/', 'exactly once?', 2), 'closed', 'a QoS 2 publish closes the connection');
+  t.equal(await publishOutcome(a, 'devices/child-0/messages/events/', 'exactly once?', 2), 'closed',
+    'a QoS 2 publish closes the connection');
   t.equal(h.hub.status().refusals.qos2, 1, 'counted as qos2');
   await a.endAsync(true);
 
   const b = await connectChild(h, 'child-1');
   t.teardown(() => b.endAsync(true));
-  t.equal(await publishOutcome(b, 'devices/child-1/messages/events/k=a\u0000b', 'nul', 1), 'closed', 'a NUL in the topic closes it');
+  t.equal(await publishOutcome(b, 'devices/child-1/messages/events/k=a\u0000b', 'nul', 1), 'closed',
+    'a NUL in the topic closes it');
   t.equal(h.hub.status().refusals['malformed-topic'], 1, 'a NUL in the topic is a malformed-topic refusal');
   const records = await (await h.log.lane(UPSTREAM_LANE)).read(1, { recordsMax: 10 });
   t.same(records, [], 'neither was stored');

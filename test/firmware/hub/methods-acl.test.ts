@@ -38,10 +38,12 @@ t.test('child-to-child methods are denied unless hub.methods.allow names them; t
   await call(c1.client, 'child-1', 'reboot', 6);
   await until('six answers', () => c0.results.length === 3 && c1.results.length === 3);
   const statuses = (r: typeof c0.results) => Object.fromEntries(r.map((x) => [x.rid, x.status]));
-  t.same(statuses(c0.results), { 1: 200, 2: 403, 3: 200 }, 'child-0: an allowed method, one not on the list, a pattern');
+  t.same(statuses(c0.results), { 1: 200, 2: 403, 3: 200 },
+    'child-0: an allowed method, one not on the list, a pattern');
   t.same(statuses(c1.results), { 4: 200, 5: 403, 6: 403 }, "child-1: '*' rules only, and not even a call on itself");
   const denied = JSON.parse(c0.results.find((r) => r.rid === '2')!.body) as { message: string };
-  t.match(denied.message, /"child-0" may not call "shutdown" on "child-1" \(board\.json hub\.methods\.allow\)/, 'the refusal names caller, method and target');
+  t.match(denied.message, /"child-0" may not call "shutdown" on "child-1" \(board\.json hub\.methods\.allow\)/,
+    'the refusal names caller, method and target');
   t.equal(h.hub.status().refusals['method-acl'], 3, 'refusals counted');
   const cloud = await h.hub.methods.invoke('child-1', 'shutdown', Buffer.from('{}'));
   t.equal(cloud.status, 200, 'the cloud (and the gateway) may call any method');
@@ -53,7 +55,8 @@ t.test('hub.methods.allow errors name the file and the entry', async (t) => {
   t.throws(parse({ allow: { 'child-0': 'child-1/x' } }), /hub\.methods\.allow\["child-0"\] must be an array/);
   t.throws(parse({ allow: { 'a/b/c': ['child-1/x'] } }), /hub\.methods\.allow\["a\/b\/c"\]: the caller must be a device id/);
   t.throws(parse({ deny: {} }), /hub\.methods\.deny is not a known option/);
-  t.same(parseHubConfig({ hub: { methods: { allow: { 'd/m': ['x/y/z'] } } } }).methods.allow, [{ caller: 'd/m', target: 'x/y', method: 'z' }], 'module caller and target');
+  t.same(parseHubConfig({ hub: { methods: { allow: { 'd/m': ['x/y/z'] } } } }).methods.allow, [{ caller: 'd/m', target: 'x/y', method: 'z' }],
+    'module caller and target');
   t.same(parseHubConfig({}).methods.allow, [], 'default: nothing allowed');
 });
 
@@ -66,7 +69,8 @@ t.test('a child calling without waiting fills only its own share of the pending 
   t.teardown(() => Promise.all([silent, answering, other].map((c) => c.client.endAsync(true))));
   for (let i = 0; i < calls; i += 1) await call(silent.client, 'child-0', 'hang', i);
   await until('the calls over its share answered 429', () => silent.results.length === calls - PENDING_METHODS_PER_CALLER_MAX);
-  t.ok(silent.results.every((r) => r.status === 429 && /PENDING_METHODS_PER_CALLER_MAX/.test(r.body)), 'each with the limit named');
+  t.ok(silent.results.every((r) => r.status === 429 && /PENDING_METHODS_PER_CALLER_MAX/.test(r.body)),
+    'each with the limit named');
   const fromCloud = await h.hub.methods.invoke('child-2', 'ping', Buffer.from('{}'));
   t.equal(fromCloud.status, 200, 'the cloud still reaches another child');
   await call(other.client, 'child-2', 'ping', 'x');

@@ -29,7 +29,8 @@ t.test('hub refusals by reason in outpost status, /metrics and a log line naming
     await ops.close();
   });
   const port = runtime.status().hub!.ports.tcp!;
-  await t.rejects(mqttChild(port, 'ghost', sasPassword('ghost', newKey(), { host: 'localhost' }), { host: 'localhost' }), /Not authorized/, 'an unknown device is refused');
+  await t.rejects(mqttChild(port, 'ghost', sasPassword('ghost', newKey(), { host: 'localhost' }), { host: 'localhost' }), /Not authorized/,
+    'an unknown device is refused');
   const idle = net.connect(port, '127.0.0.1');
   await once(idle, 'connect');
   await once(idle, 'close');
@@ -40,11 +41,13 @@ t.test('hub refusals by reason in outpost status, /metrics and a log line naming
   let out = '';
   text.on('data', (d: Buffer) => (out += d.toString()));
   t.equal(await runStatusCli(['--socket', ops.socketPath!], '/nonexistent', text), 0);
-  t.match(out, /^refusals: {2}(unknown-device 1, connect-timeout 1|connect-timeout 1, unknown-device 1)$/m, 'and the readable output');
+  t.match(out, /^refusals: {2}(unknown-device 1, connect-timeout 1|connect-timeout 1, unknown-device 1)$/m,
+    'and the readable output');
   const metrics = await (await fetch(`http://127.0.0.1:${ops.metricsPort}/metrics`)).text();
   t.match(metrics, /^# TYPE outpost_hub_refusals_total counter$/m);
   t.match(metrics, /^outpost_hub_refusals_total\{reason="unknown-device"\} 1$/m);
   t.match(metrics, /^outpost_hub_refusals_total\{reason="connect-timeout"\} 1$/m);
   await until('the refusal summary', () => errors.list().some((e) => e.source === 'hub'));
-  t.match(errors.list().find((e) => e.source === 'hub')?.message, /^hub refused 1 .*unknown-device 1 \("ghost" from 127\.0\.0\.1\)/, 'the journal names the client id and address');
+  t.match(errors.list().find((e) => e.source === 'hub')?.message, /^hub refused 1 .*unknown-device 1 \("ghost" from 127\.0\.0\.1\)/,
+    'the journal names the client id and address');
 });
