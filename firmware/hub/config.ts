@@ -1,3 +1,5 @@
+import { parseMethodAllow, type MethodAllowRule } from './method-acl.js';
+
 /**
  * The board.json `hub` and `routes` sections, validated with errors that name the file and the JSON path.
  *
@@ -10,7 +12,9 @@
  *   "publishRatePerSec": 50, "publishBurst": 100,
  *   "identityRefreshSecs": 3600, "tokenSkewSecs": 300, "tokenLifetimeSecsMax": 86400,
  *   "authFailuresMax": 5, "authFailureWindowSecs": 60,
- *   "methodTimeoutSecs": 30
+ *   "methodTimeoutSecs": 30,
+ *   "pendingConnectionsMax": 128, "pendingPerAddressMax": 32, "connectTimeoutSecs": 5,
+ *   "methods": { "allow": { "panel": ["pump-1/start", "pump-1/stop"], "*": ["logger/*"] } }
  * },
  * "routes": { "toCloud": "FROM /messages/* INTO $upstream" }
  * ```
@@ -55,6 +59,14 @@ export interface HubConfig {
   authFailureWindowSecs: number;
   /** How long a direct method may take before the caller gets 504, seconds. Default 30. */
   methodTimeoutSecs: number;
+  /** Connections that have not authenticated yet, at once, sockets. Default 128. */
+  pendingConnectionsMax: number;
+  /** Connections from one remote address that have not authenticated yet, sockets. Default 32. */
+  pendingPerAddressMax: number;
+  /** From accept to an accepted CONNECT (TLS handshake included), else the socket is closed, seconds. Default 5. */
+  connectTimeoutSecs: number;
+  /** Child-to-child direct methods a caller may make: none unless allowed (see method-acl.ts). */
+  methods: { allow: MethodAllowRule[] };
   /** Routes by name, in IoT Edge syntax (see routes.ts). Default: everything to $upstream. */
   routes: Record<string, string>;
 }
@@ -78,6 +90,9 @@ const LIMITS = {
   authFailuresMax: [1, 1_000, 5, 'attempts'],
   authFailureWindowSecs: [1, 86_400, 60, 'seconds'],
   methodTimeoutSecs: [1, 300, 30, 'seconds'],
+  pendingConnectionsMax: [1, 10_000, 128, 'sockets'],
+  pendingPerAddressMax: [1, 10_000, 32, 'sockets'],
+  connectTimeoutSecs: [1, 60, 5, 'seconds'],
 } as const;
 type LimitName = keyof typeof LIMITS;
 
@@ -125,7 +140,7 @@ function routes(value: unknown, file: string): Record<string, string> {
 export function parseHubConfig(sections: { hub?: unknown; routes?: unknown }, file = 'board.json'): HubConfig {
   const hub = sections.hub ?? {};
   if (!isObject(hub)) throw new HubConfigError(`${file}: hub must be an object`);
-  const known = new Set(['tcp', 'tls', 'hostNames', ...Object.keys(LIMITS)]);
+  const known = new Set(['tcp', 'tls', 'hostNames', 'methods', ...Object.keys(LIMITS)]);
   for (const key of Object.keys(hub)) if (!known.has(key)) throw new HubConfigError(`${file}: hub.${key} is not a known option`);
   const hostNames = hub.hostNames ?? ['localhost'];
   if (!Array.isArray(hostNames) || hostNames.length === 0 || !hostNames.every((h) => typeof h === 'string' && /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/.test(h))) {
@@ -144,6 +159,7 @@ export function parseHubConfig(sections: { hub?: unknown; routes?: unknown }, fi
     tls: tlsListener(hub.tls, file),
     hostNames: hostNames as string[],
     ...limits,
+    methods: { allow: parseMethodAllow(hub.methods, file) },
     routes: routes(sections.routes, file),
   };
 }

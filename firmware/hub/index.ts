@@ -11,10 +11,13 @@ import type { ResyncHook } from '../uplink/pump-options.js';
 import type { UplinkTransport } from '../uplink/types.js';
 import { parseHubConfig, type HubConfig } from './config.js';
 import { EndpointDelivery } from './endpoints.js';
+import { MethodAcl } from './method-acl.js';
 import { CLOUD_INVOKE_METHOD, MethodBroker, cloudMethodHandler } from './methods.js';
 import { parseRoutes } from './routes.js';
 import { Router } from './router.js';
-import { HubServer, type Refusal, type TlsMaterial } from './server.js';
+import { HubServer } from './server.js';
+import type { TlsMaterial } from './listeners.js';
+import type { Refusal } from './refusals.js';
 import { handleInbound } from './inbound.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
 
@@ -103,6 +106,10 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     deliver: (id: string, t: string, p: Buffer, qos: 0 | 1) => server?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
   };
   const methods = new MethodBroker(target, config.methodTimeoutSecs * 1000);
+  const inboundContext = {
+    router, twins, methods, target, methodAcl: new MethodAcl(config.methods.allow),
+    onMethodRefused: (callerId: string) => server?.count('method-acl', { clientId: callerId }),
+  };
   const endpoints = router.localEndpoints().map((e) => new EndpointDelivery(e, target));
   const twinSync = new TwinSync({
     store: twins, gatewayId: opts.gatewayId, onError,
@@ -116,7 +123,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     void twinSync.deliver(id).catch(onError);
   };
   server = await HubServer.start(config, auth, clock, {
-    onPublish: (deviceId, inbound, payload) => handleInbound({ router, twins, methods, target }, deviceId, inbound, payload),
+    onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
     onConnected: resumeChild,
     onDisconnected: (id) => {
       for (const e of endpoints) if (e.deviceId === id) e.pause();
@@ -125,7 +132,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     onSubscribed: (id, filter) => {
       if (filter === DEVICEBOUND_SUBSCRIPTION(id) || filter === DESIRED_SUBSCRIPTION) resumeChild(id);
     },
-  }, tlsMaterial, cache.trustBundle);
+  }, { material: tlsMaterial, trustBundle: cache.trustBundle }, (text) => onError(new Error(text)));
   const revoked = cache.onRevoked((ids) => ids.forEach((id) => server?.drop(id)));
   const registered = new WeakSet<UplinkTransport>();
   opts.uplink?.addResyncHook(scope.hook);

@@ -74,6 +74,8 @@ export interface StatusReport {
   /** Messages the cloud would not take, moved to the `deadletter` lane since start, by reason. */
   deadLetters: { total: number; byReason: Record<string, number> };
   children: string[];
+  /** Hub refusals since start, by reason (auth failures, ACL, packet size, rate, connection floods, ...). */
+  hubRefusals: Record<string, number>;
   devices: { ok: number; faulted: Array<{ id: string; error: string | null }> };
   errors: RecentError[];
   metricsPort: number | null;
@@ -128,6 +130,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     counters: { expired: s.store.expiredRecords, dropped: s.store.droppedRecords, corrupt: s.store.corruptRecords },
     deadLetters: { total: s.uplink?.deadLetters.total ?? 0, byReason: s.uplink?.deadLetters.byReason ?? {} },
     children: s.hub?.connected ?? [],
+    hubRefusals: { ...(s.hub?.refusals ?? {}) },
     devices: {
       ok: s.devices.filter((d) => d.state === 'ok').length,
       faulted: faulted.map((d) => ({ id: d.id, error: d.lastError === undefined ? null : scrubText(d.lastError) })),

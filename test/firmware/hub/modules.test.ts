@@ -52,7 +52,7 @@ async function setup(t: typeof import('tap').Test.prototype, tlsCerts?: { certPa
   const log = await RingLog.open({ dir: path.join(dir, 'log') });
   t.teardown(() => log.close());
   const tls = tlsCerts === undefined ? false : { port: 0, ...tlsCerts };
-  const hub = await startHub({ config: { hub: { tcp: { port: 0 }, tls }, routes }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url } });
+  const hub = await startHub({ config: { hub: { tcp: { port: 0 }, tls, methods: { allow: { 'child-a': ['child-a/filter/ping'] } } }, routes }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url } });
   t.teardown(() => hub.stop());
   await hub.refreshIdentities();
   return { hub, log, port: hub.status().ports.tcp!, dir };
