@@ -29,6 +29,11 @@ export class Lane {
   private acked = 0;
   /** The acked seq as of the last durable checkpoint: retention may delete up to here. */
   durableAckedSeq = 0;
+  /**
+   * The next seq as of the last durable checkpoint. Records at or above it are the only proof on disk
+   * that their seqs were issued: retention checkpoints before deleting one (see Retention.drop).
+   */
+  durableNextSeq = 1;
   /** Highest seq readers may see: synced in always mode, written otherwise. */
   visibleSeq = 0;
   private readonly queue: Batch[] = [];
@@ -64,7 +69,7 @@ export class Lane {
     try {
       this.host.assertOpen();
       const prepared = prepareRecord(this.name, this.host.opts, input);
-      this.admit(prepared.total);
+      this.admit([prepared.total]);
       const batch = this.encode(prepared, this.host.wallNowMs(), this.host.storeNowMs());
       const seq = batch.lastSeq;
       return new Promise<number>((resolve, reject) => batch.wait({ seq, resolve, reject }));
@@ -84,7 +89,7 @@ export class Lane {
         throw new StoreError('INVALID', `appendBatch takes 1..${APPEND_BATCH_RECORDS_MAX} records ("APPEND_BATCH_RECORDS_MAX"), got ${inputs.length}`);
       }
       const prepared = inputs.map((input) => prepareRecord(this.name, this.host.opts, input));
-      this.admit(prepared.reduce((sum, p) => sum + p.total, 0));
+      this.admit(prepared.map((p) => p.total));
       const waits: Array<Promise<number>> = [];
       let current: Batch | null = null;
       // One clock reading for the whole call: its records were handed over at the same moment.
@@ -103,8 +108,21 @@ export class Lane {
     }
   }
 
-  /** Bounds the bytes waiting for a commit, and the quota under reject-new, for `bytes` more. */
-  private admit(bytes: number): void {
+  /**
+   * Bounds the bytes waiting for a commit, and the quota under reject-new, for records of `sizes` more:
+   * their bytes plus the seal record of each segment they fill (a roll writes one, see encode/writeBatch).
+   */
+  private admit(sizes: number[]): void {
+    let bytes = 0;
+    let tail = this.tailBytes;
+    for (const size of sizes) {
+      if (tail + size + SEAL_RECORD_BYTES > this.host.opts.segmentBytes) {
+        bytes += SEAL_RECORD_BYTES;
+        tail = 0;
+      }
+      tail += size;
+      bytes += size;
+    }
     if (this.queuedBytes + bytes > this.host.opts.appendQueueBytesMax) {
       throw new StoreError('FULL', `lane "${this.name}": ${this.queuedBytes} bytes await commit, over "appendQueueBytesMax"`);
     }
@@ -156,6 +174,8 @@ export class Lane {
   /** Writes a taken batch to the active segment, rolling to a new segment first when needed. */
   async writeBatch(batch: Batch): Promise<void> {
     const opts = this.host.opts;
+    // admit reserved the seal this roll writes: give it back for the seal to take (see sealFits).
+    if (batch.rollBefore) this.host.releaseReserved(SEAL_RECORD_BYTES);
     let seg = this.active;
     if (!seg || this.rollNext || batch.rollBefore || seg.bytes + batch.bytes + SEAL_RECORD_BYTES > opts.segmentBytes) {
       seg = await this.roll(batch.firstSeq);
