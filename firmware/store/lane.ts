@@ -178,7 +178,7 @@ export class Lane {
     if (batch.rollBefore) this.host.releaseReserved(SEAL_RECORD_BYTES);
     let seg = this.active;
     if (!seg || this.rollNext || batch.rollBefore || seg.bytes + batch.bytes + SEAL_RECORD_BYTES > opts.segmentBytes) {
-      seg = await this.roll(batch.firstSeq);
+      seg = await this.roll(batch);
     }
     batch.segment = seg;
     batch.segmentOffset = seg.bytes;
@@ -218,14 +218,15 @@ export class Lane {
   }
 
   /** Seals the active segment (when it has records) and creates the next one. */
-  private async roll(baseSeq: number): Promise<SegmentInfo> {
+  private async roll(first: Batch): Promise<SegmentInfo> {
     await this.sealActive();
-    const { seg, file } = await createSegment(this.host, this.dir, baseSeq);
+    const { seg, file } = await createSegment(this.host, this.dir, first.firstSeq);
     this.activeFile = file;
     this.segments.push(seg);
     this.rollNext = false;
     this.dirSyncPending = true;
-    this.tailBytes = 0;
+    // The batch being written was taken off the queue already: it is the new segment's first.
+    this.tailBytes = first.bytes;
     for (const b of this.queue) this.tailBytes += b.bytes;
     return seg;
   }

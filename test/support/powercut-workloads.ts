@@ -24,7 +24,7 @@ export const steadyAppends: Workload = {
   opts: { segmentBytes: 16 * 1024 },
   lanes: ['upstream'],
   async run(ctx) {
-    for (let round = 0; round < 70; round++) {
+    for (let round = 0; round < 80; round++) {
       await burst(ctx, 'upstream', 1 + Math.floor(ctx.rand() * 6));
       if (round % 8 === 7) await retentionTick(ctx);
     }
@@ -36,7 +36,7 @@ export const rollsAcksQuota: Workload = {
   opts: { segmentBytes: 4096, quotaBytes: 8192 + 5 * 4096, quotaPolicy: 'drop-oldest' },
   lanes: ['upstream', 'priority'],
   async run(ctx) {
-    for (let round = 0; round < 30; round++) {
+    for (let round = 0; round < 40; round++) {
       await burst(ctx, round % 3 === 0 ? 'priority' : 'upstream', 2 + Math.floor(ctx.rand() * 6));
       if (round % 4 === 1) await drainSome(ctx, 'priority');
       if (round % 5 === 2) await drainSome(ctx, 'upstream');
@@ -51,7 +51,7 @@ export const ttlAndCheckpoints: Workload = {
   opts: { segmentBytes: 4096 },
   lanes: ['upstream'],
   async run(ctx) {
-    for (let round = 0; round < 30; round++) {
+    for (let round = 0; round < 40; round++) {
       await burst(ctx, 'upstream', 1 + Math.floor(ctx.rand() * 5), 1 + Math.floor(ctx.rand() * 20));
       ctx.clock.advance(Math.floor(ctx.rand() * 3000));
       await retentionTick(ctx);

@@ -3,6 +3,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManualClock } from '../../../firmware/clock.js';
 import { RingLog } from '../../../firmware/store/log.js';
+import { SEAL_RECORD_BYTES } from '../../../firmware/store/record.js';
 import { tempDir } from '../../support/tmp.js';
 
 const SEG = 64 * 1024;
@@ -77,6 +78,9 @@ t.test('reject-new: never over the quota after any append, seals of rolled segme
     t.ok(maxSeen <= TIGHT.quotaBytes, `${bodyBytes} B bodies: max on disk ${maxSeen} ≤ quota ${TIGHT.quotaBytes}`);
     t.equal(log.stats().droppedRecords, 0, 'reject-new never drops');
     t.same((await seqsFrom(lane)).length, accepted, 'every accepted record is readable');
+    const recordBytes = 32 + bodyBytes;
+    const sizes = readdirSync(join(dir, 'lanes', 'upstream')).sort().map((f) => statSync(join(dir, 'lanes', 'upstream', f)).size);
+    t.ok(sizes.slice(0, -1).every((n) => (n - SEAL_RECORD_BYTES) % recordBytes === 0), `every rolled segment ends in its seal (${sizes})`);
     lane.ack(accepted);
     await log.writeCheckpoint();
     t.ok(bytesOnDisk(dir) <= TIGHT.quotaBytes, 'within the quota after the checkpoint');
