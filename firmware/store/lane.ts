@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { AgeRing } from './age-ring.js';
 import { prepareRecord, waitFor, type Prepared } from './append.js';
@@ -246,13 +247,18 @@ export class Lane {
     await sealSegment(this.host, seg, file);
   }
 
-  /** Marks everything up to `seq` delivered. The cursor only moves forward and never past the last seq. */
+  /**
+   * Marks everything up to `seq` delivered; an older seq changes nothing. Acknowledging a record no reader
+   * could have seen (past lastDurableSeq) is a programmer error: it would let retention delete records
+   * that were never delivered, so it throws instead of moving the cursor.
+   */
   ack(seq: number): void {
     this.host.assertOpen();
-    const target = Math.min(Math.floor(seq), this.nextSeq - 1);
-    if (!(target > this.acked)) return;
-    const advanced = target - this.acked;
-    this.acked = target;
+    assert(Number.isSafeInteger(seq), `lane "${this.name}": ack(${seq}) needs an integer seq`);
+    assert(seq <= this.visibleSeq, `lane "${this.name}": ack(${seq}) is past the last durable seq ${this.visibleSeq}`);
+    if (seq <= this.acked) return;
+    const advanced = seq - this.acked;
+    this.acked = seq;
     this.host.markCheckpointDirty(advanced);
   }
 
