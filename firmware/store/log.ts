@@ -28,7 +28,7 @@ export interface Counters {
 
 /**
  * The ring log: lanes of append-only segment files, one group-commit loop for all of them, a shared
- * quota, checkpointed cursors and a store clock for TTLs. See ARCHITECTURE.md (store).
+ * quota, checkpointed cursors and a store clock for TTLs. See README.md, "The ring log".
  */
 export class RingLog implements LaneHost {
   readonly opts: ResolvedOptions;
