@@ -95,8 +95,8 @@ async function fileFor(lane: Lane, host: LaneHost, seg: SegmentInfo): Promise<St
 
 /**
  * The chunk a read needs: the cached one when `offset` falls inside it (a 500-record read uses a slice of
- * a 256 KiB chunk (READER_CHUNK_BYTES); the next read continues from the same chunk without I/O), else a fresh read. A chunk is
- * never overwritten: records handed out earlier keep pointing into it.
+ * a 256 KiB chunk, READER_CHUNK_BYTES; the next read continues from the same chunk without I/O), else a
+ * fresh read. A chunk is never overwritten: records handed out earlier keep pointing into it.
  */
 async function chunkAt(lane: Lane, seg: SegmentInfo, file: StoreFile, offset: number, limit: number, recordBytesMax: number): Promise<Chunk> {
   const cached = lane.readState.chunk;
