@@ -105,14 +105,23 @@ export function report(input: ReportInput): void {
     rssMb: backlogRss,
   };
   const rows: Array<[string, number, string, boolean, number]> = [
-    ['append vs SQLite (NORMAL: its commits not durable)', summary.appendVsSqlite, `≥ ${TARGETS.appendVsSqlite}×`, summary.appendVsSqlite >= TARGETS.appendVsSqlite, 2],
+    [
+      'append vs SQLite (NORMAL: its commits not durable)',
+      summary.appendVsSqlite,
+      `≥ ${TARGETS.appendVsSqlite}×`,
+      summary.appendVsSqlite >= TARGETS.appendVsSqlite,
+      2,
+    ],
     ['durable append vs LevelDB', summary.appendVsLevel, `≥ ${TARGETS.appendVsLevel}×`, summary.appendVsLevel >= TARGETS.appendVsLevel, 2],
     ['drain vs SQLite', summary.drainVsSqlite, `≥ ${TARGETS.drainVsSqlite}×`, summary.drainVsSqlite >= TARGETS.drainVsSqlite, 2],
     ['disk bytes written per 256-B record', summary.bytesPerRecord, `≤ ${TARGETS.bytesPerRecordMax}`, summary.bytesPerRecord <= TARGETS.bytesPerRecordMax, 1],
     ['open 1 GiB log after SIGKILL, ms', summary.openMs1GiB, `≤ ${TARGETS.openMs1GiBMax}`, summary.openMs1GiB <= TARGETS.openMs1GiBMax, 1],
     ['peak RSS with 1 GiB backlog, MB', summary.rssMb, `≤ ${TARGETS.rssMbMax}`, summary.rssMb <= TARGETS.rssMbMax, 1],
   ];
-  console.log(`durable append vs SQLite (FULL, each commit synced): ${fmt(summary.appendVsSqliteFull, 2)}× (no target: shown for the durable-vs-durable ratio)`);
+  console.log(
+    `durable append vs SQLite (FULL, each commit synced): ${fmt(summary.appendVsSqliteFull, 2)}× ` +
+      '(no target: shown for the durable-vs-durable ratio)',
+  );
   console.log('\nTargets (issue 2)');
   console.log(formatTable(['target', 'measured', 'goal', 'result'], rows.map(([label, v, goal, pass, digits]) => [label, fmt(v, digits), goal, pass ? 'PASS' : 'MISS'])));
 

@@ -99,7 +99,7 @@ async function run(): Promise<void> {
   const fsType = fsTypeOfTmp();
   if (fsType === 'tmpfs') console.log(`store: WARNING ${tmpdir()} is tmpfs: fsync costs nothing there, figures mean little`);
   console.log(`store: ${records} records x ${repeats} runs per engine in ${tmpdir()} (${fsType}), backlog ${fillBytes} bytes`);
-  const results: Record<EngineName, EngineResult[]> = { outpost: [], 'outpost-batch': [], sqlite: [], 'sqlite-full': [], level: [] };
+  const results = Object.fromEntries(ENGINES.map((e) => [e, []])) as unknown as Record<EngineName, EngineResult[]>;
   // Engines take turns within each repeat, so a noisy minute on the shared machine hits all of them.
   for (let r = 1; r <= repeats; r++) {
     for (const engine of ENGINES) {

@@ -148,7 +148,8 @@ export class RingLog implements LaneHost {
   }
 
   sealFits(): boolean {
-    return this.opts.quotaPolicy !== 'reject-new' || this.diskBytes + this.reservedBytes + SEAL_RECORD_BYTES <= this.opts.quotaBytes;
+    if (this.opts.quotaPolicy !== 'reject-new') return true;
+    return this.diskBytes + this.reservedBytes + SEAL_RECORD_BYTES <= this.opts.quotaBytes;
   }
 
   releaseReserved(bytes: number): void {

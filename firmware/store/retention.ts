@@ -27,7 +27,8 @@ export class Retention {
     const busy = new Set<SegmentInfo | null | undefined>(written.map((w) => w.batch.segment));
     busy.add(lane.active);
     if (!(await this.dropOldestUntil(needBytes, busy))) {
-      throw new StoreError('FULL', `ring log ${this.log.opts.dir}: no segment left to drop under "quotaBytes" ${this.log.opts.quotaBytes}`);
+      const { dir, quotaBytes } = this.log.opts;
+      throw new StoreError('FULL', `ring log ${dir}: no segment left to drop under "quotaBytes" ${quotaBytes}`);
     }
   }
 
@@ -65,7 +66,8 @@ export class Retention {
           }
           // An expiry decided on a store time no checkpoint holds yet would, after a crash, have deleted
           // records the restarted clock still counts as live: make the clock durable first.
-          if (expired && !acked && seg.maxExpiresAtStoreMs > this.log.durableStoreMs()) await this.log.persistCheckpoint();
+          const clockDurable = seg.maxExpiresAtStoreMs <= this.log.durableStoreMs();
+          if (expired && !acked && !clockDurable) await this.log.persistCheckpoint();
           await this.drop(lane, seg, 'retired');
         }
       }

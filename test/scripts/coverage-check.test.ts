@@ -8,11 +8,15 @@ import { fileURLToPath } from 'node:url';
 const SCRIPT = fileURLToPath(new URL('../../scripts/coverage-check.js', import.meta.url));
 
 const tenLines = Array.from({ length: 10 }, (_, i) => `export const v${i} = ${i};`).join('\n') + '\n';
-const lines = (total: number, covered: number) => ({ lines: { total, covered, skipped: 0, pct: (100 * covered) / total } });
+const lines = (total: number, covered: number) => ({
+  lines: { total, covered, skipped: 0, pct: (100 * covered) / total },
+});
 
 function runGate(t: Test, report: Record<string, unknown>) {
   const dir = t.testdir({
-    firmware: { store: { 'tested.ts': tenLines, 'untested.ts': tenLines, 'types.ts': 'export interface X { a: number }\n' } },
+    firmware: {
+      store: { 'tested.ts': tenLines, 'untested.ts': tenLines, 'types.ts': 'export interface X { a: number }\n' },
+    },
     drivers: { 'd.ts': tenLines },
   });
   mkdirSync(join(dir, '.tap', 'report'), { recursive: true });
@@ -23,7 +27,7 @@ function runGate(t: Test, report: Record<string, unknown>) {
   return spawnSync(process.execPath, [SCRIPT], { cwd: dir, encoding: 'utf8' });
 }
 
-t.test('a source file no test loaded counts as 0% of its lines and is named; a type-only file does not count', async (t) => {
+t.test('a file no test loaded counts as 0% of its lines and is named; a type-only file does not count', async (t) => {
   const r = runGate(t, { 'firmware/store/tested.ts': lines(10, 10) });
   t.equal(r.status, 1, 'the gate fails');
   t.match(r.stdout, /coverage firmware\/store\/: 50\.0% of 20 lines \(minimum 90%\) TOO LOW/);

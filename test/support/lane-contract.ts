@@ -53,13 +53,16 @@ async function appendsReadBack(t: Test, lane: PumpLane): Promise<void> {
 
 async function readLimits(t: Test, lane: PumpLane): Promise<void> {
   const seqs = await appendAll(lane, Array.from({ length: 10 }, (_, i) => String(i).repeat(100)));
-  t.same((await lane.read(seqs[0]!, { recordsMax: 3 })).map((r) => r.seq), seqs.slice(0, 3), 'recordsMax 3: three records');
+  const three = await lane.read(seqs[0]!, { recordsMax: 3 });
+  t.same(three.map((r) => r.seq), seqs.slice(0, 3), 'recordsMax 3: three records');
   const bytesMax = 250;
   const limited = await lane.read(seqs[0]!, { bytesMax });
-  t.ok(limited.length >= 1 && limited.length < seqs.length, `bytesMax ${bytesMax}: ${limited.length} of ${seqs.length} records`);
+  const bound = limited.length >= 1 && limited.length < seqs.length;
+  t.ok(bound, `bytesMax ${bytesMax}: ${limited.length} of ${seqs.length} records`);
   const beforeLast = limited.slice(0, -1).reduce((n, r) => n + r.body.length, 0);
   t.ok(beforeLast < bytesMax, `the records before the last hold ${beforeLast} B, under bytesMax`);
-  t.equal((await lane.read(seqs[0]!, { bytesMax: 1 })).length, 1, 'a record larger than bytesMax still comes back alone');
+  const alone = await lane.read(seqs[0]!, { bytesMax: 1 });
+  t.equal(alone.length, 1, 'a record larger than bytesMax still comes back alone');
 }
 
 async function durability(t: Test, lane: PumpLane): Promise<void> {

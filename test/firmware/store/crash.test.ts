@@ -35,7 +35,8 @@ const appendsIn = (text: string) => text.split('\n').filter((l) => l.startsWith(
 async function runChild(child: string, dir: string, cycle: number, killAfterAppends: number): Promise<string[]> {
   const reportPath = join(dir, `report-${cycle}.txt`);
   writeFileSync(reportPath, '');
-  const proc = spawn(process.execPath, [child, join(dir, 'log'), String(cycle), reportPath], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const args = [child, join(dir, 'log'), String(cycle), reportPath];
+  const proc = spawn(process.execPath, args, { stdio: ['ignore', 'ignore', 'pipe'] });
   let err = '';
   proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
   const ended = new Promise<string | null>((resolve) => proc.on('close', (_code, signal) => resolve(signal)));
@@ -54,7 +55,9 @@ async function runChild(child: string, dir: string, cycle: number, killAfterAppe
   const signal = await ended;
   if (signal !== 'SIGKILL') throw new Error(`child ended by itself (${signal}): ${err}`);
   const text = readFileSync(reportPath, 'utf8');
-  if (appendsIn(text) < killAfterAppends) throw new Error(`child stalled at ${appendsIn(text)} appends for ${CHILD_STALL_MS_MAX} ms: ${err}`);
+  if (appendsIn(text) < killAfterAppends) {
+    throw new Error(`child stalled at ${appendsIn(text)} appends for ${CHILD_STALL_MS_MAX} ms: ${err}`);
+  }
   return text.split('\n').slice(0, -1); // only whole lines: the last piece has no newline yet
 }
 
@@ -97,6 +100,6 @@ t.test(`${CYCLES} SIGKILL cycles lose no acknowledged record`, async (t) => {
     }
     await log.close();
   }
-  t.ok(totalAppends >= CYCLES * KILL_AFTER_APPENDS_MIN, `${totalAppends} acknowledged appends over ${CYCLES} kills, all found`);
+  t.ok(totalAppends >= CYCLES * KILL_AFTER_APPENDS_MIN, `${totalAppends} acked appends, ${CYCLES} kills: all found`);
   t.ok(maxAckReported > 0, 'the consumer acked while being killed too');
 });

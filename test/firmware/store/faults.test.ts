@@ -68,7 +68,7 @@ function slots(dir: string): Array<{ generation: number; acked: number } | null>
   });
 }
 
-t.test('a failing checkpoint write leaves the previous checkpoint intact, through the retry too; retention trusts only it', async (t) => {
+t.test('a failed checkpoint write leaves the previous one intact through the retry; retention trusts it', async (t) => {
   const dir = tempDir(t);
   const fs = new FaultyFs();
   const log = await RingLog.open({ dir, ...OPTS, fs });

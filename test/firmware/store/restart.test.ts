@@ -21,7 +21,9 @@ const OPTS: Partial<RingLogOptions> = {
   retentionIntervalMs: 3_600_000,
 };
 
-async function restart(fs: SimFs, clock: ManualClock, fate: 'everything' | 'durable-only', old: RingLog): Promise<{ fs: SimFs; log: RingLog }> {
+type Fate = 'everything' | 'durable-only';
+
+async function restart(fs: SimFs, clock: ManualClock, fate: Fate, old: RingLog): Promise<{ fs: SimFs; log: RingLog }> {
   const state = crashState(fs, fs.ops.length, fate, prng(1));
   await old.close(); // after the state was taken: what close writes is not part of the crash
   return { fs: state, log: await RingLog.open({ ...OPTS, dir: DIR, fs: state, clock }) };
@@ -52,7 +54,8 @@ t.test('drop-oldest taking another lane’s active segment does not let a restar
   t.equal(await quiet.appendBatch([body('q1'), body('q2')]), 2);
   const busy = await log.lane('busy');
   while (log.stats().droppedRecords === 0) await busy.append(body('b'.repeat(900)));
-  t.equal(log.stats().lanes.find((l) => l.lane === 'quiet')!.segments, 0, 'the quiet lane’s only segment was dropped');
+  const quietSegments = log.stats().lanes.find((l) => l.lane === 'quiet')!.segments;
+  t.equal(quietSegments, 0, 'the quiet lane’s only segment was dropped');
   const after = await restart(fs, clock, 'everything', log);
   t.equal(await (await after.log.lane('quiet')).append(body('q3')), 3, 'the quiet lane goes on at seq 3');
   await after.log.close();
