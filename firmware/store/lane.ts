@@ -1,12 +1,12 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { AgeRing } from './age-ring.js';
-import { prepareRecord, waitFor, type Prepared } from './append.js';
+import { bytesWithSeals, prepareRecord, waitFor, type Prepared } from './append.js';
 import { Batch, BufferPool } from './batch.js';
 import { StoreError, fromFsError } from './errors.js';
 import type { StoreFile } from './fs.js';
 import type { LaneHost } from './lane-host.js';
-import { readLane, type ReadState } from './reader.js';
+import { assertReadArgs, readLane, type ReadState } from './reader.js';
 import { SEAL_RECORD_BYTES } from './record.js';
 import type { SegmentInfo } from './segment.js';
 import { createSegment, cutBackToDurable, sealSegment } from './segment-write.js';
@@ -114,16 +114,7 @@ export class Lane {
    * their bytes plus the seal record of each segment they fill (a roll writes one, see encode/writeBatch).
    */
   private admit(sizes: number[]): void {
-    let bytes = 0;
-    let tail = this.tailBytes;
-    for (const size of sizes) {
-      if (tail + size + SEAL_RECORD_BYTES > this.host.opts.segmentBytes) {
-        bytes += SEAL_RECORD_BYTES;
-        tail = 0;
-      }
-      tail += size;
-      bytes += size;
-    }
+    const bytes = bytesWithSeals(sizes, this.tailBytes, this.host.opts.segmentBytes);
     if (this.queuedBytes + bytes > this.host.opts.appendQueueBytesMax) {
       throw new StoreError('FULL', `lane "${this.name}": ${this.queuedBytes} bytes await commit, over "appendQueueBytesMax"`);
     }
@@ -196,6 +187,7 @@ export class Lane {
   /** The batch is durable (or written, outside always mode): readers may see it, producers hear back. */
   commitBatch(batch: Batch): void {
     const seg = batch.segment!;
+    assert(batch.firstSeq > this.visibleSeq, `lane "${this.name}": batch ${batch.firstSeq} after ${this.visibleSeq}`);
     batch.foldInto(seg);
     seg.durableBytes = batch.segmentOffset + batch.bytes;
     this.visibleSeq = batch.lastSeq;
@@ -280,6 +272,7 @@ export class Lane {
   read(fromSeq: number, limits: { recordsMax?: number; bytesMax?: number } = {}): Promise<StoredRecord[]> {
     try {
       this.host.assertOpen();
+      assertReadArgs(this.name, fromSeq, limits);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import { CHECKPOINT_SLOT_BYTES, CheckpointFile, LANES_MAX } from './checkpoint.js';
@@ -154,10 +155,13 @@ export class RingLog implements LaneHost {
 
   releaseReserved(bytes: number): void {
     this.reservedBytes -= bytes;
+    assert(this.reservedBytes >= 0, `ring log ${this.opts.dir}: ${this.reservedBytes} bytes reserved`);
   }
 
   diskBytesChanged(delta: number): void {
     this.diskBytes += delta;
+    // The checkpoint's two slots are counted from the start: nothing can take the total below them.
+    assert(this.diskBytes >= CHECKPOINT_SLOT_BYTES * 2, `ring log ${this.opts.dir}: ${this.diskBytes} bytes on disk`);
   }
 
   reportDamage(report: DamageReport): void {

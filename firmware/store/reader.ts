@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { StoreFile } from './fs.js';
 import type { Lane, LaneHost } from './lane.js';
 import { FLAG_SEAL, HEADER_BYTES, decodeProperties, parseRecord } from './record.js';
@@ -42,6 +43,15 @@ interface Cursor {
   recordsMax: number;
   bytesMax: number;
   nowStoreMs: number;
+}
+
+/** Programmer errors, not input: the reader is the pump, which reads from its own cursor. */
+export function assertReadArgs(lane: string, fromSeq: number, limits: { recordsMax?: number; bytesMax?: number }): void {
+  assert(Number.isSafeInteger(fromSeq) && fromSeq >= 1, `lane "${lane}": read from ${fromSeq}, not a seq`);
+  for (const key of ['recordsMax', 'bytesMax'] as const) {
+    const v = limits[key];
+    assert(v === undefined || (Number.isSafeInteger(v) && v >= 1), `lane "${lane}": read ${key} ${v}`);
+  }
 }
 
 export async function readLane(

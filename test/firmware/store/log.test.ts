@@ -95,6 +95,11 @@ t.test('bad options and arguments are refused with the option named', async (t) 
   await t.rejects(lane.append({ body: Buffer.from('x'), properties: { big: 'v'.repeat(70_000) } }), { code: 'TOO_LARGE', message: /lane "upstream": property "big" value/ });
   await t.rejects(lane.append({ body: 'text' as never }), { code: 'INVALID' });
   await t.rejects(lane.append({ body: Buffer.from('x'), ttlSecs: -1 }), { message: /ttlSecs/ });
+  // Programmer errors at the lane's boundary are assertions, not silently repaired arguments.
+  await t.rejects(lane.read(0), { name: 'AssertionError', message: /read from 0, not a seq/ });
+  await t.rejects(lane.read(1.5), { name: 'AssertionError', message: /read from 1.5/ });
+  await t.rejects(lane.read(1, { recordsMax: 0 }), { name: 'AssertionError', message: /recordsMax 0/ });
+  await t.rejects(lane.read(1, { bytesMax: -1 }), { name: 'AssertionError', message: /bytesMax -1/ });
   await log.close();
   await t.rejects(lane.append({ body: Buffer.from('x') }), { code: 'CLOSED' });
 });
