@@ -27,6 +27,8 @@ export class CheckpointScheduler {
   private again = false;
   /** Store time in the last durable checkpoint: what a restart resumes the store clock from. */
   private lastStoreMs: number;
+  /** Generation of the last durable checkpoint; the next write uses the one after it. */
+  private generation: number;
   /** Acknowledgements since the last checkpoint began (see markDirty). */
   private ackedSince = 0;
 
@@ -39,8 +41,6 @@ export class CheckpointScheduler {
     this.generation = loaded?.generation ?? 0;
     this.lastStoreMs = loaded?.storeMs ?? -Infinity;
   }
-
-  private generation: number;
 
   /** Store time a restart would resume from (see lastStoreMs). */
   durableStoreMs(): number {
