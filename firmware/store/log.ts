@@ -124,6 +124,11 @@ export class RingLog implements LaneHost {
     return this.lanes.get(name)!;
   }
 
+  /** Set by close(): appends are refused and retention stops between two deletions. */
+  isClosing(): boolean {
+    return this.closing;
+  }
+
   storeNowMs(): number {
     return this.storeClock.nowMs();
   }
@@ -270,6 +275,9 @@ export class RingLog implements LaneHost {
   }
 
   private async flushForClose(): Promise<void> {
+    // A retention pass under way finishes its current deletion (it stops at the next, seeing `closing`):
+    // nothing of this log may touch the files once close resolved, a new open may be reading them.
+    await this.exclusive(async () => undefined);
     await this.commits.drain();
     if (this.opts.syncMode !== 'always') await this.commits.syncAll().catch(() => undefined);
     await this.writeCheckpoint().catch(() => undefined);

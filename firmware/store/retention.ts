@@ -54,6 +54,7 @@ export class Retention {
     const now = this.log.storeNowMs();
     for (const lane of this.log.lanes.values()) {
       for (const seg of [...lane.segments]) {
+        if (this.log.isClosing()) return;
         const isActive = seg === lane.active;
         if (isActive && (lane.hasQueued() || seg.bytes !== seg.durableBytes)) continue;
         const acked = seg.records > 0 && seg.lastSeq <= lane.durableAckedSeq;
@@ -74,7 +75,7 @@ export class Retention {
     }
     // A quota lowered while running holds from this pass on, not from the next write: nothing is being
     // written under the exclusive section, so any segment may go, active ones included.
-    if (this.log.opts.quotaPolicy === 'drop-oldest') await this.dropOldestUntil(0, new Set());
+    if (this.log.opts.quotaPolicy === 'drop-oldest' && !this.log.isClosing()) await this.dropOldestUntil(0, new Set());
   }
 
   private async drop(lane: Lane, seg: SegmentInfo, reason: DropReason): Promise<void> {

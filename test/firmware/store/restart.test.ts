@@ -126,3 +126,26 @@ t.test('a failed checkpoint write never costs the last good checkpoint, even if 
   t.ok([...cursors].every((c) => c >= 2 && c <= 4), `every state resumes from a checkpoint (cursors ${[...cursors]})`);
   await log.close();
 });
+
+/** Deletions that take a while, as on a busy SD card: a retention pass is still deleting when close runs. */
+class SlowUnlinkFs extends SimFs {
+  override async unlink(path: string): Promise<void> {
+    await new Promise((r) => setTimeout(r, 5));
+    return super.unlink(path);
+  }
+}
+
+t.test('close waits for a retention pass under way: nothing touches the disk once close resolved', async (t) => {
+  const clock = new ManualClock({ synced: false });
+  const fs = new SlowUnlinkFs(ROOT);
+  const log = await RingLog.open({ ...OPTS, quotaBytes: 256 * 1024, dir: DIR, fs, clock });
+  const lane = await log.lane('upstream');
+  await lane.appendBatch(Array.from({ length: 200 }, (_, i) => ({ ...body(`r${i}`.padEnd(200)), ttlSecs: 1 })));
+  t.ok(log.stats().segmentCount > 5, `${log.stats().segmentCount} segments to expire`);
+  clock.advance(2_000);
+  const pass = log.maintenancePass(); // the retention timer fires just before the stop
+  await log.close();
+  const opsAtClose = fs.ops.length;
+  await pass;
+  t.equal(fs.ops.length, opsAtClose, 'no operation after close resolved');
+});
