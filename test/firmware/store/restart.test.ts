@@ -149,3 +149,20 @@ t.test('close waits for a retention pass under way: nothing touches the disk onc
   await pass;
   t.equal(fs.ops.length, opsAtClose, 'no operation after close resolved');
 });
+
+t.test('after a restart with every record acked and deleted, acking the cursor again is harmless', async (t) => {
+  const clock = new ManualClock({ synced: false });
+  const fs = new SimFs(ROOT);
+  const log = await RingLog.open({ ...OPTS, dir: DIR, fs, clock });
+  const lane = await log.lane('upstream');
+  const last = await lane.appendBatch([1, 2, 3].map((i) => body(`r${i}`)));
+  lane.ack(last);
+  await log.writeCheckpoint();
+  t.equal(log.stats().segmentCount, 0, 'the acked segment is deleted');
+  const after = await restart(fs, clock, 'everything', log);
+  const again = after.log.lanes.get('upstream')!;
+  t.equal(again.ackedSeq(), last, 'the cursor is past every record left on disk');
+  t.doesNotThrow(() => again.ack(last), 'acking it again changes nothing and does not throw');
+  t.throws(() => again.ack(last + 1), /past the last durable seq/, 'one further is still refused');
+  await after.log.close();
+});
