@@ -74,6 +74,11 @@ const cases: { name: string; board?: unknown; extra?: Record<string, unknown>; m
     message: /^board\.json: \$\.board: expected the name of a variant file in .*boards, got "rpi3"$/,
   },
   {
+    name: 'a sync mode that acknowledges records before they are durable (store tests and benchmarks only)',
+    board: { ...simBoard, storage: { syncMode: 'interval' } },
+    message: /^board\.json: \$\.storage\.syncMode: expected .*"always".*, got "interval"$/,
+  },
+  {
     name: 'out-of-range segmentBytes names the unit',
     board: { ...simBoard, storage: { segmentBytes: 12 } },
     message: 'board.json: $.storage.segmentBytes: expected an integer between 1048576 and 1073741824 (bytes), got 12',
