@@ -1,6 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadBoard, runBoardCheckCli, type LoadedBoard } from './config/index.js';
+import { ConfigError, ConfigErrors, loadBoard, runBoardCheckCli, type LoadedBoard } from './config/index.js';
 import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logLevelFromEnv, type Logger } from './ops/logger.js';
 import { RecentErrors } from './ops/report.js';
@@ -24,8 +24,9 @@ function flag(args: string[], name: string): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
-async function board(args: string[]): Promise<LoadedBoard> {
-  return loadBoard(resolve(flag(args, '--board') ?? process.env.OUTPOST_BOARD ?? 'board.json'));
+/** `files`: also read the certificates and keys the board names (run), which `status` and `log` do not need. */
+async function board(args: string[], files = false): Promise<LoadedBoard> {
+  return loadBoard(resolve(flag(args, '--board') ?? process.env.OUTPOST_BOARD ?? 'board.json'), { files });
 }
 
 /** Resolves on the first SIGINT/SIGTERM. Installed before start-up so a signal during start is not fatal. */
@@ -48,7 +49,7 @@ async function run(args: string[], logger: Logger): Promise<number> {
   // import.meta.url is the bundle's own file: a release keeps its manifest and node_modules beside it.
   const release = checkReleaseAddons(dirname(fileURLToPath(import.meta.url)));
   if (release) logger.info({ release }, `outpost ${release.version} release for ${release.target}, node ${process.version}`);
-  const loaded = await board(args);
+  const loaded = await board(args, true);
   // The sections that most often need a look on a support call; secrets in them are redacted by field name.
   logger.debug({ uplink: loaded.uplink, hub: loaded.hub, metrics: loaded.metrics ?? null }, 'board sections');
   const hubPort = process.env.OUTPOST_HUB_PORT;
@@ -129,7 +130,12 @@ main(argv, logger).then(
     }
     // A gateway that failed to start exits now (the log line is written synchronously): whatever it had
     // opened must not keep a half-started process alive, and systemd restarts it.
-    logger.fatal({ err }, message);
+    // A bad board file is not a crash: one line per problem, each naming the file and field, no stack.
+    if (err instanceof ConfigError) {
+      for (const problem of err instanceof ConfigErrors ? err.errors : [err]) logger.fatal({ file: problem.file, jsonPath: problem.jsonPath }, `outpost: ${problem.message}`);
+    } else {
+      logger.fatal({ err }, message);
+    }
     process.exit(1);
   },
 );

@@ -1,5 +1,5 @@
 import { loadBoard, loadVariant } from './board.js';
-import { ConfigError } from './errors.js';
+import { ConfigError, ConfigErrors } from './errors.js';
 import { displayPath, readJsonObject } from './layers.js';
 import type { DeviceConfig } from './types.js';
 
@@ -19,7 +19,7 @@ export async function checkBoard(file: string): Promise<BoardCheckResult> {
       const variant = await loadVariant(file);
       return { ok: true, file: shown, summary: `variant ${variant.variant}: ${describeDevices(variant.devices, Object.keys(variant.buses).length)}` };
     }
-    const board = await loadBoard(file);
+    const board = await loadBoard(file, { files: true });
     return {
       ok: true,
       file: shown,
@@ -67,7 +67,8 @@ export async function runBoardCheckCli(
       io.out(`ok    ${result.file}: ${result.summary}`);
     } else {
       failed++;
-      io.err(`error ${result.error.message}`);
+      const errors = result.error instanceof ConfigErrors ? result.error.errors : [result.error];
+      for (const error of errors) io.err(`error ${error.message}`);
     }
   }
   return failed === 0 ? 0 : 1;

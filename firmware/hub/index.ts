@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { systemClock, type Clock } from '../clock.js';
 import { Authenticator } from '../auth/authenticator.js';
 import { IdentityCache } from '../auth/cache.js';
@@ -9,17 +8,16 @@ import { MqttTwinSync } from '../twin/mqtt-sync.js';
 import { TwinSync } from '../twin/sync.js';
 import type { ResyncHook } from '../uplink/pump-options.js';
 import type { UplinkTransport } from '../uplink/types.js';
-import { parseHubConfig, type HubConfig } from './config.js';
+import { parseHubConfig, readHubTls } from './config.js';
 import { EndpointDelivery } from './endpoints.js';
 import { CLOUD_INVOKE_METHOD, MethodBroker, cloudMethodHandler } from './methods.js';
 import { parseRoutes } from './routes.js';
 import { Router } from './router.js';
-import { HubServer, type Refusal, type TlsMaterial } from './server.js';
+import { HubServer, type Refusal } from './server.js';
 import { handleInbound } from './inbound.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
 
 export { UPSTREAM_LANE } from './router.js';
-export { HubConfigError } from './config.js';
 export { RouteError } from './condition.js';
 
 /** What the hub needs of the uplink service: a place to run work on every (re)connect. */
@@ -62,24 +60,12 @@ export interface HubService {
   stop(): Promise<void>;
 }
 
-async function loadTls(config: HubConfig): Promise<TlsMaterial | null> {
-  if (config.tls === null) return null;
-  const read = async (p: string, field: string) => {
-    try {
-      return await readFile(p, 'utf8');
-    } catch (err) {
-      throw new Error(`hub.tls.${field}: cannot read ${p}: ${(err as Error).message}`, { cause: err });
-    }
-  };
-  return { cert: await read(config.tls.certPath, 'certPath'), key: await read(config.tls.keyPath, 'keyPath') };
-}
-
 export async function startHub(opts: StartHubOptions): Promise<HubService> {
-  const config = parseHubConfig(opts.config, opts.configFile);
+  const config = parseHubConfig(opts.config, opts.configFile, opts.gatewayId);
   const routes = parseRoutes(config.routes, opts.configFile, opts.gatewayId);
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
-  const tlsMaterial = await loadTls(config);
+  const tlsMaterial = await readHubTls(config);
   const cache = await IdentityCache.open(opts.dataDir);
   const twins = await TwinStore.open(opts.dataDir);
   const router = await Router.create(opts.log, routes);

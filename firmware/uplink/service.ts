@@ -1,7 +1,6 @@
 import { systemClock, type Clock } from '../clock.js';
-import { ConfigError } from '../config/errors.js';
 import type { RingLog } from '../store/log.js';
-import { loadUplinkFiles, type AzureUplinkConfig, type UplinkConfig } from './config.js';
+import { loadUplinkFiles, type UplinkConfig } from './config.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
 import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
@@ -91,15 +90,6 @@ function disabledService(log: RingLog): UplinkService {
   };
 }
 
-/** IoT Hub knows the gateway by the connection string's DeviceId; message ids must use the same name. */
-function checkDeviceId(config: AzureUplinkConfig, connectionString: string, gatewayId: string): void {
-  const deviceId = /(?:^|;)DeviceId=([^;]+)/.exec(connectionString)?.[1];
-  if (deviceId !== undefined && deviceId !== gatewayId) {
-    const field = config.connectionStringFile === undefined ? 'connectionString' : 'connectionStringFile';
-    throw new ConfigError('INVALID', { file: config.boardFile, jsonPath: `$.uplink.${field}` }, `DeviceId=${gatewayId} (identity.gatewayId)`, `DeviceId=${deviceId}`);
-  }
-}
-
 /**
  * Starts the uplink: loads the certificate files and the saved cloud settings (so they hold before the
  * first connect), then runs the pump over the upstream lane (and any priority lanes) with the settings
@@ -107,11 +97,11 @@ function checkDeviceId(config: AzureUplinkConfig, connectionString: string, gate
  */
 export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkService> {
   const { config, log } = opts;
-  if (config.protocol === 'none') return disabledService(log);
+  // The embedded cloud of the sim board arrives in the next change; until then it is the disabled link.
+  if (config.protocol === 'none' || config.protocol === 'sim') return disabledService(log);
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
   const transportConfig = await loadUplinkFiles(config, opts.gatewayId);
-  if (transportConfig.protocol === 'azure' && config.protocol === 'azure') checkDeviceId(config, transportConfig.connectionString, opts.gatewayId);
   const transport = await loadTransport(transportConfig);
 
   const lanes: PumpLaneConfig[] = [];
@@ -121,6 +111,9 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   // The hook list is read at every connect, so hooks added later join from the next connect on.
   const resyncHooks: ResyncHook[] = [];
   const pump = new Pump({
+    // board.json's timeouts first: a test's overrides are finer than any board's.
+    publishTimeoutMs: config.publishTimeoutMs,
+    ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
     ...opts.pumpOverrides,
     gatewayId: opts.gatewayId,
     transport,
