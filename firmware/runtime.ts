@@ -190,8 +190,17 @@ export function formatStatus(s: RuntimeStatus): string {
   return (
     `outpost ${s.gatewayId} [${s.variant}] link=${s.link} backlog=${up?.pendingRecords ?? 0} rec/${up?.pendingBytes ?? 0} B ` +
     `oldest=${((up?.oldestPendingAgeMs ?? 0) / 1000).toFixed(1)}s disk=${s.store.bytesOnDisk} B (${usedPct}% of quota) ` +
-    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords} | ${readings}`
+    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords}${simCloudPart(s)} | ${readings}`
   );
+}
+
+/** The sim board's embedded cloud: the simulated link and what arrived, so the drain is visible. */
+function simCloudPart(s: RuntimeStatus): string {
+  const cloud = s.uplink?.simCloud;
+  if (cloud === undefined) return '';
+  const next = cloud.link.nextChangeInSecs === null ? '' : `, ${cloud.link.state === 'up' ? 'drops' : 'returns'} in ${cloud.link.nextChangeInSecs}s`;
+  const order = cloud.outOfOrder === 0 ? 'in order' : `${cloud.outOfOrder} OUT OF ORDER`;
+  return ` | sim link ${cloud.link.state}${next}; cloud received=${cloud.received} (${order}, ${cloud.repeats} repeats)`;
 }
 
 function summarize(values: Record<string, unknown> | undefined): string {

@@ -61,7 +61,7 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   collect(errors, () => topNode.keys(TOP_FIELDS));
   const variantNode = topNode.field('board');
   const variant = collect(errors, () => variantNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'a variant name like "rpi4"' }));
-  const boardsDir = resolve(opts.boardsDir ?? join(dirname(file), 'boards'));
+  const boardsDir = opts.boardsDir === undefined ? await defaultBoardsDir(file) : resolve(opts.boardsDir);
   const layers = variant === undefined ? undefined : await collectAsync(errors, () => loadVariantChain(boardsDir, variant, variantNode));
   const hardware = layers === undefined ? undefined : collect(errors, () => {
     const merged = new LayeredDocument(file);
@@ -150,6 +150,17 @@ async function loadVariantChain(boardsDir: string, variant: string, reference: C
     name = extendsNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'the name of a base variant file' });
     ref = extendsNode;
   }
+}
+
+/**
+ * boards/ beside board.json; a board file kept inside a boards/ folder itself (the annotated examples in
+ * boards/examples/) takes its variants from that folder.
+ */
+async function defaultBoardsDir(file: string): Promise<string> {
+  const beside = join(dirname(file), 'boards');
+  if (await exists(beside)) return beside;
+  for (let dir = dirname(file), depth = 0; depth < 2; depth++, dir = dirname(dir)) if (basename(dir) === 'boards') return dir;
+  return beside;
 }
 
 async function exists(file: string): Promise<boolean> {

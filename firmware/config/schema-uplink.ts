@@ -110,7 +110,7 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
   },
   {
     path: 'uplink.priorityLanes', type: 'list of { "lane": string, "weight": integer 1-1000 }', default: '[]', range: 'at most 15, not "upstream"',
-    example: [{ lane: 'alarms', weight: 4 }], invalid: [{ lane: 'upstream' }], doc: 'Lanes drained beside "upstream" (weight 1), by weight.',
+    protocols: CLOUD, example: [{ lane: 'alarms', weight: 4 }], invalid: [{ lane: 'upstream' }], doc: 'Lanes drained beside "upstream" (weight 1), by weight.',
   },
   {
     path: 'uplink.linkUpSecs', type: 'integer', unit: 'seconds', protocols: ['sim'], int: { min: 1, max: SIM_CYCLE_SECS_MAX, default: 40 },

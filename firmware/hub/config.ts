@@ -106,7 +106,7 @@ function routes(node: ConfigNode, gatewayId: string | undefined, errors: ConfigE
       }
     });
   }
-  return node.record() as Record<string, string>;
+  return Object.fromEntries(names.map((name) => [name, node.field(name).value as string]));
 }
 
 /**

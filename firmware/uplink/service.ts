@@ -1,6 +1,7 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
-import { loadUplinkFiles, type UplinkConfig } from './config.js';
+import { SIM_TOPIC_TEMPLATE, SimCloud, type SimCloudStatus } from '../sim/cloud.js';
+import { loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
 import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
@@ -34,6 +35,8 @@ export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
   interfaces: Record<string, 'up' | 'down'>;
   /** Cloud-pushed settings in force; null when the uplink is disabled. */
   settings: SettingsStatus | null;
+  /** The sim board's embedded cloud: its simulated link and what its consumer received. */
+  simCloud?: SimCloudStatus;
 }
 
 export interface UplinkService {
@@ -97,8 +100,8 @@ function disabledService(log: RingLog): UplinkService {
  */
 export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkService> {
   const { config, log } = opts;
-  // The embedded cloud of the sim board arrives in the next change; until then it is the disabled link.
-  if (config.protocol === 'none' || config.protocol === 'sim') return disabledService(log);
+  if (config.protocol === 'none') return disabledService(log);
+  if (config.protocol === 'sim') return startSimUplink(opts, config);
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
   const transportConfig = await loadUplinkFiles(config, opts.gatewayId);
@@ -155,6 +158,43 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
       await pump.stop();
       for (const unsubscribe of unsubscribes) unsubscribe();
       await settings.flush();
+    },
+  };
+}
+
+/**
+ * The sim board's uplink: the real mqtt uplink, to an embedded broker behind a link that drops on a cycle
+ * (firmware/sim). SIGUSR1 flips the link by hand; when it comes back the pump is woken as a modem hook would.
+ */
+async function startSimUplink(opts: UplinkServiceOptions, config: SimUplinkConfig): Promise<UplinkService> {
+  const { linkUpSecs, linkDownSecs, protocol: _sim, ...common } = config;
+  let service: UplinkService | null = null;
+  const cloud = await SimCloud.start({ gatewayId: opts.gatewayId, linkUpSecs, linkDownSecs, onLinkUp: () => service?.wake('sim link up') });
+  const toggle = () => cloud.toggleLink();
+  process.on('SIGUSR1', toggle);
+  try {
+    service = await startUplink({
+      ...opts,
+      config: {
+        ...common, protocol: 'mqtt', url: cloud.url, username: undefined, password: undefined,
+        topicTemplate: SIM_TOPIC_TEMPLATE, configTopic: undefined, protocolVersion: 4,
+      },
+    });
+  } catch (err) {
+    process.off('SIGUSR1', toggle);
+    await cloud.stop();
+    throw err;
+  }
+  const mqttService = service;
+  return {
+    protocol: 'sim',
+    status: () => ({ ...mqttService.status(), protocol: 'sim', simCloud: cloud.status() }),
+    wake: (reason) => mqttService.wake(reason),
+    addResyncHook: (hook) => mqttService.addResyncHook(hook),
+    async stop() {
+      process.off('SIGUSR1', toggle);
+      await mqttService.stop();
+      await cloud.stop();
     },
   };
 }
