@@ -118,6 +118,6 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
   },
   {
     path: 'uplink.linkDownSecs', type: 'integer', unit: 'seconds', protocols: ['sim'], int: { min: 0, max: SIM_CYCLE_SECS_MAX, default: 20 },
-    example: 10, invalid: -5, doc: 'sim: how long it then stays down (0: never). SIGUSR1 flips it by hand.',
+    example: 10, invalid: -5, doc: 'sim: how long it then stays down; 0: no cycle, the link changes only by hand. SIGUSR1 flips it.',
   },
 ];

@@ -19,6 +19,8 @@ export interface SimCloudOptions {
 
 export interface SimCloudStatus {
   link: SimLinkStatus;
+  /** The broker itself, on the cloud side of the link: `mosquitto_sub -L <url>/outpost/#` watches what arrives. */
+  brokerUrl: string;
   /** Distinct messages the consumer received. */
   received: number;
   /** Messages received again (at-least-once: a publish in flight when the link dropped goes up again). */
@@ -70,7 +72,8 @@ export class SimCloud {
   }
 
   status(): SimCloudStatus {
-    return { link: this.link.status(), received: this.received, repeats: this.repeats, outOfOrder: this.outOfOrder, lastSeq: this.lastSeq };
+    const brokerPort = (this.server.address() as net.AddressInfo | null)?.port ?? 0;
+    return { link: this.link.status(), brokerUrl: `mqtt://127.0.0.1:${brokerPort}`, received: this.received, repeats: this.repeats, outOfOrder: this.outOfOrder, lastSeq: this.lastSeq };
   }
 
   toggleLink(): void {

@@ -10,7 +10,7 @@ export interface SimLinkOptions {
   /** Where the cloud listens, on 127.0.0.1. */
   targetPort: number;
   upSecs: number;
-  /** 0: the link never drops by itself. */
+  /** 0: no cycle, the link changes only by `toggle()`. */
   downSecs: number;
   /** Told when the link comes back, as a modem hook tells the gateway (no waiting out a reconnect backoff). */
   onUp?: () => void;
@@ -18,7 +18,7 @@ export interface SimLinkOptions {
 
 export interface SimLinkStatus {
   state: 'up' | 'down';
-  /** Seconds until the cycle flips the link, or null when it never does (downSecs 0 and up). */
+  /** Seconds until the cycle flips the link, or null without a cycle (downSecs 0). */
   nextChangeInSecs: number | null;
   /** Times the link went down since start. */
   drops: number;
@@ -86,7 +86,8 @@ export class SimLink {
     if (this.timer !== null) clearTimeout(this.timer);
     this.timer = null;
     this.changeAtMs = null;
-    if (this.up && this.opts.downSecs === 0) return;
+    // downSecs 0: no cycle at all; the link changes only by hand (down until flipped back).
+    if (this.opts.downSecs === 0) return;
     const secs = this.up ? this.opts.upSecs : this.opts.downSecs;
     this.changeAtMs = Date.now() + secs * 1000;
     this.timer = setTimeout(() => this.set(!this.up), secs * 1000);
