@@ -2,7 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ConfigError, ConfigErrors, loadBoard, runBoardCheckCli, type LoadedBoard } from './config/index.js';
 import { checkReleaseAddons } from './ops/addons.js';
-import { createLogger, logLevelFromEnv, type Logger } from './ops/logger.js';
+import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
 import { RecentErrors } from './ops/report.js';
 import { Ops } from './ops/service.js';
 import { runStatusCli } from './ops/status-cli.js';
@@ -14,8 +14,8 @@ const USAGE = `usage: outpost [run] [--board FILE]
        outpost log <stat|verify|dump> [--dir DATA_DIR] ...
        outpost board check [FILE ...]
 The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir and
-OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs are JSON lines on stdout at
-OUTPOST_LOG_LEVEL (default info).`;
+OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs go to stdout at OUTPOST_LOG_LEVEL
+(default info): readable lines on a terminal, JSON lines otherwise (OUTPOST_LOG_FORMAT=json|pretty).`;
 /** A graceful stop that takes longer than this is cut short: it stays under systemd's TimeoutStopSec (20 s). */
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -114,7 +114,7 @@ async function main(argv: string[], logger: Logger): Promise<number> {
   }
 }
 
-const logger = createLogger({ level: logLevelFromEnv() });
+const logger = createLogger({ level: logLevelFromEnv(), ...logFormatFromEnv() });
 const argv = process.argv.slice(2);
 main(argv, logger).then(
   (code) => {
