@@ -85,6 +85,7 @@ export class Runtime {
       clock,
       uplink: this.uplink,
       scopeBroker: await scopeBrokerFor(uplinkConfig),
+      cloudHostNames: this.uplink.cloudHostName === undefined ? [] : [this.uplink.cloudHostName],
       onError: (err) => this.reportError('hub', err),
     });
     const router = this.hub.router;

@@ -38,6 +38,8 @@ export interface StartHubOptions {
   uplink?: HubUplink;
   /** mqtt uplinks: the broker the retained scope document is read from, and twins are synced through. */
   scopeBroker?: ScopeBrokerOptions;
+  /** The uplink's IoT Hub host: children's standard connection strings name it, so their tokens are accepted. */
+  cloudHostNames?: readonly string[];
   onError?: (err: Error) => void;
 }
 
@@ -74,7 +76,8 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     cache, gatewayId: opts.gatewayId, clock, refreshSecs: config.identityRefreshSecs, broker: opts.scopeBroker, onError,
     onChange: () => server?.updateTrust(tlsMaterial, cache.trustBundle),
   });
-  const auth = new Authenticator(cache, clock, config.hostNames, config, (id) => scope.requestDevice(id));
+  const audiences = [...config.hostNames, ...(opts.cloudHostNames ?? [])];
+  const auth = new Authenticator(cache, clock, audiences, config, (id) => scope.requestDevice(id));
   const target = {
     isConnected: (id: string) => server?.isConnected(id) ?? false,
     isSubscribed: (id: string, filter: string) => server?.isSubscribed(id, filter) ?? false,

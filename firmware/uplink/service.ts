@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
 import { SIM_TOPIC_TEMPLATE, SimCloud, type SimCloudStatus } from '../sim/cloud.js';
-import { loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
+import { azureHubHost, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
 import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
@@ -41,6 +41,8 @@ export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
 
 export interface UplinkService {
   readonly protocol: UplinkConfig['protocol'];
+  /** azure: the IoT Hub host of the gateway's connection string, which children's SAS tokens name too. */
+  readonly cloudHostName?: string;
   status(): UplinkStatus;
   /** The link is back (SIGUSR2, a dialer callback): connect now instead of sleeping out the backoff. */
   wake(reason: string): void;
@@ -150,6 +152,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
 
   return {
     protocol: config.protocol,
+    cloudHostName: transportConfig.protocol === 'azure' ? azureHubHost(transportConfig.connectionString) : undefined,
     status: () => ({ ...pump.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status() }),
     wake: (reason) => pump.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
