@@ -5,6 +5,7 @@ import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
 import { RecentErrors } from './ops/report.js';
 import { Ops } from './ops/service.js';
+import { runScopeCli } from './ops/scope-cli.js';
 import { runStatusCli } from './ops/status-cli.js';
 import { runLogCli } from './store/cli.js';
 import { Runtime, formatStatus } from './runtime.js';
@@ -12,7 +13,8 @@ import { Runtime, formatStatus } from './runtime.js';
 const USAGE = `usage: outpost [run] [--board FILE]
        outpost status [--json] [--watch] [--socket PATH]
        outpost log <stat|verify|dump> [--dir DATA_DIR] ...
-       outpost board check [FILE ...]
+       outpost board check [--no-files] [FILE ...]
+       outpost scope publish [--board FILE] SCOPE.json
 The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir and
 OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs go to stdout at OUTPOST_LOG_LEVEL
 (default info): readable lines on a terminal, JSON lines otherwise (OUTPOST_LOG_FORMAT=json|pretty).`;
@@ -104,6 +106,11 @@ async function main(argv: string[], logger: Logger): Promise<number> {
       const dataDir = flag(rest, '--dir') ?? process.env.OUTPOST_DATA_DIR ?? (await board(rest)).storage.dataDir;
       return runLogCli(rest, resolve(dataDir));
     }
+    case 'scope':
+      return runScopeCli(rest, await board(rest, true), {
+        out: (text) => process.stdout.write(text),
+        err: (text) => process.stderr.write(text),
+      });
     case 'board':
       if (rest[0] === 'check') return runBoardCheckCli(rest.slice(1));
       process.stderr.write(`${USAGE}\n`);

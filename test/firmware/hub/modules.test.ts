@@ -8,7 +8,7 @@ import { makeSasToken } from '../../../firmware/auth/sas.js';
 import { startHub, UPSTREAM_LANE } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { HUB_HOST, hubCerts, mqttChild, publishRefused, newKey, sasPassword, scopeDocument, until } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
