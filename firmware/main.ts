@@ -1,6 +1,6 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, ConfigErrors, loadBoard, runBoardCheckCli, type LoadedBoard } from './config/index.js';
+import { ConfigError, ConfigErrors, loadBoard, renderReference, runBoardCheckCli, type LoadedBoard } from './config/index.js';
 import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
 import { RecentErrors } from './ops/report.js';
@@ -14,6 +14,7 @@ const USAGE = `usage: outpost [run] [--board FILE]
        outpost status [--json] [--watch] [--socket PATH]
        outpost log <stat|verify|dump> [--dir DATA_DIR] ...
        outpost board check [--no-files] [FILE ...]
+       outpost board reference          (every board.json option, as markdown)
        outpost scope publish [--board FILE] SCOPE.json
 The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir and
 OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs go to stdout at OUTPOST_LOG_LEVEL
@@ -113,6 +114,7 @@ async function main(argv: string[], logger: Logger): Promise<number> {
       });
     case 'board':
       if (rest[0] === 'check') return runBoardCheckCli(rest.slice(1));
+      if (rest[0] === 'reference') return process.stdout.write(renderReference()), 0;
       process.stderr.write(`${USAGE}\n`);
       return 2;
     default:

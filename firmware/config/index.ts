@@ -6,3 +6,5 @@ export { METRICS_PORT_DEFAULT, type MetricsConfig } from './metrics.js';
 export { ConfigNode } from './node.js';
 export { STORAGE_DEFAULTS, type QuotaPolicy, type StorageConfig, type SyncMode } from './storage.js';
 export type { BusConfig, BusKind, DeviceConfig, GpioBusConfig, I2cBusConfig, LoadedBoard, SerialBusConfig } from './types.js';
+export { renderReference } from './reference.js';
+export { OPTIONS, fieldsOf, type OptionSpec } from './schema.js';

@@ -15,7 +15,7 @@ export const BOARD_OPTIONS: readonly OptionSpec[] = [
   },
   {
     path: 'storage.dataDir', type: 'directory path', default: '"./data"', example: '/var/lib/outpost', invalid: '',
-    doc: 'Where the ring log, identity cache, twins and saved cloud settings live. Relative to the folder of the file that sets it. `OUTPOST_DATA_DIR` overrides it.',
+    doc: 'Where the ring log, identity cache, twins and saved cloud settings live. Relative to the folder of board.json. `OUTPOST_DATA_DIR` overrides it.',
   },
   {
     path: 'storage.segmentBytes', type: 'integer', unit: 'bytes', int: { min: MIB_BYTES, max: 1024 * MIB_BYTES, default: 16 * MIB_BYTES },

@@ -50,6 +50,15 @@ t.test('board check validates uplink, hub and routes and prints every problem in
   t.equal((error as ConfigErrors).errors.length, BROKEN_LINES.length, 'loadBoard throws them together');
 });
 
+t.test('board check quotes a bad value without the credentials in it', async (t) => {
+  const dir = tempDir(t);
+  gatewayDir(dir, { uplink: { protocol: 'mqtt', url: 'mqttx://gw:TypoSecret-77@127.0.0.1:1' } });
+  const err: string[] = [];
+  t.equal(await runBoardCheckCli([join(dir, 'board.json')], { out: () => {}, err: (l) => err.push(l) }), 1);
+  t.match(err, [/\$\.uplink\.url: expected mqtt:\/\/host:port or mqtts:\/\/host:port, got "mqttx:\/\/gw:\[redacted\]@127\.0\.0\.1:1"/]);
+  t.notOk(err.join('').includes('TypoSecret-77'));
+});
+
 t.test('outpost run reports every problem at once, one log line each, and exits 1', async (t) => {
   const dir = tempDir(t);
   gatewayDir(dir, BROKEN);
