@@ -51,7 +51,7 @@ async function setup(t: typeof import('tap').Test.prototype, tlsCerts?: { certPa
   await publishScope({ url: broker.url }, 'gw-1', scope(1));
   const log = await RingLog.open({ dir: path.join(dir, 'log') });
   t.teardown(() => log.close());
-  const tls = tlsCerts === undefined ? false : { port: 0, ...tlsCerts };
+  const tls = tlsCerts === undefined ? false : { port: 0, certPath: tlsCerts.certPath, keyPath: tlsCerts.keyPath };
   const hub = await startHub({ config: { hub: { tcp: { port: 0 }, tls }, routes }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url } });
   t.teardown(() => hub.stop());
   await hub.refreshIdentities();
