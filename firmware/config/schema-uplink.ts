@@ -6,8 +6,8 @@ import type { OptionSpec } from './schema.js';
 const BACKOFF_MS_MAX = 3_600_000;
 /** IoT Hub closes a connection whose keepalive is above 1740 s (29 min); mqtt brokers accept it too. */
 const KEEPALIVE_SECS_MAX = 1_740;
-/** mqtt.js takes the connect timeout as a plain timer; five minutes is beyond any cellular attach. */
-const CONNECT_TIMEOUT_MS_MAX = 300_000;
+/** Two minutes is beyond any cellular attach and TLS handshake; longer only delays the retry. */
+const CONNECT_TIMEOUT_MS_MAX = 120_000;
 /** The simulated link's cycle: at most an hour, so a demo shows the drop while someone watches. */
 const SIM_CYCLE_SECS_MAX = 3_600;
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { ConfigError } from '../config/errors.js';
+import { collect, ConfigError, throwCollected } from '../config/errors.js';
 import { displayPath } from '../config/layers.js';
 import { ConfigNode } from '../config/node.js';
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
@@ -78,6 +78,8 @@ const LANE_WEIGHT_MAX = 1_000;
 /** PEM files hold a certificate chain or a CA bundle (Debian's whole bundle is about 220 KiB). */
 const PEM_FILE_BYTES_MAX = 1024 * 1024;
 const CONNECTION_STRING_FILE_BYTES_MAX = 4 * 1024;
+/** mqtt.js's connect timer runs this much past the pump's, so the pump's fires first, ms. */
+const MQTT_CONNECT_TIMEOUT_MARGIN_MS = 1_000;
 
 /**
  * Validates board.json's `uplink` value (as the board loader hands it over) from `boardFile`. With `variant`
@@ -213,12 +215,20 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
     const path = config[key];
     return path === undefined ? Promise.resolve(undefined) : readNamedFile(config, key, path, PEM_FILE_BYTES_MAX, 'PEM');
   };
-  const [ca, cert, key] = await Promise.all([pem('caFile'), pem('certFile'), pem('keyFile')]);
+  // Settled together and reported in field order: every unreadable file at once, the same report each run.
+  const settled = await Promise.allSettled([pem('caFile'), pem('certFile'), pem('keyFile')]);
+  const errors: ConfigError[] = [];
+  const [ca, cert, key] = settled.map((result) => (result.status === 'fulfilled' ? result.value : collect(errors, () => {
+    throw result.reason;
+  })));
+  throwCollected(errors);
   const { keepaliveSecs, connectTimeoutMs } = config;
   if (config.protocol === 'mqtt') {
     const { url, username, password, topicTemplate, configTopic, protocolVersion } = config;
     return {
-      protocol: 'mqtt', url, gatewayId, username, password, topicTemplate, configTopic, protocolVersion, ca, cert, key, keepaliveSecs, connectTimeoutMs,
+      protocol: 'mqtt', url, gatewayId, username, password, topicTemplate, configTopic, protocolVersion, ca, cert, key, keepaliveSecs,
+      // The pump's guard is the timeout that counts (its error names the limit); mqtt.js's own comes later.
+      connectTimeoutMs: connectTimeoutMs === undefined ? undefined : connectTimeoutMs + MQTT_CONNECT_TIMEOUT_MARGIN_MS,
     };
   }
   const connectionString = config.connectionStringFile === undefined

@@ -219,8 +219,9 @@ export class Pump {
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
       timer = setTimeout(() => {
-        if (destroy) void this.opts.transport.destroy();
+        // Rejected before the destroy: the race must report the timeout, not the "destroyed" it causes.
         reject(new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`));
+        if (destroy) void this.opts.transport.destroy();
       }, timeoutMs);
     });
     try {

@@ -80,5 +80,9 @@ t.test('the annotated example boards pass board check', async (t) => {
   for (const example of EXAMPLES) t.match(JSON.parse(readFileSync(example, 'utf8')), { $comment: String }, `${example} is annotated`);
   const withFiles: string[] = [];
   t.equal(await runBoardCheckCli([EXAMPLES[0]!], { out: () => {}, err: (l) => withFiles.push(l) }), 1, 'without --no-files the named files are read');
-  t.match(withFiles, [/\$\.uplink\.caFile: expected a readable file \(PEM\), got .*certs\/broker-ca\.pem: ENOENT/]);
+  t.match(withFiles, [
+    /\$\.uplink\.caFile: expected a readable file \(PEM\), got .*certs\/broker-ca\.pem: ENOENT/,
+    /\$\.uplink\.certFile: expected a readable file \(PEM\), got .*certs\/pump-house-7\.pem: ENOENT/,
+    /\$\.uplink\.keyFile: expected a readable file \(PEM\), got .*certs\/pump-house-7\.key: ENOENT/,
+  ], 'every missing file, in field order');
 });
