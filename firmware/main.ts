@@ -1,6 +1,8 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ConfigError, ConfigErrors, loadBoard, renderReference, runBoardCheckCli, type LoadedBoard } from './config/index.js';
+import {
+  ConfigError, ConfigErrors, loadBoard, renderReference, runBoardCheckCli, type LoadedBoard,
+} from './config/index.js';
 import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
 import { RecentErrors } from './ops/report.js';
@@ -141,7 +143,9 @@ main(argv, logger).then(
     // opened must not keep a half-started process alive, and systemd restarts it.
     // A bad board file is not a crash: one line per problem, each naming the file and field, no stack.
     if (err instanceof ConfigError) {
-      for (const problem of err instanceof ConfigErrors ? err.errors : [err]) logger.fatal({ file: problem.file, jsonPath: problem.jsonPath }, `outpost: ${problem.message}`);
+      for (const problem of err instanceof ConfigErrors ? err.errors : [err]) {
+        logger.fatal({ file: problem.file, jsonPath: problem.jsonPath }, `outpost: ${problem.message}`);
+      }
     } else {
       logger.fatal({ err }, message);
     }

@@ -191,7 +191,8 @@ export function formatStatus(s: RuntimeStatus): string {
   return (
     `outpost ${s.gatewayId} [${s.variant}] link=${s.link} backlog=${up?.pendingRecords ?? 0} rec/${up?.pendingBytes ?? 0} B ` +
     `oldest=${((up?.oldestPendingAgeMs ?? 0) / 1000).toFixed(1)}s disk=${s.store.bytesOnDisk} B (${usedPct}% of quota) ` +
-    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords}${simCloudPart(s)} | ${readings}`
+    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords}` +
+    `${simCloudPart(s)} | ${readings}`
   );
 }
 
@@ -199,9 +200,11 @@ export function formatStatus(s: RuntimeStatus): string {
 function simCloudPart(s: RuntimeStatus): string {
   const cloud = s.uplink?.simCloud;
   if (cloud === undefined) return '';
-  const next = cloud.link.nextChangeInSecs === null ? '' : `, ${cloud.link.state === 'up' ? 'drops' : 'returns'} in ${cloud.link.nextChangeInSecs}s`;
+  const change = cloud.link.state === 'up' ? 'drops' : 'returns';
+  const next = cloud.link.nextChangeInSecs === null ? '' : `, ${change} in ${cloud.link.nextChangeInSecs}s`;
   const order = cloud.outOfOrder === 0 ? 'in order' : `${cloud.outOfOrder} OUT OF ORDER`;
-  return ` | sim link ${cloud.link.state}${next}; cloud received=${cloud.received} (${order}, ${cloud.repeats} repeats)`;
+  return ` | sim link ${cloud.link.state}${next}; cloud received=${cloud.received} ` +
+    `(${order}, ${cloud.repeats} repeats)`;
 }
 
 function summarize(values: Record<string, unknown> | undefined): string {

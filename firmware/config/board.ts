@@ -60,12 +60,15 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   const errors: ConfigError[] = [];
   collect(errors, () => topNode.keys(TOP_FIELDS));
   const variantNode = topNode.field('board');
-  const variant = collect(errors, () => variantNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'a variant name like "rpi4"' }));
+  const variant = collect(errors, () => variantNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'a variant ' +
+    'name like "rpi4"' }));
   const boardsDir = opts.boardsDir === undefined ? await defaultBoardsDir(file) : resolve(opts.boardsDir);
-  const layers = variant === undefined ? undefined : await collectAsync(errors, () => loadVariantChain(boardsDir, variant, variantNode));
+  const layers = variant === undefined ? undefined : await collectAsync(errors, () => loadVariantChain(boardsDir,
+    variant, variantNode));
   const hardware = layers === undefined ? undefined : collect(errors, () => {
     const merged = new LayeredDocument(file);
-    for (const layer of layers) merged.apply(pick(layer.json, VARIANT_FIELDS.filter((f) => f !== 'variant' && f !== 'extends')), layer.file);
+    for (const layer of layers) merged.apply(pick(layer.json,
+      VARIANT_FIELDS.filter((f) => f !== 'variant' && f !== 'extends')), layer.file);
     merged.apply(pick(top, OVERRIDABLE_FIELDS), file);
     return parseHardware(merged.root());
   });
@@ -75,7 +78,8 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   const hub = collect(errors, () => parseHubConfig({ hub: top['hub'], routes: top['routes'] }, file, gatewayId));
   if (gatewayId !== undefined) collect(errors, () => checkConnectionDeviceId(top['uplink'], file, gatewayId));
   if (opts.files && errors.length === 0) {
-    if (uplink?.protocol === 'mqtt' || uplink?.protocol === 'azure') await collectAsync(errors, () => loadUplinkFiles(uplink, gatewayId!));
+    if (uplink?.protocol === 'mqtt' || uplink?.protocol === 'azure') await collectAsync(errors,
+      () => loadUplinkFiles(uplink, gatewayId!));
     if (hub !== undefined) await collectAsync(errors, () => readHubTls(hub));
   }
   throwCollected(errors);
@@ -104,7 +108,8 @@ function checkConnectionDeviceId(uplink: unknown, file: string, gatewayId: strin
 
 function parseIdentity(node: ConfigNode): string {
   node.keys(fieldsOf('identity'));
-  return node.field('gatewayId').string({ pattern: DEVICE_ID_PATTERN, describe: 'a gateway id (IoT Hub device id rules)' });
+  return node.field('gatewayId').string({ pattern: DEVICE_ID_PATTERN, describe: 'a gateway id (IoT Hub device id ' +
+    'rules)' });
 }
 
 /** Validates one variant file from boards/ (with the bases it extends) on its own, without a board.json. */
@@ -113,7 +118,8 @@ export async function loadVariant(variantFile: string): Promise<Hardware & { var
   const variant = basename(file, '.json');
   const layers = await loadVariantChain(dirname(file), variant, undefined);
   const merged = new LayeredDocument(file);
-  for (const layer of layers) merged.apply(pick(layer.json, ['description', 'buses', 'devices', 'storage']), layer.file);
+  for (const layer of layers) merged.apply(pick(layer.json, ['description', 'buses', 'devices', 'storage']),
+    layer.file);
   return { variant, ...parseHardware(merged.root()) };
 }
 
@@ -128,7 +134,8 @@ function parseHardware(root: ConfigNode): Hardware {
 }
 
 /** Base first, the named variant last. `reference` is the field that named the variant, for errors. */
-async function loadVariantChain(boardsDir: string, variant: string, reference: ConfigNode | undefined): Promise<VariantLayer[]> {
+async function loadVariantChain(boardsDir: string, variant: string,
+  reference: ConfigNode | undefined): Promise<VariantLayer[]> {
   const chain: VariantLayer[] = [];
   let name = variant;
   let ref = reference;
@@ -159,7 +166,8 @@ async function loadVariantChain(boardsDir: string, variant: string, reference: C
 async function defaultBoardsDir(file: string): Promise<string> {
   const beside = join(dirname(file), 'boards');
   if (await exists(beside)) return beside;
-  for (let dir = dirname(file), depth = 0; depth < 2; depth++, dir = dirname(dir)) if (basename(dir) === 'boards') return dir;
+  for (let dir = dirname(file), depth = 0; depth < 2; depth++,
+    dir = dirname(dir)) if (basename(dir) === 'boards') return dir;
   return beside;
 }
 

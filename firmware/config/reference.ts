@@ -7,12 +7,16 @@ import { OPTIONS, OPTION_SECTIONS, type OptionSpec } from './schema.js';
 
 const SECTION_INTROS: Record<(typeof OPTION_SECTIONS)[number], string> = {
   identity: 'Who this gateway is. Required.',
-  storage: 'The ring log on local disk (firmware/store). A variant in boards/ may set it; board.json overrides it key by key.',
+  storage: 'The ring log on local disk (firmware/store). A variant in boards/ may set it; board.json overrides it ' +
+    'key by key.',
   metrics: 'Prometheus text on loopback. Without this section there is no metrics server.',
-  uplink: 'How the gateway reaches its cloud (firmware/uplink). Without this section: `"protocol": "none"`, store only. ' +
-    'The protocols column says which protocols accept an option; `none` accepts them all (a cloud switched off keeps its settings).',
+  uplink: 'How the gateway reaches its cloud (firmware/uplink). Without this section: `"protocol": "none"`, store ' +
+    'only. ' +
+    'The protocols column says which protocols accept an option; `none` accepts them all (a cloud switched off ' +
+      'keeps its settings).',
   hub: 'The local MQTT server for child devices, speaking the Azure IoT Hub device dialect (firmware/hub).',
-  routes: 'Where messages from children and the gateway\'s own devices go. Without this section everything goes upstream.',
+  routes: 'Where messages from children and the gateway\'s own devices go. Without this section everything goes ' +
+    'upstream.',
 };
 
 const cell = (text: string) => text.replace(/\|/g, '\\|').replace(/\n/g, ' ');
@@ -50,7 +54,8 @@ export function renderReference(): string {
     '',
     'Every option of the sections below, as the validators check it: an option not listed here is refused, and',
     'every error has the form `<file>: <JSON path>: expected <what>, got <value>`. Units are in the names',
-    '(`...Ms`, `...Secs`, `...Bytes`). Relative paths are resolved against the folder of board.json (a replay file against the file that names',
+    '(`...Ms`, `...Secs`, `...Bytes`). Relative paths are resolved against the folder of board.json (a replay file ' +
+      'against the file that names',
     'it), never the working directory. Any object may carry a `"$comment"` key, which is ignored.',
     '`outpost board check` validates a board without starting it (`--no-files`: without reading the files it names).',
     'Annotated examples: `boards/examples/` (`mqtt.json`, `azure.json`, `sim-cloud.json`).',
@@ -60,8 +65,9 @@ export function renderReference(): string {
     const specs = OPTIONS.filter((spec) => spec.path.split('.')[0] === section);
     const withProtocols = section === 'uplink';
     lines.push(`## \`${section}\``, '', SECTION_INTROS[section], '');
-    lines.push(`| option | type | default | unit | range | example |${withProtocols ? ' protocols |' : ''} description |`);
-    lines.push(`|---|---|---|---|---|---|${withProtocols ? '---|' : ''}---|`);
+    const [protocolsHead, protocolsRule] = withProtocols ? [' protocols |', '---|'] : ['', ''];
+    lines.push(`| option | type | default | unit | range | example |${protocolsHead} description |`);
+    lines.push(`|---|---|---|---|---|---|${protocolsRule}---|`);
     for (const spec of specs) lines.push(row(spec, withProtocols));
     lines.push('');
   }

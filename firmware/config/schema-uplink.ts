@@ -21,75 +21,99 @@ const PEM = 'PEM file path';
 /** board.json `uplink`: how the gateway reaches its cloud (firmware/uplink/config.ts parses it). */
 export const UPLINK_OPTIONS: readonly OptionSpec[] = [
   {
-    path: 'uplink.protocol', type: 'string', default: '"none" (no uplink section: no cloud)', range: '"mqtt", "azure", "sim", "none"',
+    path: 'uplink.protocol', type: 'string', default: '"none" (no uplink section: no cloud)', range: '"mqtt", ' +
+      '"azure", "sim", "none"',
     example: 'mqtt', invalid: 'carrier-pigeon',
-    doc: '"mqtt": any MQTT 3.1.1/5 broker (mqtt.js). "azure": Azure IoT Hub (azure-iot-device-mqtt). "sim": an embedded cloud on loopback with a link that drops (sim board only). "none": store only.',
+    doc: '"mqtt": any MQTT 3.1.1/5 broker (mqtt.js). "azure": Azure IoT Hub (azure-iot-device-mqtt). "sim": an ' +
+      'embedded cloud on loopback with a link that drops (sim board only). "none": store only.',
   },
   {
-    path: 'uplink.url', type: 'string', default: 'required (mqtt)', range: 'mqtt://host:port or mqtts://host:port', protocols: ['mqtt'],
+    path: 'uplink.url', type: 'string', default: 'required (mqtt)', range: 'mqtt://host:port or mqtts://host:port',
+      protocols: ['mqtt'],
     example: 'mqtts://broker.example:8883', invalid: 'http://broker', doc: 'The broker.',
   },
-  { path: 'uplink.username', type: 'string', default: 'none', protocols: ['mqtt'], example: 'gw-17', invalid: 17, doc: 'MQTT user name.' },
+  { path: 'uplink.username', type: 'string', default: 'none', protocols: ['mqtt'], example: 'gw-17', invalid: 17,
+    doc: 'MQTT user name.' },
   {
     path: 'uplink.password', type: 'string', default: 'none', protocols: ['mqtt'], example: 'secret', invalid: false,
     doc: 'MQTT password; never logged. Prefer a client certificate.',
   },
   {
-    path: 'uplink.topicTemplate', type: 'string', default: '"outpost/{gatewayId}/{deviceId}/telemetry"', protocols: ['mqtt'],
-    range: 'placeholders {gatewayId} {deviceId} {lane} {seq} {messageId}', example: 'site/{gatewayId}/{deviceId}', invalid: 'a/{nope}',
+    path: 'uplink.topicTemplate', type: 'string', default: '"outpost/{gatewayId}/{deviceId}/telemetry"',
+      protocols: ['mqtt'],
+    range: 'placeholders {gatewayId} {deviceId} {lane} {seq} {messageId}', example: 'site/{gatewayId}/{deviceId}',
+      invalid: 'a/{nope}',
     doc: 'Topic of each upstream message.',
   },
   {
-    path: 'uplink.configTopic', type: 'string', default: '"outpost/{gatewayId}/config"', protocols: ['mqtt'], range: 'no + or #; placeholder {gatewayId}',
-    example: 'cfg/{gatewayId}', invalid: 'cfg/#', doc: 'Retained cloud settings document (ttlSecs, quotaBytes, maxBytesPerSec).',
+    path: 'uplink.configTopic', type: 'string', default: '"outpost/{gatewayId}/config"', protocols: ['mqtt'],
+      range: 'no + or #; placeholder {gatewayId}',
+    example: 'cfg/{gatewayId}', invalid: 'cfg/#', doc: 'Retained cloud settings document (ttlSecs, quotaBytes, ' +
+      'maxBytesPerSec).',
   },
   {
-    path: 'uplink.protocolVersion', type: 'integer', protocols: ['mqtt'], int: { min: 4, max: 5, default: 5 }, example: 4, invalid: 3,
+    path: 'uplink.protocolVersion', type: 'integer', protocols: ['mqtt'], int: { min: 4, max: 5, default: 5 },
+      example: 4, invalid: 3,
     doc: '5: ids and times travel as MQTT 5 user properties; 4: MQTT 3.1.1 (put {seq} or {messageId} in the topic).',
   },
   {
-    path: 'uplink.connectionString', type: 'string', default: 'one of connectionString, connectionStringFile (azure)', protocols: ['azure'],
-    range: 'HostName=<hub>;DeviceId=<gatewayId>;SharedAccessKey=<key> or ...;x509=true', example: 'HostName=hub.azure-devices.net;DeviceId=gw-1;SharedAccessKey=a2V5',
+    path: 'uplink.connectionString', type: 'string', default: 'one of connectionString, connectionStringFile ' +
+      '(azure)', protocols: ['azure'],
+    range: 'HostName=<hub>;DeviceId=<gatewayId>;SharedAccessKey=<key> or ...;x509=true',
+      example: 'HostName=hub.azure-devices.net;DeviceId=gw-1;SharedAccessKey=a2V5',
     invalid: 'HostName=hub.azure-devices.net;DeviceId=not-this-gateway;SharedAccessKey=a2V5',
-    doc: 'The gateway\'s IoT Hub device identity; DeviceId must equal identity.gatewayId. Its HostName is also accepted as SAS audience from children.',
+    doc: 'The gateway\'s IoT Hub device identity; DeviceId must equal identity.gatewayId. Its HostName is also ' +
+      'accepted as SAS audience from children.',
   },
   {
-    path: 'uplink.connectionStringFile', type: 'file path', default: 'one of connectionString, connectionStringFile (azure)', protocols: ['azure'],
+    path: 'uplink.connectionStringFile', type: 'file path', default: 'one of connectionString, connectionStringFile ' +
+      '(azure)', protocols: ['azure'],
     example: '/etc/outpost/connection-string', invalid: 7, with: { connectionString: null },
-    doc: 'A file holding the connection string (at most 4 KiB), kept out of board.json. Relative to board.json\'s folder.',
+    doc: 'A file holding the connection string (at most 4 KiB), kept out of board.json. Relative to board.json\'s ' +
+      'folder.',
   },
   {
-    path: 'uplink.caFile', type: PEM, default: 'the system\'s roots', protocols: CLOUD, example: 'certs/ca.pem', invalid: '',
+    path: 'uplink.caFile', type: PEM, default: 'the system\'s roots', protocols: CLOUD, example: 'certs/ca.pem',
+      invalid: '',
     with: { url: 'mqtts://broker.example:8883' },
     doc: 'CA certificate(s) of the broker or hub (mqtts only for mqtt). Relative to board.json\'s folder.',
   },
   {
-    path: 'uplink.certFile', type: PEM, default: 'none', protocols: CLOUD, example: 'certs/gw.pem', invalid: '', with: { keyFile: 'certs/gw.key' },
+    path: 'uplink.certFile', type: PEM, default: 'none', protocols: CLOUD, example: 'certs/gw.pem', invalid: '',
+      with: { keyFile: 'certs/gw.key' },
     doc: 'Client certificate (with keyFile): X.509 authentication. Relative to board.json\'s folder.',
   },
   {
-    path: 'uplink.keyFile', type: PEM, default: 'none', protocols: CLOUD, example: 'certs/gw.key', invalid: '', with: { certFile: 'certs/gw.pem' },
+    path: 'uplink.keyFile', type: PEM, default: 'none', protocols: CLOUD, example: 'certs/gw.key', invalid: '',
+      with: { certFile: 'certs/gw.pem' },
     doc: 'Private key of certFile. Relative to board.json\'s folder.',
   },
   {
-    path: 'uplink.inflightMax', type: 'integer', unit: 'messages', int: { min: inflightMin, max: inflightMax, default: inflightDefault },
+    path: 'uplink.inflightMax', type: 'integer', unit: 'messages', int: { min: inflightMin, max: inflightMax,
+      default: inflightDefault },
     example: 20, invalid: 0, doc: 'Publishes awaiting the broker\'s acknowledgement at once.',
   },
   {
-    path: 'uplink.maxBytesPerSec', type: 'integer', unit: 'bytes/s', int: { min: rateMin, max: rateMax, default: rateDefault },
-    example: 2048, invalid: -1, doc: 'Cap on message bytes sent per second (metered cellular); 0 = none. The cloud may override it.',
+    path: 'uplink.maxBytesPerSec', type: 'integer', unit: 'bytes/s', int: { min: rateMin, max: rateMax,
+      default: rateDefault },
+    example: 2048, invalid: -1, doc: 'Cap on message bytes sent per second (metered cellular); 0 = none. The cloud ' +
+      'may override it.',
   },
   {
-    path: 'uplink.backoff.baseMs', type: 'integer', unit: 'ms', int: { min: 1, max: BACKOFF_MS_MAX, default: BACKOFF_BASE_MS_DEFAULT },
+    path: 'uplink.backoff.baseMs', type: 'integer', unit: 'ms', int: { min: 1, max: BACKOFF_MS_MAX,
+      default: BACKOFF_BASE_MS_DEFAULT },
     example: 1000, invalid: 0, doc: 'First reconnect delay; it doubles per failure, with full jitter.',
   },
   {
-    path: 'uplink.backoff.maxMs', type: 'integer', unit: 'ms', default: String(BACKOFF_MAX_MS_DEFAULT), range: `baseMs to ${BACKOFF_MS_MAX}`,
+    path: 'uplink.backoff.maxMs', type: 'integer', unit: 'ms', default: String(BACKOFF_MAX_MS_DEFAULT),
+    range: `baseMs to ${BACKOFF_MS_MAX}`,
     example: 30_000, invalid: 'soon', doc: 'Longest reconnect delay.',
   },
   {
-    path: 'uplink.keepaliveSecs', type: 'integer', unit: 'seconds', default: '30 (mqtt), 60 (azure)', int: { min: 1, max: KEEPALIVE_SECS_MAX },
-    example: 120, invalid: 0, doc: 'MQTT keepalive: a silent link is noticed after about 1.5 × this. Longer saves cellular data.',
+    path: 'uplink.keepaliveSecs', type: 'integer', unit: 'seconds', default: '30 (mqtt), 60 (azure)', int: { min: 1,
+      max: KEEPALIVE_SECS_MAX },
+    example: 120, invalid: 0, doc: 'MQTT keepalive: a silent link is noticed after about 1.5 × this. Longer saves ' +
+      'cellular data.',
   },
   {
     path: 'uplink.connectTimeoutMs', type: 'integer', unit: 'ms', default: String(connectDefault),
@@ -97,27 +121,36 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
     doc: 'A connect (TCP, TLS, CONNACK) that has not finished by then is torn down and retried after the backoff.',
   },
   {
-    path: 'uplink.publishTimeoutMs', type: 'integer', unit: 'ms', int: { min: publishMin, max: publishMax, default: publishDefault },
-    example: 60_000, invalid: 99, doc: 'A publish unacknowledged this long means a dead link (a black hole): the connection is torn down.',
+    path: 'uplink.publishTimeoutMs', type: 'integer', unit: 'ms', int: { min: publishMin, max: publishMax,
+      default: publishDefault },
+    example: 60_000, invalid: 99, doc: 'A publish unacknowledged this long means a dead link (a black hole): the ' +
+      'connection is torn down.',
   },
   {
     path: 'uplink.interfaces', type: 'list of interface names', default: '[]', range: 'at most 16', protocols: CLOUD,
-    example: ['eth0', 'wwan0'], invalid: ['no spaces'], doc: 'Reconnect at once when one of these comes up (/sys/class/net/<if>/operstate).',
+    example: ['eth0', 'wwan0'], invalid: ['no spaces'], doc: 'Reconnect at once when one of these comes up ' +
+      '(/sys/class/net/<if>/operstate).',
   },
   {
-    path: 'uplink.modemFlagPath', type: 'file path', default: 'none', protocols: CLOUD, example: '/run/outpost/link-up', invalid: '',
+    path: 'uplink.modemFlagPath', type: 'file path', default: 'none', protocols: CLOUD,
+      example: '/run/outpost/link-up', invalid: '',
     doc: 'A dialer hook touches this file on link-up: reconnect at once. Relative to board.json\'s folder.',
   },
   {
-    path: 'uplink.priorityLanes', type: 'list of { "lane": string, "weight": integer 1-1000 }', default: '[]', range: 'at most 15, not "upstream"',
-    protocols: CLOUD, example: [{ lane: 'alarms', weight: 4 }], invalid: [{ lane: 'upstream' }], doc: 'Lanes drained beside "upstream" (weight 1), by weight.',
+    path: 'uplink.priorityLanes', type: 'list of { "lane": string, "weight": integer 1-1000 }', default: '[]',
+      range: 'at most 15, not "upstream"',
+    protocols: CLOUD, example: [{ lane: 'alarms', weight: 4 }], invalid: [{ lane: 'upstream' }], doc: 'Lanes ' +
+      'drained beside "upstream" (weight 1), by weight.',
   },
   {
-    path: 'uplink.linkUpSecs', type: 'integer', unit: 'seconds', protocols: ['sim'], int: { min: 1, max: SIM_CYCLE_SECS_MAX, default: 40 },
+    path: 'uplink.linkUpSecs', type: 'integer', unit: 'seconds', protocols: ['sim'], int: { min: 1,
+      max: SIM_CYCLE_SECS_MAX, default: 40 },
     example: 30, invalid: 0, doc: 'sim: how long the simulated link stays up in each cycle.',
   },
   {
-    path: 'uplink.linkDownSecs', type: 'integer', unit: 'seconds', protocols: ['sim'], int: { min: 0, max: SIM_CYCLE_SECS_MAX, default: 20 },
-    example: 10, invalid: -5, doc: 'sim: how long it then stays down; 0: no cycle, the link changes only by hand. SIGUSR1 flips it.',
+    path: 'uplink.linkDownSecs', type: 'integer', unit: 'seconds', protocols: ['sim'], int: { min: 0,
+      max: SIM_CYCLE_SECS_MAX, default: 20 },
+    example: 10, invalid: -5, doc: 'sim: how long it then stays down; 0: no cycle, the link changes only by hand. ' +
+      'SIGUSR1 flips it.',
   },
 ];

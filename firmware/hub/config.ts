@@ -61,7 +61,8 @@ export const ROUTES_MAX = 64;
 const HOST_NAMES_MAX = 16;
 const HOST_NAME = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/;
 const LIMIT_NAMES = [
-  'clientsMax', 'messageBytesMax', 'inflightMax', 'publishRatePerSec', 'publishBurst', 'identityRefreshSecs', 'tokenSkewSecs',
+  'clientsMax', 'messageBytesMax', 'inflightMax', 'publishRatePerSec', 'publishBurst', 'identityRefreshSecs',
+    'tokenSkewSecs',
   'authFailuresMax', 'authFailureWindowSecs', 'methodTimeoutSecs',
 ] as const;
 type LimitName = (typeof LIMIT_NAMES)[number];
@@ -76,7 +77,8 @@ function listener(node: ConfigNode, section: 'tcp' | 'tls', onByDefault: boolean
   if (node.missing) return { host: LISTEN_HOST_DEFAULT, port: optionSpec(portPath).int!.default! };
   if (typeof node.value !== 'object' || Array.isArray(node.value)) node.fail('an object or false');
   node.keys(fieldsOf(`hub.${section}`));
-  return { host: node.field('host').string({ default: LISTEN_HOST_DEFAULT }), port: integerOption(node.field('port'), portPath) };
+  return { host: node.field('host').string({ default: LISTEN_HOST_DEFAULT }),
+    port: integerOption(node.field('port'), portPath) };
 }
 
 function tlsListener(node: ConfigNode, baseDir: string): TlsListenerConfig | null {
@@ -114,7 +116,8 @@ function routes(node: ConfigNode, gatewayId: string | undefined, errors: ConfigE
  * TLS paths resolve against its folder); `gatewayId` lets routes name the gateway's own modules. Every field
  * is checked even after one failed; the problems are thrown together.
  */
-export function parseHubConfig(sections: { hub?: unknown; routes?: unknown }, file = 'board.json', gatewayId?: string): HubConfig {
+export function parseHubConfig(sections: { hub?: unknown; routes?: unknown }, file = 'board.json',
+  gatewayId?: string): HubConfig {
   const shown = displayPath(resolve(file));
   const root = new ConfigNode({ hub: sections.hub, routes: sections.routes }, '$', () => shown);
   const errors: ConfigError[] = [];
@@ -129,7 +132,9 @@ export function parseHubConfig(sections: { hub?: unknown; routes?: unknown }, fi
         item.string({ pattern: HOST_NAME, describe: 'a host name, optionally with :port' }),
       ));
   const limits = {} as Record<LimitName, number>;
-  for (const name of LIMIT_NAMES) limits[name] = collect(errors, () => integerOption(section.field(name), `hub.${name}`))!;
+  for (const name of LIMIT_NAMES) {
+    limits[name] = collect(errors, () => integerOption(section.field(name), `hub.${name}`))!;
+  }
   const config = {
     boardFile: shown,
     tcp: collect(errors, () => listener(section.field('tcp'), 'tcp', true))!,
@@ -158,9 +163,14 @@ export async function readHubTls(config: HubConfig): Promise<{ cert: string; key
       const code = (err as NodeJS.ErrnoException).code ?? String(err);
       throw new ConfigError('UNREADABLE', where, 'a readable PEM file', `${tls[field]}: ${code}`, { cause: err });
     }
-    if (bytes.length > TLS_FILE_BYTES_MAX) throw new ConfigError('INVALID', where, `a PEM file of at most ${TLS_FILE_BYTES_MAX} bytes`, `${tls[field]}: ${bytes.length} bytes`);
+    if (bytes.length > TLS_FILE_BYTES_MAX) {
+      const expected = `a PEM file of at most ${TLS_FILE_BYTES_MAX} bytes`;
+      throw new ConfigError('INVALID', where, expected, `${tls[field]}: ${bytes.length} bytes`);
+    }
     const text = bytes.toString('utf8');
-    if (!text.includes('-----BEGIN ')) throw new ConfigError('INVALID', where, 'a PEM file (-----BEGIN ...)', `${tls[field]}: no PEM block`);
+    if (!text.includes('-----BEGIN ')) {
+      throw new ConfigError('INVALID', where, 'a PEM file (-----BEGIN ...)', `${tls[field]}: no PEM block`);
+    }
     return text;
   };
   return { cert: await read('certPath'), key: await read('keyPath') };

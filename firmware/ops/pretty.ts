@@ -6,9 +6,11 @@
  *   21:52:08.121 ==> outpost outpost-sim [sim] link=up backlog=0 rec/0 B ...
  */
 
-const LEVEL_NAMES: Record<string, string> = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO ', warn: 'WARN ', error: 'ERROR', fatal: 'FATAL' };
+const LEVEL_NAMES: Record<string, string> = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO ', warn: 'WARN ',
+  error: 'ERROR', fatal: 'FATAL' };
 /** ANSI SGR colours per level; none when NO_COLOR is set (no-color.org). */
-const LEVEL_COLOURS: Record<string, string> = { trace: '90', debug: '90', info: '32', warn: '33', error: '31', fatal: '41;97' };
+const LEVEL_COLOURS: Record<string, string> = { trace: '90', debug: '90', info: '32', warn: '33', error: '31',
+  fatal: '41;97' };
 const STATUS_COLOUR = '1;36';
 /** Fields every line has, shown by the prefix rather than as key=value. */
 const PREFIX_FIELDS = new Set(['level', 'time', 'pid', 'msg', 'hostname']);
@@ -37,7 +39,7 @@ export function prettyLine(json: string, opts: PrettyOptions): string {
     .map(([key, value]) => `${key}=${shorten(typeof value === 'string' ? value : JSON.stringify(value))}`);
   const head = `${time} ${paint(LEVEL_COLOURS[level] ?? '0', LEVEL_NAMES[level] ?? level.toUpperCase())} ${msg}`;
   const tail = fields.length > 0 ? `  ${paint('90', fields.join(' '))}` : '';
-  return `${head}${tail}${errorText(line['err'])}\n`;
+  return `${head}${tail}${errorText(line['err'], msg)}\n`;
 }
 
 function shorten(text: string): string {
@@ -45,9 +47,9 @@ function shorten(text: string): string {
 }
 
 /** The stack when the logger kept one (debug level), else the message when it is not in `msg` already. */
-function errorText(err: unknown): string {
+function errorText(err: unknown, msg: string): string {
   if (typeof err !== 'object' || err === null) return '';
   const { stack, message } = err as { stack?: unknown; message?: unknown };
   if (typeof stack === 'string') return `\n    ${stack.split('\n').join('\n    ')}`;
-  return typeof message === 'string' ? `  (${message})` : '';
+  return typeof message === 'string' && !msg.includes(message) ? `  (${message})` : '';
 }

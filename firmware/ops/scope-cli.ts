@@ -65,18 +65,22 @@ export async function runScopeCli(args: string[], board: LoadedBoard, io: ScopeC
     if (transport.protocol !== 'mqtt') throw new Error('an mqtt uplink loaded as another protocol');
     const { url, username, password, ca, cert, key } = transport;
     await publishScope({ url, username, password, ca, cert, key }, gatewayId, document);
-    io.out(`published the scope for ${gatewayId} (${countDevices(document)} devices) to ${scopeTopic(gatewayId)} at ${url}, retained\n`);
+    const devices = countDevices(document);
+    io.out(`published the scope for ${gatewayId} (${devices} devices) to ${scopeTopic(gatewayId)}` +
+      ` at ${url}, retained\n`);
     return 0;
   }
   if (uplink.protocol === 'azure') {
     const transport = await loadUplinkFiles(uplink, gatewayId);
     const host = transport.protocol === 'azure' ? azureHubHost(transport.connectionString) : undefined;
+    const hubName = host?.split('.')[0] ?? '<hub>';
     io.out(`${JSON.stringify({ outpostScope: document })}\n`);
     io.err(
       'outpost cannot write a device twin itself (that needs the IoT Hub service SDK, azure-iothub, which is not\n' +
         'installed, and a service policy): the desired patch is on stdout. Apply it with the Azure CLI:\n' +
         `  outpost scope publish ${file} > scope-patch.json\n` +
-        `  az iot hub device-twin update --hub-name ${host?.split('.')[0] ?? '<hub>'} --device-id ${gatewayId} --desired "$(cat scope-patch.json)"\n`,
+        `  az iot hub device-twin update --hub-name ${hubName} --device-id ${gatewayId} \\\n` +
+        '      --desired "$(cat scope-patch.json)"\n',
     );
     return 0;
   }

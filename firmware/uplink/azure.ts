@@ -92,7 +92,7 @@ export function describeConnectError(err: Error): string {
   const unwrapped = /^mqtt\.js returned (.*) error$/s.exec(err.message)?.[1] ?? err.message;
   const inner = unwrapped.startsWith(FIRST_CONNECT_PREFIX) ? unwrapped.slice(FIRST_CONNECT_PREFIX.length) : unwrapped;
   const codes = [(err as NodeJS.ErrnoException).code, ...[...inner.matchAll(/\b(E[A-Z_]{4,})\b/g)].map((m) => m[1])];
-  const network = codes.map((code) => (code === undefined ? undefined : NETWORK_ERRORS[code])).find((what) => what !== undefined);
+  const network = codes.map((code) => (code === undefined ? undefined : NETWORK_ERRORS[code])).find(Boolean);
   if (network !== undefined) return `${network} (${inner})`;
   if (inner !== unwrapped && AUTH_REFUSAL.test(inner)) return err.message;
   return inner;
@@ -153,7 +153,8 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
       await c.open();
     } catch (err) {
       lose(c, new UplinkError('CLOSED', 'connect failed'));
-      throw new UplinkError('CONNECT', `cannot connect to IoT Hub: ${describeConnectError(err as Error)}`, { cause: err });
+      const why = describeConnectError(err as Error);
+      throw new UplinkError('CONNECT', `cannot connect to IoT Hub: ${why}`, { cause: err });
     }
     if (client !== c) throw new UplinkError('CONNECT', 'connection torn down while connecting');
     connected = true;

@@ -100,7 +100,9 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   };
   const common = parseCommon(node, shown, file);
   if (protocol === 'sim') {
-    if (variant !== undefined && variant !== SIM_VARIANT) node.field('protocol').fail(`"mqtt", "azure" or "none" ("sim" is for the ${SIM_VARIANT} board only)`);
+    if (variant !== undefined && variant !== SIM_VARIANT) {
+      node.field('protocol').fail(`"mqtt", "azure" or "none" ("sim" is for the ${SIM_VARIANT} board only)`);
+    }
     return {
       protocol, ...common,
       linkUpSecs: integerOption(node.field('linkUpSecs'), 'uplink.linkUpSecs'),
@@ -121,7 +123,9 @@ function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) =>
   const backoff = node.field('backoff');
   backoff.optionalRecord();
   if (!backoff.missing) backoff.keys(fieldsOf('uplink.backoff'));
-  const baseMs = backoff.missing ? BACKOFF_BASE_MS_DEFAULT : integerOption(backoff.field('baseMs'), 'uplink.backoff.baseMs');
+  const baseMs = backoff.missing
+    ? BACKOFF_BASE_MS_DEFAULT
+    : integerOption(backoff.field('baseMs'), 'uplink.backoff.baseMs');
   const baseRange = optionSpec('uplink.backoff.baseMs').int!;
   const maxMs = backoff.missing
     ? BACKOFF_MAX_MS_DEFAULT
@@ -218,15 +222,19 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
   // Settled together and reported in field order: every unreadable file at once, the same report each run.
   const settled = await Promise.allSettled([pem('caFile'), pem('certFile'), pem('keyFile')]);
   const errors: ConfigError[] = [];
-  const [ca, cert, key] = settled.map((result) => (result.status === 'fulfilled' ? result.value : collect(errors, () => {
-    throw result.reason;
-  })));
+  const [ca, cert, key] = settled.map((result) => {
+    if (result.status === 'fulfilled') return result.value;
+    return collect(errors, () => {
+      throw result.reason;
+    });
+  });
   throwCollected(errors);
   const { keepaliveSecs, connectTimeoutMs } = config;
   if (config.protocol === 'mqtt') {
     const { url, username, password, topicTemplate, configTopic, protocolVersion } = config;
     return {
-      protocol: 'mqtt', url, gatewayId, username, password, topicTemplate, configTopic, protocolVersion, ca, cert, key, keepaliveSecs,
+      protocol: 'mqtt', url, gatewayId, username, password, topicTemplate, configTopic, protocolVersion,
+      ca, cert, key, keepaliveSecs,
       // The pump's guard is the timeout that counts (its error names the limit); mqtt.js's own comes later.
       connectTimeoutMs: connectTimeoutMs === undefined ? undefined : connectTimeoutMs + MQTT_CONNECT_TIMEOUT_MARGIN_MS,
     };
@@ -239,11 +247,16 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
 }
 
 /** IoT Hub knows the gateway by the connection string's DeviceId; message ids must use the same name. */
-export function checkDeviceId(config: Pick<AzureUplinkConfig, 'boardFile' | 'connectionStringFile'>, connectionString: string, gatewayId: string): void {
+export function checkDeviceId(
+  config: Pick<AzureUplinkConfig, 'boardFile' | 'connectionStringFile'>,
+  connectionString: string,
+  gatewayId: string,
+): void {
   const deviceId = /(?:^|;)DeviceId=([^;]+)/.exec(connectionString)?.[1];
   if (deviceId !== undefined && deviceId !== gatewayId) {
     const field = config.connectionStringFile === undefined ? 'connectionString' : 'connectionStringFile';
-    throw new ConfigError('INVALID', { file: config.boardFile, jsonPath: `$.uplink.${field}` }, `DeviceId=${gatewayId} (identity.gatewayId)`, `DeviceId=${deviceId}`);
+    const where = { file: config.boardFile, jsonPath: `$.uplink.${field}` };
+    throw new ConfigError('INVALID', where, `DeviceId=${gatewayId} (identity.gatewayId)`, `DeviceId=${deviceId}`);
   }
 }
 

@@ -172,7 +172,9 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
 async function startSimUplink(opts: UplinkServiceOptions, config: SimUplinkConfig): Promise<UplinkService> {
   const { linkUpSecs, linkDownSecs, protocol: _sim, ...common } = config;
   let service: UplinkService | null = null;
-  const cloud = await SimCloud.start({ gatewayId: opts.gatewayId, linkUpSecs, linkDownSecs, onLinkUp: () => service?.wake('sim link up') });
+  const cloud = await SimCloud.start({
+    gatewayId: opts.gatewayId, linkUpSecs, linkDownSecs, onLinkUp: () => service?.wake('sim link up'),
+  });
   const toggle = () => cloud.toggleLink();
   process.on('SIGUSR1', toggle);
   try {

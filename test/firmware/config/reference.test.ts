@@ -1,7 +1,8 @@
 import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { ConfigError, OPTIONS, loadBoard, renderReference, runBoardCheckCli, type OptionSpec } from '../../../firmware/config/index.js';
+import { ConfigError, OPTIONS, loadBoard, renderReference, runBoardCheckCli,
+  type OptionSpec } from '../../../firmware/config/index.js';
 import { tempDir } from '../../support/tmp.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
@@ -42,9 +43,11 @@ async function load(t: Parameters<typeof tempDir>[0], board: Record<string, unkn
 
 t.test('REFERENCE.md is the rendering of the schema table the validators use', async (t) => {
   if (process.env.OUTPOST_WRITE_REFERENCE === '1') writeFileSync(REFERENCE, renderReference());
-  t.equal(readFileSync(REFERENCE, 'utf8'), renderReference(), 'regenerate with OUTPOST_WRITE_REFERENCE=1 (or outpost board reference)');
+  t.equal(readFileSync(REFERENCE, 'utf8'), renderReference(), 'regenerate with OUTPOST_WRITE_REFERENCE=1 (or ' +
+    'outpost board reference)');
   const documented = [...readFileSync(REFERENCE, 'utf8').matchAll(/^\| `([^`]+)` \|/gm)].map((m) => m[1]);
-  t.same(documented.sort(), OPTIONS.map((spec) => spec.path).sort(), 'every option in the table is in the reference, and nothing else');
+  t.same(documented.sort(), OPTIONS.map((spec) => spec.path).sort(), 'every option in the table is in the ' +
+    'reference, and nothing else');
 });
 
 t.test('every option in the table is accepted with its example and refused, by name, with a wrong value', async (t) => {
@@ -61,7 +64,8 @@ t.test('every option in the table is accepted with its example and refused, by n
 
 t.test('an option the table does not know is refused in every section', async (t) => {
   for (const section of ['identity', 'storage', 'metrics', 'hub']) {
-    const error = await load(t, { board: 'sim', identity: { gatewayId: 'gw-1' }, [section]: { ...(section === 'identity' ? { gatewayId: 'gw-1' } : {}), bogus: 1 } });
+    const error = await load(t, { board: 'sim', identity: { gatewayId: 'gw-1' },
+      [section]: { ...(section === 'identity' ? { gatewayId: 'gw-1' } : {}), bogus: 1 } });
     t.match((error as Error).message, new RegExp(`\\$\\.${section}\\.bogus: expected one of the known fields`), section);
   }
   for (const [protocol, base] of Object.entries(UPLINK_BASES)) {
@@ -73,13 +77,15 @@ t.test('an option the table does not know is refused in every section', async (t
 t.test('the annotated example boards pass board check', async (t) => {
   const out: string[] = [];
   const err: string[] = [];
-  const code = await runBoardCheckCli(['--no-files', ...EXAMPLES], { out: (l) => out.push(l), err: (l) => err.push(l) });
+  const code = await runBoardCheckCli(['--no-files', ...EXAMPLES], { out: (l) => out.push(l),
+    err: (l) => err.push(l) });
   t.same(err, []);
   t.equal(code, 0);
   t.equal(out.length, EXAMPLES.length);
   for (const example of EXAMPLES) t.match(JSON.parse(readFileSync(example, 'utf8')), { $comment: String }, `${example} is annotated`);
   const withFiles: string[] = [];
-  t.equal(await runBoardCheckCli([EXAMPLES[0]!], { out: () => {}, err: (l) => withFiles.push(l) }), 1, 'without --no-files the named files are read');
+  t.equal(await runBoardCheckCli([EXAMPLES[0]!], { out: () => {}, err: (l) => withFiles.push(l) }), 1, 'without ' +
+    '--no-files the named files are read');
   t.match(withFiles, [
     /\$\.uplink\.caFile: expected a readable file \(PEM\), got .*certs\/broker-ca\.pem: ENOENT/,
     /\$\.uplink\.certFile: expected a readable file \(PEM\), got .*certs\/pump-house-7\.pem: ENOENT/,

@@ -15,13 +15,15 @@ const GATEWAY_WAIT_MS = 30_000;
 /** A gateway folder: board.json with the given sections beside the real boards/. */
 function gatewayDir(dir: string, sections: Record<string, unknown>): string {
   symlinkSync(BOARDS_DIR, join(dir, 'boards'));
-  writeFileSync(join(dir, 'board.json'), JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-1' }, ...sections }));
+  writeFileSync(join(dir, 'board.json'), JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-1' },
+    ...sections }));
   return join(dir, 'board.json');
 }
 
 /** Every mistake of issue 19 at once: bad uplink protocol, hub port, hub option, route source, DeviceId. */
 const BROKEN = {
-  uplink: { protocol: 'carrier-pigeon', connectionString: 'HostName=hub.example;DeviceId=someone-else;SharedAccessKey=a2V5' },
+  uplink: { protocol: 'carrier-pigeon',
+    connectionString: 'HostName=hub.example;DeviceId=someone-else;SharedAccessKey=a2V5' },
   hub: { tcp: { port: 99_999 }, bogusOption: 1 },
   routes: { toCloud: 'FROM /messages/* INTO $upstream', lost: 'FROM /nowhere INTO $upstream' },
 };
@@ -63,14 +65,16 @@ t.test('outpost run reports every problem at once, one log line each, and exits 
   const dir = tempDir(t);
   gatewayDir(dir, BROKEN);
   const bundle = await bundleGateway(dir);
-  const proc = spawn(process.execPath, [bundle, 'run'], { cwd: dir, env: { ...process.env, OUTPOST_HUB_PORT: '0' }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [bundle, 'run'], { cwd: dir, env: { ...process.env, OUTPOST_HUB_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'] });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const timer = setTimeout(() => proc.kill('SIGKILL'), GATEWAY_WAIT_MS);
   const [code] = await once(proc, 'exit');
   clearTimeout(timer);
   t.equal(code, 1);
-  const fatal = out.trim().split('\n').map((line) => JSON.parse(line) as Record<string, unknown>).filter((l) => l['level'] === 'fatal');
+  const fatal = out.trim().split('\n').map((line) => JSON.parse(line) as Record<string,
+    unknown>).filter((l) => l['level'] === 'fatal');
   t.equal(fatal.length, BROKEN_LINES.length, 'all of them, not the first only');
   BROKEN_LINES.forEach((line, i) => t.match(fatal[i]!['msg'], typeof line === 'string' ? `outpost: ${line}` : new RegExp(line.source.replace('^', ''))));
   t.notOk(fatal.some((l) => 'err' in l), 'a configuration mistake carries no stack trace');
@@ -84,11 +88,13 @@ t.test('hub TLS paths resolve against board.json, not the working directory', as
   mkdirSync(join(dir, 'hubca'));
   writeFileSync(join(dir, 'hubca', 'hub-chain.crt'), server.cert);
   writeFileSync(join(dir, 'hubca', 'hub.key'), server.key);
-  const file = gatewayDir(dir, { hub: { tls: { port: 0, certPath: 'hubca/hub-chain.crt', keyPath: 'hubca/hub.key' } } });
+  const file = gatewayDir(dir, { hub: { tls: { port: 0, certPath: 'hubca/hub-chain.crt',
+    keyPath: 'hubca/hub.key' } } });
   const bundle = await bundleGateway(dir);
   // As systemd starts it: from /, the board named by an absolute path.
   const proc = spawn(process.execPath, [bundle, 'run', '--board', file], {
-    cwd: '/', env: { ...process.env, OUTPOST_HUB_PORT: '0', OUTPOST_DATA_DIR: join(dir, 'data') }, stdio: ['ignore', 'pipe', 'pipe'],
+    cwd: '/', env: { ...process.env, OUTPOST_HUB_PORT: '0', OUTPOST_DATA_DIR: join(dir, 'data') }, stdio: ['ignore',
+      'pipe', 'pipe'],
   });
   let out = '';
   const ready = new Promise<boolean>((resolve) => {

@@ -34,10 +34,12 @@ t.test('an SDK child with the standard connection string and GatewayHostName con
   writeFileSync(path.join(dir, 'board.json'), JSON.stringify({
     board: 'sim',
     identity: { gatewayId: 'gw-1' },
-    uplink: { protocol: 'azure', connectionString: gatewayConnection, caFile: 'ca.pem', backoff: { baseMs: 50, maxMs: 500 } },
+    uplink: { protocol: 'azure', connectionString: gatewayConnection, caFile: 'ca.pem', backoff: { baseMs: 50,
+      maxMs: 500 } },
     hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
   }));
-  const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), { dataDir: path.join(dir, 'data') });
+  const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }),
+    { dataDir: path.join(dir, 'data') });
   await runtime.start();
   t.teardown(() => runtime.stop());
   await until('the scope synced from the gateway twin', () => runtime.status().hub!.identities.devices === 1);

