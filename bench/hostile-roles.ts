@@ -27,7 +27,7 @@ const GOOD_BODY = Buffer.from(JSON.stringify({ temp: 21.5, humidity: 40, seq: 0 
  */
 export async function gateway(keysJson: string, lift: boolean): Promise<Record<string, unknown>> {
   const { AedesBroker } = await import('../test/support/brokers.js');
-  const { publishScope } = await import('../scripts/publish-scope.js');
+  const { publishScope } = await import('../firmware/ops/scope-cli.js');
   const { scopeDocument } = await import('../test/support/hub-fixture.js');
   const keys = JSON.parse(keysJson) as Record<string, string>;
   const dir = await freshDir('hostile');

@@ -8,7 +8,7 @@ import { startHub, type HubService } from './hub/index.js';
 import type { ScopeBrokerOptions } from './auth/scope-sync.js';
 import { parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import type { ResyncHook } from './uplink/pump-options.js';
-import { startUplink, type UplinkService, type UplinkStatus } from './uplink/service.js';
+import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
 import { registerSecret } from './ops/redact.js';
 
 /** The lane everything bound for the cloud goes through, in stored order. */
@@ -73,6 +73,7 @@ export class Runtime {
       clock,
       uplink: { addResyncHook: (hook) => void hooks.push(hook), isLinkUp: () => this.isLinkUp() },
       scopeBroker: await scopeBrokerFor(uplinkConfig),
+      cloudHostNames: await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId),
       onError: (err) => this.reportError('hub', err),
     });
     this.uplink = await startUplink({
@@ -217,8 +218,20 @@ export function formatStatus(s: RuntimeStatus): string {
   return (
     `outpost ${s.gatewayId} [${s.variant}] link=${s.link} backlog=${up?.pendingRecords ?? 0} rec/${up?.pendingBytes ?? 0} B ` +
     `oldest=${((up?.oldestPendingAgeMs ?? 0) / 1000).toFixed(1)}s disk=${s.store.bytesOnDisk} B (${usedPct}% of quota) ` +
-    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords} | ${readings}`
+    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords}` +
+    `${simCloudPart(s)} | ${readings}`
   );
+}
+
+/** The sim board's embedded cloud: the simulated link and what arrived, so the drain is visible. */
+function simCloudPart(s: RuntimeStatus): string {
+  const cloud = s.uplink?.simCloud;
+  if (cloud === undefined) return '';
+  const change = cloud.link.state === 'up' ? 'drops' : 'returns';
+  const next = cloud.link.nextChangeInSecs === null ? '' : `, ${change} in ${cloud.link.nextChangeInSecs}s`;
+  const order = cloud.outOfOrder === 0 ? 'in order' : `${cloud.outOfOrder} OUT OF ORDER`;
+  return ` | sim link ${cloud.link.state}${next}; cloud received=${cloud.received} ` +
+    `(${order}, ${cloud.repeats} repeats)`;
 }
 
 function summarize(values: Record<string, unknown> | undefined): string {

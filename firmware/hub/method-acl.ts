@@ -1,5 +1,4 @@
-// config.ts imports this file's parser; the class is only used once a board is parsed, so the cycle is harmless.
-import { HubConfigError } from './config.js';
+import type { ConfigNode } from '../config/node.js';
 
 /**
  * Who may call which direct method on whom, child to child. Default deny: a child may call a method on
@@ -36,34 +35,30 @@ function validId(text: string): boolean {
   return parts.length <= 2 && parts.every((p) => SEGMENT.test(p));
 }
 
-export function parseMethodAllow(value: unknown, file: string): MethodAllowRule[] {
-  if (value === undefined) return [];
-  const at = 'hub.methods';
-  const bad = (message: string) => new HubConfigError(`${file}: ${message}`);
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) throw bad(`${at} must be an object`);
-  const section = value as Record<string, unknown>;
-  for (const key of Object.keys(section)) if (key !== 'allow') throw bad(`${at}.${key} is not a known option`);
-  const allow = section.allow ?? {};
-  if (typeof allow !== 'object' || allow === null || Array.isArray(allow)) {
-    throw bad(`${at}.allow must be an object of caller → ["<target>/<method>", ...]`);
-  }
+/** Parses `hub.methods`; errors name the file and the JSON path of the offending entry. */
+export function parseMethodAllow(node: ConfigNode): MethodAllowRule[] {
+  if (node.missing) return [];
+  node.record();
+  node.keys(['allow']);
+  const allow = node.field('allow');
+  if (allow.missing) return [];
+  allow.record();
   const rules: MethodAllowRule[] = [];
-  for (const [caller, targets] of Object.entries(allow)) {
-    const where = `${at}.allow[${JSON.stringify(caller)}]`;
-    if (!validId(caller)) throw bad(`${where}: the caller must be a device id or "<deviceId>/<moduleId>"`);
-    if (!Array.isArray(targets)) throw bad(`${where} must be an array of "<target>/<method>"`);
-    targets.forEach((entry: unknown, i) => {
-      const slash = typeof entry === 'string' ? entry.lastIndexOf('/') : -1;
-      const target = slash > 0 ? (entry as string).slice(0, slash) : '';
-      const method = slash > 0 ? (entry as string).slice(slash + 1) : '';
+  for (const caller of allow.keys()) {
+    const targets = allow.field(caller);
+    if (!validId(caller)) targets.fail('a caller that is a device id or "<deviceId>/<moduleId>"');
+    for (const item of targets.items('a list of "<target>/<method>"', 0, METHOD_ALLOW_RULES_MAX)) {
+      const entry = item.string({ describe: '"<target>/<method>"' });
+      const slash = entry.lastIndexOf('/');
+      const target = slash > 0 ? entry.slice(0, slash) : '';
+      const method = slash > 0 ? entry.slice(slash + 1) : '';
       if (!validId(target) || !SEGMENT.test(method)) {
-        const what = '"<target>/<method>" (target a device id or "<deviceId>/<moduleId>")';
-        throw bad(`${where}[${i}] must be ${what}, got ${JSON.stringify(entry)}`);
+        item.fail('"<target>/<method>" (target a device id or "<deviceId>/<moduleId>")');
       }
       rules.push({ caller, target, method });
-    });
-    if (rules.length > METHOD_ALLOW_RULES_MAX) throw bad(`${at}.allow has more than ${METHOD_ALLOW_RULES_MAX} rules`);
+    }
   }
+  if (rules.length > METHOD_ALLOW_RULES_MAX) allow.fail(`at most ${METHOD_ALLOW_RULES_MAX} rules in all`);
   return rules;
 }
 

@@ -99,6 +99,36 @@ function twinError(err: Error): UplinkError {
   return new UplinkError(refused ? 'REJECTED' : 'DISCONNECTED', `twin update failed: ${err.message}`, { cause: err });
 }
 
+/** What the socket errors of a failed connect mean, said in words an operator reads at a glance. */
+const NETWORK_ERRORS: Record<string, string> = {
+  ECONNRESET: 'connection reset',
+  ECONNREFUSED: 'connection refused',
+  ETIMEDOUT: 'connection timed out',
+  EPIPE: 'connection closed',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name lookup failed',
+};
+/** azure-iot-device-mqtt prefixes every error of a client's first connect with this, whatever the cause. */
+const FIRST_CONNECT_PREFIX = 'Failure on first connection (Not authorized): ';
+const AUTH_REFUSAL = /not authori[sz]ed|bad username or password|identifier rejected/i;
+
+/**
+ * The SDK calls a TCP reset on the first connect "(Not authorized)"; an operator then looks at keys while
+ * the link is at fault. The label stays only when the hub itself refused the credentials (CONNACK).
+ */
+export function describeConnectError(err: Error): string {
+  // translateError wraps what it does not recognise as "mqtt.js returned <message> error".
+  const unwrapped = /^mqtt\.js returned (.*) error$/s.exec(err.message)?.[1] ?? err.message;
+  const inner = unwrapped.startsWith(FIRST_CONNECT_PREFIX) ? unwrapped.slice(FIRST_CONNECT_PREFIX.length) : unwrapped;
+  const codes = [(err as NodeJS.ErrnoException).code, ...[...inner.matchAll(/\b(E[A-Z_]{4,})\b/g)].map((m) => m[1])];
+  const network = codes.map((code) => (code === undefined ? undefined : NETWORK_ERRORS[code])).find(Boolean);
+  if (network !== undefined) return `${network} (${inner})`;
+  if (inner !== unwrapped && AUTH_REFUSAL.test(inner)) return err.message;
+  return inner;
+}
+
 /** The `azure` transport: azure-iot-device + azure-iot-device-mqtt, a fresh SDK client per `connect()`. */
 export function createAzureTransport(options: AzureTransportOptions): UplinkTransport {
   const o = validate(options);
@@ -163,7 +193,8 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
       await Promise.race([open(c), aborted]);
     } catch (err) {
       lose(c, new UplinkError('CLOSED', 'connect failed'));
-      throw new UplinkError('CONNECT', `cannot connect to IoT Hub: ${(err as Error).message}`, { cause: err });
+      const why = describeConnectError(err as Error);
+      throw new UplinkError('CONNECT', `cannot connect to IoT Hub: ${why}`, { cause: err });
     } finally {
       if (abortConnect === abort) abortConnect = null;
     }

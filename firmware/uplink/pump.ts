@@ -293,9 +293,9 @@ export class Pump {
 
   /** Races `work` against a timeout; on timeout the connection is torn down so `work` cannot linger. */
   private guard(work: Promise<void>, timeoutMs: number, what: string, destroy = true): Promise<void> {
-    return deadline(work, timeoutMs, () => {
+    // The timeout is reported before the teardown: the race must say "took longer", not the "destroyed" it causes.
+    return deadline(work, timeoutMs, () => new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`), () => {
       if (destroy) void this.opts.transport.destroy();
-      return new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`);
     });
   }
 

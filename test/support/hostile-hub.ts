@@ -2,7 +2,7 @@ import path from 'node:path';
 import mqtt, { type MqttClient } from 'mqtt';
 import { startHub, type HubService } from '../../firmware/hub/index.js';
 import { RingLog } from '../../firmware/store/log.js';
-import { publishScope } from '../../scripts/publish-scope.js';
+import { publishScope } from '../../firmware/ops/scope-cli.js';
 import { AedesBroker } from './brokers.js';
 import { HUB_HOST, newKey, sasPassword, scopeDocument } from './hub-fixture.js';
 import { tempDir } from './tmp.js';

@@ -55,7 +55,7 @@ t.test('variants inherit the base and override it; board.json overrides the vari
     identity: { gatewayId: 'pump-house-7' },
     storage: { segmentBytes: 4 * 1024 * 1024, quotaBytes: 64 * 1024 * 1024, quotaPolicy: 'reject-new' },
     devices: { gps: { status: 'okay' }, env: { address: 119 } },
-    uplink: { anything: ['is', 'passed', 'through'] },
+    uplink: { protocol: 'mqtt', url: 'mqtts://broker.example:8883' },
   });
   const board = await loadBoard(join(dir, 'board.json'));
   t.match(board.buses['gpio'], { chipLabel: 'pinctrl-rp1', provider: 'sysfs' });
@@ -63,7 +63,7 @@ t.test('variants inherit the base and override it; board.json overrides the vari
   t.match(board.devices.find((d) => d.id === 'env'), { settings: { address: 0x77 }, pollIntervalMs: 60000 });
   t.equal(board.devices.find((d) => d.id === 'gps')?.status, 'okay');
   t.match(board.storage, { segmentBytes: 4 * 1024 * 1024, quotaBytes: 64 * 1024 * 1024, quotaPolicy: 'reject-new', ttlSecs: 7200 });
-  t.same(board.uplink, { anything: ['is', 'passed', 'through'] });
+  t.same(board.uplink, { protocol: 'mqtt', url: 'mqtts://broker.example:8883' }, 'the uplink section is kept for the runtime');
   t.equal(board.identity.gatewayId, 'pump-house-7');
 });
 

@@ -51,10 +51,12 @@ t.test('child-to-child methods are denied unless hub.methods.allow names them; t
 
 t.test('hub.methods.allow errors name the file and the entry', async (t) => {
   const parse = (methods: unknown) => () => parseHubConfig({ hub: { methods } }, '/etc/outpost/board.json');
-  t.throws(parse({ allow: { 'child-0': ['child-1'] } }), /\/etc\/outpost\/board\.json: hub\.methods\.allow\["child-0"\]\[0\] must be "<target>\/<method>"/);
-  t.throws(parse({ allow: { 'child-0': 'child-1/x' } }), /hub\.methods\.allow\["child-0"\] must be an array/);
-  t.throws(parse({ allow: { 'a/b/c': ['child-1/x'] } }), /hub\.methods\.allow\["a\/b\/c"\]: the caller must be a device id/);
-  t.throws(parse({ deny: {} }), /hub\.methods\.deny is not a known option/);
+  t.throws(parse({ allow: { 'child-0': ['child-1'] } }),
+    /\/etc\/outpost\/board\.json: \$\.hub\.methods\.allow\["child-0"\]\[0\]: expected "<target>\/<method>"/);
+  t.throws(parse({ allow: { 'child-0': 'child-1/x' } }), /\$\.hub\.methods\.allow\["child-0"\]: expected a list/);
+  t.throws(parse({ allow: { 'a/b/c': ['child-1/x'] } }),
+    /\$\.hub\.methods\.allow\["a\/b\/c"\]: expected a caller that is a device id/);
+  t.throws(parse({ deny: {} }), /\$\.hub\.methods\.deny: expected one of the known fields allow/);
   t.same(parseHubConfig({ hub: { methods: { allow: { 'd/m': ['x/y/z'] } } } }).methods.allow, [{ caller: 'd/m', target: 'x/y', method: 'z' }],
     'module caller and target');
   t.same(parseHubConfig({}).methods.allow, [], 'default: nothing allowed');

@@ -8,7 +8,7 @@ import { makeSasToken } from '../../../firmware/auth/sas.js';
 import { startHub, UPSTREAM_LANE } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { HUB_HOST, hubCerts, mqttChild, publishRefused, newKey, sasPassword, scopeDocument, until } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
@@ -51,7 +51,7 @@ async function setup(t: typeof import('tap').Test.prototype, tlsCerts?: { certPa
   await publishScope({ url: broker.url }, 'gw-1', scope(1));
   const log = await RingLog.open({ dir: path.join(dir, 'log') });
   t.teardown(() => log.close());
-  const tls = tlsCerts === undefined ? false : { port: 0, ...tlsCerts };
+  const tls = tlsCerts === undefined ? false : { port: 0, certPath: tlsCerts.certPath, keyPath: tlsCerts.keyPath };
   const hub = await startHub({ config: { hub: { tcp: { port: 0 }, tls, methods: { allow: { 'child-a': ['child-a/filter/ping'] } } }, routes }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url } });
   t.teardown(() => hub.stop());
   await hub.refreshIdentities();

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { startHub, UPSTREAM_LANE } from '../../../firmware/hub/index.js';
 import { PacketSizeGuard } from '../../../firmware/hub/packet-guard.js';
 import { RingLog } from '../../../firmware/store/log.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { mqttChild, publishRefused, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
