@@ -161,3 +161,35 @@ for (const hookAfterCut of ['returns', 'hangs'] as const) {
     t.notOk(errors.some((e) => /no PUBACK for|not connected/.test(e)), 'neither the publish timeout nor a failed send');
   });
 }
+
+t.test('a wake that finds the connection dead while a resync hook runs replaces it at once', async (t) => {
+  let runs = 0;
+  let inHook!: () => void;
+  const hookEntered = new Promise<void>((resolve) => (inHook = resolve));
+  let release = () => {};
+  // The first connection's hook hangs on the stranded link until the test ends.
+  const hook = {
+    name: 'hangs-on-the-first-connection',
+    run: async () => {
+      runs += 1;
+      if (runs > 1) return;
+      inHook();
+      await new Promise<void>((resolve) => (release = resolve));
+    },
+  };
+  const options = { resyncHooks: [hook], publishTimeoutMs: 20_000, probeTimeoutMs: 500 };
+  const { proxy, sub, lane, errors, makePump } = await rig(t, 'gw-resync-wake', options);
+  const pump = makePump();
+  pump.start();
+  t.teardown(() => (release(), pump.stop()));
+  await hookEntered;
+  proxy.strand();
+  pump.wake('SIGUSR2');
+  await until('a second connection with its hooks done', () => pump.status().connects === 2 && runs === 2);
+  await until('the second drain', () => pump.status().link === 'up');
+  t.match(pump.status().lastProbe, { answered: false });
+  t.ok(errors.some((e) => /no answer to a probe within 500 ms/.test(e)), 'the probe found it dead');
+  await fill(lane, 1, 10);
+  t.ok(await sub.waitForDistinct(10, 10_000), 'the backlog appended afterwards went out');
+  t.equal(pump.status().connects, 2);
+});
