@@ -1,6 +1,8 @@
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
+import { D2C_MESSAGE_BYTES_MAX, d2cMessageBytes, sdkRefusal } from './azure-refusal.js';
 import { UPSTREAM_KEY } from './message.js';
+import { TOO_LARGE } from './refusal.js';
 import { UplinkError, type MethodHandler, type TwinChannel, type UplinkMessage, type UplinkTransport } from './types.js';
 
 // azure-iot-device is CommonJS; Node's ESM loader cannot see `Message`, which it re-exports through a getter.
@@ -127,6 +129,15 @@ export function describeConnectError(err: Error): string {
   if (network !== undefined) return `${network} (${inner})`;
   if (inner !== unwrapped && AUTH_REFUSAL.test(inner)) return err.message;
   return inner;
+}
+
+/** A refusal of this message keeps the connection (REFUSED); any other failure means it is gone. */
+function sendError(message: UplinkMessage, err: Error): UplinkError {
+  const refusal = sdkRefusal(err);
+  const what = `send of ${message.messageId} failed: ${err.name}: ${err.message}`;
+  return refusal === null
+    ? new UplinkError('REJECTED', what, { cause: err })
+    : new UplinkError('REFUSED', what, { cause: err, refusal });
 }
 
 /** The `azure` transport: azure-iot-device + azure-iot-device-mqtt, a fresh SDK client per `connect()`. */
@@ -257,11 +268,19 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
   function publish(message: UplinkMessage): Promise<void> {
     const c = client;
     if (c === null || !connected) return Promise.reject(new UplinkError('DISCONNECTED', 'not connected to IoT Hub'));
+    const out = toAzureMessage(message);
+    const bytes = d2cMessageBytes(out);
+    // IoT Hub would close the connection on it, taking the window down, again at every reconnect.
+    if (bytes > D2C_MESSAGE_BYTES_MAX) {
+      const limit = `IoT Hub's ${D2C_MESSAGE_BYTES_MAX}-byte limit`;
+      const what = `${message.messageId} is ${bytes} bytes with its properties, over ${limit}`;
+      return Promise.reject(new UplinkError('REFUSED', what, { refusal: TOO_LARGE }));
+    }
     return new Promise((resolve, reject) => {
       pending.add(reject);
-      c.sendEvent(toAzureMessage(message)).then(
+      c.sendEvent(out).then(
         () => (pending.delete(reject), resolve()),
-        (err: Error) => (pending.delete(reject), reject(new UplinkError('REJECTED', `send of ${message.messageId} failed: ${err.message}`, { cause: err }))),
+        (err: Error) => (pending.delete(reject), reject(sendError(message, err))),
       );
     });
   }
