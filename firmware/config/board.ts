@@ -7,6 +7,7 @@ import { ConfigError } from './errors.js';
 import { displayPath, LayeredDocument, readJsonObject } from './layers.js';
 import type { ConfigNode } from './node.js';
 import { parseMetrics } from './metrics.js';
+import { parsePage } from './page.js';
 import { parseStorage, type StorageConfig } from './storage.js';
 import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
 
@@ -14,7 +15,7 @@ import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
 export const BOARD_EXTENDS_DEPTH_MAX = 4;
 export const VARIANT_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
-const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics'];
+const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics', 'page'];
 const VARIANT_FIELDS = ['variant', 'extends', 'description', 'buses', 'devices', 'storage'];
 /** Sections of board.json layered over the variant; the rest belong to board.json alone. */
 const OVERRIDABLE_FIELDS = ['buses', 'devices', 'storage'];
@@ -69,6 +70,7 @@ export async function loadBoard(boardJsonPath: string, opts: { boardsDir?: strin
     routes: top['routes'],
     hub: top['hub'],
     metrics: parseMetrics(topNode.field('metrics')),
+    page: parsePage(topNode.field('page'), dirname(file)),
     buses: hardware.buses,
     devices: hardware.devices,
   };
