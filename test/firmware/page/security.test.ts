@@ -1,0 +1,122 @@
+import t from 'tap';
+import { freePort } from '../../support/brokers.js';
+import { login, pageRequest, setCookies, startPageGateway, type PageGateway } from '../../support/page-gateway.js';
+import { LOGIN_FAILURES_MAX } from '../../../firmware/page/sessions.js';
+
+const PASSWORD = 'correct horse battery';
+/** Secrets planted in board.json: none may appear in a diagnostics bundle. */
+const PLANTED = ['planted-uplink-pw-81723', 'planted-url-secret-5521'];
+
+async function gateway(t: Parameters<typeof startPageGateway>[0]): Promise<PageGateway> {
+  // The uplink points at a closed loopback port: a real mqtt uplink, cut.
+  const url = `mqtt://gw:${PLANTED[1]}@127.0.0.1:${await freePort()}`;
+  return startPageGateway(t, {
+    password: PASSWORD,
+    board: {
+      uplink: { protocol: 'mqtt', url, username: 'gw', password: PLANTED[0] },
+    },
+  });
+}
+
+t.test('nothing but the login page and its stylesheet is reachable without a session', async (t) => {
+  const gw = await gateway(t);
+  t.equal((await pageRequest(gw, 'GET', '/login')).status, 200);
+  t.equal((await pageRequest(gw, 'GET', '/assets/page.css')).status, 200);
+  const page = await pageRequest(gw, 'GET', '/');
+  t.equal(page.status, 303);
+  t.equal(page.headers.location, '/login');
+  t.equal((await pageRequest(gw, 'GET', '/assets/app.js')).status, 303, 'the page code is behind the login');
+  for (const path of ['/api/status', '/api/events']) t.equal((await pageRequest(gw, 'GET', path)).status, 401, `GET ${path}`);
+  for (const path of ['/api/wake', '/api/diagnostics', '/api/board-check', '/api/devices/relay1/methods/switch']) {
+    t.equal((await pageRequest(gw, 'POST', path, { headers: { 'content-type': 'application/json' }, body: '{}' })).status, 401, `POST ${path}`);
+  }
+  const forged = await pageRequest(gw, 'GET', '/api/status', { headers: { cookie: 'outpost_session=forged-session-id' } });
+  t.equal(forged.status, 401, 'an unknown session id is no session');
+});
+
+t.test('security headers on every response; the session cookie is HttpOnly, Secure, SameSite=Strict', async (t) => {
+  const gw = await gateway(t);
+  const { cookie, res } = await login(gw, PASSWORD);
+  const sessionLine = (res.headers['set-cookie'] as string[]).find((l) => l.startsWith('outpost_session='))!;
+  t.match(sessionLine, /; HttpOnly/);
+  t.match(sessionLine, /; Secure/);
+  t.match(sessionLine, /; SameSite=Strict/);
+  for (const [path, headers] of [['/login', {}], ['/assets/page.css', {}], ['/', { cookie }], ['/api/status', { cookie }]] as const) {
+    const r = await pageRequest(gw, 'GET', path, { headers });
+    t.equal(r.status, 200, path);
+    const csp = String(r.headers['content-security-policy']);
+    t.match(csp, /default-src 'none'/, `${path}: CSP`);
+    t.match(csp, /script-src 'self'/);
+    t.match(csp, /frame-ancestors 'none'/);
+    t.notMatch(csp, /unsafe-inline|unsafe-eval/, `${path}: no inline scripts or styles allowed`);
+    t.match(String(r.headers['strict-transport-security']), /^max-age=\d{7,}/, `${path}: HSTS`);
+    t.equal(r.headers['x-content-type-options'], 'nosniff');
+    t.equal(r.headers['x-frame-options'], 'DENY');
+  }
+  const asset = await pageRequest(gw, 'GET', '/assets/app.js', { headers: { cookie } });
+  t.match(String(asset.headers['cache-control']), /^private, max-age=\d+/, 'assets are cacheable, by the browser only');
+  t.ok(asset.headers.etag);
+  t.equal((await pageRequest(gw, 'GET', '/assets/app.js', { headers: { cookie, 'if-none-match': String(asset.headers.etag) } })).status, 304);
+  t.equal((await pageRequest(gw, 'GET', '/api/status', { headers: { cookie } })).headers['cache-control'], 'no-store');
+  const markup = (await pageRequest(gw, 'GET', '/', { headers: { cookie } })).body;
+  t.notMatch(markup, /<script(?![^>]*\bsrc=)/, 'no inline script in the page');
+  t.notMatch(markup, /<style|\sstyle=/, 'no inline style in the page');
+});
+
+t.test('every POST needs the session CSRF token, the login form its own', async (t) => {
+  const gw = await gateway(t);
+  const form = await pageRequest(gw, 'GET', '/login');
+  const noToken = await pageRequest(gw, 'POST', '/login', {
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `outpost_login=${setCookies(form).outpost_login}` },
+    body: new URLSearchParams({ user: 'technician', password: PASSWORD }).toString(),
+  });
+  t.equal(noToken.status, 403, 'a login post without the form token is refused, right password or not');
+  t.notOk(setCookies(noToken).outpost_session);
+
+  const { cookie, csrf } = await login(gw, PASSWORD);
+  const json = { 'content-type': 'application/json', cookie };
+  t.equal((await pageRequest(gw, 'POST', '/api/wake', { headers: json, body: '{}' })).status, 403, 'no token');
+  t.equal((await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': 'x'.repeat(43) }, body: '{}' })).status, 403, 'wrong token');
+  const other = await login(gw, PASSWORD);
+  t.equal((await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': other.csrf }, body: '{}' })).status, 403, "another session's token");
+  t.equal((await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': csrf }, body: '{}' })).status, 200, 'the right token');
+  t.ok(gw.logs().some((l) => l.page === 'csrf'), 'refusals are logged');
+  t.ok(gw.logs().some((l) => l.page === 'wake' && l.user === 'technician'), 'the action is logged with who did it');
+  const big = await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': csrf }, body: 'x'.repeat(64 * 1024) });
+  t.equal(big.status, 413, 'an oversized body is refused');
+});
+
+t.test('wrong passwords are rate-limited per address, and each attempt is logged', async (t) => {
+  const gw = await gateway(t);
+  for (let i = 0; i < LOGIN_FAILURES_MAX; i++) t.equal((await login(gw, `wrong-${i}`)).res.status, 401, `failure ${i + 1}`);
+  const limited = await login(gw, PASSWORD);
+  t.equal(limited.res.status, 429, 'the right password is refused once the address used up its failures');
+  t.match(String(limited.res.headers['retry-after']), /^\d+$/);
+  t.equal(limited.cookie, '');
+  const neighbour = await login(gw, PASSWORD, '127.0.0.2');
+  t.equal(neighbour.res.status, 303, 'another address still logs in');
+  const attempts = gw.logs().filter((l) => l.page === 'login');
+  t.equal(attempts.filter((l) => l.ok === false && l.address === '127.0.0.1').length, LOGIN_FAILURES_MAX + 1);
+  t.ok(attempts.some((l) => l.ok === true && l.address === '127.0.0.2'));
+  t.notOk(JSON.stringify(gw.logs()).includes(PASSWORD), 'no password reaches the log');
+  const status = JSON.parse((await pageRequest(gw, 'GET', '/api/status', { headers: { cookie: neighbour.cookie } })).body);
+  t.same(status.page, { sessions: 1, loginFailures: LOGIN_FAILURES_MAX, loginRefused: 1 }, 'the page shows the refusals');
+});
+
+t.test('the diagnostics bundle holds the status and the board file, none of its secrets', async (t) => {
+  const gw = await gateway(t);
+  const { cookie, csrf } = await login(gw, PASSWORD);
+  const res = await pageRequest(gw, 'POST', '/api/diagnostics', {
+    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie }, body: new URLSearchParams({ csrf }).toString(),
+  });
+  t.equal(res.status, 200);
+  t.match(String(res.headers['content-disposition']), /^attachment; filename="outpost-outpost-page-diagnostics\.json"$/);
+  for (const secret of PLANTED) t.notOk(res.body.includes(secret), `${secret} is not in the bundle`);
+  const bundle = JSON.parse(res.body);
+  t.equal(bundle.status.gatewayId, 'outpost-page');
+  t.equal(bundle.boardFile.content.uplink.password, '[redacted]');
+  t.equal(bundle.boardFile.content.uplink.username, 'gw', 'what is not secret stays readable');
+  t.equal(bundle.boardCheck.ok, true);
+  t.ok(bundle.devices.some((d: { id: string }) => d.id === 'relay1'));
+  t.ok(gw.logs().some((l) => l.page === 'diagnostics'));
+});
