@@ -71,7 +71,8 @@ export class PageHandler {
     if (req.method === 'GET' && asset !== null && PUBLIC_ASSETS.has(asset)) return this.ctx.assets.serve(req, res, asset);
     const session = this.sessions.touch(readCookie(req, SESSION_COOKIE));
     if (!session) {
-      if (req.method === 'GET' && !path.startsWith('/api/')) return void send(res, 303, 'text/plain', 'log in first\n', { location: '/login' });
+      // Only the page itself redirects: a favicon or asset fetch sent to /login would replace the login form's token.
+      if (req.method === 'GET' && path === '/') return void send(res, 303, 'text/plain', 'log in first\n', { location: '/login' });
       return void sendJson(res, 401, { error: 'log in first' });
     }
     if (req.method === 'GET') return this.get(req, res, session, path, asset);

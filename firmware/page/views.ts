@@ -1,11 +1,14 @@
 import { escapeHtml } from './http.js';
 
-/** HTML shells: markup only, no inline script or style (the CSP forbids both); app.js fills the main page. */
+/**
+ * HTML shells: markup only, no inline script or style (the CSP forbids both); app.js fills the main page.
+ * The empty data: icon keeps browsers from asking for /favicon.ico, which would only be refused.
+ */
 
 function shell(title: string, head: string, body: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)}</title><link rel="stylesheet" href="/assets/page.css">${head}</head>
+<title>${escapeHtml(title)}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/assets/page.css">${head}</head>
 <body>${body}</body></html>
 `;
 }

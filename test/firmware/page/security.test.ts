@@ -25,7 +25,7 @@ t.test('nothing but the login page and its stylesheet is reachable without a ses
   const page = await pageRequest(gw, 'GET', '/');
   t.equal(page.status, 303);
   t.equal(page.headers.location, '/login');
-  t.equal((await pageRequest(gw, 'GET', '/assets/app.js')).status, 303, 'the page code is behind the login');
+  t.equal((await pageRequest(gw, 'GET', '/assets/app.js')).status, 401, 'the page code is behind the login');
   for (const path of ['/api/status', '/api/events']) t.equal((await pageRequest(gw, 'GET', path)).status, 401, `GET ${path}`);
   for (const path of ['/api/wake', '/api/diagnostics', '/api/board-check', '/api/devices/relay1/methods/switch']) {
     t.equal((await pageRequest(gw, 'POST', path, { headers: { 'content-type': 'application/json' }, body: '{}' })).status, 401, `POST ${path}`);
