@@ -1,4 +1,7 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
 import t from 'tap';
+import { PAGE_TLS_DIR } from '../../../firmware/page/tls.js';
 import { freePort } from '../../support/brokers.js';
 import { login, pageRequest, setCookies, startPageGateway, type PageGateway } from '../../support/page-gateway.js';
 import { LOGIN_FAILURES_MAX } from '../../../firmware/page/sessions.js';
@@ -17,6 +20,13 @@ async function gateway(t: Parameters<typeof startPageGateway>[0]): Promise<PageG
     },
   });
 }
+
+t.test('without a page section no page port is opened and no certificate is made', async (t) => {
+  const gw = await startPageGateway(t, { password: PASSWORD, board: { page: false } });
+  t.equal(gw.ops.pagePort, null);
+  t.notOk(existsSync(join(gw.runtime.dataDir, PAGE_TLS_DIR)));
+  t.notOk(gw.logs().some((l) => l.page === 'listen'));
+});
 
 t.test('nothing but the login page and its stylesheet is reachable without a session', async (t) => {
   const gw = await gateway(t);
@@ -82,6 +92,13 @@ t.test('every POST needs the session CSRF token, the login form its own', async 
   t.equal((await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': csrf }, body: '{}' })).status, 200, 'the right token');
   t.ok(gw.logs().some((l) => l.page === 'csrf'), 'refusals are logged');
   t.ok(gw.logs().some((l) => l.page === 'wake' && l.user === 'technician'), 'the action is logged with who did it');
+  const post = (path: string, body = '{}') => pageRequest(gw, 'POST', path, { headers: { ...json, 'x-csrf-token': csrf }, body });
+  const check = await post('/api/board-check');
+  t.same(JSON.parse(check.body), { ok: true, file: gw.boardFile, summary: JSON.parse(check.body).summary });
+  t.match(JSON.parse(check.body).summary, /^board outpost-page on variant sim: \d+ buses/);
+  t.equal((await post('/api/devices/nosuch/methods/switch')).status, 404, 'an unknown device');
+  t.equal((await post('/api/devices/relay1/methods/%3Cscript%3E')).status, 400, 'a method name the hub would refuse');
+  t.equal((await post('/api/devices/relay1/methods/get', '{not json')).status, 400, 'a body that is not JSON');
   const big = await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': csrf }, body: 'x'.repeat(64 * 1024) });
   t.equal(big.status, 413, 'an oversized body is refused');
 });
