@@ -31,7 +31,8 @@ export class Assets {
     const files = new Map<string, Asset>();
     for (const [name, type] of Object.entries(ASSET_FILES)) {
       const body = await readFile(join(dir, name)).catch((err: Error) => {
-        throw new Error(`page: asset ${join(dir, name)} is missing (${err.message}); run npm run build`, { cause: err });
+        const why = `page: asset ${join(dir, name)} is missing (${err.message}); run npm run build`;
+        throw new Error(why, { cause: err });
       });
       files.set(name, { body, type, etag: `"${createHash('sha256').update(body).digest('base64url').slice(0, 22)}"` });
     }

@@ -27,11 +27,17 @@ export function securityHeaders(): Record<string, string> {
   };
 }
 
-export function send(res: ServerResponse, status: number, type: string, body: string | Buffer, headers: Record<string, string | string[]> = {}): void {
-  res.writeHead(status, { ...securityHeaders(), 'cache-control': 'no-store', 'content-type': type, ...headers }).end(body);
+type Headers = Record<string, string | string[]>;
+
+/** Every response goes through here, so none leaves without the security headers; dynamic ones are not cached. */
+export function send(
+  res: ServerResponse, status: number, type: string, body: string | Buffer, headers: Headers = {},
+): void {
+  res.writeHead(status, { ...securityHeaders(), 'cache-control': 'no-store', 'content-type': type, ...headers });
+  res.end(body);
 }
 
-export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Record<string, string | string[]> = {}): void {
+export function sendJson(res: ServerResponse, status: number, value: unknown, headers: Headers = {}): void {
   send(res, status, 'application/json; charset=utf-8', JSON.stringify(value), headers);
 }
 
@@ -75,7 +81,8 @@ export function parseFields(req: IncomingMessage, body: string): Record<string, 
   if (type.startsWith('application/json')) {
     if (body.trim() === '') return {};
     const value: unknown = JSON.parse(body);
-    return typeof value === 'object' && value !== null && !Array.isArray(value) ? (value as Record<string, unknown>) : {};
+    const isRecord = typeof value === 'object' && value !== null && !Array.isArray(value);
+    return isRecord ? (value as Record<string, unknown>) : {};
   }
   return Object.fromEntries(new URLSearchParams(body));
 }

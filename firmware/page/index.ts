@@ -42,7 +42,8 @@ export async function startPage(opts: StartPageOptions): Promise<PageServer> {
     // Read at each login, so `outpost passwd` takes effect without a restart.
     password: () => readPasswordFile(config.passwordFile),
   });
-  const server: Server = createServer({ cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' }, (req, res) => handler.handle(req, res));
+  const tlsOptions = { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' as const };
+  const server: Server = createServer(tlsOptions, (req, res) => handler.handle(req, res));
   server.headersTimeout = HEADERS_TIMEOUT_MS;
   server.requestTimeout = REQUEST_TIMEOUT_MS;
   server.maxConnections = CONNECTIONS_MAX;
@@ -58,7 +59,8 @@ export async function startPage(opts: StartPageOptions): Promise<PageServer> {
   ]);
   const address = server.address();
   const port = typeof address === 'object' && address ? address.port : config.port;
-  logger.info({ page: 'listen', host: config.host, port, certificate: tls.source }, `page: https://${config.host}:${port}/`);
+  const fields = { page: 'listen', host: config.host, port, certificate: tls.source };
+  logger.info(fields, `page: https://${config.host}:${port}/`);
   return {
     port,
     handler,

@@ -1,8 +1,6 @@
 import type { Readable } from 'node:stream';
 import { hashPassword, PASSWORD_CHARS_MAX, PASSWORD_CHARS_MIN, TECHNICIAN_USER, writePasswordFile } from './passwd.js';
 
-export const PASSWD_USAGE = 'usage: outpost passwd [--board FILE] [--file PATH]   (the new password on stdin, one line)';
-
 /** Reads at most `charsMax` + a newline: a longer stdin is refused, not buffered without end. */
 async function readSecret(input: Readable, charsMax: number): Promise<string | null> {
   let text = '';
@@ -25,7 +23,8 @@ export async function runPasswdCli(
 ): Promise<number> {
   const password = await readSecret(input, PASSWORD_CHARS_MAX);
   if (password === null || password.length < PASSWORD_CHARS_MIN || password.length > PASSWORD_CHARS_MAX) {
-    io.err(`outpost passwd: the password must be ${PASSWORD_CHARS_MIN} to ${PASSWORD_CHARS_MAX} characters on one line`);
+    const limits = `${PASSWORD_CHARS_MIN} to ${PASSWORD_CHARS_MAX} characters`;
+    io.err(`outpost passwd: the password must be ${limits} on one line`);
     return 1;
   }
   await writePasswordFile(file, await hashPassword(TECHNICIAN_USER, password));

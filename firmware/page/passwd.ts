@@ -32,7 +32,8 @@ export interface PasswordEntry {
 
 function derive(password: string, salt: Buffer, opts: ScryptOptions): Promise<Buffer> {
   return new Promise((resolve, reject) => {
-    scrypt(password, salt, HASH_BYTES, { ...opts, maxmem: SCRYPT_MAXMEM_BYTES }, (err, key) => (err ? reject(err) : resolve(key)));
+    const done = (err: Error | null, key: Buffer) => (err ? reject(err) : resolve(key));
+    scrypt(password, salt, HASH_BYTES, { ...opts, maxmem: SCRYPT_MAXMEM_BYTES }, done);
   });
 }
 
@@ -50,10 +51,15 @@ export function parsePasswordFile(text: string, file: string): PasswordEntry {
   if (parts.length !== 7 || scheme !== 'scrypt' || !user) {
     throw new Error(`${file}: expected one line user:scrypt:N:r:p:salt:hash (set it with \`outpost passwd\`)`);
   }
-  const entry = { user, n: Number(n), r: Number(r), p: Number(p), salt: Buffer.from(salt!, 'base64'), hash: Buffer.from(hash!, 'base64') };
-  const validCost = [entry.n, entry.r, entry.p].every((v) => Number.isInteger(v) && v > 0) && entry.n * entry.r * 128 <= SCRYPT_MAXMEM_BYTES;
+  const entry = {
+    user, n: Number(n), r: Number(r), p: Number(p),
+    salt: Buffer.from(salt!, 'base64'), hash: Buffer.from(hash!, 'base64'),
+  };
+  const positive = [entry.n, entry.r, entry.p].every((v) => Number.isInteger(v) && v > 0);
+  const validCost = positive && entry.n * entry.r * 128 <= SCRYPT_MAXMEM_BYTES;
   if (!validCost || entry.hash.length !== HASH_BYTES || entry.salt.length === 0) {
-    throw new Error(`${file}: the scrypt parameters, salt or hash are not valid (set it again with \`outpost passwd\`)`);
+    const why = 'the scrypt parameters, salt or hash are not valid';
+    throw new Error(`${file}: ${why} (set it again with \`outpost passwd\`)`);
   }
   return entry;
 }

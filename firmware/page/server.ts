@@ -68,11 +68,15 @@ export class PageHandler {
     const asset = path.startsWith('/assets/') ? path.slice('/assets/'.length) : null;
     if (req.method === 'GET' && path === '/login') return this.showLogin(res, null, 200);
     if (req.method === 'POST' && path === '/login') return this.login(req, res);
-    if (req.method === 'GET' && asset !== null && PUBLIC_ASSETS.has(asset)) return this.ctx.assets.serve(req, res, asset);
+    if (req.method === 'GET' && asset !== null && PUBLIC_ASSETS.has(asset)) {
+      return this.ctx.assets.serve(req, res, asset);
+    }
     const session = this.sessions.touch(readCookie(req, SESSION_COOKIE));
     if (!session) {
       // Only the page itself redirects: a favicon or asset fetch sent to /login would replace the login form's token.
-      if (req.method === 'GET' && path === '/') return void send(res, 303, 'text/plain', 'log in first\n', { location: '/login' });
+      if (req.method === 'GET' && path === '/') {
+        return void send(res, 303, 'text/plain', 'log in first\n', { location: '/login' });
+      }
       return void sendJson(res, 401, { error: 'log in first' });
     }
     if (req.method === 'GET') return this.get(req, res, session, path, asset);
@@ -80,28 +84,33 @@ export class PageHandler {
     const fields = parseFields(req, await readBody(req));
     const csrf = req.headers['x-csrf-token'] ?? fields.csrf;
     if (!sameToken(typeof csrf === 'string' ? csrf : undefined, session.csrf)) {
-      this.ctx.logger.warn({ page: 'csrf', user: session.user, address: session.address, path }, 'page: POST without a valid CSRF token refused');
+      const who = { user: session.user, address: session.address };
+      this.ctx.logger.warn({ page: 'csrf', ...who, path }, 'page: POST without a valid CSRF token refused');
       return void sendJson(res, 403, { error: 'missing or wrong CSRF token: reload the page' });
     }
     return this.post(res, session, path, fields);
   }
 
   private get(req: IncomingMessage, res: ServerResponse, session: Session, path: string, asset: string | null): void {
-    if (path === '/') return send(res, 200, 'text/html; charset=utf-8', mainPage(session.csrf, this.ctx.host.gatewayId, this.ctx.host.version));
+    const { gatewayId, version } = this.ctx.host;
+    if (path === '/') return send(res, 200, 'text/html; charset=utf-8', mainPage(session.csrf, gatewayId, version));
     if (path === '/api/status') return sendJson(res, 200, this.snapshot());
     if (path === '/api/events') return this.openStream(req, res);
     if (asset !== null) return this.ctx.assets.serve(req, res, asset);
     sendJson(res, 404, { error: `no page ${path}` });
   }
 
-  private async post(res: ServerResponse, session: Session, path: string, fields: Record<string, unknown>): Promise<void> {
+  private async post(
+    res: ServerResponse, session: Session, path: string, fields: Record<string, unknown>,
+  ): Promise<void> {
     const { host, logger } = this.ctx;
     const who = { user: session.user, address: session.address };
     const method = METHOD_PATH.exec(path);
     if (path === '/logout') {
       this.sessions.end(session.id);
       logger.info({ page: 'logout', ...who }, 'page: logged out');
-      return void send(res, 303, 'text/plain', 'logged out\n', { location: '/login', 'set-cookie': cookie(SESSION_COOKIE, '', 0) });
+      const headers = { location: '/login', 'set-cookie': cookie(SESSION_COOKIE, '', 0) };
+      return void send(res, 303, 'text/plain', 'logged out\n', headers);
     }
     if (path === '/api/wake') {
       host.wake('technician page');
@@ -111,7 +120,8 @@ export class PageHandler {
     if (method) {
       const [deviceId, name] = [decodeURIComponent(method[1]!), decodeURIComponent(method[2]!)];
       const result = await invokeDevice(host, deviceId, name, fields.payload ?? null);
-      logger.info({ page: 'method', ...who, deviceId, method: name, status: result.status }, `page: ${deviceId}.${name} -> ${result.status}`);
+      const line = { page: 'method', ...who, deviceId, method: name, status: result.status };
+      logger.info(line, `page: ${deviceId}.${name} -> ${result.status}`);
       return void sendJson(res, result.status, result.body);
     }
     if (path === '/api/board-check') {
@@ -123,15 +133,17 @@ export class PageHandler {
       const bundle = await diagnostics(host, this.reported);
       logger.info({ page: 'diagnostics', ...who, bytes: bundle.length }, 'page: diagnostics bundle downloaded');
       const name = `outpost-${host.gatewayId}-diagnostics.json`;
-      return void send(res, 200, 'application/json; charset=utf-8', bundle, { 'content-disposition': `attachment; filename="${name}"` });
+      const headers = { 'content-disposition': `attachment; filename="${name}"` };
+      return void send(res, 200, 'application/json; charset=utf-8', bundle, headers);
     }
     sendJson(res, 404, { error: `no action ${path}` });
   }
 
-  private showLogin(res: ServerResponse, message: string | null, status: number, headers: Record<string, string> = {}): void {
+  private showLogin(res: ServerResponse, message: string | null, status: number, extra: Record<string, string> = {}) {
     // Double-submit token: a cross-site form cannot read the cookie, so it cannot post a matching field.
     const csrf = randomBytes(32).toString('base64url');
-    send(res, status, 'text/html; charset=utf-8', loginPage(csrf, message), { ...headers, 'set-cookie': cookie(LOGIN_COOKIE, csrf) });
+    const headers = { ...extra, 'set-cookie': cookie(LOGIN_COOKIE, csrf) };
+    send(res, status, 'text/html; charset=utf-8', loginPage(csrf, message), headers);
   }
 
   private async login(req: IncomingMessage, res: ServerResponse): Promise<void> {
@@ -139,8 +151,10 @@ export class PageHandler {
     const wait = this.limiter.retryAfterSecs(address);
     if (wait > 0) {
       this.limiter.refused++;
-      this.ctx.logger.warn({ page: 'login', address, ok: false, retryAfterSecs: wait }, 'page: login refused, too many failures');
-      return this.showLogin(res, `Too many failed logins: try again in ${wait} s.`, 429, { 'retry-after': String(wait) });
+      const fields = { page: 'login', address, ok: false, retryAfterSecs: wait };
+      this.ctx.logger.warn(fields, 'page: login refused, too many failures');
+      const message = `Too many failed logins: try again in ${wait} s.`;
+      return this.showLogin(res, message, 429, { 'retry-after': String(wait) });
     }
     const fields = parseFields(req, await readBody(req));
     if (!sameToken(readCookie(req, LOGIN_COOKIE), String(fields.csrf ?? ''))) {
@@ -167,7 +181,9 @@ export class PageHandler {
   }
 
   private openStream(req: IncomingMessage, res: ServerResponse): void {
-    if (this.streams.size >= EVENT_STREAMS_MAX) return sendJson(res, 503, { error: `${EVENT_STREAMS_MAX} live views are open already` });
+    if (this.streams.size >= EVENT_STREAMS_MAX) {
+      return sendJson(res, 503, { error: `${EVENT_STREAMS_MAX} live views are open already` });
+    }
     send(res, 200, 'text/event-stream', `data: ${JSON.stringify(this.snapshot())}\n\n`, {});
     this.streams.add(res);
     req.on('close', () => this.streams.delete(res));
@@ -187,7 +203,9 @@ export class PageHandler {
       version: this.ctx.host.version,
       report,
       linkSinceWallMs: this.link?.sinceWallMs ?? null,
-      devices: this.ctx.host.devices().map((d) => ({ id: d.id, compatible: d.compatible, label: d.label ?? null, state: d.state, error: d.lastError ?? null })),
+      devices: this.ctx.host.devices().map((d) => ({
+        id: d.id, compatible: d.compatible, label: d.label ?? null, state: d.state, error: d.lastError ?? null,
+      })),
       reported: this.reported,
       history: this.ctx.history.list(),
       page: { sessions: this.sessions.size, loginFailures: this.limiter.failed, loginRefused: this.limiter.refused },

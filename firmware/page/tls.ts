@@ -47,7 +47,8 @@ export async function pageTls(dataDir: string, gatewayId: string, hub: unknown):
     '-keyout', `${keyFile}.tmp`, '-out', `${certFile}.tmp`,
   ];
   await promisify(execFile)('openssl', args, { timeout: OPENSSL_TIMEOUT_MS }).catch((err: Error) => {
-    throw new Error(`page: cannot make a self-signed certificate in ${dir} with openssl: ${err.message}`, { cause: err });
+    const why = `page: cannot make a self-signed certificate in ${dir} with openssl: ${err.message}`;
+    throw new Error(why, { cause: err });
   });
   await rename(`${keyFile}.tmp`, keyFile);
   await rename(`${certFile}.tmp`, certFile);

@@ -8,7 +8,8 @@ import { escapeHtml } from './http.js';
 function shell(title: string, head: string, body: string): string {
   return `<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)}</title><link rel="icon" href="data:,"><link rel="stylesheet" href="/assets/page.css">${head}</head>
+<title>${escapeHtml(title)}</title><link rel="icon" href="data:,">
+<link rel="stylesheet" href="/assets/page.css">${head}</head>
 <body>${body}</body></html>
 `;
 }
@@ -24,19 +25,23 @@ export function loginPage(csrf: string, message: string | null): string {
 }
 
 export function mainPage(csrf: string, gatewayId: string, version: string): string {
-  const head = `<meta name="csrf-token" content="${escapeHtml(csrf)}"><link rel="stylesheet" href="/assets/uPlot.min.css">
+  const head = `<meta name="csrf-token" content="${escapeHtml(csrf)}">
+<link rel="stylesheet" href="/assets/uPlot.min.css">
 <script type="module" src="/assets/app.js"></script>`;
   return shell(`outpost ${gatewayId}`, head, `<header><h1>${escapeHtml(gatewayId)}</h1>
 <span id="version">outpost ${escapeHtml(version)}</span>
-<form method="post" action="/logout"><input type="hidden" name="csrf" value="${escapeHtml(csrf)}"><button>Log out</button></form>
+<form method="post" action="/logout"><input type="hidden" name="csrf" value="${escapeHtml(csrf)}">
+<button>Log out</button></form>
 </header><main>
 <section><h2>Uplink</h2><p>Link <b id="link">…</b> <span id="link-since"></span></p>
 <p>Drain <b id="drain">…</b>, ETA <b id="eta">…</b>; ingest <b id="ingest">…</b></p>
 <button id="wake">Wake the uplink</button> <span id="wake-result"></span></section>
-<section><h2>Backlog</h2><table id="lanes"><thead><tr><th>lane</th><th>records</th><th>bytes</th><th>oldest</th></tr></thead>
+<section><h2>Backlog</h2><table id="lanes">
+<thead><tr><th>lane</th><th>records</th><th>bytes</th><th>oldest</th></tr></thead>
 <tbody></tbody></table><p>Total <b id="backlog-records">…</b> records</p><div id="chart"></div></section>
 <section><h2>Disk</h2><p><b id="quota">…</b></p><p id="forecast"></p><p id="counters"></p></section>
-<section><h2>Devices</h2><table id="devices"><thead><tr><th>device</th><th>state</th><th>reported</th><th></th></tr></thead>
+<section><h2>Devices</h2><table id="devices">
+<thead><tr><th>device</th><th>state</th><th>reported</th><th></th></tr></thead>
 <tbody></tbody></table><p id="method-result"></p></section>
 <section><h2>Children</h2><ul id="children"></ul></section>
 <section><h2>Recent errors</h2><ul id="errors"></ul></section>

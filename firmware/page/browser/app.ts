@@ -14,7 +14,10 @@ interface Snapshot {
     lanes: Array<{ lane: string; records: number; bytes: number; oldestAgeSecs: number }>;
     drain: { ratePerSec: number; etaSecs: number | null };
     ingest: { ratePerSec: number; bytesPerSec: number };
-    quota: { usedBytes: number; quotaBytes: number; usedPct: number; lastsSecs: number | null; ttlSecs: number; limitedBy: string };
+    quota: {
+      usedBytes: number; quotaBytes: number; usedPct: number;
+      lastsSecs: number | null; ttlSecs: number; limitedBy: string;
+    };
     counters: { expired: number; dropped: number; corrupt: number };
     children: string[];
     errors: Array<{ atWallMs: number; source: string; message: string }>;
@@ -56,7 +59,8 @@ function row(cells: Array<string | Node>): HTMLTableRowElement {
 
 function list(id: string, items: string[], empty: string): void {
   const ul = byId(id);
-  ul.replaceChildren(...(items.length ? items : [empty]).map((item) => Object.assign(document.createElement('li'), { textContent: item })));
+  const item = (line: string) => Object.assign(document.createElement('li'), { textContent: line });
+  ul.replaceChildren(...(items.length ? items : [empty]).map(item));
 }
 
 async function post(path: string, body: unknown = {}): Promise<{ status: number; body: unknown }> {
@@ -80,7 +84,9 @@ function relayButton(id: string, on: boolean): HTMLButtonElement {
 function renderDevices(s: Snapshot): void {
   const rows = s.devices.map((d) => {
     const reported = s.reported[d.id] ?? {};
-    const shown = Object.entries(reported).filter(([k]) => k !== 'state' && k !== 'fault').map(([k, v]) => `${k}=${JSON.stringify(v)}`);
+    const shown = Object.entries(reported)
+      .filter(([k]) => k !== 'state' && k !== 'fault')
+      .map(([k, v]) => `${k}=${JSON.stringify(v)}`);
     const state = d.state === 'faulted' ? `faulted: ${d.error ?? ''}` : d.state;
     const action = d.compatible === RELAY && d.state === 'ok' ? relayButton(d.id, reported.on === true) : '';
     const tr = row([d.label ? `${d.id} (${d.label})` : d.id, state, shown.join(' '), action]);
@@ -96,7 +102,8 @@ function renderChart(s: Snapshot): void {
   const width = Math.min(byId('chart').clientWidth || 320, 900);
   if (!chart) {
     chart = new uPlot({
-      width, height: 180, series: [{}, { label: 'backlog records', stroke: '#1f6feb', width: 2 }], axes: [{}, { size: 60 }],
+      width, height: 180, axes: [{}, { size: 60 }],
+      series: [{}, { label: 'backlog records', stroke: '#1f6feb', width: 2 }],
     }, data, byId('chart'));
   } else {
     chart.setData(data);
@@ -118,11 +125,13 @@ function render(s: Snapshot): void {
   text('quota', `${r.quota.usedBytes} of ${r.quota.quotaBytes} bytes (${r.quota.usedPct}%)`);
   text('forecast', r.quota.lastsSecs === null
     ? 'Not growing.'
-    : `Full in ${duration(r.quota.lastsSecs)} at this rate; TTL ${duration(r.quota.ttlSecs)} (${r.quota.limitedBy} removes data first).`);
+    : `Full in ${duration(r.quota.lastsSecs)} at this rate; TTL ${duration(r.quota.ttlSecs)} `
+      + `(${r.quota.limitedBy} removes data first).`);
   text('counters', `expired ${r.counters.expired}, dropped ${r.counters.dropped}, corrupt ${r.counters.corrupt}`);
   renderDevices(s);
   list('children', r.children, 'none connected');
-  list('errors', r.errors.map((e) => `${new Date(e.atWallMs).toLocaleTimeString()} ${e.source}: ${e.message}`).reverse(), 'none');
+  const errors = r.errors.map((e) => `${new Date(e.atWallMs).toLocaleTimeString()} ${e.source}: ${e.message}`);
+  list('errors', errors.reverse(), 'none');
   renderChart(s);
 }
 
