@@ -1,7 +1,8 @@
 import { systemClock, type Clock } from './clock.js';
 import type { LoadedBoard } from './config/index.js';
 import {
-  createBusProvider, startDevices, type DeviceManager, type DeviceStatus, type DriverLog, type MethodResult, type ReportedListener,
+  createBusProvider, startDevices,
+  type DeviceManager, type DeviceStatus, type DriverLog, type MethodResult, type ReportedListener,
 } from '../drivers/index.js';
 import { RingLog } from './store/log.js';
 import type { LogStats } from './store/types.js';
