@@ -49,7 +49,9 @@ export interface PageGatewayOptions {
   beforeStart?: (dataDir: string) => Promise<void>;
 }
 
-export async function startPageGateway(t: Parameters<typeof tempDir>[0], opts: PageGatewayOptions): Promise<PageGateway> {
+export async function startPageGateway(
+  t: Parameters<typeof tempDir>[0], opts: PageGatewayOptions,
+): Promise<PageGateway> {
   const dir = tempDir(t, 'outpost-page-');
   await symlink(BOARDS, join(dir, 'boards'));
   const boardFile = join(dir, 'board.json');
@@ -63,7 +65,8 @@ export async function startPageGateway(t: Parameters<typeof tempDir>[0], opts: P
   await mkdir(board.storage.dataDir, { recursive: true });
   await opts.beforeStart?.(board.storage.dataDir);
   const lines: Array<Record<string, unknown>> = [];
-  const logger = createLogger({ level: 'debug', destination: { write: (line: string) => void lines.push(JSON.parse(line)) } });
+  const destination = { write: (line: string) => void lines.push(JSON.parse(line)) };
+  const logger = createLogger({ level: 'debug', destination });
   const errors = new RecentErrors();
   const runtime = new Runtime(board, { hubPort: 0, log: logger, onError: (source, err) => errors.add(source, err) });
   let ops: Ops | null = null;
@@ -77,9 +80,11 @@ export async function startPageGateway(t: Parameters<typeof tempDir>[0], opts: P
   const runDir = join(dir, 'run');
   await mkdir(runDir);
   const assetsDir = await pageAssets();
-  ops = await Ops.start({ runtime, logger, errors, env: { RUNTIME_DIRECTORY: runDir }, pageAssetsDir: assetsDir, version: 'test' });
+  const env = { RUNTIME_DIRECTORY: runDir };
+  ops = await Ops.start({ runtime, logger, errors, env, pageAssetsDir: assetsDir, version: 'test' });
   // With the page off there is no certificate either: nothing was made that nobody asked for.
-  const ca = ops.pagePort === null ? Buffer.alloc(0) : await readFile(join(board.storage.dataDir, PAGE_TLS_DIR, 'cert.pem'));
+  const certFile = join(board.storage.dataDir, PAGE_TLS_DIR, 'cert.pem');
+  const ca = ops.pagePort === null ? Buffer.alloc(0) : await readFile(certFile);
   return { runtime, ops, port: ops.pagePort ?? 0, ca, dir, boardFile, logs: () => lines };
 }
 
@@ -96,9 +101,10 @@ export function pageRequest(
   path: string,
   opts: { headers?: Record<string, string>; body?: string; localAddress?: string } = {},
 ): Promise<PageResponse> {
+  const { headers, localAddress } = opts;
   return new Promise((resolve, reject) => {
     const req = request(
-      { host: '127.0.0.1', port: gw.port, method, path, ca: gw.ca, headers: opts.headers, localAddress: opts.localAddress },
+      { host: '127.0.0.1', port: gw.port, method, path, ca: gw.ca, headers, localAddress },
       (res) => {
         let body = '';
         res.on('data', (d: Buffer) => (body += d.toString()));
@@ -122,12 +128,16 @@ export function setCookies(res: PageResponse): Record<string, string> {
 }
 
 /** Logs in through the form as a browser does; returns the session cookie header and the page's CSRF token. */
-export async function login(gw: PageGateway, password: string, localAddress?: string): Promise<{ cookie: string; csrf: string; res: PageResponse }> {
+export async function login(
+  gw: PageGateway, password: string, localAddress?: string,
+): Promise<{ cookie: string; csrf: string; res: PageResponse }> {
   const form = await pageRequest(gw, 'GET', '/login', { localAddress });
   const loginCsrf = /name="csrf" value="([^"]+)"/.exec(form.body)![1]!;
   const res = await pageRequest(gw, 'POST', '/login', {
     localAddress,
-    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `outpost_login=${setCookies(form).outpost_login}` },
+    headers: {
+      'content-type': 'application/x-www-form-urlencoded', cookie: `outpost_login=${setCookies(form).outpost_login}`,
+    },
     body: new URLSearchParams({ csrf: loginCsrf, user: TECHNICIAN_USER, password }).toString(),
   });
   const session = setCookies(res).outpost_session;

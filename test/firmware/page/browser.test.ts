@@ -28,7 +28,8 @@ if (!existsSync(CHROMIUM)) {
       board: { uplink: { protocol: 'mqtt', url: `mqtt://127.0.0.1:${await freePort()}` } },
       beforeStart: async (dataDir) => {
         const cache = await IdentityCache.open(dataDir);
-        await cache.applyScope(parseScopeDocument(scopeDocument('outpost-page', 1, [{ deviceId: CHILD, key }]), 'outpost-page'), Date.now());
+        const scope = scopeDocument('outpost-page', 1, [{ deviceId: CHILD, key }]);
+        await cache.applyScope(parseScopeDocument(scope, 'outpost-page'), Date.now());
         cache.close();
       },
     });
@@ -49,28 +50,36 @@ if (!existsSync(CHROMIUM)) {
     t.match(new URL(page.url()).pathname, '/login', 'an unauthenticated visit lands on the login page');
     await page.fill('input[name="password"]', PASSWORD);
     await Promise.all([page.waitForURL(`https://127.0.0.1:${gw.port}/`), page.click('button[type="submit"]')]);
-    await page.waitForFunction(() => /^\d+$/.test(document.getElementById('backlog-records')?.textContent ?? ''), null, { timeout: SEEN_TIMEOUT_MS });
+    const wait = { timeout: SEEN_TIMEOUT_MS };
+    const shown = () => /^\d+$/.test(document.getElementById('backlog-records')?.textContent ?? '');
+    await page.waitForFunction(shown, null, wait);
     const before = Number(await page.textContent('#backlog-records'));
     t.not(await page.textContent('#link'), 'up (mqtt)', 'the page shows the link is not up');
 
     const hubPort = gw.runtime.status().hub!.ports.tcp!;
     const child = await mqttChild(hubPort, CHILD, sasPassword(CHILD, key));
     t.teardown(() => child.endAsync());
-    for (let i = 0; i < PUBLISHED; i++) await child.publishAsync(`devices/${CHILD}/messages/events/`, `reading ${i}`, { qos: 1 });
+    for (let i = 0; i < PUBLISHED; i++) {
+      await child.publishAsync(`devices/${CHILD}/messages/events/`, `reading ${i}`, { qos: 1 });
+    }
     await page.waitForFunction(
-      (want) => Number(document.getElementById('backlog-records')?.textContent) >= want, before + PUBLISHED, { timeout: SEEN_TIMEOUT_MS },
+      (want) => Number(document.getElementById('backlog-records')?.textContent) >= want, before + PUBLISHED, wait,
     );
-    t.ok(Number(await page.textContent('#backlog-records')) >= before + PUBLISHED, 'the backlog number grew by what the child published');
-    await page.waitForFunction((id) => document.getElementById('children')?.textContent?.includes(id), CHILD, { timeout: SEEN_TIMEOUT_MS });
+    const after = Number(await page.textContent('#backlog-records'));
+    t.ok(after >= before + PUBLISHED, 'the backlog number grew by what the child published');
+    await page.waitForFunction((id) => document.getElementById('children')?.textContent?.includes(id), CHILD, wait);
     t.ok(await page.locator('#chart canvas').count(), 'the backlog chart is drawn');
     await page.screenshot({ path: join(artefacts, 'backlog.png'), fullPage: true });
 
     await page.click('tr[data-device="relay1"] button');
-    await page.waitForFunction(() => document.querySelector('tr[data-device="relay1"]')?.textContent?.includes('on=true'), null, { timeout: SEEN_TIMEOUT_MS });
-    t.same((await gw.runtime.invokeDeviceMethod('relay1', 'get', null)).payload, { on: true }, 'the relay is on at the driver');
+    const relayOn = () => document.querySelector('tr[data-device="relay1"]')?.textContent?.includes('on=true');
+    await page.waitForFunction(relayOn, null, wait);
+    const atDriver = await gw.runtime.invokeDeviceMethod('relay1', 'get', null);
+    t.same(atDriver.payload, { on: true }, 'the relay is on at the driver');
     t.match(await page.textContent('#method-result'), /relay1\.switch: 200/);
     await page.screenshot({ path: join(artefacts, 'relay.png'), fullPage: true });
-    t.ok(gw.logs().some((l) => l.page === 'method' && l.deviceId === 'relay1' && l.status === 200), 'the switch is logged');
+    const logged = gw.logs().some((l) => l.page === 'method' && l.deviceId === 'relay1' && l.status === 200);
+    t.ok(logged, 'the switch is logged');
     t.same(consoleErrors, [], 'no errors in the browser console (a CSP violation would be one)');
   });
 }

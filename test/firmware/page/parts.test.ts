@@ -5,7 +5,9 @@ import t, { type Test } from 'tap';
 import { ConfigError, loadBoard, PAGE_PASSWORD_FILE_DEFAULT } from '../../../firmware/config/index.js';
 import { parsePasswordFile, readPasswordFile, TECHNICIAN_USER, verifyPassword } from '../../../firmware/page/passwd.js';
 import { runPasswdCli } from '../../../firmware/page/passwd-cli.js';
-import { LoginLimiter, LOGIN_FAILURES_MAX, LOGIN_WINDOW_SECS, SESSION_IDLE_SECS, Sessions } from '../../../firmware/page/sessions.js';
+import {
+  LoginLimiter, LOGIN_FAILURES_MAX, LOGIN_WINDOW_SECS, SESSION_IDLE_SECS, Sessions,
+} from '../../../firmware/page/sessions.js';
 import { pageTls } from '../../../firmware/page/tls.js';
 import { hubCerts } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
@@ -19,7 +21,8 @@ async function board(t: Test, page: unknown) {
 }
 
 t.test('board.json page section: off when absent, listen parsed, passwordFile relative to board.json', async (t) => {
-  t.equal((await loadBoard(join(t.testdir({ 'board.json': JSON.stringify(simBoard) }), 'board.json'), { boardsDir: BOARDS })).page, null);
+  const plain = join(t.testdir({ 'board.json': JSON.stringify(simBoard) }), 'board.json');
+  t.equal((await loadBoard(plain, { boardsDir: BOARDS })).page, null);
   const { b } = await board(t, { listen: '0.0.0.0:8443' });
   t.same(b.page, { host: '0.0.0.0', port: 8443, passwordFile: PAGE_PASSWORD_FILE_DEFAULT });
   const relative = await board(t, { listen: '[::]:443', passwordFile: 'secrets/page-passwd' });
@@ -53,7 +56,8 @@ t.test('outpost passwd writes an scrypt line from stdin that verifies, and refus
   t.match(out.at(-1), /10 to 1024 characters/);
   t.equal(readFileSync(file, 'utf8'), text, 'a refused password leaves the old file');
   t.throws(() => parsePasswordFile('technician:md5:abc', file), { message: new RegExp(`^${file}: expected one line`) });
-  await t.rejects(readPasswordFile(join(tempDir(t), 'absent')), /absent: ENOENT \(set a password with `outpost passwd`\)/);
+  const absent = readPasswordFile(join(tempDir(t), 'absent'));
+  await t.rejects(absent, /absent: ENOENT \(set a password with `outpost passwd`\)/);
 });
 
 t.test('sessions end after SESSION_IDLE_SECS without use; a use restarts the idle clock', async (t) => {

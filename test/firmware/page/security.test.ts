@@ -7,6 +7,7 @@ import { login, pageRequest, setCookies, startPageGateway, type PageGateway } fr
 import { LOGIN_FAILURES_MAX } from '../../../firmware/page/sessions.js';
 
 const PASSWORD = 'correct horse battery';
+const FORM = 'application/x-www-form-urlencoded';
 /** Secrets planted in board.json: none may appear in a diagnostics bundle. */
 const PLANTED = ['planted-uplink-pw-81723', 'planted-url-secret-5521'];
 
@@ -36,11 +37,15 @@ t.test('nothing but the login page and its stylesheet is reachable without a ses
   t.equal(page.status, 303);
   t.equal(page.headers.location, '/login');
   t.equal((await pageRequest(gw, 'GET', '/assets/app.js')).status, 401, 'the page code is behind the login');
-  for (const path of ['/api/status', '/api/events']) t.equal((await pageRequest(gw, 'GET', path)).status, 401, `GET ${path}`);
-  for (const path of ['/api/wake', '/api/diagnostics', '/api/board-check', '/api/devices/relay1/methods/switch']) {
-    t.equal((await pageRequest(gw, 'POST', path, { headers: { 'content-type': 'application/json' }, body: '{}' })).status, 401, `POST ${path}`);
+  for (const path of ['/api/status', '/api/events']) {
+    t.equal((await pageRequest(gw, 'GET', path)).status, 401, `GET ${path}`);
   }
-  const forged = await pageRequest(gw, 'GET', '/api/status', { headers: { cookie: 'outpost_session=forged-session-id' } });
+  for (const path of ['/api/wake', '/api/diagnostics', '/api/board-check', '/api/devices/relay1/methods/switch']) {
+    const res = await pageRequest(gw, 'POST', path, { headers: { 'content-type': 'application/json' }, body: '{}' });
+    t.equal(res.status, 401, `POST ${path}`);
+  }
+  const forgedCookie = { cookie: 'outpost_session=forged-session-id' };
+  const forged = await pageRequest(gw, 'GET', '/api/status', { headers: forgedCookie });
   t.equal(forged.status, 401, 'an unknown session id is no session');
 });
 
@@ -51,7 +56,8 @@ t.test('security headers on every response; the session cookie is HttpOnly, Secu
   t.match(sessionLine, /; HttpOnly/);
   t.match(sessionLine, /; Secure/);
   t.match(sessionLine, /; SameSite=Strict/);
-  for (const [path, headers] of [['/login', {}], ['/assets/page.css', {}], ['/', { cookie }], ['/api/status', { cookie }]] as const) {
+  const paths = [['/login', {}], ['/assets/page.css', {}], ['/', { cookie }], ['/api/status', { cookie }]] as const;
+  for (const [path, headers] of paths) {
     const r = await pageRequest(gw, 'GET', path, { headers });
     t.equal(r.status, 200, path);
     const csp = String(r.headers['content-security-policy']);
@@ -66,7 +72,8 @@ t.test('security headers on every response; the session cookie is HttpOnly, Secu
   const asset = await pageRequest(gw, 'GET', '/assets/app.js', { headers: { cookie } });
   t.match(String(asset.headers['cache-control']), /^private, max-age=\d+/, 'assets are cacheable, by the browser only');
   t.ok(asset.headers.etag);
-  t.equal((await pageRequest(gw, 'GET', '/assets/app.js', { headers: { cookie, 'if-none-match': String(asset.headers.etag) } })).status, 304);
+  const revalidate = { cookie, 'if-none-match': String(asset.headers.etag) };
+  t.equal((await pageRequest(gw, 'GET', '/assets/app.js', { headers: revalidate })).status, 304);
   t.equal((await pageRequest(gw, 'GET', '/api/status', { headers: { cookie } })).headers['cache-control'], 'no-store');
   const markup = (await pageRequest(gw, 'GET', '/', { headers: { cookie } })).body;
   t.notMatch(markup, /<script(?![^>]*\bsrc=)/, 'no inline script in the page');
@@ -77,7 +84,7 @@ t.test('every POST needs the session CSRF token, the login form its own', async 
   const gw = await gateway(t);
   const form = await pageRequest(gw, 'GET', '/login');
   const noToken = await pageRequest(gw, 'POST', '/login', {
-    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie: `outpost_login=${setCookies(form).outpost_login}` },
+    headers: { 'content-type': FORM, cookie: `outpost_login=${setCookies(form).outpost_login}` },
     body: new URLSearchParams({ user: 'technician', password: PASSWORD }).toString(),
   });
   t.equal(noToken.status, 403, 'a login post without the form token is refused, right password or not');
@@ -86,26 +93,31 @@ t.test('every POST needs the session CSRF token, the login form its own', async 
   const { cookie, csrf } = await login(gw, PASSWORD);
   const json = { 'content-type': 'application/json', cookie };
   t.equal((await pageRequest(gw, 'POST', '/api/wake', { headers: json, body: '{}' })).status, 403, 'no token');
-  t.equal((await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': 'x'.repeat(43) }, body: '{}' })).status, 403, 'wrong token');
+  const wake = (token: string) =>
+    pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': token }, body: '{}' });
+  t.equal((await wake('x'.repeat(43))).status, 403, 'wrong token');
   const other = await login(gw, PASSWORD);
-  t.equal((await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': other.csrf }, body: '{}' })).status, 403, "another session's token");
-  t.equal((await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': csrf }, body: '{}' })).status, 200, 'the right token');
+  t.equal((await wake(other.csrf)).status, 403, "another session's token");
+  t.equal((await wake(csrf)).status, 200, 'the right token');
   t.ok(gw.logs().some((l) => l.page === 'csrf'), 'refusals are logged');
   t.ok(gw.logs().some((l) => l.page === 'wake' && l.user === 'technician'), 'the action is logged with who did it');
-  const post = (path: string, body = '{}') => pageRequest(gw, 'POST', path, { headers: { ...json, 'x-csrf-token': csrf }, body });
+  const withToken = { ...json, 'x-csrf-token': csrf };
+  const post = (path: string, body = '{}') => pageRequest(gw, 'POST', path, { headers: withToken, body });
   const check = await post('/api/board-check');
   t.same(JSON.parse(check.body), { ok: true, file: gw.boardFile, summary: JSON.parse(check.body).summary });
   t.match(JSON.parse(check.body).summary, /^board outpost-page on variant sim: \d+ buses/);
   t.equal((await post('/api/devices/nosuch/methods/switch')).status, 404, 'an unknown device');
   t.equal((await post('/api/devices/relay1/methods/%3Cscript%3E')).status, 400, 'a method name the hub would refuse');
   t.equal((await post('/api/devices/relay1/methods/get', '{not json')).status, 400, 'a body that is not JSON');
-  const big = await pageRequest(gw, 'POST', '/api/wake', { headers: { ...json, 'x-csrf-token': csrf }, body: 'x'.repeat(64 * 1024) });
+  const big = await post('/api/wake', 'x'.repeat(64 * 1024));
   t.equal(big.status, 413, 'an oversized body is refused');
 });
 
 t.test('wrong passwords are rate-limited per address, and each attempt is logged', async (t) => {
   const gw = await gateway(t);
-  for (let i = 0; i < LOGIN_FAILURES_MAX; i++) t.equal((await login(gw, `wrong-${i}`)).res.status, 401, `failure ${i + 1}`);
+  for (let i = 0; i < LOGIN_FAILURES_MAX; i++) {
+    t.equal((await login(gw, `wrong-${i}`)).res.status, 401, `failure ${i + 1}`);
+  }
   const limited = await login(gw, PASSWORD);
   t.equal(limited.res.status, 429, 'the right password is refused once the address used up its failures');
   t.match(String(limited.res.headers['retry-after']), /^\d+$/);
@@ -116,18 +128,21 @@ t.test('wrong passwords are rate-limited per address, and each attempt is logged
   t.equal(attempts.filter((l) => l.ok === false && l.address === '127.0.0.1').length, LOGIN_FAILURES_MAX + 1);
   t.ok(attempts.some((l) => l.ok === true && l.address === '127.0.0.2'));
   t.notOk(JSON.stringify(gw.logs()).includes(PASSWORD), 'no password reaches the log');
-  const status = JSON.parse((await pageRequest(gw, 'GET', '/api/status', { headers: { cookie: neighbour.cookie } })).body);
-  t.same(status.page, { sessions: 1, loginFailures: LOGIN_FAILURES_MAX, loginRefused: 1 }, 'the page shows the refusals');
+  const statusRes = await pageRequest(gw, 'GET', '/api/status', { headers: { cookie: neighbour.cookie } });
+  const status = JSON.parse(statusRes.body) as { page: unknown };
+  const counted = { sessions: 1, loginFailures: LOGIN_FAILURES_MAX, loginRefused: 1 };
+  t.same(status.page, counted, 'the page shows the refusals');
 });
 
 t.test('the diagnostics bundle holds the status and the board file, none of its secrets', async (t) => {
   const gw = await gateway(t);
   const { cookie, csrf } = await login(gw, PASSWORD);
   const res = await pageRequest(gw, 'POST', '/api/diagnostics', {
-    headers: { 'content-type': 'application/x-www-form-urlencoded', cookie }, body: new URLSearchParams({ csrf }).toString(),
+    headers: { 'content-type': FORM, cookie }, body: new URLSearchParams({ csrf }).toString(),
   });
   t.equal(res.status, 200);
-  t.match(String(res.headers['content-disposition']), /^attachment; filename="outpost-outpost-page-diagnostics\.json"$/);
+  const disposition = /^attachment; filename="outpost-outpost-page-diagnostics\.json"$/;
+  t.match(String(res.headers['content-disposition']), disposition);
   for (const secret of PLANTED) t.notOk(res.body.includes(secret), `${secret} is not in the bundle`);
   const bundle = JSON.parse(res.body);
   t.equal(bundle.status.gatewayId, 'outpost-page');
