@@ -115,6 +115,7 @@ export class Ops {
       startedMonoMs: this.startedMonoMs,
       nowMonoMs: performance.now(),
       metricsPort: this.metricsPort,
+      page: this.page ? { port: this.page.port, ...this.page.handler.counters() } : null,
     });
   }
 

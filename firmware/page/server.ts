@@ -35,6 +35,7 @@ export class PageHandler {
   readonly sessions = new Sessions();
   readonly limiter = new LoginLimiter();
   private readonly streams = new Set<ServerResponse>();
+  private csrfRefused = 0;
   private readonly reported: Record<string, Record<string, unknown>> = {};
   private readonly timer: NodeJS.Timeout;
   private readonly unsubscribe: () => void;
@@ -85,6 +86,7 @@ export class PageHandler {
     const csrf = req.headers['x-csrf-token'] ?? fields.csrf;
     if (!sameToken(typeof csrf === 'string' ? csrf : undefined, session.csrf)) {
       const who = { user: session.user, address: session.address };
+      this.csrfRefused++;
       this.ctx.logger.warn({ page: 'csrf', ...who, path }, 'page: POST without a valid CSRF token refused');
       return void sendJson(res, 403, { error: 'missing or wrong CSRF token: reload the page' });
     }
@@ -208,8 +210,14 @@ export class PageHandler {
       })),
       reported: this.reported,
       history: this.ctx.history.list(),
-      page: { sessions: this.sessions.size, loginFailures: this.limiter.failed, loginRefused: this.limiter.refused },
+      page: this.counters(),
     };
+  }
+
+  /** What the page refused, for `outpost status` and the metrics. */
+  counters() {
+    const { failed: loginFailures, refused: loginRefused } = this.limiter;
+    return { sessions: this.sessions.size, loginFailures, loginRefused, csrfRefused: this.csrfRefused };
   }
 
   private remember(deviceId: string, patch: Record<string, unknown>): void {

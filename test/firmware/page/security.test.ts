@@ -1,6 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
+import { formatReport } from '../../../firmware/ops/format.js';
 import { PAGE_TLS_DIR } from '../../../firmware/page/tls.js';
 import { freePort } from '../../support/brokers.js';
 import { login, pageRequest, setCookies, startPageGateway, type PageGateway } from '../../support/page-gateway.js';
@@ -18,6 +19,7 @@ async function gateway(t: Parameters<typeof startPageGateway>[0]): Promise<PageG
     password: PASSWORD,
     board: {
       uplink: { protocol: 'mqtt', url, username: 'gw', password: PLANTED[0] },
+      metrics: { port: 0 },
     },
   });
 }
@@ -25,6 +27,7 @@ async function gateway(t: Parameters<typeof startPageGateway>[0]): Promise<PageG
 t.test('without a page section no page port is opened and no certificate is made', async (t) => {
   const gw = await startPageGateway(t, { password: PASSWORD, board: { page: false } });
   t.equal(gw.ops.pagePort, null);
+  t.equal(gw.ops.report().page, null, 'outpost status says there is no page');
   t.notOk(existsSync(join(gw.runtime.dataDir, PAGE_TLS_DIR)));
   t.notOk(gw.logs().some((l) => l.page === 'listen'));
 });
@@ -100,6 +103,9 @@ t.test('every POST needs the session CSRF token, the login form its own', async 
   t.equal((await wake(other.csrf)).status, 403, "another session's token");
   t.equal((await wake(csrf)).status, 200, 'the right token');
   t.ok(gw.logs().some((l) => l.page === 'csrf'), 'refusals are logged');
+  t.equal(gw.ops.report().page?.csrfRefused, 3, 'and counted in the status report');
+  const metrics = await (await fetch(`http://127.0.0.1:${gw.ops.metricsPort}/metrics`)).text();
+  t.match(metrics, /^outpost_page_csrf_refused_total 3$/m, 'and in the metrics');
   t.ok(gw.logs().some((l) => l.page === 'wake' && l.user === 'technician'), 'the action is logged with who did it');
   const withToken = { ...json, 'x-csrf-token': csrf };
   const post = (path: string, body = '{}') => pageRequest(gw, 'POST', path, { headers: withToken, body });
@@ -130,8 +136,13 @@ t.test('wrong passwords are rate-limited per address, and each attempt is logged
   t.notOk(JSON.stringify(gw.logs()).includes(PASSWORD), 'no password reaches the log');
   const statusRes = await pageRequest(gw, 'GET', '/api/status', { headers: { cookie: neighbour.cookie } });
   const status = JSON.parse(statusRes.body) as { page: unknown };
-  const counted = { sessions: 1, loginFailures: LOGIN_FAILURES_MAX, loginRefused: 1 };
+  const counted = { sessions: 1, loginFailures: LOGIN_FAILURES_MAX, loginRefused: 1, csrfRefused: 0 };
   t.same(status.page, counted, 'the page shows the refusals');
+  t.same(gw.ops.report().page, { port: gw.port, ...counted }, 'so does outpost status');
+  t.match(formatReport(gw.ops.report()), /^page: {6}port \d+, 1 sessions, 5 failed logins, 1 refused, 0 bad CSRF$/m);
+  const metrics = await (await fetch(`http://127.0.0.1:${gw.ops.metricsPort}/metrics`)).text();
+  t.match(metrics, new RegExp(`^outpost_page_login_failures_total ${LOGIN_FAILURES_MAX}$`, 'm'));
+  t.match(metrics, /^outpost_page_login_refused_total 1$/m);
 });
 
 t.test('the diagnostics bundle holds the status and the board file, none of its secrets', async (t) => {
