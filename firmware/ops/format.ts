@@ -18,7 +18,8 @@ export function formatReport(r: StatusReport): string {
   ];
   if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
   if (r.page) {
-    const refused = `${r.page.loginFailures} failed logins, ${r.page.loginRefused} refused, ${r.page.csrfRefused} bad CSRF`;
+    const { loginFailures, loginRefused, csrfRefused } = r.page;
+    const refused = `${loginFailures} failed logins, ${loginRefused} refused, ${csrfRefused} bad CSRF`;
     lines.push(`page:      port ${r.page.port}, ${r.page.sessions} sessions, ${refused}`);
   }
   return lines.join('\n');
