@@ -6,7 +6,8 @@ import type { Assets } from './assets.js';
 import type { BacklogHistory } from './history.js';
 import type { PageHost } from './host.js';
 import {
-  BodyTooLarge, cookie, LOGIN_COOKIE, parseFields, readBody, readCookie, send, sendJson, SESSION_COOKIE,
+  BodyTooLarge, cookie, LOGIN_COOKIE, parseFields, readBody, readCookie, securityHeaders, send, sendJson,
+  SESSION_COOKIE,
 } from './http.js';
 import { verifyPassword, type PasswordEntry } from './passwd.js';
 import { LoginLimiter, sameToken, SESSION_IDLE_SECS, Sessions, type Session } from './sessions.js';
@@ -97,7 +98,7 @@ export class PageHandler {
     const { gatewayId, version } = this.ctx.host;
     if (path === '/') return send(res, 200, 'text/html; charset=utf-8', mainPage(session.csrf, gatewayId, version));
     if (path === '/api/status') return sendJson(res, 200, this.snapshot());
-    if (path === '/api/events') return this.openStream(req, res);
+    if (path === '/api/events') return this.openStream(res);
     if (asset !== null) return this.ctx.assets.serve(req, res, asset);
     sendJson(res, 404, { error: `no page ${path}` });
   }
@@ -182,13 +183,16 @@ export class PageHandler {
     });
   }
 
-  private openStream(req: IncomingMessage, res: ServerResponse): void {
+  private openStream(res: ServerResponse): void {
     if (this.streams.size >= EVENT_STREAMS_MAX) {
       return sendJson(res, 503, { error: `${EVENT_STREAMS_MAX} live views are open already` });
     }
-    send(res, 200, 'text/event-stream', `data: ${JSON.stringify(this.snapshot())}\n\n`, {});
+    // Headers only, the response stays open: tick() writes one event a second until the browser goes.
+    res.writeHead(200, { ...securityHeaders(), 'cache-control': 'no-store', 'content-type': 'text/event-stream' });
+    res.write(`data: ${JSON.stringify(this.snapshot())}\n\n`);
     this.streams.add(res);
-    req.on('close', () => this.streams.delete(res));
+    // The response's close: the request's fires once its (empty) body is read, long before the browser goes.
+    res.on('close', () => this.streams.delete(res));
   }
 
   private tick(): void {

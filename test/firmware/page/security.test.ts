@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { request } from 'node:https';
 import { join } from 'node:path';
 import t from 'tap';
 import { formatReport } from '../../../firmware/ops/format.js';
@@ -9,6 +10,10 @@ import { LOGIN_FAILURES_MAX } from '../../../firmware/page/sessions.js';
 
 const PASSWORD = 'correct horse battery';
 const FORM = 'application/x-www-form-urlencoded';
+/** Events read from one stream connection: the first (sent at once) and two of the per-second updates. */
+const STREAM_EVENTS = 3;
+/** Three events arrive within about 2 s; ten times that is a broken stream, not a slow machine. */
+const STREAM_WAIT_MS = 20_000;
 /** Secrets planted in board.json: none may appear in a diagnostics bundle. */
 const PLANTED = ['planted-uplink-pw-81723', 'planted-url-secret-5521'];
 
@@ -143,6 +148,33 @@ t.test('wrong passwords are rate-limited per address, and each attempt is logged
   const metrics = await (await fetch(`http://127.0.0.1:${gw.ops.metricsPort}/metrics`)).text();
   t.match(metrics, new RegExp(`^outpost_page_login_failures_total ${LOGIN_FAILURES_MAX}$`, 'm'));
   t.match(metrics, /^outpost_page_login_refused_total 1$/m);
+});
+
+t.test('the live stream stays open and sends a status event each second on one connection', async (t) => {
+  const gw = await gateway(t);
+  const { cookie } = await login(gw, PASSWORD);
+  type Stream = { count: number; type: string | undefined; csp: string | undefined };
+  const events = await new Promise<Stream>((resolve, reject) => {
+    const options = { host: '127.0.0.1', port: gw.port, path: '/api/events', ca: gw.ca, headers: { cookie } };
+    let count = 0;
+    const giveUp = () => (req.destroy(), reject(new Error(`${count} events in ${STREAM_WAIT_MS} ms`)));
+    const timer = setTimeout(giveUp, STREAM_WAIT_MS);
+    const req = request(options, (res) => {
+      res.on('data', (d: Buffer) => {
+        count += d.toString().split('\n').filter((line) => line.startsWith('data: ')).length;
+        if (count < STREAM_EVENTS) return;
+        clearTimeout(timer);
+        req.destroy();
+        resolve({ count, type: res.headers['content-type'], csp: res.headers['content-security-policy'] as string });
+      });
+      res.on('end', () => (clearTimeout(timer), reject(new Error(`the stream ended after ${count} events`))));
+    });
+    req.on('error', reject);
+    req.end();
+  });
+  t.equal(events.count, STREAM_EVENTS);
+  t.equal(events.type, 'text/event-stream');
+  t.match(events.csp, /default-src 'none'/);
 });
 
 t.test('the diagnostics bundle holds the status and the board file, none of its secrets', async (t) => {
