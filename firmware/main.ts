@@ -1,7 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, ConfigErrors, loadBoard, renderReference, runBoardCheckCli, type LoadedBoard,
+  ConfigError, ConfigErrors, loadBoard, PAGE_PASSWORD_FILE_DEFAULT, renderReference, runBoardCheckCli, type LoadedBoard,
 } from './config/index.js';
 import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
@@ -18,6 +18,7 @@ const USAGE = `usage: outpost [run] [--board FILE]
        outpost board check [--no-files] [FILE ...]
        outpost board reference          (every board.json option, as markdown)
        outpost scope publish [--board FILE] SCOPE.json
+       outpost passwd [--board FILE] [--file PATH]   (technician page password, read from stdin)
 The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir and
 OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs go to stdout at OUTPOST_LOG_LEVEL
 (default info): readable lines on a terminal, JSON lines otherwise (OUTPOST_LOG_FORMAT=json|pretty).`;
@@ -86,14 +87,17 @@ async function run(args: string[], logger: Logger): Promise<number> {
   woken.wake = (reason) => runtime.wake(reason);
   await runtime.start();
   // READY=1 goes out from here: the store is open and the hub listens.
-  const ops = await Ops.start({ runtime, logger, errors }).catch(async (err: unknown) => {
+  const ops = await Ops.start({ runtime, logger, errors, version: release?.version }).catch(async (err: unknown) => {
     // A metrics port in use must not leave the hub and the log open behind a process that cannot serve.
     await runtime.stop();
     throw err;
   });
   const hub = runtime.status().hub?.ports;
   logger.info(
-    { board: loaded.variant, dataDir: runtime.dataDir, hubPort: hub?.tcp ?? null, hubTlsPort: hub?.tls ?? null, statusSocket: ops.socketPath, metricsPort: ops.metricsPort },
+    {
+      board: loaded.variant, dataDir: runtime.dataDir, hubPort: hub?.tcp ?? null, hubTlsPort: hub?.tls ?? null,
+      statusSocket: ops.socketPath, metricsPort: ops.metricsPort, pagePort: ops.pagePort,
+    },
     `outpost ready: board ${loaded.variant} (${loaded.variantFile}), data in ${runtime.dataDir}`,
   );
   await stopped;
@@ -134,6 +138,15 @@ async function main(argv: string[], logger: Logger): Promise<number> {
       if (rest[0] === 'reference') return process.stdout.write(renderReference()), 0;
       process.stderr.write(`${USAGE}\n`);
       return 2;
+    case 'passwd': {
+      const file = flag(rest, '--file') ?? (await board(rest)).page?.passwordFile ?? PAGE_PASSWORD_FILE_DEFAULT;
+      // Only this command loads the hashing code; `run` imports it with the page, when the page is enabled.
+      const { runPasswdCli } = await import('./page/passwd-cli.js');
+      return runPasswdCli(resolve(file), process.stdin, {
+        out: (line) => process.stdout.write(`${line}\n`),
+        err: (line) => process.stderr.write(`${line}\n`),
+      });
+    }
     default:
       process.stderr.write(`${USAGE}\n`);
       return 2;

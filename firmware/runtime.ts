@@ -1,6 +1,9 @@
 import { systemClock, type Clock } from './clock.js';
 import type { LoadedBoard } from './config/index.js';
-import { createBusProvider, startDevices, type DeviceManager, type DeviceStatus, type DriverLog } from '../drivers/index.js';
+import {
+  createBusProvider, startDevices,
+  type DeviceManager, type DeviceStatus, type DriverLog, type MethodResult, type ReportedListener,
+} from '../drivers/index.js';
 import { RingLog } from './store/log.js';
 import type { LogStats } from './store/types.js';
 import { readFile } from 'node:fs/promises';
@@ -136,6 +139,17 @@ export class Runtime {
   /** The link is back (SIGUSR2 from a modem hook): connect now instead of sleeping out the backoff. */
   wake(reason: string): void {
     this.uplink?.wake(reason);
+  }
+
+  /** A direct method on one of the gateway's own devices (the technician's page switching a relay). */
+  invokeDeviceMethod(deviceId: string, name: string, payload: unknown): Promise<MethodResult> {
+    if (!this.devices) return Promise.resolve({ status: 503, payload: { error: 'the gateway is not running' } });
+    return this.devices.invokeMethod(deviceId, name, payload);
+  }
+
+  /** Reported-property changes of the gateway's own devices (relay state, faults); returns an unsubscribe. */
+  onDeviceReported(listener: ReportedListener): () => void {
+    return this.devices?.onReported(listener) ?? (() => {});
   }
 
   /**

@@ -10,6 +10,7 @@ const SECTION_INTROS: Record<(typeof OPTION_SECTIONS)[number], string> = {
   storage: 'The ring log on local disk (firmware/store). A variant in boards/ may set it; board.json overrides it ' +
     'key by key.',
   metrics: 'Prometheus text on loopback. Without this section there is no metrics server.',
+  page: 'The technician\'s HTTPS page (firmware/page): live status, login, a few actions. Off without this section.',
   uplink: 'How the gateway reaches its cloud (firmware/uplink). Without this section: `"protocol": "none"`, store ' +
     'only. ' +
     'The protocols column says which protocols accept an option; `none` accepts them all (a cloud switched off ' +

@@ -72,4 +72,15 @@ export const BOARD_OPTIONS: readonly OptionSpec[] = [
     doc: 'Serves Prometheus text on 127.0.0.1:<port>/metrics. Without a `metrics` section (or with `false`) there ' +
       'is no metrics server; 0 picks a free port.',
   },
+  {
+    path: 'page.listen', type: 'string', default: 'required with page', range: '"<address>:<port>"',
+      example: '0.0.0.0:8443', invalid: '8443',
+    doc: 'The technician\'s HTTPS page (README, Operating a gateway). Without a `page` section (or with `false`) ' +
+      'there is no page server and no port is opened; port 0 picks a free port.',
+  },
+  {
+    path: 'page.passwordFile', type: 'file path', default: '"/etc/outpost/page-passwd"', with: { listen: '0.0.0.0:8443' },
+      example: 'page-passwd', invalid: 5,
+    doc: 'scrypt hash written by `outpost passwd`; relative to board.json\'s folder.',
+  },
 ];

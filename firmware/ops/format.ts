@@ -19,6 +19,11 @@ export function formatReport(r: StatusReport): string {
     ...r.errors.slice(-5).map((e) => `  ${new Date(e.atWallMs).toISOString()} ${e.source}: ${e.message}`),
   ];
   if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
+  if (r.page) {
+    const { loginFailures, loginRefused, csrfRefused } = r.page;
+    const refused = `${loginFailures} failed logins, ${loginRefused} refused, ${csrfRefused} bad CSRF`;
+    lines.push(`page:      port ${r.page.port}, ${r.page.sessions} sessions, ${refused}`);
+  }
   return lines.join('\n');
 }
 

@@ -39,6 +39,14 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
   metric('outpost_errors_recent', 'gauge', 'Errors in the recent-errors ring.', [[{}, r.errors.length]]);
   metric('outpost_uptime_seconds', 'gauge', 'Seconds since the gateway started.', [[{}, r.uptimeSecs]]);
   metric('outpost_process_resident_memory_bytes', 'gauge', 'Resident set size of the gateway process.', [[{}, rssBytes]]);
+  if (r.page) {
+    const page = r.page;
+    const count = (name: string, help: string, value: number) =>
+      metric(`outpost_page_${name}_total`, 'counter', help, [[{}, value]]);
+    count('login_failures', 'Failed logins on the technician page.', page.loginFailures);
+    count('login_refused', 'Technician page logins refused: too many failures from the address.', page.loginRefused);
+    count('csrf_refused', 'POSTs to the technician page refused for a missing or wrong CSRF token.', page.csrfRefused);
+  }
   return `${out.join('\n')}\n`;
 }
 

@@ -79,6 +79,18 @@ export interface StatusReport {
   devices: { ok: number; faulted: Array<{ id: string; error: string | null }> };
   errors: RecentError[];
   metricsPort: number | null;
+  /** The technician page (firmware/page) when enabled: its port and what it refused. */
+  page: PageCounters | null;
+}
+
+export interface PageCounters {
+  port: number;
+  sessions: number;
+  loginFailures: number;
+  /** Logins refused because the address had used up its failures. */
+  loginRefused: number;
+  /** POSTs refused for a missing or wrong CSRF token. */
+  csrfRefused: number;
 }
 
 export interface ReportContext {
@@ -88,6 +100,7 @@ export interface ReportContext {
   startedMonoMs: number;
   nowMonoMs: number;
   metricsPort: number | null;
+  page?: PageCounters | null;
 }
 
 export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport {
@@ -137,6 +150,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     },
     errors: ctx.errors.list(),
     metricsPort: ctx.metricsPort,
+    page: ctx.page ?? null,
   };
 }
 
