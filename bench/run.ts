@@ -10,6 +10,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   powercut: async () => (await import('./powercut.js')).default,
   ship: async () => (await import('./ship.js')).default,
   bridge: async () => (await import('./bridge.js')).default,
+  hostile: async () => (await import('./hostile.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {

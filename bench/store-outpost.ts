@@ -2,16 +2,19 @@
 import { nodeFs, type StoreFile, type StoreFs } from '../firmware/store/fs.js';
 import type { Lane } from '../firmware/store/lane.js';
 import { RingLog } from '../firmware/store/log.js';
-import { envInt, peakRssMb, sampleMemory, send } from './harness.js';
-import { BATCH_RECORDS, TTL_SECS, body, expectNext, measureLife, type EngineResult } from './store-workload.js';
+import { peakRssMb, sampleMemory, send } from './harness.js';
+import {
+  APPEND_BATCH_CALLS_IN_FLIGHT,
+  APPEND_WINDOW_RECORDS,
+  BATCH_RECORDS,
+  TTL_SECS,
+  body,
+  expectNext,
+  measureLife,
+  type EngineResult,
+} from './store-workload.js';
 
 const MiB = 1024 * 1024;
-/**
- * Appends awaiting durability at once, bounded like a real producer. In steady state one group commit
- * syncs while the next fills, so a commit carries about half the window. OUTPOST_BENCH_APPEND_WINDOW overrides.
- */
-const APPEND_WINDOW_RECORDS_DEFAULT = 4096;
-const APPEND_WINDOW_RECORDS = envInt('OUTPOST_BENCH_APPEND_WINDOW', APPEND_WINDOW_RECORDS_DEFAULT);
 /** How long the drained log may take to delete its segments on its own (checkpoint timer, then sweep), ms. */
 const RETIRE_WAIT_MS_MAX = 10_000;
 const RETIRE_POLL_MS = 20;
@@ -35,9 +38,6 @@ async function appendRange(lane: Lane, from: number, to: number): Promise<void> 
   }
   await Promise.all(window);
 }
-
-/** Records per appendBatch call: the peers' transaction and batch size (BATCH_RECORDS). */
-const APPEND_BATCH_CALLS_IN_FLIGHT = Math.max(1, Math.floor(APPEND_WINDOW_RECORDS / BATCH_RECORDS));
 
 /** Appends records [from, to) in appendBatch calls of BATCH_RECORDS, the same window of records in flight. */
 async function appendRangeBatched(lane: Lane, from: number, to: number): Promise<void> {

@@ -4,7 +4,15 @@
 import type Database from 'better-sqlite3';
 import type { ClassicLevel } from 'classic-level';
 import { join } from 'node:path';
-import { BATCH_RECORDS, TTL_SECS, body, expectNext, measureLife, type EngineResult } from './store-workload.js';
+import {
+  APPEND_BATCH_CALLS_IN_FLIGHT,
+  BATCH_RECORDS,
+  TTL_SECS,
+  body,
+  expectNext,
+  measureLife,
+  type EngineResult,
+} from './store-workload.js';
 
 /** Bytes before the body in a LevelDB value: enqueue ms and ttl seconds, like SQLite's ts/ttl columns. */
 const LEVEL_VALUE_HEADER_BYTES = 16;
@@ -18,19 +26,24 @@ interface Row {
   payload: Buffer;
 }
 
+/** SQLite's synchronous pragma under WAL: NORMAL syncs the WAL only at checkpoints, FULL at every commit. */
+export type SqliteSync = 'NORMAL' | 'FULL';
+
 /**
- * SQLite as queues on gateways usually use it: WAL, synchronous=NORMAL (commits are not fsynced; the WAL
- * is synced at checkpoints), one transaction per 500 inserts. Drain: ordered select of unexpired rows,
- * then delete everything acknowledged.
+ * SQLite as queues on gateways usually use it: WAL, one transaction per 500 inserts. With
+ * synchronous=NORMAL (the usual setting) a commit is not fsynced, so a power cut loses the last commits:
+ * not durable per commit, unlike outpost's acknowledged appends. synchronous=FULL fsyncs the WAL at each
+ * commit: the durable-vs-durable comparison. Drain: ordered select of unexpired rows, then delete
+ * everything acknowledged.
  */
-export async function sqliteLife(dir: string, records: number): Promise<EngineResult> {
+export async function sqliteLife(dir: string, records: number, sync: SqliteSync): Promise<EngineResult> {
   let db!: Database;
   return measureLife(records, {
     async open() {
       const { default: SqliteDatabase } = await import('better-sqlite3');
       db = new SqliteDatabase(join(dir, 'queue.db'));
       db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = NORMAL');
+      db.pragma(`synchronous = ${sync}`);
       db.exec('CREATE TABLE queue (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, ttl INTEGER NOT NULL, payload BLOB NOT NULL)');
     },
     async append() {
@@ -65,8 +78,9 @@ export async function sqliteLife(dir: string, records: number): Promise<EngineRe
 
 /**
  * LevelDB through classic-level: batches of 500 puts written with sync: true (one fsync of its log per
- * batch, one batch in flight, as a queue needing durable acknowledgement would). Drain: an ordered
- * iterator from the last acknowledged key, then one batch deleting what it returned.
+ * write group), APPEND_BATCH_CALLS_IN_FLIGHT of them in flight like outpost's appendBatch calls, as
+ * several producers needing durable acknowledgement would. Drain: an ordered iterator from the last
+ * acknowledged key, then one batch deleting what it returned.
  */
 export async function levelLife(dir: string, records: number): Promise<EngineResult> {
   let db!: ClassicLevel<Buffer, Buffer>;
@@ -77,7 +91,11 @@ export async function levelLife(dir: string, records: number): Promise<EngineRes
       await db.open();
     },
     async append() {
-      for (let i = 0; i < records; i += BATCH_RECORDS) {
+      const window: Array<Promise<void> | undefined> = new Array(APPEND_BATCH_CALLS_IN_FLIGHT);
+      let call = 0;
+      for (let i = 0; i < records; i += BATCH_RECORDS, call++) {
+        const slot = call % APPEND_BATCH_CALLS_IN_FLIGHT;
+        if (window[slot]) await window[slot];
         const ops: Array<{ type: 'put'; key: Buffer; value: Buffer }> = [];
         for (let j = i; j < Math.min(records, i + BATCH_RECORDS); j++) {
           const value = Buffer.allocUnsafe(LEVEL_VALUE_HEADER_BYTES + body(j).length);
@@ -86,8 +104,9 @@ export async function levelLife(dir: string, records: number): Promise<EngineRes
           body(j).copy(value, LEVEL_VALUE_HEADER_BYTES);
           ops.push({ type: 'put', key: levelKey(j + 1), value });
         }
-        await db.batch(ops, { sync: true });
+        window[slot] = db.batch(ops, { sync: true });
       }
+      await Promise.all(window);
     },
     async drain() {
       let next = 1;

@@ -1,10 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { ioCounters, peakRssMb, sampleMemory } from './harness.js';
+import { envInt, ioCounters, peakRssMb, sampleMemory } from './harness.js';
 
 /** The workload every engine runs: the figures. */
 export const BODY_BYTES = 256;
 /** Records per append transaction (peers), per read and per ack (everyone). */
 export const BATCH_RECORDS = 500;
+/**
+ * Appends awaiting durability at once, bounded like a real producer. In steady state one group commit
+ * syncs while the next fills, so a commit carries about half the window. OUTPOST_BENCH_APPEND_WINDOW overrides.
+ */
+const APPEND_WINDOW_RECORDS_DEFAULT = 4096;
+export const APPEND_WINDOW_RECORDS = envInt('OUTPOST_BENCH_APPEND_WINDOW', APPEND_WINDOW_RECORDS_DEFAULT);
+/**
+ * Batches of BATCH_RECORDS in flight at once: outpost's appendBatch calls and LevelDB's write batches
+ * alike (LevelDB groups concurrent writers into one log write and sync, as outpost's group commit does),
+ * so the ratio measures the engines, not a harness that waits for each batch. SQLite has one writer.
+ */
+export const APPEND_BATCH_CALLS_IN_FLIGHT = Math.max(1, Math.floor(APPEND_WINDOW_RECORDS / BATCH_RECORDS));
 /** Time to live given to every record, seconds (the log's default); no record expires during a run. */
 export const TTL_SECS = 7200;
 /**

@@ -18,7 +18,7 @@ const FILL_BYTES_DEFAULT = GiB;
 const OPENS_DEFAULT = 5;
 /** Records the backlog reader drains while its peak RSS is watched (about 144 MB of the backlog). */
 const BACKLOG_DRAIN_RECORDS = 500_000;
-const ENGINES: EngineName[] = ['outpost', 'outpost-batch', 'sqlite', 'level'];
+const ENGINES: EngineName[] = ['outpost', 'outpost-batch', 'sqlite', 'sqlite-full', 'level'];
 /** statfs f_type values (linux/magic.h) for the file systems worth naming. */
 const FS_MAGIC: Record<number, string> = { 0xef53: 'ext2/3/4', 0x01021994: 'tmpfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs' };
 
@@ -34,7 +34,9 @@ async function child(role: string, args: Record<string, unknown>): Promise<Recor
     // The peers load native libraries (SQLite, LevelDB): imported only by their own children, so
     // outpost's child RSS does not carry them.
     case 'sqlite':
-      return (await import('./store-peers.js')).sqliteLife(dir, records);
+      return (await import('./store-peers.js')).sqliteLife(dir, records, 'NORMAL');
+    case 'sqlite-full':
+      return (await import('./store-peers.js')).sqliteLife(dir, records, 'FULL');
     case 'level':
       return (await import('./store-peers.js')).levelLife(dir, records);
     case 'fill':
@@ -97,7 +99,7 @@ async function run(): Promise<void> {
   const fsType = fsTypeOfTmp();
   if (fsType === 'tmpfs') console.log(`store: WARNING ${tmpdir()} is tmpfs: fsync costs nothing there, figures mean little`);
   console.log(`store: ${records} records x ${repeats} runs per engine in ${tmpdir()} (${fsType}), backlog ${fillBytes} bytes`);
-  const results: Record<EngineName, EngineResult[]> = { outpost: [], 'outpost-batch': [], sqlite: [], level: [] };
+  const results = Object.fromEntries(ENGINES.map((e) => [e, []])) as unknown as Record<EngineName, EngineResult[]>;
   // Engines take turns within each repeat, so a noisy minute on the shared machine hits all of them.
   for (let r = 1; r <= repeats; r++) {
     for (const engine of ENGINES) {

@@ -1,10 +1,13 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadBoard, runBoardCheckCli, type LoadedBoard } from './config/index.js';
+import {
+  ConfigError, ConfigErrors, loadBoard, PAGE_PASSWORD_FILE_DEFAULT, renderReference, runBoardCheckCli, type LoadedBoard,
+} from './config/index.js';
 import { checkReleaseAddons } from './ops/addons.js';
-import { createLogger, logLevelFromEnv, type Logger } from './ops/logger.js';
+import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
 import { RecentErrors } from './ops/report.js';
 import { Ops } from './ops/service.js';
+import { runScopeCli } from './ops/scope-cli.js';
 import { runStatusCli } from './ops/status-cli.js';
 import { runLogCli } from './store/cli.js';
 import { Runtime, formatStatus } from './runtime.js';
@@ -12,10 +15,13 @@ import { Runtime, formatStatus } from './runtime.js';
 const USAGE = `usage: outpost [run] [--board FILE]
        outpost status [--json] [--watch] [--socket PATH]
        outpost log <stat|verify|dump> [--dir DATA_DIR] ...
-       outpost board check [FILE ...]
+       outpost board check [--no-files] [FILE ...]
+       outpost board reference          (every board.json option, as markdown)
+       outpost scope publish [--board FILE] SCOPE.json
+       outpost passwd [--board FILE] [--file PATH]   (technician page password, read from stdin)
 The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir and
-OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs are JSON lines on stdout at
-OUTPOST_LOG_LEVEL (default info).`;
+OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs go to stdout at OUTPOST_LOG_LEVEL
+(default info): readable lines on a terminal, JSON lines otherwise (OUTPOST_LOG_FORMAT=json|pretty).`;
 /** A graceful stop that takes longer than this is cut short: it stays under systemd's TimeoutStopSec (20 s). */
 const STOP_TIMEOUT_MS = 15_000;
 
@@ -24,8 +30,9 @@ function flag(args: string[], name: string): string | undefined {
   return i >= 0 ? args[i + 1] : undefined;
 }
 
-async function board(args: string[]): Promise<LoadedBoard> {
-  return loadBoard(resolve(flag(args, '--board') ?? process.env.OUTPOST_BOARD ?? 'board.json'));
+/** `files`: also read the certificates and keys the board names (run), which `status` and `log` do not need. */
+async function board(args: string[], files = false): Promise<LoadedBoard> {
+  return loadBoard(resolve(flag(args, '--board') ?? process.env.OUTPOST_BOARD ?? 'board.json'), { files });
 }
 
 /** Resolves on the first SIGINT/SIGTERM. Installed before start-up so a signal during start is not fatal. */
@@ -63,7 +70,7 @@ async function run(args: string[], logger: Logger): Promise<number> {
   // import.meta.url is the bundle's own file: a release keeps its manifest and node_modules beside it.
   const release = checkReleaseAddons(dirname(fileURLToPath(import.meta.url)));
   if (release) logger.info({ release }, `outpost ${release.version} release for ${release.target}, node ${process.version}`);
-  const loaded = await board(args);
+  const loaded = await board(args, true);
   // The sections that most often need a look on a support call; secrets in them are redacted by field name.
   logger.debug({ uplink: loaded.uplink, hub: loaded.hub, metrics: loaded.metrics ?? null }, 'board sections');
   const hubPort = process.env.OUTPOST_HUB_PORT;
@@ -80,14 +87,17 @@ async function run(args: string[], logger: Logger): Promise<number> {
   woken.wake = (reason) => runtime.wake(reason);
   await runtime.start();
   // READY=1 goes out from here: the store is open and the hub listens.
-  const ops = await Ops.start({ runtime, logger, errors }).catch(async (err: unknown) => {
+  const ops = await Ops.start({ runtime, logger, errors, version: release?.version }).catch(async (err: unknown) => {
     // A metrics port in use must not leave the hub and the log open behind a process that cannot serve.
     await runtime.stop();
     throw err;
   });
   const hub = runtime.status().hub?.ports;
   logger.info(
-    { board: loaded.variant, dataDir: runtime.dataDir, hubPort: hub?.tcp ?? null, hubTlsPort: hub?.tls ?? null, statusSocket: ops.socketPath, metricsPort: ops.metricsPort },
+    {
+      board: loaded.variant, dataDir: runtime.dataDir, hubPort: hub?.tcp ?? null, hubTlsPort: hub?.tls ?? null,
+      statusSocket: ops.socketPath, metricsPort: ops.metricsPort, pagePort: ops.pagePort,
+    },
     `outpost ready: board ${loaded.variant} (${loaded.variantFile}), data in ${runtime.dataDir}`,
   );
   await stopped;
@@ -118,17 +128,32 @@ async function main(argv: string[], logger: Logger): Promise<number> {
       const dataDir = flag(rest, '--dir') ?? process.env.OUTPOST_DATA_DIR ?? (await board(rest)).storage.dataDir;
       return runLogCli(rest, resolve(dataDir));
     }
+    case 'scope':
+      return runScopeCli(rest, await board(rest, true), {
+        out: (text) => process.stdout.write(text),
+        err: (text) => process.stderr.write(text),
+      });
     case 'board':
       if (rest[0] === 'check') return runBoardCheckCli(rest.slice(1));
+      if (rest[0] === 'reference') return process.stdout.write(renderReference()), 0;
       process.stderr.write(`${USAGE}\n`);
       return 2;
+    case 'passwd': {
+      const file = flag(rest, '--file') ?? (await board(rest)).page?.passwordFile ?? PAGE_PASSWORD_FILE_DEFAULT;
+      // Only this command loads the hashing code; `run` imports it with the page, when the page is enabled.
+      const { runPasswdCli } = await import('./page/passwd-cli.js');
+      return runPasswdCli(resolve(file), process.stdin, {
+        out: (line) => process.stdout.write(`${line}\n`),
+        err: (line) => process.stderr.write(`${line}\n`),
+      });
+    }
     default:
       process.stderr.write(`${USAGE}\n`);
       return 2;
   }
 }
 
-const logger = createLogger({ level: logLevelFromEnv() });
+const logger = createLogger({ level: logLevelFromEnv(), ...logFormatFromEnv() });
 const argv = process.argv.slice(2);
 main(argv, logger).then(
   (code) => {
@@ -144,7 +169,14 @@ main(argv, logger).then(
     }
     // A gateway that failed to start exits now (the log line is written synchronously): whatever it had
     // opened must not keep a half-started process alive, and systemd restarts it.
-    logger.fatal({ err }, message);
+    // A bad board file is not a crash: one line per problem, each naming the file and field, no stack.
+    if (err instanceof ConfigError) {
+      for (const problem of err instanceof ConfigErrors ? err.errors : [err]) {
+        logger.fatal({ file: problem.file, jsonPath: problem.jsonPath }, `outpost: ${problem.message}`);
+      }
+    } else {
+      logger.fatal({ err }, message);
+    }
     process.exit(1);
   },
 );

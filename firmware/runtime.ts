@@ -1,6 +1,9 @@
 import { systemClock, type Clock } from './clock.js';
 import type { LoadedBoard } from './config/index.js';
-import { createBusProvider, startDevices, type DeviceManager, type DeviceStatus, type DriverLog } from '../drivers/index.js';
+import {
+  createBusProvider, startDevices,
+  type DeviceManager, type DeviceStatus, type DriverLog, type MethodResult, type ReportedListener,
+} from '../drivers/index.js';
 import { RingLog } from './store/log.js';
 import type { LogStats } from './store/types.js';
 import { readFile } from 'node:fs/promises';
@@ -8,7 +11,7 @@ import { startHub, type HubService } from './hub/index.js';
 import type { ScopeBrokerOptions } from './auth/scope-sync.js';
 import { parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import type { ResyncHook } from './uplink/pump-options.js';
-import { startUplink, type UplinkService, type UplinkStatus } from './uplink/service.js';
+import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
 import { registerSecret } from './ops/redact.js';
 
 /** The lane everything bound for the cloud goes through, in stored order. */
@@ -73,6 +76,7 @@ export class Runtime {
       clock,
       uplink: { addResyncHook: (hook) => void hooks.push(hook), isLinkUp: () => this.isLinkUp() },
       scopeBroker: await scopeBrokerFor(uplinkConfig),
+      cloudHostNames: await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId),
       onError: (err) => this.reportError('hub', err),
     });
     this.uplink = await startUplink({
@@ -135,6 +139,17 @@ export class Runtime {
   /** The link is back (SIGUSR2 from a modem hook): connect now instead of sleeping out the backoff. */
   wake(reason: string): void {
     this.uplink?.wake(reason);
+  }
+
+  /** A direct method on one of the gateway's own devices (the technician's page switching a relay). */
+  invokeDeviceMethod(deviceId: string, name: string, payload: unknown): Promise<MethodResult> {
+    if (!this.devices) return Promise.resolve({ status: 503, payload: { error: 'the gateway is not running' } });
+    return this.devices.invokeMethod(deviceId, name, payload);
+  }
+
+  /** Reported-property changes of the gateway's own devices (relay state, faults); returns an unsubscribe. */
+  onDeviceReported(listener: ReportedListener): () => void {
+    return this.devices?.onReported(listener) ?? (() => {});
   }
 
   /**
@@ -217,8 +232,20 @@ export function formatStatus(s: RuntimeStatus): string {
   return (
     `outpost ${s.gatewayId} [${s.variant}] link=${s.link} backlog=${up?.pendingRecords ?? 0} rec/${up?.pendingBytes ?? 0} B ` +
     `oldest=${((up?.oldestPendingAgeMs ?? 0) / 1000).toFixed(1)}s disk=${s.store.bytesOnDisk} B (${usedPct}% of quota) ` +
-    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords} | ${readings}`
+    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords}` +
+    `${simCloudPart(s)} | ${readings}`
   );
+}
+
+/** The sim board's embedded cloud: the simulated link and what arrived, so the drain is visible. */
+function simCloudPart(s: RuntimeStatus): string {
+  const cloud = s.uplink?.simCloud;
+  if (cloud === undefined) return '';
+  const change = cloud.link.state === 'up' ? 'drops' : 'returns';
+  const next = cloud.link.nextChangeInSecs === null ? '' : `, ${change} in ${cloud.link.nextChangeInSecs}s`;
+  const order = cloud.outOfOrder === 0 ? 'in order' : `${cloud.outOfOrder} OUT OF ORDER`;
+  return ` | sim link ${cloud.link.state}${next}; cloud received=${cloud.received} ` +
+    `(${order}, ${cloud.repeats} repeats)`;
 }
 
 function summarize(values: Record<string, unknown> | undefined): string {

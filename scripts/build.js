@@ -5,6 +5,7 @@ import { readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { EXTERNAL_PACKAGES } from './externals.js';
+import { buildPageAssets } from './page-assets.js';
 
 /** V8 flags every launcher passes; see the file for why. */
 const NODE_FLAGS = JSON.parse(readFileSync(new URL('./node-flags.json', import.meta.url), 'utf8')).flags;
@@ -39,7 +40,11 @@ const omitBlobUpload = {
 
 const targets = [
   // The shebang carries the same V8 flags as every other launcher (scripts/node-flags.json).
-  { entry: 'firmware/main.ts', out: 'dist/outpost.js', banner: `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`, plugins: [zlibCompat, omitBlobUpload] },
+  // The technician page's assets go beside the bundle (dist/page/), where firmware/page/assets.ts looks.
+  {
+    entry: 'firmware/main.ts', out: 'dist/outpost.js', banner: `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`,
+    plugins: [zlibCompat, omitBlobUpload], assets: 'dist/page',
+  },
   // Split: each benchmark (and its peers' code) is a chunk loaded only by the run that needs it, so a
   // store child's RSS is not inflated by the Azure SDK the uplink benchmark bundles.
   { entry: 'bench/run.ts', out: 'dist/bench/run.js', split: true },
@@ -82,6 +87,7 @@ for (const t of targets) {
     metafile: true,
   });
   for (const out of Object.keys(result.metafile.outputs)) if (out.endsWith('.js')) asciiOnly(out);
+  if (t.assets) await buildPageAssets(t.assets);
   const bytes = statSync(t.out).size;
   console.log(`built ${t.out}: ${bytes} bytes (${(bytes / 2 ** 20).toFixed(2)} MiB)${t.split ? ' entry chunk' : ', the whole gateway; native addons ship beside it'}`);
 }

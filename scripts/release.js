@@ -42,6 +42,8 @@ function release(target, pkg, closure) {
   copyFileSync(join(nodeDir, 'bin/node'), join(stage, 'bin/node'));
   chmodSync(join(stage, 'bin/node'), 0o755);
   for (const file of ['outpost.js', 'outpost.js.map']) copyFileSync(join(REPO, 'dist', file), join(stage, file));
+  // The technician page's assets: the bundle serves them from page/ beside itself.
+  cpSync(join(REPO, 'dist/page'), join(stage, 'page'), { recursive: true });
   copyPackages(REPO, closure, join(stage, 'node_modules'), target);
   buildAddons(join(stage, 'node_modules'), target, spec, nodeDir);
   const addonFiles = checkElfMachines(join(stage, 'node_modules'), target, spec);

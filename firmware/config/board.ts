@@ -3,10 +3,14 @@ import { basename, dirname, join, resolve } from 'node:path';
 import { DRIVERS } from '../../drivers/registry.js';
 import { parseBuses } from './buses.js';
 import { DEVICE_ID_PATTERN, parseDevices } from './devices.js';
-import { ConfigError } from './errors.js';
-import { displayPath, LayeredDocument, readJsonObject } from './layers.js';
+import { readHubTls, parseHubConfig } from '../hub/config.js';
+import { checkDeviceId, loadUplinkFiles, parseUplinkConfig } from '../uplink/config.js';
+import { collect, collectAsync, ConfigError, throwCollected } from './errors.js';
+import { fieldsOf } from './schema.js';
+import { displayPath, isPlainObject, LayeredDocument, readJsonObject } from './layers.js';
 import type { ConfigNode } from './node.js';
 import { parseMetrics } from './metrics.js';
+import { parsePage } from './page.js';
 import { parseStorage, type StorageConfig } from './storage.js';
 import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
 
@@ -14,7 +18,7 @@ import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
 export const BOARD_EXTENDS_DEPTH_MAX = 4;
 export const VARIANT_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
-const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics'];
+const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics', 'page'];
 const VARIANT_FIELDS = ['variant', 'extends', 'description', 'buses', 'devices', 'storage'];
 /** Sections of board.json layered over the variant; the rest belong to board.json alone. */
 const OVERRIDABLE_FIELDS = ['buses', 'devices', 'storage'];
@@ -31,47 +35,84 @@ interface Hardware {
   storage: StorageConfig;
 }
 
+export interface LoadBoardOptions {
+  /** Where variant files live. Default: boards/ next to board.json. */
+  boardsDir?: string;
+  /**
+   * Also read the files the board names (uplink certificates and connection string file, the hub's TLS chain
+   * and key), as `run` and `board check` do. `outpost status` and `outpost log` only need the data directory
+   * and may run as a user who cannot read a key.
+   */
+  files?: boolean;
+}
+
 /**
- * Loads the active board: board.json, the variant it names from `boardsDir` (default: boards/ next to
- * board.json) and the bases that variant extends, merged and validated. Throws ConfigError naming the file,
- * the JSON path and what was expected.
+ * Loads the active board: board.json, the variant it names and the bases that variant extends, merged and
+ * validated, and every section `run` uses (uplink, hub, routes, metrics) validated by the same code `run`
+ * uses. Each section is checked even when another failed; the problems are thrown together (ConfigErrors),
+ * each naming the file, the JSON path and what was expected.
  */
-export async function loadBoard(boardJsonPath: string, opts: { boardsDir?: string } = {}): Promise<LoadedBoard> {
+export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = {}): Promise<LoadedBoard> {
   const file = resolve(boardJsonPath);
   const top = await readJsonObject(file);
   const topDoc = new LayeredDocument(file);
   topDoc.apply(top, file);
   const topNode = topDoc.root();
-  topNode.keys(TOP_FIELDS);
+  const errors: ConfigError[] = [];
+  collect(errors, () => topNode.keys(TOP_FIELDS));
   const variantNode = topNode.field('board');
-  const variant = variantNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'a variant name like "rpi4"' });
-  const boardsDir = resolve(opts.boardsDir ?? join(dirname(file), 'boards'));
-  const layers = await loadVariantChain(boardsDir, variant, variantNode);
-
-  const merged = new LayeredDocument(file);
-  for (const layer of layers) merged.apply(pick(layer.json, VARIANT_FIELDS.filter((f) => f !== 'variant' && f !== 'extends')), layer.file);
-  merged.apply(pick(top, OVERRIDABLE_FIELDS), file);
-  const hardware = parseHardware(merged.root());
-
-  const identityNode = topNode.field('identity');
-  identityNode.keys(['gatewayId']);
-  const gatewayId = identityNode.field('gatewayId').string({
-    pattern: DEVICE_ID_PATTERN, describe: 'a gateway id (IoT Hub device id rules)',
+  const variant = collect(errors, () => variantNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'a variant ' +
+    'name like "rpi4"' }));
+  const boardsDir = opts.boardsDir === undefined ? await defaultBoardsDir(file) : resolve(opts.boardsDir);
+  const layers = variant === undefined ? undefined : await collectAsync(errors, () => loadVariantChain(boardsDir,
+    variant, variantNode));
+  const hardware = layers === undefined ? undefined : collect(errors, () => {
+    const merged = new LayeredDocument(file);
+    for (const layer of layers) merged.apply(pick(layer.json,
+      VARIANT_FIELDS.filter((f) => f !== 'variant' && f !== 'extends')), layer.file);
+    merged.apply(pick(top, OVERRIDABLE_FIELDS), file);
+    return parseHardware(merged.root());
   });
+  const gatewayId = collect(errors, () => parseIdentity(topNode.field('identity')));
+  const metrics = collect(errors, () => parseMetrics(topNode.field('metrics')));
+  const page = collect(errors, () => parsePage(topNode.field('page'), dirname(file)));
+  const uplink = collect(errors, () => parseUplinkConfig(top['uplink'], file, variant));
+  const hub = collect(errors, () => parseHubConfig({ hub: top['hub'], routes: top['routes'] }, file, gatewayId));
+  if (gatewayId !== undefined) collect(errors, () => checkConnectionDeviceId(top['uplink'], file, gatewayId));
+  if (opts.files && errors.length === 0) {
+    if (uplink?.protocol === 'mqtt' || uplink?.protocol === 'azure') await collectAsync(errors,
+      () => loadUplinkFiles(uplink, gatewayId!));
+    if (hub !== undefined) await collectAsync(errors, () => readHubTls(hub));
+  }
+  throwCollected(errors);
   return {
     file,
-    variant,
-    variantFile: layers[layers.length - 1]!.file,
-    description: hardware.description,
-    identity: { gatewayId },
-    storage: { ...hardware.storage, dataDir: resolve(dirname(file), hardware.storage.dataDir) },
+    variant: variant!,
+    variantFile: layers![layers!.length - 1]!.file,
+    description: hardware!.description,
+    identity: { gatewayId: gatewayId! },
+    storage: { ...hardware!.storage, dataDir: resolve(dirname(file), hardware!.storage.dataDir) },
     uplink: top['uplink'],
     routes: top['routes'],
     hub: top['hub'],
-    metrics: parseMetrics(topNode.field('metrics')),
-    buses: hardware.buses,
-    devices: hardware.devices,
+    metrics: metrics ?? null,
+    page: page ?? null,
+    buses: hardware!.buses,
+    devices: hardware!.devices,
   };
+}
+
+/** Checked even when the rest of the uplink is wrong: a gateway under another IoT Hub identity is its own mistake. */
+function checkConnectionDeviceId(uplink: unknown, file: string, gatewayId: string): void {
+  const connectionString = isPlainObject(uplink) ? uplink['connectionString'] : undefined;
+  if (typeof connectionString !== 'string') return;
+  checkDeviceId({ boardFile: displayPath(file), connectionStringFile: undefined }, connectionString, gatewayId);
+}
+
+function parseIdentity(node: ConfigNode): string {
+  node.keys(fieldsOf('identity'));
+  return node.field('gatewayId').string({ pattern: DEVICE_ID_PATTERN, describe: 'a gateway id (IoT Hub device id ' +
+    'rules)' });
 }
 
 /** Validates one variant file from boards/ (with the bases it extends) on its own, without a board.json. */
@@ -80,7 +121,8 @@ export async function loadVariant(variantFile: string): Promise<Hardware & { var
   const variant = basename(file, '.json');
   const layers = await loadVariantChain(dirname(file), variant, undefined);
   const merged = new LayeredDocument(file);
-  for (const layer of layers) merged.apply(pick(layer.json, ['description', 'buses', 'devices', 'storage']), layer.file);
+  for (const layer of layers) merged.apply(pick(layer.json, ['description', 'buses', 'devices', 'storage']),
+    layer.file);
   return { variant, ...parseHardware(merged.root()) };
 }
 
@@ -95,7 +137,8 @@ function parseHardware(root: ConfigNode): Hardware {
 }
 
 /** Base first, the named variant last. `reference` is the field that named the variant, for errors. */
-async function loadVariantChain(boardsDir: string, variant: string, reference: ConfigNode | undefined): Promise<VariantLayer[]> {
+async function loadVariantChain(boardsDir: string, variant: string,
+  reference: ConfigNode | undefined): Promise<VariantLayer[]> {
   const chain: VariantLayer[] = [];
   let name = variant;
   let ref = reference;
@@ -117,6 +160,18 @@ async function loadVariantChain(boardsDir: string, variant: string, reference: C
     name = extendsNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'the name of a base variant file' });
     ref = extendsNode;
   }
+}
+
+/**
+ * boards/ beside board.json; a board file kept inside a boards/ folder itself (the annotated examples in
+ * boards/examples/) takes its variants from that folder.
+ */
+async function defaultBoardsDir(file: string): Promise<string> {
+  const beside = join(dirname(file), 'boards');
+  if (await exists(beside)) return beside;
+  for (let dir = dirname(file), depth = 0; depth < 2; depth++,
+    dir = dirname(dir)) if (basename(dir) === 'boards') return dir;
+  return beside;
 }
 
 async function exists(file: string): Promise<boolean> {

@@ -1,5 +1,6 @@
 import { loadBoard, loadVariant } from './board.js';
-import { ConfigError } from './errors.js';
+import { scrubText } from '../ops/redact.js';
+import { ConfigError, ConfigErrors } from './errors.js';
 import { displayPath, readJsonObject } from './layers.js';
 import type { DeviceConfig } from './types.js';
 
@@ -11,7 +12,7 @@ export type BoardCheckResult =
  * Validates a board file without starting anything. A file with a "variant" field is a variant from boards/
  * (checked with the bases it extends); anything else is a top-level board.json (checked with its variant).
  */
-export async function checkBoard(file: string): Promise<BoardCheckResult> {
+export async function checkBoard(file: string, opts: { files?: boolean } = {}): Promise<BoardCheckResult> {
   const shown = displayPath(file);
   try {
     const json = await readJsonObject(file);
@@ -19,7 +20,7 @@ export async function checkBoard(file: string): Promise<BoardCheckResult> {
       const variant = await loadVariant(file);
       return { ok: true, file: shown, summary: `variant ${variant.variant}: ${describeDevices(variant.devices, Object.keys(variant.buses).length)}` };
     }
-    const board = await loadBoard(file);
+    const board = await loadBoard(file, { files: opts.files ?? true });
     return {
       ok: true,
       file: shown,
@@ -36,7 +37,9 @@ function describeDevices(devices: DeviceConfig[], busCount: number): string {
   return `${busCount} buses, ${devices.length} devices (${enabled} okay, ${devices.length - enabled} disabled)`;
 }
 
-const USAGE = 'usage: outpost board check [file ...]   (default: $OUTPOST_BOARD, else board.json)';
+const USAGE = `usage: outpost board check [--no-files] [file ...]   (default: $OUTPOST_BOARD, else board.json)
+  --no-files   do not read the certificate, key and connection string files the board names (checking a
+               board on a workstation before its files are on the gateway)`;
 
 /**
  * `outpost board check [file ...]`: prints one line per file and returns the exit code: 0 when every file
@@ -54,20 +57,24 @@ export async function runBoardCheckCli(
     io.out(USAGE);
     return 0;
   }
-  const unknown = args.find((arg) => arg.startsWith('-'));
+  const files = !args.includes('--no-files');
+  const unknown = args.find((arg) => arg.startsWith('-') && arg !== '--no-files');
   if (unknown) {
     io.err(`unknown option ${unknown}\n${USAGE}`);
     return 2;
   }
   let failed = 0;
   // Without files, the active board, as `outpost run` finds it (the installed wrapper sets OUTPOST_BOARD).
-  for (const file of args.length > 0 ? args : [env.OUTPOST_BOARD || 'board.json']) {
-    const result = await checkBoard(file);
+  const named = args.filter((arg) => arg !== '--no-files');
+  for (const file of named.length > 0 ? named : [env.OUTPOST_BOARD || 'board.json']) {
+    const result = await checkBoard(file, { files });
     if (result.ok) {
       io.out(`ok    ${result.file}: ${result.summary}`);
     } else {
       failed++;
-      io.err(`error ${result.error.message}`);
+      const errors = result.error instanceof ConfigErrors ? result.error.errors : [result.error];
+      // An error quotes the bad value: a url with a password in it must not reach a terminal or a CI log.
+      for (const error of errors) io.err(scrubText(`error ${error.message}`));
     }
   }
   return failed === 0 ? 0 : 1;

@@ -37,3 +37,47 @@ export function describeValue(value: unknown): string {
   const DESCRIBE_CHARS_MAX = 60;
   return text.length > DESCRIBE_CHARS_MAX ? `${text.slice(0, DESCRIBE_CHARS_MAX)}…` : text;
 }
+
+/**
+ * Several problems found in one pass over a board (each section is checked even when another failed), so an
+ * operator fixes them all in one edit instead of one restart per mistake. It is a ConfigError itself (the
+ * first problem's file and path); its message has one line per problem.
+ */
+export class ConfigErrors extends ConfigError {
+  readonly errors: readonly ConfigError[];
+
+  constructor(errors: readonly ConfigError[]) {
+    const first = errors[0]!;
+    super(first.code, first, first.expected, '');
+    this.name = 'ConfigErrors';
+    this.message = errors.map((error) => error.message).join('\n');
+    this.errors = errors;
+  }
+}
+
+/** Runs one section's validation, keeping its ConfigError in `errors` instead of stopping the pass. */
+export function collect<T>(errors: ConfigError[], validate: () => T): T | undefined {
+  try {
+    return validate();
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    errors.push(...(error instanceof ConfigErrors ? error.errors : [error]));
+    return undefined;
+  }
+}
+
+export async function collectAsync<T>(errors: ConfigError[], validate: () => Promise<T>): Promise<T | undefined> {
+  try {
+    return await validate();
+  } catch (error) {
+    return collect(errors, () => {
+      throw error;
+    });
+  }
+}
+
+/** Throws what `collect` gathered: nothing, the one error, or all of them. */
+export function throwCollected(errors: readonly ConfigError[]): void {
+  if (errors.length === 1) throw errors[0];
+  if (errors.length > 1) throw new ConfigErrors(errors);
+}

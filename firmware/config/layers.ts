@@ -6,9 +6,14 @@ import { childPath, ConfigNode } from './node.js';
 /** Board files are a few KiB; anything this large is not a board file and is refused before parsing. */
 export const BOARD_FILE_BYTES_MAX = 1024 * 1024;
 
-/** How a file is named in errors: relative to the working directory when inside it, else absolute. */
+/**
+ * How a file is named in errors: relative to the working directory when inside it, else absolute. From "/"
+ * (systemd's working directory) every path is "inside", and "etc/outpost/board.json" would read as relative.
+ */
 export function displayPath(file: string): string {
-  const rel = relative(process.cwd(), file);
+  const cwd = process.cwd();
+  if (cwd === '/') return file;
+  const rel = relative(cwd, file);
   return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? file : rel;
 }
 

@@ -1,4 +1,5 @@
 import type { ConfigNode } from './node.js';
+import { fieldsOf, integerOption } from './schema.js';
 
 /**
  * board.json's optional `metrics` section: `{ "port": 9464 }` serves Prometheus text on 127.0.0.1:9464/metrics.
@@ -13,6 +14,6 @@ export const METRICS_PORT_DEFAULT = 9464;
 
 export function parseMetrics(node: ConfigNode): MetricsConfig | null {
   if (node.missing || node.value === false) return null;
-  node.keys(['port']);
-  return { port: node.field('port').integer({ min: 0, max: 65_535, default: METRICS_PORT_DEFAULT, unit: 'TCP port on 127.0.0.1' }) };
+  node.keys(fieldsOf('metrics'));
+  return { port: integerOption(node.field('port'), 'metrics.port') };
 }

@@ -4,6 +4,9 @@ import { ConfigError, describeValue } from './errors.js';
  * for a path no file set (a missing field), which then takes its parent's file. */
 export type OriginLookup = (jsonPath: string) => string | undefined;
 
+/** The key of a comment inside a board file (see `keys`). */
+export const COMMENT_KEY = '$comment';
+
 const IDENTIFIER = /^[A-Za-z_$][A-Za-z0-9_$]*$/;
 
 /** `$.devices.env0` for plain keys, `$.buses["i2c-1"]` for keys that are not identifiers. */
@@ -50,9 +53,13 @@ export class ConfigNode {
     return new ConfigNode(record[key], childPath(this.path, key), this.origin, this);
   }
 
-  /** The object's own keys, after checking that each is one the schema knows (catches typos like "segmentByte"). */
+  /**
+   * The object's own keys, after checking that each is one the schema knows (catches typos like
+   * "segmentByte"). A "$comment" key (JSON Schema's convention) is allowed in every object and skipped: JSON
+   * has no comments, and annotated boards (boards/examples/) need them.
+   */
   keys(allowed?: readonly string[]): string[] {
-    const keys = Object.keys(this.record());
+    const keys = Object.keys(this.record()).filter((key) => key !== COMMENT_KEY);
     if (allowed) {
       for (const key of keys) {
         if (!allowed.includes(key)) {

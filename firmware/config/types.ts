@@ -1,4 +1,5 @@
 import type { MetricsConfig } from './metrics.js';
+import type { PageConfig } from './page.js';
 import type { StorageConfig } from './storage.js';
 
 export type BusKind = 'gpio' | 'i2c' | 'serial';
@@ -74,6 +75,8 @@ export interface LoadedBoard {
   hub: unknown;
   /** Prometheus endpoint on loopback; null or absent when board.json has no `metrics` section. */
   metrics?: MetricsConfig | null;
+  /** The technician's HTTPS page; null or absent when board.json has no `page` section. */
+  page?: PageConfig | null;
   buses: Record<string, BusConfig>;
   /** Every declared device, including disabled ones, in file order. */
   devices: DeviceConfig[];

@@ -1,19 +1,17 @@
+import { readFile } from 'node:fs/promises';
+import { dirname, resolve } from 'node:path';
+import { collect, ConfigError, throwCollected } from '../config/errors.js';
+import { displayPath } from '../config/layers.js';
+import { ConfigNode } from '../config/node.js';
+import { fieldsOf, integerOption, optionSpec } from '../config/schema.js';
+import { RouteError } from './condition.js';
+import { parseMethodAllow, type MethodAllowRule } from './method-acl.js';
+import { parseRoute } from './routes.js';
+
 /**
- * The board.json `hub` and `routes` sections, validated with errors that name the file and the JSON path.
- *
- * ```json
- * "hub": {
- *   "tcp": { "host": "127.0.0.1", "port": 1883 },            // or false: no plain listener
- *   "tls": { "host": "0.0.0.0", "port": 8883, "certPath": "/etc/outpost/hub.crt", "keyPath": "/etc/outpost/hub.key" },
- *   "hostNames": ["gateway.local"],                           // what children put in GatewayHostName / SAS audience
- *   "clientsMax": 100, "messageBytesMax": 262144, "inflightMax": 16,
- *   "publishRatePerSec": 50, "publishBurst": 100,
- *   "identityRefreshSecs": 3600, "tokenSkewSecs": 300, "tokenLifetimeSecsMax": 86400,
- *   "authFailuresMax": 5, "authFailureWindowSecs": 60,
- *   "methodTimeoutSecs": 30
- * },
- * "routes": { "toCloud": "FROM /messages/* INTO $upstream" }
- * ```
+ * The board.json `hub` and `routes` sections, validated with the one error format of firmware/config
+ * (`<file>: <JSON path>: expected ..., got ...`); every option, its default and range is in the schema table
+ * (firmware/config/schema-hub.ts) and the reference generated from it (firmware/config/REFERENCE.md).
  */
 
 export interface ListenerConfig {
@@ -23,15 +21,18 @@ export interface ListenerConfig {
 }
 
 export interface TlsListenerConfig extends ListenerConfig {
-  /** PEM server certificate chain (leaf first), read at start. */
+  /** Absolute path of the PEM server certificate chain (leaf first), read at start. */
   certPath: string;
+  /** Absolute path of its PEM key. */
   keyPath: string;
 }
 
 export interface HubConfig {
+  /** The board file the section came from, as shown in errors. */
+  boardFile: string;
   tcp: ListenerConfig | null;
   tls: TlsListenerConfig | null;
-  /** Host names children dial; accepted as SAS audiences besides the hub host from the scope. */
+  /** Host names children dial; accepted as SAS audiences besides the hub host from the uplink and the scope. */
   hostNames: string[];
   /** Connected children at once, clients. Default 100. */
   clientsMax: number;
@@ -46,104 +47,143 @@ export interface HubConfig {
   /** Period of the identity scope refresh while online, seconds. Default 3600. */
   identityRefreshSecs: number;
   tokenSkewSecs: number;
-  /**
-   * Furthest ahead a child's SAS token may expire, seconds. Default 86,400: the device SDKs make 1-hour
-   * tokens and renew them, so a day leaves room for hand-made ones while a leaked `se=9999999999` is refused.
-   */
+  /** Furthest a SAS token's expiry may lie ahead, seconds. Default 1 day. */
   tokenLifetimeSecsMax: number;
   authFailuresMax: number;
   authFailureWindowSecs: number;
   /** How long a direct method may take before the caller gets 504, seconds. Default 30. */
   methodTimeoutSecs: number;
+  /** Sockets open that have not authenticated yet, in all. Default 128. */
+  pendingConnectionsMax: number;
+  /** Sockets open that have not authenticated yet, from one address. Default 32. */
+  pendingPerAddressMax: number;
+  /** From accept to CONNACK (TLS handshake included), seconds. Default 5. */
+  connectTimeoutSecs: number;
+  /** Child-to-child direct methods a caller may make: none unless allowed (see method-acl.ts). */
+  methods: { allow: MethodAllowRule[] };
   /** Routes by name, in IoT Edge syntax (see routes.ts). Default: everything to $upstream. */
   routes: Record<string, string>;
 }
 
-export class HubConfigError extends Error {
-  constructor(message: string) {
-    super(message);
-    this.name = 'HubConfigError';
-  }
-}
-
-const LIMITS = {
-  clientsMax: [1, 10_000, 100, 'clients'],
-  messageBytesMax: [1_024, 256 * 1024, 256 * 1024, 'bytes'],
-  inflightMax: [1, 1_000, 16, 'messages'],
-  publishRatePerSec: [1, 100_000, 50, 'messages/s'],
-  publishBurst: [1, 100_000, 100, 'messages'],
-  identityRefreshSecs: [60, 7 * 86_400, 3_600, 'seconds'],
-  tokenSkewSecs: [0, 3_600, 300, 'seconds'],
-  tokenLifetimeSecsMax: [60, 365 * 86_400, 86_400, 'seconds'],
-  authFailuresMax: [1, 1_000, 5, 'attempts'],
-  authFailureWindowSecs: [1, 86_400, 60, 'seconds'],
-  methodTimeoutSecs: [1, 300, 30, 'seconds'],
-} as const;
-type LimitName = keyof typeof LIMITS;
-
 export const DEFAULT_ROUTES: Record<string, string> = { upstream: 'FROM /messages/* INTO $upstream' };
 /** Routes one board may declare; each is evaluated per message. */
 export const ROUTES_MAX = 64;
+/** Names one gateway answers to; each is compared on every SAS login. */
+const HOST_NAMES_MAX = 16;
+const HOST_NAME = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/;
+const LIMIT_NAMES = [
+  'clientsMax', 'messageBytesMax', 'inflightMax', 'publishRatePerSec', 'publishBurst', 'identityRefreshSecs',
+  'tokenSkewSecs', 'tokenLifetimeSecsMax', 'authFailuresMax', 'authFailureWindowSecs', 'methodTimeoutSecs',
+  'pendingConnectionsMax', 'pendingPerAddressMax', 'connectTimeoutSecs',
+] as const;
+type LimitName = (typeof LIMIT_NAMES)[number];
 
-type Json = Record<string, unknown>;
-const isObject = (v: unknown): v is Json => typeof v === 'object' && v !== null && !Array.isArray(v);
+/** Where a listener binds when board.json does not say: loopback, so nothing is exposed by accident. */
+const LISTEN_HOST_DEFAULT = '127.0.0.1';
 
-function listener(value: unknown, at: string, file: string, fallback: ListenerConfig | null): ListenerConfig | null {
-  const bad = (msg: string) => new HubConfigError(`${file}: ${at}${msg}`);
-  if (value === undefined) return fallback;
-  if (value === false || value === null) return null;
-  if (!isObject(value)) throw bad(' must be an object or false');
-  const host = value.host ?? fallback?.host ?? '127.0.0.1';
-  const port = value.port ?? fallback?.port;
-  if (typeof host !== 'string' || host.length === 0) throw bad('.host must be a non-empty string');
-  if (!Number.isInteger(port) || (port as number) < 0 || (port as number) > 65_535) throw bad(`.port must be an integer from 0 to 65535, got ${JSON.stringify(port)}`);
-  return { host, port: port as number };
+/** `false` (or null) turns a listener off; a missing one is on only if `onByDefault`. */
+function listener(node: ConfigNode, section: 'tcp' | 'tls', onByDefault: boolean): ListenerConfig | null {
+  if (node.value === false || node.value === null || (node.missing && !onByDefault)) return null;
+  const portPath = `hub.${section}.port`;
+  if (node.missing) return { host: LISTEN_HOST_DEFAULT, port: optionSpec(portPath).int!.default! };
+  if (typeof node.value !== 'object' || Array.isArray(node.value)) node.fail('an object or false');
+  node.keys(fieldsOf(`hub.${section}`));
+  return { host: node.field('host').string({ default: LISTEN_HOST_DEFAULT }),
+    port: integerOption(node.field('port'), portPath) };
 }
 
-function tlsListener(value: unknown, file: string): TlsListenerConfig | null {
-  const base = listener(value, 'hub.tls', file, null);
+function tlsListener(node: ConfigNode, baseDir: string): TlsListenerConfig | null {
+  const base = listener(node, 'tls', false);
   if (base === null) return null;
-  const v = value as Json;
-  for (const key of ['certPath', 'keyPath']) {
-    if (typeof v[key] !== 'string' || (v[key] as string).length === 0) throw new HubConfigError(`${file}: hub.tls.${key} must be a file path`);
-  }
-  return { ...base, certPath: v.certPath as string, keyPath: v.keyPath as string };
+  // Against board.json's folder, not the working directory: systemd starts the gateway from /.
+  const path = (key: string) => resolve(baseDir, node.field(key).string({ describe: 'a PEM file path' }));
+  return { ...base, certPath: path('certPath'), keyPath: path('keyPath') };
 }
 
-function routes(value: unknown, file: string): Record<string, string> {
-  if (value === undefined) return { ...DEFAULT_ROUTES };
-  if (!isObject(value)) throw new HubConfigError(`${file}: routes must be an object of name → route`);
-  const entries = Object.entries(value);
-  if (entries.length > ROUTES_MAX) throw new HubConfigError(`${file}: routes has ${entries.length} routes, at most ${ROUTES_MAX}`);
-  for (const [name, route] of entries) {
-    if (typeof route !== 'string') throw new HubConfigError(`${file}: routes.${name} must be a string`);
+/** Each route is checked on its own, so one bad route does not hide the next. */
+function routes(node: ConfigNode, gatewayId: string | undefined, errors: ConfigError[]): Record<string, string> {
+  if (node.missing) return { ...DEFAULT_ROUTES };
+  const names = node.keys();
+  if (names.length > ROUTES_MAX) node.fail(`at most ${ROUTES_MAX} routes`);
+  for (const name of names) {
+    collect(errors, () => {
+      const routeNode = node.field(name);
+      const text = routeNode.string({ describe: 'a route in IoT Edge syntax (FROM ... INTO ...)' });
+      try {
+        parseRoute(name, text, gatewayId);
+      } catch (err) {
+        if (!(err instanceof RouteError)) throw err;
+        // The route's own text is the "got" part; what the parser found is said inside the expectation.
+        const problem = err.message.replace(/^route "[^"]*":? /, '').replace(/, got (".*")$/, ' (found $1)');
+        routeNode.fail(`a route in IoT Edge syntax: ${problem}`);
+      }
+    });
   }
-  return value as Record<string, string>;
+  return Object.fromEntries(names.map((name) => [name, node.field(name).value as string]));
 }
 
-/** `sections` is the parsed board.json (or just its `hub` and `routes`); `file` names it in errors. */
-export function parseHubConfig(sections: { hub?: unknown; routes?: unknown }, file = 'board.json'): HubConfig {
-  const hub = sections.hub ?? {};
-  if (!isObject(hub)) throw new HubConfigError(`${file}: hub must be an object`);
-  const known = new Set(['tcp', 'tls', 'hostNames', ...Object.keys(LIMITS)]);
-  for (const key of Object.keys(hub)) if (!known.has(key)) throw new HubConfigError(`${file}: hub.${key} is not a known option`);
-  const hostNames = hub.hostNames ?? ['localhost'];
-  if (!Array.isArray(hostNames) || hostNames.length === 0 || !hostNames.every((h) => typeof h === 'string' && /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/.test(h))) {
-    throw new HubConfigError(`${file}: hub.hostNames must be a non-empty array of host names`);
-  }
+/**
+ * `sections` holds board.json's `hub` and `routes` values; `file` is the board file (errors name it, relative
+ * TLS paths resolve against its folder); `gatewayId` lets routes name the gateway's own modules. Every field
+ * is checked even after one failed; the problems are thrown together.
+ */
+export function parseHubConfig(sections: { hub?: unknown; routes?: unknown }, file = 'board.json',
+  gatewayId?: string): HubConfig {
+  const shown = displayPath(resolve(file));
+  const root = new ConfigNode({ hub: sections.hub, routes: sections.routes }, '$', () => shown);
+  const errors: ConfigError[] = [];
+  const hub = root.field('hub');
+  if (!hub.missing) hub.record();
+  collect(errors, () => hub.missing || hub.keys(fieldsOf('hub')));
+  const section = hub.missing ? new ConfigNode({}, '$.hub', () => shown) : hub;
+  const hostNode = section.field('hostNames');
+  const hostNames = collect(errors, () => hostNode.missing
+    ? ['localhost']
+    : hostNode.items(`a list of 1 to ${HOST_NAMES_MAX} host names`, 1, HOST_NAMES_MAX).map((item) =>
+        item.string({ pattern: HOST_NAME, describe: 'a host name, optionally with :port' }),
+      ));
   const limits = {} as Record<LimitName, number>;
-  for (const [name, [min, max, fallback, unit]] of Object.entries(LIMITS) as Array<[LimitName, (typeof LIMITS)[LimitName]]>) {
-    const value = hub[name] ?? fallback;
-    if (!Number.isInteger(value) || (value as number) < min || (value as number) > max) {
-      throw new HubConfigError(`${file}: hub.${name} must be an integer from ${min} to ${max} ${unit}, got ${JSON.stringify(value)}`);
-    }
-    limits[name] = value as number;
+  for (const name of LIMIT_NAMES) {
+    limits[name] = collect(errors, () => integerOption(section.field(name), `hub.${name}`))!;
   }
-  return {
-    tcp: listener(hub.tcp, 'hub.tcp', file, { host: '127.0.0.1', port: 1883 }),
-    tls: tlsListener(hub.tls, file),
-    hostNames: hostNames as string[],
+  const config = {
+    boardFile: shown,
+    tcp: collect(errors, () => listener(section.field('tcp'), 'tcp', true))!,
+    tls: collect(errors, () => tlsListener(section.field('tls'), dirname(resolve(file))))!,
+    hostNames: hostNames!,
     ...limits,
-    routes: routes(sections.routes, file),
+    methods: { allow: collect(errors, () => parseMethodAllow(section.field('methods'))) ?? [] },
+    routes: collect(errors, () => routes(root.field('routes'), gatewayId, errors))!,
   };
+  throwCollected(errors);
+  return config;
+}
+
+/** PEM files are a chain of a few certificates or one key; anything larger is not what the field names. */
+const TLS_FILE_BYTES_MAX = 1024 * 1024;
+
+/** Reads the TLS listener's chain and key; a failure names the board file, the field and the path. */
+export async function readHubTls(config: HubConfig): Promise<{ cert: string; key: string } | null> {
+  const tls = config.tls;
+  if (tls === null) return null;
+  const read = async (field: 'certPath' | 'keyPath') => {
+    const where = { file: config.boardFile, jsonPath: `$.hub.tls.${field}` };
+    let bytes: Buffer;
+    try {
+      bytes = await readFile(tls[field]);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code ?? String(err);
+      throw new ConfigError('UNREADABLE', where, 'a readable PEM file', `${tls[field]}: ${code}`, { cause: err });
+    }
+    if (bytes.length > TLS_FILE_BYTES_MAX) {
+      const expected = `a PEM file of at most ${TLS_FILE_BYTES_MAX} bytes`;
+      throw new ConfigError('INVALID', where, expected, `${tls[field]}: ${bytes.length} bytes`);
+    }
+    const text = bytes.toString('utf8');
+    if (!text.includes('-----BEGIN ')) {
+      throw new ConfigError('INVALID', where, 'a PEM file (-----BEGIN ...)', `${tls[field]}: no PEM block`);
+    }
+    return text;
+  };
+  return { cert: await read('certPath'), key: await read('keyPath') };
 }

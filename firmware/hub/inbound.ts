@@ -1,5 +1,6 @@
 import type { TwinStore } from '../twin/store.js';
 import { patchProblem, type Props } from '../twin/merge.js';
+import type { MethodAcl } from './method-acl.js';
 import type { MethodBroker, MethodTarget } from './methods.js';
 import type { Router } from './router.js';
 import { topic, type Inbound } from './topics.js';
@@ -14,6 +15,9 @@ export interface InboundContext {
   twins: TwinStore;
   methods: MethodBroker;
   target: MethodTarget;
+  methodAcl: MethodAcl;
+  /** Counts a call the method allow-list refused. */
+  onMethodRefused(callerId: string): void;
 }
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
@@ -56,8 +60,16 @@ export async function handleInbound(ctx: InboundContext, deviceId: string, inbou
       ctx.methods.onResponse(deviceId, inbound.rid, inbound.status, payload);
       return;
     case 'method-call':
+      if (!ctx.methodAcl.allows(deviceId, inbound.targetId, inbound.method)) {
+        ctx.onMethodRefused(deviceId);
+        const message = `"${deviceId}" may not call "${inbound.method}" on "${inbound.targetId}"`
+          + ' (board.json hub.methods.allow)';
+        return void (await reply(topic.methodCallResult(403, inbound.rid), json({ message })));
+      }
       // Not awaited: the caller's PUBACK must not wait on another device; the answer comes on its own topic.
-      void ctx.methods.invoke(inbound.targetId, inbound.method, payload).then((result) => reply(topic.methodCallResult(result.status, inbound.rid), result.payload));
+      void ctx.methods
+        .invoke(inbound.targetId, inbound.method, payload, undefined, deviceId)
+        .then((result) => reply(topic.methodCallResult(result.status, inbound.rid), result.payload));
       return;
   }
 }

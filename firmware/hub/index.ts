@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { systemClock, type Clock } from '../clock.js';
 import { Authenticator } from '../auth/authenticator.js';
 import { IdentityCache } from '../auth/cache.js';
@@ -9,17 +8,18 @@ import { MqttTwinSync } from '../twin/mqtt-sync.js';
 import { TwinSync } from '../twin/sync.js';
 import type { ResyncHook } from '../uplink/pump-options.js';
 import type { UplinkTransport } from '../uplink/types.js';
-import { parseHubConfig, type HubConfig } from './config.js';
+import { parseHubConfig, readHubTls } from './config.js';
 import { EndpointDelivery } from './endpoints.js';
+import { MethodAcl } from './method-acl.js';
 import { CLOUD_INVOKE_METHOD, MethodBroker, cloudMethodHandler } from './methods.js';
 import { parseRoutes } from './routes.js';
 import { Router } from './router.js';
-import { HubServer, type Refusal, type TlsMaterial } from './server.js';
+import { HubServer } from './server.js';
+import type { Refusal } from './refusals.js';
 import { handleInbound } from './inbound.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
 
 export { UPSTREAM_LANE } from './router.js';
-export { HubConfigError } from './config.js';
 export { RouteError } from './condition.js';
 
 /** What the hub needs of the uplink service: a place to run work on every (re)connect, and its link state. */
@@ -42,6 +42,8 @@ export interface StartHubOptions {
   uplink?: HubUplink;
   /** mqtt uplinks: the broker the retained scope document is read from, and twins are synced through. */
   scopeBroker?: ScopeBrokerOptions;
+  /** The uplink's IoT Hub host: children's standard connection strings name it, so their tokens are accepted. */
+  cloudHostNames?: readonly string[];
   onError?: (err: Error) => void;
 }
 
@@ -69,24 +71,12 @@ export interface HubService {
   stop(): Promise<void>;
 }
 
-async function loadTls(config: HubConfig): Promise<TlsMaterial | null> {
-  if (config.tls === null) return null;
-  const read = async (p: string, field: string) => {
-    try {
-      return await readFile(p, 'utf8');
-    } catch (err) {
-      throw new Error(`hub.tls.${field}: cannot read ${p}: ${(err as Error).message}`, { cause: err });
-    }
-  };
-  return { cert: await read(config.tls.certPath, 'certPath'), key: await read(config.tls.keyPath, 'keyPath') };
-}
-
 export async function startHub(opts: StartHubOptions): Promise<HubService> {
-  const config = parseHubConfig(opts.config, opts.configFile);
+  const config = parseHubConfig(opts.config, opts.configFile, opts.gatewayId);
   const routes = parseRoutes(config.routes, opts.configFile, opts.gatewayId);
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
-  const tlsMaterial = await loadTls(config);
+  const tlsMaterial = await readHubTls(config);
   const cache = await IdentityCache.open(opts.dataDir, onError);
   const twins = await TwinStore.open(opts.dataDir);
   const router = await Router.create(opts.log, routes);
@@ -96,13 +86,18 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     isOnline: opts.uplink?.isLinkUp?.bind(opts.uplink),
     onChange: () => server?.updateTrust(tlsMaterial, cache.trustBundle),
   });
-  const auth = new Authenticator(cache, clock, config.hostNames, config, (id) => scope.requestDevice(id));
+  const audiences = [...config.hostNames, ...(opts.cloudHostNames ?? [])];
+  const auth = new Authenticator(cache, clock, audiences, config, (id) => scope.requestDevice(id));
   const target = {
     isConnected: (id: string) => server?.isConnected(id) ?? false,
     isSubscribed: (id: string, filter: string) => server?.isSubscribed(id, filter) ?? false,
     deliver: (id: string, t: string, p: Buffer, qos: 0 | 1) => server?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
   };
   const methods = new MethodBroker(target, config.methodTimeoutSecs * 1000);
+  const inboundContext = {
+    router, twins, methods, target, methodAcl: new MethodAcl(config.methods.allow),
+    onMethodRefused: (callerId: string) => server?.count('method-acl', { clientId: callerId }),
+  };
   const endpoints = router.localEndpoints().map((e) => new EndpointDelivery(e, target));
   const twinSync = new TwinSync({
     store: twins, gatewayId: opts.gatewayId, onError,
@@ -116,7 +111,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     void twinSync.deliver(id).catch(onError);
   };
   server = await HubServer.start(config, auth, clock, {
-    onPublish: (deviceId, inbound, payload) => handleInbound({ router, twins, methods, target }, deviceId, inbound, payload),
+    onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
     onConnected: resumeChild,
     onDisconnected: (id) => {
       for (const e of endpoints) if (e.deviceId === id) e.pause();
@@ -125,7 +120,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     onSubscribed: (id, filter) => {
       if (filter === DEVICEBOUND_SUBSCRIPTION(id) || filter === DESIRED_SUBSCRIPTION) resumeChild(id);
     },
-  }, tlsMaterial, cache.trustBundle);
+  }, { material: tlsMaterial, trustBundle: cache.trustBundle }, (text) => onError(new Error(text)));
   const revoked = cache.onRevoked((ids) => ids.forEach((id) => server?.drop(id)));
   const registered = new WeakSet<UplinkTransport>();
   opts.uplink?.addResyncHook(scope.hook);

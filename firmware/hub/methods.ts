@@ -19,13 +19,29 @@ export interface MethodResult {
 
 /** Calls awaiting an answer across all children; past it callers get 429. */
 export const PENDING_METHODS_MAX = 256;
+/**
+ * Calls one child may have awaiting an answer, across targets: a child that calls without waiting (or calls
+ * one that never answers) fills its own share, not the table every other caller and the cloud need.
+ */
+export const PENDING_METHODS_PER_CALLER_MAX = 16;
+/** Calls awaiting one target's answer: a target that never answers ties up this many, then its callers get 429. */
+export const PENDING_METHODS_PER_TARGET_MAX = 16;
+/** The cloud's calls (`outpost.invokeChild`): trusted, so only the table and per-target limits bind them. */
+export const CLOUD_CALLER = '$cloud';
 /** IoT Hub's bound on a method request or response payload, bytes. */
 export const METHOD_PAYLOAD_BYTES_MAX = 128 * 1024;
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
 
+interface PendingCall {
+  deviceId: string;
+  caller: string;
+  resolve: (r: MethodResult) => void;
+  timer: NodeJS.Timeout;
+}
+
 export class MethodBroker {
-  private readonly pending = new Map<string, { deviceId: string; resolve: (r: MethodResult) => void; timer: NodeJS.Timeout }>();
+  private readonly pending = new Map<string, PendingCall>();
   private nextRid = 1;
 
   constructor(
@@ -33,13 +49,15 @@ export class MethodBroker {
     private readonly timeoutMs: number,
   ) {}
 
-  invoke(deviceId: string, method: string, payload: Buffer, timeoutMs = this.timeoutMs): Promise<MethodResult> {
+  /** `caller` is the calling child's connection id, or CLOUD_CALLER. */
+  invoke(
+    deviceId: string, method: string, payload: Buffer, timeoutMs = this.timeoutMs, caller = CLOUD_CALLER,
+  ): Promise<MethodResult> {
     if (!this.target.isConnected(deviceId) || !this.target.isSubscribed(deviceId, METHOD_SUBSCRIPTION)) {
       return Promise.resolve({ status: 404, payload: json({ message: `device "${deviceId}" is not connected or not listening for methods` }) });
     }
-    if (this.pending.size >= PENDING_METHODS_MAX) {
-      return Promise.resolve({ status: 429, payload: json({ message: `${PENDING_METHODS_MAX} method calls already pending ("PENDING_METHODS_MAX")` }) });
-    }
+    const busy = this.busy(deviceId, caller);
+    if (busy !== null) return Promise.resolve({ status: 429, payload: json({ message: busy }) });
     if (payload.length > METHOD_PAYLOAD_BYTES_MAX) {
       return Promise.resolve({ status: 413, payload: json({ message: `method payload over ${METHOD_PAYLOAD_BYTES_MAX} bytes` }) });
     }
@@ -49,9 +67,31 @@ export class MethodBroker {
         this.pending.delete(rid);
         resolve({ status: 504, payload: json({ message: `method "${method}" on "${deviceId}" timed out after ${timeoutMs} ms` }) });
       }, timeoutMs);
-      this.pending.set(rid, { deviceId, resolve, timer });
+      this.pending.set(rid, { deviceId, caller, resolve, timer });
       this.target.deliver(deviceId, topic.methodRequest(method, rid), payload, 0).catch(() => this.settle(deviceId, rid, 404, json({ message: `device "${deviceId}" went away` })));
     });
+  }
+
+  /** Why a new call from `caller` to `deviceId` must wait (429), or null. */
+  private busy(deviceId: string, caller: string): string | null {
+    if (this.pending.size >= PENDING_METHODS_MAX) {
+      return `${PENDING_METHODS_MAX} method calls already pending ("PENDING_METHODS_MAX")`;
+    }
+    let byCaller = 0;
+    let byTarget = 0;
+    for (const call of this.pending.values()) {
+      if (call.caller === caller) byCaller += 1;
+      if (call.deviceId === deviceId) byTarget += 1;
+    }
+    if (caller !== CLOUD_CALLER && byCaller >= PENDING_METHODS_PER_CALLER_MAX) {
+      return `"${caller}" already has ${PENDING_METHODS_PER_CALLER_MAX} method calls pending`
+        + ' ("PENDING_METHODS_PER_CALLER_MAX")';
+    }
+    if (byTarget >= PENDING_METHODS_PER_TARGET_MAX) {
+      return `"${deviceId}" already has ${PENDING_METHODS_PER_TARGET_MAX} method calls pending`
+        + ' ("PENDING_METHODS_PER_TARGET_MAX")';
+    }
+    return null;
   }
 
   /** A child answered `$iothub/methods/res/<status>/?$rid=`; only the device that was asked may answer. */

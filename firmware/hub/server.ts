@@ -1,13 +1,17 @@
 import net from 'node:net';
 import tls from 'node:tls';
-import { once } from 'node:events';
 import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
 import type { Clock } from '../clock.js';
-import type { Authenticator, AuthRefusal } from '../auth/authenticator.js';
+import type { Authenticator } from '../auth/authenticator.js';
 import { useCompactMqttEncoder } from '../mqtt-encoder.js';
 import { StoreError } from '../store/errors.js';
 import type { HubConfig } from './config.js';
+import { ConnectionGate, socketsMax } from './gate.js';
+import { HubListeners, type TlsMaterial } from './listeners.js';
 import { guardSocket } from './packet-guard.js';
+import { RefusalLog, type RefusalSource } from './refusal-log.js';
+import { REFUSAL_HINTS, type PublishRefusal, type Refusal } from './refusals.js';
+import { PublishThrottle } from './throttle.js';
 import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js';
 
 /**
@@ -16,23 +20,12 @@ import { classifyPublish, subscriptionAllowed, type Inbound } from './topics.js'
  * and everything a child receives is sent to it directly by `deliver`.
  */
 
-export type PublishRefusal = 'acl' | 'message-size' | 'inflight' | 'rate' | 'store' | 'will';
-/** A packet whose fixed header announced more than `packetBytesMax`; the connection is closed unread. */
-export type PacketRefusal = 'packet-size';
-export type ConnectRefusal = AuthRefusal | 'clients-max';
-export type Refusal = ConnectRefusal | PublishRefusal | PacketRefusal | 'subscribe-acl' | 'protocol' | 'tls';
-
 export interface ServerHandlers {
   /** Must resolve only when the publish has been dealt with (telemetry: durable); then it is PUBACKed. */
   onPublish(deviceId: string, inbound: Inbound, payload: Buffer): Promise<void>;
   onConnected(deviceId: string): void;
   onDisconnected(deviceId: string): void;
   onSubscribed(deviceId: string, filter: string): void;
-}
-
-export interface TlsMaterial {
-  cert: string;
-  key: string;
 }
 
 /**
@@ -47,17 +40,17 @@ const MESSAGE_ID_MAX = 65_535;
 interface ClientState {
   client: Client;
   inflight: number;
-  tokens: number;
-  refillMonoMs: number;
+  throttle: PublishThrottle;
   subscriptions: Set<string>;
   acks: Map<number, { resolve: () => void; reject: (err: Error) => void }>;
 }
 
 export class HubServer {
-  readonly refusals = new Map<Refusal, number>();
   private readonly states = new Map<string, ClientState>();
-  private tcpServer: net.Server | null = null;
-  private tlsServer: tls.Server | null = null;
+  private readonly refusalLog: RefusalLog<Refusal>;
+  private readonly gate: ConnectionGate;
+  private readonly listeners: HubListeners;
+  private readonly countedErrors = new WeakSet<Error>();
 
   constructor(
     private readonly broker: Aedes,
@@ -65,50 +58,56 @@ export class HubServer {
     private readonly auth: Authenticator,
     private readonly clock: Clock,
     private readonly handlers: ServerHandlers,
-  ) {}
+    onSummary: (text: string) => void,
+  ) {
+    this.refusalLog = new RefusalLog(clock, onSummary, REFUSAL_HINTS);
+    this.gate = new ConnectionGate(config, socketsMax(config), (reason, address) => this.count(reason, { address }));
+    this.listeners = new HubListeners(this.gate, (reason, address) => this.count(reason, { address }));
+  }
 
-  static async start(config: HubConfig, auth: Authenticator, clock: Clock, handlers: ServerHandlers, tlsMaterial: TlsMaterial | null, trustBundle: string | null): Promise<HubServer> {
+  /** `onSummary` gets the rate-limited refusal summaries, for the journal. */
+  static async start(
+    config: HubConfig, auth: Authenticator, clock: Clock, handlers: ServerHandlers,
+    tlsSetup: { material: TlsMaterial | null; trustBundle: string | null }, onSummary: (text: string) => void,
+  ): Promise<HubServer> {
     useCompactMqttEncoder();
-    const broker = await Aedes.createBroker({ concurrency: config.clientsMax, connectTimeout: 10_000 });
-    const server = new HubServer(broker, config, auth, clock, handlers);
+    // The gate closes a socket that has not authenticated in connectTimeoutSecs; aedes's own timer is only a
+    // backstop behind it (were they equal, both would fire and count one timeout twice).
+    const connectTimeout = 2 * config.connectTimeoutSecs * 1000;
+    // maxInflightInbound bounds aedes's QoS 2 store per client should a QoS 2 publish ever get past the refusal.
+    const broker = await Aedes.createBroker({
+      concurrency: config.clientsMax, connectTimeout, maxInflightInbound: config.inflightMax,
+    });
+    const server = new HubServer(broker, config, auth, clock, handlers, onSummary);
     server.install();
     const handle = (socket: net.Socket) => {
-      guardSocket(socket, config.messageBytesMax + PACKET_OVERHEAD_BYTES_MAX, (verdict) => server.count(verdict === 'too-big' ? 'packet-size' : 'protocol'));
+      const address = socket.remoteAddress;
+      const packetBytesMax = config.messageBytesMax + PACKET_OVERHEAD_BYTES_MAX;
+      guardSocket(socket, packetBytesMax, (verdict) => {
+        server.count(verdict === 'too-big' ? 'packet-size' : 'protocol', { address });
+      });
       broker.handle(socket);
     };
-    if (config.tcp !== null) {
-      server.tcpServer = net.createServer(handle);
-      server.tcpServer.on('error', () => server.count('protocol'));
-      server.tcpServer.listen(config.tcp.port, config.tcp.host);
-      await once(server.tcpServer, 'listening');
-    }
-    if (config.tls !== null && tlsMaterial !== null) {
-      server.tlsServer = tls.createServer(server.tlsOptions(tlsMaterial, trustBundle), handle);
-      server.tlsServer.on('tlsClientError', () => server.count('tls'));
-      server.tlsServer.listen(config.tls.port, config.tls.host);
-      await once(server.tlsServer, 'listening');
-    }
+    await server.listeners.listen(config, tlsSetup.material, tlsSetup.trustBundle, handle);
     return server;
   }
 
-  /**
-   * Client certificates are requested but judged by the authenticator, so SAS children need none. `ca` is
-   * always given: without it Node verifies against its public roots, and any public CA's certificate with
-   * the right CN would pass as an x509-ca child. An empty list trusts nothing.
-   */
-  private tlsOptions(material: TlsMaterial, trustBundle: string | null): tls.SecureContextOptions & tls.TlsOptions {
-    const { cert, key } = material;
-    return { cert, key, requestCert: true, rejectUnauthorized: false, ca: trustBundle ?? [] };
+  get refusals(): ReadonlyMap<Refusal, number> {
+    return this.refusalLog.totals;
+  }
+
+  /** Sockets open and not yet authenticated, for status. */
+  sockets(): { open: number; pending: number; max: number } {
+    return { open: this.gate.openSockets, pending: this.gate.pendingSockets, max: this.gate.socketsMax };
   }
 
   /** New CA trust bundle from a scope sync: new TLS handshakes verify x509-ca children against it. */
   updateTrust(material: TlsMaterial | null, trustBundle: string | null): void {
-    if (this.tlsServer !== null && material !== null) this.tlsServer.setSecureContext(this.tlsOptions(material, trustBundle));
+    this.listeners.updateTrust(material, trustBundle);
   }
 
   ports(): { tcp: number | null; tls: number | null } {
-    const port = (s: net.Server | null) => (s === null ? null : (s.address() as net.AddressInfo).port);
-    return { tcp: port(this.tcpServer), tls: port(this.tlsServer) };
+    return this.listeners.ports();
   }
 
   connected(): string[] {
@@ -123,8 +122,14 @@ export class HubServer {
     return this.states.get(deviceId)?.subscriptions.has(filter) ?? false;
   }
 
-  count(reason: Refusal): void {
-    this.refusals.set(reason, (this.refusals.get(reason) ?? 0) + 1);
+  /** Marks an error the hub raised for a refusal it has already counted. */
+  private counted(err: Error): Error {
+    this.countedErrors.add(err);
+    return err;
+  }
+
+  count(reason: Refusal, from?: RefusalSource): void {
+    this.refusalLog.count(reason, from);
   }
 
   /** Drops a child's connection (revocation); it may reconnect only if it still authenticates. */
@@ -161,11 +166,22 @@ export class HubServer {
 
   private install(): void {
     const b = this.broker;
-    b.preConnect = (_client, packet, done) => {
+    // Before its CONNECT a client has no id (null), and its socket may be gone (no address).
+    const from = (client: Client): RefusalSource => ({
+      clientId: client.id ?? undefined, address: (client.conn as net.Socket | undefined)?.remoteAddress,
+    });
+    b.preConnect = (client, packet, done) => {
       // The hub's lanes are the session store; an aedes session would re-send what the lanes re-send.
       packet.clean = true;
+      // A will would be published after the child is gone, with nobody to answer for it; children get none.
+      // It goes here, before aedes stores it: at close aedes authorises it while the client still counts as
+      // connected, so no later check can tell it from the child's own publish.
+      if (packet.will) {
+        packet.will = undefined;
+        this.count('will', { clientId: packet.clientId, address: (client.conn as net.Socket).remoteAddress });
+      }
       if (this.states.size >= this.config.clientsMax && !this.states.has(packet.clientId)) {
-        this.count('clients-max');
+        this.count('clients-max', { clientId: packet.clientId, address: (client.conn as net.Socket).remoteAddress });
         return done(null, false);
       }
       done(null, true);
@@ -180,13 +196,14 @@ export class HubServer {
         remoteAddress: socket.remoteAddress ?? 'unknown',
       });
       if (refusal === null) return done(null, true);
-      this.count(refusal);
-      const err = Object.assign(new Error(`refused: ${refusal}`), { returnCode: refusal === 'rate-limited' ? 3 : 5 });
+      this.count(refusal, from(client));
+      const returnCode = refusal === 'rate-limited' ? 3 : 5;
+      const err = Object.assign(this.counted(new Error(`refused: ${refusal}`)), { returnCode });
       done(err as Parameters<typeof done>[0], false);
     };
     b.authorizeSubscribe = (client, sub, done) => {
       if (subscriptionAllowed(client.id, sub.topic)) return done(null, sub);
-      this.count('subscribe-acl');
+      this.count('subscribe-acl', from(client));
       done(null, null);
     };
     b.authorizePublish = (client, packet, done) => this.authorizePublish(client, packet as AedesPublishPacket, done);
@@ -205,8 +222,12 @@ export class HubServer {
       if (state?.client === client) for (const f of filters) state.subscriptions.delete(f);
     });
     // Malformed packets end the connection inside aedes; here they are only counted, never thrown.
-    b.on('clientError', () => this.count('protocol'));
-    b.on('connectionError', () => this.count('protocol'));
+    // A refusal of ours ends the connection through aedes's error path too: it was counted by its reason.
+    const protocolError = (client: Client, err: Error) => {
+      if (!this.countedErrors.has(err)) this.count('protocol', from(client));
+    };
+    b.on('clientError', protocolError);
+    b.on('connectionError', protocolError);
     type Persistence = { outgoingClearMessageId(c: Client, p: { messageId?: number }): Promise<unknown> };
     const persistence = (b as unknown as { persistence: Persistence }).persistence;
     const clear = persistence.outgoingClearMessageId.bind(persistence);
@@ -225,8 +246,9 @@ export class HubServer {
   private onReady(client: Client): void {
     const previous = this.states.get(client.id);
     if (previous !== undefined) this.onGone(previous.client);
-    const burst = this.config.publishBurst;
-    this.states.set(client.id, { client, inflight: 0, tokens: burst, refillMonoMs: this.clock.monoMs(), subscriptions: new Set(), acks: new Map() });
+    this.gate.authenticated(client.conn as net.Socket);
+    const throttle = new PublishThrottle(this.config, this.clock.monoMs());
+    this.states.set(client.id, { client, inflight: 0, throttle, subscriptions: new Set(), acks: new Map() });
     this.handlers.onConnected(client.id);
   }
 
@@ -238,34 +260,47 @@ export class HubServer {
     this.handlers.onDisconnected(client.id);
   }
 
-  /** Token bucket per child on the monotonic clock: `publishBurst` at once, `publishRatePerSec` sustained. */
-  private takeToken(state: ClientState): boolean {
-    const now = this.clock.monoMs();
-    state.tokens = Math.min(this.config.publishBurst, state.tokens + ((now - state.refillMonoMs) * this.config.publishRatePerSec) / 1000);
-    state.refillMonoMs = now;
-    if (state.tokens < 1) return false;
-    state.tokens -= 1;
-    return true;
-  }
-
   private authorizePublish(client: Client | null, packet: AedesPublishPacket, done: (err?: Error | null) => void): void {
+    if (client === null || client.closed) return done(this.counted(new Error('publish from a closed connection')));
+    // aedes writes CONNACK before it marks the client connected, and reads the next packets in between: an SDK
+    // sends what it queued as soon as CONNACK arrives. Such a publish waits for the connect to finish.
+    if (!client.connected) return void client.once('connected', () => this.authorizePublish(client, packet, done));
+    const source = { clientId: client.id, address: (client.conn as net.Socket).remoteAddress };
     const refuse = (reason: PublishRefusal, detail: string = reason) => {
-      this.count(reason);
-      done(new Error(`publish refused (${detail}) on ${JSON.stringify(packet.topic.slice(0, 200))}`));
+      this.count(reason, source);
+      done(this.counted(new Error(`publish refused (${detail}) on ${JSON.stringify(packet.topic.slice(0, 200))}`)));
     };
-    // A last will is published after the child is gone, with nobody to tell; children get none.
-    if (client === null || !client.connected) return refuse('will');
     const state = this.states.get(client.id);
     if (state?.client !== client) return refuse('acl');
+    if (packet.qos === 2) return refuse('qos2');
+    if (packet.topic.includes('\u0000')) return refuse('malformed-topic');
     const inbound = classifyPublish(client.id, packet.topic);
     if (inbound === null) return refuse('acl');
     if (Buffer.byteLength(packet.topic) + packet.payload.length > this.config.messageBytesMax) return refuse('message-size');
     if (state.inflight >= this.config.inflightMax) return refuse('inflight');
-    if (!this.takeToken(state)) return refuse('rate');
+    const delayMs = state.throttle.take(this.clock.monoMs());
+    if (delayMs === 'refuse') return refuse('rate');
+    if (inbound.kind === 'telemetry' && inbound.reservedDropped > 0) this.count('reserved-property', source);
     // aedes would keep retained messages in memory without bound; nothing here is meant to be retained.
     packet.retain = false;
     state.inflight += 1;
-    this.handlers.onPublish(client.id, inbound, Buffer.from(packet.payload)).then(
+    const serve = () => {
+      if (client.closed) {
+        state.inflight -= 1;
+        return done(this.counted(new Error('connection closed while its publish was throttled')));
+      }
+      this.serve(client.id, state, inbound, packet, done, refuse);
+    };
+    if (delayMs === 0) serve();
+    else setTimeout(serve, delayMs);
+  }
+
+  /** Hands an admitted publish on; `done` (the PUBACK) once it was dealt with. */
+  private serve(
+    id: string, state: ClientState, inbound: Inbound, packet: AedesPublishPacket,
+    done: (err?: Error | null) => void, refuse: (reason: PublishRefusal, detail: string) => void,
+  ): void {
+    this.handlers.onPublish(id, inbound, Buffer.from(packet.payload)).then(
       () => {
         state.inflight -= 1;
         done(null);
@@ -281,12 +316,10 @@ export class HubServer {
   }
 
   async stop(): Promise<void> {
+    this.gate.close();
+    this.refusalLog.stop();
     for (const state of this.states.values()) state.client.close();
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
-    for (const s of [this.tcpServer, this.tlsServer]) {
-      if (s === null) continue;
-      s.close();
-      await once(s, 'close');
-    }
+    await this.listeners.close();
   }
 }

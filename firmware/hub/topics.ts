@@ -13,7 +13,11 @@ import { splitConnectionId } from '../auth/identity.js';
 
 export type Inbound =
   /** outputName: `$.on`, the module output a message was sent to (ModuleClient.sendOutputEvent); '' for none. */
-  | { kind: 'telemetry'; properties: Record<string, string>; contentType: string; contentEncoding: string; outputName: string }
+  /** reservedDropped: application properties with a reserved name (see isReservedName) the hub left out. */
+  | {
+    kind: 'telemetry'; properties: Record<string, string>; contentType: string; contentEncoding: string;
+    outputName: string; reservedDropped: number;
+  }
   | { kind: 'twin-get'; rid: string }
   | { kind: 'twin-reported'; rid: string }
   | { kind: 'method-response'; rid: string; status: number }
@@ -37,6 +41,21 @@ export const IO_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** System properties IoT Hub devices may set in the bag, mapped to outpost's application properties. */
 const SYSTEM_PROPERTY_NAMES: Record<string, string> = { '$.mid': 'child-message-id', '$.cid': 'correlation-id' };
+/**
+ * System properties the azure-iot-device SDK sets from a Message ($.uid, $.to, $.exp, $.ifid, $.sub) that the
+ * hub does not carry upstream: IoT Hub sets them itself for what the gateway sends. Dropped, and not a forgery.
+ */
+const SDK_SYSTEM_PROPERTIES = new Set(['$.uid', '$.to', '$.exp', '$.ifid', '$.sub']);
+
+/**
+ * Names a child may not set: `outpost-*` carries the gateway's attribution (device id, message id, enqueue
+ * time) and `iothub-*` IoT Hub's own (creation time, connection device id); `$` keys are system properties or
+ * the record's own keys (`$deviceId`). Compared without case: consumers and IoT Hub may not tell case apart.
+ */
+export function isReservedName(key: string): boolean {
+  const lower = key.toLowerCase();
+  return lower.startsWith('$') || lower.startsWith('outpost-') || lower.startsWith('iothub-');
+}
 
 function query(text: string): URLSearchParams | null {
   try {
@@ -58,6 +77,7 @@ export function parsePropertyBag(bag: string): Omit<Extract<Inbound, { kind: 'te
   let contentEncoding = '';
   let outputName = '';
   let count = 0;
+  let reservedDropped = 0;
   // sendOutputEvent ends the bag with '/' (azure-iot-device-mqtt), as IoT Hub and edgeHub accept; a '/' in a
   // key or value would be percent-encoded, so a bare one at the end is only a separator.
   const text = bag.endsWith('/') ? bag.slice(0, -1) : bag;
@@ -80,10 +100,11 @@ export function parsePropertyBag(bag: string): Omit<Extract<Inbound, { kind: 'te
       outputName = value;
     }
     else if (key in SYSTEM_PROPERTY_NAMES) properties[SYSTEM_PROPERTY_NAMES[key]] = value;
-    // Other system properties ($.to, $.uid, ...) are the hub's to set, not a child's; `$` keys are reserved.
-    else if (!key.startsWith('$')) properties[key] = value;
+    else if (SDK_SYSTEM_PROPERTIES.has(key)) continue;
+    else if (isReservedName(key)) reservedDropped += 1;
+    else properties[key] = value;
   }
-  return { properties, contentType, contentEncoding, outputName };
+  return { properties, contentType, contentEncoding, outputName, reservedDropped };
 }
 
 /** Classifies a child's PUBLISH; null means not allowed for this device (ACL) or malformed. */

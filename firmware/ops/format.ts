@@ -13,17 +13,29 @@ export function formatReport(r: StatusReport): string {
     `counters:  expired ${r.counters.expired}, dropped ${r.counters.dropped}, corrupt ${r.counters.corrupt}`,
     `dead:      ${r.deadLetters.total}${deadLetterReasons(r)} (outpost log dump --lane deadletter)`,
     `children:  ${r.children.length}${r.children.length > 0 ? ` (${r.children.join(', ')})` : ''}`,
+    `refusals:  ${refusalsText(r.hubRefusals)}`,
     `devices:   ${r.devices.ok} ok, ${r.devices.faulted.length} faulted${r.devices.faulted.map((d) => `\n  ${d.id}: ${d.error ?? 'faulted'}`).join('')}`,
     `errors:    ${r.errors.length === 0 ? 'none' : ''}`,
     ...r.errors.slice(-5).map((e) => `  ${new Date(e.atWallMs).toISOString()} ${e.source}: ${e.message}`),
   ];
   if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
+  if (r.page) {
+    const { loginFailures, loginRefused, csrfRefused } = r.page;
+    const refused = `${loginFailures} failed logins, ${loginRefused} refused, ${csrfRefused} bad CSRF`;
+    lines.push(`page:      port ${r.page.port}, ${r.page.sessions} sessions, ${refused}`);
+  }
   return lines.join('\n');
 }
 
 function deadLetterReasons(r: StatusReport): string {
   const reasons = Object.entries(r.deadLetters.byReason).map(([reason, count]) => `${reason} ${count}`);
   return reasons.length === 0 ? '' : `: ${reasons.join(', ')}`;
+}
+
+/** "signature 3, connect-timeout 120": the busiest reason first. */
+function refusalsText(refusals: Record<string, number>): string {
+  const entries = Object.entries(refusals).sort((a, b) => b[1] - a[1]);
+  return entries.length === 0 ? 'none' : entries.map(([reason, n]) => `${reason} ${n}`).join(', ');
 }
 
 function quotaOutlook(r: StatusReport): string {

@@ -1,4 +1,5 @@
 import { pino, type DestinationStream, type Logger } from 'pino';
+import { prettyLine } from './pretty.js';
 import { redactValue, scrubText } from './redact.js';
 
 export type { Logger } from 'pino';
@@ -11,6 +12,26 @@ export interface LoggerOptions {
   level?: LogLevel;
   /** Where lines go; default stdout (journald adds time, unit and priority). Tests pass a capture. */
   destination?: DestinationStream;
+  /** Readable lines instead of JSON (firmware/ops/pretty.ts). Default: JSON; see `logFormatFromEnv`. */
+  format?: LogFormat;
+  /** Pretty lines in colour. Default false. */
+  colour?: boolean;
+}
+
+export type LogFormat = 'json' | 'pretty';
+
+/**
+ * OUTPOST_LOG_FORMAT (json or pretty); unset: pretty when stdout is a terminal (`npm start`), JSON otherwise
+ * (journald, files, pipes). Colour on a terminal unless NO_COLOR is set.
+ */
+export function logFormatFromEnv(env: NodeJS.ProcessEnv = process.env,
+  isTty = process.stdout.isTTY === true): { format: LogFormat; colour: boolean } {
+  const raw = env.OUTPOST_LOG_FORMAT;
+  if (raw !== undefined && raw !== '' && raw !== 'json' && raw !== 'pretty') {
+    throw new TypeError(`"OUTPOST_LOG_FORMAT" must be json or pretty, got ${JSON.stringify(raw)}`);
+  }
+  const format = raw === 'json' || raw === 'pretty' ? raw : isTty ? 'pretty' : 'json';
+  return { format, colour: format === 'pretty' && isTty && !env.NO_COLOR };
 }
 
 /** Reads OUTPOST_LOG_LEVEL; a wrong value is an operator error named with the variable. */
@@ -31,10 +52,16 @@ export function logLevelFromEnv(env: NodeJS.ProcessEnv = process.env): LogLevel 
 export function createLogger(opts: LoggerOptions = {}): Logger {
   // Synchronous writes: a line logged just before a crash or exit must reach the journal.
   const target = opts.destination ?? pino.destination({ dest: 1, sync: true });
-  const scrubbed: DestinationStream = { write: (line: string) => target.write(scrubText(line)) };
+  const pretty = opts.format === 'pretty' ? { colour: opts.colour ?? false } : null;
+  const scrubbed: DestinationStream = {
+    write: (line: string) => target.write(pretty === null ? scrubText(line) : prettyLine(scrubText(line), pretty)),
+  };
+  const level = opts.level ?? 'info';
+  // A routine warning ("cannot connect ...") repeats every backoff: its stack (about 1 KB) only at debug.
+  const stacks = level === 'debug' || level === 'trace';
   return pino(
     {
-      level: opts.level ?? 'info',
+      level,
       base: { pid: process.pid },
       // journald stamps each line itself; an ISO time keeps lines readable when stdout is a file.
       timestamp: pino.stdTimeFunctions.isoTime,
@@ -44,11 +71,23 @@ export function createLogger(opts: LoggerOptions = {}): Logger {
       },
       serializers: { err: (err: unknown) => redactValue(err) },
       hooks: {
-        logMethod(args, method) {
-          method.apply(this, args.map((a) => (typeof a === 'string' ? scrubText(a) : a)) as Parameters<typeof method>);
+        logMethod(args, method, levelValue) {
+          const kept = stacks || levelValue >= ERROR_LEVEL_VALUE ? args : args.map(withoutStack);
+          method.apply(this, kept.map((a) => (typeof a === 'string' ? scrubText(a) : a)) as Parameters<typeof method>);
         },
       },
     },
     scrubbed,
   );
+}
+
+/** pino's number for "error": errors and fatal lines keep their stacks at every level. */
+const ERROR_LEVEL_VALUE = 50;
+
+/** `{ err }` with the error reduced to its type, message and code. */
+function withoutStack(arg: unknown): unknown {
+  if (typeof arg !== 'object' || arg === null || !((arg as { err?: unknown }).err instanceof Error)) return arg;
+  const err = (arg as { err: Error & { code?: unknown } }).err;
+  return { ...arg, err: { type: err.name, message: err.message,
+    ...(err.code === undefined ? {} : { code: err.code }) } };
 }

@@ -31,11 +31,22 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
   const deadHelp = 'Messages the cloud would not take, moved to the deadletter lane, by reason.';
   metric('outpost_dead_letters_total', 'counter', deadHelp, deadLetters);
   metric('outpost_hub_children_connected', 'gauge', 'Child devices connected to the local hub.', [[{}, r.children.length]]);
+  const refusals = Object.entries(r.hubRefusals).map(([reason, n]): Sample => [{ reason }, n]);
+  const refusalsHelp = 'Connections, packets and publishes the local hub refused, by reason.';
+  metric('outpost_hub_refusals_total', 'counter', refusalsHelp, refusals);
   metric('outpost_devices_ok', 'gauge', 'Attached devices sampling normally.', [[{}, r.devices.ok]]);
   metric('outpost_device_faulted', 'gauge', 'Attached devices in the faulted state.', r.devices.faulted.map((d) => [{ device: d.id }, 1]));
   metric('outpost_errors_recent', 'gauge', 'Errors in the recent-errors ring.', [[{}, r.errors.length]]);
   metric('outpost_uptime_seconds', 'gauge', 'Seconds since the gateway started.', [[{}, r.uptimeSecs]]);
   metric('outpost_process_resident_memory_bytes', 'gauge', 'Resident set size of the gateway process.', [[{}, rssBytes]]);
+  if (r.page) {
+    const page = r.page;
+    const count = (name: string, help: string, value: number) =>
+      metric(`outpost_page_${name}_total`, 'counter', help, [[{}, value]]);
+    count('login_failures', 'Failed logins on the technician page.', page.loginFailures);
+    count('login_refused', 'Technician page logins refused: too many failures from the address.', page.loginRefused);
+    count('csrf_refused', 'POSTs to the technician page refused for a missing or wrong CSRF token.', page.csrfRefused);
+  }
   return `${out.join('\n')}\n`;
 }
 

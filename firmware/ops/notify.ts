@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 
 /**
  * systemd's notification protocol (sd_notify(3)) without a native addon.
@@ -35,17 +35,29 @@ export function systemdNotifier(onError: (err: Error) => void, env: NodeJS.Proce
 
   const run = (fields: Record<string, string>): Promise<void> =>
     new Promise<void>((resolve) => {
-      const child = spawn(NOTIFY_COMMAND, Object.entries(fields).map(([k, v]) => `${k}=${oneLine(v)}`), {
-        stdio: ['ignore', 'ignore', 'pipe'], env, timeout: NOTIFY_COMMAND_TIMEOUT_MS,
-      });
+      const what = `${NOTIFY_COMMAND} ${Object.keys(fields).join(' ')}`;
+      // Out of file descriptors or processes (EMFILE, EAGAIN), spawn throws or hands back a child without
+      // pipes: that message is lost, like any datagram systemd did not get, and the next one tries again.
+      let child: ChildProcess;
+      try {
+        child = spawn(NOTIFY_COMMAND, Object.entries(fields).map(([k, v]) => `${k}=${oneLine(v)}`), {
+          stdio: ['ignore', 'ignore', 'pipe'], env, timeout: NOTIFY_COMMAND_TIMEOUT_MS,
+        });
+      } catch (err) {
+        onError(new Error(`${what}: not sent: ${(err as Error).message}`, { cause: err }));
+        return resolve();
+      }
       let stderr = '';
-      child.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-500)));
+      // A failed spawn emits 'error' and may then emit 'close' too (with the errno as exit code): one report.
+      let failed = false;
+      child.stderr?.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-500)));
       child.on('error', (err) => {
-        onError(new Error(`${NOTIFY_COMMAND}: ${err.message}`, { cause: err }));
+        failed = true;
+        onError(new Error(`${what}: not sent: ${err.message}`, { cause: err }));
         resolve();
       });
       child.on('close', (code, signal) => {
-        if (code !== 0) onError(new Error(`${NOTIFY_COMMAND} ${Object.keys(fields).join(' ')}: exit ${code ?? signal}: ${stderr.trim()}`));
+        if (code !== 0 && !failed) onError(new Error(`${what}: exit ${code ?? signal}: ${stderr.trim()}`));
         resolve();
       });
     });

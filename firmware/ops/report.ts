@@ -74,9 +74,23 @@ export interface StatusReport {
   /** Messages the cloud would not take, moved to the `deadletter` lane since start, by reason. */
   deadLetters: { total: number; byReason: Record<string, number> };
   children: string[];
+  /** Hub refusals since start, by reason (auth failures, ACL, packet size, rate, connection floods, ...). */
+  hubRefusals: Record<string, number>;
   devices: { ok: number; faulted: Array<{ id: string; error: string | null }> };
   errors: RecentError[];
   metricsPort: number | null;
+  /** The technician page (firmware/page) when enabled: its port and what it refused. */
+  page: PageCounters | null;
+}
+
+export interface PageCounters {
+  port: number;
+  sessions: number;
+  loginFailures: number;
+  /** Logins refused because the address had used up its failures. */
+  loginRefused: number;
+  /** POSTs refused for a missing or wrong CSRF token. */
+  csrfRefused: number;
 }
 
 export interface ReportContext {
@@ -86,6 +100,7 @@ export interface ReportContext {
   startedMonoMs: number;
   nowMonoMs: number;
   metricsPort: number | null;
+  page?: PageCounters | null;
 }
 
 export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport {
@@ -128,12 +143,14 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     counters: { expired: s.store.expiredRecords, dropped: s.store.droppedRecords, corrupt: s.store.corruptRecords },
     deadLetters: { total: s.uplink?.deadLetters.total ?? 0, byReason: s.uplink?.deadLetters.byReason ?? {} },
     children: s.hub?.connected ?? [],
+    hubRefusals: { ...(s.hub?.refusals ?? {}) },
     devices: {
       ok: s.devices.filter((d) => d.state === 'ok').length,
       faulted: faulted.map((d) => ({ id: d.id, error: d.lastError === undefined ? null : scrubText(d.lastError) })),
     },
     errors: ctx.errors.list(),
     metricsPort: ctx.metricsPort,
+    page: ctx.page ?? null,
   };
 }
 

@@ -1,5 +1,6 @@
 import type { Runtime } from '../runtime.js';
 import { formatStatus, UPSTREAM_LANE } from '../runtime.js';
+import type { PageServer } from '../page/index.js';
 import type { Logger } from './logger.js';
 import { serveMetrics, type MetricsServer } from './metrics.js';
 import { systemdNotifier, type Notifier } from './notify.js';
@@ -16,6 +17,10 @@ export interface OpsOptions {
   logger: Logger;
   errors: RecentErrors;
   env?: NodeJS.ProcessEnv;
+  /** Shown on the technician page; the release's version, else "dev". */
+  version?: string;
+  /** Where the page's assets are (tests run from sources); default dist/page beside the bundle. */
+  pageAssetsDir?: string;
 }
 
 /**
@@ -28,6 +33,7 @@ export class Ops {
   private readonly timers: NodeJS.Timeout[] = [];
   private socket: StatusSocket | null = null;
   private metrics: MetricsServer | null = null;
+  private page: PageServer | null = null;
   private notifier: Notifier | null = null;
 
   private constructor(private readonly opts: OpsOptions) {}
@@ -50,6 +56,7 @@ export class Ops {
     this.socket = await serveStatus(serverSocketPath(runtime.dataDir, env), () => this.report());
     const metricsConfig = runtime.board.metrics;
     if (metricsConfig) this.metrics = await serveMetrics(metricsConfig.port, () => this.report());
+    await this.openPage();
     this.notifier = systemdNotifier((err) => {
       errors.add('systemd', err);
       logger.warn({ err }, 'systemd notification failed');
@@ -61,6 +68,35 @@ export class Ops {
     // WatchdogSec stops it and systemd restarts the service.
     if (watchdogMs !== null) this.timers.push(setInterval(() => this.notifier?.send({ WATCHDOG: '1' }), watchdogMs));
     this.notifier?.send({ READY: '1', STATUS: this.systemdStatus() });
+  }
+
+  /** Imported only when board.json enables it: a gateway without a page loads none of its code. */
+  private async openPage(): Promise<void> {
+    const { runtime, logger } = this.opts;
+    const config = runtime.board.page;
+    if (!config) return;
+    const { startPage } = await import('../page/index.js');
+    this.page = await startPage({
+      config,
+      logger,
+      assetsDir: this.opts.pageAssetsDir,
+      host: {
+        gatewayId: runtime.board.identity.gatewayId,
+        boardFile: runtime.board.file,
+        dataDir: runtime.dataDir,
+        hubSection: runtime.board.hub,
+        version: this.opts.version ?? 'dev',
+        report: () => this.report(),
+        devices: () => runtime.status().devices,
+        wake: (reason) => runtime.wake(reason),
+        invokeDeviceMethod: (id, name, payload) => runtime.invokeDeviceMethod(id, name, payload),
+        onDeviceReported: (listener) => runtime.onDeviceReported(listener),
+      },
+    });
+  }
+
+  get pagePort(): number | null {
+    return this.page?.port ?? null;
   }
 
   get socketPath(): string | null {
@@ -79,6 +115,7 @@ export class Ops {
       startedMonoMs: this.startedMonoMs,
       nowMonoMs: performance.now(),
       metricsPort: this.metricsPort,
+      page: this.page ? { port: this.page.port, ...this.page.handler.counters() } : null,
     });
   }
 
@@ -107,10 +144,11 @@ export class Ops {
     for (const timer of this.timers.splice(0)) clearInterval(timer);
     this.notifier?.send({ STOPPING: '1', STATUS: 'stopping: flushing the log' });
     const socket = this.socket;
-    const metrics = this.metrics;
+    const { metrics, page } = this;
     this.socket = null;
     this.metrics = null;
-    await Promise.all([socket?.close(), metrics?.close()]);
+    this.page = null;
+    await Promise.all([socket?.close(), metrics?.close(), page?.close()]);
   }
 
   /** Waits for the last notification to be delivered before the process exits. */

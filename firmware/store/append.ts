@@ -1,7 +1,7 @@
 import type { Batch } from './batch.js';
 import { StoreError } from './errors.js';
 import type { ResolvedOptions } from './options.js';
-import { encodeProperties, recordBytes } from './record.js';
+import { SEAL_RECORD_BYTES, encodeProperties, recordBytes } from './record.js';
 import type { AppendInput } from './types.js';
 
 /** One append input, checked and measured, ready to be framed into a batch. */
@@ -35,4 +35,22 @@ export function prepareRecord(laneName: string, opts: ResolvedOptions, input: Ap
 export function waitFor(batch: Batch): Promise<number> {
   const seq = batch.lastSeq;
   return new Promise((resolve, reject) => batch.wait({ seq, resolve, reject }));
+}
+
+/**
+ * Bytes records of `sizes` take when appended to a segment whose projected tail is `tailBytes`: their
+ * own plus the seal record of each segment they fill (Lane.encode rolls on the same condition).
+ */
+export function bytesWithSeals(sizes: number[], tailBytes: number, segmentBytes: number): number {
+  let bytes = 0;
+  let tail = tailBytes;
+  for (const size of sizes) {
+    if (tail + size + SEAL_RECORD_BYTES > segmentBytes) {
+      bytes += SEAL_RECORD_BYTES;
+      tail = 0;
+    }
+    tail += size;
+    bytes += size;
+  }
+  return bytes;
 }

@@ -1,5 +1,6 @@
 import * as fs from 'node:fs/promises';
 import { constants } from 'node:fs';
+import { basename, dirname } from 'node:path';
 
 /**
  * Every file operation the store makes goes through this interface. Production uses node:fs; the
@@ -108,3 +109,17 @@ export const nodeFs: StoreFs = {
     }
   },
 };
+
+/**
+ * Creates `dir` (and `sub` inside it) if missing and makes every directory entry this created durable:
+ * a data directory made on first start would otherwise vanish in a power cut with everything in it.
+ */
+export async function mkdirDurable(fs: StoreFs, dir: string, sub: string): Promise<void> {
+  const created: string[] = [];
+  for (let p = dir; dirname(p) !== p; p = dirname(p)) {
+    if ((await fs.readdir(dirname(p))).includes(basename(p))) break;
+    created.push(p);
+  }
+  await fs.mkdir(`${dir}/${sub}`);
+  for (const p of created) await fs.syncDir(dirname(p));
+}

@@ -11,6 +11,8 @@ export interface LaneHost {
   nextSegmentNo(): number;
   /** Reserves bytes for an append under reject-new; throws FULL when the quota would be exceeded. */
   reserveAppend(bytes: number): void;
+  /** A seal record fits under the quota now (reject-new never goes over it, not even by a seal). */
+  sealFits(): boolean;
   /** Gives back a reservation once its bytes are counted on disk, or failed. */
   releaseReserved(bytes: number): void;
   /** Bytes a segment file gained (+) or lost (-) on disk. */

@@ -1,11 +1,12 @@
+import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { AgeRing } from './age-ring.js';
-import { prepareRecord, waitFor, type Prepared } from './append.js';
+import { bytesWithSeals, prepareRecord, waitFor, type Prepared } from './append.js';
 import { Batch, BufferPool } from './batch.js';
 import { StoreError, fromFsError } from './errors.js';
 import type { StoreFile } from './fs.js';
 import type { LaneHost } from './lane-host.js';
-import { readLane, type ReadState } from './reader.js';
+import { assertReadArgs, readLane, type ReadState } from './reader.js';
 import { SEAL_RECORD_BYTES } from './record.js';
 import type { SegmentInfo } from './segment.js';
 import { createSegment, cutBackToDurable, sealSegment } from './segment-write.js';
@@ -29,6 +30,11 @@ export class Lane {
   private acked = 0;
   /** The acked seq as of the last durable checkpoint: retention may delete up to here. */
   durableAckedSeq = 0;
+  /**
+   * The next seq as of the last durable checkpoint. Records at or above it are the only proof on disk
+   * that their seqs were issued: retention checkpoints before deleting one (see Retention.drop).
+   */
+  durableNextSeq = 1;
   /** Highest seq readers may see: synced in always mode, written otherwise. */
   visibleSeq = 0;
   private readonly queue: Batch[] = [];
@@ -64,7 +70,7 @@ export class Lane {
     try {
       this.host.assertOpen();
       const prepared = prepareRecord(this.name, this.host.opts, input);
-      this.admit(prepared.total);
+      this.admit([prepared.total]);
       const batch = this.encode(prepared, this.host.wallNowMs(), this.host.storeNowMs());
       const seq = batch.lastSeq;
       return new Promise<number>((resolve, reject) => batch.wait({ seq, resolve, reject }));
@@ -84,7 +90,7 @@ export class Lane {
         throw new StoreError('INVALID', `appendBatch takes 1..${APPEND_BATCH_RECORDS_MAX} records ("APPEND_BATCH_RECORDS_MAX"), got ${inputs.length}`);
       }
       const prepared = inputs.map((input) => prepareRecord(this.name, this.host.opts, input));
-      this.admit(prepared.reduce((sum, p) => sum + p.total, 0));
+      this.admit(prepared.map((p) => p.total));
       const waits: Array<Promise<number>> = [];
       let current: Batch | null = null;
       // One clock reading for the whole call: its records were handed over at the same moment.
@@ -103,8 +109,12 @@ export class Lane {
     }
   }
 
-  /** Bounds the bytes waiting for a commit, and the quota under reject-new, for `bytes` more. */
-  private admit(bytes: number): void {
+  /**
+   * Bounds the bytes waiting for a commit, and the quota under reject-new, for records of `sizes` more:
+   * their bytes plus the seal record of each segment they fill (a roll writes one, see encode/writeBatch).
+   */
+  private admit(sizes: number[]): void {
+    const bytes = bytesWithSeals(sizes, this.tailBytes, this.host.opts.segmentBytes);
     if (this.queuedBytes + bytes > this.host.opts.appendQueueBytesMax) {
       throw new StoreError('FULL', `lane "${this.name}": ${this.queuedBytes} bytes await commit, over "appendQueueBytesMax"`);
     }
@@ -156,9 +166,11 @@ export class Lane {
   /** Writes a taken batch to the active segment, rolling to a new segment first when needed. */
   async writeBatch(batch: Batch): Promise<void> {
     const opts = this.host.opts;
+    // admit reserved the seal this roll writes: give it back for the seal to take (see sealFits).
+    if (batch.rollBefore) this.host.releaseReserved(SEAL_RECORD_BYTES);
     let seg = this.active;
     if (!seg || this.rollNext || batch.rollBefore || seg.bytes + batch.bytes + SEAL_RECORD_BYTES > opts.segmentBytes) {
-      seg = await this.roll(batch.firstSeq);
+      seg = await this.roll(batch);
     }
     batch.segment = seg;
     batch.segmentOffset = seg.bytes;
@@ -175,6 +187,7 @@ export class Lane {
   /** The batch is durable (or written, outside always mode): readers may see it, producers hear back. */
   commitBatch(batch: Batch): void {
     const seg = batch.segment!;
+    assert(batch.firstSeq > this.visibleSeq, `lane "${this.name}": batch ${batch.firstSeq} after ${this.visibleSeq}`);
     batch.foldInto(seg);
     seg.durableBytes = batch.segmentOffset + batch.bytes;
     this.visibleSeq = batch.lastSeq;
@@ -198,14 +211,15 @@ export class Lane {
   }
 
   /** Seals the active segment (when it has records) and creates the next one. */
-  private async roll(baseSeq: number): Promise<SegmentInfo> {
+  private async roll(first: Batch): Promise<SegmentInfo> {
     await this.sealActive();
-    const { seg, file } = await createSegment(this.host, this.dir, baseSeq);
+    const { seg, file } = await createSegment(this.host, this.dir, first.firstSeq);
     this.activeFile = file;
     this.segments.push(seg);
     this.rollNext = false;
     this.dirSyncPending = true;
-    this.tailBytes = 0;
+    // The batch being written was taken off the queue already: it is the new segment's first.
+    this.tailBytes = first.bytes;
     for (const b of this.queue) this.tailBytes += b.bytes;
     return seg;
   }
@@ -225,13 +239,19 @@ export class Lane {
     await sealSegment(this.host, seg, file);
   }
 
-  /** Marks everything up to `seq` delivered. The cursor only moves forward and never past the last seq. */
+  /**
+   * Marks everything up to `seq` delivered; an older seq changes nothing. Acknowledging a record no reader
+   * could have seen (past lastDurableSeq) is a programmer error: it would let retention delete records
+   * that were never delivered, so it throws instead of moving the cursor.
+   */
   ack(seq: number): void {
     this.host.assertOpen();
-    const target = Math.min(Math.floor(seq), this.nextSeq - 1);
-    if (!(target > this.acked)) return;
-    const advanced = target - this.acked;
-    this.acked = target;
+    assert(Number.isSafeInteger(seq), `lane "${this.name}": ack(${seq}) needs an integer seq`);
+    // Before the bound: after a restart the cursor may be past every record left on disk.
+    if (seq <= this.acked) return;
+    assert(seq <= this.visibleSeq, `lane "${this.name}": ack(${seq}) is past the last durable seq ${this.visibleSeq}`);
+    const advanced = seq - this.acked;
+    this.acked = seq;
     this.host.markCheckpointDirty(advanced);
   }
 
@@ -253,6 +273,7 @@ export class Lane {
   read(fromSeq: number, limits: { recordsMax?: number; bytesMax?: number } = {}): Promise<StoredRecord[]> {
     try {
       this.host.assertOpen();
+      assertReadArgs(this.name, fromSeq, limits);
     } catch (err) {
       return Promise.reject(err);
     }

@@ -22,8 +22,17 @@ interface Holder {
   startTime: string;
 }
 
+/**
+ * Where /proc/sys is hidden (systemd's ProcSubset=pid, some containers) the boot id is "unknown": the holder is
+ * then told apart by pid and start time alone, which still never mistakes a reused pid for the holder within
+ * one boot. Refusing to open the log there would keep the gateway down.
+ */
 async function bootId(): Promise<string> {
-  return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+  try {
+    return (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim();
+  } catch {
+    return 'unknown';
+  }
 }
 
 /** The start time of `pid`, or null when there is no such process. */

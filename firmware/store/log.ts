@@ -1,14 +1,16 @@
+import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import { CHECKPOINT_SLOT_BYTES, CheckpointFile, LANES_MAX } from './checkpoint.js';
 import { CheckpointScheduler } from './checkpoint-schedule.js';
 import { CommitLoop } from './commit.js';
 import { StoreError, fromFsError } from './errors.js';
-import { nodeFs, type StoreFs } from './fs.js';
+import { mkdirDurable, nodeFs, type StoreFs } from './fs.js';
 import { Lane, type LaneHost } from './lane.js';
 import { acquireLock, releaseLock } from './lock.js';
 import { resolveOptions, type ResolvedOptions, type RingLogOptions } from './options.js';
 import { recoverLane } from './recover.js';
+import { SEAL_RECORD_BYTES } from './record.js';
 import { Retention } from './retention.js';
 import { applyRuntimeSettings, type RuntimeSettings } from './settings.js';
 import { StoreClock } from './store-clock.js';
@@ -27,7 +29,7 @@ export interface Counters {
 
 /**
  * The ring log: lanes of append-only segment files, one group-commit loop for all of them, a shared
- * quota, checkpointed cursors and a store clock for TTLs. See ARCHITECTURE.md (store).
+ * quota, checkpointed cursors and a store clock for TTLs. See README.md, "The ring log".
  */
 export class RingLog implements LaneHost {
   readonly opts: ResolvedOptions;
@@ -69,7 +71,7 @@ export class RingLog implements LaneHost {
   private async init(): Promise<void> {
     const { dir, readOnly } = this.opts;
     if (!readOnly) {
-      await this.fs.mkdir(join(dir, 'lanes'));
+      await mkdirDurable(this.fs, dir, 'lanes');
       if (this.fs === nodeFs) await acquireLock(dir);
     }
     const { checkpoint, state } = await CheckpointFile.open(this.fs, dir, readOnly);
@@ -86,7 +88,7 @@ export class RingLog implements LaneHost {
       lastSegmentNo: () => this.lastSegmentNo,
       sweep: () => this.exclusive(() => this.retention.sweep()),
     };
-    this.checkpoints = new CheckpointScheduler(host, checkpoint, this.storeClock, state?.generation ?? 0);
+    this.checkpoints = new CheckpointScheduler(host, checkpoint, this.storeClock, state);
     for (const name of (await this.fs.readdir(join(dir, 'lanes'))).sort()) {
       if (!LANE_NAME.test(name)) continue;
       const lane = new Lane(name, join(dir, 'lanes'), this);
@@ -95,7 +97,9 @@ export class RingLog implements LaneHost {
       this.lanes.set(name, lane);
     }
     if (readOnly) return;
-    this.maintenanceTimer = setInterval(() => void this.maintain(), this.opts.retentionIntervalMs).unref();
+    // The clock anchor at once, not after the first interval: a life shorter than that still counts.
+    await this.checkpoints.persist().catch(() => undefined);
+    this.maintenanceTimer = setInterval(() => void this.maintenancePass(), this.opts.retentionIntervalMs).unref();
     if (this.opts.syncMode === 'interval') {
       this.syncTimer = setInterval(() => void this.commits.syncAll().catch(() => undefined), this.opts.syncIntervalMs).unref();
     }
@@ -120,6 +124,11 @@ export class RingLog implements LaneHost {
     return this.lanes.get(name)!;
   }
 
+  /** Set by close(): appends are refused and retention stops between two deletions. */
+  isClosing(): boolean {
+    return this.closing;
+  }
+
   storeNowMs(): number {
     return this.storeClock.nowMs();
   }
@@ -138,18 +147,26 @@ export class RingLog implements LaneHost {
 
   reserveAppend(bytes: number): void {
     if (this.opts.quotaPolicy === 'reject-new' && this.diskBytes + this.reservedBytes + bytes > this.opts.quotaBytes) {
-      void this.maintain();
+      void this.maintenancePass();
       throw new StoreError('FULL', `ring log ${this.opts.dir} is at its quota of ${this.opts.quotaBytes} bytes ("quotaBytes", reject-new)`);
     }
     this.reservedBytes += bytes;
   }
 
+  sealFits(): boolean {
+    if (this.opts.quotaPolicy !== 'reject-new') return true;
+    return this.diskBytes + this.reservedBytes + SEAL_RECORD_BYTES <= this.opts.quotaBytes;
+  }
+
   releaseReserved(bytes: number): void {
     this.reservedBytes -= bytes;
+    assert(this.reservedBytes >= 0, `ring log ${this.opts.dir}: ${this.reservedBytes} bytes reserved`);
   }
 
   diskBytesChanged(delta: number): void {
     this.diskBytes += delta;
+    // The checkpoint's two slots are counted from the start: nothing can take the total below them.
+    assert(this.diskBytes >= CHECKPOINT_SLOT_BYTES * 2, `ring log ${this.opts.dir}: ${this.diskBytes} bytes on disk`);
   }
 
   reportDamage(report: DamageReport): void {
@@ -191,7 +208,22 @@ export class RingLog implements LaneHost {
     return this.checkpoints.write();
   }
 
-  private async maintain(): Promise<void> {
+  /** Durably writes cursors and next seqs now, without a retention pass (see CheckpointScheduler.persist). */
+  persistCheckpoint(): Promise<void> {
+    return this.checkpoints.persist();
+  }
+
+  /** Store time in the last durable checkpoint: where the store clock would resume after a crash. */
+  durableStoreMs(): number {
+    return this.checkpoints.durableStoreMs();
+  }
+
+  /**
+   * What the retention timer runs every retentionIntervalMs: credits known downtime, writes the clock
+   * checkpoint when due, deletes what retention allows. Public so tests drive the production pass at
+   * chosen moments (the power-cut workloads), keeping each run's op sequence reproducible.
+   */
+  async maintenancePass(): Promise<void> {
     if (this.closing) return;
     this.storeClock.creditDowntime();
     try {
@@ -204,12 +236,13 @@ export class RingLog implements LaneHost {
 
   /**
    * Applies settings pushed from the cloud while running: the default TTL for new records, the quota and
-   * its policy. Validated like the options at open (an INVALID error names the field); a lower quota takes
-   * effect at the next write or retention pass. The caller persists them.
+   * its policy. Validated at once like the options at open (an INVALID error, thrown, names the field); the
+   * promise resolves once a retention pass has enforced them (a lower quota: segments dropped under
+   * drop-oldest). The caller persists them.
    */
-  applySettings(settings: RuntimeSettings): void {
+  applySettings(settings: RuntimeSettings): Promise<void> {
     applyRuntimeSettings(this.opts, settings);
-    void this.maintain();
+    return this.maintenancePass();
   }
 
   stats(): LogStats {
@@ -242,6 +275,9 @@ export class RingLog implements LaneHost {
   }
 
   private async flushForClose(): Promise<void> {
+    // A retention pass under way finishes its current deletion (it stops at the next, seeing `closing`):
+    // nothing of this log may touch the files once close resolved, a new open may be reading them.
+    await this.exclusive(async () => undefined);
     await this.commits.drain();
     if (this.opts.syncMode !== 'always') await this.commits.syncAll().catch(() => undefined);
     await this.writeCheckpoint().catch(() => undefined);

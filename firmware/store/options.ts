@@ -18,13 +18,16 @@ export interface RingLogOptions {
   quotaPolicy?: QuotaPolicy;
   /** Default time to live per record, seconds; 0 = never expire. Default 7200. */
   ttlSecs?: number;
-  /** always: append resolves after fdatasync (group commit); interval: after write, synced every syncIntervalMs; none: tests/benchmarks only. */
+  /**
+   * always: append resolves after fdatasync (group commit); interval: after write, synced every syncIntervalMs;
+   * none: never synced. interval and none are for tests and benchmarks only (board.json refuses them).
+   */
   syncMode?: SyncMode;
   /** interval mode: the sync period; always mode: unused (a batch starts as soon as the previous sync ends). ms. Default 10. */
   syncIntervalMs?: number;
   /** Most bytes one group commit writes before its fdatasync, bytes. Default 4 MiB. */
   groupCommitBytesMax?: number;
-  /** Appended bytes waiting for a commit before append refuses with BUSY, bytes. Default 64 MiB. */
+  /** Appended bytes waiting for a commit before append refuses with FULL, bytes. Default 64 MiB. */
   appendQueueBytesMax?: number;
   /** Shortest gap between two checkpoint writes, ms. Default 1000. */
   checkpointIntervalMs?: number;

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { StoreFile } from './fs.js';
 import type { Lane, LaneHost } from './lane.js';
 import { FLAG_SEAL, HEADER_BYTES, decodeProperties, parseRecord } from './record.js';
@@ -42,6 +43,15 @@ interface Cursor {
   recordsMax: number;
   bytesMax: number;
   nowStoreMs: number;
+}
+
+/** Programmer errors, not input: the reader is the pump, which reads from its own cursor. */
+export function assertReadArgs(lane: string, fromSeq: number, limits: { recordsMax?: number; bytesMax?: number }): void {
+  assert(Number.isSafeInteger(fromSeq) && fromSeq >= 1, `lane "${lane}": read from ${fromSeq}, not a seq`);
+  for (const key of ['recordsMax', 'bytesMax'] as const) {
+    const v = limits[key];
+    assert(v === undefined || (Number.isSafeInteger(v) && v >= 1), `lane "${lane}": read ${key} ${v}`);
+  }
 }
 
 export async function readLane(
@@ -95,8 +105,8 @@ async function fileFor(lane: Lane, host: LaneHost, seg: SegmentInfo): Promise<St
 
 /**
  * The chunk a read needs: the cached one when `offset` falls inside it (a 500-record read uses a slice of
- * a 1 MiB chunk; the next read continues from the same chunk without I/O), else a fresh read. A chunk is
- * never overwritten: records handed out earlier keep pointing into it.
+ * a 256 KiB chunk, READER_CHUNK_BYTES; the next read continues from the same chunk without I/O), else a
+ * fresh read. A chunk is never overwritten: records handed out earlier keep pointing into it.
  */
 async function chunkAt(lane: Lane, seg: SegmentInfo, file: StoreFile, offset: number, limit: number, recordBytesMax: number): Promise<Chunk> {
   const cached = lane.readState.chunk;

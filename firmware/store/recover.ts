@@ -32,6 +32,7 @@ export async function recoverLane(lane: Lane, host: LaneHost, cursor: LaneCursor
   for (const seg of lane.segments) if (seg.records > 0) lastSeq = Math.max(lastSeq, seg.lastSeq);
   const acked = cursor?.ackedSeq ?? 0;
   lane.nextSeq = Math.max(lastSeq, acked, (cursor?.nextSeq ?? 1) - 1) + 1;
+  lane.durableNextSeq = cursor?.nextSeq ?? 1;
   lane.visibleSeq = lastSeq;
   lane.restoreAcked(Math.min(acked, lane.nextSeq - 1));
 }

@@ -26,6 +26,14 @@ export class Retention {
   async makeRoom(lane: Lane, needBytes: number, written: Array<{ batch: Batch }>): Promise<void> {
     const busy = new Set<SegmentInfo | null | undefined>(written.map((w) => w.batch.segment));
     busy.add(lane.active);
+    if (!(await this.dropOldestUntil(needBytes, busy))) {
+      const { dir, quotaBytes } = this.log.opts;
+      throw new StoreError('FULL', `ring log ${dir}: no segment left to drop under "quotaBytes" ${quotaBytes}`);
+    }
+  }
+
+  /** Returns false when no segment is left to drop and `needBytes` still do not fit. */
+  private async dropOldestUntil(needBytes: number, busy: Set<SegmentInfo | null | undefined>): Promise<boolean> {
     while (this.log.diskBytes + needBytes > this.log.opts.quotaBytes) {
       let victim: { lane: Lane; seg: SegmentInfo } | null = null;
       for (const l of this.log.lanes.values()) {
@@ -35,11 +43,10 @@ export class Retention {
           break;
         }
       }
-      if (!victim) {
-        throw new StoreError('FULL', `ring log ${this.log.opts.dir}: no segment left to drop under "quotaBytes" ${this.log.opts.quotaBytes}`);
-      }
+      if (!victim) return false;
       await this.drop(victim.lane, victim.seg, 'quota');
     }
+    return true;
   }
 
   /** Deletes segments whose records are all acknowledged (as of the last durable checkpoint) or expired. */
@@ -47,6 +54,7 @@ export class Retention {
     const now = this.log.storeNowMs();
     for (const lane of this.log.lanes.values()) {
       for (const seg of [...lane.segments]) {
+        if (this.log.isClosing()) return;
         const isActive = seg === lane.active;
         if (isActive && (lane.hasQueued() || seg.bytes !== seg.durableBytes)) continue;
         const acked = seg.records > 0 && seg.lastSeq <= lane.durableAckedSeq;
@@ -57,13 +65,24 @@ export class Retention {
             const counted = Math.max(lane.durableAckedSeq, lane.readState.expiredThroughSeq);
             this.log.countExpired(unackedIn(seg, counted));
           }
+          // An expiry decided on a store time no checkpoint holds yet would, after a crash, have deleted
+          // records the restarted clock still counts as live: make the clock durable first.
+          const clockDurable = seg.maxExpiresAtStoreMs <= this.log.durableStoreMs();
+          if (expired && !acked && !clockDurable) await this.log.persistCheckpoint();
           await this.drop(lane, seg, 'retired');
         }
       }
     }
+    // A quota lowered while running holds from this pass on, not from the next write: nothing is being
+    // written under the exclusive section, so any segment may go, active ones included.
+    if (this.log.opts.quotaPolicy === 'drop-oldest' && !this.log.isClosing()) await this.dropOldestUntil(0, new Set());
   }
 
   private async drop(lane: Lane, seg: SegmentInfo, reason: DropReason): Promise<void> {
+    // Recovery takes the next seq from the highest seq on disk and the checkpoint: deleting the lane's
+    // newest records first (a TTL sweep, or drop-oldest taking this lane's active segment) would let a
+    // restart issue their seqs again, and message ids made from them would name different data.
+    if (seg.records > 0 && seg.lastSeq >= lane.durableNextSeq) await this.log.persistCheckpoint();
     if (seg === lane.active) {
       const file = lane.activeFile;
       lane.activeFile = null;

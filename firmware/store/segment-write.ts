@@ -25,10 +25,11 @@ export async function createSegment(host: LaneHost, dir: string, baseSeq: number
 /**
  * Appends a seal record so the next open learns this segment from its last 72 bytes. The seal is not
  * synced on its own: if it is lost, open scans the segment instead, which is slower but as correct.
+ * Left out when it does not fit under a reject-new quota (a roll admit did not foresee, after an error).
  * Marks the segment sealed and closes its file either way.
  */
 export async function sealSegment(host: LaneHost, seg: SegmentInfo, file: StoreFile): Promise<void> {
-  if (seg.records > 0 && seg.bytes === seg.durableBytes) {
+  if (seg.records > 0 && seg.bytes === seg.durableBytes && host.sealFits()) {
     const body = encodeSealBody({
       firstSeq: seg.firstSeq,
       lastSeq: seg.lastSeq,

@@ -42,7 +42,7 @@ export interface LaneStats {
   /** Records appended but not yet acknowledged (an upper bound: expired/dropped ones count until skipped). */
   pendingRecords: number;
   pendingBytes: number;
-  /** Age in ms (store clock) of the oldest unacknowledged record, 0 when none. */
+  /** Age in ms of the oldest unacknowledged record, on the wall clock (now minus enqueue time); 0 when none. */
   oldestPendingAgeMs: number;
   ackedSeq: number;
   lastSeq: number;

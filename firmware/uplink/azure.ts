@@ -1,6 +1,8 @@
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
+import { D2C_MESSAGE_BYTES_MAX, d2cMessageBytes, sdkRefusal } from './azure-refusal.js';
 import { UPSTREAM_KEY } from './message.js';
+import { TOO_LARGE } from './refusal.js';
 import { UplinkError, type MethodHandler, type TwinChannel, type UplinkMessage, type UplinkTransport } from './types.js';
 
 // azure-iot-device is CommonJS; Node's ESM loader cannot see `Message`, which it re-exports through a getter.
@@ -99,6 +101,45 @@ function twinError(err: Error): UplinkError {
   return new UplinkError(refused ? 'REJECTED' : 'DISCONNECTED', `twin update failed: ${err.message}`, { cause: err });
 }
 
+/** What the socket errors of a failed connect mean, said in words an operator reads at a glance. */
+const NETWORK_ERRORS: Record<string, string> = {
+  ECONNRESET: 'connection reset',
+  ECONNREFUSED: 'connection refused',
+  ETIMEDOUT: 'connection timed out',
+  EPIPE: 'connection closed',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name lookup failed',
+};
+/** azure-iot-device-mqtt prefixes every error of a client's first connect with this, whatever the cause. */
+const FIRST_CONNECT_PREFIX = 'Failure on first connection (Not authorized): ';
+const AUTH_REFUSAL = /not authori[sz]ed|bad username or password|identifier rejected/i;
+
+/**
+ * The SDK calls a TCP reset on the first connect "(Not authorized)"; an operator then looks at keys while
+ * the link is at fault. The label stays only when the hub itself refused the credentials (CONNACK).
+ */
+export function describeConnectError(err: Error): string {
+  // translateError wraps what it does not recognise as "mqtt.js returned <message> error".
+  const unwrapped = /^mqtt\.js returned (.*) error$/s.exec(err.message)?.[1] ?? err.message;
+  const inner = unwrapped.startsWith(FIRST_CONNECT_PREFIX) ? unwrapped.slice(FIRST_CONNECT_PREFIX.length) : unwrapped;
+  const codes = [(err as NodeJS.ErrnoException).code, ...[...inner.matchAll(/\b(E[A-Z_]{4,})\b/g)].map((m) => m[1])];
+  const network = codes.map((code) => (code === undefined ? undefined : NETWORK_ERRORS[code])).find(Boolean);
+  if (network !== undefined) return `${network} (${inner})`;
+  if (inner !== unwrapped && AUTH_REFUSAL.test(inner)) return err.message;
+  return inner;
+}
+
+/** A refusal of this message keeps the connection (REFUSED); any other failure means it is gone. */
+function sendError(message: UplinkMessage, err: Error): UplinkError {
+  const refusal = sdkRefusal(err);
+  const what = `send of ${message.messageId} failed: ${err.name}: ${err.message}`;
+  return refusal === null
+    ? new UplinkError('REJECTED', what, { cause: err })
+    : new UplinkError('REFUSED', what, { cause: err, refusal });
+}
+
 /** The `azure` transport: azure-iot-device + azure-iot-device-mqtt, a fresh SDK client per `connect()`. */
 export function createAzureTransport(options: AzureTransportOptions): UplinkTransport {
   const o = validate(options);
@@ -163,7 +204,8 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
       await Promise.race([open(c), aborted]);
     } catch (err) {
       lose(c, new UplinkError('CLOSED', 'connect failed'));
-      throw new UplinkError('CONNECT', `cannot connect to IoT Hub: ${(err as Error).message}`, { cause: err });
+      const why = describeConnectError(err as Error);
+      throw new UplinkError('CONNECT', `cannot connect to IoT Hub: ${why}`, { cause: err });
     } finally {
       if (abortConnect === abort) abortConnect = null;
     }
@@ -226,11 +268,19 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
   function publish(message: UplinkMessage): Promise<void> {
     const c = client;
     if (c === null || !connected) return Promise.reject(new UplinkError('DISCONNECTED', 'not connected to IoT Hub'));
+    const out = toAzureMessage(message);
+    const bytes = d2cMessageBytes(out);
+    // IoT Hub would close the connection on it, taking the window down, again at every reconnect.
+    if (bytes > D2C_MESSAGE_BYTES_MAX) {
+      const limit = `IoT Hub's ${D2C_MESSAGE_BYTES_MAX}-byte limit`;
+      const what = `${message.messageId} is ${bytes} bytes with its properties, over ${limit}`;
+      return Promise.reject(new UplinkError('REFUSED', what, { refusal: TOO_LARGE }));
+    }
     return new Promise((resolve, reject) => {
       pending.add(reject);
-      c.sendEvent(toAzureMessage(message)).then(
+      c.sendEvent(out).then(
         () => (pending.delete(reject), resolve()),
-        (err: Error) => (pending.delete(reject), reject(new UplinkError('REJECTED', `send of ${message.messageId} failed: ${err.message}`, { cause: err }))),
+        (err: Error) => (pending.delete(reject), reject(sendError(message, err))),
       );
     });
   }

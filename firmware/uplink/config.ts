@@ -1,41 +1,19 @@
 import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { ConfigError } from '../config/errors.js';
+import { collect, ConfigError, throwCollected } from '../config/errors.js';
 import { displayPath } from '../config/layers.js';
 import { ConfigNode } from '../config/node.js';
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
-import { LIMIT_RANGES } from './pump-options.js';
+import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
 import type { TransportConfig } from './transports.js';
 
 /**
- * The `uplink` section of board.json. Absent means `{ "protocol": "none" }`: no cloud (the sim board).
- *
- *   {
- *     "protocol": "mqtt",                      // "mqtt" | "azure" | "none"
- *     // mqtt: any MQTT 3.1.1/5 broker
- *     "url": "mqtts://broker.example:8883",    // required
- *     "username": "gw-17", "password": "...",  // optional
- *     "caFile": "certs/ca.pem",                // PEM; mqtts only; default the system's roots
- *     "certFile": "certs/gw.pem", "keyFile": "certs/gw.key",  // client certificate, both or neither
- *     "topicTemplate": "outpost/{gatewayId}/{deviceId}/telemetry",
- *     "configTopic": "outpost/{gatewayId}/config",   // retained cloud settings (ttlSecs, quotaBytes, maxBytesPerSec)
- *     "protocolVersion": 5,                    // 4 (3.1.1) or 5
- *     // azure: IoT Hub, with exactly one of
- *     "connectionString": "HostName=...;DeviceId=...;SharedAccessKey=...",
- *     "connectionStringFile": "/etc/outpost/connection-string",  // kept out of board.json
- *     // plus caFile, certFile, keyFile as above (x509=true in the connection string needs cert and key)
- *     // both protocols
- *     "inflightMax": 100,                      // publishes awaiting PUBACK at once
- *     "maxBytesPerSec": 0,                     // body bytes per second, 0 = no cap (metered cellular)
- *     "backoff": { "baseMs": 500, "maxMs": 60000 },
- *     "interfaces": ["eth0", "wwan0"],         // reconnect at once when one of these comes up
- *     "modemFlagPath": "/run/outpost/link-up", // a dialer hook touches this on link-up
- *     "priorityLanes": [{ "lane": "alarms", "weight": 4 }]  // drained beside "upstream" (weight 1)
- *   }
- *
- * Relative file paths are resolved against the directory of board.json. Parsing checks shapes only;
- * `loadUplinkFiles` reads the files at start, with errors that name the field and the file.
+ * The `uplink` section of board.json. Absent means `{ "protocol": "none" }`: no cloud. Every field, its
+ * default, unit and range is declared in firmware/config/schema-uplink.ts and documented in
+ * firmware/config/REFERENCE.md (generated from that table). Relative file paths are resolved against the
+ * directory of board.json. Parsing checks shapes only; `loadUplinkFiles` reads the files at start, with
+ * errors that name the field and the file.
  */
 
 export interface UplinkCommonConfig {
@@ -49,6 +27,12 @@ export interface UplinkCommonConfig {
   /** Absolute path, or undefined for no modem hook. */
   modemFlagPath: string | undefined;
   priorityLanes: Array<{ lane: string; weight: number }>;
+  /** MQTT keepalive, seconds; undefined: the transport's default. */
+  keepaliveSecs: number | undefined;
+  /** Connect attempt limit, ms; undefined: the pump's and the transport's defaults. */
+  connectTimeoutMs: number | undefined;
+  /** A publish unacknowledged this long tears the connection down, ms. */
+  publishTimeoutMs: number;
   /** Absolute paths of PEM files. */
   caFile: string | undefined;
   certFile: string | undefined;
@@ -72,11 +56,17 @@ export interface AzureUplinkConfig extends UplinkCommonConfig {
   connectionStringFile: string | undefined;
 }
 
-export type UplinkConfig = { protocol: 'none' } | MqttUplinkConfig | AzureUplinkConfig;
+/** The sim board's embedded cloud: an in-process broker on loopback behind a link that drops on a cycle. */
+export interface SimUplinkConfig extends UplinkCommonConfig {
+  protocol: 'sim';
+  linkUpSecs: number;
+  linkDownSecs: number;
+}
 
-const COMMON_FIELDS = ['protocol', 'inflightMax', 'maxBytesPerSec', 'backoff', 'interfaces', 'modemFlagPath', 'priorityLanes', 'caFile', 'certFile', 'keyFile'];
-const MQTT_FIELDS = [...COMMON_FIELDS, 'url', 'username', 'password', 'topicTemplate', 'configTopic', 'protocolVersion'];
-const AZURE_FIELDS = [...COMMON_FIELDS, 'connectionString', 'connectionStringFile'];
+export type UplinkConfig = { protocol: 'none' } | MqttUplinkConfig | AzureUplinkConfig | SimUplinkConfig;
+
+/** The one variant allowed the embedded cloud: it must never stand in for a production board's uplink. */
+export const SIM_VARIANT = 'sim';
 /** Linux interface names: IFNAMSIZ is 16 bytes with the terminating NUL. */
 const INTERFACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$/;
 const INTERFACES_MAX = 16;
@@ -85,19 +75,23 @@ const LANE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,47}$/;
 /** Lanes besides "upstream"; the pump drains at most 16 lanes. */
 const PRIORITY_LANES_MAX = 15;
 const LANE_WEIGHT_MAX = 1_000;
-const BACKOFF_MS_MAX = 3_600_000;
 /** PEM files hold a certificate chain or a CA bundle (Debian's whole bundle is about 220 KiB). */
 const PEM_FILE_BYTES_MAX = 1024 * 1024;
 const CONNECTION_STRING_FILE_BYTES_MAX = 4 * 1024;
+/** mqtt.js's connect timer runs this much past the pump's, so the pump's fires first, ms. */
+const MQTT_CONNECT_TIMEOUT_MARGIN_MS = 1_000;
 
-/** Validates board.json's `uplink` value (as the board loader hands it over) from `boardFile`. */
-export function parseUplinkConfig(value: unknown, boardFile: string): UplinkConfig {
+/**
+ * Validates board.json's `uplink` value (as the board loader hands it over) from `boardFile`. With `variant`
+ * (the board loader passes it), the sim cloud is refused on any board but the sim one.
+ */
+export function parseUplinkConfig(value: unknown, boardFile: string, variant?: string): UplinkConfig {
   const shown = displayPath(boardFile);
   const node = new ConfigNode(value, '$.uplink', () => shown);
   if (node.missing) return { protocol: 'none' };
-  const protocol = node.field('protocol').oneOf(['mqtt', 'azure', 'none'] as const);
+  const protocol = node.field('protocol').oneOf(['mqtt', 'azure', 'sim', 'none'] as const);
   // "none" accepts every known field, so a cloud can be switched off without deleting its settings.
-  node.keys(protocol === 'mqtt' ? MQTT_FIELDS : protocol === 'azure' ? AZURE_FIELDS : [...new Set([...MQTT_FIELDS, ...AZURE_FIELDS])]);
+  node.keys(fieldsOf('uplink', protocol === 'none' ? undefined : protocol));
   if (protocol === 'none') return { protocol };
   const baseDir = dirname(resolve(boardFile));
   const file = (key: string) => {
@@ -105,6 +99,16 @@ export function parseUplinkConfig(value: unknown, boardFile: string): UplinkConf
     return path === undefined ? undefined : resolve(baseDir, path);
   };
   const common = parseCommon(node, shown, file);
+  if (protocol === 'sim') {
+    if (variant !== undefined && variant !== SIM_VARIANT) {
+      node.field('protocol').fail(`"mqtt", "azure" or "none" ("sim" is for the ${SIM_VARIANT} board only)`);
+    }
+    return {
+      protocol, ...common,
+      linkUpSecs: integerOption(node.field('linkUpSecs'), 'uplink.linkUpSecs'),
+      linkDownSecs: integerOption(node.field('linkDownSecs'), 'uplink.linkDownSecs'),
+    };
+  }
   if ((common.certFile === undefined) !== (common.keyFile === undefined)) node.field(common.certFile ? 'keyFile' : 'certFile').fail('certFile and keyFile given together');
   if (protocol === 'mqtt') return parseMqtt(node, common);
   const connectionString = node.field('connectionString').optionalString();
@@ -116,20 +120,17 @@ export function parseUplinkConfig(value: unknown, boardFile: string): UplinkConf
 }
 
 function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) => string | undefined): UplinkCommonConfig {
-  const limit = (key: 'inflightMax' | 'maxBytesPerSec') => {
-    const [min, max, fallback, unit] = LIMIT_RANGES[key];
-    return node.field(key).integer({ min, max, unit, default: fallback });
-  };
   const backoff = node.field('backoff');
   backoff.optionalRecord();
-  if (!backoff.missing) backoff.keys(['baseMs', 'maxMs']);
+  if (!backoff.missing) backoff.keys(fieldsOf('uplink.backoff'));
   const baseMs = backoff.missing
     ? BACKOFF_BASE_MS_DEFAULT
-    : backoff.field('baseMs').integer({ min: 1, max: BACKOFF_MS_MAX, unit: 'ms', default: BACKOFF_BASE_MS_DEFAULT });
+    : integerOption(backoff.field('baseMs'), 'uplink.backoff.baseMs');
+  const baseRange = optionSpec('uplink.backoff.baseMs').int!;
   const maxMs = backoff.missing
     ? BACKOFF_MAX_MS_DEFAULT
     : backoff.field('maxMs').integer({
-        min: baseMs, max: BACKOFF_MS_MAX, unit: 'ms, at least baseMs', default: Math.max(baseMs, BACKOFF_MAX_MS_DEFAULT),
+        min: baseMs, max: baseRange.max, unit: 'ms, at least baseMs', default: Math.max(baseMs, BACKOFF_MAX_MS_DEFAULT),
       });
   const interfacesNode = node.field('interfaces');
   const interfaces = interfacesNode.missing
@@ -139,8 +140,11 @@ function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) =>
       );
   return {
     boardFile,
-    inflightMax: limit('inflightMax'),
-    maxBytesPerSec: limit('maxBytesPerSec'),
+    inflightMax: integerOption(node.field('inflightMax'), 'uplink.inflightMax'),
+    maxBytesPerSec: integerOption(node.field('maxBytesPerSec'), 'uplink.maxBytesPerSec'),
+    keepaliveSecs: optionalIntegerOption(node.field('keepaliveSecs'), 'uplink.keepaliveSecs'),
+    connectTimeoutMs: optionalIntegerOption(node.field('connectTimeoutMs'), 'uplink.connectTimeoutMs'),
+    publishTimeoutMs: integerOption(node.field('publishTimeoutMs'), 'uplink.publishTimeoutMs'),
     backoff: { baseMs, maxMs },
     interfaces,
     modemFlagPath: file('modemFlagPath'),
@@ -189,7 +193,7 @@ function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConf
     password: node.field('password').optionalString(),
     topicTemplate,
     configTopic,
-    protocolVersion: node.field('protocolVersion').integer({ min: 4, max: 5, default: 5 }) as 4 | 5,
+    protocolVersion: integerOption(node.field('protocolVersion'), 'uplink.protocolVersion') as 4 | 5,
   };
 }
 
@@ -215,13 +219,48 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
     const path = config[key];
     return path === undefined ? Promise.resolve(undefined) : readNamedFile(config, key, path, PEM_FILE_BYTES_MAX, 'PEM');
   };
-  const [ca, cert, key] = await Promise.all([pem('caFile'), pem('certFile'), pem('keyFile')]);
+  // Settled together and reported in field order: every unreadable file at once, the same report each run.
+  const settled = await Promise.allSettled([pem('caFile'), pem('certFile'), pem('keyFile')]);
+  const errors: ConfigError[] = [];
+  const [ca, cert, key] = settled.map((result) => {
+    if (result.status === 'fulfilled') return result.value;
+    return collect(errors, () => {
+      throw result.reason;
+    });
+  });
+  throwCollected(errors);
+  const { keepaliveSecs, connectTimeoutMs } = config;
   if (config.protocol === 'mqtt') {
     const { url, username, password, topicTemplate, configTopic, protocolVersion } = config;
-    return { protocol: 'mqtt', url, gatewayId, username, password, topicTemplate, configTopic, protocolVersion, ca, cert, key };
+    return {
+      protocol: 'mqtt', url, gatewayId, username, password, topicTemplate, configTopic, protocolVersion,
+      ca, cert, key, keepaliveSecs,
+      // The pump's guard is the timeout that counts (its error names the limit); mqtt.js's own comes later.
+      connectTimeoutMs: connectTimeoutMs === undefined ? undefined : connectTimeoutMs + MQTT_CONNECT_TIMEOUT_MARGIN_MS,
+    };
   }
   const connectionString = config.connectionStringFile === undefined
     ? config.connectionString!
     : (await readNamedFile(config, 'connectionStringFile', config.connectionStringFile, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
-  return { protocol: 'azure', connectionString, ca, cert, key };
+  checkDeviceId(config, connectionString, gatewayId);
+  return { protocol: 'azure', connectionString, ca, cert, key, keepaliveSecs };
+}
+
+/** IoT Hub knows the gateway by the connection string's DeviceId; message ids must use the same name. */
+export function checkDeviceId(
+  config: Pick<AzureUplinkConfig, 'boardFile' | 'connectionStringFile'>,
+  connectionString: string,
+  gatewayId: string,
+): void {
+  const deviceId = /(?:^|;)DeviceId=([^;]+)/.exec(connectionString)?.[1];
+  if (deviceId !== undefined && deviceId !== gatewayId) {
+    const field = config.connectionStringFile === undefined ? 'connectionString' : 'connectionStringFile';
+    const where = { file: config.boardFile, jsonPath: `$.uplink.${field}` };
+    throw new ConfigError('INVALID', where, `DeviceId=${gatewayId} (identity.gatewayId)`, `DeviceId=${deviceId}`);
+  }
+}
+
+/** The IoT Hub host of an azure uplink's connection string (children's SAS tokens name it as audience). */
+export function azureHubHost(connectionString: string | undefined): string | undefined {
+  return connectionString === undefined ? undefined : /(?:^|;)HostName=([^;]+)/.exec(connectionString)?.[1];
 }

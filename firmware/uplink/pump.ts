@@ -62,6 +62,10 @@ export class Pump {
   private probing = false;
   private connectedAtMonoMs: number | null = null;
   private lastSessionLost = false;
+  /** The loss of the current connection while it was still connecting or resyncing; null while it lives. */
+  private lostBeforeDrain: Error | null = null;
+  /** Set while a resync hook runs: a loss ends the wait for it at once. */
+  private abandonHooks: ((cause: Error) => void) | null = null;
   private readonly ledger: AttemptLedger;
   private readonly deadLetters: DeadLetters | null;
 
@@ -79,7 +83,11 @@ export class Pump {
     // Our own teardowns (CLOSED) end the session first; any other loss is the broker's or the link's.
     opts.transport.onDisconnect((cause) => {
       const ours = cause instanceof UplinkError && cause.code === 'CLOSED';
-      this.session?.end(cause, ours ? undefined : 'connection-lost');
+      if (this.session !== null) return this.session.end(cause, ours ? undefined : 'connection-lost');
+      // Before the drain there is no session to end: without this the drain would start on a dead
+      // connection and, with nothing to publish, report the link up until the next record came.
+      this.lostBeforeDrain = cause;
+      this.abandonHooks?.(cause);
     });
   }
 
@@ -213,28 +221,45 @@ export class Pump {
 
   private async connect(): Promise<void> {
     this.link = 'connecting';
-    await this.guard(this.opts.transport.connect(), this.limits.connectTimeoutMs, 'connect');
+    const connecting = this.opts.transport.connect();
+    // Cleared after the call, not before: connect() tears down any connection it replaces synchronously,
+    // and that loss is not this connection's. From here on every loss is.
+    this.lostBeforeDrain = null;
+    await this.guard(connecting, this.limits.connectTimeoutMs, 'connect');
     // Not reset here: a broker that accepts and then drops each connection must still see the backoff grow.
     this.connectedAtMonoMs = this.clock.monoMs();
     this.connects += 1;
     this.connectedSinceWallMs = this.clock.wallMs();
   }
 
-  /** A hook that fails is reported and skipped: telemetry must not wait on a twin bug. */
+  /**
+   * A hook that fails is reported and skipped: telemetry must not wait on a twin bug. A connection lost
+   * meanwhile ends the resync at once; the hook still running is left to fail on the dead connection (as
+   * one over resyncTimeoutMs is), and the next connection runs every hook again.
+   */
   private async resync(): Promise<void> {
     this.link = 'resyncing';
     for (const hook of this.opts.resyncHooks ?? []) {
-      if (this.stopping) return;
+      if (this.stopping || this.lostBeforeDrain !== null) break;
+      const lost = new Promise<void>((resolve) => (this.abandonHooks = () => resolve()));
+      const what = `resync hook "${hook.name}"`;
+      const work = this.guard(hook.run(this.opts.transport), this.limits.resyncTimeoutMs, what, false);
       try {
-        await this.guard(hook.run(this.opts.transport), this.limits.resyncTimeoutMs, `resync hook "${hook.name}"`, false);
+        await Promise.race([work, lost]);
       } catch (err) {
         this.reportError(err);
+      } finally {
+        this.abandonHooks = null;
       }
     }
+    const cause = this.lostBeforeDrain;
+    // Our own teardown (CLOSED: a stop, a failed probe) was reported by whoever did it.
+    if (cause === null || this.stopping || (cause instanceof UplinkError && cause.code === 'CLOSED')) return;
+    throw new UplinkError('DISCONNECTED', `connection lost before the drain began: ${cause.message}`, { cause });
   }
 
   private async drain(): Promise<void> {
-    if (this.stopping) return;
+    if (this.stopping || this.lostBeforeDrain !== null) return;
     this.link = 'up';
     const session = new DrainSession(
       {
@@ -293,9 +318,9 @@ export class Pump {
 
   /** Races `work` against a timeout; on timeout the connection is torn down so `work` cannot linger. */
   private guard(work: Promise<void>, timeoutMs: number, what: string, destroy = true): Promise<void> {
-    return deadline(work, timeoutMs, () => {
+    // The timeout is reported before the teardown: the race must say "took longer", not the "destroyed" it causes.
+    return deadline(work, timeoutMs, () => new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`), () => {
       if (destroy) void this.opts.transport.destroy();
-      return new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`);
     });
   }
 

@@ -1,8 +1,8 @@
 import { systemClock, type Clock } from '../clock.js';
-import { ConfigError } from '../config/errors.js';
 import type { RingLog } from '../store/log.js';
-import { loadUplinkFiles, type AzureUplinkConfig, type UplinkConfig } from './config.js';
+import { azureHubHost, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
+import { SIM_TOPIC_TEMPLATE, SimCloud, type SimCloudStatus } from '../sim/cloud.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
 import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
@@ -10,6 +10,19 @@ import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
 
 /** The lane everything bound for the cloud goes through (firmware/runtime.ts opens it under the same name). */
+
+/**
+ * The IoT Hub host of an azure uplink's connection string (read from connectionStringFile when it names one):
+ * children's standard connection strings name that hub in their SAS audience. The hub starts before the
+ * uplink, so it is read here once for it.
+ */
+export async function uplinkHubHosts(config: UplinkConfig, gatewayId: string): Promise<string[]> {
+  if (config.protocol !== 'azure') return [];
+  const loaded = await loadUplinkFiles(config, gatewayId);
+  const host = loaded.protocol === 'azure' ? azureHubHost(loaded.connectionString) : undefined;
+  return host === undefined ? [] : [host];
+}
+
 export const UPSTREAM_LANE_NAME = 'upstream';
 
 export interface UplinkServiceOptions {
@@ -41,10 +54,13 @@ export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
   interfaces: Record<string, 'up' | 'down'>;
   /** Cloud-pushed settings in force; null when the uplink is disabled. */
   settings: SettingsStatus | null;
+  /** The sim board's embedded cloud: its simulated link and what its consumer received. */
+  simCloud?: SimCloudStatus;
 }
 
 export interface UplinkService {
   readonly protocol: UplinkConfig['protocol'];
+  /** azure: the IoT Hub host of the gateway's connection string, which children's SAS tokens name too. */
   status(): UplinkStatus;
   /** The link is back (SIGUSR2, a dialer callback): connect now instead of sleeping out the backoff. */
   wake(reason: string): void;
@@ -100,15 +116,6 @@ function disabledService(log: RingLog): UplinkService {
   };
 }
 
-/** IoT Hub knows the gateway by the connection string's DeviceId; message ids must use the same name. */
-function checkDeviceId(config: AzureUplinkConfig, connectionString: string, gatewayId: string): void {
-  const deviceId = /(?:^|;)DeviceId=([^;]+)/.exec(connectionString)?.[1];
-  if (deviceId !== undefined && deviceId !== gatewayId) {
-    const field = config.connectionStringFile === undefined ? 'connectionString' : 'connectionStringFile';
-    throw new ConfigError('INVALID', { file: config.boardFile, jsonPath: `$.uplink.${field}` }, `DeviceId=${gatewayId} (identity.gatewayId)`, `DeviceId=${deviceId}`);
-  }
-}
-
 /**
  * Starts the uplink: loads the certificate files and the saved cloud settings (so they hold before the
  * first connect), then runs the pump over the upstream lane (and any priority lanes) with the settings
@@ -117,10 +124,10 @@ function checkDeviceId(config: AzureUplinkConfig, connectionString: string, gate
 export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkService> {
   const { config, log } = opts;
   if (config.protocol === 'none') return disabledService(log);
+  if (config.protocol === 'sim') return startSimUplink(opts, config);
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
   const transportConfig = await loadUplinkFiles(config, opts.gatewayId);
-  if (transportConfig.protocol === 'azure' && config.protocol === 'azure') checkDeviceId(config, transportConfig.connectionString, opts.gatewayId);
   const transport = await loadTransport(transportConfig);
 
   const lanes: PumpLaneConfig[] = [];
@@ -130,6 +137,9 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   // The hook list is read at every connect, so hooks added later join from the next connect on.
   const resyncHooks: ResyncHook[] = [];
   const pump = new Pump({
+    // board.json's timeouts first: a test's overrides are finer than any board's.
+    publishTimeoutMs: config.publishTimeoutMs,
+    ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
     ...opts.pumpOverrides,
     gatewayId: opts.gatewayId,
     transport,
@@ -192,6 +202,45 @@ async function withinBudget(work: Promise<void>, budgetMs: number, abandon: () =
   const outcome = await Promise.race([work.then(() => 'done' as const), late]);
   clearTimeout(timer);
   if (outcome === 'late') await abandon();
+}
+
+/**
+ * The sim board's uplink: the real mqtt uplink, to an embedded broker behind a link that drops on a cycle
+ * (firmware/sim). SIGUSR1 flips the link by hand; when it comes back the pump is woken as a modem hook would.
+ */
+async function startSimUplink(opts: UplinkServiceOptions, config: SimUplinkConfig): Promise<UplinkService> {
+  const { linkUpSecs, linkDownSecs, protocol: _sim, ...common } = config;
+  let service: UplinkService | null = null;
+  const cloud = await SimCloud.start({
+    gatewayId: opts.gatewayId, linkUpSecs, linkDownSecs, onLinkUp: () => service?.wake('sim link up'),
+  });
+  const toggle = () => cloud.toggleLink();
+  process.on('SIGUSR1', toggle);
+  try {
+    service = await startUplink({
+      ...opts,
+      config: {
+        ...common, protocol: 'mqtt', url: cloud.url, username: undefined, password: undefined,
+        topicTemplate: SIM_TOPIC_TEMPLATE, configTopic: undefined, protocolVersion: 4,
+      },
+    });
+  } catch (err) {
+    process.off('SIGUSR1', toggle);
+    await cloud.stop();
+    throw err;
+  }
+  const mqttService = service;
+  return {
+    protocol: 'sim',
+    status: () => ({ ...mqttService.status(), protocol: 'sim', simCloud: cloud.status() }),
+    wake: (reason) => mqttService.wake(reason),
+    addResyncHook: (hook) => mqttService.addResyncHook(hook),
+    async stop(budgetMs) {
+      process.off('SIGUSR1', toggle);
+      await mqttService.stop(budgetMs);
+      await cloud.stop();
+    },
+  };
 }
 
 /** Settings pushed while connected: desired-property patches (azure) or config topic messages (mqtt). */

@@ -11,11 +11,19 @@ export async function within(work: Promise<unknown>, ms: number): Promise<boolea
   }
 }
 
-/** `work`, or the error `onTimeout` makes once `timeoutMs` passed first. */
-export async function deadline(work: Promise<void>, timeoutMs: number, onTimeout: () => Error): Promise<void> {
+/**
+ * `work`, or the error `onTimeout` makes once `timeoutMs` passed first. `afterTimeout` runs after that error
+ * settled the race: a teardown there cannot make `work` reject first and hide the timeout.
+ */
+export async function deadline(
+  work: Promise<void>, timeoutMs: number, onTimeout: () => Error, afterTimeout?: () => void,
+): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(onTimeout()), timeoutMs);
+    timer = setTimeout(() => {
+      reject(onTimeout());
+      afterTimeout?.();
+    }, timeoutMs);
   });
   try {
     await Promise.race([work, timeout]);

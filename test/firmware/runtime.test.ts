@@ -9,7 +9,7 @@ import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdentityCache } from '../../firmware/auth/cache.js';
 import { parseScopeDocument } from '../../firmware/auth/identity.js';
-import { publishScope } from '../../scripts/publish-scope.js';
+import { publishScope } from '../../firmware/ops/scope-cli.js';
 import { Mosquitto } from '../support/brokers.js';
 import { bundleForChild } from '../support/bundle.js';
 import { mqttChild, newKey, sasPassword, scopeDocument, until } from '../support/hub-fixture.js';

@@ -80,7 +80,7 @@ t.test('the bundle is ASCII (V8 keeps its source one byte per character) and lea
 for (const target of built) {
   t.test(`${target.name}: unpacked in a temp dir, the release starts on its own and reports ready`, async (t) => {
     const dir = unpack(t, target.name);
-    for (const file of ['bin/node', 'outpost.js', 'package.json', 'release.json', 'outpost.service', 'install.sh', 'board.json', 'boards/sim.json', 'README.md', 'node_modules/i2c-bus/build/Release/i2c.node', 'node_modules/epoll/build/Release/epoll.node']) {
+    for (const file of ['bin/node', 'outpost.js', 'page/app.js', 'page/page.css', 'package.json', 'release.json', 'outpost.service', 'install.sh', 'board.json', 'boards/sim.json', 'README.md', 'node_modules/i2c-bus/build/Release/i2c.node', 'node_modules/epoll/build/Release/epoll.node']) {
       t.ok(existsSync(join(dir, file)), file);
     }
     const run = await startRelease(dir, target, tempDir(t));

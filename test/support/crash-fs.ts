@@ -3,18 +3,25 @@ import type { OpenMode, OpenOptions, StoreFile, StoreFs } from '../../firmware/s
 /**
  * An in-memory file system that records every operation the store makes and which data was synced, so
  * that any prefix of a run can be turned into the states a power cut may leave behind (see crashState).
- * Semantics modelled: `datasync` makes a file's whole content and size durable; a directory entry
- * (create, mkdir, unlink) is durable only after `syncDir` of its parent. The root directory exists.
+ * An operation is recorded when it completes, not when it is called: each one first yields to whatever
+ * else is running, so a caller that acts before its write or sync has returned is caught.
+ * Semantics modelled: `datasync` makes durable what was written (or truncated) in the file before it was
+ * called; an O_DSYNC write makes durable its own bytes only (Linux syncs the written range), never earlier
+ * plain writes to the file; a directory entry (create, mkdir, unlink) is durable only after a `syncDir`
+ * of its parent called after the entry changed. The root directory and its entry in its parent exist.
  */
 export type Op =
   | { t: 'mkdir'; dir: string; name: string }
   | { t: 'create'; dir: string; name: string; ino: number }
   /** `quota`: the store deleted it to make room (drop-oldest), not because its records were done. */
   | { t: 'unlink'; dir: string; name: string; ino: number; quota: boolean }
-  | { t: 'write'; ino: number; pos: number; data: Buffer }
+  /** `dsync`: written through O_DSYNC and returned, so these bytes are durable. */
+  | { t: 'write'; ino: number; pos: number; data: Buffer; dsync: boolean }
   | { t: 'truncate'; ino: number; len: number }
-  | { t: 'datasync'; ino: number }
-  | { t: 'syncdir'; dir: string };
+  /** Covers the file's writes and truncates recorded before op index `coversBefore` (its call). */
+  | { t: 'datasync'; ino: number; coversBefore: number }
+  /** Covers the directory's entry changes recorded before op index `coversBefore` (its call). */
+  | { t: 'syncdir'; dir: string; coversBefore: number };
 
 type Entry = { kind: 'dir' } | { kind: 'file'; ino: number };
 
@@ -23,6 +30,16 @@ export interface DisabledSite {
   /** 'dsync': an O_DSYNC open whose writes then behave as plain (unsynced) writes. */
   op: 'datasync' | 'syncdir' | 'dsync';
   fn: string;
+}
+
+/**
+ * Microtask turns an operation takes before it completes: enough for concurrent callers (one sync per
+ * lane under Promise.all) to interleave, and deterministic, so every run's op sequence is reproducible.
+ */
+const OP_TURNS = 3;
+
+async function inFlight(): Promise<void> {
+  for (let i = 0; i < OP_TURNS; i++) await Promise.resolve();
 }
 
 export class SimFs implements StoreFs {
@@ -52,6 +69,7 @@ export class SimFs implements StoreFs {
     return this.dirs.get(dir)?.get(name);
   }
 
+  /** Decided at the call, while the caller's frames are still on the stack. */
   private skip(op: DisabledSite['op']): boolean {
     if (!this.disabled || this.disabled.op !== op) return false;
     if (!(new Error().stack ?? '').includes(this.disabled.fn)) return false;
@@ -59,7 +77,13 @@ export class SimFs implements StoreFs {
     return true;
   }
 
+  private failSync(): boolean {
+    return this.failDatasyncIn > 0 && --this.failDatasyncIn === 0;
+  }
+
   async open(path: string, mode: OpenMode, options?: OpenOptions): Promise<StoreFile> {
+    const dsync = options?.dsync === true && !this.skip('dsync');
+    await inFlight();
     const { dir, name } = this.split(path);
     const parent = this.dirs.get(dir);
     if (!parent) throw errno('ENOENT', path);
@@ -73,7 +97,6 @@ export class SimFs implements StoreFs {
     }
     if (!e) throw errno('ENOENT', path);
     if (e.kind !== 'file') throw errno('EISDIR', path);
-    const dsync = options?.dsync === true && !this.skip('dsync');
     return this.handle(e.ino, mode === 'read', dsync);
   }
 
@@ -82,17 +105,17 @@ export class SimFs implements StoreFs {
     return {
       async write(buf, pos) {
         if (readOnly) throw errno('EBADF', `ino ${ino}`);
+        const data = Buffer.from(buf);
+        // O_DSYNC reports a failed sync on the write: its bytes went out but are of unknown state.
+        const failed = dsync && fs.failSync();
+        await inFlight();
         const cur = fs.files.get(ino)!;
-        const next = Buffer.alloc(Math.max(cur.length, pos + buf.length));
+        const next = Buffer.alloc(Math.max(cur.length, pos + data.length));
         cur.copy(next);
-        buf.copy(next, pos);
+        data.copy(next, pos);
         fs.files.set(ino, next);
-        fs.ops.push({ t: 'write', ino, pos, data: Buffer.from(buf) });
-        // O_DSYNC: the write is durable when it returns, as if an fdatasync followed it at once; a failed
-        // sync is reported by the write, and then its bytes are of unknown state (left unsynced here).
-        if (!dsync) return;
-        if (fs.failDatasyncIn > 0 && --fs.failDatasyncIn === 0) throw errno('EIO', `dsync write ino ${ino}`);
-        fs.ops.push({ t: 'datasync', ino });
+        fs.ops.push({ t: 'write', ino, pos, data, dsync: dsync && !failed });
+        if (failed) throw errno('EIO', `dsync write ino ${ino}`);
       },
       async read(buf, pos) {
         const cur = fs.files.get(ino)!;
@@ -100,11 +123,15 @@ export class SimFs implements StoreFs {
         return cur.copy(buf, 0, pos, Math.min(cur.length, pos + buf.length));
       },
       async datasync() {
-        if (fs.failDatasyncIn > 0 && --fs.failDatasyncIn === 0) throw errno('EIO', `datasync ino ${ino}`);
-        if (fs.skip('datasync')) return;
-        fs.ops.push({ t: 'datasync', ino });
+        const failed = fs.failSync();
+        const skipped = !failed && fs.skip('datasync');
+        const coversBefore = fs.ops.length;
+        await inFlight();
+        if (failed) throw errno('EIO', `datasync ino ${ino}`);
+        if (!skipped) fs.ops.push({ t: 'datasync', ino, coversBefore });
       },
       async truncate(len) {
+        await inFlight();
         const cur = fs.files.get(ino)!;
         const next = Buffer.alloc(len);
         cur.copy(next, 0, 0, Math.min(len, cur.length));
@@ -118,11 +145,18 @@ export class SimFs implements StoreFs {
     };
   }
 
+  /** The root's parent is outside the simulation: it lists the root and nothing else. */
+  private isRootParent(dir: string): boolean {
+    return dir === (this.split(this.root).dir || '/');
+  }
+
   async readdir(dir: string): Promise<string[]> {
+    if (this.isRootParent(dir)) return [this.split(this.root).name];
     return [...(this.dirs.get(dir)?.keys() ?? [])];
   }
 
   async mkdir(path: string): Promise<void> {
+    await inFlight();
     const parts = path.slice(this.root.length).split('/').filter(Boolean);
     let cur = this.root;
     for (const part of parts) {
@@ -137,11 +171,13 @@ export class SimFs implements StoreFs {
   }
 
   async unlink(path: string): Promise<void> {
+    const quota = (new Error().stack ?? '').includes('makeRoom');
+    await inFlight();
     const { dir, name } = this.split(path);
     const e = this.entry(path);
     if (!e || e.kind !== 'file') throw errno('ENOENT', path);
     this.dirs.get(dir)!.delete(name);
-    this.ops.push({ t: 'unlink', dir, name, ino: e.ino, quota: (new Error().stack ?? '').includes('makeRoom') });
+    this.ops.push({ t: 'unlink', dir, name, ino: e.ino, quota });
   }
 
   async rename(): Promise<void> {
@@ -149,9 +185,12 @@ export class SimFs implements StoreFs {
   }
 
   async syncDir(dir: string): Promise<void> {
+    const skipped = this.skip('syncdir');
+    const coversBefore = this.ops.length;
+    await inFlight();
+    if (this.isRootParent(dir)) return;
     if (!this.dirs.has(dir)) throw errno('ENOENT', dir);
-    if (this.skip('syncdir')) return;
-    this.ops.push({ t: 'syncdir', dir });
+    if (!skipped) this.ops.push({ t: 'syncdir', dir, coversBefore });
   }
 }
 
@@ -171,12 +210,13 @@ export function crashState(fs: SimFs, cut: number, fate: Fate, rand: () => numbe
   out.siteHits = fs.siteHits;
   (out as unknown as { nextIno: number }).nextIno = 1_000_000 + Math.floor(rand() * 1_000_000);
   const base = fs.baseState;
-  const lastFileSync = new Map<number, number>();
-  const lastDirSync = new Map<string, number>();
+  // A sync makes durable what completed before it was called, whenever it completes (before the cut).
+  const fileCovered = new Map<number, number>();
+  const dirCovered = new Map<string, number>();
   for (let i = 0; i < cut; i++) {
     const op = fs.ops[i]!;
-    if (op.t === 'datasync') lastFileSync.set(op.ino, i);
-    else if (op.t === 'syncdir') lastDirSync.set(op.dir, i);
+    if (op.t === 'datasync') fileCovered.set(op.ino, Math.max(fileCovered.get(op.ino) ?? 0, op.coversBefore));
+    else if (op.t === 'syncdir') dirCovered.set(op.dir, Math.max(dirCovered.get(op.dir) ?? 0, op.coversBefore));
   }
   const keep = (synced: boolean, p: number) => synced || fate === 'everything' || (fate === 'random' && rand() < p);
   const files = new Map<number, Buffer>(base ? [...base.files].map(([ino, b]) => [ino, Buffer.from(b)]) : []);
@@ -184,7 +224,7 @@ export function crashState(fs: SimFs, cut: number, fate: Fate, rand: () => numbe
   for (let i = 0; i < cut; i++) {
     const op = fs.ops[i]!;
     if (op.t === 'write' || op.t === 'truncate') {
-      const synced = i < (lastFileSync.get(op.ino) ?? -1);
+      const synced = (op.t === 'write' && op.dsync) || i < (fileCovered.get(op.ino) ?? 0);
       const cur = files.get(op.ino) ?? Buffer.alloc(0);
       if (op.t === 'truncate') {
         if (keep(synced, 0.5)) files.set(op.ino, Buffer.from(cur.subarray(0, op.len)));
@@ -197,7 +237,7 @@ export function crashState(fs: SimFs, cut: number, fate: Fate, rand: () => numbe
         else if (r < 0.7) files.set(op.ino, applyWrite(cur, op.pos, tear(op.pos, op.data, rand)));
       }
     } else if (op.t === 'create' || op.t === 'mkdir' || op.t === 'unlink') {
-      const synced = i < (lastDirSync.get(op.dir) ?? -1);
+      const synced = i < (dirCovered.get(op.dir) ?? 0);
       if (!keep(synced, 0.5)) continue;
       if (!dirs.has(op.dir)) continue;
       if (op.t === 'create') {

@@ -34,8 +34,17 @@ const METHOD_TIMEOUT_MS_DEFAULT = 10_000;
 /** Telemetry kept for assertions; a test that needs more is doing something else. */
 const TELEMETRY_RECORDS_MAX = 1_000_000;
 
-/** What `operations()` counts, per device: accepted CONNECTs, twin GETs and reported PATCHes (refused ones too). */
-export type CountedOperation = 'connect' | 'twin-get' | 'twin-patch';
+/**
+ * IoT Hub's device-to-cloud message limit, bytes: body plus property names and values. A message over it
+ * is not acknowledged: IoT Hub closes the connection (MQTT 3.1.1 has no way to refuse one PUBLISH).
+ */
+export const D2C_MESSAGE_BYTES_MAX = 256 * 1024;
+
+/**
+ * What `operations()` counts, per device: accepted CONNECTs, twin GETs and reported PATCHes (refused ones
+ * too), and telemetry refused as over D2C_MESSAGE_BYTES_MAX.
+ */
+export type CountedOperation = 'connect' | 'twin-get' | 'twin-patch' | 'telemetry-too-large';
 
 type PendingMethod = { resolve: (r: MethodResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
 
@@ -72,6 +81,8 @@ export class IotHubEmulator {
     const hub = new IotHubEmulator(ca, broker, server, port);
     broker.authenticate = (client, username, password, done) => done(null, hub.authenticate(client, username, password));
     broker.on('publish', (packet, client) => client !== null && hub.onDevicePublish(client, packet));
+    // Before the PUBACK: an error here makes aedes close the connection, as IoT Hub does.
+    broker.authorizePublish = (client, packet, done) => done(client === null ? null : hub.refusal(client, packet));
     // 'client' comes before CONNACK, so a device is known as soon as its `open()` resolves.
     broker.on('client', (client) => {
       hub.clients.set(client.id, client);
@@ -195,6 +206,18 @@ export class IotHubEmulator {
       return socket.authorized && socket.getPeerCertificate().subject?.CN === client.id;
     }
     return password !== undefined && sasValid(password.toString(), key, `${hostName}/devices/${client.id}`);
+  }
+
+  private refusal(client: Client, packet: { topic: string; payload: Buffer | string }): Error | null {
+    const prefix = `devices/${client.id}/messages/events/`;
+    if (!packet.topic.startsWith(prefix)) return null;
+    let bytes = Buffer.byteLength(packet.payload);
+    for (const [key, value] of new URLSearchParams(packet.topic.slice(prefix.length))) {
+      bytes += Buffer.byteLength(key) + Buffer.byteLength(value);
+    }
+    if (bytes <= D2C_MESSAGE_BYTES_MAX) return null;
+    this.count(client.id, 'telemetry-too-large');
+    return new Error(`message of ${bytes} bytes is over the ${D2C_MESSAGE_BYTES_MAX}-byte limit`);
   }
 
   private onDevicePublish(client: Client, packet: AedesPublishPacket): void {

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { AppendInput, StoredRecord } from '../../firmware/store/types.js';
 import type { PumpLane } from '../../firmware/uplink/pump.js';
 
@@ -61,9 +62,12 @@ export class MemoryLane implements PumpLane {
     return out;
   }
 
+  /** As the ring log's lane: forward only, and acking past the last durable record throws (see lane-contract). */
   ack(seq: number): void {
     this.ackCalls.push(seq);
-    this.acked = Math.max(this.acked, Math.min(seq, this.durable));
+    assert(Number.isSafeInteger(seq), `memory lane "${this.name}": ack(${seq}) needs an integer seq`);
+    assert(seq <= this.durable, `memory lane "${this.name}": ack(${seq}) is past the last durable seq ${this.durable}`);
+    this.acked = Math.max(this.acked, seq);
   }
 
   ackedSeq(): number {

@@ -5,6 +5,11 @@ async function burst(ctx: WorkloadContext, lane: string, count: number, ttlSecs 
   await Promise.all(Array.from({ length: count }, () => ctx.append(lane, ttlSecs)));
 }
 
+/** The retention timer's pass, as production runs it every retentionIntervalMs (see BASE_OPTS). */
+function retentionTick(ctx: WorkloadContext): Promise<void> {
+  return ctx.log.maintenancePass();
+}
+
 /** Reads what is there and acknowledges a random prefix of it, like the drain pump does. */
 async function drainSome(ctx: WorkloadContext, laneName: string): Promise<void> {
   const lane = ctx.log.lanes.get(laneName);
@@ -19,7 +24,10 @@ export const steadyAppends: Workload = {
   opts: { segmentBytes: 16 * 1024 },
   lanes: ['upstream'],
   async run(ctx) {
-    for (let round = 0; round < 40; round++) await burst(ctx, 'upstream', 1 + Math.floor(ctx.rand() * 6));
+    for (let round = 0; round < 80; round++) {
+      await burst(ctx, 'upstream', 1 + Math.floor(ctx.rand() * 6));
+      if (round % 8 === 7) await retentionTick(ctx);
+    }
   },
 };
 
@@ -28,11 +36,12 @@ export const rollsAcksQuota: Workload = {
   opts: { segmentBytes: 4096, quotaBytes: 8192 + 5 * 4096, quotaPolicy: 'drop-oldest' },
   lanes: ['upstream', 'priority'],
   async run(ctx) {
-    for (let round = 0; round < 30; round++) {
+    for (let round = 0; round < 40; round++) {
       await burst(ctx, round % 3 === 0 ? 'priority' : 'upstream', 2 + Math.floor(ctx.rand() * 6));
       if (round % 4 === 1) await drainSome(ctx, 'priority');
       if (round % 5 === 2) await drainSome(ctx, 'upstream');
       if (round % 6 === 5) await ctx.log.writeCheckpoint().catch(() => undefined); // an injected EIO may fail it: the run goes on
+      if (round % 2 === 0) await retentionTick(ctx);
     }
   },
 };
@@ -42,9 +51,10 @@ export const ttlAndCheckpoints: Workload = {
   opts: { segmentBytes: 4096 },
   lanes: ['upstream'],
   async run(ctx) {
-    for (let round = 0; round < 30; round++) {
+    for (let round = 0; round < 40; round++) {
       await burst(ctx, 'upstream', 1 + Math.floor(ctx.rand() * 5), 1 + Math.floor(ctx.rand() * 20));
       ctx.clock.advance(Math.floor(ctx.rand() * 3000));
+      await retentionTick(ctx);
       if (round % 3 === 2) {
         await drainSome(ctx, 'upstream');
         await ctx.log.writeCheckpoint().catch(() => undefined); // an injected EIO may fail it: the run goes on

@@ -19,7 +19,8 @@ const BASE_OPTS: Partial<RingLogOptions> = {
   groupCommitBytesMax: 2048,
   quotaBytes: 64 * 1024,
   checkpointIntervalMs: 3_600_000, // timers never fire: checkpoints are driven by the workload,
-  retentionIntervalMs: 3_600_000, // which keeps every run's op sequence reproducible
+  retentionIntervalMs: 3_600_000, // and the retention pass runs where the workload calls it (maintenancePass),
+  // which keeps every run's op sequence reproducible
   ttlSecs: 0,
 };
 

@@ -5,7 +5,7 @@ import { MqttClient } from 'mqtt';
 import { ManualClock } from '../../../firmware/clock.js';
 import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { HUB_HOST, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';

@@ -4,7 +4,7 @@ import { readdir, readFile, stat } from 'node:fs/promises';
 import type { MqttClient } from 'mqtt';
 import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { makeSasToken } from '../../../firmware/auth/sas.js';
 import { HUB_HOST, mqttChild, publishRefused, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';

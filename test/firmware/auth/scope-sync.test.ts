@@ -6,7 +6,7 @@ import { RingLog } from '../../../firmware/store/log.js';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { createTransport } from '../../../firmware/uplink/transports.js';
 import type { UplinkTransport } from '../../../firmware/uplink/types.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { Mosquitto } from '../../support/brokers.js';
 import { HookList, mqttChild, newKey, sasPassword, scopeDocument, until } from '../../support/hub-fixture.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';

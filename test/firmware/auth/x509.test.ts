@@ -10,7 +10,7 @@ import mqtt from 'mqtt';
 import { ManualClock } from '../../../firmware/clock.js';
 import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { HUB_HOST, hubCerts, scopeDocument, type ChildSpec, type HubCerts } from '../../support/hub-fixture.js';
 import { createTestCa, type KeyPair } from '../../support/tls-certs.js';

@@ -5,7 +5,7 @@ import path from 'node:path';
 import { startHub, UPSTREAM_LANE } from '../../../firmware/hub/index.js';
 import { PacketSizeGuard } from '../../../firmware/hub/packet-guard.js';
 import { RingLog } from '../../../firmware/store/log.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { mqttChild, publishRefused, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
@@ -61,7 +61,7 @@ async function setup(t: Test, prefix: string) {
 }
 
 t.test('the hub closes a connection whose packet header announces more than the limit', async (t) => {
-  const { hub, port } = await setup(t, 'outpost-hub-packet-');
+  const { hub, log, port } = await setup(t, 'outpost-hub-packet-');
 
   const raw = net.connect(port, '127.0.0.1');
   await once(raw, 'connect');
@@ -73,7 +73,8 @@ t.test('the hub closes a connection whose packet header announces more than the 
   const a = await mqttChild(port, 'child-a', sasPassword('child-a', keyA));
   t.teardown(() => a.endAsync(true));
   await a.publishAsync('devices/child-a/messages/events/', Buffer.alloc(200 * 1024, 7), { qos: 1 });
-  t.pass('a 200 KiB publish, under the limit, is accepted');
+  const [record] = await (await log.lane(UPSTREAM_LANE)).read(1, { recordsMax: 1 });
+  t.same(record?.body, Buffer.alloc(200 * 1024, 7), 'a 200 KiB publish, under the limit, is PUBACKed and in the log');
   const closed = new Promise<void>((resolve) => a.once('close', () => resolve()));
   a.stream.write(Buffer.concat([fixedHeader(0x32, 200 * 1024 * 1024), Buffer.from([0, 1, 0x61])]));
   await closed;

@@ -3,7 +3,7 @@ import path from 'node:path';
 import { startHub, UPSTREAM_LANE } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { mqttChild, newKey, sasPassword, scopeDocument, until } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';

@@ -35,7 +35,7 @@ t.test('SDK child offline over TLS: telemetry in order and reported properties r
   cloud.patchDesired('gw-1', { outpostScope: scopeDocument('gw-1', 1, [{ deviceId: 'child-1', key: key1 }, { deviceId: 'child-2', key: key2 }]) });
   const hooks = new HookList();
   const hub = await startHub({
-    config: { hub: { tcp: { port: 0 }, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } } },
+    config: { hub: { tcp: { port: 0 }, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath }, methods: { allow: { 'child-2': ['child-1/ping'] } } } },
     gatewayId: 'gw-1',
     log,
     dataDir: path.join(dir, 'data'),

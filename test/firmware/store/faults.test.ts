@@ -1,4 +1,7 @@
 import t from 'tap';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { CHECKPOINT_SLOT_BYTES, decodeCheckpoint } from '../../../firmware/store/checkpoint.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { FaultyFs } from '../../support/faulty-fs.js';
 import { tempDir } from '../../support/tmp.js';
@@ -56,7 +59,16 @@ t.test('EIO creating a segment or syncing its directory fails the batch, never t
   }
 });
 
-t.test('a failing checkpoint write keeps the previous checkpoint; the cursor is never ahead of it', async (t) => {
+/** Both checkpoint slots as the file holds them now (null: blank or unreadable). */
+function slots(dir: string): Array<{ generation: number; acked: number } | null> {
+  const file = readFileSync(join(dir, 'checkpoint'));
+  return [0, 1].map((i) => {
+    const state = decodeCheckpoint(file.subarray(i * CHECKPOINT_SLOT_BYTES, (i + 1) * CHECKPOINT_SLOT_BYTES));
+    return state && { generation: state.generation, acked: state.lanes.get('upstream')?.ackedSeq ?? 0 };
+  });
+}
+
+t.test('a failed checkpoint write leaves the previous one intact through the retry; retention trusts it', async (t) => {
   const dir = tempDir(t);
   const fs = new FaultyFs();
   const log = await RingLog.open({ dir, ...OPTS, fs });
@@ -64,13 +76,17 @@ t.test('a failing checkpoint write keeps the previous checkpoint; the cursor is 
   for (let i = 0; i < 10; i++) await lane.append({ body: Buffer.from(String(i)) });
   lane.ack(3);
   await log.writeCheckpoint();
+  const good = slots(dir).findIndex((s) => s?.acked === 3);
+  t.ok(good >= 0, 'the checkpoint with ack 3 is in a slot');
+  const goodSlot = slots(dir)[good];
   lane.ack(8);
-  fs.failNext('datasync', 'EIO', 5, 'checkpoint');
+  fs.failNext('datasync', 'EIO', 1, 'checkpoint');
   await t.rejects(log.writeCheckpoint(), { code: 'EIO' });
+  t.same(slots(dir)[good], goodSlot, 'the failed write went to the other slot');
   t.equal(lane.durableAckedSeq, 3, 'retention still believes only the durable checkpoint');
-  fs.clear();
+  await log.writeCheckpoint();
+  t.same(slots(dir)[good], goodSlot, 'the retry went to the slot of the failed write, not over the good one');
+  t.equal(slots(dir)[1 - good]?.acked, 8, 'and holds ack 8');
+  t.equal(lane.durableAckedSeq, 8, 'once durable, retention may use it');
   await log.close();
-  const again = await RingLog.open({ dir, ...OPTS });
-  t.ok((await again.lane('upstream')).ackedSeq() >= 3, 'restart resumes from a valid checkpoint');
-  await again.close();
 });

@@ -3,6 +3,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManualClock } from '../../../firmware/clock.js';
 import { decodeCheckpoint } from '../../../firmware/store/checkpoint.js';
+import { nodeFs, type StoreFs } from '../../../firmware/store/fs.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import type { RingLogOptions } from '../../../firmware/store/options.js';
 import { tempDir } from '../../support/tmp.js';
@@ -65,8 +66,8 @@ t.test('ack moves the cursor; the checkpoint keeps it across a reopen; acked seg
   t.equal(lane2.ackedSeq(), 900, 'cursor survives the reopen');
   const rest = await drain(lane2, lane2.ackedSeq() + 1);
   t.same(rest.map((r) => r.seq), Array.from({ length: 101 }, (_, i) => 901 + i));
-  lane2.ack(10_000);
-  t.equal(lane2.ackedSeq(), 1001, 'ack never passes the last seq');
+  t.throws(() => lane2.ack(10_000), /past the last durable seq 1001/, 'an ack past the last seq is a programmer error');
+  t.equal(lane2.ackedSeq(), 900, 'and leaves the cursor alone');
   await again.close();
 });
 
@@ -83,6 +84,11 @@ t.test('bad options and arguments are refused with the option named', async (t) 
   await t.rejects(lane.append({ body: Buffer.from('x'), properties: { big: 'v'.repeat(70_000) } }), { code: 'TOO_LARGE', message: /lane "upstream": property "big" value/ });
   await t.rejects(lane.append({ body: 'text' as never }), { code: 'INVALID' });
   await t.rejects(lane.append({ body: Buffer.from('x'), ttlSecs: -1 }), { message: /ttlSecs/ });
+  // Programmer errors at the lane's boundary are assertions, not silently repaired arguments.
+  await t.rejects(lane.read(0), { name: 'AssertionError', message: /read from 0, not a seq/ });
+  await t.rejects(lane.read(1.5), { name: 'AssertionError', message: /read from 1.5/ });
+  await t.rejects(lane.read(1, { recordsMax: 0 }), { name: 'AssertionError', message: /recordsMax 0/ });
+  await t.rejects(lane.read(1, { bytesMax: -1 }), { name: 'AssertionError', message: /bytesMax -1/ });
   await log.close();
   await t.rejects(lane.append({ body: Buffer.from('x') }), { code: 'CLOSED' });
 });
@@ -152,8 +158,38 @@ t.test('stats report pending records, bytes and the oldest pending age', async (
   s = log.stats().lanes[0]!;
   t.equal(s.pendingRecords, 1);
   t.equal(s.oldestPendingAgeMs, 0, 'the remaining record was enqueued now');
-  t.ok(log.stats().bytesOnDisk >= statSync(join(dir, 'checkpoint')).size);
-  t.ok(log.stats().syncCount >= 2 && log.stats().lastSyncLatencyMs >= 0);
+  const laneDir = join(dir, 'lanes', 'upstream');
+  const segmentBytes = readdirSync(laneDir).reduce((n, f) => n + statSync(join(laneDir, f)).size, 0);
+  t.equal(log.stats().bytesOnDisk, 8192 + segmentBytes, 'bytes on disk: the two checkpoint slots plus the segments');
+  t.equal(log.stats().syncCount, 2, 'one group commit per awaited append');
+  await log.close();
+});
+
+t.test('lastSyncLatencyMs is the time a group commit waits for the disk, the O_DSYNC write included', async (t) => {
+  const SLOW_WRITE_MS = 30;
+  const slowFs: StoreFs = {
+    ...nodeFs,
+    async open(path, mode, options) {
+      const file = await nodeFs.open(path, mode, options);
+      if (!options?.dsync) return file;
+      const write = async (buf: Buffer, pos: number) => {
+        await new Promise((r) => setTimeout(r, SLOW_WRITE_MS)); // a slow SD card's fdatasync
+        return file.write(buf, pos);
+      };
+      return {
+        write,
+        read: (b, p) => file.read(b, p),
+        datasync: () => file.datasync(),
+        truncate: (l) => file.truncate(l),
+        size: () => file.size(),
+        close: () => file.close(),
+      };
+    },
+  };
+  const log = await RingLog.open({ dir: tempDir(t), ...SMALL, fs: slowFs });
+  await (await log.lane('upstream')).append({ body: Buffer.from('x') });
+  const latencyMs = log.stats().lastSyncLatencyMs;
+  t.ok(latencyMs >= SLOW_WRITE_MS - 1, `${latencyMs.toFixed(1)} ms ≥ the ${SLOW_WRITE_MS} ms write`);
   await log.close();
 });
 

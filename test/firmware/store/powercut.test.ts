@@ -14,6 +14,11 @@ import { tempDir } from '../../support/tmp.js';
  * recovered, checked, crashed again and checked again. Replay a failure with OUTPOST_SEED=<seed>.
  */
 const STATES_MIN = 10_000;
+/**
+ * The exploration is a fixed amount of CPU work (about 30 s of it): on a shared two-core machine its wall
+ * time follows the load, so the file gets more than tap's default 120 s rather than failing on a busy box.
+ */
+t.setTimeout(900_000);
 const RANDOM_STATES_PER_CUT = 14;
 
 t.test(`at least ${STATES_MIN} crash states over three workloads, no invariant broken`, async (t) => {

@@ -3,6 +3,7 @@ import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { ManualClock } from '../../../firmware/clock.js';
 import { RingLog } from '../../../firmware/store/log.js';
+import { SEAL_RECORD_BYTES } from '../../../firmware/store/record.js';
 import { tempDir } from '../../support/tmp.js';
 
 const SEG = 64 * 1024;
@@ -29,16 +30,21 @@ async function seqsFrom(lane: Awaited<ReturnType<RingLog['lane']>>, from = 1): P
   }
 }
 
-t.test('drop-oldest: disk use never exceeds the quota; dropped records are counted; readers see the gap', async (t) => {
+t.test('drop-oldest: never over the quota after any append; drops counted; readers see the gap', async (t) => {
   const dir = tempDir(t);
   const log = await RingLog.open({ dir, ...OPTS, quotaPolicy: 'drop-oldest' });
   const lane = await log.lane('upstream');
   let maxSeen = 0;
-  for (let round = 0; round < 40; round++) {
-    await Promise.all(Array.from({ length: 100 }, () => lane.append({ body: Buffer.alloc(200) })));
+  let checks = 0;
+  const check = () => {
     maxSeen = Math.max(maxSeen, bytesOnDisk(dir));
+    checks++;
+  };
+  for (let round = 0; round < 40; round++) {
+    await Promise.all(Array.from({ length: 100 }, () => lane.append({ body: Buffer.alloc(200) }).then(check)));
     t.equal(log.stats().bytesOnDisk, bytesOnDisk(dir), 'accounting matches the files');
   }
+  t.equal(checks, 4000, 'bytes on disk measured as each of the 4000 appends resolved');
   t.ok(maxSeen <= QUOTA, `max on disk ${maxSeen} ≤ quota ${QUOTA}`);
   const seqs = await seqsFrom(lane);
   t.ok(seqs[0]! > 1, `oldest records dropped; reading starts at ${seqs[0]}`);
@@ -48,28 +54,42 @@ t.test('drop-oldest: disk use never exceeds the quota; dropped records are count
   await log.close();
 });
 
-t.test('reject-new: appends fail with FULL at the quota and succeed again once records are acked', async (t) => {
-  const dir = tempDir(t);
-  const log = await RingLog.open({ dir, ...OPTS, quotaPolicy: 'reject-new', checkpointIntervalMs: 1 });
-  const lane = await log.lane('upstream');
-  let accepted = 0;
-  let full: unknown = null;
-  for (let i = 0; i < 3000 && !full; i++) {
-    try {
-      await lane.append({ body: Buffer.alloc(200) });
-      accepted++;
-    } catch (err) {
-      full = err;
+/** Small segments, so that for these body sizes a segment roll (and its 72-byte seal) falls at the quota. */
+const TIGHT = { segmentBytes: 4096, quotaBytes: 4 * 4096, recordBytesMax: 1024, groupCommitBytesMax: 2048 };
+
+t.test('reject-new: never over the quota after any append, seals included; FULL, then room once acked', async (t) => {
+  for (const bodyBytes of [100, 101, 121, 300]) {
+    const dir = tempDir(t);
+    const log = await RingLog.open({ dir, ...TIGHT, quotaPolicy: 'reject-new', checkpointIntervalMs: 1 });
+    const lane = await log.lane('upstream');
+    let accepted = 0;
+    let full: unknown = null;
+    let maxSeen = 0;
+    for (let i = 0; i < 1000 && !full; i++) {
+      try {
+        await lane.append({ body: Buffer.alloc(bodyBytes) });
+        accepted++;
+      } catch (err) {
+        full = err;
+      }
+      maxSeen = Math.max(maxSeen, bytesOnDisk(dir));
     }
+    t.match(full, { code: 'FULL', message: /quotaBytes/ }, `${bodyBytes} B bodies: FULL after ${accepted}`);
+    t.ok(maxSeen <= TIGHT.quotaBytes, `${bodyBytes} B bodies: max on disk ${maxSeen} ≤ quota ${TIGHT.quotaBytes}`);
+    t.equal(log.stats().droppedRecords, 0, 'reject-new never drops');
+    t.same((await seqsFrom(lane)).length, accepted, 'every accepted record is readable');
+    const recordBytes = 32 + bodyBytes;
+    const laneDir = join(dir, 'lanes', 'upstream');
+    const sizes = readdirSync(laneDir).sort().map((f) => statSync(join(laneDir, f)).size);
+    const sealed = sizes.slice(0, -1).every((n) => (n - SEAL_RECORD_BYTES) % recordBytes === 0);
+    t.ok(sealed, `every rolled segment ends in its seal (${sizes})`);
+    lane.ack(accepted);
+    await log.writeCheckpoint();
+    t.ok(bytesOnDisk(dir) <= TIGHT.quotaBytes, 'within the quota after the checkpoint');
+    t.ok(await lane.append({ body: Buffer.alloc(bodyBytes) }), 'room again after the acked segments went');
+    t.ok(bytesOnDisk(dir) <= TIGHT.quotaBytes, 'within the quota after the append that follows');
+    await log.close();
   }
-  t.match(full, { code: 'FULL', message: /quotaBytes/ });
-  t.ok(bytesOnDisk(dir) <= QUOTA);
-  t.equal(log.stats().droppedRecords, 0, 'reject-new never drops');
-  t.same((await seqsFrom(lane)).length, accepted, 'every accepted record is readable');
-  lane.ack(accepted);
-  await log.writeCheckpoint();
-  t.ok(await lane.append({ body: Buffer.alloc(200) }), 'room again after the acked segments went');
-  await log.close();
 });
 
 t.test('TTL: expired records are never returned and their segments are deleted', async (t) => {
@@ -134,12 +154,12 @@ t.test('TTL across a reboot with synced clocks on both sides: real downtime coun
   await log.close();
   const shutdownWall = clock.wallMs();
   clock.reboot({ wallMs: shutdownWall + 10_000, synced: false }); // fake-hwclock: a little after shutdown
-  log = await RingLog.open({ dir, ...OPTS, clock, ttlSecs: 3600, retentionIntervalMs: 10 });
+  log = await RingLog.open({ dir, ...OPTS, clock, ttlSecs: 3600 });
   const lane = await log.lane('upstream');
   t.equal((await lane.read(1)).length, 1, 'unsynced at boot: kept');
   clock.stepWall(2 * 3_600_000); // NTP: the board was really off for two hours
   clock.setSynced(true);
-  await new Promise((r) => setTimeout(r, 50)); // the maintenance pass credits the downtime
+  await log.maintenancePass(); // what the retention timer runs: it credits the downtime
   t.equal((await lane.read(1)).length, 0, 'the known two hours of downtime expired it');
   await log.close();
 });
@@ -151,13 +171,18 @@ t.test('settings applied live: TTL for new records, a lower quota enforced at on
   const lane = await log.lane('upstream');
   await Promise.all(Array.from({ length: 1500 }, () => lane.append({ body: Buffer.alloc(200) })));
   t.ok(bytesOnDisk(dir) > QUOTA, 'more than the new quota on disk');
-  log.applySettings({ ttlSecs: 10, quotaBytes: QUOTA });
+  await log.applySettings({ ttlSecs: 10, quotaBytes: QUOTA });
+  t.ok(bytesOnDisk(dir) <= QUOTA, `the lower quota holds once applied, before any write (${bytesOnDisk(dir)} B)`);
+  t.ok(log.stats().droppedRecords > 0, 'the records it cost are counted as dropped');
   await lane.append({ body: Buffer.from('short-lived') });
-  t.ok(bytesOnDisk(dir) <= QUOTA, 'the lower quota holds after the next write');
+  t.ok(bytesOnDisk(dir) <= QUOTA, 'and after the next write');
+  await log.maintenancePass();
+  t.ok(bytesOnDisk(dir) <= QUOTA, 'and after a retention pass');
   clock.advance(11_000);
   const left = await lane.read(1, { recordsMax: 5000 });
   t.notOk(left.some((r) => r.body.toString() === 'short-lived'), 'the new default TTL applied to the new record');
   t.ok(left.length > 0, 'older records keep the TTL they were stored with');
+  t.ok(bytesOnDisk(dir) <= QUOTA, 'and after the read');
   t.throws(() => log.applySettings({ quotaBytes: 5 }), { code: 'INVALID', message: /"quotaBytes"/ });
   await log.close();
 });

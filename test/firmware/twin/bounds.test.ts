@@ -5,7 +5,7 @@ import type { MqttClient } from 'mqtt';
 import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { TwinError, TwinStore } from '../../../firmware/twin/store.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { mqttChild, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';

@@ -6,7 +6,7 @@ import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { twinTopic } from '../../../firmware/twin/mqtt-sync.js';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
-import { publishScope } from '../../../scripts/publish-scope.js';
+import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { Mosquitto } from '../../support/brokers.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { HookList, mqttChild, newKey, sasPassword, scopeDocument, until } from '../../support/hub-fixture.js';

@@ -1,5 +1,7 @@
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
+import azureCommon from 'azure-iot-common';
+import { sdkRefusal } from '../../../firmware/uplink/azure-refusal.js';
 import { createTransport } from '../../../firmware/uplink/transports.js';
 import { Pump } from '../../../firmware/uplink/pump.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
@@ -117,4 +119,51 @@ t.test('destroy() abandons a connect hung on a black-holed link and closes its s
   await transport.connect();
   t.ok(hub.isConnected('gw-hole'), 'connects once the link is back');
   await transport.close();
+});
+
+t.test('over IoT Hub\'s 256 KiB: dead-lettered as too-large before it is sent; the link stays', async (t) => {
+  const hub = await IotHubEmulator.start();
+  t.teardown(() => hub.stop());
+  const transport = createTransport({ protocol: 'azure', connectionString: hub.addDevice('gw-big'), ca: hub.ca.cert });
+  const lane = new MemoryLane('telemetry');
+  const deadLetterLane = new MemoryLane('deadletter');
+  const backoff = { baseMs: 50, maxMs: 300 };
+  const pump = new Pump({ gatewayId: 'gw-big', transport, lanes: [{ lane }], deadLetterLane, backoff });
+  const KiB = 1024;
+  // Under the SDK's own check (the body only) but over with the property; over both; a large one that fits.
+  const records = [
+    { n: '1', body: Buffer.from('1') },
+    { n: '2', body: Buffer.alloc(200 * KiB, 0x61), pad: 'p'.repeat(60 * KiB) },
+    { n: '3', body: Buffer.alloc(300 * KiB, 0x62) },
+    { n: '4', body: Buffer.from('4') },
+    { n: '5', body: Buffer.alloc(250 * KiB, 0x63) },
+  ];
+  for (const { n, body, pad } of records) await lane.append({ body, properties: { n, ...(pad ? { pad } : {}) } });
+  pump.start();
+  t.teardown(() => pump.stop());
+  await until('the rest delivered', () => hub.telemetry.length === 3 && pump.status().deadLetters.total === 2);
+  t.same(hub.telemetry.map((r) => r.properties.n), ['1', '4', '5'], 'the lane moved on past both, in order');
+  t.same(pump.status().deadLetters.byReason, { 'too-large': 2 });
+  t.equal(hub.operations('gw-big', 'telemetry-too-large'), 0, 'neither was sent: IoT Hub would have closed the link');
+  t.equal(pump.status().connects, 1, 'no reconnect');
+  t.equal(hub.operations('gw-big', 'connect'), 1);
+  await until('the lane acked to the end', () => lane.ackedSeq() === 5);
+});
+
+// CommonJS: Node's ESM loader cannot see its named exports.
+const sdkErrors = azureCommon.errors;
+
+t.test('the SDK\'s send errors read as permanent or temporary refusals, or as a lost connection', async (t) => {
+  const expect: Array<[Error, { reason: string; permanent: boolean } | null]> = [
+    [new sdkErrors.MessageTooLargeError('big'), { reason: 'too-large', permanent: true }],
+    [new sdkErrors.FormatError('bad'), { reason: 'azure-format-error', permanent: true }],
+    [new sdkErrors.ThrottlingError('slow down'), { reason: 'azure-throttled', permanent: false }],
+    [new sdkErrors.IotHubQuotaExceededError('quota'), { reason: 'azure-quota-exceeded', permanent: false }],
+    [new sdkErrors.UnauthorizedError('who'), { reason: 'azure-unauthorized', permanent: false }],
+    [new sdkErrors.DeviceNotFoundError('gone'), { reason: 'azure-device-not-found', permanent: false }],
+    [new sdkErrors.NotConnectedError('down'), null],
+    [new sdkErrors.TimeoutError('late'), null],
+    [new Error('constructor'), null],
+  ];
+  for (const [err, refusal] of expect) t.same(sdkRefusal(err), refusal, err.name);
 });

@@ -45,7 +45,7 @@ t.test('absent means no cloud; defaults fill the rest', async (t) => {
 
 t.test('bad values are refused with file, path and expectation', async (t) => {
   const bad = (value: unknown, pattern: RegExp) => t.throws(() => parseUplinkConfig(value, BOARD), pattern);
-  bad({ protocol: 'amqp' }, /board\.json: \$\.uplink\.protocol: expected one of "mqtt", "azure", "none", got "amqp"/);
+  bad({ protocol: 'amqp' }, /board\.json: \$\.uplink\.protocol: expected one of "mqtt", "azure", "sim", "none", got "amqp"/);
   bad({ protocol: 'mqtt' }, /\$\.uplink\.url: expected mqtt:\/\/host:port or mqtts:\/\/host:port, got nothing/);
   bad({ protocol: 'mqtt', url: 'http://x' }, /\$\.uplink\.url: expected mqtt:\/\/host:port/);
   bad({ protocol: 'mqtt', url: 'mqtt://x', inflightMax: 100_000 }, /\$\.uplink\.inflightMax: expected an integer between 1 and 4096 \(messages\), got 100000/);

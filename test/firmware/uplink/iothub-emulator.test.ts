@@ -2,7 +2,7 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
-import { IotHubEmulator } from '../../support/iothub-emulator.js';
+import { D2C_MESSAGE_BYTES_MAX, IotHubEmulator } from '../../support/iothub-emulator.js';
 
 /**
  * The emulator is only worth having if the real SDK accepts it: these drive it with azure-iot-device and
@@ -91,4 +91,28 @@ t.test('an X.509 device authenticates with its certificate', async (t) => {
   t.teardown(() => client.close());
   await client.sendEvent(new Message('x'));
   t.equal(hub.telemetry[0]?.deviceId, 'dev-x');
+});
+
+t.test('a message over 256 KiB with its properties closes the connection, unacknowledged, as IoT Hub does', async (t) => {
+  const hub = await IotHubEmulator.start();
+  t.teardown(() => hub.stop());
+  const client = Client.fromConnectionString(hub.addDevice('dev-big'), Mqtt);
+  client.setRetryPolicy(NO_RETRY);
+  await client.setOptions({ ca: hub.ca.cert });
+  await client.open();
+  t.teardown(() => client.close().catch(() => {}));
+  const disconnected = new Promise<void>((resolve) => client.once('disconnect', () => resolve()));
+  // The body alone passes the SDK's own check (it counts the body only); the property takes it over.
+  const body = Buffer.alloc(D2C_MESSAGE_BYTES_MAX - 1_000, 0x61);
+  const fits = new Message(body);
+  fits.properties.add('pad', 'p'.repeat(1_000 - 'pad'.length));
+  await client.sendEvent(fits);
+  t.equal(hub.telemetry.length, 1, 'exactly at the limit with its properties: accepted');
+  const over = new Message(body);
+  over.properties.add('pad', 'p'.repeat(1_000 - 'pad'.length + 1));
+  await t.rejects(client.sendEvent(over), 'the send fails');
+  await disconnected;
+  t.notOk(hub.isConnected('dev-big'), 'the connection was closed');
+  t.equal(hub.telemetry.length, 1, 'the oversize message was not taken');
+  t.equal(hub.operations('dev-big', 'telemetry-too-large'), 1);
 });

@@ -2,6 +2,7 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { Pump, type PumpOptions } from '../../../firmware/uplink/pump.js';
+import type { UplinkTransport } from '../../../firmware/uplink/types.js';
 import { Mosquitto } from '../../support/brokers.js';
 import { Subscriber, checkDelivery } from '../../support/delivery.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
@@ -115,4 +116,80 @@ t.test('stop keeps its budget on a black-holed busy link; what was in flight goe
   t.teardown(() => second.stop());
   t.ok(await sub.waitForDistinct(50, 10_000), 'everything arrived after the restart');
   t.same(checkDelivery(sub.values, 50, 100).problems, []);
+});
+
+/**
+ * The link is cut while the first connection's resync hook runs. The hook either returns as soon as the
+ * transport has seen the loss (the pump must not then start a drain on the dead connection) or goes on
+ * hanging (the pump must not wait it out). Either way the pump reconnects at once, with nothing to publish.
+ */
+for (const hookAfterCut of ['returns', 'hangs'] as const) {
+  t.test(`a connection lost while a resync hook runs (the hook ${hookAfterCut}) is noticed at once`, async (t) => {
+    const PUBLISH_TIMEOUT_MS = 20_000;
+    let runs = 0;
+    let inHook!: () => void;
+    const hookEntered = new Promise<void>((resolve) => (inHook = resolve));
+    let release = () => {};
+    const hook = {
+      name: 'held-until-the-cut',
+      run: async (transport: UplinkTransport) => {
+        runs += 1;
+        if (runs > 1) return;
+        const lost = new Promise<void>((resolve) => transport.onDisconnect(() => resolve()));
+        inHook();
+        await lost;
+        if (hookAfterCut === 'hangs') await new Promise<void>((resolve) => (release = resolve));
+      },
+    };
+    const options = { resyncHooks: [hook], publishTimeoutMs: PUBLISH_TIMEOUT_MS, backoff: { baseMs: 50 } };
+    const { proxy, sub, lane, errors, makePump } = await rig(t, `gw-resync-${hookAfterCut}`, options);
+    const pump = makePump();
+    pump.start();
+    t.teardown(() => (release(), pump.stop()));
+    await hookEntered;
+    t.equal(pump.status().link, 'resyncing');
+    proxy.cut();
+    await until('a second connection with its hooks done', () => pump.status().connects === 2 && runs === 2);
+    await until('the second drain', () => pump.status().link === 'up');
+    t.equal(proxy.connectionCount, 1, 'the pump says up over a live connection');
+    t.ok(errors.some((e) => /connection lost before the drain began/.test(e)), 'the loss was reported');
+    await fill(lane, 1, 10);
+    // Bounded well inside the publish timeout, which is what noticed the dead connection before.
+    t.ok(await sub.waitForDistinct(10, PUBLISH_TIMEOUT_MS / 2), 'the backlog appended afterwards went out');
+    t.same(checkDelivery(sub.values, 10, 100).problems, []);
+    t.equal(pump.status().connects, 2, 'no publish met a dead connection');
+    t.notOk(errors.some((e) => /no PUBACK for|not connected/.test(e)), 'neither the publish timeout nor a failed send');
+  });
+}
+
+t.test('a wake that finds the connection dead while a resync hook runs replaces it at once', async (t) => {
+  let runs = 0;
+  let inHook!: () => void;
+  const hookEntered = new Promise<void>((resolve) => (inHook = resolve));
+  let release = () => {};
+  // The first connection's hook hangs on the stranded link until the test ends.
+  const hook = {
+    name: 'hangs-on-the-first-connection',
+    run: async () => {
+      runs += 1;
+      if (runs > 1) return;
+      inHook();
+      await new Promise<void>((resolve) => (release = resolve));
+    },
+  };
+  const options = { resyncHooks: [hook], publishTimeoutMs: 20_000, probeTimeoutMs: 500 };
+  const { proxy, sub, lane, errors, makePump } = await rig(t, 'gw-resync-wake', options);
+  const pump = makePump();
+  pump.start();
+  t.teardown(() => (release(), pump.stop()));
+  await hookEntered;
+  proxy.strand();
+  pump.wake('SIGUSR2');
+  await until('a second connection with its hooks done', () => pump.status().connects === 2 && runs === 2);
+  await until('the second drain', () => pump.status().link === 'up');
+  t.match(pump.status().lastProbe, { answered: false });
+  t.ok(errors.some((e) => /no answer to a probe within 500 ms/.test(e)), 'the probe found it dead');
+  await fill(lane, 1, 10);
+  t.ok(await sub.waitForDistinct(10, 10_000), 'the backlog appended afterwards went out');
+  t.equal(pump.status().connects, 2);
 });

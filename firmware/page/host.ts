@@ -1,0 +1,19 @@
+import type { DeviceStatus, MethodResult, ReportedListener } from '../../drivers/index.js';
+import type { StatusReport } from '../ops/report.js';
+
+/** What the page reads and does on the running gateway; firmware/ops/service.ts builds it from the runtime. */
+export interface PageHost {
+  gatewayId: string;
+  /** Absolute path of board.json: the board check and the diagnostics bundle read it. */
+  boardFile: string;
+  dataDir: string;
+  /** board.json's hub section: its TLS certificate, when it has one, serves the page too. */
+  hubSection: unknown;
+  version: string;
+  report(): StatusReport;
+  devices(): DeviceStatus[];
+  /** What SIGUSR2 does: connect now instead of sleeping out the backoff. */
+  wake(reason: string): void;
+  invokeDeviceMethod(deviceId: string, name: string, payload: unknown): Promise<MethodResult>;
+  onDeviceReported(listener: ReportedListener): () => void;
+}

@@ -1,0 +1,73 @@
+import { once } from 'node:events';
+import { createServer, type Server } from 'node:https';
+import type { PageConfig } from '../config/index.js';
+import type { Logger } from '../ops/logger.js';
+import { Assets, defaultAssetsDir } from './assets.js';
+import { BacklogHistory } from './history.js';
+import type { PageHost } from './host.js';
+import { readPasswordFile } from './passwd.js';
+import { PageHandler } from './server.js';
+import { pageTls } from './tls.js';
+
+/** A request whose headers take longer is cut off: a slow client must not pin one of few sockets. */
+const HEADERS_TIMEOUT_MS = 10_000;
+/** A whole request (headers and body) past this is cut off; the live stream is a response, not bound by it. */
+const REQUEST_TIMEOUT_MS = 30_000;
+/** Connections at once: a technician's browser opens about six; more is somebody else. */
+const CONNECTIONS_MAX = 32;
+
+export type { PageHost } from './host.js';
+
+export interface PageServer {
+  port: number;
+  handler: PageHandler;
+  close(): Promise<void>;
+}
+
+export interface StartPageOptions {
+  config: PageConfig;
+  host: PageHost;
+  logger: Logger;
+  /** Where app.js and the stylesheets are; default dist/page beside the bundle. */
+  assetsDir?: string;
+}
+
+/** The technician's HTTPS page. Imported by firmware/ops/service.ts only when board.json enables it. */
+export async function startPage(opts: StartPageOptions): Promise<PageServer> {
+  const { config, host, logger } = opts;
+  const assets = await Assets.load(opts.assetsDir ?? defaultAssetsDir());
+  const tls = await pageTls(host.dataDir, host.gatewayId, host.hubSection);
+  const handler = new PageHandler({
+    host, logger, assets, history: new BacklogHistory(),
+    // Read at each login, so `outpost passwd` takes effect without a restart.
+    password: () => readPasswordFile(config.passwordFile),
+  });
+  const tlsOptions = { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' as const };
+  const server: Server = createServer(tlsOptions, (req, res) => handler.handle(req, res));
+  server.headersTimeout = HEADERS_TIMEOUT_MS;
+  server.requestTimeout = REQUEST_TIMEOUT_MS;
+  server.maxConnections = CONNECTIONS_MAX;
+  // A TLS handshake that fails (a scanner, a browser refusing the self-signed certificate) is not an error of ours.
+  server.on('tlsClientError', () => {});
+  server.listen(config.port, config.host);
+  await Promise.race([
+    once(server, 'listening'),
+    once(server, 'error').then(([err]) => {
+      handler.close();
+      throw new Error(`page.listen ${config.host}:${config.port}: ${(err as Error).message}`, { cause: err });
+    }),
+  ]);
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : config.port;
+  const fields = { page: 'listen', host: config.host, port, certificate: tls.source };
+  logger.info(fields, `page: https://${config.host}:${port}/`);
+  return {
+    port,
+    handler,
+    close: async () => {
+      handler.close();
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
