@@ -33,6 +33,14 @@ const NMEA_DIR = join(ROOT, '../shared/testdata/nmea');
 
 t.setTimeout(FIELD_TEST_TIMEOUT_MS);
 
+// Opt-in until it has run green in CI: a boot under TCG takes one to two minutes on a loaded 2-core machine
+// (see test/vm/README.md), and the whole file 10-20 minutes.
+if (process.env.OUTPOST_VM !== '1') {
+  t.comment('field VM skipped: set OUTPOST_VM=1 to boot the release on a real kernel (test/vm/README.md)');
+  t.pass('skipped: OUTPOST_VM is not set');
+  process.exit(0);
+}
+
 const built = await vmImage();
 if ('skip' in built) {
   t.comment(`field VM skipped: ${built.skip}`);
