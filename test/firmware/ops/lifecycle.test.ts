@@ -1,13 +1,12 @@
 import t from 'tap';
 import { spawnSync } from 'node:child_process';
-import { closeSync, constants, cpSync, openSync, writeFileSync } from 'node:fs';
-import { writeFile } from 'node:fs/promises';
+import { closeSync, constants, cpSync, openSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { IdentityCache } from '../../../firmware/auth/cache.js';
 import { parseScopeDocument } from '../../../firmware/auth/identity.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
-import { mqttChild, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
+import { mqttChild, newKey, sasPassword, scopeDocument, until } from '../../support/hub-fixture.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { createTestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
@@ -46,19 +45,34 @@ t.test('SIGUSR2 during start-up (a modem hook at boot) does not kill the gateway
   const gw = startGateway(await bundleGateway(tempDir(t)), ['run', '--board', board], {
     OUTPOST_DATA_DIR: tempDir(t), OUTPOST_HUB_PORT: '0', OUTPOST_LOG_LEVEL: 'debug',
   });
-  await gw.waitFor((l) => l.msg === 'board sections', 'the board loaded');
-  gw.proc.kill('SIGUSR2');
-  // A FIFO's open blocks until both ends are there. Should the gateway have died, the test's own reader
-  // lets the writes finish, so nothing is left hanging.
-  const fed = Promise.all([writeFile(certPath, server.cert), writeFile(keyPath, server.key)]);
-  t.teardown(async () => {
-    for (const fifo of [certPath, keyPath]) closeSync(openSync(fifo, constants.O_RDONLY | constants.O_NONBLOCK));
-    await fed.catch(() => {});
-  });
+  // The gateway reads the TLS files while it loads the board, before anything else starts. A reader blocked
+  // in open() on a FIFO already counts as its reader, so a non-blocking open for writing succeeds exactly
+  // when the gateway is stuck there, mid start-up: the signal goes then. Each FIFO is then replaced by a
+  // regular file (the gateway keeps the FIFO it opened), so later reads of the same path find the PEM.
+  await feedFifo(certPath, server.cert, () => gw.proc.kill('SIGUSR2'));
+  await feedFifo(keyPath, server.key, () => {});
   await gw.waitFor(isReady, 'ready after the SIGUSR2');
   gw.proc.kill('SIGTERM');
   t.equal(await gw.exited(), 0, gw.output());
 });
+
+/** Waits for a reader blocked on `fifo`, runs `then`, and hands that reader `content`. */
+async function feedFifo(fifo: string, content: string, then: () => void): Promise<void> {
+  let fd: number | undefined;
+  await until(`a reader blocked on ${fifo}`, () => {
+    try {
+      fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+      return true;
+    } catch {
+      return false;
+    }
+  }, 30_000);
+  unlinkSync(fifo);
+  writeFileSync(fifo, content);
+  then();
+  writeSync(fd!, content);
+  closeSync(fd!);
+}
 
 /** A gateway on the sim board with an azure uplink to the IoT Hub emulator through a fault proxy. */
 async function azureGateway(t: Parameters<typeof tempDir>[0], childKey: string) {
