@@ -115,8 +115,6 @@ printf '[Service]\\nTimeoutStartSec=${START_TIMEOUT_SECS}s\\n' > /etc/systemd/sy
       t.fail(`install.sh exited ${install.code}: ${install.output}\ngateway journal:\n${journal.output}`);
     }
     t.match(install.output, /installed linux-x64 release in \/opt\/outpost/);
-    const groups = (await vm.exec('id -nG outpost')).output;
-    for (const group of ['gpio', 'i2c', 'dialout']) t.match(groups, new RegExp(`\\b${group}\\b`), `outpost is in ${group}`);
     await vm.reboot();
     t.comment('rebooted');
     // The stub's registers are volatile: load them again before the service reads the chip (it retries faults).
@@ -125,6 +123,9 @@ printf '[Service]\\nTimeoutStartSec=${START_TIMEOUT_SECS}s\\n' > /etc/systemd/sy
     t.equal(active.output.trim(), 'active', 'the unit is active after the reboot (Type=notify: READY=1 arrived)');
     t.match(await vm.mustExec('systemctl show -p StatusText --value outpost'), /link|backlog/i,
       'systemctl status shows the STATUS= line');
+    // The unit's SupplementaryGroups= give the service its device groups (install.sh does not add the user to them).
+    const groups = await vm.mustExec('ps -o supgrp= -p "$(systemctl show -p MainPID --value outpost)"');
+    for (const group of ['gpio', 'i2c', 'dialout']) t.match(groups, new RegExp(`\\b${group}\\b`), `the service runs in ${group}`);
     const status = JSON.parse(await outpost('status --json')) as { gatewayId: string };
     t.equal(status.gatewayId, GATEWAY_ID, '`outpost status` answers over the runtime directory socket');
     t.match(await vm.mustExec('journalctl -b -u outpost -o cat --no-pager'), /outpost ready/, 'journald has the logs');
