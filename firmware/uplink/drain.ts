@@ -3,6 +3,7 @@ import { Cursor, nextTurn, takeTurn, type Inflight, type PumpLane } from './curs
 import type { AttemptLedger, DeadLetters } from './dead-letter.js';
 import { recordToMessage } from './message.js';
 import { RateMeter, TokenBucket } from './rate.js';
+import { WINDOW_AFTER_LOSS_MESSAGES, nextRecovery, recovered, type LossRecovery } from './recovery.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
 export type { PumpLane } from './cursor.js';
@@ -24,8 +25,8 @@ export interface DrainHost {
   readonly limits: DrainLimits;
   /** Publishes in flight at once on this connection: ours and the server's Receive Maximum, the lower. */
   readonly windowMax: number;
-  /** The window this connection starts with; it grows by one per acknowledgement up to windowMax. */
-  readonly windowStart: number;
+  /** Set after a loss that charged a message in flight: the window starts at one (see recovery.ts). */
+  readonly recovery: LossRecovery | null;
   readonly ledger: AttemptLedger;
   /** Null only where no dead-letter lane was given (tests): an undeliverable message then holds its lane. */
   readonly deadLetters: DeadLetters | null;
@@ -45,8 +46,8 @@ export class DrainSession {
   private inflightCount = 0;
   private ended = false;
   private window: number;
-  /** True once a loss charged a message in flight: the next connection starts its window small. */
-  lostInFlight = false;
+  /** What the next connection inherits (recovery.ts); set when this one ends. */
+  recoveryAfter: LossRecovery | null = null;
   /** The run loop and, during a graceful stop, quiesce(): never more than two. */
   private waiters: Array<() => void> = [];
   private woken = false;
@@ -60,7 +61,7 @@ export class DrainSession {
     lanes: Array<{ lane: PumpLane; weight: number }>,
   ) {
     this.cursors = lanes.map(({ lane, weight }) => new Cursor(lane, weight));
-    this.window = Math.min(host.windowStart, host.windowMax);
+    this.window = host.recovery === null ? host.windowMax : Math.min(WINDOW_AFTER_LOSS_MESSAGES, host.windowMax);
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => {});
     for (const cursor of this.cursors) this.unsubscribes.push(cursor.lane.onDurable(() => this.notify()));
@@ -122,8 +123,8 @@ export class DrainSession {
     if (oldest !== null) {
       const { cursor, entry } = oldest;
       this.host.ledger.charge(cursor.lane.name, entry.record.seq, charge!, cursor.lane.ackedSeq());
-      this.lostInFlight = true;
     }
+    this.recoveryAfter = nextRecovery(this.host.recovery, this.cursors, oldest?.cursor ?? null);
     for (const unsubscribe of this.unsubscribes) unsubscribe();
     if (this.throttleTimer !== null) clearTimeout(this.throttleTimer);
     for (const cursor of this.cursors) {
@@ -133,6 +134,12 @@ export class DrainSession {
     if (cause === undefined) this.settle.resolve();
     else this.settle.reject(cause);
     this.notify();
+  }
+
+  /** One message at a time until the suspect range of the last two losses is through (recovery.ts). */
+  private strictRecovery(): boolean {
+    const recovery = this.host.recovery;
+    return recovery !== null && recovery.strict && !recovered(recovery, this.cursors);
   }
 
   /** Waits until nothing is in flight (or the session ended); used for a graceful stop. */
@@ -239,12 +246,12 @@ export class DrainSession {
     if (this.ended) return;
     entry.state = 'done';
     this.inflightCount -= 1;
-    this.window = Math.min(this.host.windowMax, this.window + 1);
     const delivered = cursor.shiftDone();
     if (delivered > 0) {
       this.host.delivered.add(delivered);
       this.flushAck(cursor, false);
     }
+    this.window = this.strictRecovery() ? 1 : Math.min(this.host.windowMax, this.window + 1);
     this.notify();
   }
 

@@ -1,7 +1,7 @@
 import type { Clock } from '../clock.js';
 import type { BackoffOptions } from './backoff.js';
 import type { DeadLetterStatus } from './dead-letter.js';
-import type { PumpLane } from './drain.js';
+import type { PumpLane } from './cursor.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
 /** The pump's options, limits and status shapes, validated with errors that name the option. */
@@ -15,13 +15,6 @@ export const INFLIGHT_MESSAGES_DEFAULT = 100;
 
 /** What Pump.stop may take when the caller names no budget: a third of the gateway's 15 s stop. */
 export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
-/**
- * The window after a connection died with messages in flight, messages; it doubles with every round of
- * acknowledgements (TCP's slow start). A broker that closes the connection on one bad message often resets
- * it with PUBACKs still unread, so a full window would be lost and charged again and again; starting small
- * sends the suspect first and alone, and the window is back to full within a few round trips.
- */
-export const WINDOW_AFTER_LOSS_MESSAGES = 1;
 /** Of a stop's budget, kept back for the MQTT DISCONNECT after in-flight publishes are done, ms. */
 export const STOP_CLOSE_RESERVE_MS = 1_000;
 

@@ -5,7 +5,6 @@ import { DrainSession, type DrainLimits, type PumpLane } from './drain.js';
 import {
   PUMP_STOP_BUDGET_MS_DEFAULT,
   STOP_CLOSE_RESERVE_MS,
-  WINDOW_AFTER_LOSS_MESSAGES,
   checkLimit,
   resolveLimits,
   validateLanes,
@@ -15,6 +14,7 @@ import {
   type PumpStatus,
 } from './pump-options.js';
 import { RateMeter, TokenBucket } from './rate.js';
+import type { LossRecovery } from './recovery.js';
 import { deadline, within } from './timers.js';
 import { UplinkError } from './types.js';
 
@@ -61,7 +61,8 @@ export class Pump {
   private watchdog: NodeJS.Timeout | null = null;
   private probing = false;
   private connectedAtMonoMs: number | null = null;
-  private lastSessionLost = false;
+  /** Carried from a connection lost with messages in flight to the next (recovery.ts). */
+  private recovery: LossRecovery | null = null;
   /** The loss of the current connection while it was still connecting or resyncing; null while it lives. */
   private lostBeforeDrain: Error | null = null;
   /** Set while a resync hook runs: a loss ends the wait for it at once. */
@@ -268,7 +269,7 @@ export class Pump {
         gatewayId: this.opts.gatewayId,
         limits: this.limits as DrainLimits,
         windowMax: Math.min(this.limits.inflightMax, this.receiveMaximum()),
-        windowStart: this.lastSessionLost ? WINDOW_AFTER_LOSS_MESSAGES : Infinity,
+        recovery: this.recovery,
         ledger: this.ledger,
         deadLetters: this.deadLetters,
         delivered: this.delivered,
@@ -283,7 +284,7 @@ export class Pump {
       await session.run();
     } finally {
       this.stopWatchdog();
-      this.lastSessionLost = session.lostInFlight;
+      this.recovery = session.recoveryAfter;
       this.session = null;
     }
   }
