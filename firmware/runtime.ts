@@ -76,7 +76,7 @@ export class Runtime {
       clock,
       uplink: { addResyncHook: (hook) => void hooks.push(hook), isLinkUp: () => this.isLinkUp() },
       scopeBroker: await scopeBrokerFor(uplinkConfig),
-      cloudHostNames: await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId),
+      cloudHostNames: await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId, this.dataDir),
       onError: (err) => this.reportError('hub', err),
     });
     this.uplink = await startUplink({

@@ -5,6 +5,9 @@ import { parseBuses } from './buses.js';
 import { DEVICE_ID_PATTERN, parseDevices } from './devices.js';
 import { readHubTls, parseHubConfig } from '../hub/config.js';
 import { checkDeviceId, loadUplinkFiles, parseUplinkConfig } from '../uplink/config.js';
+import type { ProvisioningConfig } from '../uplink/provisioning/config.js';
+import { loadProvisioningFiles } from '../uplink/provisioning/files.js';
+import { resolveRegistrationId } from '../uplink/provisioning/registration-id.js';
 import { collect, collectAsync, ConfigError, throwCollected } from './errors.js';
 import { fieldsOf } from './schema.js';
 import { displayPath, isPlainObject, LayeredDocument, readJsonObject } from './layers.js';
@@ -73,14 +76,17 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
     merged.apply(pick(top, OVERRIDABLE_FIELDS), file);
     return parseHardware(merged.root());
   });
-  const gatewayId = collect(errors, () => parseIdentity(topNode.field('identity')));
   const metrics = collect(errors, () => parseMetrics(topNode.field('metrics')));
   const page = collect(errors, () => parsePage(topNode.field('page'), dirname(file)));
   const uplink = collect(errors, () => parseUplinkConfig(top['uplink'], file, variant));
+  const provisioning = uplink?.protocol === 'azure' ? uplink.provisioning : undefined;
+  const gatewayId = await collectAsync(errors, () => parseIdentity(topNode.field('identity'), provisioning));
   const hub = collect(errors, () => parseHubConfig({ hub: top['hub'], routes: top['routes'] }, file, gatewayId));
   if (gatewayId !== undefined) collect(errors, () => checkConnectionDeviceId(top['uplink'], file, gatewayId));
   if (opts.files && errors.length === 0) {
-    if (uplink?.protocol === 'mqtt' || uplink?.protocol === 'azure') await collectAsync(errors,
+    if (provisioning !== undefined && uplink?.protocol === 'azure') await collectAsync(errors,
+      () => loadProvisioningFiles({ ...uplink, provisioning }));
+    else if (uplink?.protocol === 'mqtt' || uplink?.protocol === 'azure') await collectAsync(errors,
       () => loadUplinkFiles(uplink, gatewayId!));
     if (hub !== undefined) await collectAsync(errors, () => readHubTls(hub));
   }
@@ -109,10 +115,21 @@ function checkConnectionDeviceId(uplink: unknown, file: string, gatewayId: strin
   checkDeviceId({ boardFile: displayPath(file), connectionStringFile: undefined }, connectionString, gatewayId);
 }
 
-function parseIdentity(node: ConfigNode): string {
-  node.keys(fieldsOf('identity'));
-  return node.field('gatewayId').string({ pattern: DEVICE_ID_PATTERN, describe: 'a gateway id (IoT Hub device id ' +
-    'rules)' });
+/**
+ * With DPS the gateway id may be left out, so one board file fits a fleet: it is then the registration id
+ * (DPS's group enrollments name the device after it).
+ */
+async function parseIdentity(node: ConfigNode, provisioning: ProvisioningConfig | undefined): Promise<string> {
+  if (!node.missing || provisioning === undefined) node.keys(fieldsOf('identity'));
+  const idNode = node.missing ? node : node.field('gatewayId');
+  if (idNode.missing && provisioning !== undefined) {
+    try {
+      return await resolveRegistrationId(provisioning.registrationIdTemplate);
+    } catch (err) {
+      return idNode.fail(`a gateway id, or a registration id from uplink.provisioning.registrationId (${(err as Error).message})`);
+    }
+  }
+  return idNode.string({ pattern: DEVICE_ID_PATTERN, describe: 'a gateway id (IoT Hub device id rules)' });
 }
 
 /** Validates one variant file from boards/ (with the bases it extends) on its own, without a board.json. */

@@ -9,7 +9,8 @@ const STORAGE_INTERVAL_MS_MAX = 3_600_000;
 /** identity, storage and metrics: the sections firmware/config parses itself. */
 export const BOARD_OPTIONS: readonly OptionSpec[] = [
   {
-    path: 'identity.gatewayId', type: 'string', default: 'required', range: 'IoT Hub device id rules (1-128 of A-Z ' +
+    path: 'identity.gatewayId', type: 'string', default: 'required; with uplink.provisioning, the registration id',
+      range: 'IoT Hub device id rules (1-128 of A-Z ' +
       'a-z 0-9 - . : _ @ ...)',
     example: 'pump-house-7', invalid: 'has spaces',
     doc: 'This gateway\'s id: the DeviceId of its IoT Hub identity (azure), `{gatewayId}` in mqtt topics, the first ' +

@@ -1,5 +1,6 @@
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from '../uplink/backoff.js';
 import { LIMIT_RANGES } from '../uplink/pump-options.js';
+import { PROVISIONING_OPTIONS } from './schema-provisioning.js';
 import type { OptionSpec } from './schema.js';
 
 /** Longest backoff between two connects, ms: an hour, beyond which a gateway looks dead to its operator. */
@@ -57,8 +58,8 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
     doc: '5: ids and times travel as MQTT 5 user properties; 4: MQTT 3.1.1 (put {seq} or {messageId} in the topic).',
   },
   {
-    path: 'uplink.connectionString', type: 'string', default: 'one of connectionString, connectionStringFile ' +
-      '(azure)', protocols: ['azure'],
+    path: 'uplink.connectionString', type: 'string', default: 'one of connectionString, connectionStringFile, ' +
+      'provisioning (azure)', protocols: ['azure'],
     range: 'HostName=<hub>;DeviceId=<gatewayId>;SharedAccessKey=<key> or ...;x509=true',
       example: 'HostName=hub.azure-devices.net;DeviceId=gw-1;SharedAccessKey=a2V5',
     invalid: 'HostName=hub.azure-devices.net;DeviceId=not-this-gateway;SharedAccessKey=a2V5',
@@ -66,12 +67,13 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
       'accepted as SAS audience from children.',
   },
   {
-    path: 'uplink.connectionStringFile', type: 'file path', default: 'one of connectionString, connectionStringFile ' +
-      '(azure)', protocols: ['azure'],
+    path: 'uplink.connectionStringFile', type: 'file path', default: 'one of connectionString, connectionStringFile, ' +
+      'provisioning (azure)', protocols: ['azure'],
     example: '/etc/outpost/connection-string', invalid: 7, with: { connectionString: null },
     doc: 'A file holding the connection string (at most 4 KiB), kept out of board.json. Relative to board.json\'s ' +
       'folder.',
   },
+  ...PROVISIONING_OPTIONS,
   {
     path: 'uplink.caFile', type: PEM, default: 'the system\'s roots', protocols: CLOUD, example: 'certs/ca.pem',
       invalid: '',

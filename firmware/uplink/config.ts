@@ -7,6 +7,7 @@ import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
 import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
 import type { TransportConfig } from './transports.js';
+import { parseProvisioning, type ProvisioningConfig } from './provisioning/config.js';
 
 /**
  * The `uplink` section of board.json. Absent means `{ "protocol": "none" }`: no cloud. Every field, its
@@ -54,6 +55,8 @@ export interface AzureUplinkConfig extends UplinkCommonConfig {
   connectionString: string | undefined;
   /** Absolute path of a file holding the connection string. */
   connectionStringFile: string | undefined;
+  /** DPS instead of a connection string (firmware/uplink/provisioning). */
+  provisioning: ProvisioningConfig | undefined;
 }
 
 /** The sim board's embedded cloud: an in-process broker on loopback behind a link that drops on a cycle. */
@@ -76,7 +79,7 @@ const LANE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,47}$/;
 const PRIORITY_LANES_MAX = 15;
 const LANE_WEIGHT_MAX = 1_000;
 /** PEM files hold a certificate chain or a CA bundle (Debian's whole bundle is about 220 KiB). */
-const PEM_FILE_BYTES_MAX = 1024 * 1024;
+export const PEM_FILE_BYTES_MAX = 1024 * 1024;
 const CONNECTION_STRING_FILE_BYTES_MAX = 4 * 1024;
 /** mqtt.js's connect timer runs this much past the pump's, so the pump's fires first, ms. */
 const MQTT_CONNECT_TIMEOUT_MARGIN_MS = 1_000;
@@ -113,10 +116,15 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   if (protocol === 'mqtt') return parseMqtt(node, common);
   const connectionString = node.field('connectionString').optionalString();
   const connectionStringFile = file('connectionStringFile');
-  if ((connectionString === undefined) === (connectionStringFile === undefined)) {
-    node.field('connectionString').fail('exactly one of connectionString and connectionStringFile');
+  const dps = node.field('provisioning');
+  const provisioning = dps.missing ? undefined : parseProvisioning(dps, boardFile);
+  if ([connectionString, connectionStringFile, provisioning].filter((v) => v !== undefined).length !== 1) {
+    node.field('connectionString').fail('exactly one of connectionString, connectionStringFile and provisioning');
   }
-  return { protocol, ...common, connectionString, connectionStringFile };
+  // With DPS the certificate is the enrollment's, used with DPS and then with the hub it assigns.
+  if (provisioning !== undefined && common.certFile !== undefined) node.field('certFile').fail('no certFile with ' +
+    'provisioning (its certPath is used with the hub too)');
+  return { protocol, ...common, connectionString, connectionStringFile, provisioning };
 }
 
 function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) => string | undefined): UplinkCommonConfig {
@@ -198,7 +206,7 @@ function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConf
 }
 
 /** Reads a file named by field `key`; every failure names the board file, the field and the file. */
-async function readNamedFile(config: UplinkCommonConfig, key: string, path: string, bytesMax: number, expected: string): Promise<string> {
+export async function readNamedFile(config: UplinkCommonConfig, key: string, path: string, bytesMax: number, expected: string): Promise<string> {
   const where = { file: config.boardFile, jsonPath: `$.uplink.${key}` };
   let text: string;
   try {
@@ -239,6 +247,7 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
       connectTimeoutMs: connectTimeoutMs === undefined ? undefined : connectTimeoutMs + MQTT_CONNECT_TIMEOUT_MARGIN_MS,
     };
   }
+  if (config.provisioning !== undefined) throw new Error('a provisioned uplink has no connection string to load');
   const connectionString = config.connectionStringFile === undefined
     ? config.connectionString!
     : (await readNamedFile(config, 'connectionStringFile', config.connectionStringFile, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();

@@ -8,6 +8,8 @@ import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpS
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
 import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
+import type { AzureUplinkConfig, MqttUplinkConfig } from './config.js';
+import type { ProvisionedUplinkOptions, ProvisioningStatus } from './provisioning/index.js';
 
 /** The lane everything bound for the cloud goes through (firmware/runtime.ts opens it under the same name). */
 
@@ -16,8 +18,11 @@ import type { UplinkTransport } from './types.js';
  * children's standard connection strings name that hub in their SAS audience. The hub starts before the
  * uplink, so it is read here once for it.
  */
-export async function uplinkHubHosts(config: UplinkConfig, gatewayId: string): Promise<string[]> {
+export async function uplinkHubHosts(config: UplinkConfig, gatewayId: string, dataDir: string): Promise<string[]> {
   if (config.protocol !== 'azure') return [];
+  if (config.provisioning !== undefined) {
+    return (await import('./provisioning/index.js')).provisionedHubHosts({ ...config, provisioning: config.provisioning }, dataDir);
+  }
   const loaded = await loadUplinkFiles(config, gatewayId);
   const host = loaded.protocol === 'azure' ? azureHubHost(loaded.connectionString) : undefined;
   return host === undefined ? [] : [host];
@@ -42,6 +47,8 @@ export interface UplinkServiceOptions {
    * later, so that they exist before the first connect: a hook missing then misses that whole connection.
    */
   resyncHooks?: ResyncHook[];
+  /** DPS registration backoff and timeout board.json does not expose, for tests. */
+  provisioningOverrides?: Pick<ProvisionedUplinkOptions, 'backoff' | 'timeoutMs'>;
   /** Pump limits board.json does not expose (timeouts, batches), for tests and the benchmark. */
   pumpOverrides?: Partial<Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>>;
 }
@@ -56,6 +63,8 @@ export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
   settings: SettingsStatus | null;
   /** The sim board's embedded cloud: its simulated link and what its consumer received. */
   simCloud?: SimCloudStatus;
+  /** azure with DPS: the registration and the identity in use. */
+  provisioning?: ProvisioningStatus;
 }
 
 export interface UplinkService {
@@ -127,8 +136,8 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   if (config.protocol === 'sim') return startSimUplink(opts, config);
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
-  const transportConfig = await loadUplinkFiles(config, opts.gatewayId);
-  const transport = await loadTransport(transportConfig);
+  let pump: Pump | null = null;
+  const { transport, provisioning } = await uplinkTransport(opts, config, () => pump?.wake('provisioned by DPS'));
 
   const lanes: PumpLaneConfig[] = [];
   for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
@@ -136,7 +145,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const laneNames = lanes.map(({ lane }) => lane.name);
   // The hook list is read at every connect, so hooks added later join from the next connect on.
   const resyncHooks: ResyncHook[] = [];
-  const pump = new Pump({
+  pump = new Pump({
     // board.json's timeouts first: a test's overrides are finer than any board's.
     publishTimeoutMs: config.publishTimeoutMs,
     ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
@@ -170,22 +179,44 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     config.interfaces.length > 0 || config.modemFlagPath !== undefined
       ? watchLink({ interfaces: config.interfaces, modemFlagPath: config.modemFlagPath, sysClassNetDir: opts.sysClassNetDir, onUp: (why) => pump.wake(why) })
       : null;
-  pump.start();
+  const running = pump;
+  running.start();
 
   return {
     protocol: config.protocol,
-    status: () => ({ ...pump.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status() }),
-    wake: (reason) => pump.wake(reason),
+    status: () => ({
+      ...running.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status(),
+      ...(provisioning === undefined ? {} : { provisioning: provisioning.status() }),
+    }),
+    wake: (reason) => running.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
     async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
       watch?.stop();
       // The pump abandons what it cannot finish within the budget; the race is the backstop for a transport
       // whose teardown itself hangs.
-      await withinBudget(pump.stop(budgetMs), budgetMs, () => transport.destroy());
+      await withinBudget(running.stop(budgetMs), budgetMs, () => transport.destroy());
+      await provisioning?.stop();
       for (const unsubscribe of unsubscribes) unsubscribe();
       await settings.flush();
     },
   };
+}
+
+/**
+ * The transport board.json asks for; with DPS (azure `provisioning`) the provisioned one, whose provisioner
+ * calls `wake` when an assignment comes in. The SDKs are loaded only for the protocol in use.
+ */
+async function uplinkTransport(opts: UplinkServiceOptions, config: MqttUplinkConfig | AzureUplinkConfig,
+  wake: () => void): Promise<{ transport: UplinkTransport; provisioning?: { status(): ProvisioningStatus; stop(): Promise<void> } }> {
+  if (config.protocol === 'azure' && config.provisioning !== undefined) {
+    const { startProvisionedUplink } = await import('./provisioning/index.js');
+    const { transport, provisioner } = await startProvisionedUplink({
+      config: { ...config, provisioning: config.provisioning }, gatewayId: opts.gatewayId, dataDir: opts.dataDir,
+      clock: opts.clock, onError: opts.onError ?? (() => {}), onAssigned: wake, ...opts.provisioningOverrides,
+    });
+    return { transport, provisioning: provisioner };
+  }
+  return { transport: await loadTransport(await loadUplinkFiles(config, opts.gatewayId)) };
 }
 
 /**

@@ -7,7 +7,7 @@ import { tempDir } from '../../support/tmp.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const REFERENCE = join(ROOT, 'firmware/config/REFERENCE.md');
-const EXAMPLES = ['mqtt.json', 'azure.json', 'sim-cloud.json'].map((name) => join(ROOT, 'boards/examples', name));
+const EXAMPLES = ['mqtt.json', 'azure.json', 'sim-cloud.json', 'azure-dps.json'].map((name) => join(ROOT, 'boards/examples', name));
 
 /** The smallest valid uplink of each protocol, for options that need one around them. */
 const UPLINK_BASES: Record<string, Record<string, unknown>> = {
@@ -21,6 +21,8 @@ function boardWith(spec: OptionSpec, value: unknown): Record<string, unknown> {
   const path = spec.path.replace('<name>', 'someRoute').split('.');
   const board: Record<string, unknown> = { board: 'sim', identity: { gatewayId: 'gw-1' } };
   if (path[0] === 'uplink') board['uplink'] = { ...UPLINK_BASES[spec.protocols?.[0] ?? 'mqtt'] };
+  // DPS replaces the connection string (exactly one of them).
+  if (path[1] === 'provisioning') delete (board['uplink'] as Record<string, unknown>)['connectionString'];
   let parent = board;
   for (const key of path.slice(0, -1)) {
     parent[key] = typeof parent[key] === 'object' && parent[key] !== null ? { ...(parent[key] as object) } : {};

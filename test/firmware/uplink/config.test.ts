@@ -58,8 +58,18 @@ t.test('bad values are refused with file, path and expectation', async (t) => {
   bad({ protocol: 'mqtt', url: 'mqtt://x', caFile: 'ca.pem' }, /\$\.uplink\.caFile: expected no caFile with a plain mqtt:\/\/ url/);
   bad({ protocol: 'mqtt', url: 'mqtts://x', certFile: 'c.pem' }, /\$\.uplink\.keyFile: expected certFile and keyFile given together/);
   bad({ protocol: 'mqtt', url: 'mqtt://x', priorityLanes: [{ lane: 'upstream' }] }, /\$\.uplink\.priorityLanes\[0\]\.lane: expected a lane name/);
-  bad({ protocol: 'azure' }, /\$\.uplink\.connectionString: expected exactly one of connectionString and connectionStringFile/);
-  bad({ protocol: 'azure', connectionString: 'x', connectionStringFile: 'y' }, /exactly one of connectionString and connectionStringFile/);
+  bad({ protocol: 'azure' }, /\$\.uplink\.connectionString: expected exactly one of connectionString, connectionStringFile and provisioning/);
+  bad({ protocol: 'azure', connectionString: 'x', connectionStringFile: 'y' }, /exactly one of connectionString, connectionStringFile and provisioning/);
+  const dps = { idScope: '0ne00000A0A', groupKeyFile: 'group.key' };
+  bad({ protocol: 'azure', connectionString: 'x', provisioning: dps }, /exactly one of connectionString, connectionStringFile and provisioning/);
+  bad({ protocol: 'azure', provisioning: { ...dps, symmetricKeyFile: 'k' } }, /\$\.uplink\.provisioning\.groupKeyFile: expected exactly one of groupKeyFile, symmetricKeyFile, certPath with keyPath/);
+  bad({ protocol: 'azure', provisioning: { idScope: '0ne00000A0A' } }, /\$\.uplink\.provisioning\.groupKeyFile: expected exactly one of/);
+  bad({ protocol: 'azure', provisioning: { ...dps, idScope: 'myhub' } }, /\$\.uplink\.provisioning\.idScope: expected a DPS ID scope/);
+  bad({ protocol: 'azure', provisioning: { ...dps, registrationId: 'gw-{mac}' } }, /\$\.uplink\.provisioning\.registrationId: expected a template whose placeholders are \{serial\}, \{machineId\}, \{hostname\} \(not \{mac\}\)/);
+  bad({ protocol: 'azure', provisioning: { ...dps, registrationId: 'gw/{serial}' } }, /\$\.uplink\.provisioning\.registrationId: expected a registration id template/);
+  bad({ protocol: 'azure', provisioning: { idScope: '0ne00000A0A', certPath: 'c.pem' } }, /\$\.uplink\.provisioning\.keyPath: expected certPath and keyPath given together/);
+  bad({ protocol: 'azure', provisioning: dps, certFile: 'c.pem', keyFile: 'k.pem' }, /\$\.uplink\.certFile: expected no certFile with provisioning/);
+  bad({ protocol: 'azure', provisioning: { ...dps, bogus: 1 } }, /\$\.uplink\.provisioning\.bogus: expected one of the known fields/);
   bad('mqtt', /\$\.uplink: expected an object, got "mqtt"/);
 });
 
