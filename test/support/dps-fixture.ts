@@ -1,0 +1,107 @@
+import { randomBytes } from 'node:crypto';
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { RingLog } from '../../firmware/store/log.js';
+import { parseUplinkConfig } from '../../firmware/uplink/config.js';
+import { startUplink, type UplinkService } from '../../firmware/uplink/service.js';
+import { DpsEmulator } from './dps-emulator.js';
+import { dpsBinding } from './iothub-dps-binding.js';
+import { IotHubEmulator } from './iothub-emulator.js';
+import { tempDir } from './tmp.js';
+
+/**
+ * A DPS emulator linked to two IoT Hub emulators, and a gateway's uplink (the real service, ring log and
+ * SDKs) booted against them from a board file's `uplink` section in a temp dir, as often as a test wants.
+ */
+
+export const ID_SCOPE = '0ne00000A0A';
+const MiB = 1024 * 1024;
+const LOG_OPTIONS = { segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB, ttlSecs: 7_200 };
+
+type Teardown = { teardown(fn: () => unknown): void };
+
+export interface DpsWorld {
+  dps: DpsEmulator;
+  hubA: IotHubEmulator;
+  hubB: IotHubEmulator;
+  dir: string;
+  /** Writes `text` to `name` in the board's folder; returns the name. */
+  file(name: string, text: string): Promise<string>;
+  /** Starts the uplink on the data dir with `provisioning` as board.json's uplink.provisioning. */
+  boot(provisioning: Record<string, unknown>, gatewayId: string): Promise<Gateway>;
+}
+
+export interface Gateway {
+  service: UplinkService;
+  log: RingLog;
+  errors: Error[];
+  /** Appends `count` records numbered from `from` to the upstream lane. */
+  append(from: number, count: number): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export function randomKey(): string {
+  return randomBytes(64).toString('base64');
+}
+
+export async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(20);
+  }
+}
+
+export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
+  const hubA = await IotHubEmulator.start();
+  t.teardown(() => hubA.stop());
+  const hubB = await IotHubEmulator.start();
+  t.teardown(() => hubB.stop());
+  const dps = await DpsEmulator.start({ idScope: ID_SCOPE, hubs: [dpsBinding(hubA), dpsBinding(hubB)] });
+  t.teardown(() => dps.stop().catch(() => {}));
+  const dir = tempDir(t);
+  const dataDir = path.join(dir, 'data');
+  // One CA file for both kinds of endpoint, as the public roots are one bundle for DPS and IoT Hub.
+  await writeFile(path.join(dir, 'ca.pem'), dps.ca.cert + hubA.ca.cert + hubB.ca.cert);
+  const file = async (name: string, text: string) => {
+    await writeFile(path.join(dir, name), text, { mode: 0o600 });
+    return name;
+  };
+  async function boot(provisioning: Record<string, unknown>, gatewayId: string): Promise<Gateway> {
+    const uplink = { protocol: 'azure', caFile: 'ca.pem', backoff: { baseMs: 50, maxMs: 500 },
+      provisioning: { globalEndpoint: dps.endpoint, idScope: ID_SCOPE, ...provisioning } };
+    const config = parseUplinkConfig(uplink, path.join(dir, 'board.json'));
+    const log = await RingLog.open({ dir: dataDir, ...LOG_OPTIONS });
+    const errors: Error[] = [];
+    const service = await startUplink({
+      config, gatewayId, log, dataDir, onError: (e) => errors.push(e),
+      provisioningOverrides: { backoff: { baseMs: 200, maxMs: 1_000 } },
+    }).catch(async (err: unknown) => {
+      await log.close();
+      throw err;
+    });
+    const lane = await log.lane('upstream');
+    let stopped = false;
+    const gateway: Gateway = {
+      service, log, errors,
+      async append(from, count) {
+        for (let i = from; i < from + count; i += 1) await lane.append({ body: Buffer.from(String(i)) });
+      },
+      async stop() {
+        if (stopped) return;
+        stopped = true;
+        await service.stop();
+        await log.close();
+      },
+    };
+    t.teardown(() => gateway.stop());
+    return gateway;
+  }
+  return { dps, hubA, hubB, dir, file, boot };
+}
+
+/** The distinct message bodies a hub received, as numbers. */
+export function received(hub: IotHubEmulator): Set<number> {
+  return new Set(hub.telemetry.map((r) => Number(r.body.toString())));
+}
