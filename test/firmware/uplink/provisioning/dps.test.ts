@@ -39,3 +39,59 @@ t.test('first boot provisions through a group enrollment and delivers; the secon
   t.match(second.service.status().provisioning, { state: 'provisioned', source: 'cache', attempts: 0 },
     'no registration: DPS is not needed once provisioned');
 });
+
+t.test('the hub refusing the identity (device moved to the other hub) re-provisions and the backlog follows',
+  async (t) => {
+  const world = await dpsWorld(t);
+  const groupKey = randomKey();
+  world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey });
+  const provisioning = { registrationId: 'pump-0002', groupKeyFile: await world.file('group.key', groupKey) };
+  const gateway = await world.boot(provisioning, 'pump-0002');
+  await gateway.append(1, 10);
+  await until('the first records at hub A', () => received(world.hubA).size === 10);
+
+  // The operator re-homes the device: deleted on hub A (its connection dropped), assigned to hub B.
+  world.dps.reassign('pump-0002', world.hubB.hostName);
+  await gateway.append(11, 200);
+  await until('everything at hub B', () => [...received(world.hubB)].filter((n) => n > 10).length === 200);
+  const all = new Set([...received(world.hubA), ...received(world.hubB)]);
+  t.equal(all.size, 210, 'no record lost across the move');
+  t.match(gateway.service.status().provisioning, { state: 'provisioned', source: 'dps', assignedHub:
+    world.hubB.hostName, attempts: 2, assignments: 2, reason: null });
+  t.same(world.dps.requests, ['pump-0002', 'pump-0002'], 'registered again once');
+  t.ok(gateway.errors.some((e) => /refused pump-0002|registering with DPS again/.test(e.message)),
+    'the refusal is reported');
+  await gateway.stop();
+
+  await world.dps.stop();
+  const again = await world.boot(provisioning, 'pump-0002');
+  await again.append(211, 5);
+  await until('the reboot delivers to hub B from the cache', () => received(world.hubB).size >= 205);
+  t.match(again.service.status().provisioning, { source: 'cache', assignedHub: world.hubB.hostName });
+});
+
+t.test('a disabled enrollment is refused with a clear status and nothing is sent', async (t) => {
+  const world = await dpsWorld(t);
+  const key = randomKey();
+  world.dps.addEnrollment({ kind: 'symmetric', registrationId: 'pump-0003', key, enabled: false });
+  const gateway = await world.boot({ registrationId: 'pump-0003', symmetricKeyFile: await world.file('k', key) },
+    'pump-0003');
+  await gateway.append(1, 3);
+  await until('the refusal', () => gateway.service.status().provisioning?.state === 'refused');
+  const status = gateway.service.status();
+  t.match(status.provisioning, { refusal: 'disabled', assignedHub: null, lastError: /enrollment is disabled/ });
+  t.ok(status.provisioning!.nextAttemptInMs! > 0, 'the next registration waits');
+  t.equal(status.link, 'backoff');
+  t.equal(status.backlog.records, 3, 'the backlog stays stored');
+  t.equal(world.hubA.telemetry.length + world.hubB.telemetry.length, 0);
+});
+
+t.test('a wrong group key is refused by DPS as unauthorized', async (t) => {
+  const world = await dpsWorld(t);
+  world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey: randomKey() });
+  const gateway = await world.boot({ registrationId: 'pump-0004', groupKeyFile: await world.file('g', randomKey()) },
+    'pump-0004');
+  await until('the refusal', () => gateway.service.status().provisioning?.state === 'refused');
+  t.match(gateway.service.status().provisioning, { refusal: 'unauthorized', lastError: /not authorized/ });
+  t.match(gateway.service.status().lastError, { message: /not provisioned|registering with DPS/ });
+});
