@@ -18,6 +18,7 @@ export function formatReport(r: StatusReport): string {
     `errors:    ${r.errors.length === 0 ? 'none' : ''}`,
     ...r.errors.slice(-5).map((e) => `  ${new Date(e.atWallMs).toISOString()} ${e.source}: ${e.message}`),
   ];
+  if (r.provisioning) lines.push(`dps:       ${provisioningText(r.provisioning)}`);
   if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
   if (r.page) {
     const { loginFailures, loginRefused, csrfRefused } = r.page;
@@ -25,6 +26,17 @@ export function formatReport(r: StatusReport): string {
     lines.push(`page:      port ${r.page.port}, ${r.page.sessions} sessions, ${refused}`);
   }
   return lines.join('\n');
+}
+
+/** "provisioned: hub.azure-devices.net as pump-7 (from the cache)" or why not, and when DPS is asked again. */
+function provisioningText(p: NonNullable<StatusReport['provisioning']>): string {
+  const identity = p.assignedHub === null ? '' : `${p.assignedHub} as ${p.deviceId} (${p.source === 'cache' ?
+    'from the cache' : 'assigned by DPS'})`;
+  const head = p.state === 'refused' ? `refused (${p.refusal})` : p.state;
+  const next = p.nextAttemptInMs === null ? '' : `, next registration in ${formatDuration(Math.ceil(p.nextAttemptInMs / 1000))}`;
+  const why = p.reason === null ? '' : `, registering because ${p.reason}`;
+  const error = p.lastError === null || p.state === 'provisioned' && p.reason === null ? '' : `; ${p.lastError}`;
+  return `${head}${identity === '' ? '' : `: ${identity}`}, ${p.registrationId} in ${p.idScope}${why}${next}${error}`;
 }
 
 function deadLetterReasons(r: StatusReport): string {

@@ -1,5 +1,6 @@
 import type { RuntimeStatus } from '../runtime.js';
 import { scrubText } from './redact.js';
+import type { ProvisioningStatus } from '../uplink/provisioning/index.js';
 
 /** Errors kept for `outpost status`: enough to see a pattern, bounded so a flapping link cannot grow memory. */
 export const RECENT_ERRORS_MAX = 20;
@@ -81,6 +82,8 @@ export interface StatusReport {
   metricsPort: number | null;
   /** The technician page (firmware/page) when enabled: its port and what it refused. */
   page: PageCounters | null;
+  /** azure with DPS (uplink.provisioning): the registration and the identity in use. */
+  provisioning: ProvisioningStatus | null;
 }
 
 export interface PageCounters {
@@ -151,7 +154,14 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     errors: ctx.errors.list(),
     metricsPort: ctx.metricsPort,
     page: ctx.page ?? null,
+    provisioning: provisioningOf(s),
   };
+}
+
+function provisioningOf(s: RuntimeStatus): ProvisioningStatus | null {
+  const p = s.uplink?.provisioning;
+  if (p === undefined) return null;
+  return { ...p, lastError: p.lastError === null ? null : scrubText(p.lastError) };
 }
 
 function round1(n: number): number {

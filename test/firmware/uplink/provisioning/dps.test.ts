@@ -2,6 +2,9 @@ import t from 'tap';
 import { readFile, stat } from 'node:fs/promises';
 import path from 'node:path';
 import { CACHE_FILE_NAME, deriveDeviceKey } from '../../../../firmware/uplink/provisioning/cache.js';
+import { formatReport } from '../../../../firmware/ops/format.js';
+import { buildReport, IngestRate, RecentErrors } from '../../../../firmware/ops/report.js';
+import type { Gateway } from '../../../support/dps-fixture.js';
 import { dpsWorld, randomKey, received, until } from '../../../support/dps-fixture.js';
 
 /**
@@ -84,7 +87,17 @@ t.test('a disabled enrollment is refused with a clear status and nothing is sent
   t.equal(status.link, 'backoff');
   t.equal(status.backlog.records, 3, 'the backlog stays stored');
   t.equal(world.hubA.telemetry.length + world.hubB.telemetry.length, 0);
+  t.match(statusText(gateway), /^dps: {7}refused \(disabled\), pump-0003 in 0ne00000A0A, registering because no identity in the data directory, next registration in \d+s; DPS refused the registration: the enrollment is disabled/m,
+    'outpost status says so');
 });
+
+/** `outpost status` as the operator reads it, from this gateway's uplink and log. */
+function statusText(gateway: Gateway): string {
+  const status = { variant: 'rpi4', gatewayId: 'gw', link: gateway.service.status().link, uplink: gateway.service.status(),
+    store: gateway.log.stats(), hub: null, devices: [] };
+  return formatReport(buildReport(status, { ingest: new IngestRate(), errors: new RecentErrors(), ttlSecs: 7200,
+    startedMonoMs: 0, nowMonoMs: 0, metricsPort: null }));
+}
 
 t.test('a wrong group key is refused by DPS as unauthorized', async (t) => {
   const world = await dpsWorld(t);
