@@ -64,8 +64,9 @@ interface Session {
 }
 
 export class DpsEmulator {
-  /** Every register request, by registration id, in arrival order. */
+  /** Every register request, by registration id, in arrival order, and when it came (Date.now()). */
   readonly requests: string[] = [];
+  readonly requestTimesMs: number[] = [];
   private readonly enrollments: Enrollment[] = [];
   private readonly registrations = new Map<string, Registration>();
   private readonly operations = new Map<string, Operation>();
@@ -192,7 +193,10 @@ export class DpsEmulator {
   }
 
   private onRegister(client: Client, session: Session, rid: string, payload: Buffer | string): void {
-    if (this.requests.length < REQUESTS_KEPT_MAX) this.requests.push(session.registrationId);
+    if (this.requests.length < REQUESTS_KEPT_MAX) {
+      this.requests.push(session.registrationId);
+      this.requestTimesMs.push(Date.now());
+    }
     if (this.throttled.left > 0) {
       this.throttled.left -= 1;
       return this.respond(client, 429, rid, { errorCode: 429001, message: 'Operations are being throttled' },

@@ -29,7 +29,7 @@ export interface DpsWorld {
   /** Writes `text` to `name` in the board's folder; returns the name. */
   file(name: string, text: string): Promise<string>;
   /** Starts the uplink on the data dir with `provisioning` as board.json's uplink.provisioning. */
-  boot(provisioning: Record<string, unknown>, gatewayId: string): Promise<Gateway>;
+  boot(provisioning: Record<string, unknown>, gatewayId: string, opts?: { registrationTimeoutMs?: number }): Promise<Gateway>;
 }
 
 export interface Gateway {
@@ -68,7 +68,8 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
     await writeFile(path.join(dir, name), text, { mode: 0o600 });
     return name;
   };
-  async function boot(provisioning: Record<string, unknown>, gatewayId: string): Promise<Gateway> {
+  async function boot(provisioning: Record<string, unknown>, gatewayId: string,
+    opts: { registrationTimeoutMs?: number } = {}): Promise<Gateway> {
     const uplink = { protocol: 'azure', caFile: 'ca.pem', backoff: { baseMs: 50, maxMs: 500 },
       provisioning: { globalEndpoint: dps.endpoint, idScope: ID_SCOPE, ...provisioning } };
     const config = parseUplinkConfig(uplink, path.join(dir, 'board.json'));
@@ -76,7 +77,7 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
     const errors: Error[] = [];
     const service = await startUplink({
       config, gatewayId, log, dataDir, onError: (e) => errors.push(e),
-      provisioningOverrides: { backoff: { baseMs: 200, maxMs: 1_000 } },
+      provisioningOverrides: { backoff: { baseMs: 200, maxMs: 1_000 }, timeoutMs: opts.registrationTimeoutMs },
     }).catch(async (err: unknown) => {
       await log.close();
       throw err;

@@ -61,6 +61,9 @@ interface TransportInternals {
 export async function register(opts: RegisterOptions): Promise<Assignment> {
   const { loaded, registrationId } = opts;
   const transport = new Mqtt();
+  // The transport emits 'error' for a connection lost while no request waits (after a cancel, say): the
+  // registration's own callback carries every failure that matters, and an unheard 'error' would end the process.
+  transport.on('error', () => {});
   const base = (transport as unknown as TransportInternals)._mqttBase;
   // The SDK's provisioning transport has no CA option of its own; without this a private CA could not be used.
   if (base === undefined) throw new ProvisioningError('unavailable', 'unreachable', 'the provisioning SDK changed: no MQTT base', null);
@@ -89,7 +92,7 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
   try {
     const outcome = await Promise.race([client.register(), timedOut]);
     if (outcome === 'timeout') {
-      await new Promise<void>((resolve) => client.cancel(() => resolve()));
+      await abort(client);
       const throttled = lastStatus === 429;
       throw new ProvisioningError('unavailable', throttled ? 'throttled' : 'timeout', `DPS registration did not ` +
         `finish within ${opts.timeoutMs} ms${throttled ? ' (DPS is throttling: 429)' : ''}`, retryAfterMs);
@@ -105,6 +108,19 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * Ends a registration for good. The SDK's cancel() only drops the request on the wire: its polling state
+ * machine, waiting out a retry-after, would register again when the timer fires, on a fresh connection.
+ * Disconnecting that state machine clears its timers, fails the pending register() and closes the
+ * connection. It is private to the SDK (both registration classes keep it under this name); if it moved,
+ * cancel() is the fallback.
+ */
+async function abort(client: { cancel(callback: (err?: Error) => void): void }): Promise<void> {
+  const machine = (client as unknown as { _pollingStateMachine?: { disconnect(cb: (err?: Error) => void): void } })
+    ._pollingStateMachine;
+  await new Promise<void>((resolve) => (machine === undefined ? client.cancel(() => resolve()) : machine.disconnect(() => resolve())));
 }
 
 /** DPS's refusals by the SDK's error, the rest (socket errors, 5xx, its own timeouts) as unavailable. */

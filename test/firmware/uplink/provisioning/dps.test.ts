@@ -108,3 +108,50 @@ t.test('a wrong group key is refused by DPS as unauthorized', async (t) => {
   t.match(gateway.service.status().provisioning, { refusal: 'unauthorized', lastError: /not authorized/ });
   t.match(gateway.service.status().lastError, { message: /not provisioned|registering with DPS/ });
 });
+
+t.test('X.509: a certificate from the group\'s CA provisions and connects; one from another CA is refused', async (t) => {
+  const world = await dpsWorld(t);
+  // The hub emulator trusts device certificates from its own CA, so the group's CA is hub A's.
+  world.dps.addEnrollment({ kind: 'x509-group', name: 'x509-pumps', caCert: world.hubA.ca.cert });
+  const good = await world.hubA.ca.issue('pump-x509');
+  const gateway = await world.boot({ registrationId: 'pump-x509', certPath: await world.file('c.pem', good.cert),
+    keyPath: await world.file('c.key', good.key) }, 'pump-x509');
+  await gateway.append(1, 5);
+  await until('telemetry over the certificate', () => received(world.hubA).size === 5);
+  t.match(gateway.service.status().provisioning, { state: 'provisioned', assignedHub: world.hubA.hostName });
+  const cache = JSON.parse(await readFile(path.join(world.dir, 'data', CACHE_FILE_NAME), 'utf8')) as object;
+  t.notOk('sealedDeviceKey' in cache, 'no key to keep: the certificate files stay where they are');
+  await gateway.stop();
+
+  const stranger = await world.hubB.ca.issue('pump-x509-b');
+  const refused = await world.boot({ registrationId: 'pump-x509-b', certPath: await world.file('s.pem', stranger.cert),
+    keyPath: await world.file('s.key', stranger.key) }, 'pump-x509-b');
+  await until('the refusal', () => refused.service.status().provisioning?.state === 'refused');
+  t.match(refused.service.status().provisioning, { refusal: 'unauthorized' });
+});
+
+t.test('DPS\'s retry-after is honoured within a registration and across attempts', async (t) => {
+  const world = await dpsWorld(t);
+  const groupKey = randomKey();
+  world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey });
+  const keyFile = await world.file('group.key', groupKey);
+  world.dps.throttle(1, 2);
+  const patient = await world.boot({ registrationId: 'pump-0005', groupKeyFile: keyFile }, 'pump-0005');
+  await until('assigned after the 429', () => patient.service.status().provisioning?.state === 'provisioned');
+  const [first, second] = world.dps.requestTimesMs;
+  // Timers may fire up to a millisecond early against Date.now().
+  t.ok(second! - first! >= 1_990, `the SDK waited out retry-after=2 (${second! - first!} ms)`);
+  t.equal(patient.service.status().provisioning?.attempts, 1, 'within one registration');
+  await patient.stop();
+
+  // A registration cut short by the gateway's own timeout (3 s: enough for the emulator's two 1 s polls, less
+  // than the SDK's wait for this retry-after) still leaves DPS's retry-after in force.
+  world.dps.throttle(1, 4);
+  const start = world.dps.requestTimesMs.length;
+  const hurried = await world.boot({ registrationId: 'pump-0006', groupKeyFile: keyFile }, 'pump-0006',
+    { registrationTimeoutMs: 3_000 });
+  await until('assigned on the second attempt', () => hurried.service.status().provisioning?.state === 'provisioned');
+  const [a, b] = world.dps.requestTimesMs.slice(start);
+  t.ok(b! - a! >= 3_990, `the next registration waited for retry-after=4 (${b! - a!} ms)`);
+  t.match(hurried.service.status().provisioning, { attempts: 2, assignments: 1 });
+});
