@@ -17,6 +17,7 @@ const USAGE = `usage: outpost [run] [--board FILE]
        outpost log <stat|verify|dump> [--dir DATA_DIR] ...
        outpost board check [--no-files] [FILE ...]
        outpost board reference          (every board.json option, as markdown)
+       outpost board enroll --dps-scope SCOPE --dps-group-key-file FILE [BOARD]   (see --help)
        outpost scope publish [--board FILE] SCOPE.json
        outpost passwd [--board FILE] [--file PATH]   (technician page password, read from stdin)
 The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir and
@@ -136,6 +137,7 @@ async function main(argv: string[], logger: Logger): Promise<number> {
     case 'board':
       if (rest[0] === 'check') return runBoardCheckCli(rest.slice(1));
       if (rest[0] === 'reference') return process.stdout.write(renderReference()), 0;
+      if (rest[0] === 'enroll') return (await import('./uplink/provisioning/enroll-cli.js')).runEnrollCli(rest.slice(1));
       process.stderr.write(`${USAGE}\n`);
       return 2;
     case 'passwd': {

@@ -80,7 +80,9 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   const page = collect(errors, () => parsePage(topNode.field('page'), dirname(file)));
   const uplink = collect(errors, () => parseUplinkConfig(top['uplink'], file, variant));
   const provisioning = uplink?.protocol === 'azure' ? uplink.provisioning : undefined;
-  const gatewayId = await collectAsync(errors, () => parseIdentity(topNode.field('identity'), provisioning));
+  // A provisioning section that failed is reported once, as itself, not again as a missing gateway id.
+  const dpsAsked = isPlainObject(top['uplink']) && top['uplink']['provisioning'] !== undefined;
+  const gatewayId = await collectAsync(errors, () => parseIdentity(topNode.field('identity'), provisioning, dpsAsked));
   const hub = collect(errors, () => parseHubConfig({ hub: top['hub'], routes: top['routes'] }, file, gatewayId));
   if (gatewayId !== undefined) collect(errors, () => checkConnectionDeviceId(top['uplink'], file, gatewayId));
   if (opts.files && errors.length === 0) {
@@ -119,9 +121,11 @@ function checkConnectionDeviceId(uplink: unknown, file: string, gatewayId: strin
  * With DPS the gateway id may be left out, so one board file fits a fleet: it is then the registration id
  * (DPS's group enrollments name the device after it).
  */
-async function parseIdentity(node: ConfigNode, provisioning: ProvisioningConfig | undefined): Promise<string> {
-  if (!node.missing || provisioning === undefined) node.keys(fieldsOf('identity'));
+async function parseIdentity(node: ConfigNode, provisioning: ProvisioningConfig | undefined,
+  dpsAsked: boolean): Promise<string | undefined> {
+  if (!node.missing || !dpsAsked) node.keys(fieldsOf('identity'));
   const idNode = node.missing ? node : node.field('gatewayId');
+  if (idNode.missing && dpsAsked && provisioning === undefined) return undefined;
   if (idNode.missing && provisioning !== undefined) {
     try {
       return await resolveRegistrationId(provisioning.registrationIdTemplate);

@@ -2,6 +2,9 @@
 # Installs this outpost release as a systemd service: the program in $PREFIX (default /opt/outpost), board.json
 # and boards/ in /etc/outpost (an existing board.json is kept), the ring log in /var/lib/outpost, and an
 # `outpost` command in /usr/local/bin. `install.sh --check` only checks that this system can run the release.
+# Zero-touch provisioning: `--dps-scope SCOPE --dps-group-key-file FILE [--dps-registration-id TEMPLATE]`
+# copies the group key to /etc/outpost/dps-group-key and writes the enrollment into board.json
+# (`outpost board enroll`), so every gateway of a fleet is installed with the same command.
 set -eu
 
 here=$(cd "$(dirname "$0")" && pwd)
@@ -31,7 +34,22 @@ case "$target:$machine" in
   *) fail "this release is for $target but this machine is $machine" ;;
 esac
 
-if [ "${1:-}" = "--check" ]; then
+check=; no_start=; dps_scope=; dps_key=; dps_id=
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --check) check=1 ;;
+    --no-start) no_start=1 ;;
+    --dps-scope | --dps-group-key-file | --dps-registration-id)
+      [ $# -ge 2 ] || fail "$1 needs a value"
+      case "$1" in --dps-scope) dps_scope=$2 ;; --dps-group-key-file) dps_key=$2 ;; *) dps_id=$2 ;; esac
+      shift ;;
+    *) fail "unknown option $1 (--check, --no-start, --dps-scope, --dps-group-key-file, --dps-registration-id)" ;;
+  esac
+  shift
+done
+[ -z "$dps_scope" ] || [ -r "$dps_key" ] || fail "--dps-scope needs --dps-group-key-file with a readable file (the enrollment group's key)"
+
+if [ -n "$check" ]; then
   echo "outpost install: ok: glibc $glibc, $machine, release for $target"
   exit 0
 fi
@@ -66,8 +84,14 @@ exec "$PREFIX/bin/node" --max-semi-space-size=2 --heap-growing-percent=20 "$PREF
 WRAPPER
 chmod 0755 /usr/local/bin/outpost
 
+if [ -n "$dps_scope" ]; then
+  install -m 0640 -o root -g outpost "$dps_key" "$CONF_DIR/dps-group-key"
+  /usr/local/bin/outpost board enroll --dps-scope "$dps_scope" --dps-group-key-file "$CONF_DIR/dps-group-key" \
+    ${dps_id:+--dps-registration-id "$dps_id"} "$CONF_DIR/board.json" || fail "the DPS enrollment was not written"
+fi
+
 systemctl daemon-reload
 systemctl enable outpost
-[ "${1:-}" = "--no-start" ] || systemctl restart outpost
+[ -n "$no_start" ] || systemctl restart outpost
 echo "outpost install: installed $target release in $PREFIX; edit $CONF_DIR/board.json, then: systemctl status outpost; sudo outpost status"
 echo "outpost install: $CONF_DIR/board.json is 0640 root:outpost; keep a connection string in its own file (uplink.connectionStringFile), made the same way: install -m 0640 -o root -g outpost <file> $CONF_DIR/connection-string"
