@@ -130,7 +130,8 @@ async function parseIdentity(node: ConfigNode, provisioning: ProvisioningConfig 
     try {
       return await resolveRegistrationId(provisioning.registrationIdTemplate);
     } catch (err) {
-      return idNode.fail(`a gateway id, or a registration id from uplink.provisioning.registrationId (${(err as Error).message})`);
+      const why = (err as Error).message;
+      return idNode.fail(`a gateway id, or a registration id from uplink.provisioning.registrationId (${why})`);
     }
   }
   return idNode.string({ pattern: DEVICE_ID_PATTERN, describe: 'a gateway id (IoT Hub device id rules)' });

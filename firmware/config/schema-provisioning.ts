@@ -3,6 +3,7 @@ import type { OptionSpec } from './schema.js';
 const AZURE: OptionSpec['protocols'] = ['azure'];
 /** The least a provisioning section needs beside the field under test: a scope and one attestation. */
 const SCOPE = { idScope: '0ne00000A0A' };
+const ONE_OF = 'one of groupKeyFile, symmetricKeyFile, certPath';
 const GROUP = { ...SCOPE, groupKeyFile: '/etc/outpost/dps-group-key' };
 
 /** board.json `uplink.provisioning` (firmware/uplink/provisioning/config.ts parses it). */
@@ -27,21 +28,18 @@ export const PROVISIONING_OPTIONS: readonly OptionSpec[] = [
       '/etc/machine-id, {hostname}. Lower-cased. Without identity.gatewayId it is also the gateway id.',
   },
   {
-    path: 'uplink.provisioning.groupKeyFile', type: 'file path', default: 'one of groupKeyFile, symmetricKeyFile, ' +
-      'certPath', protocols: AZURE,
+    path: 'uplink.provisioning.groupKeyFile', type: 'file path', default: ONE_OF, protocols: AZURE,
     example: '/etc/outpost/dps-group-key', invalid: 3, with: SCOPE,
     doc: 'Symmetric-key group enrollment: a file holding the group key (base64); the device key is ' +
       'HMAC-SHA256(group key, registration id). Relative to board.json\'s folder.',
   },
   {
-    path: 'uplink.provisioning.symmetricKeyFile', type: 'file path', default: 'one of groupKeyFile, symmetricKeyFile, ' +
-      'certPath', protocols: AZURE,
+    path: 'uplink.provisioning.symmetricKeyFile', type: 'file path', default: ONE_OF, protocols: AZURE,
     example: 'dps-device-key', invalid: '', with: SCOPE,
     doc: 'Individual symmetric-key enrollment: a file holding the device\'s own key (base64).',
   },
   {
-    path: 'uplink.provisioning.certPath', type: 'PEM file path', default: 'one of groupKeyFile, symmetricKeyFile, ' +
-      'certPath', protocols: AZURE,
+    path: 'uplink.provisioning.certPath', type: 'PEM file path', default: ONE_OF, protocols: AZURE,
     example: 'certs/device.pem', invalid: false, with: { ...SCOPE, keyPath: 'certs/device.key' },
     doc: 'X.509 enrollment (individual, or a group whose CA issued it; CN = registration id): the device ' +
       'certificate chain, also used with IoT Hub. With keyPath.',

@@ -33,7 +33,8 @@ function provisioningText(p: NonNullable<StatusReport['provisioning']>): string 
   const identity = p.assignedHub === null ? '' : `${p.assignedHub} as ${p.deviceId} (${p.source === 'cache' ?
     'from the cache' : 'assigned by DPS'})`;
   const head = p.state === 'refused' ? `refused (${p.refusal})` : p.state;
-  const next = p.nextAttemptInMs === null ? '' : `, next registration in ${formatDuration(Math.ceil(p.nextAttemptInMs / 1000))}`;
+  const next = p.nextAttemptInMs === null ? ''
+    : `, next registration in ${formatDuration(Math.ceil(p.nextAttemptInMs / 1000))}`;
   const why = p.reason === null ? '' : `, registering because ${p.reason}`;
   const error = p.lastError === null || p.state === 'provisioned' && p.reason === null ? '' : `; ${p.lastError}`;
   return `${head}${identity === '' ? '' : `: ${identity}`}, ${p.registrationId} in ${p.idScope}${why}${next}${error}`;

@@ -206,7 +206,8 @@ function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConf
 }
 
 /** Reads a file named by field `key`; every failure names the board file, the field and the file. */
-export async function readNamedFile(config: UplinkCommonConfig, key: string, path: string, bytesMax: number, expected: string): Promise<string> {
+export async function readNamedFile(config: UplinkCommonConfig, key: string, path: string, bytesMax: number,
+  expected: string): Promise<string> {
   const where = { file: config.boardFile, jsonPath: `$.uplink.${key}` };
   let text: string;
   try {

@@ -21,7 +21,8 @@ import type { ProvisionedUplinkOptions, ProvisioningStatus } from './provisionin
 export async function uplinkHubHosts(config: UplinkConfig, gatewayId: string, dataDir: string): Promise<string[]> {
   if (config.protocol !== 'azure') return [];
   if (config.provisioning !== undefined) {
-    return (await import('./provisioning/index.js')).provisionedHubHosts({ ...config, provisioning: config.provisioning }, dataDir);
+    const { provisionedHubHosts } = await import('./provisioning/index.js');
+    return provisionedHubHosts({ ...config, provisioning: config.provisioning }, dataDir);
   }
   const loaded = await loadUplinkFiles(config, gatewayId);
   const host = loaded.protocol === 'azure' ? azureHubHost(loaded.connectionString) : undefined;
@@ -202,12 +203,18 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   };
 }
 
+/** What the service keeps of a provisioner: its status, and its stop. */
+interface ProvisioningHandle {
+  status(): ProvisioningStatus;
+  stop(): Promise<void>;
+}
+
 /**
  * The transport board.json asks for; with DPS (azure `provisioning`) the provisioned one, whose provisioner
  * calls `wake` when an assignment comes in. The SDKs are loaded only for the protocol in use.
  */
 async function uplinkTransport(opts: UplinkServiceOptions, config: MqttUplinkConfig | AzureUplinkConfig,
-  wake: () => void): Promise<{ transport: UplinkTransport; provisioning?: { status(): ProvisioningStatus; stop(): Promise<void> } }> {
+  wake: () => void): Promise<{ transport: UplinkTransport; provisioning?: ProvisioningHandle }> {
   if (config.protocol === 'azure' && config.provisioning !== undefined) {
     const { startProvisionedUplink } = await import('./provisioning/index.js');
     const { transport, provisioner } = await startProvisionedUplink({

@@ -100,8 +100,10 @@ export class DpsEmulator {
     const port = (server.address() as { port: number }).port;
     const hubs = new Map(opts.hubs.map((hub) => [hub.hostName, hub]));
     const dps = new DpsEmulator(opts.idScope, ca, hubs, broker, server, port);
-    broker.authenticate = (client, username, password, done) => done(null, dps.authenticate(client, username, password));
-    broker.authorizeSubscribe = (_client, sub, done) => done(sub.topic === '$dps/registrations/res/#' ? null : new Error('topic'), sub);
+    broker.authenticate = (client, username, password, done) =>
+      done(null, dps.authenticate(client, username, password));
+    broker.authorizeSubscribe = (_client, sub, done) =>
+      done(sub.topic === '$dps/registrations/res/#' ? null : new Error('topic'), sub);
     broker.on('publish', (packet, client) => client !== null && dps.onRequest(client, packet));
     broker.on('clientDisconnect', (client) => dps.sessions.delete(client));
     return dps;
@@ -172,7 +174,8 @@ export class DpsEmulator {
     const id = session.registrationId;
     const resource = `${this.idScope}/registrations/${id}`;
     for (const e of this.enrollments) {
-      if (e.kind === 'symmetric' && e.registrationId === id) return sasValid(session.password!, e.key, resource) ? e : null;
+      if (e.kind !== 'symmetric' || e.registrationId !== id) continue;
+      return sasValid(session.password!, e.key, resource) ? e : null;
     }
     for (const e of this.enrollments) {
       if (e.kind === 'symmetric-group' && sasValid(session.password!, deriveKey(e.groupKey, id), resource)) return e;
@@ -209,14 +212,16 @@ export class DpsEmulator {
       return this.respond(client, 400, rid, { errorCode: 400004, message: 'the body is not JSON' });
     }
     if (body.registrationId !== session.registrationId) {
-      return this.respond(client, 400, rid, { errorCode: 400004, message: 'registrationId differs from the client id' });
+      const message = 'registrationId differs from the client id';
+      return this.respond(client, 400, rid, { errorCode: 400004, message });
     }
     const enrollment = session.password === undefined
       ? this.x509Enrollment(session.registrationId, session.cert!)
       : this.sasEnrollment(session);
     if (enrollment === null) return this.respond(client, 401, rid, { errorCode: 401002, message: 'Unauthorized' });
     const operationId = `4.${randomUUID()}`;
-    this.operations.set(operationId, { registrationId: session.registrationId, enrollment, pollsLeft: this.assigningPolls });
+    const operation = { registrationId: session.registrationId, enrollment, pollsLeft: this.assigningPolls };
+    this.operations.set(operationId, operation);
     this.respond(client, 202, rid, { operationId, status: 'assigning' }, this.retryAfterSecs);
   }
 
@@ -264,7 +269,8 @@ export class DpsEmulator {
   private respond(client: Client, status: number, rid: string, body: unknown, retryAfterSecs?: number): void {
     const retry = retryAfterSecs === undefined ? '' : `&retry-after=${retryAfterSecs}`;
     const topic = `$dps/registrations/res/${status}/?$rid=${rid}${retry}`;
-    const packet = { cmd: 'publish', topic, payload: Buffer.from(JSON.stringify(body)), qos: 0, dup: false, retain: false } as const;
+    const payload = Buffer.from(JSON.stringify(body));
+    const packet = { cmd: 'publish', topic, payload, qos: 0, dup: false, retain: false } as const;
     client.publish(packet, () => {});
   }
 }

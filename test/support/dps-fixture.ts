@@ -17,7 +17,9 @@ import { tempDir } from './tmp.js';
 
 export const ID_SCOPE = '0ne00000A0A';
 const MiB = 1024 * 1024;
-const LOG_OPTIONS = { segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB, ttlSecs: 7_200 };
+const LOG_OPTIONS = {
+  segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB, ttlSecs: 7_200,
+};
 
 type Teardown = { teardown(fn: () => unknown): void };
 
@@ -29,7 +31,8 @@ export interface DpsWorld {
   /** Writes `text` to `name` in the board's folder; returns the name. */
   file(name: string, text: string): Promise<string>;
   /** Starts the uplink on the data dir with `provisioning` as board.json's uplink.provisioning. */
-  boot(provisioning: Record<string, unknown>, gatewayId: string, opts?: { registrationTimeoutMs?: number }): Promise<Gateway>;
+  boot(provisioning: Record<string, unknown>, gatewayId: string,
+    opts?: { registrationTimeoutMs?: number }): Promise<Gateway>;
 }
 
 export interface Gateway {

@@ -9,7 +9,9 @@ import type { IotHubEmulator } from './iothub-emulator.js';
  */
 export function dpsBinding(hub: IotHubEmulator): HubBinding {
   const keys = (hub as unknown as { keys?: unknown }).keys;
-  if (!(keys instanceof Map)) throw new Error('IotHubEmulator no longer keeps its device keys in `keys`: update iothub-dps-binding.ts');
+  if (!(keys instanceof Map)) {
+    throw new Error('IotHubEmulator no longer keeps its device keys in `keys`: update iothub-dps-binding.ts');
+  }
   return {
     hostName: hub.hostName,
     register(deviceId, auth) {

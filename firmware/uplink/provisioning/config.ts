@@ -29,7 +29,9 @@ export interface ProvisioningConfig {
   attestation: Attestation;
 }
 
+/** DPS's global device endpoint: it routes each ID scope to its instance, so no gateway needs the instance name. */
 export const GLOBAL_ENDPOINT_DEFAULT = 'global.azure-devices-provisioning.net';
+/** Every systemd machine has a machine id, unique per installation; a Pi's serial is not there on other boards. */
 export const REGISTRATION_ID_TEMPLATE_DEFAULT = '{machineId}';
 /** A host name with an optional port; no scheme (the SDK adds mqtts://). */
 const ENDPOINT_PATTERN = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/;
@@ -67,7 +69,8 @@ function parseAttestation(node: ConfigNode, file: (key: string) => string | unde
   const certFile = file('certPath');
   const keyFile = file('keyPath');
   const given = [groupKeyFile, symmetricKeyFile, certFile ?? keyFile].filter((f) => f !== undefined).length;
-  if (given !== 1) node.field('groupKeyFile').fail('exactly one of groupKeyFile, symmetricKeyFile, certPath with keyPath');
+  const one = 'exactly one of groupKeyFile, symmetricKeyFile, certPath with keyPath';
+  if (given !== 1) node.field('groupKeyFile').fail(one);
   if (groupKeyFile !== undefined) return { kind: 'group-key', keyFile: groupKeyFile };
   if (symmetricKeyFile !== undefined) return { kind: 'symmetric-key', keyFile: symmetricKeyFile };
   if (certFile !== undefined && keyFile !== undefined) return { kind: 'x509', certFile, keyFile };

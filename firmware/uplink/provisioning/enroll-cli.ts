@@ -12,8 +12,10 @@ import { scrubText } from '../../ops/redact.js';
  * owner (board.json is 0640 root:outpost); a board that would not start is never written.
  */
 
-const USAGE = `usage: outpost board enroll --dps-scope SCOPE (--dps-group-key-file FILE | --dps-cert-file FILE --dps-key-file FILE)
-         [--dps-registration-id TEMPLATE] [--dps-endpoint HOST[:PORT]] [BOARD]   (default: $OUTPOST_BOARD, else board.json)
+const USAGE = `usage: outpost board enroll --dps-scope SCOPE
+         (--dps-group-key-file FILE | --dps-cert-file FILE --dps-key-file FILE)
+         [--dps-registration-id TEMPLATE] [--dps-endpoint HOST[:PORT]]
+         [BOARD]   (default: $OUTPOST_BOARD, else board.json)
   Sets uplink to azure with uplink.provisioning (the connection string, if any, and identity.gatewayId are
   removed: the gateway id becomes the registration id, default {machineId}).`;
 

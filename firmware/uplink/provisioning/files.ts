@@ -38,7 +38,8 @@ export async function loadProvisioningFiles(config: ProvisionedUplinkConfig): Pr
     return { config: dps, ca, attestation: { kind: 'x509', cert, key } };
   }
   const field = a.kind === 'group-key' ? 'groupKeyFile' : 'symmetricKeyFile';
-  const text = (await readNamedFile(config, `provisioning.${field}`, a.keyFile, KEY_FILE_BYTES_MAX, 'a base64 key')).trim();
+  const text = (await readNamedFile(config, `provisioning.${field}`, a.keyFile, KEY_FILE_BYTES_MAX,
+    'a base64 key')).trim();
   const bytes = BASE64.test(text) ? Buffer.from(text, 'base64').length : 0;
   if (bytes < KEY_BYTES_MIN || bytes > KEY_BYTES_MAX) {
     const where = { file: config.boardFile, jsonPath: `$.uplink.provisioning.${field}` };

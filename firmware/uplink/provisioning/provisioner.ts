@@ -76,7 +76,9 @@ export class Provisioner {
 
   constructor(private readonly opts: ProvisionerOptions) {
     this.clock = opts.clock ?? systemClock;
-    this.backoff = new Backoff({ baseMs: PROVISIONING_BACKOFF_BASE_MS, maxMs: PROVISIONING_BACKOFF_MAX_MS, ...opts.backoff });
+    this.backoff = new Backoff({
+      baseMs: PROVISIONING_BACKOFF_BASE_MS, maxMs: PROVISIONING_BACKOFF_MAX_MS, ...opts.backoff,
+    });
     const a = opts.loaded.attestation;
     if (a.kind !== 'x509') registerSecret(a.keyBase64);
   }

@@ -66,7 +66,9 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
   transport.on('error', () => {});
   const base = (transport as unknown as TransportInternals)._mqttBase;
   // The SDK's provisioning transport has no CA option of its own; without this a private CA could not be used.
-  if (base === undefined) throw new ProvisioningError('unavailable', 'unreachable', 'the provisioning SDK changed: no MQTT base', null);
+  if (base === undefined) {
+    throw new ProvisioningError('unavailable', 'unreachable', 'the provisioning SDK changed: no MQTT base', null);
+  }
   if (loaded.ca !== undefined) base.setOptions({ ca: loaded.ca });
   let retryAfterMs: number | null = null;
   let lastStatus: number | null = null;
@@ -99,7 +101,8 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
     }
     const state = outcome as { assignedHub?: string; deviceId?: string; substatus?: string } | undefined;
     if (!state?.assignedHub || !state.deviceId) {
-      throw new ProvisioningError('refused', 'failed', 'DPS answered "assigned" without a hub or device id', retryAfterMs);
+      const what = 'DPS answered "assigned" without a hub or device id';
+      throw new ProvisioningError('refused', 'failed', what, retryAfterMs);
     }
     return { assignedHub: state.assignedHub, deviceId: state.deviceId, deviceKey, substatus: state.substatus };
   } catch (err) {
@@ -120,7 +123,10 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
 async function abort(client: { cancel(callback: (err?: Error) => void): void }): Promise<void> {
   const machine = (client as unknown as { _pollingStateMachine?: { disconnect(cb: (err?: Error) => void): void } })
     ._pollingStateMachine;
-  await new Promise<void>((resolve) => (machine === undefined ? client.cancel(() => resolve()) : machine.disconnect(() => resolve())));
+  await new Promise<void>((resolve) => {
+    if (machine === undefined) client.cancel(() => resolve());
+    else machine.disconnect(() => resolve());
+  });
 }
 
 /** DPS's refusals by the SDK's error, the rest (socket errors, 5xx, its own timeouts) as unavailable. */
@@ -129,7 +135,8 @@ function classify(err: Error, retryAfterMs: number | null): ProvisioningError {
     registrationState?: { errorMessage?: string } } }).result;
   const detail = result?.registrationState?.errorMessage ?? result?.message ?? err.message;
   const refused = (reason: DpsRefusalReason, what: string) =>
-    new ProvisioningError('refused', reason, `DPS refused the registration: ${what} (${detail})`, retryAfterMs, { cause: err });
+    new ProvisioningError('refused', reason, `DPS refused the registration: ${what} (${detail})`, retryAfterMs,
+      { cause: err });
   if (result?.status === 'disabled') return refused('disabled', 'the enrollment is disabled');
   if (err.name === 'DeviceRegistrationFailedError') return refused('failed', 'registration failed');
   if (err.name === 'UnauthorizedError' || /not authori[sz]ed/i.test(err.message)) {

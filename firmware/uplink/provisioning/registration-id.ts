@@ -29,6 +29,7 @@ type Placeholder = (typeof PLACEHOLDERS)[number];
  * letter, digit or dash (DPS compares them case-insensitively, so the id is lower-cased first).
  */
 const REGISTRATION_ID_PATTERN = /^[a-z0-9\-._:]{0,127}[a-z0-9-]$/;
+/** DPS's limit, applied to the template too (a template that long is a mistake); the filled-in id is checked again. */
 const REGISTRATION_ID_CHARS_MAX = 128;
 /** A device-tree string or machine id is a few dozen bytes; more is not the file we meant. */
 const SOURCE_FILE_BYTES_MAX = 4096;
@@ -36,7 +37,9 @@ const SOURCE_FILE_BYTES_MAX = 4096;
 /** null when the template can yield a registration id; otherwise what is wrong, for the config error. */
 export function checkRegistrationIdTemplate(template: string): string | null {
   const unknown = [...template.matchAll(/\{([^}]*)\}/g)].map((m) => m[1]!).find((name) => !isPlaceholder(name));
-  if (unknown !== undefined) return `a template whose placeholders are {serial}, {machineId}, {hostname} (not {${unknown}})`;
+  if (unknown !== undefined) {
+    return `a template whose placeholders are {serial}, {machineId}, {hostname} (not {${unknown}})`;
+  }
   const literal = template.replace(/\{[^}]*\}/g, '');
   if (!/^[A-Za-z0-9\-._:]*$/.test(literal) || template.length > REGISTRATION_ID_CHARS_MAX) {
     return 'a registration id template of at most 128 characters: letters, digits, - . _ : and placeholders';
@@ -49,7 +52,8 @@ function isPlaceholder(name: string): name is Placeholder {
 }
 
 /** Fills the template in; throws naming the placeholder and the file when a source is missing or empty. */
-export async function resolveRegistrationId(template: string, sources: RegistrationIdSources = PI_SOURCES): Promise<string> {
+export async function resolveRegistrationId(template: string,
+  sources: RegistrationIdSources = PI_SOURCES): Promise<string> {
   const values = new Map<Placeholder, string>();
   for (const match of template.matchAll(/\{([^}]*)\}/g)) {
     const name = match[1]!;
@@ -58,15 +62,17 @@ export async function resolveRegistrationId(template: string, sources: Registrat
   }
   const id = template.replace(/\{([^}]*)\}/g, (_, name: Placeholder) => values.get(name)!).toLowerCase();
   if (!REGISTRATION_ID_PATTERN.test(id)) {
-    throw new Error(`registration id "${id}" (from "${template}") breaks DPS's rules: at most 128 of a-z 0-9 - . _ :, ` +
-      'ending in a letter, digit or -');
+    throw new Error(`registration id "${id}" (from "${template}") breaks DPS's rules: at most 128 of ` +
+      'a-z 0-9 - . _ :, ending in a letter, digit or -');
   }
   return id;
 }
 
 async function placeholderValue(name: Placeholder, sources: RegistrationIdSources): Promise<string> {
   if (name === 'hostname') return nonEmpty(sources.hostname().trim(), '{hostname}', 'the host name');
-  if (name === 'machineId') return nonEmpty(await readSource(sources.machineIdPath), '{machineId}', sources.machineIdPath);
+  if (name === 'machineId') {
+    return nonEmpty(await readSource(sources.machineIdPath), '{machineId}', sources.machineIdPath);
+  }
   for (const path of sources.serialPaths) {
     const value = await readSource(path).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return null;

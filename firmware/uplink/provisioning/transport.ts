@@ -35,14 +35,7 @@ export function createProvisionedTransport(opts: ProvisionedTransportOptions): U
   function transportFor(identity: ProvisionedIdentity): UplinkTransport {
     if (inner !== null && innerIdentity === identity) return inner;
     void inner?.destroy();
-    const a = loaded.attestation;
-    const auth = a.kind === 'x509' ? 'x509=true' : `SharedAccessKey=${identity.deviceKey}`;
-    const built = createAzureTransport({
-      connectionString: `HostName=${identity.assignedHub};DeviceId=${identity.deviceId};${auth}`,
-      ca: loaded.ca,
-      ...(a.kind === 'x509' ? { cert: a.cert, key: a.key } : {}),
-      keepaliveSecs: opts.keepaliveSecs,
-    });
+    const built = azureTransportFor(identity, loaded, opts.keepaliveSecs);
     built.onDisconnect((cause) => {
       if (inner === built) for (const listener of listeners) listener(cause);
     });
@@ -54,7 +47,9 @@ export function createProvisionedTransport(opts: ProvisionedTransportOptions): U
   }
 
   async function connect(): Promise<void> {
-    if (provisioner.busy()) throw new UplinkError('CONNECT', 'registering with DPS (the uplink connects once assigned)');
+    if (provisioner.busy()) {
+      throw new UplinkError('CONNECT', 'registering with DPS (the uplink connects once assigned)');
+    }
     const identity = provisioner.identity();
     if (identity === null) throw new UplinkError('CONNECT', provisioner.waitingFor());
     const transport = transportFor(identity);
@@ -76,19 +71,6 @@ export function createProvisionedTransport(opts: ProvisionedTransportOptions): U
     return inner;
   }
 
-  const twin: TwinChannel = {
-    get: async () => current().twin!.get(),
-    patchReported: async (patch) => current().twin!.patchReported(patch),
-    onDesired(listener) {
-      desiredListeners.add(listener);
-      const off = inner?.twin!.onDesired(listener);
-      return () => {
-        desiredListeners.delete(listener);
-        off?.();
-      };
-    },
-  };
-
   return {
     protocol: 'azure',
     connect,
@@ -100,10 +82,43 @@ export function createProvisionedTransport(opts: ProvisionedTransportOptions): U
     },
     destroy: async () => inner?.destroy(),
     close: async () => inner?.close(),
-    twin,
+    twin: forwardingTwin(() => current().twin!, desiredListeners, () => inner?.twin),
     onMethod(name, handler) {
       methods.set(name, handler);
       inner?.onMethod!(name, handler);
+    },
+  };
+}
+
+/** The azure transport (azure.ts) for an identity: SAS with the device key, or the enrollment's certificate. */
+function azureTransportFor(identity: ProvisionedIdentity, loaded: LoadedProvisioning,
+  keepaliveSecs: number | undefined): UplinkTransport {
+  const a = loaded.attestation;
+  const auth = a.kind === 'x509' ? 'x509=true' : `SharedAccessKey=${identity.deviceKey}`;
+  return createAzureTransport({
+    connectionString: `HostName=${identity.assignedHub};DeviceId=${identity.deviceId};${auth}`,
+    ca: loaded.ca,
+    ...(a.kind === 'x509' ? { cert: a.cert, key: a.key } : {}),
+    keepaliveSecs,
+  });
+}
+
+/**
+ * The twin of whichever transport is current. Desired listeners are kept here as well, since the settings
+ * and twin hooks subscribe once at start and each new identity's transport must hear them too.
+ */
+function forwardingTwin(current: () => TwinChannel, desiredListeners: Set<(patch: Record<string, unknown>) => void>,
+  live: () => TwinChannel | undefined): TwinChannel {
+  return {
+    get: async () => current().get(),
+    patchReported: async (patch) => current().patchReported(patch),
+    onDesired(listener) {
+      desiredListeners.add(listener);
+      const off = live()?.onDesired(listener);
+      return () => {
+        desiredListeners.delete(listener);
+        off?.();
+      };
     },
   };
 }

@@ -87,14 +87,17 @@ t.test('a disabled enrollment is refused with a clear status and nothing is sent
   t.equal(status.link, 'backoff');
   t.equal(status.backlog.records, 3, 'the backlog stays stored');
   t.equal(world.hubA.telemetry.length + world.hubB.telemetry.length, 0);
-  t.match(statusText(gateway), /^dps: {7}refused \(disabled\), pump-0003 in 0ne00000A0A, registering because no identity in the data directory, next registration in \d+s; DPS refused the registration: the enrollment is disabled/m,
-    'outpost status says so');
+  const line = new RegExp('^dps: {7}refused \\(disabled\\), pump-0003 in 0ne00000A0A, registering because no ' +
+    'identity in the data directory, next registration in \\d+s; DPS refused the registration: the enrollment is ' +
+    'disabled', 'm');
+  t.match(statusText(gateway), line, 'outpost status says so');
 });
 
 /** `outpost status` as the operator reads it, from this gateway's uplink and log. */
 function statusText(gateway: Gateway): string {
-  const status = { variant: 'rpi4', gatewayId: 'gw', link: gateway.service.status().link, uplink: gateway.service.status(),
-    store: gateway.log.stats(), hub: null, devices: [] };
+  const uplink = gateway.service.status();
+  const status = { variant: 'rpi4', gatewayId: 'gw', link: uplink.link, uplink, store: gateway.log.stats(), hub: null,
+    devices: [] };
   return formatReport(buildReport(status, { ingest: new IngestRate(), errors: new RecentErrors(), ttlSecs: 7200,
     startedMonoMs: 0, nowMonoMs: 0, metricsPort: null }));
 }
@@ -109,7 +112,8 @@ t.test('a wrong group key is refused by DPS as unauthorized', async (t) => {
   t.match(gateway.service.status().lastError, { message: /not provisioned|registering with DPS/ });
 });
 
-t.test('X.509: a certificate from the group\'s CA provisions and connects; one from another CA is refused', async (t) => {
+t.test('X.509: a certificate from the group\'s CA provisions and connects; one from another CA is refused',
+  async (t) => {
   const world = await dpsWorld(t);
   // The hub emulator trusts device certificates from its own CA, so the group's CA is hub A's.
   world.dps.addEnrollment({ kind: 'x509-group', name: 'x509-pumps', caCert: world.hubA.ca.cert });

@@ -51,7 +51,8 @@ t.test('an enrollment the board check refuses leaves board.json as it was', asyn
   t.equal(badScope.code, 1);
   t.match(badScope.err, [/board\.json: \$\.uplink\.provisioning\.idScope: expected a DPS ID scope/, /left as it was/]);
   const noKey = await enroll(['--dps-scope', '0ne00000A0A', '--dps-group-key-file', 'missing-key', file]);
-  t.match(noKey.err, [/\$\.uplink\.provisioning\.groupKeyFile: expected a readable file .*missing-key: ENOENT/, /left/]);
+  t.match(noKey.err, [/\$\.uplink\.provisioning\.groupKeyFile: expected a readable file .*missing-key: ENOENT/,
+    /left/]);
   t.equal(readFileSync(file, 'utf8'), before);
   const usage = await enroll(['--dps-group-key-file', 'k', file]);
   t.equal(usage.code, 2);

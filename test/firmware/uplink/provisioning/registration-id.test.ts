@@ -30,7 +30,8 @@ t.test('placeholders come from the device tree, machine-id and host name, lower-
 
 t.test('a missing or empty source, or an id DPS would refuse, is an error naming it', async (t) => {
   const src = sources(t, { 'machine-id': '' });
-  await t.rejects(resolveRegistrationId('{serial}', src), /\{serial\}: none of .*proc-serial, .*sys-serial exists \(not a Raspberry Pi\? use \{machineId\}\)/);
+  await t.rejects(resolveRegistrationId('{serial}', src),
+    /\{serial\}: none of .*proc-serial, .*sys-serial exists \(not a Raspberry Pi\? use \{machineId\}\)/);
   await t.rejects(resolveRegistrationId('{machineId}', src), /\{machineId\}: .*machine-id is empty/);
   await t.rejects(resolveRegistrationId('gw.', src), /registration id "gw\." \(from "gw\."\) breaks DPS's rules/);
   t.match(checkRegistrationIdTemplate('gw-{mac}'), /not \{mac\}/);
