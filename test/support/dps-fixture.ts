@@ -3,9 +3,10 @@ import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { RingLog } from '../../firmware/store/log.js';
+import type { BackoffOptions } from '../../firmware/uplink/backoff.js';
 import { parseUplinkConfig } from '../../firmware/uplink/config.js';
 import { startUplink, type UplinkService } from '../../firmware/uplink/service.js';
-import { DpsEmulator } from './dps-emulator.js';
+import { DpsEmulator, type HubBinding } from './dps-emulator.js';
 import { dpsBinding } from './iothub-dps-binding.js';
 import { IotHubEmulator } from './iothub-emulator.js';
 import { tempDir } from './tmp.js';
@@ -30,9 +31,16 @@ export interface DpsWorld {
   dir: string;
   /** Writes `text` to `name` in the board's folder; returns the name. */
   file(name: string, text: string): Promise<string>;
+  /** Disables a device on the hubs: deleted there, and not created again by DPS's registrations. */
+  disableOnHub(deviceId: string): void;
   /** Starts the uplink on the data dir with `provisioning` as board.json's uplink.provisioning. */
   boot(provisioning: Record<string, unknown>, gatewayId: string,
-    opts?: { registrationTimeoutMs?: number }): Promise<Gateway>;
+    opts?: BootOptions): Promise<Gateway>;
+}
+
+export interface BootOptions {
+  registrationTimeoutMs?: number;
+  registrationBackoff?: BackoffOptions;
 }
 
 export interface Gateway {
@@ -61,7 +69,17 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
   t.teardown(() => hubA.stop());
   const hubB = await IotHubEmulator.start();
   t.teardown(() => hubB.stop());
-  const dps = await DpsEmulator.start({ idScope: ID_SCOPE, hubs: [dpsBinding(hubA), dpsBinding(hubB)] });
+  // A device disabled on its hub: DPS's registrations no longer create it there, so the hub refuses it.
+  const disabled = new Set<string>();
+  const bindings = [dpsBinding(hubA), dpsBinding(hubB)].map((binding): HubBinding => ({
+    ...binding,
+    register: (deviceId, auth) => void (disabled.has(deviceId) || binding.register(deviceId, auth)),
+  }));
+  const disableOnHub = (deviceId: string) => {
+    disabled.add(deviceId);
+    for (const binding of bindings) binding.unregister(deviceId);
+  };
+  const dps = await DpsEmulator.start({ idScope: ID_SCOPE, hubs: bindings });
   t.teardown(() => dps.stop().catch(() => {}));
   const dir = tempDir(t);
   const dataDir = path.join(dir, 'data');
@@ -72,7 +90,7 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
     return name;
   };
   async function boot(provisioning: Record<string, unknown>, gatewayId: string,
-    opts: { registrationTimeoutMs?: number } = {}): Promise<Gateway> {
+    opts: BootOptions = {}): Promise<Gateway> {
     const uplink = { protocol: 'azure', caFile: 'ca.pem', backoff: { baseMs: 50, maxMs: 500 },
       provisioning: { globalEndpoint: dps.endpoint, idScope: ID_SCOPE, ...provisioning } };
     const config = parseUplinkConfig(uplink, path.join(dir, 'board.json'));
@@ -80,7 +98,8 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
     const errors: Error[] = [];
     const service = await startUplink({
       config, gatewayId, log, dataDir, onError: (e) => errors.push(e),
-      provisioningOverrides: { backoff: { baseMs: 200, maxMs: 1_000 }, timeoutMs: opts.registrationTimeoutMs },
+      provisioningOverrides: { backoff: opts.registrationBackoff ?? { baseMs: 200, maxMs: 1_000 },
+        timeoutMs: opts.registrationTimeoutMs },
     }).catch(async (err: unknown) => {
       await log.close();
       throw err;
@@ -102,7 +121,7 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
     t.teardown(() => gateway.stop());
     return gateway;
   }
-  return { dps, hubA, hubB, dir, file, boot };
+  return { dps, hubA, hubB, dir, file, boot, disableOnHub };
 }
 
 /** The distinct message bodies a hub received, as numbers. */

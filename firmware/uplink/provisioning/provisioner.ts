@@ -115,6 +115,7 @@ export class Provisioner {
   /** The hub accepted the identity in use: the registration backoff starts over. */
   accepted(): void {
     this.backoff.reset();
+    this.notBeforeMonoMs = 0;
   }
 
   /** What the next connect would wait for, for the connect error the operator reads. */
@@ -175,6 +176,9 @@ export class Provisioner {
         provisionedAtWallMs: this.clock.wallMs(),
       };
       await saveIdentity(this.opts.dataDir, identity);
+      // Until the hub takes it, an assignment counts as a failure for the spacing of the next one: a hub
+      // that refuses what DPS keeps assigning (the device disabled there) must not make a registration loop.
+      this.notBeforeMonoMs = this.clock.monoMs() + this.backoff.nextDelayMs();
       this.use(identity, 'dps');
       this.wanted = false;
       this.reason = null;

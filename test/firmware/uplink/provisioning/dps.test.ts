@@ -159,3 +159,25 @@ t.test('DPS\'s retry-after is honoured within a registration and across attempts
   t.ok(b! - a! >= 3_990, `the next registration waited for retry-after=4 (${b! - a!} ms)`);
   t.match(hurried.service.status().provisioning, { attempts: 2, assignments: 1 });
 });
+
+t.test('a hub that refuses what DPS keeps assigning is not a registration loop: registrations back off', async (t) => {
+  const world = await dpsWorld(t);
+  const groupKey = randomKey();
+  world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey });
+  const gateway = await world.boot({ registrationId: 'pump-0007', groupKeyFile: await world.file('g', groupKey) },
+    'pump-0007', { registrationBackoff: { baseMs: 1_000, maxMs: 4_000, random: () => 0.999 } });
+  await gateway.append(1, 1);
+  await until('delivered', () => received(world.hubA).size === 1);
+  // Disabled on the hub: DPS still assigns it there, and the hub refuses every connect. DPS answers at once,
+  // so only the gateway's own spacing keeps registrations apart.
+  world.dps.retryAfterSecs = 0;
+  world.dps.assigningPolls = 0;
+  world.disableOnHub('pump-0007');
+  const windowMs = 8_000;
+  const start = Date.now();
+  await until('the window to pass', () => Date.now() - start >= windowMs, windowMs + 1_000);
+  const registrations = world.dps.requestTimesMs.filter((at) => at >= start).length;
+  // Spaced by about 1, 2, 4 s (jitter pinned near the ceiling): at most 4 in 8 s; a loop makes dozens.
+  t.ok(registrations >= 2 && registrations <= 4, `${registrations} registrations in ${windowMs} ms`);
+  t.match(gateway.service.status().provisioning, { reason: /refused pump-0007: azure-unauthorized/ });
+});
