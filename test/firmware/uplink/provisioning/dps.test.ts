@@ -1,7 +1,7 @@
 import t from 'tap';
-import { readFile, stat } from 'node:fs/promises';
+import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CACHE_FILE_NAME, deriveDeviceKey } from '../../../../firmware/uplink/provisioning/cache.js';
+import { CACHE_FILE_NAME, CACHE_KEY_FILE_NAME, deriveDeviceKey } from '../../../../firmware/uplink/provisioning/cache.js';
 import { formatReport } from '../../../../firmware/ops/format.js';
 import { buildReport, IngestRate, RecentErrors } from '../../../../firmware/ops/report.js';
 import type { Gateway } from '../../../support/dps-fixture.js';
@@ -180,4 +180,27 @@ t.test('a hub that refuses what DPS keeps assigning is not a registration loop: 
   // Spaced by about 1, 2, 4 s (jitter pinned near the ceiling): at most 4 in 8 s; a loop makes dozens.
   t.ok(registrations >= 2 && registrations <= 4, `${registrations} registrations in ${windowMs} ms`);
   t.match(gateway.service.status().provisioning, { reason: /refused pump-0007: azure-unauthorized/ });
+});
+
+t.test('a damaged cache, or one sealed under another key, is reported and the gateway registers again', async (t) => {
+  const world = await dpsWorld(t);
+  const groupKey = randomKey();
+  world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey });
+  const provisioning = { registrationId: 'pump-0008', groupKeyFile: await world.file('g', groupKey) };
+  const dataDir = path.join(world.dir, 'data');
+  await mkdir(dataDir);
+  await writeFile(path.join(dataDir, CACHE_FILE_NAME), '{"format": 1, "idScope": ');
+  const first = await world.boot(provisioning, 'pump-0008');
+  await until('provisioned', () => first.service.status().provisioning?.state === 'provisioned');
+  t.ok(first.errors.some((e) => e.message.includes(`${CACHE_FILE_NAME}: provisioning cache ignored`)), 'reported');
+  await first.stop();
+
+  // A restored backup: the cache came back, its key file did not.
+  await rm(path.join(dataDir, CACHE_KEY_FILE_NAME));
+  const second = await world.boot(provisioning, 'pump-0008');
+  await second.append(1, 1);
+  await until('delivered after registering again', () => received(world.hubA).size === 1);
+  t.ok(second.errors.some((e) => /provisioning cache ignored: sealed secret of "pump-0008" fails authentication/
+    .test(e.message)), 'the foreign seal is reported');
+  t.equal(world.dps.requests.length, 2);
 });
