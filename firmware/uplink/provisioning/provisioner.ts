@@ -71,6 +71,7 @@ export class Provisioner {
   private lastError: string | null = null;
   private refusal: string | null = null;
   private stopped = false;
+  private readonly stopping = new AbortController();
   private readonly clock: Clock;
   private readonly backoff: Backoff;
 
@@ -144,9 +145,10 @@ export class Provisioner {
     };
   }
 
-  /** Lets a registration under way finish or time out; none starts afterwards. */
+  /** Abandons a registration under way (DPS may take a minute; a stop has seconds); none starts afterwards. */
   async stop(): Promise<void> {
     this.stopped = true;
+    this.stopping.abort();
     await this.running;
   }
 
@@ -163,7 +165,7 @@ export class Provisioner {
     try {
       const assignment = await (this.opts.register ?? register)({
         loaded: this.opts.loaded, registrationId: this.opts.registrationId,
-        timeoutMs: this.opts.timeoutMs ?? REGISTRATION_TIMEOUT_MS,
+        timeoutMs: this.opts.timeoutMs ?? REGISTRATION_TIMEOUT_MS, signal: this.stopping.signal,
       });
       this.assignments += 1;
       if (assignment.deviceId !== this.opts.gatewayId) {

@@ -50,6 +50,8 @@ export interface RegisterOptions {
   registrationId: string;
   /** The whole registration, polling included, ms; then it is cancelled (the SDK polls a 429 forever). */
   timeoutMs: number;
+  /** Aborts the registration at once (the gateway is stopping). */
+  signal?: AbortSignal;
 }
 
 /** What the SDK's MQTT transport keeps inside; the CA and the response topics are reached through it. */
@@ -91,8 +93,16 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
     security as unknown as Security);
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), opts.timeoutMs)));
+  const stopped = new Promise<'stopped'>((resolve) => {
+    if (opts.signal?.aborted) resolve('stopped');
+    opts.signal?.addEventListener('abort', () => resolve('stopped'), { once: true });
+  });
   try {
-    const outcome = await Promise.race([client.register(), timedOut]);
+    const outcome = await Promise.race([client.register(), timedOut, stopped]);
+    if (outcome === 'stopped') {
+      await abort(client);
+      throw new ProvisioningError('unavailable', 'timeout', 'DPS registration abandoned: the gateway is stopping', null);
+    }
     if (outcome === 'timeout') {
       await abort(client);
       const throttled = lastStatus === 429;

@@ -204,3 +204,19 @@ t.test('a damaged cache, or one sealed under another key, is reported and the ga
     .test(e.message)), 'the foreign seal is reported');
   t.equal(world.dps.requests.length, 2);
 });
+
+t.test('a stop during a registration DPS keeps waiting (retry-after 60 s) takes well under the stop budget',
+  async (t) => {
+  const world = await dpsWorld(t);
+  const groupKey = randomKey();
+  world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey });
+  world.dps.throttle(1, 60);
+  const gateway = await world.boot({ registrationId: 'pump-0009', groupKeyFile: await world.file('g', groupKey) },
+    'pump-0009');
+  await until('the throttled registration', () => world.dps.requests.length === 1);
+  t.equal(gateway.service.status().provisioning?.state, 'provisioning');
+  const start = Date.now();
+  await gateway.stop();
+  // The service's stop budget is 5 s for everything; before the abort, a stop waited out the registration.
+  t.ok(Date.now() - start < 2_000, `stopped in ${Date.now() - start} ms`);
+});
