@@ -101,7 +101,8 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
     const outcome = await Promise.race([client.register(), timedOut, stopped]);
     if (outcome === 'stopped') {
       await abort(client);
-      throw new ProvisioningError('unavailable', 'timeout', 'DPS registration abandoned: the gateway is stopping', null);
+      const what = 'DPS registration abandoned: the gateway is stopping';
+      throw new ProvisioningError('unavailable', 'timeout', what, null);
     }
     if (outcome === 'timeout') {
       await abort(client);

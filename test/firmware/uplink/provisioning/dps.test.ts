@@ -1,7 +1,8 @@
 import t from 'tap';
 import { mkdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { CACHE_FILE_NAME, CACHE_KEY_FILE_NAME, deriveDeviceKey } from '../../../../firmware/uplink/provisioning/cache.js';
+import { CACHE_FILE_NAME, CACHE_KEY_FILE_NAME, deriveDeviceKey } from
+  '../../../../firmware/uplink/provisioning/cache.js';
 import { formatReport } from '../../../../firmware/ops/format.js';
 import { buildReport, IngestRate, RecentErrors } from '../../../../firmware/ops/report.js';
 import type { Gateway } from '../../../support/dps-fixture.js';
