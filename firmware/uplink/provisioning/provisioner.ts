@@ -98,8 +98,8 @@ export class Provisioner {
     return this.current;
   }
 
-  /** True while a registration runs; starts one when one is wanted and the backoff allows it. */
-  busy(): boolean {
+  /** Starts a registration when one is wanted and due; true while one runs. */
+  registerIfDue(): boolean {
     if (this.running !== null) return true;
     if (!this.wanted || this.stopped || this.clock.monoMs() < this.notBeforeMonoMs) return false;
     this.running = this.attempt().finally(() => (this.running = null));

@@ -47,7 +47,7 @@ export function createProvisionedTransport(opts: ProvisionedTransportOptions): U
   }
 
   async function connect(): Promise<void> {
-    if (provisioner.busy()) {
+    if (provisioner.registerIfDue()) {
       throw new UplinkError('CONNECT', 'registering with DPS (the uplink connects once assigned)');
     }
     const identity = provisioner.identity();
