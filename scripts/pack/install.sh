@@ -31,7 +31,18 @@ case "$target:$machine" in
   *) fail "this release is for $target but this machine is $machine" ;;
 esac
 
-if [ "${1:-}" = "--check" ]; then
+check=0 start=1 page_password=0
+for arg in "$@"; do
+  case $arg in
+    --check) check=1 ;;
+    --no-start) start=0 ;;
+    # The technician page's password, read from stdin (echo … | sudo ./install.sh --page-password).
+    --page-password) page_password=1 ;;
+    *) fail "unknown option $arg (known: --check, --no-start, --page-password)" ;;
+  esac
+done
+
+if [ "$check" = 1 ]; then
   echo "outpost install: ok: glibc $glibc, $machine, release for $target"
   exit 0
 fi
@@ -66,8 +77,12 @@ exec "$PREFIX/bin/node" --max-semi-space-size=2 --heap-growing-percent=20 "$PREF
 WRAPPER
 chmod 0755 /usr/local/bin/outpost
 
+if [ "$page_password" = 1 ]; then
+  /usr/local/bin/outpost passwd || fail "the page password was not set (see the message above); run: sudo outpost passwd"
+fi
+
 systemctl daemon-reload
 systemctl enable outpost
-[ "${1:-}" = "--no-start" ] || systemctl restart outpost
+[ "$start" = 0 ] || systemctl restart outpost
 echo "outpost install: installed $target release in $PREFIX; edit $CONF_DIR/board.json, then: systemctl status outpost; sudo outpost status"
 echo "outpost install: $CONF_DIR/board.json is 0640 root:outpost; keep a connection string in its own file (uplink.connectionStringFile), made the same way: install -m 0640 -o root -g outpost <file> $CONF_DIR/connection-string"
