@@ -2,7 +2,7 @@
 // page off, page on without a visitor, page on with a logged-in technician's live stream open, and the
 // resident set read each second while it idles (median). The page is a dynamic import behind its board
 // section, so "off" must match a gateway that never had one; "session" shows what a visit costs.
-import { readFileSync, writeFileSync } from 'node:fs';
+import { cpSync, readFileSync, writeFileSync } from 'node:fs';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -83,6 +83,7 @@ async function one(start: Start, page: 'off' | 'idle' | 'session'): Promise<{ mb
   const dir = await freshDir(`ship-page-${page}`);
   writeFileSync(join(dir, 'page-passwd'), await hashPassword(TECHNICIAN_USER, PASSWORD));
   const section = page === 'off' ? {} : { page: { listen: '127.0.0.1:0', passwordFile: join(dir, 'page-passwd') } };
+  cpSync(join(process.cwd(), 'boards'), join(dir, 'boards'), { recursive: true });
   const boardFile = join(dir, 'board.json');
   writeFileSync(boardFile, JSON.stringify({ board: 'sim', identity: { gatewayId: 'outpost-sim' }, ...section }));
   const gw = await start(boardFile, dir);
