@@ -13,6 +13,7 @@ import { IdentityCache } from '../firmware/auth/cache.js';
 import { parseScopeDocument, SCOPE_SCHEMA } from '../firmware/auth/identity.js';
 import { makeSasToken } from '../firmware/auth/sas.js';
 import { envInt, fmt, formatTable, freshDir, median, processCounters, removeDir, type BenchModule } from './harness.js';
+import { PAGE_SESSION_TARGET_MB, pageCost } from './ship-page.js';
 
 export const REPO = resolve('.');
 /** The V8 flags every launcher passes (the systemd unit among them): the gateway measured as shipped. */
@@ -42,6 +43,8 @@ export interface Gateway {
   pid: number;
   readyMs: number;
   hubPort: number;
+  /** The technician page's port, null with the page off. */
+  pagePort: number | null;
   stop(): Promise<void>;
   /** SIGKILL: a crash, nothing flushed on the way out. */
   kill(): Promise<void>;
@@ -63,8 +66,9 @@ export function startGateway(command: string, args: string[], env: NodeJS.Proces
       clearTimeout(timer);
       proc.stdout.removeAllListeners('data');
       proc.stdout.resume();
+      const ready = JSON.parse(line) as { hubPort: number; pagePort?: number | null };
       resolvePromise({
-        pid: proc.pid, readyMs: performance.now() - started, hubPort: Number((JSON.parse(line) as { hubPort: number }).hubPort),
+        pid: proc.pid, readyMs: performance.now() - started, hubPort: Number(ready.hubPort), pagePort: ready.pagePort ?? null,
         stop: async () => void (proc.kill('SIGTERM'), await exited),
         kill: async () => void (proc.kill('SIGKILL'), await exited),
       });
@@ -184,6 +188,8 @@ async function run(): Promise<void> {
   execFileSync(process.execPath, [join(REPO, 'scripts/build.js'), 'firmware/main.ts'], { cwd: REPO, stdio: 'inherit' });
   const bundleBytes = statSync(join(REPO, 'dist/outpost.js')).size;
   const native = await x64(loadSecs);
+  const page = await pageCost((boardFile, dir) => startGateway(process.execPath, [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardFile], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, dir));
+  const pageDeltaMb = page.sessionMb - page.offMb;
   const arm = await arm64UnderQemu();
   const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
   const { paced, flood } = native;
@@ -193,12 +199,18 @@ async function run(): Promise<void> {
     [`x64 start → READY ms (median of ${READY_RUNS})`, fmt(native.readyMs), `≤ ${TARGETS.readyMs}`, verdict(native.readyMs <= TARGETS.readyMs)],
     [`x64 peak RSS MiB, ${PACED_CHILDREN} children at the hub's ${PACED_RATE_PER_CHILD_PER_SEC} msg/s (${fmt(paced.acked / loadSecs)} msg/s acked)`, fmt(paced.rssMb, 1), `≤ ${TARGETS.rssMb}`, verdict(paced.rssMb <= TARGETS.rssMb)],
     [`x64 peak RSS MiB, flood: ${FLOOD_CHILDREN} × ${INFLIGHT_PER_CHILD} in flight, no rate limit (${fmt(flood.acked / loadSecs)} msg/s acked)`, fmt(flood.rssMb, 1), `(${TARGETS.rssMb})`, `stress, ${verdict(flood.rssMb <= TARGETS.rssMb)}`],
+    ['x64 RSS MiB idle, page off (median of 1 s samples)', fmt(page.offMb, 1), '—', 'baseline'],
+    ['x64 RSS MiB idle, page on, no visitor', fmt(page.idleMb, 1), '—', `+${fmt(page.idleMb - page.offMb, 1)}`],
+    [`x64 RSS MiB, page on, a technician's live stream open (${page.events} events)`, fmt(page.sessionMb, 1), `≤ off + ${PAGE_SESSION_TARGET_MB}`, verdict(pageDeltaMb <= PAGE_SESSION_TARGET_MB)],
     ['arm64 release under qemu start → READY ms', arm.readyMs === null ? 'n/a' : fmt(arm.readyMs), '—', arm.why],
   ]));
   console.log(JSON.stringify({
     readyMs: Math.round(native.readyMs), rssMb: Number(paced.rssMb.toFixed(1)), bundleBytes,
     rssFloodMb: Number(flood.rssMb.toFixed(1)), pacedAckedPerSec: Math.round(paced.acked / loadSecs), floodAckedPerSec: Math.round(flood.acked / loadSecs),
     arm64QemuReadyMs: arm.readyMs === null ? null : Math.round(arm.readyMs),
+    pageOffRssMb: Number(page.offMb.toFixed(1)), pageIdleRssMb: Number(page.idleMb.toFixed(1)),
+    pageSessionRssMb: Number(page.sessionMb.toFixed(1)), pageSessionDeltaMb: Number(pageDeltaMb.toFixed(1)),
+    pagePass: pageDeltaMb <= PAGE_SESSION_TARGET_MB,
     readyPass: native.readyMs <= TARGETS.readyMs, rssPass: paced.rssMb <= TARGETS.rssMb,
   }));
 }

@@ -46,6 +46,7 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
     count('login_failures', 'Failed logins on the technician page.', page.loginFailures);
     count('login_refused', 'Technician page logins refused: too many failures from the address.', page.loginRefused);
     count('csrf_refused', 'POSTs to the technician page refused for a missing or wrong CSRF token.', page.csrfRefused);
+    count('history_write_failures', 'Failed writes of the technician page chart\'s day file.', page.historyFileFailures);
   }
   return `${out.join('\n')}\n`;
 }

@@ -94,6 +94,8 @@ export interface PageCounters {
   loginRefused: number;
   /** POSTs refused for a missing or wrong CSRF token. */
   csrfRefused: number;
+  /** Failed writes of the chart's day file (a full or read-only disk): the chart then forgets it on restart. */
+  historyFileFailures: number;
 }
 
 export interface ReportContext {

@@ -1,9 +1,10 @@
 import { once } from 'node:events';
+import { join } from 'node:path';
 import { createServer, type Server } from 'node:https';
 import type { PageConfig } from '../config/index.js';
 import type { Logger } from '../ops/logger.js';
 import { Assets, defaultAssetsDir } from './assets.js';
-import { BacklogHistory } from './history.js';
+import { BacklogHistory, HistoryFile, loadHistoryFile } from './history.js';
 import type { PageHost } from './host.js';
 import { readPasswordFile } from './passwd.js';
 import { PageHandler } from './server.js';
@@ -15,6 +16,9 @@ const HEADERS_TIMEOUT_MS = 10_000;
 const REQUEST_TIMEOUT_MS = 30_000;
 /** Connections at once: a technician's browser opens about six; more is somebody else. */
 const CONNECTIONS_MAX = 32;
+
+/** In the data directory, beside the store's files; the store ignores names it does not know. */
+export const HISTORY_FILE_NAME = 'page-history.bin';
 
 export type { PageHost } from './host.js';
 
@@ -37,8 +41,9 @@ export async function startPage(opts: StartPageOptions): Promise<PageServer> {
   const { config, host, logger } = opts;
   const assets = await Assets.load(opts.assetsDir ?? defaultAssetsDir());
   const tls = await pageTls(host.dataDir, host.gatewayId, host.hubSection);
+  const history = await openHistory(host.dataDir, logger);
   const handler = new PageHandler({
-    host, logger, assets, history: new BacklogHistory(),
+    host, logger, assets, history,
     // Read at each login, so `outpost passwd` takes effect without a restart.
     password: () => readPasswordFile(config.passwordFile),
   });
@@ -68,6 +73,15 @@ export async function startPage(opts: StartPageOptions): Promise<PageServer> {
       handler.close();
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
+      await history.close();
     },
   };
+}
+
+/** The chart's day survives a restart in a small file in the data directory; a bad one is reported, not fatal. */
+async function openHistory(dataDir: string, logger: Logger): Promise<BacklogHistory> {
+  const path = join(dataDir, HISTORY_FILE_NAME);
+  const loaded = await loadHistoryFile(path);
+  if (loaded.problem !== null) logger.warn({ page: 'history', file: path }, `page: ${loaded.problem}`);
+  return new BacklogHistory(loaded.samples, new HistoryFile(path));
 }

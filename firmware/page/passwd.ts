@@ -1,5 +1,6 @@
 import { randomBytes, scrypt, timingSafeEqual, type ScryptOptions } from 'node:crypto';
-import { readFile, rename, writeFile } from 'node:fs/promises';
+import { chown, readFile, rename, stat, writeFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 
 /**
  * The technician's password file: one line `user:scrypt:N:r:p:salt:hash` (salt and hash in base64). scrypt
@@ -81,7 +82,10 @@ export async function verifyPassword(entry: PasswordEntry, user: string, passwor
 /** Written beside the target and renamed: a crash never leaves a half-written file that locks everyone out. */
 export async function writePasswordFile(file: string, line: string): Promise<void> {
   const temporary = `${file}.tmp-${process.pid}`;
-  // 0640: root writes it (sudo outpost passwd), the service's group reads it, as with board.json.
+  // 0640: root writes it (sudo outpost passwd), the service's group reads it, as with board.json. That group
+  // is the folder's (install.sh makes /etc/outpost root:outpost): a file root creates is root:root, which
+  // the service could not read, and every login would fail.
   await writeFile(temporary, line, { mode: 0o640 });
+  if (process.getuid?.() === 0) await chown(temporary, 0, (await stat(dirname(file))).gid);
   await rename(temporary, file);
 }

@@ -19,6 +19,11 @@ export const EVENT_INTERVAL_MS = 1_000;
 export const EVENT_STREAMS_MAX = 8;
 /** Reported properties remembered per device for the page (relay state, fault): a bound on a chatty driver. */
 const REPORTED_KEYS_MAX = 32;
+/**
+ * Events between two that carry the whole chart series (up to a day of minutes and ten minutes of seconds,
+ * about 150 kB of JSON); the others carry only their own backlog, which the browser appends.
+ */
+const HISTORY_RESEND_TICKS = 60;
 /** Only these are public: the login form and the stylesheet it uses. */
 const PUBLIC_ASSETS = new Set(['page.css']);
 const METHOD_PATH = /^\/api\/devices\/([^/]+)\/methods\/([^/]+)$/;
@@ -42,6 +47,7 @@ export class PageHandler {
   private readonly unsubscribe: () => void;
   /** When the link last changed state, as the page shows it ("up since 10:42"): the report has no such field. */
   private link: { state: string; sinceWallMs: number } | null = null;
+  private ticks = 0;
 
   constructor(private readonly ctx: PageContext) {
     this.unsubscribe = ctx.host.onDeviceReported((id, patch) => this.remember(id, patch));
@@ -189,7 +195,7 @@ export class PageHandler {
     }
     // Headers only, the response stays open: tick() writes one event a second until the browser goes.
     res.writeHead(200, { ...securityHeaders(), 'cache-control': 'no-store', 'content-type': 'text/event-stream' });
-    res.write(`data: ${JSON.stringify(this.snapshot())}\n\n`);
+    res.write(`data: ${JSON.stringify(this.snapshot(this.ctx.host.report(), true))}\n\n`);
     this.streams.add(res);
     // The response's close: the request's fires once its (empty) body is read, long before the browser goes.
     res.on('close', () => this.streams.delete(res));
@@ -199,12 +205,14 @@ export class PageHandler {
     const report = this.ctx.host.report();
     this.ctx.history.add(report);
     if (this.link?.state !== report.link) this.link = { state: report.link, sinceWallMs: Date.now() };
+    this.ticks += 1;
     if (this.streams.size === 0) return;
-    const data = `data: ${JSON.stringify(this.snapshot(report))}\n\n`;
+    const data = `data: ${JSON.stringify(this.snapshot(report, this.ticks % HISTORY_RESEND_TICKS === 0))}\n\n`;
     for (const res of this.streams) res.write(data);
   }
 
-  snapshot(report = this.ctx.host.report()) {
+  /** `withHistory`: the whole chart series; between those the browser appends each event's own backlog. */
+  snapshot(report = this.ctx.host.report(), withHistory = true) {
     return {
       version: this.ctx.host.version,
       report,
@@ -213,7 +221,8 @@ export class PageHandler {
         id: d.id, compatible: d.compatible, label: d.label ?? null, state: d.state, error: d.lastError ?? null,
       })),
       reported: this.reported,
-      history: this.ctx.history.list(),
+      history: withHistory ? this.ctx.history.list() : null,
+      atWallMs: Date.now(),
       page: this.counters(),
     };
   }
@@ -221,7 +230,9 @@ export class PageHandler {
   /** What the page refused, for `outpost status` and the metrics. */
   counters() {
     const { failed: loginFailures, refused: loginRefused } = this.limiter;
-    return { sessions: this.sessions.size, loginFailures, loginRefused, csrfRefused: this.csrfRefused };
+    const historyFileFailures = this.ctx.history.fileFailures();
+    const { csrfRefused } = this;
+    return { sessions: this.sessions.size, loginFailures, loginRefused, csrfRefused, historyFileFailures };
   }
 
   private remember(deviceId: string, patch: Record<string, unknown>): void {

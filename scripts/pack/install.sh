@@ -34,22 +34,24 @@ case "$target:$machine" in
   *) fail "this release is for $target but this machine is $machine" ;;
 esac
 
-check=; no_start=; dps_scope=; dps_key=; dps_id=
+check=0 start=1 page_password=0 dps_scope= dps_key= dps_id=
 while [ $# -gt 0 ]; do
-  case "$1" in
+  case $1 in
     --check) check=1 ;;
-    --no-start) no_start=1 ;;
+    --no-start) start=0 ;;
+    # The technician page's password, read from stdin (echo … | sudo ./install.sh --page-password).
+    --page-password) page_password=1 ;;
     --dps-scope | --dps-group-key-file | --dps-registration-id)
       [ $# -ge 2 ] || fail "$1 needs a value"
-      case "$1" in --dps-scope) dps_scope=$2 ;; --dps-group-key-file) dps_key=$2 ;; *) dps_id=$2 ;; esac
+      case $1 in --dps-scope) dps_scope=$2 ;; --dps-group-key-file) dps_key=$2 ;; *) dps_id=$2 ;; esac
       shift ;;
-    *) fail "unknown option $1 (--check, --no-start, --dps-scope, --dps-group-key-file, --dps-registration-id)" ;;
+    *) fail "unknown option $1 (known: --check, --no-start, --page-password, --dps-scope, --dps-group-key-file, --dps-registration-id)" ;;
   esac
   shift
 done
 [ -z "$dps_scope" ] || [ -r "$dps_key" ] || fail "--dps-scope needs --dps-group-key-file with a readable file (the enrollment group's key)"
 
-if [ -n "$check" ]; then
+if [ "$check" = 1 ]; then
   echo "outpost install: ok: glibc $glibc, $machine, release for $target"
   exit 0
 fi
@@ -90,8 +92,12 @@ if [ -n "$dps_scope" ]; then
     ${dps_id:+--dps-registration-id "$dps_id"} "$CONF_DIR/board.json" || fail "the DPS enrollment was not written"
 fi
 
+if [ "$page_password" = 1 ]; then
+  /usr/local/bin/outpost passwd || fail "the page password was not set (see the message above); run: sudo outpost passwd"
+fi
+
 systemctl daemon-reload
 systemctl enable outpost
-[ -n "$no_start" ] || systemctl restart outpost
+[ "$start" = 0 ] || systemctl restart outpost
 echo "outpost install: installed $target release in $PREFIX; edit $CONF_DIR/board.json, then: systemctl status outpost; sudo outpost status"
 echo "outpost install: $CONF_DIR/board.json is 0640 root:outpost; keep a connection string in its own file (uplink.connectionStringFile), made the same way: install -m 0640 -o root -g outpost <file> $CONF_DIR/connection-string"

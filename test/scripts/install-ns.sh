@@ -55,6 +55,8 @@ sed -i 's/"outpost-sim"/"site-42"/' /etc/outpost/board.json
 chmod 0755 /etc/outpost
 chmod 0644 /etc/outpost/board.json
 chown root:root /etc/outpost /etc/outpost/board.json
-PATH="$root/stub:$PATH" "$release/install.sh" --no-start > "$root/reinstall.log" 2>&1
+printf 'correct horse battery\n' | PATH="$root/stub:$PATH" "$release/install.sh" --no-start --page-password > "$root/reinstall.log" 2>&1
 modes > "$root/modes-reinstall.log"
+stat -c '%n %a %U:%G' /etc/outpost/page-passwd > "$root/passwd-mode.log"
+setpriv --reuid outpost --regid outpost --init-groups head -c 11 /etc/outpost/page-passwd > "$root/passwd-read.log" 2>&1 || true
 /usr/local/bin/outpost board check > "$root/board-check.log" 2>&1 || true

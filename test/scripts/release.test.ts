@@ -185,6 +185,9 @@ t.test('install.sh installs for real (in a private mount namespace): user, group
     'board.json (passwords, connection strings) 0640 root:outpost in a 0750 directory; identities/ and twins/ 0700');
   t.same(readFileSync(join(root, 'modes-reinstall.log'), 'utf8').trim().split('\n'), expectedModes,
     'a reinstall tightens the 0644 board.json and 0755 directory an older install.sh left');
+  t.equal(readFileSync(join(root, 'passwd-mode.log'), 'utf8').trim(), '/etc/outpost/page-passwd 640 root:outpost',
+    'install.sh --page-password set the technician password from stdin');
+  t.equal(readFileSync(join(root, 'passwd-read.log'), 'utf8'), 'technician:', 'and the service user can read it');
   t.match(readFileSync(join(root, 'board-check.log'), 'utf8'), /^ok +\/etc\/outpost\/board\.json: board site-42 on variant sim: /m, '`outpost board check` checks the installed board');
 });
 

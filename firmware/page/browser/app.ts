@@ -24,12 +24,17 @@ interface Snapshot {
   };
   devices: Array<{ id: string; compatible: string; label: string | null; state: string; error: string | null }>;
   reported: Record<string, Record<string, unknown>>;
-  history: Array<{ atWallMs: number; records: number; bytes: number }>;
+  /** The whole series, or null: then this event's own backlog is appended to the last one received. */
+  history: Array<{ atWallMs: number; records: number; bytes: number }> | null;
+  atWallMs: number;
 }
 
 const RELAY = 'outpost,gpio-relay';
 const csrf = document.querySelector<HTMLMetaElement>('meta[name="csrf-token"]')?.content ?? '';
 let chart: uPlot | null = null;
+let points: Array<{ atWallMs: number; records: number }> = [];
+/** The server's series is at most a day of minutes plus ten minutes of seconds; appended points stay within it. */
+const CHART_POINTS_MAX = 2_100;
 
 function byId(id: string): HTMLElement {
   return document.getElementById(id)!;
@@ -98,7 +103,10 @@ function renderDevices(s: Snapshot): void {
 }
 
 function renderChart(s: Snapshot): void {
-  const data: uPlot.AlignedData = [s.history.map((h) => h.atWallMs / 1000), s.history.map((h) => h.records)];
+  if (s.history !== null) points = s.history;
+  else points.push({ atWallMs: s.atWallMs, records: s.report.lanes.reduce((n, l) => n + l.records, 0) });
+  if (points.length > CHART_POINTS_MAX) points = points.slice(-CHART_POINTS_MAX);
+  const data: uPlot.AlignedData = [points.map((h) => h.atWallMs / 1000), points.map((h) => h.records)];
   const width = Math.min(byId('chart').clientWidth || 320, 900);
   if (!chart) {
     chart = new uPlot({

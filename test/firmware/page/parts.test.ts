@@ -1,4 +1,4 @@
-import { readFileSync, statSync } from 'node:fs';
+import { chownSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
@@ -45,6 +45,14 @@ t.test('outpost passwd writes an scrypt line from stdin that verifies, and refus
   const io = { out: (l: string) => out.push(l), err: (l: string) => out.push(l) };
   t.equal(await runPasswdCli(file, Readable.from(['correct horse ', 'battery\n']), io), 0);
   t.equal(statSync(file).mode & 0o777, 0o640);
+  if (process.getuid?.() === 0) {
+    // As under sudo: /etc/outpost is root:outpost, and the service reads the file through that group.
+    const dir = join(tempDir(t), 'etc-outpost');
+    mkdirSync(dir);
+    chownSync(dir, 0, 4242);
+    t.equal(await runPasswdCli(join(dir, 'page-passwd'), Readable.from(['correct horse battery\n']), io), 0);
+    t.equal(statSync(join(dir, 'page-passwd')).gid, 4242, "the file takes the folder's group, not root's");
+  }
   const text = readFileSync(file, 'utf8');
   t.notOk(text.includes('correct horse'), 'the password is not stored');
   t.match(text, /^technician:scrypt:32768:8:1:[A-Za-z0-9+/=]+:[A-Za-z0-9+/=]+\n$/);

@@ -141,7 +141,9 @@ t.test('wrong passwords are rate-limited per address, and each attempt is logged
   t.notOk(JSON.stringify(gw.logs()).includes(PASSWORD), 'no password reaches the log');
   const statusRes = await pageRequest(gw, 'GET', '/api/status', { headers: { cookie: neighbour.cookie } });
   const status = JSON.parse(statusRes.body) as { page: unknown };
-  const counted = { sessions: 1, loginFailures: LOGIN_FAILURES_MAX, loginRefused: 1, csrfRefused: 0 };
+  const counted = {
+    sessions: 1, loginFailures: LOGIN_FAILURES_MAX, loginRefused: 1, csrfRefused: 0, historyFileFailures: 0,
+  };
   t.same(status.page, counted, 'the page shows the refusals');
   t.same(gw.ops.report().page, { port: gw.port, ...counted }, 'so does outpost status');
   t.match(formatReport(gw.ops.report()), /^page: {6}port \d+, 1 sessions, 5 failed logins, 1 refused, 0 bad CSRF$/m);
