@@ -20,10 +20,11 @@ export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
 export const STOP_CLOSE_RESERVE_MS = 1_000;
 /**
  * Default ceiling of the random delay between a link-up notice and the connect it starts, ms. A fleet behind
- * one cell tower gets its link back in the same second; spread over half a second, 200 gateways meet a
- * broker at a fifth of the rate, while one gateway still sends its first message well inside a second.
+ * one cell tower gets its link back in the same second; spread over 800 ms, its peak connect rate at the
+ * broker is a fraction of the herd's (`npm run bench -- fleet`), while one gateway, connecting in about
+ * 100 ms, still sends its first message within a second of a hook's notice (on average in about half that).
  */
-export const LINK_UP_JITTER_MS_MAX_DEFAULT = 500;
+export const LINK_UP_JITTER_MS_MAX_DEFAULT = 800;
 
 export interface PumpLaneConfig {
   lane: PumpLane;
@@ -70,7 +71,7 @@ export interface PumpOptions {
   stableConnectionMs?: number;
   /** How long a probe (PINGREQ on a link-up notice or a missing PUBACK) waits for its answer, ms. Default 2,000. */
   probeTimeoutMs?: number;
-  /** Ceiling of the random delay from a link-up notice to the connect, ms; 0 connects at once. Default 500. */
+  /** Ceiling of the random delay from a link-up notice to the connect, ms; 0 connects at once. Default 800. */
   linkUpJitterMsMax?: number;
   /** The ring log's dead-letter lane; without one nothing is given up on and a refused message holds its lane. */
   deadLetterLane?: Pick<PumpLane, 'append'>;
