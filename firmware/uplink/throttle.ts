@@ -65,8 +65,8 @@ function ownReason(e: Inspectable): string | null {
   // mqtt.js (v4 inside the Azure SDK and v5) names a refused CONNACK "Connection refused: ..." with the code;
   // the message check keeps a PUBACK's or DISCONNECT's reason code out.
   const refused = typeof e.message === 'string' && e.message.startsWith('Connection refused');
-  if (refused && typeof e.code === 'number' && Object.hasOwn(CONNACK_THROTTLES, e.code)) return CONNACK_THROTTLES[e.code]!;
-  return null;
+  if (!refused || typeof e.code !== 'number' || !Object.hasOwn(CONNACK_THROTTLES, e.code)) return null;
+  return CONNACK_THROTTLES[e.code]!;
 }
 
 /** The throttling reason behind `err` or any of its causes; null when it is some other failure. */

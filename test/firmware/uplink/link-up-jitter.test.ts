@@ -57,14 +57,16 @@ t.test('woken together, pumps connect spread over the jitter window by their ran
   pumps.forEach((pump, i) => {
     const retryInMs = pump.status().retryInMs!;
     const drawnMs = (i * jitterMsMax) / count;
-    t.ok(retryInMs <= drawnMs && retryInMs > drawnMs - 100, `pump ${i}: the sleep now ends in ${retryInMs} ms (drawn ${drawnMs})`);
+    const what = `pump ${i}: the sleep now ends in ${retryInMs} ms (drawn ${drawnMs})`;
+    t.ok(retryInMs <= drawnMs && retryInMs > drawnMs - 100, what);
   });
   await until('every pump up', () => pumps.every((p) => p.status().link === 'up'));
   const accepts = proxy.acceptTimesMs.slice(acceptsBefore).map((at) => at - wokenAtMs);
   t.equal(accepts.length, count, 'one connect each');
   accepts.forEach((atMs, k) => {
     const drawnMs = (k * jitterMsMax) / count;
-    t.ok(atMs >= drawnMs - CLOCK_SLACK_MS, `connect ${k} at ${atMs.toFixed(0)} ms, not before its draw (${drawnMs} ms)`);
+    const what = `connect ${k} at ${atMs.toFixed(0)} ms, not before its draw (${drawnMs} ms)`;
+    t.ok(atMs >= drawnMs - CLOCK_SLACK_MS, what);
   });
 });
 
@@ -83,7 +85,8 @@ t.test('the default jitter keeps a single gateway prompt', async (t) => {
   draw = 0.999_999;
   pump.wake('wwan0 up');
   const retryInMs = pump.status().retryInMs!;
-  t.ok(retryInMs < LINK_UP_JITTER_MS_MAX_DEFAULT, `at most ${LINK_UP_JITTER_MS_MAX_DEFAULT} ms even at the top draw: ${retryInMs}`);
+  const bound = LINK_UP_JITTER_MS_MAX_DEFAULT;
+  t.ok(retryInMs < bound, `at most ${bound} ms even at the top draw: ${retryInMs}`);
   t.ok(retryInMs > LINK_UP_JITTER_MS_MAX_DEFAULT - 100, 'and the top draw is used');
   await until('up', () => pump.status().link === 'up');
 });

@@ -39,7 +39,8 @@ t.test('the first round trip of each connection carries at most the start window
   };
   await fill(1, 1_000);
   const transport = createMqttTransport({ url: `mqtt://127.0.0.1:${link.port}`, gatewayId: 'gw-ramp' });
-  const pump = new Pump({ gatewayId: 'gw-ramp', transport, lanes: [{ lane }], inflightMax: 100, backoff: { baseMs: 20, maxMs: 50 } });
+  const backoff = { baseMs: 20, maxMs: 50 };
+  const pump = new Pump({ gatewayId: 'gw-ramp', transport, lanes: [{ lane }], inflightMax: 100, backoff });
   pump.start();
   t.teardown(() => pump.stop());
   await until('the boot backlog delivered', () => lane.ackedSeq() === 1_000 && pump.status().inflight === 0);

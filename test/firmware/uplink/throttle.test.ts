@@ -64,7 +64,8 @@ async function refusedOnce(t: Test, broker: Mosquitto, c: Case): Promise<void> {
   await until('the first refusal', () => proxy.rateRefusedCount >= 1 && pump.status().lastError !== null);
   await until('the backoff after it', () => pump.status().link === 'backoff');
   const status = pump.status();
-  t.match(status.lastError?.message, /Connection refused/, `the CONNACK refusal is the error: ${status.lastError?.message}`);
+  const error = status.lastError?.message;
+  t.match(error, /Connection refused/, `the CONNACK refusal is the error: ${error}`);
   if (c.reason === null) {
     t.equal(status.throttled.total, 0, 'not counted as throttling');
     t.ok(status.retryInMs! <= ORDINARY_BACKOFF_MS_MAX, `ordinary backoff (${status.retryInMs} ms)`);
@@ -95,20 +96,22 @@ const sdkErrors = (require('azure-iot-common') as { errors: Record<string, Error
 const { translateError } = require('azure-iot-mqtt-base') as { translateError: (e: Error) => Error };
 
 t.test("the Azure SDK's throttling errors, as the azure transport passes them on", async (t) => {
-  for (const [name, reason] of [['ThrottlingError', 'azure-throttled'], ['IotHubQuotaExceededError', 'azure-quota-exceeded']]) {
+  const sdkThrottles = [['ThrottlingError', 'azure-throttled'], ['IotHubQuotaExceededError', 'azure-quota-exceeded']];
+  const connectFailed = (cause: Error) => new UplinkError('CONNECT', 'cannot connect', { cause });
+  for (const [name, reason] of sdkThrottles) {
     const sdkError = new sdkErrors[name]!('slow down');
     const refusal = sdkRefusal(sdkError)!;
     const sendFailed = new UplinkError('REFUSED', `send failed: ${name}`, { cause: sdkError, refusal });
     t.equal(throttleReason(sendFailed), reason, `${name} on a send`);
-    t.equal(throttleReason(new UplinkError('CONNECT', 'cannot connect', { cause: sdkError })), reason, `${name} on a connect`);
+    t.equal(throttleReason(connectFailed(sdkError)), reason, `${name} on a connect`);
   }
   // The SDK's mqtt.js 4 reports a refused CONNACK as an Error with the numeric code, which the SDK's
   // translateError wraps (keeping it as transportError); IoT Hub answers a throttled connect with 3.
   const connack = Object.assign(new Error('Connection refused: Server unavailable'), { code: 3 });
   const translated = translateError(connack);
-  t.equal(throttleReason(new UplinkError('CONNECT', 'cannot connect', { cause: translated })), 'connack-3-server-unavailable');
+  t.equal(throttleReason(connectFailed(translated)), 'connack-3-server-unavailable');
   const unauthorized = translateError(Object.assign(new Error('Connection refused: Not authorized'), { code: 5 }));
-  t.equal(throttleReason(new UplinkError('CONNECT', 'cannot connect', { cause: unauthorized })), null, 'not authorized is not');
+  t.equal(throttleReason(connectFailed(unauthorized)), null, 'not authorized is not');
   const http = Object.assign(new Error('Too Many Requests'), { response: { statusCode: 429 } });
   t.equal(throttleReason(http), 'http-429', 'HTTP 429 (IoT Hub and DPS over HTTPS)');
   const reset = Object.assign(new Error('read ECONNRESET'), { code: 'ECONNRESET' });
