@@ -20,6 +20,20 @@ const CONNECT_WAIT_MS = 5_000;
 /** A CONNECT is a few hundred bytes; more than this before one parses is not an MQTT client. */
 const CONNECT_BYTES_MAX = 64 * 1024;
 
+/**
+ * The most events within any `windowMs` (times in ms, any clock, ascending or not), as a per-second rate: a
+ * burst that a one-second count would average away shows at its own rate.
+ */
+export function peakPerSec(timesMs: number[], windowMs: number): number {
+  const times = [...timesMs].sort((a, b) => a - b);
+  let peak = 0;
+  for (let first = 0, last = 0; last < times.length; last += 1) {
+    while (times[last]! - times[first]! >= windowMs) first += 1;
+    peak = Math.max(peak, last - first + 1);
+  }
+  return (peak * 1000) / windowMs;
+}
+
 export class AcceptLimiter {
   private tokens: number;
   private lastMs: number;
@@ -29,7 +43,8 @@ export class AcceptLimiter {
     nowMs: number,
   ) {
     if (!(limit.acceptsPerSec >= 0) || !(limit.burst >= 0)) {
-      throw new RangeError(`"acceptsPerSec" and "burst" must be at least 0, got ${limit.acceptsPerSec}, ${limit.burst}`);
+      const got = `${limit.acceptsPerSec}, ${limit.burst}`;
+      throw new RangeError(`"acceptsPerSec" and "burst" must be at least 0, got ${got}`);
     }
     this.tokens = limit.burst;
     this.lastMs = nowMs;

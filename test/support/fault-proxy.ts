@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { AcceptLimiter, refuseConnection, type AcceptLimit } from './accept-limit.js';
+import { AcceptLimiter, peakPerSec, refuseConnection, type AcceptLimit } from './accept-limit.js';
 
 /**
  * A TCP proxy on loopback that stands in for the gateway's uplink: tests put it between outpost and a real
@@ -141,18 +141,9 @@ export class FaultProxy {
     this.limiter = limit === null ? null : new AcceptLimiter(limit, performance.now());
   }
 
-  /**
-   * The most accepts within any `windowMs` between `fromMs` and `toMs` (performance.now() times), scaled to
-   * a per-second rate: a burst that a one-second count would average away shows at its own rate.
-   */
+  /** Peak accept rate (accept-limit.ts peakPerSec) between `fromMs` and `toMs`, performance.now() times. */
   peakAcceptsPerSec(windowMs: number, fromMs = 0, toMs = Infinity): number {
-    const times = this.acceptTimesMs.filter((at) => at >= fromMs && at <= toMs);
-    let peak = 0;
-    for (let first = 0, last = 0; last < times.length; last += 1) {
-      while (times[last]! - times[first]! >= windowMs) first += 1;
-      peak = Math.max(peak, last - first + 1);
-    }
-    return (peak * 1000) / windowMs;
+    return peakPerSec(this.acceptTimesMs.filter((at) => at >= fromMs && at <= toMs), windowMs);
   }
 
   /** Closes every open connection; RST unless `reset: false` (then FIN). The mode is unchanged. */
