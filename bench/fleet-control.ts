@@ -23,7 +23,7 @@ export async function until(what: string, check: () => Promise<boolean> | boolea
 /** One cell process: commands go out over IPC with an id, replies come back with it. */
 export class Cell {
   private nextId = 1;
-  private readonly waiting = new Map<number, (msg: ChildResult) => void>();
+  private readonly waiting = new Map<number, { resolve: (msg: ChildResult) => void; reject: (err: Error) => void }>();
   private child: ChildProcess | null = null;
   readonly done: Promise<ChildResult>;
 
@@ -32,11 +32,17 @@ export class Cell {
       onMessage: (msg, child) => {
         this.child = child;
         if (msg.ready) ready();
-        const resolve = this.waiting.get(Number(msg.reply));
+        const waiter = this.waiting.get(Number(msg.reply));
         this.waiting.delete(Number(msg.reply));
-        resolve?.(msg);
+        waiter?.resolve(msg);
       },
     });
+    // A cell that dies fails the commands it was given, rather than leaving the run waiting on them.
+    const orphan = (why: string) => {
+      for (const waiter of this.waiting.values()) waiter.reject(new Error(`fleet cell ${why}`));
+      this.waiting.clear();
+    };
+    this.done.then(() => orphan('exited'), (err: Error) => orphan(`failed: ${err.message}`));
   }
 
   static async start(args: Record<string, unknown>): Promise<Cell> {
@@ -50,8 +56,8 @@ export class Cell {
 
   command(cmd: string, extra: Record<string, unknown> = {}): Promise<ChildResult> {
     const id = this.nextId++;
-    return new Promise((resolve) => {
-      this.waiting.set(id, resolve);
+    return new Promise((resolve, reject) => {
+      this.waiting.set(id, { resolve, reject });
       this.child!.send({ id, cmd, ...extra });
     });
   }
