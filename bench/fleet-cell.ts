@@ -24,6 +24,8 @@ export interface GatewayReport {
   durable: number;
   connects: number;
   throttled: number;
+  /** Ceiling of the next backoff delay, ms. */
+  ceilingMs: number;
   /** Epoch ms (performance.timeOrigin based) of the first publish after the last mark; null if none yet. */
   firstPublishAtMs: number | null;
 }
@@ -73,7 +75,7 @@ function report(g: Gateway): GatewayReport {
   const { id, lane, firstPublishAtMs } = g;
   return {
     id, link: s.link, acked: lane.ackedSeq(), durable: lane.lastDurableSeq(), connects: s.connects,
-    throttled: s.throttled.total, firstPublishAtMs,
+    throttled: s.throttled.total, ceilingMs: s.backoffCeilingMs, firstPublishAtMs,
   };
 }
 

@@ -13,7 +13,7 @@
 import { FaultProxy } from '../test/support/fault-proxy.js';
 import { peakPerSec } from '../test/support/accept-limit.js';
 import { Cell, Consumer, epochMs, fleetAttempts, fleetStatus, percentile, until } from './fleet-control.js';
-import { runCell } from './fleet-cell.js';
+import { runCell, type GatewayReport } from './fleet-cell.js';
 import { envInt, fmt, formatTable, median, type BenchModule } from './harness.js';
 
 const GATEWAYS_DEFAULT = 200;
@@ -28,6 +28,14 @@ const ACCEPTS_PER_SEC = 100;
 const ACCEPT_BURST = 50;
 /** Window of the peak connect rate, ms: short enough that a burst inside the 1 s link-up budget shows. */
 const PEAK_WINDOW_MS = 100;
+/**
+ * How long the outage lasts: until every gateway's backoff ceiling is at least this, ms. A real outage lasts
+ * minutes or hours, and by then every ceiling is at its 60 s maximum, so the sleeps under way end long
+ * after the link is back and the wake alone decides when each gateway connects. After a short outage many
+ * sleeps would end inside the jitter window anyway; 60 s ceilings would take minutes per run to reach, and
+ * with 8 s most sleeps under way outlast the 800 ms window.
+ */
+const OUTAGE_CEILING_MS = 8_000;
 /** A phase whose gateways are not all draining and drained by then fails the run. */
 const PHASE_TIMEOUT_MS = 90_000;
 const TARGETS = { peakVsNoJitter: 0.25, p99DrainingMs: 10_000, lost: 0 };
@@ -105,8 +113,9 @@ async function fleetRun(jitter: boolean, gateways: number, cellCount: number, ba
 
     proxy.refuse();
     proxy.cut();
-    const allBackoff = async () => (await fleetStatus(cells)).every((g) => g.link === 'backoff');
-    await until('every gateway in backoff', allBackoff, PHASE_TIMEOUT_MS);
+    const longOutage = (g: GatewayReport) => g.link === 'backoff' && g.ceilingMs >= OUTAGE_CEILING_MS;
+    const allBackoff = async () => (await fleetStatus(cells)).every(longOutage);
+    await until(`every gateway in backoff with a ceiling of ${OUTAGE_CEILING_MS} ms`, allBackoff, PHASE_TIMEOUT_MS);
     await each(cells, 'append', { count: backlog });
     await each(cells, 'mark');
     proxy.pass();
