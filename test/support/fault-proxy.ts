@@ -175,7 +175,8 @@ export class FaultProxy {
       client.resetAndDestroy();
       return;
     }
-    if (this.limiter !== null && !this.limiter.take(nowMs)) {
+    // The limit is the broker's answer: a black-holed link carries none (its connections wait, unmetered).
+    if (this.modeNow === 'pass' && this.limiter !== null && !this.limiter.take(nowMs)) {
       this.rateRefusedCount += 1;
       this.refusing.add(client);
       client.on('close', () => this.refusing.delete(client));
