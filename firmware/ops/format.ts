@@ -12,6 +12,7 @@ export function formatReport(r: StatusReport): string {
     `quota:     ${r.quota.usedBytes} of ${r.quota.quotaBytes} B (${r.quota.usedPct}%), ${quotaOutlook(r)}`,
     `counters:  expired ${r.counters.expired}, dropped ${r.counters.dropped}, corrupt ${r.counters.corrupt}`,
     `dead:      ${r.deadLetters.total}${deadLetterReasons(r)} (outpost log dump --lane deadletter)`,
+    `throttled: ${r.throttled.total === 0 ? 'never' : `${r.throttled.total}: ${refusalsText(r.throttled.byReason)}`}`,
     `children:  ${r.children.length}${r.children.length > 0 ? ` (${r.children.join(', ')})` : ''}`,
     `refusals:  ${refusalsText(r.hubRefusals)}`,
     `devices:   ${r.devices.ok} ok, ${r.devices.faulted.length} faulted${r.devices.faulted.map((d) => `\n  ${d.id}: ${d.error ?? 'faulted'}`).join('')}`,

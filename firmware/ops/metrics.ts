@@ -30,6 +30,9 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
   const deadLetters: Sample[] = Object.entries(r.deadLetters.byReason).map(([reason, count]) => [{ reason }, count]);
   const deadHelp = 'Messages the cloud would not take, moved to the deadletter lane, by reason.';
   metric('outpost_dead_letters_total', 'counter', deadHelp, deadLetters);
+  const throttled = Object.entries(r.throttled.byReason).map(([reason, n]): Sample => [{ reason }, n]);
+  const throttledHelp = 'Uplink connections the cloud ended with a throttling answer (busy, quota, rate), by reason.';
+  metric('outpost_uplink_throttled_total', 'counter', throttledHelp, throttled);
   metric('outpost_hub_children_connected', 'gauge', 'Child devices connected to the local hub.', [[{}, r.children.length]]);
   const refusals = Object.entries(r.hubRefusals).map(([reason, n]): Sample => [{ reason }, n]);
   const refusalsHelp = 'Connections, packets and publishes the local hub refused, by reason.';

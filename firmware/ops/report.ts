@@ -74,6 +74,8 @@ export interface StatusReport {
   counters: { expired: number; dropped: number; corrupt: number };
   /** Messages the cloud would not take, moved to the `deadletter` lane since start, by reason. */
   deadLetters: { total: number; byReason: Record<string, number> };
+  /** Connections the cloud ended with a throttling answer (server busy, quota, rate) since start, by reason. */
+  throttled: { total: number; byReason: Record<string, number> };
   children: string[];
   /** Hub refusals since start, by reason (auth failures, ACL, packet size, rate, connection floods, ...). */
   hubRefusals: Record<string, number>;
@@ -147,6 +149,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     },
     counters: { expired: s.store.expiredRecords, dropped: s.store.droppedRecords, corrupt: s.store.corruptRecords },
     deadLetters: { total: s.uplink?.deadLetters.total ?? 0, byReason: s.uplink?.deadLetters.byReason ?? {} },
+    throttled: { total: s.uplink?.throttled.total ?? 0, byReason: { ...s.uplink?.throttled.byReason } },
     children: s.hub?.connected ?? [],
     hubRefusals: { ...(s.hub?.refusals ?? {}) },
     devices: {

@@ -56,6 +56,23 @@ export class Backoff {
     return delay;
   }
 
+  /**
+   * The delay after the server said it is overloaded (throttle.ts): at least `floorMs`, plus a full-jitter
+   * draw over the larger of the floor and the ceiling. Not the floor alone: a throttled fleet would all come
+   * back at the same instant and be throttled again; spread over the next window, most of it gets in.
+   */
+  throttledDelayMs(floorMs: number): number {
+    const spreadMs = Math.max(floorMs, this.ceilingMs());
+    const delay = floorMs + Math.floor(this.random() * spreadMs);
+    this.attempt = Math.min(this.attempt + 1, BACKOFF_ATTEMPTS_COUNTED_MAX);
+    return delay;
+  }
+
+  /** A uniform draw in [0, `maxMs`) from the same source, for delays that are not backoff (a link-up). */
+  jitterMs(maxMs: number): number {
+    return Math.floor(this.random() * maxMs);
+  }
+
   /** After a successful connect, or when the link is known to be back. */
   reset(): void {
     this.attempt = 0;

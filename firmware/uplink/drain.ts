@@ -3,7 +3,13 @@ import { Cursor, nextTurn, takeTurn, type Inflight, type PumpLane } from './curs
 import type { AttemptLedger, DeadLetters } from './dead-letter.js';
 import { recordToMessage } from './message.js';
 import { RateMeter, TokenBucket } from './rate.js';
-import { WINDOW_AFTER_LOSS_MESSAGES, nextRecovery, recovered, type LossRecovery } from './recovery.js';
+import {
+  WINDOW_AFTER_LOSS_MESSAGES,
+  WINDOW_AFTER_RECONNECT_MESSAGES,
+  nextRecovery,
+  recovered,
+  type LossRecovery,
+} from './recovery.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
 export type { PumpLane } from './cursor.js';
@@ -61,7 +67,8 @@ export class DrainSession {
     lanes: Array<{ lane: PumpLane; weight: number }>,
   ) {
     this.cursors = lanes.map(({ lane, weight }) => new Cursor(lane, weight));
-    this.window = host.recovery === null ? host.windowMax : Math.min(WINDOW_AFTER_LOSS_MESSAGES, host.windowMax);
+    const start = host.recovery === null ? WINDOW_AFTER_RECONNECT_MESSAGES : WINDOW_AFTER_LOSS_MESSAGES;
+    this.window = Math.min(start, host.windowMax);
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => {});
     for (const cursor of this.cursors) this.unsubscribes.push(cursor.lane.onDurable(() => this.notify()));
@@ -71,7 +78,7 @@ export class DrainSession {
     return this.host.windowMax;
   }
 
-  /** The window in force now (slow start after a loss). */
+  /** The window in force now (slow start on every connection, from one after a loss). */
   get windowNow(): number {
     return this.window;
   }

@@ -2,6 +2,7 @@ import type { Clock } from '../clock.js';
 import type { BackoffOptions } from './backoff.js';
 import type { DeadLetterStatus } from './dead-letter.js';
 import type { PumpLane } from './cursor.js';
+import type { ThrottleStatus } from './throttle.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
 /** The pump's options, limits and status shapes, validated with errors that name the option. */
@@ -17,6 +18,13 @@ export const INFLIGHT_MESSAGES_DEFAULT = 100;
 export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
 /** Of a stop's budget, kept back for the MQTT DISCONNECT after in-flight publishes are done, ms. */
 export const STOP_CLOSE_RESERVE_MS = 1_000;
+/**
+ * Default ceiling of the random delay between a link-up notice and the connect it starts, ms. A fleet behind
+ * one cell tower gets its link back in the same second; spread over 800 ms, its peak connect rate at the
+ * broker is a fraction of the herd's (`npm run bench -- fleet`), while one gateway, connecting in about
+ * 100 ms, still sends its first message within a second of a hook's notice (on average in about half that).
+ */
+export const LINK_UP_JITTER_MS_MAX_DEFAULT = 800;
 
 export interface PumpLaneConfig {
   lane: PumpLane;
@@ -63,6 +71,8 @@ export interface PumpOptions {
   stableConnectionMs?: number;
   /** How long a probe (PINGREQ on a link-up notice or a missing PUBACK) waits for its answer, ms. Default 2,000. */
   probeTimeoutMs?: number;
+  /** Ceiling of the random delay from a link-up notice to the connect, ms; 0 connects at once. Default 800. */
+  linkUpJitterMsMax?: number;
   /** The ring log's dead-letter lane; without one nothing is given up on and a refused message holds its lane. */
   deadLetterLane?: Pick<PumpLane, 'append'>;
   backoff?: BackoffOptions;
@@ -95,6 +105,8 @@ export interface PumpStatus {
   windowMax: number | null;
   /** Messages moved to the dead-letter lane, by reason. */
   deadLetters: DeadLetterStatus;
+  /** Connections the server ended with a throttling answer (throttle.ts), by reason. */
+  throttled: ThrottleStatus;
   /** The bandwidth cap in force, bytes/s; 0 = none. */
   maxBytesPerSec: number;
   backlog: { records: number; bytes: number | null; oldestAgeMs: number | null };
@@ -118,6 +130,8 @@ export const LIMIT_RANGES = {
   stableConnectionMs: [0, 3_600_000, 30_000, 'ms'],
   // Short: it runs when the link is suspected dead, and every ms of it is a ms of stall.
   probeTimeoutMs: [50, 60_000, 2_000, 'ms'],
+  // At most 1 s: a gateway promises its first backlog message within about a second of its link coming back.
+  linkUpJitterMsMax: [0, 1_000, LINK_UP_JITTER_MS_MAX_DEFAULT, 'ms'],
 } as const;
 export type LimitName = keyof typeof LIMIT_RANGES;
 /** Lanes a pump may drain; the weighted pick walks all of them per message. */

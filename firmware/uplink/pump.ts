@@ -15,12 +15,15 @@ import {
 } from './pump-options.js';
 import { RateMeter, TokenBucket } from './rate.js';
 import type { LossRecovery } from './recovery.js';
+import { BackoffSleep } from './sleeper.js';
+import { THROTTLED_BACKOFF_MS_MIN, ThrottleCounter } from './throttle.js';
 import { deadline, within } from './timers.js';
 import { UplinkError } from './types.js';
 
 export type { PumpLane } from './drain.js';
 export {
   PUMP_STOP_BUDGET_MS_DEFAULT,
+  LINK_UP_JITTER_MS_MAX_DEFAULT,
   INFLIGHT_MESSAGES_DEFAULT,
   INFLIGHT_MESSAGES_HARD_MAX,
   type LinkState,
@@ -53,11 +56,10 @@ export class Pump {
   private session: DrainSession | null = null;
   private loop: Promise<void> | null = null;
   private stopping = false;
-  /** Set by wake() while connecting: the attempt in progress is abandoned and the next one starts at once. */
-  private skipBackoff = false;
-  private interruptSleep: (() => void) | null = null;
-  /** Monotonic time the current backoff sleep ends; null when not sleeping. */
-  private sleepUntilMonoMs: number | null = null;
+  /** Set by wake() while connecting: the attempt in progress is abandoned and the next one follows this soon. */
+  private wakeDelayMs: number | null = null;
+  private readonly sleeper: BackoffSleep;
+  private readonly throttles: ThrottleCounter;
   private watchdog: NodeJS.Timeout | null = null;
   private probing = false;
   private connectedAtMonoMs: number | null = null;
@@ -76,6 +78,8 @@ export class Pump {
     this.lanes = validateLanes(opts.lanes);
     this.clock = opts.clock ?? systemClock;
     this.backoff = new Backoff(opts.backoff);
+    this.sleeper = new BackoffSleep(() => this.clock.monoMs());
+    this.throttles = new ThrottleCounter(() => this.clock.wallMs());
     this.delivered = new RateMeter(this.clock);
     this.bucket = new TokenBucket(this.limits.maxBytesPerSec, this.clock);
     const box = opts.deadLetterLane;
@@ -99,17 +103,20 @@ export class Pump {
   }
 
   /**
-   * The link is back (interface up, modem hook, SIGUSR2): forget the backoff and connect now. An attempt
-   * already under way began while the link was down, so it is abandoned rather than waited out. A
-   * connection that looks up may have died in the outage without a FIN (a black hole): it is probed, and
-   * replaced at once if it does not answer, instead of waiting out publishTimeoutMs.
+   * The link is back (interface up, modem hook, SIGUSR2): forget the backoff and connect within a random
+   * delay below linkUpJitterMsMax, so a fleet whose links return in the same second does not meet the
+   * broker in the same millisecond. An attempt already under way began while the link was down, so it is
+   * abandoned rather than waited out. A sleep after a throttling answer is kept: the server is busy whatever
+   * the link does. A connection that looks up may have died in the outage without a FIN (a black hole): it
+   * is probed, and replaced if it does not answer, instead of waiting out publishTimeoutMs.
    */
   wake(reason = 'wake'): void {
     if (this.stopping) return;
-    this.backoff.reset();
-    if (this.link === 'backoff') this.interruptSleep?.();
+    const delayMs = this.backoff.jitterMs(this.limits.linkUpJitterMsMax);
+    if (!this.sleeper.throttled) this.backoff.reset();
+    if (this.link === 'backoff' && !this.sleeper.throttled) this.sleeper.shorten(delayMs);
     if (this.link === 'connecting') {
-      this.skipBackoff = true;
+      this.wakeDelayMs = delayMs;
       void this.opts.transport.destroy();
     }
     if (this.link === 'up' || this.link === 'resyncing') void this.probeAfterWake();
@@ -124,7 +131,7 @@ export class Pump {
     const what = `no answer to a probe within ${this.limits.probeTimeoutMs} ms after a link-up notice; reconnecting`;
     const err = new UplinkError('TIMEOUT', what);
     this.reportError(err);
-    this.skipBackoff = true;
+    this.wakeDelayMs = this.backoff.jitterMs(this.limits.linkUpJitterMsMax);
     this.session?.end(err);
     void this.opts.transport.destroy();
   }
@@ -156,7 +163,7 @@ export class Pump {
     const deadline = this.clock.monoMs() + budgetMs;
     const left = () => Math.max(0, deadline - this.clock.monoMs());
     this.stopping = true;
-    this.interruptSleep?.();
+    this.sleeper.interrupt();
     const session = this.session;
     if (session !== null) {
       session.pause();
@@ -188,10 +195,11 @@ export class Pump {
       connectedSinceWallMs: this.connectedSinceWallMs,
       connects: this.connects,
       backoffCeilingMs: this.backoff.ceilingMs(),
-      retryInMs: this.sleepUntilMonoMs === null ? null : Math.max(0, this.sleepUntilMonoMs - this.clock.monoMs()),
+      retryInMs: this.retryInMs(),
       inflight: this.session?.inflight ?? 0,
       windowMax: this.session?.windowMax ?? null,
       deadLetters: this.deadLetters?.status() ?? { total: 0, byReason: {}, last: null },
+      throttled: this.throttles.status(),
       maxBytesPerSec: this.limits.maxBytesPerSec,
       backlog: { records, bytes: extra?.bytes ?? null, oldestAgeMs: extra?.oldestAgeMs ?? null },
       drainRatePerSec: rate,
@@ -199,13 +207,20 @@ export class Pump {
     };
   }
 
+  private retryInMs(): number | null {
+    const endsAt = this.sleeper.endsAtMonoMs;
+    return endsAt === null ? null : Math.max(0, endsAt - this.clock.monoMs());
+  }
+
   private async run(): Promise<void> {
     while (!this.stopping) {
+      let throttled = false;
       try {
         await this.connect();
         await this.resync();
         await this.drain();
       } catch (err) {
+        throttled = this.throttles.note(err) !== null;
         this.reportError(err);
       }
       this.connectedSinceWallMs = null;
@@ -215,9 +230,19 @@ export class Pump {
       // On stop the connection is left for stop() to close politely (MQTT DISCONNECT).
       if (this.stopping) break;
       await this.opts.transport.destroy();
-      if (this.skipBackoff) this.skipBackoff = false;
-      else await this.sleep(this.backoff.nextDelayMs());
+      await this.backOff(throttled);
     }
+  }
+
+  /** A throttling answer outweighs a wake that came meanwhile: the server, not the link, said wait. */
+  private async backOff(throttled: boolean): Promise<void> {
+    const wakeDelayMs = this.wakeDelayMs;
+    this.wakeDelayMs = null;
+    if (this.stopping) return;
+    this.link = 'backoff';
+    if (throttled) await this.sleeper.sleep(this.backoff.throttledDelayMs(THROTTLED_BACKOFF_MS_MIN), true);
+    else if (wakeDelayMs !== null) await this.sleeper.sleep(wakeDelayMs, false);
+    else await this.sleeper.sleep(this.backoff.nextDelayMs(), false);
   }
 
   private async connect(): Promise<void> {
@@ -322,22 +347,6 @@ export class Pump {
     // The timeout is reported before the teardown: the race must say "took longer", not the "destroyed" it causes.
     return deadline(work, timeoutMs, () => new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`), () => {
       if (destroy) void this.opts.transport.destroy();
-    });
-  }
-
-  private sleep(ms: number): Promise<void> {
-    this.link = 'backoff';
-    this.sleepUntilMonoMs = this.clock.monoMs() + ms;
-    return new Promise((resolve) => {
-      const timer = setTimeout(finish, ms);
-      const self = this;
-      function finish(): void {
-        clearTimeout(timer);
-        self.interruptSleep = null;
-        self.sleepUntilMonoMs = null;
-        resolve();
-      }
-      this.interruptSleep = finish;
     });
   }
 

@@ -9,6 +9,15 @@ import type { Cursor } from './cursor.js';
 export const WINDOW_AFTER_LOSS_MESSAGES = 1;
 
 /**
+ * The window every other connection starts with, messages; it grows by one per PUBACK as after a loss,
+ * so it doubles each round trip and reaches inflightMax (100) in four. A fleet reconnecting after an
+ * outage or a broker restart would otherwise put 100 publishes per gateway on the wire in its first round
+ * trip, 20,000 at once for 200 gateways, on a broker that is busiest just then; one gateway on its own
+ * loses a few round trips, a fraction of a second on a backlog that takes seconds to drain.
+ */
+export const WINDOW_AFTER_RECONNECT_MESSAGES = 10;
+
+/**
  * What the next connection must recover through after a loss that charged a message in flight.
  *
  * A broker that closes the connection on one bad message (mosquitto over max_packet_size on MQTT 3.1.1) often

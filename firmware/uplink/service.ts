@@ -113,6 +113,7 @@ function disabledService(log: RingLog): UplinkService {
       inflight: 0,
       windowMax: null,
       deadLetters: { total: 0, byReason: {}, last: null },
+      throttled: { total: 0, byReason: {}, last: null },
       maxBytesPerSec: 0,
       backlog: backlogOf(log, [UPSTREAM_LANE_NAME]),
       drainRatePerSec: 0,

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { AcceptLimiter, peakPerSec, refuseConnection, type AcceptLimit } from './accept-limit.js';
 
 /**
  * A TCP proxy on loopback that stands in for the gateway's uplink: tests put it between outpost and a real
@@ -17,6 +18,10 @@ import { setTimeout as sleep } from 'node:timers/promises';
  *   (a black hole holds bytes and `pass()` delivers them, as TCP would retransmit them; a stranded one never).
  *   New connections follow the mode.
  * - `throttle(bytesPerSec)`: each direction of each connection is held to that rate; `throttle(null)` lifts it.
+ * - `limitAccepts(limit)`: a connection-rate limit (accept-limit.ts) for new connections; `null` lifts it.
+ *
+ * Every accept is metered (`acceptTimesMs`, `peakAcceptsPerSec`), refused or not: what a broker's
+ * listener sees of a fleet is the rate of connection attempts.
  */
 export type ProxyMode = 'pass' | 'blackhole' | 'refuse';
 
@@ -28,6 +33,9 @@ export interface FaultProxyOptions {
   /** Port to listen on; default 0 (an ephemeral port). */
   listenPort?: number;
 }
+
+/** Accept times kept for metering; a fleet benchmark makes a few thousand, a test a handful. */
+const ACCEPT_TIMES_KEPT_MAX = 1_000_000;
 
 /** Throttled writes go out in slices of 1/THROTTLE_SLICES_PER_SEC of the rate, so the rate is smooth. */
 const THROTTLE_SLICES_PER_SEC = 20;
@@ -69,6 +77,13 @@ export class FaultProxy {
   private closed = false;
   /** Connections accepted since start (including refused ones). */
   acceptedCount = 0;
+  /** performance.now() of each accept, in order (up to ACCEPT_TIMES_KEPT_MAX). */
+  readonly acceptTimesMs: number[] = [];
+  /** Connections refused by the accept limit. */
+  rateRefusedCount = 0;
+  private limiter: AcceptLimiter | null = null;
+  /** Connections being refused by the accept limit (awaiting their CONNECT to answer it). */
+  private readonly refusing = new Set<net.Socket>();
   bytesToTarget = 0;
   bytesToClient = 0;
 
@@ -122,6 +137,15 @@ export class FaultProxy {
     this.throttleBytesPerSec = bytesPerSec;
   }
 
+  limitAccepts(limit: AcceptLimit | null): void {
+    this.limiter = limit === null ? null : new AcceptLimiter(limit, performance.now());
+  }
+
+  /** Peak accept rate (accept-limit.ts peakPerSec) between `fromMs` and `toMs`, performance.now() times. */
+  peakAcceptsPerSec(windowMs: number, fromMs = 0, toMs = Infinity): number {
+    return peakPerSec(this.acceptTimesMs.filter((at) => at >= fromMs && at <= toMs), windowMs);
+  }
+
   /** Closes every open connection; RST unless `reset: false` (then FIN). The mode is unchanged. */
   cut(opts: { reset?: boolean } = {}): void {
     for (const pair of [...this.pairs]) this.drop(pair, opts.reset ?? true);
@@ -130,6 +154,7 @@ export class FaultProxy {
   async close(): Promise<void> {
     this.closed = true;
     this.cut();
+    for (const socket of this.refusing) socket.destroy();
     this.setMode(this.modeNow);
     this.server.close();
     await once(this.server, 'close');
@@ -144,8 +169,18 @@ export class FaultProxy {
 
   private accept(client: net.Socket): void {
     this.acceptedCount += 1;
+    const nowMs = performance.now();
+    if (this.acceptTimesMs.length < ACCEPT_TIMES_KEPT_MAX) this.acceptTimesMs.push(nowMs);
     if (this.closed || this.modeNow === 'refuse') {
       client.resetAndDestroy();
+      return;
+    }
+    // The limit is the broker's answer: a black-holed link carries none (its connections wait, unmetered).
+    if (this.modeNow === 'pass' && this.limiter !== null && !this.limiter.take(nowMs)) {
+      this.rateRefusedCount += 1;
+      this.refusing.add(client);
+      client.on('close', () => this.refusing.delete(client));
+      refuseConnection(client, this.limiter.limit);
       return;
     }
     const pair: Pair = { client, upstream: null, stranded: false };

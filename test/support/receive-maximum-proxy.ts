@@ -15,6 +15,8 @@ export class ReceiveMaximumProxy {
   outstandingMax = 0;
   /** Connections dropped for going over the broker's Receive Maximum. */
   violations = 0;
+  /** Per connection, in order: the QoS 1 PUBLISHes the client sent before the broker's first PUBACK. */
+  readonly firstRoundTrips: number[] = [];
   private readonly sockets = new Set<net.Socket>();
 
   private constructor(
@@ -41,11 +43,13 @@ export class ReceiveMaximumProxy {
     }
     let receiveMaximum = 65_535;
     let outstanding = 0;
+    let sentBeforeFirstPuback: number | null = 0;
     const fromClient = mqttPacket.parser({ protocolVersion: 5 });
     const fromBroker = mqttPacket.parser({ protocolVersion: 5 });
     fromClient.on('packet', (packet) => {
       if (packet.cmd !== 'publish' || packet.qos === 0) return;
       outstanding += 1;
+      if (sentBeforeFirstPuback !== null) sentBeforeFirstPuback += 1;
       this.outstandingMax = Math.max(this.outstandingMax, outstanding);
       if (outstanding > receiveMaximum) {
         this.violations += 1;
@@ -54,7 +58,10 @@ export class ReceiveMaximumProxy {
     });
     fromBroker.on('packet', (packet) => {
       if (packet.cmd === 'connack') receiveMaximum = packet.properties?.receiveMaximum ?? 65_535;
-      if (packet.cmd === 'puback') outstanding = Math.max(0, outstanding - 1);
+      if (packet.cmd !== 'puback') return;
+      outstanding = Math.max(0, outstanding - 1);
+      if (sentBeforeFirstPuback !== null) this.firstRoundTrips.push(sentBeforeFirstPuback);
+      sentBeforeFirstPuback = null;
     });
     client.on('data', (chunk: Buffer) => (fromClient.parse(chunk), upstream.write(chunk)));
     upstream.on('data', (chunk: Buffer) => (fromBroker.parse(chunk), client.write(chunk)));

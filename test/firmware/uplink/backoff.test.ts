@@ -26,3 +26,16 @@ t.test('options are checked by name', async (t) => {
   t.throws(() => new Backoff({ baseMs: 10, maxMs: 5 }), /"backoffMaxMs" must be at least/);
   t.throws(() => new Backoff({ factor: 0.5 }), /"backoffFactor" must be at least 1/);
 });
+
+t.test('after a throttling answer: the floor plus a full-jitter draw over the larger of floor and ceiling', async (t) => {
+  const draws = [0, 0.5, 0, 0, 0, 0.999, 0.5];
+  const backoff = new Backoff({ baseMs: 100, maxMs: 8_000, random: () => draws.shift()! });
+  t.equal(backoff.throttledDelayMs(2_000), 2_000, 'never below the floor');
+  t.equal(backoff.throttledDelayMs(2_000), 3_000, 'spread over the floor again while the ceiling is lower');
+  backoff.nextDelayMs();
+  backoff.nextDelayMs();
+  backoff.nextDelayMs();
+  t.equal(backoff.ceilingMs(), 3_200, 'each throttled attempt counts towards the ceiling like any other');
+  t.equal(backoff.throttledDelayMs(2_000), 2_000 + Math.floor(0.999 * 3_200), 'over the ceiling once it is the larger');
+  t.equal(backoff.jitterMs(500), 250, 'a link-up jitter draw comes from the same injected source');
+});

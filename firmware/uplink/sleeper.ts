@@ -1,0 +1,55 @@
+/**
+ * The pump's backoff sleep. A stop ends it at once; a link-up wake shortens it to a small random delay
+ * (pump.ts); its planned end is shown in status. One sleep at a time: the pump's loop is the only sleeper.
+ */
+export class BackoffSleep {
+  private timer: NodeJS.Timeout | null = null;
+  private finish: (() => void) | null = null;
+  private untilMonoMs: number | null = null;
+  /** Whether the sleep under way follows a throttling answer (a wake does not shorten those). */
+  private throttledNow = false;
+
+  constructor(private readonly monoMs: () => number) {}
+
+  /** Monotonic time the sleep under way ends; null when not sleeping. */
+  get endsAtMonoMs(): number | null {
+    return this.untilMonoMs;
+  }
+
+  get throttled(): boolean {
+    return this.finish !== null && this.throttledNow;
+  }
+
+  sleep(ms: number, throttled: boolean): Promise<void> {
+    this.interrupt();
+    this.throttledNow = throttled;
+    return new Promise((resolve) => {
+      this.finish = () => {
+        if (this.timer !== null) clearTimeout(this.timer);
+        this.timer = null;
+        this.finish = null;
+        this.untilMonoMs = null;
+        resolve();
+      };
+      this.arm(ms);
+    });
+  }
+
+  /** Ends the sleep under way now. */
+  interrupt(): void {
+    this.finish?.();
+  }
+
+  /** Ends the sleep under way within `ms` from now; never later than it was to end anyway. */
+  shorten(ms: number): void {
+    if (this.finish === null || this.untilMonoMs === null) return;
+    if (this.monoMs() + ms < this.untilMonoMs) this.arm(ms);
+  }
+
+  private arm(ms: number): void {
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.untilMonoMs = this.monoMs() + ms;
+    const finish = this.finish!;
+    this.timer = setTimeout(finish, ms);
+  }
+}
