@@ -1,7 +1,8 @@
 import { createHmac } from 'node:crypto';
+import https from 'node:https';
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
-import { EDGE_HUB_MODULE_ID, type IotHubEmulator } from './iothub-emulator.js';
+import { EDGE_HUB_MODULE_ID, SCOPE_API_VERSION, type IotHubEmulator } from './iothub-emulator.js';
 
 /** Clients of the IoT Hub emulator built the way a device or edgeHub builds them, for its tests. */
 
@@ -33,3 +34,23 @@ export async function onBehalfOf(hub: IotHubEmulator, deviceId: string, token: s
   return client;
 }
 
+
+/** One device-scope API call over HTTPS as edgeHub's NestedDeviceScopeApiClient makes it. */
+export async function scopeRequest(hub: IotHubEmulator, gatewayId: string, body: unknown,
+  options: { authorization?: string; call?: string } = {}): Promise<{ status: number; body: any }> {
+  const call = options.call ?? 'devicesAndModulesInTargetDeviceScope';
+  const authorization = options.authorization
+    ?? sasToken(`${hub.hostName}/devices/${gatewayId}/modules/${EDGE_HUB_MODULE_ID}`, edgeHubKey(hub, gatewayId));
+  const path = `/devices/${gatewayId}/modules/${encodeURIComponent(EDGE_HUB_MODULE_ID)}/${call}`
+    + `?api-version=${SCOPE_API_VERSION}`;
+  return new Promise((resolve, reject) => {
+    const req = https.request({ host: '127.0.0.1', port: hub.port, servername: 'localhost', ca: hub.ca.cert, path,
+      method: 'POST', headers: { authorization, 'content-type': 'application/json' } }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(Buffer.concat(chunks).toString()) }));
+    });
+    req.on('error', reject);
+    req.end(JSON.stringify(body));
+  });
+}
