@@ -118,8 +118,9 @@ export class EmulatorCore {
     return client !== undefined && (this.liveFilters.get(client)?.has(filter) ?? false);
   }
 
-  protected send(key: string, topic: string, body: unknown): void {
-    const payload = body === null ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
+  /** `null` is sent as an empty payload, as IoT Hub answers a reported PATCH; `json` sends it as `null`. */
+  protected send(key: string, topic: string, body: unknown, json = false): void {
+    const payload = body === null && !json ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
     const packet = { cmd: 'publish', topic, payload, qos: 0, dup: false, retain: false } as const;
     // aedes calls the callback unconditionally; a device that vanished meanwhile is simply not answered.
     this.clients.get(key)?.publish(packet, () => {});
