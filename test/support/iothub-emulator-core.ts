@@ -18,6 +18,8 @@ export interface TelemetryRecord {
   moduleId?: string;
   /** Application and system (`$.mid`, `$.ct`, `$.ce`) properties from the topic's property bag. */
   properties: Record<string, string>;
+  /** The same bag in the order sent, repeated names included (`properties` keeps the last of each). */
+  propertyBag: [string, string][];
   /** What IoT Hub adds and routing queries see: `iothub-connection-device-id`, `-module-id`, `-auth-method`, ... */
   systemProperties: Record<string, string>;
   authMethod: AuthMethod;
@@ -268,7 +270,7 @@ export class EmulatorCore {
     const rid = new URLSearchParams(query).get('$rid') ?? '';
     const prefix = this.eventsPrefix(session);
     if (pathPart.startsWith(prefix)) {
-      const bag = Object.fromEntries(new URLSearchParams(pathPart.slice(prefix.length)));
+      const bag = [...new URLSearchParams(pathPart.slice(prefix.length))];
       this.record(session, bag, Buffer.from(packet.payload));
     } else if (pathPart === '$iothub/twin/GET/') {
       this.count(key, 'twin-get');
@@ -286,7 +288,7 @@ export class EmulatorCore {
     }
   }
 
-  private record(session: Accepted, properties: Record<string, string>, body: Buffer): void {
+  private record(session: Accepted, propertyBag: [string, string][], body: Buffer): void {
     const device = this.registry.device(session.deviceId);
     const systemProperties: Record<string, string> = {
       'iothub-connection-device-id': session.deviceId,
@@ -298,7 +300,7 @@ export class EmulatorCore {
     };
     const record: TelemetryRecord = {
       deviceId: session.deviceId, ...(session.moduleId === undefined ? {} : { moduleId: session.moduleId }),
-      properties, systemProperties, authMethod: session.method,
+      properties: Object.fromEntries(propertyBag), propertyBag, systemProperties, authMethod: session.method,
       ...(session.actorDeviceId === undefined ? {} : { actorDeviceId: session.actorDeviceId }), body,
     };
     if (this.telemetry.length < TELEMETRY_RECORDS_MAX) this.telemetry.push(record);
