@@ -106,3 +106,25 @@ t.test('children from the device-scope API connect; a removed one is cut off; of
   await until('the cached child connected', () => offline.status().hub!.connected.includes('child-3'));
   t.pass('IoT Hub gone: the cached child still connects');
 });
+
+t.test('a device-scope API that fails holds nothing back: the link comes up, the read is retried', async (t) => {
+  const dir = tempDir(t, 'outpost-scope-edge-');
+  const certs = await hubCerts(dir);
+  t.teardown(() => certs.ca.dispose());
+  let failuresLeft = 2;
+  const cloud = await IotHubEmulator.start({
+    onScopeRequest: () => (failuresLeft-- > 0
+      ? { status: 503, body: { Message: 'ErrorCode:ServerBusy;' } } : undefined),
+  });
+  t.teardown(() => cloud.stop());
+  const connections = cloud.createEdgeDevice('gw');
+  cloud.createDevice('child-1');
+  cloud.addChild('gw', 'child-1');
+  writeBoard(dir, certs, cloud, connections);
+  const runtime = await startRuntime(dir);
+  t.teardown(() => runtime.stop());
+  await until('the link up despite the failing read', () => runtime.status().link === 'up');
+  await until('the read retried until it succeeded', () => runtime.status().hub!.identities.devices === 1);
+  t.equal(runtime.status().hub!.identities.errors, 2, 'both failures counted');
+  t.equal(cloud.operations('gw', 'connect'), 1, 'one uplink connection throughout: no reconnect over it');
+});
