@@ -70,6 +70,7 @@ export class EmulatorCore {
   private readonly liveFilters = new WeakMap<Client, Set<string>>();
   private readonly everSubscribed = new Map<string, Set<string>>();
   private readonly c2dInFlight = new WeakMap<Client, C2dInFlight>();
+  private readonly expiryTimers = new WeakMap<Client, NodeJS.Timeout>();
   /** Host names devices were told to dial (ours, or a proxy's in front of us). */
   protected readonly hostNames = new Set<string>();
   protected readonly telemetryListeners = new Set<(record: TelemetryRecord) => void>();
@@ -191,6 +192,12 @@ export class EmulatorCore {
       { clientId: client.id, username, password, socket: client.conn as tls.TLSSocket });
     if ('returnCode' in result) return done(this.refuse(client.id, result.returnCode, result.reason), false);
     this.sessions.set(client, result);
+    // IoT Hub ends a connection when its token expires (401003 IoTHubUnauthorized); an SDK renews by reconnecting.
+    if (result.expiresAtMs !== undefined) {
+      const timer = setTimeout(() => client.close(), Math.max(0, result.expiresAtMs - Date.now()));
+      timer.unref();
+      this.expiryTimers.set(client, timer);
+    }
     done(null, true);
   }
 
@@ -218,6 +225,7 @@ export class EmulatorCore {
   }
 
   private onClientGone(client: Client): void {
+    clearTimeout(this.expiryTimers.get(client));
     if (this.clients.get(client.id) !== client) return;
     this.clients.delete(client.id);
     const session = this.sessions.get(client);
