@@ -3,6 +3,9 @@ import { dirname, resolve } from 'node:path';
 import { collect, ConfigError, throwCollected } from '../config/errors.js';
 import { displayPath } from '../config/layers.js';
 import { ConfigNode } from '../config/node.js';
+import {
+  parseAzureSection, parseEdgeHubConnectionString, type AzureSection, type EdgeHubIdentity,
+} from './azure-mode.js';
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
 import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
@@ -57,6 +60,8 @@ export interface AzureUplinkConfig extends UplinkCommonConfig {
   connectionStringFile: string | undefined;
   /** DPS instead of a connection string (firmware/uplink/provisioning). */
   provisioning: ProvisioningConfig | undefined;
+  /** `uplink.azure`: edge or device mode (firmware/uplink/azure-mode.ts). */
+  azure: AzureSection;
 }
 
 /** The sim board's embedded cloud: an in-process broker on loopback behind a link that drops on a cycle. */
@@ -124,7 +129,8 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   // With DPS the certificate is the enrollment's, used with DPS and then with the hub it assigns.
   if (provisioning !== undefined && common.certFile !== undefined) node.field('certFile').fail('no certFile with ' +
     'provisioning (its certPath is used with the hub too)');
-  return { protocol, ...common, connectionString, connectionStringFile, provisioning };
+  const azure = parseAzureSection(node.field('azure'), baseDir);
+  return { protocol, ...common, connectionString, connectionStringFile, provisioning, azure };
 }
 
 function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) => string | undefined): UplinkCommonConfig {
@@ -253,7 +259,18 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
     ? config.connectionString!
     : (await readNamedFile(config, 'connectionStringFile', config.connectionStringFile, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
   checkDeviceId(config, connectionString, gatewayId);
+  // Read here too so that `outpost board check` and start-up refuse a wrong $edgeHub file alike.
+  await loadEdgeHub(config, gatewayId);
   return { protocol: 'azure', connectionString, ca, cert, key, keepaliveSecs };
+}
+
+/** Edge mode: the `$edgeHub` module identity from its connection string file; undefined in device mode. */
+export async function loadEdgeHub(config: AzureUplinkConfig, gatewayId: string): Promise<EdgeHubIdentity | undefined> {
+  const path = config.azure.edgeHubConnectionStringFile;
+  if (path === undefined) return undefined;
+  const key = 'azure.edgeHubConnectionStringFile';
+  const text = await readNamedFile(config, key, path, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string');
+  return parseEdgeHubConnectionString(text, gatewayId, config.boardFile, path);
 }
 
 /** IoT Hub knows the gateway by the connection string's DeviceId; message ids must use the same name. */
