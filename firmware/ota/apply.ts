@@ -68,6 +68,7 @@ export async function applyRelease(tarballPath: string, manifest: UpdateManifest
   await fs.rename(partial, dir);
   await fs.syncPath(layout.releasesDir);
   await writePending(layout.stateDir, { version: manifest.version, from: running ?? '', healthSecs: options.healthSecs }, fs);
+  if (options.owner) await chownTree(layout.stateDir, options.owner);
   const { previous } = await switchRelease(layout, manifest.version, fs);
   return { version: manifest.version, previous, pruned: await pruneReleases(layout, fs) };
 }
