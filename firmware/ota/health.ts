@@ -23,6 +23,8 @@ export interface HealthOptions {
   /** Connected to the cloud (link up or resyncing); when no uplink is configured, always true. */
   isConnected: () => boolean;
   log: (result: UpdateResult) => void;
+  /** A commit that failed (a full or read-only disk): left to the launcher's deadline, which rolls back. */
+  warn: (err: Error) => void;
 }
 
 export interface HealthWatch {
@@ -54,7 +56,10 @@ export function watchUpdateHealth(opts: HealthOptions): HealthWatch {
     const result = await readResult(opts.layout.stateDir);
     if (result) opts.log(result);
     return true;
-  })();
+  })().catch((err: unknown) => {
+    opts.warn(err as Error);
+    return false;
+  });
   return {
     done,
     stop() {
@@ -83,5 +88,6 @@ export async function startUpdateHealth(
   return watchUpdateHealth({
     layout, version, isConnected,
     log: (result) => logger.info({ update: result }, `outpost update: ${result.version} committed (from ${result.from})`),
+    warn: (err) => logger.warn({ err }, `outpost update: the commit of ${version} failed: ${err.message}`),
   });
 }
