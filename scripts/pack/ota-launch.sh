@@ -50,7 +50,10 @@ result_is() { # <state> <version>
   grep -q "^{\"state\":\"$1\",\"version\":\"$2\"" "$state/result" 2>/dev/null
 }
 
+# Only the record of $version: a supervisor that outlived its commit must not take the record of the update
+# applied while it ran (outpost update, then the restart that ends it) with it.
 forget_pending() {
+  [ "$(sed -n 's/^version=//p' "$state/pending" 2>/dev/null)" = "$version" ] || return 0
   rm -f "$state/pending" "$state/boots" "$state/last-exit"
   sync "$state"
 }

@@ -107,3 +107,26 @@ t.test('a tarball that does not match its manifest is refused before anything is
   t.same([readlinkSync(join(s.releases, 'current')), existsSync(join(s.releases, '2.0.0.partial')), existsSync(s.state)], ['1.0.0', false, false],
     'current untouched, nothing unpacked, no pending record');
 });
+
+t.test('the launcher of a committed release, stopped for the next update, leaves that update pending', async (t) => {
+  const dir = tempDir(t);
+  const first = tinyRelease(join(dir, 'a'), '1.0.0');
+  const second = tinyRelease(join(dir, 'b'), '2.0.0');
+  const third = tinyRelease(join(dir, 'c'), '3.0.0');
+  const s = site(t, first.tarball);
+  const layout = { releasesDir: s.releases, stateDir: s.state };
+  await applyRelease(second.tarball, second.manifest, layout, { healthSecs: 30 });
+  const launcher = spawn('sh', [join(s.prefix, 'launch'), 'run'], { env: { ...process.env, OUTPOST_DATA_DIR: s.dataDir, TINY_COMMIT: '1' } });
+  t.teardown(() => void launcher.kill('SIGKILL'));
+  const exited = new Promise((resolve) => launcher.on('exit', resolve));
+  const deadline = Date.now() + CHILD_TIMEOUT_MS;
+  while (!existsSync(join(s.state, 'result')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.match(readFileSync(join(s.state, 'result'), 'utf8'), /"state":"committed","version":"2\.0\.0"/, '2.0.0 committed under its launcher');
+  // outpost update of 3.0.0 while 2.0.0 runs, then the restart that ends 2.0.0's launcher.
+  await applyRelease(third.tarball, third.manifest, layout, { healthSecs: 30 });
+  launcher.kill('SIGTERM');
+  await exited;
+  t.match(readFileSync(join(s.state, 'pending'), 'utf8'), /^version=3\.0\.0$/m, 'the update to 3.0.0 is still pending');
+  const boot = await run('sh', [join(s.prefix, 'launch'), 'run'], { OUTPOST_DATA_DIR: s.dataDir });
+  t.match(boot.out, /starting pending release 3\.0\.0 \(start 1 of 3/, 'and its next start is counted as one of 3.0.0');
+});

@@ -6,6 +6,23 @@ import type { UpdateManifest } from '../../../firmware/ota/manifest.js';
 import { STORE_FORMAT } from '../../../firmware/store/format.js';
 
 /**
+ * Prints `running <version>`; with TINY_COMMIT=1 it also records its pending update committed, in the format of
+ * firmware/ota/pending.ts, as a healthy gateway would, and runs until SIGTERM.
+ */
+const TINY_BUNDLE = `import { readFileSync, renameSync, writeFileSync } from 'node:fs';
+const { version } = JSON.parse(readFileSync(new URL('./release.json', import.meta.url), 'utf8'));
+console.log('running ' + version);
+if (process.env.TINY_COMMIT === '1') {
+  const dir = process.env.OUTPOST_DATA_DIR + '/ota';
+  const result = { state: 'committed', version, from: '', reason: '', at: new Date().toISOString() };
+  writeFileSync(dir + '/result.tmp', JSON.stringify(result) + '\\n');
+  renameSync(dir + '/result.tmp', dir + '/result');
+  setInterval(() => {}, 60000);
+  process.on('SIGTERM', () => process.exit(0));
+}
+`;
+
+/**
  * A release tarball with the layout of `npm run release`'s but seconds to make: bin/node is this machine's
  * node (a link), and outpost.js prints `running <version>` from its own release.json. For tests of the
  * slot mechanics, where the real 37 MB release would only make each of dozens of cuts slower.
@@ -15,8 +32,7 @@ export function tinyRelease(dir: string, version: string, target = 'linux-x64'):
   const root = join(dir, 'stage', top);
   mkdirSync(join(root, 'bin'), { recursive: true });
   symlinkSync(process.execPath, join(root, 'bin/node'));
-  writeFileSync(join(root, 'outpost.js'), "import { readFileSync } from 'node:fs';\n" +
-    "console.log(`running ${JSON.parse(readFileSync(new URL('./release.json', import.meta.url), 'utf8')).version}`);\n");
+  writeFileSync(join(root, 'outpost.js'), TINY_BUNDLE);
   writeFileSync(join(root, 'package.json'), JSON.stringify({ name: 'outpost', version, type: 'module' }));
   writeFileSync(join(root, 'release.json'), JSON.stringify({ name: 'outpost', version, target, storeFormat: STORE_FORMAT, addons: [] }));
   const tarball = join(dir, `${top}.tar.gz`);
