@@ -1,5 +1,5 @@
 import type { ConfigNode } from './node.js';
-import { fieldsOf, integerOption } from './schema.js';
+import { fieldsOf, integerOption, optionSpec } from './schema.js';
 
 /** board.json's optional `ota` section: how over-the-air updates of outpost itself are applied. */
 export interface OtaConfig {
@@ -7,7 +7,8 @@ export interface OtaConfig {
   updateHealthSecs: number;
 }
 
-export const OTA_UPDATE_HEALTH_SECS_DEFAULT = 120;
+/** The schema table's default (firmware/config/schema-board.ts), for a board without an `ota` section. */
+export const OTA_UPDATE_HEALTH_SECS_DEFAULT = optionSpec('ota.updateHealthSecs').int!.default!;
 
 /** A missing section takes every default: updates are checked the same way on every gateway. */
 export function parseOta(node: ConfigNode): OtaConfig {
