@@ -2,26 +2,20 @@ import type { HubBinding } from './dps-emulator.js';
 import type { IotHubEmulator } from './iothub-emulator.js';
 
 /**
- * Lets the DPS emulator create devices on an IoT Hub emulator, as DPS does on the hubs linked to it. A
- * group enrollment's device key is derived, not random, so the hub must take that very key: the IoT Hub
- * emulator only hands out random ones, and its key table is private. Until it has a registry API of its
- * own, the table is reached here, and a change to it fails loudly rather than authenticating nobody.
+ * Lets the DPS emulator create devices on an IoT Hub emulator, as DPS does on the hubs linked to it: through
+ * the hub's registry, with the very key a group enrollment derives (DPS creates the device with it).
  */
 export function dpsBinding(hub: IotHubEmulator): HubBinding {
-  const keys = (hub as unknown as { keys?: unknown }).keys;
-  if (!(keys instanceof Map)) {
-    throw new Error('IotHubEmulator no longer keeps its device keys in `keys`: update iothub-dps-binding.ts');
-  }
   return {
     hostName: hub.hostName,
     register(deviceId, auth) {
+      // A re-registration (the device moved back, or DPS re-provisioned it) replaces the identity.
+      if (hub.getDevice(deviceId) !== undefined) hub.deleteDevice(deviceId);
       if (auth.kind === 'x509') return void hub.addX509Device(deviceId);
-      hub.addDevice(deviceId);
-      keys.set(deviceId, auth.key);
+      hub.createDevice(deviceId, { primaryKey: auth.key, secondaryKey: auth.key });
     },
     unregister(deviceId) {
-      keys.delete(deviceId);
-      hub.disconnect(deviceId);
+      if (hub.getDevice(deviceId) !== undefined) hub.deleteDevice(deviceId);
     },
   };
 }

@@ -111,6 +111,11 @@ export class IotHubEmulator extends EmulatorCore {
     return `HostName=${hostName};DeviceId=${deviceId};x509=true`;
   }
 
+  /** `az iot hub device-identity show`: undefined when there is no such device. */
+  getDevice(deviceId: string): DeviceIdentity | undefined {
+    return this.registry.device(deviceId);
+  }
+
   /** `az iot hub device-identity create` (with `--edge-enabled` for `iotEdge: true`). */
   createDevice(deviceId: string, options: DeviceOptions = {}): DeviceIdentity {
     return this.registry.addDevice(deviceId, options);
