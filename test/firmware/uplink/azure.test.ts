@@ -9,16 +9,9 @@ import { FaultProxy } from '../../support/fault-proxy.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { MemoryLane } from '../../support/memory-lane.js';
 import { checkDelivery } from '../../support/delivery.js';
+import { until } from '../../support/until.js';
 
 /** The azure transport with the real azure-iot-device SDK, against the IoT Hub emulator over TLS. */
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 t.test('telemetry in order across outages, twin GET/PATCH, desired patch, method', async (t) => {
   const hub = await IotHubEmulator.start();
