@@ -18,6 +18,7 @@ function fixture(root: string): void {
   write(root, 'package.json', JSON.stringify({
     dependencies: { 'runtime-dep': '1', 'test-only-dep': '1' },
     devDependencies: { 'dev-dep': '1', 'unused-dev': '1', 'test-dev': '1' },
+    tap: { exclude: ['test/support/**'] },
   }));
   write(root, 'firmware/a.ts', [
     "import 'runtime-dep';",
@@ -42,6 +43,8 @@ function fixture(root: string): void {
   write(root, 'firmware/y/two.ts', "import '../x/one.js';\nexport type Two = number;\n");
   write(root, 'test/helper.ts', "import 'test-only-dep';\nimport 'test-dev';\nimport 'undeclared-pkg';\n" +
     'export function helper(): void {}\n');
+  write(root, 'test/support/kept.ts', 'export const kept = 1;\n');
+  write(root, 'test/a.test.ts', "import '../firmware/b.js';\n");
 }
 
 t.test('each rule finds its violation, with file:line, and nothing else', async (t) => {
@@ -63,6 +66,7 @@ t.test('each rule finds its violation, with file:line, and nothing else', async 
     'limit-comment | firmware/a.ts WAIT_MS | firmware/a.ts:79',
     'line-columns | firmware/a.ts | firmware/a.ts:5',
     'nesting | firmware/a.ts deep | firmware/a.ts:78',
+    'tap-runs-helper | test/helper.ts | test/helper.ts:1',
     'test-import | firmware/a.ts -> test/helper.ts | firmware/a.ts:3',
   ]);
 });

@@ -4,7 +4,7 @@ import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { ConfigErrors, loadBoard, runBoardCheckCli } from '../../../firmware/config/index.js';
-import { bundleGateway } from '../ops/gateway-process.js';
+import { bundleGateway } from '../../support/gateway-process.js';
 import { createTestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
 

@@ -16,7 +16,7 @@ import { RingLog } from '../../../firmware/store/log.js';
 import { Runtime, UPSTREAM_LANE } from '../../../firmware/runtime.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { tempDir } from '../../support/tmp.js';
-import { bundleGateway, startGateway } from './gateway-process.js';
+import { bundleGateway, startGateway } from '../../support/gateway-process.js';
 
 const BOARD = fileURLToPath(new URL('../../../board.json', import.meta.url));
 /** Records waiting when the uplink comes up: enough for several progress lines on a loopback broker. */

@@ -1,5 +1,6 @@
 import { dependencyViolations } from './deps.js';
 import { importViolations } from './imports.js';
+import { layoutViolations } from './layout.js';
 import { limitViolations } from './limits.js';
 import { sizeViolations } from './sizes.js';
 import { loadCheckout, type Violation } from './source.js';
@@ -15,5 +16,6 @@ export function tidyViolations(root: string): Violation[] {
     ...importViolations(checkout),
     ...dependencyViolations(checkout),
     ...limitViolations(checkout.files),
+    ...layoutViolations(root, checkout.files),
   ];
 }
