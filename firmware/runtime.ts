@@ -13,9 +13,8 @@ import { parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import type { ResyncHook } from './uplink/pump-options.js';
 import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
 import { registerSecret } from './ops/redact.js';
+import { UPSTREAM_LANE } from './store/names.js';
 
-/** The lane everything bound for the cloud goes through, in stored order. */
-export const UPSTREAM_LANE = 'upstream';
 /**
  * Of main.ts's 15 s stop, what the uplink may spend on in-flight PUBACKs and its goodbye, ms. What it
  * abandons was not acked and goes again after the restart; the rest of the stop takes well under a second.

@@ -7,7 +7,8 @@ import { readHubTls, parseHubConfig } from '../hub/config.js';
 import { checkDeviceId, loadUplinkFiles, parseUplinkConfig } from '../uplink/config.js';
 import { collect, collectAsync, ConfigError, throwCollected } from './errors.js';
 import { fieldsOf } from './schema.js';
-import { displayPath, isPlainObject, LayeredDocument, readJsonObject } from './layers.js';
+import { displayPath, LayeredDocument, readJsonObject } from './layers.js';
+import { isJsonObject } from '../json.js';
 import type { ConfigNode } from './node.js';
 import { parseMetrics } from './metrics.js';
 import { parsePage } from './page.js';
@@ -104,7 +105,7 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
 
 /** Checked even when the rest of the uplink is wrong: a gateway under another IoT Hub identity is its own mistake. */
 function checkConnectionDeviceId(uplink: unknown, file: string, gatewayId: string): void {
-  const connectionString = isPlainObject(uplink) ? uplink['connectionString'] : undefined;
+  const connectionString = isJsonObject(uplink) ? uplink['connectionString'] : undefined;
   if (typeof connectionString !== 'string') return;
   checkDeviceId({ boardFile: displayPath(file), connectionStringFile: undefined }, connectionString, gatewayId);
 }

@@ -8,6 +8,7 @@ import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpS
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
 import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
+import { UPSTREAM_LANE } from '../store/names.js';
 
 /** The lane everything bound for the cloud goes through (firmware/runtime.ts opens it under the same name). */
 
@@ -23,7 +24,7 @@ export async function uplinkHubHosts(config: UplinkConfig, gatewayId: string): P
   return host === undefined ? [] : [host];
 }
 
-export const UPSTREAM_LANE_NAME = 'upstream';
+export const UPSTREAM_LANE_NAME = UPSTREAM_LANE;
 
 export interface UplinkServiceOptions {
   config: UplinkConfig;

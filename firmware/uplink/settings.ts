@@ -1,6 +1,7 @@
 import type { Clock } from '../clock.js';
 import { loadSettingsFile, saveSettingsFile } from './settings-file.js';
 import { UplinkError } from './types.js';
+import { isJsonObject } from '../json.js';
 
 /**
  * Settings the cloud may push to a gateway: the ring log's TTL and quota and the drain's bandwidth cap.
@@ -59,9 +60,6 @@ function checkValue(name: SettingName, value: unknown): number {
   return value;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Keys in a fixed order, so two equal override sets serialise equally (and an unchanged one is not rewritten). */
 function canonical(settings: CloudSettings): CloudSettings {
@@ -152,7 +150,7 @@ export class CloudSettingsManager {
 
   /** Validates `doc` as a whole state, applies it, persists it when it changed. `strict` refuses unknown keys. */
   private replaceWith(doc: unknown, source: string, strict: boolean, save = true): boolean {
-    if (!isObject(doc)) return this.refuse('expected a JSON object', source);
+    if (!isJsonObject(doc)) return this.refuse('expected a JSON object', source);
     const next: CloudSettings = {};
     try {
       for (const [key, value] of Object.entries(doc)) {
