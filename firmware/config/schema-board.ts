@@ -1,4 +1,4 @@
-import type { OptionSpec } from './schema.js';
+import type { OptionSpec } from './schema-types.js';
 
 const MIB_BYTES = 1024 * 1024;
 /** A TTL longer than a year is almost certainly a unit mistake (ms written as secs). */

@@ -1,4 +1,4 @@
-import type { OptionSpec } from './schema.js';
+import type { OptionSpec } from './schema-types.js';
 
 const KIB_BYTES = 1024;
 /** IoT Hub's own device-to-cloud message limit; children built for IoT Hub never send more. */
