@@ -10,7 +10,8 @@ import { Ops } from './ops/service.js';
 import { runScopeCli } from './ops/scope-cli.js';
 import { runStatusCli } from './ops/status-cli.js';
 import { runLogCli } from './store/cli.js';
-import { Runtime, formatStatus } from './runtime.js';
+import { Runtime } from './runtime.js';
+import { formatStatus } from './ops/status-line.js';
 
 const USAGE = `usage: outpost [run] [--board FILE]
        outpost status [--json] [--watch] [--socket PATH]

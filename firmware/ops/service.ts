@@ -1,5 +1,5 @@
 import type { Runtime } from '../runtime.js';
-import { formatStatus } from '../runtime.js';
+import { formatStatus } from './status-line.js';
 import { UPSTREAM_LANE } from '../store/names.js';
 import type { PageServer } from '../page/index.js';
 import type { Logger } from './logger.js';
