@@ -1,8 +1,11 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  ConfigError, ConfigErrors, loadBoard, PAGE_PASSWORD_FILE_DEFAULT, renderReference, runBoardCheckCli, type LoadedBoard,
-} from './config/index.js';
+import { loadBoard } from './config/board.js';
+import { runBoardCheckCli } from './config/check.js';
+import { ConfigError, ConfigErrors } from './config/errors.js';
+import { PAGE_PASSWORD_FILE_DEFAULT } from './config/page.js';
+import { renderReference } from './config/reference.js';
+import type { LoadedBoard } from './config/types.js';
 import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
 import { RecentErrors } from './ops/report.js';

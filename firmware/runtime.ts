@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from './clock.js';
-import type { LoadedBoard } from './config/index.js';
+import type { LoadedBoard } from './config/types.js';
 import {
   createBusProvider, startDevices,
   type DeviceManager, type DeviceStatus, type DriverLog, type MethodResult, type ReportedListener,

@@ -4,7 +4,7 @@ import { symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { fetchRetained, scopeTopic } from '../../../firmware/auth/scope-sync.js';
-import { loadBoard } from '../../../firmware/config/index.js';
+import { loadBoard } from '../../../firmware/config/board.js';
 import { runScopeCli } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { newKey, scopeDocument } from '../../support/hub-fixture.js';
