@@ -20,7 +20,7 @@ export interface StorageConfig {
   dataDir: string;
   /** Size of one log segment file in bytes. Default 16 MiB, between 1 MiB and 1 GiB. */
   segmentBytes: number;
-  /** Largest single record in bytes. Default 256 KiB; between 1 KiB and segmentBytes / 4. */
+  /** Largest single record in bytes. Default 264 KiB (RECORD_BYTES_MAX_DEFAULT), 1 KiB to segmentBytes / 4. */
   recordBytesMax: number;
   /** Disk space the log may use, in bytes. Default 1 GiB; at least 4 × segmentBytes. */
   quotaBytes: number;
