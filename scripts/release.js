@@ -14,16 +14,18 @@ const OUT_DIR = process.env.OUTPOST_RELEASE_DIR ? resolve(process.env.OUTPOST_RE
 /** Downloaded Node packages, kept between runs (each is 40-45 MB). */
 const CACHE_DIR = join(REPO, 'release', '.cache');
 
+/** @param {string} file */
 function readJson(file) {
   return JSON.parse(readFileSync(file, 'utf8'));
 }
 
 /** The unpacked node-linux-* package for a target (bin/node and include/node), fetched once with npm pack. */
+/** @param {import('./pack/targets.js').TargetSpec} spec */
 function nodePackage(spec) {
   const dir = join(CACHE_DIR, `${spec.nodePackage}-${spec.nodeVersion}`);
   if (existsSync(join(dir, 'bin/node')) && existsSync(join(dir, 'include/node/node.h'))) return dir;
   mkdirSync(CACHE_DIR, { recursive: true });
-  const tgz = execFileSync('npm', ['pack', `${spec.nodePackage}@${spec.nodeVersion}`, '--pack-destination', CACHE_DIR, '--silent'], { encoding: 'utf8' }).trim().split('\n').pop();
+  const tgz = /** @type {string} */ (execFileSync('npm', ['pack', `${spec.nodePackage}@${spec.nodeVersion}`, '--pack-destination', CACHE_DIR, '--silent'], { encoding: 'utf8' }).trim().split('\n').pop());
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir);
   execFileSync('tar', ['-xzf', join(CACHE_DIR, tgz), '-C', dir, '--strip-components=1']);
@@ -32,6 +34,11 @@ function nodePackage(spec) {
   return dir;
 }
 
+/**
+ * @param {import('./pack/targets.js').Target} target
+ * @param {{ name: string, version: string }} pkg
+ * @param {string[]} closure
+ */
 function release(target, pkg, closure) {
   const spec = TARGETS[target];
   const name = `outpost-${pkg.version}-${target}`;
@@ -64,7 +71,9 @@ function release(target, pkg, closure) {
 }
 
 const pkg = readJson(join(REPO, 'package.json'));
-const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(TARGETS);
+// Typed as targets already: the unknown ones are refused just below.
+const wanted = /** @type {import('./pack/targets.js').Target[]} */ (
+  process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(TARGETS));
 const unknown = wanted.filter((t) => !(t in TARGETS));
 if (unknown.length > 0) {
   console.error(`release: unknown target ${unknown.join(', ')}; known: ${Object.keys(TARGETS).join(', ')}`);

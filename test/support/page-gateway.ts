@@ -11,7 +11,6 @@ import { Ops } from '../../firmware/ops/service.js';
 import { hashPassword, TECHNICIAN_USER } from '../../firmware/page/passwd.js';
 import { PAGE_TLS_DIR } from '../../firmware/page/tls.js';
 import { Runtime } from '../../firmware/runtime.js';
-// @ts-expect-error: a plain JS build script without type declarations.
 import { buildPageAssets } from '../../scripts/page-assets.js';
 import { tempDir } from './tmp.js';
 
