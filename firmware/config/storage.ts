@@ -2,6 +2,7 @@ import { RECORD_BYTES_MAX_DEFAULT } from '../store/options.js';
 import type { ConfigNode } from './node.js';
 import { fieldsOf, integerOption } from './schema.js';
 
+/** Binary units, as the storage sizes are documented. */
 const MIB_BYTES = 1024 * 1024;
 const GIB_BYTES = 1024 * MIB_BYTES;
 
