@@ -50,7 +50,7 @@ export const STORAGE_DEFAULTS: Readonly<StorageConfig> = {
 };
 
 /** 1 TiB: larger quotas are beyond any SD card or eMMC these boards carry. */
-const STORAGE_QUOTA_BYTES_MAX = 1024 * GIB_BYTES;
+export const STORAGE_QUOTA_BYTES_MAX = 1024 * GIB_BYTES;
 
 export function parseStorage(node: ConfigNode): StorageConfig {
   if (node.missing) return { ...STORAGE_DEFAULTS };

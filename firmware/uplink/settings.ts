@@ -2,6 +2,8 @@ import type { Clock } from '../clock.js';
 import { loadSettingsFile, saveSettingsFile } from './settings-file.js';
 import { UplinkError } from './types.js';
 import { isJsonObject } from '../json.js';
+import { optionSpec } from '../config/schema.js';
+import { STORAGE_QUOTA_BYTES_MAX } from '../config/storage.js';
 
 /**
  * Settings the cloud may push to a gateway: the ring log's TTL and quota and the drain's bandwidth cap.
@@ -23,11 +25,13 @@ export interface CloudSettings {
 }
 export type SettingName = keyof CloudSettings;
 
+/** The cloud overrides board.json's storage options, so it gets their ranges, from the one schema table. */
+const TTL_SECS_RANGE = optionSpec('storage.ttlSecs').int!;
+
 /** [min, max, unit] per setting; the store checks the quota against its segment size on top. */
 const SETTING_RULES: Record<SettingName, readonly [number, number, string]> = {
-  // As board.json's storage.ttlSecs: more than a year is almost certainly ms written as seconds.
-  ttlSecs: [1, 365 * 86_400, 's'],
-  quotaBytes: [1, 1024 ** 4, 'bytes'],
+  ttlSecs: [TTL_SECS_RANGE.min, TTL_SECS_RANGE.max, 's'],
+  quotaBytes: [1, STORAGE_QUOTA_BYTES_MAX, 'bytes'],
   maxBytesPerSec: [0, 1024 ** 3, 'bytes/s'],
 };
 const SETTING_NAMES = Object.keys(SETTING_RULES) as SettingName[];
