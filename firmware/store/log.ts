@@ -16,16 +16,9 @@ import { applyRuntimeSettings, type RuntimeSettings } from './settings.js';
 import { StoreClock } from './store-clock.js';
 import type { DamageReport, LaneStats, LogStats } from './types.js';
 import { LANE_NAME_PATTERN } from './names.js';
+import type { Counters } from './store-host.js';
 
 
-export interface Counters {
-  expiredRecords: number;
-  droppedRecords: number;
-  corruptRecords: number;
-  corruptBytes: number;
-  lastSyncLatencyMs: number;
-  syncCount: number;
-}
 
 /**
  * The ring log: lanes of append-only segment files, one group-commit loop for all of them, a shared
