@@ -1,4 +1,4 @@
-/** The drivers' public face for firmware/main.ts. */
+/** What the runtime and the technician's page use of drivers/: buses, the device manager, the registry. */
 export { createBusProvider, type BusProvider } from './buses.js';
 export {
   DeviceManager, READING_CONTENT_TYPE, startDevices,

@@ -1,9 +1,12 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import {
-  ConfigError, ConfigErrors, loadBoard, OTA_UPDATE_HEALTH_SECS_DEFAULT, PAGE_PASSWORD_FILE_DEFAULT, renderReference,
-  runBoardCheckCli, type LoadedBoard,
-} from './config/index.js';
+import { loadBoard } from './config/board.js';
+import { runBoardCheckCli } from './config/check.js';
+import { ConfigError, ConfigErrors } from './config/errors.js';
+import { PAGE_PASSWORD_FILE_DEFAULT } from './config/page.js';
+import { renderReference } from './config/reference.js';
+import type { LoadedBoard } from './config/types.js';
+import { OTA_UPDATE_HEALTH_SECS_DEFAULT } from './config/ota.js';
 import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
 import { RecentErrors } from './ops/report.js';
@@ -12,7 +15,8 @@ import { runScopeCli } from './ops/scope-cli.js';
 import { runStatusCli } from './ops/status-cli.js';
 import { startUpdateHealth } from './ota/health.js';
 import { runLogCli } from './store/cli.js';
-import { Runtime, formatStatus } from './runtime.js';
+import { Runtime } from './runtime.js';
+import { formatStatus } from './ops/status-line.js';
 
 const USAGE = `usage: outpost [run] [--board FILE]
        outpost status [--json] [--watch] [--socket PATH]

@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from './clock.js';
-import type { LoadedBoard } from './config/index.js';
+import type { LoadedBoard } from './config/types.js';
 import {
   createBusProvider, startDevices,
   type DeviceManager, type DeviceStatus, type DriverLog, type MethodResult, type ReportedListener,
@@ -14,9 +14,8 @@ import { loadEdgeHub, parseUplinkConfig, type UplinkConfig } from './uplink/conf
 import type { ResyncHook } from './uplink/pump-options.js';
 import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
 import { registerSecret } from './ops/redact.js';
+import { UPSTREAM_LANE } from './store/names.js';
 
-/** The lane everything bound for the cloud goes through, in stored order. */
-export const UPSTREAM_LANE = 'upstream';
 /**
  * Of main.ts's 15 s stop, what the uplink may spend on in-flight PUBACKs and its goodbye, ms. What it
  * abandons was not acked and goes again after the restart; the rest of the stop takes well under a second.
@@ -232,38 +231,4 @@ async function scopeBrokerFor(config: UplinkConfig): Promise<ScopeBrokerOptions 
     username: config.username,
     password: config.password,
   };
-}
-
-export function formatStatus(s: RuntimeStatus): string {
-  const up = s.store.lanes.find((l) => l.lane === UPSTREAM_LANE);
-  const usedPct = ((100 * s.store.bytesOnDisk) / s.store.quotaBytes).toFixed(1);
-  const readings = s.devices
-    .filter((d) => d.state !== 'disabled')
-    .map((d) => `${d.id}:${d.state === 'ok' ? summarize(d.lastReading?.values) : d.state}`)
-    .join(' ');
-  return (
-    `outpost ${s.gatewayId} [${s.variant}] link=${s.link} backlog=${up?.pendingRecords ?? 0} rec/${up?.pendingBytes ?? 0} B ` +
-    `oldest=${((up?.oldestPendingAgeMs ?? 0) / 1000).toFixed(1)}s disk=${s.store.bytesOnDisk} B (${usedPct}% of quota) ` +
-    `expired=${s.store.expiredRecords} dropped=${s.store.droppedRecords} corrupt=${s.store.corruptRecords}` +
-    `${simCloudPart(s)} | ${readings}`
-  );
-}
-
-/** The sim board's embedded cloud: the simulated link and what arrived, so the drain is visible. */
-function simCloudPart(s: RuntimeStatus): string {
-  const cloud = s.uplink?.simCloud;
-  if (cloud === undefined) return '';
-  const change = cloud.link.state === 'up' ? 'drops' : 'returns';
-  const next = cloud.link.nextChangeInSecs === null ? '' : `, ${change} in ${cloud.link.nextChangeInSecs}s`;
-  const order = cloud.outOfOrder === 0 ? 'in order' : `${cloud.outOfOrder} OUT OF ORDER`;
-  return ` | sim link ${cloud.link.state}${next}; cloud received=${cloud.received} ` +
-    `(${order}, ${cloud.repeats} repeats)`;
-}
-
-function summarize(values: Record<string, unknown> | undefined): string {
-  if (!values) return 'waiting';
-  const first = Object.entries(values).find(([, v]) => typeof v === 'number' || typeof v === 'boolean');
-  if (!first) return 'ok';
-  const [key, v] = first;
-  return `${key}=${typeof v === 'number' ? Number(v.toFixed(2)) : v}`;
 }

@@ -16,6 +16,7 @@ const ZLIB_COMPAT = resolve(dirname(fileURLToPath(import.meta.url)), '../firmwar
  * Sends the gateway's zlib imports through firmware/ops/zlib-compat.ts, which supplies zlib.crc32 on Node
  * before 20.15: the armv7 release ships Node 20.11.0, the newest Node 20 published for that target.
  */
+/** @type {import('esbuild').Plugin} */
 const zlibCompat = {
   name: 'zlib-compat',
   setup(b) {
@@ -30,6 +31,7 @@ const zlibCompat = {
  * The stub fails that one call with a clear message instead.
  */
 const NO_BLOB_UPLOAD = `throw new Error('outpost does not ship @azure/storage-blob: IoT Hub file upload (uploadToBlob) is not supported');`;
+/** @type {import('esbuild').Plugin} */
 const omitBlobUpload = {
   name: 'omit-blob-upload',
   setup(b) {
@@ -57,6 +59,7 @@ const targets = [
  * gateway). Escaping what is left keeps the source one byte per character; in a comment the escape is inert.
  * Line numbers are unchanged, so stack traces and the source map still line up.
  */
+/** @param {string} file */
 function asciiOnly(file) {
   const text = readFileSync(file, 'utf8');
   // eslint-disable-next-line no-control-regex

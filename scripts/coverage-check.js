@@ -20,10 +20,12 @@ let summary;
 try {
   summary = JSON.parse(readFileSync(summaryPath, 'utf8'));
 } catch (err) {
-  console.error(`coverage-check: cannot read ${summaryPath} (${err.message}); did tap run with coverage?`);
+  const why = err instanceof Error ? err.message : String(err);
+  console.error(`coverage-check: cannot read ${summaryPath} (${why}); did tap run with coverage?`);
   process.exit(1);
 }
 
+/** @param {string} dir */
 function sourceFiles(dir) {
   return readdirSync(dir, { recursive: true, withFileTypes: true })
     .filter((e) => e.isFile() && e.name.endsWith('.ts') && !e.name.endsWith('.d.ts'))
@@ -31,6 +33,7 @@ function sourceFiles(dir) {
 }
 
 /** True when the file compiles to any JavaScript beyond an empty module (type-only files do not). */
+/** @param {string} file */
 function hasRuntimeCode(file) {
   const js = ts.transpileModule(readFileSync(file, 'utf8'), {
     compilerOptions: { module: ts.ModuleKind.ESNext, target: ts.ScriptTarget.ES2022, removeComments: true },
@@ -39,6 +42,7 @@ function hasRuntimeCode(file) {
 }
 
 /** Lines as c8 counts them for a file no test loaded: every line of it. */
+/** @param {string} file */
 function lineCount(file) {
   const text = readFileSync(file, 'utf8');
   return text.split('\n').length - (text.endsWith('\n') ? 1 : 0);

@@ -3,6 +3,7 @@
 import { readSigningKey, signTarball } from './pack/sign.js';
 
 const args = process.argv.slice(2);
+/** @param {string} name */
 const option = (name) => {
   const i = args.indexOf(name);
   if (i < 0) return undefined;

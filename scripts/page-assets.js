@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 
+/** @param {string} outDir */
 export async function buildPageAssets(outDir) {
   mkdirSync(outDir, { recursive: true });
   await build({

@@ -17,16 +17,18 @@ const OUT_DIR = process.env.OUTPOST_RELEASE_DIR ? resolve(process.env.OUTPOST_RE
 /** Downloaded Node packages, kept between runs (each is 40-45 MB). */
 const CACHE_DIR = join(REPO, 'release', '.cache');
 
+/** @param {string} file */
 function readJson(file) {
   return JSON.parse(readFileSync(file, 'utf8'));
 }
 
 /** The unpacked node-linux-* package for a target (bin/node and include/node), fetched once with npm pack. */
+/** @param {import('./pack/targets.js').TargetSpec} spec */
 function nodePackage(spec) {
   const dir = join(CACHE_DIR, `${spec.nodePackage}-${spec.nodeVersion}`);
   if (existsSync(join(dir, 'bin/node')) && existsSync(join(dir, 'include/node/node.h'))) return dir;
   mkdirSync(CACHE_DIR, { recursive: true });
-  const tgz = execFileSync('npm', ['pack', `${spec.nodePackage}@${spec.nodeVersion}`, '--pack-destination', CACHE_DIR, '--silent'], { encoding: 'utf8' }).trim().split('\n').pop();
+  const tgz = /** @type {string} */ (execFileSync('npm', ['pack', `${spec.nodePackage}@${spec.nodeVersion}`, '--pack-destination', CACHE_DIR, '--silent'], { encoding: 'utf8' }).trim().split('\n').pop());
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir);
   execFileSync('tar', ['-xzf', join(CACHE_DIR, tgz), '-C', dir, '--strip-components=1']);
@@ -35,6 +37,12 @@ function nodePackage(spec) {
   return dir;
 }
 
+/**
+ * @param {import('./pack/targets.js').Target} target
+ * @param {{ name: string, version: string }} pkg
+ * @param {string[]} closure
+ * @param {{ key: import('node:crypto').KeyObject, name: string } | null} signer
+ */
 function release(target, pkg, closure, signer) {
   const spec = TARGETS[target];
   const name = `outpost-${pkg.version}-${target}`;
@@ -86,7 +94,8 @@ const signAt = args.indexOf('--sign-key');
 const signKeyFile = signAt >= 0 ? args.splice(signAt, 2)[1] ?? '' : null;
 const signer = signKeyFile === null ? null
   : { key: readSigningKey(signKeyFile), name: basename(signKeyFile).replace(/\.key$/, '') };
-const wanted = args.length > 0 ? args : Object.keys(TARGETS);
+// Typed as targets already: the unknown ones are refused just below.
+const wanted = /** @type {import('./pack/targets.js').Target[]} */ (args.length > 0 ? args : Object.keys(TARGETS));
 const unknown = wanted.filter((t) => !(t in TARGETS));
 if (unknown.length > 0) {
   console.error(`release: unknown target ${unknown.join(', ')}; known: ${Object.keys(TARGETS).join(', ')}`);

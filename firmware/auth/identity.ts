@@ -1,3 +1,8 @@
+import { isJsonObject } from '../json.js';
+import { DEVICE_ID_PATTERN } from '../device-id.js';
+
+export { DEVICE_ID_PATTERN };
+
 /**
  * Child identities as the gateway caches them, and the scope document the cloud sends them in.
  *
@@ -71,8 +76,6 @@ export interface ScopeDocument {
 export const SCOPE_SCHEMA = 'outpost-scope/1';
 /** Children one gateway serves; IoT Edge's own guidance tops out around this many per gateway. */
 export const SCOPE_DEVICES_MAX = 1_000;
-/** IoT Hub device ids: up to 128 characters; `/`, `+` and `#` excluded so an id is always one topic level. */
-export const DEVICE_ID_PATTERN = /^[A-Za-z0-9\-.:_@!(),=$'%*?]{1,128}$/;
 /** Identities (devices plus modules) one scope may hold; bounds the cache whatever the mix. */
 export const SCOPE_IDENTITIES_MAX = 2_000;
 /** IoT Hub module ids follow the device id rules. */
@@ -106,12 +109,9 @@ export function normalizeThumbprint(value: string): string {
 
 type Json = Record<string, unknown>;
 
-function isObject(value: unknown): value is Json {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function parseAuth(value: unknown, at: string): AuthSpec {
-  if (!isObject(value)) throw new ScopeError(`${at} must be an object`);
+  if (!isJsonObject(value)) throw new ScopeError(`${at} must be an object`);
   const optional = (key: string, pattern: RegExp): string | undefined => {
     const v = value[key];
     if (v === undefined || v === null) return undefined;
@@ -142,7 +142,7 @@ function parseAuth(value: unknown, at: string): AuthSpec {
 
 /** One device or module entry; `idField` names its id field and `prefix` makes a module's connection id. */
 function parseEntry(value: unknown, at: string, gatewayId: string, idField: 'deviceId' | 'moduleId', prefix = ''): Identity {
-  if (!isObject(value)) throw new ScopeError(`${at} must be an object`);
+  if (!isJsonObject(value)) throw new ScopeError(`${at} must be an object`);
   const { [idField]: id, status = 'enabled', version = 1 } = value;
   if (typeof id !== 'string' || !DEVICE_ID_PATTERN.test(id)) {
     throw new ScopeError(`${at}.${idField} must match ${DEVICE_ID_PATTERN}, got ${JSON.stringify(id)}`);
@@ -155,8 +155,9 @@ function parseEntry(value: unknown, at: string, gatewayId: string, idField: 'dev
 
 /** A twin cannot patch array elements, so a list may also be an object keyed by id (null entries removed). */
 function entryList(value: unknown, idField: string): unknown {
-  return isObject(value)
-    ? Object.entries(value).filter(([, d]) => d !== null).map(([id, d]) => (isObject(d) ? { ...d, [idField]: id } : d))
+  return isJsonObject(value)
+    ? Object.entries(value).filter(([, d]) => d !== null)
+      .map(([id, d]) => (isJsonObject(d) ? { ...d, [idField]: id } : d))
     : value;
 }
 
@@ -180,7 +181,7 @@ function parseDevice(value: unknown, at: string, gatewayId: string): Identity[] 
 
 /** Validates a scope document for `gatewayId`; errors name the JSON path. Never trusts the sender's shape. */
 export function parseScopeDocument(value: unknown, gatewayId: string): ScopeDocument {
-  if (!isObject(value)) throw new ScopeError('scope document must be a JSON object');
+  if (!isJsonObject(value)) throw new ScopeError('scope document must be a JSON object');
   if (value.schema !== SCOPE_SCHEMA) throw new ScopeError(`scope.schema must be "${SCOPE_SCHEMA}", got ${JSON.stringify(value.schema)}`);
   if (value.gatewayId !== gatewayId) throw new ScopeError(`scope.gatewayId is ${JSON.stringify(value.gatewayId)}, this gateway is "${gatewayId}"`);
   if (!Number.isSafeInteger(value.version) || (value.version as number) < 0) throw new ScopeError('scope.version must be a non-negative integer');

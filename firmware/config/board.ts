@@ -10,7 +10,8 @@ import { loadProvisioningFiles } from '../uplink/provisioning/files.js';
 import { resolveRegistrationId } from '../uplink/provisioning/registration-id.js';
 import { collect, collectAsync, ConfigError, throwCollected } from './errors.js';
 import { fieldsOf } from './schema.js';
-import { displayPath, isPlainObject, LayeredDocument, readJsonObject } from './layers.js';
+import { displayPath, LayeredDocument, readJsonObject } from './layers.js';
+import { isJsonObject } from '../json.js';
 import type { ConfigNode } from './node.js';
 import { parseMetrics } from './metrics.js';
 import { parseOta } from './ota.js';
@@ -83,7 +84,8 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   const uplink = collect(errors, () => parseUplinkConfig(top['uplink'], file, variant));
   const provisioning = uplink?.protocol === 'azure' ? uplink.provisioning : undefined;
   // A provisioning section that failed is reported once, as itself, not again as a missing gateway id.
-  const dpsAsked = isPlainObject(top['uplink']) && top['uplink']['provisioning'] !== undefined;
+  const uplinkValue = top['uplink'];
+  const dpsAsked = isJsonObject(uplinkValue) && uplinkValue['provisioning'] !== undefined;
   const gatewayId = await collectAsync(errors, () => parseIdentity(topNode.field('identity'), provisioning, dpsAsked));
   const hub = collect(errors, () => parseHubConfig({ hub: top['hub'], routes: top['routes'] }, file, gatewayId));
   if (gatewayId !== undefined) collect(errors, () => checkConnectionDeviceId(top['uplink'], file, gatewayId));
@@ -115,7 +117,7 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
 
 /** Checked even when the rest of the uplink is wrong: a gateway under another IoT Hub identity is its own mistake. */
 function checkConnectionDeviceId(uplink: unknown, file: string, gatewayId: string): void {
-  const connectionString = isPlainObject(uplink) ? uplink['connectionString'] : undefined;
+  const connectionString = isJsonObject(uplink) ? uplink['connectionString'] : undefined;
   if (typeof connectionString !== 'string') return;
   checkDeviceId({ boardFile: displayPath(file), connectionStringFile: undefined }, connectionString, gatewayId);
 }

@@ -1,9 +1,10 @@
 import type { AnyDriverDefinition } from '../../drivers/model.js';
 import type { ConfigNode } from './node.js';
 import type { BusConfig, DeviceConfig } from './types.js';
+import { DEVICE_ID_PATTERN } from '../device-id.js';
 
-/** IoT Hub device id rules: up to 128 of ASCII letters, digits and - . % _ * ? ! ( ) , : = @ $ ' */
-export const DEVICE_ID_PATTERN = /^[A-Za-z0-9\-.%_*?!(),:=@$']{1,128}$/;
+export { DEVICE_ID_PATTERN };
+
 /** Faster polling than this buys nothing from these sensors (a BME280 forced measurement alone takes ~10 ms)
  * and would fill the log quickly. */
 export const POLL_INTERVAL_MS_MIN = 100;

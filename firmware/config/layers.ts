@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { relative, isAbsolute } from 'node:path';
 import { ConfigError, describeValue } from './errors.js';
 import { childPath, ConfigNode } from './node.js';
+import { isJsonObject } from '../json.js';
 
 /** Board files are a few KiB; anything this large is not a board file and is refused before parsing. */
 export const BOARD_FILE_BYTES_MAX = 1024 * 1024;
@@ -15,10 +16,6 @@ export function displayPath(file: string): string {
   if (cwd === '/') return file;
   const rel = relative(cwd, file);
   return rel === '' || rel.startsWith('..') || isAbsolute(rel) ? file : rel;
-}
-
-export function isPlainObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
 }
 
 /** Reads a JSON object from disk; every failure is a ConfigError naming the file. */
@@ -42,7 +39,7 @@ export async function readJsonObject(file: string): Promise<Record<string, unkno
   } catch (error) {
     throw new ConfigError('UNREADABLE', where, 'valid JSON', (error as Error).message, { cause: error });
   }
-  if (!isPlainObject(parsed)) throw new ConfigError('INVALID', where, 'a JSON object', describeValue(parsed));
+  if (!isJsonObject(parsed)) throw new ConfigError('INVALID', where, 'a JSON object', describeValue(parsed));
   return parsed;
 }
 
@@ -70,7 +67,7 @@ export class LayeredDocument {
     for (const [key, incoming] of Object.entries(source)) {
       const keyPath = childPath(path, key);
       const existing = target[key];
-      if (isPlainObject(incoming) && isPlainObject(existing)) {
+      if (isJsonObject(incoming) && isJsonObject(existing)) {
         this.mergeInto(existing, incoming, keyPath, file);
       } else {
         target[key] = structuredClone(incoming);
@@ -81,7 +78,7 @@ export class LayeredDocument {
 
   private mark(value: unknown, path: string, file: string): void {
     this.origins.set(path, file);
-    if (isPlainObject(value)) {
+    if (isJsonObject(value)) {
       for (const [key, child] of Object.entries(value)) this.mark(child, childPath(path, key), file);
     } else if (Array.isArray(value)) {
       value.forEach((child, index) => this.mark(child, childPath(path, index), file));

@@ -10,6 +10,7 @@ export interface MetricsConfig {
   port: number;
 }
 
+/** The OpenTelemetry Prometheus exporter's default port, so an agent configured for that scrapes us as is. */
 export const METRICS_PORT_DEFAULT = 9464;
 
 export function parseMetrics(node: ConfigNode): MetricsConfig | null {

@@ -15,6 +15,7 @@ export interface PageConfig {
   passwordFile: string;
 }
 
+/** Beside board.json in /etc/outpost (0750 root:outpost, made by install.sh), where secrets already live. */
 export const PAGE_PASSWORD_FILE_DEFAULT = '/etc/outpost/page-passwd';
 const LISTEN_PATTERN = /^(?:\[([0-9a-fA-F:.]+)\]|([A-Za-z0-9.-]+)):(\d{1,5})$/;
 

@@ -1,5 +1,6 @@
-import type { OptionSpec } from './schema.js';
+import type { OptionSpec } from './schema-types.js';
 
+/** Binary units: sizes on disk are quoted in MiB throughout the reference. */
 const MIB_BYTES = 1024 * 1024;
 /** A TTL longer than a year is almost certainly a unit mistake (ms written as secs). */
 const STORAGE_TTL_SECS_MAX = 365 * 24 * 3600;

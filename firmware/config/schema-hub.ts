@@ -1,5 +1,6 @@
-import type { OptionSpec } from './schema.js';
+import type { OptionSpec } from './schema-types.js';
 
+/** Binary units, as IoT Hub quotes its message limits (256 KiB). */
 const KIB_BYTES = 1024;
 /** IoT Hub's own device-to-cloud message limit; children built for IoT Hub never send more. */
 const MESSAGE_BYTES_MAX = 256 * KIB_BYTES;

@@ -1,4 +1,4 @@
-import type { OptionSpec } from './schema.js';
+import type { OptionSpec } from './schema-types.js';
 
 const AZURE: OptionSpec['protocols'] = ['azure'];
 /** The least a provisioning section needs beside the field under test: a scope and one attestation. */

@@ -1,7 +1,7 @@
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from '../uplink/backoff.js';
 import { LIMIT_RANGES } from '../uplink/pump-options.js';
 import { PROVISIONING_OPTIONS } from './schema-provisioning.js';
-import type { OptionSpec } from './schema.js';
+import type { OptionSpec } from './schema-types.js';
 
 /** Longest backoff between two connects, ms: an hour, beyond which a gateway looks dead to its operator. */
 const BACKOFF_MS_MAX = 3_600_000;

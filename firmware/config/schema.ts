@@ -2,6 +2,12 @@ import type { ConfigNode } from './node.js';
 import { BOARD_OPTIONS } from './schema-board.js';
 import { HUB_OPTIONS } from './schema-hub.js';
 import { UPLINK_OPTIONS } from './schema-uplink.js';
+import type { OptionSpec, UplinkProtocol } from './schema-types.js';
+
+export type { OptionSpec, UplinkProtocol } from './schema-types.js';
+
+/** The sections of board.json the table covers, in reference order. */
+export const OPTION_SECTIONS = ['identity', 'storage', 'metrics', 'ota', 'page', 'uplink', 'hub', 'routes'] as const;
 
 /**
  * Every option of board.json's sections, declared once as data. The validators take their lists of known
@@ -9,34 +15,6 @@ import { UPLINK_OPTIONS } from './schema-uplink.js';
  * (firmware/config/REFERENCE.md), and a test sets each option to its example and to a wrong value through
  * the real loader; so an option cannot be accepted, documented or validated without the other two.
  */
-export interface OptionSpec {
-  /** Dotted path from the top of board.json: "uplink.keepaliveSecs"; "<name>" stands for any key. */
-  path: string;
-  /** How the value is written, for people: "integer", "file path", "list of strings", ... */
-  type: string;
-  /** Integers whose range does not depend on other fields: the validator uses exactly these. */
-  int?: { min: number; max: number; default?: number };
-  /** Default as shown in the reference; derived from `int.default` when absent. "required" if none. */
-  default?: string;
-  unit?: string;
-  /** Allowed values, for people; derived from `int` when absent. */
-  range?: string;
-  /** A valid value (the test loads a board with it). */
-  example: unknown;
-  /** A value the validator must refuse, naming this option. */
-  invalid: unknown;
-  /** Sibling fields the example needs (or `null` to remove one), e.g. keyFile beside certFile. */
-  with?: Record<string, unknown>;
-  /** uplink only: the protocols that accept the field (every one when absent). */
-  protocols?: readonly UplinkProtocol[];
-  doc: string;
-}
-
-export type UplinkProtocol = 'mqtt' | 'azure' | 'sim';
-
-/** The sections of board.json the table covers, in reference order. */
-export const OPTION_SECTIONS = ['identity', 'storage', 'metrics', 'ota', 'page', 'uplink', 'hub', 'routes'] as const;
-
 export const OPTIONS: readonly OptionSpec[] = [...BOARD_OPTIONS, ...UPLINK_OPTIONS, ...HUB_OPTIONS];
 
 const BY_PATH = new Map(OPTIONS.map((spec) => [spec.path, spec]));

@@ -2,6 +2,7 @@ import { RECORD_BYTES_MAX_DEFAULT } from '../store/options.js';
 import type { ConfigNode } from './node.js';
 import { fieldsOf, integerOption } from './schema.js';
 
+/** Binary units, as the storage sizes are documented. */
 const MIB_BYTES = 1024 * 1024;
 const GIB_BYTES = 1024 * MIB_BYTES;
 
@@ -20,7 +21,7 @@ export interface StorageConfig {
   dataDir: string;
   /** Size of one log segment file in bytes. Default 16 MiB, between 1 MiB and 1 GiB. */
   segmentBytes: number;
-  /** Largest single record in bytes. Default 256 KiB; between 1 KiB and segmentBytes / 4. */
+  /** Largest single record in bytes. Default 264 KiB (RECORD_BYTES_MAX_DEFAULT), 1 KiB to segmentBytes / 4. */
   recordBytesMax: number;
   /** Disk space the log may use, in bytes. Default 1 GiB; at least 4 × segmentBytes. */
   quotaBytes: number;
@@ -49,7 +50,7 @@ export const STORAGE_DEFAULTS: Readonly<StorageConfig> = {
 };
 
 /** 1 TiB: larger quotas are beyond any SD card or eMMC these boards carry. */
-const STORAGE_QUOTA_BYTES_MAX = 1024 * GIB_BYTES;
+export const STORAGE_QUOTA_BYTES_MAX = 1024 * GIB_BYTES;
 
 export function parseStorage(node: ConfigNode): StorageConfig {
   if (node.missing) return { ...STORAGE_DEFAULTS };

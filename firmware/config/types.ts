@@ -70,7 +70,7 @@ export interface LoadedBoard {
   description: string;
   identity: { gatewayId: string };
   storage: StorageConfig;
-  /** Validated by the issues that own these sections. */
+  /** Kept as written: loadBoard checks them with parseUplinkConfig and parseHubConfig, whose owners parse again. */
   uplink: unknown;
   routes: unknown;
   hub: unknown;

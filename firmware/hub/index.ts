@@ -20,7 +20,6 @@ import type { Refusal } from './refusals.js';
 import { handleInbound } from './inbound.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
 
-export { UPSTREAM_LANE } from './router.js';
 export { RouteError } from './condition.js';
 
 /** What the hub needs of the uplink service: a place to run work on every (re)connect, and its link state. */

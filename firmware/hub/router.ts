@@ -4,6 +4,7 @@ import type { RingLog } from '../store/log.js';
 import { RECORD_KEY } from '../uplink/message.js';
 import { evaluate, type RoutedMessage } from './condition.js';
 import type { Endpoint, Route } from './routes.js';
+import { UPSTREAM_LANE } from '../store/names.js';
 
 /**
  * The router: every message from a child or from the gateway's own drivers goes through here. Each matching
@@ -11,8 +12,6 @@ import type { Endpoint, Route } from './routes.js';
  * reads, a local endpoint to its own lane delivered by the hub — and `submit` resolves once all are durable.
  */
 
-/** Name of the lane the pump drains; the lead wires it into the pump. */
-export const UPSTREAM_LANE = 'upstream';
 /** Local endpoints per gateway; each is a lane, and the log has at most 48 of those. */
 export const LOCAL_ENDPOINTS_MAX = 16;
 /** Properties the router keeps on a local record besides the application ones. */

@@ -1,5 +1,6 @@
 import { IO_NAME } from './topics.js';
 import { CONDITION_CHARS_MAX, CONDITION_DEPTH_MAX, RouteError, type Condition, type Operand } from './condition.js';
+import { DEVICE_ID_PATTERN } from '../device-id.js';
 
 /**
  * Routes, a subset of IoT Edge's syntax:
@@ -32,7 +33,6 @@ export interface Route {
 export const ROUTE_CHARS_MAX = 2_048;
 /** Tokens in one route; a bound on parser work for hostile input. */
 const TOKENS_MAX = 512;
-const DEVICE_ID = /^[A-Za-z0-9\-.:_@!(),=$'%*?]{1,128}$/;
 
 type Token = { kind: 'word' | 'string' | 'number' | 'op' | 'punct'; text: string; at: number };
 
@@ -189,13 +189,13 @@ function outputFilter(tail: string): string | null | undefined {
 function parseSource(text: string, name: string, gatewayId: string | undefined): { fromDeviceId: string | null; fromOutput: string | null } {
   if (text === '/messages/*') return { fromDeviceId: null, fromOutput: null };
   const device = /^\/messages\/devices\/([^/]+)\/\*$/.exec(text);
-  if (device !== null && DEVICE_ID.test(device[1])) return { fromDeviceId: device[1], fromOutput: null };
+  if (device !== null && DEVICE_ID_PATTERN.test(device[1])) return { fromDeviceId: device[1], fromOutput: null };
   const own = /^\/messages\/modules\/([^/]+)\/(.+)$/.exec(text);
   const ownOutput = own === null ? undefined : outputFilter(own[2]);
-  if (own !== null && ownOutput !== undefined && gatewayId !== undefined && DEVICE_ID.test(own[1])) return { fromDeviceId: `${gatewayId}/${own[1]}`, fromOutput: ownOutput };
+  if (own !== null && ownOutput !== undefined && gatewayId !== undefined && DEVICE_ID_PATTERN.test(own[1])) return { fromDeviceId: `${gatewayId}/${own[1]}`, fromOutput: ownOutput };
   const child = /^\/messages\/devices\/([^/]+)\/modules\/([^/]+)\/(.+)$/.exec(text);
   const childOutput = child === null ? undefined : outputFilter(child[3]);
-  if (child !== null && childOutput !== undefined && DEVICE_ID.test(child[1]) && DEVICE_ID.test(child[2])) return { fromDeviceId: `${child[1]}/${child[2]}`, fromOutput: childOutput };
+  if (child !== null && childOutput !== undefined && DEVICE_ID_PATTERN.test(child[1]) && DEVICE_ID_PATTERN.test(child[2])) return { fromDeviceId: `${child[1]}/${child[2]}`, fromOutput: childOutput };
   throw new RouteError(`route "${name}": FROM must be ${SOURCE_FORMS}, got "${text}"`);
 }
 
@@ -204,11 +204,11 @@ const ENDPOINT_FORMS = '"/devices/<deviceId>/inputs/<input>", "/modules/<moduleI
 /** The connection id a BrokeredEndpoint path names, or null when it names none. */
 function endpointTarget(target: string, gatewayId: string | undefined): { deviceId: string; input: string } | null {
   const device = /^\/devices\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (device !== null) return DEVICE_ID.test(device[1]) && IO_NAME.test(device[2]) ? { deviceId: device[1], input: device[2] } : null;
+  if (device !== null) return DEVICE_ID_PATTERN.test(device[1]) && IO_NAME.test(device[2]) ? { deviceId: device[1], input: device[2] } : null;
   const own = /^\/modules\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (own !== null && gatewayId !== undefined) return DEVICE_ID.test(own[1]) && IO_NAME.test(own[2]) ? { deviceId: `${gatewayId}/${own[1]}`, input: own[2] } : null;
+  if (own !== null && gatewayId !== undefined) return DEVICE_ID_PATTERN.test(own[1]) && IO_NAME.test(own[2]) ? { deviceId: `${gatewayId}/${own[1]}`, input: own[2] } : null;
   const child = /^\/devices\/([^/]+)\/modules\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (child !== null && DEVICE_ID.test(child[1]) && DEVICE_ID.test(child[2]) && IO_NAME.test(child[3])) return { deviceId: `${child[1]}/${child[2]}`, input: child[3] };
+  if (child !== null && DEVICE_ID_PATTERN.test(child[1]) && DEVICE_ID_PATTERN.test(child[2]) && IO_NAME.test(child[3])) return { deviceId: `${child[1]}/${child[2]}`, input: child[3] };
   return null;
 }
 

@@ -1,7 +1,7 @@
 /**
  * Secret scrubbing for everything outpost writes to the journal. Two layers, because either alone leaks:
  * key names catch structured fields (`{ password }`), but an error from an SDK carries the connection string
- * inside its message or stack, where only patterns over the text find it. `scrubLine` runs over every
+ * inside its message or stack, where only patterns over the text find it. `scrubText` runs over every
  * serialized log line just before it is written, so nothing reaches stdout without passing through it.
  */
 

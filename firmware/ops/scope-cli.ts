@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import mqtt from 'mqtt';
 import { parseScopeDocument, ScopeError } from '../auth/identity.js';
 import { scopeTopic, type ScopeBrokerOptions } from '../auth/scope-sync.js';
-import type { LoadedBoard } from '../config/index.js';
+import type { LoadedBoard } from '../config/types.js';
 import { azureHubHost, loadUplinkFiles, parseUplinkConfig } from '../uplink/config.js';
 
 /**

@@ -1,5 +1,6 @@
 import type { Runtime } from '../runtime.js';
-import { formatStatus, UPSTREAM_LANE } from '../runtime.js';
+import { formatStatus } from './status-line.js';
+import { UPSTREAM_LANE } from '../store/names.js';
 import type { PageServer } from '../page/index.js';
 import type { Logger } from './logger.js';
 import { serveMetrics, type MetricsServer } from './metrics.js';

@@ -1,4 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { isJsonObject } from '../json.js';
 
 /** A request body larger than this is refused: the page's forms and method payloads are a few hundred bytes. */
 export const REQUEST_BODY_BYTES_MAX = 16 * 1024;
@@ -81,8 +82,7 @@ export function parseFields(req: IncomingMessage, body: string): Record<string, 
   if (type.startsWith('application/json')) {
     if (body.trim() === '') return {};
     const value: unknown = JSON.parse(body);
-    const isRecord = typeof value === 'object' && value !== null && !Array.isArray(value);
-    return isRecord ? (value as Record<string, unknown>) : {};
+    return isJsonObject(value) ? value : {};
   }
   return Object.fromEntries(new URLSearchParams(body));
 }

@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:https';
-import type { PageConfig } from '../config/index.js';
+import type { PageConfig } from '../config/page.js';
 import type { Logger } from '../ops/logger.js';
 import { Assets, defaultAssetsDir } from './assets.js';
 import { BacklogHistory, HistoryFile, loadHistoryFile } from './history.js';

@@ -11,6 +11,7 @@ export const LOGIN_WINDOW_SECS = 5 * 60;
 /** Addresses tracked by the login limiter; past this the oldest entry is forgotten (bounded memory). */
 export const LOGIN_ADDRESSES_MAX = 1024;
 
+/** 256 random bits per session id and CSRF token: beyond guessing for the life of any session. */
 const TOKEN_BYTES = 32;
 
 export interface Session {

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { RingLog } from './log.js';
 import { DEFAULTS } from './options.js';
 import { verifyLog } from './verify.js';
+import { UPSTREAM_LANE } from './names.js';
 
 const USAGE = `usage: outpost log <stat|verify|dump> [--dir DATA_DIR] [--json]
   stat                         lanes, backlog, oldest pending age, counters, bytes on disk
@@ -80,7 +81,7 @@ async function verify(dir: string, json: boolean, io: CliIo): Promise<number> {
 async function dump(log: RingLog, args: string[], io: CliIo): Promise<number> {
   const from = Number(flag(args, '--from') ?? 1);
   const limit = Number(flag(args, '--limit') ?? 100);
-  const laneName = flag(args, '--lane') ?? 'upstream';
+  const laneName = flag(args, '--lane') ?? UPSTREAM_LANE;
   if (!Number.isInteger(from) || from < 1 || !Number.isInteger(limit) || limit < 1 || limit > DUMP_LIMIT_MAX) {
     io.err(`outpost log dump: --from must be a seq ≥ 1 and --limit 1..${DUMP_LIMIT_MAX}`);
     return 2;

@@ -1,9 +1,8 @@
 import type { Batch } from './batch.js';
 import { fromFsError } from './errors.js';
 import type { Lane } from './lane.js';
-import type { RingLog } from './log.js';
 import { SEAL_RECORD_BYTES } from './record.js';
-import type { Retention } from './retention.js';
+import type { RoomMaker, StoreHost } from './store-host.js';
 
 /**
  * The log's group commit, one loop for all lanes: an append schedules it, each round writes at most one
@@ -14,8 +13,8 @@ export class CommitLoop {
   private running: Promise<void> | null = null;
 
   constructor(
-    private readonly log: RingLog,
-    private readonly retention: Retention,
+    private readonly log: StoreHost,
+    private readonly retention: RoomMaker,
   ) {}
 
   schedule(): void {

@@ -15,17 +15,10 @@ import { Retention } from './retention.js';
 import { applyRuntimeSettings, type RuntimeSettings } from './settings.js';
 import { StoreClock } from './store-clock.js';
 import type { DamageReport, LaneStats, LogStats } from './types.js';
+import { LANE_NAME_PATTERN } from './names.js';
+import type { Counters } from './store-host.js';
 
-const LANE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,47}$/;
 
-export interface Counters {
-  expiredRecords: number;
-  droppedRecords: number;
-  corruptRecords: number;
-  corruptBytes: number;
-  lastSyncLatencyMs: number;
-  syncCount: number;
-}
 
 /**
  * The ring log: lanes of append-only segment files, one group-commit loop for all of them, a shared
@@ -90,7 +83,7 @@ export class RingLog implements LaneHost {
     };
     this.checkpoints = new CheckpointScheduler(host, checkpoint, this.storeClock, state);
     for (const name of (await this.fs.readdir(join(dir, 'lanes'))).sort()) {
-      if (!LANE_NAME.test(name)) continue;
+      if (!LANE_NAME_PATTERN.test(name)) continue;
       const lane = new Lane(name, join(dir, 'lanes'), this);
       await recoverLane(lane, this, state?.lanes.get(name));
       for (const seg of lane.segments) this.lastSegmentNo = Math.max(this.lastSegmentNo, seg.no);
@@ -110,7 +103,9 @@ export class RingLog implements LaneHost {
     this.assertOpen();
     const existing = this.lanes.get(name);
     if (existing) return existing;
-    if (!LANE_NAME.test(name)) throw new StoreError('INVALID', `lane name "${name}" must match ${LANE_NAME}`);
+    if (!LANE_NAME_PATTERN.test(name)) {
+      throw new StoreError('INVALID', `lane name "${name}" must match ${LANE_NAME_PATTERN}`);
+    }
     if (this.lanes.size >= LANES_MAX) throw new StoreError('INVALID', `at most ${LANES_MAX} lanes ("LANES_MAX")`);
     if (this.opts.readOnly) throw new StoreError('INVALID', `lane "${name}" does not exist (log opened read-only)`);
     const lane = new Lane(name, join(this.opts.dir, 'lanes'), this);

@@ -25,7 +25,7 @@ export interface RingLogOptions {
   syncMode?: SyncMode;
   /** interval mode: the sync period; always mode: unused (a batch starts as soon as the previous sync ends). ms. Default 10. */
   syncIntervalMs?: number;
-  /** Most bytes one group commit writes before its fdatasync, bytes. Default 4 MiB. */
+  /** Most bytes one group commit writes before its fdatasync, bytes. Default 4 MiB, or segmentBytes / 2 if less. */
   groupCommitBytesMax?: number;
   /** Appended bytes waiting for a commit before append refuses with FULL, bytes. Default 64 MiB. */
   appendQueueBytesMax?: number;
@@ -82,11 +82,19 @@ function checkRange(name: string, value: number, min: number, max: number, unit:
 export function resolveOptions(opts: RingLogOptions): ResolvedOptions {
   if (typeof opts.dir !== 'string' || opts.dir.length === 0) throw invalid('"dir" must be a non-empty path');
   const o: ResolvedOptions = { ...DEFAULTS, ...stripUndefined(opts) } as ResolvedOptions;
+  // The library's own bounds, wider than board.json's (firmware/config/schema-board.ts): tests and the
+  // power-cut simulator roll 4 KiB segments, and lanes that must never expire use a TTL of 0. An operator
+  // range must lie inside these (test/firmware/config/storage-ranges.test.ts).
   checkRange('segmentBytes', o.segmentBytes, 4096, 1024 * MiB, 'bytes');
   checkRange('recordBytesMax', o.recordBytesMax, 1024, Math.min(16 * MiB, o.segmentBytes / 4), 'bytes');
   checkRange('quotaBytes', o.quotaBytes, 4 * o.segmentBytes, Number.MAX_SAFE_INTEGER, 'bytes (at least 4 segments)');
   checkRange('ttlSecs', o.ttlSecs, 0, 10 * 365 * 86_400, 'seconds');
   checkRange('syncIntervalMs', o.syncIntervalMs, 1, 60_000, 'ms');
+  // Left out, the group commit bound gives way to a small segment (board.json accepts them from 1 MiB):
+  // otherwise a board that passes `outpost board check` with 1-8 MiB segments could not open its log.
+  if (opts.groupCommitBytesMax === undefined) {
+    o.groupCommitBytesMax = Math.min(DEFAULTS.groupCommitBytesMax, Math.floor(o.segmentBytes / 2));
+  }
   checkRange('groupCommitBytesMax', o.groupCommitBytesMax, o.recordBytesMax, o.segmentBytes / 2, 'bytes');
   checkRange('appendQueueBytesMax', o.appendQueueBytesMax, o.groupCommitBytesMax, 1024 * MiB, 'bytes');
   checkRange('checkpointIntervalMs', o.checkpointIntervalMs, 1, 3_600_000, 'ms');

@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { StoreFile } from './fs.js';
-import type { Lane, LaneHost } from './lane.js';
+import type { LaneHost } from './lane-host.js';
 import { FLAG_SEAL, HEADER_BYTES, decodeProperties, parseRecord } from './record.js';
 import { findNextRecord, type SegmentInfo } from './segment.js';
 import type { StoredRecord } from './types.js';
@@ -14,6 +14,19 @@ export const READ_BYTES_DEFAULT = 1024 * 1024;
  * caller drops its records; 256 KiB keeps that garbage (and RSS) small at ~900 records per syscall.
  */
 const READER_CHUNK_BYTES = 256 * 1024;
+
+/**
+ * What a read needs of its lane (the Lane class has it all): its segments, how far readers may go, its read
+ * state and age sampling. Narrow, so the reader does not import the lane that imports it.
+ */
+export interface ReadableLane {
+  readonly name: string;
+  readonly segments: readonly SegmentInfo[];
+  readonly active: SegmentInfo | undefined;
+  readonly visibleSeq: number;
+  readonly readState: ReadState;
+  sampleAge(seq: number, enqueuedAtMs: number): void;
+}
 
 /** Per-lane reader state: one open segment handle and where the last read stopped. */
 export interface ReadState {
@@ -55,7 +68,7 @@ export function assertReadArgs(lane: string, fromSeq: number, limits: { recordsM
 }
 
 export async function readLane(
-  lane: Lane,
+  lane: ReadableLane,
   host: LaneHost,
   fromSeq: number,
   limits: { recordsMax?: number; bytesMax?: number },
@@ -80,7 +93,7 @@ export async function readLane(
   return cursor.out;
 }
 
-function startOffset(lane: Lane, seg: SegmentInfo, seq: number): number {
+function startOffset(lane: ReadableLane, seg: SegmentInfo, seq: number): number {
   const p = lane.readState.position;
   if (p && p.seg === seg && p.seq === seq) return p.offset;
   let offset = 0;
@@ -91,7 +104,7 @@ function startOffset(lane: Lane, seg: SegmentInfo, seq: number): number {
   return offset;
 }
 
-async function fileFor(lane: Lane, host: LaneHost, seg: SegmentInfo): Promise<StoreFile> {
+async function fileFor(lane: ReadableLane, host: LaneHost, seg: SegmentInfo): Promise<StoreFile> {
   const state = lane.readState;
   if (state.file && state.fileSegment === seg) return state.file;
   const previous = state.file;
@@ -108,7 +121,7 @@ async function fileFor(lane: Lane, host: LaneHost, seg: SegmentInfo): Promise<St
  * a 256 KiB chunk, READER_CHUNK_BYTES; the next read continues from the same chunk without I/O), else a
  * fresh read. A chunk is never overwritten: records handed out earlier keep pointing into it.
  */
-async function chunkAt(lane: Lane, seg: SegmentInfo, file: StoreFile, offset: number, limit: number, recordBytesMax: number): Promise<Chunk> {
+async function chunkAt(lane: ReadableLane, seg: SegmentInfo, file: StoreFile, offset: number, limit: number, recordBytesMax: number): Promise<Chunk> {
   const cached = lane.readState.chunk;
   if (cached && cached.seg === seg && offset >= cached.base && offset < cached.base + cached.got) {
     // A record cut off at the chunk's end needs a fresh read starting at it.
@@ -124,7 +137,7 @@ async function chunkAt(lane: Lane, seg: SegmentInfo, file: StoreFile, offset: nu
 }
 
 /** Reads one chunk of `seg` into the cursor; returns true when the segment holds nothing more for it. */
-async function readSegment(lane: Lane, host: LaneHost, seg: SegmentInfo, cursor: Cursor): Promise<boolean> {
+async function readSegment(lane: ReadableLane, host: LaneHost, seg: SegmentInfo, cursor: Cursor): Promise<boolean> {
   const file = await fileFor(lane, host, seg);
   const limit = seg.durableBytes;
   const recordBytesMax = host.opts.recordBytesMax;
@@ -176,6 +189,6 @@ async function readSegment(lane: Lane, host: LaneHost, seg: SegmentInfo, cursor:
   return end >= limit && seg !== lane.active;
 }
 
-function noteDamage(host: LaneHost, lane: Lane, seg: SegmentInfo, fromByte: number, toByte: number): void {
+function noteDamage(host: LaneHost, lane: ReadableLane, seg: SegmentInfo, fromByte: number, toByte: number): void {
   host.reportDamage({ lane: lane.name, segment: seg.name, fromByte, toByte, kind: 'corrupt' });
 }

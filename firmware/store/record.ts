@@ -175,6 +175,7 @@ export interface SealSummary {
   firstEnqueuedAtMs: number;
 }
 
+/** SealSummary's five numbers as 8-byte doubles; the whole seal record adds the usual header. */
 export const SEAL_BODY_BYTES = 40;
 export const SEAL_RECORD_BYTES = HEADER_BYTES + SEAL_BODY_BYTES;
 

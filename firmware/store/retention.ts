@@ -1,7 +1,7 @@
 import type { Batch } from './batch.js';
 import { StoreError } from './errors.js';
 import type { Lane } from './lane.js';
-import type { RingLog } from './log.js';
+import type { StoreHost } from './store-host.js';
 import type { SegmentInfo } from './segment.js';
 import type { LaneStats } from './types.js';
 
@@ -20,7 +20,7 @@ function unackedIn(seg: SegmentInfo, acked: number): number {
  * never rewritten in place; space comes back one segment file at a time.
  */
 export class Retention {
-  constructor(private readonly log: RingLog) {}
+  constructor(private readonly log: StoreHost) {}
 
   /** drop-oldest: deletes the oldest segments (any lane) until `needBytes` more fit under the quota. */
   async makeRoom(lane: Lane, needBytes: number, written: Array<{ batch: Batch }>): Promise<void> {

@@ -1,3 +1,5 @@
+import { isJsonObject } from '../json.js';
+
 /** JSON merge patches (RFC 7386) as IoT Hub applies them to twins: null deletes, objects merge, `$` keys are metadata. */
 
 export type Props = Record<string, unknown>;
@@ -12,15 +14,14 @@ export const TWIN_SECTION_BYTES_MAX = 32 * 1024;
  */
 export const TWIN_PENDING_BYTES_MAX = TWIN_SECTION_BYTES_MAX;
 
-export const isProps = (v: unknown): v is Props => typeof v === 'object' && v !== null && !Array.isArray(v);
 
 /** Applies `patch` to `target` in place; null removes the key. */
 export function applyPatch(target: Props, patch: Props): void {
   for (const [key, value] of Object.entries(patch)) {
     if (key.startsWith('$')) continue;
     if (value === null) delete target[key];
-    else if (isProps(value)) {
-      const child = isProps(target[key]) ? (target[key] as Props) : {};
+    else if (isJsonObject(value)) {
+      const child = isJsonObject(target[key]) ? (target[key] as Props) : {};
       applyPatch(child, value);
       target[key] = child;
     } else target[key] = value;
@@ -38,10 +39,10 @@ export function withoutIdleDeletes(patch: Props, current: Props): Props {
     if (key.startsWith('$')) continue;
     if (value === null) {
       if (key in current) out[key] = null;
-    } else if (isProps(value)) {
-      const inner = withoutIdleDeletes(value, isProps(current[key]) ? (current[key] as Props) : {});
+    } else if (isJsonObject(value)) {
+      const inner = withoutIdleDeletes(value, isJsonObject(current[key]) ? (current[key] as Props) : {});
       // An object left empty by the pruning still sets the key (merge-patch semantics) if it did not exist.
-      if (Object.keys(inner).length > 0 || !isProps(current[key])) out[key] = inner;
+      if (Object.keys(inner).length > 0 || !isJsonObject(current[key])) out[key] = inner;
     } else out[key] = value;
   }
   return out;
@@ -51,8 +52,8 @@ export function withoutIdleDeletes(patch: Props, current: Props): Props {
 export function foldPatch(pending: Props, patch: Props): void {
   for (const [key, value] of Object.entries(patch)) {
     if (key.startsWith('$')) continue;
-    if (isProps(value) && isProps(pending[key])) foldPatch(pending[key] as Props, value);
-    else pending[key] = isProps(value) ? structuredClone(value) : value;
+    if (isJsonObject(value) && isJsonObject(pending[key])) foldPatch(pending[key] as Props, value);
+    else pending[key] = isJsonObject(value) ? structuredClone(value) : value;
   }
 }
 
@@ -63,7 +64,7 @@ export function diff(from: Props, to: Props): Props {
   for (const [key, value] of Object.entries(to)) {
     if (key.startsWith('$')) continue;
     const before = from[key];
-    if (isProps(value) && isProps(before)) {
+    if (isJsonObject(value) && isJsonObject(before)) {
       const inner = diff(before, value);
       if (Object.keys(inner).length > 0) out[key] = inner;
     } else if (JSON.stringify(before) !== JSON.stringify(value)) out[key] = value;
@@ -73,9 +74,9 @@ export function diff(from: Props, to: Props): Props {
 
 /** Why a patch from a child is refused, or null; bounds depth and size as IoT Hub does. */
 export function patchProblem(patch: unknown): string | null {
-  if (!isProps(patch)) return 'a twin patch must be a JSON object';
+  if (!isJsonObject(patch)) return 'a twin patch must be a JSON object';
   const depthOk = (v: unknown, depth: number): boolean =>
-    !isProps(v) || (depth <= TWIN_DEPTH_MAX && Object.values(v).every((c) => depthOk(c, depth + 1)));
+    !isJsonObject(v) || (depth <= TWIN_DEPTH_MAX && Object.values(v).every((c) => depthOk(c, depth + 1)));
   if (!depthOk(patch, 1)) return `twin patch nested deeper than ${TWIN_DEPTH_MAX} levels`;
   return null;
 }

@@ -3,7 +3,8 @@ import { splitConnectionId } from '../auth/identity.js';
 import type { ScopeBrokerOptions } from '../auth/scope-sync.js';
 import type { UplinkTransport } from '../uplink/types.js';
 import { LivePush } from './live-push.js';
-import { TWIN_SECTION_BYTES_MAX, isProps } from './merge.js';
+import { TWIN_SECTION_BYTES_MAX } from './merge.js';
+import { isJsonObject } from '../json.js';
 import type { TwinStore } from './store.js';
 
 /**
@@ -157,7 +158,7 @@ export class MqttTwinSync {
     }
     // An empty retained message clears the topic; it says nothing about the twin.
     if (payload.length === 0) return;
-    if (splitConnectionId(deviceId) === null || !isProps(doc) || !Number.isSafeInteger(doc.$version) || (doc.$version as number) < 1) {
+    if (splitConnectionId(deviceId) === null || !isJsonObject(doc) || !Number.isSafeInteger(doc.$version) || (doc.$version as number) < 1) {
       this.refused += 1;
       this.opts.onError?.(new Error(`${topic}: desired document must be a JSON object of at most ${TWIN_SECTION_BYTES_MAX} bytes with a positive integer "$version"`));
       return;

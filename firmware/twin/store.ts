@@ -1,6 +1,7 @@
 import { chmod, mkdir } from 'node:fs/promises';
 import path from 'node:path';
 import nodePersist from 'node-persist';
+import { SCOPE_IDENTITIES_MAX } from '../auth/identity.js';
 import {
   TWIN_PENDING_BYTES_MAX, TWIN_SECTION_BYTES_MAX, applyPatch, diff, foldPatch, withoutIdleDeletes, withoutMetadata,
   type Props,
@@ -27,8 +28,8 @@ export interface TwinDoc {
   deliveredVersion: number;
 }
 
-/** Twins kept, devices; one per child plus the gateway. */
-export const TWINS_MAX = 1_001;
+/** Twins kept: one per identity a scope may hold (devices and modules each have one) plus the gateway's. */
+export const TWINS_MAX = SCOPE_IDENTITIES_MAX + 1;
 /**
  * Disk the twin documents may take together (as node-persist writes them), bytes. The data partition is shared
  * with the ring log's quota; 16 MiB holds a full scope of 1,000 twins at 16 KiB each, and keeps a few children

@@ -1,6 +1,7 @@
 import { UplinkError, type TwinChannel, type UplinkTransport } from '../uplink/types.js';
 import { DESIRED_SETTLE_MS } from '../auth/scope-sync.js';
-import { isProps, type Props } from './merge.js';
+import type { Props } from './merge.js';
+import { isJsonObject } from '../json.js';
 import { LivePush } from './live-push.js';
 import type { TwinStore } from './store.js';
 
@@ -149,12 +150,12 @@ export class TwinSync {
     const version = typeof desired.$version === 'number' ? desired.$version : 0;
     const own = Object.fromEntries(Object.entries(desired).filter(([key]) => !OUTPOST_KEYS.has(key)));
     await this.opts.store.setDesired(this.opts.gatewayId, own, version);
-    const sections = isProps(desired[CHILDREN_TWIN_PROPERTY]) ? (desired[CHILDREN_TWIN_PROPERTY] as Props) : {};
+    const sections = isJsonObject(desired[CHILDREN_TWIN_PROPERTY]) ? (desired[CHILDREN_TWIN_PROPERTY] as Props) : {};
     const children = new Map(Object.entries(sections).map(([key, section]) => [deviceIdOf(key), section]));
     const known = new Set([...children.keys(), ...this.opts.store.devices()]);
     for (const deviceId of known) {
       if (deviceId === this.opts.gatewayId) continue;
-      const section = isProps(children.get(deviceId)) ? (children.get(deviceId) as Props) : {};
+      const section = isJsonObject(children.get(deviceId)) ? (children.get(deviceId) as Props) : {};
       await this.opts.store.setDesired(deviceId, section, version);
       await this.deliver(deviceId);
     }

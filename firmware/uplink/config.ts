@@ -11,6 +11,7 @@ import { compileTopicTemplate } from './message.js';
 import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
 import type { TransportConfig } from './transports.js';
 import { parseProvisioning, type ProvisioningConfig } from './provisioning/config.js';
+import { LANE_NAME_PATTERN, UPSTREAM_LANE } from '../store/names.js';
 
 /**
  * The `uplink` section of board.json. Absent means `{ "protocol": "none" }`: no cloud. Every field, its
@@ -79,7 +80,6 @@ export const SIM_VARIANT = 'sim';
 const INTERFACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$/;
 const INTERFACES_MAX = 16;
 /** The ring log's lane name rule (firmware/store), repeated here so a bad name fails at config time. */
-const LANE_NAME = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,47}$/;
 /** Lanes besides "upstream"; the pump drains at most 16 lanes. */
 const PRIORITY_LANES_MAX = 15;
 const LANE_WEIGHT_MAX = 1_000;
@@ -171,11 +171,11 @@ function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) =>
 
 function parsePriorityLanes(node: ConfigNode): Array<{ lane: string; weight: number }> {
   if (node.missing) return [];
-  const seen = new Set<string>(['upstream']);
+  const seen = new Set<string>([UPSTREAM_LANE]);
   return node.items(`a list of at most ${PRIORITY_LANES_MAX} lanes`, 0, PRIORITY_LANES_MAX).map((item) => {
     item.keys(['lane', 'weight']);
     const laneNode = item.field('lane');
-    const lane = laneNode.string({ pattern: LANE_NAME, describe: 'a lane name (letters, digits, . _ -), not "upstream" nor a repeat' });
+    const lane = laneNode.string({ pattern: LANE_NAME_PATTERN, describe: 'a lane name (letters, digits, . _ -), not "upstream" nor a repeat' });
     if (seen.has(lane)) laneNode.fail('a lane name (letters, digits, . _ -), not "upstream" nor a repeat');
     seen.add(lane);
     return { lane, weight: item.field('weight').integer({ min: 1, max: LANE_WEIGHT_MAX, default: 1 }) };

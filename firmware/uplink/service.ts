@@ -10,6 +10,7 @@ import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
 import type { AzureUplinkConfig, MqttUplinkConfig } from './config.js';
 import type { ProvisionedUplinkOptions, ProvisioningStatus } from './provisioning/index.js';
+import { UPSTREAM_LANE } from '../store/names.js';
 
 /** The lane everything bound for the cloud goes through (firmware/runtime.ts opens it under the same name). */
 
@@ -29,7 +30,7 @@ export async function uplinkHubHosts(config: UplinkConfig, gatewayId: string, da
   return host === undefined ? [] : [host];
 }
 
-export const UPSTREAM_LANE_NAME = 'upstream';
+export const UPSTREAM_LANE_NAME = UPSTREAM_LANE;
 
 export interface UplinkServiceOptions {
   config: UplinkConfig;

@@ -1,6 +1,9 @@
 import type { Clock } from '../clock.js';
 import { loadSettingsFile, saveSettingsFile } from './settings-file.js';
 import { UplinkError } from './types.js';
+import { isJsonObject } from '../json.js';
+import { optionSpec } from '../config/schema.js';
+import { STORAGE_QUOTA_BYTES_MAX } from '../config/storage.js';
 
 /**
  * Settings the cloud may push to a gateway: the ring log's TTL and quota and the drain's bandwidth cap.
@@ -22,11 +25,13 @@ export interface CloudSettings {
 }
 export type SettingName = keyof CloudSettings;
 
+/** The cloud overrides board.json's storage options, so it gets their ranges, from the one schema table. */
+const TTL_SECS_RANGE = optionSpec('storage.ttlSecs').int!;
+
 /** [min, max, unit] per setting; the store checks the quota against its segment size on top. */
 const SETTING_RULES: Record<SettingName, readonly [number, number, string]> = {
-  // As board.json's storage.ttlSecs: more than a year is almost certainly ms written as seconds.
-  ttlSecs: [1, 365 * 86_400, 's'],
-  quotaBytes: [1, 1024 ** 4, 'bytes'],
+  ttlSecs: [TTL_SECS_RANGE.min, TTL_SECS_RANGE.max, 's'],
+  quotaBytes: [1, STORAGE_QUOTA_BYTES_MAX, 'bytes'],
   maxBytesPerSec: [0, 1024 ** 3, 'bytes/s'],
 };
 const SETTING_NAMES = Object.keys(SETTING_RULES) as SettingName[];
@@ -59,9 +64,6 @@ function checkValue(name: SettingName, value: unknown): number {
   return value;
 }
 
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Keys in a fixed order, so two equal override sets serialise equally (and an unchanged one is not rewritten). */
 function canonical(settings: CloudSettings): CloudSettings {
@@ -152,7 +154,7 @@ export class CloudSettingsManager {
 
   /** Validates `doc` as a whole state, applies it, persists it when it changed. `strict` refuses unknown keys. */
   private replaceWith(doc: unknown, source: string, strict: boolean, save = true): boolean {
-    if (!isObject(doc)) return this.refuse('expected a JSON object', source);
+    if (!isJsonObject(doc)) return this.refuse('expected a JSON object', source);
     const next: CloudSettings = {};
     try {
       for (const [key, value] of Object.entries(doc)) {

@@ -8,11 +8,18 @@ import { COMPILED_ADDONS, PREBUILD_DIRS } from './targets.js';
 /** Directories never shipped: host builds (they would shadow the target's) and package test/example trees. */
 const SKIPPED_DIRS = new Set(['build', 'test', 'example', 'integration-test', 'doc', '.github']);
 
+/** @param {string} file */
 function readJson(file) {
   return JSON.parse(readFileSync(file, 'utf8'));
 }
 
 /** Node's resolution: the nearest node_modules/<name> from `fromDir` up to the repository's node_modules. */
+/**
+ * @param {string} fromDir
+ * @param {string} name
+ * @param {string} rootModules
+ * @returns {string | null}
+ */
 function resolvePackage(fromDir, name, rootModules) {
   for (let dir = fromDir; dir.startsWith(rootModules); dir = dirname(dir)) {
     const candidate = join(dir, 'node_modules', name);
@@ -24,13 +31,18 @@ function resolvePackage(fromDir, name, rootModules) {
 }
 
 /** Top-level package folders needed by `roots` and everything they depend on at run time. */
+/**
+ * @param {string} repo
+ * @param {string[]} roots
+ */
 export function runtimeClosure(repo, roots) {
   const rootModules = join(repo, 'node_modules');
+  /** @type {Set<string>} */
   const seen = new Set();
   const queue = roots.map((name) => resolvePackage(rootModules, name, rootModules));
   while (queue.length > 0) {
     const dir = queue.pop();
-    if (dir === null || seen.has(dir)) continue;
+    if (dir === undefined || dir === null || seen.has(dir)) continue;
     seen.add(dir);
     const pkg = readJson(join(dir, 'package.json'));
     for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })) queue.push(resolvePackage(dir, dep, rootModules));
@@ -40,6 +52,12 @@ export function runtimeClosure(repo, roots) {
 }
 
 /** Copies the packages into `modulesDir`, without host builds and without other targets' prebuilds. */
+/**
+ * @param {string} repo
+ * @param {string[]} packages
+ * @param {string} modulesDir
+ * @param {import('./targets.js').Target} target
+ */
 export function copyPackages(repo, packages, modulesDir, target) {
   for (const rel of packages) {
     cpSync(join(repo, 'node_modules', rel), join(modulesDir, rel), {
@@ -67,8 +85,14 @@ function nodeGypPath() {
 }
 
 /** Compiles each of COMPILED_ADDONS in place for the target, against the headers of the Node it ships. */
+/**
+ * @param {string} modulesDir
+ * @param {import('./targets.js').Target} target
+ * @param {import('./targets.js').TargetSpec} spec
+ * @param {string} nodeDir
+ */
 export function buildAddons(modulesDir, target, spec, nodeDir) {
-  const tool = (name) => `${spec.toolPrefix}${name}`;
+  const tool = (/** @type {string} */ name) => `${spec.toolPrefix}${name}`;
   const env = {
     ...process.env,
     CC: tool('gcc'), CXX: tool('g++'), LINK: tool('g++'), AR: tool('ar'),
@@ -92,9 +116,15 @@ export function buildAddons(modulesDir, target, spec, nodeDir) {
 }
 
 /** Every .node file under `dir`, with its ELF machine; the release refuses to pack a file for another arch. */
+/**
+ * @param {string} dir
+ * @param {import('./targets.js').Target} target
+ * @param {import('./targets.js').TargetSpec} spec
+ */
 export function checkElfMachines(dir, target, spec) {
+  /** @type {string[]} */
   const found = [];
-  const walk = (d) => {
+  const walk = (/** @type {string} */ d) => {
     for (const entry of readdirSync(d, { withFileTypes: true })) {
       const path = join(d, entry.name);
       if (entry.isDirectory()) walk(path);

@@ -10,19 +10,23 @@ import { basename } from 'node:path';
 /** The manifest of `outpost-1.2.3-linux-arm64.tar.gz` is `outpost-1.2.3-linux-arm64.tar.gz.manifest.json`. */
 export const MANIFEST_SUFFIX = '.manifest.json';
 
+/** @param {Record<string, unknown>} m */
 export function canonicalManifest(m) {
   const fields = ['version', 'target', 'sha256', 'bytes', 'storeFormat'];
   const lines = ['outpost-update-v1', ...fields.map((f) => `${f}=${m[f]}`)];
   return Buffer.from(`${lines.join('\n')}\n`, 'utf8');
 }
 
-/** Reads an ed25519 private key (PKCS#8 PEM, as scripts/ota-keygen.js writes it), naming the file on error. */
+/**
+ * Reads an ed25519 private key (PKCS#8 PEM, as scripts/ota-keygen.js writes it), naming the file on error.
+ * @param {string} file
+ */
 export function readSigningKey(file) {
   let key;
   try {
     key = createPrivateKey(readFileSync(file));
   } catch (err) {
-    throw new Error(`${file}: not a PEM private key: ${err.message}`);
+    throw new Error(`${file}: not a PEM private key: ${/** @type {Error} */ (err).message}`);
   }
   if (key.asymmetricKeyType !== 'ed25519') {
     throw new Error(`${file}: a ${key.asymmetricKeyType} key; OTA keys are ed25519`);
@@ -30,6 +34,7 @@ export function readSigningKey(file) {
   return key;
 }
 
+/** @param {string} file */
 async function digest(file) {
   const hash = createHash('sha256');
   let bytes = 0;
@@ -44,6 +49,9 @@ async function digest(file) {
  * Writes `<tarball>.manifest.json`, signed with `key`. Version, target and ring log format come from the
  * tarball's own release.json, so a manifest can only describe what the tarball holds. `url` is where the
  * operator will serve it (optional: it is not signed, and the cloud side may set it per download).
+ * @param {string} tarball
+ * @param {import('node:crypto').KeyObject} key
+ * @param {string} [url]
  */
 export async function signTarball(tarball, key, url = '') {
   const top = basename(tarball).replace(/\.tar\.gz$/, '');
@@ -60,7 +68,10 @@ export async function signTarball(tarball, key, url = '') {
   return file;
 }
 
-/** The ring log format of the firmware being released (firmware/store/format.ts, read as text: no TS here). */
+/**
+ * The ring log format of the firmware being released (firmware/store/format.ts, read as text: no TS here).
+ * @param {string} repo
+ */
 export function storeFormatOf(repo) {
   const match = /export const STORE_FORMAT = (\d+);/.exec(readFileSync(`${repo}/firmware/store/format.ts`, 'utf8'));
   if (!match) throw new Error(`${repo}/firmware/store/format.ts: no "export const STORE_FORMAT = <n>;"`);

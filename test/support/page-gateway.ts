@@ -4,14 +4,13 @@ import { tmpdir } from 'node:os';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadBoard } from '../../firmware/config/index.js';
+import { loadBoard } from '../../firmware/config/board.js';
 import { createLogger } from '../../firmware/ops/logger.js';
 import { RecentErrors } from '../../firmware/ops/report.js';
 import { Ops } from '../../firmware/ops/service.js';
 import { hashPassword, TECHNICIAN_USER } from '../../firmware/page/passwd.js';
 import { PAGE_TLS_DIR } from '../../firmware/page/tls.js';
 import { Runtime } from '../../firmware/runtime.js';
-// @ts-expect-error: a plain JS build script without type declarations.
 import { buildPageAssets } from '../../scripts/page-assets.js';
 import { tempDir } from './tmp.js';
 

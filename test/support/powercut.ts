@@ -1,4 +1,4 @@
-import { ManualClock } from '../../firmware/clock.js';
+import { ManualClock } from './manual-clock.js';
 import { RingLog } from '../../firmware/store/log.js';
 import type { RingLogOptions } from '../../firmware/store/options.js';
 import { parseRecord } from '../../firmware/store/record.js';

@@ -1,11 +1,11 @@
 import t, { type Test } from 'tap';
-import { ManualClock } from '../../../firmware/clock.js';
+import { ManualClock } from '../../support/manual-clock.js';
 import type { DeviceConfig, GpioBusConfig } from '../../../firmware/config/types.js';
 import type { BusProvider } from '../../../drivers/buses.js';
 import { FakeGpioController } from '../../../drivers/gpio/fake.js';
 import { startDevices, type DeviceManager } from '../../../drivers/index.js';
 import { DEVICE_SINK_INFLIGHT_MAX } from '../../../drivers/runner.js';
-import { ManualTimers } from '../../../drivers/timers.js';
+import { ManualTimers } from '../../support/manual-timers.js';
 import { boardWith, recordingSink } from '../../fixtures/boards.js';
 
 const GPIO_BUS: GpioBusConfig = { id: 'gpio', kind: 'gpio', provider: 'sim', chipLabel: 'fake', sysfsRoot: '/nowhere', simInputs: {} };

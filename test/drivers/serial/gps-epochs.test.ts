@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ManualClock } from '../../../firmware/clock.js';
+import { ManualClock } from '../../support/manual-clock.js';
 import type { ReadingValues } from '../../../drivers/model.js';
 import { FakeSerialOpener } from '../../../drivers/serial/fake.js';
 import { GPS_EPOCH_SENTENCES_MAX } from '../../../drivers/serial/gps-epoch.js';

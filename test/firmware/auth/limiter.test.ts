@@ -2,7 +2,7 @@ import t, { type Test } from 'tap';
 import net from 'node:net';
 import path from 'node:path';
 import { MqttClient } from 'mqtt';
-import { ManualClock } from '../../../firmware/clock.js';
+import { ManualClock } from '../../support/manual-clock.js';
 import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { publishScope } from '../../../firmware/ops/scope-cli.js';

@@ -1,6 +1,6 @@
 import t, { type Test } from 'tap';
 import path from 'node:path';
-import { ManualClock } from '../../../firmware/clock.js';
+import { ManualClock } from '../../support/manual-clock.js';
 import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';

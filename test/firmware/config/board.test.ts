@@ -1,7 +1,9 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { checkBoard, ConfigError, loadBoard, runBoardCheckCli } from '../../../firmware/config/index.js';
+import { loadBoard } from '../../../firmware/config/board.js';
+import { checkBoard, runBoardCheckCli } from '../../../firmware/config/check.js';
+import { ConfigError } from '../../../firmware/config/errors.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const BOARDS_DIR = join(ROOT, 'boards');

@@ -1,8 +1,11 @@
 import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { ConfigError, OPTIONS, loadBoard, renderReference, runBoardCheckCli,
-  type OptionSpec } from '../../../firmware/config/index.js';
+import { loadBoard } from '../../../firmware/config/board.js';
+import { runBoardCheckCli } from '../../../firmware/config/check.js';
+import { ConfigError } from '../../../firmware/config/errors.js';
+import { renderReference } from '../../../firmware/config/reference.js';
+import { OPTIONS, type OptionSpec } from '../../../firmware/config/schema.js';
 import { tempDir } from '../../support/tmp.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;

@@ -3,8 +3,10 @@ import { once } from 'node:events';
 import { mkdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { ConfigErrors, loadBoard, runBoardCheckCli } from '../../../firmware/config/index.js';
-import { bundleGateway } from '../ops/gateway-process.js';
+import { loadBoard } from '../../../firmware/config/board.js';
+import { runBoardCheckCli } from '../../../firmware/config/check.js';
+import { ConfigErrors } from '../../../firmware/config/errors.js';
+import { bundleGateway } from '../../support/gateway-process.js';
 import { createTestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
 

@@ -3,7 +3,7 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import mqtt from 'mqtt';
-import { UPSTREAM_LANE } from '../../../firmware/hub/index.js';
+import { UPSTREAM_LANE } from '../../../firmware/store/names.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
 import { until } from '../../support/hub-fixture.js';
 import { bundleForChild } from '../../support/bundle.js';

@@ -1,6 +1,7 @@
 import t from 'tap';
 import path from 'node:path';
-import { startHub, UPSTREAM_LANE } from '../../../firmware/hub/index.js';
+import { startHub } from '../../../firmware/hub/index.js';
+import { UPSTREAM_LANE } from '../../../firmware/store/names.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
 import { publishScope } from '../../../firmware/ops/scope-cli.js';

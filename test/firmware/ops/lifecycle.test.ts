@@ -12,7 +12,9 @@ import { createTestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MqttClient } from 'mqtt';
-import { READY_TIMEOUT_MS as READY_WAIT_MS, bundleGateway, isReady, startGateway } from './gateway-process.js';
+import {
+  READY_TIMEOUT_MS as READY_WAIT_MS, bundleGateway, isReady, startGateway,
+} from '../../support/gateway-process.js';
 
 /** The gateway process through start-up and stop, as systemd and a modem hook drive it. */
 

@@ -5,7 +5,7 @@ import { createLogger } from '../../../firmware/ops/logger.js';
 import { REDACTED, registerSecret } from '../../../firmware/ops/redact.js';
 import { freePort } from '../../support/brokers.js';
 import { tempDir } from '../../support/tmp.js';
-import { bundleGateway, isReady, startGateway } from './gateway-process.js';
+import { bundleGateway, isReady, startGateway } from '../../support/gateway-process.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const SAS_KEY = 'c2VjcmV0LWtleS1mb3ItdGVzdHMtMTIzNDU2Nzg5MA==';

@@ -3,7 +3,7 @@ import { once } from 'node:events';
 import t from 'tap';
 import { createLogger, logFormatFromEnv } from '../../../firmware/ops/logger.js';
 import { tempDir } from '../../support/tmp.js';
-import { bundleGateway } from './gateway-process.js';
+import { bundleGateway } from '../../support/gateway-process.js';
 
 const SAS_KEY = 'c2VjcmV0LWtleS1mb3ItdGVzdHMtMTIzNDU2Nzg5MA==';
 /** A child that has not exited by then is broken, not slow. */

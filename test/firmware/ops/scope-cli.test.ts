@@ -4,12 +4,12 @@ import { symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import { fetchRetained, scopeTopic } from '../../../firmware/auth/scope-sync.js';
-import { loadBoard } from '../../../firmware/config/index.js';
+import { loadBoard } from '../../../firmware/config/board.js';
 import { runScopeCli } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { newKey, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
-import { bundleGateway } from './gateway-process.js';
+import { bundleGateway } from '../../support/gateway-process.js';
 
 const BOARDS_DIR = new URL('../../../boards', import.meta.url).pathname;
 /** A command that has not exited by then is broken, not slow. */

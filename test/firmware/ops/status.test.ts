@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { loadBoard, type LoadedBoard } from '../../../firmware/config/index.js';
+import { loadBoard } from '../../../firmware/config/board.js';
+import type { LoadedBoard } from '../../../firmware/config/types.js';
 import { createLogger } from '../../../firmware/ops/logger.js';
 import { formatReport } from '../../../firmware/ops/format.js';
 import { RecentErrors } from '../../../firmware/ops/report.js';
@@ -13,10 +14,11 @@ import { Ops } from '../../../firmware/ops/service.js';
 import { runStatusCli } from '../../../firmware/ops/status-cli.js';
 import { requestStatus } from '../../../firmware/ops/status-socket.js';
 import { RingLog } from '../../../firmware/store/log.js';
-import { Runtime, UPSTREAM_LANE } from '../../../firmware/runtime.js';
+import { Runtime } from '../../../firmware/runtime.js';
+import { UPSTREAM_LANE } from '../../../firmware/store/names.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { tempDir } from '../../support/tmp.js';
-import { bundleGateway, startGateway } from './gateway-process.js';
+import { bundleGateway, startGateway } from '../../support/gateway-process.js';
 
 const BOARD = fileURLToPath(new URL('../../../board.json', import.meta.url));
 /** Records waiting when the uplink comes up: enough for several progress lines on a loopback broker. */

@@ -7,11 +7,11 @@ import type { MqttClient } from 'mqtt';
 import { IdentityCache } from '../../../firmware/auth/cache.js';
 import { parseScopeDocument } from '../../../firmware/auth/identity.js';
 import { RingLog } from '../../../firmware/store/log.js';
-import { UPSTREAM_LANE } from '../../../firmware/runtime.js';
+import { UPSTREAM_LANE } from '../../../firmware/store/names.js';
 import { mqttChild, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
 import { notifySocket } from '../../support/notify-socket.js';
-import { bundleGateway, isReady, startGateway } from './gateway-process.js';
+import { bundleGateway, isReady, startGateway } from '../../support/gateway-process.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const UNIT = join(ROOT, 'scripts/systemd/outpost.service');

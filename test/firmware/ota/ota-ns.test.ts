@@ -6,8 +6,8 @@ import t, { type Test } from 'tap';
 import { freePort } from '../../support/brokers.js';
 import { bundleForChild } from '../../support/bundle.js';
 import { tempDir } from '../../support/tmp.js';
-import { deriveRelease, type Derived } from './derive-release.js';
-import type { Scenario } from './ns-driver.js';
+import { deriveRelease, type Derived } from '../../support/ota/derive-release.js';
+import type { Scenario } from '../../support/ota/ns-driver.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
@@ -78,7 +78,7 @@ t.test('OTA in the install.sh namespace: signed releases, refusals, an update wi
   const dir = tempDir(t);
   const scenario = await releases(t, dir);
   writeFileSync(join(dir, 'scenario.json'), JSON.stringify(scenario));
-  const driver = await bundleForChild(fileURLToPath(new URL('./ns-driver.ts', import.meta.url)), tempDir(t));
+  const driver = await bundleForChild(fileURLToPath(new URL('../../support/ota/ns-driver.ts', import.meta.url)), tempDir(t));
   const setup = join(ROOT, 'test/firmware/ota/ns-setup.sh');
   const run = spawnSync('unshare', ['-m', setup, scenario.root, process.execPath, driver, join(dir, 'scenario.json')],
     { encoding: 'utf8', timeout: SCENARIO_TIMEOUT_MS });

@@ -6,7 +6,7 @@ import t from 'tap';
 import { ApplyError, applyRelease } from '../../../firmware/ota/apply.js';
 import { tempDir } from '../../support/tmp.js';
 import { bundleForChild } from '../../support/bundle.js';
-import { tinyRelease } from './tiny-release.js';
+import { tinyRelease } from '../../support/ota/tiny-release.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const LAUNCHER = join(ROOT, 'scripts/pack/ota-launch.sh');
@@ -66,7 +66,7 @@ t.test('SIGKILL of the updater before each file-system operation: always one who
   const dir = tempDir(t);
   const first = tinyRelease(join(dir, 'a'), '1.0.0');
   const second = tinyRelease(join(dir, 'b'), '2.0.0');
-  const child = await bundleForChild(fileURLToPath(new URL('./switch-child.ts', import.meta.url)), tempDir(t));
+  const child = await bundleForChild(fileURLToPath(new URL('../../support/ota/switch-child.ts', import.meta.url)), tempDir(t));
   // One uninterrupted run counts the operations; then one run cut before each of them.
   const clean = site(t, first.tarball);
   const report = join(dir, 'ops.log');

@@ -1,23 +1,17 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { loadBoard } from '../../../firmware/config/index.js';
-import { Runtime, UPSTREAM_LANE, formatStatus } from '../../../firmware/runtime.js';
+import { loadBoard } from '../../../firmware/config/board.js';
+import { Runtime } from '../../../firmware/runtime.js';
+import { formatStatus } from '../../../firmware/ops/status-line.js';
+import { UPSTREAM_LANE } from '../../../firmware/store/names.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
 import { tempDir } from '../../support/tmp.js';
+import { until } from '../../support/until.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;
 /** Bound on every wait for a state: the sim link flips every few seconds, so this is many cycles. */
 const STATE_WAIT_MS_MAX = 30_000;
-const POLL_MS = 50;
-
-async function until(what: string, ready: () => boolean): Promise<void> {
-  const started = Date.now();
-  while (!ready()) {
-    if (Date.now() - started > STATE_WAIT_MS_MAX) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, POLL_MS));
-  }
-}
 
 t.test('npm start\'s board: the embedded cloud receives everything, in order, after the link drops and returns', async (t) => {
   const board = await loadBoard(join(ROOT, 'boards/examples/sim-cloud.json'));
@@ -32,9 +26,11 @@ t.test('npm start\'s board: the embedded cloud receives everything, in order, af
   const lane = await runtime.store.lane(UPSTREAM_LANE);
   const put = (n: number) => lane.append({ body: Buffer.from(JSON.stringify({ n })), properties: { [RECORD_KEY.deviceId]: 'test' } });
 
-  await until('the link up and a first message at the cloud', () => runtime.status().link === 'up' && cloud().received > 0);
+  await until('the link up and a first message at the cloud',
+    () => runtime.status().link === 'up' && cloud().received > 0, STATE_WAIT_MS_MAX);
   process.kill(process.pid, 'SIGUSR1');
-  await until('the link down', () => cloud().link.state === 'down' && runtime.status().link !== 'up');
+  await until('the link down',
+    () => cloud().link.state === 'down' && runtime.status().link !== 'up', STATE_WAIT_MS_MAX);
   const lastSeqBefore = upstream().lastSeq;
   for (let n = 0; n < 20; n++) await put(n);
   t.ok(upstream().pendingRecords >= 20, `the backlog grows while the link is down (${upstream().pendingRecords})`);
@@ -43,7 +39,8 @@ t.test('npm start\'s board: the embedded cloud receives everything, in order, af
   t.match(line, /sim link down; cloud received=\d+ \(in order, \d+ repeats\)/);
 
   process.kill(process.pid, 'SIGUSR1');
-  await until('the backlog drained at the cloud', () => upstream().pendingRecords === 0 && (cloud().lastSeq ?? 0) >= lastSeqBefore + 20);
+  await until('the backlog drained at the cloud',
+    () => upstream().pendingRecords === 0 && (cloud().lastSeq ?? 0) >= lastSeqBefore + 20, STATE_WAIT_MS_MAX);
   const status = cloud();
   t.equal(status.outOfOrder, 0, 'in stored order');
   t.equal(status.received, status.lastSeq, 'every stored record arrived once (seq 1..lastSeq)');
@@ -56,7 +53,8 @@ t.test('the link drops and returns on its cycle; stop closes the embedded cloud 
   await runtime.start();
   t.teardown(() => runtime.stop());
   const cloud = () => runtime.status().uplink!.simCloud!;
-  await until('two drops, and the uplink up again after them', () => cloud().link.drops >= 2 && runtime.status().link === 'up');
+  await until('two drops, and the uplink up again after them',
+    () => cloud().link.drops >= 2 && runtime.status().link === 'up', STATE_WAIT_MS_MAX);
   t.type(cloud().link.nextChangeInSecs, 'number', 'the status says when the link changes next');
   const broker = new URL(cloud().brokerUrl);
   await runtime.stop();

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ManualClock } from '../../../firmware/clock.js';
+import { ManualClock } from '../../support/manual-clock.js';
 import { decodeCheckpoint } from '../../../firmware/store/checkpoint.js';
 import { nodeFs, type StoreFs } from '../../../firmware/store/fs.js';
 import { RingLog } from '../../../firmware/store/log.js';

@@ -1,5 +1,5 @@
 import t, { type Test } from 'tap';
-import { ManualClock } from '../../../firmware/clock.js';
+import { ManualClock } from '../../support/manual-clock.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import type { Lane } from '../../../firmware/store/lane.js';
 import { prng, testSeed } from '../../support/prng.js';

@@ -1,6 +1,6 @@
 import t from 'tap';
 import { mkdirSync, writeFileSync } from 'node:fs';
-import { ManualClock } from '../../../firmware/clock.js';
+import { ManualClock } from '../../support/manual-clock.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { crashState, materialize, SimFs, type DisabledSite } from '../../support/crash-fs.js';
 import { explore, ROOT, WorkloadContext, type Journal } from '../../support/powercut.js';

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { readdirSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import { ManualClock } from '../../../firmware/clock.js';
+import { ManualClock } from '../../support/manual-clock.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { SEAL_RECORD_BYTES } from '../../../firmware/store/record.js';
 import { tempDir } from '../../support/tmp.js';

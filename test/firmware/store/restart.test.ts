@@ -1,5 +1,5 @@
 import t from 'tap';
-import { ManualClock } from '../../../firmware/clock.js';
+import { ManualClock } from '../../support/manual-clock.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import type { RingLogOptions } from '../../../firmware/store/options.js';
 import { crashState, SimFs } from '../../support/crash-fs.js';

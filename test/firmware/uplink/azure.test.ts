@@ -1,6 +1,6 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
-import azureCommon from 'azure-iot-common';
+import { createRequire } from 'node:module';
 import { sdkRefusal } from '../../../firmware/uplink/azure-refusal.js';
 import { createTransport } from '../../../firmware/uplink/transports.js';
 import { Pump } from '../../../firmware/uplink/pump.js';
@@ -9,27 +9,23 @@ import { FaultProxy } from '../../support/fault-proxy.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { MemoryLane } from '../../support/memory-lane.js';
 import { checkDelivery } from '../../support/delivery.js';
+import { until } from '../../support/until.js';
 
 /** The azure transport with the real azure-iot-device SDK, against the IoT Hub emulator over TLS. */
 
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
-
-t.test('telemetry in order across outages, twin GET/PATCH, desired patch, method', async (t) => {
+/** The emulator, a fault proxy in front of it, and the transport of one device dialling the proxy. */
+async function azureBehindProxy(t: Test, deviceId: string) {
   const hub = await IotHubEmulator.start();
   t.teardown(() => hub.stop());
   const proxy = await FaultProxy.start({ targetPort: hub.port });
   t.teardown(() => proxy.close());
-  const transport = createTransport({
-    protocol: 'azure',
-    connectionString: hub.addDevice('gw-az', `localhost:${proxy.port}`),
-    ca: hub.ca.cert,
-  });
+  const connectionString = hub.addDevice(deviceId, `localhost:${proxy.port}`);
+  const transport = createTransport({ protocol: 'azure', connectionString, ca: hub.ca.cert });
+  return { hub, proxy, transport };
+}
+
+t.test('telemetry in order across outages, twin GET/PATCH, desired patch, method', async (t) => {
+  const { hub, proxy, transport } = await azureBehindProxy(t, 'gw-az');
   const desired: Record<string, unknown>[] = [];
   transport.twin!.onDesired((patch) => desired.push(patch));
   transport.onMethod!('ping', async (payload) => ({ status: 200, payload: { pong: payload } }));
@@ -96,15 +92,7 @@ t.test('bad azure options are refused by name', async (t) => {
 const PROMPT_MS = 5_000;
 
 t.test('destroy() abandons a connect hung on a black-holed link and closes its socket', async (t) => {
-  const hub = await IotHubEmulator.start();
-  t.teardown(() => hub.stop());
-  const proxy = await FaultProxy.start({ targetPort: hub.port });
-  t.teardown(() => proxy.close());
-  const transport = createTransport({
-    protocol: 'azure',
-    connectionString: hub.addDevice('gw-hole', `localhost:${proxy.port}`),
-    ca: hub.ca.cert,
-  });
+  const { hub, proxy, transport } = await azureBehindProxy(t, 'gw-hole');
   proxy.blackhole();
   const connecting = transport.connect().then(() => 'connected', (err: Error) => err);
   await until('the connect to reach the proxy', () => proxy.connectionCount === 1);
@@ -150,8 +138,11 @@ t.test('over IoT Hub\'s 256 KiB: dead-lettered as too-large before it is sent; t
   await until('the lane acked to the end', () => lane.ackedSeq() === 5);
 });
 
-// CommonJS: Node's ESM loader cannot see its named exports.
-const sdkErrors = azureCommon.errors;
+// The errors the SDK throws are its own copy of azure-iot-common's (a dependency of the SDK, not of outpost:
+// production matches them by name), so they are loaded from where the SDK loads them.
+const sdkRequire = createRequire(import.meta.resolve('azure-iot-device'));
+type ErrorClass = new (message: string) => Error;
+const sdkErrors = (sdkRequire('azure-iot-common') as { errors: Record<string, ErrorClass> }).errors;
 
 t.test('the SDK\'s send errors read as permanent or temporary refusals, or as a lost connection', async (t) => {
   const expect: Array<[Error, { reason: string; permanent: boolean } | null]> = [

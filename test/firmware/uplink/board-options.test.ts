@@ -7,17 +7,10 @@ import { startUplink } from '../../../firmware/uplink/service.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { tempDir } from '../../support/tmp.js';
+import { until } from '../../support/until.js';
 
 /** Every wait here ends on a condition; this bounds it. */
 const WAIT_MS_MAX = 20_000;
-
-async function until(what: string, check: () => boolean): Promise<void> {
-  const deadline = Date.now() + WAIT_MS_MAX;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 async function uplinkFor(t: Parameters<typeof tempDir>[0], section: Record<string, unknown>, errors: string[]) {
   const dir = tempDir(t);
@@ -45,9 +38,9 @@ t.test('board.json keepaliveSecs reaches the CONNECT packet; connectTimeoutMs is
     protocol: 'mqtt', url: `mqtt://127.0.0.1:${(silent.address() as net.AddressInfo).port}`, protocolVersion: 4,
     keepaliveSecs: 77, connectTimeoutMs: 400, backoff: { baseMs: 60_000, maxMs: 60_000 },
   }, errors);
-  await until('a CONNECT', () => connects.length > 0);
+  await until('a CONNECT', () => connects.length > 0, WAIT_MS_MAX);
   t.equal(connects[0]!.keepalive, 77);
-  await until('the connect to time out', () => errors.length > 0);
+  await until('the connect to time out', () => errors.length > 0, WAIT_MS_MAX);
   t.match(errors[0], /connect took longer than 400 ms/, 'the board\'s connect timeout, not the 15 s default');
 });
 
@@ -58,10 +51,10 @@ t.test('board.json publishTimeoutMs is the limit a black-holed link hits', async
   t.teardown(() => proxy.close());
   const errors: string[] = [];
   const { log, service } = await uplinkFor(t, { protocol: 'mqtt', url: `mqtt://127.0.0.1:${proxy.port}`, protocolVersion: 4, publishTimeoutMs: 300 }, errors);
-  await until('the link up', () => service.status().link === 'up');
+  await until('the link up', () => service.status().link === 'up', WAIT_MS_MAX);
   proxy.blackhole();
   await (await log.lane('upstream')).append({ body: Buffer.from('{"n":1}') });
-  await until('the publish to time out', () => errors.some((e) => /no PUBACK/.test(e)));
+  await until('the publish to time out', () => errors.some((e) => /no PUBACK/.test(e)), WAIT_MS_MAX);
   t.match(errors.find((e) => /no PUBACK/.test(e)), /no PUBACK for 300 ms/, 'the board\'s publish timeout, not the 20 s default');
   proxy.pass();
 });

@@ -1,6 +1,5 @@
 import t from 'tap';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { runLogCli } from '../../../firmware/store/cli.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { parseUplinkConfig } from '../../../firmware/uplink/config.js';
@@ -10,6 +9,7 @@ import { UPSTREAM_LANE_NAME, startUplink } from '../../../firmware/uplink/servic
 import { Mosquitto } from '../../support/brokers.js';
 import { Subscriber } from '../../support/delivery.js';
 import { tempDir } from '../../support/tmp.js';
+import { until } from '../../support/until.js';
 
 /**
  * The dead-letter lane through the whole uplink service and the real ring log: a message mosquitto's ACL
@@ -25,14 +25,6 @@ const LOG_OPTIONS = {
   quotaBytes: 64 * MiB,
   ttlSecs: 7_200,
 };
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 t.test('a refused message lands in the deadletter lane with its reason; outpost log dump shows it', async (t) => {
   // A queue limit: with mosquitto's unlimited 0, 2.0.11 also drops the connection after each refusal.

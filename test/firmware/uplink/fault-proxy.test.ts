@@ -3,6 +3,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { FaultProxy } from '../../support/fault-proxy.js';
+import { until } from '../../support/until.js';
 
 /** The fault proxy is the "link" in every uplink test, so its faults must be the ones it claims. */
 
@@ -51,14 +52,6 @@ async function connect(t: Test, port: number): Promise<Probe> {
   t.teardown(() => void socket.destroy());
   await once(socket, 'connect');
   return { socket, text: () => text, ended: () => ended };
-}
-
-async function until(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
 }
 
 t.test('pass forwards both ways', async (t) => {

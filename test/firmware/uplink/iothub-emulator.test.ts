@@ -1,8 +1,8 @@
 import t from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import { D2C_MESSAGE_BYTES_MAX, IotHubEmulator } from '../../support/iothub-emulator.js';
+import { until } from '../../support/until.js';
 
 /**
  * The emulator is only worth having if the real SDK accepts it: these drive it with azure-iot-device and
@@ -12,14 +12,6 @@ import { D2C_MESSAGE_BYTES_MAX, IotHubEmulator } from '../../support/iothub-emul
 // azure-iot-device is CommonJS and re-exports Message through a getter Node's ESM loader cannot see.
 const { Client, Message } = azureDevice;
 const NO_RETRY = { shouldRetry: () => false, nextRetryTimeout: () => -1 };
-
-async function until(what: string, check: () => boolean, timeoutMs = 5_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 t.test('the real device SDK talks to the emulator', async (t) => {
   const hub = await IotHubEmulator.start();

@@ -10,6 +10,7 @@ import { Subscriber } from '../../support/delivery.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { MemoryLane } from '../../support/memory-lane.js';
 import { tempDir } from '../../support/tmp.js';
+import { until } from '../../support/until.js';
 
 /**
  * Link-up wake: with the backoff at its maximum (a 30 s sleep under way), the interface coming back up must
@@ -19,14 +20,6 @@ import { tempDir } from '../../support/tmp.js';
 
 const BACKOFF_MAX_MS = 30_000;
 const LINK_UP_BOUND_MS = 5_000;
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 async function setLink(sysDir: string, up: boolean): Promise<void> {
   await mkdir(path.join(sysDir, 'wwan0'), { recursive: true });

@@ -7,14 +7,7 @@ import { Pump } from '../../../firmware/uplink/pump.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-
-async function until(check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error('timed out');
-    await sleep(10);
-  }
-}
+import { until } from '../../support/until.js';
 
 /** The pump against real brokers, with the store's in-memory test double. */
 
@@ -138,7 +131,7 @@ t.test('a black-holed publish trips the watchdog and the drain resumes from the 
   t.ok(await sub.waitForDistinct(10, 10_000));
   proxy.blackhole();
   await fill(lane, 11, 20);
-  await until(() => errors.some((e) => /no PUBACK for 300 ms/.test(e)));
+  await until('the publish timeout to be reported', () => errors.some((e) => /no PUBACK for 300 ms/.test(e)));
   proxy.pass();
   t.ok(await sub.waitForDistinct(20, 10_000), 'everything arrived once the link came back');
   t.same(checkDelivery(sub.values, 20, 100).problems, []);

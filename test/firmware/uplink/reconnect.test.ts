@@ -1,5 +1,4 @@
 import t from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { Pump, type PumpOptions } from '../../../firmware/uplink/pump.js';
 import type { UplinkTransport } from '../../../firmware/uplink/types.js';
@@ -7,16 +6,9 @@ import { Mosquitto } from '../../support/brokers.js';
 import { Subscriber, checkDelivery } from '../../support/delivery.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { MemoryLane } from '../../support/memory-lane.js';
+import { until } from '../../support/until.js';
 
 /** How the pump treats connections that die: backoff that remembers, probes on wake, a stop that keeps its budget. */
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 async function fill(lane: MemoryLane, from: number, to: number): Promise<void> {
   for (let i = from; i <= to; i += 1) await lane.append({ body: Buffer.from(String(i)) });

@@ -1,5 +1,4 @@
 import t from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { AckHoldingTransport } from '../../support/ack-holding-transport.js';
 import { Mosquitto } from '../../support/brokers.js';
 import { Subscriber } from '../../support/delivery.js';
@@ -9,6 +8,7 @@ import type { UplinkMessage, UplinkTransport } from '../../../firmware/uplink/ty
 import { Pump, type PumpOptions } from '../../../firmware/uplink/pump.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
 import { DEAD_LETTER_KEY } from '../../../firmware/uplink/dead-letter.js';
+import { until } from '../../support/until.js';
 
 /**
  * A message the broker will not take must not hold back the ones stored behind it (edgeHub #5364). Real
@@ -18,14 +18,6 @@ import { DEAD_LETTER_KEY } from '../../../firmware/uplink/dead-letter.js';
  * a client can see); over MQTT 5 it answers with a PUBACK reason 0x95, which MQTT 5 does not allow in a
  * PUBACK, so mqtt.js cannot parse it and the connection goes deaf.
  */
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 /** Bodies "1".."n" padded to `bytes`, from `deviceId` where given (a topic level the ACL can tell apart). */
 type Value = { value: number; deviceId?: string; bytes?: number };

@@ -2,7 +2,6 @@ import t from 'tap';
 import mqtt from 'mqtt';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { RingLog } from '../../../firmware/store/log.js';
 import { parseUplinkConfig } from '../../../firmware/uplink/config.js';
 import { startUplink, type UplinkService } from '../../../firmware/uplink/service.js';
@@ -11,6 +10,7 @@ import { Mosquitto, freePort } from '../../support/brokers.js';
 import { Subscriber } from '../../support/delivery.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { tempDir } from '../../support/tmp.js';
+import { until } from '../../support/until.js';
 
 /**
  * Cloud-pushed settings through the whole service: a retained config document at a real mosquitto (and
@@ -22,14 +22,6 @@ const MiB = 1024 * 1024;
 /** Small segments, so a quota of a few MiB is valid (the store wants at least four segments). */
 const LOG_OPTIONS = { segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB, ttlSecs: 7_200 };
 const BODY_BYTES = 1_000;
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 async function publishRetained(url: string, topic: string, payload: string): Promise<void> {
   const client = await mqtt.connectAsync(url, { clientId: `test-cloud-${process.pid}` });

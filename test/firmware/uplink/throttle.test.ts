@@ -90,10 +90,11 @@ t.test('CONNACK throttling answers back off for at least the floor; other refusa
   }
 });
 
-const require = createRequire(import.meta.url);
+// The SDK's own copies, as the transport sees them (neither package is a dependency of outpost's own).
+const sdkRequire = createRequire(import.meta.resolve('azure-iot-device-mqtt'));
 type ErrorClass = new (message?: string) => Error;
-const sdkErrors = (require('azure-iot-common') as { errors: Record<string, ErrorClass> }).errors;
-const { translateError } = require('azure-iot-mqtt-base') as { translateError: (e: Error) => Error };
+const sdkErrors = (sdkRequire('azure-iot-common') as { errors: Record<string, ErrorClass> }).errors;
+const { translateError } = sdkRequire('azure-iot-mqtt-base') as { translateError: (e: Error) => Error };
 
 t.test("the Azure SDK's throttling errors, as the azure transport passes them on", async (t) => {
   const sdkThrottles = [['ThrottlingError', 'azure-throttled'], ['IotHubQuotaExceededError', 'azure-quota-exceeded']];

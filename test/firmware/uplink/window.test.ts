@@ -1,5 +1,5 @@
 import t from 'tap';
-import { setImmediate as tick, setTimeout as sleep } from 'node:timers/promises';
+import { setImmediate as tick } from 'node:timers/promises';
 import { AedesBroker, Mosquitto } from '../../support/brokers.js';
 import { Subscriber, checkDelivery } from '../../support/delivery.js';
 import { MemoryLane } from '../../support/memory-lane.js';
@@ -7,16 +7,9 @@ import { AckHoldingTransport } from '../../support/ack-holding-transport.js';
 import { ReceiveMaximumProxy } from '../../support/receive-maximum-proxy.js';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { Pump } from '../../../firmware/uplink/pump.js';
+import { until } from '../../support/until.js';
 
 /** The in-flight window: its size, what its acknowledgements move, and how lanes share it. */
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 async function fill(lane: MemoryLane, from: number, to: number, bytes = 1): Promise<void> {
   for (let i = from; i <= to; i += 1) await lane.append({ body: Buffer.from(String(i).padEnd(bytes, ' ')) });

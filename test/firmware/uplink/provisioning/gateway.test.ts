@@ -1,7 +1,7 @@
 import t from 'tap';
 import { symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { bundleGateway, startGateway } from '../../ops/gateway-process.js';
+import { bundleGateway, startGateway } from '../../../support/gateway-process.js';
 import { dpsWorld, randomKey, until } from '../../../support/dps-fixture.js';
 import { tempDir } from '../../../support/tmp.js';
 

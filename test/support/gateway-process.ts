@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
-import { bundleForChild } from '../../support/bundle.js';
+import { bundleForChild } from './bundle.js';
 
 /** Shared by the ops tests: the bundled gateway as a child process, its stdout collected as JSON lines. */
 
@@ -10,7 +10,7 @@ export const READY_TIMEOUT_MS = 30_000;
 /** How long a stop may take before the test gives up on the child (main.ts's own bound is 15 s). */
 export const EXIT_TIMEOUT_MS = 30_000;
 
-const MAIN = fileURLToPath(new URL('../../../firmware/main.ts', import.meta.url));
+const MAIN = fileURLToPath(new URL('../../firmware/main.ts', import.meta.url));
 
 export function bundleGateway(tag: string): Promise<string> {
   return bundleForChild(MAIN, tag);
