@@ -7,6 +7,7 @@ import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
 import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
 import type { TransportConfig } from './transports.js';
+import { parseEdgeHubConnectionString, type EdgeHubCredentials } from './edge/token.js';
 
 /**
  * The `uplink` section of board.json. Absent means `{ "protocol": "none" }`: no cloud. Every field, its
@@ -54,6 +55,12 @@ export interface AzureUplinkConfig extends UplinkCommonConfig {
   connectionString: string | undefined;
   /** Absolute path of a file holding the connection string. */
   connectionStringFile: string | undefined;
+  /** Edge mode when set: absolute path of the `$edgeHub` module's connection string (firmware/uplink/edge). */
+  edgeHubConnectionStringFile: string | undefined;
+  /** Edge mode's pool of children's connections (firmware/uplink/edge/limits.ts). */
+  cloudConnectionsMax: number;
+  cloudConnectionIdleSecs: number;
+  cloudConnectsPerSecMax: number;
 }
 
 /** The sim board's embedded cloud: an in-process broker on loopback behind a link that drops on a cycle. */
@@ -116,7 +123,13 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   if ((connectionString === undefined) === (connectionStringFile === undefined)) {
     node.field('connectionString').fail('exactly one of connectionString and connectionStringFile');
   }
-  return { protocol, ...common, connectionString, connectionStringFile };
+  return {
+    protocol, ...common, connectionString, connectionStringFile,
+    edgeHubConnectionStringFile: file('edgeHubConnectionStringFile'),
+    cloudConnectionsMax: integerOption(node.field('cloudConnectionsMax'), 'uplink.cloudConnectionsMax'),
+    cloudConnectionIdleSecs: integerOption(node.field('cloudConnectionIdleSecs'), 'uplink.cloudConnectionIdleSecs'),
+    cloudConnectsPerSecMax: integerOption(node.field('cloudConnectsPerSecMax'), 'uplink.cloudConnectsPerSecMax'),
+  };
 }
 
 function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) => string | undefined): UplinkCommonConfig {
@@ -244,6 +257,28 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
     : (await readNamedFile(config, 'connectionStringFile', config.connectionStringFile, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
   checkDeviceId(config, connectionString, gatewayId);
   return { protocol: 'azure', connectionString, ca, cert, key, keepaliveSecs };
+}
+
+/**
+ * Edge mode: the `$edgeHub` module's credentials, read from the file board.json names; undefined in device
+ * mode. Errors name the board file, the field and the file.
+ */
+export async function loadEdgeHubCredentials(config: AzureUplinkConfig, gatewayId: string): Promise<EdgeHubCredentials | undefined> {
+  const path = config.edgeHubConnectionStringFile;
+  if (path === undefined) return undefined;
+  const key = 'edgeHubConnectionStringFile';
+  const text = await readNamedFile(config, key, path, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string');
+  const where = { file: config.boardFile, jsonPath: `$.uplink.${key}` };
+  let credentials: EdgeHubCredentials;
+  try {
+    credentials = parseEdgeHubConnectionString(text);
+  } catch (err) {
+    throw new ConfigError('INVALID', where, 'HostName=...;DeviceId=...;ModuleId=$edgeHub;SharedAccessKey=...', `${path}: ${(err as Error).message}`);
+  }
+  if (credentials.gatewayId !== gatewayId) {
+    throw new ConfigError('INVALID', where, `DeviceId=${gatewayId} (identity.gatewayId)`, `${path}: DeviceId=${credentials.gatewayId}`);
+  }
+  return credentials;
 }
 
 /** IoT Hub knows the gateway by the connection string's DeviceId; message ids must use the same name. */

@@ -1,6 +1,8 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
-import { azureHubHost, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
+import { azureHubHost, loadEdgeHubCredentials, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
+import { startEdge } from './edge/service.js';
+import type { EdgeStatus } from './edge/index.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import { SIM_TOPIC_TEMPLATE, SimCloud, type SimCloudStatus } from '../sim/cloud.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
@@ -56,6 +58,8 @@ export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
   settings: SettingsStatus | null;
   /** The sim board's embedded cloud: its simulated link and what its consumer received. */
   simCloud?: SimCloudStatus;
+  /** Edge mode: the children's upstream connections and the parked identities. */
+  edge?: EdgeStatus;
 }
 
 export interface UplinkService {
@@ -133,7 +137,11 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const lanes: PumpLaneConfig[] = [];
   for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
   lanes.push({ lane: await log.lane(UPSTREAM_LANE_NAME), weight: 1 });
-  const laneNames = lanes.map(({ lane }) => lane.name);
+  const edgeCredentials = config.protocol === 'azure' ? await loadEdgeHubCredentials(config, opts.gatewayId) : undefined;
+  const edge = edgeCredentials === undefined || config.protocol !== 'azure'
+    ? null
+    : await startEdge({ config, credentials: edgeCredentials, transportConfig, log, clock, onError, gatewayId: opts.gatewayId });
+  const laneNames = [...lanes.map(({ lane }) => lane.name), ...(edge === null ? [] : [edge.heldLaneName])];
   // The hook list is read at every connect, so hooks added later join from the next connect on.
   const resyncHooks: ResyncHook[] = [];
   const pump = new Pump({
@@ -149,6 +157,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     maxBytesPerSec: config.maxBytesPerSec,
     backoff: config.backoff,
     resyncHooks,
+    ...(edge === null ? {} : { createSession: edge.uplink.createSession }),
     deadLetterLane: await log.lane(DEAD_LETTER_LANE_NAME),
     backlogStats: () => backlogOf(log, laneNames),
     onError,
@@ -174,7 +183,10 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
 
   return {
     protocol: config.protocol,
-    status: () => ({ ...pump.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status() }),
+    status: () => ({
+      ...pump.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status(),
+      ...(edge === null ? {} : { edge: edge.uplink.status() }),
+    }),
     wake: (reason) => pump.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
     async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
@@ -182,6 +194,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
       // The pump abandons what it cannot finish within the budget; the race is the backstop for a transport
       // whose teardown itself hangs.
       await withinBudget(pump.stop(budgetMs), budgetMs, () => transport.destroy());
+      await edge?.uplink.close();
       for (const unsubscribe of unsubscribes) unsubscribe();
       await settings.flush();
     },

@@ -3,19 +3,13 @@ import { Backoff, type BackoffOptions } from '../backoff.js';
 import { deadline } from '../timers.js';
 import { UplinkError, type UplinkMessage } from '../types.js';
 import type { IdentityLink } from './link.js';
+import {
+  CLOUD_CONNECTIONS_MAX_DEFAULT,
+  CLOUD_CONNECTION_IDLE_SECS_DEFAULT,
+  CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT,
+} from './limits.js';
 import { TOKEN_RENEWAL_SHARE } from './token.js';
 
-/** edgeHub's MaxConnectedClients: upstream connections held at once, one per active identity. */
-export const CLOUD_CONNECTIONS_MAX_DEFAULT = 100;
-/** edgeHub's CloudConnectionIdleTimeoutSecs: an identity without traffic this long has its connection closed. */
-export const CLOUD_CONNECTION_IDLE_SECS_DEFAULT = 3_600;
-/**
- * New upstream connections per second, all identities together. IoT Hub throttles device connects per unit
- * (S1: 100/s per hub at least, shared with every other gateway of the hub); a gateway with 100 children
- * opening 100 TLS sessions in one second over a cellular link also starves its own traffic. 20/s connects
- * 50 children in 2.5 s.
- */
-export const CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT = 20;
 /**
  * Refusals of one identity's CONNECT in a row before the pool takes it as permanent (deleted, disabled, not a
  * child): one refusal may be IoT Hub catching up with a registry change that is being undone.
