@@ -132,6 +132,11 @@ export class ConnectionPool {
     void entry.link.transport.destroy();
   }
 
+  /** The drain has nothing more for the identity: an identity waiting for room may take its place. */
+  released(identity: string): void {
+    if (this.entries.get(identity)?.state === 'up') this.schedule();
+  }
+
   status(): PoolStatus {
     let connections = 0;
     let connecting = 0;
@@ -254,7 +259,9 @@ export class ConnectionPool {
    */
   private connectFailed(entry: Entry, err: Error): void {
     const now = this.opts.clock.monoMs();
-    const refusedIdentity = IDENTITY_REFUSAL.test(err.message) || IDENTITY_REFUSAL.test(String((err.cause as Error)?.name));
+    // The message, not the SDK's error class: it calls every failed first connect an UnauthorizedError, a reset
+    // too, and the azure transport keeps the "Not authorized" wording only for a CONNACK refusal.
+    const refusedIdentity = IDENTITY_REFUSAL.test(err.message);
     entry.lastError = err.message;
     if (refusedIdentity) {
       this.connectsRefused += 1;
@@ -276,6 +283,7 @@ export class ConnectionPool {
 
   /** Closes idle connections and renews those whose token is near its end. */
   private tidy(): void {
+    this.schedule();
     const now = this.opts.clock.monoMs();
     const wall = this.opts.clock.wallMs();
     for (const entry of this.entries.values()) {

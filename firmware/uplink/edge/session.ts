@@ -270,6 +270,7 @@ export class EdgeDrainSession implements PumpSession {
     this.unsend(entry);
     this.host.delivered.add(1);
     this.finish(entry);
+    if (!this.busy(entry.identity)) this.edge.pool.released(entry.identity);
   }
 
   /**
@@ -345,7 +346,7 @@ export class EdgeDrainSession implements PumpSession {
     const { lane, seq } = originOf(entry.cursor.lane.name, entry.record);
     const what = `${this.host.gatewayId}:${lane}:${seq} of "${entry.identity}"`;
     if (box === null) return this.end(new UplinkError('REFUSED', `${what} cannot be delivered (${reason}) and there is no dead-letter lane`));
-    box.put(lane, entry.record, reason, attempts).then(
+    box.put(lane, { ...entry.record, seq }, reason, attempts).then(
       () => {
         this.host.ledger.lettered(lane, seq);
         this.host.reportError(new UplinkError('REFUSED', `${what} moved to the dead-letter lane: ${reason}`));

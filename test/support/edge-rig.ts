@@ -1,0 +1,97 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { systemClock } from '../../firmware/clock.js';
+import { RingLog } from '../../firmware/store/log.js';
+import type { Lane } from '../../firmware/store/lane.js';
+import { createAzureTransport } from '../../firmware/uplink/azure.js';
+import { DEAD_LETTER_LANE_NAME } from '../../firmware/uplink/dead-letter.js';
+import { EdgeUplink, HELD_LANE_NAME, type EdgeUplinkOptions } from '../../firmware/uplink/edge/index.js';
+import type { IdentityLink } from '../../firmware/uplink/edge/link.js';
+import { RECORD_KEY } from '../../firmware/uplink/message.js';
+import { Pump } from '../../firmware/uplink/pump.js';
+import { IotHubEmulator } from './iothub-emulator.js';
+import { tempDir } from './tmp.js';
+
+/** Edge mode on the real ring log and the real SDK against the IoT Hub emulator, for the edge tests. */
+
+type Teardown = { teardown(fn: () => unknown): void };
+
+export async function until(what: string, check: () => boolean, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(10);
+  }
+}
+
+export interface EdgeRig {
+  hub: IotHubEmulator;
+  log: RingLog;
+  upstream: Lane;
+  dead: Lane;
+  held: Lane;
+  edge: EdgeUplink;
+  pump: Pump;
+  errors: string[];
+  /** Appends one record per entry, from that device (the gateway's own when it is "gw"). */
+  append(devices: string[]): Promise<void>;
+  start(): void;
+}
+
+export type RigOptions = Partial<Pick<EdgeUplinkOptions, 'connectionsMax' | 'idleSecs' | 'connectsPerSecMax' | 'backoff' | 'tokenTtlSecs'>> & {
+  /** Children registered in the emulator (with their own keys); any other id is refused at CONNECT. */
+  children: string[];
+  /** A link per identity; default one with the child's own device connection string. */
+  createLink?: (identity: string, hub: IotHubEmulator) => IdentityLink;
+};
+
+export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig> {
+  const hub = await IotHubEmulator.start();
+  t.teardown(() => hub.stop());
+  const log = await RingLog.open({ dir: tempDir(t), ttlSecs: 0 });
+  t.teardown(() => log.close());
+  const [upstream, dead, held] = await Promise.all(['upstream', DEAD_LETTER_LANE_NAME, HELD_LANE_NAME].map((n) => log.lane(n)));
+  const strings = new Map(options.children.map((id) => [id, hub.addDevice(id)]));
+  const ownLink = (identity: string): IdentityLink => ({
+    identity,
+    transport: createAzureTransport({
+      connectionString: strings.get(identity) ?? `HostName=${hub.hostName};DeviceId=${identity};SharedAccessKey=AAAA`,
+      ca: hub.ca.cert,
+    }),
+    tokenExpiresAtWallMs: () => 0,
+    tokenIssuedAtWallMs: () => 0,
+  });
+  const errors: string[] = [];
+  const { children: _children, createLink, ...pool } = options;
+  const edge = new EdgeUplink({
+    gatewayId: 'gw', credentials: { hostName: hub.hostName, gatewayId: 'gw', key: '' }, clock: systemClock,
+    heldLane: held!, storeNowMs: () => log.storeNowMs(), connectTimeoutMs: 5_000, publishTimeoutMs: 5_000,
+    backoff: { baseMs: 20, maxMs: 50 }, ...pool,
+    reportError: (err) => void errors.push(err.message),
+    createLink: createLink === undefined ? ownLink : (identity) => createLink(identity, hub),
+  });
+  t.teardown(() => edge.close());
+  const gateway = createAzureTransport({ connectionString: hub.addDevice('gw'), ca: hub.ca.cert });
+  const pump = new Pump({
+    gatewayId: 'gw', transport: gateway, lanes: [{ lane: upstream! }], createSession: edge.createSession,
+    deadLetterLane: dead!, backoff: { baseMs: 50, maxMs: 200 },
+  });
+  let n = 0;
+  return {
+    hub, log, upstream: upstream!, dead: dead!, held: held!, edge, pump, errors,
+    async append(devices) {
+      for (const who of devices) {
+        n += 1;
+        await upstream!.append({ body: Buffer.from(String(n)), properties: { [RECORD_KEY.deviceId]: who } });
+      }
+    },
+    start() {
+      pump.start();
+      t.teardown(() => pump.stop());
+    },
+  };
+}
+
+/** Bodies (numbers) the emulator received from `deviceId`, in arrival order. */
+export function bodiesOf(hub: IotHubEmulator, deviceId: string): number[] {
+  return hub.telemetry.filter((r) => r.deviceId === deviceId).map((r) => Number(r.body.toString()));
+}
