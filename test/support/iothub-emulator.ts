@@ -1,99 +1,89 @@
+import http from 'node:http';
 import tls from 'node:tls';
 import { once } from 'node:events';
-import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
-import { Aedes, type AedesPublishPacket, type Client } from 'aedes';
+import { Aedes } from 'aedes';
 import { createTestCa, type TestCa } from './tls-certs.js';
+import { EmulatorCore, type TelemetryRecord } from './iothub-emulator-core.js';
+import { METHOD_RESPONSE_TIMEOUT_SECS_DEFAULT, type MethodResult } from './iothub-emulator-cloud.js';
+import { EDGE_HUB_MODULE_ID, type DeviceIdentity, type DeviceOptions } from './iothub-emulator-registry.js';
+import { scopeApiHandler, type ScopeApiOptions } from './iothub-emulator-scope-api.js';
+import { identityKey, type TwinState } from './iothub-emulator-twin.js';
+
+export { D2C_MESSAGE_BYTES_MAX, type CountedOperation, type TelemetryRecord } from './iothub-emulator-core.js';
+export { IotHubError, C2D_QUEUE_MESSAGES_MAX, type MethodResult } from './iothub-emulator-cloud.js';
+export {
+  EDGE_HUB_MODULE_ID, newSymmetricKey, type DeviceIdentity, type DeviceOptions,
+} from './iothub-emulator-registry.js';
+export { SCOPE_API_VERSION } from './iothub-emulator-scope-api.js';
+export type { TwinState } from './iothub-emulator-twin.js';
 
 /**
- * An Azure IoT Hub stand-in for tests: aedes over TLS speaking the device side of IoT Hub's MQTT dialect
- * (https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub), driven by the real azure-iot-device
- * SDK with `HostName=localhost:<port>` — the SDK builds `mqtts://<HostName>`, so a port in the host name
- * reaches us. It checks SAS tokens (or a client certificate whose CN is the device id), answers twin GET and
- * reported PATCH, pushes desired patches, invokes direct methods and records telemetry.
+ * An Azure IoT Hub stand-in for tests, written from IoT Hub's documentation and edgeHub's and the SDKs' code:
+ * one TLS port, as IoT Hub's host name serves both, speaking MQTT (the device side,
+ * https://learn.microsoft.com/azure/iot/iot-mqtt-connect-to-iot-hub) and HTTPS (the device-scope API a
+ * transparent gateway lists its children with), told apart by the first byte (an MQTT CONNECT is 0x10).
+ * The real azure-iot-device SDK reaches it with `HostName=localhost:<port>` (it builds `mqtts://<HostName>`).
+ *
+ * The registry (devices, modules, parent/child scopes, status), CONNECT rules and stamping are in the
+ * iothub-emulator-*.ts files; what a back end does with the service SDK is on this class.
  */
 
-export interface TelemetryRecord {
-  deviceId: string;
-  /** Application and system (`$.mid`, `$.ct`, `$.ce`) properties from the topic's property bag. */
-  properties: Record<string, string>;
-  body: Buffer;
+export interface EmulatorOptions {
+  /** New connections accepted per second before CONNECTs are refused as throttled (IoT Hub: 100/s on S1). */
+  connectsPerSecMax?: number;
+  /** Identities per device-scope page at most, whatever the client asks for. */
+  scopePageSizeMax?: number;
+  /** Per device-scope request: an answer to send instead (to test a client's error handling). */
+  onScopeRequest?: ScopeApiOptions['onRequest'];
 }
 
-export interface TwinState {
-  desired: Record<string, unknown>;
-  reported: Record<string, unknown>;
+/** Time a TLS client may take to send its first byte before the socket is closed. */
+const FIRST_BYTE_TIMEOUT_MS = 10_000;
+const MQTT_CONNECT_FIRST_BYTE = 0x10;
+
+export interface ServiceMethodRequest {
+  methodName: string;
+  payload?: unknown;
+  /** IoT Hub's default is 30 s; below 5 s is allowed here so tests need not wait. */
+  responseTimeoutInSeconds?: number;
 }
 
-export interface MethodResult {
-  status: number;
-  payload: unknown;
-}
-
-/** A method call the device never answers fails after this long, as IoT Hub's response timeout does. */
-const METHOD_TIMEOUT_MS_DEFAULT = 10_000;
-/** Telemetry kept for assertions; a test that needs more is doing something else. */
-const TELEMETRY_RECORDS_MAX = 1_000_000;
-
-/**
- * IoT Hub's device-to-cloud message limit, bytes: body plus property names and values. A message over it
- * is not acknowledged: IoT Hub closes the connection (MQTT 3.1.1 has no way to refuse one PUBLISH).
- */
-export const D2C_MESSAGE_BYTES_MAX = 256 * 1024;
-
-/**
- * What `operations()` counts, per device: accepted CONNECTs, twin GETs and reported PATCHes (refused ones
- * too), and telemetry refused as over D2C_MESSAGE_BYTES_MAX.
- */
-export type CountedOperation = 'connect' | 'twin-get' | 'twin-patch' | 'telemetry-too-large';
-
-type PendingMethod = { resolve: (r: MethodResult) => void; reject: (e: Error) => void; timer: NodeJS.Timeout };
-
-export class IotHubEmulator {
-  readonly telemetry: TelemetryRecord[] = [];
-  private readonly keys = new Map<string, string>();
-  private readonly twins = new Map<string, TwinState>();
-  private readonly clients = new Map<string, Client>();
-  private readonly subscriptions = new Map<string, Set<string>>();
-  /** Host names devices were told to dial (ours, or a proxy's in front of us). */
-  private readonly hostNames = new Set<string>();
-  private readonly pendingMethods = new Map<string, PendingMethod>();
-  private readonly telemetryListeners = new Set<(record: TelemetryRecord) => void>();
-  private nextRequestId = 1;
-  private readonly counts = new Map<string, number>();
-
+export class IotHubEmulator extends EmulatorCore {
   private constructor(
     readonly ca: TestCa,
-    private readonly broker: Aedes,
+    broker: Aedes,
     private readonly server: tls.Server,
+    private readonly api: http.Server,
     readonly port: number,
-  ) {}
+    connectsPerSecMax: number,
+  ) {
+    super(broker, connectsPerSecMax);
+    this.registry.onChange((deviceId, moduleId) => {
+      if (moduleId !== undefined && this.registry.module(deviceId, moduleId) === undefined) {
+        this.twins.delete(identityKey(deviceId, moduleId));
+      } else if (moduleId === undefined && this.registry.device(deviceId) === undefined) {
+        this.twins.delete(deviceId);
+        this.c2d.drop(deviceId);
+      }
+    });
+  }
 
-  static async start(): Promise<IotHubEmulator> {
+  static async start(options: EmulatorOptions = {}): Promise<IotHubEmulator> {
     const ca = await createTestCa();
     const serverCert = await ca.issue('localhost', ['localhost', '127.0.0.1']);
     const broker = await Aedes.createBroker();
-    // Client certificates are requested but judged in `authenticate`, so SAS devices connect without one.
+    // Client certificates are requested but judged at CONNECT, so SAS devices connect without one.
     const server = tls.createServer({ ...serverCert, requestCert: true, rejectUnauthorized: false, ca: ca.cert });
-    server.on('secureConnection', (socket) => broker.handle(socket));
+    const api = http.createServer();
+    server.on('secureConnection', (socket) => dispatch(socket, broker, api));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     const port = (server.address() as { port: number }).port;
-    const hub = new IotHubEmulator(ca, broker, server, port);
-    broker.authenticate = (client, username, password, done) => done(null, hub.authenticate(client, username, password));
-    broker.on('publish', (packet, client) => client !== null && hub.onDevicePublish(client, packet));
-    // Before the PUBACK: an error here makes aedes close the connection, as IoT Hub does.
-    broker.authorizePublish = (client, packet, done) => done(client === null ? null : hub.refusal(client, packet));
-    // 'client' comes before CONNACK, so a device is known as soon as its `open()` resolves.
-    broker.on('client', (client) => {
-      hub.clients.set(client.id, client);
-      hub.count(client.id, 'connect');
-    });
-    broker.on('subscribe', (subs, client) => {
-      const filters = hub.subscriptions.get(client.id) ?? new Set();
-      for (const sub of subs) filters.add(sub.topic);
-      hub.subscriptions.set(client.id, filters);
-    });
-    broker.on('clientDisconnect', (client) => hub.clients.get(client.id) === client && hub.clients.delete(client.id));
+    const hub = new IotHubEmulator(ca, broker, server, api, port, options.connectsPerSecMax ?? Infinity);
+    api.on('request', scopeApiHandler(hub.registry, {
+      pageSizeMax: options.scopePageSizeMax ?? Infinity, hostNames: hub.hostNames, onRequest: options.onScopeRequest,
+    }));
+    hub.hostNames.add(hub.hostName);
     return hub;
   }
 
@@ -101,40 +91,85 @@ export class IotHubEmulator {
     return `localhost:${this.port}`;
   }
 
-  /**
-   * Registers a SAS device and returns its connection string. `hostName` is what the device dials, e.g.
-   * a fault proxy's `localhost:<port>`; the SAS token and username must name that host.
-   */
-  addDevice(deviceId: string, hostName = this.hostName): string {
-    const key = randomBytes(32).toString('base64');
-    this.keys.set(deviceId, key);
+  /** Makes `hostName` (e.g. a fault proxy's `localhost:<port>`) one that tokens and usernames may name. */
+  allowHostName(hostName: string): void {
     this.hostNames.add(hostName);
-    return `HostName=${hostName};DeviceId=${deviceId};SharedAccessKey=${key}`;
   }
 
-  /** Registers an X.509 device; it must present a certificate from `ca` with CN = deviceId. */
+  /** Registers a SAS device (if new) and returns its connection string for `hostName`. */
+  addDevice(deviceId: string, hostName = this.hostName): string {
+    if (this.registry.device(deviceId) === undefined) this.registry.addDevice(deviceId);
+    return this.connectionString(deviceId, undefined, hostName);
+  }
+
+  /** Registers a CA-signed X.509 device: it must present a certificate from `ca` with CN = deviceId. */
   addX509Device(deviceId: string, hostName = this.hostName): string {
-    this.keys.set(deviceId, '');
-    this.hostNames.add(hostName);
+    if (this.registry.device(deviceId) === undefined) {
+      this.registry.addDevice(deviceId, { type: 'certificateAuthority' });
+    }
+    this.allowHostName(hostName);
     return `HostName=${hostName};DeviceId=${deviceId};x509=true`;
   }
 
-  isConnected(deviceId: string): boolean {
-    return this.clients.has(deviceId);
+  /** `az iot hub device-identity create` (with `--edge-enabled` for `iotEdge: true`). */
+  createDevice(deviceId: string, options: DeviceOptions = {}): DeviceIdentity {
+    return this.registry.addDevice(deviceId, options);
   }
 
-  /** True once the device subscribed to exactly this topic filter (e.g. `$iothub/methods/POST/#`). */
-  isSubscribed(deviceId: string, filter: string): boolean {
-    return this.subscriptions.get(deviceId)?.has(filter) ?? false;
+  /** `az iot hub module-identity create`; returns its connection string. */
+  createModule(deviceId: string, moduleId: string, hostName = this.hostName): string {
+    this.registry.addModule(deviceId, moduleId);
+    return this.connectionString(deviceId, moduleId, hostName);
   }
 
-  /** How many times the device did `op` since the emulator started. */
-  operations(deviceId: string, op: CountedOperation): number {
-    return this.counts.get(`${op}:${deviceId}`) ?? 0;
+  /** `... connection-string show`: the identity's primary-key connection string. */
+  connectionString(deviceId: string, moduleId?: string, hostName = this.hostName): string {
+    const identity = moduleId === undefined ? this.registry.device(deviceId) : this.registry.module(deviceId, moduleId);
+    const key = identity?.authentication.symmetricKey.primaryKey;
+    if (key === undefined || key === null) throw new Error(`no SAS identity "${identityKey(deviceId, moduleId)}"`);
+    this.allowHostName(hostName);
+    const module = moduleId === undefined ? '' : `;ModuleId=${moduleId}`;
+    return `HostName=${hostName};DeviceId=${deviceId}${module};SharedAccessKey=${key}`;
   }
 
-  private count(deviceId: string, op: CountedOperation): void {
-    this.counts.set(`${op}:${deviceId}`, this.operations(deviceId, op) + 1);
+  /** Registers an IoT Edge device; returns its own and its `$edgeHub` module's connection strings. */
+  createEdgeDevice(deviceId: string, hostName = this.hostName): { device: string; edgeHub: string } {
+    this.registry.addDevice(deviceId, { iotEdge: true });
+    return {
+      device: this.connectionString(deviceId, undefined, hostName),
+      edgeHub: this.connectionString(deviceId, EDGE_HUB_MODULE_ID, hostName),
+    };
+  }
+
+  /** `az iot hub device-identity children add --device-id <gateway> --child-list <child>`. */
+  addChild(gatewayId: string, childId: string): void {
+    this.registry.addChild(gatewayId, childId);
+  }
+
+  removeChild(gatewayId: string, childId: string): void {
+    this.registry.removeChild(gatewayId, childId);
+  }
+
+  /** Deletes the device, its modules and twins; a connection it holds is closed. */
+  deleteDevice(deviceId: string): void {
+    this.registry.removeDevice(deviceId);
+  }
+
+  deleteModule(deviceId: string, moduleId: string): void {
+    this.registry.removeModule(deviceId, moduleId);
+  }
+
+  /** `status: disabled`: its connections are closed and new ones refused until enabled again. */
+  disableDevice(deviceId: string): void {
+    this.registry.setStatus(deviceId, 'disabled');
+  }
+
+  enableDevice(deviceId: string): void {
+    this.registry.setStatus(deviceId, 'enabled');
+  }
+
+  setConnectThrottle(connectsPerSecMax: number): void {
+    this.connectsPerSecMax = connectsPerSecMax;
   }
 
   onTelemetry(listener: (record: TelemetryRecord) => void): () => void {
@@ -142,166 +177,106 @@ export class IotHubEmulator {
     return () => this.telemetryListeners.delete(listener);
   }
 
-  twin(deviceId: string): TwinState {
-    let twin = this.twins.get(deviceId);
-    if (twin === undefined) {
-      twin = { desired: { $version: 1 }, reported: { $version: 1 } };
-      this.twins.set(deviceId, twin);
-    }
-    return twin;
+  /** What routing would see from one identity (`$connectionDeviceId`, `$connectionModuleId`), in arrival order. */
+  telemetryOf(deviceId: string, moduleId?: string): TelemetryRecord[] {
+    return this.telemetry.filter((r) => r.deviceId === deviceId && r.moduleId === moduleId);
   }
 
-  /** Merges a desired-properties patch and pushes it to the device if it is connected; returns the version. */
-  patchDesired(deviceId: string, patch: Record<string, unknown>): number {
-    const desired = this.twin(deviceId).desired;
-    mergePatch(desired, patch);
-    const version = (desired.$version as number) + 1;
-    desired.$version = version;
-    this.send(deviceId, `$iothub/twin/PATCH/properties/desired/?$version=${version}`, { ...patch, $version: version });
+  /** The identity's twin (`<device>` or `<device>/<module>`), live: tests may read it as it changes. */
+  twin(key: string): TwinState {
+    return this.twins.get(key);
+  }
+
+  /** The service SDK's `getTwin`: a copy. */
+  getTwin(deviceId: string, moduleId?: string): TwinState {
+    return structuredClone(this.twins.get(identityKey(deviceId, moduleId)));
+  }
+
+  /** Merges a desired-properties patch and pushes it to the identity if it is connected; returns the version. */
+  patchDesired(key: string, patch: Record<string, unknown>): number {
+    const version = this.twins.patchDesired(key, patch);
+    this.send(key, `$iothub/twin/PATCH/properties/desired/?$version=${version}`, { ...patch, $version: version });
     return version;
   }
 
-  /** Calls a direct method on a connected device, as the service SDK's `invokeDeviceMethod` does. */
-  invokeMethod(deviceId: string, name: string, payload: unknown, timeoutMs = METHOD_TIMEOUT_MS_DEFAULT): Promise<MethodResult> {
-    const rid = String(this.nextRequestId++);
-    return new Promise((resolve, reject) => {
-      if (!this.clients.has(deviceId)) return reject(new Error(`device "${deviceId}" is not connected`));
-      // IoT Hub answers 404 when the device has not subscribed to methods; so do we, rather than time out.
-      if (!this.isSubscribed(deviceId, '$iothub/methods/POST/#')) {
-        return reject(new Error(`device "${deviceId}" is not listening for methods (404)`));
-      }
-      const timer = setTimeout(() => {
-        this.pendingMethods.delete(rid);
-        reject(new Error(`method "${name}" on "${deviceId}" timed out after ${timeoutMs} ms`));
-      }, timeoutMs);
-      this.pendingMethods.set(rid, { resolve, reject, timer });
-      this.send(deviceId, `$iothub/methods/POST/${name}/?$rid=${rid}`, payload);
-    });
+  updateDesired(deviceId: string, moduleId: string | undefined, patch: Record<string, unknown>): number {
+    return this.patchDesired(identityKey(deviceId, moduleId), patch);
   }
 
-  /** Drops a device's connection, as IoT Hub does on a throttling or service-side error. */
-  disconnect(deviceId: string): void {
-    this.clients.get(deviceId)?.close();
+  /**
+   * The service SDK's `Client.send`: queued (at most C2D_QUEUE_MESSAGES_MAX per device, else 403004) and
+   * written to the device while it listens on `devices/<id>/messages/devicebound/#`; it leaves the queue
+   * only on the device's PUBACK. Returns the message id.
+   */
+  sendC2d(deviceId: string, body: string | Buffer, properties: Record<string, string> = {}): string {
+    if (this.registry.device(deviceId) === undefined) throw new Error(`404001 DeviceNotFound: "${deviceId}"`);
+    const message = this.c2d.enqueue(deviceId, Buffer.from(body), properties);
+    const client = this.clients.get(deviceId);
+    if (client !== undefined) this.flushC2d(client);
+    return message.messageId;
+  }
+
+  /** Messages queued for the device and not yet acknowledged by it. */
+  c2dPending(deviceId: string): number {
+    return this.c2d.pending(deviceId);
+  }
+
+  /** Message ids the device acknowledged, in order. */
+  c2dCompleted(deviceId: string): string[] {
+    return this.c2d.completed.filter((c) => c.deviceId === deviceId).map((c) => c.messageId);
+  }
+
+  /** The service SDK's `invokeDeviceMethod` (or module method): IoT Hub's errors as IotHubError. */
+  invokeDeviceMethod(
+    deviceId: string,
+    moduleId: string | undefined,
+    request: ServiceMethodRequest,
+  ): Promise<MethodResult> {
+    const key = identityKey(deviceId, moduleId);
+    const timeoutMs = (request.responseTimeoutInSeconds ?? METHOD_RESPONSE_TIMEOUT_SECS_DEFAULT) * 1000;
+    const online = this.listening(key, '$iothub/methods/POST/#');
+    const send = (rid: string) => this.send(key, `$iothub/methods/POST/${request.methodName}/?$rid=${rid}`,
+      request.payload ?? null);
+    return this.methods.invoke(online, send, key, request.methodName, timeoutMs);
+  }
+
+  /** Calls a direct method on a connected identity; `timeoutMs` as the response timeout. */
+  invokeMethod(key: string, name: string, payload: unknown,
+    timeoutMs = METHOD_RESPONSE_TIMEOUT_SECS_DEFAULT * 1000): Promise<MethodResult> {
+    const [deviceId, moduleId] = key.split('/');
+    const request = { methodName: name, payload, responseTimeoutInSeconds: timeoutMs / 1000 };
+    return this.invokeDeviceMethod(deviceId!, moduleId, request);
+  }
+
+  /** Drops an identity's connection, as IoT Hub does on a throttling or service-side error. */
+  disconnect(key: string): void {
+    this.clients.get(key)?.close();
   }
 
   async stop(): Promise<void> {
-    for (const pending of this.pendingMethods.values()) {
-      clearTimeout(pending.timer);
-      pending.reject(new Error('IoT Hub emulator stopped'));
-    }
-    this.pendingMethods.clear();
+    this.methods.failAll(new Error('IoT Hub emulator stopped'));
     await new Promise<void>((resolve) => this.broker.close(() => resolve()));
+    this.api.closeAllConnections();
     this.server.close();
     await once(this.server, 'close');
     await this.ca.dispose();
   }
-
-  private authenticate(client: Client, username: string | undefined, password: Buffer | undefined): boolean {
-    const key = this.keys.get(client.id);
-    const hostName = username?.slice(0, username.indexOf('/'));
-    if (key === undefined || hostName === undefined || !this.hostNames.has(hostName)) return false;
-    if (!username!.startsWith(`${hostName}/${client.id}/`)) return false;
-    if (key === '') {
-      const socket = client.conn as tls.TLSSocket;
-      return socket.authorized && socket.getPeerCertificate().subject?.CN === client.id;
-    }
-    return password !== undefined && sasValid(password.toString(), key, `${hostName}/devices/${client.id}`);
-  }
-
-  private refusal(client: Client, packet: { topic: string; payload: Buffer | string }): Error | null {
-    const prefix = `devices/${client.id}/messages/events/`;
-    if (!packet.topic.startsWith(prefix)) return null;
-    let bytes = Buffer.byteLength(packet.payload);
-    for (const [key, value] of new URLSearchParams(packet.topic.slice(prefix.length))) {
-      bytes += Buffer.byteLength(key) + Buffer.byteLength(value);
-    }
-    if (bytes <= D2C_MESSAGE_BYTES_MAX) return null;
-    this.count(client.id, 'telemetry-too-large');
-    return new Error(`message of ${bytes} bytes is over the ${D2C_MESSAGE_BYTES_MAX}-byte limit`);
-  }
-
-  private onDevicePublish(client: Client, packet: AedesPublishPacket): void {
-    const [pathPart, query = ''] = packet.topic.split('?');
-    const params = new URLSearchParams(query);
-    const rid = params.get('$rid') ?? '';
-    if (pathPart.startsWith(`devices/${client.id}/messages/events/`)) {
-      const bag = new URLSearchParams(pathPart.slice(`devices/${client.id}/messages/events/`.length));
-      this.record({ deviceId: client.id, properties: Object.fromEntries(bag), body: Buffer.from(packet.payload) });
-    } else if (pathPart === '$iothub/twin/GET/') {
-      this.count(client.id, 'twin-get');
-      this.send(client.id, `$iothub/twin/res/200/?$rid=${rid}`, this.twin(client.id));
-    } else if (pathPart === '$iothub/twin/PATCH/properties/reported/') {
-      this.count(client.id, 'twin-patch');
-      const patch = JSON.parse(packet.payload.toString()) as Record<string, unknown>;
-      const bad = badKey(patch);
-      if (bad !== null) {
-        // IoT Hub's answer: 400 with an error body, and nothing of the patch applied.
-        const message = `Property name '${bad}' contains invalid characters ('.', '$' or space)`;
-        return this.send(client.id, `$iothub/twin/res/400/?$rid=${rid}`, { errorCode: 400004, message });
-      }
-      const reported = this.twin(client.id).reported;
-      mergePatch(reported, patch);
-      reported.$version = (reported.$version as number) + 1;
-      this.send(client.id, `$iothub/twin/res/204/?$rid=${rid}&$version=${reported.$version}`, null);
-    } else if (pathPart.startsWith('$iothub/methods/res/')) {
-      const pending = this.pendingMethods.get(rid);
-      if (pending === undefined) return;
-      this.pendingMethods.delete(rid);
-      clearTimeout(pending.timer);
-      const body = packet.payload.toString();
-      pending.resolve({ status: Number(pathPart.split('/')[3]), payload: body === '' ? null : JSON.parse(body) });
-    }
-  }
-
-  private record(record: TelemetryRecord): void {
-    if (this.telemetry.length < TELEMETRY_RECORDS_MAX) this.telemetry.push(record);
-    for (const listener of this.telemetryListeners) listener(record);
-  }
-
-  private send(deviceId: string, topic: string, body: unknown): void {
-    const payload = body === null ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
-    const packet = { cmd: 'publish', topic, payload, qos: 0, dup: false, retain: false } as const;
-    // aedes calls the callback unconditionally; a device that vanished meanwhile is simply not answered.
-    this.clients.get(deviceId)?.publish(packet, () => {});
-  }
 }
 
-/** The first key, at any depth, that IoT Hub refuses in a twin document ('.', '$', space, control characters). */
-function badKey(doc: Record<string, unknown>): string | null {
-  for (const [key, value] of Object.entries(doc)) {
-    if (/[.$ \u0000-\u001f\u007f-\u009f]/.test(key)) return key;
-    const isObject = typeof value === 'object' && value !== null && !Array.isArray(value);
-    const inner = isObject ? badKey(value as Record<string, unknown>) : null;
-    if (inner !== null) return inner;
-  }
-  return null;
-}
-
-/** JSON merge patch (RFC 7386), which is how IoT Hub applies twin patches: null deletes a key. */
-function mergePatch(target: Record<string, unknown>, patch: Record<string, unknown>): void {
-  for (const [key, value] of Object.entries(patch)) {
-    if (key === '$version') continue;
-    if (value === null) delete target[key];
-    else if (typeof value === 'object' && !Array.isArray(value)) {
-      const current = target[key];
-      const child = typeof current === 'object' && current !== null ? (current as Record<string, unknown>) : {};
-      mergePatch(child, value as Record<string, unknown>);
-      target[key] = child;
-    } else target[key] = value;
-  }
-}
-
-/** Checks `SharedAccessSignature sr=..&sig=..&se=..` as IoT Hub does: HMAC-SHA256 of "<sr>\n<se>", unexpired. */
-function sasValid(token: string, keyBase64: string, resource: string): boolean {
-  const fields = new Map<string, string>();
-  for (const part of token.replace(/^SharedAccessSignature /, '').split('&')) {
-    const eq = part.indexOf('=');
-    fields.set(part.slice(0, eq), part.slice(eq + 1));
-  }
-  const sr = fields.get('sr') ?? '';
-  const se = fields.get('se') ?? '';
-  if (decodeURIComponent(sr) !== resource || Number(se) * 1000 < Date.now()) return false;
-  const expected = createHmac('sha256', Buffer.from(keyBase64, 'base64')).update(`${sr}\n${se}`).digest();
-  const given = Buffer.from(decodeURIComponent(fields.get('sig') ?? ''), 'base64');
-  return given.length === expected.length && timingSafeEqual(given, expected);
+/** Hands a TLS connection to aedes or to the HTTPS API by its first byte, which is put back first. */
+function dispatch(socket: tls.TLSSocket, broker: Aedes, api: http.Server): void {
+  socket.setTimeout(FIRST_BYTE_TIMEOUT_MS, () => socket.destroy());
+  socket.once('readable', () => {
+    const first = socket.read(1) as Buffer | null;
+    socket.setTimeout(0);
+    if (first === null) return void socket.destroy();
+    socket.unshift(first);
+    // Not before Node has noticed our 'readable' listener is gone: a reader that attaches while it still
+    // counts is never told of the byte put back, and aedes would wait for a CONNECT it already has.
+    setImmediate(() => {
+      if (first[0] === MQTT_CONNECT_FIRST_BYTE) broker.handle(socket);
+      else api.emit('connection', socket);
+    });
+  });
+  socket.on('error', () => socket.destroy());
 }
