@@ -5,7 +5,8 @@ import type { Lane } from '../../firmware/store/lane.js';
 import { createAzureTransport } from '../../firmware/uplink/azure.js';
 import { DEAD_LETTER_LANE_NAME } from '../../firmware/uplink/dead-letter.js';
 import { EdgeUplink, HELD_LANE_NAME, type EdgeUplinkOptions } from '../../firmware/uplink/edge/index.js';
-import type { IdentityLink } from '../../firmware/uplink/edge/link.js';
+import { createIdentityLink, type IdentityLink } from '../../firmware/uplink/edge/link.js';
+import { parseEdgeHubConnectionString, type EdgeHubCredentials } from '../../firmware/uplink/edge/token.js';
 import { RECORD_KEY } from '../../firmware/uplink/message.js';
 import { Pump } from '../../firmware/uplink/pump.js';
 import { IotHubEmulator } from './iothub-emulator.js';
@@ -38,10 +39,10 @@ export interface EdgeRig {
 }
 
 export type RigOptions = Partial<Pick<EdgeUplinkOptions, 'connectionsMax' | 'idleSecs' | 'connectsPerSecMax' | 'backoff' | 'tokenTtlSecs'>> & {
-  /** Children registered in the emulator (with their own keys); any other id is refused at CONNECT. */
+  /** Children of the gateway "gw" in the emulator's registry; any other id is refused at CONNECT. */
   children: string[];
-  /** A link per identity; default one with the child's own device connection string. */
-  createLink?: (identity: string, hub: IotHubEmulator) => IdentityLink;
+  /** A link per identity; default the on-behalf-of one edge mode makes. */
+  createLink?: (identity: string, hub: IotHubEmulator, credentials: EdgeHubCredentials) => IdentityLink;
 };
 
 export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig> {
@@ -50,27 +51,23 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
   const log = await RingLog.open({ dir: tempDir(t), ttlSecs: 0 });
   t.teardown(() => log.close());
   const [upstream, dead, held] = await Promise.all(['upstream', DEAD_LETTER_LANE_NAME, HELD_LANE_NAME].map((n) => log.lane(n)));
-  const strings = new Map(options.children.map((id) => [id, hub.addDevice(id)]));
-  const ownLink = (identity: string): IdentityLink => ({
-    identity,
-    transport: createAzureTransport({
-      connectionString: strings.get(identity) ?? `HostName=${hub.hostName};DeviceId=${identity};SharedAccessKey=AAAA`,
-      ca: hub.ca.cert,
-    }),
-    tokenExpiresAtWallMs: () => 0,
-    tokenIssuedAtWallMs: () => 0,
-  });
+  const strings = hub.createEdgeDevice('gw');
+  for (const id of options.children) {
+    hub.createDevice(id);
+    hub.addChild('gw', id);
+  }
+  const credentials = parseEdgeHubConnectionString(strings.edgeHub);
   const errors: string[] = [];
   const { children: _children, createLink, ...pool } = options;
   const edge = new EdgeUplink({
-    gatewayId: 'gw', credentials: { hostName: hub.hostName, gatewayId: 'gw', key: '' }, clock: systemClock,
+    gatewayId: 'gw', credentials, clock: systemClock, ca: hub.ca.cert,
     heldLane: held!, storeNowMs: () => log.storeNowMs(), connectTimeoutMs: 5_000, publishTimeoutMs: 5_000,
     backoff: { baseMs: 20, maxMs: 50 }, ...pool,
     reportError: (err) => void errors.push(err.message),
-    createLink: createLink === undefined ? ownLink : (identity) => createLink(identity, hub),
+    ...(createLink === undefined ? {} : { createLink: (identity: string) => createLink(identity, hub, credentials) }),
   });
   t.teardown(() => edge.close());
-  const gateway = createAzureTransport({ connectionString: hub.addDevice('gw'), ca: hub.ca.cert });
+  const gateway = createAzureTransport({ connectionString: strings.device, ca: hub.ca.cert });
   const pump = new Pump({
     gatewayId: 'gw', transport: gateway, lanes: [{ lane: upstream! }], createSession: edge.createSession,
     deadLetterLane: dead!, backoff: { baseMs: 50, maxMs: 200 },
@@ -89,6 +86,12 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
       t.teardown(() => pump.stop());
     },
   };
+}
+
+/** The on-behalf-of link edge mode makes, to another host name (a fault proxy in front of the emulator). */
+export function linkVia(identity: string, hub: IotHubEmulator, credentials: EdgeHubCredentials, hostName: string): IdentityLink {
+  hub.allowHostName(hostName);
+  return createIdentityLink({ identity, credentials: { ...credentials, hostName }, ca: hub.ca.cert, wallMs: () => Date.now() });
 }
 
 /** Bodies (numbers) the emulator received from `deviceId`, in arrival order. */

@@ -20,12 +20,20 @@ t.test('offline backlog of three children goes up on their own connections, in o
     t.equal(bodies.length, perChild, `${id}: every message, on its own connection`);
     t.same(bodies, [...bodies].sort((a, b) => a - b), `${id}: in stored order`);
   }
+  for (const id of children) {
+    const first = rig.hub.telemetryOf(id)[0]!;
+    t.equal(first.systemProperties['iothub-connection-device-id'], id, `${id}: IoT Hub stamps the child's own id`);
+    t.equal(first.authMethod, 'on-behalf-of', `${id}: authenticated on its behalf`);
+    t.equal(first.actorDeviceId, 'gw', `${id}: by the gateway's $edgeHub`);
+  }
+  t.equal(rig.hub.telemetryOf('gw')[0]!.authMethod, 'sas', 'the gateway\'s own records go up as the gateway');
   await until('the cursor at the end', () => rig.upstream.ackedSeq() === rig.upstream.lastDurableSeq());
   t.equal(rig.held.lastDurableSeq(), 0, 'nobody was parked');
 });
 
-t.test('a child IoT Hub refuses is dead-lettered; the others are not held back', async (t) => {
-  const rig = await edgeRig(t, { children: ['c1', 'c2'] });
+t.test('a child deleted in the registry while offline is dead-lettered; the others are not held back', async (t) => {
+  const rig = await edgeRig(t, { children: ['c1', 'c2', 'gone'] });
+  rig.hub.deleteDevice('gone');
   const who = ['gone', 'c1', 'c2'];
   await rig.append(Array.from({ length: 300 }, (_, i) => who[i % 3]!));
   rig.start();

@@ -1,7 +1,7 @@
 import t from 'tap';
-import { createAzureTransport } from '../../../../firmware/uplink/azure.js';
+import { createIdentityLink } from '../../../../firmware/uplink/edge/link.js';
 import { FaultProxy } from '../../../support/fault-proxy.js';
-import { bodiesOf, edgeRig, until } from '../../../support/edge-rig.js';
+import { bodiesOf, edgeRig, linkVia, until } from '../../../support/edge-rig.js';
 
 /** Edge mode's pool of per-identity connections: bounded, paced, closed when idle, each with its own backoff. */
 
@@ -53,17 +53,11 @@ t.test('connects are paced at cloudConnectsPerSecMax', async (t) => {
 t.test('a child whose link fails is retried with its own backoff while the others drain (edgeHub #5364)', async (t) => {
   let proxy: FaultProxy | null = null;
   const rig = await edgeRig(t, {
-    children: ['c1', 'c2'],
-    createLink: (identity, hub) => {
-      const host = identity === 'flaky' ? `localhost:${proxy!.port}` : hub.hostName;
-      const connectionString = identity === 'flaky' ? hub.addDevice('flaky', host) : rigStrings.get(identity)!;
-      return {
-        identity, transport: createAzureTransport({ connectionString, ca: hub.ca.cert }),
-        tokenExpiresAtWallMs: () => 0, tokenIssuedAtWallMs: () => 0,
-      };
-    },
+    children: ['c1', 'c2', 'flaky'],
+    createLink: (identity, hub, credentials) => identity === 'flaky'
+      ? linkVia(identity, hub, credentials, `localhost:${proxy!.port}`)
+      : createIdentityLink({ identity, credentials, ca: hub.ca.cert, wallMs: () => Date.now() }),
   });
-  const rigStrings = new Map(['c1', 'c2'].map((id) => [id, rig.hub.addDevice(id)]));
   proxy = await FaultProxy.start({ targetPort: rig.hub.port });
   t.teardown(() => proxy!.close());
   proxy.refuse();
