@@ -7,21 +7,14 @@ import {
   CLOUD_CONNECTIONS_MAX_DEFAULT,
   CLOUD_CONNECTION_IDLE_SECS_DEFAULT,
   CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT,
+  IDENTITY_REFUSALS_MAX,
+  REFUSED_RECHECK_MS,
+  isIdentityRefusal,
 } from './limits.js';
 import { TOKEN_RENEWAL_SHARE } from './token.js';
 
-/**
- * Refusals of one identity's CONNECT in a row before the pool takes it as permanent (deleted, disabled, not a
- * child): one refusal may be IoT Hub catching up with a registry change that is being undone.
- */
-export const IDENTITY_REFUSALS_MAX = 3;
-/** A refused identity is tried again after this long, in case it was put back in the registry, ms. */
-const REFUSED_RECHECK_MS = 600_000;
 /** How often idle connections and token lifetimes are checked, ms: idle and renewal times are minutes. */
 const HOUSEKEEPING_MS = 1_000;
-
-/** Why a connect was refused, as the SDK words CONNACK 2, 4 and 5 (IoT Hub's answer to unknown identities). */
-const IDENTITY_REFUSAL = /not authori[sz]ed|bad username or password|identifier rejected|unauthorized/i;
 
 export type IdentityState = 'closed' | 'waiting' | 'connecting' | 'up' | 'renewing' | 'backoff' | 'refused';
 
@@ -259,9 +252,7 @@ export class ConnectionPool {
    */
   private connectFailed(entry: Entry, err: Error): void {
     const now = this.opts.clock.monoMs();
-    // The message, not the SDK's error class: it calls every failed first connect an UnauthorizedError, a reset
-    // too, and the azure transport keeps the "Not authorized" wording only for a CONNACK refusal.
-    const refusedIdentity = IDENTITY_REFUSAL.test(err.message);
+    const refusedIdentity = isIdentityRefusal(err);
     entry.lastError = err.message;
     if (refusedIdentity) {
       this.connectsRefused += 1;

@@ -4,52 +4,10 @@ import type { DrainHost, PumpSession } from '../drain.js';
 import { recordToMessage } from '../message.js';
 import { UplinkError } from '../types.js';
 import { HeldLane, originOf } from './held.js';
+import { EDGE_READ_AHEAD_RECORDS_MAX, IDENTITY_REFUSED, LaneCursor, deadLetterEntry, type Entry } from './lane-cursor.js';
+import { IDENTITY_INFLIGHT_MAX, PARK_PENDING_MS } from './limits.js';
 import type { ConnectionPool } from './pool.js';
 
-/**
- * Publishes in flight on one identity's connection, messages. IoT Hub acknowledges one device's messages in
- * order and throttles per device; 16 keeps a child's connection busy over a 300 ms round trip without one
- * child taking the whole window from the others.
- */
-export const IDENTITY_INFLIGHT_MAX = 16;
-/**
- * Records read ahead of the acknowledged cursor per lane: the room to skip past identities whose connection
- * is still opening (50 children at 20 connects a second take 2.5 s) without stalling the others.
- */
-export const EDGE_READ_AHEAD_RECORDS_MAX = 4_096;
-/**
- * An identity holding the upstream cursor while its connection is still opening (pacing, a full pool) is
- * parked after this long, ms; one in backoff at once. Longer than 100 children's paced connects take.
- */
-export const PARK_PENDING_MS = 10_000;
-/** A failed read (disk error) is tried again after this long rather than ending the session, ms. */
-const READ_RETRY_MS = 1_000;
-
-interface Entry {
-  record: StoredRecord;
-  identity: string;
-  cursor: LaneCursor;
-  state: 'queued' | 'sent' | 'moving' | 'done';
-  queuedAtMs: number;
-  sentAtMs: number;
-}
-
-class LaneCursor {
-  entries: Entry[] = [];
-  nextSeq: number;
-  lastAckSent: number;
-  reading = false;
-  readRetry: NodeJS.Timeout | null = null;
-
-  constructor(readonly lane: PumpLane, readonly holding: boolean) {
-    this.lastAckSent = lane.ackedSeq();
-    this.nextSeq = this.lastAckSent + 1;
-  }
-
-  frontier(): number {
-    return this.entries.length > 0 ? this.entries[0]!.record.seq - 1 : this.nextSeq - 1;
-  }
-}
 
 export interface EdgeContext {
   pool: ConnectionPool;
@@ -104,8 +62,9 @@ export class EdgeDrainSession implements PumpSession {
   /** The gateway's own connection is the pump's to watch; children's publishes are timed out here. */
   oldestInflightSentAtMs(): number | null {
     let oldest: number | null = null;
-    for (const entry of this.queuesOf(this.host.gatewayId, 'sent')) {
-      if (oldest === null || entry.sentAtMs < oldest) oldest = entry.sentAtMs;
+    for (const cursor of this.cursors) for (const entry of cursor.entries) {
+      const gateway = entry.identity === this.host.gatewayId && entry.state === 'sent';
+      if (gateway && (oldest === null || entry.sentAtMs < oldest)) oldest = entry.sentAtMs;
     }
     return oldest;
   }
@@ -128,7 +87,7 @@ export class EdgeDrainSession implements PumpSession {
     if (this.throttleTimer !== null) clearTimeout(this.throttleTimer);
     for (const cursor of this.cursors) {
       if (cursor.readRetry !== null) clearTimeout(cursor.readRetry);
-      this.flushAck(cursor, true);
+      cursor.flushAck(this.host.limits.ackBatchRecords, true);
     }
     if (cause === undefined) this.settle.resolve();
     else this.settle.reject(cause);
@@ -171,37 +130,14 @@ export class EdgeDrainSession implements PumpSession {
     return new Promise((resolve) => (this.waiter = resolve));
   }
 
-  private *queuesOf(identity: string, state: Entry['state']): Generator<Entry> {
-    for (const cursor of this.cursors) for (const entry of cursor.entries) {
-      if (entry.identity === identity && entry.state === state) yield entry;
-    }
-  }
-
   private maybeRead(cursor: LaneCursor): void {
-    const { readBatchRecordsMax, readBatchBytesMax } = this.host.limits;
-    const room = EDGE_READ_AHEAD_RECORDS_MAX - cursor.entries.length;
-    if (cursor.reading || cursor.readRetry !== null || room < Math.min(readBatchRecordsMax, EDGE_READ_AHEAD_RECORDS_MAX / 2)) return;
-    const durable = cursor.lane.lastDurableSeq();
-    if (durable < cursor.nextSeq) return;
-    cursor.reading = true;
-    cursor.lane.read(cursor.nextSeq, { recordsMax: Math.min(room, readBatchRecordsMax), bytesMax: readBatchBytesMax }).then(
-      (records) => {
-        cursor.reading = false;
-        if (this.ended) return;
-        const last = records.at(-1);
-        // An empty answer means every durable record from there on had expired: step past them.
-        if (last === undefined) cursor.nextSeq = Math.max(cursor.nextSeq, durable + 1);
-        else cursor.nextSeq = last.seq + 1;
-        for (const record of records) this.take(cursor, record);
-        this.flushAck(cursor, false);
-        this.notify();
-      },
-      (err: unknown) => {
-        cursor.reading = false;
-        this.host.reportError(err);
-        cursor.readRetry = setTimeout(() => ((cursor.readRetry = null), this.notify()), READ_RETRY_MS);
-      },
-    );
+    cursor.readAhead(this.host.limits, {
+      ended: () => this.ended,
+      take: (record) => this.take(cursor, record),
+      taken: () => (cursor.flushAck(this.host.limits.ackBatchRecords, false), this.notify()),
+      failed: (err) => this.host.reportError(err),
+      retry: () => this.notify(),
+    });
   }
 
   /** A record read: queued on its identity, or straight to the holding lane while the identity is parked. */
@@ -335,24 +271,17 @@ export class EdgeDrainSession implements PumpSession {
   }
 
   private deadLetterAll(identity: string, queue: Entry[]): void {
-    for (const entry of queue.splice(0)) this.deadLetter(entry, 'identity-refused', 0);
+    for (const entry of queue.splice(0)) this.deadLetter(entry, IDENTITY_REFUSED, 0);
     this.queues.delete(identity);
   }
 
   /** The original is done only once its copy in the dead-letter lane is durable. */
   private deadLetter(entry: Entry, reason: string, attempts: number): void {
     entry.state = 'moving';
-    const box = this.host.deadLetters;
-    const { lane, seq } = originOf(entry.cursor.lane.name, entry.record);
-    const what = `${this.host.gatewayId}:${lane}:${seq} of "${entry.identity}"`;
-    if (box === null) return this.end(new UplinkError('REFUSED', `${what} cannot be delivered (${reason}) and there is no dead-letter lane`));
-    box.put(lane, { ...entry.record, seq }, reason, attempts).then(
-      () => {
-        this.host.ledger.lettered(lane, seq);
-        this.host.reportError(new UplinkError('REFUSED', `${what} moved to the dead-letter lane: ${reason}`));
-        if (!this.ended) this.finish(entry);
-      },
-      (err: unknown) => this.end(new UplinkError('IO', `${what} could not be dead-lettered: ${(err as Error).message}`, { cause: err })),
+    const quiet = reason === IDENTITY_REFUSED;
+    deadLetterEntry(this.host, entry, reason, attempts, quiet).then(
+      () => !this.ended && this.finish(entry),
+      (err: unknown) => this.end(err as Error),
     );
   }
 
@@ -360,21 +289,9 @@ export class EdgeDrainSession implements PumpSession {
   private finish(entry: Entry): void {
     entry.state = 'done';
     if (entry.cursor.holding) this.edge.held.settled(entry.identity);
-    const entries = entry.cursor.entries;
-    let done = 0;
-    while (done < entries.length && entries[done]!.state === 'done') done += 1;
-    if (done > 0) entries.splice(0, done);
-    this.flushAck(entry.cursor, false);
+    entry.cursor.shiftDone();
+    entry.cursor.flushAck(this.host.limits.ackBatchRecords, false);
     this.notify();
-  }
-
-  private flushAck(cursor: LaneCursor, force: boolean): void {
-    const frontier = cursor.frontier();
-    if (frontier <= cursor.lastAckSent) return;
-    const idle = cursor.entries.length === 0;
-    if (!force && !idle && frontier - cursor.lastAckSent < this.host.limits.ackBatchRecords) return;
-    cursor.lane.ack(frontier);
-    cursor.lastAckSent = frontier;
   }
 
   /** A child's publish unanswered past publishTimeoutMs: that identity's connection is replaced. */
