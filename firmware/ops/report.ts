@@ -81,6 +81,8 @@ export interface StatusReport {
   metricsPort: number | null;
   /** The technician page (firmware/page) when enabled: its port and what it refused. */
   page: PageCounters | null;
+  /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
+  edge: { connections: number; connecting: number; backoff: number; parked: number; refused: string[] } | null;
 }
 
 export interface PageCounters {
@@ -151,7 +153,14 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     errors: ctx.errors.list(),
     metricsPort: ctx.metricsPort,
     page: ctx.page ?? null,
+    edge: edgeCounters(s.uplink?.edge),
   };
+}
+
+function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): StatusReport['edge'] {
+  if (edge === undefined) return null;
+  const { connections, connecting, backoff, parked, refused } = edge;
+  return { connections, connecting, backoff, parked, refused: [...refused] };
 }
 
 function round1(n: number): number {
