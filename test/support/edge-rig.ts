@@ -33,7 +33,7 @@ export interface EdgeRig {
   edge: EdgeUplink;
   pump: Pump;
   errors: string[];
-  /** Appends one record per entry, from that device (the gateway's own when it is "gw"). */
+  /** Appends one record per entry, from that device (the gateway's own when it is "gw"), numbered from 1. */
   append(devices: string[]): Promise<void>;
   start(): void;
 }
@@ -41,6 +41,8 @@ export interface EdgeRig {
 export type RigOptions = Partial<Pick<EdgeUplinkOptions, 'connectionsMax' | 'idleSecs' | 'connectsPerSecMax' | 'backoff' | 'tokenTtlSecs'>> & {
   /** Children of the gateway "gw" in the emulator's registry; any other id is refused at CONNECT. */
   children: string[];
+  /** The pump's overall window (default the pump's). */
+  inflightMax?: number;
   /** A link per identity; default the on-behalf-of one edge mode makes. */
   createLink?: (identity: string, hub: IotHubEmulator, credentials: EdgeHubCredentials) => IdentityLink;
 };
@@ -58,7 +60,7 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
   }
   const credentials = parseEdgeHubConnectionString(strings.edgeHub);
   const errors: string[] = [];
-  const { children: _children, createLink, ...pool } = options;
+  const { children: _children, createLink, inflightMax, ...pool } = options;
   const edge = new EdgeUplink({
     gatewayId: 'gw', credentials, clock: systemClock, ca: hub.ca.cert,
     heldLane: held!, storeNowMs: () => log.storeNowMs(), connectTimeoutMs: 5_000, publishTimeoutMs: 5_000,
@@ -70,16 +72,15 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
   const gateway = createAzureTransport({ connectionString: strings.device, ca: hub.ca.cert });
   const pump = new Pump({
     gatewayId: 'gw', transport: gateway, lanes: [{ lane: upstream! }], createSession: edge.createSession,
-    deadLetterLane: dead!, backoff: { baseMs: 50, maxMs: 200 },
+    deadLetterLane: dead!, backoff: { baseMs: 50, maxMs: 200 }, ...(inflightMax === undefined ? {} : { inflightMax }),
   });
   let n = 0;
   return {
     hub, log, upstream: upstream!, dead: dead!, held: held!, edge, pump, errors,
     async append(devices) {
-      for (const who of devices) {
-        n += 1;
-        await upstream!.append({ body: Buffer.from(String(n)), properties: { [RECORD_KEY.deviceId]: who } });
-      }
+      // One batch: the drain sees the whole backlog at once, as after an outage.
+      const inputs = devices.map((who) => ({ body: Buffer.from(String((n += 1))), properties: { [RECORD_KEY.deviceId]: who } }));
+      if (inputs.length > 0) await upstream!.appendBatch(inputs);
     },
     start() {
       pump.start();

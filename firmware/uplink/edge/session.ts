@@ -165,7 +165,16 @@ export class EdgeDrainSession implements PumpSession {
       if (state === 'refused') this.deadLetterAll(identity, queue);
       else if (state === 'backoff') this.parkQueued(identity, queue);
       else if (state === 'closed') this.edge.pool.want(identity);
-      else if (state === 'up' && !this.fill(identity, queue)) return;
+      else if (state === 'up') {
+        const before = this.inflightCount;
+        const more = this.fill(identity, queue);
+        // Served identities go to the back: the next turn starts with those that waited.
+        if (this.inflightCount > before) {
+          this.queues.delete(identity);
+          this.queues.set(identity, queue);
+        }
+        if (!more) return;
+      }
     }
   }
 

@@ -51,3 +51,21 @@ t.test('a child deleted in the registry while offline is dead-lettered; the othe
   t.ok(rig.errors.some((e) => /IoT Hub refuses "gone"/.test(e)), 'reported');
   await until('the holding lane drained too', () => rig.held.ackedSeq() === rig.held.lastDurableSeq());
 });
+
+t.test('connected children share the window in turn: none waits for another\'s whole backlog', async (t) => {
+  const children = Array.from({ length: 8 }, (_, i) => `f${i}`);
+  const rig = await edgeRig(t, { children, inflightMax: 16, connectsPerSecMax: 100 });
+  await rig.append(children);
+  rig.start();
+  await until('every child connected and through', () => rig.hub.telemetry.length >= children.length);
+  const before = rig.hub.telemetry.length;
+  await rig.append(Array.from({ length: 800 }, (_, i) => children[i % children.length]!));
+  await until('the backlog', () => rig.hub.telemetry.length >= before + 800);
+  const arrivals = rig.hub.telemetry.slice(before).map((r) => r.deviceId);
+  for (const id of children) {
+    const first = arrivals.indexOf(id);
+    // A window of 16 shared in turns: the eighth child's turn comes after at most seven full turns before it,
+    // not after the others' whole backlogs (100 each).
+    t.ok(first <= 7 * 16, `${id}: first message of the backlog at arrival ${first}`);
+  }
+});
