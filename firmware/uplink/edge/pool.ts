@@ -248,7 +248,8 @@ export class ConnectionPool {
 
   /**
    * A refusal of the identity counts towards a permanent one only while IoT Hub accepts other identities
-   * signed with the same `$edgeHub` key: when it refuses every identity, the key is at fault, not the children.
+   * signed with the same `$edgeHub` key (one is connected, or one connected since the first refusal): when it
+   * refuses every identity, the key is at fault, not the children.
    */
   private connectFailed(entry: Entry, err: Error): void {
     const now = this.opts.clock.monoMs();
@@ -259,7 +260,8 @@ export class ConnectionPool {
       if (entry.refusals === 0) entry.firstRefusalMonoMs = now;
       entry.refusals += 1;
     }
-    const othersAccepted = this.lastAcceptedMonoMs >= entry.firstRefusalMonoMs;
+    const othersUp = [...this.entries.values()].some((other) => other !== entry && other.state === 'up');
+    const othersAccepted = othersUp || this.lastAcceptedMonoMs >= entry.firstRefusalMonoMs;
     if (refusedIdentity && entry.refusals >= IDENTITY_REFUSALS_MAX && othersAccepted) {
       entry.state = 'refused';
       entry.retryAtMonoMs = now + REFUSED_RECHECK_MS;

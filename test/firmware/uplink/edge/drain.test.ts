@@ -69,3 +69,15 @@ t.test('connected children share the window in turn: none waits for another\'s w
     t.ok(first <= 7 * 16, `${id}: first message of the backlog at arrival ${first}`);
   }
 });
+
+t.test('a refused child is recognised while the others stay connected from before', async (t) => {
+  const rig = await edgeRig(t, { children: ['c1', 'c2', 'late'] });
+  rig.hub.deleteDevice('late');
+  await rig.append(['c1', 'c2']);
+  rig.start();
+  await until('the others connected first', () => rig.hub.telemetry.length >= 2);
+  await rig.append(['late', 'late', 'c1']);
+  await until('its records dead-lettered', () => rig.dead.lastDurableSeq() >= 2);
+  t.same(rig.edge.status().refused, ['late'], 'refused although nobody connected after its first refusal');
+  await until('the rest delivered', () => rig.hub.telemetry.length >= 3);
+});
