@@ -73,7 +73,8 @@ async function gateway(args: Record<string, unknown>): Promise<Record<string, un
   const startedAt = performance.now();
   // The drain's own peak, not the fill's: sampled from link-up to the end of the backlog.
   let rssMb = 0;
-  const sampler = setInterval(() => (rssMb = Math.max(rssMb, process.memoryUsage().rss / 2 ** 20)), RSS_SAMPLE_MS);
+  // process.memoryUsage.rss(), not memoryUsage(): the latter walks the heap and cost 3 % of the CPU here.
+  const sampler = setInterval(() => (rssMb = Math.max(rssMb, process.memoryUsage.rss() / 2 ** 20)), RSS_SAMPLE_MS);
   const service = await startUplink({ config, gatewayId: GATEWAY_ID, log, dataDir: join(dir, 'data') });
   await until('the backlog drained', () => upstream.ackedSeq() >= upstream.lastDurableSeq(), DRAIN_TIMEOUT_MS);
   const drainMs = performance.now() - startedAt;
