@@ -105,7 +105,7 @@ async function runMode(mode: Mode, messages: number, children: number): Promise<
     });
     const uplink = {
       protocol: 'azure', connectionString: strings.device, caFile: 'hub-ca.pem',
-      ...(mode === 'edge' ? { edgeHubConnectionStringFile: 'edgehub-cs' } : {}),
+      ...(mode === 'edge' ? { azure: { edgeHubConnectionStringFile: 'edgehub-cs' } } : {}),
     };
     let linkUpAtMs = 0;
     const result = await runChild('transparent', 'gateway', { dir, messages, children, uplink }, {

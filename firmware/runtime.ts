@@ -9,7 +9,8 @@ import type { LogStats } from './store/types.js';
 import { readFile } from 'node:fs/promises';
 import { startHub, type HubService } from './hub/index.js';
 import type { ScopeBrokerOptions } from './auth/scope-sync.js';
-import { parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
+import type { DeviceScopeSource } from './auth/scope-api.js';
+import { loadEdgeHub, parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import type { ResyncHook } from './uplink/pump-options.js';
 import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
 import { registerSecret } from './ops/redact.js';
@@ -76,6 +77,7 @@ export class Runtime {
       clock,
       uplink: { addResyncHook: (hook) => void hooks.push(hook), isLinkUp: () => this.isLinkUp() },
       scopeBroker: await scopeBrokerFor(uplinkConfig),
+      deviceScope: await deviceScopeFor(uplinkConfig, this.board.identity.gatewayId),
       cloudHostNames: await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId),
       onError: (err) => this.reportError('hub', err),
     });
@@ -206,6 +208,16 @@ function registerUplinkSecrets(config: UplinkConfig): void {
     registerSecret(config.connectionString);
     registerSecret(/SharedAccessKey=([^;]+)/i.exec(config.connectionString)?.[1]);
   }
+}
+
+/** azure edge mode: the child list comes from IoT Hub's device-scope API, as the $edgeHub module. */
+async function deviceScopeFor(config: UplinkConfig, gatewayId: string): Promise<DeviceScopeSource | undefined> {
+  if (config.protocol !== 'azure') return undefined;
+  const edgeHub = await loadEdgeHub(config, gatewayId);
+  if (edgeHub === undefined) return undefined;
+  registerSecret(edgeHub.sharedAccessKey);
+  const ca = config.caFile === undefined ? undefined : await readFile(config.caFile, 'utf8');
+  return { hostName: edgeHub.hostName, gatewayId, edgeHubKey: edgeHub.sharedAccessKey, ca };
 }
 
 /** With an mqtt uplink the identity scope document is read from the same broker, with the same credentials. */

@@ -3,14 +3,17 @@ import type { Clock } from '../clock.js';
 import type { UplinkTransport } from '../uplink/types.js';
 import type { IdentityCache, ScopeChange } from './cache.js';
 import { parseScopeDocument } from './identity.js';
+import { fetchDeviceScope, SCOPE_REQUEST_TIMEOUT_MS, type DeviceScopeSource } from './scope-api.js';
+import { scopeDocumentFromApi } from './scope-convert.js';
 import { ScopeFollower } from './scope-follow.js';
 
 /**
  * Keeps the identity cache in step with the cloud: at every uplink (re)connect (a resync hook), every
  * `identityRefreshSecs` while connected, and for an unknown device that tries to connect while the cache is
- * stale (backing off). Sources: the gateway twin's desired `outpostScope` (azure; patches to it are read at
- * once), or a retained document on `outpost/<gatewayId>/scope` (mqtt; see `scopeTopic`), followed live
- * while the uplink is up (ScopeFollower), which keeps the cache fresh without any reads of its own.
+ * stale (backing off). Sources: IoT Hub's device-scope API (azure, edge mode: every page, as edgeHub reads
+ * it), the gateway twin's desired `outpostScope` (azure, device mode; patches to it are read at once), or a
+ * retained document on `outpost/<gatewayId>/scope` (mqtt; see `scopeTopic`), followed live while the uplink
+ * is up (ScopeFollower), which keeps the cache fresh without any reads of its own.
  */
 
 /** Where the mqtt uplink's broker is; the scope document is read from it with a short-lived connection. */
@@ -28,6 +31,13 @@ export const SCOPE_TWIN_PROPERTY = 'outpostScope';
 const RETAINED_WAIT_MS = 5_000;
 /** A scope read that has not finished by then is abandoned (a twin GET on a dying link may never settle), ms. */
 const REFRESH_TIMEOUT_MS = 15_000;
+/** The same for the device-scope API, which may take several pages of SCOPE_REQUEST_TIMEOUT_MS each, ms. */
+const DEVICE_SCOPE_REFRESH_TIMEOUT_MS = 6 * SCOPE_REQUEST_TIMEOUT_MS;
+/**
+ * After a failed device-scope read on a live link the next one comes after this, doubling up to the
+ * refresh period: the uplink stays up and drains meanwhile, and the cache keeps serving, ms.
+ */
+const DEVICE_SCOPE_RETRY_MS_MIN = 1_000;
 /**
  * A desired-properties change is read after this quiet period, ms. The SDK also reports the whole desired
  * section when it fetches the twin at connect; reading then would race the resync hook's own read, and
@@ -76,6 +86,8 @@ export interface ScopeSyncOptions {
   clock: Clock;
   refreshSecs: number;
   broker?: ScopeBrokerOptions;
+  /** Edge mode: the child list is read from IoT Hub's device-scope API (not the twin document). */
+  deviceScope?: DeviceScopeSource;
   /** The uplink's link state. Without it, online means "a resync hook ran and no disconnect since". */
   isOnline?: () => boolean;
   onChange?: (change: ScopeChange) => void;
@@ -91,6 +103,8 @@ export class ScopeSync {
   private lastTargetedMonoMs = -Infinity;
   private lastSyncMonoMs = -Infinity;
   private unknownIntervalMs = UNKNOWN_REFRESH_INTERVAL_MS_MIN;
+  private retryMs = DEVICE_SCOPE_RETRY_MS_MIN;
+  private retryTimer: NodeJS.Timeout | null = null;
   private readonly follower: ScopeFollower | null;
   private readonly askedFor = new Set<string>();
   private readonly watched = new WeakSet<UplinkTransport>();
@@ -111,6 +125,7 @@ export class ScopeSync {
       this.attach(transport);
       this.cancelDesired();
       if (transport.twin === undefined && this.follower !== null) await this.follower.start();
+      else if (this.opts.deviceScope !== undefined) await this.refreshOrRetry();
       else await this.refresh();
     },
   };
@@ -124,6 +139,8 @@ export class ScopeSync {
 
   stop(): void {
     this.cancelDesired();
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
     if (this.timer !== null) clearInterval(this.timer);
     this.timer = null;
     this.online = false;
@@ -171,12 +188,34 @@ export class ScopeSync {
     void this.refresh().catch(() => {});
   }
 
+  /**
+   * Edge mode's resync hook: a device-scope API that fails (a 401 for a rotated $edgeHub key, a 5xx) must not
+   * hold the drain back, so the failure is counted and reported, and the read tried again with backoff.
+   */
+  private async refreshOrRetry(): Promise<void> {
+    if (this.retryTimer !== null) clearTimeout(this.retryTimer);
+    this.retryTimer = null;
+    try {
+      await this.refresh();
+      this.retryMs = DEVICE_SCOPE_RETRY_MS_MIN;
+    } catch {
+      const delayMs = this.retryMs;
+      this.retryMs = Math.min(this.retryMs * 2, this.opts.refreshSecs * 1000);
+      this.retryTimer = setTimeout(() => {
+        this.retryTimer = null;
+        if (this.isOnline()) void this.refreshOrRetry();
+      }, delayMs);
+      this.retryTimer.unref();
+    }
+  }
+
   /** One full read of the scope; concurrent callers share it. Errors are reported and rethrown. */
   refresh(): Promise<void> {
     if (this.running === null) {
       let timer: NodeJS.Timeout | undefined;
+      const limitMs = this.opts.deviceScope === undefined ? REFRESH_TIMEOUT_MS : DEVICE_SCOPE_REFRESH_TIMEOUT_MS;
       const timeout = new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new Error(`scope read took longer than ${REFRESH_TIMEOUT_MS} ms`)), REFRESH_TIMEOUT_MS);
+        timer = setTimeout(() => reject(new Error(`scope read took longer than ${limitMs} ms`)), limitMs);
       });
       this.running = Promise.race([this.readAndApply(), timeout]).finally(() => {
         clearTimeout(timer);
@@ -220,6 +259,13 @@ export class ScopeSync {
 
   /** The raw document, or undefined when the cloud has none (the cache is then kept as it is). */
   private async read(): Promise<unknown> {
+    const source = this.opts.deviceScope;
+    if (source !== undefined) {
+      const result = await fetchDeviceScope(source, this.opts.clock.wallMs());
+      // IoT Hub's answer has no version; the cache's own lets it apply (it refuses only older ones).
+      const version = Math.max(0, this.opts.cache.scopeVersion);
+      return scopeDocumentFromApi(result, this.opts.gatewayId, source.hostName, version);
+    }
     const twin = this.transport?.twin;
     if (twin !== undefined) {
       const { desired } = await twin.get();

@@ -84,10 +84,16 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
       'folder.',
   },
   {
-    path: 'uplink.edgeHubConnectionStringFile', type: 'file path', default: 'none (device mode)', protocols: ['azure'],
-    example: '/etc/outpost/edgehub-connection-string', invalid: 7,
-    doc: 'Edge mode: the gateway\'s $edgeHub module connection string (`az iot hub module-identity connection-string ' +
-      'show -d <gw> -m \'$edgeHub\'`); each child then goes up as itself on its own connection.',
+    path: 'uplink.azure.mode', type: 'string', default: '"edge" with edgeHubConnectionStringFile, else "device"',
+    range: '"edge", "device"', protocols: ['azure'], example: 'device', invalid: 'transparent',
+    doc: '"edge": the gateway is an IoT Edge device and outpost its $edgeHub: the child list comes from IoT ' +
+      'Hub\'s device-scope API. "device": a plain device identity, children from the twin\'s outpostScope.',
+  },
+  {
+    path: 'uplink.azure.edgeHubConnectionStringFile', type: 'file path', default: 'none (device mode)',
+    protocols: ['azure'], example: '/etc/outpost/edgehub-connection-string', invalid: 7,
+    doc: 'A file holding the $edgeHub module\'s connection string (DeviceId=<gatewayId>;ModuleId=$edgeHub; ' +
+      'SharedAccessKey=...; az iot hub module-identity connection-string show). Relative to board.json\'s folder.',
   },
   {
     path: 'uplink.cloudConnectionsMax', type: 'integer', unit: 'connections', protocols: ['azure'],

@@ -1,6 +1,7 @@
 import { systemClock, type Clock } from '../clock.js';
 import { Authenticator } from '../auth/authenticator.js';
 import { IdentityCache } from '../auth/cache.js';
+import type { DeviceScopeSource } from '../auth/scope-api.js';
 import { ScopeSync, type ScopeBrokerOptions } from '../auth/scope-sync.js';
 import type { RingLog } from '../store/log.js';
 import { TwinStore, type TwinRefusal } from '../twin/store.js';
@@ -42,6 +43,8 @@ export interface StartHubOptions {
   uplink?: HubUplink;
   /** mqtt uplinks: the broker the retained scope document is read from, and twins are synced through. */
   scopeBroker?: ScopeBrokerOptions;
+  /** azure edge mode: children are read from IoT Hub's device-scope API as the gateway's $edgeHub. */
+  deviceScope?: DeviceScopeSource;
   /** The uplink's IoT Hub host: children's standard connection strings name it, so their tokens are accepted. */
   cloudHostNames?: readonly string[];
   onError?: (err: Error) => void;
@@ -83,6 +86,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   let server: HubServer | null = null;
   const scope = new ScopeSync({
     cache, gatewayId: opts.gatewayId, clock, refreshSecs: config.identityRefreshSecs, broker: opts.scopeBroker, onError,
+    deviceScope: opts.deviceScope,
     isOnline: opts.uplink?.isLinkUp?.bind(opts.uplink),
     onChange: () => server?.updateTrust(tlsMaterial, cache.trustBundle),
   });

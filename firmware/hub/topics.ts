@@ -10,6 +10,7 @@
  */
 
 import { splitConnectionId } from '../auth/identity.js';
+import { isReservedPropertyName } from '../uplink/message.js';
 
 export type Inbound =
   /** outputName: `$.on`, the module output a message was sent to (ModuleClient.sendOutputEvent); '' for none. */
@@ -47,15 +48,8 @@ const SYSTEM_PROPERTY_NAMES: Record<string, string> = { '$.mid': 'child-message-
  */
 const SDK_SYSTEM_PROPERTIES = new Set(['$.uid', '$.to', '$.exp', '$.ifid', '$.sub']);
 
-/**
- * Names a child may not set: `outpost-*` carries the gateway's attribution (device id, message id, enqueue
- * time) and `iothub-*` IoT Hub's own (creation time, connection device id); `$` keys are system properties or
- * the record's own keys (`$deviceId`). Compared without case: consumers and IoT Hub may not tell case apart.
- */
-export function isReservedName(key: string): boolean {
-  const lower = key.toLowerCase();
-  return lower.startsWith('$') || lower.startsWith('outpost-') || lower.startsWith('iothub-');
-}
+/** Names a child may not set: the ones no upstream message carries from a producer (firmware/uplink/message.ts). */
+export const isReservedName = isReservedPropertyName;
 
 function query(text: string): URLSearchParams | null {
   try {

@@ -3,11 +3,13 @@ import { dirname, resolve } from 'node:path';
 import { collect, ConfigError, throwCollected } from '../config/errors.js';
 import { displayPath } from '../config/layers.js';
 import { ConfigNode } from '../config/node.js';
+import {
+  parseAzureSection, parseEdgeHubConnectionString, type AzureSection, type EdgeHubIdentity,
+} from './azure-mode.js';
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
 import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
 import type { TransportConfig } from './transports.js';
-import { parseEdgeHubConnectionString, type EdgeHubCredentials } from './edge/token.js';
 
 /**
  * The `uplink` section of board.json. Absent means `{ "protocol": "none" }`: no cloud. Every field, its
@@ -55,8 +57,8 @@ export interface AzureUplinkConfig extends UplinkCommonConfig {
   connectionString: string | undefined;
   /** Absolute path of a file holding the connection string. */
   connectionStringFile: string | undefined;
-  /** Edge mode when set: absolute path of the `$edgeHub` module's connection string (firmware/uplink/edge). */
-  edgeHubConnectionStringFile: string | undefined;
+  /** `uplink.azure`: edge or device mode (firmware/uplink/azure-mode.ts). */
+  azure: AzureSection;
   /** Edge mode's pool of children's connections (firmware/uplink/edge/limits.ts). */
   cloudConnectionsMax: number;
   cloudConnectionIdleSecs: number;
@@ -123,9 +125,9 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   if ((connectionString === undefined) === (connectionStringFile === undefined)) {
     node.field('connectionString').fail('exactly one of connectionString and connectionStringFile');
   }
+  const azure = parseAzureSection(node.field('azure'), baseDir);
   return {
-    protocol, ...common, connectionString, connectionStringFile,
-    edgeHubConnectionStringFile: file('edgeHubConnectionStringFile'),
+    protocol, ...common, connectionString, connectionStringFile, azure,
     cloudConnectionsMax: integerOption(node.field('cloudConnectionsMax'), 'uplink.cloudConnectionsMax'),
     cloudConnectionIdleSecs: integerOption(node.field('cloudConnectionIdleSecs'), 'uplink.cloudConnectionIdleSecs'),
     cloudConnectsPerSecMax: integerOption(node.field('cloudConnectsPerSecMax'), 'uplink.cloudConnectsPerSecMax'),
@@ -256,29 +258,18 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
     ? config.connectionString!
     : (await readNamedFile(config, 'connectionStringFile', config.connectionStringFile, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
   checkDeviceId(config, connectionString, gatewayId);
+  // Read here too so that `outpost board check` and start-up refuse a wrong $edgeHub file alike.
+  await loadEdgeHub(config, gatewayId);
   return { protocol: 'azure', connectionString, ca, cert, key, keepaliveSecs };
 }
 
-/**
- * Edge mode: the `$edgeHub` module's credentials, read from the file board.json names; undefined in device
- * mode. Errors name the board file, the field and the file.
- */
-export async function loadEdgeHubCredentials(config: AzureUplinkConfig, gatewayId: string): Promise<EdgeHubCredentials | undefined> {
-  const path = config.edgeHubConnectionStringFile;
+/** Edge mode: the `$edgeHub` module identity from its connection string file; undefined in device mode. */
+export async function loadEdgeHub(config: AzureUplinkConfig, gatewayId: string): Promise<EdgeHubIdentity | undefined> {
+  const path = config.azure.edgeHubConnectionStringFile;
   if (path === undefined) return undefined;
-  const key = 'edgeHubConnectionStringFile';
+  const key = 'azure.edgeHubConnectionStringFile';
   const text = await readNamedFile(config, key, path, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string');
-  const where = { file: config.boardFile, jsonPath: `$.uplink.${key}` };
-  let credentials: EdgeHubCredentials;
-  try {
-    credentials = parseEdgeHubConnectionString(text);
-  } catch (err) {
-    throw new ConfigError('INVALID', where, 'HostName=...;DeviceId=...;ModuleId=$edgeHub;SharedAccessKey=...', `${path}: ${(err as Error).message}`);
-  }
-  if (credentials.gatewayId !== gatewayId) {
-    throw new ConfigError('INVALID', where, `DeviceId=${gatewayId} (identity.gatewayId)`, `${path}: DeviceId=${credentials.gatewayId}`);
-  }
-  return credentials;
+  return parseEdgeHubConnectionString(text, gatewayId, config.boardFile, path);
 }
 
 /** IoT Hub knows the gateway by the connection string's DeviceId; message ids must use the same name. */

@@ -25,7 +25,15 @@ export const UPSTREAM_KEY = {
   deviceId: 'outpost-device-id',
 } as const;
 
-const RESERVED_PREFIX = '$';
+/**
+ * Names no producer may give an upstream message: `$` keys are the record's own or system properties,
+ * `outpost-*` the gateway's attribution (device id, message id, enqueue time), `iothub-*` IoT Hub's
+ * (creation time, connection device id). Compared without case: IoT Hub and consumers may not tell case apart.
+ */
+export function isReservedPropertyName(key: string): boolean {
+  const lower = key.toLowerCase();
+  return lower.startsWith('$') || lower.startsWith('outpost-') || lower.startsWith('iothub-');
+}
 
 /** The stable id the far side deduplicates on; lane and sequence survive restarts, so retries repeat it. */
 export function stableMessageId(gatewayId: string, lane: string, seq: number): string {
@@ -34,8 +42,11 @@ export function stableMessageId(gatewayId: string, lane: string, seq: number): s
 
 export function recordToMessage(gatewayId: string, lane: string, record: StoredRecord): UplinkMessage {
   const properties: Record<string, string> = {};
+  // Every transport adds the gateway's attribution after these; a record's own property of such a name (one
+  // stored before the hub refused them, or by any other producer) would stand beside it, and IoT Hub and
+  // consumers would see the record's first.
   for (const [key, value] of Object.entries(record.properties)) {
-    if (!key.startsWith(RESERVED_PREFIX)) properties[key] = value;
+    if (!isReservedPropertyName(key)) properties[key] = value;
   }
   return {
     messageId: stableMessageId(gatewayId, lane, record.seq),

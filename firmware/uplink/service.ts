@@ -1,6 +1,6 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
-import { azureHubHost, loadEdgeHubCredentials, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
+import { azureHubHost, loadEdgeHub, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
 import { startEdge } from './edge/service.js';
 import type { EdgeStatus } from './edge/index.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
@@ -137,7 +137,8 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const lanes: PumpLaneConfig[] = [];
   for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
   lanes.push({ lane: await log.lane(UPSTREAM_LANE_NAME), weight: 1 });
-  const edgeCredentials = config.protocol === 'azure' ? await loadEdgeHubCredentials(config, opts.gatewayId) : undefined;
+  const edgeHub = config.protocol === 'azure' && config.azure.mode === 'edge' ? await loadEdgeHub(config, opts.gatewayId) : undefined;
+  const edgeCredentials = edgeHub && { hostName: edgeHub.hostName, gatewayId: edgeHub.deviceId, key: edgeHub.sharedAccessKey };
   const edge = edgeCredentials === undefined || config.protocol !== 'azure'
     ? null
     : await startEdge({ config, credentials: edgeCredentials, transportConfig, log, clock, onError, gatewayId: opts.gatewayId });

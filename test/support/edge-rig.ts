@@ -6,7 +6,8 @@ import { createAzureTransport } from '../../firmware/uplink/azure.js';
 import { DEAD_LETTER_LANE_NAME } from '../../firmware/uplink/dead-letter.js';
 import { EdgeUplink, HELD_LANE_NAME, type EdgeUplinkOptions } from '../../firmware/uplink/edge/index.js';
 import { createIdentityLink, type IdentityLink } from '../../firmware/uplink/edge/link.js';
-import { parseEdgeHubConnectionString, type EdgeHubCredentials } from '../../firmware/uplink/edge/token.js';
+import type { EdgeHubCredentials } from '../../firmware/uplink/edge/token.js';
+import { parseEdgeHubConnectionString } from '../../firmware/uplink/azure-mode.js';
 import { RECORD_KEY } from '../../firmware/uplink/message.js';
 import { Pump } from '../../firmware/uplink/pump.js';
 import { IotHubEmulator } from './iothub-emulator.js';
@@ -58,7 +59,8 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
     hub.createDevice(id);
     hub.addChild('gw', id);
   }
-  const credentials = parseEdgeHubConnectionString(strings.edgeHub);
+  const edgeHub = parseEdgeHubConnectionString(strings.edgeHub, 'gw', 'board.json', 'edgehub-cs');
+  const credentials = { hostName: edgeHub.hostName, gatewayId: edgeHub.deviceId, key: edgeHub.sharedAccessKey };
   const errors: string[] = [];
   const { children: _children, createLink, inflightMax, ...pool } = options;
   const edge = new EdgeUplink({

@@ -28,6 +28,8 @@ export interface Accepted {
   /** The `auth-chain` username parameter, split, when the client sent one. */
   authChain?: string[];
   generationId: string;
+  /** When the SAS token the connection was made with expires: IoT Hub closes the connection then. */
+  expiresAtMs?: number;
 }
 
 export interface Refused {
@@ -82,7 +84,7 @@ export function authenticate(
   if (token === null) return refused(5, 'password is not a SAS token');
   if (token.resource === own) {
     if (!signedByOneOf(token, keysOf(identity.authentication))) return refused(5, 'bad SAS signature or expired');
-    return { ...base, method: 'sas', ...(authChain ? { authChain } : {}) };
+    return { ...base, method: 'sas', ...(authChain ? { authChain } : {}), expiresAtMs: token.expirySecs * 1000 };
   }
   const actor = new RegExp(`^${escapeRe(user.hostName)}/devices/([^/]+)/modules/\\$edgeHub$`).exec(token.resource);
   if (actor === null) return refused(5, 'token resource does not match the identity');
@@ -112,7 +114,8 @@ function onBehalfOf(
     return refused(5, `auth-chain "${chain.join(';')}" does not lead from "${self}" to "${gatewayId}"`);
   }
   const { authChain, ...rest } = base;
-  return { ...rest, ...(authChain ? { authChain } : {}), method: 'on-behalf-of', actorDeviceId: gatewayId };
+  return { ...rest, ...(authChain ? { authChain } : {}), method: 'on-behalf-of', actorDeviceId: gatewayId,
+    expiresAtMs: token.expirySecs * 1000 };
 }
 
 function certificateValid(auth: Authentication, socket: tls.TLSSocket, deviceId: string): boolean {

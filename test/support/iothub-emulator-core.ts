@@ -18,6 +18,8 @@ export interface TelemetryRecord {
   moduleId?: string;
   /** Application and system (`$.mid`, `$.ct`, `$.ce`) properties from the topic's property bag. */
   properties: Record<string, string>;
+  /** The same bag in the order sent, repeated names included (`properties` keeps the last of each). */
+  propertyBag: [string, string][];
   /** What IoT Hub adds and routing queries see: `iothub-connection-device-id`, `-module-id`, `-auth-method`, ... */
   systemProperties: Record<string, string>;
   authMethod: AuthMethod;
@@ -68,6 +70,7 @@ export class EmulatorCore {
   private readonly liveFilters = new WeakMap<Client, Set<string>>();
   private readonly everSubscribed = new Map<string, Set<string>>();
   private readonly c2dInFlight = new WeakMap<Client, C2dInFlight>();
+  private readonly expiryTimers = new WeakMap<Client, NodeJS.Timeout>();
   /** Host names devices were told to dial (ours, or a proxy's in front of us). */
   protected readonly hostNames = new Set<string>();
   protected readonly telemetryListeners = new Set<(record: TelemetryRecord) => void>();
@@ -118,8 +121,9 @@ export class EmulatorCore {
     return client !== undefined && (this.liveFilters.get(client)?.has(filter) ?? false);
   }
 
-  protected send(key: string, topic: string, body: unknown): void {
-    const payload = body === null ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
+  /** `null` is sent as an empty payload, as IoT Hub answers a reported PATCH; `json` sends it as `null`. */
+  protected send(key: string, topic: string, body: unknown, json = false): void {
+    const payload = body === null && !json ? Buffer.alloc(0) : Buffer.from(JSON.stringify(body));
     const packet = { cmd: 'publish', topic, payload, qos: 0, dup: false, retain: false } as const;
     // aedes calls the callback unconditionally; a device that vanished meanwhile is simply not answered.
     this.clients.get(key)?.publish(packet, () => {});
@@ -188,6 +192,12 @@ export class EmulatorCore {
       { clientId: client.id, username, password, socket: client.conn as tls.TLSSocket });
     if ('returnCode' in result) return done(this.refuse(client.id, result.returnCode, result.reason), false);
     this.sessions.set(client, result);
+    // IoT Hub ends a connection when its token expires (401003 IoTHubUnauthorized); an SDK renews by reconnecting.
+    if (result.expiresAtMs !== undefined) {
+      const timer = setTimeout(() => client.close(), Math.max(0, result.expiresAtMs - Date.now()));
+      timer.unref();
+      this.expiryTimers.set(client, timer);
+    }
     done(null, true);
   }
 
@@ -215,6 +225,7 @@ export class EmulatorCore {
   }
 
   private onClientGone(client: Client): void {
+    clearTimeout(this.expiryTimers.get(client));
     if (this.clients.get(client.id) !== client) return;
     this.clients.delete(client.id);
     const session = this.sessions.get(client);
@@ -267,7 +278,7 @@ export class EmulatorCore {
     const rid = new URLSearchParams(query).get('$rid') ?? '';
     const prefix = this.eventsPrefix(session);
     if (pathPart.startsWith(prefix)) {
-      const bag = Object.fromEntries(new URLSearchParams(pathPart.slice(prefix.length)));
+      const bag = [...new URLSearchParams(pathPart.slice(prefix.length))];
       this.record(session, bag, Buffer.from(packet.payload));
     } else if (pathPart === '$iothub/twin/GET/') {
       this.count(key, 'twin-get');
@@ -285,7 +296,7 @@ export class EmulatorCore {
     }
   }
 
-  private record(session: Accepted, properties: Record<string, string>, body: Buffer): void {
+  private record(session: Accepted, propertyBag: [string, string][], body: Buffer): void {
     const device = this.registry.device(session.deviceId);
     const systemProperties: Record<string, string> = {
       'iothub-connection-device-id': session.deviceId,
@@ -297,7 +308,7 @@ export class EmulatorCore {
     };
     const record: TelemetryRecord = {
       deviceId: session.deviceId, ...(session.moduleId === undefined ? {} : { moduleId: session.moduleId }),
-      properties, systemProperties, authMethod: session.method,
+      properties: Object.fromEntries(propertyBag), propertyBag, systemProperties, authMethod: session.method,
       ...(session.actorDeviceId === undefined ? {} : { actorDeviceId: session.actorDeviceId }), body,
     };
     if (this.telemetry.length < TELEMETRY_RECORDS_MAX) this.telemetry.push(record);

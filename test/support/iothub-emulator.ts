@@ -235,8 +235,9 @@ export class IotHubEmulator extends EmulatorCore {
     const key = identityKey(deviceId, moduleId);
     const timeoutMs = (request.responseTimeoutInSeconds ?? METHOD_RESPONSE_TIMEOUT_SECS_DEFAULT) * 1000;
     const online = this.listening(key, '$iothub/methods/POST/#');
+    // The service API's payload is JSON; an absent one reaches the device as `null`.
     const send = (rid: string) => this.send(key, `$iothub/methods/POST/${request.methodName}/?$rid=${rid}`,
-      request.payload ?? null);
+      request.payload ?? null, true);
     return this.methods.invoke(online, send, key, request.methodName, timeoutMs);
   }
 

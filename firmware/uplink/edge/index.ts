@@ -11,7 +11,7 @@ import { EdgeDrainSession } from './session.js';
 import type { EdgeHubCredentials } from './token.js';
 
 export { HELD_LANE_NAME } from './held.js';
-export { parseEdgeHubConnectionString, type EdgeHubCredentials } from './token.js';
+export type { EdgeHubCredentials } from './token.js';
 
 export interface EdgeUplinkOptions {
   gatewayId: string;

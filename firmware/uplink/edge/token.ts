@@ -1,5 +1,4 @@
 import { createHmac } from 'node:crypto';
-import { UplinkError } from '../types.js';
 
 /**
  * How a transparent gateway authenticates to IoT Hub on behalf of a child (what edgeHub does with the C# SDK's
@@ -23,34 +22,13 @@ export const ON_BEHALF_OF_TOKEN_TTL_SECS = 3_600;
  */
 export const TOKEN_RENEWAL_SHARE = 0.15;
 
-/** The `$edgeHub` module's credentials, from `az iot hub module-identity connection-string show`. */
+/** The `$edgeHub` module's credentials (board.json's uplink.azure.edgeHubConnectionStringFile, azure-mode.ts). */
 export interface EdgeHubCredentials {
   hostName: string;
   /** The gateway's device id (the module's DeviceId). */
   gatewayId: string;
   /** Base64 `$edgeHub` module key. */
   key: string;
-}
-
-/** Reads `HostName=...;DeviceId=<gw>;ModuleId=$edgeHub;SharedAccessKey=...`; errors name the missing field. */
-export function parseEdgeHubConnectionString(text: string): EdgeHubCredentials {
-  const fields = new Map<string, string>();
-  for (const part of text.trim().split(';')) {
-    const eq = part.indexOf('=');
-    if (eq > 0) fields.set(part.slice(0, eq), part.slice(eq + 1));
-  }
-  const need = (name: string): string => {
-    const value = fields.get(name);
-    if (value === undefined || value === '') {
-      throw new UplinkError('INVALID', `the $edgeHub connection string has no ${name}=...`);
-    }
-    return value;
-  };
-  const moduleId = need('ModuleId');
-  if (moduleId !== EDGE_HUB_MODULE_ID) {
-    throw new UplinkError('INVALID', `the $edgeHub connection string must have ModuleId=${EDGE_HUB_MODULE_ID}, got ${moduleId}`);
-  }
-  return { hostName: need('HostName'), gatewayId: need('DeviceId'), key: need('SharedAccessKey') };
 }
 
 /** `<hub>/devices/<gw>/modules/$edgeHub`, the audience of every on-behalf-of token. */

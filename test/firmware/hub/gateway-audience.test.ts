@@ -49,6 +49,8 @@ t.test('an SDK child with the standard connection string and GatewayHostName con
   await child.setOptions({ ca: certs.ca.cert });
   await child.open();
   t.teardown(() => child.close());
+  // The hub lists a child once aedes reports it ready, just after its CONNACK went out: not yet at open().
+  await until('the child listed', () => runtime.status().hub!.connected.length > 0);
   t.same(runtime.status().hub!.connected, ['child-1'], 'the child is connected through the gateway');
   await child.sendEvent(new Message(JSON.stringify({ hello: 1 })));
   t.same(runtime.status().hub!.refusals, {}, 'no refusal (the audience check passed)');

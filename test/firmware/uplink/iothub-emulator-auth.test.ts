@@ -183,3 +183,28 @@ t.test('connects over the throttle are refused as server unavailable; under it t
   t.teardown(() => client.close());
   t.ok(hub.isConnected('dev-r'), 'under the throttle: accepted');
 });
+
+t.test('a connection ends when the token it was made with expires, as IoT Hub ends it', async (t) => {
+  const hub = await IotHubEmulator.start();
+  t.teardown(() => hub.stop());
+  const key = /SharedAccessKey=(.+)$/.exec(hub.addDevice('dev-e'))![1]!;
+  // A token 3 s from expiry; tried again (bounded) should a loaded machine take that long to connect.
+  let client: mqtt.MqttClient | undefined;
+  for (let attempt = 0; attempt < 5 && client === undefined; attempt += 1) {
+    const expirySecs = Math.floor(Date.now() / 1000) + 3;
+    client = await mqtt.connectAsync(`mqtts://127.0.0.1:${hub.port}`, {
+      clientId: 'dev-e', username: `${hub.hostName}/dev-e/?api-version=2021-04-12`, protocolVersion: 4,
+      reconnectPeriod: 0, ca: hub.ca.cert, servername: 'localhost',
+      password: sasToken(`${hub.hostName}/devices/dev-e`, key, expirySecs),
+    }).catch(() => undefined);
+  }
+  t.ok(client, 'connected with the short-lived token');
+  const closed = new Promise<void>((resolve) => client!.once('close', () => resolve()));
+  t.ok(hub.isConnected('dev-e'));
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error('still connected 15 s after the token expired')), 15_000);
+  });
+  await Promise.race([closed, late]).finally(() => clearTimeout(timer));
+  t.notOk(hub.isConnected('dev-e'), 'closed by the hub at expiry');
+});

@@ -18,7 +18,7 @@ async function board(t: { teardown(fn: () => unknown): void }, hub: IotHubEmulat
   return dir;
 }
 
-t.test('edgeHubConnectionStringFile turns edge mode on: children go up as themselves, status shows the pool', async (t) => {
+t.test('uplink.azure.edgeHubConnectionStringFile turns edge mode on: children go up as themselves, status shows the pool', async (t) => {
   const hub = await IotHubEmulator.start();
   t.teardown(() => hub.stop());
   const strings = hub.createEdgeDevice('gw-svc');
@@ -28,7 +28,7 @@ t.test('edgeHubConnectionStringFile turns edge mode on: children go up as themse
   }
   const dir = await board(t, hub, strings.edgeHub);
   const config = parseUplinkConfig({
-    protocol: 'azure', connectionString: strings.device, caFile: 'ca.pem', edgeHubConnectionStringFile: 'edgehub-cs',
+    protocol: 'azure', connectionString: strings.device, caFile: 'ca.pem', azure: { edgeHubConnectionStringFile: 'edgehub-cs' },
     cloudConnectsPerSecMax: 50, backoff: { baseMs: 20, maxMs: 100 },
   }, join(dir, 'board.json'));
   const log = await RingLog.open({ dir: join(dir, 'data'), ttlSecs: 0 });
@@ -54,15 +54,15 @@ t.test('an $edgeHub connection string of another gateway is refused naming the f
   const mine = hub.createEdgeDevice('gw-svc');
   const dir = await board(t, hub, other.edgeHub);
   const config = parseUplinkConfig({
-    protocol: 'azure', connectionString: mine.device, caFile: 'ca.pem', edgeHubConnectionStringFile: 'edgehub-cs',
+    protocol: 'azure', connectionString: mine.device, caFile: 'ca.pem', azure: { edgeHubConnectionStringFile: 'edgehub-cs' },
   }, join(dir, 'board.json'));
   const log = await RingLog.open({ dir: join(dir, 'data'), ttlSecs: 0 });
   t.teardown(() => log.close());
   await t.rejects(startUplink({ config, gatewayId: 'gw-svc', log, dataDir: join(dir, 'data') }), {
-    message: /uplink\.edgeHubConnectionStringFile.*DeviceId=gw-svc.*DeviceId=other-gw/s,
+    message: /uplink\.azure\.edgeHubConnectionStringFile.*DeviceId=gw-svc.*DeviceId=other-gw/s,
   });
   await writeFile(join(dir, 'edgehub-cs'), mine.device);
   await t.rejects(startUplink({ config, gatewayId: 'gw-svc', log, dataDir: join(dir, 'data') }), {
-    message: /uplink\.edgeHubConnectionStringFile.*ModuleId/s,
+    message: /uplink\.azure\.edgeHubConnectionStringFile.*ModuleId/s,
   });
 });
