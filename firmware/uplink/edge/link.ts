@@ -70,7 +70,7 @@ export function createIdentityLink(options: IdentityLinkOptions): IdentityLink {
   let issuedAtWallMs = 0;
   const createClient = (): DeviceClient => {
     issuedAtWallMs = options.wallMs();
-    const expirySecs = Math.floor(issuedAtWallMs / 1000) + ttlSecs;
+    const expirySecs = Math.ceil(issuedAtWallMs / 1000) + ttlSecs;
     expiresAtWallMs = expirySecs * 1000;
     const provider = new SharedAccessSignatureAuthenticationProvider({
       host: credentials.hostName,

@@ -29,6 +29,7 @@ interface Entry {
   refusals: number;
   firstRefusalMonoMs: number;
   lastError: string | null;
+  renewTimer: NodeJS.Timeout | null;
 }
 
 export interface PoolOptions {
@@ -149,6 +150,7 @@ export class ConnectionPool {
     if (this.timer !== null) clearTimeout(this.timer);
     if (this.housekeeping !== null) clearInterval(this.housekeeping);
     this.timer = this.housekeeping = null;
+    for (const entry of this.entries.values()) if (entry.renewTimer !== null) clearTimeout(entry.renewTimer);
     await Promise.all([...this.entries.values()].map((entry) => entry.link.transport.close().catch(() => {})));
     this.entries.clear();
   }
@@ -157,7 +159,7 @@ export class ConnectionPool {
     const link = this.opts.createLink(identity);
     const entry: Entry = {
       identity, link, state: 'closed', backoff: new Backoff(this.opts.backoff), retryAtMonoMs: 0,
-      lastTrafficMonoMs: this.opts.clock.monoMs(), inflight: 0, refusals: 0, firstRefusalMonoMs: 0, lastError: null,
+      lastTrafficMonoMs: this.opts.clock.monoMs(), inflight: 0, refusals: 0, firstRefusalMonoMs: 0, lastError: null, renewTimer: null,
     };
     link.transport.onDisconnect((cause) => {
       const ours = cause instanceof UplinkError && cause.code === 'CLOSED';
@@ -238,6 +240,7 @@ export class ConnectionPool {
       entry.backoff.reset();
       entry.lastTrafficMonoMs = this.opts.clock.monoMs();
       this.lastAcceptedMonoMs = this.opts.clock.monoMs();
+      this.armRenewal(entry);
     } catch (err) {
       if (this.closed) return;
       this.connectFailed(entry, err as Error);
@@ -274,25 +277,33 @@ export class ConnectionPool {
     this.opts.reportError(err);
   }
 
-  /** Closes idle connections and renews those whose token is near its end. */
+  /** Starts connects that became due and closes idle connections. */
   private tidy(): void {
     this.schedule();
     const now = this.opts.clock.monoMs();
-    const wall = this.opts.clock.wallMs();
     for (const entry of this.entries.values()) {
       if (entry.state !== 'up') continue;
       const idle = entry.inflight === 0 && !this.opts.busy(entry.identity) && now - entry.lastTrafficMonoMs >= this.idleMs;
-      if (idle) {
-        this.closeEntry(entry);
-        continue;
-      }
-      const expiresAt = entry.link.tokenExpiresAtWallMs();
-      const ttlMs = expiresAt - entry.link.tokenIssuedAtWallMs();
-      if (expiresAt > 0 && wall >= expiresAt - ttlMs * TOKEN_RENEWAL_SHARE) {
-        entry.state = 'renewing';
-        if (entry.inflight === 0) this.renew(entry);
-      }
+      if (idle) this.closeEntry(entry);
     }
+  }
+
+  /**
+   * Renews the connection once TOKEN_RENEWAL_SHARE of its token's lifetime is left: a timer per connection,
+   * not the housekeeping pass, whose second of granularity is a large part of a short token's margin.
+   */
+  private armRenewal(entry: Entry): void {
+    if (entry.renewTimer !== null) clearTimeout(entry.renewTimer);
+    const expiresAt = entry.link.tokenExpiresAtWallMs();
+    if (expiresAt <= 0) return;
+    const ttlMs = expiresAt - entry.link.tokenIssuedAtWallMs();
+    const dueInMs = Math.max(0, expiresAt - ttlMs * TOKEN_RENEWAL_SHARE - this.opts.clock.wallMs());
+    entry.renewTimer = setTimeout(() => {
+      entry.renewTimer = null;
+      if (entry.state !== 'up' || this.closed) return;
+      entry.state = 'renewing';
+      if (entry.inflight === 0) this.renew(entry);
+    }, dueInMs);
   }
 
   /** A fresh connect with a fresh token, ahead of the other waiting identities. */
