@@ -12,6 +12,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   bridge: async () => (await import('./bridge.js')).default,
   hostile: async () => (await import('./hostile.js')).default,
   fleet: async () => (await import('./fleet.js')).default,
+  transparent: async () => (await import('./transparent.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -2,6 +2,11 @@ import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from '../uplink/backo
 import { LIMIT_RANGES } from '../uplink/pump-options.js';
 import { PROVISIONING_OPTIONS } from './schema-provisioning.js';
 import type { OptionSpec } from './schema-types.js';
+import {
+  CLOUD_CONNECTIONS_MAX_DEFAULT,
+  CLOUD_CONNECTION_IDLE_SECS_DEFAULT,
+  CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT,
+} from '../uplink/edge/limits.js';
 
 /** Longest backoff between two connects, ms: an hour, beyond which a gateway looks dead to its operator. */
 const BACKOFF_MS_MAX = 3_600_000;
@@ -9,6 +14,12 @@ const BACKOFF_MS_MAX = 3_600_000;
 const KEEPALIVE_SECS_MAX = 1_740;
 /** Two minutes is beyond any cellular attach and TLS handshake; longer only delays the retry. */
 const CONNECT_TIMEOUT_MS_MAX = 120_000;
+/** Upstream connections in edge mode: each is a TLS session and an SDK client (about 1 MB on a Pi). */
+const CLOUD_CONNECTIONS_MAX = 1_000;
+/** A day: an identity silent longer than that has no reason to hold a connection open. */
+const CLOUD_CONNECTION_IDLE_SECS_MAX = 86_400;
+/** IoT Hub's own connect throttle is per hub unit; more than this from one gateway is a reconnect storm. */
+const CLOUD_CONNECTS_PER_SEC_MAX = 100;
 /** The simulated link's cycle: at most an hour, so a demo shows the drop while someone watches. */
 const SIM_CYCLE_SECS_MAX = 3_600;
 
@@ -85,6 +96,24 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
     protocols: ['azure'], example: '/etc/outpost/edgehub-connection-string', invalid: 7,
     doc: 'A file holding the $edgeHub module\'s connection string (DeviceId=<gatewayId>;ModuleId=$edgeHub; ' +
       'SharedAccessKey=...; az iot hub module-identity connection-string show). Relative to board.json\'s folder.',
+  },
+  {
+    path: 'uplink.cloudConnectionsMax', type: 'integer', unit: 'connections', protocols: ['azure'],
+    int: { min: 1, max: CLOUD_CONNECTIONS_MAX, default: CLOUD_CONNECTIONS_MAX_DEFAULT }, example: 50, invalid: 0,
+    doc: 'Edge mode: upstream connections of children at once (edgeHub\'s MaxConnectedClients); an idle one makes room.',
+  },
+  {
+    path: 'uplink.cloudConnectionIdleSecs', type: 'integer', unit: 'seconds', protocols: ['azure'],
+    int: { min: 1, max: CLOUD_CONNECTION_IDLE_SECS_MAX, default: CLOUD_CONNECTION_IDLE_SECS_DEFAULT }, example: 600,
+      invalid: 0,
+    doc: 'Edge mode: a child\'s upstream connection without traffic this long is closed (edgeHub\'s ' +
+      'CloudConnectionIdleTimeoutSecs).',
+  },
+  {
+    path: 'uplink.cloudConnectsPerSecMax', type: 'integer', unit: 'connects/s', protocols: ['azure'],
+    int: { min: 1, max: CLOUD_CONNECTS_PER_SEC_MAX, default: CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT }, example: 5,
+      invalid: 0,
+    doc: 'Edge mode: new upstream connections per second, all children together (IoT Hub throttles connects).',
   },
   {
     path: 'uplink.caFile', type: PEM, default: 'the system\'s roots', protocols: CLOUD, example: 'certs/ca.pem',

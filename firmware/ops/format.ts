@@ -20,6 +20,12 @@ export function formatReport(r: StatusReport): string {
     ...r.errors.slice(-5).map((e) => `  ${new Date(e.atWallMs).toISOString()} ${e.source}: ${e.message}`),
   ];
   if (r.provisioning) lines.push(`dps:       ${provisioningText(r.provisioning)}`);
+  if (r.edge) {
+    const { connections, connecting, backoff, parked, refused } = r.edge;
+    const refusedText = refused.length === 0 ? '' : ` (${refused.join(', ')})`;
+    lines.push(`edge:      ${connections} up, ${connecting} connecting, ${backoff} in backoff, ${parked} parked, ` +
+      `${refused.length} refused${refusedText}`);
+  }
   if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
   if (r.page) {
     const { loginFailures, loginRefused, csrfRefused } = r.page;

@@ -42,6 +42,12 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
   metric('outpost_errors_recent', 'gauge', 'Errors in the recent-errors ring.', [[{}, r.errors.length]]);
   metric('outpost_uptime_seconds', 'gauge', 'Seconds since the gateway started.', [[{}, r.uptimeSecs]]);
   metric('outpost_process_resident_memory_bytes', 'gauge', 'Resident set size of the gateway process.', [[{}, rssBytes]]);
+  if (r.edge) {
+    const edgeGauge = (name: string, help: string, value: number) => metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
+    edgeGauge('connections', 'Edge mode: upstream connections of children and modules.', r.edge.connections);
+    edgeGauge('parked_identities', 'Edge mode: identities whose records wait in the holding lane.', r.edge.parked);
+    edgeGauge('refused_identities', 'Edge mode: identities IoT Hub refuses (their records go to deadletter).', r.edge.refused.length);
+  }
   if (r.page) {
     const page = r.page;
     const count = (name: string, help: string, value: number) =>

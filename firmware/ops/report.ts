@@ -86,6 +86,8 @@ export interface StatusReport {
   page: PageCounters | null;
   /** azure with DPS (uplink.provisioning): the registration and the identity in use. */
   provisioning: ProvisioningStatus | null;
+  /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
+  edge: { connections: number; connecting: number; backoff: number; parked: number; refused: string[] } | null;
 }
 
 export interface PageCounters {
@@ -160,6 +162,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     metricsPort: ctx.metricsPort,
     page: ctx.page ?? null,
     provisioning: provisioningOf(s),
+    edge: edgeCounters(s.uplink?.edge),
   };
 }
 
@@ -167,6 +170,12 @@ function provisioningOf(s: RuntimeStatus): ProvisioningStatus | null {
   const p = s.uplink?.provisioning;
   if (p === undefined) return null;
   return { ...p, lastError: p.lastError === null ? null : scrubText(p.lastError) };
+}
+
+function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): StatusReport['edge'] {
+  if (edge === undefined) return null;
+  const { connections, connecting, backoff, parked, refused } = edge;
+  return { connections, connecting, backoff, parked, refused: [...refused] };
 }
 
 function round1(n: number): number {

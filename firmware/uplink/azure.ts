@@ -7,7 +7,7 @@ import { UplinkError, type MethodHandler, type TwinChannel, type UplinkMessage, 
 
 // azure-iot-device is CommonJS; Node's ESM loader cannot see `Message`, which it re-exports through a getter.
 const { Client, Message } = azureDevice;
-type DeviceClient = InstanceType<typeof Client>;
+export type DeviceClient = InstanceType<typeof Client>;
 type Twin = Awaited<ReturnType<DeviceClient['getTwin']>>;
 
 /** Options of the `azure` transport (board.json `uplink` with `"protocol": "azure"`). */
@@ -25,6 +25,11 @@ export interface AzureTransportOptions {
   key?: string;
   /** MQTT keepalive, seconds. Default 60 (the SDK's own 180 leaves a dead link unnoticed for 4.5 minutes). */
   keepaliveSecs?: number;
+  /**
+   * Makes the SDK client of each `connect()` instead of the connection string (edge mode: a child's connection
+   * authenticated on its behalf, firmware/uplink/edge/link.ts); `connectionString` then only names the identity.
+   */
+  createClient?: () => DeviceClient;
 }
 
 const KEEPALIVE_SECS_DEFAULT = 60;
@@ -42,7 +47,7 @@ function validate(options: AzureTransportOptions): Required<Pick<AzureTransportO
     throw bad('"connectionString" must contain HostName=... and DeviceId=...');
   }
   const x509 = /(^|;)x509=true/i.test(cs);
-  if (!x509 && !/(^|;)SharedAccessKey=[^;]+/.test(cs) && !/(^|;)SharedAccessSignature=/.test(cs)) {
+  if (options.createClient === undefined && !x509 && !/(^|;)SharedAccessKey=[^;]+/.test(cs) && !/(^|;)SharedAccessSignature=/.test(cs)) {
     throw bad('"connectionString" needs SharedAccessKey=..., SharedAccessSignature=... or x509=true');
   }
   if (x509 && (options.cert === undefined || options.key === undefined)) throw bad('"cert" and "key" are required with x509=true');
@@ -189,7 +194,7 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
 
   async function connect(): Promise<void> {
     if (client !== null) lose(client, new UplinkError('CLOSED', 'replaced by a new connect()'));
-    const c = Client.fromConnectionString(o.connectionString, Mqtt);
+    const c = o.createClient?.() ?? Client.fromConnectionString(o.connectionString, Mqtt);
     client = c;
     c.setRetryPolicy(NO_RETRY);
     c.on('error', (err: Error) => lose(c, new UplinkError('DISCONNECTED', `IoT Hub error: ${err.message}`, { cause: err })));

@@ -63,6 +63,10 @@ export interface AzureUplinkConfig extends UplinkCommonConfig {
   provisioning: ProvisioningConfig | undefined;
   /** `uplink.azure`: edge or device mode (firmware/uplink/azure-mode.ts). */
   azure: AzureSection;
+  /** Edge mode's pool of children's connections (firmware/uplink/edge/limits.ts). */
+  cloudConnectionsMax: number;
+  cloudConnectionIdleSecs: number;
+  cloudConnectsPerSecMax: number;
 }
 
 /** The sim board's embedded cloud: an in-process broker on loopback behind a link that drops on a cycle. */
@@ -130,7 +134,12 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   if (provisioning !== undefined && common.certFile !== undefined) node.field('certFile').fail('no certFile with ' +
     'provisioning (its certPath is used with the hub too)');
   const azure = parseAzureSection(node.field('azure'), baseDir);
-  return { protocol, ...common, connectionString, connectionStringFile, provisioning, azure };
+  return {
+    protocol, ...common, connectionString, connectionStringFile, provisioning, azure,
+    cloudConnectionsMax: integerOption(node.field('cloudConnectionsMax'), 'uplink.cloudConnectionsMax'),
+    cloudConnectionIdleSecs: integerOption(node.field('cloudConnectionIdleSecs'), 'uplink.cloudConnectionIdleSecs'),
+    cloudConnectsPerSecMax: integerOption(node.field('cloudConnectsPerSecMax'), 'uplink.cloudConnectsPerSecMax'),
+  };
 }
 
 function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) => string | undefined): UplinkCommonConfig {

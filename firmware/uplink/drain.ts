@@ -43,10 +43,30 @@ export interface DrainHost {
 }
 
 /**
+ * What the pump needs of a drain session: DrainSession (one connection), or edge mode's, which spreads the
+ * lanes over one connection per identity (firmware/uplink/edge/session.ts).
+ */
+export interface PumpSession {
+  readonly done: Promise<void>;
+  readonly windowMax: number;
+  readonly inflight: number;
+  readonly recoveryAfter: LossRecovery | null;
+  oldestInflightSentAtMs(): number | null;
+  run(): Promise<void>;
+  end(cause?: Error, charge?: string): void;
+  quiesce(): Promise<void>;
+  rateChanged(): void;
+  pause(): void;
+}
+
+/** Makes the session of each successful connect (PumpOptions.createSession). */
+export type PumpSessionFactory = (host: DrainHost, lanes: Array<{ lane: PumpLane; weight: number }>) => PumpSession;
+
+/**
  * One connection's worth of draining. The pump makes one per successful connect and throws it away when the
  * connection dies; everything it needs to resume lives in the store (the acked cursor), nothing here.
  */
-export class DrainSession {
+export class DrainSession implements PumpSession {
   private readonly cursors: Cursor[];
   private readonly unsubscribes: Array<() => void> = [];
   private inflightCount = 0;

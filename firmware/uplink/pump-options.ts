@@ -3,6 +3,7 @@ import type { BackoffOptions } from './backoff.js';
 import type { DeadLetterStatus } from './dead-letter.js';
 import type { PumpLane } from './cursor.js';
 import type { ThrottleStatus } from './throttle.js';
+import type { PumpSessionFactory } from './drain.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
 /** The pump's options, limits and status shapes, validated with errors that name the option. */
@@ -44,6 +45,8 @@ export interface PumpOptions {
   transport: UplinkTransport;
   /** Lanes in priority order (first = highest); each drains in its own stored order. At least one. */
   lanes: PumpLaneConfig[];
+  /** Makes each connection's drain session; default one DrainSession on `transport` (edge mode: edge/). */
+  createSession?: PumpSessionFactory;
   clock?: Clock;
   /** Publishes awaiting PUBACK at once, messages. Default 100, at most INFLIGHT_MESSAGES_HARD_MAX. */
   inflightMax?: number;

@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../clock.js';
 import { Backoff } from './backoff.js';
 import { AttemptLedger, DeadLetters } from './dead-letter.js';
-import { DrainSession, type DrainLimits, type PumpLane } from './drain.js';
+import { DrainSession, type DrainHost, type DrainLimits, type PumpLane, type PumpSession } from './drain.js';
 import {
   PUMP_STOP_BUDGET_MS_DEFAULT,
   STOP_CLOSE_RESERVE_MS,
@@ -53,7 +53,7 @@ export class Pump {
   private lastProbe: PumpStatus['lastProbe'] = null;
   private connectedSinceWallMs: number | null = null;
   private connects = 0;
-  private session: DrainSession | null = null;
+  private session: PumpSession | null = null;
   private loop: Promise<void> | null = null;
   private stopping = false;
   /** Set by wake() while connecting: the attempt in progress is abandoned and the next one follows this soon. */
@@ -287,22 +287,20 @@ export class Pump {
   private async drain(): Promise<void> {
     if (this.stopping || this.lostBeforeDrain !== null) return;
     this.link = 'up';
-    const session = new DrainSession(
-      {
-        transport: this.opts.transport,
-        clock: this.clock,
-        gatewayId: this.opts.gatewayId,
-        limits: this.limits as DrainLimits,
-        windowMax: Math.min(this.limits.inflightMax, this.receiveMaximum()),
-        recovery: this.recovery,
-        ledger: this.ledger,
-        deadLetters: this.deadLetters,
-        delivered: this.delivered,
-        bucket: this.bucket,
-        reportError: (err) => this.reportError(err),
-      },
-      this.lanes,
-    );
+    const host: DrainHost = {
+      transport: this.opts.transport,
+      clock: this.clock,
+      gatewayId: this.opts.gatewayId,
+      limits: this.limits as DrainLimits,
+      windowMax: Math.min(this.limits.inflightMax, this.receiveMaximum()),
+      recovery: this.recovery,
+      ledger: this.ledger,
+      deadLetters: this.deadLetters,
+      delivered: this.delivered,
+      bucket: this.bucket,
+      reportError: (err) => this.reportError(err),
+    };
+    const session = this.opts.createSession?.(host, this.lanes) ?? new DrainSession(host, this.lanes);
     this.session = session;
     this.startWatchdog(session);
     try {
@@ -319,7 +317,7 @@ export class Pump {
    * that one message without a word (mosquitto over its message_size_limit). A probe tells them apart; only
    * the second costs the message an attempt. Either way the connection is torn down and the drain starts over.
    */
-  private startWatchdog(session: DrainSession): void {
+  private startWatchdog(session: PumpSession): void {
     const periodMs = Math.max(50, Math.floor(this.limits.publishTimeoutMs / 4));
     this.watchdog = setInterval(() => {
       const sentAtMs = session.oldestInflightSentAtMs();

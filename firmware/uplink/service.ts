@@ -1,6 +1,8 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
-import { azureHubHost, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
+import { azureHubHost, loadEdgeHub, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
+import { startEdge } from './edge/service.js';
+import type { EdgeStatus } from './edge/index.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import { SIM_TOPIC_TEMPLATE, SimCloud, type SimCloudStatus } from '../sim/cloud.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
@@ -67,6 +69,8 @@ export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
   simCloud?: SimCloudStatus;
   /** azure with DPS: the registration and the identity in use. */
   provisioning?: ProvisioningStatus;
+  /** Edge mode: the children's upstream connections and the parked identities. */
+  edge?: EdgeStatus;
 }
 
 export interface UplinkService {
@@ -145,7 +149,15 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const lanes: PumpLaneConfig[] = [];
   for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
   lanes.push({ lane: await log.lane(UPSTREAM_LANE_NAME), weight: 1 });
-  const laneNames = lanes.map(({ lane }) => lane.name);
+  const edgeHub = config.protocol === 'azure' && config.azure.mode === 'edge' ? await loadEdgeHub(config, opts.gatewayId) : undefined;
+  const edgeCredentials = edgeHub && { hostName: edgeHub.hostName, gatewayId: edgeHub.deviceId, key: edgeHub.sharedAccessKey };
+  const edge = edgeCredentials === undefined || config.protocol !== 'azure'
+    ? null
+    : await startEdge({
+      config, credentials: edgeCredentials, transportConfig: await loadUplinkFiles(config, opts.gatewayId),
+      log, clock, onError, gatewayId: opts.gatewayId,
+    });
+  const laneNames = [...lanes.map(({ lane }) => lane.name), ...(edge === null ? [] : [edge.heldLaneName])];
   // The hook list is read at every connect, so hooks added later join from the next connect on.
   const resyncHooks: ResyncHook[] = [];
   pump = new Pump({
@@ -161,6 +173,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     maxBytesPerSec: config.maxBytesPerSec,
     backoff: config.backoff,
     resyncHooks,
+    ...(edge === null ? {} : { createSession: edge.uplink.createSession }),
     deadLetterLane: await log.lane(DEAD_LETTER_LANE_NAME),
     backlogStats: () => backlogOf(log, laneNames),
     onError,
@@ -190,6 +203,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     status: () => ({
       ...running.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status(),
       ...(provisioning === undefined ? {} : { provisioning: provisioning.status() }),
+      ...(edge === null ? {} : { edge: edge.uplink.status() }),
     }),
     wake: (reason) => running.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
@@ -199,6 +213,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
       // whose teardown itself hangs.
       await withinBudget(running.stop(budgetMs), budgetMs, () => transport.destroy());
       await provisioning?.stop();
+      await edge?.uplink.close();
       for (const unsubscribe of unsubscribes) unsubscribe();
       await settings.flush();
     },

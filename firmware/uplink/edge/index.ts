@@ -1,0 +1,97 @@
+import type { Clock } from '../../clock.js';
+import type { StoredRecord } from '../../store/types.js';
+import type { BackoffOptions } from '../backoff.js';
+import type { PumpLane } from '../cursor.js';
+import type { PumpSessionFactory } from '../drain.js';
+import { RECORD_KEY } from '../message.js';
+import { HeldLane } from './held.js';
+import { createIdentityLink, type IdentityLink } from './link.js';
+import { ConnectionPool, type PoolStatus } from './pool.js';
+import { EdgeDrainSession } from './session.js';
+import type { EdgeHubCredentials } from './token.js';
+
+export { HELD_LANE_NAME } from './held.js';
+export type { EdgeHubCredentials } from './token.js';
+
+export interface EdgeUplinkOptions {
+  gatewayId: string;
+  credentials: EdgeHubCredentials;
+  clock: Clock;
+  /** The holding lane (held.ts), a lane of the same ring log. */
+  heldLane: PumpLane;
+  /** The ring log's store clock, for the copies' remaining TTL. */
+  storeNowMs: () => number;
+  ca?: string;
+  keepaliveSecs?: number;
+  connectionsMax?: number;
+  idleSecs?: number;
+  connectsPerSecMax?: number;
+  connectTimeoutMs: number;
+  publishTimeoutMs: number;
+  backoff?: BackoffOptions;
+  tokenTtlSecs?: number;
+  reportError: (err: Error) => void;
+  /** Tests: a link of another kind (a fault proxy's host) instead of the on-behalf-of one. */
+  createLink?: (identity: string) => IdentityLink;
+}
+
+export interface EdgeStatus extends PoolStatus {
+  /** Identities whose records are parked in the holding lane. */
+  parked: number;
+}
+
+/**
+ * Edge mode: the gateway is an IoT Edge device and each child (and module) goes up as itself, on a connection
+ * of its own that the gateway's `$edgeHub` credentials authenticate on its behalf. The pump keeps the
+ * gateway's own connection (its drivers' telemetry, its twin, cloud settings); this adds the pool of the
+ * children's connections, which outlives the gateway's reconnects, and the session that spreads the lanes
+ * over them.
+ */
+export class EdgeUplink {
+  readonly pool: ConnectionPool;
+  private readonly held: HeldLane;
+  private session: EdgeDrainSession | null = null;
+  private readonly identityOf: (record: StoredRecord) => string;
+
+  constructor(private readonly opts: EdgeUplinkOptions) {
+    const identityOf = (record: StoredRecord) => record.properties[RECORD_KEY.deviceId] || opts.gatewayId;
+    this.held = new HeldLane(opts.heldLane, opts.storeNowMs, identityOf);
+    const createLink = opts.createLink ?? ((identity: string) => createIdentityLink({
+      identity, credentials: opts.credentials, wallMs: () => opts.clock.wallMs(),
+      ...(opts.ca === undefined ? {} : { ca: opts.ca }),
+      ...(opts.keepaliveSecs === undefined ? {} : { keepaliveSecs: opts.keepaliveSecs }),
+      ...(opts.tokenTtlSecs === undefined ? {} : { tokenTtlSecs: opts.tokenTtlSecs }),
+    }));
+    this.pool = new ConnectionPool({
+      clock: opts.clock,
+      createLink,
+      ...(opts.connectionsMax === undefined ? {} : { connectionsMax: opts.connectionsMax }),
+      ...(opts.idleSecs === undefined ? {} : { idleSecs: opts.idleSecs }),
+      ...(opts.connectsPerSecMax === undefined ? {} : { connectsPerSecMax: opts.connectsPerSecMax }),
+      connectTimeoutMs: opts.connectTimeoutMs,
+      ...(opts.backoff === undefined ? {} : { backoff: opts.backoff }),
+      onChange: () => this.session?.notify(),
+      busy: (identity) => this.session?.busy(identity) ?? false,
+      reportError: opts.reportError,
+    });
+    this.identityOf = identityOf;
+  }
+
+  /** For PumpOptions.createSession. */
+  readonly createSession: PumpSessionFactory = (host, lanes) => {
+    const session = new EdgeDrainSession(host, lanes, {
+      pool: this.pool, held: this.held, identityOf: this.identityOf, publishTimeoutMs: this.opts.publishTimeoutMs,
+    });
+    this.session = session;
+    void session.done.finally(() => this.session === session && (this.session = null)).catch(() => {});
+    return session;
+  };
+
+  status(): EdgeStatus {
+    return { ...this.pool.status(), parked: this.held.parkedIdentities() };
+  }
+
+  close(): Promise<void> {
+    return this.pool.close();
+  }
+}

@@ -1,0 +1,48 @@
+/** Edge mode's pool limits; the defaults are shared with the board.json schema (firmware/config/schema-uplink.ts). */
+
+/** edgeHub's MaxConnectedClients: upstream connections held at once, one per active identity. */
+export const CLOUD_CONNECTIONS_MAX_DEFAULT = 100;
+/**
+ * edgeHub's CloudConnectionIdleTimeoutSecs (3600 in its code; some of its docs say 300): an identity without
+ * traffic this long has its connection closed.
+ */
+export const CLOUD_CONNECTION_IDLE_SECS_DEFAULT = 3_600;
+/**
+ * New upstream connections per second, all identities together. IoT Hub throttles device connects per unit
+ * (S1: 100/s per hub at least, shared with every other gateway of the hub); a gateway with 100 children
+ * opening 100 TLS sessions in one second over a cellular link also starves its own traffic. 20/s connects
+ * 50 children in 2.5 s.
+ */
+export const CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT = 20;
+
+/**
+ * Refusals of one identity's CONNECT in a row before the pool takes it as permanent (deleted, disabled, not a
+ * child): one refusal may be IoT Hub catching up with a registry change that is being undone.
+ */
+export const IDENTITY_REFUSALS_MAX = 3;
+/** A refused identity is tried again after this long, in case it was put back in the registry, ms. */
+export const REFUSED_RECHECK_MS = 600_000;
+
+/** Why a connect was refused, as the SDK words CONNACK 2, 4 and 5 (IoT Hub's answer to unknown identities). */
+const IDENTITY_REFUSAL = /not authori[sz]ed|bad username or password|identifier rejected|unauthorized/i;
+
+/**
+ * Whether a failed connect is IoT Hub refusing the identity. The message, not the SDK's error class: it calls
+ * every failed first connect an UnauthorizedError, a reset too, and the azure transport keeps the "Not
+ * authorized" wording only for a CONNACK refusal.
+ */
+export function isIdentityRefusal(err: Error): boolean {
+  return IDENTITY_REFUSAL.test(err.message);
+}
+
+/**
+ * Publishes in flight on one identity's connection, messages. IoT Hub acknowledges one device's messages in
+ * order and throttles per device; 16 keeps a child's connection busy over a 300 ms round trip without one
+ * child taking the whole window from the others.
+ */
+export const IDENTITY_INFLIGHT_MAX = 16;
+/**
+ * An identity holding the upstream cursor while its connection is still opening (pacing, a full pool) is
+ * parked after this long, ms; one in backoff at once. Longer than 100 children's paced connects take.
+ */
+export const PARK_PENDING_MS = 10_000;

@@ -1,0 +1,96 @@
+import azureDevice from 'azure-iot-device';
+import { Mqtt } from 'azure-iot-device-mqtt';
+import { createAzureTransport, type DeviceClient } from '../azure.js';
+import type { UplinkTransport } from '../types.js';
+import {
+  ON_BEHALF_OF_TOKEN_TTL_SECS,
+  authChain,
+  onBehalfOfToken,
+  splitIdentity,
+  type EdgeHubCredentials,
+} from './token.js';
+
+// azure-iot-device is CommonJS; Node's ESM loader cannot see the re-exported names.
+const { Client, SharedAccessSignatureAuthenticationProvider } = azureDevice;
+
+/** One identity's upstream connection: the azure transport, and when its current token stops being valid. */
+export interface IdentityLink {
+  readonly identity: string;
+  readonly transport: UplinkTransport;
+  /** Wall-clock expiry of the token the current connection was opened with, ms; 0 before the first connect. */
+  tokenExpiresAtWallMs(): number;
+  /** Wall-clock time that token was made, ms; 0 before the first connect. */
+  tokenIssuedAtWallMs(): number;
+}
+
+export interface IdentityLinkOptions {
+  identity: string;
+  credentials: EdgeHubCredentials;
+  ca?: string;
+  keepaliveSecs?: number;
+  /** Wall clock for token expiry (IoT Hub compares `se` with its own UTC clock). */
+  wallMs: () => number;
+  /** Token lifetime, seconds (tests shorten it to see a renewal). */
+  tokenTtlSecs?: number;
+}
+
+/**
+ * The SDK's MQTT transport with edgeHub's `auth-chain` appended to the CONNECT user name, as the C# SDK's
+ * MqttIotHubAdapter does when it is given an authentication chain. The Node SDK builds the user name in
+ * `_getBaseTransportConfig` (private, but the only place: pinned by the edge tests, which read the chain at
+ * the emulator); a function rather than a subclass because the SDK calls `new transportCtor(provider)`.
+ */
+function authChainMqtt(chain: string): new (provider: unknown) => unknown {
+  return function AuthChainMqtt(provider: unknown) {
+    const transport = new Mqtt(provider as ConstructorParameters<typeof Mqtt>[0]);
+    type WithConfig = { _getBaseTransportConfig(c: unknown): { username: string } };
+    const inner = transport as unknown as WithConfig;
+    const base = inner._getBaseTransportConfig.bind(transport);
+    inner._getBaseTransportConfig = (credentials) => {
+      const config = base(credentials);
+      config.username += `&auth-chain=${encodeURIComponent(chain)}`;
+      return config;
+    };
+    return transport;
+  } as unknown as new (provider: unknown) => unknown;
+}
+
+/**
+ * A connection to IoT Hub as `identity` (a child `dev` or a module `dev/mod`), authenticated on its behalf.
+ * `Client.fromAuthenticationProvider` with the identity's own device and module id, not
+ * `fromSharedAccessSignature`, which would take the identity from the token's resource (the `$edgeHub` module).
+ * A fresh token per connect: the pool renews a link by reconnecting it before its token runs out.
+ */
+export function createIdentityLink(options: IdentityLinkOptions): IdentityLink {
+  const { identity, credentials } = options;
+  const { deviceId, moduleId } = splitIdentity(identity);
+  const ttlSecs = options.tokenTtlSecs ?? ON_BEHALF_OF_TOKEN_TTL_SECS;
+  const transportCtor = authChainMqtt(authChain(identity, credentials.gatewayId));
+  let expiresAtWallMs = 0;
+  let issuedAtWallMs = 0;
+  const createClient = (): DeviceClient => {
+    issuedAtWallMs = options.wallMs();
+    const expirySecs = Math.ceil(issuedAtWallMs / 1000) + ttlSecs;
+    expiresAtWallMs = expirySecs * 1000;
+    const provider = new SharedAccessSignatureAuthenticationProvider({
+      host: credentials.hostName,
+      deviceId,
+      ...(moduleId === undefined ? {} : { moduleId }),
+      sharedAccessSignature: onBehalfOfToken(credentials, expirySecs),
+    });
+    return Client.fromAuthenticationProvider(provider, transportCtor);
+  };
+  const module = moduleId === undefined ? '' : `;ModuleId=${moduleId}`;
+  const transport = createAzureTransport({
+    connectionString: `HostName=${credentials.hostName};DeviceId=${deviceId}${module}`,
+    ...(options.ca === undefined ? {} : { ca: options.ca }),
+    ...(options.keepaliveSecs === undefined ? {} : { keepaliveSecs: options.keepaliveSecs }),
+    createClient,
+  });
+  return {
+    identity,
+    transport,
+    tokenExpiresAtWallMs: () => expiresAtWallMs,
+    tokenIssuedAtWallMs: () => issuedAtWallMs,
+  };
+}

@@ -1,0 +1,41 @@
+import type { Clock } from '../../clock.js';
+import type { RingLog } from '../../store/log.js';
+import type { AzureUplinkConfig } from '../config.js';
+import { LIMIT_RANGES } from '../pump-options.js';
+import type { TransportConfig } from '../transports.js';
+import { EdgeUplink, HELD_LANE_NAME } from './index.js';
+import type { EdgeHubCredentials } from './token.js';
+
+export interface StartEdgeOptions {
+  config: AzureUplinkConfig;
+  credentials: EdgeHubCredentials;
+  /** The gateway's own transport options (files loaded): the children's connections trust the same CA. */
+  transportConfig: TransportConfig;
+  log: RingLog;
+  clock: Clock;
+  gatewayId: string;
+  onError: (err: Error) => void;
+}
+
+/** Edge mode's part of the uplink service: the holding lane and the pool, from board.json's options. */
+export async function startEdge(opts: StartEdgeOptions): Promise<{ uplink: EdgeUplink; heldLaneName: string }> {
+  const { config, log } = opts;
+  const ca = opts.transportConfig.ca === undefined ? undefined : String(opts.transportConfig.ca);
+  const uplink = new EdgeUplink({
+    gatewayId: opts.gatewayId,
+    credentials: opts.credentials,
+    clock: opts.clock,
+    heldLane: await log.lane(HELD_LANE_NAME),
+    storeNowMs: () => log.storeNowMs(),
+    ...(ca === undefined ? {} : { ca }),
+    ...(config.keepaliveSecs === undefined ? {} : { keepaliveSecs: config.keepaliveSecs }),
+    connectionsMax: config.cloudConnectionsMax,
+    idleSecs: config.cloudConnectionIdleSecs,
+    connectsPerSecMax: config.cloudConnectsPerSecMax,
+    connectTimeoutMs: config.connectTimeoutMs ?? LIMIT_RANGES.connectTimeoutMs[2],
+    publishTimeoutMs: config.publishTimeoutMs,
+    backoff: config.backoff,
+    reportError: opts.onError,
+  });
+  return { uplink, heldLaneName: HELD_LANE_NAME };
+}

@@ -1,0 +1,316 @@
+import type { StoredRecord } from '../../store/types.js';
+import type { PumpLane } from '../cursor.js';
+import type { DrainHost, PumpSession } from '../drain.js';
+import { recordToMessage } from '../message.js';
+import { UplinkError } from '../types.js';
+import { HeldLane, originOf } from './held.js';
+import { EDGE_READ_AHEAD_RECORDS_MAX, IDENTITY_REFUSED, LaneCursor, deadLetterEntry, type Entry } from './lane-cursor.js';
+import { IDENTITY_INFLIGHT_MAX, PARK_PENDING_MS } from './limits.js';
+import type { ConnectionPool } from './pool.js';
+
+
+export interface EdgeContext {
+  pool: ConnectionPool;
+  held: HeldLane;
+  identityOf(record: StoredRecord): string;
+  publishTimeoutMs: number;
+}
+
+/**
+ * One gateway connection's worth of edge-mode draining: the upstream lane(s) and the holding lane read in
+ * stored order, each record published on its identity's connection (the gateway's own on the gateway's), order
+ * per identity kept, a window per connection and overall, and the lanes acknowledged contiguously as records
+ * are delivered, parked (held.ts) or dead-lettered, so no identity holds another back.
+ */
+export class EdgeDrainSession implements PumpSession {
+  private readonly cursors: LaneCursor[];
+  private readonly queues = new Map<string, Entry[]>();
+  private readonly sent = new Map<string, number>();
+  private readonly unsubscribes: Array<() => void> = [];
+  private inflightCount = 0;
+  private ended = false;
+  private paused = false;
+  private waiter: (() => void) | null = null;
+  private quiescer: (() => void) | null = null;
+  private woken = false;
+  private throttleTimer: NodeJS.Timeout | null = null;
+  private readonly watchdog: NodeJS.Timeout;
+  private settle!: { resolve: () => void; reject: (err: Error) => void };
+  readonly done: Promise<void>;
+  readonly recoveryAfter = null;
+
+  constructor(
+    private readonly host: DrainHost,
+    lanes: Array<{ lane: PumpLane; weight: number }>,
+    private readonly edge: EdgeContext,
+  ) {
+    this.cursors = [...lanes.map(({ lane }) => new LaneCursor(lane, false)), new LaneCursor(edge.held.lane, true)];
+    this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
+    this.done.catch(() => {});
+    for (const cursor of this.cursors) this.unsubscribes.push(cursor.lane.onDurable(() => this.notify()));
+    this.watchdog = setInterval(() => this.checkTimeouts(), Math.max(50, edge.publishTimeoutMs / 4));
+  }
+
+  get windowMax(): number {
+    return this.host.windowMax;
+  }
+
+  get inflight(): number {
+    return this.inflightCount;
+  }
+
+  /** The gateway's own connection is the pump's to watch; children's publishes are timed out here. */
+  oldestInflightSentAtMs(): number | null {
+    let oldest: number | null = null;
+    for (const cursor of this.cursors) for (const entry of cursor.entries) {
+      const gateway = entry.identity === this.host.gatewayId && entry.state === 'sent';
+      if (gateway && (oldest === null || entry.sentAtMs < oldest)) oldest = entry.sentAtMs;
+    }
+    return oldest;
+  }
+
+  async run(): Promise<void> {
+    await this.edge.held.rescan(this.host.limits.readBatchRecordsMax, this.host.limits.readBatchBytesMax);
+    while (!this.ended) {
+      for (const cursor of this.cursors) this.maybeRead(cursor);
+      this.dispatch();
+      await this.sleep();
+    }
+    return this.done;
+  }
+
+  end(cause?: Error): void {
+    if (this.ended) return;
+    this.ended = true;
+    for (const unsubscribe of this.unsubscribes) unsubscribe();
+    clearInterval(this.watchdog);
+    if (this.throttleTimer !== null) clearTimeout(this.throttleTimer);
+    for (const cursor of this.cursors) {
+      if (cursor.readRetry !== null) clearTimeout(cursor.readRetry);
+      cursor.flushAck(this.host.limits.ackBatchRecords, true);
+    }
+    if (cause === undefined) this.settle.resolve();
+    else this.settle.reject(cause);
+    this.notify();
+  }
+
+  async quiesce(): Promise<void> {
+    while (!this.ended && this.inflightCount > 0) await new Promise<void>((resolve) => (this.quiescer = resolve));
+  }
+
+  rateChanged(): void {
+    if (this.throttleTimer !== null) clearTimeout(this.throttleTimer);
+    this.throttleTimer = null;
+    this.notify();
+  }
+
+  pause(): void {
+    this.paused = true;
+  }
+
+  /** True while the session holds records for the identity (the pool keeps its connection then). */
+  busy(identity: string): boolean {
+    return (this.queues.get(identity)?.length ?? 0) > 0 || (this.sent.get(identity) ?? 0) > 0;
+  }
+
+  notify(): void {
+    this.quiescer?.();
+    this.quiescer = null;
+    const waiter = this.waiter;
+    this.waiter = null;
+    if (waiter === null) this.woken = true;
+    else waiter();
+  }
+
+  private sleep(): Promise<void> {
+    if (this.woken) {
+      this.woken = false;
+      return Promise.resolve();
+    }
+    return new Promise((resolve) => (this.waiter = resolve));
+  }
+
+  private maybeRead(cursor: LaneCursor): void {
+    cursor.readAhead(this.host.limits, {
+      ended: () => this.ended,
+      take: (record) => this.take(cursor, record),
+      taken: () => (cursor.flushAck(this.host.limits.ackBatchRecords, false), this.notify()),
+      failed: (err) => this.host.reportError(err),
+      retry: () => this.notify(),
+    });
+  }
+
+  /** A record read: queued on its identity, or straight to the holding lane while the identity is parked. */
+  private take(cursor: LaneCursor, record: StoredRecord): void {
+    const identity = this.edge.identityOf(record);
+    const entry: Entry = { record, identity, cursor, state: 'queued', queuedAtMs: this.host.clock.monoMs(), sentAtMs: 0 };
+    cursor.entries.push(entry);
+    if (!cursor.holding && this.edge.held.parked(identity)) return this.park(entry);
+    let queue = this.queues.get(identity);
+    if (queue === undefined) this.queues.set(identity, (queue = []));
+    queue.push(entry);
+    if (identity !== this.host.gatewayId) this.edge.pool.want(identity);
+  }
+
+  /** Fills the windows: each identity with queued records, in turn, as far as its connection allows. */
+  private dispatch(): void {
+    if (this.ended) return;
+    for (const cursor of this.cursors) if (!cursor.holding) this.parkHead(cursor);
+    for (const [identity, queue] of this.queues) {
+      if (queue.length === 0) {
+        this.queues.delete(identity);
+        continue;
+      }
+      const state = identity === this.host.gatewayId ? 'up' : this.edge.pool.state(identity);
+      if (state === 'refused') this.deadLetterAll(identity, queue);
+      else if (state === 'backoff') this.parkQueued(identity, queue);
+      else if (state === 'closed') this.edge.pool.want(identity);
+      else if (state === 'up') {
+        const before = this.inflightCount;
+        const more = this.fill(identity, queue);
+        // Served identities go to the back: the next turn starts with those that waited.
+        if (this.inflightCount > before) {
+          this.queues.delete(identity);
+          this.queues.set(identity, queue);
+        }
+        if (!more) return;
+      }
+    }
+  }
+
+  /** Sends the identity's queued records while its window, the overall one and the bandwidth cap allow. */
+  private fill(identity: string, queue: Entry[]): boolean {
+    while (queue.length > 0 && !this.paused && (this.sent.get(identity) ?? 0) < IDENTITY_INFLIGHT_MAX) {
+      if (this.inflightCount >= this.host.windowMax) return false;
+      const entry = queue[0]!;
+      const origin = originOf(entry.cursor.lane.name, entry.record);
+      const message = recordToMessage(this.host.gatewayId, origin.lane, { ...entry.record, seq: origin.seq });
+      const waitMs = this.host.bucket.take(message.body.length);
+      if (waitMs > 0) {
+        this.throttleTimer ??= setTimeout(() => ((this.throttleTimer = null), this.notify()), waitMs);
+        return false;
+      }
+      queue.shift();
+      entry.state = 'sent';
+      entry.sentAtMs = this.host.clock.monoMs();
+      this.inflightCount += 1;
+      this.sent.set(identity, (this.sent.get(identity) ?? 0) + 1);
+      const publish = identity === this.host.gatewayId
+        ? this.host.transport.publish(message)
+        : this.edge.pool.publish(identity, message);
+      publish.then(() => this.onAcked(entry), (err: unknown) => this.onFailed(entry, err));
+    }
+    return true;
+  }
+
+  private unsend(entry: Entry): void {
+    this.inflightCount -= 1;
+    const left = (this.sent.get(entry.identity) ?? 1) - 1;
+    if (left > 0) this.sent.set(entry.identity, left);
+    else this.sent.delete(entry.identity);
+  }
+
+  private onAcked(entry: Entry): void {
+    if (this.ended) return;
+    this.unsend(entry);
+    this.host.delivered.add(1);
+    this.finish(entry);
+    if (!this.busy(entry.identity)) this.edge.pool.released(entry.identity);
+  }
+
+  /**
+   * A refusal of this one message is charged to it (dead-lettered once permanent or out of attempts); any
+   * other failure is the identity's connection: the record goes back to the front of its queue, in seq
+   * order, and the pool reconnects that identity with its own backoff. The gateway's own connection failing
+   * ends the session, as in device mode.
+   */
+  private onFailed(entry: Entry, err: unknown): void {
+    if (this.ended) return;
+    const error = err instanceof Error ? err : new UplinkError('DISCONNECTED', String(err));
+    const refusal = error instanceof UplinkError ? error.refusal : null;
+    const gateway = entry.identity === this.host.gatewayId;
+    if (refusal === null && gateway) return this.end(error);
+    this.unsend(entry);
+    if (refusal !== null) {
+      const { lane, seq } = originOf(entry.cursor.lane.name, entry.record);
+      const ackedSeq = entry.cursor.lane.ackedSeq();
+      this.host.reportError(error);
+      if (this.host.ledger.charge(lane, seq, refusal.reason, ackedSeq, refusal.permanent)) {
+        return this.deadLetter(entry, refusal.reason, this.host.ledger.attempts(lane, seq));
+      }
+    }
+    if (gateway) return this.end(error);
+    this.requeue(entry);
+    this.edge.pool.fail(entry.identity, error);
+    this.notify();
+  }
+
+  private requeue(entry: Entry): void {
+    entry.state = 'queued';
+    let queue = this.queues.get(entry.identity);
+    if (queue === undefined) this.queues.set(entry.identity, (queue = []));
+    const at = queue.findIndex((other) => other.cursor === entry.cursor && other.record.seq > entry.record.seq);
+    queue.splice(at < 0 ? queue.length : at, 0, entry);
+  }
+
+  /** An identity in backoff with nothing in flight has its upstream records parked (held.ts). */
+  private parkQueued(identity: string, queue: Entry[]): void {
+    if ((this.sent.get(identity) ?? 0) > 0) return;
+    const keep = queue.filter((entry) => entry.cursor.holding);
+    for (const entry of queue) if (!entry.cursor.holding) this.park(entry);
+    this.queues.set(identity, keep);
+  }
+
+  /** A full read-ahead whose oldest record waits on a connection that has not opened for too long. */
+  private parkHead(cursor: LaneCursor): void {
+    if (cursor.entries.length < EDGE_READ_AHEAD_RECORDS_MAX) return;
+    const head = cursor.entries.find((entry) => entry.state !== 'done');
+    if (head === undefined || head.state !== 'queued' || head.identity === this.host.gatewayId) return;
+    if (this.host.clock.monoMs() - head.queuedAtMs < PARK_PENDING_MS) return;
+    const queue = this.queues.get(head.identity);
+    if (queue !== undefined && (this.sent.get(head.identity) ?? 0) === 0) this.parkQueued(head.identity, queue);
+  }
+
+  private park(entry: Entry): void {
+    entry.state = 'moving';
+    this.edge.held.move(entry.cursor.lane.name, entry.record, entry.identity).then(
+      () => !this.ended && this.finish(entry),
+      (err: unknown) => this.end(new UplinkError('IO', `cannot park a record of "${entry.identity}": ${(err as Error).message}`, { cause: err })),
+    );
+  }
+
+  private deadLetterAll(identity: string, queue: Entry[]): void {
+    for (const entry of queue.splice(0)) this.deadLetter(entry, IDENTITY_REFUSED, 0);
+    this.queues.delete(identity);
+  }
+
+  /** The original is done only once its copy in the dead-letter lane is durable. */
+  private deadLetter(entry: Entry, reason: string, attempts: number): void {
+    entry.state = 'moving';
+    const quiet = reason === IDENTITY_REFUSED;
+    deadLetterEntry(this.host, entry, reason, attempts, quiet).then(
+      () => !this.ended && this.finish(entry),
+      (err: unknown) => this.end(err as Error),
+    );
+  }
+
+  /** Delivered, parked or dead-lettered: a holding-lane copy is settled, and the lane's frontier may move. */
+  private finish(entry: Entry): void {
+    entry.state = 'done';
+    if (entry.cursor.holding) this.edge.held.settled(entry.identity);
+    entry.cursor.shiftDone();
+    entry.cursor.flushAck(this.host.limits.ackBatchRecords, false);
+    this.notify();
+  }
+
+  /** A child's publish unanswered past publishTimeoutMs: that identity's connection is replaced. */
+  private checkTimeouts(): void {
+    const now = this.host.clock.monoMs();
+    for (const cursor of this.cursors) for (const entry of cursor.entries) {
+      if (entry.state !== 'sent' || entry.identity === this.host.gatewayId) continue;
+      if (now - entry.sentAtMs < this.edge.publishTimeoutMs) continue;
+      const what = `no PUBACK for ${this.edge.publishTimeoutMs} ms on the connection of "${entry.identity}"`;
+      this.edge.pool.fail(entry.identity, new UplinkError('TIMEOUT', what));
+    }
+  }
+}

@@ -1,0 +1,77 @@
+import t from 'tap';
+import { createIdentityLink } from '../../../../firmware/uplink/edge/link.js';
+import { FaultProxy } from '../../../support/fault-proxy.js';
+import { bodiesOf, edgeRig, linkVia, until } from '../../../support/edge-rig.js';
+
+/** Edge mode's pool of per-identity connections: bounded, paced, closed when idle, each with its own backoff. */
+
+const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
+
+t.test('no more upstream connections than cloudConnectionsMax; idle ones make room', async (t) => {
+  const children = ['c1', 'c2', 'c3', 'c4'];
+  const rig = await edgeRig(t, { children, connectionsMax: 2 });
+  await rig.append(Array.from({ length: 200 }, (_, i) => children[i % 4]!));
+  let peak = 0;
+  rig.hub.onTelemetry(() => {
+    peak = Math.max(peak, children.filter((id) => rig.hub.isConnected(id)).length);
+  });
+  rig.start();
+  await until('all telemetry', () => rig.hub.telemetry.length >= 200);
+  t.ok(peak <= 2, `at most 2 children connected at once (peak ${peak})`);
+  for (const id of children) t.same(bodiesOf(rig.hub, id), sorted(bodiesOf(rig.hub, id)), `${id} in order`);
+  t.equal(rig.hub.telemetry.length, 200, 'each message once');
+});
+
+t.test('a connection without traffic for cloudConnectionIdleSecs is closed; the gateway\'s stays', async (t) => {
+  const rig = await edgeRig(t, { children: ['c1', 'c2'], idleSecs: 1 });
+  await rig.append(['c1', 'c2', 'gw']);
+  rig.start();
+  await until('delivered', () => rig.hub.telemetry.length >= 3);
+  t.ok(rig.hub.isConnected('c1') || rig.hub.isConnected('c2'), 'children connected while they send');
+  await until('children closed when idle', () => !rig.hub.isConnected('c1') && !rig.hub.isConnected('c2'), 10_000);
+  t.ok(rig.hub.isConnected('gw'), 'the gateway\'s own connection stays');
+  await rig.append(['c1']);
+  await until('a new record opens the connection again', () => rig.hub.telemetry.length >= 4);
+  t.equal(rig.hub.operations('c1', 'connect'), 2);
+});
+
+t.test('connects are paced at cloudConnectsPerSecMax', async (t) => {
+  const children = ['p1', 'p2', 'p3', 'p4', 'p5', 'p6'];
+  const rig = await edgeRig(t, { children, connectsPerSecMax: 4 });
+  await rig.append(children);
+  const firstAtMs = new Map<string, number>();
+  rig.hub.onTelemetry((r) => firstAtMs.has(r.deviceId) || firstAtMs.set(r.deviceId, performance.now()));
+  rig.start();
+  await until('one message of each', () => children.every((id) => firstAtMs.has(id)));
+  const times = [...firstAtMs.values()];
+  const spanMs = Math.max(...times) - Math.min(...times);
+  // Six connects at four a second cannot all be done in less than five intervals of 250 ms.
+  t.ok(spanMs >= 1_150, `first messages spread over ${Math.round(spanMs)} ms`);
+  for (const id of children) t.equal(rig.hub.operations(id, 'connect'), 1, `${id}: one connect`);
+});
+
+t.test('a child whose link fails is retried with its own backoff while the others drain (edgeHub #5364)', async (t) => {
+  let proxy: FaultProxy | null = null;
+  const rig = await edgeRig(t, {
+    children: ['c1', 'c2', 'flaky'],
+    createLink: (identity, hub, credentials) => identity === 'flaky'
+      ? linkVia(identity, hub, credentials, `localhost:${proxy!.port}`)
+      : createIdentityLink({ identity, credentials, ca: hub.ca.cert, wallMs: () => Date.now() }),
+  });
+  proxy = await FaultProxy.start({ targetPort: rig.hub.port });
+  t.teardown(() => proxy!.close());
+  proxy.refuse();
+  const who = ['flaky', 'c1', 'c2'];
+  await rig.append(Array.from({ length: 300 }, (_, i) => who[i % 3]!));
+  rig.start();
+  await until('the others delivered', () => bodiesOf(rig.hub, 'c1').length + bodiesOf(rig.hub, 'c2').length >= 200);
+  await until('the upstream cursor past the unreachable child', () => rig.upstream.ackedSeq() === 300);
+  t.equal(bodiesOf(rig.hub, 'flaky').length, 0, 'nothing of the unreachable child yet');
+  t.equal(rig.edge.status().parked, 1, 'its records parked in the holding lane');
+  proxy.pass();
+  await until('the child delivered once its link is back', () => bodiesOf(rig.hub, 'flaky').length >= 100);
+  t.same(bodiesOf(rig.hub, 'flaky'), Array.from({ length: 100 }, (_, i) => 1 + 3 * i), 'all, in stored order');
+  await until('the holding lane drained', () => rig.held.ackedSeq() === rig.held.lastDurableSeq());
+  t.equal(rig.dead.lastDurableSeq(), 0, 'nothing dead-lettered');
+  t.equal(rig.edge.status().parked, 0);
+});
