@@ -1,7 +1,7 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, ConfigErrors, loadBoard, PAGE_PASSWORD_FILE_DEFAULT, renderReference, runBoardCheckCli, type LoadedBoard,
+  ConfigError, ConfigErrors, loadBoard, OTA_UPDATE_HEALTH_SECS_DEFAULT, PAGE_PASSWORD_FILE_DEFAULT, renderReference, runBoardCheckCli, type LoadedBoard,
 } from './config/index.js';
 import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
@@ -9,6 +9,7 @@ import { RecentErrors } from './ops/report.js';
 import { Ops } from './ops/service.js';
 import { runScopeCli } from './ops/scope-cli.js';
 import { runStatusCli } from './ops/status-cli.js';
+import { startUpdateHealth } from './ota/health.js';
 import { runLogCli } from './store/cli.js';
 import { Runtime, formatStatus } from './runtime.js';
 
@@ -18,6 +19,7 @@ const USAGE = `usage: outpost [run] [--board FILE]
        outpost board check [--no-files] [FILE ...]
        outpost board reference          (every board.json option, as markdown)
        outpost scope publish [--board FILE] SCOPE.json
+       outpost update [--board FILE] [--manifest FILE] [--allow-downgrade] TARBALL   (a signed release, then restart)
        outpost passwd [--board FILE] [--file PATH]   (technician page password, read from stdin)
 The active board is ./board.json (or OUTPOST_BOARD); OUTPOST_DATA_DIR overrides its storage.dataDir and
 OUTPOST_HUB_PORT the local hub's TCP port (0 = any free port). Logs go to stdout at OUTPOST_LOG_LEVEL
@@ -68,7 +70,8 @@ async function run(args: string[], logger: Logger): Promise<number> {
   const stopped = stopSignal(logger);
   const woken = wakeSignal(logger);
   // import.meta.url is the bundle's own file: a release keeps its manifest and node_modules beside it.
-  const release = checkReleaseAddons(dirname(fileURLToPath(import.meta.url)));
+  const bundleDir = dirname(fileURLToPath(import.meta.url));
+  const release = checkReleaseAddons(bundleDir);
   if (release) logger.info({ release }, `outpost ${release.version} release for ${release.target}, node ${process.version}`);
   const loaded = await board(args, true);
   // The sections that most often need a look on a support call; secrets in them are redacted by field name.
@@ -100,7 +103,11 @@ async function run(args: string[], logger: Logger): Promise<number> {
     },
     `outpost ready: board ${loaded.variant} (${loaded.variantFile}), data in ${runtime.dataDir}`,
   );
+  // A pending OTA update of this release commits once it also reaches the cloud (when it has an uplink).
+  const cloud = () => ['disabled', 'up', 'resyncing'].includes(runtime.status().link);
+  const health = release ? await startUpdateHealth(bundleDir, runtime.dataDir, release.version, cloud, logger) : null;
   await stopped;
+  health?.stop();
   const forced = setTimeout(() => {
     logger.error(`outpost: stop took longer than ${STOP_TIMEOUT_MS} ms, exiting`);
     process.exit(1);
@@ -127,6 +134,15 @@ async function main(argv: string[], logger: Logger): Promise<number> {
     case 'log': {
       const dataDir = flag(rest, '--dir') ?? process.env.OUTPOST_DATA_DIR ?? (await board(rest)).storage.dataDir;
       return runLogCli(rest, resolve(dataDir));
+    }
+    case 'update': {
+      const { runUpdateCli } = await import('./ota/cli.js');
+      const loaded = await board(rest);
+      return runUpdateCli(rest.filter((a, i) => a !== '--board' && rest[i - 1] !== '--board'), {
+        bundleDir: dirname(fileURLToPath(import.meta.url)), dataDir: resolve(process.env.OUTPOST_DATA_DIR ?? loaded.storage.dataDir),
+        healthSecs: loaded.ota?.updateHealthSecs ?? OTA_UPDATE_HEALTH_SECS_DEFAULT, keysDir: process.env.OUTPOST_OTA_KEYS_DIR,
+        out: (line) => process.stdout.write(`${line}\n`), err: (line) => process.stderr.write(`${line}\n`),
+      });
     }
     case 'scope':
       return runScopeCli(rest, await board(rest, true), {

@@ -1,6 +1,7 @@
-// `npm run release [-- linux-arm64 ...]`: one self-contained tarball per target in release/, holding a Node 20
-// binary, the bundle, the native addons built for that target, the systemd unit, a default board.json with
-// boards/, and install.sh. Node binaries and headers come from the npm registry's node-linux-* packages.
+// `npm run release [-- [--sign-key FILE] linux-arm64 ...]`: one self-contained tarball per target in release/,
+// holding a Node 20 binary, the bundle, the native addons built for that target, the systemd unit, the OTA
+// launcher, a default board.json with boards/, and install.sh. Node binaries and headers come from the npm
+// registry's node-linux-* packages. With --sign-key, each tarball gets its signed OTA manifest beside it.
 import { execFileSync } from 'node:child_process';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
@@ -8,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { buildAddons, checkElfMachines, copyPackages, runtimeClosure } from './pack/addons.js';
 import { GLIBC_MIN, RELEASE_ADDONS, TARGETS } from './pack/targets.js';
 import { isExternal } from './externals.js';
+import { readSigningKey, signTarball, storeFormatOf } from './pack/sign.js';
 
 const REPO = resolve(dirname(fileURLToPath(import.meta.url)), '..');
 const OUT_DIR = process.env.OUTPOST_RELEASE_DIR ? resolve(process.env.OUTPOST_RELEASE_DIR) : join(REPO, 'release');
@@ -50,10 +52,15 @@ function release(target, pkg, closure) {
   copyFileSync(join(REPO, 'board.json'), join(stage, 'board.json'));
   cpSync(join(REPO, 'boards'), join(stage, 'boards'), { recursive: true });
   copyFileSync(join(REPO, 'scripts/systemd/outpost.service'), join(stage, 'outpost.service'));
-  copyFileSync(join(REPO, 'scripts/pack/install.sh'), join(stage, 'install.sh'));
-  chmodSync(join(stage, 'install.sh'), 0o755);
+  for (const script of ['install.sh', 'ota-launch.sh']) {
+    copyFileSync(join(REPO, 'scripts/pack', script), join(stage, script));
+    chmodSync(join(stage, script), 0o755);
+  }
   copyFileSync(join(REPO, 'README.md'), join(stage, 'README.md'));
-  const manifest = { name: pkg.name, version: pkg.version, target, node: spec.nodeVersion, glibcMin: GLIBC_MIN, addons: RELEASE_ADDONS, addonFiles };
+  const manifest = {
+    name: pkg.name, version: pkg.version, target, node: spec.nodeVersion, glibcMin: GLIBC_MIN, addons: RELEASE_ADDONS, addonFiles,
+    storeFormat: storeFormatOf(REPO),
+  };
   writeFileSync(join(stage, 'release.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   // The bundle is ESM: without "type": "module" Node 20.11 (armv7) refuses it, and later 20.x re-parse it.
   writeFileSync(join(stage, 'package.json'), `${JSON.stringify({ name: pkg.name, version: pkg.version, private: true, type: 'module' }, null, 2)}\n`);
@@ -61,10 +68,15 @@ function release(target, pkg, closure) {
   execFileSync('tar', ['-C', join(OUT_DIR, 'stage'), '-czf', tarball, name]);
   rmSync(stage, { recursive: true });
   console.log(`release ${target}: ${tarball} (${(statSync(tarball).size / 2 ** 20).toFixed(1)} MiB; node ${spec.nodeVersion}; addons ${addonFiles.length})`);
+  return tarball;
 }
 
 const pkg = readJson(join(REPO, 'package.json'));
-const wanted = process.argv.slice(2).length > 0 ? process.argv.slice(2) : Object.keys(TARGETS);
+const args = process.argv.slice(2);
+const signAt = args.indexOf('--sign-key');
+// Read before the slow build, so a wrong key file fails in a second, not after minutes of compiling.
+const signingKey = signAt >= 0 ? readSigningKey(args.splice(signAt, 2)[1] ?? '') : null;
+const wanted = args.length > 0 ? args : Object.keys(TARGETS);
 const unknown = wanted.filter((t) => !(t in TARGETS));
 if (unknown.length > 0) {
   console.error(`release: unknown target ${unknown.join(', ')}; known: ${Object.keys(TARGETS).join(', ')}`);
@@ -74,5 +86,8 @@ execFileSync(process.execPath, [join(REPO, 'scripts/build.js'), 'firmware/main.t
 const roots = Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies }).filter(isExternal);
 const closure = runtimeClosure(REPO, roots);
 mkdirSync(OUT_DIR, { recursive: true });
-for (const target of wanted) release(target, pkg, closure);
+for (const target of wanted) {
+  const tarball = release(target, pkg, closure);
+  if (signingKey) console.log(`signed ${target}: ${await signTarball(tarball, signingKey)}`);
+}
 rmSync(join(OUT_DIR, 'stage'), { recursive: true, force: true });

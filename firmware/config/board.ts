@@ -10,6 +10,7 @@ import { fieldsOf } from './schema.js';
 import { displayPath, isPlainObject, LayeredDocument, readJsonObject } from './layers.js';
 import type { ConfigNode } from './node.js';
 import { parseMetrics } from './metrics.js';
+import { parseOta } from './ota.js';
 import { parsePage } from './page.js';
 import { parseStorage, type StorageConfig } from './storage.js';
 import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
@@ -18,7 +19,7 @@ import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
 export const BOARD_EXTENDS_DEPTH_MAX = 4;
 export const VARIANT_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
-const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics', 'page'];
+const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics', 'ota', 'page'];
 const VARIANT_FIELDS = ['variant', 'extends', 'description', 'buses', 'devices', 'storage'];
 /** Sections of board.json layered over the variant; the rest belong to board.json alone. */
 const OVERRIDABLE_FIELDS = ['buses', 'devices', 'storage'];
@@ -76,6 +77,7 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   const gatewayId = collect(errors, () => parseIdentity(topNode.field('identity')));
   const metrics = collect(errors, () => parseMetrics(topNode.field('metrics')));
   const page = collect(errors, () => parsePage(topNode.field('page'), dirname(file)));
+  const ota = collect(errors, () => parseOta(topNode.field('ota')));
   const uplink = collect(errors, () => parseUplinkConfig(top['uplink'], file, variant));
   const hub = collect(errors, () => parseHubConfig({ hub: top['hub'], routes: top['routes'] }, file, gatewayId));
   if (gatewayId !== undefined) collect(errors, () => checkConnectionDeviceId(top['uplink'], file, gatewayId));
@@ -97,6 +99,7 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
     hub: top['hub'],
     metrics: metrics ?? null,
     page: page ?? null,
+    ota: ota!,
     buses: hardware!.buses,
     devices: hardware!.devices,
   };

@@ -10,6 +10,7 @@ const SECTION_INTROS: Record<(typeof OPTION_SECTIONS)[number], string> = {
   storage: 'The ring log on local disk (firmware/store). A variant in boards/ may set it; board.json overrides it ' +
     'key by key.',
   metrics: 'Prometheus text on loopback. Without this section there is no metrics server.',
+  ota: 'Over-the-air updates of outpost itself (firmware/ota). Without this section every option has its default.',
   page: 'The technician\'s HTTPS page (firmware/page): live status, login, a few actions. Off without this section.',
   uplink: 'How the gateway reaches its cloud (firmware/uplink). Without this section: `"protocol": "none"`, store ' +
     'only. ' +

@@ -6,7 +6,7 @@ const STORAGE_TTL_SECS_MAX = 365 * 24 * 3600;
 /** Sync and checkpoint periods beyond an hour would make every crash lose an hour of acknowledgements. */
 const STORAGE_INTERVAL_MS_MAX = 3_600_000;
 
-/** identity, storage and metrics: the sections firmware/config parses itself. */
+/** identity, storage, metrics, ota and page: the sections firmware/config parses itself. */
 export const BOARD_OPTIONS: readonly OptionSpec[] = [
   {
     path: 'identity.gatewayId', type: 'string', default: 'required', range: 'IoT Hub device id rules (1-128 of A-Z ' +
@@ -71,6 +71,13 @@ export const BOARD_OPTIONS: readonly OptionSpec[] = [
       default: 9464 }, example: 9464, invalid: 70_000,
     doc: 'Serves Prometheus text on 127.0.0.1:<port>/metrics. Without a `metrics` section (or with `false`) there ' +
       'is no metrics server; 0 picks a free port.',
+  },
+  {
+    path: 'ota.updateHealthSecs', type: 'integer', unit: 'seconds', int: { min: 10, max: 3600, default: 120 },
+    example: 300, invalid: 5,
+    doc: 'After an OTA update, the time the new release has from its start to be READY with the store open and, ' +
+      'when an uplink is configured, connected to the cloud; past it the launcher rolls back to the previous ' +
+      'release. Long enough for a slow cellular attach; under 10 s no board even opens its store.',
   },
   {
     path: 'page.listen', type: 'string', default: 'required with page', range: '"<address>:<port>"',

@@ -35,7 +35,7 @@ export interface OptionSpec {
 export type UplinkProtocol = 'mqtt' | 'azure' | 'sim';
 
 /** The sections of board.json the table covers, in reference order. */
-export const OPTION_SECTIONS = ['identity', 'storage', 'metrics', 'page', 'uplink', 'hub', 'routes'] as const;
+export const OPTION_SECTIONS = ['identity', 'storage', 'metrics', 'ota', 'page', 'uplink', 'hub', 'routes'] as const;
 
 export const OPTIONS: readonly OptionSpec[] = [...BOARD_OPTIONS, ...UPLINK_OPTIONS, ...HUB_OPTIONS];
 

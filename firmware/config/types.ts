@@ -1,4 +1,5 @@
 import type { MetricsConfig } from './metrics.js';
+import type { OtaConfig } from './ota.js';
 import type { PageConfig } from './page.js';
 import type { StorageConfig } from './storage.js';
 
@@ -77,6 +78,8 @@ export interface LoadedBoard {
   metrics?: MetricsConfig | null;
   /** The technician's HTTPS page; null or absent when board.json has no `page` section. */
   page?: PageConfig | null;
+  /** OTA updates; every default when board.json has no `ota` section. Absent on boards built by hand in tests. */
+  ota?: OtaConfig;
   buses: Record<string, BusConfig>;
   /** Every declared device, including disabled ones, in file order. */
   devices: DeviceConfig[];
