@@ -94,6 +94,8 @@ t.test('azure: the twin desired outpostUpdate reaches the updater; the state rea
   hub.patchDesired('gw-ota', { outpostUpdate: signedManifest(key, '1.1.0', release, server.url()) });
   await until('the switch reported', () => reported()?.state === 'restarting');
   t.match(reported(), { state: 'restarting', version: '1.1.0', reason: null, message: null });
+  // The state is reported as it is entered; the restart is asked for right after.
+  await until('the restart request', () => gw.restarts.length > 0);
   t.same(gw.restarts, ['update to 1.1.0']);
   t.equal(await slotVersion(gw.layout, 'current'), '1.1.0');
 });
@@ -117,6 +119,8 @@ t.test('mqtt: a retained manifest reaches the updater; the state is a retained s
   await cloud.publishAsync(updateTopic('gw-m'), JSON.stringify(manifest), { qos: 1, retain: true });
   await until('the switch published', () => statuses.at(-1)?.state === 'restarting');
   t.ok(statuses.some((s) => s.state === 'downloading'), 'downloading was published on the way');
+  // The state is reported as it is entered; the restart is asked for right after.
+  await until('the restart request', () => gw.restarts.length > 0);
   t.same(gw.restarts, ['update to 1.1.0']);
   // Retained: a cloud service that subscribes later still reads the last state.
   const late = await mqtt.connectAsync(broker.url, { clientId: `test-late-${process.pid}` });
