@@ -77,7 +77,7 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   const gatewayId = collect(errors, () => parseIdentity(topNode.field('identity')));
   const metrics = collect(errors, () => parseMetrics(topNode.field('metrics')));
   const page = collect(errors, () => parsePage(topNode.field('page'), dirname(file)));
-  const ota = collect(errors, () => parseOta(topNode.field('ota')));
+  const ota = collect(errors, () => parseOta(topNode.field('ota'), dirname(file)));
   const uplink = collect(errors, () => parseUplinkConfig(top['uplink'], file, variant));
   const hub = collect(errors, () => parseHubConfig({ hub: top['hub'], routes: top['routes'] }, file, gatewayId));
   if (gatewayId !== undefined) collect(errors, () => checkConnectionDeviceId(top['uplink'], file, gatewayId));

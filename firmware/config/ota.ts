@@ -1,3 +1,4 @@
+import { isAbsolute, resolve } from 'node:path';
 import type { ConfigNode } from './node.js';
 import { fieldsOf, integerOption } from './schema.js';
 
@@ -5,13 +6,25 @@ import { fieldsOf, integerOption } from './schema.js';
 export interface OtaConfig {
   /** Time a new release has, from its start, to be READY with the store open and the cloud connected, secs. */
   updateHealthSecs: number;
+  /** Largest artifact downloaded, bytes. */
+  downloadBytesMax: number;
+  /** Absolute path of the CA bundle for the artifact's host; undefined keeps Node's roots. */
+  caFile?: string;
 }
 
 export const OTA_UPDATE_HEALTH_SECS_DEFAULT = 120;
+export const OTA_DOWNLOAD_BYTES_MAX_DEFAULT = 128 * 1024 * 1024;
 
 /** A missing section takes every default: updates are checked the same way on every gateway. */
-export function parseOta(node: ConfigNode): OtaConfig {
-  if (node.missing) return { updateHealthSecs: OTA_UPDATE_HEALTH_SECS_DEFAULT };
+export function parseOta(node: ConfigNode, boardDir = '.'): OtaConfig {
+  if (node.missing) {
+    return { updateHealthSecs: OTA_UPDATE_HEALTH_SECS_DEFAULT, downloadBytesMax: OTA_DOWNLOAD_BYTES_MAX_DEFAULT };
+  }
   node.keys(fieldsOf('ota'));
-  return { updateHealthSecs: integerOption(node.field('updateHealthSecs'), 'ota.updateHealthSecs') };
+  const caFile = node.field('caFile').optionalString();
+  return {
+    updateHealthSecs: integerOption(node.field('updateHealthSecs'), 'ota.updateHealthSecs'),
+    downloadBytesMax: integerOption(node.field('downloadBytesMax'), 'ota.downloadBytesMax'),
+    ...(caFile === undefined ? {} : { caFile: isAbsolute(caFile) ? caFile : resolve(boardDir, caFile) }),
+  };
 }
