@@ -14,12 +14,14 @@ export interface OtaConfig {
 
 export const OTA_UPDATE_HEALTH_SECS_DEFAULT = 120;
 export const OTA_DOWNLOAD_BYTES_MAX_DEFAULT = 128 * 1024 * 1024;
+/** What a board without an `ota` section gets (and a board built by hand in a test). */
+export const OTA_DEFAULTS: Readonly<OtaConfig> = {
+  updateHealthSecs: OTA_UPDATE_HEALTH_SECS_DEFAULT, downloadBytesMax: OTA_DOWNLOAD_BYTES_MAX_DEFAULT,
+};
 
 /** A missing section takes every default: updates are checked the same way on every gateway. */
 export function parseOta(node: ConfigNode, boardDir = '.'): OtaConfig {
-  if (node.missing) {
-    return { updateHealthSecs: OTA_UPDATE_HEALTH_SECS_DEFAULT, downloadBytesMax: OTA_DOWNLOAD_BYTES_MAX_DEFAULT };
-  }
+  if (node.missing) return { ...OTA_DEFAULTS };
   node.keys(fieldsOf('ota'));
   const caFile = node.field('caFile').optionalString();
   return {

@@ -24,7 +24,18 @@ export function formatReport(r: StatusReport): string {
     const refused = `${loginFailures} failed logins, ${loginRefused} refused, ${csrfRefused} bad CSRF`;
     lines.push(`page:      port ${r.page.port}, ${r.page.sessions} sessions, ${refused}`);
   }
+  if (r.update) lines.push(`update:    ${updateText(r.update)}`);
   return lines.join('\n');
+}
+
+/** "downloading 1.1.0 42% (12582912 of 30000000 B)", "refused 1.1.0 (sha256): ...", with refusals since start. */
+function updateText(u: NonNullable<StatusReport['update']>): string {
+  const version = u.version === null ? '' : ` ${u.version}`;
+  const progress = u.progress ? ` ${u.progress.percent}% (${u.progress.receivedBytes} of ${u.progress.totalBytes} B)` : '';
+  const reason = u.reason === null ? '' : ` (${u.reason}): ${u.message ?? ''}`;
+  const refusals = refusalsText(u.refusals);
+  return `${u.state}${version}${progress}${reason}, running ${u.running}` +
+    `${refusals === 'none' ? '' : `; refused since start: ${refusals}`}`;
 }
 
 function deadLetterReasons(r: StatusReport): string {

@@ -1,3 +1,4 @@
+import type { UpdateStatus } from '../ota/state.js';
 import type { RuntimeStatus } from '../runtime.js';
 import { scrubText } from './redact.js';
 
@@ -81,6 +82,8 @@ export interface StatusReport {
   metricsPort: number | null;
   /** The technician page (firmware/page) when enabled: its port and what it refused. */
   page: PageCounters | null;
+  /** Updates from the cloud (firmware/ota): state, progress, reason, refusals; null when not run from a release. */
+  update: UpdateStatus | null;
 }
 
 export interface PageCounters {
@@ -151,6 +154,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     errors: ctx.errors.list(),
     metricsPort: ctx.metricsPort,
     page: ctx.page ?? null,
+    update: s.update ?? null,
   };
 }
 
