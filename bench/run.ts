@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   ship: async () => (await import('./ship.js')).default,
   bridge: async () => (await import('./bridge.js')).default,
   hostile: async () => (await import('./hostile.js')).default,
+  ota: async () => (await import('./ota.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -47,6 +47,8 @@ const COMMIT_GRACE_SECS = 60;
 export class Updater {
   private job: { manifest: UpdateManifest; abort: AbortController; done: Promise<void> } | null = null;
   private stopped = false;
+  /** Ends the wait between two looks for the commit at once (stop). */
+  private wakeOutcome: (() => void) | null = null;
 
   private constructor(
     private readonly opts: UpdaterOptions,
@@ -111,6 +113,7 @@ export class Updater {
 
   async stop(): Promise<void> {
     this.stopped = true;
+    this.wakeOutcome?.();
     const job = this.job;
     job?.abort.abort();
     await job?.done;
@@ -202,7 +205,10 @@ export class Updater {
         return this.state.enter('rolled-back', manifest, { reason: 'not-started', message });
       }
       if (this.stopped || (this.opts.clock ?? systemClock).monoMs() > deadlineMs) return;
-      await new Promise((resolve) => setTimeout(resolve, COMMIT_POLL_MS).unref());
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(() => ((this.wakeOutcome = null), resolve()), COMMIT_POLL_MS);
+        this.wakeOutcome = () => (clearTimeout(timer), resolve());
+      });
     }
   }
 }
