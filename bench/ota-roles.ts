@@ -94,9 +94,12 @@ export async function updateToCommit(a: OtaBenchArgs): Promise<Record<string, un
   const { totalMb: updateRssMb, streamingMb: downloadRssMb } = rss.stop();
   await first.stop();
   // What the restarted process does: the new release's updater waits for the commit its health check writes.
-  const second = await Updater.open({ ...base, running: { version: a.manifest.version, target: a.manifest.target }, restart: () => {} });
+  const next = { version: a.manifest.version, target: a.manifest.target };
+  const second = await Updater.open({ ...base, running: next, restart: () => {} });
   const outcome = second.resume();
-  const health = watchUpdateHealth({ layout, version: a.manifest.version, isConnected: () => true, log: () => {}, warn: () => {} });
+  const health = watchUpdateHealth({
+    layout, version: a.manifest.version, isConnected: () => true, log: () => {}, warn: () => {},
+  });
   await health.done;
   await outcome;
   const commitSecs = (performance.now() - startMs) / 1000;

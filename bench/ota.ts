@@ -27,14 +27,16 @@ const CURL_ATTEMPTS_MAX = 20;
 /** How often the curl peer's output file is looked at for the cut points, ms. */
 const CURL_POLL_MS = 10;
 
-async function curlWithCuts(a: OtaBenchArgs, url: string, caFile: string, server: ChildProcess): Promise<{ overhead: number; secs: number; rssMb: number }> {
+async function curlWithCuts(a: OtaBenchArgs, url: string, caFile: string, server: ChildProcess):
+  Promise<{ overhead: number; secs: number; rssMb: number }> {
   const out = join(a.dir, 'curl.out');
   const cuts = [...a.cutsAt];
   let fetched = 0;
   let peakRssMb = 0;
   const startMs = performance.now();
   for (let attempt = 1; attempt <= CURL_ATTEMPTS_MAX; attempt += 1) {
-    const curl = spawn('curl', ['-sS', '--cacert', caFile, '-C', '-', '-o', out, '-w', '%{size_download}', url], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const curlArgs = ['-sS', '--cacert', caFile, '-C', '-', '-o', out, '-w', '%{size_download}', url];
+    const curl = spawn('curl', curlArgs, { stdio: ['ignore', 'pipe', 'ignore'] });
     let written = '';
     curl.stdout.on('data', (d: Buffer) => (written += d.toString()));
     const poll = setInterval(() => {
@@ -126,17 +128,20 @@ async function run(): Promise<void> {
     const results: Array<Record<string, number>> = [];
     for (let i = 0; i < runs; i += 1) results.push(await oneRun(args, caFile));
     const m = (name: string) => median(results.map((r) => r[name]!));
-    console.log(`ota: ${fmt(release.bytes / MiB, 1)} MiB release over loopback at ${fmt(bytesPerSec)} B/s, ${runs} run(s), medians`);
+    const size = fmt(release.bytes / MiB, 1);
+    console.log(`ota: ${size} MiB release over loopback at ${fmt(bytesPerSec)} B/s, ${runs} run(s), medians`);
     console.log(formatTable(['', 'secs', 'bytes fetched / size', 'extra RSS MiB'], [
       ['outpost: manifest → committed', fmt(m('commitSecs'), 1), '',
         `${fmt(m('downloadRssMb'), 1)} streaming, ${fmt(m('updateRssMb'), 1)} from the manifest`],
       ['outpost: download, 3 cuts', fmt(m('cutSecs'), 1), fmt(m('resumeOverhead'), 3), fmt(m('cutRssMb'), 1)],
-      ['curl -C -: download, 3 cuts', fmt(m('curlSecs'), 1), fmt(m('curlOverhead'), 3), `${fmt(m('curlRssMb'), 1)} (peak)`],
+      ['curl -C -: download, 3 cuts', fmt(m('curlSecs'), 1), fmt(m('curlOverhead'), 3),
+        `${fmt(m('curlRssMb'), 1)} (peak)`],
     ]));
     console.log(JSON.stringify({
       resumeOverhead: round(m('resumeOverhead'), 3), downloadRssMb: round(m('downloadRssMb'), 1),
       updateRssMb: round(m('updateRssMb'), 1), commitSecs: round(m('commitSecs'), 1),
-      committed: m('committed') === 1, curlResumeOverhead: round(m('curlOverhead'), 3), artifactBytes: release.bytes, bytesPerSec, runs,
+      committed: m('committed') === 1, curlResumeOverhead: round(m('curlOverhead'), 3), artifactBytes: release.bytes,
+      bytesPerSec, runs,
     }));
   } finally {
     await ca.dispose();

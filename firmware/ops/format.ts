@@ -31,7 +31,8 @@ export function formatReport(r: StatusReport): string {
 /** "downloading 1.1.0 42% (12582912 of 30000000 B)", "refused 1.1.0 (sha256): ...", with refusals since start. */
 function updateText(u: NonNullable<StatusReport['update']>): string {
   const version = u.version === null ? '' : ` ${u.version}`;
-  const progress = u.progress ? ` ${u.progress.percent}% (${u.progress.receivedBytes} of ${u.progress.totalBytes} B)` : '';
+  const p = u.progress;
+  const progress = p ? ` ${p.percent}% (${p.receivedBytes} of ${p.totalBytes} B)` : '';
   const reason = u.reason === null ? '' : ` (${u.reason}): ${u.message ?? ''}`;
   const refusals = refusalsText(u.refusals);
   return `${u.state}${version}${progress}${reason}, running ${u.running}` +

@@ -59,7 +59,8 @@ function updateMetrics(u: NonNullable<StatusReport['update']>, metric: MetricWri
   metric('outpost_update_state', 'gauge', 'The OTA update state (1 for the state in force).', [state]);
   const received = u.progress?.receivedBytes ?? 0;
   metric('outpost_update_downloaded_bytes', 'gauge', 'Bytes of the update artifact on disk.', [[{}, received]]);
-  metric('outpost_update_artifact_bytes', 'gauge', 'Size of the update artifact being downloaded.', [[{}, u.progress?.totalBytes ?? 0]]);
+  const total = u.progress?.totalBytes ?? 0;
+  metric('outpost_update_artifact_bytes', 'gauge', 'Size of the update artifact being downloaded.', [[{}, total]]);
   const refusals = Object.entries(u.refusals).map(([reason, n]): Sample => [{ reason }, n]);
   metric('outpost_update_refusals_total', 'counter', 'Update manifests refused since start, by reason.', refusals);
 }

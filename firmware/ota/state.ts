@@ -131,11 +131,13 @@ export class UpdateState {
   }
 
   /** Moves to `next`; saved before it resolves. Throws on a transition the machine does not have. */
-  async enter(next: UpdatePhase, manifest: UpdateManifest | null, why?: { reason: string; message: string }): Promise<void> {
+  async enter(next: UpdatePhase, manifest: UpdateManifest | null, why?: { reason: string; message: string }):
+    Promise<void> {
     if (next !== 'refused' && next !== 'idle' && !NEXT[this.saved.state].includes(next)) {
       throw new Error(`update state ${this.saved.state} cannot go to ${next}`);
     }
-    if (next === 'refused') this.refusals[why?.reason ?? 'unknown'] = (this.refusals[why?.reason ?? 'unknown'] ?? 0) + 1;
+    const reason = why?.reason ?? 'unknown';
+    if (next === 'refused') this.refusals[reason] = (this.refusals[reason] ?? 0) + 1;
     this.saved = {
       state: next, manifest, reason: why?.reason ?? null,
       message: why === undefined ? null : why.message.slice(0, MESSAGE_CHARS_MAX), sinceWallMs: this.clock.wallMs(),

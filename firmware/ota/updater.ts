@@ -83,7 +83,9 @@ export class Updater {
     let manifest: UpdateManifest;
     try {
       const size = typeof text === 'string' ? Buffer.byteLength(text) : Buffer.byteLength(JSON.stringify(text) ?? '');
-      if (size > MANIFEST_BYTES_MAX) throw new ManifestError(source, '(document)', `is over ${MANIFEST_BYTES_MAX} bytes`);
+      if (size > MANIFEST_BYTES_MAX) {
+        throw new ManifestError(source, '(document)', `is over ${MANIFEST_BYTES_MAX} bytes`);
+      }
       manifest = parseManifest(text, source);
     } catch (err) {
       this.refuse(null, 'malformed', (err as Error).message).catch((e: Error) => this.opts.onError(e));
@@ -139,7 +141,9 @@ export class Updater {
     job.abort.abort();
     await job.done;
     const message = `withdrawn by ${source}`;
-    if (this.state.phase === 'downloading') await this.state.enter('idle', job.manifest, { reason: 'withdrawn', message });
+    if (this.state.phase === 'downloading') {
+      await this.state.enter('idle', job.manifest, { reason: 'withdrawn', message });
+    }
     await discardPart(this.downloadDir);
   }
 
@@ -153,7 +157,9 @@ export class Updater {
         artifact: manifest, dir: this.downloadDir, ca: o.ca, budget: o.budget, maxBytesPerSec: o.maxBytesPerSec,
         clock: o.clock, signal, ...o.downloadOverrides,
         onProgress: (p) => this.state.progress(p.receivedBytes, p.totalBytes),
-        onRetry: (err, waitMs) => o.onError(new Error(`update ${manifest.version}: ${err.message}; again in ${waitMs} ms`)),
+        onRetry: (err, waitMs) => {
+          o.onError(new Error(`update ${manifest.version}: ${err.message}; again in ${waitMs} ms`));
+        },
       });
       await this.state.enter('verifying', manifest);
       const layout = o.layout;
@@ -168,7 +174,9 @@ export class Updater {
       o.restart(`update to ${manifest.version}`);
     } catch (err) {
       if (err instanceof OtaFetchError && err.code === 'ABORTED') return;
-      if (err instanceof OtaFetchError || err instanceof ApplyError) return this.refuse(manifest, err.reason, err.message);
+      if (err instanceof OtaFetchError || err instanceof ApplyError) {
+        return this.refuse(manifest, err.reason, err.message);
+      }
       return this.refuse(manifest, 'io', (err as Error).message);
     }
   }
@@ -197,7 +205,8 @@ export class Updater {
       const result = await readResult(stateDir);
       if (result !== null && result.version === manifest.version) {
         if (result.state === 'committed') return this.state.enter('committed', manifest);
-        return this.state.enter('rolled-back', manifest, { reason: result.reason.split(':')[0]!, message: result.reason });
+        const why = { reason: result.reason.split(':')[0]!, message: result.reason };
+        return this.state.enter('rolled-back', manifest, why);
       }
       if (!switched) {
         const message = `the gateway restarted on ${this.opts.running.version}, not ${manifest.version}, and no ` +

@@ -33,7 +33,8 @@ export interface BuiltRelease {
 }
 
 /** Builds `outpost-<version>-<target>.tar.gz` in `dir`; `paddingBytes` of random data make it that much larger. */
-export async function buildRelease(dir: string, version: string, paddingBytes = 0, target = TEST_TARGET): Promise<BuiltRelease> {
+export async function buildRelease(dir: string, version: string, paddingBytes = 0, target = TEST_TARGET):
+  Promise<BuiltRelease> {
   const top = `outpost-${version}-${target}`;
   const root = join(dir, top);
   await mkdir(join(root, 'bin'), { recursive: true });
@@ -53,7 +54,8 @@ export function signedManifest(
   key: SigningKey, version: string, release: { bytes: number; sha256: string }, url: string,
   change: Partial<UpdateManifest> = {},
 ): UpdateManifest {
-  const unsigned = { version, target: TEST_TARGET, url, sha256: release.sha256, bytes: release.bytes, storeFormat: STORE_FORMAT, ...change };
+  const { sha256, bytes } = release;
+  const unsigned = { version, target: TEST_TARGET, url, sha256, bytes, storeFormat: STORE_FORMAT, ...change };
   const signature = sign(null, canonicalManifest(unsigned), key.privateKey).toString('base64');
   return { ...unsigned, signature: change.signature ?? signature };
 }
@@ -62,7 +64,8 @@ export function signedManifest(
 export async function slotLayout(root: string, dataDir: string, running: string): Promise<ReleaseLayout> {
   const releasesDir = join(root, 'releases');
   await mkdir(join(releasesDir, running, 'bin'), { recursive: true });
-  await writeFile(join(releasesDir, running, 'release.json'), JSON.stringify({ version: running, target: TEST_TARGET }));
+  const releaseJson = JSON.stringify({ version: running, target: TEST_TARGET });
+  await writeFile(join(releasesDir, running, 'release.json'), releaseJson);
   await symlink(running, join(releasesDir, 'current'));
   return { releasesDir, stateDir: join(dataDir, 'ota') };
 }

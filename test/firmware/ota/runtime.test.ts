@@ -82,7 +82,8 @@ t.test('a retained manifest through the runtime: refused, then switched; state i
   await until('the refusal', () => runtime.status().update?.state === 'refused');
   const report = await requestStatus(ops.socketPath!);
   t.match(report.update, { state: 'refused', reason: 'malformed', running: '1.0.0', refusals: { malformed: 1 } });
-  t.match(formatReport(report), /^update: {4}refused \(malformed\): .*target.*, running 1\.0\.0; refused since start: malformed 1$/m);
+  const line = /^update: {4}refused \(malformed\): .*target.*, running 1\.0\.0; refused since start: malformed 1$/m;
+  t.match(formatReport(report), line);
   const metrics = await (await fetch(`http://127.0.0.1:${ops.metricsPort}/metrics`)).text();
   t.match(metrics, /^outpost_update_state\{state="refused",version="",running="1.0.0"\} 1$/m);
   t.match(metrics, /^outpost_update_refusals_total\{reason="malformed"\} 1$/m);

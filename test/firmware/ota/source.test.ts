@@ -25,7 +25,9 @@ import { tempDir } from '../../support/tmp.js';
  */
 
 const MiB = 1024 * 1024;
-const LOG_OPTIONS = { segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB };
+const LOG_OPTIONS = {
+  segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB,
+};
 const key = signingKey();
 let ca: TestCa;
 let server: ArtifactServer;
@@ -82,13 +84,15 @@ t.test('azure: the twin desired outpostUpdate reaches the updater; the state rea
   t.teardown(() => hub.stop());
   const connectionString = hub.addDevice('gw-ota');
   // Already in the twin when the gateway connects: read by the GET at connect, and refused.
-  hub.patchDesired('gw-ota', { outpostUpdate: { version: '1.1.0', target: TEST_TARGET, url: 'https://x/y', bytes: -1 } });
+  const hostile = { version: '1.1.0', target: TEST_TARGET, url: 'https://x/y', bytes: -1 };
+  hub.patchDesired('gw-ota', { outpostUpdate: hostile });
   const gw = await gateway(t, 'gw-ota', {
     protocol: 'azure', connectionString, caFile: 'hub-ca.pem', backoff: { baseMs: 50, maxMs: 500 }, caPem: hub.ca.cert,
   });
   const reported = () => hub.twin('gw-ota').reported.outpostUpdate as Record<string, unknown> | undefined;
   await until('the refusal reported', () => reported()?.state === 'refused');
-  t.match(reported(), { state: 'refused', reason: 'malformed', running: '1.0.0', message: /sha256: must be 64 lowercase hex/ });
+  const message = /sha256: must be 64 lowercase hex/;
+  t.match(reported(), { state: 'refused', reason: 'malformed', running: '1.0.0', message });
   t.same(gw.updater.status().refusals, { malformed: 1 });
 
   hub.patchDesired('gw-ota', { outpostUpdate: signedManifest(key, '1.1.0', release, server.url()) });

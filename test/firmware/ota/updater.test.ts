@@ -7,7 +7,9 @@ import { slotVersion, type ReleaseLayout } from '../../../firmware/ota/slots.js'
 import { UPDATE_STATE_FILE, type UpdatePhase } from '../../../firmware/ota/state.js';
 import { Updater, type UpdaterOptions } from '../../../firmware/ota/updater.js';
 import { ArtifactServer } from '../../support/artifact-server.js';
-import { buildRelease, signedManifest, signingKey, slotLayout, TEST_TARGET, type BuiltRelease } from '../../support/ota-release.js';
+import {
+  buildRelease, signedManifest, signingKey, slotLayout, TEST_TARGET, type BuiltRelease,
+} from '../../support/ota-release.js';
 import { createTestCa, type TestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
 
@@ -75,7 +77,8 @@ function phases(updater: Updater): UpdatePhase[] {
   return seen;
 }
 
-t.test('a signed manifest goes all the way to the switch and a restart; the new release reports its commit', async (t) => {
+t.test('a signed manifest goes all the way to the switch and a restart; the new release reports its commit',
+  async (t) => {
   const r = await rig(t);
   const updater = await r.open();
   const seen = phases(updater);
@@ -106,7 +109,8 @@ t.test('rolled back by the launcher: the old release reports the reason it recor
   updater.offer(signedManifest(key, '1.1.0', release, server.url()), 'test');
   await until('the restart request', () => r.restarts.length > 0);
   await updater.stop();
-  const result = { state: 'rolled-back', version: '1.1.0', from: '1.0.0', reason: 'crash-loop: exited 3 times', at: '' };
+  const reason = 'crash-loop: exited 3 times';
+  const result = { state: 'rolled-back', version: '1.1.0', from: '1.0.0', reason, at: '' };
   await writeFile(join(r.layout.stateDir, RESULT_FILE), JSON.stringify(result));
   const old = await r.open('1.0.0');
   await old.resume();
@@ -145,10 +149,13 @@ t.test('refusals: hostile documents, signature, target, downgrade, tampered tarb
     ['huge', JSON.stringify({ ...good, pad: 'x'.repeat(20_000) }), 'malformed', /over 16384 bytes/],
     ['a missing field', JSON.stringify({ ...good, sha256: undefined }), 'malformed', /sha256: must be 64/],
     ['unsigned', { ...good, signature: '' }, 'unsigned', /no signature/],
-    ['signed by another key', signedManifest(signingKey(), '1.1.0', release, server.url()), 'bad-signature', /none of the 1/],
-    ['another target', signedManifest(key, '1.1.0', release, server.url(), { target: 'linux-arm64' }), 'wrong-target', /linux-arm64/],
+    ['signed by another key', signedManifest(signingKey(), '1.1.0', release, server.url()), 'bad-signature',
+      /none of the 1/],
+    ['another target', signedManifest(key, '1.1.0', release, server.url(), { target: 'linux-arm64' }), 'wrong-target',
+      /linux-arm64/],
     ['a downgrade', signedManifest(key, '0.9.0', release, server.url()), 'downgrade', /not newer/],
-    ['a tampered tarball', signedManifest(key, '1.1.0', { ...release, sha256: 'ab'.repeat(32) }, server.url()), 'sha256',
+    ['a tampered tarball', signedManifest(key, '1.1.0', { ...release, sha256: 'ab'.repeat(32) }, server.url()),
+      'sha256',
       /the manifest says abab/],
     ['over the budget', signedManifest(key, '1.1.0', { ...release, bytes: 65 * MiB }, server.url()), 'disk-budget',
       /ota.downloadBytesMax/],
