@@ -1,7 +1,8 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import {
-  ConfigError, ConfigErrors, loadBoard, OTA_UPDATE_HEALTH_SECS_DEFAULT, PAGE_PASSWORD_FILE_DEFAULT, renderReference, runBoardCheckCli, type LoadedBoard,
+  ConfigError, ConfigErrors, loadBoard, OTA_UPDATE_HEALTH_SECS_DEFAULT, PAGE_PASSWORD_FILE_DEFAULT, renderReference,
+  runBoardCheckCli, type LoadedBoard,
 } from './config/index.js';
 import { checkReleaseAddons } from './ops/addons.js';
 import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
@@ -145,8 +146,10 @@ async function main(argv: string[], logger: Logger): Promise<number> {
       const { runUpdateCli } = await import('./ota/cli.js');
       const loaded = await board(rest);
       return runUpdateCli(rest.filter((a, i) => a !== '--board' && rest[i - 1] !== '--board'), {
-        bundleDir: dirname(fileURLToPath(import.meta.url)), dataDir: resolve(process.env.OUTPOST_DATA_DIR ?? loaded.storage.dataDir),
-        healthSecs: loaded.ota?.updateHealthSecs ?? OTA_UPDATE_HEALTH_SECS_DEFAULT, keysDir: process.env.OUTPOST_OTA_KEYS_DIR,
+        bundleDir: dirname(fileURLToPath(import.meta.url)),
+        dataDir: resolve(process.env.OUTPOST_DATA_DIR ?? loaded.storage.dataDir),
+        healthSecs: loaded.ota?.updateHealthSecs ?? OTA_UPDATE_HEALTH_SECS_DEFAULT,
+        keysDir: process.env.OUTPOST_OTA_KEYS_DIR,
         out: (line) => process.stdout.write(`${line}\n`), err: (line) => process.stderr.write(`${line}\n`),
       });
     }

@@ -3,8 +3,9 @@
 // launcher, a default board.json with boards/, and install.sh. Node binaries and headers come from the npm
 // registry's node-linux-* packages. With --sign-key, each tarball gets its signed OTA manifest beside it.
 import { execFileSync } from 'node:child_process';
+import { createPublicKey } from 'node:crypto';
 import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { dirname, join, resolve } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildAddons, checkElfMachines, copyPackages, runtimeClosure } from './pack/addons.js';
 import { GLIBC_MIN, RELEASE_ADDONS, TARGETS } from './pack/targets.js';
@@ -34,7 +35,7 @@ function nodePackage(spec) {
   return dir;
 }
 
-function release(target, pkg, closure) {
+function release(target, pkg, closure, signer) {
   const spec = TARGETS[target];
   const name = `outpost-${pkg.version}-${target}`;
   const stage = join(OUT_DIR, 'stage', name);
@@ -57,6 +58,11 @@ function release(target, pkg, closure) {
     chmodSync(join(stage, script), 0o755);
   }
   copyFileSync(join(REPO, 'README.md'), join(stage, 'README.md'));
+  // The signer's public key, which install.sh trusts for later OTA updates (/etc/outpost/ota-keys/).
+  if (signer) {
+    mkdirSync(join(stage, 'ota-keys'));
+    writeFileSync(join(stage, 'ota-keys', `${signer.name}.pem`), createPublicKey(signer.key).export({ type: 'spki', format: 'pem' }));
+  }
   const manifest = {
     name: pkg.name, version: pkg.version, target, node: spec.nodeVersion, glibcMin: GLIBC_MIN, addons: RELEASE_ADDONS, addonFiles,
     storeFormat: storeFormatOf(REPO),
@@ -75,7 +81,8 @@ const pkg = readJson(join(REPO, 'package.json'));
 const args = process.argv.slice(2);
 const signAt = args.indexOf('--sign-key');
 // Read before the slow build, so a wrong key file fails in a second, not after minutes of compiling.
-const signingKey = signAt >= 0 ? readSigningKey(args.splice(signAt, 2)[1] ?? '') : null;
+const signKeyFile = signAt >= 0 ? args.splice(signAt, 2)[1] ?? '' : null;
+const signer = signKeyFile === null ? null : { key: readSigningKey(signKeyFile), name: basename(signKeyFile).replace(/\.key$/, '') };
 const wanted = args.length > 0 ? args : Object.keys(TARGETS);
 const unknown = wanted.filter((t) => !(t in TARGETS));
 if (unknown.length > 0) {
@@ -87,7 +94,7 @@ const roots = Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies }).
 const closure = runtimeClosure(REPO, roots);
 mkdirSync(OUT_DIR, { recursive: true });
 for (const target of wanted) {
-  const tarball = release(target, pkg, closure);
-  if (signingKey) console.log(`signed ${target}: ${await signTarball(tarball, signingKey)}`);
+  const tarball = release(target, pkg, closure, signer);
+  if (signer) console.log(`signed ${target}: ${await signTarball(tarball, signer.key)}`);
 }
 rmSync(join(OUT_DIR, 'stage'), { recursive: true, force: true });

@@ -1,6 +1,6 @@
 import { isAbsolute, resolve } from 'node:path';
 import type { ConfigNode } from './node.js';
-import { fieldsOf, integerOption } from './schema.js';
+import { fieldsOf, integerOption, optionSpec } from './schema.js';
 
 /** board.json's optional `ota` section: how over-the-air updates of outpost itself are applied. */
 export interface OtaConfig {
@@ -12,8 +12,9 @@ export interface OtaConfig {
   caFile?: string;
 }
 
-export const OTA_UPDATE_HEALTH_SECS_DEFAULT = 120;
-export const OTA_DOWNLOAD_BYTES_MAX_DEFAULT = 128 * 1024 * 1024;
+/** The schema table's defaults (firmware/config/schema-board.ts), for a board without an `ota` section. */
+export const OTA_UPDATE_HEALTH_SECS_DEFAULT = optionSpec('ota.updateHealthSecs').int!.default!;
+export const OTA_DOWNLOAD_BYTES_MAX_DEFAULT = optionSpec('ota.downloadBytesMax').int!.default!;
 /** What a board without an `ota` section gets (and a board built by hand in a test). */
 export const OTA_DEFAULTS: Readonly<OtaConfig> = {
   updateHealthSecs: OTA_UPDATE_HEALTH_SECS_DEFAULT, downloadBytesMax: OTA_DOWNLOAD_BYTES_MAX_DEFAULT,

@@ -51,11 +51,18 @@ const RELEASE_FILES = ['bin/node', 'outpost.js', 'release.json', 'package.json']
  * point leaves `current` on a whole release: before the switch the old one, with a pending record the
  * launcher discards since `current` does not name it.
  */
-export async function applyRelease(tarballPath: string, manifest: UpdateManifest, layout: ReleaseLayout, options: ApplyOptions): Promise<Applied> {
+export async function applyRelease(
+  tarballPath: string,
+  manifest: UpdateManifest,
+  layout: ReleaseLayout,
+  options: ApplyOptions,
+): Promise<Applied> {
   const fs = options.fs ?? realSlotFs;
   await checkTarball(tarballPath, manifest);
   const running = await slotVersion(layout, 'current');
-  if (running === manifest.version) throw new ApplyError('bad-release', `${manifest.version} is already the current release`);
+  if (running === manifest.version) {
+    throw new ApplyError('bad-release', `${manifest.version} is already the current release`);
+  }
   await pruneReleases(layout, fs);
   const partial = join(layout.releasesDir, `${manifest.version}.partial`);
   await fs.rm(partial);
@@ -67,7 +74,8 @@ export async function applyRelease(tarballPath: string, manifest: UpdateManifest
   const dir = join(layout.releasesDir, manifest.version);
   await fs.rename(partial, dir);
   await fs.syncPath(layout.releasesDir);
-  await writePending(layout.stateDir, { version: manifest.version, from: running ?? '', healthSecs: options.healthSecs }, fs);
+  const pending = { version: manifest.version, from: running ?? '', healthSecs: options.healthSecs };
+  await writePending(layout.stateDir, pending, fs);
   if (options.owner) await chownTree(layout.stateDir, options.owner);
   const { previous } = await switchRelease(layout, manifest.version, fs);
   return { version: manifest.version, previous, pruned: await pruneReleases(layout, fs) };
@@ -87,10 +95,13 @@ async function checkTarball(path: string, manifest: UpdateManifest): Promise<voi
     throw new ApplyError('io', `${path}: ${(err as Error).message}`, { cause: err });
   }
   if (bytes !== manifest.bytes) {
-    throw new ApplyError('wrong-hash', `${path}: ${bytes > manifest.bytes ? 'more than' : bytes} bytes, the manifest says ${manifest.bytes}`);
+    const size = bytes > manifest.bytes ? 'more than' : bytes;
+    throw new ApplyError('wrong-hash', `${path}: ${size} bytes, the manifest says ${manifest.bytes}`);
   }
   const sha256 = hash.digest('hex');
-  if (sha256 !== manifest.sha256) throw new ApplyError('wrong-hash', `${path}: SHA-256 ${sha256}, the manifest says ${manifest.sha256}`);
+  if (sha256 !== manifest.sha256) {
+    throw new ApplyError('wrong-hash', `${path}: SHA-256 ${sha256}, the manifest says ${manifest.sha256}`);
+  }
 }
 
 /**
@@ -100,11 +111,15 @@ async function checkTarball(path: string, manifest: UpdateManifest): Promise<voi
  */
 function unpack(tarball: string, into: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const tar = spawn('tar', ['-xzf', tarball, '-C', into, '--strip-components=1', '--no-same-owner'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const args = ['-xzf', tarball, '-C', into, '--strip-components=1', '--no-same-owner'];
+    const tar = spawn('tar', args, { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     tar.stderr.on('data', (d: Buffer) => (stderr = (stderr + d.toString()).slice(-TAR_STDERR_CHARS_MAX)));
     const timer = setTimeout(() => tar.kill('SIGKILL'), UNPACK_TIMEOUT_MS);
-    tar.on('error', (err) => (clearTimeout(timer), reject(new ApplyError('io', `tar: ${err.message}`, { cause: err }))));
+    tar.on('error', (err) => {
+      clearTimeout(timer);
+      reject(new ApplyError('io', `tar: ${err.message}`, { cause: err }));
+    });
     tar.on('close', (code, signal) => {
       clearTimeout(timer);
       if (code === 0) resolve();
@@ -119,9 +134,12 @@ async function checkRelease(dir: string, manifest: UpdateManifest): Promise<void
       throw new ApplyError('bad-release', `the tarball has no ${file}: not an outpost release`);
     });
   }
-  const release = JSON.parse(await fsp.readFile(join(dir, 'release.json'), 'utf8')) as { version?: unknown; target?: unknown };
+  const text = await fsp.readFile(join(dir, 'release.json'), 'utf8');
+  const release = JSON.parse(text) as { version?: unknown; target?: unknown };
   if (release.version !== manifest.version || release.target !== manifest.target) {
-    throw new ApplyError('bad-release', `release.json says ${String(release.version)} for ${String(release.target)}, the manifest ${manifest.version} for ${manifest.target}`);
+    const says = `${String(release.version)} for ${String(release.target)}`;
+    const wanted = `${manifest.version} for ${manifest.target}`;
+    throw new ApplyError('bad-release', `release.json says ${says}, the manifest ${wanted}`);
   }
 }
 

@@ -30,21 +30,26 @@ export async function runUpdateCli(args: string[], ctx: UpdateCliContext): Promi
   const allowDowngrade = args.includes('--allow-downgrade');
   const at = args.indexOf('--manifest');
   const manifestFile = at >= 0 ? args[at + 1] : undefined;
-  const rest = args.filter((a, i) => a !== '--allow-downgrade' && i !== at && i !== at + 1);
+  const rest = args.filter((a, i) => a !== '--allow-downgrade' && (at < 0 || (i !== at && i !== at + 1)));
   if (rest.length !== 1 || rest[0]!.startsWith('-')) return ctx.err(USAGE), 2;
   const tarball = rest[0]!;
   const layout = releaseLayoutOf(ctx.bundleDir, ctx.dataDir);
   if (layout === null) {
-    ctx.err(`outpost update: this outpost runs from ${ctx.bundleDir}, not from a release slot (install it with install.sh)`);
+    ctx.err(`outpost update: this outpost runs from ${ctx.bundleDir}, not from a release slot (install it with ` +
+      'install.sh)');
     return 1;
   }
   try {
     const file = manifestFile ?? `${tarball}${MANIFEST_SUFFIX}`;
-    if (!existsSync(file)) throw new ManifestError(file, '(document)', 'not found: a signed release has its manifest beside it');
+    if (!existsSync(file)) {
+      throw new ManifestError(file, '(document)', 'not found: a signed release has its manifest beside it');
+    }
     const manifest = parseManifest(await fsp.readFile(file, 'utf8'), file);
-    const running = JSON.parse(await fsp.readFile(join(ctx.bundleDir, 'release.json'), 'utf8')) as { version: string; target: string };
+    const releaseJson = await fsp.readFile(join(ctx.bundleDir, 'release.json'), 'utf8');
+    const running = JSON.parse(releaseJson) as { version: string; target: string };
     const keys = loadPublicKeys(ctx.keysDir ?? OTA_KEYS_DIR);
-    const verdict = verifyManifest(manifest, keys, { currentVersion: running.version, target: running.target, allowDowngrade });
+    const context = { currentVersion: running.version, target: running.target, allowDowngrade };
+    const verdict = verifyManifest(manifest, keys, context);
     if (!verdict.ok) return ctx.err(`outpost update: refused (${verdict.reason}): ${verdict.message}`), 1;
     // Run as root, the new slot and the OTA state still belong to the service, which prunes and commits them.
     const owner = process.getuid?.() === 0 ? await fsp.stat(layout.releasesDir) : undefined;

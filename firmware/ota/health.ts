@@ -84,10 +84,12 @@ export async function startUpdateHealth(
   const layout = releaseLayoutOf(bundleDir, dataDir);
   if (layout === null) return null;
   const last = await readResult(layout.stateDir);
-  if (last?.state === 'rolled-back') logger.warn({ update: last }, `outpost update: ${last.version} was rolled back to ${last.from}: ${last.reason}`);
+  if (last?.state === 'rolled-back') {
+    logger.warn({ update: last }, `outpost update: ${last.version} was rolled back to ${last.from}: ${last.reason}`);
+  }
   return watchUpdateHealth({
     layout, version, isConnected,
-    log: (result) => logger.info({ update: result }, `outpost update: ${result.version} committed (from ${result.from})`),
+    log: (r) => logger.info({ update: r }, `outpost update: ${r.version} committed (from ${r.from})`),
     warn: (err) => logger.warn({ err }, `outpost update: the commit of ${version} failed: ${err.message}`),
   });
 }

@@ -84,14 +84,20 @@ const TARGET_PATTERN = /^linux-[a-z0-9]{2,16}$/;
 const SHA256_PATTERN = /^[0-9a-f]{64}$/;
 const BASE64_PATTERN = /^[A-Za-z0-9+/]*={0,2}$/;
 
-function field<T>(source: string, obj: Record<string, unknown>, name: string, check: (v: unknown) => v is T, what: string): T {
-  const value = obj[name];
-  if (!check(value)) throw new ManifestError(source, name, `must be ${what}, got ${JSON.stringify(value) ?? 'nothing'}`);
-  return value;
-}
-
 const isString = (v: unknown): v is string => typeof v === 'string';
 const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isSafeInteger(v) && v >= 0;
+const isUrl = (v: unknown) => v === undefined || v === '' || (isString(v) && /^https?:\/\//.test(v));
+
+/** Each field's check and what it must be, as the error says it. */
+const FIELDS: Record<keyof UpdateManifest, [(v: unknown) => boolean, string]> = {
+  version: [(v) => isString(v) && isVersion(v), 'a semver version like "1.2.3"'],
+  target: [(v) => isString(v) && TARGET_PATTERN.test(v), 'a target like "linux-arm64"'],
+  url: [isUrl, 'an http(s) URL'],
+  sha256: [(v) => isString(v) && SHA256_PATTERN.test(v), '64 lowercase hex digits'],
+  bytes: [(v) => isCount(v) && v > 0 && v <= RELEASE_BYTES_MAX, `an integer 1..${RELEASE_BYTES_MAX}`],
+  storeFormat: [(v) => isCount(v) && v >= 1, 'an integer >= 1'],
+  signature: [(v) => v === undefined || (isString(v) && BASE64_PATTERN.test(v)), 'base64'],
+};
 
 /**
  * Parses a manifest from JSON text or an already-parsed value (a twin's desired property). `source` names
@@ -114,15 +120,15 @@ export function parseManifest(json: string | unknown, source: string): UpdateMan
     throw new ManifestError(source, '(document)', 'must be a JSON object');
   }
   const obj = value as Record<string, unknown>;
-  const version = field(source, obj, 'version', (v): v is string => isString(v) && isVersion(v), 'a semver version like "1.2.3"');
-  const target = field(source, obj, 'target', (v): v is string => isString(v) && TARGET_PATTERN.test(v), 'a target like "linux-arm64"');
-  const url = field(source, obj, 'url', (v): v is string => v === undefined || isString(v), 'a string') ?? '';
-  if (url !== '' && !/^https?:\/\//.test(url)) throw new ManifestError(source, 'url', `must be an http(s) URL, got ${JSON.stringify(url)}`);
-  const sha256 = field(source, obj, 'sha256', (v): v is string => isString(v) && SHA256_PATTERN.test(v), '64 lowercase hex digits');
-  const bytes = field(source, obj, 'bytes', (v): v is number => isCount(v) && v > 0 && v <= RELEASE_BYTES_MAX, `an integer 1..${RELEASE_BYTES_MAX}`);
-  const storeFormat = field(source, obj, 'storeFormat', (v): v is number => isCount(v) && v >= 1, 'an integer >= 1');
-  const signature = field(source, obj, 'signature', (v): v is string => v === undefined || (isString(v) && BASE64_PATTERN.test(v)), 'base64') ?? '';
-  return { version, target, url, sha256, bytes, storeFormat, signature };
+  for (const [name, [check, what]] of Object.entries(FIELDS)) {
+    const v = obj[name];
+    if (!check(v)) throw new ManifestError(source, name, `must be ${what}, got ${JSON.stringify(v) ?? 'nothing'}`);
+  }
+  const m = obj as unknown as UpdateManifest;
+  return {
+    version: m.version, target: m.target, url: m.url ?? '', sha256: m.sha256, bytes: m.bytes,
+    storeFormat: m.storeFormat, signature: m.signature ?? '',
+  };
 }
 
 /**
@@ -133,20 +139,27 @@ export function parseManifest(json: string | unknown, source: string): UpdateMan
  * risking a rollback onto a log the old release cannot read). The signature comes first so that nothing an
  * unauthenticated manifest says is trusted, even to choose the reason.
  */
-export function verifyManifest(manifest: UpdateManifest, publicKeys: readonly KeyObject[], ctx: VerifyContext): Verdict {
+export function verifyManifest(
+  manifest: UpdateManifest,
+  publicKeys: readonly KeyObject[],
+  ctx: VerifyContext,
+): Verdict {
   if (manifest.signature === '') return refuse('unsigned', 'the manifest has no signature');
   const signature = Buffer.from(manifest.signature, 'base64');
   const message = canonicalManifest(manifest);
   if (!publicKeys.some((key) => verify(null, message, key, signature))) {
     return refuse('bad-signature', `the signature matches none of the ${publicKeys.length} trusted key(s)`);
   }
-  if (manifest.target !== ctx.target) return refuse('wrong-target', `the release is for ${manifest.target}, this gateway runs ${ctx.target}`);
+  if (manifest.target !== ctx.target) {
+    return refuse('wrong-target', `the release is for ${manifest.target}, this gateway runs ${ctx.target}`);
+  }
   if (!ctx.allowDowngrade && compareVersions(manifest.version, ctx.currentVersion) <= 0) {
     return refuse('downgrade', `${manifest.version} is not newer than the running ${ctx.currentVersion}`);
   }
   const current = ctx.storeFormat ?? STORE_FORMAT;
   if (manifest.storeFormat !== current) {
-    return refuse('store-format', `the release uses ring log format ${manifest.storeFormat}, this gateway's log is format ${current}, and no migration exists`);
+    return refuse('store-format', `the release uses ring log format ${manifest.storeFormat}, this gateway's log is ` +
+      `format ${current}, and no migration exists`);
   }
   return { ok: true };
 }
@@ -172,7 +185,9 @@ export function loadPublicKeys(dir: string = OTA_KEYS_DIR): KeyObject[] {
     } catch (err) {
       throw new Error(`${file}: not a PEM public key: ${(err as Error).message}`, { cause: err });
     }
-    if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${file}: a ${key.asymmetricKeyType} key; OTA keys are ed25519`);
+    if (key.asymmetricKeyType !== 'ed25519') {
+      throw new Error(`${file}: a ${key.asymmetricKeyType} key; OTA keys are ed25519`);
+    }
     return key;
   });
 }

@@ -43,7 +43,8 @@ async function writeAtomic(dir: string, name: string, text: string, fs: SlotFs):
 
 export async function writePending(stateDir: string, pending: Pending, fs: SlotFs = realSlotFs): Promise<void> {
   await fs.rm(join(stateDir, BOOTS_FILE));
-  await writeAtomic(stateDir, PENDING_FILE, `version=${pending.version}\nfrom=${pending.from}\nhealthSecs=${pending.healthSecs}\n`, fs);
+  const text = `version=${pending.version}\nfrom=${pending.from}\nhealthSecs=${pending.healthSecs}\n`;
+  await writeAtomic(stateDir, PENDING_FILE, text, fs);
 }
 
 export async function readPending(stateDir: string): Promise<Pending | null> {
@@ -71,7 +72,8 @@ export async function readResult(stateDir: string): Promise<UpdateResult | null>
  * a pending record and a `committed` result for the same version, which the launcher reads as committed.
  */
 export async function commitPending(stateDir: string, pending: Pending, fs: SlotFs = realSlotFs): Promise<void> {
-  const result: UpdateResult = { state: 'committed', version: pending.version, from: pending.from, reason: '', at: new Date().toISOString() };
+  const at = new Date().toISOString();
+  const result: UpdateResult = { state: 'committed', version: pending.version, from: pending.from, reason: '', at };
   await writeAtomic(stateDir, RESULT_FILE, `${JSON.stringify(result)}\n`, fs);
   await fs.rm(join(stateDir, PENDING_FILE));
   await fs.rm(join(stateDir, BOOTS_FILE));

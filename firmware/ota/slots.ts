@@ -71,7 +71,12 @@ export async function slotVersion(layout: ReleaseLayout, slot: 'current' | 'prev
  * makes the rename durable before anything (a restart) relies on it. Links are relative, so the release
  * folder can be mounted elsewhere (the install test's namespace) and still resolve.
  */
-export async function pointSlot(layout: ReleaseLayout, slot: 'current' | 'previous', version: string, fs: SlotFs = realSlotFs): Promise<void> {
+export async function pointSlot(
+  layout: ReleaseLayout,
+  slot: 'current' | 'previous',
+  version: string,
+  fs: SlotFs = realSlotFs,
+): Promise<void> {
   const link = join(layout.releasesDir, slot);
   const temp = `${link}.tmp`;
   await fs.rm(temp);
@@ -86,7 +91,11 @@ export async function pointSlot(layout: ReleaseLayout, slot: 'current' | 'previo
  * the previous one. `previous` moves first: at every instant `current` names a whole release, and once the
  * switch is visible `previous` already names the release to roll back to.
  */
-export async function switchRelease(layout: ReleaseLayout, version: string, fs: SlotFs = realSlotFs): Promise<{ previous: string | null }> {
+export async function switchRelease(
+  layout: ReleaseLayout,
+  version: string,
+  fs: SlotFs = realSlotFs,
+): Promise<{ previous: string | null }> {
   const previous = await slotVersion(layout, 'current');
   if (previous !== null && previous !== version) await pointSlot(layout, 'previous', previous, fs);
   await pointSlot(layout, 'current', version, fs);
@@ -98,7 +107,8 @@ export async function switchRelease(layout: ReleaseLayout, version: string, fs: 
  * release is ~45 MB and an SD card is small. Failures are reported, not thrown: the update itself is done.
  */
 export async function pruneReleases(layout: ReleaseLayout, fs: SlotFs = realSlotFs): Promise<string[]> {
-  const keep = new Set([await slotVersion(layout, 'current'), await slotVersion(layout, 'previous'), 'current', 'previous']);
+  const slots = [await slotVersion(layout, 'current'), await slotVersion(layout, 'previous')];
+  const keep = new Set([...slots, 'current', 'previous']);
   const removed: string[] = [];
   for (const entry of await fsp.readdir(layout.releasesDir)) {
     if (keep.has(entry)) continue;

@@ -1,5 +1,6 @@
 /** Semver without build metadata: what package.json holds and release tarball names carry. */
-const VERSION_PATTERN = /^(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})\.(0|[1-9]\d{0,8})(?:-([0-9A-Za-z-]+(?:\.[0-9A-Za-z-]+)*))?$/;
+const NUMBER = '(0|[1-9]\\d{0,8})';
+const VERSION_PATTERN = new RegExp(`^${NUMBER}\\.${NUMBER}\\.${NUMBER}(?:-([0-9A-Za-z-]+(?:\\.[0-9A-Za-z-]+)*))?$`);
 /** Longer than any real version: keeps a hostile manifest from carrying a kilobyte "version". */
 const VERSION_CHARS_MAX = 64;
 

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { chmodSync, copyFileSync, existsSync, mkdirSync, readFileSync, readlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -80,7 +80,7 @@ t.test('the bundle is ASCII (V8 keeps its source one byte per character) and lea
 for (const target of built) {
   t.test(`${target.name}: unpacked in a temp dir, the release starts on its own and reports ready`, async (t) => {
     const dir = unpack(t, target.name);
-    for (const file of ['bin/node', 'outpost.js', 'page/app.js', 'page/page.css', 'package.json', 'release.json', 'outpost.service', 'install.sh', 'board.json', 'boards/sim.json', 'README.md', 'node_modules/i2c-bus/build/Release/i2c.node', 'node_modules/epoll/build/Release/epoll.node']) {
+    for (const file of ['bin/node', 'outpost.js', 'page/app.js', 'page/page.css', 'package.json', 'release.json', 'outpost.service', 'install.sh', 'ota-launch.sh', 'board.json', 'boards/sim.json', 'README.md', 'node_modules/i2c-bus/build/Release/i2c.node', 'node_modules/epoll/build/Release/epoll.node']) {
       t.ok(existsSync(join(dir, file)), file);
     }
     const run = await startRelease(dir, target, tempDir(t));
@@ -160,13 +160,15 @@ t.test('install.sh installs for real (in a private mount namespace): user, group
   const root = tempDir(t);
   const run = spawnSync('unshare', ['-m', join(ROOT, 'test/scripts/install-ns.sh'), root, dir], { encoding: 'utf8', timeout: READY_TIMEOUT_MS });
   t.equal(run.status, 0, `${run.stdout}${run.stderr}`);
-  t.match(run.stdout, /outpost install: installed linux-x64 release in \/opt\/outpost/);
+  t.match(run.stdout, new RegExp(`outpost install: installed linux-x64 release ${VERSION.replaceAll('.', '\\.')} in /opt/outpost/releases/${VERSION.replaceAll('.', '\\.')} \\(current\\)`));
   const passwd = readFileSync(join(root, 'etc/passwd'), 'utf8');
   t.match(passwd, /^outpost:x:\d+:\d+::\/var\/lib\/outpost:\/usr\/sbin\/nologin$/m, 'a system user without a login shell');
   const group = readFileSync(join(root, 'etc/group'), 'utf8');
   for (const g of ['gpio', 'i2c', 'dialout']) t.match(group, new RegExp(`^${g}:`, 'm'), `group ${g} exists for SupplementaryGroups=`);
   t.equal(readFileSync(join(root, 'etc/systemd/system/outpost.service'), 'utf8'), readFileSync(join(ROOT, 'scripts/systemd/outpost.service'), 'utf8'), 'the unit as shipped');
-  t.ok(existsSync(join(root, 'opt/outpost/bin/node')) && existsSync(join(root, 'opt/outpost/outpost.js')), 'the program in /opt/outpost');
+  t.ok(existsSync(join(root, 'opt/outpost/current/bin/node')) && existsSync(join(root, 'opt/outpost/current/outpost.js')), 'the program in /opt/outpost/current');
+  t.equal(readlinkSync(join(root, 'opt/outpost/releases/current')), VERSION, 'a release slot, current');
+  t.ok(existsSync(join(root, 'opt/outpost/launch')), 'the OTA launcher, outside the slots');
   t.same(readFileSync(join(root, 'systemctl.log'), 'utf8').trim().split('\n'), [
     'is-active --quiet outpost', 'daemon-reload', 'enable outpost', 'restart outpost',
     'is-active --quiet outpost', 'daemon-reload', 'enable outpost',

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { cpSync, mkdirSync, readFileSync, symlinkSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
@@ -32,9 +32,8 @@ t.test('systemd-analyze verify accepts the unit without a single warning', async
   }
   // verify checks that ExecStart's binary exists: point the install prefix at a tree that has it.
   const prefix = tempDir(t);
-  mkdirSync(join(prefix, 'bin'));
-  symlinkSync(process.execPath, join(prefix, 'bin/node'));
-  writeFileSync(join(prefix, 'outpost.js'), '');
+  writeFileSync(join(prefix, 'launch'), '#!/bin/sh\n', { mode: 0o755 });
+  mkdirSync(join(prefix, 'releases'));
   const unit = join(prefix, 'outpost.service');
   writeFileSync(unit, readFileSync(UNIT, 'utf8').replaceAll('/opt/outpost', prefix));
   const run = spawnSync('systemd-analyze', ['verify', unit], { encoding: 'utf8' });
