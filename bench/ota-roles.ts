@@ -31,26 +31,40 @@ export interface OtaBenchArgs {
 
 /** RSS is sampled this often while the download runs, ms: a 16 KiB chunk arrives every ~16 ms at 1 MB/s. */
 const RSS_SAMPLE_MS = 20;
+/** The streaming baseline is taken this far into the download, percent: past start-up's one-off growth. */
+const STREAMING_FROM_PERCENT = 10;
 
 /**
- * RSS above the level before the manifest (`totalMb`: TLS, the https module's first use and the unpack's
- * hashing included) and above the level once the first bytes arrived (`streamingMb`: what grows with the
- * artifact, if anything).
+ * RSS above the level before the manifest (`totalMb`: TLS, the first use of the https module, V8 growing its
+ * heap to its working size, the unpack's hashing) and above the level once a tenth of the artifact is in
+ * (`streamingMb`: what grows with the artifact, which buffering would show).
  */
-function rssSampler(): { streaming(): void; stop(): { totalMb: number; streamingMb: number } } {
+function rssSampler(): { streaming(): void; downloaded(): void; stop(): RssFigures } {
   const baseline = process.memoryUsage.rss();
   let streamingBase: number | null = null;
+  let downloadedMax: number | null = null;
   let max = baseline;
-  const timer = setInterval(() => (max = Math.max(max, process.memoryUsage.rss())), RSS_SAMPLE_MS);
+  const look = () => (max = Math.max(max, process.memoryUsage.rss()));
+  const timer = setInterval(look, RSS_SAMPLE_MS);
   return {
     streaming() {
-      if (streamingBase === null) streamingBase = Math.max(max, process.memoryUsage.rss());
+      if (streamingBase === null) streamingBase = look();
+    },
+    downloaded() {
+      if (downloadedMax === null) downloadedMax = look();
     },
     stop() {
       clearInterval(timer);
-      return { totalMb: (max - baseline) / 2 ** 20, streamingMb: (max - (streamingBase ?? baseline)) / 2 ** 20 };
+      const base = streamingBase ?? baseline;
+      return { totalMb: (max - baseline) / 2 ** 20, streamingMb: ((downloadedMax ?? look()) - base) / 2 ** 20 };
     },
   };
+}
+
+/** `streamingMb` ends with the download; `totalMb` runs on to the switch (the unpack included). */
+interface RssFigures {
+  totalMb: number;
+  streamingMb: number;
 }
 
 export async function serveArtifact(a: OtaBenchArgs): Promise<Record<string, unknown>> {
@@ -86,7 +100,10 @@ export async function updateToCommit(a: OtaBenchArgs): Promise<Record<string, un
   const running = { version: '1.0.0', target: a.manifest.target };
   const first = await Updater.open({ ...base, running, restart: () => restarted() });
   const rss = rssSampler();
-  first.state.onChange((s) => s.progress !== null && rss.streaming());
+  first.state.onChange((s) => {
+    if ((s.progress?.percent ?? 0) >= STREAMING_FROM_PERCENT) rss.streaming();
+    if (s.state === 'verifying') rss.downloaded();
+  });
   first.state.onChange((s) => s.state === 'refused' && failed(new Error(`refused (${s.reason}): ${s.message}`)));
   const startMs = performance.now();
   first.offer(a.manifest, 'bench');
@@ -118,7 +135,7 @@ export async function downloadWithCuts(a: OtaBenchArgs & { proxyPort: number }):
     artifact: { ...a.manifest, url }, dir: join(a.dir, 'cuts'), ca: a.caCert, maxBytesPerSec: () => 0,
     budget: { downloadBytesMax: 512 * 2 ** 20, reservedBytes: () => 0 }, retryMs: { min: 200, max: 1_000 },
     onProgress: (p) => {
-      rss.streaming();
+      if (p.receivedBytes * 100 >= STREAMING_FROM_PERCENT * p.totalBytes) rss.streaming();
       if (cuts.length > 0 && p.receivedBytes >= cuts[0]! * p.totalBytes) {
         cuts.shift();
         void send({ cut: true });

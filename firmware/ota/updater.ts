@@ -141,10 +141,11 @@ export class Updater {
     job.abort.abort();
     await job.done;
     const message = `withdrawn by ${source}`;
+    // The part goes first: once the state says idle, nothing of the withdrawn update is left on disk.
+    await discardPart(this.downloadDir);
     if (this.state.phase === 'downloading') {
       await this.state.enter('idle', job.manifest, { reason: 'withdrawn', message });
     }
-    await discardPart(this.downloadDir);
   }
 
   private async run(manifest: UpdateManifest, signal: AbortSignal): Promise<void> {

@@ -179,3 +179,21 @@ t.test('refusals: hostile documents, signature, target, downgrade, tampered tarb
   t.equal(updater.status().refusals.malformed, 5, 'the same bad document again is counted again');
   await updater.stop();
 });
+
+t.test('the same manifest again changes nothing; an empty one withdraws the download in progress', async (t) => {
+  const r = await rig(t);
+  const updater = await r.open('1.0.0', { maxBytesPerSec: () => MiB });
+  const manifest = signedManifest(key, '1.1.0', release, server.url());
+  const before = server.requests.length;
+  updater.offer(manifest, 'test');
+  await until('the download', () => (updater.status().progress?.receivedBytes ?? 0) > 0);
+  updater.offer(JSON.stringify(manifest), 'test');
+  updater.offer(Buffer.from(JSON.stringify(manifest)), 'test');
+  t.equal(server.requests.length - before, 1, 'one GET for three offers of one manifest');
+  updater.offer(Buffer.alloc(0), 'mqtt:outpost/gw/update');
+  await until('the withdrawal', () => updater.status().state === 'idle');
+  t.match(updater.status(), { state: 'idle', reason: 'withdrawn', message: 'withdrawn by mqtt:outpost/gw/update' });
+  await t.rejects(stat(join(updater.downloadDir, 'artifact.part')), { code: 'ENOENT' }, 'the part is deleted');
+  t.same(r.restarts, []);
+  await updater.stop();
+});
