@@ -14,6 +14,7 @@ export interface OtaConfig {
 
 /** The schema table's defaults (firmware/config/schema-board.ts), for a board without an `ota` section. */
 export const OTA_UPDATE_HEALTH_SECS_DEFAULT = optionSpec('ota.updateHealthSecs').int!.default!;
+/** Three times a release's 30-45 MB, so a bigger release does not need every board changed first. */
 export const OTA_DOWNLOAD_BYTES_MAX_DEFAULT = optionSpec('ota.downloadBytesMax').int!.default!;
 /** What a board without an `ota` section gets (and a board built by hand in a test). */
 export const OTA_DEFAULTS: Readonly<OtaConfig> = {

@@ -24,8 +24,9 @@ export const UPDATE_TWIN_PROPERTY = 'outpostUpdate';
 export const UPDATE_PROGRESS_REPORT_MS = 10_000;
 /** A desired patch is read after this quiet period, ms (the SDK's own GET at connect must not be raced). */
 const DESIRED_SETTLE_MS = 500;
-/** The follower's reconnect period and connect timeout, ms (the uplink has just reached the same broker). */
+/** A dropped follower connection is opened again after this, ms: quick, the uplink to the same broker is up. */
 const FOLLOW_RECONNECT_MS = 2_000;
+/** The follower's connect, bounded: the uplink has just reached the same broker, so it is reachable, ms. */
 const FOLLOW_CONNECT_TIMEOUT_MS = 5_000;
 
 export function updateTopic(gatewayId: string): string {
