@@ -61,10 +61,12 @@ function release(target, pkg, closure, signer) {
   // The signer's public key, which install.sh trusts for later OTA updates (/etc/outpost/ota-keys/).
   if (signer) {
     mkdirSync(join(stage, 'ota-keys'));
-    writeFileSync(join(stage, 'ota-keys', `${signer.name}.pem`), createPublicKey(signer.key).export({ type: 'spki', format: 'pem' }));
+    const pem = createPublicKey(signer.key).export({ type: 'spki', format: 'pem' });
+    writeFileSync(join(stage, 'ota-keys', `${signer.name}.pem`), pem);
   }
   const manifest = {
-    name: pkg.name, version: pkg.version, target, node: spec.nodeVersion, glibcMin: GLIBC_MIN, addons: RELEASE_ADDONS, addonFiles,
+    name: pkg.name, version: pkg.version, target, node: spec.nodeVersion, glibcMin: GLIBC_MIN, addons: RELEASE_ADDONS,
+    addonFiles,
     storeFormat: storeFormatOf(REPO),
   };
   writeFileSync(join(stage, 'release.json'), `${JSON.stringify(manifest, null, 2)}\n`);
@@ -82,7 +84,8 @@ const args = process.argv.slice(2);
 const signAt = args.indexOf('--sign-key');
 // Read before the slow build, so a wrong key file fails in a second, not after minutes of compiling.
 const signKeyFile = signAt >= 0 ? args.splice(signAt, 2)[1] ?? '' : null;
-const signer = signKeyFile === null ? null : { key: readSigningKey(signKeyFile), name: basename(signKeyFile).replace(/\.key$/, '') };
+const signer = signKeyFile === null ? null
+  : { key: readSigningKey(signKeyFile), name: basename(signKeyFile).replace(/\.key$/, '') };
 const wanted = args.length > 0 ? args : Object.keys(TARGETS);
 const unknown = wanted.filter((t) => !(t in TARGETS));
 if (unknown.length > 0) {

@@ -43,7 +43,8 @@ point_current() { # <version>: the same switch as firmware/ota/slots.ts pointSlo
 
 # Reasons are built here from fixed words and numbers only, so they need no JSON escaping.
 record() { # <state> <version> <from> <reason>
-  publish "$state/result" "{\"state\":\"$1\",\"version\":\"$2\",\"from\":\"$3\",\"reason\":\"$4\",\"at\":\"$(date -u +%Y-%m-%dT%H:%M:%SZ)\"}"
+  at=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  publish "$state/result" "{\"state\":\"$1\",\"version\":\"$2\",\"from\":\"$3\",\"reason\":\"$4\",\"at\":\"$at\"}"
 }
 
 result_is() { # <state> <version>
@@ -122,12 +123,14 @@ if [ -f "$state/pending" ]; then
     forget_pending
   elif [ "$current" != "$version" ]; then
     # The updater was cut before its switch (or a rollback after its own): current is whole, and is kept.
-    result_is rolled-back "$version" || record rolled-back "$version" "$current" "interrupted: the switch to $version did not complete"
+    result_is rolled-back "$version" ||
+      record rolled-back "$version" "$current" "interrupted: the switch to $version did not complete"
     forget_pending
   else
     boots=$(($(cat "$state/boots" 2>/dev/null || echo 0) + 1))
     if [ "$boots" -gt "$BOOTS_MAX" ]; then
-      rollback "crash-loop: started $BOOTS_MAX times without committing, last exit status $(cat "$state/last-exit" 2>/dev/null || echo unknown)"
+      last=$(cat "$state/last-exit" 2>/dev/null || echo unknown)
+      rollback "crash-loop: started $BOOTS_MAX times without committing, last exit status $last"
     else
       publish "$state/boots" "$boots"
       say "starting pending release $version (start $boots of $BOOTS_MAX, ${health} s to pass its health check)"

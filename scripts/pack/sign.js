@@ -11,7 +11,8 @@ import { basename } from 'node:path';
 export const MANIFEST_SUFFIX = '.manifest.json';
 
 export function canonicalManifest(m) {
-  const lines = ['outpost-update-v1', ...['version', 'target', 'sha256', 'bytes', 'storeFormat'].map((f) => `${f}=${m[f]}`)];
+  const fields = ['version', 'target', 'sha256', 'bytes', 'storeFormat'];
+  const lines = ['outpost-update-v1', ...fields.map((f) => `${f}=${m[f]}`)];
   return Buffer.from(`${lines.join('\n')}\n`, 'utf8');
 }
 
@@ -23,7 +24,9 @@ export function readSigningKey(file) {
   } catch (err) {
     throw new Error(`${file}: not a PEM private key: ${err.message}`);
   }
-  if (key.asymmetricKeyType !== 'ed25519') throw new Error(`${file}: a ${key.asymmetricKeyType} key; OTA keys are ed25519`);
+  if (key.asymmetricKeyType !== 'ed25519') {
+    throw new Error(`${file}: a ${key.asymmetricKeyType} key; OTA keys are ed25519`);
+  }
   return key;
 }
 
@@ -45,9 +48,12 @@ async function digest(file) {
 export async function signTarball(tarball, key, url = '') {
   const top = basename(tarball).replace(/\.tar\.gz$/, '');
   const release = JSON.parse(execFileSync('tar', ['-xzOf', tarball, `${top}/release.json`], { encoding: 'utf8' }));
-  if (!Number.isInteger(release.storeFormat)) throw new Error(`${tarball}: release.json has no storeFormat (built before OTA signing)`);
+  if (!Number.isInteger(release.storeFormat)) {
+    throw new Error(`${tarball}: release.json has no storeFormat (built before OTA signing)`);
+  }
   const { sha256, bytes } = await digest(tarball);
-  const manifest = { version: release.version, target: release.target, url, sha256, bytes, storeFormat: release.storeFormat };
+  const { version, target, storeFormat } = release;
+  const manifest = { version, target, url, sha256, bytes, storeFormat };
   const signature = sign(null, canonicalManifest(manifest), key).toString('base64');
   const file = `${tarball}${MANIFEST_SUFFIX}`;
   writeFileSync(file, `${JSON.stringify({ ...manifest, signature }, null, 2)}\n`);

@@ -34,7 +34,8 @@ export function deriveRelease(unpacked: string, outDir: string, keyFile: string,
   run('cp', ['-al', unpacked, dir]);
   // Unlinked before writing: the hard-linked original must not change.
   const replace = (file: string, text: string) => (rmSync(join(dir, file)), writeFileSync(join(dir, file), text));
-  replace('release.json', `${JSON.stringify({ ...base, version: d.version, target, storeFormat: d.storeFormat ?? base['storeFormat'] }, null, 2)}\n`);
+  const release = { ...base, version: d.version, target, storeFormat: d.storeFormat ?? base['storeFormat'] };
+  replace('release.json', `${JSON.stringify(release, null, 2)}\n`);
   const pkg = JSON.parse(readFileSync(join(unpacked, 'package.json'), 'utf8')) as Record<string, unknown>;
   replace('package.json', `${JSON.stringify({ ...pkg, version: d.version }, null, 2)}\n`);
   if (d.prelude !== undefined) {

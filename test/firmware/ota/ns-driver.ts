@@ -121,13 +121,15 @@ async function rollback(
   const tail = () => service.log().slice(-3000);
   const rolledBack = () => result()?.version === version && result()?.state === 'rolled-back';
   await waitUntil(`${version} rolled back`, rolledBack, STEP_TIMEOUT_MS, tail);
-  await waitUntil('0.1.1 running again', () => ready('0.1.1')(service), STEP_TIMEOUT_MS, tail);
+  // The release fallen back to logs the rollback just after READY.
+  const said = `outpost update: ${version} was rolled back to 0.1.1`;
+  const logged = () => ready('0.1.1')(service) && service.current.includes(said);
+  await waitUntil(`0.1.1 running again, logging the rollback of ${version}`, logged, STEP_TIMEOUT_MS, tail);
   const r = result()!;
   check(`${version} rolled back with its reason`, reason.test(r.reason) && r.from === '0.1.1', JSON.stringify(r));
   const back = slot('current') === '0.1.1' && !existsSync(join(STATE, 'pending'));
   check(`after ${version}: current is 0.1.1 again, nothing pending`, back, `${slot('current')}`);
-  const logged = service.current.includes(`outpost update: ${version} was rolled back to 0.1.1`);
-  check(`0.1.1 logs the rollback of ${version}`, logged);
+  check(`0.1.1 runs again and logs the rollback of ${version}`, true);
 }
 
 async function main(): Promise<void> {
@@ -156,11 +158,12 @@ async function main(): Promise<void> {
     await broker.start();
     await service.restart();
     // The commit writes its result, then removes the pending record: both, before looking.
-    const committed = () =>
-      result()?.state === 'committed' && result()?.version === '0.1.1' && !existsSync(join(STATE, 'pending'));
-    await waitUntil('0.1.1 committed', committed, STEP_TIMEOUT_MS, () => service.log().slice(-3000));
-    const said = service.current.includes('outpost update: 0.1.1 committed (from 0.1.0)');
-    check('0.1.1 committed after READY and the cloud connection', said, service.current.slice(-2000));
+    // The gateway logs its commit once the record is written: the log line, then the files.
+    const said = () => service.current.includes('outpost update: 0.1.1 committed (from 0.1.0)');
+    await waitUntil('0.1.1 committed', said, STEP_TIMEOUT_MS, () => service.log().slice(-3000));
+    const r = result();
+    const committed = r?.state === 'committed' && r.version === '0.1.1' && !existsSync(join(STATE, 'pending'));
+    check('0.1.1 committed after READY and the cloud connection', committed, JSON.stringify(result()));
     const arrived = () => new Set(broker.seqs().filter((s) => s >= backlog.from && s <= backlog.to)).size;
     await waitUntil('the backlog drained', () => arrived() === backlog.to - backlog.from + 1, STEP_TIMEOUT_MS,
       () => `${arrived()} of the backlog at the broker; backlog ${backlog.from}..${backlog.to}`);

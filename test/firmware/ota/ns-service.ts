@@ -21,14 +21,18 @@ export class Service {
   constructor(private readonly logFile: string, private readonly runtimeDir: string) {}
 
   start(): void {
-    const [uid, gid] = ['-u', '-g'].map((f) => Number(spawnSync('id', [f, 'outpost'], { encoding: 'utf8' }).stdout.trim()));
+    const id = (flag: string) => Number(spawnSync('id', [flag, 'outpost'], { encoding: 'utf8' }).stdout.trim());
+    const [uid, gid] = [id('-u'), id('-g')];
     mkdirSync('/var/lib/outpost', { recursive: true, mode: 0o750 });
-    chownSync('/var/lib/outpost', uid!, gid!);
-    chownSync(this.runtimeDir, uid!, gid!);
+    chownSync('/var/lib/outpost', uid, gid);
+    chownSync(this.runtimeDir, uid, gid);
     const index = this.runs.push('') - 1;
-    const proc = spawn('setpriv', ['--reuid', 'outpost', '--regid', 'outpost', '--init-groups', '--reset-env', 'env',
-      'OUTPOST_DATA_DIR=/var/lib/outpost', 'NODE_ENV=production', `RUNTIME_DIRECTORY=${this.runtimeDir}`, 'OUTPOST_HUB_PORT=0',
-      'PATH=/usr/bin:/bin', '/opt/outpost/launch', 'run', '--board', '/etc/outpost/board.json'], { cwd: '/', stdio: ['ignore', 'pipe', 'pipe'] });
+    const env = ['OUTPOST_DATA_DIR=/var/lib/outpost', 'NODE_ENV=production', `RUNTIME_DIRECTORY=${this.runtimeDir}`,
+      'OUTPOST_HUB_PORT=0', 'PATH=/usr/bin:/bin'];
+    const asUser = ['--reuid', 'outpost', '--regid', 'outpost', '--init-groups', '--reset-env'];
+    const execStart = ['/opt/outpost/launch', 'run', '--board', '/etc/outpost/board.json'];
+    const stdio = ['ignore', 'pipe', 'pipe'] as const;
+    const proc = spawn('setpriv', [...asUser, 'env', ...env, ...execStart], { cwd: '/', stdio: [...stdio] });
     const add = (d: Buffer) => {
       this.runs[index] += d.toString();
       appendFileSync(this.logFile, d);
@@ -81,7 +85,12 @@ export class Service {
 }
 
 /** Polls `condition` until it holds or `timeoutMs` passes (then throws with `what` and `detail()`). */
-export async function waitUntil(what: string, condition: () => boolean, timeoutMs: number, detail: () => string = () => ''): Promise<void> {
+export async function waitUntil(
+  what: string,
+  condition: () => boolean,
+  timeoutMs: number,
+  detail: () => string = () => '',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}\n${detail()}`);

@@ -2,11 +2,11 @@ import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { freePort } from '../../support/brokers.js';
 import { bundleForChild } from '../../support/bundle.js';
 import { tempDir } from '../../support/tmp.js';
-import { deriveRelease } from './derive-release.js';
+import { deriveRelease, type Derived } from './derive-release.js';
 import type { Scenario } from './ns-driver.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -26,25 +26,24 @@ const NO_CLOUD = "import __otaNet from 'node:net'; __otaNet.Socket.prototype.con
 
 t.setTimeout(TEST_TIMEOUT_MS);
 
-t.test('OTA in the install.sh namespace: signed releases, refusals, an update that drains the backlog, rollbacks', async (t) => {
-  if (spawnSync('unshare', ['-m', 'true']).status !== 0) return void t.comment('skipped: no private mount namespace here (needs root)');
-  const dir = tempDir(t);
+/** `npm run release -- --sign-key` once, then the other releases derived from it; returns the scenario. */
+async function releases(t: Test, dir: string): Promise<Scenario> {
   const keys = tempDir(t);
   for (const name of ['ota', 'other']) spawnSync(process.execPath, [join(ROOT, 'scripts/ota-keygen.js'), join(keys, name)]);
   const out = join(dir, 'release');
-  const build = spawnSync(process.execPath, [join(ROOT, 'scripts/release.js'), '--sign-key', join(keys, 'ota.key'), 'linux-x64'], {
-    cwd: ROOT, env: { ...process.env, OUTPOST_RELEASE_DIR: out }, encoding: 'utf8',
-  });
+  const build = spawnSync(process.execPath, [join(ROOT, 'scripts/release.js'), '--sign-key', join(keys, 'ota.key'),
+    'linux-x64'], { cwd: ROOT, env: { ...process.env, OUTPOST_RELEASE_DIR: out }, encoding: 'utf8' });
   t.equal(build.status, 0, build.stderr.slice(-3000));
   const first = join(out, `outpost-${VERSION}-linux-x64.tar.gz`);
-  t.match(build.stdout, new RegExp(`signed linux-x64: ${first}\\.manifest\\.json`), 'npm run release -- --sign-key signs each tarball');
+  const signed = new RegExp(`signed linux-x64: ${first}\\.manifest\\.json`);
+  t.match(build.stdout, signed, 'npm run release -- --sign-key signs each tarball');
   t.ok(existsSync(`${first}.manifest.json`));
   const unpacked = join(dir, 'unpacked');
   spawnSync('mkdir', [unpacked]);
   spawnSync('tar', ['-xzf', first, '-C', unpacked]);
   const release = join(unpacked, `outpost-${VERSION}-linux-x64`);
   const key = join(keys, 'ota.key');
-  const derive = (version: string, extra: Partial<Parameters<typeof deriveRelease>[3]> = {}) => deriveRelease(release, out, key, { version, ...extra });
+  const derive = (version: string, extra: Partial<Derived> = {}) => deriveRelease(release, out, key, { version, ...extra });
   const second = derive('0.1.1');
   const badSignature = join(dir, 'bad-signature.manifest.json');
   deriveRelease(release, join(dir, 'other'), join(keys, 'other.key'), { version: '0.1.1' });
@@ -54,7 +53,7 @@ t.test('OTA in the install.sh namespace: signed releases, refusals, an update th
   bytes[bytes.length >> 1] ^= 0x40;
   writeFileSync(tampered, bytes);
   copyFileSync(`${second}.manifest.json`, `${tampered}.manifest.json`);
-  const scenario: Scenario = {
+  return {
     root: tempDir(t), flat: release, first: release, keyPem: join(keys, 'ota.pem'), brokerPort: await freePort(),
     tarballs: {
       first, second, tampered,
@@ -64,19 +63,35 @@ t.test('OTA in the install.sh namespace: signed releases, refusals, an update th
     },
     badSignature, results: join(dir, 'results.jsonl'),
   };
+}
+
+interface Check {
+  name: string;
+  ok: boolean;
+  detail: string;
+}
+
+t.test('OTA in the install.sh namespace: signed releases, refusals, an update with a backlog, rollbacks', async (t) => {
+  if (spawnSync('unshare', ['-m', 'true']).status !== 0) {
+    return void t.comment('skipped: no private mount namespace here (needs root)');
+  }
+  const dir = tempDir(t);
+  const scenario = await releases(t, dir);
   writeFileSync(join(dir, 'scenario.json'), JSON.stringify(scenario));
   const driver = await bundleForChild(fileURLToPath(new URL('./ns-driver.ts', import.meta.url)), tempDir(t));
-  const run = spawnSync('unshare', ['-m', join(ROOT, 'test/firmware/ota/ns-setup.sh'), scenario.root, process.execPath, driver, join(dir, 'scenario.json')],
+  const setup = join(ROOT, 'test/firmware/ota/ns-setup.sh');
+  const run = spawnSync('unshare', ['-m', setup, scenario.root, process.execPath, driver, join(dir, 'scenario.json')],
     { encoding: 'utf8', timeout: SCENARIO_TIMEOUT_MS });
   t.equal(run.status, 0, `${run.stdout}${run.stderr}`.slice(-3000));
-  const results = existsSync(scenario.results) ? readFileSync(scenario.results, 'utf8').trim().split('\n').map((l) => JSON.parse(l) as { name: string; ok: boolean; detail: string }) : [];
+  const lines = existsSync(scenario.results) ? readFileSync(scenario.results, 'utf8').trim().split('\n') : [];
+  const results = lines.map((l) => JSON.parse(l) as Check);
   for (const r of results) t.ok(r.ok, r.name, r.ok ? {} : { detail: r.detail });
   t.equal(results.at(-1)?.name, 'driver finished', 'the scenario ran to its end');
   t.ok(results.length >= 20, `${results.length} checks`);
   const log = join(scenario.root, 'service.log');
   if (!results.every((r) => r.ok) && existsSync(log)) {
     // The launcher's decisions and each start's end, not the gateway's status lines.
-    const lines = readFileSync(log, 'utf8').split('\n').filter((l) => /outpost launch|--- start|outpost update|"level":"(error|fatal)"/.test(l));
-    t.comment(lines.slice(-200).join('\n'));
+    const decisions = /outpost launch|--- start|outpost update|"level":"(error|fatal)"/;
+    t.comment(readFileSync(log, 'utf8').split('\n').filter((l) => decisions.test(l)).slice(-200).join('\n'));
   }
 });

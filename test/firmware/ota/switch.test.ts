@@ -33,7 +33,13 @@ function site(t: Parameters<typeof tempDir>[0], first: string): Site {
   return { prefix, releases, dataDir, state: join(dataDir, 'ota') };
 }
 
-function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number | null; signal: string | null; out: string }> {
+interface Ran {
+  code: number | null;
+  signal: string | null;
+  out: string;
+}
+
+function run(command: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<Ran> {
   return new Promise((resolve) => {
     const proc = spawn(command, args, { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -56,7 +62,7 @@ function whole(releases: string, slot: string): string | null {
   return version;
 }
 
-t.test('SIGKILL of the updater before each file-system operation of an update: always one whole, runnable release', async (t) => {
+t.test('SIGKILL of the updater before each file-system operation: always one whole, runnable release', async (t) => {
   const dir = tempDir(t);
   const first = tinyRelease(join(dir, 'a'), '1.0.0');
   const second = tinyRelease(join(dir, 'b'), '2.0.0');
@@ -64,25 +70,32 @@ t.test('SIGKILL of the updater before each file-system operation of an update: a
   // One uninterrupted run counts the operations; then one run cut before each of them.
   const clean = site(t, first.tarball);
   const report = join(dir, 'ops.log');
-  const full = await run(process.execPath, [child, second.tarball, second.file, clean.releases, clean.state, '0', report]);
+  const updater = (s: Site, killAt: number, log: string) =>
+    run(process.execPath, [child, second.tarball, second.file, s.releases, s.state, String(killAt), log]);
+  const full = await updater(clean, 0, report);
   t.equal(full.code, 0, full.out);
   const ops = readFileSync(report, 'utf8').trim().split('\n').filter((l) => l !== 'done');
   t.ok(ops.length >= 10, `${ops.length} operations recorded:\n${ops.join('\n')}`);
   for (let k = 1; k <= ops.length; k++) {
     const s = site(t, first.tarball);
-    const cut = await run(process.execPath, [child, second.tarball, second.file, s.releases, s.state, String(k), join(dir, `cut-${k}.log`)]);
+    const cut = await updater(s, k, join(dir, `cut-${k}.log`));
     if (cut.signal !== 'SIGKILL') throw new Error(`cut ${k}: the updater ended with ${cut.code}: ${cut.out}`);
     const current = whole(s.releases, 'current');
     whole(s.releases, 'previous');
     if (current !== '1.0.0' && current !== '2.0.0') throw new Error(`cut before ${ops[k - 1]}: current is ${current}`);
     // What systemd starts next: the launcher, which runs current (counting a start if it is the pending one).
     const boot = await run('sh', [join(s.prefix, 'launch'), 'run'], { OUTPOST_DATA_DIR: s.dataDir });
-    if (boot.code !== 0 || !boot.out.includes(`running ${current}`)) throw new Error(`cut before ${ops[k - 1]}: the launcher said ${boot.out}`);
+    if (boot.code !== 0 || !boot.out.includes(`running ${current}`)) {
+      throw new Error(`cut before ${ops[k - 1]}: the launcher said ${boot.out}`);
+    }
     // And the update, tried again, completes from whatever the cut left.
-    const retry = await run(process.execPath, [child, second.tarball, second.file, s.releases, s.state, '0', join(dir, `retry-${k}.log`)]);
-    if (current === '1.0.0' && retry.code !== 0) throw new Error(`cut before ${ops[k - 1]}: the retry failed: ${retry.out}`);
-    if (whole(s.releases, 'current') !== '2.0.0' || (current === '1.0.0' && whole(s.releases, 'previous') !== '1.0.0')) {
-      throw new Error(`cut before ${ops[k - 1]}: after the retry current=${whole(s.releases, 'current')} previous=${whole(s.releases, 'previous')}`);
+    const retry = await updater(s, 0, join(dir, `retry-${k}.log`));
+    if (current === '1.0.0' && retry.code !== 0) {
+      throw new Error(`cut before ${ops[k - 1]}: the retry failed: ${retry.out}`);
+    }
+    const [now, before] = [whole(s.releases, 'current'), whole(s.releases, 'previous')];
+    if (now !== '2.0.0' || (current === '1.0.0' && before !== '1.0.0')) {
+      throw new Error(`cut before ${ops[k - 1]}: after the retry current=${now} previous=${before}`);
     }
   }
   t.pass(`${ops.length} cuts, each followed by a start of the launcher and a retried update`);
@@ -94,9 +107,10 @@ t.test('a tarball that does not match its manifest is refused before anything is
   const second = tinyRelease(join(dir, 'b'), '2.0.0');
   const s = site(t, first.tarball);
   const layout = { releasesDir: s.releases, stateDir: s.state };
-  await t.rejects(applyRelease(second.tarball, { ...second.manifest, sha256: '0'.repeat(64) }, layout, { healthSecs: 30 }),
+  const opts = { healthSecs: 30 };
+  await t.rejects(applyRelease(second.tarball, { ...second.manifest, sha256: '0'.repeat(64) }, layout, opts),
     { reason: 'wrong-hash', message: /SHA-256 [0-9a-f]{64}, the manifest says 0{64}/ });
-  await t.rejects(applyRelease(second.tarball, { ...second.manifest, bytes: second.manifest.bytes - 1 }, layout, { healthSecs: 30 }),
+  await t.rejects(applyRelease(second.tarball, { ...second.manifest, bytes: second.manifest.bytes - 1 }, layout, opts),
     { reason: 'wrong-hash', message: /more than bytes/ });
   const tampered = join(dir, 'tampered.tar.gz');
   const bytes = readFileSync(second.tarball);
@@ -104,7 +118,9 @@ t.test('a tarball that does not match its manifest is refused before anything is
   writeFileSync(tampered, bytes);
   const error = await applyRelease(tampered, second.manifest, layout, { healthSecs: 30 }).catch((err: unknown) => err);
   t.ok(error instanceof ApplyError && error.reason === 'wrong-hash', `a flipped bit: ${String(error)}`);
-  t.same([readlinkSync(join(s.releases, 'current')), existsSync(join(s.releases, '2.0.0.partial')), existsSync(s.state)], ['1.0.0', false, false],
+  const partial = existsSync(join(s.releases, '2.0.0.partial'));
+  const after = [readlinkSync(join(s.releases, 'current')), partial, existsSync(s.state)];
+  t.same(after, ['1.0.0', false, false],
     'current untouched, nothing unpacked, no pending record');
 });
 
@@ -116,12 +132,14 @@ t.test('the launcher of a committed release, stopped for the next update, leaves
   const s = site(t, first.tarball);
   const layout = { releasesDir: s.releases, stateDir: s.state };
   await applyRelease(second.tarball, second.manifest, layout, { healthSecs: 30 });
-  const launcher = spawn('sh', [join(s.prefix, 'launch'), 'run'], { env: { ...process.env, OUTPOST_DATA_DIR: s.dataDir, TINY_COMMIT: '1' } });
+  const env = { ...process.env, OUTPOST_DATA_DIR: s.dataDir, TINY_COMMIT: '1' };
+  const launcher = spawn('sh', [join(s.prefix, 'launch'), 'run'], { env });
   t.teardown(() => void launcher.kill('SIGKILL'));
   const exited = new Promise((resolve) => launcher.on('exit', resolve));
   const deadline = Date.now() + CHILD_TIMEOUT_MS;
   while (!existsSync(join(s.state, 'result')) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  t.match(readFileSync(join(s.state, 'result'), 'utf8'), /"state":"committed","version":"2\.0\.0"/, '2.0.0 committed under its launcher');
+  const committed = readFileSync(join(s.state, 'result'), 'utf8');
+  t.match(committed, /"state":"committed","version":"2\.0\.0"/, '2.0.0 committed under its launcher');
   // outpost update of 3.0.0 while 2.0.0 runs, then the restart that ends 2.0.0's launcher.
   await applyRelease(third.tarball, third.manifest, layout, { healthSecs: 30 });
   launcher.kill('SIGTERM');

@@ -27,14 +27,22 @@ if (process.env.TINY_COMMIT === '1') {
  * node (a link), and outpost.js prints `running <version>` from its own release.json. For tests of the
  * slot mechanics, where the real 37 MB release would only make each of dozens of cuts slower.
  */
-export function tinyRelease(dir: string, version: string, target = 'linux-x64'): { tarball: string; manifest: UpdateManifest; file: string } {
+export interface TinyRelease {
+  tarball: string;
+  manifest: UpdateManifest;
+  /** The manifest's file, beside the tarball. */
+  file: string;
+}
+
+export function tinyRelease(dir: string, version: string, target = 'linux-x64'): TinyRelease {
   const top = `outpost-${version}-${target}`;
   const root = join(dir, 'stage', top);
   mkdirSync(join(root, 'bin'), { recursive: true });
   symlinkSync(process.execPath, join(root, 'bin/node'));
   writeFileSync(join(root, 'outpost.js'), TINY_BUNDLE);
   writeFileSync(join(root, 'package.json'), JSON.stringify({ name: 'outpost', version, type: 'module' }));
-  writeFileSync(join(root, 'release.json'), JSON.stringify({ name: 'outpost', version, target, storeFormat: STORE_FORMAT, addons: [] }));
+  const release = { name: 'outpost', version, target, storeFormat: STORE_FORMAT, addons: [] };
+  writeFileSync(join(root, 'release.json'), JSON.stringify(release));
   const tarball = join(dir, `${top}.tar.gz`);
   const tar = spawnSync('tar', ['-C', join(dir, 'stage'), '-czf', tarball, top]);
   if (tar.status !== 0) throw new Error(`tar: ${tar.stderr.toString()}`);
