@@ -125,12 +125,19 @@ export class UpdateSource {
     if (this.follower?.connected) return;
     await this.stopFollowing();
     const topic = updateTopic(this.opts.gatewayId);
-    const client = await mqtt.connectAsync(broker.url, {
+    // Held before it connects: a client that never reached the broker would otherwise keep redialling, unowned.
+    const client = mqtt.connect(broker.url, {
       ca: broker.ca, cert: broker.cert, key: broker.key, username: broker.username, password: broker.password,
       clean: true, reconnectPeriod: FOLLOW_RECONNECT_MS, connectTimeout: FOLLOW_CONNECT_TIMEOUT_MS, writeCache: false,
     });
     this.follower = client;
     client.on('error', (err) => this.opts.onError(err));
+    try {
+      await connected(client, FOLLOW_CONNECT_TIMEOUT_MS, broker.url);
+    } catch (err) {
+      await this.stopFollowing();
+      throw err;
+    }
     client.on('message', (t, payload) => {
       if (t === topic) this.opts.updater.offer(payload, `mqtt:${topic}`);
     });
@@ -174,4 +181,14 @@ export class UpdateSource {
       await this.follower.publishAsync(topic, JSON.stringify(doc), { qos: 1, retain: true });
     }
   }
+}
+
+function connected(client: MqttClient, timeoutMs: number, url: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no connection to ${url} within ${timeoutMs} ms`)), timeoutMs);
+    client.once('connect', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
 }

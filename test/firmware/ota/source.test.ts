@@ -11,7 +11,7 @@ import { RingLog } from '../../../firmware/store/log.js';
 import { parseUplinkConfig } from '../../../firmware/uplink/config.js';
 import { startUplink } from '../../../firmware/uplink/service.js';
 import { ArtifactServer } from '../../support/artifact-server.js';
-import { Mosquitto } from '../../support/brokers.js';
+import { freePort, Mosquitto } from '../../support/brokers.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { buildRelease, signedManifest, signingKey, slotLayout, TEST_TARGET } from '../../support/ota-release.js';
 import { createTestCa, type TestCa } from '../../support/tls-certs.js';
@@ -76,7 +76,7 @@ async function gateway(t: Test, gatewayId: string, config: unknown, broker?: Sco
     await updater.stop();
     await log.close();
   });
-  return { updater, layout, restarts };
+  return { updater, layout, restarts, service };
 }
 
 t.test('azure: the twin desired outpostUpdate reaches the updater; the state reaches the reported one', async (t) => {
@@ -134,4 +134,13 @@ t.test('mqtt: a retained manifest reaches the updater; the state is a retained s
   });
   await late.subscribeAsync(updateStatusTopic('gw-m'), { qos: 1 });
   t.match(await retained, { state: 'restarting', version: '1.1.0' });
+});
+
+t.test('a manifest channel that cannot be reached is reported and never holds back the uplink', async (t) => {
+  const broker = await Mosquitto.start();
+  t.teardown(() => broker.stop());
+  const nowhere = { url: `mqtt://127.0.0.1:${await freePort()}` };
+  const gw = await gateway(t, 'gw-x', { protocol: 'mqtt', url: broker.url }, nowhere);
+  await until('the link up after its resync hooks', () => gw.service.status().link === 'up');
+  t.equal(gw.updater.status().state, 'idle');
 });
