@@ -13,6 +13,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   hostile: async () => (await import('./hostile.js')).default,
   fleet: async () => (await import('./fleet.js')).default,
   transparent: async () => (await import('./transparent.js')).default,
+  ota: async () => (await import('./ota.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -87,6 +87,12 @@ async function run(args: string[], logger: Logger): Promise<number> {
   const runtime = new Runtime(loaded, {
     dataDir: process.env.OUTPOST_DATA_DIR ? resolve(process.env.OUTPOST_DATA_DIR) : undefined,
     hubPort: hubPort === undefined ? undefined : Number(hubPort),
+    release: release ? { version: release.version, target: release.target, bundleDir } : undefined,
+    // The stop path SIGTERM takes (exit 0 after a clean stop); Restart=always then starts the new release.
+    requestRestart: (reason) => {
+      logger.info({ reason }, `outpost: restarting for ${reason}`);
+      process.kill(process.pid, 'SIGTERM');
+    },
     log: logger,
     onError: (source, err) => {
       errors.add(source, err);

@@ -15,6 +15,9 @@ import type { ResyncHook } from './uplink/pump-options.js';
 import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
 import { registerSecret } from './ops/redact.js';
 import { UPSTREAM_LANE } from './store/names.js';
+import { startUpdates, type RunningRelease, type UpdateService } from './ota/cloud-updates.js';
+import type { UpdateStatus } from './ota/state.js';
+import { OTA_DEFAULTS } from './config/ota.js';
 
 /**
  * Of main.ts's 15 s stop, what the uplink may spend on in-flight PUBACKs and its goodbye, ms. What it
@@ -30,6 +33,8 @@ export interface RuntimeStatus {
   store: LogStats;
   hub: ReturnType<HubService['status']> | null;
   devices: DeviceStatus[];
+  /** Updates from the cloud; null when not run from a release (no version to update from). */
+  update: UpdateStatus | null;
 }
 
 export interface RuntimeOptions {
@@ -41,6 +46,10 @@ export interface RuntimeOptions {
   dataDir?: string;
   /** Overrides the hub's plain-TCP port (0 = any free port: tests, a second gateway on one machine). */
   hubPort?: number;
+  /** The running release (its release.json); without it the gateway takes no updates from the cloud. */
+  release?: RunningRelease;
+  /** An update switched the release slot: stop cleanly so that systemd starts the new release. */
+  requestRestart?: (reason: string) => void;
 }
 
 /** Wiring and lifecycle of one gateway process: store first, then producers; stopped in reverse order. */
@@ -49,6 +58,7 @@ export class Runtime {
   private devices: DeviceManager | null = null;
   private uplink: UplinkService | null = null;
   private hub: HubService | null = null;
+  private updates: UpdateService | null = null;
 
   constructor(
     readonly board: LoadedBoard,
@@ -80,6 +90,8 @@ export class Runtime {
       cloudHostNames: await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId, this.dataDir),
       onError: (err) => this.reportError('hub', err),
     });
+    this.updates = await this.startUpdates(uplinkConfig);
+    if (this.updates !== null) hooks.push(this.updates.hook);
     this.uplink = await startUplink({
       config: uplinkConfig,
       gatewayId: this.board.identity.gatewayId,
@@ -95,6 +107,18 @@ export class Runtime {
       buses: createBusProvider(this.board, { clock }),
       clock,
       log: this.opts.log,
+    });
+  }
+
+  private async startUpdates(uplinkConfig: UplinkConfig): Promise<UpdateService | null> {
+    const { release, requestRestart } = this.opts;
+    if (release === undefined) return null;
+    return startUpdates({
+      dataDir: this.dataDir, gatewayId: this.board.identity.gatewayId, release, log: this.store,
+      ota: this.board.ota ?? OTA_DEFAULTS,
+      maxBytesPerSec: () => this.uplink?.status().maxBytesPerSec ?? 0, broker: await scopeBrokerFor(uplinkConfig),
+      keysDir: process.env.OUTPOST_OTA_KEYS_DIR, clock: this.opts.clock,
+      restart: (reason) => requestRestart?.(reason), onError: (err) => this.reportError('ota', err),
     });
   }
 
@@ -134,6 +158,7 @@ export class Runtime {
       store,
       hub: this.hub?.status() ?? null,
       devices: this.devices?.status() ?? [],
+      update: this.updates?.status() ?? null,
     };
   }
 
@@ -160,11 +185,14 @@ export class Runtime {
    * hub and the devices, which stop at once.
    */
   async stop(): Promise<void> {
-    const { devices, hub, uplink, ringLog } = this;
+    const { devices, hub, uplink, ringLog, updates } = this;
+    this.updates = null;
     this.devices = null;
     this.hub = null;
     this.uplink = null;
     this.ringLog = null;
+    // A download in progress saves its synced length and resumes after the restart.
+    await updates?.stop();
     await uplink?.stop(UPLINK_STOP_BUDGET_MS);
     await hub?.saveTwins();
     await ringLog?.close();

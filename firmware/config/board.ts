@@ -80,7 +80,7 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   });
   const metrics = collect(errors, () => parseMetrics(topNode.field('metrics')));
   const page = collect(errors, () => parsePage(topNode.field('page'), dirname(file)));
-  const ota = collect(errors, () => parseOta(topNode.field('ota')));
+  const ota = collect(errors, () => parseOta(topNode.field('ota'), dirname(file)));
   const uplink = collect(errors, () => parseUplinkConfig(top['uplink'], file, variant));
   const provisioning = uplink?.protocol === 'azure' ? uplink.provisioning : undefined;
   // A provisioning section that failed is reported once, as itself, not again as a missing gateway id.

@@ -82,6 +82,17 @@ export const BOARD_OPTIONS: readonly OptionSpec[] = [
       'release. Long enough for a slow cellular attach; under 10 s no board even opens its store.',
   },
   {
+    path: 'ota.downloadBytesMax', type: 'integer', unit: 'bytes', int: { min: MIB_BYTES, max: 512 * MIB_BYTES,
+      default: 128 * MIB_BYTES }, example: 64 * MIB_BYTES, invalid: 1024,
+    doc: 'Largest update artifact downloaded (a release is 30-45 MB). Free space must also hold the rest of the ' +
+      'artifact beside the ring log\'s unused quota, which a download never takes.',
+  },
+  {
+    path: 'ota.caFile', type: 'PEM file path', default: 'Node\'s CA roots', example: 'ota-ca.pem', invalid: 5,
+    doc: 'CA bundle trusted for the artifact\'s HTTPS host instead of Node\'s roots (a private server); a blob ' +
+      'SAS URL needs none. Relative to board.json\'s folder.',
+  },
+  {
     path: 'page.listen', type: 'string', default: 'required with page', range: '"<address>:<port>"',
       example: '0.0.0.0:8443', invalid: '8443',
     doc: 'The technician\'s HTTPS page (README, Operating a gateway). Without a `page` section (or with `false`) ' +

@@ -32,6 +32,7 @@ export function formatReport(r: StatusReport): string {
     const refused = `${loginFailures} failed logins, ${loginRefused} refused, ${csrfRefused} bad CSRF`;
     lines.push(`page:      port ${r.page.port}, ${r.page.sessions} sessions, ${refused}`);
   }
+  if (r.update) lines.push(`update:    ${updateText(r.update)}`);
   return lines.join('\n');
 }
 
@@ -45,6 +46,17 @@ function provisioningText(p: NonNullable<StatusReport['provisioning']>): string 
   const why = p.reason === null ? '' : `, registering because ${p.reason}`;
   const error = p.lastError === null || p.state === 'provisioned' && p.reason === null ? '' : `; ${p.lastError}`;
   return `${head}${identity === '' ? '' : `: ${identity}`}, ${p.registrationId} in ${p.idScope}${why}${next}${error}`;
+}
+
+/** "downloading 1.1.0 42% (12582912 of 30000000 B)", "refused 1.1.0 (sha256): ...", with refusals since start. */
+function updateText(u: NonNullable<StatusReport['update']>): string {
+  const version = u.version === null ? '' : ` ${u.version}`;
+  const p = u.progress;
+  const progress = p ? ` ${p.percent}% (${p.receivedBytes} of ${p.totalBytes} B)` : '';
+  const reason = u.reason === null ? '' : ` (${u.reason}): ${u.message ?? ''}`;
+  const refusals = refusalsText(u.refusals);
+  return `${u.state}${version}${progress}${reason}, running ${u.running}` +
+    `${refusals === 'none' ? '' : `; refused since start: ${refusals}`}`;
 }
 
 function deadLetterReasons(r: StatusReport): string {

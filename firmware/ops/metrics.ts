@@ -57,7 +57,22 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
     count('csrf_refused', 'POSTs to the technician page refused for a missing or wrong CSRF token.', page.csrfRefused);
     count('history_write_failures', 'Failed writes of the technician page chart\'s day file.', page.historyFileFailures);
   }
+  if (r.update) updateMetrics(r.update, metric);
   return `${out.join('\n')}\n`;
+}
+
+type MetricWriter = (name: string, type: 'gauge' | 'counter', help: string, samples: Sample[]) => void;
+
+/** The update's state as a 1 labelled with it (and the version), its progress, and refusals by reason. */
+function updateMetrics(u: NonNullable<StatusReport['update']>, metric: MetricWriter): void {
+  const state: Sample = [{ state: u.state, version: u.version ?? '', running: u.running }, 1];
+  metric('outpost_update_state', 'gauge', 'The OTA update state (1 for the state in force).', [state]);
+  const received = u.progress?.receivedBytes ?? 0;
+  metric('outpost_update_downloaded_bytes', 'gauge', 'Bytes of the update artifact on disk.', [[{}, received]]);
+  const total = u.progress?.totalBytes ?? 0;
+  metric('outpost_update_artifact_bytes', 'gauge', 'Size of the update artifact being downloaded.', [[{}, total]]);
+  const refusals = Object.entries(u.refusals).map(([reason, n]): Sample => [{ reason }, n]);
+  metric('outpost_update_refusals_total', 'counter', 'Update manifests refused since start, by reason.', refusals);
 }
 
 function labelText(labels: Record<string, string>): string {

@@ -1,3 +1,4 @@
+import type { UpdateStatus } from '../ota/state.js';
 import type { RuntimeStatus } from '../runtime.js';
 import { scrubText } from './redact.js';
 import type { ProvisioningStatus } from '../uplink/provisioning/index.js';
@@ -88,6 +89,8 @@ export interface StatusReport {
   provisioning: ProvisioningStatus | null;
   /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
   edge: { connections: number; connecting: number; backoff: number; parked: number; refused: string[] } | null;
+  /** Updates from the cloud (firmware/ota): state, progress, reason, refusals; null when not run from a release. */
+  update: UpdateStatus | null;
 }
 
 export interface PageCounters {
@@ -163,6 +166,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     page: ctx.page ?? null,
     provisioning: provisioningOf(s),
     edge: edgeCounters(s.uplink?.edge),
+    update: s.update ?? null,
   };
 }
 

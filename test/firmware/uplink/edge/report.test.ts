@@ -14,6 +14,7 @@ const report: StatusReport = {
   deadLetters: { total: 40, byReason: { 'identity-refused': 40 } },
   throttled: { total: 0, byReason: {} },
   provisioning: null,
+  update: null,
   children: [], hubRefusals: {}, devices: { ok: 0, faulted: [] }, errors: [], metricsPort: null, page: null,
   edge: { connections: 48, connecting: 1, backoff: 1, parked: 1, refused: ['gone'] },
 };

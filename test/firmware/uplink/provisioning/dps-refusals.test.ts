@@ -33,7 +33,7 @@ t.test('a disabled enrollment is refused with a clear status and nothing is sent
 function statusText(gateway: Gateway): string {
   const uplink = gateway.service.status();
   const status = { variant: 'rpi4', gatewayId: 'gw', link: uplink.link, uplink, store: gateway.log.stats(), hub: null,
-    devices: [] };
+    devices: [], update: null };
   return formatReport(buildReport(status, { ingest: new IngestRate(), errors: new RecentErrors(), ttlSecs: 7200,
     startedMonoMs: 0, nowMonoMs: 0, metricsPort: null }));
 }
