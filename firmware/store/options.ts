@@ -25,7 +25,7 @@ export interface RingLogOptions {
   syncMode?: SyncMode;
   /** interval mode: the sync period; always mode: unused (a batch starts as soon as the previous sync ends). ms. Default 10. */
   syncIntervalMs?: number;
-  /** Most bytes one group commit writes before its fdatasync, bytes. Default 4 MiB. */
+  /** Most bytes one group commit writes before its fdatasync, bytes. Default 4 MiB, or half a segment if less. */
   groupCommitBytesMax?: number;
   /** Appended bytes waiting for a commit before append refuses with FULL, bytes. Default 64 MiB. */
   appendQueueBytesMax?: number;
@@ -83,6 +83,11 @@ export function resolveOptions(opts: RingLogOptions): ResolvedOptions {
   if (typeof opts.dir !== 'string' || opts.dir.length === 0) throw invalid('"dir" must be a non-empty path');
   const o: ResolvedOptions = { ...DEFAULTS, ...stripUndefined(opts) } as ResolvedOptions;
   checkRange('segmentBytes', o.segmentBytes, 4096, 1024 * MiB, 'bytes');
+  // A commit must fit half a segment; the default shrinks with small segments (board.json allows 1 MiB and has
+  // no group-commit option, so a fixed 4 MiB default refused every segment under 8 MiB at start).
+  if (opts.groupCommitBytesMax === undefined) {
+    o.groupCommitBytesMax = Math.min(DEFAULTS.groupCommitBytesMax, Math.floor(o.segmentBytes / 2));
+  }
   checkRange('recordBytesMax', o.recordBytesMax, 1024, Math.min(16 * MiB, o.segmentBytes / 4), 'bytes');
   checkRange('quotaBytes', o.quotaBytes, 4 * o.segmentBytes, Number.MAX_SAFE_INTEGER, 'bytes (at least 4 segments)');
   checkRange('ttlSecs', o.ttlSecs, 0, 10 * 365 * 86_400, 'seconds');
