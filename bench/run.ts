@@ -11,6 +11,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   ship: async () => (await import('./ship.js')).default,
   bridge: async () => (await import('./bridge.js')).default,
   hostile: async () => (await import('./hostile.js')).default,
+  'vm-powercut': async () => (await import('./vm-powercut.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {

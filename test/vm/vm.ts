@@ -10,10 +10,15 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 
-/** Boot to the agent's first word. Under TCG on a loaded 2-core machine the kernel + systemd take 20-100 s. */
-export const VM_BOOT_TIMEOUT_MS = 240_000;
+/**
+ * Boot to the agent's first word. Under TCG the kernel + systemd take 20 s on an idle core and 80-240 s when
+ * the machine's two cores serve several test runs (a reboot at load 16 took over 240 s).
+ */
+export const VM_BOOT_TIMEOUT_MS = 480_000;
 /** One command inside the guest; longer work is started in the background and polled. */
 export const VM_EXEC_TIMEOUT_MS = 120_000;
+/** qemu making its control socket: instant on an idle host, seconds when two cores serve eight test runs. */
+const QEMU_START_TIMEOUT_MS = 60_000;
 /** The image build (mmdebstrap of a few hundred packages) when it is not cached yet. */
 const IMAGE_BUILD_TIMEOUT_MS = 15 * 60_000;
 /** The guest address that guest forwards answer on (inside qemu's user network; nothing leaves the host). */
@@ -39,7 +44,19 @@ export interface VmOptions {
   guestForwards?: PortForward[];
   /** Size of the data disk (/dev/vdb, mounted at /var/lib/outpost), created empty on first boot. */
   dataDiskMiB?: number;
+  /**
+   * Puts the data disk behind qemu's blklogwrites driver: every write and flush the guest sends to /dev/vdb is
+   * appended to this file in dm-log-writes format (test/vm/replay.ts reads it). A copy of the data disk as it
+   * was before the boot is kept beside it (`dataBasePath`), the state the log's writes apply to.
+   */
+  dataLogPath?: string;
   memoryMiB?: number;
+  /**
+   * Virtual CPUs. Default 1: with two, a host with more runnable threads than cores preempts one vCPU while the
+   * other spins on a lock or waits for an IPI it holds, and the guest stalls for tens of seconds (soft lockups and
+   * RCU stalls in the console of a reboot at load 16). One vCPU cannot wait on another.
+   */
+  cpus?: number;
 }
 
 /** Builds (or finds in its cache) the VM image; a reason to skip where this machine cannot. */
@@ -92,6 +109,10 @@ export class Vm {
     if (!existsSync(data)) {
       await run('truncate', ['-s', `${opts.dataDiskMiB ?? 256}M`, data]);
       await run('mke2fs', ['-q', '-t', 'ext4', '-L', 'outpost-data', data]);
+    }
+    if (opts.dataLogPath) {
+      await run('cp', ['--sparse=always', data, dataBasePath(opts.workDir)]);
+      await run('truncate', ['-s', '0', opts.dataLogPath]);
     }
     const qemu = spawn('qemu-system-x86_64', qemuArgs(opts, overlay, data), { stdio: ['ignore', 'ignore', 'pipe'] });
     const vm = new Vm(qemu, opts.workDir, opts.share !== undefined);
@@ -161,7 +182,7 @@ export class Vm {
   }
 
   private async connect(): Promise<void> {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + QEMU_START_TIMEOUT_MS;
     for (;;) {
       try {
         this.ctl = await new Promise<net.Socket>((res, rej) => {
@@ -225,20 +246,42 @@ function qemuArgs(opts: VmOptions, overlay: string, data: string): string[] {
     net.push(`guestfwd=tcp:${GUEST_HOST_ADDRESS}:${f.guestPort}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`);
   }
   const args = [
-    '-machine', 'q35,accel=tcg', '-cpu', 'max', '-smp', '2', '-m', String(opts.memoryMiB ?? 1024),
+    '-machine', 'q35,accel=tcg', '-cpu', 'max', '-smp', String(opts.cpus ?? 1), '-m', String(opts.memoryMiB ?? 1024),
     '-nodefaults', '-no-user-config', '-display', 'none',
     '-kernel', join(opts.image, 'vmlinuz'), '-initrd', join(opts.image, 'initrd.img'),
-    '-append', 'root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0',
+    // The guest's clock runs at the host's pace while a loaded host gives it a sliver of a core: systemd's and
+    // udev's default timeouts (90 s, 180 s) would fail a boot that is merely slow.
+    '-append', 'root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 ' +
+      'systemd.default_timeout_start_sec=600 udev.event_timeout=600',
     '-serial', `file:${join(w, 'console.log')}`,
     '-chardev', `socket,id=uart1,path=${join(w, 'uart1.sock')},server=on,wait=off`, '-serial', 'chardev:uart1',
-    '-drive', `file=${overlay},format=qcow2,if=virtio`,
-    '-drive', `file=${data},format=raw,if=virtio`,
+    // Both disks as explicit devices in this order, so the root is vda and the data disk vdb whatever drives them.
+    '-blockdev', `driver=qcow2,node-name=root,file.driver=file,file.filename=${overlay}`,
+    '-device', 'virtio-blk-pci,drive=root',
+    ...dataDiskArgs(data, opts.dataLogPath),
     '-chardev', `socket,id=ctl,path=${join(w, 'ctl.sock')},server=on,wait=off`,
     '-device', 'virtio-serial', '-device', 'virtserialport,chardev=ctl,name=org.outpost.ctl',
     '-netdev', net.join(','), '-device', 'virtio-net-pci,netdev=n0',
   ];
   if (opts.share) args.push('-virtfs', `local,path=${opts.share},mount_tag=host,security_model=none,readonly=on`);
   return args;
+}
+
+/** The data disk as it was before the boot that logged its writes (see VmOptions.dataLogPath). */
+export function dataBasePath(workDir: string): string {
+  return join(workDir, 'data-base.ext4');
+}
+
+function dataDiskArgs(data: string, log: string | undefined): string[] {
+  const raw = (nodeName: string): string => `driver=raw,node-name=${nodeName},file.driver=file,file.filename=${data}`;
+  if (!log) return ['-blockdev', raw('data'), '-device', 'virtio-blk-pci,drive=data'];
+  // Sector size 512: the log then records each write at the granularity a torn write can have on a disk.
+  return [
+    '-blockdev', raw('data-raw'),
+    '-blockdev', `driver=file,node-name=data-log,filename=${log}`,
+    '-blockdev', 'driver=blklogwrites,node-name=data,file=data-raw,log=data-log,log-sector-size=512',
+    '-device', 'virtio-blk-pci,drive=data',
+  ];
 }
 
 /** Whether qemu-system-x86_64 is installed (the image build installs it when it can). */
