@@ -9,7 +9,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { checkRun, type RunCheck } from '../test/vm/powercut-check.js';
-import { DATA_DISK_MIB, PowercutRig, STORE_SHAPE } from '../test/vm/powercut-workload.js';
+import { DATA_DISK_MIB, PowercutRig, STORE_SHAPE, type WorkloadRun } from '../test/vm/powercut-workload.js';
 import { isFlush, readWriteLog } from '../test/vm/replay.js';
 import { vmImage } from '../test/vm/vm.js';
 import { envInt, fmt, formatTable, type BenchModule } from './harness.js';
@@ -46,7 +46,7 @@ async function run(): Promise<void> {
   const progress = (line: string): void => console.log(line);
   try {
     const rig = await PowercutRig.start(built.image, work, CHILDREN, progress);
-    let synced, unsynced;
+    let synced: WorkloadRun, unsynced: WorkloadRun;
     try {
       synced = await rig.workload('synced', PUBLISH_MS, false);
       unsynced = await rig.workload('unsynced', MUTATION_PUBLISH_MS, true);
@@ -54,7 +54,8 @@ async function run(): Promise<void> {
       await rig.close();
     }
     const log = await readWriteLog(rig.logPath, (DATA_DISK_MIB * 1024 * 1024) / 512);
-    console.log(`vm-powercut: write log of ${fmt(log.entries.length)} entries, ${fmt(log.entries.filter(isFlush).length)} flushes`);
+    const flushes = log.entries.filter(isFlush).length;
+    console.log(`vm-powercut: write log of ${fmt(log.entries.length)} entries, ${fmt(flushes)} flushes`);
     const opts = { shape: STORE_SHAPE, workDir: work, progress };
     const shipped = await checkRun(log, rig.basePath, synced, {
       ...opts, count: statesTarget, seed: 1, endByte: unsynced.startLogByte,

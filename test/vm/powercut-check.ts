@@ -55,7 +55,8 @@ export function judge(state: CrashState, log: WriteLog, recovered: Recovered, pu
   if (!recovered.dataDirFound && owed.length > 0) problems.push('the store\'s folder is not on the disk');
   const lost = owed.filter((p) => !seen.has(p.body));
   if (lost.length > 0) {
-    problems.push(`${lost.length} PUBACKed messages lost (${lost.slice(0, 5).map((p) => `${p.child}#${p.n}`).join(', ')})`);
+    const first = lost.slice(0, 5).map((p) => `${p.child}#${p.n}`).join(', ');
+    problems.push(`${lost.length} PUBACKed messages lost (${first})`);
   }
   return { state: state.name, required: owed.length, present: seen.size, unackedPresent, problems };
 }

@@ -16,6 +16,8 @@ const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 const GATEWAY_ID = 'powercut-vm';
 const GUEST_PORT = 1883;
+/** rpi-base's devices that are on by default: none is attached to this VM. */
+const BASE_DEVICES = ['door', 'relay1', 'status-led', 'env', 'gps'];
 /** The data disk: small, so each crash state is copied, checked by e2fsck and read by debugfs in about a second. */
 export const DATA_DISK_MIB = 64;
 /**
@@ -82,7 +84,7 @@ export class PowercutRig {
       uplink: { protocol: 'mqtt', url: `mqtt://${GUEST_HOST_ADDRESS}:${GUEST_PORT}`, protocolVersion: 5 },
       hub: { tcp: { host: '0.0.0.0', port: GUEST_PORT } },
       storage: { ...STORE_SHAPE, quotaBytes: 32 * 1024 * 1024 },
-      devices: Object.fromEntries(['door', 'relay1', 'status-led', 'env', 'gps'].map((d) => [d, { status: 'disabled' }])),
+      devices: Object.fromEntries(BASE_DEVICES.map((d) => [d, { status: 'disabled' }])),
     };
     writeFileSync(join(share, 'board.json'), `${JSON.stringify(board, null, 2)}\n`);
     const broker = await Mosquitto.start();
@@ -103,7 +105,8 @@ export class PowercutRig {
       throw err;
     }
     const release = `/root/outpost-${VERSION}-linux-x64`;
-    await vm.mustExec(`tar -xzf /mnt/host/${tarball} -C /root && install -m 0644 /mnt/host/board.json ${release}/powercut.json`);
+    await vm.mustExec(`tar -xzf /mnt/host/${tarball} -C /root &&
+      install -m 0644 /mnt/host/board.json ${release}/powercut.json`);
     return new PowercutRig(vm, broker, hubPort, childKeys, workDir, log);
   }
 

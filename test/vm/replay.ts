@@ -111,7 +111,9 @@ export function rng(seed: number): () => number {
  * half the disk as of a flush, half a flush plus a random subset of the writes up to the next flush, each kept
  * whole or torn (a random subset of its 512-byte sectors).
  */
-export function planStates(log: WriteLog, count: number, fromByte: number, seed: number, toByte = Infinity): CrashState[] {
+export function planStates(
+  log: WriteLog, count: number, fromByte: number, seed: number, toByte = Infinity,
+): CrashState[] {
   const random = rng(seed);
   const flushes = log.entries.filter((e) => isFlush(e) && e.endAt >= fromByte && e.endAt <= toByte).map((e) => e.index);
   if (flushes.length === 0) return [];
@@ -153,7 +155,9 @@ export class StateBuilder {
   /** Writes the state to `out`; states must come in increasing `prefix` order. */
   async build(state: CrashState, out: string): Promise<void> {
     if (state.prefix < this.applied) throw new Error(`states out of order: ${state.prefix} after ${this.applied}`);
-    for (; this.applied < state.prefix; this.applied++) await this.apply(this.prefixFile, this.log.entries[this.applied]!, 'all');
+    for (; this.applied < state.prefix; this.applied++) {
+      await this.apply(this.prefixFile, this.log.entries[this.applied]!, 'all');
+    }
     await this.prefixFile.datasync();
     await copyFile(this.prefixPath, out);
     const target = await open(out, 'r+');
@@ -204,7 +208,9 @@ export interface StoreShape {
  * debugfs, then the store's recovery as the gateway runs it at start: open read-write (a torn tail is truncated)
  * and read the upstream lane.
  */
-export async function recoverState(image: string, dataDir: string, workDir: string, shape: StoreShape): Promise<Recovered> {
+export async function recoverState(
+  image: string, dataDir: string, workDir: string, shape: StoreShape,
+): Promise<Recovered> {
   const fsckCode = await exitCode('e2fsck', ['-fy', image]);
   const out = join(workDir, 'rdump');
   await rm(out, { recursive: true, force: true });
