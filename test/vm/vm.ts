@@ -15,6 +15,8 @@ const ROOT = resolve(import.meta.dirname, '../..');
  * the machine's two cores serve several test runs (a reboot at load 16 took over 240 s).
  */
 export const VM_BOOT_TIMEOUT_MS = 480_000;
+/** A clean shutdown: systemd stops every unit (the gateway's TimeoutStopSec is 20 s) under the same slow CPU. */
+const VM_SHUTDOWN_TIMEOUT_MS = 180_000;
 /** One command inside the guest; longer work is started in the background and polled. */
 export const VM_EXEC_TIMEOUT_MS = 120_000;
 /** qemu making its control socket: instant on an idle host, seconds when two cores serve eight test runs. */
@@ -91,12 +93,20 @@ export class Vm {
   private readonly waiting = new Map<string, (r: ExecResult) => void>();
   private readyWaiters: Array<(bootId: string) => void> = [];
   private lastBootId = '';
-  private exited: Promise<number | null>;
+  private qemu!: ChildProcess;
+  private exited!: Promise<number | null>;
 
-  private constructor(private readonly qemu: ChildProcess, workDir: string, private readonly shared: boolean) {
+  private constructor(private readonly args: string[], workDir: string, private readonly shared: boolean,
+    private readonly log: (line: string) => void) {
     this.consolePath = join(workDir, 'console.log');
     this.uartPath = join(workDir, 'uart1.sock');
     this.ctlPath = join(workDir, 'ctl.sock');
+  }
+
+  private launch(): void {
+    const qemu = spawn('qemu-system-x86_64', this.args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    qemu.stderr?.on('data', (d: Buffer) => this.log(`qemu: ${d.toString().trim()}`));
+    this.qemu = qemu;
     this.exited = new Promise((res) => qemu.once('exit', (code) => res(code)));
   }
 
@@ -114,9 +124,8 @@ export class Vm {
       await run('cp', ['--sparse=always', data, dataBasePath(opts.workDir)]);
       await run('truncate', ['-s', '0', opts.dataLogPath]);
     }
-    const qemu = spawn('qemu-system-x86_64', qemuArgs(opts, overlay, data), { stdio: ['ignore', 'ignore', 'pipe'] });
-    const vm = new Vm(qemu, opts.workDir, opts.share !== undefined);
-    vm.qemu.stderr?.on('data', (d: Buffer) => log(`qemu: ${d.toString().trim()}`));
+    const vm = new Vm(qemuArgs(opts, overlay, data), opts.workDir, opts.share !== undefined, log);
+    vm.launch();
     log(`vm: booting ${opts.image} (TCG)`);
     const started = Date.now();
     await vm.connect();
@@ -158,11 +167,24 @@ export class Vm {
     return last;
   }
 
-  /** Reboots the guest (same qemu process, same disks) and waits for the agent of the new boot. */
+  /**
+   * Reboots the guest and waits for the agent of the new boot: a clean `systemctl reboot`, after which qemu
+   * (-no-reboot) exits and is started again on the same disks, as a Pi's power cycle would. Not a warm reset:
+   * under TCG on a loaded host the kernel after one found no 8254 timer interrupt ("MP-BIOS bug") and its
+   * udev workers sat in soft lockups for minutes, so a reboot missed its bound where a cold boot never did.
+   */
   async reboot(): Promise<void> {
     const before = this.lastBootId;
     this.ctl?.write(`${this.nextId++} ${Buffer.from('systemctl reboot').toString('base64')}\n`);
+    const down = await Promise.race([this.exited.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), VM_SHUTDOWN_TIMEOUT_MS))]);
+    if (!down) this.log(`vm: the shutdown took over ${VM_SHUTDOWN_TIMEOUT_MS} ms; powering off`);
+    await this.kill();
+    this.launch();
+    const started = Date.now();
+    await this.connect();
     await this.waitReady(before, VM_BOOT_TIMEOUT_MS);
+    this.log(`vm: agent ready after ${Date.now() - started} ms (reboot)`);
     await this.mountShare();
   }
 
@@ -196,6 +218,7 @@ export class Vm {
       }
     }
     this.ctl.setEncoding('utf8');
+    this.buffered = '';
     this.ctl.on('data', (chunk: string) => this.onData(chunk));
     this.ctl.on('error', () => {});
   }
@@ -247,13 +270,14 @@ function qemuArgs(opts: VmOptions, overlay: string, data: string): string[] {
   }
   const args = [
     '-machine', 'q35,accel=tcg', '-cpu', 'max', '-smp', String(opts.cpus ?? 1), '-m', String(opts.memoryMiB ?? 1024),
-    '-nodefaults', '-no-user-config', '-display', 'none',
+    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
     '-kernel', join(opts.image, 'vmlinuz'), '-initrd', join(opts.image, 'initrd.img'),
     // The guest's clock runs at the host's pace while a loaded host gives it a sliver of a core: systemd's and
     // udev's default timeouts (90 s, 180 s) would fail a boot that is merely slow.
     '-append', 'root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 ' +
       'systemd.default_timeout_start_sec=600 udev.event_timeout=600',
-    '-serial', `file:${join(w, 'console.log')}`,
+    // Appended to, so the console of every boot is kept (a reboot starts qemu again).
+    '-chardev', `file,id=console,path=${join(w, 'console.log')},append=on`, '-serial', 'chardev:console',
     '-chardev', `socket,id=uart1,path=${join(w, 'uart1.sock')},server=on,wait=off`, '-serial', 'chardev:uart1',
     // Both disks as explicit devices in this order, so the root is vda and the data disk vdb whatever drives them.
     '-blockdev', `driver=qcow2,node-name=root,file.driver=file,file.filename=${overlay}`,
