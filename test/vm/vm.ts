@@ -5,10 +5,13 @@ import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_proces
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
+import { dataBasePath, qemuArgs, type VmOptions } from './qemu-args.js';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
+
+export { dataBasePath, GUEST_HOST_ADDRESS, type PortForward, type VmOptions } from './qemu-args.js';
 
 /**
  * Boot to the agent's first word. Under TCG the kernel + systemd take 20 s on an idle core and 80-240 s when
@@ -23,53 +26,20 @@ export const VM_EXEC_TIMEOUT_MS = 120_000;
 const QEMU_START_TIMEOUT_MS = 60_000;
 /** The image build (mmdebstrap of a few hundred packages) when it is not cached yet. */
 const IMAGE_BUILD_TIMEOUT_MS = 15 * 60_000;
-/** The guest address that guest forwards answer on (inside qemu's user network; nothing leaves the host). */
-export const GUEST_HOST_ADDRESS = '10.0.2.100';
-
-export interface PortForward {
-  /** Port on 127.0.0.1 of the host. */
-  hostPort: number;
-  /** Port inside the guest. */
-  guestPort: number;
-}
-
-export interface VmOptions {
-  /** Folder made by build-image.sh (vmlinuz, initrd.img, root.ext4). */
-  image: string;
-  /** Per-VM folder: the root overlay, the data disk, sockets and the console log go here. */
-  workDir: string;
-  /** Host folder mounted read-only at /mnt/host in the guest. */
-  share?: string;
-  /** Host 127.0.0.1:hostPort reaches guestPort inside (e.g. the gateway's hub). */
-  hostForwards?: PortForward[];
-  /** Guest 10.0.2.100:guestPort reaches host 127.0.0.1:hostPort (e.g. a broker on the host). */
-  guestForwards?: PortForward[];
-  /** Size of the data disk (/dev/vdb, mounted at /var/lib/outpost), created empty on first boot. */
-  dataDiskMiB?: number;
-  /**
-   * Puts the data disk behind qemu's blklogwrites driver: every write and flush the guest sends to /dev/vdb is
-   * appended to this file in dm-log-writes format (test/vm/replay.ts reads it). A copy of the data disk as it
-   * was before the boot is kept beside it (`dataBasePath`), the state the log's writes apply to.
-   */
-  dataLogPath?: string;
-  memoryMiB?: number;
-  /**
-   * Virtual CPUs. Default 1: with two, a host with more runnable threads than cores preempts one vCPU while the
-   * other spins on a lock or waits for an IPI it holds, and the guest stalls for tens of seconds (soft lockups and
-   * RCU stalls in the console of a reboot at load 16). One vCPU cannot wait on another.
-   */
-  cpus?: number;
-}
 
 /** Builds (or finds in its cache) the VM image; a reason to skip where this machine cannot. */
 export async function vmImage(): Promise<{ image: string } | { skip: string }> {
-  if (process.platform !== 'linux' || process.arch !== 'x64') return { skip: 'the field VM needs an x86_64 Linux host' };
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    return { skip: 'the field VM needs an x86_64 Linux host' };
+  }
   try {
     const { stdout } = await run('bash', [join(ROOT, 'scripts/vm/build-image.sh')], {
       timeout: IMAGE_BUILD_TIMEOUT_MS, maxBuffer: 64 << 20,
     });
     const image = stdout.trim().split('\n').pop() ?? '';
-    if (!existsSync(join(image, 'done'))) return { skip: `build-image.sh printed no image folder: ${stdout.slice(-200)}` };
+    if (!existsSync(join(image, 'done'))) {
+      return { skip: `build-image.sh printed no image folder: ${stdout.slice(-200)}` };
+    }
     return { image };
   } catch (err) {
     const e = err as { stderr?: string; message: string };
@@ -189,7 +159,8 @@ export class Vm {
   }
 
   private async mountShare(): Promise<void> {
-    if (this.shared) await this.mustExec('mkdir -p /mnt/host && mount -t 9p -o trans=virtio,version=9p2000.L,ro host /mnt/host');
+    if (!this.shared) return;
+    await this.mustExec('mkdir -p /mnt/host && mount -t 9p -o trans=virtio,version=9p2000.L,ro host /mnt/host');
   }
 
   console(): string {
@@ -213,7 +184,9 @@ export class Vm {
         });
         break;
       } catch (err) {
-        if (Date.now() > deadline || this.qemu.exitCode !== null) throw new Error(`vm: qemu did not start: ${String(err)}`);
+        if (Date.now() > deadline || this.qemu.exitCode !== null) {
+          throw new Error(`vm: qemu did not start: ${String(err)}`);
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
     }
@@ -247,7 +220,8 @@ export class Vm {
   private waitReady(notBootId: string, timeoutMs: number): Promise<string> {
     if (this.lastBootId && this.lastBootId !== notBootId) return Promise.resolve(this.lastBootId);
     return new Promise((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`vm: no agent within ${timeoutMs} ms; console:\n${this.console().slice(-3000)}`)),
+      const tail = (): string => this.console().slice(-3000);
+      const timer = setTimeout(() => rej(new Error(`vm: no agent within ${timeoutMs} ms; console:\n${tail()}`)),
         timeoutMs);
       const waiter = (bootId: string): void => {
         if (bootId === notBootId) { this.readyWaiters.push(waiter); return; }
@@ -255,58 +229,14 @@ export class Vm {
         res(bootId);
       };
       this.readyWaiters.push(waiter);
-      void this.exited.then((code) => { clearTimeout(timer); rej(new Error(`vm: qemu exited (${code}); console:\n${this.console().slice(-3000)}`)); });
+      void this.exited.then((code) => {
+        clearTimeout(timer);
+        rej(new Error(`vm: qemu exited (${code}); console:\n${tail()}`));
+      });
     });
   }
 }
 
-function qemuArgs(opts: VmOptions, overlay: string, data: string): string[] {
-  const w = opts.workDir;
-  const net = ['user', 'id=n0', 'restrict=on'];
-  for (const f of opts.hostForwards ?? []) net.push(`hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
-  // A cmd: guest forward starts one socat per guest connection (a tcp: chardev would carry only the first one).
-  for (const f of opts.guestForwards ?? []) {
-    net.push(`guestfwd=tcp:${GUEST_HOST_ADDRESS}:${f.guestPort}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`);
-  }
-  const args = [
-    '-machine', 'q35,accel=tcg', '-cpu', 'max', '-smp', String(opts.cpus ?? 1), '-m', String(opts.memoryMiB ?? 1024),
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-kernel', join(opts.image, 'vmlinuz'), '-initrd', join(opts.image, 'initrd.img'),
-    // The guest's clock runs at the host's pace while a loaded host gives it a sliver of a core: systemd's and
-    // udev's default timeouts (90 s, 180 s) would fail a boot that is merely slow.
-    '-append', 'root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0 ' +
-      'systemd.default_timeout_start_sec=600 udev.event_timeout=600',
-    // Appended to, so the console of every boot is kept (a reboot starts qemu again).
-    '-chardev', `file,id=console,path=${join(w, 'console.log')},append=on`, '-serial', 'chardev:console',
-    '-chardev', `socket,id=uart1,path=${join(w, 'uart1.sock')},server=on,wait=off`, '-serial', 'chardev:uart1',
-    // Both disks as explicit devices in this order, so the root is vda and the data disk vdb whatever drives them.
-    '-blockdev', `driver=qcow2,node-name=root,file.driver=file,file.filename=${overlay}`,
-    '-device', 'virtio-blk-pci,drive=root',
-    ...dataDiskArgs(data, opts.dataLogPath),
-    '-chardev', `socket,id=ctl,path=${join(w, 'ctl.sock')},server=on,wait=off`,
-    '-device', 'virtio-serial', '-device', 'virtserialport,chardev=ctl,name=org.outpost.ctl',
-    '-netdev', net.join(','), '-device', 'virtio-net-pci,netdev=n0',
-  ];
-  if (opts.share) args.push('-virtfs', `local,path=${opts.share},mount_tag=host,security_model=none,readonly=on`);
-  return args;
-}
-
-/** The data disk as it was before the boot that logged its writes (see VmOptions.dataLogPath). */
-export function dataBasePath(workDir: string): string {
-  return join(workDir, 'data-base.ext4');
-}
-
-function dataDiskArgs(data: string, log: string | undefined): string[] {
-  const raw = (nodeName: string): string => `driver=raw,node-name=${nodeName},file.driver=file,file.filename=${data}`;
-  if (!log) return ['-blockdev', raw('data'), '-device', 'virtio-blk-pci,drive=data'];
-  // Sector size 512: the log then records each write at the granularity a torn write can have on a disk.
-  return [
-    '-blockdev', raw('data-raw'),
-    '-blockdev', `driver=file,node-name=data-log,filename=${log}`,
-    '-blockdev', 'driver=blklogwrites,node-name=data,file=data-raw,log=data-log,log-sector-size=512',
-    '-device', 'virtio-blk-pci,drive=data',
-  ];
-}
 
 /** Whether qemu-system-x86_64 is installed (the image build installs it when it can). */
 export function haveQemu(): boolean {
