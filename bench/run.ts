@@ -14,6 +14,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   fleet: async () => (await import('./fleet.js')).default,
   transparent: async () => (await import('./transparent.js')).default,
   ota: async () => (await import('./ota.js')).default,
+  'vm-powercut': async () => (await import('./vm-powercut.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -29,28 +29,37 @@ export class ScopeFollower {
   }
 
   /**
-   * Connects and subscribes; resolves on the SUBACK. The retained document follows it in the same round
+   * Connects and subscribes; resolves on the first SUBACK. The retained document follows it in the same round
    * trip and is applied when it arrives rather than waited for: a broker with no document sends nothing,
-   * and the drain must not wait out a timeout for it.
+   * and the drain must not wait out a timeout for it. A first connect that fails rejects (the resync reports
+   * it) but the client keeps reconnecting and subscribes on every connect until stop(): a gateway slow to start
+   * (its CONNACK wait timed out) would otherwise have no children until the next hourly read.
    */
   async start(): Promise<void> {
     await this.stop();
     const b = this.broker;
-    const client = await mqtt.connectAsync(b.url, {
-      ca: b.ca, cert: b.cert, key: b.key, username: b.username, password: b.password,
-      clean: true, reconnectPeriod: FOLLOW_RECONNECT_MS, connectTimeout: FOLLOW_CONNECT_TIMEOUT_MS, writeCache: false,
+    const client = mqtt.connect(b.url, {
+      ca: b.ca, cert: b.cert, key: b.key, username: b.username, password: b.password, clean: true,
+      resubscribe: false, reconnectPeriod: FOLLOW_RECONNECT_MS, connectTimeout: FOLLOW_CONNECT_TIMEOUT_MS,
+      writeCache: false,
     });
     this.client = client;
-    client.on('error', (err) => this.onError(err));
     client.on('message', (topic, payload) => {
       if (topic === this.topic) void this.onDocument(payload).catch((err: Error) => this.onError(err));
     });
-    try {
-      await client.subscribeAsync(this.topic, { qos: 1 });
-    } catch (err) {
-      await this.stop();
-      throw err;
-    }
+    const firstSubscribe = new Promise<void>((resolve, reject) => {
+      client.on('connect', () => {
+        client.subscribeAsync(this.topic, { qos: 1 }).then(() => resolve(), (err: Error) => {
+          this.onError(err);
+          reject(err);
+        });
+      });
+      client.on('error', (err) => {
+        this.onError(err);
+        reject(err);
+      });
+    });
+    await firstSubscribe;
   }
 
   async stop(): Promise<void> {

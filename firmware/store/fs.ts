@@ -42,6 +42,18 @@ export interface StoreFs {
   syncDir(dir: string): Promise<void>;
 }
 
+/**
+ * Test-only mutation switch for the field VM's power-cut rig (test/vm/powercut.test.ts): with
+ * OUTPOST_TEST_STORE_NO_SYNC=1 in the environment, datasync, O_DSYNC and directory syncs are skipped, so
+ * appends are acknowledged before they are durable. The rig must then find lost acknowledged records; that is
+ * how it proves it can see them. Not a board.json option (the config schema has no way to reach it), and the
+ * store warns at start when it is on.
+ */
+export const SYNC_DISABLED_FOR_TESTS = process.env.OUTPOST_TEST_STORE_NO_SYNC === '1';
+if (SYNC_DISABLED_FOR_TESTS) {
+  process.emitWarning('OUTPOST_TEST_STORE_NO_SYNC=1: the ring log does not sync; acknowledged data can be lost');
+}
+
 class NodeFile implements StoreFile {
   constructor(private readonly handle: fs.FileHandle) {}
 
@@ -60,6 +72,7 @@ class NodeFile implements StoreFile {
   }
 
   datasync(): Promise<void> {
+    if (SYNC_DISABLED_FOR_TESTS) return Promise.resolve();
     return this.handle.datasync();
   }
 
@@ -84,7 +97,7 @@ const OPEN_FLAGS: Record<OpenMode, number> = {
 
 export const nodeFs: StoreFs = {
   async open(path, mode, options) {
-    const flags = OPEN_FLAGS[mode] | (options?.dsync ? constants.O_DSYNC : 0);
+    const flags = OPEN_FLAGS[mode] | (options?.dsync && !SYNC_DISABLED_FOR_TESTS ? constants.O_DSYNC : 0);
     return new NodeFile(await fs.open(path, flags, 0o640));
   },
   async readdir(dir) {
@@ -101,6 +114,7 @@ export const nodeFs: StoreFs = {
   unlink: (path) => fs.unlink(path),
   rename: (from, to) => fs.rename(from, to),
   async syncDir(dir) {
+    if (SYNC_DISABLED_FOR_TESTS) return;
     const handle = await fs.open(dir, constants.O_RDONLY | constants.O_DIRECTORY);
     try {
       await handle.sync();

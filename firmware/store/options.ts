@@ -86,15 +86,15 @@ export function resolveOptions(opts: RingLogOptions): ResolvedOptions {
   // power-cut simulator roll 4 KiB segments, and lanes that must never expire use a TTL of 0. An operator
   // range must lie inside these (test/firmware/config/storage-ranges.test.ts).
   checkRange('segmentBytes', o.segmentBytes, 4096, 1024 * MiB, 'bytes');
+  // A commit must fit half a segment; the default shrinks with small segments (board.json allows 1 MiB and has
+  // no group-commit option, so a fixed 4 MiB default refused every segment under 8 MiB at start).
+  if (opts.groupCommitBytesMax === undefined) {
+    o.groupCommitBytesMax = Math.min(DEFAULTS.groupCommitBytesMax, Math.floor(o.segmentBytes / 2));
+  }
   checkRange('recordBytesMax', o.recordBytesMax, 1024, Math.min(16 * MiB, o.segmentBytes / 4), 'bytes');
   checkRange('quotaBytes', o.quotaBytes, 4 * o.segmentBytes, Number.MAX_SAFE_INTEGER, 'bytes (at least 4 segments)');
   checkRange('ttlSecs', o.ttlSecs, 0, 10 * 365 * 86_400, 'seconds');
   checkRange('syncIntervalMs', o.syncIntervalMs, 1, 60_000, 'ms');
-  // Left out, the group commit bound gives way to a small segment (board.json accepts them from 1 MiB):
-  // otherwise a board that passes `outpost board check` with 1-8 MiB segments could not open its log.
-  if (opts.groupCommitBytesMax === undefined) {
-    o.groupCommitBytesMax = Math.min(DEFAULTS.groupCommitBytesMax, Math.floor(o.segmentBytes / 2));
-  }
   checkRange('groupCommitBytesMax', o.groupCommitBytesMax, o.recordBytesMax, o.segmentBytes / 2, 'bytes');
   checkRange('appendQueueBytesMax', o.appendQueueBytesMax, o.groupCommitBytesMax, 1024 * MiB, 'bytes');
   checkRange('checkpointIntervalMs', o.checkpointIntervalMs, 1, 3_600_000, 'ms');

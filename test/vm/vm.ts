@@ -5,52 +5,41 @@ import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_proces
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
+import { dataBasePath, qemuArgs, type VmOptions } from './qemu-args.js';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 
-/** Boot to the agent's first word. Under TCG on a loaded 2-core machine the kernel + systemd take 20-100 s. */
-export const VM_BOOT_TIMEOUT_MS = 240_000;
+export { dataBasePath, GUEST_HOST_ADDRESS, type PortForward, type VmOptions } from './qemu-args.js';
+
+/**
+ * Boot to the agent's first word. Under TCG the kernel + systemd take 20 s on an idle core and 80-240 s when
+ * the machine's two cores serve several test runs (a reboot at load 16 took over 240 s).
+ */
+export const VM_BOOT_TIMEOUT_MS = 480_000;
+/** A clean shutdown: systemd stops every unit (the gateway's TimeoutStopSec is 20 s) under the same slow CPU. */
+const VM_SHUTDOWN_TIMEOUT_MS = 180_000;
 /** One command inside the guest; longer work is started in the background and polled. */
 export const VM_EXEC_TIMEOUT_MS = 120_000;
+/** qemu making its control socket: instant on an idle host, seconds when two cores serve eight test runs. */
+const QEMU_START_TIMEOUT_MS = 60_000;
 /** The image build (mmdebstrap of a few hundred packages) when it is not cached yet. */
 const IMAGE_BUILD_TIMEOUT_MS = 15 * 60_000;
-/** The guest address that guest forwards answer on (inside qemu's user network; nothing leaves the host). */
-export const GUEST_HOST_ADDRESS = '10.0.2.100';
-
-export interface PortForward {
-  /** Port on 127.0.0.1 of the host. */
-  hostPort: number;
-  /** Port inside the guest. */
-  guestPort: number;
-}
-
-export interface VmOptions {
-  /** Folder made by build-image.sh (vmlinuz, initrd.img, root.ext4). */
-  image: string;
-  /** Per-VM folder: the root overlay, the data disk, sockets and the console log go here. */
-  workDir: string;
-  /** Host folder mounted read-only at /mnt/host in the guest. */
-  share?: string;
-  /** Host 127.0.0.1:hostPort reaches guestPort inside (e.g. the gateway's hub). */
-  hostForwards?: PortForward[];
-  /** Guest 10.0.2.100:guestPort reaches host 127.0.0.1:hostPort (e.g. a broker on the host). */
-  guestForwards?: PortForward[];
-  /** Size of the data disk (/dev/vdb, mounted at /var/lib/outpost), created empty on first boot. */
-  dataDiskMiB?: number;
-  memoryMiB?: number;
-}
 
 /** Builds (or finds in its cache) the VM image; a reason to skip where this machine cannot. */
 export async function vmImage(): Promise<{ image: string } | { skip: string }> {
-  if (process.platform !== 'linux' || process.arch !== 'x64') return { skip: 'the field VM needs an x86_64 Linux host' };
+  if (process.platform !== 'linux' || process.arch !== 'x64') {
+    return { skip: 'the field VM needs an x86_64 Linux host' };
+  }
   try {
     const { stdout } = await run('bash', [join(ROOT, 'scripts/vm/build-image.sh')], {
       timeout: IMAGE_BUILD_TIMEOUT_MS, maxBuffer: 64 << 20,
     });
     const image = stdout.trim().split('\n').pop() ?? '';
-    if (!existsSync(join(image, 'done'))) return { skip: `build-image.sh printed no image folder: ${stdout.slice(-200)}` };
+    if (!existsSync(join(image, 'done'))) {
+      return { skip: `build-image.sh printed no image folder: ${stdout.slice(-200)}` };
+    }
     return { image };
   } catch (err) {
     const e = err as { stderr?: string; message: string };
@@ -74,12 +63,20 @@ export class Vm {
   private readonly waiting = new Map<string, (r: ExecResult) => void>();
   private readyWaiters: Array<(bootId: string) => void> = [];
   private lastBootId = '';
-  private exited: Promise<number | null>;
+  private qemu!: ChildProcess;
+  private exited!: Promise<number | null>;
 
-  private constructor(private readonly qemu: ChildProcess, workDir: string, private readonly shared: boolean) {
+  private constructor(private readonly args: string[], workDir: string, private readonly shared: boolean,
+    private readonly log: (line: string) => void) {
     this.consolePath = join(workDir, 'console.log');
     this.uartPath = join(workDir, 'uart1.sock');
     this.ctlPath = join(workDir, 'ctl.sock');
+  }
+
+  private launch(): void {
+    const qemu = spawn('qemu-system-x86_64', this.args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    qemu.stderr?.on('data', (d: Buffer) => this.log(`qemu: ${d.toString().trim()}`));
+    this.qemu = qemu;
     this.exited = new Promise((res) => qemu.once('exit', (code) => res(code)));
   }
 
@@ -93,9 +90,12 @@ export class Vm {
       await run('truncate', ['-s', `${opts.dataDiskMiB ?? 256}M`, data]);
       await run('mke2fs', ['-q', '-t', 'ext4', '-L', 'outpost-data', data]);
     }
-    const qemu = spawn('qemu-system-x86_64', qemuArgs(opts, overlay, data), { stdio: ['ignore', 'ignore', 'pipe'] });
-    const vm = new Vm(qemu, opts.workDir, opts.share !== undefined);
-    vm.qemu.stderr?.on('data', (d: Buffer) => log(`qemu: ${d.toString().trim()}`));
+    if (opts.dataLogPath) {
+      await run('cp', ['--sparse=always', data, dataBasePath(opts.workDir)]);
+      await run('truncate', ['-s', '0', opts.dataLogPath]);
+    }
+    const vm = new Vm(qemuArgs(opts, overlay, data), opts.workDir, opts.share !== undefined, log);
+    vm.launch();
     log(`vm: booting ${opts.image} (TCG)`);
     const started = Date.now();
     await vm.connect();
@@ -137,16 +137,30 @@ export class Vm {
     return last;
   }
 
-  /** Reboots the guest (same qemu process, same disks) and waits for the agent of the new boot. */
+  /**
+   * Reboots the guest and waits for the agent of the new boot: a clean `systemctl reboot`, after which qemu
+   * (-no-reboot) exits and is started again on the same disks, as a Pi's power cycle would. Not a warm reset:
+   * under TCG on a loaded host the kernel after one found no 8254 timer interrupt ("MP-BIOS bug") and its
+   * udev workers sat in soft lockups for minutes, so a reboot missed its bound where a cold boot never did.
+   */
   async reboot(): Promise<void> {
     const before = this.lastBootId;
     this.ctl?.write(`${this.nextId++} ${Buffer.from('systemctl reboot').toString('base64')}\n`);
+    const down = await Promise.race([this.exited.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), VM_SHUTDOWN_TIMEOUT_MS))]);
+    if (!down) this.log(`vm: the shutdown took over ${VM_SHUTDOWN_TIMEOUT_MS} ms; powering off`);
+    await this.kill();
+    this.launch();
+    const started = Date.now();
+    await this.connect();
     await this.waitReady(before, VM_BOOT_TIMEOUT_MS);
+    this.log(`vm: agent ready after ${Date.now() - started} ms (reboot)`);
     await this.mountShare();
   }
 
   private async mountShare(): Promise<void> {
-    if (this.shared) await this.mustExec('mkdir -p /mnt/host && mount -t 9p -o trans=virtio,version=9p2000.L,ro host /mnt/host');
+    if (!this.shared) return;
+    await this.mustExec('mkdir -p /mnt/host && mount -t 9p -o trans=virtio,version=9p2000.L,ro host /mnt/host');
   }
 
   console(): string {
@@ -161,7 +175,7 @@ export class Vm {
   }
 
   private async connect(): Promise<void> {
-    const deadline = Date.now() + 10_000;
+    const deadline = Date.now() + QEMU_START_TIMEOUT_MS;
     for (;;) {
       try {
         this.ctl = await new Promise<net.Socket>((res, rej) => {
@@ -170,11 +184,14 @@ export class Vm {
         });
         break;
       } catch (err) {
-        if (Date.now() > deadline || this.qemu.exitCode !== null) throw new Error(`vm: qemu did not start: ${String(err)}`);
+        if (Date.now() > deadline || this.qemu.exitCode !== null) {
+          throw new Error(`vm: qemu did not start: ${String(err)}`);
+        }
         await new Promise((r) => setTimeout(r, 100));
       }
     }
     this.ctl.setEncoding('utf8');
+    this.buffered = '';
     this.ctl.on('data', (chunk: string) => this.onData(chunk));
     this.ctl.on('error', () => {});
   }
@@ -203,7 +220,8 @@ export class Vm {
   private waitReady(notBootId: string, timeoutMs: number): Promise<string> {
     if (this.lastBootId && this.lastBootId !== notBootId) return Promise.resolve(this.lastBootId);
     return new Promise((res, rej) => {
-      const timer = setTimeout(() => rej(new Error(`vm: no agent within ${timeoutMs} ms; console:\n${this.console().slice(-3000)}`)),
+      const tail = (): string => this.console().slice(-3000);
+      const timer = setTimeout(() => rej(new Error(`vm: no agent within ${timeoutMs} ms; console:\n${tail()}`)),
         timeoutMs);
       const waiter = (bootId: string): void => {
         if (bootId === notBootId) { this.readyWaiters.push(waiter); return; }
@@ -211,35 +229,14 @@ export class Vm {
         res(bootId);
       };
       this.readyWaiters.push(waiter);
-      void this.exited.then((code) => { clearTimeout(timer); rej(new Error(`vm: qemu exited (${code}); console:\n${this.console().slice(-3000)}`)); });
+      void this.exited.then((code) => {
+        clearTimeout(timer);
+        rej(new Error(`vm: qemu exited (${code}); console:\n${tail()}`));
+      });
     });
   }
 }
 
-function qemuArgs(opts: VmOptions, overlay: string, data: string): string[] {
-  const w = opts.workDir;
-  const net = ['user', 'id=n0', 'restrict=on'];
-  for (const f of opts.hostForwards ?? []) net.push(`hostfwd=tcp:127.0.0.1:${f.hostPort}-:${f.guestPort}`);
-  // A cmd: guest forward starts one socat per guest connection (a tcp: chardev would carry only the first one).
-  for (const f of opts.guestForwards ?? []) {
-    net.push(`guestfwd=tcp:${GUEST_HOST_ADDRESS}:${f.guestPort}-cmd:socat - TCP:127.0.0.1:${f.hostPort}`);
-  }
-  const args = [
-    '-machine', 'q35,accel=tcg', '-cpu', 'max', '-smp', '2', '-m', String(opts.memoryMiB ?? 1024),
-    '-nodefaults', '-no-user-config', '-display', 'none',
-    '-kernel', join(opts.image, 'vmlinuz'), '-initrd', join(opts.image, 'initrd.img'),
-    '-append', 'root=/dev/vda rw console=ttyS0 panic=-1 quiet systemd.show_status=0',
-    '-serial', `file:${join(w, 'console.log')}`,
-    '-chardev', `socket,id=uart1,path=${join(w, 'uart1.sock')},server=on,wait=off`, '-serial', 'chardev:uart1',
-    '-drive', `file=${overlay},format=qcow2,if=virtio`,
-    '-drive', `file=${data},format=raw,if=virtio`,
-    '-chardev', `socket,id=ctl,path=${join(w, 'ctl.sock')},server=on,wait=off`,
-    '-device', 'virtio-serial', '-device', 'virtserialport,chardev=ctl,name=org.outpost.ctl',
-    '-netdev', net.join(','), '-device', 'virtio-net-pci,netdev=n0',
-  ];
-  if (opts.share) args.push('-virtfs', `local,path=${opts.share},mount_tag=host,security_model=none,readonly=on`);
-  return args;
-}
 
 /** Whether qemu-system-x86_64 is installed (the image build installs it when it can). */
 export function haveQemu(): boolean {

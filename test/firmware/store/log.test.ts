@@ -71,6 +71,23 @@ t.test('ack moves the cursor; the checkpoint keeps it across a reopen; acked seg
   await again.close();
 });
 
+t.test('the smallest segment board.json allows opens with the default group-commit bound', async (t) => {
+  // board.json takes storage.segmentBytes down to 1 MiB and has no group-commit option: the default bound must
+  // fit half a segment (the field VM's gateway died at start with a 1 MiB segment and the fixed 4 MiB default).
+  const dir = tempDir(t);
+  const log = await RingLog.open({ dir, segmentBytes: 1024 * 1024, recordBytesMax: 64 * 1024, quotaBytes: 8 * 1024 * 1024 });
+  t.equal(log.opts.groupCommitBytesMax, 512 * 1024, 'the default group commit is half a segment');
+  const lane = await log.lane('upstream');
+  const body = Buffer.alloc(60 * 1024, 7);
+  const seqs = await Promise.all(Array.from({ length: 40 }, () => lane.append({ body })));
+  t.same(seqs, Array.from({ length: 40 }, (_, i) => i + 1), 'a burst of 2.4 MiB is committed across segments');
+  t.equal((await drain(lane)).length, 40);
+  await log.close();
+  const big = await RingLog.open({ dir: tempDir(t), segmentBytes: 64 * 1024 * 1024 });
+  t.equal(big.opts.groupCommitBytesMax, 4 * 1024 * 1024, 'larger segments keep the 4 MiB default');
+  await big.close();
+});
+
 t.test('bad options and arguments are refused with the option named', async (t) => {
   const dir = tempDir(t);
   await t.rejects(RingLog.open({ dir, segmentBytes: 12 }), { code: 'INVALID', message: /"segmentBytes" must be an integer between/ });
