@@ -126,7 +126,7 @@ printf '[Service]\\nTimeoutStartSec=${START_TIMEOUT_SECS}s\\n' > /etc/systemd/sy
       const journal = await vm.exec('journalctl -u outpost -o cat --no-pager | tail -60');
       t.fail(`install.sh exited ${install.code}: ${install.output}\ngateway journal:\n${journal.output}`);
     }
-    t.match(install.output, /installed linux-x64 release in \/opt\/outpost/);
+    t.match(install.output, /installed linux-x64 release [\d.]+ in \/opt\/outpost\/releases\/[\d.]+ \(current\)/);
     await vm.reboot();
     t.comment('rebooted');
     // The stub's registers are volatile: load them again before the service reads the chip (it retries faults).
