@@ -40,11 +40,15 @@ if [ -f "$out/done" ]; then
 fi
 mkdir -p "$cache"
 if [ ! -f "$base" ]; then
+  rm -rf "$base"  # a directory left by the build before --format=tar
   echo "build-vm-image: building $base (mmdebstrap $suite, a few minutes)" >&2
-  mmdebstrap --variant=minbase --components=main --include="$(IFS=,; echo "${packages[*]}")" \
+  # --format=tar: mmdebstrap picks the format from the output's extension, and `.partial` would make it a
+  # directory, which tar -xf below cannot read. A leftover of a cut build (file or directory) goes first.
+  rm -rf "$base.partial"
+  mmdebstrap --variant=minbase --components=main --format=tar --include="$(IFS=,; echo "${packages[*]}")" \
     "$suite" "$base.partial" >&2
   mv "$base.partial" "$base"
-  find "$cache" -maxdepth 1 -name "rootfs-$suite-*.tar" ! -path "$base" -delete
+  find "$cache" -maxdepth 1 -name "rootfs-$suite-*.tar" ! -path "$base" -exec rm -rf {} +
 fi
 
 echo "build-vm-image: making $out from $base" >&2
