@@ -56,7 +56,9 @@ if (process.env.OUTPOST_VM !== '1') {
 const built = await vmImage();
 if ('skip' in built) {
   t.comment(`field VM skipped: ${built.skip}`);
-  t.pass('skipped: no VM on this machine');
+  // CI installs everything the VM needs: a skip there is a broken image build, not a missing piece.
+  if (process.env.OUTPOST_VM_REQUIRED === '1') t.fail(`field VM required (OUTPOST_VM_REQUIRED=1): ${built.skip}`);
+  else t.pass('skipped: no VM on this machine');
   process.exit(0);
 }
 
