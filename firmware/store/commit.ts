@@ -79,10 +79,7 @@ export class CommitLoop {
   private async syncLane(lane: Lane): Promise<void> {
     // always mode writes through O_DSYNC: the data is durable once the write returned.
     if (this.log.opts.syncMode !== 'always') await lane.activeFile!.datasync();
-    if (lane.dirSyncPending) {
-      lane.dirSyncPending = false;
-      await this.log.fs.syncDir(lane.dir);
-    }
+    if (lane.takeDirSync()) await this.log.fs.syncDir(lane.dir);
   }
 
   /** interval mode: the periodic sync; also the final sync at close. */

@@ -260,10 +260,7 @@ export class RingLog implements LaneHost {
     if (!this.opts.readOnly) await this.flushForClose();
     for (const lane of this.lanes.values()) {
       lane.rejectQueued(new StoreError('CLOSED', 'ring log closed'));
-      await lane.activeFile?.close().catch(() => undefined);
-      lane.activeFile = null;
-      await lane.readState.file?.close().catch(() => undefined);
-      lane.readState.file = null;
+      await lane.closeFiles();
     }
     await this.checkpoint?.close().catch(() => undefined);
     if (this.fs === nodeFs && !this.opts.readOnly) await releaseLock(this.opts.dir);

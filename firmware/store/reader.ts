@@ -28,6 +28,11 @@ export interface ReadableLane {
   sampleAge(seq: number, enqueuedAtMs: number): void;
 }
 
+/** A lane's reader state before its first read. */
+export function newReadState(): ReadState {
+  return { file: null, fileSegment: null, position: null, chunk: null, expiredThroughSeq: 0, chain: Promise.resolve() };
+}
+
 /** Per-lane reader state: one open segment handle and where the last read stopped. */
 export interface ReadState {
   file: StoreFile | null;
