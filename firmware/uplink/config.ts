@@ -3,14 +3,15 @@ import { dirname, resolve } from 'node:path';
 import { collect, ConfigError, throwCollected } from '../config/errors.js';
 import { displayPath } from '../config/layers.js';
 import { ConfigNode } from '../config/node.js';
-import {
-  parseAzureSection, parseEdgeHubConnectionString, type AzureSection, type EdgeHubIdentity,
-} from './azure-mode.js';
+import { parseAzureSection, parseEdgeHubConnectionString, type EdgeHubIdentity } from './azure-mode.js';
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
 import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
 import type { TransportConfig } from './transports.js';
-import { parseProvisioning, type ProvisioningConfig } from './provisioning/config.js';
+import type {
+  AzureUplinkConfig, MqttUplinkConfig, UplinkCommonConfig, UplinkConfig,
+} from './config-types.js';
+import { parseProvisioning } from './provisioning/config.js';
 import { LANE_NAME_PATTERN, UPSTREAM_LANE } from '../store/names.js';
 
 /**
@@ -21,69 +22,15 @@ import { LANE_NAME_PATTERN, UPSTREAM_LANE } from '../store/names.js';
  * errors that name the field and the file.
  */
 
-export interface UplinkCommonConfig {
-  /** The board file the section came from, as shown in errors. */
-  boardFile: string;
-  inflightMax: number;
-  /** Bytes per second, 0 = no cap. The cloud may override it (see settings.ts). */
-  maxBytesPerSec: number;
-  backoff: { baseMs: number; maxMs: number };
-  interfaces: string[];
-  /** Absolute path, or undefined for no modem hook. */
-  modemFlagPath: string | undefined;
-  priorityLanes: Array<{ lane: string; weight: number }>;
-  /** MQTT keepalive, seconds; undefined: the transport's default. */
-  keepaliveSecs: number | undefined;
-  /** Connect attempt limit, ms; undefined: the pump's and the transport's defaults. */
-  connectTimeoutMs: number | undefined;
-  /** A publish unacknowledged this long tears the connection down, ms. */
-  publishTimeoutMs: number;
-  /** Absolute paths of PEM files. */
-  caFile: string | undefined;
-  certFile: string | undefined;
-  keyFile: string | undefined;
-}
-
-export interface MqttUplinkConfig extends UplinkCommonConfig {
-  protocol: 'mqtt';
-  url: string;
-  username: string | undefined;
-  password: string | undefined;
-  topicTemplate: string | undefined;
-  configTopic: string | undefined;
-  protocolVersion: 4 | 5;
-}
-
-export interface AzureUplinkConfig extends UplinkCommonConfig {
-  protocol: 'azure';
-  connectionString: string | undefined;
-  /** Absolute path of a file holding the connection string. */
-  connectionStringFile: string | undefined;
-  /** DPS instead of a connection string (firmware/uplink/provisioning). */
-  provisioning: ProvisioningConfig | undefined;
-  /** `uplink.azure`: edge or device mode (firmware/uplink/azure-mode.ts). */
-  azure: AzureSection;
-  /** Edge mode's pool of children's connections (firmware/uplink/edge/limits.ts). */
-  cloudConnectionsMax: number;
-  cloudConnectionIdleSecs: number;
-  cloudConnectsPerSecMax: number;
-}
-
-/** The sim board's embedded cloud: an in-process broker on loopback behind a link that drops on a cycle. */
-export interface SimUplinkConfig extends UplinkCommonConfig {
-  protocol: 'sim';
-  linkUpSecs: number;
-  linkDownSecs: number;
-}
-
-export type UplinkConfig = { protocol: 'none' } | MqttUplinkConfig | AzureUplinkConfig | SimUplinkConfig;
+export type {
+  AzureUplinkConfig, MqttUplinkConfig, SimUplinkConfig, UplinkCommonConfig, UplinkConfig,
+} from './config-types.js';
 
 /** The one variant allowed the embedded cloud: it must never stand in for a production board's uplink. */
 export const SIM_VARIANT = 'sim';
 /** Linux interface names: IFNAMSIZ is 16 bytes with the terminating NUL. */
 const INTERFACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$/;
 const INTERFACES_MAX = 16;
-/** The ring log's lane name rule (firmware/store), repeated here so a bad name fails at config time. */
 /** Lanes besides "upstream"; the pump drains at most 16 lanes. */
 const PRIORITY_LANES_MAX = 15;
 const LANE_WEIGHT_MAX = 1_000;

@@ -1,8 +1,6 @@
-import type { Clock } from '../clock.js';
 import { Cursor, nextTurn, takeTurn, type Inflight, type PumpLane } from './cursor.js';
-import type { AttemptLedger, DeadLetters } from './dead-letter.js';
+import type { DrainHost, PumpSession } from './drain-host.js';
 import { recordToMessage } from './message.js';
-import { RateMeter, TokenBucket } from './rate.js';
 import {
   WINDOW_AFTER_LOSS_MESSAGES,
   WINDOW_AFTER_RECONNECT_MESSAGES,
@@ -10,57 +8,13 @@ import {
   recovered,
   type LossRecovery,
 } from './recovery.js';
-import { UplinkError, type UplinkTransport } from './types.js';
+import { UplinkError } from './types.js';
 
 export type { PumpLane } from './cursor.js';
-
-export interface DrainLimits {
-  inflightMax: number;
-  readBatchRecordsMax: number;
-  readBatchBytesMax: number;
-  ackBatchRecords: number;
-}
+export type { DrainHost, DrainLimits, PumpSession, PumpSessionFactory } from './drain-host.js';
 
 /** A failed read (disk error) is tried again after this long rather than dropping the connection. */
 const READ_RETRY_MS = 1_000;
-
-export interface DrainHost {
-  readonly transport: UplinkTransport;
-  readonly clock: Clock;
-  readonly gatewayId: string;
-  readonly limits: DrainLimits;
-  /** Publishes in flight at once on this connection: ours and the server's Receive Maximum, the lower. */
-  readonly windowMax: number;
-  /** Set after a loss that charged a message in flight: the window starts at one (see recovery.ts). */
-  readonly recovery: LossRecovery | null;
-  readonly ledger: AttemptLedger;
-  /** Null only where no dead-letter lane was given (tests): an undeliverable message then holds its lane. */
-  readonly deadLetters: DeadLetters | null;
-  readonly delivered: RateMeter;
-  /** Rate 0 = no cap. */
-  readonly bucket: TokenBucket;
-  reportError(err: unknown): void;
-}
-
-/**
- * What the pump needs of a drain session: DrainSession (one connection), or edge mode's, which spreads the
- * lanes over one connection per identity (firmware/uplink/edge/session.ts).
- */
-export interface PumpSession {
-  readonly done: Promise<void>;
-  readonly windowMax: number;
-  readonly inflight: number;
-  readonly recoveryAfter: LossRecovery | null;
-  oldestInflightSentAtMs(): number | null;
-  run(): Promise<void>;
-  end(cause?: Error, charge?: string): void;
-  quiesce(): Promise<void>;
-  rateChanged(): void;
-  pause(): void;
-}
-
-/** Makes the session of each successful connect (PumpOptions.createSession). */
-export type PumpSessionFactory = (host: DrainHost, lanes: Array<{ lane: PumpLane; weight: number }>) => PumpSession;
 
 /**
  * One connection's worth of draining. The pump makes one per successful connect and throws it away when the
@@ -306,7 +260,8 @@ export class DrainSession implements PumpSession {
     const box = this.host.deadLetters;
     const what = `${this.host.gatewayId}:${cursor.lane.name}:${entry.record.seq}`;
     if (box === null) {
-      return this.end(new UplinkError('REFUSED', `${what} cannot be delivered (${reason}) and there is no dead-letter lane`));
+      const why = `${what} cannot be delivered (${reason}) and there is no dead-letter lane`;
+      return this.end(new UplinkError('REFUSED', why));
     }
     box.put(cursor.lane.name, entry.record, reason, attempts).then(
       () => {
@@ -320,7 +275,8 @@ export class DrainSession implements PumpSession {
         this.notify();
       },
       (err: unknown) => {
-        this.end(new UplinkError('IO', `${what} could not be dead-lettered: ${(err as Error).message}`, { cause: err }));
+        const why = `${what} could not be dead-lettered: ${(err as Error).message}`;
+        this.end(new UplinkError('IO', why, { cause: err }));
       },
     );
   }

@@ -3,7 +3,7 @@ import type { BackoffOptions } from './backoff.js';
 import type { DeadLetterStatus } from './dead-letter.js';
 import type { PumpLane } from './cursor.js';
 import type { ThrottleStatus } from './throttle.js';
-import type { PumpSessionFactory } from './drain.js';
+import type { PumpSessionFactory } from './drain-host.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
 /** The pump's options, limits and status shapes, validated with errors that name the option. */
