@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import { Cursor, nextTurn, takeTurn, type Inflight, type PumpLane } from './cursor.js';
 import type { DrainHost, PumpSession } from './drain-host.js';
 import { recordToMessage } from './message.js';
@@ -40,6 +41,10 @@ export class DrainSession implements PumpSession {
     private readonly host: DrainHost,
     lanes: Array<{ lane: PumpLane; weight: number }>,
   ) {
+    // The pump takes the lower of inflightMax and the server's Receive Maximum: a NaN, zero or negative
+    // window here would stall the drain for ever without a word, so it is a programmer error.
+    const { windowMax } = host;
+    assert(Number.isSafeInteger(windowMax) && windowMax >= 1, `windowMax must be an integer >= 1, got ${windowMax}`);
     this.cursors = lanes.map(({ lane, weight }) => new Cursor(lane, weight));
     const start = host.recovery === null ? WINDOW_AFTER_RECONNECT_MESSAGES : WINDOW_AFTER_LOSS_MESSAGES;
     this.window = Math.min(start, host.windowMax);
@@ -171,12 +176,11 @@ export class DrainSession implements PumpSession {
       (records) => {
         cursor.reading = false;
         if (this.ended) return;
-        const last = records.at(-1);
-        // An empty answer means every durable record from fromSeq on had expired: step past them.
-        if (last === undefined) cursor.nextSeq = Math.max(cursor.nextSeq, durable + 1);
-        else {
-          cursor.buffer.push(...records);
-          cursor.nextSeq = last.seq + 1;
+        try {
+          cursor.accept(records, durable);
+        } catch (err) {
+          // Not thrown on: from a promise callback it would be an unhandled rejection; the pump reports it.
+          return this.end(err as Error);
         }
         this.flushAck(cursor, false);
         this.notify();
@@ -284,7 +288,8 @@ export class DrainSession implements PumpSession {
   /** Acks the store in batches: each ack may dirty a checkpoint, so one per message would be waste. */
   private flushAck(cursor: Cursor, force: boolean): void {
     const frontier = cursor.frontier();
-    if (frontier <= cursor.lastAckSent) return;
+    assert(frontier >= cursor.lastAckSent, `lane "${cursor.lane.name}": ack frontier ${frontier} went back`);
+    if (frontier === cursor.lastAckSent) return;
     const idle = cursor.inflight.length === 0;
     if (!force && !idle && frontier - cursor.lastAckSent < this.host.limits.ackBatchRecords) return;
     cursor.lane.ack(frontier);

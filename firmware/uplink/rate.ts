@@ -1,4 +1,10 @@
+import assert from 'node:assert/strict';
 import type { Clock } from '../clock.js';
+
+/** A NaN or negative rate would make every wait NaN ms: a busy loop instead of a cap. */
+function assertRate(bytesPerSec: number): void {
+  assert(Number.isFinite(bytesPerSec) && bytesPerSec >= 0, `token bucket rate must be >= 0 bytes/s, got ${bytesPerSec}`);
+}
 
 /**
  * A token bucket for `maxBytesPerSec` on metered cellular links. It may go into debt by one message, so a
@@ -15,6 +21,7 @@ export class TokenBucket {
     private bytesPerSec: number,
     private readonly clock: Clock,
   ) {
+    assertRate(bytesPerSec);
     this.tokens = bytesPerSec * TokenBucket.BURST_SECS;
     this.lastMs = clock.monoMs();
   }
@@ -25,6 +32,7 @@ export class TokenBucket {
 
   /** A new cap starts with a full burst: the debt of the old rate would otherwise be paid off at the new one. */
   setRate(bytesPerSec: number): void {
+    assertRate(bytesPerSec);
     this.bytesPerSec = bytesPerSec;
     this.tokens = bytesPerSec * TokenBucket.BURST_SECS;
     this.lastMs = this.clock.monoMs();
