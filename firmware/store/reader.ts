@@ -68,7 +68,7 @@ export function assertReadArgs(lane: string, fromSeq: number, limits: { recordsM
   assert(Number.isSafeInteger(fromSeq) && fromSeq >= 1, `lane "${lane}": read from ${fromSeq}, not a seq`);
   for (const key of ['recordsMax', 'bytesMax'] as const) {
     const v = limits[key];
-    assert(v === undefined || (Number.isSafeInteger(v) && v >= 1), `lane "${lane}": read ${key} ${v}`);
+    assert(v === undefined || (Number.isSafeInteger(v) && v >= 1), `lane "${lane}": read ${key} ${v}, not an integer >= 1`);
   }
 }
 

@@ -106,6 +106,9 @@ t.test('bad options and arguments are refused with the option named', async (t) 
   await t.rejects(lane.read(1.5), { name: 'AssertionError', message: /read from 1.5/ });
   await t.rejects(lane.read(1, { recordsMax: 0 }), { name: 'AssertionError', message: /recordsMax 0/ });
   await t.rejects(lane.read(1, { bytesMax: -1 }), { name: 'AssertionError', message: /bytesMax -1/ });
+  await t.rejects(lane.read(1, { recordsMax: Number.NaN }), { name: 'AssertionError', message: /recordsMax NaN, not an/ });
+  await t.rejects(lane.read(Number.NaN), { name: 'AssertionError', message: /read from NaN, not a seq/ });
+  t.throws(() => lane.ack(Number.NaN), { name: 'AssertionError', message: /ack\(NaN\) needs an integer seq/ });
   await log.close();
   await t.rejects(lane.append({ body: Buffer.from('x') }), { code: 'CLOSED' });
 });
