@@ -22,9 +22,9 @@ t.test('defaults: 500 ms base, 60 s maximum', async (t) => {
 });
 
 t.test('options are checked by name', async (t) => {
-  t.throws(() => new Backoff({ baseMs: 0 }), /"backoffBaseMs" must be at least 1 ms/);
-  t.throws(() => new Backoff({ baseMs: 10, maxMs: 5 }), /"backoffMaxMs" must be at least/);
-  t.throws(() => new Backoff({ factor: 0.5 }), /"backoffFactor" must be at least 1/);
+  t.throws(() => new Backoff({ baseMs: 0 }), /"backoff.baseMs" must be at least 1 ms/);
+  t.throws(() => new Backoff({ baseMs: 10, maxMs: 5 }), /"backoff.maxMs" must be at least "backoff.baseMs"/);
+  t.throws(() => new Backoff({ factor: 0.5 }), /"backoff.factor" must be at least 1/);
 });
 
 t.test('after a throttling answer: the floor plus a full-jitter draw over the larger of floor and ceiling', async (t) => {
