@@ -50,7 +50,8 @@ export class CommitLoop {
       const batch = lane.takeBatch();
       if (!batch) continue;
       try {
-        if (opts.quotaPolicy === 'drop-oldest') await this.retention.makeRoom(lane, batch.bytes + SEAL_RECORD_BYTES, written);
+        const room = batch.bytes + SEAL_RECORD_BYTES;
+        if (opts.quotaPolicy === 'drop-oldest') await this.retention.makeRoom(lane, room, written);
         await lane.writeBatch(batch);
         written.push({ lane, batch });
       } catch (err) {

@@ -20,7 +20,8 @@ export async function recoverLane(lane: Lane, host: LaneHost, cursor: LaneCursor
     const seg = emptySegment(parsed.no, parsed.baseSeq, `${lane.dir}/${name}`);
     const isLast = i === found.length - 1;
     const writable = isLast && !opts.readOnly;
-    const file = await fs.open(seg.path, writable ? 'readwrite' : 'read', { dsync: writable && opts.syncMode === 'always' });
+    const dsync = writable && opts.syncMode === 'always';
+    const file = await fs.open(seg.path, writable ? 'readwrite' : 'read', { dsync });
     let keepOpen = false;
     try {
       keepOpen = await recoverSegment(lane, host, seg, file, isLast);

@@ -68,7 +68,9 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
       linkDownSecs: integerOption(node.field('linkDownSecs'), 'uplink.linkDownSecs'),
     };
   }
-  if ((common.certFile === undefined) !== (common.keyFile === undefined)) node.field(common.certFile ? 'keyFile' : 'certFile').fail('certFile and keyFile given together');
+  if ((common.certFile === undefined) !== (common.keyFile === undefined)) {
+    node.field(common.certFile ? 'keyFile' : 'certFile').fail('certFile and keyFile given together');
+  }
   if (protocol === 'mqtt') return parseMqtt(node, common);
   const connectionString = node.field('connectionString').optionalString();
   const connectionStringFile = file('connectionStringFile');
@@ -89,7 +91,11 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   };
 }
 
-function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) => string | undefined): UplinkCommonConfig {
+function parseCommon(
+  node: ConfigNode,
+  boardFile: string,
+  file: (key: string) => string | undefined,
+): UplinkCommonConfig {
   const backoff = node.field('backoff');
   backoff.optionalRecord();
   if (!backoff.missing) backoff.keys(fieldsOf('uplink.backoff'));
@@ -131,15 +137,17 @@ function parsePriorityLanes(node: ConfigNode): Array<{ lane: string; weight: num
   return node.items(`a list of at most ${PRIORITY_LANES_MAX} lanes`, 0, PRIORITY_LANES_MAX).map((item) => {
     item.keys(['lane', 'weight']);
     const laneNode = item.field('lane');
-    const lane = laneNode.string({ pattern: LANE_NAME_PATTERN, describe: 'a lane name (letters, digits, . _ -), not "upstream" nor a repeat' });
-    if (seen.has(lane)) laneNode.fail('a lane name (letters, digits, . _ -), not "upstream" nor a repeat');
+    const describe = 'a lane name (letters, digits, . _ -), not "upstream" nor a repeat';
+    const lane = laneNode.string({ pattern: LANE_NAME_PATTERN, describe });
+    if (seen.has(lane)) laneNode.fail(describe);
     seen.add(lane);
     return { lane, weight: item.field('weight').integer({ min: 1, max: LANE_WEIGHT_MAX, default: 1 }) };
   });
 }
 
 function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConfig {
-  const url = node.field('url').string({ pattern: /^mqtts?:\/\/[^/]+/, describe: 'mqtt://host:port or mqtts://host:port' });
+  const describe = 'mqtt://host:port or mqtts://host:port';
+  const url = node.field('url').string({ pattern: /^mqtts?:\/\/[^/]+/, describe });
   const templateNode = node.field('topicTemplate');
   const topicTemplate = templateNode.optionalString();
   if (topicTemplate !== undefined) {
@@ -154,7 +162,9 @@ function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConf
   if (configTopic !== undefined && (/[+#]/.test(configTopic) || /\{(?!gatewayId\})/.test(configTopic))) {
     configTopicNode.fail('a topic without + or # whose only placeholder is {gatewayId}');
   }
-  if (common.caFile !== undefined && !url.startsWith('mqtts:')) node.field('caFile').fail('no caFile with a plain mqtt:// url');
+  if (common.caFile !== undefined && !url.startsWith('mqtts:')) {
+    node.field('caFile').fail('no caFile with a plain mqtt:// url');
+  }
   return {
     protocol: 'mqtt',
     ...common,
@@ -174,21 +184,30 @@ export async function readNamedFile(config: UplinkCommonConfig, key: string, pat
   let text: string;
   try {
     const bytes = await readFile(path);
-    if (bytes.length > bytesMax) throw new ConfigError('UNREADABLE', where, `${expected} of at most ${bytesMax} bytes`, `${path}: ${bytes.length} bytes`);
+    if (bytes.length > bytesMax) {
+      throw new ConfigError('UNREADABLE', where, `${expected} of at most ${bytesMax} bytes`, `${path}: ${bytes.length} bytes`);
+    }
     text = bytes.toString('utf8');
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw new ConfigError('UNREADABLE', where, `a readable file (${expected})`, `${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    const found = `${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+    throw new ConfigError('UNREADABLE', where, `a readable file (${expected})`, found, { cause: err });
   }
-  if (expected === 'PEM' && !text.includes('-----BEGIN ')) throw new ConfigError('INVALID', where, 'a PEM file (-----BEGIN ...)', `${path}: no PEM block`);
+  if (expected === 'PEM' && !text.includes('-----BEGIN ')) {
+    throw new ConfigError('INVALID', where, 'a PEM file (-----BEGIN ...)', `${path}: no PEM block`);
+  }
   return text;
 }
 
 /** Reads the CA, certificate, key and connection string files and builds the transport's options. */
-export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConfig, gatewayId: string): Promise<TransportConfig> {
+export async function loadUplinkFiles(
+  config: MqttUplinkConfig | AzureUplinkConfig,
+  gatewayId: string,
+): Promise<TransportConfig> {
   const pem = (key: 'caFile' | 'certFile' | 'keyFile') => {
     const path = config[key];
-    return path === undefined ? Promise.resolve(undefined) : readNamedFile(config, key, path, PEM_FILE_BYTES_MAX, 'PEM');
+    if (path === undefined) return Promise.resolve(undefined);
+    return readNamedFile(config, key, path, PEM_FILE_BYTES_MAX, 'PEM');
   };
   // Settled together and reported in field order: every unreadable file at once, the same report each run.
   const settled = await Promise.allSettled([pem('caFile'), pem('certFile'), pem('keyFile')]);
@@ -211,9 +230,10 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
     };
   }
   if (config.provisioning !== undefined) throw new Error('a provisioned uplink has no connection string to load');
-  const connectionString = config.connectionStringFile === undefined
+  const path = config.connectionStringFile;
+  const connectionString = path === undefined
     ? config.connectionString!
-    : (await readNamedFile(config, 'connectionStringFile', config.connectionStringFile, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
+    : (await readNamedFile(config, 'connectionStringFile', path, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
   checkDeviceId(config, connectionString, gatewayId);
   // Read here too so that `outpost board check` and start-up refuse a wrong $edgeHub file alike.
   await loadEdgeHub(config, gatewayId);

@@ -3,7 +3,8 @@ import type { Clock } from '../clock.js';
 
 /** A NaN or negative rate would make every wait NaN ms: a busy loop instead of a cap. */
 function assertRate(bytesPerSec: number): void {
-  assert(Number.isFinite(bytesPerSec) && bytesPerSec >= 0, `token bucket rate must be >= 0 bytes/s, got ${bytesPerSec}`);
+  const ok = Number.isFinite(bytesPerSec) && bytesPerSec >= 0;
+  assert(ok, `token bucket rate must be >= 0 bytes/s, got ${bytesPerSec}`);
 }
 
 /**
@@ -66,7 +67,8 @@ export class RateMeter {
     const now = this.clock.monoMs();
     const last = this.samples.at(-1);
     // Each sample is the running total at the start of its period, so the first delivery counts too.
-    if (last === undefined || now - last.atMs >= RateMeter.SAMPLE_MS) this.samples.push({ atMs: now, total: this.total });
+    const due = last === undefined || now - last.atMs >= RateMeter.SAMPLE_MS;
+    if (due) this.samples.push({ atMs: now, total: this.total });
     this.total += count;
     while (this.samples.length > 1 && now - this.samples[0]!.atMs > RateMeter.WINDOW_MS) this.samples.shift();
   }
