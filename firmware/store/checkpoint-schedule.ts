@@ -110,9 +110,7 @@ export class CheckpointScheduler {
       this.generation = state.generation;
       this.lastStoreMs = state.storeMs;
       for (const [name, cursor] of state.lanes) {
-        const lane = lanes.get(name)!;
-        lane.durableAckedSeq = cursor.ackedSeq;
-        lane.durableNextSeq = cursor.nextSeq;
+        lanes.get(name)!.checkpointed(cursor.ackedSeq, cursor.nextSeq);
       }
     } while (this.again);
   }

@@ -50,7 +50,8 @@ export class CommitLoop {
       const batch = lane.takeBatch();
       if (!batch) continue;
       try {
-        if (opts.quotaPolicy === 'drop-oldest') await this.retention.makeRoom(lane, batch.bytes + SEAL_RECORD_BYTES, written);
+        const room = batch.bytes + SEAL_RECORD_BYTES;
+        if (opts.quotaPolicy === 'drop-oldest') await this.retention.makeRoom(lane, room, written);
         await lane.writeBatch(batch);
         written.push({ lane, batch });
       } catch (err) {
@@ -79,10 +80,7 @@ export class CommitLoop {
   private async syncLane(lane: Lane): Promise<void> {
     // always mode writes through O_DSYNC: the data is durable once the write returned.
     if (this.log.opts.syncMode !== 'always') await lane.activeFile!.datasync();
-    if (lane.dirSyncPending) {
-      lane.dirSyncPending = false;
-      await this.log.fs.syncDir(lane.dir);
-    }
+    if (lane.takeDirSync()) await this.log.fs.syncDir(lane.dir);
   }
 
   /** interval mode: the periodic sync; also the final sync at close. */

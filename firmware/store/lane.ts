@@ -1,15 +1,15 @@
 import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { AgeRing } from './age-ring.js';
-import { bytesWithSeals, prepareRecord, waitFor, type Prepared } from './append.js';
-import { Batch, BufferPool } from './batch.js';
-import { StoreError, fromFsError } from './errors.js';
+import { prepareRecord, waitFor } from './append.js';
+import type { Batch } from './batch.js';
+import { StoreError } from './errors.js';
 import type { StoreFile } from './fs.js';
 import type { LaneHost } from './lane-host.js';
-import { assertReadArgs, readLane, type ReadState } from './reader.js';
-import { SEAL_RECORD_BYTES } from './record.js';
+import { LaneFiles } from './lane-files.js';
+import { LaneQueue } from './lane-queue.js';
+import { assertReadArgs, newReadState, readLane, type ReadState } from './reader.js';
 import type { SegmentInfo } from './segment.js';
-import { createSegment, cutBackToDurable, sealSegment } from './segment-write.js';
 import type { AppendInput, StoredRecord } from './types.js';
 
 export type { LaneHost } from './lane-host.js';
@@ -23,31 +23,22 @@ export const APPEND_BATCH_RECORDS_MAX = 10_000;
  */
 export class Lane {
   readonly dir: string;
-  /** Ordered by segment number; the last one is the active segment unless it is sealed. */
-  readonly segments: SegmentInfo[] = [];
-  nextSeq = 1;
+  private readonly files: LaneFiles;
+  private next = 1;
   /** Everything ≤ ackedSeq is delivered (in memory; the checkpoint catches up at a bounded rate). */
   private acked = 0;
   /** The acked seq as of the last durable checkpoint: retention may delete up to here. */
-  durableAckedSeq = 0;
+  private durableAcked = 0;
   /**
    * The next seq as of the last durable checkpoint. Records at or above it are the only proof on disk
    * that their seqs were issued: retention checkpoints before deleting one (see Retention.drop).
    */
-  durableNextSeq = 1;
+  private durableNext = 1;
   /** Highest seq readers may see: synced in always mode, written otherwise. */
-  visibleSeq = 0;
-  private readonly queue: Batch[] = [];
-  private readonly buffers = new BufferPool();
-  private queuedBytes = 0;
-  /** Projected size of the active segment once every queued batch is written. */
-  private tailBytes = 0;
-  activeFile: StoreFile | null = null;
-  /** The next write must start a new segment (after an I/O error, a quota drop or a seal). */
-  rollNext = true;
-  /** A segment was created since the last sync: its directory entry needs a directory fsync. */
-  dirSyncPending = false;
-  readonly readState: ReadState = { file: null, fileSegment: null, position: null, chunk: null, expiredThroughSeq: 0, chain: Promise.resolve() };
+  private visible = 0;
+  private readonly queue: LaneQueue;
+  /** The reader's own state (reader.ts writes it); the lane only lets go of what it points at. */
+  readonly readState: ReadState = newReadState();
   private readonly listeners = new Set<(lastSeq: number) => void>();
   /** Enqueue times of recently read records: the oldest-pending age without a seek. */
   private readonly ages = new AgeRing();
@@ -58,11 +49,38 @@ export class Lane {
     private readonly host: LaneHost,
   ) {
     this.dir = join(lanesDir, name);
+    this.queue = new LaneQueue(name, host);
+    this.files = new LaneFiles(name, this.dir, host);
+  }
+
+  get segments(): readonly SegmentInfo[] {
+    return this.files.segments;
   }
 
   get active(): SegmentInfo | undefined {
-    const last = this.segments[this.segments.length - 1];
-    return last && !last.sealed && !last.deleted ? last : undefined;
+    return this.files.active;
+  }
+
+  /** The seq the next append gets. */
+  get nextSeq(): number {
+    return this.next;
+  }
+
+  get durableAckedSeq(): number {
+    return this.durableAcked;
+  }
+
+  get durableNextSeq(): number {
+    return this.durableNext;
+  }
+
+  get visibleSeq(): number {
+    return this.visible;
+  }
+
+  /** The active segment's write handle; null between a roll, a drop or an I/O error and the next write. */
+  get activeFile(): StoreFile | null {
+    return this.files.activeFile;
   }
 
   /** Resolves with the record's seq once it is durable (always mode) or written (interval, none). */
@@ -70,10 +88,9 @@ export class Lane {
     try {
       this.host.assertOpen();
       const prepared = prepareRecord(this.name, this.host.opts, input);
-      this.admit([prepared.total]);
-      const batch = this.encode(prepared, this.host.wallNowMs(), this.host.storeNowMs());
-      const seq = batch.lastSeq;
-      return new Promise<number>((resolve, reject) => batch.wait({ seq, resolve, reject }));
+      this.queue.admit([prepared.total]);
+      const batch = this.queue.frame(prepared, this.next++, this.host.wallNowMs(), this.host.storeNowMs());
+      return waitFor(batch);
     } catch (err) {
       return Promise.reject(err);
     }
@@ -87,17 +104,18 @@ export class Lane {
     try {
       this.host.assertOpen();
       if (inputs.length === 0 || inputs.length > APPEND_BATCH_RECORDS_MAX) {
-        throw new StoreError('INVALID', `appendBatch takes 1..${APPEND_BATCH_RECORDS_MAX} records ("APPEND_BATCH_RECORDS_MAX"), got ${inputs.length}`);
+        const what = `appendBatch takes 1..${APPEND_BATCH_RECORDS_MAX} records ("APPEND_BATCH_RECORDS_MAX")`;
+        throw new StoreError('INVALID', `${what}, got ${inputs.length}`);
       }
       const prepared = inputs.map((input) => prepareRecord(this.name, this.host.opts, input));
-      this.admit(prepared.map((p) => p.total));
+      this.queue.admit(prepared.map((p) => p.total));
       const waits: Array<Promise<number>> = [];
       let current: Batch | null = null;
       // One clock reading for the whole call: its records were handed over at the same moment.
       const wallMs = this.host.wallNowMs();
       const storeMs = this.host.storeNowMs();
       for (const p of prepared) {
-        const batch = this.encode(p, wallMs, storeMs);
+        const batch = this.queue.frame(p, this.next++, wallMs, storeMs);
         if (current && batch !== current) waits.push(waitFor(current));
         current = batch;
       }
@@ -109,88 +127,27 @@ export class Lane {
     }
   }
 
-  /**
-   * Bounds the bytes waiting for a commit, and the quota under reject-new, for records of `sizes` more:
-   * their bytes plus the seal record of each segment they fill (a roll writes one, see encode/writeBatch).
-   */
-  private admit(sizes: number[]): void {
-    const bytes = bytesWithSeals(sizes, this.tailBytes, this.host.opts.segmentBytes);
-    if (this.queuedBytes + bytes > this.host.opts.appendQueueBytesMax) {
-      throw new StoreError('FULL', `lane "${this.name}": ${this.queuedBytes} bytes await commit, over "appendQueueBytesMax"`);
-    }
-    this.host.reserveAppend(bytes);
-  }
-
-  /** Frames one record into the open batch (opening a new one at a segment or batch boundary). */
-  private encode(p: Prepared, wallMs: number, storeMs: number): Batch {
-    const opts = this.host.opts;
-    let batch = this.queue[this.queue.length - 1];
-    const rollNeeded = this.tailBytes + p.total + SEAL_RECORD_BYTES > opts.segmentBytes;
-    if (!batch || rollNeeded || batch.bytes + p.total > opts.groupCommitBytesMax) {
-      batch = new Batch(this.buffers, p.total);
-      if (rollNeeded) {
-        batch.rollBefore = true;
-        this.tailBytes = 0;
-      }
-      this.queue.push(batch);
-    }
-    const seq = this.nextSeq++;
-    batch.add(
-      {
-        seq,
-        flags: 0,
-        enqueuedAtMs: wallMs,
-        expiresAtStoreMs: p.ttlSecs === 0 ? 0 : storeMs + p.ttlSecs * 1000,
-        props: p.props,
-        body: p.body,
-      },
-      p.total,
-    );
-    this.tailBytes += p.total;
-    this.queuedBytes += p.total;
-    this.host.scheduleCommit();
-    return batch;
-  }
-
   hasQueued(): boolean {
-    return this.queue.length > 0;
+    return this.queue.hasQueued();
   }
 
   /** Takes the oldest batch for the commit loop; later appends open a new batch. */
   takeBatch(): Batch | undefined {
-    const batch = this.queue.shift();
-    if (batch) this.queuedBytes -= batch.bytes;
-    return batch;
+    return this.queue.take();
   }
 
   /** Writes a taken batch to the active segment, rolling to a new segment first when needed. */
-  async writeBatch(batch: Batch): Promise<void> {
-    const opts = this.host.opts;
-    // admit reserved the seal this roll writes: give it back for the seal to take (see sealFits).
-    if (batch.rollBefore) this.host.releaseReserved(SEAL_RECORD_BYTES);
-    let seg = this.active;
-    if (!seg || this.rollNext || batch.rollBefore || seg.bytes + batch.bytes + SEAL_RECORD_BYTES > opts.segmentBytes) {
-      seg = await this.roll(batch);
-    }
-    batch.segment = seg;
-    batch.segmentOffset = seg.bytes;
-    try {
-      await this.activeFile!.write(batch.buf.subarray(0, batch.bytes), seg.bytes);
-    } catch (err) {
-      throw fromFsError(err, `write ${seg.path}`);
-    }
-    seg.bytes += batch.bytes;
-    this.host.diskBytesChanged(batch.bytes);
-    this.host.releaseReserved(batch.bytes);
+  writeBatch(batch: Batch): Promise<void> {
+    return this.files.write(batch, (first) => this.queue.rolled(first));
   }
 
   /** The batch is durable (or written, outside always mode): readers may see it, producers hear back. */
   commitBatch(batch: Batch): void {
     const seg = batch.segment!;
-    assert(batch.firstSeq > this.visibleSeq, `lane "${this.name}": batch ${batch.firstSeq} after ${this.visibleSeq}`);
+    assert(batch.firstSeq > this.visible, `lane "${this.name}": batch ${batch.firstSeq} after ${this.visible}`);
     batch.foldInto(seg);
     seg.durableBytes = batch.segmentOffset + batch.bytes;
-    this.visibleSeq = batch.lastSeq;
+    this.visible = batch.lastSeq;
     batch.resolveAll();
     for (const listener of this.listeners) listener(batch.lastSeq);
   }
@@ -200,43 +157,19 @@ export class Lane {
    * durable byte and abandoned, so no later record ever lands behind bytes of unknown state; seqs of the
    * failed records are never reused.
    */
-  async failBatch(batch: Batch, err: Error): Promise<void> {
+  failBatch(batch: Batch, err: Error): Promise<void> {
     batch.rejectAll(err);
-    const seg = batch.segment;
-    this.rollNext = true;
-    const written = seg !== null && batch.segmentOffset >= 0 && seg.bytes > batch.segmentOffset;
-    if (!written) this.host.releaseReserved(batch.bytes);
-    if (!seg || batch.segmentOffset < 0) return;
-    await cutBackToDurable(this.host, seg, this.activeFile);
+    return this.files.failed(batch);
   }
 
-  /** Seals the active segment (when it has records) and creates the next one. */
-  private async roll(first: Batch): Promise<SegmentInfo> {
-    await this.sealActive();
-    const { seg, file } = await createSegment(this.host, this.dir, first.firstSeq);
-    this.activeFile = file;
-    this.segments.push(seg);
-    this.rollNext = false;
-    this.dirSyncPending = true;
-    // The batch being written was taken off the queue already: it is the new segment's first.
-    this.tailBytes = first.bytes;
-    for (const b of this.queue) this.tailBytes += b.bytes;
-    return seg;
+  /** Seals the active segment, if any, and closes its file; the next write starts a new segment. */
+  sealActive(): Promise<void> {
+    return this.files.sealActive();
   }
 
-  /**
-   * Seals the active segment, if any, and closes its file (see sealSegment); the next write starts a new
-   * segment.
-   */
-  async sealActive(): Promise<void> {
-    const seg = this.active;
-    const file = this.activeFile;
-    this.activeFile = null;
-    if (!seg || !file) {
-      await file?.close().catch(() => undefined);
-      return;
-    }
-    await sealSegment(this.host, seg, file);
+  /** True once per segment created since the last call: the caller fsyncs the lane's directory. */
+  takeDirSync(): boolean {
+    return this.files.takeDirSync();
   }
 
   /**
@@ -249,7 +182,7 @@ export class Lane {
     assert(Number.isSafeInteger(seq), `lane "${this.name}": ack(${seq}) needs an integer seq`);
     // Before the bound: after a restart the cursor may be past every record left on disk.
     if (seq <= this.acked) return;
-    assert(seq <= this.visibleSeq, `lane "${this.name}": ack(${seq}) is past the last durable seq ${this.visibleSeq}`);
+    assert(seq <= this.visible, `lane "${this.name}": ack(${seq}) is past the last durable seq ${this.visible}`);
     const advanced = seq - this.acked;
     this.acked = seq;
     this.host.markCheckpointDirty(advanced);
@@ -259,14 +192,39 @@ export class Lane {
     return this.acked;
   }
 
-  /** Used by recovery only. */
-  restoreAcked(seq: number): void {
-    this.acked = seq;
-    this.durableAckedSeq = seq;
+  lastDurableSeq(): number {
+    return this.visible;
   }
 
-  lastDurableSeq(): number {
-    return this.visibleSeq;
+  /** A checkpoint holding this lane's cursor at (ackedSeq, nextSeq) is durable. */
+  checkpointed(ackedSeq: number, nextSeq: number): void {
+    assert(ackedSeq <= this.acked && nextSeq <= this.next, `lane "${this.name}": checkpoint ahead of the lane`);
+    this.durableAcked = ackedSeq;
+    this.durableNext = nextSeq;
+  }
+
+  /**
+   * Recovery, once every segment is adopted: `lastSeq` is the highest seq on disk, `cursor` the
+   * checkpoint's. The next seq passes both, so no seq the log ever issued is issued again.
+   */
+  restore(lastSeq: number, cursor: { ackedSeq: number; nextSeq: number } | undefined): void {
+    const acked = cursor?.ackedSeq ?? 0;
+    this.next = Math.max(lastSeq, acked, (cursor?.nextSeq ?? 1) - 1) + 1;
+    this.durableNext = cursor?.nextSeq ?? 1;
+    this.visible = lastSeq;
+    this.acked = Math.min(acked, this.next - 1);
+    this.durableAcked = this.acked;
+  }
+
+  /** Recovery: `seg` is the next segment on disk; `file`, when given, becomes the active write handle. */
+  adoptSegment(seg: SegmentInfo, file: StoreFile | null): void {
+    this.files.adopt(seg, file);
+  }
+
+  /** Retention: forgets `seg` (its file is the caller's to delete); dropping the active one closes it. */
+  async dropSegment(seg: SegmentInfo): Promise<void> {
+    await this.files.drop(seg);
+    if (this.readState.position?.seg === seg) this.readState.position = null;
   }
 
   /** Records with seq ≥ fromSeq, in order; expired records skipped; only durable records in always mode. */
@@ -302,7 +260,13 @@ export class Lane {
 
   /** Rejects everything still queued (close without flush, or a fatal error). */
   rejectQueued(err: Error): void {
-    for (const b of this.queue.splice(0)) b.rejectAll(err);
-    this.queuedBytes = 0;
+    this.queue.rejectAll(err);
+  }
+
+  /** Close: lets go of the write and read handles (nothing is flushed here). */
+  async closeFiles(): Promise<void> {
+    await this.files.close();
+    await this.readState.file?.close().catch(() => undefined);
+    this.readState.file = null;
   }
 }

@@ -27,7 +27,14 @@ import type { Counters } from './store-host.js';
 export class RingLog implements LaneHost {
   readonly opts: ResolvedOptions;
   readonly fs: StoreFs;
-  readonly counters: Counters = { expiredRecords: 0, droppedRecords: 0, corruptRecords: 0, corruptBytes: 0, lastSyncLatencyMs: 0, syncCount: 0 };
+  readonly counters: Counters = {
+    expiredRecords: 0,
+    droppedRecords: 0,
+    corruptRecords: 0,
+    corruptBytes: 0,
+    lastSyncLatencyMs: 0,
+    syncCount: 0,
+  };
   readonly lanes = new Map<string, Lane>();
   readonly damage: DamageReport[] = [];
   private readonly clock: Clock;
@@ -94,7 +101,8 @@ export class RingLog implements LaneHost {
     await this.checkpoints.persist().catch(() => undefined);
     this.maintenanceTimer = setInterval(() => void this.maintenancePass(), this.opts.retentionIntervalMs).unref();
     if (this.opts.syncMode === 'interval') {
-      this.syncTimer = setInterval(() => void this.commits.syncAll().catch(() => undefined), this.opts.syncIntervalMs).unref();
+      const sync = () => void this.commits.syncAll().catch(() => undefined);
+      this.syncTimer = setInterval(sync, this.opts.syncIntervalMs).unref();
     }
   }
 
@@ -143,7 +151,8 @@ export class RingLog implements LaneHost {
   reserveAppend(bytes: number): void {
     if (this.opts.quotaPolicy === 'reject-new' && this.diskBytes + this.reservedBytes + bytes > this.opts.quotaBytes) {
       void this.maintenancePass();
-      throw new StoreError('FULL', `ring log ${this.opts.dir} is at its quota of ${this.opts.quotaBytes} bytes ("quotaBytes", reject-new)`);
+      const what = `ring log ${this.opts.dir} is at its quota of ${this.opts.quotaBytes} bytes ("quotaBytes", reject-new)`;
+      throw new StoreError('FULL', what);
     }
     this.reservedBytes += bytes;
   }
@@ -165,7 +174,9 @@ export class RingLog implements LaneHost {
   }
 
   reportDamage(report: DamageReport): void {
-    if (this.damage.some((d) => d.segment === report.segment && d.lane === report.lane && d.fromByte === report.fromByte)) return;
+    const same = (d: DamageReport) =>
+      d.segment === report.segment && d.lane === report.lane && d.fromByte === report.fromByte;
+    if (this.damage.some(same)) return;
     if (this.damage.length < 1000) this.damage.push(report);
     this.counters.corruptRecords++;
     this.counters.corruptBytes += report.toByte - report.fromByte;
@@ -260,10 +271,7 @@ export class RingLog implements LaneHost {
     if (!this.opts.readOnly) await this.flushForClose();
     for (const lane of this.lanes.values()) {
       lane.rejectQueued(new StoreError('CLOSED', 'ring log closed'));
-      await lane.activeFile?.close().catch(() => undefined);
-      lane.activeFile = null;
-      await lane.readState.file?.close().catch(() => undefined);
-      lane.readState.file = null;
+      await lane.closeFiles();
     }
     await this.checkpoint?.close().catch(() => undefined);
     if (this.fs === nodeFs && !this.opts.readOnly) await releaseLock(this.opts.dir);

@@ -28,6 +28,11 @@ export interface ReadableLane {
   sampleAge(seq: number, enqueuedAtMs: number): void;
 }
 
+/** A lane's reader state before its first read. */
+export function newReadState(): ReadState {
+  return { file: null, fileSegment: null, position: null, chunk: null, expiredThroughSeq: 0, chain: Promise.resolve() };
+}
+
 /** Per-lane reader state: one open segment handle and where the last read stopped. */
 export interface ReadState {
   file: StoreFile | null;
@@ -59,11 +64,16 @@ interface Cursor {
 }
 
 /** Programmer errors, not input: the reader is the pump, which reads from its own cursor. */
-export function assertReadArgs(lane: string, fromSeq: number, limits: { recordsMax?: number; bytesMax?: number }): void {
+export function assertReadArgs(
+  lane: string,
+  fromSeq: number,
+  limits: { recordsMax?: number; bytesMax?: number },
+): void {
   assert(Number.isSafeInteger(fromSeq) && fromSeq >= 1, `lane "${lane}": read from ${fromSeq}, not a seq`);
   for (const key of ['recordsMax', 'bytesMax'] as const) {
     const v = limits[key];
-    assert(v === undefined || (Number.isSafeInteger(v) && v >= 1), `lane "${lane}": read ${key} ${v}`);
+    const ok = v === undefined || (Number.isSafeInteger(v) && v >= 1);
+    assert(ok, `lane "${lane}": read ${key} ${v}, not an integer >= 1`);
   }
 }
 
@@ -121,7 +131,14 @@ async function fileFor(lane: ReadableLane, host: LaneHost, seg: SegmentInfo): Pr
  * a 256 KiB chunk, READER_CHUNK_BYTES; the next read continues from the same chunk without I/O), else a
  * fresh read. A chunk is never overwritten: records handed out earlier keep pointing into it.
  */
-async function chunkAt(lane: ReadableLane, seg: SegmentInfo, file: StoreFile, offset: number, limit: number, recordBytesMax: number): Promise<Chunk> {
+async function chunkAt(
+  lane: ReadableLane,
+  seg: SegmentInfo,
+  file: StoreFile,
+  offset: number,
+  limit: number,
+  recordBytesMax: number,
+): Promise<Chunk> {
   const cached = lane.readState.chunk;
   if (cached && cached.seg === seg && offset >= cached.base && offset < cached.base + cached.got) {
     // A record cut off at the chunk's end needs a fresh read starting at it.

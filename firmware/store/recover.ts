@@ -20,7 +20,8 @@ export async function recoverLane(lane: Lane, host: LaneHost, cursor: LaneCursor
     const seg = emptySegment(parsed.no, parsed.baseSeq, `${lane.dir}/${name}`);
     const isLast = i === found.length - 1;
     const writable = isLast && !opts.readOnly;
-    const file = await fs.open(seg.path, writable ? 'readwrite' : 'read', { dsync: writable && opts.syncMode === 'always' });
+    const dsync = writable && opts.syncMode === 'always';
+    const file = await fs.open(seg.path, writable ? 'readwrite' : 'read', { dsync });
     let keepOpen = false;
     try {
       keepOpen = await recoverSegment(lane, host, seg, file, isLast);
@@ -30,11 +31,7 @@ export async function recoverLane(lane: Lane, host: LaneHost, cursor: LaneCursor
   }
   let lastSeq = 0;
   for (const seg of lane.segments) if (seg.records > 0) lastSeq = Math.max(lastSeq, seg.lastSeq);
-  const acked = cursor?.ackedSeq ?? 0;
-  lane.nextSeq = Math.max(lastSeq, acked, (cursor?.nextSeq ?? 1) - 1) + 1;
-  lane.durableNextSeq = cursor?.nextSeq ?? 1;
-  lane.visibleSeq = lastSeq;
-  lane.restoreAcked(Math.min(acked, lane.nextSeq - 1));
+  lane.restore(lastSeq, cursor);
 }
 
 /** Returns true when `file` became the lane's active write handle. */
@@ -54,7 +51,7 @@ async function recoverSegment(
     if (seal) {
       seg.durableBytes = size;
       applySeal(seg, seal);
-      lane.segments.push(seg);
+      lane.adoptSegment(seg, null);
       return false;
     }
   }
@@ -74,9 +71,6 @@ async function recoverSegment(
     }
   }
   seg.sealed = scan.sealed || !isLast || opts.readOnly;
-  lane.segments.push(seg);
-  if (seg.sealed) return false;
-  lane.activeFile = file;
-  lane.rollNext = false;
-  return true;
+  lane.adoptSegment(seg, seg.sealed ? null : file);
+  return !seg.sealed;
 }

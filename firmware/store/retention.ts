@@ -83,16 +83,8 @@ export class Retention {
     // newest records first (a TTL sweep, or drop-oldest taking this lane's active segment) would let a
     // restart issue their seqs again, and message ids made from them would name different data.
     if (seg.records > 0 && seg.lastSeq >= lane.durableNextSeq) await this.log.persistCheckpoint();
-    if (seg === lane.active) {
-      const file = lane.activeFile;
-      lane.activeFile = null;
-      lane.rollNext = true;
-      await file?.close().catch(() => undefined);
-    }
-    seg.deleted = true;
-    lane.segments.splice(lane.segments.indexOf(seg), 1);
+    await lane.dropSegment(seg);
     if (reason === 'quota') this.log.counters.droppedRecords += unackedIn(seg, lane.ackedSeq());
-    if (lane.readState.position?.seg === seg) lane.readState.position = null;
     try {
       await this.log.fs.unlink(seg.path);
     } catch (err) {

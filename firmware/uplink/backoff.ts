@@ -12,7 +12,9 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
+/** First ceiling, ms: a broker restart is usually back within a second, so the first retry is that soon. */
 export const BACKOFF_BASE_MS_DEFAULT = 500;
+/** Largest ceiling, ms: a fleet kept out for long still retries every minute, not every hour. */
 export const BACKOFF_MAX_MS_DEFAULT = 60_000;
 /** The ceiling stops growing here anyway (base × factor^attempt passes any sane max); bounds the exponent. */
 const BACKOFF_ATTEMPTS_COUNTED_MAX = 64;
@@ -30,9 +32,11 @@ export class Backoff {
     this.factor = opts.factor ?? 2;
     this.random = opts.random ?? Math.random;
     const bad = (message: string) => new UplinkError('INVALID', message);
-    if (!(this.baseMs >= 1)) throw bad(`"backoffBaseMs" must be at least 1 ms, got ${this.baseMs}`);
-    if (!(this.maxMs >= this.baseMs)) throw bad(`"backoffMaxMs" must be at least "backoffBaseMs" (${this.baseMs} ms), got ${this.maxMs}`);
-    if (!(this.factor >= 1)) throw bad(`"backoffFactor" must be at least 1, got ${this.factor}`);
+    // Named as a caller writes them: PumpOptions.backoff and board.json's uplink.backoff.
+    if (!(this.baseMs >= 1)) throw bad(`"backoff.baseMs" must be at least 1 ms, got ${this.baseMs}`);
+    const maxWhat = `"backoff.maxMs" must be at least "backoff.baseMs" (${this.baseMs} ms)`;
+    if (!(this.maxMs >= this.baseMs)) throw bad(`${maxWhat}, got ${this.maxMs}`);
+    if (!(this.factor >= 1)) throw bad(`"backoff.factor" must be at least 1, got ${this.factor}`);
   }
 
   /** Ceiling of the next delay: base × factor^attempts, capped at max. */

@@ -3,14 +3,15 @@ import { dirname, resolve } from 'node:path';
 import { collect, ConfigError, throwCollected } from '../config/errors.js';
 import { displayPath } from '../config/layers.js';
 import { ConfigNode } from '../config/node.js';
-import {
-  parseAzureSection, parseEdgeHubConnectionString, type AzureSection, type EdgeHubIdentity,
-} from './azure-mode.js';
+import { parseAzureSection, parseEdgeHubConnectionString, type EdgeHubIdentity } from './azure-mode.js';
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
 import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
 import type { TransportConfig } from './transports.js';
-import { parseProvisioning, type ProvisioningConfig } from './provisioning/config.js';
+import type {
+  AzureUplinkConfig, MqttUplinkConfig, UplinkCommonConfig, UplinkConfig,
+} from './config-types.js';
+import { parseProvisioning } from './provisioning/config.js';
 import { LANE_NAME_PATTERN, UPSTREAM_LANE } from '../store/names.js';
 
 /**
@@ -21,69 +22,15 @@ import { LANE_NAME_PATTERN, UPSTREAM_LANE } from '../store/names.js';
  * errors that name the field and the file.
  */
 
-export interface UplinkCommonConfig {
-  /** The board file the section came from, as shown in errors. */
-  boardFile: string;
-  inflightMax: number;
-  /** Bytes per second, 0 = no cap. The cloud may override it (see settings.ts). */
-  maxBytesPerSec: number;
-  backoff: { baseMs: number; maxMs: number };
-  interfaces: string[];
-  /** Absolute path, or undefined for no modem hook. */
-  modemFlagPath: string | undefined;
-  priorityLanes: Array<{ lane: string; weight: number }>;
-  /** MQTT keepalive, seconds; undefined: the transport's default. */
-  keepaliveSecs: number | undefined;
-  /** Connect attempt limit, ms; undefined: the pump's and the transport's defaults. */
-  connectTimeoutMs: number | undefined;
-  /** A publish unacknowledged this long tears the connection down, ms. */
-  publishTimeoutMs: number;
-  /** Absolute paths of PEM files. */
-  caFile: string | undefined;
-  certFile: string | undefined;
-  keyFile: string | undefined;
-}
-
-export interface MqttUplinkConfig extends UplinkCommonConfig {
-  protocol: 'mqtt';
-  url: string;
-  username: string | undefined;
-  password: string | undefined;
-  topicTemplate: string | undefined;
-  configTopic: string | undefined;
-  protocolVersion: 4 | 5;
-}
-
-export interface AzureUplinkConfig extends UplinkCommonConfig {
-  protocol: 'azure';
-  connectionString: string | undefined;
-  /** Absolute path of a file holding the connection string. */
-  connectionStringFile: string | undefined;
-  /** DPS instead of a connection string (firmware/uplink/provisioning). */
-  provisioning: ProvisioningConfig | undefined;
-  /** `uplink.azure`: edge or device mode (firmware/uplink/azure-mode.ts). */
-  azure: AzureSection;
-  /** Edge mode's pool of children's connections (firmware/uplink/edge/limits.ts). */
-  cloudConnectionsMax: number;
-  cloudConnectionIdleSecs: number;
-  cloudConnectsPerSecMax: number;
-}
-
-/** The sim board's embedded cloud: an in-process broker on loopback behind a link that drops on a cycle. */
-export interface SimUplinkConfig extends UplinkCommonConfig {
-  protocol: 'sim';
-  linkUpSecs: number;
-  linkDownSecs: number;
-}
-
-export type UplinkConfig = { protocol: 'none' } | MqttUplinkConfig | AzureUplinkConfig | SimUplinkConfig;
+export type {
+  AzureUplinkConfig, MqttUplinkConfig, SimUplinkConfig, UplinkCommonConfig, UplinkConfig,
+} from './config-types.js';
 
 /** The one variant allowed the embedded cloud: it must never stand in for a production board's uplink. */
 export const SIM_VARIANT = 'sim';
 /** Linux interface names: IFNAMSIZ is 16 bytes with the terminating NUL. */
 const INTERFACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$/;
 const INTERFACES_MAX = 16;
-/** The ring log's lane name rule (firmware/store), repeated here so a bad name fails at config time. */
 /** Lanes besides "upstream"; the pump drains at most 16 lanes. */
 const PRIORITY_LANES_MAX = 15;
 const LANE_WEIGHT_MAX = 1_000;
@@ -121,7 +68,9 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
       linkDownSecs: integerOption(node.field('linkDownSecs'), 'uplink.linkDownSecs'),
     };
   }
-  if ((common.certFile === undefined) !== (common.keyFile === undefined)) node.field(common.certFile ? 'keyFile' : 'certFile').fail('certFile and keyFile given together');
+  if ((common.certFile === undefined) !== (common.keyFile === undefined)) {
+    node.field(common.certFile ? 'keyFile' : 'certFile').fail('certFile and keyFile given together');
+  }
   if (protocol === 'mqtt') return parseMqtt(node, common);
   const connectionString = node.field('connectionString').optionalString();
   const connectionStringFile = file('connectionStringFile');
@@ -142,7 +91,11 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   };
 }
 
-function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) => string | undefined): UplinkCommonConfig {
+function parseCommon(
+  node: ConfigNode,
+  boardFile: string,
+  file: (key: string) => string | undefined,
+): UplinkCommonConfig {
   const backoff = node.field('backoff');
   backoff.optionalRecord();
   if (!backoff.missing) backoff.keys(fieldsOf('uplink.backoff'));
@@ -184,15 +137,17 @@ function parsePriorityLanes(node: ConfigNode): Array<{ lane: string; weight: num
   return node.items(`a list of at most ${PRIORITY_LANES_MAX} lanes`, 0, PRIORITY_LANES_MAX).map((item) => {
     item.keys(['lane', 'weight']);
     const laneNode = item.field('lane');
-    const lane = laneNode.string({ pattern: LANE_NAME_PATTERN, describe: 'a lane name (letters, digits, . _ -), not "upstream" nor a repeat' });
-    if (seen.has(lane)) laneNode.fail('a lane name (letters, digits, . _ -), not "upstream" nor a repeat');
+    const describe = 'a lane name (letters, digits, . _ -), not "upstream" nor a repeat';
+    const lane = laneNode.string({ pattern: LANE_NAME_PATTERN, describe });
+    if (seen.has(lane)) laneNode.fail(describe);
     seen.add(lane);
     return { lane, weight: item.field('weight').integer({ min: 1, max: LANE_WEIGHT_MAX, default: 1 }) };
   });
 }
 
 function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConfig {
-  const url = node.field('url').string({ pattern: /^mqtts?:\/\/[^/]+/, describe: 'mqtt://host:port or mqtts://host:port' });
+  const describe = 'mqtt://host:port or mqtts://host:port';
+  const url = node.field('url').string({ pattern: /^mqtts?:\/\/[^/]+/, describe });
   const templateNode = node.field('topicTemplate');
   const topicTemplate = templateNode.optionalString();
   if (topicTemplate !== undefined) {
@@ -207,7 +162,9 @@ function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConf
   if (configTopic !== undefined && (/[+#]/.test(configTopic) || /\{(?!gatewayId\})/.test(configTopic))) {
     configTopicNode.fail('a topic without + or # whose only placeholder is {gatewayId}');
   }
-  if (common.caFile !== undefined && !url.startsWith('mqtts:')) node.field('caFile').fail('no caFile with a plain mqtt:// url');
+  if (common.caFile !== undefined && !url.startsWith('mqtts:')) {
+    node.field('caFile').fail('no caFile with a plain mqtt:// url');
+  }
   return {
     protocol: 'mqtt',
     ...common,
@@ -227,21 +184,30 @@ export async function readNamedFile(config: UplinkCommonConfig, key: string, pat
   let text: string;
   try {
     const bytes = await readFile(path);
-    if (bytes.length > bytesMax) throw new ConfigError('UNREADABLE', where, `${expected} of at most ${bytesMax} bytes`, `${path}: ${bytes.length} bytes`);
+    if (bytes.length > bytesMax) {
+      throw new ConfigError('UNREADABLE', where, `${expected} of at most ${bytesMax} bytes`, `${path}: ${bytes.length} bytes`);
+    }
     text = bytes.toString('utf8');
   } catch (err) {
     if (err instanceof ConfigError) throw err;
-    throw new ConfigError('UNREADABLE', where, `a readable file (${expected})`, `${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`, { cause: err });
+    const found = `${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
+    throw new ConfigError('UNREADABLE', where, `a readable file (${expected})`, found, { cause: err });
   }
-  if (expected === 'PEM' && !text.includes('-----BEGIN ')) throw new ConfigError('INVALID', where, 'a PEM file (-----BEGIN ...)', `${path}: no PEM block`);
+  if (expected === 'PEM' && !text.includes('-----BEGIN ')) {
+    throw new ConfigError('INVALID', where, 'a PEM file (-----BEGIN ...)', `${path}: no PEM block`);
+  }
   return text;
 }
 
 /** Reads the CA, certificate, key and connection string files and builds the transport's options. */
-export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConfig, gatewayId: string): Promise<TransportConfig> {
+export async function loadUplinkFiles(
+  config: MqttUplinkConfig | AzureUplinkConfig,
+  gatewayId: string,
+): Promise<TransportConfig> {
   const pem = (key: 'caFile' | 'certFile' | 'keyFile') => {
     const path = config[key];
-    return path === undefined ? Promise.resolve(undefined) : readNamedFile(config, key, path, PEM_FILE_BYTES_MAX, 'PEM');
+    if (path === undefined) return Promise.resolve(undefined);
+    return readNamedFile(config, key, path, PEM_FILE_BYTES_MAX, 'PEM');
   };
   // Settled together and reported in field order: every unreadable file at once, the same report each run.
   const settled = await Promise.allSettled([pem('caFile'), pem('certFile'), pem('keyFile')]);
@@ -264,9 +230,10 @@ export async function loadUplinkFiles(config: MqttUplinkConfig | AzureUplinkConf
     };
   }
   if (config.provisioning !== undefined) throw new Error('a provisioned uplink has no connection string to load');
-  const connectionString = config.connectionStringFile === undefined
+  const path = config.connectionStringFile;
+  const connectionString = path === undefined
     ? config.connectionString!
-    : (await readNamedFile(config, 'connectionStringFile', config.connectionStringFile, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
+    : (await readNamedFile(config, 'connectionStringFile', path, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
   checkDeviceId(config, connectionString, gatewayId);
   // Read here too so that `outpost board check` and start-up refuse a wrong $edgeHub file alike.
   await loadEdgeHub(config, gatewayId);

@@ -1,3 +1,4 @@
+import assert from 'node:assert/strict';
 import type { AppendInput, StoredRecord } from '../store/types.js';
 
 /** The store's lane, as the pump sees it (the same methods as firmware/store's `Lane`, no store internals). */
@@ -39,6 +40,27 @@ export class Cursor {
     // Re-read from the acknowledged cursor: whatever was in flight when the last connection died goes again.
     this.lastAckSent = lane.ackedSeq();
     this.nextSeq = this.lastAckSent + 1;
+  }
+
+  /**
+   * Takes a read's answer, asked from nextSeq while the lane's last durable seq was `durable`. A lane that
+   * answers out of order, with a seq already taken or one it had not made durable breaks the contract
+   * every ack relies on (lane-contract.ts): that is a programmer error, asserted, not papered over.
+   */
+  accept(records: readonly StoredRecord[], durable: number): void {
+    let previous = this.nextSeq - 1;
+    for (const { seq } of records) {
+      assert(seq > previous, `lane "${this.lane.name}": read returned seq ${seq} after ${previous} (seqs in order)`);
+      previous = seq;
+    }
+    assert(previous <= durable, `lane "${this.lane.name}": read returned seq ${previous} past durable ${durable}`);
+    const last = records.at(-1);
+    // An empty answer means every durable record from nextSeq on had expired: step past them.
+    if (last === undefined) this.nextSeq = Math.max(this.nextSeq, durable + 1);
+    else {
+      this.buffer.push(...records);
+      this.nextSeq = last.seq + 1;
+    }
   }
 
   /** Highest seq below which everything was acknowledged by the broker (or skipped as expired). */

@@ -1,5 +1,4 @@
-import type { StoredRecord } from '../store/types.js';
-import type { PumpLane } from './drain.js';
+import type { AppendInput, StoredRecord } from '../store/types.js';
 
 /**
  * Where a message goes that the cloud will not take: a lane of the same ring log, so it keeps the log's
@@ -88,6 +87,14 @@ export class AttemptLedger {
   }
 }
 
+/**
+ * All DeadLetters needs of its lane (the store's LaneHost pattern): a narrow interface here, so the
+ * drain that uses DeadLetters and this file do not import each other.
+ */
+export interface DeadLetterLane {
+  append(input: AppendInput): Promise<number>;
+}
+
 /** Appends dead letters and counts them by reason, for `outpost status` and metrics. */
 export class DeadLetters {
   private total = 0;
@@ -95,7 +102,7 @@ export class DeadLetters {
   private last: DeadLetterStatus['last'] = null;
 
   constructor(
-    private readonly lane: Pick<PumpLane, 'append'>,
+    private readonly lane: DeadLetterLane,
     private readonly wallMs: () => number,
   ) {}
 

@@ -1,8 +1,7 @@
-import type { Clock } from '../clock.js';
+import assert from 'node:assert/strict';
 import { Cursor, nextTurn, takeTurn, type Inflight, type PumpLane } from './cursor.js';
-import type { AttemptLedger, DeadLetters } from './dead-letter.js';
+import type { DrainHost, PumpSession } from './drain-host.js';
 import { recordToMessage } from './message.js';
-import { RateMeter, TokenBucket } from './rate.js';
 import {
   WINDOW_AFTER_LOSS_MESSAGES,
   WINDOW_AFTER_RECONNECT_MESSAGES,
@@ -10,57 +9,13 @@ import {
   recovered,
   type LossRecovery,
 } from './recovery.js';
-import { UplinkError, type UplinkTransport } from './types.js';
+import { UplinkError } from './types.js';
 
 export type { PumpLane } from './cursor.js';
-
-export interface DrainLimits {
-  inflightMax: number;
-  readBatchRecordsMax: number;
-  readBatchBytesMax: number;
-  ackBatchRecords: number;
-}
+export type { DrainHost, DrainLimits, PumpSession, PumpSessionFactory } from './drain-host.js';
 
 /** A failed read (disk error) is tried again after this long rather than dropping the connection. */
 const READ_RETRY_MS = 1_000;
-
-export interface DrainHost {
-  readonly transport: UplinkTransport;
-  readonly clock: Clock;
-  readonly gatewayId: string;
-  readonly limits: DrainLimits;
-  /** Publishes in flight at once on this connection: ours and the server's Receive Maximum, the lower. */
-  readonly windowMax: number;
-  /** Set after a loss that charged a message in flight: the window starts at one (see recovery.ts). */
-  readonly recovery: LossRecovery | null;
-  readonly ledger: AttemptLedger;
-  /** Null only where no dead-letter lane was given (tests): an undeliverable message then holds its lane. */
-  readonly deadLetters: DeadLetters | null;
-  readonly delivered: RateMeter;
-  /** Rate 0 = no cap. */
-  readonly bucket: TokenBucket;
-  reportError(err: unknown): void;
-}
-
-/**
- * What the pump needs of a drain session: DrainSession (one connection), or edge mode's, which spreads the
- * lanes over one connection per identity (firmware/uplink/edge/session.ts).
- */
-export interface PumpSession {
-  readonly done: Promise<void>;
-  readonly windowMax: number;
-  readonly inflight: number;
-  readonly recoveryAfter: LossRecovery | null;
-  oldestInflightSentAtMs(): number | null;
-  run(): Promise<void>;
-  end(cause?: Error, charge?: string): void;
-  quiesce(): Promise<void>;
-  rateChanged(): void;
-  pause(): void;
-}
-
-/** Makes the session of each successful connect (PumpOptions.createSession). */
-export type PumpSessionFactory = (host: DrainHost, lanes: Array<{ lane: PumpLane; weight: number }>) => PumpSession;
 
 /**
  * One connection's worth of draining. The pump makes one per successful connect and throws it away when the
@@ -86,6 +41,10 @@ export class DrainSession implements PumpSession {
     private readonly host: DrainHost,
     lanes: Array<{ lane: PumpLane; weight: number }>,
   ) {
+    // The pump takes the lower of inflightMax and the server's Receive Maximum: a NaN, zero or negative
+    // window here would stall the drain for ever without a word, so it is a programmer error.
+    const { windowMax } = host;
+    assert(Number.isSafeInteger(windowMax) && windowMax >= 1, `windowMax must be an integer >= 1, got ${windowMax}`);
     this.cursors = lanes.map(({ lane, weight }) => new Cursor(lane, weight));
     const start = host.recovery === null ? WINDOW_AFTER_RECONNECT_MESSAGES : WINDOW_AFTER_LOSS_MESSAGES;
     this.window = Math.min(start, host.windowMax);
@@ -217,12 +176,11 @@ export class DrainSession implements PumpSession {
       (records) => {
         cursor.reading = false;
         if (this.ended) return;
-        const last = records.at(-1);
-        // An empty answer means every durable record from fromSeq on had expired: step past them.
-        if (last === undefined) cursor.nextSeq = Math.max(cursor.nextSeq, durable + 1);
-        else {
-          cursor.buffer.push(...records);
-          cursor.nextSeq = last.seq + 1;
+        try {
+          cursor.accept(records, durable);
+        } catch (err) {
+          // Not thrown on: from a promise callback it would be an unhandled rejection; the pump reports it.
+          return this.end(err as Error);
         }
         this.flushAck(cursor, false);
         this.notify();
@@ -306,7 +264,8 @@ export class DrainSession implements PumpSession {
     const box = this.host.deadLetters;
     const what = `${this.host.gatewayId}:${cursor.lane.name}:${entry.record.seq}`;
     if (box === null) {
-      return this.end(new UplinkError('REFUSED', `${what} cannot be delivered (${reason}) and there is no dead-letter lane`));
+      const why = `${what} cannot be delivered (${reason}) and there is no dead-letter lane`;
+      return this.end(new UplinkError('REFUSED', why));
     }
     box.put(cursor.lane.name, entry.record, reason, attempts).then(
       () => {
@@ -320,7 +279,8 @@ export class DrainSession implements PumpSession {
         this.notify();
       },
       (err: unknown) => {
-        this.end(new UplinkError('IO', `${what} could not be dead-lettered: ${(err as Error).message}`, { cause: err }));
+        const why = `${what} could not be dead-lettered: ${(err as Error).message}`;
+        this.end(new UplinkError('IO', why, { cause: err }));
       },
     );
   }
@@ -328,7 +288,8 @@ export class DrainSession implements PumpSession {
   /** Acks the store in batches: each ack may dirty a checkpoint, so one per message would be waste. */
   private flushAck(cursor: Cursor, force: boolean): void {
     const frontier = cursor.frontier();
-    if (frontier <= cursor.lastAckSent) return;
+    assert(frontier >= cursor.lastAckSent, `lane "${cursor.lane.name}": ack frontier ${frontier} went back`);
+    if (frontier === cursor.lastAckSent) return;
     const idle = cursor.inflight.length === 0;
     if (!force && !idle && frontier - cursor.lastAckSent < this.host.limits.ackBatchRecords) return;
     cursor.lane.ack(frontier);

@@ -3,7 +3,7 @@ import type { BackoffOptions } from './backoff.js';
 import type { DeadLetterStatus } from './dead-letter.js';
 import type { PumpLane } from './cursor.js';
 import type { ThrottleStatus } from './throttle.js';
-import type { PumpSessionFactory } from './drain.js';
+import type { PumpSessionFactory } from './drain-host.js';
 import { UplinkError, type UplinkTransport } from './types.js';
 
 /** The pump's options, limits and status shapes, validated with errors that name the option. */
@@ -152,7 +152,9 @@ export function checkLimit(name: LimitName, value: number): number {
 
 export function resolveLimits(opts: PumpOptions): Record<LimitName, number> {
   const out = {} as Record<LimitName, number>;
-  for (const name of Object.keys(LIMIT_RANGES) as LimitName[]) out[name] = checkLimit(name, opts[name] ?? LIMIT_RANGES[name][2]);
+  for (const name of Object.keys(LIMIT_RANGES) as LimitName[]) {
+    out[name] = checkLimit(name, opts[name] ?? LIMIT_RANGES[name][2]);
+  }
   return out;
 }
 
@@ -162,7 +164,8 @@ export function validateLanes(lanes: PumpLaneConfig[]): Array<{ lane: PumpLane; 
   }
   return lanes.map(({ lane, weight = 1 }) => {
     if (!Number.isInteger(weight) || weight < 1 || weight > LANE_WEIGHT_MAX) {
-      throw new UplinkError('INVALID', `"weight" of lane "${lane.name}" must be an integer from 1 to ${LANE_WEIGHT_MAX}, got ${weight}`);
+      const what = `"weight" of lane "${lane.name}" must be an integer from 1 to ${LANE_WEIGHT_MAX}`;
+      throw new UplinkError('INVALID', `${what}, got ${weight}`);
     }
     return { lane, weight };
   });

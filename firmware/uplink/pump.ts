@@ -1,7 +1,8 @@
 import { systemClock, type Clock } from '../clock.js';
 import { Backoff } from './backoff.js';
 import { AttemptLedger, DeadLetters } from './dead-letter.js';
-import { DrainSession, type DrainHost, type DrainLimits, type PumpLane, type PumpSession } from './drain.js';
+import type { DrainHost, DrainLimits, PumpSession } from './drain-host.js';
+import { DrainSession, type PumpLane } from './drain.js';
 import {
   PUMP_STOP_BUDGET_MS_DEFAULT,
   STOP_CLOSE_RESERVE_MS,
@@ -13,6 +14,8 @@ import {
   type PumpOptions,
   type PumpStatus,
 } from './pump-options.js';
+import { LinkProbe } from './pump-probe.js';
+import { ResyncHooks } from './pump-resync.js';
 import { RateMeter, TokenBucket } from './rate.js';
 import type { LossRecovery } from './recovery.js';
 import { BackoffSleep } from './sleeper.js';
@@ -20,12 +23,8 @@ import { THROTTLED_BACKOFF_MS_MIN, ThrottleCounter } from './throttle.js';
 import { deadline, within } from './timers.js';
 import { UplinkError } from './types.js';
 
-export type { PumpLane } from './drain.js';
 export {
-  PUMP_STOP_BUDGET_MS_DEFAULT,
   LINK_UP_JITTER_MS_MAX_DEFAULT,
-  INFLIGHT_MESSAGES_DEFAULT,
-  INFLIGHT_MESSAGES_HARD_MAX,
   type LinkState,
   type PumpLaneConfig,
   type PumpOptions,
@@ -50,7 +49,6 @@ export class Pump {
   private link: LinkState = 'stopped';
   private lastError: PumpStatus['lastError'] = null;
   private lastWake: PumpStatus['lastWake'] = null;
-  private lastProbe: PumpStatus['lastProbe'] = null;
   private connectedSinceWallMs: number | null = null;
   private connects = 0;
   private session: PumpSession | null = null;
@@ -60,15 +58,13 @@ export class Pump {
   private wakeDelayMs: number | null = null;
   private readonly sleeper: BackoffSleep;
   private readonly throttles: ThrottleCounter;
-  private watchdog: NodeJS.Timeout | null = null;
-  private probing = false;
+  private readonly prober: LinkProbe;
   private connectedAtMonoMs: number | null = null;
   /** Carried from a connection lost with messages in flight to the next (recovery.ts). */
   private recovery: LossRecovery | null = null;
   /** The loss of the current connection while it was still connecting or resyncing; null while it lives. */
   private lostBeforeDrain: Error | null = null;
-  /** Set while a resync hook runs: a loss ends the wait for it at once. */
-  private abandonHooks: ((cause: Error) => void) | null = null;
+  private readonly hooks: ResyncHooks;
   private readonly ledger: AttemptLedger;
   private readonly deadLetters: DeadLetters | null;
 
@@ -81,6 +77,8 @@ export class Pump {
     this.sleeper = new BackoffSleep(() => this.clock.monoMs());
     this.throttles = new ThrottleCounter(() => this.clock.wallMs());
     this.delivered = new RateMeter(this.clock);
+    this.hooks = new ResyncHooks(opts.resyncHooks ?? [], this.limits.resyncTimeoutMs, (err) => this.reportError(err));
+    this.prober = new LinkProbe(opts.transport, this.clock, this.limits);
     this.bucket = new TokenBucket(this.limits.maxBytesPerSec, this.clock);
     const box = opts.deadLetterLane;
     this.deadLetters = box === undefined ? null : new DeadLetters(box, () => this.clock.wallMs());
@@ -92,7 +90,7 @@ export class Pump {
       // Before the drain there is no session to end: without this the drain would start on a dead
       // connection and, with nothing to publish, report the link up until the next record came.
       this.lostBeforeDrain = cause;
-      this.abandonHooks?.(cause);
+      this.hooks.abandon();
     });
   }
 
@@ -125,7 +123,7 @@ export class Pump {
 
   private async probeAfterWake(): Promise<void> {
     const connects = this.connects;
-    const answered = await this.probe();
+    const answered = await this.prober.probe();
     // A connection made since the probe went out is not the one that failed it.
     if (answered !== false || this.stopping || connects !== this.connects) return;
     const what = `no answer to a probe within ${this.limits.probeTimeoutMs} ms after a link-up notice; reconnecting`;
@@ -134,16 +132,6 @@ export class Pump {
     this.wakeDelayMs = this.backoff.jitterMs(this.limits.linkUpJitterMsMax);
     this.session?.end(err);
     void this.opts.transport.destroy();
-  }
-
-  /** Null when a probe is already out: a wake storm (a hook in a loop) must not become a PINGREQ storm. */
-  private async probe(): Promise<boolean | null> {
-    if (this.probing) return null;
-    this.probing = true;
-    const answered = await this.opts.transport.probe(this.limits.probeTimeoutMs);
-    this.probing = false;
-    this.lastProbe = { answered, atWallMs: this.clock.wallMs() };
-    return answered;
   }
 
   /** Changes the bandwidth cap live (cloud-pushed settings); 0 lifts it. Validated as the option is. */
@@ -191,11 +179,11 @@ export class Pump {
       protocol: this.opts.transport.protocol,
       lastError: this.lastError,
       lastWake: this.lastWake,
-      lastProbe: this.lastProbe,
+      lastProbe: this.prober.last,
       connectedSinceWallMs: this.connectedSinceWallMs,
       connects: this.connects,
       backoffCeilingMs: this.backoff.ceilingMs(),
-      retryInMs: this.retryInMs(),
+      retryInMs: this.sleeper.leftMs(),
       inflight: this.session?.inflight ?? 0,
       windowMax: this.session?.windowMax ?? null,
       deadLetters: this.deadLetters?.status() ?? { total: 0, byReason: {}, last: null },
@@ -205,11 +193,6 @@ export class Pump {
       drainRatePerSec: rate,
       etaSecs: rate > 0 ? records / rate : records === 0 ? 0 : null,
     };
-  }
-
-  private retryInMs(): number | null {
-    const endsAt = this.sleeper.endsAtMonoMs;
-    return endsAt === null ? null : Math.max(0, endsAt - this.clock.monoMs());
   }
 
   private async run(): Promise<void> {
@@ -258,26 +241,10 @@ export class Pump {
     this.connectedSinceWallMs = this.clock.wallMs();
   }
 
-  /**
-   * A hook that fails is reported and skipped: telemetry must not wait on a twin bug. A connection lost
-   * meanwhile ends the resync at once; the hook still running is left to fail on the dead connection (as
-   * one over resyncTimeoutMs is), and the next connection runs every hook again.
-   */
+  /** The next connection runs every hook again, however this one's ended (see ResyncHooks). */
   private async resync(): Promise<void> {
     this.link = 'resyncing';
-    for (const hook of this.opts.resyncHooks ?? []) {
-      if (this.stopping || this.lostBeforeDrain !== null) break;
-      const lost = new Promise<void>((resolve) => (this.abandonHooks = () => resolve()));
-      const what = `resync hook "${hook.name}"`;
-      const work = this.guard(hook.run(this.opts.transport), this.limits.resyncTimeoutMs, what, false);
-      try {
-        await Promise.race([work, lost]);
-      } catch (err) {
-        this.reportError(err);
-      } finally {
-        this.abandonHooks = null;
-      }
-    }
+    await this.hooks.run(this.opts.transport, () => this.stopping || this.lostBeforeDrain !== null);
     const cause = this.lostBeforeDrain;
     // Our own teardown (CLOSED: a stop, a failed probe) was reported by whoever did it.
     if (cause === null || this.stopping || (cause instanceof UplinkError && cause.code === 'CLOSED')) return;
@@ -302,38 +269,14 @@ export class Pump {
     };
     const session = this.opts.createSession?.(host, this.lanes) ?? new DrainSession(host, this.lanes);
     this.session = session;
-    this.startWatchdog(session);
+    this.prober.watch(session);
     try {
       await session.run();
     } finally {
-      this.stopWatchdog();
+      this.prober.unwatch();
       this.recovery = session.recoveryAfter;
       this.session = null;
     }
-  }
-
-  /**
-   * A publish outstanding past publishTimeoutMs: either packets vanish (a black hole) or the broker dropped
-   * that one message without a word (mosquitto over its message_size_limit). A probe tells them apart; only
-   * the second costs the message an attempt. Either way the connection is torn down and the drain starts over.
-   */
-  private startWatchdog(session: PumpSession): void {
-    const periodMs = Math.max(50, Math.floor(this.limits.publishTimeoutMs / 4));
-    this.watchdog = setInterval(() => {
-      const sentAtMs = session.oldestInflightSentAtMs();
-      if (this.probing || sentAtMs === null || this.clock.monoMs() - sentAtMs < this.limits.publishTimeoutMs) return;
-      void this.probe().then((alive) => {
-        if (alive === null) return;
-        const why = alive ? 'the broker answers pings, so it dropped the message' : 'the link does not answer';
-        const what = `no PUBACK for ${this.limits.publishTimeoutMs} ms (${why}); tearing the connection down`;
-        session.end(new UplinkError('TIMEOUT', what), alive ? 'no-puback' : undefined);
-      });
-    }, periodMs);
-  }
-
-  private stopWatchdog(): void {
-    if (this.watchdog !== null) clearInterval(this.watchdog);
-    this.watchdog = null;
   }
 
   private receiveMaximum(): number {
@@ -341,11 +284,11 @@ export class Pump {
   }
 
   /** Races `work` against a timeout; on timeout the connection is torn down so `work` cannot linger. */
-  private guard(work: Promise<void>, timeoutMs: number, what: string, destroy = true): Promise<void> {
-    // The timeout is reported before the teardown: the race must say "took longer", not the "destroyed" it causes.
-    return deadline(work, timeoutMs, () => new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`), () => {
-      if (destroy) void this.opts.transport.destroy();
-    });
+  private guard(work: Promise<void>, timeoutMs: number, what: string): Promise<void> {
+    const late = () => new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`);
+    // The timeout is reported before the teardown: the race must say "took longer", not the "destroyed" it
+    // causes.
+    return deadline(work, timeoutMs, late, () => void this.opts.transport.destroy());
   }
 
   private reportError(err: unknown): void {

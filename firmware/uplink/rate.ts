@@ -1,4 +1,11 @@
+import assert from 'node:assert/strict';
 import type { Clock } from '../clock.js';
+
+/** A NaN or negative rate would make every wait NaN ms: a busy loop instead of a cap. */
+function assertRate(bytesPerSec: number): void {
+  const ok = Number.isFinite(bytesPerSec) && bytesPerSec >= 0;
+  assert(ok, `token bucket rate must be >= 0 bytes/s, got ${bytesPerSec}`);
+}
 
 /**
  * A token bucket for `maxBytesPerSec` on metered cellular links. It may go into debt by one message, so a
@@ -15,6 +22,7 @@ export class TokenBucket {
     private bytesPerSec: number,
     private readonly clock: Clock,
   ) {
+    assertRate(bytesPerSec);
     this.tokens = bytesPerSec * TokenBucket.BURST_SECS;
     this.lastMs = clock.monoMs();
   }
@@ -25,6 +33,7 @@ export class TokenBucket {
 
   /** A new cap starts with a full burst: the debt of the old rate would otherwise be paid off at the new one. */
   setRate(bytesPerSec: number): void {
+    assertRate(bytesPerSec);
     this.bytesPerSec = bytesPerSec;
     this.tokens = bytesPerSec * TokenBucket.BURST_SECS;
     this.lastMs = this.clock.monoMs();
@@ -58,7 +67,8 @@ export class RateMeter {
     const now = this.clock.monoMs();
     const last = this.samples.at(-1);
     // Each sample is the running total at the start of its period, so the first delivery counts too.
-    if (last === undefined || now - last.atMs >= RateMeter.SAMPLE_MS) this.samples.push({ atMs: now, total: this.total });
+    const due = last === undefined || now - last.atMs >= RateMeter.SAMPLE_MS;
+    if (due) this.samples.push({ atMs: now, total: this.total });
     this.total += count;
     while (this.samples.length > 1 && now - this.samples[0]!.atMs > RateMeter.WINDOW_MS) this.samples.shift();
   }

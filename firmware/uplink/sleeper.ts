@@ -11,9 +11,9 @@ export class BackoffSleep {
 
   constructor(private readonly monoMs: () => number) {}
 
-  /** Monotonic time the sleep under way ends; null when not sleeping. */
-  get endsAtMonoMs(): number | null {
-    return this.untilMonoMs;
+  /** Time left in the sleep under way, ms; null when not sleeping. */
+  leftMs(): number | null {
+    return this.untilMonoMs === null ? null : Math.max(0, this.untilMonoMs - this.monoMs());
   }
 
   get throttled(): boolean {

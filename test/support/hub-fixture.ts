@@ -80,6 +80,33 @@ export async function mqttChild(port: number, deviceId: string, password: string
   });
 }
 
+/**
+ * One connect attempt of child `deviceId` to a hub that may not be up yet (a gateway booting in a VM): the
+ * client once connected, or the client (to end) and why not. Waiting and retrying is the caller's.
+ */
+export async function childConnectAttempt(
+  port: number,
+  deviceId: string,
+  key: string,
+  connectTimeoutMs: number,
+): Promise<{ client: MqttClient; error: Error | null }> {
+  const client = mqtt.connect(`mqtt://127.0.0.1:${port}`, {
+    clientId: deviceId,
+    username: `${HUB_HOST}/${deviceId}/?api-version=2021-04-12`,
+    password: sasPassword(deviceId, key),
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: connectTimeoutMs,
+  });
+  const error = await new Promise<Error | null>((res) => {
+    client.once('connect', () => res(null));
+    client.once('error', (err) => res(err));
+    client.once('close', () => res(new Error('closed before CONNACK')));
+  });
+  client.on('error', () => {});
+  return { client, error };
+}
+
 /** Publishes what the hub must refuse and resolves once it has closed the connection (MQTT 3.1.1 has no refusal). */
 export async function publishRefused(client: MqttClient, topic: string, payload: string | Buffer): Promise<void> {
   const closed = new Promise<void>((resolve) => client.once('close', () => resolve()));

@@ -1,5 +1,5 @@
 import type { Test } from 'tap';
-import type { PumpLane } from '../../firmware/uplink/pump.js';
+import type { PumpLane } from '../../firmware/uplink/cursor.js';
 
 /**
  * The lane as the pump sees it (PumpLane), written down once and run against every implementation: the

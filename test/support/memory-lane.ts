@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import type { AppendInput, StoredRecord } from '../../firmware/store/types.js';
-import type { PumpLane } from '../../firmware/uplink/pump.js';
+import type { PumpLane } from '../../firmware/uplink/cursor.js';
 
 /**
  * A test double of the STORE (not of MQTT): one ring-log lane in memory with the contract the pump relies

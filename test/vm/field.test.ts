@@ -8,7 +8,7 @@ import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import t from 'tap';
 import { freePort, Mosquitto } from '../support/brokers.js';
-import { HUB_HOST, newKey, sasPassword, scopeDocument } from '../support/hub-fixture.js';
+import { childConnectAttempt, newKey, scopeDocument } from '../support/hub-fixture.js';
 import { tempDir } from '../support/tmp.js';
 import { bme280Expected, bme280Registers, BME280_ADDRESS } from './bme280-stub.js';
 import { feedCapture } from './uart.js';
@@ -200,16 +200,7 @@ printf '[Service]\\nTimeoutStartSec=${START_TIMEOUT_SECS}s\\n' > /etc/systemd/sy
     const deadline = Date.now() + CHILD_CONNECT_WAIT_MS;
     let waitMs = 1000;
     for (;;) {
-      const client = mqtt.connect(`mqtt://127.0.0.1:${hubPort}`, {
-        clientId: 'child-1', username: `${HUB_HOST}/child-1/?api-version=2021-04-12`,
-        password: sasPassword('child-1', childKey), protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 10_000,
-      });
-      const outcome = await new Promise<Error | null>((res) => {
-        client.once('connect', () => res(null));
-        client.once('error', (err) => res(err));
-        client.once('close', () => res(new Error('closed before CONNACK')));
-      });
-      client.on('error', () => {});
+      const { client, error: outcome } = await childConnectAttempt(hubPort, 'child-1', childKey, 10_000);
       if (outcome === null) return client;
       client.end(true);
       if (Date.now() + waitMs > deadline) {

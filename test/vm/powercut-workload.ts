@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import mqtt, { type MqttClient } from 'mqtt';
 import { freePort, Mosquitto } from '../support/brokers.js';
-import { HUB_HOST, newKey, sasPassword, scopeDocument } from '../support/hub-fixture.js';
+import { childConnectAttempt, newKey, scopeDocument } from '../support/hub-fixture.js';
 import type { Published } from './powercut-check.js';
 import type { StoreShape } from './replay.js';
 import { dataBasePath, GUEST_HOST_ADDRESS, Vm } from './vm.js';
@@ -164,16 +164,7 @@ pkill -KILL -f 'outpost.js run'`, GATEWAY_STOP_WAIT_MS + 10_000);
     const deadline = Date.now() + GATEWAY_READY_WAIT_MS;
     let waitMs = 1000;
     for (;;) {
-      const client = mqtt.connect(`mqtt://127.0.0.1:${this.hubPort}`, {
-        clientId: child, username: `${HUB_HOST}/${child}/?api-version=2021-04-12`, password: sasPassword(child, key),
-        protocolVersion: 4, reconnectPeriod: 0, connectTimeout: CHILD_CONNECT_TIMEOUT_MS,
-      });
-      const outcome = await new Promise<Error | null>((res) => {
-        client.once('connect', () => res(null));
-        client.once('error', (err) => res(err));
-        client.once('close', () => res(new Error('closed before CONNACK')));
-      });
-      client.on('error', () => {});
+      const { client, error: outcome } = await childConnectAttempt(this.hubPort, child, key, CHILD_CONNECT_TIMEOUT_MS);
       if (outcome === null) return client;
       client.end(true);
       // A gateway that died at start (a bad board, a store error) will not come up: stop waiting at once.

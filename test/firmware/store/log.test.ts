@@ -8,7 +8,12 @@ import { RingLog } from '../../../firmware/store/log.js';
 import type { RingLogOptions } from '../../../firmware/store/options.js';
 import { tempDir } from '../../support/tmp.js';
 
-const SMALL: Partial<RingLogOptions> = { segmentBytes: 64 * 1024, quotaBytes: 4 * 1024 * 1024, recordBytesMax: 8 * 1024, groupCommitBytesMax: 16 * 1024 };
+const SMALL: Partial<RingLogOptions> = {
+  segmentBytes: 64 * 1024,
+  quotaBytes: 4 * 1024 * 1024,
+  recordBytesMax: 8 * 1024,
+  groupCommitBytesMax: 16 * 1024,
+};
 
 async function drain(lane: Awaited<ReturnType<RingLog['lane']>>, from = 1) {
   const out = [];
@@ -25,7 +30,9 @@ t.test('appends come back in order with their properties, across segments and a 
   const log = await RingLog.open({ dir, ...SMALL });
   const lane = await log.lane('upstream');
   const seqs = await Promise.all(
-    Array.from({ length: 2000 }, (_, i) => lane.append({ body: Buffer.from(`msg-${i}`), properties: { i: String(i) } })),
+    Array.from({ length: 2000 }, (_, i) =>
+      lane.append({ body: Buffer.from(`msg-${i}`), properties: { i: String(i) } }),
+    ),
   );
   t.same(seqs, Array.from({ length: 2000 }, (_, i) => i + 1), 'seqs are 1..n in append order');
   const recs = await drain(lane);
@@ -75,7 +82,8 @@ t.test('the smallest segment board.json allows opens with the default group-comm
   // board.json takes storage.segmentBytes down to 1 MiB and has no group-commit option: the default bound must
   // fit half a segment (the field VM's gateway died at start with a 1 MiB segment and the fixed 4 MiB default).
   const dir = tempDir(t);
-  const log = await RingLog.open({ dir, segmentBytes: 1024 * 1024, recordBytesMax: 64 * 1024, quotaBytes: 8 * 1024 * 1024 });
+  const sizes = { segmentBytes: 1024 * 1024, recordBytesMax: 64 * 1024, quotaBytes: 8 * 1024 * 1024 };
+  const log = await RingLog.open({ dir, ...sizes });
   t.equal(log.opts.groupCommitBytesMax, 512 * 1024, 'the default group commit is half a segment');
   const lane = await log.lane('upstream');
   const body = Buffer.alloc(60 * 1024, 7);
@@ -90,7 +98,8 @@ t.test('the smallest segment board.json allows opens with the default group-comm
 
 t.test('bad options and arguments are refused with the option named', async (t) => {
   const dir = tempDir(t);
-  await t.rejects(RingLog.open({ dir, segmentBytes: 12 }), { code: 'INVALID', message: /"segmentBytes" must be an integer between/ });
+  const tooSmall = /"segmentBytes" must be an integer between/;
+  await t.rejects(RingLog.open({ dir, segmentBytes: 12 }), { code: 'INVALID', message: tooSmall });
   await t.rejects(RingLog.open({ dir, quotaBytes: 1024 }), { message: /"quotaBytes"/ });
   await t.rejects(RingLog.open({ dir, syncMode: 'sometimes' as never }), { message: /"syncMode"/ });
   await t.rejects(RingLog.open({ dir, quotaPolicy: 'panic' as never }), { message: /"quotaPolicy"/ });
@@ -98,7 +107,8 @@ t.test('bad options and arguments are refused with the option named', async (t) 
   await t.rejects(log.lane('../etc'), { code: 'INVALID' });
   const lane = await log.lane('upstream');
   await t.rejects(lane.append({ body: Buffer.alloc(9000) }), { code: 'TOO_LARGE', message: /recordBytesMax/ });
-  await t.rejects(lane.append({ body: Buffer.from('x'), properties: { big: 'v'.repeat(70_000) } }), { code: 'TOO_LARGE', message: /lane "upstream": property "big" value/ });
+  const big = { body: Buffer.from('x'), properties: { big: 'v'.repeat(70_000) } };
+  await t.rejects(lane.append(big), { code: 'TOO_LARGE', message: /lane "upstream": property "big" value/ });
   await t.rejects(lane.append({ body: 'text' as never }), { code: 'INVALID' });
   await t.rejects(lane.append({ body: Buffer.from('x'), ttlSecs: -1 }), { message: /ttlSecs/ });
   // Programmer errors at the lane's boundary are assertions, not silently repaired arguments.
@@ -106,6 +116,10 @@ t.test('bad options and arguments are refused with the option named', async (t) 
   await t.rejects(lane.read(1.5), { name: 'AssertionError', message: /read from 1.5/ });
   await t.rejects(lane.read(1, { recordsMax: 0 }), { name: 'AssertionError', message: /recordsMax 0/ });
   await t.rejects(lane.read(1, { bytesMax: -1 }), { name: 'AssertionError', message: /bytesMax -1/ });
+  const nan = { recordsMax: Number.NaN };
+  await t.rejects(lane.read(1, nan), { name: 'AssertionError', message: /recordsMax NaN, not an/ });
+  await t.rejects(lane.read(Number.NaN), { name: 'AssertionError', message: /read from NaN, not a seq/ });
+  t.throws(() => lane.ack(Number.NaN), { name: 'AssertionError', message: /ack\(NaN\) needs an integer seq/ });
   await log.close();
   await t.rejects(lane.append({ body: Buffer.from('x') }), { code: 'CLOSED' });
 });
@@ -215,7 +229,11 @@ t.test('appendBatch: one promise for many records, all-or-nothing at the door, o
   const log = await RingLog.open({ dir, ...SMALL });
   const lane = await log.lane('upstream');
   const single = lane.append({ body: Buffer.from('first') });
-  const last = await lane.appendBatch(Array.from({ length: 1500 }, (_, i) => ({ body: Buffer.from(`b${i}`.padEnd(100)), properties: { i: String(i) } })));
+  const inputs = Array.from({ length: 1500 }, (_, i) => ({
+    body: Buffer.from(`b${i}`.padEnd(100)),
+    properties: { i: String(i) },
+  }));
+  const last = await lane.appendBatch(inputs);
   t.equal(await single, 1);
   t.equal(last, 1501, 'resolves with the last seq once all are durable');
   const recs = await drain(lane);
@@ -236,7 +254,8 @@ t.test('a fast drain checkpoints every checkpointAckRecords acks, not only once 
   await lane.appendBatch(Array.from({ length: 600 }, () => ({ body: Buffer.from('x') })));
   const durableAcked = () => {
     const file = readFileSync(join(dir, 'checkpoint'));
-    const slots = [decodeCheckpoint(file.subarray(0, 4096)), decodeCheckpoint(file.subarray(4096, 8192))].filter((s) => s !== null);
+    const slots = [decodeCheckpoint(file.subarray(0, 4096)), decodeCheckpoint(file.subarray(4096, 8192))]
+      .filter((s) => s !== null);
     const newest = slots.sort((a, b) => b.generation - a.generation)[0];
     return newest?.lanes.get('upstream')?.ackedSeq ?? 0;
   };

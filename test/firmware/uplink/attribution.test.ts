@@ -1,24 +1,16 @@
 import t from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createTransport } from '../../../firmware/uplink/transports.js';
 import { Pump } from '../../../firmware/uplink/pump.js';
 import { RECORD_KEY, recordToMessage } from '../../../firmware/uplink/message.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { MemoryLane } from '../../support/memory-lane.js';
+import { until } from '../../support/until.js';
 
 /**
  * Issue 18's device-mode finding: a stored record's own properties named like the gateway's attribution
  * (`outpost-device-id`, `iothub-creation-time-utc`, any `outpost-*` / `iothub-*`, in any case) must not reach
  * the cloud beside or before the gateway's: the upstream message carries the gateway's value once.
  */
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 const FORGED = {
   'outpost-device-id': 'someone-else',

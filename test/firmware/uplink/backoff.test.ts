@@ -22,12 +22,12 @@ t.test('defaults: 500 ms base, 60 s maximum', async (t) => {
 });
 
 t.test('options are checked by name', async (t) => {
-  t.throws(() => new Backoff({ baseMs: 0 }), /"backoffBaseMs" must be at least 1 ms/);
-  t.throws(() => new Backoff({ baseMs: 10, maxMs: 5 }), /"backoffMaxMs" must be at least/);
-  t.throws(() => new Backoff({ factor: 0.5 }), /"backoffFactor" must be at least 1/);
+  t.throws(() => new Backoff({ baseMs: 0 }), /"backoff.baseMs" must be at least 1 ms/);
+  t.throws(() => new Backoff({ baseMs: 10, maxMs: 5 }), /"backoff.maxMs" must be at least "backoff.baseMs"/);
+  t.throws(() => new Backoff({ factor: 0.5 }), /"backoff.factor" must be at least 1/);
 });
 
-t.test('after a throttling answer: the floor plus a full-jitter draw over the larger of floor and ceiling', async (t) => {
+t.test('after a throttling answer: the floor plus a full-jitter draw over max(floor, ceiling)', async (t) => {
   const draws = [0, 0.5, 0, 0, 0, 0.999, 0.5];
   const backoff = new Backoff({ baseMs: 100, maxMs: 8_000, random: () => draws.shift()! });
   t.equal(backoff.throttledDelayMs(2_000), 2_000, 'never below the floor');

@@ -1,10 +1,10 @@
 import t from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import mqtt from 'mqtt';
 import { C2D_QUEUE_MESSAGES_MAX, IotHubEmulator, type IotHubError } from '../../support/iothub-emulator.js';
 import { edgeHubKey, NO_RETRY, onBehalfOf, sasToken } from '../../support/iothub-emulator-clients.js';
+import { until } from '../../support/until.js';
 
 /**
  * The service side of the emulator against the real SDK: one twin per identity with its own $version,
@@ -14,14 +14,6 @@ import { edgeHubKey, NO_RETRY, onBehalfOf, sasToken } from '../../support/iothub
 
 const { Client, Message, ModuleClient } = azureDevice;
 type AnyClient = InstanceType<typeof Client> | InstanceType<typeof ModuleClient>;
-
-async function until(what: string, check: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 async function open(hub: IotHubEmulator, connectionString: string, module = false): Promise<AnyClient> {
   const client = module ? ModuleClient.fromConnectionString(connectionString, Mqtt)

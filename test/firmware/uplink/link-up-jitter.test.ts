@@ -1,10 +1,10 @@
 import t from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { LINK_UP_JITTER_MS_MAX_DEFAULT, Pump } from '../../../firmware/uplink/pump.js';
 import { Mosquitto } from '../../support/brokers.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { MemoryLane } from '../../support/memory-lane.js';
+import { until } from '../../support/until.js';
 
 /**
  * A link-up wake connects after a random delay below linkUpJitterMsMax, drawn from the injected random
@@ -15,14 +15,6 @@ import { MemoryLane } from '../../support/memory-lane.js';
 const SLEEP_MS = 30_000;
 /** performance.now() and the timer clock round differently; a timer may look this much early. */
 const CLOCK_SLACK_MS = 5;
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 function sleepingPump(proxyPort: number, gatewayId: string, draw: () => number, linkUpJitterMsMax?: number): Pump {
   const lane = new MemoryLane('upstream');

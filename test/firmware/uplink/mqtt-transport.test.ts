@@ -4,6 +4,7 @@ import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { UplinkError, type UplinkMessage } from '../../../firmware/uplink/types.js';
 import { Mosquitto } from '../../support/brokers.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
+import { uplinkMessage } from '../../support/uplink-message.js';
 
 /**
  * The transport contract (firmware/uplink/types.ts) for mqtt under refusals, against real mosquitto: a
@@ -11,17 +12,7 @@ import { FaultProxy } from '../../support/fault-proxy.js';
  */
 
 function message(seq: number, deviceId: string, bytes = 1): UplinkMessage {
-  return {
-    messageId: `gw:upstream:${seq}`,
-    lane: 'upstream',
-    seq,
-    deviceId,
-    enqueuedAtMs: Date.now(),
-    contentType: '',
-    contentEncoding: '',
-    properties: {},
-    body: Buffer.alloc(bytes, 0x31),
-  };
+  return uplinkMessage('gw', seq, deviceId, Buffer.alloc(bytes, 0x31));
 }
 
 /**

@@ -13,7 +13,8 @@ import { until } from '../../support/until.js';
 
 async function fill(lane: MemoryLane, from: number, to: number, deviceId?: string): Promise<void> {
   for (let i = from; i <= to; i += 1) {
-    await lane.append({ body: Buffer.from(String(i)), properties: deviceId ? { [RECORD_KEY.deviceId]: deviceId } : {} });
+    const properties: Record<string, string> = deviceId ? { [RECORD_KEY.deviceId]: deviceId } : {};
+    await lane.append({ body: Buffer.from(String(i)), properties });
   }
 }
 
@@ -77,13 +78,15 @@ t.test('priority lanes drain by weight and the lowest is never starved', async (
     await bulk.append({ body: Buffer.from(String(100_000 + i)) });
   }
   const transport = createMqttTransport({ url: broker.url, gatewayId: 'gw-3', protocolVersion: 4 });
-  const pump = new Pump({ gatewayId: 'gw-3', transport, lanes: [{ lane: alarms, weight: 3 }, { lane: bulk, weight: 1 }], inflightMax: 8 });
+  const lanes = [{ lane: alarms, weight: 3 }, { lane: bulk, weight: 1 }];
+  const pump = new Pump({ gatewayId: 'gw-3', transport, lanes, inflightMax: 8 });
   pump.start();
   t.teardown(() => pump.stop());
   t.ok(await sub.waitForDistinct(600, 20_000));
   const firstHalf = sub.values.slice(0, 300);
   const bulkShare = firstHalf.filter((v) => v > 100_000).length / firstHalf.length;
-  t.ok(bulkShare > 0.15 && bulkShare < 0.35, `bulk got ${(bulkShare * 100).toFixed(0)}% while both had backlog (weight 1 of 4)`);
+  const share = `bulk got ${(bulkShare * 100).toFixed(0)}% while both had backlog (weight 1 of 4)`;
+  t.ok(bulkShare > 0.15 && bulkShare < 0.35, share);
   const inLaneOrder = (lo: number, hi: number) => sub.values.filter((v) => v >= lo && v <= hi);
   t.same(inLaneOrder(1, 300), Array.from({ length: 300 }, (_, i) => i + 1), 'alarms in their stored order');
   t.same(inLaneOrder(100_001, 100_300), Array.from({ length: 300 }, (_, i) => 100_001 + i), 'bulk in its stored order');
@@ -116,7 +119,8 @@ t.test('a black-holed publish trips the watchdog and the drain resumes from the 
   t.teardown(() => sub.close());
   const lane = new MemoryLane('telemetry');
   await fill(lane, 1, 10);
-  const transport = createMqttTransport({ url: `mqtt://127.0.0.1:${proxy.port}`, gatewayId: 'gw-5', protocolVersion: 4, keepaliveSecs: 600 });
+  const url = `mqtt://127.0.0.1:${proxy.port}`;
+  const transport = createMqttTransport({ url, gatewayId: 'gw-5', protocolVersion: 4, keepaliveSecs: 600 });
   const errors: string[] = [];
   const pump = new Pump({
     gatewayId: 'gw-5',
@@ -158,11 +162,15 @@ t.test('maxBytesPerSec holds the drain to the cap', async (t) => {
 t.test('options are validated with errors that name them', async (t) => {
   const lane = new MemoryLane('x');
   const transport = createMqttTransport({ url: 'mqtt://127.0.0.1:1', gatewayId: 'g' });
-  t.throws(() => new Pump({ gatewayId: 'g', transport, lanes: [{ lane }], inflightMax: 70_000 }), /"inflightMax" must be an integer from 1 to 4096 messages, got 70000/);
+  const lanes = [{ lane }];
+  t.throws(() => new Pump({ gatewayId: 'g', transport, lanes, inflightMax: 70_000 }),
+    /"inflightMax" must be an integer from 1 to 4096 messages, got 70000/);
   t.throws(() => new Pump({ gatewayId: 'g', transport, lanes: [] }), /"lanes" must list 1 to 16 lanes/);
   t.throws(() => new Pump({ gatewayId: 'g', transport, lanes: [{ lane, weight: 0 }] }), /"weight" of lane "x"/);
-  t.throws(() => new Pump({ gatewayId: 'g', transport, lanes: [{ lane }], backoff: { baseMs: 10, maxMs: 5 } }), /"backoffMaxMs" must be at least/);
+  t.throws(() => new Pump({ gatewayId: 'g', transport, lanes, backoff: { baseMs: 10, maxMs: 5 } }),
+    /"backoff.maxMs" must be at least/);
   t.throws(() => createMqttTransport({ url: 'http://x', gatewayId: 'g' }), /"url" must be mqtt:\/\/host:port/);
-  t.throws(() => createMqttTransport({ url: 'mqtt://x', gatewayId: 'g', topicTemplate: 'a/{nope}' }), /unknown placeholder \{nope\}/);
-  t.throws(() => createMqttTransport({ url: 'mqtt://x', gatewayId: 'g', cert: 'c' }), /"cert" and "key" must be given together/);
+  const at = { url: 'mqtt://x', gatewayId: 'g' };
+  t.throws(() => createMqttTransport({ ...at, topicTemplate: 'a/{nope}' }), /unknown placeholder \{nope\}/);
+  t.throws(() => createMqttTransport({ ...at, cert: 'c' }), /"cert" and "key" must be given together/);
 });

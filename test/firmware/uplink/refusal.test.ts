@@ -1,10 +1,10 @@
 import t from 'tap';
-import { AckHoldingTransport } from '../../support/ack-holding-transport.js';
+import { AckHoldingTransport, SlowAckTransport } from '../../support/ack-holding-transport.js';
 import { Mosquitto } from '../../support/brokers.js';
 import { Subscriber } from '../../support/delivery.js';
 import { MemoryLane } from '../../support/memory-lane.js';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
-import type { UplinkMessage, UplinkTransport } from '../../../firmware/uplink/types.js';
+import type { UplinkTransport } from '../../../firmware/uplink/types.js';
 import { Pump, type PumpOptions } from '../../../firmware/uplink/pump.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
 import { DEAD_LETTER_KEY } from '../../../firmware/uplink/dead-letter.js';
@@ -164,42 +164,6 @@ t.test('a message mosquitto drops the connection over (MQTT 3.1.1) is moved asid
   const connects = pump.status().connects;
   t.ok(connects <= ATTEMPTS + 3, `${connects} connections`);
 });
-
-/**
- * The real mqtt transport on a link with a round trip of `delayMs`: every PUBACK reaches the pump that much
- * after the broker sent it, and a connection loss discards the ones still on their way, as a TCP reset
- * discards data the client had not read yet. A reset on loopback races the PUBACKs before it; this makes the
- * worst case (every PUBACK still in flight is lost) the only case, so the count of connections is exact.
- */
-class SlowAckTransport implements UplinkTransport {
-  readonly protocol = 'slow-ack';
-  private readonly onTheWay = new Set<(err: Error) => void>();
-
-  constructor(
-    private readonly inner: UplinkTransport,
-    private readonly delayMs: number,
-  ) {
-    inner.onDisconnect((cause) => {
-      for (const reject of this.onTheWay) reject(cause);
-      this.onTheWay.clear();
-    });
-  }
-
-  connect = () => this.inner.connect();
-  probe = (timeoutMs: number) => this.inner.probe(timeoutMs);
-  onDisconnect = (listener: (cause: Error) => void) => this.inner.onDisconnect(listener);
-  destroy = () => this.inner.destroy();
-  close = () => this.inner.close();
-
-  async publish(message: UplinkMessage): Promise<void> {
-    await this.inner.publish(message);
-    await new Promise<void>((resolve, reject) => {
-      const timer = setTimeout(() => (this.onTheWay.delete(lost), resolve()), this.delayMs);
-      const lost = (err: Error) => (clearTimeout(timer), reject(err));
-      this.onTheWay.add(lost);
-    });
-  }
-}
 
 t.test('a reset that eats the PUBACKs before a bad message charges at most two innocent ones', async (t) => {
   // Slow start alone charged 1, 32 and 47 here before it reached 50 (the window doubles per round trip

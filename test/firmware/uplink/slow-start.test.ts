@@ -1,5 +1,4 @@
 import t from 'tap';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { Pump } from '../../../firmware/uplink/pump.js';
 import { WINDOW_AFTER_RECONNECT_MESSAGES } from '../../../firmware/uplink/recovery.js';
@@ -8,6 +7,7 @@ import { Subscriber, checkDelivery } from '../../support/delivery.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { MemoryLane } from '../../support/memory-lane.js';
 import { ReceiveMaximumProxy } from '../../support/receive-maximum-proxy.js';
+import { until } from '../../support/until.js';
 
 /**
  * Drain ramp-up: every connection, the first at boot and one after a plain reconnect (nothing in flight
@@ -15,14 +15,6 @@ import { ReceiveMaximumProxy } from '../../support/receive-maximum-proxy.js';
  * rather than putting inflightMax publishes on the wire at once. Seen on the wire between the pump and a real
  * mosquitto: the PUBLISHes sent before the broker's first PUBACK on each connection.
  */
-
-async function until(what: string, check: () => boolean, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(10);
-  }
-}
 
 t.test('the first round trip of each connection carries at most the start window', async (t) => {
   const broker = await Mosquitto.start();
@@ -43,7 +35,8 @@ t.test('the first round trip of each connection carries at most the start window
   const pump = new Pump({ gatewayId: 'gw-ramp', transport, lanes: [{ lane }], inflightMax: 100, backoff });
   pump.start();
   t.teardown(() => pump.stop());
-  await until('the boot backlog delivered', () => lane.ackedSeq() === 1_000 && pump.status().inflight === 0);
+  const drained = () => lane.ackedSeq() === 1_000 && pump.status().inflight === 0;
+  await until('the boot backlog delivered', drained, 20_000);
 
   link.refuse();
   link.cut();

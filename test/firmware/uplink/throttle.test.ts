@@ -1,6 +1,5 @@
 import t, { type Test } from 'tap';
 import { createRequire } from 'node:module';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { sdkRefusal } from '../../../firmware/uplink/azure-refusal.js';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { Pump } from '../../../firmware/uplink/pump.js';
@@ -10,6 +9,7 @@ import { Mosquitto } from '../../support/brokers.js';
 import { Subscriber } from '../../support/delivery.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { MemoryLane } from '../../support/memory-lane.js';
+import { until } from '../../support/until.js';
 
 /**
  * Throttling answers: a CONNACK that says the server is busy, over its quota or its connection rate (or,
@@ -20,14 +20,6 @@ import { MemoryLane } from '../../support/memory-lane.js';
  */
 
 const ORDINARY_BACKOFF_MS_MAX = 20;
-
-async function until(what: string, check: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(5);
-  }
-}
 
 interface Case {
   protocolVersion: 4 | 5;

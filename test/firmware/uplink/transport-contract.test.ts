@@ -8,22 +8,14 @@ import { AedesBroker, Mosquitto } from '../../support/brokers.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { transportContract, type RigFactory } from '../../support/transport-contract.js';
+import { uplinkMessage } from '../../support/uplink-message.js';
 
 // The transport contract (test/support/transport-contract.ts) against each transport and broker pair that
 // production uses: mqtt.js to mosquitto over MQTT 5 and 3.1.1, to aedes, and the Azure SDK to IoT Hub.
 
 function messageFor(gatewayId: string) {
-  return (seq: number, deviceId = 'good'): UplinkMessage => ({
-    messageId: `${gatewayId}:upstream:${seq}`,
-    lane: 'upstream',
-    seq,
-    deviceId,
-    enqueuedAtMs: Date.now(),
-    contentType: '',
-    contentEncoding: '',
-    properties: {},
-    body: Buffer.from(String(seq)),
-  });
+  return (seq: number, deviceId = 'good'): UplinkMessage =>
+    uplinkMessage(gatewayId, seq, deviceId, Buffer.from(String(seq)));
 }
 
 async function proxyTo(t: Test, port: number): Promise<FaultProxy> {
