@@ -2,7 +2,8 @@ import { systemClock, type Clock } from '../clock.js';
 import { Authenticator } from '../auth/authenticator.js';
 import { IdentityCache } from '../auth/cache.js';
 import type { DeviceScopeSource } from '../auth/scope-api.js';
-import { ScopeSync, type ScopeBrokerOptions } from '../auth/scope-sync.js';
+import { ScopeSync } from '../auth/scope-sync.js';
+import type { SideChannelBroker } from '../side-channel.js';
 import type { RingLog } from '../store/log.js';
 import { TwinStore, type TwinRefusal } from '../twin/store.js';
 import { MqttTwinSync } from '../twin/mqtt-sync.js';
@@ -41,7 +42,7 @@ export interface StartHubOptions {
   clock?: Clock;
   uplink?: HubUplink;
   /** mqtt uplinks: the broker the retained scope document is read from, and twins are synced through. */
-  scopeBroker?: ScopeBrokerOptions;
+  scopeBroker?: SideChannelBroker;
   /** azure edge mode: children are read from IoT Hub's device-scope API as the gateway's $edgeHub. */
   deviceScope?: DeviceScopeSource;
   /** The uplink's IoT Hub host: children's standard connection strings name it, so their tokens are accepted. */

@@ -10,7 +10,7 @@ import { formatReport } from '../../../firmware/ops/format.js';
 import { RecentErrors } from '../../../firmware/ops/report.js';
 import { Ops } from '../../../firmware/ops/service.js';
 import { requestStatus } from '../../../firmware/ops/status-socket.js';
-import { updateTopic } from '../../../firmware/ota/source.js';
+import { updateTopic } from '../../../firmware/side-channel.js';
 import { slotVersion } from '../../../firmware/ota/slots.js';
 import { Runtime } from '../../../firmware/runtime.js';
 import { ArtifactServer } from '../../support/artifact-server.js';
