@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import { checkBoard } from '../config/check.js';
+import { checkBoard } from '../board/check.js';
 import { redactValue, scrubText } from '../ops/redact.js';
 import type { PageHost } from './host.js';
 

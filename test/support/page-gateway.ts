@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { request } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadBoard } from '../../firmware/config/board.js';
+import { loadBoard } from '../../firmware/board/board.js';
 import { createLogger } from '../../firmware/ops/logger.js';
 import { RecentErrors } from '../../firmware/ops/report.js';
 import { Ops } from '../../firmware/ops/service.js';

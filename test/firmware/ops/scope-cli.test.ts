@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import t from 'tap';
 import { fetchRetained } from '../../../firmware/auth/scope-sync.js';
 import { scopeTopic } from '../../../firmware/side-channel.js';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import { runScopeCli } from '../../../firmware/ops/scope-cli.js';
 import { AedesBroker } from '../../support/brokers.js';
 import { newKey, scopeDocument } from '../../support/hub-fixture.js';

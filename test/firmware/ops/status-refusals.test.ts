@@ -3,7 +3,7 @@ import net from 'node:net';
 import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { PassThrough } from 'node:stream';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import { createLogger } from '../../../firmware/ops/logger.js';
 import { RecentErrors } from '../../../firmware/ops/report.js';
 import { Ops } from '../../../firmware/ops/service.js';

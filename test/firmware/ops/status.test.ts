@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import type { LoadedBoard } from '../../../firmware/config/types.js';
 import { createLogger } from '../../../firmware/ops/logger.js';
 import { formatReport } from '../../../firmware/ops/format.js';

@@ -4,7 +4,7 @@ import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import { createLogger } from '../../../firmware/ops/logger.js';
 import { formatReport } from '../../../firmware/ops/format.js';
 import { RecentErrors } from '../../../firmware/ops/report.js';
