@@ -1,4 +1,7 @@
 import { UplinkError } from './types.js';
+import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from '../config/uplink-limits.js';
+
+export { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from '../config/uplink-limits.js';
 
 /** Reconnect backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015). */
 export interface BackoffOptions {
@@ -12,8 +15,6 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-export const BACKOFF_BASE_MS_DEFAULT = 500;
-export const BACKOFF_MAX_MS_DEFAULT = 60_000;
 /** The ceiling stops growing here anyway (base × factor^attempt passes any sane max); bounds the exponent. */
 const BACKOFF_ATTEMPTS_COUNTED_MAX = 64;
 
