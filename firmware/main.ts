@@ -8,7 +8,7 @@ import { renderReference } from './config/reference.js';
 import type { LoadedBoard } from './config/types.js';
 import { OTA_UPDATE_HEALTH_SECS_DEFAULT } from './config/ota.js';
 import { checkReleaseAddons } from './ops/addons.js';
-import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
+import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './log/logger.js';
 import { RecentErrors } from './ops/report.js';
 import { Ops } from './ops/service.js';
 import { runScopeCli } from './ops/scope-cli.js';

@@ -13,7 +13,7 @@ import type { DeviceScopeSource } from './auth/scope-api.js';
 import { loadEdgeHub, parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import type { ResyncHook } from './uplink/pump-options.js';
 import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
-import { registerSecret } from './ops/redact.js';
+import { registerSecret } from './log/redact.js';
 import { UPSTREAM_LANE } from './store/names.js';
 import { startUpdates, type RunningRelease, type UpdateService } from './ota/cloud-updates.js';
 import type { UpdateStatus } from './ota/state.js';

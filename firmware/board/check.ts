@@ -1,5 +1,5 @@
 import { loadBoard, loadVariant } from './board.js';
-import { scrubText } from '../ops/redact.js';
+import { scrubText } from '../log/redact.js';
 import { ConfigError, ConfigErrors } from '../config/errors.js';
 import { displayPath, readJsonObject } from '../config/layers.js';
 import type { DeviceConfig } from '../config/types.js';

@@ -3,7 +3,7 @@ import { dirname, join, resolve } from 'node:path';
 import { checkBoard } from './check.js';
 import { ConfigErrors } from '../config/errors.js';
 import { readJsonObject } from '../config/layers.js';
-import { scrubText } from '../ops/redact.js';
+import { scrubText } from '../log/redact.js';
 
 /**
  * `outpost board enroll`: writes a DPS enrollment into board.json (install.sh's --dps-* options call it), so

@@ -5,7 +5,7 @@ import { request } from 'node:https';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { loadBoard } from '../../firmware/board/board.js';
-import { createLogger } from '../../firmware/ops/logger.js';
+import { createLogger } from '../../firmware/log/logger.js';
 import { RecentErrors } from '../../firmware/ops/report.js';
 import { Ops } from '../../firmware/ops/service.js';
 import { hashPassword, TECHNICIAN_USER } from '../../firmware/page/passwd.js';

@@ -4,7 +4,7 @@ import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import { PassThrough } from 'node:stream';
 import { loadBoard } from '../../../firmware/board/board.js';
-import { createLogger } from '../../../firmware/ops/logger.js';
+import { createLogger } from '../../../firmware/log/logger.js';
 import { RecentErrors } from '../../../firmware/ops/report.js';
 import { Ops } from '../../../firmware/ops/service.js';
 import { runStatusCli } from '../../../firmware/ops/status-cli.js';

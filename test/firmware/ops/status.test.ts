@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import { loadBoard } from '../../../firmware/board/board.js';
 import type { LoadedBoard } from '../../../firmware/config/types.js';
-import { createLogger } from '../../../firmware/ops/logger.js';
+import { createLogger } from '../../../firmware/log/logger.js';
 import { formatReport } from '../../../firmware/ops/format.js';
 import { RecentErrors } from '../../../firmware/ops/report.js';
 import { Ops } from '../../../firmware/ops/service.js';

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { loadBoard } from '../../../firmware/board/board.js';
-import { createLogger } from '../../../firmware/ops/logger.js';
+import { createLogger } from '../../../firmware/log/logger.js';
 import { formatReport } from '../../../firmware/ops/format.js';
 import { RecentErrors } from '../../../firmware/ops/report.js';
 import { Ops } from '../../../firmware/ops/service.js';
