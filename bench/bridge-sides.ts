@@ -6,7 +6,7 @@ import { once } from 'node:events';
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import mqtt from 'mqtt';
-import { scopeTopic } from '../firmware/auth/scope-sync.js';
+import { scopeTopic } from '../firmware/side-channel.js';
 import { freePort, MOSQUITTO_PATH, waitForPort } from '../test/support/brokers.js';
 import { processCounters, type ProcessCounters } from './harness.js';
 import { childLogin, GATEWAY_ID, NODE_FLAGS, REPO, scopeDocument, seedChildren, startGateway } from './ship.js';

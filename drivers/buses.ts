@@ -1,12 +1,12 @@
 import type { Clock } from '../firmware/clock.js';
 import type { GpioBusConfig, I2cBusConfig, LoadedBoard, SerialBusConfig } from '../firmware/config/types.js';
 import { openSysfsGpio } from './gpio/onoff.js';
-import type { GpioController } from './gpio/pin.js';
+import type { GpioController } from './gpio-pin.js';
 import { createSimGpio } from './gpio/sim.js';
-import type { I2cBus } from './i2c/bus.js';
+import type { I2cBus } from './i2c-bus.js';
 import { openI2cDev } from './i2c/i2c-dev.js';
 import { createSimI2cBus } from './i2c/sim.js';
-import type { SerialOpener } from './serial/port.js';
+import type { SerialOpener } from './serial-port.js';
 import { serialportOpener } from './serial/serialport.js';
 import { createSimSerial } from './serial/sim.js';
 import { realTimers, type Timers } from './timers.js';

@@ -1,9 +1,9 @@
 import type { Clock } from '../firmware/clock.js';
 import type { BusKind } from '../firmware/config/types.js';
 import type { ConfigNode } from '../firmware/config/node.js';
-import type { GpioController } from './gpio/pin.js';
-import type { I2cBus } from './i2c/bus.js';
-import type { SerialOpener } from './serial/port.js';
+import type { GpioController } from './gpio-pin.js';
+import type { I2cBus } from './i2c-bus.js';
+import type { SerialOpener } from './serial-port.js';
 import type { Timers } from './timers.js';
 
 /** One sample's values; field names carry their unit (temperatureC, pressurePa). */

@@ -1,14 +1,14 @@
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { loadBoard } from './config/board.js';
-import { runBoardCheckCli } from './config/check.js';
+import { loadBoard } from './board/board.js';
+import { runBoardCheckCli } from './board/check.js';
 import { ConfigError, ConfigErrors } from './config/errors.js';
 import { PAGE_PASSWORD_FILE_DEFAULT } from './config/page.js';
 import { renderReference } from './config/reference.js';
 import type { LoadedBoard } from './config/types.js';
 import { OTA_UPDATE_HEALTH_SECS_DEFAULT } from './config/ota.js';
 import { checkReleaseAddons } from './ops/addons.js';
-import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './ops/logger.js';
+import { createLogger, logFormatFromEnv, logLevelFromEnv, type Logger } from './log/logger.js';
 import { RecentErrors } from './ops/report.js';
 import { Ops } from './ops/service.js';
 import { runScopeCli } from './ops/scope-cli.js';
@@ -166,7 +166,7 @@ async function main(argv: string[], logger: Logger): Promise<number> {
     case 'board':
       if (rest[0] === 'check') return runBoardCheckCli(rest.slice(1));
       if (rest[0] === 'reference') return process.stdout.write(renderReference()), 0;
-      if (rest[0] === 'enroll') return (await import('./uplink/provisioning/enroll-cli.js')).runEnrollCli(rest.slice(1));
+      if (rest[0] === 'enroll') return (await import('./board/enroll-cli.js')).runEnrollCli(rest.slice(1));
       process.stderr.write(`${USAGE}\n`);
       return 2;
     case 'passwd': {

@@ -8,12 +8,12 @@ import { RingLog } from './store/log.js';
 import type { LogStats } from './store/types.js';
 import { readFile } from 'node:fs/promises';
 import { startHub, type HubService } from './hub/index.js';
-import type { ScopeBrokerOptions } from './auth/scope-sync.js';
+import type { SideChannelBroker } from './side-channel.js';
 import type { DeviceScopeSource } from './auth/scope-api.js';
 import { loadEdgeHub, parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import type { ResyncHook } from './uplink/pump-options.js';
 import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
-import { registerSecret } from './ops/redact.js';
+import { registerSecret } from './log/redact.js';
 import { UPSTREAM_LANE } from './store/names.js';
 import { startUpdates, type RunningRelease, type UpdateService } from './ota/cloud-updates.js';
 import type { UpdateStatus } from './ota/state.js';
@@ -248,7 +248,7 @@ async function deviceScopeFor(config: UplinkConfig, gatewayId: string): Promise<
 }
 
 /** With an mqtt uplink the identity scope document is read from the same broker, with the same credentials. */
-async function scopeBrokerFor(config: UplinkConfig): Promise<ScopeBrokerOptions | undefined> {
+async function scopeBrokerFor(config: UplinkConfig): Promise<SideChannelBroker | undefined> {
   if (config.protocol !== 'mqtt') return undefined;
   const read = (path: string | undefined) => (path ? readFile(path) : Promise.resolve(undefined));
   return {

@@ -1,7 +1,7 @@
 import type { ConfigNode } from '../../firmware/config/node.js';
 import { defineDriver, type DriverContext, type DriverInstance } from '../model.js';
 import type { CancelTimer } from '../timers.js';
-import type { DigitalPin, GpioController, PinLevel } from './pin.js';
+import type { DigitalPin, GpioController, PinLevel } from '../gpio-pin.js';
 import { GPIO_DEBOUNCE_MS_MAX, parseBcmPin } from './settings.js';
 
 export interface DigitalInputSettings {

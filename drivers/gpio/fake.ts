@@ -1,4 +1,4 @@
-import { GpioError, type DigitalPin, type GpioController, type PinLevel, type PinMode } from './pin.js';
+import { GpioError, type DigitalPin, type GpioController, type PinLevel, type PinMode } from '../gpio-pin.js';
 
 /** A GPIO line held in memory. Tests (and the sim board) drive inputs with setLevel(). */
 export class FakePin implements DigitalPin {

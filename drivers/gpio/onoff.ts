@@ -1,5 +1,5 @@
 import type { GpioBusConfig } from '../../firmware/config/types.js';
-import { GpioError, type DigitalPin, type GpioController, type PinLevel, type PinMode } from './pin.js';
+import { GpioError, type DigitalPin, type GpioController, type PinLevel, type PinMode } from '../gpio-pin.js';
 import { resolveSysfsGpio } from './sysfs.js';
 
 /** The subset of onoff's Gpio class used here. */

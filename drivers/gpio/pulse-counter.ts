@@ -1,6 +1,6 @@
 import type { ConfigNode } from '../../firmware/config/node.js';
 import { defineDriver, type DriverContext, type DriverInstance, type ReadingValues } from '../model.js';
-import type { DigitalPin, GpioController } from './pin.js';
+import type { DigitalPin, GpioController } from '../gpio-pin.js';
 import { GPIO_DEBOUNCE_MS_MAX, parseBcmPin } from './settings.js';
 
 export interface PulseCounterSettings {

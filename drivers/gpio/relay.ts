@@ -1,6 +1,6 @@
 import type { ConfigNode } from '../../firmware/config/node.js';
 import { defineDriver, type DriverContext, type DriverInstance, type MethodResult } from '../model.js';
-import type { DigitalPin, GpioController } from './pin.js';
+import type { DigitalPin, GpioController } from '../gpio-pin.js';
 import { levelFor, parseBcmPin } from './settings.js';
 
 export interface RelaySettings {

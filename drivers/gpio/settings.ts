@@ -1,5 +1,5 @@
 import type { ConfigNode } from '../../firmware/config/node.js';
-import { BCM_PIN_MAX, type PinLevel } from './pin.js';
+import { BCM_PIN_MAX, type PinLevel } from '../gpio-pin.js';
 
 /** Debounce windows beyond a second would hide real events (a door opened and shut again). */
 export const GPIO_DEBOUNCE_MS_MAX = 1000;

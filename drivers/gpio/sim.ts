@@ -1,7 +1,7 @@
 import type { GpioBusConfig } from '../../firmware/config/types.js';
 import type { Timers } from '../timers.js';
 import { FakeGpioController } from './fake.js';
-import type { GpioController } from './pin.js';
+import type { GpioController } from '../gpio-pin.js';
 
 /**
  * The sim board's GPIO controller: fake pins, with the inputs named in the bus's simInputs driven by timers

@@ -1,7 +1,7 @@
 import type { ConfigNode } from '../../firmware/config/node.js';
 import { defineDriver, type DriverContext, type DriverInstance, type LinkState } from '../model.js';
 import type { CancelTimer } from '../timers.js';
-import type { DigitalPin, GpioController } from './pin.js';
+import type { DigitalPin, GpioController } from '../gpio-pin.js';
 import { levelFor, parseBcmPin } from './settings.js';
 
 export type LedPattern = 'online' | 'backlog' | 'offline';

@@ -1,6 +1,6 @@
 import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { GpioError } from './pin.js';
+import { GpioError } from '../gpio-pin.js';
 
 export interface GpioChipInfo {
   name: string;

@@ -1,6 +1,6 @@
 import type { ConfigNode } from '../../firmware/config/node.js';
 import { defineDriver, type DriverContext, type DriverInstance, type ReadingValues } from '../model.js';
-import { hex, I2cError, type I2cBus } from './bus.js';
+import { hex, I2cError, type I2cBus } from '../i2c-bus.js';
 import { parseI2cAddress, sleep } from './settings.js';
 
 /** Pointer register values, ADS1115 datasheet (SBAS444) section 9.6.1. */

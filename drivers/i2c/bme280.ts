@@ -1,6 +1,6 @@
 import type { ConfigNode } from '../../firmware/config/node.js';
 import { defineDriver, type DriverContext, type DriverInstance, type ReadingValues } from '../model.js';
-import { hex, I2cError, type I2cBus } from './bus.js';
+import { hex, I2cError, type I2cBus } from '../i2c-bus.js';
 import {
   BME280_CALIB_HIGH_BYTES, BME280_CALIB_HIGH_REGISTER, BME280_CALIB_LOW_BYTES, BME280_CALIB_LOW_REGISTER,
   compensateBme280, parseBme280Calibration, type Bme280Calibration,

@@ -1,4 +1,4 @@
-import { assertTransfer, hex, I2cError, type I2cBus } from './bus.js';
+import { assertTransfer, hex, I2cError, type I2cBus } from '../i2c-bus.js';
 
 /** A device on the fake bus, seen the way the bus master sees it: bytes in, bytes out. */
 export interface FakeI2cDevice {

@@ -1,4 +1,4 @@
-import { I2cError } from './bus.js';
+import { I2cError } from '../i2c-bus.js';
 import type { FakeI2cDevice } from './fake-bus.js';
 import { sensirionCrc8 } from './crc8.js';
 

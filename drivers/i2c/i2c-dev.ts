@@ -1,4 +1,4 @@
-import { assertTransfer, hex, I2cError, type I2cBus } from './bus.js';
+import { assertTransfer, hex, I2cError, type I2cBus } from '../i2c-bus.js';
 
 /** The subset of i2c-bus's PromisifiedBus this adapter uses (the package ships no type declarations). */
 interface PromisifiedBus {

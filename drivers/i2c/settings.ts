@@ -1,5 +1,5 @@
 import type { ConfigNode } from '../../firmware/config/node.js';
-import { hex } from './bus.js';
+import { hex } from '../i2c-bus.js';
 
 /**
  * Reads a device's I2C address. JSON has no hex literals, so both 118 and "0x76" are accepted; only the

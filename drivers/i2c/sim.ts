@@ -2,7 +2,7 @@ import type { Clock } from '../../firmware/clock.js';
 import type { DeviceConfig, I2cBusConfig } from '../../firmware/config/types.js';
 import type { Ads1115Settings } from './ads1115.js';
 import type { Bme280Settings } from './bme280.js';
-import type { I2cBus } from './bus.js';
+import type { I2cBus } from '../i2c-bus.js';
 import { FakeAds1115 } from './fake-ads1115.js';
 import { DATASHEET_ADC, FakeBme280 } from './fake-bme280.js';
 import { FakeI2cBus } from './fake-bus.js';

@@ -1,4 +1,4 @@
-import type { SerialOpener, SerialStream } from './port.js';
+import type { SerialOpener, SerialStream } from '../serial-port.js';
 
 /** A serial stream in memory: tests push bytes in with inject() and pull the plug with vanish(). */
 export class FakeSerialStream implements SerialStream {

@@ -5,7 +5,7 @@ import { SERIAL_LINE_BYTES_MAX } from './lines.js';
 import { GPS_EPOCH_SENTENCES_MAX, GpsEpochAssembler, type GpsEpoch } from './gps-epoch.js';
 import { GpsDateTracker, gpsReading } from './gps-reading.js';
 import { parseGga, parseNmea, parseRmc, parseZda } from './nmea.js';
-import type { SerialOpener } from './port.js';
+import type { SerialOpener } from '../serial-port.js';
 
 export interface GpsSettings {
   /** Longest line kept, in bytes. Default SERIAL_LINE_BYTES_MAX. */

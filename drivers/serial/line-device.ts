@@ -1,6 +1,6 @@
 import type { DriverContext } from '../model.js';
 import { BoundedLineSplitter } from './lines.js';
-import type { SerialOpener, SerialStream } from './port.js';
+import type { SerialOpener, SerialStream } from '../serial-port.js';
 
 /**
  * The shared life cycle of line-oriented serial devices: open the port, split what arrives into bounded

@@ -2,7 +2,7 @@ import type { ConfigNode } from '../../firmware/config/node.js';
 import { defineDriver, type DriverContext, type DriverInstance, type ReadingValues } from '../model.js';
 import { SerialLines } from './line-device.js';
 import { SERIAL_LINE_BYTES_MAX } from './lines.js';
-import type { SerialOpener } from './port.js';
+import type { SerialOpener } from '../serial-port.js';
 
 /** A reading with more fields than this is not a sensor line; it is dropped as malformed. */
 export const LINE_SENSOR_FIELDS_MAX = 32;

@@ -1,6 +1,6 @@
 import { stat } from 'node:fs/promises';
 import type { SerialBusConfig } from '../../firmware/config/types.js';
-import type { SerialOpener, SerialStream } from './port.js';
+import type { SerialOpener, SerialStream } from '../serial-port.js';
 
 /** The subset of serialport's SerialPort used here. */
 interface SerialPortLike {

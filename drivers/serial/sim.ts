@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { SerialBusConfig } from '../../firmware/config/types.js';
 import type { Timers } from '../timers.js';
 import { FakeSerialStream } from './fake.js';
-import type { SerialOpener, SerialStream } from './port.js';
+import type { SerialOpener, SerialStream } from '../serial-port.js';
 
 /** Replay files are small captures; a larger one is refused rather than held in memory. */
 export const SIM_REPLAY_FILE_BYTES_MAX = 1024 * 1024;

@@ -2,7 +2,7 @@ import { chmod, mkdir, rename } from 'node:fs/promises';
 import path from 'node:path';
 import nodePersist from 'node-persist';
 import { SCOPE_IDENTITIES_MAX, type AuthSpec, type Identity, type ScopeDocument } from './identity.js';
-import { KeyFileError, loadOrCreateKey, seal, unseal } from './seal.js';
+import { KeyFileError, loadOrCreateKey, seal, unseal } from '../seal.js';
 
 /**
  * The identity cache: every child this gateway may authenticate, as the last scope sync left it. Lives in

@@ -1,5 +1,5 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import type { ScopeBrokerOptions } from './scope-sync.js';
+import { sideChannelOptions, type SideChannelBroker } from '../side-channel.js';
 
 /**
  * Over an mqtt uplink the scope document is a retained message: this stays subscribed to it while the
@@ -17,7 +17,7 @@ export class ScopeFollower {
   private client: MqttClient | null = null;
 
   constructor(
-    private readonly broker: ScopeBrokerOptions,
+    private readonly broker: SideChannelBroker,
     private readonly topic: string,
     /** Every message on the topic, retained or live; an empty payload clears it and is passed on too. */
     private readonly onDocument: (payload: Buffer) => Promise<void>,
@@ -37,12 +37,8 @@ export class ScopeFollower {
    */
   async start(): Promise<void> {
     await this.stop();
-    const b = this.broker;
-    const client = mqtt.connect(b.url, {
-      ca: b.ca, cert: b.cert, key: b.key, username: b.username, password: b.password, clean: true,
-      resubscribe: false, reconnectPeriod: FOLLOW_RECONNECT_MS, connectTimeout: FOLLOW_CONNECT_TIMEOUT_MS,
-      writeCache: false,
-    });
+    const timing = { reconnectPeriodMs: FOLLOW_RECONNECT_MS, connectTimeoutMs: FOLLOW_CONNECT_TIMEOUT_MS };
+    const client = mqtt.connect(this.broker.url, { ...sideChannelOptions(this.broker, timing), resubscribe: false });
     this.client = client;
     client.on('message', (topic, payload) => {
       if (topic === this.topic) void this.onDocument(payload).catch((err: Error) => this.onError(err));

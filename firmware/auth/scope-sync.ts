@@ -1,11 +1,12 @@
 import mqtt from 'mqtt';
 import type { Clock } from '../clock.js';
-import type { UplinkTransport } from '../uplink/types.js';
+import { DESIRED_SETTLE_MS, type UplinkTransport } from '../uplink/types.js';
 import type { IdentityCache, ScopeChange } from './cache.js';
 import { parseScopeDocument } from './identity.js';
 import { fetchDeviceScope, SCOPE_REQUEST_TIMEOUT_MS, type DeviceScopeSource } from './scope-api.js';
 import { scopeDocumentFromApi } from './scope-convert.js';
 import { ScopeFollower } from './scope-follow.js';
+import { scopeTopic, sideChannelOptions, type SideChannelBroker } from '../side-channel.js';
 
 /**
  * Keeps the identity cache in step with the cloud: at every uplink (re)connect (a resync hook), every
@@ -15,16 +16,6 @@ import { ScopeFollower } from './scope-follow.js';
  * retained document on `outpost/<gatewayId>/scope` (mqtt; see `scopeTopic`), followed live while the uplink
  * is up (ScopeFollower), which keeps the cache fresh without any reads of its own.
  */
-
-/** Where the mqtt uplink's broker is; the scope document is read from it with a short-lived connection. */
-export interface ScopeBrokerOptions {
-  url: string;
-  ca?: string | Buffer;
-  cert?: string | Buffer;
-  key?: string | Buffer;
-  username?: string;
-  password?: string;
-}
 
 export const SCOPE_TWIN_PROPERTY = 'outpostScope';
 /** How long a retained scope document may take to arrive after subscribing, ms. */
@@ -39,12 +30,6 @@ const DEVICE_SCOPE_REFRESH_TIMEOUT_MS = 6 * SCOPE_REQUEST_TIMEOUT_MS;
  */
 const DEVICE_SCOPE_RETRY_MS_MIN = 1_000;
 /**
- * A desired-properties change is read after this quiet period, ms. The SDK also reports the whole desired
- * section when it fetches the twin at connect; reading then would race the resync hook's own read, and
- * concurrent twin GETs on one SDK client can leave one never answered.
- */
-export const DESIRED_SETTLE_MS = 500;
-/**
  * An unknown device id makes a full scope read only if the last one is older than this, and at most once
  * per this period; each such read that does not find the id doubles it (random ids must not cost a metered
  * link a read every few seconds), one that does resets it, ms.
@@ -54,16 +39,12 @@ const UNKNOWN_REFRESH_INTERVAL_MS_MAX = 6 * 3_600_000;
 /** Unknown ids remembered between full refreshes, ids; each gets at most one targeted refresh. */
 const UNKNOWN_IDS_MAX = 1_000;
 
-export function scopeTopic(gatewayId: string): string {
-  return `outpost/${gatewayId}/scope`;
-}
-
 /** Reads the retained message on `topic`; null when the broker has none within `waitMs`. */
-export async function fetchRetained(options: ScopeBrokerOptions, topic: string, waitMs = RETAINED_WAIT_MS): Promise<Buffer | null> {
-  const client = await mqtt.connectAsync(options.url, {
-    ca: options.ca, cert: options.cert, key: options.key, username: options.username, password: options.password,
-    clean: true, reconnectPeriod: 0, connectTimeout: waitMs, writeCache: false,
-  });
+export async function fetchRetained(
+  broker: SideChannelBroker, topic: string, waitMs = RETAINED_WAIT_MS,
+): Promise<Buffer | null> {
+  const client = await mqtt.connectAsync(broker.url,
+    sideChannelOptions(broker, { reconnectPeriodMs: 0, connectTimeoutMs: waitMs }));
   try {
     const arrived = new Promise<Buffer | null>((resolve) => {
       const timer = setTimeout(() => resolve(null), waitMs);
@@ -85,7 +66,7 @@ export interface ScopeSyncOptions {
   gatewayId: string;
   clock: Clock;
   refreshSecs: number;
-  broker?: ScopeBrokerOptions;
+  broker?: SideChannelBroker;
   /** Edge mode: the child list is read from IoT Hub's device-scope API (not the twin document). */
   deviceScope?: DeviceScopeSource;
   /** The uplink's link state. Without it, online means "a resync hook ran and no disconnect since". */

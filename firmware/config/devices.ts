@@ -1,6 +1,5 @@
-import type { AnyDriverDefinition } from '../../drivers/model.js';
 import type { ConfigNode } from './node.js';
-import type { BusConfig, DeviceConfig } from './types.js';
+import type { BusConfig, BusKind, DeviceConfig } from './types.js';
 import { DEVICE_ID_PATTERN } from '../device-id.js';
 
 export { DEVICE_ID_PATTERN };
@@ -12,10 +11,28 @@ export const POLL_INTERVAL_MS_MAX = 86_400_000;
 
 const COMMON_FIELDS = ['compatible', 'bus', 'status', 'label'];
 
+/**
+ * What validating a device entry needs from its driver: the rest of a driver (create, the bus handles) is
+ * drivers/' own. Drivers are handed in (drivers/registry.ts's DRIVERS satisfies this) rather than imported,
+ * so the board schema sits below drivers/, which read their settings with its ConfigNode.
+ */
+export interface DeviceSchema {
+  busKind: BusKind;
+  /** Present for polled drivers: the device then takes `pollIntervalMs`. */
+  pollIntervalMsDefault?: number;
+  settingsFields: readonly string[];
+  parseSettings(node: ConfigNode): unknown;
+  /** Bus resources (pins, addresses) the device holds exclusively, given its settings. */
+  claims(settings: unknown): string[];
+}
+
+/** Device schemas by `compatible`. */
+export type DeviceSchemas = ReadonlyMap<string, DeviceSchema>;
+
 export function parseDevices(
   node: ConfigNode,
   buses: Record<string, BusConfig>,
-  drivers: ReadonlyMap<string, AnyDriverDefinition>,
+  drivers: DeviceSchemas,
 ): DeviceConfig[] {
   const devices: DeviceConfig[] = [];
   const claimed = new Map<string, string>();
@@ -25,7 +42,7 @@ export function parseDevices(
     const device = parseDevice(id, deviceNode, buses, drivers);
     devices.push(device);
     if (device.status !== 'okay') continue;
-    const driver = drivers.get(device.compatible) as AnyDriverDefinition;
+    const driver = drivers.get(device.compatible) as DeviceSchema;
     for (const claim of driver.claims(device.settings)) {
       const key = `${device.bus}/${claim}`;
       const holder = claimed.get(key);
@@ -40,10 +57,10 @@ function parseDevice(
   id: string,
   node: ConfigNode,
   buses: Record<string, BusConfig>,
-  drivers: ReadonlyMap<string, AnyDriverDefinition>,
+  drivers: DeviceSchemas,
 ): DeviceConfig {
   const compatible = node.field('compatible').oneOf([...drivers.keys()]);
-  const driver = drivers.get(compatible) as AnyDriverDefinition;
+  const driver = drivers.get(compatible) as DeviceSchema;
   const polled = driver.pollIntervalMsDefault !== undefined;
   node.keys([...COMMON_FIELDS, ...(polled ? ['pollIntervalMs'] : []), ...driver.settingsFields]);
   const busNode = node.field('bus');

@@ -1,12 +1,13 @@
-import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from '../uplink/backoff.js';
-import { LIMIT_RANGES } from '../uplink/pump-options.js';
 import { PROVISIONING_OPTIONS } from './schema-provisioning.js';
 import type { OptionSpec } from './schema-types.js';
 import {
+  BACKOFF_BASE_MS_DEFAULT,
+  BACKOFF_MAX_MS_DEFAULT,
   CLOUD_CONNECTIONS_MAX_DEFAULT,
   CLOUD_CONNECTION_IDLE_SECS_DEFAULT,
   CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT,
-} from '../uplink/edge/limits.js';
+  LIMIT_RANGES,
+} from './uplink-limits.js';
 
 /** Longest backoff between two connects, ms: an hour, beyond which a gateway looks dead to its operator. */
 const BACKOFF_MS_MAX = 3_600_000;

@@ -1,12 +1,10 @@
 import { systemClock, type Clock } from '../clock.js';
-import { Authenticator } from '../auth/authenticator.js';
-import { IdentityCache } from '../auth/cache.js';
+import type { IdentityCache } from '../auth/cache.js';
 import type { DeviceScopeSource } from '../auth/scope-api.js';
-import { ScopeSync, type ScopeBrokerOptions } from '../auth/scope-sync.js';
+import type { ScopeSync } from '../auth/scope-sync.js';
+import type { SideChannelBroker } from '../side-channel.js';
 import type { RingLog } from '../store/log.js';
-import { TwinStore, type TwinRefusal } from '../twin/store.js';
-import { MqttTwinSync } from '../twin/mqtt-sync.js';
-import { TwinSync } from '../twin/sync.js';
+import type { TwinRefusal } from '../twin/store.js';
 import type { ResyncHook } from '../uplink/pump-options.js';
 import type { UplinkTransport } from '../uplink/types.js';
 import { parseHubConfig, readHubTls } from './config.js';
@@ -18,7 +16,9 @@ import { Router } from './router.js';
 import { HubServer } from './server.js';
 import type { Refusal } from './refusals.js';
 import { handleInbound } from './inbound.js';
-import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
+import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION } from './topics.js';
+import { startIdentity } from './identity.js';
+import { startTwins, type HubTwins } from './twins.js';
 
 export { RouteError } from './condition.js';
 
@@ -41,7 +41,7 @@ export interface StartHubOptions {
   clock?: Clock;
   uplink?: HubUplink;
   /** mqtt uplinks: the broker the retained scope document is read from, and twins are synced through. */
-  scopeBroker?: ScopeBrokerOptions;
+  scopeBroker?: SideChannelBroker;
   /** azure edge mode: children are read from IoT Hub's device-scope API as the gateway's $edgeHub. */
   deviceScope?: DeviceScopeSource;
   /** The uplink's IoT Hub host: children's standard connection strings name it, so their tokens are accepted. */
@@ -79,39 +79,31 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
   const tlsMaterial = await readHubTls(config);
-  const cache = await IdentityCache.open(opts.dataDir, onError);
-  const twins = await TwinStore.open(opts.dataDir);
-  const router = await Router.create(opts.log, routes);
   let server: HubServer | null = null;
-  const scope = new ScopeSync({
-    cache, gatewayId: opts.gatewayId, clock, refreshSecs: config.identityRefreshSecs, broker: opts.scopeBroker, onError,
-    deviceScope: opts.deviceScope,
+  const { cache, scope, auth } = await startIdentity({
+    config, gatewayId: opts.gatewayId, dataDir: opts.dataDir, clock, scopeBroker: opts.scopeBroker,
+    deviceScope: opts.deviceScope, cloudHostNames: opts.cloudHostNames, onError,
     isOnline: opts.uplink?.isLinkUp?.bind(opts.uplink),
     onChange: () => server?.updateTrust(tlsMaterial, cache.trustBundle),
   });
-  const audiences = [...config.hostNames, ...(opts.cloudHostNames ?? [])];
-  const auth = new Authenticator(cache, clock, audiences, config, (id) => scope.requestDevice(id));
   const target = {
     isConnected: (id: string) => server?.isConnected(id) ?? false,
     isSubscribed: (id: string, filter: string) => server?.isSubscribed(id, filter) ?? false,
-    deliver: (id: string, t: string, p: Buffer, qos: 0 | 1) => server?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
+    deliver: (id: string, t: string, p: Buffer, qos: 0 | 1) =>
+      server?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
   };
+  const twins = await startTwins({ gatewayId: opts.gatewayId, dataDir: opts.dataDir, target, broker: opts.scopeBroker,
+    onError });
+  const router = await Router.create(opts.log, routes);
   const methods = new MethodBroker(target, config.methodTimeoutSecs * 1000);
   const inboundContext = {
-    router, twins, methods, target, methodAcl: new MethodAcl(config.methods.allow),
+    router, twins: twins.store, methods, target, methodAcl: new MethodAcl(config.methods.allow),
     onMethodRefused: (callerId: string) => server?.count('method-acl', { clientId: callerId }),
   };
   const endpoints = router.localEndpoints().map((e) => new EndpointDelivery(e, target));
-  const twinSync = new TwinSync({
-    store: twins, gatewayId: opts.gatewayId, onError,
-    deliverDesired: async (id, patch, version) => {
-      if (!target.isSubscribed(id, DESIRED_SUBSCRIPTION)) return false;
-      return target.deliver(id, topic.desiredPatch(version), Buffer.from(JSON.stringify({ ...patch, $version: version })), 0).then(() => true, () => false);
-    },
-  });
   const resumeChild = (id: string) => {
     for (const e of endpoints) if (e.deviceId === id) e.resume();
-    void twinSync.deliver(id).catch(onError);
+    void twins.sync.deliver(id).catch(onError);
   };
   server = await HubServer.start(config, auth, clock, {
     onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
@@ -125,44 +117,19 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     },
   }, { material: tlsMaterial, trustBundle: cache.trustBundle }, (text) => onError(new Error(text)));
   const revoked = cache.onRevoked((ids) => ids.forEach((id) => server?.drop(id)));
-  const registered = new WeakSet<UplinkTransport>();
-  opts.uplink?.addResyncHook(scope.hook);
-  opts.uplink?.addResyncHook(twinSync.hook);
-  const mqttTwins = opts.scopeBroker === undefined ? null : new MqttTwinSync({
-    store: twins, gatewayId: opts.gatewayId, broker: opts.scopeBroker, onError, deliver: (id) => twinSync.deliver(id),
-  });
-  if (mqttTwins !== null) opts.uplink?.addResyncHook(mqttTwins.hook);
-  opts.uplink?.addResyncHook({
-    name: 'hub-methods',
-    run: async (transport) => {
-      if (transport.onMethod === undefined || registered.has(transport)) return;
-      registered.add(transport);
-      transport.onMethod(CLOUD_INVOKE_METHOD, cloudMethodHandler(methods));
-    },
-  });
+  addResyncHooks(opts.uplink, scope, twins, methods);
   scope.start();
 
   return {
     router,
     methods,
     refreshIdentities: () => scope.refresh(),
-    saveTwins: () => twins.flush(),
-    status: () => ({
-      connected: server?.connected() ?? [],
-      refusals: Object.fromEntries(server?.refusals ?? []),
-      localBacklog: Object.fromEntries(endpoints.map((e, i) => [`${router.localEndpoints()[i].deviceId}/inputs/${router.localEndpoints()[i].input}`, e.backlog()])),
-      unrouted: router.unrouted,
-      identities: {
-        devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors,
-        targetedReads: scope.targetedReads,
-      },
-      twins: { bytes: twins.bytes, refusals: Object.fromEntries(twins.refusals) },
-      ports: server?.ports() ?? { tcp: null, tls: null },
-    }),
+    saveTwins: () => twins.store.flush(),
+    status: () => hubStatus({ server, router, endpoints, cache, scope, twins }),
     async stop() {
       scope.stop();
-      twinSync.close();
-      await mqttTwins?.close();
+      twins.sync.close();
+      await twins.mqtt?.close();
       revoked();
       methods.stop();
       for (const e of endpoints) e.close();
@@ -170,8 +137,51 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
       server = null;
       await s?.stop();
       cache.close();
-      await twins.flush();
-      twins.close();
+      await twins.store.flush();
+      twins.store.close();
     },
+  };
+}
+
+/** The hub's work on every uplink (re)connect: the scope read, both twin syncs, the cloud's method handler. */
+function addResyncHooks(uplink: HubUplink | undefined, scope: ScopeSync, twins: HubTwins, methods: MethodBroker): void {
+  if (uplink === undefined) return;
+  uplink.addResyncHook(scope.hook);
+  uplink.addResyncHook(twins.sync.hook);
+  if (twins.mqtt !== null) uplink.addResyncHook(twins.mqtt.hook);
+  const registered = new WeakSet<UplinkTransport>();
+  uplink.addResyncHook({
+    name: 'hub-methods',
+    run: async (transport) => {
+      if (transport.onMethod === undefined || registered.has(transport)) return;
+      registered.add(transport);
+      transport.onMethod(CLOUD_INVOKE_METHOD, cloudMethodHandler(methods));
+    },
+  });
+}
+
+interface HubParts {
+  server: HubServer | null;
+  router: Router;
+  endpoints: EndpointDelivery[];
+  cache: IdentityCache;
+  scope: ScopeSync;
+  twins: HubTwins;
+}
+
+function hubStatus({ server, router, endpoints, cache, scope, twins }: HubParts): HubStatus {
+  const local = router.localEndpoints();
+  return {
+    connected: server?.connected() ?? [],
+    refusals: Object.fromEntries(server?.refusals ?? []),
+    localBacklog: Object.fromEntries(endpoints.map((e, i) => [`${local[i].deviceId}/inputs/${local[i].input}`,
+      e.backlog()])),
+    unrouted: router.unrouted,
+    identities: {
+      devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors,
+      targetedReads: scope.targetedReads,
+    },
+    twins: { bytes: twins.store.bytes, refusals: Object.fromEntries(twins.store.refusals) },
+    ports: server?.ports() ?? { tcp: null, tls: null },
   };
 }

@@ -1,6 +1,6 @@
 import type { UpdateStatus } from '../ota/state.js';
 import type { RuntimeStatus } from '../runtime.js';
-import { scrubText } from './redact.js';
+import { scrubText } from '../log/redact.js';
 import type { ProvisioningStatus } from '../uplink/provisioning/index.js';
 
 /** Errors kept for `outpost status`: enough to see a pattern, bounded so a flapping link cannot grow memory. */

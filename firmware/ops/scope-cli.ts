@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import mqtt from 'mqtt';
 import { parseScopeDocument, ScopeError } from '../auth/identity.js';
-import { scopeTopic, type ScopeBrokerOptions } from '../auth/scope-sync.js';
+import { scopeTopic, sideChannelOptions, type SideChannelBroker } from '../side-channel.js';
 import type { LoadedBoard } from '../config/types.js';
 import { azureHubHost, loadUplinkFiles, parseUplinkConfig } from '../uplink/config.js';
 
@@ -27,12 +27,10 @@ export interface ScopeCliIo {
   err: (text: string) => void;
 }
 
-export async function publishScope(broker: ScopeBrokerOptions, gatewayId: string, document: unknown): Promise<void> {
+export async function publishScope(broker: SideChannelBroker, gatewayId: string, document: unknown): Promise<void> {
   parseScopeDocument(document, gatewayId);
-  const client = await mqtt.connectAsync(broker.url, {
-    ca: broker.ca, cert: broker.cert, key: broker.key, username: broker.username, password: broker.password,
-    clean: true, reconnectPeriod: 0, connectTimeout: PUBLISH_TIMEOUT_MS,
-  });
+  const client = await mqtt.connectAsync(broker.url,
+    sideChannelOptions(broker, { reconnectPeriodMs: 0, connectTimeoutMs: PUBLISH_TIMEOUT_MS }));
   try {
     await client.publishAsync(scopeTopic(gatewayId), JSON.stringify(document), { qos: 1, retain: true });
   } finally {

@@ -2,7 +2,7 @@ import type { Runtime } from '../runtime.js';
 import { formatStatus } from './status-line.js';
 import { UPSTREAM_LANE } from '../store/names.js';
 import type { PageServer } from '../page/index.js';
-import type { Logger } from './logger.js';
+import type { Logger } from '../log/logger.js';
 import { serveMetrics, type MetricsServer } from './metrics.js';
 import { systemdNotifier, type Notifier } from './notify.js';
 import { buildReport, IngestRate, RecentErrors, type StatusReport } from './report.js';

@@ -1,5 +1,5 @@
 import { readFile } from 'node:fs/promises';
-import type { ScopeBrokerOptions } from '../auth/scope-sync.js';
+import type { SideChannelBroker } from '../side-channel.js';
 import type { Clock } from '../clock.js';
 import type { OtaConfig } from '../config/ota.js';
 import type { RingLog } from '../store/log.js';
@@ -32,7 +32,7 @@ export interface UpdateServiceOptions {
   /** The uplink's bandwidth cap in force (board, or the cloud's override); 0 is none. */
   maxBytesPerSec(): number;
   /** mqtt uplinks: the broker of the manifest and status topics. */
-  broker?: ScopeBrokerOptions;
+  broker?: SideChannelBroker;
   /** Trusted keys; default /etc/outpost/ota-keys. */
   keysDir?: string;
   clock?: Clock;

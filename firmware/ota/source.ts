@@ -1,10 +1,10 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import type { ScopeBrokerOptions } from '../auth/scope-sync.js';
 import { systemClock, type Clock } from '../clock.js';
 import type { ResyncHook } from '../uplink/pump-options.js';
-import type { UplinkTransport } from '../uplink/types.js';
+import { DESIRED_SETTLE_MS, type UplinkTransport } from '../uplink/types.js';
 import type { UpdateStatus } from './state.js';
 import type { Updater } from './updater.js';
+import { sideChannelOptions, type SideChannelBroker, updateStatusTopic, updateTopic } from '../side-channel.js';
 
 /**
  * Where update manifests come from and where the update's state goes, following firmware/uplink/settings.ts:
@@ -22,20 +22,10 @@ import type { Updater } from './updater.js';
 export const UPDATE_TWIN_PROPERTY = 'outpostUpdate';
 /** Progress alone is reported at most this often, ms: a twin update per chunk would flood a metered link. */
 export const UPDATE_PROGRESS_REPORT_MS = 10_000;
-/** A desired patch is read after this quiet period, ms (the SDK's own GET at connect must not be raced). */
-const DESIRED_SETTLE_MS = 500;
 /** A dropped follower connection is opened again after this, ms: quick, the uplink to the same broker is up. */
 const FOLLOW_RECONNECT_MS = 2_000;
 /** The follower's connect, bounded: the uplink has just reached the same broker, so it is reachable, ms. */
 const FOLLOW_CONNECT_TIMEOUT_MS = 5_000;
-
-export function updateTopic(gatewayId: string): string {
-  return `outpost/${gatewayId}/update`;
-}
-
-export function updateStatusTopic(gatewayId: string): string {
-  return `${updateTopic(gatewayId)}/status`;
-}
 
 /** The reported document: the status without the process-local counters, with a readable time. */
 export function reportedUpdate(s: UpdateStatus): Record<string, unknown> {
@@ -49,7 +39,7 @@ export interface UpdateSourceOptions {
   updater: Updater;
   gatewayId: string;
   /** mqtt uplinks: the broker the manifest is read from and the status published to, with the uplink's login. */
-  broker?: ScopeBrokerOptions;
+  broker?: SideChannelBroker;
   clock?: Clock;
   onError(err: Error): void;
 }
@@ -121,15 +111,13 @@ export class UpdateSource {
     this.opts.updater.offer(desired[UPDATE_TWIN_PROPERTY] ?? null, source);
   }
 
-  private async follow(broker: ScopeBrokerOptions): Promise<void> {
+  private async follow(broker: SideChannelBroker): Promise<void> {
     if (this.follower?.connected) return;
     await this.stopFollowing();
     const topic = updateTopic(this.opts.gatewayId);
     // Held before it connects: a client that never reached the broker would otherwise keep redialling, unowned.
-    const client = mqtt.connect(broker.url, {
-      ca: broker.ca, cert: broker.cert, key: broker.key, username: broker.username, password: broker.password,
-      clean: true, reconnectPeriod: FOLLOW_RECONNECT_MS, connectTimeout: FOLLOW_CONNECT_TIMEOUT_MS, writeCache: false,
-    });
+    const timing = { reconnectPeriodMs: FOLLOW_RECONNECT_MS, connectTimeoutMs: FOLLOW_CONNECT_TIMEOUT_MS };
+    const client = mqtt.connect(broker.url, sideChannelOptions(broker, timing));
     this.follower = client;
     client.on('error', (err) => this.opts.onError(err));
     try {

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
-import { checkBoard } from '../config/check.js';
-import { redactValue, scrubText } from '../ops/redact.js';
+import { checkBoard } from '../board/check.js';
+import { redactValue, scrubText } from '../log/redact.js';
 import type { PageHost } from './host.js';
 
 /** Device and method names as the hub accepts them: anything else is refused before reaching a driver. */

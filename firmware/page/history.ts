@@ -1,5 +1,5 @@
 import { open, type FileHandle } from 'node:fs/promises';
-import type { StatusReport } from '../ops/report.js';
+import type { PageReport } from './host.js';
 
 /** Samples kept for the backlog chart at one a second: the last 10 minutes (a site visit's worth). */
 export const HISTORY_SAMPLES_MAX = 600;
@@ -136,7 +136,7 @@ export class BacklogHistory {
     this.day = daySamples.slice(-HISTORY_DAY_SAMPLES_MAX);
   }
 
-  add(report: StatusReport, atWallMs = Date.now()): void {
+  add(report: PageReport, atWallMs = Date.now()): void {
     const records = report.lanes.reduce((n, l) => n + l.records, 0);
     const bytes = report.lanes.reduce((n, l) => n + l.bytes, 0);
     const sample = { atWallMs, records, bytes, drainPerSec: report.drain.ratePerSec };

@@ -1,5 +1,14 @@
 import type { DeviceStatus, MethodResult, ReportedListener } from '../../drivers/index.js';
-import type { StatusReport } from '../ops/report.js';
+
+/**
+ * What the page itself reads of the status report (ops/report.ts's StatusReport, which the page is handed):
+ * the chart's samples and the link's state. The whole report goes to the browser as it is.
+ */
+export interface PageReport {
+  link: string;
+  lanes: ReadonlyArray<{ records: number; bytes: number }>;
+  drain: { ratePerSec: number };
+}
 
 /** What the page reads and does on the running gateway; firmware/ops/service.ts builds it from the runtime. */
 export interface PageHost {
@@ -10,7 +19,7 @@ export interface PageHost {
   /** board.json's hub section: its TLS certificate, when it has one, serves the page too. */
   hubSection: unknown;
   version: string;
-  report(): StatusReport;
+  report(): PageReport;
   devices(): DeviceStatus[];
   /** What SIGUSR2 does: connect now instead of sleeping out the backoff. */
   wake(reason: string): void;

@@ -2,7 +2,7 @@ import { once } from 'node:events';
 import { join } from 'node:path';
 import { createServer, type Server } from 'node:https';
 import type { PageConfig } from '../config/page.js';
-import type { Logger } from '../ops/logger.js';
+import type { Logger } from '../log/logger.js';
 import { Assets, defaultAssetsDir } from './assets.js';
 import { BacklogHistory, HistoryFile, loadHistoryFile } from './history.js';
 import type { PageHost } from './host.js';

@@ -1,6 +1,6 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { randomBytes } from 'node:crypto';
-import type { Logger } from '../ops/logger.js';
+import type { Logger } from '../log/logger.js';
 import { boardCheck, diagnostics, invokeDevice } from './actions.js';
 import type { Assets } from './assets.js';
 import type { BacklogHistory } from './history.js';

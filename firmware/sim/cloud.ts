@@ -2,6 +2,7 @@ import net from 'node:net';
 import { Aedes } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import { SimLink, type SimLinkStatus } from './link.js';
+import { SIM_TELEMETRY_TOPIC_TEMPLATE, telemetryFilter } from '../side-channel.js';
 
 /**
  * The sim board's embedded "cloud": a real MQTT broker (aedes) on loopback, a consumer subscribed to the
@@ -30,8 +31,8 @@ export interface SimCloudStatus {
   lastSeq: number | null;
 }
 
-/** Topic the gateway publishes to: aedes 1.x speaks MQTT 3.1.1 only, so the sequence travels in the topic. */
-export const SIM_TOPIC_TEMPLATE = 'outpost/{gatewayId}/{deviceId}/telemetry/{seq}';
+/** Topic the gateway publishes to (see side-channel.ts). */
+export const SIM_TOPIC_TEMPLATE = SIM_TELEMETRY_TOPIC_TEMPLATE;
 /** Sequence numbers remembered to tell a repeat from a message out of order; older ones are forgotten. */
 const SEEN_SEQS_MAX = 4096;
 
@@ -65,7 +66,7 @@ export class SimCloud {
       onUp: opts.onLinkUp });
     const cloud = new SimCloud(broker, server, consumer, link);
     consumer.on('message', (topic) => cloud.count(topic));
-    await consumer.subscribeAsync(`outpost/${opts.gatewayId}/+/telemetry/+`, { qos: 1 });
+    await consumer.subscribeAsync(telemetryFilter(opts.gatewayId), { qos: 1 });
     return cloud;
   }
 

@@ -1,6 +1,8 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { splitConnectionId } from '../auth/identity.js';
-import type { ScopeBrokerOptions } from '../auth/scope-sync.js';
+import {
+  sideChannelOptions, type SideChannelBroker, twinDesiredFilters, twinTopic, twinTopicPrefix,
+} from '../side-channel.js';
 import type { UplinkTransport } from '../uplink/types.js';
 import { LivePush } from './live-push.js';
 import { TWIN_SECTION_BYTES_MAX } from './merge.js';
@@ -31,14 +33,10 @@ const SYNC_TIMEOUT_MS = 15_000;
 const TWIN_RECONNECT_DELAY_MS_MIN = 1_000;
 const TWIN_RECONNECT_DELAY_MS_MAX = 30_000;
 
-export function twinTopic(gatewayId: string, deviceId: string, section: 'reported' | 'desired'): string {
-  return `outpost/${gatewayId}/twin/${deviceId}/${section}`;
-}
-
 export interface MqttTwinSyncOptions {
   store: TwinStore;
   gatewayId: string;
-  broker: ScopeBrokerOptions;
+  broker: SideChannelBroker;
   /** Sends the child what it has not seen of its desired section (TwinSync.deliver). */
   deliver(deviceId: string): Promise<void>;
   onError?: (err: Error) => void;
@@ -99,10 +97,8 @@ export class MqttTwinSync {
 
   private async sync(): Promise<void> {
     const b = this.opts.broker;
-    const client = await mqtt.connectAsync(b.url, {
-      ca: b.ca, cert: b.cert, key: b.key, username: b.username, password: b.password,
-      clean: true, reconnectPeriod: 0, connectTimeout: SYNC_TIMEOUT_MS, writeCache: false,
-    });
+    const client = await mqtt.connectAsync(b.url,
+      sideChannelOptions(b, { reconnectPeriodMs: 0, connectTimeoutMs: SYNC_TIMEOUT_MS }));
     this.client = client;
     client.on('error', (err) => this.opts.onError?.(err));
     // Dropped on its own (stop() forgets the client first): the uplink may still be up, so open it again.
@@ -111,8 +107,7 @@ export class MqttTwinSync {
     });
     await this.livePush.serial(() => this.pushPending(client));
     client.on('message', (topic, payload) => void this.onDesired(topic, payload).catch((err: Error) => this.opts.onError?.(err)));
-    const base = `outpost/${this.opts.gatewayId}/twin`;
-    await client.subscribeAsync([`${base}/+/desired`, `${base}/+/+/desired`], { qos: 1 });
+    await client.subscribeAsync(twinDesiredFilters(this.opts.gatewayId), { qos: 1 });
   }
 
   /** Pending reported patches, each cleared only after its PUBACK and only if nothing newer arrived. */
@@ -148,7 +143,7 @@ export class MqttTwinSync {
   }
 
   private async onDesired(topic: string, payload: Buffer): Promise<void> {
-    const prefix = `outpost/${this.opts.gatewayId}/twin/`;
+    const prefix = twinTopicPrefix(this.opts.gatewayId);
     const deviceId = topic.slice(prefix.length, -'/desired'.length);
     let doc: unknown = null;
     try {

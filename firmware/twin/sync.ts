@@ -1,5 +1,4 @@
-import { UplinkError, type TwinChannel, type UplinkTransport } from '../uplink/types.js';
-import { DESIRED_SETTLE_MS } from '../auth/scope-sync.js';
+import { DESIRED_SETTLE_MS, UplinkError, type TwinChannel, type UplinkTransport } from '../uplink/types.js';
 import type { Props } from './merge.js';
 import { isJsonObject } from '../json.js';
 import { LivePush } from './live-push.js';

@@ -1,4 +1,7 @@
 import { UplinkError } from './types.js';
+import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from '../config/uplink-limits.js';
+
+export { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from '../config/uplink-limits.js';
 
 /** Reconnect backoff with full jitter (AWS Architecture Blog, "Exponential Backoff And Jitter", 2015). */
 export interface BackoffOptions {
@@ -12,10 +15,6 @@ export interface BackoffOptions {
   random?: () => number;
 }
 
-/** First ceiling, ms: a broker restart is usually back within a second, so the first retry is that soon. */
-export const BACKOFF_BASE_MS_DEFAULT = 500;
-/** Largest ceiling, ms: a fleet kept out for long still retries every minute, not every hour. */
-export const BACKOFF_MAX_MS_DEFAULT = 60_000;
 /** The ceiling stops growing here anyway (base × factor^attempt passes any sane max); bounds the exponent. */
 const BACKOFF_ATTEMPTS_COUNTED_MAX = 64;
 

@@ -1,5 +1,6 @@
 import mqtt, { type IClientOptions, type IClientPublishOptions, type IPublishPacket, type MqttClient } from 'mqtt';
 import { useCompactMqttEncoder } from '../mqtt-encoder.js';
+import { CONFIG_TOPIC_TEMPLATE_DEFAULT, TELEMETRY_TOPIC_TEMPLATE_DEFAULT } from '../side-channel.js';
 import { UPSTREAM_KEY, compileTopicTemplate, topicLevelSafe } from './message.js';
 import { TOO_LARGE, publishFits, pubackRefusal } from './refusal.js';
 import {
@@ -39,8 +40,6 @@ export interface MqttTransportOptions {
   sessionExpirySecs?: number;
 }
 
-export const MQTT_TOPIC_TEMPLATE_DEFAULT = 'outpost/{gatewayId}/{deviceId}/telemetry';
-export const MQTT_CONFIG_TOPIC_DEFAULT = 'outpost/{gatewayId}/config';
 const KEEPALIVE_SECS_DEFAULT = 30;
 const CONNECT_TIMEOUT_MS_DEFAULT = 10_000;
 const SESSION_EXPIRY_SECS_DEFAULT = 7 * 86_400;
@@ -58,8 +57,8 @@ function validate(options: MqttTransportOptions): Resolved {
   const o: Resolved = {
     ...options,
     clientId: options.clientId ?? `outpost-${options.gatewayId}`,
-    topicTemplate: options.topicTemplate ?? MQTT_TOPIC_TEMPLATE_DEFAULT,
-    configTopic: options.configTopic ?? MQTT_CONFIG_TOPIC_DEFAULT,
+    topicTemplate: options.topicTemplate ?? TELEMETRY_TOPIC_TEMPLATE_DEFAULT,
+    configTopic: options.configTopic ?? CONFIG_TOPIC_TEMPLATE_DEFAULT,
     protocolVersion: options.protocolVersion ?? 5,
     keepaliveSecs: options.keepaliveSecs ?? KEEPALIVE_SECS_DEFAULT,
     connectTimeoutMs: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT,

@@ -5,27 +5,19 @@ import type { PumpLane } from './cursor.js';
 import type { ThrottleStatus } from './throttle.js';
 import type { PumpSessionFactory } from './drain-host.js';
 import { UplinkError, type UplinkTransport } from './types.js';
+import { LIMIT_RANGES } from '../config/uplink-limits.js';
+
+export {
+  INFLIGHT_MESSAGES_DEFAULT, INFLIGHT_MESSAGES_HARD_MAX, LIMIT_RANGES, LINK_UP_JITTER_MS_MAX_DEFAULT,
+} from '../config/uplink-limits.js';
 
 /** The pump's options, limits and status shapes, validated with errors that name the option. */
 
-/**
- * The window's hard ceiling. mqtt.js's default message-id provider hands out ids 1..65,535 and wraps; a
- * window anywhere near that would reuse an id still in flight and silently lose its completion.
- */
-export const INFLIGHT_MESSAGES_HARD_MAX = 4_096;
-export const INFLIGHT_MESSAGES_DEFAULT = 100;
 
 /** What Pump.stop may take when the caller names no budget: a third of the gateway's 15 s stop. */
 export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
 /** Of a stop's budget, kept back for the MQTT DISCONNECT after in-flight publishes are done, ms. */
 export const STOP_CLOSE_RESERVE_MS = 1_000;
-/**
- * Default ceiling of the random delay between a link-up notice and the connect it starts, ms. A fleet behind
- * one cell tower gets its link back in the same second; spread over 800 ms, its peak connect rate at the
- * broker is a fraction of the herd's (`npm run bench -- fleet`), while one gateway, connecting in about
- * 100 ms, still sends its first message within a second of a hook's notice (on average in about half that).
- */
-export const LINK_UP_JITTER_MS_MAX_DEFAULT = 800;
 
 export interface PumpLaneConfig {
   lane: PumpLane;
@@ -119,23 +111,6 @@ export interface PumpStatus {
   etaSecs: number | null;
 }
 
-export const LIMIT_RANGES = {
-  inflightMax: [1, INFLIGHT_MESSAGES_HARD_MAX, INFLIGHT_MESSAGES_DEFAULT, 'messages'],
-  readBatchRecordsMax: [1, 10_000, 256, 'records'],
-  readBatchBytesMax: [1_024, 64 * 1024 * 1024, 1024 * 1024, 'bytes'],
-  ackBatchRecords: [1, 100_000, 64, 'records'],
-  maxBytesPerSec: [0, 1024 * 1024 * 1024, 0, 'bytes/s'],
-  connectTimeoutMs: [100, 600_000, 15_000, 'ms'],
-  publishTimeoutMs: [100, 600_000, 20_000, 'ms'],
-  resyncTimeoutMs: [100, 600_000, 30_000, 'ms'],
-  publishAttemptsMax: [1, 1_000, 5, 'attempts'],
-  // A broker that accepts and then drops every connection would otherwise be hit ~200 times a minute.
-  stableConnectionMs: [0, 3_600_000, 30_000, 'ms'],
-  // Short: it runs when the link is suspected dead, and every ms of it is a ms of stall.
-  probeTimeoutMs: [50, 60_000, 2_000, 'ms'],
-  // At most 1 s: a gateway promises its first backlog message within about a second of its link coming back.
-  linkUpJitterMsMax: [0, 1_000, LINK_UP_JITTER_MS_MAX_DEFAULT, 'ms'],
-} as const;
 export type LimitName = keyof typeof LIMIT_RANGES;
 /** Lanes a pump may drain; the weighted pick walks all of them per message. */
 const PUMP_LANES_MAX = 16;

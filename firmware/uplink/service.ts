@@ -1,10 +1,10 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
 import { azureHubHost, loadEdgeHub, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
-import { startEdge } from './edge/service.js';
 import type { EdgeStatus } from './edge/index.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
-import { SIM_TOPIC_TEMPLATE, SimCloud, type SimCloudStatus } from '../sim/cloud.js';
+import type { SimCloudStatus } from '../sim/cloud.js';
+import { SIM_TELEMETRY_TOPIC_TEMPLATE } from '../side-channel.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
 import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
@@ -153,7 +153,8 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const edgeCredentials = edgeHub && { hostName: edgeHub.hostName, gatewayId: edgeHub.deviceId, key: edgeHub.sharedAccessKey };
   const edge = edgeCredentials === undefined || config.protocol !== 'azure'
     ? null
-    : await startEdge({
+    // Imported only in edge mode (as the transports and DPS are): a device-mode or mqtt gateway loads none of it.
+    : await (await import('./edge/service.js')).startEdge({
       config, credentials: edgeCredentials, transportConfig: await loadUplinkFiles(config, opts.gatewayId),
       log, clock, onError, gatewayId: opts.gatewayId,
     });
@@ -266,6 +267,8 @@ async function withinBudget(work: Promise<void>, budgetMs: number, abandon: () =
 async function startSimUplink(opts: UplinkServiceOptions, config: SimUplinkConfig): Promise<UplinkService> {
   const { linkUpSecs, linkDownSecs, protocol: _sim, ...common } = config;
   let service: UplinkService | null = null;
+  // Imported only on the sim board: the embedded broker (aedes) is no part of a real gateway's memory.
+  const { SimCloud } = await import('../sim/cloud.js');
   const cloud = await SimCloud.start({
     gatewayId: opts.gatewayId, linkUpSecs, linkDownSecs, onLinkUp: () => service?.wake('sim link up'),
   });
@@ -276,7 +279,7 @@ async function startSimUplink(opts: UplinkServiceOptions, config: SimUplinkConfi
       ...opts,
       config: {
         ...common, protocol: 'mqtt', url: cloud.url, username: undefined, password: undefined,
-        topicTemplate: SIM_TOPIC_TEMPLATE, configTopic: undefined, protocolVersion: 4,
+        topicTemplate: SIM_TELEMETRY_TOPIC_TEMPLATE, configTopic: undefined, protocolVersion: 4,
       },
     });
   } catch (err) {

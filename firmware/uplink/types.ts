@@ -33,6 +33,13 @@ export interface UplinkMessage {
   body: Buffer;
 }
 
+/**
+ * A desired-properties change is read after this quiet period, ms. The SDK also reports the whole desired
+ * section when it fetches the twin at connect; reading then would race the resync hook's own read, and
+ * concurrent twin GETs on one SDK client can leave one never answered. Every TwinChannel reader waits it.
+ */
+export const DESIRED_SETTLE_MS = 500;
+
 /** Twin access where the cloud has twins (IoT Hub); the twin and settings hooks use it. */
 export interface TwinChannel {
   /** The full twin, `{ desired, reported }`, each with its `$version`. */

@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import t from 'tap';
 import { ManualClock } from '../support/manual-clock.js';
-import { loadBoard } from '../../firmware/config/board.js';
+import { loadBoard } from '../../firmware/board/board.js';
 import { createBusProvider, startDevices } from '../../drivers/index.js';
 import { ManualTimers } from '../support/manual-timers.js';
 import { recordingSink } from '../fixtures/boards.js';

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
-import { loadBoard } from '../../firmware/config/board.js';
+import { loadBoard } from '../../firmware/board/board.js';
 import { RECORD_KEY } from '../../firmware/uplink/message.js';
 import { RingLog } from '../../firmware/store/log.js';
 import { Runtime } from '../../firmware/runtime.js';

@@ -1,7 +1,7 @@
 import { createHmac } from 'node:crypto';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
-import { loadOrCreateKey, seal, unseal } from '../../auth/seal.js';
+import { loadOrCreateKey, seal, unseal } from '../../seal.js';
 
 /**
  * What DPS assigned, kept in the data directory so that every later boot connects to the hub straight away,

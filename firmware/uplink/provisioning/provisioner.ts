@@ -1,5 +1,5 @@
 import { systemClock, type Clock } from '../../clock.js';
-import { registerSecret } from '../../ops/redact.js';
+import { registerSecret } from '../../log/redact.js';
 import { Backoff, type BackoffOptions } from '../backoff.js';
 import { loadIdentity, saveIdentity, type ProvisionedIdentity } from './cache.js';
 import type { LoadedProvisioning } from './files.js';

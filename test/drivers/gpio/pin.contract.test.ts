@@ -1,7 +1,7 @@
 import t from 'tap';
 import { FakeGpioController } from '../../../drivers/gpio/fake.js';
 import { openSysfsGpio } from '../../../drivers/gpio/onoff.js';
-import type { GpioController, PinLevel } from '../../../drivers/gpio/pin.js';
+import type { GpioController, PinLevel } from '../../../drivers/gpio-pin.js';
 
 /**
  * The DigitalPin contract (drivers/gpio/pin.ts), on two pins wired together: `outPin` drives `inPin`

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { bme280Driver } from '../../../drivers/i2c/bme280.js';
 import { compensateBme280, parseBme280Calibration } from '../../../drivers/i2c/bme280-compensation.js';
-import { I2cError } from '../../../drivers/i2c/bus.js';
+import { I2cError } from '../../../drivers/i2c-bus.js';
 import { DATASHEET_ADC, DATASHEET_CALIBRATION, FakeBme280 } from '../../../drivers/i2c/fake-bme280.js';
 import { FakeI2cBus } from '../../../drivers/i2c/fake-bus.js';
 import { recordingContext } from '../../fixtures/driver-context.js';

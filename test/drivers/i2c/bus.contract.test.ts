@@ -1,5 +1,5 @@
 import t from 'tap';
-import type { I2cBus } from '../../../drivers/i2c/bus.js';
+import type { I2cBus } from '../../../drivers/i2c-bus.js';
 import { FakeBme280 } from '../../../drivers/i2c/fake-bme280.js';
 import { FakeI2cBus } from '../../../drivers/i2c/fake-bus.js';
 import { openI2cDev } from '../../../drivers/i2c/i2c-dev.js';

@@ -1,5 +1,5 @@
 import t from 'tap';
-import { I2cError } from '../../../drivers/i2c/bus.js';
+import { I2cError } from '../../../drivers/i2c-bus.js';
 import { sensirionCrc8 } from '../../../drivers/i2c/crc8.js';
 import { FakeI2cBus } from '../../../drivers/i2c/fake-bus.js';
 import { FakeSht3x } from '../../../drivers/i2c/fake-sht3x.js';

@@ -3,7 +3,7 @@ import { ReadlineParser } from '@serialport/parser-readline';
 import { SerialPort } from 'serialport';
 import t, { type Test } from 'tap';
 import { FakeSerialStream } from '../../../drivers/serial/fake.js';
-import type { SerialStream } from '../../../drivers/serial/port.js';
+import type { SerialStream } from '../../../drivers/serial-port.js';
 import { SERIAL_PRESENCE_CHECK_MS, serialportOpener } from '../../../drivers/serial/serialport.js';
 import { PtyPair, waitFor } from '../../support/pty.js';
 

@@ -1,8 +1,8 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
-import { loadBoard } from '../../../firmware/config/board.js';
-import { checkBoard, runBoardCheckCli } from '../../../firmware/config/check.js';
+import { loadBoard } from '../../../firmware/board/board.js';
+import { checkBoard, runBoardCheckCli } from '../../../firmware/board/check.js';
 import { ConfigError } from '../../../firmware/config/errors.js';
 
 const ROOT = new URL('../../../', import.meta.url).pathname;

@@ -1,8 +1,8 @@
 import { readFileSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { loadBoard } from '../../../firmware/config/board.js';
-import { runBoardCheckCli } from '../../../firmware/config/check.js';
+import { loadBoard } from '../../../firmware/board/board.js';
+import { runBoardCheckCli } from '../../../firmware/board/check.js';
 import { ConfigError } from '../../../firmware/config/errors.js';
 import { renderReference } from '../../../firmware/config/reference.js';
 import { OPTIONS, type OptionSpec } from '../../../firmware/config/schema.js';

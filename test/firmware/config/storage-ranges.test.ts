@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import { optionSpec } from '../../../firmware/config/schema.js';
 import { STORAGE_QUOTA_SEGMENTS_MIN } from '../../../firmware/config/storage.js';
 import { RingLog } from '../../../firmware/store/log.js';

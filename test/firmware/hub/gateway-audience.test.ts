@@ -3,7 +3,7 @@ import path from 'node:path';
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import t from 'tap';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import { Runtime } from '../../../firmware/runtime.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { hubCerts, newKey, scopeDocument, until } from '../../support/hub-fixture.js';

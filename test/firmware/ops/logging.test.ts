@@ -1,8 +1,8 @@
 import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
-import { createLogger } from '../../../firmware/ops/logger.js';
-import { REDACTED, registerSecret } from '../../../firmware/ops/redact.js';
+import { createLogger } from '../../../firmware/log/logger.js';
+import { REDACTED, registerSecret } from '../../../firmware/log/redact.js';
 import { freePort } from '../../support/brokers.js';
 import { tempDir } from '../../support/tmp.js';
 import { bundleGateway, isReady, startGateway } from '../../support/gateway-process.js';

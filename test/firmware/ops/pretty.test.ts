@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import t from 'tap';
-import { createLogger, logFormatFromEnv } from '../../../firmware/ops/logger.js';
+import { createLogger, logFormatFromEnv } from '../../../firmware/log/logger.js';
 import { tempDir } from '../../support/tmp.js';
 import { bundleGateway } from '../../support/gateway-process.js';
 

@@ -1,9 +1,9 @@
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import t from 'tap';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import { formatReport } from '../../../firmware/ops/format.js';
-import { createLogger } from '../../../firmware/ops/logger.js';
+import { createLogger } from '../../../firmware/log/logger.js';
 import { RecentErrors } from '../../../firmware/ops/report.js';
 import { Ops } from '../../../firmware/ops/service.js';
 import { requestStatus } from '../../../firmware/ops/status-socket.js';

@@ -3,9 +3,10 @@ import mqtt from 'mqtt';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { ScopeBrokerOptions } from '../../../firmware/auth/scope-sync.js';
+import type { SideChannelBroker } from '../../../firmware/side-channel.js';
 import { slotVersion } from '../../../firmware/ota/slots.js';
-import { UpdateSource, updateStatusTopic, updateTopic } from '../../../firmware/ota/source.js';
+import { UpdateSource } from '../../../firmware/ota/source.js';
+import { updateStatusTopic, updateTopic } from '../../../firmware/side-channel.js';
 import { Updater } from '../../../firmware/ota/updater.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { parseUplinkConfig } from '../../../firmware/uplink/config.js';
@@ -53,7 +54,7 @@ async function until(what: string, check: () => boolean, timeoutMs = 20_000): Pr
   }
 }
 
-async function gateway(t: Test, gatewayId: string, config: unknown, broker?: ScopeBrokerOptions) {
+async function gateway(t: Test, gatewayId: string, config: unknown, broker?: SideChannelBroker) {
   const dataDir = tempDir(t);
   const layout = await slotLayout(tempDir(t), dataDir, '1.0.0');
   const restarts: string[] = [];

@@ -2,7 +2,7 @@ import { chownSync, mkdirSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import t, { type Test } from 'tap';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import { ConfigError } from '../../../firmware/config/errors.js';
 import { PAGE_PASSWORD_FILE_DEFAULT } from '../../../firmware/config/page.js';
 import { parsePasswordFile, readPasswordFile, TECHNICIAN_USER, verifyPassword } from '../../../firmware/page/passwd.js';

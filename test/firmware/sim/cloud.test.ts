@@ -1,7 +1,7 @@
 import net from 'node:net';
 import { join } from 'node:path';
 import t from 'tap';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import { Runtime } from '../../../firmware/runtime.js';
 import { formatStatus } from '../../../firmware/ops/status-line.js';
 import { UPSTREAM_LANE } from '../../../firmware/store/names.js';

@@ -3,7 +3,7 @@ import { cpSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
-import { loadBoard } from '../../../firmware/config/board.js';
+import { loadBoard } from '../../../firmware/board/board.js';
 import { Runtime } from '../../../firmware/runtime.js';
 import { until } from '../../support/hub-fixture.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';

@@ -4,7 +4,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import mqtt from 'mqtt';
 import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
-import { twinTopic } from '../../../firmware/twin/mqtt-sync.js';
+import { twinTopic } from '../../../firmware/side-channel.js';
 import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { publishScope } from '../../../firmware/ops/scope-cli.js';
 import { Mosquitto } from '../../support/brokers.js';

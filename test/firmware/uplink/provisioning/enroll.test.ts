@@ -1,7 +1,7 @@
 import t from 'tap';
 import { chmodSync, readFileSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { runEnrollCli } from '../../../../firmware/uplink/provisioning/enroll-cli.js';
+import { runEnrollCli } from '../../../../firmware/board/enroll-cli.js';
 import { tempDir } from '../../../support/tmp.js';
 
 /** `outpost board enroll` (install.sh --dps-*): a DPS enrollment written into board.json, checked first. */

@@ -1,8 +1,8 @@
 import { loadBoard, loadVariant } from './board.js';
-import { scrubText } from '../ops/redact.js';
-import { ConfigError, ConfigErrors } from './errors.js';
-import { displayPath, readJsonObject } from './layers.js';
-import type { DeviceConfig } from './types.js';
+import { scrubText } from '../log/redact.js';
+import { ConfigError, ConfigErrors } from '../config/errors.js';
+import { displayPath, readJsonObject } from '../config/layers.js';
+import type { DeviceConfig } from '../config/types.js';
 
 export type BoardCheckResult =
   | { ok: true; file: string; summary: string }
@@ -18,14 +18,13 @@ export async function checkBoard(file: string, opts: { files?: boolean } = {}): 
     const json = await readJsonObject(file);
     if ('variant' in json) {
       const variant = await loadVariant(file);
-      return { ok: true, file: shown, summary: `variant ${variant.variant}: ${describeDevices(variant.devices, Object.keys(variant.buses).length)}` };
+      const devices = describeDevices(variant.devices, Object.keys(variant.buses).length);
+      return { ok: true, file: shown, summary: `variant ${variant.variant}: ${devices}` };
     }
     const board = await loadBoard(file, { files: opts.files ?? true });
-    return {
-      ok: true,
-      file: shown,
-      summary: `board ${board.identity.gatewayId} on variant ${board.variant}: ${describeDevices(board.devices, Object.keys(board.buses).length)}`,
-    };
+    const devices = describeDevices(board.devices, Object.keys(board.buses).length);
+    const summary = `board ${board.identity.gatewayId} on variant ${board.variant}: ${devices}`;
+    return { ok: true, file: shown, summary };
   } catch (error) {
     if (error instanceof ConfigError) return { ok: false, file: shown, error };
     throw error;

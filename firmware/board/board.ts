@@ -1,29 +1,31 @@
 import { access } from 'node:fs/promises';
 import { basename, dirname, join, resolve } from 'node:path';
 import { DRIVERS } from '../../drivers/registry.js';
-import { parseBuses } from './buses.js';
-import { DEVICE_ID_PATTERN, parseDevices } from './devices.js';
+import { parseBuses } from '../config/buses.js';
+import { DEVICE_ID_PATTERN, parseDevices, type DeviceSchemas } from '../config/devices.js';
 import { readHubTls, parseHubConfig } from '../hub/config.js';
 import { checkDeviceId, loadUplinkFiles, parseUplinkConfig } from '../uplink/config.js';
 import type { ProvisioningConfig } from '../uplink/provisioning/config.js';
 import { loadProvisioningFiles } from '../uplink/provisioning/files.js';
 import { resolveRegistrationId } from '../uplink/provisioning/registration-id.js';
-import { collect, collectAsync, ConfigError, throwCollected } from './errors.js';
-import { fieldsOf } from './schema.js';
-import { displayPath, LayeredDocument, readJsonObject } from './layers.js';
+import { collect, collectAsync, ConfigError, throwCollected } from '../config/errors.js';
+import { fieldsOf } from '../config/schema.js';
+import { displayPath, LayeredDocument, readJsonObject } from '../config/layers.js';
 import { isJsonObject } from '../json.js';
-import type { ConfigNode } from './node.js';
-import { parseMetrics } from './metrics.js';
-import { parseOta } from './ota.js';
-import { parsePage } from './page.js';
-import { parseStorage, type StorageConfig } from './storage.js';
-import type { BusConfig, DeviceConfig, LoadedBoard } from './types.js';
+import type { ConfigNode } from '../config/node.js';
+import { parseMetrics } from '../config/metrics.js';
+import { parseOta } from '../config/ota.js';
+import { parsePage } from '../config/page.js';
+import { parseStorage, type StorageConfig } from '../config/storage.js';
+import type { BusConfig, DeviceConfig, LoadedBoard } from '../config/types.js';
 
 /** A variant may extend a base which may extend another; deeper chains are a mistake (or a cycle). */
 export const BOARD_EXTENDS_DEPTH_MAX = 4;
 export const VARIANT_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
-const TOP_FIELDS = ['board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics', 'ota', 'page'];
+const TOP_FIELDS = [
+  'board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics', 'ota', 'page',
+];
 const VARIANT_FIELDS = ['variant', 'extends', 'description', 'buses', 'devices', 'storage'];
 /** Sections of board.json layered over the variant; the rest belong to board.json alone. */
 const OVERRIDABLE_FIELDS = ['buses', 'devices', 'storage'];
@@ -49,6 +51,8 @@ export interface LoadBoardOptions {
    * and may run as a user who cannot read a key.
    */
   files?: boolean;
+  /** The drivers devices are validated against. Default: every driver outpost ships (drivers/registry.ts). */
+  drivers?: DeviceSchemas;
 }
 
 /**
@@ -76,7 +80,7 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
     for (const layer of layers) merged.apply(pick(layer.json,
       VARIANT_FIELDS.filter((f) => f !== 'variant' && f !== 'extends')), layer.file);
     merged.apply(pick(top, OVERRIDABLE_FIELDS), file);
-    return parseHardware(merged.root());
+    return parseHardware(merged.root(), opts.drivers ?? DRIVERS);
   });
   const metrics = collect(errors, () => parseMetrics(topNode.field('metrics')));
   const page = collect(errors, () => parsePage(topNode.field('page'), dirname(file)));
@@ -143,22 +147,24 @@ async function parseIdentity(node: ConfigNode, provisioning: ProvisioningConfig 
 }
 
 /** Validates one variant file from boards/ (with the bases it extends) on its own, without a board.json. */
-export async function loadVariant(variantFile: string): Promise<Hardware & { variant: string }> {
+export async function loadVariant(
+  variantFile: string, drivers: DeviceSchemas = DRIVERS,
+): Promise<Hardware & { variant: string }> {
   const file = resolve(variantFile);
   const variant = basename(file, '.json');
   const layers = await loadVariantChain(dirname(file), variant, undefined);
   const merged = new LayeredDocument(file);
   for (const layer of layers) merged.apply(pick(layer.json, ['description', 'buses', 'devices', 'storage']),
     layer.file);
-  return { variant, ...parseHardware(merged.root()) };
+  return { variant, ...parseHardware(merged.root(), drivers) };
 }
 
-function parseHardware(root: ConfigNode): Hardware {
+function parseHardware(root: ConfigNode, drivers: DeviceSchemas): Hardware {
   const buses = parseBuses(root.field('buses'));
   return {
     description: root.field('description').string({ default: '' }),
     buses,
-    devices: root.field('devices').missing ? [] : parseDevices(root.field('devices'), buses, DRIVERS),
+    devices: root.field('devices').missing ? [] : parseDevices(root.field('devices'), buses, drivers),
     storage: parseStorage(root.field('storage')),
   };
 }

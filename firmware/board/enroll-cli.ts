@@ -1,9 +1,9 @@
 import { chown, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join, resolve } from 'node:path';
-import { checkBoard } from '../../config/check.js';
-import { ConfigErrors } from '../../config/errors.js';
-import { readJsonObject } from '../../config/layers.js';
-import { scrubText } from '../../ops/redact.js';
+import { checkBoard } from './check.js';
+import { ConfigErrors } from '../config/errors.js';
+import { readJsonObject } from '../config/layers.js';
+import { scrubText } from '../log/redact.js';
 
 /**
  * `outpost board enroll`: writes a DPS enrollment into board.json (install.sh's --dps-* options call it), so

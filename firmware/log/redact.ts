@@ -19,6 +19,13 @@ const LITERAL_SECRET_CHARS_MIN = 6;
 /** Literal secrets kept (the uplink's own credentials); a bound so a bug cannot grow it forever. */
 const LITERAL_SECRETS_MAX = 64;
 
+/** JSON field names whose string value is a secret, as a regex alternation. */
+const JSON_SECRET_FIELDS = 'password|passwd|secret|token|sasToken|primaryKey|secondaryKey|sharedAccessKey|privateKey|' +
+  'connectionString|authorization';
+/** The same for JSON quoted inside a JSON string. */
+const ESCAPED_SECRET_FIELDS = 'password|secret|token|primaryKey|secondaryKey|sharedAccessKey|privateKey|' +
+  'connectionString';
+
 /**
  * Patterns over text (a message, a stack, a JSON line). Each stops at `"`, `\` or whitespace so a match
  * inside a serialized JSON string never eats the closing quote and the line stays valid JSON.
@@ -35,9 +42,10 @@ const SECRET_PATTERNS: Array<[RegExp, string]> = [
   [/(\b[a-z][a-z0-9+.-]*:\/\/[^:/@"\\\s]*:)[^@/"\\\s]+@/gi, `$1${REDACTED}@`],
   [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{8,}/g, `$1 ${REDACTED}`],
   // Serialized JSON fields with a secret name, whatever produced them (an SDK's own JSON in a message).
-  [/("(?:password|passwd|secret|token|sasToken|primaryKey|secondaryKey|sharedAccessKey|privateKey|connectionString|authorization)"\s*:\s*)"(?:[^"\\]|\\.)*"/gi, `$1"${REDACTED}"`],
+  [new RegExp(`("(?:${JSON_SECRET_FIELDS})"\\s*:\\s*)"(?:[^"\\\\]|\\\\.)*"`, 'gi'), `$1"${REDACTED}"`],
   // The same escaped inside a JSON string (an error message that quotes a JSON document).
-  [/(\\"(?:password|secret|token|primaryKey|secondaryKey|sharedAccessKey|privateKey|connectionString)\\"\s*:\s*)\\"(?:[^"\\]|\\[^"])*\\"/gi, `$1\\"${REDACTED}\\"`],
+  [new RegExp(`(\\\\"(?:${ESCAPED_SECRET_FIELDS})\\\\"\\s*:\\s*)\\\\"(?:[^"\\\\]|\\\\[^"])*\\\\"`, 'gi'),
+    `$1\\"${REDACTED}\\"`],
 ];
 
 const literalSecrets = new Set<string>();
@@ -47,7 +55,8 @@ const literalSecrets = new Set<string>();
  * removed from log text even where no pattern would recognise it (a bare key in an SDK's error message).
  */
 export function registerSecret(value: string | undefined): void {
-  if (value === undefined || value.length < LITERAL_SECRET_CHARS_MIN || literalSecrets.size >= LITERAL_SECRETS_MAX) return;
+  if (value === undefined || value.length < LITERAL_SECRET_CHARS_MIN) return;
+  if (literalSecrets.size >= LITERAL_SECRETS_MAX) return;
   literalSecrets.add(value);
   // A secret also appears URL-encoded (SAS tokens) and JSON-escaped (log lines).
   literalSecrets.add(encodeURIComponent(value));

@@ -39,7 +39,9 @@ export async function loadOrCreateKey(path: string): Promise<Buffer> {
     }
     return key;
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw new SealError(`cannot create key file ${path}`, { cause: err });
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') {
+      throw new SealError(`cannot create key file ${path}`, { cause: err });
+    }
   }
   const key = await readFile(path);
   if (key.length !== KEY_BYTES) {
@@ -67,6 +69,7 @@ export function unseal(key: Buffer, context: string, sealed: string): string {
   try {
     return Buffer.concat([decipher.update(bytes.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
   } catch (err) {
-    throw new SealError(`sealed secret of "${context}" fails authentication (wrong key file or tampering)`, { cause: err });
+    throw new SealError(`sealed secret of "${context}" fails authentication (wrong key file or tampering)`,
+      { cause: err });
   }
 }
