@@ -1,3 +1,4 @@
+import type { TwinAnswer } from '../twin/edge-sync.js';
 import type { TwinStore } from '../twin/store.js';
 import { patchProblem, type Props } from '../twin/merge.js';
 import type { MethodAcl } from './method-acl.js';
@@ -18,6 +19,44 @@ export interface InboundContext {
   methodAcl: MethodAcl;
   /** Counts a call the method allow-list refused. */
   onMethodRefused(callerId: string): void;
+  /** Edge mode: children's own twins in IoT Hub, through which their GET and PATCH go while online. */
+  cloudTwins?: CloudTwins;
+}
+
+/** The part of EdgeTwinSync (firmware/twin/edge-sync.ts) a child's twin request uses. */
+export interface CloudTwins {
+  /** IoT Hub's twin while the child's connection is up; null: the cache answers. */
+  get(deviceId: string): Promise<TwinAnswer | null>;
+  /** Sends the cached patch through; IoT Hub's refusal text, or null. */
+  patched(deviceId: string): Promise<string | null>;
+}
+
+type Reply = (t: string, body: Buffer) => Promise<void>;
+
+async function twinGet(ctx: InboundContext, deviceId: string, rid: string, reply: Reply): Promise<void> {
+  const cloud = (await ctx.cloudTwins?.get(deviceId)) ?? null;
+  if (cloud !== null) return reply(topic.twinResponse(200, rid), json(cloud));
+  const twin = ctx.twins.get(deviceId);
+  await reply(topic.twinResponse(200, rid), json({
+    desired: { ...twin.desired, $version: twin.desiredVersion },
+    reported: { ...twin.reported, $version: twin.reportedVersion },
+  }));
+}
+
+/** Stored first (the cache is the offline truth and the retry queue), then through to IoT Hub when online. */
+async function twinReported(ctx: InboundContext, deviceId: string, rid: string, payload: Buffer, reply: Reply): Promise<void> {
+  const parsed = parseJson(payload);
+  const problem = parsed === null ? 'body is not JSON' : patchProblem(parsed.value);
+  if (problem !== null) return reply(topic.twinResponse(400, rid), json({ message: problem }));
+  let version: number;
+  try {
+    version = await ctx.twins.patchReported(deviceId, parsed!.value as Props);
+  } catch (err) {
+    return reply(topic.twinResponse(400, rid), json({ message: (err as Error).message }));
+  }
+  const refusal = (await ctx.cloudTwins?.patched(deviceId)) ?? null;
+  if (refusal !== null) return reply(topic.twinResponse(400, rid), json({ message: refusal }));
+  await reply(topic.twinResponse(204, rid, version), Buffer.alloc(0));
 }
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
@@ -36,26 +75,10 @@ export async function handleInbound(ctx: InboundContext, deviceId: string, inbou
     case 'telemetry':
       await ctx.router.submit(deviceId, payload, inbound.properties, { contentType: inbound.contentType, contentEncoding: inbound.contentEncoding, outputName: inbound.outputName });
       return;
-    case 'twin-get': {
-      const twin = ctx.twins.get(deviceId);
-      await reply(topic.twinResponse(200, inbound.rid), json({
-        desired: { ...twin.desired, $version: twin.desiredVersion },
-        reported: { ...twin.reported, $version: twin.reportedVersion },
-      }));
-      return;
-    }
-    case 'twin-reported': {
-      const parsed = parseJson(payload);
-      const problem = parsed === null ? 'body is not JSON' : patchProblem(parsed.value);
-      if (problem !== null) return void (await reply(topic.twinResponse(400, inbound.rid), json({ message: problem })));
-      try {
-        const version = await ctx.twins.patchReported(deviceId, parsed!.value as Props);
-        await reply(topic.twinResponse(204, inbound.rid, version), Buffer.alloc(0));
-      } catch (err) {
-        await reply(topic.twinResponse(400, inbound.rid), json({ message: (err as Error).message }));
-      }
-      return;
-    }
+    case 'twin-get':
+      return twinGet(ctx, deviceId, inbound.rid, reply);
+    case 'twin-reported':
+      return twinReported(ctx, deviceId, inbound.rid, payload, reply);
     case 'method-response':
       ctx.methods.onResponse(deviceId, inbound.rid, inbound.status, payload);
       return;

@@ -6,7 +6,9 @@ import { ScopeSync, type ScopeBrokerOptions } from '../auth/scope-sync.js';
 import type { RingLog } from '../store/log.js';
 import { TwinStore, type TwinRefusal } from '../twin/store.js';
 import { MqttTwinSync } from '../twin/mqtt-sync.js';
+import { EdgeTwinSync, type EdgeTwinStatus } from '../twin/edge-sync.js';
 import { TwinSync } from '../twin/sync.js';
+import type { IdentityTwins } from '../uplink/edge/twins.js';
 import type { ResyncHook } from '../uplink/pump-options.js';
 import type { UplinkTransport } from '../uplink/types.js';
 import { parseHubConfig, readHubTls } from './config.js';
@@ -17,7 +19,7 @@ import { parseRoutes } from './routes.js';
 import { Router } from './router.js';
 import { HubServer } from './server.js';
 import type { Refusal } from './refusals.js';
-import { handleInbound } from './inbound.js';
+import { handleInbound, type InboundContext } from './inbound.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
 
 export { RouteError } from './condition.js';
@@ -58,7 +60,7 @@ export interface HubStatus {
   /** `targetedReads`: scope reads set off by unknown device ids. */
   identities: { devices: number; scopeVersion: number; syncs: number; errors: number; targetedReads: number };
   /** Twin store disk use and children's reported patches refused (by reason: size, disk budget, twin count). */
-  twins: { bytes: number; refusals: Partial<Record<TwinRefusal, number>> };
+  twins: { bytes: number; refusals: Partial<Record<TwinRefusal, number>>; edge?: EdgeTwinStatus };
   ports: { tcp: number | null; tls: number | null };
 }
 
@@ -68,6 +70,8 @@ export interface HubService {
   status(): HubStatus;
   /** Re-reads the scope now (operator command, tests); rejects if the cloud cannot be read. */
   refreshIdentities(): Promise<void>;
+  /** Edge mode: the uplink's children's connections, once it has started, for the children's own twins. */
+  attachIdentityTwins(links: IdentityTwins): void;
   /** Every twin change so far on disk; the hub keeps serving. */
   saveTwins(): Promise<void>;
   stop(): Promise<void>;
@@ -97,25 +101,35 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     deliver: (id: string, t: string, p: Buffer, qos: 0 | 1) => server?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
   };
   const methods = new MethodBroker(target, config.methodTimeoutSecs * 1000);
-  const inboundContext = {
+  const inboundContext: InboundContext = {
     router, twins, methods, target, methodAcl: new MethodAcl(config.methods.allow),
     onMethodRefused: (callerId: string) => server?.count('method-acl', { clientId: callerId }),
   };
   const endpoints = router.localEndpoints().map((e) => new EndpointDelivery(e, target));
+  // A device-scope source means azure edge mode: each child's twin is its own in IoT Hub.
+  const edgeMode = opts.deviceScope !== undefined;
   const twinSync = new TwinSync({
-    store: twins, gatewayId: opts.gatewayId, onError,
+    store: twins, gatewayId: opts.gatewayId, onError, childrenInGatewayTwin: !edgeMode,
     deliverDesired: async (id, patch, version) => {
       if (!target.isSubscribed(id, DESIRED_SUBSCRIPTION)) return false;
       return target.deliver(id, topic.desiredPatch(version), Buffer.from(JSON.stringify({ ...patch, $version: version })), 0).then(() => true, () => false);
     },
   });
+  const edgeTwins = !edgeMode ? null : new EdgeTwinSync({
+    store: twins, gatewayId: opts.gatewayId, onError, deliver: (id) => twinSync.deliver(id),
+    isLinkUp: () => opts.uplink?.isLinkUp?.() ?? false, connected: () => server?.connected() ?? [],
+  });
+  if (edgeTwins !== null) inboundContext.cloudTwins = edgeTwins;
   const resumeChild = (id: string) => {
     for (const e of endpoints) if (e.deviceId === id) e.resume();
     void twinSync.deliver(id).catch(onError);
   };
   server = await HubServer.start(config, auth, clock, {
     onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
-    onConnected: resumeChild,
+    onConnected: (id) => {
+      resumeChild(id);
+      edgeTwins?.childConnected(id);
+    },
     onDisconnected: (id) => {
       for (const e of endpoints) if (e.deviceId === id) e.pause();
       methods.onDisconnected(id);
@@ -128,6 +142,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   const registered = new WeakSet<UplinkTransport>();
   opts.uplink?.addResyncHook(scope.hook);
   opts.uplink?.addResyncHook(twinSync.hook);
+  if (edgeTwins !== null) opts.uplink?.addResyncHook(edgeTwins.hook);
   const mqttTwins = opts.scopeBroker === undefined ? null : new MqttTwinSync({
     store: twins, gatewayId: opts.gatewayId, broker: opts.scopeBroker, onError, deliver: (id) => twinSync.deliver(id),
   });
@@ -146,6 +161,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     router,
     methods,
     refreshIdentities: () => scope.refresh(),
+    attachIdentityTwins: (links) => edgeTwins?.attach(links),
     saveTwins: () => twins.flush(),
     status: () => ({
       connected: server?.connected() ?? [],
@@ -156,12 +172,16 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
         devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors,
         targetedReads: scope.targetedReads,
       },
-      twins: { bytes: twins.bytes, refusals: Object.fromEntries(twins.refusals) },
+      twins: {
+        bytes: twins.bytes, refusals: Object.fromEntries(twins.refusals),
+        ...(edgeTwins === null ? {} : { edge: edgeTwins.status() }),
+      },
       ports: server?.ports() ?? { tcp: null, tls: null },
     }),
     async stop() {
       scope.stop();
       twinSync.close();
+      edgeTwins?.close();
       await mqttTwins?.close();
       revoked();
       methods.stop();
