@@ -2,6 +2,7 @@ import type { UpdateStatus } from '../ota/state.js';
 import type { RuntimeStatus } from '../runtime.js';
 import { scrubText } from './redact.js';
 import type { ProvisioningStatus } from '../uplink/provisioning/index.js';
+import type { EdgeTwinStatus } from '../twin/edge-sync.js';
 
 /** Errors kept for `outpost status`: enough to see a pattern, bounded so a flapping link cannot grow memory. */
 export const RECENT_ERRORS_MAX = 20;
@@ -89,6 +90,8 @@ export interface StatusReport {
   provisioning: ProvisioningStatus | null;
   /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
   edge: { connections: number; connecting: number; backoff: number; parked: number; refused: string[] } | null;
+  /** Edge mode: children's own twins synced on their connections (firmware/twin/edge-sync.ts). */
+  childTwins?: EdgeTwinStatus | null;
   /** Updates from the cloud (firmware/ota): state, progress, reason, refusals; null when not run from a release. */
   update: UpdateStatus | null;
 }
@@ -166,6 +169,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     page: ctx.page ?? null,
     provisioning: provisioningOf(s),
     edge: edgeCounters(s.uplink?.edge),
+    childTwins: childTwinsOf(s.hub?.twins.edge),
     update: s.update ?? null,
   };
 }
@@ -180,6 +184,11 @@ function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): Statu
   if (edge === undefined) return null;
   const { connections, connecting, backoff, parked, refused } = edge;
   return { connections, connecting, backoff, parked, refused: [...refused] };
+}
+
+function childTwinsOf(twins: EdgeTwinStatus | undefined): EdgeTwinStatus | null {
+  if (twins === undefined) return null;
+  return { ...twins, lastError: twins.lastError === null ? null : scrubText(twins.lastError) };
 }
 
 function round1(n: number): number {
