@@ -44,7 +44,9 @@ async function twinGet(ctx: InboundContext, deviceId: string, rid: string, reply
 }
 
 /** Stored first (the cache is the offline truth and the retry queue), then through to IoT Hub when online. */
-async function twinReported(ctx: InboundContext, deviceId: string, rid: string, payload: Buffer, reply: Reply): Promise<void> {
+async function twinReported(
+  ctx: InboundContext, deviceId: string, rid: string, payload: Buffer, reply: Reply,
+): Promise<void> {
   const parsed = parseJson(payload);
   const problem = parsed === null ? 'body is not JSON' : patchProblem(parsed.value);
   if (problem !== null) return reply(topic.twinResponse(400, rid), json({ message: problem }));

@@ -53,9 +53,10 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
     const twinCount = (name: string, help: string, value: number) =>
       metric(`outpost_child_twin_${name}_total`, 'counter', help, [[{}, value]]);
     twinCount('syncs', "Edge mode: syncs of a child's own twin on its upstream connection.", twins.syncs);
-    twinCount('failures', "Edge mode: twin operations on a child's connection that failed or timed out.", twins.failures);
+    twinCount('failures', "Edge mode: twin operations on a child's connection failed or timed out.", twins.failures);
     twinCount('refused', "Edge mode: children's reported patches IoT Hub refused.", twins.refused);
-    metric('outpost_child_twin_queued', 'gauge', 'Edge mode: children whose twin sync waits for a slot.', [[{}, twins.queued]]);
+    const queuedHelp = 'Edge mode: children whose twin sync waits for a slot.';
+    metric('outpost_child_twin_queued', 'gauge', queuedHelp, [[{}, twins.queued]]);
   }
   if (r.page) {
     const page = r.page;

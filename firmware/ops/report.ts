@@ -2,7 +2,6 @@ import type { UpdateStatus } from '../ota/state.js';
 import type { RuntimeStatus } from '../runtime.js';
 import { scrubText } from './redact.js';
 import type { ProvisioningStatus } from '../uplink/provisioning/index.js';
-import type { EdgeTwinStatus } from '../twin/edge-sync.js';
 
 /** Errors kept for `outpost status`: enough to see a pattern, bounded so a flapping link cannot grow memory. */
 export const RECENT_ERRORS_MAX = 20;
@@ -91,7 +90,7 @@ export interface StatusReport {
   /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
   edge: { connections: number; connecting: number; backoff: number; parked: number; refused: string[] } | null;
   /** Edge mode: children's own twins synced on their connections (firmware/twin/edge-sync.ts). */
-  childTwins?: EdgeTwinStatus | null;
+  childTwins?: NonNullable<NonNullable<RuntimeStatus['hub']>['twins']['edge']> | null;
   /** Updates from the cloud (firmware/ota): state, progress, reason, refusals; null when not run from a release. */
   update: UpdateStatus | null;
 }
@@ -185,6 +184,8 @@ function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): Statu
   const { connections, connecting, backoff, parked, refused } = edge;
   return { connections, connecting, backoff, parked, refused: [...refused] };
 }
+
+type EdgeTwinStatus = NonNullable<NonNullable<RuntimeStatus['hub']>['twins']['edge']>;
 
 function childTwinsOf(twins: EdgeTwinStatus | undefined): EdgeTwinStatus | null {
   if (twins === undefined) return null;

@@ -92,7 +92,9 @@ export class EdgeTwinSync {
   attach(links: IdentityTwins): void {
     this.links = links;
     this.unsubscribes.push(links.onLinkUp((identity) => this.enqueue(identity, true)));
-    for (const { deviceId } of this.opts.store.pending()) if (links.twin(deviceId) !== null) this.enqueue(deviceId, true);
+    for (const { deviceId } of this.opts.store.pending()) {
+      if (links.twin(deviceId) !== null) this.enqueue(deviceId, true);
+    }
   }
 
   /** A resync hook: at every gateway (re)connect, children with pending patches or connected locally are wanted. */
@@ -162,8 +164,10 @@ export class EdgeTwinSync {
     if (this.closed || deviceId === this.opts.gatewayId) return;
     const job = this.waiting.get(deviceId);
     if (job !== undefined) return void (job.pull ||= pull);
-    // One entry per identity with a twin or a local connection; past that an id is not one this hub serves.
-    if (this.waiting.size >= TWINS_MAX) return;
+    // One entry per identity with a twin or a local connection: more means ids this hub cannot keep twins of.
+    if (this.waiting.size >= TWINS_MAX) {
+      return void this.failed(deviceId, new Error(`sync queue full (TWINS_MAX ${TWINS_MAX})`));
+    }
     this.waiting.set(deviceId, { pull });
     this.next();
   }
@@ -223,7 +227,8 @@ export class EdgeTwinSync {
     const { desired, reported } = answer;
     const desiredVersion = typeof desired.$version === 'number' ? desired.$version : 0;
     await this.opts.store.setDesired(deviceId, desired, desiredVersion);
-    if (typeof reported.$version === 'number') await this.opts.store.adoptReported(deviceId, reported, reported.$version);
+    const reportedVersion = reported.$version;
+    if (typeof reportedVersion === 'number') await this.opts.store.adoptReported(deviceId, reported, reportedVersion);
     this.counters.pulls += 1;
     await this.opts.deliver(deviceId);
     return { desired: isJsonObject(desired) ? desired : {}, reported: isJsonObject(reported) ? reported : {} };
@@ -248,7 +253,8 @@ export class EdgeTwinSync {
 /** A twin request with EDGE_TWIN_REQUEST_TIMEOUT_MS as its bound. */
 function bounded<T>(work: Promise<T>, what: string): Promise<T> {
   return timed(work, EDGE_TWIN_REQUEST_TIMEOUT_MS).then((value) => {
-    if (value === TIMED_OUT) throw new UplinkError('TIMEOUT', `${what}: no answer from IoT Hub in ${EDGE_TWIN_REQUEST_TIMEOUT_MS} ms`);
+    const why = `${what}: no answer from IoT Hub in ${EDGE_TWIN_REQUEST_TIMEOUT_MS} ms`;
+    if (value === TIMED_OUT) throw new UplinkError('TIMEOUT', why);
     return value as T;
   });
 }

@@ -88,7 +88,8 @@ async function child(t: Teardown, r: Rig, runtime: Runtime, deviceId: string): P
 }
 
 function report(twin: Twin, patch: Record<string, unknown>): Promise<void> {
-  return new Promise((resolve, reject) => twin.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())));
+  return new Promise((resolve, reject) =>
+    twin.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())));
 }
 
 const edgeTwins = (runtime: Runtime) => runtime.status().hub!.twins.edge!;
@@ -132,7 +133,7 @@ t.test("a child's reported patches made offline reach its own cloud twin after l
   t.match(edgeTwins(runtime), { failures: 0, refused: 0 }, 'status: no failures');
 });
 
-t.test('desired set on the child\'s cloud twin reaches the connected child; online GET and PATCH go through', async (t) => {
+t.test("desired set on the child's cloud twin reaches the connected child; online GET, PATCH go through", async (t) => {
   const r = await rig(t);
   const runtime = await startRuntime(t, r);
   await online(runtime);
@@ -157,9 +158,10 @@ t.test('desired set on the child\'s cloud twin reaches the connected child; onli
   t.notOk('outpostChildren' in r.cloud.getTwin('gw').reported, 'and not in the gateway twin');
 
   await offline(r, runtime);
-  const cached = await new Promise<Twin>((resolve, reject) => one.getTwin((err, tw) => (err ? reject(err) : resolve(tw!))));
+  const cached = await new Promise<Twin>((resolve, reject) =>
+    one.getTwin((err, tw) => (err ? reject(err) : resolve(tw!))));
   await new Promise<void>((resolve, reject) => cached.get((err?: Error) => (err ? reject(err) : resolve())));
-  t.match(cached.properties.desired, { mode: 'eco', interval: 30 }, 'offline, the cache answers with what IoT Hub said');
+  t.match(cached.properties.desired, { mode: 'eco', interval: 30 }, 'offline, the cache answers as IoT Hub did');
   t.equal(cached.properties.reported.online, true);
 });
 
