@@ -27,8 +27,8 @@ export interface InboundContext {
 export interface CloudTwins {
   /** IoT Hub's twin while the child's connection is up; null: the cache answers. */
   get(deviceId: string): Promise<TwinAnswer | null>;
-  /** Sends the cached patch through; IoT Hub's refusal text, or null. */
-  patched(deviceId: string): Promise<string | null>;
+  /** Sends the patch through, then caches it; IoT Hub's refusal; null: the cache takes it as offline. */
+  report(deviceId: string, patch: Props): Promise<{ version: number } | { refused: string } | null>;
 }
 
 type Reply = (t: string, body: Buffer) => Promise<void>;
@@ -43,22 +43,24 @@ async function twinGet(ctx: InboundContext, deviceId: string, rid: string, reply
   }));
 }
 
-/** Stored first (the cache is the offline truth and the retry queue), then through to IoT Hub when online. */
+/** Online (edge mode) through IoT Hub first; otherwise into the cache, which pushes it when the link returns. */
 async function twinReported(
   ctx: InboundContext, deviceId: string, rid: string, payload: Buffer, reply: Reply,
 ): Promise<void> {
   const parsed = parseJson(payload);
   const problem = parsed === null ? 'body is not JSON' : patchProblem(parsed.value);
   if (problem !== null) return reply(topic.twinResponse(400, rid), json({ message: problem }));
-  let version: number;
+  const patch = parsed!.value as Props;
   try {
-    version = await ctx.twins.patchReported(deviceId, parsed!.value as Props);
+    const online = (await ctx.cloudTwins?.report(deviceId, patch)) ?? null;
+    if (online !== null && 'refused' in online) {
+      return reply(topic.twinResponse(400, rid), json({ message: online.refused }));
+    }
+    const version = online?.version ?? (await ctx.twins.patchReported(deviceId, patch));
+    await reply(topic.twinResponse(204, rid, version), Buffer.alloc(0));
   } catch (err) {
-    return reply(topic.twinResponse(400, rid), json({ message: (err as Error).message }));
+    await reply(topic.twinResponse(400, rid), json({ message: (err as Error).message }));
   }
-  const refusal = (await ctx.cloudTwins?.patched(deviceId)) ?? null;
-  if (refusal !== null) return reply(topic.twinResponse(400, rid), json({ message: refusal }));
-  await reply(topic.twinResponse(204, rid, version), Buffer.alloc(0));
 }
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));

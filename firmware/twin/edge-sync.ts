@@ -126,17 +126,42 @@ export class EdgeTwinSync {
   }
 
   /**
-   * A child's reported patch, already in the cache: sent through to IoT Hub now while its connection is up.
-   * Resolves to IoT Hub's refusal text when it refused the patch, else null (sent, or pending for later).
+   * A child's reported patch while its connection is up: after what is pending, it goes to IoT Hub first and
+   * into the cache only once accepted, so a patch IoT Hub refuses (its text is the answer) leaves no trace.
+   * Null when the cache must take it as offline (no connection, a failure, IoT Hub slower than
+   * EDGE_TWIN_PASSTHROUGH_MS; an abandoned request does not touch the cache when it is answered late).
    */
-  async patched(deviceId: string): Promise<string | null> {
+  async report(deviceId: string, patch: Props): Promise<{ version: number } | { refused: string } | null> {
     const twin = this.links?.twin(deviceId) ?? null;
     if (twin === null) return null;
-    const push = this.serial(deviceId, () => this.push(deviceId, twin));
-    const refusal = await timed(push, EDGE_TWIN_PASSTHROUGH_MS).catch((err: Error) => this.failed(deviceId, err));
-    if (refusal === undefined || refusal === TIMED_OUT) return null;
-    if (refusal === null) this.counters.passedThrough += 1;
-    return refusal;
+    const request = { abandoned: false };
+    const work = this.serial(deviceId, () => this.reportNow(deviceId, twin, patch, request));
+    const outcome = await timed(work, EDGE_TWIN_PASSTHROUGH_MS).catch((err: Error) => this.failed(deviceId, err));
+    if (outcome === undefined || outcome === TIMED_OUT || outcome === null) {
+      request.abandoned = true;
+      return null;
+    }
+    this.counters.passedThrough += 1;
+    return outcome;
+  }
+
+  private async reportNow(deviceId: string, twin: TwinChannel, patch: Props, request: { abandoned: boolean }) {
+    if (request.abandoned) return null;
+    // What is pending goes first; if IoT Hub refused it (reported then), this patch still goes through.
+    await this.push(deviceId, twin);
+    try {
+      await bounded(twin.patchReported(patch), `reported patch of "${deviceId}"`);
+    } catch (err) {
+      if (!refusedByCloud(err)) throw err;
+      this.counters.refused += 1;
+      return { refused: (err as Error).message };
+    }
+    this.counters.pushes += 1;
+    if (request.abandoned) return null;
+    const version = await this.opts.store.patchReported(deviceId, patch);
+    const item = this.opts.store.pendingOf(deviceId);
+    if (item !== null) await this.opts.store.pushed(deviceId, item.generation);
+    return { version };
   }
 
   status(): EdgeTwinStatus {

@@ -155,6 +155,10 @@ t.test("desired set on the child's cloud twin reaches the connected child; onlin
 
   await report(twin, { online: true });
   t.equal(r.cloud.getTwin('child-1').reported.online, true, 'the PATCH is in IoT Hub when the child is answered');
+  await t.rejects(report(twin, { 'bad.key': 1 }), 'a patch IoT Hub refuses is refused to the child');
+  await report(twin, { after: 1 });
+  t.equal(r.cloud.getTwin('child-1').reported.after, 1, 'and holds nothing back');
+  t.equal(edgeTwins(runtime).refused, 1, 'the refusal counted');
   t.notOk('outpostChildren' in r.cloud.getTwin('gw').reported, 'and not in the gateway twin');
 
   await offline(r, runtime);
@@ -163,6 +167,7 @@ t.test("desired set on the child's cloud twin reaches the connected child; onlin
   await new Promise<void>((resolve, reject) => cached.get((err?: Error) => (err ? reject(err) : resolve())));
   t.match(cached.properties.desired, { mode: 'eco', interval: 30 }, 'offline, the cache answers as IoT Hub did');
   t.equal(cached.properties.reported.online, true);
+  t.notOk('bad.key' in cached.properties.reported, 'the refused patch left no trace in the cache');
 });
 
 t.test('a child offline during a desired change gets it when it connects', async (t) => {
