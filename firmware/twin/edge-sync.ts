@@ -3,6 +3,9 @@ import { UplinkError, type TwinChannel } from '../uplink/types.js';
 import { isJsonObject } from '../json.js';
 import type { Props } from './merge.js';
 import { TWINS_MAX, type TwinStore } from './store.js';
+import { EDGE_TWIN_PASSTHROUGH_MS, TIMED_OUT, bounded, timed } from './edge-requests.js';
+
+export { EDGE_TWIN_PASSTHROUGH_MS, EDGE_TWIN_REQUEST_TIMEOUT_MS } from './edge-requests.js';
 
 /**
  * Edge mode's children's twins (issue 18): each child's twin is its own twin in IoT Hub, reached on that
@@ -20,16 +23,6 @@ import { TWINS_MAX, type TwinStore } from './store.js';
  * trips busy without a burst.
  */
 export const EDGE_TWIN_SYNCS_MAX = 4;
-/**
- * A twin operation on a child's connection unanswered past this is given up, ms: the SDK waits minutes for
- * a twin response and a sync holding one of EDGE_TWIN_SYNCS_MAX slots that long would stall the others.
- */
-export const EDGE_TWIN_REQUEST_TIMEOUT_MS = 30_000;
-/**
- * A child's own twin GET or PATCH waits this long for IoT Hub before the cache answers it, ms: less than
- * the device SDKs' twin request timeouts, so the child gets an answer (the PATCH still goes up later).
- */
-export const EDGE_TWIN_PASSTHROUGH_MS = 5_000;
 
 const refusedByCloud = (err: unknown) => err instanceof UplinkError && err.code === 'REJECTED';
 
@@ -251,6 +244,9 @@ export class EdgeTwinSync {
     const answer = await bounded(twin.get(), `twin of "${deviceId}"`);
     const { desired, reported } = answer;
     const desiredVersion = typeof desired.$version === 'number' ? desired.$version : 0;
+    // IoT Hub's versions only grow, and reads of one identity are in order: a lower one is a new twin.
+    const held = this.opts.store.get(deviceId).desiredVersion;
+    if (desiredVersion < held) await this.opts.store.restartDesiredVersions(deviceId);
     await this.opts.store.setDesired(deviceId, desired, desiredVersion);
     const reportedVersion = reported.$version;
     if (typeof reportedVersion === 'number') await this.opts.store.adoptReported(deviceId, reported, reportedVersion);
@@ -272,27 +268,5 @@ export class EdgeTwinSync {
     this.lastError = `twin of "${deviceId}": ${err.message}`;
     this.opts.onError(new Error(this.lastError, { cause: err }));
     return undefined;
-  }
-}
-
-/** A twin request with EDGE_TWIN_REQUEST_TIMEOUT_MS as its bound. */
-function bounded<T>(work: Promise<T>, what: string): Promise<T> {
-  return timed(work, EDGE_TWIN_REQUEST_TIMEOUT_MS).then((value) => {
-    const why = `${what}: no answer from IoT Hub in ${EDGE_TWIN_REQUEST_TIMEOUT_MS} ms`;
-    if (value === TIMED_OUT) throw new UplinkError('TIMEOUT', why);
-    return value as T;
-  });
-}
-
-const TIMED_OUT: unique symbol = Symbol('timed out');
-
-/** `work`'s value, or TIMED_OUT once `ms` passed first; the timer never outlives the answer. */
-async function timed<T>(work: Promise<T>, ms: number): Promise<T | typeof TIMED_OUT> {
-  let timer: NodeJS.Timeout | undefined;
-  const late = new Promise<typeof TIMED_OUT>((resolve) => (timer = setTimeout(() => resolve(TIMED_OUT), ms)));
-  try {
-    return await Promise.race([work, late]);
-  } finally {
-    clearTimeout(timer);
   }
 }

@@ -206,6 +206,17 @@ export class TwinStore {
     await this.save(deviceId, doc);
   }
 
+  /**
+   * The device's twin in IoT Hub was made anew (deleted and created again, or first read after device mode's
+   * gateway-twin versions): its $version starts again at 1. The versions restart here too; the content last
+   * delivered stays, so the child is sent the difference to the new twin.
+   */
+  async restartDesiredVersions(deviceId: string): Promise<void> {
+    const doc = this.twins.get(deviceId);
+    if (doc === undefined) return;
+    await this.save(deviceId, { ...doc, desiredVersion: 0, deliveredVersion: 0 });
+  }
+
   /** What the child has not been sent yet, as a patch with the version it brings it to; null when in step. */
   undelivered(deviceId: string): { patch: Props; version: number } | null {
     const doc = this.twins.get(deviceId);
