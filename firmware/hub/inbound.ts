@@ -49,21 +49,29 @@ async function twinReported(
 ): Promise<void> {
   const parsed = parseJson(payload);
   const problem = parsed === null ? 'body is not JSON' : patchProblem(parsed.value);
-  if (problem !== null) return reply(topic.twinResponse(400, rid), json({ message: problem }));
+  if (problem !== null) return reply(topic.twinResponse(400, rid), badRequest(problem));
   const patch = parsed!.value as Props;
   try {
     const online = (await ctx.cloudTwins?.report(deviceId, patch)) ?? null;
     if (online !== null && 'refused' in online) {
-      return reply(topic.twinResponse(400, rid), json({ message: online.refused }));
+      return reply(topic.twinResponse(400, rid), badRequest(online.refused));
     }
     const version = online?.version ?? (await ctx.twins.patchReported(deviceId, patch));
     await reply(topic.twinResponse(204, rid, version), Buffer.alloc(0));
   } catch (err) {
-    await reply(topic.twinResponse(400, rid), json({ message: (err as Error).message }));
+    await reply(topic.twinResponse(400, rid), badRequest((err as Error).message));
   }
 }
 
 const json = (value: unknown) => Buffer.from(JSON.stringify(value));
+
+/**
+ * IoT Hub's error code for a request it refuses as invalid (400004, ArgumentInvalid). The device SDKs tell a
+ * failed twin request by an `errorCode` in the body, not by the status in the topic (azure-iot-device-mqtt's
+ * twin client ignores the status): a 400 without one reaches the child's code as a success.
+ */
+const ARGUMENT_INVALID_ERROR_CODE = 400004;
+const badRequest = (message: string) => json({ errorCode: ARGUMENT_INVALID_ERROR_CODE, message });
 
 function parseJson(payload: Buffer): { value: unknown } | null {
   try {
