@@ -5,6 +5,8 @@ import type { ScopeSync } from '../auth/scope-sync.js';
 import type { SideChannelBroker } from '../side-channel.js';
 import type { RingLog } from '../store/log.js';
 import type { TwinRefusal } from '../twin/store.js';
+import type { EdgeTwinStatus } from '../twin/edge-sync.js';
+import type { IdentityTwins } from '../uplink/edge/twins.js';
 import type { ResyncHook } from '../uplink/pump-options.js';
 import type { UplinkTransport } from '../uplink/types.js';
 import { parseHubConfig, readHubTls } from './config.js';
@@ -15,7 +17,7 @@ import { parseRoutes } from './routes.js';
 import { Router } from './router.js';
 import { HubServer } from './server.js';
 import type { Refusal } from './refusals.js';
-import { handleInbound } from './inbound.js';
+import { handleInbound, type InboundContext } from './inbound.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION } from './topics.js';
 import { startIdentity } from './identity.js';
 import { startTwins, type HubTwins } from './twins.js';
@@ -58,7 +60,7 @@ export interface HubStatus {
   /** `targetedReads`: scope reads set off by unknown device ids. */
   identities: { devices: number; scopeVersion: number; syncs: number; errors: number; targetedReads: number };
   /** Twin store disk use and children's reported patches refused (by reason: size, disk budget, twin count). */
-  twins: { bytes: number; refusals: Partial<Record<TwinRefusal, number>> };
+  twins: { bytes: number; refusals: Partial<Record<TwinRefusal, number>>; edge?: EdgeTwinStatus };
   ports: { tcp: number | null; tls: number | null };
 }
 
@@ -68,6 +70,8 @@ export interface HubService {
   status(): HubStatus;
   /** Re-reads the scope now (operator command, tests); rejects if the cloud cannot be read. */
   refreshIdentities(): Promise<void>;
+  /** Edge mode: the uplink's children's connections, once it has started, for the children's own twins. */
+  attachIdentityTwins(links: IdentityTwins): void;
   /** Every twin change so far on disk; the hub keeps serving. */
   saveTwins(): Promise<void>;
   stop(): Promise<void>;
@@ -92,13 +96,17 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     deliver: (id: string, t: string, p: Buffer, qos: 0 | 1) =>
       server?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
   };
+  // A device-scope source means azure edge mode: each child's twin is its own in IoT Hub.
+  const edge = opts.deviceScope === undefined ? undefined
+    : { isLinkUp: () => opts.uplink?.isLinkUp?.() ?? false, connected: () => server?.connected() ?? [] };
   const twins = await startTwins({ gatewayId: opts.gatewayId, dataDir: opts.dataDir, target, broker: opts.scopeBroker,
-    onError });
+    edge, onError });
   const router = await Router.create(opts.log, routes);
   const methods = new MethodBroker(target, config.methodTimeoutSecs * 1000);
-  const inboundContext = {
+  const inboundContext: InboundContext = {
     router, twins: twins.store, methods, target, methodAcl: new MethodAcl(config.methods.allow),
     onMethodRefused: (callerId: string) => server?.count('method-acl', { clientId: callerId }),
+    ...(twins.edge === null ? {} : { cloudTwins: twins.edge }),
   };
   const endpoints = router.localEndpoints().map((e) => new EndpointDelivery(e, target));
   const resumeChild = (id: string) => {
@@ -107,7 +115,10 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   };
   server = await HubServer.start(config, auth, clock, {
     onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
-    onConnected: resumeChild,
+    onConnected: (id) => {
+      resumeChild(id);
+      twins.edge?.childConnected(id);
+    },
     onDisconnected: (id) => {
       for (const e of endpoints) if (e.deviceId === id) e.pause();
       methods.onDisconnected(id);
@@ -124,11 +135,13 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     router,
     methods,
     refreshIdentities: () => scope.refresh(),
+    attachIdentityTwins: (links) => twins.edge?.attach(links),
     saveTwins: () => twins.store.flush(),
     status: () => hubStatus({ server, router, endpoints, cache, scope, twins }),
     async stop() {
       scope.stop();
       twins.sync.close();
+      twins.edge?.close();
       await twins.mqtt?.close();
       revoked();
       methods.stop();
@@ -149,6 +162,7 @@ function addResyncHooks(uplink: HubUplink | undefined, scope: ScopeSync, twins: 
   uplink.addResyncHook(scope.hook);
   uplink.addResyncHook(twins.sync.hook);
   if (twins.mqtt !== null) uplink.addResyncHook(twins.mqtt.hook);
+  if (twins.edge !== null) uplink.addResyncHook(twins.edge.hook);
   const registered = new WeakSet<UplinkTransport>();
   uplink.addResyncHook({
     name: 'hub-methods',
@@ -181,7 +195,10 @@ function hubStatus({ server, router, endpoints, cache, scope, twins }: HubParts)
       devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors,
       targetedReads: scope.targetedReads,
     },
-    twins: { bytes: twins.store.bytes, refusals: Object.fromEntries(twins.store.refusals) },
+    twins: {
+      bytes: twins.store.bytes, refusals: Object.fromEntries(twins.store.refusals),
+      ...(twins.edge === null ? {} : { edge: twins.edge.status() }),
+    },
     ports: server?.ports() ?? { tcp: null, tls: null },
   };
 }

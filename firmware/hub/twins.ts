@@ -2,6 +2,7 @@ import type { SideChannelBroker } from '../side-channel.js';
 import { TwinStore } from '../twin/store.js';
 import { MqttTwinSync } from '../twin/mqtt-sync.js';
 import { TwinSync } from '../twin/sync.js';
+import { EdgeTwinSync } from '../twin/edge-sync.js';
 import type { MethodTarget } from './methods.js';
 import { DESIRED_SUBSCRIPTION, topic } from './topics.js';
 
@@ -12,6 +13,8 @@ export interface HubTwins {
   sync: TwinSync;
   /** Over an mqtt uplink: through the broker's twin topics (side-channel.ts); null for other uplinks. */
   mqtt: MqttTwinSync | null;
+  /** Azure edge mode: each child's twin is its own in IoT Hub, synced on its own connection; null otherwise. */
+  edge: EdgeTwinSync | null;
 }
 
 export interface TwinsOptions {
@@ -22,6 +25,8 @@ export interface TwinsOptions {
   target: MethodTarget;
   /** mqtt uplinks: twins are synced through this broker. */
   broker?: SideChannelBroker;
+  /** Azure edge mode (a device-scope source): the children's own twins, and what their sync asks of the hub. */
+  edge?: { isLinkUp: () => boolean; connected: () => string[] };
   onError: (err: Error) => void;
 }
 
@@ -29,7 +34,7 @@ export async function startTwins(opts: TwinsOptions): Promise<HubTwins> {
   const { target, onError } = opts;
   const store = await TwinStore.open(opts.dataDir);
   const sync = new TwinSync({
-    store, gatewayId: opts.gatewayId, onError,
+    store, gatewayId: opts.gatewayId, onError, childrenInGatewayTwin: opts.edge === undefined,
     deliverDesired: async (id, patch, version) => {
       if (!target.isSubscribed(id, DESIRED_SUBSCRIPTION)) return false;
       const payload = Buffer.from(JSON.stringify({ ...patch, $version: version }));
@@ -39,5 +44,8 @@ export async function startTwins(opts: TwinsOptions): Promise<HubTwins> {
   const mqtt = opts.broker === undefined ? null : new MqttTwinSync({
     store, gatewayId: opts.gatewayId, broker: opts.broker, onError, deliver: (id) => sync.deliver(id),
   });
-  return { store, sync, mqtt };
+  const edge = opts.edge === undefined ? null : new EdgeTwinSync({
+    store, gatewayId: opts.gatewayId, onError, deliver: (id) => sync.deliver(id), ...opts.edge,
+  });
+  return { store, sync, mqtt, edge };
 }

@@ -26,6 +26,11 @@ export function formatReport(r: StatusReport): string {
     lines.push(`edge:      ${connections} up, ${connecting} connecting, ${backoff} in backoff, ${parked} parked, ` +
       `${refused.length} refused${refusedText}`);
   }
+  if (r.childTwins) {
+    const { syncs, pushes, pulls, queued, failures, refused, lastError } = r.childTwins;
+    lines.push(`twins:     ${syncs} child syncs (${pushes} pushed, ${pulls} read), ${queued} queued, ` +
+      `${failures} failed, ${refused} refused${lastError === null ? '' : `; last: ${lastError}`}`);
+  }
   if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
   if (r.page) {
     const { loginFailures, loginRefused, csrfRefused } = r.page;

@@ -48,6 +48,16 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
     edgeGauge('parked_identities', 'Edge mode: identities whose records wait in the holding lane.', r.edge.parked);
     edgeGauge('refused_identities', 'Edge mode: identities IoT Hub refuses (their records go to deadletter).', r.edge.refused.length);
   }
+  if (r.childTwins) {
+    const twins = r.childTwins;
+    const twinCount = (name: string, help: string, value: number) =>
+      metric(`outpost_child_twin_${name}_total`, 'counter', help, [[{}, value]]);
+    twinCount('syncs', "Edge mode: syncs of a child's own twin on its upstream connection.", twins.syncs);
+    twinCount('failures', "Edge mode: twin operations on a child's connection failed or timed out.", twins.failures);
+    twinCount('refused', "Edge mode: children's reported patches IoT Hub refused.", twins.refused);
+    const queuedHelp = 'Edge mode: children whose twin sync waits for a slot.';
+    metric('outpost_child_twin_queued', 'gauge', queuedHelp, [[{}, twins.queued]]);
+  }
   if (r.page) {
     const page = r.page;
     const count = (name: string, help: string, value: number) =>

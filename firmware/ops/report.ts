@@ -89,6 +89,8 @@ export interface StatusReport {
   provisioning: ProvisioningStatus | null;
   /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
   edge: { connections: number; connecting: number; backoff: number; parked: number; refused: string[] } | null;
+  /** Edge mode: children's own twins synced on their connections (firmware/twin/edge-sync.ts). */
+  childTwins?: NonNullable<NonNullable<RuntimeStatus['hub']>['twins']['edge']> | null;
   /** Updates from the cloud (firmware/ota): state, progress, reason, refusals; null when not run from a release. */
   update: UpdateStatus | null;
 }
@@ -166,6 +168,7 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     page: ctx.page ?? null,
     provisioning: provisioningOf(s),
     edge: edgeCounters(s.uplink?.edge),
+    childTwins: childTwinsOf(s.hub?.twins.edge),
     update: s.update ?? null,
   };
 }
@@ -180,6 +183,13 @@ function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): Statu
   if (edge === undefined) return null;
   const { connections, connecting, backoff, parked, refused } = edge;
   return { connections, connecting, backoff, parked, refused: [...refused] };
+}
+
+type EdgeTwinStatus = NonNullable<NonNullable<RuntimeStatus['hub']>['twins']['edge']>;
+
+function childTwinsOf(twins: EdgeTwinStatus | undefined): EdgeTwinStatus | null {
+  if (twins === undefined) return null;
+  return { ...twins, lastError: twins.lastError === null ? null : scrubText(twins.lastError) };
 }
 
 function round1(n: number): number {

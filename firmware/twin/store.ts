@@ -56,7 +56,7 @@ export class TwinStore {
   private readonly twins = new Map<string, TwinDoc>();
   /** Writes go out one at a time, each with the latest doc, so an older one can never land last. */
   private writes: Promise<unknown> = Promise.resolve();
-  private readonly reportedListeners = new Set<() => void>();
+  private readonly reportedListeners = new Set<(deviceId: string) => void>();
   /** Bytes each twin takes on disk, and their sum, for the disk budget. */
   private readonly sizes = new Map<string, number>();
   private totalBytes = 0;
@@ -151,12 +151,12 @@ export class TwinStore {
     doc.pendingGeneration += 1;
     doc.reportedVersion += 1;
     await this.save(deviceId, doc);
-    for (const listener of this.reportedListeners) listener();
+    for (const listener of this.reportedListeners) listener(deviceId);
     return doc.reportedVersion;
   }
 
   /** Called after each reported patch is saved (a sync pushes it while the link is up); returns an unsubscribe. */
-  onReported(listener: () => void): () => void {
+  onReported(listener: (deviceId: string) => void): () => void {
     this.reportedListeners.add(listener);
     return () => void this.reportedListeners.delete(listener);
   }
@@ -168,6 +168,26 @@ export class TwinStore {
       if (doc.pending !== null) out.push({ deviceId, patch: structuredClone(doc.pending), generation: doc.pendingGeneration });
     }
     return out;
+  }
+
+  /** One twin's pending reported patch, as `pending()` gives it; null when in step with the cloud. */
+  pendingOf(deviceId: string): { patch: Props; generation: number } | null {
+    const doc = this.twins.get(deviceId);
+    if (doc === undefined || doc.pending === null) return null;
+    return { patch: structuredClone(doc.pending), generation: doc.pendingGeneration };
+  }
+
+  /**
+   * The cloud's reported section and its $version (edge mode: the device's own twin), taken while nothing is
+   * pending, so that the cache answers offline what IoT Hub answers online and versions continue from there.
+   * IoT Hub's is taken even when lower: patches folded while offline went up as one.
+   */
+  async adoptReported(deviceId: string, reported: Props, version: number): Promise<void> {
+    const doc = this.get(deviceId);
+    if (doc.pending !== null) return;
+    const section = withoutMetadata(reported);
+    if (version === doc.reportedVersion && JSON.stringify(section) === JSON.stringify(doc.reported)) return;
+    await this.save(deviceId, { ...doc, reported: section, reportedVersion: version });
   }
 
   /** The cloud accepted the pending patch of `generation`; anything newer stays pending. */
@@ -184,6 +204,17 @@ export class TwinStore {
     doc.desired = withoutMetadata(desired);
     doc.desiredVersion = version;
     await this.save(deviceId, doc);
+  }
+
+  /**
+   * The device's twin in IoT Hub was made anew (deleted and created again, or first read after device mode's
+   * gateway-twin versions): its $version starts again at 1. The versions restart here too; the content last
+   * delivered stays, so the child is sent the difference to the new twin.
+   */
+  async restartDesiredVersions(deviceId: string): Promise<void> {
+    const doc = this.twins.get(deviceId);
+    if (doc === undefined) return;
+    await this.save(deviceId, { ...doc, desiredVersion: 0, deliveredVersion: 0 });
   }
 
   /** What the child has not been sent yet, as a patch with the version it brings it to; null when in step. */

@@ -14,6 +14,7 @@ import type { TwinStore } from './store.js';
  * IoT Hub refuses twin keys holding '.', '$' or a space, all legal in device ids, so `<deviceId>` is the id
  * with those (and '%') percent-encoded: `sensor.1` is `sensor%2E1` (see `childKey`).
  * Transports without twins (mqtt) keep twins local: children still read and write them offline.
+ * In edge mode (childrenInGatewayTwin false) children's twins are their own (edge-sync.ts), not in this one.
  */
 
 /** Characters IoT Hub refuses in twin keys (and '%', the escape itself), with their escapes. */
@@ -41,6 +42,11 @@ export interface TwinSyncOptions {
   /** Sends a desired patch to a connected child; resolves true when it was delivered. */
   deliverDesired(deviceId: string, patch: Props, version: number): Promise<boolean>;
   onError?: (err: Error) => void;
+  /**
+   * False in edge mode, where each child's twin is its own (edge-sync.ts): the gateway twin then carries
+   * only the gateway's properties. Default true (device mode's `outpostChildren`).
+   */
+  childrenInGatewayTwin?: boolean;
 }
 
 export class TwinSync {
@@ -55,6 +61,10 @@ export class TwinSync {
    */
   private readonly refused = new Map<string, number>();
   pushes = 0;
+
+  private get withChildren(): boolean {
+    return this.opts.childrenInGatewayTwin ?? true;
+  }
 
   constructor(private readonly opts: TwinSyncOptions) {
     this.livePush = new LivePush(opts.store, () => this.live !== null, async () => {
@@ -108,7 +118,8 @@ export class TwinSync {
    * child reports something new.
    */
   async push(twin: TwinChannel): Promise<void> {
-    const pending = this.opts.store.pending().filter((item) => this.refused.get(item.deviceId) !== item.generation);
+    const pending = this.opts.store.pending().filter((item) => this.refused.get(item.deviceId) !== item.generation
+      && (this.withChildren || item.deviceId === this.opts.gatewayId));
     if (pending.length === 0) return;
     try {
       await this.pushBatch(twin, pending);
@@ -149,6 +160,7 @@ export class TwinSync {
     const version = typeof desired.$version === 'number' ? desired.$version : 0;
     const own = Object.fromEntries(Object.entries(desired).filter(([key]) => !OUTPOST_KEYS.has(key)));
     await this.opts.store.setDesired(this.opts.gatewayId, own, version);
+    if (!this.withChildren) return;
     const sections = isJsonObject(desired[CHILDREN_TWIN_PROPERTY]) ? (desired[CHILDREN_TWIN_PROPERTY] as Props) : {};
     const children = new Map(Object.entries(sections).map(([key, section]) => [deviceIdOf(key), section]));
     const known = new Set([...children.keys(), ...this.opts.store.devices()]);

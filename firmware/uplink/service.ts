@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
 import { azureHubHost, loadEdgeHub, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
-import type { EdgeStatus } from './edge/index.js';
+import type { EdgeStatus, IdentityTwins } from './edge/index.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import type { SimCloudStatus } from '../sim/cloud.js';
 import { SIM_TELEMETRY_TOPIC_TEMPLATE } from '../side-channel.js';
@@ -77,6 +77,8 @@ export interface UplinkService {
   readonly protocol: UplinkConfig['protocol'];
   /** azure: the IoT Hub host of the gateway's connection string, which children's SAS tokens name too. */
   status(): UplinkStatus;
+  /** Edge mode: the children's own twins on their upstream connections (absent in device mode). */
+  readonly identityTwins?: IdentityTwins;
   /** The link is back (SIGUSR2, a dialer callback): connect now instead of sleeping out the backoff. */
   wake(reason: string): void;
   /**
@@ -206,6 +208,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
       ...(provisioning === undefined ? {} : { provisioning: provisioning.status() }),
       ...(edge === null ? {} : { edge: edge.uplink.status() }),
     }),
+    ...(edge === null ? {} : { identityTwins: edge.uplink.twins }),
     wake: (reason) => running.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
     async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {

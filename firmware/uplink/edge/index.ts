@@ -9,9 +9,11 @@ import { createIdentityLink, type IdentityLink } from './link.js';
 import { ConnectionPool, type PoolStatus } from './pool.js';
 import { EdgeDrainSession } from './session.js';
 import type { EdgeHubCredentials } from './token.js';
+import { PoolTwins } from './twins.js';
 
 export { HELD_LANE_NAME } from './held.js';
 export type { EdgeHubCredentials } from './token.js';
+export type { IdentityTwins } from './twins.js';
 
 export interface EdgeUplinkOptions {
   gatewayId: string;
@@ -49,6 +51,8 @@ export interface EdgeStatus extends PoolStatus {
  */
 export class EdgeUplink {
   readonly pool: ConnectionPool;
+  /** The children's own twins on their connections, for the hub's twin sync (firmware/twin/edge-sync.ts). */
+  readonly twins: PoolTwins;
   private readonly held: HeldLane;
   private session: EdgeDrainSession | null = null;
   private readonly identityOf: (record: StoredRecord) => string;
@@ -70,11 +74,15 @@ export class EdgeUplink {
       ...(opts.connectsPerSecMax === undefined ? {} : { connectsPerSecMax: opts.connectsPerSecMax }),
       connectTimeoutMs: opts.connectTimeoutMs,
       ...(opts.backoff === undefined ? {} : { backoff: opts.backoff }),
-      onChange: () => this.session?.notify(),
+      onChange: () => {
+        this.session?.notify();
+        this.twins.changed();
+      },
       busy: (identity) => this.session?.busy(identity) ?? false,
       reportError: opts.reportError,
     });
     this.identityOf = identityOf;
+    this.twins = new PoolTwins(this.pool);
   }
 
   /** For PumpOptions.createSession. */

@@ -1,7 +1,7 @@
 import type { Clock } from '../../clock.js';
 import { Backoff, type BackoffOptions } from '../backoff.js';
 import { deadline } from '../timers.js';
-import { UplinkError, type UplinkMessage } from '../types.js';
+import { UplinkError, type UplinkMessage, type UplinkTransport } from '../types.js';
 import type { IdentityLink } from './link.js';
 import {
   CLOUD_CONNECTIONS_MAX_DEFAULT,
@@ -101,6 +101,17 @@ export class ConnectionPool {
     if (this.state(identity) !== 'closed') return;
     entry.state = 'waiting';
     this.schedule();
+  }
+
+  /** The identity's connection while it is up, for work that rides on it besides telemetry (its twin). */
+  upTransport(identity: string): UplinkTransport | null {
+    const state = this.entries.get(identity)?.state;
+    return state === 'up' || state === 'renewing' ? this.entries.get(identity)!.link.transport : null;
+  }
+
+  /** Identities whose connection is up now. */
+  upIdentities(): string[] {
+    return [...this.entries.values()].filter((e) => e.state === 'up' || e.state === 'renewing').map((e) => e.identity);
   }
 
   publish(identity: string, message: UplinkMessage): Promise<void> {
