@@ -39,7 +39,7 @@ export interface EdgeRig {
   start(): void;
 }
 
-export type RigOptions = Partial<Pick<EdgeUplinkOptions, 'connectionsMax' | 'idleSecs' | 'connectsPerSecMax' | 'backoff' | 'tokenTtlSecs'>> & {
+export type RigOptions = Partial<Pick<EdgeUplinkOptions, 'connectionsMax' | 'idleSecs' | 'connectsPerSecMax' | 'backoff' | 'tokenTtlSecs' | 'clock'>> & {
   /** Children of the gateway "gw" in the emulator's registry; any other id is refused at CONNECT. */
   children: string[];
   /** The pump's overall window (default the pump's). */

@@ -5,7 +5,7 @@ import { recordToMessage } from '../message.js';
 import { UplinkError } from '../types.js';
 import { HeldLane, originOf } from './held.js';
 import { EDGE_READ_AHEAD_RECORDS_MAX, IDENTITY_REFUSED, LaneCursor, deadLetterEntry, type Entry } from './lane-cursor.js';
-import { IDENTITY_INFLIGHT_MAX, PARK_PENDING_MS } from './limits.js';
+import { IDENTITY_INFLIGHT_MAX, IDENTITY_SEND_BATCH_MESSAGES, PARK_PENDING_MS } from './limits.js';
 import type { ConnectionPool } from './pool.js';
 
 
@@ -178,8 +178,14 @@ export class EdgeDrainSession implements PumpSession {
     }
   }
 
-  /** Sends the identity's queued records while its window, the overall one and the bandwidth cap allow. */
+  /**
+   * Sends the identity's queued records while its window, the overall one and the bandwidth cap allow, a
+   * batch at a time (IDENTITY_SEND_BATCH_MESSAGES). False when the overall window has no room for a batch.
+   */
   private fill(identity: string, queue: Entry[]): boolean {
+    const batch = Math.min(queue.length, IDENTITY_SEND_BATCH_MESSAGES, this.host.windowMax);
+    if (this.host.windowMax - this.inflightCount < batch) return false;
+    if (IDENTITY_INFLIGHT_MAX - (this.sent.get(identity) ?? 0) < batch) return true;
     while (queue.length > 0 && !this.paused && (this.sent.get(identity) ?? 0) < IDENTITY_INFLIGHT_MAX) {
       if (this.inflightCount >= this.host.windowMax) return false;
       const entry = queue[0]!;
