@@ -27,6 +27,8 @@ export interface HubUplink {
   addResyncHook(hook: ResyncHook): void;
   /** True while connected; the periodic and unknown-device identity refreshes run only then. */
   isLinkUp?(): boolean;
+  /** Identities a scope refresh added or changed: edge mode retries those IoT Hub refused, and re-sends. */
+  identitiesReturned?(identities: string[]): void;
 }
 
 export interface StartHubOptions {
@@ -87,7 +89,10 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     cache, gatewayId: opts.gatewayId, clock, refreshSecs: config.identityRefreshSecs, broker: opts.scopeBroker, onError,
     deviceScope: opts.deviceScope,
     isOnline: opts.uplink?.isLinkUp?.bind(opts.uplink),
-    onChange: () => server?.updateTrust(tlsMaterial, cache.trustBundle),
+    onChange: (change) => {
+      server?.updateTrust(tlsMaterial, cache.trustBundle);
+      opts.uplink?.identitiesReturned?.([...change.added, ...change.updated]);
+    },
   });
   const audiences = [...config.hostNames, ...(opts.cloudHostNames ?? [])];
   const auth = new Authenticator(cache, clock, audiences, config, (id) => scope.requestDevice(id));

@@ -134,6 +134,18 @@ export class ConnectionPool {
     void entry.link.transport.destroy();
   }
 
+  /** The registry lists these identities again (a scope refresh): the refused ones are tried again now. */
+  recheck(identities: Iterable<string>): void {
+    let due = false;
+    for (const identity of identities) {
+      const entry = this.entries.get(identity);
+      if (entry?.state !== 'refused') continue;
+      entry.retryAtMonoMs = this.opts.clock.monoMs();
+      due = true;
+    }
+    if (due) this.opts.onChange();
+  }
+
   /** The drain has nothing more for the identity: an identity waiting for room may take its place. */
   released(identity: string): void {
     if (this.entries.get(identity)?.state === 'up') this.schedule();
