@@ -69,6 +69,11 @@ export class DeadLetterResend {
     this.waiting.set(identity, (this.waiting.get(identity) ?? 0) + 1);
   }
 
+  /** Identities with letters waiting (read on every dispatch: no array made). */
+  get waitingCount(): number {
+    return this.waiting.size;
+  }
+
   identities(): string[] {
     return [...this.waiting.keys()];
   }

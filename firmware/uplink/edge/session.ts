@@ -282,6 +282,8 @@ export class EdgeDrainSession implements PumpSession {
     if (cursor.entries.length < EDGE_READ_AHEAD_RECORDS_MAX) return;
     const head = cursor.entries.find((entry) => entry.state !== 'done');
     if (head === undefined || head.state !== 'queued' || head.identity === this.host.gatewayId) return;
+    // Its letters are being copied to the holding lane: its newer records may only follow them.
+    if (this.resending.has(head.identity)) return;
     if (this.host.clock.monoMs() - head.queuedAtMs < PARK_PENDING_MS) return;
     const queue = this.queues.get(head.identity);
     if (queue !== undefined && (this.sent.get(head.identity) ?? 0) === 0) this.parkQueued(head.identity, queue);
@@ -298,7 +300,7 @@ export class EdgeDrainSession implements PumpSession {
   /** Identities with dead letters waiting: connected when due for a recheck, their letters re-sent once up. */
   private returning(): void {
     const resend = this.edge.resend;
-    if (resend === null) return;
+    if (resend === null || resend.waitingCount === 0) return;
     for (const identity of resend.identities()) {
       if (this.resending.has(identity) || identity === this.host.gatewayId) continue;
       const state = this.edge.pool.state(identity);
@@ -349,7 +351,7 @@ export class EdgeDrainSession implements PumpSession {
   /** A child's publish unanswered past publishTimeoutMs: that identity's connection is replaced. */
   private checkTimeouts(): void {
     // A refused identity with letters waiting is due for its recheck at some point: the drain looks again.
-    if ((this.edge.resend?.identities().length ?? 0) > 0) this.notify();
+    if ((this.edge.resend?.waitingCount ?? 0) > 0) this.notify();
     const now = this.host.clock.monoMs();
     for (const cursor of this.cursors) for (const entry of cursor.entries) {
       if (entry.state !== 'sent' || entry.identity === this.host.gatewayId) continue;
