@@ -84,7 +84,10 @@ export class Runtime {
       log: this.ringLog,
       dataDir: this.dataDir,
       clock,
-      uplink: { addResyncHook: (hook) => void hooks.push(hook), isLinkUp: () => this.isLinkUp() },
+      uplink: {
+        addResyncHook: (hook) => void hooks.push(hook), isLinkUp: () => this.isLinkUp(),
+        identitiesReturned: (ids) => this.uplink?.identitiesReturned?.(ids),
+      },
       scopeBroker: await scopeBrokerFor(uplinkConfig),
       deviceScope: await deviceScopeFor(uplinkConfig, this.board.identity.gatewayId),
       cloudHostNames: await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId, this.dataDir),

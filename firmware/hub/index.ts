@@ -29,6 +29,8 @@ export interface HubUplink {
   addResyncHook(hook: ResyncHook): void;
   /** True while connected; the periodic and unknown-device identity refreshes run only then. */
   isLinkUp?(): boolean;
+  /** Identities a scope refresh added or changed: edge mode retries those IoT Hub refused, and re-sends. */
+  identitiesReturned?(identities: string[]): void;
 }
 
 export interface StartHubOptions {
@@ -88,7 +90,10 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     config, gatewayId: opts.gatewayId, dataDir: opts.dataDir, clock, scopeBroker: opts.scopeBroker,
     deviceScope: opts.deviceScope, cloudHostNames: opts.cloudHostNames, onError,
     isOnline: opts.uplink?.isLinkUp?.bind(opts.uplink),
-    onChange: () => server?.updateTrust(tlsMaterial, cache.trustBundle),
+    onChange: (change) => {
+      server?.updateTrust(tlsMaterial, cache.trustBundle);
+      opts.uplink?.identitiesReturned?.([...change.added, ...change.updated]);
+    },
   });
   const target = {
     isConnected: (id: string) => server?.isConnected(id) ?? false,

@@ -21,10 +21,10 @@ export function formatReport(r: StatusReport): string {
   ];
   if (r.provisioning) lines.push(`dps:       ${provisioningText(r.provisioning)}`);
   if (r.edge) {
-    const { connections, connecting, backoff, parked, refused } = r.edge;
+    const { connections, connecting, backoff, parked, refused, resent, resendWaiting } = r.edge;
     const refusedText = refused.length === 0 ? '' : ` (${refused.join(', ')})`;
     lines.push(`edge:      ${connections} up, ${connecting} connecting, ${backoff} in backoff, ${parked} parked, ` +
-      `${refused.length} refused${refusedText}`);
+      `${refused.length} refused${refusedText}, ${resent} re-sent from deadletter (${resendWaiting} waiting)`);
   }
   if (r.childTwins) {
     const { syncs, pushes, pulls, queued, failures, refused, lastError } = r.childTwins;

@@ -47,6 +47,10 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
     edgeGauge('connections', 'Edge mode: upstream connections of children and modules.', r.edge.connections);
     edgeGauge('parked_identities', 'Edge mode: identities whose records wait in the holding lane.', r.edge.parked);
     edgeGauge('refused_identities', 'Edge mode: identities IoT Hub refuses (their records go to deadletter).', r.edge.refused.length);
+    const resentHelp = 'Edge mode: dead letters sent again once their identity came back.';
+    metric('outpost_edge_dead_letters_resent_total', 'counter', resentHelp, [[{}, r.edge.resent]]);
+    const waitingHelp = 'Edge mode: identities with dead letters waiting for IoT Hub to take them back.';
+    edgeGauge('resend_waiting_identities', waitingHelp, r.edge.resendWaiting);
   }
   if (r.childTwins) {
     const twins = r.childTwins;

@@ -88,7 +88,11 @@ export interface StatusReport {
   /** azure with DPS (uplink.provisioning): the registration and the identity in use. */
   provisioning: ProvisioningStatus | null;
   /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
-  edge: { connections: number; connecting: number; backoff: number; parked: number; refused: string[] } | null;
+  edge: {
+    connections: number; connecting: number; backoff: number; parked: number; refused: string[];
+    /** Dead letters of refused identities sent again since start, and identities whose letters still wait. */
+    resent: number; resendWaiting: number;
+  } | null;
   /** Edge mode: children's own twins synced on their connections (firmware/twin/edge-sync.ts). */
   childTwins?: NonNullable<NonNullable<RuntimeStatus['hub']>['twins']['edge']> | null;
   /** Updates from the cloud (firmware/ota): state, progress, reason, refusals; null when not run from a release. */
@@ -181,8 +185,9 @@ function provisioningOf(s: RuntimeStatus): ProvisioningStatus | null {
 
 function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): StatusReport['edge'] {
   if (edge === undefined) return null;
-  const { connections, connecting, backoff, parked, refused } = edge;
-  return { connections, connecting, backoff, parked, refused: [...refused] };
+  const { connections, connecting, backoff, parked, refused, deadLetters } = edge;
+  const { resent, waiting: resendWaiting } = deadLetters;
+  return { connections, connecting, backoff, parked, refused: [...refused], resent, resendWaiting };
 }
 
 type EdgeTwinStatus = NonNullable<NonNullable<RuntimeStatus['hub']>['twins']['edge']>;

@@ -72,6 +72,9 @@ function toAzureMessage(message: UplinkMessage): InstanceType<typeof Message> {
   for (const [key, value] of Object.entries(message.properties)) out.properties.add(key, value);
   out.properties.add(UPSTREAM_KEY.deviceId, message.deviceId);
   out.properties.add('iothub-creation-time-utc', new Date(message.enqueuedAtMs).toISOString());
+  // The SDK's MQTT transport builds a debug line of JSON.stringify(message) on every send, logging on or off:
+  // the body as an array of numbers cost more CPU than the rest of the send (profile of bench transparent).
+  Object.defineProperty(out, 'toJSON', { value: () => ({ messageId: message.messageId }) });
   return out;
 }
 

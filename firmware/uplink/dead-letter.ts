@@ -13,6 +13,8 @@ export const DEAD_LETTER_KEY = {
   lane: '$deadLetterLane',
   seq: '$deadLetterSeq',
   attempts: '$deadLetterAttempts',
+  /** The original's expiry (store clock, 0 = never): a letter sent again keeps the original's TTL. */
+  expiresAtStoreMs: '$deadLetterExpiresAt',
 } as const;
 
 /** Distinct reasons counted one by one; more than this (a broker inventing codes) count under `other`. */
@@ -116,6 +118,7 @@ export class DeadLetters {
         [DEAD_LETTER_KEY.lane]: fromLane,
         [DEAD_LETTER_KEY.seq]: String(record.seq),
         [DEAD_LETTER_KEY.attempts]: String(attempts),
+        [DEAD_LETTER_KEY.expiresAtStoreMs]: String(record.expiresAtStoreMs),
       },
     });
     this.total += 1;

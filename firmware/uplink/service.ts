@@ -86,6 +86,8 @@ export interface UplinkService {
    * is always first; identities, then twins, come next). A hook added while connected runs from the next connect.
    */
   addResyncHook(hook: ResyncHook): void;
+  /** The registry lists these identities again: edge mode retries the refused ones and re-sends their letters. */
+  identitiesReturned?(identities: string[]): void;
   /** Lets in-flight publishes finish, saves settings, closes the connection; the pump's part within `budgetMs`. */
   stop(budgetMs?: number): Promise<void>;
 }
@@ -211,6 +213,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     ...(edge === null ? {} : { identityTwins: edge.uplink.twins }),
     wake: (reason) => running.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
+    ...(edge === null ? {} : { identitiesReturned: (ids: string[]) => edge.uplink.identitiesReturned(ids) }),
     async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
       watch?.stop();
       // The pump abandons what it cannot finish within the budget; the race is the backstop for a transport

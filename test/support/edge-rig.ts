@@ -39,7 +39,8 @@ export interface EdgeRig {
   start(): void;
 }
 
-export type RigOptions = Partial<Pick<EdgeUplinkOptions, 'connectionsMax' | 'idleSecs' | 'connectsPerSecMax' | 'backoff' | 'tokenTtlSecs'>> & {
+type PoolKnobs = 'connectionsMax' | 'idleSecs' | 'connectsPerSecMax' | 'backoff' | 'tokenTtlSecs' | 'clock';
+export type RigOptions = Partial<Pick<EdgeUplinkOptions, PoolKnobs>> & {
   /** Children of the gateway "gw" in the emulator's registry; any other id is refused at CONNECT. */
   children: string[];
   /** The pump's overall window (default the pump's). */
@@ -65,7 +66,7 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
   const { children: _children, createLink, inflightMax, ...pool } = options;
   const edge = new EdgeUplink({
     gatewayId: 'gw', credentials, clock: systemClock, ca: hub.ca.cert,
-    heldLane: held!, storeNowMs: () => log.storeNowMs(), connectTimeoutMs: 5_000, publishTimeoutMs: 5_000,
+    heldLane: held!, deadLetterLane: dead!, storeNowMs: () => log.storeNowMs(), connectTimeoutMs: 5_000, publishTimeoutMs: 5_000,
     backoff: { baseMs: 20, maxMs: 50 }, ...pool,
     reportError: (err) => void errors.push(err.message),
     ...(createLink === undefined ? {} : { createLink: (identity: string) => createLink(identity, hub, credentials) }),

@@ -7,6 +7,7 @@ import { RECORD_KEY } from '../message.js';
 import { HeldLane } from './held.js';
 import { createIdentityLink, type IdentityLink } from './link.js';
 import { ConnectionPool, type PoolStatus } from './pool.js';
+import { DeadLetterResend, type ResendStatus } from './resend.js';
 import { EdgeDrainSession } from './session.js';
 import type { EdgeHubCredentials } from './token.js';
 import { PoolTwins } from './twins.js';
@@ -21,6 +22,8 @@ export interface EdgeUplinkOptions {
   clock: Clock;
   /** The holding lane (held.ts), a lane of the same ring log. */
   heldLane: PumpLane;
+  /** The pump's dead-letter lane: a refused identity's letters are sent again from it when it is back. */
+  deadLetterLane?: PumpLane;
   /** The ring log's store clock, for the copies' remaining TTL. */
   storeNowMs: () => number;
   ca?: string;
@@ -40,6 +43,8 @@ export interface EdgeUplinkOptions {
 export interface EdgeStatus extends PoolStatus {
   /** Identities whose records are parked in the holding lane. */
   parked: number;
+  /** Dead letters of refused identities sent again, expired meanwhile, and identities still waited for. */
+  deadLetters: ResendStatus;
 }
 
 /**
@@ -54,12 +59,15 @@ export class EdgeUplink {
   /** The children's own twins on their connections, for the hub's twin sync (firmware/twin/edge-sync.ts). */
   readonly twins: PoolTwins;
   private readonly held: HeldLane;
+  private readonly resend: DeadLetterResend | null;
   private session: EdgeDrainSession | null = null;
   private readonly identityOf: (record: StoredRecord) => string;
 
   constructor(private readonly opts: EdgeUplinkOptions) {
     const identityOf = (record: StoredRecord) => record.properties[RECORD_KEY.deviceId] || opts.gatewayId;
     this.held = new HeldLane(opts.heldLane, opts.storeNowMs, identityOf);
+    const deadLane = opts.deadLetterLane;
+    this.resend = deadLane === undefined ? null : new DeadLetterResend(deadLane, identityOf, opts.storeNowMs);
     const createLink = opts.createLink ?? ((identity: string) => createIdentityLink({
       identity, credentials: opts.credentials, wallMs: () => opts.clock.wallMs(),
       ...(opts.ca === undefined ? {} : { ca: opts.ca }),
@@ -88,7 +96,8 @@ export class EdgeUplink {
   /** For PumpOptions.createSession. */
   readonly createSession: PumpSessionFactory = (host, lanes) => {
     const session = new EdgeDrainSession(host, lanes, {
-      pool: this.pool, held: this.held, identityOf: this.identityOf, publishTimeoutMs: this.opts.publishTimeoutMs,
+      pool: this.pool, held: this.held, resend: this.resend, identityOf: this.identityOf,
+      publishTimeoutMs: this.opts.publishTimeoutMs,
     });
     this.session = session;
     void session.done.finally(() => this.session === session && (this.session = null)).catch(() => {});
@@ -96,7 +105,13 @@ export class EdgeUplink {
   };
 
   status(): EdgeStatus {
-    return { ...this.pool.status(), parked: this.held.parkedIdentities() };
+    const deadLetters = this.resend?.status() ?? { resent: 0, expired: 0, waiting: 0 };
+    return { ...this.pool.status(), parked: this.held.parkedIdentities(), deadLetters };
+  }
+
+  /** The registry lists these identities (again): any IoT Hub refused is tried now, its dead letters re-sent. */
+  identitiesReturned(identities: Iterable<string>): void {
+    this.pool.recheck(identities);
   }
 
   close(): Promise<void> {

@@ -31,6 +31,14 @@ export function isIdentityRefusal(err: Error): boolean {
  */
 export const IDENTITY_INFLIGHT_MAX = 16;
 /**
+ * Messages an identity is sent at a time, at least (fewer only when its queue or the window is shorter).
+ * Each identity's connection is a socket (and TLS session) of its own, and messages written to it in one
+ * tick leave in one write; spread over 50 children one free slot at a time, every message cost a write and
+ * a TLS record of its own (the bench profiled 3x device mode's writev time per message). Half the
+ * identity's window, so it keeps messages in flight while the next batch waits for room.
+ */
+export const IDENTITY_SEND_BATCH_MESSAGES = IDENTITY_INFLIGHT_MAX / 2;
+/**
  * An identity holding the upstream cursor while its connection is still opening (pacing, a full pool) is
  * parked after this long, ms; one in backoff at once. Longer than 100 children's paced connects take.
  */

@@ -15,6 +15,14 @@ import { TOKEN_RENEWAL_SHARE } from './token.js';
 
 /** How often idle connections and token lifetimes are checked, ms: idle and renewal times are minutes. */
 const HOUSEKEEPING_MS = 1_000;
+/**
+ * How far behind its schedule the pacing may catch up, ms. Connects are slotted on a grid of
+ * 1 / connectsPerSecMax; a pacing timer that fires late (a busy event loop: the bench measured 150 ms late
+ * on a loaded Pi-class CPU, which stretched 20 connects a second to 5) starts the slots it missed at once
+ * instead of pushing every later one back. A quarter second bounds that catch-up to a few connects, so no
+ * second sees many more than connectsPerSecMax; a pool idle for longer starts on a fresh grid.
+ */
+const CONNECT_CATCH_UP_MS = 250;
 
 export type IdentityState = 'closed' | 'waiting' | 'connecting' | 'up' | 'renewing' | 'backoff' | 'refused';
 
@@ -65,7 +73,7 @@ export class ConnectionPool {
   private readonly connectionsMax: number;
   private readonly idleMs: number;
   private readonly connectIntervalMs: number;
-  private nextConnectMonoMs = 0;
+  private nextConnectMonoMs = -Infinity;
   private lastAcceptedMonoMs = -Infinity;
   private connects = 0;
   private connectsRefused = 0;
@@ -137,6 +145,18 @@ export class ConnectionPool {
     void entry.link.transport.destroy();
   }
 
+  /** The registry lists these identities again (a scope refresh): the refused ones are tried again now. */
+  recheck(identities: Iterable<string>): void {
+    let due = false;
+    for (const identity of identities) {
+      const entry = this.entries.get(identity);
+      if (entry?.state !== 'refused') continue;
+      entry.retryAtMonoMs = this.opts.clock.monoMs();
+      due = true;
+    }
+    if (due) this.opts.onChange();
+  }
+
   /** The drain has nothing more for the identity: an identity waiting for room may take its place. */
   released(identity: string): void {
     if (this.entries.get(identity)?.state === 'up') this.schedule();
@@ -199,7 +219,10 @@ export class ConnectionPool {
 
   /** Starts the connects that are due, one per pacing interval, and arms a timer for the next one. */
   private schedule(): void {
-    if (this.closed || this.timer !== null) return;
+    if (this.closed) return;
+    // Re-armed on every call: a timer set for a far backoff must not hold back an identity wanted since.
+    if (this.timer !== null) clearTimeout(this.timer);
+    this.timer = null;
     const now = this.opts.clock.monoMs();
     let dueAtMs = Infinity;
     for (const entry of this.entries.values()) {
@@ -211,7 +234,8 @@ export class ConnectionPool {
         continue;
       }
       if (this.open() >= this.connectionsMax && !this.evictIdle()) continue;
-      this.nextConnectMonoMs = now + this.connectIntervalMs;
+      const slotMonoMs = this.nextConnectMonoMs < now - CONNECT_CATCH_UP_MS ? now : this.nextConnectMonoMs;
+      this.nextConnectMonoMs = slotMonoMs + this.connectIntervalMs;
       void this.connect(entry);
     }
     if (dueAtMs === Infinity) return;

@@ -1,6 +1,7 @@
 import type { Clock } from '../../clock.js';
 import type { RingLog } from '../../store/log.js';
 import type { AzureUplinkConfig } from '../config.js';
+import { DEAD_LETTER_LANE_NAME } from '../dead-letter.js';
 import { LIMIT_RANGES } from '../pump-options.js';
 import type { TransportConfig } from '../transports.js';
 import { EdgeUplink, HELD_LANE_NAME } from './index.js';
@@ -26,6 +27,7 @@ export async function startEdge(opts: StartEdgeOptions): Promise<{ uplink: EdgeU
     credentials: opts.credentials,
     clock: opts.clock,
     heldLane: await log.lane(HELD_LANE_NAME),
+    deadLetterLane: await log.lane(DEAD_LETTER_LANE_NAME),
     storeNowMs: () => log.storeNowMs(),
     ...(ca === undefined ? {} : { ca }),
     ...(config.keepaliveSecs === undefined ? {} : { keepaliveSecs: config.keepaliveSecs }),

@@ -4,14 +4,18 @@ import type { DrainHost, PumpSession } from '../drain.js';
 import { recordToMessage } from '../message.js';
 import { UplinkError } from '../types.js';
 import { HeldLane, originOf } from './held.js';
-import { EDGE_READ_AHEAD_RECORDS_MAX, IDENTITY_REFUSED, LaneCursor, deadLetterEntry, type Entry } from './lane-cursor.js';
-import { IDENTITY_INFLIGHT_MAX, PARK_PENDING_MS } from './limits.js';
+import { EDGE_READ_AHEAD_RECORDS_MAX, IDENTITY_REFUSED, LaneCursor, deadLetterEntry } from './lane-cursor.js';
+import type { Entry } from './lane-cursor.js';
+import { IDENTITY_INFLIGHT_MAX, IDENTITY_SEND_BATCH_MESSAGES, PARK_PENDING_MS } from './limits.js';
 import type { ConnectionPool } from './pool.js';
+import type { DeadLetterResend } from './resend.js';
 
 
 export interface EdgeContext {
   pool: ConnectionPool;
   held: HeldLane;
+  /** Dead letters of refused identities, sent again when the identity is back; null without a dead-letter lane. */
+  resend: DeadLetterResend | null;
   identityOf(record: StoredRecord): string;
   publishTimeoutMs: number;
 }
@@ -27,6 +31,8 @@ export class EdgeDrainSession implements PumpSession {
   private readonly queues = new Map<string, Entry[]>();
   private readonly sent = new Map<string, number>();
   private readonly unsubscribes: Array<() => void> = [];
+  /** Identities whose dead letters are being copied back: their records wait in their queue meanwhile. */
+  private readonly resending = new Set<string>();
   private inflightCount = 0;
   private ended = false;
   private paused = false;
@@ -71,6 +77,7 @@ export class EdgeDrainSession implements PumpSession {
 
   async run(): Promise<void> {
     await this.edge.held.rescan(this.host.limits.readBatchRecordsMax, this.host.limits.readBatchBytesMax);
+    await this.edge.resend?.scan(this.host.limits);
     while (!this.ended) {
       for (const cursor of this.cursors) this.maybeRead(cursor);
       this.dispatch();
@@ -143,9 +150,10 @@ export class EdgeDrainSession implements PumpSession {
   /** A record read: queued on its identity, or straight to the holding lane while the identity is parked. */
   private take(cursor: LaneCursor, record: StoredRecord): void {
     const identity = this.edge.identityOf(record);
-    const entry: Entry = { record, identity, cursor, state: 'queued', queuedAtMs: this.host.clock.monoMs(), sentAtMs: 0 };
+    const queuedAtMs = this.host.clock.monoMs();
+    const entry: Entry = { record, identity, cursor, state: 'queued', queuedAtMs, sentAtMs: 0 };
     cursor.entries.push(entry);
-    if (!cursor.holding && this.edge.held.parked(identity)) return this.park(entry);
+    if (!cursor.holding && this.edge.held.parked(identity) && !this.resending.has(identity)) return this.park(entry);
     let queue = this.queues.get(identity);
     if (queue === undefined) this.queues.set(identity, (queue = []));
     queue.push(entry);
@@ -156,11 +164,13 @@ export class EdgeDrainSession implements PumpSession {
   private dispatch(): void {
     if (this.ended) return;
     for (const cursor of this.cursors) if (!cursor.holding) this.parkHead(cursor);
+    this.returning();
     for (const [identity, queue] of this.queues) {
       if (queue.length === 0) {
         this.queues.delete(identity);
         continue;
       }
+      if (this.resending.has(identity)) continue;
       const state = identity === this.host.gatewayId ? 'up' : this.edge.pool.state(identity);
       if (state === 'refused') this.deadLetterAll(identity, queue);
       else if (state === 'backoff') this.parkQueued(identity, queue);
@@ -178,8 +188,14 @@ export class EdgeDrainSession implements PumpSession {
     }
   }
 
-  /** Sends the identity's queued records while its window, the overall one and the bandwidth cap allow. */
+  /**
+   * Sends the identity's queued records while its window, the overall one and the bandwidth cap allow, a
+   * batch at a time (IDENTITY_SEND_BATCH_MESSAGES). False when the overall window has no room for a batch.
+   */
   private fill(identity: string, queue: Entry[]): boolean {
+    const batch = Math.min(queue.length, IDENTITY_SEND_BATCH_MESSAGES, this.host.windowMax);
+    if (this.host.windowMax - this.inflightCount < batch) return false;
+    if (IDENTITY_INFLIGHT_MAX - (this.sent.get(identity) ?? 0) < batch) return true;
     while (queue.length > 0 && !this.paused && (this.sent.get(identity) ?? 0) < IDENTITY_INFLIGHT_MAX) {
       if (this.inflightCount >= this.host.windowMax) return false;
       const entry = queue[0]!;
@@ -266,6 +282,8 @@ export class EdgeDrainSession implements PumpSession {
     if (cursor.entries.length < EDGE_READ_AHEAD_RECORDS_MAX) return;
     const head = cursor.entries.find((entry) => entry.state !== 'done');
     if (head === undefined || head.state !== 'queued' || head.identity === this.host.gatewayId) return;
+    // Its letters are being copied to the holding lane: its newer records may only follow them.
+    if (this.resending.has(head.identity)) return;
     if (this.host.clock.monoMs() - head.queuedAtMs < PARK_PENDING_MS) return;
     const queue = this.queues.get(head.identity);
     if (queue !== undefined && (this.sent.get(head.identity) ?? 0) === 0) this.parkQueued(head.identity, queue);
@@ -275,8 +293,32 @@ export class EdgeDrainSession implements PumpSession {
     entry.state = 'moving';
     this.edge.held.move(entry.cursor.lane.name, entry.record, entry.identity).then(
       () => !this.ended && this.finish(entry),
-      (err: unknown) => this.end(new UplinkError('IO', `cannot park a record of "${entry.identity}": ${(err as Error).message}`, { cause: err })),
+      (err: unknown) => this.end(ioError(`cannot park a record of "${entry.identity}"`, err)),
     );
+  }
+
+  /** Identities with dead letters waiting: connected when due for a recheck, their letters re-sent once up. */
+  private returning(): void {
+    const resend = this.edge.resend;
+    if (resend === null || resend.waitingCount === 0) return;
+    for (const identity of resend.identities()) {
+      if (this.resending.has(identity) || identity === this.host.gatewayId) continue;
+      const state = this.edge.pool.state(identity);
+      if (state === 'closed') this.edge.pool.want(identity);
+      else if (state === 'up' && (this.sent.get(identity) ?? 0) === 0) this.startResend(resend, identity);
+    }
+  }
+
+  /** The letters go to the holding lane first; the records queued meanwhile are parked behind them. */
+  private startResend(resend: DeadLetterResend, identity: string): void {
+    this.resending.add(identity);
+    resend.resend(identity, this.edge.held, this.host.limits).then(() => {
+      this.resending.delete(identity);
+      if (this.ended) return;
+      const queue = this.queues.get(identity);
+      if (queue !== undefined && this.edge.held.parked(identity)) this.parkQueued(identity, queue);
+      this.notify();
+    }, (err: unknown) => this.end(ioError(`cannot re-send the dead letters of "${identity}"`, err)));
   }
 
   private deadLetterAll(identity: string, queue: Entry[]): void {
@@ -289,7 +331,10 @@ export class EdgeDrainSession implements PumpSession {
     entry.state = 'moving';
     const quiet = reason === IDENTITY_REFUSED;
     deadLetterEntry(this.host, entry, reason, attempts, quiet).then(
-      () => !this.ended && this.finish(entry),
+      () => {
+        if (quiet) this.edge.resend?.noted(entry.identity);
+        if (!this.ended) this.finish(entry);
+      },
       (err: unknown) => this.end(err as Error),
     );
   }
@@ -305,6 +350,8 @@ export class EdgeDrainSession implements PumpSession {
 
   /** A child's publish unanswered past publishTimeoutMs: that identity's connection is replaced. */
   private checkTimeouts(): void {
+    // A refused identity with letters waiting is due for its recheck at some point: the drain looks again.
+    if ((this.edge.resend?.waitingCount ?? 0) > 0) this.notify();
     const now = this.host.clock.monoMs();
     for (const cursor of this.cursors) for (const entry of cursor.entries) {
       if (entry.state !== 'sent' || entry.identity === this.host.gatewayId) continue;
@@ -313,4 +360,8 @@ export class EdgeDrainSession implements PumpSession {
       this.edge.pool.fail(entry.identity, new UplinkError('TIMEOUT', what));
     }
   }
+}
+
+function ioError(what: string, cause: unknown): UplinkError {
+  return new UplinkError('IO', `${what}: ${(cause as Error).message}`, { cause });
 }

@@ -62,7 +62,9 @@ t.test('a refused message lands in the deadletter lane with its reason; outpost 
   const dumped = JSON.parse(lines[0]!) as Dumped;
   t.equal(dumped.body, '2');
   t.ok(dumped.expiresAtStoreMs > 0, 'the log TTL applies to it');
-  t.same(dumped.properties, {
+  const { $deadLetterExpiresAt: expiresAt, ...properties } = dumped.properties;
+  t.ok(Number(expiresAt) > 0, 'the original\'s expiry, kept for a re-send');
+  t.same(properties, {
     [RECORD_KEY.deviceId]: 'child-9',
     room: 'boiler',
     $deadLetterReason: 'mqtt5-0x87-not-authorized',

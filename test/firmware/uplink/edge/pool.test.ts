@@ -1,6 +1,7 @@
 import t from 'tap';
 import { createIdentityLink } from '../../../../firmware/uplink/edge/link.js';
 import { FaultProxy } from '../../../support/fault-proxy.js';
+import { ManualClock } from '../../../support/manual-clock.js';
 import { bodiesOf, edgeRig, linkVia, until } from '../../../support/edge-rig.js';
 
 /** Edge mode's pool of per-identity connections: bounded, paced, closed when idle, each with its own backoff. */
@@ -74,4 +75,39 @@ t.test('a child whose link fails is retried with its own backoff while the other
   await until('the holding lane drained', () => rig.held.ackedSeq() === rig.held.lastDurableSeq());
   t.equal(rig.dead.lastDurableSeq(), 0, 'nothing dead-lettered');
   t.equal(rig.edge.status().parked, 0);
+});
+
+t.test('pacing timers that fire late do not stretch the pacing: the missed slots connect at once', async (t) => {
+  // The pool's clock only moves when told: "late" is exactly the 350 ms the test advances it by.
+  const clock = new ManualClock({ wallMs: Date.now(), monoMs: 1_000_000 });
+  const children = ['p1', 'p2', 'p3', 'p4', 'p5', 'p6'];
+  const rig = await edgeRig(t, { children, connectsPerSecMax: 10, clock });
+  await rig.append(children);
+  rig.start();
+  await until('the first connect', () => rig.edge.status().connections === 1);
+  t.equal(rig.edge.status().connects, 1, 'one connect per 100 ms slot while the clock stands still');
+  clock.advance(350);
+  await until('the pacing timer ran', () => rig.edge.status().connects > 1);
+  t.equal(rig.edge.status().connects, 4, 'the slots at 100, 200 and 300 ms, and not the one at 400 ms');
+});
+
+t.test('an identity in a long backoff does not hold back the connect of one wanted after it', async (t) => {
+  let proxy: FaultProxy | null = null;
+  const rig = await edgeRig(t, {
+    children: ['c1', 'flaky'],
+    backoff: { baseMs: 60_000, maxMs: 60_000 },
+    createLink: (identity, hub, credentials) => identity === 'flaky'
+      ? linkVia(identity, hub, credentials, `localhost:${proxy!.port}`)
+      : createIdentityLink({ identity, credentials, ca: hub.ca.cert, wallMs: () => Date.now() }),
+  });
+  proxy = await FaultProxy.start({ targetPort: rig.hub.port });
+  t.teardown(() => proxy!.close());
+  proxy.refuse();
+  await rig.append(['flaky']);
+  rig.start();
+  await until('the unreachable child in its backoff', () => rig.edge.status().backoff === 1);
+  await rig.append(['c1']);
+  // Well inside the 60 s backoff whose timer was armed first.
+  await until('the child wanted later delivered', () => bodiesOf(rig.hub, 'c1').length === 1, 10_000);
+  t.equal(rig.edge.status().backoff, 1, 'the other still waits out its own backoff');
 });

@@ -16,11 +16,13 @@ const report: StatusReport = {
   provisioning: null,
   update: null,
   children: [], hubRefusals: {}, devices: { ok: 0, faulted: [] }, errors: [], metricsPort: null, page: null,
-  edge: { connections: 48, connecting: 1, backoff: 1, parked: 1, refused: ['gone'] },
+  edge: { connections: 48, connecting: 1, backoff: 1, parked: 1, refused: ['gone'], resent: 7, resendWaiting: 1 },
 };
 
 t.test('outpost status names the pool, the parked and the refused identities', async (t) => {
-  t.match(formatReport(report), /^edge: {6}48 up, 1 connecting, 1 in backoff, 1 parked, 1 refused \(gone\)$/m);
+  const edgeLine = new RegExp('^edge: {6}48 up, 1 connecting, 1 in backoff, 1 parked, 1 refused \\(gone\\), ' +
+    '7 re-sent from deadletter \\(1 waiting\\)$', 'm');
+  t.match(formatReport(report), edgeLine);
   t.match(formatReport(report), /^dead: {6}40: identity-refused 40/m);
   t.notMatch(formatReport({ ...report, edge: null }), /^edge:/m, 'no edge line in device mode');
 });
@@ -30,5 +32,7 @@ t.test('metrics export the pool', async (t) => {
   t.match(text, /^outpost_edge_connections 48$/m);
   t.match(text, /^outpost_edge_parked_identities 1$/m);
   t.match(text, /^outpost_edge_refused_identities 1$/m);
+  t.match(text, /^outpost_edge_dead_letters_resent_total 7$/m);
+  t.match(text, /^outpost_edge_resend_waiting_identities 1$/m);
   t.match(text, /^outpost_dead_letters_total\{reason="identity-refused"\} 40$/m);
 });
