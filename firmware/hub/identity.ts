@@ -1,6 +1,6 @@
 import type { Clock } from '../clock.js';
 import { Authenticator } from '../auth/authenticator.js';
-import { IdentityCache } from '../auth/cache.js';
+import { IdentityCache, type ScopeChange } from '../auth/cache.js';
 import type { DeviceScopeSource } from '../auth/scope-api.js';
 import { ScopeSync } from '../auth/scope-sync.js';
 import type { SideChannelBroker } from '../side-channel.js';
@@ -28,7 +28,7 @@ export interface IdentityOptions {
   /** The uplink's link state; the periodic and unknown-device refreshes run only while it is up. */
   isOnline?: () => boolean;
   /** The scope changed: the server's TLS trust bundle (X.509 children's CAs) follows it. */
-  onChange: () => void;
+  onChange: (change: ScopeChange) => void;
   onError: (err: Error) => void;
 }
 
