@@ -101,6 +101,7 @@ export class Runtime {
       resyncHooks: hooks,
       onError: (err) => this.reportError('uplink', err),
     });
+    this.uplink.attachLocalChildren?.(this.hub.children);
     const router = this.hub.router;
     // The gateway's own devices go through the same router as children: routes apply to them too.
     this.devices = await startDevices(this.board, (msg) => submitReading(router, msg), {

@@ -18,6 +18,7 @@ import { Router } from './router.js';
 import { HubServer } from './server.js';
 import type { Refusal } from './refusals.js';
 import { handleInbound } from './inbound.js';
+import { ChildEvents, type ChildEvent } from './presence.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
 
 export { RouteError } from './condition.js';
@@ -62,9 +63,19 @@ export interface HubStatus {
   ports: { tcp: number | null; tls: number | null };
 }
 
+/** The children at the hub, for edge mode's cloud → child relay (firmware/uplink/edge/cloud.ts LocalChildren). */
+export interface HubChildren {
+  connected(): string[];
+  isSubscribed(id: string, filter: string): boolean;
+  deliver(id: string, topic: string, payload: Buffer, qos: 1): Promise<void>;
+  invoke(id: string, method: string, payload: Buffer, timeoutMs: number): ReturnType<MethodBroker['invoke']>;
+  onChange(listener: (event: ChildEvent) => void): () => void;
+}
+
 export interface HubService {
   router: Router;
   methods: MethodBroker;
+  children: HubChildren;
   status(): HubStatus;
   /** Re-reads the scope now (operator command, tests); rejects if the cloud cannot be read. */
   refreshIdentities(): Promise<void>;
@@ -113,15 +124,21 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     for (const e of endpoints) if (e.deviceId === id) e.resume();
     void twinSync.deliver(id).catch(onError);
   };
+  const events = new ChildEvents(onError);
   server = await HubServer.start(config, auth, clock, {
     onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
-    onConnected: resumeChild,
+    onConnected: (id) => {
+      resumeChild(id);
+      events.emit({ id, kind: 'connected' });
+    },
     onDisconnected: (id) => {
       for (const e of endpoints) if (e.deviceId === id) e.pause();
       methods.onDisconnected(id);
+      events.emit({ id, kind: 'disconnected' });
     },
     onSubscribed: (id, filter) => {
       if (filter === DEVICEBOUND_SUBSCRIPTION(id) || filter === DESIRED_SUBSCRIPTION) resumeChild(id);
+      events.emit({ id, kind: 'subscribed', filter });
     },
   }, { material: tlsMaterial, trustBundle: cache.trustBundle }, (text) => onError(new Error(text)));
   const revoked = cache.onRevoked((ids) => ids.forEach((id) => server?.drop(id)));
@@ -145,6 +162,13 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   return {
     router,
     methods,
+    children: {
+      connected: () => server?.connected() ?? [],
+      isSubscribed: target.isSubscribed,
+      deliver: target.deliver,
+      invoke: (id, method, payload, timeoutMs) => methods.invoke(id, method, payload, timeoutMs),
+      onChange: (listener) => events.on(listener),
+    },
     refreshIdentities: () => scope.refresh(),
     saveTwins: () => twins.flush(),
     status: () => ({

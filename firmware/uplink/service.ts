@@ -2,7 +2,7 @@ import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
 import { azureHubHost, loadEdgeHub, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
 import { startEdge } from './edge/service.js';
-import type { EdgeStatus } from './edge/index.js';
+import type { EdgeStatus, LocalChildren } from './edge/index.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import { SIM_TOPIC_TEMPLATE, SimCloud, type SimCloudStatus } from '../sim/cloud.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
@@ -84,6 +84,8 @@ export interface UplinkService {
    * is always first; identities, then twins, come next). A hook added while connected runs from the next connect.
    */
   addResyncHook(hook: ResyncHook): void;
+  /** Edge mode: the local hub's children, whom their upstream connections then follow (no-op otherwise). */
+  attachLocalChildren?(local: LocalChildren): void;
   /** Lets in-flight publishes finish, saves settings, closes the connection; the pump's part within `budgetMs`. */
   stop(budgetMs?: number): Promise<void>;
 }
@@ -207,6 +209,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     }),
     wake: (reason) => running.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
+    attachLocalChildren: (local) => edge?.uplink.attachLocal(local),
     async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
       watch?.stop();
       // The pump abandons what it cannot finish within the budget; the race is the backstop for a transport

@@ -4,14 +4,17 @@ import type { BackoffOptions } from '../backoff.js';
 import type { PumpLane } from '../cursor.js';
 import type { PumpSessionFactory } from '../drain.js';
 import { RECORD_KEY } from '../message.js';
+import { EdgeCloudRelay, type CloudRelayStatus, type LocalChildren } from './cloud.js';
 import { HeldLane } from './held.js';
 import { createIdentityLink, type IdentityLink } from './link.js';
 import { ConnectionPool, type PoolStatus } from './pool.js';
 import { EdgeDrainSession } from './session.js';
 import type { EdgeHubCredentials } from './token.js';
+import type { DownlinkSink } from '../azure-downlink.js';
 
 export { HELD_LANE_NAME } from './held.js';
 export type { EdgeHubCredentials } from './token.js';
+export type { LocalChildEvent, LocalChildren } from './cloud.js';
 
 export interface EdgeUplinkOptions {
   gatewayId: string;
@@ -31,13 +34,15 @@ export interface EdgeUplinkOptions {
   backoff?: BackoffOptions;
   tokenTtlSecs?: number;
   reportError: (err: Error) => void;
-  /** Tests: a link of another kind (a fault proxy's host) instead of the on-behalf-of one. */
-  createLink?: (identity: string) => IdentityLink;
+  /** Tests: a link of another kind (a fault proxy's host) instead of the on-behalf-of one; given the sink. */
+  createLink?: (identity: string, sink: DownlinkSink) => IdentityLink;
 }
 
 export interface EdgeStatus extends PoolStatus {
   /** Identities whose records are parked in the holding lane. */
   parked: number;
+  /** Cloud → child: C2D messages and method calls relayed to children at the local hub. */
+  cloud: CloudRelayStatus;
 }
 
 /**
@@ -49,6 +54,7 @@ export interface EdgeStatus extends PoolStatus {
  */
 export class EdgeUplink {
   readonly pool: ConnectionPool;
+  private readonly relay: EdgeCloudRelay;
   private readonly held: HeldLane;
   private session: EdgeDrainSession | null = null;
   private readonly identityOf: (record: StoredRecord) => string;
@@ -56,12 +62,17 @@ export class EdgeUplink {
   constructor(private readonly opts: EdgeUplinkOptions) {
     const identityOf = (record: StoredRecord) => record.properties[RECORD_KEY.deviceId] || opts.gatewayId;
     this.held = new HeldLane(opts.heldLane, opts.storeNowMs, identityOf);
-    const createLink = opts.createLink ?? ((identity: string) => createIdentityLink({
-      identity, credentials: opts.credentials, wallMs: () => opts.clock.wallMs(),
+    const relay = new EdgeCloudRelay({
+      retain: (id) => this.pool.retain(id), release: (id) => this.pool.release(id),
+    }, opts.gatewayId, opts.reportError);
+    this.relay = relay;
+    const make = opts.createLink ?? ((identity: string, sink: DownlinkSink) => createIdentityLink({
+      identity, credentials: opts.credentials, wallMs: () => opts.clock.wallMs(), sink,
       ...(opts.ca === undefined ? {} : { ca: opts.ca }),
       ...(opts.keepaliveSecs === undefined ? {} : { keepaliveSecs: opts.keepaliveSecs }),
       ...(opts.tokenTtlSecs === undefined ? {} : { tokenTtlSecs: opts.tokenTtlSecs }),
     }));
+    const createLink = (identity: string) => relay.track(make(identity, relay.sinkFor(identity)));
     this.pool = new ConnectionPool({
       clock: opts.clock,
       createLink,
@@ -87,11 +98,17 @@ export class EdgeUplink {
     return session;
   };
 
+  /** The local hub's children: their presence opens their connections, and the cloud reaches them. */
+  attachLocal(local: LocalChildren): void {
+    this.relay.attach(local);
+  }
+
   status(): EdgeStatus {
-    return { ...this.pool.status(), parked: this.held.parkedIdentities() };
+    return { ...this.pool.status(), parked: this.held.parkedIdentities(), cloud: this.relay.status() };
   }
 
   close(): Promise<void> {
+    this.relay.close();
     return this.pool.close();
   }
 }
