@@ -121,3 +121,16 @@ t.test('a direct method from the service reaches the child by name; its status a
 function failure(call: Promise<unknown>): Promise<unknown> {
   return call.then(() => null, (err: unknown) => err);
 }
+
+t.test('a module of the gateway (gw/analyzer) gets its direct methods the same way', async (t) => {
+  const gw = await edgeGateway(t, [], {}, (cloud) => void cloud.createModule('gw', 'analyzer'));
+  const { cloud } = gw;
+  const module = await gw.module('gw', 'analyzer');
+  await module.open();
+  module.onMethod('recalibrate', (request, response) => void response!.send(200, { offset: request!.payload }));
+  await until('the module\'s own upstream connection', () => cloud.isConnected('gw/analyzer'));
+  await until('its methods subscribed upstream', () => cloud.isSubscribed('gw/analyzer', '$iothub/methods/POST/#'));
+  const result = await cloud.invokeDeviceMethod('gw', 'analyzer', { methodName: 'recalibrate', payload: 0.5 });
+  t.same(result, { status: 200, payload: { offset: 0.5 } });
+  t.equal(cloud.telemetryOf('gw', 'analyzer').length, 0, 'opened for its presence alone');
+});
