@@ -47,6 +47,7 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
     edgeGauge('connections', 'Edge mode: upstream connections of children and modules.', r.edge.connections);
     edgeGauge('parked_identities', 'Edge mode: identities whose records wait in the holding lane.', r.edge.parked);
     edgeGauge('refused_identities', 'Edge mode: identities IoT Hub refuses (their records go to deadletter).', r.edge.refused.length);
+    if (r.edge.cloud) edgeCloudMetrics(r.edge.cloud, metric);
   }
   if (r.page) {
     const page = r.page;
@@ -73,6 +74,22 @@ function updateMetrics(u: NonNullable<StatusReport['update']>, metric: MetricWri
   metric('outpost_update_artifact_bytes', 'gauge', 'Size of the update artifact being downloaded.', [[{}, total]]);
   const refusals = Object.entries(u.refusals).map(([reason, n]): Sample => [{ reason }, n]);
   metric('outpost_update_refusals_total', 'counter', 'Update manifests refused since start, by reason.', refusals);
+}
+
+/** Edge mode's cloud → child relay: what is held and pending now, and what it did since the start. */
+function edgeCloudMetrics(c: NonNullable<NonNullable<StatusReport['edge']>['cloud']>, metric: MetricWriter): void {
+  const gauge = (name: string, help: string, value: number) => metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
+  const count = (name: string, help: string, value: number) =>
+    metric(`outpost_edge_${name}_total`, 'counter', help, [[{}, value]]);
+  gauge('c2d_pending', 'Edge mode: C2D messages held for a child\'s PUBACK (C2D_PENDING_MAX).', c.c2dPending);
+  count('c2d_delivered', 'Edge mode: C2D messages a child acknowledged, completed at IoT Hub.', c.c2dDelivered);
+  count('c2d_deferred', 'Edge mode: C2D messages over the held limits, left for IoT Hub to send again.', c.c2dDeferred);
+  gauge('methods_pending', 'Edge mode: IoT Hub method calls awaiting a child\'s answer.', c.methodsPending);
+  count('methods_answered', 'Edge mode: IoT Hub method calls answered by the child (or 404 for one gone).',
+    c.methodsAnswered);
+  count('methods_refused', 'Edge mode: IoT Hub method calls answered 429 (CLOUD_METHOD_CALLS_PENDING_MAX).',
+    c.methodsRefused);
+  count('methods_unanswered', 'Edge mode: IoT Hub method calls the child never answered.', c.methodsTimedOut);
 }
 
 function labelText(labels: Record<string, string>): string {

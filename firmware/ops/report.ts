@@ -2,6 +2,7 @@ import type { UpdateStatus } from '../ota/state.js';
 import type { RuntimeStatus } from '../runtime.js';
 import { scrubText } from './redact.js';
 import type { ProvisioningStatus } from '../uplink/provisioning/index.js';
+import type { CloudRelayStatus } from '../uplink/edge/cloud.js';
 
 /** Errors kept for `outpost status`: enough to see a pattern, bounded so a flapping link cannot grow memory. */
 export const RECENT_ERRORS_MAX = 20;
@@ -88,7 +89,11 @@ export interface StatusReport {
   /** azure with DPS (uplink.provisioning): the registration and the identity in use. */
   provisioning: ProvisioningStatus | null;
   /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
-  edge: { connections: number; connecting: number; backoff: number; parked: number; refused: string[] } | null;
+  edge: {
+    connections: number; connecting: number; backoff: number; parked: number; refused: string[];
+    /** Cloud → child: C2D messages held for children's PUBACKs, method calls relayed. */
+    cloud?: CloudRelayStatus;
+  } | null;
   /** Updates from the cloud (firmware/ota): state, progress, reason, refusals; null when not run from a release. */
   update: UpdateStatus | null;
 }
@@ -179,7 +184,7 @@ function provisioningOf(s: RuntimeStatus): ProvisioningStatus | null {
 function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): StatusReport['edge'] {
   if (edge === undefined) return null;
   const { connections, connecting, backoff, parked, refused } = edge;
-  return { connections, connecting, backoff, parked, refused: [...refused] };
+  return { connections, connecting, backoff, parked, refused: [...refused], cloud: { ...edge.cloud } };
 }
 
 function round1(n: number): number {
