@@ -78,7 +78,8 @@ function updateMetrics(u: NonNullable<StatusReport['update']>, metric: MetricWri
 
 /** Edge mode's cloud → child relay: what is held and pending now, and what it did since the start. */
 function edgeCloudMetrics(c: NonNullable<NonNullable<StatusReport['edge']>['cloud']>, metric: MetricWriter): void {
-  const gauge = (name: string, help: string, value: number) => metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
+  const gauge = (name: string, help: string, value: number) =>
+    metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
   const count = (name: string, help: string, value: number) =>
     metric(`outpost_edge_${name}_total`, 'counter', help, [[{}, value]]);
   gauge('c2d_pending', 'Edge mode: C2D messages held for a child\'s PUBACK (C2D_PENDING_MAX).', c.c2dPending);

@@ -47,9 +47,14 @@ export interface Downlink {
   set(kind: DownlinkKind, on: boolean): Promise<void>;
 }
 
+interface IncomingPacket {
+  qos: number;
+  messageId?: number;
+}
+
 interface SdkMqttClient {
   connected: boolean;
-  on(event: 'message', listener: (topic: string, payload: Buffer, packet: { qos: number; messageId?: number }) => void): void;
+  on(event: 'message', listener: (topic: string, payload: Buffer, packet: IncomingPacket) => void): void;
   _sendPacket(packet: { cmd: string; messageId?: number }, cb?: (err?: Error) => void, ...rest: unknown[]): void;
 }
 

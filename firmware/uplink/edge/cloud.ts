@@ -76,7 +76,9 @@ export class EdgeCloudRelay {
   private readonly held = new Map<string, HeldC2d[]>();
   private heldCount = 0;
   private methodsPending = 0;
-  private readonly counts = { c2dDelivered: 0, c2dDeferred: 0, methodsAnswered: 0, methodsRefused: 0, methodsTimedOut: 0 };
+  private readonly counts = {
+    c2dDelivered: 0, c2dDeferred: 0, methodsAnswered: 0, methodsRefused: 0, methodsTimedOut: 0,
+  };
 
   constructor(
     private readonly pool: Presence,
@@ -144,7 +146,8 @@ export class EdgeCloudRelay {
   private subscribe(id: string, kind: 'c2d' | 'methods', on: boolean): void {
     const downlink = this.links.get(id)?.downlink;
     downlink?.set(kind, on).catch((err: Error) => {
-      this.reportError(new Error(`${on ? 'subscribing' : 'unsubscribing'} ${kind} upstream for "${id}": ${err.message}`));
+      const what = `${on ? 'subscribing' : 'unsubscribing'} ${kind} upstream for "${id}"`;
+      this.reportError(new Error(`${what}: ${err.message}`));
     });
   }
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
-import type { Message } from 'azure-iot-common';
+import azureDevice from 'azure-iot-device';
 import { edgeGateway, holdPubacks } from '../../../support/edge-gateway.js';
 import { until } from '../../../support/hub-fixture.js';
 
@@ -10,9 +10,10 @@ import { until } from '../../../support/hub-fixture.js';
  * the back end works with them through IoT Hub's service API (the emulator's) by their own device ids.
  */
 
+type Message = InstanceType<typeof azureDevice.Message>;
 const devicebound = (id: string) => `devices/${id}/messages/devicebound/#`;
 
-t.test('a child connecting locally opens its upstream connection without backlog; it closes after it leaves + idle', async (t) => {
+t.test('a local child opens its upstream connection, no backlog needed; closed after it leaves + idle', async (t) => {
   const gw = await edgeGateway(t, ['child-1'], { cloudConnectionIdleSecs: 1 });
   const { cloud, runtime } = gw;
   const child = await gw.child('child-1');
@@ -29,7 +30,7 @@ t.test('a child connecting locally opens its upstream connection without backlog
   t.equal(runtime.status().uplink!.edge!.retained, 0);
 });
 
-t.test('C2D from the service reaches the child with IoT Hub\'s properties; completed only after its PUBACK', async (t) => {
+t.test('C2D from the service reaches the child with IoT Hub\'s properties, completed after its PUBACK', async (t) => {
   const gw = await edgeGateway(t, ['child-1']);
   const { cloud, runtime } = gw;
   const child = await gw.child('child-1');
@@ -99,9 +100,11 @@ t.test('a direct method from the service reaches the child by name; its status a
   t.same(result, { status: 201, payload: { interval: 15, accepted: true } }, 'the child\'s own status and payload');
   t.same(calls, [{ secs: 15 }], 'the service\'s payload reached the child');
 
-  const hang = await failure(cloud.invokeDeviceMethod('child-1', undefined, { methodName: 'hang', responseTimeoutInSeconds: 1 }));
-  t.match(hang, { errorCode: 504101, errorName: 'GatewayTimeout' }, 'a child that does not answer: IoT Hub\'s own timeout');
-  const never = await failure(cloud.invokeDeviceMethod('child-2', undefined, { methodName: 'setInterval', payload: {} }));
+  const hang = await failure(cloud.invokeDeviceMethod('child-1', undefined,
+    { methodName: 'hang', responseTimeoutInSeconds: 1 }));
+  t.match(hang, { errorCode: 504101, errorName: 'GatewayTimeout' }, 'a child that does not answer: IoT Hub\'s timeout');
+  const never = await failure(cloud.invokeDeviceMethod('child-2', undefined,
+    { methodName: 'setInterval', payload: {} }));
   t.match(never, { errorCode: 404103, errorName: 'DeviceNotOnline' }, 'a child that never connected');
   await child.close();
   await until('the gateway saw it leave', () => !runtime.status().hub!.connected.includes('child-1'));
