@@ -99,7 +99,8 @@ export function formatProgress(r: StatusReport, startRecords: number): string {
 
 /** Edge mode's cloud → child relay: "C2D 1 held, 5 delivered, 0 deferred; methods 0 pending, ..." */
 function cloudRelayText(c: NonNullable<NonNullable<StatusReport['edge']>['cloud']>): string {
-  return `C2D ${c.c2dPending} held, ${c.c2dDelivered} delivered, ${c.c2dDeferred} deferred; methods ` +
+  return `C2D ${c.c2dPending} held, ${c.c2dDelivered} delivered, ${c.c2dDeferred} deferred, ${c.c2dRefused} refused; ` +
+    'methods ' +
     `${c.methodsPending} pending, ${c.methodsAnswered} answered, ${c.methodsRefused} refused, ` +
     `${c.methodsTimedOut} unanswered`;
 }

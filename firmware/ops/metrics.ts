@@ -85,10 +85,11 @@ function edgeCloudMetrics(c: NonNullable<NonNullable<StatusReport['edge']>['clou
   gauge('c2d_pending', 'Edge mode: C2D messages held for a child\'s PUBACK (C2D_PENDING_MAX).', c.c2dPending);
   count('c2d_delivered', 'Edge mode: C2D messages a child acknowledged, completed at IoT Hub.', c.c2dDelivered);
   count('c2d_deferred', 'Edge mode: C2D messages over the held limits, left for IoT Hub to send again.', c.c2dDeferred);
+  count('c2d_refused', 'Edge mode: C2D messages not on the identity\'s own topic, never passed on.', c.c2dRefused);
   gauge('methods_pending', 'Edge mode: IoT Hub method calls awaiting a child\'s answer.', c.methodsPending);
   count('methods_answered', 'Edge mode: IoT Hub method calls answered by the child (or 404 for one gone).',
     c.methodsAnswered);
-  count('methods_refused', 'Edge mode: IoT Hub method calls answered 429 (CLOUD_METHOD_CALLS_PENDING_MAX).',
+  count('methods_refused', 'Edge mode: IoT Hub method calls refused: 429 over CLOUD_METHOD_CALLS_PENDING_MAX, 400.',
     c.methodsRefused);
   count('methods_unanswered', 'Edge mode: IoT Hub method calls the child never answered.', c.methodsTimedOut);
 }

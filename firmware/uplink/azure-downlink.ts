@@ -123,8 +123,14 @@ export function attachDownlink(client: DeviceClient, sink: DownlinkSink): Downli
 
 function methodCall(transport: SdkTransport, name: string, query: string, payload: Buffer): CloudMethodCall {
   const rid = new URLSearchParams(query).get('$rid') ?? '';
+  let decoded = '';
+  try {
+    decoded = decodeURIComponent(name);
+  } catch {
+    // A bad escape: an empty name, which the relay refuses with 400.
+  }
   return {
-    name: decodeURIComponent(name), rid, payload,
+    name: decoded, rid, payload,
     respond: (status, body) => new Promise<void>((resolve, reject) => {
       const topic = `$iothub/methods/res/${status}/?$rid=${encodeURIComponent(rid)}`;
       transport._mqtt.publish(topic, body, { qos: 0, retain: false }, settle(resolve, reject));

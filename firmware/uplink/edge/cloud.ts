@@ -48,15 +48,18 @@ export interface CloudRelayStatus {
   c2dDelivered: number;
   /** Left un-acknowledged over C2D_PENDING_* (IoT Hub sends them again on the next connection). */
   c2dDeferred: number;
+  /** Not on the identity's own devicebound topic: never passed on. */
+  c2dRefused: number;
   methodsPending: number;
   methodsAnswered: number;
-  /** Answered 429 over CLOUD_METHOD_CALLS_PENDING_MAX. */
+  /** Answered 429 over CLOUD_METHOD_CALLS_PENDING_MAX, or 400 for a name no MQTT topic can carry. */
   methodsRefused: number;
   /** Not answered: the child did not answer in time (IoT Hub's caller gets 504101). */
   methodsTimedOut: number;
 }
 
 const METHODS_FILTER = '$iothub/methods/POST/#';
+const METHOD_NAME = /^[^#+/\u0000]{1,128}$/;
 const deviceboundFilter = (deviceId: string) => `devices/${deviceId}/messages/devicebound/#`;
 
 interface Presence {
@@ -77,7 +80,7 @@ export class EdgeCloudRelay {
   private heldCount = 0;
   private methodsPending = 0;
   private readonly counts = {
-    c2dDelivered: 0, c2dDeferred: 0, methodsAnswered: 0, methodsRefused: 0, methodsTimedOut: 0,
+    c2dDelivered: 0, c2dDeferred: 0, c2dRefused: 0, methodsAnswered: 0, methodsRefused: 0, methodsTimedOut: 0,
   };
 
   constructor(
@@ -90,7 +93,10 @@ export class EdgeCloudRelay {
   sinkFor(identity: string): DownlinkSink {
     return {
       onMessage: (message) => this.received(identity, message),
-      onMethod: (call) => void this.call(identity, call),
+      onMethod: (call) => {
+        this.call(identity, call).catch((err: Error) => this.reportError(new Error(
+          `method "${call.name}" for "${identity}" from IoT Hub: ${err.message}`)));
+      },
     };
   }
 
@@ -152,6 +158,11 @@ export class EdgeCloudRelay {
   }
 
   private received(id: string, message: CloudMessage): void {
+    // IoT Hub writes only the identity's own topic; anything else on its connection is not for its child.
+    if (!message.topic.startsWith(deviceboundFilter(splitIdentity(id).deviceId).slice(0, -1))) {
+      this.counts.c2dRefused += 1;
+      return;
+    }
     const list = this.held.get(id) ?? [];
     if (list.length >= C2D_PENDING_PER_IDENTITY_MAX || this.heldCount >= C2D_PENDING_MAX) {
       this.counts.c2dDeferred += 1;
@@ -199,10 +210,15 @@ export class EdgeCloudRelay {
   private async call(id: string, call: CloudMethodCall): Promise<void> {
     const local = this.local;
     const answer = (status: number, payload: Buffer) => call.respond(status, payload).catch(() => {});
-    if (local === null || this.methodsPending >= CLOUD_METHOD_CALLS_PENDING_MAX) {
+    const refuse = (status: number, message: string) => {
       this.counts.methodsRefused += 1;
-      const why = local === null ? 'the local hub is not running' : `${CLOUD_METHOD_CALLS_PENDING_MAX} calls pending`;
-      return answer(429, Buffer.from(JSON.stringify({ message: why })));
+      return answer(status, Buffer.from(JSON.stringify({ message })));
+    };
+    // The name goes into the child's topic: MQTT wildcards, levels or NUL there would be another topic.
+    if (!METHOD_NAME.test(call.name)) return refuse(400, 'a method name of 1 to 128 characters without #+/');
+    if (local === null) return refuse(503, 'the local hub is not running');
+    if (this.methodsPending >= CLOUD_METHOD_CALLS_PENDING_MAX) {
+      return refuse(429, `${CLOUD_METHOD_CALLS_PENDING_MAX} calls pending ("CLOUD_METHOD_CALLS_PENDING_MAX")`);
     }
     this.methodsPending += 1;
     try {
