@@ -152,6 +152,8 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   opts.uplink?.addResyncHook({
     name: 'hub-methods',
     run: async (transport) => {
+      // Edge mode (children read from the device-scope API): the cloud calls a child by its own id instead.
+      if (opts.deviceScope !== undefined) return;
       if (transport.onMethod === undefined || registered.has(transport)) return;
       registered.add(transport);
       transport.onMethod(CLOUD_INVOKE_METHOD, cloudMethodHandler(methods));

@@ -99,6 +99,10 @@ t.test('a direct method from the service reaches the child by name; its status a
     { methodName: 'setInterval', payload: { secs: 15 }, responseTimeoutInSeconds: 10 });
   t.same(result, { status: 201, payload: { interval: 15, accepted: true } }, 'the child\'s own status and payload');
   t.same(calls, [{ secs: 15 }], 'the service\'s payload reached the child');
+  const relayed = await failure(cloud.invokeMethod('gw', 'outpost.invokeChild',
+    { deviceId: 'child-1', methodName: 'setInterval', payload: { secs: 1 } }, 1_000));
+  t.ok(relayed !== null, 'no outpost.invokeChild on the gateway in edge mode (device mode only)');
+  t.same(calls, [{ secs: 15 }]);
 
   const hang = await failure(cloud.invokeDeviceMethod('child-1', undefined,
     { methodName: 'hang', responseTimeoutInSeconds: 1 }));
