@@ -17,16 +17,17 @@ const report: StatusReport = {
   update: null,
   children: [], hubRefusals: {}, devices: { ok: 0, faulted: [] }, errors: [], metricsPort: null, page: null,
   edge: { connections: 48, connecting: 1, backoff: 1, parked: 1, refused: ['gone'], cloud: {
-    c2dPending: 2, c2dDelivered: 7, c2dDeferred: 1, c2dRefused: 6, methodsPending: 1, methodsAnswered: 5, methodsRefused: 3,
-    methodsTimedOut: 4,
+    c2dPending: 2, c2dDelivered: 7, c2dDeferred: 1, c2dRefused: 6,
+    methodsPending: 1, methodsAnswered: 5, methodsRefused: 3, methodsTimedOut: 4,
   } },
 };
 
 t.test('outpost status names the pool, the parked and the refused identities', async (t) => {
   t.match(formatReport(report), /^edge: {6}48 up, 1 connecting, 1 in backoff, 1 parked, 1 refused \(gone\)$/m);
   t.match(formatReport(report), /^dead: {6}40: identity-refused 40/m);
-  t.match(formatReport(report),
-    /^cloud: {5}C2D 2 held, 7 delivered, 1 deferred, 6 refused; methods 1 pending, 5 answered, 3 refused, 4 unanswered$/m);
+  const cloud = 'C2D 2 held, 7 delivered, 1 deferred, 6 refused; '
+    + 'methods 1 pending, 5 answered, 3 refused, 4 unanswered';
+  t.ok(formatReport(report).split('\n').includes(`cloud:     ${cloud}`), 'the cloud relay line');
   t.notMatch(formatReport({ ...report, edge: null }), /^edge:/m, 'no edge line in device mode');
 });
 
