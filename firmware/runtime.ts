@@ -105,6 +105,7 @@ export class Runtime {
       onError: (err) => this.reportError('uplink', err),
     });
     if (this.uplink.identityTwins !== undefined) this.hub.attachIdentityTwins(this.uplink.identityTwins);
+    this.uplink.attachLocalChildren?.(this.hub.children);
     const router = this.hub.router;
     // The gateway's own devices go through the same router as children: routes apply to them too.
     this.devices = await startDevices(this.board, (msg) => submitReading(router, msg), {

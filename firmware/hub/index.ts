@@ -21,6 +21,7 @@ import { handleInbound, type InboundContext } from './inbound.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION } from './topics.js';
 import { startIdentity } from './identity.js';
 import { startTwins, type HubTwins } from './twins.js';
+import { ChildEvents, type ChildEvent } from './presence.js';
 
 export { RouteError } from './condition.js';
 
@@ -66,9 +67,19 @@ export interface HubStatus {
   ports: { tcp: number | null; tls: number | null };
 }
 
+/** The children at the hub, for edge mode's cloud → child relay (firmware/uplink/edge/cloud.ts LocalChildren). */
+export interface HubChildren {
+  connected(): string[];
+  isSubscribed(id: string, filter: string): boolean;
+  deliver(id: string, topic: string, payload: Buffer, qos: 1): Promise<void>;
+  invoke(id: string, method: string, payload: Buffer, timeoutMs: number): ReturnType<MethodBroker['invoke']>;
+  onChange(listener: (event: ChildEvent) => void): () => void;
+}
+
 export interface HubService {
   router: Router;
   methods: MethodBroker;
+  children: HubChildren;
   status(): HubStatus;
   /** Re-reads the scope now (operator command, tests); rejects if the cloud cannot be read. */
   refreshIdentities(): Promise<void>;
@@ -118,27 +129,38 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     for (const e of endpoints) if (e.deviceId === id) e.resume();
     void twins.sync.deliver(id).catch(onError);
   };
+  const events = new ChildEvents(onError);
   server = await HubServer.start(config, auth, clock, {
     onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
     onConnected: (id) => {
       resumeChild(id);
       twins.edge?.childConnected(id);
+      events.emit({ id, kind: 'connected' });
     },
     onDisconnected: (id) => {
       for (const e of endpoints) if (e.deviceId === id) e.pause();
       methods.onDisconnected(id);
+      events.emit({ id, kind: 'disconnected' });
     },
     onSubscribed: (id, filter) => {
       if (filter === DEVICEBOUND_SUBSCRIPTION(id) || filter === DESIRED_SUBSCRIPTION) resumeChild(id);
+      events.emit({ id, kind: 'subscribed', filter });
     },
   }, { material: tlsMaterial, trustBundle: cache.trustBundle }, (text) => onError(new Error(text)));
   const revoked = cache.onRevoked((ids) => ids.forEach((id) => server?.drop(id)));
-  addResyncHooks(opts.uplink, scope, twins, methods);
+  addResyncHooks(opts.uplink, scope, twins, methods, opts.deviceScope !== undefined);
   scope.start();
 
   return {
     router,
     methods,
+    children: {
+      connected: () => server?.connected() ?? [],
+      isSubscribed: target.isSubscribed,
+      deliver: target.deliver,
+      invoke: (id, method, payload, timeoutMs) => methods.invoke(id, method, payload, timeoutMs),
+      onChange: (listener) => events.on(listener),
+    },
     refreshIdentities: () => scope.refresh(),
     attachIdentityTwins: (links) => twins.edge?.attach(links),
     saveTwins: () => twins.store.flush(),
@@ -162,7 +184,9 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
 }
 
 /** The hub's work on every uplink (re)connect: the scope read, both twin syncs, the cloud's method handler. */
-function addResyncHooks(uplink: HubUplink | undefined, scope: ScopeSync, twins: HubTwins, methods: MethodBroker): void {
+function addResyncHooks(
+  uplink: HubUplink | undefined, scope: ScopeSync, twins: HubTwins, methods: MethodBroker, edgeMode: boolean,
+): void {
   if (uplink === undefined) return;
   uplink.addResyncHook(scope.hook);
   uplink.addResyncHook(twins.sync.hook);
@@ -172,6 +196,8 @@ function addResyncHooks(uplink: HubUplink | undefined, scope: ScopeSync, twins: 
   uplink.addResyncHook({
     name: 'hub-methods',
     run: async (transport) => {
+      // Edge mode (children read from the device-scope API): the cloud calls a child by its own id instead.
+      if (edgeMode) return;
       if (transport.onMethod === undefined || registered.has(transport)) return;
       registered.add(transport);
       transport.onMethod(CLOUD_INVOKE_METHOD, cloudMethodHandler(methods));

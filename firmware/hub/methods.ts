@@ -15,6 +15,8 @@ export interface MethodTarget {
 export interface MethodResult {
   status: number;
   payload: Buffer;
+  /** The 504 is the hub's own timer, not the device's answer (edge mode then leaves IoT Hub to time out). */
+  timedOut?: true;
 }
 
 /** Calls awaiting an answer across all children; past it callers get 429. */
@@ -65,7 +67,8 @@ export class MethodBroker {
     return new Promise((resolve) => {
       const timer = setTimeout(() => {
         this.pending.delete(rid);
-        resolve({ status: 504, payload: json({ message: `method "${method}" on "${deviceId}" timed out after ${timeoutMs} ms` }) });
+        const message = `method "${method}" on "${deviceId}" timed out after ${timeoutMs} ms`;
+        resolve({ status: 504, payload: json({ message }), timedOut: true });
       }, timeoutMs);
       this.pending.set(rid, { deviceId, caller, resolve, timer });
       this.target.deliver(deviceId, topic.methodRequest(method, rid), payload, 0).catch(() => this.settle(deviceId, rid, 404, json({ message: `device "${deviceId}" went away` })));

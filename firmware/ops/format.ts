@@ -25,6 +25,7 @@ export function formatReport(r: StatusReport): string {
     const refusedText = refused.length === 0 ? '' : ` (${refused.join(', ')})`;
     lines.push(`edge:      ${connections} up, ${connecting} connecting, ${backoff} in backoff, ${parked} parked, ` +
       `${refused.length} refused${refusedText}, ${resent} re-sent from deadletter (${resendWaiting} waiting)`);
+    if (r.edge.cloud) lines.push(`cloud:     ${cloudRelayText(r.edge.cloud)}`);
   }
   if (r.childTwins) {
     const { syncs, pushes, pulls, queued, failures, refused, lastError } = r.childTwins;
@@ -99,4 +100,12 @@ export function formatProgress(r: StatusReport, startRecords: number): string {
     `[${'#'.repeat(filled)}${'.'.repeat(PROGRESS_BAR_CHARS - filled)}] ${(done * 100).toFixed(0).padStart(3)}% ` +
     `${left} rec left, ${r.drain.ratePerSec} rec/s, ETA ${formatDuration(r.drain.etaSecs)}, link ${r.link}`
   );
+}
+
+/** Edge mode's cloud → child relay: "C2D 1 held, 5 delivered, 0 deferred; methods 0 pending, ..." */
+function cloudRelayText(c: NonNullable<NonNullable<StatusReport['edge']>['cloud']>): string {
+  return `C2D ${c.c2dPending} held, ${c.c2dDelivered} delivered, ${c.c2dDeferred} deferred, ${c.c2dRefused} refused; ` +
+    'methods ' +
+    `${c.methodsPending} pending, ${c.methodsAnswered} answered, ${c.methodsRefused} refused, ` +
+    `${c.methodsTimedOut} unanswered`;
 }

@@ -51,6 +51,7 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
     metric('outpost_edge_dead_letters_resent_total', 'counter', resentHelp, [[{}, r.edge.resent]]);
     const waitingHelp = 'Edge mode: identities with dead letters waiting for IoT Hub to take them back.';
     edgeGauge('resend_waiting_identities', waitingHelp, r.edge.resendWaiting);
+    if (r.edge.cloud) edgeCloudMetrics(r.edge.cloud, metric);
   }
   if (r.childTwins) {
     const twins = r.childTwins;
@@ -87,6 +88,24 @@ function updateMetrics(u: NonNullable<StatusReport['update']>, metric: MetricWri
   metric('outpost_update_artifact_bytes', 'gauge', 'Size of the update artifact being downloaded.', [[{}, total]]);
   const refusals = Object.entries(u.refusals).map(([reason, n]): Sample => [{ reason }, n]);
   metric('outpost_update_refusals_total', 'counter', 'Update manifests refused since start, by reason.', refusals);
+}
+
+/** Edge mode's cloud → child relay: what is held and pending now, and what it did since the start. */
+function edgeCloudMetrics(c: NonNullable<NonNullable<StatusReport['edge']>['cloud']>, metric: MetricWriter): void {
+  const gauge = (name: string, help: string, value: number) =>
+    metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
+  const count = (name: string, help: string, value: number) =>
+    metric(`outpost_edge_${name}_total`, 'counter', help, [[{}, value]]);
+  gauge('c2d_pending', 'Edge mode: C2D messages held for a child\'s PUBACK (C2D_PENDING_MAX).', c.c2dPending);
+  count('c2d_delivered', 'Edge mode: C2D messages a child acknowledged, completed at IoT Hub.', c.c2dDelivered);
+  count('c2d_deferred', 'Edge mode: C2D messages over the held limits, left for IoT Hub to send again.', c.c2dDeferred);
+  count('c2d_refused', 'Edge mode: C2D messages not on the identity\'s own topic, never passed on.', c.c2dRefused);
+  gauge('methods_pending', 'Edge mode: IoT Hub method calls awaiting a child\'s answer.', c.methodsPending);
+  count('methods_answered', 'Edge mode: IoT Hub method calls answered by the child (or 404 for one gone).',
+    c.methodsAnswered);
+  count('methods_refused', 'Edge mode: IoT Hub method calls refused: 429 over CLOUD_METHOD_CALLS_PENDING_MAX, 400.',
+    c.methodsRefused);
+  count('methods_unanswered', 'Edge mode: IoT Hub method calls the child never answered.', c.methodsTimedOut);
 }
 
 function labelText(labels: Record<string, string>): string {

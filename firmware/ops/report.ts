@@ -2,6 +2,7 @@ import type { UpdateStatus } from '../ota/state.js';
 import type { RuntimeStatus } from '../runtime.js';
 import { scrubText } from '../log/redact.js';
 import type { ProvisioningStatus } from '../uplink/provisioning/index.js';
+import type { CloudRelayStatus } from '../uplink/edge/cloud.js';
 
 /** Errors kept for `outpost status`: enough to see a pattern, bounded so a flapping link cannot grow memory. */
 export const RECENT_ERRORS_MAX = 20;
@@ -92,6 +93,8 @@ export interface StatusReport {
     connections: number; connecting: number; backoff: number; parked: number; refused: string[];
     /** Dead letters of refused identities sent again since start, and identities whose letters still wait. */
     resent: number; resendWaiting: number;
+    /** Cloud → child: C2D messages held for children's PUBACKs, method calls relayed. */
+    cloud?: CloudRelayStatus;
   } | null;
   /** Edge mode: children's own twins synced on their connections (firmware/twin/edge-sync.ts). */
   childTwins?: NonNullable<NonNullable<RuntimeStatus['hub']>['twins']['edge']> | null;
@@ -187,7 +190,8 @@ function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): Statu
   if (edge === undefined) return null;
   const { connections, connecting, backoff, parked, refused, deadLetters } = edge;
   const { resent, waiting: resendWaiting } = deadLetters;
-  return { connections, connecting, backoff, parked, refused: [...refused], resent, resendWaiting };
+  return { connections, connecting, backoff, parked, refused: [...refused], resent, resendWaiting,
+    cloud: { ...edge.cloud } };
 }
 
 type EdgeTwinStatus = NonNullable<NonNullable<RuntimeStatus['hub']>['twins']['edge']>;

@@ -30,6 +30,8 @@ export interface AzureTransportOptions {
    * authenticated on its behalf, firmware/uplink/edge/link.ts); `connectionString` then only names the identity.
    */
   createClient?: () => DeviceClient;
+  /** Runs on each new connection once it is open, before `connect()` resolves (edge mode's downlink hooks). */
+  onOpen?: (client: DeviceClient) => Promise<void>;
 }
 
 const KEEPALIVE_SECS_DEFAULT = 60;
@@ -225,6 +227,7 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
     if (client !== c) throw new UplinkError('CONNECT', 'connection torn down while connecting');
     connected = true;
     for (const [name, handler] of methods) attachMethod(c, name, handler);
+    await o.onOpen?.(c);
     if (desiredListeners.size > 0) await currentTwin();
   }
 

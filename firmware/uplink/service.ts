@@ -1,7 +1,7 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
 import { azureHubHost, loadEdgeHub, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
-import type { EdgeStatus, IdentityTwins } from './edge/index.js';
+import type { EdgeStatus, IdentityTwins, LocalChildren } from './edge/index.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import type { SimCloudStatus } from '../sim/cloud.js';
 import { SIM_TELEMETRY_TOPIC_TEMPLATE } from '../side-channel.js';
@@ -88,6 +88,8 @@ export interface UplinkService {
   addResyncHook(hook: ResyncHook): void;
   /** The registry lists these identities again: edge mode retries the refused ones and re-sends their letters. */
   identitiesReturned?(identities: string[]): void;
+  /** Edge mode: the local hub's children, whom their upstream connections then follow (no-op otherwise). */
+  attachLocalChildren?(local: LocalChildren): void;
   /** Lets in-flight publishes finish, saves settings, closes the connection; the pump's part within `budgetMs`. */
   stop(budgetMs?: number): Promise<void>;
 }
@@ -214,6 +216,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     wake: (reason) => running.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
     ...(edge === null ? {} : { identitiesReturned: (ids: string[]) => edge.uplink.identitiesReturned(ids) }),
+    attachLocalChildren: (local) => edge?.uplink.attachLocal(local),
     async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
       watch?.stop();
       // The pump abandons what it cannot finish within the budget; the race is the backstop for a transport

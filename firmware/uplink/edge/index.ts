@@ -4,6 +4,7 @@ import type { BackoffOptions } from '../backoff.js';
 import type { PumpLane } from '../cursor.js';
 import type { PumpSessionFactory } from '../drain.js';
 import { RECORD_KEY } from '../message.js';
+import { EdgeCloudRelay, type CloudRelayStatus, type LocalChildren } from './cloud.js';
 import { HeldLane } from './held.js';
 import { createIdentityLink, type IdentityLink } from './link.js';
 import { ConnectionPool, type PoolStatus } from './pool.js';
@@ -11,10 +12,12 @@ import { DeadLetterResend, type ResendStatus } from './resend.js';
 import { EdgeDrainSession } from './session.js';
 import type { EdgeHubCredentials } from './token.js';
 import { PoolTwins } from './twins.js';
+import type { DownlinkSink } from '../azure-downlink.js';
 
 export { HELD_LANE_NAME } from './held.js';
 export type { EdgeHubCredentials } from './token.js';
 export type { IdentityTwins } from './twins.js';
+export type { LocalChildEvent, LocalChildren } from './cloud.js';
 
 export interface EdgeUplinkOptions {
   gatewayId: string;
@@ -36,8 +39,8 @@ export interface EdgeUplinkOptions {
   backoff?: BackoffOptions;
   tokenTtlSecs?: number;
   reportError: (err: Error) => void;
-  /** Tests: a link of another kind (a fault proxy's host) instead of the on-behalf-of one. */
-  createLink?: (identity: string) => IdentityLink;
+  /** Tests: a link of another kind (a fault proxy's host) instead of the on-behalf-of one; given the sink. */
+  createLink?: (identity: string, sink: DownlinkSink) => IdentityLink;
 }
 
 export interface EdgeStatus extends PoolStatus {
@@ -45,6 +48,8 @@ export interface EdgeStatus extends PoolStatus {
   parked: number;
   /** Dead letters of refused identities sent again, expired meanwhile, and identities still waited for. */
   deadLetters: ResendStatus;
+  /** Cloud → child: C2D messages and method calls relayed to children at the local hub. */
+  cloud: CloudRelayStatus;
 }
 
 /**
@@ -58,6 +63,7 @@ export class EdgeUplink {
   readonly pool: ConnectionPool;
   /** The children's own twins on their connections, for the hub's twin sync (firmware/twin/edge-sync.ts). */
   readonly twins: PoolTwins;
+  private readonly relay: EdgeCloudRelay;
   private readonly held: HeldLane;
   private readonly resend: DeadLetterResend | null;
   private session: EdgeDrainSession | null = null;
@@ -68,12 +74,17 @@ export class EdgeUplink {
     this.held = new HeldLane(opts.heldLane, opts.storeNowMs, identityOf);
     const deadLane = opts.deadLetterLane;
     this.resend = deadLane === undefined ? null : new DeadLetterResend(deadLane, identityOf, opts.storeNowMs);
-    const createLink = opts.createLink ?? ((identity: string) => createIdentityLink({
-      identity, credentials: opts.credentials, wallMs: () => opts.clock.wallMs(),
+    const relay = new EdgeCloudRelay({
+      retain: (id) => this.pool.retain(id), release: (id) => this.pool.release(id),
+    }, opts.gatewayId, opts.reportError);
+    this.relay = relay;
+    const make = opts.createLink ?? ((identity: string, sink: DownlinkSink) => createIdentityLink({
+      identity, credentials: opts.credentials, wallMs: () => opts.clock.wallMs(), sink,
       ...(opts.ca === undefined ? {} : { ca: opts.ca }),
       ...(opts.keepaliveSecs === undefined ? {} : { keepaliveSecs: opts.keepaliveSecs }),
       ...(opts.tokenTtlSecs === undefined ? {} : { tokenTtlSecs: opts.tokenTtlSecs }),
     }));
+    const createLink = (identity: string) => relay.track(make(identity, relay.sinkFor(identity)));
     this.pool = new ConnectionPool({
       clock: opts.clock,
       createLink,
@@ -104,9 +115,15 @@ export class EdgeUplink {
     return session;
   };
 
+  /** The local hub's children: their presence opens their connections, and the cloud reaches them. */
+  attachLocal(local: LocalChildren): void {
+    this.relay.attach(local);
+  }
+
   status(): EdgeStatus {
     const deadLetters = this.resend?.status() ?? { resent: 0, expired: 0, waiting: 0 };
-    return { ...this.pool.status(), parked: this.held.parkedIdentities(), deadLetters };
+    return { ...this.pool.status(), parked: this.held.parkedIdentities(), deadLetters,
+      cloud: this.relay.status() };
   }
 
   /** The registry lists these identities (again): any IoT Hub refused is tried now, its dead letters re-sent. */
@@ -115,6 +132,7 @@ export class EdgeUplink {
   }
 
   close(): Promise<void> {
+    this.relay.close();
     return this.pool.close();
   }
 }

@@ -43,3 +43,26 @@ export const IDENTITY_SEND_BATCH_MESSAGES = IDENTITY_INFLIGHT_MAX / 2;
  * parked after this long, ms; one in backoff at once. Longer than 100 children's paced connects take.
  */
 export const PARK_PENDING_MS = 10_000;
+
+/**
+ * Cloud-to-device messages of one identity held at the gateway between IoT Hub's delivery and the child's
+ * PUBACK, messages: IoT Hub's own per-device queue depth (50), so a child never has more than IoT Hub
+ * could have queued for it. One over it is left un-acknowledged: IoT Hub sends it again on the next connection.
+ */
+export const C2D_PENDING_PER_IDENTITY_MAX = 50;
+/**
+ * The same across all identities, messages: up to 64 KiB each, 500 bound the memory to 32 MiB on a Pi; ten
+ * children with a full queue each, while each of a hundred connected children can still have a few.
+ */
+export const C2D_PENDING_MAX = 500;
+/**
+ * Direct method calls from IoT Hub awaiting a child's answer, all identities: the local hub's own table holds
+ * 256 (firmware/hub/methods.ts PENDING_METHODS_MAX); past it IoT Hub's caller gets a 429 answer at once.
+ */
+export const CLOUD_METHOD_CALLS_PENDING_MAX = 256;
+/**
+ * How long the gateway waits for a child's answer to IoT Hub's call, ms: IoT Hub's own maximum response timeout
+ * (300 s). IoT Hub applies the caller's (shorter) timeout itself and answers 504101 GatewayTimeout then; the
+ * gateway only stops holding the call.
+ */
+export const CLOUD_METHOD_WAIT_MS = 300_000;

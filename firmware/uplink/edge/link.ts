@@ -1,6 +1,7 @@
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import { createAzureTransport, type DeviceClient } from '../azure.js';
+import { attachDownlink, type Downlink, type DownlinkKind, type DownlinkSink } from '../azure-downlink.js';
 import type { UplinkTransport } from '../types.js';
 import {
   ON_BEHALF_OF_TOKEN_TTL_SECS,
@@ -21,6 +22,11 @@ export interface IdentityLink {
   tokenExpiresAtWallMs(): number;
   /** Wall-clock time that token was made, ms; 0 before the first connect. */
   tokenIssuedAtWallMs(): number;
+  /**
+   * Cloud-to-device messages and direct methods of the identity, wanted or not (as its child subscribes at
+   * the local hub): applied to the open connection now and to every later one. Absent on links without a sink.
+   */
+  downlink?: { set(kind: DownlinkKind, on: boolean): Promise<void> };
 }
 
 export interface IdentityLinkOptions {
@@ -32,6 +38,8 @@ export interface IdentityLinkOptions {
   wallMs: () => number;
   /** Token lifetime, seconds (tests shorten it to see a renewal). */
   tokenTtlSecs?: number;
+  /** Where the identity's C2D messages and method calls go (edge/cloud.ts); without it none are received. */
+  sink?: DownlinkSink;
 }
 
 /**
@@ -81,16 +89,45 @@ export function createIdentityLink(options: IdentityLinkOptions): IdentityLink {
     return Client.fromAuthenticationProvider(provider, transportCtor);
   };
   const module = moduleId === undefined ? '' : `;ModuleId=${moduleId}`;
+  const downlink = options.sink === undefined ? undefined : linkDownlink(options.sink);
   const transport = createAzureTransport({
     connectionString: `HostName=${credentials.hostName};DeviceId=${deviceId}${module}`,
     ...(options.ca === undefined ? {} : { ca: options.ca }),
     ...(options.keepaliveSecs === undefined ? {} : { keepaliveSecs: options.keepaliveSecs }),
     createClient,
+    ...(downlink === undefined ? {} : { onOpen: downlink.opened }),
   });
+  if (downlink !== undefined) transport.onDisconnect(downlink.closed);
   return {
     identity,
     transport,
     tokenExpiresAtWallMs: () => expiresAtWallMs,
     tokenIssuedAtWallMs: () => issuedAtWallMs,
+    ...(downlink === undefined ? {} : { downlink: { set: downlink.set } }),
+  };
+}
+
+/**
+ * The subscriptions a link's connections should hold. Only an open connection is told: the SDK's
+ * enableC2D/enableMethods on a closed one would open it by itself, outside the pool's pacing.
+ */
+function linkDownlink(sink: DownlinkSink) {
+  const wanted = new Set<DownlinkKind>();
+  let current: Downlink | null = null;
+  return {
+    async opened(client: DeviceClient): Promise<void> {
+      const attached = attachDownlink(client, sink);
+      for (const kind of [...wanted]) await attached.set(kind, true);
+      current = attached;
+    },
+    closed(): void {
+      current = null;
+    },
+    async set(kind: DownlinkKind, on: boolean): Promise<void> {
+      if (wanted.has(kind) === on) return;
+      if (on) wanted.add(kind);
+      else wanted.delete(kind);
+      await current?.set(kind, on);
+    },
   };
 }

@@ -34,6 +34,8 @@ interface Entry {
   retryAtMonoMs: number;
   lastTrafficMonoMs: number;
   inflight: number;
+  /** The identity is connected at the local hub: its connection stays open however idle. */
+  retained: boolean;
   refusals: number;
   firstRefusalMonoMs: number;
   lastError: string | null;
@@ -57,6 +59,8 @@ export interface PoolOptions {
 
 export interface PoolStatus {
   connections: number;
+  /** Identities kept open because their child is connected at the local hub. */
+  retained: number;
   connecting: number;
   backoff: number;
   refused: string[];
@@ -122,6 +126,21 @@ export class ConnectionPool {
     return [...this.entries.values()].filter((e) => e.state === 'up' || e.state === 'renewing').map((e) => e.identity);
   }
 
+  /** The child connected at the local hub: its connection is opened (paced, bounded) and kept while it stays. */
+  retain(identity: string): void {
+    this.want(identity);
+    const entry = this.entries.get(identity);
+    if (entry !== undefined) entry.retained = true;
+  }
+
+  /** The child left the local hub: its connection closes once idle for cloudConnectionIdleSecs from now. */
+  release(identity: string): void {
+    const entry = this.entries.get(identity);
+    if (entry === undefined || !entry.retained) return;
+    entry.retained = false;
+    entry.lastTrafficMonoMs = this.opts.clock.monoMs();
+  }
+
   publish(identity: string, message: UplinkMessage): Promise<void> {
     const entry = this.entries.get(identity);
     if (entry === undefined || entry.state !== 'up') {
@@ -164,16 +183,19 @@ export class ConnectionPool {
 
   status(): PoolStatus {
     let connections = 0;
+    let retained = 0;
     let connecting = 0;
     let backoff = 0;
     const refused: string[] = [];
     for (const entry of this.entries.values()) {
+      if (entry.retained) retained += 1;
       if (entry.state === 'up' || entry.state === 'renewing') connections += 1;
       else if (entry.state === 'connecting') connecting += 1;
       else if (entry.state === 'backoff') backoff += 1;
       else if (entry.state === 'refused') refused.push(entry.identity);
     }
-    return { connections, connecting, backoff, refused, connects: this.connects, connectsRefused: this.connectsRefused };
+    const { connects, connectsRefused } = this;
+    return { connections, retained, connecting, backoff, refused, connects, connectsRefused };
   }
 
   async close(): Promise<void> {
@@ -190,7 +212,7 @@ export class ConnectionPool {
     const link = this.opts.createLink(identity);
     const entry: Entry = {
       identity, link, state: 'closed', backoff: new Backoff(this.opts.backoff), retryAtMonoMs: 0,
-      lastTrafficMonoMs: this.opts.clock.monoMs(), inflight: 0, refusals: 0, firstRefusalMonoMs: 0, lastError: null, renewTimer: null,
+      lastTrafficMonoMs: this.opts.clock.monoMs(), inflight: 0, retained: false, refusals: 0, firstRefusalMonoMs: 0, lastError: null, renewTimer: null,
     };
     link.transport.onDisconnect((cause) => {
       const ours = cause instanceof UplinkError && cause.code === 'CLOSED';
@@ -249,12 +271,17 @@ export class ConnectionPool {
   private evictIdle(): boolean {
     let victim: Entry | null = null;
     for (const entry of this.entries.values()) {
-      if (entry.state !== 'up' || entry.inflight > 0 || this.opts.busy(entry.identity)) continue;
+      if (entry.state !== 'up' || !this.unused(entry)) continue;
       if (victim === null || entry.lastTrafficMonoMs < victim.lastTrafficMonoMs) victim = entry;
     }
     if (victim === null) return false;
     this.closeEntry(victim);
     return true;
+  }
+
+  /** Nothing in flight, nothing to send, no child at the local hub: the connection may close. */
+  private unused(entry: Entry): boolean {
+    return entry.inflight === 0 && !entry.retained && !this.opts.busy(entry.identity);
   }
 
   private closeEntry(entry: Entry): void {
@@ -318,8 +345,7 @@ export class ConnectionPool {
     const now = this.opts.clock.monoMs();
     for (const entry of this.entries.values()) {
       if (entry.state !== 'up') continue;
-      const idle = entry.inflight === 0 && !this.opts.busy(entry.identity) && now - entry.lastTrafficMonoMs >= this.idleMs;
-      if (idle) this.closeEntry(entry);
+      if (this.unused(entry) && now - entry.lastTrafficMonoMs >= this.idleMs) this.closeEntry(entry);
     }
   }
 

@@ -16,7 +16,10 @@ const report: StatusReport = {
   provisioning: null,
   update: null,
   children: [], hubRefusals: {}, devices: { ok: 0, faulted: [] }, errors: [], metricsPort: null, page: null,
-  edge: { connections: 48, connecting: 1, backoff: 1, parked: 1, refused: ['gone'], resent: 7, resendWaiting: 1 },
+  edge: { connections: 48, connecting: 1, backoff: 1, parked: 1, refused: ['gone'], resent: 7, resendWaiting: 1, cloud: {
+    c2dPending: 2, c2dDelivered: 7, c2dDeferred: 1, c2dRefused: 6,
+    methodsPending: 1, methodsAnswered: 5, methodsRefused: 3, methodsTimedOut: 4,
+  } },
 };
 
 t.test('outpost status names the pool, the parked and the refused identities', async (t) => {
@@ -24,6 +27,9 @@ t.test('outpost status names the pool, the parked and the refused identities', a
     '7 re-sent from deadletter \\(1 waiting\\)$', 'm');
   t.match(formatReport(report), edgeLine);
   t.match(formatReport(report), /^dead: {6}40: identity-refused 40/m);
+  const cloud = 'C2D 2 held, 7 delivered, 1 deferred, 6 refused; '
+    + 'methods 1 pending, 5 answered, 3 refused, 4 unanswered';
+  t.ok(formatReport(report).split('\n').includes(`cloud:     ${cloud}`), 'the cloud relay line');
   t.notMatch(formatReport({ ...report, edge: null }), /^edge:/m, 'no edge line in device mode');
 });
 
@@ -34,5 +40,13 @@ t.test('metrics export the pool', async (t) => {
   t.match(text, /^outpost_edge_refused_identities 1$/m);
   t.match(text, /^outpost_edge_dead_letters_resent_total 7$/m);
   t.match(text, /^outpost_edge_resend_waiting_identities 1$/m);
+  t.match(text, /^outpost_edge_c2d_pending 2$/m);
+  t.match(text, /^outpost_edge_c2d_delivered_total 7$/m);
+  t.match(text, /^outpost_edge_c2d_deferred_total 1$/m);
+  t.match(text, /^outpost_edge_c2d_refused_total 6$/m);
+  t.match(text, /^outpost_edge_methods_pending 1$/m);
+  t.match(text, /^outpost_edge_methods_answered_total 5$/m);
+  t.match(text, /^outpost_edge_methods_refused_total 3$/m);
+  t.match(text, /^outpost_edge_methods_unanswered_total 4$/m);
   t.match(text, /^outpost_dead_letters_total\{reason="identity-refused"\} 40$/m);
 });
