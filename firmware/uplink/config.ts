@@ -38,6 +38,9 @@ export interface UplinkCommonConfig {
   connectTimeoutMs: number | undefined;
   /** A publish unacknowledged this long tears the connection down, ms. */
   publishTimeoutMs: number;
+  /** Ceilings of the random delays before a reconnect on link-up and before the first connect, ms. */
+  linkUpJitterMsMax: number;
+  bootJitterMsMax: number;
   /** Absolute paths of PEM files. */
   caFile: string | undefined;
   certFile: string | undefined;
@@ -168,6 +171,8 @@ function parseCommon(node: ConfigNode, boardFile: string, file: (key: string) =>
     keepaliveSecs: optionalIntegerOption(node.field('keepaliveSecs'), 'uplink.keepaliveSecs'),
     connectTimeoutMs: optionalIntegerOption(node.field('connectTimeoutMs'), 'uplink.connectTimeoutMs'),
     publishTimeoutMs: integerOption(node.field('publishTimeoutMs'), 'uplink.publishTimeoutMs'),
+    linkUpJitterMsMax: integerOption(node.field('linkUpJitterMsMax'), 'uplink.linkUpJitterMsMax'),
+    bootJitterMsMax: integerOption(node.field('bootJitterMsMax'), 'uplink.bootJitterMsMax'),
     backoff: { baseMs, maxMs },
     interfaces,
     modemFlagPath: file('modemFlagPath'),

@@ -76,6 +76,8 @@ export interface PumpOptions {
   probeTimeoutMs?: number;
   /** Ceiling of the random delay from a link-up notice to the connect, ms; 0 connects at once. Default 800. */
   linkUpJitterMsMax?: number;
+  /** Ceiling of the random delay before the first connect after start(), ms; 0 connects at once. Default 0. */
+  bootJitterMsMax?: number;
   /** The ring log's dead-letter lane; without one nothing is given up on and a refused message holds its lane. */
   deadLetterLane?: Pick<PumpLane, 'append'>;
   backoff?: BackoffOptions;
@@ -135,6 +137,10 @@ export const LIMIT_RANGES = {
   probeTimeoutMs: [50, 60_000, 2_000, 'ms'],
   // At most 1 s: a gateway promises its first backlog message within about a second of its link coming back.
   linkUpJitterMsMax: [0, 1_000, LINK_UP_JITTER_MS_MAX_DEFAULT, 'ms'],
+  // Up to a minute: a site of thousands of gateways may want more spread at power-on than the link-up budget
+  // allows, and nothing waits on the first connect. 0 by default here, for tests and benches; the runtime
+  // passes board.json's uplink.bootJitterMsMax (default LINK_UP_JITTER_MS_MAX_DEFAULT).
+  bootJitterMsMax: [0, 60_000, 0, 'ms'],
 } as const;
 export type LimitName = keyof typeof LIMIT_RANGES;
 /** Lanes a pump may drain; the weighted pick walks all of them per message. */
