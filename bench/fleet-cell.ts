@@ -2,6 +2,13 @@
 // with the real mqtt transport and backoff, on its own MemoryLane backlog — behind the same fault proxy.
 // The parent drives it over IPC (start, append, mark, status, stop) and signals the link-up with SIGUSR2,
 // which the cell hands to every pump's wake() as the runtime does for a modem hook.
+//
+// One process plays 50 gateways on a shared core, and mqtt.js's connect() costs milliseconds of CPU: timed
+// where it runs, 50 connects that separate devices would start in the same millisecond come out one after
+// another (the herd measured at the simulator's speed), and a cell that gets no CPU for a while runs every
+// timer due meanwhile at once (bunching jittered ones). So each attempt is timed when the gateway's uplink
+// code had it due (Pump.connectDueAtMonoMs: the end of the sleep before it), link-up sleeps from the moment
+// this cell heard of the link-up, which the parent lines up across cells; when it went out is kept too.
 import { createMqttTransport } from '../firmware/uplink/mqtt.js';
 import { Pump } from '../firmware/uplink/pump.js';
 import type { UplinkTransport } from '../firmware/uplink/types.js';
@@ -35,8 +42,10 @@ interface Gateway {
   lane: MemoryLane;
   pump: Pump;
   firstPublishAtMs: number | null;
-  /** Epoch ms of each connect attempt since the last mark: when its SYN left, as the broker's kernel sees it. */
+  /** Epoch ms of each connect attempt since the last mark: when it was due (the end of its backoff sleep). */
   attemptsAtMs: number[];
+  /** Epoch ms each of those connects went out (mqtt.js's connect(), the SYN): later when the cell is busy. */
+  sentAtMs: number[];
 }
 
 /** Connect attempts kept per gateway per phase; a phase makes a handful. */
@@ -51,12 +60,18 @@ const epochMs = (): number => performance.timeOrigin + performance.now();
 function gateway(args: CellArgs, id: string): Gateway {
   const lane = new MemoryLane('upstream');
   const real = createMqttTransport({ url: args.url, gatewayId: id });
-  const g: Gateway = { id, lane, pump: undefined as unknown as Pump, firstPublishAtMs: null, attemptsAtMs: [] };
+  const g: Gateway = {
+    id, lane, pump: undefined as unknown as Pump, firstPublishAtMs: null, attemptsAtMs: [], sentAtMs: [],
+  };
   // "Draining" is seen where it happens: the first publish this gateway puts on a connection.
   const transport: UplinkTransport = {
     ...real,
     connect() {
-      if (g.attemptsAtMs.length < ATTEMPTS_KEPT_MAX) g.attemptsAtMs.push(epochMs());
+      const dueAtMonoMs = g.pump.connectDueAtMonoMs;
+      if (g.attemptsAtMs.length < ATTEMPTS_KEPT_MAX) {
+        g.attemptsAtMs.push(dueAtMonoMs === null ? epochMs() : performance.timeOrigin + dueAtMonoMs);
+        g.sentAtMs.push(epochMs());
+      }
       return real.connect();
     },
     publish(message) {
@@ -81,7 +96,10 @@ function report(g: Gateway): GatewayReport {
 
 export async function runCell(args: CellArgs): Promise<Record<string, unknown>> {
   const gateways = args.gatewayIds.map((id) => gateway(args, id));
+  /** Epoch ms this cell handled the last link-up signal; null before one. */
+  let noticeAtMs: number | null = null;
   process.on('SIGUSR2', () => {
+    noticeAtMs = epochMs();
     for (const g of gateways) g.pump.wake('SIGUSR2');
   });
   let finish: () => void = () => {};
@@ -106,10 +124,15 @@ export async function runCell(args: CellArgs): Promise<Record<string, unknown>> 
         for (const g of gateways) {
           g.firstPublishAtMs = null;
           g.attemptsAtMs = [];
+          g.sentAtMs = [];
         }
         return {};
       case 'attempts':
-        return { attemptsAtMs: JSON.stringify(gateways.flatMap((g) => g.attemptsAtMs)) };
+        return {
+          attemptsAtMs: JSON.stringify(gateways.flatMap((g) => g.attemptsAtMs)),
+          sentAtMs: JSON.stringify(gateways.flatMap((g) => g.sentAtMs)),
+          noticeAtMs: noticeAtMs ?? -1,
+        };
       case 'status':
         return { gateways: JSON.stringify(gateways.map(report)) };
       case 'stop':

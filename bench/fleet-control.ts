@@ -72,10 +72,23 @@ export class Cell {
   }
 }
 
-/** Every gateway's connect attempts since the last mark, epoch ms. */
-export async function fleetAttempts(cells: Cell[]): Promise<number[]> {
+/**
+ * Every gateway's connect attempts since the last mark, epoch ms: when due, and when sent. With `linkUpAtMs`
+ * (when the parent signalled the link-up), each cell's attempts due after it heard the signal are moved by
+ * its lateness in hearing it: separate devices hear a modem's notice at once, cells on a loaded machine not.
+ */
+export async function fleetAttempts(
+  cells: Cell[],
+  linkUpAtMs?: number,
+): Promise<{ dueAtMs: number[]; sentAtMs: number[] }> {
   const replies = await Promise.all(cells.map((c) => c.command('attempts')));
-  return replies.flatMap((r) => JSON.parse(String(r.attemptsAtMs)) as number[]);
+  const due = replies.flatMap((r) => {
+    const times = JSON.parse(String(r.attemptsAtMs)) as number[];
+    const notice = Number(r.noticeAtMs);
+    if (linkUpAtMs === undefined || notice < linkUpAtMs) return times;
+    return times.map((at) => (at >= notice ? at - (notice - linkUpAtMs) : at));
+  });
+  return { dueAtMs: due, sentAtMs: replies.flatMap((r) => JSON.parse(String(r.sentAtMs)) as number[]) };
 }
 
 export async function fleetStatus(cells: Cell[]): Promise<GatewayReport[]> {

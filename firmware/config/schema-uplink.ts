@@ -28,6 +28,8 @@ const [inflightMin, inflightMax, inflightDefault] = LIMIT_RANGES.inflightMax;
 const [rateMin, rateMax, rateDefault] = LIMIT_RANGES.maxBytesPerSec;
 const [publishMin, publishMax, publishDefault] = LIMIT_RANGES.publishTimeoutMs;
 const [connectMin, , connectDefault] = LIMIT_RANGES.connectTimeoutMs;
+const [linkUpJitterMin, linkUpJitterMax, linkUpJitterDefault] = LIMIT_RANGES.linkUpJitterMsMax;
+const [bootJitterMin, bootJitterMax] = LIMIT_RANGES.bootJitterMsMax;
 const CLOUD: OptionSpec['protocols'] = ['mqtt', 'azure'];
 const PEM = 'PEM file path';
 
@@ -163,6 +165,18 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
     path: 'uplink.connectTimeoutMs', type: 'integer', unit: 'ms', default: String(connectDefault),
     int: { min: connectMin, max: CONNECT_TIMEOUT_MS_MAX }, example: 30_000, invalid: 50,
     doc: 'A connect (TCP, TLS, CONNACK) that has not finished by then is torn down and retried after the backoff.',
+  },
+  {
+    path: 'uplink.linkUpJitterMsMax', type: 'integer', unit: 'ms', int: { min: linkUpJitterMin, max: linkUpJitterMax,
+      default: linkUpJitterDefault },
+    example: 500, invalid: 1_001, doc: 'Ceiling of the random delay from a link-up notice to the reconnect, so a ' +
+      'fleet whose links return together is spread; 0 = at once. At most 1 s, the link-up drain budget.',
+  },
+  {
+    path: 'uplink.bootJitterMsMax', type: 'integer', unit: 'ms', int: { min: bootJitterMin, max: bootJitterMax,
+      default: linkUpJitterDefault },
+    example: 5_000, invalid: -1, doc: 'Ceiling of the random delay before the first connect after start, so a ' +
+      'site that power-cycles together does not connect in the same second; 0 = at once.',
   },
   {
     path: 'uplink.publishTimeoutMs', type: 'integer', unit: 'ms', int: { min: publishMin, max: publishMax,

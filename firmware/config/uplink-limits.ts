@@ -41,6 +41,10 @@ export const LIMIT_RANGES = {
   probeTimeoutMs: [50, 60_000, 2_000, 'ms'],
   // At most 1 s: a gateway promises its first backlog message within about a second of its link coming back.
   linkUpJitterMsMax: [0, 1_000, LINK_UP_JITTER_MS_MAX_DEFAULT, 'ms'],
+  // Up to a minute: a site of thousands of gateways may want more spread at power-on than the link-up budget
+  // allows, and nothing waits on the first connect. 0 by default here, for tests and benches; the runtime
+  // passes board.json's uplink.bootJitterMsMax (default LINK_UP_JITTER_MS_MAX_DEFAULT).
+  bootJitterMsMax: [0, 60_000, 0, 'ms'],
 } as const;
 
 // Edge mode's pool (firmware/uplink/edge/pool.ts).

@@ -23,6 +23,9 @@ export interface UplinkCommonConfig {
   connectTimeoutMs: number | undefined;
   /** A publish unacknowledged this long tears the connection down, ms. */
   publishTimeoutMs: number;
+  /** Ceilings of the random delays before a reconnect on link-up and before the first connect, ms. */
+  linkUpJitterMsMax: number;
+  bootJitterMsMax: number;
   /** Absolute paths of PEM files. */
   caFile: string | undefined;
   certFile: string | undefined;

@@ -121,6 +121,8 @@ function parseCommon(
     keepaliveSecs: optionalIntegerOption(node.field('keepaliveSecs'), 'uplink.keepaliveSecs'),
     connectTimeoutMs: optionalIntegerOption(node.field('connectTimeoutMs'), 'uplink.connectTimeoutMs'),
     publishTimeoutMs: integerOption(node.field('publishTimeoutMs'), 'uplink.publishTimeoutMs'),
+    linkUpJitterMsMax: integerOption(node.field('linkUpJitterMsMax'), 'uplink.linkUpJitterMsMax'),
+    bootJitterMsMax: integerOption(node.field('bootJitterMsMax'), 'uplink.bootJitterMsMax'),
     backoff: { baseMs, maxMs },
     interfaces,
     modemFlagPath: file('modemFlagPath'),

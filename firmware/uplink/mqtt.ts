@@ -3,6 +3,7 @@ import { useCompactMqttEncoder } from '../mqtt-encoder.js';
 import { CONFIG_TOPIC_TEMPLATE_DEFAULT, TELEMETRY_TOPIC_TEMPLATE_DEFAULT } from '../side-channel.js';
 import { UPSTREAM_KEY, compileTopicTemplate, topicLevelSafe } from './message.js';
 import { TOO_LARGE, publishFits, pubackRefusal } from './refusal.js';
+import { ServerDisconnectError } from './throttle.js';
 import {
   UplinkError,
   type ConfigTopicChannel,
@@ -162,6 +163,12 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
         // with its parser stuck: nothing, not even a PINGRESP, is read again. Such a connection is lost.
         if (!connected) return;
         lose(c, new UplinkError('DISCONNECTED', `connection to ${o.url} unusable: ${err.message}`, { cause: err }));
+      });
+      // MQTT 5 (3.14): a server says why it ends the session; the close that follows reports this as the cause,
+      // so a server shedding load (throttle.ts) is told from a link that failed.
+      c.on('disconnect', (packet) => {
+        if (client !== c) return;
+        lastError = new ServerDisconnectError(packet.reasonCode ?? 0, packet.properties?.reasonString);
       });
       c.on('message', (topic, payload) => {
         if (client === c && topic === configTopic) for (const listener of configListeners) listener(payload);

@@ -68,6 +68,8 @@ export interface PumpOptions {
   probeTimeoutMs?: number;
   /** Ceiling of the random delay from a link-up notice to the connect, ms; 0 connects at once. Default 800. */
   linkUpJitterMsMax?: number;
+  /** Ceiling of the random delay before the first connect after start(), ms; 0 connects at once. Default 0. */
+  bootJitterMsMax?: number;
   /** The ring log's dead-letter lane; without one nothing is given up on and a refused message holds its lane. */
   deadLetterLane?: Pick<PumpLane, 'append'>;
   backoff?: BackoffOptions;

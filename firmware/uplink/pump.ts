@@ -195,7 +195,28 @@ export class Pump {
     };
   }
 
+  /**
+   * Monotonic time (the pump's clock) the last backoff sleep was planned to end, which is when the connect
+   * after it was due; null before any. For a simulation playing many gateways in one process (bench/fleet),
+   * where the process's own CPU, not the uplink, would otherwise decide when each connect is seen to start.
+   */
+  get connectDueAtMonoMs(): number | null {
+    return this.sleeper.plannedEndMonoMs;
+  }
+
+  /**
+   * A fleet that power-cycles together (a site's power comes back) boots in the same second, and each
+   * gateway's first connect would meet the broker with all the others': it waits a random delay below
+   * bootJitterMsMax first. A sleep like a backoff: a stop ends it, a link-up wake shortens it, status shows it.
+   */
+  private async bootDelay(): Promise<void> {
+    this.link = 'backoff';
+    await this.sleeper.sleep(this.backoff.jitterMs(this.limits.bootJitterMsMax), false);
+  }
+
   private async run(): Promise<void> {
+    // Not awaited when 0: the first connect starts within start(), as status then shows.
+    if (this.limits.bootJitterMsMax > 0) await this.bootDelay();
     while (!this.stopping) {
       let throttled = false;
       try {

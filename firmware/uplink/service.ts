@@ -170,6 +170,8 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   pump = new Pump({
     // board.json's timeouts first: a test's overrides are finer than any board's.
     publishTimeoutMs: config.publishTimeoutMs,
+    linkUpJitterMsMax: config.linkUpJitterMsMax,
+    bootJitterMsMax: config.bootJitterMsMax,
     ...(config.connectTimeoutMs === undefined ? {} : { connectTimeoutMs: config.connectTimeoutMs }),
     ...opts.pumpOverrides,
     gatewayId: opts.gatewayId,

@@ -6,6 +6,8 @@ export class BackoffSleep {
   private timer: NodeJS.Timeout | null = null;
   private finish: (() => void) | null = null;
   private untilMonoMs: number | null = null;
+  /** Where the last sleep was planned to end, kept after it ended (null before the first). */
+  private lastUntilMonoMs: number | null = null;
   /** Whether the sleep under way follows a throttling answer (a wake does not shorten those). */
   private throttledNow = false;
 
@@ -14,6 +16,11 @@ export class BackoffSleep {
   /** Time left in the sleep under way, ms; null when not sleeping. */
   leftMs(): number | null {
     return this.untilMonoMs === null ? null : Math.max(0, this.untilMonoMs - this.monoMs());
+  }
+
+  /** Monotonic time the sleep under way, or the last one, was planned to end; null before the first sleep. */
+  get plannedEndMonoMs(): number | null {
+    return this.lastUntilMonoMs;
   }
 
   get throttled(): boolean {
@@ -49,6 +56,7 @@ export class BackoffSleep {
   private arm(ms: number): void {
     if (this.timer !== null) clearTimeout(this.timer);
     this.untilMonoMs = this.monoMs() + ms;
+    this.lastUntilMonoMs = this.untilMonoMs;
     const finish = this.finish!;
     this.timer = setTimeout(finish, ms);
   }

@@ -31,13 +31,42 @@ const CONNACK_THROTTLES: Record<number, string> = {
   0x9f: 'connack-0x9f-connection-rate-exceeded',
 };
 
+/**
+ * DISCONNECT reason codes (MQTT 5, 3.14.2.1) with which a server ends a live session for load: 0x89 Server
+ * busy, 0x97 Quota exceeded, 0x9F Connection rate exceeded. Not 0x8B Server shutting down: a restart,
+ * after which the ordinary backoff (short, jittered) is what gets the fleet back soonest.
+ */
+const DISCONNECT_THROTTLES: Record<number, string> = {
+  0x89: 'disconnect-0x89-server-busy',
+  0x97: 'disconnect-0x97-quota-exceeded',
+  0x9f: 'disconnect-0x9f-connection-rate-exceeded',
+};
+
+/** An MQTT 5 server's DISCONNECT, as the mqtt transport reports the loss it caused. */
+export class ServerDisconnectError extends Error {
+  override readonly name = 'ServerDisconnectError';
+
+  constructor(
+    readonly reasonCode: number,
+    reasonString?: string,
+  ) {
+    const hex = `0x${reasonCode.toString(16).padStart(2, '0')}`;
+    super(`the server sent DISCONNECT ${hex}${reasonString === undefined ? '' : ` (${reasonString})`}`);
+  }
+}
+
 /** Refusals of one message (refusal.ts, azure-refusal.ts) that say the same: the sender is over a rate. */
 const REFUSAL_THROTTLES = new Set(['mqtt5-0x97-quota-exceeded', 'azure-throttled', 'azure-quota-exceeded']);
 
-/** azure-iot-common's error classes for throttling, matched by name as azure-refusal.ts does. */
+/**
+ * azure-iot-common's error classes for throttling, matched by name as azure-refusal.ts does. The SDK turns
+ * IoT Hub's answer to a throttled MQTT connect, CONNACK 3, into ServiceUnavailableError, and the mqtt.js
+ * error it keeps (transportError) has lost the code by then, so the class is all there is to go by.
+ */
 const SDK_THROTTLES: Record<string, string> = {
   ThrottlingError: 'azure-throttled',
   IotHubQuotaExceededError: 'azure-quota-exceeded',
+  ServiceUnavailableError: 'azure-service-unavailable',
 };
 
 /** HTTP 429 Too Many Requests, IoT Hub's throttling status on its HTTPS endpoints. */
@@ -57,6 +86,7 @@ interface Inspectable {
 }
 
 function ownReason(e: Inspectable): string | null {
+  if (e instanceof ServerDisconnectError) return DISCONNECT_THROTTLES[e.reasonCode] ?? null;
   if (e instanceof UplinkError && e.refusal !== null) {
     return REFUSAL_THROTTLES.has(e.refusal.reason) ? e.refusal.reason : null;
   }

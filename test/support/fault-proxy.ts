@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { once } from 'node:events';
 import { setTimeout as sleep } from 'node:timers/promises';
+import mqttPacket from 'mqtt-packet';
 import { AcceptLimiter, peakPerSec, refuseConnection, type AcceptLimit } from './accept-limit.js';
 
 /**
@@ -19,6 +20,8 @@ import { AcceptLimiter, peakPerSec, refuseConnection, type AcceptLimit } from '.
  *   New connections follow the mode.
  * - `throttle(bytesPerSec)`: each direction of each connection is held to that rate; `throttle(null)` lifts it.
  * - `limitAccepts(limit)`: a connection-rate limit (accept-limit.ts) for new connections; `null` lifts it.
+ * - `disconnect(reasonCode)`: every open connection gets an MQTT 5 DISCONNECT with that reason code from the
+ *   "server" and is closed, as a broker shedding load ends its sessions (MQTT 5, 3.14: 0x89 Server busy...).
  *
  * Every accept is metered (`acceptTimesMs`, `peakAcceptsPerSec`), refused or not: what a broker's
  * listener sees of a fleet is the rate of connection attempts.
@@ -149,6 +152,19 @@ export class FaultProxy {
   /** Closes every open connection; RST unless `reset: false` (then FIN). The mode is unchanged. */
   cut(opts: { reset?: boolean } = {}): void {
     for (const pair of [...this.pairs]) this.drop(pair, opts.reset ?? true);
+  }
+
+  /**
+   * Ends every open connection with an MQTT 5 DISCONNECT carrying `reasonCode`. The broker's side is closed
+   * first, so no byte of its can follow (or split) the packet; use it while the connections are idle.
+   */
+  disconnect(reasonCode: number): void {
+    const packet = mqttPacket.generate({ cmd: 'disconnect', reasonCode }, { protocolVersion: 5 });
+    for (const pair of [...this.pairs]) {
+      this.pairs.delete(pair);
+      pair.upstream?.destroy();
+      pair.client.end(packet, () => pair.client.destroy());
+    }
   }
 
   async close(): Promise<void> {

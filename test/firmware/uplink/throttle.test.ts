@@ -31,6 +31,7 @@ const CASES: Case[] = [
   { protocolVersion: 5, code: 0x89, reason: 'connack-0x89-server-busy' },
   { protocolVersion: 5, code: 0x97, reason: 'connack-0x97-quota-exceeded' },
   { protocolVersion: 5, code: 0x9f, reason: 'connack-0x9f-connection-rate-exceeded' },
+  { protocolVersion: 5, code: 0x88, reason: 'connack-0x88-server-unavailable' },
   { protocolVersion: 4, code: 3, reason: 'connack-3-server-unavailable' },
   { protocolVersion: 5, code: 0x87, reason: null },
   { protocolVersion: 4, code: 5, reason: null },
