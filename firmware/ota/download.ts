@@ -1,7 +1,7 @@
 import { statfs } from 'node:fs/promises';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { systemClock, type Clock } from '../clock.js';
-import { TokenBucket } from '../uplink/rate.js';
+import { DownloadThrottle, type BandwidthShare } from './download-throttle.js';
 import { discardPart, loadPartRecord, PartFile, savePartRecord, type PartRecord } from './download-file.js';
 import { asTransient, redact, requestRange, type RangeResponse } from './download-http.js';
 import { OtaFetchError } from './fetch-error.js';
@@ -48,6 +48,11 @@ export interface DownloadOptions {
   budget: DiskBudget;
   /** The uplink's cap in force, read per chunk (the cloud may change it mid-download); 0 is no cap. */
   maxBytesPerSec(): number;
+  /**
+   * The uplink's own bucket: when given, the download takes from it (in OTA_THROTTLE_SLICE_BYTES pieces)
+   * instead of a bucket of its own at `maxBytesPerSec()`, so the update and the backlog share one cap.
+   */
+  bandwidth?: BandwidthShare;
   clock?: Clock;
   /** Waits `ms` (throttle, backoff); rejects on `signal`. Tests pass one that moves a ManualClock. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -111,7 +116,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
 class DownloadRun {
   private readonly clock: Clock;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
-  private readonly bucket: TokenBucket;
+  private readonly throttle: DownloadThrottle;
   private etag: string | null;
   private lastModified: string | null;
   private durableBytes: number;
@@ -127,7 +132,7 @@ class DownloadRun {
   ) {
     this.clock = opts.clock ?? systemClock;
     this.sleep = opts.sleep ?? defaultSleep;
-    this.bucket = new TokenBucket(opts.maxBytesPerSec(), this.clock);
+    this.throttle = new DownloadThrottle(opts.maxBytesPerSec, opts.bandwidth, this.clock, this.sleep, opts.signal);
     this.etag = record?.etag ?? null;
     this.lastModified = record?.lastModified ?? null;
     this.durableBytes = part.length;
@@ -238,21 +243,13 @@ class DownloadRun {
       const what = `${redact(artifact.url)} sent more than the manifest's ${artifact.bytes} bytes`;
       throw new OtaFetchError('REFUSED', 'size', what);
     }
-    await this.throttle(chunk.length);
+    await this.throttle.wait(chunk.length);
     await this.part.append(chunk);
     if (this.part.length - this.durableBytes >= OTA_SYNC_BYTES) await this.saveProgress();
     this.opts.onProgress?.({
       receivedBytes: this.part.length, totalBytes: artifact.bytes, fetchedBytes: this.fetchedBytes,
       attempts: this.attempts,
     });
-  }
-
-  private async throttle(bytes: number): Promise<void> {
-    const rate = this.opts.maxBytesPerSec();
-    if (rate !== this.bucket.rate) this.bucket.setRate(rate);
-    for (let waitMs = this.bucket.take(bytes); waitMs > 0; waitMs = this.bucket.take(bytes)) {
-      await this.sleep(waitMs, this.opts.signal);
-    }
   }
 
   /** Only a strong ETag proves the bytes are the same (RFC 9110 §8.8.3.2); else the date, else nothing. */

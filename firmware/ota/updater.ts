@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { systemClock, type Clock } from '../clock.js';
 import { ApplyError, applyRelease } from './apply.js';
 import { discardPart } from './download-file.js';
+import type { BandwidthShare } from './download-throttle.js';
 import { downloadArtifact, type DiskBudget, type DownloadOptions } from './download.js';
 import { OtaFetchError } from './fetch-error.js';
 import { MANIFEST_BYTES_MAX, ManifestError, parseManifest, verifyManifest, type UpdateManifest } from './manifest.js';
@@ -29,6 +30,8 @@ export interface UpdaterOptions {
   healthSecs: number;
   budget: DiskBudget;
   maxBytesPerSec(): number;
+  /** The uplink's bucket, shared by the download (DownloadOptions.bandwidth); absent, a bucket of its own. */
+  bandwidth?: BandwidthShare;
   /** CA bundle for the artifact's host; default Node's roots (a blob SAS URL). */
   ca?: string | Buffer;
   clock?: Clock;
@@ -156,7 +159,7 @@ export class Updater {
       const o = this.opts;
       const result = await downloadArtifact({
         artifact: manifest, dir: this.downloadDir, ca: o.ca, budget: o.budget, maxBytesPerSec: o.maxBytesPerSec,
-        clock: o.clock, signal, ...o.downloadOverrides,
+        bandwidth: o.bandwidth, clock: o.clock, signal, ...o.downloadOverrides,
         onProgress: (p) => this.state.progress(p.receivedBytes, p.totalBytes),
         onRetry: (err, waitMs) => {
           o.onError(new Error(`update ${manifest.version}: ${err.message}; again in ${waitMs} ms`));
