@@ -68,6 +68,7 @@ export async function startUpdates(o: UpdateServiceOptions): Promise<UpdateServi
     },
     maxBytesPerSec: o.maxBytesPerSec,
     bandwidth: o.bandwidth,
+    broker: o.broker,
     ca,
     clock: o.clock,
     restart: o.restart,

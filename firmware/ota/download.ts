@@ -1,6 +1,9 @@
 import { statfs } from 'node:fs/promises';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { systemClock, type Clock } from '../clock.js';
+import type { ScopeBrokerOptions } from '../auth/scope-sync.js';
+import type { ChunkSource } from './chunks.js';
+import { readChunks } from './download-mqtt.js';
 import { DownloadThrottle, type BandwidthShare } from './download-throttle.js';
 import { discardPart, loadPartRecord, PartFile, savePartRecord, type PartRecord } from './download-file.js';
 import { asTransient, redact, requestRange, type RangeResponse } from './download-http.js';
@@ -9,7 +12,8 @@ import { OtaFetchError } from './fetch-error.js';
 /**
  * Fetches a release tarball to `<dataDir>/ota/artifact.part`: streamed to the file chunk by chunk (never held
  * in memory), sha256 computed as it arrives, resumed with Range requests after a link cut (in memory) or a
- * restart (from the synced length on disk), held to the uplink's bandwidth cap, and bounded by a disk budget
+ * restart (from the synced length on disk) — or, over MQTT, read from retained chunks and resumed by chunk
+ * index (firmware/ota/download-mqtt.ts) — held to the uplink's bandwidth cap, and bounded by a disk budget
  * that leaves the ring log its whole quota. A cut link is retried with a capped backoff for as long as the
  * update stands: a gateway may be offline for days and should carry on where it stopped.
  */
@@ -20,6 +24,8 @@ export interface ArtifactRef {
   /** Hex sha256 of the whole artifact, from the signed manifest. */
   sha256: string;
   bytes: number;
+  /** Retained chunks at the uplink's broker (firmware/ota/chunks.ts): used instead of `url` when a broker is given. */
+  chunks?: ChunkSource;
 }
 
 export interface DiskBudget {
@@ -46,6 +52,8 @@ export interface DownloadOptions {
   /** CA bundle to trust for the artifact's host; default Node's roots. */
   ca?: string | Buffer;
   budget: DiskBudget;
+  /** mqtt uplinks: the broker the artifact's chunks are read from (the uplink's, with its login). */
+  broker?: ScopeBrokerOptions;
   /** The uplink's cap in force, read per chunk (the cloud may change it mid-download); 0 is no cap. */
   maxBytesPerSec(): number;
   /**
@@ -197,7 +205,15 @@ class DownloadRun {
 
   private async attempt(): Promise<void> {
     this.attempts += 1;
-    const { artifact } = this.opts;
+    const { artifact, broker } = this.opts;
+    if (artifact.chunks !== undefined && broker !== undefined) {
+      const chunks = readChunks({
+        broker, chunks: artifact.chunks, bytes: artifact.bytes, from: this.part.length, signal: this.opts.signal,
+        waitMs: this.opts.idleMs,
+      });
+      for await (const chunk of chunks) await this.take(chunk);
+      return;
+    }
     const res = await requestRange({
       url: artifact.url, start: this.part.length, validator: this.validator(), ca: this.opts.ca,
       signal: this.opts.signal, idleMs: this.opts.idleMs,

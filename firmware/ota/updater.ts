@@ -1,5 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
+import type { ScopeBrokerOptions } from '../auth/scope-sync.js';
 import { systemClock, type Clock } from '../clock.js';
 import { ApplyError, applyRelease } from './apply.js';
 import { discardPart } from './download-file.js';
@@ -32,6 +33,8 @@ export interface UpdaterOptions {
   maxBytesPerSec(): number;
   /** The uplink's bucket, shared by the download (DownloadOptions.bandwidth); absent, a bucket of its own. */
   bandwidth?: BandwidthShare;
+  /** mqtt uplinks: the broker a manifest's `chunks` are read from; without it the manifest's url is fetched. */
+  broker?: ScopeBrokerOptions;
   /** CA bundle for the artifact's host; default Node's roots (a blob SAS URL). */
   ca?: string | Buffer;
   clock?: Clock;
@@ -159,7 +162,7 @@ export class Updater {
       const o = this.opts;
       const result = await downloadArtifact({
         artifact: manifest, dir: this.downloadDir, ca: o.ca, budget: o.budget, maxBytesPerSec: o.maxBytesPerSec,
-        bandwidth: o.bandwidth, clock: o.clock, signal, ...o.downloadOverrides,
+        bandwidth: o.bandwidth, broker: o.broker, clock: o.clock, signal, ...o.downloadOverrides,
         onProgress: (p) => this.state.progress(p.receivedBytes, p.totalBytes),
         onRetry: (err, waitMs) => {
           o.onError(new Error(`update ${manifest.version}: ${err.message}; again in ${waitMs} ms`));
@@ -234,5 +237,6 @@ function isEmpty(value: unknown): boolean {
 /** Equal in every field, the URL included: a new SAS URL for the same release restarts the (resuming) fetch. */
 function sameManifest(a: UpdateManifest, b: UpdateManifest): boolean {
   return a.version === b.version && a.target === b.target && a.url === b.url && a.sha256 === b.sha256 &&
-    a.bytes === b.bytes && a.storeFormat === b.storeFormat && a.signature === b.signature;
+    a.bytes === b.bytes && a.storeFormat === b.storeFormat && a.signature === b.signature &&
+    JSON.stringify(a.chunks ?? null) === JSON.stringify(b.chunks ?? null);
 }
