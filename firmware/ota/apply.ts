@@ -70,7 +70,7 @@ export async function applyRelease(
   await unpack(tarballPath, partial);
   await checkRelease(partial, manifest);
   if (options.owner) await chownTree(partial, options.owner);
-  await syncTree(partial);
+  await syncTree(partial, fs);
   const dir = join(layout.releasesDir, manifest.version);
   await fs.rename(partial, dir);
   await fs.syncPath(layout.releasesDir);
@@ -157,15 +157,8 @@ async function chownTree(dir: string, owner: { uid: number; gid: number }): Prom
 }
 
 /** Every file's data and every folder's entries, children before parents: the rename publishes a whole tree. */
-async function syncTree(dir: string): Promise<void> {
+async function syncTree(dir: string, fs: SlotFs): Promise<void> {
   await walk(dir, async (path) => {
-    const stat = await fsp.lstat(path);
-    if (stat.isSymbolicLink()) return;
-    const handle = await fsp.open(path, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    if (!(await fsp.lstat(path)).isSymbolicLink()) await fs.syncPath(path);
   });
 }
