@@ -75,8 +75,9 @@ class ChunkWindow {
     this.first = Math.floor(o.from / o.chunks.size);
     this.asked = this.first;
     client.on('message', (topic, payload) => this.arrived(topic, payload));
-    client.on('close', () => this.fail(new OtaFetchError('TRANSIENT', 'network', `${o.broker.url}: connection lost`)));
-    client.on('error', (err) => this.fail(new OtaFetchError('TRANSIENT', 'network', `${o.broker.url}: ${err.message}`)));
+    const lost = (why: string) => this.fail(new OtaFetchError('TRANSIENT', 'network', `${o.broker.url}: ${why}`));
+    client.on('close', () => lost('connection lost'));
+    client.on('error', (err) => lost(err.message));
   }
 
   askUpTo(end: number): void {

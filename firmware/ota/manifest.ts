@@ -133,7 +133,7 @@ export function parseManifest(json: string | unknown, source: string): UpdateMan
   return {
     version: m.version, target: m.target, url: m.url ?? '', sha256: m.sha256, bytes: m.bytes,
     storeFormat: m.storeFormat, signature: m.signature ?? '',
-    ...(m.chunks === undefined ? {} : { chunks: { topic: m.chunks.topic, size: m.chunks.size, count: m.chunks.count } }),
+    ...(m.chunks === undefined ? {} : { chunks: pickChunks(m.chunks) }),
   };
 }
 
@@ -168,6 +168,11 @@ export function verifyManifest(
       `format ${current}, and no migration exists`);
   }
   return { ok: true };
+}
+
+/** Only the chunk fields: whatever else the document carries is not kept in the update's state. */
+function pickChunks(c: ChunkSource): ChunkSource {
+  return { topic: c.topic, size: c.size, count: c.count };
 }
 
 function refuse(reason: RefusalReason, message: string): Verdict {

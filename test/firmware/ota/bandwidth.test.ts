@@ -72,7 +72,8 @@ t.test('download + backlog on one bucket stay under the cap at every take, and b
   const downloaded = takes.filter((x) => x.who === 'download').reduce((n, x) => n + x.bytes, 0);
   const published = takes.filter((x) => x.who === 'backlog').reduce((n, x) => n + x.bytes, 0);
   t.equal(downloaded, ARTIFACT_BYTES, 'every byte of the download was taken from the shared bucket');
-  t.ok(published >= MESSAGE_BYTES * 100, `the backlog kept publishing meanwhile (${published / MESSAGE_BYTES} messages)`);
+  const messages = published / MESSAGE_BYTES;
+  t.ok(messages >= 100, `the backlog kept publishing meanwhile (${messages} messages)`);
   t.ok(takes.filter((x) => x.who === 'download').every((x) => x.bytes <= OTA_THROTTLE_SLICE_BYTES),
     'the download takes in slices, never a whole socket read at once');
   const elapsedMs = takes.at(-1)!.atMs;

@@ -1,6 +1,6 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { createHash, randomBytes } from 'node:crypto';
-import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { downloadArtifact, OTA_SYNC_BYTES, type DownloadOptions } from '../../../firmware/ota/download.js';
 import { PART_FILE_NAME } from '../../../firmware/ota/download-file.js';
@@ -48,18 +48,51 @@ interface Seen {
   record: string | null;
 }
 
+interface CrashState {
+  partBytes: number;
+  tail: 'real' | 'zeros' | 'garbage';
+  record: string | null;
+  durable: number;
+}
+
+/** The states a cut at `point` may leave: its record or the one before, the part's length and tail. */
+function crashStates(point: Seen, records: Array<string | null>): CrashState[] {
+  const index = records.indexOf(point.record);
+  const states: CrashState[] = [];
+  for (const record of new Set([point.record, records[Math.max(0, index - 1)]!])) {
+    const durable = record === null ? 0 : (JSON.parse(record) as { durableBytes: number }).durableBytes;
+    for (const partBytes of new Set([durable, Math.floor((durable + point.partBytes) / 2), point.partBytes])) {
+      for (const tail of ['real', 'zeros', 'garbage'] as const) {
+        if (partBytes > durable || tail === 'real') states.push({ partBytes, tail, record, durable });
+      }
+    }
+  }
+  return states;
+}
+
+/** Lays the state out and downloads again: the artifact, with only what was not synced fetched. */
+async function resume(t: Test, { partBytes, tail, record, durable }: CrashState): Promise<void> {
+  const cut = tempDir(t);
+  mkdirSync(cut, { recursive: true });
+  const bytes = Buffer.from(artifact.subarray(0, partBytes));
+  if (tail === 'zeros') bytes.fill(0, durable);
+  if (tail === 'garbage') randomBytes(partBytes - durable).copy(bytes, durable);
+  writeFileSync(join(cut, PART_FILE_NAME), bytes);
+  if (record !== null) writeFileSync(join(cut, RECORD_FILE), record);
+  const where = `part ${partBytes} (${tail} past ${durable}), record ${record === null ? 'none' : durable}`;
+  const result = await downloadArtifact(options(cut));
+  const digest = createHash('sha256').update(readFileSync(result.path)).digest('hex');
+  if (digest !== sha256) t.fail(`${where}: the resumed artifact is not the one served`);
+  const rest = ARTIFACT_BYTES - durable;
+  if (result.fetchedBytes !== rest) t.fail(`${where}: fetched ${result.fetchedBytes}, not the ${rest} unsynced`);
+}
+
 t.test('every crash state of a download resumes to the artifact, fetching only what was not synced', async (t) => {
   // One real download, looked at after each chunk: the part's length and the record as they are on disk.
   const dir = tempDir(t);
   const seen: Seen[] = [];
   const look = () => {
-    const record = (() => {
-      try {
-        return readFileSync(join(dir, RECORD_FILE), 'utf8');
-      } catch {
-        return null;
-      }
-    })();
+    const record = existsSync(join(dir, RECORD_FILE)) ? readFileSync(join(dir, RECORD_FILE), 'utf8') : null;
     seen.push({ partBytes: statSync(join(dir, PART_FILE_NAME)).size, record });
   };
   await downloadArtifact(options(dir, { onProgress: look }));
@@ -69,33 +102,7 @@ t.test('every crash state of a download resumes to the artifact, fetching only w
   const records = [null, ...new Set(seen.map((s) => s.record))];
   t.ok(records.length >= 4, `${records.length - 1} records written over ${seen.length} chunks`);
 
-  let states = 0;
-  for (const point of points) {
-    // The record found after the cut: the one on disk, or the one before it (rename not durable).
-    const index = records.indexOf(point.record);
-    for (const record of new Set([point.record, records[Math.max(0, index - 1)]!])) {
-      const durable = record === null ? 0 : (JSON.parse(record) as { durableBytes: number }).durableBytes;
-      for (const partBytes of new Set([durable, Math.floor((durable + point.partBytes) / 2), point.partBytes])) {
-        for (const tail of ['real', 'zeros', 'garbage'] as const) {
-          if (partBytes === durable && tail !== 'real') continue;
-          states += 1;
-          const cut = tempDir(t);
-          mkdirSync(cut, { recursive: true });
-          const bytes = Buffer.from(artifact.subarray(0, partBytes));
-          if (tail === 'zeros') bytes.fill(0, durable);
-          if (tail === 'garbage') randomBytes(partBytes - durable).copy(bytes, durable);
-          writeFileSync(join(cut, PART_FILE_NAME), bytes);
-          if (record !== null) writeFileSync(join(cut, RECORD_FILE), record);
-          const where = `part ${partBytes} (${tail} past ${durable}), record ${record === null ? 'none' : durable}`;
-          const result = await downloadArtifact(options(cut));
-          const digest = createHash('sha256').update(readFileSync(result.path)).digest('hex');
-          if (digest !== sha256) t.fail(`${where}: the resumed artifact is not the one served`);
-          if (result.fetchedBytes !== ARTIFACT_BYTES - durable) {
-            t.fail(`${where}: fetched ${result.fetchedBytes}, not the ${ARTIFACT_BYTES - durable} past the synced part`);
-          }
-        }
-      }
-    }
-  }
-  t.ok(states >= 30, `${states} crash states resumed, each to the artifact with only the unsynced rest fetched`);
+  const states = points.flatMap((point) => crashStates(point, records));
+  for (const state of states) await resume(t, state);
+  t.ok(states.length >= 30, `${states.length} crash states resumed, each fetching only the unsynced rest`);
 });

@@ -59,7 +59,8 @@ export class CrashRecorder {
     writeFile: (path, data) => this.around(`write ${path}`, async () => {
       // A cut inside the write, before its fsync: the file exists, empty or with a prefix of the data.
       this.snap(`write ${path} (cut before its sync: empty)`, new Map([[path, 'file:']]));
-      this.snap(`write ${path} (cut before its sync: half)`, new Map([[path, `file:${data.slice(0, data.length >> 1)}`]]));
+      const half = `file:${data.slice(0, data.length >> 1)}`;
+      this.snap(`write ${path} (cut before its sync: half)`, new Map([[path, half]]));
       await this.inner.writeFile(path, data);
     }),
   };
