@@ -135,11 +135,16 @@ async function checkRelease(dir: string, manifest: UpdateManifest): Promise<void
     });
   }
   const text = await fsp.readFile(join(dir, 'release.json'), 'utf8');
-  const release = JSON.parse(text) as { version?: unknown; target?: unknown };
+  const release = JSON.parse(text) as { version?: unknown; target?: unknown; storeFormat?: unknown };
   if (release.version !== manifest.version || release.target !== manifest.target) {
     const says = `${String(release.version)} for ${String(release.target)}`;
     const wanted = `${manifest.version} for ${manifest.target}`;
     throw new ApplyError('bad-release', `release.json says ${says}, the manifest ${wanted}`);
+  }
+  // The manifest's format was what verifyManifest held against the running log: the release must be that one.
+  if (release.storeFormat !== manifest.storeFormat) {
+    throw new ApplyError('bad-release', `release.json says ring log format ${String(release.storeFormat)}, the ` +
+      `signed manifest ${manifest.storeFormat}: the format check was made for another release`);
   }
 }
 
