@@ -10,7 +10,11 @@ import { downloadArtifact, type DownloadOptions } from '../../../firmware/ota/do
 import { OtaFetchError } from '../../../firmware/ota/fetch-error.js';
 import { parseManifest } from '../../../firmware/ota/manifest.js';
 import { Mosquitto } from '../../support/brokers.js';
-import { buildRelease, signedManifest, signingKey, type BuiltRelease } from '../../support/ota-release.js';
+import {
+  buildRelease, signedManifest, signingKey, slotLayout, TEST_TARGET, type BuiltRelease,
+} from '../../support/ota-release.js';
+import { slotVersion } from '../../../firmware/ota/slots.js';
+import { Updater } from '../../../firmware/ota/updater.js';
 import { tempDir } from '../../support/tmp.js';
 
 /**
@@ -184,4 +188,27 @@ t.test('a manifest\'s chunks are checked: topic, size range, count against bytes
   for (const [value, text] of bad) {
     t.throws(() => parseManifest(JSON.stringify({ ...base, chunks: value }), 'm.json'), text);
   }
+});
+
+t.test('the updater takes a signed manifest with chunks from the uplink broker to the switch', async (t) => {
+  const key = signingKey();
+  const dataDir = tempDir(t);
+  const layout = await slotLayout(tempDir(t), dataDir, '1.0.0');
+  const restarts: string[] = [];
+  const progress: number[] = [];
+  const updater = await Updater.open({
+    dataDir, layout, running: { version: '1.0.0', target: TEST_TARGET }, publicKeys: () => [key.publicKey],
+    healthSecs: 30, budget: { downloadBytesMax: 64 * 1024 * 1024, reservedBytes: () => 0 }, maxBytesPerSec: () => 0,
+    broker: { url: broker.url }, restart: (why) => restarts.push(why), onError: () => {},
+    downloadOverrides: { retryMs: { min: 10, max: 50 } },
+  });
+  t.teardown(() => updater.stop());
+  updater.state.onChange((s) => progress.push(s.progress?.receivedBytes ?? 0));
+  // No url at all: the broker is the site's only route.
+  updater.offer(JSON.stringify({ ...signedManifest(key, '2.0.0', release, ''), chunks }), 'mqtt:outpost/gw-ota/update');
+  const deadline = Date.now() + 60_000;
+  while (restarts.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  t.same(restarts, ['update to 2.0.0']);
+  t.equal(await slotVersion(layout, 'current'), '2.0.0', 'current names the release read from the chunks');
+  t.ok(progress.some((b) => b > 0 && b < release.bytes), 'progress was reported along the way');
 });
