@@ -121,7 +121,10 @@ export class Runtime {
     return startUpdates({
       dataDir: this.dataDir, gatewayId: this.board.identity.gatewayId, release, log: this.store,
       ota: this.board.ota ?? OTA_DEFAULTS,
-      maxBytesPerSec: () => this.uplink?.status().maxBytesPerSec ?? 0, broker: await scopeBrokerFor(uplinkConfig),
+      maxBytesPerSec: () => this.uplink?.status().maxBytesPerSec ?? 0,
+      // The uplink starts after the updates (their hook must exist first); a download waits for its connect.
+      bandwidth: { take: (bytes) => this.uplink?.bandwidth.take(bytes) ?? 0 },
+      broker: await scopeBrokerFor(uplinkConfig),
       keysDir: process.env.OUTPOST_OTA_KEYS_DIR, clock: this.opts.clock,
       restart: (reason) => requestRestart?.(reason), onError: (err) => this.reportError('ota', err),
     });

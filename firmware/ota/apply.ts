@@ -70,7 +70,7 @@ export async function applyRelease(
   await unpack(tarballPath, partial);
   await checkRelease(partial, manifest);
   if (options.owner) await chownTree(partial, options.owner);
-  await syncTree(partial);
+  await syncTree(partial, fs);
   const dir = join(layout.releasesDir, manifest.version);
   await fs.rename(partial, dir);
   await fs.syncPath(layout.releasesDir);
@@ -135,11 +135,16 @@ async function checkRelease(dir: string, manifest: UpdateManifest): Promise<void
     });
   }
   const text = await fsp.readFile(join(dir, 'release.json'), 'utf8');
-  const release = JSON.parse(text) as { version?: unknown; target?: unknown };
+  const release = JSON.parse(text) as { version?: unknown; target?: unknown; storeFormat?: unknown };
   if (release.version !== manifest.version || release.target !== manifest.target) {
     const says = `${String(release.version)} for ${String(release.target)}`;
     const wanted = `${manifest.version} for ${manifest.target}`;
     throw new ApplyError('bad-release', `release.json says ${says}, the manifest ${wanted}`);
+  }
+  // The manifest's format was what verifyManifest held against the running log: the release must be that one.
+  if (release.storeFormat !== manifest.storeFormat) {
+    throw new ApplyError('bad-release', `release.json says ring log format ${String(release.storeFormat)}, the ` +
+      `signed manifest ${manifest.storeFormat}: the format check was made for another release`);
   }
 }
 
@@ -157,15 +162,8 @@ async function chownTree(dir: string, owner: { uid: number; gid: number }): Prom
 }
 
 /** Every file's data and every folder's entries, children before parents: the rename publishes a whole tree. */
-async function syncTree(dir: string): Promise<void> {
+async function syncTree(dir: string, fs: SlotFs): Promise<void> {
   await walk(dir, async (path) => {
-    const stat = await fsp.lstat(path);
-    if (stat.isSymbolicLink()) return;
-    const handle = await fsp.open(path, 'r');
-    try {
-      await handle.sync();
-    } finally {
-      await handle.close();
-    }
+    if (!(await fsp.lstat(path)).isSymbolicLink()) await fs.syncPath(path);
   });
 }

@@ -4,6 +4,7 @@ import type { Clock } from '../clock.js';
 import type { OtaConfig } from '../config/ota.js';
 import type { RingLog } from '../store/log.js';
 import type { ResyncHook } from '../uplink/pump-options.js';
+import type { BandwidthShare } from './download-throttle.js';
 import { releaseLayoutOf } from './health.js';
 import { loadPublicKeys, OTA_KEYS_DIR } from './manifest.js';
 import { UpdateSource } from './source.js';
@@ -31,6 +32,8 @@ export interface UpdateServiceOptions {
   log: RingLog;
   /** The uplink's bandwidth cap in force (board, or the cloud's override); 0 is none. */
   maxBytesPerSec(): number;
+  /** The uplink's token bucket: the download takes from the same cap as the backlog's publishes. */
+  bandwidth?: BandwidthShare;
   /** mqtt uplinks: the broker of the manifest and status topics. */
   broker?: SideChannelBroker;
   /** Trusted keys; default /etc/outpost/ota-keys. */
@@ -64,6 +67,8 @@ export async function startUpdates(o: UpdateServiceOptions): Promise<UpdateServi
       },
     },
     maxBytesPerSec: o.maxBytesPerSec,
+    bandwidth: o.bandwidth,
+    broker: o.broker,
     ca,
     clock: o.clock,
     restart: o.restart,

@@ -1,7 +1,10 @@
 import { statfs } from 'node:fs/promises';
 import { setTimeout as sleepMs } from 'node:timers/promises';
 import { systemClock, type Clock } from '../clock.js';
-import { TokenBucket } from '../uplink/rate.js';
+import type { SideChannelBroker } from '../side-channel.js';
+import type { ChunkSource } from './chunks.js';
+import { readChunks } from './download-mqtt.js';
+import { DownloadThrottle, type BandwidthShare } from './download-throttle.js';
 import { discardPart, loadPartRecord, PartFile, savePartRecord, type PartRecord } from './download-file.js';
 import { asTransient, redact, requestRange, type RangeResponse } from './download-http.js';
 import { OtaFetchError } from './fetch-error.js';
@@ -9,7 +12,8 @@ import { OtaFetchError } from './fetch-error.js';
 /**
  * Fetches a release tarball to `<dataDir>/ota/artifact.part`: streamed to the file chunk by chunk (never held
  * in memory), sha256 computed as it arrives, resumed with Range requests after a link cut (in memory) or a
- * restart (from the synced length on disk), held to the uplink's bandwidth cap, and bounded by a disk budget
+ * restart (from the synced length on disk) — or, over MQTT, read from retained chunks and resumed by chunk
+ * index (firmware/ota/download-mqtt.ts) — held to the uplink's bandwidth cap, and bounded by a disk budget
  * that leaves the ring log its whole quota. A cut link is retried with a capped backoff for as long as the
  * update stands: a gateway may be offline for days and should carry on where it stopped.
  */
@@ -20,6 +24,8 @@ export interface ArtifactRef {
   /** Hex sha256 of the whole artifact, from the signed manifest. */
   sha256: string;
   bytes: number;
+  /** Retained chunks at the uplink's broker (firmware/ota/chunks.ts): used instead of `url` when a broker is given. */
+  chunks?: ChunkSource;
 }
 
 export interface DiskBudget {
@@ -46,8 +52,15 @@ export interface DownloadOptions {
   /** CA bundle to trust for the artifact's host; default Node's roots. */
   ca?: string | Buffer;
   budget: DiskBudget;
+  /** mqtt uplinks: the broker the artifact's chunks are read from (the uplink's, with its login). */
+  broker?: SideChannelBroker;
   /** The uplink's cap in force, read per chunk (the cloud may change it mid-download); 0 is no cap. */
   maxBytesPerSec(): number;
+  /**
+   * The uplink's own bucket: when given, the download takes from it (in OTA_THROTTLE_SLICE_BYTES pieces)
+   * instead of a bucket of its own at `maxBytesPerSec()`, so the update and the backlog share one cap.
+   */
+  bandwidth?: BandwidthShare;
   clock?: Clock;
   /** Waits `ms` (throttle, backoff); rejects on `signal`. Tests pass one that moves a ManualClock. */
   sleep?: (ms: number, signal?: AbortSignal) => Promise<void>;
@@ -111,7 +124,7 @@ export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadR
 class DownloadRun {
   private readonly clock: Clock;
   private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>;
-  private readonly bucket: TokenBucket;
+  private readonly throttle: DownloadThrottle;
   private etag: string | null;
   private lastModified: string | null;
   private durableBytes: number;
@@ -127,7 +140,7 @@ class DownloadRun {
   ) {
     this.clock = opts.clock ?? systemClock;
     this.sleep = opts.sleep ?? defaultSleep;
-    this.bucket = new TokenBucket(opts.maxBytesPerSec(), this.clock);
+    this.throttle = new DownloadThrottle(opts.maxBytesPerSec, opts.bandwidth, this.clock, this.sleep, opts.signal);
     this.etag = record?.etag ?? null;
     this.lastModified = record?.lastModified ?? null;
     this.durableBytes = part.length;
@@ -192,7 +205,15 @@ class DownloadRun {
 
   private async attempt(): Promise<void> {
     this.attempts += 1;
-    const { artifact } = this.opts;
+    const { artifact, broker } = this.opts;
+    if (artifact.chunks !== undefined && broker !== undefined) {
+      const chunks = readChunks({
+        broker, chunks: artifact.chunks, bytes: artifact.bytes, from: this.part.length, signal: this.opts.signal,
+        waitMs: this.opts.idleMs,
+      });
+      for await (const chunk of chunks) await this.take(chunk);
+      return;
+    }
     const res = await requestRange({
       url: artifact.url, start: this.part.length, validator: this.validator(), ca: this.opts.ca,
       signal: this.opts.signal, idleMs: this.opts.idleMs,
@@ -238,21 +259,13 @@ class DownloadRun {
       const what = `${redact(artifact.url)} sent more than the manifest's ${artifact.bytes} bytes`;
       throw new OtaFetchError('REFUSED', 'size', what);
     }
-    await this.throttle(chunk.length);
+    await this.throttle.wait(chunk.length);
     await this.part.append(chunk);
     if (this.part.length - this.durableBytes >= OTA_SYNC_BYTES) await this.saveProgress();
     this.opts.onProgress?.({
       receivedBytes: this.part.length, totalBytes: artifact.bytes, fetchedBytes: this.fetchedBytes,
       attempts: this.attempts,
     });
-  }
-
-  private async throttle(bytes: number): Promise<void> {
-    const rate = this.opts.maxBytesPerSec();
-    if (rate !== this.bucket.rate) this.bucket.setRate(rate);
-    for (let waitMs = this.bucket.take(bytes); waitMs > 0; waitMs = this.bucket.take(bytes)) {
-      await this.sleep(waitMs, this.opts.signal);
-    }
   }
 
   /** Only a strong ETag proves the bytes are the same (RFC 9110 §8.8.3.2); else the date, else nothing. */

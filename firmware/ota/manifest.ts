@@ -2,6 +2,7 @@ import { createPublicKey, verify, type KeyObject } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { STORE_FORMAT } from '../store/format.js';
+import { chunkSourceProblem, type ChunkSource } from './chunks.js';
 import { compareVersions, isVersion } from './version.js';
 
 /**
@@ -23,6 +24,8 @@ export interface UpdateManifest {
   storeFormat: number;
   /** Base64 ed25519 signature of `canonicalManifest(manifest)`; '' when unsigned. */
   signature: string;
+  /** mqtt uplinks: the artifact as retained chunks at the uplink's broker (firmware/ota/chunks.ts), not signed. */
+  chunks?: ChunkSource;
 }
 
 /** Why an update is not applied; reported as-is (twin reported, status topic, `outpost status`, metrics). */
@@ -72,7 +75,7 @@ const SIGNED_FIELDS = ['version', 'target', 'sha256', 'bytes', 'storeFormat'] as
  * One field per line in this fixed order, no other whitespace. The values are what parseManifest accepts,
  * which never contain a newline or '=' ambiguity (version and target are checked against strict patterns), so
  * no two manifests share an encoding. The first line names the scheme so a signature can never be replayed
- * as one over some other outpost document. `url` is left out on purpose: the same signed release may be
+ * as one over some other outpost document. `url` (and `chunks`) is left out on purpose: the same signed release may be
  * served from any URL (a blob SAS URL is made per download), and sha256 + bytes bind what is fetched.
  */
 export function canonicalManifest(m: Omit<UpdateManifest, 'url' | 'signature'>): Buffer {
@@ -89,7 +92,7 @@ const isCount = (v: unknown): v is number => typeof v === 'number' && Number.isS
 const isUrl = (v: unknown) => v === undefined || v === '' || (isString(v) && /^https?:\/\//.test(v));
 
 /** Each field's check and what it must be, as the error says it. */
-const FIELDS: Record<keyof UpdateManifest, [(v: unknown) => boolean, string]> = {
+const FIELDS: Record<Exclude<keyof UpdateManifest, 'chunks'>, [(v: unknown) => boolean, string]> = {
   version: [(v) => isString(v) && isVersion(v), 'a semver version like "1.2.3"'],
   target: [(v) => isString(v) && TARGET_PATTERN.test(v), 'a target like "linux-arm64"'],
   url: [isUrl, 'an http(s) URL'],
@@ -125,9 +128,12 @@ export function parseManifest(json: string | unknown, source: string): UpdateMan
     if (!check(v)) throw new ManifestError(source, name, `must be ${what}, got ${JSON.stringify(v) ?? 'nothing'}`);
   }
   const m = obj as unknown as UpdateManifest;
+  const chunksProblem = chunkSourceProblem(m.chunks, m.bytes);
+  if (chunksProblem !== null) throw new ManifestError(source, 'chunks', chunksProblem);
   return {
     version: m.version, target: m.target, url: m.url ?? '', sha256: m.sha256, bytes: m.bytes,
     storeFormat: m.storeFormat, signature: m.signature ?? '',
+    ...(m.chunks === undefined ? {} : { chunks: pickChunks(m.chunks) }),
   };
 }
 
@@ -162,6 +168,11 @@ export function verifyManifest(
       `format ${current}, and no migration exists`);
   }
   return { ok: true };
+}
+
+/** Only the chunk fields: whatever else the document carries is not kept in the update's state. */
+function pickChunks(c: ChunkSource): ChunkSource {
+  return { topic: c.topic, size: c.size, count: c.count };
 }
 
 function refuse(reason: RefusalReason, message: string): Verdict {

@@ -1,5 +1,5 @@
 import { promises as fsp } from 'node:fs';
-import { join } from 'node:path';
+import { dirname, join } from 'node:path';
 import { realSlotFs, type SlotFs } from './slots.js';
 
 /**
@@ -32,9 +32,20 @@ export const PENDING_FILE = 'pending';
 export const BOOTS_FILE = 'boots';
 export const RESULT_FILE = 'result';
 
-/** Written whole under a temporary name, synced, renamed: the launcher reads an old record or a new one. */
+/**
+ * Written whole under a temporary name, synced, renamed: the launcher reads an old record or a new one. A state
+ * folder made here has its own entry synced into its parent first: else a power cut may lose the whole folder
+ * (a file system need not keep an unsynced mkdir) and with it the pending record, while the synced switch
+ * survives, and the new release would run with nothing to roll it back (test/firmware/ota/crash-states.test.ts).
+ */
 async function writeAtomic(dir: string, name: string, text: string, fs: SlotFs): Promise<void> {
-  await fsp.mkdir(dir, { recursive: true });
+  const made = await fsp.mkdir(dir, { recursive: true });
+  if (made !== undefined) {
+    for (let d = dir; ; d = dirname(d)) {
+      await fs.syncPath(dirname(d));
+      if (d === made) break;
+    }
+  }
   const temp = join(dir, `${name}.tmp`);
   await fs.writeFile(temp, text);
   await fs.rename(temp, join(dir, name));

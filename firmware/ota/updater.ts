@@ -1,8 +1,10 @@
 import type { KeyObject } from 'node:crypto';
 import { join } from 'node:path';
+import type { SideChannelBroker } from '../side-channel.js';
 import { systemClock, type Clock } from '../clock.js';
 import { ApplyError, applyRelease } from './apply.js';
 import { discardPart } from './download-file.js';
+import type { BandwidthShare } from './download-throttle.js';
 import { downloadArtifact, type DiskBudget, type DownloadOptions } from './download.js';
 import { OtaFetchError } from './fetch-error.js';
 import { MANIFEST_BYTES_MAX, ManifestError, parseManifest, verifyManifest, type UpdateManifest } from './manifest.js';
@@ -29,6 +31,10 @@ export interface UpdaterOptions {
   healthSecs: number;
   budget: DiskBudget;
   maxBytesPerSec(): number;
+  /** The uplink's bucket, shared by the download (DownloadOptions.bandwidth); absent, a bucket of its own. */
+  bandwidth?: BandwidthShare;
+  /** mqtt uplinks: the broker a manifest's `chunks` are read from; without it the manifest's url is fetched. */
+  broker?: SideChannelBroker;
   /** CA bundle for the artifact's host; default Node's roots (a blob SAS URL). */
   ca?: string | Buffer;
   clock?: Clock;
@@ -156,7 +162,7 @@ export class Updater {
       const o = this.opts;
       const result = await downloadArtifact({
         artifact: manifest, dir: this.downloadDir, ca: o.ca, budget: o.budget, maxBytesPerSec: o.maxBytesPerSec,
-        clock: o.clock, signal, ...o.downloadOverrides,
+        bandwidth: o.bandwidth, broker: o.broker, clock: o.clock, signal, ...o.downloadOverrides,
         onProgress: (p) => this.state.progress(p.receivedBytes, p.totalBytes),
         onRetry: (err, waitMs) => {
           o.onError(new Error(`update ${manifest.version}: ${err.message}; again in ${waitMs} ms`));
@@ -231,5 +237,6 @@ function isEmpty(value: unknown): boolean {
 /** Equal in every field, the URL included: a new SAS URL for the same release restarts the (resuming) fetch. */
 function sameManifest(a: UpdateManifest, b: UpdateManifest): boolean {
   return a.version === b.version && a.target === b.target && a.url === b.url && a.sha256 === b.sha256 &&
-    a.bytes === b.bytes && a.storeFormat === b.storeFormat && a.signature === b.signature;
+    a.bytes === b.bytes && a.storeFormat === b.storeFormat && a.signature === b.signature &&
+    JSON.stringify(a.chunks ?? null) === JSON.stringify(b.chunks ?? null);
 }

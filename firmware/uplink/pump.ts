@@ -134,6 +134,11 @@ export class Pump {
     void this.opts.transport.destroy();
   }
 
+  /** The cap's bucket, for what else goes over the same link (an OTA download) to take its bytes from too. */
+  get bandwidth(): Pick<TokenBucket, 'take'> {
+    return this.bucket;
+  }
+
   /** Changes the bandwidth cap live (cloud-pushed settings); 0 lifts it. Validated as the option is. */
   setMaxBytesPerSec(bytesPerSec: number): void {
     this.limits.maxBytesPerSec = checkLimit('maxBytesPerSec', bytesPerSec);

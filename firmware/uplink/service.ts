@@ -79,6 +79,11 @@ export interface UplinkService {
   status(): UplinkStatus;
   /** Edge mode: the children's own twins on their upstream connections (absent in device mode). */
   readonly identityTwins?: IdentityTwins;
+  /**
+   * The uplink's `maxBytesPerSec` token bucket (the pump's): another sender on the same link takes its bytes
+   * from it, so the two together stay under the one cap. `take` returns 0 or the ms to wait (nothing taken).
+   */
+  readonly bandwidth: { take(bytes: number): number };
   /** The link is back (SIGUSR2, a dialer callback): connect now instead of sleeping out the backoff. */
   wake(reason: string): void;
   /**
@@ -134,6 +139,7 @@ function disabledService(log: RingLog): UplinkService {
     }),
     wake: () => {},
     addResyncHook: () => {},
+    bandwidth: { take: () => 0 },
     stop: async () => {},
   };
 }
@@ -219,6 +225,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     addResyncHook: (hook) => void resyncHooks.push(hook),
     ...(edge === null ? {} : { identitiesReturned: (ids: string[]) => edge.uplink.identitiesReturned(ids) }),
     attachLocalChildren: (local) => edge?.uplink.attachLocal(local),
+    bandwidth: running.bandwidth,
     async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
       watch?.stop();
       // The pump abandons what it cannot finish within the budget; the race is the backstop for a transport
@@ -304,6 +311,7 @@ async function startSimUplink(opts: UplinkServiceOptions, config: SimUplinkConfi
     status: () => ({ ...mqttService.status(), protocol: 'sim', simCloud: cloud.status() }),
     wake: (reason) => mqttService.wake(reason),
     addResyncHook: (hook) => mqttService.addResyncHook(hook),
+    bandwidth: mqttService.bandwidth,
     async stop(budgetMs) {
       process.off('SIGUSR1', toggle);
       await mqttService.stop(budgetMs);

@@ -7,6 +7,7 @@ import { ApplyError, applyRelease } from '../../../firmware/ota/apply.js';
 import { tempDir } from '../../support/tmp.js';
 import { bundleForChild } from '../../support/bundle.js';
 import { tinyRelease } from '../../support/ota/tiny-release.js';
+import { STORE_FORMAT } from '../../../firmware/store/format.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const LAUNCHER = join(ROOT, 'scripts/pack/ota-launch.sh');
@@ -122,6 +123,20 @@ t.test('a tarball that does not match its manifest is refused before anything is
   const after = [readlinkSync(join(s.releases, 'current')), partial, existsSync(s.state)];
   t.same(after, ['1.0.0', false, false],
     'current untouched, nothing unpacked, no pending record');
+});
+
+t.test('a release whose release.json has another ring log format than its signed manifest is refused', async (t) => {
+  const dir = tempDir(t);
+  const first = tinyRelease(join(dir, 'a'), '1.0.0');
+  const second = tinyRelease(join(dir, 'b'), '2.0.0', 'linux-x64', STORE_FORMAT + 1);
+  const s = site(t, first.tarball);
+  const layout = { releasesDir: s.releases, stateDir: s.state };
+  await t.rejects(applyRelease(second.tarball, second.manifest, layout, { healthSecs: 30 }), {
+    reason: 'bad-release',
+    message: `release.json says ring log format ${STORE_FORMAT + 1}, the signed manifest ${STORE_FORMAT}: the ` +
+      'format check was made for another release',
+  });
+  t.same([readlinkSync(join(s.releases, 'current')), existsSync(s.state)], ['1.0.0', false], 'nothing switched');
 });
 
 t.test('the launcher of a committed release, stopped for the next update, leaves that update pending', async (t) => {

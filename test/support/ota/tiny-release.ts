@@ -34,14 +34,17 @@ export interface TinyRelease {
   file: string;
 }
 
-export function tinyRelease(dir: string, version: string, target = 'linux-x64'): TinyRelease {
+/** `storeFormat` goes into release.json only; the manifest always says this build's (a mismatched release). */
+export function tinyRelease(
+  dir: string, version: string, target = 'linux-x64', storeFormat = STORE_FORMAT,
+): TinyRelease {
   const top = `outpost-${version}-${target}`;
   const root = join(dir, 'stage', top);
   mkdirSync(join(root, 'bin'), { recursive: true });
   symlinkSync(process.execPath, join(root, 'bin/node'));
   writeFileSync(join(root, 'outpost.js'), TINY_BUNDLE);
   writeFileSync(join(root, 'package.json'), JSON.stringify({ name: 'outpost', version, type: 'module' }));
-  const release = { name: 'outpost', version, target, storeFormat: STORE_FORMAT, addons: [] };
+  const release = { name: 'outpost', version, target, storeFormat, addons: [] };
   writeFileSync(join(root, 'release.json'), JSON.stringify(release));
   const tarball = join(dir, `${top}.tar.gz`);
   const tar = spawnSync('tar', ['-C', join(dir, 'stage'), '-czf', tarball, top]);
