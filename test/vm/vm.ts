@@ -69,6 +69,8 @@ export class Vm {
   private readonly waiting = new Map<string, (r: ExecResult) => void>();
   private readyWaiters: Array<(bootId: string) => void> = [];
   private lastBootId = '';
+  /** Host milliseconds from qemu's start to the agent's first word, for the last boot (boot or reboot). */
+  lastBootMs = 0;
   private qemu!: ChildProcess;
   private exited!: Promise<number | null>;
 
@@ -107,7 +109,8 @@ export class Vm {
     const started = Date.now();
     await vm.connect();
     await vm.waitReady('', VM_BOOT_TIMEOUT_MS);
-    log(`vm: agent ready after ${Date.now() - started} ms`);
+    vm.lastBootMs = Date.now() - started;
+    log(`vm: agent ready after ${vm.lastBootMs} ms`);
     await vm.mountShare();
     return vm;
   }
@@ -161,7 +164,8 @@ export class Vm {
     const started = Date.now();
     await this.connect();
     await this.waitReady(before, VM_BOOT_TIMEOUT_MS);
-    this.log(`vm: agent ready after ${Date.now() - started} ms (reboot)`);
+    this.lastBootMs = Date.now() - started;
+    this.log(`vm: agent ready after ${this.lastBootMs} ms (reboot)`);
     await this.mountShare();
   }
 
