@@ -66,7 +66,8 @@ async function rebootToReady(m: Measured): Promise<void> {
   }
   if (!active) throw new Error(`${m.arch}: the unit was not active within ${READY_WAIT_MS} ms of the agent`);
   const readyMs = m.vm.lastBootMs + (Date.now() - agentAt);
-  const guestUs = Number((await m.vm.mustExec('systemctl show -p ActiveEnterTimestampMonotonic --value outpost')).trim());
+  const enteredUs = await m.vm.mustExec('systemctl show -p ActiveEnterTimestampMonotonic --value outpost');
+  const guestUs = Number(enteredUs.trim());
   m.bootMs.push(m.vm.lastBootMs);
   m.readyMs.push(readyMs);
   m.guestReadyMs.push(Math.round(guestUs / 1000));
@@ -82,7 +83,7 @@ function row(m: Measured): string[] {
 async function run(): Promise<void> {
   const boots = envInt('OUTPOST_BENCH_VM_ARM64_BOOTS', BOOTS_DEFAULT);
   if (spawnSync('aarch64-linux-gnu-g++', ['--version']).error !== undefined) {
-    console.log('vm-arm64: skipped: no aarch64-linux-gnu-g++ to build the arm64 release (scripts/install-release-deps.sh)');
+    console.log('vm-arm64: skipped: no aarch64-linux-gnu-g++ for the arm64 release (scripts/install-release-deps.sh)');
     return;
   }
   const images = { arm64: await vmImage('arm64'), amd64: await vmImage('amd64') };

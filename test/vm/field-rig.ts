@@ -33,7 +33,9 @@ export function releaseIntoShare(target: ReleaseTarget, work: string, share: str
   const release = spawnSync(process.execPath, [join(ROOT, 'scripts/release.js'), target], {
     cwd: ROOT, env: { ...process.env, OUTPOST_RELEASE_DIR: releaseDir }, encoding: 'utf8',
   });
-  if (release.status !== 0) return { error: `release.js ${target} exited ${release.status}: ${release.stderr.slice(-500)}` };
+  if (release.status !== 0) {
+    return { error: `release.js ${target} exited ${release.status}: ${release.stderr.slice(-500)}` };
+  }
   const tarball = `outpost-${VERSION}-${target}.tar.gz`;
   copyFileSync(join(releaseDir, tarball), join(share, tarball));
   return { ok: true };

@@ -12,7 +12,9 @@ import { promisify } from 'node:util';
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 
-export { dataBasePath, GUEST_HOST_ADDRESS, GUEST_UART, type PortForward, type VmArch, type VmOptions } from './qemu-args.js';
+export {
+  dataBasePath, GUEST_HOST_ADDRESS, GUEST_UART, type PortForward, type VmArch, type VmOptions,
+} from './qemu-args.js';
 
 /**
  * Boot to the agent's first word. Under TCG the kernel + systemd take 20 s on an idle core and 80-240 s when
