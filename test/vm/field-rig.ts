@@ -41,8 +41,11 @@ export function releaseIntoShare(target: ReleaseTarget, work: string, share: str
   return { ok: true };
 }
 
-/** The board file (env on i2c-stub's /dev/i2c-0, gps on `uartDevice`) and the stub's register script. */
-export function writeBoard(share: string, uartDevice: string): void {
+/**
+ * The board file (env, the BME280, on i2c-stub's /dev/i2c-0 unless `bme280` is false; gps on `uartDevice`) and
+ * the stub's register script.
+ */
+export function writeBoard(share: string, uartDevice: string, bme280 = true): void {
   const board = {
     board: 'rpi-base',
     identity: { gatewayId: GATEWAY_ID },
@@ -51,7 +54,7 @@ export function writeBoard(share: string, uartDevice: string): void {
     buses: { 'i2c-1': { device: '/dev/i2c-0' }, serial0: { path: uartDevice, baudRate: 9600 } },
     devices: {
       door: { status: 'disabled' }, 'relay1': { status: 'disabled' }, 'status-led': { status: 'disabled' },
-      env: { pollIntervalMs: 2000 }, gps: { status: 'okay', pollIntervalMs: 2000 },
+      env: bme280 ? { pollIntervalMs: 2000 } : { status: 'disabled' }, gps: { status: 'okay', pollIntervalMs: 2000 },
     },
   };
   writeFileSync(join(share, 'board.json'), `${JSON.stringify(board, null, 2)}\n`);
