@@ -15,6 +15,7 @@ const BENCHMARKS: Record<string, () => Promise<BenchModule>> = {
   transparent: async () => (await import('./transparent.js')).default,
   ota: async () => (await import('./ota.js')).default,
   'vm-powercut': async () => (await import('./vm-powercut.js')).default,
+  'vm-arm64': async () => (await import('./vm-arm64.js')).default,
 };
 
 async function main(argv: string[]): Promise<void> {

@@ -1,27 +1,25 @@
 // The x64 release on a real Linux kernel (Debian's, under qemu): real install.sh, real systemd (Type=notify,
 // watchdog, stop), real i2c-dev on i2c-stub, a real 16550 UART. One VM for the whole file: a boot costs 20-100 s
 // under TCG, so the steps share it and run in order. See test/vm/README.md.
-import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import mqtt, { type MqttClient } from 'mqtt';
+import type { MqttClient } from 'mqtt';
 import t from 'tap';
-import { freePort, Mosquitto } from '../support/brokers.js';
-import { childConnectAttempt, newKey, scopeDocument } from '../support/hub-fixture.js';
+import { freePort } from '../support/brokers.js';
+import { childConnectAttempt, newKey } from '../support/hub-fixture.js';
 import { tempDir } from '../support/tmp.js';
-import { bme280Expected, bme280Registers, BME280_ADDRESS } from './bme280-stub.js';
+import { bme280Expected } from './bme280-stub.js';
+import {
+  Cloud, GATEWAY_ID, GUEST_BROKER_PORT, GUEST_HUB_PORT, installRelease, loadBme280Stub, NMEA_DIR, releaseIntoShare,
+  START_TIMEOUT_SECS, writeBoard,
+} from './field-rig.js';
 import { feedCapture } from './uart.js';
-import { GUEST_HOST_ADDRESS, Vm, vmImage } from './vm.js';
+import { Vm, vmImage } from './vm.js';
 
-const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const VERSION = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { version: string }).version;
 /** Image build (cached), release build, one boot plus a reboot and a watchdog restart under TCG. */
 const FIELD_TEST_TIMEOUT_MS = 25 * 60_000;
 /** The unit's TimeoutStopSec: systemd SIGKILLs a stop that takes longer, and marks it failed. */
 const STOP_TIMEOUT_SECS = 20;
-/** The VM's drop-in TimeoutStartSec (TCG is slow; see the install step). */
-const START_TIMEOUT_SECS = 300;
 /** The unit's WatchdogSec and RestartSec (scripts/systemd/outpost.service). */
 const WATCHDOG_SECS = 30;
 const RESTART_SECS = 2;
@@ -38,10 +36,6 @@ const START_WAIT_MS = (START_TIMEOUT_SECS + 30) * 1000;
 const WATCHDOG_RESTART_WAIT_MS = (WATCHDOG_SECS + STOP_TIMEOUT_SECS + RESTART_SECS) * 1000 + START_WAIT_MS;
 /** A child's first connect waits for the gateway to have the scope from the cloud broker. */
 const CHILD_CONNECT_WAIT_MS = 120_000;
-const GATEWAY_ID = 'field-vm';
-const GUEST_HUB_PORT = 1883;
-const GUEST_BROKER_PORT = 1883;
-const NMEA_DIR = join(ROOT, '../shared/testdata/nmea');
 
 t.setTimeout(FIELD_TEST_TIMEOUT_MS);
 
@@ -66,40 +60,14 @@ t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 U
   const work = tempDir(t, 'outpost-vm-');
   const share = join(work, 'share');
   mkdirSync(share);
-  const releaseDir = join(work, 'release');
-  const release = spawnSync(process.execPath, [join(ROOT, 'scripts/release.js'), 'linux-x64'], {
-    cwd: ROOT, env: { ...process.env, OUTPOST_RELEASE_DIR: releaseDir }, encoding: 'utf8',
-  });
-  t.equal(release.status, 0, `the x64 release builds: ${release.stderr.slice(-500)}`);
-  const tarball = `outpost-${VERSION}-linux-x64.tar.gz`;
-  copyFileSync(join(releaseDir, tarball), join(share, tarball));
-
-  const broker = await Mosquitto.start();
-  t.teardown(() => broker.stop());
-  /** What reached the "cloud": every publish the gateway's uplink delivered, by topic. */
-  const cloud: Array<{ topic: string; body: string }> = [];
-  const consumer = await mqtt.connectAsync(broker.url, { clientId: 'cloud-consumer', reconnectPeriod: 200 });
-  t.teardown(() => consumer.endAsync());
-  consumer.on('message', (topic, body) => cloud.push({ topic, body: body.toString() }));
-  await consumer.subscribeAsync(`outpost/${GATEWAY_ID}/#`, { qos: 1 });
-  const hubPort = await freePort();
+  const release = releaseIntoShare('linux-x64', work, share);
+  t.ok('ok' in release, `the x64 release builds: ${'error' in release ? release.error : ''}`);
   const childKey = newKey();
-  const board = {
-    board: 'rpi-base',
-    identity: { gatewayId: GATEWAY_ID },
-    uplink: { protocol: 'mqtt', url: `mqtt://${GUEST_HOST_ADDRESS}:${GUEST_BROKER_PORT}`, protocolVersion: 5 },
-    hub: { tcp: { host: '0.0.0.0', port: GUEST_HUB_PORT } },
-    buses: { 'i2c-1': { device: '/dev/i2c-0' }, serial0: { path: '/dev/ttyS1', baudRate: 9600 } },
-    devices: {
-      door: { status: 'disabled' }, 'relay1': { status: 'disabled' }, 'status-led': { status: 'disabled' },
-      env: { pollIntervalMs: 2000 }, gps: { status: 'okay', pollIntervalMs: 2000 },
-    },
-  };
-  writeFileSync(join(share, 'board.json'), `${JSON.stringify(board, null, 2)}\n`);
-  writeFileSync(join(share, 'bme280.sh'), bme280Registers().map(([reg, value]) =>
-    `i2cset -y 0 ${BME280_ADDRESS} 0x${reg.toString(16)} 0x${value.toString(16)} b`).join('\n'));
-  await consumer.publishAsync(`outpost/${GATEWAY_ID}/scope`,
-    JSON.stringify(scopeDocument(GATEWAY_ID, 1, [{ deviceId: 'child-1', key: childKey }])), { qos: 1, retain: true });
+  const cloud = await Cloud.start([{ deviceId: 'child-1', key: childKey }]);
+  t.teardown(() => cloud.stop());
+  const broker = cloud.broker;
+  const hubPort = await freePort();
+  writeBoard(share, '/dev/ttyS1');
 
   const vm = await Vm.boot({
     image: built.image, workDir: work, share,
@@ -111,29 +79,15 @@ t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 U
   const outpost = (args: string): Promise<string> => vm.mustExec(`/usr/local/bin/outpost ${args}`);
 
   t.test('install.sh for real; after a reboot the unit starts at boot and reaches READY through sd_notify', async (t) => {
-    await vm.mustExec(`modprobe i2c-dev && modprobe i2c-stub chip_addr=${BME280_ADDRESS}`);
+    await loadBme280Stub(vm);
     t.match(await vm.mustExec('cat /sys/bus/i2c/devices/i2c-0/name'), /SMBus stub driver/, 'i2c-stub is /dev/i2c-0');
-    await vm.mustExec('sh /mnt/host/bme280.sh');
-    await vm.mustExec(`echo i2c-stub > /etc/modules-load.d/i2c-stub.conf
-  echo 'options i2c-stub chip_addr=${BME280_ADDRESS}' > /etc/modprobe.d/i2c-stub.conf
-  echo i2c-dev >> /etc/modules-load.d/i2c-stub.conf
-  install -d /etc/outpost && install -m 0640 /mnt/host/board.json /etc/outpost/board.json
-  tar -xzf /mnt/host/outpost-${VERSION}-linux-x64.tar.gz -C /root`);
-    // The one change to the shipped unit: node starts 20-100x slower on an emulated CPU than on a Pi, so the start
-    // may take longer than the unit's TimeoutStartSec. Everything else (notify, watchdog, stop) is as shipped.
-    await vm.mustExec(`install -d /etc/systemd/system/outpost.service.d
-printf '[Service]\\nTimeoutStartSec=${START_TIMEOUT_SECS}s\\n' > /etc/systemd/system/outpost.service.d/vm.conf`);
-    const install = await vm.exec(`/root/outpost-${VERSION}-linux-x64/install.sh`, (START_TIMEOUT_SECS + 60) * 1000);
-    if (install.code !== 0) {
-      const journal = await vm.exec('journalctl -u outpost -o cat --no-pager | tail -60');
-      t.fail(`install.sh exited ${install.code}: ${install.output}\ngateway journal:\n${journal.output}`);
-    }
+    const install = await installRelease(vm, 'linux-x64');
+    if (install.code !== 0) t.fail(`install.sh exited ${install.code}: ${install.output}`);
     t.match(install.output, /installed linux-x64 release [\d.]+ in \/opt\/outpost\/releases\/[\d.]+ \(current\)/);
     await vm.reboot();
     t.comment('rebooted');
     // The stub's registers are volatile: load them again before the service reads the chip (it retries faults).
-    // The agent answers before systemd-modules-load has loaded i2c-stub: modprobe first (a no-op once loaded).
-    await vm.mustExec(`modprobe i2c-dev && modprobe i2c-stub chip_addr=${BME280_ADDRESS} && sh /mnt/host/bme280.sh`);
+    await loadBme280Stub(vm);
     const active = await vm.until('systemctl is-active outpost', START_WAIT_MS);
     t.equal(active.output.trim(), 'active', 'the unit is active after the reboot (Type=notify: READY=1 arrived)');
     t.match(await vm.mustExec('systemctl show -p StatusText --value outpost'), /link|backlog/i,
@@ -149,18 +103,8 @@ printf '[Service]\\nTimeoutStartSec=${START_TIMEOUT_SECS}s\\n' > /etc/systemd/sy
     t.match(security.output, /Overall exposure level for outpost\.service: \d+\.\d/);
   });
 
-  async function cloudSees(what: string, match: (m: { topic: string; body: string }) => boolean, timeoutMs: number) {
-    const deadline = Date.now() + timeoutMs;
-    for (;;) {
-      const found = cloud.find(match);
-      if (found) return found;
-      if (Date.now() > deadline) throw new Error(`the cloud saw no ${what} within ${timeoutMs} ms (${cloud.length} messages)`);
-      await new Promise((r) => setTimeout(r, 250));
-    }
-  }
-
   t.test('real I2C: the i2c-bus addon reads a BME280 register map on i2c-stub, and the cloud gets it', async (t) => {
-    const reading = await cloudSees('BME280 reading', (m) => m.topic.includes('/env/'), 120_000);
+    const reading = await cloud.sees('BME280 reading', (m) => m.topic.includes('/env/'), 120_000);
     const body = JSON.parse(reading.body) as Record<string, number>;
     const want = bme280Expected();
     t.equal(body.temperatureC, Math.round(want.temperatureC * 100) / 100, 'temperature from the stub registers');
@@ -174,7 +118,7 @@ printf '[Service]\\nTimeoutStartSec=${START_TIMEOUT_SECS}s\\n' > /etc/systemd/sy
       return;
     }
     const feeding = feedCapture(vm.uartPath, join(NMEA_DIR, 'bu353s4.log'), 9600, 30_000);
-    const fix = await cloudSees('GPS fix', (m) => m.topic.includes('/gps/') && /"fix":true/.test(m.body), 60_000);
+    const fix = await cloud.sees('GPS fix', (m) => m.topic.includes('/gps/') && /"fix":true/.test(m.body), 60_000);
     const body = JSON.parse(fix.body) as { latitudeDeg: number; longitudeDeg: number };
     t.ok(body.latitudeDeg < -37 && body.latitudeDeg > -38.5, `latitude ${body.latitudeDeg} is Hamilton, NZ's`);
     t.ok(body.longitudeDeg > 175 && body.longitudeDeg < 176, `longitude ${body.longitudeDeg} is Hamilton, NZ's`);

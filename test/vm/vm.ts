@@ -1,17 +1,20 @@
-// Boots the field VM (scripts/vm/build-image.sh) under qemu-system-x86_64 and talks to it: commands over a
-// virtio-serial control port answered by the guest's vm-agent, a read-only 9p share of a host folder, host port
-// forwards into the guest, guest forwards out to host services, and a second 16550 UART (ttyS1) on a host socket.
+// Boots the field VM (scripts/vm/build-image.sh) under qemu-system-x86_64 or qemu-system-aarch64 and talks to it:
+// commands over a virtio-serial control port answered by the guest's vm-agent, a read-only 9p share of a host
+// folder, host port forwards into the guest, guest forwards out to host services, and a UART on a host socket
+// (a second 16550, ttyS1, on x86; the PL011, ttyAMA0, on arm64).
 import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import { join, resolve } from 'node:path';
-import { dataBasePath, qemuArgs, type VmOptions } from './qemu-args.js';
+import { dataBasePath, GUEST_UART, QEMU_BINARY, qemuArgs, type VmArch, type VmOptions } from './qemu-args.js';
 import { promisify } from 'node:util';
 
 const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 
-export { dataBasePath, GUEST_HOST_ADDRESS, type PortForward, type VmOptions } from './qemu-args.js';
+export {
+  dataBasePath, GUEST_HOST_ADDRESS, GUEST_UART, type PortForward, type VmArch, type VmOptions,
+} from './qemu-args.js';
 
 /**
  * Boot to the agent's first word. Under TCG the kernel + systemd take 20 s on an idle core and 80-240 s when
@@ -24,16 +27,19 @@ const VM_SHUTDOWN_TIMEOUT_MS = 180_000;
 export const VM_EXEC_TIMEOUT_MS = 120_000;
 /** qemu making its control socket: instant on an idle host, seconds when two cores serve eight test runs. */
 const QEMU_START_TIMEOUT_MS = 60_000;
-/** The image build (mmdebstrap of a few hundred packages) when it is not cached yet. */
-const IMAGE_BUILD_TIMEOUT_MS = 15 * 60_000;
+/**
+ * The image build when it is not cached yet: mmdebstrap of a few hundred packages, whose maintainer scripts run
+ * under qemu-user for arm64 (several times slower than native).
+ */
+const IMAGE_BUILD_TIMEOUT_MS = 30 * 60_000;
 
 /** Builds (or finds in its cache) the VM image; a reason to skip where this machine cannot. */
-export async function vmImage(): Promise<{ image: string } | { skip: string }> {
-  if (process.platform !== 'linux' || process.arch !== 'x64') {
-    return { skip: 'the field VM needs an x86_64 Linux host' };
+export async function vmImage(arch: VmArch = 'amd64'): Promise<{ image: string } | { skip: string }> {
+  if (process.platform !== 'linux' || (arch === 'amd64' && process.arch !== 'x64')) {
+    return { skip: `the ${arch} field VM needs ${arch === 'amd64' ? 'an x86_64 ' : 'a '}Linux host` };
   }
   try {
-    const { stdout } = await run('bash', [join(ROOT, 'scripts/vm/build-image.sh')], {
+    const { stdout } = await run('bash', [join(ROOT, 'scripts/vm/build-image.sh'), arch], {
       timeout: IMAGE_BUILD_TIMEOUT_MS, maxBuffer: 64 << 20,
     });
     const image = stdout.trim().split('\n').pop() ?? '';
@@ -54,8 +60,10 @@ export interface ExecResult {
 
 export class Vm {
   readonly consolePath: string;
-  /** Host unix socket of the guest's /dev/ttyS1 (connect to it to be the device on that UART). */
+  /** Host unix socket of the guest's UART, `uartDevice` (connect to it to be the device on that UART). */
   readonly uartPath: string;
+  /** The guest's tty on `uartPath`. */
+  readonly uartDevice: string;
   private readonly ctlPath: string;
   private ctl: net.Socket | undefined;
   private buffered = '';
@@ -63,18 +71,21 @@ export class Vm {
   private readonly waiting = new Map<string, (r: ExecResult) => void>();
   private readyWaiters: Array<(bootId: string) => void> = [];
   private lastBootId = '';
+  /** Host milliseconds from qemu's start to the agent's first word, for the last boot (boot or reboot). */
+  lastBootMs = 0;
   private qemu!: ChildProcess;
   private exited!: Promise<number | null>;
 
   private constructor(private readonly args: string[], workDir: string, private readonly shared: boolean,
-    private readonly log: (line: string) => void) {
+    private readonly log: (line: string) => void, private readonly arch: VmArch) {
     this.consolePath = join(workDir, 'console.log');
     this.uartPath = join(workDir, 'uart1.sock');
+    this.uartDevice = GUEST_UART[arch];
     this.ctlPath = join(workDir, 'ctl.sock');
   }
 
   private launch(): void {
-    const qemu = spawn('qemu-system-x86_64', this.args, { stdio: ['ignore', 'ignore', 'pipe'] });
+    const qemu = spawn(QEMU_BINARY[this.arch], this.args, { stdio: ['ignore', 'ignore', 'pipe'] });
     qemu.stderr?.on('data', (d: Buffer) => this.log(`qemu: ${d.toString().trim()}`));
     this.qemu = qemu;
     this.exited = new Promise((res) => qemu.once('exit', (code) => res(code)));
@@ -94,13 +105,14 @@ export class Vm {
       await run('cp', ['--sparse=always', data, dataBasePath(opts.workDir)]);
       await run('truncate', ['-s', '0', opts.dataLogPath]);
     }
-    const vm = new Vm(qemuArgs(opts, overlay, data), opts.workDir, opts.share !== undefined, log);
+    const vm = new Vm(qemuArgs(opts, overlay, data), opts.workDir, opts.share !== undefined, log, opts.arch ?? 'amd64');
     vm.launch();
-    log(`vm: booting ${opts.image} (TCG)`);
+    log(`vm: booting ${opts.image} (${QEMU_BINARY[opts.arch ?? 'amd64']}, TCG)`);
     const started = Date.now();
     await vm.connect();
     await vm.waitReady('', VM_BOOT_TIMEOUT_MS);
-    log(`vm: agent ready after ${Date.now() - started} ms`);
+    vm.lastBootMs = Date.now() - started;
+    log(`vm: agent ready after ${vm.lastBootMs} ms`);
     await vm.mountShare();
     return vm;
   }
@@ -154,7 +166,8 @@ export class Vm {
     const started = Date.now();
     await this.connect();
     await this.waitReady(before, VM_BOOT_TIMEOUT_MS);
-    this.log(`vm: agent ready after ${Date.now() - started} ms (reboot)`);
+    this.lastBootMs = Date.now() - started;
+    this.log(`vm: agent ready after ${this.lastBootMs} ms (reboot)`);
     await this.mountShare();
   }
 
@@ -238,7 +251,7 @@ export class Vm {
 }
 
 
-/** Whether qemu-system-x86_64 is installed (the image build installs it when it can). */
-export function haveQemu(): boolean {
-  return spawnSync('qemu-system-x86_64', ['--version']).status === 0;
+/** Whether the arch's qemu-system binary is installed (the image build installs it when it can). */
+export function haveQemu(arch: VmArch = 'amd64'): boolean {
+  return spawnSync(QEMU_BINARY[arch], ['--version']).status === 0;
 }

@@ -1,8 +1,9 @@
 #!/bin/bash
-# Customizes the unpacked field VM rootfs in $1 (run by build-image.sh as root). Installs the rig's agent, a
-# Raspberry Pi OS-like device setup, the disks' fstab and a small initrd.
+# Customizes the unpacked field VM rootfs in $1 for architecture $2 (amd64 or arm64; run by build-image.sh as
+# root). Installs the rig's agent, a Raspberry Pi OS-like device setup, the disks' fstab and a small initrd.
 set -euo pipefail
 root=$1
+arch=${2:-amd64}
 here=$(cd "$(dirname "$0")" && pwd)
 install -m 0755 "$here/vm-agent" "$root/usr/local/sbin/vm-agent"
 install -m 0644 "$here/vm-agent.service" "$root/etc/systemd/system/vm-agent.service"
@@ -23,12 +24,16 @@ echo outpost-vm > "$root/etc/hostname"
 # A Pi waits for nothing at boot either: outpost's unit only orders itself after network-online.target.
 ln -sf /dev/null "$root/etc/systemd/system/systemd-networkd-wait-online.service"
 # The q35 machine's ICH9 SMBus controller would take /dev/i2c-0; on a Pi the bus numbers come from the device
-# tree. Without it, i2c-stub is always /dev/i2c-0, the bus the test's board file names.
-echo 'blacklist i2c_i801' > "$root/etc/modprobe.d/outpost-vm.conf"
+# tree. Without it, i2c-stub is always /dev/i2c-0, the bus the test's board file names. (arm64's virt machine has
+# no I2C controller.)
+[ "$arch" = amd64 ] && echo 'blacklist i2c_i801' > "$root/etc/modprobe.d/outpost-vm.conf"
 # Boot under TCG is slow enough: no ext4 online-scrub bookkeeping on a throwaway disk.
 ln -sf /dev/null "$root/etc/systemd/system/e2scrub_reap.service"
 echo 'MODULES=list' > "$root/etc/initramfs-tools/conf.d/outpost-vm"
-printf '%s\n' virtio_pci virtio_blk ext4 > "$root/etc/initramfs-tools/modules"
+# On arm64 the console is a virtio console (hvc0): the virt machine's one PL011 is the GPS's UART, as on a Pi.
+modules=(virtio_pci virtio_blk ext4)
+[ "$arch" = arm64 ] && modules+=(virtio_console)
+printf '%s\n' "${modules[@]}" > "$root/etc/initramfs-tools/modules"
 # mkinitramfs wants /proc and /dev; mounted for that one command only.
 mount -t proc proc "$root/proc"
 mount --bind /dev "$root/dev"
