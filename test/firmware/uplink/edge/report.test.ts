@@ -16,7 +16,8 @@ const report: StatusReport = {
   provisioning: null,
   update: null,
   children: [], hubRefusals: {}, devices: { ok: 0, faulted: [] }, errors: [], metricsPort: null, page: null,
-  edge: { connections: 48, connecting: 1, backoff: 1, parked: 1, refused: ['gone'], resent: 7, resendWaiting: 1, cloud: {
+  edge: {
+    connections: 48, connecting: 1, backoff: 1, parked: 1, refused: ['gone'], resent: 7, resendWaiting: 1, cloud: {
     c2dPending: 2, c2dDelivered: 7, c2dDeferred: 1, c2dRefused: 6,
     methodsPending: 1, methodsAnswered: 5, methodsRefused: 3, methodsTimedOut: 4,
   } },
