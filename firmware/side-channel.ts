@@ -3,9 +3,10 @@ import type { IClientOptions } from 'mqtt';
 /**
  * Over an mqtt uplink the cloud has no twin or device-scope service, so the gateway keeps its side channels
  * on the uplink's own broker, each on a short-lived or following connection of its own with the uplink's
- * login: the identity scope (auth/scope-sync.ts), the children's twins (twin/mqtt-sync.ts) and update
- * manifests (ota/source.ts). Every topic the gateway uses there sits under one namespace per gateway,
- * `outpost/{gatewayId}/…`, and every one of them is named here, so a cloud-side integration reads one file.
+ * login: the identity scope (auth/scope-sync.ts), the children's twins (twin/mqtt-sync.ts), update manifests
+ * (ota/source.ts) and an update's chunks (ota/download-mqtt.ts). Every topic the gateway uses there sits under
+ * one namespace per gateway, `outpost/{gatewayId}/…`, and every one of them is named here, so a cloud-side
+ * integration reads one file (an update's chunk topic is the manifest's own choice).
  */
 
 /** Where the mqtt uplink's broker is, with the uplink's credentials. */

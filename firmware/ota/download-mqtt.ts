@@ -1,5 +1,5 @@
 import mqtt, { type MqttClient } from 'mqtt';
-import type { SideChannelBroker } from '../side-channel.js';
+import { sideChannelOptions, type SideChannelBroker } from '../side-channel.js';
 import { chunkBytes, chunkTopic, type ChunkSource } from './chunks.js';
 import { OtaFetchError } from './fetch-error.js';
 
@@ -49,11 +49,9 @@ export async function* readChunks(o: ChunkReadOptions): AsyncGenerator<Buffer> {
 async function connectBroker(o: ChunkReadOptions): Promise<MqttClient> {
   const { broker } = o;
   try {
-    return await mqtt.connectAsync(broker.url, {
-      ca: broker.ca, cert: broker.cert, key: broker.key, username: broker.username, password: broker.password,
-      // One attempt per download attempt: the download's own backoff decides when to try again.
-      clean: true, reconnectPeriod: 0, connectTimeout: CHUNK_CONNECT_TIMEOUT_MS,
-    });
+    // One attempt per download attempt (reconnectPeriodMs 0): the download's own backoff decides when to retry.
+    const timing = { reconnectPeriodMs: 0, connectTimeoutMs: CHUNK_CONNECT_TIMEOUT_MS };
+    return await mqtt.connectAsync(broker.url, sideChannelOptions(broker, timing));
   } catch (err) {
     throw new OtaFetchError('TRANSIENT', 'network', `${broker.url}: ${(err as Error).message}`, { cause: err });
   }
