@@ -34,6 +34,9 @@ export class TokenBucket {
   /** A new cap starts with a full burst: the debt of the old rate would otherwise be paid off at the new one. */
   setRate(bytesPerSec: number): void {
     assertRate(bytesPerSec);
+    // The same cap applied again (a settings document read once more) is no new cap: a refill would let a
+    // second's worth of bytes through past the cap each time.
+    if (bytesPerSec === this.bytesPerSec) return;
     this.bytesPerSec = bytesPerSec;
     this.tokens = bytesPerSec * TokenBucket.BURST_SECS;
     this.lastMs = this.clock.monoMs();
