@@ -58,7 +58,8 @@ export class EndpointDelivery {
 
   private pump(): void {
     if (!this.active || this.reading || this.inflight.size >= DELIVERY_WINDOW_MAX) return;
-    if (this.nextSeq > this.endpoint.lane.lastDurableSeq()) return;
+    const durableAtAsk = this.endpoint.lane.lastDurableSeq();
+    if (this.nextSeq > durableAtAsk) return;
     this.reading = true;
     const generation = this.generation;
     this.endpoint.lane
@@ -67,7 +68,9 @@ export class EndpointDelivery {
         this.reading = false;
         if (generation !== this.generation) return;
         for (const record of records) this.send(record, generation);
-        if (records.length === 0) this.nextSeq = this.endpoint.lane.lastDurableSeq() + 1;
+        // Every record durable at the ask had expired: step past those only. The durable seq now may count
+        // records committed after the read had looked, and skipping them would lose their delivery.
+        if (records.length === 0) this.nextSeq = Math.max(this.nextSeq, durableAtAsk + 1);
         this.pump();
       })
       .catch(() => {

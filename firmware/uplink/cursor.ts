@@ -43,20 +43,27 @@ export class Cursor {
   }
 
   /**
-   * Takes a read's answer, asked from nextSeq while the lane's last durable seq was `durable`. A lane that
-   * answers out of order, with a seq already taken or one it had not made durable breaks the contract
+   * Takes a read's answer, asked from nextSeq while the lane's last durable seq was `durableAtAsk`. A lane
+   * that answers out of order, with a seq already taken or one it has not made durable breaks the contract
    * every ack relies on (lane-contract.ts): that is a programmer error, asserted, not papered over.
+   *
+   * The answer may rightly reach past `durableAtAsk`: reads queue behind one another, and a group commit
+   * that lands while one waits makes more records durable before it runs. The bound is the lane's durable
+   * seq now. Holding it to the seq at the ask made every such overlap an assertion, and on a busy gateway the
+   * uplink reconnected, sending its in-flight window again as duplicates.
    */
-  accept(records: readonly StoredRecord[], durable: number): void {
+  accept(records: readonly StoredRecord[], durableAtAsk: number): void {
     let previous = this.nextSeq - 1;
     for (const { seq } of records) {
       assert(seq > previous, `lane "${this.lane.name}": read returned seq ${seq} after ${previous} (seqs in order)`);
       previous = seq;
     }
+    const durable = this.lane.lastDurableSeq();
     assert(previous <= durable, `lane "${this.lane.name}": read returned seq ${previous} past durable ${durable}`);
     const last = records.at(-1);
-    // An empty answer means every durable record from nextSeq on had expired: step past them.
-    if (last === undefined) this.nextSeq = Math.max(this.nextSeq, durable + 1);
+    // An empty answer means every record durable at the ask, from nextSeq on, had expired: step past them.
+    // Not past the durable seq now: records made durable after the read had looked were never seen.
+    if (last === undefined) this.nextSeq = Math.max(this.nextSeq, durableAtAsk + 1);
     else {
       this.buffer.push(...records);
       this.nextSeq = last.seq + 1;

@@ -35,7 +35,18 @@ t.test(TITLE, { timeout: TEST_TIMEOUT_MS }, async (t) => {
     identity: { gatewayId: GATEWAY_ID },
     uplink: { protocol: 'azure', connectionString: hub.addDevice(GATEWAY_ID), caFile: join(dir, 'ca.pem') },
   }));
-  const runtime = new Runtime(await loadBoard(join(dir, 'board.json')), { dataDir: tempDir(t), hubPort: 0 });
+  const events: string[] = [];
+  const started = Date.now();
+  const note = (kind: string, text: string) => events.push(`+${Date.now() - started} ms ${kind}: ${text}`);
+  const runtime = new Runtime(await loadBoard(join(dir, 'board.json')), {
+    dataDir: tempDir(t), hubPort: 0,
+    onError: (source, err) => note(`error ${source}`, err.message),
+    log: {
+      info: (fields, message) => note('info', `${message} ${JSON.stringify(fields)}`),
+      warn: (fields, message) => note('warn', `${message} ${JSON.stringify(fields)}`),
+    },
+  });
+
   await runtime.start();
   t.teardown(() => runtime.stop());
   await until('the uplink to finish its resync', () => runtime.status().link === 'up');
@@ -52,4 +63,6 @@ t.test(TITLE, { timeout: TEST_TIMEOUT_MS }, async (t) => {
   t.equal(gets() - atUp, 1, `one GET for the desired patch, then none for ${IDLE_WINDOW_MS / 1000} s`);
   t.equal(runtime.status().uplink?.connects, 1, 'on one connection throughout');
   t.comment(`reported PATCHes meanwhile: ${hub.operations(GATEWAY_ID, 'twin-patch')}`);
+  // What the gateway said, printed when an assertion failed: a reconnect names its cause here.
+  if (t.counts.fail > 0) t.comment(`the gateway's log and errors:\n${events.join('\n')}`);
 });
