@@ -134,7 +134,8 @@ export async function mosquittoBridge(dir: string, cloudPort: number, childCount
   };
   return {
     name: 'mosquitto bridge',
-    settings: `mosquitto ${MOSQUITTO_PATH}: persistence true, autosave_on_changes true + autosave_interval 1 ` +
+    settings:
+      `mosquitto ${MOSQUITTO_PATH}: persistence true, autosave_on_changes true + autosave_interval 1 ` +
       '(whole DB saved with fsync after each main-loop pass that changed it, PUBACKs already sent: ' +
       'NO FSYNC PER MESSAGE before its PUBACK), bridge QoS 1, MQTT 3.1.1, cleansession false, ' +
       `local_cleansession false, restart_timeout ${BRIDGE_RESTART_SECS} s, ` +
@@ -168,7 +169,10 @@ export async function mosquittoBridge(dir: string, cloudPort: number, childCount
  * connect's identity refresh waits out its retained-message wait before the drain starts.
  */
 export async function outpostGateway(
-  dir: string, cloudPort: number, childCount: number, cloudUrl: string,
+  dir: string,
+  cloudPort: number,
+  childCount: number,
+  cloudUrl: string,
 ): Promise<LocalSide> {
   const port = await freePort();
   const dataDir = join(dir, 'data');
@@ -181,7 +185,8 @@ export async function outpostGateway(
   cpSync(join(REPO, 'boards'), join(dir, 'boards'), { recursive: true });
   const devices = ['env', 'climate', 'adc', 'door', 'meter', 'relay1', 'status-led', 'gps'];
   const board = {
-    board: 'sim', identity: { gatewayId: GATEWAY_ID },
+    board: 'sim',
+    identity: { gatewayId: GATEWAY_ID },
     devices: Object.fromEntries(devices.map((id) => [id, { status: 'disabled' }])),
     // The hub's per-child rate limit would pace the children; mosquitto has none, so it is lifted here.
     hub: { publishRatePerSec: 100_000, publishBurst: 100_000 },
@@ -199,7 +204,8 @@ export async function outpostGateway(
   };
   return {
     name: 'outpost',
-    settings: `outpost ${join('dist', 'outpost.js')}: ring log fdatasync before each PUBACK (group commit), mqtt ` +
+    settings:
+      `outpost ${join('dist', 'outpost.js')}: ring log fdatasync before each PUBACK (group commit), mqtt ` +
       `uplink MQTT 5, QoS 1, window ${UPLINK_WINDOW_MESSAGES}, default backoff, SIGUSR2 on link-up (modem hook)`,
     port,
     children,

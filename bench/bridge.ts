@@ -97,7 +97,10 @@ async function publishShare(client: MqttClient, id: string, values: number[], ac
       let timer: NodeJS.Timeout | undefined;
       const timeout = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), PUBACK_TIMEOUT_MS)));
       const topic = `devices/${id}/messages/events/`;
-      const publish = client.publishAsync(topic, body(value), { qos: 1 }).then(() => true, () => false);
+      const publish = client.publishAsync(topic, body(value), { qos: 1 }).then(
+        () => true,
+        () => false,
+      );
       if (await Promise.race([publish, timeout])) acked.add(value);
       clearTimeout(timer);
     }
@@ -108,9 +111,14 @@ async function publishShare(client: MqttClient, id: string, values: number[], ac
 /** The children publish `messages` in all; the side is killed and restarted once, mid-way. Returns the acked. */
 async function publishPhase(side: LocalSide, messages: number): Promise<Set<number>> {
   const acked = new Set<number>();
-  const clients = side.children.map((child) => mqtt.connect(`mqtt://127.0.0.1:${side.port}`, {
-    ...side.login(child), protocolVersion: 4, reconnectPeriod: CHILD_RECONNECT_MS, connectTimeout: CONNECT_TIMEOUT_MS,
-  }));
+  const clients = side.children.map((child) =>
+    mqtt.connect(`mqtt://127.0.0.1:${side.port}`, {
+      ...side.login(child),
+      protocolVersion: 4,
+      reconnectPeriod: CHILD_RECONNECT_MS,
+      connectTimeout: CONNECT_TIMEOUT_MS,
+    }),
+  );
   for (const client of clients) client.on('error', () => {});
   await until('the children connected', () => clients.every((c) => c.connected), CONNECT_TIMEOUT_MS);
   const all = Array.from({ length: messages }, (_, v) => v + 1);
@@ -155,8 +163,13 @@ async function scenario(makeSide: SideMaker, messages: number): Promise<Outcome>
     const drainSecs = ((counter.lastAtMs ?? NaN) - (counter.firstAtMs ?? NaN)) / 1000;
     stopped = true;
     return {
-      acked: acked.size, delivered: counter.values.size, lost, linkUpMs: (counter.firstAtMs ?? NaN) - passAtMs,
-      drainPerSec: counter.values.size / drainSecs, outageConnects, outageSecs: (passAtMs - outage.atMs) / 1000,
+      acked: acked.size,
+      delivered: counter.values.size,
+      lost,
+      linkUpMs: (counter.firstAtMs ?? NaN) - passAtMs,
+      drainPerSec: counter.values.size / drainSecs,
+      outageConnects,
+      outageSecs: (passAtMs - outage.atMs) / 1000,
       counters: await side.stop(),
     };
   } finally {
@@ -173,41 +186,75 @@ function summarize(runs: Outcome[]): Outcome {
   const sum = (pick: (o: Outcome) => number) => runs.reduce((total, o) => total + pick(o), 0);
   const mid = (pick: (o: Outcome) => number) => median(runs.map(pick));
   return {
-    acked: sum((o) => o.acked), delivered: sum((o) => o.delivered), lost: sum((o) => o.lost),
-    linkUpMs: mid((o) => o.linkUpMs), drainPerSec: mid((o) => o.drainPerSec),
-    outageConnects: sum((o) => o.outageConnects), outageSecs: sum((o) => o.outageSecs),
+    acked: sum((o) => o.acked),
+    delivered: sum((o) => o.delivered),
+    lost: sum((o) => o.lost),
+    linkUpMs: mid((o) => o.linkUpMs),
+    drainPerSec: mid((o) => o.drainPerSec),
+    outageConnects: sum((o) => o.outageConnects),
+    outageSecs: sum((o) => o.outageSecs),
     counters: {
       peakRssMb: Math.max(...runs.map((o) => o.counters.peakRssMb)),
-      writeBytes: mid((o) => o.counters.writeBytes), cancelledWriteBytes: mid((o) => o.counters.cancelledWriteBytes),
+      writeBytes: mid((o) => o.counters.writeBytes),
+      cancelledWriteBytes: mid((o) => o.counters.cancelledWriteBytes),
     },
   };
 }
 
 function report(messages: number, runs: number, settings: string[], outpost: Outcome, bridge: Outcome): void {
-  console.log(`\nbridge: ${fmt(messages)} messages of ${BODY_BYTES} B from ${CHILDREN} children, QoS 1, ` +
-    `${CHILD_WINDOW_MESSAGES} in flight each, one SIGKILL at ${KILL_AT_SHARE * 100}%; ${runs} runs per side, ` +
-    'alternating; counts summed over the runs, link-up, drain and disk bytes their medians, RSS the peak');
+  console.log(
+    `\nbridge: ${fmt(messages)} messages of ${BODY_BYTES} B from ${CHILDREN} children, QoS 1, ` +
+      `${CHILD_WINDOW_MESSAGES} in flight each, one SIGKILL at ${KILL_AT_SHARE * 100}%; ${runs} runs per side, ` +
+      'alternating; counts summed over the runs, link-up, drain and disk bytes their medians, RSS the peak',
+  );
   for (const line of settings) console.log(`  ${line}`);
   const row = (name: string, o: Outcome) => [
-    name, fmt(o.acked), fmt(o.delivered), fmt(o.lost), fmt(o.linkUpMs), fmt(o.drainPerSec),
-    fmt(o.counters.peakRssMb, 1), fmt(o.counters.writeBytes / 2 ** 20, 1),
+    name,
+    fmt(o.acked),
+    fmt(o.delivered),
+    fmt(o.lost),
+    fmt(o.linkUpMs),
+    fmt(o.drainPerSec),
+    fmt(o.counters.peakRssMb, 1),
+    fmt(o.counters.writeBytes / 2 ** 20, 1),
     fmt(o.counters.cancelledWriteBytes / 2 ** 20, 1),
     `${fmt(o.outageConnects)} in ${fmt(o.outageSecs)} s`,
   ];
-  const header = ['local side', 'acked', 'delivered', 'lost', 'link-up ms', 'drain msgs/s', 'peak RSS MiB',
-    'disk written MiB', 'cancelled MiB', 'connects during outages'];
+  const header = [
+    'local side',
+    'acked',
+    'delivered',
+    'lost',
+    'link-up ms',
+    'drain msgs/s',
+    'peak RSS MiB',
+    'disk written MiB',
+    'cancelled MiB',
+    'connects during outages',
+  ];
   console.log(formatTable(header, [row('mosquitto bridge', bridge), row('outpost', outpost)]));
   const round = (value: number, digits = 0) => Number(value.toFixed(digits));
-  console.log(JSON.stringify({
-    bench: 'bridge', messages, runs,
-    outpostLost: outpost.lost, bridgeLost: bridge.lost, outpostAcked: outpost.acked, bridgeAcked: bridge.acked,
-    linkUpVsBridge: round(outpost.linkUpMs / bridge.linkUpMs, 3),
-    drainVsBridge: round(outpost.drainPerSec / bridge.drainPerSec, 3),
-    outpostLinkUpMs: round(outpost.linkUpMs), bridgeLinkUpMs: round(bridge.linkUpMs),
-    outpostDrainPerSec: round(outpost.drainPerSec), bridgeDrainPerSec: round(bridge.drainPerSec),
-    outpostPeakRssMb: round(outpost.counters.peakRssMb, 1), bridgePeakRssMb: round(bridge.counters.peakRssMb, 1),
-    outpostWriteBytes: outpost.counters.writeBytes, bridgeWriteBytes: bridge.counters.writeBytes,
-  }));
+  console.log(
+    JSON.stringify({
+      bench: 'bridge',
+      messages,
+      runs,
+      outpostLost: outpost.lost,
+      bridgeLost: bridge.lost,
+      outpostAcked: outpost.acked,
+      bridgeAcked: bridge.acked,
+      linkUpVsBridge: round(outpost.linkUpMs / bridge.linkUpMs, 3),
+      drainVsBridge: round(outpost.drainPerSec / bridge.drainPerSec, 3),
+      outpostLinkUpMs: round(outpost.linkUpMs),
+      bridgeLinkUpMs: round(bridge.linkUpMs),
+      outpostDrainPerSec: round(outpost.drainPerSec),
+      bridgeDrainPerSec: round(bridge.drainPerSec),
+      outpostPeakRssMb: round(outpost.counters.peakRssMb, 1),
+      bridgePeakRssMb: round(bridge.counters.peakRssMb, 1),
+      outpostWriteBytes: outpost.counters.writeBytes,
+      bridgeWriteBytes: bridge.counters.writeBytes,
+    }),
+  );
 }
 
 async function run(): Promise<void> {
@@ -215,17 +262,29 @@ async function run(): Promise<void> {
   const runs = envInt('OUTPOST_BENCH_BRIDGE_RUNS', RUNS_DEFAULT);
   execFileSync(process.execPath, [join(REPO, 'scripts/build.js'), 'firmware/main.ts'], { cwd: REPO, stdio: 'inherit' });
   const settings = new Map<string, string>();
-  const keep = (make: SideMaker): SideMaker => async (dir, port, url) => {
-    const side = await make(dir, port, url);
-    settings.set(side.name, side.settings);
-    return side;
-  };
+  const keep =
+    (make: SideMaker): SideMaker =>
+    async (dir, port, url) => {
+      const side = await make(dir, port, url);
+      settings.set(side.name, side.settings);
+      return side;
+    };
   const bridge: Outcome[] = [];
   const outpost: Outcome[] = [];
   // Alternating, so a change in the machine's load during the run falls on both sides alike.
   for (let i = 0; i < runs; i += 1) {
-    bridge.push(await scenario(keep((dir, port) => mosquittoBridge(dir, port, CHILDREN)), messages));
-    outpost.push(await scenario(keep((dir, port, url) => outpostGateway(dir, port, CHILDREN, url)), messages));
+    bridge.push(
+      await scenario(
+        keep((dir, port) => mosquittoBridge(dir, port, CHILDREN)),
+        messages,
+      ),
+    );
+    outpost.push(
+      await scenario(
+        keep((dir, port, url) => outpostGateway(dir, port, CHILDREN, url)),
+        messages,
+      ),
+    );
   }
   report(messages, runs, [...settings.values()], summarize(outpost), summarize(bridge));
 }

@@ -52,8 +52,7 @@ interface Gateway {
 const ATTEMPTS_KEPT_MAX = 10_000;
 
 type Command =
-  | { id: number; cmd: 'start' | 'mark' | 'status' | 'attempts' | 'stop' }
-  | { id: number; cmd: 'append'; count: number };
+  { id: number; cmd: 'start' | 'mark' | 'status' | 'attempts' | 'stop' } | { id: number; cmd: 'append'; count: number };
 
 const epochMs = (): number => performance.timeOrigin + performance.now();
 
@@ -61,7 +60,12 @@ function gateway(args: CellArgs, id: string): Gateway {
   const lane = new MemoryLane('upstream');
   const real = createMqttTransport({ url: args.url, gatewayId: id });
   const g: Gateway = {
-    id, lane, pump: undefined as unknown as Pump, firstPublishAtMs: null, attemptsAtMs: [], sentAtMs: [],
+    id,
+    lane,
+    pump: undefined as unknown as Pump,
+    firstPublishAtMs: null,
+    attemptsAtMs: [],
+    sentAtMs: [],
   };
   // "Draining" is seen where it happens: the first publish this gateway puts on a connection.
   const transport: UplinkTransport = {
@@ -89,8 +93,14 @@ function report(g: Gateway): GatewayReport {
   const s = g.pump.status();
   const { id, lane, firstPublishAtMs } = g;
   return {
-    id, link: s.link, acked: lane.ackedSeq(), durable: lane.lastDurableSeq(), connects: s.connects,
-    throttled: s.throttled.total, ceilingMs: s.backoffCeilingMs, firstPublishAtMs,
+    id,
+    link: s.link,
+    acked: lane.ackedSeq(),
+    durable: lane.lastDurableSeq(),
+    connects: s.connects,
+    throttled: s.throttled.total,
+    ceilingMs: s.backoffCeilingMs,
+    firstPublishAtMs,
   };
 }
 

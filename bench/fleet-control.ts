@@ -42,7 +42,10 @@ export class Cell {
       for (const waiter of this.waiting.values()) waiter.reject(new Error(`fleet cell ${why}`));
       this.waiting.clear();
     };
-    this.done.then(() => orphan('exited'), (err: Error) => orphan(`failed: ${err.message}`));
+    this.done.then(
+      () => orphan('exited'),
+      (err: Error) => orphan(`failed: ${err.message}`),
+    );
   }
 
   static async start(args: Record<string, unknown>): Promise<Cell> {

@@ -154,7 +154,8 @@ function medianRun(runs: Run[]): Run {
   const phaseOf = (key: 'restart' | 'linkUp'): Phase => {
     const mid = (f: (p: Phase) => number) => median(runs.map((r) => f(r[key])));
     return {
-      peakConnectsPerSec: mid((p) => p.peakConnectsPerSec), peakSentPerSec: mid((p) => p.peakSentPerSec),
+      peakConnectsPerSec: mid((p) => p.peakConnectsPerSec),
+      peakSentPerSec: mid((p) => p.peakSentPerSec),
       peakAcceptsPerSec: mid((p) => p.peakAcceptsPerSec),
       p50DrainingMs: mid((p) => p.p50DrainingMs),
       p99DrainingMs: mid((p) => p.p99DrainingMs),
@@ -163,8 +164,11 @@ function medianRun(runs: Run[]): Run {
   };
   const sum = (f: (r: Run) => number) => runs.reduce((total, r) => total + f(r), 0);
   return {
-    restart: phaseOf('restart'), linkUp: phaseOf('linkUp'),
-    lost: sum((r) => r.lost), duplicates: sum((r) => r.duplicates), throttled: median(runs.map((r) => r.throttled)),
+    restart: phaseOf('restart'),
+    linkUp: phaseOf('linkUp'),
+    lost: sum((r) => r.lost),
+    duplicates: sum((r) => r.duplicates),
+    throttled: median(runs.map((r) => r.throttled)),
   };
 }
 
@@ -187,8 +191,10 @@ function summary(jittered: Run, plain: Run, gateways: number): Record<string, un
     lost: lost === TARGETS.lost,
   };
   const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
-  console.log(`targets: peakVsNoJitter <= ${TARGETS.peakVsNoJitter} ${verdict(pass.peakVsNoJitter)}; ` +
-    `p99DrainingMs <= ${TARGETS.p99DrainingMs} ${verdict(pass.p99DrainingMs)}; lost 0 ${verdict(pass.lost)}`);
+  console.log(
+    `targets: peakVsNoJitter <= ${TARGETS.peakVsNoJitter} ${verdict(pass.peakVsNoJitter)}; ` +
+      `p99DrainingMs <= ${TARGETS.p99DrainingMs} ${verdict(pass.p99DrainingMs)}; lost 0 ${verdict(pass.lost)}`,
+  );
   const round = (v: number, digits = 0) => Number(v.toFixed(digits));
   return {
     peakConnectsPerSec: round(jittered.linkUp.peakConnectsPerSec),
@@ -213,8 +219,10 @@ async function run(): Promise<void> {
   const cells = envInt('OUTPOST_BENCH_FLEET_CELLS', CELLS_DEFAULT);
   const backlog = envInt('OUTPOST_BENCH_FLEET_BACKLOG', BACKLOG_DEFAULT);
   const runs = envInt('OUTPOST_BENCH_FLEET_RUNS', RUNS_DEFAULT);
-  console.log(`fleet: ${gateways} gateways in ${cells} processes, ${backlog} records each per phase, ` +
-    `${ACCEPTS_PER_SEC} connects/s (bursts of ${ACCEPT_BURST}) in front of one mosquitto, ${runs} runs each`);
+  console.log(
+    `fleet: ${gateways} gateways in ${cells} processes, ${backlog} records each per phase, ` +
+      `${ACCEPTS_PER_SEC} connects/s (bursts of ${ACCEPT_BURST}) in front of one mosquitto, ${runs} runs each`,
+  );
   const all: { jitter: Run[]; plain: Run[] } = { jitter: [], plain: [] };
   for (let i = 0; i < runs; i += 1) {
     all.jitter.push(await fleetRun(true, gateways, cells, backlog));
@@ -226,7 +234,10 @@ async function run(): Promise<void> {
   header.push('p50 draining ms');
   header.push('p99 draining ms');
   console.log(formatTable(header, [...rows('jitter', jittered), ...rows('no jitter', plain)]));
-  for (const [name, r] of [['jitter', jittered], ['no jitter', plain]] as const) {
+  for (const [name, r] of [
+    ['jitter', jittered],
+    ['no jitter', plain],
+  ] as const) {
     const counts = `lost ${r.lost}, duplicates ${r.duplicates}`;
     console.log(`${name}: ${counts}, throttling answers ${r.throttled} (median per run)`);
   }

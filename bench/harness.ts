@@ -114,9 +114,19 @@ export interface ChildOptions {
  * Runs `role` of benchmark `name` in its own Node process (same bundle, same flags), so that peak RSS
  * and /proc/self/io belong to one engine only. OUTPOST_BENCH_CPU_PROF=<dir> profiles every child.
  */
-export function runChild(name: string, role: string, args: Record<string, unknown>, options: ChildOptions = {}): Promise<ChildResult> {
+export function runChild(
+  name: string,
+  role: string,
+  args: Record<string, unknown>,
+  options: ChildOptions = {},
+): Promise<ChildResult> {
   const profDir = process.env.OUTPOST_BENCH_CPU_PROF;
-  const execArgv = [...process.execArgv, ...(profDir ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${name}-${role}-${Date.now()}.cpuprofile`] : [])];
+  const execArgv = [
+    ...process.execArgv,
+    ...(profDir
+      ? ['--cpu-prof', `--cpu-prof-dir=${profDir}`, `--cpu-prof-name=${name}-${role}-${Date.now()}.cpuprofile`]
+      : []),
+  ];
   const child = fork(process.argv[1]!, [CHILD_FLAG, name, role, JSON.stringify(args)], { execArgv, stdio: 'inherit' });
   return new Promise((resolve, reject) => {
     let last: ChildResult | null = null;

@@ -38,8 +38,12 @@ export async function gateway(keysJson: string, lift: boolean): Promise<Record<s
   // Lifted, the per-child rate limit does not cap the good children: the run measures the hub's capacity.
   const rate = lift ? { publishRatePerSec: 100_000, publishBurst: 100_000 } : {};
   const hub = await startHub({
-    config: { hub: { tcp: { port: 0 }, tls: false, ...rate } }, gatewayId: GATEWAY_ID, log, dataDir: join(dir, 'data'),
-    scopeBroker: { url: broker.url }, onError: () => {},
+    config: { hub: { tcp: { port: 0 }, tls: false, ...rate } },
+    gatewayId: GATEWAY_ID,
+    log,
+    dataDir: join(dir, 'data'),
+    scopeBroker: { url: broker.url },
+    onError: () => {},
   });
   await hub.refreshIdentities();
   let last = performance.now();
@@ -83,8 +87,13 @@ export async function flood(port: number, secs: number): Promise<Record<string, 
     return socket;
   };
   const badConnect = mqttPacket.generate({
-    cmd: 'connect', clientId: 'child-0', username: 'x/child-0/?api-version=2021-04-12', protocolVersion: 4,
-    password: Buffer.from('SharedAccessSignature sr=x&sig=bad&se=1'), keepalive: 60, clean: true,
+    cmd: 'connect',
+    clientId: 'child-0',
+    username: 'x/child-0/?api-version=2021-04-12',
+    protocolVersion: 4,
+    password: Buffer.from('SharedAccessSignature sr=x&sig=bad&se=1'),
+    keepalive: 60,
+    clean: true,
   });
   const oversize = Buffer.from([0x10, 0x80, 0x80, 0x80, 0x40]);
   const deadline = Date.now() + secs * 1000;
@@ -120,33 +129,39 @@ export interface GoodResult {
 export async function goodChildren(port: number, keys: Record<string, string>, secs: number): Promise<GoodResult> {
   const { sasPassword, HUB_HOST } = await import('../test/support/hub-fixture.js');
   const result: GoodResult = { acked: 0, perSecond: new Array<number>(secs).fill(0), latenciesMs: [], disconnects: 0 };
-  const connect = ([id, key]: [string, string]) => mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
-    clientId: id, username: `${HUB_HOST}/${id}/?api-version=2021-04-12`, password: sasPassword(id, key),
-    protocolVersion: 4, reconnectPeriod: 0,
-  });
+  const connect = ([id, key]: [string, string]) =>
+    mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+      clientId: id,
+      username: `${HUB_HOST}/${id}/?api-version=2021-04-12`,
+      password: sasPassword(id, key),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+    });
   const clients: MqttClient[] = await Promise.all(Object.entries(keys).map(connect));
   const startedMs = performance.now();
   const deadlineMs = startedMs + secs * 1000;
-  await Promise.all(clients.map(async (client) => {
-    let gone = false;
-    client.once('close', () => {
-      gone = true;
-      if (performance.now() < deadlineMs) result.disconnects += 1;
-    });
-    while (!gone && performance.now() < deadlineMs) {
-      const sentMs = performance.now();
-      try {
-        await client.publishAsync(`devices/${client.options.clientId}/messages/events/`, GOOD_BODY, { qos: 1 });
-      } catch {
-        return;
+  await Promise.all(
+    clients.map(async (client) => {
+      let gone = false;
+      client.once('close', () => {
+        gone = true;
+        if (performance.now() < deadlineMs) result.disconnects += 1;
+      });
+      while (!gone && performance.now() < deadlineMs) {
+        const sentMs = performance.now();
+        try {
+          await client.publishAsync(`devices/${client.options.clientId}/messages/events/`, GOOD_BODY, { qos: 1 });
+        } catch {
+          return;
+        }
+        const now = performance.now();
+        result.latenciesMs.push(now - sentMs);
+        result.acked += 1;
+        const second = Math.floor((now - startedMs) / 1000);
+        if (second < secs) result.perSecond[second] += 1;
       }
-      const now = performance.now();
-      result.latenciesMs.push(now - sentMs);
-      result.acked += 1;
-      const second = Math.floor((now - startedMs) / 1000);
-      if (second < secs) result.perSecond[second] += 1;
-    }
-  }));
+    }),
+  );
   await Promise.all(clients.map((c) => c.endAsync(true)));
   return result;
 }

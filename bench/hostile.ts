@@ -47,12 +47,17 @@ async function phase(keys: Record<string, string>, secs: number, withFlood: bool
   let ready: (port: number) => void;
   const port = new Promise<number>((resolve) => (ready = resolve));
   let gatewayProc: ChildProcess | null = null;
-  const gatewayDone = runChild('hostile', 'gateway', { keys: JSON.stringify(keys) }, {
-    onMessage: (msg, proc) => {
-      gatewayProc = proc;
-      if (msg.ready) ready(Number(msg.port));
+  const gatewayDone = runChild(
+    'hostile',
+    'gateway',
+    { keys: JSON.stringify(keys) },
+    {
+      onMessage: (msg, proc) => {
+        gatewayProc = proc;
+        if (msg.ready) ready(Number(msg.port));
+      },
     },
-  });
+  );
   const hubPort = await port;
   const floodDone = withFlood ? runChild('hostile', 'flood', { port: hubPort, secs }) : Promise.resolve(null);
   const good = await goodChildren(hubPort, keys, secs);
@@ -86,8 +91,10 @@ async function run(): Promise<void> {
   const roundSecs = Math.max(2, Math.round(secs / rounds));
   const ids = Array.from({ length: GOOD_CHILDREN }, (_, i) => `child-${i}`);
   const keys = Object.fromEntries(ids.map((id) => [id, randomBytes(32).toString('base64')]));
-  console.log(`hostile: ${GOOD_CHILDREN} children publishing QoS 1 (window 1 each); ${rounds} rounds of ${roundSecs} s`
-    + ' without, then with a flood');
+  console.log(
+    `hostile: ${GOOD_CHILDREN} children publishing QoS 1 (window 1 each); ${rounds} rounds of ${roundSecs} s` +
+      ' without, then with a flood',
+  );
   const calmRuns: Phase[] = [];
   const floodRuns: Phase[] = [];
   for (let i = 0; i < rounds; i += 1) {
@@ -99,15 +106,22 @@ async function run(): Promise<void> {
   const ratio = median(stormy.perSecond) / median(calm.perSecond);
   const p99 = (m: Merged) => Math.round(percentile(m.latenciesMs, 99) * 10) / 10;
   const row = (name: string, m: Merged) => [
-    name, fmt(median(m.perSecond)), fmt(percentile(m.latenciesMs, 50), 1), fmt(percentile(m.latenciesMs, 99), 1),
-    fmt(m.disconnects), fmt(m.watchdogGapMaxMs), fmt(m.hubCpuPct),
+    name,
+    fmt(median(m.perSecond)),
+    fmt(percentile(m.latenciesMs, 50), 1),
+    fmt(percentile(m.latenciesMs, 99), 1),
+    fmt(m.disconnects),
+    fmt(m.watchdogGapMaxMs),
+    fmt(m.hubCpuPct),
   ];
   const header = ['run', 'msg/s (median)', 'PUBACK p50 ms', 'PUBACK p99 ms', 'disconnects', 'watchdog gap', 'hub CPU%'];
   console.log(formatTable(header, [row('no flood', calm), row('flood', stormy)]));
   const sent = (key: string) => fmt(floodRuns.reduce((n, p) => n + Number(p.flood?.[key] ?? 0), 0));
   const floodCpu = fmt(median(floodRuns.map((p) => Number(p.flood?.cpuPct))));
-  console.log(`hostile: flood sent ${sent('opened')} idle connections, ${sent('authAttempts')} bad CONNECTs, `
-    + `${sent('oversize')} oversize headers; CPU of the flood process ${floodCpu}%`);
+  console.log(
+    `hostile: flood sent ${sent('opened')} idle connections, ${sent('authAttempts')} bad CONNECTs, ` +
+      `${sent('oversize')} oversize headers; CPU of the flood process ${floodCpu}%`,
+  );
   const lastRefusals = String(floodRuns[floodRuns.length - 1]?.gateway.refusals);
   console.log(`hostile: hub refusals in the last flood run ${lastRefusals}`);
   const result = {
@@ -117,8 +131,10 @@ async function run(): Promise<void> {
     goodDisconnects: stormy.disconnects,
     watchdogGapMaxMs: stormy.watchdogGapMaxMs,
     calm: {
-      msgPerSec: median(calm.perSecond), pubackP99Ms: p99(calm),
-      watchdogGapMaxMs: calm.watchdogGapMaxMs, hubCpuPct: calm.hubCpuPct,
+      msgPerSec: median(calm.perSecond),
+      pubackP99Ms: p99(calm),
+      watchdogGapMaxMs: calm.watchdogGapMaxMs,
+      hubCpuPct: calm.hubCpuPct,
     },
     flood: { msgPerSec: median(stormy.perSecond), pubackP99Ms: p99(stormy), hubCpuPct: stormy.hubCpuPct },
     targets: TARGETS,

@@ -91,8 +91,14 @@ export async function updateToCommit(a: OtaBenchArgs): Promise<Record<string, un
   const layout = await slotLayout(join(a.dir, 'opt'), dataDir, '1.0.0');
   const publicKey = createPublicKey(a.publicKeyPem);
   const base: Omit<UpdaterOptions, 'running' | 'restart'> = {
-    dataDir, layout, publicKeys: () => [publicKey], healthSecs: 120, ca: a.caCert, maxBytesPerSec: () => 0,
-    budget: { downloadBytesMax: 512 * 2 ** 20, reservedBytes: () => 0 }, onError: () => {},
+    dataDir,
+    layout,
+    publicKeys: () => [publicKey],
+    healthSecs: 120,
+    ca: a.caCert,
+    maxBytesPerSec: () => 0,
+    budget: { downloadBytesMax: 512 * 2 ** 20, reservedBytes: () => 0 },
+    onError: () => {},
   };
   let restarted = (): void => {};
   let failed = (_err: Error): void => {};
@@ -115,7 +121,11 @@ export async function updateToCommit(a: OtaBenchArgs): Promise<Record<string, un
   const second = await Updater.open({ ...base, running: next, restart: () => {} });
   const outcome = second.resume();
   const health = watchUpdateHealth({
-    layout, version: a.manifest.version, isConnected: () => true, log: () => {}, warn: () => {},
+    layout,
+    version: a.manifest.version,
+    isConnected: () => true,
+    log: () => {},
+    warn: () => {},
   });
   await health.done;
   await outcome;
@@ -132,8 +142,12 @@ export async function downloadWithCuts(a: OtaBenchArgs & { proxyPort: number }):
   const rss = rssSampler();
   const startMs = performance.now();
   const result = await downloadArtifact({
-    artifact: { ...a.manifest, url }, dir: join(a.dir, 'cuts'), ca: a.caCert, maxBytesPerSec: () => 0,
-    budget: { downloadBytesMax: 512 * 2 ** 20, reservedBytes: () => 0 }, retryMs: { min: 200, max: 1_000 },
+    artifact: { ...a.manifest, url },
+    dir: join(a.dir, 'cuts'),
+    ca: a.caCert,
+    maxBytesPerSec: () => 0,
+    budget: { downloadBytesMax: 512 * 2 ** 20, reservedBytes: () => 0 },
+    retryMs: { min: 200, max: 1_000 },
     onProgress: (p) => {
       if (p.receivedBytes * 100 >= STREAMING_FROM_PERCENT * p.totalBytes) rss.streaming();
       if (cuts.length > 0 && p.receivedBytes >= cuts[0]! * p.totalBytes) {
@@ -143,7 +157,9 @@ export async function downloadWithCuts(a: OtaBenchArgs & { proxyPort: number }):
     },
   });
   return {
-    secs: (performance.now() - startMs) / 1000, rssMb: rss.stop().streamingMb, attempts: result.attempts,
+    secs: (performance.now() - startMs) / 1000,
+    rssMb: rss.stop().streamingMb,
+    attempts: result.attempts,
     overhead: result.fetchedBytes / result.bytes,
   };
 }

@@ -28,8 +28,12 @@ const CURL_ATTEMPTS_MAX = 20;
 /** How often the curl peer's output file is looked at for the cut points, ms. */
 const CURL_POLL_MS = 10;
 
-async function curlWithCuts(a: OtaBenchArgs, url: string, caFile: string, server: ChildProcess):
-  Promise<{ overhead: number; secs: number; rssMb: number }> {
+async function curlWithCuts(
+  a: OtaBenchArgs,
+  url: string,
+  caFile: string,
+  server: ChildProcess,
+): Promise<{ overhead: number; secs: number; rssMb: number }> {
   const out = join(a.dir, 'curl.out');
   const cuts = [...a.cutsAt];
   let fetched = 0;
@@ -80,27 +84,43 @@ async function oneRun(args: Omit<OtaBenchArgs, 'dir'>, caFile: string): Promise<
   let server: ChildProcess | null = null;
   let ready = (_port: number): void => {};
   const listening = new Promise<number>((resolve) => (ready = resolve));
-  const serving = runChild('ota', 'server', { ...args, dir }, {
-    onMessage: (msg, child) => {
-      server = child;
-      if (typeof msg.proxyPort === 'number') ready(msg.proxyPort);
+  const serving = runChild(
+    'ota',
+    'server',
+    { ...args, dir },
+    {
+      onMessage: (msg, child) => {
+        server = child;
+        if (typeof msg.proxyPort === 'number') ready(msg.proxyPort);
+      },
     },
-  });
+  );
   try {
     const proxyPort = await listening;
     const url = args.manifest.url.replace(/:\d+\//, `:${proxyPort}/`);
     const manifest = { ...args.manifest, url };
     const a: OtaBenchArgs = { ...args, dir, manifest };
     const commit = await runChild('ota', 'update', { ...a, dir: join(dir, 'update') });
-    const cut = await runChild('ota', 'cuts', { ...a, dir: join(dir, 'cuts'), proxyPort }, {
-      onMessage: (msg) => msg.cut && server?.send({ cut: true }),
-    });
+    const cut = await runChild(
+      'ota',
+      'cuts',
+      { ...a, dir: join(dir, 'cuts'), proxyPort },
+      {
+        onMessage: (msg) => msg.cut && server?.send({ cut: true }),
+      },
+    );
     const curl = await curlWithCuts(a, url, caFile, server!);
     return {
-      commitSecs: Number(commit.commitSecs), downloadRssMb: Number(commit.downloadRssMb),
-      updateRssMb: Number(commit.updateRssMb), committed: commit.state === 'committed' ? 1 : 0,
-      resumeOverhead: Number(cut.overhead), cutSecs: Number(cut.secs), cutRssMb: Number(cut.rssMb),
-      curlOverhead: curl.overhead, curlSecs: curl.secs, curlRssMb: curl.rssMb,
+      commitSecs: Number(commit.commitSecs),
+      downloadRssMb: Number(commit.downloadRssMb),
+      updateRssMb: Number(commit.updateRssMb),
+      committed: commit.state === 'committed' ? 1 : 0,
+      resumeOverhead: Number(cut.overhead),
+      cutSecs: Number(cut.secs),
+      cutRssMb: Number(cut.rssMb),
+      curlOverhead: curl.overhead,
+      curlSecs: curl.secs,
+      curlRssMb: curl.rssMb,
     };
   } finally {
     (server as ChildProcess | null)?.send({ stop: true });
@@ -122,28 +142,53 @@ async function run(): Promise<void> {
     const caFile = join(work, 'ca.pem');
     writeFileSync(caFile, ca.cert);
     const args = {
-      tarball: release.tarball, manifest: signedManifest(key, '1.1.0', release, 'https://localhost:1/outpost.tar.gz'),
-      publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }).toString(), caCert: ca.cert,
-      serverCert: serverPair.cert, serverKey: serverPair.key, bytesPerSec, cutsAt: [0.25, 0.5, 0.75],
+      tarball: release.tarball,
+      manifest: signedManifest(key, '1.1.0', release, 'https://localhost:1/outpost.tar.gz'),
+      publicKeyPem: key.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      caCert: ca.cert,
+      serverCert: serverPair.cert,
+      serverKey: serverPair.key,
+      bytesPerSec,
+      cutsAt: [0.25, 0.5, 0.75],
     };
     const results: Array<Record<string, number>> = [];
     for (let i = 0; i < runs; i += 1) results.push(await oneRun(args, caFile));
     const m = (name: string) => median(results.map((r) => r[name]!));
     const size = fmt(release.bytes / MiB, 1);
     console.log(`ota: ${size} MiB release over loopback at ${fmt(bytesPerSec)} B/s, ${runs} run(s), medians`);
-    console.log(formatTable(['', 'secs', 'bytes fetched / size', 'extra RSS MiB'], [
-      ['outpost: manifest → committed', fmt(m('commitSecs'), 1), '',
-        `${fmt(m('downloadRssMb'), 1)} downloading, ${fmt(m('updateRssMb'), 1)} to the switch`],
-      ['outpost: download, 3 cuts', fmt(m('cutSecs'), 1), fmt(m('resumeOverhead'), 3), fmt(m('cutRssMb'), 1)],
-      ['curl -C -: download, 3 cuts', fmt(m('curlSecs'), 1), fmt(m('curlOverhead'), 3),
-        `${fmt(m('curlRssMb'), 1)} (peak)`],
-    ]));
-    console.log(JSON.stringify({
-      resumeOverhead: round(m('resumeOverhead'), 3), downloadRssMb: round(m('downloadRssMb'), 1),
-      updateRssMb: round(m('updateRssMb'), 1), commitSecs: round(m('commitSecs'), 1),
-      committed: m('committed') === 1, curlResumeOverhead: round(m('curlOverhead'), 3), artifactBytes: release.bytes,
-      bytesPerSec, runs,
-    }));
+    console.log(
+      formatTable(
+        ['', 'secs', 'bytes fetched / size', 'extra RSS MiB'],
+        [
+          [
+            'outpost: manifest → committed',
+            fmt(m('commitSecs'), 1),
+            '',
+            `${fmt(m('downloadRssMb'), 1)} downloading, ${fmt(m('updateRssMb'), 1)} to the switch`,
+          ],
+          ['outpost: download, 3 cuts', fmt(m('cutSecs'), 1), fmt(m('resumeOverhead'), 3), fmt(m('cutRssMb'), 1)],
+          [
+            'curl -C -: download, 3 cuts',
+            fmt(m('curlSecs'), 1),
+            fmt(m('curlOverhead'), 3),
+            `${fmt(m('curlRssMb'), 1)} (peak)`,
+          ],
+        ],
+      ),
+    );
+    console.log(
+      JSON.stringify({
+        resumeOverhead: round(m('resumeOverhead'), 3),
+        downloadRssMb: round(m('downloadRssMb'), 1),
+        updateRssMb: round(m('updateRssMb'), 1),
+        commitSecs: round(m('commitSecs'), 1),
+        committed: m('committed') === 1,
+        curlResumeOverhead: round(m('curlOverhead'), 3),
+        artifactBytes: release.bytes,
+        bytesPerSec,
+        runs,
+      }),
+    );
   } finally {
     await ca.dispose();
     await removeDir(work);

@@ -32,7 +32,11 @@ async function worker(args: Record<string, unknown>): Promise<Record<string, unk
   for (let run = 0; totals.states < target; run++) {
     const workload = WORKLOADS[run % WORKLOADS.length]!;
     const seed = seedBase + run;
-    const r = await explore(workload, { seed, randomStatesPerCut: RANDOM_STATES_PER_CUT, secondCrashesPerState: SECOND_CRASHES_PER_STATE });
+    const r = await explore(workload, {
+      seed,
+      randomStatesPerCut: RANDOM_STATES_PER_CUT,
+      secondCrashesPerState: SECOND_CRASHES_PER_STATE,
+    });
     totals.states += r.states;
     totals.runs++;
     totals.ops += r.ops;
@@ -79,7 +83,15 @@ async function run(): Promise<void> {
     ),
   );
   for (const r of results) if (r.firstViolations) console.log(String(r.firstViolations));
-  console.log(JSON.stringify({ states, violations, seconds: Number(seconds.toFixed(1)), statesPerSec: Math.round(states / seconds), runs: sum('runs') }));
+  console.log(
+    JSON.stringify({
+      states,
+      violations,
+      seconds: Number(seconds.toFixed(1)),
+      statesPerSec: Math.round(states / seconds),
+      runs: sum('runs'),
+    }),
+  );
   if (violations > 0) process.exitCode = 1;
 }
 

@@ -25,7 +25,10 @@ export interface PageCost {
   events: number;
 }
 
-type Start = (boardFile: string, dir: string) => Promise<{ pid: number; pagePort: number | null; stop(): Promise<void> }>;
+type Start = (
+  boardFile: string,
+  dir: string,
+) => Promise<{ pid: number; pagePort: number | null; stop(): Promise<void> }>;
 
 function rssMb(pid: number): number {
   const status = readFileSync(`/proc/${pid}/status`, 'utf8');
@@ -72,7 +75,13 @@ async function openSession(port: number): Promise<{ events: () => number; close:
   if (login.status !== 303) throw new Error(`page bench: login answered ${login.status}`);
   const session = cookie(login, 'outpost_session');
   let events = 0;
-  const req = request({ host: '127.0.0.1', port, path: '/api/events', headers: { cookie: session }, rejectUnauthorized: false });
+  const req = request({
+    host: '127.0.0.1',
+    port,
+    path: '/api/events',
+    headers: { cookie: session },
+    rejectUnauthorized: false,
+  });
   req.on('response', (res) => res.on('data', (d: Buffer) => (events += d.toString().split('\n\n').length - 1)));
   req.on('error', () => {});
   req.end();

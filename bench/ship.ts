@@ -17,7 +17,9 @@ import { PAGE_SESSION_TARGET_MB, pageCost } from './ship-page.js';
 
 export const REPO = resolve('.');
 /** The V8 flags every launcher passes (the systemd unit among them): the gateway measured as shipped. */
-export const NODE_FLAGS = (JSON.parse(readFileSync(join(REPO, 'scripts/node-flags.json'), 'utf8')) as { flags: string[] }).flags;
+export const NODE_FLAGS = (
+  JSON.parse(readFileSync(join(REPO, 'scripts/node-flags.json'), 'utf8')) as { flags: string[] }
+).flags;
 export const GATEWAY_ID = 'outpost-sim';
 export const HUB_HOST = 'bench.example.net';
 const TARGETS = { readyMs: 1_000, rssMb: 80 };
@@ -57,7 +59,10 @@ export function startGateway(command: string, args: string[], env: NodeJS.Proces
   let out = '';
   const exited = new Promise<void>((r) => proc.on('exit', () => r()));
   return new Promise((resolvePromise, reject) => {
-    const timer = setTimeout(() => (proc.kill('SIGKILL'), reject(new Error(`not ready within ${READY_TIMEOUT_MS} ms:\n${out}`))), READY_TIMEOUT_MS);
+    const timer = setTimeout(
+      () => (proc.kill('SIGKILL'), reject(new Error(`not ready within ${READY_TIMEOUT_MS} ms:\n${out}`))),
+      READY_TIMEOUT_MS,
+    );
     proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
     proc.stdout.on('data', (d: Buffer) => {
       out += d.toString();
@@ -68,7 +73,10 @@ export function startGateway(command: string, args: string[], env: NodeJS.Proces
       proc.stdout.resume();
       const ready = JSON.parse(line) as { hubPort: number; pagePort?: number | null };
       resolvePromise({
-        pid: proc.pid, readyMs: performance.now() - started, hubPort: Number(ready.hubPort), pagePort: ready.pagePort ?? null,
+        pid: proc.pid,
+        readyMs: performance.now() - started,
+        hubPort: Number(ready.hubPort),
+        pagePort: ready.pagePort ?? null,
         stop: async () => void (proc.kill('SIGTERM'), await exited),
         kill: async () => void (proc.kill('SIGKILL'), await exited),
       });
@@ -87,12 +95,20 @@ function boardDir(dir: string, flood = false): string {
 
 /** The scope document naming `children` (what the cloud publishes for the gateway, see firmware/auth/identity.ts). */
 export function scopeDocument(children: Array<{ id: string; key: string }>): Record<string, unknown> {
-  const devices = children.map((c) => ({ deviceId: c.id, status: 'enabled', version: 1, auth: { type: 'sas', primaryKey: c.key } }));
+  const devices = children.map((c) => ({
+    deviceId: c.id,
+    status: 'enabled',
+    version: 1,
+    auth: { type: 'sas', primaryKey: c.key },
+  }));
   return { schema: SCOPE_SCHEMA, gatewayId: GATEWAY_ID, version: 1, hubHostName: HUB_HOST, devices };
 }
 
 export async function seedChildren(dataDir: string, count: number): Promise<Array<{ id: string; key: string }>> {
-  const children = Array.from({ length: count }, (_, i) => ({ id: `bench-${i}`, key: Buffer.alloc(32, i + 1).toString('base64') }));
+  const children = Array.from({ length: count }, (_, i) => ({
+    id: `bench-${i}`,
+    key: Buffer.alloc(32, i + 1).toString('base64'),
+  }));
   const cache = await IdentityCache.open(dataDir);
   await cache.applyScope(parseScopeDocument(scopeDocument(children), GATEWAY_ID), Date.now());
   cache.close();
@@ -100,9 +116,14 @@ export async function seedChildren(dataDir: string, count: number): Promise<Arra
 }
 
 /** A child's MQTT login at the hub: the IoT Hub device dialect with a SAS token valid for an hour. */
-export function childLogin(child: { id: string; key: string }): { clientId: string; username: string; password: string } {
+export function childLogin(child: { id: string; key: string }): {
+  clientId: string;
+  username: string;
+  password: string;
+} {
   return {
-    clientId: child.id, username: `${HUB_HOST}/${child.id}/?api-version=2021-04-12`,
+    clientId: child.id,
+    username: `${HUB_HOST}/${child.id}/?api-version=2021-04-12`,
     password: makeSasToken(`${HUB_HOST}/devices/${child.id}`, child.key, Math.floor(Date.now() / 1000) + 3600),
   };
 }
@@ -111,27 +132,48 @@ export function childLogin(child: { id: string; key: string }): { clientId: stri
  * QoS 1 publishes from every child for `secs`; returns the number acknowledged. Paced: one at a time, every
  * 1000/ratePerSec ms; flood (ratePerSec null): INFLIGHT_PER_CHILD always in flight.
  */
-async function load(port: number, children: Array<{ id: string; key: string }>, secs: number, ratePerSec: number | null): Promise<number> {
+async function load(
+  port: number,
+  children: Array<{ id: string; key: string }>,
+  secs: number,
+  ratePerSec: number | null,
+): Promise<number> {
   const deadline = Date.now() + secs * 1000;
   let acked = 0;
   let unacked = 0;
-  const clients: MqttClient[] = await Promise.all(children.map((c) => mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
-    ...childLogin(c), protocolVersion: 4, reconnectPeriod: 0,
-  })));
+  const clients: MqttClient[] = await Promise.all(
+    children.map((c) =>
+      mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
+        ...childLogin(c),
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+      }),
+    ),
+  );
   const gapMs = ratePerSec === null ? 0 : 1000 / ratePerSec;
-  await Promise.all(clients.flatMap((client, i) => Array.from({ length: ratePerSec === null ? INFLIGHT_PER_CHILD : 1 }, async () => {
-    for (let next = Date.now(); Date.now() < deadline; next += gapMs) {
-      let timer: NodeJS.Timeout | undefined;
-      const timedOut = new Promise<false>((r) => (timer = setTimeout(() => r(false), PUBACK_TIMEOUT_MS)));
-      const ok = await Promise.race([client.publishAsync(`devices/${children[i]!.id}/messages/events/`, BODY, { qos: 1 }).then(() => true), timedOut]);
-      clearTimeout(timer);
-      if (!ok) return void unacked++;
-      acked++;
-      if (gapMs > 0) await new Promise((r) => setTimeout(r, Math.max(0, next + gapMs - Date.now())));
-    }
-  })));
+  await Promise.all(
+    clients.flatMap((client, i) =>
+      Array.from({ length: ratePerSec === null ? INFLIGHT_PER_CHILD : 1 }, async () => {
+        for (let next = Date.now(); Date.now() < deadline; next += gapMs) {
+          let timer: NodeJS.Timeout | undefined;
+          const timedOut = new Promise<false>((r) => (timer = setTimeout(() => r(false), PUBACK_TIMEOUT_MS)));
+          const ok = await Promise.race([
+            client.publishAsync(`devices/${children[i]!.id}/messages/events/`, BODY, { qos: 1 }).then(() => true),
+            timedOut,
+          ]);
+          clearTimeout(timer);
+          if (!ok) return void unacked++;
+          acked++;
+          if (gapMs > 0) await new Promise((r) => setTimeout(r, Math.max(0, next + gapMs - Date.now())));
+        }
+      }),
+    ),
+  );
   await Promise.all(clients.map((c) => c.endAsync(true)));
-  if (unacked > 0) console.log(`ship: ${unacked} publishes got no PUBACK within ${PUBACK_TIMEOUT_MS} ms (refused by the hub's limits)`);
+  if (unacked > 0)
+    console.log(
+      `ship: ${unacked} publishes got no PUBACK within ${PUBACK_TIMEOUT_MS} ms (refused by the hub's limits)`,
+    );
   return acked;
 }
 
@@ -139,7 +181,12 @@ async function load(port: number, children: Array<{ id: string; key: string }>, 
 async function underLoad(loadSecs: number, flood: boolean): Promise<{ rssMb: number; acked: number }> {
   const dir = await freshDir('ship-load');
   const children = await seedChildren(join(dir, 'data'), flood ? FLOOD_CHILDREN : PACED_CHILDREN);
-  const gw = await startGateway(process.execPath, [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardDir(dir, flood)], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, dir);
+  const gw = await startGateway(
+    process.execPath,
+    [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardDir(dir, flood)],
+    { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' },
+    dir,
+  );
   const acked = await load(gw.hubPort, children, loadSecs, flood ? null : PACED_RATE_PER_CHILD_PER_SEC);
   const rssMb = processCounters(gw.pid)?.peakRssMb ?? NaN;
   await gw.stop();
@@ -147,11 +194,18 @@ async function underLoad(loadSecs: number, flood: boolean): Promise<{ rssMb: num
   return { rssMb, acked };
 }
 
-async function x64(loadSecs: number): Promise<{ readyMs: number; paced: { rssMb: number; acked: number }; flood: { rssMb: number; acked: number } }> {
+async function x64(
+  loadSecs: number,
+): Promise<{ readyMs: number; paced: { rssMb: number; acked: number }; flood: { rssMb: number; acked: number } }> {
   const readies: number[] = [];
   for (let i = 0; i < READY_RUNS; i++) {
     const dir = await freshDir('ship-ready');
-    const gw = await startGateway(process.execPath, [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardDir(dir)], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, dir);
+    const gw = await startGateway(
+      process.execPath,
+      [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardDir(dir)],
+      { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' },
+      dir,
+    );
     readies.push(gw.readyMs);
     await gw.stop();
     await removeDir(dir);
@@ -164,18 +218,37 @@ async function arm64UnderQemu(): Promise<{ readyMs: number | null; why: string }
   const version = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version;
   const tarball = join(REPO, `release/outpost-${version}-linux-arm64.tar.gz`);
   const has = (cmd: string) => spawnSync(cmd, ['--version'], { stdio: 'ignore' }).status === 0;
-  if (!has('qemu-aarch64-static')) return { readyMs: null, why: 'qemu-aarch64-static missing (scripts/install-release-deps.sh)' };
+  if (!has('qemu-aarch64-static'))
+    return { readyMs: null, why: 'qemu-aarch64-static missing (scripts/install-release-deps.sh)' };
   if (!existsSync(tarball)) {
-    if (!has('aarch64-linux-gnu-g++')) return { readyMs: null, why: 'no arm64 release and no cross compiler (scripts/install-release-deps.sh)' };
-    execFileSync(process.execPath, [join(REPO, 'scripts/release.js'), 'linux-arm64'], { cwd: REPO, stdio: ['ignore', 'ignore', 'inherit'] });
+    if (!has('aarch64-linux-gnu-g++'))
+      return { readyMs: null, why: 'no arm64 release and no cross compiler (scripts/install-release-deps.sh)' };
+    execFileSync(process.execPath, [join(REPO, 'scripts/release.js'), 'linux-arm64'], {
+      cwd: REPO,
+      stdio: ['ignore', 'ignore', 'inherit'],
+    });
   }
   const dir = await freshDir('ship-arm64');
   execFileSync('tar', ['-xzf', tarball, '-C', dir]);
   const root = join(dir, `outpost-${version}-linux-arm64`);
   const readies: number[] = [];
   for (let i = 0; i < QEMU_READY_RUNS; i++) {
-    const args = ['-L', '/usr/aarch64-linux-gnu', join(root, 'bin/node'), ...NODE_FLAGS, join(root, 'outpost.js'), 'run', '--board', join(root, 'board.json')];
-    const gw = await startGateway('qemu-aarch64-static', args, { OUTPOST_DATA_DIR: join(dir, `data-${i}`), OUTPOST_HUB_PORT: '0' }, root);
+    const args = [
+      '-L',
+      '/usr/aarch64-linux-gnu',
+      join(root, 'bin/node'),
+      ...NODE_FLAGS,
+      join(root, 'outpost.js'),
+      'run',
+      '--board',
+      join(root, 'board.json'),
+    ];
+    const gw = await startGateway(
+      'qemu-aarch64-static',
+      args,
+      { OUTPOST_DATA_DIR: join(dir, `data-${i}`), OUTPOST_HUB_PORT: '0' },
+      root,
+    );
     readies.push(gw.readyMs);
     await gw.stop();
   }
@@ -188,31 +261,74 @@ async function run(): Promise<void> {
   execFileSync(process.execPath, [join(REPO, 'scripts/build.js'), 'firmware/main.ts'], { cwd: REPO, stdio: 'inherit' });
   const bundleBytes = statSync(join(REPO, 'dist/outpost.js')).size;
   const native = await x64(loadSecs);
-  const page = await pageCost((boardFile, dir) => startGateway(process.execPath, [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardFile], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' }, dir));
+  const page = await pageCost((boardFile, dir) =>
+    startGateway(
+      process.execPath,
+      [...NODE_FLAGS, join(REPO, 'dist/outpost.js'), 'run', '--board', boardFile],
+      { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' },
+      dir,
+    ),
+  );
   const pageDeltaMb = page.sessionMb - page.offMb;
   const arm = await arm64UnderQemu();
   const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
   const { paced, flood } = native;
-  console.log(`\nship: bundle ${fmt(bundleBytes / 2 ** 20, 2)} MiB; load phases of ${loadSecs} s, QoS 1 through the hub, sim devices running`);
-  console.log(formatTable(['measure', 'value', 'target', 'result'], [
-    ['bundle bytes', fmt(bundleBytes), '—', 'reported'],
-    [`x64 start → READY ms (median of ${READY_RUNS})`, fmt(native.readyMs), `≤ ${TARGETS.readyMs}`, verdict(native.readyMs <= TARGETS.readyMs)],
-    [`x64 peak RSS MiB, ${PACED_CHILDREN} children at the hub's ${PACED_RATE_PER_CHILD_PER_SEC} msg/s (${fmt(paced.acked / loadSecs)} msg/s acked)`, fmt(paced.rssMb, 1), `≤ ${TARGETS.rssMb}`, verdict(paced.rssMb <= TARGETS.rssMb)],
-    [`x64 peak RSS MiB, flood: ${FLOOD_CHILDREN} × ${INFLIGHT_PER_CHILD} in flight, no rate limit (${fmt(flood.acked / loadSecs)} msg/s acked)`, fmt(flood.rssMb, 1), `(${TARGETS.rssMb})`, `stress, ${verdict(flood.rssMb <= TARGETS.rssMb)}`],
-    ['x64 RSS MiB idle, page off (median of 1 s samples)', fmt(page.offMb, 1), '—', 'baseline'],
-    ['x64 RSS MiB idle, page on, no visitor', fmt(page.idleMb, 1), '—', `+${fmt(page.idleMb - page.offMb, 1)}`],
-    [`x64 RSS MiB, page on, a technician's live stream open (${page.events} events)`, fmt(page.sessionMb, 1), `≤ off + ${PAGE_SESSION_TARGET_MB}`, verdict(pageDeltaMb <= PAGE_SESSION_TARGET_MB)],
-    ['arm64 release under qemu start → READY ms', arm.readyMs === null ? 'n/a' : fmt(arm.readyMs), '—', arm.why],
-  ]));
-  console.log(JSON.stringify({
-    readyMs: Math.round(native.readyMs), rssMb: Number(paced.rssMb.toFixed(1)), bundleBytes,
-    rssFloodMb: Number(flood.rssMb.toFixed(1)), pacedAckedPerSec: Math.round(paced.acked / loadSecs), floodAckedPerSec: Math.round(flood.acked / loadSecs),
-    arm64QemuReadyMs: arm.readyMs === null ? null : Math.round(arm.readyMs),
-    pageOffRssMb: Number(page.offMb.toFixed(1)), pageIdleRssMb: Number(page.idleMb.toFixed(1)),
-    pageSessionRssMb: Number(page.sessionMb.toFixed(1)), pageSessionDeltaMb: Number(pageDeltaMb.toFixed(1)),
-    pagePass: pageDeltaMb <= PAGE_SESSION_TARGET_MB,
-    readyPass: native.readyMs <= TARGETS.readyMs, rssPass: paced.rssMb <= TARGETS.rssMb,
-  }));
+  console.log(
+    `\nship: bundle ${fmt(bundleBytes / 2 ** 20, 2)} MiB; load phases of ${loadSecs} s, QoS 1 through the hub, sim devices running`,
+  );
+  console.log(
+    formatTable(
+      ['measure', 'value', 'target', 'result'],
+      [
+        ['bundle bytes', fmt(bundleBytes), '—', 'reported'],
+        [
+          `x64 start → READY ms (median of ${READY_RUNS})`,
+          fmt(native.readyMs),
+          `≤ ${TARGETS.readyMs}`,
+          verdict(native.readyMs <= TARGETS.readyMs),
+        ],
+        [
+          `x64 peak RSS MiB, ${PACED_CHILDREN} children at the hub's ${PACED_RATE_PER_CHILD_PER_SEC} msg/s (${fmt(paced.acked / loadSecs)} msg/s acked)`,
+          fmt(paced.rssMb, 1),
+          `≤ ${TARGETS.rssMb}`,
+          verdict(paced.rssMb <= TARGETS.rssMb),
+        ],
+        [
+          `x64 peak RSS MiB, flood: ${FLOOD_CHILDREN} × ${INFLIGHT_PER_CHILD} in flight, no rate limit (${fmt(flood.acked / loadSecs)} msg/s acked)`,
+          fmt(flood.rssMb, 1),
+          `(${TARGETS.rssMb})`,
+          `stress, ${verdict(flood.rssMb <= TARGETS.rssMb)}`,
+        ],
+        ['x64 RSS MiB idle, page off (median of 1 s samples)', fmt(page.offMb, 1), '—', 'baseline'],
+        ['x64 RSS MiB idle, page on, no visitor', fmt(page.idleMb, 1), '—', `+${fmt(page.idleMb - page.offMb, 1)}`],
+        [
+          `x64 RSS MiB, page on, a technician's live stream open (${page.events} events)`,
+          fmt(page.sessionMb, 1),
+          `≤ off + ${PAGE_SESSION_TARGET_MB}`,
+          verdict(pageDeltaMb <= PAGE_SESSION_TARGET_MB),
+        ],
+        ['arm64 release under qemu start → READY ms', arm.readyMs === null ? 'n/a' : fmt(arm.readyMs), '—', arm.why],
+      ],
+    ),
+  );
+  console.log(
+    JSON.stringify({
+      readyMs: Math.round(native.readyMs),
+      rssMb: Number(paced.rssMb.toFixed(1)),
+      bundleBytes,
+      rssFloodMb: Number(flood.rssMb.toFixed(1)),
+      pacedAckedPerSec: Math.round(paced.acked / loadSecs),
+      floodAckedPerSec: Math.round(flood.acked / loadSecs),
+      arm64QemuReadyMs: arm.readyMs === null ? null : Math.round(arm.readyMs),
+      pageOffRssMb: Number(page.offMb.toFixed(1)),
+      pageIdleRssMb: Number(page.idleMb.toFixed(1)),
+      pageSessionRssMb: Number(page.sessionMb.toFixed(1)),
+      pageSessionDeltaMb: Number(pageDeltaMb.toFixed(1)),
+      pagePass: pageDeltaMb <= PAGE_SESSION_TARGET_MB,
+      readyPass: native.readyMs <= TARGETS.readyMs,
+      rssPass: paced.rssMb <= TARGETS.rssMb,
+    }),
+  );
 }
 
 async function child(role: string): Promise<Record<string, unknown>> {

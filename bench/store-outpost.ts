@@ -57,7 +57,10 @@ async function appendRangeBatched(lane: Lane, from: number, to: number): Promise
 export type AppendMode = 'single' | 'batch';
 
 /** File operations and bytes by file kind: where the disk writes of a run come from. */
-type FsTally = Record<'segmentWrites' | 'segmentBytes' | 'segmentSyncs' | 'checkpointWrites' | 'checkpointSyncs' | 'dirSyncs', number>;
+type FsTally = Record<
+  'segmentWrites' | 'segmentBytes' | 'segmentSyncs' | 'checkpointWrites' | 'checkpointSyncs' | 'dirSyncs',
+  number
+>;
 
 /** Wraps node's fs to count operations. Only with OUTPOST_BENCH_TRACE_FS=1 (it bypasses the LOCK file). */
 function tracingFs(tally: FsTally): StoreFs {
@@ -89,7 +92,14 @@ function tracingFs(tally: FsTally): StoreFs {
 
 /** The workload: durable appends through group commit, ordered drain with acks, retention deletes. */
 export async function outpostLife(dir: string, records: number, mode: AppendMode = 'single'): Promise<EngineResult> {
-  const tally: FsTally = { segmentWrites: 0, segmentBytes: 0, segmentSyncs: 0, checkpointWrites: 0, checkpointSyncs: 0, dirSyncs: 0 };
+  const tally: FsTally = {
+    segmentWrites: 0,
+    segmentBytes: 0,
+    segmentSyncs: 0,
+    checkpointWrites: 0,
+    checkpointSyncs: 0,
+    dirSyncs: 0,
+  };
   const fs = process.env.OUTPOST_BENCH_TRACE_FS === '1' ? tracingFs(tally) : undefined;
   let log!: RingLog;
   let lane!: Lane;
@@ -143,7 +153,15 @@ export async function fillThenWaitForKill(dir: string, bytes: number): Promise<n
   const t0 = performance.now();
   await appendRangeBatched(lane, 0, records);
   const stats = log.stats();
-  await send({ filled: true, records, fillMs: performance.now() - t0, bytesOnDisk: stats.bytesOnDisk, segments: stats.segmentCount, rssMb: peakRssMb(), ...stopSampling() });
+  await send({
+    filled: true,
+    records,
+    fillMs: performance.now() - t0,
+    bytesOnDisk: stats.bytesOnDisk,
+    segments: stats.segmentCount,
+    rssMb: peakRssMb(),
+    ...stopSampling(),
+  });
   await appendRangeBatched(lane, records, records + FILL_EXTRA_RECORDS_MAX);
   return waitForKill();
 }
@@ -159,7 +177,15 @@ export async function openThenWaitForKill(dir: string, bytes: number): Promise<n
   const openMs = performance.now() - t0;
   const stats = log.stats();
   const pendingRecords = stats.lanes.find((l) => l.lane === lane.name)?.pendingRecords ?? 0;
-  await send({ opened: true, openMs, pendingRecords, bytesOnDisk: stats.bytesOnDisk, segments: stats.segmentCount, damaged: log.damage.length, rssMb: peakRssMb() });
+  await send({
+    opened: true,
+    openMs,
+    pendingRecords,
+    bytesOnDisk: stats.bytesOnDisk,
+    segments: stats.segmentCount,
+    damaged: log.damage.length,
+    rssMb: peakRssMb(),
+  });
   return waitForKill();
 }
 

@@ -44,7 +44,9 @@ export async function sqliteLife(dir: string, records: number, sync: SqliteSync)
       db = new SqliteDatabase(join(dir, 'queue.db'));
       db.pragma('journal_mode = WAL');
       db.pragma(`synchronous = ${sync}`);
-      db.exec('CREATE TABLE queue (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, ttl INTEGER NOT NULL, payload BLOB NOT NULL)');
+      db.exec(
+        'CREATE TABLE queue (id INTEGER PRIMARY KEY, ts INTEGER NOT NULL, ttl INTEGER NOT NULL, payload BLOB NOT NULL)',
+      );
     },
     async append() {
       const insert = db.prepare('INSERT INTO queue (id, ts, ttl, payload) VALUES (?, ?, ?, ?)');
@@ -112,14 +114,17 @@ export async function levelLife(dir: string, records: number): Promise<EngineRes
       let next = 1;
       let after: Buffer | null = null;
       for (;;) {
-        const range: { limit: number; gt?: Buffer } = after ? { limit: BATCH_RECORDS, gt: after } : { limit: BATCH_RECORDS };
+        const range: { limit: number; gt?: Buffer } = after
+          ? { limit: BATCH_RECORDS, gt: after }
+          : { limit: BATCH_RECORDS };
         const entries = await db.iterator(range).all();
         if (entries.length === 0) break;
         const now = Date.now();
         for (const [key, value] of entries) {
           next = expectNext(next, Number(key.readBigUInt64BE(0)));
           const ttlSecs = value.readDoubleLE(8);
-          if (ttlSecs !== 0 && value.readDoubleLE(0) + ttlSecs * 1000 <= now) throw new Error('a record expired mid-run');
+          if (ttlSecs !== 0 && value.readDoubleLE(0) + ttlSecs * 1000 <= now)
+            throw new Error('a record expired mid-run');
         }
         after = entries[entries.length - 1]![0];
         await db.batch(entries.map(([key]) => ({ type: 'del' as const, key })));

@@ -46,10 +46,23 @@ export function report(input: ReportInput): void {
   const med = (engine: EngineName, key: keyof EngineResult): number => median(results[engine].map((r) => r[key]));
   const engines = Object.keys(results) as EngineName[];
 
-  console.log(`\nStore benchmark: ${fmt(input.records)} records of 256 B, medians of ${input.repeats} runs per engine (${input.fsType})`);
+  console.log(
+    `\nStore benchmark: ${fmt(input.records)} records of 256 B, medians of ${input.repeats} runs per engine (${input.fsType})`,
+  );
   console.log(
     formatTable(
-      ['engine', 'append rec/s', '(range)', 'drain rec/s', '(range)', 'disk B/record', 'peak RSS MB', 'append CPU µs/rec', 'drain CPU µs/rec', 'retire ms'],
+      [
+        'engine',
+        'append rec/s',
+        '(range)',
+        'drain rec/s',
+        '(range)',
+        'disk B/record',
+        'peak RSS MB',
+        'append CPU µs/rec',
+        'drain CPU µs/rec',
+        'retire ms',
+      ],
       engines.map((e) => [
         ENGINE_LABELS[e],
         fmt(med(e, 'appendPerSec')),
@@ -70,25 +83,45 @@ export function report(input: ReportInput): void {
       `write_bytes ${fmt(med('outpost', 'writeBytes'))} (cancelled ${fmt(med('outpost', 'cancelledWriteBytes'))}); ` +
       `V8 heap max ${fmt(med('outpost', 'heapTotalMbMax'), 1)} MB, Buffers max ${fmt(med('outpost', 'arrayBuffersMbMax'), 1)} MB`,
   );
-  console.log('CPU µs/rec is user + system time of the whole engine process per record: steadier than rates on a shared machine.');
+  console.log(
+    'CPU µs/rec is user + system time of the whole engine process per record: steadier than rates on a shared machine.',
+  );
 
   const openMs = backlog.opened.map((o) => Number(o.openMs));
   const openMedian = median(openMs);
-  const backlogRss = Math.max(Number(backlog.fill.rssMb), Number(backlog.reader.rssMb), ...backlog.opened.map((o) => Number(o.rssMb)));
+  const backlogRss = Math.max(
+    Number(backlog.fill.rssMb),
+    Number(backlog.reader.rssMb),
+    ...backlog.opened.map((o) => Number(o.rssMb)),
+  );
   console.log(`\nBacklog after SIGKILL (outpost, ${fmt(Number(backlog.fill.bytesOnDisk) / 2 ** 20)} MiB on disk)`);
   console.log(
     formatTable(
       ['phase', 'figure'],
       [
-        ['fill (syncMode none), records', `${fmt(Number(backlog.fill.records))} in ${fmt(Number(backlog.fill.fillMs))} ms`],
+        [
+          'fill (syncMode none), records',
+          `${fmt(Number(backlog.fill.records))} in ${fmt(Number(backlog.fill.fillMs))} ms`,
+        ],
         ['segments at SIGKILL', fmt(Number(backlog.fill.segments))],
         ['open + lane, first after SIGKILL, ms', fmt(openMs[0] ?? NaN, 1)],
         [`open + lane, median of ${openMs.length} (each after SIGKILL), ms`, fmt(openMedian, 1)],
         ['damage reports at first open', fmt(Number(backlog.opened[0]?.damaged ?? NaN))],
         ['pending records seen at open', fmt(Number(backlog.opened[0]?.pendingRecords ?? NaN))],
-        ['peak RSS: filler / opener / reader, MB', [backlog.fill.rssMb, backlog.opened[0]?.rssMb, backlog.reader.rssMb].map((v) => fmt(Number(v), 1)).join(' / ')],
-        ['reader V8 heap max / Buffers max, MB', `${fmt(Number(backlog.reader.heapTotalMbMax), 1)} / ${fmt(Number(backlog.reader.arrayBuffersMbMax), 1)}`],
-        ['reader drained (with acks), records', `${fmt(Number(backlog.reader.drained))} at ${fmt(Number(backlog.reader.drainPerSec))}/s`],
+        [
+          'peak RSS: filler / opener / reader, MB',
+          [backlog.fill.rssMb, backlog.opened[0]?.rssMb, backlog.reader.rssMb]
+            .map((v) => fmt(Number(v), 1))
+            .join(' / '),
+        ],
+        [
+          'reader V8 heap max / Buffers max, MB',
+          `${fmt(Number(backlog.reader.heapTotalMbMax), 1)} / ${fmt(Number(backlog.reader.arrayBuffersMbMax), 1)}`,
+        ],
+        [
+          'reader drained (with acks), records',
+          `${fmt(Number(backlog.reader.drained))} at ${fmt(Number(backlog.reader.drainPerSec))}/s`,
+        ],
       ],
     ),
   );
@@ -112,10 +145,34 @@ export function report(input: ReportInput): void {
       summary.appendVsSqlite >= TARGETS.appendVsSqlite,
       2,
     ],
-    ['durable append vs LevelDB', summary.appendVsLevel, `≥ ${TARGETS.appendVsLevel}×`, summary.appendVsLevel >= TARGETS.appendVsLevel, 2],
-    ['drain vs SQLite', summary.drainVsSqlite, `≥ ${TARGETS.drainVsSqlite}×`, summary.drainVsSqlite >= TARGETS.drainVsSqlite, 2],
-    ['disk bytes written per 256-B record', summary.bytesPerRecord, `≤ ${TARGETS.bytesPerRecordMax}`, summary.bytesPerRecord <= TARGETS.bytesPerRecordMax, 1],
-    ['open 1 GiB log after SIGKILL, ms', summary.openMs1GiB, `≤ ${TARGETS.openMs1GiBMax}`, summary.openMs1GiB <= TARGETS.openMs1GiBMax, 1],
+    [
+      'durable append vs LevelDB',
+      summary.appendVsLevel,
+      `≥ ${TARGETS.appendVsLevel}×`,
+      summary.appendVsLevel >= TARGETS.appendVsLevel,
+      2,
+    ],
+    [
+      'drain vs SQLite',
+      summary.drainVsSqlite,
+      `≥ ${TARGETS.drainVsSqlite}×`,
+      summary.drainVsSqlite >= TARGETS.drainVsSqlite,
+      2,
+    ],
+    [
+      'disk bytes written per 256-B record',
+      summary.bytesPerRecord,
+      `≤ ${TARGETS.bytesPerRecordMax}`,
+      summary.bytesPerRecord <= TARGETS.bytesPerRecordMax,
+      1,
+    ],
+    [
+      'open 1 GiB log after SIGKILL, ms',
+      summary.openMs1GiB,
+      `≤ ${TARGETS.openMs1GiBMax}`,
+      summary.openMs1GiB <= TARGETS.openMs1GiBMax,
+      1,
+    ],
     ['peak RSS with 1 GiB backlog, MB', summary.rssMb, `≤ ${TARGETS.rssMbMax}`, summary.rssMb <= TARGETS.rssMbMax, 1],
   ];
   console.log(
@@ -123,7 +180,12 @@ export function report(input: ReportInput): void {
       '(no target: shown for the durable-vs-durable ratio)',
   );
   console.log('\nTargets (issue 2)');
-  console.log(formatTable(['target', 'measured', 'goal', 'result'], rows.map(([label, v, goal, pass, digits]) => [label, fmt(v, digits), goal, pass ? 'PASS' : 'MISS'])));
+  console.log(
+    formatTable(
+      ['target', 'measured', 'goal', 'result'],
+      rows.map(([label, v, goal, pass, digits]) => [label, fmt(v, digits), goal, pass ? 'PASS' : 'MISS']),
+    ),
+  );
 
   const round = (v: number, digits = 2): number => Number(v.toFixed(digits));
   const json: Record<string, number | string> = {};

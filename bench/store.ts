@@ -20,7 +20,12 @@ const OPENS_DEFAULT = 5;
 const BACKLOG_DRAIN_RECORDS = 500_000;
 const ENGINES: EngineName[] = ['outpost', 'outpost-batch', 'sqlite', 'sqlite-full', 'level'];
 /** statfs f_type values (linux/magic.h) for the file systems worth naming. */
-const FS_MAGIC: Record<number, string> = { 0xef53: 'ext2/3/4', 0x01021994: 'tmpfs', 0x58465342: 'xfs', 0x9123683e: 'btrfs' };
+const FS_MAGIC: Record<number, string> = {
+  0xef53: 'ext2/3/4',
+  0x01021994: 'tmpfs',
+  0x58465342: 'xfs',
+  0x9123683e: 'btrfs',
+};
 
 async function child(role: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
   const dir = String(args.dir);
@@ -75,7 +80,9 @@ async function crashBacklog(bytes: number, opens: number): Promise<BacklogResult
   const dir = await freshDir('backlog');
   try {
     const fill = await runUntilKilled('fill', { dir, bytes }, 'filled');
-    console.log(`store: filled ${fill.bytesOnDisk} bytes in ${Number(fill.fillMs).toFixed(0)} ms, SIGKILLed the writer`);
+    console.log(
+      `store: filled ${fill.bytesOnDisk} bytes in ${Number(fill.fillMs).toFixed(0)} ms, SIGKILLed the writer`,
+    );
     const opened: ChildResult[] = [];
     for (let i = 0; i < opens; i++) opened.push(await runUntilKilled('open', { dir, bytes }, 'opened'));
     console.log(`store: opens after SIGKILL (ms): ${opened.map((o) => Number(o.openMs).toFixed(1)).join(', ')}`);
@@ -97,8 +104,11 @@ async function run(): Promise<void> {
   const fillBytes = envInt('OUTPOST_BENCH_FILL_BYTES', FILL_BYTES_DEFAULT);
   const opens = envInt('OUTPOST_BENCH_OPENS', OPENS_DEFAULT);
   const fsType = fsTypeOfTmp();
-  if (fsType === 'tmpfs') console.log(`store: WARNING ${tmpdir()} is tmpfs: fsync costs nothing there, figures mean little`);
-  console.log(`store: ${records} records x ${repeats} runs per engine in ${tmpdir()} (${fsType}), backlog ${fillBytes} bytes`);
+  if (fsType === 'tmpfs')
+    console.log(`store: WARNING ${tmpdir()} is tmpfs: fsync costs nothing there, figures mean little`);
+  console.log(
+    `store: ${records} records x ${repeats} runs per engine in ${tmpdir()} (${fsType}), backlog ${fillBytes} bytes`,
+  );
   const results = Object.fromEntries(ENGINES.map((e) => [e, []])) as unknown as Record<EngineName, EngineResult[]>;
   // Engines take turns within each repeat, so a noisy minute on the shared machine hits all of them.
   for (let r = 1; r <= repeats; r++) {

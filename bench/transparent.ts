@@ -68,7 +68,8 @@ async function fill(args: Record<string, unknown>): Promise<Record<string, unkno
   const body = Buffer.alloc(BODY_BYTES, 'x');
   for (let n = 0; n < messages; n += FILL_BATCH_RECORDS) {
     const inputs = Array.from({ length: Math.min(FILL_BATCH_RECORDS, messages - n) }, (_, i) => ({
-      body, properties: { [RECORD_KEY.deviceId]: `child-${(n + i) % children}` },
+      body,
+      properties: { [RECORD_KEY.deviceId]: `child-${(n + i) % children}` },
     }));
     await upstream.appendBatch(inputs);
   }
@@ -117,19 +118,29 @@ async function runMode(mode: Mode, messages: number, children: number): Promise<
       if (!firstAt.has(record.deviceId)) firstAt.set(record.deviceId, Date.now());
     });
     const uplink = {
-      protocol: 'azure', connectionString: strings.device, caFile: 'hub-ca.pem',
+      protocol: 'azure',
+      connectionString: strings.device,
+      caFile: 'hub-ca.pem',
       ...(mode === 'edge' ? { azure: { edgeHubConnectionStringFile: 'edgehub-cs' } } : {}),
     };
     let linkUpAtMs = 0;
     await runChild('transparent', 'fill', { dir, messages, children });
-    const result = await runChild('transparent', 'gateway', { dir, uplink }, {
-      onMessage: (msg) => void (linkUpAtMs = Number(msg.atMs)),
-    });
+    const result = await runChild(
+      'transparent',
+      'gateway',
+      { dir, uplink },
+      {
+        onMessage: (msg) => void (linkUpAtMs = Number(msg.atMs)),
+      },
+    );
     if (received < messages) throw new Error(`${mode}: the emulator received ${received} of ${messages} messages`);
     const childFirsts = [...firstAt].filter(([id]) => id.startsWith('child-')).map(([, at]) => at - linkUpAtMs);
     const drainMs = Number(result.drainMs);
     return {
-      mode, drainMs, msgPerSec: (messages * 1000) / drainMs, rssMb: Number(result.rssMb),
+      mode,
+      drainMs,
+      msgPerSec: (messages * 1000) / drainMs,
+      rssMb: Number(result.rssMb),
       connections: Number(result.connections),
       firstPerChildMedianMs: mode === 'edge' ? median(childFirsts) : NaN,
       firstPerChildP95Ms: mode === 'edge' ? percentile(childFirsts, 0.95) : NaN,
@@ -146,26 +157,45 @@ async function run(): Promise<void> {
   const runs = envInt('OUTPOST_BENCH_TRANSPARENT_RUNS', RUNS_DEFAULT);
   const results: RunResult[] = [];
   // Interleaved, so a machine that slows down during the run slows both modes alike.
-  for (let r = 0; r < runs; r += 1) for (const mode of ['device', 'edge'] as const) results.push(await runMode(mode, messages, children));
-  const of = (mode: Mode, key: keyof RunResult) => median(results.filter((x) => x.mode === mode).map((x) => Number(x[key])));
+  for (let r = 0; r < runs; r += 1)
+    for (const mode of ['device', 'edge'] as const) results.push(await runMode(mode, messages, children));
+  const of = (mode: Mode, key: keyof RunResult) =>
+    median(results.filter((x) => x.mode === mode).map((x) => Number(x[key])));
   const rows = (['device', 'edge'] as const).map((mode) => [
-    mode, fmt(of(mode, 'msgPerSec')), fmt(of(mode, 'drainMs') / 1000, 1), fmt(of(mode, 'rssMb'), 1),
-    fmt(of(mode, 'connections')), fmt(of(mode, 'firstPerChildMedianMs')), fmt(of(mode, 'firstPerChildP95Ms')),
+    mode,
+    fmt(of(mode, 'msgPerSec')),
+    fmt(of(mode, 'drainMs') / 1000, 1),
+    fmt(of(mode, 'rssMb'), 1),
+    fmt(of(mode, 'connections')),
+    fmt(of(mode, 'firstPerChildMedianMs')),
+    fmt(of(mode, 'firstPerChildP95Ms')),
   ]);
   console.log(`transparent: ${fmt(messages)} messages over ${children} children, median of ${runs} runs per mode`);
-  console.log(formatTable(['mode', 'msg/s', 'drain s', 'peak RSS MB', 'connections', 'first/child med ms', 'p95 ms'], rows));
+  console.log(
+    formatTable(['mode', 'msg/s', 'drain s', 'peak RSS MB', 'connections', 'first/child med ms', 'p95 ms'], rows),
+  );
   const edgeVsDevice = of('edge', 'msgPerSec') / of('device', 'msgPerSec');
   const rssMb = of('edge', 'rssMb');
   const mbPerConnection = (rssMb - of('device', 'rssMb')) / Math.max(1, of('edge', 'connections'));
   const firstPerChildP95Ms = of('edge', 'firstPerChildP95Ms');
-  console.log(`targets: edgeVsDevice >= ${TARGETS.edgeVsDevice}, first-per-child p95 <= ${TARGETS.firstPerChildP95Ms} ms, RSS <= ${TARGETS.rssMb} MB`);
-  console.log(JSON.stringify({
-    edgeVsDevice: Number(edgeVsDevice.toFixed(2)), firstPerChildP95Ms: Math.round(firstPerChildP95Ms),
-    rssMb: Number(rssMb.toFixed(1)), mbPerConnection: Number(mbPerConnection.toFixed(2)),
-    firstPerChildMedianMs: Math.round(of('edge', 'firstPerChildMedianMs')),
-    edgeMsgPerSec: Math.round(of('edge', 'msgPerSec')), deviceMsgPerSec: Math.round(of('device', 'msgPerSec')),
-    deviceRssMb: Number(of('device', 'rssMb').toFixed(1)), messages, children, runs,
-  }));
+  console.log(
+    `targets: edgeVsDevice >= ${TARGETS.edgeVsDevice}, first-per-child p95 <= ${TARGETS.firstPerChildP95Ms} ms, RSS <= ${TARGETS.rssMb} MB`,
+  );
+  console.log(
+    JSON.stringify({
+      edgeVsDevice: Number(edgeVsDevice.toFixed(2)),
+      firstPerChildP95Ms: Math.round(firstPerChildP95Ms),
+      rssMb: Number(rssMb.toFixed(1)),
+      mbPerConnection: Number(mbPerConnection.toFixed(2)),
+      firstPerChildMedianMs: Math.round(of('edge', 'firstPerChildMedianMs')),
+      edgeMsgPerSec: Math.round(of('edge', 'msgPerSec')),
+      deviceMsgPerSec: Math.round(of('device', 'msgPerSec')),
+      deviceRssMb: Number(of('device', 'rssMb').toFixed(1)),
+      messages,
+      children,
+      runs,
+    }),
+  );
 }
 
 async function child(role: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {

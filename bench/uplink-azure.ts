@@ -60,8 +60,11 @@ async function startRig(dir: string): Promise<Rig> {
   // only the backoff is narrowed, as in the mqtt link-up runs (see AZURE_BACKOFF).
   const config = parseUplinkConfig(
     {
-      protocol: 'azure', connectionString: hub.addDevice(gatewayId, `localhost:${proxy.port}`), caFile: 'hub-ca.pem',
-      interfaces: ['wwan0'], backoff: AZURE_BACKOFF,
+      protocol: 'azure',
+      connectionString: hub.addDevice(gatewayId, `localhost:${proxy.port}`),
+      caFile: 'hub-ca.pem',
+      interfaces: ['wwan0'],
+      backoff: AZURE_BACKOFF,
     },
     join(dir, 'board.json'),
   );
@@ -146,7 +149,9 @@ export async function azureLinkUp(runs: number): Promise<Record<string, unknown>
     await removeDir(dir);
   }
   const figures = (phase: AzurePhase, ms = times[phase]) => ({
-    [`${phase}Ms`]: median(ms), [`${phase}MinMs`]: Math.min(...ms), [`${phase}MaxMs`]: Math.max(...ms),
+    [`${phase}Ms`]: median(ms),
+    [`${phase}MinMs`]: Math.min(...ms),
+    [`${phase}MaxMs`]: Math.max(...ms),
   });
   return { ...figures('connecting'), ...figures('backoff'), runsPerPhase: runs, timeouts };
 }

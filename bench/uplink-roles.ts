@@ -49,7 +49,8 @@ export async function fill(dir: string, records: number): Promise<Record<string,
   const lane = await log.lane(UPSTREAM_LANE_NAME);
   for (let from = 1; from <= records; from += FILL_BATCH_RECORDS) {
     const batch: Array<Promise<number>> = [];
-    for (let i = from; i < from + FILL_BATCH_RECORDS && i <= records; i += 1) batch.push(lane.append({ body: body(i) }));
+    for (let i = from; i < from + FILL_BATCH_RECORDS && i <= records; i += 1)
+      batch.push(lane.append({ body: body(i) }));
     await Promise.all(batch);
   }
   const bytesOnDisk = log.stats().bytesOnDisk;
@@ -57,7 +58,12 @@ export async function fill(dir: string, records: number): Promise<Record<string,
   return { bytesOnDisk };
 }
 
-export async function until(what: string, check: () => boolean, timeoutMs: number, state: () => unknown = () => ''): Promise<void> {
+export async function until(
+  what: string,
+  check: () => boolean,
+  timeoutMs: number,
+  state: () => unknown = () => '',
+): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!check()) {
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what} ${JSON.stringify(state())}`);
@@ -160,7 +166,13 @@ export async function linkUp(brokerPort: number, brokerUrl: string, runs: number
     { protocol: 'mqtt', url: `mqtt://127.0.0.1:${proxy.port}`, interfaces: ['wwan0'], backoff: LINK_BACKOFF },
     join(dir, 'board.json'),
   );
-  const service = await startUplink({ config, gatewayId: `${GATEWAY_ID}-link`, log, dataDir: join(dir, 'data'), sysClassNetDir: sysDir });
+  const service = await startUplink({
+    config,
+    gatewayId: `${GATEWAY_ID}-link`,
+    log,
+    dataDir: join(dir, 'data'),
+    sysClassNetDir: sysDir,
+  });
   const timesMs: number[] = [];
   /** Runs that did not deliver within LINK_UP_TIMEOUT_MS, with the pump's status then: shown, and counted in the median as the timeout. */
   const failures: string[] = [];
@@ -175,7 +187,8 @@ export async function linkUp(brokerPort: number, brokerUrl: string, runs: number
       await setOperstate(sysDir, false);
       proxy.refuse();
       proxy.cut();
-      const atMax = () => service.status().backoffCeilingMs >= LINK_BACKOFF.maxMs && service.status().link === 'backoff';
+      const atMax = () =>
+        service.status().backoffCeilingMs >= LINK_BACKOFF.maxMs && service.status().link === 'backoff';
       try {
         // Not reaching the backoff maximum spoils the set-up, not the measurement: that run is retried.
         await until('the backoff maximum', atMax, LINK_UP_TIMEOUT_MS, () => service.status());
@@ -188,7 +201,12 @@ export async function linkUp(brokerPort: number, brokerUrl: string, runs: number
       const restored = performance.now();
       await setOperstate(sysDir, true);
       try {
-        await until('the first backlog message', () => sub.values.includes(run), LINK_UP_TIMEOUT_MS, () => service.status());
+        await until(
+          'the first backlog message',
+          () => sub.values.includes(run),
+          LINK_UP_TIMEOUT_MS,
+          () => service.status(),
+        );
         timesMs.push(performance.now() - restored);
       } catch (err) {
         failures.push((err as Error).message);
@@ -206,5 +224,11 @@ export async function linkUp(brokerPort: number, brokerUrl: string, runs: number
   }
   const all = [...timesMs, ...failures.map(() => LINK_UP_TIMEOUT_MS)];
   if (all.length === 0) throw new Error(`no link-up run could be set up in ${attempts} attempts`);
-  return { linkUpMs: median(all), linkUpMsMax: Math.max(...all), linkUpMsMin: Math.min(...all), runs: all.length, timeouts: failures.length };
+  return {
+    linkUpMs: median(all),
+    linkUpMsMax: Math.max(...all),
+    linkUpMsMin: Math.min(...all),
+    runs: all.length,
+    timeouts: failures.length,
+  };
 }

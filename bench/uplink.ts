@@ -9,7 +9,16 @@
 // (scripts/node-flags.json). OUTPOST_BENCH_UPLINK_RECORDS shrinks the backlog for a quick run,
 // OUTPOST_BENCH_UPLINK_LINK_RUNS and OUTPOST_BENCH_UPLINK_AZURE_RUNS the link-up runs.
 import { existsSync } from 'node:fs';
-import { envInt, fmt, formatTable, freshDir, removeDir, runChild, type BenchModule, type ChildResult } from './harness.js';
+import {
+  envInt,
+  fmt,
+  formatTable,
+  freshDir,
+  removeDir,
+  runChild,
+  type BenchModule,
+  type ChildResult,
+} from './harness.js';
 import { BODY_BYTES, WINDOW_MESSAGES, drainOutpost, drainRaw, fill, linkUp, type RawVariant } from './uplink-roles.js';
 
 /** The issue's backlog: 1,000,000 records. */
@@ -57,7 +66,8 @@ async function measure(records: number, runs: number, azureRuns: number): Promis
   // Loaded here, not at the top: the drain children evaluate this module too, and aedes (which brokers.ts
   // also offers) would add to the resident memory they measure.
   const { Mosquitto, MOSQUITTO_PATH } = await import('../test/support/brokers.js');
-  if (!existsSync(MOSQUITTO_PATH)) throw new Error(`uplink bench needs mosquitto at ${MOSQUITTO_PATH} (scripts/install-system-deps.sh)`);
+  if (!existsSync(MOSQUITTO_PATH))
+    throw new Error(`uplink bench needs mosquitto at ${MOSQUITTO_PATH} (scripts/install-system-deps.sh)`);
   const broker = await Mosquitto.start({ persistence: false });
   const dir = await freshDir('uplink');
   try {
@@ -81,8 +91,15 @@ async function measure(records: number, runs: number, azureRuns: number): Promis
 function drainRow(name: string, r: ChildResult, vsRaw: string): string[] {
   const cpuUs = Number(r.cpuUsPerMsg);
   return [
-    name, fmt(Number(r.perSec)), fmt(Number(r.drainMs) / 1000, 1), fmt(cpuUs, 1), fmt(1e6 / cpuUs),
-    fmt(Number(r.startRssMb), 1), fmt(Number(r.rssMb), 1), fmt(Number(r.heapTotalMbMax), 1), vsRaw,
+    name,
+    fmt(Number(r.perSec)),
+    fmt(Number(r.drainMs) / 1000, 1),
+    fmt(cpuUs, 1),
+    fmt(1e6 / cpuUs),
+    fmt(Number(r.startRssMb), 1),
+    fmt(Number(r.rssMb), 1),
+    fmt(Number(r.heapTotalMbMax), 1),
+    vsRaw,
   ];
 }
 
@@ -93,27 +110,53 @@ function report({ records, runs, raw, bare, outpost, link, azure }: Results): vo
   const linkUpMs = Number(link.linkUpMs);
   // The worse of the two phases: the link may return in either, and the promise holds for both.
   const azureLinkUpMs = Math.max(Number(azure.connectingMs), Number(azure.backoffMs));
-  console.log(formatTable(
-    ['drain', 'msgs/s', 'drain s', 'CPU µs/msg', 'msgs/s per core', 'RSS at start MiB', 'peak RSS MiB', 'peak heap MiB',
-      'vs raw'],
-    [
-      drainRow('raw mqtt.js, MQTT 5 + 3 user properties', raw, ''),
-      drainRow('raw mqtt.js, MQTT 3.1.1, no properties', bare, fmt(Number(bare.perSec) / Number(raw.perSec), 2)),
-      drainRow('outpost (ring log + pump, MQTT 5)', outpost, fmt(drainVsRaw, 2)),
-    ],
-  ));
-  console.log(formatTable(['link-up → first backlog message', 'median ms', 'min ms', 'max ms', 'timeouts'], [
-    [`mqtt, refused outage (${runs} runs)`, fmt(linkUpMs), fmt(Number(link.linkUpMsMin)), fmt(Number(link.linkUpMsMax)),
-      fmt(Number(link.timeouts))],
-    ...(['connecting', 'backoff'] as const).map((phase) => [
-      `azure, black hole, link returns ${phase === 'connecting' ? 'mid-connect' : 'in backoff'} (${azure.runsPerPhase} runs)`,
-      fmt(Number(azure[`${phase}Ms`])), fmt(Number(azure[`${phase}MinMs`])), fmt(Number(azure[`${phase}MaxMs`])), '',
-    ]),
-    ['azure timeouts, both phases', '', '', '', fmt(Number(azure.timeouts))],
-  ]));
+  console.log(
+    formatTable(
+      [
+        'drain',
+        'msgs/s',
+        'drain s',
+        'CPU µs/msg',
+        'msgs/s per core',
+        'RSS at start MiB',
+        'peak RSS MiB',
+        'peak heap MiB',
+        'vs raw',
+      ],
+      [
+        drainRow('raw mqtt.js, MQTT 5 + 3 user properties', raw, ''),
+        drainRow('raw mqtt.js, MQTT 3.1.1, no properties', bare, fmt(Number(bare.perSec) / Number(raw.perSec), 2)),
+        drainRow('outpost (ring log + pump, MQTT 5)', outpost, fmt(drainVsRaw, 2)),
+      ],
+    ),
+  );
+  console.log(
+    formatTable(
+      ['link-up → first backlog message', 'median ms', 'min ms', 'max ms', 'timeouts'],
+      [
+        [
+          `mqtt, refused outage (${runs} runs)`,
+          fmt(linkUpMs),
+          fmt(Number(link.linkUpMsMin)),
+          fmt(Number(link.linkUpMsMax)),
+          fmt(Number(link.timeouts)),
+        ],
+        ...(['connecting', 'backoff'] as const).map((phase) => [
+          `azure, black hole, link returns ${phase === 'connecting' ? 'mid-connect' : 'in backoff'} (${azure.runsPerPhase} runs)`,
+          fmt(Number(azure[`${phase}Ms`])),
+          fmt(Number(azure[`${phase}MinMs`])),
+          fmt(Number(azure[`${phase}MaxMs`])),
+          '',
+        ]),
+        ['azure timeouts, both phases', '', '', '', fmt(Number(azure.timeouts))],
+      ],
+    ),
+  );
   const pass = {
-    drainVsRaw: drainVsRaw >= TARGETS.drainVsRaw, linkUpMs: linkUpMs <= TARGETS.linkUpMs,
-    azureLinkUpMs: azureLinkUpMs <= TARGETS.azureLinkUpMs, rssMb: rssMb <= TARGETS.rssMb,
+    drainVsRaw: drainVsRaw >= TARGETS.drainVsRaw,
+    linkUpMs: linkUpMs <= TARGETS.linkUpMs,
+    azureLinkUpMs: azureLinkUpMs <= TARGETS.azureLinkUpMs,
+    rssMb: rssMb <= TARGETS.rssMb,
   };
   console.log(
     `targets: drainVsRaw ${fmt(drainVsRaw, 2)} >= ${TARGETS.drainVsRaw} ${verdict(pass.drainVsRaw)}; ` +
@@ -122,25 +165,37 @@ function report({ records, runs, raw, bare, outpost, link, azure }: Results): vo
       `rssMb ${fmt(rssMb, 1)} <= ${TARGETS.rssMb} ${verdict(pass.rssMb)}`,
   );
   const round = (value: unknown, digits = 0) => Number(Number(value).toFixed(digits));
-  console.log(JSON.stringify({
-    bench: 'uplink', records,
-    drainVsRaw: round(drainVsRaw, 3), drainVsBare: round(drainVsBare, 3),
-    linkUpMs: Math.round(linkUpMs), linkUpTimeouts: Number(link.timeouts),
-    azureLinkUpMs: Math.round(azureLinkUpMs), azureLinkUpConnectingMs: round(azure.connectingMs),
-    azureLinkUpBackoffMs: round(azure.backoffMs), azureLinkUpTimeouts: Number(azure.timeouts),
-    rssMb: round(rssMb, 1),
-    outpostPerSec: round(outpost.perSec), rawPerSec: round(raw.perSec), barePerSec: round(bare.perSec),
-    outpostCpuUsPerMsg: round(outpost.cpuUsPerMsg, 1), rawCpuUsPerMsg: round(raw.cpuUsPerMsg, 1),
-    bareCpuUsPerMsg: round(bare.cpuUsPerMsg, 1),
-    pass: Object.values(pass).every(Boolean),
-  }));
+  console.log(
+    JSON.stringify({
+      bench: 'uplink',
+      records,
+      drainVsRaw: round(drainVsRaw, 3),
+      drainVsBare: round(drainVsBare, 3),
+      linkUpMs: Math.round(linkUpMs),
+      linkUpTimeouts: Number(link.timeouts),
+      azureLinkUpMs: Math.round(azureLinkUpMs),
+      azureLinkUpConnectingMs: round(azure.connectingMs),
+      azureLinkUpBackoffMs: round(azure.backoffMs),
+      azureLinkUpTimeouts: Number(azure.timeouts),
+      rssMb: round(rssMb, 1),
+      outpostPerSec: round(outpost.perSec),
+      rawPerSec: round(raw.perSec),
+      barePerSec: round(bare.perSec),
+      outpostCpuUsPerMsg: round(outpost.cpuUsPerMsg, 1),
+      rawCpuUsPerMsg: round(raw.cpuUsPerMsg, 1),
+      bareCpuUsPerMsg: round(bare.cpuUsPerMsg, 1),
+      pass: Object.values(pass).every(Boolean),
+    }),
+  );
 }
 
 async function run(): Promise<void> {
   const records = envInt('OUTPOST_BENCH_UPLINK_RECORDS', RECORDS_DEFAULT);
   const runs = envInt('OUTPOST_BENCH_UPLINK_LINK_RUNS', LINK_UP_RUNS_DEFAULT);
   const azureRuns = envInt('OUTPOST_BENCH_UPLINK_AZURE_RUNS', AZURE_LINK_UP_RUNS_DEFAULT);
-  console.log(`uplink: ${fmt(records)} records of ${BODY_BYTES} B, window ${WINDOW_MESSAGES}, QoS 1, mosquitto on loopback`);
+  console.log(
+    `uplink: ${fmt(records)} records of ${BODY_BYTES} B, window ${WINDOW_MESSAGES}, QoS 1, mosquitto on loopback`,
+  );
   report(await measure(records, runs, azureRuns));
 }
 

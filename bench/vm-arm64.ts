@@ -11,7 +11,13 @@ import { loadavg, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { newKey } from '../test/support/hub-fixture.js';
 import {
-  Cloud, GUEST_BROKER_PORT, installRelease, releaseIntoShare, START_TIMEOUT_SECS, writeBoard, type ReleaseTarget,
+  Cloud,
+  GUEST_BROKER_PORT,
+  installRelease,
+  releaseIntoShare,
+  START_TIMEOUT_SECS,
+  writeBoard,
+  type ReleaseTarget,
 } from '../test/vm/field-rig.js';
 import { GUEST_UART, Vm, vmImage, type VmArch } from '../test/vm/vm.js';
 import { envInt, fmt, formatTable, median, type BenchModule } from './harness.js';
@@ -45,10 +51,16 @@ async function startVm(arch: VmArch, image: string, work: string, cloud: Cloud):
   if ('error' in release) throw new Error(release.error);
   // No BME280 on either: Debian's arm64 kernel has no i2c-stub (see test/vm/README.md), and both VMs run the same.
   writeBoard(share, GUEST_UART[arch], false);
-  const vm = await Vm.boot({
-    image, workDir: dir, share, arch,
-    guestForwards: [{ guestPort: GUEST_BROKER_PORT, hostPort: cloud.broker.port }],
-  }, (line) => console.log(`${arch}: ${line}`));
+  const vm = await Vm.boot(
+    {
+      image,
+      workDir: dir,
+      share,
+      arch,
+      guestForwards: [{ guestPort: GUEST_BROKER_PORT, hostPort: cloud.broker.port }],
+    },
+    (line) => console.log(`${arch}: ${line}`),
+  );
   const installStarted = Date.now();
   const install = await installRelease(vm, TARGET[arch]);
   if (install.code !== 0) throw new Error(`${arch}: install.sh exited ${install.code}: ${install.output.slice(-2000)}`);
@@ -72,13 +84,21 @@ async function rebootToReady(m: Measured): Promise<void> {
   m.bootMs.push(m.vm.lastBootMs);
   m.readyMs.push(readyMs);
   m.guestReadyMs.push(Math.round(guestUs / 1000));
-  console.log(`${m.arch}: reboot ${m.bootMs.length}: agent ${m.vm.lastBootMs} ms, READY ${readyMs} ms ` +
-    `(guest clock ${Math.round(guestUs / 1000)} ms), load ${loadavg()[0]!.toFixed(1)}`);
+  console.log(
+    `${m.arch}: reboot ${m.bootMs.length}: agent ${m.vm.lastBootMs} ms, READY ${readyMs} ms ` +
+      `(guest clock ${Math.round(guestUs / 1000)} ms), load ${loadavg()[0]!.toFixed(1)}`,
+  );
 }
 
 function row(m: Measured): string[] {
-  return [m.arch, fmt(m.coldBootMs), fmt(m.installMs), fmt(median(m.bootMs)), fmt(median(m.readyMs)),
-    fmt(median(m.guestReadyMs))];
+  return [
+    m.arch,
+    fmt(m.coldBootMs),
+    fmt(m.installMs),
+    fmt(median(m.bootMs)),
+    fmt(median(m.readyMs)),
+    fmt(median(m.guestReadyMs)),
+  ];
 }
 
 async function run(): Promise<void> {
@@ -110,15 +130,23 @@ async function run(): Promise<void> {
     await rm(work, { recursive: true, force: true });
   }
   const [arm, x64] = vms as [Measured, Measured];
-  console.log(formatTable(
-    ['VM', 'cold boot ms', 'install.sh to READY ms', 'reboot: agent ms', 'reboot: READY ms', 'READY, guest clock ms'],
-    vms.map(row),
-  ));
-  console.log(JSON.stringify({
-    boots, arm64BootMs: median(arm.bootMs), arm64ReadyMs: median(arm.readyMs), x64BootMs: median(x64.bootMs),
-    x64ReadyMs: median(x64.readyMs), readyRatio: Math.round((median(arm.readyMs) / median(x64.readyMs)) * 100) / 100,
-    secs: Math.round((performance.now() - started) / 1000),
-  }));
+  console.log(
+    formatTable(
+      ['VM', 'cold boot ms', 'install.sh to READY ms', 'reboot: agent ms', 'reboot: READY ms', 'READY, guest clock ms'],
+      vms.map(row),
+    ),
+  );
+  console.log(
+    JSON.stringify({
+      boots,
+      arm64BootMs: median(arm.bootMs),
+      arm64ReadyMs: median(arm.readyMs),
+      x64BootMs: median(x64.bootMs),
+      x64ReadyMs: median(x64.readyMs),
+      readyRatio: Math.round((median(arm.readyMs) / median(x64.readyMs)) * 100) / 100,
+      secs: Math.round((performance.now() - started) / 1000),
+    }),
+  );
 }
 
 const vmArm64: BenchModule = {

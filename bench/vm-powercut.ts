@@ -29,8 +29,16 @@ const VIOLATIONS_PRINTED_MAX = 10;
 function row(name: string, r: RunCheck, acked: number): string[] {
   const lost = r.verdicts.filter((v) => v.problems.some((p) => /PUBACKed messages lost/.test(p))).length;
   const owed = r.verdicts.map((v) => v.required);
-  return [name, fmt(acked), fmt(r.states), fmt(r.violations), fmt(lost), `${Math.min(...owed)}..${Math.max(...owed)}`,
-    fmt(r.tornTails), fmt(r.fsckRepaired)];
+  return [
+    name,
+    fmt(acked),
+    fmt(r.states),
+    fmt(r.violations),
+    fmt(lost),
+    `${Math.min(...owed)}..${Math.max(...owed)}`,
+    fmt(r.tornTails),
+    fmt(r.fsckRepaired),
+  ];
 }
 
 async function run(): Promise<void> {
@@ -58,15 +66,28 @@ async function run(): Promise<void> {
     console.log(`vm-powercut: write log of ${fmt(log.entries.length)} entries, ${fmt(flushes)} flushes`);
     const opts = { shape: STORE_SHAPE, workDir: work, progress };
     const shipped = await checkRun(log, rig.basePath, synced, {
-      ...opts, count: statesTarget, seed: 1, endByte: unsynced.startLogByte,
+      ...opts,
+      count: statesTarget,
+      seed: 1,
+      endByte: unsynced.startLogByte,
     });
     const mutation = await checkRun(log, rig.basePath, unsynced, { ...opts, count: MUTATION_STATES, seed: 2 });
     const secs = (performance.now() - started) / 1000;
-    console.log(formatTable(
-      ['store', 'PUBACKs', 'states', 'violations', 'states with acked loss', 'owed per state', 'torn tails cut',
-        'e2fsck repaired'],
-      [row('shipped (fsync)', shipped, synced.acked), row('mutation (no fsync)', mutation, unsynced.acked)],
-    ));
+    console.log(
+      formatTable(
+        [
+          'store',
+          'PUBACKs',
+          'states',
+          'violations',
+          'states with acked loss',
+          'owed per state',
+          'torn tails cut',
+          'e2fsck repaired',
+        ],
+        [row('shipped (fsync)', shipped, synced.acked), row('mutation (no fsync)', mutation, unsynced.acked)],
+      ),
+    );
     for (const v of shipped.verdicts.filter((x) => x.problems.length > 0).slice(0, VIOLATIONS_PRINTED_MAX)) {
       console.log(JSON.stringify(v));
     }

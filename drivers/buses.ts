@@ -39,7 +39,11 @@ export function createBusProvider(board: LoadedBoard, opts: { clock: Clock; time
       return track(config.provider === 'sim' ? createSimGpio(config, timers) : await openSysfsGpio(config));
     },
     async i2c(config) {
-      return track(config.provider === 'sim' ? createSimI2cBus(config, board.devices, opts.clock) : await openI2cDev(config.device));
+      return track(
+        config.provider === 'sim'
+          ? createSimI2cBus(config, board.devices, opts.clock)
+          : await openI2cDev(config.device),
+      );
     },
     serial(config) {
       return config.provider === 'sim' ? createSimSerial(config, timers) : serialportOpener(config);

@@ -1,13 +1,24 @@
 import type { Clock } from '../firmware/clock.js';
 import type { BusConfig, DeviceConfig, LoadedBoard } from '../firmware/config/types.js';
 import type { BusProvider } from './buses.js';
-import { silentLog, type BusHandles, type DriverLog, type LinkState, type MethodResult, type ReadingValues } from './model.js';
+import {
+  silentLog,
+  type BusHandles,
+  type DriverLog,
+  type LinkState,
+  type MethodResult,
+  type ReadingValues,
+} from './model.js';
 import { DRIVERS } from './registry.js';
 import { DeviceRunner, type DeviceCounters, type DeviceState } from './runner.js';
 import { realTimers, type Timers } from './timers.js';
 
 /** The router's entry point: appends one reading to the durable log and resolves once it is stored. */
-export type ReadingSink = (msg: { deviceId: string; body: Buffer; properties: Record<string, string> }) => Promise<void>;
+export type ReadingSink = (msg: {
+  deviceId: string;
+  body: Buffer;
+  properties: Record<string, string>;
+}) => Promise<void>;
 
 export type ReportedListener = (deviceId: string, patch: Record<string, unknown>) => void;
 
@@ -42,7 +53,11 @@ export class DeviceManager {
   private readonly busHandles = new Map<string, Promise<BusHandles[keyof BusHandles]>>();
   private closed = false;
 
-  constructor(private readonly board: LoadedBoard, private readonly sink: ReadingSink, private readonly opts: StartDevicesOptions) {}
+  constructor(
+    private readonly board: LoadedBoard,
+    private readonly sink: ReadingSink,
+    private readonly opts: StartDevicesOptions,
+  ) {}
 
   /** Starts every enabled device; a device that fails to start is faulted and retried, never fatal. */
   start(): void {
@@ -77,8 +92,14 @@ export class DeviceManager {
       counters: { ...runner.counters },
     }));
     const disabled = this.disabled.map((device) => ({
-      id: device.id, compatible: device.compatible, label: device.label, bus: device.bus, state: 'disabled' as const,
-      lastReading: undefined, lastError: undefined, counters: { readings: 0, busErrors: 0, malformed: 0, dropped: 0 },
+      id: device.id,
+      compatible: device.compatible,
+      label: device.label,
+      bus: device.bus,
+      state: 'disabled' as const,
+      lastReading: undefined,
+      lastError: undefined,
+      counters: { readings: 0, busErrors: 0, malformed: 0, dropped: 0 },
     }));
     return [...running, ...disabled];
   }
@@ -89,7 +110,10 @@ export class DeviceManager {
     if (!runner) return { status: 404, payload: { error: `no running device "${deviceId}"` } };
     const method = runner.instance?.methods?.[name];
     if (runner.state !== 'ok' || !runner.instance) {
-      return { status: 503, payload: { error: `device "${deviceId}" is ${runner.state}: ${runner.lastError ?? ''}`.trim() } };
+      return {
+        status: 503,
+        payload: { error: `device "${deviceId}" is ${runner.state}: ${runner.lastError ?? ''}`.trim() },
+      };
     }
     if (!method) return { status: 404, payload: { error: `device "${deviceId}" has no method "${name}"` } };
     try {
@@ -159,7 +183,11 @@ export class DeviceManager {
 }
 
 /** Starts the board's devices, feeding readings to `sink`. */
-export async function startDevices(board: LoadedBoard, sink: ReadingSink, opts: StartDevicesOptions): Promise<DeviceManager> {
+export async function startDevices(
+  board: LoadedBoard,
+  sink: ReadingSink,
+  opts: StartDevicesOptions,
+): Promise<DeviceManager> {
   const manager = new DeviceManager(board, sink, opts);
   manager.start();
   return manager;

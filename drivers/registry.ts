@@ -12,8 +12,14 @@ import { lineSensorDriver } from './serial/line-sensor.js';
 /** Every driver, by its compatible string. Board files may only name these. */
 export const DRIVERS: ReadonlyMap<string, AnyDriverDefinition> = new Map(
   [
-    bme280Driver, sht3xDriver, ads1115Driver,
-    digitalInputDriver, pulseCounterDriver, relayDriver, statusLedDriver,
-    gpsDriver, lineSensorDriver,
+    bme280Driver,
+    sht3xDriver,
+    ads1115Driver,
+    digitalInputDriver,
+    pulseCounterDriver,
+    relayDriver,
+    statusLedDriver,
+    gpsDriver,
+    lineSensorDriver,
   ].map((driver) => [driver.compatible, driver]),
 );

@@ -1,6 +1,14 @@
 import type { Clock } from '../firmware/clock.js';
 import type { DeviceConfig } from '../firmware/config/types.js';
-import type { AnyDriverDefinition, BusHandles, DriverContext, DriverInstance, DriverLog, LinkState, ReadingValues } from './model.js';
+import type {
+  AnyDriverDefinition,
+  BusHandles,
+  DriverContext,
+  DriverInstance,
+  DriverLog,
+  LinkState,
+  ReadingValues,
+} from './model.js';
 import type { Timers } from './timers.js';
 
 /** First retry after a fault, in ms; doubles per failed attempt up to the maximum. Retries never stop: a
@@ -48,7 +56,11 @@ export class DeviceRunner {
   private inflight = 0;
   private linkState: LinkState | undefined;
 
-  constructor(readonly config: DeviceConfig, private readonly driver: AnyDriverDefinition, private readonly hooks: DeviceHooks) {}
+  constructor(
+    readonly config: DeviceConfig,
+    private readonly driver: AnyDriverDefinition,
+    private readonly hooks: DeviceHooks,
+  ) {}
 
   start(): void {
     void this.attempt(this.generation);
@@ -135,7 +147,8 @@ export class DeviceRunner {
     this.inflight++;
     this.counters.readings++;
     this.lastReading = { atWallMs: this.hooks.clock.wallMs(), values };
-    this.hooks.emit(this.config, values)
+    this.hooks
+      .emit(this.config, values)
       .catch((error: Error) => {
         this.counters.dropped++;
         this.hooks.log.warn({ deviceId: this.config.id, err: error.message }, 'reading rejected by sink');
@@ -161,13 +174,18 @@ export class DeviceRunner {
       clock: this.hooks.clock,
       timers: this.hooks.timers,
       log: this.hooks.log,
-      emit: (values) => { if (live()) this.deliver(values); },
-      report: (patch) => { if (live()) this.hooks.report(this.config.id, patch); },
+      emit: (values) => {
+        if (live()) this.deliver(values);
+      },
+      report: (patch) => {
+        if (live()) this.hooks.report(this.config.id, patch);
+      },
       malformed: (reason) => {
         if (!live()) return;
         const count = ++this.counters.malformed;
         // A noisy line can produce garbage continuously: log the 1st, 2nd, 4th, 8th... occurrence only.
-        if ((count & (count - 1)) === 0) this.hooks.log.info({ deviceId: this.config.id, reason, count }, 'dropped malformed input');
+        if ((count & (count - 1)) === 0)
+          this.hooks.log.info({ deviceId: this.config.id, reason, count }, 'dropped malformed input');
       },
       fault: (error) => this.fault(generation, error),
     };

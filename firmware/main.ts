@@ -78,7 +78,8 @@ async function run(args: string[], logger: Logger): Promise<number> {
   // import.meta.url is the bundle's own file: a release keeps its manifest and node_modules beside it.
   const bundleDir = dirname(fileURLToPath(import.meta.url));
   const release = checkReleaseAddons(bundleDir);
-  if (release) logger.info({ release }, `outpost ${release.version} release for ${release.target}, node ${process.version}`);
+  if (release)
+    logger.info({ release }, `outpost ${release.version} release for ${release.target}, node ${process.version}`);
   const loaded = await board(args, true);
   // The sections that most often need a look on a support call; secrets in them are redacted by field name.
   logger.debug({ uplink: loaded.uplink, hub: loaded.hub, metrics: loaded.metrics ?? null }, 'board sections');
@@ -110,8 +111,13 @@ async function run(args: string[], logger: Logger): Promise<number> {
   const hub = runtime.status().hub?.ports;
   logger.info(
     {
-      board: loaded.variant, dataDir: runtime.dataDir, hubPort: hub?.tcp ?? null, hubTlsPort: hub?.tls ?? null,
-      statusSocket: ops.socketPath, metricsPort: ops.metricsPort, pagePort: ops.pagePort,
+      board: loaded.variant,
+      dataDir: runtime.dataDir,
+      hubPort: hub?.tcp ?? null,
+      hubTlsPort: hub?.tls ?? null,
+      statusSocket: ops.socketPath,
+      metricsPort: ops.metricsPort,
+      pagePort: ops.pagePort,
     },
     `outpost ready: board ${loaded.variant} (${loaded.variantFile}), data in ${runtime.dataDir}`,
   );
@@ -140,7 +146,12 @@ async function main(argv: string[], logger: Logger): Promise<number> {
     case 'run':
       return run(rest, logger);
     case 'status': {
-      const dataDir = process.env.OUTPOST_DATA_DIR ?? (await board(rest).then((b) => b.storage.dataDir, () => '.'));
+      const dataDir =
+        process.env.OUTPOST_DATA_DIR ??
+        (await board(rest).then(
+          (b) => b.storage.dataDir,
+          () => '.',
+        ));
       return runStatusCli(rest, resolve(dataDir));
     }
     case 'log': {
@@ -150,13 +161,17 @@ async function main(argv: string[], logger: Logger): Promise<number> {
     case 'update': {
       const { runUpdateCli } = await import('./ota/cli.js');
       const loaded = await board(rest);
-      return runUpdateCli(rest.filter((a, i) => a !== '--board' && rest[i - 1] !== '--board'), {
-        bundleDir: dirname(fileURLToPath(import.meta.url)),
-        dataDir: resolve(process.env.OUTPOST_DATA_DIR ?? loaded.storage.dataDir),
-        healthSecs: loaded.ota?.updateHealthSecs ?? OTA_UPDATE_HEALTH_SECS_DEFAULT,
-        keysDir: process.env.OUTPOST_OTA_KEYS_DIR,
-        out: (line) => process.stdout.write(`${line}\n`), err: (line) => process.stderr.write(`${line}\n`),
-      });
+      return runUpdateCli(
+        rest.filter((a, i) => a !== '--board' && rest[i - 1] !== '--board'),
+        {
+          bundleDir: dirname(fileURLToPath(import.meta.url)),
+          dataDir: resolve(process.env.OUTPOST_DATA_DIR ?? loaded.storage.dataDir),
+          healthSecs: loaded.ota?.updateHealthSecs ?? OTA_UPDATE_HEALTH_SECS_DEFAULT,
+          keysDir: process.env.OUTPOST_OTA_KEYS_DIR,
+          out: (line) => process.stdout.write(`${line}\n`),
+          err: (line) => process.stderr.write(`${line}\n`),
+        },
+      );
     }
     case 'scope':
       return runScopeCli(rest, await board(rest, true), {
@@ -165,7 +180,7 @@ async function main(argv: string[], logger: Logger): Promise<number> {
       });
     case 'board':
       if (rest[0] === 'check') return runBoardCheckCli(rest.slice(1));
-      if (rest[0] === 'reference') return process.stdout.write(renderReference()), 0;
+      if (rest[0] === 'reference') return (process.stdout.write(renderReference()), 0);
       if (rest[0] === 'enroll') return (await import('./board/enroll-cli.js')).runEnrollCli(rest.slice(1));
       process.stderr.write(`${USAGE}\n`);
       return 2;

@@ -1,8 +1,13 @@
 import { systemClock, type Clock } from './clock.js';
 import type { LoadedBoard } from './config/types.js';
 import {
-  createBusProvider, startDevices,
-  type DeviceManager, type DeviceStatus, type DriverLog, type MethodResult, type ReportedListener,
+  createBusProvider,
+  startDevices,
+  type DeviceManager,
+  type DeviceStatus,
+  type DriverLog,
+  type MethodResult,
+  type ReportedListener,
 } from '../drivers/index.js';
 import { RingLog } from './store/log.js';
 import type { LogStats } from './store/types.js';
@@ -85,7 +90,8 @@ export class Runtime {
       dataDir: this.dataDir,
       clock,
       uplink: {
-        addResyncHook: (hook) => void hooks.push(hook), isLinkUp: () => this.isLinkUp(),
+        addResyncHook: (hook) => void hooks.push(hook),
+        isLinkUp: () => this.isLinkUp(),
         identitiesReturned: (ids) => this.uplink?.identitiesReturned?.(ids),
       },
       scopeBroker: await scopeBrokerFor(uplinkConfig),
@@ -119,14 +125,19 @@ export class Runtime {
     const { release, requestRestart } = this.opts;
     if (release === undefined) return null;
     return startUpdates({
-      dataDir: this.dataDir, gatewayId: this.board.identity.gatewayId, release, log: this.store,
+      dataDir: this.dataDir,
+      gatewayId: this.board.identity.gatewayId,
+      release,
+      log: this.store,
       ota: this.board.ota ?? OTA_DEFAULTS,
       maxBytesPerSec: () => this.uplink?.status().maxBytesPerSec ?? 0,
       // The uplink starts after the updates (their hook must exist first); a download waits for its connect.
       bandwidth: { take: (bytes) => this.uplink?.bandwidth.take(bytes) ?? 0 },
       broker: await scopeBrokerFor(uplinkConfig),
-      keysDir: process.env.OUTPOST_OTA_KEYS_DIR, clock: this.opts.clock,
-      restart: (reason) => requestRestart?.(reason), onError: (err) => this.reportError('ota', err),
+      keysDir: process.env.OUTPOST_OTA_KEYS_DIR,
+      clock: this.opts.clock,
+      restart: (reason) => requestRestart?.(reason),
+      onError: (err) => this.reportError('ota', err),
     });
   }
 
@@ -228,7 +239,10 @@ async function openLog(board: LoadedBoard, dir: string, clock: Clock): Promise<R
 }
 
 /** A driver reading enters the router like a child's telemetry; content type and encoding travel as metadata. */
-async function submitReading(router: HubService['router'], msg: { deviceId: string; body: Buffer; properties: Record<string, string> }): Promise<void> {
+async function submitReading(
+  router: HubService['router'],
+  msg: { deviceId: string; body: Buffer; properties: Record<string, string> },
+): Promise<void> {
   const { 'content-type': contentType, 'content-encoding': contentEncoding, ...rest } = msg.properties;
   await router.submit(msg.deviceId, msg.body, rest, { contentType, contentEncoding });
 }

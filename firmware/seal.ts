@@ -69,7 +69,8 @@ export function unseal(key: Buffer, context: string, sealed: string): string {
   try {
     return Buffer.concat([decipher.update(bytes.subarray(IV_BYTES + TAG_BYTES)), decipher.final()]).toString('utf8');
   } catch (err) {
-    throw new SealError(`sealed secret of "${context}" fails authentication (wrong key file or tampering)`,
-      { cause: err });
+    throw new SealError(`sealed secret of "${context}" fails authentication (wrong key file or tampering)`, {
+      cause: err,
+    });
   }
 }

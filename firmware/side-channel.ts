@@ -33,8 +33,14 @@ export interface SideChannelTiming {
  */
 export function sideChannelOptions(broker: SideChannelBroker, timing: SideChannelTiming): IClientOptions {
   return {
-    ca: broker.ca, cert: broker.cert, key: broker.key, username: broker.username, password: broker.password,
-    clean: true, reconnectPeriod: timing.reconnectPeriodMs, connectTimeout: timing.connectTimeoutMs,
+    ca: broker.ca,
+    cert: broker.cert,
+    key: broker.key,
+    username: broker.username,
+    password: broker.password,
+    clean: true,
+    reconnectPeriod: timing.reconnectPeriodMs,
+    connectTimeout: timing.connectTimeoutMs,
     writeCache: false,
   };
 }

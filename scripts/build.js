@@ -20,7 +20,9 @@ const ZLIB_COMPAT = resolve(dirname(fileURLToPath(import.meta.url)), '../firmwar
 const zlibCompat = {
   name: 'zlib-compat',
   setup(b) {
-    b.onResolve({ filter: /^(node:)?zlib$/ }, (args) => (args.importer === ZLIB_COMPAT ? undefined : { path: ZLIB_COMPAT }));
+    b.onResolve({ filter: /^(node:)?zlib$/ }, (args) =>
+      args.importer === ZLIB_COMPAT ? undefined : { path: ZLIB_COMPAT },
+    );
   },
 };
 
@@ -44,8 +46,11 @@ const targets = [
   // The shebang carries the same V8 flags as every other launcher (scripts/node-flags.json).
   // The technician page's assets go beside the bundle (dist/page/), where firmware/page/assets.ts looks.
   {
-    entry: 'firmware/main.ts', out: 'dist/outpost.js', banner: `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`,
-    plugins: [zlibCompat, omitBlobUpload], assets: 'dist/page',
+    entry: 'firmware/main.ts',
+    out: 'dist/outpost.js',
+    banner: `#!/usr/bin/env -S node ${NODE_FLAGS.join(' ')}`,
+    plugins: [zlibCompat, omitBlobUpload],
+    assets: 'dist/page',
   },
   // Split: each benchmark (and its peers' code) is a chunk loaded only by the run that needs it, so a
   // store child's RSS is not inflated by the Azure SDK the uplink benchmark bundles.
@@ -92,5 +97,7 @@ for (const t of targets) {
   for (const out of Object.keys(result.metafile.outputs)) if (out.endsWith('.js')) asciiOnly(out);
   if (t.assets) await buildPageAssets(t.assets);
   const bytes = statSync(t.out).size;
-  console.log(`built ${t.out}: ${bytes} bytes (${(bytes / 2 ** 20).toFixed(2)} MiB)${t.split ? ' entry chunk' : ', the whole gateway; native addons ship beside it'}`);
+  console.log(
+    `built ${t.out}: ${bytes} bytes (${(bytes / 2 ** 20).toFixed(2)} MiB)${t.split ? ' entry chunk' : ', the whole gateway; native addons ship beside it'}`,
+  );
 }

@@ -4,7 +4,17 @@
 // registry's node-linux-* packages. With --sign-key, each tarball gets its signed OTA manifest beside it.
 import { execFileSync } from 'node:child_process';
 import { createPublicKey } from 'node:crypto';
-import { chmodSync, copyFileSync, cpSync, existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  copyFileSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from 'node:fs';
 import { basename, dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildAddons, checkElfMachines, copyPackages, runtimeClosure } from './pack/addons.js';
@@ -28,12 +38,24 @@ function nodePackage(spec) {
   const dir = join(CACHE_DIR, `${spec.nodePackage}-${spec.nodeVersion}`);
   if (existsSync(join(dir, 'bin/node')) && existsSync(join(dir, 'include/node/node.h'))) return dir;
   mkdirSync(CACHE_DIR, { recursive: true });
-  const tgz = /** @type {string} */ (execFileSync('npm', ['pack', `${spec.nodePackage}@${spec.nodeVersion}`, '--pack-destination', CACHE_DIR, '--silent'], { encoding: 'utf8' }).trim().split('\n').pop());
+  const tgz = /** @type {string} */ (
+    execFileSync(
+      'npm',
+      ['pack', `${spec.nodePackage}@${spec.nodeVersion}`, '--pack-destination', CACHE_DIR, '--silent'],
+      { encoding: 'utf8' },
+    )
+      .trim()
+      .split('\n')
+      .pop()
+  );
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir);
   execFileSync('tar', ['-xzf', join(CACHE_DIR, tgz), '-C', dir, '--strip-components=1']);
   rmSync(join(CACHE_DIR, tgz));
-  if (!existsSync(join(dir, 'include/node/node.h'))) throw new Error(`release: ${spec.nodePackage}@${spec.nodeVersion} has no include/node: node-gyp cannot build against it`);
+  if (!existsSync(join(dir, 'include/node/node.h')))
+    throw new Error(
+      `release: ${spec.nodePackage}@${spec.nodeVersion} has no include/node: node-gyp cannot build against it`,
+    );
   return dir;
 }
 
@@ -73,17 +95,27 @@ function release(target, pkg, closure, signer) {
     writeFileSync(join(stage, 'ota-keys', `${signer.name}.pem`), pem);
   }
   const manifest = {
-    name: pkg.name, version: pkg.version, target, node: spec.nodeVersion, glibcMin: GLIBC_MIN, addons: RELEASE_ADDONS,
+    name: pkg.name,
+    version: pkg.version,
+    target,
+    node: spec.nodeVersion,
+    glibcMin: GLIBC_MIN,
+    addons: RELEASE_ADDONS,
     addonFiles,
     storeFormat: storeFormatOf(REPO),
   };
   writeFileSync(join(stage, 'release.json'), `${JSON.stringify(manifest, null, 2)}\n`);
   // The bundle is ESM: without "type": "module" Node 20.11 (armv7) refuses it, and later 20.x re-parse it.
-  writeFileSync(join(stage, 'package.json'), `${JSON.stringify({ name: pkg.name, version: pkg.version, private: true, type: 'module' }, null, 2)}\n`);
+  writeFileSync(
+    join(stage, 'package.json'),
+    `${JSON.stringify({ name: pkg.name, version: pkg.version, private: true, type: 'module' }, null, 2)}\n`,
+  );
   const tarball = join(OUT_DIR, `${name}.tar.gz`);
   execFileSync('tar', ['-C', join(OUT_DIR, 'stage'), '-czf', tarball, name]);
   rmSync(stage, { recursive: true });
-  console.log(`release ${target}: ${tarball} (${(statSync(tarball).size / 2 ** 20).toFixed(1)} MiB; node ${spec.nodeVersion}; addons ${addonFiles.length})`);
+  console.log(
+    `release ${target}: ${tarball} (${(statSync(tarball).size / 2 ** 20).toFixed(1)} MiB; node ${spec.nodeVersion}; addons ${addonFiles.length})`,
+  );
   return tarball;
 }
 
@@ -91,9 +123,9 @@ const pkg = readJson(join(REPO, 'package.json'));
 const args = process.argv.slice(2);
 const signAt = args.indexOf('--sign-key');
 // Read before the slow build, so a wrong key file fails in a second, not after minutes of compiling.
-const signKeyFile = signAt >= 0 ? args.splice(signAt, 2)[1] ?? '' : null;
-const signer = signKeyFile === null ? null
-  : { key: readSigningKey(signKeyFile), name: basename(signKeyFile).replace(/\.key$/, '') };
+const signKeyFile = signAt >= 0 ? (args.splice(signAt, 2)[1] ?? '') : null;
+const signer =
+  signKeyFile === null ? null : { key: readSigningKey(signKeyFile), name: basename(signKeyFile).replace(/\.key$/, '') };
 // Typed as targets already: the unknown ones are refused just below.
 const wanted = /** @type {import('./pack/targets.js').Target[]} */ (args.length > 0 ? args : Object.keys(TARGETS));
 const unknown = wanted.filter((t) => !(t in TARGETS));

@@ -27,7 +27,10 @@ class DigitalInput implements DriverInstance {
   private cancelDebounce: CancelTimer | undefined;
   private changes = 0;
 
-  constructor(private readonly ctx: DriverContext<DigitalInputSettings>, private readonly gpio: GpioController) {}
+  constructor(
+    private readonly ctx: DriverContext<DigitalInputSettings>,
+    private readonly gpio: GpioController,
+  ) {}
 
   async init(): Promise<void> {
     this.pin = await this.gpio.open(this.ctx.settings.pin, { direction: 'in', edge: 'both' });

@@ -8,7 +8,11 @@ export class FakePin implements DigitalPin {
   /** Levels written by the driver, in order, for tests that assert what an output did. */
   readonly writes: PinLevel[] = [];
 
-  constructor(readonly bcmPin: number, readonly mode: PinMode, private readonly onClose: () => void) {
+  constructor(
+    readonly bcmPin: number,
+    readonly mode: PinMode,
+    private readonly onClose: () => void,
+  ) {
     this.level = mode.initial ?? 0;
   }
 
@@ -65,7 +69,11 @@ export class FakeGpioController implements GpioController {
   async open(bcmPin: number, mode: PinMode): Promise<DigitalPin> {
     if (this.failOpen) throw new GpioError('IO', `cannot export BCM ${bcmPin} (injected)`);
     if (this.pins.has(bcmPin)) throw new GpioError('BUSY', `BCM ${bcmPin} is already open`);
-    const pin = new FakePin(bcmPin, { ...mode, initial: mode.direction === 'in' ? this.inputLevels.get(bcmPin) ?? 0 : mode.initial ?? 0 }, () => this.pins.delete(bcmPin));
+    const pin = new FakePin(
+      bcmPin,
+      { ...mode, initial: mode.direction === 'in' ? (this.inputLevels.get(bcmPin) ?? 0) : (mode.initial ?? 0) },
+      () => this.pins.delete(bcmPin),
+    );
     this.pins.set(bcmPin, pin);
     return pin;
   }

@@ -30,9 +30,11 @@ export async function openSysfsGpio(config: GpioBusConfig): Promise<GpioControll
       const direction = mode.direction === 'in' ? 'in' : mode.initial === 1 ? 'high' : 'low';
       let gpio: OnoffGpio;
       try {
-        gpio = new Gpio(sysfsNumber, direction, mode.direction === 'in' ? mode.edge ?? 'none' : 'none');
+        gpio = new Gpio(sysfsNumber, direction, mode.direction === 'in' ? (mode.edge ?? 'none') : 'none');
       } catch (error) {
-        throw new GpioError('IO', `cannot export GPIO ${sysfsNumber} (BCM ${bcmPin}): ${(error as Error).message}`, { cause: error });
+        throw new GpioError('IO', `cannot export GPIO ${sysfsNumber} (BCM ${bcmPin}): ${(error as Error).message}`, {
+          cause: error,
+        });
       }
       const pin = new OnoffPin(gpio, mode, () => open.delete(bcmPin));
       open.set(bcmPin, pin);
@@ -47,7 +49,11 @@ export async function openSysfsGpio(config: GpioBusConfig): Promise<GpioControll
 class OnoffPin implements DigitalPin {
   private closed = false;
 
-  constructor(private readonly gpio: OnoffGpio, private readonly mode: PinMode, private readonly onClose: () => void) {}
+  constructor(
+    private readonly gpio: OnoffGpio,
+    private readonly mode: PinMode,
+    private readonly onClose: () => void,
+  ) {}
 
   async read(): Promise<PinLevel> {
     this.assertOpen();

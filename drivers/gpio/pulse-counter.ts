@@ -27,7 +27,10 @@ class PulseCounter implements DriverInstance {
   private lastSampleMonoMs = 0;
   private lastPulseMonoMs = Number.NEGATIVE_INFINITY;
 
-  constructor(private readonly ctx: DriverContext<PulseCounterSettings>, private readonly gpio: GpioController) {}
+  constructor(
+    private readonly ctx: DriverContext<PulseCounterSettings>,
+    private readonly gpio: GpioController,
+  ) {}
 
   async init(): Promise<void> {
     this.pin = await this.gpio.open(this.ctx.settings.pin, { direction: 'in', edge: this.ctx.settings.edge });
@@ -82,7 +85,9 @@ export const pulseCounterDriver = defineDriver<PulseCounterSettings, 'gpio'>({
     }
     const unitName = node.field('unitName').optionalString();
     if ((unitsPerPulse === undefined) !== (unitName === undefined)) {
-      node.field(unitName === undefined ? 'unitName' : 'unitsPerPulse').fail('to be set together with unitsPerPulse and unitName');
+      node
+        .field(unitName === undefined ? 'unitName' : 'unitsPerPulse')
+        .fail('to be set together with unitsPerPulse and unitName');
     }
     if (unitName !== undefined && !/^[a-z][A-Za-z0-9]{0,31}$/.test(unitName)) {
       node.field('unitName').fail('a camelCase name with its unit, like "waterL"');

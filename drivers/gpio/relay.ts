@@ -21,14 +21,18 @@ class Relay implements DriverInstance {
   readonly methods: Record<string, (payload: unknown) => Promise<MethodResult>> = {
     switch: async (payload) => {
       const on = (payload as { on?: unknown } | null)?.on;
-      if (typeof on !== 'boolean') return { status: 400, payload: { error: 'payload must be {"on": true} or {"on": false}' } };
+      if (typeof on !== 'boolean')
+        return { status: 400, payload: { error: 'payload must be {"on": true} or {"on": false}' } };
       return this.set(on);
     },
     toggle: async () => this.set(!this.on),
     get: async () => ({ status: 200, payload: { on: this.on } }),
   };
 
-  constructor(private readonly ctx: DriverContext<RelaySettings>, private readonly gpio: GpioController) {}
+  constructor(
+    private readonly ctx: DriverContext<RelaySettings>,
+    private readonly gpio: GpioController,
+  ) {}
 
   async init(): Promise<void> {
     const { pin, activeLow, initialOn } = this.ctx.settings;

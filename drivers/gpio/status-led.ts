@@ -34,10 +34,16 @@ class StatusLed implements DriverInstance {
   private lit = false;
   private cancelStep: CancelTimer | undefined;
 
-  constructor(private readonly ctx: DriverContext<StatusLedSettings>, private readonly gpio: GpioController) {}
+  constructor(
+    private readonly ctx: DriverContext<StatusLedSettings>,
+    private readonly gpio: GpioController,
+  ) {}
 
   async init(): Promise<void> {
-    this.pin = await this.gpio.open(this.ctx.settings.pin, { direction: 'out', initial: levelFor(false, this.ctx.settings.activeLow) });
+    this.pin = await this.gpio.open(this.ctx.settings.pin, {
+      direction: 'out',
+      initial: levelFor(false, this.ctx.settings.activeLow),
+    });
     this.show('offline');
   }
 

@@ -20,7 +20,12 @@ export async function listGpioChips(sysfsRoot: string): Promise<GpioChipInfo[]> 
   const chips: GpioChipInfo[] = [];
   for (const name of entries.filter((entry) => /^gpiochip\d+$/.test(entry)).sort()) {
     const read = async (file: string): Promise<string> => (await readFile(join(sysfsRoot, name, file), 'utf8')).trim();
-    chips.push({ name, label: await read('label'), base: Number(await read('base')), ngpio: Number(await read('ngpio')) });
+    chips.push({
+      name,
+      label: await read('label'),
+      base: Number(await read('base')),
+      ngpio: Number(await read('ngpio')),
+    });
   }
   return chips;
 }

@@ -7,7 +7,12 @@ import { parseI2cAddress, sleep } from './settings.js';
 export const ADS1115_REG = { conversion: 0x00, config: 0x01 } as const;
 /** Section 9.6.3, Table 8: PGA[11:9] code per full-scale range in volts (FSR = ±value). */
 export const ADS1115_PGA_CODES: Record<string, number> = {
-  '6.144': 0b000, '4.096': 0b001, '2.048': 0b010, '1.024': 0b011, '0.512': 0b100, '0.256': 0b101,
+  '6.144': 0b000,
+  '4.096': 0b001,
+  '2.048': 0b010,
+  '1.024': 0b011,
+  '0.512': 0b100,
+  '0.256': 0b101,
 };
 /** Config bits (Table 8): OS[15] starts a single conversion / reads 1 when idle; MODE[8] = 1 single-shot;
  * DR[7:5] = 100 is 128 samples/s; COMP_QUE[1:0] = 11 disables the comparator. */
@@ -45,12 +50,21 @@ export function ads1115CodeToVolts(code: number, fullScaleV: number): number {
 
 export function ads1115Config(channel: Ads1115Channel): number {
   const pga = ADS1115_PGA_CODES[channel.fullScaleV.toFixed(3)]!;
-  return CONFIG_OS | ((MUX_SINGLE_ENDED_BASE + channel.input) << 12) | (pga << 9)
-    | CONFIG_MODE_SINGLE | CONFIG_DR_128_SPS | CONFIG_COMP_DISABLE;
+  return (
+    CONFIG_OS |
+    ((MUX_SINGLE_ENDED_BASE + channel.input) << 12) |
+    (pga << 9) |
+    CONFIG_MODE_SINGLE |
+    CONFIG_DR_128_SPS |
+    CONFIG_COMP_DISABLE
+  );
 }
 
 class Ads1115 implements DriverInstance {
-  constructor(private readonly ctx: DriverContext<Ads1115Settings>, private readonly bus: I2cBus) {}
+  constructor(
+    private readonly ctx: DriverContext<Ads1115Settings>,
+    private readonly bus: I2cBus,
+  ) {}
 
   async init(): Promise<void> {
     // The config register resets to 0x8583 (Table 8); reading it proves an ADS111x answers here.
@@ -103,7 +117,9 @@ function parseChannels(node: ConfigNode): Ads1115Channel[] {
       fsNode.fail('a full-scale range: 6.144, 4.096, 2.048, 1.024, 0.512 or 0.256 (V)');
     }
     const name = channelNode.field('name').string({
-      default: `ain${input}`, pattern: ADS1115_CHANNEL_NAME, describe: 'a camelCase name like "battery"',
+      default: `ain${input}`,
+      pattern: ADS1115_CHANNEL_NAME,
+      describe: 'a camelCase name like "battery"',
     });
     return { input, name, fullScaleV };
   });

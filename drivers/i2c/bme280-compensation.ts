@@ -5,10 +5,24 @@
  * the BMP280's (BMP280 datasheet BST-BMP280-DS001 section 3.12 gives their worked example).
  */
 export interface Bme280Calibration {
-  digT1: number; digT2: number; digT3: number;
-  digP1: number; digP2: number; digP3: number; digP4: number; digP5: number;
-  digP6: number; digP7: number; digP8: number; digP9: number;
-  digH1: number; digH2: number; digH3: number; digH4: number; digH5: number; digH6: number;
+  digT1: number;
+  digT2: number;
+  digT3: number;
+  digP1: number;
+  digP2: number;
+  digP3: number;
+  digP4: number;
+  digP5: number;
+  digP6: number;
+  digP7: number;
+  digP8: number;
+  digP9: number;
+  digH1: number;
+  digH2: number;
+  digH3: number;
+  digH4: number;
+  digH5: number;
+  digH6: number;
 }
 
 /** Table 16: calib00..calib25 live at 0x88..0xA1 (26 bytes), calib26..calib32 at 0xE1..0xE7 (7 bytes). */
@@ -27,10 +41,18 @@ export function parseBme280Calibration(low: Buffer, high: Buffer): Bme280Calibra
   const e5 = high[4]!;
   const e6 = high.readInt8(5);
   return {
-    digT1: low.readUInt16LE(0), digT2: low.readInt16LE(2), digT3: low.readInt16LE(4),
-    digP1: low.readUInt16LE(6), digP2: low.readInt16LE(8), digP3: low.readInt16LE(10),
-    digP4: low.readInt16LE(12), digP5: low.readInt16LE(14), digP6: low.readInt16LE(16),
-    digP7: low.readInt16LE(18), digP8: low.readInt16LE(20), digP9: low.readInt16LE(22),
+    digT1: low.readUInt16LE(0),
+    digT2: low.readInt16LE(2),
+    digT3: low.readInt16LE(4),
+    digP1: low.readUInt16LE(6),
+    digP2: low.readInt16LE(8),
+    digP3: low.readInt16LE(10),
+    digP4: low.readInt16LE(12),
+    digP5: low.readInt16LE(14),
+    digP6: low.readInt16LE(16),
+    digP7: low.readInt16LE(18),
+    digP8: low.readInt16LE(20),
+    digP9: low.readInt16LE(22),
     digH1: low[25]!,
     digH2: high.readInt16LE(0),
     digH3: high[2]!,
@@ -92,11 +114,24 @@ export function compensateBme280(
     return value < min ? min : max;
   };
   const temperatureC = clamp('temperatureC', (t1 + t2) / 5120, BME280_TEMPERATURE_C_MIN, BME280_TEMPERATURE_C_MAX);
-  const pressurePa = adc.pressure === BME280_ADC_SKIPPED_20_BIT ? null
-    : clamp('pressurePa', compensatePressure(cal, tFine, adc.pressure), BME280_PRESSURE_PA_MIN, BME280_PRESSURE_PA_MAX);
-  const humidityPercent = adc.humidity === BME280_ADC_SKIPPED_16_BIT ? null
-    : clamp('humidityPercent', compensateHumidity(cal, tFine, adc.humidity),
-      BME280_HUMIDITY_PERCENT_MIN, BME280_HUMIDITY_PERCENT_MAX);
+  const pressurePa =
+    adc.pressure === BME280_ADC_SKIPPED_20_BIT
+      ? null
+      : clamp(
+          'pressurePa',
+          compensatePressure(cal, tFine, adc.pressure),
+          BME280_PRESSURE_PA_MIN,
+          BME280_PRESSURE_PA_MAX,
+        );
+  const humidityPercent =
+    adc.humidity === BME280_ADC_SKIPPED_16_BIT
+      ? null
+      : clamp(
+          'humidityPercent',
+          compensateHumidity(cal, tFine, adc.humidity),
+          BME280_HUMIDITY_PERCENT_MIN,
+          BME280_HUMIDITY_PERCENT_MAX,
+        );
   return { temperatureC, pressurePa, humidityPercent, clamped, tFine };
 }
 
@@ -119,7 +154,8 @@ function compensatePressure(cal: Bme280Calibration, tFine: number, adcP: number)
 
 function compensateHumidity(cal: Bme280Calibration, tFine: number, adcH: number): number {
   let h = tFine - 76800;
-  h = (adcH - (cal.digH4 * 64 + (cal.digH5 / 16384) * h))
-    * ((cal.digH2 / 65536) * (1 + (cal.digH6 / 67108864) * h * (1 + (cal.digH3 / 67108864) * h)));
+  h =
+    (adcH - (cal.digH4 * 64 + (cal.digH5 / 16384) * h)) *
+    ((cal.digH2 / 65536) * (1 + (cal.digH6 / 67108864) * h * (1 + (cal.digH3 / 67108864) * h)));
   return h * (1 - (cal.digH1 * h) / 524288);
 }

@@ -2,8 +2,13 @@ import type { ConfigNode } from '../../firmware/config/node.js';
 import { defineDriver, type DriverContext, type DriverInstance, type ReadingValues } from '../model.js';
 import { hex, I2cError, type I2cBus } from '../i2c-bus.js';
 import {
-  BME280_CALIB_HIGH_BYTES, BME280_CALIB_HIGH_REGISTER, BME280_CALIB_LOW_BYTES, BME280_CALIB_LOW_REGISTER,
-  compensateBme280, parseBme280Calibration, type Bme280Calibration,
+  BME280_CALIB_HIGH_BYTES,
+  BME280_CALIB_HIGH_REGISTER,
+  BME280_CALIB_LOW_BYTES,
+  BME280_CALIB_LOW_REGISTER,
+  compensateBme280,
+  parseBme280Calibration,
+  type Bme280Calibration,
 } from './bme280-compensation.js';
 import { parseI2cAddress, sleep } from './settings.js';
 
@@ -51,13 +56,19 @@ export function bme280MeasurementMs(oversampling: number): number {
 class Bme280 implements DriverInstance {
   private calibration: Bme280Calibration | undefined;
 
-  constructor(private readonly ctx: DriverContext<Bme280Settings>, private readonly bus: I2cBus) {}
+  constructor(
+    private readonly ctx: DriverContext<Bme280Settings>,
+    private readonly bus: I2cBus,
+  ) {}
 
   async init(): Promise<void> {
     const { address } = this.ctx.settings;
     const [id] = await this.bus.readRegister(address, BME280_REG.id, 1);
     if (id !== BME280_CHIP_ID) {
-      throw new I2cError('IO', `device at ${hex(address)} has chip id ${hex(id ?? 0)}, a BME280 has ${hex(BME280_CHIP_ID)}`);
+      throw new I2cError(
+        'IO',
+        `device at ${hex(address)} has chip id ${hex(id ?? 0)}, a BME280 has ${hex(BME280_CHIP_ID)}`,
+      );
     }
     await this.bus.write(address, Buffer.from([BME280_REG.reset, BME280_RESET_COMMAND]));
     await sleep(this.ctx.timers, BME280_STARTUP_MS);

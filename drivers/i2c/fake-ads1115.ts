@@ -5,7 +5,16 @@ const CONFIG_RESET = 0x8583;
 /** Table 8 PGA[11:9] → full-scale range in volts (codes 110 and 111 are also ±0.256 V). */
 const FULL_SCALE_V = [6.144, 4.096, 2.048, 1.024, 0.512, 0.256, 0.256, 0.256];
 /** Table 8 MUX[14:12] → [positive input, negative input or -1 for GND]. */
-const MUX_INPUTS: [number, number][] = [[0, 1], [0, 3], [1, 3], [2, 3], [0, -1], [1, -1], [2, -1], [3, -1]];
+const MUX_INPUTS: [number, number][] = [
+  [0, 1],
+  [0, 3],
+  [1, 3],
+  [2, 3],
+  [0, -1],
+  [1, -1],
+  [2, -1],
+  [3, -1],
+];
 
 /**
  * An ADS1115 register map (datasheet SBAS444 section 9.6): 16-bit registers behind a pointer byte, written and

@@ -7,10 +7,24 @@ import { RegisterMap } from './fake-bus.js';
  * gives no worked humidity example.
  */
 export const DATASHEET_CALIBRATION: Bme280Calibration = {
-  digT1: 27504, digT2: 26435, digT3: -1000,
-  digP1: 36477, digP2: -10685, digP3: 3024, digP4: 2855, digP5: 140,
-  digP6: -7, digP7: 15500, digP8: -14600, digP9: 6000,
-  digH1: 75, digH2: 362, digH3: 0, digH4: 313, digH5: 50, digH6: 30,
+  digT1: 27504,
+  digT2: 26435,
+  digT3: -1000,
+  digP1: 36477,
+  digP2: -10685,
+  digP3: 3024,
+  digP4: 2855,
+  digP5: 140,
+  digP6: -7,
+  digP7: 15500,
+  digP8: -14600,
+  digP9: 6000,
+  digH1: 75,
+  digH2: 362,
+  digH3: 0,
+  digH4: 313,
+  digH5: 50,
+  digH6: 30,
 };
 
 /** Raw ADC outputs of the worked example (BMP280 section 3.12): 25.08 °C, 100653.27 Pa. */
@@ -74,15 +88,22 @@ export class FakeBme280 extends RegisterMap {
 
   private latch(temperature: number, pressure: number, humidity: number): void {
     const r = this.registers;
-    r[0xf7] = (pressure >> 12) & 0xff; r[0xf8] = (pressure >> 4) & 0xff; r[0xf9] = (pressure & 0x0f) << 4;
-    r[0xfa] = (temperature >> 12) & 0xff; r[0xfb] = (temperature >> 4) & 0xff; r[0xfc] = (temperature & 0x0f) << 4;
-    r[0xfd] = (humidity >> 8) & 0xff; r[0xfe] = humidity & 0xff;
+    r[0xf7] = (pressure >> 12) & 0xff;
+    r[0xf8] = (pressure >> 4) & 0xff;
+    r[0xf9] = (pressure & 0x0f) << 4;
+    r[0xfa] = (temperature >> 12) & 0xff;
+    r[0xfb] = (temperature >> 4) & 0xff;
+    r[0xfc] = (temperature & 0x0f) << 4;
+    r[0xfd] = (humidity >> 8) & 0xff;
+    r[0xfe] = humidity & 0xff;
   }
 }
 
 /** Lays the trimming parameters out as Table 16 does; written independently of the driver's parser. */
 function writeCalibration(r: Buffer, c: Bme280Calibration): void {
-  r.writeUInt16LE(c.digT1, 0x88); r.writeInt16LE(c.digT2, 0x8a); r.writeInt16LE(c.digT3, 0x8c);
+  r.writeUInt16LE(c.digT1, 0x88);
+  r.writeInt16LE(c.digT2, 0x8a);
+  r.writeInt16LE(c.digT3, 0x8c);
   const pressure = [c.digP2, c.digP3, c.digP4, c.digP5, c.digP6, c.digP7, c.digP8, c.digP9];
   r.writeUInt16LE(c.digP1, 0x8e);
   pressure.forEach((value, index) => r.writeInt16LE(value, 0x90 + 2 * index));

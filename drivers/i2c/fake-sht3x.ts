@@ -15,7 +15,9 @@ export class FakeSht3x implements FakeI2cDevice {
   /** Status word (section 4.11); bit 4 "system reset detected" is set after a reset. */
   private status = 0x0010;
 
-  constructor(reading: { temperatureC: number; humidityPercent: number } = { temperatureC: 21.5, humidityPercent: 45 }) {
+  constructor(
+    reading: { temperatureC: number; humidityPercent: number } = { temperatureC: 21.5, humidityPercent: 45 },
+  ) {
     this.temperatureC = reading.temperatureC;
     this.humidityPercent = reading.humidityPercent;
   }

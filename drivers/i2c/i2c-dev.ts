@@ -20,7 +20,10 @@ export async function openI2cDev(device: string): Promise<I2cBus> {
   const match = /^\/dev\/i2c-(\d+)$/.exec(device);
   if (!match) throw new RangeError(`"device" must look like /dev/i2c-1, got ${device}`);
   const moduleName = 'i2c-bus';
-  const i2c = (await import(moduleName)) as { default?: { openPromisified(n: number): Promise<PromisifiedBus> }; openPromisified?(n: number): Promise<PromisifiedBus> };
+  const i2c = (await import(moduleName)) as {
+    default?: { openPromisified(n: number): Promise<PromisifiedBus> };
+    openPromisified?(n: number): Promise<PromisifiedBus>;
+  };
   const open = i2c.openPromisified ?? i2c.default?.openPromisified;
   if (!open) throw new I2cError('IO', 'i2c-bus does not export openPromisified');
   let bus: PromisifiedBus;
@@ -35,7 +38,10 @@ export async function openI2cDev(device: string): Promise<I2cBus> {
 class I2cDevBus implements I2cBus {
   private closed = false;
 
-  constructor(private readonly bus: PromisifiedBus, private readonly device: string) {}
+  constructor(
+    private readonly bus: PromisifiedBus,
+    private readonly device: string,
+  ) {}
 
   /**
    * Writes go out as SMBus transfers, which put the same bytes on the wire as a plain write (SMBus 3.1 section

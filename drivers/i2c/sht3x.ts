@@ -32,7 +32,10 @@ export interface Sht3xSettings {
 }
 
 /** Section 4.13: T = -45 + 175·S_T / (2^16 - 1) °C, RH = 100·S_RH / (2^16 - 1) %. */
-export function convertSht3x(rawTemperature: number, rawHumidity: number): { temperatureC: number; humidityPercent: number } {
+export function convertSht3x(
+  rawTemperature: number,
+  rawHumidity: number,
+): { temperatureC: number; humidityPercent: number } {
   return {
     temperatureC: -45 + (175 * rawTemperature) / 65535,
     humidityPercent: (100 * rawHumidity) / 65535,
@@ -53,7 +56,10 @@ export function decodeSht3xWords(frame: Buffer, address: number): number[] {
 }
 
 class Sht3x implements DriverInstance {
-  constructor(private readonly ctx: DriverContext<Sht3xSettings>, private readonly bus: I2cBus) {}
+  constructor(
+    private readonly ctx: DriverContext<Sht3xSettings>,
+    private readonly bus: I2cBus,
+  ) {}
 
   async init(): Promise<void> {
     const { address } = this.ctx.settings;
@@ -66,13 +72,20 @@ class Sht3x implements DriverInstance {
 
   async sample(): Promise<ReadingValues> {
     const { address, repeatability } = this.ctx.settings;
-    const command = repeatability === 'high' ? SHT3X_COMMANDS.measureHigh
-      : repeatability === 'medium' ? SHT3X_COMMANDS.measureMedium : SHT3X_COMMANDS.measureLow;
+    const command =
+      repeatability === 'high'
+        ? SHT3X_COMMANDS.measureHigh
+        : repeatability === 'medium'
+          ? SHT3X_COMMANDS.measureMedium
+          : SHT3X_COMMANDS.measureLow;
     await this.command(command);
     await sleep(this.ctx.timers, SHT3X_MEASUREMENT_MS[repeatability]);
     const [rawT, rawRh] = decodeSht3xWords(await this.bus.read(address, 2 * SHT3X_WORD_BYTES), address);
     const { temperatureC, humidityPercent } = convertSht3x(rawT!, rawRh!);
-    return { temperatureC: Math.round(temperatureC * 100) / 100, humidityPercent: Math.round(humidityPercent * 100) / 100 };
+    return {
+      temperatureC: Math.round(temperatureC * 100) / 100,
+      humidityPercent: Math.round(humidityPercent * 100) / 100,
+    };
   }
 
   async close(): Promise<void> {}

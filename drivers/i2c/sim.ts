@@ -25,15 +25,19 @@ export function createSimI2cBus(config: I2cBusConfig, devices: DeviceConfig[], c
       const bme = new FakeBme280();
       fake.attach((device.settings as Bme280Settings).address, bme);
       // ±6000 counts of adc_T is about ±2 °C around the datasheet example's 25.08 °C; ±2000 of adc_P ±340 Pa.
-      drifters.push((phase) => bme.setAdc({
-        temperature: DATASHEET_ADC.temperature + Math.round(6000 * Math.sin(phase)),
-        pressure: DATASHEET_ADC.pressure + Math.round(2000 * Math.cos(phase)),
-        humidity: DATASHEET_ADC.humidity + Math.round(1500 * Math.sin(phase / 2)),
-      }));
+      drifters.push((phase) =>
+        bme.setAdc({
+          temperature: DATASHEET_ADC.temperature + Math.round(6000 * Math.sin(phase)),
+          pressure: DATASHEET_ADC.pressure + Math.round(2000 * Math.cos(phase)),
+          humidity: DATASHEET_ADC.humidity + Math.round(1500 * Math.sin(phase / 2)),
+        }),
+      );
     } else if (device.compatible === 'sensirion,sht3x') {
       const sht = new FakeSht3x();
       fake.attach((device.settings as Sht3xSettings).address, sht);
-      drifters.push((phase) => sht.set({ temperatureC: 21.5 + 1.5 * Math.sin(phase), humidityPercent: 45 + 5 * Math.cos(phase) }));
+      drifters.push((phase) =>
+        sht.set({ temperatureC: 21.5 + 1.5 * Math.sin(phase), humidityPercent: 45 + 5 * Math.cos(phase) }),
+      );
     } else if (device.compatible === 'ti,ads1115') {
       const adc = new FakeAds1115();
       fake.attach((device.settings as Ads1115Settings).address, adc);
@@ -49,9 +53,15 @@ export function createSimI2cBus(config: I2cBusConfig, devices: DeviceConfig[], c
     for (const apply of drifters) apply(phase);
   };
   return {
-    write: (address, data) => { drift(); return fake.write(address, data); },
+    write: (address, data) => {
+      drift();
+      return fake.write(address, data);
+    },
     read: (address, length) => fake.read(address, length),
-    readRegister: (address, register, length) => { drift(); return fake.readRegister(address, register, length); },
+    readRegister: (address, register, length) => {
+      drift();
+      return fake.readRegister(address, register, length);
+    },
     close: () => fake.close(),
   };
 }

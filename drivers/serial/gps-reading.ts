@@ -31,7 +31,15 @@ export class GpsDateTracker {
 
 /** RMC's mode indicator (NMEA 2.3+, field 12) in GGA's quality words, for receivers that send no GGA. */
 const RMC_MODE_QUALITY: Record<string, string> = {
-  A: 'gps', D: 'dgps', E: 'estimated', F: 'float-rtk', M: 'manual', N: 'none', P: 'pps', R: 'rtk', S: 'simulation',
+  A: 'gps',
+  D: 'dgps',
+  E: 'estimated',
+  F: 'float-rtk',
+  M: 'manual',
+  N: 'none',
+  P: 'pps',
+  R: 'rtk',
+  S: 'simulation',
 };
 
 /**
@@ -42,7 +50,9 @@ function primaryGga(ggas: GpsEpoch['ggas']): GgaFix | undefined {
   const combined = ggas.find((entry) => entry.talker === 'GN');
   if (combined) return combined.gga;
   return ggas.reduce<GgaFix | undefined>(
-    (best, { gga }) => (best === undefined || (gga.satellites ?? 0) > (best.satellites ?? 0) ? gga : best), undefined);
+    (best, { gga }) => (best === undefined || (gga.satellites ?? 0) > (best.satellites ?? 0) ? gga : best),
+    undefined,
+  );
 }
 
 /**
@@ -79,11 +89,11 @@ export function gpsReading(epoch: GpsEpoch, date: string | null): ReadingValues 
     quality: gga?.quality ?? rmcQuality(rmc!),
     latitudeDeg: fix ? round(source.latitudeDeg!, 7) : null,
     longitudeDeg: fix ? round(source.longitudeDeg!, 7) : null,
-    altitudeM: fix ? gga?.altitudeM ?? null : null,
+    altitudeM: fix ? (gga?.altitudeM ?? null) : null,
     satellites: satellitesUsed(epoch.ggas),
     hdop: gga?.hdop ?? null,
-    speedMps: fix ? rmc?.speedMps ?? null : null,
-    courseDeg: fix ? rmc?.courseDeg ?? null : null,
+    speedMps: fix ? (rmc?.speedMps ?? null) : null,
+    courseDeg: fix ? (rmc?.courseDeg ?? null) : null,
     utc: epoch.timeMs !== null && date !== null ? nmeaIsoUtc(date, epoch.timeMs) : null,
     utcTime: epoch.timeMs !== null ? nmeaIsoUtc('1970-01-01', epoch.timeMs).slice(11, 23) : null,
     navStatus: rmc?.navStatus ?? null,

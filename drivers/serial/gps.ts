@@ -25,8 +25,13 @@ class Gps implements DriverInstance {
   private readonly dates: GpsDateTracker;
   private latest: ReadingValues | undefined;
 
-  constructor(private readonly ctx: DriverContext<GpsSettings>, opener: SerialOpener) {
-    this.lines = new SerialLines(ctx as DriverContext<unknown>, opener, ctx.settings.lineBytesMax, (line) => this.onLine(line));
+  constructor(
+    private readonly ctx: DriverContext<GpsSettings>,
+    opener: SerialOpener,
+  ) {
+    this.lines = new SerialLines(ctx as DriverContext<unknown>, opener, ctx.settings.lineBytesMax, (line) =>
+      this.onLine(line),
+    );
     this.dates = new GpsDateTracker(ctx.clock);
   }
 
@@ -60,11 +65,15 @@ class Gps implements DriverInstance {
     } else if (type === 'RMC') {
       const rmc = parseRmc(fields);
       if (!rmc) return this.ctx.malformed('RMC with too few fields');
-      result = this.epochs.add(address, rmc.timeMs, (epoch) => { epoch.rmc = rmc; });
+      result = this.epochs.add(address, rmc.timeMs, (epoch) => {
+        epoch.rmc = rmc;
+      });
     } else if (type === 'ZDA') {
       const zda = parseZda(fields);
       if (!zda) return this.ctx.malformed('ZDA with too few fields');
-      result = this.epochs.add(address, zda.timeMs, (epoch) => { epoch.zdaDate = zda.date; });
+      result = this.epochs.add(address, zda.timeMs, (epoch) => {
+        epoch.zdaDate = zda.date;
+      });
     }
     if (result === 'refused') this.ctx.malformed(`more than ${GPS_EPOCH_SENTENCES_MAX} sentences in one epoch`);
   }
@@ -83,7 +92,9 @@ export const gpsDriver = defineDriver<GpsSettings, 'serial'>({
   settingsFields: ['lineBytesMax'],
   parseSettings(node: ConfigNode): GpsSettings {
     return {
-      lineBytesMax: node.field('lineBytesMax').integer({ min: 82, max: 4096, unit: 'bytes', default: SERIAL_LINE_BYTES_MAX }),
+      lineBytesMax: node
+        .field('lineBytesMax')
+        .integer({ min: 82, max: 4096, unit: 'bytes', default: SERIAL_LINE_BYTES_MAX }),
     };
   },
   claims: () => ['the port'],

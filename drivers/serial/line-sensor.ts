@@ -42,7 +42,8 @@ export function parseSensorLine(line: string, format: LineSensorSettings['format
   if (entries.length > LINE_SENSOR_FIELDS_MAX) return `more than ${LINE_SENSOR_FIELDS_MAX} fields`;
   for (const [name, value] of entries) {
     if (!FIELD_NAME.test(name)) return `bad field name "${name.slice(0, 20)}"`;
-    if (value !== null && !['number', 'string', 'boolean'].includes(typeof value)) return `field "${name}" is not a scalar`;
+    if (value !== null && !['number', 'string', 'boolean'].includes(typeof value))
+      return `field "${name}" is not a scalar`;
     values[name] = value as ReadingValues[string];
   }
   return values;
@@ -52,8 +53,13 @@ export function parseSensorLine(line: string, format: LineSensorSettings['format
 class LineSensor implements DriverInstance {
   private readonly lines: SerialLines;
 
-  constructor(private readonly ctx: DriverContext<LineSensorSettings>, opener: SerialOpener) {
-    this.lines = new SerialLines(ctx as DriverContext<unknown>, opener, ctx.settings.lineBytesMax, (line) => this.onLine(line));
+  constructor(
+    private readonly ctx: DriverContext<LineSensorSettings>,
+    opener: SerialOpener,
+  ) {
+    this.lines = new SerialLines(ctx as DriverContext<unknown>, opener, ctx.settings.lineBytesMax, (line) =>
+      this.onLine(line),
+    );
   }
 
   init(): Promise<void> {
@@ -79,7 +85,9 @@ export const lineSensorDriver = defineDriver<LineSensorSettings, 'serial'>({
   parseSettings(node: ConfigNode): LineSensorSettings {
     return {
       format: node.field('format').oneOf(['json', 'keyvalue']),
-      lineBytesMax: node.field('lineBytesMax').integer({ min: 16, max: 4096, unit: 'bytes', default: SERIAL_LINE_BYTES_MAX }),
+      lineBytesMax: node
+        .field('lineBytesMax')
+        .integer({ min: 16, max: 4096, unit: 'bytes', default: SERIAL_LINE_BYTES_MAX }),
     };
   },
   claims: () => ['the port'],

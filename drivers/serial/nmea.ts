@@ -89,7 +89,15 @@ export function nmeaNumber(value: string | undefined): number | null {
 
 /** GGA fix quality (field 6), NMEA 0183 v4.11 Table "GGA". */
 export const GGA_QUALITY: Record<string, string> = {
-  '0': 'none', '1': 'gps', '2': 'dgps', '3': 'pps', '4': 'rtk', '5': 'float-rtk', '6': 'estimated', '7': 'manual', '8': 'simulation',
+  '0': 'none',
+  '1': 'gps',
+  '2': 'dgps',
+  '3': 'pps',
+  '4': 'rtk',
+  '5': 'float-rtk',
+  '6': 'estimated',
+  '7': 'manual',
+  '8': 'simulation',
 };
 
 export interface GgaFix {

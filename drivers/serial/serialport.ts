@@ -41,7 +41,10 @@ class SerialportStream implements SerialStream {
   private closed = false;
   private readonly presence: NodeJS.Timeout;
 
-  constructor(private readonly port: SerialPortLike, private readonly path: string) {
+  constructor(
+    private readonly port: SerialPortLike,
+    private readonly path: string,
+  ) {
     // serialport emits 'error' for read failures (EIO when a pty master goes away) and then 'close'
     // with a DisconnectedError; either way the owner hears about it once, through onClose.
     port.on('error', (error) => {
@@ -94,7 +97,7 @@ class SerialportStream implements SerialStream {
     if (this.closed) return;
     this.closed = true;
     clearInterval(this.presence);
-    const reported = this.closedByOwner ? undefined : error ?? new Error('serial port closed');
+    const reported = this.closedByOwner ? undefined : (error ?? new Error('serial port closed'));
     for (const listener of this.closeListeners) listener(reported);
   }
 }

@@ -16,8 +16,12 @@ export function createSimSerial(config: SerialBusConfig, timers: Timers): Serial
     async open(): Promise<SerialStream> {
       if (!config.replayFile) throw new Error(`serial bus "${config.id}": no replayFile`);
       const text = await readFile(config.replayFile, 'latin1');
-      if (text.length > SIM_REPLAY_FILE_BYTES_MAX) throw new Error(`${config.replayFile} exceeds ${SIM_REPLAY_FILE_BYTES_MAX} bytes`);
-      const lines = text.split('\n').map((line) => line.replace(/\r$/, '')).filter((line) => line !== '' && !line.startsWith('#'));
+      if (text.length > SIM_REPLAY_FILE_BYTES_MAX)
+        throw new Error(`${config.replayFile} exceeds ${SIM_REPLAY_FILE_BYTES_MAX} bytes`);
+      const lines = text
+        .split('\n')
+        .map((line) => line.replace(/\r$/, ''))
+        .filter((line) => line !== '' && !line.startsWith('#'));
       const stream = new FakeSerialStream();
       let index = 0;
       let cancel: () => void = () => {};

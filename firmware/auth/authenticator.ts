@@ -111,9 +111,16 @@ export class Authenticator {
       const token = parseSasToken(password.toString('utf8'));
       if (token === null) return 'malformed';
       const keys = auth.secondaryKey === undefined ? [auth.primaryKey] : [auth.primaryKey, auth.secondaryKey];
-      const resourcePath = connection.moduleId === null ? clientId : `${connection.deviceId}/modules/${connection.moduleId}`;
-      return verifySas(token, { deviceId: resourcePath, audiences: this.audiences(), keys, nowMs: this.clock.wallMs(),
-        skewSecs: this.limits.tokenSkewSecs, lifetimeSecsMax: this.limits.tokenLifetimeSecsMax });
+      const resourcePath =
+        connection.moduleId === null ? clientId : `${connection.deviceId}/modules/${connection.moduleId}`;
+      return verifySas(token, {
+        deviceId: resourcePath,
+        audiences: this.audiences(),
+        keys,
+        nowMs: this.clock.wallMs(),
+        skewSecs: this.limits.tokenSkewSecs,
+        lifetimeSecsMax: this.limits.tokenLifetimeSecsMax,
+      });
     }
     return this.checkCertificate(clientId, auth, attempt.tls);
   }

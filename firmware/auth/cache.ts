@@ -90,18 +90,31 @@ export class IdentityCache {
     // node-persist makes its directory with the process umask (0755 outside systemd); records name devices.
     await mkdir(path.join(dataDir, 'identities'), { recursive: true, mode: 0o700 });
     await chmod(path.join(dataDir, 'identities'), 0o700);
-    const storage = nodePersist.create({ dir: path.join(dataDir, 'identities'), writeQueue: false, expiredInterval: false, forgiveParseErrors: true });
+    const storage = nodePersist.create({
+      dir: path.join(dataDir, 'identities'),
+      writeQueue: false,
+      expiredInterval: false,
+      forgiveParseErrors: true,
+    });
     await storage.init();
     const cache = new IdentityCache(storage, key);
     const where = path.join(dataDir, 'identities');
     const report = await cache.load();
     if (report.keyMismatch) {
-      onProblem(new Error(`${where}: sealed with another key than ${path.join(dataDir, KEY_FILE_NAME)} ` +
-        '(key file missing or replaced): identity cache dropped, it refills at the next scope sync'));
+      onProblem(
+        new Error(
+          `${where}: sealed with another key than ${path.join(dataDir, KEY_FILE_NAME)} ` +
+            '(key file missing or replaced): identity cache dropped, it refills at the next scope sync',
+        ),
+      );
     } else if (report.damaged > 0) {
       const names = cache.damagedNames.join(', ');
-      onProblem(new Error(`${where}: ${report.damaged} damaged identity record(s) skipped (${names}); ` +
-        'those devices are refused until the next scope sync rewrites them'));
+      onProblem(
+        new Error(
+          `${where}: ${report.damaged} damaged identity record(s) skipped (${names}); ` +
+            'those devices are refused until the next scope sync rewrites them',
+        ),
+      );
     }
     return cache;
   }
@@ -208,13 +221,19 @@ export class IdentityCache {
       this.identities.set(identity.deviceId, identity);
       (current === undefined ? change.added : change.updated).push(identity.deviceId);
       // A changed key or certificate also ends the sessions made with the old one.
-      if (current !== undefined && (identity.status === 'disabled' || JSON.stringify(current.auth) !== JSON.stringify(identity.auth))) {
+      if (
+        current !== undefined &&
+        (identity.status === 'disabled' || JSON.stringify(current.auth) !== JSON.stringify(identity.auth))
+      ) {
         if (current.status === 'enabled') change.revoked.push(identity.deviceId);
       }
     }
     this.meta = {
-      scopeVersion: doc.version, hubHostName: doc.hubHostName, trustBundle: doc.trustBundle,
-      thumbprintSha1: doc.thumbprintSha1, syncedAtWallMs: nowWallMs,
+      scopeVersion: doc.version,
+      hubHostName: doc.hubHostName,
+      trustBundle: doc.trustBundle,
+      thumbprintSha1: doc.thumbprintSha1,
+      syncedAtWallMs: nowWallMs,
       keyCheck: seal(this.key, KEY_CHECK_CONTEXT, KEY_CHECK_TEXT),
     };
     await this.storage.setItem(META_KEY, this.meta);

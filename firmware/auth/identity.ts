@@ -87,7 +87,8 @@ export const MODULES_PER_DEVICE_MAX = 50;
 export function splitConnectionId(connectionId: string): { deviceId: string; moduleId: string | null } | null {
   const parts = connectionId.split('/');
   if (parts.length === 1 && DEVICE_ID_PATTERN.test(parts[0])) return { deviceId: parts[0], moduleId: null };
-  if (parts.length === 2 && DEVICE_ID_PATTERN.test(parts[0]) && MODULE_ID_PATTERN.test(parts[1])) return { deviceId: parts[0], moduleId: parts[1] };
+  if (parts.length === 2 && DEVICE_ID_PATTERN.test(parts[0]) && MODULE_ID_PATTERN.test(parts[1]))
+    return { deviceId: parts[0], moduleId: parts[1] };
   return null;
 }
 /** A SAS key is 16 to 64 bytes, base64 (IoT Hub's own rule). */
@@ -109,7 +110,6 @@ export function normalizeThumbprint(value: string): string {
 
 type Json = Record<string, unknown>;
 
-
 function parseAuth(value: unknown, at: string): AuthSpec {
   if (!isJsonObject(value)) throw new ScopeError(`${at} must be an object`);
   const optional = (key: string, pattern: RegExp): string | undefined => {
@@ -126,43 +126,68 @@ function parseAuth(value: unknown, at: string): AuthSpec {
   switch (value.type) {
     case 'sas': {
       const secondaryKey = optional('secondaryKey', SAS_KEY_PATTERN);
-      return { type: 'sas', primaryKey: required('primaryKey', SAS_KEY_PATTERN), ...(secondaryKey ? { secondaryKey } : {}) };
+      return {
+        type: 'sas',
+        primaryKey: required('primaryKey', SAS_KEY_PATTERN),
+        ...(secondaryKey ? { secondaryKey } : {}),
+      };
     }
     case 'x509-thumbprint': {
       const primary = normalizeThumbprint(required('primaryThumbprint', THUMBPRINT_PATTERN));
       const secondary = optional('secondaryThumbprint', THUMBPRINT_PATTERN);
-      return { type: 'x509-thumbprint', primaryThumbprint: primary, ...(secondary ? { secondaryThumbprint: normalizeThumbprint(secondary) } : {}) };
+      return {
+        type: 'x509-thumbprint',
+        primaryThumbprint: primary,
+        ...(secondary ? { secondaryThumbprint: normalizeThumbprint(secondary) } : {}),
+      };
     }
     case 'x509-ca':
       return { type: 'x509-ca' };
     default:
-      throw new ScopeError(`${at}.type must be "sas", "x509-thumbprint" or "x509-ca", got ${JSON.stringify(value.type)}`);
+      throw new ScopeError(
+        `${at}.type must be "sas", "x509-thumbprint" or "x509-ca", got ${JSON.stringify(value.type)}`,
+      );
   }
 }
 
 /** One device or module entry; `idField` names its id field and `prefix` makes a module's connection id. */
-function parseEntry(value: unknown, at: string, gatewayId: string, idField: 'deviceId' | 'moduleId', prefix = ''): Identity {
+function parseEntry(
+  value: unknown,
+  at: string,
+  gatewayId: string,
+  idField: 'deviceId' | 'moduleId',
+  prefix = '',
+): Identity {
   if (!isJsonObject(value)) throw new ScopeError(`${at} must be an object`);
   const { [idField]: id, status = 'enabled', version = 1 } = value;
   if (typeof id !== 'string' || !DEVICE_ID_PATTERN.test(id)) {
     throw new ScopeError(`${at}.${idField} must match ${DEVICE_ID_PATTERN}, got ${JSON.stringify(id)}`);
   }
   const deviceId = prefix + id;
-  if (status !== 'enabled' && status !== 'disabled') throw new ScopeError(`${at}.status of "${deviceId}" must be "enabled" or "disabled"`);
-  if (!Number.isSafeInteger(version) || (version as number) < 0) throw new ScopeError(`${at}.version of "${deviceId}" must be a non-negative integer`);
+  if (status !== 'enabled' && status !== 'disabled')
+    throw new ScopeError(`${at}.status of "${deviceId}" must be "enabled" or "disabled"`);
+  if (!Number.isSafeInteger(version) || (version as number) < 0)
+    throw new ScopeError(`${at}.version of "${deviceId}" must be a non-negative integer`);
   return { deviceId, parent: gatewayId, status, auth: parseAuth(value.auth, `${at}.auth`), version: version as number };
 }
 
 /** A twin cannot patch array elements, so a list may also be an object keyed by id (null entries removed). */
 function entryList(value: unknown, idField: string): unknown {
   return isJsonObject(value)
-    ? Object.entries(value).filter(([, d]) => d !== null)
-      .map(([id, d]) => (isJsonObject(d) ? { ...d, [idField]: id } : d))
+    ? Object.entries(value)
+        .filter(([, d]) => d !== null)
+        .map(([id, d]) => (isJsonObject(d) ? { ...d, [idField]: id } : d))
     : value;
 }
 
 /** A device's (or the gateway's) `modules`, flattened to identities; a disabled owner disables them all. */
-function parseModules(value: unknown, at: string, gatewayId: string, owner: string, ownerStatus: Identity['status']): Identity[] {
+function parseModules(
+  value: unknown,
+  at: string,
+  gatewayId: string,
+  owner: string,
+  ownerStatus: Identity['status'],
+): Identity[] {
   if (value === undefined || value === null) return [];
   const list = entryList(value, 'moduleId');
   if (!Array.isArray(list) || list.length > MODULES_PER_DEVICE_MAX) {
@@ -182,15 +207,26 @@ function parseDevice(value: unknown, at: string, gatewayId: string): Identity[] 
 /** Validates a scope document for `gatewayId`; errors name the JSON path. Never trusts the sender's shape. */
 export function parseScopeDocument(value: unknown, gatewayId: string): ScopeDocument {
   if (!isJsonObject(value)) throw new ScopeError('scope document must be a JSON object');
-  if (value.schema !== SCOPE_SCHEMA) throw new ScopeError(`scope.schema must be "${SCOPE_SCHEMA}", got ${JSON.stringify(value.schema)}`);
-  if (value.gatewayId !== gatewayId) throw new ScopeError(`scope.gatewayId is ${JSON.stringify(value.gatewayId)}, this gateway is "${gatewayId}"`);
-  if (!Number.isSafeInteger(value.version) || (value.version as number) < 0) throw new ScopeError('scope.version must be a non-negative integer');
+  if (value.schema !== SCOPE_SCHEMA)
+    throw new ScopeError(`scope.schema must be "${SCOPE_SCHEMA}", got ${JSON.stringify(value.schema)}`);
+  if (value.gatewayId !== gatewayId)
+    throw new ScopeError(`scope.gatewayId is ${JSON.stringify(value.gatewayId)}, this gateway is "${gatewayId}"`);
+  if (!Number.isSafeInteger(value.version) || (value.version as number) < 0)
+    throw new ScopeError('scope.version must be a non-negative integer');
   const hubHostName = value.hubHostName ?? null;
-  if (hubHostName !== null && (typeof hubHostName !== 'string' || !/^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/.test(hubHostName))) {
+  if (
+    hubHostName !== null &&
+    (typeof hubHostName !== 'string' || !/^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/.test(hubHostName))
+  ) {
     throw new ScopeError('scope.hubHostName must be a host name');
   }
   const trustBundle = value.trustBundle ?? null;
-  if (trustBundle !== null && (typeof trustBundle !== 'string' || !trustBundle.includes('-----BEGIN CERTIFICATE-----') || trustBundle.length > PEM_BYTES_MAX)) {
+  if (
+    trustBundle !== null &&
+    (typeof trustBundle !== 'string' ||
+      !trustBundle.includes('-----BEGIN CERTIFICATE-----') ||
+      trustBundle.length > PEM_BYTES_MAX)
+  ) {
     throw new ScopeError(`scope.trustBundle must be PEM certificates, at most ${PEM_BYTES_MAX} bytes`);
   }
   const thumbprintSha1 = value.thumbprintSha1 ?? false;
@@ -210,9 +246,14 @@ export function parseScopeDocument(value: unknown, gatewayId: string): ScopeDocu
   };
   list.forEach((d: unknown, i: number) => add(parseDevice(d, `scope.devices[${i}]`, gatewayId), `scope.devices[${i}]`));
   add(parseModules(value.modules, 'scope.modules', gatewayId, gatewayId, 'enabled'), 'scope.modules');
-  if (devices.length > SCOPE_IDENTITIES_MAX) throw new ScopeError(`scope holds ${devices.length} devices and modules, more than ${SCOPE_IDENTITIES_MAX}`);
+  if (devices.length > SCOPE_IDENTITIES_MAX)
+    throw new ScopeError(`scope holds ${devices.length} devices and modules, more than ${SCOPE_IDENTITIES_MAX}`);
   return {
-    gatewayId, version: value.version as number, hubHostName: hubHostName as string | null,
-    trustBundle: trustBundle as string | null, thumbprintSha1, devices,
+    gatewayId,
+    version: value.version as number,
+    hubHostName: hubHostName as string | null,
+    trustBundle: trustBundle as string | null,
+    thumbprintSha1,
+    devices,
   };
 }

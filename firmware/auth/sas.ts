@@ -60,7 +60,11 @@ export function parseSasToken(text: string): SasToken | null {
   if (slash <= 0) return null;
   const host = resource.slice(0, slash).toLowerCase();
   return {
-    resourceRaw, host, path: resource.slice(slash + 1), expiryRaw, expirySecs: Number(expiryRaw),
+    resourceRaw,
+    host,
+    path: resource.slice(slash + 1),
+    expiryRaw,
+    expirySecs: Number(expiryRaw),
     signature: Buffer.from(sigText, 'base64'),
   };
 }

@@ -60,7 +60,10 @@ export interface ScopeApiResult {
 }
 
 export class ScopeApiError extends Error {
-  constructor(message: string, readonly status?: number) {
+  constructor(
+    message: string,
+    readonly status?: number,
+  ) {
     super(message);
     this.name = 'ScopeApiError';
   }
@@ -100,37 +103,48 @@ function post(source: DeviceScopeSource, body: unknown, nowMs: number): Promise<
   const [host, port] = splitHost(source.hostName);
   const resource = `${source.hostName}/devices/${source.gatewayId}/modules/$edgeHub`;
   const token = makeSasToken(resource, source.edgeHubKey, Math.floor(nowMs / 1000) + SCOPE_TOKEN_LIFETIME_SECS);
-  const path = `/devices/${encodeURIComponent(source.gatewayId)}/modules/${encodeURIComponent('$edgeHub')}`
-    + `/devicesAndModulesInTargetDeviceScope?api-version=${SCOPE_API_VERSION}`;
+  const path =
+    `/devices/${encodeURIComponent(source.gatewayId)}/modules/${encodeURIComponent('$edgeHub')}` +
+    `/devicesAndModulesInTargetDeviceScope?api-version=${SCOPE_API_VERSION}`;
   const payload = Buffer.from(JSON.stringify(body));
   return new Promise((resolve, reject) => {
-    const req = https.request({
-      host, port, path, method: 'POST', servername: host, ca: source.ca, timeout: SCOPE_REQUEST_TIMEOUT_MS,
-      headers: { authorization: token, 'content-type': 'application/json', 'content-length': payload.length },
-    }, (res) => {
-      const chunks: Buffer[] = [];
-      let bytes = 0;
-      res.on('data', (chunk: Buffer) => {
-        bytes += chunk.length;
-        if (bytes > SCOPE_PAGE_BYTES_MAX) req.destroy(new ScopeApiError(`a page over ${SCOPE_PAGE_BYTES_MAX} bytes`));
-        else chunks.push(chunk);
-      });
-      res.on('end', () => {
-        const text = Buffer.concat(chunks).toString('utf8');
-        const status = res.statusCode ?? 0;
-        if (status !== 200) {
-          return reject(new ScopeApiError(`device-scope API answered ${status}: ${text.slice(0, 200)}`, status));
-        }
-        try {
-          const parsed = JSON.parse(text) as unknown;
-          if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new Error('not an object');
-          resolve(parsed as Record<string, unknown>);
-        } catch (err) {
-          reject(new ScopeApiError(`device-scope API answer is not a JSON object: ${(err as Error).message}`));
-        }
-      });
-      res.on('error', reject);
-    });
+    const req = https.request(
+      {
+        host,
+        port,
+        path,
+        method: 'POST',
+        servername: host,
+        ca: source.ca,
+        timeout: SCOPE_REQUEST_TIMEOUT_MS,
+        headers: { authorization: token, 'content-type': 'application/json', 'content-length': payload.length },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        let bytes = 0;
+        res.on('data', (chunk: Buffer) => {
+          bytes += chunk.length;
+          if (bytes > SCOPE_PAGE_BYTES_MAX) req.destroy(new ScopeApiError(`a page over ${SCOPE_PAGE_BYTES_MAX} bytes`));
+          else chunks.push(chunk);
+        });
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          const status = res.statusCode ?? 0;
+          if (status !== 200) {
+            return reject(new ScopeApiError(`device-scope API answered ${status}: ${text.slice(0, 200)}`, status));
+          }
+          try {
+            const parsed = JSON.parse(text) as unknown;
+            if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed))
+              throw new Error('not an object');
+            resolve(parsed as Record<string, unknown>);
+          } catch (err) {
+            reject(new ScopeApiError(`device-scope API answer is not a JSON object: ${(err as Error).message}`));
+          }
+        });
+        res.on('error', reject);
+      },
+    );
     req.on('timeout', () => req.destroy(new ScopeApiError(`no answer within ${SCOPE_REQUEST_TIMEOUT_MS} ms`)));
     req.on('error', reject);
     req.end(payload);

@@ -13,7 +13,9 @@ type Json = Record<string, unknown>;
 
 /** The service API's authentication types, as the scope document names them. */
 const AUTH_TYPES: Record<string, string> = {
-  sas: 'sas', selfSigned: 'x509-thumbprint', certificateAuthority: 'x509-ca',
+  sas: 'sas',
+  selfSigned: 'x509-thumbprint',
+  certificateAuthority: 'x509-ca',
 };
 
 function isObject(value: unknown): value is Json {
@@ -50,12 +52,17 @@ function entry(identity: ScopeApiDevice, idField: 'deviceId' | 'moduleId'): Json
   return { [idField]: identity[idField], status, version: versionOf(identity), auth };
 }
 
-export function scopeDocumentFromApi(result: ScopeApiResult, gatewayId: string, hubHostName: string,
-  version: number): Json {
-  const modulesOf = (deviceId: unknown) => result.modules
-    .filter((m) => m.deviceId === deviceId && !String(m.moduleId).startsWith('$'))
-    .map((m) => entry(m, 'moduleId'))
-    .filter((m): m is Json => m !== null);
+export function scopeDocumentFromApi(
+  result: ScopeApiResult,
+  gatewayId: string,
+  hubHostName: string,
+  version: number,
+): Json {
+  const modulesOf = (deviceId: unknown) =>
+    result.modules
+      .filter((m) => m.deviceId === deviceId && !String(m.moduleId).startsWith('$'))
+      .map((m) => entry(m, 'moduleId'))
+      .filter((m): m is Json => m !== null);
   const devices = result.devices
     .filter((d) => d.deviceId !== gatewayId)
     .map((d) => {
@@ -66,6 +73,11 @@ export function scopeDocumentFromApi(result: ScopeApiResult, gatewayId: string, 
     .filter((d): d is Json => d !== null);
   const own = modulesOf(gatewayId);
   return {
-    schema: SCOPE_SCHEMA, gatewayId, version, hubHostName, devices, ...(own.length > 0 ? { modules: own } : {}),
+    schema: SCOPE_SCHEMA,
+    gatewayId,
+    version,
+    hubHostName,
+    devices,
+    ...(own.length > 0 ? { modules: own } : {}),
   };
 }

@@ -45,10 +45,13 @@ export class ScopeFollower {
     });
     const firstSubscribe = new Promise<void>((resolve, reject) => {
       client.on('connect', () => {
-        client.subscribeAsync(this.topic, { qos: 1 }).then(() => resolve(), (err: Error) => {
-          this.onError(err);
-          reject(err);
-        });
+        client.subscribeAsync(this.topic, { qos: 1 }).then(
+          () => resolve(),
+          (err: Error) => {
+            this.onError(err);
+            reject(err);
+          },
+        );
       });
       client.on('error', (err) => {
         this.onError(err);

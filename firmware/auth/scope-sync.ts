@@ -41,10 +41,14 @@ const UNKNOWN_IDS_MAX = 1_000;
 
 /** Reads the retained message on `topic`; null when the broker has none within `waitMs`. */
 export async function fetchRetained(
-  broker: SideChannelBroker, topic: string, waitMs = RETAINED_WAIT_MS,
+  broker: SideChannelBroker,
+  topic: string,
+  waitMs = RETAINED_WAIT_MS,
 ): Promise<Buffer | null> {
-  const client = await mqtt.connectAsync(broker.url,
-    sideChannelOptions(broker, { reconnectPeriodMs: 0, connectTimeoutMs: waitMs }));
+  const client = await mqtt.connectAsync(
+    broker.url,
+    sideChannelOptions(broker, { reconnectPeriodMs: 0, connectTimeoutMs: waitMs }),
+  );
   try {
     const arrived = new Promise<Buffer | null>((resolve) => {
       const timer = setTimeout(() => resolve(null), waitMs);
@@ -95,8 +99,15 @@ export class ScopeSync {
   targetedReads = 0;
 
   constructor(private readonly opts: ScopeSyncOptions) {
-    this.follower = opts.broker === undefined ? null : new ScopeFollower(opts.broker, scopeTopic(opts.gatewayId),
-      (payload) => this.applyRetained(payload), (err) => opts.onError?.(err));
+    this.follower =
+      opts.broker === undefined
+        ? null
+        : new ScopeFollower(
+            opts.broker,
+            scopeTopic(opts.gatewayId),
+            (payload) => this.applyRetained(payload),
+            (err) => opts.onError?.(err),
+          );
   }
 
   /** The resync hook: runs on every uplink connect, before the drain. */

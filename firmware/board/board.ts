@@ -24,7 +24,17 @@ export const BOARD_EXTENDS_DEPTH_MAX = 4;
 export const VARIANT_NAME_PATTERN = /^[a-z0-9][a-z0-9-]{0,63}$/;
 
 const TOP_FIELDS = [
-  'board', 'identity', 'uplink', 'storage', 'routes', 'hub', 'buses', 'devices', 'metrics', 'ota', 'page',
+  'board',
+  'identity',
+  'uplink',
+  'storage',
+  'routes',
+  'hub',
+  'buses',
+  'devices',
+  'metrics',
+  'ota',
+  'page',
 ];
 const VARIANT_FIELDS = ['variant', 'extends', 'description', 'buses', 'devices', 'storage'];
 /** Sections of board.json layered over the variant; the rest belong to board.json alone. */
@@ -70,18 +80,30 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   const errors: ConfigError[] = [];
   collect(errors, () => topNode.keys(TOP_FIELDS));
   const variantNode = topNode.field('board');
-  const variant = collect(errors, () => variantNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'a variant ' +
-    'name like "rpi4"' }));
+  const variant = collect(errors, () =>
+    variantNode.string({ pattern: VARIANT_NAME_PATTERN, describe: 'a variant ' + 'name like "rpi4"' }),
+  );
   const boardsDir = opts.boardsDir === undefined ? await defaultBoardsDir(file) : resolve(opts.boardsDir);
-  const layers = variant === undefined ? undefined : await collectAsync(errors, () => loadVariantChain(boardsDir,
-    variant, variantNode));
-  const hardware = layers === undefined ? undefined : collect(errors, () => {
-    const merged = new LayeredDocument(file);
-    for (const layer of layers) merged.apply(pick(layer.json,
-      VARIANT_FIELDS.filter((f) => f !== 'variant' && f !== 'extends')), layer.file);
-    merged.apply(pick(top, OVERRIDABLE_FIELDS), file);
-    return parseHardware(merged.root(), opts.drivers ?? DRIVERS);
-  });
+  const layers =
+    variant === undefined
+      ? undefined
+      : await collectAsync(errors, () => loadVariantChain(boardsDir, variant, variantNode));
+  const hardware =
+    layers === undefined
+      ? undefined
+      : collect(errors, () => {
+          const merged = new LayeredDocument(file);
+          for (const layer of layers)
+            merged.apply(
+              pick(
+                layer.json,
+                VARIANT_FIELDS.filter((f) => f !== 'variant' && f !== 'extends'),
+              ),
+              layer.file,
+            );
+          merged.apply(pick(top, OVERRIDABLE_FIELDS), file);
+          return parseHardware(merged.root(), opts.drivers ?? DRIVERS);
+        });
   const metrics = collect(errors, () => parseMetrics(topNode.field('metrics')));
   const page = collect(errors, () => parsePage(topNode.field('page'), dirname(file)));
   const ota = collect(errors, () => parseOta(topNode.field('ota'), dirname(file)));
@@ -94,10 +116,10 @@ export async function loadBoard(boardJsonPath: string, opts: LoadBoardOptions = 
   const hub = collect(errors, () => parseHubConfig({ hub: top['hub'], routes: top['routes'] }, file, gatewayId));
   if (gatewayId !== undefined) collect(errors, () => checkConnectionDeviceId(top['uplink'], file, gatewayId));
   if (opts.files && errors.length === 0) {
-    if (provisioning !== undefined && uplink?.protocol === 'azure') await collectAsync(errors,
-      () => loadProvisioningFiles({ ...uplink, provisioning }));
-    else if (uplink?.protocol === 'mqtt' || uplink?.protocol === 'azure') await collectAsync(errors,
-      () => loadUplinkFiles(uplink, gatewayId!));
+    if (provisioning !== undefined && uplink?.protocol === 'azure')
+      await collectAsync(errors, () => loadProvisioningFiles({ ...uplink, provisioning }));
+    else if (uplink?.protocol === 'mqtt' || uplink?.protocol === 'azure')
+      await collectAsync(errors, () => loadUplinkFiles(uplink, gatewayId!));
     if (hub !== undefined) await collectAsync(errors, () => readHubTls(hub));
   }
   throwCollected(errors);
@@ -130,8 +152,11 @@ function checkConnectionDeviceId(uplink: unknown, file: string, gatewayId: strin
  * With DPS the gateway id may be left out, so one board file fits a fleet: it is then the registration id
  * (DPS's group enrollments name the device after it).
  */
-async function parseIdentity(node: ConfigNode, provisioning: ProvisioningConfig | undefined,
-  dpsAsked: boolean): Promise<string | undefined> {
+async function parseIdentity(
+  node: ConfigNode,
+  provisioning: ProvisioningConfig | undefined,
+  dpsAsked: boolean,
+): Promise<string | undefined> {
   if (!node.missing || !dpsAsked) node.keys(fieldsOf('identity'));
   const idNode = node.missing ? node : node.field('gatewayId');
   if (idNode.missing && dpsAsked && provisioning === undefined) return undefined;
@@ -148,14 +173,15 @@ async function parseIdentity(node: ConfigNode, provisioning: ProvisioningConfig 
 
 /** Validates one variant file from boards/ (with the bases it extends) on its own, without a board.json. */
 export async function loadVariant(
-  variantFile: string, drivers: DeviceSchemas = DRIVERS,
+  variantFile: string,
+  drivers: DeviceSchemas = DRIVERS,
 ): Promise<Hardware & { variant: string }> {
   const file = resolve(variantFile);
   const variant = basename(file, '.json');
   const layers = await loadVariantChain(dirname(file), variant, undefined);
   const merged = new LayeredDocument(file);
-  for (const layer of layers) merged.apply(pick(layer.json, ['description', 'buses', 'devices', 'storage']),
-    layer.file);
+  for (const layer of layers)
+    merged.apply(pick(layer.json, ['description', 'buses', 'devices', 'storage']), layer.file);
   return { variant, ...parseHardware(merged.root(), drivers) };
 }
 
@@ -170,8 +196,11 @@ function parseHardware(root: ConfigNode, drivers: DeviceSchemas): Hardware {
 }
 
 /** Base first, the named variant last. `reference` is the field that named the variant, for errors. */
-async function loadVariantChain(boardsDir: string, variant: string,
-  reference: ConfigNode | undefined): Promise<VariantLayer[]> {
+async function loadVariantChain(
+  boardsDir: string,
+  variant: string,
+  reference: ConfigNode | undefined,
+): Promise<VariantLayer[]> {
   const chain: VariantLayer[] = [];
   let name = variant;
   let ref = reference;
@@ -202,8 +231,8 @@ async function loadVariantChain(boardsDir: string, variant: string,
 async function defaultBoardsDir(file: string): Promise<string> {
   const beside = join(dirname(file), 'boards');
   if (await exists(beside)) return beside;
-  for (let dir = dirname(file), depth = 0; depth < 2; depth++,
-    dir = dirname(dir)) if (basename(dir) === 'boards') return dir;
+  for (let dir = dirname(file), depth = 0; depth < 2; depth++, dir = dirname(dir))
+    if (basename(dir) === 'boards') return dir;
   return beside;
 }
 

@@ -5,8 +5,7 @@ import { displayPath, readJsonObject } from '../config/layers.js';
 import type { DeviceConfig } from '../config/types.js';
 
 export type BoardCheckResult =
-  | { ok: true; file: string; summary: string }
-  | { ok: false; file: string; error: ConfigError };
+  { ok: true; file: string; summary: string } | { ok: false; file: string; error: ConfigError };
 
 /**
  * Validates a board file without starting anything. A file with a "variant" field is a variant from boards/

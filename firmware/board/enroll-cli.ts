@@ -19,8 +19,14 @@ const USAGE = `usage: outpost board enroll --dps-scope SCOPE
   Sets uplink to azure with uplink.provisioning (the connection string, if any, and identity.gatewayId are
   removed: the gateway id becomes the registration id, default {machineId}).`;
 
-const FLAGS = ['--dps-scope', '--dps-group-key-file', '--dps-cert-file', '--dps-key-file', '--dps-registration-id',
-  '--dps-endpoint'] as const;
+const FLAGS = [
+  '--dps-scope',
+  '--dps-group-key-file',
+  '--dps-cert-file',
+  '--dps-key-file',
+  '--dps-registration-id',
+  '--dps-endpoint',
+] as const;
 type Flag = (typeof FLAGS)[number];
 
 interface Io {
@@ -57,19 +63,29 @@ function enrolled(board: Record<string, unknown>, flags: Map<Flag, string>): Rec
   set('keyPath', '--dps-key-file');
   const old = board.uplink as Record<string, unknown> | undefined;
   // What a connection-string azure uplink tuned (keepalive, interfaces, ...) still applies with DPS.
-  const { connectionString: _cs, connectionStringFile: _csf, certFile: _cf, keyFile: _kf, provisioning: _p, ...kept } =
-    old?.protocol === 'azure' ? old : ({} as Record<string, unknown>);
+  const {
+    connectionString: _cs,
+    connectionStringFile: _csf,
+    certFile: _cf,
+    keyFile: _kf,
+    provisioning: _p,
+    ...kept
+  } = old?.protocol === 'azure' ? old : ({} as Record<string, unknown>);
   const { gatewayId: _id, ...identity } = (board.identity ?? {}) as Record<string, unknown>;
   return { ...board, identity, uplink: { ...kept, protocol: 'azure', provisioning } };
 }
 
-export async function runEnrollCli(args: string[], io: Io = {
-  out: (line) => process.stdout.write(`${line}\n`),
-  err: (line) => process.stderr.write(`${line}\n`),
-}, env: NodeJS.ProcessEnv = process.env): Promise<number> {
-  if (args.includes('-h') || args.includes('--help')) return io.out(USAGE), 0;
+export async function runEnrollCli(
+  args: string[],
+  io: Io = {
+    out: (line) => process.stdout.write(`${line}\n`),
+    err: (line) => process.stderr.write(`${line}\n`),
+  },
+  env: NodeJS.ProcessEnv = process.env,
+): Promise<number> {
+  if (args.includes('-h') || args.includes('--help')) return (io.out(USAGE), 0);
   const parsed = parseArgs(args);
-  if (typeof parsed === 'string') return io.err(`${parsed}\n${USAGE}`), 2;
+  if (typeof parsed === 'string') return (io.err(`${parsed}\n${USAGE}`), 2);
   const file = resolve(parsed.files[0] ?? (env.OUTPOST_BOARD || 'board.json'));
   const board = enrolled(await readJsonObject(file), parsed.flags);
   // Beside the board, so relative paths and boards/ resolve as they will for the real file.

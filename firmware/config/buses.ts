@@ -30,9 +30,10 @@ function parseBus(id: string, node: ConfigNode): BusConfig {
   if (kind === 'i2c') {
     node.keys(['kind', 'provider', 'device']);
     const provider = node.field('provider').oneOf(['i2c-dev', 'sim']);
-    const device = provider === 'i2c-dev'
-      ? node.field('device').string({ pattern: /^\/dev\/i2c-\d+$/, describe: 'an i2c-dev path like "/dev/i2c-1"' })
-      : node.field('device').string({ default: `sim:${id}` });
+    const device =
+      provider === 'i2c-dev'
+        ? node.field('device').string({ pattern: /^\/dev\/i2c-\d+$/, describe: 'an i2c-dev path like "/dev/i2c-1"' })
+        : node.field('device').string({ default: `sim:${id}` });
     return { id, kind, provider, device };
   }
   return parseSerialBus(id, node);
@@ -66,11 +67,16 @@ function parseSimInput(node: ConfigNode): SimInputConfig {
   const kind = node.field('kind').oneOf(['toggle', 'pulses']);
   if (kind === 'toggle') {
     node.keys(['kind', 'periodMs']);
-    const periodMs = node.field('periodMs').integer({ min: SIM_TOGGLE_PERIOD_MS_MIN, max: SIM_TOGGLE_PERIOD_MS_MAX, unit: 'ms' });
+    const periodMs = node
+      .field('periodMs')
+      .integer({ min: SIM_TOGGLE_PERIOD_MS_MIN, max: SIM_TOGGLE_PERIOD_MS_MAX, unit: 'ms' });
     return { kind, periodMs };
   }
   node.keys(['kind', 'pulsesPerSec']);
-  return { kind, pulsesPerSec: node.field('pulsesPerSec').integer({ min: 1, max: SIM_PULSES_PER_SEC_MAX, unit: 'Hz' }) };
+  return {
+    kind,
+    pulsesPerSec: node.field('pulsesPerSec').integer({ min: 1, max: SIM_PULSES_PER_SEC_MAX, unit: 'Hz' }),
+  };
 }
 
 function parseSerialBus(id: string, node: ConfigNode): SerialBusConfig {
@@ -83,7 +89,10 @@ function parseSerialBus(id: string, node: ConfigNode): SerialBusConfig {
   let replayFile: string | undefined;
   if (provider === 'sim') {
     // Relative to the file that names it, so a board.json override can point at its own replay file.
-    replayFile = resolve(dirname(replayNode.file), replayNode.string({ describe: 'a text file to replay (required for provider "sim")' }));
+    replayFile = resolve(
+      dirname(replayNode.file),
+      replayNode.string({ describe: 'a text file to replay (required for provider "sim")' }),
+    );
   } else if (!replayNode.missing) {
     replayNode.fail('nothing (replayFile is for provider "sim" only)');
   }
@@ -95,7 +104,10 @@ function parseSerialBus(id: string, node: ConfigNode): SerialBusConfig {
     baudRate,
     replayFile,
     replayLineIntervalMs: node.field('replayLineIntervalMs').integer({
-      min: 1, max: SERIAL_REPLAY_INTERVAL_MS_MAX, unit: 'ms', default: 250,
+      min: 1,
+      max: SERIAL_REPLAY_INTERVAL_MS_MAX,
+      unit: 'ms',
+      default: 250,
     }),
   };
 }

@@ -38,7 +38,7 @@ export function parseDevices(
   const claimed = new Map<string, string>();
   for (const id of node.keys()) {
     const deviceNode = node.field(id);
-    if (!DEVICE_ID_PATTERN.test(id)) deviceNode.fail('a device id of at most 128 letters, digits or -.%_*?!(),:=@$\'');
+    if (!DEVICE_ID_PATTERN.test(id)) deviceNode.fail("a device id of at most 128 letters, digits or -.%_*?!(),:=@$'");
     const device = parseDevice(id, deviceNode, buses, drivers);
     devices.push(device);
     if (device.status !== 'okay') continue;
@@ -46,7 +46,8 @@ export function parseDevices(
     for (const claim of driver.claims(device.settings)) {
       const key = `${device.bus}/${claim}`;
       const holder = claimed.get(key);
-      if (holder !== undefined) deviceNode.fail(`a device not sharing ${claim} on bus "${device.bus}" with device "${holder}"`);
+      if (holder !== undefined)
+        deviceNode.fail(`a device not sharing ${claim} on bus "${device.bus}" with device "${holder}"`);
       claimed.set(key, id);
     }
   }
@@ -67,8 +68,12 @@ function parseDevice(
   const busId = busNode.string();
   const bus = buses[busId];
   if (!bus || bus.kind !== driver.busKind) {
-    const candidates = Object.values(buses).filter((b) => b.kind === driver.busKind).map((b) => `"${b.id}"`);
-    busNode.fail(`the id of a ${driver.busKind} bus declared under "buses" (${candidates.join(', ') || 'none declared'})`);
+    const candidates = Object.values(buses)
+      .filter((b) => b.kind === driver.busKind)
+      .map((b) => `"${b.id}"`);
+    busNode.fail(
+      `the id of a ${driver.busKind} bus declared under "buses" (${candidates.join(', ') || 'none declared'})`,
+    );
   }
   return {
     id,
@@ -78,7 +83,10 @@ function parseDevice(
     label: node.field('label').optionalString(),
     pollIntervalMs: polled
       ? node.field('pollIntervalMs').integer({
-          min: POLL_INTERVAL_MS_MIN, max: POLL_INTERVAL_MS_MAX, unit: 'ms', default: driver.pollIntervalMsDefault,
+          min: POLL_INTERVAL_MS_MIN,
+          max: POLL_INTERVAL_MS_MAX,
+          unit: 'ms',
+          default: driver.pollIntervalMsDefault,
         })
       : undefined,
     settings: driver.parseSettings(node),

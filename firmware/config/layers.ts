@@ -25,7 +25,12 @@ export async function readJsonObject(file: string): Promise<Record<string, unkno
   try {
     const bytes = await readFile(file);
     if (bytes.length > BOARD_FILE_BYTES_MAX) {
-      throw new ConfigError('UNREADABLE', where, `a file of at most ${BOARD_FILE_BYTES_MAX} bytes`, `${bytes.length} bytes`);
+      throw new ConfigError(
+        'UNREADABLE',
+        where,
+        `a file of at most ${BOARD_FILE_BYTES_MAX} bytes`,
+        `${bytes.length} bytes`,
+      );
     }
     text = bytes.toString('utf8');
   } catch (error) {
@@ -63,7 +68,12 @@ export class LayeredDocument {
     return new ConfigNode(this.value, '$', (path) => this.origins.get(path));
   }
 
-  private mergeInto(target: Record<string, unknown>, source: Record<string, unknown>, path: string, file: string): void {
+  private mergeInto(
+    target: Record<string, unknown>,
+    source: Record<string, unknown>,
+    path: string,
+    file: string,
+  ): void {
     for (const [key, incoming] of Object.entries(source)) {
       const keyPath = childPath(path, key);
       const existing = target[key];

@@ -63,7 +63,9 @@ export class ConfigNode {
     if (allowed) {
       for (const key of keys) {
         if (!allowed.includes(key)) {
-          new ConfigNode(key, childPath(this.path, key), this.origin, this).fail(`one of the known fields ${allowed.join(', ')}`);
+          new ConfigNode(key, childPath(this.path, key), this.origin, this).fail(
+            `one of the known fields ${allowed.join(', ')}`,
+          );
         }
       }
     }

@@ -18,7 +18,8 @@ export const OTA_UPDATE_HEALTH_SECS_DEFAULT = optionSpec('ota.updateHealthSecs')
 export const OTA_DOWNLOAD_BYTES_MAX_DEFAULT = optionSpec('ota.downloadBytesMax').int!.default!;
 /** What a board without an `ota` section gets (and a board built by hand in a test). */
 export const OTA_DEFAULTS: Readonly<OtaConfig> = {
-  updateHealthSecs: OTA_UPDATE_HEALTH_SECS_DEFAULT, downloadBytesMax: OTA_DOWNLOAD_BYTES_MAX_DEFAULT,
+  updateHealthSecs: OTA_UPDATE_HEALTH_SECS_DEFAULT,
+  downloadBytesMax: OTA_DOWNLOAD_BYTES_MAX_DEFAULT,
 };
 
 /** A missing section takes every default: updates are checked the same way on every gateway. */

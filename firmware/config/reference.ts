@@ -7,17 +7,20 @@ import { OPTIONS, OPTION_SECTIONS, type OptionSpec } from './schema.js';
 
 const SECTION_INTROS: Record<(typeof OPTION_SECTIONS)[number], string> = {
   identity: 'Who this gateway is. Required.',
-  storage: 'The ring log on local disk (firmware/store). A variant in boards/ may set it; board.json overrides it ' +
+  storage:
+    'The ring log on local disk (firmware/store). A variant in boards/ may set it; board.json overrides it ' +
     'key by key.',
   metrics: 'Prometheus text on loopback. Without this section there is no metrics server.',
   ota: 'Over-the-air updates of outpost itself (firmware/ota). Without this section every option has its default.',
-  page: 'The technician\'s HTTPS page (firmware/page): live status, login, a few actions. Off without this section.',
-  uplink: 'How the gateway reaches its cloud (firmware/uplink). Without this section: `"protocol": "none"`, store ' +
+  page: "The technician's HTTPS page (firmware/page): live status, login, a few actions. Off without this section.",
+  uplink:
+    'How the gateway reaches its cloud (firmware/uplink). Without this section: `"protocol": "none"`, store ' +
     'only. ' +
     'The protocols column says which protocols accept an option; `none` accepts them all (a cloud switched off ' +
-      'keeps its settings).',
+    'keeps its settings).',
   hub: 'The local MQTT server for child devices, speaking the Azure IoT Hub device dialect (firmware/hub).',
-  routes: 'Where messages from children and the gateway\'s own devices go. Without this section everything goes ' +
+  routes:
+    "Where messages from children and the gateway's own devices go. Without this section everything goes " +
     'upstream.',
 };
 

@@ -63,7 +63,10 @@ export function parseStorage(node: ConfigNode): StorageConfig {
     dataDir: node.field('dataDir').string({ default: d.dataDir }),
     segmentBytes,
     recordBytesMax: node.field('recordBytesMax').integer({
-      min: RECORD_BYTES_MIN, max: segmentBytes / 4, unit: 'bytes, at most segmentBytes / 4', default: Math.min(d.recordBytesMax, segmentBytes / 4),
+      min: RECORD_BYTES_MIN,
+      max: segmentBytes / 4,
+      unit: 'bytes, at most segmentBytes / 4',
+      default: Math.min(d.recordBytesMax, segmentBytes / 4),
     }),
     quotaBytes: node.field('quotaBytes').integer({
       min: STORAGE_QUOTA_SEGMENTS_MIN * segmentBytes,

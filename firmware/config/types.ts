@@ -6,9 +6,7 @@ import type { StorageConfig } from './storage.js';
 export type BusKind = 'gpio' | 'i2c' | 'serial';
 
 /** A simulated input on the sim board's GPIO controller. */
-export type SimInputConfig =
-  | { kind: 'toggle'; periodMs: number }
-  | { kind: 'pulses'; pulsesPerSec: number };
+export type SimInputConfig = { kind: 'toggle'; periodMs: number } | { kind: 'pulses'; pulsesPerSec: number };
 
 export interface GpioBusConfig {
   id: string;

@@ -100,8 +100,10 @@ function compare(op: '=' | '!=' | '<' | '<=' | '>' | '>=', a: Value, b: Value): 
   if (a === undefined || b === undefined) return false;
   let left = a;
   let right = b;
-  if (typeof left === 'number' && typeof right === 'string' && right.trim() !== '' && Number.isFinite(Number(right))) right = Number(right);
-  if (typeof right === 'number' && typeof left === 'string' && left.trim() !== '' && Number.isFinite(Number(left))) left = Number(left);
+  if (typeof left === 'number' && typeof right === 'string' && right.trim() !== '' && Number.isFinite(Number(right)))
+    right = Number(right);
+  if (typeof right === 'number' && typeof left === 'string' && left.trim() !== '' && Number.isFinite(Number(left)))
+    left = Number(left);
   if (op === '=') return left === right;
   if (op === '!=') return left !== right;
   if (typeof left !== typeof right || (typeof left !== 'number' && typeof left !== 'string')) return false;

@@ -72,9 +72,20 @@ export const ROUTES_MAX = 64;
 const HOST_NAMES_MAX = 16;
 const HOST_NAME = /^[A-Za-z0-9.-]{1,253}(:\d{1,5})?$/;
 const LIMIT_NAMES = [
-  'clientsMax', 'messageBytesMax', 'inflightMax', 'publishRatePerSec', 'publishBurst', 'identityRefreshSecs',
-  'tokenSkewSecs', 'tokenLifetimeSecsMax', 'authFailuresMax', 'authFailureWindowSecs', 'methodTimeoutSecs',
-  'pendingConnectionsMax', 'pendingPerAddressMax', 'connectTimeoutSecs',
+  'clientsMax',
+  'messageBytesMax',
+  'inflightMax',
+  'publishRatePerSec',
+  'publishBurst',
+  'identityRefreshSecs',
+  'tokenSkewSecs',
+  'tokenLifetimeSecsMax',
+  'authFailuresMax',
+  'authFailureWindowSecs',
+  'methodTimeoutSecs',
+  'pendingConnectionsMax',
+  'pendingPerAddressMax',
+  'connectTimeoutSecs',
 ] as const;
 type LimitName = (typeof LIMIT_NAMES)[number];
 
@@ -88,8 +99,10 @@ function listener(node: ConfigNode, section: 'tcp' | 'tls', onByDefault: boolean
   if (node.missing) return { host: LISTEN_HOST_DEFAULT, port: optionSpec(portPath).int!.default! };
   if (typeof node.value !== 'object' || Array.isArray(node.value)) node.fail('an object or false');
   node.keys(fieldsOf(`hub.${section}`));
-  return { host: node.field('host').string({ default: LISTEN_HOST_DEFAULT }),
-    port: integerOption(node.field('port'), portPath) };
+  return {
+    host: node.field('host').string({ default: LISTEN_HOST_DEFAULT }),
+    port: integerOption(node.field('port'), portPath),
+  };
 }
 
 function tlsListener(node: ConfigNode, baseDir: string): TlsListenerConfig | null {
@@ -127,8 +140,11 @@ function routes(node: ConfigNode, gatewayId: string | undefined, errors: ConfigE
  * TLS paths resolve against its folder); `gatewayId` lets routes name the gateway's own modules. Every field
  * is checked even after one failed; the problems are thrown together.
  */
-export function parseHubConfig(sections: { hub?: unknown; routes?: unknown }, file = 'board.json',
-  gatewayId?: string): HubConfig {
+export function parseHubConfig(
+  sections: { hub?: unknown; routes?: unknown },
+  file = 'board.json',
+  gatewayId?: string,
+): HubConfig {
   const shown = displayPath(resolve(file));
   const root = new ConfigNode({ hub: sections.hub, routes: sections.routes }, '$', () => shown);
   const errors: ConfigError[] = [];
@@ -137,11 +153,13 @@ export function parseHubConfig(sections: { hub?: unknown; routes?: unknown }, fi
   collect(errors, () => hub.missing || hub.keys(fieldsOf('hub')));
   const section = hub.missing ? new ConfigNode({}, '$.hub', () => shown) : hub;
   const hostNode = section.field('hostNames');
-  const hostNames = collect(errors, () => hostNode.missing
-    ? ['localhost']
-    : hostNode.items(`a list of 1 to ${HOST_NAMES_MAX} host names`, 1, HOST_NAMES_MAX).map((item) =>
-        item.string({ pattern: HOST_NAME, describe: 'a host name, optionally with :port' }),
-      ));
+  const hostNames = collect(errors, () =>
+    hostNode.missing
+      ? ['localhost']
+      : hostNode
+          .items(`a list of 1 to ${HOST_NAMES_MAX} host names`, 1, HOST_NAMES_MAX)
+          .map((item) => item.string({ pattern: HOST_NAME, describe: 'a host name, optionally with :port' })),
+  );
   const limits = {} as Record<LimitName, number>;
   for (const name of LIMIT_NAMES) {
     limits[name] = collect(errors, () => integerOption(section.field(name), `hub.${name}`))!;

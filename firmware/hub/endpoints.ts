@@ -42,7 +42,11 @@ export class EndpointDelivery {
 
   /** The device connected or subscribed: start sending from the oldest unacknowledged record. */
   resume(): void {
-    if (!this.target.isConnected(this.deviceId) || !this.target.isSubscribed(this.deviceId, DEVICEBOUND_SUBSCRIPTION(this.deviceId))) return;
+    if (
+      !this.target.isConnected(this.deviceId) ||
+      !this.target.isSubscribed(this.deviceId, DEVICEBOUND_SUBSCRIPTION(this.deviceId))
+    )
+      return;
     if (this.active) return;
     this.active = true;
     this.generation += 1;
@@ -86,7 +90,10 @@ export class EndpointDelivery {
     for (const [key, value] of Object.entries(record.properties)) if (!key.startsWith('$')) bag[key] = value;
     bag.inputName = input;
     const [device, moduleId] = this.deviceId.split('/');
-    bag['$.to'] = moduleId === undefined ? `/devices/${device}/inputs/${input}` : `/devices/${device}/modules/${moduleId}/inputs/${input}`;
+    bag['$.to'] =
+      moduleId === undefined
+        ? `/devices/${device}/inputs/${input}`
+        : `/devices/${device}/modules/${moduleId}/inputs/${input}`;
     bag['$.cdid'] = record.properties[RECORD_KEY.deviceId] ?? '';
     if (record.properties[RECORD_KEY.contentType]) bag['$.ct'] = record.properties[RECORD_KEY.contentType];
     if (record.properties[RECORD_KEY.contentEncoding]) bag['$.ce'] = record.properties[RECORD_KEY.contentEncoding];

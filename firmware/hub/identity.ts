@@ -41,8 +41,15 @@ export async function startIdentity(opts: IdentityOptions): Promise<HubIdentity>
   const { config, clock, onError } = opts;
   const cache = await IdentityCache.open(opts.dataDir, onError);
   const scope = new ScopeSync({
-    cache, gatewayId: opts.gatewayId, clock, refreshSecs: config.identityRefreshSecs, broker: opts.scopeBroker,
-    onError, deviceScope: opts.deviceScope, isOnline: opts.isOnline, onChange: opts.onChange,
+    cache,
+    gatewayId: opts.gatewayId,
+    clock,
+    refreshSecs: config.identityRefreshSecs,
+    broker: opts.scopeBroker,
+    onError,
+    deviceScope: opts.deviceScope,
+    isOnline: opts.isOnline,
+    onChange: opts.onChange,
   });
   const audiences = [...config.hostNames, ...(opts.cloudHostNames ?? [])];
   const auth = new Authenticator(cache, clock, audiences, config, (id) => scope.requestDevice(id));

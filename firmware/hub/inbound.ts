@@ -37,15 +37,22 @@ async function twinGet(ctx: InboundContext, deviceId: string, rid: string, reply
   const cloud = (await ctx.cloudTwins?.get(deviceId)) ?? null;
   if (cloud !== null) return reply(topic.twinResponse(200, rid), json(cloud));
   const twin = ctx.twins.get(deviceId);
-  await reply(topic.twinResponse(200, rid), json({
-    desired: { ...twin.desired, $version: twin.desiredVersion },
-    reported: { ...twin.reported, $version: twin.reportedVersion },
-  }));
+  await reply(
+    topic.twinResponse(200, rid),
+    json({
+      desired: { ...twin.desired, $version: twin.desiredVersion },
+      reported: { ...twin.reported, $version: twin.reportedVersion },
+    }),
+  );
 }
 
 /** Online (edge mode) through IoT Hub first; otherwise into the cache, which pushes it when the link returns. */
 async function twinReported(
-  ctx: InboundContext, deviceId: string, rid: string, payload: Buffer, reply: Reply,
+  ctx: InboundContext,
+  deviceId: string,
+  rid: string,
+  payload: Buffer,
+  reply: Reply,
 ): Promise<void> {
   const parsed = parseJson(payload);
   const problem = parsed === null ? 'body is not JSON' : patchProblem(parsed.value);
@@ -81,11 +88,20 @@ function parseJson(payload: Buffer): { value: unknown } | null {
   }
 }
 
-export async function handleInbound(ctx: InboundContext, deviceId: string, inbound: Inbound, payload: Buffer): Promise<void> {
+export async function handleInbound(
+  ctx: InboundContext,
+  deviceId: string,
+  inbound: Inbound,
+  payload: Buffer,
+): Promise<void> {
   const reply = (t: string, body: Buffer) => ctx.target.deliver(deviceId, t, body, 0).catch(() => {});
   switch (inbound.kind) {
     case 'telemetry':
-      await ctx.router.submit(deviceId, payload, inbound.properties, { contentType: inbound.contentType, contentEncoding: inbound.contentEncoding, outputName: inbound.outputName });
+      await ctx.router.submit(deviceId, payload, inbound.properties, {
+        contentType: inbound.contentType,
+        contentEncoding: inbound.contentEncoding,
+        outputName: inbound.outputName,
+      });
       return;
     case 'twin-get':
       return twinGet(ctx, deviceId, inbound.rid, reply);
@@ -97,8 +113,8 @@ export async function handleInbound(ctx: InboundContext, deviceId: string, inbou
     case 'method-call':
       if (!ctx.methodAcl.allows(deviceId, inbound.targetId, inbound.method)) {
         ctx.onMethodRefused(deviceId);
-        const message = `"${deviceId}" may not call "${inbound.method}" on "${inbound.targetId}"`
-          + ' (board.json hub.methods.allow)';
+        const message =
+          `"${deviceId}" may not call "${inbound.method}" on "${inbound.targetId}"` + ' (board.json hub.methods.allow)';
         return void (await reply(topic.methodCallResult(403, inbound.rid), json({ message })));
       }
       // Not awaited: the caller's PUBACK must not wait on another device; the answer comes on its own topic.

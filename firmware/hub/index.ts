@@ -98,8 +98,14 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   const tlsMaterial = await readHubTls(config);
   let server: HubServer | null = null;
   const { cache, scope, auth } = await startIdentity({
-    config, gatewayId: opts.gatewayId, dataDir: opts.dataDir, clock, scopeBroker: opts.scopeBroker,
-    deviceScope: opts.deviceScope, cloudHostNames: opts.cloudHostNames, onError,
+    config,
+    gatewayId: opts.gatewayId,
+    dataDir: opts.dataDir,
+    clock,
+    scopeBroker: opts.scopeBroker,
+    deviceScope: opts.deviceScope,
+    cloudHostNames: opts.cloudHostNames,
+    onError,
     isOnline: opts.uplink?.isLinkUp?.bind(opts.uplink),
     onChange: (change) => {
       server?.updateTrust(tlsMaterial, cache.trustBundle);
@@ -113,14 +119,26 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
       server?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
   };
   // A device-scope source means azure edge mode: each child's twin is its own in IoT Hub.
-  const edge = opts.deviceScope === undefined ? undefined
-    : { isLinkUp: () => opts.uplink?.isLinkUp?.() ?? false, connected: () => server?.connected() ?? [] };
-  const twins = await startTwins({ gatewayId: opts.gatewayId, dataDir: opts.dataDir, target, broker: opts.scopeBroker,
-    edge, onError });
+  const edge =
+    opts.deviceScope === undefined
+      ? undefined
+      : { isLinkUp: () => opts.uplink?.isLinkUp?.() ?? false, connected: () => server?.connected() ?? [] };
+  const twins = await startTwins({
+    gatewayId: opts.gatewayId,
+    dataDir: opts.dataDir,
+    target,
+    broker: opts.scopeBroker,
+    edge,
+    onError,
+  });
   const router = await Router.create(opts.log, routes);
   const methods = new MethodBroker(target, config.methodTimeoutSecs * 1000);
   const inboundContext: InboundContext = {
-    router, twins: twins.store, methods, target, methodAcl: new MethodAcl(config.methods.allow),
+    router,
+    twins: twins.store,
+    methods,
+    target,
+    methodAcl: new MethodAcl(config.methods.allow),
     onMethodRefused: (callerId: string) => server?.count('method-acl', { clientId: callerId }),
     ...(twins.edge === null ? {} : { cloudTwins: twins.edge }),
   };
@@ -130,23 +148,30 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     void twins.sync.deliver(id).catch(onError);
   };
   const events = new ChildEvents(onError);
-  server = await HubServer.start(config, auth, clock, {
-    onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
-    onConnected: (id) => {
-      resumeChild(id);
-      twins.edge?.childConnected(id);
-      events.emit({ id, kind: 'connected' });
+  server = await HubServer.start(
+    config,
+    auth,
+    clock,
+    {
+      onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
+      onConnected: (id) => {
+        resumeChild(id);
+        twins.edge?.childConnected(id);
+        events.emit({ id, kind: 'connected' });
+      },
+      onDisconnected: (id) => {
+        for (const e of endpoints) if (e.deviceId === id) e.pause();
+        methods.onDisconnected(id);
+        events.emit({ id, kind: 'disconnected' });
+      },
+      onSubscribed: (id, filter) => {
+        if (filter === DEVICEBOUND_SUBSCRIPTION(id) || filter === DESIRED_SUBSCRIPTION) resumeChild(id);
+        events.emit({ id, kind: 'subscribed', filter });
+      },
     },
-    onDisconnected: (id) => {
-      for (const e of endpoints) if (e.deviceId === id) e.pause();
-      methods.onDisconnected(id);
-      events.emit({ id, kind: 'disconnected' });
-    },
-    onSubscribed: (id, filter) => {
-      if (filter === DEVICEBOUND_SUBSCRIPTION(id) || filter === DESIRED_SUBSCRIPTION) resumeChild(id);
-      events.emit({ id, kind: 'subscribed', filter });
-    },
-  }, { material: tlsMaterial, trustBundle: cache.trustBundle }, (text) => onError(new Error(text)));
+    { material: tlsMaterial, trustBundle: cache.trustBundle },
+    (text) => onError(new Error(text)),
+  );
   const revoked = cache.onRevoked((ids) => ids.forEach((id) => server?.drop(id)));
   addResyncHooks(opts.uplink, scope, twins, methods, opts.deviceScope !== undefined);
   scope.start();
@@ -185,7 +210,11 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
 
 /** The hub's work on every uplink (re)connect: the scope read, both twin syncs, the cloud's method handler. */
 function addResyncHooks(
-  uplink: HubUplink | undefined, scope: ScopeSync, twins: HubTwins, methods: MethodBroker, edgeMode: boolean,
+  uplink: HubUplink | undefined,
+  scope: ScopeSync,
+  twins: HubTwins,
+  methods: MethodBroker,
+  edgeMode: boolean,
 ): void {
   if (uplink === undefined) return;
   uplink.addResyncHook(scope.hook);
@@ -219,15 +248,20 @@ function hubStatus({ server, router, endpoints, cache, scope, twins }: HubParts)
   return {
     connected: server?.connected() ?? [],
     refusals: Object.fromEntries(server?.refusals ?? []),
-    localBacklog: Object.fromEntries(endpoints.map((e, i) => [`${local[i].deviceId}/inputs/${local[i].input}`,
-      e.backlog()])),
+    localBacklog: Object.fromEntries(
+      endpoints.map((e, i) => [`${local[i].deviceId}/inputs/${local[i].input}`, e.backlog()]),
+    ),
     unrouted: router.unrouted,
     identities: {
-      devices: cache.size, scopeVersion: cache.scopeVersion, syncs: scope.syncs, errors: scope.errors,
+      devices: cache.size,
+      scopeVersion: cache.scopeVersion,
+      syncs: scope.syncs,
+      errors: scope.errors,
       targetedReads: scope.targetedReads,
     },
     twins: {
-      bytes: twins.store.bytes, refusals: Object.fromEntries(twins.store.refusals),
+      bytes: twins.store.bytes,
+      refusals: Object.fromEntries(twins.store.refusals),
       ...(twins.edge === null ? {} : { edge: twins.edge.status() }),
     },
     ports: server?.ports() ?? { tcp: null, tls: null },

@@ -29,7 +29,10 @@ export class HubListeners {
   }
 
   async listen(
-    config: HubConfig, material: TlsMaterial | null, trustBundle: string | null, handle: (socket: net.Socket) => void,
+    config: HubConfig,
+    material: TlsMaterial | null,
+    trustBundle: string | null,
+    handle: (socket: net.Socket) => void,
   ): Promise<void> {
     if (config.tcp !== null) {
       this.tcpServer = net.createServer((socket) => this.gate.admit(socket) && handle(socket));
@@ -59,7 +62,13 @@ export class HubListeners {
    * the right CN would pass as an x509-ca child. An empty list trusts nothing.
    */
   private tlsOptions(material: TlsMaterial, trustBundle: string | null): tls.SecureContextOptions & tls.TlsOptions {
-    return { cert: material.cert, key: material.key, requestCert: true, rejectUnauthorized: false, ca: trustBundle ?? [] };
+    return {
+      cert: material.cert,
+      key: material.key,
+      requestCert: true,
+      rejectUnauthorized: false,
+      ca: trustBundle ?? [],
+    };
   }
 
   /** New CA trust bundle from a scope sync: new TLS handshakes verify x509-ca children against it. */

@@ -63,7 +63,10 @@ export function parseMethodAllow(node: ConfigNode): MethodAllowRule[] {
 }
 
 function compile(pattern: string): RegExp {
-  const body = pattern.split('*').map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&')).join('[^/]*');
+  const body = pattern
+    .split('*')
+    .map((part) => part.replace(/[.+?^${}()|[\]\\]/g, '\\$&'))
+    .join('[^/]*');
   return new RegExp(`^${body}$`);
 }
 
@@ -72,7 +75,9 @@ export class MethodAcl {
 
   constructor(rules: MethodAllowRule[]) {
     this.rules = rules.map((r) => ({
-      caller: compile(r.caller), target: compile(r.target), method: compile(r.method),
+      caller: compile(r.caller),
+      target: compile(r.target),
+      method: compile(r.method),
     }));
   }
 

@@ -53,15 +53,25 @@ export class MethodBroker {
 
   /** `caller` is the calling child's connection id, or CLOUD_CALLER. */
   invoke(
-    deviceId: string, method: string, payload: Buffer, timeoutMs = this.timeoutMs, caller = CLOUD_CALLER,
+    deviceId: string,
+    method: string,
+    payload: Buffer,
+    timeoutMs = this.timeoutMs,
+    caller = CLOUD_CALLER,
   ): Promise<MethodResult> {
     if (!this.target.isConnected(deviceId) || !this.target.isSubscribed(deviceId, METHOD_SUBSCRIPTION)) {
-      return Promise.resolve({ status: 404, payload: json({ message: `device "${deviceId}" is not connected or not listening for methods` }) });
+      return Promise.resolve({
+        status: 404,
+        payload: json({ message: `device "${deviceId}" is not connected or not listening for methods` }),
+      });
     }
     const busy = this.busy(deviceId, caller);
     if (busy !== null) return Promise.resolve({ status: 429, payload: json({ message: busy }) });
     if (payload.length > METHOD_PAYLOAD_BYTES_MAX) {
-      return Promise.resolve({ status: 413, payload: json({ message: `method payload over ${METHOD_PAYLOAD_BYTES_MAX} bytes` }) });
+      return Promise.resolve({
+        status: 413,
+        payload: json({ message: `method payload over ${METHOD_PAYLOAD_BYTES_MAX} bytes` }),
+      });
     }
     const rid = (this.nextRid++).toString(16);
     return new Promise((resolve) => {
@@ -71,7 +81,9 @@ export class MethodBroker {
         resolve({ status: 504, payload: json({ message }), timedOut: true });
       }, timeoutMs);
       this.pending.set(rid, { deviceId, caller, resolve, timer });
-      this.target.deliver(deviceId, topic.methodRequest(method, rid), payload, 0).catch(() => this.settle(deviceId, rid, 404, json({ message: `device "${deviceId}" went away` })));
+      this.target
+        .deliver(deviceId, topic.methodRequest(method, rid), payload, 0)
+        .catch(() => this.settle(deviceId, rid, 404, json({ message: `device "${deviceId}" went away` })));
     });
   }
 
@@ -87,12 +99,16 @@ export class MethodBroker {
       if (call.deviceId === deviceId) byTarget += 1;
     }
     if (caller !== CLOUD_CALLER && byCaller >= PENDING_METHODS_PER_CALLER_MAX) {
-      return `"${caller}" already has ${PENDING_METHODS_PER_CALLER_MAX} method calls pending`
-        + ' ("PENDING_METHODS_PER_CALLER_MAX")';
+      return (
+        `"${caller}" already has ${PENDING_METHODS_PER_CALLER_MAX} method calls pending` +
+        ' ("PENDING_METHODS_PER_CALLER_MAX")'
+      );
     }
     if (byTarget >= PENDING_METHODS_PER_TARGET_MAX) {
-      return `"${deviceId}" already has ${PENDING_METHODS_PER_TARGET_MAX} method calls pending`
-        + ' ("PENDING_METHODS_PER_TARGET_MAX")';
+      return (
+        `"${deviceId}" already has ${PENDING_METHODS_PER_TARGET_MAX} method calls pending` +
+        ' ("PENDING_METHODS_PER_TARGET_MAX")'
+      );
     }
     return null;
   }
@@ -104,7 +120,8 @@ export class MethodBroker {
 
   onDisconnected(deviceId: string): void {
     for (const [rid, call] of this.pending) {
-      if (call.deviceId === deviceId) this.settle(deviceId, rid, 404, json({ message: `device "${deviceId}" disconnected` }));
+      if (call.deviceId === deviceId)
+        this.settle(deviceId, rid, 404, json({ message: `device "${deviceId}" disconnected` }));
     }
   }
 
@@ -128,12 +145,20 @@ const TIMEOUT_SECS_MAX = 300;
 export function cloudMethodHandler(methods: MethodBroker) {
   return async (request: unknown): Promise<{ status: number; payload: unknown }> => {
     const r = (typeof request === 'object' && request !== null ? request : {}) as Record<string, unknown>;
-    if (typeof r.deviceId !== 'string' || typeof r.methodName !== 'string' || !/^[A-Za-z0-9_.-]{1,128}$/.test(r.methodName)) {
-      return { status: 400, payload: { message: `${CLOUD_INVOKE_METHOD} needs {"deviceId": string, "methodName": string, "payload": any}` } };
+    if (
+      typeof r.deviceId !== 'string' ||
+      typeof r.methodName !== 'string' ||
+      !/^[A-Za-z0-9_.-]{1,128}$/.test(r.methodName)
+    ) {
+      return {
+        status: 400,
+        payload: { message: `${CLOUD_INVOKE_METHOD} needs {"deviceId": string, "methodName": string, "payload": any}` },
+      };
     }
     const secs = r.responseTimeoutInSeconds;
     const timeoutMs = typeof secs === 'number' && secs > 0 && secs <= TIMEOUT_SECS_MAX ? secs * 1000 : undefined;
-    if (r.moduleId !== undefined && typeof r.moduleId !== 'string') return { status: 400, payload: { message: `${CLOUD_INVOKE_METHOD}: "moduleId" must be a string` } };
+    if (r.moduleId !== undefined && typeof r.moduleId !== 'string')
+      return { status: 400, payload: { message: `${CLOUD_INVOKE_METHOD}: "moduleId" must be a string` } };
     const target = r.moduleId === undefined ? r.deviceId : `${r.deviceId}/${r.moduleId}`;
     const result = await methods.invoke(target, r.methodName, json(r.payload ?? null), timeoutMs);
     let payload: unknown = null;

@@ -23,7 +23,8 @@ export class PacketSizeGuard {
 
   /** `packetBytesMax` bounds a whole packet: fixed header, variable header and payload. */
   constructor(private readonly packetBytesMax: number) {
-    if (!Number.isSafeInteger(packetBytesMax) || packetBytesMax < 2) throw new RangeError(`"packetBytesMax" must be an integer of at least 2, got ${packetBytesMax}`);
+    if (!Number.isSafeInteger(packetBytesMax) || packetBytesMax < 2)
+      throw new RangeError(`"packetBytesMax" must be an integer of at least 2, got ${packetBytesMax}`);
   }
 
   /** Looks at the next bytes of the stream; the first verdict other than 'ok' is final. */
@@ -66,7 +67,11 @@ export class PacketSizeGuard {
  * guard wraps that one method on the instance rather than wrapping the socket in another stream, because the
  * authenticator needs the socket itself (TLS peer certificate, remote address).
  */
-export function guardSocket(socket: Duplex, packetBytesMax: number, onRefused: (verdict: Exclude<GuardVerdict, 'ok'>) => void): void {
+export function guardSocket(
+  socket: Duplex,
+  packetBytesMax: number,
+  onRefused: (verdict: Exclude<GuardVerdict, 'ok'>) => void,
+): void {
   const guard = new PacketSizeGuard(packetBytesMax);
   const read = socket.read.bind(socket);
   let refused = false;

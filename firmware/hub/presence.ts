@@ -4,8 +4,7 @@
  */
 
 export type ChildEvent =
-  | { id: string; kind: 'connected' | 'disconnected' }
-  | { id: string; kind: 'subscribed'; filter: string };
+  { id: string; kind: 'connected' | 'disconnected' } | { id: string; kind: 'subscribed'; filter: string };
 
 export class ChildEvents {
   private readonly listeners = new Set<(event: ChildEvent) => void>();

@@ -10,13 +10,13 @@ import type { GateRefusal } from './gate.js';
  * reserved names (`outpost-*`, `iothub-*`, `$...`); they are left out, the message itself is stored.
  */
 export type PublishRefusal =
-  | 'acl' | 'message-size' | 'inflight' | 'rate' | 'store' | 'qos2' | 'malformed-topic' | 'reserved-property';
+  'acl' | 'message-size' | 'inflight' | 'rate' | 'store' | 'qos2' | 'malformed-topic' | 'reserved-property';
 /** A packet whose fixed header announced more than `packetBytesMax`; the connection is closed unread. */
 export type PacketRefusal = 'packet-size';
 /** 'will': a CONNECT carried a last will; the connection is accepted, the will dropped (children get none). */
 export type ConnectRefusal = AuthRefusal | 'clients-max' | 'will' | GateRefusal;
 export type Refusal =
-  | ConnectRefusal | PublishRefusal | PacketRefusal | 'subscribe-acl' | 'method-acl' | 'protocol' | 'tls';
+  ConnectRefusal | PublishRefusal | PacketRefusal | 'subscribe-acl' | 'method-acl' | 'protocol' | 'tls';
 
 /** Printed with a refusal summary: the limit behind a reason, for the operator who must decide to raise it. */
 export const REFUSAL_HINTS: Partial<Record<Refusal, string>> = {

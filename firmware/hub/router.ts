@@ -59,7 +59,8 @@ export class Router {
       if (route.endpoint.kind !== 'local') continue;
       const name = endpointLaneName(route.endpoint.deviceId, route.endpoint.input);
       if (locals.has(name)) continue;
-      if (locals.size >= LOCAL_ENDPOINTS_MAX) throw new Error(`routes name more than ${LOCAL_ENDPOINTS_MAX} local endpoints ("LOCAL_ENDPOINTS_MAX")`);
+      if (locals.size >= LOCAL_ENDPOINTS_MAX)
+        throw new Error(`routes name more than ${LOCAL_ENDPOINTS_MAX} local endpoints ("LOCAL_ENDPOINTS_MAX")`);
       locals.set(name, { deviceId: route.endpoint.deviceId, input: route.endpoint.input, lane: await log.lane(name) });
     }
     return new Router(routes, upstream, locals);
@@ -73,7 +74,12 @@ export class Router {
    * Routes one message; resolves with the number of endpoints it went to once it is durable in all of them.
    * Appends start synchronously, in call order, so one producer's messages keep their order in every lane.
    */
-  submit(deviceId: string, body: Buffer, properties: Record<string, string> = {}, meta: SubmitMeta = {}): Promise<number> {
+  submit(
+    deviceId: string,
+    body: Buffer,
+    properties: Record<string, string> = {},
+    meta: SubmitMeta = {},
+  ): Promise<number> {
     const message: RoutedMessage = {
       deviceId,
       properties,
@@ -86,7 +92,10 @@ export class Router {
       if (route.fromDeviceId !== null && route.fromDeviceId !== deviceId) continue;
       if (!outputMatches(route.fromOutput, meta.outputName ?? '')) continue;
       if (route.condition !== null && !evaluate(route.condition, message)) continue;
-      const key = route.endpoint.kind === 'upstream' ? '$upstream' : endpointLaneName(route.endpoint.deviceId, route.endpoint.input);
+      const key =
+        route.endpoint.kind === 'upstream'
+          ? '$upstream'
+          : endpointLaneName(route.endpoint.deviceId, route.endpoint.input);
       targets.set(key, route.endpoint);
     }
     if (targets.size === 0) {

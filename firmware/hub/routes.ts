@@ -52,7 +52,8 @@ function tokenize(text: string, name: string): Token[] {
       continue;
     }
     const matched = rules.find(([, re]) => ((re.lastIndex = at), re.test(text)));
-    if (matched === undefined) throw new RouteError(`route "${name}": unexpected character ${JSON.stringify(text[at])} at ${at}`);
+    if (matched === undefined)
+      throw new RouteError(`route "${name}": unexpected character ${JSON.stringify(text[at])} at ${at}`);
     const [kind, re] = matched;
     tokens.push({ kind, text: text.slice(at, re.lastIndex), at });
     at = re.lastIndex;
@@ -106,7 +107,8 @@ class Parser {
   }
 
   condition(depth: number): Condition {
-    if (depth > CONDITION_DEPTH_MAX) throw new RouteError(`route "${this.name}": condition nested deeper than ${CONDITION_DEPTH_MAX}`);
+    if (depth > CONDITION_DEPTH_MAX)
+      throw new RouteError(`route "${this.name}": condition nested deeper than ${CONDITION_DEPTH_MAX}`);
     let left = this.conjunction(depth);
     while (this.isKeyword('OR')) {
       this.index += 1;
@@ -125,7 +127,8 @@ class Parser {
   }
 
   private negation(depth: number): Condition {
-    if (depth > CONDITION_DEPTH_MAX) throw new RouteError(`route "${this.name}": condition nested deeper than ${CONDITION_DEPTH_MAX}`);
+    if (depth > CONDITION_DEPTH_MAX)
+      throw new RouteError(`route "${this.name}": condition nested deeper than ${CONDITION_DEPTH_MAX}`);
     if (this.isKeyword('NOT')) {
       this.index += 1;
       return { op: 'not', inner: this.negation(depth + 1) };
@@ -156,7 +159,7 @@ class Parser {
     this.index += 1;
     if (token.kind === 'string') return { literal: token.text.slice(1, -1).replace(/\\(.)/g, '$1') };
     if (token.kind === 'number') return { literal: Number(token.text) };
-    if (token.kind !== 'word') return this.index -= 1, this.fail('a property, string or number');
+    if (token.kind !== 'word') return ((this.index -= 1), this.fail('a property, string or number'));
     const upper = token.text.toUpperCase();
     if (upper === 'TRUE' || upper === 'FALSE') return { literal: upper === 'TRUE' };
     if (upper === 'NULL') return { literal: null };
@@ -165,7 +168,15 @@ class Parser {
       this.index -= 1;
       this.fail('a property name');
     }
-    const system = ['$deviceId', '$connectionDeviceId', '$moduleId', '$connectionModuleId', '$contentType', '$contentEncoding', '$body'];
+    const system = [
+      '$deviceId',
+      '$connectionDeviceId',
+      '$moduleId',
+      '$connectionModuleId',
+      '$contentType',
+      '$contentEncoding',
+      '$body',
+    ];
     if (ref[0].startsWith('$') && !system.includes(ref[0])) {
       this.index -= 1;
       this.fail(system.join(', '));
@@ -176,7 +187,8 @@ class Parser {
   }
 }
 
-const SOURCE_FORMS = '/messages/*, /messages/devices/<deviceId>/*, /messages/modules/<moduleId>/*, /messages/modules/<moduleId>/outputs/<output or *> or /messages/devices/<deviceId>/modules/<moduleId>/(* or outputs/<output or *>)';
+const SOURCE_FORMS =
+  '/messages/*, /messages/devices/<deviceId>/*, /messages/modules/<moduleId>/*, /messages/modules/<moduleId>/outputs/<output or *> or /messages/devices/<deviceId>/modules/<moduleId>/(* or outputs/<output or *>)';
 
 /** `*` (every message), `outputs/*` (any output) or `outputs/<name>`; undefined when it is none of these. */
 function outputFilter(tail: string): string | null | undefined {
@@ -186,29 +198,48 @@ function outputFilter(tail: string): string | null | undefined {
 }
 
 /** The connection id a FROM clause names (null for every sender) and the module output it takes. */
-function parseSource(text: string, name: string, gatewayId: string | undefined): { fromDeviceId: string | null; fromOutput: string | null } {
+function parseSource(
+  text: string,
+  name: string,
+  gatewayId: string | undefined,
+): { fromDeviceId: string | null; fromOutput: string | null } {
   if (text === '/messages/*') return { fromDeviceId: null, fromOutput: null };
   const device = /^\/messages\/devices\/([^/]+)\/\*$/.exec(text);
   if (device !== null && DEVICE_ID_PATTERN.test(device[1])) return { fromDeviceId: device[1], fromOutput: null };
   const own = /^\/messages\/modules\/([^/]+)\/(.+)$/.exec(text);
   const ownOutput = own === null ? undefined : outputFilter(own[2]);
-  if (own !== null && ownOutput !== undefined && gatewayId !== undefined && DEVICE_ID_PATTERN.test(own[1])) return { fromDeviceId: `${gatewayId}/${own[1]}`, fromOutput: ownOutput };
+  if (own !== null && ownOutput !== undefined && gatewayId !== undefined && DEVICE_ID_PATTERN.test(own[1]))
+    return { fromDeviceId: `${gatewayId}/${own[1]}`, fromOutput: ownOutput };
   const child = /^\/messages\/devices\/([^/]+)\/modules\/([^/]+)\/(.+)$/.exec(text);
   const childOutput = child === null ? undefined : outputFilter(child[3]);
-  if (child !== null && childOutput !== undefined && DEVICE_ID_PATTERN.test(child[1]) && DEVICE_ID_PATTERN.test(child[2])) return { fromDeviceId: `${child[1]}/${child[2]}`, fromOutput: childOutput };
+  if (
+    child !== null &&
+    childOutput !== undefined &&
+    DEVICE_ID_PATTERN.test(child[1]) &&
+    DEVICE_ID_PATTERN.test(child[2])
+  )
+    return { fromDeviceId: `${child[1]}/${child[2]}`, fromOutput: childOutput };
   throw new RouteError(`route "${name}": FROM must be ${SOURCE_FORMS}, got "${text}"`);
 }
 
-const ENDPOINT_FORMS = '"/devices/<deviceId>/inputs/<input>", "/modules/<moduleId>/inputs/<input>" or "/devices/<deviceId>/modules/<moduleId>/inputs/<input>"';
+const ENDPOINT_FORMS =
+  '"/devices/<deviceId>/inputs/<input>", "/modules/<moduleId>/inputs/<input>" or "/devices/<deviceId>/modules/<moduleId>/inputs/<input>"';
 
 /** The connection id a BrokeredEndpoint path names, or null when it names none. */
 function endpointTarget(target: string, gatewayId: string | undefined): { deviceId: string; input: string } | null {
   const device = /^\/devices\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (device !== null) return DEVICE_ID_PATTERN.test(device[1]) && IO_NAME.test(device[2]) ? { deviceId: device[1], input: device[2] } : null;
+  if (device !== null)
+    return DEVICE_ID_PATTERN.test(device[1]) && IO_NAME.test(device[2])
+      ? { deviceId: device[1], input: device[2] }
+      : null;
   const own = /^\/modules\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (own !== null && gatewayId !== undefined) return DEVICE_ID_PATTERN.test(own[1]) && IO_NAME.test(own[2]) ? { deviceId: `${gatewayId}/${own[1]}`, input: own[2] } : null;
+  if (own !== null && gatewayId !== undefined)
+    return DEVICE_ID_PATTERN.test(own[1]) && IO_NAME.test(own[2])
+      ? { deviceId: `${gatewayId}/${own[1]}`, input: own[2] }
+      : null;
   const child = /^\/devices\/([^/]+)\/modules\/([^/]+)\/inputs\/([^/]+)$/.exec(target);
-  if (child !== null && DEVICE_ID_PATTERN.test(child[1]) && DEVICE_ID_PATTERN.test(child[2]) && IO_NAME.test(child[3])) return { deviceId: `${child[1]}/${child[2]}`, input: child[3] };
+  if (child !== null && DEVICE_ID_PATTERN.test(child[1]) && DEVICE_ID_PATTERN.test(child[2]) && IO_NAME.test(child[3]))
+    return { deviceId: `${child[1]}/${child[2]}`, input: child[3] };
   return null;
 }
 
@@ -220,7 +251,8 @@ function parseEndpoint(p: Parser, name: string, gatewayId: string | undefined): 
   const target = p.take('string', 'a quoted "/devices/<id>/inputs/<name>"').text.slice(1, -1);
   if (p.take('punct', '")"').text !== ')') p.fail('")"');
   const local = endpointTarget(target, gatewayId);
-  if (local === null) throw new RouteError(`route "${name}": BrokeredEndpoint must be ${ENDPOINT_FORMS}, got "${target}"`);
+  if (local === null)
+    throw new RouteError(`route "${name}": BrokeredEndpoint must be ${ENDPOINT_FORMS}, got "${target}"`);
   return { kind: 'local', ...local };
 }
 
@@ -229,16 +261,22 @@ function parseEndpoint(p: Parser, name: string, gatewayId: string | undefined): 
  * modules `/modules/<moduleId>/...` names; without it that form is refused.
  */
 export function parseRoute(name: string, text: string, gatewayId?: string): Route {
-  if (typeof text !== 'string' || text.length > ROUTE_CHARS_MAX) throw new RouteError(`route "${name}" must be a string of at most ${ROUTE_CHARS_MAX} characters`);
+  if (typeof text !== 'string' || text.length > ROUTE_CHARS_MAX)
+    throw new RouteError(`route "${name}" must be a string of at most ${ROUTE_CHARS_MAX} characters`);
   const p = new Parser(tokenize(text, name), name, text.length);
   p.keyword('FROM');
-  const { fromDeviceId, fromOutput } = parseSource(p.take('word', 'a source such as /messages/*').text, name, gatewayId);
+  const { fromDeviceId, fromOutput } = parseSource(
+    p.take('word', 'a source such as /messages/*').text,
+    name,
+    gatewayId,
+  );
   let condition: Condition | null = null;
   if (p.isKeyword('WHERE')) {
     p.keyword('WHERE');
     const start = p.position();
     condition = p.condition(0);
-    if (p.position() - start > CONDITION_CHARS_MAX) throw new RouteError(`route "${name}": WHERE clause longer than ${CONDITION_CHARS_MAX} characters`);
+    if (p.position() - start > CONDITION_CHARS_MAX)
+      throw new RouteError(`route "${name}": WHERE clause longer than ${CONDITION_CHARS_MAX} characters`);
   }
   p.keyword('INTO');
   const endpoint = parseEndpoint(p, name, gatewayId);

@@ -67,8 +67,12 @@ export class HubServer {
 
   /** `onSummary` gets the rate-limited refusal summaries, for the journal. */
   static async start(
-    config: HubConfig, auth: Authenticator, clock: Clock, handlers: ServerHandlers,
-    tlsSetup: { material: TlsMaterial | null; trustBundle: string | null }, onSummary: (text: string) => void,
+    config: HubConfig,
+    auth: Authenticator,
+    clock: Clock,
+    handlers: ServerHandlers,
+    tlsSetup: { material: TlsMaterial | null; trustBundle: string | null },
+    onSummary: (text: string) => void,
   ): Promise<HubServer> {
     useCompactMqttEncoder();
     // The gate closes a socket that has not authenticated in connectTimeoutSecs; aedes's own timer is only a
@@ -76,7 +80,9 @@ export class HubServer {
     const connectTimeout = 2 * config.connectTimeoutSecs * 1000;
     // maxInflightInbound bounds aedes's QoS 2 store per client should a QoS 2 publish ever get past the refusal.
     const broker = await Aedes.createBroker({
-      concurrency: config.clientsMax, connectTimeout, maxInflightInbound: config.inflightMax,
+      concurrency: config.clientsMax,
+      connectTimeout,
+      maxInflightInbound: config.inflightMax,
     });
     const server = new HubServer(broker, config, auth, clock, handlers, onSummary);
     server.install();
@@ -168,7 +174,8 @@ export class HubServer {
     const b = this.broker;
     // Before its CONNECT a client has no id (null), and its socket may be gone (no address).
     const from = (client: Client): RefusalSource => ({
-      clientId: client.id ?? undefined, address: (client.conn as net.Socket | undefined)?.remoteAddress,
+      clientId: client.id ?? undefined,
+      address: (client.conn as net.Socket | undefined)?.remoteAddress,
     });
     b.preConnect = (client, packet, done) => {
       // The hub's lanes are the session store; an aedes session would re-send what the lanes re-send.
@@ -234,7 +241,8 @@ export class HubServer {
     // aedes tells nobody which message a PUBACK was for when the session is clean; its persistence hears it.
     persistence.outgoingClearMessageId = (client, packet) => {
       const state = this.states.get(client.id);
-      const ack = state?.client === client && packet.messageId !== undefined ? state.acks.get(packet.messageId) : undefined;
+      const ack =
+        state?.client === client && packet.messageId !== undefined ? state.acks.get(packet.messageId) : undefined;
       if (ack !== undefined) {
         state!.acks.delete(packet.messageId!);
         ack.resolve();
@@ -260,7 +268,11 @@ export class HubServer {
     this.handlers.onDisconnected(client.id);
   }
 
-  private authorizePublish(client: Client | null, packet: AedesPublishPacket, done: (err?: Error | null) => void): void {
+  private authorizePublish(
+    client: Client | null,
+    packet: AedesPublishPacket,
+    done: (err?: Error | null) => void,
+  ): void {
     if (client === null || client.closed) return done(this.counted(new Error('publish from a closed connection')));
     // aedes writes CONNACK before it marks the client connected, and reads the next packets in between: an SDK
     // sends what it queued as soon as CONNACK arrives. Such a publish waits for the connect to finish.
@@ -276,7 +288,8 @@ export class HubServer {
     if (packet.topic.includes('\u0000')) return refuse('malformed-topic');
     const inbound = classifyPublish(client.id, packet.topic);
     if (inbound === null) return refuse('acl');
-    if (Buffer.byteLength(packet.topic) + packet.payload.length > this.config.messageBytesMax) return refuse('message-size');
+    if (Buffer.byteLength(packet.topic) + packet.payload.length > this.config.messageBytesMax)
+      return refuse('message-size');
     if (state.inflight >= this.config.inflightMax) return refuse('inflight');
     const delayMs = state.throttle.take(this.clock.monoMs());
     if (delayMs === 'refuse') return refuse('rate');
@@ -297,8 +310,12 @@ export class HubServer {
 
   /** Hands an admitted publish on; `done` (the PUBACK) once it was dealt with. */
   private serve(
-    id: string, state: ClientState, inbound: Inbound, packet: AedesPublishPacket,
-    done: (err?: Error | null) => void, refuse: (reason: PublishRefusal, detail: string) => void,
+    id: string,
+    state: ClientState,
+    inbound: Inbound,
+    packet: AedesPublishPacket,
+    done: (err?: Error | null) => void,
+    refuse: (reason: PublishRefusal, detail: string) => void,
   ): void {
     this.handlers.onPublish(id, inbound, Buffer.from(packet.payload)).then(
       () => {

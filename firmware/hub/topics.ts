@@ -16,9 +16,13 @@ export type Inbound =
   /** outputName: `$.on`, the module output a message was sent to (ModuleClient.sendOutputEvent); '' for none. */
   /** reservedDropped: application properties with a reserved name (see isReservedName) the hub left out. */
   | {
-    kind: 'telemetry'; properties: Record<string, string>; contentType: string; contentEncoding: string;
-    outputName: string; reservedDropped: number;
-  }
+      kind: 'telemetry';
+      properties: Record<string, string>;
+      contentType: string;
+      contentEncoding: string;
+      outputName: string;
+      reservedDropped: number;
+    }
   | { kind: 'twin-get'; rid: string }
   | { kind: 'twin-reported'; rid: string }
   | { kind: 'method-response'; rid: string; status: number }
@@ -34,7 +38,9 @@ const METHOD_NAME_PATTERN = /^[A-Za-z0-9_.-]{1,128}$/;
 /** The topic prefix a connection's own device-scoped topics start with. */
 function ownPrefix(connectionId: string): string {
   const id = splitConnectionId(connectionId);
-  return id === null || id.moduleId === null ? `devices/${connectionId}` : `devices/${id.deviceId}/modules/${id.moduleId}`;
+  return id === null || id.moduleId === null
+    ? `devices/${connectionId}`
+    : `devices/${id.deviceId}/modules/${id.moduleId}`;
 }
 
 /** A module input's or output's name (`$.on`, `/inputs/<name>`, a route's `/outputs/<name>`). */
@@ -92,8 +98,7 @@ export function parsePropertyBag(bag: string): Omit<Extract<Inbound, { kind: 'te
     else if (key === '$.on') {
       if (!IO_NAME.test(value)) return null;
       outputName = value;
-    }
-    else if (key in SYSTEM_PROPERTY_NAMES) properties[SYSTEM_PROPERTY_NAMES[key]] = value;
+    } else if (key in SYSTEM_PROPERTY_NAMES) properties[SYSTEM_PROPERTY_NAMES[key]] = value;
     else if (SDK_SYSTEM_PROPERTIES.has(key)) continue;
     else if (isReservedName(key)) reservedDropped += 1;
     else properties[key] = value;
@@ -158,5 +163,7 @@ export const topic = {
 export const METHOD_SUBSCRIPTION = '$iothub/methods/POST/#';
 /** What a connection subscribes to for its downstream messages: devicebound for devices, inputs for modules. */
 export const DEVICEBOUND_SUBSCRIPTION = (deviceId: string) =>
-  splitConnectionId(deviceId)?.moduleId ? `${ownPrefix(deviceId)}/inputs/#` : `devices/${deviceId}/messages/devicebound/#`;
+  splitConnectionId(deviceId)?.moduleId
+    ? `${ownPrefix(deviceId)}/inputs/#`
+    : `devices/${deviceId}/messages/devicebound/#`;
 export const DESIRED_SUBSCRIPTION = '$iothub/twin/PATCH/properties/desired/#';

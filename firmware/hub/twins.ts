@@ -34,18 +34,38 @@ export async function startTwins(opts: TwinsOptions): Promise<HubTwins> {
   const { target, onError } = opts;
   const store = await TwinStore.open(opts.dataDir);
   const sync = new TwinSync({
-    store, gatewayId: opts.gatewayId, onError, childrenInGatewayTwin: opts.edge === undefined,
+    store,
+    gatewayId: opts.gatewayId,
+    onError,
+    childrenInGatewayTwin: opts.edge === undefined,
     deliverDesired: async (id, patch, version) => {
       if (!target.isSubscribed(id, DESIRED_SUBSCRIPTION)) return false;
       const payload = Buffer.from(JSON.stringify({ ...patch, $version: version }));
-      return target.deliver(id, topic.desiredPatch(version), payload, 0).then(() => true, () => false);
+      return target.deliver(id, topic.desiredPatch(version), payload, 0).then(
+        () => true,
+        () => false,
+      );
     },
   });
-  const mqtt = opts.broker === undefined ? null : new MqttTwinSync({
-    store, gatewayId: opts.gatewayId, broker: opts.broker, onError, deliver: (id) => sync.deliver(id),
-  });
-  const edge = opts.edge === undefined ? null : new EdgeTwinSync({
-    store, gatewayId: opts.gatewayId, onError, deliver: (id) => sync.deliver(id), ...opts.edge,
-  });
+  const mqtt =
+    opts.broker === undefined
+      ? null
+      : new MqttTwinSync({
+          store,
+          gatewayId: opts.gatewayId,
+          broker: opts.broker,
+          onError,
+          deliver: (id) => sync.deliver(id),
+        });
+  const edge =
+    opts.edge === undefined
+      ? null
+      : new EdgeTwinSync({
+          store,
+          gatewayId: opts.gatewayId,
+          onError,
+          deliver: (id) => sync.deliver(id),
+          ...opts.edge,
+        });
   return { store, sync, mqtt, edge };
 }

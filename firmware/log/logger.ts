@@ -24,8 +24,10 @@ export type LogFormat = 'json' | 'pretty';
  * OUTPOST_LOG_FORMAT (json or pretty); unset: pretty when stdout is a terminal (`npm start`), JSON otherwise
  * (journald, files, pipes). Colour on a terminal unless NO_COLOR is set.
  */
-export function logFormatFromEnv(env: NodeJS.ProcessEnv = process.env,
-  isTty = process.stdout.isTTY === true): { format: LogFormat; colour: boolean } {
+export function logFormatFromEnv(
+  env: NodeJS.ProcessEnv = process.env,
+  isTty = process.stdout.isTTY === true,
+): { format: LogFormat; colour: boolean } {
   const raw = env.OUTPOST_LOG_FORMAT;
   if (raw !== undefined && raw !== '' && raw !== 'json' && raw !== 'pretty') {
     throw new TypeError(`"OUTPOST_LOG_FORMAT" must be json or pretty, got ${JSON.stringify(raw)}`);
@@ -88,6 +90,8 @@ const ERROR_LEVEL_VALUE = 50;
 function withoutStack(arg: unknown): unknown {
   if (typeof arg !== 'object' || arg === null || !((arg as { err?: unknown }).err instanceof Error)) return arg;
   const err = (arg as { err: Error & { code?: unknown } }).err;
-  return { ...arg, err: { type: err.name, message: err.message,
-    ...(err.code === undefined ? {} : { code: err.code }) } };
+  return {
+    ...arg,
+    err: { type: err.name, message: err.message, ...(err.code === undefined ? {} : { code: err.code }) },
+  };
 }

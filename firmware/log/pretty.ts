@@ -6,11 +6,23 @@
  *   21:52:08.121 ==> outpost outpost-sim [sim] link=up backlog=0 rec/0 B ...
  */
 
-const LEVEL_NAMES: Record<string, string> = { trace: 'TRACE', debug: 'DEBUG', info: 'INFO ', warn: 'WARN ',
-  error: 'ERROR', fatal: 'FATAL' };
+const LEVEL_NAMES: Record<string, string> = {
+  trace: 'TRACE',
+  debug: 'DEBUG',
+  info: 'INFO ',
+  warn: 'WARN ',
+  error: 'ERROR',
+  fatal: 'FATAL',
+};
 /** ANSI SGR colours per level; none when NO_COLOR is set (no-color.org). */
-const LEVEL_COLOURS: Record<string, string> = { trace: '90', debug: '90', info: '32', warn: '33', error: '31',
-  fatal: '41;97' };
+const LEVEL_COLOURS: Record<string, string> = {
+  trace: '90',
+  debug: '90',
+  info: '32',
+  warn: '33',
+  error: '31',
+  fatal: '41;97',
+};
 const STATUS_COLOUR = '1;36';
 /** Fields every line has, shown by the prefix rather than as key=value. */
 const PREFIX_FIELDS = new Set(['level', 'time', 'pid', 'msg', 'hostname']);

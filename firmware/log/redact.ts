@@ -9,8 +9,24 @@ export const REDACTED = '[redacted]';
 
 /** Field names whose values are secrets wherever they appear (compared lower-case, without `_` and `-`). */
 const SECRET_KEYS = new Set([
-  'password', 'passwd', 'pwd', 'secret', 'token', 'sastoken', 'sas', 'sig', 'signature', 'key', 'primarykey',
-  'secondarykey', 'sharedaccesskey', 'privatekey', 'keypem', 'connectionstring', 'authorization', 'apikey',
+  'password',
+  'passwd',
+  'pwd',
+  'secret',
+  'token',
+  'sastoken',
+  'sas',
+  'sig',
+  'signature',
+  'key',
+  'primarykey',
+  'secondarykey',
+  'sharedaccesskey',
+  'privatekey',
+  'keypem',
+  'connectionstring',
+  'authorization',
+  'apikey',
 ]);
 /** Objects deeper than this are cut: log fields are small, and a cycle must not hang the logger. */
 const REDACT_DEPTH_MAX = 8;
@@ -20,11 +36,12 @@ const LITERAL_SECRET_CHARS_MIN = 6;
 const LITERAL_SECRETS_MAX = 64;
 
 /** JSON field names whose string value is a secret, as a regex alternation. */
-const JSON_SECRET_FIELDS = 'password|passwd|secret|token|sasToken|primaryKey|secondaryKey|sharedAccessKey|privateKey|' +
+const JSON_SECRET_FIELDS =
+  'password|passwd|secret|token|sasToken|primaryKey|secondaryKey|sharedAccessKey|privateKey|' +
   'connectionString|authorization';
 /** The same for JSON quoted inside a JSON string. */
-const ESCAPED_SECRET_FIELDS = 'password|secret|token|primaryKey|secondaryKey|sharedAccessKey|privateKey|' +
-  'connectionString';
+const ESCAPED_SECRET_FIELDS =
+  'password|secret|token|primaryKey|secondaryKey|sharedAccessKey|privateKey|' + 'connectionString';
 
 /**
  * Patterns over text (a message, a stack, a JSON line). Each stops at `"`, `\` or whitespace so a match
@@ -44,8 +61,10 @@ const SECRET_PATTERNS: Array<[RegExp, string]> = [
   // Serialized JSON fields with a secret name, whatever produced them (an SDK's own JSON in a message).
   [new RegExp(`("(?:${JSON_SECRET_FIELDS})"\\s*:\\s*)"(?:[^"\\\\]|\\\\.)*"`, 'gi'), `$1"${REDACTED}"`],
   // The same escaped inside a JSON string (an error message that quotes a JSON document).
-  [new RegExp(`(\\\\"(?:${ESCAPED_SECRET_FIELDS})\\\\"\\s*:\\s*)\\\\"(?:[^"\\\\]|\\\\[^"])*\\\\"`, 'gi'),
-    `$1\\"${REDACTED}\\"`],
+  [
+    new RegExp(`(\\\\"(?:${ESCAPED_SECRET_FIELDS})\\\\"\\s*:\\s*)\\\\"(?:[^"\\\\]|\\\\[^"])*\\\\"`, 'gi'),
+    `$1\\"${REDACTED}\\"`,
+  ],
 ];
 
 const literalSecrets = new Set<string>();

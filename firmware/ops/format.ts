@@ -6,7 +6,10 @@ export function formatReport(r: StatusReport): string {
     `outpost ${r.gatewayId} [${r.variant}] pid ${r.pid}, up ${formatDuration(r.uptimeSecs)}`,
     `link:      ${r.link} (${r.protocol})${r.lastUplinkError ? `, last error: ${r.lastUplinkError.message}` : ''}`,
     'backlog:',
-    ...r.lanes.map((l) => `  ${l.lane.padEnd(20)} ${String(l.records).padStart(9)} rec ${String(l.bytes).padStart(12)} B  oldest ${formatDuration(l.oldestAgeSecs)}`),
+    ...r.lanes.map(
+      (l) =>
+        `  ${l.lane.padEnd(20)} ${String(l.records).padStart(9)} rec ${String(l.bytes).padStart(12)} B  oldest ${formatDuration(l.oldestAgeSecs)}`,
+    ),
     `drain:     ${r.drain.ratePerSec} rec/s, ETA ${formatDuration(r.drain.etaSecs)}`,
     `ingest:    ${r.ingest.ratePerSec} rec/s (${r.ingest.bytesPerSec} B/s)`,
     `quota:     ${r.quota.usedBytes} of ${r.quota.quotaBytes} B (${r.quota.usedPct}%), ${quotaOutlook(r)}`,
@@ -23,14 +26,18 @@ export function formatReport(r: StatusReport): string {
   if (r.edge) {
     const { connections, connecting, backoff, parked, refused, resent, resendWaiting } = r.edge;
     const refusedText = refused.length === 0 ? '' : ` (${refused.join(', ')})`;
-    lines.push(`edge:      ${connections} up, ${connecting} connecting, ${backoff} in backoff, ${parked} parked, ` +
-      `${refused.length} refused${refusedText}, ${resent} re-sent from deadletter (${resendWaiting} waiting)`);
+    lines.push(
+      `edge:      ${connections} up, ${connecting} connecting, ${backoff} in backoff, ${parked} parked, ` +
+        `${refused.length} refused${refusedText}, ${resent} re-sent from deadletter (${resendWaiting} waiting)`,
+    );
     if (r.edge.cloud) lines.push(`cloud:     ${cloudRelayText(r.edge.cloud)}`);
   }
   if (r.childTwins) {
     const { syncs, pushes, pulls, queued, failures, refused, lastError } = r.childTwins;
-    lines.push(`twins:     ${syncs} child syncs (${pushes} pushed, ${pulls} read), ${queued} queued, ` +
-      `${failures} failed, ${refused} refused${lastError === null ? '' : `; last: ${lastError}`}`);
+    lines.push(
+      `twins:     ${syncs} child syncs (${pushes} pushed, ${pulls} read), ${queued} queued, ` +
+        `${failures} failed, ${refused} refused${lastError === null ? '' : `; last: ${lastError}`}`,
+    );
   }
   if (r.metricsPort !== null) lines.push(`metrics:   http://127.0.0.1:${r.metricsPort}/metrics`);
   if (r.page) {
@@ -44,13 +51,15 @@ export function formatReport(r: StatusReport): string {
 
 /** "provisioned: hub.azure-devices.net as pump-7 (from the cache)" or why not, and when DPS is asked again. */
 function provisioningText(p: NonNullable<StatusReport['provisioning']>): string {
-  const identity = p.assignedHub === null ? '' : `${p.assignedHub} as ${p.deviceId} (${p.source === 'cache' ?
-    'from the cache' : 'assigned by DPS'})`;
+  const identity =
+    p.assignedHub === null
+      ? ''
+      : `${p.assignedHub} as ${p.deviceId} (${p.source === 'cache' ? 'from the cache' : 'assigned by DPS'})`;
   const head = p.state === 'refused' ? `refused (${p.refusal})` : p.state;
-  const next = p.nextAttemptInMs === null ? ''
-    : `, next registration in ${formatDuration(Math.ceil(p.nextAttemptInMs / 1000))}`;
+  const next =
+    p.nextAttemptInMs === null ? '' : `, next registration in ${formatDuration(Math.ceil(p.nextAttemptInMs / 1000))}`;
   const why = p.reason === null ? '' : `, registering because ${p.reason}`;
-  const error = p.lastError === null || p.state === 'provisioned' && p.reason === null ? '' : `; ${p.lastError}`;
+  const error = p.lastError === null || (p.state === 'provisioned' && p.reason === null) ? '' : `; ${p.lastError}`;
   return `${head}${identity === '' ? '' : `: ${identity}`}, ${p.registrationId} in ${p.idScope}${why}${next}${error}`;
 }
 
@@ -61,8 +70,10 @@ function updateText(u: NonNullable<StatusReport['update']>): string {
   const progress = p ? ` ${p.percent}% (${p.receivedBytes} of ${p.totalBytes} B)` : '';
   const reason = u.reason === null ? '' : ` (${u.reason}): ${u.message ?? ''}`;
   const refusals = refusalsText(u.refusals);
-  return `${u.state}${version}${progress}${reason}, running ${u.running}` +
-    `${refusals === 'none' ? '' : `; refused since start: ${refusals}`}`;
+  return (
+    `${u.state}${version}${progress}${reason}, running ${u.running}` +
+    `${refusals === 'none' ? '' : `; refused since start: ${refusals}`}`
+  );
 }
 
 function deadLetterReasons(r: StatusReport): string {
@@ -104,8 +115,10 @@ export function formatProgress(r: StatusReport, startRecords: number): string {
 
 /** Edge mode's cloud → child relay: "C2D 1 held, 5 delivered, 0 deferred; methods 0 pending, ..." */
 function cloudRelayText(c: NonNullable<NonNullable<StatusReport['edge']>['cloud']>): string {
-  return `C2D ${c.c2dPending} held, ${c.c2dDelivered} delivered, ${c.c2dDeferred} deferred, ${c.c2dRefused} refused; ` +
+  return (
+    `C2D ${c.c2dPending} held, ${c.c2dDelivered} delivered, ${c.c2dDeferred} deferred, ${c.c2dRefused} refused; ` +
     'methods ' +
     `${c.methodsPending} pending, ${c.methodsAnswered} answered, ${c.methodsRefused} refused, ` +
-    `${c.methodsTimedOut} unanswered`;
+    `${c.methodsTimedOut} unanswered`
+  );
 }

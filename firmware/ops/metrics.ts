@@ -11,42 +11,90 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
   const out: string[] = [];
   const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: Sample[]) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [labels, value] of samples) out.push(`${name}${labelText(labels)} ${Number.isFinite(value) ? value : 'NaN'}`);
+    for (const [labels, value] of samples)
+      out.push(`${name}${labelText(labels)} ${Number.isFinite(value) ? value : 'NaN'}`);
   };
-  const lanes = (pick: (l: StatusReport['lanes'][number]) => number): Sample[] => r.lanes.map((l) => [{ lane: l.lane }, pick(l)]);
-  metric('outpost_link_up', 'gauge', 'Whether the uplink is connected (1) or not (0).', [[{ protocol: r.protocol, state: r.link }, r.link === 'up' ? 1 : 0]]);
-  metric('outpost_backlog_records', 'gauge', 'Records stored and not yet acknowledged, per lane.', lanes((l) => l.records));
-  metric('outpost_backlog_bytes', 'gauge', 'Bytes stored and not yet acknowledged, per lane.', lanes((l) => l.bytes));
-  metric('outpost_backlog_oldest_age_seconds', 'gauge', 'Age of the oldest unacknowledged record, per lane.', lanes((l) => l.oldestAgeSecs));
-  metric('outpost_drain_rate_records_per_second', 'gauge', 'Records acknowledged by the cloud per second.', [[{}, r.drain.ratePerSec]]);
-  metric('outpost_ingest_rate_records_per_second', 'gauge', 'Records appended to the log per second.', [[{}, r.ingest.ratePerSec]]);
+  const lanes = (pick: (l: StatusReport['lanes'][number]) => number): Sample[] =>
+    r.lanes.map((l) => [{ lane: l.lane }, pick(l)]);
+  metric('outpost_link_up', 'gauge', 'Whether the uplink is connected (1) or not (0).', [
+    [{ protocol: r.protocol, state: r.link }, r.link === 'up' ? 1 : 0],
+  ]);
+  metric(
+    'outpost_backlog_records',
+    'gauge',
+    'Records stored and not yet acknowledged, per lane.',
+    lanes((l) => l.records),
+  );
+  metric(
+    'outpost_backlog_bytes',
+    'gauge',
+    'Bytes stored and not yet acknowledged, per lane.',
+    lanes((l) => l.bytes),
+  );
+  metric(
+    'outpost_backlog_oldest_age_seconds',
+    'gauge',
+    'Age of the oldest unacknowledged record, per lane.',
+    lanes((l) => l.oldestAgeSecs),
+  );
+  metric('outpost_drain_rate_records_per_second', 'gauge', 'Records acknowledged by the cloud per second.', [
+    [{}, r.drain.ratePerSec],
+  ]);
+  metric('outpost_ingest_rate_records_per_second', 'gauge', 'Records appended to the log per second.', [
+    [{}, r.ingest.ratePerSec],
+  ]);
   metric('outpost_store_bytes', 'gauge', 'Bytes the ring log holds on disk.', [[{}, r.quota.usedBytes]]);
   metric('outpost_store_quota_bytes', 'gauge', 'Disk quota of the ring log.', [[{}, r.quota.quotaBytes]]);
-  metric('outpost_store_quota_lasts_seconds', 'gauge', 'Time until the quota is full at the current growth (NaN: not growing).', [[{}, r.quota.lastsSecs ?? NaN]]);
+  metric(
+    'outpost_store_quota_lasts_seconds',
+    'gauge',
+    'Time until the quota is full at the current growth (NaN: not growing).',
+    [[{}, r.quota.lastsSecs ?? NaN]],
+  );
   metric('outpost_store_ttl_seconds', 'gauge', 'Time to live of stored records.', [[{}, r.quota.ttlSecs]]);
-  metric('outpost_records_expired_total', 'counter', 'Records removed because their TTL ran out.', [[{}, r.counters.expired]]);
-  metric('outpost_records_dropped_total', 'counter', 'Records dropped to stay within the quota.', [[{}, r.counters.dropped]]);
-  metric('outpost_records_corrupt_total', 'counter', 'Records skipped because their CRC failed.', [[{}, r.counters.corrupt]]);
+  metric('outpost_records_expired_total', 'counter', 'Records removed because their TTL ran out.', [
+    [{}, r.counters.expired],
+  ]);
+  metric('outpost_records_dropped_total', 'counter', 'Records dropped to stay within the quota.', [
+    [{}, r.counters.dropped],
+  ]);
+  metric('outpost_records_corrupt_total', 'counter', 'Records skipped because their CRC failed.', [
+    [{}, r.counters.corrupt],
+  ]);
   const deadLetters: Sample[] = Object.entries(r.deadLetters.byReason).map(([reason, count]) => [{ reason }, count]);
   const deadHelp = 'Messages the cloud would not take, moved to the deadletter lane, by reason.';
   metric('outpost_dead_letters_total', 'counter', deadHelp, deadLetters);
   const throttled = Object.entries(r.throttled.byReason).map(([reason, n]): Sample => [{ reason }, n]);
   const throttledHelp = 'Uplink connections the cloud ended with a throttling answer (busy, quota, rate), by reason.';
   metric('outpost_uplink_throttled_total', 'counter', throttledHelp, throttled);
-  metric('outpost_hub_children_connected', 'gauge', 'Child devices connected to the local hub.', [[{}, r.children.length]]);
+  metric('outpost_hub_children_connected', 'gauge', 'Child devices connected to the local hub.', [
+    [{}, r.children.length],
+  ]);
   const refusals = Object.entries(r.hubRefusals).map(([reason, n]): Sample => [{ reason }, n]);
   const refusalsHelp = 'Connections, packets and publishes the local hub refused, by reason.';
   metric('outpost_hub_refusals_total', 'counter', refusalsHelp, refusals);
   metric('outpost_devices_ok', 'gauge', 'Attached devices sampling normally.', [[{}, r.devices.ok]]);
-  metric('outpost_device_faulted', 'gauge', 'Attached devices in the faulted state.', r.devices.faulted.map((d) => [{ device: d.id }, 1]));
+  metric(
+    'outpost_device_faulted',
+    'gauge',
+    'Attached devices in the faulted state.',
+    r.devices.faulted.map((d) => [{ device: d.id }, 1]),
+  );
   metric('outpost_errors_recent', 'gauge', 'Errors in the recent-errors ring.', [[{}, r.errors.length]]);
   metric('outpost_uptime_seconds', 'gauge', 'Seconds since the gateway started.', [[{}, r.uptimeSecs]]);
-  metric('outpost_process_resident_memory_bytes', 'gauge', 'Resident set size of the gateway process.', [[{}, rssBytes]]);
+  metric('outpost_process_resident_memory_bytes', 'gauge', 'Resident set size of the gateway process.', [
+    [{}, rssBytes],
+  ]);
   if (r.edge) {
-    const edgeGauge = (name: string, help: string, value: number) => metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
+    const edgeGauge = (name: string, help: string, value: number) =>
+      metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
     edgeGauge('connections', 'Edge mode: upstream connections of children and modules.', r.edge.connections);
     edgeGauge('parked_identities', 'Edge mode: identities whose records wait in the holding lane.', r.edge.parked);
-    edgeGauge('refused_identities', 'Edge mode: identities IoT Hub refuses (their records go to deadletter).', r.edge.refused.length);
+    edgeGauge(
+      'refused_identities',
+      'Edge mode: identities IoT Hub refuses (their records go to deadletter).',
+      r.edge.refused.length,
+    );
     const resentHelp = 'Edge mode: dead letters sent again once their identity came back.';
     metric('outpost_edge_dead_letters_resent_total', 'counter', resentHelp, [[{}, r.edge.resent]]);
     const waitingHelp = 'Edge mode: identities with dead letters waiting for IoT Hub to take them back.';
@@ -70,7 +118,7 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
     count('login_failures', 'Failed logins on the technician page.', page.loginFailures);
     count('login_refused', 'Technician page logins refused: too many failures from the address.', page.loginRefused);
     count('csrf_refused', 'POSTs to the technician page refused for a missing or wrong CSRF token.', page.csrfRefused);
-    count('history_write_failures', 'Failed writes of the technician page chart\'s day file.', page.historyFileFailures);
+    count('history_write_failures', "Failed writes of the technician page chart's day file.", page.historyFileFailures);
   }
   if (r.update) updateMetrics(r.update, metric);
   return `${out.join('\n')}\n`;
@@ -96,15 +144,21 @@ function edgeCloudMetrics(c: NonNullable<NonNullable<StatusReport['edge']>['clou
     metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
   const count = (name: string, help: string, value: number) =>
     metric(`outpost_edge_${name}_total`, 'counter', help, [[{}, value]]);
-  gauge('c2d_pending', 'Edge mode: C2D messages held for a child\'s PUBACK (C2D_PENDING_MAX).', c.c2dPending);
+  gauge('c2d_pending', "Edge mode: C2D messages held for a child's PUBACK (C2D_PENDING_MAX).", c.c2dPending);
   count('c2d_delivered', 'Edge mode: C2D messages a child acknowledged, completed at IoT Hub.', c.c2dDelivered);
   count('c2d_deferred', 'Edge mode: C2D messages over the held limits, left for IoT Hub to send again.', c.c2dDeferred);
-  count('c2d_refused', 'Edge mode: C2D messages not on the identity\'s own topic, never passed on.', c.c2dRefused);
-  gauge('methods_pending', 'Edge mode: IoT Hub method calls awaiting a child\'s answer.', c.methodsPending);
-  count('methods_answered', 'Edge mode: IoT Hub method calls answered by the child (or 404 for one gone).',
-    c.methodsAnswered);
-  count('methods_refused', 'Edge mode: IoT Hub method calls refused: 429 over CLOUD_METHOD_CALLS_PENDING_MAX, 400.',
-    c.methodsRefused);
+  count('c2d_refused', "Edge mode: C2D messages not on the identity's own topic, never passed on.", c.c2dRefused);
+  gauge('methods_pending', "Edge mode: IoT Hub method calls awaiting a child's answer.", c.methodsPending);
+  count(
+    'methods_answered',
+    'Edge mode: IoT Hub method calls answered by the child (or 404 for one gone).',
+    c.methodsAnswered,
+  );
+  count(
+    'methods_refused',
+    'Edge mode: IoT Hub method calls refused: 429 over CLOUD_METHOD_CALLS_PENDING_MAX, 400.',
+    c.methodsRefused,
+  );
   count('methods_unanswered', 'Edge mode: IoT Hub method calls the child never answered.', c.methodsTimedOut);
 }
 
@@ -127,7 +181,9 @@ export async function serveMetrics(port: number, report: () => StatusReport): Pr
       res.writeHead(404, { 'content-type': 'text/plain' }).end('not found: GET /metrics\n');
       return;
     }
-    res.writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' }).end(renderMetrics(report(), process.memoryUsage.rss()));
+    res
+      .writeHead(200, { 'content-type': 'text/plain; version=0.0.4; charset=utf-8' })
+      .end(renderMetrics(report(), process.memoryUsage.rss()));
   });
   await new Promise<void>((resolve, reject) => {
     server.once('error', (err) => reject(new Error(`metrics.port ${port}: ${err.message}`, { cause: err })));

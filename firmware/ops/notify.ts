@@ -40,9 +40,15 @@ export function systemdNotifier(onError: (err: Error) => void, env: NodeJS.Proce
       // pipes: that message is lost, like any datagram systemd did not get, and the next one tries again.
       let child: ChildProcess;
       try {
-        child = spawn(NOTIFY_COMMAND, Object.entries(fields).map(([k, v]) => `${k}=${oneLine(v)}`), {
-          stdio: ['ignore', 'ignore', 'pipe'], env, timeout: NOTIFY_COMMAND_TIMEOUT_MS,
-        });
+        child = spawn(
+          NOTIFY_COMMAND,
+          Object.entries(fields).map(([k, v]) => `${k}=${oneLine(v)}`),
+          {
+            stdio: ['ignore', 'ignore', 'pipe'],
+            env,
+            timeout: NOTIFY_COMMAND_TIMEOUT_MS,
+          },
+        );
       } catch (err) {
         onError(new Error(`${what}: not sent: ${(err as Error).message}`, { cause: err }));
         return resolve();

@@ -90,9 +90,14 @@ export interface StatusReport {
   provisioning: ProvisioningStatus | null;
   /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
   edge: {
-    connections: number; connecting: number; backoff: number; parked: number; refused: string[];
+    connections: number;
+    connecting: number;
+    backoff: number;
+    parked: number;
+    refused: string[];
     /** Dead letters of refused identities sent again since start, and identities whose letters still wait. */
-    resent: number; resendWaiting: number;
+    resent: number;
+    resendWaiting: number;
     /** Cloud → child: C2D messages held for children's PUBACKs, method calls relayed. */
     cloud?: CloudRelayStatus;
   } | null;
@@ -126,7 +131,10 @@ export interface ReportContext {
 
 export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport {
   const lanes = s.store.lanes.map((l) => ({
-    lane: l.lane, records: l.pendingRecords, bytes: l.pendingBytes, oldestAgeSecs: Math.round(l.oldestPendingAgeMs / 1000),
+    lane: l.lane,
+    records: l.pendingRecords,
+    bytes: l.pendingBytes,
+    oldestAgeSecs: Math.round(l.oldestPendingAgeMs / 1000),
   }));
   const pendingRecords = lanes.reduce((n, l) => n + l.records, 0);
   const pendingBytes = lanes.reduce((n, l) => n + l.bytes, 0);
@@ -151,7 +159,10 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
     protocol: s.uplink?.protocol ?? 'none',
     lastUplinkError: uplinkError && { message: scrubText(uplinkError.message), atWallMs: uplinkError.atWallMs },
     lanes,
-    drain: { ratePerSec: round1(drainPerSec), etaSecs: s.uplink?.etaSecs === null || s.uplink === null ? null : Math.round(s.uplink.etaSecs) },
+    drain: {
+      ratePerSec: round1(drainPerSec),
+      etaSecs: s.uplink?.etaSecs === null || s.uplink === null ? null : Math.round(s.uplink.etaSecs),
+    },
     ingest: { ratePerSec: round1(ingestPerSec), bytesPerSec: Math.round(ingestPerSec * recordBytes) },
     quota: {
       usedBytes: s.store.bytesOnDisk,
@@ -190,8 +201,16 @@ function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): Statu
   if (edge === undefined) return null;
   const { connections, connecting, backoff, parked, refused, deadLetters } = edge;
   const { resent, waiting: resendWaiting } = deadLetters;
-  return { connections, connecting, backoff, parked, refused: [...refused], resent, resendWaiting,
-    cloud: { ...edge.cloud } };
+  return {
+    connections,
+    connecting,
+    backoff,
+    parked,
+    refused: [...refused],
+    resent,
+    resendWaiting,
+    cloud: { ...edge.cloud },
+  };
 }
 
 type EdgeTwinStatus = NonNullable<NonNullable<RuntimeStatus['hub']>['twins']['edge']>;

@@ -29,8 +29,10 @@ export interface ScopeCliIo {
 
 export async function publishScope(broker: SideChannelBroker, gatewayId: string, document: unknown): Promise<void> {
   parseScopeDocument(document, gatewayId);
-  const client = await mqtt.connectAsync(broker.url,
-    sideChannelOptions(broker, { reconnectPeriodMs: 0, connectTimeoutMs: PUBLISH_TIMEOUT_MS }));
+  const client = await mqtt.connectAsync(
+    broker.url,
+    sideChannelOptions(broker, { reconnectPeriodMs: 0, connectTimeoutMs: PUBLISH_TIMEOUT_MS }),
+  );
   try {
     await client.publishAsync(scopeTopic(gatewayId), JSON.stringify(document), { qos: 1, retain: true });
   } finally {
@@ -64,8 +66,10 @@ export async function runScopeCli(args: string[], board: LoadedBoard, io: ScopeC
     const { url, username, password, ca, cert, key } = transport;
     await publishScope({ url, username, password, ca, cert, key }, gatewayId, document);
     const devices = countDevices(document);
-    io.out(`published the scope for ${gatewayId} (${devices} devices) to ${scopeTopic(gatewayId)}` +
-      ` at ${url}, retained\n`);
+    io.out(
+      `published the scope for ${gatewayId} (${devices} devices) to ${scopeTopic(gatewayId)}` +
+        ` at ${url}, retained\n`,
+    );
     return 0;
   }
   if (uplink.protocol === 'azure') {

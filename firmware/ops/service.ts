@@ -127,7 +127,10 @@ export class Ops {
   private statusLine(): void {
     const status = this.opts.runtime.status();
     const upstream = status.store.lanes.find((l) => l.lane === UPSTREAM_LANE);
-    this.opts.logger.info({ link: status.link, backlogRecords: upstream?.pendingRecords ?? 0, bytesOnDisk: status.store.bytesOnDisk }, formatStatus(status));
+    this.opts.logger.info(
+      { link: status.link, backlogRecords: upstream?.pendingRecords ?? 0, bytesOnDisk: status.store.bytesOnDisk },
+      formatStatus(status),
+    );
     this.notifier?.send({ STATUS: this.systemdStatus() });
   }
 

@@ -10,7 +10,11 @@ const WATCH_INTERVAL_MS = 1_000;
  * `outpost status [--json] [--watch] [--socket PATH]`: asks the running gateway. `--watch` prints a progress
  * line each second while the backlog drains and returns once it is empty (or the gateway goes away).
  */
-export async function runStatusCli(args: string[], dataDir: string, out: NodeJS.WritableStream = process.stdout): Promise<number> {
+export async function runStatusCli(
+  args: string[],
+  dataDir: string,
+  out: NodeJS.WritableStream = process.stdout,
+): Promise<number> {
   const socketIndex = args.indexOf('--socket');
   const path = clientSocketPath(dataDir, socketIndex >= 0 ? args[socketIndex + 1] : undefined);
   const json = args.includes('--json');
@@ -33,7 +37,9 @@ async function watch(path: string, first: StatusReport, json: boolean, out: Node
   let report = first;
   for (;;) {
     const left = backlog(report);
-    const line = json ? JSON.stringify({ left, ratePerSec: report.drain.ratePerSec, etaSecs: report.drain.etaSecs, link: report.link }) : formatProgress(report, startRecords);
+    const line = json
+      ? JSON.stringify({ left, ratePerSec: report.drain.ratePerSec, etaSecs: report.drain.etaSecs, link: report.link })
+      : formatProgress(report, startRecords);
     out.write(tty ? `\r${line}\x1b[K` : `${line}\n`);
     if (left === 0) break;
     await sleep(WATCH_INTERVAL_MS);

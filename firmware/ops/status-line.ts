@@ -26,8 +26,9 @@ function simCloudPart(s: RuntimeStatus): string {
   const change = cloud.link.state === 'up' ? 'drops' : 'returns';
   const next = cloud.link.nextChangeInSecs === null ? '' : `, ${change} in ${cloud.link.nextChangeInSecs}s`;
   const order = cloud.outOfOrder === 0 ? 'in order' : `${cloud.outOfOrder} OUT OF ORDER`;
-  return ` | sim link ${cloud.link.state}${next}; cloud received=${cloud.received} ` +
-    `(${order}, ${cloud.repeats} repeats)`;
+  return (
+    ` | sim link ${cloud.link.state}${next}; cloud received=${cloud.received} ` + `(${order}, ${cloud.repeats} repeats)`
+  );
 }
 
 function summarize(values: Record<string, unknown> | undefined): string {

@@ -23,7 +23,11 @@ export function serverSocketPath(dataDir: string, env: NodeJS.ProcessEnv = proce
 }
 
 /** Where `outpost status` asks: an explicit path, the service's runtime dir if it has a socket, else the data dir. */
-export function clientSocketPath(dataDir: string, explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+export function clientSocketPath(
+  dataDir: string,
+  explicit: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
   if (explicit) return explicit;
   if (env.RUNTIME_DIRECTORY) return serverSocketPath(dataDir, env);
   const service = join(SERVICE_RUNTIME_DIR, STATUS_SOCKET_NAME);
@@ -41,7 +45,8 @@ export interface StatusSocket {
  */
 export async function serveStatus(path: string, report: () => StatusReport): Promise<StatusSocket> {
   await unlink(path).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'ENOENT') throw new Error(`status socket ${path}: cannot remove the stale file: ${err.message}`, { cause: err });
+    if (err.code !== 'ENOENT')
+      throw new Error(`status socket ${path}: cannot remove the stale file: ${err.message}`, { cause: err });
   });
   const sockets = new Set<Socket>();
   const server: Server = createServer((socket) => {
@@ -55,7 +60,11 @@ export async function serveStatus(path: string, report: () => StatusReport): Pro
       if (request.length > REQUEST_BYTES_MAX) return socket.destroy();
       if (!request.includes('\n')) return;
       const command = request.trim();
-      socket.end(command === 'status' ? `${JSON.stringify(report())}\n` : `${JSON.stringify({ error: `unknown command ${JSON.stringify(command)}` })}\n`);
+      socket.end(
+        command === 'status'
+          ? `${JSON.stringify(report())}\n`
+          : `${JSON.stringify({ error: `unknown command ${JSON.stringify(command)}` })}\n`,
+      );
     });
   });
   await new Promise<void>((resolve, reject) => {
@@ -89,7 +98,11 @@ export function requestStatus(path: string): Promise<StatusReport> {
       if (reply.length > REPLY_BYTES_MAX) fail(`reply longer than ${REPLY_BYTES_MAX} bytes`);
     });
     socket.on('error', (err: NodeJS.ErrnoException) =>
-      fail(err.code === 'ENOENT' || err.code === 'ECONNREFUSED' ? `${err.code}: is the gateway running? (--socket PATH to ask another)` : err.message),
+      fail(
+        err.code === 'ENOENT' || err.code === 'ECONNREFUSED'
+          ? `${err.code}: is the gateway running? (--socket PATH to ask another)`
+          : err.message,
+      ),
     );
     socket.on('end', () => {
       try {

@@ -20,7 +20,10 @@ const CRC_TABLE = (() => {
 
 /** zlib.crc32(data, value): `value` continues a running checksum, as in zlib. */
 export function crc32Portable(data: string | NodeJS.ArrayBufferView, value = 0): number {
-  const bytes = typeof data === 'string' ? Buffer.from(data, 'utf8') : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+  const bytes =
+    typeof data === 'string'
+      ? Buffer.from(data, 'utf8')
+      : new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
   let crc = ~value >>> 0;
   for (let i = 0; i < bytes.length; i++) crc = CRC_TABLE[(crc ^ bytes[i]!) & 0xff]! ^ (crc >>> 8);
   return ~crc >>> 0;

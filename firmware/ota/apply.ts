@@ -143,8 +143,11 @@ async function checkRelease(dir: string, manifest: UpdateManifest): Promise<void
   }
   // The manifest's format was what verifyManifest held against the running log: the release must be that one.
   if (release.storeFormat !== manifest.storeFormat) {
-    throw new ApplyError('bad-release', `release.json says ring log format ${String(release.storeFormat)}, the ` +
-      `signed manifest ${manifest.storeFormat}: the format check was made for another release`);
+    throw new ApplyError(
+      'bad-release',
+      `release.json says ring log format ${String(release.storeFormat)}, the ` +
+        `signed manifest ${manifest.storeFormat}: the format check was made for another release`,
+    );
   }
 }
 

@@ -48,8 +48,12 @@ export function chunkSourceProblem(value: unknown, bytes: number): string | null
   if (value === undefined) return null;
   if (typeof value !== 'object' || value === null || Array.isArray(value)) return 'must be {topic, size, count}';
   const { topic, size, count } = value as Record<string, unknown>;
-  const okTopic = typeof topic === 'string' && topic.length > 0 && Buffer.byteLength(topic) <= CHUNK_TOPIC_BYTES_MAX &&
-    !/[#+\0]/.test(topic) && !topic.endsWith('/');
+  const okTopic =
+    typeof topic === 'string' &&
+    topic.length > 0 &&
+    Buffer.byteLength(topic) <= CHUNK_TOPIC_BYTES_MAX &&
+    !/[#+\0]/.test(topic) &&
+    !topic.endsWith('/');
   if (!okTopic) return `topic must be an MQTT topic without wildcards or a trailing '/', got ${JSON.stringify(topic)}`;
   if (!Number.isSafeInteger(size) || (size as number) < OTA_CHUNK_BYTES_MIN || (size as number) > OTA_CHUNK_BYTES_MAX) {
     return `size must be an integer ${OTA_CHUNK_BYTES_MIN}..${OTA_CHUNK_BYTES_MAX}, got ${JSON.stringify(size)}`;

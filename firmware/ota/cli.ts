@@ -31,12 +31,14 @@ export async function runUpdateCli(args: string[], ctx: UpdateCliContext): Promi
   const at = args.indexOf('--manifest');
   const manifestFile = at >= 0 ? args[at + 1] : undefined;
   const rest = args.filter((a, i) => a !== '--allow-downgrade' && (at < 0 || (i !== at && i !== at + 1)));
-  if (rest.length !== 1 || rest[0]!.startsWith('-')) return ctx.err(USAGE), 2;
+  if (rest.length !== 1 || rest[0]!.startsWith('-')) return (ctx.err(USAGE), 2);
   const tarball = rest[0]!;
   const layout = releaseLayoutOf(ctx.bundleDir, ctx.dataDir);
   if (layout === null) {
-    ctx.err(`outpost update: this outpost runs from ${ctx.bundleDir}, not from a release slot (install it with ` +
-      'install.sh)');
+    ctx.err(
+      `outpost update: this outpost runs from ${ctx.bundleDir}, not from a release slot (install it with ` +
+        'install.sh)',
+    );
     return 1;
   }
   try {
@@ -50,16 +52,18 @@ export async function runUpdateCli(args: string[], ctx: UpdateCliContext): Promi
     const keys = loadPublicKeys(ctx.keysDir ?? OTA_KEYS_DIR);
     const context = { currentVersion: running.version, target: running.target, allowDowngrade };
     const verdict = verifyManifest(manifest, keys, context);
-    if (!verdict.ok) return ctx.err(`outpost update: refused (${verdict.reason}): ${verdict.message}`), 1;
+    if (!verdict.ok) return (ctx.err(`outpost update: refused (${verdict.reason}): ${verdict.message}`), 1);
     // Run as root, the new slot and the OTA state still belong to the service, which prunes and commits them.
     const owner = process.getuid?.() === 0 ? await fsp.stat(layout.releasesDir) : undefined;
     const applied = await applyRelease(tarball, manifest, layout, { healthSecs: ctx.healthSecs, owner });
-    ctx.out(`outpost update: switched to ${applied.version} (previous ${applied.previous ?? 'none'}); ` +
-      `restart the service (systemctl restart outpost): it commits after ${ctx.healthSecs} s of health or rolls back`);
+    ctx.out(
+      `outpost update: switched to ${applied.version} (previous ${applied.previous ?? 'none'}); ` +
+        `restart the service (systemctl restart outpost): it commits after ${ctx.healthSecs} s of health or rolls back`,
+    );
     return 0;
   } catch (err) {
-    if (err instanceof ApplyError) return ctx.err(`outpost update: refused (${err.reason}): ${err.message}`), 1;
-    if (err instanceof ManifestError) return ctx.err(`outpost update: refused (malformed): ${err.message}`), 1;
+    if (err instanceof ApplyError) return (ctx.err(`outpost update: refused (${err.reason}): ${err.message}`), 1);
+    if (err instanceof ManifestError) return (ctx.err(`outpost update: refused (malformed): ${err.message}`), 1);
     throw err;
   }
 }

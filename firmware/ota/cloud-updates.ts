@@ -50,9 +50,12 @@ export interface UpdateService {
 }
 
 export async function startUpdates(o: UpdateServiceOptions): Promise<UpdateService> {
-  const ca = o.ota.caFile === undefined ? undefined : await readFile(o.ota.caFile).catch((err: Error) => {
-    throw new Error(`ota.caFile ${o.ota.caFile}: ${err.message}`, { cause: err });
-  });
+  const ca =
+    o.ota.caFile === undefined
+      ? undefined
+      : await readFile(o.ota.caFile).catch((err: Error) => {
+          throw new Error(`ota.caFile ${o.ota.caFile}: ${err.message}`, { cause: err });
+        });
   const updater = await Updater.open({
     dataDir: o.dataDir,
     running: { version: o.release.version, target: o.release.target },

@@ -40,11 +40,18 @@ export async function loadPartRecord(dir: string): Promise<PartRecord | null> {
   if (bytes.length > META_FILE_BYTES_MAX) return null;
   try {
     const doc = JSON.parse(bytes.toString('utf8')) as Partial<PartRecord & { format: number }>;
-    const ok = doc.format === META_FORMAT && typeof doc.sha256 === 'string' && Number.isSafeInteger(doc.bytes) &&
-      Number.isSafeInteger(doc.durableBytes) && doc.durableBytes! >= 0 && doc.durableBytes! <= doc.bytes!;
+    const ok =
+      doc.format === META_FORMAT &&
+      typeof doc.sha256 === 'string' &&
+      Number.isSafeInteger(doc.bytes) &&
+      Number.isSafeInteger(doc.durableBytes) &&
+      doc.durableBytes! >= 0 &&
+      doc.durableBytes! <= doc.bytes!;
     if (!ok) return null;
     return {
-      sha256: doc.sha256!, bytes: doc.bytes!, durableBytes: doc.durableBytes!,
+      sha256: doc.sha256!,
+      bytes: doc.bytes!,
+      durableBytes: doc.durableBytes!,
       etag: typeof doc.etag === 'string' ? doc.etag : null,
       lastModified: typeof doc.lastModified === 'string' ? doc.lastModified : null,
     };

@@ -118,8 +118,11 @@ class ChunkWindow {
     this.client.unsubscribe(topic, () => {});
     const expected = chunkBytes(this.o.chunks, this.o.bytes, index);
     if (payload.length !== expected) {
-      throw new OtaFetchError('REFUSED', 'chunk-size', `${topic} holds ${payload.length} bytes, the manifest's ` +
-        `chunks say ${expected}`);
+      throw new OtaFetchError(
+        'REFUSED',
+        'chunk-size',
+        `${topic} holds ${payload.length} bytes, the manifest's ` + `chunks say ${expected}`,
+      );
     }
     return payload;
   }

@@ -100,8 +100,11 @@ async function defaultSleep(ms: number, signal?: AbortSignal): Promise<void> {
 export async function downloadArtifact(opts: DownloadOptions): Promise<DownloadResult> {
   const { artifact, budget } = opts;
   if (artifact.bytes > budget.downloadBytesMax) {
-    throw new OtaFetchError('REFUSED', 'disk-budget', `the artifact's ${artifact.bytes} bytes are over ` +
-      `ota.downloadBytesMax (${budget.downloadBytesMax})`);
+    throw new OtaFetchError(
+      'REFUSED',
+      'disk-budget',
+      `the artifact's ${artifact.bytes} bytes are over ` + `ota.downloadBytesMax (${budget.downloadBytesMax})`,
+    );
   }
   let record = await loadPartRecord(opts.dir);
   if (record !== null && (record.sha256 !== artifact.sha256 || record.bytes !== artifact.bytes)) {
@@ -184,8 +187,11 @@ class DownloadRun {
       return true;
     }
     if (!this.resumed) {
-      throw new OtaFetchError('REFUSED', 'sha256', `sha256 of the downloaded artifact is ${digest}, the manifest ` +
-        `says ${this.opts.artifact.sha256}`);
+      throw new OtaFetchError(
+        'REFUSED',
+        'sha256',
+        `sha256 of the downloaded artifact is ${digest}, the manifest ` + `says ${this.opts.artifact.sha256}`,
+      );
     }
     this.resumed = false;
     await this.restartFromZero();
@@ -197,9 +203,13 @@ class DownloadRun {
     const reserved = Math.max(0, this.opts.budget.reservedBytes());
     const needed = this.opts.artifact.bytes - this.part.length + reserved + OTA_DISK_MARGIN_BYTES;
     if (free < needed) {
-      throw new OtaFetchError('REFUSED', 'disk-budget', `${this.opts.dir} has ${free} bytes free; the rest of the ` +
-        `artifact, the ring log's unused quota (${reserved}) and a ${OTA_DISK_MARGIN_BYTES}-byte margin need ` +
-        `${needed}`);
+      throw new OtaFetchError(
+        'REFUSED',
+        'disk-budget',
+        `${this.opts.dir} has ${free} bytes free; the rest of the ` +
+          `artifact, the ring log's unused quota (${reserved}) and a ${OTA_DISK_MARGIN_BYTES}-byte margin need ` +
+          `${needed}`,
+      );
     }
   }
 
@@ -208,15 +218,23 @@ class DownloadRun {
     const { artifact, broker } = this.opts;
     if (artifact.chunks !== undefined && broker !== undefined) {
       const chunks = readChunks({
-        broker, chunks: artifact.chunks, bytes: artifact.bytes, from: this.part.length, signal: this.opts.signal,
+        broker,
+        chunks: artifact.chunks,
+        bytes: artifact.bytes,
+        from: this.part.length,
+        signal: this.opts.signal,
         waitMs: this.opts.idleMs,
       });
       for await (const chunk of chunks) await this.take(chunk);
       return;
     }
     const res = await requestRange({
-      url: artifact.url, start: this.part.length, validator: this.validator(), ca: this.opts.ca,
-      signal: this.opts.signal, idleMs: this.opts.idleMs,
+      url: artifact.url,
+      start: this.part.length,
+      validator: this.validator(),
+      ca: this.opts.ca,
+      signal: this.opts.signal,
+      idleMs: this.opts.idleMs,
     });
     try {
       await this.accept(res);
@@ -225,8 +243,11 @@ class DownloadRun {
       res.body.destroy();
     }
     if (this.part.length < artifact.bytes) {
-      throw new OtaFetchError('TRANSIENT', 'truncated', `${redact(artifact.url)} ended at byte ${this.part.length} ` +
-        `of ${artifact.bytes}`);
+      throw new OtaFetchError(
+        'TRANSIENT',
+        'truncated',
+        `${redact(artifact.url)} ended at byte ${this.part.length} ` + `of ${artifact.bytes}`,
+      );
     }
   }
 
@@ -263,7 +284,9 @@ class DownloadRun {
     await this.part.append(chunk);
     if (this.part.length - this.durableBytes >= OTA_SYNC_BYTES) await this.saveProgress();
     this.opts.onProgress?.({
-      receivedBytes: this.part.length, totalBytes: artifact.bytes, fetchedBytes: this.fetchedBytes,
+      receivedBytes: this.part.length,
+      totalBytes: artifact.bytes,
+      fetchedBytes: this.fetchedBytes,
       attempts: this.attempts,
     });
   }
@@ -287,7 +310,11 @@ class DownloadRun {
     this.durableBytes = await this.part.sync();
     const { sha256, bytes } = this.opts.artifact;
     await savePartRecord(this.opts.dir, {
-      sha256, bytes, durableBytes: this.durableBytes, etag: this.etag, lastModified: this.lastModified,
+      sha256,
+      bytes,
+      durableBytes: this.durableBytes,
+      etag: this.etag,
+      lastModified: this.lastModified,
     });
   }
 

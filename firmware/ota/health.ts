@@ -88,7 +88,9 @@ export async function startUpdateHealth(
     logger.warn({ update: last }, `outpost update: ${last.version} was rolled back to ${last.from}: ${last.reason}`);
   }
   return watchUpdateHealth({
-    layout, version, isConnected,
+    layout,
+    version,
+    isConnected,
     log: (r) => logger.info({ update: r }, `outpost update: ${r.version} committed (from ${r.from})`),
     warn: (err) => logger.warn({ err }, `outpost update: the commit of ${version} failed: ${err.message}`),
   });

@@ -30,7 +30,7 @@ export interface UpdateManifest {
 
 /** Why an update is not applied; reported as-is (twin reported, status topic, `outpost status`, metrics). */
 export type RefusalReason =
-  | 'malformed' | 'unsigned' | 'bad-signature' | 'wrong-target' | 'downgrade' | 'store-format' | 'wrong-hash';
+  'malformed' | 'unsigned' | 'bad-signature' | 'wrong-target' | 'downgrade' | 'store-format' | 'wrong-hash';
 
 export type Verdict = { ok: true } | { ok: false; reason: RefusalReason; message: string };
 
@@ -131,8 +131,13 @@ export function parseManifest(json: string | unknown, source: string): UpdateMan
   const chunksProblem = chunkSourceProblem(m.chunks, m.bytes);
   if (chunksProblem !== null) throw new ManifestError(source, 'chunks', chunksProblem);
   return {
-    version: m.version, target: m.target, url: m.url ?? '', sha256: m.sha256, bytes: m.bytes,
-    storeFormat: m.storeFormat, signature: m.signature ?? '',
+    version: m.version,
+    target: m.target,
+    url: m.url ?? '',
+    sha256: m.sha256,
+    bytes: m.bytes,
+    storeFormat: m.storeFormat,
+    signature: m.signature ?? '',
     ...(m.chunks === undefined ? {} : { chunks: pickChunks(m.chunks) }),
   };
 }
@@ -164,8 +169,11 @@ export function verifyManifest(
   }
   const current = ctx.storeFormat ?? STORE_FORMAT;
   if (manifest.storeFormat !== current) {
-    return refuse('store-format', `the release uses ring log format ${manifest.storeFormat}, this gateway's log is ` +
-      `format ${current}, and no migration exists`);
+    return refuse(
+      'store-format',
+      `the release uses ring log format ${manifest.storeFormat}, this gateway's log is ` +
+        `format ${current}, and no migration exists`,
+    );
   }
   return { ok: true };
 }
@@ -187,7 +195,9 @@ export const OTA_KEYS_DIR = '/etc/outpost/ota-keys';
  * gateway that silently trusted fewer keys than its operator installed would refuse a rotated release.
  */
 export function loadPublicKeys(dir: string = OTA_KEYS_DIR): KeyObject[] {
-  const files = readdirSync(dir).filter((f) => f.endsWith('.pem')).sort();
+  const files = readdirSync(dir)
+    .filter((f) => f.endsWith('.pem'))
+    .sort();
   return files.map((f) => {
     const file = join(dir, f);
     let key: KeyObject;

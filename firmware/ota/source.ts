@@ -30,8 +30,13 @@ const FOLLOW_CONNECT_TIMEOUT_MS = 5_000;
 /** The reported document: the status without the process-local counters, with a readable time. */
 export function reportedUpdate(s: UpdateStatus): Record<string, unknown> {
   return {
-    state: s.state, version: s.version, running: s.running, progress: s.progress, reason: s.reason,
-    message: s.message, since: new Date(s.sinceWallMs).toISOString(),
+    state: s.state,
+    version: s.version,
+    running: s.running,
+    progress: s.progress,
+    reason: s.reason,
+    message: s.message,
+    since: new Date(s.sinceWallMs).toISOString(),
   };
 }
 

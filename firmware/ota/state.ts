@@ -16,7 +16,7 @@ import { syncDir } from './download-file.js';
  * it is reporting on. Progress and counters live in memory; the counters start at zero with each process.
  */
 export type UpdatePhase =
-  | 'idle' | 'downloading' | 'verifying' | 'installing' | 'restarting' | 'committed' | 'rolled-back' | 'refused';
+  'idle' | 'downloading' | 'verifying' | 'installing' | 'restarting' | 'committed' | 'rolled-back' | 'refused';
 
 export interface UpdateProgress {
   receivedBytes: number;
@@ -98,7 +98,10 @@ export class UpdateState {
         throw new Error(`not a format ${STATE_FORMAT} update state`);
       }
       saved = {
-        state: doc.state, manifest: doc.manifest ?? null, reason: doc.reason ?? null, message: doc.message ?? null,
+        state: doc.state,
+        manifest: doc.manifest ?? null,
+        reason: doc.reason ?? null,
+        message: doc.message ?? null,
         sinceWallMs: Number(doc.sinceWallMs) || clock.wallMs(),
       };
     } catch (err) {
@@ -125,22 +128,34 @@ export class UpdateState {
   status(): UpdateStatus {
     const s = this.saved;
     return {
-      state: s.state, version: s.manifest?.version ?? null, running: this.running, progress: this.progressNow,
-      reason: s.reason, message: s.message, sinceWallMs: s.sinceWallMs, refusals: { ...this.refusals },
+      state: s.state,
+      version: s.manifest?.version ?? null,
+      running: this.running,
+      progress: this.progressNow,
+      reason: s.reason,
+      message: s.message,
+      sinceWallMs: s.sinceWallMs,
+      refusals: { ...this.refusals },
     };
   }
 
   /** Moves to `next`; saved before it resolves. Throws on a transition the machine does not have. */
-  async enter(next: UpdatePhase, manifest: UpdateManifest | null, why?: { reason: string; message: string }):
-    Promise<void> {
+  async enter(
+    next: UpdatePhase,
+    manifest: UpdateManifest | null,
+    why?: { reason: string; message: string },
+  ): Promise<void> {
     if (next !== 'refused' && next !== 'idle' && !NEXT[this.saved.state].includes(next)) {
       throw new Error(`update state ${this.saved.state} cannot go to ${next}`);
     }
     const reason = why?.reason ?? 'unknown';
     if (next === 'refused') this.refusals[reason] = (this.refusals[reason] ?? 0) + 1;
     this.saved = {
-      state: next, manifest, reason: why?.reason ?? null,
-      message: why === undefined ? null : why.message.slice(0, MESSAGE_CHARS_MAX), sinceWallMs: this.clock.wallMs(),
+      state: next,
+      manifest,
+      reason: why?.reason ?? null,
+      message: why === undefined ? null : why.message.slice(0, MESSAGE_CHARS_MAX),
+      sinceWallMs: this.clock.wallMs(),
     };
     if (next !== 'downloading') this.progressNow = null;
     const snapshot = this.saved;

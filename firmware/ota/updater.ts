@@ -62,8 +62,12 @@ export class Updater {
   ) {}
 
   static async open(opts: UpdaterOptions): Promise<Updater> {
-    const state = await UpdateState.open(join(opts.dataDir, 'ota'), opts.running.version, opts.clock ?? systemClock,
-      opts.onError);
+    const state = await UpdateState.open(
+      join(opts.dataDir, 'ota'),
+      opts.running.version,
+      opts.clock ?? systemClock,
+      opts.onError,
+    );
     return new Updater(opts, state);
   }
 
@@ -135,9 +139,11 @@ export class Updater {
     if (this.stopped) return;
     const abort = new AbortController();
     const job = { manifest, abort, done: Promise.resolve() };
-    job.done = this.run(manifest, abort.signal).catch((err: Error) => this.opts.onError(err)).finally(() => {
-      if (this.job === job) this.job = null;
-    });
+    job.done = this.run(manifest, abort.signal)
+      .catch((err: Error) => this.opts.onError(err))
+      .finally(() => {
+        if (this.job === job) this.job = null;
+      });
     this.job = job;
   }
 
@@ -161,8 +167,16 @@ export class Updater {
     try {
       const o = this.opts;
       const result = await downloadArtifact({
-        artifact: manifest, dir: this.downloadDir, ca: o.ca, budget: o.budget, maxBytesPerSec: o.maxBytesPerSec,
-        bandwidth: o.bandwidth, broker: o.broker, clock: o.clock, signal, ...o.downloadOverrides,
+        artifact: manifest,
+        dir: this.downloadDir,
+        ca: o.ca,
+        budget: o.budget,
+        maxBytesPerSec: o.maxBytesPerSec,
+        bandwidth: o.bandwidth,
+        broker: o.broker,
+        clock: o.clock,
+        signal,
+        ...o.downloadOverrides,
         onProgress: (p) => this.state.progress(p.receivedBytes, p.totalBytes),
         onRetry: (err, waitMs) => {
           o.onError(new Error(`update ${manifest.version}: ${err.message}; again in ${waitMs} ms`));
@@ -216,7 +230,8 @@ export class Updater {
         return this.state.enter('rolled-back', manifest, why);
       }
       if (!switched) {
-        const message = `the gateway restarted on ${this.opts.running.version}, not ${manifest.version}, and no ` +
+        const message =
+          `the gateway restarted on ${this.opts.running.version}, not ${manifest.version}, and no ` +
           'result was recorded';
         return this.state.enter('rolled-back', manifest, { reason: 'not-started', message });
       }
@@ -236,7 +251,14 @@ function isEmpty(value: unknown): boolean {
 
 /** Equal in every field, the URL included: a new SAS URL for the same release restarts the (resuming) fetch. */
 function sameManifest(a: UpdateManifest, b: UpdateManifest): boolean {
-  return a.version === b.version && a.target === b.target && a.url === b.url && a.sha256 === b.sha256 &&
-    a.bytes === b.bytes && a.storeFormat === b.storeFormat && a.signature === b.signature &&
-    JSON.stringify(a.chunks ?? null) === JSON.stringify(b.chunks ?? null);
+  return (
+    a.version === b.version &&
+    a.target === b.target &&
+    a.url === b.url &&
+    a.sha256 === b.sha256 &&
+    a.bytes === b.bytes &&
+    a.storeFormat === b.storeFormat &&
+    a.signature === b.signature &&
+    JSON.stringify(a.chunks ?? null) === JSON.stringify(b.chunks ?? null)
+  );
 }

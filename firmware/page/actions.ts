@@ -12,7 +12,10 @@ export interface ActionResult {
 }
 
 export async function invokeDevice(
-  host: PageHost, deviceId: string, method: string, payload: unknown,
+  host: PageHost,
+  deviceId: string,
+  method: string,
+  payload: unknown,
 ): Promise<ActionResult> {
   if (!NAME_PATTERN.test(deviceId) || !NAME_PATTERN.test(method)) {
     return { status: 400, body: { error: 'device and method names are letters, digits, ".", "_" or "-"' } };

@@ -38,7 +38,10 @@ function encode(sample: HistorySample): Buffer {
 
 function decode(slot: Buffer): HistorySample | null {
   const [atWallMs, records, bytes, drainPerSec] = [0, 1, 2, 3].map((i) => slot.readDoubleLE(i * 8)) as [
-    number, number, number, number,
+    number,
+    number,
+    number,
+    number,
   ];
   const sane = [atWallMs, records, bytes, drainPerSec].every((v) => Number.isFinite(v) && v >= 0);
   return sane && atWallMs > 0 ? { atWallMs, records, bytes, drainPerSec } : null;
@@ -94,10 +97,12 @@ export class HistoryFile {
   constructor(readonly path: string) {}
 
   write(sample: HistorySample): void {
-    this.writing = this.writing.then(() => this.put(sample)).catch((err: unknown) => {
-      this.failures += 1;
-      this.lastError = `${this.path}: ${(err as Error).message}`;
-    });
+    this.writing = this.writing
+      .then(() => this.put(sample))
+      .catch((err: unknown) => {
+        this.failures += 1;
+        this.lastError = `${this.path}: ${(err as Error).message}`;
+      });
   }
 
   private async put(sample: HistorySample): Promise<void> {

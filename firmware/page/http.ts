@@ -13,8 +13,14 @@ export const LOGIN_COOKIE = 'outpost_login';
 
 /** No inline script or style anywhere: the page's code and CSS come from /assets only. */
 export const CONTENT_SECURITY_POLICY = [
-  "default-src 'none'", "script-src 'self'", "style-src 'self'", "img-src 'self' data:", "connect-src 'self'",
-  "form-action 'self'", "frame-ancestors 'none'", "base-uri 'none'",
+  "default-src 'none'",
+  "script-src 'self'",
+  "style-src 'self'",
+  "img-src 'self' data:",
+  "connect-src 'self'",
+  "form-action 'self'",
+  "frame-ancestors 'none'",
+  "base-uri 'none'",
 ].join('; ');
 
 export function securityHeaders(): Record<string, string> {
@@ -32,7 +38,11 @@ type Headers = Record<string, string | string[]>;
 
 /** Every response goes through here, so none leaves without the security headers; dynamic ones are not cached. */
 export function send(
-  res: ServerResponse, status: number, type: string, body: string | Buffer, headers: Headers = {},
+  res: ServerResponse,
+  status: number,
+  type: string,
+  body: string | Buffer,
+  headers: Headers = {},
 ): void {
   res.writeHead(status, { ...securityHeaders(), 'cache-control': 'no-store', 'content-type': type, ...headers });
   res.end(body);

@@ -43,7 +43,10 @@ export async function startPage(opts: StartPageOptions): Promise<PageServer> {
   const tls = await pageTls(host.dataDir, host.gatewayId, host.hubSection);
   const history = await openHistory(host.dataDir, logger);
   const handler = new PageHandler({
-    host, logger, assets, history,
+    host,
+    logger,
+    assets,
+    history,
     // Read at each login, so `outpost passwd` takes effect without a restart.
     password: () => readPasswordFile(config.passwordFile),
   });

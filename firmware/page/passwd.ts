@@ -53,8 +53,12 @@ export function parsePasswordFile(text: string, file: string): PasswordEntry {
     throw new Error(`${file}: expected one line user:scrypt:N:r:p:salt:hash (set it with \`outpost passwd\`)`);
   }
   const entry = {
-    user, n: Number(n), r: Number(r), p: Number(p),
-    salt: Buffer.from(salt!, 'base64'), hash: Buffer.from(hash!, 'base64'),
+    user,
+    n: Number(n),
+    r: Number(r),
+    p: Number(p),
+    salt: Buffer.from(salt!, 'base64'),
+    hash: Buffer.from(hash!, 'base64'),
   };
   const positive = [entry.n, entry.r, entry.p].every((v) => Number.isInteger(v) && v > 0);
   const validCost = positive && entry.n * entry.r * 128 <= SCRYPT_MAXMEM_BYTES;

@@ -6,7 +6,15 @@ import type { Assets } from './assets.js';
 import type { BacklogHistory } from './history.js';
 import type { PageHost } from './host.js';
 import {
-  BodyTooLarge, cookie, LOGIN_COOKIE, parseFields, readBody, readCookie, securityHeaders, send, sendJson,
+  BodyTooLarge,
+  cookie,
+  LOGIN_COOKIE,
+  parseFields,
+  readBody,
+  readCookie,
+  securityHeaders,
+  send,
+  sendJson,
   SESSION_COOKIE,
 } from './http.js';
 import { verifyPassword, type PasswordEntry } from './passwd.js';
@@ -110,7 +118,10 @@ export class PageHandler {
   }
 
   private async post(
-    res: ServerResponse, session: Session, path: string, fields: Record<string, unknown>,
+    res: ServerResponse,
+    session: Session,
+    path: string,
+    fields: Record<string, unknown>,
   ): Promise<void> {
     const { host, logger } = this.ctx;
     const who = { user: session.user, address: session.address };
@@ -185,7 +196,8 @@ export class PageHandler {
     const session = this.sessions.create(user, address);
     this.ctx.logger.info({ page: 'login', address, user, ok: true }, 'page: logged in');
     send(res, 303, 'text/plain', 'logged in\n', {
-      location: '/', 'set-cookie': [cookie(SESSION_COOKIE, session.id, SESSION_IDLE_SECS), cookie(LOGIN_COOKIE, '', 0)],
+      location: '/',
+      'set-cookie': [cookie(SESSION_COOKIE, session.id, SESSION_IDLE_SECS), cookie(LOGIN_COOKIE, '', 0)],
     });
   }
 
@@ -218,7 +230,11 @@ export class PageHandler {
       report,
       linkSinceWallMs: this.link?.sinceWallMs ?? null,
       devices: this.ctx.host.devices().map((d) => ({
-        id: d.id, compatible: d.compatible, label: d.label ?? null, state: d.state, error: d.lastError ?? null,
+        id: d.id,
+        compatible: d.compatible,
+        label: d.label ?? null,
+        state: d.state,
+        error: d.lastError ?? null,
       })),
       reported: this.reported,
       history: withHistory ? this.ctx.history.list() : null,

@@ -42,9 +42,23 @@ export async function pageTls(dataDir: string, gatewayId: string, hub: unknown):
   await mkdir(dir, { recursive: true, mode: 0o700 });
   // Written under temporary names and renamed, the key first: a crash never leaves a cert without its key.
   const args = [
-    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', String(SELF_SIGNED_DAYS),
-    '-subj', `/CN=${gatewayId}`, '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
-    '-keyout', `${keyFile}.tmp`, '-out', `${certFile}.tmp`,
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:P-256',
+    '-nodes',
+    '-days',
+    String(SELF_SIGNED_DAYS),
+    '-subj',
+    `/CN=${gatewayId}`,
+    '-addext',
+    'subjectAltName=DNS:localhost,IP:127.0.0.1',
+    '-keyout',
+    `${keyFile}.tmp`,
+    '-out',
+    `${certFile}.tmp`,
   ];
   await promisify(execFile)('openssl', args, { timeout: OPENSSL_TIMEOUT_MS }).catch((err: Error) => {
     const why = `page: cannot make a self-signed certificate in ${dir} with openssl: ${err.message}`;

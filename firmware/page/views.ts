@@ -16,19 +16,26 @@ function shell(title: string, head: string, body: string): string {
 
 export function loginPage(csrf: string, message: string | null): string {
   const note = message ? `<p class="error" role="alert">${escapeHtml(message)}</p>` : '';
-  return shell('outpost: log in', '', `<main class="login"><h1>outpost</h1>${note}
+  return shell(
+    'outpost: log in',
+    '',
+    `<main class="login"><h1>outpost</h1>${note}
 <form method="post" action="/login">
 <input type="hidden" name="csrf" value="${escapeHtml(csrf)}">
 <label>User <input name="user" autocomplete="username" value="technician" required></label>
 <label>Password <input name="password" type="password" autocomplete="current-password" required></label>
-<button type="submit">Log in</button></form></main>`);
+<button type="submit">Log in</button></form></main>`,
+  );
 }
 
 export function mainPage(csrf: string, gatewayId: string, version: string): string {
   const head = `<meta name="csrf-token" content="${escapeHtml(csrf)}">
 <link rel="stylesheet" href="/assets/uPlot.min.css">
 <script type="module" src="/assets/app.js"></script>`;
-  return shell(`outpost ${gatewayId}`, head, `<header><h1>${escapeHtml(gatewayId)}</h1>
+  return shell(
+    `outpost ${gatewayId}`,
+    head,
+    `<header><h1>${escapeHtml(gatewayId)}</h1>
 <span id="version">outpost ${escapeHtml(version)}</span>
 <form method="post" action="/logout"><input type="hidden" name="csrf" value="${escapeHtml(csrf)}">
 <button>Log out</button></form>
@@ -48,5 +55,6 @@ export function mainPage(csrf: string, gatewayId: string, version: string): stri
 <section><h2>Tools</h2><button id="board-check">Check the board file</button> <pre id="board-check-result"></pre>
 <form method="post" action="/api/diagnostics"><input type="hidden" name="csrf" value="${escapeHtml(csrf)}">
 <button>Download diagnostics</button></form></section>
-</main>`);
+</main>`,
+  );
 }

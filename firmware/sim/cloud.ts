@@ -60,10 +60,16 @@ export class SimCloud {
     const brokerPort = (server.address() as net.AddressInfo).port;
     // The consumer sits on the cloud side of the link: it stays connected while the gateway's link is down.
     const consumer = await mqtt.connectAsync(`mqtt://127.0.0.1:${brokerPort}`, {
-      protocolVersion: 4, reconnectPeriod: 0, clientId: 'sim-cloud-consumer',
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      clientId: 'sim-cloud-consumer',
     });
-    const link = await SimLink.start({ targetPort: brokerPort, upSecs: opts.linkUpSecs, downSecs: opts.linkDownSecs,
-      onUp: opts.onLinkUp });
+    const link = await SimLink.start({
+      targetPort: brokerPort,
+      upSecs: opts.linkUpSecs,
+      downSecs: opts.linkDownSecs,
+      onUp: opts.onLinkUp,
+    });
     const cloud = new SimCloud(broker, server, consumer, link);
     consumer.on('message', (topic) => cloud.count(topic));
     await consumer.subscribeAsync(telemetryFilter(opts.gatewayId), { qos: 1 });
@@ -78,8 +84,12 @@ export class SimCloud {
   status(): SimCloudStatus {
     const brokerPort = (this.server.address() as net.AddressInfo | null)?.port ?? 0;
     return {
-      link: this.link.status(), brokerUrl: `mqtt://127.0.0.1:${brokerPort}`,
-      received: this.received, repeats: this.repeats, outOfOrder: this.outOfOrder, lastSeq: this.lastSeq,
+      link: this.link.status(),
+      brokerUrl: `mqtt://127.0.0.1:${brokerPort}`,
+      received: this.received,
+      repeats: this.repeats,
+      outOfOrder: this.outOfOrder,
+      lastSeq: this.lastSeq,
     };
   }
 

@@ -56,8 +56,8 @@ export class SimLink {
   }
 
   status(): SimLinkStatus {
-    const nextChangeInSecs = this.changeAtMs === null ? null : Math.max(0,
-      Math.ceil((this.changeAtMs - Date.now()) / 1000));
+    const nextChangeInSecs =
+      this.changeAtMs === null ? null : Math.max(0, Math.ceil((this.changeAtMs - Date.now()) / 1000));
     return { state: this.up ? 'up' : 'down', nextChangeInSecs, drops: this.drops };
   }
 

@@ -14,7 +14,8 @@ export interface Prepared {
 
 /** Checks one input to lane `laneName` (body, size, TTL) before anything of its call is queued. */
 export function prepareRecord(laneName: string, opts: ResolvedOptions, input: AppendInput): Prepared {
-  if (!Buffer.isBuffer(input.body)) throw new StoreError('INVALID', `append to lane "${laneName}": body must be a Buffer`);
+  if (!Buffer.isBuffer(input.body))
+    throw new StoreError('INVALID', `append to lane "${laneName}": body must be a Buffer`);
   let props: Buffer | null;
   try {
     props = encodeProperties(input.properties);
@@ -24,10 +25,14 @@ export function prepareRecord(laneName: string, opts: ResolvedOptions, input: Ap
   }
   const total = recordBytes(props, input.body);
   if (total > opts.recordBytesMax) {
-    throw new StoreError('TOO_LARGE', `record of ${total} bytes exceeds "recordBytesMax" (${opts.recordBytesMax}) on lane "${laneName}"`);
+    throw new StoreError(
+      'TOO_LARGE',
+      `record of ${total} bytes exceeds "recordBytesMax" (${opts.recordBytesMax}) on lane "${laneName}"`,
+    );
   }
   const ttlSecs = input.ttlSecs ?? opts.ttlSecs;
-  if (!Number.isInteger(ttlSecs) || ttlSecs < 0) throw new StoreError('INVALID', `"ttlSecs" must be a non-negative integer, got ${ttlSecs}`);
+  if (!Number.isInteger(ttlSecs) || ttlSecs < 0)
+    throw new StoreError('INVALID', `"ttlSecs" must be a non-negative integer, got ${ttlSecs}`);
   return { props, total, ttlSecs, body: input.body };
 }
 

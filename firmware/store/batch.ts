@@ -51,7 +51,10 @@ export class Batch {
   /** (seq, offset in batch) every INDEX_STRIDE_BYTES: candidates for the segment's sparse index. */
   private readonly indexCandidates: Array<[number, number]> = [];
 
-  constructor(private readonly pool: BufferPool, bytesHint: number) {
+  constructor(
+    private readonly pool: BufferPool,
+    bytesHint: number,
+  ) {
     this.buf = pool.take(bytesHint);
   }
 

@@ -54,7 +54,9 @@ function stat(log: RingLog, json: boolean, io: CliIo): number {
     return 0;
   }
   io.out(`segments ${s.segmentCount}, ${s.bytesOnDisk} bytes on disk`);
-  io.out(`expired ${s.expiredRecords}, dropped ${s.droppedRecords}, corrupt ${s.corruptRecords} (${s.corruptBytes} bytes)`);
+  io.out(
+    `expired ${s.expiredRecords}, dropped ${s.droppedRecords}, corrupt ${s.corruptRecords} (${s.corruptBytes} bytes)`,
+  );
   for (const l of s.lanes) {
     io.out(
       `lane ${l.lane}: pending ${l.pendingRecords} records / ${l.pendingBytes} bytes, oldest ${(l.oldestPendingAgeMs / 1000).toFixed(1)} s, acked ${l.ackedSeq}, last ${l.lastSeq}, ${l.segments} segments`,
@@ -71,7 +73,9 @@ async function verify(dir: string, json: boolean, io: CliIo): Promise<number> {
     if (json) io.out(JSON.stringify(v));
     else {
       const damage = v.damage.map((d) => `${d.kind} ${d.fromByte}..${d.toByte}`).join(', ');
-      io.out(`${v.lane}/${v.segment}: ${v.records} records (${v.firstSeq}..${v.lastSeq}), ${v.bytes} bytes${v.sealed ? ', sealed' : ''}${damage ? `, DAMAGE: ${damage}` : ', ok'}`);
+      io.out(
+        `${v.lane}/${v.segment}: ${v.records} records (${v.firstSeq}..${v.lastSeq}), ${v.bytes} bytes${v.sealed ? ', sealed' : ''}${damage ? `, DAMAGE: ${damage}` : ', ok'}`,
+      );
     }
   }
   io.out(`verified ${verdicts.length} segments: ${damaged === 0 ? 'no damage' : `${damaged} damaged`}`);

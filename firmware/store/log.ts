@@ -18,8 +18,6 @@ import type { DamageReport, LaneStats, LogStats } from './types.js';
 import { LANE_NAME_PATTERN } from './names.js';
 import type { Counters } from './store-host.js';
 
-
-
 /**
  * The ring log: lanes of append-only segment files, one group-commit loop for all of them, a shared
  * quota, checkpointed cursors and a store clock for TTLs. See README.md, "The ring log".

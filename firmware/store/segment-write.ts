@@ -9,7 +9,11 @@ import { emptySegment, type SegmentInfo } from './segment.js';
 // one it leaves, and cutting one back after a failed write or sync.
 
 /** Creates the file of a new, empty segment in `dir` whose first record will be `baseSeq`. */
-export async function createSegment(host: LaneHost, dir: string, baseSeq: number): Promise<{ seg: SegmentInfo; file: StoreFile }> {
+export async function createSegment(
+  host: LaneHost,
+  dir: string,
+  baseSeq: number,
+): Promise<{ seg: SegmentInfo; file: StoreFile }> {
   const no = host.nextSegmentNo();
   const seg = emptySegment(no, baseSeq, '');
   seg.path = join(dir, seg.name);
@@ -38,7 +42,14 @@ export async function sealSegment(host: LaneHost, seg: SegmentInfo, file: StoreF
       firstEnqueuedAtMs: seg.firstEnqueuedAtMs,
     });
     const buf = Buffer.alloc(SEAL_RECORD_BYTES);
-    encodeRecord(buf, 0, { seq: seg.lastSeq + 1, flags: FLAG_SEAL, enqueuedAtMs: 0, expiresAtStoreMs: 0, props: null, body });
+    encodeRecord(buf, 0, {
+      seq: seg.lastSeq + 1,
+      flags: FLAG_SEAL,
+      enqueuedAtMs: 0,
+      expiresAtStoreMs: 0,
+      props: null,
+      body,
+    });
     try {
       await file.write(buf, seg.bytes);
       seg.bytes += SEAL_RECORD_BYTES;

@@ -174,7 +174,13 @@ export async function scanSegment(
   return result;
 }
 
-async function readWindow(file: StoreFile, offset: number, size: number, recordBytesMax: number, scratch?: Buffer): Promise<Buffer> {
+async function readWindow(
+  file: StoreFile,
+  offset: number,
+  size: number,
+  recordBytesMax: number,
+  scratch?: Buffer,
+): Promise<Buffer> {
   const want = Math.min(size - offset, READ_CHUNK_BYTES + recordBytesMax);
   const buf = scratch && scratch.length >= want ? scratch.subarray(0, want) : Buffer.allocUnsafe(want);
   const got = await file.read(buf, offset);

@@ -28,7 +28,16 @@ export async function verifyLog(dir: string, recordBytesMax: number, fs: StoreFs
         const scan = await scanSegment(file, size, seg, recordBytesMax);
         const damage: SegmentVerdict['damage'] = scan.damage.map((d) => ({ ...d, kind: 'corrupt' as const }));
         if (scan.validEnd < size) damage.push({ fromByte: scan.validEnd, toByte: size, kind: 'torn-tail' });
-        out.push({ lane, segment: name, bytes: size, records: seg.records, firstSeq: seg.firstSeq, lastSeq: seg.lastSeq, sealed: scan.sealed, damage });
+        out.push({
+          lane,
+          segment: name,
+          bytes: size,
+          records: seg.records,
+          firstSeq: seg.firstSeq,
+          lastSeq: seg.lastSeq,
+          sealed: scan.sealed,
+          damage,
+        });
       } finally {
         await file.close();
       }

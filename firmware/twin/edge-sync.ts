@@ -198,7 +198,10 @@ export class EdgeTwinSync {
       this.waiting.delete(deviceId);
       this.syncing.add(deviceId);
       void this.serial(deviceId, () => this.sync(deviceId, job))
-        .then(() => void (this.counters.syncs += 1), (err: Error) => void this.failed(deviceId, err))
+        .then(
+          () => void (this.counters.syncs += 1),
+          (err: Error) => void this.failed(deviceId, err),
+        )
         .finally(() => {
           this.syncing.delete(deviceId);
           this.next();

@@ -14,7 +14,6 @@ export const TWIN_SECTION_BYTES_MAX = 32 * 1024;
  */
 export const TWIN_PENDING_BYTES_MAX = TWIN_SECTION_BYTES_MAX;
 
-
 /** Applies `patch` to `target` in place; null removes the key. */
 export function applyPatch(target: Props, patch: Props): void {
   for (const [key, value] of Object.entries(patch)) {

@@ -1,7 +1,11 @@
 import mqtt, { type MqttClient } from 'mqtt';
 import { splitConnectionId } from '../auth/identity.js';
 import {
-  sideChannelOptions, type SideChannelBroker, twinDesiredFilters, twinTopic, twinTopicPrefix,
+  sideChannelOptions,
+  type SideChannelBroker,
+  twinDesiredFilters,
+  twinTopic,
+  twinTopicPrefix,
 } from '../side-channel.js';
 import type { UplinkTransport } from '../uplink/types.js';
 import { LivePush } from './live-push.js';
@@ -57,9 +61,14 @@ export class MqttTwinSync {
   reconnects = 0;
 
   constructor(private readonly opts: MqttTwinSyncOptions) {
-    this.livePush = new LivePush(opts.store, () => this.client !== null, async () => {
-      if (this.client?.connected) await this.pushPending(this.client);
-    }, (err) => this.opts.onError?.(err));
+    this.livePush = new LivePush(
+      opts.store,
+      () => this.client !== null,
+      async () => {
+        if (this.client?.connected) await this.pushPending(this.client);
+      },
+      (err) => this.opts.onError?.(err),
+    );
   }
 
   readonly hook = {
@@ -97,8 +106,10 @@ export class MqttTwinSync {
 
   private async sync(): Promise<void> {
     const b = this.opts.broker;
-    const client = await mqtt.connectAsync(b.url,
-      sideChannelOptions(b, { reconnectPeriodMs: 0, connectTimeoutMs: SYNC_TIMEOUT_MS }));
+    const client = await mqtt.connectAsync(
+      b.url,
+      sideChannelOptions(b, { reconnectPeriodMs: 0, connectTimeoutMs: SYNC_TIMEOUT_MS }),
+    );
     this.client = client;
     client.on('error', (err) => this.opts.onError?.(err));
     // Dropped on its own (stop() forgets the client first): the uplink may still be up, so open it again.
@@ -106,14 +117,19 @@ export class MqttTwinSync {
       if (this.client === client) this.lost(client);
     });
     await this.livePush.serial(() => this.pushPending(client));
-    client.on('message', (topic, payload) => void this.onDesired(topic, payload).catch((err: Error) => this.opts.onError?.(err)));
+    client.on(
+      'message',
+      (topic, payload) => void this.onDesired(topic, payload).catch((err: Error) => this.opts.onError?.(err)),
+    );
     await client.subscribeAsync(twinDesiredFilters(this.opts.gatewayId), { qos: 1 });
   }
 
   /** Pending reported patches, each cleared only after its PUBACK and only if nothing newer arrived. */
   private async pushPending(client: MqttClient): Promise<void> {
     for (const item of this.opts.store.pending()) {
-      await client.publishAsync(twinTopic(this.opts.gatewayId, item.deviceId, 'reported'), JSON.stringify(item.patch), { qos: 1 });
+      await client.publishAsync(twinTopic(this.opts.gatewayId, item.deviceId, 'reported'), JSON.stringify(item.patch), {
+        qos: 1,
+      });
       this.pushes += 1;
       await this.opts.store.pushed(item.deviceId, item.generation);
     }
@@ -123,7 +139,9 @@ export class MqttTwinSync {
     this.client = null;
     void client.endAsync(true).catch(() => {});
     if (this.transport === null) return;
-    this.opts.onError?.(new Error(`twin connection to ${this.opts.broker.url} lost; opening it again in ${this.retryDelayMs} ms`));
+    this.opts.onError?.(
+      new Error(`twin connection to ${this.opts.broker.url} lost; opening it again in ${this.retryDelayMs} ms`),
+    );
     this.scheduleReconnect();
   }
 
@@ -153,9 +171,18 @@ export class MqttTwinSync {
     }
     // An empty retained message clears the topic; it says nothing about the twin.
     if (payload.length === 0) return;
-    if (splitConnectionId(deviceId) === null || !isJsonObject(doc) || !Number.isSafeInteger(doc.$version) || (doc.$version as number) < 1) {
+    if (
+      splitConnectionId(deviceId) === null ||
+      !isJsonObject(doc) ||
+      !Number.isSafeInteger(doc.$version) ||
+      (doc.$version as number) < 1
+    ) {
       this.refused += 1;
-      this.opts.onError?.(new Error(`${topic}: desired document must be a JSON object of at most ${TWIN_SECTION_BYTES_MAX} bytes with a positive integer "$version"`));
+      this.opts.onError?.(
+        new Error(
+          `${topic}: desired document must be a JSON object of at most ${TWIN_SECTION_BYTES_MAX} bytes with a positive integer "$version"`,
+        ),
+      );
       return;
     }
     await this.opts.store.setDesired(deviceId, doc, doc.$version as number);

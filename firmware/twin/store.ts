@@ -3,7 +3,13 @@ import path from 'node:path';
 import nodePersist from 'node-persist';
 import { SCOPE_IDENTITIES_MAX } from '../auth/identity.js';
 import {
-  TWIN_PENDING_BYTES_MAX, TWIN_SECTION_BYTES_MAX, applyPatch, diff, foldPatch, withoutIdleDeletes, withoutMetadata,
+  TWIN_PENDING_BYTES_MAX,
+  TWIN_SECTION_BYTES_MAX,
+  applyPatch,
+  diff,
+  foldPatch,
+  withoutIdleDeletes,
+  withoutMetadata,
   type Props,
 } from './merge.js';
 
@@ -44,13 +50,25 @@ const RECORD_OVERHEAD_BYTES = 300;
 export type TwinRefusal = 'too-large' | 'disk-budget' | 'twins-max';
 
 export class TwinError extends Error {
-  constructor(readonly code: TwinRefusal, message: string) {
+  constructor(
+    readonly code: TwinRefusal,
+    message: string,
+  ) {
     super(message);
     this.name = 'TwinError';
   }
 }
 
-const emptyTwin = (): TwinDoc => ({ desired: {}, desiredVersion: 0, reported: {}, reportedVersion: 1, pending: null, pendingGeneration: 0, delivered: {}, deliveredVersion: 0 });
+const emptyTwin = (): TwinDoc => ({
+  desired: {},
+  desiredVersion: 0,
+  reported: {},
+  reportedVersion: 1,
+  pending: null,
+  pendingGeneration: 0,
+  delivered: {},
+  deliveredVersion: 0,
+});
 
 export class TwinStore {
   private readonly twins = new Map<string, TwinDoc>();
@@ -72,7 +90,12 @@ export class TwinStore {
     // node-persist makes its directory with the process umask (0755 outside systemd); twins hold device state.
     await mkdir(path.join(dataDir, 'twins'), { recursive: true, mode: 0o700 });
     await chmod(path.join(dataDir, 'twins'), 0o700);
-    const storage = nodePersist.create({ dir: path.join(dataDir, 'twins'), writeQueue: false, expiredInterval: false, forgiveParseErrors: true });
+    const storage = nodePersist.create({
+      dir: path.join(dataDir, 'twins'),
+      writeQueue: false,
+      expiredInterval: false,
+      forgiveParseErrors: true,
+    });
     await storage.init();
     const store = new TwinStore(storage, opts.storeBytesMax ?? TWIN_STORE_BYTES_MAX);
     for (const key of await storage.keys()) {
@@ -140,13 +163,18 @@ export class TwinStore {
     doc.pending ??= {};
     foldPatch(doc.pending, effective);
     if (Buffer.byteLength(JSON.stringify(doc.pending)) > TWIN_PENDING_BYTES_MAX) {
-      this.refuse('too-large', `reported changes of "${deviceId}" waiting for the cloud would exceed ` +
-        `${TWIN_PENDING_BYTES_MAX} bytes ("TWIN_PENDING_BYTES_MAX")`);
+      this.refuse(
+        'too-large',
+        `reported changes of "${deviceId}" waiting for the cloud would exceed ` +
+          `${TWIN_PENDING_BYTES_MAX} bytes ("TWIN_PENDING_BYTES_MAX")`,
+      );
     }
     const grownBytes = this.recordBytes(deviceId, doc) - (this.sizes.get(deviceId) ?? 0);
     if (grownBytes > 0 && this.totalBytes + grownBytes > this.storeBytesMax) {
-      this.refuse('disk-budget', `twin store would exceed its disk budget of ${this.storeBytesMax} bytes ` +
-        '("TWIN_STORE_BYTES_MAX")');
+      this.refuse(
+        'disk-budget',
+        `twin store would exceed its disk budget of ${this.storeBytesMax} bytes ` + '("TWIN_STORE_BYTES_MAX")',
+      );
     }
     doc.pendingGeneration += 1;
     doc.reportedVersion += 1;
@@ -165,7 +193,8 @@ export class TwinStore {
   pending(): Array<{ deviceId: string; patch: Props; generation: number }> {
     const out = [];
     for (const [deviceId, doc] of this.twins) {
-      if (doc.pending !== null) out.push({ deviceId, patch: structuredClone(doc.pending), generation: doc.pendingGeneration });
+      if (doc.pending !== null)
+        out.push({ deviceId, patch: structuredClone(doc.pending), generation: doc.pendingGeneration });
     }
     return out;
   }

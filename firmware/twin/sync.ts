@@ -67,9 +67,14 @@ export class TwinSync {
   }
 
   constructor(private readonly opts: TwinSyncOptions) {
-    this.livePush = new LivePush(opts.store, () => this.live !== null, async () => {
-      if (this.live !== null) await this.push(this.live);
-    }, (err) => this.opts.onError?.(err));
+    this.livePush = new LivePush(
+      opts.store,
+      () => this.live !== null,
+      async () => {
+        if (this.live !== null) await this.push(this.live);
+      },
+      (err) => this.opts.onError?.(err),
+    );
   }
 
   readonly hook = {
@@ -85,7 +90,10 @@ export class TwinSync {
         // Desired changes while connected: re-read after a quiet period (see DESIRED_SETTLE_MS for why).
         twin.onDesired(() => {
           this.stop();
-          this.desiredTimer = setTimeout(() => void this.pull(twin).catch((err: Error) => this.opts.onError?.(err)), DESIRED_SETTLE_MS);
+          this.desiredTimer = setTimeout(
+            () => void this.pull(twin).catch((err: Error) => this.opts.onError?.(err)),
+            DESIRED_SETTLE_MS,
+          );
         });
       }
       this.stop();
@@ -118,8 +126,13 @@ export class TwinSync {
    * child reports something new.
    */
   async push(twin: TwinChannel): Promise<void> {
-    const pending = this.opts.store.pending().filter((item) => this.refused.get(item.deviceId) !== item.generation
-      && (this.withChildren || item.deviceId === this.opts.gatewayId));
+    const pending = this.opts.store
+      .pending()
+      .filter(
+        (item) =>
+          this.refused.get(item.deviceId) !== item.generation &&
+          (this.withChildren || item.deviceId === this.opts.gatewayId),
+      );
     if (pending.length === 0) return;
     try {
       await this.pushBatch(twin, pending);
@@ -176,7 +189,11 @@ export class TwinSync {
   async deliver(deviceId: string): Promise<void> {
     const pending = this.opts.store.undelivered(deviceId);
     if (pending === null) return;
-    if (Object.keys(pending.patch).length > 0 && !(await this.opts.deliverDesired(deviceId, pending.patch, pending.version))) return;
+    if (
+      Object.keys(pending.patch).length > 0 &&
+      !(await this.opts.deliverDesired(deviceId, pending.patch, pending.version))
+    )
+      return;
     await this.opts.store.markDelivered(deviceId, pending.version);
   }
 }

@@ -104,7 +104,8 @@ export function attachDownlink(client: DeviceClient, sink: DownlinkSink): Downli
     held.add(messageId);
     let acked = false;
     sink.onMessage({
-      topic, payload,
+      topic,
+      payload,
       ack: () => {
         if (acked || !held.delete(messageId)) return;
         acked = true;
@@ -113,11 +114,12 @@ export function attachDownlink(client: DeviceClient, sink: DownlinkSink): Downli
     });
   });
   return {
-    set: (kind, on) => new Promise<void>((resolve, reject) => {
-      const done = settle(resolve, reject);
-      if (kind === 'c2d') return on ? transport.enableC2D(done) : transport.disableC2D(done);
-      return on ? transport.enableMethods(done) : transport.disableMethods(done);
-    }),
+    set: (kind, on) =>
+      new Promise<void>((resolve, reject) => {
+        const done = settle(resolve, reject);
+        if (kind === 'c2d') return on ? transport.enableC2D(done) : transport.disableC2D(done);
+        return on ? transport.enableMethods(done) : transport.disableMethods(done);
+      }),
   };
 }
 
@@ -130,10 +132,13 @@ function methodCall(transport: SdkTransport, name: string, query: string, payloa
     // A bad escape: an empty name, which the relay refuses with 400.
   }
   return {
-    name: decoded, rid, payload,
-    respond: (status, body) => new Promise<void>((resolve, reject) => {
-      const topic = `$iothub/methods/res/${status}/?$rid=${encodeURIComponent(rid)}`;
-      transport._mqtt.publish(topic, body, { qos: 0, retain: false }, settle(resolve, reject));
-    }),
+    name: decoded,
+    rid,
+    payload,
+    respond: (status, body) =>
+      new Promise<void>((resolve, reject) => {
+        const topic = `$iothub/methods/res/${status}/?$rid=${encodeURIComponent(rid)}`;
+        transport._mqtt.publish(topic, body, { qos: 0, retain: false }, settle(resolve, reject));
+      }),
   };
 }

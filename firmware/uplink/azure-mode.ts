@@ -42,8 +42,9 @@ export function parseAzureSection(node: ConfigNode, baseDir: string): AzureSecti
   node.keys(fieldsOf('uplink.azure'));
   const path = node.field('edgeHubConnectionStringFile').optionalString();
   const edgeHubConnectionStringFile = path === undefined ? undefined : resolve(baseDir, path);
-  const mode = node.field('mode').oneOf(['edge', 'device'] as const,
-    { default: edgeHubConnectionStringFile === undefined ? 'device' : 'edge' });
+  const mode = node
+    .field('mode')
+    .oneOf(['edge', 'device'] as const, { default: edgeHubConnectionStringFile === undefined ? 'device' : 'edge' });
   if (mode === 'edge' && edgeHubConnectionStringFile === undefined) {
     node.field('edgeHubConnectionStringFile').fail('the $edgeHub module\'s connection string file (mode "edge")');
   }
@@ -57,8 +58,12 @@ export function parseAzureSection(node: ConfigNode, baseDir: string): AzureSecti
  * Parses the `$edgeHub` connection string read from `file`; it must name this gateway and the `$edgeHub`
  * module, and carry a key. Errors name the board file, the field and the connection string's field.
  */
-export function parseEdgeHubConnectionString(text: string, gatewayId: string, boardFile: string,
-  file: string): EdgeHubIdentity {
+export function parseEdgeHubConnectionString(
+  text: string,
+  gatewayId: string,
+  boardFile: string,
+  file: string,
+): EdgeHubIdentity {
   const where = { file: boardFile, jsonPath: `$.${FIELD}` };
   const fields = new Map<string, string>();
   for (const part of text.trim().split(';')) {
@@ -79,8 +84,12 @@ export function parseEdgeHubConnectionString(text: string, gatewayId: string, bo
   const key = fields.get('SharedAccessKey');
   if (key === undefined || !/^[A-Za-z0-9+/]{20,88}={0,2}$/.test(key)) {
     // The key itself is never echoed into an error.
-    throw new ConfigError('INVALID', where, 'SharedAccessKey=<base64 key of 16 to 64 bytes>',
-      `${file}: ${key === undefined ? 'no SharedAccessKey' : 'a SharedAccessKey that is not one'}`);
+    throw new ConfigError(
+      'INVALID',
+      where,
+      'SharedAccessKey=<base64 key of 16 to 64 bytes>',
+      `${file}: ${key === undefined ? 'no SharedAccessKey' : 'a SharedAccessKey that is not one'}`,
+    );
   }
   return { hostName, deviceId: gatewayId, moduleId: EDGE_HUB_MODULE_ID, sharedAccessKey: key };
 }

@@ -3,7 +3,13 @@ import { Mqtt } from 'azure-iot-device-mqtt';
 import { D2C_MESSAGE_BYTES_MAX, d2cMessageBytes, sdkRefusal } from './azure-refusal.js';
 import { UPSTREAM_KEY } from './message.js';
 import { TOO_LARGE } from './refusal.js';
-import { UplinkError, type MethodHandler, type TwinChannel, type UplinkMessage, type UplinkTransport } from './types.js';
+import {
+  UplinkError,
+  type MethodHandler,
+  type TwinChannel,
+  type UplinkMessage,
+  type UplinkTransport,
+} from './types.js';
 
 // azure-iot-device is CommonJS; Node's ESM loader cannot see `Message`, which it re-exports through a getter.
 const { Client, Message } = azureDevice;
@@ -42,17 +48,25 @@ const METHOD_RESPONSE_BYTES_MAX = 128 * 1024;
 /** The pump owns retries; the SDK's retry policy would otherwise retry every operation on its own schedule. */
 const NO_RETRY = { shouldRetry: () => false, nextRetryTimeout: () => -1 };
 
-function validate(options: AzureTransportOptions): Required<Pick<AzureTransportOptions, 'keepaliveSecs'>> & AzureTransportOptions {
+function validate(
+  options: AzureTransportOptions,
+): Required<Pick<AzureTransportOptions, 'keepaliveSecs'>> & AzureTransportOptions {
   const bad = (message: string) => new UplinkError('INVALID', message);
   const cs = options.connectionString ?? '';
   if (!/(^|;)HostName=[^;]+/.test(cs) || !/(^|;)DeviceId=[^;]+/.test(cs)) {
     throw bad('"connectionString" must contain HostName=... and DeviceId=...');
   }
   const x509 = /(^|;)x509=true/i.test(cs);
-  if (options.createClient === undefined && !x509 && !/(^|;)SharedAccessKey=[^;]+/.test(cs) && !/(^|;)SharedAccessSignature=/.test(cs)) {
+  if (
+    options.createClient === undefined &&
+    !x509 &&
+    !/(^|;)SharedAccessKey=[^;]+/.test(cs) &&
+    !/(^|;)SharedAccessSignature=/.test(cs)
+  ) {
     throw bad('"connectionString" needs SharedAccessKey=..., SharedAccessSignature=... or x509=true');
   }
-  if (x509 && (options.cert === undefined || options.key === undefined)) throw bad('"cert" and "key" are required with x509=true');
+  if (x509 && (options.cert === undefined || options.key === undefined))
+    throw bad('"cert" and "key" are required with x509=true');
   const keepaliveSecs = options.keepaliveSecs ?? KEEPALIVE_SECS_DEFAULT;
   if (!Number.isInteger(keepaliveSecs) || keepaliveSecs < 1 || keepaliveSecs > 1_740) {
     throw bad(`"keepaliveSecs" must be an integer from 1 to 1740 seconds (IoT Hub's maximum), got ${keepaliveSecs}`);
@@ -186,14 +200,17 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
 
   function attachMethod(c: DeviceClient, name: string, handler: MethodHandler): void {
     c.onDeviceMethod(name, (request, response) => {
-      handler(request.payload).then(
-        (result) => {
-          const bytes = Buffer.byteLength(JSON.stringify(result.payload ?? null));
-          if (bytes > METHOD_RESPONSE_BYTES_MAX) return response.send(500, { message: `response of ${bytes} bytes is over IoT Hub's limit` });
-          return response.send(result.status, result.payload);
-        },
-        (err: unknown) => response.send(500, { message: err instanceof Error ? err.message : String(err) }),
-      ).catch(() => {});
+      handler(request.payload)
+        .then(
+          (result) => {
+            const bytes = Buffer.byteLength(JSON.stringify(result.payload ?? null));
+            if (bytes > METHOD_RESPONSE_BYTES_MAX)
+              return response.send(500, { message: `response of ${bytes} bytes is over IoT Hub's limit` });
+            return response.send(result.status, result.payload);
+          },
+          (err: unknown) => response.send(500, { message: err instanceof Error ? err.message : String(err) }),
+        )
+        .catch(() => {});
     });
   }
 
@@ -202,7 +219,9 @@ export function createAzureTransport(options: AzureTransportOptions): UplinkTran
     const c = o.createClient?.() ?? Client.fromConnectionString(o.connectionString, Mqtt);
     client = c;
     c.setRetryPolicy(NO_RETRY);
-    c.on('error', (err: Error) => lose(c, new UplinkError('DISCONNECTED', `IoT Hub error: ${err.message}`, { cause: err })));
+    c.on('error', (err: Error) =>
+      lose(c, new UplinkError('DISCONNECTED', `IoT Hub error: ${err.message}`, { cause: err })),
+    );
     c.on('disconnect', (reason?: { transportError?: Error }) => {
       const why = reason?.transportError?.message ?? 'disconnected';
       lose(c, new UplinkError('DISCONNECTED', `IoT Hub connection lost: ${why}`, { cause: reason?.transportError }));

@@ -8,9 +8,7 @@ import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
 import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
 import type { TransportConfig } from './transports.js';
-import type {
-  AzureUplinkConfig, MqttUplinkConfig, UplinkCommonConfig, UplinkConfig,
-} from './config-types.js';
+import type { AzureUplinkConfig, MqttUplinkConfig, UplinkCommonConfig, UplinkConfig } from './config-types.js';
 import { parseProvisioning } from './provisioning/config.js';
 import { LANE_NAME_PATTERN, UPSTREAM_LANE } from '../store/names.js';
 
@@ -23,7 +21,11 @@ import { LANE_NAME_PATTERN, UPSTREAM_LANE } from '../store/names.js';
  */
 
 export type {
-  AzureUplinkConfig, MqttUplinkConfig, SimUplinkConfig, UplinkCommonConfig, UplinkConfig,
+  AzureUplinkConfig,
+  MqttUplinkConfig,
+  SimUplinkConfig,
+  UplinkCommonConfig,
+  UplinkConfig,
 } from './config-types.js';
 
 /** The one variant allowed the embedded cloud: it must never stand in for a production board's uplink. */
@@ -63,7 +65,8 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
       node.field('protocol').fail(`"mqtt", "azure" or "none" ("sim" is for the ${SIM_VARIANT} board only)`);
     }
     return {
-      protocol, ...common,
+      protocol,
+      ...common,
       linkUpSecs: integerOption(node.field('linkUpSecs'), 'uplink.linkUpSecs'),
       linkDownSecs: integerOption(node.field('linkDownSecs'), 'uplink.linkDownSecs'),
     };
@@ -80,11 +83,16 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
     node.field('connectionString').fail('exactly one of connectionString, connectionStringFile and provisioning');
   }
   // With DPS the certificate is the enrollment's, used with DPS and then with the hub it assigns.
-  if (provisioning !== undefined && common.certFile !== undefined) node.field('certFile').fail('no certFile with ' +
-    'provisioning (its certPath is used with the hub too)');
+  if (provisioning !== undefined && common.certFile !== undefined)
+    node.field('certFile').fail('no certFile with ' + 'provisioning (its certPath is used with the hub too)');
   const azure = parseAzureSection(node.field('azure'), baseDir);
   return {
-    protocol, ...common, connectionString, connectionStringFile, provisioning, azure,
+    protocol,
+    ...common,
+    connectionString,
+    connectionStringFile,
+    provisioning,
+    azure,
     cloudConnectionsMax: integerOption(node.field('cloudConnectionsMax'), 'uplink.cloudConnectionsMax'),
     cloudConnectionIdleSecs: integerOption(node.field('cloudConnectionIdleSecs'), 'uplink.cloudConnectionIdleSecs'),
     cloudConnectsPerSecMax: integerOption(node.field('cloudConnectsPerSecMax'), 'uplink.cloudConnectsPerSecMax'),
@@ -106,14 +114,17 @@ function parseCommon(
   const maxMs = backoff.missing
     ? BACKOFF_MAX_MS_DEFAULT
     : backoff.field('maxMs').integer({
-        min: baseMs, max: baseRange.max, unit: 'ms, at least baseMs', default: Math.max(baseMs, BACKOFF_MAX_MS_DEFAULT),
+        min: baseMs,
+        max: baseRange.max,
+        unit: 'ms, at least baseMs',
+        default: Math.max(baseMs, BACKOFF_MAX_MS_DEFAULT),
       });
   const interfacesNode = node.field('interfaces');
   const interfaces = interfacesNode.missing
     ? []
-    : interfacesNode.items(`a list of at most ${INTERFACES_MAX} interface names`, 0, INTERFACES_MAX).map((item) =>
-        item.string({ pattern: INTERFACE_NAME, describe: 'a network interface name like "eth0"' }),
-      );
+    : interfacesNode
+        .items(`a list of at most ${INTERFACES_MAX} interface names`, 0, INTERFACES_MAX)
+        .map((item) => item.string({ pattern: INTERFACE_NAME, describe: 'a network interface name like "eth0"' }));
   return {
     boardFile,
     inflightMax: integerOption(node.field('inflightMax'), 'uplink.inflightMax'),
@@ -180,14 +191,24 @@ function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConf
 }
 
 /** Reads a file named by field `key`; every failure names the board file, the field and the file. */
-export async function readNamedFile(config: UplinkCommonConfig, key: string, path: string, bytesMax: number,
-  expected: string): Promise<string> {
+export async function readNamedFile(
+  config: UplinkCommonConfig,
+  key: string,
+  path: string,
+  bytesMax: number,
+  expected: string,
+): Promise<string> {
   const where = { file: config.boardFile, jsonPath: `$.uplink.${key}` };
   let text: string;
   try {
     const bytes = await readFile(path);
     if (bytes.length > bytesMax) {
-      throw new ConfigError('UNREADABLE', where, `${expected} of at most ${bytesMax} bytes`, `${path}: ${bytes.length} bytes`);
+      throw new ConfigError(
+        'UNREADABLE',
+        where,
+        `${expected} of at most ${bytesMax} bytes`,
+        `${path}: ${bytes.length} bytes`,
+      );
     }
     text = bytes.toString('utf8');
   } catch (err) {
@@ -225,17 +246,36 @@ export async function loadUplinkFiles(
   if (config.protocol === 'mqtt') {
     const { url, username, password, topicTemplate, configTopic, protocolVersion } = config;
     return {
-      protocol: 'mqtt', url, gatewayId, username, password, topicTemplate, configTopic, protocolVersion,
-      ca, cert, key, keepaliveSecs,
+      protocol: 'mqtt',
+      url,
+      gatewayId,
+      username,
+      password,
+      topicTemplate,
+      configTopic,
+      protocolVersion,
+      ca,
+      cert,
+      key,
+      keepaliveSecs,
       // The pump's guard is the timeout that counts (its error names the limit); mqtt.js's own comes later.
       connectTimeoutMs: connectTimeoutMs === undefined ? undefined : connectTimeoutMs + MQTT_CONNECT_TIMEOUT_MARGIN_MS,
     };
   }
   if (config.provisioning !== undefined) throw new Error('a provisioned uplink has no connection string to load');
   const path = config.connectionStringFile;
-  const connectionString = path === undefined
-    ? config.connectionString!
-    : (await readNamedFile(config, 'connectionStringFile', path, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string')).trim();
+  const connectionString =
+    path === undefined
+      ? config.connectionString!
+      : (
+          await readNamedFile(
+            config,
+            'connectionStringFile',
+            path,
+            CONNECTION_STRING_FILE_BYTES_MAX,
+            'a connection string',
+          )
+        ).trim();
   checkDeviceId(config, connectionString, gatewayId);
   // Read here too so that `outpost board check` and start-up refuse a wrong $edgeHub file alike.
   await loadEdgeHub(config, gatewayId);

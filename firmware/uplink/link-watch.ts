@@ -41,7 +41,11 @@ export interface LinkWatch {
 
 /** Reads an interface's state; a missing interface is down. */
 export async function interfaceUp(sysClassNetDir: string, name: string): Promise<boolean> {
-  const read = (file: string) => readFile(path.join(sysClassNetDir, name, file), 'utf8').then((s) => s.trim(), () => '');
+  const read = (file: string) =>
+    readFile(path.join(sysClassNetDir, name, file), 'utf8').then(
+      (s) => s.trim(),
+      () => '',
+    );
   const [operstate, carrier] = await Promise.all([read('operstate'), read('carrier')]);
   // ppp and some cellular drivers never leave "unknown"; for those the carrier is the only truth.
   return operstate === 'up' || (operstate === 'unknown' && carrier === '1');
@@ -51,7 +55,10 @@ export function watchLink(opts: LinkWatchOptions): LinkWatch {
   const dir = opts.sysClassNetDir ?? SYS_CLASS_NET_DIR;
   const pollMs = opts.pollMs ?? LINK_POLL_MS_DEFAULT;
   if (opts.interfaces.length > LINK_INTERFACES_MAX) {
-    throw new UplinkError('INVALID', `"interfaces" may list at most ${LINK_INTERFACES_MAX}, got ${opts.interfaces.length}`);
+    throw new UplinkError(
+      'INVALID',
+      `"interfaces" may list at most ${LINK_INTERFACES_MAX}, got ${opts.interfaces.length}`,
+    );
   }
   if (!Number.isInteger(pollMs) || pollMs < 10 || pollMs > 60_000) {
     throw new UplinkError('INVALID', `"pollMs" must be an integer from 10 to 60000 ms, got ${pollMs}`);
@@ -70,7 +77,10 @@ export function watchLink(opts: LinkWatchOptions): LinkWatch {
       if (before === 'up' && now === 'down') opts.onDown?.(`${name} down`);
     }
     if (opts.modemFlagPath !== undefined) {
-      const mtime = await stat(opts.modemFlagPath).then((s) => s.mtimeMs, () => null);
+      const mtime = await stat(opts.modemFlagPath).then(
+        (s) => s.mtimeMs,
+        () => null,
+      );
       if (mtime !== null && flagMtimeMs !== null && mtime !== flagMtimeMs) opts.onUp('modem hook');
       if (mtime !== null) flagMtimeMs = mtime;
       else flagMtimeMs ??= 0;

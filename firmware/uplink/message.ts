@@ -71,11 +71,17 @@ type TopicField = (typeof TOPIC_FIELDS)[number];
  */
 export function compileTopicTemplate(template: string, gatewayId: string): (message: UplinkMessage) => string {
   if (template.length === 0 || /[+#]/.test(template)) {
-    throw new UplinkError('INVALID', `"topicTemplate" must be a non-empty topic without + or #, got ${JSON.stringify(template)}`);
+    throw new UplinkError(
+      'INVALID',
+      `"topicTemplate" must be a non-empty topic without + or #, got ${JSON.stringify(template)}`,
+    );
   }
   for (const match of template.matchAll(/\{([^}]*)\}/g)) {
     if (!TOPIC_FIELDS.includes(match[1] as TopicField)) {
-      throw new UplinkError('INVALID', `"topicTemplate" has unknown placeholder {${match[1]}}; known: ${TOPIC_FIELDS.join(', ')}`);
+      throw new UplinkError(
+        'INVALID',
+        `"topicTemplate" has unknown placeholder {${match[1]}}; known: ${TOPIC_FIELDS.join(', ')}`,
+      );
     }
   }
   return (message) =>

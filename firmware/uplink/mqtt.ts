@@ -52,9 +52,11 @@ type Resolved = Required<Omit<MqttTransportOptions, 'username' | 'password' | 'c
 
 function validate(options: MqttTransportOptions): Resolved {
   const bad = (message: string) => new UplinkError('INVALID', message);
-  if (!/^mqtts?:\/\/[^/]+/.test(options.url ?? '')) throw bad(`"url" must be mqtt://host:port or mqtts://host:port, got ${JSON.stringify(options.url)}`);
+  if (!/^mqtts?:\/\/[^/]+/.test(options.url ?? ''))
+    throw bad(`"url" must be mqtt://host:port or mqtts://host:port, got ${JSON.stringify(options.url)}`);
   if (!options.gatewayId) throw bad('"gatewayId" must be a non-empty string');
-  if ((options.cert === undefined) !== (options.key === undefined)) throw bad('"cert" and "key" must be given together');
+  if ((options.cert === undefined) !== (options.key === undefined))
+    throw bad('"cert" and "key" must be given together');
   const o: Resolved = {
     ...options,
     clientId: options.clientId ?? `outpost-${options.gatewayId}`,
@@ -65,12 +67,16 @@ function validate(options: MqttTransportOptions): Resolved {
     connectTimeoutMs: options.connectTimeoutMs ?? CONNECT_TIMEOUT_MS_DEFAULT,
     sessionExpirySecs: options.sessionExpirySecs ?? SESSION_EXPIRY_SECS_DEFAULT,
   };
-  if (o.protocolVersion !== 4 && o.protocolVersion !== 5) throw bad(`"protocolVersion" must be 4 or 5, got ${o.protocolVersion}`);
+  if (o.protocolVersion !== 4 && o.protocolVersion !== 5)
+    throw bad(`"protocolVersion" must be 4 or 5, got ${o.protocolVersion}`);
   const range = (name: keyof Resolved, value: number, min: number, max: number, unit: string) => {
-    if (!Number.isInteger(value) || value < min || value > max) throw bad(`"${name}" must be an integer from ${min} to ${max} ${unit}, got ${value}`);
+    if (!Number.isInteger(value) || value < min || value > max)
+      throw bad(`"${name}" must be an integer from ${min} to ${max} ${unit}, got ${value}`);
   };
   if (!/^[^+#]+$/.test(o.configTopic) || /\{(?!gatewayId\})/.test(o.configTopic)) {
-    throw bad(`"configTopic" must be a topic without + or # whose only placeholder is {gatewayId}, got ${JSON.stringify(o.configTopic)}`);
+    throw bad(
+      `"configTopic" must be a topic without + or # whose only placeholder is {gatewayId}, got ${JSON.stringify(o.configTopic)}`,
+    );
   }
   range('keepaliveSecs', o.keepaliveSecs, 1, 65_535, 'seconds');
   range('connectTimeoutMs', o.connectTimeoutMs, 100, 300_000, 'ms');
@@ -253,7 +259,8 @@ export function createMqttTransport(options: MqttTransportOptions): UplinkTransp
         throw new UplinkError('REJECTED', `subscribe to ${configTopic} failed: ${err.message}`, { cause: err });
       });
       // SUBACK code 0x80 (MQTT 3.1.1) or >= 0x80 (MQTT 5): the broker refused, e.g. by its ACL.
-      if (granted.some((g) => g.qos >= 0x80)) throw new UplinkError('REJECTED', `the broker refused a subscription to ${configTopic}`);
+      if (granted.some((g) => g.qos >= 0x80))
+        throw new UplinkError('REJECTED', `the broker refused a subscription to ${configTopic}`);
     },
     onMessage(listener) {
       configListeners.add(listener);

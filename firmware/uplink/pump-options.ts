@@ -8,11 +8,13 @@ import { UplinkError, type UplinkTransport } from './types.js';
 import { LIMIT_RANGES } from '../config/uplink-limits.js';
 
 export {
-  INFLIGHT_MESSAGES_DEFAULT, INFLIGHT_MESSAGES_HARD_MAX, LIMIT_RANGES, LINK_UP_JITTER_MS_MAX_DEFAULT,
+  INFLIGHT_MESSAGES_DEFAULT,
+  INFLIGHT_MESSAGES_HARD_MAX,
+  LIMIT_RANGES,
+  LINK_UP_JITTER_MS_MAX_DEFAULT,
 } from '../config/uplink-limits.js';
 
 /** The pump's options, limits and status shapes, validated with errors that name the option. */
-
 
 /** What Pump.stop may take when the caller names no budget: a third of the gateway's 15 s stop. */
 export const PUMP_STOP_BUDGET_MS_DEFAULT = 5_000;
@@ -147,4 +149,3 @@ export function validateLanes(lanes: PumpLaneConfig[]): Array<{ lane: PumpLane; 
     return { lane, weight };
   });
 }
-

@@ -6,7 +6,14 @@ import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import type { SimCloudStatus } from '../sim/cloud.js';
 import { SIM_TELEMETRY_TOPIC_TEMPLATE } from '../side-channel.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
-import { Pump, type LinkState, type PumpLaneConfig, type PumpOptions, type PumpStatus, type ResyncHook } from './pump.js';
+import {
+  Pump,
+  type LinkState,
+  type PumpLaneConfig,
+  type PumpOptions,
+  type PumpStatus,
+  type ResyncHook,
+} from './pump.js';
 import { CloudSettingsManager, type SettingsStatus } from './settings.js';
 import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
@@ -54,7 +61,9 @@ export interface UplinkServiceOptions {
   /** DPS registration backoff and timeout board.json does not expose, for tests. */
   provisioningOverrides?: Pick<ProvisionedUplinkOptions, 'backoff' | 'timeoutMs'>;
   /** Pump limits board.json does not expose (timeouts, batches), for tests and the benchmark. */
-  pumpOverrides?: Partial<Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>>;
+  pumpOverrides?: Partial<
+    Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>
+  >;
 }
 
 export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
@@ -161,15 +170,28 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const lanes: PumpLaneConfig[] = [];
   for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
   lanes.push({ lane: await log.lane(UPSTREAM_LANE_NAME), weight: 1 });
-  const edgeHub = config.protocol === 'azure' && config.azure.mode === 'edge' ? await loadEdgeHub(config, opts.gatewayId) : undefined;
-  const edgeCredentials = edgeHub && { hostName: edgeHub.hostName, gatewayId: edgeHub.deviceId, key: edgeHub.sharedAccessKey };
-  const edge = edgeCredentials === undefined || config.protocol !== 'azure'
-    ? null
-    // Imported only in edge mode (as the transports and DPS are): a device-mode or mqtt gateway loads none of it.
-    : await (await import('./edge/service.js')).startEdge({
-      config, credentials: edgeCredentials, transportConfig: await loadUplinkFiles(config, opts.gatewayId),
-      log, clock, onError, gatewayId: opts.gatewayId,
-    });
+  const edgeHub =
+    config.protocol === 'azure' && config.azure.mode === 'edge' ? await loadEdgeHub(config, opts.gatewayId) : undefined;
+  const edgeCredentials = edgeHub && {
+    hostName: edgeHub.hostName,
+    gatewayId: edgeHub.deviceId,
+    key: edgeHub.sharedAccessKey,
+  };
+  const edge =
+    edgeCredentials === undefined || config.protocol !== 'azure'
+      ? null
+      : // Imported only in edge mode (as the transports and DPS are): a device-mode or mqtt gateway loads none of it.
+        await (
+          await import('./edge/service.js')
+        ).startEdge({
+          config,
+          credentials: edgeCredentials,
+          transportConfig: await loadUplinkFiles(config, opts.gatewayId),
+          log,
+          clock,
+          onError,
+          gatewayId: opts.gatewayId,
+        });
   const laneNames = [...lanes.map(({ lane }) => lane.name), ...(edge === null ? [] : [edge.heldLaneName])];
   // The hook list is read at every connect, so hooks added later join from the next connect on.
   const resyncHooks: ResyncHook[] = [];
@@ -208,7 +230,12 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
 
   const watch: LinkWatch | null =
     config.interfaces.length > 0 || config.modemFlagPath !== undefined
-      ? watchLink({ interfaces: config.interfaces, modemFlagPath: config.modemFlagPath, sysClassNetDir: opts.sysClassNetDir, onUp: (why) => pump.wake(why) })
+      ? watchLink({
+          interfaces: config.interfaces,
+          modemFlagPath: config.modemFlagPath,
+          sysClassNetDir: opts.sysClassNetDir,
+          onUp: (why) => pump.wake(why),
+        })
       : null;
   const running = pump;
   running.start();
@@ -216,7 +243,10 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   return {
     protocol: config.protocol,
     status: () => ({
-      ...running.status(), protocol: config.protocol, interfaces: watch?.states() ?? {}, settings: settings.status(),
+      ...running.status(),
+      protocol: config.protocol,
+      interfaces: watch?.states() ?? {},
+      settings: settings.status(),
       ...(provisioning === undefined ? {} : { provisioning: provisioning.status() }),
       ...(edge === null ? {} : { edge: edge.uplink.status() }),
     }),
@@ -249,13 +279,21 @@ interface ProvisioningHandle {
  * The transport board.json asks for; with DPS (azure `provisioning`) the provisioned one, whose provisioner
  * calls `wake` when an assignment comes in. The SDKs are loaded only for the protocol in use.
  */
-async function uplinkTransport(opts: UplinkServiceOptions, config: MqttUplinkConfig | AzureUplinkConfig,
-  wake: () => void): Promise<{ transport: UplinkTransport; provisioning?: ProvisioningHandle }> {
+async function uplinkTransport(
+  opts: UplinkServiceOptions,
+  config: MqttUplinkConfig | AzureUplinkConfig,
+  wake: () => void,
+): Promise<{ transport: UplinkTransport; provisioning?: ProvisioningHandle }> {
   if (config.protocol === 'azure' && config.provisioning !== undefined) {
     const { startProvisionedUplink } = await import('./provisioning/index.js');
     const { transport, provisioner } = await startProvisionedUplink({
-      config: { ...config, provisioning: config.provisioning }, gatewayId: opts.gatewayId, dataDir: opts.dataDir,
-      clock: opts.clock, onError: opts.onError ?? (() => {}), onAssigned: wake, ...opts.provisioningOverrides,
+      config: { ...config, provisioning: config.provisioning },
+      gatewayId: opts.gatewayId,
+      dataDir: opts.dataDir,
+      clock: opts.clock,
+      onError: opts.onError ?? (() => {}),
+      onAssigned: wake,
+      ...opts.provisioningOverrides,
     });
     return { transport, provisioning: provisioner };
   }
@@ -288,7 +326,10 @@ async function startSimUplink(opts: UplinkServiceOptions, config: SimUplinkConfi
   // Imported only on the sim board: the embedded broker (aedes) is no part of a real gateway's memory.
   const { SimCloud } = await import('../sim/cloud.js');
   const cloud = await SimCloud.start({
-    gatewayId: opts.gatewayId, linkUpSecs, linkDownSecs, onLinkUp: () => service?.wake('sim link up'),
+    gatewayId: opts.gatewayId,
+    linkUpSecs,
+    linkDownSecs,
+    onLinkUp: () => service?.wake('sim link up'),
   });
   const toggle = () => cloud.toggleLink();
   process.on('SIGUSR1', toggle);
@@ -296,8 +337,14 @@ async function startSimUplink(opts: UplinkServiceOptions, config: SimUplinkConfi
     service = await startUplink({
       ...opts,
       config: {
-        ...common, protocol: 'mqtt', url: cloud.url, username: undefined, password: undefined,
-        topicTemplate: SIM_TELEMETRY_TOPIC_TEMPLATE, configTopic: undefined, protocolVersion: 4,
+        ...common,
+        protocol: 'mqtt',
+        url: cloud.url,
+        username: undefined,
+        password: undefined,
+        topicTemplate: SIM_TELEMETRY_TOPIC_TEMPLATE,
+        configTopic: undefined,
+        protocolVersion: 4,
       },
     });
   } catch (err) {
@@ -325,7 +372,8 @@ function listenForSettings(transport: UplinkTransport, settings: CloudSettingsMa
   const out: Array<() => void> = [];
   if (transport.twin !== undefined) out.push(transport.twin.onDesired((patch) => void settings.fromTwinPatch(patch)));
   const topic = transport.configTopic;
-  if (topic !== undefined) out.push(topic.onMessage((payload) => void settings.fromConfigMessage(payload, `mqtt:${topic.topic}`)));
+  if (topic !== undefined)
+    out.push(topic.onMessage((payload) => void settings.fromConfigMessage(payload, `mqtt:${topic.topic}`)));
   return out;
 }
 

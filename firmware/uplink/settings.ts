@@ -59,11 +59,13 @@ export interface SettingsStatus {
 function checkValue(name: SettingName, value: unknown): number {
   const [min, max, unit] = SETTING_RULES[name];
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new UplinkError('INVALID', `"${name}" must be an integer from ${min} to ${max} ${unit}, got ${JSON.stringify(value)}`);
+    throw new UplinkError(
+      'INVALID',
+      `"${name}" must be an integer from ${min} to ${max} ${unit}, got ${JSON.stringify(value)}`,
+    );
   }
   return value;
 }
-
 
 /** Keys in a fixed order, so two equal override sets serialise equally (and an unchanged one is not rewritten). */
 function canonical(settings: CloudSettings): CloudSettings {
@@ -105,7 +107,8 @@ export class CloudSettingsManager {
 
   /** An mqtt config message: the whole state as JSON; empty clears every override. */
   fromConfigMessage(payload: Buffer, source: string): boolean {
-    if (payload.length > SETTINGS_DOCUMENT_BYTES_MAX) return this.refuse(`${payload.length} bytes is over ${SETTINGS_DOCUMENT_BYTES_MAX}`, source);
+    if (payload.length > SETTINGS_DOCUMENT_BYTES_MAX)
+      return this.refuse(`${payload.length} bytes is over ${SETTINGS_DOCUMENT_BYTES_MAX}`, source);
     if (payload.length === 0) return this.replaceWith({}, source, true);
     let doc: unknown;
     try {
@@ -158,8 +161,10 @@ export class CloudSettingsManager {
     const next: CloudSettings = {};
     try {
       for (const [key, value] of Object.entries(doc)) {
-        if (SETTING_NAMES.includes(key as SettingName)) next[key as SettingName] = checkValue(key as SettingName, value);
-        else if (strict) throw new UplinkError('INVALID', `unknown setting "${key}"; known: ${SETTING_NAMES.join(', ')}`);
+        if (SETTING_NAMES.includes(key as SettingName))
+          next[key as SettingName] = checkValue(key as SettingName, value);
+        else if (strict)
+          throw new UplinkError('INVALID', `unknown setting "${key}"; known: ${SETTING_NAMES.join(', ')}`);
       }
       const effective = this.effective(next);
       // The store validates first and changes nothing when it refuses, so a refused document leaves all as it was.
@@ -191,7 +196,9 @@ export class CloudSettingsManager {
     }
     const doc = { overrides: this.overrides, source: this.source ?? 'board', savedAtWallMs: this.opts.clock.wallMs() };
     this.writing = saveSettingsFile(this.opts.dataDir, doc)
-      .catch((err: Error) => this.opts.onError(new UplinkError('IO', `cannot save cloud settings: ${err.message}`, { cause: err })))
+      .catch((err: Error) =>
+        this.opts.onError(new UplinkError('IO', `cannot save cloud settings: ${err.message}`, { cause: err })),
+      )
       .finally(() => {
         this.writing = null;
         if (this.writeAgain) {

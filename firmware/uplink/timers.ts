@@ -5,7 +5,13 @@ export async function within(work: Promise<unknown>, ms: number): Promise<boolea
   let timer: NodeJS.Timeout | undefined;
   const late = new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), Math.max(0, ms))));
   try {
-    return await Promise.race([work.then(() => true, () => true), late]);
+    return await Promise.race([
+      work.then(
+        () => true,
+        () => true,
+      ),
+      late,
+    ]);
   } finally {
     clearTimeout(timer);
   }
@@ -16,7 +22,10 @@ export async function within(work: Promise<unknown>, ms: number): Promise<boolea
  * settled the race: a teardown there cannot make `work` reject first and hide the timeout.
  */
 export async function deadline(
-  work: Promise<void>, timeoutMs: number, onTimeout: () => Error, afterTimeout?: () => void,
+  work: Promise<void>,
+  timeoutMs: number,
+  onTimeout: () => Error,
+  afterTimeout?: () => void,
 ): Promise<void> {
   let timer: NodeJS.Timeout | undefined;
   const timeout = new Promise<never>((_, reject) => {

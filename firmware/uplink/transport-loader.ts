@@ -10,5 +10,8 @@ import { UplinkError, type UplinkTransport } from './types.js';
 export async function loadTransport(config: TransportConfig): Promise<UplinkTransport> {
   if (config.protocol === 'mqtt') return (await import('./mqtt.js')).createMqttTransport(config);
   if (config.protocol === 'azure') return (await import('./azure.js')).createAzureTransport(config);
-  throw new UplinkError('INVALID', `"protocol" must be one of mqtt, azure, got ${JSON.stringify((config as { protocol: unknown }).protocol)}`);
+  throw new UplinkError(
+    'INVALID',
+    `"protocol" must be one of mqtt, azure, got ${JSON.stringify((config as { protocol: unknown }).protocol)}`,
+  );
 }

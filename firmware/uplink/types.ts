@@ -102,14 +102,7 @@ export interface UplinkTransport {
 
 /** IO: a local file (saved settings) could not be written. REFUSED: the broker refused one message. */
 export type UplinkErrorCode =
-  | 'CONNECT'
-  | 'TIMEOUT'
-  | 'DISCONNECTED'
-  | 'REJECTED'
-  | 'REFUSED'
-  | 'CLOSED'
-  | 'INVALID'
-  | 'IO';
+  'CONNECT' | 'TIMEOUT' | 'DISCONNECTED' | 'REJECTED' | 'REFUSED' | 'CLOSED' | 'INVALID' | 'IO';
 
 /** Why a broker refused a message, and whether sending it again could ever succeed. */
 export interface Refusal {

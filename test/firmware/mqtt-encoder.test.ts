@@ -15,7 +15,15 @@ async function encode(packet: mqttPacket.Packet): Promise<Buffer> {
 }
 
 t.test('the shared encoder writes message ids without its 65,536-buffer cache, byte for byte as before', async (t) => {
-  const packet = { cmd: 'publish', topic: 'a/b', payload: Buffer.from('x'), qos: 1, messageId: 0x1234, dup: false, retain: false } as const;
+  const packet = {
+    cmd: 'publish',
+    topic: 'a/b',
+    payload: Buffer.from('x'),
+    qos: 1,
+    messageId: 0x1234,
+    dup: false,
+    retain: false,
+  } as const;
   mqttPacket.writeToStream.cacheNumbers = true;
   const cached = await encode(packet);
   useCompactMqttEncoder();

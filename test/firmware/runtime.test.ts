@@ -39,7 +39,11 @@ t.test('the sim board runs the pipeline: device readings land durably in the ups
     await new Promise((r) => setTimeout(r, 100));
   }
   const line = formatStatus(runtime.status());
-  t.match(line, /outpost outpost-sim \[sim\] link=disabled backlog=\d+ rec/, 'status line names gateway, board and backlog');
+  t.match(
+    line,
+    /outpost outpost-sim \[sim\] link=disabled backlog=\d+ rec/,
+    'status line names gateway, board and backlog',
+  );
   t.match(line, /env:temperatureC=/, 'status line shows a reading');
   await runtime.stop();
 

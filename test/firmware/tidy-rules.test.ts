@@ -15,34 +15,45 @@ const longBody = Array.from({ length: 70 }, (_, i) => `  const v${i} = ${i};`).j
 const deepBody = 'if (a) { for (;;) { while (a) { switch (a) { default: if (a) return; } } } }';
 
 function fixture(root: string): void {
-  write(root, 'package.json', JSON.stringify({
-    dependencies: { 'runtime-dep': '1', 'test-only-dep': '1' },
-    devDependencies: { 'dev-dep': '1', 'unused-dev': '1', 'test-dev': '1' },
-    tap: { exclude: ['test/support/**'] },
-  }));
-  write(root, 'firmware/a.ts', [
-    "import 'runtime-dep';",
-    "import 'dev-dep';",
-    "import { helper } from '../test/helper.js';",
-    "import type { B } from './b.js';",
-    `export const wide = '${'x'.repeat(110)}';`,
-    `export function long(): void {\n${longBody}\n}`,
-    `export function deep(a: boolean): void { ${deepBody} }`,
-    'const WAIT_MS = 5;',
-    '/** Why both bounds are what they are. */',
-    'const RANGE_MIN = 1;',
-    'const RANGE_MAX = 2;',
-    '',
-    '// Named limits end in their unit; a trailing comment counts too.',
-    'export const A_BYTES = WAIT_MS + RANGE_MIN + RANGE_MAX; // why',
-    'export type A = B;',
-    'helper();',
-  ].join('\n'));
+  write(
+    root,
+    'package.json',
+    JSON.stringify({
+      dependencies: { 'runtime-dep': '1', 'test-only-dep': '1' },
+      devDependencies: { 'dev-dep': '1', 'unused-dev': '1', 'test-dev': '1' },
+      tap: { exclude: ['test/support/**'] },
+    }),
+  );
+  write(
+    root,
+    'firmware/a.ts',
+    [
+      "import 'runtime-dep';",
+      "import 'dev-dep';",
+      "import { helper } from '../test/helper.js';",
+      "import type { B } from './b.js';",
+      `export const wide = '${'x'.repeat(110)}';`,
+      `export function long(): void {\n${longBody}\n}`,
+      `export function deep(a: boolean): void { ${deepBody} }`,
+      'const WAIT_MS = 5;',
+      '/** Why both bounds are what they are. */',
+      'const RANGE_MIN = 1;',
+      'const RANGE_MAX = 2;',
+      '',
+      '// Named limits end in their unit; a trailing comment counts too.',
+      'export const A_BYTES = WAIT_MS + RANGE_MIN + RANGE_MAX; // why',
+      'export type A = B;',
+      'helper();',
+    ].join('\n'),
+  );
   write(root, 'firmware/b.ts', "import { wide } from './a.js';\nexport type B = typeof wide;\n");
   write(root, 'firmware/x/one.ts', "import type { Two } from '../y/two.js';\nexport type One = Two;\n");
   write(root, 'firmware/y/two.ts', "import '../x/one.js';\nexport type Two = number;\n");
-  write(root, 'test/helper.ts', "import 'test-only-dep';\nimport 'test-dev';\nimport 'undeclared-pkg';\n" +
-    'export function helper(): void {}\n');
+  write(
+    root,
+    'test/helper.ts',
+    "import 'test-only-dep';\nimport 'test-dev';\nimport 'undeclared-pkg';\n" + 'export function helper(): void {}\n',
+  );
   write(root, 'test/support/kept.ts', 'export const kept = 1;\n');
   write(root, 'test/a.test.ts', "import '../firmware/b.js';\n");
 }
@@ -50,7 +61,9 @@ function fixture(root: string): void {
 t.test('each rule finds its violation, with file:line, and nothing else', async (t) => {
   const root = tempDir(t, 'outpost-tidy-');
   fixture(root);
-  const found = tidyViolations(root).map((v) => `${v.rule} | ${v.key} | ${v.where}`).sort();
+  const found = tidyViolations(root)
+    .map((v) => `${v.rule} | ${v.key} | ${v.where}`)
+    .sort();
   t.same(found, [
     'dependency-group | dev-dep | firmware/a.ts:2',
     'dependency-group | test-only-dep | test/helper.ts:1',
@@ -76,10 +89,14 @@ t.test('a value-only cycle is its own rule: type-only imports do not make one', 
   write(root, 'package.json', '{}');
   write(root, 'firmware/p.ts', "import { q } from './q.js';\nexport const p = q;\n");
   write(root, 'firmware/q.ts', "import { p } from './p.js';\nexport const q = () => p;\n");
-  const rules = tidyViolations(root).map((v) => `${v.rule} | ${v.key}`).sort();
+  const rules = tidyViolations(root)
+    .map((v) => `${v.rule} | ${v.key}`)
+    .sort();
   t.same(rules, [
-    'import-cycle | firmware/p.ts -> firmware/q.ts', 'import-cycle | firmware/q.ts -> firmware/p.ts',
-    'value-import-cycle | firmware/p.ts -> firmware/q.ts', 'value-import-cycle | firmware/q.ts -> firmware/p.ts',
+    'import-cycle | firmware/p.ts -> firmware/q.ts',
+    'import-cycle | firmware/q.ts -> firmware/p.ts',
+    'value-import-cycle | firmware/p.ts -> firmware/q.ts',
+    'value-import-cycle | firmware/q.ts -> firmware/p.ts',
   ]);
 });
 

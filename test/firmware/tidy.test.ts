@@ -13,6 +13,10 @@ t.test('the house rules hold, apart from the violations the baseline still allow
   if (process.env.OUTPOST_TIDY_LOWER === '1') lowerBaseline(baselinePath, violations);
   const { added, lowered } = compare(violations, readBaseline(baselinePath));
   t.same(added, [], 'no violation past the baseline (fix a new one: the baseline may not grow)');
-  t.same(lowered, [], 'no fixed violation left in the baseline (lower test/firmware/tidy-baseline.json: ' +
-    'OUTPOST_TIDY_LOWER=1 npx tap test/firmware/tidy.test.ts)');
+  t.same(
+    lowered,
+    [],
+    'no fixed violation left in the baseline (lower test/firmware/tidy-baseline.json: ' +
+      'OUTPOST_TIDY_LOWER=1 npx tap test/firmware/tidy.test.ts)',
+  );
 });

@@ -11,8 +11,17 @@ import { EXTERNAL_PACKAGES } from '../../scripts/externals.js';
 /** Bundled inputs the entry's static import graph holds, as esbuild names them (paths, node_modules/...). */
 async function staticInputs(entry: string): Promise<string[]> {
   const result = await build({
-    entryPoints: [entry], bundle: true, platform: 'node', format: 'esm', target: 'node20', write: false,
-    splitting: true, outdir: 'lazy-load-check', external: EXTERNAL_PACKAGES, metafile: true, logLevel: 'error',
+    entryPoints: [entry],
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    write: false,
+    splitting: true,
+    outdir: 'lazy-load-check',
+    external: EXTERNAL_PACKAGES,
+    metafile: true,
+    logLevel: 'error',
   });
   const outputs: Metafile['outputs'] = result.metafile.outputs;
   const entryChunk = Object.keys(outputs).find((name) => outputs[name]!.entryPoint === entry)!;
@@ -40,13 +49,25 @@ const OPTIONAL = [
 t.test('the gateway statically loads none of the parts board.json may leave out', async (t) => {
   const inputs = await staticInputs('firmware/main.ts');
   t.ok(inputs.includes('firmware/uplink/service.ts'), 'the graph is the real one: it holds the uplink service');
-  t.ok(inputs.some((i) => /node_modules\/mqtt\//.test(i)), 'and mqtt.js, which the hub needs anyway');
+  t.ok(
+    inputs.some((i) => /node_modules\/mqtt\//.test(i)),
+    'and mqtt.js, which the hub needs anyway',
+  );
   for (const { part, input } of OPTIONAL) {
-    t.same(inputs.filter((i) => input.test(i)), [], `${part} is loaded only when configured`);
+    t.same(
+      inputs.filter((i) => input.test(i)),
+      [],
+      `${part} is loaded only when configured`,
+    );
   }
 });
 
 t.test('the uplink benchmark measures the same: its roles do not carry edge mode or the sim cloud', async (t) => {
   const inputs = await staticInputs('bench/uplink-roles.ts');
-  for (const { part, input } of OPTIONAL) t.same(inputs.filter((i) => input.test(i)), [], part);
+  for (const { part, input } of OPTIONAL)
+    t.same(
+      inputs.filter((i) => input.test(i)),
+      [],
+      part,
+    );
 });

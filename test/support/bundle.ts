@@ -13,6 +13,15 @@ const BUNDLE_DIR = fileURLToPath(new URL('../../.tap/child-bundles/', import.met
 export async function bundleForChild(entry: string, tag: string): Promise<string> {
   mkdirSync(BUNDLE_DIR, { recursive: true });
   const outfile = join(BUNDLE_DIR, `${basename(entry, '.ts')}-${basename(tag)}-${process.pid}.mjs`);
-  await build({ entryPoints: [entry], outfile, bundle: true, platform: 'node', format: 'esm', target: 'node20', packages: 'external', logLevel: 'error' });
+  await build({
+    entryPoints: [entry],
+    outfile,
+    bundle: true,
+    platform: 'node',
+    format: 'esm',
+    target: 'node20',
+    packages: 'external',
+    logLevel: 'error',
+  });
   return outfile;
 }

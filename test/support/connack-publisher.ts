@@ -10,13 +10,24 @@ const [portArg, sessionsArg] = process.argv.slice(2);
 const sessions = JSON.parse(sessionsArg!) as Array<{ clientId: string; username: string; password: string }>;
 const outcomes = new Map<string, 'puback' | 'cut'>();
 const clients = sessions.map(({ clientId, username, password }) => {
-  const client = mqtt.connect(`mqtt://127.0.0.1:${portArg}`, { clientId, username, password, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 20_000 });
+  const client = mqtt.connect(`mqtt://127.0.0.1:${portArg}`, {
+    clientId,
+    username,
+    password,
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    connectTimeout: 20_000,
+  });
   const settle = (outcome: 'puback' | 'cut') => {
     if (outcomes.has(clientId)) return;
     outcomes.set(clientId, outcome);
     if (outcomes.size === sessions.length) finish();
   };
-  client.once('connect', () => client.publish(`devices/${clientId}/messages/events/`, clientId, { qos: 1 }, (err) => settle(err ? 'cut' : 'puback')));
+  client.once('connect', () =>
+    client.publish(`devices/${clientId}/messages/events/`, clientId, { qos: 1 }, (err) =>
+      settle(err ? 'cut' : 'puback'),
+    ),
+  );
   client.once('close', () => settle('cut'));
   client.on('error', () => settle('cut'));
   return client;

@@ -220,7 +220,9 @@ export function crashState(fs: SimFs, cut: number, fate: Fate, rand: () => numbe
   }
   const keep = (synced: boolean, p: number) => synced || fate === 'everything' || (fate === 'random' && rand() < p);
   const files = new Map<number, Buffer>(base ? [...base.files].map(([ino, b]) => [ino, Buffer.from(b)]) : []);
-  const dirs = new Map<string, Map<string, Entry>>(base ? [...base.dirs].map(([d, m]) => [d, new Map(m)]) : [[fs.root, new Map()]]);
+  const dirs = new Map<string, Map<string, Entry>>(
+    base ? [...base.dirs].map(([d, m]) => [d, new Map(m)]) : [[fs.root, new Map()]],
+  );
   for (let i = 0; i < cut; i++) {
     const op = fs.ops[i]!;
     if (op.t === 'write' || op.t === 'truncate') {
@@ -259,7 +261,10 @@ export function crashState(fs: SimFs, cut: number, fate: Fate, rand: () => numbe
     }
   };
   reach(fs.root);
-  out.baseState = { dirs: new Map([...out.dirs].map(([d, m]) => [d, new Map(m)])), files: new Map([...out.files].map(([i, b]) => [i, Buffer.from(b)])) };
+  out.baseState = {
+    dirs: new Map([...out.dirs].map(([d, m]) => [d, new Map(m)])),
+    files: new Map([...out.files].map(([i, b]) => [i, Buffer.from(b)])),
+  };
   return out;
 }
 

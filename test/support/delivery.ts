@@ -70,8 +70,10 @@ export function checkDelivery(
       continue;
     }
     replays += 1;
-    if (value > highest + 1) problems.push(`#${index}: ${value} after highest ${highest}: ${highest + 1}..${value - 1} skipped`);
-    if (value <= highest - windowMax) problems.push(`#${index}: replay from ${value}, more than ${windowMax} below ${highest}`);
+    if (value > highest + 1)
+      problems.push(`#${index}: ${value} after highest ${highest}: ${highest + 1}..${value - 1} skipped`);
+    if (value <= highest - windowMax)
+      problems.push(`#${index}: replay from ${value}, more than ${windowMax} below ${highest}`);
     previous = value;
     highest = Math.max(highest, value);
     if (problems.length > 10) break;

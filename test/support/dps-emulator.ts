@@ -159,8 +159,12 @@ export class DpsEmulator {
     const now = Date.now();
     if (Date.parse(cert.validFrom) > now || Date.parse(cert.validTo) < now) return null;
     for (const e of this.enrollments) {
-      if (e.kind === 'x509' && e.registrationId === registrationId && new X509Certificate(e.cert).fingerprint256 ===
-        cert.fingerprint256) return e;
+      if (
+        e.kind === 'x509' &&
+        e.registrationId === registrationId &&
+        new X509Certificate(e.cert).fingerprint256 === cert.fingerprint256
+      )
+        return e;
     }
     for (const e of this.enrollments) {
       if (e.kind !== 'x509-group') continue;
@@ -202,8 +206,13 @@ export class DpsEmulator {
     }
     if (this.throttled.left > 0) {
       this.throttled.left -= 1;
-      return this.respond(client, 429, rid, { errorCode: 429001, message: 'Operations are being throttled' },
-        this.throttled.retryAfterSecs);
+      return this.respond(
+        client,
+        429,
+        rid,
+        { errorCode: 429001, message: 'Operations are being throttled' },
+        this.throttled.retryAfterSecs,
+      );
     }
     let body: { registrationId?: unknown };
     try {
@@ -215,9 +224,10 @@ export class DpsEmulator {
       const message = 'registrationId differs from the client id';
       return this.respond(client, 400, rid, { errorCode: 400004, message });
     }
-    const enrollment = session.password === undefined
-      ? this.x509Enrollment(session.registrationId, session.cert!)
-      : this.sasEnrollment(session);
+    const enrollment =
+      session.password === undefined
+        ? this.x509Enrollment(session.registrationId, session.cert!)
+        : this.sasEnrollment(session);
     if (enrollment === null) return this.respond(client, 401, rid, { errorCode: 401002, message: 'Unauthorized' });
     const operationId = `4.${randomUUID()}`;
     const operation = { registrationId: session.registrationId, enrollment, pollsLeft: this.assigningPolls };
@@ -243,8 +253,14 @@ export class DpsEmulator {
     }
     const { registration, substatus } = this.allocate(id, op.enrollment);
     const state = {
-      registrationId: id, assignedHub: registration.hub, deviceId: registration.deviceId, status: 'assigned', substatus,
-      createdDateTimeUtc: registration.createdAt, lastUpdatedDateTimeUtc: now, etag: `"${randomUUID()}"`,
+      registrationId: id,
+      assignedHub: registration.hub,
+      deviceId: registration.deviceId,
+      status: 'assigned',
+      substatus,
+      createdDateTimeUtc: registration.createdAt,
+      lastUpdatedDateTimeUtc: now,
+      etag: `"${randomUUID()}"`,
     };
     this.respond(client, 200, rid, { operationId, status: 'assigned', registrationState: state });
   }
@@ -254,11 +270,14 @@ export class DpsEmulator {
     const previous = this.registrations.get(id);
     const hub = this.movedTo.get(id) ?? previous?.hub ?? enrollment.hub ?? [...this.hubs.keys()][0]!;
     this.movedTo.delete(id);
-    const deviceId = (enrollment.kind === 'symmetric' || enrollment.kind === 'x509') && enrollment.deviceId
-      ? enrollment.deviceId : id;
-    const auth = enrollment.kind === 'symmetric' ? { kind: 'sas' as const, key: enrollment.key }
-      : enrollment.kind === 'symmetric-group' ? { kind: 'sas' as const, key: deriveKey(enrollment.groupKey, id) }
-        : { kind: 'x509' as const };
+    const deviceId =
+      (enrollment.kind === 'symmetric' || enrollment.kind === 'x509') && enrollment.deviceId ? enrollment.deviceId : id;
+    const auth =
+      enrollment.kind === 'symmetric'
+        ? { kind: 'sas' as const, key: enrollment.key }
+        : enrollment.kind === 'symmetric-group'
+          ? { kind: 'sas' as const, key: deriveKey(enrollment.groupKey, id) }
+          : { kind: 'x509' as const };
     this.hubs.get(hub)!.register(deviceId, auth);
     const registration = { hub, deviceId, createdAt: previous?.createdAt ?? new Date().toISOString() };
     this.registrations.set(id, registration);

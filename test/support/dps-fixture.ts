@@ -19,7 +19,11 @@ import { tempDir } from './tmp.js';
 export const ID_SCOPE = '0ne00000A0A';
 const MiB = 1024 * 1024;
 const LOG_OPTIONS = {
-  segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB, ttlSecs: 7_200,
+  segmentBytes: MiB,
+  groupCommitBytesMax: MiB / 2,
+  recordBytesMax: 64 * 1024,
+  quotaBytes: 64 * MiB,
+  ttlSecs: 7_200,
 };
 
 type Teardown = { teardown(fn: () => unknown): void };
@@ -34,8 +38,7 @@ export interface DpsWorld {
   /** Disables a device on the hubs: deleted there, and not created again by DPS's registrations. */
   disableOnHub(deviceId: string): void;
   /** Starts the uplink on the data dir with `provisioning` as board.json's uplink.provisioning. */
-  boot(provisioning: Record<string, unknown>, gatewayId: string,
-    opts?: BootOptions): Promise<Gateway>;
+  boot(provisioning: Record<string, unknown>, gatewayId: string, opts?: BootOptions): Promise<Gateway>;
 }
 
 export interface BootOptions {
@@ -89,17 +92,30 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
     await writeFile(path.join(dir, name), text, { mode: 0o600 });
     return name;
   };
-  async function boot(provisioning: Record<string, unknown>, gatewayId: string,
-    opts: BootOptions = {}): Promise<Gateway> {
-    const uplink = { protocol: 'azure', caFile: 'ca.pem', backoff: { baseMs: 50, maxMs: 500 },
-      provisioning: { globalEndpoint: dps.endpoint, idScope: ID_SCOPE, ...provisioning } };
+  async function boot(
+    provisioning: Record<string, unknown>,
+    gatewayId: string,
+    opts: BootOptions = {},
+  ): Promise<Gateway> {
+    const uplink = {
+      protocol: 'azure',
+      caFile: 'ca.pem',
+      backoff: { baseMs: 50, maxMs: 500 },
+      provisioning: { globalEndpoint: dps.endpoint, idScope: ID_SCOPE, ...provisioning },
+    };
     const config = parseUplinkConfig(uplink, path.join(dir, 'board.json'));
     const log = await RingLog.open({ dir: dataDir, ...LOG_OPTIONS });
     const errors: Error[] = [];
     const service = await startUplink({
-      config, gatewayId, log, dataDir, onError: (e) => errors.push(e),
-      provisioningOverrides: { backoff: opts.registrationBackoff ?? { baseMs: 200, maxMs: 1_000 },
-        timeoutMs: opts.registrationTimeoutMs },
+      config,
+      gatewayId,
+      log,
+      dataDir,
+      onError: (e) => errors.push(e),
+      provisioningOverrides: {
+        backoff: opts.registrationBackoff ?? { baseMs: 200, maxMs: 1_000 },
+        timeoutMs: opts.registrationTimeoutMs,
+      },
     }).catch(async (err: unknown) => {
       await log.close();
       throw err;
@@ -107,7 +123,9 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
     const lane = await log.lane('upstream');
     let stopped = false;
     const gateway: Gateway = {
-      service, log, errors,
+      service,
+      log,
+      errors,
       async append(from, count) {
         for (let i = from; i < from + count; i += 1) await lane.append({ body: Buffer.from(String(i)) });
       },

@@ -32,7 +32,10 @@ export interface EdgeGateway {
 
 /** `setup` adds to the registry (modules) before the gateway starts. */
 export async function edgeGateway(
-  t: Teardown, children: string[], uplink: Record<string, unknown> = {}, setup?: (cloud: IotHubEmulator) => void,
+  t: Teardown,
+  children: string[],
+  uplink: Record<string, unknown> = {},
+  setup?: (cloud: IotHubEmulator) => void,
 ): Promise<EdgeGateway> {
   const dir = tempDir(t, 'outpost-edge-cloud-');
   const certs = await hubCerts(dir);
@@ -48,21 +51,33 @@ export async function edgeGateway(
   writeFileSync(path.join(dir, 'ca.pem'), cloud.ca.cert);
   writeFileSync(path.join(dir, 'edgehub.cs'), `${connections.edgeHub}\n`);
   symlinkSync(BOARDS_DIR, path.join(dir, 'boards'));
-  writeFileSync(path.join(dir, 'board.json'), JSON.stringify({
-    board: 'sim',
-    identity: { gatewayId: 'gw' },
-    uplink: { protocol: 'azure', connectionString: connections.device, caFile: 'ca.pem',
-      azure: { edgeHubConnectionStringFile: 'edgehub.cs' }, backoff: { baseMs: 50, maxMs: 500 }, ...uplink },
-    hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
-  }));
-  const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }),
-    { dataDir: path.join(dir, 'data') });
+  writeFileSync(
+    path.join(dir, 'board.json'),
+    JSON.stringify({
+      board: 'sim',
+      identity: { gatewayId: 'gw' },
+      uplink: {
+        protocol: 'azure',
+        connectionString: connections.device,
+        caFile: 'ca.pem',
+        azure: { edgeHubConnectionStringFile: 'edgehub.cs' },
+        backoff: { baseMs: 50, maxMs: 500 },
+        ...uplink,
+      },
+      hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
+    }),
+  );
+  const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), {
+    dataDir: path.join(dir, 'data'),
+  });
   await runtime.start();
   t.teardown(() => runtime.stop());
   await until('the children read from IoT Hub', () => (runtime.status().hub?.identities.syncs ?? 0) >= 1);
   const gateway = () => `;GatewayHostName=localhost:${runtime.status().hub!.ports.tls}`;
   return {
-    cloud, runtime, certs,
+    cloud,
+    runtime,
+    certs,
     async child(deviceId) {
       const client = Client.fromConnectionString(cloud.connectionString(deviceId) + gateway(), Mqtt);
       client.setRetryPolicy(NO_RETRY);

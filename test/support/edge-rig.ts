@@ -54,7 +54,9 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
   t.teardown(() => hub.stop());
   const log = await RingLog.open({ dir: tempDir(t), ttlSecs: 0 });
   t.teardown(() => log.close());
-  const [upstream, dead, held] = await Promise.all(['upstream', DEAD_LETTER_LANE_NAME, HELD_LANE_NAME].map((n) => log.lane(n)));
+  const [upstream, dead, held] = await Promise.all(
+    ['upstream', DEAD_LETTER_LANE_NAME, HELD_LANE_NAME].map((n) => log.lane(n)),
+  );
   const strings = hub.createEdgeDevice('gw');
   for (const id of options.children) {
     hub.createDevice(id);
@@ -65,24 +67,47 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
   const errors: string[] = [];
   const { children: _children, createLink, inflightMax, ...pool } = options;
   const edge = new EdgeUplink({
-    gatewayId: 'gw', credentials, clock: systemClock, ca: hub.ca.cert,
-    heldLane: held!, deadLetterLane: dead!, storeNowMs: () => log.storeNowMs(), connectTimeoutMs: 5_000, publishTimeoutMs: 5_000,
-    backoff: { baseMs: 20, maxMs: 50 }, ...pool,
+    gatewayId: 'gw',
+    credentials,
+    clock: systemClock,
+    ca: hub.ca.cert,
+    heldLane: held!,
+    deadLetterLane: dead!,
+    storeNowMs: () => log.storeNowMs(),
+    connectTimeoutMs: 5_000,
+    publishTimeoutMs: 5_000,
+    backoff: { baseMs: 20, maxMs: 50 },
+    ...pool,
     reportError: (err) => void errors.push(err.message),
     ...(createLink === undefined ? {} : { createLink: (identity: string) => createLink(identity, hub, credentials) }),
   });
   t.teardown(() => edge.close());
   const gateway = createAzureTransport({ connectionString: strings.device, ca: hub.ca.cert });
   const pump = new Pump({
-    gatewayId: 'gw', transport: gateway, lanes: [{ lane: upstream! }], createSession: edge.createSession,
-    deadLetterLane: dead!, backoff: { baseMs: 50, maxMs: 200 }, ...(inflightMax === undefined ? {} : { inflightMax }),
+    gatewayId: 'gw',
+    transport: gateway,
+    lanes: [{ lane: upstream! }],
+    createSession: edge.createSession,
+    deadLetterLane: dead!,
+    backoff: { baseMs: 50, maxMs: 200 },
+    ...(inflightMax === undefined ? {} : { inflightMax }),
   });
   let n = 0;
   return {
-    hub, log, upstream: upstream!, dead: dead!, held: held!, edge, pump, errors,
+    hub,
+    log,
+    upstream: upstream!,
+    dead: dead!,
+    held: held!,
+    edge,
+    pump,
+    errors,
     async append(devices) {
       // One batch: the drain sees the whole backlog at once, as after an outage.
-      const inputs = devices.map((who) => ({ body: Buffer.from(String((n += 1))), properties: { [RECORD_KEY.deviceId]: who } }));
+      const inputs = devices.map((who) => ({
+        body: Buffer.from(String((n += 1))),
+        properties: { [RECORD_KEY.deviceId]: who },
+      }));
       if (inputs.length > 0) await upstream!.appendBatch(inputs);
     },
     start() {
@@ -93,9 +118,19 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
 }
 
 /** The on-behalf-of link edge mode makes, to another host name (a fault proxy in front of the emulator). */
-export function linkVia(identity: string, hub: IotHubEmulator, credentials: EdgeHubCredentials, hostName: string): IdentityLink {
+export function linkVia(
+  identity: string,
+  hub: IotHubEmulator,
+  credentials: EdgeHubCredentials,
+  hostName: string,
+): IdentityLink {
   hub.allowHostName(hostName);
-  return createIdentityLink({ identity, credentials: { ...credentials, hostName }, ca: hub.ca.cert, wallMs: () => Date.now() });
+  return createIdentityLink({
+    identity,
+    credentials: { ...credentials, hostName },
+    ca: hub.ca.cert,
+    wallMs: () => Date.now(),
+  });
 }
 
 /** Bodies (numbers) the emulator received from `deviceId`, in arrival order. */

@@ -146,7 +146,10 @@ export class FaultProxy {
 
   /** Peak accept rate (accept-limit.ts peakPerSec) between `fromMs` and `toMs`, performance.now() times. */
   peakAcceptsPerSec(windowMs: number, fromMs = 0, toMs = Infinity): number {
-    return peakPerSec(this.acceptTimesMs.filter((at) => at >= fromMs && at <= toMs), windowMs);
+    return peakPerSec(
+      this.acceptTimesMs.filter((at) => at >= fromMs && at <= toMs),
+      windowMs,
+    );
   }
 
   /** Closes every open connection; RST unless `reset: false` (then FIN). The mode is unchanged. */

@@ -22,7 +22,9 @@ export class FaultyFs implements StoreFs {
   /** Throws when a planned fault matches this call. */
   check(op: FsOp, path: string): void {
     this.calls[op]++;
-    const fault = this.plan.find((p) => p.op === op && p.remaining > 0 && (!p.pathIncludes || path.includes(p.pathIncludes)));
+    const fault = this.plan.find(
+      (p) => p.op === op && p.remaining > 0 && (!p.pathIncludes || path.includes(p.pathIncludes)),
+    );
     if (!fault) return;
     fault.remaining--;
     const err = new Error(`${fault.code}: injected on ${op} ${path}`) as NodeJS.ErrnoException;

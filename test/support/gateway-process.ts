@@ -23,13 +23,20 @@ export interface GatewayProcess {
   /** Parsed JSON log lines from stdout so far. */
   lines(): Array<Record<string, unknown>>;
   /** Resolves with the first log line matching, or rejects after `timeoutMs`. */
-  waitFor(match: (line: Record<string, unknown>) => boolean, what: string, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitFor(
+    match: (line: Record<string, unknown>) => boolean,
+    what: string,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   /** Resolves with the exit code (null when killed by a signal); SIGKILLs after EXIT_TIMEOUT_MS. */
   exited(): Promise<number | null>;
 }
 
 export function startGateway(bundle: string, args: string[], env: NodeJS.ProcessEnv): GatewayProcess {
-  const proc = spawn(process.execPath, [bundle, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [bundle, ...args], {
+    env: { ...process.env, ...env },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   const parsed: Array<Record<string, unknown>> = [];
   let partial = '';
@@ -62,7 +69,10 @@ export function startGateway(bundle: string, args: string[], env: NodeJS.Process
           cleanup();
           resolve(hit);
         };
-        const timer = setTimeout(() => (cleanup(), reject(new Error(`timed out waiting for ${what}:\n${out}`))), timeoutMs);
+        const timer = setTimeout(
+          () => (cleanup(), reject(new Error(`timed out waiting for ${what}:\n${out}`))),
+          timeoutMs,
+        );
         const onExit = () => (cleanup(), reject(new Error(`gateway exited while waiting for ${what}:\n${out}`)));
         const cleanup = () => {
           clearTimeout(timer);

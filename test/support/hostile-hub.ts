@@ -23,7 +23,10 @@ export interface HostileHubOptions {
   childCount?: number;
 }
 
-export async function hostileHub(t: { teardown(fn: () => unknown): void }, opts: HostileHubOptions = {}): Promise<HostileHub> {
+export async function hostileHub(
+  t: { teardown(fn: () => unknown): void },
+  opts: HostileHubOptions = {},
+): Promise<HostileHub> {
   const dir = tempDir(t, 'outpost-hostile-');
   const key = newKey();
   const broker = await AedesBroker.start();
@@ -35,7 +38,10 @@ export async function hostileHub(t: { teardown(fn: () => unknown): void }, opts:
   const errors: Error[] = [];
   const hub = await startHub({
     config: { hub: { tcp: { port: 0 }, tls: false, ...opts.hub } },
-    gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url },
+    gatewayId: 'gw-1',
+    log,
+    dataDir: path.join(dir, 'data'),
+    scopeBroker: { url: broker.url },
     onError: (err) => errors.push(err),
   });
   t.teardown(() => hub.stop());
@@ -64,7 +70,12 @@ export function connectChild(h: HostileHub, deviceId: string, localAddress?: str
  * Publishes and reports which came first: the hub acknowledging it ('acked': PUBACK, or PUBREC for QoS 2)
  * or closing the connection ('closed'). Either ends the wait, so a hub that wrongly accepts fails at once.
  */
-export function publishOutcome(client: MqttClient, topic: string, payload: string, qos: 1 | 2): Promise<'acked' | 'closed'> {
+export function publishOutcome(
+  client: MqttClient,
+  topic: string,
+  payload: string,
+  qos: 1 | 2,
+): Promise<'acked' | 'closed'> {
   return new Promise((resolve) => {
     const settle = (outcome: 'acked' | 'closed') => {
       client.off('close', onClose).off('packetreceive', onPacket);

@@ -13,11 +13,17 @@ const [dir, brokerUrl, certPath, keyPath] = process.argv.slice(2);
 const log = await RingLog.open({ dir: path.join(dir!, 'log') });
 const hub = await startHub({
   config: { hub: { tcp: false, tls: { host: '127.0.0.1', port: 0, certPath, keyPath } } },
-  gatewayId: 'gw-1', log, dataDir: path.join(dir!, 'data'), scopeBroker: { url: brokerUrl! },
+  gatewayId: 'gw-1',
+  log,
+  dataDir: path.join(dir!, 'data'),
+  scopeBroker: { url: brokerUrl! },
 });
 await hub.refreshIdentities();
 process.stdout.write(`${JSON.stringify({ tls: hub.status().ports.tls })}\n`);
 process.once('SIGTERM', () => {
   process.stdout.write(`${JSON.stringify({ refusals: hub.status().refusals })}\n`);
-  void hub.stop().then(() => log.close()).then(() => process.exit(0));
+  void hub
+    .stop()
+    .then(() => log.close())
+    .then(() => process.exit(0));
 });

@@ -39,7 +39,12 @@ export interface ChildSpec {
   auth?: Record<string, unknown>;
 }
 
-export function scopeDocument(gatewayId: string, version: number, children: ChildSpec[], extra: Record<string, unknown> = {}) {
+export function scopeDocument(
+  gatewayId: string,
+  version: number,
+  children: ChildSpec[],
+  extra: Record<string, unknown> = {},
+) {
   return {
     schema: SCOPE_SCHEMA,
     gatewayId,
@@ -69,7 +74,12 @@ export function sasPassword(deviceId: string, key: string, opts: { host?: string
 }
 
 /** A plain mqtt.js child speaking the IoT Hub dialect; rejects with the CONNACK error when refused. */
-export async function mqttChild(port: number, deviceId: string, password: string, opts: { host?: string; clientId?: string } = {}): Promise<MqttClient> {
+export async function mqttChild(
+  port: number,
+  deviceId: string,
+  password: string,
+  opts: { host?: string; clientId?: string } = {},
+): Promise<MqttClient> {
   return mqtt.connectAsync(`mqtt://127.0.0.1:${port}`, {
     clientId: opts.clientId ?? deviceId,
     username: `${opts.host ?? HUB_HOST}/${deviceId}/?api-version=2021-04-12`,

@@ -114,8 +114,13 @@ function onBehalfOf(
     return refused(5, `auth-chain "${chain.join(';')}" does not lead from "${self}" to "${gatewayId}"`);
   }
   const { authChain, ...rest } = base;
-  return { ...rest, ...(authChain ? { authChain } : {}), method: 'on-behalf-of', actorDeviceId: gatewayId,
-    expiresAtMs: token.expirySecs * 1000 };
+  return {
+    ...rest,
+    ...(authChain ? { authChain } : {}),
+    method: 'on-behalf-of',
+    actorDeviceId: gatewayId,
+    expiresAtMs: token.expirySecs * 1000,
+  };
 }
 
 function certificateValid(auth: Authentication, socket: tls.TLSSocket, deviceId: string): boolean {
@@ -150,8 +155,12 @@ export function parseSas(text: string): SasToken | null {
   const sig = fields.get('sig');
   if (sr === undefined || sig === undefined || !Number.isFinite(se)) return null;
   try {
-    return { resource: decodeURIComponent(sr), encodedResource: sr, expirySecs: se,
-      signature: Buffer.from(decodeURIComponent(sig), 'base64') };
+    return {
+      resource: decodeURIComponent(sr),
+      encodedResource: sr,
+      expirySecs: se,
+      signature: Buffer.from(decodeURIComponent(sig), 'base64'),
+    };
   } catch {
     return null;
   }
@@ -162,7 +171,8 @@ export function signedByOneOf(token: SasToken, keysBase64: string[]): boolean {
   if (token.expirySecs * 1000 < Date.now()) return false;
   return keysBase64.some((key) => {
     const expected = createHmac('sha256', Buffer.from(key, 'base64'))
-      .update(`${token.encodedResource}\n${token.expirySecs}`).digest();
+      .update(`${token.encodedResource}\n${token.expirySecs}`)
+      .digest();
     return token.signature.length === expected.length && timingSafeEqual(token.signature, expected);
   });
 }

@@ -51,8 +51,13 @@ export class MethodCalls {
     timeoutMs: number,
   ): Promise<MethodResult> {
     if (timeoutMs > METHOD_RESPONSE_TIMEOUT_SECS_MAX * 1000) {
-      return Promise.reject(new IotHubError(400004, 'ArgumentInvalid', `responseTimeoutInSeconds must be ${
-        METHOD_RESPONSE_TIMEOUT_SECS_MIN} to ${METHOD_RESPONSE_TIMEOUT_SECS_MAX}`));
+      return Promise.reject(
+        new IotHubError(
+          400004,
+          'ArgumentInvalid',
+          `responseTimeoutInSeconds must be ${METHOD_RESPONSE_TIMEOUT_SECS_MIN} to ${METHOD_RESPONSE_TIMEOUT_SECS_MAX}`,
+        ),
+      );
     }
     if (!online) {
       const text = `"${target}" is not connected or not listening for methods`;
@@ -116,8 +121,11 @@ export class C2dQueues {
   enqueue(deviceId: string, body: Buffer, properties: Record<string, string>, messageId = randomUUID()): C2dMessage {
     const queue = this.queues.get(deviceId) ?? [];
     if (queue.length >= C2D_QUEUE_MESSAGES_MAX) {
-      throw new IotHubError(403004, 'DeviceMaximumQueueDepthExceeded',
-        `"${deviceId}" has ${C2D_QUEUE_MESSAGES_MAX} messages waiting`);
+      throw new IotHubError(
+        403004,
+        'DeviceMaximumQueueDepthExceeded',
+        `"${deviceId}" has ${C2D_QUEUE_MESSAGES_MAX} messages waiting`,
+      );
     }
     const message = { messageId, body, properties, inFlight: false };
     queue.push(message);

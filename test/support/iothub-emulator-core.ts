@@ -138,10 +138,14 @@ export class EmulatorCore {
     if (this.clients.get(deviceId) !== client || !this.listening(deviceId, filter)) return;
     const inFlight = this.c2dInFlight.get(client)!;
     for (const message of this.c2d.toSend(deviceId)) {
-      const bag = { '$.mid': message.messageId, '$.to': `/devices/${deviceId}/messages/devicebound`,
-        ...message.properties };
+      const bag = {
+        '$.mid': message.messageId,
+        '$.to': `/devices/${deviceId}/messages/devicebound`,
+        ...message.properties,
+      };
       const encoded = Object.entries(bag)
-        .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`).join('&');
+        .map(([k, v]) => `${encodeURIComponent(k)}=${encodeURIComponent(v)}`)
+        .join('&');
       const packetId = this.nextC2dPacketId;
       this.nextC2dPacketId = packetId >= PACKET_ID_MAX ? C2D_PACKET_ID_FIRST : packetId + 1;
       inFlight.set(packetId, { deviceId, messageId: message.messageId });
@@ -149,8 +153,17 @@ export class EmulatorCore {
       // Written past aedes' own queue so its session store never redelivers: the C2D queue is IoT Hub's, not
       // the MQTT session's, and an unacknowledged message goes again on the device's next connection.
       const topic = `devices/${deviceId}/messages/devicebound/${encoded}`;
-      client.conn.write(mqttPacket.generate({ cmd: 'publish', topic, payload: message.body, qos: 1,
-        messageId: packetId, dup: false, retain: false }));
+      client.conn.write(
+        mqttPacket.generate({
+          cmd: 'publish',
+          topic,
+          payload: message.body,
+          qos: 1,
+          messageId: packetId,
+          dup: false,
+          retain: false,
+        }),
+      );
     }
   }
 
@@ -178,8 +191,12 @@ export class EmulatorCore {
     return isGatewayModule || this.registry.isChildOf(session.deviceId, session.actorDeviceId!);
   }
 
-  private onConnect(client: Client, username: string | undefined, password: Buffer | undefined,
-    done: (error: AuthenticateError | null, success: boolean | null) => void): void {
+  private onConnect(
+    client: Client,
+    username: string | undefined,
+    password: Buffer | undefined,
+    done: (error: AuthenticateError | null, success: boolean | null) => void,
+  ): void {
     const now = Date.now();
     this.recentConnects = this.recentConnects.filter((at) => now - at < 1_000);
     this.recentConnects.push(now);
@@ -188,8 +205,12 @@ export class EmulatorCore {
       this.count(client.id, 'throttled');
       return done(this.refuse(client.id, 3, 'connect rate over the throttle'), false);
     }
-    const result = authenticate(this.registry, this.hostNames,
-      { clientId: client.id, username, password, socket: client.conn as tls.TLSSocket });
+    const result = authenticate(this.registry, this.hostNames, {
+      clientId: client.id,
+      username,
+      password,
+      socket: client.conn as tls.TLSSocket,
+    });
     if ('returnCode' in result) return done(this.refuse(client.id, result.returnCode, result.reason), false);
     this.sessions.set(client, result);
     // IoT Hub ends a connection when its token expires (401003 IoTHubUnauthorized); an SDK renews by reconnecting.
@@ -243,8 +264,9 @@ export class EmulatorCore {
     const session = this.sessions.get(client);
     if (session === undefined) return false;
     const own = session.moduleId === undefined ? [`devices/${session.deviceId}/messages/devicebound/#`] : [];
-    return [...own, '$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#', '$iothub/methods/POST/#']
-      .includes(filter);
+    return [...own, '$iothub/twin/res/#', '$iothub/twin/PATCH/properties/desired/#', '$iothub/methods/POST/#'].includes(
+      filter,
+    );
   }
 
   private eventsPrefix(session: Accepted): string {
@@ -289,8 +311,7 @@ export class EmulatorCore {
       // IoT Hub's answer to a bad key: 400 with an error body, and nothing of the patch applied.
       if ('error' in result) {
         this.send(key, `$iothub/twin/res/400/?$rid=${rid}`, { errorCode: 400004, message: result.error });
-      }
-      else this.send(key, `$iothub/twin/res/204/?$rid=${rid}&$version=${result.version}`, null);
+      } else this.send(key, `$iothub/twin/res/204/?$rid=${rid}&$version=${result.version}`, null);
     } else if (pathPart.startsWith('$iothub/methods/res/')) {
       this.methods.answer(rid, Number(pathPart.split('/')[3]), packet.payload.toString());
     }
@@ -301,15 +322,24 @@ export class EmulatorCore {
     const systemProperties: Record<string, string> = {
       'iothub-connection-device-id': session.deviceId,
       ...(session.moduleId === undefined ? {} : { 'iothub-connection-module-id': session.moduleId }),
-      'iothub-connection-auth-method': JSON.stringify({ scope: session.moduleId === undefined ? 'device' : 'module',
-        type: session.method === 'x509' ? 'x509Certificate' : 'sas', issuer: 'iothub', acceptingIpFilterRule: null }),
+      'iothub-connection-auth-method': JSON.stringify({
+        scope: session.moduleId === undefined ? 'device' : 'module',
+        type: session.method === 'x509' ? 'x509Certificate' : 'sas',
+        issuer: 'iothub',
+        acceptingIpFilterRule: null,
+      }),
       'iothub-connection-auth-generation-id': session.generationId ?? device?.generationId ?? '',
       'iothub-enqueuedtime': new Date().toISOString(),
     };
     const record: TelemetryRecord = {
-      deviceId: session.deviceId, ...(session.moduleId === undefined ? {} : { moduleId: session.moduleId }),
-      properties: Object.fromEntries(propertyBag), propertyBag, systemProperties, authMethod: session.method,
-      ...(session.actorDeviceId === undefined ? {} : { actorDeviceId: session.actorDeviceId }), body,
+      deviceId: session.deviceId,
+      ...(session.moduleId === undefined ? {} : { moduleId: session.moduleId }),
+      properties: Object.fromEntries(propertyBag),
+      propertyBag,
+      systemProperties,
+      authMethod: session.method,
+      ...(session.actorDeviceId === undefined ? {} : { actorDeviceId: session.actorDeviceId }),
+      body,
     };
     if (this.telemetry.length < TELEMETRY_RECORDS_MAX) this.telemetry.push(record);
     for (const listener of this.telemetryListeners) listener(record);

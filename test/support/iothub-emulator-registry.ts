@@ -96,8 +96,12 @@ export class Registry {
     const generationId = randomUUID().replaceAll('-', '').slice(0, 18);
     const iotEdge = options.iotEdge ?? false;
     const device: DeviceIdentity = {
-      deviceId, generationId, etag: newEtag(), status: options.status ?? 'enabled',
-      authentication: authentication(options), capabilities: { iotEdge },
+      deviceId,
+      generationId,
+      etag: newEtag(),
+      status: options.status ?? 'enabled',
+      authentication: authentication(options),
+      capabilities: { iotEdge },
       deviceScope: iotEdge ? `ms-azure-iot-edge://${deviceId}-${generationId}` : undefined,
       parentScopes: [],
     };
@@ -114,8 +118,12 @@ export class Registry {
     const key = `${deviceId}/${moduleId}`;
     if (this.modules.has(key)) throw new Error(`409301 ModuleAlreadyExistsOnDevice: "${key}"`);
     const module: ModuleIdentity = {
-      deviceId, moduleId, generationId: randomUUID().replaceAll('-', '').slice(0, 18), etag: newEtag(),
-      managedBy: moduleId.startsWith('$') ? 'iotEdge' : '', authentication: authentication(options),
+      deviceId,
+      moduleId,
+      generationId: randomUUID().replaceAll('-', '').slice(0, 18),
+      etag: newEtag(),
+      managedBy: moduleId.startsWith('$') ? 'iotEdge' : '',
+      authentication: authentication(options),
     };
     this.modules.set(key, module);
     return module;

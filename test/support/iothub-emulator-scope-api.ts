@@ -1,7 +1,11 @@
 import type http from 'node:http';
 import { parseSas, signedByOneOf } from './iothub-emulator-auth.js';
 import {
-  EDGE_HUB_MODULE_ID, keysOf, type DeviceIdentity, type ModuleIdentity, type Registry,
+  EDGE_HUB_MODULE_ID,
+  keysOf,
+  type DeviceIdentity,
+  type ModuleIdentity,
+  type Registry,
 } from './iothub-emulator-registry.js';
 
 /**
@@ -25,8 +29,9 @@ export const SCOPE_API_VERSION = '2020-06-30-preview';
 const SCOPE_PAGE_SIZE_MAX = 1000;
 /** A request body larger than this is not a scope request. */
 const SCOPE_REQUEST_BYTES_MAX = 64 * 1024;
-const ROUTE = new RegExp('^/devices/([^/]+)/modules/([^/]+)/'
-  + '(devicesAndModulesInTargetDeviceScope|getDeviceAndModuleOnBehalfOf)$');
+const ROUTE = new RegExp(
+  '^/devices/([^/]+)/modules/([^/]+)/' + '(devicesAndModulesInTargetDeviceScope|getDeviceAndModuleOnBehalfOf)$',
+);
 
 export interface ScopeApiOptions {
   /** Serve at most this many identities per page whatever the client asks (IoT Hub may send fewer). */
@@ -45,9 +50,10 @@ export function scopeApiHandler(registry: Registry, options: ScopeApiOptions) {
       if (bytes <= SCOPE_REQUEST_BYTES_MAX) chunks.push(chunk);
     });
     req.on('end', () => {
-      const answer = bytes > SCOPE_REQUEST_BYTES_MAX
-        ? error(413, 'MessageTooLarge', 'request body too large')
-        : route(registry, options, req, Buffer.concat(chunks).toString());
+      const answer =
+        bytes > SCOPE_REQUEST_BYTES_MAX
+          ? error(413, 'MessageTooLarge', 'request body too large')
+          : route(registry, options, req, Buffer.concat(chunks).toString());
       res.writeHead(answer.status, { 'content-type': 'application/json; charset=utf-8' });
       res.end(JSON.stringify(answer.body));
     });
@@ -89,8 +95,13 @@ function route(registry: Registry, options: ScopeApiOptions, req: http.IncomingM
 }
 
 /** The actor must be an enabled edge device's $edgeHub, proven by a token signed with that module's key. */
-function authorized(registry: Registry, hostNames: ReadonlySet<string>, actorId: string, actorModule: string,
-  header: string | undefined): boolean {
+function authorized(
+  registry: Registry,
+  hostNames: ReadonlySet<string>,
+  actorId: string,
+  actorModule: string,
+  header: string | undefined,
+): boolean {
   if (actorModule !== EDGE_HUB_MODULE_ID || header === undefined) return false;
   const device = registry.device(actorId);
   const edgeHub = registry.module(actorId, EDGE_HUB_MODULE_ID);
@@ -100,8 +111,11 @@ function authorized(registry: Registry, hostNames: ReadonlySet<string>, actorId:
   if (token === null) return false;
   const slash = token.resource.indexOf('/');
   const host = token.resource.slice(0, slash);
-  return hostNames.has(host) && token.resource.slice(slash) === `/devices/${actorId}/modules/${EDGE_HUB_MODULE_ID}`
-    && signedByOneOf(token, keysOf(edgeHub.authentication));
+  return (
+    hostNames.has(host) &&
+    token.resource.slice(slash) === `/devices/${actorId}/modules/${EDGE_HUB_MODULE_ID}` &&
+    signedByOneOf(token, keysOf(edgeHub.authentication))
+  );
 }
 
 /**
@@ -145,8 +159,10 @@ function onBehalfOf(registry: Registry, target: string, body: Record<string, unk
   const scope = registry.targetScope(target);
   const device = scope.devices.find((d) => d.deviceId === body.targetDeviceId);
   const moduleId = body.targetModuleId;
-  const modules = typeof moduleId === 'string' ? scope.modules.filter((m) =>
-    m.deviceId === body.targetDeviceId && m.moduleId === moduleId) : [];
+  const modules =
+    typeof moduleId === 'string'
+      ? scope.modules.filter((m) => m.deviceId === body.targetDeviceId && m.moduleId === moduleId)
+      : [];
   if (device === undefined) {
     return error(404, 'DeviceNotFound', `"${body.targetDeviceId}" is not in the scope of "${target}"`);
   }
@@ -173,8 +189,12 @@ function parseContinuation(link: string, target: string): number | null {
 
 export function deviceJson(device: DeviceIdentity): Record<string, unknown> {
   return {
-    deviceId: device.deviceId, generationId: device.generationId, etag: device.etag, status: device.status,
-    authentication: device.authentication, capabilities: device.capabilities,
+    deviceId: device.deviceId,
+    generationId: device.generationId,
+    etag: device.etag,
+    status: device.status,
+    authentication: device.authentication,
+    capabilities: device.capabilities,
     ...(device.deviceScope === undefined ? {} : { deviceScope: device.deviceScope }),
     parentScopes: device.parentScopes,
   };
@@ -182,8 +202,12 @@ export function deviceJson(device: DeviceIdentity): Record<string, unknown> {
 
 export function moduleJson(module: ModuleIdentity): Record<string, unknown> {
   return {
-    deviceId: module.deviceId, moduleId: module.moduleId, generationId: module.generationId, etag: module.etag,
-    managedBy: module.managedBy, authentication: module.authentication,
+    deviceId: module.deviceId,
+    moduleId: module.moduleId,
+    generationId: module.generationId,
+    etag: module.etag,
+    managedBy: module.managedBy,
+    authentication: module.authentication,
   };
 }
 

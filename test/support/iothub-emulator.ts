@@ -12,7 +12,10 @@ import { identityKey, type TwinState } from './iothub-emulator-twin.js';
 export { D2C_MESSAGE_BYTES_MAX, type CountedOperation, type TelemetryRecord } from './iothub-emulator-core.js';
 export { IotHubError, C2D_QUEUE_MESSAGES_MAX, type MethodResult } from './iothub-emulator-cloud.js';
 export {
-  EDGE_HUB_MODULE_ID, newSymmetricKey, type DeviceIdentity, type DeviceOptions,
+  EDGE_HUB_MODULE_ID,
+  newSymmetricKey,
+  type DeviceIdentity,
+  type DeviceOptions,
 } from './iothub-emulator-registry.js';
 export { SCOPE_API_VERSION } from './iothub-emulator-scope-api.js';
 export type { TwinState } from './iothub-emulator-twin.js';
@@ -80,9 +83,14 @@ export class IotHubEmulator extends EmulatorCore {
     await once(server, 'listening');
     const port = (server.address() as { port: number }).port;
     const hub = new IotHubEmulator(ca, broker, server, api, port, options.connectsPerSecMax ?? Infinity);
-    api.on('request', scopeApiHandler(hub.registry, {
-      pageSizeMax: options.scopePageSizeMax ?? Infinity, hostNames: hub.hostNames, onRequest: options.onScopeRequest,
-    }));
+    api.on(
+      'request',
+      scopeApiHandler(hub.registry, {
+        pageSizeMax: options.scopePageSizeMax ?? Infinity,
+        hostNames: hub.hostNames,
+        onRequest: options.onScopeRequest,
+      }),
+    );
     hub.hostNames.add(hub.hostName);
     return hub;
   }
@@ -241,14 +249,18 @@ export class IotHubEmulator extends EmulatorCore {
     const timeoutMs = (request.responseTimeoutInSeconds ?? METHOD_RESPONSE_TIMEOUT_SECS_DEFAULT) * 1000;
     const online = this.listening(key, '$iothub/methods/POST/#');
     // The service API's payload is JSON; an absent one reaches the device as `null`.
-    const send = (rid: string) => this.send(key, `$iothub/methods/POST/${request.methodName}/?$rid=${rid}`,
-      request.payload ?? null, true);
+    const send = (rid: string) =>
+      this.send(key, `$iothub/methods/POST/${request.methodName}/?$rid=${rid}`, request.payload ?? null, true);
     return this.methods.invoke(online, send, key, request.methodName, timeoutMs);
   }
 
   /** Calls a direct method on a connected identity; `timeoutMs` as the response timeout. */
-  invokeMethod(key: string, name: string, payload: unknown,
-    timeoutMs = METHOD_RESPONSE_TIMEOUT_SECS_DEFAULT * 1000): Promise<MethodResult> {
+  invokeMethod(
+    key: string,
+    name: string,
+    payload: unknown,
+    timeoutMs = METHOD_RESPONSE_TIMEOUT_SECS_DEFAULT * 1000,
+  ): Promise<MethodResult> {
     const [deviceId, moduleId] = key.split('/');
     const request = { methodName: name, payload, responseTimeoutInSeconds: timeoutMs / 1000 };
     return this.invokeDeviceMethod(deviceId!, moduleId, request);

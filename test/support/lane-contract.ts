@@ -43,18 +43,35 @@ export async function laneContract(t: Test, name: string, make: (t: Test) => Pro
 
 async function appendsReadBack(t: Test, lane: PumpLane): Promise<void> {
   const seqs = await appendAll(lane, ['a', 'b', 'c', 'd']);
-  t.ok(seqs.every((s, i) => i === 0 || s > seqs[i - 1]!), `seqs increase: ${seqs}`);
+  t.ok(
+    seqs.every((s, i) => i === 0 || s > seqs[i - 1]!),
+    `seqs increase: ${seqs}`,
+  );
   const all = await lane.read(seqs[0]!);
-  t.same(all.map((r) => [r.seq, r.body.toString(), r.properties.b]), seqs.map((s, i) => [s, 'abcd'[i], 'abcd'[i]]));
+  t.same(
+    all.map((r) => [r.seq, r.body.toString(), r.properties.b]),
+    seqs.map((s, i) => [s, 'abcd'[i], 'abcd'[i]]),
+  );
   const tail = await lane.read(seqs[2]!);
-  t.same(tail.map((r) => r.seq), seqs.slice(2), 'a read from a seq starts at that seq');
+  t.same(
+    tail.map((r) => r.seq),
+    seqs.slice(2),
+    'a read from a seq starts at that seq',
+  );
   t.same(await lane.read(seqs[3]! + 1), [], 'a read past the last record returns nothing');
 }
 
 async function readLimits(t: Test, lane: PumpLane): Promise<void> {
-  const seqs = await appendAll(lane, Array.from({ length: 10 }, (_, i) => String(i).repeat(100)));
+  const seqs = await appendAll(
+    lane,
+    Array.from({ length: 10 }, (_, i) => String(i).repeat(100)),
+  );
   const three = await lane.read(seqs[0]!, { recordsMax: 3 });
-  t.same(three.map((r) => r.seq), seqs.slice(0, 3), 'recordsMax 3: three records');
+  t.same(
+    three.map((r) => r.seq),
+    seqs.slice(0, 3),
+    'recordsMax 3: three records',
+  );
   const bytesMax = 250;
   const limited = await lane.read(seqs[0]!, { bytesMax });
   const bound = limited.length >= 1 && limited.length < seqs.length;

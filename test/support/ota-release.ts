@@ -33,8 +33,12 @@ export interface BuiltRelease {
 }
 
 /** Builds `outpost-<version>-<target>.tar.gz` in `dir`; `paddingBytes` of random data make it that much larger. */
-export async function buildRelease(dir: string, version: string, paddingBytes = 0, target = TEST_TARGET):
-  Promise<BuiltRelease> {
+export async function buildRelease(
+  dir: string,
+  version: string,
+  paddingBytes = 0,
+  target = TEST_TARGET,
+): Promise<BuiltRelease> {
   const top = `outpost-${version}-${target}`;
   const root = join(dir, top);
   await mkdir(join(root, 'bin'), { recursive: true });
@@ -51,7 +55,10 @@ export async function buildRelease(dir: string, version: string, paddingBytes = 
 
 /** A manifest for `release` at `url`, signed by `key` (fields in `change` are applied before signing). */
 export function signedManifest(
-  key: SigningKey, version: string, release: { bytes: number; sha256: string }, url: string,
+  key: SigningKey,
+  version: string,
+  release: { bytes: number; sha256: string },
+  url: string,
   change: Partial<UpdateManifest> = {},
 ): UpdateManifest {
   const { sha256, bytes } = release;

@@ -49,14 +49,18 @@ export interface PageGatewayOptions {
 }
 
 export async function startPageGateway(
-  t: Parameters<typeof tempDir>[0], opts: PageGatewayOptions,
+  t: Parameters<typeof tempDir>[0],
+  opts: PageGatewayOptions,
 ): Promise<PageGateway> {
   const dir = tempDir(t, 'outpost-page-');
   await symlink(BOARDS, join(dir, 'boards'));
   const boardFile = join(dir, 'board.json');
   const json = {
-    board: 'sim', identity: { gatewayId: 'outpost-page' }, storage: { dataDir: './data' },
-    page: { listen: '127.0.0.1:0', passwordFile: 'page-passwd' }, ...opts.board,
+    board: 'sim',
+    identity: { gatewayId: 'outpost-page' },
+    storage: { dataDir: './data' },
+    page: { listen: '127.0.0.1:0', passwordFile: 'page-passwd' },
+    ...opts.board,
   };
   await writeFile(boardFile, JSON.stringify(json, null, 2));
   await writeFile(join(dir, 'page-passwd'), await hashPassword(TECHNICIAN_USER, opts.password));
@@ -102,14 +106,11 @@ export function pageRequest(
 ): Promise<PageResponse> {
   const { headers, localAddress } = opts;
   return new Promise((resolve, reject) => {
-    const req = request(
-      { host: '127.0.0.1', port: gw.port, method, path, ca: gw.ca, headers, localAddress },
-      (res) => {
-        let body = '';
-        res.on('data', (d: Buffer) => (body += d.toString()));
-        res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
-      },
-    );
+    const req = request({ host: '127.0.0.1', port: gw.port, method, path, ca: gw.ca, headers, localAddress }, (res) => {
+      let body = '';
+      res.on('data', (d: Buffer) => (body += d.toString()));
+      res.on('end', () => resolve({ status: res.statusCode!, headers: res.headers, body }));
+    });
     req.on('error', reject);
     req.end(opts.body);
   });
@@ -128,14 +129,17 @@ export function setCookies(res: PageResponse): Record<string, string> {
 
 /** Logs in through the form as a browser does; returns the session cookie header and the page's CSRF token. */
 export async function login(
-  gw: PageGateway, password: string, localAddress?: string,
+  gw: PageGateway,
+  password: string,
+  localAddress?: string,
 ): Promise<{ cookie: string; csrf: string; res: PageResponse }> {
   const form = await pageRequest(gw, 'GET', '/login', { localAddress });
   const loginCsrf = /name="csrf" value="([^"]+)"/.exec(form.body)![1]!;
   const res = await pageRequest(gw, 'POST', '/login', {
     localAddress,
     headers: {
-      'content-type': 'application/x-www-form-urlencoded', cookie: `outpost_login=${setCookies(form).outpost_login}`,
+      'content-type': 'application/x-www-form-urlencoded',
+      cookie: `outpost_login=${setCookies(form).outpost_login}`,
     },
     body: new URLSearchParams({ csrf: loginCsrf, user: TECHNICIAN_USER, password }).toString(),
   });

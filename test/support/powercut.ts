@@ -119,7 +119,18 @@ export async function explore(workload: Workload, o: ExploreOptions): Promise<Ex
       const state = crashState(fs, cut, fate, rand);
       const where = { workload: workload.name, seed: o.seed, cut, fate };
       const dropped = quotaDropsBefore(fs, cut, workload.opts.recordBytesMax ?? 1024);
-      const found = await recoverAndCheck(workload, state, clock, journal, cut, where, 1, rand, o.secondCrashesPerState, dropped);
+      const found = await recoverAndCheck(
+        workload,
+        state,
+        clock,
+        journal,
+        cut,
+        where,
+        1,
+        rand,
+        o.secondCrashesPerState,
+        dropped,
+      );
       result.states += found.states;
       result.violations.push(...found.violations);
       result.disabledHits = fs.siteHits.count;
@@ -234,12 +245,15 @@ async function checkLanes(
       }
     }
     const maxResolved = resolved.reduce((m, r) => Math.max(m, r.seq), 0);
-    if (lane && lane.nextSeq <= maxResolved) fail(`lane ${name}: next seq ${lane.nextSeq} would reuse acknowledged seq ${maxResolved}`);
+    if (lane && lane.nextSeq <= maxResolved)
+      fail(`lane ${name}: next seq ${lane.nextSeq} would reuse acknowledged seq ${maxResolved}`);
     for (const r of resolved) {
       if (r.seq <= cursor || present.get(r.seq) === r.body) continue;
       if (r.expiresAtStoreMs !== 0 && r.expiresAtStoreMs <= now) continue;
       if (dropped.some((d) => d.lane === name && r.seq >= d.lo && r.seq <= d.hi)) continue;
-      fail(`lane ${name}: acknowledged seq ${r.seq} ${present.has(r.seq) ? 'changed' : 'missing'} (cursor ${cursor}${lane ? '' : ', lane lost'})`);
+      fail(
+        `lane ${name}: acknowledged seq ${r.seq} ${present.has(r.seq) ? 'changed' : 'missing'} (cursor ${cursor}${lane ? '' : ', lane lost'})`,
+      );
       return;
     }
   }

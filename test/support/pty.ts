@@ -26,15 +26,18 @@ export class PtyPair {
 
   async start(): Promise<void> {
     if (this.child) throw new Error('socat is already running');
-    const child = spawn(SOCAT_PATH, [
-      '-d', '-d',
-      `pty,raw,echo=0,link=${this.devicePath}`,
-      `pty,raw,echo=0,link=${this.peerPath}`,
-    ], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(
+      SOCAT_PATH,
+      ['-d', '-d', `pty,raw,echo=0,link=${this.devicePath}`, `pty,raw,echo=0,link=${this.peerPath}`],
+      { stdio: ['ignore', 'ignore', 'pipe'] },
+    );
     this.child = child;
     await new Promise<void>((resolve, reject) => {
       let stderr = '';
-      const timer = setTimeout(() => fail(new Error(`socat not ready after ${PTY_START_MS_MAX} ms: ${stderr}`)), PTY_START_MS_MAX);
+      const timer = setTimeout(
+        () => fail(new Error(`socat not ready after ${PTY_START_MS_MAX} ms: ${stderr}`)),
+        PTY_START_MS_MAX,
+      );
       const fail = (error: Error): void => {
         clearTimeout(timer);
         child.kill('SIGKILL');

@@ -31,16 +31,46 @@ export async function createTestCa(): Promise<TestCa> {
   const dir = await mkdtemp(path.join(tmpdir(), 'outpost-ca-'));
   const caKey = path.join(dir, 'ca.key');
   const caCert = path.join(dir, 'ca.crt');
-  await run('openssl', ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-    '-keyout', caKey, '-out', caCert, '-days', String(CERT_VALIDITY_DAYS), '-subj', '/CN=outpost test CA',
-    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign']);
+  await run('openssl', [
+    'req',
+    '-x509',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    caKey,
+    '-out',
+    caCert,
+    '-days',
+    String(CERT_VALIDITY_DAYS),
+    '-subj',
+    '/CN=outpost test CA',
+    '-addext',
+    'basicConstraints=critical,CA:TRUE',
+    '-addext',
+    'keyUsage=critical,keyCertSign,cRLSign',
+  ]);
   let serial = 0;
 
   async function issue(commonName: string, serverNames: string[] = []): Promise<KeyPair> {
     serial += 1;
     const base = path.join(dir, `leaf-${serial}`);
-    await run('openssl', ['req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes',
-      '-keyout', `${base}.key`, '-out', `${base}.csr`, '-subj', `/CN=${commonName}`]);
+    await run('openssl', [
+      'req',
+      '-newkey',
+      'ec',
+      '-pkeyopt',
+      'ec_paramgen_curve:prime256v1',
+      '-nodes',
+      '-keyout',
+      `${base}.key`,
+      '-out',
+      `${base}.csr`,
+      '-subj',
+      `/CN=${commonName}`,
+    ]);
     const altNames = serverNames.map((name) => (/^[\d.]+$/.test(name) ? `IP:${name}` : `DNS:${name}`));
     const ext = [
       'basicConstraints=CA:FALSE',
@@ -48,9 +78,24 @@ export async function createTestCa(): Promise<TestCa> {
       ...(altNames.length > 0 ? [`subjectAltName=${altNames.join(',')}`] : []),
     ];
     await writeFile(`${base}.ext`, ext.join('\n') + '\n');
-    await run('openssl', ['x509', '-req', '-in', `${base}.csr`, '-CA', caCert, '-CAkey', caKey,
-      '-set_serial', String(serial + 1000), '-days', String(CERT_VALIDITY_DAYS), '-extfile', `${base}.ext`,
-      '-out', `${base}.crt`]);
+    await run('openssl', [
+      'x509',
+      '-req',
+      '-in',
+      `${base}.csr`,
+      '-CA',
+      caCert,
+      '-CAkey',
+      caKey,
+      '-set_serial',
+      String(serial + 1000),
+      '-days',
+      String(CERT_VALIDITY_DAYS),
+      '-extfile',
+      `${base}.ext`,
+      '-out',
+      `${base}.crt`,
+    ]);
     return { cert: await readFile(`${base}.crt`, 'utf8'), key: await readFile(`${base}.key`, 'utf8') };
   }
 

@@ -38,15 +38,20 @@ const ORDERED_PUBLISHES = 200;
 type Settled = 'resolved' | Error;
 
 async function settled(promise: Promise<unknown>): Promise<Settled> {
-  return promise.then(() => 'resolved' as const, (err: unknown) => err as Error);
+  return promise.then(
+    () => 'resolved' as const,
+    (err: unknown) => err as Error,
+  );
 }
 
 /** Settles or fails by name: a publish that never settles would otherwise hang the test until tap kills it. */
 async function settledWithin(promises: Promise<unknown>[], what: string): Promise<Settled[]> {
   let timer: NodeJS.Timeout | undefined;
   const hang = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`${what} did not settle in ${SETTLE_AFTER_LOSS_MS_MAX} ms`)),
-      SETTLE_AFTER_LOSS_MS_MAX);
+    timer = setTimeout(
+      () => reject(new Error(`${what} did not settle in ${SETTLE_AFTER_LOSS_MS_MAX} ms`)),
+      SETTLE_AFTER_LOSS_MS_MAX,
+    );
   });
   try {
     return await Promise.race([Promise.all(promises.map(settled)), hang]);
@@ -72,8 +77,7 @@ async function connected(t: Test, makeRig: RigFactory, id: string): Promise<Watc
 }
 
 /** `noRefusal`: why this protocol cannot refuse one message (the refusal case is then skipped, saying so). */
-export async function transportContract(t: Test, name: string, makeRig: RigFactory, noRefusal?: string):
-Promise<void> {
+export async function transportContract(t: Test, name: string, makeRig: RigFactory, noRefusal?: string): Promise<void> {
   const cases: Array<[string, (t: Test, id: string, makeRig: RigFactory) => Promise<void>]> = [
     ['connect() makes one attempt: a refused connection rejects and is not retried', oneAttempt],
     ['after a loss the transport does not reconnect by itself; the loss is reported once', noReconnect],
@@ -168,8 +172,14 @@ async function idempotent(t: Test, id: string, makeRig: RigFactory): Promise<voi
 async function inOrder(t: Test, id: string, makeRig: RigFactory): Promise<void> {
   const { rig, losses } = await connected(t, makeRig, id);
   const seqs = Array.from({ length: ORDERED_PUBLISHES }, (_, i) => i + 1);
-  const outcomes = await settledWithin(seqs.map((s) => rig.transport.publish(rig.message(s))), 'publishes');
-  t.ok(outcomes.every((o) => o === 'resolved'), 'every publish acknowledged');
+  const outcomes = await settledWithin(
+    seqs.map((s) => rig.transport.publish(rig.message(s))),
+    'publishes',
+  );
+  t.ok(
+    outcomes.every((o) => o === 'resolved'),
+    'every publish acknowledged',
+  );
   await until('every message at the broker', () => rig.received().length >= seqs.length);
   t.same(rig.received(), seqs.map(String), 'in call order, each once');
   t.same(losses, [], 'no loss');

@@ -20,14 +20,24 @@ const lane = await log.lane(UPSTREAM_LANE_NAME);
 if (lane.lastDurableSeq() === 0) {
   for (let from = 1; from <= total; from += APPEND_BATCH_RECORDS) {
     const batch: Array<Promise<number>> = [];
-    for (let i = from; i < from + APPEND_BATCH_RECORDS && i <= total; i += 1) batch.push(lane.append({ body: Buffer.from(String(i)) }));
+    for (let i = from; i < from + APPEND_BATCH_RECORDS && i <= total; i += 1)
+      batch.push(lane.append({ body: Buffer.from(String(i)) }));
     await Promise.all(batch);
   }
 }
 process.stdout.write(`A ${lane.lastDurableSeq()}\n`);
 
-const config = parseUplinkConfig({ protocol: 'mqtt', url, inflightMax: 100, backoff: { baseMs: 50, maxMs: 500 } }, path.join(dir!, 'board.json'));
-const service = await startUplink({ config, gatewayId: gatewayId!, log, dataDir: dir!, onError: (err) => process.stderr.write(`${err.message}\n`) });
+const config = parseUplinkConfig(
+  { protocol: 'mqtt', url, inflightMax: 100, backoff: { baseMs: 50, maxMs: 500 } },
+  path.join(dir!, 'board.json'),
+);
+const service = await startUplink({
+  config,
+  gatewayId: gatewayId!,
+  log,
+  dataDir: dir!,
+  onError: (err) => process.stderr.write(`${err.message}\n`),
+});
 const timer = setInterval(() => {
   process.stdout.write(`P ${lane.ackedSeq()}\n`);
   if (lane.ackedSeq() < total) return;

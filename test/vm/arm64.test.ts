@@ -11,7 +11,14 @@ import { newKey } from '../support/hub-fixture.js';
 import { tempDir } from '../support/tmp.js';
 import { bme280Expected } from './bme280-stub.js';
 import {
-  Cloud, GATEWAY_ID, GUEST_BROKER_PORT, installRelease, loadBme280Stub, NMEA_DIR, releaseIntoShare, writeBoard,
+  Cloud,
+  GATEWAY_ID,
+  GUEST_BROKER_PORT,
+  installRelease,
+  loadBme280Stub,
+  NMEA_DIR,
+  releaseIntoShare,
+  writeBoard,
 } from './field-rig.js';
 import { feedCapture } from './uart.js';
 import { GUEST_UART, Vm, vmImage } from './vm.js';
@@ -58,10 +65,16 @@ t.test('the arm64 release in an arm64 VM (Debian arm64 kernel, systemd, i2c-stub
   t.teardown(() => cloud.stop());
 
   const bootStarted = Date.now();
-  const vm = await Vm.boot({
-    image: built.image, workDir: work, share, arch: 'arm64',
-    guestForwards: [{ guestPort: GUEST_BROKER_PORT, hostPort: cloud.broker.port }],
-  }, (line) => t.comment(line));
+  const vm = await Vm.boot(
+    {
+      image: built.image,
+      workDir: work,
+      share,
+      arch: 'arm64',
+      guestForwards: [{ guestPort: GUEST_BROKER_PORT, hostPort: cloud.broker.port }],
+    },
+    (line) => t.comment(line),
+  );
   t.teardown(() => vm.kill());
   t.comment(`arm64 time: boot to the agent ${Date.now() - bootStarted} ms`);
   // Debian's arm64 kernel is built without CONFIG_I2C_STUB (bookworm's 6.1: "# CONFIG_I2C_STUB is not set"), so
@@ -82,22 +95,28 @@ t.test('the arm64 release in an arm64 VM (Debian arm64 kernel, systemd, i2c-stub
     t.equal(install.code, 0, `install.sh succeeds (it returns once the unit is READY): ${install.output.slice(-3000)}`);
     t.match(install.output, /installed linux-arm64 release [\d.]+ in \/opt\/outpost\/releases\/[\d.]+ \(current\)/);
     t.equal((await vm.exec('systemctl is-active outpost')).output.trim(), 'active', 'the unit is active');
-    t.match(await vm.mustExec('systemctl show -p StatusText --value outpost'), /link|backlog/i,
-      'systemctl status shows the STATUS= line');
+    t.match(
+      await vm.mustExec('systemctl show -p StatusText --value outpost'),
+      /link|backlog/i,
+      'systemctl status shows the STATUS= line',
+    );
     const status = JSON.parse(await vm.mustExec('/usr/local/bin/outpost status --json')) as { gatewayId: string };
     t.equal(status.gatewayId, GATEWAY_ID, '`outpost status` answers over the runtime directory socket');
     t.match(await vm.mustExec('journalctl -b -u outpost -o cat --no-pager'), /outpost ready/, 'journald has the logs');
   });
 
-  t.test('real I2C on arm64: the cross-built i2c-bus addon reads the BME280 map on i2c-stub',
-    { skip: noStub || false }, async (t) => {
-    const reading = await cloud.sees('BME280 reading', (m) => m.topic.includes('/env/'), READING_WAIT_MS);
-    const body = JSON.parse(reading.body) as Record<string, number>;
-    const want = bme280Expected();
-    t.equal(body.temperatureC, Math.round(want.temperatureC * 100) / 100, 'temperature from the stub registers');
-    t.equal(body.pressurePa, Math.round(want.pressurePa * 10) / 10, 'pressure from the stub registers');
-    t.equal(body.humidityPercent, Math.round(want.humidityPercent * 100) / 100, 'humidity from the stub registers');
-  });
+  t.test(
+    'real I2C on arm64: the cross-built i2c-bus addon reads the BME280 map on i2c-stub',
+    { skip: noStub || false },
+    async (t) => {
+      const reading = await cloud.sees('BME280 reading', (m) => m.topic.includes('/env/'), READING_WAIT_MS);
+      const body = JSON.parse(reading.body) as Record<string, number>;
+      const want = bme280Expected();
+      t.equal(body.temperatureC, Math.round(want.temperatureC * 100) / 100, 'temperature from the stub registers');
+      t.equal(body.pressurePa, Math.round(want.pressurePa * 10) / 10, 'pressure from the stub registers');
+      t.equal(body.humidityPercent, Math.round(want.humidityPercent * 100) / 100, 'humidity from the stub registers');
+    },
+  );
 
   t.test('real UART on arm64: a capture fed at 9600 baud into the PL011 gives fixes at the cloud', async (t) => {
     const driver = await vm.mustExec('basename "$(readlink /sys/class/tty/ttyAMA0/device/driver)"');

@@ -22,7 +22,7 @@ export function bme280Registers(): Array<[number, number]> {
 export function bme280Expected(): { temperatureC: number; pressurePa: number; humidityPercent: number } {
   const r = compensateBme280(DATASHEET_CALIBRATION, DATASHEET_ADC);
   if (r.temperatureC === null || r.pressurePa === null || r.humidityPercent === null) {
-    throw new Error("the datasheet example compensates to a reading");
+    throw new Error('the datasheet example compensates to a reading');
   }
   return { temperatureC: r.temperatureC, pressurePa: r.pressurePa, humidityPercent: r.humidityPercent };
 }

@@ -31,7 +31,9 @@ export type ReleaseTarget = 'linux-x64' | 'linux-arm64';
 export function releaseIntoShare(target: ReleaseTarget, work: string, share: string): { ok: true } | { error: string } {
   const releaseDir = join(work, 'release');
   const release = spawnSync(process.execPath, [join(ROOT, 'scripts/release.js'), target], {
-    cwd: ROOT, env: { ...process.env, OUTPOST_RELEASE_DIR: releaseDir }, encoding: 'utf8',
+    cwd: ROOT,
+    env: { ...process.env, OUTPOST_RELEASE_DIR: releaseDir },
+    encoding: 'utf8',
   });
   if (release.status !== 0) {
     return { error: `release.js ${target} exited ${release.status}: ${release.stderr.slice(-500)}` };
@@ -53,13 +55,20 @@ export function writeBoard(share: string, uartDevice: string, bme280 = true): vo
     hub: { tcp: { host: '0.0.0.0', port: GUEST_HUB_PORT } },
     buses: { 'i2c-1': { device: '/dev/i2c-0' }, serial0: { path: uartDevice, baudRate: 9600 } },
     devices: {
-      door: { status: 'disabled' }, 'relay1': { status: 'disabled' }, 'status-led': { status: 'disabled' },
-      env: bme280 ? { pollIntervalMs: 2000 } : { status: 'disabled' }, gps: { status: 'okay', pollIntervalMs: 2000 },
+      door: { status: 'disabled' },
+      relay1: { status: 'disabled' },
+      'status-led': { status: 'disabled' },
+      env: bme280 ? { pollIntervalMs: 2000 } : { status: 'disabled' },
+      gps: { status: 'okay', pollIntervalMs: 2000 },
     },
   };
   writeFileSync(join(share, 'board.json'), `${JSON.stringify(board, null, 2)}\n`);
-  writeFileSync(join(share, 'bme280.sh'), bme280Registers().map(([reg, value]) =>
-    `i2cset -y 0 ${BME280_ADDRESS} 0x${reg.toString(16)} 0x${value.toString(16)} b`).join('\n'));
+  writeFileSync(
+    join(share, 'bme280.sh'),
+    bme280Registers()
+      .map(([reg, value]) => `i2cset -y 0 ${BME280_ADDRESS} 0x${reg.toString(16)} 0x${value.toString(16)} b`)
+      .join('\n'),
+  );
 }
 
 export interface CloudMessage {
@@ -71,7 +80,10 @@ export interface CloudMessage {
 export class Cloud {
   readonly messages: CloudMessage[] = [];
 
-  private constructor(readonly broker: Mosquitto, private readonly consumer: MqttClient) {}
+  private constructor(
+    readonly broker: Mosquitto,
+    private readonly consumer: MqttClient,
+  ) {}
 
   static async start(children: Array<{ deviceId: string; key: string }>): Promise<Cloud> {
     const broker = await Mosquitto.start();
@@ -79,8 +91,10 @@ export class Cloud {
     const cloud = new Cloud(broker, consumer);
     consumer.on('message', (topic, body) => cloud.messages.push({ topic, body: body.toString() }));
     await consumer.subscribeAsync(`outpost/${GATEWAY_ID}/#`, { qos: 1 });
-    await consumer.publishAsync(`outpost/${GATEWAY_ID}/scope`,
-      JSON.stringify(scopeDocument(GATEWAY_ID, 1, children)), { qos: 1, retain: true });
+    await consumer.publishAsync(`outpost/${GATEWAY_ID}/scope`, JSON.stringify(scopeDocument(GATEWAY_ID, 1, children)), {
+      qos: 1,
+      retain: true,
+    });
     return cloud;
   }
 

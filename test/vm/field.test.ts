@@ -10,8 +10,16 @@ import { childConnectAttempt, newKey } from '../support/hub-fixture.js';
 import { tempDir } from '../support/tmp.js';
 import { bme280Expected } from './bme280-stub.js';
 import {
-  Cloud, GATEWAY_ID, GUEST_BROKER_PORT, GUEST_HUB_PORT, installRelease, loadBme280Stub, NMEA_DIR, releaseIntoShare,
-  START_TIMEOUT_SECS, writeBoard,
+  Cloud,
+  GATEWAY_ID,
+  GUEST_BROKER_PORT,
+  GUEST_HUB_PORT,
+  installRelease,
+  loadBme280Stub,
+  NMEA_DIR,
+  releaseIntoShare,
+  START_TIMEOUT_SECS,
+  writeBoard,
 } from './field-rig.js';
 import { feedCapture } from './uart.js';
 import { Vm, vmImage } from './vm.js';
@@ -69,39 +77,55 @@ t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 U
   const hubPort = await freePort();
   writeBoard(share, '/dev/ttyS1');
 
-  const vm = await Vm.boot({
-    image: built.image, workDir: work, share,
-    hostForwards: [{ hostPort: hubPort, guestPort: GUEST_HUB_PORT }],
-    guestForwards: [{ guestPort: GUEST_BROKER_PORT, hostPort: broker.port }],
-  }, (line) => t.comment(line));
+  const vm = await Vm.boot(
+    {
+      image: built.image,
+      workDir: work,
+      share,
+      hostForwards: [{ hostPort: hubPort, guestPort: GUEST_HUB_PORT }],
+      guestForwards: [{ guestPort: GUEST_BROKER_PORT, hostPort: broker.port }],
+    },
+    (line) => t.comment(line),
+  );
   t.teardown(() => vm.kill());
 
   const outpost = (args: string): Promise<string> => vm.mustExec(`/usr/local/bin/outpost ${args}`);
 
-  t.test('install.sh for real; after a reboot the unit starts at boot and reaches READY through sd_notify', async (t) => {
-    await loadBme280Stub(vm);
-    t.match(await vm.mustExec('cat /sys/bus/i2c/devices/i2c-0/name'), /SMBus stub driver/, 'i2c-stub is /dev/i2c-0');
-    const install = await installRelease(vm, 'linux-x64');
-    if (install.code !== 0) t.fail(`install.sh exited ${install.code}: ${install.output}`);
-    t.match(install.output, /installed linux-x64 release [\d.]+ in \/opt\/outpost\/releases\/[\d.]+ \(current\)/);
-    await vm.reboot();
-    t.comment('rebooted');
-    // The stub's registers are volatile: load them again before the service reads the chip (it retries faults).
-    await loadBme280Stub(vm);
-    const active = await vm.until('systemctl is-active outpost', START_WAIT_MS);
-    t.equal(active.output.trim(), 'active', 'the unit is active after the reboot (Type=notify: READY=1 arrived)');
-    t.match(await vm.mustExec('systemctl show -p StatusText --value outpost'), /link|backlog/i,
-      'systemctl status shows the STATUS= line');
-    // The unit's SupplementaryGroups= give the service its device groups (install.sh does not add the user to them).
-    const groups = await vm.mustExec('ps -o supgrp= -p "$(systemctl show -p MainPID --value outpost)"');
-    for (const group of ['gpio', 'i2c', 'dialout']) t.match(groups, new RegExp(`\\b${group}\\b`), `the service runs in ${group}`);
-    const status = JSON.parse(await outpost('status --json')) as { gatewayId: string };
-    t.equal(status.gatewayId, GATEWAY_ID, '`outpost status` answers over the runtime directory socket');
-    t.match(await vm.mustExec('journalctl -b -u outpost -o cat --no-pager'), /outpost ready/, 'journald has the logs');
-    const security = await vm.exec('systemd-analyze security outpost --no-pager | tail -1');
-    t.comment(`systemd-analyze security: ${security.output.trim()}`);
-    t.match(security.output, /Overall exposure level for outpost\.service: \d+\.\d/);
-  });
+  t.test(
+    'install.sh for real; after a reboot the unit starts at boot and reaches READY through sd_notify',
+    async (t) => {
+      await loadBme280Stub(vm);
+      t.match(await vm.mustExec('cat /sys/bus/i2c/devices/i2c-0/name'), /SMBus stub driver/, 'i2c-stub is /dev/i2c-0');
+      const install = await installRelease(vm, 'linux-x64');
+      if (install.code !== 0) t.fail(`install.sh exited ${install.code}: ${install.output}`);
+      t.match(install.output, /installed linux-x64 release [\d.]+ in \/opt\/outpost\/releases\/[\d.]+ \(current\)/);
+      await vm.reboot();
+      t.comment('rebooted');
+      // The stub's registers are volatile: load them again before the service reads the chip (it retries faults).
+      await loadBme280Stub(vm);
+      const active = await vm.until('systemctl is-active outpost', START_WAIT_MS);
+      t.equal(active.output.trim(), 'active', 'the unit is active after the reboot (Type=notify: READY=1 arrived)');
+      t.match(
+        await vm.mustExec('systemctl show -p StatusText --value outpost'),
+        /link|backlog/i,
+        'systemctl status shows the STATUS= line',
+      );
+      // The unit's SupplementaryGroups= give the service its device groups (install.sh does not add the user to them).
+      const groups = await vm.mustExec('ps -o supgrp= -p "$(systemctl show -p MainPID --value outpost)"');
+      for (const group of ['gpio', 'i2c', 'dialout'])
+        t.match(groups, new RegExp(`\\b${group}\\b`), `the service runs in ${group}`);
+      const status = JSON.parse(await outpost('status --json')) as { gatewayId: string };
+      t.equal(status.gatewayId, GATEWAY_ID, '`outpost status` answers over the runtime directory socket');
+      t.match(
+        await vm.mustExec('journalctl -b -u outpost -o cat --no-pager'),
+        /outpost ready/,
+        'journald has the logs',
+      );
+      const security = await vm.exec('systemd-analyze security outpost --no-pager | tail -1');
+      t.comment(`systemd-analyze security: ${security.output.trim()}`);
+      t.match(security.output, /Overall exposure level for outpost\.service: \d+\.\d/);
+    },
+  );
 
   t.test('real I2C: the i2c-bus addon reads a BME280 register map on i2c-stub, and the cloud gets it', async (t) => {
     const reading = await cloud.sees('BME280 reading', (m) => m.topic.includes('/env/'), 120_000);
@@ -150,7 +174,8 @@ t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 U
       if (Date.now() + waitMs > deadline) {
         // The status lines every 5 s would push the scope read's story out of a plain tail.
         const journal = await vm.exec(
-          `journalctl -b -u outpost -o cat --no-pager | grep -v '"msg":"outpost ${GATEWAY_ID} ' | tail -60`);
+          `journalctl -b -u outpost -o cat --no-pager | grep -v '"msg":"outpost ${GATEWAY_ID} ' | tail -60`,
+        );
         throw new Error(`child-1 was refused (${outcome.message}); gateway journal:\n${journal.output}`);
       }
       await new Promise((r) => setTimeout(r, waitMs));
@@ -171,28 +196,45 @@ t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 U
     child.end(true);
     const pid = (await vm.mustExec('systemctl show -p MainPID --value outpost')).trim();
     await vm.mustExec(`kill -STOP ${pid}`);
-    const restarted = await vm.until(`[ "$(systemctl show -p MainPID --value outpost)" != ${pid} ] &&
-      systemctl is-active outpost`, WATCHDOG_RESTART_WAIT_MS, 1000);
+    const restarted = await vm.until(
+      `[ "$(systemctl show -p MainPID --value outpost)" != ${pid} ] &&
+      systemctl is-active outpost`,
+      WATCHDOG_RESTART_WAIT_MS,
+      1000,
+    );
     t.equal(restarted.code, 0, 'systemd killed the stopped gateway on its watchdog and started it again');
     t.match(await vm.mustExec('journalctl -u outpost --no-pager | grep -i watchdog | head -3'), /[Ww]atchdog timeout/);
     const bodies = await upstreamBodies();
-    t.same(acked.filter((b) => !bodies.has(b)), [], 'every PUBACKed message is in the log after the watchdog kill');
+    t.same(
+      acked.filter((b) => !bodies.has(b)),
+      [],
+      'every PUBACKed message is in the log after the watchdog kill',
+    );
   });
 
   t.test('systemctl stop under load finishes within TimeoutStopSec and loses nothing acked', async (t) => {
     child = await connectChild();
     const load = publishAcked(child, 300, 'under-stop').catch(() => {});
     await new Promise((r) => setTimeout(r, 300));
-    const stop = await vm.exec('start=$(date +%s%N); systemctl stop outpost; echo $(( ($(date +%s%N) - start) / 1000000 ))');
+    const stop = await vm.exec(
+      'start=$(date +%s%N); systemctl stop outpost; echo $(( ($(date +%s%N) - start) / 1000000 ))',
+    );
     // The stop closes the hub under the child: ending it fails its pending publishes, so the load ends too.
     child.end(true);
     await load;
     const stopMs = Number(stop.output.trim().split('\n').pop());
     t.comment(`systemctl stop took ${stopMs} ms`);
     t.ok(stopMs < STOP_TIMEOUT_SECS * 1000, `stopped within TimeoutStopSec (${stopMs} ms)`);
-    t.equal((await vm.exec('systemctl show -p Result --value outpost')).output.trim(), 'success',
-      'systemd records a clean stop, not a timeout or a kill');
+    t.equal(
+      (await vm.exec('systemctl show -p Result --value outpost')).output.trim(),
+      'success',
+      'systemd records a clean stop, not a timeout or a kill',
+    );
     const bodies = await upstreamBodies();
-    t.same(acked.filter((b) => !bodies.has(b)), [], 'every PUBACKed message is in the log after the stop');
+    t.same(
+      acked.filter((b) => !bodies.has(b)),
+      [],
+      'every PUBACKed message is in the log after the stop',
+    );
   });
 });

@@ -3,7 +3,13 @@
 import { rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
-  E2FSCK_UNCORRECTED_CODE, planStates, recoverState, StateBuilder, type CrashState, type Recovered, type StoreShape,
+  E2FSCK_UNCORRECTED_CODE,
+  planStates,
+  recoverState,
+  StateBuilder,
+  type CrashState,
+  type Recovered,
+  type StoreShape,
   type WriteLog,
 } from './replay.js';
 
@@ -44,7 +50,10 @@ export function judge(state: CrashState, log: WriteLog, recovered: Recovered, pu
   let unackedPresent = 0;
   for (const body of recovered.bodies) {
     const p = byBody.get(body);
-    if (!p) { problems.push(`invented record ${JSON.stringify(body.slice(0, 40))}`); continue; }
+    if (!p) {
+      problems.push(`invented record ${JSON.stringify(body.slice(0, 40))}`);
+      continue;
+    }
     if (seen.has(body)) problems.push(`duplicate record ${p.child}#${p.n}`);
     seen.add(body);
     if ((lastN.get(p.child) ?? -1) >= p.n) problems.push(`${p.child}#${p.n} stored after #${lastN.get(p.child)}`);
@@ -52,10 +61,13 @@ export function judge(state: CrashState, log: WriteLog, recovered: Recovered, pu
     if (p.ackedAtLogByte === undefined || p.ackedAtLogByte > crashAt) unackedPresent++;
   }
   const owed = published.filter((p) => p.ackedAtLogByte !== undefined && p.ackedAtLogByte <= crashAt);
-  if (!recovered.dataDirFound && owed.length > 0) problems.push('the store\'s folder is not on the disk');
+  if (!recovered.dataDirFound && owed.length > 0) problems.push("the store's folder is not on the disk");
   const lost = owed.filter((p) => !seen.has(p.body));
   if (lost.length > 0) {
-    const first = lost.slice(0, 5).map((p) => `${p.child}#${p.n}`).join(', ');
+    const first = lost
+      .slice(0, 5)
+      .map((p) => `${p.child}#${p.n}`)
+      .join(', ');
     problems.push(`${lost.length} PUBACKed messages lost (${first})`);
   }
   return { state: state.name, required: owed.length, present: seen.size, unackedPresent, problems };
@@ -81,9 +93,19 @@ export interface RunToCheck {
  * Builds `count` crash states from the flushes at or after the run's start (and before `endByte`), recovers and
  * judges each, printing a progress line every few states.
  */
-export async function checkRun(log: WriteLog, basePath: string, run: RunToCheck, opts: {
-  count: number; seed: number; endByte?: number; shape: StoreShape; workDir: string; progress: (l: string) => void;
-}): Promise<RunCheck> {
+export async function checkRun(
+  log: WriteLog,
+  basePath: string,
+  run: RunToCheck,
+  opts: {
+    count: number;
+    seed: number;
+    endByte?: number;
+    shape: StoreShape;
+    workDir: string;
+    progress: (l: string) => void;
+  },
+): Promise<RunCheck> {
   const states = planStates(log, opts.count, run.startLogByte, opts.seed, opts.endByte);
   const builder = await StateBuilder.start(log, basePath, opts.workDir);
   const result: RunCheck = { states: 0, violations: 0, verdicts: [], tornTails: 0, corrupt: 0, fsckRepaired: 0 };
@@ -100,9 +122,11 @@ export async function checkRun(log: WriteLog, basePath: string, run: RunToCheck,
       if (recovered.fsckCode > 0) result.fsckRepaired++;
       result.verdicts.push(verdict);
       if (result.states % 10 === 0 || verdict.problems.length > 0) {
-        opts.progress(`powercut: ${result.states}/${states.length} states, ${result.violations} violations; ` +
-          `${verdict.state}: owed ${verdict.required}, present ${verdict.present}` +
-          `${verdict.problems.length > 0 ? `: ${verdict.problems.slice(0, 3).join('; ')}` : ''}`);
+        opts.progress(
+          `powercut: ${result.states}/${states.length} states, ${result.violations} violations; ` +
+            `${verdict.state}: owed ${verdict.required}, present ${verdict.present}` +
+            `${verdict.problems.length > 0 ? `: ${verdict.problems.slice(0, 3).join('; ')}` : ''}`,
+        );
       }
     }
   } finally {

@@ -50,7 +50,9 @@ export interface WorkloadRun {
 export function buildRelease(workDir: string, share: string): string {
   const releaseDir = join(workDir, 'release');
   const release = spawnSync(process.execPath, [join(ROOT, 'scripts/release.js'), 'linux-x64'], {
-    cwd: ROOT, env: { ...process.env, OUTPOST_RELEASE_DIR: releaseDir }, encoding: 'utf8',
+    cwd: ROOT,
+    env: { ...process.env, OUTPOST_RELEASE_DIR: releaseDir },
+    encoding: 'utf8',
   });
   if (release.status !== 0) throw new Error(`the x64 release did not build: ${release.stderr.slice(-800)}`);
   const tarball = `outpost-${VERSION}-linux-x64.tar.gz`;
@@ -67,8 +69,14 @@ export class PowercutRig {
   readonly basePath: string;
   /** The cloud broker runs until a workload cuts the uplink, and again for the next workload's scope read. */
   private brokerUp = true;
-  private constructor(readonly vm: Vm, private readonly broker: Mosquitto, private readonly hubPort: number,
-    private readonly childKeys: Map<string, string>, workDir: string, private readonly log: (l: string) => void) {
+  private constructor(
+    readonly vm: Vm,
+    private readonly broker: Mosquitto,
+    private readonly hubPort: number,
+    private readonly childKeys: Map<string, string>,
+    workDir: string,
+    private readonly log: (l: string) => void,
+  ) {
     this.logPath = join(workDir, 'data.log');
     this.basePath = dataBasePath(workDir);
   }
@@ -89,17 +97,28 @@ export class PowercutRig {
     writeFileSync(join(share, 'board.json'), `${JSON.stringify(board, null, 2)}\n`);
     const broker = await Mosquitto.start();
     const hubPort = await freePort();
-    const scope = scopeDocument(GATEWAY_ID, 1, [...childKeys].map(([deviceId, key]) => ({ deviceId, key })));
+    const scope = scopeDocument(
+      GATEWAY_ID,
+      1,
+      [...childKeys].map(([deviceId, key]) => ({ deviceId, key })),
+    );
     const admin = await mqtt.connectAsync(broker.url, { clientId: 'scope-admin' });
     await admin.publishAsync(`outpost/${GATEWAY_ID}/scope`, JSON.stringify(scope), { qos: 1, retain: true });
     await admin.endAsync();
     let vm: Vm;
     try {
-      vm = await Vm.boot({
-        image, workDir, share, dataDiskMiB: DATA_DISK_MIB, dataLogPath: join(workDir, 'data.log'),
-        hostForwards: [{ hostPort: hubPort, guestPort: GUEST_PORT }],
-        guestForwards: [{ guestPort: GUEST_PORT, hostPort: broker.port }],
-      }, log);
+      vm = await Vm.boot(
+        {
+          image,
+          workDir,
+          share,
+          dataDiskMiB: DATA_DISK_MIB,
+          dataLogPath: join(workDir, 'data.log'),
+          hostForwards: [{ hostPort: hubPort, guestPort: GUEST_PORT }],
+          guestForwards: [{ guestPort: GUEST_PORT, hostPort: broker.port }],
+        },
+        log,
+      );
     } catch (err) {
       await broker.stop();
       throw err;
@@ -120,8 +139,10 @@ export class PowercutRig {
     if (!this.brokerUp) await this.broker.launch();
     this.brokerUp = true;
     const env = `OUTPOST_DATA_DIR=${DATA_MOUNT}${dataDir}${noSync ? ' OUTPOST_TEST_STORE_NO_SYNC=1' : ''}`;
-    await this.vm.mustExec(`cd /root/outpost-${VERSION}-linux-x64 && ${env} setsid -f bin/node ` +
-      `--max-semi-space-size=2 outpost.js run --board powercut.json > /root/${name}.log 2>&1 < /dev/null`);
+    await this.vm.mustExec(
+      `cd /root/outpost-${VERSION}-linux-x64 && ${env} setsid -f bin/node ` +
+        `--max-semi-space-size=2 outpost.js run --board powercut.json > /root/${name}.log 2>&1 < /dev/null`,
+    );
     this.log(`powercut: gateway ${name} starting${noSync ? ' (store fsyncs disabled)' : ''}`);
     const clients: Array<[string, MqttClient]> = [];
     for (const [child, key] of this.childKeys) clients.push([child, await this.connect(child, key, name)]);
@@ -134,9 +155,12 @@ export class PowercutRig {
     for (const [, client] of clients) client.end(true);
     const acked = published.filter((p) => p.ackedAtLogByte !== undefined).length;
     this.log(`powercut: ${name}: ${acked} PUBACKs from ${clients.length} children in ${publishMs} ms`);
-    await this.vm.mustExec(`pkill -TERM -f 'outpost.js run' || true
+    await this.vm.mustExec(
+      `pkill -TERM -f 'outpost.js run' || true
 for _ in $(seq 1 ${GATEWAY_STOP_WAIT_MS / 500}); do pgrep -f 'outpost.js run' >/dev/null || exit 0; sleep 0.5; done
-pkill -KILL -f 'outpost.js run'`, GATEWAY_STOP_WAIT_MS + 10_000);
+pkill -KILL -f 'outpost.js run'`,
+      GATEWAY_STOP_WAIT_MS + 10_000,
+    );
     return { dataDir, published, startLogByte, acked };
   }
 
@@ -171,8 +195,10 @@ pkill -KILL -f 'outpost.js run'`, GATEWAY_STOP_WAIT_MS + 10_000);
       const alive = await this.vm.exec(`pgrep -f 'outpost.js run' >/dev/null`);
       if (alive.code !== 0 || Date.now() + waitMs > deadline) {
         const out = await this.vm.exec(`tail -30 /root/${gateway}.log`);
-        throw new Error(`${child} was refused by gateway ${gateway} (${outcome.message}; ` +
-          `${alive.code === 0 ? 'still running' : 'not running'}):\n${out.output}`);
+        throw new Error(
+          `${child} was refused by gateway ${gateway} (${outcome.message}; ` +
+            `${alive.code === 0 ? 'still running' : 'not running'}):\n${out.output}`,
+        );
       }
       await new Promise((r) => setTimeout(r, waitMs));
       waitMs = Math.min(waitMs * 2, 8000);

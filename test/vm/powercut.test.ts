@@ -41,8 +41,10 @@ if ('skip' in built) {
 
 function summary(r: RunCheck): string {
   const owed = r.verdicts.map((v) => v.required);
-  return `${r.states} states, ${r.violations} violations; owed per state ${Math.min(...owed)}..${Math.max(...owed)}; ` +
-    `recovery cut ${r.tornTails} torn tails, saw ${r.corrupt} corrupt ranges; e2fsck repaired ${r.fsckRepaired} states`;
+  return (
+    `${r.states} states, ${r.violations} violations; owed per state ${Math.min(...owed)}..${Math.max(...owed)}; ` +
+    `recovery cut ${r.tornTails} torn tails, saw ${r.corrupt} corrupt ranges; e2fsck repaired ${r.fsckRepaired} states`
+  );
 }
 
 t.test('power cuts on real ext4 (blklogwrites crash states of the field VM data disk)', async (t) => {
@@ -62,15 +64,25 @@ t.test('power cuts on real ext4 (blklogwrites crash states of the field VM data 
   t.test('the store as shipped: every state opens and holds every PUBACKed message, in order', async (t) => {
     t.ok(synced.acked > 0, `the children saw ${synced.acked} PUBACKs`);
     const r = await checkRun(log, rig.basePath, synced, {
-      ...opts, count: STATES_PER_RUN, seed: SEED, endByte: unsynced.startLogByte,
+      ...opts,
+      count: STATES_PER_RUN,
+      seed: SEED,
+      endByte: unsynced.startLogByte,
     });
     t.comment(summary(r));
     t.ok(r.states >= 20, `${r.states} crash states checked`);
-    t.ok(r.verdicts.some((v) => v.required > 0), 'some states owe PUBACKed messages (the check has something to find)');
-    t.same(r.verdicts.filter((v) => v.problems.length > 0), [], 'no state lost, reordered or invented a record');
+    t.ok(
+      r.verdicts.some((v) => v.required > 0),
+      'some states owe PUBACKed messages (the check has something to find)',
+    );
+    t.same(
+      r.verdicts.filter((v) => v.problems.length > 0),
+      [],
+      'no state lost, reordered or invented a record',
+    );
   });
 
-  t.test('mutation: with the store\'s fsyncs off, the rig finds lost PUBACKed messages', async (t) => {
+  t.test("mutation: with the store's fsyncs off, the rig finds lost PUBACKed messages", async (t) => {
     t.ok(unsynced.acked > 0, `the children saw ${unsynced.acked} PUBACKs`);
     const r = await checkRun(log, rig.basePath, unsynced, { ...opts, count: STATES_PER_RUN / 2, seed: SEED });
     t.comment(summary(r));

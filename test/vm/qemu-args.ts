@@ -64,25 +64,50 @@ export function qemuArgs(opts: VmOptions, overlay: string, data: string): string
   }
   const machine = MACHINES[opts.arch ?? 'amd64'];
   const args = [
-    '-machine', machine.machine, '-cpu', machine.cpu, '-smp', String(opts.cpus ?? 1),
-    '-m', String(opts.memoryMiB ?? 1024),
-    '-nodefaults', '-no-user-config', '-display', 'none', '-no-reboot',
-    '-kernel', join(opts.image, 'vmlinuz'), '-initrd', join(opts.image, 'initrd.img'),
+    '-machine',
+    machine.machine,
+    '-cpu',
+    machine.cpu,
+    '-smp',
+    String(opts.cpus ?? 1),
+    '-m',
+    String(opts.memoryMiB ?? 1024),
+    '-nodefaults',
+    '-no-user-config',
+    '-display',
+    'none',
+    '-no-reboot',
+    '-kernel',
+    join(opts.image, 'vmlinuz'),
+    '-initrd',
+    join(opts.image, 'initrd.img'),
     // The guest's clock runs at the host's pace while a loaded host gives it a sliver of a core: systemd's and
     // udev's default timeouts (90 s, 180 s) would fail a boot that is merely slow.
-    '-append', `root=/dev/vda rw console=${machine.console} panic=-1 quiet systemd.show_status=0 ` +
+    '-append',
+    `root=/dev/vda rw console=${machine.console} panic=-1 quiet systemd.show_status=0 ` +
       'systemd.default_timeout_start_sec=600 udev.event_timeout=600',
     // Appended to, so the console of every boot is kept (a reboot starts qemu again).
-    '-chardev', `file,id=console,path=${join(w, 'console.log')},append=on`,
-    '-chardev', `socket,id=uart1,path=${join(w, 'uart1.sock')},server=on,wait=off`,
-    '-device', 'virtio-serial-pci', ...machine.serials,
+    '-chardev',
+    `file,id=console,path=${join(w, 'console.log')},append=on`,
+    '-chardev',
+    `socket,id=uart1,path=${join(w, 'uart1.sock')},server=on,wait=off`,
+    '-device',
+    'virtio-serial-pci',
+    ...machine.serials,
     // Both disks as explicit devices in this order, so the root is vda and the data disk vdb whatever drives them.
-    '-blockdev', `driver=qcow2,node-name=root,file.driver=file,file.filename=${overlay}`,
-    '-device', 'virtio-blk-pci,drive=root',
+    '-blockdev',
+    `driver=qcow2,node-name=root,file.driver=file,file.filename=${overlay}`,
+    '-device',
+    'virtio-blk-pci,drive=root',
     ...dataDiskArgs(data, opts.dataLogPath),
-    '-chardev', `socket,id=ctl,path=${join(w, 'ctl.sock')},server=on,wait=off`,
-    '-device', 'virtserialport,chardev=ctl,name=org.outpost.ctl',
-    '-netdev', net.join(','), '-device', 'virtio-net-pci,netdev=n0',
+    '-chardev',
+    `socket,id=ctl,path=${join(w, 'ctl.sock')},server=on,wait=off`,
+    '-device',
+    'virtserialport,chardev=ctl,name=org.outpost.ctl',
+    '-netdev',
+    net.join(','),
+    '-device',
+    'virtio-net-pci,netdev=n0',
   ];
   if (opts.share) args.push('-virtfs', `local,path=${opts.share},mount_tag=host,security_model=none,readonly=on`);
   return args;
@@ -100,14 +125,18 @@ interface Machine {
 const MACHINES: Record<VmArch, Machine> = {
   // ttyS0 is the console, ttyS1 the UART: two 16550s on the ISA bus.
   amd64: {
-    machine: 'q35,accel=tcg', cpu: 'max', console: 'ttyS0',
+    machine: 'q35,accel=tcg',
+    cpu: 'max',
+    console: 'ttyS0',
     serials: ['-serial', 'chardev:console', '-serial', 'chardev:uart1'],
   },
   // A Pi 4's core (a plain ARMv8.0 model is also cheaper under TCG than `max`, which emulates pointer
   // authentication). The virt machine has one PL011 (qemu 7.2): it is the UART, and the console is a virtio
   // console (hvc0), port 0 of the virtio-serial bus the control port is on.
   arm64: {
-    machine: 'virt,accel=tcg', cpu: 'cortex-a72', console: 'hvc0',
+    machine: 'virt,accel=tcg',
+    cpu: 'cortex-a72',
+    console: 'hvc0',
     serials: ['-serial', 'chardev:uart1', '-device', 'virtconsole,chardev=console'],
   },
 };
@@ -122,9 +151,13 @@ function dataDiskArgs(data: string, log: string | undefined): string[] {
   if (!log) return ['-blockdev', raw('data'), '-device', 'virtio-blk-pci,drive=data'];
   // Sector size 512: the log then records each write at the granularity a torn write can have on a disk.
   return [
-    '-blockdev', raw('data-raw'),
-    '-blockdev', `driver=file,node-name=data-log,filename=${log}`,
-    '-blockdev', 'driver=blklogwrites,node-name=data,file=data-raw,log=data-log,log-sector-size=512',
-    '-device', 'virtio-blk-pci,drive=data',
+    '-blockdev',
+    raw('data-raw'),
+    '-blockdev',
+    `driver=file,node-name=data-log,filename=${log}`,
+    '-blockdev',
+    'driver=blklogwrites,node-name=data,file=data-raw,log=data-log,log-sector-size=512',
+    '-device',
+    'virtio-blk-pci,drive=data',
   ];
 }

@@ -67,7 +67,10 @@ export async function readWriteLog(path: string, diskSectors: number): Promise<W
       const flags = Number(head.readBigUInt64LE(16));
       const dataBytes = flags & LOG_DISCARD_FLAG ? 0 : sectors * sectorBytes;
       const endAt = at + sectorBytes + dataBytes;
-      const plausible = (flags & ~LOG_FLAGS_ALL) === 0 && sector + sectors <= diskSectors && endAt <= size &&
+      const plausible =
+        (flags & ~LOG_FLAGS_ALL) === 0 &&
+        sector + sectors <= diskSectors &&
+        endAt <= size &&
         (sectors > 0 || (flags & LOG_FLUSH_FLAG) !== 0);
       if (!plausible) {
         if (entries.length < counted) throw new Error(`${path}: entry ${entries.length} at byte ${at} is invalid`);
@@ -112,7 +115,11 @@ export function rng(seed: number): () => number {
  * whole or torn (a random subset of its 512-byte sectors).
  */
 export function planStates(
-  log: WriteLog, count: number, fromByte: number, seed: number, toByte = Infinity,
+  log: WriteLog,
+  count: number,
+  fromByte: number,
+  seed: number,
+  toByte = Infinity,
 ): CrashState[] {
   const random = rng(seed);
   const flushes = log.entries.filter((e) => isFlush(e) && e.endAt >= fromByte && e.endAt <= toByte).map((e) => e.index);
@@ -143,8 +150,12 @@ export function planStates(
 /** Builds the states in log order on one advancing copy of the base disk, so each write is applied once. */
 export class StateBuilder {
   private applied = 0;
-  private constructor(private readonly log: WriteLog, private readonly logFile: FileHandle,
-    private readonly prefixPath: string, private readonly prefixFile: FileHandle) {}
+  private constructor(
+    private readonly log: WriteLog,
+    private readonly logFile: FileHandle,
+    private readonly prefixPath: string,
+    private readonly prefixFile: FileHandle,
+  ) {}
 
   static async start(log: WriteLog, basePath: string, workDir: string): Promise<StateBuilder> {
     const prefixPath = join(workDir, 'prefix.img');
@@ -209,7 +220,10 @@ export interface StoreShape {
  * and read the upstream lane.
  */
 export async function recoverState(
-  image: string, dataDir: string, workDir: string, shape: StoreShape,
+  image: string,
+  dataDir: string,
+  workDir: string,
+  shape: StoreShape,
 ): Promise<Recovered> {
   const fsckCode = await exitCode('e2fsck', ['-fy', image]);
   const out = join(workDir, 'rdump');
@@ -221,7 +235,10 @@ export async function recoverState(
   if (!recovered.dataDirFound) return recovered;
   try {
     const log = await RingLog.open({
-      dir, ...shape, quotaBytes: Number.MAX_SAFE_INTEGER, onDamage: (d) => recovered.damage.push(d),
+      dir,
+      ...shape,
+      quotaBytes: Number.MAX_SAFE_INTEGER,
+      onDamage: (d) => recovered.damage.push(d),
     });
     try {
       const lane = log.lanes.get('upstream');
@@ -250,4 +267,3 @@ async function exitCode(cmd: string, args: string[]): Promise<number> {
     throw err;
   }
 }
-

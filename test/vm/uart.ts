@@ -10,7 +10,9 @@ const UART_CHUNK_BYTES = 64;
 
 /** The capture's NMEA lines with CR LF endings, as the receiver sends them (gpsd's header lines dropped). */
 export function captureBytes(file: string): Buffer {
-  const lines = readFileSync(file, 'latin1').split('\n').filter((l) => l.startsWith('$'));
+  const lines = readFileSync(file, 'latin1')
+    .split('\n')
+    .filter((l) => l.startsWith('$'));
   return Buffer.from(lines.map((l) => `${l.replace(/\r$/, '')}\r\n`).join(''), 'latin1');
 }
 

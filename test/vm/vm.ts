@@ -13,7 +13,12 @@ const run = promisify(execFile);
 const ROOT = resolve(import.meta.dirname, '../..');
 
 export {
-  dataBasePath, GUEST_HOST_ADDRESS, GUEST_UART, type PortForward, type VmArch, type VmOptions,
+  dataBasePath,
+  GUEST_HOST_ADDRESS,
+  GUEST_UART,
+  type PortForward,
+  type VmArch,
+  type VmOptions,
 } from './qemu-args.js';
 
 /**
@@ -40,7 +45,8 @@ export async function vmImage(arch: VmArch = 'amd64'): Promise<{ image: string }
   }
   try {
     const { stdout } = await run('bash', [join(ROOT, 'scripts/vm/build-image.sh'), arch], {
-      timeout: IMAGE_BUILD_TIMEOUT_MS, maxBuffer: 64 << 20,
+      timeout: IMAGE_BUILD_TIMEOUT_MS,
+      maxBuffer: 64 << 20,
     });
     const image = stdout.trim().split('\n').pop() ?? '';
     if (!existsSync(join(image, 'done'))) {
@@ -76,8 +82,13 @@ export class Vm {
   private qemu!: ChildProcess;
   private exited!: Promise<number | null>;
 
-  private constructor(private readonly args: string[], workDir: string, private readonly shared: boolean,
-    private readonly log: (line: string) => void, private readonly arch: VmArch) {
+  private constructor(
+    private readonly args: string[],
+    workDir: string,
+    private readonly shared: boolean,
+    private readonly log: (line: string) => void,
+    private readonly arch: VmArch,
+  ) {
     this.consolePath = join(workDir, 'console.log');
     this.uartPath = join(workDir, 'uart1.sock');
     this.uartDevice = GUEST_UART[arch];
@@ -125,7 +136,10 @@ export class Vm {
         this.waiting.delete(id);
         rej(new Error(`vm: command timed out after ${timeoutMs} ms: ${script.slice(0, 200)}`));
       }, timeoutMs);
-      this.waiting.set(id, (r) => { clearTimeout(timer); res(r); });
+      this.waiting.set(id, (r) => {
+        clearTimeout(timer);
+        res(r);
+      });
       this.ctl?.write(`${id} ${Buffer.from(script).toString('base64')}\n`);
     });
   }
@@ -158,8 +172,10 @@ export class Vm {
   async reboot(): Promise<void> {
     const before = this.lastBootId;
     this.ctl?.write(`${this.nextId++} ${Buffer.from('systemctl reboot').toString('base64')}\n`);
-    const down = await Promise.race([this.exited.then(() => true),
-      new Promise<false>((r) => setTimeout(() => r(false), VM_SHUTDOWN_TIMEOUT_MS))]);
+    const down = await Promise.race([
+      this.exited.then(() => true),
+      new Promise<false>((r) => setTimeout(() => r(false), VM_SHUTDOWN_TIMEOUT_MS)),
+    ]);
     if (!down) this.log(`vm: the shutdown took over ${VM_SHUTDOWN_TIMEOUT_MS} ms; powering off`);
     await this.kill();
     this.launch();
@@ -234,10 +250,15 @@ export class Vm {
     if (this.lastBootId && this.lastBootId !== notBootId) return Promise.resolve(this.lastBootId);
     return new Promise((res, rej) => {
       const tail = (): string => this.console().slice(-3000);
-      const timer = setTimeout(() => rej(new Error(`vm: no agent within ${timeoutMs} ms; console:\n${tail()}`)),
-        timeoutMs);
+      const timer = setTimeout(
+        () => rej(new Error(`vm: no agent within ${timeoutMs} ms; console:\n${tail()}`)),
+        timeoutMs,
+      );
       const waiter = (bootId: string): void => {
-        if (bootId === notBootId) { this.readyWaiters.push(waiter); return; }
+        if (bootId === notBootId) {
+          this.readyWaiters.push(waiter);
+          return;
+        }
         clearTimeout(timer);
         res(bootId);
       };
@@ -249,7 +270,6 @@ export class Vm {
     });
   }
 }
-
 
 /** Whether the arch's qemu-system binary is installed (the image build installs it when it can). */
 export function haveQemu(arch: VmArch = 'amd64'): boolean {

@@ -10,13 +10,19 @@ interface Snapshot {
   version: string;
   linkSinceWallMs: number | null;
   report: {
-    link: string; protocol: string; uptimeSecs: number;
+    link: string;
+    protocol: string;
+    uptimeSecs: number;
     lanes: Array<{ lane: string; records: number; bytes: number; oldestAgeSecs: number }>;
     drain: { ratePerSec: number; etaSecs: number | null };
     ingest: { ratePerSec: number; bytesPerSec: number };
     quota: {
-      usedBytes: number; quotaBytes: number; usedPct: number;
-      lastsSecs: number | null; ttlSecs: number; limitedBy: string;
+      usedBytes: number;
+      quotaBytes: number;
+      usedPct: number;
+      lastsSecs: number | null;
+      ttlSecs: number;
+      limitedBy: string;
     };
     counters: { expired: number; dropped: number; corrupt: number };
     children: string[];
@@ -70,7 +76,9 @@ function list(id: string, items: string[], empty: string): void {
 
 async function post(path: string, body: unknown = {}): Promise<{ status: number; body: unknown }> {
   const res = await fetch(path, {
-    method: 'POST', headers: { 'content-type': 'application/json', 'x-csrf-token': csrf }, body: JSON.stringify(body),
+    method: 'POST',
+    headers: { 'content-type': 'application/json', 'x-csrf-token': csrf },
+    body: JSON.stringify(body),
   });
   if (res.status === 401) location.assign('/login');
   return { status: res.status, body: await res.json().catch(() => null) };
@@ -99,7 +107,9 @@ function renderDevices(s: Snapshot): void {
     if (d.state === 'faulted') tr.className = 'faulted';
     return tr;
   });
-  byId('devices').querySelector('tbody')!.replaceChildren(...rows);
+  byId('devices')
+    .querySelector('tbody')!
+    .replaceChildren(...rows);
 }
 
 function renderChart(s: Snapshot): void {
@@ -109,10 +119,16 @@ function renderChart(s: Snapshot): void {
   const data: uPlot.AlignedData = [points.map((h) => h.atWallMs / 1000), points.map((h) => h.records)];
   const width = Math.min(byId('chart').clientWidth || 320, 900);
   if (!chart) {
-    chart = new uPlot({
-      width, height: 180, axes: [{}, { size: 60 }],
-      series: [{}, { label: 'backlog records', stroke: '#1f6feb', width: 2 }],
-    }, data, byId('chart'));
+    chart = new uPlot(
+      {
+        width,
+        height: 180,
+        axes: [{}, { size: 60 }],
+        series: [{}, { label: 'backlog records', stroke: '#1f6feb', width: 2 }],
+      },
+      data,
+      byId('chart'),
+    );
   } else {
     chart.setData(data);
   }
@@ -126,15 +142,20 @@ function render(s: Snapshot): void {
   text('drain', `${r.drain.ratePerSec} rec/s`);
   text('eta', duration(r.drain.etaSecs));
   text('ingest', `${r.ingest.ratePerSec} rec/s`);
-  byId('lanes').querySelector('tbody')!.replaceChildren(
-    ...r.lanes.map((l) => row([l.lane, String(l.records), String(l.bytes), duration(l.oldestAgeSecs)])),
-  );
+  byId('lanes')
+    .querySelector('tbody')!
+    .replaceChildren(
+      ...r.lanes.map((l) => row([l.lane, String(l.records), String(l.bytes), duration(l.oldestAgeSecs)])),
+    );
   text('backlog-records', String(r.lanes.reduce((n, l) => n + l.records, 0)));
   text('quota', `${r.quota.usedBytes} of ${r.quota.quotaBytes} bytes (${r.quota.usedPct}%)`);
-  text('forecast', r.quota.lastsSecs === null
-    ? 'Not growing.'
-    : `Full in ${duration(r.quota.lastsSecs)} at this rate; TTL ${duration(r.quota.ttlSecs)} `
-      + `(${r.quota.limitedBy} removes data first).`);
+  text(
+    'forecast',
+    r.quota.lastsSecs === null
+      ? 'Not growing.'
+      : `Full in ${duration(r.quota.lastsSecs)} at this rate; TTL ${duration(r.quota.ttlSecs)} ` +
+          `(${r.quota.limitedBy} removes data first).`,
+  );
   text('counters', `expired ${r.counters.expired}, dropped ${r.counters.dropped}, corrupt ${r.counters.corrupt}`);
   renderDevices(s);
   list('children', r.children, 'none connected');

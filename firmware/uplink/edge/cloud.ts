@@ -33,15 +33,18 @@ export interface LocalChildren {
   /** QoS 1: resolves on the child's PUBACK, rejects if it is not connected or leaves first. */
   deliver(id: string, topic: string, payload: Buffer, qos: 1): Promise<void>;
   /** `timedOut` when the child did not answer within `timeoutMs`. */
-  invoke(id: string, method: string, payload: Buffer, timeoutMs: number):
-    Promise<{ status: number; payload: Buffer; timedOut?: true }>;
+  invoke(
+    id: string,
+    method: string,
+    payload: Buffer,
+    timeoutMs: number,
+  ): Promise<{ status: number; payload: Buffer; timedOut?: true }>;
   /** Children connecting, leaving, subscribing; returns an unsubscribe. */
   onChange(listener: (event: LocalChildEvent) => void): () => void;
 }
 
 export type LocalChildEvent =
-  | { id: string; kind: 'connected' | 'disconnected' }
-  | { id: string; kind: 'subscribed'; filter: string };
+  { id: string; kind: 'connected' | 'disconnected' } | { id: string; kind: 'subscribed'; filter: string };
 
 export interface CloudRelayStatus {
   c2dPending: number;
@@ -80,7 +83,12 @@ export class EdgeCloudRelay {
   private heldCount = 0;
   private methodsPending = 0;
   private readonly counts = {
-    c2dDelivered: 0, c2dDeferred: 0, c2dRefused: 0, methodsAnswered: 0, methodsRefused: 0, methodsTimedOut: 0,
+    c2dDelivered: 0,
+    c2dDeferred: 0,
+    c2dRefused: 0,
+    methodsAnswered: 0,
+    methodsRefused: 0,
+    methodsTimedOut: 0,
   };
 
   constructor(
@@ -94,8 +102,9 @@ export class EdgeCloudRelay {
     return {
       onMessage: (message) => this.received(identity, message),
       onMethod: (call) => {
-        this.call(identity, call).catch((err: Error) => this.reportError(new Error(
-          `method "${call.name}" for "${identity}" from IoT Hub: ${err.message}`)));
+        this.call(identity, call).catch((err: Error) =>
+          this.reportError(new Error(`method "${call.name}" for "${identity}" from IoT Hub: ${err.message}`)),
+        );
       },
     };
   }

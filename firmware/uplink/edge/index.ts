@@ -74,16 +74,27 @@ export class EdgeUplink {
     this.held = new HeldLane(opts.heldLane, opts.storeNowMs, identityOf);
     const deadLane = opts.deadLetterLane;
     this.resend = deadLane === undefined ? null : new DeadLetterResend(deadLane, identityOf, opts.storeNowMs);
-    const relay = new EdgeCloudRelay({
-      retain: (id) => this.pool.retain(id), release: (id) => this.pool.release(id),
-    }, opts.gatewayId, opts.reportError);
+    const relay = new EdgeCloudRelay(
+      {
+        retain: (id) => this.pool.retain(id),
+        release: (id) => this.pool.release(id),
+      },
+      opts.gatewayId,
+      opts.reportError,
+    );
     this.relay = relay;
-    const make = opts.createLink ?? ((identity: string, sink: DownlinkSink) => createIdentityLink({
-      identity, credentials: opts.credentials, wallMs: () => opts.clock.wallMs(), sink,
-      ...(opts.ca === undefined ? {} : { ca: opts.ca }),
-      ...(opts.keepaliveSecs === undefined ? {} : { keepaliveSecs: opts.keepaliveSecs }),
-      ...(opts.tokenTtlSecs === undefined ? {} : { tokenTtlSecs: opts.tokenTtlSecs }),
-    }));
+    const make =
+      opts.createLink ??
+      ((identity: string, sink: DownlinkSink) =>
+        createIdentityLink({
+          identity,
+          credentials: opts.credentials,
+          wallMs: () => opts.clock.wallMs(),
+          sink,
+          ...(opts.ca === undefined ? {} : { ca: opts.ca }),
+          ...(opts.keepaliveSecs === undefined ? {} : { keepaliveSecs: opts.keepaliveSecs }),
+          ...(opts.tokenTtlSecs === undefined ? {} : { tokenTtlSecs: opts.tokenTtlSecs }),
+        }));
     const createLink = (identity: string) => relay.track(make(identity, relay.sinkFor(identity)));
     this.pool = new ConnectionPool({
       clock: opts.clock,
@@ -107,7 +118,10 @@ export class EdgeUplink {
   /** For PumpOptions.createSession. */
   readonly createSession: PumpSessionFactory = (host, lanes) => {
     const session = new EdgeDrainSession(host, lanes, {
-      pool: this.pool, held: this.held, resend: this.resend, identityOf: this.identityOf,
+      pool: this.pool,
+      held: this.held,
+      resend: this.resend,
+      identityOf: this.identityOf,
       publishTimeoutMs: this.opts.publishTimeoutMs,
     });
     this.session = session;
@@ -122,8 +136,7 @@ export class EdgeUplink {
 
   status(): EdgeStatus {
     const deadLetters = this.resend?.status() ?? { resent: 0, expired: 0, waiting: 0 };
-    return { ...this.pool.status(), parked: this.held.parkedIdentities(), deadLetters,
-      cloud: this.relay.status() };
+    return { ...this.pool.status(), parked: this.held.parkedIdentities(), deadLetters, cloud: this.relay.status() };
   }
 
   /** The registry lists these identities (again): any IoT Hub refused is tried now, its dead letters re-sent. */

@@ -50,7 +50,10 @@ export class LaneCursor {
   reading = false;
   readRetry: NodeJS.Timeout | null = null;
 
-  constructor(readonly lane: PumpLane, readonly holding: boolean) {
+  constructor(
+    readonly lane: PumpLane,
+    readonly holding: boolean,
+  ) {
     this.lastAckSent = lane.ackedSeq();
     this.nextSeq = this.lastAckSent + 1;
   }
@@ -80,7 +83,12 @@ export class LaneCursor {
   readAhead(limits: Pick<DrainLimits, 'readBatchRecordsMax' | 'readBatchBytesMax'>, listener: ReadListener): void {
     const room = EDGE_READ_AHEAD_RECORDS_MAX - this.entries.length;
     const batch = Math.min(limits.readBatchRecordsMax, room);
-    if (this.reading || this.readRetry !== null || room < Math.min(limits.readBatchRecordsMax, EDGE_READ_AHEAD_RECORDS_MAX / 2)) return;
+    if (
+      this.reading ||
+      this.readRetry !== null ||
+      room < Math.min(limits.readBatchRecordsMax, EDGE_READ_AHEAD_RECORDS_MAX / 2)
+    )
+      return;
     const durable = this.lane.lastDurableSeq();
     if (durable < this.nextSeq) return;
     this.reading = true;
@@ -107,11 +115,18 @@ export class LaneCursor {
  * Copies an entry to the dead-letter lane under its original lane and seq; resolves once durable, rejects
  * with an error that names the record.
  */
-export async function deadLetterEntry(host: DrainHost, entry: Entry, reason: string, attempts: number, quiet: boolean): Promise<void> {
+export async function deadLetterEntry(
+  host: DrainHost,
+  entry: Entry,
+  reason: string,
+  attempts: number,
+  quiet: boolean,
+): Promise<void> {
   const box = host.deadLetters;
   const { lane, seq } = originOf(entry.cursor.lane.name, entry.record);
   const what = `${host.gatewayId}:${lane}:${seq} of "${entry.identity}"`;
-  if (box === null) throw new UplinkError('REFUSED', `${what} cannot be delivered (${reason}) and there is no dead-letter lane`);
+  if (box === null)
+    throw new UplinkError('REFUSED', `${what} cannot be delivered (${reason}) and there is no dead-letter lane`);
   try {
     await box.put(lane, { ...entry.record, seq }, reason, attempts);
   } catch (err) {

@@ -1,7 +1,9 @@
 /** Edge mode's pool limits; the defaults the board.json schema shows live in firmware/config/uplink-limits.ts. */
 
 export {
-  CLOUD_CONNECTIONS_MAX_DEFAULT, CLOUD_CONNECTION_IDLE_SECS_DEFAULT, CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT,
+  CLOUD_CONNECTIONS_MAX_DEFAULT,
+  CLOUD_CONNECTION_IDLE_SECS_DEFAULT,
+  CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT,
 } from '../../config/uplink-limits.js';
 
 /**

@@ -211,8 +211,18 @@ export class ConnectionPool {
   private newEntry(identity: string): Entry {
     const link = this.opts.createLink(identity);
     const entry: Entry = {
-      identity, link, state: 'closed', backoff: new Backoff(this.opts.backoff), retryAtMonoMs: 0,
-      lastTrafficMonoMs: this.opts.clock.monoMs(), inflight: 0, retained: false, refusals: 0, firstRefusalMonoMs: 0, lastError: null, renewTimer: null,
+      identity,
+      link,
+      state: 'closed',
+      backoff: new Backoff(this.opts.backoff),
+      retryAtMonoMs: 0,
+      lastTrafficMonoMs: this.opts.clock.monoMs(),
+      inflight: 0,
+      retained: false,
+      refusals: 0,
+      firstRefusalMonoMs: 0,
+      lastError: null,
+      renewTimer: null,
     };
     link.transport.onDisconnect((cause) => {
       const ours = cause instanceof UplinkError && cause.code === 'CLOSED';
@@ -226,7 +236,9 @@ export class ConnectionPool {
     entry.state = 'backoff';
     entry.lastError = cause.message;
     entry.retryAtMonoMs = this.opts.clock.monoMs() + entry.backoff.nextDelayMs();
-    this.opts.reportError(new UplinkError('DISCONNECTED', `upstream connection of "${entry.identity}" lost: ${cause.message}`, { cause }));
+    this.opts.reportError(
+      new UplinkError('DISCONNECTED', `upstream connection of "${entry.identity}" lost: ${cause.message}`, { cause }),
+    );
     this.opts.onChange();
     this.schedule();
   }
@@ -261,10 +273,13 @@ export class ConnectionPool {
       void this.connect(entry);
     }
     if (dueAtMs === Infinity) return;
-    this.timer = setTimeout(() => {
-      this.timer = null;
-      this.schedule();
-    }, Math.max(1, Math.ceil(dueAtMs - now)));
+    this.timer = setTimeout(
+      () => {
+        this.timer = null;
+        this.schedule();
+      },
+      Math.max(1, Math.ceil(dueAtMs - now)),
+    );
   }
 
   /** Closes the least recently used connection with nothing to send, to make room; false when none is idle. */
@@ -293,9 +308,15 @@ export class ConnectionPool {
     entry.state = 'connecting';
     this.connects += 1;
     const { connectTimeoutMs } = this.opts;
-    const timeout = () => new UplinkError('TIMEOUT', `connect of "${entry.identity}" took longer than ${connectTimeoutMs} ms`);
+    const timeout = () =>
+      new UplinkError('TIMEOUT', `connect of "${entry.identity}" took longer than ${connectTimeoutMs} ms`);
     try {
-      await deadline(entry.link.transport.connect(), connectTimeoutMs, timeout, () => void entry.link.transport.destroy());
+      await deadline(
+        entry.link.transport.connect(),
+        connectTimeoutMs,
+        timeout,
+        () => void entry.link.transport.destroy(),
+      );
       if (this.closed) return void entry.link.transport.close().catch(() => {});
       entry.state = 'up';
       entry.refusals = 0;
@@ -331,7 +352,12 @@ export class ConnectionPool {
       entry.state = 'refused';
       entry.retryAtMonoMs = now + REFUSED_RECHECK_MS;
       entry.refusals = 0;
-      this.opts.reportError(new UplinkError('REJECTED', `IoT Hub refuses "${entry.identity}" (${err.message}); its records go to the dead-letter lane`));
+      this.opts.reportError(
+        new UplinkError(
+          'REJECTED',
+          `IoT Hub refuses "${entry.identity}" (${err.message}); its records go to the dead-letter lane`,
+        ),
+      );
       return;
     }
     entry.state = 'backoff';
@@ -370,7 +396,10 @@ export class ConnectionPool {
   /** A fresh connect with a fresh token, ahead of the other waiting identities. */
   private renew(entry: Entry): void {
     entry.state = 'waiting';
-    void entry.link.transport.close().catch(() => {}).then(() => this.schedule());
+    void entry.link.transport
+      .close()
+      .catch(() => {})
+      .then(() => this.schedule());
     this.opts.onChange();
   }
 }

@@ -10,7 +10,6 @@ import { IDENTITY_INFLIGHT_MAX, IDENTITY_SEND_BATCH_MESSAGES, PARK_PENDING_MS } 
 import type { ConnectionPool } from './pool.js';
 import type { DeadLetterResend } from './resend.js';
 
-
 export interface EdgeContext {
   pool: ConnectionPool;
   held: HeldLane;
@@ -68,10 +67,11 @@ export class EdgeDrainSession implements PumpSession {
   /** The gateway's own connection is the pump's to watch; children's publishes are timed out here. */
   oldestInflightSentAtMs(): number | null {
     let oldest: number | null = null;
-    for (const cursor of this.cursors) for (const entry of cursor.entries) {
-      const gateway = entry.identity === this.host.gatewayId && entry.state === 'sent';
-      if (gateway && (oldest === null || entry.sentAtMs < oldest)) oldest = entry.sentAtMs;
-    }
+    for (const cursor of this.cursors)
+      for (const entry of cursor.entries) {
+        const gateway = entry.identity === this.host.gatewayId && entry.state === 'sent';
+        if (gateway && (oldest === null || entry.sentAtMs < oldest)) oldest = entry.sentAtMs;
+      }
     return oldest;
   }
 
@@ -211,10 +211,14 @@ export class EdgeDrainSession implements PumpSession {
       entry.sentAtMs = this.host.clock.monoMs();
       this.inflightCount += 1;
       this.sent.set(identity, (this.sent.get(identity) ?? 0) + 1);
-      const publish = identity === this.host.gatewayId
-        ? this.host.transport.publish(message)
-        : this.edge.pool.publish(identity, message);
-      publish.then(() => this.onAcked(entry), (err: unknown) => this.onFailed(entry, err));
+      const publish =
+        identity === this.host.gatewayId
+          ? this.host.transport.publish(message)
+          : this.edge.pool.publish(identity, message);
+      publish.then(
+        () => this.onAcked(entry),
+        (err: unknown) => this.onFailed(entry, err),
+      );
     }
     return true;
   }
@@ -312,13 +316,16 @@ export class EdgeDrainSession implements PumpSession {
   /** The letters go to the holding lane first; the records queued meanwhile are parked behind them. */
   private startResend(resend: DeadLetterResend, identity: string): void {
     this.resending.add(identity);
-    resend.resend(identity, this.edge.held, this.host.limits).then(() => {
-      this.resending.delete(identity);
-      if (this.ended) return;
-      const queue = this.queues.get(identity);
-      if (queue !== undefined && this.edge.held.parked(identity)) this.parkQueued(identity, queue);
-      this.notify();
-    }, (err: unknown) => this.end(ioError(`cannot re-send the dead letters of "${identity}"`, err)));
+    resend.resend(identity, this.edge.held, this.host.limits).then(
+      () => {
+        this.resending.delete(identity);
+        if (this.ended) return;
+        const queue = this.queues.get(identity);
+        if (queue !== undefined && this.edge.held.parked(identity)) this.parkQueued(identity, queue);
+        this.notify();
+      },
+      (err: unknown) => this.end(ioError(`cannot re-send the dead letters of "${identity}"`, err)),
+    );
   }
 
   private deadLetterAll(identity: string, queue: Entry[]): void {
@@ -353,12 +360,13 @@ export class EdgeDrainSession implements PumpSession {
     // A refused identity with letters waiting is due for its recheck at some point: the drain looks again.
     if ((this.edge.resend?.waitingCount ?? 0) > 0) this.notify();
     const now = this.host.clock.monoMs();
-    for (const cursor of this.cursors) for (const entry of cursor.entries) {
-      if (entry.state !== 'sent' || entry.identity === this.host.gatewayId) continue;
-      if (now - entry.sentAtMs < this.edge.publishTimeoutMs) continue;
-      const what = `no PUBACK for ${this.edge.publishTimeoutMs} ms on the connection of "${entry.identity}"`;
-      this.edge.pool.fail(entry.identity, new UplinkError('TIMEOUT', what));
-    }
+    for (const cursor of this.cursors)
+      for (const entry of cursor.entries) {
+        if (entry.state !== 'sent' || entry.identity === this.host.gatewayId) continue;
+        if (now - entry.sentAtMs < this.edge.publishTimeoutMs) continue;
+        const what = `no PUBACK for ${this.edge.publishTimeoutMs} ms on the connection of "${entry.identity}"`;
+        this.edge.pool.fail(entry.identity, new UplinkError('TIMEOUT', what));
+      }
   }
 }
 

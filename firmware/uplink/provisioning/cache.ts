@@ -40,8 +40,12 @@ export function deriveDeviceKey(groupKeyBase64: string, registrationId: string):
  * registration id. A damaged or foreign-sealed file is reported through `onProblem` and treated as absent:
  * the gateway provisions again rather than not starting.
  */
-export async function loadIdentity(dataDir: string, idScope: string, registrationId: string,
-  onProblem: (err: Error) => void): Promise<ProvisionedIdentity | null> {
+export async function loadIdentity(
+  dataDir: string,
+  idScope: string,
+  registrationId: string,
+  onProblem: (err: Error) => void,
+): Promise<ProvisionedIdentity | null> {
   const path = join(dataDir, CACHE_FILE_NAME);
   let bytes: Buffer;
   try {
@@ -61,11 +65,16 @@ export async function loadIdentity(dataDir: string, idScope: string, registratio
     };
     if (text('idScope') !== idScope || text('registrationId') !== registrationId) return null;
     const sealedKey = doc.sealedDeviceKey;
-    const deviceKey = typeof sealedKey === 'string'
-      ? unseal(await loadOrCreateKey(join(dataDir, CACHE_KEY_FILE_NAME)), registrationId, sealedKey)
-      : undefined;
+    const deviceKey =
+      typeof sealedKey === 'string'
+        ? unseal(await loadOrCreateKey(join(dataDir, CACHE_KEY_FILE_NAME)), registrationId, sealedKey)
+        : undefined;
     return {
-      idScope, registrationId, assignedHub: text('assignedHub'), deviceId: text('deviceId'), deviceKey,
+      idScope,
+      registrationId,
+      assignedHub: text('assignedHub'),
+      deviceId: text('deviceId'),
+      deviceKey,
       provisionedAtWallMs: Number(doc.provisionedAtWallMs) || 0,
     };
   } catch (err) {
@@ -77,9 +86,10 @@ export async function loadIdentity(dataDir: string, idScope: string, registratio
 /** Atomic: temp file (0600) fsynced, renamed over the old one, the directory fsynced so the rename survives. */
 export async function saveIdentity(dataDir: string, identity: ProvisionedIdentity): Promise<void> {
   const { deviceKey, ...rest } = identity;
-  const sealedDeviceKey = deviceKey === undefined
-    ? undefined
-    : seal(await loadOrCreateKey(join(dataDir, CACHE_KEY_FILE_NAME)), identity.registrationId, deviceKey);
+  const sealedDeviceKey =
+    deviceKey === undefined
+      ? undefined
+      : seal(await loadOrCreateKey(join(dataDir, CACHE_KEY_FILE_NAME)), identity.registrationId, deviceKey);
   const temp = join(dataDir, CACHE_TEMP_NAME);
   await rm(temp, { force: true });
   const file = await open(temp, 'wx', CACHE_FILE_MODE);

@@ -55,7 +55,9 @@ export function parseProvisioning(node: ConfigNode, boardFile: string): Provisio
   if (problem !== null) templateNode.fail(problem);
   return {
     globalEndpoint: node.field('globalEndpoint').string({
-      default: GLOBAL_ENDPOINT_DEFAULT, pattern: ENDPOINT_PATTERN, describe: 'a host name with an optional :port',
+      default: GLOBAL_ENDPOINT_DEFAULT,
+      pattern: ENDPOINT_PATTERN,
+      describe: 'a host name with an optional :port',
     }),
     idScope: node.field('idScope').string({ pattern: ID_SCOPE_PATTERN, describe: 'a DPS ID scope like "0ne00000A0A"' }),
     registrationIdTemplate,

@@ -4,8 +4,7 @@ import type { ProvisioningConfig } from './config.js';
 
 /** The enrollment's secrets as read from the files board.json names. */
 export type LoadedAttestation =
-  | { kind: 'group-key' | 'symmetric-key'; keyBase64: string }
-  | { kind: 'x509'; cert: string; key: string };
+  { kind: 'group-key' | 'symmetric-key'; keyBase64: string } | { kind: 'x509'; cert: string; key: string };
 
 export interface LoadedProvisioning {
   config: ProvisioningConfig;
@@ -26,9 +25,10 @@ const BASE64 = /^[A-Za-z0-9+/]+={0,2}$/;
 /** Reads uplink.caFile and the attestation files; every failure names the field and the file. */
 export async function loadProvisioningFiles(config: ProvisionedUplinkConfig): Promise<LoadedProvisioning> {
   const dps = config.provisioning;
-  const ca = config.caFile === undefined
-    ? undefined
-    : await readNamedFile(config, 'caFile', config.caFile, PEM_FILE_BYTES_MAX, 'PEM');
+  const ca =
+    config.caFile === undefined
+      ? undefined
+      : await readNamedFile(config, 'caFile', config.caFile, PEM_FILE_BYTES_MAX, 'PEM');
   const a = dps.attestation;
   if (a.kind === 'x509') {
     const [cert, key] = await Promise.all([
@@ -38,13 +38,18 @@ export async function loadProvisioningFiles(config: ProvisionedUplinkConfig): Pr
     return { config: dps, ca, attestation: { kind: 'x509', cert, key } };
   }
   const field = a.kind === 'group-key' ? 'groupKeyFile' : 'symmetricKeyFile';
-  const text = (await readNamedFile(config, `provisioning.${field}`, a.keyFile, KEY_FILE_BYTES_MAX,
-    'a base64 key')).trim();
+  const text = (
+    await readNamedFile(config, `provisioning.${field}`, a.keyFile, KEY_FILE_BYTES_MAX, 'a base64 key')
+  ).trim();
   const bytes = BASE64.test(text) ? Buffer.from(text, 'base64').length : 0;
   if (bytes < KEY_BYTES_MIN || bytes > KEY_BYTES_MAX) {
     const where = { file: config.boardFile, jsonPath: `$.uplink.provisioning.${field}` };
-    throw new ConfigError('INVALID', where, `a file holding one base64 key of ${KEY_BYTES_MIN} to ${KEY_BYTES_MAX} ` +
-      'bytes', `${a.keyFile}: ${bytes === 0 ? 'not base64' : `${bytes} bytes`}`);
+    throw new ConfigError(
+      'INVALID',
+      where,
+      `a file holding one base64 key of ${KEY_BYTES_MIN} to ${KEY_BYTES_MAX} ` + 'bytes',
+      `${a.keyFile}: ${bytes === 0 ? 'not base64' : `${bytes} bytes`}`,
+    );
   }
   return { config: dps, ca, attestation: { kind: a.kind, keyBase64: text } };
 }

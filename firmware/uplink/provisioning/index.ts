@@ -26,13 +26,21 @@ export interface ProvisionedUplinkOptions {
 
 /** The transport of an azure uplink with a `provisioning` section, with its provisioner (for status). */
 export async function startProvisionedUplink(opts: ProvisionedUplinkOptions): Promise<{
-  transport: UplinkTransport; provisioner: Provisioner;
+  transport: UplinkTransport;
+  provisioner: Provisioner;
 }> {
   const loaded = await loadProvisioningFiles(opts.config);
   const registrationId = await resolveRegistrationId(loaded.config.registrationIdTemplate, opts.sources);
   const provisioner = new Provisioner({
-    loaded, registrationId, gatewayId: opts.gatewayId, dataDir: opts.dataDir, clock: opts.clock,
-    backoff: opts.backoff, timeoutMs: opts.timeoutMs, onAssigned: opts.onAssigned, onError: opts.onError,
+    loaded,
+    registrationId,
+    gatewayId: opts.gatewayId,
+    dataDir: opts.dataDir,
+    clock: opts.clock,
+    backoff: opts.backoff,
+    timeoutMs: opts.timeoutMs,
+    onAssigned: opts.onAssigned,
+    onError: opts.onError,
   });
   await provisioner.load();
   const transport = createProvisionedTransport({ provisioner, loaded, keepaliveSecs: opts.config.keepaliveSecs });
@@ -40,8 +48,11 @@ export async function startProvisionedUplink(opts: ProvisionedUplinkOptions): Pr
 }
 
 /** The IoT Hub the cache names (children's SAS tokens may name it as audience); none before the first assignment. */
-export async function provisionedHubHosts(config: ProvisionedUplinkConfig, dataDir: string,
-  sources?: RegistrationIdSources): Promise<string[]> {
+export async function provisionedHubHosts(
+  config: ProvisionedUplinkConfig,
+  dataDir: string,
+  sources?: RegistrationIdSources,
+): Promise<string[]> {
   const registrationId = await resolveRegistrationId(config.provisioning.registrationIdTemplate, sources);
   const cached = await loadIdentity(dataDir, config.provisioning.idScope, registrationId, () => {});
   return cached === null ? [] : [cached.assignedHub];

@@ -78,7 +78,9 @@ export class Provisioner {
   constructor(private readonly opts: ProvisionerOptions) {
     this.clock = opts.clock ?? systemClock;
     this.backoff = new Backoff({
-      baseMs: PROVISIONING_BACKOFF_BASE_MS, maxMs: PROVISIONING_BACKOFF_MAX_MS, ...opts.backoff,
+      baseMs: PROVISIONING_BACKOFF_BASE_MS,
+      maxMs: PROVISIONING_BACKOFF_MAX_MS,
+      ...opts.backoff,
     });
     const a = opts.loaded.attestation;
     if (a.kind !== 'x509') registerSecret(a.keyBase64);
@@ -164,17 +166,27 @@ export class Provisioner {
     this.state = 'provisioning';
     try {
       const assignment = await (this.opts.register ?? register)({
-        loaded: this.opts.loaded, registrationId: this.opts.registrationId,
-        timeoutMs: this.opts.timeoutMs ?? REGISTRATION_TIMEOUT_MS, signal: this.stopping.signal,
+        loaded: this.opts.loaded,
+        registrationId: this.opts.registrationId,
+        timeoutMs: this.opts.timeoutMs ?? REGISTRATION_TIMEOUT_MS,
+        signal: this.stopping.signal,
       });
       this.assignments += 1;
       if (assignment.deviceId !== this.opts.gatewayId) {
-        throw new ProvisioningError('refused', 'failed', `DPS assigned device id "${assignment.deviceId}", but this ` +
-          `gateway is "${this.opts.gatewayId}" (identity.gatewayId, or the registration id without it)`, null);
+        throw new ProvisioningError(
+          'refused',
+          'failed',
+          `DPS assigned device id "${assignment.deviceId}", but this ` +
+            `gateway is "${this.opts.gatewayId}" (identity.gatewayId, or the registration id without it)`,
+          null,
+        );
       }
       const identity: ProvisionedIdentity = {
-        idScope: this.opts.loaded.config.idScope, registrationId: this.opts.registrationId,
-        assignedHub: assignment.assignedHub, deviceId: assignment.deviceId, deviceKey: assignment.deviceKey,
+        idScope: this.opts.loaded.config.idScope,
+        registrationId: this.opts.registrationId,
+        assignedHub: assignment.assignedHub,
+        deviceId: assignment.deviceId,
+        deviceKey: assignment.deviceKey,
         provisionedAtWallMs: this.clock.wallMs(),
       };
       await saveIdentity(this.opts.dataDir, identity);

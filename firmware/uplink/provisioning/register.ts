@@ -82,15 +82,20 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
     if (Number.isFinite(after) && after > 0) retryAfterMs = after * 1000;
   });
   const a = loaded.attestation;
-  const deviceKey = a.kind === 'x509' ? undefined
-    : a.kind === 'group-key' ? deriveDeviceKey(a.keyBase64, registrationId) : a.keyBase64;
-  const security = a.kind === 'x509'
-    ? new X509Security(registrationId, { cert: a.cert, key: a.key })
-    : new SymmetricKeySecurityClient(registrationId, deviceKey!);
+  const deviceKey =
+    a.kind === 'x509' ? undefined : a.kind === 'group-key' ? deriveDeviceKey(a.keyBase64, registrationId) : a.keyBase64;
+  const security =
+    a.kind === 'x509'
+      ? new X509Security(registrationId, { cert: a.cert, key: a.key })
+      : new SymmetricKeySecurityClient(registrationId, deviceKey!);
   // Each security package carries its own copy of azure-iot-common's types; the objects are what create() takes.
   type Security = Parameters<typeof ProvisioningDeviceClient.create>[3];
-  const client = ProvisioningDeviceClient.create(loaded.config.globalEndpoint, loaded.config.idScope, transport,
-    security as unknown as Security);
+  const client = ProvisioningDeviceClient.create(
+    loaded.config.globalEndpoint,
+    loaded.config.idScope,
+    transport,
+    security as unknown as Security,
+  );
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), opts.timeoutMs)));
   const stopped = new Promise<'stopped'>((resolve) => {
@@ -107,8 +112,13 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
     if (outcome === 'timeout') {
       await abort(client);
       const throttled = lastStatus === 429;
-      throw new ProvisioningError('unavailable', throttled ? 'throttled' : 'timeout', `DPS registration did not ` +
-        `finish within ${opts.timeoutMs} ms${throttled ? ' (DPS is throttling: 429)' : ''}`, retryAfterMs);
+      throw new ProvisioningError(
+        'unavailable',
+        throttled ? 'throttled' : 'timeout',
+        `DPS registration did not ` +
+          `finish within ${opts.timeoutMs} ms${throttled ? ' (DPS is throttling: 429)' : ''}`,
+        retryAfterMs,
+      );
     }
     const state = outcome as { assignedHub?: string; deviceId?: string; substatus?: string } | undefined;
     if (!state?.assignedHub || !state.deviceId) {
@@ -142,18 +152,27 @@ async function abort(client: { cancel(callback: (err?: Error) => void): void }):
 
 /** DPS's refusals by the SDK's error, the rest (socket errors, 5xx, its own timeouts) as unavailable. */
 function classify(err: Error, retryAfterMs: number | null): ProvisioningError {
-  const result = (err as { result?: { status?: string; errorCode?: number; message?: string;
-    registrationState?: { errorMessage?: string } } }).result;
+  const result = (
+    err as {
+      result?: { status?: string; errorCode?: number; message?: string; registrationState?: { errorMessage?: string } };
+    }
+  ).result;
   const detail = result?.registrationState?.errorMessage ?? result?.message ?? err.message;
   const refused = (reason: DpsRefusalReason, what: string) =>
-    new ProvisioningError('refused', reason, `DPS refused the registration: ${what} (${detail})`, retryAfterMs,
-      { cause: err });
+    new ProvisioningError('refused', reason, `DPS refused the registration: ${what} (${detail})`, retryAfterMs, {
+      cause: err,
+    });
   if (result?.status === 'disabled') return refused('disabled', 'the enrollment is disabled');
   if (err.name === 'DeviceRegistrationFailedError') return refused('failed', 'registration failed');
   if (err.name === 'UnauthorizedError' || /not authori[sz]ed/i.test(err.message)) {
     return refused('unauthorized', 'not authorized (wrong key or certificate, or no such enrollment)');
   }
   if (err.name === 'DeviceNotFoundError') return refused('not-found', 'no such enrollment');
-  return new ProvisioningError('unavailable', 'unreachable', `DPS not reached: ${err.name}: ${err.message}`,
-    retryAfterMs, { cause: err });
+  return new ProvisioningError(
+    'unavailable',
+    'unreachable',
+    `DPS not reached: ${err.name}: ${err.message}`,
+    retryAfterMs,
+    { cause: err },
+  );
 }

@@ -52,8 +52,10 @@ function isPlaceholder(name: string): name is Placeholder {
 }
 
 /** Fills the template in; throws naming the placeholder and the file when a source is missing or empty. */
-export async function resolveRegistrationId(template: string,
-  sources: RegistrationIdSources = PI_SOURCES): Promise<string> {
+export async function resolveRegistrationId(
+  template: string,
+  sources: RegistrationIdSources = PI_SOURCES,
+): Promise<string> {
   const values = new Map<Placeholder, string>();
   for (const match of template.matchAll(/\{([^}]*)\}/g)) {
     const name = match[1]!;
@@ -62,8 +64,10 @@ export async function resolveRegistrationId(template: string,
   }
   const id = template.replace(/\{([^}]*)\}/g, (_, name: Placeholder) => values.get(name)!).toLowerCase();
   if (!REGISTRATION_ID_PATTERN.test(id)) {
-    throw new Error(`registration id "${id}" (from "${template}") breaks DPS's rules: at most 128 of ` +
-      'a-z 0-9 - . _ :, ending in a letter, digit or -');
+    throw new Error(
+      `registration id "${id}" (from "${template}") breaks DPS's rules: at most 128 of ` +
+        'a-z 0-9 - . _ :, ending in a letter, digit or -',
+    );
   }
   return id;
 }

@@ -82,7 +82,11 @@ export function createProvisionedTransport(opts: ProvisionedTransportOptions): U
     },
     destroy: async () => inner?.destroy(),
     close: async () => inner?.close(),
-    twin: forwardingTwin(() => current().twin!, desiredListeners, () => inner?.twin),
+    twin: forwardingTwin(
+      () => current().twin!,
+      desiredListeners,
+      () => inner?.twin,
+    ),
     onMethod(name, handler) {
       methods.set(name, handler);
       inner?.onMethod!(name, handler);
@@ -91,8 +95,11 @@ export function createProvisionedTransport(opts: ProvisionedTransportOptions): U
 }
 
 /** The azure transport (azure.ts) for an identity: SAS with the device key, or the enrollment's certificate. */
-function azureTransportFor(identity: ProvisionedIdentity, loaded: LoadedProvisioning,
-  keepaliveSecs: number | undefined): UplinkTransport {
+function azureTransportFor(
+  identity: ProvisionedIdentity,
+  loaded: LoadedProvisioning,
+  keepaliveSecs: number | undefined,
+): UplinkTransport {
   const a = loaded.attestation;
   const auth = a.kind === 'x509' ? 'x509=true' : `SharedAccessKey=${identity.deviceKey}`;
   return createAzureTransport({
@@ -107,8 +114,11 @@ function azureTransportFor(identity: ProvisionedIdentity, loaded: LoadedProvisio
  * The twin of whichever transport is current. Desired listeners are kept here as well, since the settings
  * and twin hooks subscribe once at start and each new identity's transport must hear them too.
  */
-function forwardingTwin(current: () => TwinChannel, desiredListeners: Set<(patch: Record<string, unknown>) => void>,
-  live: () => TwinChannel | undefined): TwinChannel {
+function forwardingTwin(
+  current: () => TwinChannel,
+  desiredListeners: Set<(patch: Record<string, unknown>) => void>,
+  live: () => TwinChannel | undefined,
+): TwinChannel {
   return {
     get: async () => current().get(),
     patchReported: async (patch) => current().patchReported(patch),

@@ -8,7 +8,14 @@ import { DEVICE_SINK_INFLIGHT_MAX } from '../../../drivers/runner.js';
 import { ManualTimers } from '../../support/manual-timers.js';
 import { boardWith, recordingSink } from '../../fixtures/boards.js';
 
-const GPIO_BUS: GpioBusConfig = { id: 'gpio', kind: 'gpio', provider: 'sim', chipLabel: 'fake', sysfsRoot: '/nowhere', simInputs: {} };
+const GPIO_BUS: GpioBusConfig = {
+  id: 'gpio',
+  kind: 'gpio',
+  provider: 'sim',
+  chipLabel: 'fake',
+  sysfsRoot: '/nowhere',
+  simInputs: {},
+};
 
 async function start(t: Test, devices: Partial<DeviceConfig>[]) {
   const clock = new ManualClock();
@@ -16,12 +23,23 @@ async function start(t: Test, devices: Partial<DeviceConfig>[]) {
   const gpio = new FakeGpioController();
   const buses: BusProvider = {
     gpio: async () => gpio,
-    i2c: async () => { throw new Error('no i2c'); },
-    serial: () => { throw new Error('no serial'); },
+    i2c: async () => {
+      throw new Error('no i2c');
+    },
+    serial: () => {
+      throw new Error('no serial');
+    },
     close: () => gpio.close(),
   };
   const sink = recordingSink();
-  const manager: DeviceManager = await startDevices(boardWith([GPIO_BUS], devices.map((d) => ({ bus: 'gpio', ...d }))), sink.sink, { buses, clock, timers });
+  const manager: DeviceManager = await startDevices(
+    boardWith(
+      [GPIO_BUS],
+      devices.map((d) => ({ bus: 'gpio', ...d })),
+    ),
+    sink.sink,
+    { buses, clock, timers },
+  );
   t.teardown(() => manager.close());
   const reported: [string, Record<string, unknown>][] = [];
   manager.onReported((id, patch) => reported.push([id, patch]));
@@ -30,10 +48,17 @@ async function start(t: Test, devices: Partial<DeviceConfig>[]) {
 }
 
 t.test('door contact: debounced edges, one reading per settled change', async (t) => {
-  const door = { id: 'door', compatible: 'outpost,gpio-input', settings: { pin: 17, debounceMs: 50, activeLow: true, activeName: 'closed', inactiveName: 'open' } };
+  const door = {
+    id: 'door',
+    compatible: 'outpost,gpio-input',
+    settings: { pin: 17, debounceMs: 50, activeLow: true, activeName: 'closed', inactiveName: 'open' },
+  };
   const { gpio, timers, sink } = await start(t, [door]);
-  t.same(sink.readings(), [{ active: true, state: 'closed', level: 0, changes: 0 }],
-    'the state at start is reported (line low = contact closed, active-low)');
+  t.same(
+    sink.readings(),
+    [{ active: true, state: 'closed', level: 0, changes: 0 }],
+    'the state at start is reported (line low = contact closed, active-low)',
+  );
   // A reed switch bouncing: five edges within 12 ms, settling high (door opened).
   for (const level of [1, 0, 1, 0, 1] as const) {
     gpio.drive(17, level);
@@ -54,28 +79,44 @@ t.test('door contact: debounced edges, one reading per settled change', async (t
 
 t.test('pulse counter: pulses, total and rate per poll, scaled to the meter unit', async (t) => {
   const meter = {
-    id: 'meter', compatible: 'outpost,gpio-pulse-counter', pollIntervalMs: 10_000,
+    id: 'meter',
+    compatible: 'outpost,gpio-pulse-counter',
+    pollIntervalMs: 10_000,
     settings: { pin: 27, edge: 'rising', debounceMs: 5, unitsPerPulse: 0.5, unitName: 'waterL' },
   };
   const { gpio, timers, sink } = await start(t, [meter]);
-  t.same(sink.readings(), [{ pulses: 0, pulsesTotal: 0, pulsesPerSec: 0, waterL: 0, waterLPerSec: 0 }], 'first sample at start');
+  t.same(
+    sink.readings(),
+    [{ pulses: 0, pulsesTotal: 0, pulsesPerSec: 0, waterL: 0, waterLPerSec: 0 }],
+    'first sample at start',
+  );
   for (let i = 0; i < 20; i++) {
     gpio.drive(27, 1);
     gpio.drive(27, 0);
     await timers.advance(100);
   }
   // Contact bounce: a second rising edge 1 ms after the first is inside the 5 ms lockout.
-  gpio.drive(27, 1); gpio.drive(27, 0);
+  gpio.drive(27, 1);
+  gpio.drive(27, 0);
   await timers.advance(1);
-  gpio.drive(27, 1); gpio.drive(27, 0);
+  gpio.drive(27, 1);
+  gpio.drive(27, 0);
   await timers.advance(10_000 - 2001);
   t.same(sink.readings().at(-1), { pulses: 21, pulsesTotal: 21, pulsesPerSec: 2.1, waterL: 10.5, waterLPerSec: 1.05 });
   await timers.advance(10_000);
-  t.same(sink.readings().at(-1), { pulses: 0, pulsesTotal: 21, pulsesPerSec: 0, waterL: 10.5, waterLPerSec: 0 }, 'no pulses, zero rate');
+  t.same(
+    sink.readings().at(-1),
+    { pulses: 0, pulsesTotal: 21, pulsesPerSec: 0, waterL: 10.5, waterLPerSec: 0 },
+    'no pulses, zero rate',
+  );
 });
 
 t.test('relay: switched by direct method, mirrored in reported properties', async (t) => {
-  const relay = { id: 'relay1', compatible: 'outpost,gpio-relay', settings: { pin: 22, activeLow: true, initialOn: false } };
+  const relay = {
+    id: 'relay1',
+    compatible: 'outpost,gpio-relay',
+    settings: { pin: 22, activeLow: true, initialOn: false },
+  };
   const { gpio, manager, reported } = await start(t, [relay]);
   t.equal(gpio.pin(22).current, 1, 'active-low relay starts off: line high');
   t.same(reported, [['relay1', { on: false }]], 'initial state reported');
@@ -85,7 +126,10 @@ t.test('relay: switched by direct method, mirrored in reported properties', asyn
   t.same(await manager.invokeMethod('relay1', 'toggle', null), { status: 200, payload: { on: false } });
   t.same(await manager.invokeMethod('relay1', 'get', null), { status: 200, payload: { on: false } });
   t.same(gpio.pin(22).writes, [0, 1]);
-  t.same(await manager.invokeMethod('relay1', 'switch', { on: 'yes' }), { status: 400, payload: { error: 'payload must be {"on": true} or {"on": false}' } });
+  t.same(await manager.invokeMethod('relay1', 'switch', { on: 'yes' }), {
+    status: 400,
+    payload: { error: 'payload must be {"on": true} or {"on": false}' },
+  });
   t.equal((await manager.invokeMethod('relay1', 'explode', {})).status, 404);
   t.equal((await manager.invokeMethod('nobody', 'switch', { on: true })).status, 404);
   t.equal(reported.length, 3, 'a method that changes nothing reports nothing');
@@ -117,12 +161,39 @@ t.test('a pin that cannot be opened faults the device and is retried with backof
   const timers = new ManualTimers(clock);
   const gpio = new FakeGpioController();
   gpio.failOpen = true;
-  const buses: BusProvider = { gpio: async () => gpio, i2c: async () => { throw new Error(); }, serial: () => { throw new Error(); }, close: async () => {} };
+  const buses: BusProvider = {
+    gpio: async () => gpio,
+    i2c: async () => {
+      throw new Error();
+    },
+    serial: () => {
+      throw new Error();
+    },
+    close: async () => {},
+  };
   const sink = recordingSink();
-  const manager = await startDevices(boardWith([GPIO_BUS], [{ id: 'door', compatible: 'outpost,gpio-input', bus: 'gpio', settings: { pin: 17, debounceMs: 0, activeLow: false, activeName: 'a', inactiveName: 'i' } }]), sink.sink, { buses, clock, timers });
+  const manager = await startDevices(
+    boardWith(
+      [GPIO_BUS],
+      [
+        {
+          id: 'door',
+          compatible: 'outpost,gpio-input',
+          bus: 'gpio',
+          settings: { pin: 17, debounceMs: 0, activeLow: false, activeName: 'a', inactiveName: 'i' },
+        },
+      ],
+    ),
+    sink.sink,
+    { buses, clock, timers },
+  );
   t.teardown(() => manager.close());
   await timers.advance(0);
-  t.match(manager.status()[0], { state: 'faulted', lastError: 'cannot export BCM 17 (injected)', counters: { busErrors: 1 } });
+  t.match(manager.status()[0], {
+    state: 'faulted',
+    lastError: 'cannot export BCM 17 (injected)',
+    counters: { busErrors: 1 },
+  });
   await timers.advance(1000 + 2000 + 4000);
   t.equal(manager.status()[0]!.counters.busErrors, 4, 'retries after 1 s, 2 s and 4 s');
   gpio.failOpen = false;
@@ -135,10 +206,27 @@ t.test('an event storm against a stalled sink is bounded: excess readings are dr
   const clock = new ManualClock();
   const timers = new ManualTimers(clock);
   const gpio = new FakeGpioController();
-  const buses: BusProvider = { gpio: async () => gpio, i2c: async () => { throw new Error(); }, serial: () => { throw new Error(); }, close: async () => {} };
+  const buses: BusProvider = {
+    gpio: async () => gpio,
+    i2c: async () => {
+      throw new Error();
+    },
+    serial: () => {
+      throw new Error();
+    },
+    close: async () => {},
+  };
   let pending = 0;
-  const stalledSink = () => { pending++; return new Promise<void>(() => {}); };
-  const door = { id: 'door', compatible: 'outpost,gpio-input', bus: 'gpio', settings: { pin: 17, debounceMs: 0, activeLow: false, activeName: 'a', inactiveName: 'i' } };
+  const stalledSink = () => {
+    pending++;
+    return new Promise<void>(() => {});
+  };
+  const door = {
+    id: 'door',
+    compatible: 'outpost,gpio-input',
+    bus: 'gpio',
+    settings: { pin: 17, debounceMs: 0, activeLow: false, activeName: 'a', inactiveName: 'i' },
+  };
   const manager = await startDevices(boardWith([GPIO_BUS], [door]), stalledSink, { buses, clock, timers });
   t.teardown(() => manager.close());
   await timers.advance(1);
@@ -147,5 +235,8 @@ t.test('an event storm against a stalled sink is bounded: excess readings are dr
     await timers.advance(1);
   }
   t.equal(pending, DEVICE_SINK_INFLIGHT_MAX, 'never more than the in-flight limit handed to the sink');
-  t.match(manager.status()[0], { state: 'ok', counters: { readings: DEVICE_SINK_INFLIGHT_MAX, dropped: 41 - DEVICE_SINK_INFLIGHT_MAX } });
+  t.match(manager.status()[0], {
+    state: 'ok',
+    counters: { readings: DEVICE_SINK_INFLIGHT_MAX, dropped: 41 - DEVICE_SINK_INFLIGHT_MAX },
+  });
 });

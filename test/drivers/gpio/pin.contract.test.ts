@@ -7,7 +7,10 @@ import type { GpioController, PinLevel } from '../../../drivers/gpio-pin.js';
  * The DigitalPin contract (drivers/gpio/pin.ts), on two pins wired together: `outPin` drives `inPin`
  * (`loop` tells a fake controller to copy the level, as the wire does).
  */
-function contract(name: string, open: () => Promise<{ gpio: GpioController; outPin: number; inPin: number; loop(level: PinLevel): void }>): void {
+function contract(
+  name: string,
+  open: () => Promise<{ gpio: GpioController; outPin: number; inPin: number; loop(level: PinLevel): void }>,
+): void {
   t.test(`DigitalPin contract: ${name}`, async (t) => {
     const { gpio, outPin, inPin, loop } = await open();
     t.teardown(() => gpio.close());
@@ -44,11 +47,22 @@ const real = process.env['OUTPOST_TEST_GPIO'];
 if (real) {
   const [chipLabel, outPin, inPin] = real.split(':');
   contract(`sysfs via onoff (${real})`, async () => ({
-    gpio: await openSysfsGpio({ id: 'gpio', kind: 'gpio', provider: 'sysfs', chipLabel: chipLabel!, sysfsRoot: '/sys/class/gpio', simInputs: {} }),
+    gpio: await openSysfsGpio({
+      id: 'gpio',
+      kind: 'gpio',
+      provider: 'sysfs',
+      chipLabel: chipLabel!,
+      sysfsRoot: '/sys/class/gpio',
+      simInputs: {},
+    }),
     outPin: Number(outPin),
     inPin: Number(inPin),
     loop: () => {},
   }));
 } else {
-  t.test('DigitalPin contract: real sysfs GPIO', { skip: 'set OUTPOST_TEST_GPIO=<chip label>:<out BCM>:<in BCM> with the two pins wired together' }, () => {});
+  t.test(
+    'DigitalPin contract: real sysfs GPIO',
+    { skip: 'set OUTPOST_TEST_GPIO=<chip label>:<out BCM>:<in BCM> with the two pins wired together' },
+    () => {},
+  );
 }

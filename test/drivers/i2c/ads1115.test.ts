@@ -41,6 +41,9 @@ t.test('the driver converts each channel with its own gain', async (t) => {
 });
 
 t.test('init fails when nothing answers', async (t) => {
-  const driver = ads1115Driver.create(recordingContext({ address: 0x48, channels: [{ input: 0, name: 'ain0', fullScaleV: 2.048 }] }), new FakeI2cBus());
+  const driver = ads1115Driver.create(
+    recordingContext({ address: 0x48, channels: [{ input: 0, name: 'ain0', fullScaleV: 2.048 }] }),
+    new FakeI2cBus(),
+  );
   await t.rejects(driver.init(), { code: 'NACK' });
 });

@@ -14,8 +14,9 @@ import { recordingContext } from '../../fixtures/driver-context.js';
 function humidityInt32(adcH: number, tFine: number): number {
   const c = DATASHEET_CALIBRATION;
   let v = tFine - 76800;
-  v = (((((adcH << 14) - (c.digH4 << 20) - c.digH5 * v) + 16384) >> 15)
-    * (((((((v * c.digH6) >> 10) * (((v * c.digH3) >> 11) + 32768)) >> 10) + 2097152) * c.digH2 + 8192) >> 14));
+  v =
+    (((adcH << 14) - (c.digH4 << 20) - c.digH5 * v + 16384) >> 15) *
+    (((((((v * c.digH6) >> 10) * (((v * c.digH3) >> 11) + 32768)) >> 10) + 2097152) * c.digH2 + 8192) >> 14);
   v = v - (((((v >> 15) * (v >> 15)) >> 7) * c.digH1) >> 4);
   v = Math.min(Math.max(v, 0), 419430400);
   return (v >> 12) / 1024;
@@ -31,8 +32,14 @@ t.test('compensation reproduces the datasheet worked example', async (t) => {
   t.ok(Math.abs(result.pressurePa! - 100653.27) < 0.015, `pressure ${result.pressurePa} Pa`);
   const reference = humidityInt32(DATASHEET_ADC.humidity, result.tFine!);
   // The integer formula truncates at each shift; the two agree to well under 0.01 %RH.
-  t.ok(Math.abs(result.humidityPercent! - reference) < 0.01, `humidity ${result.humidityPercent} matches int32 formula ${reference}`);
-  t.ok(result.humidityPercent! > 0 && result.humidityPercent! < 100, 'humidity is inside the clamp, so the check means something');
+  t.ok(
+    Math.abs(result.humidityPercent! - reference) < 0.01,
+    `humidity ${result.humidityPercent} matches int32 formula ${reference}`,
+  );
+  t.ok(
+    result.humidityPercent! > 0 && result.humidityPercent! < 100,
+    'humidity is inside the clamp, so the check means something',
+  );
 });
 
 t.test('humidity matches the integer formula across its range and clamps at 0 and 100', async (t) => {
@@ -87,7 +94,9 @@ t.test('init refuses a device that is not a BME280 and an absent one', async (t)
 
 /** A driver on the datasheet fake at 0x76, initialised. */
 async function driverOnFake(): Promise<{
-  bus: FakeI2cBus; fake: FakeBme280; driver: ReturnType<typeof bme280Driver.create>;
+  bus: FakeI2cBus;
+  fake: FakeBme280;
+  driver: ReturnType<typeof bme280Driver.create>;
 }> {
   const bus = new FakeI2cBus();
   const fake = new FakeBme280();
@@ -97,26 +106,34 @@ async function driverOnFake(): Promise<{
   return { bus, fake, driver };
 }
 
-t.test('the data registers\' skipped values are reported as not measured, not as weather', async (t) => {
+t.test("the data registers' skipped values are reported as not measured, not as weather", async (t) => {
   const { fake, driver } = await driverOnFake();
   // Compensated, 0x80000 would read 72903 Pa and 0x8000 some plausible %RH (issue 19).
   fake.setAdc({ pressure: 0x80000 });
   t.same(await driver.sample!(), { temperatureC: 25.08, pressurePa: null, humidityPercent: 55, outOfRange: null });
   fake.setAdc({ pressure: DATASHEET_ADC.pressure, humidity: 0x8000 });
-  t.same(await driver.sample!(),
-    { temperatureC: 25.08, pressurePa: 100653.3, humidityPercent: null, outOfRange: null });
+  t.same(await driver.sample!(), {
+    temperatureC: 25.08,
+    pressurePa: 100653.3,
+    humidityPercent: null,
+    outOfRange: null,
+  });
   // Without a temperature there is no t_fine, so nothing can be compensated.
   fake.setAdc({ temperature: 0x80000, humidity: DATASHEET_ADC.humidity });
   t.same(await driver.sample!(), { temperatureC: null, pressurePa: null, humidityPercent: null, outOfRange: null });
   t.same(compensateBme280(DATASHEET_CALIBRATION, { ...DATASHEET_ADC, temperature: 0x80000 }).tFine, null);
 });
 
-t.test('results outside the operating range are clamped as Bosch\'s SensorAPI does, and flagged', async (t) => {
+t.test("results outside the operating range are clamped as Bosch's SensorAPI does, and flagged", async (t) => {
   const { fake, driver } = await driverOnFake();
   // Unclamped, adc_P 0xFFFFF compensates to about -14063 Pa.
   fake.setAdc({ pressure: 0xfffff });
-  t.same(await driver.sample!(),
-    { temperatureC: 25.08, pressurePa: 30000, humidityPercent: 55, outOfRange: 'pressurePa' });
+  t.same(await driver.sample!(), {
+    temperatureC: 25.08,
+    pressurePa: 30000,
+    humidityPercent: 55,
+    outOfRange: 'pressurePa',
+  });
   fake.setAdc({ pressure: 0 });
   t.match(await driver.sample!(), { pressurePa: 110000, outOfRange: 'pressurePa' });
   fake.setAdc({ pressure: DATASHEET_ADC.pressure, temperature: 0xfffff });

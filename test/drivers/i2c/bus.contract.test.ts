@@ -17,7 +17,11 @@ function contract(name: string, open: () => Promise<{ bus: I2cBus; bmeAddress: n
     t.equal(calibration.length, 26, 'block reads return exactly the length asked');
     await bus.write(bmeAddress, Buffer.from([0xd0]));
     t.same([...(await bus.read(bmeAddress, 1))], [0x60], 'write of a pointer then read is the same as readRegister');
-    await t.rejects(bus.readRegister(emptyAddress, 0x00, 1), { name: 'I2cError', code: 'NACK' }, 'absent address is NACK');
+    await t.rejects(
+      bus.readRegister(emptyAddress, 0x00, 1),
+      { name: 'I2cError', code: 'NACK' },
+      'absent address is NACK',
+    );
     t.same([...(await bus.readRegister(bmeAddress, 0xd0, 1))], [0x60], 'the bus still works after a NACK');
     await t.rejects(bus.readRegister(bmeAddress, 0x00, 33), RangeError, 'more than 32 bytes is a programming error');
     await bus.close();
@@ -36,7 +40,15 @@ contract('FakeI2cBus', async () => {
 const real = process.env['OUTPOST_TEST_I2C_BME280'];
 if (real) {
   const [device, address] = real.split(':');
-  contract(`i2c-dev ${real}`, async () => ({ bus: await openI2cDev(device!), bmeAddress: Number(address), emptyAddress: 0x50 }));
+  contract(`i2c-dev ${real}`, async () => ({
+    bus: await openI2cDev(device!),
+    bmeAddress: Number(address),
+    emptyAddress: 0x50,
+  }));
 } else {
-  t.test('I2cBus contract: real i2c-dev', { skip: 'set OUTPOST_TEST_I2C_BME280=/dev/i2c-1:0x76 to run against a wired BME280' }, () => {});
+  t.test(
+    'I2cBus contract: real i2c-dev',
+    { skip: 'set OUTPOST_TEST_I2C_BME280=/dev/i2c-1:0x76 to run against a wired BME280' },
+    () => {},
+  );
 }

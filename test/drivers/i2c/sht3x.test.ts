@@ -20,7 +20,9 @@ t.test('conversion follows section 4.13 at the ends of the range', async (t) => 
 
 t.test('a word with a bad CRC rejects the whole frame', async (t) => {
   t.same(decodeSht3xWords(Buffer.from([0xbe, 0xef, 0x92]), 0x44), [0xbeef]);
-  t.throws(() => decodeSht3xWords(Buffer.from([0xbe, 0xef, 0x93]), 0x44), { message: 'sht3x at 0x44: CRC mismatch in word 0' });
+  t.throws(() => decodeSht3xWords(Buffer.from([0xbe, 0xef, 0x93]), 0x44), {
+    message: 'sht3x at 0x44: CRC mismatch in word 0',
+  });
 });
 
 t.test('the driver measures through the bus with single-shot commands', async (t) => {
@@ -31,13 +33,20 @@ t.test('the driver measures through the bus with single-shot commands', async (t
   await driver.init();
   t.same(await driver.sample!(), { temperatureC: 23.45, humidityPercent: 61.2 });
   const commands = bus.transactions.filter((tx) => tx.op === 'write').map((tx) => tx.bytes.toString('hex'));
-  t.same(commands, ['30a2', 'f32d', '2400'], 'soft reset, read status, measure high repeatability without clock stretching');
+  t.same(
+    commands,
+    ['30a2', 'f32d', '2400'],
+    'soft reset, read status, measure high repeatability without clock stretching',
+  );
   fake.corruptNextFrame();
   await t.rejects(driver.sample!(), { message: 'sht3x at 0x45: CRC mismatch in word 0' });
   t.same(await driver.sample!(), { temperatureC: 23.45, humidityPercent: 61.2 }, 'the next frame is good again');
 });
 
 t.test('init fails on an empty address', async (t) => {
-  const driver = sht3xDriver.create(recordingContext({ address: 0x44, repeatability: 'low' as const }), new FakeI2cBus());
+  const driver = sht3xDriver.create(
+    recordingContext({ address: 0x44, repeatability: 'low' as const }),
+    new FakeI2cBus(),
+  );
   await t.rejects(driver.init(), new I2cError('NACK', 'no device acknowledged at 0x44'));
 });

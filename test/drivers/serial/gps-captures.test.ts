@@ -88,7 +88,8 @@ async function replay(lines: string[]): Promise<{ readings: ReadingValues[]; mal
   return { readings, malformed: ctx.malformedReasons };
 }
 
-const missing = existsSync(CAPTURE_DIR) ? false
+const missing = existsSync(CAPTURE_DIR)
+  ? false
   : `the receiver captures are not at ${CAPTURE_DIR} (see the README there)`;
 
 for (const capture of CAPTURES) {
@@ -108,14 +109,14 @@ for (const capture of CAPTURES) {
 function checkReading(t: Test, capture: Capture, epoch: CaptureEpoch, reading: ReadingValues, label: string): void {
   const time = epoch.time;
   const seconds = Number(time.slice(4)).toFixed(3).padStart(6, '0');
-  t.equal(reading['utcTime'], `${time.slice(0, 2)}:${time.slice(2, 4)}:${seconds}`,
-    `${label}: the time of this epoch`);
+  t.equal(reading['utcTime'], `${time.slice(0, 2)}:${time.slice(2, 4)}:${seconds}`, `${label}: the time of this epoch`);
   const rmc = epoch.rmc!;
   const date = `20${rmc[9]!.slice(4, 6)}-${rmc[9]!.slice(2, 4)}-${rmc[9]!.slice(0, 2)}`;
   t.equal(reading['utc'], `${date}T${reading['utcTime']}Z`, `${label}: utc is the epoch's RMC date and time`);
   const combined = epoch.ggas.find((gga) => gga.talker === 'GN');
   const gga = combined ?? epoch.ggas[0]!;
-  const satellites = combined ? Number(combined.fields[7])
+  const satellites = combined
+    ? Number(combined.fields[7])
     : epoch.ggas.reduce((sum, g) => sum + Number(g.fields[7]), 0);
   t.equal(reading['satellites'], satellites, `${label}: satellites as the receiver counts them`);
   if (!combined && epoch.ggas.length > 1) {
@@ -133,7 +134,7 @@ function checkReading(t: Test, capture: Capture, epoch: CaptureEpoch, reading: R
   t.ok(Math.abs((reading['latitudeDeg'] as number) - latDeg) < 1e-7, `${label}: latitude of this epoch's GGA`);
   t.ok(Math.abs((reading['longitudeDeg'] as number) - lonDeg) < 1e-7, `${label}: longitude of this epoch's GGA`);
   t.equal(reading['altitudeM'], Number(gga.fields[9]), `${label}: altitude of this epoch's GGA`);
-  const speedMps = Number(rmc[7]) * 1852 / 3600;
+  const speedMps = (Number(rmc[7]) * 1852) / 3600;
   t.ok(Math.abs((reading['speedMps'] as number) - speedMps) < 0.001, `${label}: speed of this epoch's RMC`);
   t.equal(reading['navStatus'], null, `${label}: no nav status claimed (the M9N's V means none given)`);
   if (capture.area) {

@@ -20,9 +20,10 @@ async function openPeer(t: Test, pty: PtyPair): Promise<(data: string | Buffer) 
   await new Promise<void>((resolve, reject) => peer.once('open', resolve).once('error', reject));
   peer.on('error', () => {});
   t.teardown(() => new Promise<void>((resolve) => (peer.isOpen ? peer.close(() => resolve()) : resolve())));
-  return (data) => new Promise<void>((resolve, reject) => {
-    peer.write(data, (error) => (error ? reject(error) : peer.drain(() => resolve())));
-  });
+  return (data) =>
+    new Promise<void>((resolve, reject) => {
+      peer.write(data, (error) => (error ? reject(error) : peer.drain(() => resolve())));
+    });
 }
 
 t.test('GPS over a real pty: split lines, bad checksums, garbage and over-long lines', async (t) => {
@@ -40,8 +41,11 @@ t.test('GPS over a real pty: split lines, bad checksums, garbage and over-long l
   await send(gga!.slice(0, 10));
   await send(gga!.slice(10, -1));
   await send(`${gga!.slice(-1)}\r\n${rmc}\r\n${nextGga}\r\n`);
-  t.match(await nextSample(gps), { fix: true, latitudeDeg: -37.787, longitudeDeg: 175.2793 },
-    'a sentence split across writes decodes');
+  t.match(
+    await nextSample(gps),
+    { fix: true, latitudeDeg: -37.787, longitudeDeg: 175.2793 },
+    'a sentence split across writes decodes',
+  );
 
   const badChecksum = `${rmc!.slice(0, -2)}${rmc!.slice(-2) === '00' ? '01' : '00'}`;
   await send(`${badChecksum}\r\n`);
@@ -58,7 +62,9 @@ t.test('GPS over a real pty: split lines, bad checksums, garbage and over-long l
 });
 
 /** Polls the driver until a sentence has arrived through the pty; bounded so the test cannot hang. */
-async function nextSample(gps: { sample?(): Promise<Record<string, unknown> | undefined> }): Promise<Record<string, unknown> | undefined> {
+async function nextSample(gps: {
+  sample?(): Promise<Record<string, unknown> | undefined>;
+}): Promise<Record<string, unknown> | undefined> {
   const POLLS_MAX = 250;
   for (let poll = 0; poll < POLLS_MAX; poll++) {
     const sample = await gps.sample!();
@@ -72,17 +78,33 @@ t.test('the port vanishing faults the device; it recovers when the port comes ba
   const pty = new PtyPair(t.testdir({}));
   await pty.start();
   t.teardown(() => pty.stop());
-  const bus: SerialBusConfig = { id: 'serial0', kind: 'serial', provider: 'serialport', path: pty.devicePath, baudRate: 9600, replayFile: undefined, replayLineIntervalMs: 250 };
+  const bus: SerialBusConfig = {
+    id: 'serial0',
+    kind: 'serial',
+    provider: 'serialport',
+    path: pty.devicePath,
+    baudRate: 9600,
+    replayFile: undefined,
+    replayLineIntervalMs: 250,
+  };
   const buses: BusProvider = {
-    gpio: async () => { throw new Error('no gpio here'); },
-    i2c: async () => { throw new Error('no i2c here'); },
+    gpio: async () => {
+      throw new Error('no gpio here');
+    },
+    i2c: async () => {
+      throw new Error('no i2c here');
+    },
     serial: (config) => serialportOpener(config),
     close: async () => {},
   };
   const sink = recordingSink();
   const manager = await startDevices(
-    boardWith([bus], [{ id: 'gps', compatible: 'nmea,gps', bus: 'serial0', pollIntervalMs: 100, settings: { lineBytesMax: 512 } }]),
-    sink.sink, { buses, clock: systemClock },
+    boardWith(
+      [bus],
+      [{ id: 'gps', compatible: 'nmea,gps', bus: 'serial0', pollIntervalMs: 100, settings: { lineBytesMax: 512 } }],
+    ),
+    sink.sink,
+    { buses, clock: systemClock },
   );
   t.teardown(() => manager.close());
   const reported: Record<string, unknown>[] = [];

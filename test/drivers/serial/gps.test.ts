@@ -10,9 +10,18 @@ t.test('checksums match the classic NMEA reference sentences', async (t) => {
   // The GGA and RMC examples every NMEA primer quotes (e.g. the NMEA FAQ by Dale DePriest).
   t.equal(nmeaChecksum('GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,'), '47');
   t.equal(nmeaChecksum('GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W'), '6A');
-  t.match(parseNmea('$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47'), { ok: true, sentence: { talker: 'GP', type: 'GGA' } });
-  t.match(parseNmea('$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*48'), { ok: false, reason: 'checksum mismatch' });
-  t.match(parseNmea('$PGRME,2.3,M,3.1,M,3.9,M*' + nmeaChecksum('PGRME,2.3,M,3.1,M,3.9,M')), { ok: true, sentence: { talker: 'P', type: 'GRME' } });
+  t.match(parseNmea('$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*47'), {
+    ok: true,
+    sentence: { talker: 'GP', type: 'GGA' },
+  });
+  t.match(parseNmea('$GPGGA,123519,4807.038,N,01131.000,E,1,08,0.9,545.4,M,46.9,M,,*48'), {
+    ok: false,
+    reason: 'checksum mismatch',
+  });
+  t.match(parseNmea('$PGRME,2.3,M,3.1,M,3.9,M*' + nmeaChecksum('PGRME,2.3,M,3.1,M,3.9,M')), {
+    ok: true,
+    sentence: { talker: 'P', type: 'GRME' },
+  });
   t.match(parseNmea('GPGGA,no dollar*00'), { ok: false });
   t.match(parseNmea('$GPGGA,\x01\x02*00'), { ok: false, reason: 'non-printable bytes' });
 });
@@ -44,10 +53,26 @@ async function decode(name: string): Promise<{ samples: ReadingValues[]; malform
 t.test('fixtures decode to the positions they were generated from', async (t) => {
   const m9n = await decode('gn-nmea411-dgps.nmea');
   t.same(m9n.malformed, [], 'VTG, GSV and GSA are ignored, not malformed');
-  t.match(m9n.samples[0], { fix: true, quality: 'dgps', latitudeDeg: 38.1125, longitudeDeg: -122.5692, satellites: 12, hdop: 0.7, altitudeM: 12.3, navStatus: 'S', utc: '2020-07-11T16:00:00.000Z' });
+  t.match(m9n.samples[0], {
+    fix: true,
+    quality: 'dgps',
+    latitudeDeg: 38.1125,
+    longitudeDeg: -122.5692,
+    satellites: 12,
+    hdop: 0.7,
+    altitudeM: 12.3,
+    navStatus: 'S',
+    utc: '2020-07-11T16:00:00.000Z',
+  });
 
   const south = await decode('south-east.nmea');
-  t.match(south.samples.at(-1), { fix: true, latitudeDeg: -37.787, longitudeDeg: 175.2793, speedMps: 1.000, courseDeg: 90 });
+  t.match(south.samples.at(-1), {
+    fix: true,
+    latitudeDeg: -37.787,
+    longitudeDeg: 175.2793,
+    speedMps: 1.0,
+    courseDeg: 90,
+  });
 
   const garmin = await decode('garmin-proprietary.nmea');
   t.same(garmin.malformed, [], 'proprietary $PGRM* sentences are ignored');
@@ -55,8 +80,17 @@ t.test('fixtures decode to the positions they were generated from', async (t) =>
 
   const mixed = await decode('mixed-talkers.nmea');
   t.equal(mixed.samples.length, 4, 'one reading per epoch, however often it is polled');
-  t.match(mixed.samples.at(-1), { fix: true, quality: 'gps', latitudeDeg: 44.0582, longitudeDeg: -121.3153, altitudeM: 1104.5 });
-  t.ok(mixed.samples.every((sample) => sample['satellites'] === 9 + 6), 'GPGGA and GLGGA satellites add up');
+  t.match(mixed.samples.at(-1), {
+    fix: true,
+    quality: 'gps',
+    latitudeDeg: 44.0582,
+    longitudeDeg: -121.3153,
+    altitudeM: 1104.5,
+  });
+  t.ok(
+    mixed.samples.every((sample) => sample['satellites'] === 9 + 6),
+    'GPGGA and GLGGA satellites add up',
+  );
 
   const start = await decode('no-fix-start.nmea');
   t.match(start.samples[0], { fix: false, quality: 'none', latitudeDeg: null, longitudeDeg: null, satellites: 0 });

@@ -15,7 +15,11 @@ t.test('committed fixtures are exactly what the generator produces', async (t) =
   for (const [name, text] of Object.entries(NMEA_FIXTURES)) {
     t.equal(readFileSync(new URL(name, FIXTURE_DIR), 'utf8'), text, name);
   }
-  t.equal(readFileSync(SIM_REPLAY, 'utf8'), NMEA_FIXTURES[SIM_REPLAY_FIXTURE], 'the sim board replays the mixed-talker track');
+  t.equal(
+    readFileSync(SIM_REPLAY, 'utf8'),
+    NMEA_FIXTURES[SIM_REPLAY_FIXTURE],
+    'the sim board replays the mixed-talker track',
+  );
 });
 
 t.test('fixtures say they are synthetic and every sentence has a correct checksum', async (t) => {
@@ -33,7 +37,8 @@ t.test('fixtures say they are synthetic and every sentence has a correct checksu
 
 t.test('fixtures cover the traits the README describes', async (t) => {
   const all = Object.values(NMEA_FIXTURES).join('');
-  for (const talker of ['$GPGGA', '$GNGGA', '$GLGGA', '$GPRMC', '$GNRMC', '$PGRME', '$PGRMT', '$PGRMV']) t.ok(all.includes(talker), talker);
+  for (const talker of ['$GPGGA', '$GNGGA', '$GLGGA', '$GPRMC', '$GNRMC', '$PGRME', '$PGRMT', '$PGRMV'])
+    t.ok(all.includes(talker), talker);
   t.match(NMEA_FIXTURES['no-fix-start.nmea'], /\$GPGGA,[0-9.]+,,,,,0,/, 'no-fix GGA has empty position fields');
   t.match(NMEA_FIXTURES['no-fix-start.nmea'], /\$GPRMC,[0-9.]+,V,/, 'no-fix RMC has status V');
   t.match(NMEA_FIXTURES['south-east.nmea'], /,S,\d{5}\.\d+,E,/, 'southern and eastern hemispheres');

@@ -28,7 +28,11 @@ function contract(name: string, open: (t: Test) => Promise<Harness>): void {
     await h.send('$GPGGA,first');
     await h.send(',second\r\n');
     await waitFor('both chunks', () => Buffer.concat(chunks).toString() === '$GPGGA,first,second\r\n');
-    t.equal(Buffer.concat(chunks).toString(), '$GPGGA,first,second\r\n', 'bytes arrive in order, whatever the chunking');
+    t.equal(
+      Buffer.concat(chunks).toString(),
+      '$GPGGA,first,second\r\n',
+      'bytes arrive in order, whatever the chunking',
+    );
     await h.stream.write(Buffer.from('PING\r\n'));
     await waitFor('the device to read PING', () => h.received.includes('PING'));
     t.same(h.received, ['PING'], 'write reaches the device');
@@ -52,9 +56,15 @@ contract('FakeSerialStream', async () => {
   const stream = new FakeSerialStream();
   return {
     stream,
-    async send(data) { stream.inject(data); },
-    get received() { return stream.written.map((b) => b.toString().trim()); },
-    async vanish() { stream.vanish(); },
+    async send(data) {
+      stream.inject(data);
+    },
+    get received() {
+      return stream.written.map((b) => b.toString().trim());
+    },
+    async vanish() {
+      stream.vanish();
+    },
   } as Harness;
 });
 
@@ -72,7 +82,10 @@ contract('serialport on a socat pty pair', async (t) => {
   peer.pipe(new ReadlineParser({ delimiter: '\r\n' })).on('data', (line: string) => received.push(line));
   return {
     stream,
-    send: (data) => new Promise<void>((resolve, reject) => peer.write(data, (error) => (error ? reject(error) : peer.drain(() => resolve())))),
+    send: (data) =>
+      new Promise<void>((resolve, reject) =>
+        peer.write(data, (error) => (error ? reject(error) : peer.drain(() => resolve()))),
+      ),
     received,
     vanish: () => pty.stop(),
   };

@@ -12,7 +12,10 @@ import { tempDir } from '../../support/tmp.js';
 
 const keyA = newKey();
 const keyB = newKey();
-const children = [{ deviceId: 'child-a', key: keyA }, { deviceId: 'child-b', key: keyB }];
+const children = [
+  { deviceId: 'child-a', key: keyA },
+  { deviceId: 'child-b', key: keyB },
+];
 
 async function setup(t: Test) {
   const dir = tempDir(t, 'outpost-cache-');
@@ -25,8 +28,12 @@ async function setup(t: Test) {
   const errors: string[] = [];
   const start = async () => {
     const hub = await startHub({
-      config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId: 'gw-1', log, dataDir,
-      scopeBroker: { url: broker.url }, onError: (err) => errors.push(err.message),
+      config: { hub: { tcp: { port: 0 }, tls: false } },
+      gatewayId: 'gw-1',
+      log,
+      dataDir,
+      scopeBroker: { url: broker.url },
+      onError: (err) => errors.push(err.message),
     });
     t.teardown(() => hub.stop());
     return hub;
@@ -38,7 +45,10 @@ async function setup(t: Test) {
 }
 
 async function connects(port: number, deviceId: string, key: string): Promise<boolean> {
-  return mqttChild(port, deviceId, sasPassword(deviceId, key)).then((c) => c.endAsync().then(() => true), () => false);
+  return mqttChild(port, deviceId, sasPassword(deviceId, key)).then(
+    (c) => c.endAsync().then(() => true),
+    () => false,
+  );
 }
 
 /** Rewrites child-a's record so it still parses but its sealed secret fails authentication (bit rot). */
@@ -61,8 +71,11 @@ t.test('a record that fails to unseal is skipped and reported, the others load; 
   const { dataDir, start, errors } = await setup(t);
   await damageRecord(dataDir);
   const hub = await start();
-  t.match(errors, [/identities: 1 damaged identity record\(s\) skipped \(child-a\)/],
-    'reported, naming the directory and device');
+  t.match(
+    errors,
+    [/identities: 1 damaged identity record\(s\) skipped \(child-a\)/],
+    'reported, naming the directory and device',
+  );
   const port = hub.status().ports.tcp!;
   t.equal(hub.status().identities.devices, 1, 'the undamaged record loaded');
   t.ok(await connects(port, 'child-b', keyB), 'child-b authenticates offline');
@@ -77,8 +90,11 @@ t.test('identity.key missing beside the cache (a restored backup): the cache is 
   const hub = await start();
   t.match(errors, [/another key than .*identity\.key \(key file missing or replaced\): identity cache dropped/]);
   t.equal(hub.status().identities.devices, 0, 'nothing usable was kept');
-  t.equal(hub.status().identities.scopeVersion, -1,
-    'the scope version is forgotten, so the same document applies again');
+  t.equal(
+    hub.status().identities.scopeVersion,
+    -1,
+    'the scope version is forgotten, so the same document applies again',
+  );
   await hub.refreshIdentities();
   t.ok(await connects(hub.status().ports.tcp!, 'child-a', keyA), 'after the sync child-a authenticates');
   await hub.stop();

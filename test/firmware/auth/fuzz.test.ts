@@ -35,7 +35,14 @@ function randomText(maxChars: number): string {
 t.test('SAS tokens: random and mutated tokens never crash and are never accepted', async (t) => {
   const key = newKey();
   const nowMs = Date.UTC(2030, 0, 1);
-  const check = { deviceId: 'dev-1', audiences: ['hub.example.net'], keys: [key], nowMs, skewSecs: 300, lifetimeSecsMax: 86_400 };
+  const check = {
+    deviceId: 'dev-1',
+    audiences: ['hub.example.net'],
+    keys: [key],
+    nowMs,
+    skewSecs: 300,
+    lifetimeSecsMax: 86_400,
+  };
   const valid = makeSasToken('hub.example.net/devices/dev-1', key, nowMs / 1000 + 3_600);
   const parsed = parseSasToken(valid);
   t.ok(parsed !== null && verifySas(parsed, check) === null, 'the valid token is accepted');
@@ -53,7 +60,12 @@ t.test('SAS tokens: random and mutated tokens never crash and are never accepted
 });
 
 t.test('topics: random topics never crash; another device never classifies as ours', async (t) => {
-  const bases = ['devices/dev-1/messages/events/', '$iothub/twin/GET/?$rid=1', '$iothub/methods/res/200/?$rid=9', '$outpost/methods/POST/dev-2/m/?$rid=3'];
+  const bases = [
+    'devices/dev-1/messages/events/',
+    '$iothub/twin/GET/?$rid=1',
+    '$iothub/methods/res/200/?$rid=9',
+    '$outpost/methods/POST/dev-2/m/?$rid=3',
+  ];
   const strays: string[] = [];
   for (let i = 0; i < ITERATIONS; i += 1) {
     const topic = random() < 0.7 ? mutate(pick(bases)) : randomText(80);
@@ -70,7 +82,13 @@ t.test('routes: random and mutated routes parse or fail with RouteError; conditi
     'FROM /messages/devices/a/* WHERE $body.level.x = "high" INTO BrokeredEndpoint("/devices/b/inputs/in1")',
     'FROM /messages/* INTO $upstream',
   ];
-  const message = { deviceId: 'a', properties: { temp: '35', x: '1' }, contentType: 'application/json', contentEncoding: 'utf-8', body: Buffer.from('{"level":{"x":"high"}}') };
+  const message = {
+    deviceId: 'a',
+    properties: { temp: '35', x: '1' },
+    contentType: 'application/json',
+    contentEncoding: 'utf-8',
+    body: Buffer.from('{"level":{"x":"high"}}'),
+  };
   let parsedCount = 0;
   let notBoolean = 0;
   for (let i = 0; i < ITERATIONS; i += 1) {
@@ -87,5 +105,9 @@ t.test('routes: random and mutated routes parse or fail with RouteError; conditi
   t.ok(parsedCount > 0, `${parsedCount} mutated routes still parsed`);
   const deep = `FROM /messages/* WHERE ${'('.repeat(40)}a = 1${')'.repeat(40)} INTO $upstream`;
   t.throws(() => parseRoute('deep', deep), /nested deeper/, 'nesting is bounded');
-  t.throws(() => parseRoute('bad', 'FROM /messages/* INTO $elsewhere'), /route "bad": expected \$upstream or BrokeredEndpoint/, 'errors name the route and what was expected');
+  t.throws(
+    () => parseRoute('bad', 'FROM /messages/* INTO $elsewhere'),
+    /route "bad": expected \$upstream or BrokeredEndpoint/,
+    'errors name the route and what was expected',
+  );
 });

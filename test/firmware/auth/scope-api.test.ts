@@ -17,7 +17,9 @@ async function edgeHub(options: EmulatorOptions = {}) {
   const hub = await IotHubEmulator.start(options);
   hub.createEdgeDevice('gw');
   const source: DeviceScopeSource = {
-    hostName: hub.hostName, gatewayId: 'gw', ca: hub.ca.cert,
+    hostName: hub.hostName,
+    gatewayId: 'gw',
+    ca: hub.ca.cert,
     edgeHubKey: hub.registry.module('gw', EDGE_HUB_MODULE_ID)!.authentication.symmetricKey.primaryKey!,
   };
   return { hub, source };
@@ -38,15 +40,26 @@ t.test('every kind of child becomes a cache identity; the gateway and its system
   const result = await fetchDeviceScope(source);
   const doc = parseScopeDocument(scopeDocumentFromApi(result, 'gw', hub.hostName, 0), 'gw');
   const byId = new Map(doc.devices.map((d) => [d.deviceId, d]));
-  t.same([...byId.keys()].sort(),
-    ['ca-child', 'gw/filter', 'off-child', 'sas-child', 'sas-child/reader', 'thumb-child']);
-  t.match(byId.get('sas-child'),
-    { status: 'enabled', auth: { type: 'sas', primaryKey: String, secondaryKey: String } });
+  t.same([...byId.keys()].sort(), [
+    'ca-child',
+    'gw/filter',
+    'off-child',
+    'sas-child',
+    'sas-child/reader',
+    'thumb-child',
+  ]);
+  t.match(byId.get('sas-child'), {
+    status: 'enabled',
+    auth: { type: 'sas', primaryKey: String, secondaryKey: String },
+  });
   t.match(byId.get('thumb-child'), { auth: { type: 'x509-thumbprint', primaryThumbprint: 'AB'.repeat(32) } });
   t.match(byId.get('ca-child'), { auth: { type: 'x509-ca' } });
   t.match(byId.get('off-child'), { status: 'disabled' });
   t.equal(byId.get('sas-child/reader')?.parent, 'gw');
-  t.notOk([...byId.keys()].some((id) => id.includes('$')), 'no $edgeHub or $edgeAgent: their keys let no child in');
+  t.notOk(
+    [...byId.keys()].some((id) => id.includes('$')),
+    'no $edgeHub or $edgeAgent: their keys let no child in',
+  );
   t.equal(doc.hubHostName, hub.hostName);
 });
 
@@ -62,13 +75,15 @@ t.test('a token the hub refuses, a hub that never ends its pages: errors, not a 
   });
   t.teardown(() => endless.stop());
   endless.createEdgeDevice('gw');
-  const looping = await fetchDeviceScope({ ...source, hostName: endless.hostName, ca: endless.ca.cert })
-    .catch((e: Error) => e);
+  const looping = await fetchDeviceScope({ ...source, hostName: endless.hostName, ca: endless.ca.cert }).catch(
+    (e: Error) => e,
+  );
   t.match(looping, { message: /did not end within \d+ pages/ });
   const garbage = await IotHubEmulator.start({ onScopeRequest: () => ({ status: 200, body: [1, 2] }) });
   t.teardown(() => garbage.stop());
-  const notObject = await fetchDeviceScope({ ...source, hostName: garbage.hostName, ca: garbage.ca.cert })
-    .catch((e: Error) => e);
+  const notObject = await fetchDeviceScope({ ...source, hostName: garbage.hostName, ca: garbage.ca.cert }).catch(
+    (e: Error) => e,
+  );
   t.match(notObject, { message: /not a JSON object/ });
 });
 
@@ -79,16 +94,21 @@ t.test('uplink.azure: mode and the $edgeHub connection string are checked, namin
   const base = { protocol: 'azure', connectionString };
   const parse = (azure: unknown) => parseUplinkConfig({ ...base, azure }, board) as AzureUplinkConfig;
   t.equal((parseUplinkConfig(base, board) as AzureUplinkConfig).azure.mode, 'device', 'no section: device');
-  t.same(parse({ edgeHubConnectionStringFile: 'eh.cs' }).azure,
-    { mode: 'edge', edgeHubConnectionStringFile: path.join(dir, 'eh.cs') }, 'a file: edge, relative to board.json');
+  t.same(
+    parse({ edgeHubConnectionStringFile: 'eh.cs' }).azure,
+    { mode: 'edge', edgeHubConnectionStringFile: path.join(dir, 'eh.cs') },
+    'a file: edge, relative to board.json',
+  );
   t.throws(() => parse({ mode: 'edge' }), /\$\.uplink\.azure\.edgeHubConnectionStringFile/);
   t.throws(() => parse({ mode: 'device', edgeHubConnectionStringFile: 'eh.cs' }), /\$\.uplink\.azure\.mode/);
   t.throws(() => parse({ mode: 'transparent' }), /\$\.uplink\.azure\.mode/);
   t.throws(() => parse({ edgeHub: 'x' }), /edgeHub/);
   const key = 'c2VjcmV0c2VjcmV0c2VjcmV0c2VjcmV0';
   const cases = [
-    [`HostName=h.example;DeviceId=other;ModuleId=$edgeHub;SharedAccessKey=${key}`,
-      /DeviceId=gw \(identity\.gatewayId\)/],
+    [
+      `HostName=h.example;DeviceId=other;ModuleId=$edgeHub;SharedAccessKey=${key}`,
+      /DeviceId=gw \(identity\.gatewayId\)/,
+    ],
     [`HostName=h.example;DeviceId=gw;ModuleId=$edgeAgent;SharedAccessKey=${key}`, /ModuleId=\$edgeHub/],
     ['HostName=h.example;DeviceId=gw;ModuleId=$edgeHub', /no SharedAccessKey/],
   ] as const;

@@ -26,18 +26,27 @@ function writeBoard(dir: string, certs: HubCerts, cloud: IotHubEmulator, connect
   writeFileSync(path.join(dir, 'ca.pem'), cloud.ca.cert);
   writeFileSync(path.join(dir, 'edgehub.cs'), `${connections.edgeHub}\n`);
   symlinkSync(BOARDS_DIR, path.join(dir, 'boards'));
-  writeFileSync(path.join(dir, 'board.json'), JSON.stringify({
-    board: 'sim',
-    identity: { gatewayId: 'gw' },
-    uplink: { protocol: 'azure', connectionString: connections.device, caFile: 'ca.pem',
-      azure: { edgeHubConnectionStringFile: 'edgehub.cs' }, backoff: { baseMs: 50, maxMs: 500 } },
-    hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
-  }));
+  writeFileSync(
+    path.join(dir, 'board.json'),
+    JSON.stringify({
+      board: 'sim',
+      identity: { gatewayId: 'gw' },
+      uplink: {
+        protocol: 'azure',
+        connectionString: connections.device,
+        caFile: 'ca.pem',
+        azure: { edgeHubConnectionStringFile: 'edgehub.cs' },
+        backoff: { baseMs: 50, maxMs: 500 },
+      },
+      hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
+    }),
+  );
 }
 
 async function startRuntime(dir: string): Promise<Runtime> {
-  const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }),
-    { dataDir: path.join(dir, 'data') });
+  const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), {
+    dataDir: path.join(dir, 'data'),
+  });
   await runtime.start();
   return runtime;
 }
@@ -113,8 +122,8 @@ t.test('a device-scope API that fails holds nothing back: the link comes up, the
   t.teardown(() => certs.ca.dispose());
   let failuresLeft = 2;
   const cloud = await IotHubEmulator.start({
-    onScopeRequest: () => (failuresLeft-- > 0
-      ? { status: 503, body: { Message: 'ErrorCode:ServerBusy;' } } : undefined),
+    onScopeRequest: () =>
+      failuresLeft-- > 0 ? { status: 503, body: { Message: 'ErrorCode:ServerBusy;' } } : undefined,
   });
   t.teardown(() => cloud.stop());
   const connections = cloud.createEdgeDevice('gw');

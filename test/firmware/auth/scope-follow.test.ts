@@ -22,8 +22,14 @@ t.test('a follower whose first connect times out keeps reconnecting and reads th
   proxy.blackhole();
   const documents: string[] = [];
   const errors: string[] = [];
-  const follower = new ScopeFollower({ url: `mqtt://127.0.0.1:${proxy.port}` }, topic,
-    async (payload) => { documents.push(payload.toString()); }, (err) => errors.push(err.message));
+  const follower = new ScopeFollower(
+    { url: `mqtt://127.0.0.1:${proxy.port}` },
+    topic,
+    async (payload) => {
+      documents.push(payload.toString());
+    },
+    (err) => errors.push(err.message),
+  );
   t.teardown(() => follower.stop());
   await t.rejects(follower.start(), /connack timeout/, 'the first connect times out and the resync hears of it');
   t.same(documents, [], 'nothing arrived through the black hole');

@@ -24,7 +24,11 @@ async function hubWith(t: Test, gatewayId: string, extra: { scopeBroker?: { url:
   t.teardown(() => log.close());
   const hooks = new HookList();
   const hub = await startHub({
-    config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId, log, dataDir: path.join(dir, 'data'), uplink: hooks,
+    config: { hub: { tcp: { port: 0 }, tls: false } },
+    gatewayId,
+    log,
+    dataDir: path.join(dir, 'data'),
+    uplink: hooks,
     ...extra,
   });
   t.teardown(() => hub.stop());

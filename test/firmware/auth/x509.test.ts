@@ -24,10 +24,21 @@ const CERT_VALIDITY_MS = 2 * DAY_MS;
 
 /** Resolves true once CONNACKed over TLS with `cert`, false when refused. */
 async function connects(port: number, certs: HubCerts, deviceId: string, cert: KeyPair): Promise<boolean> {
-  return mqtt.connectAsync(`mqtts://127.0.0.1:${port}`, {
-    clientId: deviceId, username: `${HUB_HOST}/${deviceId}/?api-version=2021-04-12`, ca: certs.ca.cert,
-    cert: cert.cert, key: cert.key, protocolVersion: 4, reconnectPeriod: 0, connectTimeout: 5_000,
-  }).then((c) => c.endAsync().then(() => true), () => false);
+  return mqtt
+    .connectAsync(`mqtts://127.0.0.1:${port}`, {
+      clientId: deviceId,
+      username: `${HUB_HOST}/${deviceId}/?api-version=2021-04-12`,
+      ca: certs.ca.cert,
+      cert: cert.cert,
+      key: cert.key,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: 5_000,
+    })
+    .then(
+      (c) => c.endAsync().then(() => true),
+      () => false,
+    );
 }
 
 const certPaths = (c: HubCerts) => ({ certPath: c.certPath, keyPath: c.keyPath });
@@ -44,7 +55,11 @@ async function setup(t: Test, clock: ManualClock) {
   t.teardown(() => log.close());
   const hub = await startHub({
     config: { hub: { tcp: false, tls: { host: '127.0.0.1', port: 0, ...certPaths(certs) } } },
-    gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'), scopeBroker: { url: broker.url }, clock,
+    gatewayId: 'gw-1',
+    log,
+    dataDir: path.join(dir, 'data'),
+    scopeBroker: { url: broker.url },
+    clock,
   });
   t.teardown(() => hub.stop());
   const scope = async (version: number, children: ChildSpec[], extra: Record<string, unknown> = {}) => {
@@ -88,14 +103,16 @@ t.test('x509-ca: chains to the trust bundle connect; without a bundle a CA devic
   const children = [{ deviceId: 'plc-1', auth: { type: 'x509-ca' } }];
   await scope(1, children, { trustBundle: deviceCa.cert });
   t.ok(await connects(port, certs, 'plc-1', plc), 'CN = device id, chained to the bundle');
-  t.notOk(await connects(port, certs, 'plc-1', await certs.ca.issue('plc-1')),
-    'a certificate from another CA is refused');
+  t.notOk(
+    await connects(port, certs, 'plc-1', await certs.ca.issue('plc-1')),
+    'a certificate from another CA is refused',
+  );
   await scope(2, children);
   t.notOk(await connects(port, certs, 'plc-1', plc), 'no bundle: refused even with the old chain');
   t.ok((hub.status().refusals.certificate ?? 0) >= 2, 'counted as certificate refusals');
 });
 
-t.test("x509-ca without a trust bundle: a CA Node trusts by default (a public CA) does not authenticate", async (t) => {
+t.test('x509-ca without a trust bundle: a CA Node trusts by default (a public CA) does not authenticate', async (t) => {
   const dir = tempDir(t, 'outpost-x509-public-');
   const certs = await hubCerts(dir);
   const publicCa = await createTestCa();
@@ -107,10 +124,21 @@ t.test("x509-ca without a trust bundle: a CA Node trusts by default (a public CA
   const plc = { deviceId: 'plc-1', auth: { type: 'x509-ca' } };
   await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [plc]));
   const childPath = fileURLToPath(new URL('../../support/hub-child.ts', import.meta.url));
-  const child = spawn(process.execPath, [...process.execArgv.filter((a) => a.includes('@tapjs/typescript')), childPath,
-    dir, broker.url, certs.certPath, certs.keyPath], {
-    env: { ...process.env, NODE_EXTRA_CA_CERTS: publicCaPath }, stdio: ['ignore', 'pipe', 'inherit'],
-  });
+  const child = spawn(
+    process.execPath,
+    [
+      ...process.execArgv.filter((a) => a.includes('@tapjs/typescript')),
+      childPath,
+      dir,
+      broker.url,
+      certs.certPath,
+      certs.keyPath,
+    ],
+    {
+      env: { ...process.env, NODE_EXTRA_CA_CERTS: publicCaPath },
+      stdio: ['ignore', 'pipe', 'inherit'],
+    },
+  );
   t.teardown(() => child.kill('SIGKILL'));
   const lines = createInterface({ input: child.stdout! })[Symbol.asyncIterator]();
   const { tls: port } = JSON.parse((await lines.next()).value as string) as { tls: number };

@@ -17,15 +17,19 @@ const GATEWAY_WAIT_MS = 30_000;
 /** A gateway folder: board.json with the given sections beside the real boards/. */
 function gatewayDir(dir: string, sections: Record<string, unknown>): string {
   symlinkSync(BOARDS_DIR, join(dir, 'boards'));
-  writeFileSync(join(dir, 'board.json'), JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-1' },
-    ...sections }));
+  writeFileSync(
+    join(dir, 'board.json'),
+    JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-1' }, ...sections }),
+  );
   return join(dir, 'board.json');
 }
 
 /** Every mistake of issue 19 at once: bad uplink protocol, hub port, hub option, route source, DeviceId. */
 const BROKEN = {
-  uplink: { protocol: 'carrier-pigeon',
-    connectionString: 'HostName=hub.example;DeviceId=someone-else;SharedAccessKey=a2V5' },
+  uplink: {
+    protocol: 'carrier-pigeon',
+    connectionString: 'HostName=hub.example;DeviceId=someone-else;SharedAccessKey=a2V5',
+  },
   hub: { tcp: { port: 99_999 }, bogusOption: 1 },
   routes: { toCloud: 'FROM /messages/* INTO $upstream', lost: 'FROM /nowhere INTO $upstream' },
 };
@@ -47,7 +51,9 @@ t.test('board check validates uplink, hub and routes and prints every problem in
   t.equal(code, 1);
   t.same(out, []);
   t.equal(err.length, BROKEN_LINES.length, 'one line per problem');
-  BROKEN_LINES.forEach((line, i) => (typeof line === 'string' ? t.equal(err[i], `error ${line}`) : t.match(err[i]!.slice(6), line)));
+  BROKEN_LINES.forEach((line, i) =>
+    typeof line === 'string' ? t.equal(err[i], `error ${line}`) : t.match(err[i]!.slice(6), line),
+  );
   t.notMatch(err.join('\n'), /a2V5/, 'the key in the connection string is not printed');
   const error = await loadBoard(file).catch((e: unknown) => e);
   t.type(error, ConfigErrors);
@@ -59,7 +65,9 @@ t.test('board check quotes a bad value without the credentials in it', async (t)
   gatewayDir(dir, { uplink: { protocol: 'mqtt', url: 'mqttx://gw:TypoSecret-77@127.0.0.1:1' } });
   const err: string[] = [];
   t.equal(await runBoardCheckCli([join(dir, 'board.json')], { out: () => {}, err: (l) => err.push(l) }), 1);
-  t.match(err, [/\$\.uplink\.url: expected mqtt:\/\/host:port or mqtts:\/\/host:port, got "mqttx:\/\/gw:\[redacted\]@127\.0\.0\.1:1"/]);
+  t.match(err, [
+    /\$\.uplink\.url: expected mqtt:\/\/host:port or mqtts:\/\/host:port, got "mqttx:\/\/gw:\[redacted\]@127\.0\.0\.1:1"/,
+  ]);
   t.notOk(err.join('').includes('TypoSecret-77'));
 });
 
@@ -67,19 +75,30 @@ t.test('outpost run reports every problem at once, one log line each, and exits 
   const dir = tempDir(t);
   gatewayDir(dir, BROKEN);
   const bundle = await bundleGateway(dir);
-  const proc = spawn(process.execPath, [bundle, 'run'], { cwd: dir, env: { ...process.env, OUTPOST_HUB_PORT: '0' },
-    stdio: ['ignore', 'pipe', 'pipe'] });
+  const proc = spawn(process.execPath, [bundle, 'run'], {
+    cwd: dir,
+    env: { ...process.env, OUTPOST_HUB_PORT: '0' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
   let out = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
   const timer = setTimeout(() => proc.kill('SIGKILL'), GATEWAY_WAIT_MS);
   const [code] = await once(proc, 'exit');
   clearTimeout(timer);
   t.equal(code, 1);
-  const fatal = out.trim().split('\n').map((line) => JSON.parse(line) as Record<string,
-    unknown>).filter((l) => l['level'] === 'fatal');
+  const fatal = out
+    .trim()
+    .split('\n')
+    .map((line) => JSON.parse(line) as Record<string, unknown>)
+    .filter((l) => l['level'] === 'fatal');
   t.equal(fatal.length, BROKEN_LINES.length, 'all of them, not the first only');
-  BROKEN_LINES.forEach((line, i) => t.match(fatal[i]!['msg'], typeof line === 'string' ? `outpost: ${line}` : new RegExp(line.source.replace('^', ''))));
-  t.notOk(fatal.some((l) => 'err' in l), 'a configuration mistake carries no stack trace');
+  BROKEN_LINES.forEach((line, i) =>
+    t.match(fatal[i]!['msg'], typeof line === 'string' ? `outpost: ${line}` : new RegExp(line.source.replace('^', ''))),
+  );
+  t.notOk(
+    fatal.some((l) => 'err' in l),
+    'a configuration mistake carries no stack trace',
+  );
 });
 
 t.test('hub TLS paths resolve against board.json, not the working directory', async (t) => {
@@ -90,13 +109,15 @@ t.test('hub TLS paths resolve against board.json, not the working directory', as
   mkdirSync(join(dir, 'hubca'));
   writeFileSync(join(dir, 'hubca', 'hub-chain.crt'), server.cert);
   writeFileSync(join(dir, 'hubca', 'hub.key'), server.key);
-  const file = gatewayDir(dir, { hub: { tls: { port: 0, certPath: 'hubca/hub-chain.crt',
-    keyPath: 'hubca/hub.key' } } });
+  const file = gatewayDir(dir, {
+    hub: { tls: { port: 0, certPath: 'hubca/hub-chain.crt', keyPath: 'hubca/hub.key' } },
+  });
   const bundle = await bundleGateway(dir);
   // As systemd starts it: from /, the board named by an absolute path.
   const proc = spawn(process.execPath, [bundle, 'run', '--board', file], {
-    cwd: '/', env: { ...process.env, OUTPOST_HUB_PORT: '0', OUTPOST_DATA_DIR: join(dir, 'data') }, stdio: ['ignore',
-      'pipe', 'pipe'],
+    cwd: '/',
+    env: { ...process.env, OUTPOST_HUB_PORT: '0', OUTPOST_DATA_DIR: join(dir, 'data') },
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
   const ready = new Promise<boolean>((resolve) => {
@@ -116,7 +137,11 @@ t.test('hub TLS paths resolve against board.json, not the working directory', as
   mkdirSync(missing);
   const broken = gatewayDir(missing, { hub: { tls: { certPath: 'hubca/hub-chain.crt', keyPath: 'hubca/hub.key' } } });
   process.chdir('/');
-  await t.rejects(loadBoard(broken, { files: true }), {
-    message: `${broken}: $.hub.tls.certPath: expected a readable PEM file, got ${join(missing, 'hubca/hub-chain.crt')}: ENOENT`,
-  }, 'a missing file names board.json, the field and the resolved path');
+  await t.rejects(
+    loadBoard(broken, { files: true }),
+    {
+      message: `${broken}: $.hub.tls.certPath: expected a readable PEM file, got ${join(missing, 'hubca/hub-chain.crt')}: ENOENT`,
+    },
+    'a missing file names board.json, the field and the resolved path',
+  );
 });

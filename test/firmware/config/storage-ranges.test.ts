@@ -11,8 +11,11 @@ import { tempDir } from '../../support/tmp.js';
 // (tests roll 4 KiB segments). Whatever board.json accepts, the store must open: a range that disagreed
 // would pass `outpost board check` and then fail at start.
 const BOARDS_DIR = new URL('../../../boards/', import.meta.url).pathname;
-const boards = Object.fromEntries(readdirSync(BOARDS_DIR).filter((n) => n.endsWith('.json'))
-  .map((n) => [n, readFileSync(join(BOARDS_DIR, n), 'utf8')]));
+const boards = Object.fromEntries(
+  readdirSync(BOARDS_DIR)
+    .filter((n) => n.endsWith('.json'))
+    .map((n) => [n, readFileSync(join(BOARDS_DIR, n), 'utf8')]),
+);
 
 const segment = optionSpec('storage.segmentBytes').int!;
 const ttl = optionSpec('storage.ttlSecs').int!;
@@ -25,7 +28,8 @@ for (const storage of extremes) {
   t.test(`board.json's storage extremes open the store: ${JSON.stringify(storage)}`, async (t) => {
     const dir = t.testdir({
       'board.json': JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw' }, storage }),
-      boards, 'sim-data': {},
+      boards,
+      'sim-data': {},
     });
     const board = await loadBoard(join(dir, 'board.json'), { files: false });
     t.match(board.storage, storage, 'board.json accepts them');

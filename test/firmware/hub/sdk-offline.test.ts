@@ -9,7 +9,16 @@ import { Pump } from '../../../firmware/uplink/pump.js';
 import { createTransport } from '../../../firmware/uplink/transports.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
 import { IotHubEmulator } from '../../support/iothub-emulator.js';
-import { HUB_HOST, HookList, hubCerts, mqttChild, newKey, sasPassword, scopeDocument, until } from '../../support/hub-fixture.js';
+import {
+  HUB_HOST,
+  HookList,
+  hubCerts,
+  mqttChild,
+  newKey,
+  sasPassword,
+  scopeDocument,
+  until,
+} from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
 
 const { Client, Message } = azureDevice;
@@ -33,20 +42,41 @@ t.test('SDK child offline over TLS: telemetry in order and reported properties r
 
   const key1 = newKey();
   const key2 = newKey();
-  cloud.patchDesired('gw-1', { outpostScope: scopeDocument('gw-1', 1, [{ deviceId: 'child-1', key: key1 }, { deviceId: 'child-2', key: key2 }]) });
+  cloud.patchDesired('gw-1', {
+    outpostScope: scopeDocument('gw-1', 1, [
+      { deviceId: 'child-1', key: key1 },
+      { deviceId: 'child-2', key: key2 },
+    ]),
+  });
   const hooks = new HookList();
   const hub = await startHub({
-    config: { hub: { tcp: { port: 0 }, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath }, methods: { allow: { 'child-2': ['child-1/ping'] } } } },
+    config: {
+      hub: {
+        tcp: { port: 0 },
+        tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath },
+        methods: { allow: { 'child-2': ['child-1/ping'] } },
+      },
+    },
     gatewayId: 'gw-1',
     log,
     dataDir: path.join(dir, 'data'),
     uplink: hooks,
   });
   t.teardown(() => hub.stop());
-  const transport = createTransport({ protocol: 'azure', connectionString: cloud.addDevice('gw-1', `localhost:${proxy.port}`), ca: cloud.ca.cert });
+  const transport = createTransport({
+    protocol: 'azure',
+    connectionString: cloud.addDevice('gw-1', `localhost:${proxy.port}`),
+    ca: cloud.ca.cert,
+  });
   const pump = new Pump({
-    gatewayId: 'gw-1', transport, lanes: [{ lane: await log.lane(UPSTREAM_LANE) }], resyncHooks: hooks.hooks,
-    backoff: { baseMs: 50, maxMs: 300 }, connectTimeoutMs: 3_000, publishTimeoutMs: 3_000, resyncTimeoutMs: 2_000,
+    gatewayId: 'gw-1',
+    transport,
+    lanes: [{ lane: await log.lane(UPSTREAM_LANE) }],
+    resyncHooks: hooks.hooks,
+    backoff: { baseMs: 50, maxMs: 300 },
+    connectTimeoutMs: 3_000,
+    publishTimeoutMs: 3_000,
+    resyncTimeoutMs: 2_000,
   });
   pump.start();
   t.teardown(() => pump.stop());
@@ -58,7 +88,10 @@ t.test('SDK child offline over TLS: telemetry in order and reported properties r
   await until('uplink down', () => pump.status().link !== 'up');
 
   const { tcp, tls } = hub.status().ports;
-  const child = Client.fromConnectionString(`HostName=${HUB_HOST};DeviceId=child-1;SharedAccessKey=${key1};GatewayHostName=localhost:${tls}`, Mqtt);
+  const child = Client.fromConnectionString(
+    `HostName=${HUB_HOST};DeviceId=child-1;SharedAccessKey=${key1};GatewayHostName=localhost:${tls}`,
+    Mqtt,
+  );
   await child.setOptions({ ca: certs.ca.cert });
   await child.open();
   t.teardown(() => child.close());
@@ -74,15 +107,23 @@ t.test('SDK child offline over TLS: telemetry in order and reported properties r
   }
   const twin = await child.getTwin();
   await new Promise<void>((resolve, reject) =>
-    twin.properties.reported.update({ firmware: '1.2', limits: { max: 40 } }, (err?: Error) => (err ? reject(err) : resolve())),
+    twin.properties.reported.update({ firmware: '1.2', limits: { max: 40 } }, (err?: Error) =>
+      err ? reject(err) : resolve(),
+    ),
   );
   await new Promise<void>((resolve, reject) =>
-    twin.properties.reported.update({ limits: { max: null, min: 5 } }, (err?: Error) => (err ? reject(err) : resolve())),
+    twin.properties.reported.update({ limits: { max: null, min: 5 } }, (err?: Error) =>
+      err ? reject(err) : resolve(),
+    ),
   );
 
   // The SDK subscribes to methods asynchronously; the gateway's own call tells when it listens.
   await until('child-1 listening for methods', () => hub.status().connected.includes('child-1'));
-  for (let attempt = 0; attempt < 100 && (await hub.methods.invoke('child-1', 'ping', Buffer.from('0'))).status === 404; attempt += 1) {
+  for (
+    let attempt = 0;
+    attempt < 100 && (await hub.methods.invoke('child-1', 'ping', Buffer.from('0'))).status === 404;
+    attempt += 1
+  ) {
     await new Promise((r) => setTimeout(r, 20));
   }
   const caller = await mqttChild(tcp!, 'child-2', sasPassword('child-2', key2));
@@ -92,16 +133,25 @@ t.test('SDK child offline over TLS: telemetry in order and reported properties r
     caller.on('message', (topic, payload) => resolve({ topic, body: JSON.parse(payload.toString()) })),
   );
   await caller.publishAsync('$outpost/methods/POST/child-1/ping/?$rid=7', JSON.stringify({ x: 1 }), { qos: 1 });
-  t.same(await answered, { topic: '$outpost/methods/res/200/?$rid=7', body: { pong: { x: 1 } } }, 'child-2 called a method on child-1, answered locally');
+  t.same(
+    await answered,
+    { topic: '$outpost/methods/res/200/?$rid=7', body: { pong: { x: 1 } } },
+    'child-2 called a method on child-1, answered locally',
+  );
 
   t.equal(cloud.telemetry.length, 0, 'nothing reached the cloud while the uplink was down');
   proxy.pass();
   pump.wake('test');
   const fromChild = () => cloud.telemetry.filter((r) => r.properties['outpost-device-id'] === 'child-1');
   await until('telemetry at the cloud', () => fromChild().length >= total);
-  t.same(fromChild().map((r) => JSON.parse(r.body.toString()).n), Array.from({ length: total }, (_, i) => i + 1), 'in order, none lost');
+  t.same(
+    fromChild().map((r) => JSON.parse(r.body.toString()).n),
+    Array.from({ length: total }, (_, i) => i + 1),
+    'in order, none lost',
+  );
   t.equal(fromChild()[0].properties.seq, '1', 'application properties kept');
-  const reported = () => (cloud.twin('gw-1').reported.outpostChildren as Record<string, Record<string, unknown>> | undefined)?.['child-1'];
+  const reported = () =>
+    (cloud.twin('gw-1').reported.outpostChildren as Record<string, Record<string, unknown>> | undefined)?.['child-1'];
   await until('reported properties reconciled', () => reported()?.firmware === '1.2');
   t.same(reported(), { firmware: '1.2', limits: { min: 5 } }, 'offline patches merged, null deleted');
 });

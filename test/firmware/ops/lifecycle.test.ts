@@ -13,7 +13,10 @@ import { tempDir } from '../../support/tmp.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import type { MqttClient } from 'mqtt';
 import {
-  READY_TIMEOUT_MS as READY_WAIT_MS, bundleGateway, isReady, startGateway,
+  READY_TIMEOUT_MS as READY_WAIT_MS,
+  bundleGateway,
+  isReady,
+  startGateway,
 } from '../../support/gateway-process.js';
 
 /** The gateway process through start-up and stop, as systemd and a modem hook drive it. */
@@ -45,7 +48,9 @@ t.test('SIGUSR2 during start-up (a modem hook at boot) does not kill the gateway
   const hub = { tls: { port: 0, certPath, keyPath } };
   const board = boardDir(t, { board: 'sim', identity: { gatewayId: GATEWAY_ID }, hub });
   const gw = startGateway(await bundleGateway(tempDir(t)), ['run', '--board', board], {
-    OUTPOST_DATA_DIR: tempDir(t), OUTPOST_HUB_PORT: '0', OUTPOST_LOG_LEVEL: 'debug',
+    OUTPOST_DATA_DIR: tempDir(t),
+    OUTPOST_HUB_PORT: '0',
+    OUTPOST_LOG_LEVEL: 'debug',
   });
   // The gateway reads the TLS files while it loads the board, before anything else starts. A reader blocked
   // in open() on a FIFO already counts as its reader, so a non-blocking open for writing succeeds exactly
@@ -61,14 +66,18 @@ t.test('SIGUSR2 during start-up (a modem hook at boot) does not kill the gateway
 /** Waits for a reader blocked on `fifo`, runs `then`, and hands that reader `content`. */
 async function feedFifo(fifo: string, content: string, then: () => void): Promise<void> {
   let fd: number | undefined;
-  await until(`a reader blocked on ${fifo}`, () => {
-    try {
-      fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
-      return true;
-    } catch {
-      return false;
-    }
-  }, 30_000);
+  await until(
+    `a reader blocked on ${fifo}`,
+    () => {
+      try {
+        fd = openSync(fifo, constants.O_WRONLY | constants.O_NONBLOCK);
+        return true;
+      } catch {
+        return false;
+      }
+    },
+    30_000,
+  );
   unlinkSync(fifo);
   writeFileSync(fifo, content);
   then();
@@ -134,7 +143,10 @@ t.test('SIGTERM on a busy black-holed link: exit 0 in budget, children served un
   t.equal(await publishAcked(child, 'before'), 'acknowledged');
   const deadline = Date.now() + READY_WAIT_MS;
   while (!iothub.telemetry.some((r) => r.body.toString() === 'before') && Date.now() < deadline) await sleep(20);
-  t.ok(iothub.telemetry.some((r) => r.body.toString() === 'before'), 'telemetry flows while the link is up');
+  t.ok(
+    iothub.telemetry.some((r) => r.body.toString() === 'before'),
+    'telemetry flows while the link is up',
+  );
 
   proxy.blackhole();
   for (let i = 0; i < PUBLISHES_INTO_THE_HOLE; i += 1) {
@@ -157,7 +169,11 @@ t.test('SIGTERM on a busy black-holed link: exit 0 in budget, children served un
   const got = () => new Set(iothub.telemetry.map((r) => r.body.toString()));
   const until = Date.now() + READY_WAIT_MS;
   while (want.some((w) => !got().has(w)) && Date.now() < until) await sleep(50);
-  t.same(want.filter((w) => !got().has(w)), [], 'every acknowledged child message reached IoT Hub after the restart');
+  t.same(
+    want.filter((w) => !got().has(w)),
+    [],
+    'every acknowledged child message reached IoT Hub after the restart',
+  );
   const second = await timedStop(again);
   t.equal(second.code, 0, again.output());
 });

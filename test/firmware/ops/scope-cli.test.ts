@@ -19,8 +19,10 @@ const COMMAND_WAIT_MS = 30_000;
 function gateway(dir: string, uplink: unknown): string {
   symlinkSync(BOARDS_DIR, join(dir, 'boards'));
   writeFileSync(join(dir, 'board.json'), JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-1' }, uplink }));
-  writeFileSync(join(dir, 'scope.json'), JSON.stringify(scopeDocument('gw-1', 3, [{ deviceId: 'child-1',
-    key: newKey() }])));
+  writeFileSync(
+    join(dir, 'scope.json'),
+    JSON.stringify(scopeDocument('gw-1', 3, [{ deviceId: 'child-1', key: newKey() }])),
+  );
   return join(dir, 'board.json');
 }
 
@@ -36,38 +38,54 @@ async function outpost(bundle: string, args: string[]): Promise<{ code: number; 
   return { code: code as number, out, err };
 }
 
-t.test('outpost scope publish (the bundle): mqtt uplink, retained on the gateway\'s scope topic at the uplink\'s broker', async (t) => {
-  const broker = await AedesBroker.start();
-  t.teardown(() => broker.stop());
-  const dir = tempDir(t);
-  const board = gateway(dir, { protocol: 'mqtt', url: broker.url, protocolVersion: 4 });
-  const bundle = await bundleGateway(dir);
-  const result = await outpost(bundle, ['scope', 'publish', '--board', board, join(dir, 'scope.json')]);
-  t.equal(result.code, 0, result.err);
-  t.match(result.out, /published the scope for gw-1 \(1 devices\) to outpost\/gw-1\/scope at mqtt:\/\/127\.0\.0\.1:\d+, retained/);
-  const retained = await fetchRetained({ url: broker.url }, scopeTopic('gw-1'));
-  t.match(JSON.parse(retained!.toString()), { gatewayId: 'gw-1', version: 3, devices: [{ deviceId: 'child-1' }] });
+t.test(
+  "outpost scope publish (the bundle): mqtt uplink, retained on the gateway's scope topic at the uplink's broker",
+  async (t) => {
+    const broker = await AedesBroker.start();
+    t.teardown(() => broker.stop());
+    const dir = tempDir(t);
+    const board = gateway(dir, { protocol: 'mqtt', url: broker.url, protocolVersion: 4 });
+    const bundle = await bundleGateway(dir);
+    const result = await outpost(bundle, ['scope', 'publish', '--board', board, join(dir, 'scope.json')]);
+    t.equal(result.code, 0, result.err);
+    t.match(
+      result.out,
+      /published the scope for gw-1 \(1 devices\) to outpost\/gw-1\/scope at mqtt:\/\/127\.0\.0\.1:\d+, retained/,
+    );
+    const retained = await fetchRetained({ url: broker.url }, scopeTopic('gw-1'));
+    t.match(JSON.parse(retained!.toString()), { gatewayId: 'gw-1', version: 3, devices: [{ deviceId: 'child-1' }] });
 
-  writeFileSync(join(dir, 'bad.json'), JSON.stringify({ ...scopeDocument('gw-1', 4, []), gatewayId: 'gw-2' }));
-  const refused = await outpost(bundle, ['scope', 'publish', '--board', board, join(dir, 'bad.json')]);
-  t.equal(refused.code, 1);
-  t.match(refused.err, /bad\.json: .*gw/, 'a document for another gateway is refused before anything is sent');
-  t.equal(JSON.parse((await fetchRetained({ url: broker.url }, scopeTopic('gw-1')))!.toString()).version, 3, 'the ' +
-    'retained scope is unchanged');
-});
+    writeFileSync(join(dir, 'bad.json'), JSON.stringify({ ...scopeDocument('gw-1', 4, []), gatewayId: 'gw-2' }));
+    const refused = await outpost(bundle, ['scope', 'publish', '--board', board, join(dir, 'bad.json')]);
+    t.equal(refused.code, 1);
+    t.match(refused.err, /bad\.json: .*gw/, 'a document for another gateway is refused before anything is sent');
+    t.equal(
+      JSON.parse((await fetchRetained({ url: broker.url }, scopeTopic('gw-1')))!.toString()).version,
+      3,
+      'the ' + 'retained scope is unchanged',
+    );
+  },
+);
 
 t.test('azure uplink: the desired patch on stdout and the az command that applies it', async (t) => {
   const dir = tempDir(t);
-  const board = await loadBoard(gateway(dir, { protocol: 'azure',
-    connectionString: 'HostName=plant-hub.azure-devices.net;DeviceId=gw-1;SharedAccessKey=a2V5' }));
+  const board = await loadBoard(
+    gateway(dir, {
+      protocol: 'azure',
+      connectionString: 'HostName=plant-hub.azure-devices.net;DeviceId=gw-1;SharedAccessKey=a2V5',
+    }),
+  );
   const out: string[] = [];
   const err: string[] = [];
-  const code = await runScopeCli(['publish', join(dir, 'scope.json')], board, { out: (s) => out.push(s),
-    err: (s) => err.push(s) });
+  const code = await runScopeCli(['publish', join(dir, 'scope.json')], board, {
+    out: (s) => out.push(s),
+    err: (s) => err.push(s),
+  });
   t.equal(code, 0);
   t.match(JSON.parse(out.join('')), { outpostScope: { gatewayId: 'gw-1', version: 3 } }, 'the twin patch');
   t.match(err.join(''), /azure-iothub.*not\s+installed/s);
-  const command = /az iot hub device-twin update --hub-name plant-hub --device-id gw-1 \\\n\s+--desired "\$\(cat scope-patch\.json\)"/;
+  const command =
+    /az iot hub device-twin update --hub-name plant-hub --device-id gw-1 \\\n\s+--desired "\$\(cat scope-patch\.json\)"/;
   t.match(err.join(''), command);
 });
 

@@ -57,22 +57,45 @@ t.test('outpost status answers over the unix socket: readable, --json, and metri
   const report = await requestStatus(socket);
   t.equal(report.gatewayId, 'outpost-sim');
   t.equal(report.link, 'disabled');
-  t.same(report.lanes.map((l) => l.lane), [UPSTREAM_LANE]);
+  t.same(
+    report.lanes.map((l) => l.lane),
+    [UPSTREAM_LANE],
+  );
   t.type(report.quota.quotaBytes, 'number');
   t.equal(report.quota.ttlSecs, board.storage.ttlSecs);
   t.equal(report.metricsPort, ops.metricsPort);
-  t.match(report.errors[0]!.message, /mqtt:\/\/gw:\[redacted\]@broker/, 'recent errors are scrubbed before they are kept');
+  t.match(
+    report.errors[0]!.message,
+    /mqtt:\/\/gw:\[redacted\]@broker/,
+    'recent errors are scrubbed before they are kept',
+  );
 
   const json = collect();
   t.equal(await runStatusCli(['--json', '--socket', socket], '/nonexistent', json.stream), 0);
-  t.same(Object.keys(JSON.parse(json.text())).sort(), Object.keys(report).sort(), '--json prints the report for scripts');
+  t.same(
+    Object.keys(JSON.parse(json.text())).sort(),
+    Object.keys(report).sort(),
+    '--json prints the report for scripts',
+  );
 
   const text = collect();
   t.equal(await runStatusCli(['--socket', socket], '/nonexistent', text.stream), 0);
-  for (const heading of ['link:      disabled (none)', 'backlog:', 'drain:', 'quota:', 'children:  0', 'devices:', 'errors:', 'metrics:   http://127.0.0.1:']) {
+  for (const heading of [
+    'link:      disabled (none)',
+    'backlog:',
+    'drain:',
+    'quota:',
+    'children:  0',
+    'devices:',
+    'errors:',
+    'metrics:   http://127.0.0.1:',
+  ]) {
     t.ok(text.text().includes(heading), `readable output has "${heading}"`);
   }
-  t.equal(formatReport(report).split('\n')[0], `outpost outpost-sim [sim] pid ${process.pid}, up ${report.uptimeSecs}s`);
+  t.equal(
+    formatReport(report).split('\n')[0],
+    `outpost outpost-sim [sim] pid ${process.pid}, up ${report.uptimeSecs}s`,
+  );
 
   const res = await fetch(`http://127.0.0.1:${ops.metricsPort}/metrics`);
   t.equal(res.status, 200);
@@ -87,18 +110,32 @@ t.test('outpost status answers over the unix socket: readable, --json, and metri
 
 t.test('status names the socket when no gateway runs', async (t) => {
   const missing = join(tempDir(t), 'outpost.sock');
-  await t.rejects(runStatusCli(['--socket', missing], '/nonexistent', collect().stream), new RegExp(`status socket ${missing}: ENOENT: is the gateway running\\?`));
+  await t.rejects(
+    runStatusCli(['--socket', missing], '/nonexistent', collect().stream),
+    new RegExp(`status socket ${missing}: ENOENT: is the gateway running\\?`),
+  );
 });
 
 t.test('metrics port errors name board.json and the JSON path', async (t) => {
-  const dir = t.testdir({ 'board.json': JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: { port: 70_000 } }) });
+  const dir = t.testdir({
+    'board.json': JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: { port: 70_000 } }),
+  });
   const boardsDir = fileURLToPath(new URL('../../../boards/', import.meta.url));
-  await t.rejects(loadBoard(join(dir, 'board.json'), { boardsDir }), /board\.json: \$\.metrics\.port: expected an integer between 0 and 65535 \(TCP port on 127\.0\.0\.1\), got 70000/);
-  const typo = t.testdir({ 'board.json': JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: { prot: 9464 } }) });
+  await t.rejects(
+    loadBoard(join(dir, 'board.json'), { boardsDir }),
+    /board\.json: \$\.metrics\.port: expected an integer between 0 and 65535 \(TCP port on 127\.0\.0\.1\), got 70000/,
+  );
+  const typo = t.testdir({
+    'board.json': JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: { prot: 9464 } }),
+  });
   await t.rejects(loadBoard(join(typo, 'board.json'), { boardsDir }), /board\.json: \$\.metrics/);
-  const off = t.testdir({ 'board.json': JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: false }) });
+  const off = t.testdir({
+    'board.json': JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: false }),
+  });
   t.equal((await loadBoard(join(off, 'board.json'), { boardsDir })).metrics, null);
-  const on = t.testdir({ 'board.json': JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: {} }) });
+  const on = t.testdir({
+    'board.json': JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: {} }),
+  });
   t.same((await loadBoard(join(on, 'board.json'), { boardsDir })).metrics, { port: 9464 });
 });
 
@@ -107,17 +144,25 @@ t.test('--watch prints a progress line while a long backlog drains, then returns
   const log = await RingLog.open({ dir: dataDir, syncMode: 'none' });
   const lane = await log.lane(UPSTREAM_LANE);
   const body = Buffer.alloc(200, 0x61);
-  for (let i = 0; i < BACKLOG_RECORDS; i += 1000) await lane.appendBatch(Array.from({ length: 1000 }, () => ({ body })));
+  for (let i = 0; i < BACKLOG_RECORDS; i += 1000)
+    await lane.appendBatch(Array.from({ length: 1000 }, () => ({ body })));
   await log.close();
 
   const broker = await AedesBroker.start();
   t.teardown(() => broker.stop());
-  const board = { ...(await loadBoard(BOARD)), uplink: { protocol: 'mqtt', url: broker.url, protocolVersion: 4, inflightMax: 10 } };
+  const board = {
+    ...(await loadBoard(BOARD)),
+    uplink: { protocol: 'mqtt', url: broker.url, protocolVersion: 4, inflightMax: 10 },
+  };
   const { ops } = await startInProcess(t, board, dataDir);
   const out = collect();
   t.equal(await runStatusCli(['--watch', '--socket', ops.socketPath!], '/nonexistent', out.stream), 0);
   const lines = out.text().trim().split('\n');
-  t.match(lines[0], /^\[[#.]{24}\] +\d+% \d+ rec left, [\d.]+ rec\/s, ETA .+, link (up|resyncing|connecting|backoff|down)$/, lines[0]);
+  t.match(
+    lines[0],
+    /^\[[#.]{24}\] +\d+% \d+ rec left, [\d.]+ rec\/s, ETA .+, link (up|resyncing|connecting|backoff|down)$/,
+    lines[0],
+  );
   t.equal(lines[lines.length - 1], 'backlog drained');
   t.match(lines[lines.length - 2], /\[#{24}\] 100% 0 rec left/);
 });
@@ -129,8 +174,17 @@ t.test('a metrics port in use fails start-up, naming metrics.port, and the proce
   const port = (blocker.address() as AddressInfo).port;
   const dir = tempDir(t);
   cpSync(fileURLToPath(new URL('../../../boards/', import.meta.url)), join(dir, 'boards'), { recursive: true });
-  writeFileSync(join(dir, 'board.json'), JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: { port } }));
-  const gw = startGateway(await bundleGateway(tempDir(t)), ['run', '--board', join(dir, 'board.json')], { OUTPOST_DATA_DIR: join(dir, 'data'), OUTPOST_HUB_PORT: '0' });
+  writeFileSync(
+    join(dir, 'board.json'),
+    JSON.stringify({ board: 'sim', identity: { gatewayId: 'gw-m' }, metrics: { port } }),
+  );
+  const gw = startGateway(await bundleGateway(tempDir(t)), ['run', '--board', join(dir, 'board.json')], {
+    OUTPOST_DATA_DIR: join(dir, 'data'),
+    OUTPOST_HUB_PORT: '0',
+  });
   t.equal(await gw.exited(), 1, 'exits instead of lingering half-started');
-  t.match(String(gw.lines().find((l) => l.level === 'fatal')?.msg), new RegExp(`metrics\\.port ${port}: listen EADDRINUSE`));
+  t.match(
+    String(gw.lines().find((l) => l.level === 'fatal')?.msg),
+    new RegExp(`metrics\\.port ${port}: listen EADDRINUSE`),
+  );
 });

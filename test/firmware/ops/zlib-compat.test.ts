@@ -12,6 +12,10 @@ t.test('the portable CRC-32 (for Node 20.11 on armv7) equals zlib.crc32 on every
     t.equal(crc32Portable(data), nativeCrc32(data), `${size} random bytes`);
     const view = data.subarray(1, size);
     t.equal(crc32Portable(view), nativeCrc32(view), `a subarray of ${size - 1} bytes at offset 1`);
-    t.equal(crc32Portable(data.subarray(size >> 1), crc32Portable(data.subarray(0, size >> 1))), nativeCrc32(data), 'a running checksum continues');
+    t.equal(
+      crc32Portable(data.subarray(size >> 1), crc32Portable(data.subarray(0, size >> 1))),
+      nativeCrc32(data),
+      'a running checksum continues',
+    );
   }
 });

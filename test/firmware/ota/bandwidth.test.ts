@@ -53,10 +53,15 @@ t.test('download + backlog on one bucket stay under the cap at every take, and b
     }
   })();
   const result = await downloadArtifact({
-    artifact: { url: server.url(), sha256, bytes: ARTIFACT_BYTES }, dir: tempDir(t), ca: ca.cert,
+    artifact: { url: server.url(), sha256, bytes: ARTIFACT_BYTES },
+    dir: tempDir(t),
+    ca: ca.cert,
     budget: { downloadBytesMax: 16 * ARTIFACT_BYTES, reservedBytes: () => 0 },
     // The download's own cap setting is not what holds it: the shared bucket is.
-    maxBytesPerSec: () => 0, bandwidth: recorder('download'), clock, sleep,
+    maxBytesPerSec: () => 0,
+    bandwidth: recorder('download'),
+    clock,
+    sleep,
   });
   downloading = false;
   await backlog;
@@ -74,8 +79,10 @@ t.test('download + backlog on one bucket stay under the cap at every take, and b
   t.equal(downloaded, ARTIFACT_BYTES, 'every byte of the download was taken from the shared bucket');
   const messages = published / MESSAGE_BYTES;
   t.ok(messages >= 100, `the backlog kept publishing meanwhile (${messages} messages)`);
-  t.ok(takes.filter((x) => x.who === 'download').every((x) => x.bytes <= OTA_THROTTLE_SLICE_BYTES),
-    'the download takes in slices, never a whole socket read at once');
+  t.ok(
+    takes.filter((x) => x.who === 'download').every((x) => x.bytes <= OTA_THROTTLE_SLICE_BYTES),
+    'the download takes in slices, never a whole socket read at once',
+  );
   const elapsedMs = takes.at(-1)!.atMs;
   const floorMs = ((downloaded + published - burst - OTA_THROTTLE_SLICE_BYTES) * 1000) / RATE_BYTES_PER_SEC;
   t.ok(elapsedMs >= floorMs, `the two took ${elapsedMs} ms of fake time together, at least ${Math.round(floorMs)}`);

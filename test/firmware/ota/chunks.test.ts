@@ -11,7 +11,12 @@ import { OtaFetchError } from '../../../firmware/ota/fetch-error.js';
 import { parseManifest } from '../../../firmware/ota/manifest.js';
 import { Mosquitto } from '../../support/brokers.js';
 import {
-  buildRelease, signedManifest, signingKey, slotLayout, TEST_TARGET, type BuiltRelease,
+  buildRelease,
+  signedManifest,
+  signingKey,
+  slotLayout,
+  TEST_TARGET,
+  type BuiltRelease,
 } from '../../support/ota-release.js';
 import { slotVersion } from '../../../firmware/ota/slots.js';
 import { Updater } from '../../../firmware/ota/updater.js';
@@ -75,7 +80,10 @@ function sha(bytes: Buffer): string {
 }
 
 async function failure(work: Promise<unknown>): Promise<OtaFetchError> {
-  const err = await work.then(() => null, (e: unknown) => e);
+  const err = await work.then(
+    () => null,
+    (e: unknown) => e,
+  );
   if (!(err instanceof OtaFetchError)) throw new Error(`expected an OtaFetchError, got ${String(err)}`);
   return err;
 }
@@ -93,12 +101,14 @@ t.test('a release published as retained chunks arrives whole, each byte once, wi
 t.test('a broker restart mid-transfer: the next attempt goes on from the chunk index reached', async (t) => {
   let restarted: Promise<void> | null = null;
   const retries: string[] = [];
-  const result = await downloadArtifact(options(tempDir(t), {
-    onProgress: (p) => {
-      if (restarted === null && p.receivedBytes >= release.bytes / 2) restarted = broker.restart();
-    },
-    onRetry: (err) => retries.push(err.reason),
-  }));
+  const result = await downloadArtifact(
+    options(tempDir(t), {
+      onProgress: (p) => {
+        if (restarted === null && p.receivedBytes >= release.bytes / 2) restarted = broker.restart();
+      },
+      onRetry: (err) => retries.push(err.reason),
+    }),
+  );
   await restarted;
   t.ok(retries.length >= 1, `retried after the restart (${retries.join(', ')})`);
   t.ok(result.attempts >= 2);
@@ -110,12 +120,14 @@ t.test('a gateway restart resumes from the chunk index reached, each chunk taken
   const dir = tempDir(t);
   const stop = new AbortController();
   let stoppedAt = 0;
-  const first = downloadArtifact(options(dir, {
-    signal: stop.signal,
-    onProgress: (p) => {
-      if (stoppedAt === 0 && p.receivedBytes >= release.bytes / 3) (stoppedAt = p.receivedBytes), stop.abort();
-    },
-  }));
+  const first = downloadArtifact(
+    options(dir, {
+      signal: stop.signal,
+      onProgress: (p) => {
+        if (stoppedAt === 0 && p.receivedBytes >= release.bytes / 3) ((stoppedAt = p.receivedBytes), stop.abort());
+      },
+    }),
+  );
   t.equal((await failure(first)).code, 'ABORTED');
   const result = await downloadArtifact(options(dir));
   t.equal(result.fetchedBytes, release.bytes - stoppedAt, `only the chunks after byte ${stoppedAt} were taken`);
@@ -129,7 +141,11 @@ t.test('a part that ends inside a chunk (begun over HTTPS) goes on from its midd
   await mkdir(dir, { recursive: true });
   await writeFile(path.join(dir, PART_FILE_NAME), tarball.subarray(0, held));
   await savePartRecord(dir, {
-    sha256: release.sha256, bytes: release.bytes, durableBytes: held, etag: '"0x1"', lastModified: null,
+    sha256: release.sha256,
+    bytes: release.bytes,
+    durableBytes: held,
+    etag: '"0x1"',
+    lastModified: null,
   });
   const result = await downloadArtifact(options(dir));
   t.equal(result.fetchedBytes, release.bytes - held, 'the cut chunk is taken from its middle, the rest whole');
@@ -139,17 +155,23 @@ t.test('a part that ends inside a chunk (begun over HTTPS) goes on from its midd
 t.test('a chunk not yet published is waited for; the download goes on once it is', async (t) => {
   const topic = 'outpost/gw-late/update/chunk';
   const missing = 3;
-  await publishChunks(topic, tarball, [...Array(chunks.count).keys()].filter((n) => n !== missing));
+  await publishChunks(
+    topic,
+    tarball,
+    [...Array(chunks.count).keys()].filter((n) => n !== missing),
+  );
   const retries: string[] = [];
   let published: Promise<void> | null = null;
-  const result = await downloadArtifact(options(tempDir(t), {
-    artifact: { url: '', sha256: release.sha256, bytes: release.bytes, chunks: { ...chunks, topic } },
-    idleMs: 300,
-    onRetry: (err) => {
-      retries.push(`${err.reason}: ${err.message}`);
-      published ??= publishChunks(topic, tarball, [missing]);
-    },
-  }));
+  const result = await downloadArtifact(
+    options(tempDir(t), {
+      artifact: { url: '', sha256: release.sha256, bytes: release.bytes, chunks: { ...chunks, topic } },
+      idleMs: 300,
+      onRetry: (err) => {
+        retries.push(`${err.reason}: ${err.message}`);
+        published ??= publishChunks(topic, tarball, [missing]);
+      },
+    }),
+  );
   await published;
   t.match(retries[0], new RegExp(`^chunk-missing: no retained chunk on ${chunkTopic({ ...chunks, topic }, missing)}`));
   t.equal(sha(await readFile(result.path)), release.sha256);
@@ -157,9 +179,13 @@ t.test('a chunk not yet published is waited for; the download goes on once it is
 
 async function refusedWith(t: Test, topic: string, bytes: Buffer, reason: string, text: RegExp): Promise<void> {
   await publishChunks(topic, bytes);
-  const err = await failure(downloadArtifact(options(tempDir(t), {
-    artifact: { url: '', sha256: release.sha256, bytes: release.bytes, chunks: { ...chunks, topic } },
-  })));
+  const err = await failure(
+    downloadArtifact(
+      options(tempDir(t), {
+        artifact: { url: '', sha256: release.sha256, bytes: release.bytes, chunks: { ...chunks, topic } },
+      }),
+    ),
+  );
   t.equal(err.code, 'REFUSED');
   t.equal(err.reason, reason);
   t.match(err.message, text);
@@ -170,11 +196,16 @@ t.test('refusals: a tampered chunk fails the sha256, a chunk of the wrong size i
   tampered[5 * CHUNK_BYTES + 17]! ^= 0xff;
   await refusedWith(t, 'outpost/gw-bad/update/chunk', tampered, 'sha256', /the manifest says/);
   const short = tarball.subarray(0, tarball.length - 100);
-  await refusedWith(t, 'outpost/gw-short/update/chunk', short, 'chunk-size',
-    new RegExp(`gw-short/update/chunk/${chunks.count - 1} holds \\d+ bytes, the manifest's chunks say \\d+`));
+  await refusedWith(
+    t,
+    'outpost/gw-short/update/chunk',
+    short,
+    'chunk-size',
+    new RegExp(`gw-short/update/chunk/${chunks.count - 1} holds \\d+ bytes, the manifest's chunks say \\d+`),
+  );
 });
 
-t.test('a manifest\'s chunks are checked: topic, size range, count against bytes', async (t) => {
+t.test("a manifest's chunks are checked: topic, size range, count against bytes", async (t) => {
   const key = signingKey();
   const base = signedManifest(key, '2.0.0', release, '');
   t.same(parseManifest(JSON.stringify({ ...base, chunks }), 'm.json').chunks, chunks);
@@ -197,9 +228,16 @@ t.test('the updater takes a signed manifest with chunks from the uplink broker t
   const restarts: string[] = [];
   const progress: number[] = [];
   const updater = await Updater.open({
-    dataDir, layout, running: { version: '1.0.0', target: TEST_TARGET }, publicKeys: () => [key.publicKey],
-    healthSecs: 30, budget: { downloadBytesMax: 64 * 1024 * 1024, reservedBytes: () => 0 }, maxBytesPerSec: () => 0,
-    broker: { url: broker.url }, restart: (why) => restarts.push(why), onError: () => {},
+    dataDir,
+    layout,
+    running: { version: '1.0.0', target: TEST_TARGET },
+    publicKeys: () => [key.publicKey],
+    healthSecs: 30,
+    budget: { downloadBytesMax: 64 * 1024 * 1024, reservedBytes: () => 0 },
+    maxBytesPerSec: () => 0,
+    broker: { url: broker.url },
+    restart: (why) => restarts.push(why),
+    onError: () => {},
     downloadOverrides: { retryMs: { min: 10, max: 50 } },
   });
   t.teardown(() => updater.stop());
@@ -210,5 +248,8 @@ t.test('the updater takes a signed manifest with chunks from the uplink broker t
   while (restarts.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   t.same(restarts, ['update to 2.0.0']);
   t.equal(await slotVersion(layout, 'current'), '2.0.0', 'current names the release read from the chunks');
-  t.ok(progress.some((b) => b > 0 && b < release.bytes), 'progress was reported along the way');
+  t.ok(
+    progress.some((b) => b > 0 && b < release.bytes),
+    'progress was reported along the way',
+  );
 });

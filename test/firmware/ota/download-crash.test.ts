@@ -37,9 +37,13 @@ t.teardown(async () => {
 
 function options(dir: string, extra: Partial<DownloadOptions> = {}): DownloadOptions {
   return {
-    artifact: { url: server.url(), sha256, bytes: ARTIFACT_BYTES }, dir, ca: ca.cert,
+    artifact: { url: server.url(), sha256, bytes: ARTIFACT_BYTES },
+    dir,
+    ca: ca.cert,
     budget: { downloadBytesMax: 4 * ARTIFACT_BYTES, reservedBytes: () => 0 },
-    maxBytesPerSec: () => 0, retryMs: { min: 10, max: 100 }, ...extra,
+    maxBytesPerSec: () => 0,
+    retryMs: { min: 10, max: 100 },
+    ...extra,
   };
 }
 

@@ -49,7 +49,10 @@ function options(dir: string, extra: Partial<DownloadOptions> = {}): DownloadOpt
 }
 
 async function refusal(t: Test, work: Promise<unknown>, reason: string, text: RegExp): Promise<void> {
-  const err = await work.then(() => null, (e: unknown) => e);
+  const err = await work.then(
+    () => null,
+    (e: unknown) => e,
+  );
   t.ok(err instanceof OtaFetchError, `refused with an OtaFetchError (${String(err)})`);
   t.equal((err as OtaFetchError).code, 'REFUSED');
   t.equal((err as OtaFetchError).reason, reason);
@@ -68,7 +71,10 @@ t.test('a whole download: one GET without Range, the bytes and the hash as serve
   t.equal(result.bytes, ARTIFACT_BYTES);
   t.equal(result.fetchedBytes, ARTIFACT_BYTES);
   t.equal(sha(await readFile(result.path)), sha256);
-  t.same(server.requests.slice(before).map((r) => [r.range, r.status]), [[null, 200]]);
+  t.same(
+    server.requests.slice(before).map((r) => [r.range, r.status]),
+    [[null, 200]],
+  );
 });
 
 t.test('three cuts mid-transfer: each attempt resumes with Range and If-Range, within 5% of the size', async (t) => {
@@ -80,16 +86,18 @@ t.test('three cuts mid-transfer: each attempt resumes with Range and If-Range, w
   const cutsAt = [ARTIFACT_BYTES / 4, ARTIFACT_BYTES / 2, (3 * ARTIFACT_BYTES) / 4];
   const retries: string[] = [];
   const before = server.requests.length;
-  const result = await downloadArtifact(options(dir, {
-    artifact: { url: server.url(undefined, proxy.port), sha256, bytes: ARTIFACT_BYTES },
-    onProgress: (p) => {
-      if (cutsAt.length > 0 && p.receivedBytes >= cutsAt[0]!) {
-        cutsAt.shift();
-        proxy.cut();
-      }
-    },
-    onRetry: (err) => retries.push(err.reason),
-  }));
+  const result = await downloadArtifact(
+    options(dir, {
+      artifact: { url: server.url(undefined, proxy.port), sha256, bytes: ARTIFACT_BYTES },
+      onProgress: (p) => {
+        if (cutsAt.length > 0 && p.receivedBytes >= cutsAt[0]!) {
+          cutsAt.shift();
+          proxy.cut();
+        }
+      },
+      onRetry: (err) => retries.push(err.reason),
+    }),
+  );
   t.equal(retries.length, 3, `three retries (${retries.join(', ')})`);
   t.equal(sha(await readFile(result.path)), sha256);
   const served = server.requests.slice(before);
@@ -106,11 +114,16 @@ t.test('three cuts mid-transfer: each attempt resumes with Range and If-Range, w
 t.test('a restart resumes from the synced length; a torn tail after a power cut is cut off', async (t) => {
   const dir = tempDir(t);
   const stop = new AbortController();
-  const first = downloadArtifact(options(dir, {
-    signal: stop.signal,
-    onProgress: (p) => p.receivedBytes >= 2.5 * MiB && stop.abort(),
-  }));
-  const err = await first.then(() => null, (e: unknown) => e);
+  const first = downloadArtifact(
+    options(dir, {
+      signal: stop.signal,
+      onProgress: (p) => p.receivedBytes >= 2.5 * MiB && stop.abort(),
+    }),
+  );
+  const err = await first.then(
+    () => null,
+    (e: unknown) => e,
+  );
   t.equal((err as OtaFetchError).code, 'ABORTED');
   // What a power cut can leave: the file longer than its synced part, the extra bytes garbage.
   await appendFile(path.join(dir, PART_FILE_NAME), randomBytes(100_000));
@@ -136,11 +149,14 @@ t.test('an artifact changed under its URL is fetched from zero, then judged by t
     const stop = new AbortController();
     const retries: string[] = [];
     const base = options(dir, {
-      artifact: { url: changing.url(), sha256: v1sha, bytes: v1.length }, onRetry: (e) => retries.push(e.reason),
+      artifact: { url: changing.url(), sha256: v1sha, bytes: v1.length },
+      onRetry: (e) => retries.push(e.reason),
     });
     const onProgress = (p: { receivedBytes: number }) => p.receivedBytes >= 1.5 * MiB && stop.abort();
-    const first = await downloadArtifact({ ...base, signal: stop.signal, onProgress })
-      .then(() => null, (e: unknown) => e);
+    const first = await downloadArtifact({ ...base, signal: stop.signal, onProgress }).then(
+      () => null,
+      (e: unknown) => e,
+    );
     t.equal((first as OtaFetchError).code, 'ABORTED');
     changing.setArtifact(v2);
     const label = ifRange ? 'If-Range honoured (200)' : 'If-Range ignored (206 of the new ETag)';
@@ -157,16 +173,35 @@ t.test('refusals: wrong hash, wrong size, over the budget, no room beside the lo
   const dir = tempDir(t);
   const wrong = 'ab'.repeat(32);
   const url = server.url();
-  await refusal(t, downloadArtifact(options(dir, { artifact: { url, sha256: wrong, bytes: ARTIFACT_BYTES } })),
-    'sha256', /sha256 of the downloaded artifact is [0-9a-f]{64}/);
-  await refusal(t, downloadArtifact(options(dir, { artifact: { url, sha256, bytes: ARTIFACT_BYTES - 1 } })),
-    'size', /is 4194304 bytes, the manifest says 4194303/);
+  await refusal(
+    t,
+    downloadArtifact(options(dir, { artifact: { url, sha256: wrong, bytes: ARTIFACT_BYTES } })),
+    'sha256',
+    /sha256 of the downloaded artifact is [0-9a-f]{64}/,
+  );
+  await refusal(
+    t,
+    downloadArtifact(options(dir, { artifact: { url, sha256, bytes: ARTIFACT_BYTES - 1 } })),
+    'size',
+    /is 4194304 bytes, the manifest says 4194303/,
+  );
   const before = server.requests.length;
-  await refusal(t, downloadArtifact(options(dir, { budget: { downloadBytesMax: MiB, reservedBytes: () => 0 } })),
-    'disk-budget', /over ota.downloadBytesMax \(1048576\)/);
-  await refusal(t, downloadArtifact(options(dir, {
-    budget: { downloadBytesMax: 64 * MiB, reservedBytes: () => 500 * MiB, freeBytes: async () => 512 * MiB },
-  })), 'disk-budget', /the ring log's unused quota \(524288000\)/);
+  await refusal(
+    t,
+    downloadArtifact(options(dir, { budget: { downloadBytesMax: MiB, reservedBytes: () => 0 } })),
+    'disk-budget',
+    /over ota.downloadBytesMax \(1048576\)/,
+  );
+  await refusal(
+    t,
+    downloadArtifact(
+      options(dir, {
+        budget: { downloadBytesMax: 64 * MiB, reservedBytes: () => 500 * MiB, freeBytes: async () => 512 * MiB },
+      }),
+    ),
+    'disk-budget',
+    /the ring log's unused quota \(524288000\)/,
+  );
   t.equal(server.requests.length, before, 'nothing was fetched for a download that cannot fit');
 });
 
@@ -200,12 +235,14 @@ t.test('the bandwidth cap holds over every window of the fake clock', async (t) 
   const rate = 256 * 1024;
   const startMs = clock.monoMs();
   const samples: Array<{ atMs: number; bytes: number }> = [];
-  const result = await downloadArtifact(options(tempDir(t), {
-    clock,
-    sleep: async (ms) => clock.advance(ms),
-    maxBytesPerSec: () => rate,
-    onProgress: (p) => samples.push({ atMs: clock.monoMs() - startMs, bytes: p.receivedBytes }),
-  }));
+  const result = await downloadArtifact(
+    options(tempDir(t), {
+      clock,
+      sleep: async (ms) => clock.advance(ms),
+      maxBytesPerSec: () => rate,
+      onProgress: (p) => samples.push({ atMs: clock.monoMs() - startMs, bytes: p.receivedBytes }),
+    }),
+  );
   t.equal(result.bytes, ARTIFACT_BYTES);
   const chunkMax = Math.max(...samples.map((s, i) => s.bytes - (samples[i - 1]?.bytes ?? 0)));
   const burst = rate * TokenBucket.BURST_SECS;
@@ -225,20 +262,22 @@ t.test('a black-holed link times out by its idle limit and resumes when it retur
   proxy.throttle(4 * MiB);
   let holed = false;
   const retries: string[] = [];
-  const result = await downloadArtifact(options(tempDir(t), {
-    artifact: { url: server.url(undefined, proxy.port), sha256, bytes: ARTIFACT_BYTES },
-    idleMs: 1_000,
-    onProgress: (p) => {
-      if (!holed && p.receivedBytes >= MiB / 4) {
-        holed = true;
-        proxy.blackhole();
-      }
-    },
-    onRetry: (err) => {
-      retries.push(err.reason);
-      proxy.pass();
-    },
-  }));
+  const result = await downloadArtifact(
+    options(tempDir(t), {
+      artifact: { url: server.url(undefined, proxy.port), sha256, bytes: ARTIFACT_BYTES },
+      idleMs: 1_000,
+      onProgress: (p) => {
+        if (!holed && p.receivedBytes >= MiB / 4) {
+          holed = true;
+          proxy.blackhole();
+        }
+      },
+      onRetry: (err) => {
+        retries.push(err.reason);
+        proxy.pass();
+      },
+    }),
+  );
   // A loaded machine may stall the new connection past the idle limit too; each stall is the same timeout.
   const onlyTimeouts = retries.length >= 1 && retries.every((r) => r === 'timeout');
   t.ok(onlyTimeouts, `retried on timeouts only (${retries.join(', ')})`);

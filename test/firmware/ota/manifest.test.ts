@@ -5,7 +5,11 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import t from 'tap';
 import {
-  canonicalManifest, loadPublicKeys, parseManifest, verifyManifest, type UpdateManifest,
+  canonicalManifest,
+  loadPublicKeys,
+  parseManifest,
+  verifyManifest,
+  type UpdateManifest,
 } from '../../../firmware/ota/manifest.js';
 import { compareVersions } from '../../../firmware/ota/version.js';
 import { STORE_FORMAT } from '../../../firmware/store/format.js';
@@ -39,9 +43,11 @@ t.test('what the release scripts sign, the firmware verifies: one canonical enco
   t.equal(statSync(join(dir, 'ota.key')).mode & 0o777, 0o600, 'the private key is 0600');
   const keys = loadPublicKeys(dir);
   t.same(verifyManifest(manifest, keys, CTX), { ok: true });
-  t.equal(canonicalManifest(manifest).toString(),
+  t.equal(
+    canonicalManifest(manifest).toString(),
     `outpost-update-v1\nversion=1.1.0\ntarget=linux-arm64\nsha256=${manifest.sha256}\n` +
-    `bytes=${manifest.bytes}\nstoreFormat=${STORE_FORMAT}\n`);
+      `bytes=${manifest.bytes}\nstoreFormat=${STORE_FORMAT}\n`,
+  );
   const again = script('ota-keygen.js', join(dir, 'ota'));
   t.equal(again.status, 1);
   t.match(again.stderr, /ota\.key exists; not overwriting a key/);
@@ -90,7 +96,12 @@ t.test('key rotation: any one of several trusted keys accepts', async (t) => {
 
 t.test('parseManifest names the source and the field', async (t) => {
   const good = {
-    version: '1.0.1', target: 'linux-x64', url: 'https://h/x', sha256: 'a'.repeat(64), bytes: 10, storeFormat: 1,
+    version: '1.0.1',
+    target: 'linux-x64',
+    url: 'https://h/x',
+    sha256: 'a'.repeat(64),
+    bytes: 10,
+    storeFormat: 1,
     signature: 'AA==',
   };
   t.same(parseManifest(JSON.stringify(good), 'f'), good);
@@ -113,8 +124,18 @@ t.test('parseManifest names the source and the field', async (t) => {
 });
 
 t.test('semver precedence', async (t) => {
-  const ordered = ['0.9.9', '1.0.0-alpha', '1.0.0-alpha.1', '1.0.0-alpha.beta', '1.0.0-beta.2', '1.0.0-beta.11',
-    '1.0.0-rc.1', '1.0.0', '1.0.1', '1.10.0'];
+  const ordered = [
+    '0.9.9',
+    '1.0.0-alpha',
+    '1.0.0-alpha.1',
+    '1.0.0-alpha.beta',
+    '1.0.0-beta.2',
+    '1.0.0-beta.11',
+    '1.0.0-rc.1',
+    '1.0.0',
+    '1.0.1',
+    '1.10.0',
+  ];
   for (let i = 0; i + 1 < ordered.length; i++) {
     t.equal(compareVersions(ordered[i]!, ordered[i + 1]!), -1, `${ordered[i]} < ${ordered[i + 1]}`);
     t.equal(compareVersions(ordered[i + 1]!, ordered[i]!), 1);

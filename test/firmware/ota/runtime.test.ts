@@ -57,13 +57,17 @@ t.test('a retained manifest through the runtime: refused, then switched; state i
   const layout = await slotLayout(tempDir(t), dataDir, '1.0.0');
   mkdirSync(join(layout.releasesDir, '1.0.0'), { recursive: true });
   const board = {
-    ...(await loadBoard(BOARD)), metrics: { port: 0 }, uplink: { protocol: 'mqtt', url: broker.url },
+    ...(await loadBoard(BOARD)),
+    metrics: { port: 0 },
+    uplink: { protocol: 'mqtt', url: broker.url },
     ota: { updateHealthSecs: 30, downloadBytesMax: 64 * MiB, caFile },
   };
   const restarts: string[] = [];
   const errors = new RecentErrors();
   const runtime = new Runtime(board, {
-    dataDir, hubPort: 0, onError: (source, err) => errors.add(source, err),
+    dataDir,
+    hubPort: 0,
+    onError: (source, err) => errors.add(source, err),
     release: { version: '1.0.0', target: TEST_TARGET, bundleDir: join(layout.releasesDir, '1.0.0') },
     requestRestart: (reason) => restarts.push(reason),
   });
@@ -71,8 +75,12 @@ t.test('a retained manifest through the runtime: refused, then switched; state i
   t.teardown(() => cloud.endAsync());
   await cloud.publishAsync(updateTopic('outpost-sim'), JSON.stringify({ version: '1.1.0' }), { qos: 1, retain: true });
   await runtime.start();
-  const ops = await Ops.start({ runtime, logger: createLogger({ destination: { write() {} } }), errors,
-    env: { RUNTIME_DIRECTORY: tempDir(t) } });
+  const ops = await Ops.start({
+    runtime,
+    logger: createLogger({ destination: { write() {} } }),
+    errors,
+    env: { RUNTIME_DIRECTORY: tempDir(t) },
+  });
   t.teardown(async () => {
     await ops.stopping();
     await runtime.stop();

@@ -27,7 +27,10 @@ import { tempDir } from '../../support/tmp.js';
 
 const MiB = 1024 * 1024;
 const LOG_OPTIONS = {
-  segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB,
+  segmentBytes: MiB,
+  groupCommitBytesMax: MiB / 2,
+  recordBytesMax: 64 * 1024,
+  quotaBytes: 64 * MiB,
 };
 const key = signingKey();
 let ca: TestCa;
@@ -59,9 +62,16 @@ async function gateway(t: Test, gatewayId: string, config: unknown, broker?: Sid
   const layout = await slotLayout(tempDir(t), dataDir, '1.0.0');
   const restarts: string[] = [];
   const updater = await Updater.open({
-    dataDir, layout, running: { version: '1.0.0', target: TEST_TARGET }, publicKeys: () => [key.publicKey],
-    healthSecs: 30, budget: { downloadBytesMax: 64 * MiB, reservedBytes: () => 0 }, maxBytesPerSec: () => 0,
-    ca: ca.cert, restart: (why) => restarts.push(why), onError: () => {},
+    dataDir,
+    layout,
+    running: { version: '1.0.0', target: TEST_TARGET },
+    publicKeys: () => [key.publicKey],
+    healthSecs: 30,
+    budget: { downloadBytesMax: 64 * MiB, reservedBytes: () => 0 },
+    maxBytesPerSec: () => 0,
+    ca: ca.cert,
+    restart: (why) => restarts.push(why),
+    onError: () => {},
   });
   const source = new UpdateSource({ updater, gatewayId, broker, onError: () => {} });
   if (typeof config === 'object' && config !== null && 'caPem' in config) {
@@ -88,7 +98,11 @@ t.test('azure: the twin desired outpostUpdate reaches the updater; the state rea
   const hostile = { version: '1.1.0', target: TEST_TARGET, url: 'https://x/y', bytes: -1 };
   hub.patchDesired('gw-ota', { outpostUpdate: hostile });
   const gw = await gateway(t, 'gw-ota', {
-    protocol: 'azure', connectionString, caFile: 'hub-ca.pem', backoff: { baseMs: 50, maxMs: 500 }, caPem: hub.ca.cert,
+    protocol: 'azure',
+    connectionString,
+    caFile: 'hub-ca.pem',
+    backoff: { baseMs: 50, maxMs: 500 },
+    caPem: hub.ca.cert,
   });
   const reported = () => hub.twin('gw-ota').reported.outpostUpdate as Record<string, unknown> | undefined;
   await until('the refusal reported', () => reported()?.state === 'refused');
@@ -123,7 +137,10 @@ t.test('mqtt: a retained manifest reaches the updater; the state is a retained s
   const manifest = signedManifest(key, '1.1.0', release, server.url());
   await cloud.publishAsync(updateTopic('gw-m'), JSON.stringify(manifest), { qos: 1, retain: true });
   await until('the switch published', () => statuses.at(-1)?.state === 'restarting');
-  t.ok(statuses.some((s) => s.state === 'downloading'), 'downloading was published on the way');
+  t.ok(
+    statuses.some((s) => s.state === 'downloading'),
+    'downloading was published on the way',
+  );
   // The state is reported as it is entered; the restart is asked for right after.
   await until('the restart request', () => gw.restarts.length > 0);
   t.same(gw.restarts, ['update to 1.1.0']);

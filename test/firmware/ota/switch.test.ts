@@ -67,7 +67,10 @@ t.test('SIGKILL of the updater before each file-system operation: always one who
   const dir = tempDir(t);
   const first = tinyRelease(join(dir, 'a'), '1.0.0');
   const second = tinyRelease(join(dir, 'b'), '2.0.0');
-  const child = await bundleForChild(fileURLToPath(new URL('../../support/ota/switch-child.ts', import.meta.url)), tempDir(t));
+  const child = await bundleForChild(
+    fileURLToPath(new URL('../../support/ota/switch-child.ts', import.meta.url)),
+    tempDir(t),
+  );
   // One uninterrupted run counts the operations; then one run cut before each of them.
   const clean = site(t, first.tarball);
   const report = join(dir, 'ops.log');
@@ -75,7 +78,10 @@ t.test('SIGKILL of the updater before each file-system operation: always one who
     run(process.execPath, [child, second.tarball, second.file, s.releases, s.state, String(killAt), log]);
   const full = await updater(clean, 0, report);
   t.equal(full.code, 0, full.out);
-  const ops = readFileSync(report, 'utf8').trim().split('\n').filter((l) => l !== 'done');
+  const ops = readFileSync(report, 'utf8')
+    .trim()
+    .split('\n')
+    .filter((l) => l !== 'done');
   t.ok(ops.length >= 10, `${ops.length} operations recorded:\n${ops.join('\n')}`);
   for (let k = 1; k <= ops.length; k++) {
     const s = site(t, first.tarball);
@@ -109,10 +115,14 @@ t.test('a tarball that does not match its manifest is refused before anything is
   const s = site(t, first.tarball);
   const layout = { releasesDir: s.releases, stateDir: s.state };
   const opts = { healthSecs: 30 };
-  await t.rejects(applyRelease(second.tarball, { ...second.manifest, sha256: '0'.repeat(64) }, layout, opts),
-    { reason: 'wrong-hash', message: /SHA-256 [0-9a-f]{64}, the manifest says 0{64}/ });
-  await t.rejects(applyRelease(second.tarball, { ...second.manifest, bytes: second.manifest.bytes - 1 }, layout, opts),
-    { reason: 'wrong-hash', message: /more than bytes/ });
+  await t.rejects(applyRelease(second.tarball, { ...second.manifest, sha256: '0'.repeat(64) }, layout, opts), {
+    reason: 'wrong-hash',
+    message: /SHA-256 [0-9a-f]{64}, the manifest says 0{64}/,
+  });
+  await t.rejects(
+    applyRelease(second.tarball, { ...second.manifest, bytes: second.manifest.bytes - 1 }, layout, opts),
+    { reason: 'wrong-hash', message: /more than bytes/ },
+  );
   const tampered = join(dir, 'tampered.tar.gz');
   const bytes = readFileSync(second.tarball);
   bytes[bytes.length >> 1] ^= 0x01;
@@ -121,8 +131,7 @@ t.test('a tarball that does not match its manifest is refused before anything is
   t.ok(error instanceof ApplyError && error.reason === 'wrong-hash', `a flipped bit: ${String(error)}`);
   const partial = existsSync(join(s.releases, '2.0.0.partial'));
   const after = [readlinkSync(join(s.releases, 'current')), partial, existsSync(s.state)];
-  t.same(after, ['1.0.0', false, false],
-    'current untouched, nothing unpacked, no pending record');
+  t.same(after, ['1.0.0', false, false], 'current untouched, nothing unpacked, no pending record');
 });
 
 t.test('a release whose release.json has another ring log format than its signed manifest is refused', async (t) => {
@@ -133,7 +142,8 @@ t.test('a release whose release.json has another ring log format than its signed
   const layout = { releasesDir: s.releases, stateDir: s.state };
   await t.rejects(applyRelease(second.tarball, second.manifest, layout, { healthSecs: 30 }), {
     reason: 'bad-release',
-    message: `release.json says ring log format ${STORE_FORMAT + 1}, the signed manifest ${STORE_FORMAT}: the ` +
+    message:
+      `release.json says ring log format ${STORE_FORMAT + 1}, the signed manifest ${STORE_FORMAT}: the ` +
       'format check was made for another release',
   });
   t.same([readlinkSync(join(s.releases, 'current')), existsSync(s.state)], ['1.0.0', false], 'nothing switched');

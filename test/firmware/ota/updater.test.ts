@@ -8,7 +8,12 @@ import { UPDATE_STATE_FILE, type UpdatePhase } from '../../../firmware/ota/state
 import { Updater, type UpdaterOptions } from '../../../firmware/ota/updater.js';
 import { ArtifactServer } from '../../support/artifact-server.js';
 import {
-  buildRelease, signedManifest, signingKey, slotLayout, TEST_TARGET, type BuiltRelease,
+  buildRelease,
+  signedManifest,
+  signingKey,
+  slotLayout,
+  TEST_TARGET,
+  type BuiltRelease,
 } from '../../support/ota-release.js';
 import { createTestCa, type TestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
@@ -52,10 +57,18 @@ async function rig(t: Test): Promise<Rig> {
   const errors: string[] = [];
   const open = async (running = '1.0.0', extra: Partial<UpdaterOptions> = {}) => {
     const updater = await Updater.open({
-      dataDir, layout, running: { version: running, target: TEST_TARGET }, publicKeys: () => [key.publicKey],
-      healthSecs: 30, budget: { downloadBytesMax: 64 * MiB, reservedBytes: () => 0 }, maxBytesPerSec: () => 0,
-      ca: ca.cert, restart: (why) => restarts.push(why), onError: (e) => errors.push(e.message),
-      downloadOverrides: { retryMs: { min: 10, max: 50 } }, ...extra,
+      dataDir,
+      layout,
+      running: { version: running, target: TEST_TARGET },
+      publicKeys: () => [key.publicKey],
+      healthSecs: 30,
+      budget: { downloadBytesMax: 64 * MiB, reservedBytes: () => 0 },
+      maxBytesPerSec: () => 0,
+      ca: ca.cert,
+      restart: (why) => restarts.push(why),
+      onError: (e) => errors.push(e.message),
+      downloadOverrides: { retryMs: { min: 10, max: 50 } },
+      ...extra,
     });
     t.teardown(() => updater.stop());
     return updater;
@@ -77,31 +90,33 @@ function phases(updater: Updater): UpdatePhase[] {
   return seen;
 }
 
-t.test('a signed manifest goes all the way to the switch and a restart; the new release reports its commit',
+t.test(
+  'a signed manifest goes all the way to the switch and a restart; the new release reports its commit',
   async (t) => {
-  const r = await rig(t);
-  const updater = await r.open();
-  const seen = phases(updater);
-  updater.offer(JSON.stringify(signedManifest(key, '1.1.0', release, server.url())), 'test');
-  await until('the restart request', () => r.restarts.length > 0);
-  t.same(seen, ['downloading', 'verifying', 'installing', 'restarting']);
-  t.same(r.restarts, ['update to 1.1.0']);
-  t.equal(await slotVersion(r.layout, 'current'), '1.1.0', 'current names the new release');
-  t.equal(await slotVersion(r.layout, 'previous'), '1.0.0');
-  t.equal((await readPending(r.layout.stateDir))?.version, '1.1.0', 'pending until its health check commits it');
-  await t.rejects(stat(join(updater.downloadDir, 'artifact.part')), { code: 'ENOENT' }, 'the tarball is gone');
-  const saved = JSON.parse(await readFile(join(r.dataDir, 'ota', UPDATE_STATE_FILE), 'utf8')) as { state: string };
-  t.equal(saved.state, 'restarting', 'the state is on disk before the restart');
-  await updater.stop();
+    const r = await rig(t);
+    const updater = await r.open();
+    const seen = phases(updater);
+    updater.offer(JSON.stringify(signedManifest(key, '1.1.0', release, server.url())), 'test');
+    await until('the restart request', () => r.restarts.length > 0);
+    t.same(seen, ['downloading', 'verifying', 'installing', 'restarting']);
+    t.same(r.restarts, ['update to 1.1.0']);
+    t.equal(await slotVersion(r.layout, 'current'), '1.1.0', 'current names the new release');
+    t.equal(await slotVersion(r.layout, 'previous'), '1.0.0');
+    t.equal((await readPending(r.layout.stateDir))?.version, '1.1.0', 'pending until its health check commits it');
+    await t.rejects(stat(join(updater.downloadDir, 'artifact.part')), { code: 'ENOENT' }, 'the tarball is gone');
+    const saved = JSON.parse(await readFile(join(r.dataDir, 'ota', UPDATE_STATE_FILE), 'utf8')) as { state: string };
+    t.equal(saved.state, 'restarting', 'the state is on disk before the restart');
+    await updater.stop();
 
-  // The process after the restart runs 1.1.0; firmware/ota/health.ts commits once it is healthy.
-  const next = await r.open('1.1.0');
-  t.equal(next.status().state, 'restarting');
-  const resumed = next.resume();
-  await commitPending(r.layout.stateDir, (await readPending(r.layout.stateDir))!);
-  await resumed;
-  t.match(next.status(), { state: 'committed', version: '1.1.0', running: '1.1.0', reason: null });
-});
+    // The process after the restart runs 1.1.0; firmware/ota/health.ts commits once it is healthy.
+    const next = await r.open('1.1.0');
+    t.equal(next.status().state, 'restarting');
+    const resumed = next.resume();
+    await commitPending(r.layout.stateDir, (await readPending(r.layout.stateDir))!);
+    await resumed;
+    t.match(next.status(), { state: 'committed', version: '1.1.0', running: '1.1.0', reason: null });
+  },
+);
 
 t.test('rolled back by the launcher: the old release reports the reason it recorded', async (t) => {
   const r = await rig(t);
@@ -149,16 +164,31 @@ t.test('refusals: hostile documents, signature, target, downgrade, tampered tarb
     ['huge', JSON.stringify({ ...good, pad: 'x'.repeat(20_000) }), 'malformed', /over 16384 bytes/],
     ['a missing field', JSON.stringify({ ...good, sha256: undefined }), 'malformed', /sha256: must be 64/],
     ['unsigned', { ...good, signature: '' }, 'unsigned', /no signature/],
-    ['signed by another key', signedManifest(signingKey(), '1.1.0', release, server.url()), 'bad-signature',
-      /none of the 1/],
-    ['another target', signedManifest(key, '1.1.0', release, server.url(), { target: 'linux-arm64' }), 'wrong-target',
-      /linux-arm64/],
+    [
+      'signed by another key',
+      signedManifest(signingKey(), '1.1.0', release, server.url()),
+      'bad-signature',
+      /none of the 1/,
+    ],
+    [
+      'another target',
+      signedManifest(key, '1.1.0', release, server.url(), { target: 'linux-arm64' }),
+      'wrong-target',
+      /linux-arm64/,
+    ],
     ['a downgrade', signedManifest(key, '0.9.0', release, server.url()), 'downgrade', /not newer/],
-    ['a tampered tarball', signedManifest(key, '1.1.0', { ...release, sha256: 'ab'.repeat(32) }, server.url()),
+    [
+      'a tampered tarball',
+      signedManifest(key, '1.1.0', { ...release, sha256: 'ab'.repeat(32) }, server.url()),
       'sha256',
-      /the manifest says abab/],
-    ['over the budget', signedManifest(key, '1.1.0', { ...release, bytes: 65 * MiB }, server.url()), 'disk-budget',
-      /ota.downloadBytesMax/],
+      /the manifest says abab/,
+    ],
+    [
+      'over the budget',
+      signedManifest(key, '1.1.0', { ...release, bytes: 65 * MiB }, server.url()),
+      'disk-budget',
+      /ota.downloadBytesMax/,
+    ],
   ];
   let refused = 0;
   for (const [what, doc, reason, message] of cases) {
@@ -171,7 +201,13 @@ t.test('refusals: hostile documents, signature, target, downgrade, tampered tarb
     t.match(s.message, message, what);
   }
   t.same(updater.status().refusals, {
-    malformed: 4, unsigned: 1, 'bad-signature': 1, 'wrong-target': 1, downgrade: 1, sha256: 1, 'disk-budget': 1,
+    malformed: 4,
+    unsigned: 1,
+    'bad-signature': 1,
+    'wrong-target': 1,
+    downgrade: 1,
+    sha256: 1,
+    'disk-budget': 1,
   });
   t.equal(await slotVersion(r.layout, 'current'), '1.0.0', 'nothing was switched');
   t.same(r.restarts, []);

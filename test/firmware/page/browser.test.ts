@@ -35,8 +35,16 @@ if (!existsSync(CHROMIUM)) {
     });
     const browser: Browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-        '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [
+        '--headless',
+        '--no-sandbox',
+        '--disable-gpu',
+        '--disable-quic',
+        '--no-first-run',
+        '--disable-background-networking',
+        '--disable-component-update',
+        '--disable-sync',
+      ],
     });
     t.teardown(() => browser.close());
     const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 412, height: 1400 } });
@@ -63,7 +71,9 @@ if (!existsSync(CHROMIUM)) {
       await child.publishAsync(`devices/${CHILD}/messages/events/`, `reading ${i}`, { qos: 1 });
     }
     await page.waitForFunction(
-      (want) => Number(document.getElementById('backlog-records')?.textContent) >= want, before + PUBLISHED, wait,
+      (want) => Number(document.getElementById('backlog-records')?.textContent) >= want,
+      before + PUBLISHED,
+      wait,
     );
     const after = Number(await page.textContent('#backlog-records'));
     t.ok(after >= before + PUBLISHED, 'the backlog number grew by what the child published');

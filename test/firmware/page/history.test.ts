@@ -2,7 +2,12 @@ import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import t from 'tap';
 import {
-  BacklogHistory, HISTORY_DAY_SAMPLES_MAX, HISTORY_FILE_BYTES, HISTORY_SAMPLES_MAX, HistoryFile, loadHistoryFile,
+  BacklogHistory,
+  HISTORY_DAY_SAMPLES_MAX,
+  HISTORY_FILE_BYTES,
+  HISTORY_SAMPLES_MAX,
+  HistoryFile,
+  loadHistoryFile,
 } from '../../../firmware/page/history.js';
 import type { StatusReport } from '../../../firmware/ops/report.js';
 import { tempDir } from '../../support/tmp.js';
@@ -25,7 +30,10 @@ t.test('seconds for ten minutes, one sample a minute before that, one series in 
   const fine = list.filter((x) => x.atWallMs >= T0 + (secs - HISTORY_SAMPLES_MAX) * 1_000);
   t.equal(fine.length, HISTORY_SAMPLES_MAX, 'the last ten minutes at one a second');
   t.equal(list.length - fine.length, 3 * 60 - 10, 'the three hours before, one a minute');
-  t.ok(list.every((x, i) => i === 0 || x.atWallMs > list[i - 1]!.atWallMs), 'in time order, no repeats');
+  t.ok(
+    list.every((x, i) => i === 0 || x.atWallMs > list[i - 1]!.atWallMs),
+    'in time order, no repeats',
+  );
   t.equal(list.at(-1)!.records, secs - 1);
 });
 
@@ -50,7 +58,10 @@ t.test('the day survives a restart through the file; older than a day and future
   const hoursLater = await loadHistoryFile(path, now + 12 * 60 * MINUTE_MS);
   t.equal(hoursLater.samples.length, 12 * 60, 'samples older than a day are not shown');
   const clockSetBack = await loadHistoryFile(path, now - 60 * MINUTE_MS);
-  t.ok(clockSetBack.samples.every((s) => s.atWallMs <= now - 59 * MINUTE_MS), 'nothing from the future');
+  t.ok(
+    clockSetBack.samples.every((s) => s.atWallMs <= now - 59 * MINUTE_MS),
+    'nothing from the future',
+  );
 });
 
 t.test('a clock set back drops the samples stamped ahead of it, so the series stays in order', async (t) => {
@@ -58,7 +69,10 @@ t.test('a clock set back drops the samples stamped ahead of it, so the series st
   for (let m = 0; m < 30; m += 1) history.add(report(m), T0 + m * MINUTE_MS);
   history.add(report(100), T0 + 10 * MINUTE_MS + 5_000);
   const list = history.list();
-  t.ok(list.every((x, i) => i === 0 || x.atWallMs > list[i - 1]!.atWallMs), 'in time order');
+  t.ok(
+    list.every((x, i) => i === 0 || x.atWallMs > list[i - 1]!.atWallMs),
+    'in time order',
+  );
   t.equal(list.at(-1)!.records, 100);
 });
 

@@ -8,7 +8,11 @@ import { PAGE_PASSWORD_FILE_DEFAULT } from '../../../firmware/config/page.js';
 import { parsePasswordFile, readPasswordFile, TECHNICIAN_USER, verifyPassword } from '../../../firmware/page/passwd.js';
 import { runPasswdCli } from '../../../firmware/page/passwd-cli.js';
 import {
-  LoginLimiter, LOGIN_FAILURES_MAX, LOGIN_WINDOW_SECS, SESSION_IDLE_SECS, Sessions,
+  LoginLimiter,
+  LOGIN_FAILURES_MAX,
+  LOGIN_WINDOW_SECS,
+  SESSION_IDLE_SECS,
+  Sessions,
 } from '../../../firmware/page/sessions.js';
 import { pageTls } from '../../../firmware/page/tls.js';
 import { hubCerts } from '../../support/hub-fixture.js';
@@ -34,7 +38,10 @@ t.test('board.json page section: off when absent, listen parsed, passwordFile re
     [{ listen: '0.0.0.0:99999' }, /\$\.page\.listen.*between 0 and 65535/],
     [{ listen: '0.0.0.0:8443', passwd: 'x' }, /\$\.page\.passwd.*one of the known fields listen, passwordFile/],
   ] as const) {
-    const error = await board(t, page).then(() => null, (err: unknown) => err);
+    const error = await board(t, page).then(
+      () => null,
+      (err: unknown) => err,
+    );
     t.type(error, ConfigError);
     t.match((error as Error).message, pattern);
     t.match((error as Error).message, /board\.json/, 'the error names the file');
@@ -97,7 +104,7 @@ t.test('TLS: a self-signed pair made once and kept; the hub certificate when boa
   const dataDir = tempDir(t);
   const first = await pageTls(dataDir, 'gw-1', undefined);
   t.match(first.cert.toString(), /^-----BEGIN CERTIFICATE-----/);
-  t.equal(statSync(join(dataDir, 'page-tls', 'key.pem')).mode & 0o077, 0, 'the key is the service user\'s alone');
+  t.equal(statSync(join(dataDir, 'page-tls', 'key.pem')).mode & 0o077, 0, "the key is the service user's alone");
   t.same((await pageTls(dataDir, 'gw-1', undefined)).cert, first.cert, 'the second start reuses the certificate');
   const certs = await hubCerts(tempDir(t));
   const hub = await pageTls(tempDir(t), 'gw-1', { tls: { certPath: certs.certPath, keyPath: certs.keyPath } });

@@ -64,7 +64,12 @@ t.test('security headers on every response; the session cookie is HttpOnly, Secu
   t.match(sessionLine, /; HttpOnly/);
   t.match(sessionLine, /; Secure/);
   t.match(sessionLine, /; SameSite=Strict/);
-  const paths = [['/login', {}], ['/assets/page.css', {}], ['/', { cookie }], ['/api/status', { cookie }]] as const;
+  const paths = [
+    ['/login', {}],
+    ['/assets/page.css', {}],
+    ['/', { cookie }],
+    ['/api/status', { cookie }],
+  ] as const;
   for (const [path, headers] of paths) {
     const r = await pageRequest(gw, 'GET', path, { headers });
     t.equal(r.status, 200, path);
@@ -107,11 +112,17 @@ t.test('every POST needs the session CSRF token, the login form its own', async 
   const other = await login(gw, PASSWORD);
   t.equal((await wake(other.csrf)).status, 403, "another session's token");
   t.equal((await wake(csrf)).status, 200, 'the right token');
-  t.ok(gw.logs().some((l) => l.page === 'csrf'), 'refusals are logged');
+  t.ok(
+    gw.logs().some((l) => l.page === 'csrf'),
+    'refusals are logged',
+  );
   t.equal(gw.ops.report().page?.csrfRefused, 3, 'and counted in the status report');
   const metrics = await (await fetch(`http://127.0.0.1:${gw.ops.metricsPort}/metrics`)).text();
   t.match(metrics, /^outpost_page_csrf_refused_total 3$/m, 'and in the metrics');
-  t.ok(gw.logs().some((l) => l.page === 'wake' && l.user === 'technician'), 'the action is logged with who did it');
+  t.ok(
+    gw.logs().some((l) => l.page === 'wake' && l.user === 'technician'),
+    'the action is logged with who did it',
+  );
   const withToken = { ...json, 'x-csrf-token': csrf };
   const post = (path: string, body = '{}') => pageRequest(gw, 'POST', path, { headers: withToken, body });
   const check = await post('/api/board-check');
@@ -142,7 +153,11 @@ t.test('wrong passwords are rate-limited per address, and each attempt is logged
   const statusRes = await pageRequest(gw, 'GET', '/api/status', { headers: { cookie: neighbour.cookie } });
   const status = JSON.parse(statusRes.body) as { page: unknown };
   const counted = {
-    sessions: 1, loginFailures: LOGIN_FAILURES_MAX, loginRefused: 1, csrfRefused: 0, historyFileFailures: 0,
+    sessions: 1,
+    loginFailures: LOGIN_FAILURES_MAX,
+    loginRefused: 1,
+    csrfRefused: 0,
+    historyFileFailures: 0,
   };
   t.same(status.page, counted, 'the page shows the refusals');
   t.same(gw.ops.report().page, { port: gw.port, ...counted }, 'so does outpost status');
@@ -163,7 +178,10 @@ t.test('the live stream stays open and sends a status event each second on one c
     const timer = setTimeout(giveUp, STREAM_WAIT_MS);
     const req = request(options, (res) => {
       res.on('data', (d: Buffer) => {
-        count += d.toString().split('\n').filter((line) => line.startsWith('data: ')).length;
+        count += d
+          .toString()
+          .split('\n')
+          .filter((line) => line.startsWith('data: ')).length;
         if (count < STREAM_EVENTS) return;
         clearTimeout(timer);
         req.destroy();
@@ -183,7 +201,8 @@ t.test('the diagnostics bundle holds the status and the board file, none of its 
   const gw = await gateway(t);
   const { cookie, csrf } = await login(gw, PASSWORD);
   const res = await pageRequest(gw, 'POST', '/api/diagnostics', {
-    headers: { 'content-type': FORM, cookie }, body: new URLSearchParams({ csrf }).toString(),
+    headers: { 'content-type': FORM, cookie },
+    body: new URLSearchParams({ csrf }).toString(),
   });
   t.equal(res.status, 200);
   const disposition = /^attachment; filename="outpost-outpost-page-diagnostics\.json"$/;

@@ -18,7 +18,9 @@ t.test('"Wake the uplink" connects at once instead of sleeping out the backoff',
     password: PASSWORD,
     board: {
       uplink: {
-        protocol: 'mqtt', url: `mqtt://127.0.0.1:${port}`, protocolVersion: 4,
+        protocol: 'mqtt',
+        url: `mqtt://127.0.0.1:${port}`,
+        protocolVersion: 4,
         backoff: { baseMs: BACKOFF_MS, maxMs: BACKOFF_MS },
       },
     },

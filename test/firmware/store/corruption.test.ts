@@ -7,12 +7,21 @@ import { tempDir } from '../../support/tmp.js';
 
 /** Header + property n=000123 (1 + 1 + 2 + 6 bytes) + 100-byte body. */
 const REC = 32 + 10 + 100;
-const OPTS = { segmentBytes: 64 * 1024, quotaBytes: 4 * 1024 * 1024, recordBytesMax: 8 * 1024, groupCommitBytesMax: 16 * 1024 };
+const OPTS = {
+  segmentBytes: 64 * 1024,
+  quotaBytes: 4 * 1024 * 1024,
+  recordBytesMax: 8 * 1024,
+  groupCommitBytesMax: 16 * 1024,
+};
 
 async function fill(dir: string, count: number, bodyBytes = 100): Promise<void> {
   const log = await RingLog.open({ dir, ...OPTS });
   const lane = await log.lane('upstream');
-  await Promise.all(Array.from({ length: count }, (_, i) => lane.append({ body: Buffer.alloc(bodyBytes, i % 251), properties: { n: String(i + 1).padStart(6, '0') } })));
+  await Promise.all(
+    Array.from({ length: count }, (_, i) =>
+      lane.append({ body: Buffer.alloc(bodyBytes, i % 251), properties: { n: String(i + 1).padStart(6, '0') } }),
+    ),
+  );
   await log.close();
 }
 
@@ -25,7 +34,8 @@ async function readAll(dir: string, onDamage?: (d: DamageReport) => void) {
     const recs = await lane.read(from, { recordsMax: 200 });
     if (recs.length === 0) break;
     for (const r of recs) {
-      if (Number(r.properties.n) !== r.seq || !r.body.equals(Buffer.alloc(100, (r.seq - 1) % 251))) throw new Error(`record ${r.seq} is not what was written`);
+      if (Number(r.properties.n) !== r.seq || !r.body.equals(Buffer.alloc(100, (r.seq - 1) % 251)))
+        throw new Error(`record ${r.seq} is not what was written`);
       seqs.push(r.seq);
     }
     from = recs[recs.length - 1]!.seq + 1;
@@ -34,7 +44,9 @@ async function readAll(dir: string, onDamage?: (d: DamageReport) => void) {
 }
 
 function segments(dir: string): string[] {
-  return readdirSync(join(dir, 'lanes', 'upstream')).sort().map((n) => join(dir, 'lanes', 'upstream', n));
+  return readdirSync(join(dir, 'lanes', 'upstream'))
+    .sort()
+    .map((n) => join(dir, 'lanes', 'upstream', n));
 }
 
 t.test('the last record torn at every byte offset: detected, truncated, the rest intact, appends go on', async (t) => {
@@ -48,8 +60,13 @@ t.test('the last record torn at every byte offset: detected, truncated, the rest
     writeFileSync(seg!, full.subarray(0, cut));
     const damage: DamageReport[] = [];
     const { log, lane, seqs } = await readAll(base, (d) => damage.push(d));
-    t.same(seqs, Array.from({ length: 19 }, (_, i) => i + 1), `cut at ${cut}: records 1..19 intact`);
-    if (cut > lastStart) t.match(damage, [{ kind: 'torn-tail', fromByte: lastStart, toByte: cut }], `cut at ${cut} reported`);
+    t.same(
+      seqs,
+      Array.from({ length: 19 }, (_, i) => i + 1),
+      `cut at ${cut}: records 1..19 intact`,
+    );
+    if (cut > lastStart)
+      t.match(damage, [{ kind: 'torn-tail', fromByte: lastStart, toByte: cut }], `cut at ${cut} reported`);
     t.equal(statSync(seg!).size, lastStart, 'torn tail truncated on disk');
     t.ok((await lane.append({ body: Buffer.alloc(100, 0) })) > 19, 'the next append reuses no seq');
     await log.close();
@@ -83,7 +100,11 @@ t.test('bit rot in the middle of a sealed segment: reported, skipped, everything
   const lost = firstInVictim + 10;
   t.notOk(seqs.includes(lost), `record ${lost} (damaged) is not returned`);
   t.equal(seqs.length, 1499, 'exactly one record lost');
-  t.same(seqs, [...seqs].sort((a, b) => a - b), 'still in order');
+  t.same(
+    seqs,
+    [...seqs].sort((a, b) => a - b),
+    'still in order',
+  );
   t.match(damage, [{ kind: 'corrupt', fromByte: REC * 10, toByte: REC * 11 }]);
   t.equal(log.stats().corruptRecords, 1);
   t.equal(log.stats().corruptBytes, REC);
@@ -99,7 +120,11 @@ t.test('bit rot in the middle of the last segment is found at open, and later re
   writeFileSync(seg!, bytes);
   const damage: DamageReport[] = [];
   const { log, lane, seqs } = await readAll(dir, (d) => damage.push(d));
-  t.same(damage.map((d) => d.kind), ['corrupt'], 'reported as corruption, not as a torn tail');
+  t.same(
+    damage.map((d) => d.kind),
+    ['corrupt'],
+    'reported as corruption, not as a torn tail',
+  );
   t.equal(seqs.length, 29);
   t.notOk(seqs.includes(6));
   t.equal(await lane.append({ body: Buffer.alloc(100, 30) }), 31);
@@ -117,7 +142,11 @@ t.test('every segment mangled: the log still opens and returns only intact recor
   truncateSync(join(dir, 'checkpoint'), 100);
   const { log, seqs } = await readAll(dir);
   t.ok(seqs.length > 0 && seqs.length < 1200, `${seqs.length} intact records returned, damaged ones skipped`);
-  t.same(seqs, [...new Set(seqs)].sort((a, b) => a - b), 'no duplicates, in order');
+  t.same(
+    seqs,
+    [...new Set(seqs)].sort((a, b) => a - b),
+    'no duplicates, in order',
+  );
   t.ok(log.stats().corruptRecords > 0);
   await log.close();
 });

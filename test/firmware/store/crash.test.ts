@@ -27,7 +27,12 @@ const CHILD_STALL_MS_MAX = 60_000;
 /** How often the parent looks at the report file while waiting for the kill moment. */
 const REPORT_POLL_MS = 2;
 
-const OPTS = { segmentBytes: 64 * 1024, quotaBytes: 64 * 1024 * 1024, recordBytesMax: 8 * 1024, groupCommitBytesMax: 16 * 1024 };
+const OPTS = {
+  segmentBytes: 64 * 1024,
+  quotaBytes: 64 * 1024 * 1024,
+  recordBytesMax: 8 * 1024,
+  groupCommitBytesMax: 16 * 1024,
+};
 
 const appendsIn = (text: string) => text.split('\n').filter((l) => l.startsWith('A ')).length;
 
@@ -66,7 +71,10 @@ t.test(`${CYCLES} SIGKILL cycles lose no acknowledged record`, async (t) => {
   t.comment(`OUTPOST_SEED=${seed}`);
   const rand = prng(seed);
   const dir = tempDir(t);
-  const child = await bundleForChild(fileURLToPath(new URL('../../support/crash-child.ts', import.meta.url)), tempDir(t));
+  const child = await bundleForChild(
+    fileURLToPath(new URL('../../support/crash-child.ts', import.meta.url)),
+    tempDir(t),
+  );
   const acknowledged = new Map<number, string>();
   let maxAckReported = 0;
   let totalAppends = 0;
@@ -91,12 +99,16 @@ t.test(`${CYCLES} SIGKILL cycles lose no acknowledged record`, async (t) => {
       if (r.seq <= prev) throw new Error(`out of order: ${r.seq} after ${prev} (seed ${seed})`);
       prev = r.seq;
       const id = r.body.toString().split(':')[0]!;
-      if (!/^c\d+-\d+$/.test(id)) throw new Error(`invented record ${r.seq}: ${r.body.toString().slice(0, 40)} (seed ${seed})`);
+      if (!/^c\d+-\d+$/.test(id))
+        throw new Error(`invented record ${r.seq}: ${r.body.toString().slice(0, 40)} (seed ${seed})`);
       seen.set(r.seq, id);
     }
     for (const [seq, id] of acknowledged) {
       if (seq <= cursor) continue;
-      if (seen.get(seq) !== id) throw new Error(`cycle ${cycle}: acknowledged seq ${seq} (${id}) is ${seen.has(seq) ? 'different' : 'missing'} (seed ${seed})`);
+      if (seen.get(seq) !== id)
+        throw new Error(
+          `cycle ${cycle}: acknowledged seq ${seq} (${id}) is ${seen.has(seq) ? 'different' : 'missing'} (seed ${seed})`,
+        );
     }
     await log.close();
   }

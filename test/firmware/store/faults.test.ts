@@ -6,7 +6,12 @@ import { RingLog } from '../../../firmware/store/log.js';
 import { FaultyFs } from '../../support/faulty-fs.js';
 import { tempDir } from '../../support/tmp.js';
 
-const OPTS = { segmentBytes: 64 * 1024, quotaBytes: 4 * 1024 * 1024, recordBytesMax: 8 * 1024, groupCommitBytesMax: 16 * 1024 };
+const OPTS = {
+  segmentBytes: 64 * 1024,
+  quotaBytes: 4 * 1024 * 1024,
+  recordBytesMax: 8 * 1024,
+  groupCommitBytesMax: 16 * 1024,
+};
 
 async function allBodies(log: RingLog): Promise<string[]> {
   const lane = await log.lane('upstream');
@@ -19,30 +24,44 @@ for (const [op, code, expected] of [
   ['datasync', 'EIO', 'IO'],
   ['write', 'EROFS', 'IO'],
 ] as const) {
-  t.test(`${code} on ${op}: the append fails with ${expected}, nothing undurable is acknowledged, the log goes on`, async (t) => {
-    const dir = tempDir(t);
-    const fs = new FaultyFs();
-    const log = await RingLog.open({ dir, ...OPTS, fs });
-    const lane = await log.lane('upstream');
-    await lane.append({ body: Buffer.from('before') });
-    fs.failNext(op, code, 1, '.seg');
-    const failed = await Promise.allSettled([lane.append({ body: Buffer.from('lost-1') }), lane.append({ body: Buffer.from('lost-2') })]);
-    t.match(failed, [
-      { status: 'rejected', reason: { code: expected } },
-      { status: 'rejected', reason: { code: expected } },
-    ]);
-    t.same(await allBodies(log), ['before'], 'readers never see the failed records');
-    await lane.append({ body: Buffer.from('after') });
-    t.same(await allBodies(log), ['before', 'after'], 'appends succeed again once the fault clears');
-    await log.close();
+  t.test(
+    `${code} on ${op}: the append fails with ${expected}, nothing undurable is acknowledged, the log goes on`,
+    async (t) => {
+      const dir = tempDir(t);
+      const fs = new FaultyFs();
+      const log = await RingLog.open({ dir, ...OPTS, fs });
+      const lane = await log.lane('upstream');
+      await lane.append({ body: Buffer.from('before') });
+      fs.failNext(op, code, 1, '.seg');
+      const failed = await Promise.allSettled([
+        lane.append({ body: Buffer.from('lost-1') }),
+        lane.append({ body: Buffer.from('lost-2') }),
+      ]);
+      t.match(failed, [
+        { status: 'rejected', reason: { code: expected } },
+        { status: 'rejected', reason: { code: expected } },
+      ]);
+      t.same(await allBodies(log), ['before'], 'readers never see the failed records');
+      await lane.append({ body: Buffer.from('after') });
+      t.same(await allBodies(log), ['before', 'after'], 'appends succeed again once the fault clears');
+      await log.close();
 
-    const again = await RingLog.open({ dir, ...OPTS });
-    const bodies = await allBodies(again);
-    t.same(bodies.filter((b) => !b.startsWith('lost')), ['before', 'after'], 'after a reopen: acknowledged records intact');
-    const seqs = (await (await again.lane('upstream')).read(1)).map((r) => r.seq);
-    t.same(seqs, [...new Set(seqs)].sort((a, b) => a - b), 'no seq appears twice');
-    await again.close();
-  });
+      const again = await RingLog.open({ dir, ...OPTS });
+      const bodies = await allBodies(again);
+      t.same(
+        bodies.filter((b) => !b.startsWith('lost')),
+        ['before', 'after'],
+        'after a reopen: acknowledged records intact',
+      );
+      const seqs = (await (await again.lane('upstream')).read(1)).map((r) => r.seq);
+      t.same(
+        seqs,
+        [...new Set(seqs)].sort((a, b) => a - b),
+        'no seq appears twice',
+      );
+      await again.close();
+    },
+  );
 }
 
 t.test('EIO creating a segment or syncing its directory fails the batch, never the process', async (t) => {

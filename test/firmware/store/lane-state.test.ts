@@ -20,7 +20,11 @@ t.test('recovery adopts segments in segment order only', async (t) => {
   t.throws(() => l.adoptSegment(emptySegment(2, 5, 'b'), null), /segment 2 adopted out of order/, 'a repeat');
   t.throws(() => l.adoptSegment(emptySegment(1, 5, 'c'), null), /segment 1 adopted out of order/, 'an older one');
   l.adoptSegment(emptySegment(3, 5, 'd'), null);
-  t.same(l.segments.map((s) => s.no), [2, 3], 'only the ordered ones were kept');
+  t.same(
+    l.segments.map((s) => s.no),
+    [2, 3],
+    'only the ordered ones were kept',
+  );
 });
 
 t.test('restore sets the cursor once; a checkpoint ahead of the lane is refused', async (t) => {

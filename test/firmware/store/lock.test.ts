@@ -9,7 +9,10 @@ import { bundleForChild } from '../../support/bundle.js';
 import { tempDir } from '../../support/tmp.js';
 
 const SMALL = {
-  segmentBytes: 64 * 1024, quotaBytes: 4 * 1024 * 1024, recordBytesMax: 8 * 1024, groupCommitBytesMax: 16 * 1024,
+  segmentBytes: 64 * 1024,
+  quotaBytes: 4 * 1024 * 1024,
+  recordBytesMax: 8 * 1024,
+  groupCommitBytesMax: 16 * 1024,
 };
 const HOLDER = fileURLToPath(new URL('../../support/lock-holder.ts', import.meta.url));
 const bootId = () => readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim();

@@ -34,7 +34,11 @@ t.test('appends come back in order with their properties, across segments and a 
       lane.append({ body: Buffer.from(`msg-${i}`), properties: { i: String(i) } }),
     ),
   );
-  t.same(seqs, Array.from({ length: 2000 }, (_, i) => i + 1), 'seqs are 1..n in append order');
+  t.same(
+    seqs,
+    Array.from({ length: 2000 }, (_, i) => i + 1),
+    'seqs are 1..n in append order',
+  );
   const recs = await drain(lane);
   t.equal(recs.length, 2000);
   t.ok(recs.every((r, i) => r.body.toString() === `msg-${i}` && r.properties.i === String(i)));
@@ -72,7 +76,10 @@ t.test('ack moves the cursor; the checkpoint keeps it across a reopen; acked seg
   const lane2 = await again.lane('upstream');
   t.equal(lane2.ackedSeq(), 900, 'cursor survives the reopen');
   const rest = await drain(lane2, lane2.ackedSeq() + 1);
-  t.same(rest.map((r) => r.seq), Array.from({ length: 101 }, (_, i) => 901 + i));
+  t.same(
+    rest.map((r) => r.seq),
+    Array.from({ length: 101 }, (_, i) => 901 + i),
+  );
   t.throws(() => lane2.ack(10_000), /past the last durable seq 1001/, 'an ack past the last seq is a programmer error');
   t.equal(lane2.ackedSeq(), 900, 'and leaves the cursor alone');
   await again.close();
@@ -88,7 +95,11 @@ t.test('the smallest segment board.json allows opens with the default group-comm
   const lane = await log.lane('upstream');
   const body = Buffer.alloc(60 * 1024, 7);
   const seqs = await Promise.all(Array.from({ length: 40 }, () => lane.append({ body })));
-  t.same(seqs, Array.from({ length: 40 }, (_, i) => i + 1), 'a burst of 2.4 MiB is committed across segments');
+  t.same(
+    seqs,
+    Array.from({ length: 40 }, (_, i) => i + 1),
+    'a burst of 2.4 MiB is committed across segments',
+  );
   t.equal((await drain(lane)).length, 40);
   await log.close();
   const big = await RingLog.open({ dir: tempDir(t), segmentBytes: 64 * 1024 * 1024 });
@@ -132,14 +143,23 @@ t.test('lanes are independent: own seqs, own cursors, own files', async (t) => {
   await a.append({ body: Buffer.from('a1') });
   await b.append({ body: Buffer.from('b1') });
   await a.append({ body: Buffer.from('a2') });
-  t.same((await drain(a)).map((r) => r.body.toString()), ['a1', 'a2']);
-  t.same((await drain(b)).map((r) => r.body.toString()), ['b1']);
+  t.same(
+    (await drain(a)).map((r) => r.body.toString()),
+    ['a1', 'a2'],
+  );
+  t.same(
+    (await drain(b)).map((r) => r.body.toString()),
+    ['b1'],
+  );
   a.ack(2);
   t.equal(b.ackedSeq(), 0);
-  t.same(log.stats().lanes.map((l) => [l.lane, l.pendingRecords]), [
-    ['upstream', 0],
-    ['priority.high', 1],
-  ]);
+  t.same(
+    log.stats().lanes.map((l) => [l.lane, l.pendingRecords]),
+    [
+      ['upstream', 0],
+      ['priority.high', 1],
+    ],
+  );
   await log.close();
 });
 
@@ -224,28 +244,36 @@ t.test('lastSyncLatencyMs is the time a group commit waits for the disk, the O_D
   await log.close();
 });
 
-t.test('appendBatch: one promise for many records, all-or-nothing at the door, order kept with single appends', async (t) => {
-  const dir = tempDir(t);
-  const log = await RingLog.open({ dir, ...SMALL });
-  const lane = await log.lane('upstream');
-  const single = lane.append({ body: Buffer.from('first') });
-  const inputs = Array.from({ length: 1500 }, (_, i) => ({
-    body: Buffer.from(`b${i}`.padEnd(100)),
-    properties: { i: String(i) },
-  }));
-  const last = await lane.appendBatch(inputs);
-  t.equal(await single, 1);
-  t.equal(last, 1501, 'resolves with the last seq once all are durable');
-  const recs = await drain(lane);
-  t.equal(recs.length, 1501);
-  t.same(recs.slice(1, 4).map((r) => r.body.toString().trim()), ["b0", "b1", "b2"]);
-  t.ok(log.stats().segmentCount > 1, 'the batch spanned segments');
-  await t.rejects(lane.appendBatch([{ body: Buffer.from('ok') }, { body: Buffer.alloc(9000) }]), { code: 'TOO_LARGE' });
-  await t.rejects(lane.appendBatch([]), { code: 'INVALID' });
-  t.equal((await drain(lane, 1502)).length, 0, 'a refused batch stored nothing');
-  t.equal(await lane.append({ body: Buffer.from('after') }), 1502);
-  await log.close();
-});
+t.test(
+  'appendBatch: one promise for many records, all-or-nothing at the door, order kept with single appends',
+  async (t) => {
+    const dir = tempDir(t);
+    const log = await RingLog.open({ dir, ...SMALL });
+    const lane = await log.lane('upstream');
+    const single = lane.append({ body: Buffer.from('first') });
+    const inputs = Array.from({ length: 1500 }, (_, i) => ({
+      body: Buffer.from(`b${i}`.padEnd(100)),
+      properties: { i: String(i) },
+    }));
+    const last = await lane.appendBatch(inputs);
+    t.equal(await single, 1);
+    t.equal(last, 1501, 'resolves with the last seq once all are durable');
+    const recs = await drain(lane);
+    t.equal(recs.length, 1501);
+    t.same(
+      recs.slice(1, 4).map((r) => r.body.toString().trim()),
+      ['b0', 'b1', 'b2'],
+    );
+    t.ok(log.stats().segmentCount > 1, 'the batch spanned segments');
+    await t.rejects(lane.appendBatch([{ body: Buffer.from('ok') }, { body: Buffer.alloc(9000) }]), {
+      code: 'TOO_LARGE',
+    });
+    await t.rejects(lane.appendBatch([]), { code: 'INVALID' });
+    t.equal((await drain(lane, 1502)).length, 0, 'a refused batch stored nothing');
+    t.equal(await lane.append({ body: Buffer.from('after') }), 1502);
+    await log.close();
+  },
+);
 
 t.test('a fast drain checkpoints every checkpointAckRecords acks, not only once per interval', async (t) => {
   const dir = tempDir(t);
@@ -254,8 +282,9 @@ t.test('a fast drain checkpoints every checkpointAckRecords acks, not only once 
   await lane.appendBatch(Array.from({ length: 600 }, () => ({ body: Buffer.from('x') })));
   const durableAcked = () => {
     const file = readFileSync(join(dir, 'checkpoint'));
-    const slots = [decodeCheckpoint(file.subarray(0, 4096)), decodeCheckpoint(file.subarray(4096, 8192))]
-      .filter((s) => s !== null);
+    const slots = [decodeCheckpoint(file.subarray(0, 4096)), decodeCheckpoint(file.subarray(4096, 8192))].filter(
+      (s) => s !== null,
+    );
     const newest = slots.sort((a, b) => b.generation - a.generation)[0];
     return newest?.lanes.get('upstream')?.ackedSeq ?? 0;
   };

@@ -9,7 +9,12 @@ import { tempDir } from '../../support/tmp.js';
  * Model-based test: random sequences of append / read / ack / reopen / clock steps against a plain
  * in-memory model of what the log must return. Replay a failure with OUTPOST_SEED=<seed>.
  */
-const OPTS = { segmentBytes: 64 * 1024, quotaBytes: 64 * 1024 * 1024, recordBytesMax: 16 * 1024, groupCommitBytesMax: 32 * 1024 };
+const OPTS = {
+  segmentBytes: 64 * 1024,
+  quotaBytes: 64 * 1024 * 1024,
+  recordBytesMax: 16 * 1024,
+  groupCommitBytesMax: 32 * 1024,
+};
 const RUNS = 6;
 const STEPS_PER_RUN = 250;
 const DAY_MS = 86_400_000;
@@ -77,7 +82,8 @@ async function modelRun(t: Test, seed: number): Promise<void> {
       await log.close();
       log = await RingLog.open({ dir, ...OPTS, clock });
       lane = await log.lane('upstream');
-      if (lane.ackedSeq() !== acked) throw new Error(`${ctx}: cursor ${lane.ackedSeq()} after reopen, expected ${acked}`);
+      if (lane.ackedSeq() !== acked)
+        throw new Error(`${ctx}: cursor ${lane.ackedSeq()} after reopen, expected ${acked}`);
     } else if (op < 95) {
       const ms = [100, 2000, 30_000, 700_000][int(4)]!;
       clock.advance(ms);

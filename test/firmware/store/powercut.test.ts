@@ -27,7 +27,9 @@ t.test(`at least ${STATES_MIN} crash states over three workloads, no invariant b
     const seed = testSeed();
     const started = performance.now();
     const r = await explore(workload, { seed, randomStatesPerCut: RANDOM_STATES_PER_CUT, secondCrashesPerState: 1 });
-    t.comment(`${workload.name}: ${r.ops} ops, ${r.states} states in ${((performance.now() - started) / 1000).toFixed(1)} s, OUTPOST_SEED=${seed}`);
+    t.comment(
+      `${workload.name}: ${r.ops} ops, ${r.states} states in ${((performance.now() - started) / 1000).toFixed(1)} s, OUTPOST_SEED=${seed}`,
+    );
     t.same(r.violations.slice(0, 5), [], `${workload.name}: no violation (seed ${seed})`);
     t.ok(r.ops > 80, `${workload.name} recorded ${r.ops} operations`);
     states += r.states;
@@ -50,7 +52,13 @@ t.test('mutation check: removing any one of the store syncs is caught by the sim
     let hits = 0;
     let caught: string | null = null;
     for (const workload of WORKLOADS) {
-      const r = await explore(workload, { seed: 7, randomStatesPerCut: 4, secondCrashesPerState: 2, disabled: site, stopAtFirst: true });
+      const r = await explore(workload, {
+        seed: 7,
+        randomStatesPerCut: 4,
+        secondCrashesPerState: 2,
+        disabled: site,
+        stopAtFirst: true,
+      });
       hits += r.disabledHits;
       if (r.violations.length > 0) {
         caught = `${r.violations[0]!.workload}: ${r.violations[0]!.message}`;
@@ -64,7 +72,12 @@ t.test('mutation check: removing any one of the store syncs is caught by the sim
 
 t.test('an fdatasync that fails with EIO is never taken as durable', async (t) => {
   for (const failAt of [3, 11, 20]) {
-    const r = await explore(rollsAcksQuota, { seed: 1000 + failAt, randomStatesPerCut: 3, secondCrashesPerState: 1, failDatasyncAt: failAt });
+    const r = await explore(rollsAcksQuota, {
+      seed: 1000 + failAt,
+      randomStatesPerCut: 3,
+      secondCrashesPerState: 1,
+      failDatasyncAt: failAt,
+    });
     t.same(r.violations.slice(0, 3), [], `EIO on datasync #${failAt}: ${r.states} states, no violation`);
   }
 });
@@ -74,14 +87,22 @@ t.test('crash states written to real files recover exactly like the simulated on
   const fs = new SimFs(ROOT);
   const clock = new ManualClock({ synced: false });
   const journal: Journal = { resolved: [], acks: [], attempted: new Set() };
-  const opts = { segmentBytes: 4096, recordBytesMax: 1024, groupCommitBytesMax: 2048, quotaBytes: 64 * 1024, checkpointIntervalMs: 3_600_000, retentionIntervalMs: 3_600_000 };
+  const opts = {
+    segmentBytes: 4096,
+    recordBytesMax: 1024,
+    groupCommitBytesMax: 2048,
+    quotaBytes: 64 * 1024,
+    checkpointIntervalMs: 3_600_000,
+    retentionIntervalMs: 3_600_000,
+  };
   const log = await RingLog.open({ ...opts, ...rollsAcksQuota.opts, dir: ROOT, fs, clock });
   await rollsAcksQuota.run(new WorkloadContext(log, fs, clock, journal, rand, 'w'));
   await log.close();
   const contents = async (l: RingLog) => {
     const out: string[] = [];
     for (const [name, lane] of l.lanes) {
-      for (const r of await lane.read(lane.ackedSeq() + 1, { recordsMax: 10_000 })) out.push(`${name}:${r.seq}:${r.body.length}`);
+      for (const r of await lane.read(lane.ackedSeq() + 1, { recordsMax: 10_000 }))
+        out.push(`${name}:${r.seq}:${r.body.length}`);
     }
     return out;
   };

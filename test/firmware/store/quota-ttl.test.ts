@@ -49,7 +49,11 @@ t.test('drop-oldest: never over the quota after any append; drops counted; reade
   const seqs = await seqsFrom(lane);
   t.ok(seqs[0]! > 1, `oldest records dropped; reading starts at ${seqs[0]}`);
   t.equal(seqs[seqs.length - 1], 4000, 'the newest record is kept');
-  t.same(seqs, Array.from({ length: seqs.length }, (_, i) => seqs[0]! + i), 'what is left is contiguous');
+  t.same(
+    seqs,
+    Array.from({ length: seqs.length }, (_, i) => seqs[0]! + i),
+    'what is left is contiguous',
+  );
   t.equal(log.stats().droppedRecords, seqs[0]! - 1, 'every dropped record is counted');
   await log.close();
 });
@@ -80,7 +84,9 @@ t.test('reject-new: never over the quota after any append, seals included; FULL,
     t.same((await seqsFrom(lane)).length, accepted, 'every accepted record is readable');
     const recordBytes = 32 + bodyBytes;
     const laneDir = join(dir, 'lanes', 'upstream');
-    const sizes = readdirSync(laneDir).sort().map((f) => statSync(join(laneDir, f)).size);
+    const sizes = readdirSync(laneDir)
+      .sort()
+      .map((f) => statSync(join(laneDir, f)).size);
     const sealed = sizes.slice(0, -1).every((n) => (n - SEAL_RECORD_BYTES) % recordBytes === 0);
     t.ok(sealed, `every rolled segment ends in its seal (${sizes})`);
     lane.ack(accepted);
@@ -103,7 +109,11 @@ t.test('TTL: expired records are never returned and their segments are deleted',
   await Promise.all(Array.from({ length: 10 }, () => lane.append({ body: Buffer.from('young') })));
   clock.advance(31_000);
   const left = await lane.read(1, { recordsMax: 1000 });
-  t.same(left.map((r) => r.body.toString()), ['forever', ...Array(10).fill('young')], 'only unexpired records come back');
+  t.same(
+    left.map((r) => r.body.toString()),
+    ['forever', ...Array(10).fill('young')],
+    'only unexpired records come back',
+  );
   t.equal(log.stats().expiredRecords, 600);
   await log.writeCheckpoint();
   t.equal(readdirSync(join(dir, 'lanes', 'upstream')).length, 1, 'segments holding only expired records are gone');
@@ -180,7 +190,10 @@ t.test('settings applied live: TTL for new records, a lower quota enforced at on
   t.ok(bytesOnDisk(dir) <= QUOTA, 'and after a retention pass');
   clock.advance(11_000);
   const left = await lane.read(1, { recordsMax: 5000 });
-  t.notOk(left.some((r) => r.body.toString() === 'short-lived'), 'the new default TTL applied to the new record');
+  t.notOk(
+    left.some((r) => r.body.toString() === 'short-lived'),
+    'the new default TTL applied to the new record',
+  );
   t.ok(left.length > 0, 'older records keep the TTL they were stored with');
   t.ok(bytesOnDisk(dir) <= QUOTA, 'and after the read');
   t.throws(() => log.applySettings({ quotaBytes: 5 }), { code: 'INVALID', message: /"quotaBytes"/ });

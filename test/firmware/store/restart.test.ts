@@ -69,7 +69,11 @@ t.test('a data directory the store creates is durable in its parent before anyth
   const after = await restart(fs, clock, 'durable-only', log);
   const lane = after.log.lanes.get('upstream');
   t.ok(lane, 'the lane survives a power cut right after the acknowledged append');
-  t.same((await lane!.read(1)).map((r) => [r.seq, r.body.toString()]), [[seq, 'kept']], 'and so does its record');
+  t.same(
+    (await lane!.read(1)).map((r) => [r.seq, r.body.toString()]),
+    [[seq, 'kept']],
+    'and so does its record',
+  );
   await after.log.close();
 });
 
@@ -123,7 +127,10 @@ t.test('a failed checkpoint write never costs the last good checkpoint, even if 
     cursors.add(reopened.lanes.get('upstream')?.ackedSeq() ?? 0);
     await reopened.close();
   }
-  t.ok([...cursors].every((c) => c >= 2 && c <= 4), `every state resumes from a checkpoint (cursors ${[...cursors]})`);
+  t.ok(
+    [...cursors].every((c) => c >= 2 && c <= 4),
+    `every state resumes from a checkpoint (cursors ${[...cursors]})`,
+  );
   await log.close();
 });
 

@@ -37,7 +37,11 @@ t.test("a child id with '.' and a child patch IoT Hub refuses do not block the o
   t.teardown(() => iothub.stop());
   const keys = new Map(CHILDREN.map((id) => [id, newKey()]));
   iothub.patchDesired(GATEWAY_ID, {
-    outpostScope: scopeDocument(GATEWAY_ID, 1, CHILDREN.map((deviceId) => ({ deviceId, key: keys.get(deviceId)! }))),
+    outpostScope: scopeDocument(
+      GATEWAY_ID,
+      1,
+      CHILDREN.map((deviceId) => ({ deviceId, key: keys.get(deviceId)! })),
+    ),
     outpostChildren: { 'child-a': { mode: 'a' }, 'child%2Eb': { mode: 'b' } },
   });
   const dir = tempDir(t);
@@ -46,8 +50,12 @@ t.test("a child id with '.' and a child patch IoT Hub refuses do not block the o
   const hooks = new HookList();
   const errors: string[] = [];
   const hub = await startHub({
-    config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId: GATEWAY_ID, log, dataDir: path.join(dir, 'data'),
-    uplink: hooks, onError: (err) => errors.push(err.message),
+    config: { hub: { tcp: { port: 0 }, tls: false } },
+    gatewayId: GATEWAY_ID,
+    log,
+    dataDir: path.join(dir, 'data'),
+    uplink: hooks,
+    onError: (err) => errors.push(err.message),
   });
   t.teardown(() => hub.stop());
   const connectionString = iothub.addDevice(GATEWAY_ID);

@@ -30,16 +30,20 @@ t.test(TITLE, { timeout: TEST_TIMEOUT_MS }, async (t) => {
   const dir = tempDir(t);
   cpSync(join(ROOT, 'boards'), join(dir, 'boards'), { recursive: true });
   writeFileSync(join(dir, 'ca.pem'), hub.ca.cert);
-  writeFileSync(join(dir, 'board.json'), JSON.stringify({
-    board: 'sim',
-    identity: { gatewayId: GATEWAY_ID },
-    uplink: { protocol: 'azure', connectionString: hub.addDevice(GATEWAY_ID), caFile: join(dir, 'ca.pem') },
-  }));
+  writeFileSync(
+    join(dir, 'board.json'),
+    JSON.stringify({
+      board: 'sim',
+      identity: { gatewayId: GATEWAY_ID },
+      uplink: { protocol: 'azure', connectionString: hub.addDevice(GATEWAY_ID), caFile: join(dir, 'ca.pem') },
+    }),
+  );
   const events: string[] = [];
   const started = Date.now();
   const note = (kind: string, text: string) => events.push(`+${Date.now() - started} ms ${kind}: ${text}`);
   const runtime = new Runtime(await loadBoard(join(dir, 'board.json')), {
-    dataDir: tempDir(t), hubPort: 0,
+    dataDir: tempDir(t),
+    hubPort: 0,
     onError: (source, err) => note(`error ${source}`, err.message),
     log: {
       info: (fields, message) => note('info', `${message} ${JSON.stringify(fields)}`),

@@ -23,7 +23,10 @@ async function setup(t: Test) {
   await publishScope({ url: broker.url }, 'gw-1', scopeDocument('gw-1', 1, [{ deviceId: 'child-a', key }]));
   // No uplink: the gateway is offline, so pending patches only accumulate.
   const hub = await startHub({
-    config: { hub: { tcp: { port: 0 }, tls: false } }, gatewayId: 'gw-1', log, dataDir: path.join(dir, 'data'),
+    config: { hub: { tcp: { port: 0 }, tls: false } },
+    gatewayId: 'gw-1',
+    log,
+    dataDir: path.join(dir, 'data'),
     scopeBroker: { url: broker.url },
   });
   t.teardown(() => hub.stop());

@@ -69,7 +69,11 @@ async function setup(t: Parameters<typeof tempDir>[0], ids: string[]) {
   const delivered: Array<[string, Props, number]> = [];
   const errors: string[] = [];
   const sync = new EdgeTwinSync({
-    store, gatewayId: 'gw', isLinkUp: () => true, connected: () => [], onError: (err) => errors.push(err.message),
+    store,
+    gatewayId: 'gw',
+    isLinkUp: () => true,
+    connected: () => [],
+    onError: (err) => errors.push(err.message),
     deliver: async (id) => {
       const pending = store.undelivered(id);
       if (pending === null) return;
@@ -108,7 +112,10 @@ t.test('a twin made anew in IoT Hub (its $version went back) is still delivered,
   twin.desired = { $version: 2, mode: 'boost' };
   l.up('child-1');
   await until('second read', () => sync.status().syncs === 2);
-  t.same(delivered, [['child-1', { mode: 'eco', old: true }, 7], ['child-1', { old: null, mode: 'boost' }, 2]]);
+  t.same(delivered, [
+    ['child-1', { mode: 'eco', old: true }, 7],
+    ['child-1', { old: null, mode: 'boost' }, 2],
+  ]);
   t.equal(store.get('child-1').desiredVersion, 2, "the cache holds IoT Hub's version");
 });
 

@@ -50,19 +50,28 @@ async function rig(t: Teardown): Promise<Rig> {
   writeFileSync(path.join(dir, 'ca.pem'), cloud.ca.cert);
   writeFileSync(path.join(dir, 'edgehub.cs'), `${connections.edgeHub}\n`);
   symlinkSync(BOARDS_DIR, path.join(dir, 'boards'));
-  writeFileSync(path.join(dir, 'board.json'), JSON.stringify({
-    board: 'sim',
-    identity: { gatewayId: 'gw' },
-    uplink: { protocol: 'azure', connectionString: connections.device, caFile: 'ca.pem',
-      azure: { edgeHubConnectionStringFile: 'edgehub.cs' }, backoff: { baseMs: 50, maxMs: 300 } },
-    hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
-  }));
+  writeFileSync(
+    path.join(dir, 'board.json'),
+    JSON.stringify({
+      board: 'sim',
+      identity: { gatewayId: 'gw' },
+      uplink: {
+        protocol: 'azure',
+        connectionString: connections.device,
+        caFile: 'ca.pem',
+        azure: { edgeHubConnectionStringFile: 'edgehub.cs' },
+        backoff: { baseMs: 50, maxMs: 300 },
+      },
+      hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
+    }),
+  );
   return { cloud, proxy, certs, dir, host };
 }
 
 async function startRuntime(t: Teardown, r: Rig): Promise<Runtime> {
-  const runtime = new Runtime(await loadBoard(path.join(r.dir, 'board.json'), { files: true }),
-    { dataDir: path.join(r.dir, 'data') });
+  const runtime = new Runtime(await loadBoard(path.join(r.dir, 'board.json'), { files: true }), {
+    dataDir: path.join(r.dir, 'data'),
+  });
   await runtime.start();
   let stopped = false;
   t.teardown(() => (stopped ? undefined : runtime.stop()));
@@ -78,7 +87,9 @@ async function startRuntime(t: Teardown, r: Rig): Promise<Runtime> {
 async function child(t: Teardown, r: Rig, runtime: Runtime, deviceId: string): Promise<DeviceClient> {
   const port = runtime.status().hub!.ports.tls;
   const client = Client.fromConnectionString(
-    `${r.cloud.connectionString(deviceId, undefined, r.host)};GatewayHostName=localhost:${port}`, Mqtt);
+    `${r.cloud.connectionString(deviceId, undefined, r.host)};GatewayHostName=localhost:${port}`,
+    Mqtt,
+  );
   client.setRetryPolicy(NO_RETRY);
   await client.setOptions({ ca: r.certs.ca.cert });
   await client.open();
@@ -89,7 +100,8 @@ async function child(t: Teardown, r: Rig, runtime: Runtime, deviceId: string): P
 
 function report(twin: Twin, patch: Record<string, unknown>): Promise<void> {
   return new Promise((resolve, reject) =>
-    twin.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())));
+    twin.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())),
+  );
 }
 
 const edgeTwins = (runtime: Runtime) => runtime.status().hub!.twins.edge!;
@@ -145,7 +157,11 @@ t.test("desired set on the child's cloud twin reaches the connected child; onlin
 
   const version = r.cloud.updateDesired('child-1', undefined, { mode: 'eco', interval: 30 });
   await until('the desired patch at the child', () => patches.some((p) => p.$version === version));
-  t.match(patches.find((p) => p.$version === version), { mode: 'eco', interval: 30 }, 'delivered with its $version');
+  t.match(
+    patches.find((p) => p.$version === version),
+    { mode: 'eco', interval: 30 },
+    'delivered with its $version',
+  );
   t.equal(twin.properties.desired.mode, 'eco', "in the SDK's twin");
 
   const gets = r.cloud.operations('child-1', 'twin-get');
@@ -163,7 +179,8 @@ t.test("desired set on the child's cloud twin reaches the connected child; onlin
 
   await offline(r, runtime);
   const cached = await new Promise<Twin>((resolve, reject) =>
-    one.getTwin((err, tw) => (err ? reject(err) : resolve(tw!))));
+    one.getTwin((err, tw) => (err ? reject(err) : resolve(tw!))),
+  );
   await new Promise<void>((resolve, reject) => cached.get((err?: Error) => (err ? reject(err) : resolve())));
   t.match(cached.properties.desired, { mode: 'eco', interval: 30 }, 'offline, the cache answers as IoT Hub did');
   t.equal(cached.properties.reported.online, true);

@@ -10,7 +10,10 @@ t.test('the twin store holds a twin for every identity a full scope allows, plus
   const ids = ['gw', ...Array.from({ length: SCOPE_IDENTITIES_MAX }, (_, i) => `dev-${i >> 1}/${i % 2 ? 'mod' : 'x'}`)];
   for (const id of ids) await store.patchReported(id, { n: 1 });
   t.pass(`${ids.length} twins kept`);
-  const refused = await store.patchReported('one-more', { n: 1 }).then(() => null, (err: unknown) => err);
+  const refused = await store.patchReported('one-more', { n: 1 }).then(
+    () => null,
+    (err: unknown) => err,
+  );
   t.ok(refused instanceof TwinError && refused.code === 'twins-max', 'one more is refused as twins-max');
   await store.flush();
 });

@@ -47,7 +47,10 @@ t.test('a record cannot forge outpost-device-id or iothub-creation-time-utc at I
 
 t.test('the upstream message of every transport leaves reserved names out', async (t) => {
   const message = recordToMessage('gw', 'telemetry', {
-    seq: 7, enqueuedAtMs: 1_000, expiresAtStoreMs: 0, body: Buffer.alloc(0),
+    seq: 7,
+    enqueuedAtMs: 1_000,
+    expiresAtStoreMs: 0,
+    body: Buffer.alloc(0),
     properties: { [RECORD_KEY.deviceId]: 'child-a', ...FORGED, kept: 'yes' },
   });
   t.same(message.properties, { kept: 'yes' });

@@ -12,7 +12,10 @@ import { createTestCa } from '../../support/tls-certs.js';
 
 async function connectError(connectionString: string, ca: string): Promise<UplinkError> {
   const transport = createTransport({ protocol: 'azure', connectionString, ca });
-  const error = await transport.connect().then(() => null, (err: unknown) => err);
+  const error = await transport.connect().then(
+    () => null,
+    (err: unknown) => err,
+  );
   await transport.close();
   if (!(error instanceof UplinkError)) throw new Error(`expected an UplinkError, got ${String(error)}`);
   return error;
@@ -32,10 +35,13 @@ t.test('a TCP reset while connecting is reported as a connection reset, not as a
     socket.once('data', () => raw.resetAndDestroy());
   });
   await new Promise<void>((resolve) => hub.listen(0, '127.0.0.1', resolve));
-  t.teardown(() => new Promise<void>((resolve) => {
-    for (const socket of sockets) socket.destroy();
-    hub.close(() => resolve());
-  }));
+  t.teardown(
+    () =>
+      new Promise<void>((resolve) => {
+        for (const socket of sockets) socket.destroy();
+        hub.close(() => resolve());
+      }),
+  );
   const port = (hub.address() as { port: number }).port;
   const error = await connectError(`HostName=localhost:${port};DeviceId=gw-1;SharedAccessKey=a2V5a2V5a2V5`, ca.cert);
   t.equal(error.code, 'CONNECT');
@@ -58,8 +64,14 @@ t.test('a reset before the TLS handshake says so too', async (t) => {
 t.test('a refusal by the hub itself (CONNACK "Not authorized", as the SDK words it) keeps the label', async (t) => {
   // The SDK's text for the emulator refusing a wrong key. Connecting with a wrong key is not done here: the SDK
   // client it leaves behind keeps the test process alive (reported as a separate issue).
-  const sdk = new Error('mqtt.js returned Failure on first connection (Not authorized): Connection refused: Not authorized error');
+  const sdk = new Error(
+    'mqtt.js returned Failure on first connection (Not authorized): Connection refused: Not authorized error',
+  );
   t.match(describeConnectError(sdk), /Not authorized/);
   const reset = new Error('mqtt.js returned Failure on first connection (Not authorized): read ECONNRESET error');
-  t.equal(describeConnectError(reset), 'connection reset (read ECONNRESET)', 'the issue\'s message, said as what happened');
+  t.equal(
+    describeConnectError(reset),
+    'connection reset (read ECONNRESET)',
+    "the issue's message, said as what happened",
+  );
 });

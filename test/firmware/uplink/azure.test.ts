@@ -53,7 +53,10 @@ t.test('telemetry in order across outages, twin GET/PATCH, desired patch, method
 
   const total = 600;
   for (let i = 1; i <= total; i += 1) {
-    await lane.append({ body: Buffer.from(String(i)), properties: { [RECORD_KEY.deviceId]: i % 2 ? 'child-a' : 'gw-az', n: String(i) } });
+    await lane.append({
+      body: Buffer.from(String(i)),
+      properties: { [RECORD_KEY.deviceId]: i % 2 ? 'child-a' : 'gw-az', n: String(i) },
+    });
     if (i % 150 === 0) {
       await until('some telemetry', () => hub.telemetry.length >= i - 100);
       proxy.cut();
@@ -83,8 +86,14 @@ t.test('telemetry in order across outages, twin GET/PATCH, desired patch, method
 });
 
 t.test('bad azure options are refused by name', async (t) => {
-  t.throws(() => createTransport({ protocol: 'azure', connectionString: 'DeviceId=x;SharedAccessKey=y' }), /"connectionString" must contain HostName/);
-  t.throws(() => createTransport({ protocol: 'azure', connectionString: 'HostName=h;DeviceId=x;x509=true' }), /"cert" and "key" are required/);
+  t.throws(
+    () => createTransport({ protocol: 'azure', connectionString: 'DeviceId=x;SharedAccessKey=y' }),
+    /"connectionString" must contain HostName/,
+  );
+  t.throws(
+    () => createTransport({ protocol: 'azure', connectionString: 'HostName=h;DeviceId=x;x509=true' }),
+    /"cert" and "key" are required/,
+  );
   t.throws(() => createTransport({ protocol: 'nope' } as never), /"protocol" must be one of mqtt, azure/);
 });
 
@@ -94,7 +103,10 @@ const PROMPT_MS = 5_000;
 t.test('destroy() abandons a connect hung on a black-holed link and closes its socket', async (t) => {
   const { hub, proxy, transport } = await azureBehindProxy(t, 'gw-hole');
   proxy.blackhole();
-  const connecting = transport.connect().then(() => 'connected', (err: Error) => err);
+  const connecting = transport.connect().then(
+    () => 'connected',
+    (err: Error) => err,
+  );
   await until('the connect to reach the proxy', () => proxy.connectionCount === 1);
   await transport.destroy();
   const outcome = await Promise.race([connecting, sleep(PROMPT_MS).then(() => 'still pending')]);
@@ -109,7 +121,7 @@ t.test('destroy() abandons a connect hung on a black-holed link and closes its s
   await transport.close();
 });
 
-t.test('over IoT Hub\'s 256 KiB: dead-lettered as too-large before it is sent; the link stays', async (t) => {
+t.test("over IoT Hub's 256 KiB: dead-lettered as too-large before it is sent; the link stays", async (t) => {
   const hub = await IotHubEmulator.start();
   t.teardown(() => hub.stop());
   const transport = createTransport({ protocol: 'azure', connectionString: hub.addDevice('gw-big'), ca: hub.ca.cert });
@@ -130,7 +142,11 @@ t.test('over IoT Hub\'s 256 KiB: dead-lettered as too-large before it is sent; t
   pump.start();
   t.teardown(() => pump.stop());
   await until('the rest delivered', () => hub.telemetry.length === 3 && pump.status().deadLetters.total === 2);
-  t.same(hub.telemetry.map((r) => r.properties.n), ['1', '4', '5'], 'the lane moved on past both, in order');
+  t.same(
+    hub.telemetry.map((r) => r.properties.n),
+    ['1', '4', '5'],
+    'the lane moved on past both, in order',
+  );
   t.same(pump.status().deadLetters.byReason, { 'too-large': 2 });
   t.equal(hub.operations('gw-big', 'telemetry-too-large'), 0, 'neither was sent: IoT Hub would have closed the link');
   t.equal(pump.status().connects, 1, 'no reconnect');
@@ -144,7 +160,7 @@ const sdkRequire = createRequire(import.meta.resolve('azure-iot-device'));
 type ErrorClass = new (message: string) => Error;
 const sdkErrors = (sdkRequire('azure-iot-common') as { errors: Record<string, ErrorClass> }).errors;
 
-t.test('the SDK\'s send errors read as permanent or temporary refusals, or as a lost connection', async (t) => {
+t.test("the SDK's send errors read as permanent or temporary refusals, or as a lost connection", async (t) => {
   const expect: Array<[Error, { reason: string; permanent: boolean } | null]> = [
     [new sdkErrors.MessageTooLargeError('big'), { reason: 'too-large', permanent: true }],
     [new sdkErrors.FormatError('bad'), { reason: 'azure-format-error', permanent: true }],

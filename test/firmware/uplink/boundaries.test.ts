@@ -32,7 +32,11 @@ t.test('a read answer out of seq order, repeating a taken seq or past the durabl
   t.same(cursor.buffer, [], 'a refused answer leaves nothing buffered');
   t.equal(cursor.nextSeq, 1, 'nor moves the read position');
   cursor.accept([record(1), record(3)], 5);
-  t.same(cursor.buffer.map((r) => r.seq), [1, 3], 'gaps (expired records) are in order and accepted');
+  t.same(
+    cursor.buffer.map((r) => r.seq),
+    [1, 3],
+    'gaps (expired records) are in order and accepted',
+  );
   t.equal(cursor.nextSeq, 4);
   t.throws(() => cursor.accept([record(2)], 5), /read returned seq 2 after 3/, 'a seq below the read position');
   cursor.accept([], 5);

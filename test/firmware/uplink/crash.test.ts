@@ -78,7 +78,10 @@ t.test(`${KILLS} SIGKILLs mid-drain lose nothing (${TOTAL} messages)`, async (t)
   t.teardown(() => broker.stop());
   const sub = await Subscriber.start(broker.url, 'outpost/gw-crash/+/telemetry');
   t.teardown(() => sub.close());
-  const child = await bundleForChild(fileURLToPath(new URL('../../support/uplink-child.ts', import.meta.url)), tempDir(t));
+  const child = await bundleForChild(
+    fileURLToPath(new URL('../../support/uplink-child.ts', import.meta.url)),
+    tempDir(t),
+  );
   const dir = tempDir(t);
   const args = [dir, broker.url, String(TOTAL), 'gw-crash', String(CHECKPOINT_INTERVAL_MS)];
 
@@ -86,11 +89,17 @@ t.test(`${KILLS} SIGKILLs mid-drain lose nothing (${TOTAL} messages)`, async (t)
   for (let kill = 0; kill < KILLS; kill += 1) {
     const run = await runChild(child, args, KILL_AFTER_RECORDS_MIN + Math.floor(rand() * KILL_AFTER_RECORDS_SPREAD));
     runs.push(run);
-    t.ok(run.killed && run.lastAcked < TOTAL, `run ${kill + 1} killed mid-drain at acked ${run.lastAcked} (started at ${run.firstAcked})`);
+    t.ok(
+      run.killed && run.lastAcked < TOTAL,
+      `run ${kill + 1} killed mid-drain at acked ${run.lastAcked} (started at ${run.firstAcked})`,
+    );
   }
   const last = await runChild(child, args, null);
   t.equal(last.lastAcked, TOTAL, 'the last run drained everything and stopped cleanly');
-  t.ok(runs.every((run, i) => i === 0 || run.firstAcked >= runs[i - 1]!.firstAcked), 'each restart resumed from a persisted cursor, never behind the one before');
+  t.ok(
+    runs.every((run, i) => i === 0 || run.firstAcked >= runs[i - 1]!.firstAcked),
+    'each restart resumed from a persisted cursor, never behind the one before',
+  );
 
   t.ok(await sub.waitForDistinct(TOTAL, 30_000), 'every message reached the subscriber');
   const window = INFLIGHT_MAX + ACK_BATCH_RECORDS + CHECKPOINT_LAG_RECORDS_MAX;

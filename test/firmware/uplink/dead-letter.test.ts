@@ -63,7 +63,7 @@ t.test('a refused message lands in the deadletter lane with its reason; outpost 
   t.equal(dumped.body, '2');
   t.ok(dumped.expiresAtStoreMs > 0, 'the log TTL applies to it');
   const { $deadLetterExpiresAt: expiresAt, ...properties } = dumped.properties;
-  t.ok(Number(expiresAt) > 0, 'the original\'s expiry, kept for a re-send');
+  t.ok(Number(expiresAt) > 0, "the original's expiry, kept for a re-send");
   t.same(properties, {
     [RECORD_KEY.deviceId]: 'child-9',
     room: 'boiler',

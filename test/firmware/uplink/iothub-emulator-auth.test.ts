@@ -60,8 +60,11 @@ t.test('on behalf of: a device outside the scope, a wrong key or a plain device 
     ['stranger', sasToken(edgeResource, edgeHubKey(hub, 'gw')), 'not a child'],
     ['child-2', sasToken(edgeResource, edgeHubKey(hub, 'gw')), 'child of another gateway'],
     ['child-2', sasToken(edgeResource, gwKey), "signed with the gateway's device key"],
-    ['stranger', sasToken(`${hub.hostName}/devices/plain-gw/modules/$edgeHub`, edgeHubKey(hub, 'plain-gw')),
-      'not IoT Edge'],
+    [
+      'stranger',
+      sasToken(`${hub.hostName}/devices/plain-gw/modules/$edgeHub`, edgeHubKey(hub, 'plain-gw')),
+      'not IoT Edge',
+    ],
     ['stranger', sasToken(edgeResource, edgeHubKey(hub, 'gw'), Math.floor(Date.now() / 1000) - 1), 'expired'],
   ] as const;
   for (const [deviceId, token, why] of attempts) {
@@ -69,7 +72,11 @@ t.test('on behalf of: a device outside the scope, a wrong key or a plain device 
     await t.rejects(client.open(), `refused: ${why}`);
     t.notOk(hub.isConnected(deviceId));
   }
-  t.same(hub.refusals.map((r) => r.returnCode), [5, 5, 5, 5, 5], 'every refusal is CONNACK 5, not authorized');
+  t.same(
+    hub.refusals.map((r) => r.returnCode),
+    [5, 5, 5, 5, 5],
+    'every refusal is CONNACK 5, not authorized',
+  );
 });
 
 t.test("the username's auth-chain is accepted when it leads from the identity to the signing gateway", async (t) => {
@@ -79,11 +86,18 @@ t.test("the username's auth-chain is accepted when it leads from the identity to
   hub.createDevice('leaf');
   hub.addChild('gw', 'leaf');
   const password = sasToken(`${hub.hostName}/devices/gw/modules/$edgeHub`, edgeHubKey(hub, 'gw'));
-  const connect = (chain: string) => mqtt.connectAsync(`mqtts://127.0.0.1:${hub.port}`, {
-    clientId: 'leaf', protocolVersion: 4, reconnectPeriod: 0, ca: hub.ca.cert, servername: 'localhost', password,
-    username: `${hub.hostName}/leaf/?api-version=2021-04-12&DeviceClientType=test`
-      + `&auth-chain=${encodeURIComponent(chain)}`,
-  });
+  const connect = (chain: string) =>
+    mqtt.connectAsync(`mqtts://127.0.0.1:${hub.port}`, {
+      clientId: 'leaf',
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      ca: hub.ca.cert,
+      servername: 'localhost',
+      password,
+      username:
+        `${hub.hostName}/leaf/?api-version=2021-04-12&DeviceClientType=test` +
+        `&auth-chain=${encodeURIComponent(chain)}`,
+    });
   const good = await connect('leaf;gw');
   t.ok(hub.isConnected('leaf'), 'leaf;gw accepted');
   await good.endAsync();
@@ -112,10 +126,21 @@ t.test('identities disabled, deleted or taken out of scope are disconnected and 
     await t.rejects(again.open(), `${what}: refused after`);
     restore?.();
   };
-  await cycle('disabled', () => hub.disableDevice('child'), () => hub.enableDevice('child'));
-  await cycle('gateway disabled', () => hub.disableDevice('gw'), () => hub.enableDevice('gw'));
-  await cycle('child removed from the gateway', () => hub.removeChild('gw', 'child'),
-    () => hub.addChild('gw', 'child'));
+  await cycle(
+    'disabled',
+    () => hub.disableDevice('child'),
+    () => hub.enableDevice('child'),
+  );
+  await cycle(
+    'gateway disabled',
+    () => hub.disableDevice('gw'),
+    () => hub.enableDevice('gw'),
+  );
+  await cycle(
+    'child removed from the gateway',
+    () => hub.removeChild('gw', 'child'),
+    () => hub.addChild('gw', 'child'),
+  );
   await cycle('deleted', () => hub.deleteDevice('child'));
 
   await own.open();
@@ -132,16 +157,25 @@ t.test('CONNECT must name the identity: client id, username and token resource a
   hub.addDevice('dev-b');
   const keyA = /SharedAccessKey=(.+)$/.exec(a)![1]!;
   const url = `mqtts://127.0.0.1:${hub.port}`;
-  const connect = (clientId: string, user: string, resource: string) => mqtt.connectAsync(url, {
-    clientId, username: `${hub.hostName}/${user}/?api-version=2021-04-12`, password: sasToken(resource, keyA),
-    protocolVersion: 4, reconnectPeriod: 0, ca: hub.ca.cert, servername: 'localhost',
-  });
+  const connect = (clientId: string, user: string, resource: string) =>
+    mqtt.connectAsync(url, {
+      clientId,
+      username: `${hub.hostName}/${user}/?api-version=2021-04-12`,
+      password: sasToken(resource, keyA),
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      ca: hub.ca.cert,
+      servername: 'localhost',
+    });
   const ok = await connect('dev-a', 'dev-a', `${hub.hostName}/devices/dev-a`);
   await ok.endAsync();
   await t.rejects(connect('dev-b', 'dev-b', `${hub.hostName}/devices/dev-a`), "dev-a's token for dev-b");
   await t.rejects(connect('dev-b', 'dev-a', `${hub.hostName}/devices/dev-a`), 'username of another client id');
   await t.rejects(connect('dev-a', 'dev-a', `elsewhere.azure-devices.net/devices/dev-a`), 'token for another hub');
-  t.same(hub.refusals.map((r) => r.returnCode), [5, 4, 5]);
+  t.same(
+    hub.refusals.map((r) => r.returnCode),
+    [5, 4, 5],
+  );
 });
 
 t.test('a self-signed X.509 device authenticates by its registered thumbprint', async (t) => {
@@ -151,7 +185,10 @@ t.test('a self-signed X.509 device authenticates by its registered thumbprint', 
   const thumbprint = new X509Certificate(cert).fingerprint256.replaceAll(':', '');
   hub.createDevice('dev-t', { type: 'selfSigned', primaryThumbprint: thumbprint });
   hub.createDevice('dev-u', { type: 'selfSigned', primaryThumbprint: 'AB'.repeat(32) });
-  for (const [deviceId, accepted] of [['dev-t', true], ['dev-u', false]] as const) {
+  for (const [deviceId, accepted] of [
+    ['dev-t', true],
+    ['dev-u', false],
+  ] as const) {
     const client = Client.fromConnectionString(`HostName=${hub.hostName};DeviceId=${deviceId};x509=true`, Mqtt);
     client.setRetryPolicy(NO_RETRY);
     await client.setOptions({ ca: hub.ca.cert, cert, key });
@@ -192,11 +229,17 @@ t.test('a connection ends when the token it was made with expires, as IoT Hub en
   let client: mqtt.MqttClient | undefined;
   for (let attempt = 0; attempt < 5 && client === undefined; attempt += 1) {
     const expirySecs = Math.floor(Date.now() / 1000) + 3;
-    client = await mqtt.connectAsync(`mqtts://127.0.0.1:${hub.port}`, {
-      clientId: 'dev-e', username: `${hub.hostName}/dev-e/?api-version=2021-04-12`, protocolVersion: 4,
-      reconnectPeriod: 0, ca: hub.ca.cert, servername: 'localhost',
-      password: sasToken(`${hub.hostName}/devices/dev-e`, key, expirySecs),
-    }).catch(() => undefined);
+    client = await mqtt
+      .connectAsync(`mqtts://127.0.0.1:${hub.port}`, {
+        clientId: 'dev-e',
+        username: `${hub.hostName}/dev-e/?api-version=2021-04-12`,
+        protocolVersion: 4,
+        reconnectPeriod: 0,
+        ca: hub.ca.cert,
+        servername: 'localhost',
+        password: sasToken(`${hub.hostName}/devices/dev-e`, key, expirySecs),
+      })
+      .catch(() => undefined);
   }
   t.ok(client, 'connected with the short-lived token');
   const closed = new Promise<void>((resolve) => client!.once('close', () => resolve()));

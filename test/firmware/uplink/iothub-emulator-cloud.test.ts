@@ -16,7 +16,8 @@ const { Client, Message, ModuleClient } = azureDevice;
 type AnyClient = InstanceType<typeof Client> | InstanceType<typeof ModuleClient>;
 
 async function open(hub: IotHubEmulator, connectionString: string, module = false): Promise<AnyClient> {
-  const client = module ? ModuleClient.fromConnectionString(connectionString, Mqtt)
+  const client = module
+    ? ModuleClient.fromConnectionString(connectionString, Mqtt)
     : Client.fromConnectionString(connectionString, Mqtt);
   client.setRetryPolicy(NO_RETRY);
   await client.setOptions({ ca: hub.ca.cert });
@@ -27,7 +28,8 @@ async function open(hub: IotHubEmulator, connectionString: string, module = fals
 async function report(client: AnyClient, patch: Record<string, unknown>): Promise<void> {
   const twin = await client.getTwin();
   await new Promise<void>((resolve, reject) =>
-    twin.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())));
+    twin.properties.reported.update(patch, (err?: Error) => (err ? reject(err) : resolve())),
+  );
 }
 
 t.test('each identity has its own twin: device, module, and a child connected on behalf of its gateway', async (t) => {
@@ -76,8 +78,14 @@ t.test('C2D: queued while offline, delivered with its properties, completed on t
   // mqtt.js acknowledges a QoS 1 message only once handleMessage calls back: this device never does.
   const key = /SharedAccessKey=(.+)$/.exec(connection)![1]!;
   const silent = await mqtt.connectAsync(`mqtts://127.0.0.1:${hub.port}`, {
-    clientId: 'dev', username: `${hub.hostName}/dev/?api-version=2021-04-12`, protocolVersion: 4, reconnectPeriod: 0,
-    password: sasToken(`${hub.hostName}/devices/dev`, key), ca: hub.ca.cert, servername: 'localhost', clean: false,
+    clientId: 'dev',
+    username: `${hub.hostName}/dev/?api-version=2021-04-12`,
+    protocolVersion: 4,
+    reconnectPeriod: 0,
+    password: sasToken(`${hub.hostName}/devices/dev`, key),
+    ca: hub.ca.cert,
+    servername: 'localhost',
+    clean: false,
   });
   const unacked: string[] = [];
   // It also takes no second message before it answers the first (mqtt.js reads its input in order).
@@ -89,7 +97,7 @@ t.test('C2D: queued while offline, delivered with its properties, completed on t
   silent.end(true);
   await until('the silent device gone', () => !hub.isConnected('dev'));
 
-  const device = await open(hub, connection) as InstanceType<typeof Client>;
+  const device = (await open(hub, connection)) as InstanceType<typeof Client>;
   t.teardown(() => device.close());
   const bodies: string[] = [];
   device.on('message', (message: InstanceType<typeof Message>) => {
@@ -124,23 +132,27 @@ t.test('direct methods: answered, 404103 while offline or not listening, 504101 
   const connection = hub.addDevice('dev');
   const offline = await hub.invokeDeviceMethod('dev', undefined, { methodName: 'reboot' }).catch((e: IotHubError) => e);
   t.match(offline, { errorCode: 404103, errorName: 'DeviceNotOnline', statusCode: 404 }, 'offline');
-  const device = await open(hub, connection) as InstanceType<typeof Client>;
+  const device = (await open(hub, connection)) as InstanceType<typeof Client>;
   t.teardown(() => device.close());
   const deaf = await hub.invokeDeviceMethod('dev', undefined, { methodName: 'reboot' }).catch((e: IotHubError) => e);
   t.match(deaf, { errorCode: 404103 }, 'connected but not subscribed to methods');
   device.onDeviceMethod('reboot', (request, response) => void response.send(200, { got: request.payload }));
   device.onDeviceMethod('hang', () => {});
   await until('method subscription', () => hub.isSubscribed('dev', '$iothub/methods/POST/#'));
-  t.same(await hub.invokeDeviceMethod('dev', undefined, { methodName: 'reboot', payload: { inSecs: 1 } }),
-    { status: 200, payload: { got: { inSecs: 1 } } });
-  const hung = await hub.invokeDeviceMethod('dev', undefined, { methodName: 'hang', responseTimeoutInSeconds: 0.2 })
+  t.same(await hub.invokeDeviceMethod('dev', undefined, { methodName: 'reboot', payload: { inSecs: 1 } }), {
+    status: 200,
+    payload: { got: { inSecs: 1 } },
+  });
+  const hung = await hub
+    .invokeDeviceMethod('dev', undefined, { methodName: 'hang', responseTimeoutInSeconds: 0.2 })
     .catch((e: IotHubError) => e);
   t.match(hung, { errorCode: 504101, errorName: 'GatewayTimeout', statusCode: 504 }, 'the device never answers');
-  const long = await hub.invokeDeviceMethod('dev', undefined, { methodName: 'x', responseTimeoutInSeconds: 301 })
+  const long = await hub
+    .invokeDeviceMethod('dev', undefined, { methodName: 'x', responseTimeoutInSeconds: 301 })
     .catch((e: IotHubError) => e);
   t.match(long, { errorCode: 400004 }, 'over the 300 s IoT Hub allows');
 
-  const module = await open(hub, hub.createModule('dev', 'm'), true) as InstanceType<typeof ModuleClient>;
+  const module = (await open(hub, hub.createModule('dev', 'm'), true)) as InstanceType<typeof ModuleClient>;
   t.teardown(() => module.close());
   module.onMethod('ping', (_request, response) => void response!.send(201, 'pong'));
   await until('module method subscription', () => hub.isSubscribed('dev/m', '$iothub/methods/POST/#'));

@@ -30,8 +30,11 @@ t.test('every page, followed by its continuation link, lists the gateway, its ch
   let continuationLink: string | null = null;
   let pages = 0;
   do {
-    const answer = await scopeRequest(hub, 'gw', { pageSize: 2, ...(continuationLink ? { continuationLink } : {}),
-      authChain: 'gw' });
+    const answer = await scopeRequest(hub, 'gw', {
+      pageSize: 2,
+      ...(continuationLink ? { continuationLink } : {}),
+      authChain: 'gw',
+    });
     t.equal(answer.status, 200);
     t.ok(answer.body.devices.length + answer.body.modules.length <= 2, 'no page over pageSize');
     devices.push(...answer.body.devices);
@@ -44,16 +47,41 @@ t.test('every page, followed by its continuation link, lists the gateway, its ch
   t.same(modules.map((m) => `${m.deviceId}/${m.moduleId}`).sort(), ['gw/$edgeAgent', 'gw/$edgeHub', 'gw/filter']);
   const gw = devices.find((d) => d.deviceId === 'gw');
   t.match(gw, { capabilities: { iotEdge: true }, deviceScope: /^ms-azure-iot-edge:\/\/gw-/, parentScopes: [] });
-  t.match(devices.find((d) => d.deviceId === 'child-1'), {
-    generationId: String, etag: String, status: 'enabled', capabilities: { iotEdge: false },
-    authentication: { type: 'sas', symmetricKey: { primaryKey: String, secondaryKey: String },
-      x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null } },
-    deviceScope: gw.deviceScope, parentScopes: [gw.deviceScope],
-  });
-  t.match(devices.find((d) => d.deviceId === 'child-5'), { status: 'disabled' }, 'a disabled child is listed as such');
-  t.match(devices.find((d) => d.deviceId === 'thumb'), { authentication: { type: 'selfSigned',
-    x509Thumbprint: { primaryThumbprint: 'AB'.repeat(32) }, symmetricKey: { primaryKey: null } } });
-  t.match(modules.find((m) => m.moduleId === 'filter'), { generationId: String, authentication: { type: 'sas' } });
+  t.match(
+    devices.find((d) => d.deviceId === 'child-1'),
+    {
+      generationId: String,
+      etag: String,
+      status: 'enabled',
+      capabilities: { iotEdge: false },
+      authentication: {
+        type: 'sas',
+        symmetricKey: { primaryKey: String, secondaryKey: String },
+        x509Thumbprint: { primaryThumbprint: null, secondaryThumbprint: null },
+      },
+      deviceScope: gw.deviceScope,
+      parentScopes: [gw.deviceScope],
+    },
+  );
+  t.match(
+    devices.find((d) => d.deviceId === 'child-5'),
+    { status: 'disabled' },
+    'a disabled child is listed as such',
+  );
+  t.match(
+    devices.find((d) => d.deviceId === 'thumb'),
+    {
+      authentication: {
+        type: 'selfSigned',
+        x509Thumbprint: { primaryThumbprint: 'AB'.repeat(32) },
+        symmetricKey: { primaryKey: null },
+      },
+    },
+  );
+  t.match(
+    modules.find((m) => m.moduleId === 'filter'),
+    { generationId: String, authentication: { type: 'sas' } },
+  );
 });
 
 t.test('a bad token is 401, a bad request 400, and one identity is read on behalf of', async (t) => {
@@ -77,8 +105,12 @@ t.test('a bad token is 401, a bad request 400, and one identity is read on behal
   const call = 'getDeviceAndModuleOnBehalfOf';
   const one = await scopeRequest(hub, 'gw', { targetDeviceId: 'child-1', authChain: 'gw' }, { call });
   t.match(one, { status: 200, body: { devices: [{ deviceId: 'child-1' }], modules: [], continuationLink: null } });
-  const module = await scopeRequest(hub, 'gw', { targetDeviceId: 'gw', targetModuleId: 'filter', authChain: 'gw' },
-    { call });
+  const module = await scopeRequest(
+    hub,
+    'gw',
+    { targetDeviceId: 'gw', targetModuleId: 'filter', authChain: 'gw' },
+    { call },
+  );
   t.match(module.body, { devices: [{ deviceId: 'gw' }], modules: [{ moduleId: 'filter' }] });
   const stranger = await scopeRequest(hub, 'gw', { targetDeviceId: 'stranger', authChain: 'gw' }, { call });
   t.equal(stranger.status, 404, 'a device outside the scope is not found');

@@ -31,7 +31,11 @@ t.test('the real device SDK talks to the emulator', async (t) => {
     message.properties.add('child', 'sensor-7');
     await client.sendEvent(message);
   }
-  t.same(hub.telemetry.map((r) => JSON.parse(r.body.toString()).i), [0, 1, 2, 3, 4], 'telemetry in order');
+  t.same(
+    hub.telemetry.map((r) => JSON.parse(r.body.toString()).i),
+    [0, 1, 2, 3, 4],
+    'telemetry in order',
+  );
   t.match(hub.telemetry[0], {
     deviceId: 'dev-1',
     properties: { '$.mid': 'm-0', '$.ct': 'application/json', '$.ce': 'utf-8', child: 'sensor-7' },
@@ -40,7 +44,9 @@ t.test('the real device SDK talks to the emulator', async (t) => {
   const twin = await client.getTwin();
   t.equal(twin.properties.desired.$version, 1);
   await new Promise<void>((resolve, reject) =>
-    twin.properties.reported.update({ firmware: '0.1.0', nested: { a: 1 } }, (err?: Error) => (err ? reject(err) : resolve())),
+    twin.properties.reported.update({ firmware: '0.1.0', nested: { a: 1 } }, (err?: Error) =>
+      err ? reject(err) : resolve(),
+    ),
   );
   t.match(hub.twin('dev-1').reported, { firmware: '0.1.0', nested: { a: 1 }, $version: 2 }, 'reported PATCH applied');
 
@@ -85,26 +91,29 @@ t.test('an X.509 device authenticates with its certificate', async (t) => {
   t.equal(hub.telemetry[0]?.deviceId, 'dev-x');
 });
 
-t.test('a message over 256 KiB with its properties closes the connection, unacknowledged, as IoT Hub does', async (t) => {
-  const hub = await IotHubEmulator.start();
-  t.teardown(() => hub.stop());
-  const client = Client.fromConnectionString(hub.addDevice('dev-big'), Mqtt);
-  client.setRetryPolicy(NO_RETRY);
-  await client.setOptions({ ca: hub.ca.cert });
-  await client.open();
-  t.teardown(() => client.close().catch(() => {}));
-  const disconnected = new Promise<void>((resolve) => client.once('disconnect', () => resolve()));
-  // The body alone passes the SDK's own check (it counts the body only); the property takes it over.
-  const body = Buffer.alloc(D2C_MESSAGE_BYTES_MAX - 1_000, 0x61);
-  const fits = new Message(body);
-  fits.properties.add('pad', 'p'.repeat(1_000 - 'pad'.length));
-  await client.sendEvent(fits);
-  t.equal(hub.telemetry.length, 1, 'exactly at the limit with its properties: accepted');
-  const over = new Message(body);
-  over.properties.add('pad', 'p'.repeat(1_000 - 'pad'.length + 1));
-  await t.rejects(client.sendEvent(over), 'the send fails');
-  await disconnected;
-  t.notOk(hub.isConnected('dev-big'), 'the connection was closed');
-  t.equal(hub.telemetry.length, 1, 'the oversize message was not taken');
-  t.equal(hub.operations('dev-big', 'telemetry-too-large'), 1);
-});
+t.test(
+  'a message over 256 KiB with its properties closes the connection, unacknowledged, as IoT Hub does',
+  async (t) => {
+    const hub = await IotHubEmulator.start();
+    t.teardown(() => hub.stop());
+    const client = Client.fromConnectionString(hub.addDevice('dev-big'), Mqtt);
+    client.setRetryPolicy(NO_RETRY);
+    await client.setOptions({ ca: hub.ca.cert });
+    await client.open();
+    t.teardown(() => client.close().catch(() => {}));
+    const disconnected = new Promise<void>((resolve) => client.once('disconnect', () => resolve()));
+    // The body alone passes the SDK's own check (it counts the body only); the property takes it over.
+    const body = Buffer.alloc(D2C_MESSAGE_BYTES_MAX - 1_000, 0x61);
+    const fits = new Message(body);
+    fits.properties.add('pad', 'p'.repeat(1_000 - 'pad'.length));
+    await client.sendEvent(fits);
+    t.equal(hub.telemetry.length, 1, 'exactly at the limit with its properties: accepted');
+    const over = new Message(body);
+    over.properties.add('pad', 'p'.repeat(1_000 - 'pad'.length + 1));
+    await t.rejects(client.sendEvent(over), 'the send fails');
+    await disconnected;
+    t.notOk(hub.isConnected('dev-big'), 'the connection was closed');
+    t.equal(hub.telemetry.length, 1, 'the oversize message was not taken');
+    t.equal(hub.operations('dev-big', 'telemetry-too-large'), 1);
+  },
+);

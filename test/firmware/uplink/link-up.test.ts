@@ -40,7 +40,11 @@ t.test('operstate going up ends a maximal backoff at once', async (t) => {
 
   const lane = new MemoryLane('telemetry');
   for (let i = 1; i <= 50; i += 1) await lane.append({ body: Buffer.from(String(i)) });
-  const transport = createMqttTransport({ url: `mqtt://127.0.0.1:${proxy.port}`, gatewayId: 'gw-wake', connectTimeoutMs: 1_000 });
+  const transport = createMqttTransport({
+    url: `mqtt://127.0.0.1:${proxy.port}`,
+    gatewayId: 'gw-wake',
+    connectTimeoutMs: 1_000,
+  });
   // Jitter pinned high and a steep factor, so the ceiling reaches its maximum within two failures.
   const pump = new Pump({
     gatewayId: 'gw-wake',

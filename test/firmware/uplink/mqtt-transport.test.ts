@@ -22,7 +22,10 @@ function message(seq: number, deviceId: string, bytes = 1): UplinkMessage {
 const SECOND_LOSS_GRACE_MS = 200;
 
 async function settled(promise: Promise<unknown>): Promise<unknown> {
-  return promise.then(() => 'resolved', (err: unknown) => err);
+  return promise.then(
+    () => 'resolved',
+    (err: unknown) => err,
+  );
 }
 
 /** Everything a client can do wrong at once: a topic the ACL refuses, a body over message_size_limit. */
@@ -59,7 +62,10 @@ t.test('one onDisconnect per loss, and every publish in flight rejects, on a cut
   await tick();
   proxy.cut();
   const outcomes = await Promise.all(inflight);
-  t.ok(outcomes.every((o) => o instanceof UplinkError && o.code === 'DISCONNECTED'), 'all three rejected DISCONNECTED');
+  t.ok(
+    outcomes.every((o) => o instanceof UplinkError && o.code === 'DISCONNECTED'),
+    'all three rejected DISCONNECTED',
+  );
   await sleep(SECOND_LOSS_GRACE_MS);
   t.equal(losses.length, 1, 'exactly one onDisconnect');
   t.equal(await transport.probe(100), false, 'a probe on no connection says no at once');

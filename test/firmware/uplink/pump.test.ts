@@ -78,7 +78,10 @@ t.test('priority lanes drain by weight and the lowest is never starved', async (
     await bulk.append({ body: Buffer.from(String(100_000 + i)) });
   }
   const transport = createMqttTransport({ url: broker.url, gatewayId: 'gw-3', protocolVersion: 4 });
-  const lanes = [{ lane: alarms, weight: 3 }, { lane: bulk, weight: 1 }];
+  const lanes = [
+    { lane: alarms, weight: 3 },
+    { lane: bulk, weight: 1 },
+  ];
   const pump = new Pump({ gatewayId: 'gw-3', transport, lanes, inflightMax: 8 });
   pump.start();
   t.teardown(() => pump.stop());
@@ -88,8 +91,16 @@ t.test('priority lanes drain by weight and the lowest is never starved', async (
   const share = `bulk got ${(bulkShare * 100).toFixed(0)}% while both had backlog (weight 1 of 4)`;
   t.ok(bulkShare > 0.15 && bulkShare < 0.35, share);
   const inLaneOrder = (lo: number, hi: number) => sub.values.filter((v) => v >= lo && v <= hi);
-  t.same(inLaneOrder(1, 300), Array.from({ length: 300 }, (_, i) => i + 1), 'alarms in their stored order');
-  t.same(inLaneOrder(100_001, 100_300), Array.from({ length: 300 }, (_, i) => 100_001 + i), 'bulk in its stored order');
+  t.same(
+    inLaneOrder(1, 300),
+    Array.from({ length: 300 }, (_, i) => i + 1),
+    'alarms in their stored order',
+  );
+  t.same(
+    inLaneOrder(100_001, 100_300),
+    Array.from({ length: 300 }, (_, i) => 100_001 + i),
+    'bulk in its stored order',
+  );
 });
 
 t.test('expired records are stepped over and acked past', async (t) => {
@@ -163,12 +174,16 @@ t.test('options are validated with errors that name them', async (t) => {
   const lane = new MemoryLane('x');
   const transport = createMqttTransport({ url: 'mqtt://127.0.0.1:1', gatewayId: 'g' });
   const lanes = [{ lane }];
-  t.throws(() => new Pump({ gatewayId: 'g', transport, lanes, inflightMax: 70_000 }),
-    /"inflightMax" must be an integer from 1 to 4096 messages, got 70000/);
+  t.throws(
+    () => new Pump({ gatewayId: 'g', transport, lanes, inflightMax: 70_000 }),
+    /"inflightMax" must be an integer from 1 to 4096 messages, got 70000/,
+  );
   t.throws(() => new Pump({ gatewayId: 'g', transport, lanes: [] }), /"lanes" must list 1 to 16 lanes/);
   t.throws(() => new Pump({ gatewayId: 'g', transport, lanes: [{ lane, weight: 0 }] }), /"weight" of lane "x"/);
-  t.throws(() => new Pump({ gatewayId: 'g', transport, lanes, backoff: { baseMs: 10, maxMs: 5 } }),
-    /"backoff.maxMs" must be at least/);
+  t.throws(
+    () => new Pump({ gatewayId: 'g', transport, lanes, backoff: { baseMs: 10, maxMs: 5 } }),
+    /"backoff.maxMs" must be at least/,
+  );
   t.throws(() => createMqttTransport({ url: 'http://x', gatewayId: 'g' }), /"url" must be mqtt:\/\/host:port/);
   const at = { url: 'mqtt://x', gatewayId: 'g' };
   t.throws(() => createMqttTransport({ ...at, topicTemplate: 'a/{nope}' }), /unknown placeholder \{nope\}/);

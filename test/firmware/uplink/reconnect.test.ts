@@ -79,8 +79,14 @@ t.test('a wake on a connection an outage killed silently reconnects at once, not
   t.same(checkDelivery(sub.values, 20, 100).problems, []);
   t.equal(pump.status().connects, 2);
   const probeFailed = /no answer to a probe within 500 ms after a link-up notice/;
-  t.ok(errors.some((e) => probeFailed.test(e)), 'the probe found it dead');
-  t.notOk(errors.some((e) => /no PUBACK for/.test(e)), 'not the publish timeout');
+  t.ok(
+    errors.some((e) => probeFailed.test(e)),
+    'the probe found it dead',
+  );
+  t.notOk(
+    errors.some((e) => /no PUBACK for/.test(e)),
+    'not the publish timeout',
+  );
 });
 
 t.test('stop keeps its budget on a black-holed busy link; what was in flight goes after a restart', async (t) => {
@@ -144,13 +150,19 @@ for (const hookAfterCut of ['returns', 'hangs'] as const) {
     await until('a second connection with its hooks done', () => pump.status().connects === 2 && runs === 2);
     await until('the second drain', () => pump.status().link === 'up');
     t.equal(proxy.connectionCount, 1, 'the pump says up over a live connection');
-    t.ok(errors.some((e) => /connection lost before the drain began/.test(e)), 'the loss was reported');
+    t.ok(
+      errors.some((e) => /connection lost before the drain began/.test(e)),
+      'the loss was reported',
+    );
     await fill(lane, 1, 10);
     // Bounded well inside the publish timeout, which is what noticed the dead connection before.
     t.ok(await sub.waitForDistinct(10, PUBLISH_TIMEOUT_MS / 2), 'the backlog appended afterwards went out');
     t.same(checkDelivery(sub.values, 10, 100).problems, []);
     t.equal(pump.status().connects, 2, 'no publish met a dead connection');
-    t.notOk(errors.some((e) => /no PUBACK for|not connected/.test(e)), 'neither the publish timeout nor a failed send');
+    t.notOk(
+      errors.some((e) => /no PUBACK for|not connected/.test(e)),
+      'neither the publish timeout nor a failed send',
+    );
   });
 }
 
@@ -180,7 +192,10 @@ t.test('a wake that finds the connection dead while a resync hook runs replaces 
   await until('a second connection with its hooks done', () => pump.status().connects === 2 && runs === 2);
   await until('the second drain', () => pump.status().link === 'up');
   t.match(pump.status().lastProbe, { answered: false });
-  t.ok(errors.some((e) => /no answer to a probe within 500 ms/.test(e)), 'the probe found it dead');
+  t.ok(
+    errors.some((e) => /no answer to a probe within 500 ms/.test(e)),
+    'the probe found it dead',
+  );
   await fill(lane, 1, 10);
   t.ok(await sub.waitForDistinct(10, 10_000), 'the backlog appended afterwards went out');
   t.equal(pump.status().connects, 2);

@@ -69,7 +69,10 @@ t.test('MQTT 5 PUBACK 0x87 (not authorized): dead-lettered at once, the rest flo
   const sub = await Subscriber.start(broker.url, 'outpost/gw-acl/#', { protocolVersion: 5 });
   t.teardown(() => sub.close());
   const { lane, dead, pump } = setUp(t, broker, 'gw-acl');
-  await fill(lane, [1, 2, 3, 4, 5, 6].map((value) => ({ value, deviceId: value === 3 ? 'bad' : 'good' })));
+  await fill(
+    lane,
+    [1, 2, 3, 4, 5, 6].map((value) => ({ value, deviceId: value === 3 ? 'bad' : 'good' })),
+  );
   pump.start();
   await until('the backlog drained', () => lane.ackedSeq() === 6);
   t.ok(await sub.waitForDistinct(5, 5_000));
@@ -93,7 +96,10 @@ t.test('a refusal after which mosquitto also closes the connection: dead-lettere
   const sub = await Subscriber.start(broker.url, 'outpost/gw-acl/#', { protocolVersion: 5 });
   t.teardown(() => sub.close());
   const { lane, dead, pump } = setUp(t, broker, 'gw-acl');
-  await fill(lane, [1, 2, 3, 4].map((value) => ({ value, deviceId: value === 2 ? 'bad' : 'good' })));
+  await fill(
+    lane,
+    [1, 2, 3, 4].map((value) => ({ value, deviceId: value === 2 ? 'bad' : 'good' })),
+  );
   pump.start();
   await until('the backlog drained', () => lane.ackedSeq() === 4);
   t.ok(await sub.waitForDistinct(3, 5_000));
@@ -117,7 +123,10 @@ t.test("a record over the broker's Maximum Packet Size is never sent: dead-lette
   t.ok(await sub.waitForDistinct(3, 5_000));
   t.same(sub.values, [1, 3, 5]);
   const letters = (await deadLetters(dead)).map((p) => [p[DEAD_LETTER_KEY.seq], p[DEAD_LETTER_KEY.reason]]);
-  t.same(letters, [['2', 'too-large'], ['4', 'too-large']]);
+  t.same(letters, [
+    ['2', 'too-large'],
+    ['4', 'too-large'],
+  ]);
   t.equal(pump.status().connects, 1, 'the broker never had a reason to close the connection');
 });
 
@@ -139,8 +148,14 @@ t.test("a message over mosquitto's message_size_limit (MQTT 5) costs attempts, t
   ]);
   t.same(letters, [['2', 'connection-lost', '3']]);
   t.equal(pump.status().connects, 4, 'one connection per attempt, and the one that moved it aside');
-  t.ok(errors.some((e) => /unusable: Invalid puback reason code/.test(e)), 'the deaf connection was given up at once');
-  t.notOk(errors.some((e) => /no PUBACK for/.test(e)), 'not left to the publish timeout');
+  t.ok(
+    errors.some((e) => /unusable: Invalid puback reason code/.test(e)),
+    'the deaf connection was given up at once',
+  );
+  t.notOk(
+    errors.some((e) => /no PUBACK for/.test(e)),
+    'not left to the publish timeout',
+  );
 });
 
 t.test('a message mosquitto drops the connection over (MQTT 3.1.1) is moved aside, nothing else', async (t) => {
@@ -177,7 +192,10 @@ t.test('a reset that eats the PUBACKs before a bad message charges at most two i
   const wrap = (inner: UplinkTransport) => new SlowAckTransport(inner, 40);
   const extra = { publishAttemptsMax: ATTEMPTS, protocolVersion: 4 as const, wrap };
   const { lane, dead, pump } = setUp(t, broker, 'gw-rst', extra);
-  await fill(lane, Array.from({ length: 64 }, (_, i) => ({ value: i + 1, bytes: i + 1 === 50 ? 5_000 : 1 })));
+  await fill(
+    lane,
+    Array.from({ length: 64 }, (_, i) => ({ value: i + 1, bytes: i + 1 === 50 ? 5_000 : 1 })),
+  );
   pump.start();
   await until('the backlog drained', () => lane.ackedSeq() === 64, 30_000);
   const letters = (await deadLetters(dead)).map((p) => [p[DEAD_LETTER_KEY.seq], p[DEAD_LETTER_KEY.attempts]]);
@@ -194,7 +212,10 @@ t.test('a PUBACK that never comes while the broker answers pings costs attempts 
   t.teardown(() => sub.close());
   const lane = new MemoryLane('upstream');
   const dead = new MemoryLane('deadletter');
-  await fill(lane, [1, 2, 3, 4].map((value) => ({ value })));
+  await fill(
+    lane,
+    [1, 2, 3, 4].map((value) => ({ value })),
+  );
   // The broker got seq 2 and acknowledged it; the transport never hands that PUBACK over, as a broker that
   // drops a message without a word would behave. Everything else passes straight through.
   const mqttTransport = createMqttTransport({ url: broker.url, gatewayId: 'gw-silent' });
@@ -210,6 +231,9 @@ t.test('a PUBACK that never comes while the broker answers pings costs attempts 
   const letters = (await deadLetters(dead)).map((p) => [p[DEAD_LETTER_KEY.seq], p[DEAD_LETTER_KEY.reason]]);
   t.same(letters, [['2', 'no-puback']]);
   const dropped = /the broker answers pings, so it dropped the message/;
-  t.ok(errors.some((e) => dropped.test(e)), 'the probe told a drop from a dead link');
+  t.ok(
+    errors.some((e) => dropped.test(e)),
+    'the probe told a drop from a dead link',
+  );
   t.equal(pump.status().lastProbe?.answered, true);
 });

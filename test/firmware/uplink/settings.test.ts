@@ -20,7 +20,13 @@ import { until } from '../../support/until.js';
 
 const MiB = 1024 * 1024;
 /** Small segments, so a quota of a few MiB is valid (the store wants at least four segments). */
-const LOG_OPTIONS = { segmentBytes: MiB, groupCommitBytesMax: MiB / 2, recordBytesMax: 64 * 1024, quotaBytes: 64 * MiB, ttlSecs: 7_200 };
+const LOG_OPTIONS = {
+  segmentBytes: MiB,
+  groupCommitBytesMax: MiB / 2,
+  recordBytesMax: 64 * 1024,
+  quotaBytes: 64 * MiB,
+  ttlSecs: 7_200,
+};
 const BODY_BYTES = 1_000;
 
 async function publishRetained(url: string, topic: string, payload: string): Promise<void> {
@@ -37,13 +43,23 @@ t.test('mqtt: a retained config applies live, persists, survives a restart; bad 
   const dataDir = tempDir(t);
   const board = path.join(dataDir, 'board.json');
   const topic = 'outpost/gw-set/config';
-  await publishRetained(broker.url, topic, JSON.stringify({ ttlSecs: 600, quotaBytes: 8 * MiB, maxBytesPerSec: 4_000 }));
+  await publishRetained(
+    broker.url,
+    topic,
+    JSON.stringify({ ttlSecs: 600, quotaBytes: 8 * MiB, maxBytesPerSec: 4_000 }),
+  );
 
   let log = await RingLog.open({ dir: dataDir, ...LOG_OPTIONS });
   t.teardown(() => log.close());
   const errors: Error[] = [];
   const config = parseUplinkConfig({ protocol: 'mqtt', url: broker.url }, board);
-  let service: UplinkService = await startUplink({ config, gatewayId: 'gw-set', log, dataDir, onError: (e) => errors.push(e) });
+  let service: UplinkService = await startUplink({
+    config,
+    gatewayId: 'gw-set',
+    log,
+    dataDir,
+    onError: (e) => errors.push(e),
+  });
   t.teardown(() => service.stop());
   await until('the retained config', () => service.status().settings?.effective.ttlSecs === 600);
   t.equal(log.opts.ttlSecs, 600, 'TTL applied to the ring log');
@@ -78,7 +94,10 @@ t.test('mqtt: a retained config applies live, persists, survives a restart; bad 
     t.match(service.status().settings?.lastRefusal, { reason, source: `mqtt:${topic}` }, `refused: ${payload}`);
   }
   t.equal(log.opts.ttlSecs, 900, 'refused documents changed nothing');
-  t.ok(errors.some((e) => /cloud settings from mqtt:outpost\/gw-set\/config refused/.test(e.message)), 'refusals reach onError');
+  t.ok(
+    errors.some((e) => /cloud settings from mqtt:outpost\/gw-set\/config refused/.test(e.message)),
+    'refusals reach onError',
+  );
 
   await service.stop();
   const saved = JSON.parse(await readFile(path.join(dataDir, SETTINGS_FILE_NAME), 'utf8'));
@@ -99,7 +118,10 @@ t.test('a corrupt settings file is reported and the board values hold', async (t
   const log = await RingLog.open({ dir: dataDir, ...LOG_OPTIONS });
   t.teardown(() => log.close());
   const errors: Error[] = [];
-  const config = parseUplinkConfig({ protocol: 'mqtt', url: `mqtt://127.0.0.1:${await freePort()}` }, path.join(dataDir, 'board.json'));
+  const config = parseUplinkConfig(
+    { protocol: 'mqtt', url: `mqtt://127.0.0.1:${await freePort()}` },
+    path.join(dataDir, 'board.json'),
+  );
   const service = await startUplink({ config, gatewayId: 'gw-c', log, dataDir, onError: (e) => errors.push(e) });
   t.teardown(() => service.stop());
   t.match(errors[0]?.message, /uplink-settings\.json: saved cloud settings are not JSON/);
@@ -112,8 +134,18 @@ t.test('protocol "none": status says disabled and nothing else happens', async (
   t.teardown(() => log.close());
   const lane = await log.lane('upstream');
   await lane.append({ body: Buffer.from('x') });
-  const service = await startUplink({ config: parseUplinkConfig(undefined, 'board.json'), gatewayId: 'gw-n', log, dataDir });
-  t.match(service.status(), { link: 'disabled', protocol: 'none', backlog: { records: 1, bytes: Number }, settings: null });
+  const service = await startUplink({
+    config: parseUplinkConfig(undefined, 'board.json'),
+    gatewayId: 'gw-n',
+    log,
+    dataDir,
+  });
+  t.match(service.status(), {
+    link: 'disabled',
+    protocol: 'none',
+    backlog: { records: 1, bytes: Number },
+    settings: null,
+  });
   service.wake('test');
   service.addResyncHook({ name: 'never', run: async () => void t.fail('a disabled uplink runs no hooks') });
   await service.stop();
@@ -130,7 +162,12 @@ t.test('azure: desired properties at connect (GET) and as patches; null restores
   const log = await RingLog.open({ dir: dataDir, ...LOG_OPTIONS });
   t.teardown(() => log.close());
   const config = parseUplinkConfig(
-    { protocol: 'azure', connectionString: hub.addDevice('gw-tw'), caFile: 'hub-ca.pem', backoff: { baseMs: 50, maxMs: 500 } },
+    {
+      protocol: 'azure',
+      connectionString: hub.addDevice('gw-tw'),
+      caFile: 'hub-ca.pem',
+      backoff: { baseMs: 50, maxMs: 500 },
+    },
     path.join(dataDir, 'board.json'),
   );
   const order: string[] = [];

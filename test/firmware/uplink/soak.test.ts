@@ -23,7 +23,6 @@ const OUTAGES_MIN = 20;
 const INFLIGHT_MAX = 100;
 const SEED = Number(process.env.SOAK_SEED ?? Date.now() % 100_000);
 
-
 t.test(`${MESSAGES} messages through ${OUTAGES_MIN}+ random outages arrive in order (seed ${SEED})`, async (t) => {
   const random = prng(SEED); // replay a failing run with SOAK_SEED
   const broker = await Mosquitto.start();
@@ -58,7 +57,8 @@ t.test(`${MESSAGES} messages through ${OUTAGES_MIN}+ random outages arrive in or
     const started = Date.now();
     for (let i = 1; i <= MESSAGES; i += PRODUCE_BATCH) {
       const batch = [];
-      for (let j = i; j < i + PRODUCE_BATCH && j <= MESSAGES; j += 1) batch.push(lane.append({ body: Buffer.from(String(j)) }));
+      for (let j = i; j < i + PRODUCE_BATCH && j <= MESSAGES; j += 1)
+        batch.push(lane.append({ body: Buffer.from(String(j)) }));
       await Promise.all(batch);
       const aheadMs = ((i + PRODUCE_BATCH - 1) * 1000) / PRODUCE_PER_SEC - (Date.now() - started);
       if (aheadMs > 0) await sleep(aheadMs);

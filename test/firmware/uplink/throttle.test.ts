@@ -90,7 +90,10 @@ const sdkErrors = (sdkRequire('azure-iot-common') as { errors: Record<string, Er
 const { translateError } = sdkRequire('azure-iot-mqtt-base') as { translateError: (e: Error) => Error };
 
 t.test("the Azure SDK's throttling errors, as the azure transport passes them on", async (t) => {
-  const sdkThrottles = [['ThrottlingError', 'azure-throttled'], ['IotHubQuotaExceededError', 'azure-quota-exceeded']];
+  const sdkThrottles = [
+    ['ThrottlingError', 'azure-throttled'],
+    ['IotHubQuotaExceededError', 'azure-quota-exceeded'],
+  ];
   const connectFailed = (cause: Error) => new UplinkError('CONNECT', 'cannot connect', { cause });
   for (const [name, reason] of sdkThrottles) {
     const sdkError = new sdkErrors[name]!('slow down');

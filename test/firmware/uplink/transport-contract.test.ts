@@ -64,8 +64,13 @@ async function aedesRigs(t: Test): Promise<RigFactory> {
     const gatewayId = `aedes-${id}`;
     const proxy = await proxyTo(t, broker.port);
     const transport = createMqttTransport({ url: `mqtt://127.0.0.1:${proxy.port}`, gatewayId, protocolVersion: 4 });
-    return { transport, proxy, message: messageFor(gatewayId), refusable: null,
-      received: () => seen.get(`outpost-${gatewayId}`) ?? [] };
+    return {
+      transport,
+      proxy,
+      message: messageFor(gatewayId),
+      refusable: null,
+      received: () => seen.get(`outpost-${gatewayId}`) ?? [],
+    };
   };
 }
 
@@ -80,8 +85,13 @@ async function azureRigs(t: Test): Promise<RigFactory> {
     const message = messageFor(deviceId);
     // IoT Hub closes the connection on a message over its limit; the transport refuses it before sending.
     const tooLarge = { ...message(98), body: Buffer.alloc(D2C_MESSAGE_BYTES_MAX + 1, 0x31) };
-    return { transport, proxy, message, refusable: { message: tooLarge, reason: 'too-large' },
-      received: () => hub.telemetry.filter((r) => r.deviceId === deviceId).map((r) => r.body.toString()) };
+    return {
+      transport,
+      proxy,
+      message,
+      refusable: { message: tooLarge, reason: 'too-large' },
+      received: () => hub.telemetry.filter((r) => r.deviceId === deviceId).map((r) => r.body.toString()),
+    };
   };
 }
 
@@ -89,7 +99,9 @@ const MQTT311_NO_REFUSAL = 'MQTT 3.1.1 has no PUBACK reason: a broker acknowledg
 
 t.test('mqtt (MQTT 5) to mosquitto', async (t) => transportContract(t, 'mqtt5→mosquitto', await mosquittoRigs(t, 5)));
 t.test('mqtt (MQTT 3.1.1) to mosquitto', async (t) =>
-  transportContract(t, 'mqtt311→mosquitto', await mosquittoRigs(t, 4), MQTT311_NO_REFUSAL));
+  transportContract(t, 'mqtt311→mosquitto', await mosquittoRigs(t, 4), MQTT311_NO_REFUSAL),
+);
 t.test('mqtt (MQTT 3.1.1) to aedes', async (t) =>
-  transportContract(t, 'mqtt→aedes', await aedesRigs(t), `${MQTT311_NO_REFUSAL} (aedes 1.x speaks no MQTT 5)`));
+  transportContract(t, 'mqtt→aedes', await aedesRigs(t), `${MQTT311_NO_REFUSAL} (aedes 1.x speaks no MQTT 5)`),
+);
 t.test('azure to the IoT Hub emulator', async (t) => transportContract(t, 'azure→iothub', await azureRigs(t)));

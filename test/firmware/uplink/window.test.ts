@@ -80,7 +80,10 @@ t.test('under maxBytesPerSec each lane still gets its weighted share of the send
   }
   const transport = createMqttTransport({ url: broker.url, gatewayId: 'gw-fair', protocolVersion: 4 });
   // 20 kB/s of 500-byte bodies: the cap, not the broker, decides when each message goes.
-  const lanes = [{ lane: heavy, weight: 2 }, { lane: light, weight: 1 }];
+  const lanes = [
+    { lane: heavy, weight: 2 },
+    { lane: light, weight: 1 },
+  ];
   const pump = new Pump({ gatewayId: 'gw-fair', transport, lanes, maxBytesPerSec: 20_000 });
   pump.start();
   t.teardown(() => pump.stop());

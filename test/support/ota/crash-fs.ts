@@ -1,5 +1,14 @@
-import { cpSync, existsSync, lstatSync, mkdirSync, readdirSync, readFileSync, readlinkSync, symlinkSync,
-  writeFileSync } from 'node:fs';
+import {
+  cpSync,
+  existsSync,
+  lstatSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  readlinkSync,
+  symlinkSync,
+  writeFileSync,
+} from 'node:fs';
 import { dirname, join } from 'node:path';
 import type { SlotFs } from '../../../firmware/ota/slots.js';
 
@@ -52,17 +61,19 @@ export class CrashRecorder {
     symlink: (target, path) => this.around(`symlink ${target} ${path}`, () => this.inner.symlink(target, path)),
     rename: (from, to) => this.around(`rename ${from} ${to}`, () => this.inner.rename(from, to)),
     rm: (path) => this.around(`rm ${path}`, () => this.inner.rm(path)),
-    syncPath: (path) => this.around(`sync ${path}`, async () => {
-      await this.inner.syncPath(path);
-      if (existsSync(path) && lstatSync(path).isDirectory()) this.synced.add(lstatSync(path).ino);
-    }),
-    writeFile: (path, data) => this.around(`write ${path}`, async () => {
-      // A cut inside the write, before its fsync: the file exists, empty or with a prefix of the data.
-      this.snap(`write ${path} (cut before its sync: empty)`, new Map([[path, 'file:']]));
-      const half = `file:${data.slice(0, data.length >> 1)}`;
-      this.snap(`write ${path} (cut before its sync: half)`, new Map([[path, half]]));
-      await this.inner.writeFile(path, data);
-    }),
+    syncPath: (path) =>
+      this.around(`sync ${path}`, async () => {
+        await this.inner.syncPath(path);
+        if (existsSync(path) && lstatSync(path).isDirectory()) this.synced.add(lstatSync(path).ino);
+      }),
+    writeFile: (path, data) =>
+      this.around(`write ${path}`, async () => {
+        // A cut inside the write, before its fsync: the file exists, empty or with a prefix of the data.
+        this.snap(`write ${path} (cut before its sync: empty)`, new Map([[path, 'file:']]));
+        const half = `file:${data.slice(0, data.length >> 1)}`;
+        this.snap(`write ${path} (cut before its sync: half)`, new Map([[path, half]]));
+        await this.inner.writeFile(path, data);
+      }),
   };
 
   private async around(name: string, op: () => Promise<void>): Promise<void> {
@@ -100,8 +111,17 @@ export class CrashRecorder {
       if (states.length > CRASH_STATES_MAX) throw new Error(`over ${CRASH_STATES_MAX} states after ${index}`);
     }
     // An entry inside a directory whose own entry is lost is lost with it.
-    return states.map((s) => new Map([...s].filter(([p]) => !this.watched.includes(dirname(p)) ||
-      this.watched.indexOf(dirname(p)) === 0 || s.get(dirname(p)) !== ABSENT)));
+    return states.map(
+      (s) =>
+        new Map(
+          [...s].filter(
+            ([p]) =>
+              !this.watched.includes(dirname(p)) ||
+              this.watched.indexOf(dirname(p)) === 0 ||
+              s.get(dirname(p)) !== ABSENT,
+          ),
+        ),
+    );
   }
 
   /** The snapshot whose entries of `dir` were durable at a cut after snapshot `index`: its last fsync by then. */

@@ -57,36 +57,60 @@ function install(dir: string): void {
 /** Today's layout: an older install.sh copied the release straight into /opt/outpost. */
 function installFlat(): void {
   sh('mkdir', ['-p', '/opt/outpost']);
-  const files = ['bin', 'node_modules', 'outpost.js', 'outpost.js.map', 'page', 'package.json', 'release.json',
-    'README.md'];
+  const files = [
+    'bin',
+    'node_modules',
+    'outpost.js',
+    'outpost.js.map',
+    'page',
+    'package.json',
+    'release.json',
+    'README.md',
+  ];
   for (const f of files) sh('cp', ['-a', join(scenario.flat, f), '/opt/outpost/']);
   const release = '/opt/outpost/release.json';
   writeFileSync(release, readFileSync(release, 'utf8').replace(/"version": "[^"]+"/, '"version": "0.0.9"'));
 }
 
 function board(): void {
-  writeFileSync('/etc/outpost/board.json', JSON.stringify({
-    board: 'sim', identity: { gatewayId: 'gw-ota' }, storage: { dataDir: '/var/lib/outpost' },
-    // aedes 1.x speaks MQTT 3.1.1 only; the topic carries the seq instead of a user property.
-    uplink: {
-      protocol: 'mqtt', url: `mqtt://127.0.0.1:${scenario.brokerPort}`, protocolVersion: 4,
-      topicTemplate: 't/{gatewayId}/{deviceId}/{seq}',
-    },
-    ota: { updateHealthSecs: HEALTH_SECS },
-    devices: { env: { pollIntervalMs: 100 } },
-  }));
+  writeFileSync(
+    '/etc/outpost/board.json',
+    JSON.stringify({
+      board: 'sim',
+      identity: { gatewayId: 'gw-ota' },
+      storage: { dataDir: '/var/lib/outpost' },
+      // aedes 1.x speaks MQTT 3.1.1 only; the topic carries the seq instead of a user property.
+      uplink: {
+        protocol: 'mqtt',
+        url: `mqtt://127.0.0.1:${scenario.brokerPort}`,
+        protocolVersion: 4,
+        topicTemplate: 't/{gatewayId}/{deviceId}/{seq}',
+      },
+      ota: { updateHealthSecs: HEALTH_SECS },
+      devices: { env: { pollIntervalMs: 100 } },
+    }),
+  );
 }
 
 function refusals(): void {
   const cases: [string, string[], RegExp][] = [
-    ['a manifest signed by a key not installed', ['--manifest', scenario.badSignature, scenario.tarballs.second],
-      /refused \(bad-signature\)/],
+    [
+      'a manifest signed by a key not installed',
+      ['--manifest', scenario.badSignature, scenario.tarballs.second],
+      /refused \(bad-signature\)/,
+    ],
     ['a tampered tarball', [scenario.tarballs.tampered], /refused \(wrong-hash\): .*SHA-256/],
-    ['a release for another target', [scenario.tarballs.arm64],
-      /refused \(wrong-target\): the release is for linux-arm64, this gateway runs linux-x64/],
+    [
+      'a release for another target',
+      [scenario.tarballs.arm64],
+      /refused \(wrong-target\): the release is for linux-arm64, this gateway runs linux-x64/,
+    ],
     ['a release with another ring log format', [scenario.tarballs.store2], /refused \(store-format\)/],
-    ['the running version again', [scenario.tarballs.first],
-      /refused \(downgrade\): 0\.1\.0 is not newer than the running 0\.1\.0/],
+    [
+      'the running version again',
+      [scenario.tarballs.first],
+      /refused \(downgrade\): 0\.1\.0 is not newer than the running 0\.1\.0/,
+    ],
   ];
   for (const [what, args, error] of cases) {
     const run = outpost('update', ...args);
@@ -135,10 +159,14 @@ async function rollback(
 async function main(): Promise<void> {
   installFlat();
   install(scenario.first);
-  check('the flat layout became a slot: 0.1.0 current, 0.0.9 previous, no program files left in /opt/outpost',
-    slot('current') === '0.1.0' && slot('previous') === '0.0.9' && !existsSync('/opt/outpost/outpost.js') &&
+  check(
+    'the flat layout became a slot: 0.1.0 current, 0.0.9 previous, no program files left in /opt/outpost',
+    slot('current') === '0.1.0' &&
+      slot('previous') === '0.0.9' &&
+      !existsSync('/opt/outpost/outpost.js') &&
       existsSync('/opt/outpost/launch'),
-    `${slot('current')} ${slot('previous')}`);
+    `${slot('current')} ${slot('previous')}`,
+  );
   install(scenario.first);
   check('a reinstall of the same layout keeps the slots', slot('current') === '0.1.0' && slot('previous') === '0.0.9');
   check('install.sh installed the OTA key', existsSync('/etc/outpost/ota-keys/ota.pem'));
@@ -147,7 +175,12 @@ async function main(): Promise<void> {
   const service = new Service(join(scenario.root, 'service.log'), join(scenario.root, 'run-outpost'));
   service.start();
   try {
-    await waitUntil('0.1.0 ready', () => ready('0.1.0')(service), STEP_TIMEOUT_MS, () => service.log());
+    await waitUntil(
+      '0.1.0 ready',
+      () => ready('0.1.0')(service),
+      STEP_TIMEOUT_MS,
+      () => service.log(),
+    );
     const stored = () => backlogRange().to >= BACKLOG_RECORDS_MIN;
     await waitUntil(`${BACKLOG_RECORDS_MIN} records stored offline`, stored, STEP_TIMEOUT_MS);
     refusals();
@@ -165,23 +198,38 @@ async function main(): Promise<void> {
     const committed = r?.state === 'committed' && r.version === '0.1.1' && !existsSync(join(STATE, 'pending'));
     check('0.1.1 committed after READY and the cloud connection', committed, JSON.stringify(result()));
     const arrived = () => new Set(broker.seqs().filter((s) => s >= backlog.from && s <= backlog.to)).size;
-    await waitUntil('the backlog drained', () => arrived() === backlog.to - backlog.from + 1, STEP_TIMEOUT_MS,
-      () => `${arrived()} of the backlog at the broker; backlog ${backlog.from}..${backlog.to}`);
+    await waitUntil(
+      'the backlog drained',
+      () => arrived() === backlog.to - backlog.from + 1,
+      STEP_TIMEOUT_MS,
+      () => `${arrived()} of the backlog at the broker; backlog ${backlog.from}..${backlog.to}`,
+    );
     check(`the backlog stored by 0.1.0 (seq ${backlog.from}..${backlog.to}) reached the cloud from 0.1.1`, true);
     const down = outpost('update', scenario.tarballs.first);
     const downgrade = /refused \(downgrade\): 0\.1\.0 is not newer than the running 0\.1\.1/;
     check('refused: a downgrade to 0.1.0', down.status === 1 && downgrade.test(down.stderr), down.stderr);
-    await rollback(service, '0.2.0', scenario.tarballs.exits,
-      /^crash-loop: started 3 times without committing, last exit status 3$/);
-    await rollback(service, '0.2.1', scenario.tarballs.hangs,
-      /^health-timeout: not READY with the store open and the cloud connected within 20 s$/);
+    await rollback(
+      service,
+      '0.2.0',
+      scenario.tarballs.exits,
+      /^crash-loop: started 3 times without committing, last exit status 3$/,
+    );
+    await rollback(
+      service,
+      '0.2.1',
+      scenario.tarballs.hangs,
+      /^health-timeout: not READY with the store open and the cloud connected within 20 s$/,
+    );
     await rollback(service, '0.2.2', scenario.tarballs.noCloud, /^health-timeout: /);
     await broker.stop();
     await rollback(service, '0.2.3', scenario.tarballs.watchdog, /^watchdog: /, () => {
       // systemd's WatchdogSignal (SIGABRT) to the main process, once 0.2.3 runs without its cloud.
       // A 0.2.3 that never runs is reported by the rollback's own wait.
       const running = waitUntil('0.2.3 ready', () => ready('0.2.3')(service), STEP_TIMEOUT_MS);
-      void running.then(() => service.signal('SIGABRT'), () => undefined);
+      void running.then(
+        () => service.signal('SIGABRT'),
+        () => undefined,
+      );
     });
   } finally {
     await service.stop();

@@ -18,7 +18,10 @@ export class Service {
   private proc: ChildProcess | null = null;
   private stopping = false;
 
-  constructor(private readonly logFile: string, private readonly runtimeDir: string) {}
+  constructor(
+    private readonly logFile: string,
+    private readonly runtimeDir: string,
+  ) {}
 
   start(): void {
     const id = (flag: string) => Number(spawnSync('id', [flag, 'outpost'], { encoding: 'utf8' }).stdout.trim());
@@ -27,8 +30,13 @@ export class Service {
     chownSync('/var/lib/outpost', uid, gid);
     chownSync(this.runtimeDir, uid, gid);
     const index = this.runs.push('') - 1;
-    const env = ['OUTPOST_DATA_DIR=/var/lib/outpost', 'NODE_ENV=production', `RUNTIME_DIRECTORY=${this.runtimeDir}`,
-      'OUTPOST_HUB_PORT=0', 'PATH=/usr/bin:/bin'];
+    const env = [
+      'OUTPOST_DATA_DIR=/var/lib/outpost',
+      'NODE_ENV=production',
+      `RUNTIME_DIRECTORY=${this.runtimeDir}`,
+      'OUTPOST_HUB_PORT=0',
+      'PATH=/usr/bin:/bin',
+    ];
     const asUser = ['--reuid', 'outpost', '--regid', 'outpost', '--init-groups', '--reset-env'];
     const execStart = ['/opt/outpost/launch', 'run', '--board', '/etc/outpost/board.json'];
     const stdio = ['ignore', 'pipe', 'pipe'] as const;

@@ -36,7 +36,10 @@ export interface TinyRelease {
 
 /** `storeFormat` goes into release.json only; the manifest always says this build's (a mismatched release). */
 export function tinyRelease(
-  dir: string, version: string, target = 'linux-x64', storeFormat = STORE_FORMAT,
+  dir: string,
+  version: string,
+  target = 'linux-x64',
+  storeFormat = STORE_FORMAT,
 ): TinyRelease {
   const top = `outpost-${version}-${target}`;
   const root = join(dir, 'stage', top);
@@ -50,8 +53,13 @@ export function tinyRelease(
   const tar = spawnSync('tar', ['-C', join(dir, 'stage'), '-czf', tarball, top]);
   if (tar.status !== 0) throw new Error(`tar: ${tar.stderr.toString()}`);
   const manifest: UpdateManifest = {
-    version, target, url: '', sha256: createHash('sha256').update(readFileSync(tarball)).digest('hex'),
-    bytes: statSync(tarball).size, storeFormat: STORE_FORMAT, signature: '',
+    version,
+    target,
+    url: '',
+    sha256: createHash('sha256').update(readFileSync(tarball)).digest('hex'),
+    bytes: statSync(tarball).size,
+    storeFormat: STORE_FORMAT,
+    signature: '',
   };
   const file = `${tarball}.manifest.json`;
   writeFileSync(file, JSON.stringify(manifest));

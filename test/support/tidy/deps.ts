@@ -57,7 +57,9 @@ export function dependencyViolations(checkout: Checkout): Violation[] {
     const shipped = sites.find((s) => isProduction(s));
     if (shipped) add(name, shipped, `dev dependency ${name} is imported by production code, which a release lacks`);
     const typesOf = name.startsWith('@types/') ? name.slice('@types/'.length) : null;
-    const used = sites.length > 0 || binsOf(checkout.root, name).some((b) => new RegExp(`\\b${b}\\b`).test(scripts)) ||
+    const used =
+      sites.length > 0 ||
+      binsOf(checkout.root, name).some((b) => new RegExp(`\\b${b}\\b`).test(scripts)) ||
       (typesOf !== null && (typesOf === 'node' || users.has(typesOf)));
     if (!used) add(name, 'package.json', `dev dependency ${name} is imported by nobody and run by no script`);
   }

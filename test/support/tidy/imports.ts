@@ -71,8 +71,12 @@ function cycleViolations(rule: string, edges: Edge[]): Violation[] {
       const key = `${e.from} -> ${e.to}`;
       if (!inside.has(e.from) || !inside.has(e.to) || seen.has(key)) continue;
       seen.add(key);
-      out.push({ rule, key, where: e.site,
-        detail: `imports ${e.to}${e.typeOnly ? ' (type only)' : ''}, in a cycle of ${component.length} modules` });
+      out.push({
+        rule,
+        key,
+        where: e.site,
+        detail: `imports ${e.to}${e.typeOnly ? ' (type only)' : ''}, in a cycle of ${component.length} modules`,
+      });
     }
   }
   return out;
@@ -84,8 +88,10 @@ function folderCycleViolations(edges: Edge[]): Violation[] {
     .filter((e) => isProduction(e.from) && isProduction(e.to) && folderOf(e.from) !== folderOf(e.to))
     .map((e) => ({ ...e, from: folderOf(e.from), to: folderOf(e.to) }))
     .filter((e) => e.from.endsWith('/') || e.to.endsWith('/'));
-  return cycleViolations('folder-cycle', folderEdges)
-    .map((v) => ({ ...v, detail: `folder edge ${v.key} closes a cycle between folders` }));
+  return cycleViolations('folder-cycle', folderEdges).map((v) => ({
+    ...v,
+    detail: `folder edge ${v.key} closes a cycle between folders`,
+  }));
 }
 
 export function importViolations(checkout: Checkout): Violation[] {
@@ -96,13 +102,20 @@ export function importViolations(checkout: Checkout): Violation[] {
       if (to) edges.push({ from: file.path, to, site: `${file.path}:${s.line}`, typeOnly: s.typeOnly });
     }
   }
-  const testImports = edges.filter((e) => isProduction(e.from) && e.to.startsWith('test/')).map((e) => ({
-    rule: 'test-import', key: `${e.from} -> ${e.to}`, where: e.site,
-    detail: `production code imports ${e.to}, which is not shipped`,
-  }));
+  const testImports = edges
+    .filter((e) => isProduction(e.from) && e.to.startsWith('test/'))
+    .map((e) => ({
+      rule: 'test-import',
+      key: `${e.from} -> ${e.to}`,
+      where: e.site,
+      detail: `production code imports ${e.to}, which is not shipped`,
+    }));
   return [
     ...cycleViolations('import-cycle', edges),
-    ...cycleViolations('value-import-cycle', edges.filter((e) => !e.typeOnly)),
+    ...cycleViolations(
+      'value-import-cycle',
+      edges.filter((e) => !e.typeOnly),
+    ),
     ...folderCycleViolations(edges),
     ...testImports,
   ];

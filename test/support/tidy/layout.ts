@@ -19,6 +19,10 @@ export function layoutViolations(root: string, files: SourceFile[]): Violation[]
   return files
     .filter((f) => f.path.startsWith('test/') && !TEST_FILE.test(f.path) && !f.path.endsWith('.d.ts'))
     .filter((f) => !excludedFiles.has(f.path) && !excluded.some((prefix) => f.path.startsWith(prefix)))
-    .map((f) => ({ rule: 'tap-runs-helper', key: f.path, where: `${f.path}:1`,
-      detail: 'a helper tap runs as a test file: move it to test/support (or exclude it in package.json "tap")' }));
+    .map((f) => ({
+      rule: 'tap-runs-helper',
+      key: f.path,
+      where: `${f.path}:1`,
+      detail: 'a helper tap runs as a test file: move it to test/support (or exclude it in package.json "tap")',
+    }));
 }

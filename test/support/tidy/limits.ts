@@ -33,8 +33,12 @@ export function limitViolations(files: SourceFile[]): Violation[] {
       if (runCovered || hasTrailingComment(sf, stmt)) continue;
       for (const decl of stmt.declarationList.declarations) {
         if (!ts.isIdentifier(decl.name) || !LIMIT_NAME.test(decl.name.text)) continue;
-        out.push({ rule: 'limit-comment', key: `${path} ${decl.name.text}`, where: `${path}:${startLine}`,
-          detail: `${decl.name.text} has no comment saying why it has its value` });
+        out.push({
+          rule: 'limit-comment',
+          key: `${path} ${decl.name.text}`,
+          where: `${path}:${startLine}`,
+          detail: `${decl.name.text} has no comment saying why it has its value`,
+        });
       }
     }
   }

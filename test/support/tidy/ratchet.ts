@@ -38,8 +38,10 @@ export function compare(violations: Violation[], baseline: Counts): RatchetResul
       const allowed = baseline[rule]?.[key] ?? 0;
       if (count <= allowed) continue;
       const sites = violations.filter((v) => v.rule === rule && v.key === key);
-      added.push(`${rule}: ${key}: ${count} where the baseline allows ${allowed}\n` +
-        sites.map((v) => `    ${v.where} ${v.detail}`).join('\n'));
+      added.push(
+        `${rule}: ${key}: ${count} where the baseline allows ${allowed}\n` +
+          sites.map((v) => `    ${v.where} ${v.detail}`).join('\n'),
+      );
     }
   }
   for (const [rule, keys] of Object.entries(baseline)) {

@@ -8,14 +8,23 @@ export const LINE_COLUMNS_MAX = 120;
 export const NESTING_DEPTH_MAX = 4;
 
 const FUNCTION_KINDS = new Set([
-  ts.SyntaxKind.FunctionDeclaration, ts.SyntaxKind.MethodDeclaration, ts.SyntaxKind.Constructor,
-  ts.SyntaxKind.GetAccessor, ts.SyntaxKind.SetAccessor, ts.SyntaxKind.ArrowFunction,
+  ts.SyntaxKind.FunctionDeclaration,
+  ts.SyntaxKind.MethodDeclaration,
+  ts.SyntaxKind.Constructor,
+  ts.SyntaxKind.GetAccessor,
+  ts.SyntaxKind.SetAccessor,
+  ts.SyntaxKind.ArrowFunction,
   ts.SyntaxKind.FunctionExpression,
 ]);
 const NESTING_KINDS = new Set([
-  ts.SyntaxKind.IfStatement, ts.SyntaxKind.ForStatement, ts.SyntaxKind.ForInStatement,
-  ts.SyntaxKind.ForOfStatement, ts.SyntaxKind.WhileStatement, ts.SyntaxKind.DoStatement,
-  ts.SyntaxKind.SwitchStatement, ts.SyntaxKind.TryStatement,
+  ts.SyntaxKind.IfStatement,
+  ts.SyntaxKind.ForStatement,
+  ts.SyntaxKind.ForInStatement,
+  ts.SyntaxKind.ForOfStatement,
+  ts.SyntaxKind.WhileStatement,
+  ts.SyntaxKind.DoStatement,
+  ts.SyntaxKind.SwitchStatement,
+  ts.SyntaxKind.TryStatement,
 ]);
 /** Enough of a test title to tell two callbacks of one file apart in the baseline. */
 const TITLE_CHARS_MAX = 60;
@@ -25,8 +34,11 @@ function functionName(node: ts.FunctionLikeDeclaration, sf: ts.SourceFile): stri
   if (node.name && ts.isIdentifier(node.name)) return node.name.text;
   if (node.kind === ts.SyntaxKind.Constructor) return 'constructor';
   const parent = node.parent;
-  if ((ts.isVariableDeclaration(parent) || ts.isPropertyAssignment(parent) || ts.isPropertyDeclaration(parent)) &&
-    ts.isIdentifier(parent.name)) return parent.name.text;
+  if (
+    (ts.isVariableDeclaration(parent) || ts.isPropertyAssignment(parent) || ts.isPropertyDeclaration(parent)) &&
+    ts.isIdentifier(parent.name)
+  )
+    return parent.name.text;
   if (ts.isCallExpression(parent)) {
     const callee = parent.expression.getText(sf);
     const title = parent.arguments[0];
@@ -48,8 +60,12 @@ function measureFunctions(sf: ts.SourceFile): FunctionSize[] {
   const visit = (node: ts.Node, owner: FunctionSize | null, depth: number): void => {
     if (FUNCTION_KINDS.has(node.kind) && (node as ts.FunctionLikeDeclaration).body) {
       const start = lineOf(sf, node.getStart(sf));
-      const size = { name: functionName(node as ts.FunctionLikeDeclaration, sf), line: start, depth: 0,
-        lines: lineOf(sf, node.getEnd()) - start + 1 };
+      const size = {
+        name: functionName(node as ts.FunctionLikeDeclaration, sf),
+        line: start,
+        depth: 0,
+        lines: lineOf(sf, node.getEnd()) - start + 1,
+      };
       out.push(size);
       ts.forEachChild(node, (child) => visit(child, size, 0));
       return;
@@ -72,19 +88,31 @@ export function sizeViolations(files: SourceFile[]): Violation[] {
     for (const fn of measureFunctions(sf)) {
       const where = `${path}:${fn.line}`;
       if (fn.lines > FUNCTION_LINES_MAX) {
-        out.push({ rule: 'function-lines', key: `${path} ${fn.name}`, where,
-          detail: `${fn.name} is ${fn.lines} lines (limit ${FUNCTION_LINES_MAX})` });
+        out.push({
+          rule: 'function-lines',
+          key: `${path} ${fn.name}`,
+          where,
+          detail: `${fn.name} is ${fn.lines} lines (limit ${FUNCTION_LINES_MAX})`,
+        });
       }
       if (fn.depth > NESTING_DEPTH_MAX) {
-        out.push({ rule: 'nesting', key: `${path} ${fn.name}`, where,
-          detail: `${fn.name} nests ${fn.depth} deep (limit ${NESTING_DEPTH_MAX})` });
+        out.push({
+          rule: 'nesting',
+          key: `${path} ${fn.name}`,
+          where,
+          detail: `${fn.name} nests ${fn.depth} deep (limit ${NESTING_DEPTH_MAX})`,
+        });
       }
     }
     sf.text.split('\n').forEach((text, i) => {
       const columns = [...text].length;
       if (columns > LINE_COLUMNS_MAX) {
-        out.push({ rule: 'line-columns', key: path, where: `${path}:${i + 1}`,
-          detail: `${columns} columns (limit ${LINE_COLUMNS_MAX})` });
+        out.push({
+          rule: 'line-columns',
+          key: path,
+          where: `${path}:${i + 1}`,
+          detail: `${columns} columns (limit ${LINE_COLUMNS_MAX})`,
+        });
       }
     });
   }

@@ -52,8 +52,13 @@ function collectSpecifiers(sf: ts.SourceFile): ModuleSpecifier[] {
   // string is remembered so that import still counts.
   const strings = new Map<string, string>();
   const remember = (node: ts.Node): void => {
-    if (ts.isVariableDeclaration(node) && ts.isIdentifier(node.name) && node.initializer &&
-      ts.isStringLiteralLike(node.initializer)) strings.set(node.name.text, node.initializer.text);
+    if (
+      ts.isVariableDeclaration(node) &&
+      ts.isIdentifier(node.name) &&
+      node.initializer &&
+      ts.isStringLiteralLike(node.initializer)
+    )
+      strings.set(node.name.text, node.initializer.text);
     ts.forEachChild(node, remember);
   };
   remember(sf);
@@ -61,20 +66,29 @@ function collectSpecifiers(sf: ts.SourceFile): ModuleSpecifier[] {
     out.push({ spec, typeOnly, line: lineOf(sf, node.getStart(sf)) });
   };
   const visit = (node: ts.Node): void => {
-    if ((ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) && node.moduleSpecifier &&
-      ts.isStringLiteral(node.moduleSpecifier)) {
+    if (
+      (ts.isImportDeclaration(node) || ts.isExportDeclaration(node)) &&
+      node.moduleSpecifier &&
+      ts.isStringLiteral(node.moduleSpecifier)
+    ) {
       add(node.moduleSpecifier.text, isTypeOnly(node), node);
     } else if (ts.isCallExpression(node) && node.arguments.length === 1) {
       const arg = node.arguments[0]!;
       const callee = node.expression;
-      const loads = callee.kind === ts.SyntaxKind.ImportKeyword ||
+      const loads =
+        callee.kind === ts.SyntaxKind.ImportKeyword ||
         (ts.isIdentifier(callee) && callee.text === 'require') ||
-        (ts.isPropertyAccessExpression(callee) && callee.name.text === 'resolve' &&
-          ts.isIdentifier(callee.expression) && callee.expression.text === 'require');
+        (ts.isPropertyAccessExpression(callee) &&
+          callee.name.text === 'resolve' &&
+          ts.isIdentifier(callee.expression) &&
+          callee.expression.text === 'require');
       if (loads && ts.isStringLiteralLike(arg)) add(arg.text, false, node);
       else if (loads && ts.isIdentifier(arg) && strings.has(arg.text)) add(strings.get(arg.text)!, false, node);
-    } else if (ts.isImportTypeNode(node) && ts.isLiteralTypeNode(node.argument) &&
-      ts.isStringLiteral(node.argument.literal)) {
+    } else if (
+      ts.isImportTypeNode(node) &&
+      ts.isLiteralTypeNode(node.argument) &&
+      ts.isStringLiteral(node.argument.literal)
+    ) {
       add(node.argument.literal.text, true, node);
     }
     ts.forEachChild(node, visit);
@@ -88,8 +102,9 @@ function isTypeOnly(node: ts.ImportDeclaration | ts.ExportDeclaration): boolean 
   if (ts.isExportDeclaration(node)) {
     if (node.isTypeOnly) return true;
     const clause = node.exportClause;
-    return !!clause && ts.isNamedExports(clause) && clause.elements.length > 0 &&
-      clause.elements.every((e) => e.isTypeOnly);
+    return (
+      !!clause && ts.isNamedExports(clause) && clause.elements.length > 0 && clause.elements.every((e) => e.isTypeOnly)
+    );
   }
   const clause = node.importClause;
   if (!clause) return false;
@@ -127,8 +142,13 @@ export function loadCheckout(root: string): Checkout {
   const resolveLocal = (from: SourceFile, spec: string): string | null => {
     if (!spec.startsWith('.')) return null;
     const base = rel(resolve(root, dirname(from.path), spec));
-    const candidates = [base, base.replace(/\.js$/, '.ts'), base.replace(/\.mjs$/, '.mts'), `${base}.ts`,
-      `${base}/index.ts`];
+    const candidates = [
+      base,
+      base.replace(/\.js$/, '.ts'),
+      base.replace(/\.mjs$/, '.mts'),
+      `${base}.ts`,
+      `${base}/index.ts`,
+    ];
     return candidates.find((c) => known.has(c)) ?? null;
   };
   return { root, files, resolveLocal };

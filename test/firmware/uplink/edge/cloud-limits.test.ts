@@ -2,7 +2,9 @@ import t from 'tap';
 import type { CloudMessage, CloudMethodCall } from '../../../../firmware/uplink/azure-downlink.js';
 import { EdgeCloudRelay, type LocalChildEvent, type LocalChildren } from '../../../../firmware/uplink/edge/cloud.js';
 import {
-  C2D_PENDING_MAX, C2D_PENDING_PER_IDENTITY_MAX, CLOUD_METHOD_CALLS_PENDING_MAX,
+  C2D_PENDING_MAX,
+  C2D_PENDING_PER_IDENTITY_MAX,
+  CLOUD_METHOD_CALLS_PENDING_MAX,
 } from '../../../../firmware/uplink/edge/limits.js';
 
 /**
@@ -33,8 +35,11 @@ class LocalHub implements LocalChildren {
 const pool = { retain: () => {}, release: () => {} };
 
 function message(deviceId: string, n: number, acks: number[]): CloudMessage {
-  return { topic: `devices/${deviceId}/messages/devicebound/%24.mid=${n}`, payload: Buffer.from(String(n)),
-    ack: () => void acks.push(n) };
+  return {
+    topic: `devices/${deviceId}/messages/devicebound/%24.mid=${n}`,
+    payload: Buffer.from(String(n)),
+    ack: () => void acks.push(n),
+  };
 }
 
 t.test('C2D held for a child past C2D_PENDING_PER_IDENTITY_MAX is left for IoT Hub to send again', async (t) => {
@@ -50,7 +55,11 @@ t.test('C2D held for a child past C2D_PENDING_PER_IDENTITY_MAX is left for IoT H
   local.subscribe('c1', 'devices/c1/messages/devicebound/#');
   await new Promise((resolve) => setImmediate(resolve));
   t.equal(local.delivered.length, C2D_PENDING_PER_IDENTITY_MAX, 'the held ones delivered once the child listens');
-  t.same(acks, Array.from({ length: C2D_PENDING_PER_IDENTITY_MAX }, (_, i) => i + 1), 'acknowledged in order');
+  t.same(
+    acks,
+    Array.from({ length: C2D_PENDING_PER_IDENTITY_MAX }, (_, i) => i + 1),
+    'acknowledged in order',
+  );
   t.match(relay.status(), { c2dPending: 0, c2dDelivered: C2D_PENDING_PER_IDENTITY_MAX });
 });
 
@@ -71,7 +80,10 @@ t.test('method calls past CLOUD_METHOD_CALLS_PENDING_MAX are answered 429 at onc
   relay.attach(new LocalHub());
   const answers: number[] = [];
   const call = (name: string, rid: number): CloudMethodCall => ({
-    name, rid: String(rid), payload: Buffer.from('null'), respond: async (status) => void answers.push(status),
+    name,
+    rid: String(rid),
+    payload: Buffer.from('null'),
+    respond: async (status) => void answers.push(status),
   });
   const sink = relay.sinkFor('c1');
   for (let i = 0; i < CLOUD_METHOD_CALLS_PENDING_MAX + 1; i += 1) sink.onMethod(call('wait', i));

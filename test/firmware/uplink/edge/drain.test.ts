@@ -18,7 +18,11 @@ t.test('offline backlog of three children goes up on their own connections, in o
   for (const id of [...children, 'gw']) {
     const bodies = bodiesOf(rig.hub, id);
     t.equal(bodies.length, perChild, `${id}: every message, on its own connection`);
-    t.same(bodies, [...bodies].sort((a, b) => a - b), `${id}: in stored order`);
+    t.same(
+      bodies,
+      [...bodies].sort((a, b) => a - b),
+      `${id}: in stored order`,
+    );
   }
   for (const id of children) {
     const first = rig.hub.telemetryOf(id)[0]!;
@@ -26,7 +30,7 @@ t.test('offline backlog of three children goes up on their own connections, in o
     t.equal(first.authMethod, 'on-behalf-of', `${id}: authenticated on its behalf`);
     t.equal(first.actorDeviceId, 'gw', `${id}: by the gateway's $edgeHub`);
   }
-  t.equal(rig.hub.telemetryOf('gw')[0]!.authMethod, 'sas', 'the gateway\'s own records go up as the gateway');
+  t.equal(rig.hub.telemetryOf('gw')[0]!.authMethod, 'sas', "the gateway's own records go up as the gateway");
   await until('the cursor at the end', () => rig.upstream.ackedSeq() === rig.upstream.lastDurableSeq());
   t.equal(rig.held.lastDurableSeq(), 0, 'nobody was parked');
 });
@@ -41,18 +45,24 @@ t.test('a child deleted in the registry while offline is dead-lettered; the othe
   await until('the cursor at the end', () => rig.upstream.ackedSeq() === rig.upstream.lastDurableSeq());
   await until('every refused record dead-lettered', () => rig.dead.lastDurableSeq() >= 100);
   const letters = await rig.dead.read(1, { recordsMax: 1000 });
-  t.equal(letters.length, 100, 'all of the refused child\'s records');
+  t.equal(letters.length, 100, "all of the refused child's records");
   t.same(new Set(letters.map((r) => r.properties.$deadLetterReason)), new Set(['identity-refused']));
   t.same(new Set(letters.map((r) => r.properties[RECORD_KEY.deviceId])), new Set(['gone']));
-  t.same(letters.map((r) => Number(r.properties.$deadLetterSeq)), Array.from({ length: 100 }, (_, i) => 1 + 3 * i),
-    'in stored order, named by their upstream seq');
+  t.same(
+    letters.map((r) => Number(r.properties.$deadLetterSeq)),
+    Array.from({ length: 100 }, (_, i) => 1 + 3 * i),
+    'in stored order, named by their upstream seq',
+  );
   t.equal(rig.pump.status().deadLetters.byReason['identity-refused'], 100, 'counted in the status');
   t.same(rig.edge.status().refused, ['gone']);
-  t.ok(rig.errors.some((e) => /IoT Hub refuses "gone"/.test(e)), 'reported');
+  t.ok(
+    rig.errors.some((e) => /IoT Hub refuses "gone"/.test(e)),
+    'reported',
+  );
   await until('the holding lane drained too', () => rig.held.ackedSeq() === rig.held.lastDurableSeq());
 });
 
-t.test('connected children share the window in turn: none waits for another\'s whole backlog', async (t) => {
+t.test("connected children share the window in turn: none waits for another's whole backlog", async (t) => {
   const children = Array.from({ length: 8 }, (_, i) => `f${i}`);
   const rig = await edgeRig(t, { children, inflightMax: 16, connectsPerSecMax: 100 });
   await rig.append(children);

@@ -21,13 +21,20 @@ interface Connect {
   atMs: number;
 }
 
-async function capturingBroker(t: { teardown(fn: () => unknown): void }): Promise<{ port: number; connects: Connect[]; ca: string }> {
+async function capturingBroker(t: {
+  teardown(fn: () => unknown): void;
+}): Promise<{ port: number; connects: Connect[]; ca: string }> {
   const ca = await createTestCa();
   t.teardown(() => ca.dispose());
   const broker = await Aedes.createBroker();
   const connects: Connect[] = [];
   broker.authenticate = (client, username, password, done) => {
-    connects.push({ clientId: client.id, username: username ?? '', password: password?.toString() ?? '', atMs: Date.now() });
+    connects.push({
+      clientId: client.id,
+      username: username ?? '',
+      password: password?.toString() ?? '',
+      atMs: Date.now(),
+    });
     done(null, true);
   };
   const server = tls.createServer(await ca.issue('localhost', ['localhost']), (socket) => broker.handle(socket));
@@ -49,15 +56,22 @@ t.test('CONNECT names the child, carries the auth chain, and a token for the $ed
     await link.transport.connect();
     await link.transport.close();
   }
-  t.same(connects.map((c) => c.clientId), ['c1', 'gw/filter', 'c2/mod'], 'client id: the identity itself');
-  const chains = connects.map((c) => new URLSearchParams(c.username.slice(c.username.indexOf('/?') + 2)).get('auth-chain'));
+  t.same(
+    connects.map((c) => c.clientId),
+    ['c1', 'gw/filter', 'c2/mod'],
+    'client id: the identity itself',
+  );
+  const chains = connects.map((c) =>
+    new URLSearchParams(c.username.slice(c.username.indexOf('/?') + 2)).get('auth-chain'),
+  );
   t.same(chains, ['c1;gw', 'gw/filter;gw', 'c2/mod;c2;gw'], 'auth-chain: target first, the gateway last');
   t.match(connects[0]!.username, new RegExp(`^localhost:${port}/c1/\\?api-version=`), 'user name: hub/identity/?...');
   const fields = new URLSearchParams(connects[0]!.password.replace(/^SharedAccessSignature /, ''));
   const resource = `localhost:${port}/devices/gw/modules/$edgeHub`;
   t.equal(fields.get('sr'), resource, 'the token names the $edgeHub module');
   const expected = createHmac('sha256', Buffer.from(key, 'base64'))
-    .update(`${encodeURIComponent(resource)}\n${fields.get('se')}`).digest('base64');
+    .update(`${encodeURIComponent(resource)}\n${fields.get('se')}`)
+    .digest('base64');
   t.equal(fields.get('sig'), expected, 'signed with the $edgeHub key');
   t.ok(Number(fields.get('se')) * 1000 > Date.now() + 3_000_000, 'valid for about an hour');
 });
@@ -68,7 +82,11 @@ t.test('the pool renews a busy link with a fresh token before the old one expire
   // Long against the timers of a loaded machine: renewal is due 1.5 s before expiry.
   const tokenTtlSecs = 10;
   const pool = new ConnectionPool({
-    clock: systemClock, connectTimeoutMs: 5_000, onChange: () => {}, busy: () => true, reportError: () => {},
+    clock: systemClock,
+    connectTimeoutMs: 5_000,
+    onChange: () => {},
+    busy: () => true,
+    reportError: () => {},
     createLink: (identity) => createIdentityLink({ identity, credentials, ca, wallMs: () => Date.now(), tokenTtlSecs }),
   });
   t.teardown(() => pool.close());
@@ -95,7 +113,18 @@ t.test('a long link is renewed with a fresh token before the old one expires, wi
   }
   await until('every message', () => new Set(bodiesOf(rig.hub, 'c1')).size === sent);
   const bodies = bodiesOf(rig.hub, 'c1');
-  t.same([...new Set(bodies)], Array.from({ length: sent }, (_, i) => i + 1), 'all, in stored order');
-  t.ok(rig.hub.operations('c1', 'connect') >= 2, `reconnected with new tokens (${rig.hub.operations('c1', 'connect')} connects)`);
-  t.same(rig.errors.filter((e) => /lost/.test(e)), [], 'never dropped by the hub for an expired token');
+  t.same(
+    [...new Set(bodies)],
+    Array.from({ length: sent }, (_, i) => i + 1),
+    'all, in stored order',
+  );
+  t.ok(
+    rig.hub.operations('c1', 'connect') >= 2,
+    `reconnected with new tokens (${rig.hub.operations('c1', 'connect')} connects)`,
+  );
+  t.same(
+    rig.errors.filter((e) => /lost/.test(e)),
+    [],
+    'never dropped by the hub for an expired token',
+  );
 });

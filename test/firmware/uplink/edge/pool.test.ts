@@ -23,14 +23,14 @@ t.test('no more upstream connections than cloudConnectionsMax; idle ones make ro
   t.equal(rig.hub.telemetry.length, 200, 'each message once');
 });
 
-t.test('a connection without traffic for cloudConnectionIdleSecs is closed; the gateway\'s stays', async (t) => {
+t.test("a connection without traffic for cloudConnectionIdleSecs is closed; the gateway's stays", async (t) => {
   const rig = await edgeRig(t, { children: ['c1', 'c2'], idleSecs: 1 });
   await rig.append(['c1', 'c2', 'gw']);
   rig.start();
   await until('delivered', () => rig.hub.telemetry.length >= 3);
   t.ok(rig.hub.isConnected('c1') || rig.hub.isConnected('c2'), 'children connected while they send');
   await until('children closed when idle', () => !rig.hub.isConnected('c1') && !rig.hub.isConnected('c2'), 10_000);
-  t.ok(rig.hub.isConnected('gw'), 'the gateway\'s own connection stays');
+  t.ok(rig.hub.isConnected('gw'), "the gateway's own connection stays");
   await rig.append(['c1']);
   await until('a new record opens the connection again', () => rig.hub.telemetry.length >= 4);
   t.equal(rig.hub.operations('c1', 'connect'), 2);
@@ -55,9 +55,10 @@ t.test('a child whose link fails is retried with its own backoff while the other
   let proxy: FaultProxy | null = null;
   const rig = await edgeRig(t, {
     children: ['c1', 'c2', 'flaky'],
-    createLink: (identity, hub, credentials) => identity === 'flaky'
-      ? linkVia(identity, hub, credentials, `localhost:${proxy!.port}`)
-      : createIdentityLink({ identity, credentials, ca: hub.ca.cert, wallMs: () => Date.now() }),
+    createLink: (identity, hub, credentials) =>
+      identity === 'flaky'
+        ? linkVia(identity, hub, credentials, `localhost:${proxy!.port}`)
+        : createIdentityLink({ identity, credentials, ca: hub.ca.cert, wallMs: () => Date.now() }),
   });
   proxy = await FaultProxy.start({ targetPort: rig.hub.port });
   t.teardown(() => proxy!.close());
@@ -71,7 +72,11 @@ t.test('a child whose link fails is retried with its own backoff while the other
   t.equal(rig.edge.status().parked, 1, 'its records parked in the holding lane');
   proxy.pass();
   await until('the child delivered once its link is back', () => bodiesOf(rig.hub, 'flaky').length >= 100);
-  t.same(bodiesOf(rig.hub, 'flaky'), Array.from({ length: 100 }, (_, i) => 1 + 3 * i), 'all, in stored order');
+  t.same(
+    bodiesOf(rig.hub, 'flaky'),
+    Array.from({ length: 100 }, (_, i) => 1 + 3 * i),
+    'all, in stored order',
+  );
   await until('the holding lane drained', () => rig.held.ackedSeq() === rig.held.lastDurableSeq());
   t.equal(rig.dead.lastDurableSeq(), 0, 'nothing dead-lettered');
   t.equal(rig.edge.status().parked, 0);
@@ -96,9 +101,10 @@ t.test('an identity in a long backoff does not hold back the connect of one want
   const rig = await edgeRig(t, {
     children: ['c1', 'flaky'],
     backoff: { baseMs: 60_000, maxMs: 60_000 },
-    createLink: (identity, hub, credentials) => identity === 'flaky'
-      ? linkVia(identity, hub, credentials, `localhost:${proxy!.port}`)
-      : createIdentityLink({ identity, credentials, ca: hub.ca.cert, wallMs: () => Date.now() }),
+    createLink: (identity, hub, credentials) =>
+      identity === 'flaky'
+        ? linkVia(identity, hub, credentials, `localhost:${proxy!.port}`)
+        : createIdentityLink({ identity, credentials, ca: hub.ca.cert, wallMs: () => Date.now() }),
   });
   proxy = await FaultProxy.start({ targetPort: rig.hub.port });
   t.teardown(() => proxy!.close());

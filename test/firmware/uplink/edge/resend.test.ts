@@ -33,11 +33,20 @@ t.test('a refused child re-added to the registry gets its dead letters, in store
   await rig.append(Array.from({ length: 30 }, (_, i) => WHO[i % 3]!));
   await until('the new records delivered', () => rig.hub.telemetry.length >= 330);
   const gone = rig.hub.telemetryOf('gone');
-  t.same(gone.map((r) => Number(r.body.toString())), [...Array.from({ length: 100 }, (_, i) => 1 + 3 * i),
-    ...Array.from({ length: 10 }, (_, i) => 301 + 3 * i)], 'the letters first, then the new ones, in stored order');
-  t.ok(gone.every((r) => r.systemProperties['iothub-connection-device-id'] === 'gone'), 'as the child itself');
+  t.same(
+    gone.map((r) => Number(r.body.toString())),
+    [...Array.from({ length: 100 }, (_, i) => 1 + 3 * i), ...Array.from({ length: 10 }, (_, i) => 301 + 3 * i)],
+    'the letters first, then the new ones, in stored order',
+  );
+  t.ok(
+    gone.every((r) => r.systemProperties['iothub-connection-device-id'] === 'gone'),
+    'as the child itself',
+  );
   t.equal(gone[0]!.properties['$.mid'], 'gw:upstream:1', 'with the original message id');
-  t.notOk(Object.keys(gone[0]!.properties).some((k) => /deadLetter/i.test(k)), 'no dead-letter bookkeeping upstream');
+  t.notOk(
+    Object.keys(gone[0]!.properties).some((k) => /deadLetter/i.test(k)),
+    'no dead-letter bookkeeping upstream',
+  );
   for (const id of ['c1', 'c2']) t.equal(bodiesOf(rig.hub, id).length, 110, `${id}: each of its records once`);
   t.same(rig.edge.status().deadLetters, { resent: 100, expired: 0, waiting: 0 }, 'counted in the status');
   const letters = await rig.dead.read(1, { recordsMax: 1000 });

@@ -13,8 +13,10 @@ t.test('a disabled enrollment is refused with a clear status and nothing is sent
   const world = await dpsWorld(t);
   const key = randomKey();
   world.dps.addEnrollment({ kind: 'symmetric', registrationId: 'pump-0003', key, enabled: false });
-  const gateway = await world.boot({ registrationId: 'pump-0003', symmetricKeyFile: await world.file('k', key) },
-    'pump-0003');
+  const gateway = await world.boot(
+    { registrationId: 'pump-0003', symmetricKeyFile: await world.file('k', key) },
+    'pump-0003',
+  );
   await gateway.append(1, 3);
   await until('the refusal', () => gateway.service.status().provisioning?.state === 'refused');
   const status = gateway.service.status();
@@ -23,32 +25,53 @@ t.test('a disabled enrollment is refused with a clear status and nothing is sent
   t.equal(status.link, 'backoff');
   t.equal(status.backlog.records, 3, 'the backlog stays stored');
   t.equal(world.hubA.telemetry.length + world.hubB.telemetry.length, 0);
-  const line = new RegExp('^dps: {7}refused \\(disabled\\), pump-0003 in 0ne00000A0A, registering because no ' +
-    'identity in the data directory, next registration in \\d+s; DPS refused the registration: the enrollment is ' +
-    'disabled', 'm');
+  const line = new RegExp(
+    '^dps: {7}refused \\(disabled\\), pump-0003 in 0ne00000A0A, registering because no ' +
+      'identity in the data directory, next registration in \\d+s; DPS refused the registration: the enrollment is ' +
+      'disabled',
+    'm',
+  );
   t.match(statusText(gateway), line, 'outpost status says so');
 });
 
 /** `outpost status` as the operator reads it, from this gateway's uplink and log. */
 function statusText(gateway: Gateway): string {
   const uplink = gateway.service.status();
-  const status = { variant: 'rpi4', gatewayId: 'gw', link: uplink.link, uplink, store: gateway.log.stats(), hub: null,
-    devices: [], update: null };
-  return formatReport(buildReport(status, { ingest: new IngestRate(), errors: new RecentErrors(), ttlSecs: 7200,
-    startedMonoMs: 0, nowMonoMs: 0, metricsPort: null }));
+  const status = {
+    variant: 'rpi4',
+    gatewayId: 'gw',
+    link: uplink.link,
+    uplink,
+    store: gateway.log.stats(),
+    hub: null,
+    devices: [],
+    update: null,
+  };
+  return formatReport(
+    buildReport(status, {
+      ingest: new IngestRate(),
+      errors: new RecentErrors(),
+      ttlSecs: 7200,
+      startedMonoMs: 0,
+      nowMonoMs: 0,
+      metricsPort: null,
+    }),
+  );
 }
 
 t.test('a wrong group key is refused by DPS as unauthorized', async (t) => {
   const world = await dpsWorld(t);
   world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey: randomKey() });
-  const gateway = await world.boot({ registrationId: 'pump-0004', groupKeyFile: await world.file('g', randomKey()) },
-    'pump-0004');
+  const gateway = await world.boot(
+    { registrationId: 'pump-0004', groupKeyFile: await world.file('g', randomKey()) },
+    'pump-0004',
+  );
   await until('the refusal', () => gateway.service.status().provisioning?.state === 'refused');
   t.match(gateway.service.status().provisioning, { refusal: 'unauthorized', lastError: /not authorized/ });
   t.match(gateway.service.status().lastError, { message: /not provisioned|registering with DPS/ });
 });
 
-t.test('DPS\'s retry-after is honoured within a registration and across attempts', async (t) => {
+t.test("DPS's retry-after is honoured within a registration and across attempts", async (t) => {
   const world = await dpsWorld(t);
   const groupKey = randomKey();
   world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey });
@@ -66,8 +89,9 @@ t.test('DPS\'s retry-after is honoured within a registration and across attempts
   // than the SDK's wait for this retry-after) still leaves DPS's retry-after in force.
   world.dps.throttle(1, 4);
   const start = world.dps.requestTimesMs.length;
-  const hurried = await world.boot({ registrationId: 'pump-0006', groupKeyFile: keyFile }, 'pump-0006',
-    { registrationTimeoutMs: 3_000 });
+  const hurried = await world.boot({ registrationId: 'pump-0006', groupKeyFile: keyFile }, 'pump-0006', {
+    registrationTimeoutMs: 3_000,
+  });
   await until('assigned on the second attempt', () => hurried.service.status().provisioning?.state === 'provisioned');
   const [a, b] = world.dps.requestTimesMs.slice(start);
   t.ok(b! - a! >= 3_990, `the next registration waited for retry-after=4 (${b! - a!} ms)`);
@@ -78,8 +102,11 @@ t.test('a hub that refuses what DPS keeps assigning is not a registration loop: 
   const world = await dpsWorld(t);
   const groupKey = randomKey();
   world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey });
-  const gateway = await world.boot({ registrationId: 'pump-0007', groupKeyFile: await world.file('g', groupKey) },
-    'pump-0007', { registrationBackoff: { baseMs: 1_000, maxMs: 4_000, random: () => 0.999 } });
+  const gateway = await world.boot(
+    { registrationId: 'pump-0007', groupKeyFile: await world.file('g', groupKey) },
+    'pump-0007',
+    { registrationBackoff: { baseMs: 1_000, maxMs: 4_000, random: () => 0.999 } },
+  );
   await gateway.append(1, 1);
   await until('delivered', () => received(world.hubA).size === 1);
   // Disabled on the hub: DPS still assigns it there, and the hub refuses every connect. DPS answers at once,
@@ -96,18 +123,22 @@ t.test('a hub that refuses what DPS keeps assigning is not a registration loop: 
   t.match(gateway.service.status().provisioning, { reason: /refused pump-0007: azure-unauthorized/ });
 });
 
-t.test('a stop during a registration DPS keeps waiting (retry-after 60 s) takes well under the stop budget',
+t.test(
+  'a stop during a registration DPS keeps waiting (retry-after 60 s) takes well under the stop budget',
   async (t) => {
-  const world = await dpsWorld(t);
-  const groupKey = randomKey();
-  world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey });
-  world.dps.throttle(1, 60);
-  const gateway = await world.boot({ registrationId: 'pump-0009', groupKeyFile: await world.file('g', groupKey) },
-    'pump-0009');
-  await until('the throttled registration', () => world.dps.requests.length === 1);
-  t.equal(gateway.service.status().provisioning?.state, 'provisioning');
-  const start = Date.now();
-  await gateway.stop();
-  // The service's stop budget is 5 s for everything; before the abort, a stop waited out the registration.
-  t.ok(Date.now() - start < 2_000, `stopped in ${Date.now() - start} ms`);
-});
+    const world = await dpsWorld(t);
+    const groupKey = randomKey();
+    world.dps.addEnrollment({ kind: 'symmetric-group', name: 'pumps', groupKey });
+    world.dps.throttle(1, 60);
+    const gateway = await world.boot(
+      { registrationId: 'pump-0009', groupKeyFile: await world.file('g', groupKey) },
+      'pump-0009',
+    );
+    await until('the throttled registration', () => world.dps.requests.length === 1);
+    t.equal(gateway.service.status().provisioning?.state, 'provisioning');
+    const start = Date.now();
+    await gateway.stop();
+    // The service's stop budget is 5 s for everything; before the abort, a stop waited out the registration.
+    t.ok(Date.now() - start < 2_000, `stopped in ${Date.now() - start} ms`);
+  },
+);

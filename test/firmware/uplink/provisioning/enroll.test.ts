@@ -12,8 +12,15 @@ const KEY = Buffer.alloc(64, 7).toString('base64');
 function setup(t: Parameters<typeof tempDir>[0]): string {
   const dir = tempDir(t);
   symlinkSync(join(ROOT, 'boards'), join(dir, 'boards'));
-  const board = { board: 'sim', identity: { gatewayId: 'outpost-sim' }, uplink: { protocol: 'azure', keepaliveSecs: 120,
-    connectionString: 'HostName=hub.example;DeviceId=outpost-sim;SharedAccessKey=a2V5' } };
+  const board = {
+    board: 'sim',
+    identity: { gatewayId: 'outpost-sim' },
+    uplink: {
+      protocol: 'azure',
+      keepaliveSecs: 120,
+      connectionString: 'HostName=hub.example;DeviceId=outpost-sim;SharedAccessKey=a2V5',
+    },
+  };
   writeFileSync(join(dir, 'board.json'), JSON.stringify(board));
   chmodSync(join(dir, 'board.json'), 0o640);
   writeFileSync(join(dir, 'dps-group-key'), `${KEY}\n`);
@@ -30,15 +37,26 @@ async function enroll(args: string[]): Promise<{ code: number; out: string[]; er
 t.test('the uplink becomes a DPS enrollment; what else the azure uplink set is kept; the mode too', async (t) => {
   const dir = setup(t);
   const file = join(dir, 'board.json');
-  const r = await enroll(['--dps-scope', '0ne00000A0A', '--dps-group-key-file', 'dps-group-key',
-    '--dps-registration-id', 'pump-{hostname}', file]);
+  const r = await enroll([
+    '--dps-scope',
+    '0ne00000A0A',
+    '--dps-group-key-file',
+    'dps-group-key',
+    '--dps-registration-id',
+    'pump-{hostname}',
+    file,
+  ]);
   t.same(r.err, []);
   t.equal(r.code, 0);
   t.match(r.out, [/^ok {4}.*board\.json: enrolled with DPS scope 0ne00000A0A; board pump-.* on variant sim/]);
   t.same(JSON.parse(readFileSync(file, 'utf8')), {
-    board: 'sim', identity: {},
-    uplink: { protocol: 'azure', keepaliveSecs: 120, provisioning: { idScope: '0ne00000A0A',
-      registrationId: 'pump-{hostname}', groupKeyFile: 'dps-group-key' } },
+    board: 'sim',
+    identity: {},
+    uplink: {
+      protocol: 'azure',
+      keepaliveSecs: 120,
+      provisioning: { idScope: '0ne00000A0A', registrationId: 'pump-{hostname}', groupKeyFile: 'dps-group-key' },
+    },
   });
   t.equal(statSync(file).mode & 0o777, 0o640, 'board.json keeps its mode');
 });
@@ -51,8 +69,10 @@ t.test('an enrollment the board check refuses leaves board.json as it was', asyn
   t.equal(badScope.code, 1);
   t.match(badScope.err, [/board\.json: \$\.uplink\.provisioning\.idScope: expected a DPS ID scope/, /left as it was/]);
   const noKey = await enroll(['--dps-scope', '0ne00000A0A', '--dps-group-key-file', 'missing-key', file]);
-  t.match(noKey.err, [/\$\.uplink\.provisioning\.groupKeyFile: expected a readable file .*missing-key: ENOENT/,
-    /left/]);
+  t.match(noKey.err, [
+    /\$\.uplink\.provisioning\.groupKeyFile: expected a readable file .*missing-key: ENOENT/,
+    /left/,
+  ]);
   t.equal(readFileSync(file, 'utf8'), before);
   const usage = await enroll(['--dps-group-key-file', 'k', file]);
   t.equal(usage.code, 2);

@@ -20,14 +20,26 @@ t.test('a fleet board with only an enrollment provisions at first start and its 
   await world.file('group.key', groupKey);
   symlinkSync(path.join(ROOT, 'boards'), path.join(world.dir, 'boards'));
   const board = path.join(world.dir, 'board.json');
-  writeFileSync(board, JSON.stringify({
-    board: 'sim',
-    uplink: { protocol: 'azure', caFile: 'ca.pem', backoff: { baseMs: 50, maxMs: 500 },
-      provisioning: { globalEndpoint: world.dps.endpoint, idScope: world.dps.idScope, registrationId: 'pump-gw',
-        groupKeyFile: 'group.key' } },
-  }));
+  writeFileSync(
+    board,
+    JSON.stringify({
+      board: 'sim',
+      uplink: {
+        protocol: 'azure',
+        caFile: 'ca.pem',
+        backoff: { baseMs: 50, maxMs: 500 },
+        provisioning: {
+          globalEndpoint: world.dps.endpoint,
+          idScope: world.dps.idScope,
+          registrationId: 'pump-gw',
+          groupKeyFile: 'group.key',
+        },
+      },
+    }),
+  );
   const gw = startGateway(await bundleGateway(tempDir(t)), ['run', '--board', board], {
-    OUTPOST_DATA_DIR: path.join(world.dir, 'gw-data'), OUTPOST_HUB_PORT: '0',
+    OUTPOST_DATA_DIR: path.join(world.dir, 'gw-data'),
+    OUTPOST_HUB_PORT: '0',
   });
   t.teardown(() => gw.proc.kill('SIGKILL'));
   await until('a reading at hub A', () => world.hubA.telemetry.some((r) => r.deviceId === 'pump-gw'), 60_000);

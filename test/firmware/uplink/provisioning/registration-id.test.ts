@@ -3,8 +3,11 @@ import { execFileSync } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { deriveDeviceKey } from '../../../../firmware/uplink/provisioning/cache.js';
-import { checkRegistrationIdTemplate, resolveRegistrationId, type RegistrationIdSources } from
-  '../../../../firmware/uplink/provisioning/registration-id.js';
+import {
+  checkRegistrationIdTemplate,
+  resolveRegistrationId,
+  type RegistrationIdSources,
+} from '../../../../firmware/uplink/provisioning/registration-id.js';
 import { tempDir } from '../../../support/tmp.js';
 
 /** The registration id from the board's own identifiers, and the group enrollment's key derivation. */
@@ -30,8 +33,10 @@ t.test('placeholders come from the device tree, machine-id and host name, lower-
 
 t.test('a missing or empty source, or an id DPS would refuse, is an error naming it', async (t) => {
   const src = sources(t, { 'machine-id': '' });
-  await t.rejects(resolveRegistrationId('{serial}', src),
-    /\{serial\}: none of .*proc-serial, .*sys-serial exists \(not a Raspberry Pi\? use \{machineId\}\)/);
+  await t.rejects(
+    resolveRegistrationId('{serial}', src),
+    /\{serial\}: none of .*proc-serial, .*sys-serial exists \(not a Raspberry Pi\? use \{machineId\}\)/,
+  );
   await t.rejects(resolveRegistrationId('{machineId}', src), /\{machineId\}: .*machine-id is empty/);
   await t.rejects(resolveRegistrationId('gw.', src), /registration id "gw\." \(from "gw\."\) breaks DPS's rules/);
   t.match(checkRegistrationIdTemplate('gw-{mac}'), /not \{mac\}/);
@@ -39,11 +44,14 @@ t.test('a missing or empty source, or an id DPS would refuse, is an error naming
   t.equal(checkRegistrationIdTemplate('gw-{serial}'), null);
 });
 
-t.test('the group device key is base64(HMAC-SHA256(base64decode(group key), registration id)), as openssl computes it',
+t.test(
+  'the group device key is base64(HMAC-SHA256(base64decode(group key), registration id)), as openssl computes it',
   async (t) => {
-  const groupKey = Buffer.from('an example group key, 32 bytes!!').toString('base64');
-  const hexKey = Buffer.from(groupKey, 'base64').toString('hex');
-  const mac = execFileSync('openssl', ['dgst', '-sha256', '-mac', 'HMAC', '-macopt', `hexkey:${hexKey}`, '-binary'],
-    { input: 'pump-0001' });
-  t.equal(deriveDeviceKey(groupKey, 'pump-0001'), mac.toString('base64'));
-});
+    const groupKey = Buffer.from('an example group key, 32 bytes!!').toString('base64');
+    const hexKey = Buffer.from(groupKey, 'base64').toString('hex');
+    const mac = execFileSync('openssl', ['dgst', '-sha256', '-mac', 'HMAC', '-macopt', `hexkey:${hexKey}`, '-binary'], {
+      input: 'pump-0001',
+    });
+    t.equal(deriveDeviceKey(groupKey, 'pump-0001'), mac.toString('base64'));
+  },
+);
