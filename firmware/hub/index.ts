@@ -13,8 +13,8 @@ import { parseHubConfig, readHubTls } from './config.js';
 import { EndpointDelivery } from './endpoints.js';
 import { MethodAcl } from './method-acl.js';
 import { CLOUD_INVOKE_METHOD, MethodBroker, cloudMethodHandler } from './methods.js';
-import { parseRoutes } from './routes.js';
-import { Router } from './router.js';
+import { parseRoutes } from '../router/routes.js';
+import { Router } from '../router/router.js';
 import { HubServer } from './server.js';
 import type { Refusal } from './refusals.js';
 import { handleInbound, type InboundContext } from './inbound.js';
@@ -23,7 +23,7 @@ import { startIdentity } from './identity.js';
 import { startTwins, type HubTwins } from './twins.js';
 import { ChildEvents, type ChildEvent } from './presence.js';
 
-export { RouteError } from './condition.js';
+export { RouteError } from '../router/condition.js';
 
 /** What the hub needs of the uplink service: a place to run work on every (re)connect, and its link state. */
 export interface HubUplink {

@@ -300,7 +300,7 @@ t.test(
 );
 
 t.test('route sources and targets for modules', async (t) => {
-  const { parseRoute } = await import('../../../firmware/hub/routes.js');
+  const { parseRoute } = await import('../../../firmware/router/routes.js');
   const route = parseRoute(
     'r',
     'FROM /messages/modules/filter/outputs/* INTO BrokeredEndpoint("/modules/analyzer/inputs/in1")',
