@@ -179,7 +179,8 @@ async function run(): Promise<void> {
   const mbPerConnection = (rssMb - of('device', 'rssMb')) / Math.max(1, of('edge', 'connections'));
   const firstPerChildP95Ms = of('edge', 'firstPerChildP95Ms');
   console.log(
-    `targets: edgeVsDevice >= ${TARGETS.edgeVsDevice}, first-per-child p95 <= ${TARGETS.firstPerChildP95Ms} ms, RSS <= ${TARGETS.rssMb} MB`,
+    `targets: edgeVsDevice >= ${TARGETS.edgeVsDevice}, first-per-child p95 <= ${TARGETS.firstPerChildP95Ms} ms, ` +
+      `RSS <= ${TARGETS.rssMb} MB`,
   );
   console.log(
     JSON.stringify({
