@@ -11,13 +11,19 @@ import {
 } from '../drivers/index.js';
 import { RingLog } from './store/log.js';
 import type { LogStats } from './store/types.js';
-import { readFile } from 'node:fs/promises';
 import { startHub, type HubService } from './hub/index.js';
 import type { SideChannelBroker } from './side-channel.js';
 import type { DeviceScopeSource } from './auth/scope-api.js';
-import { loadEdgeHub, parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
+import { parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import type { ResyncHook } from './uplink/pump-options.js';
-import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
+import {
+  loadStartFiles,
+  startUplink,
+  uplinkHubHosts,
+  type UplinkService,
+  type UplinkStartFiles,
+  type UplinkStatus,
+} from './uplink/service.js';
 import { registerSecret } from './log/redact.js';
 import { UPSTREAM_LANE } from './store/names.js';
 import { startUpdates, type RunningRelease, type UpdateService } from './ota/cloud-updates.js';
@@ -82,6 +88,9 @@ export class Runtime {
     // The hub's resync hooks (identities, twins, methods) must all exist before the uplink's first connect,
     // or that whole connection runs without them: the hub starts first and hands its hooks to the uplink.
     const hooks: ResyncHook[] = [];
+    // Each of the uplink's files is read once, here, for the hub and the uplink alike (uplink-files.ts).
+    const gatewayId = this.board.identity.gatewayId;
+    const files = await loadStartFiles(uplinkConfig, gatewayId);
     this.hub = await startHub({
       config: { hub: this.hubSection(), routes: this.board.routes },
       configFile: this.board.file,
@@ -94,18 +103,19 @@ export class Runtime {
         isLinkUp: () => this.isLinkUp(),
         identitiesReturned: (ids) => this.uplink?.identitiesReturned?.(ids),
       },
-      scopeBroker: await scopeBrokerFor(uplinkConfig),
-      deviceScope: await deviceScopeFor(uplinkConfig, this.board.identity.gatewayId),
-      cloudHostNames: await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId, this.dataDir),
+      scopeBroker: scopeBrokerFor(uplinkConfig, files),
+      deviceScope: deviceScopeFor(uplinkConfig, files, gatewayId),
+      cloudHostNames: await uplinkHubHosts(uplinkConfig, files, this.dataDir),
       onError: (err) => this.reportError('hub', err),
     });
-    this.updates = await this.startUpdates(uplinkConfig);
+    this.updates = await this.startUpdates(uplinkConfig, files);
     if (this.updates !== null) hooks.push(this.updates.hook);
     this.uplink = await startUplink({
       config: uplinkConfig,
       gatewayId: this.board.identity.gatewayId,
       log: this.ringLog,
       dataDir: this.dataDir,
+      files,
       clock,
       resyncHooks: hooks,
       onError: (err) => this.reportError('uplink', err),
@@ -121,7 +131,7 @@ export class Runtime {
     });
   }
 
-  private async startUpdates(uplinkConfig: UplinkConfig): Promise<UpdateService | null> {
+  private async startUpdates(uplinkConfig: UplinkConfig, files: UplinkStartFiles): Promise<UpdateService | null> {
     const { release, requestRestart } = this.opts;
     if (release === undefined) return null;
     return startUpdates({
@@ -133,7 +143,7 @@ export class Runtime {
       maxBytesPerSec: () => this.uplink?.status().maxBytesPerSec ?? 0,
       // The uplink starts after the updates (their hook must exist first); a download waits for its connect.
       bandwidth: { take: (bytes) => this.uplink?.bandwidth.take(bytes) ?? 0 },
-      broker: await scopeBrokerFor(uplinkConfig),
+      broker: scopeBrokerFor(uplinkConfig, files),
       keysDir: process.env.OUTPOST_OTA_KEYS_DIR,
       clock: this.opts.clock,
       restart: (reason) => requestRestart?.(reason),
@@ -260,24 +270,27 @@ function registerUplinkSecrets(config: UplinkConfig): void {
 }
 
 /** azure edge mode: the child list comes from IoT Hub's device-scope API, as the $edgeHub module. */
-async function deviceScopeFor(config: UplinkConfig, gatewayId: string): Promise<DeviceScopeSource | undefined> {
-  if (config.protocol !== 'azure') return undefined;
-  const edgeHub = await loadEdgeHub(config, gatewayId);
-  if (edgeHub === undefined) return undefined;
+function deviceScopeFor(
+  config: UplinkConfig,
+  files: UplinkStartFiles,
+  gatewayId: string,
+): DeviceScopeSource | undefined {
+  const edgeHub = files.edgeHub;
+  if (config.protocol !== 'azure' || edgeHub === undefined) return undefined;
   registerSecret(edgeHub.sharedAccessKey);
-  const ca = config.caFile === undefined ? undefined : await readFile(config.caFile, 'utf8');
+  const ca = files.transport?.ca === undefined ? undefined : String(files.transport.ca);
   return { hostName: edgeHub.hostName, gatewayId, edgeHubKey: edgeHub.sharedAccessKey, ca };
 }
 
 /** With an mqtt uplink the identity scope document is read from the same broker, with the same credentials. */
-async function scopeBrokerFor(config: UplinkConfig): Promise<SideChannelBroker | undefined> {
-  if (config.protocol !== 'mqtt') return undefined;
-  const read = (path: string | undefined) => (path ? readFile(path) : Promise.resolve(undefined));
+function scopeBrokerFor(config: UplinkConfig, files: UplinkStartFiles): SideChannelBroker | undefined {
+  if (config.protocol !== 'mqtt' || files.transport === null) return undefined;
+  const { ca, cert, key } = files.transport;
   return {
     url: config.url,
-    ca: await read(config.caFile),
-    cert: await read(config.certFile),
-    key: await read(config.keyFile),
+    ca,
+    cert,
+    key,
     username: config.username,
     password: config.password,
   };

@@ -12,10 +12,10 @@ import type { UplinkTransport } from '../uplink/types.js';
 import { parseHubConfig, readHubTls } from './config.js';
 import { EndpointDelivery } from './endpoints.js';
 import { MethodAcl } from './method-acl.js';
-import { CLOUD_INVOKE_METHOD, MethodBroker, cloudMethodHandler } from './methods.js';
+import { CLOUD_INVOKE_METHOD, MethodBroker, cloudMethodHandler, type MethodTarget } from './methods.js';
 import { parseRoutes } from '../router/routes.js';
 import { Router } from '../router/router.js';
-import { HubServer } from './server.js';
+import { HubServer, type ServerHandlers } from './server.js';
 import type { Refusal } from './refusals.js';
 import { handleInbound, type InboundContext } from './inbound.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION } from './topics.js';
@@ -96,7 +96,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
   const tlsMaterial = await readHubTls(config);
-  let server: HubServer | null = null;
+  const ref: ServerRef = { current: null };
   const { cache, scope, auth } = await startIdentity({
     config,
     gatewayId: opts.gatewayId,
@@ -108,21 +108,16 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     onError,
     isOnline: opts.uplink?.isLinkUp?.bind(opts.uplink),
     onChange: (change) => {
-      server?.updateTrust(tlsMaterial, cache.trustBundle);
+      ref.current?.updateTrust(tlsMaterial, cache.trustBundle);
       opts.uplink?.identitiesReturned?.([...change.added, ...change.updated]);
     },
   });
-  const target = {
-    isConnected: (id: string) => server?.isConnected(id) ?? false,
-    isSubscribed: (id: string, filter: string) => server?.isSubscribed(id, filter) ?? false,
-    deliver: (id: string, t: string, p: Buffer, qos: 0 | 1) =>
-      server?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
-  };
+  const target = serverTarget(ref);
   // A device-scope source means azure edge mode: each child's twin is its own in IoT Hub.
   const edge =
     opts.deviceScope === undefined
       ? undefined
-      : { isLinkUp: () => opts.uplink?.isLinkUp?.() ?? false, connected: () => server?.connected() ?? [] };
+      : { isLinkUp: () => opts.uplink?.isLinkUp?.() ?? false, connected: () => ref.current?.connected() ?? [] };
   const twins = await startTwins({
     gatewayId: opts.gatewayId,
     dataDir: opts.dataDir,
@@ -139,7 +134,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     methods,
     target,
     methodAcl: new MethodAcl(config.methods.allow),
-    onMethodRefused: (callerId: string) => server?.count('method-acl', { clientId: callerId }),
+    onMethodRefused: (callerId: string) => ref.current?.count('method-acl', { clientId: callerId }),
     ...(twins.edge === null ? {} : { cloudTwins: twins.edge }),
   };
   const endpoints = router.localEndpoints().map((e) => new EndpointDelivery(e, target));
@@ -148,39 +143,81 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     void twins.sync.deliver(id).catch(onError);
   };
   const events = new ChildEvents(onError);
-  server = await HubServer.start(
+  const handlers = childHandlers({ inboundContext, endpoints, methods, twins, events, resumeChild });
+  ref.current = await HubServer.start(
     config,
     auth,
     clock,
-    {
-      onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
-      onConnected: (id) => {
-        resumeChild(id);
-        twins.edge?.childConnected(id);
-        events.emit({ id, kind: 'connected' });
-      },
-      onDisconnected: (id) => {
-        for (const e of endpoints) if (e.deviceId === id) e.pause();
-        methods.onDisconnected(id);
-        events.emit({ id, kind: 'disconnected' });
-      },
-      onSubscribed: (id, filter) => {
-        if (filter === DEVICEBOUND_SUBSCRIPTION(id) || filter === DESIRED_SUBSCRIPTION) resumeChild(id);
-        events.emit({ id, kind: 'subscribed', filter });
-      },
-    },
+    handlers,
     { material: tlsMaterial, trustBundle: cache.trustBundle },
     (text) => onError(new Error(text)),
   );
-  const revoked = cache.onRevoked((ids) => ids.forEach((id) => server?.drop(id)));
+  const revoked = cache.onRevoked((ids) => ids.forEach((id) => ref.current?.drop(id)));
   addResyncHooks(opts.uplink, scope, twins, methods, opts.deviceScope !== undefined);
   scope.start();
 
+  return hubService(ref, { router, endpoints, cache, scope, twins, methods, events, revoked, target });
+}
+
+/** The hub's server: null before it started and once it stopped. */
+interface ServerRef {
+  current: HubServer | null;
+}
+
+/** The children as the hub's parts reach them: through the server while it runs. */
+function serverTarget(ref: ServerRef): MethodTarget {
+  return {
+    isConnected: (id) => ref.current?.isConnected(id) ?? false,
+    isSubscribed: (id, filter) => ref.current?.isSubscribed(id, filter) ?? false,
+    deliver: (id, t, p, qos) => ref.current?.deliver(id, t, p, qos) ?? Promise.reject(new Error('hub stopped')),
+  };
+}
+
+/** What the server tells the hub of its children: publishes to handle, and their comings and goings. */
+function childHandlers(c: {
+  inboundContext: InboundContext;
+  endpoints: EndpointDelivery[];
+  methods: MethodBroker;
+  twins: HubTwins;
+  events: ChildEvents;
+  resumeChild: (id: string) => void;
+}): ServerHandlers {
+  const { inboundContext, endpoints, methods, twins, events, resumeChild } = c;
+  return {
+    onPublish: (deviceId, inbound, payload) => handleInbound(inboundContext, deviceId, inbound, payload),
+    onConnected: (id) => {
+      resumeChild(id);
+      twins.edge?.childConnected(id);
+      events.emit({ id, kind: 'connected' });
+    },
+    onDisconnected: (id) => {
+      for (const e of endpoints) if (e.deviceId === id) e.pause();
+      methods.onDisconnected(id);
+      events.emit({ id, kind: 'disconnected' });
+    },
+    onSubscribed: (id, filter) => {
+      if (filter === DEVICEBOUND_SUBSCRIPTION(id) || filter === DESIRED_SUBSCRIPTION) resumeChild(id);
+      events.emit({ id, kind: 'subscribed', filter });
+    },
+  };
+}
+
+/** The handle of a started hub. */
+function hubService(
+  ref: ServerRef,
+  parts: Omit<HubParts, 'server'> & {
+    methods: MethodBroker;
+    events: ChildEvents;
+    revoked: () => void;
+    target: MethodTarget;
+  },
+): HubService {
+  const { router, endpoints, cache, scope, twins, methods, events, revoked, target } = parts;
   return {
     router,
     methods,
     children: {
-      connected: () => server?.connected() ?? [],
+      connected: () => ref.current?.connected() ?? [],
       isSubscribed: target.isSubscribed,
       deliver: target.deliver,
       invoke: (id, method, payload, timeoutMs) => methods.invoke(id, method, payload, timeoutMs),
@@ -189,7 +226,7 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
     refreshIdentities: () => scope.refresh(),
     attachIdentityTwins: (links) => twins.edge?.attach(links),
     saveTwins: () => twins.store.flush(),
-    status: () => hubStatus({ server, router, endpoints, cache, scope, twins }),
+    status: () => hubStatus({ server: ref.current, router, endpoints, cache, scope, twins }),
     async stop() {
       scope.stop();
       twins.sync.close();
@@ -198,8 +235,8 @@ export async function startHub(opts: StartHubOptions): Promise<HubService> {
       revoked();
       methods.stop();
       for (const e of endpoints) e.close();
-      const s = server;
-      server = null;
+      const s = ref.current;
+      ref.current = null;
       await s?.stop();
       cache.close();
       await twins.store.flush();

@@ -9,11 +9,26 @@ type Sample = [labels: Record<string, string>, value: number];
 /** Prometheus text exposition format 0.0.4 of one status report. */
 export function renderMetrics(r: StatusReport, rssBytes: number): string {
   const out: string[] = [];
-  const metric = (name: string, type: 'gauge' | 'counter', help: string, samples: Sample[]) => {
+  const metric: MetricWriter = (name, type, help, samples) => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, value] of samples)
       out.push(`${name}${labelText(labels)} ${Number.isFinite(value) ? value : 'NaN'}`);
   };
+  uplinkMetrics(r, metric);
+  storeMetrics(r, metric);
+  cloudRefusalMetrics(r, metric);
+  localMetrics(r, rssBytes, metric);
+  if (r.edge) edgeMetrics(r.edge, metric);
+  if (r.childTwins) childTwinMetrics(r.childTwins, metric);
+  if (r.page) pageMetrics(r.page, metric);
+  if (r.update) updateMetrics(r.update, metric);
+  return `${out.join('\n')}\n`;
+}
+
+type MetricWriter = (name: string, type: 'gauge' | 'counter', help: string, samples: Sample[]) => void;
+
+/** The link, and the backlog per lane and how fast it drains and grows. */
+function uplinkMetrics(r: StatusReport, metric: MetricWriter): void {
   const lanes = (pick: (l: StatusReport['lanes'][number]) => number): Sample[] =>
     r.lanes.map((l) => [{ lane: l.lane }, pick(l)]);
   metric('outpost_link_up', 'gauge', 'Whether the uplink is connected (1) or not (0).', [
@@ -43,6 +58,10 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
   metric('outpost_ingest_rate_records_per_second', 'gauge', 'Records appended to the log per second.', [
     [{}, r.ingest.ratePerSec],
   ]);
+}
+
+/** The ring log: its disk use against the quota, its TTL, and what it removed. */
+function storeMetrics(r: StatusReport, metric: MetricWriter): void {
   metric('outpost_store_bytes', 'gauge', 'Bytes the ring log holds on disk.', [[{}, r.quota.usedBytes]]);
   metric('outpost_store_quota_bytes', 'gauge', 'Disk quota of the ring log.', [[{}, r.quota.quotaBytes]]);
   metric(
@@ -61,12 +80,20 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
   metric('outpost_records_corrupt_total', 'counter', 'Records skipped because their CRC failed.', [
     [{}, r.counters.corrupt],
   ]);
+}
+
+/** What the cloud would not take (dead letters) and the connections it ended with a throttling answer. */
+function cloudRefusalMetrics(r: StatusReport, metric: MetricWriter): void {
   const deadLetters: Sample[] = Object.entries(r.deadLetters.byReason).map(([reason, count]) => [{ reason }, count]);
   const deadHelp = 'Messages the cloud would not take, moved to the deadletter lane, by reason.';
   metric('outpost_dead_letters_total', 'counter', deadHelp, deadLetters);
   const throttled = Object.entries(r.throttled.byReason).map(([reason, n]): Sample => [{ reason }, n]);
   const throttledHelp = 'Uplink connections the cloud ended with a throttling answer (busy, quota, rate), by reason.';
   metric('outpost_uplink_throttled_total', 'counter', throttledHelp, throttled);
+}
+
+/** The local side: the hub's children and refusals, the attached devices, errors, uptime and memory. */
+function localMetrics(r: StatusReport, rssBytes: number, metric: MetricWriter): void {
   metric('outpost_hub_children_connected', 'gauge', 'Child devices connected to the local hub.', [
     [{}, r.children.length],
   ]);
@@ -85,46 +112,46 @@ export function renderMetrics(r: StatusReport, rssBytes: number): string {
   metric('outpost_process_resident_memory_bytes', 'gauge', 'Resident set size of the gateway process.', [
     [{}, rssBytes],
   ]);
-  if (r.edge) {
-    const edgeGauge = (name: string, help: string, value: number) =>
-      metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
-    edgeGauge('connections', 'Edge mode: upstream connections of children and modules.', r.edge.connections);
-    edgeGauge('parked_identities', 'Edge mode: identities whose records wait in the holding lane.', r.edge.parked);
-    edgeGauge(
-      'refused_identities',
-      'Edge mode: identities IoT Hub refuses (their records go to deadletter).',
-      r.edge.refused.length,
-    );
-    const resentHelp = 'Edge mode: dead letters sent again once their identity came back.';
-    metric('outpost_edge_dead_letters_resent_total', 'counter', resentHelp, [[{}, r.edge.resent]]);
-    const waitingHelp = 'Edge mode: identities with dead letters waiting for IoT Hub to take them back.';
-    edgeGauge('resend_waiting_identities', waitingHelp, r.edge.resendWaiting);
-    if (r.edge.cloud) edgeCloudMetrics(r.edge.cloud, metric);
-  }
-  if (r.childTwins) {
-    const twins = r.childTwins;
-    const twinCount = (name: string, help: string, value: number) =>
-      metric(`outpost_child_twin_${name}_total`, 'counter', help, [[{}, value]]);
-    twinCount('syncs', "Edge mode: syncs of a child's own twin on its upstream connection.", twins.syncs);
-    twinCount('failures', "Edge mode: twin operations on a child's connection failed or timed out.", twins.failures);
-    twinCount('refused', "Edge mode: children's reported patches IoT Hub refused.", twins.refused);
-    const queuedHelp = 'Edge mode: children whose twin sync waits for a slot.';
-    metric('outpost_child_twin_queued', 'gauge', queuedHelp, [[{}, twins.queued]]);
-  }
-  if (r.page) {
-    const page = r.page;
-    const count = (name: string, help: string, value: number) =>
-      metric(`outpost_page_${name}_total`, 'counter', help, [[{}, value]]);
-    count('login_failures', 'Failed logins on the technician page.', page.loginFailures);
-    count('login_refused', 'Technician page logins refused: too many failures from the address.', page.loginRefused);
-    count('csrf_refused', 'POSTs to the technician page refused for a missing or wrong CSRF token.', page.csrfRefused);
-    count('history_write_failures', "Failed writes of the technician page chart's day file.", page.historyFileFailures);
-  }
-  if (r.update) updateMetrics(r.update, metric);
-  return `${out.join('\n')}\n`;
 }
 
-type MetricWriter = (name: string, type: 'gauge' | 'counter', help: string, samples: Sample[]) => void;
+/** Edge mode's upstream connections, parked and refused identities, resent dead letters. */
+function edgeMetrics(edge: NonNullable<StatusReport['edge']>, metric: MetricWriter): void {
+  const edgeGauge = (name: string, help: string, value: number) =>
+    metric(`outpost_edge_${name}`, 'gauge', help, [[{}, value]]);
+  edgeGauge('connections', 'Edge mode: upstream connections of children and modules.', edge.connections);
+  edgeGauge('parked_identities', 'Edge mode: identities whose records wait in the holding lane.', edge.parked);
+  edgeGauge(
+    'refused_identities',
+    'Edge mode: identities IoT Hub refuses (their records go to deadletter).',
+    edge.refused.length,
+  );
+  const resentHelp = 'Edge mode: dead letters sent again once their identity came back.';
+  metric('outpost_edge_dead_letters_resent_total', 'counter', resentHelp, [[{}, edge.resent]]);
+  const waitingHelp = 'Edge mode: identities with dead letters waiting for IoT Hub to take them back.';
+  edgeGauge('resend_waiting_identities', waitingHelp, edge.resendWaiting);
+  if (edge.cloud) edgeCloudMetrics(edge.cloud, metric);
+}
+
+/** Edge mode: the children's own twins on their upstream connections. */
+function childTwinMetrics(twins: NonNullable<StatusReport['childTwins']>, metric: MetricWriter): void {
+  const twinCount = (name: string, help: string, value: number) =>
+    metric(`outpost_child_twin_${name}_total`, 'counter', help, [[{}, value]]);
+  twinCount('syncs', "Edge mode: syncs of a child's own twin on its upstream connection.", twins.syncs);
+  twinCount('failures', "Edge mode: twin operations on a child's connection failed or timed out.", twins.failures);
+  twinCount('refused', "Edge mode: children's reported patches IoT Hub refused.", twins.refused);
+  const queuedHelp = 'Edge mode: children whose twin sync waits for a slot.';
+  metric('outpost_child_twin_queued', 'gauge', queuedHelp, [[{}, twins.queued]]);
+}
+
+/** The technician page's refused logins and POSTs, and its chart's failed writes. */
+function pageMetrics(page: NonNullable<StatusReport['page']>, metric: MetricWriter): void {
+  const count = (name: string, help: string, value: number) =>
+    metric(`outpost_page_${name}_total`, 'counter', help, [[{}, value]]);
+  count('login_failures', 'Failed logins on the technician page.', page.loginFailures);
+  count('login_refused', 'Technician page logins refused: too many failures from the address.', page.loginRefused);
+  count('csrf_refused', 'POSTs to the technician page refused for a missing or wrong CSRF token.', page.csrfRefused);
+  count('history_write_failures', "Failed writes of the technician page chart's day file.", page.historyFileFailures);
+}
 
 /** The update's state as a 1 labelled with it (and the version), its progress, and refusals by reason. */
 function updateMetrics(u: NonNullable<StatusReport['update']>, metric: MetricWriter): void {

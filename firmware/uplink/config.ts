@@ -227,6 +227,17 @@ export async function loadUplinkFiles(
   config: MqttUplinkConfig | AzureUplinkConfig,
   gatewayId: string,
 ): Promise<TransportConfig> {
+  return (await readUplinkFiles(config, gatewayId)).transport;
+}
+
+/**
+ * Every file of an mqtt or (connection string) azure uplink, each read once: the transport's options and, in
+ * edge mode, the `$edgeHub` identity. One read per file, so a file replaced meanwhile cannot give a mixed set.
+ */
+export async function readUplinkFiles(
+  config: MqttUplinkConfig | AzureUplinkConfig,
+  gatewayId: string,
+): Promise<{ transport: TransportConfig; edgeHub: EdgeHubIdentity | undefined }> {
   const pem = (key: 'caFile' | 'certFile' | 'keyFile') => {
     const path = config[key];
     if (path === undefined) return Promise.resolve(undefined);
@@ -245,7 +256,7 @@ export async function loadUplinkFiles(
   const { keepaliveSecs, connectTimeoutMs } = config;
   if (config.protocol === 'mqtt') {
     const { url, username, password, topicTemplate, configTopic, protocolVersion } = config;
-    return {
+    const transport: TransportConfig = {
       protocol: 'mqtt',
       url,
       gatewayId,
@@ -261,6 +272,7 @@ export async function loadUplinkFiles(
       // The pump's guard is the timeout that counts (its error names the limit); mqtt.js's own comes later.
       connectTimeoutMs: connectTimeoutMs === undefined ? undefined : connectTimeoutMs + MQTT_CONNECT_TIMEOUT_MARGIN_MS,
     };
+    return { transport, edgeHub: undefined };
   }
   if (config.provisioning !== undefined) throw new Error('a provisioned uplink has no connection string to load');
   const path = config.connectionStringFile;
@@ -278,8 +290,8 @@ export async function loadUplinkFiles(
         ).trim();
   checkDeviceId(config, connectionString, gatewayId);
   // Read here too so that `outpost board check` and start-up refuse a wrong $edgeHub file alike.
-  await loadEdgeHub(config, gatewayId);
-  return { protocol: 'azure', connectionString, ca, cert, key, keepaliveSecs };
+  const edgeHub = await loadEdgeHub(config, gatewayId);
+  return { transport: { protocol: 'azure', connectionString, ca, cert, key, keepaliveSecs }, edgeHub };
 }
 
 /** Edge mode: the `$edgeHub` module identity from its connection string file; undefined in device mode. */

@@ -29,6 +29,10 @@ export interface LinkWatchOptions {
 }
 
 export const SYS_CLASS_NET_DIR = '/sys/class/net';
+/**
+ * Interface poll period when none is given, ms: a link-up is seen within 200 ms, well inside the 1 s link-up
+ * to first message target, for 10 small sysfs reads a second per interface.
+ */
 const LINK_POLL_MS_DEFAULT = 200;
 /** Each watched interface costs two reads per poll; this bounds the work. */
 const LINK_INTERFACES_MAX = 16;

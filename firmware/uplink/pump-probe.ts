@@ -40,6 +40,17 @@ export class LinkProbe {
   }
 
   /**
+   * After a link-up notice: the error to reconnect with when the link did not answer and `stillCurrent()`
+   * (the probed connection is still the pump's); null when it answered or no probe went out.
+   */
+  async probeAfterWake(stillCurrent: () => boolean): Promise<UplinkError | null> {
+    const answered = await this.probe();
+    if (answered !== false || !stillCurrent()) return null;
+    const what = `no answer to a probe within ${this.limits.probeTimeoutMs} ms after a link-up notice; reconnecting`;
+    return new UplinkError('TIMEOUT', what);
+  }
+
+  /**
    * A publish outstanding past publishTimeoutMs: either packets vanish (a black hole) or the broker dropped
    * that one message without a word (mosquitto over its message_size_limit). A probe tells them apart; only
    * the second costs the message an attempt. Either way the session ends and the drain starts over.

@@ -1,8 +1,8 @@
 import { systemClock, type Clock } from '../clock.js';
 import { Backoff } from './backoff.js';
 import { AttemptLedger, DeadLetters } from './dead-letter.js';
-import type { DrainHost, DrainLimits, PumpSession } from './drain-host.js';
-import { DrainSession, type PumpLane } from './drain.js';
+import type { PumpSession } from './drain-host.js';
+import type { PumpLane } from './drain.js';
 import {
   PUMP_STOP_BUDGET_MS_DEFAULT,
   STOP_CLOSE_RESERVE_MS,
@@ -16,11 +16,12 @@ import {
 } from './pump-options.js';
 import { LinkProbe } from './pump-probe.js';
 import { ResyncHooks } from './pump-resync.js';
+import { ConnectionTimes, guarded, startSession } from './pump-session.js';
 import { RateMeter, TokenBucket } from './rate.js';
 import type { LossRecovery } from './recovery.js';
 import { BackoffSleep } from './sleeper.js';
 import { THROTTLED_BACKOFF_MS_MIN, ThrottleCounter } from './throttle.js';
-import { deadline, within } from './timers.js';
+import { within } from './timers.js';
 import { UplinkError } from './types.js';
 
 export {
@@ -49,8 +50,7 @@ export class Pump {
   private link: LinkState = 'stopped';
   private lastError: PumpStatus['lastError'] = null;
   private lastWake: PumpStatus['lastWake'] = null;
-  private connectedSinceWallMs: number | null = null;
-  private connects = 0;
+  private readonly times: ConnectionTimes;
   private session: PumpSession | null = null;
   private loop: Promise<void> | null = null;
   private stopping = false;
@@ -59,7 +59,6 @@ export class Pump {
   private readonly sleeper: BackoffSleep;
   private readonly throttles: ThrottleCounter;
   private readonly prober: LinkProbe;
-  private connectedAtMonoMs: number | null = null;
   /** Carried from a connection lost with messages in flight to the next (recovery.ts). */
   private recovery: LossRecovery | null = null;
   /** The loss of the current connection while it was still connecting or resyncing; null while it lives. */
@@ -77,6 +76,7 @@ export class Pump {
     this.sleeper = new BackoffSleep(() => this.clock.monoMs());
     this.throttles = new ThrottleCounter(() => this.clock.wallMs());
     this.delivered = new RateMeter(this.clock);
+    this.times = new ConnectionTimes(this.clock);
     this.hooks = new ResyncHooks(opts.resyncHooks ?? [], this.limits.resyncTimeoutMs, (err) => this.reportError(err));
     this.prober = new LinkProbe(opts.transport, this.clock, this.limits);
     this.bucket = new TokenBucket(this.limits.maxBytesPerSec, this.clock);
@@ -122,12 +122,10 @@ export class Pump {
   }
 
   private async probeAfterWake(): Promise<void> {
-    const connects = this.connects;
-    const answered = await this.prober.probe();
+    const connects = this.times.connects;
     // A connection made since the probe went out is not the one that failed it.
-    if (answered !== false || this.stopping || connects !== this.connects) return;
-    const what = `no answer to a probe within ${this.limits.probeTimeoutMs} ms after a link-up notice; reconnecting`;
-    const err = new UplinkError('TIMEOUT', what);
+    const err = await this.prober.probeAfterWake(() => !this.stopping && connects === this.times.connects);
+    if (err === null) return;
     this.reportError(err);
     this.wakeDelayMs = this.backoff.jitterMs(this.limits.linkUpJitterMsMax);
     this.session?.end(err);
@@ -185,8 +183,8 @@ export class Pump {
       lastError: this.lastError,
       lastWake: this.lastWake,
       lastProbe: this.prober.last,
-      connectedSinceWallMs: this.connectedSinceWallMs,
-      connects: this.connects,
+      connectedSinceWallMs: this.times.sinceWallMs,
+      connects: this.times.connects,
       backoffCeilingMs: this.backoff.ceilingMs(),
       retryInMs: this.sleeper.leftMs(),
       inflight: this.session?.inflight ?? 0,
@@ -232,10 +230,7 @@ export class Pump {
         throttled = this.throttles.note(err) !== null;
         this.reportError(err);
       }
-      this.connectedSinceWallMs = null;
-      const upMs = this.connectedAtMonoMs === null ? 0 : this.clock.monoMs() - this.connectedAtMonoMs;
-      if (this.connectedAtMonoMs !== null && upMs >= this.limits.stableConnectionMs) this.backoff.reset();
-      this.connectedAtMonoMs = null;
+      if (this.times.closed(this.limits.stableConnectionMs)) this.backoff.reset();
       // On stop the connection is left for stop() to close politely (MQTT DISCONNECT).
       if (this.stopping) break;
       await this.opts.transport.destroy();
@@ -260,11 +255,9 @@ export class Pump {
     // Cleared after the call, not before: connect() tears down any connection it replaces synchronously,
     // and that loss is not this connection's. From here on every loss is.
     this.lostBeforeDrain = null;
-    await this.guard(connecting, this.limits.connectTimeoutMs, 'connect');
+    await guarded(this.opts.transport, connecting, this.limits.connectTimeoutMs, 'connect');
     // Not reset here: a broker that accepts and then drops each connection must still see the backoff grow.
-    this.connectedAtMonoMs = this.clock.monoMs();
-    this.connects += 1;
-    this.connectedSinceWallMs = this.clock.wallMs();
+    this.times.opened();
   }
 
   /** The next connection runs every hook again, however this one's ended (see ResyncHooks). */
@@ -280,20 +273,16 @@ export class Pump {
   private async drain(): Promise<void> {
     if (this.stopping || this.lostBeforeDrain !== null) return;
     this.link = 'up';
-    const host: DrainHost = {
-      transport: this.opts.transport,
+    const session = startSession(this.opts, this.lanes, {
       clock: this.clock,
-      gatewayId: this.opts.gatewayId,
-      limits: this.limits as DrainLimits,
-      windowMax: Math.min(this.limits.inflightMax, this.receiveMaximum()),
+      limits: this.limits,
       recovery: this.recovery,
       ledger: this.ledger,
       deadLetters: this.deadLetters,
       delivered: this.delivered,
       bucket: this.bucket,
       reportError: (err) => this.reportError(err),
-    };
-    const session = this.opts.createSession?.(host, this.lanes) ?? new DrainSession(host, this.lanes);
+    });
     this.session = session;
     this.prober.watch(session);
     try {
@@ -303,18 +292,6 @@ export class Pump {
       this.recovery = session.recoveryAfter;
       this.session = null;
     }
-  }
-
-  private receiveMaximum(): number {
-    return this.opts.transport.serverLimits?.().receiveMaximum ?? Infinity;
-  }
-
-  /** Races `work` against a timeout; on timeout the connection is torn down so `work` cannot linger. */
-  private guard(work: Promise<void>, timeoutMs: number, what: string): Promise<void> {
-    const late = () => new UplinkError('TIMEOUT', `${what} took longer than ${timeoutMs} ms`);
-    // The timeout is reported before the teardown: the race must say "took longer", not the "destroyed" it
-    // causes.
-    return deadline(work, timeoutMs, late, () => void this.opts.transport.destroy());
   }
 
   private reportError(err: unknown): void {

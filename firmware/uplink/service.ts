@@ -1,201 +1,85 @@
 import { systemClock, type Clock } from '../clock.js';
-import type { RingLog } from '../store/log.js';
-import { azureHubHost, loadEdgeHub, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
-import type { EdgeStatus, IdentityTwins, LocalChildren } from './edge/index.js';
+import { UPSTREAM_LANE } from '../store/names.js';
+import { azureHubHost, type AzureUplinkConfig, type MqttUplinkConfig, type UplinkConfig } from './config.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
-import type { SimCloudStatus } from '../sim/cloud.js';
-import { SIM_TELEMETRY_TOPIC_TEMPLATE } from '../side-channel.js';
+import type { EdgeUplink } from './edge/index.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
-import {
-  Pump,
-  type LinkState,
-  type PumpLaneConfig,
-  type PumpOptions,
-  type PumpStatus,
-  type ResyncHook,
-} from './pump.js';
-import { CloudSettingsManager, type SettingsStatus } from './settings.js';
+import type { ProvisioningStatus } from './provisioning/index.js';
+import { Pump, type PumpLaneConfig, type ResyncHook } from './pump.js';
+import { backlogOf, disabledService } from './service-disabled.js';
+import { startSettings, type UplinkSettings } from './service-settings.js';
+import type { UplinkService, UplinkServiceOptions } from './service-types.js';
+import { startSimUplink } from './sim-uplink.js';
 import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
-import type { AzureUplinkConfig, MqttUplinkConfig } from './config.js';
-import type { ProvisionedUplinkOptions, ProvisioningStatus } from './provisioning/index.js';
-import { UPSTREAM_LANE } from '../store/names.js';
+import { loadStartFiles, type UplinkStartFiles } from './uplink-files.js';
+
+export type { UplinkService, UplinkServiceOptions, UplinkStatus } from './service-types.js';
+export { loadStartFiles, type UplinkStartFiles } from './uplink-files.js';
 
 /** The lane everything bound for the cloud goes through (firmware/runtime.ts opens it under the same name). */
+export const UPSTREAM_LANE_NAME = UPSTREAM_LANE;
 
 /**
- * The IoT Hub host of an azure uplink's connection string (read from connectionStringFile when it names one):
- * children's standard connection strings name that hub in their SAS audience. The hub starts before the
- * uplink, so it is read here once for it.
+ * The IoT Hub host of an azure uplink's connection string (from `files`, this start's read of
+ * connectionStringFile): children's standard connection strings name that hub in their SAS audience.
  */
-export async function uplinkHubHosts(config: UplinkConfig, gatewayId: string, dataDir: string): Promise<string[]> {
+export async function uplinkHubHosts(
+  config: UplinkConfig,
+  files: UplinkStartFiles,
+  dataDir: string,
+): Promise<string[]> {
   if (config.protocol !== 'azure') return [];
   if (config.provisioning !== undefined) {
     const { provisionedHubHosts } = await import('./provisioning/index.js');
     return provisionedHubHosts({ ...config, provisioning: config.provisioning }, dataDir);
   }
-  const loaded = await loadUplinkFiles(config, gatewayId);
-  const host = loaded.protocol === 'azure' ? azureHubHost(loaded.connectionString) : undefined;
+  const host = files.transport?.protocol === 'azure' ? azureHubHost(files.transport.connectionString) : undefined;
   return host === undefined ? [] : [host];
 }
 
-export const UPSTREAM_LANE_NAME = UPSTREAM_LANE;
-
-export interface UplinkServiceOptions {
-  config: UplinkConfig;
-  /** board.json's identity.gatewayId: the first part of every stable message id. */
-  gatewayId: string;
-  log: RingLog;
-  /** Where cloud-pushed settings are saved: the ring log's data dir. */
-  dataDir: string;
-  clock?: Clock;
-  /** Every error the uplink recovers from (link failures, refused settings), for the journal. */
-  onError?: (err: Error) => void;
-  /** Where interface state is read. Default /sys/class/net; tests and the benchmark pass a temp dir. */
-  sysClassNetDir?: string;
-  /**
-   * Run on every connect after the settings hook, in order (identities, then twins). Given here, not added
-   * later, so that they exist before the first connect: a hook missing then misses that whole connection.
-   */
-  resyncHooks?: ResyncHook[];
-  /** DPS registration backoff and timeout board.json does not expose, for tests. */
-  provisioningOverrides?: Pick<ProvisionedUplinkOptions, 'backoff' | 'timeoutMs'>;
-  /** Pump limits board.json does not expose (timeouts, batches), for tests and the benchmark. */
-  pumpOverrides?: Partial<
-    Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>
-  >;
+/** What the service keeps of a provisioner: its status, and its stop. */
+interface ProvisioningHandle {
+  status(): ProvisioningStatus;
+  stop(): Promise<void>;
 }
 
-export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
-  /** `disabled` when board.json says `"protocol": "none"`. */
-  link: LinkState | 'disabled';
-  protocol: UplinkConfig['protocol'];
-  /** Last seen state of each watched interface. */
-  interfaces: Record<string, 'up' | 'down'>;
-  /** Cloud-pushed settings in force; null when the uplink is disabled. */
-  settings: SettingsStatus | null;
-  /** The sim board's embedded cloud: its simulated link and what its consumer received. */
-  simCloud?: SimCloudStatus;
-  /** azure with DPS: the registration and the identity in use. */
-  provisioning?: ProvisioningStatus;
-  /** Edge mode: the children's upstream connections and the parked identities. */
-  edge?: EdgeStatus;
-}
-
-export interface UplinkService {
-  readonly protocol: UplinkConfig['protocol'];
-  /** azure: the IoT Hub host of the gateway's connection string, which children's SAS tokens name too. */
-  status(): UplinkStatus;
-  /** Edge mode: the children's own twins on their upstream connections (absent in device mode). */
-  readonly identityTwins?: IdentityTwins;
-  /**
-   * The uplink's `maxBytesPerSec` token bucket (the pump's): another sender on the same link takes its bytes
-   * from it, so the two together stay under the one cap. `take` returns 0 or the ms to wait (nothing taken).
-   */
-  readonly bandwidth: { take(bytes: number): number };
-  /** The link is back (SIGUSR2, a dialer callback): connect now instead of sleeping out the backoff. */
-  wake(reason: string): void;
-  /**
-   * Adds a step to every (re)connect, run after the ones before it and before the drain (the settings hook
-   * is always first; identities, then twins, come next). A hook added while connected runs from the next connect.
-   */
-  addResyncHook(hook: ResyncHook): void;
-  /** The registry lists these identities again: edge mode retries the refused ones and re-sends their letters. */
-  identitiesReturned?(identities: string[]): void;
-  /** Edge mode: the local hub's children, whom their upstream connections then follow (no-op otherwise). */
-  attachLocalChildren?(local: LocalChildren): void;
-  /** Lets in-flight publishes finish, saves settings, closes the connection; the pump's part within `budgetMs`. */
-  stop(budgetMs?: number): Promise<void>;
-}
-
-/** Sums the store's view of the pump's lanes: bytes pending and the oldest record's age. */
-function backlogOf(log: RingLog, lanes: string[]): { records: number; bytes: number; oldestAgeMs: number } {
-  let records = 0;
-  let bytes = 0;
-  let oldestAgeMs = 0;
-  for (const lane of log.stats().lanes) {
-    if (!lanes.includes(lane.lane)) continue;
-    records += lane.pendingRecords;
-    bytes += lane.pendingBytes;
-    oldestAgeMs = Math.max(oldestAgeMs, lane.oldestPendingAgeMs);
-  }
-  return { records, bytes, oldestAgeMs };
-}
-
-function disabledService(log: RingLog): UplinkService {
-  return {
-    protocol: 'none',
-    status: () => ({
-      link: 'disabled',
-      protocol: 'none',
-      lastError: null,
-      lastWake: null,
-      lastProbe: null,
-      connectedSinceWallMs: null,
-      connects: 0,
-      backoffCeilingMs: 0,
-      retryInMs: null,
-      inflight: 0,
-      windowMax: null,
-      deadLetters: { total: 0, byReason: {}, last: null },
-      throttled: { total: 0, byReason: {}, last: null },
-      maxBytesPerSec: 0,
-      backlog: backlogOf(log, [UPSTREAM_LANE_NAME]),
-      drainRatePerSec: 0,
-      etaSecs: null,
-      interfaces: {},
-      settings: null,
-    }),
-    wake: () => {},
-    addResyncHook: () => {},
-    bandwidth: { take: () => 0 },
-    stop: async () => {},
-  };
+/** The parts of a running uplink that its handle (serviceOf) answers from. */
+interface Running {
+  config: MqttUplinkConfig | AzureUplinkConfig;
+  pump: Pump;
+  transport: UplinkTransport;
+  provisioning: ProvisioningHandle | undefined;
+  edge: EdgeUplink | null;
+  settings: UplinkSettings;
+  watch: LinkWatch | null;
+  resyncHooks: ResyncHook[];
 }
 
 /**
- * Starts the uplink: loads the certificate files and the saved cloud settings (so they hold before the
- * first connect), then runs the pump over the upstream lane (and any priority lanes) with the settings
- * hook first on every connect, and wakes it whenever a watched interface or the modem hook reports link-up.
+ * Starts the uplink: loads the certificate files (unless this start read them already: `opts.files`) and the
+ * saved cloud settings (so they hold before the first connect), then runs the pump over the upstream lane
+ * (and any priority lanes) with the settings hook first on every connect, and wakes it whenever a watched
+ * interface or the modem hook reports link-up.
  */
 export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkService> {
   const { config, log } = opts;
   if (config.protocol === 'none') return disabledService(log);
-  if (config.protocol === 'sim') return startSimUplink(opts, config);
+  if (config.protocol === 'sim') return startSimUplink(opts, config, startUplink);
   const clock = opts.clock ?? systemClock;
   const onError = opts.onError ?? (() => {});
+  const files = opts.files ?? (await loadStartFiles(config, opts.gatewayId));
   let pump: Pump | null = null;
-  const { transport, provisioning } = await uplinkTransport(opts, config, () => pump?.wake('provisioned by DPS'));
-
+  const wake = () => pump?.wake('provisioned by DPS');
+  const { transport, provisioning } = await uplinkTransport(opts, config, files, wake);
   const lanes: PumpLaneConfig[] = [];
   for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
   lanes.push({ lane: await log.lane(UPSTREAM_LANE_NAME), weight: 1 });
-  const edgeHub =
-    config.protocol === 'azure' && config.azure.mode === 'edge' ? await loadEdgeHub(config, opts.gatewayId) : undefined;
-  const edgeCredentials = edgeHub && {
-    hostName: edgeHub.hostName,
-    gatewayId: edgeHub.deviceId,
-    key: edgeHub.sharedAccessKey,
-  };
-  const edge =
-    edgeCredentials === undefined || config.protocol !== 'azure'
-      ? null
-      : // Imported only in edge mode (as the transports and DPS are): a device-mode or mqtt gateway loads none of it.
-        await (
-          await import('./edge/service.js')
-        ).startEdge({
-          config,
-          credentials: edgeCredentials,
-          transportConfig: await loadUplinkFiles(config, opts.gatewayId),
-          log,
-          clock,
-          onError,
-          gatewayId: opts.gatewayId,
-        });
+  const edge = await startEdgeUplink(opts, config, files, clock, onError);
   const laneNames = [...lanes.map(({ lane }) => lane.name), ...(edge === null ? [] : [edge.heldLaneName])];
   // The hook list is read at every connect, so hooks added later join from the next connect on.
   const resyncHooks: ResyncHook[] = [];
-  pump = new Pump({
+  const started = new Pump({
     // board.json's timeouts first: a test's overrides are finer than any board's.
     publishTimeoutMs: config.publishTimeoutMs,
     linkUpJitterMsMax: config.linkUpJitterMsMax,
@@ -215,64 +99,85 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     backlogStats: () => backlogOf(log, laneNames),
     onError,
   });
+  pump = started;
+  const { dataDir } = opts;
+  const maxBytesPerSec = config.maxBytesPerSec;
+  const settings = await startSettings({ dataDir, log, maxBytesPerSec, transport, pump: started, clock, onError });
+  resyncHooks.push(settings.hook, ...(opts.resyncHooks ?? []));
+  const watch = startLinkWatch(opts, config, started);
+  started.start();
+  const running = { config, pump: started, transport, provisioning, settings, watch, resyncHooks };
+  return serviceOf({ ...running, edge: edge?.uplink ?? null });
+}
 
-  const settings = new CloudSettingsManager({
-    dataDir: opts.dataDir,
-    // The log's settings at start are the board's (storage section); the cloud's override them.
-    baseline: { ttlSecs: log.opts.ttlSecs, quotaBytes: log.opts.quotaBytes, maxBytesPerSec: config.maxBytesPerSec },
-    target: { applyStore: (s) => log.applySettings(s), setMaxBytesPerSec: (n) => pump.setMaxBytesPerSec(n) },
+/** Watches the interfaces and the modem flag board.json names, waking the pump on link-up; null for none. */
+function startLinkWatch(
+  opts: UplinkServiceOptions,
+  config: MqttUplinkConfig | AzureUplinkConfig,
+  pump: Pump,
+): LinkWatch | null {
+  if (config.interfaces.length === 0 && config.modemFlagPath === undefined) return null;
+  return watchLink({
+    interfaces: config.interfaces,
+    modemFlagPath: config.modemFlagPath,
+    sysClassNetDir: opts.sysClassNetDir,
+    onUp: (why) => pump.wake(why),
+  });
+}
+
+/** Edge mode's upstream connections (one per child identity); null in device mode and for mqtt. */
+async function startEdgeUplink(
+  opts: UplinkServiceOptions,
+  config: MqttUplinkConfig | AzureUplinkConfig,
+  files: UplinkStartFiles,
+  clock: Clock,
+  onError: (err: Error) => void,
+): Promise<{ uplink: EdgeUplink; heldLaneName: string } | null> {
+  if (config.protocol !== 'azure' || config.azure.mode !== 'edge' || files.edgeHub === undefined) return null;
+  const { hostName, deviceId, sharedAccessKey } = files.edgeHub;
+  if (files.transport === null) throw new Error('a provisioned uplink has no connection string to load');
+  // Imported only in edge mode (as the transports and DPS are): a device-mode or mqtt gateway loads none of it.
+  const { startEdge } = await import('./edge/service.js');
+  return startEdge({
+    config,
+    credentials: { hostName, gatewayId: deviceId, key: sharedAccessKey },
+    transportConfig: files.transport,
+    log: opts.log,
     clock,
     onError,
+    gatewayId: opts.gatewayId,
   });
-  await settings.load();
-  const unsubscribes = listenForSettings(transport, settings);
-  resyncHooks.push(settingsHook(transport, settings), ...(opts.resyncHooks ?? []));
+}
 
-  const watch: LinkWatch | null =
-    config.interfaces.length > 0 || config.modemFlagPath !== undefined
-      ? watchLink({
-          interfaces: config.interfaces,
-          modemFlagPath: config.modemFlagPath,
-          sysClassNetDir: opts.sysClassNetDir,
-          onUp: (why) => pump.wake(why),
-        })
-      : null;
-  const running = pump;
-  running.start();
-
+/** The handle of a running uplink. */
+function serviceOf(r: Running): UplinkService {
+  const { config, pump, edge } = r;
   return {
     protocol: config.protocol,
     status: () => ({
-      ...running.status(),
+      ...pump.status(),
       protocol: config.protocol,
-      interfaces: watch?.states() ?? {},
-      settings: settings.status(),
-      ...(provisioning === undefined ? {} : { provisioning: provisioning.status() }),
-      ...(edge === null ? {} : { edge: edge.uplink.status() }),
+      interfaces: r.watch?.states() ?? {},
+      settings: r.settings.manager.status(),
+      ...(r.provisioning === undefined ? {} : { provisioning: r.provisioning.status() }),
+      ...(edge === null ? {} : { edge: edge.status() }),
     }),
-    ...(edge === null ? {} : { identityTwins: edge.uplink.twins }),
-    wake: (reason) => running.wake(reason),
-    addResyncHook: (hook) => void resyncHooks.push(hook),
-    ...(edge === null ? {} : { identitiesReturned: (ids: string[]) => edge.uplink.identitiesReturned(ids) }),
-    attachLocalChildren: (local) => edge?.uplink.attachLocal(local),
-    bandwidth: running.bandwidth,
+    ...(edge === null ? {} : { identityTwins: edge.twins }),
+    wake: (reason) => pump.wake(reason),
+    addResyncHook: (hook) => void r.resyncHooks.push(hook),
+    ...(edge === null ? {} : { identitiesReturned: (ids: string[]) => edge.identitiesReturned(ids) }),
+    attachLocalChildren: (local) => edge?.attachLocal(local),
+    bandwidth: pump.bandwidth,
     async stop(budgetMs = UPLINK_STOP_BUDGET_MS_DEFAULT) {
-      watch?.stop();
+      r.watch?.stop();
       // The pump abandons what it cannot finish within the budget; the race is the backstop for a transport
       // whose teardown itself hangs.
-      await withinBudget(running.stop(budgetMs), budgetMs, () => transport.destroy());
-      await provisioning?.stop();
-      await edge?.uplink.close();
-      for (const unsubscribe of unsubscribes) unsubscribe();
-      await settings.flush();
+      await withinBudget(pump.stop(budgetMs), budgetMs, () => r.transport.destroy());
+      await r.provisioning?.stop();
+      await edge?.close();
+      await r.settings.stop();
     },
   };
-}
-
-/** What the service keeps of a provisioner: its status, and its stop. */
-interface ProvisioningHandle {
-  status(): ProvisioningStatus;
-  stop(): Promise<void>;
 }
 
 /**
@@ -282,6 +187,7 @@ interface ProvisioningHandle {
 async function uplinkTransport(
   opts: UplinkServiceOptions,
   config: MqttUplinkConfig | AzureUplinkConfig,
+  files: UplinkStartFiles,
   wake: () => void,
 ): Promise<{ transport: UplinkTransport; provisioning?: ProvisioningHandle }> {
   if (config.protocol === 'azure' && config.provisioning !== undefined) {
@@ -297,7 +203,8 @@ async function uplinkTransport(
     });
     return { transport, provisioning: provisioner };
   }
-  return { transport: await loadTransport(await loadUplinkFiles(config, opts.gatewayId)) };
+  if (files.transport === null) throw new Error('the uplink files were not read');
+  return { transport: await loadTransport(files.transport) };
 }
 
 /**
@@ -314,80 +221,4 @@ async function withinBudget(work: Promise<void>, budgetMs: number, abandon: () =
   const outcome = await Promise.race([work.then(() => 'done' as const), late]);
   clearTimeout(timer);
   if (outcome === 'late') await abandon();
-}
-
-/**
- * The sim board's uplink: the real mqtt uplink, to an embedded broker behind a link that drops on a cycle
- * (firmware/sim). SIGUSR1 flips the link by hand; when it comes back the pump is woken as a modem hook would.
- */
-async function startSimUplink(opts: UplinkServiceOptions, config: SimUplinkConfig): Promise<UplinkService> {
-  const { linkUpSecs, linkDownSecs, protocol: _sim, ...common } = config;
-  let service: UplinkService | null = null;
-  // Imported only on the sim board: the embedded broker (aedes) is no part of a real gateway's memory.
-  const { SimCloud } = await import('../sim/cloud.js');
-  const cloud = await SimCloud.start({
-    gatewayId: opts.gatewayId,
-    linkUpSecs,
-    linkDownSecs,
-    onLinkUp: () => service?.wake('sim link up'),
-  });
-  const toggle = () => cloud.toggleLink();
-  process.on('SIGUSR1', toggle);
-  try {
-    service = await startUplink({
-      ...opts,
-      config: {
-        ...common,
-        protocol: 'mqtt',
-        url: cloud.url,
-        username: undefined,
-        password: undefined,
-        topicTemplate: SIM_TELEMETRY_TOPIC_TEMPLATE,
-        configTopic: undefined,
-        protocolVersion: 4,
-      },
-    });
-  } catch (err) {
-    process.off('SIGUSR1', toggle);
-    await cloud.stop();
-    throw err;
-  }
-  const mqttService = service;
-  return {
-    protocol: 'sim',
-    status: () => ({ ...mqttService.status(), protocol: 'sim', simCloud: cloud.status() }),
-    wake: (reason) => mqttService.wake(reason),
-    addResyncHook: (hook) => mqttService.addResyncHook(hook),
-    bandwidth: mqttService.bandwidth,
-    async stop(budgetMs) {
-      process.off('SIGUSR1', toggle);
-      await mqttService.stop(budgetMs);
-      await cloud.stop();
-    },
-  };
-}
-
-/** Settings pushed while connected: desired-property patches (azure) or config topic messages (mqtt). */
-function listenForSettings(transport: UplinkTransport, settings: CloudSettingsManager): Array<() => void> {
-  const out: Array<() => void> = [];
-  if (transport.twin !== undefined) out.push(transport.twin.onDesired((patch) => void settings.fromTwinPatch(patch)));
-  const topic = transport.configTopic;
-  if (topic !== undefined)
-    out.push(topic.onMessage((payload) => void settings.fromConfigMessage(payload, `mqtt:${topic.topic}`)));
-  return out;
-}
-
-/**
- * First on every connect. azure: a twin GET, since patches sent while offline were missed. mqtt: a
- * SUBSCRIBE, which makes the broker send the retained document; it is applied when it arrives (normally in
- * the same round trip as the SUBACK) rather than waited for, because a broker with no document sends nothing.
- */
-function settingsHook(transport: UplinkTransport, settings: CloudSettingsManager): ResyncHook {
-  return {
-    name: 'settings',
-    async run() {
-      if (transport.twin !== undefined) settings.fromTwinDesired((await transport.twin.get()).desired);
-      else if (transport.configTopic !== undefined) await transport.configTopic.subscribe();
-    },
-  };
 }
