@@ -70,7 +70,7 @@ export class EdgeUplink {
   private readonly identityOf: (record: StoredRecord) => string;
 
   constructor(private readonly opts: EdgeUplinkOptions) {
-    const identityOf = (record: StoredRecord) => record.properties[RECORD_KEY.deviceId] || opts.gatewayId;
+    const identityOf = (record: StoredRecord) => identityOfRecord(record, opts.gatewayId);
     this.held = new HeldLane(opts.heldLane, opts.storeNowMs, identityOf);
     const deadLane = opts.deadLetterLane;
     this.resend = deadLane === undefined ? null : new DeadLetterResend(deadLane, identityOf, opts.storeNowMs);
@@ -148,4 +148,13 @@ export class EdgeUplink {
     this.relay.close();
     return this.pool.close();
   }
+}
+
+/**
+ * The identity a record goes up as: its device's own, except for the gateway's drivers (no IoT Hub identity:
+ * they go on the gateway's connection, named in `outpost-device-id` as in device mode) and the gateway itself.
+ */
+export function identityOfRecord(record: StoredRecord, gatewayId: string): string {
+  if (record.properties[RECORD_KEY.gatewayDevice] !== undefined) return gatewayId;
+  return record.properties[RECORD_KEY.deviceId] || gatewayId;
 }
