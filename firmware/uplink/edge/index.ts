@@ -1,3 +1,4 @@
+import { createSecureContext } from 'node:tls';
 import type { Clock } from '../../clock.js';
 import type { StoredRecord } from '../../store/types.js';
 import type { BackoffOptions } from '../backoff.js';
@@ -83,6 +84,9 @@ export class EdgeUplink {
       opts.reportError,
     );
     this.relay = relay;
+    // One TLS context for every child's connection (same CA): each connect would otherwise parse the CA
+    // into a store of its own, kept for the life of the connection.
+    const secureContext = createSecureContext(opts.ca === undefined ? {} : { ca: opts.ca });
     const make =
       opts.createLink ??
       ((identity: string, sink: DownlinkSink) =>
@@ -91,6 +95,7 @@ export class EdgeUplink {
           credentials: opts.credentials,
           wallMs: () => opts.clock.wallMs(),
           sink,
+          secureContext,
           ...(opts.ca === undefined ? {} : { ca: opts.ca }),
           ...(opts.keepaliveSecs === undefined ? {} : { keepaliveSecs: opts.keepaliveSecs }),
           ...(opts.tokenTtlSecs === undefined ? {} : { tokenTtlSecs: opts.tokenTtlSecs }),
