@@ -1,5 +1,6 @@
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
+import { useCompactSdkMqttEncoder } from './azure-encoder.js';
 import { D2C_MESSAGE_BYTES_MAX, d2cMessageBytes, sdkRefusal } from './azure-refusal.js';
 import { UPSTREAM_KEY } from './message.js';
 import { TOO_LARGE } from './refusal.js';
@@ -167,6 +168,7 @@ function sendError(message: UplinkMessage, err: Error): UplinkError {
 /** The `azure` transport: azure-iot-device + azure-iot-device-mqtt, a fresh SDK client per `connect()`. */
 export function createAzureTransport(options: AzureTransportOptions): UplinkTransport {
   const o = validate(options);
+  useCompactSdkMqttEncoder();
   const listeners = new Set<(cause: Error) => void>();
   const desiredListeners = new Set<(patch: Record<string, unknown>) => void>();
   const methods = new Map<string, MethodHandler>();
