@@ -40,7 +40,8 @@ export const rollsAcksQuota: Workload = {
       await burst(ctx, round % 3 === 0 ? 'priority' : 'upstream', 2 + Math.floor(ctx.rand() * 6));
       if (round % 4 === 1) await drainSome(ctx, 'priority');
       if (round % 5 === 2) await drainSome(ctx, 'upstream');
-      if (round % 6 === 5) await ctx.log.writeCheckpoint().catch(() => undefined); // an injected EIO may fail it: the run goes on
+      // An injected EIO may fail the checkpoint: the run goes on.
+      if (round % 6 === 5) await ctx.log.writeCheckpoint().catch(() => undefined);
       if (round % 2 === 0) await retentionTick(ctx);
     }
   },

@@ -252,7 +252,8 @@ async function checkLanes(
       if (r.expiresAtStoreMs !== 0 && r.expiresAtStoreMs <= now) continue;
       if (dropped.some((d) => d.lane === name && r.seq >= d.lo && r.seq <= d.hi)) continue;
       fail(
-        `lane ${name}: acknowledged seq ${r.seq} ${present.has(r.seq) ? 'changed' : 'missing'} (cursor ${cursor}${lane ? '' : ', lane lost'})`,
+        `lane ${name}: acknowledged seq ${r.seq} ${present.has(r.seq) ? 'changed' : 'missing'} ` +
+          `(cursor ${cursor}${lane ? '' : ', lane lost'})`,
       );
       return;
     }

@@ -107,7 +107,8 @@ t.test(`${CYCLES} SIGKILL cycles lose no acknowledged record`, async (t) => {
       if (seq <= cursor) continue;
       if (seen.get(seq) !== id)
         throw new Error(
-          `cycle ${cycle}: acknowledged seq ${seq} (${id}) is ${seen.has(seq) ? 'different' : 'missing'} (seed ${seed})`,
+          `cycle ${cycle}: acknowledged seq ${seq} (${id}) is ${seen.has(seq) ? 'different' : 'missing'} ` +
+            `(seed ${seed})`,
         );
     }
     await log.close();

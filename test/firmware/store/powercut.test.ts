@@ -28,7 +28,8 @@ t.test(`at least ${STATES_MIN} crash states over three workloads, no invariant b
     const started = performance.now();
     const r = await explore(workload, { seed, randomStatesPerCut: RANDOM_STATES_PER_CUT, secondCrashesPerState: 1 });
     t.comment(
-      `${workload.name}: ${r.ops} ops, ${r.states} states in ${((performance.now() - started) / 1000).toFixed(1)} s, OUTPOST_SEED=${seed}`,
+      `${workload.name}: ${r.ops} ops, ${r.states} states in ${((performance.now() - started) / 1000).toFixed(1)} s, ` +
+        `OUTPOST_SEED=${seed}`,
     );
     t.same(r.violations.slice(0, 5), [], `${workload.name}: no violation (seed ${seed})`);
     t.ok(r.ops > 80, `${workload.name} recorded ${r.ops} operations`);

@@ -156,7 +156,8 @@ async function rollback(
   check(`0.1.1 runs again and logs the rollback of ${version}`, true);
 }
 
-async function main(): Promise<void> {
+/** A flat 0.0.9 and 0.1.0 installed with install.sh: the slots and the OTA key. */
+function installFirst(): void {
   installFlat();
   install(scenario.first);
   check(
@@ -170,6 +171,68 @@ async function main(): Promise<void> {
   install(scenario.first);
   check('a reinstall of the same layout keeps the slots', slot('current') === '0.1.0' && slot('previous') === '0.0.9');
   check('install.sh installed the OTA key', existsSync('/etc/outpost/ota-keys/ota.pem'));
+}
+
+/** 0.1.0 stores a backlog offline; `outpost update` to 0.1.1 commits with the cloud back; the backlog arrives. */
+async function updateAndDrain(service: Service, broker: LinkBroker): Promise<void> {
+  const stored = () => backlogRange().to >= BACKLOG_RECORDS_MIN;
+  await waitUntil(`${BACKLOG_RECORDS_MIN} records stored offline`, stored, STEP_TIMEOUT_MS);
+  refusals();
+  const run = outpost('update', scenario.tarballs.second);
+  const switched = run.status === 0 && slot('current') === '0.1.1' && slot('previous') === '0.1.0';
+  check('outpost update switches to 0.1.1', switched, `${run.stdout}${run.stderr}`);
+  const backlog = backlogRange();
+  await broker.start();
+  await service.restart();
+  // The commit writes its result, then removes the pending record: both, before looking.
+  // The gateway logs its commit once the record is written: the log line, then the files.
+  const said = () => service.current.includes('outpost update: 0.1.1 committed (from 0.1.0)');
+  await waitUntil('0.1.1 committed', said, STEP_TIMEOUT_MS, () => service.log().slice(-3000));
+  const r = result();
+  const committed = r?.state === 'committed' && r.version === '0.1.1' && !existsSync(join(STATE, 'pending'));
+  check('0.1.1 committed after READY and the cloud connection', committed, JSON.stringify(result()));
+  const arrived = () => new Set(broker.seqs().filter((s) => s >= backlog.from && s <= backlog.to)).size;
+  await waitUntil(
+    'the backlog drained',
+    () => arrived() === backlog.to - backlog.from + 1,
+    STEP_TIMEOUT_MS,
+    () => `${arrived()} of the backlog at the broker; backlog ${backlog.from}..${backlog.to}`,
+  );
+  check(`the backlog stored by 0.1.0 (seq ${backlog.from}..${backlog.to}) reached the cloud from 0.1.1`, true);
+  const down = outpost('update', scenario.tarballs.first);
+  const downgrade = /refused \(downgrade\): 0\.1\.0 is not newer than the running 0\.1\.1/;
+  check('refused: a downgrade to 0.1.0', down.status === 1 && downgrade.test(down.stderr), down.stderr);
+}
+
+/** Releases that crash, hang, find no cloud or miss the watchdog: each rolled back to 0.1.1 with its reason. */
+async function rollbacks(service: Service, broker: LinkBroker): Promise<void> {
+  await rollback(
+    service,
+    '0.2.0',
+    scenario.tarballs.exits,
+    /^crash-loop: started 3 times without committing, last exit status 3$/,
+  );
+  await rollback(
+    service,
+    '0.2.1',
+    scenario.tarballs.hangs,
+    /^health-timeout: not READY with the store open and the cloud connected within 20 s$/,
+  );
+  await rollback(service, '0.2.2', scenario.tarballs.noCloud, /^health-timeout: /);
+  await broker.stop();
+  await rollback(service, '0.2.3', scenario.tarballs.watchdog, /^watchdog: /, () => {
+    // systemd's WatchdogSignal (SIGABRT) to the main process, once 0.2.3 runs without its cloud.
+    // A 0.2.3 that never runs is reported by the rollback's own wait.
+    const running = waitUntil('0.2.3 ready', () => ready('0.2.3')(service), STEP_TIMEOUT_MS);
+    void running.then(
+      () => service.signal('SIGABRT'),
+      () => undefined,
+    );
+  });
+}
+
+async function main(): Promise<void> {
+  installFirst();
   board();
   const broker = new LinkBroker(scenario.brokerPort);
   const service = new Service(join(scenario.root, 'service.log'), join(scenario.root, 'run-outpost'));
@@ -181,56 +244,8 @@ async function main(): Promise<void> {
       STEP_TIMEOUT_MS,
       () => service.log(),
     );
-    const stored = () => backlogRange().to >= BACKLOG_RECORDS_MIN;
-    await waitUntil(`${BACKLOG_RECORDS_MIN} records stored offline`, stored, STEP_TIMEOUT_MS);
-    refusals();
-    const run = outpost('update', scenario.tarballs.second);
-    const switched = run.status === 0 && slot('current') === '0.1.1' && slot('previous') === '0.1.0';
-    check('outpost update switches to 0.1.1', switched, `${run.stdout}${run.stderr}`);
-    const backlog = backlogRange();
-    await broker.start();
-    await service.restart();
-    // The commit writes its result, then removes the pending record: both, before looking.
-    // The gateway logs its commit once the record is written: the log line, then the files.
-    const said = () => service.current.includes('outpost update: 0.1.1 committed (from 0.1.0)');
-    await waitUntil('0.1.1 committed', said, STEP_TIMEOUT_MS, () => service.log().slice(-3000));
-    const r = result();
-    const committed = r?.state === 'committed' && r.version === '0.1.1' && !existsSync(join(STATE, 'pending'));
-    check('0.1.1 committed after READY and the cloud connection', committed, JSON.stringify(result()));
-    const arrived = () => new Set(broker.seqs().filter((s) => s >= backlog.from && s <= backlog.to)).size;
-    await waitUntil(
-      'the backlog drained',
-      () => arrived() === backlog.to - backlog.from + 1,
-      STEP_TIMEOUT_MS,
-      () => `${arrived()} of the backlog at the broker; backlog ${backlog.from}..${backlog.to}`,
-    );
-    check(`the backlog stored by 0.1.0 (seq ${backlog.from}..${backlog.to}) reached the cloud from 0.1.1`, true);
-    const down = outpost('update', scenario.tarballs.first);
-    const downgrade = /refused \(downgrade\): 0\.1\.0 is not newer than the running 0\.1\.1/;
-    check('refused: a downgrade to 0.1.0', down.status === 1 && downgrade.test(down.stderr), down.stderr);
-    await rollback(
-      service,
-      '0.2.0',
-      scenario.tarballs.exits,
-      /^crash-loop: started 3 times without committing, last exit status 3$/,
-    );
-    await rollback(
-      service,
-      '0.2.1',
-      scenario.tarballs.hangs,
-      /^health-timeout: not READY with the store open and the cloud connected within 20 s$/,
-    );
-    await rollback(service, '0.2.2', scenario.tarballs.noCloud, /^health-timeout: /);
-    await broker.stop();
-    await rollback(service, '0.2.3', scenario.tarballs.watchdog, /^watchdog: /, () => {
-      // systemd's WatchdogSignal (SIGABRT) to the main process, once 0.2.3 runs without its cloud.
-      // A 0.2.3 that never runs is reported by the rollback's own wait.
-      const running = waitUntil('0.2.3 ready', () => ready('0.2.3')(service), STEP_TIMEOUT_MS);
-      void running.then(
-        () => service.signal('SIGABRT'),
-        () => undefined,
-      );
-    });
+    await updateAndDrain(service, broker);
+    await rollbacks(service, broker);
   } finally {
     await service.stop();
     await broker.stop();
