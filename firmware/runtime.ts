@@ -17,7 +17,13 @@ import type { SideChannelBroker } from './side-channel.js';
 import type { DeviceScopeSource } from './auth/scope-api.js';
 import { loadEdgeHub, parseUplinkConfig, type UplinkConfig } from './uplink/config.js';
 import type { ResyncHook } from './uplink/pump-options.js';
-import { startUplink, uplinkHubHosts, type UplinkService, type UplinkStatus } from './uplink/service.js';
+import {
+  startUplink,
+  uplinkHubHosts,
+  type UplinkService,
+  type UplinkServiceOptions,
+  type UplinkStatus,
+} from './uplink/service.js';
 import { registerSecret } from './log/redact.js';
 import { UPSTREAM_LANE } from './store/names.js';
 import { startUpdates, type RunningRelease, type UpdateService } from './ota/cloud-updates.js';
@@ -55,6 +61,8 @@ export interface RuntimeOptions {
   release?: RunningRelease;
   /** An update switched the release slot: stop cleanly so that systemd starts the new release. */
   requestRestart?: (reason: string) => void;
+  /** DPS and `$edgeHub` setup backoffs board.json does not expose (tests). */
+  provisioningOverrides?: UplinkServiceOptions['provisioningOverrides'];
 }
 
 /** Wiring and lifecycle of one gateway process: store first, then producers; stopped in reverse order. */
@@ -82,6 +90,7 @@ export class Runtime {
     // The hub's resync hooks (identities, twins, methods) must all exist before the uplink's first connect,
     // or that whole connection runs without them: the hub starts first and hands its hooks to the uplink.
     const hooks: ResyncHook[] = [];
+    const cloudHostsAtStart = await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId, this.dataDir);
     this.hub = await startHub({
       config: { hub: this.hubSection(), routes: this.board.routes },
       configFile: this.board.file,
@@ -95,8 +104,10 @@ export class Runtime {
         identitiesReturned: (ids) => this.uplink?.identitiesReturned?.(ids),
       },
       scopeBroker: await scopeBrokerFor(uplinkConfig),
-      deviceScope: await deviceScopeFor(uplinkConfig, this.board.identity.gatewayId),
-      cloudHostNames: await uplinkHubHosts(uplinkConfig, this.board.identity.gatewayId, this.dataDir),
+      deviceScope: await deviceScopeFor(uplinkConfig, this.board.identity.gatewayId, () => this.uplink),
+      // Read at every CONNECT: a provisioned gateway's hub is known only after its first registration, and
+      // changes when it is re-provisioned; the cache's (or the connection string's) until the uplink runs.
+      cloudHostNames: () => this.uplink?.hubHosts?.() ?? cloudHostsAtStart,
       onError: (err) => this.reportError('hub', err),
     });
     this.updates = await this.startUpdates(uplinkConfig);
@@ -109,6 +120,10 @@ export class Runtime {
       clock,
       resyncHooks: hooks,
       onError: (err) => this.reportError('uplink', err),
+      onEdgeHubReady: () => void this.hub?.refreshIdentities().catch(() => {}),
+      ...(this.opts.provisioningOverrides === undefined
+        ? {}
+        : { provisioningOverrides: this.opts.provisioningOverrides }),
     });
     if (this.uplink.identityTwins !== undefined) this.hub.attachIdentityTwins(this.uplink.identityTwins);
     this.uplink.attachLocalChildren?.(this.hub.children);
@@ -259,13 +274,33 @@ function registerUplinkSecrets(config: UplinkConfig): void {
   }
 }
 
-/** azure edge mode: the child list comes from IoT Hub's device-scope API, as the $edgeHub module. */
-async function deviceScopeFor(config: UplinkConfig, gatewayId: string): Promise<DeviceScopeSource | undefined> {
+/**
+ * azure edge mode: the child list comes from IoT Hub's device-scope API, as the $edgeHub module; with DPS the
+ * module is the uplink's own (a live view: none before it is set up, the new hub's after a re-provisioning).
+ */
+async function deviceScopeFor(
+  config: UplinkConfig,
+  gatewayId: string,
+  uplink: () => UplinkService | null,
+): Promise<DeviceScopeSource | undefined> {
   if (config.protocol !== 'azure') return undefined;
+  const ca = config.caFile === undefined ? undefined : await readFile(config.caFile, 'utf8');
+  if (config.provisioning !== undefined && config.azure.mode === 'edge') {
+    const live = () => uplink()?.edgeHubCredentials?.() ?? null;
+    return {
+      get hostName() {
+        return live()?.hostName ?? '';
+      },
+      gatewayId,
+      get edgeHubKey() {
+        return live()?.key ?? '';
+      },
+      ca,
+    };
+  }
   const edgeHub = await loadEdgeHub(config, gatewayId);
   if (edgeHub === undefined) return undefined;
   registerSecret(edgeHub.sharedAccessKey);
-  const ca = config.caFile === undefined ? undefined : await readFile(config.caFile, 'utf8');
   return { hostName: edgeHub.hostName, gatewayId, edgeHubKey: edgeHub.sharedAccessKey, ca };
 }
 

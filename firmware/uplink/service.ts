@@ -1,7 +1,9 @@
 import { systemClock, type Clock } from '../clock.js';
 import type { RingLog } from '../store/log.js';
+import type { BackoffOptions } from './backoff.js';
 import { azureHubHost, loadEdgeHub, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
-import type { EdgeStatus, IdentityTwins, LocalChildren } from './edge/index.js';
+import type { EdgeHubCredentials, EdgeStatus, IdentityTwins, LocalChildren } from './edge/index.js';
+import { liveEdgeHubCredentials } from './edge/token.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import type { SimCloudStatus } from '../sim/cloud.js';
 import { SIM_TELEMETRY_TOPIC_TEMPLATE } from '../side-channel.js';
@@ -18,7 +20,12 @@ import { CloudSettingsManager, type SettingsStatus } from './settings.js';
 import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
 import type { AzureUplinkConfig, MqttUplinkConfig } from './config.js';
-import type { ProvisionedUplinkOptions, ProvisioningStatus } from './provisioning/index.js';
+import type {
+  EdgeHubModule,
+  EdgeHubModuleStatus,
+  ProvisionedUplinkOptions,
+  ProvisioningStatus,
+} from './provisioning/index.js';
 import { UPSTREAM_LANE } from '../store/names.js';
 
 /** The lane everything bound for the cloud goes through (firmware/runtime.ts opens it under the same name). */
@@ -59,7 +66,12 @@ export interface UplinkServiceOptions {
    */
   resyncHooks?: ResyncHook[];
   /** DPS registration backoff and timeout board.json does not expose, for tests. */
-  provisioningOverrides?: Pick<ProvisionedUplinkOptions, 'backoff' | 'timeoutMs'>;
+  provisioningOverrides?: Pick<ProvisionedUplinkOptions, 'backoff' | 'timeoutMs'> & {
+    /** The `$edgeHub` setup's retry backoff (edge-hub.ts). */
+    edgeHubBackoff?: BackoffOptions;
+  };
+  /** Edge mode with DPS: the `$edgeHub` module is set up (again); the hub may read the device scope now. */
+  onEdgeHubReady?: () => void;
   /** Pump limits board.json does not expose (timeouts, batches), for tests and the benchmark. */
   pumpOverrides?: Partial<
     Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>
@@ -76,8 +88,8 @@ export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
   settings: SettingsStatus | null;
   /** The sim board's embedded cloud: its simulated link and what its consumer received. */
   simCloud?: SimCloudStatus;
-  /** azure with DPS: the registration and the identity in use. */
-  provisioning?: ProvisioningStatus;
+  /** azure with DPS: the registration and the identity in use, and in edge mode its `$edgeHub` module. */
+  provisioning?: ProvisioningStatus & { edgeHub?: EdgeHubModuleStatus };
   /** Edge mode: the children's upstream connections and the parked identities. */
   edge?: EdgeStatus;
 }
@@ -102,6 +114,13 @@ export interface UplinkService {
   addResyncHook(hook: ResyncHook): void;
   /** The registry lists these identities again: edge mode retries the refused ones and re-sends their letters. */
   identitiesReturned?(identities: string[]): void;
+  /**
+   * azure with DPS: the IoT Hub assigned now (children's SAS tokens name it as audience); it changes when the
+   * gateway is provisioned for the first time and when it is re-provisioned to another hub.
+   */
+  hubHosts?(): string[];
+  /** Edge mode: the `$edgeHub` credentials in use now (a provisioned gateway's change); null while there are none. */
+  edgeHubCredentials?(): EdgeHubCredentials | null;
   /** Edge mode: the local hub's children, whom their upstream connections then follow (no-op otherwise). */
   attachLocalChildren?(local: LocalChildren): void;
   /** Lets in-flight publishes finish, saves settings, closes the connection; the pump's part within `budgetMs`. */
@@ -170,13 +189,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const lanes: PumpLaneConfig[] = [];
   for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
   lanes.push({ lane: await log.lane(UPSTREAM_LANE_NAME), weight: 1 });
-  const edgeHub =
-    config.protocol === 'azure' && config.azure.mode === 'edge' ? await loadEdgeHub(config, opts.gatewayId) : undefined;
-  const edgeCredentials = edgeHub && {
-    hostName: edgeHub.hostName,
-    gatewayId: edgeHub.deviceId,
-    key: edgeHub.sharedAccessKey,
-  };
+  const edgeCredentials = await edgeHubCredentials(opts, config, provisioning?.edgeHub ?? null);
   const edge =
     edgeCredentials === undefined || config.protocol !== 'azure'
       ? null
@@ -186,7 +199,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
         ).startEdge({
           config,
           credentials: edgeCredentials,
-          transportConfig: await loadUplinkFiles(config, opts.gatewayId),
+          ca: await edgeCa(config, opts.gatewayId),
           log,
           clock,
           onError,
@@ -247,10 +260,14 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
       protocol: config.protocol,
       interfaces: watch?.states() ?? {},
       settings: settings.status(),
-      ...(provisioning === undefined ? {} : { provisioning: provisioning.status() }),
+      ...(provisioning === undefined ? {} : { provisioning: provisioningStatus(provisioning) }),
       ...(edge === null ? {} : { edge: edge.uplink.status() }),
     }),
     ...(edge === null ? {} : { identityTwins: edge.uplink.twins }),
+    ...(provisioning === undefined ? {} : { hubHosts: () => provisioning.hubHosts() }),
+    ...(edgeCredentials === undefined
+      ? {}
+      : { edgeHubCredentials: () => (edgeCredentials.key === '' ? null : { ...edgeCredentials }) }),
     wake: (reason) => running.wake(reason),
     addResyncHook: (hook) => void resyncHooks.push(hook),
     ...(edge === null ? {} : { identitiesReturned: (ids: string[]) => edge.uplink.identitiesReturned(ids) }),
@@ -262,6 +279,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
       // whose teardown itself hangs.
       await withinBudget(running.stop(budgetMs), budgetMs, () => transport.destroy());
       await provisioning?.stop();
+      await provisioning?.edgeHub?.stop();
       await edge?.uplink.close();
       for (const unsubscribe of unsubscribes) unsubscribe();
       await settings.flush();
@@ -269,10 +287,41 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   };
 }
 
-/** What the service keeps of a provisioner: its status, and its stop. */
+/** What the service keeps of a provisioner: its status, the hub assigned, its stop; edge mode's module. */
 interface ProvisioningHandle {
   status(): ProvisioningStatus;
+  hubHosts(): string[];
   stop(): Promise<void>;
+  edgeHub: EdgeHubModule | null;
+}
+
+function provisioningStatus(handle: ProvisioningHandle): UplinkStatus['provisioning'] {
+  return { ...handle.status(), ...(handle.edgeHub === null ? {} : { edgeHub: handle.edgeHub.status() }) };
+}
+
+/** The CA the children's upstream connections trust: the gateway's own (with DPS, uplink.caFile as read). */
+async function edgeCa(config: AzureUplinkConfig, gatewayId: string): Promise<string | undefined> {
+  if (config.provisioning !== undefined) {
+    const { loadProvisioningFiles } = await import('./provisioning/files.js');
+    return (await loadProvisioningFiles({ ...config, provisioning: config.provisioning })).ca;
+  }
+  const loaded = await loadUplinkFiles(config, gatewayId);
+  return loaded.ca === undefined ? undefined : String(loaded.ca);
+}
+
+/**
+ * Edge mode's `$edgeHub` credentials: board.json's connection string file, or (with DPS) a live view of the
+ * module the gateway sets up itself; undefined in device mode.
+ */
+async function edgeHubCredentials(
+  opts: UplinkServiceOptions,
+  config: MqttUplinkConfig | AzureUplinkConfig,
+  module: EdgeHubModule | null,
+): Promise<EdgeHubCredentials | undefined> {
+  if (config.protocol !== 'azure' || config.azure.mode !== 'edge') return undefined;
+  if (module !== null) return liveEdgeHubCredentials(() => module.credentials(), opts.gatewayId);
+  const edgeHub = await loadEdgeHub(config, opts.gatewayId);
+  return edgeHub && { hostName: edgeHub.hostName, gatewayId: edgeHub.deviceId, key: edgeHub.sharedAccessKey };
 }
 
 /**
@@ -286,16 +335,26 @@ async function uplinkTransport(
 ): Promise<{ transport: UplinkTransport; provisioning?: ProvisioningHandle }> {
   if (config.protocol === 'azure' && config.provisioning !== undefined) {
     const { startProvisionedUplink } = await import('./provisioning/index.js');
-    const { transport, provisioner } = await startProvisionedUplink({
+    const { edgeHubBackoff, ...overrides } = opts.provisioningOverrides ?? {};
+    const edgeMode = config.azure.mode === 'edge';
+    const { transport, provisioner, edgeHub } = await startProvisionedUplink({
       config: { ...config, provisioning: config.provisioning },
       gatewayId: opts.gatewayId,
       dataDir: opts.dataDir,
       clock: opts.clock,
       onError: opts.onError ?? (() => {}),
       onAssigned: wake,
-      ...opts.provisioningOverrides,
+      ...overrides,
+      ...(edgeMode ? { edgeHub: { onReady: () => opts.onEdgeHubReady?.(), backoff: edgeHubBackoff } } : {}),
     });
-    return { transport, provisioning: provisioner };
+    const hubHosts = () => {
+      const identity = provisioner.identity();
+      return identity === null ? [] : [identity.assignedHub];
+    };
+    return {
+      transport,
+      provisioning: { status: () => provisioner.status(), hubHosts, stop: () => provisioner.stop(), edgeHub },
+    };
   }
   return { transport: await loadTransport(await loadUplinkFiles(config, opts.gatewayId)) };
 }
