@@ -12,6 +12,7 @@ import { IotHubEmulator } from './iothub-emulator.js';
 import { NO_RETRY } from './iothub-emulator-clients.js';
 import { hubCerts, type HubCerts } from './hub-fixture.js';
 import { tempDir } from './tmp.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 
 /**
  * A fleet gateway in edge mode that knows only its DPS group enrollment (capabilities.iotEdge): the whole
@@ -43,7 +44,8 @@ export interface DpsEdgeWorld {
   child(runtime: Runtime, hub: IotHubEmulator, deviceId: string, hostName: string): Promise<ChildClient>;
 }
 
-export async function dpsEdgeWorld(t: Teardown): Promise<DpsEdgeWorld> {
+/** `mode`: board.json's uplink.azure.mode ("device": children from the gateway twin's outpostScope). */
+export async function dpsEdgeWorld(t: Teardown, mode: 'edge' | 'device' = 'edge'): Promise<DpsEdgeWorld> {
   const dir = tempDir(t, 'outpost-dps-edge-');
   const certs = await hubCerts(dir);
   t.teardown(() => certs.ca.dispose());
@@ -61,11 +63,12 @@ export async function dpsEdgeWorld(t: Teardown): Promise<DpsEdgeWorld> {
   });
   t.teardown(() => dps.stop().catch(() => {}));
   const groupKey = randomKey();
-  dps.addEnrollment({ kind: 'symmetric-group', name: 'edge-gws', groupKey, capabilities: { iotEdge: true } });
+  const iotEdge = mode === 'edge';
+  dps.addEnrollment({ kind: 'symmetric-group', name: 'edge-gws', groupKey, capabilities: { iotEdge } });
   writeFileSync(path.join(dir, 'group.key'), groupKey, { mode: 0o600 });
   writeFileSync(path.join(dir, 'ca.pem'), dps.ca.cert + hubA.ca.cert + hubB.ca.cert);
   symlinkSync(BOARDS_DIR, path.join(dir, 'boards'));
-  writeFileSync(path.join(dir, 'board.json'), JSON.stringify(boardJson(dps, certs)));
+  writeFileSync(path.join(dir, 'board.json'), JSON.stringify(boardJson(dps, certs, mode)));
   async function boot(options: Pick<RuntimeOptions, 'provisioningOverrides'> = {}): Promise<Runtime> {
     const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), {
       dataDir: path.join(dir, 'data'),
@@ -86,7 +89,7 @@ export async function dpsEdgeWorld(t: Teardown): Promise<DpsEdgeWorld> {
   return { dps, hubA, hubB, proxyA, hostA, hostB: hubB.hostName, certs, boot, child };
 }
 
-function boardJson(dps: DpsEmulator, certs: HubCerts): Record<string, unknown> {
+function boardJson(dps: DpsEmulator, certs: HubCerts, mode: 'edge' | 'device'): Record<string, unknown> {
   return {
     board: 'sim',
     identity: { gatewayId: GATEWAY_ID },
@@ -94,7 +97,7 @@ function boardJson(dps: DpsEmulator, certs: HubCerts): Record<string, unknown> {
       protocol: 'azure',
       caFile: 'ca.pem',
       backoff: { baseMs: 50, maxMs: 500 },
-      azure: { mode: 'edge' },
+      azure: { mode },
       provisioning: {
         globalEndpoint: dps.endpoint,
         idScope: ID_SCOPE,
@@ -104,4 +107,20 @@ function boardJson(dps: DpsEmulator, certs: HubCerts): Record<string, unknown> {
     },
     hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
   };
+}
+
+/** Opening attempts: the local hub refuses an id it does not know yet, and reads the scope for it then. */
+const CHILD_OPEN_ATTEMPTS_MAX = 20;
+
+export async function openChild(runtime: Runtime, child: ChildClient): Promise<void> {
+  for (let attempt = 1; ; attempt += 1) {
+    try {
+      return void (await child.open());
+    } catch (err) {
+      if (attempt >= CHILD_OPEN_ATTEMPTS_MAX) {
+        throw new Error(`child refused: ${JSON.stringify(runtime.status().hub?.refusals)}`, { cause: err });
+      }
+      await sleep(250);
+    }
+  }
 }

@@ -2,7 +2,7 @@ import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import azureDevice from 'azure-iot-device';
 import type { Runtime } from '../../../../firmware/runtime.js';
-import { dpsEdgeWorld, GATEWAY_ID, type ChildClient } from '../../../support/dps-edge-gateway.js';
+import { dpsEdgeWorld, GATEWAY_ID, openChild, type ChildClient } from '../../../support/dps-edge-gateway.js';
 import { until } from '../../../support/dps-fixture.js';
 import type { IotHubEmulator } from '../../../support/iothub-emulator.js';
 
@@ -22,22 +22,6 @@ function edgeHubOf(runtime: Runtime) {
 
 function puts(hub: IotHubEmulator) {
   return hub.moduleRequests.filter((r) => r.method === 'PUT' && r.status === 200);
-}
-
-/** Opening attempts: the local hub refuses an id it does not know yet, and reads the scope for it then. */
-const CHILD_OPEN_ATTEMPTS_MAX = 20;
-
-async function openChild(runtime: Runtime, child: ChildClient): Promise<void> {
-  for (let attempt = 1; ; attempt += 1) {
-    try {
-      return void (await child.open());
-    } catch (err) {
-      if (attempt >= CHILD_OPEN_ATTEMPTS_MAX) {
-        throw new Error(`child refused: ${JSON.stringify(runtime.status().hub?.refusals)}`, { cause: err });
-      }
-      await sleep(250);
-    }
-  }
 }
 
 async function sendAndSee(
