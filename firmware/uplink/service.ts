@@ -3,7 +3,6 @@ import type { RingLog } from '../store/log.js';
 import type { BackoffOptions } from './backoff.js';
 import { azureHubHost, loadEdgeHub, loadUplinkFiles, type SimUplinkConfig, type UplinkConfig } from './config.js';
 import type { EdgeHubCredentials, EdgeStatus, IdentityTwins, LocalChildren } from './edge/index.js';
-import { liveEdgeHubCredentials } from './edge/token.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
 import type { SimCloudStatus } from '../sim/cloud.js';
 import { SIM_TELEMETRY_TOPIC_TEMPLATE } from '../side-channel.js';
@@ -319,7 +318,11 @@ async function edgeHubCredentials(
   module: EdgeHubModule | null,
 ): Promise<EdgeHubCredentials | undefined> {
   if (config.protocol !== 'azure' || config.azure.mode !== 'edge') return undefined;
-  if (module !== null) return liveEdgeHubCredentials(() => module.credentials(), opts.gatewayId);
+  if (module !== null) {
+    // Imported only in edge mode, as the rest of edge/ is.
+    const { liveEdgeHubCredentials } = await import('./edge/token.js');
+    return liveEdgeHubCredentials(() => module.credentials(), opts.gatewayId);
+  }
   const edgeHub = await loadEdgeHub(config, opts.gatewayId);
   return edgeHub && { hostName: edgeHub.hostName, gatewayId: edgeHub.deviceId, key: edgeHub.sharedAccessKey };
 }
