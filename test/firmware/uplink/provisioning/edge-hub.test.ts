@@ -113,3 +113,28 @@ t.test('a 401/403 from the registry is reported and retried on a backoff, not in
   await until('$edgeHub set up once the registry takes the device', () => edgeHubOf(runtime)?.verified === true);
   t.equal(edgeHubOf(runtime)?.lastError, null);
 });
+
+t.test('keys changed in IoT Hub are put back with If-Match on the new etag at the next boot', async (t) => {
+  const w = await dpsEdgeWorld(t);
+  const first = await w.boot();
+  await until('$edgeHub set up', () => edgeHubOf(first)?.verified === true, 60_000);
+  await first.stop();
+  const renewedEtag = w.hubA.renewModuleKeys(GATEWAY_ID, '$edgeHub').etag;
+  const since = w.hubA.moduleRequests.length;
+  const runtime = await w.boot();
+  await until('$edgeHub confirmed', () => edgeHubOf(runtime)?.verified === true, 60_000);
+  const requests = w.hubA.moduleRequests.slice(since).map((r) => `${r.method} ${r.ifMatch ?? '-'} ${r.status}`);
+  t.same(requests, ['GET - 200', `PUT "${renewedEtag}" 200`], 'GET, then PUT with If-Match on the renewed etag');
+  t.match(edgeHubOf(runtime), { state: 'ready', source: 'hub', puts: 1 });
+});
+
+t.test('a module that keeps changing under the PUT (412) is tried a bounded number of times', async (t) => {
+  const w = await dpsEdgeWorld(t);
+  w.hubA.onModuleRequest = (method) =>
+    method === 'PUT' ? { status: 412, body: { Message: 'ErrorCode:PreconditionFailed;' } } : undefined;
+  const runtime = await w.boot({ provisioningOverrides: { edgeHubBackoff: { baseMs: 60_000, maxMs: 60_000 } } });
+  await until('the setup failed', () => edgeHubOf(runtime)?.state === 'failed', 60_000);
+  const putCount = w.hubA.moduleRequests.filter((r) => r.method === 'PUT').length;
+  t.equal(putCount, 4, 'one PUT and 3 retries, then the backoff');
+  t.match(edgeHubOf(runtime)?.lastError, /changed under each of 4 PUTs/);
+});
