@@ -108,7 +108,12 @@ export class Runtime {
       // Read at every CONNECT: a provisioned gateway's hub is known only after its first registration, and
       // changes when it is re-provisioned; the cache's (or the connection string's) until the uplink runs.
       cloudHostNames: () => this.uplink?.hubHosts?.() ?? cloudHostsAtStart,
-      onError: (err) => this.reportError('hub', err),
+      onError: (err) => {
+        this.reportError('hub', err);
+        // The device-scope API refused the $edgeHub token: a provisioned gateway checks its module again.
+        if (err.name === 'ScopeApiError' && (err as { status?: number }).status === 401)
+          this.uplink?.edgeHubRefused?.();
+      },
     });
     this.updates = await this.startUpdates(uplinkConfig);
     if (this.updates !== null) hooks.push(this.updates.hook);

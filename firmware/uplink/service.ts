@@ -118,6 +118,8 @@ export interface UplinkService {
    * gateway is provisioned for the first time and when it is re-provisioned to another hub.
    */
   hubHosts?(): string[];
+  /** Edge mode with DPS: IoT Hub refused the `$edgeHub` token (a 401): the module is checked and re-keyed. */
+  edgeHubRefused?(): void;
   /** Edge mode: the `$edgeHub` credentials in use now (a provisioned gateway's change); null while there are none. */
   edgeHubCredentials?(): EdgeHubCredentials | null;
   /** Edge mode: the local hub's children, whom their upstream connections then follow (no-op otherwise). */
@@ -264,6 +266,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     }),
     ...(edge === null ? {} : { identityTwins: edge.uplink.twins }),
     ...(provisioning === undefined ? {} : { hubHosts: () => provisioning.hubHosts() }),
+    ...(provisioning?.edgeHub ? { edgeHubRefused: () => provisioning.edgeHub?.refusedByHub() } : {}),
     ...(edgeCredentials === undefined
       ? {}
       : { edgeHubCredentials: () => (edgeCredentials.key === '' ? null : { ...edgeCredentials }) }),

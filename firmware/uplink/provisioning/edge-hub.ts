@@ -58,6 +58,7 @@ export class EdgeHubModule {
   private current: EdgeHubKeyRecord | null = null;
   private source: EdgeHubModuleStatus['source'] = null;
   private verifiedFor: ProvisionedIdentity | null = null;
+  private verifiedAtMonoMs = 0;
   private state: EdgeHubModuleState = 'absent';
   private running: Promise<void> | null = null;
   private retryTimer: NodeJS.Timeout | null = null;
@@ -97,6 +98,18 @@ export class EdgeHubModule {
     // After a failure the retry timer is what starts the next attempt; a reconnect meanwhile does not.
     if (this.clock.monoMs() < this.notBeforeMonoMs) return;
     this.start(identity);
+  }
+
+  /**
+   * IoT Hub refused the module's token (the device-scope API's 401): its keys may have been changed there, so
+   * the module is checked again (and re-keyed), at most once per backoff base; no-op while a setup is pending.
+   */
+  refusedByHub(): void {
+    const identity = this.opts.identity();
+    if (identity === null || this.verifiedFor !== identity) return;
+    if (this.clock.monoMs() - this.verifiedAtMonoMs < this.backoffBaseMs()) return;
+    this.verifiedFor = null;
+    this.ensure(identity);
   }
 
   status(): EdgeHubModuleStatus {
@@ -143,6 +156,7 @@ export class EdgeHubModule {
         this.source = 'hub';
       }
       this.verifiedFor = identity;
+      this.verifiedAtMonoMs = this.clock.monoMs();
       this.state = 'ready';
       this.lastError = null;
       this.backoff.reset();

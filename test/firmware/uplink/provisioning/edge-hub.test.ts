@@ -138,3 +138,28 @@ t.test('a module that keeps changing under the PUT (412) is tried a bounded numb
   t.equal(putCount, 4, 'one PUT and 3 retries, then the backoff');
   t.match(edgeHubOf(runtime)?.lastError, /changed under each of 4 PUTs/);
 });
+
+t.test('keys changed in IoT Hub while running: the scope API 401 sets off a re-key, and children go on', async (t) => {
+  const w = await dpsEdgeWorld(t);
+  const runtime = await w.boot({ provisioningOverrides: { edgeHubBackoff: { baseMs: 1_000, maxMs: 2_000 } } });
+  await until('$edgeHub set up', () => edgeHubOf(runtime)?.verified === true, 60_000);
+  const renewedEtag = w.hubA.renewModuleKeys(GATEWAY_ID, '$edgeHub').etag;
+  await sleep(1_100);
+  w.hubA.createDevice('c1');
+  w.hubA.addChild(GATEWAY_ID, 'c1');
+  // c1 is unknown to the local hub: its CONNECT sets off a scope read, which IoT Hub refuses (401) until the
+  // module is re-keyed. One attempt only: the local hub's limiter blocks a client id after repeated failures.
+  const devices = runtime.status().hub!.identities.devices;
+  await (await w.child(runtime, w.hubA, 'c1', w.hostA)).open().then(
+    () => t.fail('c1 was not known yet'),
+    () => {},
+  );
+  await until('re-keyed', () => puts(w.hubA).length === 2);
+  await until('c1 read from the scope', () => runtime.status().hub!.identities.devices > devices);
+  await sendAndSee(runtime, await w.child(runtime, w.hubA, 'c1', w.hostA), w.hubA, 'c1', 'after the re-key');
+  t.ok(
+    w.hubA.moduleRequests.some((r) => r.method === 'PUT' && r.ifMatch === `"${renewedEtag}"` && r.status === 200),
+    'PUT with If-Match on the renewed etag',
+  );
+  t.match(edgeHubOf(runtime), { state: 'ready', puts: 2 });
+});
