@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { systemClock, type Clock } from './clock.js';
 import type { LoadedBoard } from './config/types.js';
 import {
@@ -21,6 +22,7 @@ import {
   startUplink,
   uplinkHubHosts,
   type UplinkService,
+  type UplinkServiceOptions,
   type UplinkStartFiles,
   type UplinkStatus,
 } from './uplink/service.js';
@@ -61,6 +63,8 @@ export interface RuntimeOptions {
   release?: RunningRelease;
   /** An update switched the release slot: stop cleanly so that systemd starts the new release. */
   requestRestart?: (reason: string) => void;
+  /** DPS and `$edgeHub` setup backoffs board.json does not expose (tests). */
+  provisioningOverrides?: UplinkServiceOptions['provisioningOverrides'];
 }
 
 /** Wiring and lifecycle of one gateway process: store first, then producers; stopped in reverse order. */
@@ -91,6 +95,7 @@ export class Runtime {
     // Each of the uplink's files is read once, here, for the hub and the uplink alike (uplink-files.ts).
     const gatewayId = this.board.identity.gatewayId;
     const files = await loadStartFiles(uplinkConfig, gatewayId);
+    const cloudHostsAtStart = await uplinkHubHosts(uplinkConfig, files, this.dataDir);
     this.hub = await startHub({
       config: { hub: this.hubSection(), routes: this.board.routes },
       configFile: this.board.file,
@@ -104,9 +109,16 @@ export class Runtime {
         identitiesReturned: (ids) => this.uplink?.identitiesReturned?.(ids),
       },
       scopeBroker: scopeBrokerFor(uplinkConfig, files),
-      deviceScope: deviceScopeFor(uplinkConfig, files, gatewayId),
-      cloudHostNames: await uplinkHubHosts(uplinkConfig, files, this.dataDir),
-      onError: (err) => this.reportError('hub', err),
+      deviceScope: await deviceScopeFor(uplinkConfig, files, gatewayId, () => this.uplink),
+      // Read at every CONNECT: a provisioned gateway's hub is known only after its first registration, and
+      // changes when it is re-provisioned; the cache's (or the connection string's) until the uplink runs.
+      cloudHostNames: () => this.uplink?.hubHosts?.() ?? cloudHostsAtStart,
+      onError: (err) => {
+        this.reportError('hub', err);
+        // The device-scope API refused the $edgeHub token: a provisioned gateway checks its module again.
+        if (err.name === 'ScopeApiError' && (err as { status?: number }).status === 401)
+          this.uplink?.edgeHubRefused?.();
+      },
     });
     this.updates = await this.startUpdates(uplinkConfig, files);
     if (this.updates !== null) hooks.push(this.updates.hook);
@@ -119,6 +131,10 @@ export class Runtime {
       clock,
       resyncHooks: hooks,
       onError: (err) => this.reportError('uplink', err),
+      onEdgeHubReady: () => void this.hub?.refreshIdentities().catch(() => {}),
+      ...(this.opts.provisioningOverrides === undefined
+        ? {}
+        : { provisioningOverrides: this.opts.provisioningOverrides }),
     });
     if (this.uplink.identityTwins !== undefined) this.hub.attachIdentityTwins(this.uplink.identityTwins);
     this.uplink.attachLocalChildren?.(this.hub.children);
@@ -272,14 +288,33 @@ function registerUplinkSecrets(config: UplinkConfig): void {
   }
 }
 
-/** azure edge mode: the child list comes from IoT Hub's device-scope API, as the $edgeHub module. */
-function deviceScopeFor(
+/**
+ * azure edge mode: the child list comes from IoT Hub's device-scope API, as the $edgeHub module; with DPS the
+ * module is the uplink's own (a live view: none before it is set up, the new hub's after a re-provisioning).
+ */
+async function deviceScopeFor(
   config: UplinkConfig,
   files: UplinkStartFiles,
   gatewayId: string,
-): DeviceScopeSource | undefined {
+  uplink: () => UplinkService | null,
+): Promise<DeviceScopeSource | undefined> {
+  if (config.protocol !== 'azure') return undefined;
+  if (config.provisioning !== undefined && config.azure.mode === 'edge') {
+    const ca = config.caFile === undefined ? undefined : await readFile(config.caFile, 'utf8');
+    const live = () => uplink()?.edgeHubCredentials?.() ?? null;
+    return {
+      get hostName() {
+        return live()?.hostName ?? '';
+      },
+      gatewayId,
+      get edgeHubKey() {
+        return live()?.key ?? '';
+      },
+      ca,
+    };
+  }
   const edgeHub = files.edgeHub;
-  if (config.protocol !== 'azure' || edgeHub === undefined) return undefined;
+  if (edgeHub === undefined) return undefined;
   registerSecret(edgeHub.sharedAccessKey);
   const ca = files.transport?.ca === undefined ? undefined : String(files.transport.ca);
   return { hostName: edgeHub.hostName, gatewayId, edgeHubKey: edgeHub.sharedAccessKey, ca };

@@ -60,7 +60,8 @@ export class Authenticator {
   constructor(
     private readonly cache: IdentityCache,
     private readonly clock: Clock,
-    private readonly gatewayHostNames: readonly string[],
+    /** Host names a token may name; a function when they change (a provisioned gateway's assigned hub). */
+    private readonly gatewayHostNames: readonly string[] | (() => readonly string[]),
     private readonly limits: AuthLimits,
     /** Told about every unknown device id, so the sync can look it up once. */
     private readonly onUnknown: (deviceId: string) => void = () => {},
@@ -72,7 +73,8 @@ export class Authenticator {
 
   audiences(): string[] {
     const hub = this.cache.hubHostName;
-    return hub === null ? [...this.gatewayHostNames] : [...this.gatewayHostNames, hub];
+    const own = typeof this.gatewayHostNames === 'function' ? this.gatewayHostNames() : this.gatewayHostNames;
+    return hub === null ? [...own] : [...own, hub];
   }
 
   /** Null when the device may connect, else why not. Failures count toward the rate limits. */

@@ -100,6 +100,10 @@ function listOf(answer: Record<string, unknown>, key: 'devices' | 'modules'): Sc
 }
 
 function post(source: DeviceScopeSource, body: unknown, nowMs: number): Promise<Record<string, unknown>> {
+  if (source.edgeHubKey === '') {
+    // A provisioned gateway before its $edgeHub module is set up (firmware/uplink/provisioning/edge-hub.ts).
+    return Promise.reject(new ScopeApiError('no $edgeHub credentials yet (set up once the gateway is provisioned)'));
+  }
   const [host, port] = splitHost(source.hostName);
   const resource = `${source.hostName}/devices/${source.gatewayId}/modules/$edgeHub`;
   const token = makeSasToken(resource, source.edgeHubKey, Math.floor(nowMs / 1000) + SCOPE_TOKEN_LIFETIME_SECS);

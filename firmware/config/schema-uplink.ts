@@ -138,7 +138,8 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
     invalid: 'transparent',
     doc:
       '"edge": the gateway is an IoT Edge device and outpost its $edgeHub: the child list comes from IoT ' +
-      'Hub\'s device-scope API. "device": a plain device identity, children from the twin\'s outpostScope.',
+      'Hub\'s device-scope API. "device": a plain device identity, children from the twin\'s outpostScope. ' +
+      'With provisioning, "edge" needs no $edgeHub file: the gateway sets the module up itself.',
   },
   {
     path: 'uplink.azure.edgeHubConnectionStringFile',

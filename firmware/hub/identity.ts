@@ -23,8 +23,11 @@ export interface IdentityOptions {
   scopeBroker?: SideChannelBroker;
   /** azure edge mode: children are read from IoT Hub's device-scope API as the gateway's $edgeHub. */
   deviceScope?: DeviceScopeSource;
-  /** The uplink's IoT Hub host: children's standard connection strings name it, so their tokens are accepted. */
-  cloudHostNames?: readonly string[];
+  /**
+   * The uplink's IoT Hub host: children's standard connection strings name it, so their tokens are accepted.
+   * Read at every CONNECT, since a provisioned gateway's hub is known only once assigned, and may change.
+   */
+  cloudHostNames?: () => readonly string[];
   /** The uplink's link state; the periodic and unknown-device refreshes run only while it is up. */
   isOnline?: () => boolean;
   /** The scope changed: the server's TLS trust bundle (X.509 children's CAs) follows it. */
@@ -51,7 +54,8 @@ export async function startIdentity(opts: IdentityOptions): Promise<HubIdentity>
     isOnline: opts.isOnline,
     onChange: opts.onChange,
   });
-  const audiences = [...config.hostNames, ...(opts.cloudHostNames ?? [])];
+  const cloud = opts.cloudHostNames ?? (() => []);
+  const audiences = () => [...config.hostNames, ...cloud()];
   const auth = new Authenticator(cache, clock, audiences, config, (id) => scope.requestDevice(id));
   return { cache, scope, auth };
 }

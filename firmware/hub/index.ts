@@ -49,8 +49,11 @@ export interface StartHubOptions {
   scopeBroker?: SideChannelBroker;
   /** azure edge mode: children are read from IoT Hub's device-scope API as the gateway's $edgeHub. */
   deviceScope?: DeviceScopeSource;
-  /** The uplink's IoT Hub host: children's standard connection strings name it, so their tokens are accepted. */
-  cloudHostNames?: readonly string[];
+  /**
+   * The uplink's IoT Hub host: children's standard connection strings name it, so their tokens are accepted.
+   * Read at every CONNECT, since a provisioned gateway's hub is known only once assigned, and may change.
+   */
+  cloudHostNames?: () => readonly string[];
   onError?: (err: Error) => void;
 }
 

@@ -60,7 +60,19 @@ function provisioningText(p: NonNullable<StatusReport['provisioning']>): string 
     p.nextAttemptInMs === null ? '' : `, next registration in ${formatDuration(Math.ceil(p.nextAttemptInMs / 1000))}`;
   const why = p.reason === null ? '' : `, registering because ${p.reason}`;
   const error = p.lastError === null || (p.state === 'provisioned' && p.reason === null) ? '' : `; ${p.lastError}`;
-  return `${head}${identity === '' ? '' : `: ${identity}`}, ${p.registrationId} in ${p.idScope}${why}${next}${error}`;
+  const edgeHub = p.edgeHub === undefined ? '' : `; ${edgeHubText(p.edgeHub)}`;
+  const enrollment = `${p.registrationId} in ${p.idScope}`;
+  return `${head}${identity === '' ? '' : `: ${identity}`}, ${enrollment}${why}${next}${error}${edgeHub}`;
+}
+
+/** "$edgeHub ready on hub (set up by the gateway, confirmed)" or why not, and when it is tried again. */
+function edgeHubText(e: NonNullable<NonNullable<StatusReport['provisioning']>['edgeHub']>): string {
+  const where = e.hub === null ? '' : ` on ${e.hub}`;
+  const from = e.source === null ? '' : ` (${e.source === 'cache' ? 'key from the cache' : 'set up by the gateway'}`;
+  const confirmed = e.source === null ? '' : `${e.verified ? ', confirmed' : ''})`;
+  const next =
+    e.nextAttemptInMs === null ? '' : `, next attempt in ${formatDuration(Math.ceil(e.nextAttemptInMs / 1000))}`;
+  return `$edgeHub ${e.state}${where}${from}${confirmed}${next}${e.lastError === null ? '' : `: ${e.lastError}`}`;
 }
 
 /** "downloading 1.1.0 42% (12582912 of 30000000 B)", "refused 1.1.0 (sha256): ...", with refusals since start. */

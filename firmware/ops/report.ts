@@ -1,7 +1,7 @@
 import type { UpdateStatus } from '../ota/state.js';
 import type { RuntimeStatus } from '../runtime.js';
 import { scrubText } from '../log/redact.js';
-import type { ProvisioningStatus } from '../uplink/provisioning/index.js';
+import type { EdgeHubModuleStatus, ProvisioningStatus } from '../uplink/provisioning/index.js';
 import type { CloudRelayStatus } from '../uplink/edge/cloud.js';
 
 /** Errors kept for `outpost status`: enough to see a pattern, bounded so a flapping link cannot grow memory. */
@@ -87,7 +87,7 @@ export interface StatusReport {
   /** The technician page (firmware/page) when enabled: its port and what it refused. */
   page: PageCounters | null;
   /** azure with DPS (uplink.provisioning): the registration and the identity in use. */
-  provisioning: ProvisioningStatus | null;
+  provisioning: (ProvisioningStatus & { edgeHub?: EdgeHubModuleStatus }) | null;
   /** Edge mode: children's upstream connections, identities parked in the holding lane, identities IoT Hub refuses. */
   edge: {
     connections: number;
@@ -191,10 +191,12 @@ export function buildReport(s: RuntimeStatus, ctx: ReportContext): StatusReport 
   };
 }
 
-function provisioningOf(s: RuntimeStatus): ProvisioningStatus | null {
+function provisioningOf(s: RuntimeStatus): StatusReport['provisioning'] {
   const p = s.uplink?.provisioning;
   if (p === undefined) return null;
-  return { ...p, lastError: p.lastError === null ? null : scrubText(p.lastError) };
+  const scrub = (text: string | null) => (text === null ? null : scrubText(text));
+  const edgeHub = p.edgeHub === undefined ? {} : { edgeHub: { ...p.edgeHub, lastError: scrub(p.edgeHub.lastError) } };
+  return { ...p, lastError: scrub(p.lastError), ...edgeHub };
 }
 
 function edgeCounters(edge: NonNullable<RuntimeStatus['uplink']>['edge']): StatusReport['edge'] {

@@ -12,6 +12,8 @@ import { fieldsOf } from '../config/schema.js';
  * - `"device"`: a plain device identity; one connection, children named in `outpost-device-id`, the child list
  *   from the gateway twin's `outpostScope`.
  * Default: "edge" when edgeHubConnectionStringFile is given, else "device".
+ * With DPS (`uplink.provisioning`) "edge" takes no file: the gateway sets its `$edgeHub` module up itself, on
+ * whichever hub it is assigned (provisioning/edge-hub.ts).
  */
 
 export type AzureMode = 'edge' | 'device';
@@ -36,7 +38,7 @@ export interface EdgeHubIdentity {
 export const EDGE_HUB_MODULE_ID = '$edgeHub';
 const FIELD = 'uplink.azure.edgeHubConnectionStringFile';
 
-export function parseAzureSection(node: ConfigNode, baseDir: string): AzureSection {
+export function parseAzureSection(node: ConfigNode, baseDir: string, provisioned = false): AzureSection {
   if (node.missing) return { mode: 'device', edgeHubConnectionStringFile: undefined };
   node.optionalRecord();
   node.keys(fieldsOf('uplink.azure'));
@@ -45,7 +47,12 @@ export function parseAzureSection(node: ConfigNode, baseDir: string): AzureSecti
   const mode = node
     .field('mode')
     .oneOf(['edge', 'device'] as const, { default: edgeHubConnectionStringFile === undefined ? 'device' : 'edge' });
-  if (mode === 'edge' && edgeHubConnectionStringFile === undefined) {
+  if (provisioned && edgeHubConnectionStringFile !== undefined) {
+    node
+      .field('edgeHubConnectionStringFile')
+      .fail('no file with provisioning (the gateway sets its $edgeHub up itself)');
+  }
+  if (mode === 'edge' && edgeHubConnectionStringFile === undefined && !provisioned) {
     node.field('edgeHubConnectionStringFile').fail('the $edgeHub module\'s connection string file (mode "edge")');
   }
   if (mode === 'device' && edgeHubConnectionStringFile !== undefined) {

@@ -85,7 +85,7 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   // With DPS the certificate is the enrollment's, used with DPS and then with the hub it assigns.
   if (provisioning !== undefined && common.certFile !== undefined)
     node.field('certFile').fail('no certFile with ' + 'provisioning (its certPath is used with the hub too)');
-  const azure = parseAzureSection(node.field('azure'), baseDir);
+  const azure = parseAzureSection(node.field('azure'), baseDir, provisioning !== undefined);
   return {
     protocol,
     ...common,

@@ -2,8 +2,9 @@ import type { Clock } from '../clock.js';
 import type { SimCloudStatus } from '../sim/cloud.js';
 import type { RingLog } from '../store/log.js';
 import type { UplinkConfig } from './config.js';
-import type { EdgeStatus, IdentityTwins, LocalChildren } from './edge/index.js';
-import type { ProvisionedUplinkOptions, ProvisioningStatus } from './provisioning/index.js';
+import type { BackoffOptions } from './backoff.js';
+import type { EdgeHubCredentials, EdgeStatus, IdentityTwins, LocalChildren } from './edge/index.js';
+import type { EdgeHubModuleStatus, ProvisionedUplinkOptions, ProvisioningStatus } from './provisioning/index.js';
 import type { LinkState, PumpOptions, PumpStatus, ResyncHook } from './pump.js';
 import type { SettingsStatus } from './settings.js';
 import type { UplinkStartFiles } from './uplink-files.js';
@@ -30,7 +31,12 @@ export interface UplinkServiceOptions {
    */
   resyncHooks?: ResyncHook[];
   /** DPS registration backoff and timeout board.json does not expose, for tests. */
-  provisioningOverrides?: Pick<ProvisionedUplinkOptions, 'backoff' | 'timeoutMs'>;
+  provisioningOverrides?: Pick<ProvisionedUplinkOptions, 'backoff' | 'timeoutMs'> & {
+    /** The `$edgeHub` setup's retry backoff (edge-hub.ts). */
+    edgeHubBackoff?: BackoffOptions;
+  };
+  /** Edge mode with DPS: the `$edgeHub` module is set up (again); the hub may read the device scope now. */
+  onEdgeHubReady?: () => void;
   /** Pump limits board.json does not expose (timeouts, batches), for tests and the benchmark. */
   pumpOverrides?: Partial<
     Omit<PumpOptions, 'gatewayId' | 'transport' | 'lanes' | 'clock' | 'resyncHooks' | 'backlogStats' | 'onError'>
@@ -47,8 +53,8 @@ export interface UplinkStatus extends Omit<PumpStatus, 'link' | 'protocol'> {
   settings: SettingsStatus | null;
   /** The sim board's embedded cloud: its simulated link and what its consumer received. */
   simCloud?: SimCloudStatus;
-  /** azure with DPS: the registration and the identity in use. */
-  provisioning?: ProvisioningStatus;
+  /** azure with DPS: the registration and the identity in use, and in edge mode its `$edgeHub` module. */
+  provisioning?: ProvisioningStatus & { edgeHub?: EdgeHubModuleStatus };
   /** Edge mode: the children's upstream connections and the parked identities. */
   edge?: EdgeStatus;
 }
@@ -73,6 +79,15 @@ export interface UplinkService {
   addResyncHook(hook: ResyncHook): void;
   /** The registry lists these identities again: edge mode retries the refused ones and re-sends their letters. */
   identitiesReturned?(identities: string[]): void;
+  /**
+   * azure with DPS: the IoT Hub assigned now (children's SAS tokens name it as audience); it changes when the
+   * gateway is provisioned for the first time and when it is re-provisioned to another hub.
+   */
+  hubHosts?(): string[];
+  /** Edge mode with DPS: IoT Hub refused the `$edgeHub` token (a 401): the module is checked and re-keyed. */
+  edgeHubRefused?(): void;
+  /** Edge mode: the `$edgeHub` credentials in use now (a provisioned gateway's change); null while there are none. */
+  edgeHubCredentials?(): EdgeHubCredentials | null;
   /** Edge mode: the local hub's children, whom their upstream connections then follow (no-op otherwise). */
   attachLocalChildren?(local: LocalChildren): void;
   /** Lets in-flight publishes finish, saves settings, closes the connection; the pump's part within `budgetMs`. */

@@ -2,13 +2,13 @@ import { systemClock, type Clock } from '../clock.js';
 import { UPSTREAM_LANE } from '../store/names.js';
 import { azureHubHost, type AzureUplinkConfig, type MqttUplinkConfig, type UplinkConfig } from './config.js';
 import { DEAD_LETTER_LANE_NAME } from './dead-letter.js';
-import type { EdgeUplink } from './edge/index.js';
+import type { EdgeHubCredentials, EdgeUplink } from './edge/index.js';
 import { watchLink, type LinkWatch } from './link-watch.js';
-import type { ProvisioningStatus } from './provisioning/index.js';
+import type { EdgeHubModule, ProvisioningStatus } from './provisioning/index.js';
 import { Pump, type PumpLaneConfig, type ResyncHook } from './pump.js';
 import { backlogOf, disabledService } from './service-disabled.js';
 import { startSettings, type UplinkSettings } from './service-settings.js';
-import type { UplinkService, UplinkServiceOptions } from './service-types.js';
+import type { UplinkService, UplinkServiceOptions, UplinkStatus } from './service-types.js';
 import { startSimUplink } from './sim-uplink.js';
 import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
@@ -38,10 +38,16 @@ export async function uplinkHubHosts(
   return host === undefined ? [] : [host];
 }
 
-/** What the service keeps of a provisioner: its status, and its stop. */
+/** What the service keeps of a provisioner: its status, the hub assigned, its stop; edge mode's module. */
 interface ProvisioningHandle {
   status(): ProvisioningStatus;
+  hubHosts(): string[];
   stop(): Promise<void>;
+  edgeHub: EdgeHubModule | null;
+}
+
+function provisioningStatus(handle: ProvisioningHandle): UplinkStatus['provisioning'] {
+  return { ...handle.status(), ...(handle.edgeHub === null ? {} : { edgeHub: handle.edgeHub.status() }) };
 }
 
 /** The parts of a running uplink that its handle (serviceOf) answers from. */
@@ -54,6 +60,7 @@ interface Running {
   settings: UplinkSettings;
   watch: LinkWatch | null;
   resyncHooks: ResyncHook[];
+  edgeCredentials: EdgeHubCredentials | undefined;
 }
 
 /**
@@ -75,7 +82,8 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const lanes: PumpLaneConfig[] = [];
   for (const { lane, weight } of config.priorityLanes) lanes.push({ lane: await log.lane(lane), weight });
   lanes.push({ lane: await log.lane(UPSTREAM_LANE_NAME), weight: 1 });
-  const edge = await startEdgeUplink(opts, config, files, clock, onError);
+  const edgeCredentials = await edgeHubCredentials(opts, config, files, provisioning?.edgeHub ?? null);
+  const edge = await startEdgeUplink(opts, config, files, edgeCredentials, clock, onError);
   const laneNames = [...lanes.map(({ lane }) => lane.name), ...(edge === null ? [] : [edge.heldLaneName])];
   // The hook list is read at every connect, so hooks added later join from the next connect on.
   const resyncHooks: ResyncHook[] = [];
@@ -107,7 +115,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   const watch = startLinkWatch(opts, config, started);
   started.start();
   const running = { config, pump: started, transport, provisioning, settings, watch, resyncHooks };
-  return serviceOf({ ...running, edge: edge?.uplink ?? null });
+  return serviceOf({ ...running, edge: edge?.uplink ?? null, edgeCredentials });
 }
 
 /** Watches the interfaces and the modem flag board.json names, waking the pump on link-up; null for none. */
@@ -130,18 +138,17 @@ async function startEdgeUplink(
   opts: UplinkServiceOptions,
   config: MqttUplinkConfig | AzureUplinkConfig,
   files: UplinkStartFiles,
+  credentials: EdgeHubCredentials | undefined,
   clock: Clock,
   onError: (err: Error) => void,
 ): Promise<{ uplink: EdgeUplink; heldLaneName: string } | null> {
-  if (config.protocol !== 'azure' || config.azure.mode !== 'edge' || files.edgeHub === undefined) return null;
-  const { hostName, deviceId, sharedAccessKey } = files.edgeHub;
-  if (files.transport === null) throw new Error('a provisioned uplink has no connection string to load');
+  if (config.protocol !== 'azure' || credentials === undefined) return null;
   // Imported only in edge mode (as the transports and DPS are): a device-mode or mqtt gateway loads none of it.
   const { startEdge } = await import('./edge/service.js');
   return startEdge({
     config,
-    credentials: { hostName, gatewayId: deviceId, key: sharedAccessKey },
-    transportConfig: files.transport,
+    credentials,
+    ca: await edgeCa(config, files),
     log: opts.log,
     clock,
     onError,
@@ -149,9 +156,43 @@ async function startEdgeUplink(
   });
 }
 
+/**
+ * The CA the children's upstream connections trust: the gateway's own (this start's read of uplink.caFile;
+ * with DPS, the provisioning files as read).
+ */
+async function edgeCa(config: AzureUplinkConfig, files: UplinkStartFiles): Promise<string | undefined> {
+  if (config.provisioning !== undefined) {
+    const { loadProvisioningFiles } = await import('./provisioning/files.js');
+    return (await loadProvisioningFiles({ ...config, provisioning: config.provisioning })).ca;
+  }
+  const ca = files.transport?.ca;
+  return ca === undefined ? undefined : String(ca);
+}
+
+/**
+ * Edge mode's `$edgeHub` credentials: board.json's connection string file (this start's read), or (with DPS)
+ * a live view of the module the gateway sets up itself; undefined in device mode.
+ */
+async function edgeHubCredentials(
+  opts: UplinkServiceOptions,
+  config: MqttUplinkConfig | AzureUplinkConfig,
+  files: UplinkStartFiles,
+  module: EdgeHubModule | null,
+): Promise<EdgeHubCredentials | undefined> {
+  if (config.protocol !== 'azure' || config.azure.mode !== 'edge') return undefined;
+  if (module !== null) {
+    // Imported only in edge mode, as the rest of edge/ is.
+    const { liveEdgeHubCredentials } = await import('./edge/token.js');
+    return liveEdgeHubCredentials(() => module.credentials(), opts.gatewayId);
+  }
+  const edgeHub = files.edgeHub;
+  return edgeHub && { hostName: edgeHub.hostName, gatewayId: edgeHub.deviceId, key: edgeHub.sharedAccessKey };
+}
+
 /** The handle of a running uplink. */
 function serviceOf(r: Running): UplinkService {
-  const { config, pump, edge } = r;
+  const { config, pump, edge, edgeCredentials } = r;
+  const provisioning = r.provisioning;
   return {
     protocol: config.protocol,
     status: () => ({
@@ -159,10 +200,15 @@ function serviceOf(r: Running): UplinkService {
       protocol: config.protocol,
       interfaces: r.watch?.states() ?? {},
       settings: r.settings.manager.status(),
-      ...(r.provisioning === undefined ? {} : { provisioning: r.provisioning.status() }),
+      ...(provisioning === undefined ? {} : { provisioning: provisioningStatus(provisioning) }),
       ...(edge === null ? {} : { edge: edge.status() }),
     }),
     ...(edge === null ? {} : { identityTwins: edge.twins }),
+    ...(provisioning === undefined ? {} : { hubHosts: () => provisioning.hubHosts() }),
+    ...(provisioning?.edgeHub ? { edgeHubRefused: () => provisioning.edgeHub?.refusedByHub() } : {}),
+    ...(edgeCredentials === undefined
+      ? {}
+      : { edgeHubCredentials: () => (edgeCredentials.key === '' ? null : { ...edgeCredentials }) }),
     wake: (reason) => pump.wake(reason),
     addResyncHook: (hook) => void r.resyncHooks.push(hook),
     ...(edge === null ? {} : { identitiesReturned: (ids: string[]) => edge.identitiesReturned(ids) }),
@@ -174,6 +220,7 @@ function serviceOf(r: Running): UplinkService {
       // whose teardown itself hangs.
       await withinBudget(pump.stop(budgetMs), budgetMs, () => r.transport.destroy());
       await r.provisioning?.stop();
+      await r.provisioning?.edgeHub?.stop();
       await edge?.close();
       await r.settings.stop();
     },
@@ -192,16 +239,26 @@ async function uplinkTransport(
 ): Promise<{ transport: UplinkTransport; provisioning?: ProvisioningHandle }> {
   if (config.protocol === 'azure' && config.provisioning !== undefined) {
     const { startProvisionedUplink } = await import('./provisioning/index.js');
-    const { transport, provisioner } = await startProvisionedUplink({
+    const { edgeHubBackoff, ...overrides } = opts.provisioningOverrides ?? {};
+    const edgeMode = config.azure.mode === 'edge';
+    const { transport, provisioner, edgeHub } = await startProvisionedUplink({
       config: { ...config, provisioning: config.provisioning },
       gatewayId: opts.gatewayId,
       dataDir: opts.dataDir,
       clock: opts.clock,
       onError: opts.onError ?? (() => {}),
       onAssigned: wake,
-      ...opts.provisioningOverrides,
+      ...overrides,
+      ...(edgeMode ? { edgeHub: { onReady: () => opts.onEdgeHubReady?.(), backoff: edgeHubBackoff } } : {}),
     });
-    return { transport, provisioning: provisioner };
+    const hubHosts = () => {
+      const identity = provisioner.identity();
+      return identity === null ? [] : [identity.assignedHub];
+    };
+    return {
+      transport,
+      provisioning: { status: () => provisioner.status(), hubHosts, stop: () => provisioner.stop(), edgeHub },
+    };
   }
   if (files.transport === null) throw new Error('the uplink files were not read');
   return { transport: await loadTransport(files.transport) };

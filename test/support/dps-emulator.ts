@@ -32,15 +32,26 @@ import { createTestCa, type TestCa } from './tls-certs.js';
 /** What DPS does on the hub when it assigns a device: create the device with this authentication. */
 export interface HubBinding {
   hostName: string;
-  register(deviceId: string, auth: { kind: 'sas'; key: string } | { kind: 'x509' }): void;
+  /** `iotEdge`: the enrollment's capabilities.iotEdge, so the hub creates an IoT Edge device (and its modules). */
+  register(deviceId: string, auth: { kind: 'sas'; key: string } | { kind: 'x509' }, iotEdge: boolean): void;
   unregister(deviceId: string): void;
 }
 
-export type Enrollment =
-  | { kind: 'symmetric-group'; name: string; groupKey: string; enabled?: boolean; hub?: string }
-  | { kind: 'symmetric'; registrationId: string; key: string; deviceId?: string; enabled?: boolean; hub?: string }
-  | { kind: 'x509-group'; name: string; caCert: string; enabled?: boolean; hub?: string }
-  | { kind: 'x509'; registrationId: string; cert: string; deviceId?: string; enabled?: boolean; hub?: string };
+/** What every enrollment may say besides its attestation (DPS's enrollment fields of those names). */
+interface EnrollmentCommon {
+  enabled?: boolean;
+  hub?: string;
+  /** DPS's `capabilities.iotEdge`: the device is created on its hub as an IoT Edge device. */
+  capabilities?: { iotEdge: boolean };
+}
+
+export type Enrollment = EnrollmentCommon &
+  (
+    | { kind: 'symmetric-group'; name: string; groupKey: string }
+    | { kind: 'symmetric'; registrationId: string; key: string; deviceId?: string }
+    | { kind: 'x509-group'; name: string; caCert: string }
+    | { kind: 'x509'; registrationId: string; cert: string; deviceId?: string }
+  );
 
 /** Registrations a test can count; a test needing more is doing something else. */
 const REQUESTS_KEPT_MAX = 10_000;
@@ -278,7 +289,7 @@ export class DpsEmulator {
         : enrollment.kind === 'symmetric-group'
           ? { kind: 'sas' as const, key: deriveKey(enrollment.groupKey, id) }
           : { kind: 'x509' as const };
-    this.hubs.get(hub)!.register(deviceId, auth);
+    this.hubs.get(hub)!.register(deviceId, auth, enrollment.capabilities?.iotEdge ?? false);
     const registration = { hub, deviceId, createdAt: previous?.createdAt ?? new Date().toISOString() };
     this.registrations.set(id, registration);
     const moved = previous !== undefined && previous.hub !== hub;

@@ -128,7 +128,7 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
   const disabled = new Set<string>();
   const bindings = [dpsBinding(hubA), dpsBinding(hubB)].map((binding): HubBinding => ({
     ...binding,
-    register: (deviceId, auth) => void (disabled.has(deviceId) || binding.register(deviceId, auth)),
+    register: (deviceId, auth, iotEdge) => void (disabled.has(deviceId) || binding.register(deviceId, auth, iotEdge)),
   }));
   const disableOnHub = (deviceId: string) => {
     disabled.add(deviceId);

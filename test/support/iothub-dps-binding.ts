@@ -8,11 +8,12 @@ import type { IotHubEmulator } from './iothub-emulator.js';
 export function dpsBinding(hub: IotHubEmulator): HubBinding {
   return {
     hostName: hub.hostName,
-    register(deviceId, auth) {
+    register(deviceId, auth, iotEdge) {
       // A re-registration (the device moved back, or DPS re-provisioned it) replaces the identity.
       if (hub.getDevice(deviceId) !== undefined) hub.deleteDevice(deviceId);
-      if (auth.kind === 'x509') return void hub.addX509Device(deviceId);
-      hub.createDevice(deviceId, { primaryKey: auth.key, secondaryKey: auth.key });
+      if (auth.kind === 'x509') return void hub.createDevice(deviceId, { type: 'certificateAuthority', iotEdge });
+      // An IoT Edge device comes with its $edgeAgent and $edgeHub modules, keys of IoT Hub's own making.
+      hub.createDevice(deviceId, { primaryKey: auth.key, secondaryKey: auth.key, iotEdge });
     },
     unregister(deviceId) {
       if (hub.getDevice(deviceId) !== undefined) hub.deleteDevice(deviceId);

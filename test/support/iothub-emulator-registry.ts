@@ -153,6 +153,16 @@ export class Registry {
     this.changed(deviceId, moduleId);
   }
 
+  /** A module's keys replaced (the registry API's PUT, `az iot hub module-identity renew-key`): a new etag. */
+  setModuleKeys(deviceId: string, moduleId: string, primaryKey: string, secondaryKey: string): ModuleIdentity {
+    const module = this.modules.get(`${deviceId}/${moduleId}`);
+    if (module === undefined) throw new Error(`404010 ModuleNotFound: "${moduleId}"`);
+    module.authentication = authentication({ primaryKey, secondaryKey });
+    module.etag = newEtag();
+    this.changed(deviceId, moduleId);
+    return module;
+  }
+
   setStatus(deviceId: string, status: IdentityStatus): void {
     const device = this.required(deviceId);
     device.status = status;

@@ -5,8 +5,20 @@ import { Aedes } from 'aedes';
 import { createTestCa, type TestCa } from './tls-certs.js';
 import { EmulatorCore, type TelemetryRecord } from './iothub-emulator-core.js';
 import { METHOD_RESPONSE_TIMEOUT_SECS_DEFAULT, type MethodResult } from './iothub-emulator-cloud.js';
-import { EDGE_HUB_MODULE_ID, type DeviceIdentity, type DeviceOptions } from './iothub-emulator-registry.js';
+import {
+  EDGE_HUB_MODULE_ID,
+  newSymmetricKey,
+  type DeviceIdentity,
+  type DeviceOptions,
+  type ModuleIdentity,
+} from './iothub-emulator-registry.js';
 import { scopeApiHandler, type ScopeApiOptions } from './iothub-emulator-scope-api.js';
+import {
+  isModulesRequest,
+  modulesApiHandler,
+  type ModuleRequest,
+  type ModulesApiOptions,
+} from './iothub-emulator-modules-api.js';
 import { identityKey, type TwinState } from './iothub-emulator-twin.js';
 
 export { D2C_MESSAGE_BYTES_MAX, type CountedOperation, type TelemetryRecord } from './iothub-emulator-core.js';
@@ -17,6 +29,7 @@ export {
   type DeviceIdentity,
   type DeviceOptions,
 } from './iothub-emulator-registry.js';
+export type { ModuleRequest } from './iothub-emulator-modules-api.js';
 export { SCOPE_API_VERSION } from './iothub-emulator-scope-api.js';
 export type { TwinState } from './iothub-emulator-twin.js';
 
@@ -38,6 +51,8 @@ export interface EmulatorOptions {
   scopePageSizeMax?: number;
   /** Per device-scope request: an answer to send instead (to test a client's error handling). */
   onScopeRequest?: ScopeApiOptions['onRequest'];
+  /** Per module registry request: an answer to send instead (401, 403, 5xx). */
+  onModuleRequest?: ModulesApiOptions['onRequest'];
 }
 
 /** Time a TLS client may take to send its first byte before the socket is closed. */
@@ -52,6 +67,10 @@ export interface ServiceMethodRequest {
 }
 
 export class IotHubEmulator extends EmulatorCore {
+  /** The module registry API's requests, in order (method, ids, If-Match, status answered). */
+  readonly moduleRequests: ModuleRequest[] = [];
+  /** Set by a test at any time: an answer the module registry API sends instead. */
+  onModuleRequest: ModulesApiOptions['onRequest'];
   private constructor(
     readonly ca: TestCa,
     broker: Aedes,
@@ -83,14 +102,17 @@ export class IotHubEmulator extends EmulatorCore {
     await once(server, 'listening');
     const port = (server.address() as { port: number }).port;
     const hub = new IotHubEmulator(ca, broker, server, api, port, options.connectsPerSecMax ?? Infinity);
-    api.on(
-      'request',
-      scopeApiHandler(hub.registry, {
-        pageSizeMax: options.scopePageSizeMax ?? Infinity,
-        hostNames: hub.hostNames,
-        onRequest: options.onScopeRequest,
-      }),
-    );
+    const scope = scopeApiHandler(hub.registry, {
+      pageSizeMax: options.scopePageSizeMax ?? Infinity,
+      hostNames: hub.hostNames,
+      onRequest: options.onScopeRequest,
+    });
+    const modules = modulesApiHandler(hub.registry, {
+      hostNames: hub.hostNames,
+      requests: hub.moduleRequests,
+      onRequest: (method, path) => hub.onModuleRequest?.(method, path) ?? options.onModuleRequest?.(method, path),
+    });
+    api.on('request', (req, res) => (isModulesRequest(req) ? modules(req, res) : scope(req, res)));
     hub.hostNames.add(hub.hostName);
     return hub;
   }
@@ -166,6 +188,16 @@ export class IotHubEmulator extends EmulatorCore {
   /** Deletes the device, its modules and twins; a connection it holds is closed. */
   deleteDevice(deviceId: string): void {
     this.registry.removeDevice(deviceId);
+  }
+
+  /** The registry's module (the service API's GET), or undefined. */
+  getModule(deviceId: string, moduleId: string): ModuleIdentity | undefined {
+    return this.registry.module(deviceId, moduleId);
+  }
+
+  /** `az iot hub module-identity renew-key`: both keys replaced by fresh ones, a new etag. */
+  renewModuleKeys(deviceId: string, moduleId: string): ModuleIdentity {
+    return this.registry.setModuleKeys(deviceId, moduleId, newSymmetricKey(), newSymmetricKey());
   }
 
   deleteModule(deviceId: string, moduleId: string): void {

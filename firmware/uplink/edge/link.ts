@@ -3,7 +3,7 @@ import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import { createAzureTransport, type DeviceClient } from '../azure.js';
 import { attachDownlink, type Downlink, type DownlinkKind, type DownlinkSink } from '../azure-downlink.js';
-import type { UplinkTransport } from '../types.js';
+import { UplinkError, type UplinkTransport } from '../types.js';
 import {
   ON_BEHALF_OF_TOKEN_TTL_SECS,
   authChain,
@@ -87,6 +87,9 @@ function authChainMqtt(chain: string, secureContext?: SecureContext): new (provi
  * `fromSharedAccessSignature`, which would take the identity from the token's resource (the `$edgeHub` module).
  * A fresh token per connect: the pool renews a link by reconnecting it before its token runs out.
  */
+/** A syntactically valid host for the identity's name while there are no credentials (never dialled). */
+const UNSET_HOST = 'edgehub-not-set-up.invalid';
+
 export function createIdentityLink(options: IdentityLinkOptions): IdentityLink {
   const { identity, credentials } = options;
   const { deviceId, moduleId } = splitIdentity(identity);
@@ -95,6 +98,9 @@ export function createIdentityLink(options: IdentityLinkOptions): IdentityLink {
   let expiresAtWallMs = 0;
   let issuedAtWallMs = 0;
   const createClient = (): DeviceClient => {
+    if (credentials.key === '') {
+      throw new UplinkError('CONNECT', 'no $edgeHub credentials yet (the gateway sets its module up once provisioned)');
+    }
     issuedAtWallMs = options.wallMs();
     const expirySecs = Math.ceil(issuedAtWallMs / 1000) + ttlSecs;
     expiresAtWallMs = expirySecs * 1000;
@@ -109,7 +115,9 @@ export function createIdentityLink(options: IdentityLinkOptions): IdentityLink {
   const module = moduleId === undefined ? '' : `;ModuleId=${moduleId}`;
   const downlink = options.sink === undefined ? undefined : linkDownlink(options.sink);
   const transport = createAzureTransport({
-    connectionString: `HostName=${credentials.hostName};DeviceId=${deviceId}${module}`,
+    // Only names the identity: createClient dials the current credentials' host at every connect (a
+    // provisioned gateway's module may not be set up yet, or be on another hub after a re-provisioning).
+    connectionString: `HostName=${credentials.hostName || UNSET_HOST};DeviceId=${deviceId}${module}`,
     ...(options.ca === undefined ? {} : { ca: options.ca }),
     ...(options.keepaliveSecs === undefined ? {} : { keepaliveSecs: options.keepaliveSecs }),
     createClient,

@@ -3,15 +3,14 @@ import type { RingLog } from '../../store/log.js';
 import type { AzureUplinkConfig } from '../config.js';
 import { DEAD_LETTER_LANE_NAME } from '../dead-letter.js';
 import { LIMIT_RANGES } from '../pump-options.js';
-import type { TransportConfig } from '../transports.js';
 import { EdgeUplink, HELD_LANE_NAME } from './index.js';
 import type { EdgeHubCredentials } from './token.js';
 
 export interface StartEdgeOptions {
   config: AzureUplinkConfig;
   credentials: EdgeHubCredentials;
-  /** The gateway's own transport options (files loaded): the children's connections trust the same CA. */
-  transportConfig: TransportConfig;
+  /** The gateway's own CA (uplink.caFile, read): the children's connections trust the same roots. */
+  ca: string | undefined;
   log: RingLog;
   clock: Clock;
   gatewayId: string;
@@ -21,7 +20,7 @@ export interface StartEdgeOptions {
 /** Edge mode's part of the uplink service: the holding lane and the pool, from board.json's options. */
 export async function startEdge(opts: StartEdgeOptions): Promise<{ uplink: EdgeUplink; heldLaneName: string }> {
   const { config, log } = opts;
-  const ca = opts.transportConfig.ca === undefined ? undefined : String(opts.transportConfig.ca);
+  const ca = opts.ca;
   const uplink = new EdgeUplink({
     gatewayId: opts.gatewayId,
     credentials: opts.credentials,

@@ -31,6 +31,26 @@ export interface EdgeHubCredentials {
   key: string;
 }
 
+/**
+ * A view of credentials that change (a provisioned gateway sets its module up after its first connect, and
+ * again on the hub a re-provisioning moves it to): every read is of the current ones; an empty key and host
+ * until there are any.
+ */
+export function liveEdgeHubCredentials(
+  current: () => EdgeHubCredentials | null,
+  gatewayId: string,
+): EdgeHubCredentials {
+  return {
+    get hostName() {
+      return current()?.hostName ?? '';
+    },
+    gatewayId,
+    get key() {
+      return current()?.key ?? '';
+    },
+  };
+}
+
 /** `<hub>/devices/<gw>/modules/$edgeHub`, the audience of every on-behalf-of token. */
 export function onBehalfOfResource(credentials: EdgeHubCredentials): string {
   return `${credentials.hostName}/devices/${credentials.gatewayId}/modules/${EDGE_HUB_MODULE_ID}`;

@@ -1,13 +1,16 @@
 import type { Clock } from '../../clock.js';
 import type { BackoffOptions } from '../backoff.js';
 import type { UplinkTransport } from '../types.js';
-import { loadIdentity } from './cache.js';
-import { loadProvisioningFiles, type ProvisionedUplinkConfig } from './files.js';
+import { loadIdentity, type ProvisionedIdentity } from './cache.js';
+import { EdgeHubModule } from './edge-hub.js';
+import { loadProvisioningFiles, type LoadedProvisioning, type ProvisionedUplinkConfig } from './files.js';
+import type { RegistryAccess } from './module-registry.js';
 import { Provisioner } from './provisioner.js';
 import { resolveRegistrationId, type RegistrationIdSources } from './registration-id.js';
 import { createProvisionedTransport } from './transport.js';
 
 export type { ProvisioningStatus } from './provisioner.js';
+export type { EdgeHubModule, EdgeHubModuleStatus } from './edge-hub.js';
 export type { ProvisionedUplinkConfig } from './files.js';
 
 export interface ProvisionedUplinkOptions {
@@ -22,12 +25,15 @@ export interface ProvisionedUplinkOptions {
   backoff?: BackoffOptions;
   timeoutMs?: number;
   sources?: RegistrationIdSources;
+  /** Edge mode: the gateway sets its `$edgeHub` module up on the hub it is assigned (edge-hub.ts). */
+  edgeHub?: { onReady: () => void; backoff?: BackoffOptions };
 }
 
 /** The transport of an azure uplink with a `provisioning` section, with its provisioner (for status). */
 export async function startProvisionedUplink(opts: ProvisionedUplinkOptions): Promise<{
   transport: UplinkTransport;
   provisioner: Provisioner;
+  edgeHub: EdgeHubModule | null;
 }> {
   const loaded = await loadProvisioningFiles(opts.config);
   const registrationId = await resolveRegistrationId(loaded.config.registrationIdTemplate, opts.sources);
@@ -43,8 +49,37 @@ export async function startProvisionedUplink(opts: ProvisionedUplinkOptions): Pr
     onError: opts.onError,
   });
   await provisioner.load();
-  const transport = createProvisionedTransport({ provisioner, loaded, keepaliveSecs: opts.config.keepaliveSecs });
-  return { transport, provisioner };
+  const edgeHub =
+    opts.edgeHub === undefined
+      ? null
+      : new EdgeHubModule({
+          dataDir: opts.dataDir,
+          identity: () => provisioner.identity(),
+          access: (identity) => registryAccess(identity, loaded),
+          clock: opts.clock,
+          ...(opts.edgeHub.backoff === undefined ? {} : { backoff: opts.edgeHub.backoff }),
+          onReady: opts.edgeHub.onReady,
+          onError: opts.onError,
+        });
+  await edgeHub?.load();
+  const transport = createProvisionedTransport({
+    provisioner,
+    loaded,
+    keepaliveSecs: opts.config.keepaliveSecs,
+    ...(edgeHub === null ? {} : { onAccepted: (identity: ProvisionedIdentity) => edgeHub.ensure(identity) }),
+  });
+  return { transport, provisioner, edgeHub };
+}
+
+/** The registry reached as the device itself: its SAS key, or the enrollment's certificate. */
+function registryAccess(identity: ProvisionedIdentity, loaded: LoadedProvisioning): RegistryAccess {
+  const a = loaded.attestation;
+  return {
+    hostName: identity.assignedHub,
+    deviceId: identity.deviceId,
+    ...(a.kind === 'x509' ? { cert: a.cert, key: a.key } : { deviceKey: identity.deviceKey! }),
+    ...(loaded.ca === undefined ? {} : { ca: loaded.ca }),
+  };
 }
 
 /** The IoT Hub the cache names (children's SAS tokens may name it as audience); none before the first assignment. */

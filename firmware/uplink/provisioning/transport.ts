@@ -21,6 +21,8 @@ export interface ProvisionedTransportOptions {
   provisioner: Provisioner;
   loaded: LoadedProvisioning;
   keepaliveSecs?: number;
+  /** The hub accepted `identity` (edge mode confirms or sets up its `$edgeHub` module then). */
+  onAccepted?: (identity: ProvisionedIdentity) => void;
 }
 
 export function createProvisionedTransport(opts: ProvisionedTransportOptions): UplinkTransport {
@@ -56,14 +58,10 @@ export function createProvisionedTransport(opts: ProvisionedTransportOptions): U
     try {
       await transport.connect();
     } catch (err) {
-      const refusal = sdkRefusal((err as Error).cause);
-      if (refusal !== null && IDENTITY_REFUSALS.has(refusal.reason)) {
-        provisioner.refusedByHub(identity, refusal.reason);
-        throw new UplinkError('CONNECT', `${(err as Error).message}; registering with DPS again`, { cause: err });
-      }
-      throw err;
+      throw hubRefusal(provisioner, identity, err as Error);
     }
     provisioner.accepted();
+    opts.onAccepted?.(identity);
   }
 
   function current(): UplinkTransport {
@@ -92,6 +90,14 @@ export function createProvisionedTransport(opts: ProvisionedTransportOptions): U
       inner?.onMethod!(name, handler);
     },
   };
+}
+
+/** A connect's error; when the hub refused the identity itself, the provisioner is told (it registers again). */
+function hubRefusal(provisioner: Provisioner, identity: ProvisionedIdentity, err: Error): Error {
+  const refusal = sdkRefusal(err.cause);
+  if (refusal === null || !IDENTITY_REFUSALS.has(refusal.reason)) return err;
+  provisioner.refusedByHub(identity, refusal.reason);
+  return new UplinkError('CONNECT', `${err.message}; registering with DPS again`, { cause: err });
 }
 
 /** The azure transport (azure.ts) for an identity: SAS with the device key, or the enrollment's certificate. */

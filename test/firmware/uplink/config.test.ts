@@ -55,6 +55,12 @@ t.test('absent means no cloud; defaults fill the rest', async (t) => {
   t.same(full.priorityLanes, [{ lane: 'alarms', weight: 4 }]);
 });
 
+t.test('edge mode with provisioning takes no $edgeHub file: the gateway sets the module up itself', async (t) => {
+  const provisioning = { idScope: '0ne00000A0A', groupKeyFile: 'group.key' };
+  const config = parseUplinkConfig({ protocol: 'azure', provisioning, azure: { mode: 'edge' } }, BOARD);
+  t.match(config, { protocol: 'azure', azure: { mode: 'edge', edgeHubConnectionStringFile: undefined } });
+});
+
 t.test('bad values are refused with file, path and expectation: the section, mqtt', async (t) => {
   const bad = (value: unknown, pattern: RegExp) => t.throws(() => parseUplinkConfig(value, BOARD), pattern);
   bad(
@@ -128,6 +134,14 @@ t.test('bad values are refused with file, path and expectation: azure, provision
   bad(
     { protocol: 'azure', provisioning: { idScope: '0ne00000A0A' } },
     /\$\.uplink\.provisioning\.groupKeyFile: expected exactly one of/,
+  );
+  bad(
+    { protocol: 'azure', provisioning: dps, azure: { mode: 'edge', edgeHubConnectionStringFile: 'eh.cs' } },
+    /\$\.uplink\.azure\.edgeHubConnectionStringFile: expected no file with provisioning/,
+  );
+  bad(
+    { protocol: 'azure', provisioning: dps, azure: { mode: 'edge', edgeHubConnectionStringFile: 'eh.cs' } },
+    /\$\.uplink\.azure\.edgeHubConnectionStringFile: expected no file with provisioning/,
   );
   bad(
     { protocol: 'azure', provisioning: { ...dps, idScope: 'myhub' } },
