@@ -73,10 +73,11 @@ binfmt=/proc/sys/fs/binfmt_misc
 [ -e "$binfmt/register" ] || mount -t binfmt_misc binfmt_misc "$binfmt"
 [ -e "$binfmt/qemu-aarch64" ] || cat /usr/lib/binfmt.d/qemu-aarch64.conf >"$binfmt/register"
 if [ ! -f "$base" ]; then
-  log "building $base (mmdebstrap $suite $arch under qemu-user: about 6 minutes on an idle 2-core host)"
+  log "building $base (mmdebstrap $suite $arch under qemu-user: about 10 minutes on a busy 2-core host)"
   rm -rf "$base.partial" # a cut build's leftover
   # force-unsafe-io: no fsync per unpacked file (the tarball is written once at the end); no manuals, docs or
-  # translations to unpack under emulation. nice: the machine is shared. stdin from /dev/null: mmdebstrap reads extra mirrors from a stdin that is not a terminal.
+  # translations to unpack under emulation. nice: the machine is shared. stdin from /dev/null: mmdebstrap reads
+  # extra mirrors from a stdin that is not a terminal.
   started=$SECONDS
   dpkg_opts=(--dpkgopt=force-unsafe-io --dpkgopt='path-exclude=/usr/share/man/*'
     --dpkgopt='path-exclude=/usr/share/doc/*' --dpkgopt='path-exclude=/usr/share/locale/*')

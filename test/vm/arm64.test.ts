@@ -23,7 +23,7 @@ import {
 import { feedCapture } from './uart.js';
 import { GUEST_UART, Vm, vmImage } from './vm.js';
 
-/** Image build (cached; from scratch 8 minutes on an idle 2-core host, mostly mmdebstrap), release build, a boot. */
+/** Image build (cached: 5 s; from scratch about 10 minutes on a busy 2-core host), release build, a boot. */
 const ARM64_TEST_TIMEOUT_MS = 40 * 60_000;
 /** First BME280 reading at the cloud after READY: the driver polls every 2 s; the emulated CPU is slow. */
 const READING_WAIT_MS = 180_000;
