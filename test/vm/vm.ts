@@ -181,10 +181,14 @@ export class Vm {
   async reboot(): Promise<void> {
     const before = this.lastBootId;
     this.ctl?.write(`${this.nextId++} ${Buffer.from('systemctl reboot').toString('base64')}\n`);
+    // The bound's timer is cleared once the guest is down: left pending, it kept the bench's process alive for
+    // up to VM_SHUTDOWN_TIMEOUT_MS after its last line.
+    let bound: NodeJS.Timeout | undefined;
     const down = await Promise.race([
       this.exited.then(() => true),
-      new Promise<false>((r) => setTimeout(() => r(false), VM_SHUTDOWN_TIMEOUT_MS)),
+      new Promise<false>((r) => (bound = setTimeout(() => r(false), VM_SHUTDOWN_TIMEOUT_MS))),
     ]);
+    clearTimeout(bound);
     if (!down) this.log(`vm: the shutdown took over ${VM_SHUTDOWN_TIMEOUT_MS} ms; powering off`);
     await this.kill();
     this.launch();
