@@ -3,7 +3,8 @@
 // install.sh until the unit is READY, then reboots (clean shutdown, qemu started again, as a power cycle) until
 // the unit is READY at boot again. The two VMs run side by side and reboot in turn, so the machine's load drifts
 // over both alike. Medians of the reboots; the last line is
-// `{"boots":n,"arm64BootMs":n,"arm64ReadyMs":n,"x64BootMs":n,"x64ReadyMs":n,"readyRatio":n,"secs":n}`.
+// `{"boots":n,"imageSecs":n,"arm64ColdBootMs":n,"arm64InstallMs":n,"arm64BootMs":n,"arm64ReadyMs":n,"x64BootMs":n,
+// "x64ReadyMs":n,"readyRatio":n,"secs":n}` (imageSecs: building or finding both images).
 import { spawnSync } from 'node:child_process';
 import { mkdirSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -107,7 +108,11 @@ async function run(): Promise<void> {
     console.log('vm-arm64: skipped: no aarch64-linux-gnu-g++ for the arm64 release (scripts/install-release-deps.sh)');
     return;
   }
+  // The arm64 image build is part of the cost: from scratch on a fresh $OUTPOST_VM_ARM64_CACHE, seconds if cached.
+  const imageStarted = performance.now();
   const images = { arm64: await vmImage('arm64'), amd64: await vmImage('amd64') };
+  const imageSecs = Math.round((performance.now() - imageStarted) / 1000);
+  console.log(`vm-arm64: images ready in ${imageSecs} s`);
   for (const [arch, built] of Object.entries(images)) {
     if ('skip' in built) {
       console.log(`vm-arm64: skipped: the ${arch} VM: ${built.skip}`);
@@ -139,6 +144,9 @@ async function run(): Promise<void> {
   console.log(
     JSON.stringify({
       boots,
+      imageSecs,
+      arm64ColdBootMs: arm.coldBootMs,
+      arm64InstallMs: arm.installMs,
       arm64BootMs: median(arm.bootMs),
       arm64ReadyMs: median(arm.readyMs),
       x64BootMs: median(x64.bootMs),

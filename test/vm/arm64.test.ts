@@ -23,7 +23,7 @@ import {
 import { feedCapture } from './uart.js';
 import { GUEST_UART, Vm, vmImage } from './vm.js';
 
-/** Image build (cached; the first arm64 rootfs takes 10-20 minutes under qemu-user), release build, one boot. */
+/** Image build (cached: 5 s; from scratch about 10 minutes on a busy 2-core host), release build, a boot. */
 const ARM64_TEST_TIMEOUT_MS = 40 * 60_000;
 /** First BME280 reading at the cloud after READY: the driver polls every 2 s; the emulated CPU is slow. */
 const READING_WAIT_MS = 180_000;
@@ -34,8 +34,8 @@ const FEED_MS = 60_000;
 
 t.setTimeout(ARM64_TEST_TIMEOUT_MS);
 
-// Opt-in on its own: the first arm64 image build runs Debian's arm64 maintainer scripts under qemu-user and took
-// over 80 minutes on this 2-core machine under load, beyond CI's budget; see test/vm/README.md.
+// Opt-in on its own: the arm64 image's rootfs is built under qemu-user and the whole file takes about ten minutes
+// of emulated arm64, beyond CI's budget; it belongs in the benchmark (test/vm/README.md).
 if (process.env.OUTPOST_VM !== '1' || process.env.OUTPOST_VM_ARM64 !== '1') {
   t.comment('arm64 VM skipped: set OUTPOST_VM=1 and OUTPOST_VM_ARM64=1 to boot the arm64 release (test/vm/README.md)');
   t.pass('skipped: OUTPOST_VM_ARM64 is not set');
