@@ -99,6 +99,30 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   };
 }
 
+/**
+ * `uplink.bytesPerSecMax`, or its deprecated name `maxBytesPerSec` (before the units-last naming rule): read,
+ * with a warning naming the file and field. Both given is an error naming both.
+ */
+function bandwidthCap(node: ConfigNode, boardFile: string): number {
+  const current = node.field('bytesPerSecMax');
+  const old = node.field('maxBytesPerSec');
+  if (old.missing) return integerOption(current, 'uplink.bytesPerSecMax');
+  if (!current.missing) {
+    const where = { file: boardFile, jsonPath: '$.uplink.maxBytesPerSec' };
+    const both = 'both $.uplink.bytesPerSecMax and $.uplink.maxBytesPerSec';
+    throw new ConfigError('INVALID', where, 'only bytesPerSecMax (maxBytesPerSec is its deprecated name)', both);
+  }
+  const value = integerOption(old, 'uplink.maxBytesPerSec');
+  process.emitWarning(`${boardFile}: $.uplink.maxBytesPerSec is deprecated: name it bytesPerSecMax`, {
+    type: 'DeprecationWarning',
+    code: DEPRECATED_FIELD_WARNING,
+  });
+  return value;
+}
+
+/** The code of the warning a deprecated board.json or settings field gives (process 'warning' listeners). */
+export const DEPRECATED_FIELD_WARNING = 'OUTPOST_DEPRECATED_FIELD';
+
 function parseCommon(
   node: ConfigNode,
   boardFile: string,
@@ -128,7 +152,7 @@ function parseCommon(
   return {
     boardFile,
     inflightMax: integerOption(node.field('inflightMax'), 'uplink.inflightMax'),
-    maxBytesPerSec: integerOption(node.field('maxBytesPerSec'), 'uplink.maxBytesPerSec'),
+    bytesPerSecMax: bandwidthCap(node, boardFile),
     keepaliveSecs: optionalIntegerOption(node.field('keepaliveSecs'), 'uplink.keepaliveSecs'),
     connectTimeoutMs: optionalIntegerOption(node.field('connectTimeoutMs'), 'uplink.connectTimeoutMs'),
     publishTimeoutMs: integerOption(node.field('publishTimeoutMs'), 'uplink.publishTimeoutMs'),

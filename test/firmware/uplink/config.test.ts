@@ -29,7 +29,7 @@ t.test('absent means no cloud; defaults fill the rest', async (t) => {
     protocol: 'mqtt',
     url: 'mqtt://broker:1883',
     inflightMax: 100,
-    maxBytesPerSec: 0,
+    bytesPerSecMax: 0,
     backoff: { baseMs: 500, maxMs: 60_000 },
     interfaces: [],
     priorityLanes: [],
