@@ -269,12 +269,30 @@ async function run(): Promise<void> {
       dir,
     ),
   );
-  const pageDeltaMb = page.sessionMb - page.offMb;
   const arm = await arm64UnderQemu();
-  const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+  const figures = { loadSecs, bundleBytes, native, page, arm };
+  printTable(figures);
+  printJson(figures);
+}
+
+/** What run measured, for the table and the JSON line. */
+interface ShipFigures {
+  loadSecs: number;
+  bundleBytes: number;
+  native: Awaited<ReturnType<typeof x64>>;
+  page: Awaited<ReturnType<typeof pageCost>>;
+  arm: Awaited<ReturnType<typeof arm64UnderQemu>>;
+}
+
+const verdict = (ok: boolean) => (ok ? 'PASS' : 'MISS');
+
+function printTable({ loadSecs, bundleBytes, native, page, arm }: ShipFigures): void {
+  const pageDeltaMb = page.sessionMb - page.offMb;
   const { paced, flood } = native;
+  const armReadyMs = arm.readyMs === null ? 'n/a' : fmt(arm.readyMs);
   console.log(
-    `\nship: bundle ${fmt(bundleBytes / 2 ** 20, 2)} MiB; load phases of ${loadSecs} s, QoS 1 through the hub, sim devices running`,
+    `\nship: bundle ${fmt(bundleBytes / 2 ** 20, 2)} MiB; load phases of ${loadSecs} s, ` +
+      'QoS 1 through the hub, sim devices running',
   );
   console.log(
     formatTable(
@@ -288,13 +306,15 @@ async function run(): Promise<void> {
           verdict(native.readyMs <= TARGETS.readyMs),
         ],
         [
-          `x64 peak RSS MiB, ${PACED_CHILDREN} children at the hub's ${PACED_RATE_PER_CHILD_PER_SEC} msg/s (${fmt(paced.acked / loadSecs)} msg/s acked)`,
+          `x64 peak RSS MiB, ${PACED_CHILDREN} children at the hub's ${PACED_RATE_PER_CHILD_PER_SEC} msg/s ` +
+            `(${fmt(paced.acked / loadSecs)} msg/s acked)`,
           fmt(paced.rssMb, 1),
           `≤ ${TARGETS.rssMb}`,
           verdict(paced.rssMb <= TARGETS.rssMb),
         ],
         [
-          `x64 peak RSS MiB, flood: ${FLOOD_CHILDREN} × ${INFLIGHT_PER_CHILD} in flight, no rate limit (${fmt(flood.acked / loadSecs)} msg/s acked)`,
+          `x64 peak RSS MiB, flood: ${FLOOD_CHILDREN} × ${INFLIGHT_PER_CHILD} in flight, no rate limit ` +
+            `(${fmt(flood.acked / loadSecs)} msg/s acked)`,
           fmt(flood.rssMb, 1),
           `(${TARGETS.rssMb})`,
           `stress, ${verdict(flood.rssMb <= TARGETS.rssMb)}`,
@@ -307,10 +327,15 @@ async function run(): Promise<void> {
           `≤ off + ${PAGE_SESSION_TARGET_MB}`,
           verdict(pageDeltaMb <= PAGE_SESSION_TARGET_MB),
         ],
-        ['arm64 release under qemu start → READY ms', arm.readyMs === null ? 'n/a' : fmt(arm.readyMs), '—', arm.why],
+        ['arm64 release under qemu start → READY ms', armReadyMs, '—', arm.why],
       ],
     ),
   );
+}
+
+function printJson({ loadSecs, bundleBytes, native, page, arm }: ShipFigures): void {
+  const pageDeltaMb = page.sessionMb - page.offMb;
+  const { paced, flood } = native;
   console.log(
     JSON.stringify({
       readyMs: Math.round(native.readyMs),

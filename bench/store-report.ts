@@ -41,13 +41,46 @@ function spread(values: number[]): string {
   return `${fmt(Math.min(...values))}–${fmt(Math.max(...values))}`;
 }
 
+/** The median of one field over an engine's runs. */
+type Med = (engine: EngineName, key: keyof EngineResult) => number;
+
 export function report(input: ReportInput): void {
   const { results, backlog } = input;
-  const med = (engine: EngineName, key: keyof EngineResult): number => median(results[engine].map((r) => r[key]));
+  const med: Med = (engine, key) => median(results[engine].map((r) => r[key]));
   const engines = Object.keys(results) as EngineName[];
-
+  printEngines(input, med, engines);
+  const { openMs, openMedian, backlogRss } = printBacklog(backlog);
+  // Headline ratios use appendBatch(500): the same 500-record unit the peers get (SQLite transactions,
+  // LevelDB batches). The one-promise-per-record append() figures are printed beside them.
+  const summary = {
+    appendVsSqlite: med('outpost-batch', 'appendPerSec') / med('sqlite', 'appendPerSec'),
+    appendVsSqliteFull: med('outpost-batch', 'appendPerSec') / med('sqlite-full', 'appendPerSec'),
+    appendVsLevel: med('outpost-batch', 'appendPerSec') / med('level', 'appendPerSec'),
+    drainVsSqlite: med('outpost-batch', 'drainPerSec') / med('sqlite', 'drainPerSec'),
+    bytesPerRecord: med('outpost-batch', 'bytesPerRecord'),
+    openMs1GiB: openMedian,
+    rssMb: backlogRss,
+  };
+  const rows = targetRows(summary);
   console.log(
-    `\nStore benchmark: ${fmt(input.records)} records of 256 B, medians of ${input.repeats} runs per engine (${input.fsType})`,
+    `durable append vs SQLite (FULL, each commit synced): ${fmt(summary.appendVsSqliteFull, 2)}× ` +
+      '(no target: shown for the durable-vs-durable ratio)',
+  );
+  console.log('\nTargets (issue 2)');
+  console.log(
+    formatTable(
+      ['target', 'measured', 'goal', 'result'],
+      rows.map(([label, v, goal, pass, digits]) => [label, fmt(v, digits), goal, pass ? 'PASS' : 'MISS']),
+    ),
+  );
+  printJson(input, med, engines, { summary, rows, openMsFirst: openMs[0] ?? NaN });
+}
+
+function printEngines(input: ReportInput, med: Med, engines: EngineName[]): void {
+  const { results } = input;
+  console.log(
+    `\nStore benchmark: ${fmt(input.records)} records of 256 B, ` +
+      `medians of ${input.repeats} runs per engine (${input.fsType})`,
   );
   console.log(
     formatTable(
@@ -81,12 +114,17 @@ export function report(input: ReportInput): void {
   console.log(
     `outpost group commit: ${fmt(syncs)} syncs during append, ${fmt(med('outpost', 'recordsPerSync'))} records/sync; ` +
       `write_bytes ${fmt(med('outpost', 'writeBytes'))} (cancelled ${fmt(med('outpost', 'cancelledWriteBytes'))}); ` +
-      `V8 heap max ${fmt(med('outpost', 'heapTotalMbMax'), 1)} MB, Buffers max ${fmt(med('outpost', 'arrayBuffersMbMax'), 1)} MB`,
+      `V8 heap max ${fmt(med('outpost', 'heapTotalMbMax'), 1)} MB, ` +
+      `Buffers max ${fmt(med('outpost', 'arrayBuffersMbMax'), 1)} MB`,
   );
   console.log(
-    'CPU µs/rec is user + system time of the whole engine process per record: steadier than rates on a shared machine.',
+    'CPU µs/rec is user + system time of the whole engine process per record: ' +
+      'steadier than rates on a shared machine.',
   );
+}
 
+/** The backlog table; the open times and the peak RSS feed the targets. */
+function printBacklog(backlog: BacklogResult): { openMs: number[]; openMedian: number; backlogRss: number } {
   const openMs = backlog.opened.map((o) => Number(o.openMs));
   const openMedian = median(openMs);
   const backlogRss = Math.max(
@@ -125,19 +163,24 @@ export function report(input: ReportInput): void {
       ],
     ),
   );
+  return { openMs, openMedian, backlogRss };
+}
 
-  // Headline ratios use appendBatch(500): the same 500-record unit the peers get (SQLite transactions,
-  // LevelDB batches). The one-promise-per-record append() figures are printed beside them.
-  const summary = {
-    appendVsSqlite: med('outpost-batch', 'appendPerSec') / med('sqlite', 'appendPerSec'),
-    appendVsSqliteFull: med('outpost-batch', 'appendPerSec') / med('sqlite-full', 'appendPerSec'),
-    appendVsLevel: med('outpost-batch', 'appendPerSec') / med('level', 'appendPerSec'),
-    drainVsSqlite: med('outpost-batch', 'drainPerSec') / med('sqlite', 'drainPerSec'),
-    bytesPerRecord: med('outpost-batch', 'bytesPerRecord'),
-    openMs1GiB: openMedian,
-    rssMb: backlogRss,
-  };
-  const rows: Array<[string, number, string, boolean, number]> = [
+interface Summary {
+  appendVsSqlite: number;
+  appendVsSqliteFull: number;
+  appendVsLevel: number;
+  drainVsSqlite: number;
+  bytesPerRecord: number;
+  openMs1GiB: number;
+  rssMb: number;
+}
+
+/** label, measured, goal, pass, digits */
+type TargetRow = [string, number, string, boolean, number];
+
+function targetRows(summary: Summary): TargetRow[] {
+  return [
     [
       'append vs SQLite (NORMAL: its commits not durable)',
       summary.appendVsSqlite,
@@ -175,18 +218,15 @@ export function report(input: ReportInput): void {
     ],
     ['peak RSS with 1 GiB backlog, MB', summary.rssMb, `≤ ${TARGETS.rssMbMax}`, summary.rssMb <= TARGETS.rssMbMax, 1],
   ];
-  console.log(
-    `durable append vs SQLite (FULL, each commit synced): ${fmt(summary.appendVsSqliteFull, 2)}× ` +
-      '(no target: shown for the durable-vs-durable ratio)',
-  );
-  console.log('\nTargets (issue 2)');
-  console.log(
-    formatTable(
-      ['target', 'measured', 'goal', 'result'],
-      rows.map(([label, v, goal, pass, digits]) => [label, fmt(v, digits), goal, pass ? 'PASS' : 'MISS']),
-    ),
-  );
+}
 
+function printJson(
+  input: ReportInput,
+  med: Med,
+  engines: EngineName[],
+  { summary, rows, openMsFirst }: { summary: Summary; rows: TargetRow[]; openMsFirst: number },
+): void {
+  const { backlog } = input;
   const round = (v: number, digits = 2): number => Number(v.toFixed(digits));
   const json: Record<string, number | string> = {};
   for (const [key, value] of Object.entries(summary)) json[key] = round(value);
@@ -202,7 +242,7 @@ export function report(input: ReportInput): void {
   json.appendCpuVsSqlite = round(med('sqlite', 'appendCpuUsPerRecord') / med('outpost', 'appendCpuUsPerRecord'));
   json.drainCpuVsSqlite = round(med('sqlite', 'drainCpuUsPerRecord') / med('outpost', 'drainCpuUsPerRecord'));
   json.outpostRecordsPerSync = round(med('outpost', 'recordsPerSync'), 0);
-  json.openMsFirst = round(openMs[0] ?? NaN, 1);
+  json.openMsFirst = round(openMsFirst, 1);
   json.records = input.records;
   json.repeats = input.repeats;
   json.backlogBytes = Number(backlog.fill.bytesOnDisk);

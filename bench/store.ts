@@ -116,7 +116,8 @@ async function run(): Promise<void> {
       const res = await runEngine(engine, records);
       results[engine].push(res);
       console.log(
-        `store: ${engine} run ${r}/${repeats}: append ${res.appendPerSec.toFixed(0)}/s, drain ${res.drainPerSec.toFixed(0)}/s, ` +
+        `store: ${engine} run ${r}/${repeats}: append ${res.appendPerSec.toFixed(0)}/s, ` +
+          `drain ${res.drainPerSec.toFixed(0)}/s, ` +
           `${res.bytesPerRecord.toFixed(0)} B/record, peak RSS ${res.rssMb.toFixed(1)} MB`,
       );
     }

@@ -2,34 +2,19 @@
 // connection, authenticated on its behalf) against the same backlog in device mode (everything on the
 // gateway's one connection), to the IoT Hub emulator through the real azure-iot-device SDK. The gateway runs
 // in a child process (the real uplink service from a board.json section, the real ring log), so its RSS is
-// its own; the emulator, which keeps every message it receives, stays in the parent.
+// its own; the emulator, which keeps every message it receives, stays in the parent: it is imported
+// dynamically, so the roles' processes (bench/transparent-roles.ts) load only what ships.
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { setTimeout as sleep } from 'node:timers/promises';
-import { RingLog } from '../firmware/store/log.js';
-import { RECORD_KEY } from '../firmware/uplink/message.js';
-import { parseUplinkConfig } from '../firmware/uplink/config.js';
-import { startUplink, UPSTREAM_LANE_NAME } from '../firmware/uplink/service.js';
-import { IotHubEmulator } from '../test/support/iothub-emulator.js';
-import { envInt, fmt, formatTable, freshDir, median, removeDir, runChild, send, type BenchModule } from './harness.js';
+import { envInt, fmt, formatTable, freshDir, median, removeDir, runChild, type BenchModule } from './harness.js';
+import { child, GATEWAY_ID } from './transparent-roles.js';
 
 /** The issue's workload: 100,000 messages spread over 50 children. */
 const MESSAGES_DEFAULT = 100_000;
 const CHILDREN_DEFAULT = 50;
 /** Runs per mode; the figures are medians over them. */
 const RUNS_DEFAULT = 3;
-/** Records per appendBatch while filling the backlog (the store's limit is 10,000). */
-const FILL_BATCH_RECORDS = 5_000;
-/** Message body, bytes: a typical JSON reading. */
-const BODY_BYTES = 200;
-/** A drain that has not finished after this long is reported as failed, ms. */
-const DRAIN_TIMEOUT_MS = 15 * 60 * 1000;
 const TARGETS = { edgeVsDevice: 0.7, firstPerChildP95Ms: 5_000, rssMb: 96 };
-const GATEWAY_ID = 'gw-bench';
-/** RSS sampling period during the drain, ms: the SDK clients' buffers come and go within a second. */
-const RSS_SAMPLE_MS = 50;
-/** The bench log's quota, bytes: room for the whole backlog, so nothing is dropped for space. */
-const LOG_QUOTA_BYTES = 4 * 1024 ** 3;
 
 type Mode = 'edge' | 'device';
 
@@ -48,59 +33,9 @@ function percentile(values: number[], share: number): number {
   return sorted[Math.min(sorted.length - 1, Math.ceil(share * sorted.length) - 1)] ?? NaN;
 }
 
-async function until(what: string, check: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await sleep(20);
-  }
-}
-
-/**
- * The backlog, written while offline by a process of its own: a gateway that comes back online opens a log
- * filled before, so the fill's heap (100,000 appends) is not the drain's RSS.
- */
-async function fill(args: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const messages = Number(args.messages);
-  const children = Number(args.children);
-  const log = await RingLog.open({ dir: join(String(args.dir), 'data'), ttlSecs: 0, quotaBytes: LOG_QUOTA_BYTES });
-  const upstream = await log.lane(UPSTREAM_LANE_NAME);
-  const body = Buffer.alloc(BODY_BYTES, 'x');
-  for (let n = 0; n < messages; n += FILL_BATCH_RECORDS) {
-    const inputs = Array.from({ length: Math.min(FILL_BATCH_RECORDS, messages - n) }, (_, i) => ({
-      body,
-      properties: { [RECORD_KEY.deviceId]: `child-${(n + i) % children}` },
-    }));
-    await upstream.appendBatch(inputs);
-  }
-  await log.close();
-  return {};
-}
-
-/** The gateway: opens the filled log, starts the uplink and drains the backlog to the end. */
-async function gateway(args: Record<string, unknown>): Promise<Record<string, unknown>> {
-  const dir = String(args.dir);
-  const log = await RingLog.open({ dir: join(dir, 'data'), ttlSecs: 0, quotaBytes: LOG_QUOTA_BYTES });
-  const upstream = await log.lane(UPSTREAM_LANE_NAME);
-  const config = parseUplinkConfig(args.uplink, join(dir, 'board.json'));
-  await send({ phase: 'link-up', atMs: Date.now() });
-  const startedAt = performance.now();
-  // The drain's own peak, not the fill's: sampled from link-up to the end of the backlog.
-  let rssMb = 0;
-  // process.memoryUsage.rss(), not memoryUsage(): the latter walks the heap and cost 3 % of the CPU here.
-  const sampler = setInterval(() => (rssMb = Math.max(rssMb, process.memoryUsage.rss() / 2 ** 20)), RSS_SAMPLE_MS);
-  const service = await startUplink({ config, gatewayId: GATEWAY_ID, log, dataDir: join(dir, 'data') });
-  await until('the backlog drained', () => upstream.ackedSeq() >= upstream.lastDurableSeq(), DRAIN_TIMEOUT_MS);
-  const drainMs = performance.now() - startedAt;
-  clearInterval(sampler);
-  const connections = service.status().edge?.connections ?? 1;
-  await service.stop();
-  await log.close();
-  return { drainMs, rssMb, connections };
-}
-
 /** One run of one mode: a fresh emulator registry and data directory, the gateway in its own process. */
 async function runMode(mode: Mode, messages: number, children: number): Promise<RunResult> {
+  const { IotHubEmulator } = await import('../test/support/iothub-emulator.js');
   const hub = await IotHubEmulator.start();
   const dir = await freshDir('transparent');
   try {
@@ -172,14 +107,18 @@ async function run(): Promise<void> {
   ]);
   console.log(`transparent: ${fmt(messages)} messages over ${children} children, median of ${runs} runs per mode`);
   console.log(
-    formatTable(['mode', 'msg/s', 'drain s', 'peak RSS MB', 'connections', 'first/child med ms', 'p95 ms'], rows),
+    formatTable(
+      ['mode', 'msg/s', 'drain s', 'peak RSS MB (VmHWM)', 'connections', 'first/child med ms', 'p95 ms'],
+      rows,
+    ),
   );
   const edgeVsDevice = of('edge', 'msgPerSec') / of('device', 'msgPerSec');
   const rssMb = of('edge', 'rssMb');
   const mbPerConnection = (rssMb - of('device', 'rssMb')) / Math.max(1, of('edge', 'connections'));
   const firstPerChildP95Ms = of('edge', 'firstPerChildP95Ms');
   console.log(
-    `targets: edgeVsDevice >= ${TARGETS.edgeVsDevice}, first-per-child p95 <= ${TARGETS.firstPerChildP95Ms} ms, RSS <= ${TARGETS.rssMb} MB`,
+    `targets: edgeVsDevice >= ${TARGETS.edgeVsDevice}, first-per-child p95 <= ${TARGETS.firstPerChildP95Ms} ms, ` +
+      `peak RSS (VmHWM) <= ${TARGETS.rssMb} MB`,
   );
   console.log(
     JSON.stringify({
@@ -196,12 +135,6 @@ async function run(): Promise<void> {
       runs,
     }),
   );
-}
-
-async function child(role: string, args: Record<string, unknown>): Promise<Record<string, unknown>> {
-  if (role === 'fill') return fill(args);
-  if (role === 'gateway') return gateway(args);
-  throw new Error(`unknown transparent role "${role}"`);
 }
 
 const bench: BenchModule = { run, child };

@@ -149,6 +149,55 @@ export async function setOperstate(sysDir: string, up: boolean): Promise<void> {
   await writeFile(join(sysDir, 'wwan0', 'carrier'), up ? '1\n' : '0\n');
 }
 
+/** What a link-up run shares with the next: the uplink under test, the broken link, the broker-side subscriber. */
+interface LinkUpRig {
+  service: Awaited<ReturnType<typeof startUplink>>;
+  proxy: FaultProxy;
+  sub: Subscriber;
+  lane: Awaited<ReturnType<RingLog['lane']>>;
+  sysDir: string;
+}
+
+/** One outage and link-up: the time to the first backlog message, a failure, or a spoilt set-up to retry. */
+async function linkUpRun(
+  { service, proxy, sub, lane, sysDir }: LinkUpRig,
+  run: number,
+): Promise<{ ms: number } | { failure: string } | { retry: true }> {
+  // The outage starts on a drained, resynced connection. A cut during the resync hooks is lost by the
+  // pump (it has no session yet to end), which then reports "up" on a dead connection and never backs off.
+  const status = () => service.status();
+  await until('the link up before the outage', () => status().link === 'up', LINK_UP_TIMEOUT_MS, status);
+  await setOperstate(sysDir, false);
+  proxy.refuse();
+  proxy.cut();
+  const atMax = () => service.status().backoffCeilingMs >= LINK_BACKOFF.maxMs && service.status().link === 'backoff';
+  try {
+    // Not reaching the backoff maximum spoils the set-up, not the measurement: that run is retried.
+    await until('the backoff maximum', atMax, LINK_UP_TIMEOUT_MS, () => service.status());
+  } catch (err) {
+    console.error(`uplink link-up run ${run}: set-up retried: ${(err as Error).message}`);
+    return { retry: true };
+  }
+  await lane.append({ body: Buffer.from(String(run)) });
+  proxy.pass();
+  const restored = performance.now();
+  await setOperstate(sysDir, true);
+  try {
+    await until(
+      'the first backlog message',
+      () => sub.values.includes(run),
+      LINK_UP_TIMEOUT_MS,
+      () => service.status(),
+    );
+    return { ms: performance.now() - restored };
+  } catch (err) {
+    console.error(`uplink link-up run ${run}: ${(err as Error).message}`);
+    // Let the late record arrive (or not) before the next run, so runs do not overlap.
+    await until('the late record', () => sub.values.includes(run), LINK_UP_TIMEOUT_MS).catch(() => undefined);
+    return { failure: (err as Error).message };
+  }
+}
+
 /**
  * Link-up → first backlog message at the broker, `runs` times: the proxy refuses and the interface is down
  * until the backoff ceiling reaches its maximum and a record waits; then both come back and the clock runs
@@ -174,46 +223,18 @@ export async function linkUp(brokerPort: number, brokerUrl: string, runs: number
     sysClassNetDir: sysDir,
   });
   const timesMs: number[] = [];
-  /** Runs that did not deliver within LINK_UP_TIMEOUT_MS, with the pump's status then: shown, and counted in the median as the timeout. */
+  /**
+   * Runs that did not deliver within LINK_UP_TIMEOUT_MS, with the pump's status then: shown, and counted in
+   * the median as the timeout.
+   */
   const failures: string[] = [];
   let attempts = 0;
   try {
     for (let run = 1; timesMs.length + failures.length < runs && attempts < runs + LINK_UP_RETRIES_MAX; run += 1) {
       attempts += 1;
-      // The outage starts on a drained, resynced connection. A cut during the resync hooks is lost by the
-      // pump (it has no session yet to end), which then reports "up" on a dead connection and never backs off.
-      const status = () => service.status();
-      await until('the link up before the outage', () => status().link === 'up', LINK_UP_TIMEOUT_MS, status);
-      await setOperstate(sysDir, false);
-      proxy.refuse();
-      proxy.cut();
-      const atMax = () =>
-        service.status().backoffCeilingMs >= LINK_BACKOFF.maxMs && service.status().link === 'backoff';
-      try {
-        // Not reaching the backoff maximum spoils the set-up, not the measurement: that run is retried.
-        await until('the backoff maximum', atMax, LINK_UP_TIMEOUT_MS, () => service.status());
-      } catch (err) {
-        console.error(`uplink link-up run ${run}: set-up retried: ${(err as Error).message}`);
-        continue;
-      }
-      await lane.append({ body: Buffer.from(String(run)) });
-      proxy.pass();
-      const restored = performance.now();
-      await setOperstate(sysDir, true);
-      try {
-        await until(
-          'the first backlog message',
-          () => sub.values.includes(run),
-          LINK_UP_TIMEOUT_MS,
-          () => service.status(),
-        );
-        timesMs.push(performance.now() - restored);
-      } catch (err) {
-        failures.push((err as Error).message);
-        console.error(`uplink link-up run ${run}: ${(err as Error).message}`);
-        // Let the late record arrive (or not) before the next run, so runs do not overlap.
-        await until('the late record', () => sub.values.includes(run), LINK_UP_TIMEOUT_MS).catch(() => undefined);
-      }
+      const outcome = await linkUpRun({ service, proxy, sub, lane, sysDir }, run);
+      if ('ms' in outcome) timesMs.push(outcome.ms);
+      else if ('failure' in outcome) failures.push(outcome.failure);
     }
   } finally {
     await service.stop();

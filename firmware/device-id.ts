@@ -4,3 +4,6 @@
  * level. Board files, scope documents and routes all check ids against this one pattern.
  */
 export const DEVICE_ID_PATTERN = /^[A-Za-z0-9\-.:_@!(),=$'%*?]{1,128}$/;
+
+/** A module input's or output's name (`$.on`, `/inputs/<name>`, a route's `/outputs/<name>`). */
+export const IO_NAME = /^[A-Za-z0-9_.-]{1,64}$/;

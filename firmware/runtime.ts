@@ -248,13 +248,16 @@ async function openLog(board: LoadedBoard, dir: string, clock: Clock): Promise<R
   return log;
 }
 
-/** A driver reading enters the router like a child's telemetry; content type and encoding travel as metadata. */
+/**
+ * A driver reading enters the router like a child's telemetry; content type and encoding travel as metadata,
+ * and the mark of the gateway's own device (its records go up as the gateway, also in edge mode).
+ */
 async function submitReading(
   router: HubService['router'],
   msg: { deviceId: string; body: Buffer; properties: Record<string, string> },
 ): Promise<void> {
   const { 'content-type': contentType, 'content-encoding': contentEncoding, ...rest } = msg.properties;
-  await router.submit(msg.deviceId, msg.body, rest, { contentType, contentEncoding });
+  await router.submit(msg.deviceId, msg.body, rest, { contentType, contentEncoding, gatewayDevice: true });
 }
 
 /**

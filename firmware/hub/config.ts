@@ -4,9 +4,9 @@ import { collect, ConfigError, throwCollected } from '../config/errors.js';
 import { displayPath } from '../config/layers.js';
 import { ConfigNode } from '../config/node.js';
 import { fieldsOf, integerOption, optionSpec } from '../config/schema.js';
-import { RouteError } from './condition.js';
+import { RouteError } from '../router/condition.js';
 import { parseMethodAllow, type MethodAllowRule } from './method-acl.js';
-import { parseRoute } from './routes.js';
+import { parseRoute } from '../router/routes.js';
 
 /**
  * The board.json `hub` and `routes` sections, validated with the one error format of firmware/config

@@ -1,6 +1,6 @@
 import type { StoredRecord } from '../store/types.js';
 import { RECORD_KEY } from '../uplink/message.js';
-import { LOCAL_KEY, type LocalEndpointLane } from './router.js';
+import { LOCAL_KEY, type LocalEndpointLane } from '../router/router.js';
 import { DEVICEBOUND_SUBSCRIPTION, topic } from './topics.js';
 import type { MethodTarget } from './methods.js';
 

@@ -8,7 +8,7 @@ import { handleInbound, type InboundContext } from './inbound.js';
 import type { MethodBroker, MethodTarget } from './methods.js';
 import type { ChildEvent, ChildEvents } from './presence.js';
 import type { Refusal } from './refusals.js';
-import type { Router } from './router.js';
+import type { Router } from '../router/router.js';
 import type { HubServer, ServerHandlers } from './server.js';
 import { DESIRED_SUBSCRIPTION, DEVICEBOUND_SUBSCRIPTION } from './topics.js';
 import type { HubTwins } from './twins.js';

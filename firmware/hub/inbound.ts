@@ -3,7 +3,7 @@ import type { TwinStore } from '../twin/store.js';
 import { patchProblem, type Props } from '../twin/merge.js';
 import type { MethodAcl } from './method-acl.js';
 import type { MethodBroker, MethodTarget } from './methods.js';
-import type { Router } from './router.js';
+import type { Router } from '../router/router.js';
 import { topic, type Inbound } from './topics.js';
 
 /**

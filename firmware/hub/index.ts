@@ -9,8 +9,8 @@ import { parseHubConfig, readHubTls } from './config.js';
 import { EndpointDelivery } from './endpoints.js';
 import { MethodAcl } from './method-acl.js';
 import { CLOUD_INVOKE_METHOD, MethodBroker, cloudMethodHandler } from './methods.js';
-import { parseRoutes } from './routes.js';
-import { Router } from './router.js';
+import { parseRoutes } from '../router/routes.js';
+import { Router } from '../router/router.js';
 import { HubServer } from './server.js';
 import type { InboundContext } from './inbound.js';
 import { startIdentity } from './identity.js';
@@ -18,7 +18,7 @@ import { startTwins, type HubTwins } from './twins.js';
 import { childHandlers, hubService, serverTarget, type HubService, type ServerRef } from './handle.js';
 import { ChildEvents } from './presence.js';
 
-export { RouteError } from './condition.js';
+export { RouteError } from '../router/condition.js';
 export type { HubChildren, HubService, HubStatus } from './handle.js';
 
 /** What the hub needs of the uplink service: a place to run work on every (re)connect, and its link state. */

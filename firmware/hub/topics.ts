@@ -10,6 +10,7 @@
  */
 
 import { splitConnectionId } from '../auth/identity.js';
+import { IO_NAME } from '../device-id.js';
 import { isReservedPropertyName } from '../uplink/message.js';
 
 export type Inbound =
@@ -42,9 +43,6 @@ function ownPrefix(connectionId: string): string {
     ? `devices/${connectionId}`
     : `devices/${id.deviceId}/modules/${id.moduleId}`;
 }
-
-/** A module input's or output's name (`$.on`, `/inputs/<name>`, a route's `/outputs/<name>`). */
-export const IO_NAME = /^[A-Za-z0-9_.-]{1,64}$/;
 
 /** System properties IoT Hub devices may set in the bag, mapped to outpost's application properties. */
 const SYSTEM_PROPERTY_NAMES: Record<string, string> = { '$.mid': 'child-message-id', '$.cid': 'correlation-id' };

@@ -1,4 +1,5 @@
 import { Mqtt } from 'azure-iot-device-mqtt';
+import { useCompactSdkMqttEncoder } from './azure-encoder.js';
 import { describeConnectError, sendError } from './azure-errors.js';
 import { validateAzureOptions, type AzureTransportOptions, type ValidAzureOptions } from './azure-options.js';
 import { D2C_MESSAGE_BYTES_MAX, d2cMessageBytes } from './azure-refusal.js';
@@ -156,6 +157,7 @@ function attachMethod(c: DeviceClient, name: string, handler: MethodHandler): vo
 /** The `azure` transport over `options`; throws INVALID naming the option at fault. */
 export function createAzureTransport(options: AzureTransportOptions): UplinkTransport {
   const t = new AzureTransport(validateAzureOptions(options));
+  useCompactSdkMqttEncoder();
   return {
     protocol: 'azure',
     connect: () => t.connect(),

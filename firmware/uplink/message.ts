@@ -13,6 +13,12 @@ export const RECORD_KEY = {
   contentEncoding: '$contentEncoding',
   /** The module output a child module sent the message to (IoT Edge's `$.on`). */
   outputName: '$outputName',
+  /**
+   * Set ('1') on a reading of one of the gateway's own drivers: no IoT Hub identity of its own, it goes up on
+   * the gateway's device connection named in `outpost-device-id` (edge mode too). Children cannot set it:
+   * the hub drops their `$` properties.
+   */
+  gatewayDevice: '$gatewayDevice',
 } as const;
 
 /** Properties outpost adds to every upstream message, under these names, for the far side to use. */

@@ -1,8 +1,9 @@
 /**
  * Child process for the publish-on-CONNACK test: opens one session per `{clientId, username, password}` in
- * the JSON array argument against 127.0.0.1:<port>, publishes QoS 1 from the CONNACK handler (as an SDK flushes its queue
- * when open() resolves) and prints one JSON line: the client ids PUBACKed and the ones cut. It runs in a
- * process of its own so its publishes race the hub's connect handling the way a real child's do.
+ * the JSON array argument against 127.0.0.1:<port>, publishes QoS 1 from the CONNACK handler (as an SDK
+ * flushes its queue when open() resolves) and prints one JSON line: the client ids PUBACKed and the ones
+ * cut. It runs in a process of its own so its publishes race the hub's connect handling the way a real
+ * child's do.
  */
 import mqtt from 'mqtt';
 

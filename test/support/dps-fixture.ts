@@ -67,6 +67,58 @@ export async function until(what: string, check: () => boolean, timeoutMs = 30_0
   }
 }
 
+/** The uplink booted from a board whose provisioning section is `provisioning`, in `dir` (data in dir/data). */
+async function bootGateway(
+  t: Teardown,
+  { endpoint, dir }: { endpoint: string; dir: string },
+  provisioning: Record<string, unknown>,
+  gatewayId: string,
+  opts: BootOptions,
+): Promise<Gateway> {
+  const dataDir = path.join(dir, 'data');
+  const uplink = {
+    protocol: 'azure',
+    caFile: 'ca.pem',
+    backoff: { baseMs: 50, maxMs: 500 },
+    provisioning: { globalEndpoint: endpoint, idScope: ID_SCOPE, ...provisioning },
+  };
+  const config = parseUplinkConfig(uplink, path.join(dir, 'board.json'));
+  const log = await RingLog.open({ dir: dataDir, ...LOG_OPTIONS });
+  const errors: Error[] = [];
+  const service = await startUplink({
+    config,
+    gatewayId,
+    log,
+    dataDir,
+    onError: (e) => errors.push(e),
+    provisioningOverrides: {
+      backoff: opts.registrationBackoff ?? { baseMs: 200, maxMs: 1_000 },
+      timeoutMs: opts.registrationTimeoutMs,
+    },
+  }).catch(async (err: unknown) => {
+    await log.close();
+    throw err;
+  });
+  const lane = await log.lane('upstream');
+  let stopped = false;
+  const gateway: Gateway = {
+    service,
+    log,
+    errors,
+    async append(from, count) {
+      for (let i = from; i < from + count; i += 1) await lane.append({ body: Buffer.from(String(i)) });
+    },
+    async stop() {
+      if (stopped) return;
+      stopped = true;
+      await service.stop();
+      await log.close();
+    },
+  };
+  t.teardown(() => gateway.stop());
+  return gateway;
+}
+
 export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
   const hubA = await IotHubEmulator.start();
   t.teardown(() => hubA.stop());
@@ -85,60 +137,14 @@ export async function dpsWorld(t: Teardown): Promise<DpsWorld> {
   const dps = await DpsEmulator.start({ idScope: ID_SCOPE, hubs: bindings });
   t.teardown(() => dps.stop().catch(() => {}));
   const dir = tempDir(t);
-  const dataDir = path.join(dir, 'data');
   // One CA file for both kinds of endpoint, as the public roots are one bundle for DPS and IoT Hub.
   await writeFile(path.join(dir, 'ca.pem'), dps.ca.cert + hubA.ca.cert + hubB.ca.cert);
   const file = async (name: string, text: string) => {
     await writeFile(path.join(dir, name), text, { mode: 0o600 });
     return name;
   };
-  async function boot(
-    provisioning: Record<string, unknown>,
-    gatewayId: string,
-    opts: BootOptions = {},
-  ): Promise<Gateway> {
-    const uplink = {
-      protocol: 'azure',
-      caFile: 'ca.pem',
-      backoff: { baseMs: 50, maxMs: 500 },
-      provisioning: { globalEndpoint: dps.endpoint, idScope: ID_SCOPE, ...provisioning },
-    };
-    const config = parseUplinkConfig(uplink, path.join(dir, 'board.json'));
-    const log = await RingLog.open({ dir: dataDir, ...LOG_OPTIONS });
-    const errors: Error[] = [];
-    const service = await startUplink({
-      config,
-      gatewayId,
-      log,
-      dataDir,
-      onError: (e) => errors.push(e),
-      provisioningOverrides: {
-        backoff: opts.registrationBackoff ?? { baseMs: 200, maxMs: 1_000 },
-        timeoutMs: opts.registrationTimeoutMs,
-      },
-    }).catch(async (err: unknown) => {
-      await log.close();
-      throw err;
-    });
-    const lane = await log.lane('upstream');
-    let stopped = false;
-    const gateway: Gateway = {
-      service,
-      log,
-      errors,
-      async append(from, count) {
-        for (let i = from; i < from + count; i += 1) await lane.append({ body: Buffer.from(String(i)) });
-      },
-      async stop() {
-        if (stopped) return;
-        stopped = true;
-        await service.stop();
-        await log.close();
-      },
-    };
-    t.teardown(() => gateway.stop());
-    return gateway;
-  }
+  const boot = (provisioning: Record<string, unknown>, gatewayId: string, opts: BootOptions = {}) =>
+    bootGateway(t, { endpoint: dps.endpoint, dir }, provisioning, gatewayId, opts);
   return { dps, hubA, hubB, dir, file, boot, disableOnHub };
 }
 

@@ -11,7 +11,9 @@ export function notifySocket(t: Parameters<typeof tempDir>[0]): {
   const path = join(tempDir(t), 'notify.sock');
   // recv() without a control buffer closes the fd systemd-notify passes for BARRIER=1, which ends its wait.
   const script =
-    'socket(my $s, AF_UNIX, SOCK_DGRAM, 0) or die; bind($s, pack_sockaddr_un($ARGV[0])) or die "bind: $!"; $|=1; print "listening\\n"; while (defined(recv($s, my $b, 4096, 0))) { $b =~ s/\\n/|/g; print "$b\\n"; }';
+    'socket(my $s, AF_UNIX, SOCK_DGRAM, 0) or die; bind($s, pack_sockaddr_un($ARGV[0])) or die "bind: $!"; ' +
+    '$|=1; print "listening\\n"; ' +
+    'while (defined(recv($s, my $b, 4096, 0))) { $b =~ s/\\n/|/g; print "$b\\n"; }';
   const proc = spawn('perl', ['-MSocket', '-e', script, path], { stdio: ['ignore', 'pipe', 'inherit'] });
   t.teardown(() => void proc.kill());
   const lines: string[] = [];

@@ -27,6 +27,56 @@ export interface TestCa extends KeyPair {
   dispose(): Promise<void>;
 }
 
+/** A leaf certificate (number `serial` of this CA) signed by the CA's key in `dir`. */
+async function issueLeaf(
+  { dir, caCert, caKey }: { dir: string; caCert: string; caKey: string },
+  serial: number,
+  commonName: string,
+  serverNames: string[],
+): Promise<KeyPair> {
+  const base = path.join(dir, `leaf-${serial}`);
+  await run('openssl', [
+    'req',
+    '-newkey',
+    'ec',
+    '-pkeyopt',
+    'ec_paramgen_curve:prime256v1',
+    '-nodes',
+    '-keyout',
+    `${base}.key`,
+    '-out',
+    `${base}.csr`,
+    '-subj',
+    `/CN=${commonName}`,
+  ]);
+  const altNames = serverNames.map((name) => (/^[\d.]+$/.test(name) ? `IP:${name}` : `DNS:${name}`));
+  const ext = [
+    'basicConstraints=CA:FALSE',
+    `extendedKeyUsage=${serverNames.length > 0 ? 'serverAuth' : 'clientAuth'}`,
+    ...(altNames.length > 0 ? [`subjectAltName=${altNames.join(',')}`] : []),
+  ];
+  await writeFile(`${base}.ext`, ext.join('\n') + '\n');
+  await run('openssl', [
+    'x509',
+    '-req',
+    '-in',
+    `${base}.csr`,
+    '-CA',
+    caCert,
+    '-CAkey',
+    caKey,
+    '-set_serial',
+    String(serial + 1000),
+    '-days',
+    String(CERT_VALIDITY_DAYS),
+    '-extfile',
+    `${base}.ext`,
+    '-out',
+    `${base}.crt`,
+  ]);
+  return { cert: await readFile(`${base}.crt`, 'utf8'), key: await readFile(`${base}.key`, 'utf8') };
+}
+
 export async function createTestCa(): Promise<TestCa> {
   const dir = await mkdtemp(path.join(tmpdir(), 'outpost-ca-'));
   const caKey = path.join(dir, 'ca.key');
@@ -54,50 +104,10 @@ export async function createTestCa(): Promise<TestCa> {
   ]);
   let serial = 0;
 
-  async function issue(commonName: string, serverNames: string[] = []): Promise<KeyPair> {
+  const issue = (commonName: string, serverNames: string[] = []): Promise<KeyPair> => {
     serial += 1;
-    const base = path.join(dir, `leaf-${serial}`);
-    await run('openssl', [
-      'req',
-      '-newkey',
-      'ec',
-      '-pkeyopt',
-      'ec_paramgen_curve:prime256v1',
-      '-nodes',
-      '-keyout',
-      `${base}.key`,
-      '-out',
-      `${base}.csr`,
-      '-subj',
-      `/CN=${commonName}`,
-    ]);
-    const altNames = serverNames.map((name) => (/^[\d.]+$/.test(name) ? `IP:${name}` : `DNS:${name}`));
-    const ext = [
-      'basicConstraints=CA:FALSE',
-      `extendedKeyUsage=${serverNames.length > 0 ? 'serverAuth' : 'clientAuth'}`,
-      ...(altNames.length > 0 ? [`subjectAltName=${altNames.join(',')}`] : []),
-    ];
-    await writeFile(`${base}.ext`, ext.join('\n') + '\n');
-    await run('openssl', [
-      'x509',
-      '-req',
-      '-in',
-      `${base}.csr`,
-      '-CA',
-      caCert,
-      '-CAkey',
-      caKey,
-      '-set_serial',
-      String(serial + 1000),
-      '-days',
-      String(CERT_VALIDITY_DAYS),
-      '-extfile',
-      `${base}.ext`,
-      '-out',
-      `${base}.crt`,
-    ]);
-    return { cert: await readFile(`${base}.crt`, 'utf8'), key: await readFile(`${base}.key`, 'utf8') };
-  }
+    return issueLeaf({ dir, caCert, caKey }, serial, commonName, serverNames);
+  };
 
   return {
     cert: await readFile(caCert, 'utf8'),

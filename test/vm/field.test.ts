@@ -4,7 +4,7 @@
 import { existsSync, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MqttClient } from 'mqtt';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { freePort } from '../support/brokers.js';
 import { childConnectAttempt, newKey } from '../support/hub-fixture.js';
 import { tempDir } from '../support/tmp.js';
@@ -64,7 +64,17 @@ if ('skip' in built) {
   process.exit(0);
 }
 
-t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 UART)', async (t) => {
+/** The pieces the steps share: one VM booted once for the file, the cloud it reports to, the hub's host port. */
+interface FieldRig {
+  vm: Vm;
+  cloud: Cloud;
+  hubPort: number;
+  childKey: string;
+  /** Every body a child saw PUBACKed, over all steps: none may be missing from the log. */
+  acked: string[];
+}
+
+async function bootField(t: Test, image: string): Promise<FieldRig> {
   const work = tempDir(t, 'outpost-vm-');
   const share = join(work, 'share');
   mkdirSync(share);
@@ -73,58 +83,140 @@ t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 U
   const childKey = newKey();
   const cloud = await Cloud.start([{ deviceId: 'child-1', key: childKey }]);
   t.teardown(() => cloud.stop());
-  const broker = cloud.broker;
   const hubPort = await freePort();
   writeBoard(share, '/dev/ttyS1');
 
   const vm = await Vm.boot(
     {
-      image: built.image,
+      image,
       workDir: work,
       share,
       hostForwards: [{ hostPort: hubPort, guestPort: GUEST_HUB_PORT }],
-      guestForwards: [{ guestPort: GUEST_BROKER_PORT, hostPort: broker.port }],
+      guestForwards: [{ guestPort: GUEST_BROKER_PORT, hostPort: cloud.broker.port }],
     },
     (line) => t.comment(line),
   );
   t.teardown(() => vm.kill());
+  return { vm, cloud, hubPort, childKey, acked: [] };
+}
 
-  const outpost = (args: string): Promise<string> => vm.mustExec(`/usr/local/bin/outpost ${args}`);
+const outpost = (vm: Vm, args: string): Promise<string> => vm.mustExec(`/usr/local/bin/outpost ${args}`);
 
-  t.test(
-    'install.sh for real; after a reboot the unit starts at boot and reaches READY through sd_notify',
-    async (t) => {
-      await loadBme280Stub(vm);
-      t.match(await vm.mustExec('cat /sys/bus/i2c/devices/i2c-0/name'), /SMBus stub driver/, 'i2c-stub is /dev/i2c-0');
-      const install = await installRelease(vm, 'linux-x64');
-      if (install.code !== 0) t.fail(`install.sh exited ${install.code}: ${install.output}`);
-      t.match(install.output, /installed linux-x64 release [\d.]+ in \/opt\/outpost\/releases\/[\d.]+ \(current\)/);
-      await vm.reboot();
-      t.comment('rebooted');
-      // The stub's registers are volatile: load them again before the service reads the chip (it retries faults).
-      await loadBme280Stub(vm);
-      const active = await vm.until('systemctl is-active outpost', START_WAIT_MS);
-      t.equal(active.output.trim(), 'active', 'the unit is active after the reboot (Type=notify: READY=1 arrived)');
-      t.match(
-        await vm.mustExec('systemctl show -p StatusText --value outpost'),
-        /link|backlog/i,
-        'systemctl status shows the STATUS= line',
+async function installAndReboot(t: Test, { vm }: FieldRig): Promise<void> {
+  await loadBme280Stub(vm);
+  t.match(await vm.mustExec('cat /sys/bus/i2c/devices/i2c-0/name'), /SMBus stub driver/, 'i2c-stub is /dev/i2c-0');
+  const install = await installRelease(vm, 'linux-x64');
+  if (install.code !== 0) t.fail(`install.sh exited ${install.code}: ${install.output}`);
+  t.match(install.output, /installed linux-x64 release [\d.]+ in \/opt\/outpost\/releases\/[\d.]+ \(current\)/);
+  await vm.reboot();
+  t.comment('rebooted');
+  // The stub's registers are volatile: load them again before the service reads the chip (it retries faults).
+  await loadBme280Stub(vm);
+  const active = await vm.until('systemctl is-active outpost', START_WAIT_MS);
+  t.equal(active.output.trim(), 'active', 'the unit is active after the reboot (Type=notify: READY=1 arrived)');
+  t.match(
+    await vm.mustExec('systemctl show -p StatusText --value outpost'),
+    /link|backlog/i,
+    'systemctl status shows the STATUS= line',
+  );
+  // The unit's SupplementaryGroups= give the service its device groups (install.sh does not add the user to them).
+  const groups = await vm.mustExec('ps -o supgrp= -p "$(systemctl show -p MainPID --value outpost)"');
+  for (const group of ['gpio', 'i2c', 'dialout'])
+    t.match(groups, new RegExp(`\\b${group}\\b`), `the service runs in ${group}`);
+  const status = JSON.parse(await outpost(vm, 'status --json')) as { gatewayId: string };
+  t.equal(status.gatewayId, GATEWAY_ID, '`outpost status` answers over the runtime directory socket');
+  t.match(await vm.mustExec('journalctl -b -u outpost -o cat --no-pager'), /outpost ready/, 'journald has the logs');
+  const security = await vm.exec('systemd-analyze security outpost --no-pager | tail -1');
+  t.comment(`systemd-analyze security: ${security.output.trim()}`);
+  t.match(security.output, /Overall exposure level for outpost\.service: \d+\.\d/);
+}
+
+async function publishAcked(rig: FieldRig, client: MqttClient, count: number, tag: string): Promise<void> {
+  for (let i = 0; i < count; i++) {
+    const body = `${tag}-${i}`;
+    await client.publishAsync('devices/child-1/messages/events/', body, { qos: 1 });
+    rig.acked.push(body);
+  }
+}
+
+/**
+ * The child connects once the gateway has read the scope from the cloud broker. Attempts back off (the hub
+ * slows down an address that keeps failing); a last failure carries the gateway's journal.
+ */
+async function connectChild({ vm, hubPort, childKey }: FieldRig): Promise<MqttClient> {
+  const deadline = Date.now() + CHILD_CONNECT_WAIT_MS;
+  let waitMs = 1000;
+  for (;;) {
+    const { client, error: outcome } = await childConnectAttempt(hubPort, 'child-1', childKey, 10_000);
+    if (outcome === null) return client;
+    client.end(true);
+    if (Date.now() + waitMs > deadline) {
+      // The status lines every 5 s would push the scope read's story out of a plain tail.
+      const journal = await vm.exec(
+        `journalctl -b -u outpost -o cat --no-pager | grep -v '"msg":"outpost ${GATEWAY_ID} ' | tail -60`,
       );
-      // The unit's SupplementaryGroups= give the service its device groups (install.sh does not add the user to them).
-      const groups = await vm.mustExec('ps -o supgrp= -p "$(systemctl show -p MainPID --value outpost)"');
-      for (const group of ['gpio', 'i2c', 'dialout'])
-        t.match(groups, new RegExp(`\\b${group}\\b`), `the service runs in ${group}`);
-      const status = JSON.parse(await outpost('status --json')) as { gatewayId: string };
-      t.equal(status.gatewayId, GATEWAY_ID, '`outpost status` answers over the runtime directory socket');
-      t.match(
-        await vm.mustExec('journalctl -b -u outpost -o cat --no-pager'),
-        /outpost ready/,
-        'journald has the logs',
-      );
-      const security = await vm.exec('systemd-analyze security outpost --no-pager | tail -1');
-      t.comment(`systemd-analyze security: ${security.output.trim()}`);
-      t.match(security.output, /Overall exposure level for outpost\.service: \d+\.\d/);
-    },
+      throw new Error(`child-1 was refused (${outcome.message}); gateway journal:\n${journal.output}`);
+    }
+    await new Promise((r) => setTimeout(r, waitMs));
+    waitMs = Math.min(waitMs * 2, 16_000);
+  }
+}
+
+/** The acked bodies missing from the gateway's log. */
+async function missingUpstream({ vm, acked }: FieldRig): Promise<string[]> {
+  const lines = (await outpost(vm, 'log dump --from 1 --limit 100000')).split('\n').filter((l) => l.startsWith('{'));
+  const bodies = new Set(lines.map((l) => (JSON.parse(l) as { body?: string }).body ?? ''));
+  return acked.filter((b) => !bodies.has(b));
+}
+
+async function watchdogRestart(t: Test, rig: FieldRig): Promise<void> {
+  const { vm } = rig;
+  const child = await connectChild(rig);
+  // The backlog must stay in the log for the check: the cloud broker goes away.
+  await rig.cloud.broker.halt();
+  await publishAcked(rig, child, 200, 'before-watchdog');
+  child.end(true);
+  const pid = (await vm.mustExec('systemctl show -p MainPID --value outpost')).trim();
+  await vm.mustExec(`kill -STOP ${pid}`);
+  const restarted = await vm.until(
+    `[ "$(systemctl show -p MainPID --value outpost)" != ${pid} ] &&
+      systemctl is-active outpost`,
+    WATCHDOG_RESTART_WAIT_MS,
+    1000,
+  );
+  t.equal(restarted.code, 0, 'systemd killed the stopped gateway on its watchdog and started it again');
+  t.match(await vm.mustExec('journalctl -u outpost --no-pager | grep -i watchdog | head -3'), /[Ww]atchdog timeout/);
+  t.same(await missingUpstream(rig), [], 'every PUBACKed message is in the log after the watchdog kill');
+}
+
+async function stopUnderLoad(t: Test, rig: FieldRig): Promise<void> {
+  const { vm } = rig;
+  const child = await connectChild(rig);
+  const load = publishAcked(rig, child, 300, 'under-stop').catch(() => {});
+  await new Promise((r) => setTimeout(r, 300));
+  const stop = await vm.exec(
+    'start=$(date +%s%N); systemctl stop outpost; echo $(( ($(date +%s%N) - start) / 1000000 ))',
+  );
+  // The stop closes the hub under the child: ending it fails its pending publishes, so the load ends too.
+  child.end(true);
+  await load;
+  const stopMs = Number(stop.output.trim().split('\n').pop());
+  t.comment(`systemctl stop took ${stopMs} ms`);
+  t.ok(stopMs < STOP_TIMEOUT_SECS * 1000, `stopped within TimeoutStopSec (${stopMs} ms)`);
+  t.equal(
+    (await vm.exec('systemctl show -p Result --value outpost')).output.trim(),
+    'success',
+    'systemd records a clean stop, not a timeout or a kill',
+  );
+  t.same(await missingUpstream(rig), [], 'every PUBACKed message is in the log after the stop');
+}
+
+t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 UART)', async (t) => {
+  const rig = await bootField(t, built.image);
+  const { vm, cloud } = rig;
+
+  t.test('install.sh for real; after a reboot the unit starts at boot and reaches READY through sd_notify', (t) =>
+    installAndReboot(t, rig),
   );
 
   t.test('real I2C: the i2c-bus addon reads a BME280 register map on i2c-stub, and the cloud gets it', async (t) => {
@@ -149,92 +241,10 @@ t.test('the x64 release in a field VM (Debian kernel, systemd, i2c-stub, 16550 U
     t.ok((await feeding) > 0, 'the capture went through the 16550');
   });
 
-  let child: MqttClient | undefined;
-  const acked: string[] = [];
-
-  async function publishAcked(client: MqttClient, count: number, tag: string): Promise<void> {
-    for (let i = 0; i < count; i++) {
-      const body = `${tag}-${i}`;
-      await client.publishAsync('devices/child-1/messages/events/', body, { qos: 1 });
-      acked.push(body);
-    }
-  }
-
-  /**
-   * The child connects once the gateway has read the scope from the cloud broker. Attempts back off (the hub
-   * slows down an address that keeps failing); a last failure carries the gateway's journal.
-   */
-  async function connectChild(): Promise<MqttClient> {
-    const deadline = Date.now() + CHILD_CONNECT_WAIT_MS;
-    let waitMs = 1000;
-    for (;;) {
-      const { client, error: outcome } = await childConnectAttempt(hubPort, 'child-1', childKey, 10_000);
-      if (outcome === null) return client;
-      client.end(true);
-      if (Date.now() + waitMs > deadline) {
-        // The status lines every 5 s would push the scope read's story out of a plain tail.
-        const journal = await vm.exec(
-          `journalctl -b -u outpost -o cat --no-pager | grep -v '"msg":"outpost ${GATEWAY_ID} ' | tail -60`,
-        );
-        throw new Error(`child-1 was refused (${outcome.message}); gateway journal:\n${journal.output}`);
-      }
-      await new Promise((r) => setTimeout(r, waitMs));
-      waitMs = Math.min(waitMs * 2, 16_000);
-    }
-  }
-
-  async function upstreamBodies(): Promise<Set<string>> {
-    const lines = (await outpost('log dump --from 1 --limit 100000')).split('\n').filter((l) => l.startsWith('{'));
-    return new Set(lines.map((l) => (JSON.parse(l) as { body?: string }).body ?? ''));
-  }
-
-  t.test('the watchdog restarts a stopped gateway; nothing a child saw PUBACKed is lost', async (t) => {
-    child = await connectChild();
-    // The backlog must stay in the log for the check: the cloud broker goes away.
-    await broker.halt();
-    await publishAcked(child, 200, 'before-watchdog');
-    child.end(true);
-    const pid = (await vm.mustExec('systemctl show -p MainPID --value outpost')).trim();
-    await vm.mustExec(`kill -STOP ${pid}`);
-    const restarted = await vm.until(
-      `[ "$(systemctl show -p MainPID --value outpost)" != ${pid} ] &&
-      systemctl is-active outpost`,
-      WATCHDOG_RESTART_WAIT_MS,
-      1000,
-    );
-    t.equal(restarted.code, 0, 'systemd killed the stopped gateway on its watchdog and started it again');
-    t.match(await vm.mustExec('journalctl -u outpost --no-pager | grep -i watchdog | head -3'), /[Ww]atchdog timeout/);
-    const bodies = await upstreamBodies();
-    t.same(
-      acked.filter((b) => !bodies.has(b)),
-      [],
-      'every PUBACKed message is in the log after the watchdog kill',
-    );
-  });
-
-  t.test('systemctl stop under load finishes within TimeoutStopSec and loses nothing acked', async (t) => {
-    child = await connectChild();
-    const load = publishAcked(child, 300, 'under-stop').catch(() => {});
-    await new Promise((r) => setTimeout(r, 300));
-    const stop = await vm.exec(
-      'start=$(date +%s%N); systemctl stop outpost; echo $(( ($(date +%s%N) - start) / 1000000 ))',
-    );
-    // The stop closes the hub under the child: ending it fails its pending publishes, so the load ends too.
-    child.end(true);
-    await load;
-    const stopMs = Number(stop.output.trim().split('\n').pop());
-    t.comment(`systemctl stop took ${stopMs} ms`);
-    t.ok(stopMs < STOP_TIMEOUT_SECS * 1000, `stopped within TimeoutStopSec (${stopMs} ms)`);
-    t.equal(
-      (await vm.exec('systemctl show -p Result --value outpost')).output.trim(),
-      'success',
-      'systemd records a clean stop, not a timeout or a kill',
-    );
-    const bodies = await upstreamBodies();
-    t.same(
-      acked.filter((b) => !bodies.has(b)),
-      [],
-      'every PUBACKed message is in the log after the stop',
-    );
-  });
+  t.test('the watchdog restarts a stopped gateway; nothing a child saw PUBACKed is lost', (t) =>
+    watchdogRestart(t, rig),
+  );
+  t.test('systemctl stop under load finishes within TimeoutStopSec and loses nothing acked', (t) =>
+    stopUnderLoad(t, rig),
+  );
 });

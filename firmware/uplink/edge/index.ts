@@ -1,3 +1,4 @@
+import { createSecureContext } from 'node:tls';
 import type { Clock } from '../../clock.js';
 import type { StoredRecord } from '../../store/types.js';
 import type { BackoffOptions } from '../backoff.js';
@@ -70,7 +71,7 @@ export class EdgeUplink {
   private readonly identityOf: (record: StoredRecord) => string;
 
   constructor(private readonly opts: EdgeUplinkOptions) {
-    const identityOf = (record: StoredRecord) => record.properties[RECORD_KEY.deviceId] || opts.gatewayId;
+    const identityOf = (record: StoredRecord) => identityOfRecord(record, opts.gatewayId);
     this.held = new HeldLane(opts.heldLane, opts.storeNowMs, identityOf);
     const deadLane = opts.deadLetterLane;
     this.resend = deadLane === undefined ? null : new DeadLetterResend(deadLane, identityOf, opts.storeNowMs);
@@ -83,6 +84,9 @@ export class EdgeUplink {
       opts.reportError,
     );
     this.relay = relay;
+    // One TLS context for every child's connection (same CA): each connect would otherwise parse the CA
+    // into a store of its own, kept for the life of the connection.
+    const secureContext = createSecureContext(opts.ca === undefined ? {} : { ca: opts.ca });
     const make =
       opts.createLink ??
       ((identity: string, sink: DownlinkSink) =>
@@ -91,6 +95,7 @@ export class EdgeUplink {
           credentials: opts.credentials,
           wallMs: () => opts.clock.wallMs(),
           sink,
+          secureContext,
           ...(opts.ca === undefined ? {} : { ca: opts.ca }),
           ...(opts.keepaliveSecs === undefined ? {} : { keepaliveSecs: opts.keepaliveSecs }),
           ...(opts.tokenTtlSecs === undefined ? {} : { tokenTtlSecs: opts.tokenTtlSecs }),
@@ -148,4 +153,13 @@ export class EdgeUplink {
     this.relay.close();
     return this.pool.close();
   }
+}
+
+/**
+ * The identity a record goes up as: its device's own, except for the gateway's drivers (no IoT Hub identity:
+ * they go on the gateway's connection, named in `outpost-device-id` as in device mode) and the gateway itself.
+ */
+export function identityOfRecord(record: StoredRecord, gatewayId: string): string {
+  if (record.properties[RECORD_KEY.gatewayDevice] !== undefined) return gatewayId;
+  return record.properties[RECORD_KEY.deviceId] || gatewayId;
 }

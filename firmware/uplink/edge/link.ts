@@ -1,3 +1,4 @@
+import type { SecureContext } from 'node:tls';
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
 import { createAzureTransport, type DeviceClient } from '../azure.js';
@@ -33,6 +34,11 @@ export interface IdentityLinkOptions {
   identity: string;
   credentials: EdgeHubCredentials;
   ca?: string;
+  /**
+   * The TLS context every link of the gateway shares (edge/index.ts): one parsed CA store for all of them.
+   * Without it each connect makes its own from `ca` (the SDK passes only `ca` on to mqtt.js).
+   */
+  secureContext?: SecureContext;
   keepaliveSecs?: number;
   /** Wall clock for token expiry (IoT Hub compares `se` with its own UTC clock). */
   wallMs: () => number;
@@ -42,16 +48,23 @@ export interface IdentityLinkOptions {
   sink?: DownlinkSink;
 }
 
+/** The part of the SDK's MqttBase (transport._mqtt) that opens the mqtt.js client. */
+interface SdkMqttBase {
+  mqttProvider: { connect(uri: string, options: Record<string, unknown>): unknown };
+}
+
 /**
  * The SDK's MQTT transport with edgeHub's `auth-chain` appended to the CONNECT user name, as the C# SDK's
- * MqttIotHubAdapter does when it is given an authentication chain. The Node SDK builds the user name in
- * `_getBaseTransportConfig` (private, but the only place: pinned by the edge tests, which read the chain at
- * the emulator); a function rather than a subclass because the SDK calls `new transportCtor(provider)`.
+ * MqttIotHubAdapter does when it is given an authentication chain, and the shared TLS context handed to
+ * mqtt.js (which passes its options on to tls.connect). The Node SDK builds the user name in
+ * `_getBaseTransportConfig` and opens mqtt.js through `_mqtt.mqttProvider` (private, but the only places:
+ * pinned by the edge tests, which read the chain at the emulator and the context at tls.connect); a function
+ * rather than a subclass because the SDK calls `new transportCtor(provider)`.
  */
-function authChainMqtt(chain: string): new (provider: unknown) => unknown {
+function authChainMqtt(chain: string, secureContext?: SecureContext): new (provider: unknown) => unknown {
   return function AuthChainMqtt(provider: unknown) {
     const transport = new Mqtt(provider as ConstructorParameters<typeof Mqtt>[0]);
-    type WithConfig = { _getBaseTransportConfig(c: unknown): { username: string } };
+    type WithConfig = { _getBaseTransportConfig(c: unknown): { username: string }; _mqtt?: SdkMqttBase };
     const inner = transport as unknown as WithConfig;
     const base = inner._getBaseTransportConfig.bind(transport);
     inner._getBaseTransportConfig = (credentials) => {
@@ -59,6 +72,11 @@ function authChainMqtt(chain: string): new (provider: unknown) => unknown {
       config.username += `&auth-chain=${encodeURIComponent(chain)}`;
       return config;
     };
+    const mqttBase = inner._mqtt;
+    if (secureContext !== undefined && mqttBase !== undefined) {
+      const mqtt = mqttBase.mqttProvider;
+      mqttBase.mqttProvider = { connect: (uri, options) => mqtt.connect(uri, { ...options, secureContext }) };
+    }
     return transport;
   } as unknown as new (provider: unknown) => unknown;
 }
@@ -73,7 +91,7 @@ export function createIdentityLink(options: IdentityLinkOptions): IdentityLink {
   const { identity, credentials } = options;
   const { deviceId, moduleId } = splitIdentity(identity);
   const ttlSecs = options.tokenTtlSecs ?? ON_BEHALF_OF_TOKEN_TTL_SECS;
-  const transportCtor = authChainMqtt(authChain(identity, credentials.gatewayId));
+  const transportCtor = authChainMqtt(authChain(identity, credentials.gatewayId), options.secureContext);
   let expiresAtWallMs = 0;
   let issuedAtWallMs = 0;
   const createClient = (): DeviceClient => {

@@ -1,72 +1,27 @@
-import type { Clock } from '../../clock.js';
-import { Backoff, type BackoffOptions } from '../backoff.js';
 import { deadline } from '../timers.js';
 import { UplinkError, type UplinkMessage, type UplinkTransport } from '../types.js';
-import type { IdentityLink } from './link.js';
 import {
   CLOUD_CONNECTIONS_MAX_DEFAULT,
   CLOUD_CONNECTION_IDLE_SECS_DEFAULT,
   CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT,
-  IDENTITY_REFUSALS_MAX,
-  REFUSED_RECHECK_MS,
-  isIdentityRefusal,
 } from './limits.js';
-import { TOKEN_RENEWAL_SHARE } from './token.js';
+import {
+  ConnectPacer,
+  armRenewal,
+  connectFailed,
+  isOpen,
+  isUp,
+  newEntry,
+  type Entry,
+  type IdentityState,
+} from './pool-entry.js';
+import { statusOf, type PoolOptions, type PoolStatus } from './pool-types.js';
+
+export type { IdentityState } from './pool-entry.js';
+export type { PoolOptions, PoolStatus } from './pool-types.js';
 
 /** How often idle connections and token lifetimes are checked, ms: idle and renewal times are minutes. */
 const HOUSEKEEPING_MS = 1_000;
-/**
- * How far behind its schedule the pacing may catch up, ms. Connects are slotted on a grid of
- * 1 / connectsPerSecMax; a pacing timer that fires late (a busy event loop: the bench measured 150 ms late
- * on a loaded Pi-class CPU, which stretched 20 connects a second to 5) starts the slots it missed at once
- * instead of pushing every later one back. A quarter second bounds that catch-up to a few connects, so no
- * second sees many more than connectsPerSecMax; a pool idle for longer starts on a fresh grid.
- */
-const CONNECT_CATCH_UP_MS = 250;
-
-export type IdentityState = 'closed' | 'waiting' | 'connecting' | 'up' | 'renewing' | 'backoff' | 'refused';
-
-interface Entry {
-  identity: string;
-  link: IdentityLink;
-  state: IdentityState;
-  backoff: Backoff;
-  retryAtMonoMs: number;
-  lastTrafficMonoMs: number;
-  inflight: number;
-  /** The identity is connected at the local hub: its connection stays open however idle. */
-  retained: boolean;
-  refusals: number;
-  firstRefusalMonoMs: number;
-  lastError: string | null;
-  renewTimer: NodeJS.Timeout | null;
-}
-
-export interface PoolOptions {
-  clock: Clock;
-  createLink: (identity: string) => IdentityLink;
-  connectionsMax?: number;
-  idleSecs?: number;
-  connectsPerSecMax?: number;
-  connectTimeoutMs: number;
-  backoff?: BackoffOptions;
-  /** Something changed (a connection came up, went down, was refused): the drain looks again. */
-  onChange: () => void;
-  /** True while the drain holds records for the identity: its connection is not idle then. */
-  busy: (identity: string) => boolean;
-  reportError: (err: Error) => void;
-}
-
-export interface PoolStatus {
-  connections: number;
-  /** Identities kept open because their child is connected at the local hub. */
-  retained: number;
-  connecting: number;
-  backoff: number;
-  refused: string[];
-  connects: number;
-  connectsRefused: number;
-}
 
 /**
  * One upstream connection per active identity (edge mode), bounded, paced, closed when idle, renewed before
@@ -76,8 +31,7 @@ export class ConnectionPool {
   private readonly entries = new Map<string, Entry>();
   private readonly connectionsMax: number;
   private readonly idleMs: number;
-  private readonly connectIntervalMs: number;
-  private nextConnectMonoMs = -Infinity;
+  private readonly pacer: ConnectPacer;
   private lastAcceptedMonoMs = -Infinity;
   private connects = 0;
   private connectsRefused = 0;
@@ -88,7 +42,7 @@ export class ConnectionPool {
   constructor(private readonly opts: PoolOptions) {
     this.connectionsMax = opts.connectionsMax ?? CLOUD_CONNECTIONS_MAX_DEFAULT;
     this.idleMs = (opts.idleSecs ?? CLOUD_CONNECTION_IDLE_SECS_DEFAULT) * 1000;
-    this.connectIntervalMs = 1000 / (opts.connectsPerSecMax ?? CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT);
+    this.pacer = new ConnectPacer(1000 / (opts.connectsPerSecMax ?? CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT));
   }
 
   state(identity: string): IdentityState {
@@ -107,7 +61,7 @@ export class ConnectionPool {
     if (this.closed) return;
     let entry = this.entries.get(identity);
     if (entry === undefined) {
-      entry = this.newEntry(identity);
+      entry = this.createEntry(identity);
       this.entries.set(identity, entry);
     }
     if (this.state(identity) !== 'closed') return;
@@ -117,13 +71,13 @@ export class ConnectionPool {
 
   /** The identity's connection while it is up, for work that rides on it besides telemetry (its twin). */
   upTransport(identity: string): UplinkTransport | null {
-    const state = this.entries.get(identity)?.state;
-    return state === 'up' || state === 'renewing' ? this.entries.get(identity)!.link.transport : null;
+    const entry = this.entries.get(identity);
+    return entry !== undefined && isUp(entry) ? entry.link.transport : null;
   }
 
   /** Identities whose connection is up now. */
   upIdentities(): string[] {
-    return [...this.entries.values()].filter((e) => e.state === 'up' || e.state === 'renewing').map((e) => e.identity);
+    return [...this.entries.values()].filter(isUp).map((e) => e.identity);
   }
 
   /** The child connected at the local hub: its connection is opened (paced, bounded) and kept while it stays. */
@@ -159,7 +113,7 @@ export class ConnectionPool {
   /** A publish on the identity's connection failed in a way that needs a new connection. */
   fail(identity: string, cause: Error): void {
     const entry = this.entries.get(identity);
-    if (entry === undefined || (entry.state !== 'up' && entry.state !== 'renewing')) return;
+    if (entry === undefined || !isUp(entry)) return;
     this.lost(entry, cause);
     void entry.link.transport.destroy();
   }
@@ -182,20 +136,7 @@ export class ConnectionPool {
   }
 
   status(): PoolStatus {
-    let connections = 0;
-    let retained = 0;
-    let connecting = 0;
-    let backoff = 0;
-    const refused: string[] = [];
-    for (const entry of this.entries.values()) {
-      if (entry.retained) retained += 1;
-      if (entry.state === 'up' || entry.state === 'renewing') connections += 1;
-      else if (entry.state === 'connecting') connecting += 1;
-      else if (entry.state === 'backoff') backoff += 1;
-      else if (entry.state === 'refused') refused.push(entry.identity);
-    }
-    const { connects, connectsRefused } = this;
-    return { connections, retained, connecting, backoff, refused, connects, connectsRefused };
+    return statusOf(this.entries.values(), this.connects, this.connectsRefused);
   }
 
   async close(): Promise<void> {
@@ -208,25 +149,11 @@ export class ConnectionPool {
     this.entries.clear();
   }
 
-  private newEntry(identity: string): Entry {
-    const link = this.opts.createLink(identity);
-    const entry: Entry = {
-      identity,
-      link,
-      state: 'closed',
-      backoff: new Backoff(this.opts.backoff),
-      retryAtMonoMs: 0,
-      lastTrafficMonoMs: this.opts.clock.monoMs(),
-      inflight: 0,
-      retained: false,
-      refusals: 0,
-      firstRefusalMonoMs: 0,
-      lastError: null,
-      renewTimer: null,
-    };
-    link.transport.onDisconnect((cause) => {
+  private createEntry(identity: string): Entry {
+    const entry = newEntry(identity, this.opts.createLink(identity), this.opts.backoff, this.opts.clock.monoMs());
+    entry.link.transport.onDisconnect((cause) => {
       const ours = cause instanceof UplinkError && cause.code === 'CLOSED';
-      if (!ours && (entry.state === 'up' || entry.state === 'renewing')) this.lost(entry, cause);
+      if (!ours && isUp(entry)) this.lost(entry, cause);
     });
     this.housekeeping ??= setInterval(() => this.tidy(), HOUSEKEEPING_MS);
     return entry;
@@ -245,9 +172,7 @@ export class ConnectionPool {
 
   private open(): number {
     let count = 0;
-    for (const entry of this.entries.values()) {
-      if (entry.state === 'connecting' || entry.state === 'up' || entry.state === 'renewing') count += 1;
-    }
+    for (const entry of this.entries.values()) if (isOpen(entry)) count += 1;
     return count;
   }
 
@@ -263,13 +188,13 @@ export class ConnectionPool {
       if (entry.state === 'backoff' && entry.retryAtMonoMs <= now) entry.state = 'waiting';
       if (entry.state === 'backoff') dueAtMs = Math.min(dueAtMs, entry.retryAtMonoMs);
       if (entry.state !== 'waiting') continue;
-      if (this.nextConnectMonoMs > now) {
-        dueAtMs = Math.min(dueAtMs, this.nextConnectMonoMs);
+      const notBefore = this.pacer.notBefore(now);
+      if (notBefore !== null) {
+        dueAtMs = Math.min(dueAtMs, notBefore);
         continue;
       }
       if (this.open() >= this.connectionsMax && !this.evictIdle()) continue;
-      const slotMonoMs = this.nextConnectMonoMs < now - CONNECT_CATCH_UP_MS ? now : this.nextConnectMonoMs;
-      this.nextConnectMonoMs = slotMonoMs + this.connectIntervalMs;
+      this.pacer.take(now);
       void this.connect(entry);
     }
     if (dueAtMs === Infinity) return;
@@ -332,37 +257,13 @@ export class ConnectionPool {
     this.schedule();
   }
 
-  /**
-   * A refusal of the identity counts towards a permanent one only while IoT Hub accepts other identities
-   * signed with the same `$edgeHub` key (one is connected, or one connected since the first refusal): when it
-   * refuses every identity, the key is at fault, not the children.
-   */
+  /** A failed connect: backoff, or refused once IoT Hub keeps refusing the identity (pool-entry.ts). */
   private connectFailed(entry: Entry, err: Error): void {
-    const now = this.opts.clock.monoMs();
-    const refusedIdentity = isIdentityRefusal(err);
-    entry.lastError = err.message;
-    if (refusedIdentity) {
-      this.connectsRefused += 1;
-      if (entry.refusals === 0) entry.firstRefusalMonoMs = now;
-      entry.refusals += 1;
-    }
     const othersUp = [...this.entries.values()].some((other) => other !== entry && other.state === 'up');
-    const othersAccepted = othersUp || this.lastAcceptedMonoMs >= entry.firstRefusalMonoMs;
-    if (refusedIdentity && entry.refusals >= IDENTITY_REFUSALS_MAX && othersAccepted) {
-      entry.state = 'refused';
-      entry.retryAtMonoMs = now + REFUSED_RECHECK_MS;
-      entry.refusals = 0;
-      this.opts.reportError(
-        new UplinkError(
-          'REJECTED',
-          `IoT Hub refuses "${entry.identity}" (${err.message}); its records go to the dead-letter lane`,
-        ),
-      );
-      return;
-    }
-    entry.state = 'backoff';
-    entry.retryAtMonoMs = now + entry.backoff.nextDelayMs();
-    this.opts.reportError(err);
+    const othersAccepted = (since: number) => othersUp || this.lastAcceptedMonoMs >= since;
+    const { identityRefusal, report } = connectFailed(entry, err, this.opts.clock.monoMs(), othersAccepted);
+    if (identityRefusal) this.connectsRefused += 1;
+    this.opts.reportError(report);
   }
 
   /** Starts connects that became due and closes idle connections. */
@@ -375,22 +276,13 @@ export class ConnectionPool {
     }
   }
 
-  /**
-   * Renews the connection once TOKEN_RENEWAL_SHARE of its token's lifetime is left: a timer per connection,
-   * not the housekeeping pass, whose second of granularity is a large part of a short token's margin.
-   */
+  /** Renewal when its token nears its end (pool-entry.ts), once nothing is in flight on the connection. */
   private armRenewal(entry: Entry): void {
-    if (entry.renewTimer !== null) clearTimeout(entry.renewTimer);
-    const expiresAt = entry.link.tokenExpiresAtWallMs();
-    if (expiresAt <= 0) return;
-    const ttlMs = expiresAt - entry.link.tokenIssuedAtWallMs();
-    const dueInMs = Math.max(0, expiresAt - ttlMs * TOKEN_RENEWAL_SHARE - this.opts.clock.wallMs());
-    entry.renewTimer = setTimeout(() => {
-      entry.renewTimer = null;
+    armRenewal(entry, this.opts.clock.wallMs(), () => {
       if (entry.state !== 'up' || this.closed) return;
       entry.state = 'renewing';
       if (entry.inflight === 0) this.renew(entry);
-    }, dueInMs);
+    });
   }
 
   /** A fresh connect with a fresh token, ahead of the other waiting identities. */

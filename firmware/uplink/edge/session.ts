@@ -8,6 +8,7 @@ import { EDGE_READ_AHEAD_RECORDS_MAX, IDENTITY_REFUSED, LaneCursor, deadLetterEn
 import type { Entry } from './lane-cursor.js';
 import { IDENTITY_INFLIGHT_MAX, IDENTITY_SEND_BATCH_MESSAGES, PARK_PENDING_MS } from './limits.js';
 import type { ConnectionPool } from './pool.js';
+import { IdentityQueues } from './queues.js';
 import type { DeadLetterResend } from './resend.js';
 
 export interface EdgeContext {
@@ -27,12 +28,10 @@ export interface EdgeContext {
  */
 export class EdgeDrainSession implements PumpSession {
   private readonly cursors: LaneCursor[];
-  private readonly queues = new Map<string, Entry[]>();
-  private readonly sent = new Map<string, number>();
+  private readonly queues = new IdentityQueues();
   private readonly unsubscribes: Array<() => void> = [];
   /** Identities whose dead letters are being copied back: their records wait in their queue meanwhile. */
   private readonly resending = new Set<string>();
-  private inflightCount = 0;
   private ended = false;
   private paused = false;
   private waiter: (() => void) | null = null;
@@ -61,7 +60,7 @@ export class EdgeDrainSession implements PumpSession {
   }
 
   get inflight(): number {
-    return this.inflightCount;
+    return this.queues.inflight;
   }
 
   /** The gateway's own connection is the pump's to watch; children's publishes are timed out here. */
@@ -102,7 +101,7 @@ export class EdgeDrainSession implements PumpSession {
   }
 
   async quiesce(): Promise<void> {
-    while (!this.ended && this.inflightCount > 0) await new Promise<void>((resolve) => (this.quiescer = resolve));
+    while (!this.ended && this.queues.inflight > 0) await new Promise<void>((resolve) => (this.quiescer = resolve));
   }
 
   rateChanged(): void {
@@ -117,7 +116,7 @@ export class EdgeDrainSession implements PumpSession {
 
   /** True while the session holds records for the identity (the pool keeps its connection then). */
   busy(identity: string): boolean {
-    return (this.queues.get(identity)?.length ?? 0) > 0 || (this.sent.get(identity) ?? 0) > 0;
+    return this.queues.busy(identity);
   }
 
   notify(): void {
@@ -154,9 +153,7 @@ export class EdgeDrainSession implements PumpSession {
     const entry: Entry = { record, identity, cursor, state: 'queued', queuedAtMs, sentAtMs: 0 };
     cursor.entries.push(entry);
     if (!cursor.holding && this.edge.held.parked(identity) && !this.resending.has(identity)) return this.park(entry);
-    let queue = this.queues.get(identity);
-    if (queue === undefined) this.queues.set(identity, (queue = []));
-    queue.push(entry);
+    this.queues.push(entry);
     if (identity !== this.host.gatewayId) this.edge.pool.want(identity);
   }
 
@@ -176,13 +173,9 @@ export class EdgeDrainSession implements PumpSession {
       else if (state === 'backoff') this.parkQueued(identity, queue);
       else if (state === 'closed') this.edge.pool.want(identity);
       else if (state === 'up') {
-        const before = this.inflightCount;
+        const before = this.queues.inflight;
         const more = this.fill(identity, queue);
-        // Served identities go to the back: the next turn starts with those that waited.
-        if (this.inflightCount > before) {
-          this.queues.delete(identity);
-          this.queues.set(identity, queue);
-        }
+        if (this.queues.inflight > before) this.queues.rotate(identity, queue);
         if (!more) return;
       }
     }
@@ -194,10 +187,10 @@ export class EdgeDrainSession implements PumpSession {
    */
   private fill(identity: string, queue: Entry[]): boolean {
     const batch = Math.min(queue.length, IDENTITY_SEND_BATCH_MESSAGES, this.host.windowMax);
-    if (this.host.windowMax - this.inflightCount < batch) return false;
-    if (IDENTITY_INFLIGHT_MAX - (this.sent.get(identity) ?? 0) < batch) return true;
-    while (queue.length > 0 && !this.paused && (this.sent.get(identity) ?? 0) < IDENTITY_INFLIGHT_MAX) {
-      if (this.inflightCount >= this.host.windowMax) return false;
+    if (this.host.windowMax - this.queues.inflight < batch) return false;
+    if (IDENTITY_INFLIGHT_MAX - this.queues.sentOf(identity) < batch) return true;
+    while (queue.length > 0 && !this.paused && this.queues.sentOf(identity) < IDENTITY_INFLIGHT_MAX) {
+      if (this.queues.inflight >= this.host.windowMax) return false;
       const entry = queue[0]!;
       const origin = originOf(entry.cursor.lane.name, entry.record);
       const message = recordToMessage(this.host.gatewayId, origin.lane, { ...entry.record, seq: origin.seq });
@@ -209,8 +202,7 @@ export class EdgeDrainSession implements PumpSession {
       queue.shift();
       entry.state = 'sent';
       entry.sentAtMs = this.host.clock.monoMs();
-      this.inflightCount += 1;
-      this.sent.set(identity, (this.sent.get(identity) ?? 0) + 1);
+      this.queues.markSent(identity);
       const publish =
         identity === this.host.gatewayId
           ? this.host.transport.publish(message)
@@ -223,16 +215,9 @@ export class EdgeDrainSession implements PumpSession {
     return true;
   }
 
-  private unsend(entry: Entry): void {
-    this.inflightCount -= 1;
-    const left = (this.sent.get(entry.identity) ?? 1) - 1;
-    if (left > 0) this.sent.set(entry.identity, left);
-    else this.sent.delete(entry.identity);
-  }
-
   private onAcked(entry: Entry): void {
     if (this.ended) return;
-    this.unsend(entry);
+    this.queues.unsend(entry.identity);
     this.host.delivered.add(1);
     this.finish(entry);
     if (!this.busy(entry.identity)) this.edge.pool.released(entry.identity);
@@ -250,7 +235,7 @@ export class EdgeDrainSession implements PumpSession {
     const refusal = error instanceof UplinkError ? error.refusal : null;
     const gateway = entry.identity === this.host.gatewayId;
     if (refusal === null && gateway) return this.end(error);
-    this.unsend(entry);
+    this.queues.unsend(entry.identity);
     if (refusal !== null) {
       const { lane, seq } = originOf(entry.cursor.lane.name, entry.record);
       const ackedSeq = entry.cursor.lane.ackedSeq();
@@ -260,22 +245,15 @@ export class EdgeDrainSession implements PumpSession {
       }
     }
     if (gateway) return this.end(error);
-    this.requeue(entry);
+    entry.state = 'queued';
+    this.queues.requeue(entry);
     this.edge.pool.fail(entry.identity, error);
     this.notify();
   }
 
-  private requeue(entry: Entry): void {
-    entry.state = 'queued';
-    let queue = this.queues.get(entry.identity);
-    if (queue === undefined) this.queues.set(entry.identity, (queue = []));
-    const at = queue.findIndex((other) => other.cursor === entry.cursor && other.record.seq > entry.record.seq);
-    queue.splice(at < 0 ? queue.length : at, 0, entry);
-  }
-
   /** An identity in backoff with nothing in flight has its upstream records parked (held.ts). */
   private parkQueued(identity: string, queue: Entry[]): void {
-    if ((this.sent.get(identity) ?? 0) > 0) return;
+    if (this.queues.sentOf(identity) > 0) return;
     const keep = queue.filter((entry) => entry.cursor.holding);
     for (const entry of queue) if (!entry.cursor.holding) this.park(entry);
     this.queues.set(identity, keep);
@@ -290,7 +268,7 @@ export class EdgeDrainSession implements PumpSession {
     if (this.resending.has(head.identity)) return;
     if (this.host.clock.monoMs() - head.queuedAtMs < PARK_PENDING_MS) return;
     const queue = this.queues.get(head.identity);
-    if (queue !== undefined && (this.sent.get(head.identity) ?? 0) === 0) this.parkQueued(head.identity, queue);
+    if (queue !== undefined && this.queues.sentOf(head.identity) === 0) this.parkQueued(head.identity, queue);
   }
 
   private park(entry: Entry): void {
@@ -309,7 +287,7 @@ export class EdgeDrainSession implements PumpSession {
       if (this.resending.has(identity) || identity === this.host.gatewayId) continue;
       const state = this.edge.pool.state(identity);
       if (state === 'closed') this.edge.pool.want(identity);
-      else if (state === 'up' && (this.sent.get(identity) ?? 0) === 0) this.startResend(resend, identity);
+      else if (state === 'up' && this.queues.sentOf(identity) === 0) this.startResend(resend, identity);
     }
   }
 

@@ -1,7 +1,7 @@
 import t from 'tap';
 import { parseSasToken, verifySas, makeSasToken } from '../../../firmware/auth/sas.js';
-import { parseRoute } from '../../../firmware/hub/routes.js';
-import { RouteError, evaluate } from '../../../firmware/hub/condition.js';
+import { parseRoute } from '../../../firmware/router/routes.js';
+import { RouteError, evaluate } from '../../../firmware/router/condition.js';
 import { classifyPublish } from '../../../firmware/hub/topics.js';
 import { prng, testSeed } from '../../support/prng.js';
 import { newKey } from '../../support/hub-fixture.js';

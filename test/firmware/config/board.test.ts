@@ -116,7 +116,8 @@ const cases: { name: string; board?: unknown; extra?: Record<string, unknown>; m
     name: 'quota smaller than four segments',
     board: { ...simBoard, storage: { segmentBytes: 1048576, quotaBytes: 2097152 } },
     message:
-      'board.json: $.storage.quotaBytes: expected an integer between 4194304 and 1099511627776 (bytes, at least 4 × segmentBytes), got 2097152',
+      'board.json: $.storage.quotaBytes: expected an integer between 4194304 and 1099511627776 ' +
+      '(bytes, at least 4 × segmentBytes), got 2097152',
   },
   {
     name: 'a typo in a storage field',
@@ -133,13 +134,15 @@ const cases: { name: string; board?: unknown; extra?: Record<string, unknown>; m
     name: 'missing gateway id',
     board: { board: 'sim', identity: {} },
     message:
-      'board.json: $.identity.gatewayId: expected a gateway id (IoT Hub device id rules), got nothing (the field is missing)',
+      'board.json: $.identity.gatewayId: expected a gateway id (IoT Hub device id rules), ' +
+      'got nothing (the field is missing)',
   },
   {
     name: 'a device override with an address the part cannot have',
     board: { ...simBoard, devices: { env: { address: '0x40' } } },
     message:
-      'board.json: $.devices.env.address: expected an I2C address, one of 0x76, 0x77 (number or "0x.." string), got "0x40"',
+      'board.json: $.devices.env.address: expected an I2C address, one of 0x76, 0x77 ' +
+      '(number or "0x.." string), got "0x40"',
   },
   {
     name: 'an error inside a variant names the variant file',
@@ -169,8 +172,10 @@ const cases: { name: string; board?: unknown; extra?: Record<string, unknown>; m
   {
     name: 'unknown compatible',
     board: { ...simBoard, devices: { fridge: { compatible: 'acme,thermo', bus: 'i2c-1' } } },
-    message:
-      /^board\.json: \$\.devices\.fridge\.compatible: expected one of "bosch,bme280", .*"nmea,gps".*, got "acme,thermo"$/,
+    message: new RegExp(
+      /^board\.json: \$\.devices\.fridge\.compatible: /.source +
+        /expected one of "bosch,bme280", .*"nmea,gps".*, got "acme,thermo"$/.source,
+    ),
   },
   {
     name: 'a device on a bus of the wrong kind',
@@ -182,19 +187,23 @@ const cases: { name: string; board?: unknown; extra?: Record<string, unknown>; m
     name: 'two enabled devices at one address',
     board: { ...simBoard, devices: { env2: { compatible: 'bosch,bme280', bus: 'i2c-1', address: 118 } } },
     message:
-      'board.json: $.devices.env2: expected a device not sharing address 0x76 on bus "i2c-1" with device "env", got an object',
+      'board.json: $.devices.env2: expected a device not sharing address 0x76 on bus "i2c-1" with device "env", ' +
+      'got an object',
   },
   {
     name: 'two devices on one GPIO pin',
     board: { ...simBoard, devices: { bell: { compatible: 'outpost,gpio-input', bus: 'gpio', pin: 22 } } },
     message:
-      'board.json: $.devices.bell: expected a device not sharing pin 22 on bus "gpio" with device "relay1", got an object',
+      'board.json: $.devices.bell: expected a device not sharing pin 22 on bus "gpio" with device "relay1", ' +
+      'got an object',
   },
   {
     name: 'pollIntervalMs on an event-driven driver',
     board: { ...simBoard, devices: { door: { pollIntervalMs: 1000 } } },
-    message:
-      /^board\.json: \$\.devices\.door\.pollIntervalMs: expected one of the known fields compatible, bus, status, label, pin, /,
+    message: new RegExp(
+      /^board\.json: \$\.devices\.door\.pollIntervalMs: /.source +
+        /expected one of the known fields compatible, bus, status, label, pin, /.source,
+    ),
   },
   {
     name: 'variant field that does not match the file name',
@@ -209,8 +218,10 @@ const cases: { name: string; board?: unknown; extra?: Record<string, unknown>; m
       'loop-a.json': { variant: 'loop-a', extends: 'loop-b' },
       'loop-b.json': { variant: 'loop-b', extends: 'loop-a' },
     },
-    message:
-      /^boards\/loop-[ab]\.json: \$\.extends: expected a chain of at most 4 variant files \(is there a cycle\?\), got "loop-[ab]"$/,
+    message: new RegExp(
+      /^boards\/loop-[ab]\.json: \$\.extends: /.source +
+        /expected a chain of at most 4 variant files \(is there a cycle\?\), got "loop-[ab]"$/.source,
+    ),
   },
   {
     name: 'not JSON at all',

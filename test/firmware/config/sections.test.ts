@@ -37,7 +37,10 @@ const BROKEN_LINES = [
   'board.json: $.uplink.protocol: expected one of "mqtt", "azure", "sim", "none", got "carrier-pigeon"',
   /^board\.json: \$\.hub\.bogusOption: expected one of the known fields tcp, tls, hostNames, .*, got "bogusOption"$/,
   'board.json: $.hub.tcp.port: expected an integer between 0 and 65535 (TCP port), got 99999',
-  /^board\.json: \$\.routes\.lost: expected a route in IoT Edge syntax: FROM must be \/messages\/\*, .* \(found "\/nowhere"\), got "FROM \/nowhere INTO \$upstream"$/,
+  new RegExp(
+    /^board\.json: \$\.routes\.lost: expected a route in IoT Edge syntax: FROM must be \/messages\/\*, /.source +
+      /.* \(found "\/nowhere"\), got "FROM \/nowhere INTO \$upstream"$/.source,
+  ),
   'board.json: $.uplink.connectionString: expected DeviceId=gw-1 (identity.gatewayId), got DeviceId=someone-else',
 ];
 
@@ -66,7 +69,10 @@ t.test('board check quotes a bad value without the credentials in it', async (t)
   const err: string[] = [];
   t.equal(await runBoardCheckCli([join(dir, 'board.json')], { out: () => {}, err: (l) => err.push(l) }), 1);
   t.match(err, [
-    /\$\.uplink\.url: expected mqtt:\/\/host:port or mqtts:\/\/host:port, got "mqttx:\/\/gw:\[redacted\]@127\.0\.0\.1:1"/,
+    new RegExp(
+      /\$\.uplink\.url: expected mqtt:\/\/host:port or mqtts:\/\/host:port, /.source +
+        /got "mqttx:\/\/gw:\[redacted\]@127\.0\.0\.1:1"/.source,
+    ),
   ]);
   t.notOk(err.join('').includes('TypoSecret-77'));
 });
@@ -140,7 +146,9 @@ t.test('hub TLS paths resolve against board.json, not the working directory', as
   await t.rejects(
     loadBoard(broken, { files: true }),
     {
-      message: `${broken}: $.hub.tls.certPath: expected a readable PEM file, got ${join(missing, 'hubca/hub-chain.crt')}: ENOENT`,
+      message:
+        `${broken}: $.hub.tls.certPath: expected a readable PEM file, ` +
+        `got ${join(missing, 'hubca/hub-chain.crt')}: ENOENT`,
     },
     'a missing file names board.json, the field and the resolved path',
   );

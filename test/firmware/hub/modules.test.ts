@@ -34,9 +34,11 @@ const routes = {
   up: 'FROM /messages/* INTO $upstream',
   toAnalyzer: 'FROM /messages/devices/child-a/* INTO BrokeredEndpoint("/modules/analyzer/inputs/in1")',
   alerts:
-    'FROM /messages/devices/child-a/modules/filter/outputs/alerts INTO BrokeredEndpoint("/modules/analyzer/inputs/alerts")',
+    'FROM /messages/devices/child-a/modules/filter/outputs/alerts ' +
+    'INTO BrokeredEndpoint("/modules/analyzer/inputs/alerts")',
   fromFilter:
-    "FROM /messages/devices/child-a/modules/filter/* WHERE $connectionModuleId = 'filter' AND $deviceId = 'child-a' INTO BrokeredEndpoint(\"/modules/analyzer/inputs/filtered\")",
+    "FROM /messages/devices/child-a/modules/filter/* WHERE $connectionModuleId = 'filter' AND $deviceId = 'child-a' " +
+    'INTO BrokeredEndpoint("/modules/analyzer/inputs/filtered")',
 };
 
 const scope = (version: number) => ({
@@ -216,7 +218,9 @@ t.test('module telemetry, inputs from routes, module twin and module methods (mq
 t.test('the azure-iot-device ModuleClient connects through the hub with GatewayHostName over TLS', async (t) => {
   const certs = await hubCerts(tempDir(t, 'outpost-hub-module-certs-'));
   const { hub, log, port } = await setup(t, certs);
-  const connectionString = `HostName=${HUB_HOST};DeviceId=gw-1;ModuleId=analyzer;SharedAccessKey=${keyAnalyzer};GatewayHostName=localhost:${hub.status().ports.tls}`;
+  const connectionString =
+    `HostName=${HUB_HOST};DeviceId=gw-1;ModuleId=analyzer;SharedAccessKey=${keyAnalyzer};` +
+    `GatewayHostName=localhost:${hub.status().ports.tls}`;
   const client = ModuleClient.fromConnectionString(connectionString, Mqtt);
   await client.setOptions({ ca: certs.ca.cert });
   await client.open();
@@ -300,7 +304,7 @@ t.test(
 );
 
 t.test('route sources and targets for modules', async (t) => {
-  const { parseRoute } = await import('../../../firmware/hub/routes.js');
+  const { parseRoute } = await import('../../../firmware/router/routes.js');
   const route = parseRoute(
     'r',
     'FROM /messages/modules/filter/outputs/* INTO BrokeredEndpoint("/modules/analyzer/inputs/in1")',

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import path from 'node:path';
 import { startHub } from '../../../firmware/hub/index.js';
 import { UPSTREAM_LANE } from '../../../firmware/store/names.js';
@@ -16,10 +16,14 @@ const keyB = newKey();
 const routes = {
   hot: "FROM /messages/* WHERE $deviceId = 'child-a' AND temp > 30 INTO $upstream",
   alerts:
-    'FROM /messages/devices/child-a/* WHERE temp > 30 OR $body.level = "high" INTO BrokeredEndpoint("/devices/child-b/inputs/alerts")',
+    'FROM /messages/devices/child-a/* WHERE temp > 30 OR $body.level = "high" ' +
+    'INTO BrokeredEndpoint("/devices/child-b/inputs/alerts")',
 };
 
-t.test('routes, durable PUBACK, local endpoint delivered after a restart', async (t) => {
+type Hub = Awaited<ReturnType<typeof startHub>>;
+
+/** A scope broker with child-a and child-b, a ring log, and a hub on them started (and started again) by `start`. */
+async function routesHub(t: Test): Promise<{ log: RingLog; start: () => Promise<Hub> }> {
   const dir = tempDir(t, 'outpost-hub-routes-');
   const broker = await AedesBroker.start();
   t.teardown(() => broker.stop());
@@ -41,6 +45,35 @@ t.test('routes, durable PUBACK, local endpoint delivered after a restart', async
       dataDir: path.join(dir, 'data'),
       scopeBroker: { url: broker.url },
     });
+  return { log, start };
+}
+
+/** child-b comes online after the restart: its three alerts, in order, on its input. */
+async function alertsDelivered(t: Test, hub: Hub): Promise<void> {
+  const b = await mqttChild(hub.status().ports.tcp!, 'child-b', sasPassword('child-b', keyB));
+  t.teardown(() => b.endAsync(true));
+  const got: Array<{ topic: string; body: string }> = [];
+  b.on('message', (topic, payload) => got.push({ topic, body: payload.toString() }));
+  await b.subscribeAsync('devices/child-b/messages/devicebound/#', { qos: 1 });
+  await until(
+    'alerts delivered and acked',
+    () => got.length === 3 && hub.status().localBacklog['child-b/inputs/alerts'] === 0,
+  );
+  t.same(
+    got.map((m) => JSON.parse(m.body)),
+    [{ temp: 35 }, { temp: 41 }, { level: 'high' }],
+    'in order',
+  );
+  t.match(
+    got[0].topic,
+    /^devices\/child-b\/messages\/devicebound\/.*inputName=alerts/,
+    'the input is named in the property bag',
+  );
+  t.match(got[0].topic, /%24.to=%2Fdevices%2Fchild-b%2Finputs%2Falerts/);
+}
+
+t.test('routes, durable PUBACK, local endpoint delivered after a restart', async (t) => {
+  const { log, start } = await routesHub(t);
   let hub = await start();
   await hub.refreshIdentities();
   const upstream = await log.lane(UPSTREAM_LANE);
@@ -81,26 +114,7 @@ t.test('routes, durable PUBACK, local endpoint delivered after a restart', async
   hub = await start();
   t.teardown(() => hub.stop());
   t.same(hub.status().localBacklog, { 'child-b/inputs/alerts': 3 }, 'the backlog survives a restart of the hub');
-  const b = await mqttChild(hub.status().ports.tcp!, 'child-b', sasPassword('child-b', keyB));
-  t.teardown(() => b.endAsync(true));
-  const got: Array<{ topic: string; body: string }> = [];
-  b.on('message', (topic, payload) => got.push({ topic, body: payload.toString() }));
-  await b.subscribeAsync('devices/child-b/messages/devicebound/#', { qos: 1 });
-  await until(
-    'alerts delivered and acked',
-    () => got.length === 3 && hub.status().localBacklog['child-b/inputs/alerts'] === 0,
-  );
-  t.same(
-    got.map((m) => JSON.parse(m.body)),
-    [{ temp: 35 }, { temp: 41 }, { level: 'high' }],
-    'in order',
-  );
-  t.match(
-    got[0].topic,
-    /^devices\/child-b\/messages\/devicebound\/.*inputName=alerts/,
-    'the input is named in the property bag',
-  );
-  t.match(got[0].topic, /%24.to=%2Fdevices%2Fchild-b%2Finputs%2Falerts/);
+  await alertsDelivered(t, hub);
 });
 
 t.test('direct methods: 404 when not connected, 504 on timeout', async (t) => {

@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import path from 'node:path';
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
@@ -29,7 +29,22 @@ const { Client, Message } = azureDevice;
  * a method a second child calls; when the uplink returns, the cloud (the IoT Hub emulator) gets it all.
  */
 
-t.test('SDK child offline over TLS: telemetry in order and reported properties reach the cloud after', async (t) => {
+/** The telemetry child-1 sends while the uplink is down. */
+const TELEMETRY_MESSAGES = 20;
+
+/** The pieces of the offline gateway: the cloud behind a proxy that is refusing, the hub, its pump. */
+interface OfflineGateway {
+  certs: Awaited<ReturnType<typeof hubCerts>>;
+  cloud: IotHubEmulator;
+  proxy: FaultProxy;
+  hub: Awaited<ReturnType<typeof startHub>>;
+  pump: Pump;
+  key1: string;
+  key2: string;
+}
+
+/** A TLS hub with child-1 and child-2 in its twin's scope, and its uplink up once, then cut and refused. */
+async function offlineGateway(t: Test): Promise<OfflineGateway> {
   const dir = tempDir(t, 'outpost-hub-sdk-');
   const certs = await hubCerts(dir);
   t.teardown(() => certs.ca.dispose());
@@ -86,8 +101,12 @@ t.test('SDK child offline over TLS: telemetry in order and reported properties r
   proxy.refuse();
   proxy.cut();
   await until('uplink down', () => pump.status().link !== 'up');
+  return { certs, cloud, proxy, hub, pump, key1, key2 };
+}
 
-  const { tcp, tls } = hub.status().ports;
+/** child-1 on the real SDK over TLS: telemetry and two reported patches (one deleting with null), offline. */
+async function childSendsOffline(t: Test, { certs, hub, key1 }: OfflineGateway): Promise<void> {
+  const { tls } = hub.status().ports;
   const child = Client.fromConnectionString(
     `HostName=${HUB_HOST};DeviceId=child-1;SharedAccessKey=${key1};GatewayHostName=localhost:${tls}`,
     Mqtt,
@@ -97,8 +116,7 @@ t.test('SDK child offline over TLS: telemetry in order and reported properties r
   t.teardown(() => child.close());
   child.onDeviceMethod('ping', (request, response) => void response.send(200, { pong: request.payload }));
 
-  const total = 20;
-  for (let n = 1; n <= total; n += 1) {
+  for (let n = 1; n <= TELEMETRY_MESSAGES; n += 1) {
     const message = new Message(JSON.stringify({ n }));
     message.contentType = 'application/json';
     message.contentEncoding = 'utf-8';
@@ -116,7 +134,11 @@ t.test('SDK child offline over TLS: telemetry in order and reported properties r
       err ? reject(err) : resolve(),
     ),
   );
+}
 
+/** child-2 calls child-1's method through the hub: answered locally, with the uplink down. */
+async function childToChildMethod(t: Test, { hub, key2 }: OfflineGateway): Promise<void> {
+  const { tcp } = hub.status().ports;
   // The SDK subscribes to methods asynchronously; the gateway's own call tells when it listens.
   await until('child-1 listening for methods', () => hub.status().connected.includes('child-1'));
   for (
@@ -138,15 +160,22 @@ t.test('SDK child offline over TLS: telemetry in order and reported properties r
     { topic: '$outpost/methods/res/200/?$rid=7', body: { pong: { x: 1 } } },
     'child-2 called a method on child-1, answered locally',
   );
+}
+
+t.test('SDK child offline over TLS: telemetry in order and reported properties reach the cloud after', async (t) => {
+  const world = await offlineGateway(t);
+  const { cloud, proxy, pump } = world;
+  await childSendsOffline(t, world);
+  await childToChildMethod(t, world);
 
   t.equal(cloud.telemetry.length, 0, 'nothing reached the cloud while the uplink was down');
   proxy.pass();
   pump.wake('test');
   const fromChild = () => cloud.telemetry.filter((r) => r.properties['outpost-device-id'] === 'child-1');
-  await until('telemetry at the cloud', () => fromChild().length >= total);
+  await until('telemetry at the cloud', () => fromChild().length >= TELEMETRY_MESSAGES);
   t.same(
     fromChild().map((r) => JSON.parse(r.body.toString()).n),
-    Array.from({ length: total }, (_, i) => i + 1),
+    Array.from({ length: TELEMETRY_MESSAGES }, (_, i) => i + 1),
     'in order, none lost',
   );
   t.equal(fromChild()[0].properties.seq, '1', 'application properties kept');

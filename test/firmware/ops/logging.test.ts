@@ -10,7 +10,13 @@ import { bundleGateway, isReady, startGateway } from '../../support/gateway-proc
 const ROOT = new URL('../../../', import.meta.url).pathname;
 const SAS_KEY = 'c2VjcmV0LWtleS1mb3ItdGVzdHMtMTIzNDU2Nzg5MA==';
 const SAS_TOKEN =
-  'SharedAccessSignature sr=myhub.example.net%2Fdevices%2Fchild-1&sig=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA%3D%3D&se=1900000000';
+  'SharedAccessSignature sr=myhub.example.net%2Fdevices%2Fchild-1' +
+  '&sig=Zm9vYmFyYmF6cXV4MTIzNDU2Nzg5MA%3D%3D&se=1900000000';
+/** The config error for the mistyped url scheme below: it names the field and shows the password redacted. */
+const TYPO_URL_ERROR = new RegExp(
+  /board\.json: \$\.uplink\.url: expected mqtt:\/\/host:port or mqtts:\/\/host:port, /.source +
+    /got "mqttx:\/\/gw:\[redacted\]@127\.0\.0\.1:1"/.source,
+);
 const PEM =
   '-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC7\n-----END PRIVATE KEY-----';
 
@@ -99,10 +105,7 @@ t.test('real gateway flows: a config typo and a refused uplink never print the p
       const gw = startGateway(bundle, ['run', '--board', join(dir, 'board.json')], { OUTPOST_HUB_PORT: '0' });
       t.equal(await gw.exited(), 1);
       const fatal = gw.lines().find((l) => l.level === 'fatal');
-      t.match(
-        String(fatal?.msg),
-        /board\.json: \$\.uplink\.url: expected mqtt:\/\/host:port or mqtts:\/\/host:port, got "mqttx:\/\/gw:\[redacted\]@127\.0\.0\.1:1"/,
-      );
+      t.match(String(fatal?.msg), TYPO_URL_ERROR);
       t.notOk(gw.output().includes('TypoSecret-77'), gw.output());
     },
   );

@@ -2,7 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { cpSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import type { MqttClient } from 'mqtt';
 import { IdentityCache } from '../../../firmware/auth/cache.js';
 import { parseScopeDocument } from '../../../firmware/auth/identity.js';
@@ -11,7 +11,7 @@ import { UPSTREAM_LANE } from '../../../firmware/store/names.js';
 import { mqttChild, newKey, sasPassword, scopeDocument } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
 import { notifySocket } from '../../support/notify-socket.js';
-import { bundleGateway, isReady, startGateway } from '../../support/gateway-process.js';
+import { bundleGateway, isReady, startGateway, type GatewayProcess } from '../../support/gateway-process.js';
 
 const ROOT = fileURLToPath(new URL('../../../', import.meta.url));
 const UNIT = join(ROOT, 'scripts/systemd/outpost.service');
@@ -28,7 +28,8 @@ t.test('systemd-analyze verify accepts the unit without a single warning', async
   const analyze = spawnSync('systemd-analyze', ['--version'], { encoding: 'utf8' });
   if (analyze.error) {
     t.comment(
-      `skipped: systemd-analyze cannot run here (${analyze.error.message}); scripts/install-system-deps.sh installs Debian's systemd`,
+      `skipped: systemd-analyze cannot run here (${analyze.error.message}); ` +
+        "scripts/install-system-deps.sh installs Debian's systemd",
     );
     return;
   }
@@ -107,6 +108,43 @@ async function publishUntilClosed(
   await Promise.all(Array.from({ length: INFLIGHT_PER_CHILD }, loop));
 }
 
+/** The bundled gateway on the sim board under a NOTIFY_SOCKET and WATCHDOG_USEC, as systemd starts it. */
+function startUnderSystemd(t: Test, bundle: string, dataDir: string, notifyPath: string): GatewayProcess {
+  // The hub's per-child rate limit (50/s) would drop the load silently (MQTT 3.1.1 has no refusal for a
+  // publish): lift it, so every publish is either acknowledged or cut off by the stop.
+  const boardDir = tempDir(t);
+  cpSync(join(ROOT, 'boards'), join(boardDir, 'boards'), { recursive: true });
+  writeFileSync(
+    join(boardDir, 'board.json'),
+    JSON.stringify({
+      board: 'sim',
+      identity: { gatewayId: GATEWAY_ID },
+      hub: { publishRatePerSec: 100_000, publishBurst: 100_000 },
+    }),
+  );
+  return startGateway(bundle, ['run', '--board', join(boardDir, 'board.json')], {
+    OUTPOST_DATA_DIR: dataDir,
+    OUTPOST_HUB_PORT: '0',
+    NOTIFY_SOCKET: notifyPath,
+    WATCHDOG_USEC: String(WATCHDOG_USEC),
+  });
+}
+
+/** Every body in the upstream lane of the log in `dataDir`. */
+async function storedBodies(dataDir: string): Promise<Set<string>> {
+  const log = await RingLog.open({ dir: dataDir });
+  const lane = await log.lane(UPSTREAM_LANE);
+  const stored = new Set<string>();
+  for (let from = 1; ;) {
+    const batch = await lane.read(from, { recordsMax: 1000 });
+    if (batch.length === 0) break;
+    for (const r of batch) stored.add(r.body.toString());
+    from = batch[batch.length - 1]!.seq + 1;
+  }
+  await log.close();
+  return stored;
+}
+
 t.test(
   'under systemd: READY, STATUS and WATCHDOG; SIGTERM under QoS 1 load loses nothing acknowledged',
   { timeout: 90_000 },
@@ -117,24 +155,7 @@ t.test(
     const keys = new Map(Array.from({ length: CHILDREN }, (_, i) => [`child-${i}`, newKey()]));
     await seedIdentities(dataDir, keys);
     const bundle = await bundleGateway(tempDir(t));
-    // The hub's per-child rate limit (50/s) would drop the load silently (MQTT 3.1.1 has no refusal for a
-    // publish): lift it, so every publish is either acknowledged or cut off by the stop.
-    const boardDir = tempDir(t);
-    cpSync(join(ROOT, 'boards'), join(boardDir, 'boards'), { recursive: true });
-    writeFileSync(
-      join(boardDir, 'board.json'),
-      JSON.stringify({
-        board: 'sim',
-        identity: { gatewayId: GATEWAY_ID },
-        hub: { publishRatePerSec: 100_000, publishBurst: 100_000 },
-      }),
-    );
-    const gw = startGateway(bundle, ['run', '--board', join(boardDir, 'board.json')], {
-      OUTPOST_DATA_DIR: dataDir,
-      OUTPOST_HUB_PORT: '0',
-      NOTIFY_SOCKET: notify.path,
-      WATCHDOG_USEC: String(WATCHDOG_USEC),
-    });
+    const gw = startUnderSystemd(t, bundle, dataDir, notify.path);
     const ready = await gw.waitFor(isReady, 'ready');
     const hubPort = ready.hubPort as number;
 
@@ -161,16 +182,7 @@ t.test(
       `${counter.n - acked.size} publishes were in flight or refused at the stop (not acknowledged)`,
     );
 
-    const log = await RingLog.open({ dir: dataDir });
-    const lane = await log.lane(UPSTREAM_LANE);
-    const stored = new Set<string>();
-    for (let from = 1; ;) {
-      const batch = await lane.read(from, { recordsMax: 1000 });
-      if (batch.length === 0) break;
-      for (const r of batch) stored.add(r.body.toString());
-      from = batch[batch.length - 1]!.seq + 1;
-    }
-    await log.close();
+    const stored = await storedBodies(dataDir);
     const lost = [...acked].filter((body) => !stored.has(body));
     t.same(
       lost.slice(0, 10),

@@ -1,6 +1,6 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import t from 'tap';
+import t, { type Test } from 'tap';
 import { chromium, type Browser } from 'playwright-core';
 import { IdentityCache } from '../../../firmware/auth/cache.js';
 import { parseScopeDocument } from '../../../firmware/auth/identity.js';
@@ -15,6 +15,25 @@ const CHILD = 'sensor-7';
 const PUBLISHED = 25;
 /** A page that has not shown a change by then is broken, not slow (the live stream sends every second). */
 const SEEN_TIMEOUT_MS = 15_000;
+
+/** Debian's headless chromium, closed when the test ends. */
+async function launchBrowser(t: Test): Promise<Browser> {
+  const browser: Browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: [
+      '--headless',
+      '--no-sandbox',
+      '--disable-gpu',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+    ],
+  });
+  t.teardown(() => browser.close());
+  return browser;
+}
 
 if (!existsSync(CHROMIUM)) {
   t.comment(`skipped: ${CHROMIUM} is absent (Debian's chromium package runs the page test)`);
@@ -33,20 +52,7 @@ if (!existsSync(CHROMIUM)) {
         cache.close();
       },
     });
-    const browser: Browser = await chromium.launch({
-      executablePath: CHROMIUM,
-      args: [
-        '--headless',
-        '--no-sandbox',
-        '--disable-gpu',
-        '--disable-quic',
-        '--no-first-run',
-        '--disable-background-networking',
-        '--disable-component-update',
-        '--disable-sync',
-      ],
-    });
-    t.teardown(() => browser.close());
+    const browser = await launchBrowser(t);
     const context = await browser.newContext({ ignoreHTTPSErrors: true, viewport: { width: 412, height: 1400 } });
     const page = await context.newPage();
     const consoleErrors: string[] = [];

@@ -1,7 +1,7 @@
 import t, { type Test } from 'tap';
 import path from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import mqtt from 'mqtt';
+import mqtt, { type MqttClient } from 'mqtt';
 import { startHub } from '../../../firmware/hub/index.js';
 import { RingLog } from '../../../firmware/store/log.js';
 import { twinTopic } from '../../../firmware/side-channel.js';
@@ -61,10 +61,105 @@ async function twinChild(t: Test, port: number) {
   return { child, desired };
 }
 
+type TwinWorld = Awaited<ReturnType<typeof setup>>;
+/** The cloud's client on mosquitto and the reported patches it has seen (topic, body). */
+type Cloud = { cloud: MqttClient; reported: Array<[string, unknown]> };
+
+/** Reported patches across a failed sync: folded, kept, pushed once after PUBACK, then only what is new. */
+async function reportedOnce(
+  t: Test,
+  { proxy, twinHook, transport }: TwinWorld,
+  { cloud, reported }: Cloud,
+  child: MqttClient,
+): Promise<void> {
+  proxy.refuse();
+  await t.rejects(twinHook.run(transport), 'the broker unreachable: the sync fails');
+  proxy.pass();
+  await twinHook.run(transport);
+  await twinHook.run(transport);
+  await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=3', '{"c":3}', { qos: 1 });
+  await twinHook.run(transport);
+  await until('reported patches at the broker', () => reported.length >= 2);
+  // A round trip through the broker on the same subscription: anything pushed twice would be here by now.
+  await cloud.publishAsync('outpost/gw-1/twin/marker/reported', '{}', { qos: 1 });
+  await until('marker', () => reported.some(([topic]) => topic.includes('marker')));
+  t.same(
+    reported.slice(0, -1),
+    [
+      [twinTopic('gw-1', 'child-a', 'reported'), { a: null, b: 2 }],
+      [twinTopic('gw-1', 'child-a', 'reported'), { c: 3 }],
+    ],
+    'the folded patch kept through the failed sync, pushed once after its PUBACK, then only what is new',
+  );
+}
+
+/** Desired documents to the child by $version: differences only, stale and version-less ones refused. */
+async function desiredByVersion(t: Test, { errors }: TwinWorld, cloud: MqttClient, desired: unknown[]): Promise<void> {
+  await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"$version":3,"rate":5,"mode":"eco"}', {
+    qos: 1,
+    retain: true,
+  });
+  await until('desired v3 at the child', () => desired.length === 1);
+  await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"$version":2,"rate":1}', {
+    qos: 1,
+    retain: true,
+  });
+  await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"$version":4,"rate":5}', {
+    qos: 1,
+    retain: true,
+  });
+  await until('desired v4 at the child', () => desired.length === 2);
+  t.same(
+    desired,
+    [
+      { rate: 5, mode: 'eco', $version: 3 },
+      { mode: null, $version: 4 },
+    ],
+    'differences by $version; the stale v2 is ignored',
+  );
+
+  await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"rate":9}', { qos: 1, retain: true });
+  await until('bad document reported', () => errors.some((e) => e.includes('"$version"')));
+  t.match(
+    errors.find((e) => e.includes('"$version"')),
+    /^outpost\/gw-1\/twin\/child-a\/desired: desired document must be/,
+    'a document without $version is refused, naming the topic',
+  );
+}
+
+/** A desired change made while the child was away reaches it when it subscribes again. */
+async function desiredAfterAway(t: Test, { hub }: TwinWorld, cloud: MqttClient, child: MqttClient): Promise<void> {
+  await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"$version":5,"rate":6}', {
+    qos: 1,
+    retain: true,
+  });
+  await child.endAsync();
+  const back = await mqttChild(hub.status().ports.tcp!, 'child-a', sasPassword('child-a', keyA));
+  t.teardown(() => back.endAsync(true));
+  const later: unknown[] = [];
+  let version = 0;
+  back.on('message', (topic, payload) => {
+    const body = JSON.parse(payload.toString());
+    if (topic.startsWith('$iothub/twin/res/200/')) version = body.desired.$version;
+    else later.push(body);
+  });
+  await back.subscribeAsync('$iothub/twin/res/#', { qos: 0 });
+  // Wait until the hub holds v5, so the delivery below comes from the subscription alone.
+  for (let rid = 1; version !== 5 && rid <= 250; rid += 1) {
+    await back.publishAsync(`$iothub/twin/GET/?$rid=${rid}`, '', { qos: 1 });
+    await sleep(20);
+  }
+  t.equal(version, 5, 'the hub stored v5 while the child was away');
+  await back.subscribeAsync('$iothub/twin/PATCH/properties/desired/#', { qos: 0 });
+  await until('v5 delivered on reconnect', () => later.length === 1);
+  t.same(later, [{ rate: 6, $version: 5 }], 'a change made while the child was away is delivered when it subscribes');
+}
+
 t.test(
   'reported patches reach the broker once, after PUBACK; desired documents reach the child by $version',
   async (t) => {
-    const { mosquitto, proxy, hub, errors, twinHook, transport } = await setup(t, 'outpost-twin-mqtt-');
+    const world = await setup(t, 'outpost-twin-mqtt-');
+    const { mosquitto, hub } = world;
 
     const cloud = await mqtt.connectAsync(mosquitto.url, { reconnectPeriod: 0 });
     t.teardown(() => cloud.endAsync(true));
@@ -76,81 +171,9 @@ t.test(
     await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=1', '{"a":1,"b":2}', { qos: 1 });
     await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=2', '{"a":null}', { qos: 1 });
 
-    proxy.refuse();
-    await t.rejects(twinHook.run(transport), 'the broker unreachable: the sync fails');
-    proxy.pass();
-    await twinHook.run(transport);
-    await twinHook.run(transport);
-    await child.publishAsync('$iothub/twin/PATCH/properties/reported/?$rid=3', '{"c":3}', { qos: 1 });
-    await twinHook.run(transport);
-    await until('reported patches at the broker', () => reported.length >= 2);
-    // A round trip through the broker on the same subscription: anything pushed twice would be here by now.
-    await cloud.publishAsync('outpost/gw-1/twin/marker/reported', '{}', { qos: 1 });
-    await until('marker', () => reported.some(([topic]) => topic.includes('marker')));
-    t.same(
-      reported.slice(0, -1),
-      [
-        [twinTopic('gw-1', 'child-a', 'reported'), { a: null, b: 2 }],
-        [twinTopic('gw-1', 'child-a', 'reported'), { c: 3 }],
-      ],
-      'the folded patch kept through the failed sync, pushed once after its PUBACK, then only what is new',
-    );
-
-    await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"$version":3,"rate":5,"mode":"eco"}', {
-      qos: 1,
-      retain: true,
-    });
-    await until('desired v3 at the child', () => desired.length === 1);
-    await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"$version":2,"rate":1}', {
-      qos: 1,
-      retain: true,
-    });
-    await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"$version":4,"rate":5}', {
-      qos: 1,
-      retain: true,
-    });
-    await until('desired v4 at the child', () => desired.length === 2);
-    t.same(
-      desired,
-      [
-        { rate: 5, mode: 'eco', $version: 3 },
-        { mode: null, $version: 4 },
-      ],
-      'differences by $version; the stale v2 is ignored',
-    );
-
-    await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"rate":9}', { qos: 1, retain: true });
-    await until('bad document reported', () => errors.some((e) => e.includes('"$version"')));
-    t.match(
-      errors.find((e) => e.includes('"$version"')),
-      /^outpost\/gw-1\/twin\/child-a\/desired: desired document must be/,
-      'a document without $version is refused, naming the topic',
-    );
-
-    await cloud.publishAsync(twinTopic('gw-1', 'child-a', 'desired'), '{"$version":5,"rate":6}', {
-      qos: 1,
-      retain: true,
-    });
-    await child.endAsync();
-    const back = await mqttChild(hub.status().ports.tcp!, 'child-a', sasPassword('child-a', keyA));
-    t.teardown(() => back.endAsync(true));
-    const later: unknown[] = [];
-    let version = 0;
-    back.on('message', (topic, payload) => {
-      const body = JSON.parse(payload.toString());
-      if (topic.startsWith('$iothub/twin/res/200/')) version = body.desired.$version;
-      else later.push(body);
-    });
-    await back.subscribeAsync('$iothub/twin/res/#', { qos: 0 });
-    // Wait until the hub holds v5, so the delivery below comes from the subscription alone.
-    for (let rid = 1; version !== 5 && rid <= 250; rid += 1) {
-      await back.publishAsync(`$iothub/twin/GET/?$rid=${rid}`, '', { qos: 1 });
-      await sleep(20);
-    }
-    t.equal(version, 5, 'the hub stored v5 while the child was away');
-    await back.subscribeAsync('$iothub/twin/PATCH/properties/desired/#', { qos: 0 });
-    await until('v5 delivered on reconnect', () => later.length === 1);
-    t.same(later, [{ rate: 6, $version: 5 }], 'a change made while the child was away is delivered when it subscribes');
+    await reportedOnce(t, world, { cloud, reported }, child);
+    await desiredByVersion(t, world, cloud, desired);
+    await desiredAfterAway(t, world, cloud, child);
   },
 );
 

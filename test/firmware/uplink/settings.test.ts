@@ -1,4 +1,4 @@
-import t from 'tap';
+import t, { type Test } from 'tap';
 import mqtt from 'mqtt';
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
@@ -33,6 +33,22 @@ async function publishRetained(url: string, topic: string, payload: string): Pro
   const client = await mqtt.connectAsync(url, { clientId: `test-cloud-${process.pid}` });
   await client.publishAsync(topic, payload, { qos: 1, retain: true });
   await client.endAsync();
+}
+
+/** Bad config documents at `topic`, each refused with its reason and counted, in order. */
+async function badDocumentsRefused(t: Test, service: UplinkService, url: string, topic: string): Promise<void> {
+  const bad: Array<[string, RegExp]> = [
+    [JSON.stringify({ ttlSecs: -5 }), /"ttlSecs" must be an integer from 1 to 31536000 s, got -5/],
+    ['{"ttlSecs": ', /not JSON/],
+    [JSON.stringify({ ttlSecs: 60, colour: 'red' }), /unknown setting "colour"/],
+    [JSON.stringify({ quotaBytes: 2 * MiB }), /"quotaBytes" must be an integer between 4194304/],
+    [JSON.stringify([1]), /expected a JSON object/],
+  ];
+  for (const [index, [payload, reason]] of bad.entries()) {
+    await publishRetained(url, topic, payload);
+    await until(`refusal ${index + 1}`, () => service.status().settings?.refused === index + 1);
+    t.match(service.status().settings?.lastRefusal, { reason, source: `mqtt:${topic}` }, `refused: ${payload}`);
+  }
 }
 
 t.test('mqtt: a retained config applies live, persists, survives a restart; bad ones are refused', async (t) => {
@@ -81,18 +97,7 @@ t.test('mqtt: a retained config applies live, persists, survives a restart; bad 
   t.equal(log.stats().quotaBytes, 64 * MiB, 'a key the document leaves out falls back to the board');
   t.equal(service.status().bytesPerSecMax, 0);
 
-  const bad: Array<[string, RegExp]> = [
-    [JSON.stringify({ ttlSecs: -5 }), /"ttlSecs" must be an integer from 1 to 31536000 s, got -5/],
-    ['{"ttlSecs": ', /not JSON/],
-    [JSON.stringify({ ttlSecs: 60, colour: 'red' }), /unknown setting "colour"/],
-    [JSON.stringify({ quotaBytes: 2 * MiB }), /"quotaBytes" must be an integer between 4194304/],
-    [JSON.stringify([1]), /expected a JSON object/],
-  ];
-  for (const [index, [payload, reason]] of bad.entries()) {
-    await publishRetained(broker.url, topic, payload);
-    await until(`refusal ${index + 1}`, () => service.status().settings?.refused === index + 1);
-    t.match(service.status().settings?.lastRefusal, { reason, source: `mqtt:${topic}` }, `refused: ${payload}`);
-  }
+  await badDocumentsRefused(t, service, broker.url, topic);
   t.equal(log.opts.ttlSecs, 900, 'refused documents changed nothing');
   t.ok(
     errors.some((e) => /cloud settings from mqtt:outpost\/gw-set\/config refused/.test(e.message)),

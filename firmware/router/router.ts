@@ -22,6 +22,8 @@ export interface SubmitMeta {
   contentEncoding?: string;
   /** The module output the message was sent to (`$.on`); none for devices and plain sendEvent. */
   outputName?: string;
+  /** A reading of the gateway's own driver (RECORD_KEY.gatewayDevice): it goes up as the gateway. */
+  gatewayDevice?: boolean;
 }
 
 /** A lane-safe name for a local endpoint: short, stable across restarts, no user text in file names. */
@@ -106,6 +108,7 @@ export class Router {
     if (message.contentType) base[RECORD_KEY.contentType] = message.contentType;
     if (message.contentEncoding) base[RECORD_KEY.contentEncoding] = message.contentEncoding;
     if (meta.outputName) base[RECORD_KEY.outputName] = meta.outputName;
+    if (meta.gatewayDevice) base[RECORD_KEY.gatewayDevice] = '1';
     const appends = [...targets].map(([key, endpoint]) => {
       if (endpoint.kind === 'upstream') return this.upstream.append({ body, properties: base });
       return this.locals.get(key)!.lane.append({ body, properties: { ...base, [LOCAL_KEY.input]: endpoint.input } });

@@ -1,6 +1,5 @@
-import { IO_NAME } from './topics.js';
 import { CONDITION_CHARS_MAX, CONDITION_DEPTH_MAX, RouteError, type Condition, type Operand } from './condition.js';
-import { DEVICE_ID_PATTERN } from '../device-id.js';
+import { DEVICE_ID_PATTERN, IO_NAME } from '../device-id.js';
 
 /**
  * Routes, a subset of IoT Edge's syntax:
