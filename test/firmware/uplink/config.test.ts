@@ -1,12 +1,8 @@
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  loadUplinkFiles,
-  parseUplinkConfig,
-  type MqttUplinkConfig,
-  type AzureUplinkConfig,
-} from '../../../firmware/uplink/config.js';
+import { parseUplinkConfig, type MqttUplinkConfig, type AzureUplinkConfig } from '../../../firmware/uplink/config.js';
+import { loadUplinkFiles } from '../../../firmware/uplink/uplink-files.js';
 import { createTestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
 
