@@ -96,7 +96,7 @@ export async function updateToCommit(a: OtaBenchArgs): Promise<Record<string, un
     publicKeys: () => [publicKey],
     healthSecs: 120,
     ca: a.caCert,
-    maxBytesPerSec: () => 0,
+    bytesPerSecMax: () => 0,
     budget: { downloadBytesMax: 512 * 2 ** 20, reservedBytes: () => 0 },
     onError: () => {},
   };
@@ -145,7 +145,7 @@ export async function downloadWithCuts(a: OtaBenchArgs & { proxyPort: number }):
     artifact: { ...a.manifest, url },
     dir: join(a.dir, 'cuts'),
     ca: a.caCert,
-    maxBytesPerSec: () => 0,
+    bytesPerSecMax: () => 0,
     budget: { downloadBytesMax: 512 * 2 ** 20, reservedBytes: () => 0 },
     retryMs: { min: 200, max: 1_000 },
     onProgress: (p) => {

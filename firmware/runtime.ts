@@ -156,7 +156,7 @@ export class Runtime {
       release,
       log: this.store,
       ota: this.board.ota ?? OTA_DEFAULTS,
-      maxBytesPerSec: () => this.uplink?.status().maxBytesPerSec ?? 0,
+      bytesPerSecMax: () => this.uplink?.status().bytesPerSecMax ?? 0,
       // The uplink starts after the updates (their hook must exist first); a download waits for its connect.
       bandwidth: { take: (bytes) => this.uplink?.bandwidth.take(bytes) ?? 0 },
       broker: scopeBrokerFor(uplinkConfig, files),

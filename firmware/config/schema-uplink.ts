@@ -25,7 +25,7 @@ const CLOUD_CONNECTS_PER_SEC_MAX = 100;
 const SIM_CYCLE_SECS_MAX = 3_600;
 
 const [inflightMin, inflightMax, inflightDefault] = LIMIT_RANGES.inflightMax;
-const [rateMin, rateMax, rateDefault] = LIMIT_RANGES.maxBytesPerSec;
+const [rateMin, rateMax, rateDefault] = LIMIT_RANGES.bytesPerSecMax;
 const [publishMin, publishMax, publishDefault] = LIMIT_RANGES.publishTimeoutMs;
 const [connectMin, , connectDefault] = LIMIT_RANGES.connectTimeoutMs;
 const [linkUpJitterMin, linkUpJitterMax, linkUpJitterDefault] = LIMIT_RANGES.linkUpJitterMsMax;
@@ -92,7 +92,7 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
     range: 'no + or #; placeholder {gatewayId}',
     example: 'cfg/{gatewayId}',
     invalid: 'cfg/#',
-    doc: 'Retained cloud settings document (ttlSecs, quotaBytes, ' + 'maxBytesPerSec).',
+    doc: 'Retained cloud settings document (ttlSecs, quotaBytes, ' + 'bytesPerSecMax).',
   },
   {
     path: 'uplink.protocolVersion',
@@ -224,13 +224,24 @@ export const UPLINK_OPTIONS: readonly OptionSpec[] = [
     doc: "Publishes awaiting the broker's acknowledgement at once.",
   },
   {
-    path: 'uplink.maxBytesPerSec',
+    path: 'uplink.bytesPerSecMax',
     type: 'integer',
     unit: 'bytes/s',
     int: { min: rateMin, max: rateMax, default: rateDefault },
     example: 2048,
     invalid: -1,
     doc: 'Cap on message bytes sent per second (metered cellular); 0 = none. The cloud ' + 'may override it.',
+  },
+  {
+    path: 'uplink.maxBytesPerSec',
+    type: 'integer',
+    unit: 'bytes/s',
+    int: { min: rateMin, max: rateMax, default: rateDefault },
+    example: 2048,
+    invalid: -1,
+    doc:
+      'Deprecated name of bytesPerSecMax: still read, with a warning naming the file and field; ' +
+      'both given is an error.',
   },
   {
     path: 'uplink.backoff.baseMs',

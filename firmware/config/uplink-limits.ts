@@ -30,7 +30,7 @@ export const LIMIT_RANGES = {
   readBatchRecordsMax: [1, 10_000, 256, 'records'],
   readBatchBytesMax: [1_024, 64 * 1024 * 1024, 1024 * 1024, 'bytes'],
   ackBatchRecords: [1, 100_000, 64, 'records'],
-  maxBytesPerSec: [0, 1024 * 1024 * 1024, 0, 'bytes/s'],
+  bytesPerSecMax: [0, 1024 * 1024 * 1024, 0, 'bytes/s'],
   connectTimeoutMs: [100, 600_000, 15_000, 'ms'],
   publishTimeoutMs: [100, 600_000, 20_000, 'ms'],
   resyncTimeoutMs: [100, 600_000, 30_000, 'ms'],

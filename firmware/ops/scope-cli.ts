@@ -3,7 +3,8 @@ import mqtt from 'mqtt';
 import { parseScopeDocument, ScopeError } from '../auth/identity.js';
 import { scopeTopic, sideChannelOptions, type SideChannelBroker } from '../side-channel.js';
 import type { LoadedBoard } from '../config/types.js';
-import { azureHubHost, loadUplinkFiles, parseUplinkConfig } from '../uplink/config.js';
+import { azureHubHost, parseUplinkConfig } from '../uplink/config.js';
+import { loadUplinkFiles } from '../uplink/uplink-files.js';
 
 /**
  * `outpost scope publish [--board FILE] <scope.json>`: gives the gateway of board.json its scope document (the

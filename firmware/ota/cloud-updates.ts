@@ -31,7 +31,7 @@ export interface UpdateServiceOptions {
   ota: OtaConfig;
   log: RingLog;
   /** The uplink's bandwidth cap in force (board, or the cloud's override); 0 is none. */
-  maxBytesPerSec(): number;
+  bytesPerSecMax(): number;
   /** The uplink's token bucket: the download takes from the same cap as the backlog's publishes. */
   bandwidth?: BandwidthShare;
   /** mqtt uplinks: the broker of the manifest and status topics. */
@@ -69,7 +69,7 @@ export async function startUpdates(o: UpdateServiceOptions): Promise<UpdateServi
         return stats.quotaBytes - stats.bytesOnDisk;
       },
     },
-    maxBytesPerSec: o.maxBytesPerSec,
+    bytesPerSecMax: o.bytesPerSecMax,
     bandwidth: o.bandwidth,
     broker: o.broker,
     ca,

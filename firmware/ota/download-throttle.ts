@@ -19,19 +19,19 @@ export const OTA_THROTTLE_SLICE_BYTES = 4 * 1024;
 
 /**
  * Holds the download to the cap: with the uplink's bucket when one is given (the update and the backlog then
- * share one cap), else with a bucket of its own at `maxBytesPerSec()` (read per chunk: the cloud may change it).
+ * share one cap), else with a bucket of its own at `bytesPerSecMax()` (read per chunk: the cloud may change it).
  */
 export class DownloadThrottle {
   private readonly own: TokenBucket | null;
 
   constructor(
-    private readonly maxBytesPerSec: () => number,
+    private readonly bytesPerSecMax: () => number,
     private readonly shared: BandwidthShare | undefined,
     clock: Clock,
     private readonly sleep: (ms: number, signal?: AbortSignal) => Promise<void>,
     private readonly signal: AbortSignal | undefined,
   ) {
-    this.own = shared === undefined ? new TokenBucket(maxBytesPerSec(), clock) : null;
+    this.own = shared === undefined ? new TokenBucket(bytesPerSecMax(), clock) : null;
   }
 
   async wait(bytes: number): Promise<void> {
@@ -41,7 +41,7 @@ export class DownloadThrottle {
       }
       return;
     }
-    const rate = this.maxBytesPerSec();
+    const rate = this.bytesPerSecMax();
     if (rate !== this.own.rate) this.own.setRate(rate);
     await this.take(this.own, bytes);
   }

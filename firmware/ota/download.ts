@@ -55,10 +55,10 @@ export interface DownloadOptions {
   /** mqtt uplinks: the broker the artifact's chunks are read from (the uplink's, with its login). */
   broker?: SideChannelBroker;
   /** The uplink's cap in force, read per chunk (the cloud may change it mid-download); 0 is no cap. */
-  maxBytesPerSec(): number;
+  bytesPerSecMax(): number;
   /**
    * The uplink's own bucket: when given, the download takes from it (in OTA_THROTTLE_SLICE_BYTES pieces)
-   * instead of a bucket of its own at `maxBytesPerSec()`, so the update and the backlog share one cap.
+   * instead of a bucket of its own at `bytesPerSecMax()`, so the update and the backlog share one cap.
    */
   bandwidth?: BandwidthShare;
   clock?: Clock;
@@ -143,7 +143,7 @@ class DownloadRun {
   ) {
     this.clock = opts.clock ?? systemClock;
     this.sleep = opts.sleep ?? defaultSleep;
-    this.throttle = new DownloadThrottle(opts.maxBytesPerSec, opts.bandwidth, this.clock, this.sleep, opts.signal);
+    this.throttle = new DownloadThrottle(opts.bytesPerSecMax, opts.bandwidth, this.clock, this.sleep, opts.signal);
     this.etag = record?.etag ?? null;
     this.lastModified = record?.lastModified ?? null;
     this.durableBytes = part.length;

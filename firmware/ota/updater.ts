@@ -30,7 +30,7 @@ export interface UpdaterOptions {
   publicKeys(): KeyObject[];
   healthSecs: number;
   budget: DiskBudget;
-  maxBytesPerSec(): number;
+  bytesPerSecMax(): number;
   /** The uplink's bucket, shared by the download (DownloadOptions.bandwidth); absent, a bucket of its own. */
   bandwidth?: BandwidthShare;
   /** mqtt uplinks: the broker a manifest's `chunks` are read from; without it the manifest's url is fetched. */
@@ -171,7 +171,7 @@ export class Updater {
         dir: this.downloadDir,
         ca: o.ca,
         budget: o.budget,
-        maxBytesPerSec: o.maxBytesPerSec,
+        bytesPerSecMax: o.bytesPerSecMax,
         bandwidth: o.bandwidth,
         broker: o.broker,
         clock: o.clock,

@@ -11,7 +11,7 @@ export interface UplinkCommonConfig {
   boardFile: string;
   inflightMax: number;
   /** Bytes per second, 0 = no cap. The cloud may override it (see settings.ts). */
-  maxBytesPerSec: number;
+  bytesPerSecMax: number;
   backoff: { baseMs: number; maxMs: number };
   interfaces: string[];
   /** Absolute path, or undefined for no modem hook. */

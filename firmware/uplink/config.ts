@@ -1,14 +1,12 @@
-import { readFile } from 'node:fs/promises';
 import { dirname, resolve } from 'node:path';
-import { collect, ConfigError, throwCollected } from '../config/errors.js';
+import { ConfigError } from '../config/errors.js';
 import { displayPath } from '../config/layers.js';
 import { ConfigNode } from '../config/node.js';
-import { parseAzureSection, parseEdgeHubConnectionString, type EdgeHubIdentity } from './azure-mode.js';
+import { parseAzureSection } from './azure-mode.js';
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
 import { fieldsOf, integerOption, optionalIntegerOption, optionSpec } from '../config/schema.js';
-import type { TransportConfig } from './transports.js';
-import type { AzureUplinkConfig, MqttUplinkConfig, UplinkCommonConfig, UplinkConfig } from './config-types.js';
+import type { MqttUplinkConfig, UplinkCommonConfig, UplinkConfig } from './config-types.js';
 import { parseProvisioning } from './provisioning/config.js';
 import { LANE_NAME_PATTERN, UPSTREAM_LANE } from '../store/names.js';
 
@@ -36,11 +34,6 @@ const INTERFACES_MAX = 16;
 /** Lanes besides "upstream"; the pump drains at most 16 lanes. */
 const PRIORITY_LANES_MAX = 15;
 const LANE_WEIGHT_MAX = 1_000;
-/** PEM files hold a certificate chain or a CA bundle (Debian's whole bundle is about 220 KiB). */
-export const PEM_FILE_BYTES_MAX = 1024 * 1024;
-const CONNECTION_STRING_FILE_BYTES_MAX = 4 * 1024;
-/** mqtt.js's connect timer runs this much past the pump's, so the pump's fires first, ms. */
-const MQTT_CONNECT_TIMEOUT_MARGIN_MS = 1_000;
 
 /**
  * Validates board.json's `uplink` value (as the board loader hands it over) from `boardFile`. With `variant`
@@ -99,6 +92,30 @@ export function parseUplinkConfig(value: unknown, boardFile: string, variant?: s
   };
 }
 
+/**
+ * `uplink.bytesPerSecMax`, or its deprecated name `maxBytesPerSec` (before the units-last naming rule): read,
+ * with a warning naming the file and field. Both given is an error naming both.
+ */
+function bandwidthCap(node: ConfigNode, boardFile: string): number {
+  const current = node.field('bytesPerSecMax');
+  const old = node.field('maxBytesPerSec');
+  if (old.missing) return integerOption(current, 'uplink.bytesPerSecMax');
+  if (!current.missing) {
+    const where = { file: boardFile, jsonPath: '$.uplink.maxBytesPerSec' };
+    const both = 'both $.uplink.bytesPerSecMax and $.uplink.maxBytesPerSec';
+    throw new ConfigError('INVALID', where, 'only bytesPerSecMax (maxBytesPerSec is its deprecated name)', both);
+  }
+  const value = integerOption(old, 'uplink.maxBytesPerSec');
+  process.emitWarning(`${boardFile}: $.uplink.maxBytesPerSec is deprecated: name it bytesPerSecMax`, {
+    type: 'DeprecationWarning',
+    code: DEPRECATED_FIELD_WARNING,
+  });
+  return value;
+}
+
+/** The code of the warning a deprecated board.json or settings field gives (process 'warning' listeners). */
+export const DEPRECATED_FIELD_WARNING = 'OUTPOST_DEPRECATED_FIELD';
+
 function parseCommon(
   node: ConfigNode,
   boardFile: string,
@@ -128,7 +145,7 @@ function parseCommon(
   return {
     boardFile,
     inflightMax: integerOption(node.field('inflightMax'), 'uplink.inflightMax'),
-    maxBytesPerSec: integerOption(node.field('maxBytesPerSec'), 'uplink.maxBytesPerSec'),
+    bytesPerSecMax: bandwidthCap(node, boardFile),
     keepaliveSecs: optionalIntegerOption(node.field('keepaliveSecs'), 'uplink.keepaliveSecs'),
     connectTimeoutMs: optionalIntegerOption(node.field('connectTimeoutMs'), 'uplink.connectTimeoutMs'),
     publishTimeoutMs: integerOption(node.field('publishTimeoutMs'), 'uplink.publishTimeoutMs'),
@@ -188,133 +205,6 @@ function parseMqtt(node: ConfigNode, common: UplinkCommonConfig): MqttUplinkConf
     configTopic,
     protocolVersion: integerOption(node.field('protocolVersion'), 'uplink.protocolVersion') as 4 | 5,
   };
-}
-
-/** Reads a file named by field `key`; every failure names the board file, the field and the file. */
-export async function readNamedFile(
-  config: UplinkCommonConfig,
-  key: string,
-  path: string,
-  bytesMax: number,
-  expected: string,
-): Promise<string> {
-  const where = { file: config.boardFile, jsonPath: `$.uplink.${key}` };
-  let text: string;
-  try {
-    const bytes = await readFile(path);
-    if (bytes.length > bytesMax) {
-      throw new ConfigError(
-        'UNREADABLE',
-        where,
-        `${expected} of at most ${bytesMax} bytes`,
-        `${path}: ${bytes.length} bytes`,
-      );
-    }
-    text = bytes.toString('utf8');
-  } catch (err) {
-    if (err instanceof ConfigError) throw err;
-    const found = `${path}: ${(err as NodeJS.ErrnoException).code ?? String(err)}`;
-    throw new ConfigError('UNREADABLE', where, `a readable file (${expected})`, found, { cause: err });
-  }
-  if (expected === 'PEM' && !text.includes('-----BEGIN ')) {
-    throw new ConfigError('INVALID', where, 'a PEM file (-----BEGIN ...)', `${path}: no PEM block`);
-  }
-  return text;
-}
-
-/** Reads the CA, certificate, key and connection string files and builds the transport's options. */
-export async function loadUplinkFiles(
-  config: MqttUplinkConfig | AzureUplinkConfig,
-  gatewayId: string,
-): Promise<TransportConfig> {
-  return (await readUplinkFiles(config, gatewayId)).transport;
-}
-
-/**
- * Every file of an mqtt or (connection string) azure uplink, each read once: the transport's options and, in
- * edge mode, the `$edgeHub` identity. One read per file, so a file replaced meanwhile cannot give a mixed set.
- */
-export async function readUplinkFiles(
-  config: MqttUplinkConfig | AzureUplinkConfig,
-  gatewayId: string,
-): Promise<{ transport: TransportConfig; edgeHub: EdgeHubIdentity | undefined }> {
-  const pem = (key: 'caFile' | 'certFile' | 'keyFile') => {
-    const path = config[key];
-    if (path === undefined) return Promise.resolve(undefined);
-    return readNamedFile(config, key, path, PEM_FILE_BYTES_MAX, 'PEM');
-  };
-  // Settled together and reported in field order: every unreadable file at once, the same report each run.
-  const settled = await Promise.allSettled([pem('caFile'), pem('certFile'), pem('keyFile')]);
-  const errors: ConfigError[] = [];
-  const [ca, cert, key] = settled.map((result) => {
-    if (result.status === 'fulfilled') return result.value;
-    return collect(errors, () => {
-      throw result.reason;
-    });
-  });
-  throwCollected(errors);
-  const { keepaliveSecs, connectTimeoutMs } = config;
-  if (config.protocol === 'mqtt') {
-    const { url, username, password, topicTemplate, configTopic, protocolVersion } = config;
-    const transport: TransportConfig = {
-      protocol: 'mqtt',
-      url,
-      gatewayId,
-      username,
-      password,
-      topicTemplate,
-      configTopic,
-      protocolVersion,
-      ca,
-      cert,
-      key,
-      keepaliveSecs,
-      // The pump's guard is the timeout that counts (its error names the limit); mqtt.js's own comes later.
-      connectTimeoutMs: connectTimeoutMs === undefined ? undefined : connectTimeoutMs + MQTT_CONNECT_TIMEOUT_MARGIN_MS,
-    };
-    return { transport, edgeHub: undefined };
-  }
-  if (config.provisioning !== undefined) throw new Error('a provisioned uplink has no connection string to load');
-  const path = config.connectionStringFile;
-  const connectionString =
-    path === undefined
-      ? config.connectionString!
-      : (
-          await readNamedFile(
-            config,
-            'connectionStringFile',
-            path,
-            CONNECTION_STRING_FILE_BYTES_MAX,
-            'a connection string',
-          )
-        ).trim();
-  checkDeviceId(config, connectionString, gatewayId);
-  // Read here too so that `outpost board check` and start-up refuse a wrong $edgeHub file alike.
-  const edgeHub = await loadEdgeHub(config, gatewayId);
-  return { transport: { protocol: 'azure', connectionString, ca, cert, key, keepaliveSecs }, edgeHub };
-}
-
-/** Edge mode: the `$edgeHub` module identity from its connection string file; undefined in device mode. */
-export async function loadEdgeHub(config: AzureUplinkConfig, gatewayId: string): Promise<EdgeHubIdentity | undefined> {
-  const path = config.azure.edgeHubConnectionStringFile;
-  if (path === undefined) return undefined;
-  const key = 'azure.edgeHubConnectionStringFile';
-  const text = await readNamedFile(config, key, path, CONNECTION_STRING_FILE_BYTES_MAX, 'a connection string');
-  return parseEdgeHubConnectionString(text, gatewayId, config.boardFile, path);
-}
-
-/** IoT Hub knows the gateway by the connection string's DeviceId; message ids must use the same name. */
-export function checkDeviceId(
-  config: Pick<AzureUplinkConfig, 'boardFile' | 'connectionStringFile'>,
-  connectionString: string,
-  gatewayId: string,
-): void {
-  const deviceId = /(?:^|;)DeviceId=([^;]+)/.exec(connectionString)?.[1];
-  if (deviceId !== undefined && deviceId !== gatewayId) {
-    const field = config.connectionStringFile === undefined ? 'connectionString' : 'connectionStringFile';
-    const where = { file: config.boardFile, jsonPath: `$.uplink.${field}` };
-    throw new ConfigError('INVALID', where, `DeviceId=${gatewayId} (identity.gatewayId)`, `DeviceId=${deviceId}`);
-  }
 }
 
 /** The IoT Hub host of an azure uplink's connection string (children's SAS tokens name it as audience). */

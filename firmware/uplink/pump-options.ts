@@ -51,7 +51,7 @@ export interface PumpOptions {
   /** Contiguously acknowledged records between two store acks, records. Default 64. */
   ackBatchRecords?: number;
   /** Cap on body bytes sent per second, for metered links; 0 = none. Default 0. */
-  maxBytesPerSec?: number;
+  bytesPerSecMax?: number;
   /** A connect attempt that has not succeeded by then is torn down, ms. Default 15,000. */
   connectTimeoutMs?: number;
   /** A publish unacknowledged for this long means the link is dead (a black hole); torn down, ms. Default 20,000. */
@@ -107,7 +107,7 @@ export interface PumpStatus {
   /** Connections the server ended with a throttling answer (throttle.ts), by reason. */
   throttled: ThrottleStatus;
   /** The bandwidth cap in force, bytes/s; 0 = none. */
-  maxBytesPerSec: number;
+  bytesPerSecMax: number;
   backlog: { records: number; bytes: number | null; oldestAgeMs: number | null };
   /** Messages acknowledged per second over the last ten seconds. */
   drainRatePerSec: number;

@@ -79,7 +79,7 @@ export class Pump {
     this.times = new ConnectionTimes(this.clock);
     this.hooks = new ResyncHooks(opts.resyncHooks ?? [], this.limits.resyncTimeoutMs, (err) => this.reportError(err));
     this.prober = new LinkProbe(opts.transport, this.clock, this.limits);
-    this.bucket = new TokenBucket(this.limits.maxBytesPerSec, this.clock);
+    this.bucket = new TokenBucket(this.limits.bytesPerSecMax, this.clock);
     const box = opts.deadLetterLane;
     this.deadLetters = box === undefined ? null : new DeadLetters(box, () => this.clock.wallMs());
     this.ledger = new AttemptLedger(box === undefined ? Infinity : this.limits.publishAttemptsMax);
@@ -138,8 +138,8 @@ export class Pump {
   }
 
   /** Changes the bandwidth cap live (cloud-pushed settings); 0 lifts it. Validated as the option is. */
-  setMaxBytesPerSec(bytesPerSec: number): void {
-    this.limits.maxBytesPerSec = checkLimit('maxBytesPerSec', bytesPerSec);
+  setBytesPerSecMax(bytesPerSec: number): void {
+    this.limits.bytesPerSecMax = checkLimit('bytesPerSecMax', bytesPerSec);
     this.bucket.setRate(bytesPerSec);
     this.session?.rateChanged();
   }
@@ -191,7 +191,7 @@ export class Pump {
       windowMax: this.session?.windowMax ?? null,
       deadLetters: this.deadLetters?.status() ?? { total: 0, byReason: {}, last: null },
       throttled: this.throttles.status(),
-      maxBytesPerSec: this.limits.maxBytesPerSec,
+      bytesPerSecMax: this.limits.bytesPerSecMax,
       backlog: { records, bytes: extra?.bytes ?? null, oldestAgeMs: extra?.oldestAgeMs ?? null },
       drainRatePerSec: rate,
       etaSecs: rate > 0 ? records / rate : records === 0 ? 0 : null,

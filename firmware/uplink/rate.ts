@@ -8,7 +8,7 @@ function assertRate(bytesPerSec: number): void {
 }
 
 /**
- * A token bucket for `maxBytesPerSec` on metered cellular links. It may go into debt by one message, so a
+ * A token bucket for `bytesPerSecMax` on metered cellular links. It may go into debt by one message, so a
  * message larger than a second's worth of bytes still goes out (then the bucket waits it off) instead of
  * blocking the lane forever. A rate of 0 means no cap; the rate can change live (cloud-pushed settings).
  */

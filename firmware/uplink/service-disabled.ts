@@ -34,7 +34,7 @@ export function disabledService(log: RingLog): UplinkService {
       windowMax: null,
       deadLetters: { total: 0, byReason: {}, last: null },
       throttled: { total: 0, byReason: {}, last: null },
-      maxBytesPerSec: 0,
+      bytesPerSecMax: 0,
       backlog: backlogOf(log, [UPSTREAM_LANE]),
       drainRatePerSec: 0,
       etaSecs: null,

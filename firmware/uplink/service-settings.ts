@@ -18,7 +18,7 @@ export async function startSettings(o: {
   dataDir: string;
   log: RingLog;
   /** board.json's cap, bytes per second (0: none): the baseline the cloud's override. */
-  maxBytesPerSec: number;
+  bytesPerSecMax: number;
   transport: UplinkTransport;
   pump: Pump;
   clock: Clock;
@@ -28,8 +28,8 @@ export async function startSettings(o: {
   const manager = new CloudSettingsManager({
     dataDir: o.dataDir,
     // The log's settings at start are the board's (storage section); the cloud's override them.
-    baseline: { ttlSecs: log.opts.ttlSecs, quotaBytes: log.opts.quotaBytes, maxBytesPerSec: o.maxBytesPerSec },
-    target: { applyStore: (s) => log.applySettings(s), setMaxBytesPerSec: (n) => pump.setMaxBytesPerSec(n) },
+    baseline: { ttlSecs: log.opts.ttlSecs, quotaBytes: log.opts.quotaBytes, bytesPerSecMax: o.bytesPerSecMax },
+    target: { applyStore: (s) => log.applySettings(s), setBytesPerSecMax: (n) => pump.setBytesPerSecMax(n) },
     clock: o.clock,
     onError: o.onError,
   });

@@ -66,7 +66,7 @@ export interface UplinkService {
   /** Edge mode: the children's own twins on their upstream connections (absent in device mode). */
   readonly identityTwins?: IdentityTwins;
   /**
-   * The uplink's `maxBytesPerSec` token bucket (the pump's): another sender on the same link takes its bytes
+   * The uplink's `bytesPerSecMax` token bucket (the pump's): another sender on the same link takes its bytes
    * from it, so the two together stay under the one cap. `take` returns 0 or the ms to wait (nothing taken).
    */
   readonly bandwidth: { take(bytes: number): number };

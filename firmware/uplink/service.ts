@@ -99,7 +99,7 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
     lanes,
     clock,
     inflightMax: config.inflightMax,
-    maxBytesPerSec: config.maxBytesPerSec,
+    bytesPerSecMax: config.bytesPerSecMax,
     backoff: config.backoff,
     resyncHooks,
     ...(edge === null ? {} : { createSession: edge.uplink.createSession }),
@@ -109,8 +109,8 @@ export async function startUplink(opts: UplinkServiceOptions): Promise<UplinkSer
   });
   pump = started;
   const { dataDir } = opts;
-  const maxBytesPerSec = config.maxBytesPerSec;
-  const settings = await startSettings({ dataDir, log, maxBytesPerSec, transport, pump: started, clock, onError });
+  const bytesPerSecMax = config.bytesPerSecMax;
+  const settings = await startSettings({ dataDir, log, bytesPerSecMax, transport, pump: started, clock, onError });
   resyncHooks.push(settings.hook, ...(opts.resyncHooks ?? []));
   const watch = startLinkWatch(opts, config, started);
   started.start();

@@ -9,7 +9,7 @@ import { STORAGE_QUOTA_BYTES_MAX } from '../config/storage.js';
  * Settings the cloud may push to a gateway: the ring log's TTL and quota and the drain's bandwidth cap.
  * They override the board's values (the baseline) key by key; removing an override restores the baseline.
  *
- * - mqtt: a retained JSON document on the config topic, `{ "ttlSecs": n, "quotaBytes": n, "maxBytesPerSec": n }`.
+ * - mqtt: a retained JSON document on the config topic, `{ "ttlSecs": n, "quotaBytes": n, "bytesPerSecMax": n }`.
  *   It is the whole state: keys it leaves out fall back to the board, an empty payload clears them all,
  *   and a key outpost does not know refuses the document (a typo must not pass silently).
  * - azure: the same keys among the gateway twin's desired properties. A twin GET at each connect is the
@@ -21,9 +21,12 @@ import { STORAGE_QUOTA_BYTES_MAX } from '../config/storage.js';
 export interface CloudSettings {
   ttlSecs?: number;
   quotaBytes?: number;
-  maxBytesPerSec?: number;
+  bytesPerSecMax?: number;
 }
 export type SettingName = keyof CloudSettings;
+
+/** Settings renamed to the units-last rule, by their old name: still read, with a warning; both given refuse. */
+const DEPRECATED_NAMES: Readonly<Record<string, SettingName>> = { maxBytesPerSec: 'bytesPerSecMax' };
 
 /** The cloud overrides board.json's storage options, so it gets their ranges, from the one schema table. */
 const TTL_SECS_RANGE = optionSpec('storage.ttlSecs').int!;
@@ -32,7 +35,7 @@ const TTL_SECS_RANGE = optionSpec('storage.ttlSecs').int!;
 const SETTING_RULES: Record<SettingName, readonly [number, number, string]> = {
   ttlSecs: [TTL_SECS_RANGE.min, TTL_SECS_RANGE.max, 's'],
   quotaBytes: [1, STORAGE_QUOTA_BYTES_MAX, 'bytes'],
-  maxBytesPerSec: [0, 1024 ** 3, 'bytes/s'],
+  bytesPerSecMax: [0, 1024 ** 3, 'bytes/s'],
 };
 const SETTING_NAMES = Object.keys(SETTING_RULES) as SettingName[];
 /** A settings document is a few dozen bytes; a large one is refused unparsed. */
@@ -41,7 +44,7 @@ export const SETTINGS_DOCUMENT_BYTES_MAX = 4 * 1024;
 /** Where settings take effect: the ring log (may refuse, e.g. a quota below its minimum) and the pump. */
 export interface SettingsTarget {
   applyStore(settings: { ttlSecs: number; quotaBytes: number }): void;
-  setMaxBytesPerSec(bytesPerSec: number): void;
+  setBytesPerSecMax(bytesPerSec: number): void;
 }
 
 export interface SettingsStatus {
@@ -126,11 +129,13 @@ export class CloudSettingsManager {
 
   /** A desired-properties patch: only the keys it names change; null removes an override. */
   fromTwinPatch(patch: Record<string, unknown>): boolean {
+    const changes = this.renamed(patch, 'twin');
+    if (changes === null) return false;
     const next: Record<string, unknown> = { ...this.overrides };
     for (const name of SETTING_NAMES) {
-      if (!(name in patch)) continue;
-      if (patch[name] === null) delete next[name];
-      else next[name] = patch[name];
+      if (!(name in changes)) continue;
+      if (changes[name] === null) delete next[name];
+      else next[name] = changes[name];
     }
     return this.replaceWith(next, 'twin', false);
   }
@@ -158,9 +163,11 @@ export class CloudSettingsManager {
   /** Validates `doc` as a whole state, applies it, persists it when it changed. `strict` refuses unknown keys. */
   private replaceWith(doc: unknown, source: string, strict: boolean, save = true): boolean {
     if (!isJsonObject(doc)) return this.refuse('expected a JSON object', source);
+    const renamed = this.renamed(doc, source);
+    if (renamed === null) return false;
     const next: CloudSettings = {};
     try {
-      for (const [key, value] of Object.entries(doc)) {
+      for (const [key, value] of Object.entries(renamed)) {
         if (SETTING_NAMES.includes(key as SettingName))
           next[key as SettingName] = checkValue(key as SettingName, value);
         else if (strict)
@@ -169,7 +176,7 @@ export class CloudSettingsManager {
       const effective = this.effective(next);
       // The store validates first and changes nothing when it refuses, so a refused document leaves all as it was.
       this.opts.target.applyStore({ ttlSecs: effective.ttlSecs, quotaBytes: effective.quotaBytes });
-      this.opts.target.setMaxBytesPerSec(effective.maxBytesPerSec);
+      this.opts.target.setBytesPerSecMax(effective.bytesPerSecMax);
     } catch (err) {
       return this.refuse((err as Error).message, source);
     }
@@ -180,6 +187,26 @@ export class CloudSettingsManager {
     // A retained document comes again at every connect; rewriting an unchanged file would only wear the flash.
     if (changed && save) this.persist();
     return true;
+  }
+
+  /**
+   * `doc` with each deprecated name (DEPRECATED_NAMES) replaced by the current one, with a warning naming the
+   * source and the field; null (refused, counted) when a document gives both names.
+   */
+  private renamed(doc: Record<string, unknown>, source: string): Record<string, unknown> | null {
+    let out = doc;
+    for (const [old, current] of Object.entries(DEPRECATED_NAMES)) {
+      if (!(old in doc)) continue;
+      if (current in doc) {
+        this.refuse(`both "${current}" and "${old}" given ("${old}" is the deprecated name of "${current}")`, source);
+        return null;
+      }
+      const warning = `cloud settings from ${source}: "${old}" is deprecated: name it "${current}"`;
+      this.opts.onError(new UplinkError('INVALID', warning));
+      const { [old]: value, ...rest } = out;
+      out = { ...rest, [current]: value };
+    }
+    return out;
   }
 
   private refuse(reason: string, source: string): false {

@@ -1,5 +1,6 @@
 import { ConfigError } from '../../config/errors.js';
-import { PEM_FILE_BYTES_MAX, readNamedFile, type AzureUplinkConfig } from '../config.js';
+import type { AzureUplinkConfig } from '../config.js';
+import { PEM_FILE_BYTES_MAX, readNamedFile } from '../uplink-files.js';
 import type { ProvisioningConfig } from './config.js';
 
 /** The enrollment's secrets as read from the files board.json names. */

@@ -60,6 +60,23 @@ interface TransportInternals {
 }
 
 /** Registers once; resolves with the assignment or rejects with a ProvisioningError. */
+/** Each security package carries its own copy of azure-iot-common's types; the objects are what create() takes. */
+type Security = Parameters<typeof ProvisioningDeviceClient.create>[3];
+
+/** The SDK security client of an attestation, and the device key (group keys: derived for this registration). */
+function securityFor(
+  a: RegisterOptions['loaded']['attestation'],
+  registrationId: string,
+): { security: Security; deviceKey: string | undefined } {
+  const deviceKey =
+    a.kind === 'x509' ? undefined : a.kind === 'group-key' ? deriveDeviceKey(a.keyBase64, registrationId) : a.keyBase64;
+  const security =
+    a.kind === 'x509'
+      ? new X509Security(registrationId, { cert: a.cert, key: a.key })
+      : new SymmetricKeySecurityClient(registrationId, deviceKey!);
+  return { security: security as unknown as Security, deviceKey };
+}
+
 export async function register(opts: RegisterOptions): Promise<Assignment> {
   const { loaded, registrationId } = opts;
   const transport = new Mqtt();
@@ -81,20 +98,12 @@ export async function register(opts: RegisterOptions): Promise<Assignment> {
     const after = Number(new URLSearchParams(match[2]).get('retry-after'));
     if (Number.isFinite(after) && after > 0) retryAfterMs = after * 1000;
   });
-  const a = loaded.attestation;
-  const deviceKey =
-    a.kind === 'x509' ? undefined : a.kind === 'group-key' ? deriveDeviceKey(a.keyBase64, registrationId) : a.keyBase64;
-  const security =
-    a.kind === 'x509'
-      ? new X509Security(registrationId, { cert: a.cert, key: a.key })
-      : new SymmetricKeySecurityClient(registrationId, deviceKey!);
-  // Each security package carries its own copy of azure-iot-common's types; the objects are what create() takes.
-  type Security = Parameters<typeof ProvisioningDeviceClient.create>[3];
+  const { security, deviceKey } = securityFor(loaded.attestation, registrationId);
   const client = ProvisioningDeviceClient.create(
     loaded.config.globalEndpoint,
     loaded.config.idScope,
     transport,
-    security as unknown as Security,
+    security,
   );
   let timer: NodeJS.Timeout | undefined;
   const timedOut = new Promise<'timeout'>((resolve) => (timer = setTimeout(() => resolve('timeout'), opts.timeoutMs)));

@@ -4,7 +4,8 @@ import path from 'node:path';
 import { parseScopeDocument } from '../../../firmware/auth/identity.js';
 import { fetchDeviceScope, ScopeApiError, type DeviceScopeSource } from '../../../firmware/auth/scope-api.js';
 import { scopeDocumentFromApi } from '../../../firmware/auth/scope-convert.js';
-import { loadUplinkFiles, parseUplinkConfig, type AzureUplinkConfig } from '../../../firmware/uplink/config.js';
+import { parseUplinkConfig, type AzureUplinkConfig } from '../../../firmware/uplink/config.js';
+import { loadUplinkFiles } from '../../../firmware/uplink/uplink-files.js';
 import { IotHubEmulator, EDGE_HUB_MODULE_ID, type EmulatorOptions } from '../../support/iothub-emulator.js';
 import { tempDir } from '../../support/tmp.js';
 

@@ -12,7 +12,7 @@ import { tempDir } from '../../support/tmp.js';
 /**
  * The download and the backlog share the uplink's one bandwidth cap: the download takes from the bucket it is
  * handed (the pump's, UplinkService.bandwidth) rather than a bucket of its own, so the two together never go
- * over `maxBytesPerSec`, and the backlog's publishes still get through while an update downloads.
+ * over `bytesPerSecMax`, and the backlog's publishes still get through while an update downloads.
  */
 
 const ARTIFACT_BYTES = 1024 * 1024;
@@ -58,7 +58,7 @@ t.test('download + backlog on one bucket stay under the cap at every take, and b
     ca: ca.cert,
     budget: { downloadBytesMax: 16 * ARTIFACT_BYTES, reservedBytes: () => 0 },
     // The download's own cap setting is not what holds it: the shared bucket is.
-    maxBytesPerSec: () => 0,
+    bytesPerSecMax: () => 0,
     bandwidth: recorder('download'),
     clock,
     sleep,

@@ -41,7 +41,7 @@ function options(dir: string, extra: Partial<DownloadOptions> = {}): DownloadOpt
     dir,
     ca: ca.cert,
     budget: { downloadBytesMax: 4 * ARTIFACT_BYTES, reservedBytes: () => 0 },
-    maxBytesPerSec: () => 0,
+    bytesPerSecMax: () => 0,
     retryMs: { min: 10, max: 100 },
     ...extra,
   };

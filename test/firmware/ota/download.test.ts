@@ -42,7 +42,7 @@ function options(dir: string, extra: Partial<DownloadOptions> = {}): DownloadOpt
     dir,
     ca: ca.cert,
     budget: { downloadBytesMax: 64 * MiB, reservedBytes: () => 0 },
-    maxBytesPerSec: () => 0,
+    bytesPerSecMax: () => 0,
     retryMs: { min: 10, max: 100 },
     ...extra,
   };
@@ -239,7 +239,7 @@ t.test('the bandwidth cap holds over every window of the fake clock', async (t) 
     options(tempDir(t), {
       clock,
       sleep: async (ms) => clock.advance(ms),
-      maxBytesPerSec: () => rate,
+      bytesPerSecMax: () => rate,
       onProgress: (p) => samples.push({ atMs: clock.monoMs() - startMs, bytes: p.receivedBytes }),
     }),
   );

@@ -68,7 +68,7 @@ async function gateway(t: Test, gatewayId: string, config: unknown, broker?: Sid
     publicKeys: () => [key.publicKey],
     healthSecs: 30,
     budget: { downloadBytesMax: 64 * MiB, reservedBytes: () => 0 },
-    maxBytesPerSec: () => 0,
+    bytesPerSecMax: () => 0,
     ca: ca.cert,
     restart: (why) => restarts.push(why),
     onError: () => {},

@@ -63,7 +63,7 @@ async function rig(t: Test): Promise<Rig> {
       publicKeys: () => [key.publicKey],
       healthSecs: 30,
       budget: { downloadBytesMax: 64 * MiB, reservedBytes: () => 0 },
-      maxBytesPerSec: () => 0,
+      bytesPerSecMax: () => 0,
       ca: ca.cert,
       restart: (why) => restarts.push(why),
       onError: (e) => errors.push(e.message),
@@ -218,7 +218,7 @@ t.test('refusals: hostile documents, signature, target, downgrade, tampered tarb
 
 t.test('the same manifest again changes nothing; an empty one withdraws the download in progress', async (t) => {
   const r = await rig(t);
-  const updater = await r.open('1.0.0', { maxBytesPerSec: () => MiB });
+  const updater = await r.open('1.0.0', { bytesPerSecMax: () => MiB });
   const manifest = signedManifest(key, '1.1.0', release, server.url());
   const before = server.requests.length;
   updater.offer(manifest, 'test');

@@ -28,7 +28,7 @@ t.test('mosquitto restart with persistence mid-drain loses nothing', async (t) =
     transport,
     lanes: [{ lane }],
     // The cap (about 1,000 small messages/s) keeps the drain going long enough to restart in the middle.
-    maxBytesPerSec: 4_000,
+    bytesPerSecMax: 4_000,
     backoff: { baseMs: 50, maxMs: 300 },
   });
   pump.start();

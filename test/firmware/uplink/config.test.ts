@@ -1,12 +1,8 @@
 import t from 'tap';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import {
-  loadUplinkFiles,
-  parseUplinkConfig,
-  type MqttUplinkConfig,
-  type AzureUplinkConfig,
-} from '../../../firmware/uplink/config.js';
+import { parseUplinkConfig, type MqttUplinkConfig, type AzureUplinkConfig } from '../../../firmware/uplink/config.js';
+import { loadUplinkFiles } from '../../../firmware/uplink/uplink-files.js';
 import { createTestCa } from '../../support/tls-certs.js';
 import { tempDir } from '../../support/tmp.js';
 
@@ -29,7 +25,7 @@ t.test('absent means no cloud; defaults fill the rest', async (t) => {
     protocol: 'mqtt',
     url: 'mqtt://broker:1883',
     inflightMax: 100,
-    maxBytesPerSec: 0,
+    bytesPerSecMax: 0,
     backoff: { baseMs: 500, maxMs: 60_000 },
     interfaces: [],
     priorityLanes: [],

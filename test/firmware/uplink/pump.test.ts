@@ -152,7 +152,7 @@ t.test('a black-holed publish trips the watchdog and the drain resumes from the 
   t.same(checkDelivery(sub.values, 20, 100).problems, []);
 });
 
-t.test('maxBytesPerSec holds the drain to the cap', async (t) => {
+t.test('bytesPerSecMax holds the drain to the cap', async (t) => {
   const broker = await AedesBroker.start();
   t.teardown(() => broker.stop());
   const sub = await Subscriber.start(broker.url, 'outpost/gw-6/+/telemetry');
@@ -161,7 +161,7 @@ t.test('maxBytesPerSec holds the drain to the cap', async (t) => {
   const padding = ' '.repeat(995);
   for (let i = 1; i <= 40; i += 1) await lane.append({ body: Buffer.from(`${i}${padding}`.slice(0, 1_000)) });
   const transport = createMqttTransport({ url: broker.url, gatewayId: 'gw-6', protocolVersion: 4 });
-  const pump = new Pump({ gatewayId: 'gw-6', transport, lanes: [{ lane }], maxBytesPerSec: 20_000 });
+  const pump = new Pump({ gatewayId: 'gw-6', transport, lanes: [{ lane }], bytesPerSecMax: 20_000 });
   const started = Date.now();
   pump.start();
   t.teardown(() => pump.stop());

@@ -62,7 +62,7 @@ t.test('mqtt: a retained config applies live, persists, survives a restart; bad 
   await publishRetained(
     broker.url,
     topic,
-    JSON.stringify({ ttlSecs: 600, quotaBytes: 8 * MiB, maxBytesPerSec: 4_000 }),
+    JSON.stringify({ ttlSecs: 600, quotaBytes: 8 * MiB, bytesPerSecMax: 4_000 }),
   );
 
   let log = await RingLog.open({ dir: dataDir, ...LOG_OPTIONS });
@@ -80,7 +80,7 @@ t.test('mqtt: a retained config applies live, persists, survives a restart; bad 
   await until('the retained config', () => service.status().settings?.effective.ttlSecs === 600);
   t.equal(log.opts.ttlSecs, 600, 'TTL applied to the ring log');
   t.equal(log.stats().quotaBytes, 8 * MiB, 'quota applied');
-  t.equal(service.status().maxBytesPerSec, 4_000, 'bandwidth cap applied to the pump');
+  t.equal(service.status().bytesPerSecMax, 4_000, 'bandwidth cap applied to the pump');
   t.equal(service.status().settings?.source, `mqtt:${topic}`);
 
   // 10 KB against a 4,000 B/s cap (one second of burst): the last body cannot arrive before ~1.5 s.
@@ -95,7 +95,7 @@ t.test('mqtt: a retained config applies live, persists, survives a restart; bad 
   await publishRetained(broker.url, topic, JSON.stringify({ ttlSecs: 900 }));
   await until('the new document', () => service.status().settings?.effective.ttlSecs === 900);
   t.equal(log.stats().quotaBytes, 64 * MiB, 'a key the document leaves out falls back to the board');
-  t.equal(service.status().maxBytesPerSec, 0);
+  t.equal(service.status().bytesPerSecMax, 0);
 
   await badDocumentsRefused(t, service, broker.url, topic);
   t.equal(log.opts.ttlSecs, 900, 'refused documents changed nothing');
@@ -181,14 +181,14 @@ t.test('azure: desired properties at connect (GET) and as patches; null restores
   service.addResyncHook({ name: 'twin', run: async () => void order.push(`twin after ttl ${log.opts.ttlSecs}`) });
   await until('the first resync', () => order.length === 1);
   t.same(order, ['twin after ttl 1200'], 'the settings hook (twin GET) runs first, then hooks added later');
-  hub.patchDesired('gw-tw', { maxBytesPerSec: 5_000 });
-  await until('the patch', () => service.status().maxBytesPerSec === 5_000);
+  hub.patchDesired('gw-tw', { bytesPerSecMax: 5_000 });
+  await until('the patch', () => service.status().bytesPerSecMax === 5_000);
   t.equal(log.opts.ttlSecs, 1_200, 'a patch leaves the keys it does not name');
-  hub.patchDesired('gw-tw', { ttlSecs: null, maxBytesPerSec: -1 });
+  hub.patchDesired('gw-tw', { ttlSecs: null, bytesPerSecMax: -1 });
   await until('a refusal', () => service.status().settings?.refused === 1);
   hub.patchDesired('gw-tw', { ttlSecs: null });
   await until('null restores the board value', () => log.opts.ttlSecs === 7_200);
-  t.same(service.status().settings?.overrides, { maxBytesPerSec: 5_000 });
+  t.same(service.status().settings?.overrides, { bytesPerSecMax: 5_000 });
   hub.disconnect('gw-tw');
   await until('a reconnect', () => order.length === 2);
   t.equal(order[1], 'twin after ttl 7200', 'and again on every reconnect');

@@ -66,7 +66,7 @@ t.test('the ack only covers contiguous PUBACKs, whatever order they come in', as
   t.same(lane.ackCalls, [3, 6], 'acks only at contiguous frontiers');
 });
 
-t.test('under maxBytesPerSec each lane still gets its weighted share of the sends', async (t) => {
+t.test('under bytesPerSecMax each lane still gets its weighted share of the sends', async (t) => {
   const broker = await AedesBroker.start();
   t.teardown(() => broker.stop());
   const sub = await Subscriber.start(broker.url, 'outpost/gw-fair/+/telemetry');
@@ -84,7 +84,7 @@ t.test('under maxBytesPerSec each lane still gets its weighted share of the send
     { lane: heavy, weight: 2 },
     { lane: light, weight: 1 },
   ];
-  const pump = new Pump({ gatewayId: 'gw-fair', transport, lanes, maxBytesPerSec: 20_000 });
+  const pump = new Pump({ gatewayId: 'gw-fair', transport, lanes, bytesPerSecMax: 20_000 });
   pump.start();
   t.teardown(() => pump.stop());
   t.ok(await sub.waitForDistinct(120, 20_000));
