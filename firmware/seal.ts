@@ -7,7 +7,9 @@ import { chmod, open, readFile, stat } from 'node:fs/promises';
  */
 
 const KEY_BYTES = 32;
+/** AES-GCM's 96-bit IV (NIST SP 800-38D's recommended length), random per seal. */
 const IV_BYTES = 12;
+/** GCM's full 128-bit authentication tag: a truncated tag would weaken the check. */
 const TAG_BYTES = 16;
 const KEY_FILE_MODE = 0o600;
 

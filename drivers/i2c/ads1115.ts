@@ -24,6 +24,7 @@ const CONFIG_COMP_DISABLE = 0x0003;
 const MUX_SINGLE_ENDED_BASE = 0b100;
 /** One conversion at 128 SPS takes 1/128 s = 7.8 ms; allow for the oscillator's ±10 % (section 7.5). */
 const ADS1115_CONVERSION_MS = 9;
+/** Status polls, one conversion time apart, before a conversion counts as failed: a live chip is done in one. */
 const ADS1115_READY_POLLS_MAX = 5;
 /** Codes are 16-bit two's complement: full scale is 2^15 codes (section 9.3.3, Table 3). */
 const ADS1115_CODES_FULL_SCALE = 32768;

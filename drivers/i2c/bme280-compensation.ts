@@ -27,8 +27,10 @@ export interface Bme280Calibration {
 
 /** Table 16: calib00..calib25 live at 0x88..0xA1 (26 bytes), calib26..calib32 at 0xE1..0xE7 (7 bytes). */
 export const BME280_CALIB_LOW_REGISTER = 0x88;
+/** calib00..calib25 (Table 16): one burst read. */
 export const BME280_CALIB_LOW_BYTES = 26;
 export const BME280_CALIB_HIGH_REGISTER = 0xe1;
+/** calib26..calib32 (Table 16): the second burst read. */
 export const BME280_CALIB_HIGH_BYTES = 7;
 
 /** Decodes Table 16. `low` is 0x88..0xA1, `high` is 0xE1..0xE7. */
@@ -76,9 +78,13 @@ export const BME280_ADC_SKIPPED_16_BIT = 0x8000;
  */
 export const BME280_TEMPERATURE_C_MIN = -40;
 export const BME280_TEMPERATURE_C_MAX = 85;
+/** 300 hPa, the low end of Table 1's pressure range. */
 export const BME280_PRESSURE_PA_MIN = 30_000;
+/** 1100 hPa, the high end of Table 1's pressure range. */
 export const BME280_PRESSURE_PA_MAX = 110_000;
+/** Relative humidity cannot go below 0 %RH. */
 export const BME280_HUMIDITY_PERCENT_MIN = 0;
+/** Nor above 100 %RH (Table 1). */
 export const BME280_HUMIDITY_PERCENT_MAX = 100;
 
 export type Bme280Quantity = 'temperatureC' | 'pressurePa' | 'humidityPercent';

@@ -35,6 +35,7 @@ const BME280_STATUS_MEASURING = 0x08;
 const BME280_STATUS_IM_UPDATE = 0x01;
 /** How many times the status register is polled for a finished conversion before the sample fails. */
 const BME280_STATUS_POLLS_MAX = 5;
+/** Wait between status polls, ms: with BME280_STATUS_POLLS_MAX it bounds the wait for a status bit to clear. */
 const BME280_STATUS_POLL_MS = 2;
 /** Section 5.4.5 mode[1:0]: 01 forces one measurement, then the device returns to sleep (section 3.3.3). */
 const BME280_MODE_FORCED = 0x01;

@@ -95,6 +95,7 @@ export function splitConnectionId(connectionId: string): { deviceId: string; mod
 const SAS_KEY_PATTERN = /^[A-Za-z0-9+/]{20,88}={0,2}$/;
 /** SHA-1 (40) or SHA-256 (64) hex, colons allowed as openssl prints them. */
 const THUMBPRINT_PATTERN = /^(?:[0-9A-Fa-f]{2}:?){19}[0-9A-Fa-f]{2}$|^(?:[0-9A-Fa-f]{2}:?){31}[0-9A-Fa-f]{2}$/;
+/** A scope document's trust bundle, bytes: a few hundred CA certificates of 1-2 KiB; more is not a bundle. */
 const PEM_BYTES_MAX = 256 * 1024;
 
 export class ScopeError extends Error {

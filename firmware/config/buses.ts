@@ -6,10 +6,13 @@ import type { BusConfig, GpioBusConfig, SerialBusConfig, SimInputConfig } from '
 export const BUS_ID_PATTERN = /^[a-z0-9][a-z0-9-]{0,31}$/;
 /** Rates a Pi UART and common USB adapters accept (termios standard speeds). */
 const SERIAL_BAUD_RATES = [1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200, 230400, 460800, 921600];
+/** A replayed capture's line interval, ms: a receiver sends at least once a minute; slower is a typo. */
 const SERIAL_REPLAY_INTERVAL_MS_MAX = 60_000;
 /** BCM pins on the 40-pin header (Raspberry Pi GPIO documentation, "GPIO pinout"). */
 const SIM_PIN_MAX = 27;
+/** The sim GPIO's toggle period, ms: faster would flood the log with edges and say nothing more. */
 const SIM_TOGGLE_PERIOD_MS_MIN = 100;
+/** And at most once a day, ms: slower is a test that never sees an edge. */
 const SIM_TOGGLE_PERIOD_MS_MAX = 86_400_000;
 /** Faster than this, a simulated pulse input would flood the event loop of a small board. */
 const SIM_PULSES_PER_SEC_MAX = 1000;

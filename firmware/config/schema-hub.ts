@@ -4,6 +4,7 @@ import type { OptionSpec } from './schema-types.js';
 const KIB_BYTES = 1024;
 /** IoT Hub's own device-to-cloud message limit; children built for IoT Hub never send more. */
 const MESSAGE_BYTES_MAX = 256 * KIB_BYTES;
+/** A unit (seconds in a day) for the hub's day-long limits, not a limit itself. */
 const DAY_SECS = 86_400;
 
 const limit = (

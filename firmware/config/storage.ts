@@ -4,6 +4,7 @@ import { fieldsOf, integerOption } from './schema.js';
 
 /** Binary units, as the storage sizes are documented. */
 const MIB_BYTES = 1024 * 1024;
+/** A unit, for the quota's range. */
 const GIB_BYTES = 1024 * MIB_BYTES;
 
 /** The quota must hold several segments, so dropping the oldest whole segment frees a small share of it. */

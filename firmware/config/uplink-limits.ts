@@ -15,6 +15,11 @@ export const BACKOFF_MAX_MS_DEFAULT = 60_000;
 export const INFLIGHT_MESSAGES_HARD_MAX = 4_096;
 /** The window when none is named, messages: the uplink bench drains with it at the rate raw mqtt.js reaches. */
 export const INFLIGHT_MESSAGES_DEFAULT = 100;
+/**
+ * A priority lane's weight: how many of its messages go per one of the others'. Past 1,000 to 1 the other lanes
+ * would wait out a whole backlog anyway; board.json and the pump check against this one bound.
+ */
+export const LANE_WEIGHT_MAX = 1_000;
 
 /**
  * Default ceiling of the random delay between a link-up notice and the connect it starts, ms. A fleet behind

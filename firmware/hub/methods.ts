@@ -140,6 +140,7 @@ export class MethodBroker {
 
 /** Name of the gateway method the cloud calls to reach a child: payload `{deviceId, moduleId?, methodName, payload, responseTimeoutInSeconds?}`. */
 export const CLOUD_INVOKE_METHOD = 'outpost.invokeChild';
+/** IoT Hub's own ceiling for a direct method's responseTimeoutInSeconds (5..300 s); above it the default applies. */
 const TIMEOUT_SECS_MAX = 300;
 
 export function cloudMethodHandler(methods: MethodBroker) {

@@ -5,6 +5,7 @@ import type { PageReport } from './host.js';
 export const HISTORY_SAMPLES_MAX = 600;
 /** One sample a minute for the day before: 24 hours, so a technician sees how last night's outage went. */
 export const HISTORY_DAY_SAMPLES_MAX = 1_440;
+/** A unit: the day's chart keeps one sample per minute. */
 const MINUTE_MS = 60_000;
 /** A sample stamped further ahead than this came from a clock that has since been set back: it is dropped. */
 const FUTURE_SLACK_MS = MINUTE_MS;
@@ -16,7 +17,9 @@ const FUTURE_SLACK_MS = MINUTE_MS;
  * flash sees one block rewrite a minute and nothing else.
  */
 const FILE_MAGIC = Buffer.from('OPHIST01');
+/** One day slot: four float64 (wall ms, records, bytes, drain per second). */
 const SLOT_BYTES = 32;
+/** The file's fixed size, bytes (about 45 KiB): it never grows. */
 export const HISTORY_FILE_BYTES = FILE_MAGIC.length + HISTORY_DAY_SAMPLES_MAX * SLOT_BYTES;
 
 export interface HistorySample {

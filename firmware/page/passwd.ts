@@ -15,7 +15,9 @@ const SCRYPT_R = 8;
 const SCRYPT_P = 1;
 /** Memory scrypt may use: N * r * 128 bytes is 32 MiB, and Node's 32 MiB default leaves no headroom. */
 const SCRYPT_MAXMEM_BYTES = 64 * 1024 * 1024;
+/** 128-bit salt, the least NIST SP 800-132 allows. */
 const SALT_BYTES = 16;
+/** 256-bit derived key: the length compared at login. */
 const HASH_BYTES = 32;
 /** A password shorter than this is refused by `outpost passwd`: the page is reachable from the site LAN. */
 export const PASSWORD_CHARS_MIN = 10;

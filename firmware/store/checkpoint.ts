@@ -9,11 +9,14 @@ import type { StoreFile, StoreFs } from './fs.js';
  * previous checkpoint intact. Written at a bounded rate (checkpointIntervalMs), never once per ack.
  */
 export const CHECKPOINT_FILE = 'checkpoint';
+/** One slot per 4 KiB page (a flash page and the ext4 block), so a torn write stays inside its slot. */
 export const CHECKPOINT_SLOT_BYTES = 4096;
 const CHECKPOINT_MAGIC = 0x4b43504f; // 'OPCK'
 /** Lanes a checkpoint slot can describe: 4 KiB / (1 + 48 + 16) bytes per lane, with room for the header. */
 export const LANES_MAX = 48;
+/** A lane's name in a slot, bytes: 48 lanes of 1 + 48 + 16 bytes fit one page with the header. */
 export const LANE_NAME_BYTES_MAX = 48;
+/** crc, magic, generation, clocks, lane count and last segment (42 bytes) before the lanes, rounded up. */
 const SLOT_HEADER_BYTES = 48;
 
 export interface LaneCursor {

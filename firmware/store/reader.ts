@@ -8,6 +8,7 @@ import type { StoredRecord } from './types.js';
 /** Default and ceiling for one read call. */
 export const READ_RECORDS_DEFAULT = 500;
 export const READ_RECORDS_MAX = 10_000;
+/** Bytes per read call by default: bounds the memory one read holds on a 512 MiB board. */
 export const READ_BYTES_DEFAULT = 1024 * 1024;
 /**
  * Bytes per pread while draining. Returned records point into their chunk, so a chunk lives until the

@@ -19,9 +19,13 @@ export const RECORD_MAGIC = 0xb7;
 /** The last record of a sealed segment: its body is a SealSummary. */
 export const FLAG_SEAL = 0x01;
 const KNOWN_FLAGS = FLAG_SEAL;
+/** A property key's length has one byte in the record format (u8). */
 const PROPERTY_KEY_BYTES_MAX = 255;
+/** A property value's length has two bytes (u16). */
 const PROPERTY_VALUE_BYTES_MAX = 65_535;
+/** The header's property-map length field is a u16. */
 export const PROPERTIES_BYTES_MAX = 65_535;
+/** The header's times are u48 ms: about 8,900 years past 1970. */
 const U48_MAX = 2 ** 48 - 1;
 
 export interface RecordHeader {
@@ -177,6 +181,7 @@ export interface SealSummary {
 
 /** SealSummary's five numbers as 8-byte doubles; the whole seal record adds the usual header. */
 export const SEAL_BODY_BYTES = 40;
+/** The seal record's whole size, bytes: a segment reserves it so a seal always fits. */
 export const SEAL_RECORD_BYTES = HEADER_BYTES + SEAL_BODY_BYTES;
 
 export function encodeSealBody(s: SealSummary): Buffer {

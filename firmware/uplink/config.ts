@@ -2,6 +2,7 @@ import { dirname, resolve } from 'node:path';
 import { ConfigError } from '../config/errors.js';
 import { displayPath } from '../config/layers.js';
 import { ConfigNode } from '../config/node.js';
+import { LANE_WEIGHT_MAX } from '../config/uplink-limits.js';
 import { parseAzureSection } from './azure-mode.js';
 import { BACKOFF_BASE_MS_DEFAULT, BACKOFF_MAX_MS_DEFAULT } from './backoff.js';
 import { compileTopicTemplate } from './message.js';
@@ -30,10 +31,10 @@ export type {
 export const SIM_VARIANT = 'sim';
 /** Linux interface names: IFNAMSIZ is 16 bytes with the terminating NUL. */
 const INTERFACE_NAME = /^[A-Za-z0-9][A-Za-z0-9_.:@-]{0,14}$/;
+/** Interfaces the link watch polls: a gateway has a handful (eth0, wlan0, wwan0, ppp0); 16 is generous. */
 const INTERFACES_MAX = 16;
 /** Lanes besides "upstream"; the pump drains at most 16 lanes. */
 const PRIORITY_LANES_MAX = 15;
-const LANE_WEIGHT_MAX = 1_000;
 
 /**
  * Validates board.json's `uplink` value (as the board loader hands it over) from `boardFile`. With `variant`

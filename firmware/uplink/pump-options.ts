@@ -5,7 +5,7 @@ import type { PumpLane } from './cursor.js';
 import type { ThrottleStatus } from './throttle.js';
 import type { PumpSessionFactory } from './drain-host.js';
 import { UplinkError, type UplinkTransport } from './types.js';
-import { LIMIT_RANGES } from '../config/uplink-limits.js';
+import { LANE_WEIGHT_MAX, LIMIT_RANGES } from '../config/uplink-limits.js';
 
 export {
   INFLIGHT_MESSAGES_DEFAULT,
@@ -118,7 +118,6 @@ export interface PumpStatus {
 export type LimitName = keyof typeof LIMIT_RANGES;
 /** Lanes a pump may drain; the weighted pick walks all of them per message. */
 const PUMP_LANES_MAX = 16;
-const LANE_WEIGHT_MAX = 1_000;
 
 /** Returns `value` if it is within the limit's range; throws an error naming the limit otherwise. */
 export function checkLimit(name: LimitName, value: number): number {

@@ -32,6 +32,7 @@ export const TOO_LARGE: Refusal = { reason: 'too-large', permanent: true };
  * every property key and value with its length prefix and identifier, and room for the four fixed ones.
  */
 const PROPERTY_OVERHEAD_BYTES = 5;
+/** Fixed header, topic length, packet id and the fixed properties, bytes, rounded up. */
 const PUBLISH_FIXED_OVERHEAD_BYTES = 64;
 
 /**

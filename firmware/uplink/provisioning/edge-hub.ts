@@ -21,6 +21,7 @@ import { getModule, putModule, RegistryError, type RegistryAccess } from './modu
 export const EDGE_HUB_CONFLICT_RETRIES_MAX = 3;
 /** Shortest and longest wait between failed setups, ms: a refused device is put right in the portal, then followed. */
 export const EDGE_HUB_BACKOFF_BASE_MS = 5_000;
+/** At most ten minutes between setups, so a fixed registry is seen soon without hammering it. */
 export const EDGE_HUB_BACKOFF_MAX_MS = 600_000;
 /** The module key's size: IoT Hub takes 16 to 64 bytes; 32 is what its portal generates. */
 const EDGE_HUB_KEY_BYTES = 32;
