@@ -44,8 +44,16 @@ export interface DpsEdgeWorld {
   child(runtime: Runtime, hub: IotHubEmulator, deviceId: string, hostName: string): Promise<ChildClient>;
 }
 
-/** `mode`: board.json's uplink.azure.mode ("device": children from the gateway twin's outpostScope). */
-export async function dpsEdgeWorld(t: Teardown, mode: 'edge' | 'device' = 'edge'): Promise<DpsEdgeWorld> {
+/**
+ * `mode`: board.json's uplink.azure.mode ("device": children from the gateway twin's outpostScope).
+ * `attestation`: a symmetric-key group enrollment (the group key file), or an X.509 group enrollment of hub A's
+ * CA (a certificate with CN = the gateway id and its key; DPS then assigns hub A, the one that trusts it).
+ */
+export async function dpsEdgeWorld(
+  t: Teardown,
+  mode: 'edge' | 'device' = 'edge',
+  attestation: 'sas' | 'x509' = 'sas',
+): Promise<DpsEdgeWorld> {
   const dir = tempDir(t, 'outpost-dps-edge-');
   const certs = await hubCerts(dir);
   t.teardown(() => certs.ca.dispose());
@@ -64,11 +72,19 @@ export async function dpsEdgeWorld(t: Teardown, mode: 'edge' | 'device' = 'edge'
   t.teardown(() => dps.stop().catch(() => {}));
   const groupKey = randomKey();
   const iotEdge = mode === 'edge';
-  dps.addEnrollment({ kind: 'symmetric-group', name: 'edge-gws', groupKey, capabilities: { iotEdge } });
-  writeFileSync(path.join(dir, 'group.key'), groupKey, { mode: 0o600 });
+  if (attestation === 'sas') {
+    dps.addEnrollment({ kind: 'symmetric-group', name: 'edge-gws', groupKey, capabilities: { iotEdge } });
+    writeFileSync(path.join(dir, 'group.key'), groupKey, { mode: 0o600 });
+  } else {
+    const caCert = hubA.ca.cert;
+    dps.addEnrollment({ kind: 'x509-group', name: 'edge-gws-x509', caCert, hub: hostA, capabilities: { iotEdge } });
+    const issued = await hubA.ca.issue(GATEWAY_ID);
+    writeFileSync(path.join(dir, 'gw.pem'), issued.cert);
+    writeFileSync(path.join(dir, 'gw.key'), issued.key, { mode: 0o600 });
+  }
   writeFileSync(path.join(dir, 'ca.pem'), dps.ca.cert + hubA.ca.cert + hubB.ca.cert);
   symlinkSync(BOARDS_DIR, path.join(dir, 'boards'));
-  writeFileSync(path.join(dir, 'board.json'), JSON.stringify(boardJson(dps, certs, mode)));
+  writeFileSync(path.join(dir, 'board.json'), JSON.stringify(boardJson(dps, certs, mode, attestation)));
   async function boot(options: Pick<RuntimeOptions, 'provisioningOverrides'> = {}): Promise<Runtime> {
     const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), {
       dataDir: path.join(dir, 'data'),
@@ -89,7 +105,13 @@ export async function dpsEdgeWorld(t: Teardown, mode: 'edge' | 'device' = 'edge'
   return { dps, hubA, hubB, proxyA, hostA, hostB: hubB.hostName, certs, boot, child };
 }
 
-function boardJson(dps: DpsEmulator, certs: HubCerts, mode: 'edge' | 'device'): Record<string, unknown> {
+function boardJson(
+  dps: DpsEmulator,
+  certs: HubCerts,
+  mode: 'edge' | 'device',
+  attestation: 'sas' | 'x509',
+): Record<string, unknown> {
+  const credentials = attestation === 'sas' ? { groupKeyFile: 'group.key' } : { certPath: 'gw.pem', keyPath: 'gw.key' };
   return {
     board: 'sim',
     identity: { gatewayId: GATEWAY_ID },
@@ -102,7 +124,7 @@ function boardJson(dps: DpsEmulator, certs: HubCerts, mode: 'edge' | 'device'): 
         globalEndpoint: dps.endpoint,
         idScope: ID_SCOPE,
         registrationId: GATEWAY_ID,
-        groupKeyFile: 'group.key',
+        ...credentials,
       },
     },
     hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },

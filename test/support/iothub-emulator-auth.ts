@@ -123,7 +123,8 @@ function onBehalfOf(
   };
 }
 
-function certificateValid(auth: Authentication, socket: tls.TLSSocket, deviceId: string): boolean {
+/** The client certificate the TLS socket presented, judged as IoT Hub judges it for an X.509 identity. */
+export function certificateValid(auth: Authentication, socket: tls.TLSSocket, deviceId: string): boolean {
   const peer = socket.getPeerCertificate();
   if (peer === null || Object.keys(peer).length === 0) return false;
   if (auth.type === 'certificateAuthority') return socket.authorized && peer.subject?.CN === deviceId;

@@ -1,5 +1,6 @@
 import type http from 'node:http';
-import { parseSas, signedByOneOf } from './iothub-emulator-auth.js';
+import { TLSSocket } from 'node:tls';
+import { certificateValid, parseSas, signedByOneOf } from './iothub-emulator-auth.js';
 import { keysOf, type ModuleIdentity, type Registry } from './iothub-emulator-registry.js';
 import { moduleJson } from './iothub-emulator-scope-api.js';
 
@@ -13,7 +14,9 @@ import { moduleJson } from './iothub-emulator-scope-api.js';
  *     If-Match: "<etag>" or "*": update; 412 PreconditionFailed on another etag, 404 if there is none
  *
  * Authorisation: a SAS token for `<hub>/devices/<d>` signed with the device's own key (device-scoped access
- * reaches that device's modules only). Errors carry IoT Hub's body, `{"Message": "ErrorCode:<name>;<text>"}`.
+ * reaches that device's modules only), or, with no Authorization header, an X.509 device's client certificate
+ * on the TLS connection, judged as at CONNECT (aziot-identityd's way for an X.509 IoT Edge device). Errors
+ * carry IoT Hub's body, `{"Message": "ErrorCode:<name>;<text>"}`.
  */
 
 /** A registry request body larger than this is not a module. */
@@ -89,7 +92,7 @@ function route(
   if (new URL(req.url ?? '/', 'https://emulator').searchParams.get('api-version') === null) {
     return error(400, 'InvalidProtocolVersion', 'api-version is required');
   }
-  if (!authorized(registry, options.hostNames, target.deviceId, req.headers.authorization)) {
+  if (!authorized(registry, options.hostNames, target.deviceId, req)) {
     return error(401, 'IotHubUnauthorizedAccess', 'Unauthorized');
   }
   const existing = registry.module(target.deviceId, target.moduleId);
@@ -138,15 +141,22 @@ function keysFromBody(text: string, target: Target): [string, string] | string {
   return [primary, secondary];
 }
 
-/** A device-scoped SAS token of the module's own device, signed with one of that device's keys. */
+/**
+ * A device-scoped SAS token of the module's own device, signed with one of that device's keys; or, without
+ * one, that device's own client certificate.
+ */
 function authorized(
   registry: Registry,
   hostNames: ReadonlySet<string>,
   deviceId: string,
-  header: string | undefined,
+  req: http.IncomingMessage,
 ): boolean {
   const device = registry.device(deviceId);
-  if (header === undefined || device === undefined || device.status !== 'enabled') return false;
+  if (device === undefined || device.status !== 'enabled') return false;
+  const header = req.headers.authorization;
+  if (header === undefined) {
+    return req.socket instanceof TLSSocket && certificateValid(device.authentication, req.socket, deviceId);
+  }
   const token = parseSas(header);
   if (token === null) return false;
   const slash = token.resource.indexOf('/');

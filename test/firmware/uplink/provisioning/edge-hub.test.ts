@@ -163,3 +163,20 @@ t.test('keys changed in IoT Hub while running: the scope API 401 sets off a re-k
   );
   t.match(edgeHubOf(runtime), { state: 'ready', puts: 2 });
 });
+
+t.test('an X.509 gateway sets $edgeHub up with its client certificate, and a child goes up as itself', async (t) => {
+  const w = await dpsEdgeWorld(t, 'edge', 'x509');
+  const runtime = await w.boot();
+  await until('$edgeHub set up', () => edgeHubOf(runtime)?.verified === true, 60_000);
+  t.equal(w.dps.assignment(GATEWAY_ID)?.hub, w.hostA, 'DPS assigned hub A, whose CA issued the certificate');
+  t.equal(w.hubA.getDevice(GATEWAY_ID)?.authentication.type, 'certificateAuthority', 'an X.509 device in IoT Hub');
+  const requests = w.hubA.moduleRequests.map((r) => `${r.method} ${r.moduleId} ${r.status}`);
+  t.match(requests, [/^GET \$edgeHub 200$/, /^PUT \$edgeHub 200$/], 'the registry took the client certificate');
+  t.match(edgeHubOf(runtime), { state: 'ready', hub: w.hostA, puts: 1, lastError: null });
+  w.hubA.createDevice('c1');
+  w.hubA.addChild(GATEWAY_ID, 'c1');
+  const c1 = await w.child(runtime, w.hubA, 'c1', w.hostA);
+  await sendAndSee(runtime, c1, w.hubA, 'c1', 'x509-one');
+  const record = w.hubA.telemetry.find((r) => r.deviceId === 'c1')!;
+  t.equal(record.authMethod, 'on-behalf-of', "on the $edgeHub module's on-behalf-of token");
+});
