@@ -48,25 +48,7 @@ export async function edgeGateway(
     cloud.addChild('gw', id);
   }
   setup?.(cloud);
-  writeFileSync(path.join(dir, 'ca.pem'), cloud.ca.cert);
-  writeFileSync(path.join(dir, 'edgehub.cs'), `${connections.edgeHub}\n`);
-  symlinkSync(BOARDS_DIR, path.join(dir, 'boards'));
-  writeFileSync(
-    path.join(dir, 'board.json'),
-    JSON.stringify({
-      board: 'sim',
-      identity: { gatewayId: 'gw' },
-      uplink: {
-        protocol: 'azure',
-        connectionString: connections.device,
-        caFile: 'ca.pem',
-        azure: { edgeHubConnectionStringFile: 'edgehub.cs' },
-        backoff: { baseMs: 50, maxMs: 500 },
-        ...uplink,
-      },
-      hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
-    }),
-  );
+  writeEdgeBoard(dir, certs, cloud, connections, uplink);
   const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), {
     dataDir: path.join(dir, 'data'),
   });
@@ -111,4 +93,36 @@ export function holdPubacks(client: DeviceClient): () => void {
   return () => {
     for (const callback of held.splice(0)) callback();
   };
+}
+
+/**
+ * Writes an edge-mode board for gateway `gw` into `dir`: the emulator's CA, the `$edgeHub` connection string
+ * file, board.json (sim board, azure uplink in edge mode, TLS-only local hub) with `uplink` merged over it.
+ */
+export function writeEdgeBoard(
+  dir: string,
+  certs: HubCerts,
+  cloud: IotHubEmulator,
+  connections: { device: string; edgeHub: string },
+  uplink: Record<string, unknown> = {},
+): void {
+  writeFileSync(path.join(dir, 'ca.pem'), cloud.ca.cert);
+  writeFileSync(path.join(dir, 'edgehub.cs'), `${connections.edgeHub}\n`);
+  symlinkSync(BOARDS_DIR, path.join(dir, 'boards'));
+  writeFileSync(
+    path.join(dir, 'board.json'),
+    JSON.stringify({
+      board: 'sim',
+      identity: { gatewayId: 'gw' },
+      uplink: {
+        protocol: 'azure',
+        connectionString: connections.device,
+        caFile: 'ca.pem',
+        azure: { edgeHubConnectionStringFile: 'edgehub.cs' },
+        backoff: { baseMs: 50, maxMs: 500 },
+        ...uplink,
+      },
+      hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
+    }),
+  );
 }

@@ -1,5 +1,4 @@
 import t from 'tap';
-import { symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
@@ -9,6 +8,7 @@ import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { NO_RETRY } from '../../support/iothub-emulator-clients.js';
 import { hubCerts, until, type HubCerts } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
+import { writeEdgeBoard } from '../../support/edge-gateway.js';
 
 /**
  * Edge mode's child list (issue 18): the gateway is an IoT Edge device, outpost reads its children from IoT
@@ -18,30 +18,6 @@ import { tempDir } from '../../support/tmp.js';
  */
 
 const { Client, Message } = azureDevice;
-const BOARDS_DIR = new URL('../../../boards', import.meta.url).pathname;
-
-type Connections = { device: string; edgeHub: string };
-
-function writeBoard(dir: string, certs: HubCerts, cloud: IotHubEmulator, connections: Connections): void {
-  writeFileSync(path.join(dir, 'ca.pem'), cloud.ca.cert);
-  writeFileSync(path.join(dir, 'edgehub.cs'), `${connections.edgeHub}\n`);
-  symlinkSync(BOARDS_DIR, path.join(dir, 'boards'));
-  writeFileSync(
-    path.join(dir, 'board.json'),
-    JSON.stringify({
-      board: 'sim',
-      identity: { gatewayId: 'gw' },
-      uplink: {
-        protocol: 'azure',
-        connectionString: connections.device,
-        caFile: 'ca.pem',
-        azure: { edgeHubConnectionStringFile: 'edgehub.cs' },
-        backoff: { baseMs: 50, maxMs: 500 },
-      },
-      hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
-    }),
-  );
-}
 
 async function startRuntime(dir: string): Promise<Runtime> {
   const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), {
@@ -74,7 +50,7 @@ t.test('children from the device-scope API connect; a removed one is cut off; of
     cloud.addChild('gw', id);
   }
   cloud.createDevice('stranger');
-  writeBoard(dir, certs, cloud, connections);
+  writeEdgeBoard(dir, certs, cloud, connections);
   const runtime = await startRuntime(dir);
   let stopped = false;
   t.teardown(() => (stopped ? undefined : runtime.stop()));
@@ -129,7 +105,7 @@ t.test('a device-scope API that fails holds nothing back: the link comes up, the
   const connections = cloud.createEdgeDevice('gw');
   cloud.createDevice('child-1');
   cloud.addChild('gw', 'child-1');
-  writeBoard(dir, certs, cloud, connections);
+  writeEdgeBoard(dir, certs, cloud, connections);
   const runtime = await startRuntime(dir);
   t.teardown(() => runtime.stop());
   await until('the link up despite the failing read', () => runtime.status().link === 'up');

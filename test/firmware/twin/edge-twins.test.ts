@@ -1,5 +1,4 @@
 import t from 'tap';
-import { symlinkSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import azureDevice from 'azure-iot-device';
 import { Mqtt } from 'azure-iot-device-mqtt';
@@ -10,6 +9,7 @@ import { IotHubEmulator } from '../../support/iothub-emulator.js';
 import { NO_RETRY } from '../../support/iothub-emulator-clients.js';
 import { hubCerts, until, type HubCerts } from '../../support/hub-fixture.js';
 import { tempDir } from '../../support/tmp.js';
+import { writeEdgeBoard } from '../../support/edge-gateway.js';
 
 /**
  * Edge mode (issue 18): a child's twin is its own twin in IoT Hub. Real azure-iot-device children reach
@@ -21,7 +21,6 @@ const { Client } = azureDevice;
 type DeviceClient = InstanceType<typeof Client>;
 type Twin = Awaited<ReturnType<DeviceClient['getTwin']>>;
 type Teardown = { teardown(fn: () => unknown): void };
-const BOARDS_DIR = new URL('../../../boards', import.meta.url).pathname;
 const CHILDREN = ['child-1', 'child-2'];
 
 interface Rig {
@@ -47,24 +46,7 @@ async function rig(t: Teardown): Promise<Rig> {
     cloud.createDevice(id);
     cloud.addChild('gw', id);
   }
-  writeFileSync(path.join(dir, 'ca.pem'), cloud.ca.cert);
-  writeFileSync(path.join(dir, 'edgehub.cs'), `${connections.edgeHub}\n`);
-  symlinkSync(BOARDS_DIR, path.join(dir, 'boards'));
-  writeFileSync(
-    path.join(dir, 'board.json'),
-    JSON.stringify({
-      board: 'sim',
-      identity: { gatewayId: 'gw' },
-      uplink: {
-        protocol: 'azure',
-        connectionString: connections.device,
-        caFile: 'ca.pem',
-        azure: { edgeHubConnectionStringFile: 'edgehub.cs' },
-        backoff: { baseMs: 50, maxMs: 300 },
-      },
-      hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
-    }),
-  );
+  writeEdgeBoard(dir, certs, cloud, connections, { backoff: { baseMs: 50, maxMs: 300 } });
   return { cloud, proxy, certs, dir, host };
 }
 
