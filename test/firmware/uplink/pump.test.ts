@@ -6,7 +6,6 @@ import { createMqttTransport } from '../../../firmware/uplink/mqtt.js';
 import { Pump } from '../../../firmware/uplink/pump.js';
 import { RECORD_KEY } from '../../../firmware/uplink/message.js';
 import { FaultProxy } from '../../support/fault-proxy.js';
-import { setTimeout as sleep } from 'node:timers/promises';
 import { until } from '../../support/until.js';
 
 /** The pump against real brokers, with the store's in-memory test double. */
@@ -116,7 +115,7 @@ t.test('expired records are stepped over and acked past', async (t) => {
   pump.start();
   t.teardown(() => pump.stop());
   t.ok(await sub.waitForDistinct(15, 10_000));
-  await sleep(100);
+  await until('the cursor to move past the expired tail', () => lane.ackedSeq() === 20);
   t.same(sub.values, [1, 2, ...Array.from({ length: 13 }, (_, i) => i + 5)], 'live records only, in order');
   t.equal(lane.ackedSeq(), 20, 'the cursor moved past the expired tail');
 });
