@@ -47,10 +47,15 @@ async function runMode(mode: Mode, messages: number, children: number): Promise<
     await writeFile(join(dir, 'hub-ca.pem'), hub.ca.cert);
     await writeFile(join(dir, 'edgehub-cs'), strings.edgeHub);
     const firstAt = new Map<string, number>();
-    let received = 0;
+    // Distinct message ids: a message sent again (a replayed window) is not counted twice.
+    const seen = new Set<string>();
+    let lastNewAtMs = 0;
     hub.onTelemetry((record) => {
-      received += 1;
-      if (!firstAt.has(record.deviceId)) firstAt.set(record.deviceId, Date.now());
+      const id = record.properties['$.mid'] ?? `${seen.size}`;
+      if (seen.has(id)) return;
+      seen.add(id);
+      lastNewAtMs = Date.now();
+      if (!firstAt.has(record.deviceId)) firstAt.set(record.deviceId, lastNewAtMs);
     });
     const uplink = {
       protocol: 'azure',
@@ -68,9 +73,11 @@ async function runMode(mode: Mode, messages: number, children: number): Promise<
         onMessage: (msg) => void (linkUpAtMs = Number(msg.atMs)),
       },
     );
-    if (received < messages) throw new Error(`${mode}: the emulator received ${received} of ${messages} messages`);
+    if (seen.size < messages) throw new Error(`${mode}: the emulator received ${seen.size} of ${messages} messages`);
     const childFirsts = [...firstAt].filter(([id]) => id.startsWith('child-')).map(([, at]) => at - linkUpAtMs);
-    const drainMs = Number(result.drainMs);
+    // The drain ends when IoT Hub has the last message, not when the store's cursor says so: in edge mode a
+    // record parked in the holding lane is done in the upstream lane before it is delivered.
+    const drainMs = Math.max(Number(result.drainMs), lastNewAtMs - linkUpAtMs);
     return {
       mode,
       drainMs,
