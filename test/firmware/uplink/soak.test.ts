@@ -66,21 +66,9 @@ t.test(`${MESSAGES} messages through ${OUTAGES_MIN}+ random outages arrive in or
     }
   })();
 
-  let outages = 0;
-  const kinds = { cut: 0, blackhole: 0, refuse: 0 };
   let producing = true;
   void produced.finally(() => (producing = false));
-  while (producing || outages < OUTAGES_MIN) {
-    await sleep(150 + random() * 300);
-    const kind = (['cut', 'blackhole', 'refuse'] as const)[Math.floor(random() * 3)]!;
-    kinds[kind] += 1;
-    outages += 1;
-    if (kind === 'cut') proxy.cut();
-    if (kind === 'blackhole') proxy.blackhole();
-    if (kind === 'refuse') (proxy.refuse(), proxy.cut());
-    await sleep(100 + random() * 800);
-    proxy.pass();
-  }
+  const { outages, kinds } = await outagesWhile(proxy, random, (count) => producing || count < OUTAGES_MIN);
   await produced;
   t.ok(outages >= OUTAGES_MIN, `${outages} outages: ${JSON.stringify(kinds)}`);
   t.ok(await sub.waitForDistinct(MESSAGES, 60_000), 'every message reached the broker');
@@ -95,3 +83,21 @@ t.test(`${MESSAGES} messages through ${OUTAGES_MIN}+ random outages arrive in or
   await pump.stop();
   t.equal(lane.ackedSeq(), lane.lastDurableSeq(), 'stopping kept the cursor where it was');
 });
+
+/** Random cuts, black holes and refusals of the link, one at a time, while `more(outages so far)` says so. */
+async function outagesWhile(proxy: FaultProxy, random: () => number, more: (outages: number) => boolean) {
+  const kinds = { cut: 0, blackhole: 0, refuse: 0 };
+  let outages = 0;
+  while (more(outages)) {
+    await sleep(150 + random() * 300);
+    const kind = (['cut', 'blackhole', 'refuse'] as const)[Math.floor(random() * 3)]!;
+    kinds[kind] += 1;
+    outages += 1;
+    if (kind === 'cut') proxy.cut();
+    if (kind === 'blackhole') proxy.blackhole();
+    if (kind === 'refuse') (proxy.refuse(), proxy.cut());
+    await sleep(100 + random() * 800);
+    proxy.pass();
+  }
+  return { outages, kinds };
+}
