@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { systemClock, type Clock } from './clock.js';
 import type { LoadedBoard } from './config/types.js';
 import {
@@ -300,7 +299,7 @@ async function deviceScopeFor(
 ): Promise<DeviceScopeSource | undefined> {
   if (config.protocol !== 'azure') return undefined;
   if (config.provisioning !== undefined && config.azure.mode === 'edge') {
-    const ca = config.caFile === undefined ? undefined : await readFile(config.caFile, 'utf8');
+    const ca = files.provisioning?.ca;
     const live = () => uplink()?.edgeHubCredentials?.() ?? null;
     return {
       get hostName() {

@@ -7,7 +7,7 @@ import type { EdgeHubCredentials, EdgeStatus, IdentityTwins, LocalChildren } fro
 import type { EdgeHubModuleStatus, ProvisionedUplinkOptions, ProvisioningStatus } from './provisioning/index.js';
 import type { LinkState, PumpOptions, PumpStatus, ResyncHook } from './pump.js';
 import type { SettingsStatus } from './settings.js';
-import type { UplinkStartFiles } from './uplink-files.js';
+import type { UplinkStartFiles } from './start-files.js';
 
 /** The uplink service's options, status and handle (service.ts starts it). */
 

@@ -12,10 +12,10 @@ import type { UplinkService, UplinkServiceOptions, UplinkStatus } from './servic
 import { startSimUplink } from './sim-uplink.js';
 import { loadTransport } from './transport-loader.js';
 import type { UplinkTransport } from './types.js';
-import { loadStartFiles, type UplinkStartFiles } from './uplink-files.js';
+import { loadStartFiles, type UplinkStartFiles } from './start-files.js';
 
 export type { UplinkService, UplinkServiceOptions, UplinkStatus } from './service-types.js';
-export { loadStartFiles, type UplinkStartFiles } from './uplink-files.js';
+export { loadStartFiles, type UplinkStartFiles } from './start-files.js';
 
 /** The lane everything bound for the cloud goes through (firmware/runtime.ts opens it under the same name). */
 export const UPSTREAM_LANE_NAME = UPSTREAM_LANE;
@@ -148,7 +148,7 @@ async function startEdgeUplink(
   return startEdge({
     config,
     credentials,
-    ca: await edgeCa(config, files),
+    ca: edgeCa(config, files),
     log: opts.log,
     clock,
     onError,
@@ -160,11 +160,8 @@ async function startEdgeUplink(
  * The CA the children's upstream connections trust: the gateway's own (this start's read of uplink.caFile;
  * with DPS, the provisioning files as read).
  */
-async function edgeCa(config: AzureUplinkConfig, files: UplinkStartFiles): Promise<string | undefined> {
-  if (config.provisioning !== undefined) {
-    const { loadProvisioningFiles } = await import('./provisioning/files.js');
-    return (await loadProvisioningFiles({ ...config, provisioning: config.provisioning })).ca;
-  }
+function edgeCa(config: AzureUplinkConfig, files: UplinkStartFiles): string | undefined {
+  if (config.provisioning !== undefined) return files.provisioning?.ca;
   const ca = files.transport?.ca;
   return ca === undefined ? undefined : String(ca);
 }
@@ -243,6 +240,7 @@ async function uplinkTransport(
     const edgeMode = config.azure.mode === 'edge';
     const { transport, provisioner, edgeHub } = await startProvisionedUplink({
       config: { ...config, provisioning: config.provisioning },
+      ...(files.provisioning === undefined ? {} : { loaded: files.provisioning }),
       gatewayId: opts.gatewayId,
       dataDir: opts.dataDir,
       clock: opts.clock,

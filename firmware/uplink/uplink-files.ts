@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import { collect, ConfigError, throwCollected } from '../config/errors.js';
 import { parseEdgeHubConnectionString, type EdgeHubIdentity } from './azure-mode.js';
-import type { AzureUplinkConfig, MqttUplinkConfig, UplinkCommonConfig, UplinkConfig } from './config-types.js';
+import type { AzureUplinkConfig, MqttUplinkConfig, UplinkCommonConfig } from './config-types.js';
 import type { TransportConfig } from './transports.js';
 
 /**
@@ -15,27 +15,6 @@ export const PEM_FILE_BYTES_MAX = 1024 * 1024;
 const CONNECTION_STRING_FILE_BYTES_MAX = 4 * 1024;
 /** mqtt.js's connect timer runs this much past the pump's, so the pump's fires first, ms. */
 const MQTT_CONNECT_TIMEOUT_MARGIN_MS = 1_000;
-
-/**
- * The uplink's credential and configuration files (CA, certificate, key, connection string, `$edgeHub`
- * connection string), read once per start and handed to everyone who needs them: the hub (the IoT Hub host
- * and the device scope), the scope broker and the uplink itself. Read several times, a file replaced between
- * two reads would give them different credentials.
- */
-export interface UplinkStartFiles {
-  /** The transport's options with its files read; null where none are read here (none, sim, DPS). */
-  readonly transport: TransportConfig | null;
-  /** Edge mode: the `$edgeHub` module identity; undefined in device mode. */
-  readonly edgeHub: EdgeHubIdentity | undefined;
-}
-
-export async function loadStartFiles(config: UplinkConfig, gatewayId: string): Promise<UplinkStartFiles> {
-  if (config.protocol === 'none' || config.protocol === 'sim') return { transport: null, edgeHub: undefined };
-  // DPS reads its own files (firmware/uplink/provisioning): the hub is assigned at registration.
-  if (config.protocol === 'azure' && config.provisioning !== undefined)
-    return { transport: null, edgeHub: await loadEdgeHub(config, gatewayId) };
-  return readUplinkFiles(config, gatewayId);
-}
 
 /** Reads a file named by field `key`; every failure names the board file, the field and the file. */
 export async function readNamedFile(

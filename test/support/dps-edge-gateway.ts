@@ -38,6 +38,8 @@ export interface DpsEdgeWorld {
   hostA: string;
   hostB: string;
   certs: HubCerts;
+  /** The gateway's directory: board.json, its files (ca.pem, group.key or gw.pem/gw.key) and data/. */
+  dir: string;
   /** Starts a Runtime on the (kept) data directory. */
   boot(options?: Pick<RuntimeOptions, 'provisioningOverrides'>): Promise<Runtime>;
   /** A child's SDK client through `runtime`'s local hub, its connection string naming `hostName`. */
@@ -102,7 +104,7 @@ export async function dpsEdgeWorld(
     t.teardown(() => client.close().catch(() => {}));
     return client;
   }
-  return { dps, hubA, hubB, proxyA, hostA, hostB: hubB.hostName, certs, boot, child };
+  return { dps, hubA, hubB, proxyA, hostA, hostB: hubB.hostName, certs, dir, boot, child };
 }
 
 function boardJson(

@@ -15,6 +15,8 @@ export type { ProvisionedUplinkConfig } from './files.js';
 
 export interface ProvisionedUplinkOptions {
   config: ProvisionedUplinkConfig;
+  /** The files as this start read them (start-files.ts); read here when not given. */
+  loaded?: LoadedProvisioning;
   gatewayId: string;
   dataDir: string;
   clock?: Clock;
@@ -35,7 +37,7 @@ export async function startProvisionedUplink(opts: ProvisionedUplinkOptions): Pr
   provisioner: Provisioner;
   edgeHub: EdgeHubModule | null;
 }> {
-  const loaded = await loadProvisioningFiles(opts.config);
+  const loaded = opts.loaded ?? (await loadProvisioningFiles(opts.config));
   const registrationId = await resolveRegistrationId(loaded.config.registrationIdTemplate, opts.sources);
   const provisioner = new Provisioner({
     loaded,
