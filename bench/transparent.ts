@@ -35,6 +35,10 @@ function percentile(values: number[], share: number): number {
 
 /** One run of one mode: a fresh emulator registry and data directory, the gateway in its own process. */
 async function runMode(mode: Mode, messages: number, children: number): Promise<RunResult> {
+  // The pacing of edge mode's connects; board.json's default unless set (to compare settings).
+  const connectsPerSec = process.env.OUTPOST_BENCH_TRANSPARENT_CONNECTS_PER_SEC
+    ? envInt('OUTPOST_BENCH_TRANSPARENT_CONNECTS_PER_SEC', 0)
+    : undefined;
   const { IotHubEmulator } = await import('../test/support/iothub-emulator.js');
   const hub = await IotHubEmulator.start();
   const dir = await freshDir('transparent');
@@ -62,6 +66,7 @@ async function runMode(mode: Mode, messages: number, children: number): Promise<
       connectionString: strings.device,
       caFile: 'hub-ca.pem',
       ...(mode === 'edge' ? { azure: { edgeHubConnectionStringFile: 'edgehub-cs' } } : {}),
+      ...(connectsPerSec === undefined ? {} : { cloudConnectsPerSecMax: connectsPerSec }),
     };
     let linkUpAtMs = 0;
     await runChild('transparent', 'fill', { dir, messages, children });
