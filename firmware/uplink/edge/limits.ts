@@ -7,6 +7,14 @@ export {
 } from '../../config/uplink-limits.js';
 
 /**
+ * Upstream connects under way at once, all identities together. The rate (cloudConnectsPerSecMax) bounds them
+ * on a fast link; this bounds them on a slow one: over cellular a TLS and MQTT connect takes several round
+ * trips (a second or more), and 50 a second would keep dozens of handshakes in flight, starving the traffic
+ * already flowing. Each finished connect starts the next, so a slow link connects slower by itself.
+ */
+export const CLOUD_CONNECTS_INFLIGHT_MAX = 8;
+
+/**
  * Refusals of one identity's CONNECT in a row before the pool takes it as permanent (deleted, disabled, not a
  * child): one refusal may be IoT Hub catching up with a registry change that is being undone.
  */

@@ -1,6 +1,7 @@
 import { deadline } from '../timers.js';
 import { UplinkError, type UplinkMessage, type UplinkTransport } from '../types.js';
 import {
+  CLOUD_CONNECTS_INFLIGHT_MAX,
   CLOUD_CONNECTIONS_MAX_DEFAULT,
   CLOUD_CONNECTION_IDLE_SECS_DEFAULT,
   CLOUD_CONNECTS_PER_SEC_MAX_DEFAULT,
@@ -170,6 +171,12 @@ export class ConnectionPool {
     this.schedule();
   }
 
+  private connecting(): number {
+    let count = 0;
+    for (const entry of this.entries.values()) if (entry.state === 'connecting') count += 1;
+    return count;
+  }
+
   private open(): number {
     let count = 0;
     for (const entry of this.entries.values()) if (isOpen(entry)) count += 1;
@@ -193,6 +200,8 @@ export class ConnectionPool {
         dueAtMs = Math.min(dueAtMs, notBefore);
         continue;
       }
+      // A finished connect calls schedule() again, so a slot freed here is taken at once.
+      if (this.connecting() >= CLOUD_CONNECTS_INFLIGHT_MAX) continue;
       if (this.open() >= this.connectionsMax && !this.evictIdle()) continue;
       this.pacer.take(now);
       void this.connect(entry);

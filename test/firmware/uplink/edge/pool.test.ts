@@ -1,10 +1,15 @@
 import t from 'tap';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CLOUD_CONNECTS_INFLIGHT_MAX } from '../../../../firmware/uplink/edge/limits.js';
 import { createIdentityLink } from '../../../../firmware/uplink/edge/link.js';
 import { FaultProxy } from '../../../support/fault-proxy.js';
 import { ManualClock } from '../../../support/manual-clock.js';
 import { bodiesOf, edgeRig, linkVia, until } from '../../../support/edge-rig.js';
 
 /** Edge mode's pool of per-identity connections: bounded, paced, closed when idle, each with its own backoff. */
+
+/** How much longer each connect takes in the slow-link test, ms: several pacing intervals at 100 a second. */
+const SLOW_CONNECT_MS = 400;
 
 const sorted = (values: number[]) => [...values].sort((a, b) => a - b);
 
@@ -116,4 +121,36 @@ t.test('an identity in a long backoff does not hold back the connect of one want
   // Well inside the 60 s backoff whose timer was armed first.
   await until('the child wanted later delivered', () => bodiesOf(rig.hub, 'c1').length === 1, 10_000);
   t.equal(rig.edge.status().backoff, 1, 'the other still waits out its own backoff');
+});
+
+t.test('no more than CLOUD_CONNECTS_INFLIGHT_MAX connects at once, however slow the link', async (t) => {
+  // Each connect takes 400 ms longer (a slow cellular link): at 100 a second all 12 would be under way at once.
+  const children = Array.from({ length: 12 }, (_, i) => `s${i}`);
+  let underWay = 0;
+  let peak = 0;
+  const rig = await edgeRig(t, {
+    children,
+    connectsPerSecMax: 100,
+    createLink: (identity, hub, credentials) => {
+      const link = createIdentityLink({ identity, credentials, ca: hub.ca.cert, wallMs: () => Date.now() });
+      const connect = link.transport.connect.bind(link.transport);
+      link.transport.connect = async () => {
+        underWay += 1;
+        peak = Math.max(peak, underWay);
+        try {
+          await sleep(SLOW_CONNECT_MS);
+          await connect();
+        } finally {
+          underWay -= 1;
+        }
+      };
+      return link;
+    },
+  });
+  await rig.append(children);
+  rig.start();
+  await until('one message of each', () => children.every((id) => bodiesOf(rig.hub, id).length === 1), 20_000);
+  t.ok(peak <= CLOUD_CONNECTS_INFLIGHT_MAX, `at most ${CLOUD_CONNECTS_INFLIGHT_MAX} connects under way (peak ${peak})`);
+  t.ok(peak > 1, 'yet more than one at a time');
+  for (const id of children) t.equal(rig.hub.operations(id, 'connect'), 1, `${id}: one connect`);
 });
