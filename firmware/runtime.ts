@@ -31,7 +31,7 @@ import { UPSTREAM_LANE } from './store/names.js';
 import { startUpdates, type RunningRelease, type UpdateService } from './ota/cloud-updates.js';
 import type { UpdateStatus } from './ota/state.js';
 import { OTA_DEFAULTS } from './config/ota.js';
-import { marksAsGateway, warnUnusedCloudIdentity } from './gateway-devices.js';
+import { gatewayDevicesOf, marksAsGateway, warnUnusedCloudIdentity } from './gateway-devices.js';
 
 /**
  * Of main.ts's 15 s stop, what the uplink may spend on in-flight PUBACKs and its goodbye, ms. What it
@@ -127,6 +127,7 @@ export class Runtime {
     this.uplink = await startUplink({
       config: uplinkConfig,
       gatewayId: this.board.identity.gatewayId,
+      gatewayDevices: gatewayDevicesOf(this.board),
       log: this.ringLog,
       dataDir: this.dataDir,
       files,
