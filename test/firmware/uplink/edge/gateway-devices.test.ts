@@ -1,15 +1,20 @@
+import path from 'node:path';
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import azureDevice from 'azure-iot-device';
+import { loadBoard } from '../../../../firmware/board/board.js';
+import { CLOUD_IDENTITY_UNUSED_WARNING } from '../../../../firmware/gateway-devices.js';
+import { Runtime } from '../../../../firmware/runtime.js';
 import { RingLog } from '../../../../firmware/store/log.js';
 import { UPSTREAM_LANE } from '../../../../firmware/store/names.js';
 import { DEAD_LETTER_KEY, DEAD_LETTER_LANE_NAME, DeadLetters } from '../../../../firmware/uplink/dead-letter.js';
 import { HELD_LANE_NAME } from '../../../../firmware/uplink/edge/held.js';
 import { IDENTITY_REFUSED } from '../../../../firmware/uplink/edge/lane-cursor.js';
 import { RECORD_KEY } from '../../../../firmware/uplink/message.js';
-import { edgeGateway } from '../../../support/edge-gateway.js';
-import { until } from '../../../support/hub-fixture.js';
-import type { IotHubEmulator } from '../../../support/iothub-emulator.js';
+import { edgeGateway, writeEdgeBoard } from '../../../support/edge-gateway.js';
+import { hubCerts, until } from '../../../support/hub-fixture.js';
+import { IotHubEmulator } from '../../../support/iothub-emulator.js';
+import { tempDir } from '../../../support/tmp.js';
 
 /**
  * Edge mode (issue 18), the whole runtime on the sim board against the IoT Hub emulator: the gateway's own
@@ -145,4 +150,34 @@ t.test("a driver's old identity-refused letters and unmarked records go up as th
   t.same(uplink.edge!.deadLetters, { resent: LETTERS, expired: 0, waiting: 0 }, 'counted as re-sent');
   t.equal(uplink.deadLetters.total, 0, 'nothing dead-lettered again');
   t.equal(cloud.operations('env', 'connect'), 0, 'no connection tried as "env"');
+});
+
+t.test('device mode: a driver set "own" still goes as the gateway, and the start warns', async (t) => {
+  const warnings: Error[] = [];
+  const listener = (warning: Error) => void warnings.push(warning);
+  process.on('warning', listener);
+  t.teardown(() => void process.off('warning', listener));
+  const dir = tempDir(t, 'outpost-device-mode-');
+  const certs = await hubCerts(dir);
+  t.teardown(() => certs.ca.dispose());
+  const cloud = await IotHubEmulator.start();
+  t.teardown(() => cloud.stop());
+  const connections = cloud.createEdgeDevice('gw');
+  cloud.createDevice('env');
+  cloud.addChild('gw', 'env');
+  // The edge board without its azure section (the $edgeHub file): device mode.
+  const devices = { env: { pollIntervalMs: POLL_FAST_MS, cloudIdentity: 'own' } };
+  writeEdgeBoard(dir, certs, cloud, connections, { azure: { mode: 'device' } }, { devices });
+  const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), {
+    dataDir: path.join(dir, 'data'),
+  });
+  await runtime.start();
+  t.teardown(() => runtime.stop());
+  const fromEnv = () => cloud.telemetryOf('gw').filter((r) => r.properties['outpost-device-id'] === 'env');
+  await until('"env" readings in IoT Hub as the gateway', () => fromEnv().length >= 2, 15_000);
+  t.same(cloud.telemetryOf('env'), [], 'none as "env"');
+  t.equal(cloud.operations('env', 'connect'), 0, 'no connection as "env"');
+  const unused = warnings.filter((w) => (w as NodeJS.ErrnoException).code === CLOUD_IDENTITY_UNUSED_WARNING);
+  t.equal(unused.length, 1, 'one warning');
+  t.match(unused[0]?.message, /board\.json: \$\.devices\.env\.cloudIdentity: "own" applies in edge mode only/);
 });
