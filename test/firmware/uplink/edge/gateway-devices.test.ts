@@ -8,7 +8,7 @@ import { Runtime } from '../../../../firmware/runtime.js';
 import { RingLog } from '../../../../firmware/store/log.js';
 import { UPSTREAM_LANE } from '../../../../firmware/store/names.js';
 import { DEAD_LETTER_KEY, DEAD_LETTER_LANE_NAME, DeadLetters } from '../../../../firmware/uplink/dead-letter.js';
-import { HELD_LANE_NAME } from '../../../../firmware/uplink/edge/held.js';
+import { HELD_KEY, HELD_LANE_NAME } from '../../../../firmware/uplink/edge/held.js';
 import { IDENTITY_REFUSED } from '../../../../firmware/uplink/edge/lane-cursor.js';
 import { RECORD_KEY } from '../../../../firmware/uplink/message.js';
 import { edgeGateway, writeEdgeBoard } from '../../../support/edge-gateway.js';
@@ -100,26 +100,33 @@ t.test(
   },
 );
 
-/** The old driver readings a test stores: the first LETTERS dead-lettered, the last one still unsent. */
+/** The old driver readings a test stores: LETTERS dead-lettered, then one parked in the holding lane, one unsent. */
 const LETTERS = 3;
+const OLD_RECORDS = LETTERS + 2;
 
 /**
  * What an older version left in the data directory: driver "env"'s readings without the $gatewayDevice mark,
- * sent as "env", which IoT Hub refused (not a child), so dead-lettered as identity-refused under "env"; and
- * one more still in the upstream lane.
+ * sent as "env", which IoT Hub refused (not a child), so dead-lettered as identity-refused under "env"; one
+ * parked in the holding lane while "env" was in backoff; one still in the upstream lane.
  */
 async function oldDriverBacklog(dataDir: string): Promise<void> {
   const log = await RingLog.open({ dir: dataDir });
   try {
     const upstream = await log.lane(UPSTREAM_LANE);
     const dead = new DeadLetters(await log.lane(DEAD_LETTER_LANE_NAME), () => Date.now());
-    for (let n = 1; n <= LETTERS + 1; n++) {
+    for (let n = 1; n <= OLD_RECORDS; n++) {
       const properties = { [RECORD_KEY.deviceId]: 'env', [RECORD_KEY.contentType]: 'application/json' };
       await upstream.append({ body: Buffer.from(`{"old":${n}}`), properties });
     }
-    for (const record of await upstream.read(1, { recordsMax: LETTERS }))
-      await dead.put(UPSTREAM_LANE, record, IDENTITY_REFUSED, 0);
-    upstream.ack(LETTERS);
+    const records = await upstream.read(1, { recordsMax: OLD_RECORDS });
+    for (const record of records.slice(0, LETTERS)) await dead.put(UPSTREAM_LANE, record, IDENTITY_REFUSED, 0);
+    // The holding lane's copy keeps the original's lane and seq (held.ts).
+    const parked = records[LETTERS]!;
+    const origin = { [HELD_KEY.lane]: UPSTREAM_LANE, [HELD_KEY.seq]: String(parked.seq) };
+    await (
+      await log.lane(HELD_LANE_NAME)
+    ).append({ body: parked.body, properties: { ...parked.properties, ...origin } });
+    upstream.ack(LETTERS + 1);
   } finally {
     await log.close();
   }
@@ -127,25 +134,26 @@ async function oldDriverBacklog(dataDir: string): Promise<void> {
 
 t.test("a driver's old identity-refused letters and unmarked records go up as the gateway, once", async (t) => {
   const { cloud, runtime } = await edgeGateway(t, [], {}, (_cloud, dataDir) => oldDriverBacklog(dataDir));
-  const ids = Array.from({ length: LETTERS + 1 }, (_, i) => `gw:upstream:${i + 1}`);
+  const ids = Array.from({ length: OLD_RECORDS }, (_, i) => `gw:upstream:${i + 1}`);
   const old = () => cloud.telemetryOf('gw').filter((r) => ids.includes(r.properties['$.mid']!));
   await until('the old readings in IoT Hub', () => old().length >= ids.length, 15_000);
   const held = await runtime.store.lane(HELD_LANE_NAME);
   await until('the holding lane drained', () => held.ackedSeq() === held.lastDurableSeq());
+  const mids = old().map((r) => r.properties['$.mid']!);
+  t.same([...mids].sort(), ids, 'each once, with its original message id');
   t.same(
-    old().map((r) => r.properties['$.mid']),
-    ids,
-    'each once, with its original message id, the letters before the record stored after them',
+    mids.filter((mid) => ids.slice(0, LETTERS).includes(mid)),
+    ids.slice(0, LETTERS),
+    'the letters in stored order',
   );
+  t.ok(held.lastDurableSeq() > 1, 'the letters went through the holding lane, after the parked copy');
   for (const record of old()) {
-    t.equal(record.systemProperties['iothub-connection-device-id'], 'gw', 'authenticated as the gateway');
+    const mid = record.properties['$.mid']!;
+    t.equal(record.systemProperties['iothub-connection-device-id'], 'gw', `${mid} authenticated as the gateway`);
     t.equal(record.actorDeviceId, undefined, "on the gateway's own connection");
     t.equal(record.properties['outpost-device-id'], 'env', 'named as the driver');
+    t.equal(record.body.toString(), `{"old":${mid.split(':')[2]}}`, 'its own body');
   }
-  t.same(
-    old().map((r) => r.body.toString()),
-    ids.map((_, i) => `{"old":${i + 1}}`),
-  );
   const uplink = runtime.status().uplink!;
   t.same(uplink.edge!.deadLetters, { resent: LETTERS, expired: 0, waiting: 0 }, 'counted as re-sent');
   t.equal(uplink.deadLetters.total, 0, 'nothing dead-lettered again');
