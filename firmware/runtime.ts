@@ -30,6 +30,7 @@ import { UPSTREAM_LANE } from './store/names.js';
 import { startUpdates, type RunningRelease, type UpdateService } from './ota/cloud-updates.js';
 import type { UpdateStatus } from './ota/state.js';
 import { OTA_DEFAULTS } from './config/ota.js';
+import { gatewayDevicesOf, marksAsGateway, warnUnusedCloudIdentity } from './gateway-devices.js';
 
 /**
  * Of main.ts's 15 s stop, what the uplink may spend on in-flight PUBACKs and its goodbye, ms. What it
@@ -88,6 +89,7 @@ export class Runtime {
     this.ringLog = await openLog(this.board, this.dataDir, clock);
     const uplinkConfig = parseUplinkConfig(this.board.uplink, this.board.file);
     registerUplinkSecrets(uplinkConfig);
+    warnUnusedCloudIdentity(this.board, uplinkConfig);
     // The hub's resync hooks (identities, twins, methods) must all exist before the uplink's first connect,
     // or that whole connection runs without them: the hub starts first and hands its hooks to the uplink.
     const hooks: ResyncHook[] = [];
@@ -124,6 +126,7 @@ export class Runtime {
     this.uplink = await startUplink({
       config: uplinkConfig,
       gatewayId: this.board.identity.gatewayId,
+      gatewayDevices: gatewayDevicesOf(this.board),
       log: this.ringLog,
       dataDir: this.dataDir,
       files,
@@ -139,7 +142,8 @@ export class Runtime {
     this.uplink.attachLocalChildren?.(this.hub.children);
     const router = this.hub.router;
     // The gateway's own devices go through the same router as children: routes apply to them too.
-    this.devices = await startDevices(this.board, (msg) => submitReading(router, msg), {
+    const asGateway = marksAsGateway(this.board);
+    this.devices = await startDevices(this.board, (msg) => submitReading(router, msg, asGateway(msg.deviceId)), {
       buses: createBusProvider(this.board, { clock }),
       clock,
       log: this.opts.log,
@@ -265,14 +269,16 @@ async function openLog(board: LoadedBoard, dir: string, clock: Clock): Promise<R
 
 /**
  * A driver reading enters the router like a child's telemetry; content type and encoding travel as metadata,
- * and the mark of the gateway's own device (its records go up as the gateway, also in edge mode).
+ * and the mark of the gateway's own device (its records go up as the gateway, also in edge mode) unless the
+ * driver has an IoT Hub identity of its own (cloudIdentity "own").
  */
 async function submitReading(
   router: HubService['router'],
   msg: { deviceId: string; body: Buffer; properties: Record<string, string> },
+  gatewayDevice: boolean,
 ): Promise<void> {
   const { 'content-type': contentType, 'content-encoding': contentEncoding, ...rest } = msg.properties;
-  await router.submit(msg.deviceId, msg.body, rest, { contentType, contentEncoding, gatewayDevice: true });
+  await router.submit(msg.deviceId, msg.body, rest, { contentType, contentEncoding, gatewayDevice });
 }
 
 /**

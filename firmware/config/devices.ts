@@ -9,7 +9,10 @@ export { DEVICE_ID_PATTERN };
 export const POLL_INTERVAL_MS_MIN = 100;
 export const POLL_INTERVAL_MS_MAX = 86_400_000;
 
-const COMMON_FIELDS = ['compatible', 'bus', 'status', 'label'];
+const COMMON_FIELDS = ['compatible', 'bus', 'status', 'label', 'cloudIdentity'];
+
+/** What a device's readings go up to IoT Hub as, in edge mode (DeviceConfig.cloudIdentity). */
+export const CLOUD_IDENTITIES = ['gateway', 'own'] as const;
 
 /**
  * What validating a device entry needs from its driver: the rest of a driver (create, the bus handles) is
@@ -75,12 +78,15 @@ function parseDevice(
       `the id of a ${driver.busKind} bus declared under "buses" (${candidates.join(', ') || 'none declared'})`,
     );
   }
+  const identityNode = node.field('cloudIdentity');
   return {
     id,
     compatible,
     bus: busId,
     status: node.field('status').oneOf(['okay', 'disabled'], { default: 'okay' }),
     label: node.field('label').optionalString(),
+    cloudIdentity: identityNode.oneOf(CLOUD_IDENTITIES, { default: 'gateway' }),
+    cloudIdentityFile: identityNode.file,
     pollIntervalMs: polled
       ? node.field('pollIntervalMs').integer({
           min: POLL_INTERVAL_MS_MIN,

@@ -53,6 +53,15 @@ export interface DeviceConfig {
   status: 'okay' | 'disabled';
   /** Free text for people ("front door contact"). */
   label: string | undefined;
+  /**
+   * What its readings go up to IoT Hub as in edge mode: "gateway" (default), on the gateway's own connection
+   * named in `outpost-device-id` (the device has no IoT Hub identity); "own", on a connection of its own
+   * device id on behalf of the gateway, which IoT Hub takes only for a child of the gateway (its device
+   * scope). Device mode and mqtt send everything as the gateway either way.
+   */
+  cloudIdentity: 'gateway' | 'own';
+  /** The file that set cloudIdentity (board.json or a variant), for the warning when it cannot apply. */
+  cloudIdentityFile: string;
   /** How often a polled driver samples, in milliseconds; undefined for event-driven drivers. */
   pollIntervalMs: number | undefined;
   /** Driver-specific settings, already validated by the driver's schema. */

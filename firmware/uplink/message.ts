@@ -15,8 +15,9 @@ export const RECORD_KEY = {
   outputName: '$outputName',
   /**
    * Set ('1') on a reading of one of the gateway's own drivers: no IoT Hub identity of its own, it goes up on
-   * the gateway's device connection named in `outpost-device-id` (edge mode too). Children cannot set it:
-   * the hub drops their `$` properties.
+   * the gateway's device connection named in `outpost-device-id` (edge mode too). Not set for a driver with
+   * cloudIdentity "own", which goes as itself in edge mode. Children cannot set it: the hub drops their `$`
+   * properties.
    */
   gatewayDevice: '$gatewayDevice',
 } as const;

@@ -15,6 +15,11 @@ export interface UplinkServiceOptions {
   config: UplinkConfig;
   /** board.json's identity.gatewayId: the first part of every stable message id. */
   gatewayId: string;
+  /**
+   * The gateway's own devices that go up as the gateway in edge mode (board.json's devices with cloudIdentity
+   * "gateway"); none when not given.
+   */
+  gatewayDevices?: ReadonlySet<string>;
   log: RingLog;
   /** Where cloud-pushed settings are saved: the ring log's data dir. */
   dataDir: string;

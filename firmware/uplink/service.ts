@@ -153,6 +153,7 @@ async function startEdgeUplink(
     clock,
     onError,
     gatewayId: opts.gatewayId,
+    gatewayDevices: opts.gatewayDevices ?? new Set(),
   });
 }
 

@@ -30,12 +30,16 @@ export interface EdgeGateway {
   module(deviceId: string, moduleId: string): Promise<ModuleDeviceClient>;
 }
 
-/** `setup` adds to the registry (modules) before the gateway starts. */
+/**
+ * `setup` adds to the registry (modules) and may write the gateway's data directory (an older version's
+ * records) before the gateway starts; `board` is merged over board.json's top level (devices' options).
+ */
 export async function edgeGateway(
   t: Teardown,
   children: string[],
   uplink: Record<string, unknown> = {},
-  setup?: (cloud: IotHubEmulator) => void,
+  setup?: (cloud: IotHubEmulator, dataDir: string) => void | Promise<void>,
+  board: Record<string, unknown> = {},
 ): Promise<EdgeGateway> {
   const dir = tempDir(t, 'outpost-edge-cloud-');
   const certs = await hubCerts(dir);
@@ -47,11 +51,10 @@ export async function edgeGateway(
     cloud.createDevice(id);
     cloud.addChild('gw', id);
   }
-  setup?.(cloud);
-  writeEdgeBoard(dir, certs, cloud, connections, uplink);
-  const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), {
-    dataDir: path.join(dir, 'data'),
-  });
+  const dataDir = path.join(dir, 'data');
+  await setup?.(cloud, dataDir);
+  writeEdgeBoard(dir, certs, cloud, connections, uplink, board);
+  const runtime = new Runtime(await loadBoard(path.join(dir, 'board.json'), { files: true }), { dataDir });
   await runtime.start();
   t.teardown(() => runtime.stop());
   await until('the children read from IoT Hub', () => (runtime.status().hub?.identities.syncs ?? 0) >= 1);
@@ -97,7 +100,8 @@ export function holdPubacks(client: DeviceClient): () => void {
 
 /**
  * Writes an edge-mode board for gateway `gw` into `dir`: the emulator's CA, the `$edgeHub` connection string
- * file, board.json (sim board, azure uplink in edge mode, TLS-only local hub) with `uplink` merged over it.
+ * file, board.json (sim board, azure uplink in edge mode, TLS-only local hub) with `uplink` merged over its
+ * uplink section and `board` over its top level.
  */
 export function writeEdgeBoard(
   dir: string,
@@ -105,6 +109,7 @@ export function writeEdgeBoard(
   cloud: IotHubEmulator,
   connections: { device: string; edgeHub: string },
   uplink: Record<string, unknown> = {},
+  board: Record<string, unknown> = {},
 ): void {
   writeFileSync(path.join(dir, 'ca.pem'), cloud.ca.cert);
   writeFileSync(path.join(dir, 'edgehub.cs'), `${connections.edgeHub}\n`);
@@ -123,6 +128,7 @@ export function writeEdgeBoard(
         ...uplink,
       },
       hub: { tcp: false, tls: { port: 0, certPath: certs.certPath, keyPath: certs.keyPath } },
+      ...board,
     }),
   );
 }

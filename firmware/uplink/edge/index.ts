@@ -22,6 +22,11 @@ export type { LocalChildEvent, LocalChildren } from './cloud.js';
 
 export interface EdgeUplinkOptions {
   gatewayId: string;
+  /**
+   * The gateway's own devices that go up as the gateway (board.json's drivers with cloudIdentity "gateway"):
+   * their records go on the gateway's connection even without the $gatewayDevice mark.
+   */
+  gatewayDevices?: ReadonlySet<string>;
   credentials: EdgeHubCredentials;
   clock: Clock;
   /** The holding lane (held.ts), a lane of the same ring log. */
@@ -71,7 +76,8 @@ export class EdgeUplink {
   private readonly identityOf: (record: StoredRecord) => string;
 
   constructor(private readonly opts: EdgeUplinkOptions) {
-    const identityOf = (record: StoredRecord) => identityOfRecord(record, opts.gatewayId);
+    const gatewayDevices = opts.gatewayDevices ?? new Set<string>();
+    const identityOf = (record: StoredRecord) => identityOfRecord(record, opts.gatewayId, gatewayDevices);
     this.held = new HeldLane(opts.heldLane, opts.storeNowMs, identityOf);
     const deadLane = opts.deadLetterLane;
     this.resend = deadLane === undefined ? null : new DeadLetterResend(deadLane, identityOf, opts.storeNowMs);
@@ -158,8 +164,13 @@ export class EdgeUplink {
 /**
  * The identity a record goes up as: its device's own, except for the gateway's drivers (no IoT Hub identity:
  * they go on the gateway's connection, named in `outpost-device-id` as in device mode) and the gateway itself.
+ * A driver's record is known by its mark or by its device id: records stored before the mark existed (still
+ * in a lane, or dead-lettered as `identity-refused` under the driver's id) carry none, and would otherwise
+ * wait for an identity IoT Hub never has. A driver with cloudIdentity "own" is in neither: it goes as itself.
  */
-export function identityOfRecord(record: StoredRecord, gatewayId: string): string {
+export function identityOfRecord(record: StoredRecord, gatewayId: string, gatewayDevices: ReadonlySet<string>): string {
   if (record.properties[RECORD_KEY.gatewayDevice] !== undefined) return gatewayId;
-  return record.properties[RECORD_KEY.deviceId] || gatewayId;
+  const deviceId = record.properties[RECORD_KEY.deviceId];
+  if (!deviceId || gatewayDevices.has(deviceId)) return gatewayId;
+  return deviceId;
 }

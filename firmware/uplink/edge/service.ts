@@ -14,6 +14,8 @@ export interface StartEdgeOptions {
   log: RingLog;
   clock: Clock;
   gatewayId: string;
+  /** board.json's drivers that go up as the gateway (EdgeUplinkOptions.gatewayDevices). */
+  gatewayDevices: ReadonlySet<string>;
   onError: (err: Error) => void;
 }
 
@@ -23,6 +25,7 @@ export async function startEdge(opts: StartEdgeOptions): Promise<{ uplink: EdgeU
   const ca = opts.ca;
   const uplink = new EdgeUplink({
     gatewayId: opts.gatewayId,
+    gatewayDevices: opts.gatewayDevices,
     credentials: opts.credentials,
     clock: opts.clock,
     heldLane: await log.lane(HELD_LANE_NAME),

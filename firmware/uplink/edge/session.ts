@@ -279,13 +279,17 @@ export class EdgeDrainSession implements PumpSession {
     );
   }
 
-  /** Identities with dead letters waiting: connected when due for a recheck, their letters re-sent once up. */
+  /**
+   * Identities with dead letters waiting: connected when due for a recheck, their letters re-sent once up.
+   * The gateway's own are sent at once, on its connection (this session's): letters of its drivers from before
+   * they went up as the gateway, dead-lettered under the driver's id, which IoT Hub never took.
+   */
   private returning(): void {
     const resend = this.edge.resend;
     if (resend === null || resend.waitingCount === 0) return;
     for (const identity of resend.identities()) {
-      if (this.resending.has(identity) || identity === this.host.gatewayId) continue;
-      const state = this.edge.pool.state(identity);
+      if (this.resending.has(identity)) continue;
+      const state = identity === this.host.gatewayId ? 'up' : this.edge.pool.state(identity);
       if (state === 'closed') this.edge.pool.want(identity);
       else if (state === 'up' && this.queues.sentOf(identity) === 0) this.startResend(resend, identity);
     }

@@ -202,8 +202,19 @@ const cases: { name: string; board?: unknown; extra?: Record<string, unknown>; m
     board: { ...simBoard, devices: { door: { pollIntervalMs: 1000 } } },
     message: new RegExp(
       /^board\.json: \$\.devices\.door\.pollIntervalMs: /.source +
-        /expected one of the known fields compatible, bus, status, label, pin, /.source,
+        /expected one of the known fields compatible, bus, status, label, cloudIdentity, pin, /.source,
     ),
+  },
+  {
+    name: 'a cloudIdentity that is neither "gateway" nor "own"',
+    board: { ...simBoard, devices: { env: { cloudIdentity: 'self' } } },
+    message: 'board.json: $.devices.env.cloudIdentity: expected one of "gateway", "own", got "self"',
+  },
+  {
+    name: 'a cloudIdentity that is not a string, set in a variant',
+    board: { board: 'custom', identity: { gatewayId: 'gw' } },
+    extra: { 'custom.json': { variant: 'custom', extends: 'sim', devices: { adc: { cloudIdentity: true } } } },
+    message: 'boards/custom.json: $.devices.adc.cloudIdentity: expected one of "gateway", "own", got true',
   },
   {
     name: 'variant field that does not match the file name',
