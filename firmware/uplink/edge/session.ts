@@ -4,6 +4,7 @@ import type { DrainHost, PumpSession } from '../drain.js';
 import { recordToMessage } from '../message.js';
 import { UplinkError } from '../types.js';
 import { HeldLane, originOf } from './held.js';
+import { HeldReader } from './held-reader.js';
 import { EDGE_READ_AHEAD_RECORDS_MAX, IDENTITY_REFUSED, LaneCursor, deadLetterEntry } from './lane-cursor.js';
 import type { Entry } from './lane-cursor.js';
 import { IDENTITY_INFLIGHT_MAX, IDENTITY_SEND_BATCH_MESSAGES, PARK_PENDING_MS } from './limits.js';
@@ -18,6 +19,8 @@ export interface EdgeContext {
   resend: DeadLetterResend | null;
   identityOf(record: StoredRecord): string;
   publishTimeoutMs: number;
+  /** Records read ahead per lane; EDGE_READ_AHEAD_RECORDS_MAX unless a test makes it small. */
+  readAheadRecordsMax?: number;
 }
 
 /**
@@ -28,6 +31,7 @@ export interface EdgeContext {
  */
 export class EdgeDrainSession implements PumpSession {
   private readonly cursors: LaneCursor[];
+  private readonly heldReader: HeldReader;
   private readonly queues = new IdentityQueues();
   private readonly unsubscribes: Array<() => void> = [];
   /** Identities whose dead letters are being copied back: their records wait in their queue meanwhile. */
@@ -48,7 +52,15 @@ export class EdgeDrainSession implements PumpSession {
     lanes: Array<{ lane: PumpLane; weight: number }>,
     private readonly edge: EdgeContext,
   ) {
-    this.cursors = [...lanes.map(({ lane }) => new LaneCursor(lane, false)), new LaneCursor(edge.held.lane, true)];
+    const readAheadMax = edge.readAheadRecordsMax ?? EDGE_READ_AHEAD_RECORDS_MAX;
+    this.heldReader = new HeldReader(edge.held.lane, readAheadMax, this.queues, {
+      state: (identity) => (identity === host.gatewayId ? 'up' : edge.pool.state(identity)),
+      want: (identity) => edge.pool.want(identity),
+      identityOf: edge.identityOf,
+      monoMs: () => host.clock.monoMs(),
+    });
+    const upstream = lanes.map(({ lane }) => new LaneCursor(lane, false, readAheadMax));
+    this.cursors = [...upstream, this.heldReader.cursor];
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => {});
     for (const cursor of this.cursors) this.unsubscribes.push(cursor.lane.onDurable(() => this.notify()));
@@ -116,7 +128,7 @@ export class EdgeDrainSession implements PumpSession {
 
   /** True while the session holds records for the identity (the pool keeps its connection then). */
   busy(identity: string): boolean {
-    return this.queues.busy(identity);
+    return this.queues.busy(identity) || this.heldReader.deferred(identity);
   }
 
   notify(): void {
@@ -136,14 +148,17 @@ export class EdgeDrainSession implements PumpSession {
     return new Promise((resolve) => (this.waiter = resolve));
   }
 
+  /** The holding lane is read by its reader, which defers the identities that would block it (held-reader.ts). */
   private maybeRead(cursor: LaneCursor): void {
-    cursor.readAhead(this.host.limits, {
+    const listener = {
       ended: () => this.ended,
-      take: (record) => this.take(cursor, record),
+      take: (record: StoredRecord) => this.take(cursor, record),
       taken: () => (cursor.flushAck(this.host.limits.ackBatchRecords, false), this.notify()),
-      failed: (err) => this.host.reportError(err),
+      failed: (err: unknown) => this.host.reportError(err),
       retry: () => this.notify(),
-    });
+    };
+    if (cursor.holding) this.heldReader.read(this.host.limits, listener);
+    else cursor.readAhead(this.host.limits, listener);
   }
 
   /** A record read: queued on its identity, or straight to the holding lane while the identity is parked. */
@@ -151,7 +166,7 @@ export class EdgeDrainSession implements PumpSession {
     const identity = this.edge.identityOf(record);
     const queuedAtMs = this.host.clock.monoMs();
     const entry: Entry = { record, identity, cursor, state: 'queued', queuedAtMs, sentAtMs: 0 };
-    cursor.entries.push(entry);
+    cursor.add(entry);
     if (!cursor.holding && this.edge.held.parked(identity) && !this.resending.has(identity)) return this.park(entry);
     this.queues.push(entry);
     if (identity !== this.host.gatewayId) this.edge.pool.want(identity);
@@ -261,7 +276,7 @@ export class EdgeDrainSession implements PumpSession {
 
   /** A full read-ahead whose oldest record waits on a connection that has not opened for too long. */
   private parkHead(cursor: LaneCursor): void {
-    if (cursor.entries.length < EDGE_READ_AHEAD_RECORDS_MAX) return;
+    if (cursor.entries.length < cursor.readAheadMax) return;
     const head = cursor.entries.find((entry) => entry.state !== 'done');
     if (head === undefined || head.state !== 'queued' || head.identity === this.host.gatewayId) return;
     // Its letters are being copied to the holding lane: its newer records may only follow them.
