@@ -52,7 +52,6 @@ t.test(`${MESSAGES} messages through ${OUTAGES_MIN}+ random outages arrive in or
   });
   pump.start();
   t.teardown(() => pump.stop());
-
   // Appends go in small concurrent batches, as a hub's many producers do, so group commit can batch them.
   const produced = (async () => {
     const started = Date.now();
