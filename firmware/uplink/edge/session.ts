@@ -8,8 +8,10 @@ import { HeldReader } from './held-reader.js';
 import { EDGE_READ_AHEAD_RECORDS_MAX, IDENTITY_REFUSED, LaneCursor, deadLetterEntry } from './lane-cursor.js';
 import type { Entry } from './lane-cursor.js';
 import { IDENTITY_INFLIGHT_MAX, IDENTITY_SEND_BATCH_MESSAGES, PARK_PENDING_MS } from './limits.js';
+import { oldestGatewaySentAtMs, overdueError, overdueIdentities } from './overdue.js';
 import type { ConnectionPool } from './pool.js';
 import { IdentityQueues } from './queues.js';
+import { ReturningLetters } from './returning.js';
 import type { DeadLetterResend } from './resend.js';
 
 export interface EdgeContext {
@@ -34,8 +36,8 @@ export class EdgeDrainSession implements PumpSession {
   private readonly heldReader: HeldReader;
   private readonly queues = new IdentityQueues();
   private readonly unsubscribes: Array<() => void> = [];
-  /** Identities whose dead letters are being copied back: their records wait in their queue meanwhile. */
-  private readonly resending = new Set<string>();
+  /** Dead letters copied back to the holding lane: the identity's records wait in its queue meanwhile. */
+  private readonly letters: ReturningLetters;
   private ended = false;
   private paused = false;
   private waiter: (() => void) | null = null;
@@ -53,11 +55,18 @@ export class EdgeDrainSession implements PumpSession {
     private readonly edge: EdgeContext,
   ) {
     const readAheadMax = edge.readAheadRecordsMax ?? EDGE_READ_AHEAD_RECORDS_MAX;
-    this.heldReader = new HeldReader(edge.held.lane, readAheadMax, this.queues, {
-      state: (identity) => (identity === host.gatewayId ? 'up' : edge.pool.state(identity)),
-      want: (identity) => edge.pool.want(identity),
-      identityOf: edge.identityOf,
-      monoMs: () => host.clock.monoMs(),
+    const state = (identity: string) => (identity === host.gatewayId ? 'up' : edge.pool.state(identity));
+    const want = (identity: string) => edge.pool.want(identity);
+    const [monoMs, identityOf] = [() => host.clock.monoMs(), edge.identityOf];
+    this.heldReader = new HeldReader(edge.held.lane, readAheadMax, this.queues, { state, want, monoMs, identityOf });
+    this.letters = new ReturningLetters(edge.resend, edge.held, {
+      gatewayId: host.gatewayId,
+      limits: host.limits,
+      state,
+      want,
+      sentOf: (identity) => this.queues.sentOf(identity),
+      resent: (identity) => this.lettersResent(identity),
+      failed: (identity, err) => this.end(ioError(`cannot re-send the dead letters of "${identity}"`, err)),
     });
     const upstream = lanes.map(({ lane }) => new LaneCursor(lane, false, readAheadMax));
     this.cursors = [...upstream, this.heldReader.cursor];
@@ -77,13 +86,7 @@ export class EdgeDrainSession implements PumpSession {
 
   /** The gateway's own connection is the pump's to watch; children's publishes are timed out here. */
   oldestInflightSentAtMs(): number | null {
-    let oldest: number | null = null;
-    for (const cursor of this.cursors)
-      for (const entry of cursor.entries) {
-        const gateway = entry.identity === this.host.gatewayId && entry.state === 'sent';
-        if (gateway && (oldest === null || entry.sentAtMs < oldest)) oldest = entry.sentAtMs;
-      }
-    return oldest;
+    return oldestGatewaySentAtMs(this.cursors, this.host.gatewayId);
   }
 
   async run(): Promise<void> {
@@ -167,7 +170,8 @@ export class EdgeDrainSession implements PumpSession {
     const queuedAtMs = this.host.clock.monoMs();
     const entry: Entry = { record, identity, cursor, state: 'queued', queuedAtMs, sentAtMs: 0 };
     cursor.add(entry);
-    if (!cursor.holding && this.edge.held.parked(identity) && !this.resending.has(identity)) return this.park(entry);
+    if (!cursor.holding && this.edge.held.parked(identity) && !this.letters.resending(identity))
+      return this.park(entry);
     this.queues.push(entry);
     if (identity !== this.host.gatewayId) this.edge.pool.want(identity);
   }
@@ -176,13 +180,13 @@ export class EdgeDrainSession implements PumpSession {
   private dispatch(): void {
     if (this.ended) return;
     for (const cursor of this.cursors) if (!cursor.holding) this.parkHead(cursor);
-    this.returning();
+    this.letters.check();
     for (const [identity, queue] of this.queues) {
       if (queue.length === 0) {
         this.queues.delete(identity);
         continue;
       }
-      if (this.resending.has(identity)) continue;
+      if (this.letters.resending(identity)) continue;
       const state = identity === this.host.gatewayId ? 'up' : this.edge.pool.state(identity);
       if (state === 'refused') this.deadLetterAll(identity, queue);
       else if (state === 'backoff') this.parkQueued(identity, queue);
@@ -280,7 +284,7 @@ export class EdgeDrainSession implements PumpSession {
     const head = cursor.entries.find((entry) => entry.state !== 'done');
     if (head === undefined || head.state !== 'queued' || head.identity === this.host.gatewayId) return;
     // Its letters are being copied to the holding lane: its newer records may only follow them.
-    if (this.resending.has(head.identity)) return;
+    if (this.letters.resending(head.identity)) return;
     if (this.host.clock.monoMs() - head.queuedAtMs < PARK_PENDING_MS) return;
     const queue = this.queues.get(head.identity);
     if (queue !== undefined && this.queues.sentOf(head.identity) === 0) this.parkQueued(head.identity, queue);
@@ -294,31 +298,12 @@ export class EdgeDrainSession implements PumpSession {
     );
   }
 
-  /** Identities with dead letters waiting: connected when due for a recheck, their letters re-sent once up. */
-  private returning(): void {
-    const resend = this.edge.resend;
-    if (resend === null || resend.waitingCount === 0) return;
-    for (const identity of resend.identities()) {
-      if (this.resending.has(identity) || identity === this.host.gatewayId) continue;
-      const state = this.edge.pool.state(identity);
-      if (state === 'closed') this.edge.pool.want(identity);
-      else if (state === 'up' && this.queues.sentOf(identity) === 0) this.startResend(resend, identity);
-    }
-  }
-
-  /** The letters go to the holding lane first; the records queued meanwhile are parked behind them. */
-  private startResend(resend: DeadLetterResend, identity: string): void {
-    this.resending.add(identity);
-    resend.resend(identity, this.edge.held, this.host.limits).then(
-      () => {
-        this.resending.delete(identity);
-        if (this.ended) return;
-        const queue = this.queues.get(identity);
-        if (queue !== undefined && this.edge.held.parked(identity)) this.parkQueued(identity, queue);
-        this.notify();
-      },
-      (err: unknown) => this.end(ioError(`cannot re-send the dead letters of "${identity}"`, err)),
-    );
+  /** The letters went to the holding lane first; the records queued meanwhile are parked behind them. */
+  private lettersResent(identity: string): void {
+    if (this.ended) return;
+    const queue = this.queues.get(identity);
+    if (queue !== undefined && this.edge.held.parked(identity)) this.parkQueued(identity, queue);
+    this.notify();
   }
 
   private deadLetterAll(identity: string, queue: Entry[]): void {
@@ -352,14 +337,9 @@ export class EdgeDrainSession implements PumpSession {
   private checkTimeouts(): void {
     // A refused identity with letters waiting is due for its recheck at some point: the drain looks again.
     if ((this.edge.resend?.waitingCount ?? 0) > 0) this.notify();
-    const now = this.host.clock.monoMs();
-    for (const cursor of this.cursors)
-      for (const entry of cursor.entries) {
-        if (entry.state !== 'sent' || entry.identity === this.host.gatewayId) continue;
-        if (now - entry.sentAtMs < this.edge.publishTimeoutMs) continue;
-        const what = `no PUBACK for ${this.edge.publishTimeoutMs} ms on the connection of "${entry.identity}"`;
-        this.edge.pool.fail(entry.identity, new UplinkError('TIMEOUT', what));
-      }
+    const ms = this.edge.publishTimeoutMs;
+    const overdue = overdueIdentities(this.cursors, this.host.gatewayId, this.host.clock.monoMs(), ms);
+    for (const identity of overdue) this.edge.pool.fail(identity, overdueError(identity, ms));
   }
 }
 
