@@ -121,3 +121,27 @@ t.test('a restart while a child is deferred keeps each identity in stored order'
   await until('the holding lane acknowledged to its end', () => rig.held.ackedSeq() === rig.held.lastDurableSeq());
   t.equal(rig.edge.status().parked, 0, 'nobody parked any more');
 });
+
+t.test('a deferred child that IoT Hub refuses has its held records dead-lettered, in stored order', async (t) => {
+  const held = await heldRig(t);
+  const { rig, stored } = held;
+  await parkBoth(held);
+  held.proxies.get('b')!.pass();
+  await until("b's held records delivered", () => bodiesOf(rig.hub, 'b').length >= 20);
+  t.ok(rig.held.ackedSeq() < A_FIRST, "the holding lane held before a's copies");
+  rig.hub.deleteDevice('a');
+  held.proxies.get('a')!.pass();
+  const count = stored.get('a')!.length;
+  await until("a's records dead-lettered", () => rig.pump.status().deadLetters.total >= count);
+  const letters = await rig.dead.read(1, { recordsMax: 1000 });
+  t.same(
+    letters.map((r) => Number(r.body.toString())),
+    stored.get('a'),
+    'all of them, in stored order',
+  );
+  t.same(new Set(letters.map((r) => r.properties.$deadLetterReason)), new Set(['identity-refused']), 'refused');
+  t.equal(bodiesOf(rig.hub, 'a').length, 0, 'none went up');
+  t.same(bodiesOf(rig.hub, 'b'), stored.get('b'), 'b: each once, in stored order');
+  await until('the holding lane acknowledged to its end', () => rig.held.ackedSeq() === rig.held.lastDurableSeq());
+  t.equal(rig.edge.status().parked, 0, 'nobody parked any more');
+});
