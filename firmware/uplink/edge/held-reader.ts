@@ -58,8 +58,10 @@ export class HeldReader {
   read(limits: ReadLimits, listener: ReadListener): void {
     const cursor = this.cursor;
     if (cursor.reading || cursor.readRetry !== null) return;
-    if (!cursor.hasRoom(limits) && cursor.lane.lastDurableSeq() >= cursor.nextSeq) this.deferStalled();
     const ready = this.ready();
+    // Room is made only when something waits for it: more of the lane to read, or a range to read again.
+    const waiting = ready.size > 0 || cursor.lane.lastDurableSeq() >= cursor.nextSeq;
+    if (waiting && !cursor.hasRoom(limits)) this.deferStalled();
     if (ready.size > 0 && cursor.hasRoom(limits)) return this.reread(ready, limits, listener);
     cursor.readAhead(limits, { ...listener, take: (record) => this.take(record, listener) });
   }
