@@ -83,6 +83,7 @@ export class HeldReader {
   /** Deferred identities whose records can go now (up, or refused: dead-lettered); closed ones are opened. */
   private ready(): Map<string, Deferral> {
     const ready = new Map<string, Deferral>();
+    if (this.deferrals.size === 0) return ready;
     for (const [identity, deferral] of this.deferrals) {
       const state = this.host.state(identity);
       if (state === 'closed') this.host.want(identity);
