@@ -37,9 +37,15 @@ export interface EdgeRig {
   /** Appends one record per entry, from that device (the gateway's own when it is "gw"), numbered from 1. */
   append(devices: string[]): Promise<void>;
   start(): void;
+  /**
+   * The gateway restarted on the same ring log: the pump stopped and edge mode closed, then a new edge mode
+   * (pool, holding lane's counts) and pump started from the lanes' acknowledged cursors.
+   */
+  restart(): Promise<void>;
 }
 
-type PoolKnobs = 'connectionsMax' | 'idleSecs' | 'connectsPerSecMax' | 'backoff' | 'tokenTtlSecs' | 'clock';
+type PoolKnobs =
+  'connectionsMax' | 'idleSecs' | 'connectsPerSecMax' | 'backoff' | 'tokenTtlSecs' | 'clock' | 'readAheadRecordsMax';
 export type RigOptions = Partial<Pick<EdgeUplinkOptions, PoolKnobs>> & {
   /** Children of the gateway "gw" in the emulator's registry; any other id is refused at CONNECT. */
   children: string[];
@@ -65,42 +71,16 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
   const edgeHub = parseEdgeHubConnectionString(strings.edgeHub, 'gw', 'board.json', 'edgehub-cs');
   const credentials = { hostName: edgeHub.hostName, gatewayId: edgeHub.deviceId, key: edgeHub.sharedAccessKey };
   const errors: string[] = [];
-  const { children: _children, createLink, inflightMax, ...pool } = options;
-  const edge = new EdgeUplink({
-    gatewayId: 'gw',
-    credentials,
-    clock: systemClock,
-    ca: hub.ca.cert,
-    heldLane: held!,
-    deadLetterLane: dead!,
-    storeNowMs: () => log.storeNowMs(),
-    connectTimeoutMs: 5_000,
-    publishTimeoutMs: 5_000,
-    backoff: { baseMs: 20, maxMs: 50 },
-    ...pool,
-    reportError: (err) => void errors.push(err.message),
-    ...(createLink === undefined ? {} : { createLink: (identity: string) => createLink(identity, hub, credentials) }),
-  });
-  t.teardown(() => edge.close());
-  const gateway = createAzureTransport({ connectionString: strings.device, ca: hub.ca.cert });
-  const pump = new Pump({
-    gatewayId: 'gw',
-    transport: gateway,
-    lanes: [{ lane: upstream! }],
-    createSession: edge.createSession,
-    deadLetterLane: dead!,
-    backoff: { baseMs: 50, maxMs: 200 },
-    ...(inflightMax === undefined ? {} : { inflightMax }),
-  });
+  const lanes = { upstream: upstream!, dead: dead!, held: held! };
+  const build = () => edgeAndPump(t, { hub, log, ...lanes, errors }, options, credentials, strings.device);
+  const first = build();
   let n = 0;
-  return {
+  const rig: EdgeRig = {
     hub,
     log,
-    upstream: upstream!,
-    dead: dead!,
-    held: held!,
-    edge,
-    pump,
+    ...lanes,
+    edge: first.edge,
+    pump: first.pump,
     errors,
     async append(devices) {
       // One batch: the drain sees the whole backlog at once, as after an outage.
@@ -111,10 +91,56 @@ export async function edgeRig(t: Teardown, options: RigOptions): Promise<EdgeRig
       if (inputs.length > 0) await upstream!.appendBatch(inputs);
     },
     start() {
+      const pump = rig.pump;
       pump.start();
       t.teardown(() => pump.stop());
     },
+    async restart() {
+      await rig.pump.stop();
+      await rig.edge.close();
+      Object.assign(rig, build());
+      rig.start();
+    },
   };
+  return rig;
+}
+
+/** Edge mode and the pump on the rig's lanes: made at the start and again at each restart. */
+function edgeAndPump(
+  t: Teardown,
+  rig: Pick<EdgeRig, 'hub' | 'log' | 'upstream' | 'dead' | 'held' | 'errors'>,
+  options: RigOptions,
+  credentials: EdgeHubCredentials,
+  connectionString: string,
+): Pick<EdgeRig, 'edge' | 'pump'> {
+  const { hub, log } = rig;
+  const { children: _children, createLink, inflightMax, ...pool } = options;
+  const edge = new EdgeUplink({
+    gatewayId: 'gw',
+    credentials,
+    clock: systemClock,
+    ca: hub.ca.cert,
+    heldLane: rig.held,
+    deadLetterLane: rig.dead,
+    storeNowMs: () => log.storeNowMs(),
+    connectTimeoutMs: 5_000,
+    publishTimeoutMs: 5_000,
+    backoff: { baseMs: 20, maxMs: 50 },
+    ...pool,
+    reportError: (err) => void rig.errors.push(err.message),
+    ...(createLink === undefined ? {} : { createLink: (identity: string) => createLink(identity, hub, credentials) }),
+  });
+  t.teardown(() => edge.close());
+  const pump = new Pump({
+    gatewayId: 'gw',
+    transport: createAzureTransport({ connectionString, ca: hub.ca.cert }),
+    lanes: [{ lane: rig.upstream }],
+    createSession: edge.createSession,
+    deadLetterLane: rig.dead,
+    backoff: { baseMs: 50, maxMs: 200 },
+    ...(inflightMax === undefined ? {} : { inflightMax }),
+  });
+  return { edge, pump };
 }
 
 /** The on-behalf-of link edge mode makes, to another host name (a fault proxy in front of the emulator). */

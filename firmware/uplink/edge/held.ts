@@ -12,10 +12,19 @@ import type { PumpLane } from '../cursor.js';
  * parked until its connection is up and every copy here is delivered (or dead-lettered); then its records
  * go straight from the upstream lane again.
  *
- * This lane is acknowledged contiguously too, so a parked identity that stays unreachable holds this lane's
- * cursor: the records behind it (other identities', delivered meanwhile) may be sent again after a restart,
- * and only the read-ahead window of this lane is searched for deliverable ones. Both are bounded by the TTL
- * (the copies keep the original's expiry) and end when IoT Hub refuses the identity (dead-letter lane).
+ * This lane is read with a bounded read-ahead (EDGE_READ_AHEAD_RECORDS_MAX) and acknowledged contiguously
+ * too, so one parked identity that stays unreachable with more copies here than the read-ahead holds would
+ * keep every other identity's copies behind its own from being read. Its reader (held-reader.ts) *defers*
+ * such an identity instead: its copies are dropped from memory and only the seq range they lie in is kept,
+ * the others' copies behind them are read and sent, and once its connection is up (or IoT Hub refuses it:
+ * dead-letter lane) that range is read again (every record in it, a page at a time, for all the identities
+ * ready by then together), its copies in it queued in order before its later ones. Memory is one range per
+ * deferred identity besides the read-ahead. A deferred identity is still parked. This lane is acknowledged
+ * no further than just before the lowest deferred range, so nothing here is acknowledged before it is
+ * delivered or dead-lettered: the copies behind it that were delivered meanwhile (other identities') go
+ * again after a restart, in order, as duplicates. That is bounded by the TTL (the copies keep the original's
+ * expiry) and ends when the identity is delivered or refused.
+ *
  * A copy keeps the original's lane and seq, so its message id, and the far side's duplicate check, are the
  * original's.
  */

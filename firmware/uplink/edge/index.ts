@@ -45,6 +45,8 @@ export interface EdgeUplinkOptions {
   backoff?: BackoffOptions;
   tokenTtlSecs?: number;
   reportError: (err: Error) => void;
+  /** Tests: records read ahead per lane, records (default EDGE_READ_AHEAD_RECORDS_MAX, lane-cursor.ts). */
+  readAheadRecordsMax?: number;
   /** Tests: a link of another kind (a fault proxy's host) instead of the on-behalf-of one; given the sink. */
   createLink?: (identity: string, sink: DownlinkSink) => IdentityLink;
 }
@@ -134,6 +136,7 @@ export class EdgeUplink {
       resend: this.resend,
       identityOf: this.identityOf,
       publishTimeoutMs: this.opts.publishTimeoutMs,
+      ...(this.opts.readAheadRecordsMax === undefined ? {} : { readAheadRecordsMax: this.opts.readAheadRecordsMax }),
     });
     this.session = session;
     void session.done.finally(() => this.session === session && (this.session = null)).catch(() => {});

@@ -6,19 +6,20 @@ import { originOf } from './held.js';
 
 /**
  * Records read ahead of the acknowledged cursor per lane: the room to skip past identities whose connection
- * is still opening (50 children at 20 connects a second take 2.5 s) without stalling the others.
+ * is still opening (50 children at 20 connects a second take 2.5 s) without stalling the others. Past it an
+ * upstream lane parks the identity at its head (held.ts), the holding lane defers one (held-reader.ts).
  */
 export const EDGE_READ_AHEAD_RECORDS_MAX = 4_096;
 /** A failed read (disk error) is tried again after this long rather than ending the session, ms. */
 const READ_RETRY_MS = 1_000;
 
-/** One record of a lane in edge mode: queued on its identity, sent, being parked or dead-lettered, done. */
 /**
  * The dead-letter reason for the records of an identity IoT Hub refuses (deleted, disabled, not a child). The
  * pool reports the refusal once; each record is counted, not reported, or one child would flood the journal.
  */
 export const IDENTITY_REFUSED = 'identity-refused';
 
+/** One record of a lane in edge mode: queued on its identity, sent, being parked or dead-lettered, done. */
 export interface Entry {
   record: StoredRecord;
   identity: string;
@@ -50,16 +51,51 @@ export class LaneCursor {
   reading = false;
   readRetry: NodeJS.Timeout | null = null;
 
+  /**
+   * `readAheadMax`: the records held in memory at once (EDGE_READ_AHEAD_RECORDS_MAX unless a test makes it
+   * small). `ackCeiling`: the highest seq the lane may be acknowledged up to besides the read-ahead's own
+   * frontier (the holding lane's deferred records, held-reader.ts).
+   */
   constructor(
     readonly lane: PumpLane,
     readonly holding: boolean,
+    readonly readAheadMax = EDGE_READ_AHEAD_RECORDS_MAX,
+    private readonly ackCeiling: () => number = () => Infinity,
   ) {
     this.lastAckSent = lane.ackedSeq();
     this.nextSeq = this.lastAckSent + 1;
   }
 
   frontier(): number {
-    return this.entries.length > 0 ? this.entries[0]!.record.seq - 1 : this.nextSeq - 1;
+    const own = this.entries.length > 0 ? this.entries[0]!.record.seq - 1 : this.nextSeq - 1;
+    return Math.min(own, this.ackCeiling());
+  }
+
+  /** An entry read: in seq order (a record read again, held-reader.ts, may come before those read since). */
+  add(entry: Entry): void {
+    const seq = entry.record.seq;
+    if (this.entries.length === 0 || this.entries.at(-1)!.record.seq < seq) return void this.entries.push(entry);
+    let low = 0;
+    let high = this.entries.length;
+    while (low < high) {
+      const mid = (low + high) >> 1;
+      if (this.entries[mid]!.record.seq < seq) low = mid + 1;
+      else high = mid;
+    }
+    this.entries.splice(low, 0, entry);
+  }
+
+  /** Whether the read-ahead has room for a read: half a batch at least, so reads are not one record each. */
+  hasRoom(limits: Pick<DrainLimits, 'readBatchRecordsMax'>): boolean {
+    const room = this.readAheadMax - this.entries.length;
+    return room >= Math.min(limits.readBatchRecordsMax, this.readAheadMax / 2);
+  }
+
+  /** A read failed: reported, and tried again after READ_RETRY_MS. */
+  readFailed(err: unknown, listener: ReadListener): void {
+    this.reading = false;
+    listener.failed(err);
+    this.readRetry = setTimeout(() => ((this.readRetry = null), listener.retry()), READ_RETRY_MS);
   }
 
   /** Drops the finished entries at the head. */
@@ -81,14 +117,8 @@ export class LaneCursor {
 
   /** Reads the next batch while the read-ahead has room for half of one. */
   readAhead(limits: Pick<DrainLimits, 'readBatchRecordsMax' | 'readBatchBytesMax'>, listener: ReadListener): void {
-    const room = EDGE_READ_AHEAD_RECORDS_MAX - this.entries.length;
-    const batch = Math.min(limits.readBatchRecordsMax, room);
-    if (
-      this.reading ||
-      this.readRetry !== null ||
-      room < Math.min(limits.readBatchRecordsMax, EDGE_READ_AHEAD_RECORDS_MAX / 2)
-    )
-      return;
+    const batch = Math.min(limits.readBatchRecordsMax, this.readAheadMax - this.entries.length);
+    if (this.reading || this.readRetry !== null || !this.hasRoom(limits)) return;
     const durable = this.lane.lastDurableSeq();
     if (durable < this.nextSeq) return;
     this.reading = true;
@@ -102,11 +132,7 @@ export class LaneCursor {
         for (const record of records) listener.take(record);
         listener.taken();
       },
-      (err: unknown) => {
-        this.reading = false;
-        listener.failed(err);
-        this.readRetry = setTimeout(() => ((this.readRetry = null), listener.retry()), READ_RETRY_MS);
-      },
+      (err: unknown) => this.readFailed(err, listener),
     );
   }
 }

@@ -4,11 +4,14 @@ import type { DrainHost, PumpSession } from '../drain.js';
 import { recordToMessage } from '../message.js';
 import { UplinkError } from '../types.js';
 import { HeldLane, originOf } from './held.js';
+import { HeldReader } from './held-reader.js';
 import { EDGE_READ_AHEAD_RECORDS_MAX, IDENTITY_REFUSED, LaneCursor, deadLetterEntry } from './lane-cursor.js';
 import type { Entry } from './lane-cursor.js';
 import { IDENTITY_INFLIGHT_MAX, IDENTITY_SEND_BATCH_MESSAGES, PARK_PENDING_MS } from './limits.js';
+import { oldestGatewaySentAtMs, overdueError, overdueIdentities } from './overdue.js';
 import type { ConnectionPool } from './pool.js';
 import { IdentityQueues } from './queues.js';
+import { ReturningLetters } from './returning.js';
 import type { DeadLetterResend } from './resend.js';
 
 export interface EdgeContext {
@@ -18,6 +21,8 @@ export interface EdgeContext {
   resend: DeadLetterResend | null;
   identityOf(record: StoredRecord): string;
   publishTimeoutMs: number;
+  /** Records read ahead per lane; EDGE_READ_AHEAD_RECORDS_MAX unless a test makes it small. */
+  readAheadRecordsMax?: number;
 }
 
 /**
@@ -28,10 +33,11 @@ export interface EdgeContext {
  */
 export class EdgeDrainSession implements PumpSession {
   private readonly cursors: LaneCursor[];
+  private readonly heldReader: HeldReader;
   private readonly queues = new IdentityQueues();
   private readonly unsubscribes: Array<() => void> = [];
-  /** Identities whose dead letters are being copied back: their records wait in their queue meanwhile. */
-  private readonly resending = new Set<string>();
+  /** Dead letters copied back to the holding lane: the identity's records wait in its queue meanwhile. */
+  private readonly letters: ReturningLetters;
   private ended = false;
   private paused = false;
   private waiter: (() => void) | null = null;
@@ -48,7 +54,22 @@ export class EdgeDrainSession implements PumpSession {
     lanes: Array<{ lane: PumpLane; weight: number }>,
     private readonly edge: EdgeContext,
   ) {
-    this.cursors = [...lanes.map(({ lane }) => new LaneCursor(lane, false)), new LaneCursor(edge.held.lane, true)];
+    const readAheadMax = edge.readAheadRecordsMax ?? EDGE_READ_AHEAD_RECORDS_MAX;
+    const state = (identity: string) => (identity === host.gatewayId ? 'up' : edge.pool.state(identity));
+    const want = (identity: string) => edge.pool.want(identity);
+    const [monoMs, identityOf] = [() => host.clock.monoMs(), edge.identityOf];
+    this.heldReader = new HeldReader(edge.held.lane, readAheadMax, this.queues, { state, want, monoMs, identityOf });
+    this.letters = new ReturningLetters(edge.resend, edge.held, {
+      gatewayId: host.gatewayId,
+      limits: host.limits,
+      state,
+      want,
+      sentOf: (identity) => this.queues.sentOf(identity),
+      resent: (identity) => this.lettersResent(identity),
+      failed: (identity, err) => this.end(ioError(`cannot re-send the dead letters of "${identity}"`, err)),
+    });
+    const upstream = lanes.map(({ lane }) => new LaneCursor(lane, false, readAheadMax));
+    this.cursors = [...upstream, this.heldReader.cursor];
     this.done = new Promise((resolve, reject) => (this.settle = { resolve, reject }));
     this.done.catch(() => {});
     for (const cursor of this.cursors) this.unsubscribes.push(cursor.lane.onDurable(() => this.notify()));
@@ -65,13 +86,7 @@ export class EdgeDrainSession implements PumpSession {
 
   /** The gateway's own connection is the pump's to watch; children's publishes are timed out here. */
   oldestInflightSentAtMs(): number | null {
-    let oldest: number | null = null;
-    for (const cursor of this.cursors)
-      for (const entry of cursor.entries) {
-        const gateway = entry.identity === this.host.gatewayId && entry.state === 'sent';
-        if (gateway && (oldest === null || entry.sentAtMs < oldest)) oldest = entry.sentAtMs;
-      }
-    return oldest;
+    return oldestGatewaySentAtMs(this.cursors, this.host.gatewayId);
   }
 
   async run(): Promise<void> {
@@ -116,7 +131,7 @@ export class EdgeDrainSession implements PumpSession {
 
   /** True while the session holds records for the identity (the pool keeps its connection then). */
   busy(identity: string): boolean {
-    return this.queues.busy(identity);
+    return this.queues.busy(identity) || this.heldReader.deferred(identity);
   }
 
   notify(): void {
@@ -136,14 +151,17 @@ export class EdgeDrainSession implements PumpSession {
     return new Promise((resolve) => (this.waiter = resolve));
   }
 
+  /** The holding lane is read by its reader, which defers the identities that would block it (held-reader.ts). */
   private maybeRead(cursor: LaneCursor): void {
-    cursor.readAhead(this.host.limits, {
+    const listener = {
       ended: () => this.ended,
-      take: (record) => this.take(cursor, record),
+      take: (record: StoredRecord) => this.take(cursor, record),
       taken: () => (cursor.flushAck(this.host.limits.ackBatchRecords, false), this.notify()),
-      failed: (err) => this.host.reportError(err),
+      failed: (err: unknown) => this.host.reportError(err),
       retry: () => this.notify(),
-    });
+    };
+    if (cursor.holding) this.heldReader.read(this.host.limits, listener);
+    else cursor.readAhead(this.host.limits, listener);
   }
 
   /** A record read: queued on its identity, or straight to the holding lane while the identity is parked. */
@@ -151,8 +169,9 @@ export class EdgeDrainSession implements PumpSession {
     const identity = this.edge.identityOf(record);
     const queuedAtMs = this.host.clock.monoMs();
     const entry: Entry = { record, identity, cursor, state: 'queued', queuedAtMs, sentAtMs: 0 };
-    cursor.entries.push(entry);
-    if (!cursor.holding && this.edge.held.parked(identity) && !this.resending.has(identity)) return this.park(entry);
+    cursor.add(entry);
+    if (!cursor.holding && this.edge.held.parked(identity) && !this.letters.resending(identity))
+      return this.park(entry);
     this.queues.push(entry);
     if (identity !== this.host.gatewayId) this.edge.pool.want(identity);
   }
@@ -161,13 +180,13 @@ export class EdgeDrainSession implements PumpSession {
   private dispatch(): void {
     if (this.ended) return;
     for (const cursor of this.cursors) if (!cursor.holding) this.parkHead(cursor);
-    this.returning();
+    this.letters.check();
     for (const [identity, queue] of this.queues) {
       if (queue.length === 0) {
         this.queues.delete(identity);
         continue;
       }
-      if (this.resending.has(identity)) continue;
+      if (this.letters.resending(identity)) continue;
       const state = identity === this.host.gatewayId ? 'up' : this.edge.pool.state(identity);
       if (state === 'refused') this.deadLetterAll(identity, queue);
       else if (state === 'backoff') this.parkQueued(identity, queue);
@@ -261,11 +280,11 @@ export class EdgeDrainSession implements PumpSession {
 
   /** A full read-ahead whose oldest record waits on a connection that has not opened for too long. */
   private parkHead(cursor: LaneCursor): void {
-    if (cursor.entries.length < EDGE_READ_AHEAD_RECORDS_MAX) return;
+    if (cursor.entries.length < cursor.readAheadMax) return;
     const head = cursor.entries.find((entry) => entry.state !== 'done');
     if (head === undefined || head.state !== 'queued' || head.identity === this.host.gatewayId) return;
     // Its letters are being copied to the holding lane: its newer records may only follow them.
-    if (this.resending.has(head.identity)) return;
+    if (this.letters.resending(head.identity)) return;
     if (this.host.clock.monoMs() - head.queuedAtMs < PARK_PENDING_MS) return;
     const queue = this.queues.get(head.identity);
     if (queue !== undefined && this.queues.sentOf(head.identity) === 0) this.parkQueued(head.identity, queue);
@@ -279,35 +298,12 @@ export class EdgeDrainSession implements PumpSession {
     );
   }
 
-  /**
-   * Identities with dead letters waiting: connected when due for a recheck, their letters re-sent once up.
-   * The gateway's own are sent at once, on its connection (this session's): letters of its drivers from before
-   * they went up as the gateway, dead-lettered under the driver's id, which IoT Hub never took.
-   */
-  private returning(): void {
-    const resend = this.edge.resend;
-    if (resend === null || resend.waitingCount === 0) return;
-    for (const identity of resend.identities()) {
-      if (this.resending.has(identity)) continue;
-      const state = identity === this.host.gatewayId ? 'up' : this.edge.pool.state(identity);
-      if (state === 'closed') this.edge.pool.want(identity);
-      else if (state === 'up' && this.queues.sentOf(identity) === 0) this.startResend(resend, identity);
-    }
-  }
-
-  /** The letters go to the holding lane first; the records queued meanwhile are parked behind them. */
-  private startResend(resend: DeadLetterResend, identity: string): void {
-    this.resending.add(identity);
-    resend.resend(identity, this.edge.held, this.host.limits).then(
-      () => {
-        this.resending.delete(identity);
-        if (this.ended) return;
-        const queue = this.queues.get(identity);
-        if (queue !== undefined && this.edge.held.parked(identity)) this.parkQueued(identity, queue);
-        this.notify();
-      },
-      (err: unknown) => this.end(ioError(`cannot re-send the dead letters of "${identity}"`, err)),
-    );
+  /** The letters went to the holding lane first; the records queued meanwhile are parked behind them. */
+  private lettersResent(identity: string): void {
+    if (this.ended) return;
+    const queue = this.queues.get(identity);
+    if (queue !== undefined && this.edge.held.parked(identity)) this.parkQueued(identity, queue);
+    this.notify();
   }
 
   private deadLetterAll(identity: string, queue: Entry[]): void {
@@ -341,14 +337,9 @@ export class EdgeDrainSession implements PumpSession {
   private checkTimeouts(): void {
     // A refused identity with letters waiting is due for its recheck at some point: the drain looks again.
     if ((this.edge.resend?.waitingCount ?? 0) > 0) this.notify();
-    const now = this.host.clock.monoMs();
-    for (const cursor of this.cursors)
-      for (const entry of cursor.entries) {
-        if (entry.state !== 'sent' || entry.identity === this.host.gatewayId) continue;
-        if (now - entry.sentAtMs < this.edge.publishTimeoutMs) continue;
-        const what = `no PUBACK for ${this.edge.publishTimeoutMs} ms on the connection of "${entry.identity}"`;
-        this.edge.pool.fail(entry.identity, new UplinkError('TIMEOUT', what));
-      }
+    const ms = this.edge.publishTimeoutMs;
+    const overdue = overdueIdentities(this.cursors, this.host.gatewayId, this.host.clock.monoMs(), ms);
+    for (const identity of overdue) this.edge.pool.fail(identity, overdueError(identity, ms));
   }
 }
 
