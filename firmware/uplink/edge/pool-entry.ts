@@ -17,6 +17,8 @@ export interface Entry {
   state: IdentityState;
   backoff: Backoff;
   retryAtMonoMs: number;
+  /** Since when the identity waits for a connect slot: slots go to the longest waiting first. */
+  waitingSinceMonoMs: number;
   lastTrafficMonoMs: number;
   inflight: number;
   /** The identity is connected at the local hub: its connection stays open however idle. */
@@ -34,6 +36,7 @@ export function newEntry(identity: string, link: IdentityLink, backoff: BackoffO
     state: 'closed',
     backoff: new Backoff(backoff),
     retryAtMonoMs: 0,
+    waitingSinceMonoMs: nowMs,
     lastTrafficMonoMs: nowMs,
     inflight: 0,
     retained: false,

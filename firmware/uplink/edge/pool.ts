@@ -67,6 +67,7 @@ export class ConnectionPool {
     }
     if (this.state(identity) !== 'closed') return;
     entry.state = 'waiting';
+    entry.waitingSinceMonoMs = this.opts.clock.monoMs();
     this.schedule();
   }
 
@@ -191,17 +192,26 @@ export class ConnectionPool {
     this.timer = null;
     const now = this.opts.clock.monoMs();
     let dueAtMs = Infinity;
+    const waiting: Entry[] = [];
     for (const entry of this.entries.values()) {
-      if (entry.state === 'backoff' && entry.retryAtMonoMs <= now) entry.state = 'waiting';
+      if (entry.state === 'backoff' && entry.retryAtMonoMs <= now) {
+        entry.state = 'waiting';
+        entry.waitingSinceMonoMs = entry.retryAtMonoMs;
+      }
       if (entry.state === 'backoff') dueAtMs = Math.min(dueAtMs, entry.retryAtMonoMs);
-      if (entry.state !== 'waiting') continue;
+      if (entry.state === 'waiting') waiting.push(entry);
+    }
+    // The longest waiting first: in map order, identities wanted early that fail fast (a short backoff) would
+    // take every slot from one wanted later.
+    waiting.sort((a, b) => a.waitingSinceMonoMs - b.waitingSinceMonoMs);
+    for (const entry of waiting) {
       const notBefore = this.pacer.notBefore(now);
       if (notBefore !== null) {
         dueAtMs = Math.min(dueAtMs, notBefore);
-        continue;
+        break;
       }
       // A finished connect calls schedule() again, so a slot freed here is taken at once.
-      if (this.connecting() >= CLOUD_CONNECTS_INFLIGHT_MAX) continue;
+      if (this.connecting() >= CLOUD_CONNECTS_INFLIGHT_MAX) break;
       if (this.open() >= this.connectionsMax && !this.evictIdle()) continue;
       this.pacer.take(now);
       void this.connect(entry);
@@ -297,6 +307,7 @@ export class ConnectionPool {
   /** A fresh connect with a fresh token, ahead of the other waiting identities. */
   private renew(entry: Entry): void {
     entry.state = 'waiting';
+    entry.waitingSinceMonoMs = -Infinity;
     void entry.link.transport
       .close()
       .catch(() => {})

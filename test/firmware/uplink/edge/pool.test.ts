@@ -154,3 +154,34 @@ t.test('no more than CLOUD_CONNECTS_INFLIGHT_MAX connects at once, however slow 
   t.ok(peak > 1, 'yet more than one at a time');
   for (const id of children) t.equal(rig.hub.operations(id, 'connect'), 1, `${id}: one connect`);
 });
+
+t.test('connect slots go to the longest waiting: children failing fast do not starve one wanted later', async (t) => {
+  const proxies = new Map<string, FaultProxy>();
+  const flaky = ['f1', 'f2'];
+  const rig = await edgeRig(t, {
+    children: ['c1', ...flaky],
+    // Backoffs shorter than the pacing interval (50 ms): the failing children are due again at every slot.
+    backoff: { baseMs: 10, maxMs: 20 },
+    connectsPerSecMax: 20,
+    createLink: (identity, hub, credentials) =>
+      flaky.includes(identity)
+        ? linkVia(identity, hub, credentials, `localhost:${proxies.get(identity)!.port}`)
+        : createIdentityLink({ identity, credentials, ca: hub.ca.cert, wallMs: () => Date.now() }),
+  });
+  for (const id of flaky) {
+    const proxy = await FaultProxy.start({ targetPort: rig.hub.port });
+    t.teardown(() => proxy.close());
+    proxy.refuse();
+    proxies.set(id, proxy);
+  }
+  await rig.append(flaky);
+  rig.start();
+  await until('both failing children retried', () => rig.edge.status().connects >= 4);
+  const connectsBefore = rig.edge.status().connects;
+  await rig.append(['c1']);
+  await until('the child wanted later delivered', () => bodiesOf(rig.hub, 'c1').length === 1, 10_000);
+  const between = rig.edge.status().connects - connectsBefore - 1;
+  // The failing children may take the slots they were due for before the new record was read (a few, on a
+  // loaded machine); without the order it was every slot, and the child waited for as long as they failed.
+  t.ok(between <= 3 * flaky.length, `${between} connects of the failing children before the child's own`);
+});
