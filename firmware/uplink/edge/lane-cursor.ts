@@ -6,7 +6,7 @@ import { originOf } from './held.js';
 
 /**
  * Records read ahead of the acknowledged cursor per lane: the room to skip past identities whose connection
- * is still opening (50 children at 20 connects a second take 2.5 s) without stalling the others. Past it an
+ * is still opening (50 children at 50 connects a second take 1 s) without stalling the others. Past it an
  * upstream lane parks the identity at its head (held.ts), the holding lane defers one (held-reader.ts).
  */
 export const EDGE_READ_AHEAD_RECORDS_MAX = 4_096;
