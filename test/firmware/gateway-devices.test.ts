@@ -1,4 +1,5 @@
 import { symlinkSync, writeFileSync } from 'node:fs';
+import { warningsOf } from '../support/warnings.js';
 import { join } from 'node:path';
 import t, { type Test } from 'tap';
 import { loadBoard } from '../../firmware/board/board.js';
@@ -30,16 +31,8 @@ async function simBoard(t: Test, uplink: Record<string, unknown>): Promise<Loade
   return loadBoard(join(dir, 'board.json'));
 }
 
-async function warningsOf(fn: () => void): Promise<Error[]> {
-  const seen: Error[] = [];
-  const listener = (warning: Error) => void seen.push(warning);
-  process.on('warning', listener);
-  try {
-    fn();
-    await new Promise((resolve) => setImmediate(resolve));
-  } finally {
-    process.off('warning', listener);
-  }
+async function unusedWarningsOf(fn: () => void): Promise<Error[]> {
+  const seen = await warningsOf(fn);
   return seen.filter((w) => (w as NodeJS.ErrnoException).code === CLOUD_IDENTITY_UNUSED_WARNING);
 }
 
@@ -57,14 +50,17 @@ t.test('the drivers without an identity of their own go as the gateway, disabled
 
 t.test('"own" outside edge mode: a start-up warning naming file and field; none in edge mode', async (t) => {
   const device = await simBoard(t, DEVICE_MODE);
-  const warnings = await warningsOf(() =>
+  const warnings = await unusedWarningsOf(() =>
     warnUnusedCloudIdentity(device, parseUplinkConfig(device.uplink, device.file)),
   );
   t.equal(warnings.length, 1, 'one warning, for the one "own" device');
   t.match(warnings[0]!.message, `${device.file}: $.devices.env.cloudIdentity: "own" applies in edge mode only`);
   t.match(warnings[0]!.message, /device mode it changes nothing: the readings of "env" are the gateway's/);
   const none = await simBoard(t, { protocol: 'none' });
-  t.equal((await warningsOf(() => warnUnusedCloudIdentity(none, parseUplinkConfig(none.uplink, none.file)))).length, 1);
+  t.equal(
+    (await unusedWarningsOf(() => warnUnusedCloudIdentity(none, parseUplinkConfig(none.uplink, none.file)))).length,
+    1,
+  );
   const edge = await simBoard(t, EDGE_MODE);
-  t.same(await warningsOf(() => warnUnusedCloudIdentity(edge, parseUplinkConfig(edge.uplink, edge.file))), []);
+  t.same(await unusedWarningsOf(() => warnUnusedCloudIdentity(edge, parseUplinkConfig(edge.uplink, edge.file))), []);
 });

@@ -172,15 +172,9 @@ export class ConnectionPool {
     this.schedule();
   }
 
-  private connecting(): number {
+  private count(which: (entry: Entry) => boolean): number {
     let count = 0;
-    for (const entry of this.entries.values()) if (entry.state === 'connecting') count += 1;
-    return count;
-  }
-
-  private open(): number {
-    let count = 0;
-    for (const entry of this.entries.values()) if (isOpen(entry)) count += 1;
+    for (const entry of this.entries.values()) if (which(entry)) count += 1;
     return count;
   }
 
@@ -211,8 +205,8 @@ export class ConnectionPool {
         break;
       }
       // A finished connect calls schedule() again, so a slot freed here is taken at once.
-      if (this.connecting() >= CLOUD_CONNECTS_INFLIGHT_MAX) break;
-      if (this.open() >= this.connectionsMax && !this.evictIdle()) continue;
+      if (this.count((e) => e.state === 'connecting') >= CLOUD_CONNECTS_INFLIGHT_MAX) break;
+      if (this.count(isOpen) >= this.connectionsMax && !this.evictIdle()) continue;
       this.pacer.take(now);
       void this.connect(entry);
     }

@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync } from 'node:fs';
+import { warningsOf } from '../../support/warnings.js';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import t from 'tap';
@@ -17,20 +18,6 @@ const mqtt = (fields: Record<string, unknown>) => ({ protocol: 'mqtt', url: 'mqt
 /** The cap of a parsed mqtt uplink. */
 const capOf = (config: ReturnType<typeof parseUplinkConfig>) =>
   config.protocol === 'mqtt' ? config.bytesPerSecMax : NaN;
-
-/** The warnings `fn` emits (process 'warning' events), after the next tick they are delivered on. */
-async function warningsOf(fn: () => unknown): Promise<Error[]> {
-  const seen: Error[] = [];
-  const listener = (w: Error) => seen.push(w);
-  process.on('warning', listener);
-  try {
-    fn();
-    await new Promise((resolve) => setImmediate(resolve));
-  } finally {
-    process.off('warning', listener);
-  }
-  return seen;
-}
 
 t.test('board.json: bytesPerSecMax, the deprecated maxBytesPerSec with a warning, both refused', async (t) => {
   t.equal(capOf(parseUplinkConfig(mqtt({ bytesPerSecMax: 4096 }), BOARD)), 4096, 'the new name');

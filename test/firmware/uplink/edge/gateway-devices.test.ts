@@ -1,4 +1,5 @@
 import path from 'node:path';
+import { collectWarnings } from '../../../support/warnings.js';
 import t from 'tap';
 import { setTimeout as sleep } from 'node:timers/promises';
 import azureDevice from 'azure-iot-device';
@@ -162,9 +163,7 @@ t.test("a driver's old identity-refused letters and unmarked records go up as th
 
 t.test('device mode: a driver set "own" still goes as the gateway, and the start warns', async (t) => {
   const warnings: Error[] = [];
-  const listener = (warning: Error) => void warnings.push(warning);
-  process.on('warning', listener);
-  t.teardown(() => void process.off('warning', listener));
+  collectWarnings(warnings, t);
   const dir = tempDir(t, 'outpost-device-mode-');
   const certs = await hubCerts(dir);
   t.teardown(() => certs.ca.dispose());
